@@ -1,0 +1,85 @@
+"""Kafka clients configured once from settings (confluent-kafka / librdkafka)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from twinflow.settings import Settings
+
+
+def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Base librdkafka config: bootstrap servers plus the user's `kafka.extra` properties."""
+    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap_servers}
+    conf.update(settings.kafka.extra)
+    conf.update(extra)
+    return conf
+
+
+def without_bootstrap(conf: dict[str, Any]) -> dict[str, Any]:
+    """The same config minus bootstrap.servers (Bytewax's Kafka connectors take brokers apart)."""
+    return {k: v for k, v in conf.items() if k != "bootstrap.servers"}
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Idempotent, acks=all producer settings: no loss, no duplicates on retry."""
+    return client_config(
+        settings,
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+            "message.timeout.ms": 300000,
+            **extra,
+        },
+    )
+
+
+def make_producer(settings: Settings, **extra: Any) -> Producer:
+    return Producer(producer_config(settings, **extra))
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic twinflow uses, with partitions and retention."""
+    t = settings.topics
+    week = str(7 * 24 * 3600 * 1000)
+    return [
+        TopicSpec(t.raw, t.raw_partitions, {"retention.ms": week}),
+        TopicSpec(t.dlq, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    ]
+
+
+def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 30) -> list[str]:
+    """Create missing topics (idempotent); returns the names created."""
+    admin = AdminClient(client_config(settings))
+    specs = specs if specs is not None else topic_specs(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    new = [
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
+        for s in specs
+        if s.name not in existing
+    ]
+    if not new:
+        return []
+    created = []
+    for name, fut in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    return created

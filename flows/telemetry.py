@@ -1,0 +1,73 @@
+"""Telemetry ingest flow: Kafka ``telemetry.raw`` → decode/validate → PostgreSQL; rejects → DLQ.
+
+Wiring only; the logic is in :mod:`operators.ingest`, the I/O in :mod:`connectors`.
+
+Run it::
+
+    twinflow run                                     # recovery on, 1 worker
+    python -m bytewax.run "flows.telemetry:get_flow()" -w 1
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSink, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from confluent_kafka import OFFSET_BEGINNING
+
+from connectors.kafka.clients import client_config, producer_config, without_bootstrap
+from connectors.kafka.messages import dead_letter_message
+from connectors.postgres.sink import TelemetrySink
+from operators.ingest import Limits, split_batch
+from twinflow.settings import Settings, load_settings
+
+log = logging.getLogger("twinflow.flow")
+
+
+def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-telemetry") -> Dataflow:
+    """Build the ingest dataflow; ``tail=False`` stops at the end of the topic (tests, backfills)."""
+    fs = settings.flow
+    limits = Limits(
+        max_bytes=fs.max_message_bytes,
+        max_future_skew=timedelta(seconds=fs.max_future_skew_s),
+        max_age=timedelta(days=fs.max_age_days),
+    )
+    brokers = settings.kafka.bootstrap_servers.split(",")
+
+    flow = Dataflow(flow_id)
+    polled = op.input(
+        "kafka_in",
+        flow,
+        KafkaSource(
+            brokers,
+            [settings.topics.raw],
+            tail=tail,
+            starting_offset=OFFSET_BEGINNING,
+            add_config=without_bootstrap(client_config(settings)),
+            batch_size=fs.batch_size,
+            raise_on_errors=False,
+        ),
+    )
+    branch = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
+    op.inspect("log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
+
+    splits = op.flat_map_batch("decode", branch.trues, lambda batch: [split_batch(batch, limits)])
+    rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
+    op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), fs.batch_size))
+
+    dead = op.flat_map(
+        "dead_letters",
+        splits,
+        lambda s: [dead_letter_message(d, settings.topics.dlq) for d in s.dead],
+    )
+    op.output("dlq", dead, KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings))))
+    return flow
+
+
+def get_flow(tail: bool = True) -> Dataflow:
+    """Entry point for ``python -m bytewax.run "flows.telemetry:get_flow()"``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return build_flow(load_settings(), tail=tail)
