@@ -36,6 +36,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 test: setup
+	bash scripts/install-compose.sh
 	$(TW) stack up --with-timescale-wasm
 	$(TW) db migrate
 	$(PY) -m ruff check .

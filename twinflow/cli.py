@@ -17,9 +17,11 @@ app = typer.Typer(help="twinflow: keep digital twins in step with their machines
 stack_app = typer.Typer(help="The local stack of real services (no Docker).", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 bridge_app = typer.Typer(help="Protocol bridges into Kafka.", no_args_is_help=True)
+kafka_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(bridge_app, name="bridge")
+app.add_typer(kafka_app, name="kafka")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -115,6 +117,19 @@ def db_migrate(
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     console.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+# ----------------------------------------------------------------------------- kafka
+@kafka_app.command("init")
+def kafka_init() -> None:
+    """Create every topic twinflow uses (idempotent)."""
+    from connectors.kafka.clients import ensure_topics, topic_specs
+
+    s = _settings()
+    created = ensure_topics(s)
+    for spec in topic_specs(s):
+        mark = "created" if spec.name in created else "exists"
+        console.print(f"{spec.name:<24} partitions={spec.partitions:<3} {mark}")
 
 
 # ----------------------------------------------------------------------------- flow

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -123,6 +123,18 @@ class Settings(BaseSettings):
     topics: Topics = Field(default_factory=Topics)
     flow: FlowSettings = Field(default_factory=FlowSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
+
+    @model_validator(mode="after")
+    def _clients_follow_stack_ports(self) -> Settings:
+        """Unless set explicitly, clients talk to the local stack on the ports it was given."""
+        st = self.stack
+        if "bootstrap_servers" not in self.kafka.model_fields_set:
+            self.kafka.bootstrap_servers = f"127.0.0.1:{st.kafka_port}"
+        if "port" not in self.postgres.model_fields_set:
+            self.postgres.port = st.postgres_port
+        if "port" not in self.mqtt.model_fields_set:
+            self.mqtt.port = st.mosquitto_port
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -39,9 +39,8 @@ COPY_TYPES = ["text", "text", "timestamptz", "float8", "int8", "int2", "text"]
 class TelemetryWriter:
     """A reconnecting batch writer; one per sink partition (worker).
 
-    >>> w = TelemetryWriter("host=127.0.0.1 dbname=twinflow")  # doctest: +SKIP
-    >>> w.write([TelemetryRow("p1", "rpm", ts, 1450.0, 1, 0, "mqtt")])  # doctest: +SKIP
-    1
+    Usage: ``TelemetryWriter(conninfo).write(rows)`` returns the number of rows newly
+    inserted; writing the same rows again returns 0.
     """
 
     def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:

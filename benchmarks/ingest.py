@@ -1,0 +1,130 @@
+"""Benchmark: readings/s from Kafka through the telemetry flow into PostgreSQL.
+
+    make bench-ingest                       # 1,000,000 readings (envelopes of 5 values)
+    python -m benchmarks.ingest --readings 100000 --processes 2
+
+Produces N envelopes for T twins into a fresh 4-partition topic first, then runs the
+flow (``tail=False``: it stops at the end of the topic) and measures wall time from
+start to the last row committed. Rows are counted in the database afterwards and
+the benchmark's rows are deleted again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import psycopg
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from rich.console import Console
+from rich.progress import Progress
+
+from benchmarks.machine import append_result
+from connectors.kafka.clients import client_config, ensure_topics, producer_config
+from twinflow.settings import Topics, load_settings
+
+console = Console()
+
+
+def produce(settings, n: int, twins: int, sensors: int, prefix: str) -> float:
+    p = Producer(producer_config(settings, **{"linger.ms": 20}))
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    names = [f"s{i}" for i in range(sensors)]
+    ids = [f"{prefix}-{i:05d}" for i in range(twins)]
+    start = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("producing", total=n)
+        for i in range(n):
+            twin = ids[i % twins]
+            seq = i // twins
+            body = {
+                "v": 1,
+                "twin_id": twin,
+                "ts": t0 + timedelta(milliseconds=seq * 10),
+                "seq": seq,
+                "source": "bench",
+                "readings": {k: float(i % 1000) + j for j, k in enumerate(names)},
+            }
+            while True:
+                try:
+                    p.produce(settings.topics.raw, key=twin.encode(), value=orjson.dumps(body))
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            if i % 10000 == 0:
+                p.poll(0)
+                progress.update(task, completed=i)
+        p.flush()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--readings", type=int, default=1_000_000, help="envelopes to send")
+    ap.add_argument("--twins", type=int, default=1000)
+    ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = ap.parse_args()
+
+    run = uuid.uuid4().hex[:8]
+    base = load_settings()
+    settings = base.model_copy(
+        update={"topics": Topics(raw=f"bench.raw.{run}", dlq=f"bench.dlq.{run}", raw_partitions=4)}
+    )
+    ensure_topics(settings)
+    prefix = f"bench{run}"
+    produce_s = produce(settings, args.readings, args.twins, args.sensors, prefix)
+    console.print(f"produced {args.readings:,} envelopes in {produce_s:.1f} s")
+
+    env = {
+        **os.environ,
+        "TWINFLOW_TOPICS__RAW": settings.topics.raw,
+        "TWINFLOW_TOPICS__DLQ": settings.topics.dlq,
+    }
+    cmd = [sys.executable, "-m", "bytewax.run", "flows.telemetry:get_flow(tail=False)"]
+    if args.processes > 1:
+        cmd += ["-p", str(args.processes)]
+    console.print("running the flow: " + " ".join(cmd[2:]))
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    flow_s = time.perf_counter() - start
+
+    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+        rows = db.execute(
+            "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)
+        ).fetchone()[0]
+        db.execute("DELETE FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",))
+    AdminClient(client_config(settings)).delete_topics([settings.topics.raw, settings.topics.dlq])
+
+    values = args.readings * args.sensors
+    ok = rows == values
+    body = (
+        f"| readings (envelopes) | sensor values | processes | flow wall time | readings/s | values/s | rows in DB |\n"
+        f"|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {args.readings:,} | {values:,} | {args.processes} | {flow_s:.1f} s | {args.readings / flow_s:,.0f} "
+        f"| {values / flow_s:,.0f} | {rows:,} {'(all)' if ok else '(MISMATCH)'} |\n"
+    )
+    console.print(body)
+    if not args.no_record:
+        append_result(
+            "Ingest: Kafka → flow → PostgreSQL",
+            f"python -m benchmarks.ingest --readings {args.readings} --twins {args.twins} "
+            f"--sensors {args.sensors} --processes {args.processes}",
+            body + "\nKafka, PostgreSQL and the flow share the machine; the topic is filled before the flow "
+            "starts, so this is the flow's drain rate (binary COPY into a staging table + "
+            "INSERT … ON CONFLICT DO NOTHING).",
+        )
+    if not ok:
+        sys.exit(f"expected {values} rows, found {rows}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Describe the machine a benchmark ran on (for benchmarks/RESULTS.md)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def describe() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = psutil.virtual_memory().total / 2**30
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def append_result(title: str, command: str, body: str) -> None:
+    """Append a dated section to RESULTS.md."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"\n### {title} — {stamp}\n\n- machine: {describe()}\n- command: `{command}`\n\n{body.strip()}\n"
+    )
+    with RESULTS.open("a") as fh:
+        fh.write(section)

@@ -1,0 +1,52 @@
+"""Shared fixtures. Integration tests use the real local stack; a missing service is an error."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from twinflow.settings import Settings, Topics, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """The shared labelled data (../shared/data next to the repo, or $TWINFLOW_DATA_DIR)."""
+    return Path(os.environ.get("TWINFLOW_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Settings:
+    """Settings of the running local stack; starts missing services (and fails if it cannot)."""
+    from twinflow.stack import services
+
+    s = load_settings()
+    for svc in services(s):
+        if not (svc.running() and svc.healthy()):
+            svc.up()
+    return s
+
+
+@pytest.fixture
+def settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Stack settings with topics of this test's own, deleted afterwards."""
+    from confluent_kafka.admin import AdminClient
+
+    from connectors.kafka.clients import client_config, ensure_topics
+
+    suffix = uuid.uuid4().hex[:10]
+    topics = Topics(raw=f"test.raw.{suffix}", dlq=f"test.dlq.{suffix}", raw_partitions=2)
+    s = stack_settings.model_copy(update={"topics": topics})
+    ensure_topics(s)
+    yield s
+    AdminClient(client_config(s)).delete_topics([topics.raw, topics.dlq])
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique id for twin ids and names in this test."""
+    return uuid.uuid4().hex[:8]

@@ -1,0 +1,76 @@
+"""Small Kafka helpers for tests: produce, read a topic to its end, run a flow to the end."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from connectors.kafka.clients import client_config, producer_config
+from twinflow.settings import Settings
+
+
+def produce(
+    settings: Settings, messages: list[tuple[bytes | None, bytes | None]], topic: str | None = None
+) -> None:
+    """Produce (key, value) pairs in order and wait until all are acknowledged."""
+    p = Producer(producer_config(settings))
+    for key, value in messages:
+        p.produce(topic or settings.topics.raw, key=key, value=value)
+        p.poll(0)
+    assert p.flush(30) == 0, "not every test message was acknowledged by Kafka"
+
+
+@dataclass
+class Record:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 30.0) -> list[Record]:
+    """Every record currently in ``topic`` (all partitions), read until end of partition."""
+    c = Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    md = c.list_topics(topic, timeout=timeout)
+    parts = list(md.topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    done: set[int] = set()
+    out: list[Record] = []
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(done) < len(parts) and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                done.add(msg.partition())
+                continue
+            raise RuntimeError(msg.error())
+        out.append(Record(msg.key(), msg.value(), dict(msg.headers() or []), msg.partition(), msg.offset()))
+    c.close()
+    assert len(done) == len(parts), f"did not reach the end of {topic} within {timeout} s"
+    return out
+
+
+def run_flow_to_end(settings: Settings) -> None:
+    """Run the telemetry flow in-process over everything in the raw topic, then return."""
+    from bytewax.testing import run_main
+
+    from flows.telemetry import build_flow
+
+    run_main(build_flow(settings, tail=False))

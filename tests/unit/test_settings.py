@@ -1,0 +1,48 @@
+import pytest
+
+from twinflow.settings import ConfigError, load_settings
+
+
+def test_env_overrides_nested_fields(monkeypatch):
+    monkeypatch.setenv("TWINFLOW_KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("TWINFLOW_TOPICS__RAW", "plant.raw")
+    s = load_settings()
+    assert s.kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert s.topics.raw == "plant.raw"
+
+
+def test_toml_file_is_read_and_mistakes_name_file_and_field(tmp_path, monkeypatch):
+    good = tmp_path / "twinflow.toml"
+    good.write_text("[mqtt]\nqos = 2\n[flow]\nbatch_size = 100\n")
+    monkeypatch.setenv("TWINFLOW_CONFIG", str(good))
+    s = load_settings()
+    assert (s.mqtt.qos, s.flow.batch_size) == (2, 100)
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt]\nqos = 3\n")
+    monkeypatch.setenv("TWINFLOW_CONFIG", str(bad))
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    text = str(exc.value)
+    assert str(bad) in text and "mqtt.qos" in text and "TWINFLOW_MQTT__QOS" in text
+
+
+def test_missing_config_file_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("TWINFLOW_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings()
+
+
+def test_password_is_not_in_repr():
+    s = load_settings(postgres={"password": "s3cret-value"})
+    assert "s3cret-value" not in repr(s)
+    assert "s3cret-value" in s.postgres.conninfo()
+
+
+def test_clients_follow_stack_ports_unless_set(monkeypatch):
+    monkeypatch.setenv("TWINFLOW_STACK__KAFKA_PORT", "19092")
+    monkeypatch.setenv("TWINFLOW_STACK__POSTGRES_PORT", "15432")
+    s = load_settings()
+    assert (s.kafka.bootstrap_servers, s.postgres.port, s.mqtt.port) == ("127.0.0.1:19092", 15432, 1883)
+    monkeypatch.setenv("TWINFLOW_KAFKA__BOOTSTRAP_SERVERS", "broker:9092")
+    assert load_settings().kafka.bootstrap_servers == "broker:9092"
