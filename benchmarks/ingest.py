@@ -107,9 +107,11 @@ def main() -> None:
     values = args.readings * args.sensors
     ok = rows == values
     body = (
-        f"| readings (envelopes) | sensor values | processes | flow wall time | readings/s | values/s | rows in DB |\n"
+        "| readings (envelopes) | sensor values | processes | flow wall time | readings/s | values/s "
+        "| rows in DB |\n"
         f"|---:|---:|---:|---:|---:|---:|---:|\n"
-        f"| {args.readings:,} | {values:,} | {args.processes} | {flow_s:.1f} s | {args.readings / flow_s:,.0f} "
+        f"| {args.readings:,} | {values:,} | {args.processes} | {flow_s:.1f} s "
+        f"| {args.readings / flow_s:,.0f} "
         f"| {values / flow_s:,.0f} | {rows:,} {'(all)' if ok else '(MISMATCH)'} |\n"
     )
     console.print(body)
