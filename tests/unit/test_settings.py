@@ -42,7 +42,10 @@ def test_password_is_not_in_repr():
 def test_clients_follow_stack_ports_unless_set(monkeypatch):
     monkeypatch.setenv("TWINFLOW_STACK__KAFKA_PORT", "19092")
     monkeypatch.setenv("TWINFLOW_STACK__POSTGRES_PORT", "15432")
+    monkeypatch.setenv("TWINFLOW_STACK__MOSQUITTO_PORT", "11883")
+    for var in ("TWINFLOW_KAFKA__BOOTSTRAP_SERVERS", "TWINFLOW_POSTGRES__PORT", "TWINFLOW_MQTT__PORT"):
+        monkeypatch.delenv(var, raising=False)
     s = load_settings()
-    assert (s.kafka.bootstrap_servers, s.postgres.port, s.mqtt.port) == ("127.0.0.1:19092", 15432, 1883)
+    assert (s.kafka.bootstrap_servers, s.postgres.port, s.mqtt.port) == ("127.0.0.1:19092", 15432, 11883)
     monkeypatch.setenv("TWINFLOW_KAFKA__BOOTSTRAP_SERVERS", "broker:9092")
     assert load_settings().kafka.bootstrap_servers == "broker:9092"
