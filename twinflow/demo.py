@@ -17,7 +17,8 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -45,8 +46,20 @@ def _reading(i: int, t: float, twin: int) -> dict:
 
 
 def _spawn(args: list[str], env: dict[str, str], log_path: str) -> subprocess.Popen:
-    log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the child
+    log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the child
     return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for_line(log: Path, needle: bytes, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait until a child process logs ``needle`` (e.g. the bridge's subscription)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited early; see {log}")
+        if log.exists() and needle in log.read_bytes():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{proc.args} did not report {needle!r} within {timeout} s; see {log}")
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -57,6 +70,43 @@ def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def dead_letters_since(settings: Settings, since: datetime, prefix: str) -> dict[str, int]:
+    """Count this run's dead letters (keys starting with ``prefix``) per reason."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    topic = settings.topics.dlq
+    c = Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": f"demo-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
+        )
+    )
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    stamp = int(since.timestamp() * 1000)
+    offsets = c.offsets_for_times([TopicPartition(topic, p, stamp) for p in parts], timeout=10)
+    c.assign(offsets)
+    reasons: dict[str, int] = {}
+    eof: set[int] = set()
+    deadline = time.monotonic() + 20
+    while len(eof) < len(parts) and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(msg.partition())
+            continue
+        if (msg.key() or b"").startswith(prefix.encode()):
+            reason = dict(msg.headers() or []).get("dlq.reason", b"?").decode()
+            reasons[reason] = reasons.get(reason, 0) + 1
+    c.close()
+    return reasons
 
 
 def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, console: Console) -> int:
@@ -90,7 +140,7 @@ def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, co
         client.connect(settings.mqtt.host, settings.mqtt.port)
         client.loop_start()
         stack.callback(client.loop_stop)
-        time.sleep(2.0)  # let the bridge subscribe (its session is persistent anyway)
+        _wait_for_line(logs / "bridge.log", b"subscribed to", bridge)
 
         def landed() -> tuple[int, int]:
             row = db.execute(
@@ -113,12 +163,16 @@ def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, co
         seq = 0
         malformed_sent = 0
         t0 = time.monotonic()
+        last_sample = datetime.now(UTC)
         with Live(table(0), console=console, refresh_per_second=2) as live:
             next_tick = t0
             last_draw = t0
             while (now := time.monotonic()) - t0 < duration:
                 seq += 1
-                ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                # The device clock: strictly rising, so each seq has its own timestamp.
+                sample_at = max(datetime.now(UTC), last_sample + timedelta(milliseconds=1))
+                last_sample = sample_at
+                ts = sample_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
                 for n, twin in enumerate(twin_ids):
                     payload = {"ts": ts, "seq": seq, "readings": _reading(seq, now - t0, n)}
                     client.publish(f"twinflow/{twin}/telemetry", orjson.dumps(payload), qos=1)
@@ -148,8 +202,9 @@ def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, co
         ).fetchall()
 
     summary = Table(title="what arrived in PostgreSQL (table telemetry)")
-    for col in ("twin_id", "published", "landed msgs", "values", "first ts", "last ts", "median lag s"):
-        summary.add_column(col)
+    summary.add_column("twin_id", no_wrap=True)
+    for col in ("published", "landed", "values", "span s", "median lag s"):
+        summary.add_column(col, justify="right")
     lost = 0
     by_twin = {r[0]: r for r in rows}
     for twin in twin_ids:
@@ -160,16 +215,20 @@ def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, co
             str(published[twin]),
             str(r[1]),
             str(r[2]),
-            r[3].strftime("%H:%M:%S") if r[3] else "-",
-            r[4].strftime("%H:%M:%S") if r[4] else "-",
+            f"{(r[4] - r[3]).total_seconds():.1f}" if r[3] else "-",
             f"{r[5]:.3f}" if r[5] is not None else "-",
         )
     AdminClient(client_config(settings)).delete_topics([raw_topic])
     console.print(summary)
+    reasons = dead_letters_since(settings, start, prefix)
     console.print(
-        f"{malformed_sent} malformed messages were sent to {settings.topics.dlq} with a reason; "
-        f"logs in {logs}. The stack keeps running: `twinflow stack down` stops it."
+        f"{malformed_sent} malformed messages sent; found in {settings.topics.dlq}: "
+        + (", ".join(f"{n} × {r}" for r, n in sorted(reasons.items())) or "none")
     )
+    console.print(f"logs in {logs}. The stack keeps running: `twinflow stack down` stops it.")
+    if sum(reasons.values()) != malformed_sent:
+        console.print("[red]the dead-letter topic does not hold every malformed message[/red]")
+        return 1
     if lost:
         console.print(f"[red]{lost} messages did not land within the drain timeout[/red]")
         return 1
