@@ -39,7 +39,7 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
     from connectors.kafka.clients import client_config, ensure_topics
 
     suffix = uuid.uuid4().hex[:10]
-    topics = Topics(raw=f"test.raw.{suffix}", dlq=f"test.dlq.{suffix}", raw_partitions=2)
+    topics = Topics(raw=f"test.raw.{suffix}", dlq=f"test.dlq.{suffix}", raw_partitions=4)
     s = stack_settings.model_copy(update={"topics": topics})
     ensure_topics(s)
     yield s

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -136,36 +134,35 @@ def kafka_init() -> None:
 @app.command("run")
 def run(
     workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
-    processes: int = typer.Option(None, "-p", "--processes", help="Local processes (cluster)."),
-    process_id: int = typer.Option(None, "-i", "--process-id", help="This process' index."),
-    addresses: str = typer.Option(None, "-a", "--addresses", help="host:port;… of all processes."),
+    processes: int = typer.Option(1, "-p", "--processes", help="Start a local cluster of N processes."),
+    process_id: int = typer.Option(None, "-i", "--process-id", help="This process' index in a cluster."),
+    addresses: str = typer.Option(None, "-a", "--addresses", help="host:port;… of all cluster processes."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topic."),
 ) -> None:
-    """Run the telemetry flow (same as python -m bytewax.run "flows.telemetry:get_flow()")."""
+    """Run the telemetry flow until interrupted (Ctrl-C/SIGTERM stop it cleanly)."""
+    from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
+
     s = _settings()
-    args = [sys.executable, "-m", "bytewax.run", f"flows.telemetry:get_flow(tail={tail})", "-w", str(workers)]
-    if processes:
-        args += ["-p", str(processes)]
-    if process_id is not None:
-        args += ["-i", str(process_id)]
-    if addresses:
-        args += ["-a", addresses]
+    if processes > 1 and process_id is None:
+        child = [sys.executable, "-m", "twinflow.cli", "run", "-w", str(workers)]
+        child += ["--recovery" if recovery else "--no-recovery", "--tail" if tail else "--no-tail"]
+        raise typer.Exit(run_local_cluster(child, processes))
+    _logging()
+    rdir = None
     if recovery:
-        rdir = ensure_recovery_dir(s)
-        args += ["-r", str(rdir), "-s", str(s.flow.snapshot_interval_s), "-b", "0"]
-    os.execv(sys.executable, args)
+        rdir = ensure_recovery_dir(s.flow.recovery_dir or (s.stack.dir / "recovery" / "telemetry"))
+    from flows.telemetry import build_flow
 
-
-def ensure_recovery_dir(s: Settings, partitions: int = 1) -> Path:
-    """Create Bytewax's recovery partitions once."""
-    from bytewax.recovery import init_db_dir
-
-    rdir = s.flow.recovery_dir or (s.stack.dir / "recovery" / "telemetry")
-    if not any(rdir.glob("part-*.sqlite3")):
-        rdir.mkdir(parents=True, exist_ok=True)
-        init_db_dir(rdir, partitions)
-    return rdir
+    code = run_in_process(
+        lambda: build_flow(s, tail=tail),
+        workers=workers,
+        process_id=process_id,
+        addresses=addresses.split(";") if addresses else None,
+        recovery_dir=rdir,
+        snapshot_interval_s=s.flow.snapshot_interval_s,
+    )
+    raise typer.Exit(code)
 
 
 @bridge_app.command("mqtt")
