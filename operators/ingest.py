@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
-from operators.envelope import Rejected, decode
+from operators.envelope import Envelope, Rejected, decode
 
 QUALITY_CODE = {"good": 0, "uncertain": 1, "bad": 2}
 
@@ -82,8 +82,11 @@ class Limits:
 
 @dataclass(slots=True)
 class Split:
+    """One polled batch, decoded: rows for the database, envelopes for per-twin operators."""
+
     rows: list[TelemetryRow] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    envelopes: list[Envelope] = field(default_factory=list)
 
 
 def split_batch(messages: list[RawMessage], limits: Limits, now: datetime | None = None) -> Split:
@@ -115,6 +118,7 @@ def split_batch(messages: list[RawMessage], limits: Limits, now: datetime | None
                 )
             )
             continue
+        out.envelopes.append(env)
         quality = QUALITY_CODE[env.quality]
         for sensor, value in env.readings.items():
             rows.append(TelemetryRow(env.twin_id, sensor, env.ts, value, env.seq, quality, env.source))
