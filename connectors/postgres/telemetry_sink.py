@@ -27,10 +27,10 @@ STAGE_DDL = (
 COPY_SQL = (
     "COPY telemetry_stage (twin_id, sensor, ts, value, seq, quality, source) FROM STDIN (FORMAT BINARY)"
 )
+# DO NOTHING also absorbs duplicates inside one batch (the first copy wins).
 MOVE_SQL = (
     "INSERT INTO telemetry (twin_id, sensor, ts, value, seq, quality, source) "
-    "SELECT DISTINCT ON (twin_id, sensor, ts) twin_id, sensor, ts, value, seq, quality, source "
-    "FROM telemetry_stage ORDER BY twin_id, sensor, ts, seq "
+    "SELECT twin_id, sensor, ts, value, seq, quality, source FROM telemetry_stage "
     "ON CONFLICT (twin_id, sensor, ts) DO NOTHING"
 )
 COPY_TYPES = ["text", "text", "timestamptz", "float8", "int8", "int2", "text"]
