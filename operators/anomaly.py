@@ -33,25 +33,9 @@ from typing import Any
 import numpy as np
 from river.drift import ADWIN
 
+from operators.ml_config import AnomalyConfig
+
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class AnomalyConfig:
-    """Detector parameters (defaults chosen on SKAB, see benchmarks/RESULTS.md and docs/ml.md)."""
-
-    warmup: int = 400  # samples learned before scoring starts (never flagged)
-    window: int = 10  # samples in the short moving average
-    baseline_halflife: float = 800.0  # samples; how fast the baseline follows slow drift
-    shrinkage: float = 0.2  # covariance shrinkage towards its diagonal (0 = none, 1 = diagonal)
-    quantile: float = 0.99  # quantile of recent normal T² used for calibration
-    threshold_factor: float = 5.0  # threshold = factor · quantile
-    exit_ratio: float = 0.7  # hysteresis: alarm ends when score < exit_ratio
-    enter_after: int = 1  # consecutive exceedances needed to raise an alarm (blip filter)
-    calibration_size: int = 1000  # recent normal deviations kept for covariance and threshold
-    refresh_every: int = 50  # learned samples between covariance/threshold refreshes
-    max_alarm: int = 3600  # samples of continuous alarm after which the regime is accepted as new
-    drift_delta: float = 0.002  # ADWIN confidence on the log-score of normal points
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,23 +39,10 @@ from typing import Any
 import numpy as np
 from river import linear_model, optim, preprocessing, tree
 
+from operators.ml_config import FailureConfig
+
 STATE_VERSION = 1
 Z90 = 1.6448536269514722  # two-sided 90 % interval
-
-
-@dataclass(frozen=True, slots=True)
-class FailureConfig:
-    """Failure-model parameters (chosen on C-MAPSS FD001, see docs/ml.md)."""
-
-    rul_cap: float = 125.0  # RUL labels are capped (piecewise-linear target), in time units
-    horizon: float = 30.0  # failure_probability = P(failure within this many time units)
-    ewm_halflife: float = 10.0  # samples; smoothing of each sensor
-    baseline_samples: int = 15  # first samples of a twin's life that define its own normal
-    replay: int = 2  # reservoir samples replayed per new labelled sample
-    buffer_size: int = 5000  # reservoir of labelled samples from earlier failures
-    max_history: int = 100_000  # samples kept per twin while waiting for a label (oldest dropped)
-    learning_rate: float = 0.01
-    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
