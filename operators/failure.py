@@ -10,7 +10,8 @@ Two pieces, both picklable and versioned:
   The history is learned in shuffled order, interleaved with samples replayed from a reservoir of
   earlier failures (a stream of one engine at a time is far from i.i.d.). The model is a River
   Hoeffding tree with linear leaves on standardised features. Uncertainty comes from the
-  model's own prequential errors (scored before learning): ``σ``; the interval is ``RUL ± 1.64σ``
+  model's own prequential errors (each labelled sample is predicted before it is learned), kept
+  per band of predicted RUL (errors grow with RUL): ``σ(band)``; the interval is ``RUL ± 1.64σ``
   and ``P(fail within h) = Φ((h − RUL)/σ)``.
 
 >>> import math
@@ -43,6 +44,7 @@ from operators.ml_config import FailureConfig
 
 STATE_VERSION = 1
 Z90 = 1.6448536269514722  # two-sided 90 % interval
+SIGMA_BANDS = 5  # bands of predicted RUL with their own error estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +147,22 @@ class FleetFailureModel(_Versioned):
         self._buffer: list[tuple[dict[str, float], float]] = []
         self._buffer_seen = 0
         self.n_failures = 0
-        self._sq_err = 0.0
-        self._n_err = 0
+        self._sq_err = [0.0] * SIGMA_BANDS
+        self._n_err = [0] * SIGMA_BANDS
 
-    @property
-    def sigma(self) -> float:
-        """RMS of prequential errors (the model's honest error), cap/2 before any data."""
-        return math.sqrt(self._sq_err / self._n_err) if self._n_err else self.config.rul_cap / 2
+    def _band(self, rul: float) -> int:
+        return min(SIGMA_BANDS - 1, max(0, int(rul / self.config.rul_cap * SIGMA_BANDS)))
+
+    def sigma(self, rul: float) -> float:
+        """RMS prequential error of predictions near ``rul`` (all bands pooled while a band is thin)."""
+        b = self._band(rul)
+        if self._n_err[b] >= 30:
+            return math.sqrt(self._sq_err[b] / self._n_err[b])
+        n = sum(self._n_err)
+        return math.sqrt(sum(self._sq_err) / n) if n else self.config.rul_cap / 2
+
+    def _clipped(self, feats: dict[str, float]) -> float:
+        return min(self.config.rul_cap, max(0.0, float(self.model.predict_one(feats))))
 
     def learn_history(self, labelled: list[tuple[dict[str, float], float]]) -> None:
         """Learn one failure's labelled history (see :meth:`TwinHistory.on_failure`)."""
@@ -163,9 +174,10 @@ class FleetFailureModel(_Versioned):
         trained = self.n_failures > 0
         for feats, y in order:
             if trained:  # prequential error: predict before learning
-                err = self.model.predict_one(feats) - y
-                self._sq_err += err * err
-                self._n_err += 1
+                pred = self._clipped(feats)
+                b = self._band(pred)
+                self._sq_err[b] += (pred - y) ** 2
+                self._n_err[b] += 1
             self.model.learn_one(feats, y)
             for _ in range(self.config.replay if self._buffer else 0):
                 f2, y2 = self._buffer[rng.randrange(len(self._buffer))]
@@ -181,10 +193,9 @@ class FleetFailureModel(_Versioned):
         self.n_failures += 1
 
     def predict(self, feats: dict[str, float]) -> FailurePrediction:
-        cap = self.config.rul_cap
         if not self.n_failures:
             return FailurePrediction(math.nan, math.nan, math.nan, math.nan)
-        rul = min(cap, max(0.0, float(self.model.predict_one(feats))))
-        sigma = max(self.sigma, 1e-9)
+        rul = self._clipped(feats)
+        sigma = max(self.sigma(rul), 1e-9)
         prob = 0.5 * math.erfc(-((self.config.horizon - rul) / sigma) / math.sqrt(2.0))
         return FailurePrediction(rul, max(0.0, rul - Z90 * sigma), rul + Z90 * sigma, prob)
