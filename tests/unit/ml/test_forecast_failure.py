@@ -12,7 +12,7 @@ def test_forecast_interval_covers_about_the_configured_share():
     f = Forecaster(ForecastConfig(horizon=5, coverage=0.9, window=300))
     y = 50 + np.cumsum(rng.normal(0, 0.2, 3000)) + rng.normal(0, 1, 3000)
     pending, hits, total = [], 0, 0
-    for t, v in enumerate(y):
+    for v in y:
         if len(pending) == 5:
             fc = pending.pop(0)
             if not math.isnan(fc.low):
