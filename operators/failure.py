@@ -90,7 +90,19 @@ class TwinHistory(_Versioned):
         self._base_n = 0
         self.age = 0
         self.times: list[float] = []
-        self.rows: list[dict[str, float]] = []
+        self.rows: list[np.ndarray] = []  # float32 feature vectors (compact state), names below
+        self.names: list[str] = []
+        self._skip = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["rows"] = np.vstack(self.rows) if self.rows else None  # one block pickles compactly
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        rows = state.get("rows")
+        state["rows"] = list(rows) if rows is not None else []
+        super().__setstate__(state)
 
     def observe(self, t: float, readings: dict[str, float], keep: bool = True) -> dict[str, float]:
         """Update with one sample and return its features; ``keep`` stores them for labelling."""
@@ -113,16 +125,24 @@ class TwinHistory(_Versioned):
         feats.update({f"{s}.dev": float(v) for s, v in zip(self.sensors, self._ewm - base, strict=True)})
         feats["age"] = float(self.age)
         if keep:
-            self.times.append(float(t))
-            self.rows.append(feats)
-            if len(self.rows) > self.config.max_history:
-                del self.times[0], self.rows[0]
+            self._skip = (self._skip + 1) % self.config.keep_every
+            if self._skip == 0:
+                if not self.names:
+                    self.names = list(feats)
+                self.times.append(float(t))
+                self.rows.append(np.fromiter(feats.values(), np.float32, len(feats)))
+                if len(self.rows) > self.config.max_history:
+                    del self.times[0], self.rows[0]
         return feats
 
     def on_failure(self, t: float) -> list[tuple[dict[str, float], float]]:
         """Label the kept history with RUL at failure time ``t`` and start a new life."""
         cap = self.config.rul_cap
-        labelled = [(f, min(cap, max(0.0, t - ti))) for ti, f in zip(self.times, self.rows, strict=True)]
+        names = self.names
+        labelled = [
+            (dict(zip(names, map(float, row), strict=True)), min(cap, max(0.0, t - ti)))
+            for ti, row in zip(self.times, self.rows, strict=True)
+        ]
         self.reset()
         return labelled
 

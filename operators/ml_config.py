@@ -62,7 +62,7 @@ class ForecastConfig:
     alpha: float = 0.3  # Holt level smoothing
     beta: float = 0.05  # Holt trend smoothing
     coverage: float = 0.9  # prediction-interval coverage (split-conformal on recent errors)
-    window: int = 500  # recent errors used for the interval
+    window: int = 200  # recent errors used for the interval
 
     def __post_init__(self) -> None:
         _check(
@@ -88,6 +88,7 @@ class FailureConfig:
     replay: int = 2  # reservoir samples replayed per new labelled sample
     buffer_size: int = 5000  # reservoir of labelled samples from earlier failures
     max_history: int = 100_000  # samples kept per twin while waiting for a label (oldest dropped)
+    keep_every: int = 1  # keep 1 in N samples for labelling (e.g. 60 for 1 Hz data: one per minute)
     learning_rate: float = 0.01
     seed: int = 0
 
@@ -102,6 +103,7 @@ class FailureConfig:
                 "replay": (0, 100),
                 "buffer_size": (1, 1e8),
                 "max_history": (1, 1e9),
+                "keep_every": (1, 1e9),
                 "learning_rate": (1e-9, 10),
             },
         )
