@@ -49,3 +49,14 @@ bench-ingest: setup
 
 clean-stack: setup
 	$(TW) stack down --purge
+
+# ----------------------------------------------------------------------------- ml benchmarks (docs/ml.md)
+.PHONY: bench-skab bench-cmapss bench-ml-cost
+bench-skab: setup
+	$(PY) -m benchmarks.skab
+
+bench-cmapss: setup
+	$(PY) -m benchmarks.cmapss
+
+bench-ml-cost: setup
+	$(PY) -m benchmarks.ml_cost

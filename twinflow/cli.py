@@ -186,5 +186,12 @@ def demo(
     raise typer.Exit(run_demo(_settings(), duration=duration, twins=twins, rate=rate, console=console))
 
 
+# ----------------------------------------------------------------------------- ml (docs/ml.md)
+from twinflow.replay_cli import model_app, replay  # noqa: E402
+
+app.command("replay")(replay)
+app.add_typer(model_app, name="model")
+
+
 if __name__ == "__main__":
     app()

@@ -26,6 +26,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,6 +37,8 @@ class Topics(BaseModel):
     raw: str = "telemetry.raw"
     dlq: str = "telemetry.dlq"
     raw_partitions: int = Field(4, ge=1)
+    # Per-twin model control (`twinflow model reset`), key = twin_id.
+    model_control: str = "twin.model_control"
 
 
 class KafkaSettings(BaseModel):
@@ -110,6 +114,30 @@ class StackSettings(BaseModel):
     timescale_wasm_port: int = 55432
 
 
+class MlSettings(BaseModel):
+    """Online models per twin (docs/ml.md); each section takes the fields of its dataclass."""
+
+    # `rul` adds remaining-useful-life and failure-probability predictions.
+    model: str = Field("none", pattern="^(none|rul)$")
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    forecasts: bool = True
+    failure: FailureConfig = Field(default_factory=FailureConfig)
+    # Seconds per time unit of the failure model when time is a timestamp (RUL in hours by default).
+    time_unit_s: float = Field(3600.0, gt=0)
+
+    def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
+        """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""
+        want_failure = self.model == "rul" if failure is None else failure
+        want_forecast = self.forecasts if forecasts is None else forecasts
+        return ModelConfig(
+            anomaly=self.anomaly,
+            forecast=self.forecast if want_forecast else None,
+            failure=self.failure if want_failure else None,
+            time_unit_s=self.time_unit_s,
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TWINFLOW_",
@@ -123,6 +151,7 @@ class Settings(BaseSettings):
     topics: Topics = Field(default_factory=Topics)
     flow: FlowSettings = Field(default_factory=FlowSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
+    ml: MlSettings = Field(default_factory=MlSettings)
 
     @model_validator(mode="after")
     def _clients_follow_stack_ports(self) -> Settings:

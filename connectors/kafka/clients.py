@@ -59,6 +59,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(t.raw, t.raw_partitions, {"retention.ms": week}),
         TopicSpec(t.dlq, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(t.model_control, 1, {"retention.ms": week}),
     ]
 
 

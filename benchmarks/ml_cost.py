@@ -1,0 +1,66 @@
+"""Cost of the per-twin online models (``make bench-ml-cost``): records/s for score+learn on one
+core at 5 and 20 sensors, and the pickled state size per twin (what Bytewax snapshots)."""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import time
+
+import numpy as np
+
+from benchmarks.data import append_results
+from operators.ml_config import FailureConfig, ForecastConfig, ModelConfig
+from operators.twin_model import TwinModel
+
+VARIANTS = {
+    "anomaly": ModelConfig(),
+    "anomaly + forecasts": ModelConfig(forecast=ForecastConfig()),
+    "anomaly + forecasts + failure features": ModelConfig(forecast=ForecastConfig(), failure=FailureConfig()),
+}
+
+
+def stream(n: int, d: int, seed: int = 0) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    z = np.zeros((n, d))
+    for t in range(1, n):
+        z[t] = 0.8 * z[t - 1] + rng.normal(size=d)
+    return [{f"sensor_{i:02d}": float(v) for i, v in enumerate(row)} for row in z + 50.0]
+
+
+def measure(cfg: ModelConfig, rows: list[dict[str, float]], warm: int) -> tuple[float, int]:
+    model = TwinModel(cfg)
+    for t, r in enumerate(rows[:warm]):
+        model.update(t, r)
+    t0 = time.process_time()
+    for t, r in enumerate(rows[warm:], start=warm):
+        model.update(t, r)
+    rate = (len(rows) - warm) / (time.process_time() - t0)
+    return rate, len(pickle.dumps(model))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--records", type=int, default=5000, help="scored records per measurement")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    warm = 1000
+    lines = ["| models | sensors | records/s (score+learn, 1 core) | state per twin |", "|---|---|---|---|"]
+    for name, cfg in VARIANTS.items():
+        for d in (5, 20):
+            rate, size = measure(cfg, stream(warm + args.records, d), warm)
+            note = f" (after {warm + args.records} samples)" if cfg.failure else ""
+            lines.append(f"| {name} | {d} | {rate:,.0f} | {size / 1024:,.0f} KiB{note} |")
+            print(lines[-1], flush=True)
+    body = "\n".join(lines) + (
+        "\n\nFailure features keep each sample's features until a failure or repair labels them "
+        "(bounded by ml.failure.max_history), so that state grows with time since the last event."
+    )
+    if not args.no_write:
+        append_results(
+            "ML cost per twin", "make bench-ml-cost  (.venv/bin/python -m benchmarks.ml_cost)", body
+        )
+
+
+if __name__ == "__main__":
+    main()

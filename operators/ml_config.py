@@ -1,0 +1,124 @@
+"""Parameters of the online models (plain dataclasses, no heavy imports; used by settings).
+
+Defaults were chosen on SKAB (anomaly) and C-MAPSS FD001 (failure) and kept general; see docs/ml.md.
+Units: ``samples`` means readings of one twin; ``time units`` are the time column's own units for
+numbers (e.g. cycles) and ``time_unit_s`` seconds (default hours) for timestamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+def _check(obj: object, rules: dict[str, tuple[float, float]]) -> None:
+    for name, (lo, hi) in rules.items():
+        value = getattr(obj, name)
+        if not lo <= value <= hi:
+            raise ValueError(f"{type(obj).__name__}.{name}={value!r} must be within [{lo}, {hi}]")
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyConfig:
+    """Anomaly detector (operators/anomaly.py)."""
+
+    warmup: int = 400  # samples learned before scoring starts (never flagged)
+    window: int = 10  # samples in the short moving average
+    baseline_halflife: float = 800.0  # samples; how fast the baseline follows slow drift
+    shrinkage: float = 0.2  # covariance shrinkage towards its diagonal (0 = none, 1 = diagonal)
+    quantile: float = 0.99  # quantile of recent normal T² used for calibration
+    threshold_factor: float = 5.0  # threshold = factor · quantile
+    exit_ratio: float = 0.7  # hysteresis: an alarm ends when score < exit_ratio
+    enter_after: int = 1  # consecutive exceedances needed to raise an alarm (blip filter)
+    calibration_size: int = 1000  # recent normal deviations kept for covariance and threshold
+    refresh_every: int = 50  # learned samples between covariance/threshold refreshes
+    max_alarm: int = 3600  # samples of continuous alarm after which the regime is accepted as new
+    drift_delta: float = 0.002  # ADWIN confidence on the log-score of normal points
+
+    def __post_init__(self) -> None:
+        _check(
+            self,
+            {
+                "warmup": (1, 1e9),
+                "window": (1, 1e6),
+                "baseline_halflife": (1, 1e12),
+                "shrinkage": (0, 1),
+                "quantile": (0.5, 1),
+                "threshold_factor": (1e-6, 1e6),
+                "exit_ratio": (0, 1),
+                "enter_after": (1, 1e6),
+                "calibration_size": (10, 1e7),
+                "refresh_every": (1, 1e9),
+                "max_alarm": (1, 1e12),
+                "drift_delta": (1e-12, 1),
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastConfig:
+    """Per-sensor forecasts (operators/forecast.py)."""
+
+    horizon: int = 10  # samples ahead
+    alpha: float = 0.3  # Holt level smoothing
+    beta: float = 0.05  # Holt trend smoothing
+    coverage: float = 0.9  # prediction-interval coverage (split-conformal on recent errors)
+    window: int = 200  # recent errors used for the interval
+
+    def __post_init__(self) -> None:
+        _check(
+            self,
+            {
+                "horizon": (1, 1e6),
+                "alpha": (1e-6, 1),
+                "beta": (0, 1),
+                "coverage": (0.5, 0.999),
+                "window": (10, 1e6),
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FailureConfig:
+    """Failure model (operators/failure.py)."""
+
+    rul_cap: float = 125.0  # RUL labels are capped (piecewise-linear target), in time units
+    horizon: float = 30.0  # failure_probability = P(failure within this many time units)
+    ewm_halflife: float = 10.0  # samples; smoothing of each sensor
+    baseline_samples: int = 15  # first samples of a twin's life that define its own normal
+    replay: int = 2  # reservoir samples replayed per new labelled sample
+    buffer_size: int = 5000  # reservoir of labelled samples from earlier failures
+    max_history: int = 100_000  # samples kept per twin while waiting for a label (oldest dropped)
+    keep_every: int = 1  # keep 1 in N samples for labelling (e.g. 60 for 1 Hz data: one per minute)
+    learning_rate: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(
+            self,
+            {
+                "rul_cap": (1e-9, 1e12),
+                "horizon": (1e-9, 1e12),
+                "ewm_halflife": (1e-3, 1e9),
+                "baseline_samples": (1, 1e9),
+                "replay": (0, 100),
+                "buffer_size": (1, 1e8),
+                "max_history": (1, 1e9),
+                "keep_every": (1, 1e9),
+                "learning_rate": (1e-9, 10),
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Everything a twin's model needs; ``forecast``/``failure`` None turn those parts off."""
+
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    forecast: ForecastConfig | None = None
+    failure: FailureConfig | None = None
+    time_unit_s: float = 3600.0  # timestamps are turned into this unit for RUL (default hours)
+
+
+def as_dict(cfg: object) -> dict[str, object]:
+    """A config as a plain dict (for pickled state and logs)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}  # type: ignore[arg-type]

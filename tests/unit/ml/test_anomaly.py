@@ -1,0 +1,97 @@
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from operators.anomaly import AnomalyDetector
+from operators.ml_config import AnomalyConfig
+from tests.unit.ml.synth import correlated_stream, readings
+
+CFG = AnomalyConfig(warmup=200, window=5)
+
+
+def run(det: AnomalyDetector, data: np.ndarray, start: int = 0, learn: bool = True):
+    return [det.update(start + t, readings(row), learn=learn) for t, row in enumerate(data)]
+
+
+def test_step_fault_is_flagged_and_explained_by_the_faulty_sensor():
+    data = correlated_stream(1500, seed=1)
+    data[1000:1100, 2] += 8.0  # a sustained fault on sensor s2
+    scores = run(AnomalyDetector(CFG), data)
+    normal = [s.is_anomaly for s in scores[CFG.warmup : 1000]]
+    assert sum(normal) / len(normal) < 0.05  # few false alarms on normal data
+    fault = scores[1000:1100]
+    assert sum(s.is_anomaly for s in fault) > 80
+    flagged = [s for s in fault if s.is_anomaly]
+    assert all(max(s.contributions, key=s.contributions.get) == "s2" for s in flagged)
+    assert all(math.isclose(sum(s.contributions.values()), 1.0, rel_tol=1e-6) for s in flagged)
+
+
+def test_single_sample_blip_does_not_raise_with_enter_after():
+    data = correlated_stream(600, seed=2)
+    data[500, 0] += 40.0
+    eager = run(AnomalyDetector(AnomalyConfig(warmup=200, window=1)), data)
+    assert eager[500].anomaly_score > 1.0 and eager[500].is_anomaly  # the blip is scored high …
+    scores = run(AnomalyDetector(AnomalyConfig(warmup=200, window=1, enter_after=3)), data)
+    assert not any(s.is_anomaly for s in scores[500:503])  # … but needs 3 in a row to raise an alarm
+
+
+def test_warmup_is_never_flagged_and_has_no_score():
+    data = correlated_stream(300, seed=3)
+    data[50:60] += 50.0
+    scores = run(AnomalyDetector(CFG), data)
+    assert all(s.warming_up and not s.is_anomaly and math.isnan(s.anomaly_score) for s in scores[:150])
+
+
+def test_flagged_points_are_not_learned():
+    data = correlated_stream(800, seed=4)
+    data[600:700, 1] += 10.0
+    det = AnomalyDetector(CFG)
+    scores = run(det, data[:700])
+    flagged = sum(s.is_anomaly for s in scores)
+    assert flagged > 50
+    assert det.n_learned == 700 - flagged
+    assert all(not s.learned for s in scores if s.is_anomaly)
+
+
+def test_lasting_regime_change_is_accepted_after_max_alarm():
+    data = correlated_stream(1200, seed=5)
+    data[500:, 0] += 15.0
+    det = AnomalyDetector(AnomalyConfig(warmup=200, window=5, max_alarm=100))
+    scores = run(det, data)
+    assert any(s.drift for s in scores[500:650])
+    assert not any(s.is_anomaly for s in scores[-100:])  # the new level became normal
+
+
+def test_no_learning_while_in_maintenance():
+    data = correlated_stream(700, seed=6)
+    det = AnomalyDetector(CFG)
+    run(det, data[:400])
+    learned = {k: pickle.dumps(getattr(det, k)) for k in ("_baseline", "_calib", "_precision", "_threshold")}
+    n = det.n_learned
+    maint = data[400:700] + 30.0  # wildly different readings during maintenance
+    scores = run(det, maint, start=400, learn=False)
+    assert det.n_learned == n
+    assert all(not s.learned for s in scores)
+    assert {k: pickle.dumps(getattr(det, k)) for k in learned} == learned
+
+
+def test_reset_forgets_everything():
+    det = AnomalyDetector(CFG)
+    run(det, correlated_stream(300, seed=7))
+    det.reset()
+    assert det.n_learned == 0 and det.sensors == []
+    assert det.update(0, {"a": 1.0}).warming_up
+
+
+def test_missing_sensor_carries_last_value_and_new_sensor_is_ignored():
+    det = AnomalyDetector(CFG)
+    det.update(0, {"a": 1.0, "b": 2.0})
+    s = det.update(1, {"a": 1.0, "c": 5.0})
+    assert det.sensors == ["a", "b"] and s.warming_up
+
+
+def test_config_rejects_out_of_range_values():
+    with pytest.raises(ValueError, match=r"AnomalyConfig.shrinkage=2"):
+        AnomalyConfig(shrinkage=2)

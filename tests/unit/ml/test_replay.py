@@ -1,0 +1,144 @@
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from operators.ml_config import AnomalyConfig, FailureConfig, ModelConfig
+from operators.replay import OUTPUT_COLUMNS, ReplayError, replay_files
+from tests.unit.ml.synth import correlated_stream
+from twinflow.cli import app
+
+CFG = ModelConfig(anomaly=AnomalyConfig(warmup=100, window=5))
+
+
+def write_two_twins(path: Path, n: int = 300, sep: str = ";") -> pl.DataFrame:
+    """Two machines interleaved in one file, timestamps, a label column to exclude."""
+    frames = []
+    for k, machine in enumerate(["m-a", "m-b"]):
+        data = correlated_stream(n, d=3, seed=k)
+        ts = pl.datetime_range(
+            pl.datetime(2026, 1, 1), pl.datetime(2026, 1, 1) + pl.duration(seconds=n - 1), "1s", eager=True
+        )
+        frame = pl.DataFrame({"ts": ts.dt.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine})
+        frame = frame.with_columns(
+            *(pl.Series(f"s{i}", data[:, i]) for i in range(3)), pl.Series("label", np.zeros(n, dtype=int))
+        )
+        frames.append(frame)
+    df = pl.concat(frames).sort("ts", maintain_order=True)
+    df.write_csv(path, separator=sep)
+    return df
+
+
+def test_output_contract(tmp_path: Path):
+    src = tmp_path / "plant.csv"
+    df = write_two_twins(src)
+    out = replay_files([src], "ts", "machine", ["label"], CFG)
+    assert out.columns == OUTPUT_COLUMNS
+    assert out.height == df.height
+    assert set(out["id"].unique()) == {"m-a", "m-b"}
+    assert set(out["is_anomaly"].unique()) <= {0, 1}
+    for _, g in out.group_by("id"):
+        assert g["time"].to_list() == sorted(g["time"].to_list())  # time order per twin
+        assert g["anomaly_score"][: CFG.anomaly.warmup].null_count() == CFG.anomaly.warmup
+        assert g["anomaly_score"][CFG.anomaly.warmup :].null_count() == 0
+    assert (out["file"] == str(src)).all()
+
+
+def test_excluded_and_non_numeric_columns_are_not_sensors(tmp_path: Path):
+    src = tmp_path / "plant.csv"
+    df = write_two_twins(src, sep=",")
+    spiked = df.with_columns(pl.when(pl.int_range(df.height) > 400).then(1000).otherwise(0).alias("label"))
+    spiked.write_csv(src)
+    with_label_excluded = replay_files([src], "ts", "machine", ["label"], CFG)
+    assert with_label_excluded["is_anomaly"].sum() == 0
+    as_sensor = replay_files([src], "ts", "machine", [], CFG)
+    assert as_sensor["is_anomaly"].sum() > 0
+
+
+def test_each_id_and_each_file_is_its_own_twin(tmp_path: Path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_two_twins(a)
+    write_two_twins(b)
+    both = replay_files([a, b], "ts", "machine", ["label"], CFG)
+    alone = replay_files([b], "ts", "machine", ["label"], CFG)
+    from_b = both.filter(pl.col("file") == str(b)).drop("file")
+    assert from_b.equals(alone.drop("file"))
+
+
+def test_no_look_ahead(tmp_path: Path):
+    src = tmp_path / "plant.csv"
+    df = write_two_twins(src)
+    base = replay_files([src], "ts", "machine", ["label"], CFG)
+    cut = 400  # change every row after this one (both twins) in the file
+    future = df.with_columns(
+        *(
+            pl.when(pl.int_range(df.height) >= cut).then(pl.col(c) * 3 + 7).otherwise(pl.col(c))
+            for c in ["s0", "s2"]
+        )
+    )
+    changed_src = tmp_path / "changed.csv"
+    future.write_csv(changed_src, separator=";")
+    changed = replay_files([changed_src], "ts", "machine", ["label"], CFG)
+    cutoff = df["ts"][cut]
+    keep = pl.col("time") < cutoff
+    assert base.filter(keep).drop("file").equals(changed.filter(keep).drop("file"))
+    assert not base.filter(~keep).drop("file").equals(changed.filter(~keep).drop("file"))
+
+
+def test_integer_time_fit_and_failure_columns(tmp_path: Path):
+    rows = []
+    for unit in range(1, 9):
+        initial = 8 * unit  # initial wear differs per unit; it fails when wear reaches 200
+        for cycle in range(1, 200 - initial + 1):
+            wear = (initial + cycle) / 200
+            rows.append({"unit": unit, "cycle": cycle, "w": wear + 0.01 * math.sin(cycle), "x": 1.0})
+    fleet = pl.DataFrame(rows)
+    fit = tmp_path / "fleet.csv"
+    fleet.filter(pl.col("unit") <= 6).write_csv(fit)
+    ev = tmp_path / "eval.csv"
+    fleet.filter((pl.col("unit") > 6) & (pl.col("cycle") <= 100)).write_csv(ev)
+    cfg = ModelConfig(anomaly=CFG.anomaly, failure=FailureConfig(rul_cap=60, horizon=20))
+    out = replay_files([ev], "cycle", "unit", [], cfg, fit=[fit])
+    assert out.columns == [*OUTPUT_COLUMNS, "rul", "failure_probability"]
+    last = out.group_by("id", maintain_order=True).last()
+    true_rul = [min(60, 200 - 8 * 7 - 100), min(60, 200 - 8 * 8 - 100)]
+    assert np.all(np.abs(last["rul"].to_numpy() - true_rul) < 20)
+    assert last["failure_probability"].is_between(0, 1).all()
+
+
+def test_user_errors_name_file_and_column(tmp_path: Path):
+    src = tmp_path / "plant.csv"
+    write_two_twins(src)
+    with pytest.raises(ReplayError, match=r"plant\.csv: --time-col 'when' is not a column"):
+        replay_files([src], "when", None, [], CFG)
+    with pytest.raises(ReplayError, match=r"time column 'machine' holds 'm-a'"):
+        replay_files([src], "machine", None, [], CFG)
+
+
+def test_cli_replay_writes_csv(tmp_path: Path):
+    src = tmp_path / "plant.csv"
+    df = write_two_twins(src, n=150)
+    out = tmp_path / "scores.csv"
+    res = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            str(src),
+            "--time-col",
+            "ts",
+            "--id-col",
+            "machine",
+            "--exclude",
+            "label",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    got = pl.read_csv(out)
+    assert got.columns == OUTPUT_COLUMNS and got.height == df.height
+    bad = CliRunner().invoke(app, ["replay", str(src), "--time-col", "nope"])
+    assert bad.exit_code == 2

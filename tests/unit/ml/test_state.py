@@ -1,0 +1,103 @@
+import pickle
+
+from operators.failure import FleetFailureModel
+from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+from operators.twin_model import NO_LEARN_STATUSES, STATE_VERSION, TwinModel
+from tests.unit.ml.synth import correlated_stream, readings
+
+CFG = ModelConfig(
+    anomaly=AnomalyConfig(warmup=100, window=5),
+    forecast=ForecastConfig(horizon=5, window=50),
+    failure=FailureConfig(rul_cap=100),
+)
+
+
+def trained_fleet() -> FleetFailureModel:
+    fleet = FleetFailureModel(CFG.failure)
+    for unit in range(3):
+        m = TwinModel(CFG)
+        data = correlated_stream(150 + 20 * unit, seed=10 + unit)
+        for t, row in enumerate(data):
+            m.update(t, readings(row))
+        fleet.learn_history(m.on_event("failure", len(data) - 1))
+    return fleet
+
+
+def outputs(model: TwinModel, data, start: int, fleet: FleetFailureModel):
+    return [model.update(start + t, readings(row), fleet=fleet) for t, row in enumerate(data)]
+
+
+def test_recovered_model_scores_the_rest_identically():
+    data = correlated_stream(600, seed=1)
+    data[450:480, 0] += 12.0  # an anomaly after the restart point
+    fleet = trained_fleet()
+    uninterrupted = TwinModel(CFG)
+    expected = outputs(uninterrupted, data, 0, fleet)
+
+    first = TwinModel(CFG)
+    outputs(first, data[:300], 0, fleet)
+    snapshot = pickle.dumps(first)  # what Bytewax keeps in its recovery store
+    del first
+    recovered = pickle.loads(snapshot)
+    rest = outputs(recovered, data[300:], 300, pickle.loads(pickle.dumps(fleet)))
+
+    assert rest == expected[300:]
+    assert any(o.score.is_anomaly for o in rest)
+    assert all(o.forecasts and o.failure is not None for o in rest)
+
+
+def test_state_carries_its_version_and_an_unknown_version_starts_afresh():
+    m = TwinModel(CFG)
+    for t, row in enumerate(correlated_stream(200, seed=2)):
+        m.update(t, readings(row))
+    state = m.__getstate__()
+    assert state["_v"] == STATE_VERSION
+    state["_v"] = STATE_VERSION + 99
+    old = TwinModel.__new__(TwinModel)
+    old.__setstate__(state)
+    assert old.anomaly.n_learned == 0
+
+
+def test_no_learning_while_in_maintenance_or_simulating():
+    assert {"maintenance", "simulating"} <= NO_LEARN_STATUSES
+    data = correlated_stream(400, seed=3)
+    m = TwinModel(CFG)
+    for t, row in enumerate(data[:200]):
+        m.update(t, readings(row))
+    before = (
+        m.anomaly.n_learned,
+        pickle.dumps((m.anomaly._baseline, m.anomaly._calib, m.anomaly._precision, m.anomaly._threshold)),
+        pickle.dumps(m.forecaster),
+        len(m.history.rows),
+    )
+    for t, row in enumerate(data[200:] * 3):
+        out = m.update(200 + t, readings(row), learn=False)
+        assert not out.score.learned
+    after = (
+        m.anomaly.n_learned,
+        pickle.dumps((m.anomaly._baseline, m.anomaly._calib, m.anomaly._precision, m.anomaly._threshold)),
+        pickle.dumps(m.forecaster),
+        len(m.history.rows),
+    )
+    assert after == before
+
+
+def test_failure_labels_history_and_repair_discards_it():
+    m = TwinModel(CFG)
+    for t in range(50):
+        m.update(t, {"a": float(t)})
+    labelled = m.on_event("failure", 49)
+    assert [y for _, y in labelled][:2] == [49.0, 48.0] and labelled[-1][1] == 0.0
+    assert m.history.rows == []
+    for t in range(10):
+        m.update(100 + t, {"a": float(t)})
+    assert m.on_event("repair", 110) == [] and m.history.rows == []
+    assert m.history.age == 0
+
+
+def test_reset_forgets_learned_state():
+    m = TwinModel(CFG)
+    for t, row in enumerate(correlated_stream(150, seed=4)):
+        m.update(t, readings(row))
+    m.reset()
+    assert m.anomaly.n_learned == 0 and m.forecaster.models == {} and m.history.rows == []

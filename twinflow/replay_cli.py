@@ -1,0 +1,101 @@
+"""``twinflow replay`` and ``twinflow model …``: backtests on CSV history and per-twin model control."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True)
+model_app = typer.Typer(help="Online models of the twins.", no_args_is_help=True)
+
+
+class ModelKind(StrEnum):
+    none = "none"
+    rul = "rul"
+
+
+def _settings():
+    from twinflow.cli import _settings as load
+
+    return load()
+
+
+def replay(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="CSV files (`;` or `,`).")],
+    time_col: Annotated[str, typer.Option("--time-col", help="Timestamp or integer (e.g. cycle) column.")],
+    id_col: Annotated[str | None, typer.Option("--id-col", help="Column naming the twin in a file.")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Numeric column that is not a sensor (repeat).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output CSV (default: standard output).")] = None,
+    model: Annotated[
+        ModelKind | None, typer.Option("--model", help="Failure model: `rul` adds rul, failure_probability.")
+    ] = None,
+    fit: Annotated[
+        list[Path] | None,
+        typer.Option(exists=True, dir_okay=False, help="Run-to-failure history (last row per id = failure)."),
+    ] = None,
+) -> None:
+    """Replay history through the live operators, row by row in time order (no look-ahead).
+
+    Output: one row per input row with file, id, time, anomaly_score, is_anomaly
+    (plus rul, failure_probability with a failure model). Each file/id is its own twin.
+    """
+    from operators.replay import ReplayError, replay_files
+
+    s = _settings()
+    cfg = s.ml.model_config_for(failure=(model or s.ml.model) == "rul" or bool(fit), forecasts=False)
+    try:
+        table = replay_files(files, time_col, id_col, exclude or [], cfg, fit=fit or [])
+    except ReplayError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if out is None:
+        table.write_csv(sys.stdout)
+    else:
+        table.write_csv(out)
+        flagged = int(table["is_anomaly"].sum()) if table.height else 0
+        err_console.print(f"wrote {table.height} rows ({flagged} anomalous) to {out}")
+
+
+@model_app.command("reset")
+def model_reset(
+    twin: str = typer.Argument(..., help="twin_id whose models start afresh."),
+    timeout: float = typer.Option(30.0, help="Seconds to wait for Kafka's acknowledgement."),
+) -> None:
+    """Ask the live flow to forget what TWIN's models learned (a record on twin.model_control)."""
+    import msgspec
+
+    from connectors.kafka.clients import ensure_topics, make_producer, topic_specs
+    from operators.model_control import ControlRecord, encode
+
+    s = _settings()
+    try:
+        rec = ControlRecord(
+            twin_id=twin,
+            action="reset",
+            requested_at=datetime.now(UTC).isoformat(),
+            requested_by=getpass.getuser(),
+        )
+        rec = msgspec.convert(msgspec.to_builtins(rec), ControlRecord)  # validates the twin_id pattern
+    except msgspec.ValidationError as exc:
+        err_console.print(f"[red]invalid twin_id {twin!r}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    topic = s.topics.model_control
+    ensure_topics(s, [spec for spec in topic_specs(s) if spec.name == topic])
+    producer = make_producer(s)
+    errors: list[str] = []
+    producer.produce(
+        topic, key=twin.encode(), value=encode(rec), on_delivery=lambda e, _m: e and errors.append(str(e))
+    )
+    if producer.flush(timeout) or errors:
+        err_console.print(f"[red]reset for {twin} not acknowledged by Kafka: {errors or 'timeout'}[/red]")
+        raise typer.Exit(1)
+    err_console.print(f"reset requested for {twin} on {topic}")
