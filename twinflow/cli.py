@@ -189,5 +189,12 @@ def demo(
     raise typer.Exit(run_demo(_settings(), duration=duration, twins=twins, rate=rate, console=console))
 
 
+# ----------------------------------------------------------------------------- audit, policy
+from twinflow.audit_cli import audit_app, policy_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
+
+
 if __name__ == "__main__":
     app()
