@@ -21,7 +21,9 @@ from confluent_kafka import OFFSET_BEGINNING
 from connectors.kafka.clients import client_config, producer_config, without_bootstrap
 from connectors.kafka.messages import dead_letter_message
 from connectors.postgres.sink import TelemetrySink
+from operators.guard import IngestGuard
 from operators.ingest import Limits, split_batch
+from operators.twins import TwinRegistry
 from twinflow.settings import Settings, load_settings
 
 log = logging.getLogger("twinflow.flow")
@@ -34,7 +36,11 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         max_bytes=fs.max_message_bytes,
         max_future_skew=timedelta(seconds=fs.max_future_skew_s),
         max_age=timedelta(days=fs.max_age_days),
+        max_dead_letter_bytes=settings.security.max_dead_letter_bytes,
     )
+    sec = settings.security
+    registry = TwinRegistry.load(sec.twin_registry) if sec.twin_registry else None
+    guard = IngestGuard(registry, sec.dedup_entries) if registry or sec.dedup_entries else None
     brokers = settings.kafka.bootstrap_servers.split(",")
 
     flow = Dataflow(flow_id)
@@ -54,7 +60,9 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     branch = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
     op.inspect("log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
 
-    splits = op.flat_map_batch("decode", branch.trues, lambda batch: [split_batch(batch, limits)])
+    splits = op.flat_map_batch(
+        "decode", branch.trues, lambda batch: [split_batch(batch, limits, guard=guard)]
+    )
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
     op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), fs.batch_size))
 

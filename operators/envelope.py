@@ -26,6 +26,8 @@ import msgspec
 TWIN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 SENSOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 MAX_READINGS = 256
+# A key must equal the twin_id (at most 128 ASCII characters), so a longer key is never valid.
+MAX_KEY_BYTES = 128
 
 TwinId = Annotated[str, msgspec.Meta(pattern=TWIN_ID_PATTERN)]
 Sensor = Annotated[str, msgspec.Meta(pattern=SENSOR_PATTERN)]
@@ -54,6 +56,9 @@ class Reason(StrEnum):
     TS_FUTURE = "ts_future"
     TS_TOO_OLD = "ts_too_old"
     KEY_MISMATCH = "key_mismatch"
+    KEY_TOO_LARGE = "key_too_large"
+    UNKNOWN_TWIN = "unknown_twin"
+    DUPLICATE_SEQ = "duplicate_seq"
 
 
 class Rejected(ValueError):
@@ -87,12 +92,16 @@ def decode(
         raise Rejected(Reason.SCHEMA, "empty message (tombstone)")
     if len(value) > max_bytes:
         raise Rejected(Reason.TOO_LARGE, f"{len(value)} bytes > limit {max_bytes}")
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        raise Rejected(Reason.KEY_TOO_LARGE, f"Kafka key of {len(key)} bytes > limit {MAX_KEY_BYTES}")
     try:
         env = _decoder.decode(value)
     except msgspec.ValidationError as exc:
         raise Rejected(Reason.SCHEMA, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise Rejected(Reason.BAD_JSON, str(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside strings
+        raise Rejected(Reason.BAD_JSON, f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
     for name, reading in env.readings.items():
         if not math.isfinite(reading):
             raise Rejected(Reason.NON_FINITE, f"reading {name!r} is {reading}")

@@ -20,8 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from operators.envelope import Envelope, Rejected, decode
+from operators.guard import IngestGuard
 
 QUALITY_CODE = {"good": 0, "uncertain": 1, "bad": 2}
+MAX_DEAD_LETTER_KEY_BYTES = 1024
 
 
 class RawMessage(Protocol):
@@ -58,9 +60,20 @@ class DeadLetter:
     partition: int | None
     offset: int | None
     rejected_at: datetime
+    # Original sizes when the value or key had to be cut to the dead-letter size limits.
+    truncated_from: int | None = None
+    key_truncated_from: int | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
-        """Kafka headers describing the rejection (the value stays the original bytes)."""
+        """Kafka headers describing the rejection (the value stays the original bytes, up to a limit)."""
+        cut = [
+            (name, str(size).encode())
+            for name, size in (
+                ("dlq.truncated_from", self.truncated_from),
+                ("dlq.key_truncated_from", self.key_truncated_from),
+            )
+            if size is not None
+        ]
         return [
             ("dlq.reason", self.reason.encode()),
             ("dlq.detail", self.detail[:1024].encode("utf-8", "replace")),
@@ -68,6 +81,7 @@ class DeadLetter:
             ("dlq.partition", str(self.partition).encode()),
             ("dlq.offset", str(self.offset).encode()),
             ("dlq.rejected_at", self.rejected_at.isoformat().encode()),
+            *cut,
         ]
 
 
@@ -78,6 +92,8 @@ class Limits:
     max_bytes: int = 64 * 1024
     max_future_skew: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=3650)
+    # Dead letters carry at most this many bytes of the original value (see DeadLetter.truncated_from).
+    max_dead_letter_bytes: int = 512 * 1024
 
 
 @dataclass(slots=True)
@@ -87,10 +103,17 @@ class Split:
     rows: list[TelemetryRow] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     envelopes: list[Envelope] = field(default_factory=list)
+    # Identical redeliveries of an already received (twin_id, seq), absorbed by the guard.
+    absorbed: int = 0
 
 
-def split_batch(messages: list[RawMessage], limits: Limits, now: datetime | None = None) -> Split:
-    """Decode a batch; valid envelopes become rows, the rest dead letters."""
+def split_batch(
+    messages: list[RawMessage], limits: Limits, now: datetime | None = None, guard: IngestGuard | None = None
+) -> Split:
+    """Decode a batch; valid envelopes become rows, the rest dead letters.
+
+    ``guard`` (optional) adds the unknown-twin and duplicate-seq checks (:mod:`operators.guard`).
+    """
     now = now or datetime.now(UTC)
     out = Split()
     rows = out.rows
@@ -104,17 +127,25 @@ def split_batch(messages: list[RawMessage], limits: Limits, now: datetime | None
                 max_future_skew=limits.max_future_skew,
                 max_age=limits.max_age,
             )
+            if guard is not None and not guard.admit(env):
+                out.absorbed += 1
+                continue
         except Rejected as exc:
+            value, key = msg.value, msg.key
+            cut = value is not None and len(value) > limits.max_dead_letter_bytes
+            cut_key = key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES
             out.dead.append(
                 DeadLetter(
-                    value=msg.value,
-                    key=msg.key,
+                    value=value[: limits.max_dead_letter_bytes] if cut else value,
+                    key=key[:MAX_DEAD_LETTER_KEY_BYTES] if cut_key else key,
                     reason=exc.reason.value,
                     detail=exc.detail,
                     topic=msg.topic,
                     partition=msg.partition,
                     offset=msg.offset,
                     rejected_at=now,
+                    truncated_from=len(value) if cut else None,
+                    key_truncated_from=len(key) if cut_key else None,
                 )
             )
             continue

@@ -50,3 +50,6 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
 def unique() -> str:
     """A short unique id for twin ids and names in this test."""
     return uuid.uuid4().hex[:8]
+
+
+from tests.db_helpers import private_db  # noqa: E402, F401  (fixture: a throwaway migrated database)

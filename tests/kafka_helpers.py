@@ -12,14 +12,28 @@ from twinflow.settings import Settings
 
 
 def produce(
-    settings: Settings, messages: list[tuple[bytes | None, bytes | None]], topic: str | None = None
-) -> None:
-    """Produce (key, value) pairs in order and wait until all are acknowledged."""
-    p = Producer(producer_config(settings))
-    for key, value in messages:
-        p.produce(topic or settings.topics.raw, key=key, value=value)
+    settings: Settings,
+    messages: list[tuple[bytes | None, bytes | None]],
+    topic: str | None = None,
+    **config,
+) -> list[tuple[int, int]]:
+    """Produce (key, value) pairs in order, wait until all are acknowledged; returns (partition, offset)s."""
+    p = Producer(producer_config(settings, **config))
+    where: list[tuple[int, int] | None] = [None] * len(messages)
+
+    def delivered(i: int):
+        def cb(err, msg) -> None:
+            assert err is None, err
+            where[i] = (msg.partition(), msg.offset())
+
+        return cb
+
+    for i, (key, value) in enumerate(messages):
+        p.produce(topic or settings.topics.raw, key=key, value=value, on_delivery=delivered(i))
         p.poll(0)
     assert p.flush(30) == 0, "not every test message was acknowledged by Kafka"
+    assert all(w is not None for w in where)
+    return where  # type: ignore[return-value]
 
 
 @dataclass

@@ -191,6 +191,11 @@ from twinflow.replay_cli import model_app, replay  # noqa: E402
 
 app.command("replay")(replay)
 app.add_typer(model_app, name="model")
+# ----------------------------------------------------------------------------- audit, policy
+from twinflow.audit_cli import audit_app, policy_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,15 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     # Extra librdkafka properties merged into every client (e.g. security settings).
     extra: dict[str, str] = Field(default_factory=dict)
+    # SASL password (librdkafka `sasl.password`), or a file holding it; never logged (docs/security.md).
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> KafkaSettings:
+        if self.sasl_password_file is not None:
+            self.sasl_password = read_secret_file(self.sasl_password_file, "kafka.sasl_password_file")
+        return self
 
 
 class PostgresSettings(BaseModel):
@@ -56,6 +65,17 @@ class PostgresSettings(BaseModel):
     sslmode: str = "prefer"
     # `auto`: use TimescaleDB when the server offers it; `on`: require it; `off`: plain PostgreSQL.
     timescaledb: str = Field("auto", pattern="^(auto|on|off)$")
+    # A file holding the password (wins over `password`); TLS files for sslmode verify-ca/verify-full.
+    password_file: Path | None = None
+    sslrootcert: str | None = None
+    sslcert: str | None = None
+    sslkey: str | None = None
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> PostgresSettings:
+        if self.password_file is not None:
+            self.password = read_secret_file(self.password_file, "postgres.password_file")
+        return self
 
     def conninfo(self, **override: Any) -> str:
         """libpq connection string; the password is included only here, never logged."""
@@ -70,6 +90,9 @@ class PostgresSettings(BaseModel):
             "sslmode": self.sslmode,
             "application_name": "twinflow",
         }
+        for tls in ("sslrootcert", "sslcert", "sslkey"):
+            if getattr(self, tls):
+                params[tls] = getattr(self, tls)
         params.update(override)
         return make_conninfo(**params)
 
@@ -83,6 +106,20 @@ class MqttSettings(BaseModel):
     twin_level: int = 1
     qos: int = Field(1, ge=0, le=2)
     client_id: str = "twinflow-mqtt-bridge"
+    # Authentication and TLS (docs/security.md); the password may come from a file.
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> MqttSettings:
+        if self.password_file is not None:
+            self.password = read_secret_file(self.password_file, "mqtt.password_file")
+        return self
 
 
 class FlowSettings(BaseModel):
@@ -138,6 +175,23 @@ class MlSettings(BaseModel):
         )
 
 
+class SecuritySettings(BaseModel):
+    """Hostile-input limits, the twin registry, desired-state policy (docs/security.md)."""
+
+    # TOML file of known twins; when set, telemetry of other twins goes to the DLQ (`unknown_twin`).
+    twin_registry: Path | None = None
+    # Recent (twin_id, seq) pairs remembered per flow process to catch duplicates; 0 turns it off.
+    dedup_entries: int = Field(200_000, ge=0)
+    # Dead letters keep the original bytes up to this size (larger ones are truncated, with a header).
+    max_dead_letter_bytes: int = Field(512 * 1024, ge=1024)
+    # MQTT payloads above this are dead-lettered by the bridge itself (truncated), never forwarded.
+    max_mqtt_payload_bytes: int = Field(256 * 1024, ge=256)
+    # Attribute-based policy for desired-state changes (operators/policy.py); unset = deny all.
+    policy_file: Path | None = None
+    # Topic for refused desired-state updates.
+    desired_rejected_topic: str = "twin.desired.rejected"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TWINFLOW_",
@@ -152,6 +206,7 @@ class Settings(BaseSettings):
     flow: FlowSettings = Field(default_factory=FlowSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     ml: MlSettings = Field(default_factory=MlSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @model_validator(mode="after")
     def _clients_follow_stack_ports(self) -> Settings:
@@ -184,6 +239,14 @@ class Settings(BaseSettings):
 
 class ConfigError(Exception):
     """A configuration mistake, with the file, the field and how to fix it."""
+
+
+def read_secret_file(path: Path, field: str) -> SecretStr:
+    """A secret from a file (trailing newline stripped); errors name the field, never the content."""
+    try:
+        return SecretStr(Path(path).read_text().rstrip("\r\n"))
+    except OSError as exc:
+        raise ValueError(f"{field}: cannot read {path}: {exc.strerror}") from None
 
 
 def config_path() -> Path | None:

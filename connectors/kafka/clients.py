@@ -15,6 +15,8 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """Base librdkafka config: bootstrap servers plus the user's `kafka.extra` properties."""
     conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap_servers}
     conf.update(settings.kafka.extra)
+    if settings.kafka.sasl_password is not None:
+        conf["sasl.password"] = settings.kafka.sasl_password.get_secret_value()
     conf.update(extra)
     return conf
 
@@ -60,6 +62,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.raw, t.raw_partitions, {"retention.ms": week}),
         TopicSpec(t.dlq, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(t.model_control, 1, {"retention.ms": week}),
+        TopicSpec(settings.security.desired_rejected_topic, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
     ]
 
 

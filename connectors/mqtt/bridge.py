@@ -13,12 +13,16 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.kafka.clients import make_producer
 from connectors.mqtt.payload import PayloadMapper
+from connectors.mqtt.security import configure_client
+from operators.envelope import Reason
+from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 from twinflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ class MqttBridge:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        configure_client(self.client, settings.mqtt)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -74,12 +79,16 @@ class MqttBridge:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         self.counters.received += 1
-        key, value = self.mapper.map(msg.topic, msg.payload)
-        headers = [("mqtt.topic", msg.topic.encode())]
+        if len(msg.payload) > self.settings.security.max_mqtt_payload_bytes:
+            topic, key, value, headers = self._oversized(msg)
+        else:
+            topic = self.settings.topics.raw
+            key, value = self.mapper.map(msg.topic, msg.payload)
+            headers = [("mqtt.topic", msg.topic.encode())]
         while True:
             try:
                 self.producer.produce(
-                    self.settings.topics.raw,
+                    topic,
                     value=value,
                     key=key,
                     headers=headers,
@@ -90,6 +99,26 @@ class MqttBridge:
                 # Queue full: wait for deliveries instead of dropping (back-pressure to MQTT).
                 self.producer.poll(0.1)
         self.producer.poll(0)
+
+    def _oversized(self, msg: mqtt.MQTTMessage) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
+        """A payload above the MQTT size limit goes straight to the DLQ, cut to the limit."""
+        limit = self.settings.security.max_mqtt_payload_bytes
+        twin = self.mapper.twin_of(msg.topic)
+        dead = DeadLetter(
+            value=msg.payload[:limit],
+            key=twin.encode()[:MAX_DEAD_LETTER_KEY_BYTES] if twin else None,
+            reason=Reason.TOO_LARGE.value,
+            detail=f"MQTT payload of {len(msg.payload)} bytes > security.max_mqtt_payload_bytes {limit}",
+            topic=msg.topic,
+            partition=None,
+            offset=None,
+            rejected_at=datetime.now(UTC),
+            truncated_from=len(msg.payload),
+        )
+        log.warning(
+            "MQTT payload of %d bytes on %.200s dead-lettered: too large", len(msg.payload), msg.topic
+        )
+        return self.settings.topics.dlq, dead.key, dead.value, dead.headers()
 
     def start(self) -> None:
         self.client.connect_async(self.mqtt_settings.host, self.mqtt_settings.port, keepalive=30)

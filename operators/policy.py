@@ -1,0 +1,257 @@
+"""Attribute-based authorisation of desired-state changes (plain Python, no I/O).
+
+A desired update ``{twin_id, values, expected_version, author, reason}`` is allowed only
+when **every** parameter it sets is allowed, with its value, by at least one rule whose
+subject and twin conditions match. Everything else is denied, with a reason. The policy
+is a TOML file (``security.policy_file``); see docs/security.md::
+
+    [[rule]]
+    name = "operators tune pumps of their own site"
+    subject = { roles = "operator" }        # subject attribute ∩ listed values ≠ ∅
+    twin = { type = ["pump", "fan"] }       # same for the twin's attributes
+    same = ["site"]                         # subject.site == twin.site
+    [rule.parameters]
+    rpm_setpoint = { min = 0, max = 3000 }
+    mode = { values = ["auto", "manual"] }
+    "pid.*" = { type = "number" }           # glob on parameter names
+
+>>> p = Policy.from_dict({"rule": [{"name": "ops", "subject": {"roles": "operator"},
+...     "twin": {"type": "pump"}, "parameters": {"rpm_setpoint": {"min": 0, "max": 3000}}}]})
+>>> ops, pump = {"id": "ann", "roles": ["operator"]}, {"type": "pump"}
+>>> p.authorize({"twin_id": "p1", "values": {"rpm_setpoint": 1200}}, ops, pump)
+Decision(allowed=True, reason='allowed', detail='rpm_setpoint by rule ops', rules=('ops',))
+>>> p.authorize({"twin_id": "p1", "values": {"rpm_setpoint": 5000}}, ops, pump).reason
+'out_of_range'
+>>> p.authorize({"twin_id": "p1", "values": {"rpm_setpoint": 5}}, {"roles": ["guest"]}, pump).reason
+'no_matching_rule'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Scalar = str | int | float | bool
+Condition = dict[str, Scalar | list[Scalar]]
+
+
+class DenyReason:
+    """The machine-readable reasons of a denial."""
+
+    NO_POLICY = "no_policy"
+    UNKNOWN_TWIN = "unknown_twin"
+    EMPTY_UPDATE = "empty_update"
+    NO_MATCHING_RULE = "no_matching_rule"
+    PARAMETER_NOT_ALLOWED = "parameter_not_allowed"
+    BAD_TYPE = "bad_type"
+    OUT_OF_RANGE = "out_of_range"
+    VALUE_NOT_ALLOWED = "value_not_allowed"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    detail: str
+    rules: tuple[str, ...] = ()
+
+    @property
+    def decision(self) -> str:
+        return "allow" if self.allowed else "deny"
+
+
+class ParameterRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["number", "integer", "string", "bool", "any"] = "any"
+    min: float | None = None
+    max: float | None = None
+    values: list[Scalar] | None = None
+    max_length: int = Field(256, ge=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> ParameterRule:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+    def check(self, name: str, value: Any) -> tuple[str, str] | None:
+        """None when ``value`` is allowed, else (reason, detail)."""
+        if not isinstance(value, str | int | float | bool) or value is None:
+            return DenyReason.BAD_TYPE, f"{name}: only JSON scalars may be set, got {type(value).__name__}"
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if is_number and not math.isfinite(value):
+            return DenyReason.BAD_TYPE, f"{name}: {value} is not a finite number"
+        expected = {
+            "number": is_number,
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "string": isinstance(value, str),
+            "bool": isinstance(value, bool),
+            "any": True,
+        }[self.type]
+        if not expected:
+            return DenyReason.BAD_TYPE, f"{name}: expected {self.type}, got {type(value).__name__}"
+        if isinstance(value, str) and len(value) > self.max_length:
+            return DenyReason.BAD_TYPE, f"{name}: string longer than {self.max_length}"
+        if self.values is not None and not any(_same(value, v) for v in self.values):
+            return DenyReason.VALUE_NOT_ALLOWED, f"{name}={value!r} is not one of {self.values}"
+        if self.min is not None or self.max is not None:
+            if not is_number:
+                return DenyReason.BAD_TYPE, f"{name}: a range applies, so it must be a number"
+            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+                return DenyReason.OUT_OF_RANGE, f"{name}={value} is outside [{self.min}, {self.max}]"
+        return None
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    subject: Condition = Field(default_factory=dict)
+    twin: Condition = Field(default_factory=dict)
+    same: list[str] = Field(default_factory=list)
+    parameters: dict[str, ParameterRule] = Field(min_length=1)
+
+    def applies(self, subject: Mapping[str, Any], twin: Mapping[str, Any]) -> bool:
+        return (
+            _matches(self.subject, subject)
+            and _matches(self.twin, twin)
+            and all(a in subject and a in twin and subject[a] == twin[a] for a in self.same)
+        )
+
+    def parameter(self, name: str) -> ParameterRule | None:
+        exact = self.parameters.get(name)
+        if exact is not None:
+            return exact
+        return next((r for pat, r in self.parameters.items() if fnmatchcase(name, pat)), None)
+
+
+class PolicyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rule: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PolicyFile:
+        names = [r.name for r in self.rule]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"rule names must be unique; repeated: {sorted(dup)}")
+        return self
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same kind (True is not 1, "1" is not 1; 1 and 1.0 are both numbers)."""
+    return isinstance(a, bool) == isinstance(b, bool) and isinstance(a, str) == isinstance(b, str) and a == b
+
+
+def _as_set(value: Any) -> set:
+    if isinstance(value, list | tuple | set | frozenset):
+        return {v for v in value if isinstance(v, str | int | float | bool)}
+    return {value}
+
+
+def _matches(condition: Condition, attrs: Mapping[str, Any]) -> bool:
+    """Every condition key present in ``attrs`` with an overlapping value (``"*"``: any value)."""
+    for key, wanted in condition.items():
+        if key not in attrs or attrs[key] is None:
+            return False
+        want = _as_set(wanted)
+        if "*" not in want and not (want & _as_set(attrs[key])):
+            return False
+    return True
+
+
+def _field(update: Any, name: str, default: Any = None) -> Any:
+    if isinstance(update, Mapping):
+        return update.get(name, default)
+    return getattr(update, name, default)
+
+
+class Policy:
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        return cls(PolicyFile.model_validate(data).rule)
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        """Read and validate a policy file; mistakes raise ConfigError naming the file and field."""
+        from twinflow.tomlfile import load_toml_model
+
+        return cls(load_toml_model(path, PolicyFile, "policy").rule)
+
+    def authorize(
+        self, update: Any, subject_attrs: Mapping[str, Any], twin_attrs: Mapping[str, Any] | None
+    ) -> Decision:
+        """Allow or deny one desired update (a mapping or an object with ``values``)."""
+        if twin_attrs is None:
+            return Decision(False, DenyReason.UNKNOWN_TWIN, f"twin {_field(update, 'twin_id')!r} is unknown")
+        values = _field(update, "values") or {}
+        if not isinstance(values, Mapping) or not values:
+            return Decision(False, DenyReason.EMPTY_UPDATE, "the update sets no values")
+        rules = [r for r in self.rules if r.applies(subject_attrs, twin_attrs)]
+        if not rules:
+            who = subject_attrs.get("id", "subject")
+            return Decision(False, DenyReason.NO_MATCHING_RULE, f"no rule lets {who!r} change this twin")
+        used: list[str] = []
+        details: list[str] = []
+        for name, value in values.items():
+            refusal: tuple[str, str] | None = None
+            for rule in rules:
+                pr = rule.parameter(str(name))
+                if pr is None:
+                    continue
+                problem = pr.check(str(name), value)
+                if problem is None:
+                    used.append(rule.name)
+                    details.append(f"{name} by rule {rule.name}")
+                    refusal = None
+                    break
+                refusal = refusal or problem
+            else:
+                refusal = refusal or (
+                    DenyReason.PARAMETER_NOT_ALLOWED,
+                    f"parameter {name!r} is not allowed by any matching rule",
+                )
+            if refusal is not None:
+                return Decision(False, refusal[0], refusal[1])
+        return Decision(True, "allowed", "; ".join(details), tuple(dict.fromkeys(used)))
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: Path, mtime_ns: int) -> Policy:
+    return Policy.load(path)
+
+
+def configured_policy() -> Policy | None:
+    """The policy of ``security.policy_file`` (reloaded when the file changes), or None."""
+    from twinflow.settings import settings
+
+    path = settings().security.policy_file
+    if path is None:
+        return None
+    return _load_cached(Path(path), Path(path).stat().st_mtime_ns)
+
+
+def authorize(
+    update: Any,
+    subject_attrs: Mapping[str, Any],
+    twin_attrs: Mapping[str, Any] | None,
+    policy: Policy | None = None,
+) -> Decision:
+    """Decide whether ``subject_attrs`` may apply ``update`` to the twin with ``twin_attrs``.
+
+    ``policy`` defaults to the configured one; with none configured every update is denied.
+    ``twin_attrs=None`` means the twin is unknown (denied).
+    """
+    policy = policy if policy is not None else configured_policy()
+    if policy is None:
+        return Decision(False, DenyReason.NO_POLICY, "no policy file configured (security.policy_file)")
+    return policy.authorize(update, subject_attrs, twin_attrs)

@@ -1,0 +1,183 @@
+"""Desired-state gate on the real PostgreSQL and Kafka: decisions are audited in a hash chain,
+refusals are recorded (table + topic), the trail is append-only, and tampering is reported
+by `twinflow audit verify`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import orjson
+import psycopg
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from connectors.desired_gate import gate
+from connectors.kafka.clients import TopicSpec, client_config, ensure_topics, make_producer
+from connectors.postgres.audit import AuditEntry, append, verify
+from operators.policy import Policy
+from tests.db_helpers import superuser_conninfo
+from tests.kafka_helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+POLICY = Policy.from_dict(
+    {
+        "rule": [
+            {
+                "name": "ops",
+                "subject": {"roles": "operator"},
+                "twin": {"type": "pump"},
+                "parameters": {"rpm_setpoint": {"min": 0, "max": 3000}},
+            }
+        ]
+    }
+)
+OPS = {"id": "ann", "roles": ["operator"]}
+PUMP = {"type": "pump"}
+
+
+def audit_verify(s, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TWINFLOW_POSTGRES__DBNAME": s.postgres.dbname}
+    return subprocess.run(
+        [sys.executable, "-m", "twinflow.cli", "audit", "verify", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_gate_audits_allows_and_records_refusals(private_db, unique):
+    s = private_db
+    topic = f"test.desired.rejected.{unique}"
+    ensure_topics(s, [TopicSpec(topic, 1, {})])
+    producer = make_producer(s)
+    try:
+        with psycopg.connect(s.postgres.conninfo()) as conn:
+            ok = gate(
+                {
+                    "twin_id": "pump-1",
+                    "values": {"rpm_setpoint": 1200},
+                    "expected_version": 4,
+                    "author": "ann",
+                },
+                OPS,
+                PUMP,
+                {"rpm_setpoint": 1000},
+                conn=conn,
+                producer=producer,
+                rejected_topic=topic,
+                policy=POLICY,
+            )
+            no = gate(
+                {
+                    "twin_id": "pump-1",
+                    "values": {"rpm_setpoint": 9000},
+                    "expected_version": 5,
+                    "author": "eve",
+                },
+                {"id": "eve", "roles": ["operator"]},
+                PUMP,
+                {"rpm_setpoint": 1200},
+                conn=conn,
+                producer=producer,
+                rejected_topic=topic,
+                policy=POLICY,
+            )
+            audit = conn.execute(
+                "SELECT actor, twin_id, old, new, version, decision, reason FROM desired_audit ORDER BY id"
+            ).fetchall()
+            rejected = conn.execute(
+                "SELECT actor, reason, request, audit_id FROM desired_rejections"
+            ).fetchall()
+        assert producer.flush(30) == 0
+        assert ok.allowed and not no.allowed and no.reason == "out_of_range"
+        assert audit == [
+            ("ann", "pump-1", {"rpm_setpoint": 1000}, {"rpm_setpoint": 1200}, 4, "allow", "allowed"),
+            ("eve", "pump-1", {"rpm_setpoint": 1200}, {"rpm_setpoint": 9000}, 5, "deny", "out_of_range"),
+        ]
+        assert len(rejected) == 1 and rejected[0][:2] == ("eve", "out_of_range")
+        assert rejected[0][2]["values"] == {"rpm_setpoint": 9000}
+        msgs = read_topic(s, topic)
+        assert [m.key for m in msgs] == [b"pump-1"]
+        body = orjson.loads(msgs[0].value)
+        assert (body["reason"], body["subject"], body["expected_version"]) == ("out_of_range", "eve", 5)
+        res = audit_verify(s)
+        assert res.returncode == 0 and "2 rows" in res.stdout, res.stdout + res.stderr
+    finally:
+        AdminClient(client_config(s)).delete_topics([topic])
+
+
+def _fill(s, n: int) -> list[int]:
+    with psycopg.connect(s.postgres.conninfo()) as conn:
+        return [
+            append(
+                conn,
+                AuditEntry(
+                    actor="ann",
+                    twin_id=f"pump-{i}",
+                    old={"rpm": i},
+                    new={"rpm": i + 1, "note": "ünïcode ✓", "big": 1e300, "nested": {"b": [1, 2.5]}},
+                    version=i,
+                    decision="allow",
+                    reason="allowed",
+                ),
+            ).id
+            for i in range(n)
+        ]
+
+
+def test_audit_rows_cannot_be_updated_or_deleted_by_the_application(private_db):
+    ids = _fill(private_db, 2)
+    with psycopg.connect(private_db.postgres.conninfo()) as conn:
+        for stmt in (
+            "UPDATE desired_audit SET reason = 'x' WHERE id = %s",
+            "DELETE FROM desired_audit WHERE id = %s",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(stmt, (ids[0],))
+            conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("TRUNCATE desired_audit CASCADE")
+        conn.rollback()
+
+
+def test_editing_an_audit_row_in_the_database_is_reported(private_db):
+    ids = _fill(private_db, 5)
+    assert audit_verify(private_db).returncode == 0
+    victim = ids[2]
+    # A superuser bypasses the append-only triggers and rewrites history.
+    with psycopg.connect(superuser_conninfo(private_db, private_db.postgres.dbname), autocommit=True) as su:
+        su.execute("SET session_replication_role = replica")
+        su.execute("UPDATE desired_audit SET new = '{\"rpm\": 9999}' WHERE id = %s", (victim,))
+    res = audit_verify(private_db)
+    assert res.returncode == 1
+    assert f"row {victim}" in res.stderr and "modified" in res.stderr, res.stderr
+
+
+def test_removing_rows_is_reported(private_db):
+    ids = _fill(private_db, 4)
+    head = verify(psycopg.connect(private_db.postgres.conninfo())).head
+    with psycopg.connect(superuser_conninfo(private_db, private_db.postgres.dbname), autocommit=True) as su:
+        su.execute("SET session_replication_role = replica")
+        su.execute("DELETE FROM desired_audit WHERE id = %s", (ids[3],))  # the newest: only the head shows it
+        assert audit_verify(private_db).returncode == 0
+        res = audit_verify(private_db, "--expect-head", head)
+        assert res.returncode == 1 and "expected" in res.stderr, res.stderr
+        su.execute("DELETE FROM desired_audit WHERE id = %s", (ids[1],))
+    res = audit_verify(private_db)
+    assert res.returncode == 1 and f"row {ids[2]} does not link to row {ids[0]}" in res.stderr, res.stderr
+
+
+def test_concurrent_writers_keep_one_linear_chain(private_db):
+    threads = [threading.Thread(target=_fill, args=(private_db, 15)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with psycopg.connect(private_db.postgres.conninfo()) as conn:
+        result = verify(conn)
+    assert result.broken is None and result.rows == 60

@@ -1,0 +1,109 @@
+import math
+
+import pytest
+
+from operators.policy import Policy, authorize
+from twinflow.settings import ConfigError
+
+POLICY = """
+[[rule]]
+name = "operators tune pumps of their own site"
+subject = { roles = "operator" }
+twin = { type = ["pump", "fan"] }
+same = ["site"]
+[rule.parameters]
+rpm_setpoint = { min = 0, max = 3000 }
+mode = { values = ["auto", "manual"] }
+"pid.*" = { type = "number", min = -10, max = 10 }
+
+[[rule]]
+name = "engineers switch anything on or off"
+subject = { roles = "engineer" }
+twin = { type = "*" }
+[rule.parameters]
+enabled = { type = "bool" }
+"""
+
+OPS = {"id": "ann", "roles": ["operator"], "site": "north"}
+PUMP = {"type": "pump", "site": "north"}
+
+
+@pytest.fixture
+def policy(tmp_path) -> Policy:
+    f = tmp_path / "policy.toml"
+    f.write_text(POLICY)
+    return Policy.load(f)
+
+
+def upd(**values) -> dict:
+    return {"twin_id": "pump-1", "values": values, "expected_version": 3, "author": "ann", "reason": "test"}
+
+
+@pytest.mark.parametrize(
+    ("subject", "twin", "values", "reason"),
+    [
+        (OPS, PUMP, {"rpm_setpoint": 1500, "mode": "auto"}, "allowed"),
+        (OPS, PUMP, {"pid.kp": 2.5}, "allowed"),
+        (OPS, PUMP, {"rpm_setpoint": 3000.5}, "out_of_range"),
+        (OPS, PUMP, {"rpm_setpoint": -1}, "out_of_range"),
+        (OPS, PUMP, {"rpm_setpoint": math.nan}, "bad_type"),
+        (OPS, PUMP, {"rpm_setpoint": "1500"}, "bad_type"),
+        (OPS, PUMP, {"rpm_setpoint": True}, "bad_type"),
+        (OPS, PUMP, {"rpm_setpoint": {"$gt": 1}}, "bad_type"),
+        (OPS, PUMP, {"mode": "turbo"}, "value_not_allowed"),
+        (OPS, PUMP, {"rpm_setpoint": 10, "valve": 1}, "parameter_not_allowed"),
+        (OPS, PUMP, {"enabled": False}, "parameter_not_allowed"),
+        (OPS, {"type": "pump", "site": "south"}, {"rpm_setpoint": 10}, "no_matching_rule"),  # other site
+        (OPS, {"type": "valve", "site": "north"}, {"rpm_setpoint": 10}, "no_matching_rule"),
+        ({"id": "eve", "roles": ["guest"], "site": "north"}, PUMP, {"rpm_setpoint": 10}, "no_matching_rule"),
+        ({"id": "x"}, PUMP, {"rpm_setpoint": 10}, "no_matching_rule"),  # no roles attribute
+        (
+            {"id": "bob", "roles": ["engineer", "operator"], "site": "north"},
+            PUMP,
+            {"enabled": True, "mode": "manual"},
+            "allowed",
+        ),
+        ({"id": "bob", "roles": ["engineer"]}, {"type": "valve"}, {"enabled": 1}, "bad_type"),
+        (OPS, None, {"rpm_setpoint": 10}, "unknown_twin"),
+        (OPS, PUMP, {}, "empty_update"),
+    ],
+)
+def test_decisions(policy, subject, twin, values, reason):
+    d = policy.authorize(upd(**values), subject, twin)
+    assert d.reason == reason, d.detail
+    assert d.allowed == (reason == "allowed")
+    assert d.detail
+
+
+def test_objects_work_like_mappings(policy):
+    class Update:
+        twin_id, values = "pump-1", {"rpm_setpoint": 100}
+
+    d = policy.authorize(Update(), OPS, PUMP)
+    assert d.allowed and d.rules == ("operators tune pumps of their own site",)
+
+
+def test_without_a_policy_everything_is_denied():
+    assert authorize(upd(rpm_setpoint=1), OPS, PUMP, policy=None).reason in {"no_policy"}
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = "low" }\n', "rule.0.parameters.x.min"),
+        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = 5, max = 1 }\n', "rule.0.parameters.x"),
+        ('[[rule]]\nname = "a"\ncolour = "red"\n[rule.parameters]\nx = {}\n', "rule.0.colour"),
+        ('[[rule]]\nname = "a"\n', "rule.0.parameters"),
+        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { type = "date" }\n', "rule.0.parameters.x.type"),
+        (
+            '[[rule]]\nname = "a"\n[rule.parameters]\nx={}\n[[rule]]\nname = "a"\n[rule.parameters]\ny={}\n',
+            "unique",
+        ),
+    ],
+)
+def test_policy_file_mistakes_name_file_and_field(tmp_path, text, field):
+    f = tmp_path / "bad-policy.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        Policy.load(f)
+    assert str(f) in str(exc.value) and field in str(exc.value)

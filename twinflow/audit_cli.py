@@ -1,0 +1,62 @@
+"""``twinflow audit verify`` and ``twinflow policy check``: the audit chain and the policy file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+audit_app = typer.Typer(help="The hash-chained audit trail of desired-state changes.", no_args_is_help=True)
+policy_app = typer.Typer(help="The desired-state policy file.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@audit_app.command("verify")
+def verify(
+    conninfo: str = typer.Option(None, help="libpq connection string (default: from settings)."),
+    expect_head: str = typer.Option(
+        None, help="The head hash recorded earlier elsewhere; also detects removal of the newest rows."
+    ),
+) -> None:
+    """Recompute the chain; exit 1 and name the first broken row if it was tampered with."""
+    import psycopg
+
+    from connectors.postgres.audit import verify as verify_chain
+    from twinflow.cli import _settings
+
+    dsn = conninfo or _settings().postgres.conninfo()
+    try:
+        with psycopg.connect(dsn) as conn:
+            result = verify_chain(conn)
+    except psycopg.Error as exc:
+        err_console.print(f"[red]cannot read desired_audit: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if result.broken is not None:
+        err_console.print(
+            f"[red]audit chain BROKEN at row {result.broken.row_id}: {result.broken.problem}[/red]"
+        )
+        raise typer.Exit(1)
+    if expect_head and expect_head != result.head:
+        err_console.print(
+            f"[red]audit chain head is {result.head}, expected {expect_head}: "
+            "rows were removed or added[/red]"
+        )
+        raise typer.Exit(1)
+    console.print(f"audit chain intact: {result.rows} rows, head {result.head}")
+
+
+@policy_app.command("check")
+def check(path: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> None:
+    """Validate a policy file; errors name the file and the field."""
+    from operators.policy import Policy
+    from twinflow.settings import ConfigError
+
+    try:
+        policy = Policy.load(path)
+    except ConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"{path}: {len(policy.rules)} rules OK")
