@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from operators.envelope import Reason, Rejected, TwinId
+from operators.ingest import DeadLetter
 
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 Severity = Literal["minor", "major", "critical"]
@@ -187,3 +188,42 @@ def desync_from_alert_record(value: bytes | None) -> DesyncEscalation | None:
 def parse_ts(text: str) -> datetime:
     """An RFC 3339 timestamp (helper for tests and doctests)."""
     return msgspec.convert(text, AwareTime)
+
+
+INPUT_TYPES: dict[str, type] = {
+    "anomaly": AnomalyScore,
+    "failure": FailurePrediction,
+    "forecast": ForecastPoint,
+    "status": TwinStatus,
+    "action": AlertAction,
+}
+
+
+def decode_message(kind: str, msg: Any, now: datetime) -> InputRecord | DeadLetter | None:
+    """One Kafka message of an input topic → record, dead letter (with reason) or ``None``.
+
+    ``kind`` is one of :data:`INPUT_TYPES` or ``"alerts"`` (the ``twin.alerts`` topic, read for
+    desync escalations only; other records there are not inputs). A record whose twin_id differs
+    from the Kafka key is rejected (the key decides which worker holds the twin's state).
+    """
+    try:
+        if kind == "alerts":
+            rec: InputRecord | None = desync_from_alert_record(msg.value)
+        else:
+            rec = decode(INPUT_TYPES[kind], msg.value)
+        if rec is not None and msg.key is not None and msg.key != rec.twin_id.encode():
+            raise Rejected(
+                Reason.KEY_MISMATCH, f"Kafka key {msg.key[:140]!r} differs from twin_id {rec.twin_id!r}"
+            )
+        return rec
+    except Rejected as exc:
+        return DeadLetter(
+            value=msg.value,
+            key=msg.key,
+            reason=exc.reason.value,
+            detail=exc.detail,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            rejected_at=now,
+        )
