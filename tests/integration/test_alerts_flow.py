@@ -26,7 +26,7 @@ from connectors.kafka.clients import alert_topic_specs, client_config, ensure_to
 from connectors.postgres.migrate import migrate
 from connectors.webhook.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from flows.alerts import build_flow
-from operators.alert_records import Alert, AnomalyScore, TwinStatus, encode
+from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
 from operators.alerts import AlertRules, KindRule
 from tests.kafka_helpers import produce, read_topic
 from tests.webhook_receiver import Receiver
@@ -199,3 +199,46 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
     assert {(x.alert_id, x.version) for x in alerts_out(s) if x.twin_id == twin_a} == {
         (opened.alert_id, v) for v in (1, 2, 3)
     }
+
+
+def test_model_outputs_reach_the_database_and_bad_records_the_dlq(alert_settings):
+    s, a = alert_settings, alert_settings.alerts
+    uid = uuid.uuid4().hex[:8]
+    twin = f"pump-m-{uid}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    send(s, a.failures_topic, [FailurePrediction(twin, t0, 2 * 3600.0, 0.8, 0.1, 86400.0)])
+    fc = ForecastPoint(
+        twin, "temp_c", t0, t0 + timedelta(hours=1), 88.0, 85.0, 91.0, 90.0, t0 + timedelta(hours=2)
+    )
+    send(s, a.forecasts_topic, [fc])
+    send(s, a.anomalies_topic, scores(twin, t0, 0, 30, (0, 0)))
+    produce(
+        s,
+        [(twin.encode(), b"{oops"), (b"someone-else", encode(scores(twin, t0, 0, 5, (0, 0))[0]))],
+        topic=a.anomalies_topic,
+    )
+    run_main(build_flow(s, tail=False))
+    run_main(build_flow(s, tail=False))  # a replay changes nothing
+    with psycopg.connect(s.postgres.conninfo()) as db:
+        assert db.execute("SELECT count(*) FROM anomaly_scores WHERE twin_id = %s", (twin,)).fetchone() == (
+            6,
+        )
+        assert db.execute(
+            "SELECT rul_s, failure_probability FROM failure_predictions WHERE twin_id = %s", (twin,)
+        ).fetchall() == [(7200.0, 0.8)]
+        assert db.execute(
+            "SELECT predicted, lower, upper, limit_value, breach_at FROM forecasts WHERE twin_id = %s",
+            (twin,),
+        ).fetchall() == [(88.0, 85.0, 91.0, 90.0, t0 + timedelta(hours=2))]
+    # the failure prediction (RUL 2 h) opened a critical alert with the time to failure
+    # (twin.alerts is at-least-once: the replay wrote the same versions again, with the same ids)
+    opened = [x for x in alerts_out(s) if x.twin_id == twin and x.kind == "failure" and x.event == "opened"]
+    assert {(x.alert_id, x.severity, x.evidence["time_to_failure_s"]) for x in opened} == {
+        (opened[0].alert_id, "critical", 7200.0)
+    }
+    dead = read_topic(s, s.topics.dlq)
+    reasons = sorted({(r.headers["dlq.reason"], r.headers["dlq.topic"]) for r in dead})
+    assert reasons == [
+        (b"bad_json", a.anomalies_topic.encode()),
+        (b"key_mismatch", a.anomalies_topic.encode()),
+    ]
