@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from twinflow.alerts_cli import alerts_app
 from twinflow.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="twinflow: keep digital twins in step with their machines.", no_args_is_help=True)
@@ -20,6 +21,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(bridge_app, name="bridge")
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(alerts_app, name="alerts")
 
 console = Console()
 err_console = Console(stderr=True)

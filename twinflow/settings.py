@@ -26,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from operators.alerts import AlertRules
 from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -192,6 +193,43 @@ class SecuritySettings(BaseModel):
     desired_rejected_topic: str = "twin.desired.rejected"
 
 
+class AlertSettings(BaseModel):
+    """Alert lifecycle and delivery (flows/alerts.py, `twinflow alerts`, docs/alerts.md)."""
+
+    topic: str = "twin.alerts"  # alert versions out; desync escalations from reconciliation in
+    actions_topic: str = "twin.alert_actions"  # ack / resolve from `twinflow alerts`
+    anomalies_topic: str = "twin.anomaly_scores"
+    failures_topic: str = "twin.failure_predictions"
+    forecasts_topic: str = "twin.forecasts"
+    status_topic: str = "twin.status"  # maintenance on/off
+    partitions: int = Field(4, ge=1)
+    rules: AlertRules = Field(default_factory=AlertRules)
+    # Optional webhook: HTTP POST of each alert version, signed with HMAC-SHA256.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None  # or webhook_secret_file (first line)
+    webhook_secret_file: Path | None = None
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_attempts: int = Field(5, ge=1)
+    recovery_dir: Path | None = None
+
+    def webhook_key(self) -> bytes:
+        """The HMAC secret; a clear error names the setting to fix."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret.get_secret_value().encode()
+        if self.webhook_secret_file is not None:
+            try:
+                return self.webhook_secret_file.read_text().splitlines()[0].strip().encode()
+            except (OSError, IndexError) as exc:
+                raise ConfigError(
+                    f"alerts.webhook_secret_file={self.webhook_secret_file}: cannot read a secret ({exc}); "
+                    "fix the path or set TWINFLOW_ALERTS__WEBHOOK_SECRET"
+                ) from None
+        raise ConfigError(
+            "alerts.webhook_url is set but no secret: set TWINFLOW_ALERTS__WEBHOOK_SECRET or "
+            "alerts.webhook_secret_file (a file whose first line is the secret)"
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TWINFLOW_",
@@ -207,6 +245,7 @@ class Settings(BaseSettings):
     stack: StackSettings = Field(default_factory=StackSettings)
     ml: MlSettings = Field(default_factory=MlSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="after")
     def _clients_follow_stack_ports(self) -> Settings:

@@ -58,12 +58,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic twinflow uses, with partitions and retention."""
     t = settings.topics
     week = str(7 * 24 * 3600 * 1000)
-    return [
+    specs = [
         TopicSpec(t.raw, t.raw_partitions, {"retention.ms": week}),
         TopicSpec(t.dlq, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(t.model_control, 1, {"retention.ms": week}),
         TopicSpec(settings.security.desired_rejected_topic, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
     ]
+    return specs + alert_topic_specs(settings, taken={s.name for s in specs})
 
 
 def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 30) -> list[str]:
@@ -87,3 +88,15 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
     return created
+
+
+def alert_topic_specs(settings: Settings, taken: set[str] = frozenset()) -> list[TopicSpec]:  # type: ignore[assignment]
+    """Topics of the alerts flow: its inputs (model outputs, status, actions) and ``twin.alerts``."""
+    a = settings.alerts
+    month = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+    names = [a.topic, a.actions_topic, a.anomalies_topic, a.failures_topic, a.forecasts_topic, a.status_topic]
+    out: list[TopicSpec] = []
+    for name in names:
+        if name not in taken and name not in {s.name for s in out}:
+            out.append(TopicSpec(name, a.partitions, dict(month)))
+    return out

@@ -1,0 +1,214 @@
+"""Alerts and model outputs in PostgreSQL/TimescaleDB: idempotent writes and the CLI's reads.
+
+* ``alerts``: one row per alert, upserted by (alert_id, opened_at); a newer ``version`` wins,
+  the state only moves forward (open → acknowledged → resolved) and ack/resolve facts once
+  set are kept, so replays and out-of-order writes (flow vs. CLI) never roll an alert back.
+* ``alert_events``: every version, ``ON CONFLICT DO NOTHING``.
+* ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity.
+
+Connection failures are retried with backoff and a new connection (twinflow/retry.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint
+from twinflow.retry import retry
+
+log = logging.getLogger(__name__)
+
+_RANK = "array_position(ARRAY['open','acknowledged','resolved'], {})"
+UPSERT_ALERT = f"""
+INSERT INTO alerts (alert_id, twin_id, kind, state, severity, version, opened_at, acked_at, acked_by,
+                    resolved_at, resolved_by, escalation_level, flapping, summary, evidence, updated_at)
+VALUES (%(alert_id)s, %(twin_id)s, %(kind)s, %(state)s, %(severity)s, %(version)s, %(opened_at)s,
+        %(acked_at)s, %(acked_by)s, %(resolved_at)s, %(resolved_by)s, %(escalation_level)s,
+        %(flapping)s, %(summary)s, %(evidence)s, %(updated_at)s)
+ON CONFLICT (alert_id, opened_at) DO UPDATE SET
+    state = CASE WHEN {_RANK.format("EXCLUDED.state")} >= {_RANK.format("alerts.state")}
+                 THEN EXCLUDED.state ELSE alerts.state END,
+    severity = EXCLUDED.severity,
+    version = EXCLUDED.version,
+    acked_at = coalesce(alerts.acked_at, EXCLUDED.acked_at),
+    acked_by = coalesce(alerts.acked_by, EXCLUDED.acked_by),
+    resolved_at = coalesce(alerts.resolved_at, EXCLUDED.resolved_at),
+    resolved_by = coalesce(alerts.resolved_by, EXCLUDED.resolved_by),
+    escalation_level = greatest(alerts.escalation_level, EXCLUDED.escalation_level),
+    flapping = alerts.flapping OR EXCLUDED.flapping,
+    summary = EXCLUDED.summary,
+    evidence = EXCLUDED.evidence,
+    updated_at = greatest(alerts.updated_at, EXCLUDED.updated_at)
+WHERE alerts.version < EXCLUDED.version
+"""
+INSERT_EVENT = """
+INSERT INTO alert_events (alert_id, version, ts, twin_id, kind, event, state, severity, actor, evidence)
+VALUES (%(alert_id)s, %(version)s, %(updated_at)s, %(twin_id)s, %(kind)s, %(event)s, %(state)s,
+        %(severity)s, %(actor)s, %(evidence)s)
+ON CONFLICT DO NOTHING
+"""
+UPSERT_SCORE = """
+INSERT INTO anomaly_scores (twin_id, ts, score, threshold, is_anomaly, contributions, model)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (twin_id, ts) DO UPDATE SET score = EXCLUDED.score, threshold = EXCLUDED.threshold,
+    is_anomaly = EXCLUDED.is_anomaly, contributions = EXCLUDED.contributions, model = EXCLUDED.model
+"""
+UPSERT_FORECAST = """
+INSERT INTO forecasts (twin_id, sensor, ts, target_ts, predicted, lower, upper, limit_value, breach_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (twin_id, sensor, ts, target_ts) DO UPDATE SET predicted = EXCLUDED.predicted,
+    lower = EXCLUDED.lower, upper = EXCLUDED.upper, limit_value = EXCLUDED.limit_value,
+    breach_at = EXCLUDED.breach_at
+"""
+UPSERT_FAILURE = """
+INSERT INTO failure_predictions (twin_id, ts, rul_s, failure_probability, uncertainty, horizon_s)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (twin_id, ts) DO UPDATE SET rul_s = EXCLUDED.rul_s,
+    failure_probability = EXCLUDED.failure_probability, uncertainty = EXCLUDED.uncertainty,
+    horizon_s = EXCLUDED.horizon_s
+"""
+
+
+def _alert_params(a: Alert) -> dict[str, Any]:
+    d = msgspec.structs.asdict(a)
+    d["evidence"] = Jsonb(a.evidence)
+    d["actor"] = a.acked_by if a.event == "acknowledged" else a.resolved_by if a.event == "resolved" else None
+    return d
+
+
+class AlertStore:
+    """A reconnecting writer (one per sink partition) and reader (the CLI)."""
+
+    def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection | None = None
+        self._max_attempts = max_attempts
+
+    def _connect(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._conninfo, autocommit=False)
+        return self._conn
+
+    def _tx(self, fn: Callable[[psycopg.Connection], Any], what: str) -> Any:
+        def once() -> Any:
+            conn = self._connect()
+            try:
+                result = fn(conn)
+                conn.commit()
+                return result
+            except psycopg.OperationalError:
+                self.close()
+                raise
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+
+        return retry(once, retry_on=(psycopg.OperationalError,), attempts=self._max_attempts, what=what)
+
+    # ------------------------------------------------------------------ writes
+    def write_alerts(self, alerts: Sequence[Alert]) -> None:
+        """Upsert alert versions and record them in the history (idempotent)."""
+        if not alerts:
+            return
+        params = [_alert_params(a) for a in alerts]
+
+        def run(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(UPSERT_ALERT, params)
+                cur.executemany(INSERT_EVENT, params)
+
+        self._tx(run, f"writing {len(alerts)} alert versions")
+
+    def write_model_outputs(
+        self, records: Sequence[AnomalyScore | FailurePrediction | ForecastPoint]
+    ) -> None:
+        """Upsert anomaly scores, forecasts and failure predictions (idempotent)."""
+        scores = [
+            (r.twin_id, r.ts, r.score, r.threshold, r.is_anomaly, Jsonb(r.contributions), r.model)
+            for r in records
+            if isinstance(r, AnomalyScore)
+        ]
+        forecasts = [
+            (r.twin_id, r.sensor, r.ts, r.target_ts, r.predicted, r.lower, r.upper, r.limit, r.breach_at)
+            for r in records
+            if isinstance(r, ForecastPoint)
+        ]
+        failures = [
+            (r.twin_id, r.ts, r.rul_s, r.failure_probability, r.uncertainty, r.horizon_s)
+            for r in records
+            if isinstance(r, FailurePrediction)
+        ]
+
+        def run(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cur:
+                for sql, rows in (
+                    (UPSERT_SCORE, scores),
+                    (UPSERT_FORECAST, forecasts),
+                    (UPSERT_FAILURE, failures),
+                ):
+                    if rows:
+                        cur.executemany(sql, rows)
+
+        if scores or forecasts or failures:
+            self._tx(run, f"writing {len(records)} model outputs")
+
+    # ------------------------------------------------------------------ CLI
+    def list_alerts(
+        self, *, states: Sequence[str], twin_id: str | None = None, limit: int = 50
+    ) -> list[dict]:
+        """Latest alerts, newest first, in the given states."""
+
+        def run(conn: psycopg.Connection) -> list[dict]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(
+                    "SELECT alert_id, twin_id, kind, state, severity, version, opened_at, acked_at, acked_by,"
+                    " resolved_at, resolved_by, escalation_level, flapping, summary, evidence, updated_at"
+                    " FROM alerts WHERE state = ANY(%s) AND (%s::text IS NULL OR twin_id = %s)"
+                    " ORDER BY opened_at DESC LIMIT %s",
+                    (list(states), twin_id, twin_id, limit),
+                )
+                return cur.fetchall()
+
+        return self._tx(run, "listing alerts")
+
+    def get_alert(self, alert_id: str) -> dict | None:
+        def run(conn: psycopg.Connection) -> dict | None:
+            with conn.cursor(row_factory=dict_row) as cur:
+                cur.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,))
+                return cur.fetchone()
+
+        return self._tx(run, f"reading alert {alert_id}")
+
+    def record_action(self, alert_id: str, action: str, by: str, ts: datetime) -> bool:
+        """Apply an ack/resolve to the row at once (the flow confirms it with a new version)."""
+        if action == "ack":
+            sql = (
+                "UPDATE alerts SET state = 'acknowledged', acked_at = %s, acked_by = %s, updated_at = %s"
+                " WHERE alert_id = %s AND state = 'open'"
+            )
+        else:
+            sql = (
+                "UPDATE alerts SET state = 'resolved', resolved_at = %s, resolved_by = %s, updated_at = %s"
+                " WHERE alert_id = %s AND state <> 'resolved'"
+            )
+
+        def run(conn: psycopg.Connection) -> bool:
+            return conn.execute(sql, (ts, by, ts, alert_id)).rowcount > 0
+
+        return self._tx(run, f"{action} of alert {alert_id}")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None

@@ -1,0 +1,1 @@
+"""connectors/webhook: signed HTTP POST delivery of alerts."""

@@ -1,0 +1,102 @@
+"""Alerts flow: model outputs, desync escalations, maintenance status and people's actions in;
+alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
+
+Wiring only; the lifecycle is :mod:`operators.alerts`, the I/O is in :mod:`connectors`.
+
+Run it::
+
+    python -m bytewax.run "flows.alerts:get_flow()" -w 1
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSink, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from confluent_kafka import OFFSET_BEGINNING
+
+from connectors.alert_sinks import AlertDbSink, ModelOutputSink, WebhookSink, alert_message
+from connectors.kafka.clients import client_config, producer_config, without_bootstrap
+from connectors.kafka.messages import dead_letter_message
+from operators.alert_records import AnomalyScore, FailurePrediction, ForecastPoint, decode_message
+from operators.alerts import step
+from operators.ingest import DeadLetter
+from twinflow.settings import Settings, load_settings
+
+log = logging.getLogger("twinflow.alerts")
+
+
+def input_topics(settings: Settings) -> dict[str, str]:
+    """Topic name → input kind (see operators.alert_records.decode_message)."""
+    a = settings.alerts
+    return {
+        a.anomalies_topic: "anomaly",
+        a.failures_topic: "failure",
+        a.forecasts_topic: "forecast",
+        a.status_topic: "status",
+        a.actions_topic: "action",
+        a.topic: "alerts",
+    }
+
+
+def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:
+    """Build the alerts dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
+    a = settings.alerts
+    rules = a.rules
+    brokers = settings.kafka.bootstrap_servers.split(",")
+    topics = input_topics(settings)
+    conninfo = settings.postgres.conninfo()
+
+    flow = Dataflow(flow_id)
+    polled = op.input(
+        "kafka_in",
+        flow,
+        KafkaSource(
+            brokers,
+            list(topics),
+            tail=tail,
+            starting_offset=OFFSET_BEGINNING,
+            add_config=without_bootstrap(client_config(settings)),
+            raise_on_errors=False,
+        ),
+    )
+    branch = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
+    op.inspect("log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
+
+    decoded = op.filter_map(
+        "decode", branch.trues, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC))
+    )
+    valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
+    dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
+    kafka_out = KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings)))
+    op.output("dlq", dead, kafka_out)
+
+    records = valid.trues
+    outputs = op.filter(
+        "model_outputs", records, lambda r: isinstance(r, AnomalyScore | FailurePrediction | ForecastPoint)
+    )
+    op.output("model_outputs_db", outputs, ModelOutputSink(conninfo))
+
+    keyed = op.key_on("by_twin", records, lambda r: r.twin_id)
+    versions = op.stateful_flat_map("lifecycle", keyed, lambda state, rec: step(state, rec, rules))
+    alerts = op.map("unkey", versions, lambda kv: kv[1])
+    op.output("alerts_kafka", op.map("to_kafka", alerts, lambda x: alert_message(x, a.topic)), kafka_out)
+    op.output("alerts_db", alerts, AlertDbSink(conninfo))
+    if a.webhook_url:
+        op.output(
+            "webhook",
+            alerts,
+            WebhookSink(
+                a.webhook_url, a.webhook_key(), timeout_s=a.webhook_timeout_s, attempts=a.webhook_attempts
+            ),
+        )
+    return flow
+
+
+def get_flow(tail: bool = True) -> Dataflow:
+    """Entry point for ``python -m bytewax.run "flows.alerts:get_flow()"``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return build_flow(load_settings(), tail=tail)

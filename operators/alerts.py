@@ -1,0 +1,499 @@
+"""The alert lifecycle: model outputs in, few, early and explained alerts out.
+
+Plain Python with an event-time clock: one :class:`TwinAlerts` per twin holds the state, and
+``step(state, record)`` returns the new alert versions (the flow keys by twin_id and calls it
+from ``stateful_flat_map``). The clock is the newest ``ts`` seen in the twin's data inputs,
+so replays and tests behave exactly as live runs.
+
+Per twin and kind (the dedup key) there is at most one alert that is not resolved:
+
+* a **condition** per kind (anomaly score over threshold, RUL under / failure probability over
+  a threshold, a forecast limit breach within the horizon, a desync escalation) has three
+  levels: *above* (opens), *below* (clears) and the hysteresis band between;
+* it must stay above for ``min_duration_s`` to **open**, and below for ``cool_down_s`` to
+  **resolve** (automatically, ``resolved_by='auto'``); in the band nothing changes;
+* **flapping** (``flap_count`` openings within ``flap_window_s``) marks the alert and
+  multiplies its cool-down by ``flap_cool_down_factor``;
+* an alert not acknowledged after ``escalate_after_s`` is **escalated** (level + 1, severity
+  one step up), again after each further period;
+* while a twin is in **maintenance** nothing opens and nothing escalates;
+* people **acknowledge** or **resolve** through :class:`AlertAction` records (an action that
+  arrives before its alert, e.g. during a replay, waits for it).
+
+Each new version carries an explanation: the evidence window, top contributing sensors,
+predicted time to failure and the kind's own facts (peak score, breaches, desync detail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from operators.alert_records import (
+    SEVERITIES,
+    Alert,
+    AlertAction,
+    AnomalyScore,
+    DesyncEscalation,
+    FailurePrediction,
+    ForecastPoint,
+    InputRecord,
+    Kind,
+    Severity,
+    TwinStatus,
+)
+
+ABOVE, BAND, BELOW = 1, 0, -1
+
+
+@dataclass(frozen=True, slots=True)
+class KindRule:
+    """Timing of one kind: seconds above to open, below to resolve."""
+
+    min_duration_s: float = 60.0
+    cool_down_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    """Thresholds and timings of the lifecycle (from ``[alerts]`` in the settings)."""
+
+    anomaly: KindRule = KindRule(60.0, 300.0)
+    failure: KindRule = KindRule(0.0, 600.0)
+    forecast_breach: KindRule = KindRule(0.0, 600.0)
+    desync: KindRule = KindRule(0.0, 0.0)  # reconciliation already debounces desync
+    # Anomaly: clear when score < threshold × clear_ratio; severity from score / threshold.
+    anomaly_clear_ratio: float = 0.8
+    anomaly_major_ratio: float = 1.5
+    anomaly_critical_ratio: float = 2.5
+    # Failure: open when RUL ≤ rul_open_s or probability ≥ probability_open.
+    rul_open_s: float = 72 * 3600.0
+    probability_open: float = 0.5
+    failure_clear_factor: float = 1.25  # clear when RUL > rul_open_s × f and p < probability_open / f
+    # Forecast: open when a limit breach is predicted within breach_horizon_s.
+    breach_horizon_s: float = 24 * 3600.0
+    breach_clear_factor: float = 1.25
+    # Severity from lead time (time to failure / to breach).
+    lead_major_s: float = 24 * 3600.0
+    lead_critical_s: float = 4 * 3600.0
+    # Flapping, escalation.
+    flap_count: int = 3
+    flap_window_s: float = 3600.0
+    flap_cool_down_factor: float = 4.0
+    escalate_after_s: float = 1800.0
+    top_sensors: int = 3
+
+    def timing(self, kind: Kind) -> KindRule:
+        return getattr(self, kind)
+
+
+def alert_id_for(twin_id: str, kind: str, opened_at: datetime) -> str:
+    """Deterministic id: a replay opens the same alert under the same id."""
+    digest = hashlib.blake2b(f"{twin_id}|{kind}|{opened_at.isoformat()}".encode(), digest_size=6)
+    return f"al-{digest.hexdigest()}"
+
+
+def _sev_max(a: Severity, b: Severity) -> Severity:
+    return a if SEVERITIES.index(a) >= SEVERITIES.index(b) else b
+
+
+def _sev_up(s: Severity) -> Severity:
+    return SEVERITIES[min(SEVERITIES.index(s) + 1, len(SEVERITIES) - 1)]
+
+
+def _lead_severity(lead_s: float, rules: AlertRules) -> Severity:
+    if lead_s <= rules.lead_critical_s:
+        return "critical"
+    return "major" if lead_s <= rules.lead_major_s else "minor"
+
+
+@dataclass(slots=True)
+class _Open:
+    """The live (not resolved) alert of one kind."""
+
+    alert_id: str
+    opened_at: datetime
+    severity: Severity
+    version: int = 1
+    state: str = "open"
+    acked_at: datetime | None = None
+    acked_by: str | None = None
+    escalation_level: int = 0
+    flapping: bool = False
+
+
+@dataclass(slots=True)
+class _KindState:
+    """Condition tracking and the live alert of one (twin, kind)."""
+
+    onset: datetime | None = None  # first sample of the current run above
+    clear_since: datetime | None = None  # first sample of the current run below (while open)
+    last_ts: datetime | None = None
+    samples: int = 0
+    facts: dict[str, Any] = field(default_factory=dict)  # kind-specific evidence
+    severity: Severity = "minor"
+    live: _Open | None = None
+    openings: deque = field(default_factory=lambda: deque(maxlen=32))
+
+    def reset_run(self) -> None:
+        self.onset = None
+        self.samples = 0
+        self.facts = {}
+        self.severity = "minor"
+
+
+@dataclass(slots=True)
+class TwinAlerts:
+    """All alert state of one twin; picklable (Bytewax snapshots it for recovery)."""
+
+    twin_id: str
+    rules: AlertRules
+    now: datetime | None = None
+    maintenance: bool = False
+    kinds: dict[str, _KindState] = field(default_factory=dict)
+    contributions: dict[str, float] = field(default_factory=dict)  # latest anomaly contributions
+    failure: FailurePrediction | None = None  # latest failure prediction
+    forecasts: dict[str, ForecastPoint] = field(default_factory=dict)  # latest per sensor
+    pending_actions: dict[str, AlertAction] = field(default_factory=dict)
+    closed_ids: deque = field(default_factory=lambda: deque(maxlen=256))
+    late_ignored: int = 0
+    suppressed: int = 0
+
+    # ------------------------------------------------------------------ entry point
+    def apply(self, rec: InputRecord) -> list[Alert]:
+        """Feed one record; returns the alert versions it caused (often none)."""
+        if isinstance(rec, AlertAction):
+            return self._action(rec)
+        out: list[Alert] = []
+        if self.now is None or rec.ts > self.now:
+            self.now = rec.ts
+        if isinstance(rec, TwinStatus):
+            self.maintenance = rec.maintenance
+            if rec.maintenance:
+                for ks in self.kinds.values():
+                    if ks.live is None:
+                        ks.reset_run()
+        elif isinstance(rec, AnomalyScore):
+            out += self._anomaly(rec)
+        elif isinstance(rec, FailurePrediction):
+            out += self._failure(rec)
+        elif isinstance(rec, ForecastPoint):
+            out += self._forecast(rec)
+        elif isinstance(rec, DesyncEscalation):
+            out += self._desync(rec)
+        out += self._escalate()
+        return out
+
+    # ------------------------------------------------------------------ conditions
+    def _anomaly(self, rec: AnomalyScore) -> list[Alert]:
+        r = self.rules
+        if rec.contributions:
+            self.contributions = dict(rec.contributions)
+        if rec.is_anomaly or rec.score >= rec.threshold:
+            level = ABOVE
+        elif rec.score < rec.threshold * r.anomaly_clear_ratio:
+            level = BELOW
+        else:
+            level = BAND
+        ratio = rec.score / rec.threshold if rec.threshold > 0 else float("inf")
+        sev: Severity = (
+            "critical"
+            if ratio >= r.anomaly_critical_ratio
+            else "major"
+            if ratio >= r.anomaly_major_ratio
+            else "minor"
+        )
+
+        def facts(f: dict[str, Any]) -> None:
+            if rec.score >= f.get("peak_score", float("-inf")):
+                f["peak_score"] = rec.score
+                f["peak_at"] = rec.ts.isoformat()
+            f["threshold"] = rec.threshold
+            f["last_score"] = rec.score
+            if rec.contributions:
+                acc = f.setdefault("_contrib", {})
+                for s, share in rec.contributions.items():
+                    acc[s] = acc.get(s, 0.0) + share
+
+        return self._observe("anomaly", rec.ts, level, sev if level == ABOVE else None, facts)
+
+    def _failure(self, rec: FailurePrediction) -> list[Alert]:
+        r = self.rules
+        self.failure = rec
+        if rec.rul_s <= r.rul_open_s or rec.failure_probability >= r.probability_open:
+            level = ABOVE
+        elif (
+            rec.rul_s > r.rul_open_s * r.failure_clear_factor
+            and rec.failure_probability < r.probability_open / r.failure_clear_factor
+        ):
+            level = BELOW
+        else:
+            level = BAND
+        sev = _lead_severity(rec.rul_s, r)
+        if rec.failure_probability >= 0.9:
+            sev = _sev_max(sev, "major")
+
+        def facts(f: dict[str, Any]) -> None:
+            f["min_rul_s"] = min(rec.rul_s, f.get("min_rul_s", float("inf")))
+            f["max_failure_probability"] = max(rec.failure_probability, f.get("max_failure_probability", 0.0))
+
+        return self._observe("failure", rec.ts, level, sev if level == ABOVE else None, facts)
+
+    def _forecast(self, rec: ForecastPoint) -> list[Alert]:
+        r = self.rules
+        prev = self.forecasts.get(rec.sensor)
+        if prev is not None and rec.ts < prev.ts:
+            self.late_ignored += 1
+            return []
+        self.forecasts[rec.sensor] = rec
+        levels, leads = [], []
+        for fp in self.forecasts.values():
+            lead = (fp.breach_at - fp.ts).total_seconds() if fp.breach_at is not None else None
+            if lead is not None and lead <= r.breach_horizon_s:
+                levels.append(ABOVE)
+                leads.append(max(lead, 0.0))
+            elif lead is None or lead > r.breach_horizon_s * r.breach_clear_factor:
+                levels.append(BELOW)
+            else:
+                levels.append(BAND)
+        level = ABOVE if ABOVE in levels else BELOW if all(lv == BELOW for lv in levels) else BAND
+        sev = _lead_severity(min(leads), r) if leads else None
+
+        def facts(f: dict[str, Any]) -> None:
+            breaches = f.setdefault("breaches", {})
+            for fp in self.forecasts.values():
+                if fp.breach_at is not None and (fp.breach_at - fp.ts).total_seconds() <= r.breach_horizon_s:
+                    breaches[fp.sensor] = {
+                        "sensor": fp.sensor,
+                        "breach_at": fp.breach_at.isoformat(),
+                        "lead_s": max((fp.breach_at - fp.ts).total_seconds(), 0.0),
+                        "predicted": fp.predicted,
+                        "lower": fp.lower,
+                        "upper": fp.upper,
+                        "limit": fp.limit,
+                        "forecast_at": fp.ts.isoformat(),
+                    }
+
+        return self._observe("forecast_breach", rec.ts, level, sev, facts)
+
+    def _desync(self, rec: DesyncEscalation) -> list[Alert]:
+        sev: Severity = rec.severity or "major"
+
+        def facts(f: dict[str, Any]) -> None:
+            f["desync"] = rec.detail
+
+        level = ABOVE if rec.active else BELOW
+        return self._observe("desync", rec.ts, level, sev if rec.active else None, facts)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _observe(self, kind: Kind, ts: datetime, level: int, sev: Severity | None, facts) -> list[Alert]:
+        ks = self.kinds.setdefault(kind, _KindState())
+        if ks.last_ts is not None and ts < ks.last_ts:
+            self.late_ignored += 1
+            return []
+        ks.last_ts = ts
+        timing = self.rules.timing(kind)
+        live = ks.live
+        if live is None:
+            if self.maintenance:
+                if level == ABOVE:
+                    self.suppressed += 1
+                ks.reset_run()
+                return []
+            if level == BELOW:
+                ks.reset_run()
+                return []
+            if level == BAND and ks.onset is None:
+                return []
+            if ks.onset is None:
+                ks.onset = ts
+            ks.samples += 1
+            facts(ks.facts)
+            if sev is not None:
+                ks.severity = _sev_max(ks.severity, sev)
+            if level == ABOVE and (ts - ks.onset).total_seconds() >= timing.min_duration_s:
+                return self._open(kind, ks, ts)
+            return []
+        # an alert is live
+        ks.samples += 1
+        if level == BELOW:
+            ks.clear_since = ks.clear_since or ts
+            cool = timing.cool_down_s * (self.rules.flap_cool_down_factor if live.flapping else 1.0)
+            if (ts - ks.clear_since).total_seconds() >= cool:
+                return [self._close(kind, ks, ts, "auto", event="resolved")]
+            return []
+        ks.clear_since = None
+        facts(ks.facts)
+        if sev is not None and SEVERITIES.index(sev) > SEVERITIES.index(ks.severity):
+            ks.severity = sev
+            new = _sev_max(live.severity, sev)
+            if new != live.severity:
+                live.severity = new
+                return [self._version(kind, ks, ts, "severity")]
+        return []
+
+    def _open(self, kind: Kind, ks: _KindState, ts: datetime) -> list[Alert]:
+        r = self.rules
+        window = timedelta(seconds=r.flap_window_s)
+        recent = [t for t in ks.openings if ts - t <= window]
+        ks.openings.append(ts)
+        ks.live = _Open(
+            alert_id=alert_id_for(self.twin_id, kind, ts),
+            opened_at=ts,
+            severity=ks.severity,
+            flapping=len(recent) + 1 >= r.flap_count,
+        )
+        ks.clear_since = None
+        out = [self._version(kind, ks, ts, "opened", bump=False)]
+        action = self.pending_actions.pop(ks.live.alert_id, None)
+        if action is not None:
+            out += self._action(action)
+        return out
+
+    def _close(self, kind: Kind, ks: _KindState, ts: datetime, by: str, event: str) -> Alert:
+        live = ks.live
+        assert live is not None
+        live.state = "resolved"
+        alert = self._version(kind, ks, ts, event, resolved=(ts, by))
+        self.closed_ids.append(live.alert_id)
+        ks.live = None
+        ks.clear_since = None
+        ks.reset_run()
+        return alert
+
+    def _escalate(self) -> list[Alert]:
+        if self.maintenance or self.now is None:
+            return []
+        out = []
+        period = self.rules.escalate_after_s
+        for kind, ks in self.kinds.items():
+            live = ks.live
+            if live is None or live.state != "open" or period <= 0:
+                continue
+            due = (live.escalation_level + 1) * period
+            if (self.now - live.opened_at).total_seconds() >= due:
+                live.escalation_level += 1
+                live.severity = _sev_up(live.severity)
+                out.append(self._version(kind, ks, self.now, "escalated"))  # type: ignore[arg-type]
+        return out
+
+    def _action(self, act: AlertAction) -> list[Alert]:
+        for kind, ks in self.kinds.items():
+            live = ks.live
+            if live is None or live.alert_id != act.alert_id:
+                continue
+            if act.action == "ack":
+                if live.state != "open":
+                    return []
+                live.state = "acknowledged"
+                live.acked_at, live.acked_by = act.ts, act.by
+                return [self._version(kind, ks, act.ts, "acknowledged", actor=act.by)]  # type: ignore[arg-type]
+            return [self._close(kind, ks, act.ts, act.by, event="resolved")]  # type: ignore[arg-type]
+        if act.alert_id not in self.closed_ids:
+            # Not opened yet (a replay may deliver the action first): keep it for a while.
+            self.pending_actions[act.alert_id] = act
+            while len(self.pending_actions) > 64:
+                self.pending_actions.pop(next(iter(self.pending_actions)))
+        return []
+
+    # ------------------------------------------------------------------ output
+    def _version(
+        self,
+        kind: Kind,
+        ks: _KindState,
+        ts: datetime,
+        event: str,
+        *,
+        bump: bool = True,
+        resolved: tuple[datetime, str] | None = None,
+        actor: str | None = None,
+    ) -> Alert:
+        live = ks.live
+        assert live is not None
+        if bump:
+            live.version += 1
+        evidence = self._evidence(kind, ks, ts)
+        if actor:
+            evidence["actor"] = actor
+        return Alert(
+            alert_id=live.alert_id,
+            twin_id=self.twin_id,
+            kind=kind,
+            state=live.state,  # type: ignore[arg-type]
+            severity=live.severity,
+            version=live.version,
+            event=event,
+            opened_at=live.opened_at,
+            updated_at=ts,
+            acked_at=live.acked_at,
+            acked_by=live.acked_by,
+            resolved_at=resolved[0] if resolved else None,
+            resolved_by=resolved[1] if resolved else None,
+            escalation_level=live.escalation_level,
+            flapping=live.flapping,
+            summary=self._summary(kind, evidence),
+            evidence=evidence,
+        )
+
+    def _evidence(self, kind: Kind, ks: _KindState, ts: datetime) -> dict[str, Any]:
+        facts = {k: v for k, v in ks.facts.items() if not k.startswith("_")}
+        if "breaches" in facts:
+            facts["breaches"] = sorted(facts["breaches"].values(), key=lambda b: b["lead_s"])
+        start = ks.onset or (ks.live.opened_at if ks.live else ts)
+        ev: dict[str, Any] = {
+            "window": {"start": start.isoformat(), "end": ts.isoformat()},
+            "samples": ks.samples,
+            **facts,
+        }
+        contrib = ks.facts.get("_contrib") or self.contributions
+        if contrib:
+            total = sum(contrib.values()) or 1.0
+            top = sorted(contrib.items(), key=lambda kv: -kv[1])[: self.rules.top_sensors]
+            ev["top_sensors"] = [{"sensor": s, "share": round(v / total, 4)} for s, v in top]
+        if self.failure is not None:
+            f = self.failure
+            ev["time_to_failure_s"] = f.rul_s
+            ev["predicted_failure_at"] = (f.ts + timedelta(seconds=f.rul_s)).isoformat()
+            ev["failure_probability"] = f.failure_probability
+            if f.uncertainty is not None:
+                ev["rul_uncertainty"] = f.uncertainty
+        return ev
+
+    def _summary(self, kind: Kind, ev: dict[str, Any]) -> str:
+        parts = [f"{self.twin_id}: {kind.replace('_', ' ')}"]
+        if kind == "anomaly" and "peak_score" in ev:
+            parts.append(f"score {ev['peak_score']:.3g} (threshold {ev['threshold']:.3g})")
+        if kind == "forecast_breach" and ev.get("breaches"):
+            b = ev["breaches"][0]
+            parts.append(f"{b['sensor']} predicted to cross {b['limit']} in {_human(b['lead_s'])}")
+        if kind == "desync" and ev.get("desync"):
+            parts.append("reported state differs from desired state")
+        if ev.get("top_sensors"):
+            parts.append(
+                "top sensors " + ", ".join(f"{t['sensor']} {t['share']:.0%}" for t in ev["top_sensors"])
+            )
+        if "time_to_failure_s" in ev:
+            parts.append(
+                f"predicted failure in {_human(ev['time_to_failure_s'])} (p={ev['failure_probability']:.2f})"
+            )
+        return "; ".join(parts)
+
+
+def _human(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def step(state: TwinAlerts | None, rec: InputRecord, rules: AlertRules) -> tuple[TwinAlerts, list[Alert]]:
+    """``stateful_flat_map`` body: create the twin's state on first use, apply one record."""
+    if state is None:
+        state = TwinAlerts(rec.twin_id, rules)
+    return state, state.apply(rec)

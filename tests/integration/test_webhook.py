@@ -1,0 +1,62 @@
+"""Webhook delivery against a real local HTTP receiver: signature, retries, refusals."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from connectors.webhook.sender import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    DeliveryFailed,
+    WebhookSender,
+    verify,
+)
+from tests.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.integration
+SECRET = b"s3cret-for-tests"
+
+
+def test_signed_post_is_verifiable_and_tampering_is_detected():
+    with Receiver() as rx:
+        status = WebhookSender(rx.url, SECRET).send(b'{"alert_id":"al-1","version":1}', "al-1:1")
+    assert status == 204
+    [req] = rx.requests
+    h = req.headers
+    assert h["Content-Type"] == "application/json" and h[DELIVERY_HEADER] == "al-1:1"
+    assert verify(SECRET, h[TIMESTAMP_HEADER], req.body, h[SIGNATURE_HEADER])
+    assert not verify(SECRET, h[TIMESTAMP_HEADER], req.body + b" ", h[SIGNATURE_HEADER])
+    assert not verify(b"wrong", h[TIMESTAMP_HEADER], req.body, h[SIGNATURE_HEADER])
+    assert not verify(SECRET, str(int(h[TIMESTAMP_HEADER]) - 3600), req.body, h[SIGNATURE_HEADER])
+
+
+def test_server_errors_are_retried_with_backoff():
+    with Receiver(fail_first=2, fail_status=503) as rx:
+        sender = WebhookSender(rx.url, SECRET, attempts=4, base_delay=0.01)
+        assert sender.send(b"{}", "x:1") == 204
+    assert rx.attempts == 3 and len(rx.requests) == 1 and sender.delivered == 1
+
+
+def test_client_errors_are_not_retried_and_exhaustion_fails():
+    with Receiver(fail_first=10, fail_status=400) as rx, pytest.raises(DeliveryFailed, match="HTTP 400"):
+        WebhookSender(rx.url, SECRET, attempts=4, base_delay=0.01).send(b"{}", "x:1")
+    assert rx.attempts == 1
+    with (
+        Receiver(fail_first=10, fail_status=500) as rx,
+        pytest.raises(DeliveryFailed, match="after 3 attempts"),
+    ):
+        WebhookSender(rx.url, SECRET, attempts=3, base_delay=0.01).send(b"{}", "x:1")
+    assert rx.attempts == 3
+
+
+def test_unreachable_receiver_is_retried_then_fails():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    sender = WebhookSender(f"http://127.0.0.1:{port}/x", SECRET, attempts=2, base_delay=0.01, timeout_s=1)
+    with pytest.raises(DeliveryFailed, match="after 2 attempts"):
+        sender.send(b"{}", "x:1")
+    assert sender.failed == 1

@@ -1,0 +1,131 @@
+"""A small, known fleet in the database for the query, dashboard and report tests.
+
+Three twins over the last two hours (one sample a minute, ending now):
+
+* ``f`` (faulty): vibration fault from -60 min to -30 min → anomaly scores 2.5 (vibration 70 %),
+  failure predictions from the onset on (RUL 3 h, p 0.7), a temperature forecast that breaches
+  its limit in one hour; alerts come from the real operator: anomaly (acknowledged 10 min after
+  opening, resolved after recovery) and failure (still open, critical);
+* ``h`` (healthy): quiet, except a 5-minute anomaly spike at -20 min with no fault behind it
+  (a false alarm); the fault schedule lists a fault at -100 min that raised nothing (missed);
+* ``d`` (desync): 10 % of its samples are 'uncertain'; a desync escalation from -40 to -30 min.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from connectors.postgres.alerts_store import AlertStore
+from connectors.postgres.telemetry_sink import TelemetryWriter
+from operators.alert_records import (
+    AlertAction,
+    AnomalyScore,
+    DesyncEscalation,
+    FailurePrediction,
+    ForecastPoint,
+)
+from operators.alerts import AlertRules, KindRule, TwinAlerts
+from operators.ingest import TelemetryRow
+
+RULES = AlertRules(anomaly=KindRule(120, 300), escalate_after_s=0)
+MINUTES = 120
+
+
+@dataclass
+class Fleet:
+    f: str
+    h: str
+    d: str
+    end: datetime
+    alerts: list = field(default_factory=list)
+
+    @property
+    def twins(self) -> list[str]:
+        return [self.f, self.h, self.d]
+
+    def at(self, minutes: float) -> datetime:
+        return self.end + timedelta(minutes=minutes)
+
+    def fault_schedule(self, path: Path) -> Path:
+        """The simulator's ground truth for this fleet, in the documented JSON format."""
+        faults = [
+            {"twin_id": self.f, "fault": "bearing_wear", "onset": self.at(-60), "end": self.at(-30)},
+            {"twin_id": self.h, "fault": "seal_leak", "onset": self.at(-100), "end": self.at(-90)},
+        ]
+        path.write_text(json.dumps({"faults": faults}, default=lambda t: t.isoformat()))
+        return path
+
+
+def seed(conninfo: str, uid: str) -> Fleet:
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    fl = Fleet(f"seed-f-{uid}", f"seed-h-{uid}", f"seed-d-{uid}", end)
+    rows, scores, failures, forecasts = [], [], [], []
+    for i in range(-MINUTES, 0):
+        ts = fl.at(i)
+        fault = -60 <= i < -30
+        spike = -20 <= i < -15
+        for twin in fl.twins:
+            quality = 1 if twin == fl.d and i % 10 == 0 else 0
+            vib = 9.0 if (twin == fl.f and fault) else 2.0
+            for sensor, value in (("temp_c", 60.0 + i / 10), ("vibration", vib), ("rpm", 1450.0)):
+                rows.append(TelemetryRow(twin, sensor, ts, value, i + MINUTES, quality, "seed"))
+        f_score = 2.5 if fault else 0.2
+        f_contrib = {"vibration": 0.7, "temp_c": 0.2, "rpm": 0.1} if fault else {"temp_c": 0.5, "rpm": 0.5}
+        scores.append(AnomalyScore(fl.f, ts, f_score, 1.0, fault, f_contrib, "seed"))
+        h_score = 1.6 if spike else 0.2
+        scores.append(AnomalyScore(fl.h, ts, h_score, 1.0, spike, {"rpm": 0.8, "temp_c": 0.2}, "seed"))
+        if i % 10 == 0:
+            failures.append(FailurePrediction(fl.h, ts, 500 * 3600.0, 0.01, 0.1, 72 * 3600.0))
+            if i >= -60:
+                failures.append(FailurePrediction(fl.f, ts, 3 * 3600.0, 0.7, 0.2, 72 * 3600.0))
+            else:
+                failures.append(FailurePrediction(fl.f, ts, 500 * 3600.0, 0.01, 0.1, 72 * 3600.0))
+    for k in range(0, 121, 10):  # forecast made at -1 min for the next two hours
+        made = fl.at(-1)
+        target = fl.at(k)
+        pred = 80.0 + k / 6
+        forecasts.append(
+            ForecastPoint(fl.f, "temp_c", made, target, pred, pred - 3, pred + 3, 90.0, breach_at=fl.at(60))
+        )
+        forecasts.append(ForecastPoint(fl.h, "temp_c", made, target, 60.0, 58.0, 62.0, 90.0, breach_at=None))
+
+    # alerts from the real operator, in event-time order
+    engines = {t: TwinAlerts(t, RULES) for t in fl.twins}
+    inputs = sorted([*scores, *failures], key=lambda r: r.ts)
+    desync = [DesyncEscalation(fl.d, fl.at(-40), True), DesyncEscalation(fl.d, fl.at(-30), False)]
+    for rec in sorted([*inputs, *desync], key=lambda r: r.ts):
+        for alert in engines[rec.twin_id].apply(rec):
+            fl.alerts.append(alert)
+            if alert.twin_id == fl.f and alert.kind == "anomaly" and alert.event == "opened":
+                ack = AlertAction(
+                    alert.alert_id, fl.f, "ack", "alice", alert.opened_at + timedelta(minutes=10)
+                )
+                fl.alerts += engines[fl.f].apply(ack)
+
+    writer = TelemetryWriter(conninfo)
+    writer.write(rows)
+    writer.close()
+    store = AlertStore(conninfo)
+    store.write_model_outputs([*scores, *failures, *forecasts])
+    store.write_alerts(fl.alerts)
+    store.close()
+    return fl
+
+
+def delete(conninfo: str, fl: Fleet) -> None:
+    """Remove the seeded rows again (the tables are shared with other tests)."""
+    with psycopg.connect(conninfo) as db:
+        for table in (
+            "telemetry",
+            "anomaly_scores",
+            "failure_predictions",
+            "forecasts",
+            "alerts",
+            "alert_events",
+        ):
+            db.execute(f"DELETE FROM {table} WHERE twin_id = ANY(%s)", (fl.twins,))

@@ -1,0 +1,136 @@
+"""``twinflow alerts list | ack ID --by NAME | resolve ID --by NAME``.
+
+An ack or resolve is published to ``twin.alert_actions`` (the alerts flow applies it to the
+alert's lifecycle and writes a new version) and applied to the database row at once, so
+``list`` shows it even before the flow has caught up.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twinflow.settings import ConfigError, Settings, load_settings
+
+alerts_app = typer.Typer(
+    help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True
+)
+console = Console()
+err_console = Console(stderr=True)
+
+STATES = {
+    "active": ["open", "acknowledged"],
+    "open": ["open"],
+    "acknowledged": ["acknowledged"],
+    "resolved": ["resolved"],
+    "all": ["open", "acknowledged", "resolved"],
+}
+SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _store(s: Settings):
+    from connectors.postgres.alerts_store import AlertStore
+
+    return AlertStore(s.postgres.conninfo(), max_attempts=3)
+
+
+@alerts_app.command("list")
+def list_alerts(
+    state: str = typer.Option(
+        "active", help="active (open + acknowledged), open, acknowledged, resolved, all."
+    ),
+    twin: str = typer.Option(None, help="Only this twin."),
+    limit: int = typer.Option(50, help="At most this many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Show alerts with severity, state, who acknowledged them and the explanation."""
+    if state not in STATES:
+        err_console.print(f"[red]--state {state!r}: use one of {', '.join(STATES)}[/red]")
+        raise typer.Exit(2)
+    store = _store(_settings())
+    rows = store.list_alerts(states=STATES[state], twin_id=twin, limit=limit)
+    store.close()
+    if as_json:
+        for r in rows:
+            console.print_json(json.dumps(r, default=str), indent=None)
+        return
+    table = Table("id", "twin", "kind", "severity", "state", "opened", "acked by", "summary")
+    for r in rows:
+        sev = r["severity"] + (f" ↑{r['escalation_level']}" if r["escalation_level"] else "")
+        table.add_row(
+            r["alert_id"],
+            r["twin_id"],
+            r["kind"] + (" (flapping)" if r["flapping"] else ""),
+            f"[{SEVERITY_STYLE[r['severity']]}]{sev}[/]",
+            r["state"],
+            r["opened_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["acked_by"] or "",
+            r["summary"],
+        )
+    console.print(table)
+    console.print(f"{len(rows)} alert(s)")
+
+
+def _act(alert_id: str, action: str, by: str) -> None:
+    from connectors.kafka.clients import make_producer
+    from operators.alert_records import AlertAction, encode
+
+    s = _settings()
+    store = _store(s)
+    try:
+        row = store.get_alert(alert_id)
+        if row is None:
+            err_console.print(
+                f"[red]no alert {alert_id!r}; `twinflow alerts list --state all` shows the ids[/red]"
+            )
+            raise typer.Exit(1)
+        if row["state"] == "resolved":
+            err_console.print(f"[red]alert {alert_id} is already resolved ({row['resolved_by']})[/red]")
+            raise typer.Exit(1)
+        if action == "ack" and row["state"] == "acknowledged":
+            console.print(f"alert {alert_id} was already acknowledged by {row['acked_by']}")
+            return
+        now = datetime.now(UTC)
+        act = AlertAction(alert_id=alert_id, twin_id=row["twin_id"], action=action, by=by, ts=now)  # type: ignore[arg-type]
+        producer = make_producer(s)
+        producer.produce(s.alerts.actions_topic, key=row["twin_id"].encode(), value=encode(act))
+        if producer.flush(30) != 0:
+            err_console.print(
+                f"[red]Kafka did not confirm the action on {s.alerts.actions_topic}; try again[/red]"
+            )
+            raise typer.Exit(1)
+        store.record_action(alert_id, action, by, now)
+    finally:
+        store.close()
+    verb = "acknowledged" if action == "ack" else "resolved"
+    console.print(f"alert {alert_id} ({row['twin_id']}, {row['kind']}) {verb} by {by}")
+
+
+@alerts_app.command("ack")
+def ack(
+    alert_id: str = typer.Argument(..., help="Alert id (see `twinflow alerts list`)."),
+    by: str = typer.Option(..., "--by", help="Who acknowledges it."),
+) -> None:
+    """Acknowledge an open alert: someone is on it (stops escalation)."""
+    _act(alert_id, "ack", by)
+
+
+@alerts_app.command("resolve")
+def resolve(
+    alert_id: str = typer.Argument(..., help="Alert id (see `twinflow alerts list`)."),
+    by: str = typer.Option(..., "--by", help="Who resolves it."),
+) -> None:
+    """Resolve an alert by hand (it would otherwise resolve when its condition clears)."""
+    _act(alert_id, "resolve", by)

@@ -1,0 +1,355 @@
+"""Demo report: alerts raised against the faults the simulator injected, as a self-contained HTML.
+
+Inputs: the database (``telemetry_1m``, ``anomaly_scores``, ``forecasts``, ``alerts``), a time
+range and the simulator's **fault schedule** (ground truth), either
+
+* JSON: ``{"faults": [{"twin_id": "pump-003", "fault": "bearing_wear",
+  "onset": "2026-11-25T08:10:00Z", "end": "2026-11-25T08:25:00Z"}, ...]}``
+  (a bare list of the same objects is accepted too), or
+* CSV with the header ``twin_id,fault,onset,end``.
+
+``end`` may be empty/null: the fault lasts to the end of the run.
+
+Matching: an alert (kinds anomaly, failure, forecast_breach by default) *detects* a fault of
+the same twin when it opens between ``onset - max_lead`` and ``end + grace``. Per fault the
+report gives the **lead time** (onset − first matching alert; negative = detection delay);
+faults without a matching alert are **missed**; alerts matching no fault are **false alarms**.
+
+Run it::
+
+    python -m twinflow.report --faults faults.json --since 2026-11-25T08:00Z --out report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from twinflow.svg import Series, Span, chart
+
+DETECTING_KINDS = ("anomaly", "failure", "forecast_breach")
+SEVERITY_COLOR = {"critical": "#d62728", "major": "#ff7f0e", "minor": "#bcbd22"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    twin_id: str
+    fault: str
+    onset: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    alert_id: str
+    twin_id: str
+    kind: str
+    severity: str
+    state: str
+    opened_at: datetime
+    acked_at: datetime | None
+    resolved_at: datetime | None
+    summary: str
+
+
+@dataclass
+class FaultResult:
+    fault: Fault
+    alerts: list[AlertRow] = field(default_factory=list)
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.alerts)
+
+    @property
+    def lead_s(self) -> float | None:
+        """Onset minus the first matching alert's opening (positive: warned before the onset)."""
+        if not self.alerts:
+            return None
+        return (self.fault.onset - min(a.opened_at for a in self.alerts)).total_seconds()
+
+
+@dataclass
+class Evaluation:
+    results: list[FaultResult]
+    false_alarms: list[AlertRow]
+    alerts: list[AlertRow]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        leads = [r.lead_s for r in self.results if r.lead_s is not None]
+        matched = {a.alert_id for r in self.results for a in r.alerts}
+        return {
+            "faults": len(self.results),
+            "detected": sum(r.detected for r in self.results),
+            "missed": sum(not r.detected for r in self.results),
+            "alerts": len(self.alerts),
+            "false_alarms": len(self.false_alarms),
+            "precision": round(len(matched) / len(self.alerts), 4) if self.alerts else None,
+            "recall": round(sum(r.detected for r in self.results) / len(self.results), 4)
+            if self.results
+            else None,
+            "median_lead_s": statistics.median(leads) if leads else None,
+        }
+
+
+def _ts(text: str | None) -> datetime | None:
+    if text is None or str(text).strip() in ("", "null", "None"):
+        return None
+    t = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone; write e.g. 2026-11-25T08:00:00Z")
+    return t
+
+
+def load_faults(path: Path) -> list[Fault]:
+    """Read the fault schedule (JSON or CSV, see the module docs); errors name the file and row."""
+    text = path.read_text()
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+    else:
+        data = json.loads(text)
+        rows = data["faults"] if isinstance(data, dict) else data
+    faults = []
+    for i, row in enumerate(rows, 1):
+        try:
+            onset = _ts(row["onset"])
+            if onset is None:
+                raise ValueError("onset is empty")
+            faults.append(
+                Fault(str(row["twin_id"]), str(row.get("fault") or "fault"), onset, _ts(row.get("end")))
+            )
+        except (KeyError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: fault {i}: {exc}; each fault needs twin_id, fault, onset, end "
+                "(RFC 3339; end may be empty)"
+            ) from None
+    return faults
+
+
+def evaluate(
+    faults: list[Fault],
+    alerts: list[AlertRow],
+    *,
+    until: datetime,
+    max_lead: timedelta = timedelta(hours=24),
+    grace: timedelta = timedelta(minutes=10),
+    kinds: tuple[str, ...] = DETECTING_KINDS,
+) -> Evaluation:
+    """Match alerts to faults (see the module docs)."""
+    considered = [a for a in alerts if a.kind in kinds]
+    results = []
+    matched: set[str] = set()
+    for f in faults:
+        lo, hi = f.onset - max_lead, (f.end or until) + grace
+        hits = [a for a in considered if a.twin_id == f.twin_id and lo <= a.opened_at <= hi]
+        matched |= {a.alert_id for a in hits}
+        results.append(FaultResult(f, hits))
+    false_alarms = [a for a in considered if a.alert_id not in matched]
+    return Evaluation(results, false_alarms, considered)
+
+
+# ---------------------------------------------------------------------------- data
+def fetch_alerts(
+    conn: psycopg.Connection, since: datetime, until: datetime, twins: list[str] | None
+) -> list[AlertRow]:
+    rows = conn.execute(
+        "SELECT alert_id, twin_id, kind, severity, state, opened_at, acked_at, resolved_at, summary"
+        " FROM alerts"
+        " WHERE opened_at >= %s AND opened_at < %s AND (%s::text[] IS NULL OR twin_id = ANY(%s::text[]))"
+        " ORDER BY opened_at",
+        (since, until, twins, twins),
+    ).fetchall()
+    return [AlertRow(*r) for r in rows]
+
+
+def _twin_charts(
+    conn: psycopg.Connection,
+    twin: str,
+    since: datetime,
+    until: datetime,
+    faults: list[Fault],
+    alerts: list[AlertRow],
+) -> list[str]:
+    rng = (since, until)
+    fault_spans = [Span(f.onset, f.end or until, f"fault: {f.fault}", "#7f7f7f") for f in faults]
+    readings: dict[str, list] = {}
+    for sensor, bucket, value in conn.execute(
+        "SELECT sensor, bucket, sum(avg_value * n) / sum(n) FROM telemetry_1m"
+        " WHERE twin_id = %s AND bucket >= %s AND bucket < %s GROUP BY 1, 2 ORDER BY 1, 2",
+        (twin, since, until),
+    ):
+        readings.setdefault(sensor, []).append((bucket, value))
+    scores = conn.execute(
+        "SELECT ts, score, threshold FROM anomaly_scores"
+        " WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY ts",
+        (twin, since, until),
+    ).fetchall()
+    score_series = [
+        Series("score", [(t, s) for t, s, _ in scores], "#d62728"),
+        Series("threshold", [(t, th) for t, _, th in scores], "#555", dashed=True),
+    ]
+    fc = conn.execute(
+        "SELECT sensor, target_ts, predicted, coalesce(lower, predicted), coalesce(upper, predicted),"
+        " limit_value"
+        " FROM forecasts WHERE twin_id = %s AND ts = (SELECT max(ts) FROM forecasts WHERE twin_id = %s"
+        " AND ts >= %s AND ts < %s) ORDER BY sensor, target_ts",
+        (twin, twin, since, until),
+    ).fetchall()
+    fc_series: list[Series] = []
+    for sensor in sorted({r[0] for r in fc}):
+        rows = [r for r in fc if r[0] == sensor]
+        fc_series.append(
+            Series(
+                f"{sensor} forecast", [(r[1], r[2]) for r in rows], band=[(r[1], r[3], r[4]) for r in rows]
+            )
+        )
+        if rows[0][5] is not None:
+            fc_series.append(Series(f"{sensor} limit", [(r[1], r[5]) for r in rows], "#d62728", dashed=True))
+        hist = readings.get(sensor, [])
+        if hist:
+            fc_series.append(Series(f"{sensor} observed", hist[-120:], "#555"))
+    timeline = [Span(f.onset, f.end or until, f"fault: {f.fault}", "#7f7f7f", row=1) for f in faults]
+    timeline += [
+        Span(
+            a.opened_at,
+            a.resolved_at or until,
+            f"{a.kind} ({a.severity})",
+            SEVERITY_COLOR.get(a.severity, "red"),
+            2 + i,
+        )
+        for i, a in enumerate(alerts)
+    ]
+    # one chart per sensor: sensors have their own scales
+    return [
+        *(
+            chart(
+                f"{twin}: {sensor} (1-min means)", [Series(sensor, pts)], fault_spans, t_range=rng, height=160
+            )
+            for sensor, pts in sorted(readings.items())
+        ),
+        chart(f"{twin}: anomaly score", score_series, fault_spans, t_range=rng),
+        chart(f"{twin}: latest forecast with prediction interval", fc_series),
+        chart(
+            f"{twin}: faults (grey) and alerts", [], timeline, t_range=rng, height=60 + 22 * (len(alerts) + 1)
+        ),
+    ]
+
+
+def _fmt_lead(s: float | None) -> str:
+    if s is None:
+        return "–"
+    sign = "" if s >= 0 else "−"
+    s = abs(s)
+    return f"{sign}{s / 3600:.1f} h" if s >= 7200 else f"{sign}{s / 60:.1f} min"
+
+
+def render(
+    conn: psycopg.Connection,
+    faults: list[Fault],
+    since: datetime,
+    until: datetime,
+    twins: list[str] | None = None,
+    max_twins: int = 20,
+) -> tuple[str, Evaluation]:
+    """The HTML report and the evaluation behind it."""
+    alerts = fetch_alerts(conn, since, until, twins)
+    ev = evaluate([f for f in faults if twins is None or f.twin_id in twins], alerts, until=until)
+    shown = list(dict.fromkeys([*(f.fault.twin_id for f in ev.results), *(a.twin_id for a in alerts)]))
+    shown = shown[:max_twins] if twins is None else twins
+    s = ev.summary
+    css = (
+        "body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;"
+        "margin:8px 0 20px}td,th{border:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:left}"
+        "th{background:#f4f4f4}.ok{color:#2ca02c}.bad{color:#d62728}section{margin-top:28px}"
+    )
+    html = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>twinflow report {since:%Y-%m-%d %H:%M}–{until:%H:%M} UTC</title>",
+        f"<style>{css}</style></head><body><h1>twinflow: alerts vs. injected faults</h1>",
+        f"<p>{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} UTC</p>",
+        "<table id='summary'><tr>"
+        + "".join(f"<th>{escape(k)}</th>" for k in s)
+        + "</tr><tr>"
+        + "".join(
+            f"<td>{_fmt_lead(v) if k == 'median_lead_s' else ('–' if v is None else v)}</td>"
+            for k, v in s.items()
+        )
+        + "</tr></table>",
+        "<h2>Faults</h2><table id='faults'><tr><th>twin</th><th>fault</th><th>onset</th><th>end</th>"
+        "<th>detected</th><th>lead time</th><th>alerts</th></tr>",
+    ]
+    for r in ev.results:
+        f = r.fault
+        html.append(
+            f"<tr><td>{escape(f.twin_id)}</td><td>{escape(f.fault)}</td><td>{f.onset:%H:%M:%S}</td>"
+            f"<td>{f'{f.end:%H:%M:%S}' if f.end else 'open'}</td>"
+            f"<td class='{'ok' if r.detected else 'bad'}'>{'yes' if r.detected else 'missed'}</td>"
+            f"<td>{_fmt_lead(r.lead_s)}</td>"
+            f"<td>{escape(', '.join(f'{a.kind}/{a.severity}' for a in r.alerts))}</td></tr>"
+        )
+    html.append(
+        "</table><h2>False alarms</h2><table id='false-alarms'><tr><th>twin</th><th>kind</th>"
+        "<th>severity</th><th>opened</th><th>summary</th></tr>"
+    )
+    for a in ev.false_alarms:
+        html.append(
+            f"<tr><td>{escape(a.twin_id)}</td><td>{a.kind}</td><td>{a.severity}</td>"
+            f"<td>{a.opened_at:%H:%M:%S}</td><td>{escape(a.summary)}</td></tr>"
+        )
+    html.append("</table>")
+    for twin in shown:
+        tf = [r.fault for r in ev.results if r.fault.twin_id == twin]
+        ta = [a for a in alerts if a.twin_id == twin]
+        html.append(f"<section class='twin' id='twin-{escape(twin)}'><h2>{escape(twin)}</h2>")
+        html += _twin_charts(conn, twin, since, until, tf, ta)
+        html.append("</section>")
+    html.append("</body></html>")
+    return "\n".join(html), ev
+
+
+def write_report(
+    conninfo: str,
+    faults_path: Path,
+    since: datetime,
+    until: datetime,
+    out: Path,
+    twins: list[str] | None = None,
+) -> Evaluation:
+    """Render the report to ``out``; returns the evaluation (for a console summary)."""
+    faults = load_faults(faults_path)
+    with psycopg.connect(conninfo) as conn:
+        html, ev = render(conn, faults, since, until, twins)
+    out.write_text(html)
+    return ev
+
+
+def main(argv: list[str] | None = None) -> int:
+    from twinflow.settings import load_settings
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--faults", type=Path, required=True, help="fault schedule (JSON or CSV)")
+    p.add_argument("--since", type=_ts, help="start (RFC 3339); default: 2 hours before --until")
+    p.add_argument("--until", type=_ts, help="end (RFC 3339); default: now")
+    p.add_argument("--twin", action="append", help="only these twins (repeatable)")
+    p.add_argument("--out", type=Path, default=Path("twinflow-report.html"))
+    a = p.parse_args(argv)
+    until = a.until or datetime.now(UTC)
+    since = a.since or until - timedelta(hours=2)
+    ev = write_report(load_settings().postgres.conninfo(), a.faults, since, until, a.out, a.twin)
+    print(json.dumps(ev.summary, default=str))
+    print(f"report: {a.out.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
