@@ -73,20 +73,30 @@ class InstanceRules(TwinOverrides):
     type: str | None = None
 
 
-class Defaults(TwinOverrides):
-    """The bottom layer; every field has a value."""
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "strategy": Strategy.PHYSICAL_WINS,  # never drive a machine unless configured to
+    "tolerance": 0.0,
+    "hold_time_s": 5.0,
+    "critical": False,
+    "deadband": 0.0,
+    "ack_timeout_s": 10.0,
+    "max_attempts": 3,
+    "backoff_base_s": 1.0,
+    "backoff_max_s": 30.0,
+    "max_desync_time_s": 300.0,
+    "simulation_sources": ["whatif"],
+}
 
-    strategy: Strategy | None = Strategy.PHYSICAL_WINS
-    tolerance: float | None = 0.0
-    hold_time_s: float | None = 5.0
-    critical: bool | None = False
-    deadband: float | None = 0.0
-    ack_timeout_s: float | None = 10.0
-    max_attempts: int | None = 3
-    backoff_base_s: float | None = 1.0
-    backoff_max_s: float | None = 30.0
-    max_desync_time_s: float | None = 300.0
-    simulation_sources: list[str] | None = Field(default_factory=lambda: ["whatif"])
+
+class Defaults(TwinOverrides):
+    """The bottom layer; unset fields take :data:`BUILTIN_DEFAULTS` (same constraints as above)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {**BUILTIN_DEFAULTS, **{k: v for k, v in data.items() if v is not None}}
+        return data
 
 
 _PARAM_FIELDS = tuple(ParamOverrides.model_fields)

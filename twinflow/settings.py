@@ -26,6 +26,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from twinflow.twin_settings import TwinSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -120,6 +122,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    twin: TwinSettings = Field(default_factory=TwinSettings)
     topics: Topics = Field(default_factory=Topics)
     flow: FlowSettings = Field(default_factory=FlowSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
