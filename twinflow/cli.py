@@ -174,5 +174,11 @@ def demo(
     raise typer.Exit(run_demo(_settings(), duration=duration, twins=twins, rate=rate, console=console))
 
 
+# ----------------------------------------------------------------------------- twin (docs/reconciliation.md)
+from twinflow.twin_cli import twin_app  # noqa: E402
+
+app.add_typer(twin_app, name="twin")
+
+
 if __name__ == "__main__":
     app()

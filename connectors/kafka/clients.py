@@ -59,6 +59,21 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(t.raw, t.raw_partitions, {"retention.ms": week}),
         TopicSpec(t.dlq, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        *twin_topic_specs(settings),
+    ]
+
+
+def twin_topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Topics of twin reconciliation (docs/reconciliation.md); twin.state is compacted by twin_id."""
+    tw = settings.twin
+    day, month = str(24 * 3600 * 1000), str(30 * 24 * 3600 * 1000)
+    return [
+        TopicSpec(tw.desired_topic, tw.partitions, {"retention.ms": month}),
+        TopicSpec(tw.commands_topic, tw.partitions, {"retention.ms": day}),
+        TopicSpec(tw.acks_topic, tw.partitions, {"retention.ms": day}),
+        TopicSpec(tw.state_topic, tw.partitions, {"cleanup.policy": "compact"}),
+        TopicSpec(tw.alerts_topic, 1, {"retention.ms": month}),
+        TopicSpec(tw.late_topic, 1, {"retention.ms": month}),
     ]
 
 
