@@ -188,5 +188,6 @@ def run(
         rdir = ensure_recovery_dir(
             s.model_copy(update={"flow": s.flow.model_copy(update={"recovery_dir": rdir})})
         )
-        args += ["-r", str(rdir), "-s", str(s.flow.snapshot_interval_s), "-b", "0"]
+        # bytewax.run takes whole seconds
+        args += ["-r", str(rdir), "-s", str(max(1, round(s.flow.snapshot_interval_s))), "-b", "0"]
     os.execv(sys.executable, args)
