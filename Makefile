@@ -48,3 +48,8 @@ bench-ingest: setup
 
 clean-stack: setup
 	$(TW) stack down --purge
+
+# Twin reconciliation operator throughput and memory for 10,000 twins (appends to benchmarks/RESULTS.md).
+.PHONY: bench-reconcile
+bench-reconcile: setup
+	$(PY) -m benchmarks.reconcile --twins 10000 --rounds 30 --write-results
