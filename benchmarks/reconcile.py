@@ -145,15 +145,16 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {system}"
 
 
 def report(r: dict[str, float], command: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     rows = "\n".join(
-        f"| {label} | {r[f'{key}_events_s']:,.0f} | {r[f'{key}_versions_s']:,.0f} | {int(r[f'{key}_versions']):,} "
-        f"| {r[f'{key}_seconds']:.1f} s |"
+        f"| {label} | {r[f'{key}_events_s']:,.0f} | {r[f'{key}_versions_s']:,.0f} "
+        f"| {int(r[f'{key}_versions']):,} | {r[f'{key}_seconds']:.1f} s |"
         for key, label in (
             ("reconcile", "reconciler only"),
             ("windows", "reconciler + 1 s/1 min windows"),
@@ -172,7 +173,8 @@ def report(r: dict[str, float], command: str) -> str:
 |---|---:|---:|---:|---:|
 {rows}
 
-- memory per twin (reconciler state + open windows, tracemalloc after warm-up): {r["bytes_per_twin"] / 1024:.1f} KiB
+- memory per twin (reconciler state + open windows, tracemalloc after warm-up):
+  {r["bytes_per_twin"] / 1024:.1f} KiB
   → {r["bytes_per_twin"] * r["twins"] / 2**20:.0f} MiB for {int(r["twins"]):,} twins
 - recovery snapshot per twin (pickle): {r["snapshot_bytes_per_twin"] / 1024:.1f} KiB
 
