@@ -138,6 +138,84 @@ def measure(twins: int, rounds: int) -> dict[str, float]:
     return results
 
 
+def measure_flow(twins: int, rounds: int) -> dict[str, float]:
+    """The Bytewax flow end to end over Kafka into a private PostgreSQL database (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+    from bytewax.testing import run_main
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from connectors.kafka.clients import client_config, ensure_topics, producer_config, twin_topic_specs
+    from connectors.postgres.migrate import migrate
+    from flows.twin import build_flow
+    from twinflow.settings import Topics, load_settings
+    from twinflow.twin_settings import TwinSettings
+
+    base = load_settings()
+    sfx = uuid.uuid4().hex[:8]
+    db = f"twinflow_bench_{sfx}"
+    su = base.postgres.conninfo(
+        user="postgres", password=base.stack.postgres_superuser_password.get_secret_value(), dbname="postgres"
+    )
+    with psycopg.connect(su, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {db} OWNER {base.postgres.user}")
+    tw = TwinSettings.model_validate(
+        {
+            **{
+                f"{k}_topic": f"bench.{k}.{sfx}"
+                for k in ("desired", "commands", "acks", "state", "alerts", "late")
+            },
+            "partitions": 1,
+            "policy": POLICY,
+        }
+    )
+    s = base.model_copy(
+        update={
+            "postgres": base.postgres.model_copy(update={"dbname": db}),
+            "topics": Topics(raw=f"bench.raw.{sfx}", dlq=f"bench.dlq.{sfx}", raw_partitions=1),
+            "twin": tw,
+        }
+    )
+    try:
+        migrate(s.postgres.conninfo(), "off")
+        ensure_topics(s)
+        producer = Producer(producer_config(s))
+        sent = 0
+        for twin, ev in make_events([f"pump-{i:05d}" for i in range(twins)], rounds):
+            if isinstance(ev, Reported):
+                value = encode(
+                    {
+                        "v": 1,
+                        "twin_id": twin,
+                        "ts": ev.ts,
+                        "seq": ev.seq,
+                        "source": "mqtt",
+                        "readings": ev.values,
+                    }
+                )
+                producer.produce(s.topics.raw, key=twin.encode(), value=value)
+            else:
+                producer.produce(tw.desired_topic, key=twin.encode(), value=encode(ev.update))
+            sent += 1
+            if sent % 10000 == 0:
+                producer.poll(0)
+        assert producer.flush(60) == 0
+        start = time.perf_counter()
+        run_main(build_flow(s, tail=False))
+        secs = time.perf_counter() - start
+        with psycopg.connect(s.postgres.conninfo()) as conn:
+            versions = conn.execute("SELECT count(*) FROM twin_state_history").fetchone()[0]
+            windows = conn.execute("SELECT count(*) FROM telemetry_windows").fetchone()[0]
+        return {"flow_events": sent, "flow_versions": versions, "flow_windows": windows, "flow_seconds": secs}
+    finally:
+        names = [s.topics.raw, s.topics.dlq] + [t.name for t in twin_topic_specs(s)]
+        AdminClient(client_config(s)).delete_topics(names)
+        with psycopg.connect(su, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -150,6 +228,15 @@ def machine() -> str:
 
 
 def report(r: dict[str, float], command: str) -> str:
+    flow = ""
+    if "flow_seconds" in r:
+        flow = (
+            f"\nEnd to end (Bytewax flow, 1 worker, Kafka → twin step → PostgreSQL history + sync quality + "
+            f"windows, Kafka outputs), {int(r['flow_events']):,} input records already in Kafka: "
+            f"{r['flow_seconds']:.1f} s, {r['flow_events'] / r['flow_seconds']:,.0f} events/s, "
+            f"{r['flow_versions'] / r['flow_seconds']:,.0f} versions/s written "
+            f"({int(r['flow_versions']):,} history rows, {int(r['flow_windows']):,} window rows).\n"
+        )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     rows = "\n".join(
@@ -178,6 +265,9 @@ def report(r: dict[str, float], command: str) -> str:
   → {r["bytes_per_twin"] * r["twins"] / 2**20:.0f} MiB for {int(r["twins"]):,} twins
 - recovery snapshot per twin (pickle): {r["snapshot_bytes_per_twin"] / 1024:.1f} KiB
 
+Every input event makes exactly one new version here (the noisy values always move), so events/s and
+versions/s coincide; acks count as events.
+{flow}
 Scale-out: the state is keyed by twin_id, so Bytewax processes (`-p`) split twins between them.
 """
 
@@ -186,12 +276,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--twins", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=30, help="envelopes per twin (10 per event-time second)")
+    ap.add_argument("--flow-rounds", type=int, default=0, help="also run the flow end to end (0: skip)")
     ap.add_argument(
         "--write-results", action="store_true", help="append the section to benchmarks/RESULTS.md"
     )
     args = ap.parse_args()
     command = f"python -m benchmarks.reconcile --twins {args.twins} --rounds {args.rounds}"
-    text = report(measure(args.twins, args.rounds), command)
+    results = measure(args.twins, args.rounds)
+    if args.flow_rounds:
+        command += f" --flow-rounds {args.flow_rounds}"
+        results.update(measure_flow(args.twins, args.flow_rounds))
+    text = report(results, command)
     print(text)
     if args.write_results:
         with RESULTS.open("a") as fh:
