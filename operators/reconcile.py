@@ -151,7 +151,8 @@ class Reconciler:
                 if ev.ts < cur[1]:
                     continue  # older than what we hold: the newer source timestamp wins
                 if abs(value - cur[0]) <= tx.rules.param(name).deadband:
-                    st.reported[name] = (value, ev.ts)  # within the deadband: refreshed, no new version
+                    # Within the deadband of the versioned value: only the timestamp is refreshed.
+                    st.reported[name] = (cur[0], ev.ts)
                     continue
             tx.change(f"reported.{name}", None if cur is None else cur[0], value)
             st.reported[name] = (value, ev.ts)
