@@ -60,3 +60,7 @@ bench-cmapss: setup
 
 bench-ml-cost: setup
 	$(PY) -m benchmarks.ml_cost
+# Twin reconciliation operator throughput and memory for 10,000 twins (appends to benchmarks/RESULTS.md).
+.PHONY: bench-reconcile
+bench-reconcile: setup
+	$(PY) -m benchmarks.reconcile --twins 10000 --rounds 30 --write-results

@@ -198,6 +198,10 @@ from twinflow.audit_cli import audit_app, policy_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
+# ----------------------------------------------------------------------------- twin (docs/reconciliation.md)
+from twinflow.twin_cli import twin_app  # noqa: E402
+
+app.add_typer(twin_app, name="twin")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from operators.alerts import AlertRules
 from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+from twinflow.twin_settings import TwinSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,6 +241,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    twin: TwinSettings = Field(default_factory=TwinSettings)
     topics: Topics = Field(default_factory=Topics)
     flow: FlowSettings = Field(default_factory=FlowSettings)
     stack: StackSettings = Field(default_factory=StackSettings)

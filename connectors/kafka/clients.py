@@ -63,8 +63,23 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.dlq, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(t.model_control, 1, {"retention.ms": week}),
         TopicSpec(settings.security.desired_rejected_topic, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
+        *twin_topic_specs(settings),
     ]
     return specs + alert_topic_specs(settings, taken={s.name for s in specs})
+
+
+def twin_topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Topics of twin reconciliation (docs/reconciliation.md); twin.state is compacted by twin_id."""
+    tw = settings.twin
+    day, month = str(24 * 3600 * 1000), str(30 * 24 * 3600 * 1000)
+    return [
+        TopicSpec(tw.desired_topic, tw.partitions, {"retention.ms": month}),
+        TopicSpec(tw.commands_topic, tw.partitions, {"retention.ms": day}),
+        TopicSpec(tw.acks_topic, tw.partitions, {"retention.ms": day}),
+        TopicSpec(tw.state_topic, tw.partitions, {"cleanup.policy": "compact"}),
+        TopicSpec(tw.alerts_topic, 1, {"retention.ms": month}),
+        TopicSpec(tw.late_topic, 1, {"retention.ms": month}),
+    ]
 
 
 def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 30) -> list[str]:

@@ -1,0 +1,232 @@
+"""Write twin state versions, sync quality and window aggregates to PostgreSQL, idempotently.
+
+* ``twin_state_history`` and ``twin_sync_quality``: upsert on the version's identity; a replay
+  after Bytewax recovery writes the same versions again and overwrites them in place, so there
+  is one row per version and no gap.
+* ``telemetry_windows``: upsert on (twin_id, sensor, window_size, window_start) that only a
+  higher version may overwrite: corrections win, replays of older versions change nothing.
+
+Each batch is binary-COPied into temporary staging tables and moved with ``INSERT … SELECT …
+ON CONFLICT`` (as :mod:`connectors.postgres.telemetry_sink` does), in one transaction; connection
+failures are retried with backoff and reconnect (nothing is dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from operators.event_windows import WindowRow
+from operators.twin_state import StateChange
+from twinflow.retry import retry
+
+log = logging.getLogger(__name__)
+
+STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS twin_history_stage ("
+    " twin_id text, version bigint, event_time timestamptz, status text, mode text, learn boolean,"
+    " reported text, desired text, delta text, conflicts text, commands text, consistency_score float8,"
+    " sync_latency_ms float8, last_sync_time timestamptz, desync_since timestamptz, change text)"
+    " ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS twin_window_stage ("
+    " twin_id text, sensor text, window_size text, window_start timestamptz, window_end timestamptz,"
+    " count int8, mean float8, min float8, max float8, last float8, stddev float8, version int4)"
+    " ON COMMIT DELETE ROWS",
+)
+HISTORY_COPY = (
+    "COPY twin_history_stage (twin_id, version, event_time, status, mode, learn, reported, desired, delta,"
+    " conflicts, commands, consistency_score, sync_latency_ms, last_sync_time, desync_since, change)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+HISTORY_TYPES = [
+    "text", "int8", "timestamptz", "text", "text", "bool", "text", "text", "text", "text", "text",
+    "float8", "float8", "timestamptz", "timestamptz", "text",
+]  # fmt: skip
+_UPDATED = (
+    "event_time", "status", "mode", "learn", "reported", "desired", "delta", "conflicts", "commands",
+    "consistency_score", "sync_latency_ms", "last_sync_time", "desync_since", "change",
+)  # fmt: skip
+# A replayed version overwrites itself (the newest computation of that version wins).
+HISTORY_MOVE = (
+    "INSERT INTO twin_state_history (twin_id, version, event_time, status, mode, learn, reported, desired,"
+    " delta, conflicts, commands, consistency_score, sync_latency_ms, last_sync_time, desync_since, change)"
+    " SELECT DISTINCT ON (twin_id, version) twin_id, version, event_time, status, mode, learn,"
+    " reported::jsonb, desired::jsonb, delta::jsonb,"
+    " ARRAY(SELECT jsonb_array_elements_text(conflicts::jsonb)), commands::jsonb, consistency_score,"
+    " sync_latency_ms, last_sync_time, desync_since, change::jsonb"
+    " FROM twin_history_stage ORDER BY twin_id, version"
+    " ON CONFLICT (twin_id, version) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)
+    + ", recorded_at = now()"
+)
+QUALITY_MOVE = (
+    "INSERT INTO twin_sync_quality"
+    " (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
+    " SELECT DISTINCT ON (twin_id, event_time, version) twin_id, event_time, version, status,"
+    " consistency_score, sync_latency_ms, jsonb_array_length(conflicts::jsonb)"
+    " FROM twin_history_stage ORDER BY twin_id, event_time, version"
+    " ON CONFLICT (twin_id, ts, version) DO UPDATE SET status = EXCLUDED.status,"
+    " consistency_score = EXCLUDED.consistency_score, sync_latency_ms = EXCLUDED.sync_latency_ms,"
+    " conflicts = EXCLUDED.conflicts"
+)
+WINDOW_COPY = (
+    "COPY twin_window_stage (twin_id, sensor, window_size, window_start, window_end, count, mean, min, max,"
+    " last, stddev, version) FROM STDIN (FORMAT BINARY)"
+)
+WINDOW_TYPES = [
+    "text", "text", "text", "timestamptz", "timestamptz", "int8", "float8", "float8", "float8", "float8",
+    "float8", "int4",
+]  # fmt: skip
+# Only a higher version overwrites a window row: corrections win, replays of older versions do nothing.
+WINDOW_MOVE = (
+    "INSERT INTO telemetry_windows (twin_id, sensor, window_size, window_start, window_end, count, mean,"
+    " min, max, last, stddev, version)"
+    " SELECT DISTINCT ON (twin_id, sensor, window_size, window_start) twin_id, sensor, window_size,"
+    " window_start, window_end, count, mean, min, max, last, stddev, version"
+    " FROM twin_window_stage ORDER BY twin_id, sensor, window_size, window_start, version DESC"
+    " ON CONFLICT (twin_id, sensor, window_size, window_start) DO UPDATE SET"
+    " window_end = EXCLUDED.window_end, count = EXCLUDED.count, mean = EXCLUDED.mean, min = EXCLUDED.min,"
+    " max = EXCLUDED.max, last = EXCLUDED.last, stddev = EXCLUDED.stddev, version = EXCLUDED.version,"
+    " updated_at = now() WHERE telemetry_windows.version < EXCLUDED.version"
+)
+
+_json = msgspec.json.Encoder()
+
+
+def history_row(c: StateChange) -> tuple[Any, ...]:
+    s, j = c.snapshot, _json.encode
+    return (
+        c.twin_id,
+        c.version,
+        c.at,
+        s["status"],
+        s["mode"],
+        s["learn"],
+        j(s["reported"]).decode(),
+        j(s["desired"]).decode(),
+        j(s["delta"]).decode(),
+        j(s["conflicts"]).decode(),
+        j(s["commands"]).decode(),
+        s["consistency_score"],
+        s["sync_latency_ms"],
+        s["last_sync_time"],
+        s["desync_since"],
+        j(c.change).decode(),
+    )
+
+
+def window_row(r: WindowRow) -> tuple[Any, ...]:
+    return (
+        r.twin_id,
+        r.sensor,
+        r.window,
+        r.start,
+        r.end,
+        r.count,
+        r.mean,
+        r.min,
+        r.max,
+        r.last,
+        r.stddev,
+        r.version,
+    )
+
+
+class TwinWriter:
+    """A reconnecting batch writer for state changes and window rows; one per sink partition."""
+
+    def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection | None = None
+        self._max_attempts = max_attempts
+        self.versions_written = 0
+        self.windows_written = 0
+
+    def _connect(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._conninfo, autocommit=False)
+            for ddl in STAGE_DDL:
+                self._conn.execute(ddl)
+            self._conn.commit()
+        return self._conn
+
+    def _write_once(self, changes: Sequence[StateChange], windows: Sequence[WindowRow]) -> None:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                if changes:
+                    with cur.copy(HISTORY_COPY) as copy:
+                        copy.set_types(HISTORY_TYPES)
+                        for c in changes:
+                            copy.write_row(history_row(c))
+                    cur.execute(HISTORY_MOVE)
+                    cur.execute(QUALITY_MOVE)
+                if windows:
+                    with cur.copy(WINDOW_COPY) as copy:
+                        copy.set_types(WINDOW_TYPES)
+                        for r in windows:
+                            copy.write_row(window_row(r))
+                    cur.execute(WINDOW_MOVE)
+            conn.commit()
+        except psycopg.OperationalError:
+            self.close()
+            raise
+        except BaseException:
+            if not conn.closed:
+                conn.rollback()
+            raise
+
+    def write(self, items: Sequence[StateChange | WindowRow]) -> None:
+        """Write a batch of state changes and window rows in one transaction."""
+        changes = [i for i in items if isinstance(i, StateChange)]
+        windows = [i for i in items if isinstance(i, WindowRow)]
+        if not changes and not windows:
+            return
+        retry(
+            lambda: self._write_once(changes, windows),
+            retry_on=(psycopg.OperationalError,),
+            attempts=self._max_attempts,
+            what=f"writing {len(changes)} twin versions and {len(windows)} window rows",
+        )
+        self.versions_written += len(changes)
+        self.windows_written += len(windows)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+class _TwinPartition(StatelessSinkPartition[StateChange | WindowRow]):
+    def __init__(self, conninfo: str, worker: int) -> None:
+        self._writer = TwinWriter(conninfo)
+        self._worker = worker
+
+    def write_batch(self, items: list[StateChange | WindowRow]) -> None:
+        self._writer.write(items)
+
+    def close(self) -> None:
+        log.info(
+            "worker %d twin sink: %d versions, %d window rows written",
+            self._worker,
+            self._writer.versions_written,
+            self._writer.windows_written,
+        )
+        self._writer.close()
+
+
+class TwinSink(DynamicSink[StateChange | WindowRow]):
+    """Bytewax sink for :class:`StateChange` and :class:`WindowRow` items; a connection per worker."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TwinPartition:
+        return _TwinPartition(self._conninfo, worker_index)

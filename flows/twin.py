@@ -1,0 +1,140 @@
+"""Twin reconciliation flow: telemetry.raw + twin.desired + twin.acks → per-twin state and windows.
+
+Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.alerts``,
+``telemetry.late``, bad desired/ack records → ``telemetry.dlq``; state history, sync quality
+and window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin_processor`.
+
+Run it::
+
+    twinflow twin run                                   # recovery on, 1 worker
+    python -m bytewax.run "flows.twin:get_flow()" -w 1
+
+With ``twin.ingest = true`` it also writes telemetry rows and telemetry dead letters, so it can
+replace the telemetry flow; ``attach(flow, settings, polled)`` adds the twin steps to a flow
+that already polls these topics.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Iterable
+from datetime import timedelta
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSink, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.operators import StatefulLogic
+from confluent_kafka import OFFSET_BEGINNING
+
+from connectors.kafka.clients import client_config, producer_config, without_bootstrap
+from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.twin_messages import to_messages
+from connectors.postgres.sink import TelemetrySink
+from connectors.postgres.twin_sink import TwinSink
+from operators.event_windows import WindowRow
+from operators.ingest import Limits
+from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
+from operators.twin_processor import Event, Produced, TwinProcessor, TwinRuntime
+from operators.twin_state import StateChange
+from twinflow.settings import Settings, load_settings
+
+log = logging.getLogger("twinflow.twin")
+
+
+class TwinLogic(StatefulLogic[tuple[str, Event], Produced, bytes]):
+    """One twin's runtime inside Bytewax; snapshots are pickled bytes (immutable)."""
+
+    def __init__(self, proc: TwinProcessor, resume: bytes | None) -> None:
+        self._proc = proc
+        self._rt: TwinRuntime | None = pickle.loads(resume) if resume is not None else None
+
+    def on_item(self, value: tuple[str, Event]) -> tuple[Iterable[Produced], bool]:
+        twin_id, event = value
+        if self._rt is None:
+            self._rt = self._proc.new(twin_id)
+        return self._proc.process(self._rt, event), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Produced], bool]:
+        return (self._proc.flush(self._rt) if self._rt else []), StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self._rt, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _limits(settings: Settings) -> Limits:
+    fs = settings.flow
+    return Limits(
+        max_bytes=fs.max_message_bytes,
+        max_future_skew=timedelta(seconds=fs.max_future_skew_s),
+        max_age=timedelta(days=fs.max_age_days),
+    )
+
+
+def attach(flow: Dataflow, settings: Settings, polled: Stream[KafkaSourceMessage]) -> Stream[TwinInputs]:
+    """Add decoding, the per-twin step and all twin outputs to ``flow``; returns the decoded inputs."""
+    tw = settings.twin
+    topics = InputTopics(settings.topics.raw, tw.desired_topic, tw.acks_topic)
+    limits = _limits(settings)
+    proc = TwinProcessor(tw.policy, tw.window_spec())
+    brokers = settings.kafka.bootstrap_servers.split(",")
+
+    inputs = op.flat_map_batch("twin_decode", polled, lambda batch: [decode_batch(batch, topics, limits)])
+    events = op.flat_map("twin_events", inputs, lambda ti: [(twin, (twin, ev)) for twin, ev in ti.events])
+    produced = op.stateful("twin_state", events, lambda resume: TwinLogic(proc, resume))
+    items = op.map("twin_items", produced, lambda kv: kv[1])
+
+    to_db = op.filter("twin_db_items", items, lambda i: isinstance(i, StateChange | WindowRow))
+    op.output("twin_postgres", to_db, TwinSink(settings.postgres.conninfo()))
+
+    messages = op.flat_map("twin_messages", items, lambda i: to_messages(i, tw))
+    dead = op.flat_map(
+        "twin_dead_letters",
+        inputs,
+        lambda ti: (
+            [dead_letter_message(d, settings.topics.dlq) for d in ti.dead_control]
+            + ([dead_letter_message(d, settings.topics.dlq) for d in ti.dead_telemetry] if tw.ingest else [])
+        ),
+    )
+    op.output(
+        "twin_kafka",
+        op.merge("twin_all_messages", messages, dead),
+        KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings))),
+    )
+    if tw.ingest:
+        rows = op.filter("twin_rows", op.map("twin_row_lists", inputs, lambda ti: ti.rows), bool)
+        op.output(
+            "twin_telemetry_postgres",
+            rows,
+            TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size),
+        )
+    return inputs
+
+
+def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-twin") -> Dataflow:
+    """The reconciliation dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
+    tw = settings.twin
+    flow = Dataflow(flow_id)
+    polled = op.input(
+        "twin_kafka_in",
+        flow,
+        KafkaSource(
+            settings.kafka.bootstrap_servers.split(","),
+            [settings.topics.raw, tw.desired_topic, tw.acks_topic],
+            tail=tail,
+            starting_offset=OFFSET_BEGINNING,
+            add_config=without_bootstrap(client_config(settings)),
+            batch_size=settings.flow.batch_size,
+            raise_on_errors=False,
+        ),
+    )
+    branch = op.branch("twin_kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
+    op.inspect("twin_log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
+    attach(flow, settings, branch.trues)
+    return flow
+
+
+def get_flow(tail: bool = True) -> Dataflow:
+    """Entry point for ``python -m bytewax.run "flows.twin:get_flow()"``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return build_flow(load_settings(), tail=tail)

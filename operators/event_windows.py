@@ -1,0 +1,201 @@
+"""Event-time tumbling windows per twin and sensor that never drop late data silently.
+
+One :class:`TwinWindows` per twin (it runs inside the flow's per-twin state). The watermark is
+the newest reading time seen for the twin minus the allowed lateness:
+
+* a window row (count, mean, min, max, last, sample stddev) is emitted as version 1 when the
+  twin's newest reading time reaches the window end;
+* a reading at or after the watermark whose window was already emitted updates it and emits
+  the next version of that row at once (a correction: sinks upsert by version);
+* a window is forgotten once its end is at or before the watermark; a reading older than the
+  watermark becomes a :class:`LateReading` (for ``telemetry.late``) with the reason.
+
+``flush()`` emits every window with unpublished changes (end of input).
+Aggregates do not depend on arrival order (up to float rounding of mean and stddev).
+
+>>> from datetime import datetime, timedelta, UTC
+>>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+>>> w = TwinWindows("p1", WindowSpec((timedelta(seconds=1),), timedelta(seconds=2)))
+>>> w.add(t0, 1, {"rpm": 1.0}, "mqtt")
+([], [])
+>>> rows, _ = w.add(t0 + timedelta(seconds=1.5), 2, {"rpm": 3.0}, "mqtt")
+>>> [(r.window, r.count, r.mean, r.version) for r in rows]
+[('1s', 1, 1.0, 1)]
+>>> rows, _ = w.add(t0 + timedelta(seconds=0.5), 3, {"rpm": 2.0}, "mqtt")   # late, within lateness
+>>> [(r.count, r.mean, r.last, r.version) for r in rows]
+[(2, 1.5, 2.0, 2)]
+>>> _, late = w.add(t0 + timedelta(seconds=5), 4, {"rpm": 4.0}, "mqtt")
+>>> _, late = w.add(t0, 5, {"rpm": 9.0}, "mqtt")                           # beyond lateness
+>>> late[0].reason
+'beyond_allowed_lateness'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from operators.twin_records import LateReading
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def window_label(size: timedelta) -> str:
+    """``1s``, ``1m``, ``15m``, ``1h``, ``250ms``."""
+    us = size // timedelta(microseconds=1)
+    for unit, n in (("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000), ("ms", 1000)):
+        if us % n == 0:
+            return f"{us // n}{unit}"
+    return f"{us}us"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    sizes: tuple[timedelta, ...] = (timedelta(seconds=1), timedelta(minutes=1))
+    allowed_lateness: timedelta = timedelta(seconds=5)
+
+    def __post_init__(self) -> None:
+        if not self.sizes or any(s <= timedelta(0) for s in self.sizes):
+            raise ValueError("window sizes must be positive")
+        if self.allowed_lateness < timedelta(0):
+            raise ValueError("allowed lateness must be ≥ 0")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One version of one window's aggregates; identity (twin_id, sensor, window, start)."""
+
+    twin_id: str
+    sensor: str
+    window: str
+    start: datetime
+    end: datetime
+    count: int
+    mean: float
+    min: float
+    max: float
+    last: float
+    stddev: float | None
+    version: int
+
+
+@dataclass(slots=True)
+class _Agg:
+    end: datetime
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    min: float = math.inf
+    max: float = -math.inf
+    last: float = math.nan
+    last_key: tuple[datetime, int] | None = None
+    version: int = 0  # versions published so far
+    dirty: bool = False  # changed since the last published version
+
+    def add(self, value: float, ts: datetime, seq: int) -> None:
+        self.count += 1
+        d = value - self.mean
+        self.mean += d / self.count
+        self.m2 += d * (value - self.mean)
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
+        key = (ts, seq)
+        if self.last_key is None or key >= self.last_key:  # latest (ts, seq) is `last`, whatever the order
+            self.last_key = key
+            self.last = value
+        self.dirty = True
+
+
+@dataclass(slots=True)
+class TwinWindows:
+    twin_id: str
+    spec: WindowSpec
+    max_ts: datetime | None = None
+    # (sensor, size index, window start) → aggregate
+    open: dict[tuple[str, int, datetime], _Agg] = field(default_factory=dict)
+    _next_due: datetime | None = None  # earliest time at which a window closes or expires
+
+    @property
+    def watermark(self) -> datetime | None:
+        return None if self.max_ts is None else self.max_ts - self.spec.allowed_lateness
+
+    def add(
+        self, ts: datetime, seq: int, values: dict[str, float], source: str
+    ) -> tuple[list[WindowRow], list[LateReading]]:
+        """Add one envelope's readings; return (window rows to upsert, late readings)."""
+        rows: list[WindowRow] = []
+        wm = self.watermark
+        if wm is not None and ts < wm:
+            late = [
+                LateReading(
+                    self.twin_id,
+                    sensor,
+                    ts,
+                    value,
+                    seq,
+                    source,
+                    "beyond_allowed_lateness",
+                    wm,
+                    self.spec.allowed_lateness.total_seconds(),
+                )
+                for sensor, value in values.items()
+            ]
+            return rows, late
+        for i, size in enumerate(self.spec.sizes):
+            start = EPOCH + ((ts - EPOCH) // size) * size
+            for sensor, value in values.items():
+                key = (sensor, i, start)
+                agg = self.open.get(key)
+                if agg is None:
+                    agg = self.open[key] = _Agg(start + size)
+                    if self._next_due is None or agg.end < self._next_due:
+                        self._next_due = agg.end
+                agg.add(value, ts, seq)
+                if agg.version:  # already published: emit the correction now
+                    rows.append(self._publish(key, agg))
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
+            if self._next_due is not None and ts >= self._next_due:
+                rows.extend(self._advance())
+        return rows, []
+
+    def _advance(self) -> list[WindowRow]:
+        assert self.max_ts is not None
+        rows = []
+        wm = self.max_ts - self.spec.allowed_lateness
+        due: datetime | None = None
+        for key, agg in list(self.open.items()):
+            if agg.end <= self.max_ts and agg.dirty:
+                rows.append(self._publish(key, agg))
+            if agg.end <= wm:
+                del self.open[key]
+                continue
+            nxt = agg.end if agg.dirty and not agg.version else agg.end + self.spec.allowed_lateness
+            if due is None or nxt < due:
+                due = nxt
+        self._next_due = due
+        return rows
+
+    def flush(self) -> list[WindowRow]:
+        """Publish every window with unpublished changes (end of input); windows stay open."""
+        return [self._publish(key, agg) for key, agg in self.open.items() if agg.dirty]
+
+    def _publish(self, key: tuple[str, int, datetime], agg: _Agg) -> WindowRow:
+        sensor, i, start = key
+        agg.version += 1
+        agg.dirty = False
+        return WindowRow(
+            self.twin_id,
+            sensor,
+            window_label(self.spec.sizes[i]),
+            start,
+            agg.end,
+            agg.count,
+            agg.mean,
+            agg.min,
+            agg.max,
+            agg.last,
+            math.sqrt(agg.m2 / (agg.count - 1)) if agg.count > 1 else None,
+            agg.version,
+        )

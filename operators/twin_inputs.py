@@ -1,0 +1,111 @@
+"""Turn a batch of Kafka messages from telemetry.raw, twin.desired and twin.acks into twin events.
+
+Plain Python, no I/O. Telemetry goes through :func:`operators.ingest.split_batch` (one
+definition of a valid envelope); an envelope's readings become one :class:`Reported` event.
+Invalid desired updates and acks become :class:`DeadLetter` records with the reason.
+
+>>> from types import SimpleNamespace as Msg
+>>> raw = Msg(key=b"p1", value=b'{"v":1,"twin_id":"p1","ts":"2026-01-01T00:00:00Z","seq":1,'
+...           b'"source":"mqtt","readings":{"rpm":1.0,"temp":2.0}}', topic="raw", partition=0, offset=1,
+...           timestamp=(1, 0))
+>>> ack = Msg(key=b"p1", value=b'{"command_id":"p1:2:rpm","status":"applied"}', topic="acks",
+...           partition=0, offset=5, timestamp=(1, 1767225600000))
+>>> out = decode_batch([raw, ack], InputTopics("raw", "desired", "acks"), Limits())
+>>> [(twin, type(ev).__name__) for twin, ev in out.events], out.events[0][1].values
+([('p1', 'Reported'), ('p1', 'AckEvent')], {'rpm': 1.0, 'temp': 2.0})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from operators.envelope import Reason, Rejected
+from operators.ingest import DeadLetter, Limits, RawMessage, TelemetryRow, split_batch
+from operators.twin_records import AckEvent, DesiredEvent, Reported, decode_ack, decode_desired
+
+__all__ = ["InputTopics", "Limits", "TwinInputs", "decode_batch", "group_rows"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputTopics:
+    raw: str
+    desired: str
+    acks: str
+
+
+@dataclass(slots=True)
+class TwinInputs:
+    events: list[tuple[str, Reported | DesiredEvent | AckEvent]] = field(default_factory=list)
+    rows: list[TelemetryRow] = field(default_factory=list)
+    dead_telemetry: list[DeadLetter] = field(default_factory=list)
+    dead_control: list[DeadLetter] = field(default_factory=list)
+
+
+def _kafka_time(msg: RawMessage, fallback: datetime) -> datetime:
+    ts = getattr(msg, "timestamp", None)
+    if ts and ts[0] != 0 and ts[1] > 0:  # (type, ms); type 0 = not available
+        return datetime.fromtimestamp(ts[1] / 1000, tz=UTC)
+    return fallback
+
+
+def group_rows(rows: list[TelemetryRow]) -> list[tuple[str, Reported]]:
+    """Consecutive rows of one envelope (same twin, ts, seq) → one Reported event."""
+    out: list[tuple[str, Reported]] = []
+    current: tuple[str, datetime, int] | None = None
+    values: dict[str, float] = {}
+    first: TelemetryRow | None = None
+    for row in rows:
+        ident = (row.twin_id, row.ts, row.seq)
+        if ident != current:
+            if first is not None:
+                out.append(
+                    (first.twin_id, Reported(first.ts, first.seq, first.source, values, first.quality))
+                )
+            current, first, values = ident, row, {}
+        values[row.sensor] = row.value
+    if first is not None:
+        out.append((first.twin_id, Reported(first.ts, first.seq, first.source, values, first.quality)))
+    return out
+
+
+def decode_batch(
+    messages: list[RawMessage], topics: InputTopics, limits: Limits, now: datetime | None = None
+) -> TwinInputs:
+    """Decode a mixed batch, keeping the order of messages per twin."""
+    now = now or datetime.now(UTC)
+    out = TwinInputs()
+    pending_raw: list[RawMessage] = []
+
+    def flush_raw() -> None:
+        if pending_raw:
+            split = split_batch(pending_raw, limits, now)
+            out.rows.extend(split.rows)
+            out.dead_telemetry.extend(split.dead)
+            out.events.extend(group_rows(split.rows))
+            pending_raw.clear()
+
+    for msg in messages:
+        if msg.topic == topics.raw:
+            pending_raw.append(msg)
+            continue
+        flush_raw()
+        try:
+            if msg.topic == topics.desired:
+                upd = decode_desired(msg.value, msg.key)
+                out.events.append((upd.twin_id, DesiredEvent(upd, upd.issued_at or _kafka_time(msg, now))))
+            elif msg.topic == topics.acks:
+                if not msg.key:
+                    raise Rejected(Reason.SCHEMA, "an ack needs the twin_id as its Kafka key")
+                ack = decode_ack(msg.value)
+                out.events.append((msg.key.decode(), AckEvent(ack, ack.applied_at or _kafka_time(msg, now))))
+            else:
+                raise Rejected(Reason.SCHEMA, f"unexpected topic {msg.topic!r}")
+        except (Rejected, UnicodeDecodeError) as exc:
+            reason = exc.reason.value if isinstance(exc, Rejected) else Reason.SCHEMA.value
+            detail = exc.detail if isinstance(exc, Rejected) else f"key is not UTF-8: {exc}"
+            out.dead_control.append(
+                DeadLetter(msg.value, msg.key, reason, detail, msg.topic, msg.partition, msg.offset, now)
+            )
+    flush_raw()
+    return out

@@ -1,0 +1,96 @@
+"""Kafka and database helpers for the twin integration tests."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from psycopg.rows import dict_row
+
+from connectors.kafka.clients import client_config, producer_config
+from twinflow.settings import Settings
+
+
+def envelope(twin_id: str, ts: datetime, seq: int, readings: dict[str, float], source: str = "mqtt") -> bytes:
+    return json.dumps(
+        {
+            "v": 1,
+            "twin_id": twin_id,
+            "ts": ts.isoformat().replace("+00:00", "Z"),
+            "seq": seq,
+            "source": source,
+            "readings": readings,
+        }
+    ).encode()
+
+
+def produce(s: Settings, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    p = Producer(producer_config(s))
+    for key, value in messages:
+        p.produce(topic, key=key, value=value)
+        p.poll(0)
+    assert p.flush(30) == 0, "Kafka did not acknowledge every test message"
+
+
+def read_all(s: Settings, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, Any]]:
+    """Every (key, decoded JSON value) in ``topic``, read to the end of all partitions."""
+    c = Consumer(
+        client_config(
+            s,
+            **{
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
+    )
+    parts = list(c.list_topics(topic, timeout=timeout).topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    done: set[int] = set()
+    out: list[tuple[bytes | None, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(done) < len(parts) and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                done.add(msg.partition())
+                continue
+            raise RuntimeError(msg.error())
+        out.append((msg.key(), json.loads(msg.value()) if msg.value() else None))
+    c.close()
+    assert len(done) == len(parts), f"did not reach the end of {topic} within {timeout} s"
+    return out
+
+
+def query(s: Settings, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    with psycopg.connect(s.postgres.conninfo(), row_factory=dict_row) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.3):
+    """Poll ``check()`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def versions(s: Settings, twin_id: str) -> list[int]:
+    return [
+        r["version"]
+        for r in query(
+            s, "SELECT version FROM twin_state_history WHERE twin_id = %s ORDER BY version", (twin_id,)
+        )
+    ]
