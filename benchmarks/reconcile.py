@@ -143,7 +143,7 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
     import uuid
 
     import psycopg
-from psycopg import sql
+    from psycopg import sql
     from bytewax.testing import run_main
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient
@@ -162,7 +162,9 @@ from psycopg import sql
     )
     with psycopg.connect(su, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(base.postgres.user))
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(db), sql.Identifier(base.postgres.user)
+            )
         )
     tw = TwinSettings.model_validate(
         {
