@@ -143,10 +143,10 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
     import uuid
 
     import psycopg
-    from psycopg import sql
     from bytewax.testing import run_main
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient
+    from psycopg import sql
 
     from connectors.kafka.clients import client_config, ensure_topics, producer_config, twin_topic_specs
     from connectors.postgres.migrate import migrate
