@@ -48,6 +48,10 @@ class Ack(msgspec.Struct, frozen=True):
     source: str = ""
 
 
+class Refused(ValueError):
+    """The bridge refuses a command before writing (the ack says ``rejected`` with this reason)."""
+
+
 class BadCommand(ValueError):
     """A record on twin.commands that is not a command."""
 
@@ -57,7 +61,12 @@ _encoder = msgspec.json.Encoder()
 
 
 def new_command(
-    twin_id: str, parameter: str, value: float, *, ttl: timedelta = timedelta(seconds=30), now: datetime | None = None
+    twin_id: str,
+    parameter: str,
+    value: float,
+    *,
+    ttl: timedelta = timedelta(seconds=30),
+    now: datetime | None = None,
 ) -> Command:
     now = now or datetime.now(UTC)
     return Command(uuid.uuid4().hex, twin_id, parameter, float(value), issued_at=now, deadline=now + ttl)
@@ -110,8 +119,11 @@ def precheck(cmd: Command, writable: Mapping[str, bool], now: datetime, *, sourc
     if cmd.parameter not in writable:
         known = ", ".join(sorted(writable)) or "none"
         return make_ack(
-            cmd, "rejected", f"twin {cmd.twin_id!r} has no parameter {cmd.parameter!r} (known: {known})",
-            source=source, now=now,
+            cmd,
+            "rejected",
+            f"twin {cmd.twin_id!r} has no parameter {cmd.parameter!r} (known: {known})",
+            source=source,
+            now=now,
         )
     if not writable[cmd.parameter]:
         return make_ack(

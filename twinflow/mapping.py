@@ -218,8 +218,8 @@ def _where(raw: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, str]:
 _HINTS = {
     "missing": "add it",
     "extra_forbidden": "remove it or check its spelling (docs/connectors.md lists every field)",
-    "union_tag_invalid": "use protocol = \"opcua\", \"mqtt\" or \"modbus\"",
-    "union_tag_not_found": "add protocol = \"opcua\", \"mqtt\" or \"modbus\"",
+    "union_tag_invalid": 'use protocol = "opcua", "mqtt" or "modbus"',
+    "union_tag_not_found": 'add protocol = "opcua", "mqtt" or "modbus"',
 }
 
 
@@ -241,7 +241,7 @@ def _check_opcua(i: int, a: OpcuaAsset) -> Iterator[str]:
         except Exception:
             yield (
                 f"asset {a.twin_id!r} (assets[{i}]), field params.{name}.node: {p.node!r} is not an "
-                "OPC-UA NodeId (write it like \"ns=2;s=pump-001.speed_rpm\" or \"ns=2;i=1001\")"
+                'OPC-UA NodeId (write it like "ns=2;s=pump-001.speed_rpm" or "ns=2;i=1001")'
             )
 
 
@@ -272,7 +272,7 @@ def _check_modbus(i: int, a: ModbusAsset, seen: dict[tuple[int, str, int], str])
         if p.writable and p.kind == "input":
             yield (
                 f"{who}, field params.{name}.writable: input registers are read-only; "
-                "use register = \"holding\" or writable = false"
+                'use register = "holding" or writable = false'
             )
         if p.address + p.width > 65536:
             yield f"{who}, field params.{name}.address: {p.type} at {p.address} runs past register 65535"
@@ -296,7 +296,9 @@ def _cross_checks(m: Mapping) -> list[str]:
     for i, a in enumerate(m.assets):
         who = f"asset {a.twin_id!r} (assets[{i}])"
         if a.twin_id in first:
-            problems.append(f"{who}, field twin_id: duplicate of assets[{first[a.twin_id]}]; twin ids are unique")
+            problems.append(
+                f"{who}, field twin_id: duplicate of assets[{first[a.twin_id]}]; twin ids are unique"
+            )
         first.setdefault(a.twin_id, i)
         for name in a.params:
             if not re.match(SENSOR_PATTERN, name):
@@ -331,7 +333,9 @@ def load_mapping(path: Path | str) -> Mapping:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise MappingError(path, [f"cannot read the file: {exc.strerror} (check the --mapping path)"]) from None
+        raise MappingError(
+            path, [f"cannot read the file: {exc.strerror} (check the --mapping path)"]
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

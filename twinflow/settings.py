@@ -83,6 +83,11 @@ class MqttSettings(BaseModel):
     twin_level: int = 1
     qos: int = Field(1, ge=0, le=2)
     client_id: str = "twinflow-mqtt-bridge"
+    # Credentials and TLS for the broker (also used by the simulator when the mapping has none).
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = None
 
 
 class FlowSettings(BaseModel):

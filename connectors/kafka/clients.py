@@ -59,6 +59,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(t.raw, t.raw_partitions, {"retention.ms": week}),
         TopicSpec(t.dlq, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        # Command path and simulator ground truth (docs/connectors.md).
+        TopicSpec(t.commands, 1, {"retention.ms": week}),
+        TopicSpec(t.acks, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(t.ground_truth, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
 
 

@@ -21,8 +21,11 @@ from operators.commands import (
     Ack,
     BadCommand,
     Command,
+    Refused,
+    decode_ack,
     decode_command,
     encode_ack,
+    encode_command,
     make_ack,
     peek_ids,
     precheck,
@@ -63,7 +66,10 @@ class CommandListener:
             )
         )
         self.producer = Producer(
-            producer_config(settings, **{"transactional.id": f"{group}-acks", "linger.ms": 0})
+            producer_config(
+                settings,
+                **{"transactional.id": f"{group}-acks", "linger.ms": 0, "message.timeout.ms": 60000},
+            )
         )
         self.assigned = threading.Event()
         self.acks: list[Ack] = []
@@ -130,8 +136,12 @@ class CommandListener:
         timeout = 10.0 if cmd.deadline is None else max((cmd.deadline - now).total_seconds(), 0.1)
         try:
             self.apply(cmd, timeout)
+        except Refused as exc:
+            return make_ack(cmd, "rejected", str(exc), source=self.protocol)
         except TimeoutError:
-            return make_ack(cmd, "expired", "deadline passed while writing to the device", source=self.protocol)
+            return make_ack(
+                cmd, "expired", "deadline passed while writing to the device", source=self.protocol
+            )
         except Exception as exc:
             return make_ack(cmd, "failed", f"{type(exc).__name__}: {exc}", source=self.protocol)
         return make_ack(cmd, "applied", None, source=self.protocol)
@@ -145,11 +155,58 @@ class CommandListener:
         self.producer.begin_transaction()
         try:
             self.producer.produce(self.settings.topics.acks, key=ack.twin_id.encode(), value=encode_ack(ack))
-            self.producer.send_offsets_to_transaction(next_offset, self.consumer.consumer_group_metadata(), 10)
+            self.producer.send_offsets_to_transaction(
+                next_offset, self.consumer.consumer_group_metadata(), 10
+            )
             self.producer.commit_transaction(30)
         except KafkaException:
             self.producer.abort_transaction(30)
             raise
         self.acks.append(ack)
-        log.info("command %s %s.%s=%s → %s %s", ack.command_id, ack.twin_id, ack.parameter,
-                 "" if msg.value() is None else "", ack.status, ack.error or "")
+        log.info(
+            "command %s %s.%s → %s %s",
+            ack.command_id,
+            ack.twin_id,
+            ack.parameter,
+            ack.status,
+            ack.error or "",
+        )
+
+
+def send_command(settings: Settings, cmd: Command) -> None:
+    """Produce one command to ``twin.commands`` (key = twin_id) and wait for Kafka's acknowledgement."""
+    producer = Producer(producer_config(settings, **{"linger.ms": 0}))
+    producer.produce(settings.topics.commands, key=cmd.twin_id.encode(), value=encode_command(cmd))
+    if producer.flush(15):
+        raise KafkaException(f"command {cmd.command_id} not acknowledged by Kafka within 15 s")
+
+
+def wait_ack(settings: Settings, command_id: str, timeout: float) -> list[Ack]:
+    """Acks for ``command_id`` seen on ``twin.acks`` within ``timeout`` (read from the beginning)."""
+    import time
+    import uuid
+
+    consumer = Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": f"twinflow-ack-reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
+    )
+    consumer.subscribe([settings.topics.acks])
+    found: list[Ack] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not found:
+            for msg in consumer.consume(500, 0.3):
+                if msg.error() is None and msg.value():
+                    ack = decode_ack(msg.value())
+                    if ack.command_id == command_id:
+                        found.append(ack)
+    finally:
+        consumer.close()
+    return found

@@ -68,7 +68,9 @@ class Publisher:
         self.when_full = b.when_full
         spill_dir = b.spill_dir or (settings.stack.dir / "buffer")
         self.queue = SpillQueue(
-            spill_path or spill_dir / f"{name}.spill", memory_records=b.memory_records, max_file_bytes=b.spill_max_bytes
+            spill_path or spill_dir / f"{name}.spill",
+            memory_records=b.memory_records,
+            max_file_bytes=b.spill_max_bytes,
         )
         self.producer = producer or make_producer(settings)
         self.counters = PublisherCounters()
@@ -76,7 +78,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name=f"publisher-{name}", daemon=True)
         self._started = False
-        self._last_report = 0.0
+        self._last_report = time.monotonic()
 
     # ------------------------------------------------------------------ producer side
     def start(self) -> Publisher:
@@ -85,7 +87,9 @@ class Publisher:
             self._thread.start()
         return self
 
-    def put(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def put(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         """Queue one record; blocks while the buffer is full (unless ``when_full = drop_oldest``)."""
         rec: Record = (topic, key, value, headers or [])
         with self._cond:
@@ -131,7 +135,9 @@ class Publisher:
                         break
                     topic, key, value, headers = rec
                     try:
-                        self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
+                        self.producer.produce(
+                            topic, value=value, key=key, headers=headers, on_delivery=self._delivered
+                        )
                     except BufferError:
                         self.queue.put_front(rec)
                         break
@@ -149,7 +155,8 @@ class Publisher:
 
     def _report(self) -> None:
         now = time.monotonic()
-        if now - self._last_report > 10 and (self.counters.buffered or self.counters.dropped):
+        backlog = self.counters.buffered > 0 and self.counters.in_flight >= self.max_in_flight
+        if now - self._last_report > 10 and (backlog or self.counters.dropped):
             self._last_report = now
             log.warning("%s: Kafka backlog %s", self.name, self.stats())
 
@@ -185,6 +192,8 @@ class Publisher:
             if left:
                 # … and are kept in the spill file, so the next run sends them.
                 self.queue.persist_memory()
-                log.error("%s: %d records not delivered at shutdown, kept in %s", self.name, left, self.queue.path)
+                log.error(
+                    "%s: %d records not delivered at shutdown, kept in %s", self.name, left, self.queue.path
+                )
         self.queue.close()
         log.info("%s: publisher closed %s", self.name, asdict(self.counters))
