@@ -154,8 +154,15 @@ def ensure_recovery_dir(s: Settings, partitions: int = 1) -> Path:
 
 
 @bridge_app.command("mqtt")
-def bridge_mqtt(verbose: bool = False) -> None:
-    """Forward MQTT telemetry to Kafka until interrupted."""
+def bridge_mqtt(
+    verbose: bool = False,
+    mapping: Path = typer.Option(None, "--mapping", "-m", help="Asset mapping file (docs/connectors.md)."),
+) -> None:
+    """Forward MQTT telemetry to Kafka until interrupted (per-topic mapping with --mapping)."""
+    if mapping is not None:
+        from twinflow.connectors_cli import run_bridge
+
+        return run_bridge("mqtt", mapping, verbose)
     from connectors.mqtt.bridge import MqttBridge
 
     _logging(verbose)
@@ -173,6 +180,11 @@ def demo(
 
     raise typer.Exit(run_demo(_settings(), duration=duration, twins=twins, rate=rate, console=console))
 
+
+# ----------------------------------------------------------------------------- connectors
+from twinflow.connectors_cli import register as _register_connectors  # noqa: E402
+
+_register_connectors(app, bridge_app)
 
 if __name__ == "__main__":
     app()
