@@ -112,3 +112,58 @@ def test_expired_command_is_not_applied(plant) -> None:
     acks = wait_ack(plant.settings, cmd.command_id, 20)
     assert [a.status for a in acks] == ["expired"]
     assert machine.speed_sp == before
+
+
+def test_malformed_device_payloads_reach_the_dead_letter_topic(plant, tmp_path) -> None:
+    """A bad device publishes garbage; the bridge forwards it and the telemetry flow dead-letters it."""
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from bytewax.testing import run_main
+
+    from connectors.mqtt.mapped import MappedMqttBridge
+    from flows.telemetry import build_flow
+
+    from .plant_helpers import test_settings
+
+    uid = plant.uid
+    # A bridge of its own on private topics, so the flow below reads a topic that stops growing.
+    settings = test_settings(tmp_path, uuid.uuid4().hex[:8])
+    mapping = plant.mapping.model_copy(
+        update={"mqtt": plant.mapping.mqtt.model_copy(update={"client_id": f"it-dlq-{uid}"})}
+    )
+    bridge = MappedMqttBridge(settings, mapping, commands=False).start()
+    assert bridge.connected.wait(10)
+    bad = {
+        f"it/{uid}/pump/state": b'{"motor": {"speed_rpm": 14',  # truncated JSON
+        f"it/{uid}/pump/vibration": b"vibration: high",  # not a number
+    }
+    wrong_type = (f"it/{uid}/pump/state", b'{"motor": {"speed_rpm": "fast"}, "ts": "2026-11-25T08:00:00Z"}')
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"it-bad-device-{uid}")
+    pub.connect("127.0.0.1", 1883)
+    pub.loop_start()
+    for topic, payload in [*bad.items(), wrong_type]:
+        pub.publish(topic, payload, qos=1).wait_for_publish(10)
+    pub.disconnect()
+    pub.loop_stop()
+    try:
+        wait_for(lambda: bridge.unmapped >= 2, 15, "the MQTT bridge to forward the unmappable payloads")
+    finally:
+        bridge.stop(30)
+    assert bridge.publisher.counters.delivered == bridge.publisher.counters.put
+
+    run_main(build_flow(settings, tail=False, flow_id=f"it-dlq-{uid}"))
+
+    dead = consume(
+        settings,
+        settings.topics.dlq,
+        lambda ms: {m.value() for m in ms} >= set(bad.values()) and any(b'"fast"' in m.value() for m in ms),
+        timeout=30,
+    )
+    by_value = {m.value(): dict(m.headers()) for m in dead}
+    for payload in bad.values():
+        assert payload in by_value, f"{payload!r} not dead-lettered"
+        assert by_value[payload]["dlq.reason"] in (b"bad_json", b"schema"), by_value[payload]
+        assert by_value[payload]["dlq.detail"]
+    typed = [h for v, h in by_value.items() if b'"fast"' in v]
+    assert typed and typed[0]["dlq.reason"] == b"schema"
