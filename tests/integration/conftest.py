@@ -13,7 +13,7 @@ import pytest
 from twinflow.mapping import Mapping
 from twinflow.settings import Settings
 
-from .plant_helpers import free_port, plant_toml, test_settings, write_mapping
+from .plant_helpers import free_port, plant_toml, private_settings, write_mapping
 
 logging.getLogger("asyncua").setLevel(logging.WARNING)
 logging.getLogger("pymodbus").setLevel(logging.WARNING)
@@ -44,7 +44,7 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plant]:
 
     tmp: Path = tmp_path_factory.mktemp("plant")
     uid = uuid.uuid4().hex[:8]
-    settings = test_settings(tmp, uid)
+    settings = private_settings(tmp, uid)
     mapping = write_mapping(tmp, plant_toml(uid, free_port(), free_port()))
     # A failed temperature sensor on the OPC-UA pump: its values must arrive with quality "bad".
     faults = [Fault(f"pump-ua-{uid}", "sensor_failure", 0.0, None, 1.0, "temp_c")]

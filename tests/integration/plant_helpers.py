@@ -21,7 +21,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_settings(tmp: Path, uid: str, **overrides) -> Settings:
+def private_settings(tmp: Path, uid: str, **overrides) -> Settings:
     """Settings whose topics, groups and files are private to one test."""
     s = Settings(
         topics={

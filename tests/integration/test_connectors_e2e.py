@@ -124,11 +124,11 @@ def test_malformed_device_payloads_reach_the_dead_letter_topic(plant, tmp_path) 
     from connectors.mqtt.mapped import MappedMqttBridge
     from flows.telemetry import build_flow
 
-    from .plant_helpers import test_settings
+    from .plant_helpers import private_settings
 
     uid = plant.uid
     # A bridge of its own on private topics, so the flow below reads a topic that stops growing.
-    settings = test_settings(tmp_path, uuid.uuid4().hex[:8])
+    settings = private_settings(tmp_path, uuid.uuid4().hex[:8])
     mapping = plant.mapping.model_copy(
         update={"mqtt": plant.mapping.mqtt.model_copy(update={"client_id": f"it-dlq-{uid}"})}
     )
