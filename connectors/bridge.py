@@ -87,7 +87,7 @@ class Bridge(ABC):
         return seq
 
     def emit_raw(self, twin_id: str | None, payload: bytes, headers: list[tuple[str, bytes]]) -> None:
-        """Forward a device payload the bridge cannot map, unchanged: the flow dead-letters it with the reason."""
+        """Forward a payload the bridge cannot map, unchanged: the flow dead-letters it with the reason."""
         self.publisher.put(
             self.settings.topics.raw,
             twin_id.encode() if twin_id else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -55,10 +56,8 @@ class LoopThread:
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.loop is not None and self._stop is not None and not self.loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed meanwhile
                 self.loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:
-                pass
         self._thread.join(timeout)
 
     @property

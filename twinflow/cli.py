@@ -153,11 +153,11 @@ def ensure_recovery_dir(s: Settings, partitions: int = 1) -> Path:
     return rdir
 
 
+_MAPPING_OPTION = typer.Option(None, "--mapping", "-m", help="Asset mapping file (docs/connectors.md).")
+
+
 @bridge_app.command("mqtt")
-def bridge_mqtt(
-    verbose: bool = False,
-    mapping: Path = typer.Option(None, "--mapping", "-m", help="Asset mapping file (docs/connectors.md)."),
-) -> None:
+def bridge_mqtt(verbose: bool = False, mapping: Path = _MAPPING_OPTION) -> None:
     """Forward MQTT telemetry to Kafka until interrupted (per-topic mapping with --mapping)."""
     if mapping is not None:
         from twinflow.connectors_cli import run_bridge

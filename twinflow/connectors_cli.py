@@ -21,6 +21,10 @@ command_app = typer.Typer(help="Send setpoints to devices through the bridges.",
 certs_app = typer.Typer(help="Generate certificates for OPC-UA security.", no_args_is_help=True)
 
 MAPPING_HELP = "Asset mapping file (TOML), e.g. config/plant.toml; see docs/connectors.md."
+_SIM_MAPPING = typer.Option(Path("config/plant.toml"), "--mapping", "-m", help=MAPPING_HELP)
+_FAULTS = typer.Option([], "--fault", "-f", help="TWIN:KIND:ONSET_S[:END_S[:SEVERITY[:SENSOR]]], repeatable.")
+_BRIDGE_MAPPING = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP)
+_CERTS_OUT = typer.Option(Path("certs"), help="Folder for the generated files.")
 
 
 def _settings() -> Settings:
@@ -72,10 +76,8 @@ def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False) -> None
 
 
 def simulate(
-    mapping_file: Path = typer.Option(Path("config/plant.toml"), "--mapping", "-m", help=MAPPING_HELP),
-    fault: list[str] = typer.Option(
-        [], "--fault", "-f", help="TWIN:KIND:ONSET_S[:END_S[:SEVERITY[:SENSOR]]], repeatable."
-    ),
+    mapping_file: Path = _SIM_MAPPING,
+    fault: list[str] = _FAULTS,
     random_faults: int = typer.Option(0, help="Add this many random faults (needs --duration)."),
     duration: float = typer.Option(None, help="Stop after this many seconds (default: run until Ctrl-C)."),
     only: str = typer.Option(",".join(PROTOCOLS), help="Protocols to serve, comma-separated."),
@@ -142,7 +144,9 @@ def command_send(
         return
     acks = wait_ack(settings, cmd.command_id, wait)
     if not acks:
-        err_console.print(f"[yellow]no ack within {wait:.0f} s: is a bridge that owns {twin!r} running?[/yellow]")
+        err_console.print(
+            f"[yellow]no ack within {wait:.0f} s: is a bridge that owns {twin!r} running?[/yellow]"
+        )
         raise typer.Exit(3)
     ack = acks[0]
     colour = "green" if ack.status == "applied" else "red"
@@ -154,7 +158,7 @@ def command_send(
 
 @certs_app.command("opcua")
 def certs_opcua(
-    out: Path = typer.Option(Path("certs"), help="Folder for the generated files."),
+    out: Path = _CERTS_OUT,
     host: str = typer.Option("localhost", help="Host name written into the certificates."),
 ) -> None:
     """Self-signed server and client certificates; the client one is put in trusted/ for the simulator."""
@@ -172,15 +176,11 @@ def register(app: typer.Typer, bridge_app: typer.Typer) -> None:
     app.add_typer(certs_app, name="certs")
 
     @bridge_app.command("opcua")
-    def bridge_opcua(
-        mapping: Path = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP), verbose: bool = False
-    ) -> None:
+    def bridge_opcua(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False) -> None:
         """Forward OPC-UA values of the mapped assets to Kafka and apply their commands."""
         run_bridge("opcua", mapping, verbose)
 
     @bridge_app.command("modbus")
-    def bridge_modbus(
-        mapping: Path = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP), verbose: bool = False
-    ) -> None:
+    def bridge_modbus(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False) -> None:
         """Poll Modbus TCP registers of the mapped assets into Kafka and apply their commands."""
         run_bridge("modbus", mapping, verbose)

@@ -253,7 +253,7 @@ def _check_mqtt(i: int, a: MqttAsset) -> Iterator[str]:
         elif any(c in (p.topic or a.topic or "") for c in "+#"):
             yield f"{who}, field params.{name}.topic: wildcards (+, #) are not allowed in a parameter topic"
     if any(p.writable for p in a.params.values()) and not a.command_topic:
-        yield f"{who}, field command_topic: required because a parameter is writable (where to publish commands)"
+        yield f"{who}, field command_topic: required because a parameter is writable (commands go there)"
     by_topic: dict[str, list[str]] = {}
     for name, p in a.params.items():
         by_topic.setdefault(p.topic or a.topic or "", []).append(name)

@@ -11,6 +11,7 @@ subscription and monitored items.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -53,7 +54,11 @@ async def make_client(conn: OpcuaConnection, resolve, timeout: float = 4.0) -> C
     client.application_uri = conn.application_uri
     client.name = client.description = "twinflow bridge"
     if conn.security != "None":
-        mode = ua.MessageSecurityMode.Sign if conn.security.endswith("_Sign") else ua.MessageSecurityMode.SignAndEncrypt
+        mode = (
+            ua.MessageSecurityMode.Sign
+            if conn.security.endswith("_Sign")
+            else ua.MessageSecurityMode.SignAndEncrypt
+        )
         server_cert = resolve(conn.server_certificate)
         await client.set_security(
             SecurityPolicyBasic256Sha256,
@@ -96,7 +101,9 @@ class OpcuaBridge(Bridge):
                 mparams = ua.MonitoringParameters()
                 mparams.ClientHandle = handle
                 mparams.SamplingInterval = (
-                    self.conn.sampling_interval_ms if p.sampling_interval_ms is None else p.sampling_interval_ms
+                    self.conn.sampling_interval_ms
+                    if p.sampling_interval_ms is None
+                    else p.sampling_interval_ms
                 )
                 mparams.QueueSize = self.conn.queue_size
                 mparams.DiscardOldest = True
@@ -125,13 +132,19 @@ class OpcuaBridge(Bridge):
         params.PublishingEnabled = True
         params.Priority = 0
         # Iterator mode; a consumer too slow for the queue forces a reconnect, never a silent drop.
-        sub = await client.create_subscription(params, queue_maxsize=500_000, overflow=OverflowPolicy.DISCONNECT)
+        sub = await client.create_subscription(
+            params, queue_maxsize=500_000, overflow=OverflowPolicy.DISCONNECT
+        )
         results = await sub.create_monitored_items(self._requests(sub))
         for (handle, key), res in zip(list(self.handles.items()), results, strict=True):
             if isinstance(res, ua.StatusCode):
                 log.error(
                     "OPC-UA: cannot monitor %s (asset %r, field params.%s.node = %s): %s",
-                    self.conn.endpoint, key[0], key[1], self.nodes[key], res.name,
+                    self.conn.endpoint,
+                    key[0],
+                    key[1],
+                    self.nodes[key],
+                    res.name,
                 )
                 self.handles.pop(handle)
         return sub
@@ -144,7 +157,7 @@ class OpcuaBridge(Bridge):
             try:
                 client = await make_client(self.conn, self.mapping.path)
 
-                async def on_lost(exc: Exception) -> None:
+                async def on_lost(exc: Exception, lost: asyncio.Event = lost) -> None:
                     log.warning("OPC-UA connection to %s lost: %r", self.conn.endpoint, exc)
                     lost.set()
 
@@ -165,10 +178,8 @@ class OpcuaBridge(Bridge):
                 self.client = None
                 self._types.clear()
                 if client is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # best effort: the link may be gone
                         await asyncio.wait_for(client.disconnect(), 3)
-                    except Exception:
-                        pass
             if not stop.is_set():
                 self.reconnects += 1
                 await self.sleep_or_stop(stop, next(delays))

@@ -28,9 +28,11 @@ class Plant:
     bridges: dict[str, object]
 
     def twin(self, protocol: str) -> str:
-        return {"opcua": f"pump-ua-{self.uid}", "mqtt": f"pump-mq-{self.uid}", "modbus": f"pump-mb-{self.uid}"}[
-            protocol
-        ]
+        return {
+            "opcua": f"pump-ua-{self.uid}",
+            "mqtt": f"pump-mq-{self.uid}",
+            "modbus": f"pump-mb-{self.uid}",
+        }[protocol]
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,12 @@ def private_kafka(tmp: Path, **overrides) -> tuple[Kafka, Settings]:
     port, controller = free_port(), free_port()
     settings = Settings(
         kafka={"bootstrap_servers": f"127.0.0.1:{port}"},
-        stack={"dir": str(stack_dir), "kafka_port": port, "kafka_controller_port": controller, "kafka_heap": "256m"},
+        stack={
+            "dir": str(stack_dir),
+            "kafka_port": port,
+            "kafka_controller_port": controller,
+            "kafka_heap": "256m",
+        },
         **overrides,
     )
     return Kafka(settings), settings

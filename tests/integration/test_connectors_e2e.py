@@ -20,7 +20,9 @@ PROTOCOLS = ["opcua", "mqtt", "modbus"]
 
 def raw_messages(plant, twin: str, done, timeout: float = 20.0) -> list:
     key = twin.encode()
-    msgs = consume(plant.settings, plant.settings.topics.raw, lambda ms: done([m for m in ms if m.key() == key]), timeout)
+    msgs = consume(
+        plant.settings, plant.settings.topics.raw, lambda ms: done([m for m in ms if m.key() == key]), timeout
+    )
     return [m for m in msgs if m.key() == key]
 
 
@@ -82,7 +84,9 @@ def test_command_changes_simulated_speed_and_is_acked_once(plant, protocol: str)
     envs = envelopes(
         plant,
         twin,
-        lambda ms: any(abs(orjson.loads(m.value())["readings"].get("speed_rpm", 0) - target) < 15 for m in ms),
+        lambda ms: any(
+            abs(orjson.loads(m.value())["readings"].get("speed_rpm", 0) - target) < 15 for m in ms
+        ),
         timeout=20,
     )
     late = [e for e in envs if e.ts >= after and "speed_rpm" in e.readings]

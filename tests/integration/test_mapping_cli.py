@@ -78,9 +78,11 @@ def test_malformed_mapping_refuses_to_start(tmp_path: Path, case: str) -> None:
     body, command, fragments = CASES[case]
     path = tmp_path / f"{case}.toml"
     path.write_text(body)
-    argv = [*command[:2], "--mapping", str(path), *command[2:]] if command[0] == "bridge" else [
-        command[0], "--mapping", str(path), *command[1:]
-    ]
+    argv = (
+        [*command[:2], "--mapping", str(path), *command[2:]]
+        if command[0] == "bridge"
+        else [command[0], "--mapping", str(path), *command[1:]]
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "twinflow.cli", *argv],
         capture_output=True,

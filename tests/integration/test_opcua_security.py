@@ -25,11 +25,11 @@ def secure_toml(uid: str, port: int, certs: dict[str, Path]) -> str:
 [opcua]
 endpoint = "opc.tcp://127.0.0.1:{port}/twinflow/"
 security = "Basic256Sha256_SignAndEncrypt"
-certificate = "{certs['certificate']}"
-private_key = "{certs['private_key']}"
-server_certificate = "{certs['server_certificate']}"
-server_private_key = "{certs['server_private_key']}"
-trusted_certificates = "{certs['trusted_certificates']}"
+certificate = "{certs["certificate"]}"
+private_key = "{certs["private_key"]}"
+server_certificate = "{certs["server_certificate"]}"
+server_private_key = "{certs["server_private_key"]}"
+trusted_certificates = "{certs["trusted_certificates"]}"
 username = "operator"
 password = "s3cret-{uid}"
 

@@ -57,8 +57,8 @@ class Plant:
                 sig = p.signal or name
                 if sig not in SIGNALS[a.type]:
                     problems.append(
-                        f"asset {a.twin_id!r} (assets[{i}]), field params.{name}: a simulated {a.type} has no "
-                        f"signal {sig!r} (set `signal` to one of {', '.join(SIGNALS[a.type])})"
+                        f"asset {a.twin_id!r} (assets[{i}]), field params.{name}: a simulated {a.type} "
+                        f"has no signal {sig!r} (set `signal` to one of {', '.join(SIGNALS[a.type])})"
                     )
                 self.signals[a.twin_id][name] = sig
         if problems:
