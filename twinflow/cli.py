@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -167,9 +168,16 @@ def run(
     raise typer.Exit(code)
 
 
+_MAPPING_OPTION = typer.Option(None, "--mapping", "-m", help="Asset mapping file (docs/connectors.md).")
+
+
 @bridge_app.command("mqtt")
-def bridge_mqtt(verbose: bool = False) -> None:
-    """Forward MQTT telemetry to Kafka until interrupted."""
+def bridge_mqtt(verbose: bool = False, mapping: Path = _MAPPING_OPTION) -> None:
+    """Forward MQTT telemetry to Kafka until interrupted (per-topic mapping with --mapping)."""
+    if mapping is not None:
+        from twinflow.connectors_cli import run_bridge
+
+        return run_bridge("mqtt", mapping, verbose)
     from connectors.mqtt.bridge import MqttBridge
 
     _logging(verbose)
@@ -203,6 +211,10 @@ from twinflow.twin_cli import twin_app  # noqa: E402
 
 app.add_typer(twin_app, name="twin")
 
+# ----------------------------------------------------------------------------- connectors
+from twinflow.connectors_cli import register as _register_connectors  # noqa: E402
+
+_register_connectors(app, bridge_app)
 
 if __name__ == "__main__":
     app()

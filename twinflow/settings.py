@@ -41,6 +41,8 @@ class Topics(BaseModel):
     raw_partitions: int = Field(4, ge=1)
     # Per-twin model control (`twinflow model reset`), key = twin_id.
     model_control: str = "twin.model_control"
+    # Simulator ground truth (docs/connectors.md); commands/acks topics are in [twin].
+    ground_truth: str = "sim.ground_truth"
 
 
 class KafkaSettings(BaseModel):
@@ -231,6 +233,42 @@ class AlertSettings(BaseModel):
         )
 
 
+class BufferSettings(BaseModel):
+    """The bridges' local buffer in front of Kafka (one implementation: connectors/kafka/publisher.py)."""
+
+    # Records handed to librdkafka but not yet acknowledged; beyond this they wait in the buffer.
+    max_in_flight: int = Field(20000, ge=1)
+    # Records kept in memory before spilling to the file.
+    memory_records: int = Field(50000, ge=1)
+    # Spill file directory (default: <stack dir>/buffer) and its size limit.
+    spill_dir: Path | None = None
+    spill_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    # When memory and file are both full: `block` the device side (back-pressure) or `drop_oldest`.
+    when_full: str = Field("block", pattern="^(block|drop_oldest)$")
+
+
+class BridgeSettings(BaseModel):
+    """Protocol bridges (OPC-UA, MQTT with a mapping, Modbus) and their command path."""
+
+    buffer: BufferSettings = Field(default_factory=BufferSettings)
+    # Consumer group prefix for `twin.commands`; the protocol is appended.
+    command_group: str = "twinflow-bridge"
+    # Readings of one twin collected this long into one envelope.
+    batch_window_ms: float = Field(50.0, ge=0)
+    # Reconnect backoff bounds (seconds).
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(15.0, gt=0)
+
+
+class SimSettings(BaseModel):
+    """The plant simulator (`twinflow simulate`)."""
+
+    tick_s: float = Field(0.1, gt=0)
+    seed: int = 7
+    # Fault schedule ground truth, one JSON object per line (also sent to topics.ground_truth).
+    ground_truth_file: Path = Path("sim-ground-truth.jsonl")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TWINFLOW_",
@@ -260,6 +298,9 @@ class Settings(BaseSettings):
         if "port" not in self.mqtt.model_fields_set:
             self.mqtt.port = st.mosquitto_port
         return self
+
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -79,6 +79,7 @@ def twin_topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(tw.state_topic, tw.partitions, {"cleanup.policy": "compact"}),
         TopicSpec(tw.alerts_topic, 1, {"retention.ms": month}),
         TopicSpec(tw.late_topic, 1, {"retention.ms": month}),
+        TopicSpec(settings.topics.ground_truth, 1, {"retention.ms": month}),
     ]
 
 

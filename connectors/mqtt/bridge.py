@@ -2,8 +2,12 @@
 
 paho-mqtt with a persistent session (clean_session=False, fixed client id) and QoS 1
 by default, so readings published while the bridge is down wait in the broker.
-The Kafka producer is idempotent with acks=all; when its queue is full the bridge
-blocks (back-pressure) instead of dropping.
+Records go through the shared :class:`~connectors.kafka.publisher.Publisher` (idempotent
+producer, bounded memory/file buffer); when it is full the bridge blocks (back-pressure)
+instead of dropping.
+
+This is the mapping-free bridge (``twinflow bridge mqtt``); with ``--mapping`` the
+:class:`~connectors.mqtt.mapped.MappedMqttBridge` maps per-topic JSON paths or plain numbers.
 """
 
 from __future__ import annotations
@@ -11,16 +15,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 
-from connectors.kafka.clients import make_producer
+from connectors.kafka.publisher import Publisher
+from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import PayloadMapper
-from connectors.mqtt.security import configure_client
 from operators.envelope import Reason
 from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 from twinflow.settings import Settings
@@ -36,26 +39,29 @@ class BridgeCounters:
 
 
 class MqttBridge:
-    def __init__(self, settings: Settings, producer: Producer | None = None) -> None:
+    def __init__(
+        self, settings: Settings, producer: Producer | None = None, publisher: Publisher | None = None
+    ) -> None:
         self.settings = settings
-        self.mqtt_settings = settings.mqtt
-        self.producer = producer or make_producer(settings)
-        self.mapper = PayloadMapper(
-            twin_level=settings.mqtt.twin_level, max_bytes=settings.flow.max_message_bytes * 4
-        )
+        self.mqtt_settings = ms = settings.mqtt
+        self.publisher = publisher or Publisher(settings, f"mqtt-{ms.client_id}", producer=producer)
+        self.mapper = PayloadMapper(twin_level=ms.twin_level, max_bytes=settings.flow.max_message_bytes * 4)
         self.counters = BridgeCounters()
         self.connected = threading.Event()
         self._stop = threading.Event()
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=settings.mqtt.client_id,
+        self.client = make_client(
+            ms.client_id,
             clean_session=False,
+            username=ms.username,
+            password=ms.password.get_secret_value() if ms.password else None,
+            tls=ms.tls or ms.ca_file is not None,
+            ca_file=ms.ca_file,
+            certfile=ms.cert_file,
+            keyfile=ms.key_file,
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        configure_client(self.client, settings.mqtt)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -70,13 +76,6 @@ class MqttBridge:
         if not self._stop.is_set():
             log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
 
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
-            self.counters.produced += 1
-        else:
-            self.counters.failed += 1
-            log.error("Kafka delivery failed for key %r: %s", msg.key(), err)
-
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         self.counters.received += 1
         if len(msg.payload) > self.settings.security.max_mqtt_payload_bytes:
@@ -85,20 +84,8 @@ class MqttBridge:
             topic = self.settings.topics.raw
             key, value = self.mapper.map(msg.topic, msg.payload)
             headers = [("mqtt.topic", msg.topic.encode())]
-        while True:
-            try:
-                self.producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers,
-                    on_delivery=self._delivered,
-                )
-                break
-            except BufferError:
-                # Queue full: wait for deliveries instead of dropping (back-pressure to MQTT).
-                self.producer.poll(0.1)
-        self.producer.poll(0)
+        # Blocks when the local buffer is full: back-pressure to MQTT instead of dropping.
+        self.publisher.put(topic, key, value, headers)
 
     def _oversized(self, msg: mqtt.MQTTMessage) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
         """A payload above the MQTT size limit goes straight to the DLQ, cut to the limit."""
@@ -121,6 +108,7 @@ class MqttBridge:
         return self.settings.topics.dlq, dead.key, dead.value, dead.headers()
 
     def start(self) -> None:
+        self.publisher.start()
         self.client.connect_async(self.mqtt_settings.host, self.mqtt_settings.port, keepalive=30)
         self.client.loop_start()
 
@@ -128,9 +116,9 @@ class MqttBridge:
         self._stop.set()
         self.client.disconnect()
         self.client.loop_stop()
-        remaining = self.producer.flush(flush_timeout)
-        if remaining:
-            log.error("%d readings still unacknowledged by Kafka at shutdown", remaining)
+        self.publisher.close(flush_timeout)
+        stats = self.publisher.stats()
+        self.counters.produced, self.counters.failed = stats["delivered"], stats["refused"]
         log.info(
             "bridge stopped: received %d, produced %d, failed %d",
             self.counters.received,
@@ -139,12 +127,11 @@ class MqttBridge:
         )
 
     def run_forever(self) -> None:
-        """Run until SIGINT/SIGTERM, polling delivery reports."""
+        """Run until SIGINT/SIGTERM."""
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         self.start()
-        while not stop.is_set():
-            self.producer.poll(0.2)
-            time.sleep(0.05)
+        while not stop.wait(10):
+            log.info("mqtt: received %d, publisher %s", self.counters.received, self.publisher.stats())
         self.stop()

@@ -15,11 +15,13 @@ validator sends it to the dead-letter topic with a reason — nothing is dropped
 
 from __future__ import annotations
 
-import time
+import math
+from datetime import UTC, datetime
 
 import orjson
 
 from operators.envelope import MAX_READINGS
+from operators.readings import SeqCounter
 
 
 class PayloadMapper:
@@ -27,7 +29,7 @@ class PayloadMapper:
         self.twin_level = twin_level
         self.source = source
         self.max_bytes = max_bytes
-        self._seq: dict[str, int] = {}
+        self._seq = SeqCounter()
 
     def twin_of(self, topic: str) -> str | None:
         parts = topic.split("/")
@@ -35,9 +37,7 @@ class PayloadMapper:
 
     def next_seq(self, twin_id: str) -> int:
         """Per-twin counter seeded with epoch microseconds, so it keeps rising across restarts."""
-        seq = max(self._seq.get(twin_id, 0) + 1, time.time_ns() // 1000)
-        self._seq[twin_id] = seq
-        return seq
+        return self._seq.next(twin_id)
 
     def map(self, topic: str, payload: bytes) -> tuple[bytes | None, bytes]:
         twin_id = self.twin_of(topic)
@@ -57,3 +57,67 @@ class PayloadMapper:
         if "seq" not in obj and isinstance(obj.get("twin_id"), str):
             obj["seq"] = self.next_seq(obj["twin_id"])
         return key, orjson.dumps(obj)
+
+
+# ----------------------------------------------------------------------------- mapped payloads
+def split_path(path: str) -> tuple[str, ...]:
+    """``"$.a.b"`` or ``"a.b"`` → ``("a", "b")``."""
+    return tuple(path.removeprefix("$.").split("."))
+
+
+_MISSING = object()
+
+
+def extract(obj: object, parts: tuple[str, ...]) -> object:
+    """The value at ``parts`` in a JSON document (list indexes as digits), or ``MISSING``.
+
+    >>> extract({"a": {"b": [1, 2]}}, ("a", "b", "1")), extract({"a": 1}, ("x",)) is MISSING
+    (2, True)
+    """
+    for p in parts:
+        if isinstance(obj, dict) and p in obj:
+            obj = obj[p]
+        elif isinstance(obj, list) and p.isdigit() and int(p) < len(obj):
+            obj = obj[int(p)]
+        else:
+            return _MISSING
+    return obj
+
+
+MISSING = _MISSING
+
+
+def parse_plain(payload: bytes) -> float | None:
+    """A plain-number payload (``b"12.5"``) → float; None when it is not one.
+
+    >>> parse_plain(b" 12.5\\n"), parse_plain(b"nan"), parse_plain(b"{}")
+    (12.5, None, None)
+    """
+    try:
+        value = float(payload.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_ts(value: object) -> datetime | None:
+    """An ISO 8601 string or epoch seconds/milliseconds → aware datetime; None otherwise.
+
+    >>> parse_ts("2026-01-01T00:00:00Z").isoformat(), parse_ts(1767225600000).isoformat()
+    ('2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        secs = value / 1000 if value > 1e11 else value
+        try:
+            return datetime.fromtimestamp(secs, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return None

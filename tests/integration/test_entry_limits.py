@@ -46,8 +46,8 @@ def test_oversized_mqtt_payload_goes_to_dlq_and_bridge_keeps_running(settings, u
         pub.loop_stop()
         pub.disconnect()
         deadline = time.monotonic() + 30
-        while bridge.counters.produced < 4 and time.monotonic() < deadline:
-            bridge.producer.poll(0.2)
+        while bridge.publisher.stats()["delivered"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         bridge.stop()
     assert bridge.counters.produced == 4 and bridge.counters.failed == 0

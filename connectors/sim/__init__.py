@@ -1,0 +1,1 @@
+"""connectors/sim: the plant simulator's servers (OPC-UA, Modbus TCP, MQTT)."""

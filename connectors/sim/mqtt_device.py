@@ -1,0 +1,114 @@
+"""The simulator's MQTT side: publishes each asset's values through the broker, takes commands.
+
+Parameters sharing a topic are published as one JSON document built from their paths (plus the
+asset's ``ts_path``/``quality_path``); a parameter without a path is a plain number on its topic.
+Commands arrive on the asset's ``command_topic`` as ``{"parameter": …, "value": …}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+
+from connectors.mqtt.client import make_client
+from connectors.mqtt.payload import split_path
+from twinflow.mapping import Mapping, MqttAsset
+from twinflow.sim.plant import Plant, Sample
+
+log = logging.getLogger(__name__)
+
+
+def _put(doc: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
+    for p in parts[:-1]:
+        doc = doc.setdefault(p, {})
+    doc[parts[-1]] = value
+
+
+class SimMqttDevice:
+    def __init__(self, mapping: Mapping, plant: Plant, client_id: str = "twinflow-simulator") -> None:
+        self.conn = c = mapping.mqtt
+        self.plant = plant
+        self.assets: list[MqttAsset] = mapping.of("mqtt")
+        self.commands = {a.command_topic: a.twin_id for a in self.assets if a.command_topic}
+        self.client = make_client(
+            f"{client_id}-{id(self)}",
+            clean_session=True,
+            username=c.username,
+            password=c.password.get_secret_value() if c.password else None,
+            tls=c.tls,
+            ca_file=mapping.path(c.ca_file),
+            certfile=mapping.path(c.certfile),
+            keyfile=mapping.path(c.keyfile),
+            tls_insecure=c.tls_insecure,
+        )
+        self.client.max_inflight_messages_set(65535)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self.lock = threading.Lock()
+        self.writes = 0
+        # topic → [(asset, param, path parts | None)]
+        self.topics: dict[str, list[tuple[MqttAsset, str, tuple[str, ...] | None]]] = {}
+        for a in self.assets:
+            for name, p in a.params.items():
+                self.topics.setdefault(a.topic_of(name), []).append(
+                    (a, name, split_path(p.path) if p.path else None)
+                )
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("simulator MQTT connect refused: %s", reason_code)
+            return
+        if self.commands:
+            client.subscribe([(t, 1) for t in self.commands])
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        twin = self.commands.get(msg.topic)
+        try:
+            cmd = orjson.loads(msg.payload)
+            param, value = cmd["parameter"], float(cmd["value"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("simulator: malformed command on %s: %r", msg.topic, msg.payload[:200])
+            return
+        with self.lock:
+            applied = twin is not None and self.plant.set(twin, param, value)
+        self.writes += applied
+        log.info("MQTT command %s.%s = %s (%s)", twin, param, value, "applied" if applied else "ignored")
+
+    def start(self) -> None:
+        self.client.connect_async(self.conn.host, self.conn.port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise ConnectionError(f"simulator: cannot connect to MQTT {self.conn.host}:{self.conn.port}")
+        log.info("MQTT device on %s:%d, %d topics", self.conn.host, self.conn.port, len(self.topics))
+
+    def publish(self, samples: dict[str, Sample], ts: datetime) -> int:
+        n = 0
+        stamp = ts.isoformat()
+        for topic, routes in self.topics.items():
+            doc: dict[str, Any] = {}
+            plain: float | None = None
+            for a, name, parts in routes:
+                sample = samples[a.twin_id]
+                if parts is None:
+                    plain = sample.values[name]
+                    continue
+                _put(doc, parts, sample.values[name])
+                if name in sample.quality and a.quality_path:
+                    _put(doc, split_path(a.quality_path), sample.quality[name])
+                if a.ts_path:
+                    _put(doc, split_path(a.ts_path), stamp)
+            payload = orjson.dumps(doc) if doc else repr(plain).encode()
+            self.client.publish(topic, payload, qos=self.conn.qos)
+            n += 1
+        return n
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,149 @@
+"""The simulator's OPC-UA server (asyncua): one variable per mapped parameter, setpoints writable.
+
+Values carry the simulation tick as SourceTimestamp and a StatusCode (Bad_SensorFailure for a
+failed sensor). Security follows the mapping: None, or Basic256Sha256 Sign / SignAndEncrypt with
+the server certificate/key and, when ``trusted_certificates`` is set, only client certificates
+found in that folder (others are refused). ``username``/``password`` require that login.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from asyncua import Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+from twinflow.mapping import Mapping, OpcuaAsset
+from twinflow.sim.plant import Plant, Sample
+
+log = logging.getLogger(__name__)
+
+_POLICIES = {
+    "None": ua.SecurityPolicyType.NoSecurity,
+    "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
+    "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+}
+_BAD = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
+_UNCERTAIN = ua.StatusCode(ua.StatusCodes.UncertainSensorNotAccurate)
+_GOOD = ua.StatusCode(ua.StatusCodes.Good)
+
+
+class _PasswordUsers:
+    def __init__(self, username: str, password: str) -> None:
+        self.username, self.password = username, password
+
+    def get_user(self, iserver, username=None, password=None, certificate=None):
+        if username == self.username and password == self.password:
+            return User(role=UserRole.User)
+        return None
+
+
+class SimOpcuaServer:
+    def __init__(self, mapping: Mapping, plant: Plant) -> None:
+        self.mapping = mapping
+        self.conn = mapping.opcua
+        self.plant = plant
+        self.assets: list[OpcuaAsset] = mapping.of("opcua")
+        users = None
+        if self.conn.username:
+            pw = self.conn.password.get_secret_value() if self.conn.password else ""
+            users = _PasswordUsers(self.conn.username, pw)
+        self.server = Server(user_manager=users)
+        # (twin, param) → NodeId
+        self.nodes: dict[tuple[str, str], ua.NodeId] = {}
+        self.setpoints: dict[tuple[str, str], float] = {}
+        self.writes = 0
+
+    def _path(self, p: Path | None, what: str) -> str:
+        resolved = self.mapping.path(p)
+        if resolved is None or not resolved.exists():
+            raise FileNotFoundError(
+                f"{self.mapping.source}: [opcua] {what} = {p!s} not found; security "
+                f"{self.conn.security!r} needs it (generate with `twinflow certs opcua`)"
+            )
+        return str(resolved)
+
+    async def start(self) -> None:
+        s = self.server
+        await s.init()
+        s.set_endpoint(self.conn.endpoint)
+        s.set_server_name("twinflow plant simulator")
+        await s.set_application_uri("urn:twinflow:simulator")
+        s.set_security_policy([_POLICIES[self.conn.security]])
+        if self.conn.security != "None":
+            await s.load_certificate(self._path(self.conn.server_certificate, "server_certificate"))
+            await s.load_private_key(self._path(self.conn.server_private_key, "server_private_key"))
+            if self.conn.trusted_certificates is not None:
+                store = TrustStore(
+                    [Path(self._path(self.conn.trusted_certificates, "trusted_certificates"))], []
+                )
+                await store.load()
+                validator = CertificateValidator(
+                    CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT,
+                    store,
+                )
+                s.set_certificate_validator(validator.validate)
+        if self.conn.username:
+            s.set_identity_tokens([ua.UserNameIdentityToken])
+        idx = await s.register_namespace(self.conn.namespace)
+        objects = s.nodes.objects
+        for a in self.assets:
+            folder = await objects.add_object(ua.NodeId(f"{a.twin_id}", idx), a.twin_id)
+            for name, p in a.params.items():
+                nodeid = ua.NodeId.from_string(p.node)
+                var = await folder.add_variable(nodeid, name, ua.Variant(0.0, ua.VariantType.Double))
+                if p.writable:
+                    await var.set_writable()
+                self.nodes[(a.twin_id, name)] = nodeid
+                sp = self.plant.setpoint(a.twin_id, name)
+                if sp is not None:
+                    self.setpoints[(a.twin_id, name)] = sp
+                    await s.write_attribute_value(nodeid, ua.DataValue(ua.Variant(sp, ua.VariantType.Double)))
+        await s.start()
+        log.info(
+            "OPC-UA server on %s (%s), %d variables", self.conn.endpoint, self.conn.security, len(self.nodes)
+        )
+
+    def poll_writes(self) -> None:
+        """Apply setpoints written by clients since the last tick."""
+        for key, last in self.setpoints.items():
+            dv = self.server.read_attribute_value(self.nodes[key])
+            value = dv.Value.Value if dv.Value is not None else None
+            if isinstance(value, int | float) and value != last:
+                self.plant.set(key[0], key[1], float(value))
+                self.setpoints[key] = self.plant.setpoint(*key) or float(value)
+                self.writes += 1
+                log.info("OPC-UA write %s.%s = %s", key[0], key[1], value)
+
+    async def publish(self, samples: dict[str, Sample], ts: datetime, now: datetime) -> int:
+        n = 0
+        write = self.server.write_attribute_value
+        for a in self.assets:
+            sample = samples[a.twin_id]
+            for name in a.params:
+                key = (a.twin_id, name)
+                if key in self.setpoints:
+                    continue  # setpoints change only by writes
+                q = sample.quality.get(name)
+                status = _GOOD if q is None else _BAD if q == "bad" else _UNCERTAIN
+                dv = ua.DataValue(
+                    ua.Variant(float(sample.values[name]), ua.VariantType.Double),
+                    StatusCode=status,
+                    SourceTimestamp=ts,
+                    ServerTimestamp=now,
+                )
+                await write(self.nodes[key], dv)
+                n += 1
+        for key in self.setpoints:
+            sp = self.plant.setpoint(*key)
+            if sp is not None and sp != self.setpoints[key]:
+                self.setpoints[key] = sp
+                await write(self.nodes[key], ua.DataValue(ua.Variant(sp, ua.VariantType.Double)))
+        return n
+
+    async def stop(self) -> None:
+        await self.server.stop()

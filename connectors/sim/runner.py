@@ -1,0 +1,160 @@
+"""`twinflow simulate`: step the plant on a fixed clock and serve it over OPC-UA, Modbus TCP and MQTT.
+
+Ticks are aligned to multiples of ``sim.tick_s`` (the OPC-UA SourceTimestamp and the MQTT ``ts``
+are the tick time). The fault schedule is written once at start, as ground truth, to
+``sim.ground_truth_file`` (JSON lines) and to the Kafka topic ``sim.ground_truth``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+
+import orjson
+
+from connectors.kafka.clients import ensure_topics, make_producer, topic_specs
+from connectors.loop_thread import LoopThread
+from connectors.sim.modbus_server import SimModbusServer
+from connectors.sim.mqtt_device import SimMqttDevice
+from connectors.sim.opcua_server import SimOpcuaServer
+from twinflow.mapping import Mapping
+from twinflow.settings import Settings
+from twinflow.sim.faults import Fault
+from twinflow.sim.plant import Plant
+
+log = logging.getLogger(__name__)
+
+
+class Simulator:
+    def __init__(
+        self,
+        settings: Settings,
+        mapping: Mapping,
+        faults: list[Fault] | None = None,
+        *,
+        protocols: tuple[str, ...] = ("opcua", "mqtt", "modbus"),
+        tick_s: float | None = None,
+        ground_truth_kafka: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.mapping = mapping
+        self.faults = faults or []
+        self.tick_s = tick_s or settings.sim.tick_s
+        self.plant = Plant(mapping, self.faults, seed=settings.sim.seed)
+        self.lock = threading.Lock()
+        wanted = [p for p in protocols if mapping.of(p)]
+        self.opcua = SimOpcuaServer(mapping, self.plant) if "opcua" in wanted else None
+        self.modbus = SimModbusServer(mapping, self.plant) if "modbus" in wanted else None
+        self.mqtt = SimMqttDevice(mapping, self.plant) if "mqtt" in wanted else None
+        if self.mqtt is not None:
+            self.mqtt.lock = self.lock
+        self.ground_truth_kafka = ground_truth_kafka
+        self.ticks = 0
+        self.values = 0
+        self.late_ticks = 0
+        self.started = threading.Event()
+        self.runner = LoopThread("simulator", self.run)
+        self.start_time: datetime | None = None
+
+    def record_ground_truth(self, start: datetime) -> list[dict]:
+        records = [f.ground_truth(start) for f in self.faults]
+        path = self.settings.sim.ground_truth_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as fh:
+            for r in records:
+                fh.write(orjson.dumps(r) + b"\n")
+        if records and self.ground_truth_kafka:
+            topic = self.settings.topics.ground_truth
+            ensure_topics(self.settings, [s for s in topic_specs(self.settings) if s.name == topic])
+            producer = make_producer(self.settings)
+            for r in records:
+                producer.produce(topic, key=r["twin_id"].encode(), value=orjson.dumps(r))
+            left = producer.flush(15)
+            if left:
+                log.error("%d ground-truth records not acknowledged by Kafka (they are in %s)", left, path)
+        log.info("ground truth: %d faults → %s and %s", len(records), path, self.settings.topics.ground_truth)
+        return records
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.opcua:
+            await self.opcua.start()
+        if self.modbus:
+            await self.modbus.start()
+        if self.mqtt:
+            await asyncio.to_thread(self.mqtt.start)
+        tick = self.tick_s
+        t0 = math.ceil(time.time() / tick) * tick
+        self.start_time = datetime.fromtimestamp(t0, UTC)
+        await asyncio.to_thread(self.record_ground_truth, self.start_time)
+        self.started.set()
+        k = 0
+        try:
+            while not stop.is_set():
+                k += 1
+                target = t0 + k * tick
+                delay = target - time.time()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(stop.wait(), delay)
+                        break
+                    except TimeoutError:
+                        pass
+                elif delay < -1.0:  # far behind (CPU starved): skip ahead rather than burst
+                    self.late_ticks += 1
+                    k = int((time.time() - t0) / tick)
+                    target = t0 + k * tick
+                await self.tick(datetime.fromtimestamp(round(target, 6), UTC))
+        finally:
+            if self.opcua:
+                await self.opcua.stop()
+            if self.modbus:
+                await self.modbus.stop()
+            if self.mqtt:
+                self.mqtt.stop()
+
+    async def tick(self, ts: datetime) -> None:
+        if self.opcua:
+            self.opcua.poll_writes()
+        with self.lock:
+            samples = self.plant.step(self.tick_s)
+        now = datetime.now(UTC)
+        n = 0
+        if self.opcua:
+            n += await self.opcua.publish(samples, ts, now)
+        if self.modbus:
+            n += self.modbus.publish(samples)
+        if self.mqtt:
+            n += self.mqtt.publish(samples, ts)
+        self.values += n
+        self.ticks += 1
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 30.0) -> Simulator:
+        self.runner.start()
+        if not self.started.wait(timeout):
+            self.runner.stop()
+            raise RuntimeError(f"simulator did not start: {self.runner.error!r}")
+        return self
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def run_forever(self, duration: float | None = None) -> None:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        self.start()
+        end = None if duration is None else time.monotonic() + duration
+        while not stop.wait(1 if end else 10):
+            if end is not None and time.monotonic() >= end:
+                break
+            if not self.runner.alive:
+                raise RuntimeError(f"simulator stopped: {self.runner.error!r}")
+            if end is None:
+                log.info("simulator: %d ticks, %d values served", self.ticks, self.values)
+        self.stop()

@@ -1,0 +1,139 @@
+"""Commands to devices (``twin.commands``) and their acknowledgements (``twin.acks``).
+
+Plain Python: decoding, the checks a bridge makes before touching a device, and the ack record.
+Every command gets exactly one ack: ``applied``, ``rejected`` (never sent to the device, with the
+reason), ``failed`` (the device write failed) or ``expired`` (deadline passed before it was applied).
+
+>>> from datetime import UTC, datetime, timedelta
+>>> now = datetime(2026, 1, 1, tzinfo=UTC)
+>>> cmd = Command("c1", "pump-1", "temp_c", 20.0, issued_at=now, deadline=now + timedelta(seconds=30))
+>>> precheck(cmd, {"speed_sp_rpm": True, "temp_c": False}, now).status
+'rejected'
+>>> precheck(cmd, {"temp_c": True}, now + timedelta(minutes=1)).status
+'expired'
+>>> precheck(cmd, {"temp_c": True}, now) is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+Status = Literal["applied", "rejected", "failed", "expired"]
+
+
+class Command(msgspec.Struct, frozen=True):
+    command_id: str
+    twin_id: str
+    parameter: str
+    value: float
+    issued_at: datetime
+    deadline: datetime | None = None
+
+
+class Ack(msgspec.Struct, frozen=True):
+    command_id: str
+    twin_id: str
+    parameter: str
+    status: Status
+    error: str | None
+    applied_at: datetime
+    # Which bridge answered (opcua/mqtt/modbus).
+    source: str = ""
+
+
+class Refused(ValueError):
+    """The bridge refuses a command before writing (the ack says ``rejected`` with this reason)."""
+
+
+class BadCommand(ValueError):
+    """A record on twin.commands that is not a command."""
+
+
+_decoder = msgspec.json.Decoder(Command)
+_encoder = msgspec.json.Encoder()
+
+
+def new_command(
+    twin_id: str,
+    parameter: str,
+    value: float,
+    *,
+    ttl: timedelta = timedelta(seconds=30),
+    now: datetime | None = None,
+) -> Command:
+    now = now or datetime.now(UTC)
+    return Command(uuid.uuid4().hex, twin_id, parameter, float(value), issued_at=now, deadline=now + ttl)
+
+
+def encode_command(cmd: Command) -> bytes:
+    return _encoder.encode(cmd)
+
+
+def decode_command(raw: bytes | None) -> Command:
+    if raw is None:
+        raise BadCommand("empty record")
+    try:
+        cmd = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:  # includes ValidationError
+        raise BadCommand(str(exc)) from None
+    if cmd.issued_at.tzinfo is None or (cmd.deadline is not None and cmd.deadline.tzinfo is None):
+        raise BadCommand("issued_at and deadline need a time zone (e.g. ...Z)")
+    return cmd
+
+
+def peek_ids(raw: bytes | None) -> tuple[str | None, str | None]:
+    """Best effort (command_id, twin_id) of a malformed record, so it can still be acknowledged."""
+    try:
+        obj = msgspec.json.decode(raw or b"")
+    except msgspec.DecodeError:
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    cid, twin = obj.get("command_id"), obj.get("twin_id")
+    return (cid if isinstance(cid, str) else None, twin if isinstance(twin, str) else None)
+
+
+def make_ack(cmd: Command, status: Status, error: str | None = None, *, source: str = "", now=None) -> Ack:
+    return Ack(cmd.command_id, cmd.twin_id, cmd.parameter, status, error, now or datetime.now(UTC), source)
+
+
+def encode_ack(ack: Ack) -> bytes:
+    return _encoder.encode(ack)
+
+
+def decode_ack(raw: bytes) -> Ack:
+    return msgspec.json.decode(raw, type=Ack)
+
+
+def precheck(cmd: Command, writable: Mapping[str, bool], now: datetime, *, source: str = "") -> Ack | None:
+    """The ack when the command must not reach the device (``writable``: parameter → writable?)."""
+    if cmd.deadline is not None and now > cmd.deadline:
+        return make_ack(cmd, "expired", f"deadline {cmd.deadline.isoformat()} passed", source=source, now=now)
+    if cmd.parameter not in writable:
+        known = ", ".join(sorted(writable)) or "none"
+        return make_ack(
+            cmd,
+            "rejected",
+            f"twin {cmd.twin_id!r} has no parameter {cmd.parameter!r} (known: {known})",
+            source=source,
+            now=now,
+        )
+    if not writable[cmd.parameter]:
+        return make_ack(
+            cmd,
+            "rejected",
+            f"parameter {cmd.parameter!r} of twin {cmd.twin_id!r} is read-only "
+            "(writable = false in the mapping)",
+            source=source,
+            now=now,
+        )
+    if not math.isfinite(cmd.value):
+        return make_ack(cmd, "rejected", f"value {cmd.value} is not a finite number", source=source, now=now)
+    return None

@@ -1,0 +1,149 @@
+"""Helpers for the connector integration tests: unique topics/twins, free ports, Kafka reads."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka import Consumer, Message
+
+from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+from twinflow.mapping import Mapping, load_mapping
+from twinflow.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def private_settings(tmp: Path, uid: str, **overrides) -> Settings:
+    """Settings whose topics, groups and files are private to one test."""
+    twin = {
+        "commands_topic": f"it.commands.{uid}",
+        "acks_topic": f"it.acks.{uid}",
+        **overrides.pop("twin", {}),
+    }
+    s = Settings(
+        twin=twin,
+        topics={
+            "raw": f"it.raw.{uid}",
+            "dlq": f"it.dlq.{uid}",
+            "ground_truth": f"it.gt.{uid}",
+            "raw_partitions": 1,
+        },
+        bridge={
+            "command_group": f"it-{uid}",
+            "buffer": {"spill_dir": str(tmp / "buffer")},
+            "reconnect_max_s": 2.0,
+        },
+        sim={"ground_truth_file": str(tmp / "ground-truth.jsonl"), "tick_s": 0.1},
+        **overrides,
+    )
+    ensure_topics(s, topic_specs(s))
+    return s
+
+
+def plant_toml(uid: str, opcua_port: int, modbus_port: int, opcua_extra: str = "") -> str:
+    """One pump per protocol (twin ids carry ``uid``)."""
+    return f"""
+[opcua]
+endpoint = "opc.tcp://127.0.0.1:{opcua_port}/twinflow/"
+publishing_interval_ms = 100
+sampling_interval_ms = 50
+{opcua_extra}
+
+[mqtt]
+qos = 1
+client_id = "it-bridge-{uid}"
+
+[modbus]
+port = {modbus_port}
+poll_interval_ms = 200
+
+[[assets]]
+twin_id = "pump-ua-{uid}"
+type = "pump"
+protocol = "opcua"
+[assets.params]
+speed_sp_rpm = {{ node = "ns=2;s=ua-{uid}.speed_sp_rpm", writable = true }}
+speed_rpm = {{ node = "ns=2;s=ua-{uid}.speed_rpm" }}
+flow_m3h = {{ node = "ns=2;s=ua-{uid}.flow_m3h" }}
+temp_c = {{ node = "ns=2;s=ua-{uid}.temp_c" }}
+
+[[assets]]
+twin_id = "pump-mq-{uid}"
+type = "pump"
+protocol = "mqtt"
+topic = "it/{uid}/pump/state"
+command_topic = "it/{uid}/pump/cmd"
+[assets.params]
+speed_sp_rpm = {{ path = "speed_sp_rpm", writable = true }}
+speed_rpm = {{ path = "motor.speed_rpm" }}
+flow_m3h = {{ path = "flow_m3h" }}
+temp_c = {{ path = "temp_c" }}
+vibration_mm_s = {{ topic = "it/{uid}/pump/vibration" }}
+
+[[assets]]
+twin_id = "pump-mb-{uid}"
+type = "pump"
+protocol = "modbus"
+unit_id = 3
+[assets.params]
+speed_sp_rpm = {{ register = "holding", address = 0, type = "uint16", writable = true }}
+speed_rpm = {{ register = "input", address = 0, type = "uint16" }}
+flow_m3h = {{ register = "input", address = 1, type = "float32", word_order = "little" }}
+temp_c = {{ register = "input", address = 3, type = "int16", scale = 0.1, offset = -40 }}
+power_kw = {{ register = "input", address = 4, type = "uint32", scale = 0.001 }}
+"""
+
+
+def write_mapping(tmp: Path, text: str, name: str = "plant.toml") -> Mapping:
+    path = tmp / name
+    path.write_text(text)
+    return load_mapping(path)
+
+
+def consume(
+    settings: Settings,
+    topic: str,
+    done: Callable[[list[Message]], bool],
+    timeout: float = 30.0,
+) -> list[Message]:
+    """Read ``topic`` from the beginning until ``done(messages)`` or ``timeout`` seconds."""
+    c = Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": f"it-reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    c.subscribe([topic])
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for m in c.consume(1000, 0.5):
+                if m.error() is None:
+                    out.append(m)
+            if done(out):
+                break
+    finally:
+        c.close()
+    return out
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -1,0 +1,202 @@
+"""Pure connector logic: mapping validation, register codec/planning, commands, physics, faults."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from operators.commands import decode_command, encode_command, new_command, precheck
+from operators.registers import EncodeError, RegisterField, decode, encode, plan_reads
+from twinflow.mapping import MappingError, load_mapping, parse_mapping
+from twinflow.sim.faults import Fault, SensorFaults, effects, parse_fault, random_schedule
+from twinflow.sim.physics import Machine
+from twinflow.sim.plant import Plant, PlantError
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = [
+    "twinflow.mapping",
+    "operators.registers",
+    "operators.commands",
+    "operators.readings",
+    "connectors.kafka.spill",
+    "connectors.mqtt.payload",
+    "twinflow.sim.physics",
+    "twinflow.sim.faults",
+    "twinflow.sim.plant",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_example_plant_mapping_is_valid_and_spans_all_protocols() -> None:
+    m = load_mapping(ROOT / "config" / "plant.toml")
+    assert {a.protocol for a in m.assets} == {"opcua", "mqtt", "modbus"}
+    assert {a.type for a in m.assets} == {"pump", "compressor"}
+    Plant(m)  # the simulator can serve every parameter
+
+
+def _asset(**kw) -> dict:
+    base = {
+        "twin_id": "p1",
+        "type": "pump",
+        "protocol": "modbus",
+        "params": {"x": {"register": "input", "address": 0}},
+    }
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("doc", "fragments"),
+    [
+        ({"assets": [_asset(), _asset()]}, ["asset 'p1' (assets[1])", "twin_id", "duplicate"]),
+        (
+            {
+                "assets": [
+                    _asset(
+                        params={
+                            "a": {"register": "input", "address": 0, "type": "float32"},
+                            "b": {"register": "input", "address": 1},
+                        }
+                    )
+                ]
+            },
+            ["params.b.address", "already used by p1.a"],
+        ),
+        (
+            {"assets": [_asset(params={"a": {"register": "holding", "address": 0, "type": "double"}})]},
+            ["params.a.type"],
+        ),
+        ({"assets": [_asset(twin_id="bad id!")]}, ["assets[0]", "twin_id", "pattern"]),
+        ({"assets": [_asset(protocol="profibus")]}, ["assets[0]", "opcua", "modbus"]),
+        (
+            {
+                "assets": [
+                    {
+                        "twin_id": "m",
+                        "type": "pump",
+                        "protocol": "mqtt",
+                        "params": {"a": {"path": "x"}, "b": {}},
+                        "topic": "t",
+                    }
+                ]
+            },
+            ["params.b.path", "several parameters"],
+        ),
+        (
+            {
+                "assets": [
+                    {"twin_id": "m", "type": "pump", "protocol": "mqtt", "params": {"a": {"path": "x y"}}}
+                ]
+            },
+            ["params.a.path"],
+        ),
+        ({"opcua": {"security": "Basic128"}, "assets": [_asset()]}, ["opcua.security"]),
+        ({"assets": []}, ["assets"]),
+    ],
+)
+def test_mapping_errors_name_asset_and_field(doc: dict, fragments: list[str]) -> None:
+    with pytest.raises(MappingError) as err:
+        parse_mapping(doc, "plant.toml")
+    text = str(err.value)
+    assert "plant.toml" in text
+    for f in fragments:
+        assert f in text, text
+
+
+def test_simulator_refuses_unknown_signal() -> None:
+    m = parse_mapping(
+        {"assets": [_asset(params={"rpm_typo": {"register": "input", "address": 0}})]}, "f.toml"
+    )
+    with pytest.raises(PlantError, match=r"assets\[0\].*params.rpm_typo"):
+        Plant(m)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "int32", "uint32", "float32"])
+@pytest.mark.parametrize("order", ["big", "little"])
+def test_register_roundtrip(dtype: str, order: str) -> None:
+    f = RegisterField("k", 1, "holding", 10, dtype, order, scale=0.5, offset=-3.0)
+    for value in (-3.0, 0.0, 97.5):
+        if dtype.startswith("uint") and value < -3.0:
+            continue
+        assert decode(f, encode(f, value)) == pytest.approx(value, rel=1e-6)
+
+
+def test_word_order_and_range() -> None:
+    big = RegisterField("k", 1, "input", 0, "uint32", "big")
+    little = RegisterField("k", 1, "input", 0, "uint32", "little")
+    assert encode(big, 0x00010002) == [1, 2]
+    assert encode(little, 0x00010002) == [2, 1]
+    with pytest.raises(EncodeError, match="uint16"):
+        encode(RegisterField("k", 1, "holding", 0, "uint16"), 70000)
+    assert encode(RegisterField("k", 1, "holding", 0, "uint16"), 70000, saturate=True) == [65535]
+
+
+def test_plan_batches_adjacent_registers_only() -> None:
+    fields = [
+        RegisterField("a", 1, "input", 0, "uint16"),
+        RegisterField("b", 1, "input", 1, "float32"),
+        RegisterField("c", 1, "input", 10, "int16"),
+        RegisterField("d", 1, "holding", 3, "uint16"),
+        RegisterField("e", 2, "input", 0, "uint16"),
+    ]
+    plan = plan_reads(fields)
+    assert [(r.unit_id, r.kind, r.address, r.count) for r in plan] == [
+        (1, "holding", 3, 1),
+        (1, "input", 0, 3),
+        (1, "input", 10, 1),
+        (2, "input", 0, 1),
+    ]
+    many = [RegisterField(i, 1, "input", i, "uint16") for i in range(300)]
+    assert [r.count for r in plan_reads(many)] == [125, 125, 50]
+
+
+def test_command_roundtrip_and_checks() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    cmd = new_command("p1", "speed_sp_rpm", 900, now=now)
+    assert decode_command(encode_command(cmd)) == cmd
+    assert precheck(cmd, {"speed_sp_rpm": True}, now) is None
+    assert precheck(cmd, {"speed_sp_rpm": True}, now + timedelta(minutes=5)).status == "expired"
+    rejected = precheck(cmd, {"speed_sp_rpm": False}, now)
+    assert rejected.status == "rejected" and "read-only" in rejected.error
+
+
+def test_affinity_laws_and_thermal_lag() -> None:
+    rng = random.Random(3)
+    m = Machine("pump")
+    m.speed = m.speed_sp = 1450.0
+    temps = [m.step(1.0, rng)["temp_c"] for _ in range(30)]
+    assert temps == sorted(temps) and temps[-1] - temps[0] > 5  # warms up gradually
+    m.set("speed_sp_rpm", 725)
+    speeds = [m.step(0.1, rng)["speed_rpm"] for _ in range(100)]
+    assert speeds[0] > 1000 and abs(speeds[-1] - 725) < 5  # first-order lag to the new setpoint
+    m.set("speed_sp_rpm", 99999)
+    assert m.speed_sp == 3600.0
+
+
+def test_faults_change_the_physics() -> None:
+    twin = "p"
+    assert effects([Fault(twin, "valve_closure", 0, 10)], 5).valve_factor < 0.2
+    assert effects([Fault(twin, "cavitation", 0, 10)], 5).suction_drop_bar > 0.5
+    assert effects([Fault(twin, "overheating", 0, 10)], 6).extra_heat_c > 30
+    assert effects([Fault(twin, "run_to_failure", 0, 10)], 9.95).tripped
+    stuck = SensorFaults([Fault(twin, "sensor_stuck", 1, 5, sensor="temp_c")])
+    r1, r2 = {"temp_c": 50.0}, {"temp_c": 60.0}
+    stuck.apply(r1, 2)
+    stuck.apply(r2, 3)
+    assert r2["temp_c"] == 50.0
+    failed = SensorFaults([Fault(twin, "sensor_failure", 0, None, sensor="flow_m3h")])
+    assert failed.apply({"flow_m3h": 1.0}, 1) == {"flow_m3h": "bad"}
+    with pytest.raises(ValueError, match="unknown fault"):
+        parse_fault("p:melting:1")
+    sched = random_schedule(["a", "b"], 600, random.Random(1), 5)
+    assert len(sched) == 5 and all(60 <= f.onset_s < f.end_s <= 600 for f in sched)

@@ -1,0 +1,144 @@
+"""The shared bridge publisher: buffering, spill file, back-pressure, requeue on failed delivery."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from confluent_kafka import KafkaError
+
+from connectors.kafka.publisher import Publisher
+from connectors.kafka.spill import SpillQueue
+from twinflow.settings import Settings
+
+
+class FakeMsg:
+    def __init__(self, topic, key, value, headers):
+        self._t, self._k, self._v, self._h = topic, key, value, headers
+
+    def topic(self):
+        return self._t
+
+    def key(self):
+        return self._k
+
+    def value(self):
+        return self._v
+
+    def headers(self):
+        return self._h
+
+
+class FakeProducer:
+    """Delivers on poll() while ``up``; fails deliveries with a timeout while ``failing``."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.failing = False
+        self.pending: list = []
+        self.delivered: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def produce(self, topic, value, key, headers, on_delivery):
+        with self.lock:
+            self.pending.append((FakeMsg(topic, key, value, headers), on_delivery))
+
+    def poll(self, timeout=0):
+        if not self.up:
+            time.sleep(min(timeout, 0.01))
+            return 0
+        with self.lock:
+            batch, self.pending = self.pending, []
+        for msg, cb in batch:
+            if self.failing:
+                cb(KafkaError(KafkaError._MSG_TIMED_OUT), msg)
+            else:
+                self.delivered.append(msg.value())
+                cb(None, msg)
+        return len(batch)
+
+    def flush(self, timeout=0):
+        self.poll()
+        return len(self.pending)
+
+    def purge(self):
+        with self.lock:
+            batch, self.pending = self.pending, []
+        for msg, cb in batch:
+            cb(KafkaError(KafkaError._PURGE_QUEUE), msg)
+
+
+def settings(tmp: Path, **buffer) -> Settings:
+    return Settings(bridge={"buffer": {"spill_dir": str(tmp), **buffer}})
+
+
+def test_outage_buffers_spills_and_delivers_everything_in_order(tmp_path: Path) -> None:
+    prod = FakeProducer()
+    pub = Publisher(settings(tmp_path, memory_records=10, max_in_flight=5), "t", producer=prod).start()
+    prod.up = False
+    for i in range(100):
+        pub.put("raw", b"k", str(i).encode())
+    stats = pub.stats()
+    assert stats["buffered"] >= 90 and stats["spilled"] > 0 and stats["in_flight"] <= 5
+    prod.failing, prod.up = True, True  # deliveries time out: records go back to the buffer
+    time.sleep(0.2)
+    assert pub.stats()["retried"] > 0
+    prod.failing = False
+    assert pub.wait_idle(10)
+    pub.close(1)
+    assert sorted(prod.delivered, key=int) == [str(i).encode() for i in range(100)]
+    assert len(set(prod.delivered)) == 100
+    assert pub.counters.dropped == 0
+
+
+def test_full_buffer_blocks_then_resumes(tmp_path: Path) -> None:
+    prod = FakeProducer()
+    prod.up = False
+    pub = Publisher(
+        settings(tmp_path, memory_records=2, max_in_flight=1, spill_max_bytes=1024), "t", producer=prod
+    ).start()
+    done = threading.Event()
+
+    def writer() -> None:
+        for i in range(200):
+            pub.put("raw", None, b"x" * 20 + str(i).encode())
+        done.set()
+
+    threading.Thread(target=writer, daemon=True).start()
+    time.sleep(0.5)
+    assert not done.is_set() and pub.counters.blocked > 0  # back-pressure, nothing dropped
+    prod.up = True
+    assert done.wait(10)
+    assert pub.wait_idle(10)
+    pub.close(1)
+    assert len(prod.delivered) == 200 and pub.counters.dropped == 0
+
+
+def test_drop_oldest_counts_drops(tmp_path: Path) -> None:
+    prod = FakeProducer()
+    prod.up = False
+    pub = Publisher(
+        settings(tmp_path, memory_records=2, max_in_flight=1, spill_max_bytes=1024, when_full="drop_oldest"),
+        "t",
+        producer=prod,
+    ).start()
+    for i in range(200):
+        pub.put("raw", None, b"x" * 20 + str(i).encode())
+    assert pub.counters.dropped > 0
+    prod.up = True
+    assert pub.wait_idle(10)
+    pub.close(1)
+    assert len(prod.delivered) + pub.counters.dropped == 200
+
+
+def test_undelivered_records_survive_a_restart_in_the_spill_file(tmp_path: Path) -> None:
+    prod = FakeProducer()
+    prod.up = False
+    pub = Publisher(settings(tmp_path, memory_records=5, max_in_flight=3), "t", producer=prod).start()
+    for i in range(20):
+        pub.put("raw", b"k", str(i).encode())
+    pub.close(0.2)
+    q = SpillQueue(tmp_path / "t.spill", memory_records=5, max_file_bytes=10**6)
+    assert len(q) == 20
+    assert sorted(int(q.get()[2]) for _ in range(20)) == list(range(20))

@@ -1,0 +1,186 @@
+"""CLI commands of the protocol connectors: simulate, mapped bridges, commands, OPC-UA certificates.
+
+Registered in :mod:`twinflow.cli` by :func:`register`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from twinflow.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
+from twinflow.settings import ConfigError, Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+command_app = typer.Typer(help="Send setpoints to devices through the bridges.", no_args_is_help=True)
+certs_app = typer.Typer(help="Generate certificates for OPC-UA security.", no_args_is_help=True)
+
+MAPPING_HELP = "Asset mapping file (TOML), e.g. config/plant.toml; see docs/connectors.md."
+_SIM_MAPPING = typer.Option(Path("config/plant.toml"), "--mapping", "-m", help=MAPPING_HELP)
+_FAULTS = typer.Option([], "--fault", "-f", help="TWIN:KIND:ONSET_S[:END_S[:SEVERITY[:SENSOR]]], repeatable.")
+_BRIDGE_MAPPING = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP)
+_CERTS_OUT = typer.Option(Path("certs"), help="Folder for the generated files.")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _mapping(path: Path) -> Mapping:
+    try:
+        return load_mapping(path)
+    except MappingError as exc:
+        err_console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("asyncua", "pymodbus"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False) -> None:
+    """Validate the mapping, then run the protocol's bridge until SIGINT/SIGTERM."""
+    settings = _settings()
+    mapping = _mapping(mapping_file)
+    if not mapping.of(protocol):
+        err_console.print(
+            f"[red]invalid mapping file {mapping_file}: no asset with protocol = {protocol!r} "
+            "(add one, or run the bridge of another protocol)[/red]"
+        )
+        raise typer.Exit(2)
+    _logging(verbose)
+    from connectors.kafka.clients import ensure_topics
+
+    ensure_topics(settings)
+    if protocol == "opcua":
+        from connectors.opcua.bridge import OpcuaBridge as cls
+    elif protocol == "modbus":
+        from connectors.modbus.bridge import ModbusBridge as cls
+    else:
+        from connectors.mqtt.mapped import MappedMqttBridge as cls
+    cls(settings, mapping).run_forever()
+
+
+def simulate(
+    mapping_file: Path = _SIM_MAPPING,
+    fault: list[str] = _FAULTS,
+    random_faults: int = typer.Option(0, help="Add this many random faults (needs --duration)."),
+    duration: float = typer.Option(None, help="Stop after this many seconds (default: run until Ctrl-C)."),
+    only: str = typer.Option(",".join(PROTOCOLS), help="Protocols to serve, comma-separated."),
+    tick: float = typer.Option(None, help="Seconds per simulation step (default sim.tick_s)."),
+    verbose: bool = False,
+) -> None:
+    """Run the plant simulator: OPC-UA server, Modbus TCP server and MQTT device, per the mapping."""
+    import random
+
+    from twinflow.sim.faults import parse_fault, random_schedule
+    from twinflow.sim.plant import PlantError
+
+    settings = _settings()
+    mapping = _mapping(mapping_file)
+    try:
+        faults = [parse_fault(f) for f in fault]
+    except ValueError as exc:
+        err_console.print(f"[red]--fault: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if random_faults:
+        if not duration:
+            err_console.print("[red]--random-faults needs --duration (faults are spread over the run)[/red]")
+            raise typer.Exit(2)
+        rng = random.Random(settings.sim.seed)
+        faults += random_schedule([a.twin_id for a in mapping.assets], duration, rng, random_faults)
+    protocols = tuple(p.strip() for p in only.split(",") if p.strip())
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        err_console.print(f"[red]--only: unknown protocol(s) {', '.join(sorted(unknown))}[/red]")
+        raise typer.Exit(2)
+    _logging(verbose)
+    from connectors.sim.runner import Simulator
+
+    try:
+        sim = Simulator(settings, mapping, faults, protocols=protocols, tick_s=tick)
+    except (PlantError, ValueError) as exc:
+        err_console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    sim.run_forever(duration)
+    console.print(f"simulator stopped: {sim.ticks} ticks, {sim.values} values served")
+
+
+@command_app.command("send")
+def command_send(
+    twin: str = typer.Argument(..., help="twin_id"),
+    parameter: str = typer.Argument(..., help="Parameter name from the mapping file."),
+    value: float = typer.Argument(...),
+    ttl: float = typer.Option(30.0, help="Seconds until the command expires."),
+    wait: float = typer.Option(20.0, help="Seconds to wait for the ack (0: do not wait)."),
+) -> None:
+    """Put a command on twin.commands and print its ack (exit 0 applied, 1 otherwise, 3 no ack)."""
+    from datetime import timedelta
+
+    from connectors.kafka.clients import ensure_topics
+    from connectors.kafka.commands import send_command, wait_ack
+    from operators.commands import new_command
+
+    settings = _settings()
+    ensure_topics(settings)
+    cmd = new_command(twin, parameter, value, ttl=timedelta(seconds=ttl))
+    send_command(settings, cmd)
+    console.print(f"sent command {cmd.command_id}: {twin}.{parameter} = {value}")
+    if wait <= 0:
+        return
+    acks = wait_ack(settings, cmd.command_id, wait)
+    if not acks:
+        err_console.print(
+            f"[yellow]no ack within {wait:.0f} s: is a bridge that owns {twin!r} running?[/yellow]"
+        )
+        raise typer.Exit(3)
+    ack = acks[0]
+    colour = "green" if ack.status == "applied" else "red"
+    console.print(f"[{colour}]{ack.status}[/{colour}] by {ack.source} bridge at {ack.applied_at.isoformat()}")
+    if ack.error:
+        console.print(f"reason: {ack.error}")
+    raise typer.Exit(0 if ack.status == "applied" else 1)
+
+
+@certs_app.command("opcua")
+def certs_opcua(
+    out: Path = _CERTS_OUT,
+    host: str = typer.Option("localhost", help="Host name written into the certificates."),
+) -> None:
+    """Self-signed server and client certificates; the client one is put in trusted/ for the simulator."""
+    from connectors.opcua.certs import generate_pair
+
+    files = generate_pair(out, host)
+    for name, path in files.items():
+        console.print(f"{name}: {path}")
+
+
+def register(app: typer.Typer, bridge_app: typer.Typer) -> None:
+    """Add the connector commands to the main CLI."""
+    app.command("simulate")(simulate)
+    app.add_typer(command_app, name="command")
+    app.add_typer(certs_app, name="certs")
+
+    @bridge_app.command("opcua")
+    def bridge_opcua(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False) -> None:
+        """Forward OPC-UA values of the mapped assets to Kafka and apply their commands."""
+        run_bridge("opcua", mapping, verbose)
+
+    @bridge_app.command("modbus")
+    def bridge_modbus(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False) -> None:
+        """Poll Modbus TCP registers of the mapped assets into Kafka and apply their commands."""
+        run_bridge("modbus", mapping, verbose)
