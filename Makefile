@@ -6,7 +6,7 @@ TW := $(VENV)/bin/twinflow
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack bench-alerts
+.PHONY: setup stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore "uv>=0.5"
@@ -50,6 +50,7 @@ bench-ingest: setup
 clean-stack: setup
 	$(TW) stack down --purge
 
+.PHONY: bench-alerts
 bench-alerts: setup
 	$(TW) stack up
 	$(TW) db migrate
