@@ -43,8 +43,17 @@ def fleet(stack_settings):
 
 
 @pytest.fixture(scope="module")
-def db(stack_settings):
-    with psycopg.connect(stack_settings.postgres.conninfo(), autocommit=True) as conn:
+def db(stack_settings, fleet):
+    """A read-only session, as Grafana's data source should have: the twinflow_reader role."""
+    su = stack_settings.postgres.conninfo(
+        user="postgres", password=stack_settings.stack.postgres_superuser_password.get_secret_value()
+    )
+    with psycopg.connect(su, autocommit=True) as conn:
+        for role in ("twinflow_writer", "twinflow_reader"):
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute("SELECT twinflow_grant_roles()")
+        conn.execute("SET ROLE twinflow_reader")
         yield conn
 
 
