@@ -139,6 +139,35 @@ def resolve(
     _act(alert_id, "resolve", by)
 
 
+@alerts_app.command("maintenance")
+def maintenance(
+    twin_id: str = typer.Argument(..., help="The twin."),
+    state: str = typer.Argument(..., help="on (suppress new alerts) or off."),
+    by: str = typer.Option(..., "--by", help="Who changes it."),
+) -> None:
+    """Put a twin into maintenance (no alerts open or escalate) or take it out."""
+    from connectors.kafka.clients import make_producer
+    from operators.alert_records import TwinStatus, decode, encode
+    from operators.envelope import Rejected
+
+    if state not in ("on", "off"):
+        err_console.print(f"[red]state {state!r}: use on or off[/red]")
+        raise typer.Exit(2)
+    s = _settings()
+    value = encode(TwinStatus(twin_id=twin_id, ts=datetime.now(UTC), maintenance=state == "on", by=by))
+    try:
+        decode(TwinStatus, value)  # validates the twin id pattern
+    except Rejected as exc:
+        err_console.print(f"[red]twin id {twin_id!r}: {exc.detail}[/red]")
+        raise typer.Exit(2) from None
+    producer = make_producer(s)
+    producer.produce(s.alerts.status_topic, key=twin_id.encode(), value=value)
+    if producer.flush(30) != 0:
+        err_console.print(f"[red]Kafka did not confirm on {s.alerts.status_topic}; try again[/red]")
+        raise typer.Exit(1)
+    console.print(f"{twin_id}: maintenance {state} ({by})")
+
+
 @alerts_app.command("run")
 def run(
     workers: int = typer.Option(1, "-w", "--workers", help="Worker threads."),
