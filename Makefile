@@ -64,3 +64,8 @@ bench-ml-cost: setup
 .PHONY: bench-reconcile
 bench-reconcile: setup
 	$(PY) -m benchmarks.reconcile --twins 10000 --rounds 30 --write-results
+.PHONY: bench-alerts
+bench-alerts: setup
+	$(TW) stack up
+	$(TW) db migrate
+	$(PY) -m benchmarks.alerts --records 200000 --twins 50 --db-rows 50000

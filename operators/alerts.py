@@ -277,7 +277,9 @@ class TwinAlerts:
                         "forecast_at": fp.ts.isoformat(),
                     }
 
-        return self._observe("forecast_breach", rec.ts, level, sev, facts)
+        # sensors' forecasts interleave: the kind's time is the newest forecast of any sensor
+        newest = max(fp.ts for fp in self.forecasts.values())
+        return self._observe("forecast_breach", newest, level, sev, facts)
 
     def _desync(self, rec: DesyncEscalation) -> list[Alert]:
         sev: Severity = rec.severity or "major"

@@ -66,7 +66,10 @@ def list_alerts(
         for r in rows:
             console.print_json(json.dumps(r, default=str), indent=None)
         return
-    table = Table("id", "twin", "kind", "severity", "state", "opened", "acked by", "summary")
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=15)
+    for name in ("twin", "kind", "severity", "state", "opened (UTC)", "acked by", "summary"):
+        table.add_column(name, overflow="fold")
     for r in rows:
         sev = r["severity"] + (f" ↑{r['escalation_level']}" if r["escalation_level"] else "")
         table.add_row(
@@ -75,7 +78,7 @@ def list_alerts(
             r["kind"] + (" (flapping)" if r["flapping"] else ""),
             f"[{SEVERITY_STYLE[r['severity']]}]{sev}[/]",
             r["state"],
-            r["opened_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["opened_at"].astimezone(UTC).strftime("%m-%d %H:%M:%S"),
             r["acked_by"] or "",
             r["summary"],
         )
@@ -134,3 +137,55 @@ def resolve(
 ) -> None:
     """Resolve an alert by hand (it would otherwise resolve when its condition clears)."""
     _act(alert_id, "resolve", by)
+
+
+@alerts_app.command("maintenance")
+def maintenance(
+    twin_id: str = typer.Argument(..., help="The twin."),
+    state: str = typer.Argument(..., help="on (suppress new alerts) or off."),
+    by: str = typer.Option(..., "--by", help="Who changes it."),
+) -> None:
+    """Put a twin into maintenance (no alerts open or escalate) or take it out."""
+    from connectors.kafka.clients import make_producer
+    from operators.alert_records import TwinStatus, decode, encode
+    from operators.envelope import Rejected
+
+    if state not in ("on", "off"):
+        err_console.print(f"[red]state {state!r}: use on or off[/red]")
+        raise typer.Exit(2)
+    s = _settings()
+    value = encode(TwinStatus(twin_id=twin_id, ts=datetime.now(UTC), maintenance=state == "on", by=by))
+    try:
+        decode(TwinStatus, value)  # validates the twin id pattern
+    except Rejected as exc:
+        err_console.print(f"[red]twin id {twin_id!r}: {exc.detail}[/red]")
+        raise typer.Exit(2) from None
+    producer = make_producer(s)
+    producer.produce(s.alerts.status_topic, key=twin_id.encode(), value=value)
+    if producer.flush(30) != 0:
+        err_console.print(f"[red]Kafka did not confirm on {s.alerts.status_topic}; try again[/red]")
+        raise typer.Exit(1)
+    console.print(f"{twin_id}: maintenance {state} ({by})")
+
+
+@alerts_app.command("run")
+def run(
+    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads."),
+    recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
+    tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
+) -> None:
+    """Run the alerts flow (same as python -m bytewax.run "flows.alerts:get_flow()")."""
+    import os
+    import sys
+
+    s = _settings()
+    args = [sys.executable, "-m", "bytewax.run", f"flows.alerts:get_flow(tail={tail})", "-w", str(workers)]
+    if recovery:
+        from bytewax.recovery import init_db_dir
+
+        rdir = s.alerts.recovery_dir or (s.stack.dir / "recovery" / "alerts")
+        if not any(rdir.glob("part-*.sqlite3")):
+            rdir.mkdir(parents=True, exist_ok=True)
+            init_db_dir(rdir, 1)
+        args += ["-r", str(rdir), "-s", str(s.flow.snapshot_interval_s), "-b", "0"]
+    os.execv(sys.executable, args)

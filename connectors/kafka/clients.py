@@ -106,7 +106,7 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
     return created
 
 
-def alert_topic_specs(settings: Settings, taken: set[str] = frozenset()) -> list[TopicSpec]:  # type: ignore[assignment]
+def alert_topic_specs(settings: Settings, taken: frozenset[str] | set[str] = frozenset()) -> list[TopicSpec]:
     """Topics of the alerts flow: its inputs (model outputs, status, actions) and ``twin.alerts``."""
     a = settings.alerts
     month = {"retention.ms": str(30 * 24 * 3600 * 1000)}

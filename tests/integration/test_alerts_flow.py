@@ -26,7 +26,7 @@ from connectors.kafka.clients import alert_topic_specs, client_config, ensure_to
 from connectors.postgres.migrate import migrate
 from connectors.webhook.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from flows.alerts import build_flow
-from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
+from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
 from operators.alerts import AlertRules, KindRule
 from tests.kafka_helpers import produce, read_topic
 from tests.webhook_receiver import Receiver
@@ -130,8 +130,9 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
                 recovery_config=RecoveryConfig(str(rdir)),
             )
 
-        # phase 0: B enters maintenance (status changes take effect in arrival order)
-        send(s, a.status_topic, [TwinStatus(twin_b, t0, maintenance=True, by="tech")])
+        # phase 0: B enters maintenance through the CLI (status changes apply in arrival order)
+        maint = CliRunner().invoke(app, ["alerts", "maintenance", twin_b, "on", "--by", "tech"])
+        assert maint.exit_code == 0, maint.output
         run()
         # phase 1: both twins run into the same fault
         send(s, a.anomalies_topic, scores(twin_a, t0, 0, 400, fault) + scores(twin_b, t0, 0, 400, fault))

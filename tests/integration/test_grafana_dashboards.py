@@ -43,8 +43,17 @@ def fleet(stack_settings):
 
 
 @pytest.fixture(scope="module")
-def db(stack_settings):
-    with psycopg.connect(stack_settings.postgres.conninfo(), autocommit=True) as conn:
+def db(stack_settings, fleet):
+    """A read-only session, as Grafana's data source should have: the twinflow_reader role."""
+    su = stack_settings.postgres.conninfo(
+        user="postgres", password=stack_settings.stack.postgres_superuser_password.get_secret_value()
+    )
+    with psycopg.connect(su, autocommit=True) as conn:
+        for role in ("twinflow_writer", "twinflow_reader"):
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute("SELECT twinflow_grant_roles()")
+        conn.execute("SET ROLE twinflow_reader")
         yield conn
 
 
@@ -101,3 +110,26 @@ def test_panel_query_returns_rows(path: Path, query, fleet: Fleet, db):
     assert "$" not in sql.replace("$$", ""), f"unexpanded macro or variable in {query.panel}: {sql}"
     rows = db.execute(sql).fetchall()
     assert rows, f"{path.name} / {query.panel}: no rows\n{sql}"
+
+
+def test_panel_queries_are_valid_on_timescaledb(stack_settings):
+    """The same SQL with Grafana's TimescaleDB macros (time_bucket) against the continuous
+    aggregates on TimescaleDB-in-WASM (read-only, simple protocol; rows are not asserted there)."""
+    from twinflow.stack.timescale_wasm import TimescaleWasm
+
+    svc = TimescaleWasm(stack_settings)
+    if not (svc.running() and svc.healthy()):
+        svc.up()
+    migrate(svc.conninfo(), timescaledb="on")
+    with psycopg.connect(svc.conninfo(), autocommit=True) as conn:
+        for path, query in QUERIES:
+            dashboard = load_dashboard(path)
+            start, end = time_range(dashboard, datetime.now(UTC))
+            ctx = Context(start, end, interval_s=60, timescaledb=True)
+            ctx.variables.update({"twin": ["wasm-probe"], "sensor": ["rpm", "temp_c"], "kind": ["anomaly"]})
+            sql = expand(query.raw_sql, ctx)
+            assert "time_bucket(" in sql or "$__timeGroup" not in query.raw_sql
+            try:
+                conn.execute(sql).fetchall()
+            except psycopg.Error as exc:
+                pytest.fail(f"{path.name} / {query.panel} fails on TimescaleDB: {exc}\n{sql}")

@@ -175,6 +175,17 @@ def test_forecast_breach_within_horizon_opens_with_breaches_in_evidence():
     assert feed(e, [other]) == []
 
 
+def test_forecast_clears_when_every_sensor_is_clear_even_if_sensors_interleave():
+    e = TwinAlerts("p1", AlertRules(forecast_breach=KindRule(0, 60), escalate_after_s=0))
+    temp = ForecastPoint("p1", "temp", at(100), at(3700), 88.0, 84.0, 93.0, 90.0, breach_at=at(100 + 3600))
+    assert [a.event for a in feed(e, [temp])] == ["opened"]
+    # rpm's forecast made earlier than temp's arrives afterwards: not late for its own sensor
+    assert feed(e, [ForecastPoint("p1", "rpm", at(90), at(3690), 1.0, limit=2.0)]) == []
+    assert e.late_ignored == 0
+    clear = [ForecastPoint("p1", "temp", at(s), at(s + 3600), 70.0, 65.0, 75.0, 90.0) for s in (110, 200)]
+    assert [a.event for a in feed(e, clear)] == ["resolved"]
+
+
 def test_desync_records_from_reconciliation():
     rec = desync_from_alert_record(
         b'{"kind":"desync","twin_id":"p1","ts":"2026-11-25T08:00:00Z","state":"open","fields":["setpoint"]}'

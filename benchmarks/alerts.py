@@ -1,0 +1,93 @@
+"""Benchmark: the alert lifecycle operator (records/s) and the model-output/alert writers (rows/s).
+
+    python -m benchmarks.alerts --records 200000 --twins 500 --db-rows 50000
+
+The operator part is plain Python (no Kafka): anomaly scores for T twins, one a second per twin,
+with a 5-minute fault every 15 minutes per twin, through ``operators.alerts.step``. The database part
+upserts anomaly scores through ``AlertStore.write_model_outputs`` in batches of 1000 and the
+alert versions the operator produced through ``write_alerts``; the rows are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from benchmarks.machine import append_result
+from connectors.postgres.alerts_store import AlertStore
+from operators.alert_records import AnomalyScore
+from operators.alerts import AlertRules, step
+from twinflow.settings import load_settings
+
+
+def records(n: int, twins: int, prefix: str) -> list[AnomalyScore]:
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n // twins + 60)
+    ids = [f"{prefix}-{i:05d}" for i in range(twins)]
+    contrib = {"vibration": 0.6, "temp_c": 0.3, "rpm": 0.1}
+    out = []
+    for i in range(n):
+        s = i // twins
+        faulty = (s + 97 * (i % twins)) % 900 < 300  # a 5-minute fault every 15 minutes
+        score = 2.0 if faulty else 0.3
+        out.append(AnomalyScore(ids[i % twins], t0 + timedelta(seconds=s), score, 1.0, faulty, contrib))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--records", type=int, default=200_000)
+    p.add_argument("--twins", type=int, default=500)
+    p.add_argument("--db-rows", type=int, default=50_000)
+    a = p.parse_args()
+    prefix = f"bench-al-{uuid.uuid4().hex[:6]}"
+    recs = records(a.records, a.twins, prefix)
+    rules = AlertRules()
+
+    states: dict[str, object] = {}
+    alerts = []
+    start = time.perf_counter()
+    for r in recs:
+        st, out = step(states.get(r.twin_id), r, rules)  # type: ignore[arg-type]
+        states[r.twin_id] = st
+        alerts += out
+    op_s = time.perf_counter() - start
+
+    conninfo = load_settings().postgres.conninfo()
+    store = AlertStore(conninfo)
+    rows = recs[: a.db_rows]
+    start = time.perf_counter()
+    for i in range(0, len(rows), 1000):
+        store.write_model_outputs(rows[i : i + 1000])
+    db_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(0, len(alerts), 500):
+        store.write_alerts(alerts[i : i + 500])
+    al_s = time.perf_counter() - start
+    store.close()
+    with psycopg.connect(conninfo) as db:
+        for table in ("anomaly_scores", "alerts", "alert_events"):
+            db.execute(f"DELETE FROM {table} WHERE twin_id LIKE %s", (prefix + "-%",))
+
+    body = (
+        "| part | items | wall time | items/s |\n|---|---:|---:|---:|\n"
+        f"| operator (`step`, {a.twins} twins) | {len(recs):,} records → {len(alerts):,} alert versions "
+        f"| {op_s:.2f} s | {len(recs) / op_s:,.0f} |\n"
+        f"| `write_model_outputs` (anomaly scores, batches of 1000) | {len(rows):,} rows | {db_s:.2f} s "
+        f"| {len(rows) / db_s:,.0f} |\n"
+        f"| `write_alerts` (alerts upsert + alert_events, batches of 500) | {len(alerts):,} versions "
+        f"| {al_s:.2f} s | {len(alerts) / al_s:,.0f} |\n\n"
+        "Single process; PostgreSQL on the same machine, shared with other work "
+        f"(load average {os.getloadavg()[0]:.1f})."
+    )
+    cmd = f"python -m benchmarks.alerts --records {a.records} --twins {a.twins} --db-rows {a.db_rows}"
+    append_result("Alerts: lifecycle operator and writers", cmd, body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
