@@ -170,22 +170,13 @@ def maintenance(
 
 @alerts_app.command("run")
 def run(
-    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads."),
+    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
 ) -> None:
-    """Run the alerts flow (same as python -m bytewax.run "flows.alerts:get_flow()")."""
-    import os
-    import sys
+    """Run the alerts flow (same as `twinflow run alerts`)."""
+    from twinflow.cli import run as run_flow
 
-    s = _settings()
-    args = [sys.executable, "-m", "bytewax.run", f"flows.alerts:get_flow(tail={tail})", "-w", str(workers)]
-    if recovery:
-        from bytewax.recovery import init_db_dir
-
-        rdir = s.alerts.recovery_dir or (s.stack.dir / "recovery" / "alerts")
-        if not any(rdir.glob("part-*.sqlite3")):
-            rdir.mkdir(parents=True, exist_ok=True)
-            init_db_dir(rdir, 1)
-        args += ["-r", str(rdir), "-s", str(s.flow.snapshot_interval_s), "-b", "0"]
-    os.execv(sys.executable, args)
+    run_flow(
+        "alerts", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail
+    )

@@ -134,31 +134,49 @@ def kafka_init() -> None:
 
 
 # ----------------------------------------------------------------------------- flow
+FLOWS = {
+    "telemetry": "validate telemetry.raw, rows to PostgreSQL, rejects to the DLQ",
+    "twin": "reconcile reported/desired state, event-time windows (docs/reconciliation.md)",
+    "models": "online anomaly scores and forecasts per twin (docs/ml.md)",
+    "alerts": "alert lifecycle, database and webhook (docs/alerts.md)",
+}
+
+
 @app.command("run")
 def run(
+    flow: str = typer.Argument("telemetry", help="Which flow: " + ", ".join(FLOWS) + "."),
     workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
     processes: int = typer.Option(1, "-p", "--processes", help="Start a local cluster of N processes."),
     process_id: int = typer.Option(None, "-i", "--process-id", help="This process' index in a cluster."),
     addresses: str = typer.Option(None, "-a", "--addresses", help="host:port;… of all cluster processes."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
-    tail: bool = typer.Option(True, help="Keep running at the end of the topic."),
+    tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
 ) -> None:
-    """Run the telemetry flow until interrupted (Ctrl-C/SIGTERM stop it cleanly)."""
+    """Run a dataflow until interrupted (Ctrl-C/SIGTERM stop it cleanly).
+
+    Same as python -m bytewax.run "flows.<flow>:get_flow()"; recovery state is kept in
+    <stack dir>/recovery/<flow> unless flow.recovery_dir is set (then <dir>/<flow>).
+    """
+    import importlib
+
     from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
 
+    if flow not in FLOWS:
+        err_console.print(f"[red]unknown flow {flow!r}: choose one of {', '.join(FLOWS)}[/red]")
+        raise typer.Exit(2)
     s = _settings()
     if processes > 1 and process_id is None:
-        child = [sys.executable, "-m", "twinflow.cli", "run", "-w", str(workers)]
+        child = [sys.executable, "-m", "twinflow.cli", "run", flow, "-w", str(workers)]
         child += ["--recovery" if recovery else "--no-recovery", "--tail" if tail else "--no-tail"]
         raise typer.Exit(run_local_cluster(child, processes))
     _logging()
     rdir = None
     if recovery:
-        rdir = ensure_recovery_dir(s.flow.recovery_dir or (s.stack.dir / "recovery" / "telemetry"))
-    from flows.telemetry import build_flow
-
+        base = s.flow.recovery_dir or (s.stack.dir / "recovery")
+        rdir = ensure_recovery_dir(base / flow)
+    module = importlib.import_module(f"flows.{flow}")
     code = run_in_process(
-        lambda: build_flow(s, tail=tail),
+        lambda: module.build_flow(s, tail=tail),
         workers=workers,
         process_id=process_id,
         addresses=addresses.split(";") if addresses else None,

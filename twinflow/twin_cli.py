@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -178,16 +177,9 @@ def run(
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
 ) -> None:
-    """Run the reconciliation flow (python -m bytewax.run "flows.twin:get_flow()")."""
-    s = _settings()
-    args = [sys.executable, "-m", "bytewax.run", f"flows.twin:get_flow(tail={tail})", "-w", str(workers)]
-    if recovery:
-        from twinflow.cli import ensure_recovery_dir
+    """Run the twin flow (same as `twinflow run twin`)."""
+    from twinflow.cli import run as run_flow
 
-        rdir = s.twin.recovery_dir or (s.stack.dir / "recovery" / "twin")
-        rdir = ensure_recovery_dir(
-            s.model_copy(update={"flow": s.flow.model_copy(update={"recovery_dir": rdir})})
-        )
-        # bytewax.run takes whole seconds
-        args += ["-r", str(rdir), "-s", str(max(1, round(s.flow.snapshot_interval_s))), "-b", "0"]
-    os.execv(sys.executable, args)
+    run_flow(
+        "twin", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail
+    )

@@ -1,0 +1,122 @@
+"""Online models flow: telemetry → per-twin anomaly scores and forecasts on Kafka.
+
+Inputs: ``telemetry.raw`` (readings), ``twin.status`` (maintenance on/off: no learning),
+``twin.model_control`` (``twinflow model reset TWIN``). Outputs: ``twin.anomaly_scores`` and
+``twin.forecasts``, which the alerts flow turns into alerts and database rows. The models
+live in Bytewax state, keyed by twin_id, so they survive a restart with recovery on.
+Invalid telemetry is dead-lettered by the telemetry flow, not here; invalid status and
+control records go to the DLQ.
+
+Wiring only; the logic is :mod:`operators.live_models`.
+
+    twinflow models run
+    python -m bytewax.run "flows.models:get_flow()"
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import bytewax.operators as op
+import msgspec
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from confluent_kafka import OFFSET_BEGINNING
+
+from connectors.kafka.clients import client_config, producer_config, without_bootstrap
+from connectors.kafka.messages import dead_letter_message
+from operators import model_control
+from operators.alert_records import AnomalyScore, TwinStatus, decode, encode
+from operators.envelope import Reason, Rejected
+from operators.ingest import DeadLetter, Limits, split_batch
+from operators.live_models import LiveModelConfig, Reading, Reset, Status, step
+from twinflow.settings import Settings, load_settings
+
+log = logging.getLogger("twinflow.models")
+
+
+def _dead(msg: KafkaSourceMessage, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter(
+        msg.value, msg.key, reason, detail, msg.topic, msg.partition, msg.offset, datetime.now(UTC)
+    )
+
+
+def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-models") -> Dataflow:
+    fs, a = settings.flow, settings.alerts
+    raw, status_topic, control_topic = settings.topics.raw, a.status_topic, settings.topics.model_control
+    limits = Limits(
+        max_bytes=fs.max_message_bytes,
+        max_future_skew=timedelta(seconds=fs.max_future_skew_s),
+        max_age=timedelta(days=fs.max_age_days),
+    )
+    cfg = LiveModelConfig(settings.ml.model_config_for(failure=False))
+    brokers = settings.kafka.bootstrap_servers.split(",")
+
+    def decode_batch(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
+        """(twin_id, item) for the keyed model step, or ("", DeadLetter)."""
+        out: list[tuple[str, object]] = []
+        readings = [m for m in batch if m.topic == raw]
+        if readings:
+            for env in split_batch(readings, limits).envelopes:
+                out.append((env.twin_id, Reading(env.ts, dict(env.readings))))
+        for m in batch:
+            try:
+                if m.topic == status_topic:
+                    st = decode(TwinStatus, m.value)
+                    out.append((st.twin_id, Status(st.maintenance)))
+                elif m.topic == control_topic:
+                    rec = model_control.decode(m.value or b"")
+                    out.append((rec.twin_id, Reset(rec.requested_by)))
+            except Rejected as exc:
+                out.append(("", _dead(m, exc.reason.value, exc.detail)))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                out.append(("", _dead(m, Reason.SCHEMA.value, str(exc))))
+        return out
+
+    flow = Dataflow(flow_id)
+    polled = op.input(
+        "kafka_in",
+        flow,
+        KafkaSource(
+            brokers,
+            [raw, status_topic, control_topic],
+            tail=tail,
+            starting_offset=OFFSET_BEGINNING,
+            add_config=without_bootstrap(client_config(settings)),
+            batch_size=fs.batch_size,
+            raise_on_errors=False,
+        ),
+    )
+    ok = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
+    op.inspect("log_kafka_errors", ok.falses, lambda _s, err: log.warning("kafka: %s", err.err))
+    items = op.flat_map_batch("decode", ok.trues, decode_batch)
+    valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
+
+    kafka_out = KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings)))
+    dead = op.map("dead_letters", valid.falses, lambda kv: dead_letter_message(kv[1], settings.topics.dlq))
+    op.output("dlq", dead, kafka_out)
+
+    keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
+    scored = op.stateful_map("models", keyed, lambda state, item: _keyed_step(state, item, cfg))
+    records = op.flat_map("records", scored, lambda kv: [(kv[0], r) for r in kv[1]])
+
+    def to_message(kv: tuple[str, object]) -> KafkaSinkMessage[bytes, bytes]:
+        twin_id, rec = kv
+        topic = a.anomalies_topic if isinstance(rec, AnomalyScore) else a.forecasts_topic
+        return KafkaSinkMessage(key=twin_id.encode(), value=encode(rec), topic=topic)
+
+    op.output("scores_out", op.map("encode", records, to_message), kafka_out)
+    return flow
+
+
+def _keyed_step(state, item, cfg: LiveModelConfig):
+    """stateful_map gives no key to the mapper: the items carry it."""
+    twin_id, payload = item
+    return step(state, payload, cfg, twin_id)
+
+
+def get_flow(tail: bool = True) -> Dataflow:
+    """Entry point for ``python -m bytewax.run "flows.models:get_flow()"``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return build_flow(load_settings(), tail=tail)
