@@ -202,16 +202,30 @@ def bridge_mqtt(verbose: bool = False, mapping: Path = _MAPPING_OPTION) -> None:
     MqttBridge(_settings()).run_forever()
 
 
+_DEMO_OUT = typer.Option(Path("demo-report"), help="Folder for the HTML report.")
+
+
 @app.command("demo")
 def demo(
-    duration: float = typer.Option(60.0, help="Seconds to publish."),
-    twins: int = typer.Option(10, help="Simulated twins."),
-    rate: float = typer.Option(20.0, help="Messages per second per twin."),
+    duration: float = typer.Option(None, help="Seconds to run (default: 150 plant, 60 publisher)."),
+    publisher: bool = typer.Option(
+        False, "--publisher", help="Only a publisher → MQTT → Kafka → flow → PostgreSQL run (no simulator)."
+    ),
+    twins: int = typer.Option(10, help="--publisher: simulated twins."),
+    rate: float = typer.Option(20.0, help="--publisher: messages per second per twin."),
+    out: Path = _DEMO_OUT,
 ) -> None:
-    """Publisher → MQTT → Kafka → flow → PostgreSQL, with live progress and a summary."""
-    from twinflow.demo import run_demo
+    """The simulated plant (OPC-UA, MQTT, Modbus) through bridges, flows, models and alerts, with a
+    live view, a fault-vs-alert summary and an HTML report."""
+    if publisher:
+        from twinflow.demo import run_demo
 
-    raise typer.Exit(run_demo(_settings(), duration=duration, twins=twins, rate=rate, console=console))
+        raise typer.Exit(
+            run_demo(_settings(), duration=duration or 60.0, twins=twins, rate=rate, console=console)
+        )
+    from twinflow.plant_demo import run_plant_demo
+
+    raise typer.Exit(run_plant_demo(_settings(), duration=duration or 150.0, console=console, out_dir=out))
 
 
 # ----------------------------------------------------------------------------- ml (docs/ml.md)

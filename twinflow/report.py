@@ -116,6 +116,8 @@ def load_faults(path: Path) -> list[Fault]:
     text = path.read_text()
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
+    elif path.suffix.lower() == ".jsonl":  # the simulator's ground-truth file, one fault per line
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     else:
         data = json.loads(text)
         rows = data["faults"] if isinstance(data, dict) else data

@@ -10,7 +10,19 @@ pytestmark = pytest.mark.integration
 
 def test_demo_runs_and_everything_lands(stack_settings):
     res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", "demo", "--duration", "4", "--twins", "3", "--rate", "10"],
+        [
+            sys.executable,
+            "-m",
+            "twinflow.cli",
+            "demo",
+            "--publisher",
+            "--duration",
+            "4",
+            "--twins",
+            "3",
+            "--rate",
+            "10",
+        ],
         capture_output=True,
         text=True,
         timeout=180,
