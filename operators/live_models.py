@@ -18,6 +18,10 @@ restart). Outputs are the records the alerts flow consumes
 >>> state, _ = step(state, Reading(t0 + timedelta(seconds=31), {"a": 1.0}), cfg)
 >>> state.model.anomaly.n_learned  # no learning in maintenance
 30
+>>> state, _ = step(state, Status(maintenance=False), cfg)
+>>> state, _ = step(state, Reading(t0 + timedelta(seconds=32), {"a": 1.0, "b": 2.0}), cfg)
+>>> state.model.anomaly.n_learned, sorted(state.held)  # a new sensor: the models start over
+(1, ['a', 'b'])
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ class TwinModelState:
         self.samples = 0
         self.last_ts: datetime | None = None
         self.period_s: float | None = None  # EWMA of the sample spacing, for forecast target times
+        # Last value per sensor: OPC-UA reports by exception, so an envelope may carry only the
+        # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
+        self.held: dict[str, float] = {}
 
     def _observe_time(self, ts: datetime) -> None:
         if self.last_ts is not None:
@@ -89,7 +96,13 @@ def step(
         state.samples = 0
         return state, []
     state._observe_time(item.ts)
-    out = state.model.update(item.ts, item.readings, learn=not state.maintenance)
+    known = len(state.held)
+    state.held.update(item.readings)
+    if len(state.held) > known and known:
+        # A sensor appeared (e.g. OPC-UA's first notifications arrive split): the models learn
+        # the full sensor set from here on.
+        state.model.reset()
+    out = state.model.update(item.ts, dict(state.held), learn=not state.maintenance)
     state.samples += 1
     records: list[Output] = []
     score = out.score

@@ -55,6 +55,19 @@ def fault_schedule(duration: float) -> list[str]:
     ]
 
 
+def topic_env(settings: Settings, prefix: str) -> dict[str, str]:
+    """TWINFLOW_* variables that rename every Kafka topic of the settings with ``prefix``."""
+    env = {}
+    for section, model in settings:
+        if section == "mqtt" or not hasattr(model, "model_fields"):
+            continue
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, str) and (section == "topics" or name == "topic" or name.endswith("_topic")):
+                env[f"TWINFLOW_{section.upper()}__{name.upper()}"] = prefix + value
+    return env
+
+
 def _spawn(child: Child, env: dict[str, str], logs: Path) -> subprocess.Popen:
     log = open(logs / f"{child.name}.log", "wb")  # noqa: SIM115 - lives as long as the child
     return subprocess.Popen(
@@ -80,18 +93,23 @@ def _stop_all(procs: list[subprocess.Popen], timeout: float = 30) -> None:
 
 
 def _view(
-    db: psycopg.Connection, since: datetime, elapsed: float, duration: float, faults: list[str]
+    db: psycopg.Connection,
+    twins: list[str],
+    since: datetime,
+    elapsed: float,
+    duration: float,
+    faults: list[str],
 ) -> Table:
     rows = db.execute(
         "SELECT t.twin_id, t.n, t.sensors, s.score, s.is_anomaly, coalesce(a.open, 0) "
         "FROM (SELECT twin_id, count(*) AS n, count(DISTINCT sensor) AS sensors FROM telemetry "
-        "      WHERE ts >= %(since)s GROUP BY twin_id) t "
+        "      WHERE ts >= %(since)s AND twin_id = ANY(%(twins)s) GROUP BY twin_id) t "
         "LEFT JOIN LATERAL (SELECT score, is_anomaly FROM anomaly_scores s WHERE s.twin_id = t.twin_id "
         "      AND s.ts >= %(since)s ORDER BY ts DESC LIMIT 1) s ON true "
         "LEFT JOIN (SELECT twin_id, count(*) AS open FROM alerts WHERE opened_at >= %(since)s "
         "      AND state <> 'resolved' GROUP BY twin_id) a ON a.twin_id = t.twin_id "
         "ORDER BY t.twin_id",
-        {"since": since},
+        {"since": since, "twins": twins},
     ).fetchall()
     faulty = {f.split(":")[0]: f.split(":")[1] for f in faults}
     onset = float(faults[0].split(":")[2]) if faults else duration
@@ -99,8 +117,6 @@ def _view(
     for col in ("twin", "values", "sensors", "anomaly score", "open alerts", "injected fault"):
         table.add_column(col, justify="left" if col in ("twin", "injected fault") else "right", no_wrap=True)
     for twin, n, sensors, score, is_anom, open_alerts in rows:
-        if not (twin.startswith(("pump-", "compressor-")) and len(twin) <= 16):
-            continue
         shown = "warming up" if score is None else f"{score:.2f}" + (" ⚠" if is_anom else "")
         fault = faulty.get(twin, "") if elapsed >= onset else ""
         table.add_row(twin, str(n), str(sensors), shown, str(open_alerts), fault)
@@ -108,18 +124,30 @@ def _view(
 
 
 def run_plant_demo(settings: Settings, *, duration: float, console: Console, out_dir: Path) -> int:
-    from connectors.kafka.clients import ensure_topics
-    from twinflow.report import write_report
+    import shutil
+    import uuid
 
-    ensure_topics(settings)
+    from confluent_kafka.admin import AdminClient
+
+    from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+    from twinflow.mapping import load_mapping
+    from twinflow.report import write_report
+    from twinflow.settings import load_settings
+
+    twins = [a.twin_id for a in load_mapping(MAPPING).assets]
+    run = uuid.uuid4().hex[:6]
     logs = settings.stack.dir / "demo"
     logs.mkdir(parents=True, exist_ok=True)
     ground_truth = logs / "ground-truth.jsonl"
     ground_truth.unlink(missing_ok=True)
+    recovery = logs / f"recovery-{run}"
     faults = fault_schedule(duration)
+    # A run of its own: fresh topics and model state, so earlier runs do not leak into this one.
     env = {
         **os.environ,
+        **topic_env(settings, f"demo.{run}."),
         "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(ground_truth),
+        "TWINFLOW_FLOW__RECOVERY_DIR": str(recovery),
     }
     for var, value in DEMO_TUNING.items():
         env.setdefault(var, value)
@@ -141,6 +169,18 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
             for p in ("opcua", "mqtt", "modbus")
         ),
     ]
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        demo_settings = load_settings()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    demo_topics = [t.name for t in topic_specs(demo_settings)]
+    ensure_topics(demo_settings)
     since = datetime.now(UTC)
     procs: list[subprocess.Popen] = []
     with ExitStack() as stack, psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
@@ -154,14 +194,16 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
                 if dead:
                     console.print(f"[red]{', '.join(dead)} stopped early; see {logs}[/red]")
                     return 1
-                live.update(_view(db, since, elapsed, duration, faults))
+                live.update(_view(db, twins, since, elapsed, duration, faults))
                 time.sleep(1.0)
             time.sleep(5)  # let the last readings and alerts land
-            live.update(_view(db, since, time.monotonic() - t0, duration, faults))
+            live.update(_view(db, twins, since, time.monotonic() - t0, duration, faults))
     until = datetime.now(UTC)
+    AdminClient(client_config(settings)).delete_topics(demo_topics)
+    shutil.rmtree(recovery, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "report.html"
-    ev = write_report(settings.postgres.conninfo(), ground_truth, since, until, report)
+    ev = write_report(settings.postgres.conninfo(), ground_truth, since, until, report, twins)
     summary = Table(title="alerts against the injected faults")
     for col in ("twin", "fault", "detected", "lead time s (− = delay)", "alerts"):
         summary.add_column(col)
