@@ -114,10 +114,12 @@ def _view(
     faulty = {f.split(":")[0]: f.split(":")[1] for f in faults}
     onset = float(faults[0].split(":")[2]) if faults else duration
     table = Table(title=f"twinflow plant demo — {elapsed:4.0f}/{duration:.0f} s (faults from {onset:.0f} s)")
-    for col in ("twin", "values", "sensors", "anomaly score", "open alerts", "injected fault"):
-        table.add_column(col, justify="left" if col in ("twin", "injected fault") else "right", no_wrap=True)
+    table.add_column("twin", min_width=14, no_wrap=True)
+    for col in ("values", "sensors", "anomaly", "alerts"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("injected fault", no_wrap=True)
     for twin, n, sensors, score, is_anom, open_alerts in rows:
-        shown = "warming up" if score is None else f"{score:.2f}" + (" ⚠" if is_anom else "")
+        shown = "warm-up" if score is None else f"{min(score, 999.0):.2f}" + (" ⚠" if is_anom else "")
         fault = faulty.get(twin, "") if elapsed >= onset else ""
         table.add_row(twin, str(n), str(sensors), shown, str(open_alerts), fault)
     return table
