@@ -55,6 +55,8 @@ def main() -> None:
         st, out = step(states.get(r.twin_id), r, rules)  # type: ignore[arg-type]
         states[r.twin_id] = st
         alerts += out
+    for st in states.values():
+        alerts += st.flush()  # type: ignore[attr-defined]
     op_s = time.perf_counter() - start
 
     conninfo = load_settings().postgres.conninfo()
