@@ -59,6 +59,8 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, OrderedTwinAlerts]):
     def __init__(self, state: OrderedTwinAlerts | None, rules: AlertRules) -> None:
         self.state, self.rules = state, rules
         self.quiet_at: datetime | None = None
+        if state is not None and state.held:  # resumed with held records: flush them if nothing comes
+            self.quiet_at = datetime.now(UTC) + timedelta(seconds=rules.reorder_window_s)
 
     def on_item(self, value: InputRecord) -> tuple[Iterable[Alert], bool]:
         self.state, out = step(self.state, value, self.rules)

@@ -23,8 +23,8 @@ Per twin and kind (the dedup key) there is at most one alert that is not resolve
 :class:`TwinAlerts` applies records in the order it is given them. The inputs come from several
 Kafka topics whose relative order differs between a live run and a replay, so the flow goes
 through :class:`OrderedTwinAlerts`: a per-twin buffer that applies records in event-time order
-(``ts``, then status < model outputs < actions, then arrival) once the twin's newest ``ts`` is
-``reorder_window_s`` past them, and everything at end of input (``flush``). Any two arrival
+(``ts``, then status < model outputs < actions, then arrival) once the twin's newest data ``ts``
+is ``reorder_window_s`` past them, and everything at end of input (``flush``). Any two arrival
 orders that differ only within the window give the same alert versions.
 
 Each new version carries an explanation: the evidence window, top contributing sensors,
@@ -536,7 +536,8 @@ _RANK: dict[type, int] = {
 class OrderedTwinAlerts:
     """:class:`TwinAlerts` behind an event-time reorder buffer (one per twin; picklable).
 
-    ``push`` holds a record until the twin's newest ``ts`` is ``reorder_window_s`` past it and
+    ``push`` holds a record until the twin's newest data ``ts`` (model outputs and desync
+    escalations; status changes and actions come from other clocks) is ``reorder_window_s`` past it and
     then applies held records in (ts, kind rank, arrival) order; ``flush`` applies all held
     records (end of input, or a twin that went quiet). A record older than the last applied one
     arrived too late for the window: it is applied at once (nothing is dropped) and counted
@@ -561,8 +562,10 @@ class OrderedTwinAlerts:
             return self.alerts.apply(rec)
         self.arrivals += 1
         heapq.heappush(self.held, (rec.ts, _RANK[type(rec)], self.arrivals, rec))
-        if self.newest is None or rec.ts > self.newest:
-            self.newest = rec.ts
+        if not isinstance(rec, TwinStatus | AlertAction) and (self.newest is None or rec.ts > self.newest):
+            self.newest = rec.ts  # the twin's data drive the clock, not people's or the CLI's clocks
+        if self.newest is None:
+            return []
         rules = self.alerts.rules
         until = self.newest - timedelta(seconds=rules.reorder_window_s)
         out: list[Alert] = []

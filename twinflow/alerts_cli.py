@@ -173,11 +173,20 @@ def run(
     workers: int = typer.Option(1, "-w", "--workers", help="Worker threads."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
+    reorder_window: float | None = typer.Option(
+        None,
+        "--reorder-window",
+        min=0,
+        help="Cross-topic reorder window in seconds (alerts.rules.reorder_window_s); for a replay "
+        "from the beginning without recovery use --no-tail and a window covering the replayed span.",
+    ),
 ) -> None:
     """Run the alerts flow (same as python -m bytewax.run "flows.alerts:get_flow()")."""
     import os
     import sys
 
+    if reorder_window is not None:
+        os.environ["TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S"] = str(reorder_window)
     s = _settings()
     args = [sys.executable, "-m", "bytewax.run", f"flows.alerts:get_flow(tail={tail})", "-w", str(workers)]
     if recovery:

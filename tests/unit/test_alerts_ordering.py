@@ -144,3 +144,12 @@ def test_held_records_are_bounded():
     for s in range(0, 100, 5):
         state.push(score(s, 0.1))
     assert len(state.held) == 10
+
+
+def test_actions_and_status_do_not_move_the_clock():
+    """They carry wall-clock times from the CLI: a far-future one must not release the data."""
+    state = OrderedTwinAlerts.new("p1", RULES)
+    assert state.push(TwinStatus("p1", at(10_000), False, "tech")) == []
+    for s in range(0, 20, 5):
+        assert state.push(score(s, 2.0)) == []
+    assert len(state.held) == 5 and state.applied_until is None
