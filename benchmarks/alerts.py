@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.machine import append_result
 from connectors.postgres.alerts_store import AlertStore
@@ -73,7 +74,8 @@ def main() -> None:
     store.close()
     with psycopg.connect(conninfo) as db:
         for table in ("anomaly_scores", "alerts", "alert_events"):
-            db.execute(f"DELETE FROM {table} WHERE twin_id LIKE %s", (prefix + "-%",))
+            query = sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table))
+            db.execute(query, (prefix + "-%",))
 
     body = (
         "| part | items | wall time | items/s |\n|---|---:|---:|---:|\n"

@@ -93,7 +93,7 @@ class AlertRules:
     flap_cool_down_factor: float = 4.0
     escalate_after_s: float = 1800.0
     top_sensors: int = 3
-    # Cross-topic order: records are applied in event-time order once the twin's newest ts is this
+    # Cross-topic order: records are applied in event-time order once the twin's newest data ts is this
     # far past them (the added alert latency, in event time); at most reorder_max_held wait.
     reorder_window_s: float = 30.0
     reorder_max_held: int = 100_000
@@ -564,12 +564,12 @@ class OrderedTwinAlerts:
         heapq.heappush(self.held, (rec.ts, _RANK[type(rec)], self.arrivals, rec))
         if not isinstance(rec, TwinStatus | AlertAction) and (self.newest is None or rec.ts > self.newest):
             self.newest = rec.ts  # the twin's data drive the clock, not people's or the CLI's clocks
-        if self.newest is None:
-            return []
         rules = self.alerts.rules
-        until = self.newest - timedelta(seconds=rules.reorder_window_s)
+        until = self.newest - timedelta(seconds=rules.reorder_window_s) if self.newest else None
         out: list[Alert] = []
-        while self.held and (self.held[0][0] <= until or len(self.held) > rules.reorder_max_held):
+        while self.held and (
+            (until is not None and self.held[0][0] <= until) or len(self.held) > rules.reorder_max_held
+        ):
             out += self._release()
         return out
 

@@ -153,3 +153,10 @@ def test_actions_and_status_do_not_move_the_clock():
     for s in range(0, 20, 5):
         assert state.push(score(s, 2.0)) == []
     assert len(state.held) == 5 and state.applied_until is None
+
+
+def test_held_records_are_bounded_before_any_data_too():
+    state = OrderedTwinAlerts.new("p1", AlertRules(reorder_max_held=3))
+    for s in range(5):
+        state.push(TwinStatus("p1", at(s), s % 2 == 0, "tech"))
+    assert len(state.held) == 3 and state.alerts.maintenance is False  # the one at 1 s was applied
