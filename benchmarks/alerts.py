@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.machine import append_result
 from connectors.postgres.alerts_store import AlertStore
@@ -55,6 +56,8 @@ def main() -> None:
         st, out = step(states.get(r.twin_id), r, rules)  # type: ignore[arg-type]
         states[r.twin_id] = st
         alerts += out
+    for st in states.values():
+        alerts += st.flush()  # type: ignore[attr-defined]
     op_s = time.perf_counter() - start
 
     conninfo = load_settings().postgres.conninfo()
@@ -71,7 +74,8 @@ def main() -> None:
     store.close()
     with psycopg.connect(conninfo) as db:
         for table in ("anomaly_scores", "alerts", "alert_events"):
-            db.execute(f"DELETE FROM {table} WHERE twin_id LIKE %s", (prefix + "-%",))
+            query = sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table))
+            db.execute(query, (prefix + "-%",))
 
     body = (
         "| part | items | wall time | items/s |\n|---|---:|---:|---:|\n"

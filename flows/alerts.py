@@ -10,19 +10,29 @@ Run it::
 
 from __future__ import annotations
 
+import copy
 import logging
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulLogic
 from confluent_kafka import OFFSET_BEGINNING
 
 from connectors.alert_sinks import AlertDbSink, ModelOutputSink, WebhookSink, alert_message
 from connectors.kafka.clients import client_config, producer_config, without_bootstrap
 from connectors.kafka.messages import dead_letter_message
-from operators.alert_records import AnomalyScore, FailurePrediction, ForecastPoint, decode_message
-from operators.alerts import step
+from operators.alert_records import (
+    Alert,
+    AnomalyScore,
+    FailurePrediction,
+    ForecastPoint,
+    InputRecord,
+    decode_message,
+)
+from operators.alerts import AlertRules, OrderedTwinAlerts, step
 from operators.ingest import DeadLetter
 from twinflow.settings import Settings, load_settings
 
@@ -40,6 +50,35 @@ def input_topics(settings: Settings) -> dict[str, str]:
         a.actions_topic: "action",
         a.topic: "alerts",
     }
+
+
+class TwinLifecycle(StatefulLogic[InputRecord, Alert, OrderedTwinAlerts]):
+    """Bytewax shell around :class:`OrderedTwinAlerts`: flush held records at end of input and
+    when the twin has received nothing for ``reorder_window_s`` of wall-clock time."""
+
+    def __init__(self, state: OrderedTwinAlerts | None, rules: AlertRules) -> None:
+        self.state, self.rules = state, rules
+        self.quiet_at: datetime | None = None
+        if state is not None and state.held:  # resumed with held records: flush them if nothing comes
+            self.quiet_at = datetime.now(UTC) + timedelta(seconds=rules.reorder_window_s)
+
+    def on_item(self, value: InputRecord) -> tuple[Iterable[Alert], bool]:
+        self.state, out = step(self.state, value, self.rules)
+        self.quiet_at = datetime.now(UTC) + timedelta(seconds=self.rules.reorder_window_s)
+        return out, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[Alert], bool]:
+        self.quiet_at = None
+        return (self.state.flush() if self.state else []), StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Alert], bool]:
+        return self.on_notify()
+
+    def notify_at(self) -> datetime | None:
+        return self.quiet_at if self.state is not None and self.state.held else None
+
+    def snapshot(self) -> OrderedTwinAlerts:
+        return copy.deepcopy(self.state)  # type: ignore[return-value]
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:
@@ -81,7 +120,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     op.output("model_outputs_db", outputs, ModelOutputSink(conninfo))
 
     keyed = op.key_on("by_twin", records, lambda r: r.twin_id)
-    versions = op.stateful_flat_map("lifecycle", keyed, lambda state, rec: step(state, rec, rules))
+    versions = op.stateful("lifecycle", keyed, lambda state: TwinLifecycle(state, rules))
     alerts = op.map("unkey", versions, lambda kv: kv[1])
     op.output("alerts_kafka", op.map("to_kafka", alerts, lambda x: alert_message(x, a.topic)), kafka_out)
     op.output("alerts_db", alerts, AlertDbSink(conninfo))

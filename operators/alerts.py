@@ -17,8 +17,15 @@ Per twin and kind (the dedup key) there is at most one alert that is not resolve
 * an alert not acknowledged after ``escalate_after_s`` is **escalated** (level + 1, severity
   one step up), again after each further period;
 * while a twin is in **maintenance** nothing opens and nothing escalates;
-* people **acknowledge** or **resolve** through :class:`AlertAction` records (an action that
-  arrives before its alert, e.g. during a replay, waits for it).
+* people **acknowledge** or **resolve** through :class:`AlertAction` records (an action for an
+  alert id not known yet waits for it, at most ``pending_action_ttl_s`` of event time).
+
+:class:`TwinAlerts` applies records in the order it is given them. The inputs come from several
+Kafka topics whose relative order differs between a live run and a replay, so the flow goes
+through :class:`OrderedTwinAlerts`: a per-twin buffer that applies records in event-time order
+(``ts``, then status < model outputs < actions, then arrival) once the twin's newest data ``ts``
+is ``reorder_window_s`` past them, and everything at end of input (``flush``). Any two arrival
+orders that differ only within the window give the same alert versions.
 
 Each new version carries an explanation: the evidence window, top contributing sensors,
 predicted time to failure and the kind's own facts (peak score, breaches, desync detail).
@@ -27,6 +34,7 @@ predicted time to failure and the kind's own facts (peak score, breaches, desync
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -85,6 +93,12 @@ class AlertRules:
     flap_cool_down_factor: float = 4.0
     escalate_after_s: float = 1800.0
     top_sensors: int = 3
+    # Cross-topic order: records are applied in event-time order once the twin's newest data ts is this
+    # far past them (the added alert latency, in event time); at most reorder_max_held wait.
+    reorder_window_s: float = 30.0
+    reorder_max_held: int = 100_000
+    # An action for an alert id not opened yet waits this long (event time), at most 64 of them.
+    pending_action_ttl_s: float = 3600.0
 
     def timing(self, kind: Kind) -> KindRule:
         return getattr(self, kind)
@@ -161,6 +175,7 @@ class TwinAlerts:
     closed_ids: deque = field(default_factory=lambda: deque(maxlen=256))
     late_ignored: int = 0
     suppressed: int = 0
+    actions_expired: int = 0
 
     # ------------------------------------------------------------------ entry point
     def apply(self, rec: InputRecord) -> list[Alert]:
@@ -170,6 +185,7 @@ class TwinAlerts:
         out: list[Alert] = []
         if self.now is None or rec.ts > self.now:
             self.now = rec.ts
+            self._expire_pending()
         if isinstance(rec, TwinStatus):
             self.maintenance = rec.maintenance
             if rec.maintenance:
@@ -399,7 +415,17 @@ class TwinAlerts:
             self.pending_actions[act.alert_id] = act
             while len(self.pending_actions) > 64:
                 self.pending_actions.pop(next(iter(self.pending_actions)))
+                self.actions_expired += 1
         return []
+
+    def _expire_pending(self) -> None:
+        if not self.pending_actions or self.now is None:
+            return
+        ttl = timedelta(seconds=self.rules.pending_action_ttl_s)
+        for alert_id, act in list(self.pending_actions.items()):
+            if self.now - act.ts > ttl:
+                del self.pending_actions[alert_id]
+                self.actions_expired += 1
 
     # ------------------------------------------------------------------ output
     def _version(
@@ -494,8 +520,76 @@ def _human(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def step(state: TwinAlerts | None, rec: InputRecord, rules: AlertRules) -> tuple[TwinAlerts, list[Alert]]:
-    """``stateful_flat_map`` body: create the twin's state on first use, apply one record."""
+# Order of records with the same ts: a status change applies to the data at its time, an action
+# comes after the data it reacts to.
+_RANK: dict[type, int] = {
+    TwinStatus: 0,
+    AnomalyScore: 1,
+    FailurePrediction: 2,
+    ForecastPoint: 3,
+    DesyncEscalation: 4,
+    AlertAction: 5,
+}
+
+
+@dataclass(slots=True)
+class OrderedTwinAlerts:
+    """:class:`TwinAlerts` behind an event-time reorder buffer (one per twin; picklable).
+
+    ``push`` holds a record until the twin's newest data ``ts`` (model outputs and desync
+    escalations; status changes and actions come from other clocks) is ``reorder_window_s`` past it and
+    then applies held records in (ts, kind rank, arrival) order; ``flush`` applies all held
+    records (end of input, or a twin that went quiet). A record older than the last applied one
+    arrived too late for the window: it is applied at once (nothing is dropped) and counted
+    in ``late_applied``.
+    """
+
+    alerts: TwinAlerts
+    held: list = field(default_factory=list)  # heap of (ts, rank, arrival, record)
+    arrivals: int = 0
+    newest: datetime | None = None
+    applied_until: datetime | None = None
+    late_applied: int = 0
+
+    @classmethod
+    def new(cls, twin_id: str, rules: AlertRules) -> OrderedTwinAlerts:
+        return cls(TwinAlerts(twin_id, rules))
+
+    def push(self, rec: InputRecord) -> list[Alert]:
+        """Take one record; returns the alert versions of the records it releases."""
+        if self.applied_until is not None and rec.ts < self.applied_until:
+            self.late_applied += 1
+            return self.alerts.apply(rec)
+        self.arrivals += 1
+        heapq.heappush(self.held, (rec.ts, _RANK[type(rec)], self.arrivals, rec))
+        if not isinstance(rec, TwinStatus | AlertAction) and (self.newest is None or rec.ts > self.newest):
+            self.newest = rec.ts  # the twin's data drive the clock, not people's or the CLI's clocks
+        rules = self.alerts.rules
+        until = self.newest - timedelta(seconds=rules.reorder_window_s) if self.newest else None
+        out: list[Alert] = []
+        while self.held and (
+            (until is not None and self.held[0][0] <= until) or len(self.held) > rules.reorder_max_held
+        ):
+            out += self._release()
+        return out
+
+    def flush(self) -> list[Alert]:
+        """Apply every held record in event-time order."""
+        out: list[Alert] = []
+        while self.held:
+            out += self._release()
+        return out
+
+    def _release(self) -> list[Alert]:
+        ts, _, _, rec = heapq.heappop(self.held)
+        self.applied_until = ts
+        return self.alerts.apply(rec)
+
+
+def step(
+    state: OrderedTwinAlerts | None, rec: InputRecord, rules: AlertRules
+) -> tuple[OrderedTwinAlerts, list[Alert]]:
+    """Per-twin flow step: create the twin's state on first use, push one record."""
     if state is None:
-        state = TwinAlerts(rec.twin_id, rules)
-    return state, state.apply(rec)
+        state = OrderedTwinAlerts.new(rec.twin_id, rules)
+    return state, state.push(rec)

@@ -8,7 +8,9 @@ Three twins over the last two hours (one sample a minute, ending now):
   opening, resolved after recovery) and failure (still open, critical);
 * ``h`` (healthy): quiet, except a 5-minute anomaly spike at -20 min with no fault behind it
   (a false alarm); the fault schedule lists a fault at -100 min that raised nothing (missed);
-* ``d`` (desync): 10 % of its samples are 'uncertain'; a desync escalation from -40 to -30 min.
+* ``d`` (desync): 10 % of its samples are 'uncertain'; a desync escalation from -40 to -30 min;
+  reconciliation rows in ``twin_sync_quality`` (:data:`SYNC_QUALITY`: desynced at -40 and -35,
+  synchronized again at -30 and -10, plus one row before the two hours); ``f`` and ``h`` have none.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ from operators.ingest import TelemetryRow
 
 RULES = AlertRules(anomaly=KindRule(120, 300), escalate_after_s=0)
 MINUTES = 120
+# twin d's reconciliation versions: (minute, version, status, consistency_score, sync_latency_ms, conflicts)
+SYNC_QUALITY = [
+    (-130, 1, "desynced", 0.0, None, 3),  # before the two hours: outside the queried range
+    (-40, 2, "desynced", 0.5, None, 1),
+    (-35, 3, "desynced", 0.25, None, 2),
+    (-30, 4, "synchronized", 1.0, 1500.0, 0),
+    (-10, 5, "synchronized", 1.0, 250.0, 0),
+]
 
 
 @dataclass
@@ -114,6 +124,13 @@ def seed(conninfo: str, uid: str) -> Fleet:
     store.write_model_outputs([*scores, *failures, *forecasts])
     store.write_alerts(fl.alerts)
     store.close()
+    with psycopg.connect(conninfo) as db:
+        db.cursor().executemany(
+            "INSERT INTO twin_sync_quality"
+            " (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(fl.d, fl.at(m), *rest) for m, *rest in SYNC_QUALITY],
+        )
     return fl
 
 
@@ -127,5 +144,6 @@ def delete(conninfo: str, fl: Fleet) -> None:
             "forecasts",
             "alerts",
             "alert_events",
+            "twin_sync_quality",
         ):
             db.execute(f"DELETE FROM {table} WHERE twin_id = ANY(%s)", (fl.twins,))

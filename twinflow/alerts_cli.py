@@ -173,10 +173,21 @@ def run(
     workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
+    reorder_window: float | None = typer.Option(
+        None,
+        "--reorder-window",
+        min=0,
+        help="Cross-topic reorder window in seconds (alerts.rules.reorder_window_s); for a replay "
+        "from the beginning without recovery use --no-tail and a window covering the replayed span.",
+    ),
 ) -> None:
     """Run the alerts flow (same as `twinflow run alerts`)."""
+    import os
+
     from twinflow.cli import run as run_flow
 
+    if reorder_window is not None:
+        os.environ["TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S"] = str(reorder_window)
     run_flow(
         "alerts", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail
     )

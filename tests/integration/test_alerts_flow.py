@@ -5,11 +5,12 @@ maintenance). The alerts flow (Kafka → operator → twin.alerts + PostgreSQL +
 one alert for A within the configured minimum duration, not duplicate it while the fault lasts,
 take an acknowledgement from the CLI, resolve it after recovery, deliver every version to a
 real HTTP receiver with a valid signature, and raise nothing for B. Replaying all topics from the
-beginning must leave the database unchanged.
+beginning (another cross-topic read order, no recovery state) must leave the database unchanged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -130,12 +131,14 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
                 recovery_config=RecoveryConfig(str(rdir)),
             )
 
-        # phase 0: B enters maintenance through the CLI (status changes apply in arrival order)
+        # phase 0: B enters maintenance through the CLI (status changes apply in event-time order:
+        # B's data starts after the status record's time)
         maint = CliRunner().invoke(app, ["alerts", "maintenance", twin_b, "on", "--by", "tech"])
         assert maint.exit_code == 0, maint.output
+        tb = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
         run()
         # phase 1: both twins run into the same fault
-        send(s, a.anomalies_topic, scores(twin_a, t0, 0, 400, fault) + scores(twin_b, t0, 0, 400, fault))
+        send(s, a.anomalies_topic, scores(twin_a, t0, 0, 400, fault) + scores(twin_b, tb, 0, 400, fault))
         run()
         first = alerts_out(s)
         assert [(x.twin_id, x.event, x.state) for x in first] == [(twin_a, "opened", "open")]
@@ -158,7 +161,7 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
         assert (acked.version, acked.state, acked.acked_by) == (2, "acknowledged", "alice")
 
         # phase 2: the fault goes on, then recovery
-        send(s, a.anomalies_topic, scores(twin_a, t0, 400, 900, fault) + scores(twin_b, t0, 400, 900, fault))
+        send(s, a.anomalies_topic, scores(twin_a, t0, 400, 900, fault) + scores(twin_b, tb, 400, 900, fault))
         run()
         versions = alerts_out(s)
         assert [(x.alert_id, x.version, x.event, x.state) for x in versions] == [
@@ -191,14 +194,18 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
     )
     assert db_rows(s, [twin_a, twin_b]) == expected
 
-    # replay everything from the beginning, without recovery state: A's rows are unchanged
-    # (B is left out: without recovery state, status and scores from different topics may be
-    # read in another order than they were produced; see docs/alerts.md)
-    replay = alert_settings.model_copy(update={"alerts": a.model_copy(update={"webhook_url": None})})
+    # replay everything from the beginning, without recovery state: the topics are read in
+    # another order than live (the ack and B's maintenance may come after all scores). A reorder
+    # window covering the replayed span (the backfill setting, docs/alerts.md) applies them in
+    # event-time order: the rows of both twins are unchanged and B still has no alert.
+    rules = dataclasses.replace(a.rules, reorder_window_s=3600.0)
+    replay = alert_settings.model_copy(
+        update={"alerts": a.model_copy(update={"webhook_url": None, "rules": rules})}
+    )
     run_main(build_flow(replay, tail=False))
-    assert db_rows(s, [twin_a]) == expected
-    assert {(x.alert_id, x.version) for x in alerts_out(s) if x.twin_id == twin_a} == {
-        (opened.alert_id, v) for v in (1, 2, 3)
+    assert db_rows(s, [twin_a, twin_b]) == expected
+    assert {(x.twin_id, x.alert_id, x.version) for x in alerts_out(s)} == {
+        (twin_a, opened.alert_id, v) for v in (1, 2, 3)
     }
 
 

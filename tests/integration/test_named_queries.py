@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -79,6 +80,19 @@ def test_predicted_failures_next_24h(db, fleet: Fleet):
     assert r["predicted_failure_at"] == fleet.at(-10) + timedelta(hours=3)
 
 
+RECON_COLUMNS = (
+    "recon_versions",
+    "consistency_score",
+    "mean_consistency",
+    "min_consistency",
+    "synchronized_share",
+    "mean_sync_latency_ms",
+    "p95_sync_latency_ms",
+    "max_sync_latency_ms",
+    "max_conflicts",
+)
+
+
 def test_sync_quality(db, fleet: Fleet):
     rows = queries.run(db, "sync_quality", since=fleet.at(-120), until=fleet.end, twins=fleet.twins)
     by = {r["twin_id"]: r for r in rows}
@@ -90,6 +104,26 @@ def test_sync_quality(db, fleet: Fleet):
     assert float(h["good_share"]) == 1.0 and float(h["in_sync_share"]) == 1.0
     assert h["median_gap_s"] == 60 and h["max_gap_s"] == 60
     assert rows[0]["twin_id"] == fleet.d  # least in sync first
+    # reconciliation (twin_sync_quality, tests/seed.py): d's versions at -40, -35, -30, -10 min
+    # (the one at -130 is outside the range); latencies 1500 and 250 ms
+    recon = {k: d[k] for k in RECON_COLUMNS}
+    assert recon == {
+        "recon_versions": 4,
+        "consistency_score": 1.0,
+        "mean_consistency": Decimal("0.6875"),  # (0.5 + 0.25 + 1 + 1) / 4
+        "min_consistency": 0.25,
+        "synchronized_share": Decimal("0.5000"),
+        "mean_sync_latency_ms": 875.0,
+        "p95_sync_latency_ms": 1437.5,  # 250 + 0.95 × (1500 − 250)
+        "max_sync_latency_ms": 1500.0,
+        "max_conflicts": 2,
+    }
+    # twins without reconciliation rows are still there (left join), with nothing to report
+    for twin in (fleet.f, fleet.h):
+        assert {k: by[twin][k] for k in RECON_COLUMNS} == {
+            "recon_versions": 0,
+            **{k: None for k in RECON_COLUMNS if k != "recon_versions"},
+        }
 
 
 def test_alert_mtta_mttr(db, fleet: Fleet):

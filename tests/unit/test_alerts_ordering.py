@@ -1,0 +1,162 @@
+"""The alert lifecycle does not depend on how records of different topics interleave."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from operators.alert_records import AlertAction, AnomalyScore, TwinStatus
+from operators.alerts import AlertRules, KindRule, OrderedTwinAlerts, alert_id_for, step
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+WINDOW = 30.0
+RULES = AlertRules(
+    anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0, reorder_window_s=WINDOW
+)
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def score(s: float, value: float, twin: str = "p1") -> AnomalyScore:
+    return AnomalyScore(twin, at(s), value, 1.0, value >= 1.0, {"temp": 0.6, "rpm": 0.4})
+
+
+def run(records, rules: AlertRules = RULES) -> list:
+    """Feed records through the flow's step, then flush (end of input)."""
+    state: OrderedTwinAlerts | None = None
+    out: list = []
+    for r in records:
+        state, new = step(state, r, rules)
+        out += new
+    assert state is not None
+    return out + state.flush()
+
+
+def topics(opened_at: float = 90):
+    """Per-topic streams, each in its own (Kafka partition) order."""
+    data = [score(s, 2.0 if 60 <= s < 300 else 0.1) for s in range(0, 600, 5)]
+    alert_id = alert_id_for("p1", "anomaly", at(opened_at))
+    actions = [AlertAction(alert_id, "p1", "ack", "alice", at(opened_at + 12))]
+    # maintenance from 602 to 800: a second fault in it must not open anything
+    data += [score(s, 3.0) for s in range(600, 700, 5)]
+    status = [TwinStatus("p1", at(602), True, "tech"), TwinStatus("p1", at(800), False, "tech")]
+    data += [score(s, 0.1) for s in range(700, 900, 5)]
+    return data, actions, status
+
+
+def merge(streams, offsets: list[float]) -> list:
+    """Interleave streams keeping each one's order: stream i is read as if delayed by offsets[i] s."""
+    tagged = [
+        ((r.ts + timedelta(seconds=off)), i, j, r)
+        for i, (st, off) in enumerate(zip(streams, offsets, strict=True))
+        for j, r in enumerate(st)
+    ]
+    return [r for *_, r in sorted(tagged, key=lambda t: t[:3])]
+
+
+def test_two_interleavings_within_the_window_give_identical_versions():
+    data, actions, status = topics()
+    # live: actions and status arrive late (up to 25 s after their time); replay: early (25 s before)
+    live = merge([data, actions, status], [0, 25, 20])
+    replay = merge([data, actions, status], [0, -25, -20])
+    assert live != replay
+    a, b = run(live), run(replay)
+    assert a == b
+    assert [(x.event, x.state, x.version) for x in a] == [
+        ("opened", "open", 1),
+        ("acknowledged", "acknowledged", 2),
+        ("resolved", "resolved", 3),
+    ]
+    assert a[1].acked_by == "alice" and a[2].resolved_by == "auto"
+
+
+def test_random_interleavings_within_the_window_match_event_time_order():
+    data, actions, status = topics()
+    expected = run(sorted(data + actions + status, key=lambda r: r.ts))
+    rng = random.Random(7)
+    for _ in range(20):
+        offsets = [0.0] + [rng.uniform(-WINDOW + 1, WINDOW - 1) for _ in range(2)]
+        assert run(merge([data, actions, status], offsets)) == expected
+
+
+def test_without_the_window_arrival_order_changes_the_result():
+    """The control: applied in arrival order, the late ack misses its alert."""
+    data, actions, status = topics()
+    rules = AlertRules(
+        anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0, reorder_window_s=0
+    )
+    assert run(merge([data, actions, status], [0, 25, 20]), rules) != run(
+        merge([data, actions, status], [0, -25, -20]), rules
+    )
+
+
+def test_maintenance_applies_from_its_event_time_even_if_read_after_the_data():
+    fault = [score(s, 2.0) for s in range(0, 120, 5)]
+    maint = TwinStatus("p1", at(-1), True, "tech")
+    assert run([*fault, maint], AlertRules(anomaly=KindRule(30, 60), reorder_window_s=200)) == []
+    assert [x.event for x in run([*fault, maint], AlertRules(anomaly=KindRule(30, 60), reorder_window_s=10))][
+        :1
+    ] == ["opened"]
+
+
+def test_records_later_than_the_window_are_applied_not_dropped():
+    state = OrderedTwinAlerts.new("p1", RULES)
+    out = []
+    for s in range(0, 200, 5):
+        out += state.push(score(s, 2.0))
+    assert [x.event for x in out] == ["opened"]
+    acked = state.push(AlertAction(out[0].alert_id, "p1", "ack", "bob", at(40)))
+    assert [(x.event, x.acked_by) for x in acked] == [("acknowledged", "bob")]
+    assert state.late_applied == 1
+
+
+def test_records_of_the_same_time_apply_status_then_data_then_actions():
+    e = OrderedTwinAlerts.new("p1", AlertRules(anomaly=KindRule(0, 60), escalate_after_s=0))
+    alert_id = alert_id_for("p1", "anomaly", at(10))
+    for r in [
+        AlertAction(alert_id, "p1", "ack", "bob", at(10)),
+        score(10, 2.0),
+        TwinStatus("p1", at(0), False),
+    ]:
+        assert e.push(r) == []
+    assert [(x.event, x.version) for x in e.flush()] == [("opened", 1), ("acknowledged", 2)]
+
+
+def test_pending_action_expires_after_its_ttl_in_event_time():
+    rules = AlertRules(
+        anomaly=KindRule(0, 60), escalate_after_s=0, pending_action_ttl_s=100, reorder_window_s=0
+    )
+    never = alert_id_for("p1", "anomaly", at(999))
+    out = run([AlertAction(never, "p1", "ack", "bob", at(0)), score(50, 0.1), score(150, 0.1)], rules)
+    assert out == []
+    state, _ = step(None, AlertAction(never, "p1", "ack", "bob", at(0)), rules)
+    state.push(score(50, 0.1))
+    assert never in state.alerts.pending_actions
+    state.push(score(150, 0.1))
+    assert never not in state.alerts.pending_actions and state.alerts.actions_expired == 1
+
+
+def test_held_records_are_bounded():
+    rules = AlertRules(anomaly=KindRule(0, 60), reorder_window_s=1e9, reorder_max_held=10)
+    state = OrderedTwinAlerts.new("p1", rules)
+    for s in range(0, 100, 5):
+        state.push(score(s, 0.1))
+    assert len(state.held) == 10
+
+
+def test_actions_and_status_do_not_move_the_clock():
+    """They carry wall-clock times from the CLI: a far-future one must not release the data."""
+    state = OrderedTwinAlerts.new("p1", RULES)
+    assert state.push(TwinStatus("p1", at(10_000), False, "tech")) == []
+    for s in range(0, 20, 5):
+        assert state.push(score(s, 2.0)) == []
+    assert len(state.held) == 5 and state.applied_until is None
+
+
+def test_held_records_are_bounded_before_any_data_too():
+    state = OrderedTwinAlerts.new("p1", AlertRules(reorder_max_held=3))
+    for s in range(5):
+        state.push(TwinStatus("p1", at(s), s % 2 == 0, "tech"))
+    assert len(state.held) == 3 and state.alerts.maintenance is False  # the one at 1 s was applied
