@@ -69,3 +69,10 @@ bench-alerts: setup
 	$(TW) stack up
 	$(TW) db migrate
 	$(PY) -m benchmarks.alerts --records 200000 --twins 50 --db-rows 50000
+
+# End to end: the 4 flows vs the raw limit vs a naive reference, same data (benchmarks/RESULTS.md).
+.PHONY: bench
+bench: setup
+	$(TW) stack up
+	$(TW) db migrate
+	$(PY) -m benchmarks.e2e --readings 200000 --twins 200

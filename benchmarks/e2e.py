@@ -1,0 +1,283 @@
+"""End-to-end benchmark: the pipeline next to the raw limit and a naive reference, same data.
+
+    make bench                                   # 200,000 readings × 5 values, 200 twins
+    python -m benchmarks.e2e --readings 20000 --no-record   # the small variant the tests run
+
+1. A load generator (its own process) fills a fresh 4-partition topic with N envelopes.
+2. **Pipeline**: the telemetry, twin, models and alerts flows run side by side (one process each,
+   as deployed) until they have drained the topic; throughput = readings / wall time of the
+   slowest; CPU and peak RSS per process are sampled.
+3. **Raw limit**: one process that only consumes in batches, decodes with orjson and binary-COPYs
+   the values into a scratch table: what Kafka + PostgreSQL allow on this machine.
+4. **Naive reference**: per-message poll, ``json.loads``, one INSERT + commit per value (as many
+   tutorials do), on a sample of the data (it is slow), extrapolated as a rate.
+
+Prints a table with the ratios and appends it to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+import psutil
+import psycopg
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.machine import append_result
+from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+from twinflow.plant_demo import topic_env
+from twinflow.settings import load_settings
+
+console = Console()
+PIPELINE = ("telemetry", "twin", "models", "alerts")
+
+
+@dataclass
+class ProcStats:
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    samples: list[float] = field(default_factory=list)
+
+
+def sample(proc: subprocess.Popen, stats: ProcStats, stop: threading.Event) -> None:
+    """Peak RSS and CPU time of a child process and its children, every 0.5 s."""
+    try:
+        p = psutil.Process(proc.pid)
+        while not stop.is_set() and proc.poll() is None:
+            rss, cpu = 0, 0.0
+            for q in [p, *p.children(recursive=True)]:
+                try:
+                    rss += q.memory_info().rss
+                    t = q.cpu_times()
+                    cpu += t.user + t.system
+                except psutil.Error:
+                    pass
+            stats.peak_rss_mb = max(stats.peak_rss_mb, rss / 2**20)
+            stats.cpu_s = max(stats.cpu_s, cpu)
+            time.sleep(0.5)
+    except psutil.Error:
+        return
+
+
+def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefix: str) -> float:
+    """Run the load generator in its own process; returns its wall time."""
+    code = (
+        "from benchmarks.ingest import produce; from twinflow.settings import load_settings; "
+        f"print(produce(load_settings(), {readings}, {twins}, {sensors}, {prefix!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run_pipeline(env: dict[str, str]) -> tuple[float, dict[str, ProcStats]]:
+    """Every flow drains the topic (tail=False) at the same time; returns the slowest's wall time."""
+    stats = {name: ProcStats() for name in PIPELINE}
+    stop = threading.Event()
+    start = time.perf_counter()
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "twinflow.cli", "run", name, "--no-tail", "--no-recovery"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for name in PIPELINE
+    }
+    threads = [
+        threading.Thread(target=sample, args=(p, stats[n], stop), daemon=True) for n, p in procs.items()
+    ]
+    for t in threads:
+        t.start()
+    for name, p in procs.items():
+        _, err = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"flow {name} failed:\n{err.decode()[-3000:]}")
+    wall = time.perf_counter() - start
+    stop.set()
+    return wall, stats
+
+
+def raw_limit(settings, topic: str, readings: int) -> float:
+    """Consume in batches, decode with orjson, binary COPY the values: no validation, no models."""
+    c = Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": f"raw-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    c.subscribe([topic])
+    seen = 0
+    with psycopg.connect(settings.postgres.conninfo()) as db:
+        db.execute("CREATE TEMP TABLE raw_sink (twin_id text, sensor text, ts text, value float8)")
+        start = time.perf_counter()
+        while seen < readings:
+            msgs = c.consume(5000, 1.0)
+            rows = []
+            for m in msgs:
+                if m.error():
+                    continue
+                env = orjson.loads(m.value())
+                for k, v in env["readings"].items():
+                    rows.append((env["twin_id"], k, env["ts"], v))
+            seen += len(msgs)
+            with db.cursor().copy("COPY raw_sink FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["text", "text", "text", "float8"])
+                for r in rows:
+                    cp.write_row(r)
+            db.commit()
+        wall = time.perf_counter() - start
+    c.close()
+    return wall
+
+
+def naive(settings, topic: str, sample_n: int) -> float:
+    """Per-message poll, json.loads, INSERT + commit per value; returns seconds for ``sample_n``."""
+    c = Consumer(
+        client_config(settings, **{"group.id": f"naive-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+    )
+    c.subscribe([topic])
+    with psycopg.connect(settings.postgres.conninfo()) as db:
+        db.execute("CREATE TEMP TABLE naive_sink (twin_id text, sensor text, ts text, value float8)")
+        db.commit()
+        done = 0
+        start = time.perf_counter()
+        while done < sample_n:
+            m = c.poll(1.0)
+            if m is None or m.error():
+                continue
+            env = json.loads(m.value())
+            for k, v in env["readings"].items():
+                db.execute(
+                    "INSERT INTO naive_sink VALUES (%s, %s, %s, %s)", (env["twin_id"], k, env["ts"], v)
+                )
+                db.commit()
+            done += 1
+        wall = time.perf_counter() - start
+    c.close()
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--readings", type=int, default=200_000)
+    ap.add_argument(
+        "--twins", type=int, default=200, help="twins (each needs > 400 readings to leave warm-up)"
+    )
+    ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--naive-sample", type=int, default=3000, help="messages for the naive reference")
+    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = ap.parse_args()
+
+    run = uuid.uuid4().hex[:6]
+    base = load_settings()
+    env = {**os.environ, **topic_env(base, f"bench.{run}.")}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings)
+    prefix = f"e2e{run}"
+    gen_s = generate(env, args.readings, args.twins, args.sensors, prefix)
+    console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s")
+
+    wall, stats = run_pipeline(env)
+    raw_s = raw_limit(settings, settings.topics.raw, args.readings)
+    naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
+
+    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+        rows = db.execute(
+            "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)
+        ).fetchone()[0]
+        scores = db.execute(
+            "SELECT count(*), count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s",
+            (prefix + "-%",),
+        ).fetchone()
+        for table in ("telemetry", "anomaly_scores", "forecasts", "twin_state_history", "telemetry_windows"):
+            db.execute(
+                sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table)),
+                (prefix + "-%",),
+            )
+    AdminClient(client_config(settings)).delete_topics([t.name for t in topic_specs(settings)])
+
+    n, values = args.readings, args.readings * args.sensors
+    pipe_rate = n / wall
+    raw_rate = n / raw_s
+    naive_rate = min(args.naive_sample, n) / naive_s
+    t = Table(title="end to end, same data")
+    for col in ("run", "readings/s", "values/s", "vs raw limit", "vs naive"):
+        t.add_column(col, justify="right")
+    t.add_row(
+        "pipeline (4 flows)",
+        f"{pipe_rate:,.0f}",
+        f"{pipe_rate * args.sensors:,.0f}",
+        f"{pipe_rate / raw_rate:.0%}",
+        f"{pipe_rate / naive_rate:.1f}×",
+    )
+    t.add_row(
+        "raw limit (consume + COPY)",
+        f"{raw_rate:,.0f}",
+        f"{raw_rate * args.sensors:,.0f}",
+        "100%",
+        f"{raw_rate / naive_rate:.1f}×",
+    )
+    t.add_row(
+        "naive (poll, json, INSERT+commit)",
+        f"{naive_rate:,.0f}",
+        f"{naive_rate * args.sensors:,.0f}",
+        f"{naive_rate / raw_rate:.1%}",
+        "1.0×",
+    )
+    console.print(t)
+    procs = Table(title="per process (pipeline run)")
+    for col in ("flow", "CPU s", "CPU share of wall", "peak RSS MiB"):
+        procs.add_column(col, justify="right")
+    for name, st in stats.items():
+        procs.add_row(name, f"{st.cpu_s:.1f}", f"{st.cpu_s / wall:.0%}", f"{st.peak_rss_mb:.0f}")
+    console.print(procs)
+    console.print(
+        f"telemetry rows {rows:,} (expected {values:,}); anomaly scores {scores[0]:,} for {scores[1]} twins"
+    )
+    if rows != values:
+        sys.exit("the pipeline did not write every value")
+    if not args.no_record:
+        md = (
+            "| run | readings/s | values/s | vs raw limit | vs naive |\n|---|---:|---:|---:|---:|\n"
+            f"| pipeline (4 flows, 1 process each) | {pipe_rate:,.0f} | {pipe_rate * args.sensors:,.0f} "
+            f"| {pipe_rate / raw_rate:.0%} | {pipe_rate / naive_rate:.1f}× |\n"
+            f"| raw limit (consume + orjson + COPY) | {raw_rate:,.0f} | {raw_rate * args.sensors:,.0f} | 100% "
+            f"| {raw_rate / naive_rate:.1f}× |\n"
+            f"| naive (poll, json.loads, INSERT+commit per value; {min(args.naive_sample, n):,} msgs) "
+            f"| {naive_rate:,.0f} | {naive_rate * args.sensors:,.0f} | {naive_rate / raw_rate:.1%} | 1.0× |\n\n"
+            "| flow | CPU s | CPU/wall | peak RSS MiB |\n|---|---:|---:|---:|\n"
+            + "".join(
+                f"| {k} | {v.cpu_s:.1f} | {v.cpu_s / wall:.0%} | {v.peak_rss_mb:.0f} |\n"
+                for k, v in stats.items()
+            )
+            + f"\nPipeline wall time {wall:.1f} s for {n:,} readings of {args.sensors} values, {args.twins:,} twins; "
+            f"{scores[0]:,} anomaly scores for {scores[1]:,} twins. Latency percentiles at 25/50/90 % of the "
+            "maximum rate are not measured yet."
+        )
+        append_result(
+            "End to end: pipeline vs raw limit vs naive",
+            f"python -m benchmarks.e2e --readings {n} --twins {args.twins} --sensors {args.sensors}",
+            md,
+        )
+
+
+if __name__ == "__main__":
+    main()
