@@ -134,6 +134,26 @@ class Reconciler:
             self._evaluate(tx)
         return tx.finish()
 
+    def next_due(self, state: TwinState) -> datetime | None:
+        """The earliest event time at which the twin changes without new input, if any.
+
+        Ack deadlines, retry times, hold-time expiries of a pending switch and the escalation time:
+        the flow uses it to send a clock tick to a twin that has gone silent.
+        """
+        rules = self.rules(state.twin_id)
+        due: list[datetime] = []
+        for name, ps in state.params.items():
+            cmd = ps.command
+            if cmd is not None and cmd.status is CommandStatus.PENDING:
+                due.append(cmd.deadline)
+            elif cmd is not None and cmd.status is CommandStatus.RETRY_WAIT and cmd.retry_at is not None:
+                due.append(cmd.retry_at)
+            if ps.hyst.since is not None:
+                due.append(ps.hyst.since + timedelta(seconds=rules.param(name).hold_time_s))
+        if state.status is Status.DESYNCED and not state.escalated and state.desync_since is not None:
+            due.append(state.desync_since + timedelta(seconds=rules.max_desync_time_s))
+        return min(due) if due else None
+
     # ------------------------------------------------------------------ inputs
     def _on_reported(self, tx: _Tx, ev: Reported) -> None:
         st = tx.state
