@@ -37,8 +37,10 @@ def produce(s: Settings, topic: str, messages: list[tuple[bytes | None, bytes | 
     assert p.flush(30) == 0, "Kafka did not acknowledge every test message"
 
 
-def read_all(s: Settings, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, Any]]:
-    """Every (key, decoded JSON value) in ``topic``, read to the end of all partitions."""
+def read_all(
+    s: Settings, topic: str, timeout: float = 30.0, decode: bool = True
+) -> list[tuple[bytes | None, Any]]:
+    """Every (key, JSON-decoded or raw value) in ``topic``, read to the end of all partitions."""
     c = Consumer(
         client_config(
             s,
@@ -64,7 +66,8 @@ def read_all(s: Settings, topic: str, timeout: float = 30.0) -> list[tuple[bytes
                 done.add(msg.partition())
                 continue
             raise RuntimeError(msg.error())
-        out.append((msg.key(), json.loads(msg.value()) if msg.value() else None))
+        value = msg.value()
+        out.append((msg.key(), json.loads(value) if decode and value else value))
     c.close()
     assert len(done) == len(parts), f"did not reach the end of {topic} within {timeout} s"
     return out

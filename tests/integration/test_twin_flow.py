@@ -109,3 +109,23 @@ def test_flow_writes_history_windows_late_records_and_a_replay_adds_nothing(s: S
     assert [{k: v for k, v in r.items() if k not in strip} for r in replayed] == [
         {k: v for k, v in r.items() if k not in strip} for r in window_snapshot
     ]
+
+
+def test_with_ingest_on_the_twin_flow_also_writes_telemetry_and_dead_letters(twin_db: Settings) -> None:  # noqa: F811
+    s = twin_settings_for(twin_db, ingest=True)
+    try:
+        twin = f"ing-{uuid.uuid4().hex[:8]}"
+        t0 = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
+        msgs = [
+            (twin.encode(), envelope(twin, t0 + timedelta(seconds=i), i, {"a": i, "b": -i})) for i in range(5)
+        ]
+        produce(s, s.topics.raw, [*msgs, (twin.encode(), b"{oops")])
+        run_main(build_flow(s, tail=False))
+        rows = query(
+            s, "SELECT sensor, count(*) AS n FROM telemetry WHERE twin_id = %s GROUP BY sensor", (twin,)
+        )
+        assert {r["sensor"]: r["n"] for r in rows} == {"a": 5, "b": 5}
+        assert read_all(s, s.topics.dlq, decode=False) == [(twin.encode(), b"{oops")]
+        assert versions(s, twin) == [1, 2, 3, 4, 5]
+    finally:
+        delete_topics(s)
