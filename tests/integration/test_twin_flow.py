@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from bytewax.testing import run_main
+from confluent_kafka.admin import AdminClient, ConfigResource
 
+from connectors.kafka.clients import client_config
 from flows.twin import build_flow
 from tests.twin_fixtures import delete_topics, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import envelope, produce, query, read_all, versions
@@ -16,6 +18,13 @@ from twinflow.settings import Settings
 from twinflow.twin_cli import load_state, produce_desired
 
 pytestmark = pytest.mark.integration
+
+
+def topic_config(s: Settings, topic: str) -> dict[str, str]:
+    admin = AdminClient(client_config(s))
+    (fut,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    return {name: entry.value for name, entry in fut.result(timeout=30).items()}
+
 
 POLICY = {
     "defaults": {"parameters": {"speed": {"strategy": "digital_wins", "tolerance": 2.0, "hold_time_s": 0.5}}}
@@ -76,6 +85,7 @@ def test_flow_writes_history_windows_late_records_and_a_replay_adds_nothing(s: S
     assert [(c["parameter"], c["value"]) for c in commands][:1] == [("speed", 300.0)]
     dead = read_all(s, s.topics.dlq)
     assert len(dead) == 1  # the desired update without values or mode, with its reason in the headers
+    assert topic_config(s, s.twin.state_topic)["cleanup.policy"] == "compact"
     state = [v for k, v in read_all(s, s.twin.state_topic) if k == twin.encode()]
     assert [v["version"] for v in state] == first  # twin.state carries every version, in order
 
