@@ -295,7 +295,13 @@ class Reconciler:
         can_send = st.mode == "normal"
         cmd = ps.command
         if cmd is not None and cmd.status is CommandStatus.PENDING and now >= cmd.deadline:
-            self._failed(tx, name, ps, pr, "ack timeout")
+            if not pr.critical and not ps.hyst.in_conflict:
+                # Eventual consistency: the device got there, only the ack is missing; no retry.
+                old = cmd.label()
+                cmd.status = CommandStatus.REACHED
+                tx.change(f"command.{name}", old, cmd.label())
+            else:
+                self._failed(tx, name, ps, pr, "ack timeout")
         if cmd is not None and cmd.status is CommandStatus.RETRY_WAIT and can_send:
             assert cmd.retry_at is not None
             if now >= cmd.retry_at:

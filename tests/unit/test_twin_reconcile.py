@@ -219,3 +219,16 @@ def test_consistency_score_formula() -> None:
     assert run.state.consistency_score == pytest.approx(0.25)
     run(reading(2, 107.0))
     assert run.state.consistency_score == pytest.approx(1.0)  # |delta| 1 ≤ tolerance
+
+
+def test_a_missing_ack_is_not_retried_when_a_non_critical_value_was_reached() -> None:
+    run = Run(reconciler(strategy="digital_wins", tolerance=1.0, ack_timeout_s=5, hold_time_s=1))
+    run(reading(0, 100.0))
+    (cmd,) = commands(run(desired(0, 110.0)))
+    run(reading(1, 110.0), reading(2, 110.0))
+    assert run.state.status is Status.SYNCHRONIZED
+    assert commands(run(reading(6, 110.0))) == []
+    assert run.state.params["speed"].command.status is CommandStatus.REACHED
+    assert alerts(run.out) == []
+    run(ack(7, cmd.command_id))  # a late ack is ignored
+    assert run.state.params["speed"].command.status is CommandStatus.REACHED
