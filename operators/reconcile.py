@@ -194,6 +194,8 @@ class Reconciler:
                 author=upd.author,
                 values=dict(upd.values),
             )
+            # Only the clock moves: whatever changes now is due to time, not to this update.
+            tx.cause, tx.author, tx.reason = "clock", None, None
             return
         if upd.mode is not None and upd.mode != st.mode:
             tx.change("mode", st.mode, upd.mode)

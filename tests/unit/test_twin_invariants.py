@@ -80,11 +80,12 @@ def test_invariants_hold_for_any_event_sequence(script: list[tuple]) -> None:
         else:
             event = at(t)
         out = r.apply(state, event)
-        if kind == "desired" and expected == before + 1:
-            assert [o.kind for o in out if isinstance(o, Alert)] == [
-                "desired_rejected"
-            ] and state.version == before
         changes = [o for o in out if isinstance(o, StateChange)]
+        if kind == "desired" and expected == before + 1:  # stale: rejected, only the clock may act
+            assert [o.kind for o in out if isinstance(o, Alert)] == ["desired_rejected"]
+            for c in changes:
+                assert c.change["cause"] == "clock"
+                assert not any(f.startswith(("desired.", "mode")) for f in c.change["fields"])
         # exactly one new version per state change, never a gap, never a version without a record
         assert len(changes) <= 1
         assert state.version == before + len(changes)
