@@ -152,9 +152,12 @@ def test_digital_wins_drives_the_device_and_physical_wins_follows_it(
                 "op",
                 "--reason",
                 "t",
+                "--wait",
+                "30",
             ],
         )
         assert res.exit_code == 0, res.output
+        assert f"applied: {twin} is at version {version + 1}" in res.output
 
     def converged():
         st = load_state(s, digital)
@@ -210,6 +213,24 @@ def test_digital_wins_drives_the_device_and_physical_wins_follows_it(
     assert ("command_failed", 2) in kinds
     dead_commands = [v for k, v in read_all(s, s.twin.commands_topic) if k == dead.encode()]
     assert len(dead_commands) == 2 and len({c["command_id"] for c in dead_commands}) == 2
+
+    stale = runner.invoke(
+        app,
+        [
+            "twin",
+            "set-desired",
+            digital,
+            "speed=170",
+            "--expect-version",
+            "1",
+            "--author",
+            "op2",
+            "--wait",
+            "30",
+        ],
+    )
+    assert stale.exit_code == 3 and "rejected: stale expected_version 1" in stale.output, stale.output
+    assert load_state(s, digital)["desired"]["speed"]["value"] == 150.0
 
     shown = runner.invoke(app, ["twin", "show", digital])
     assert shown.exit_code == 0 and "synchronized" in shown.output and "speed" in shown.output, shown.output
