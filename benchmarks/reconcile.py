@@ -218,7 +218,9 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
         }
     finally:
         names = [s.topics.raw, s.topics.dlq] + [t.name for t in twin_topic_specs(s)]
-        AdminClient(client_config(s)).delete_topics(names)
+        admin = AdminClient(client_config(s))  # kept alive until every deletion is confirmed
+        for fut in admin.delete_topics(names, operation_timeout=30).values():
+            fut.result(timeout=60)
         with psycopg.connect(su, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
