@@ -19,9 +19,7 @@ import polars as pl
 from benchmarks.data import append_results, data_dir, require
 from operators.failure import FailureConfig, FleetFailureModel, TwinHistory
 
-PUBLISHED = (
-    "SVR 20.96 · CNN 18.45 · deep LSTM 16.14 · AGCNN 12.42 · MTSTAN 10.97 (official test set, offline)"
-)
+PUBLISHED = "SVR 20.96 · CNN 18.45 · deep LSTM 16.14 · AGCNN 12.42 · MTSTAN 10.97 (official test set, offline)"
 
 
 def nasa_score(d: np.ndarray) -> float:
@@ -32,9 +30,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override FailureConfig"
-    )
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override FailureConfig")
     ap.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
 
@@ -44,9 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     units: dict[int, pl.DataFrame] = {
         int(key[0]): g.sort("cycle") for key, g in df.group_by("unit", maintain_order=True)
     }
-    cfg = FailureConfig(
-        **{k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in args.set)}
-    )
+    cfg = FailureConfig(**{k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in args.set)})
     ids = np.array(sorted(units))
     np.random.default_rng(args.seed).shuffle(ids)
     errors: list[float] = []

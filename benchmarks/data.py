@@ -24,10 +24,7 @@ def data_dir() -> Path:
 def require(path: Path) -> Path:
     """Exit with a clear message when the data set is missing."""
     if not path.exists():
-        sys.exit(
-            f"benchmark data not found: {path} "
-            "(set TWINFLOW_DATA_DIR to the folder holding skab/ and cmapss/)"
-        )
+        sys.exit(f"benchmark data not found: {path} (set TWINFLOW_DATA_DIR to the folder holding skab/ and cmapss/)")
     return path
 
 
@@ -58,8 +55,7 @@ def append_results(title: str, command: str, body: str) -> None:
         rev = "?"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
-        f"\n## {title} — {stamp}\n\n- machine: {machine()}\n- commit: {rev}\n"
-        f"- command: `{command}`\n\n{body.strip()}\n"
+        f"\n## {title} — {stamp}\n\n- machine: {machine()}\n- commit: {rev}\n- command: `{command}`\n\n{body.strip()}\n"
     )
     if not RESULTS.exists():
         RESULTS.write_text("# Benchmark results\n\nAppended by the benchmark commands (newest last).\n")

@@ -96,9 +96,7 @@ def run_pipeline(env: dict[str, str]) -> tuple[float, dict[str, ProcStats]]:
         )
         for name in PIPELINE
     }
-    threads = [
-        threading.Thread(target=sample, args=(p, stats[n], stop), daemon=True) for n, p in procs.items()
-    ]
+    threads = [threading.Thread(target=sample, args=(p, stats[n], stop), daemon=True) for n, p in procs.items()]
     for t in threads:
         t.start()
     for name, p in procs.items():
@@ -149,9 +147,7 @@ def raw_limit(settings, topic: str, readings: int) -> float:
 
 def naive(settings, topic: str, sample_n: int) -> float:
     """Per-message poll, json.loads, INSERT + commit per value; returns seconds for ``sample_n``."""
-    c = Consumer(
-        client_config(settings, **{"group.id": f"naive-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
-    )
+    c = Consumer(client_config(settings, **{"group.id": f"naive-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}))
     c.subscribe([topic])
     with psycopg.connect(settings.postgres.conninfo()) as db:
         db.execute("CREATE TEMP TABLE naive_sink (twin_id text, sensor text, ts text, value float8)")
@@ -164,9 +160,7 @@ def naive(settings, topic: str, sample_n: int) -> float:
                 continue
             env = json.loads(m.value())
             for k, v in env["readings"].items():
-                db.execute(
-                    "INSERT INTO naive_sink VALUES (%s, %s, %s, %s)", (env["twin_id"], k, env["ts"], v)
-                )
+                db.execute("INSERT INTO naive_sink VALUES (%s, %s, %s, %s)", (env["twin_id"], k, env["ts"], v))
                 db.commit()
             done += 1
         wall = time.perf_counter() - start
@@ -177,9 +171,7 @@ def naive(settings, topic: str, sample_n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--readings", type=int, default=200_000)
-    ap.add_argument(
-        "--twins", type=int, default=200, help="twins (each needs > 400 readings to leave warm-up)"
-    )
+    ap.add_argument("--twins", type=int, default=200, help="twins (each needs > 400 readings to leave warm-up)")
     ap.add_argument("--sensors", type=int, default=5)
     ap.add_argument("--naive-sample", type=int, default=3000, help="messages for the naive reference")
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
@@ -200,9 +192,7 @@ def main() -> None:
     naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
 
     with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-        rows = db.execute(
-            "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)
-        ).fetchone()[0]
+        rows = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
         scores = db.execute(
             "SELECT count(*), count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s",
             (prefix + "-%",),
@@ -249,9 +239,7 @@ def main() -> None:
     for name, st in stats.items():
         procs.add_row(name, f"{st.cpu_s:.1f}", f"{st.cpu_s / wall:.0%}", f"{st.peak_rss_mb:.0f}")
     console.print(procs)
-    console.print(
-        f"telemetry rows {rows:,} (expected {values:,}); anomaly scores {scores[0]:,} for {scores[1]} twins"
-    )
+    console.print(f"telemetry rows {rows:,} (expected {values:,}); anomaly scores {scores[0]:,} for {scores[1]} twins")
     if rows != values:
         sys.exit("the pipeline did not write every value")
     if not args.no_record:
@@ -265,8 +253,7 @@ def main() -> None:
             f"| {naive_rate:,.0f} | {naive_rate * args.sensors:,.0f} | {naive_rate / raw_rate:.1%} | 1.0× |\n\n"
             "| flow | CPU s | CPU/wall | peak RSS MiB |\n|---|---:|---:|---:|\n"
             + "".join(
-                f"| {k} | {v.cpu_s:.1f} | {v.cpu_s / wall:.0%} | {v.peak_rss_mb:.0f} |\n"
-                for k, v in stats.items()
+                f"| {k} | {v.cpu_s:.1f} | {v.cpu_s / wall:.0%} | {v.peak_rss_mb:.0f} |\n" for k, v in stats.items()
             )
             + f"\nPipeline wall time {wall:.1f} s for {n:,} readings of {args.sensors} values, {args.twins:,} twins; "
             f"{scores[0]:,} anomaly scores for {scores[1]:,} twins. Latency percentiles at 25/50/90 % of the "

@@ -98,9 +98,7 @@ def main() -> None:
     flow_s = time.perf_counter() - start
 
     with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-        rows = db.execute(
-            "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)
-        ).fetchone()[0]
+        rows = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
         db.execute("DELETE FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",))
     AdminClient(client_config(settings)).delete_topics([settings.topics.raw, settings.topics.dlq])
 

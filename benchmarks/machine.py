@@ -31,8 +31,6 @@ def describe() -> str:
 def append_result(title: str, command: str, body: str) -> None:
     """Append a dated section to RESULTS.md."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = (
-        f"\n### {title} — {stamp}\n\n- machine: {describe()}\n- command: `{command}`\n\n{body.strip()}\n"
-    )
+    section = f"\n### {title} — {stamp}\n\n- machine: {describe()}\n- command: `{command}`\n\n{body.strip()}\n"
     with RESULTS.open("a") as fh:
         fh.write(section)

@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         "(bounded by ml.failure.max_history), so that state grows with time since the last event."
     )
     if not args.no_write:
-        append_results(
-            "ML cost per twin", "make bench-ml-cost  (.venv/bin/python -m benchmarks.ml_cost)", body
-        )
+        append_results("ML cost per twin", "make bench-ml-cost  (.venv/bin/python -m benchmarks.ml_cost)", body)
 
 
 if __name__ == "__main__":

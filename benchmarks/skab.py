@@ -37,9 +37,7 @@ def _parse_overrides(pairs: list[str]) -> dict[str, float | int]:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override AnomalyConfig"
-    )
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override AnomalyConfig")
     ap.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     root = require(data_dir() / "skab")
@@ -92,9 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         changed = ", ".join(args.set) or "defaults"
         append_results(
             "SKAB outlier detection",
-            "make bench-skab  (.venv/bin/python -m benchmarks.skab"
-            + "".join(f" --set {s}" for s in args.set)
-            + ")",
+            "make bench-skab  (.venv/bin/python -m benchmarks.skab" + "".join(f" --set {s}" for s in args.set) + ")",
             f"Config: {changed}. Counts: TP {tp}, FP {fp}, FN {fn}, TN {tn}. Files with the anomaly "
             f"detected: {files_hit}; median delay onset → first alarm {median_delay} s.\n\n" + table_md,
         )

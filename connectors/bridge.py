@@ -52,9 +52,7 @@ class Bridge(ABC):
         self.runner = LoopThread(f"bridge-{self.protocol}", self.run)
         writable = {a.twin_id: {n: p.writable for n, p in a.params.items()} for a in self.assets}
         self.commands = (
-            CommandListener(settings, self.protocol, writable, self.apply_command, self.instance)
-            if commands
-            else None
+            CommandListener(settings, self.protocol, writable, self.apply_command, self.instance) if commands else None
         )
 
     # ------------------------------------------------------------------ device side (subclasses)
@@ -79,9 +77,7 @@ class Bridge(ABC):
         """Publish one envelope; returns its seq."""
         seq = self.seq.next(twin_id)
         value = envelope(twin_id, ts, seq, self.protocol, readings, quality)
-        self.publisher.put(
-            self.settings.topics.raw, twin_id.encode(), value, [("bridge", self.protocol.encode())]
-        )
+        self.publisher.put(self.settings.topics.raw, twin_id.encode(), value, [("bridge", self.protocol.encode())])
         self.values += len(readings)
         self.envelopes += 1
         return seq

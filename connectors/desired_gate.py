@@ -84,8 +84,6 @@ def gate(
                 audit_id=row.id,
             )
     if not decision.allowed and producer is not None:
-        producer.produce(
-            rejected_topic, key=twin_id.encode(), value=rejection_message(update, subject_attrs, decision)
-        )
+        producer.produce(rejected_topic, key=twin_id.encode(), value=rejection_message(update, subject_attrs, decision))
         producer.poll(0)
     return decision

@@ -105,9 +105,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     branch = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
     op.inspect("log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
 
-    decoded = op.filter_map(
-        "decode", branch.trues, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC))
-    )
+    decoded = op.filter_map("decode", branch.trues, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC)))
     valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
     kafka_out = KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings)))
@@ -128,9 +126,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         op.output(
             "webhook",
             alerts,
-            WebhookSink(
-                a.webhook_url, a.webhook_key(), timeout_s=a.webhook_timeout_s, attempts=a.webhook_attempts
-            ),
+            WebhookSink(a.webhook_url, a.webhook_key(), timeout_s=a.webhook_timeout_s, attempts=a.webhook_attempts),
         )
     return flow
 

@@ -37,9 +37,7 @@ log = logging.getLogger("twinflow.models")
 
 
 def _dead(msg: KafkaSourceMessage, reason: str, detail: str) -> DeadLetter:
-    return DeadLetter(
-        msg.value, msg.key, reason, detail, msg.topic, msg.partition, msg.offset, datetime.now(UTC)
-    )
+    return DeadLetter(msg.value, msg.key, reason, detail, msg.topic, msg.partition, msg.offset, datetime.now(UTC))
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-models") -> Dataflow:

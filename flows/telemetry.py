@@ -60,9 +60,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     branch = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
     op.inspect("log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
 
-    splits = op.flat_map_batch(
-        "decode", branch.trues, lambda batch: [split_batch(batch, limits, guard=guard)]
-    )
+    splits = op.flat_map_batch("decode", branch.trues, lambda batch: [split_batch(batch, limits, guard=guard)])
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
     op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), fs.batch_size))
 

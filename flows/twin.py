@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSource, KafkaSourceMessage
@@ -43,17 +43,41 @@ log = logging.getLogger("twinflow.twin")
 
 
 class TwinLogic(StatefulLogic[tuple[str, Event], Produced, bytes]):
-    """One twin's runtime inside Bytewax; snapshots are pickled bytes (immutable)."""
+    """One twin's runtime inside Bytewax; snapshots are pickled bytes (immutable).
 
-    def __init__(self, proc: TwinProcessor, resume: bytes | None) -> None:
+    Time is event time. A twin that goes silent (a dead device sends neither readings nor acks)
+    still needs its ack deadlines, retries and escalation: ``notify_at`` asks Bytewax to call back
+    when the next deadline is due, measured as wall time elapsed since the twin's last event, and
+    ``on_notify`` advances the twin's clock by that elapsed time (a clock tick). Only when tailing
+    (live): replays and backfills (``tail=False``) stay purely event-time and deterministic.
+    """
+
+    def __init__(self, proc: TwinProcessor, resume: bytes | None, idle_ticks: bool = True) -> None:
         self._proc = proc
+        self._idle_ticks = idle_ticks
         self._rt: TwinRuntime | None = pickle.loads(resume) if resume is not None else None
+        self._wall = datetime.now(UTC)  # wall time of the last event, paired with the twin clock
 
     def on_item(self, value: tuple[str, Event]) -> tuple[Iterable[Produced], bool]:
         twin_id, event = value
         if self._rt is None:
             self._rt = self._proc.new(twin_id)
+        self._wall = datetime.now(UTC)
         return self._proc.process(self._rt, event), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if not self._idle_ticks or self._rt is None or self._rt.state.clock is None:
+            return None
+        due = self._proc.reconciler.next_due(self._rt.state)
+        return None if due is None else self._wall + (due - self._rt.state.clock)
+
+    def on_notify(self) -> tuple[Iterable[Produced], bool]:
+        if self._rt is None or self._rt.state.clock is None:
+            return [], StatefulLogic.RETAIN
+        now = datetime.now(UTC)
+        tick = self._rt.state.clock + (now - self._wall)
+        self._wall = now
+        return self._proc.process(self._rt, tick), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Produced], bool]:
         return (self._proc.flush(self._rt) if self._rt else []), StatefulLogic.RETAIN
@@ -71,7 +95,9 @@ def _limits(settings: Settings) -> Limits:
     )
 
 
-def attach(flow: Dataflow, settings: Settings, polled: Stream[KafkaSourceMessage]) -> Stream[TwinInputs]:
+def attach(
+    flow: Dataflow, settings: Settings, polled: Stream[KafkaSourceMessage], *, idle_ticks: bool = True
+) -> Stream[TwinInputs]:
     """Add decoding, the per-twin step and all twin outputs to ``flow``; returns the decoded inputs."""
     tw = settings.twin
     topics = InputTopics(settings.topics.raw, tw.desired_topic, tw.acks_topic)
@@ -81,7 +107,7 @@ def attach(flow: Dataflow, settings: Settings, polled: Stream[KafkaSourceMessage
 
     inputs = op.flat_map_batch("twin_decode", polled, lambda batch: [decode_batch(batch, topics, limits)])
     events = op.flat_map("twin_events", inputs, lambda ti: [(twin, (twin, ev)) for twin, ev in ti.events])
-    produced = op.stateful("twin_state", events, lambda resume: TwinLogic(proc, resume))
+    produced = op.stateful("twin_state", events, lambda resume: TwinLogic(proc, resume, idle_ticks))
     items = op.map("twin_items", produced, lambda kv: kv[1])
 
     to_db = op.filter("twin_db_items", items, lambda i: isinstance(i, StateChange | WindowRow))
@@ -130,7 +156,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     )
     branch = op.branch("twin_kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
     op.inspect("twin_log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
-    attach(flow, settings, branch.trues)
+    attach(flow, settings, branch.trues, idle_ticks=tail)
     return flow
 
 

@@ -212,9 +212,7 @@ def decode_message(kind: str, msg: Any, now: datetime) -> InputRecord | DeadLett
         else:
             rec = decode(INPUT_TYPES[kind], msg.value)
         if rec is not None and msg.key is not None and msg.key != rec.twin_id.encode():
-            raise Rejected(
-                Reason.KEY_MISMATCH, f"Kafka key {msg.key[:140]!r} differs from twin_id {rec.twin_id!r}"
-            )
+            raise Rejected(Reason.KEY_MISMATCH, f"Kafka key {msg.key[:140]!r} differs from twin_id {rec.twin_id!r}")
         return rec
     except Rejected as exc:
         return DeadLetter(

@@ -216,11 +216,7 @@ class TwinAlerts:
             level = BAND
         ratio = rec.score / rec.threshold if rec.threshold > 0 else float("inf")
         sev: Severity = (
-            "critical"
-            if ratio >= r.anomaly_critical_ratio
-            else "major"
-            if ratio >= r.anomaly_major_ratio
-            else "minor"
+            "critical" if ratio >= r.anomaly_critical_ratio else "major" if ratio >= r.anomaly_major_ratio else "minor"
         )
 
         def facts(f: dict[str, Any]) -> None:
@@ -500,13 +496,9 @@ class TwinAlerts:
         if kind == "desync" and ev.get("desync"):
             parts.append("reported state differs from desired state")
         if ev.get("top_sensors"):
-            parts.append(
-                "top sensors " + ", ".join(f"{t['sensor']} {t['share']:.0%}" for t in ev["top_sensors"])
-            )
+            parts.append("top sensors " + ", ".join(f"{t['sensor']} {t['share']:.0%}" for t in ev["top_sensors"]))
         if "time_to_failure_s" in ev:
-            parts.append(
-                f"predicted failure in {_human(ev['time_to_failure_s'])} (p={ev['failure_probability']:.2f})"
-            )
+            parts.append(f"predicted failure in {_human(ev['time_to_failure_s'])} (p={ev['failure_probability']:.2f})")
         return "; ".join(parts)
 
 
@@ -586,9 +578,7 @@ class OrderedTwinAlerts:
         return self.alerts.apply(rec)
 
 
-def step(
-    state: OrderedTwinAlerts | None, rec: InputRecord, rules: AlertRules
-) -> tuple[OrderedTwinAlerts, list[Alert]]:
+def step(state: OrderedTwinAlerts | None, rec: InputRecord, rules: AlertRules) -> tuple[OrderedTwinAlerts, list[Alert]]:
     """Per-twin flow step: create the twin's state on first use, push one record."""
     if state is None:
         state = OrderedTwinAlerts.new(rec.twin_id, rules)

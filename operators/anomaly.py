@@ -175,9 +175,7 @@ class AnomalyDetector:
                 self._since_refresh = cfg.refresh_every
                 self.n_drifts += 1
                 drift = True
-        if self.n_learned >= cfg.warmup and (
-            self._precision is None or self._since_refresh >= cfg.refresh_every
-        ):
+        if self.n_learned >= cfg.warmup and (self._precision is None or self._since_refresh >= cfg.refresh_every):
             self._refresh()
         return drift
 

@@ -129,8 +129,7 @@ def precheck(cmd: Command, writable: Mapping[str, bool], now: datetime, *, sourc
         return make_ack(
             cmd,
             "rejected",
-            f"parameter {cmd.parameter!r} of twin {cmd.twin_id!r} is read-only "
-            "(writable = false in the mapping)",
+            f"parameter {cmd.parameter!r} of twin {cmd.twin_id!r} is read-only (writable = false in the mapping)",
             source=source,
             now=now,
         )

@@ -82,7 +82,6 @@ class WindowRow:
 
 @dataclass(slots=True)
 class _Agg:
-    end: datetime
     count: int = 0
     mean: float = 0.0
     m2: float = 0.0
@@ -98,8 +97,10 @@ class _Agg:
         d = value - self.mean
         self.mean += d / self.count
         self.m2 += d * (value - self.mean)
-        self.min = min(self.min, value)
-        self.max = max(self.max, value)
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
         key = (ts, seq)
         if self.last_key is None or key >= self.last_key:  # latest (ts, seq) is `last`, whatever the order
             self.last_key = key
@@ -108,12 +109,20 @@ class _Agg:
 
 
 @dataclass(slots=True)
+class _Window:
+    """One window (size, start) of one twin: an aggregate per sensor."""
+
+    end: datetime
+    sensors: dict[str, _Agg] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class TwinWindows:
     twin_id: str
     spec: WindowSpec
     max_ts: datetime | None = None
-    # (sensor, size index, window start) → aggregate
-    open: dict[tuple[str, int, datetime], _Agg] = field(default_factory=dict)
+    # (size index, window start) → window
+    open: dict[tuple[int, datetime], _Window] = field(default_factory=dict)
     _next_due: datetime | None = None  # earliest time at which a window closes or expires
 
     @property
@@ -142,18 +151,22 @@ class TwinWindows:
                 for sensor, value in values.items()
             ]
             return rows, late
+        since_epoch = ts - EPOCH
         for i, size in enumerate(self.spec.sizes):
-            start = EPOCH + ((ts - EPOCH) // size) * size
+            start = EPOCH + (since_epoch // size) * size
+            window = self.open.get((i, start))
+            if window is None:
+                window = self.open[(i, start)] = _Window(start + size)
+                if self._next_due is None or window.end < self._next_due:
+                    self._next_due = window.end
+            aggs = window.sensors
             for sensor, value in values.items():
-                key = (sensor, i, start)
-                agg = self.open.get(key)
+                agg = aggs.get(sensor)
                 if agg is None:
-                    agg = self.open[key] = _Agg(start + size)
-                    if self._next_due is None or agg.end < self._next_due:
-                        self._next_due = agg.end
+                    agg = aggs[sensor] = _Agg()
                 agg.add(value, ts, seq)
                 if agg.version:  # already published: emit the correction now
-                    rows.append(self._publish(key, agg))
+                    rows.append(self._publish(i, start, window.end, sensor, agg))
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
             if self._next_due is not None and ts >= self._next_due:
@@ -165,13 +178,18 @@ class TwinWindows:
         rows = []
         wm = self.max_ts - self.spec.allowed_lateness
         due: datetime | None = None
-        for key, agg in list(self.open.items()):
-            if agg.end <= self.max_ts and agg.dirty:
-                rows.append(self._publish(key, agg))
-            if agg.end <= wm:
-                del self.open[key]
-                continue
-            nxt = agg.end if agg.dirty and not agg.version else agg.end + self.spec.allowed_lateness
+        for (i, start), window in list(self.open.items()):
+            end = window.end
+            if end <= self.max_ts:
+                for sensor, agg in window.sensors.items():
+                    if agg.dirty:
+                        rows.append(self._publish(i, start, end, sensor, agg))
+                if end <= wm:
+                    del self.open[(i, start)]
+                    continue
+                nxt = end + self.spec.allowed_lateness
+            else:
+                nxt = end
             if due is None or nxt < due:
                 due = nxt
         self._next_due = due
@@ -179,10 +197,14 @@ class TwinWindows:
 
     def flush(self) -> list[WindowRow]:
         """Publish every window with unpublished changes (end of input); windows stay open."""
-        return [self._publish(key, agg) for key, agg in self.open.items() if agg.dirty]
+        return [
+            self._publish(i, start, window.end, sensor, agg)
+            for (i, start), window in self.open.items()
+            for sensor, agg in window.sensors.items()
+            if agg.dirty
+        ]
 
-    def _publish(self, key: tuple[str, int, datetime], agg: _Agg) -> WindowRow:
-        sensor, i, start = key
+    def _publish(self, i: int, start: datetime, end: datetime, sensor: str, agg: _Agg) -> WindowRow:
         agg.version += 1
         agg.dirty = False
         return WindowRow(
@@ -190,7 +212,7 @@ class TwinWindows:
             sensor,
             window_label(self.spec.sizes[i]),
             start,
-            agg.end,
+            end,
             agg.count,
             agg.mean,
             agg.min,

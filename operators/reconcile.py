@@ -134,6 +134,26 @@ class Reconciler:
             self._evaluate(tx)
         return tx.finish()
 
+    def next_due(self, state: TwinState) -> datetime | None:
+        """The earliest event time at which the twin changes without new input, if any.
+
+        Ack deadlines, retry times, hold-time expiries of a pending switch and the escalation time:
+        the flow uses it to send a clock tick to a twin that has gone silent.
+        """
+        rules = self.rules(state.twin_id)
+        due: list[datetime] = []
+        for name, ps in state.params.items():
+            cmd = ps.command
+            if cmd is not None and cmd.status is CommandStatus.PENDING:
+                due.append(cmd.deadline)
+            elif cmd is not None and cmd.status is CommandStatus.RETRY_WAIT and cmd.retry_at is not None:
+                due.append(cmd.retry_at)
+            if ps.hyst.since is not None:
+                due.append(ps.hyst.since + timedelta(seconds=rules.param(name).hold_time_s))
+        if state.status is Status.DESYNCED and not state.escalated and state.desync_since is not None:
+            due.append(state.desync_since + timedelta(seconds=rules.max_desync_time_s))
+        return min(due) if due else None
+
     # ------------------------------------------------------------------ inputs
     def _on_reported(self, tx: _Tx, ev: Reported) -> None:
         st = tx.state
@@ -174,6 +194,8 @@ class Reconciler:
                 author=upd.author,
                 values=dict(upd.values),
             )
+            # Only the clock moves: whatever changes now is due to time, not to this update.
+            tx.cause, tx.author, tx.reason = "clock", None, None
             return
         if upd.mode is not None and upd.mode != st.mode:
             tx.change("mode", st.mode, upd.mode)
@@ -189,9 +211,7 @@ class Reconciler:
                 ps = st.params[name] = ParamSync()
             self._new_desired(tx, name, ps, tx.rules.param(name), value, ev.at)
 
-    def _new_desired(
-        self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules, value: float, at: datetime
-    ) -> None:
+    def _new_desired(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules, value: float, at: datetime) -> None:
         st = tx.state
         rep = st.reported.get(name)
         if pr.strategy is Strategy.PHYSICAL_WINS:
@@ -275,7 +295,13 @@ class Reconciler:
         can_send = st.mode == "normal"
         cmd = ps.command
         if cmd is not None and cmd.status is CommandStatus.PENDING and now >= cmd.deadline:
-            self._failed(tx, name, ps, pr, "ack timeout")
+            if not pr.critical and not ps.hyst.in_conflict:
+                # Eventual consistency: the device got there, only the ack is missing; no retry.
+                old = cmd.label()
+                cmd.status = CommandStatus.REACHED
+                tx.change(f"command.{name}", old, cmd.label())
+            else:
+                self._failed(tx, name, ps, pr, "ack timeout")
         if cmd is not None and cmd.status is CommandStatus.RETRY_WAIT and can_send:
             assert cmd.retry_at is not None
             if now >= cmd.retry_at:

@@ -72,9 +72,7 @@ def read_table(path: Path, time_col: str, id_col: str | None, exclude: Sequence[
     skip = {time_col, id_col, *exclude}
     sensors = [c for c in df.columns if c not in skip and df[c].dtype.is_numeric()]
     if not sensors:
-        raise ReplayError(
-            f"{path}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}"
-        )
+        raise ReplayError(f"{path}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
     ids = df[id_col].cast(pl.String) if id_col else pl.Series([""] * df.height)
     frame = (
         df.with_columns(ids.alias("__id"), tnum.alias("__t"), pl.int_range(df.height).alias("__row"))

@@ -59,9 +59,7 @@ def group_rows(rows: list[TelemetryRow]) -> list[tuple[str, Reported]]:
         ident = (row.twin_id, row.ts, row.seq)
         if ident != current:
             if first is not None:
-                out.append(
-                    (first.twin_id, Reported(first.ts, first.seq, first.source, values, first.quality))
-                )
+                out.append((first.twin_id, Reported(first.ts, first.seq, first.source, values, first.quality)))
             current, first, values = ident, row, {}
         values[row.sensor] = row.value
     if first is not None:

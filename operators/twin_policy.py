@@ -43,9 +43,7 @@ class ParamOverrides(BaseModel):
 
     strategy: Strategy | None = None
     tolerance: float | None = Field(None, ge=0, description="|reported − desired| allowed (absolute)")
-    clear_tolerance: float | None = Field(
-        None, ge=0, description="band to leave a conflict; default tolerance / 2"
-    )
+    clear_tolerance: float | None = Field(None, ge=0, description="band to leave a conflict; default tolerance / 2")
     hold_time_s: float | None = Field(None, ge=0, description="seconds a condition must hold to switch")
     critical: bool | None = Field(None, description="synchronized only after the device acknowledged")
     deadband: float | None = Field(None, ge=0, description="reported changes ≤ this make no new version")

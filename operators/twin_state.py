@@ -26,6 +26,7 @@ class CommandStatus(StrEnum):
     APPLIED = "applied"  # the device acknowledged it
     RETRY_WAIT = "retry_wait"  # failed or timed out; resent at retry_at
     GIVEN_UP = "given_up"  # rejected by the device or attempts exhausted
+    REACHED = "reached"  # no ack by the deadline, but the value is in the band (non-critical only)
 
 
 @dataclass(slots=True)

@@ -33,9 +33,7 @@ def private_db(stack_settings: Settings) -> Iterator[Settings]:
                 sql.Identifier(name), sql.Identifier(stack_settings.postgres.user)
             )
         )
-    s = stack_settings.model_copy(
-        update={"postgres": stack_settings.postgres.model_copy(update={"dbname": name})}
-    )
+    s = stack_settings.model_copy(update={"postgres": stack_settings.postgres.model_copy(update={"dbname": name})})
     try:
         migrate(s.postgres.conninfo(), "off")
         yield s

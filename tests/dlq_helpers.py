@@ -85,8 +85,6 @@ def run_corpus(settings: Settings, twin: str, cases: list[Case], **producer_conf
             "SELECT seq, sensor, value FROM telemetry WHERE twin_id = %s ORDER BY seq, sensor", (twin,)
         ).fetchall()
     expected = [
-        (s, sensor, v)
-        for s in range(1, len(valid) + 1)
-        for sensor, v in (("rpm", 1000.0 + s), ("temp_c", 50.5))
+        (s, sensor, v) for s in range(1, len(valid) + 1) for sensor, v in (("rpm", 1000.0 + s), ("temp_c", 50.5))
     ]
     assert got == expected

@@ -112,9 +112,7 @@ def seed(conninfo: str, uid: str) -> Fleet:
         for alert in engines[rec.twin_id].apply(rec):
             fl.alerts.append(alert)
             if alert.twin_id == fl.f and alert.kind == "anomaly" and alert.event == "opened":
-                ack = AlertAction(
-                    alert.alert_id, fl.f, "ack", "alice", alert.opened_at + timedelta(minutes=10)
-                )
+                ack = AlertAction(alert.alert_id, fl.f, "ack", "alice", alert.opened_at + timedelta(minutes=10))
                 fl.alerts += engines[fl.f].apply(ack)
 
     writer = TelemetryWriter(conninfo)

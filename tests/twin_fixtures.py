@@ -68,7 +68,10 @@ def delete_topics(s: Settings) -> None:
     from connectors.kafka.clients import client_config, twin_topic_specs
 
     names = [s.topics.raw, s.topics.dlq] + [t.name for t in twin_topic_specs(s)]
-    AdminClient(client_config(s)).delete_topics(names)
+    # Wait for the deletions: an AdminClient dropped at once may never send the request.
+    admin = AdminClient(client_config(s))  # kept alive until every deletion is confirmed
+    for fut in admin.delete_topics(names, operation_timeout=30).values():
+        fut.result(timeout=60)
 
 
 def settings_env(s: Settings) -> dict[str, str]:

@@ -37,8 +37,8 @@ def produce(s: Settings, topic: str, messages: list[tuple[bytes | None, bytes | 
     assert p.flush(30) == 0, "Kafka did not acknowledge every test message"
 
 
-def read_all(s: Settings, topic: str, timeout: float = 30.0) -> list[tuple[bytes | None, Any]]:
-    """Every (key, decoded JSON value) in ``topic``, read to the end of all partitions."""
+def read_all(s: Settings, topic: str, timeout: float = 30.0, decode: bool = True) -> list[tuple[bytes | None, Any]]:
+    """Every (key, JSON-decoded or raw value) in ``topic``, read to the end of all partitions."""
     c = Consumer(
         client_config(
             s,
@@ -64,7 +64,8 @@ def read_all(s: Settings, topic: str, timeout: float = 30.0) -> list[tuple[bytes
                 done.add(msg.partition())
                 continue
             raise RuntimeError(msg.error())
-        out.append((msg.key(), json.loads(msg.value()) if msg.value() else None))
+        value = msg.value()
+        out.append((msg.key(), json.loads(value) if decode and value else value))
     c.close()
     assert len(done) == len(parts), f"did not reach the end of {topic} within {timeout} s"
     return out
@@ -90,7 +91,5 @@ def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.3):
 def versions(s: Settings, twin_id: str) -> list[int]:
     return [
         r["version"]
-        for r in query(
-            s, "SELECT version FROM twin_state_history WHERE twin_id = %s ORDER BY version", (twin_id,)
-        )
+        for r in query(s, "SELECT version FROM twin_state_history WHERE twin_id = %s ORDER BY version", (twin_id,))
     ]

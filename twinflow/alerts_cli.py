@@ -16,9 +16,7 @@ from rich.table import Table
 
 from twinflow.settings import ConfigError, Settings, load_settings
 
-alerts_app = typer.Typer(
-    help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True
-)
+alerts_app = typer.Typer(help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -48,9 +46,7 @@ def _store(s: Settings):
 
 @alerts_app.command("list")
 def list_alerts(
-    state: str = typer.Option(
-        "active", help="active (open + acknowledged), open, acknowledged, resolved, all."
-    ),
+    state: str = typer.Option("active", help="active (open + acknowledged), open, acknowledged, resolved, all."),
     twin: str = typer.Option(None, help="Only this twin."),
     limit: int = typer.Option(50, help="At most this many, newest first."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
@@ -95,9 +91,7 @@ def _act(alert_id: str, action: str, by: str) -> None:
     try:
         row = store.get_alert(alert_id)
         if row is None:
-            err_console.print(
-                f"[red]no alert {alert_id!r}; `twinflow alerts list --state all` shows the ids[/red]"
-            )
+            err_console.print(f"[red]no alert {alert_id!r}; `twinflow alerts list --state all` shows the ids[/red]")
             raise typer.Exit(1)
         if row["state"] == "resolved":
             err_console.print(f"[red]alert {alert_id} is already resolved ({row['resolved_by']})[/red]")
@@ -110,9 +104,7 @@ def _act(alert_id: str, action: str, by: str) -> None:
         producer = make_producer(s)
         producer.produce(s.alerts.actions_topic, key=row["twin_id"].encode(), value=encode(act))
         if producer.flush(30) != 0:
-            err_console.print(
-                f"[red]Kafka did not confirm the action on {s.alerts.actions_topic}; try again[/red]"
-            )
+            err_console.print(f"[red]Kafka did not confirm the action on {s.alerts.actions_topic}; try again[/red]")
             raise typer.Exit(1)
         store.record_action(alert_id, action, by, now)
     finally:
@@ -188,6 +180,4 @@ def run(
 
     if reorder_window is not None:
         os.environ["TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S"] = str(reorder_window)
-    run_flow(
-        "alerts", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail
-    )
+    run_flow("alerts", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail)

@@ -35,14 +35,11 @@ def verify(
         err_console.print(f"[red]cannot read desired_audit: {exc}[/red]")
         raise typer.Exit(2) from None
     if result.broken is not None:
-        err_console.print(
-            f"[red]audit chain BROKEN at row {result.broken.row_id}: {result.broken.problem}[/red]"
-        )
+        err_console.print(f"[red]audit chain BROKEN at row {result.broken.row_id}: {result.broken.problem}[/red]")
         raise typer.Exit(1)
     if expect_head and expect_head != result.head:
         err_console.print(
-            f"[red]audit chain head is {result.head}, expected {expect_head}: "
-            "rows were removed or added[/red]"
+            f"[red]audit chain head is {result.head}, expected {expect_head}: rows were removed or added[/red]"
         )
         raise typer.Exit(1)
     console.print(f"audit chain intact: {result.rows} rows, head {result.head}")

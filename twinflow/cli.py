@@ -220,9 +220,7 @@ def demo(
     if publisher:
         from twinflow.demo import run_demo
 
-        raise typer.Exit(
-            run_demo(_settings(), duration=duration or 60.0, twins=twins, rate=rate, console=console)
-        )
+        raise typer.Exit(run_demo(_settings(), duration=duration or 60.0, twins=twins, rate=rate, console=console))
     from twinflow.plant_demo import run_plant_demo
 
     raise typer.Exit(run_plant_demo(_settings(), duration=duration or 150.0, console=console, out_dir=out))

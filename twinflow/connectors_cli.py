@@ -144,9 +144,7 @@ def command_send(
         return
     acks = wait_ack(settings, cmd.command_id, wait)
     if not acks:
-        err_console.print(
-            f"[yellow]no ack within {wait:.0f} s: is a bridge that owns {twin!r} running?[/yellow]"
-        )
+        err_console.print(f"[yellow]no ack within {wait:.0f} s: is a bridge that owns {twin!r} running?[/yellow]")
         raise typer.Exit(3)
     ack = acks[0]
     colour = "green" if ack.status == "applied" else "red"

@@ -128,13 +128,9 @@ def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, co
     start = datetime.now(UTC)
 
     with ExitStack() as stack, psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-        bridge = _spawn(
-            [sys.executable, "-m", "twinflow.cli", "bridge", "mqtt"], env, str(logs / "bridge.log")
-        )
+        bridge = _spawn([sys.executable, "-m", "twinflow.cli", "bridge", "mqtt"], env, str(logs / "bridge.log"))
         stack.callback(_stop, bridge)
-        flow = _spawn(
-            [sys.executable, "-m", "twinflow.cli", "run", "--no-recovery"], env, str(logs / "flow.log")
-        )
+        flow = _spawn([sys.executable, "-m", "twinflow.cli", "run", "--no-recovery"], env, str(logs / "flow.log"))
         stack.callback(_stop, flow)
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-pub-{run_id}")
         client.connect(settings.mqtt.host, settings.mqtt.port)
@@ -144,8 +140,7 @@ def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, co
 
         def landed() -> tuple[int, int]:
             row = db.execute(
-                "SELECT count(*), count(DISTINCT (twin_id, seq)) FROM telemetry "
-                "WHERE twin_id LIKE %s AND ts >= %s",
+                "SELECT count(*), count(DISTINCT (twin_id, seq)) FROM telemetry WHERE twin_id LIKE %s AND ts >= %s",
                 (prefix + "-%", start),
             ).fetchone()
             return row[0], row[1]

@@ -296,9 +296,7 @@ def _cross_checks(m: Mapping) -> list[str]:
     for i, a in enumerate(m.assets):
         who = f"asset {a.twin_id!r} (assets[{i}])"
         if a.twin_id in first:
-            problems.append(
-                f"{who}, field twin_id: duplicate of assets[{first[a.twin_id]}]; twin ids are unique"
-            )
+            problems.append(f"{who}, field twin_id: duplicate of assets[{first[a.twin_id]}]; twin ids are unique")
         first.setdefault(a.twin_id, i)
         for name in a.params:
             if not re.match(SENSOR_PATTERN, name):
@@ -333,9 +331,7 @@ def load_mapping(path: Path | str) -> Mapping:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise MappingError(
-            path, [f"cannot read the file: {exc.strerror} (check the --mapping path)"]
-        ) from None
+        raise MappingError(path, [f"cannot read the file: {exc.strerror} (check the --mapping path)"]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -167,10 +167,7 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
                 *[a for f in faults for a in ("--fault", f)],
             ],
         ),
-        *(
-            Child(f"bridge-{p}", ["bridge", p, "--mapping", str(MAPPING)])
-            for p in ("opcua", "mqtt", "modbus")
-        ),
+        *(Child(f"bridge-{p}", ["bridge", p, "--mapping", str(MAPPING)]) for p in ("opcua", "mqtt", "modbus")),
     ]
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

@@ -92,9 +92,7 @@ def model_reset(
     ensure_topics(s, [spec for spec in topic_specs(s) if spec.name == topic])
     producer = make_producer(s)
     errors: list[str] = []
-    producer.produce(
-        topic, key=twin.encode(), value=encode(rec), on_delivery=lambda e, _m: e and errors.append(str(e))
-    )
+    producer.produce(topic, key=twin.encode(), value=encode(rec), on_delivery=lambda e, _m: e and errors.append(str(e)))
     if producer.flush(timeout) or errors:
         err_console.print(f"[red]reset for {twin} not acknowledged by Kafka: {errors or 'timeout'}[/red]")
         raise typer.Exit(1)

@@ -95,9 +95,7 @@ class Evaluation:
             "alerts": len(self.alerts),
             "false_alarms": len(self.false_alarms),
             "precision": round(len(matched) / len(self.alerts), 4) if self.alerts else None,
-            "recall": round(sum(r.detected for r in self.results) / len(self.results), 4)
-            if self.results
-            else None,
+            "recall": round(sum(r.detected for r in self.results) / len(self.results), 4) if self.results else None,
             "median_lead_s": statistics.median(leads) if leads else None,
         }
 
@@ -127,13 +125,10 @@ def load_faults(path: Path) -> list[Fault]:
             onset = _ts(row["onset"])
             if onset is None:
                 raise ValueError("onset is empty")
-            faults.append(
-                Fault(str(row["twin_id"]), str(row.get("fault") or "fault"), onset, _ts(row.get("end")))
-            )
+            faults.append(Fault(str(row["twin_id"]), str(row.get("fault") or "fault"), onset, _ts(row.get("end"))))
         except (KeyError, ValueError) as exc:
             raise ValueError(
-                f"{path}: fault {i}: {exc}; each fault needs twin_id, fault, onset, end "
-                "(RFC 3339; end may be empty)"
+                f"{path}: fault {i}: {exc}; each fault needs twin_id, fault, onset, end (RFC 3339; end may be empty)"
             ) from None
     return faults
 
@@ -161,9 +156,7 @@ def evaluate(
 
 
 # ---------------------------------------------------------------------------- data
-def fetch_alerts(
-    conn: psycopg.Connection, since: datetime, until: datetime, twins: list[str] | None
-) -> list[AlertRow]:
+def fetch_alerts(conn: psycopg.Connection, since: datetime, until: datetime, twins: list[str] | None) -> list[AlertRow]:
     rows = conn.execute(
         "SELECT alert_id, twin_id, kind, severity, state, opened_at, acked_at, resolved_at, summary"
         " FROM alerts"
@@ -192,8 +185,7 @@ def _twin_charts(
     ):
         readings.setdefault(sensor, []).append((bucket, value))
     scores = conn.execute(
-        "SELECT ts, score, threshold FROM anomaly_scores"
-        " WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY ts",
+        "SELECT ts, score, threshold FROM anomaly_scores WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY ts",
         (twin, since, until),
     ).fetchall()
     score_series = [
@@ -211,9 +203,7 @@ def _twin_charts(
     for sensor in sorted({r[0] for r in fc}):
         rows = [r for r in fc if r[0] == sensor]
         fc_series.append(
-            Series(
-                f"{sensor} forecast", [(r[1], r[2]) for r in rows], band=[(r[1], r[3], r[4]) for r in rows]
-            )
+            Series(f"{sensor} forecast", [(r[1], r[2]) for r in rows], band=[(r[1], r[3], r[4]) for r in rows])
         )
         if rows[0][5] is not None:
             fc_series.append(Series(f"{sensor} limit", [(r[1], r[5]) for r in rows], "#d62728", dashed=True))
@@ -234,16 +224,12 @@ def _twin_charts(
     # one chart per sensor: sensors have their own scales
     return [
         *(
-            chart(
-                f"{twin}: {sensor} (1-min means)", [Series(sensor, pts)], fault_spans, t_range=rng, height=160
-            )
+            chart(f"{twin}: {sensor} (1-min means)", [Series(sensor, pts)], fault_spans, t_range=rng, height=160)
             for sensor, pts in sorted(readings.items())
         ),
         chart(f"{twin}: anomaly score", score_series, fault_spans, t_range=rng),
         chart(f"{twin}: latest forecast with prediction interval", fc_series),
-        chart(
-            f"{twin}: faults (grey) and alerts", [], timeline, t_range=rng, height=60 + 22 * (len(alerts) + 1)
-        ),
+        chart(f"{twin}: faults (grey) and alerts", [], timeline, t_range=rng, height=60 + 22 * (len(alerts) + 1)),
     ]
 
 
@@ -283,8 +269,7 @@ def render(
         + "".join(f"<th>{escape(k)}</th>" for k in s)
         + "</tr><tr>"
         + "".join(
-            f"<td>{_fmt_lead(v) if k == 'median_lead_s' else ('–' if v is None else v)}</td>"
-            for k, v in s.items()
+            f"<td>{_fmt_lead(v) if k == 'median_lead_s' else ('–' if v is None else v)}</td>" for k, v in s.items()
         )
         + "</tr></table>",
         "<h2>Faults</h2><table id='faults'><tr><th>twin</th><th>fault</th><th>onset</th><th>end</th>"

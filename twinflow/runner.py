@@ -93,8 +93,7 @@ def run_local_cluster(child_args: list[str], processes: int) -> int:
     """Start ``processes`` copies of ``child_args`` + ``-i k -a addrs``; wait for all."""
     addrs = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
     children = [
-        subprocess.Popen([*child_args, "-i", str(i), "-a", addrs], start_new_session=True)
-        for i in range(processes)
+        subprocess.Popen([*child_args, "-i", str(i), "-a", addrs], start_new_session=True) for i in range(processes)
     ]
 
     def forward(signum, _frame):

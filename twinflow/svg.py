@@ -54,9 +54,7 @@ def chart(
     pw, ph = width - pad_l - pad_r, height - pad_t - pad_b
     times = [t for s in series for t, _ in s.points] + [t for s in series for t, _, _ in s.band]
     times += [sp.start for sp in spans] + [sp.end for sp in spans]
-    values = [v for s in series for _, v in s.points] + [
-        v for s in series for _, lo, hi in s.band for v in (lo, hi)
-    ]
+    values = [v for s in series for _, v in s.points] + [v for s in series for _, lo, hi in s.band for v in (lo, hi)]
     t0, t1 = t_range or ((min(times), max(times)) if times else (None, None))
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -99,9 +97,7 @@ def chart(
     for i in range(5 if values else 0):  # y grid and labels
         v = lo + (hi - lo) * i / 4
         out.append(f'<line x1="{pad_l}" x2="{pad_l + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
-        out.append(
-            f'<text x="{pad_l - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{v:.3g}</text>'
-        )
+        out.append(f'<text x="{pad_l - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{v:.3g}</text>')
     for i in range(6):  # time labels
         t = t0 + (t1 - t0) * (i / 5)
         out.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -83,6 +84,50 @@ def produce_desired(
     return payload
 
 
+def wait_for_outcome(
+    settings: Settings, twin_id: str, author: str, send: Callable[[], None], timeout: float
+) -> tuple[str, dict[str, Any]] | None:
+    """Call ``send`` and wait for the flow's answer to it: ``("applied", state)``, ``("rejected", alert)``.
+
+    Reads ``twin.state`` and ``twin.alerts`` from their current ends, so only answers produced after
+    the update count; an update is recognised by twin_id and author. None on timeout.
+    """
+    import time
+
+    import msgspec
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.clients import client_config
+
+    tw = settings.twin
+    consumer = Consumer(
+        client_config(settings, **{"group.id": f"twinflow-cli-{os.getpid()}", "enable.auto.commit": False})
+    )
+    try:
+        parts = []
+        for topic in (tw.state_topic, tw.alerts_topic):
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            for p in meta.partitions:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                parts.append(TopicPartition(topic, p, high))
+        consumer.assign(parts)
+        send()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() or msg.key() != twin_id.encode():
+                continue
+            value = msgspec.json.decode(msg.value())
+            if msg.topic() == tw.alerts_topic:
+                if value.get("kind") == "desired_rejected" and value["detail"].get("author") == author:
+                    return "rejected", value
+            elif value.get("change", {}).get("cause") == "desired" and value["change"].get("author") == author:
+                return "applied", value
+        return None
+    finally:
+        consumer.close()
+
+
 def load_state(settings: Settings, twin_id: str, at: datetime | None = None) -> dict[str, Any] | None:
     """The twin's newest state, or its state as of ``at`` (``sql/queries/twin_state_at.sql``)."""
     import psycopg
@@ -96,15 +141,12 @@ def load_state(settings: Settings, twin_id: str, at: datetime | None = None) -> 
 @twin_app.command("set-desired")
 def set_desired(
     twin_id: str = typer.Argument(..., help="The twin, e.g. pump-001."),
-    assignments: Annotated[
-        list[str] | None, typer.Argument(help="param=value pairs, e.g. speed=1200.")
-    ] = None,
-    expect_version: int = typer.Option(
-        None, "--expect-version", help="Reject unless the twin is at this version."
-    ),
+    assignments: Annotated[list[str] | None, typer.Argument(help="param=value pairs, e.g. speed=1200.")] = None,
+    expect_version: int = typer.Option(None, "--expect-version", help="Reject unless the twin is at this version."),
     author: str = typer.Option(None, "--author", help="Who asks (default: $USER)."),
     reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
     mode: str = typer.Option(None, "--mode", help="Operator mode: normal, maintenance or simulating."),
+    wait: float = typer.Option(0, "--wait", help="Wait up to this many seconds for the flow's answer."),
 ) -> None:
     """Send desired values (and optionally a mode) to twin.desired."""
     from operators.envelope import Rejected
@@ -115,15 +157,28 @@ def set_desired(
     if not values and mode is None:
         raise typer.BadParameter("give at least one param=value or --mode")
     s = _settings()
+    author = author or os.environ.get("USER", "unknown")
+
+    def send() -> None:
+        produce_desired(s, twin_id, values, expect_version=expect_version, author=author, reason=reason, mode=mode)
+
     try:
-        produce_desired(
-            s, twin_id, values, expect_version=expect_version, author=author, reason=reason, mode=mode
-        )
+        outcome = wait_for_outcome(s, twin_id, author, send, wait) if wait > 0 else send()
     except Rejected as exc:
         err_console.print(f"[red]not sent: {exc}[/red]")
         raise typer.Exit(2) from None
     shown = ", ".join(f"{k}={v:g}" for k, v in values.items()) or f"mode={mode}"
     console.print(f"sent to {s.twin.desired_topic}: {twin_id} {shown}")
+    if wait <= 0:
+        return
+    if outcome is None:
+        err_console.print(f"no answer within {wait:g} s (is the twin flow running? were the values already set?)")
+        raise typer.Exit(4)
+    kind, record = outcome
+    if kind == "rejected":
+        err_console.print(f"[red]rejected: {record['detail']['reason']}[/red]")
+        raise typer.Exit(3)
+    console.print(f"applied: {twin_id} is at version {record['version']} ({record['status']})")
 
 
 def _parse_time(text: str) -> datetime:
@@ -180,6 +235,4 @@ def run(
     """Run the twin flow (same as `twinflow run twin`)."""
     from twinflow.cli import run as run_flow
 
-    run_flow(
-        "twin", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail
-    )
+    run_flow("twin", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -22,7 +23,7 @@ class TwinSettings(BaseModel):
     late_topic: str = "telemetry.late"
     partitions: int = Field(4, ge=1)
     # Tumbling event-time windows per twin and sensor (seconds) and how late a reading may be.
-    windows_s: list[float] = Field(default_factory=lambda: [1.0, 60.0], min_length=1)
+    windows_s: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 60.0], min_length=1)
     allowed_lateness_s: float = Field(5.0, ge=0)
     policy: TwinPolicy = Field(default_factory=TwinPolicy)
     recovery_dir: Path | None = None

@@ -82,9 +82,7 @@ class CommandListener:
             retry_on=(KafkaException,),
             what="init Kafka transactions for acks",
         )
-        self.consumer.subscribe(
-            [self.settings.twin.commands_topic], on_assign=lambda c, p: self.assigned.set()
-        )
+        self.consumer.subscribe([self.settings.twin.commands_topic], on_assign=lambda c, p: self.assigned.set())
         self._thread.start()
         return self
 
@@ -141,9 +139,7 @@ class CommandListener:
         except Refused as exc:
             return make_ack(cmd, "rejected", str(exc), source=self.protocol)
         except TimeoutError:
-            return make_ack(
-                cmd, "expired", "deadline passed while writing to the device", source=self.protocol
-            )
+            return make_ack(cmd, "expired", "deadline passed while writing to the device", source=self.protocol)
         except Exception as exc:
             return make_ack(cmd, "failed", f"{type(exc).__name__}: {exc}", source=self.protocol)
         return make_ack(cmd, "applied", None, source=self.protocol)
@@ -156,12 +152,8 @@ class CommandListener:
             return
         self.producer.begin_transaction()
         try:
-            self.producer.produce(
-                self.settings.twin.acks_topic, key=ack.twin_id.encode(), value=encode_ack(ack)
-            )
-            self.producer.send_offsets_to_transaction(
-                next_offset, self.consumer.consumer_group_metadata(), 10
-            )
+            self.producer.produce(self.settings.twin.acks_topic, key=ack.twin_id.encode(), value=encode_ack(ack))
+            self.producer.send_offsets_to_transaction(next_offset, self.consumer.consumer_group_metadata(), 10)
             self.producer.commit_transaction(30)
         except KafkaException:
             self.producer.abort_transaction(30)

@@ -87,9 +87,7 @@ class Publisher:
             self._thread.start()
         return self
 
-    def put(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
+    def put(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Queue one record; blocks while the buffer is full (unless ``when_full = drop_oldest``)."""
         rec: Record = (topic, key, value, headers or [])
         with self._cond:
@@ -135,9 +133,7 @@ class Publisher:
                         break
                     topic, key, value, headers = rec
                     try:
-                        self.producer.produce(
-                            topic, value=value, key=key, headers=headers, on_delivery=self._delivered
-                        )
+                        self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
                     except BufferError:
                         self.queue.put_front(rec)
                         break
@@ -192,8 +188,6 @@ class Publisher:
             if left:
                 # … and are kept in the spill file, so the next run sends them.
                 self.queue.persist_memory()
-                log.error(
-                    "%s: %d records not delivered at shutdown, kept in %s", self.name, left, self.queue.path
-                )
+                log.error("%s: %d records not delivered at shutdown, kept in %s", self.name, left, self.queue.path)
         self.queue.close()
         log.info("%s: publisher closed %s", self.name, asdict(self.counters))

@@ -17,9 +17,7 @@ def state_message(c: StateChange, topic: str) -> Message:
     return KafkaSinkMessage(c.twin_id.encode(), encode({**c.snapshot, "change": c.change}), topic=topic)
 
 
-def to_messages(
-    item: StateChange | Command | Alert | LateReading | WindowRow, tw: TwinSettings
-) -> list[Message]:
+def to_messages(item: StateChange | Command | Alert | LateReading | WindowRow, tw: TwinSettings) -> list[Message]:
     """The Kafka messages for one output of the twin step (window rows go to the database only)."""
     if isinstance(item, StateChange):
         return [state_message(item, tw.state_topic)]

@@ -78,17 +78,13 @@ class ModbusBridge(Bridge):
         delays = self.delays()
         interval = self.conn.poll_interval_ms / 1000
         while not stop.is_set():
-            client = AsyncModbusTcpClient(
-                self.conn.host, port=self.conn.port, timeout=self.conn.timeout_s, retries=0
-            )
+            client = AsyncModbusTcpClient(self.conn.host, port=self.conn.port, timeout=self.conn.timeout_s, retries=0)
             try:
                 if not await client.connect():
                     raise ConnectionError(f"cannot connect to {self.conn.host}:{self.conn.port}")
                 self.client = client
                 self.connected.set()
-                log.info(
-                    "Modbus: polling %d requests on %s:%d", len(self.plan), self.conn.host, self.conn.port
-                )
+                log.info("Modbus: polling %d requests on %s:%d", len(self.plan), self.conn.host, self.conn.port)
                 delays = self.delays()
                 next_at = time.monotonic()
                 while not stop.is_set():

@@ -102,9 +102,7 @@ class MqttBridge:
             rejected_at=datetime.now(UTC),
             truncated_from=len(msg.payload),
         )
-        log.warning(
-            "MQTT payload of %d bytes on %.200s dead-lettered: too large", len(msg.payload), msg.topic
-        )
+        log.warning("MQTT payload of %d bytes on %.200s dead-lettered: too large", len(msg.payload), msg.topic)
         return self.settings.topics.dlq, dead.key, dead.value, dead.headers()
 
     def start(self) -> None:

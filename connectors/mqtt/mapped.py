@@ -42,9 +42,7 @@ class MappedMqttBridge(Bridge):
                 parts = split_path(p.path) if p.path else None
                 self.routes.setdefault(a.topic_of(name), []).append((a, name, parts))
         self._ts_paths = {a.twin_id: split_path(a.ts_path) if a.ts_path else None for a in self.assets}
-        self._q_paths = {
-            a.twin_id: split_path(a.quality_path) if a.quality_path else None for a in self.assets
-        }
+        self._q_paths = {a.twin_id: split_path(a.quality_path) if a.quality_path else None for a in self.assets}
         self.received = 0
         self.unmapped = 0
         self.client = make_client(
@@ -137,9 +135,7 @@ class MappedMqttBridge(Bridge):
         body = orjson.dumps({"parameter": parameter, "value": value, "ts": datetime.now(UTC).isoformat()})
         info = self.client.publish(asset.command_topic, body, qos=max(self.conn.qos, 1))
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(
-                f"MQTT publish to {asset.command_topic} failed: {mqtt.error_string(info.rc)}"
-            )
+            raise ConnectionError(f"MQTT publish to {asset.command_topic} failed: {mqtt.error_string(info.rc)}")
         # Wait for the broker's acknowledgement (PUBACK/PUBCOMP) without blocking the loop.
         await asyncio.get_running_loop().run_in_executor(None, info.wait_for_publish, 10.0)
         if not info.is_published():

@@ -54,11 +54,7 @@ async def make_client(conn: OpcuaConnection, resolve, timeout: float = 4.0) -> C
     client.application_uri = conn.application_uri
     client.name = client.description = "twinflow bridge"
     if conn.security != "None":
-        mode = (
-            ua.MessageSecurityMode.Sign
-            if conn.security.endswith("_Sign")
-            else ua.MessageSecurityMode.SignAndEncrypt
-        )
+        mode = ua.MessageSecurityMode.Sign if conn.security.endswith("_Sign") else ua.MessageSecurityMode.SignAndEncrypt
         server_cert = resolve(conn.server_certificate)
         await client.set_security(
             SecurityPolicyBasic256Sha256,
@@ -101,9 +97,7 @@ class OpcuaBridge(Bridge):
                 mparams = ua.MonitoringParameters()
                 mparams.ClientHandle = handle
                 mparams.SamplingInterval = (
-                    self.conn.sampling_interval_ms
-                    if p.sampling_interval_ms is None
-                    else p.sampling_interval_ms
+                    self.conn.sampling_interval_ms if p.sampling_interval_ms is None else p.sampling_interval_ms
                 )
                 mparams.QueueSize = self.conn.queue_size
                 mparams.DiscardOldest = True
@@ -132,9 +126,7 @@ class OpcuaBridge(Bridge):
         params.PublishingEnabled = True
         params.Priority = 0
         # Iterator mode; a consumer too slow for the queue forces a reconnect, never a silent drop.
-        sub = await client.create_subscription(
-            params, queue_maxsize=500_000, overflow=OverflowPolicy.DISCONNECT
-        )
+        sub = await client.create_subscription(params, queue_maxsize=500_000, overflow=OverflowPolicy.DISCONNECT)
         results = await sub.create_monitored_items(self._requests(sub))
         for (handle, key), res in zip(list(self.handles.items()), results, strict=True):
             if isinstance(res, ua.StatusCode):

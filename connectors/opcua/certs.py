@@ -19,9 +19,7 @@ def generate(key: Path, cert: Path, app_uri: str, host: str, server: bool) -> No
     asyncio.run(setup_self_signed_certificate(key, cert, app_uri, host, use, SUBJECT))
 
 
-def generate_pair(
-    out: Path, host: str = "localhost", client_uri: str = "urn:twinflow:bridge"
-) -> dict[str, Path]:
+def generate_pair(out: Path, host: str = "localhost", client_uri: str = "urn:twinflow:bridge") -> dict[str, Path]:
     """Server and client certificates; the client's is copied into ``trusted/`` for the simulator."""
     files = {
         "server_certificate": out / "server-cert.der",

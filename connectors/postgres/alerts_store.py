@@ -128,9 +128,7 @@ class AlertStore:
 
         self._tx(run, f"writing {len(alerts)} alert versions")
 
-    def write_model_outputs(
-        self, records: Sequence[AnomalyScore | FailurePrediction | ForecastPoint]
-    ) -> None:
+    def write_model_outputs(self, records: Sequence[AnomalyScore | FailurePrediction | ForecastPoint]) -> None:
         """Upsert anomaly scores, forecasts and failure predictions (idempotent)."""
         scores = [
             (r.twin_id, r.ts, r.score, r.threshold, r.is_anomaly, Jsonb(r.contributions), r.model)
@@ -162,9 +160,7 @@ class AlertStore:
             self._tx(run, f"writing {len(records)} model outputs")
 
     # ------------------------------------------------------------------ CLI
-    def list_alerts(
-        self, *, states: Sequence[str], twin_id: str | None = None, limit: int = 50
-    ) -> list[dict]:
+    def list_alerts(self, *, states: Sequence[str], twin_id: str | None = None, limit: int = 50) -> list[dict]:
         """Latest alerts, newest first, in the given states."""
 
         def run(conn: psycopg.Connection) -> list[dict]:

@@ -45,9 +45,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     for path in sorted(directory.glob("*.sql")):
         m = _NAME.match(path.name)
         if m is None:
-            raise MigrationError(
-                f"{path}: migration files must be named NNNN_lower_snake.sql (e.g. 0002_alerts.sql)"
-            )
+            raise MigrationError(f"{path}: migration files must be named NNNN_lower_snake.sql (e.g. 0002_alerts.sql)")
         found.append(Migration(int(m.group(1)), m.group(2), path))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):

@@ -24,9 +24,7 @@ STAGE_DDL = (
     " twin_id text, sensor text, ts timestamptz, value double precision,"
     " seq bigint, quality smallint, source text) ON COMMIT DELETE ROWS"
 )
-COPY_SQL = (
-    "COPY telemetry_stage (twin_id, sensor, ts, value, seq, quality, source) FROM STDIN (FORMAT BINARY)"
-)
+COPY_SQL = "COPY telemetry_stage (twin_id, sensor, ts, value, seq, quality, source) FROM STDIN (FORMAT BINARY)"
 # DO NOTHING also absorbs duplicates inside one batch (the first copy wins).
 MOVE_SQL = (
     "INSERT INTO telemetry (twin_id, sensor, ts, value, seq, quality, source) "

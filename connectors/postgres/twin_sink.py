@@ -64,6 +64,11 @@ HISTORY_MOVE = (
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)
     + ", recorded_at = now()"
 )
+# A version keeps one point even if a replay computed it at another time (different input interleaving).
+QUALITY_STALE = (
+    "DELETE FROM twin_sync_quality q USING twin_history_stage s"
+    " WHERE q.twin_id = s.twin_id AND q.version = s.version AND q.ts <> s.event_time"
+)
 QUALITY_MOVE = (
     "INSERT INTO twin_sync_quality"
     " (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
@@ -165,6 +170,7 @@ class TwinWriter:
                         for c in changes:
                             copy.write_row(history_row(c))
                     cur.execute(HISTORY_MOVE)
+                    cur.execute(QUALITY_STALE)
                     cur.execute(QUALITY_MOVE)
                 if windows:
                     with cur.copy(WINDOW_COPY) as copy:

@@ -28,9 +28,7 @@ class SimModbusServer:
         self.plant = plant
         self.assets: list[ModbusAsset] = mapping.of("modbus")
         self.fields: list[RegisterField] = [
-            RegisterField(
-                (a.twin_id, n), a.unit_id, p.kind, p.address, p.type, p.word_order, p.scale, p.offset
-            )
+            RegisterField((a.twin_id, n), a.unit_id, p.kind, p.address, p.type, p.word_order, p.scale, p.offset)
             for a in self.assets
             for n, p in a.params.items()
         ]
@@ -56,9 +54,7 @@ class SimModbusServer:
         ]
         self.server: ModbusTcpServer | None = None
         self._task: asyncio.Task | None = None
-        self._setpoints = [
-            f for f in self.fields if f.kind == "holding" and plant.setpoint(*f.key) is not None
-        ]  # type: ignore[misc]
+        self._setpoints = [f for f in self.fields if f.kind == "holding" and plant.setpoint(*f.key) is not None]  # type: ignore[misc]
 
     def _action_for(self, unit: int):
         async def action(fc, start, address, count, registers, set_values):
@@ -72,11 +68,7 @@ class SimModbusServer:
                 return None
             image[address : address + count] = list(set_values)
             for f in self._setpoints:
-                if (
-                    f.unit_id == unit
-                    and address <= f.address + f.width - 1
-                    and f.address <= address + count - 1
-                ):
+                if f.unit_id == unit and address <= f.address + f.width - 1 and f.address <= address + count - 1:
                     value = decode(f, image[f.address : f.address + f.width])
                     self.plant.set(f.key[0], f.key[1], value)  # type: ignore[index]
                     self.writes += 1

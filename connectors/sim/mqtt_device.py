@@ -56,9 +56,7 @@ class SimMqttDevice:
         self.topics: dict[str, list[tuple[MqttAsset, str, tuple[str, ...] | None]]] = {}
         for a in self.assets:
             for name, p in a.params.items():
-                self.topics.setdefault(a.topic_of(name), []).append(
-                    (a, name, split_path(p.path) if p.path else None)
-                )
+                self.topics.setdefault(a.topic_of(name), []).append((a, name, split_path(p.path) if p.path else None))
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:

@@ -78,9 +78,7 @@ class SimOpcuaServer:
             await s.load_certificate(self._path(self.conn.server_certificate, "server_certificate"))
             await s.load_private_key(self._path(self.conn.server_private_key, "server_private_key"))
             if self.conn.trusted_certificates is not None:
-                store = TrustStore(
-                    [Path(self._path(self.conn.trusted_certificates, "trusted_certificates"))], []
-                )
+                store = TrustStore([Path(self._path(self.conn.trusted_certificates, "trusted_certificates"))], [])
                 await store.load()
                 validator = CertificateValidator(
                     CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT,
@@ -104,9 +102,7 @@ class SimOpcuaServer:
                     self.setpoints[(a.twin_id, name)] = sp
                     await s.write_attribute_value(nodeid, ua.DataValue(ua.Variant(sp, ua.VariantType.Double)))
         await s.start()
-        log.info(
-            "OPC-UA server on %s (%s), %d variables", self.conn.endpoint, self.conn.security, len(self.nodes)
-        )
+        log.info("OPC-UA server on %s (%s), %d variables", self.conn.endpoint, self.conn.security, len(self.nodes))
 
     def poll_writes(self) -> None:
         """Apply setpoints written by clients since the last tick."""

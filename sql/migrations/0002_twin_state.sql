@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS twin_sync_quality (
     PRIMARY KEY (twin_id, ts, version)
 );
 COMMENT ON TABLE twin_sync_quality IS 'Consistency score, status and sync latency of each twin over time';
+-- One point per version: the sink replaces a version's point even when a replay gives it another time.
+CREATE INDEX IF NOT EXISTS twin_sync_quality_version ON twin_sync_quality (twin_id, version);
 
 DO $$
 BEGIN

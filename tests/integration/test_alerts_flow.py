@@ -75,9 +75,7 @@ def scores(twin: str, t0: datetime, start: int, stop: int, fault: tuple[int, int
         bad = fault[0] <= s < fault[1]
         value = 2.0 + (s % 3) * 0.3 if bad else 0.2
         contrib = (
-            {"vibration": 0.7, "temp_c": 0.2, "rpm": 0.1}
-            if bad
-            else {"vibration": 0.3, "temp_c": 0.4, "rpm": 0.3}
+            {"vibration": 0.7, "temp_c": 0.2, "rpm": 0.1} if bad else {"vibration": 0.3, "temp_c": 0.4, "rpm": 0.3}
         )
         out.append(AnomalyScore(twin, t0 + timedelta(seconds=s), value, 1.0, bad, contrib, "hst"))
     return out
@@ -105,9 +103,7 @@ def db_rows(s, twins: list[str]) -> tuple[list[tuple], list[tuple]]:
     return alerts, events
 
 
-def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maintenance_silent(
-    alert_settings, tmp_path
-):
+def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maintenance_silent(alert_settings, tmp_path):
     uid = uuid.uuid4().hex[:8]
     twin_a, twin_b = f"pump-a-{uid}", f"pump-b-{uid}"
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=400)
@@ -119,9 +115,7 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
 
     with Receiver() as rx:
         s = alert_settings.model_copy(
-            update={
-                "alerts": a.model_copy(update={"webhook_url": rx.url, "webhook_secret": SecretStr(SECRET)})
-            }
+            update={"alerts": a.model_copy(update={"webhook_url": rx.url, "webhook_secret": SecretStr(SECRET)})}
         )
 
         def run() -> None:
@@ -172,11 +166,7 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
         resolved = versions[-1]
         assert resolved.acked_by == "alice" and resolved.resolved_by == "auto"
         end = t0 + timedelta(seconds=fault[1])
-        assert (
-            end + timedelta(seconds=COOL_DOWN)
-            <= resolved.resolved_at
-            <= end + timedelta(seconds=COOL_DOWN + PERIOD)
-        )
+        assert end + timedelta(seconds=COOL_DOWN) <= resolved.resolved_at <= end + timedelta(seconds=COOL_DOWN + PERIOD)
 
         # the webhook got every version, signed
         bodies = [msgspec.json.decode(r.body, type=Alert) for r in rx.requests]
@@ -199,9 +189,7 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
     # window covering the replayed span (the backfill setting, docs/alerts.md) applies them in
     # event-time order: the rows of both twins are unchanged and B still has no alert.
     rules = dataclasses.replace(a.rules, reorder_window_s=3600.0)
-    replay = alert_settings.model_copy(
-        update={"alerts": a.model_copy(update={"webhook_url": None, "rules": rules})}
-    )
+    replay = alert_settings.model_copy(update={"alerts": a.model_copy(update={"webhook_url": None, "rules": rules})})
     run_main(build_flow(replay, tail=False))
     assert db_rows(s, [twin_a, twin_b]) == expected
     assert {(x.twin_id, x.alert_id, x.version) for x in alerts_out(s)} == {
@@ -215,9 +203,7 @@ def test_model_outputs_reach_the_database_and_bad_records_the_dlq(alert_settings
     twin = f"pump-m-{uid}"
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     send(s, a.failures_topic, [FailurePrediction(twin, t0, 2 * 3600.0, 0.8, 0.1, 86400.0)])
-    fc = ForecastPoint(
-        twin, "temp_c", t0, t0 + timedelta(hours=1), 88.0, 85.0, 91.0, 90.0, t0 + timedelta(hours=2)
-    )
+    fc = ForecastPoint(twin, "temp_c", t0, t0 + timedelta(hours=1), 88.0, 85.0, 91.0, 90.0, t0 + timedelta(hours=2))
     send(s, a.forecasts_topic, [fc])
     send(s, a.anomalies_topic, scores(twin, t0, 0, 30, (0, 0)))
     produce(
@@ -228,9 +214,7 @@ def test_model_outputs_reach_the_database_and_bad_records_the_dlq(alert_settings
     run_main(build_flow(s, tail=False))
     run_main(build_flow(s, tail=False))  # a replay changes nothing
     with psycopg.connect(s.postgres.conninfo()) as db:
-        assert db.execute("SELECT count(*) FROM anomaly_scores WHERE twin_id = %s", (twin,)).fetchone() == (
-            6,
-        )
+        assert db.execute("SELECT count(*) FROM anomaly_scores WHERE twin_id = %s", (twin,)).fetchone() == (6,)
         assert db.execute(
             "SELECT rul_s, failure_probability FROM failure_predictions WHERE twin_id = %s", (twin,)
         ).fetchall() == [(7200.0, 0.8)]

@@ -37,9 +37,7 @@ def test_timescale_hypertables_caggs_policies_and_roles(timescale):
             with conn.transaction():
                 conn.execute(path.read_text())
         hyper = dict(
-            conn.execute(
-                "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"
-            )
+            conn.execute("SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables")
         )
         assert HYPERTABLES | {"telemetry"} <= set(hyper)
         assert hyper["anomaly_scores"] and hyper["forecasts"] and hyper["alert_events"]
@@ -58,8 +56,7 @@ def test_timescale_hypertables_caggs_policies_and_roles(timescale):
         )
         cagg_tables = dict(
             conn.execute(
-                "SELECT view_name, materialization_hypertable_name"
-                " FROM timescaledb_information.continuous_aggregates"
+                "SELECT view_name, materialization_hypertable_name FROM timescaledb_information.continuous_aggregates"
             )
         )
         for view in ("telemetry_1m", "telemetry_1h"):
@@ -86,9 +83,7 @@ def test_timescale_hypertables_caggs_policies_and_roles(timescale):
             f"('{twin}', 'rpm', now(), 10, 1, 'test'),"
             f" ('{twin}', 'rpm', now() - interval '1 second', 20, 2, 'test')"
         )
-        row = conn.execute(
-            f"SELECT sum(n), max(max_value) FROM telemetry_1h WHERE twin_id = '{twin}'"
-        ).fetchone()
+        row = conn.execute(f"SELECT sum(n), max(max_value) FROM telemetry_1h WHERE twin_id = '{twin}'").fetchone()
         assert row == (2, 20.0)
 
 

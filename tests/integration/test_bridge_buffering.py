@@ -37,9 +37,7 @@ def test_kafka_outage_loses_no_reading(tmp_path: Path) -> None:
     mapping = write_mapping(tmp_path, plant_toml(uid, free_port(), free_port()))
     kafka.up()
     sim = Simulator(settings, mapping, ground_truth_kafka=False).start()
-    bridges = [
-        cls(settings, mapping, commands=False) for cls in (OpcuaBridge, MappedMqttBridge, ModbusBridge)
-    ]
+    bridges = [cls(settings, mapping, commands=False) for cls in (OpcuaBridge, MappedMqttBridge, ModbusBridge)]
     try:
         for b in bridges:
             b.start()
@@ -48,9 +46,7 @@ def test_kafka_outage_loses_no_reading(tmp_path: Path) -> None:
 
         kafka.down()
         outage_end = time.monotonic() + OUTAGE_S
-        wait_for(
-            lambda: all(b.publisher.counters.buffered > 60 for b in bridges), OUTAGE_S, "readings to buffer"
-        )
+        wait_for(lambda: all(b.publisher.counters.buffered > 60 for b in bridges), OUTAGE_S, "readings to buffer")
         time.sleep(max(outage_end - time.monotonic(), 0))
         during = {b.protocol: b.publisher.stats() for b in bridges}
         kafka.up()
@@ -69,9 +65,7 @@ def test_kafka_outage_loses_no_reading(tmp_path: Path) -> None:
     msgs = consume(
         settings,
         settings.topics.raw,
-        lambda ms: (
-            len({(m.key(), orjson.loads(m.value())["seq"]) for m in ms}) >= sum(b.envelopes for b in bridges)
-        ),
+        lambda ms: len({(m.key(), orjson.loads(m.value())["seq"]) for m in ms}) >= sum(b.envelopes for b in bridges),
         timeout=60,
     )
     try:

@@ -7,9 +7,7 @@ from tests.conftest import REPO
 
 
 def test_docker_compose_config_validates():
-    res = subprocess.run(
-        ["docker", "compose", "config", "--format", "json"], cwd=REPO, capture_output=True, text=True
-    )
+    res = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     cfg = json.loads(res.stdout)
     services = set(cfg["services"])

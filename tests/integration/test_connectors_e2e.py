@@ -84,9 +84,7 @@ def test_command_changes_simulated_speed_and_is_acked_once(plant, protocol: str)
     envs = envelopes(
         plant,
         twin,
-        lambda ms: any(
-            abs(orjson.loads(m.value())["readings"].get("speed_rpm", 0) - target) < 15 for m in ms
-        ),
+        lambda ms: any(abs(orjson.loads(m.value())["readings"].get("speed_rpm", 0) - target) < 15 for m in ms),
         timeout=20,
     )
     late = [e for e in envs if e.ts >= after and "speed_rpm" in e.readings]

@@ -90,9 +90,7 @@ def test_gate_audits_allows_and_records_refusals(private_db, unique):
             audit = conn.execute(
                 "SELECT actor, twin_id, old, new, version, decision, reason FROM desired_audit ORDER BY id"
             ).fetchall()
-            rejected = conn.execute(
-                "SELECT actor, reason, request, audit_id FROM desired_rejections"
-            ).fetchall()
+            rejected = conn.execute("SELECT actor, reason, request, audit_id FROM desired_rejections").fetchall()
         assert producer.flush(30) == 0
         assert ok.allowed and not no.allowed and no.reason == "out_of_range"
         assert audit == [

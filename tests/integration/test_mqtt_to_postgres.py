@@ -94,9 +94,7 @@ def test_mosquitto_pub_readings_land_in_postgres(settings, unique, tmp_path):
         with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
             deadline = time.monotonic() + 90
             while True:
-                n = db.execute(
-                    "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)
-                ).fetchone()[0]
+                n = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
                 if n >= expected or time.monotonic() > deadline:
                     break
                 assert flow.poll() is None, (tmp_path / "procs.log").read_text()

@@ -57,18 +57,14 @@ def test_fleet_health_now(db, fleet: Fleet):
 
 
 def test_most_anomalous_twins(db, fleet: Fleet):
-    rows = queries.run(
-        db, "most_anomalous_twins", since=fleet.at(-120), until=fleet.end, twins=fleet.twins, limit=10
-    )
+    rows = queries.run(db, "most_anomalous_twins", since=fleet.at(-120), until=fleet.end, twins=fleet.twins, limit=10)
     assert [r["twin_id"] for r in rows] == [fleet.f, fleet.h]  # d has no scores
     f, h = rows
     assert (f["anomalous_samples"], f["samples"]) == (30, 120)
     assert f["peak_ratio"] == pytest.approx(2.5)
     assert f["top_sensors"] == "vibration, temp_c, rpm"
     assert h["anomalous_samples"] == 5 and h["top_sensors"] == "rpm, temp_c"
-    limited = queries.run(
-        db, "most_anomalous_twins", since=fleet.at(-120), until=fleet.end, twins=fleet.twins, limit=1
-    )
+    limited = queries.run(db, "most_anomalous_twins", since=fleet.at(-120), until=fleet.end, twins=fleet.twins, limit=1)
     assert [r["twin_id"] for r in limited] == [fleet.f]
 
 

@@ -14,9 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_status_reports_every_core_service_healthy(stack_settings):
-    res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", "stack", "status"], capture_output=True, text=True
-    )
+    res = subprocess.run([sys.executable, "-m", "twinflow.cli", "stack", "status"], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     for name in ("postgres", "mosquitto", "kafka"):
         assert name in res.stdout
@@ -24,9 +22,7 @@ def test_status_reports_every_core_service_healthy(stack_settings):
 
 def test_up_is_idempotent(stack_settings):
     before = {svc.name: svc.pid() for svc in services(stack_settings)}
-    res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", "stack", "up"], capture_output=True, text=True
-    )
+    res = subprocess.run([sys.executable, "-m", "twinflow.cli", "stack", "up"], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     after = {svc.name: svc.pid() for svc in services(stack_settings)}
     assert before == after and all(after.values())
@@ -37,9 +33,7 @@ def test_port_taken_is_a_clear_error(stack_settings, tmp_path):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        s = stack_settings.model_copy(
-            update={"stack": StackSettings(dir=tmp_path / "stack", mosquitto_port=port)}
-        )
+        s = stack_settings.model_copy(update={"stack": StackSettings(dir=tmp_path / "stack", mosquitto_port=port)})
         with pytest.raises(StackError) as exc:
             Mosquitto(s).up()
     msg = str(exc.value)
@@ -50,9 +44,7 @@ def test_a_second_mosquitto_starts_on_a_configured_port_and_stops(stack_settings
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    s = stack_settings.model_copy(
-        update={"stack": StackSettings(dir=tmp_path / "stack", mosquitto_port=port)}
-    )
+    s = stack_settings.model_copy(update={"stack": StackSettings(dir=tmp_path / "stack", mosquitto_port=port)})
     svc = Mosquitto(s)
     svc.up()
     try:

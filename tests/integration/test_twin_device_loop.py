@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 from connectors.kafka.clients import client_config, producer_config
 from tests.twin_fixtures import delete_topics, settings_env, twin_db, twin_settings_for  # noqa: F401
-from tests.twin_kafka import envelope, query, read_all, wait_for
+from tests.twin_kafka import envelope, produce, query, read_all, wait_for
 from twinflow.cli import app
 from twinflow.settings import Settings
-from twinflow.twin_cli import load_state
+from twinflow.twin_cli import load_state, produce_desired
 
 pytestmark = pytest.mark.integration
 
@@ -69,9 +69,7 @@ class FakeDevice(threading.Thread):
                 self.commands.append(cmd)
                 self.setpoint[cmd["twin_id"]] = cmd["value"]
                 ack = {"command_id": cmd["command_id"], "status": "applied", "applied_at": _now()}
-                producer.produce(
-                    self.s.twin.acks_topic, key=cmd["twin_id"].encode(), value=json.dumps(ack).encode()
-                )
+                producer.produce(self.s.twin.acks_topic, key=cmd["twin_id"].encode(), value=json.dumps(ack).encode())
             seq += 1
             for twin, target in self.setpoint.items():
                 step = max(-10.0, min(10.0, target - self.speed[twin]))
@@ -91,18 +89,23 @@ def _now() -> str:
 def loop(twin_db: Settings, tmp_path: Path) -> Iterator[tuple[Settings, str, str, FakeDevice]]:  # noqa: F811
     tag = uuid.uuid4().hex[:6]
     digital, physical = f"dev-{tag}-digital", f"dev-{tag}-physical"
+    dead = f"dev-{tag}-dead"
     speed = {"tolerance": 2.0, "clear_tolerance": 1.0, "hold_time_s": 0.3, "ack_timeout_s": 5.0}
     policy = {
         "twins": {
             digital: {"parameters": {"speed": {**speed, "strategy": "digital_wins"}}},
             physical: {"parameters": {"speed": {**speed, "strategy": "physical_wins"}}},
+            dead: {
+                "max_desync_time_s": 3.0,
+                "parameters": {"speed": {**speed, "strategy": "digital_wins", "ack_timeout_s": 0.5, "max_attempts": 2}},
+            },
         }
     }
     s = twin_settings_for(twin_db, policy)
     device = FakeDevice(s, {digital: 100.0, physical: 100.0})
     log = open(tmp_path / "flow.log", "wb")  # noqa: SIM115 (closed below)
     flow = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "flows.twin:get_flow()", "-w", "1"],
+        [sys.executable, "-m", "bytewax.run", "flows.twin:get_flow()", "-w", "1", "-s", "1"],
         cwd=REPO,
         env={**os.environ, **settings_env(s)},
         stdout=log,
@@ -145,9 +148,12 @@ def test_digital_wins_drives_the_device_and_physical_wins_follows_it(
                 "op",
                 "--reason",
                 "t",
+                "--wait",
+                "30",
             ],
         )
         assert res.exit_code == 0, res.output
+        assert f"applied: {twin} is at version {version + 1}" in res.output
 
     def converged():
         st = load_state(s, digital)
@@ -182,6 +188,43 @@ def test_digital_wins_drives_the_device_and_physical_wins_follows_it(
     state = wait_for("desired of the physical_wins twin to follow reported", followed)
     assert state["status"] == "synchronized"
     assert all(c["twin_id"] != physical for c in device.commands)
+
+    # A device that went silent: no readings, no acks. The live flow's clock ticks still time out the
+    # command, retry it, give up and escalate.
+    dead = digital.replace("-digital", "-dead")
+    now = datetime.now(UTC)
+    produce(s, s.topics.raw, [(dead.encode(), envelope(dead, now, 1, {"speed": 100.0}))])
+    wait_for("a first state of the silent twin", lambda: load_state(s, dead))
+    produce_desired(s, dead, {"speed": 150.0}, author="op")
+
+    def escalated():
+        kinds = [
+            (v["kind"], v["detail"].get("attempts")) for k, v in read_all(s, s.twin.alerts_topic) if k == dead.encode()
+        ]
+        return kinds if ("desync", None) in kinds else None
+
+    kinds = wait_for("the silent twin to escalate", escalated, timeout=30)
+    assert ("command_failed", 2) in kinds
+    dead_commands = [v for k, v in read_all(s, s.twin.commands_topic) if k == dead.encode()]
+    assert len(dead_commands) == 2 and len({c["command_id"] for c in dead_commands}) == 2
+
+    stale = runner.invoke(
+        app,
+        [
+            "twin",
+            "set-desired",
+            digital,
+            "speed=170",
+            "--expect-version",
+            "1",
+            "--author",
+            "op2",
+            "--wait",
+            "30",
+        ],
+    )
+    assert stale.exit_code == 3 and "rejected: stale expected_version 1" in stale.output, stale.output
+    assert load_state(s, digital)["desired"]["speed"]["value"] == 150.0
 
     shown = runner.invoke(app, ["twin", "show", digital])
     assert shown.exit_code == 0 and "synchronized" in shown.output and "speed" in shown.output, shown.output

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from bytewax.testing import run_main
+from confluent_kafka.admin import AdminClient, ConfigResource
 
+from connectors.kafka.clients import client_config
 from flows.twin import build_flow
 from tests.twin_fixtures import delete_topics, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import envelope, produce, query, read_all, versions
@@ -17,9 +19,14 @@ from twinflow.twin_cli import load_state, produce_desired
 
 pytestmark = pytest.mark.integration
 
-POLICY = {
-    "defaults": {"parameters": {"speed": {"strategy": "digital_wins", "tolerance": 2.0, "hold_time_s": 0.5}}}
-}
+
+def topic_config(s: Settings, topic: str) -> dict[str, str]:
+    admin = AdminClient(client_config(s))
+    (fut,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    return {name: entry.value for name, entry in fut.result(timeout=30).items()}
+
+
+POLICY = {"defaults": {"parameters": {"speed": {"strategy": "digital_wins", "tolerance": 2.0, "hold_time_s": 0.5}}}}
 
 
 @pytest.fixture
@@ -40,12 +47,8 @@ def test_flow_writes_history_windows_late_records_and_a_replay_adds_nothing(s: S
     msgs += [(other.encode(), envelope(other, ts, seq, r)) for ts, seq, r in readings]
     msgs.append((twin.encode(), b"{not json"))  # the telemetry flow dead-letters this; here it is skipped
     produce(s, s.topics.raw, msgs)
-    produce_desired(
-        s, twin, {"speed": 300.0}, author="test", reason="integration", issued_at=t0 + timedelta(seconds=5)
-    )
-    produce(
-        s, s.twin.desired_topic, [(twin.encode(), b'{"twin_id": "' + twin.encode() + b'", "values": {}}')]
-    )
+    produce_desired(s, twin, {"speed": 300.0}, author="test", reason="integration", issued_at=t0 + timedelta(seconds=5))
+    produce(s, s.twin.desired_topic, [(twin.encode(), b'{"twin_id": "' + twin.encode() + b'", "values": {}}')])
 
     run_main(build_flow(s, tail=False))
 
@@ -76,8 +79,9 @@ def test_flow_writes_history_windows_late_records_and_a_replay_adds_nothing(s: S
     assert [(c["parameter"], c["value"]) for c in commands][:1] == [("speed", 300.0)]
     dead = read_all(s, s.topics.dlq)
     assert len(dead) == 1  # the desired update without values or mode, with its reason in the headers
-    state = read_all(s, s.twin.state_topic)
-    assert state[-1][0] == twin.encode() and state[-1][1]["version"] == first[-1]
+    assert topic_config(s, s.twin.state_topic)["cleanup.policy"] == "compact"
+    state = [v for k, v in read_all(s, s.twin.state_topic) if k == twin.encode()]
+    assert [v["version"] for v in state] == first  # twin.state carries every version, in order
 
     as_of = load_state(s, other, t0 + timedelta(seconds=2.1))
     assert as_of is not None and as_of["reported"]["speed"]["value"] == 108.0
@@ -85,27 +89,36 @@ def test_flow_writes_history_windows_late_records_and_a_replay_adds_nothing(s: S
     assert load_state(s, other, t0 - timedelta(minutes=5)) is None
     assert load_state(s, other)["version"] == 40
 
-    history_count = query(s, "SELECT count(*) AS n FROM twin_state_history WHERE twin_id = %s", (twin,))[0][
-        "n"
-    ]
-    quality_count = query(s, "SELECT count(*) AS n FROM twin_sync_quality WHERE twin_id = %s", (twin,))[0][
-        "n"
-    ]
+    history_count = query(s, "SELECT count(*) AS n FROM twin_state_history WHERE twin_id = %s", (twin,))[0]["n"]
+    quality_count = query(s, "SELECT count(*) AS n FROM twin_sync_quality WHERE twin_id = %s", (twin,))[0]["n"]
     window_snapshot = query(s, "SELECT * FROM telemetry_windows WHERE twin_id = %s ORDER BY 1,2,3,4", (twin,))
 
     run_main(build_flow(s, tail=False))  # a replay over the same input
 
     again = versions(s, twin)
     assert again == list(range(1, len(again) + 1))
-    assert query(s, "SELECT count(*) AS n FROM twin_state_history WHERE twin_id = %s", (twin,))[0][
-        "n"
-    ] == max(history_count, len(again))
-    assert (
-        query(s, "SELECT count(*) AS n FROM twin_sync_quality WHERE twin_id = %s", (twin,))[0]["n"]
-        == quality_count
+    assert query(s, "SELECT count(*) AS n FROM twin_state_history WHERE twin_id = %s", (twin,))[0]["n"] == max(
+        history_count, len(again)
     )
+    assert query(s, "SELECT count(*) AS n FROM twin_sync_quality WHERE twin_id = %s", (twin,))[0]["n"] == quality_count
     replayed = query(s, "SELECT * FROM telemetry_windows WHERE twin_id = %s ORDER BY 1,2,3,4", (twin,))
     strip = ("updated_at",)
     assert [{k: v for k, v in r.items() if k not in strip} for r in replayed] == [
         {k: v for k, v in r.items() if k not in strip} for r in window_snapshot
     ]
+
+
+def test_with_ingest_on_the_twin_flow_also_writes_telemetry_and_dead_letters(twin_db: Settings) -> None:  # noqa: F811
+    s = twin_settings_for(twin_db, ingest=True)
+    try:
+        twin = f"ing-{uuid.uuid4().hex[:8]}"
+        t0 = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
+        msgs = [(twin.encode(), envelope(twin, t0 + timedelta(seconds=i), i, {"a": i, "b": -i})) for i in range(5)]
+        produce(s, s.topics.raw, [*msgs, (twin.encode(), b"{oops")])
+        run_main(build_flow(s, tail=False))
+        rows = query(s, "SELECT sensor, count(*) AS n FROM telemetry WHERE twin_id = %s GROUP BY sensor", (twin,))
+        assert {r["sensor"]: r["n"] for r in rows} == {"a": 5, "b": 5}
+        assert read_all(s, s.topics.dlq, decode=False) == [(twin.encode(), b"{oops")]
+        assert versions(s, twin) == [1, 2, 3, 4, 5]
+    finally:
+        delete_topics(s)

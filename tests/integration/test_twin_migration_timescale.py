@@ -23,9 +23,7 @@ def test_0002_on_timescaledb_creates_hypertables_and_continuous_aggregates() -> 
         if conn.execute("SELECT to_regclass('telemetry')").fetchone()[0] is None:
             conn.execute((MIGRATIONS_DIR / "0001_telemetry.sql").read_text())
         conn.execute((MIGRATIONS_DIR / "0002_twin_state.sql").read_text())
-        hyper = {
-            r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
-        }
+        hyper = {r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")}
         caggs = {
             r[0]: r[1]
             for r in conn.execute(

@@ -45,9 +45,7 @@ def count(s: Settings, table: str, twins: list[str]) -> int:
     return query(s, f"SELECT count(*) AS n FROM {table} WHERE twin_id = ANY(%s)", (twins,))[0]["n"]
 
 
-def test_kill_9_mid_run_then_restart_continues_versions_without_gaps_or_duplicates(
-    s: Settings, tmp_path: Path
-) -> None:
+def test_kill_9_mid_run_then_restart_continues_versions_without_gaps_or_duplicates(s: Settings, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:6]
     twins = [f"rec-{tag}-{i}" for i in range(TWINS)]
     t0 = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
@@ -78,7 +76,7 @@ def test_kill_9_mid_run_then_restart_continues_versions_without_gaps_or_duplicat
         wait_for("the first part to be written", written(first_part))
         time.sleep(2.5)  # a few snapshot intervals pass: state after the first part is snapshotted
         produce(s, s.topics.raw, msgs[first_part:])
-        wait_for("the flow to be busy with the second part", written(first_part + 2000))
+        wait_for("the flow to be busy with the second part", written(first_part + 2000), every=0.05)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n" + (tmp_path / "flow-True.log").read_text()[-3000:]) from None
     finally:

@@ -51,14 +51,8 @@ def test_bad_records_become_dead_letters_with_a_reason(kind, value, key, reason)
 
 
 def test_own_alerts_and_other_kinds_on_the_alerts_topic_are_not_inputs():
-    assert (
-        decode_message("alerts", msg(b'{"kind":"anomaly","twin_id":"p1","origin":"twinflow.alerts"}'), NOW)
-        is None
-    )
-    assert (
-        decode_message("alerts", msg(b'{"kind":"desync","twin_id":"p1","origin":"twinflow.alerts"}'), NOW)
-        is None
-    )
+    assert decode_message("alerts", msg(b'{"kind":"anomaly","twin_id":"p1","origin":"twinflow.alerts"}'), NOW) is None
+    assert decode_message("alerts", msg(b'{"kind":"desync","twin_id":"p1","origin":"twinflow.alerts"}'), NOW) is None
 
 
 def test_webhook_secret_from_env_value_or_file(tmp_path):

@@ -10,9 +10,7 @@ from operators.alerts import AlertRules, KindRule, OrderedTwinAlerts, alert_id_f
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 WINDOW = 30.0
-RULES = AlertRules(
-    anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0, reorder_window_s=WINDOW
-)
+RULES = AlertRules(anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0, reorder_window_s=WINDOW)
 
 
 def at(s: float) -> datetime:
@@ -84,9 +82,7 @@ def test_random_interleavings_within_the_window_match_event_time_order():
 def test_without_the_window_arrival_order_changes_the_result():
     """The control: applied in arrival order, the late ack misses its alert."""
     data, actions, status = topics()
-    rules = AlertRules(
-        anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0, reorder_window_s=0
-    )
+    rules = AlertRules(anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0, reorder_window_s=0)
     assert run(merge([data, actions, status], [0, 25, 20]), rules) != run(
         merge([data, actions, status], [0, -25, -20]), rules
     )
@@ -96,9 +92,9 @@ def test_maintenance_applies_from_its_event_time_even_if_read_after_the_data():
     fault = [score(s, 2.0) for s in range(0, 120, 5)]
     maint = TwinStatus("p1", at(-1), True, "tech")
     assert run([*fault, maint], AlertRules(anomaly=KindRule(30, 60), reorder_window_s=200)) == []
-    assert [x.event for x in run([*fault, maint], AlertRules(anomaly=KindRule(30, 60), reorder_window_s=10))][
-        :1
-    ] == ["opened"]
+    assert [x.event for x in run([*fault, maint], AlertRules(anomaly=KindRule(30, 60), reorder_window_s=10))][:1] == [
+        "opened"
+    ]
 
 
 def test_records_later_than_the_window_are_applied_not_dropped():
@@ -125,9 +121,7 @@ def test_records_of_the_same_time_apply_status_then_data_then_actions():
 
 
 def test_pending_action_expires_after_its_ttl_in_event_time():
-    rules = AlertRules(
-        anomaly=KindRule(0, 60), escalate_after_s=0, pending_action_ttl_s=100, reorder_window_s=0
-    )
+    rules = AlertRules(anomaly=KindRule(0, 60), escalate_after_s=0, pending_action_ttl_s=100, reorder_window_s=0)
     never = alert_id_for("p1", "anomaly", at(999))
     out = run([AlertAction(never, "p1", "ack", "bob", at(0)), score(50, 0.1), score(150, 0.1)], rules)
     assert out == []

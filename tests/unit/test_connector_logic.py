@@ -93,11 +93,7 @@ def _asset(**kw) -> dict:
             ["params.b.path", "several parameters"],
         ),
         (
-            {
-                "assets": [
-                    {"twin_id": "m", "type": "pump", "protocol": "mqtt", "params": {"a": {"path": "x y"}}}
-                ]
-            },
+            {"assets": [{"twin_id": "m", "type": "pump", "protocol": "mqtt", "params": {"a": {"path": "x y"}}}]},
             ["params.a.path"],
         ),
         ({"opcua": {"security": "Basic128"}, "assets": [_asset()]}, ["opcua.security"]),
@@ -114,9 +110,7 @@ def test_mapping_errors_name_asset_and_field(doc: dict, fragments: list[str]) ->
 
 
 def test_simulator_refuses_unknown_signal() -> None:
-    m = parse_mapping(
-        {"assets": [_asset(params={"rpm_typo": {"register": "input", "address": 0}})]}, "f.toml"
-    )
+    m = parse_mapping({"assets": [_asset(params={"rpm_typo": {"register": "input", "address": 0}})]}, "f.toml")
     with pytest.raises(PlantError, match=r"assets\[0\].*params.rpm_typo"):
         Plant(m)
 

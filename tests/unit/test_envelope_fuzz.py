@@ -28,9 +28,9 @@ envelopes = st.builds(
     Envelope,
     v=st.just(1),
     twin_id=twin_ids,
-    ts=st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-    ).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)),
+    ts=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)).map(
+        lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)
+    ),
     seq=st.integers(0, 2**63 - 1),
     source=st.from_regex(r"\A[a-z][a-z0-9_-]{0,31}\Z"),
     readings=st.dictionaries(
@@ -92,11 +92,7 @@ def test_accepted_envelopes_round_trip(env):
 
 
 @FUZZ
-@given(
-    st.lists(
-        st.tuples(st.none() | twin_ids.map(str.encode), st.none() | st.binary(max_size=300)), max_size=20
-    )
-)
+@given(st.lists(st.tuples(st.none() | twin_ids.map(str.encode), st.none() | st.binary(max_size=300)), max_size=20))
 def test_split_batch_accounts_for_every_message(pairs):
     class Msg:
         def __init__(self, i, key, value):

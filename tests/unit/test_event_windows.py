@@ -87,9 +87,7 @@ def test_aggregates_are_right() -> None:
 def test_every_reading_beyond_the_lateness_goes_to_late_output_and_nowhere_else() -> None:
     rnd = random.Random(7)
     readings = sorted_readings(300, rnd)
-    stragglers = [
-        (s - 3.5 - rnd.uniform(0, 5), 10_000 + i, 1e6 + i) for i, (s, _, _) in enumerate(readings[100::20])
-    ]
+    stragglers = [(s - 3.5 - rnd.uniform(0, 5), 10_000 + i, 1e6 + i) for i, (s, _, _) in enumerate(readings[100::20])]
     mixed = list(readings)
     for k, straggler in enumerate(stragglers):
         mixed.insert(101 + k * 21, straggler)  # arrives right after a reading 3.5 s or more newer
@@ -106,9 +104,7 @@ def test_every_reading_beyond_the_lateness_goes_to_late_output_and_nowhere_else(
 def test_a_late_reading_within_lateness_emits_a_correction_as_a_new_version() -> None:
     _, _, rows = run([(0.2, 1, 1.0), (1.5, 2, 2.0), (0.9, 3, 4.0)])
     versions = [
-        (r.version, r.count, r.last)
-        for r in rows
-        if r.sensor == "rpm" and r.window == "1s" and r.start == at(0)
+        (r.version, r.count, r.last) for r in rows if r.sensor == "rpm" and r.window == "1s" and r.start == at(0)
     ]
     assert versions == [(1, 1, 1.0), (2, 2, 4.0)]
 

@@ -14,8 +14,7 @@ def test_minimal_payload_becomes_a_valid_envelope():
 def test_generated_seq_rises_per_twin():
     m = PayloadMapper()
     seqs = [
-        orjson.loads(m.map("x/a/t", b'{"ts":"2026-11-25T08:00:00Z","readings":{"r":1}}')[1])["seq"]
-        for _ in range(3)
+        orjson.loads(m.map("x/a/t", b'{"ts":"2026-11-25T08:00:00Z","readings":{"r":1}}')[1])["seq"] for _ in range(3)
     ]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
 

@@ -21,9 +21,7 @@ def alert(aid: str, twin: str, minutes: float, kind: str = "anomaly") -> AlertRo
 
 def test_json_and_csv_schedules(tmp_path):
     js = tmp_path / "f.json"
-    js.write_text(
-        '{"faults": [{"twin_id": "p1", "fault": "bearing", "onset": "2026-11-25T08:10:00Z", "end": null}]}'
-    )
+    js.write_text('{"faults": [{"twin_id": "p1", "fault": "bearing", "onset": "2026-11-25T08:10:00Z", "end": null}]}')
     assert load_faults(js) == [Fault("p1", "bearing", at(10), None)]
     cs = tmp_path / "f.csv"
     cs.write_text("twin_id,fault,onset,end\np2,leak,2026-11-25T08:00:00+00:00,2026-11-25T08:30:00Z\n")

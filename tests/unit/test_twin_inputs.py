@@ -15,9 +15,7 @@ from twinflow.twin_cli import parse_assignments
 TOPICS = InputTopics("raw", "desired", "acks")
 
 
-def msg(
-    topic: str, key: bytes | None, value: bytes | None, offset: int = 0, ts_ms: int = 1764057600000
-) -> Msg:
+def msg(topic: str, key: bytes | None, value: bytes | None, offset: int = 0, ts_ms: int = 1764057600000) -> Msg:
     return Msg(key=key, value=value, topic=topic, partition=0, offset=offset, timestamp=(1, ts_ms))
 
 

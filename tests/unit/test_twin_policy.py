@@ -42,9 +42,7 @@ def settings_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str):
     return load_settings(), path
 
 
-def test_rules_are_layered_defaults_type_parameter_twin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_rules_are_layered_defaults_type_parameter_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s, _ = settings_from(tmp_path, monkeypatch, POLICY)
     policy = s.twin.policy
     pump = policy.rules_for("pump-001")
@@ -106,3 +104,8 @@ def test_policy_mistakes_name_the_file_and_field(
 
 def test_the_default_policy_never_drives_a_machine() -> None:
     assert TwinPolicy().rules_for("anything").param("x").strategy is Strategy.PHYSICAL_WINS
+
+
+def test_window_sizes_must_be_positive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"twin\.windows_s\.1: Input should be greater than 0"):
+        settings_from(tmp_path, monkeypatch, "[twin]\nwindows_s = [1, 0]\n")

@@ -194,9 +194,7 @@ def test_simulated_values_never_enter_reported_state_or_history() -> None:
     assert run.state.status is Status.SIMULATING and run.state.learn is False
     snap = changes(run(reading(4, 101.0)))[0].snapshot
     assert snap["reported"]["speed"]["value"] == 101.0 and snap["simulated"]["speed"]["value"] == 600.0
-    assert all(
-        c.snapshot["reported"].get("speed", {}).get("value") not in (500.0, 600.0) for c in changes(run.out)
-    )
+    assert all(c.snapshot["reported"].get("speed", {}).get("value") not in (500.0, 600.0) for c in changes(run.out))
 
 
 def test_drift_after_convergence_redrives_under_digital_wins() -> None:
@@ -219,3 +217,16 @@ def test_consistency_score_formula() -> None:
     assert run.state.consistency_score == pytest.approx(0.25)
     run(reading(2, 107.0))
     assert run.state.consistency_score == pytest.approx(1.0)  # |delta| 1 ≤ tolerance
+
+
+def test_a_missing_ack_is_not_retried_when_a_non_critical_value_was_reached() -> None:
+    run = Run(reconciler(strategy="digital_wins", tolerance=1.0, ack_timeout_s=5, hold_time_s=1))
+    run(reading(0, 100.0))
+    (cmd,) = commands(run(desired(0, 110.0)))
+    run(reading(1, 110.0), reading(2, 110.0))
+    assert run.state.status is Status.SYNCHRONIZED
+    assert commands(run(reading(6, 110.0))) == []
+    assert run.state.params["speed"].command.status is CommandStatus.REACHED
+    assert alerts(run.out) == []
+    run(ack(7, cmd.command_id))  # a late ack is ignored
+    assert run.state.params["speed"].command.status is CommandStatus.REACHED

@@ -84,9 +84,7 @@ def random_schedule(twin_ids: list[str], duration_s: float, rng: random.Random, 
     for _ in range(count):
         length = duration_s * rng.uniform(0.1, 0.3)
         onset = rng.uniform(0.1 * duration_s, max(duration_s - length, 0.1 * duration_s + 1))
-        faults.append(
-            Fault(rng.choice(twin_ids), rng.choice(KINDS), round(onset, 1), round(onset + length, 1))
-        )
+        faults.append(Fault(rng.choice(twin_ids), rng.choice(KINDS), round(onset, 1), round(onset + length, 1)))
     return faults
 
 

@@ -92,9 +92,7 @@ class Machine:
         if self.kind not in KINDS:
             raise ValueError(f"unknown machine type {self.kind!r}; the simulator knows {', '.join(KINDS)}")
         if self.kind == "compressor":
-            self.rated = Rated(
-                speed_rpm=2950.0, flow_m3h=600.0, head_m=7.0, power_kw=45.0, vibration_mm_s=2.2
-            )
+            self.rated = Rated(speed_rpm=2950.0, flow_m3h=600.0, head_m=7.0, power_kw=45.0, vibration_mm_s=2.2)
             self.speed_sp = 2950.0
         if self.temp is None:
             self.temp = self.rated.ambient_c
@@ -125,9 +123,7 @@ class Machine:
         assert self.temp is not None
         self.temp += (target_t - self.temp) * (1.0 - math.exp(-dt / r.thermal_tau_s))
         vib = r.vibration_mm_s * n * n + fx.vibration_add
-        vib += rng.gauss(0.0, r.vibration_noise) + (
-            rng.gauss(0.0, fx.vibration_burst) if fx.vibration_burst else 0
-        )
+        vib += rng.gauss(0.0, r.vibration_noise) + (rng.gauss(0.0, fx.vibration_burst) if fx.vibration_burst else 0)
         # Measurement noise: real transmitters never repeat a value exactly.
         flow_meas = flow * (1.0 + rng.gauss(0.0, 0.002)) if flow else 0.0
         speed_meas = self.speed + rng.gauss(0.0, 0.3) if self.speed > 1 else 0.0

@@ -101,8 +101,7 @@ class Kafka(Service):
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},"
-                f"CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
                 f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
@@ -126,9 +125,7 @@ class Kafka(Service):
     def start(self) -> None:
         s = self.settings.stack
         require_port_free(s.kafka_port, "kafka", self.port_setting)
-        require_port_free(
-            s.kafka_controller_port, "kafka controller", "TWINFLOW_STACK__KAFKA_CONTROLLER_PORT"
-        )
+        require_port_free(s.kafka_controller_port, "kafka controller", "TWINFLOW_STACK__KAFKA_CONTROLLER_PORT")
         props = self.dir / "server.properties"
         props.write_text(self._properties())
         log4j = self.dir / "log4j2.yaml"
@@ -176,9 +173,7 @@ class Kafka(Service):
         from confluent_kafka.admin import AdminClient
 
         try:
-            md = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.port}", "log_level": 0}).list_topics(
-                timeout=3
-            )
+            md = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.port}", "log_level": 0}).list_topics(timeout=3)
             return len(md.brokers) > 0
         except Exception:
             return False

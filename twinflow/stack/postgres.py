@@ -192,9 +192,7 @@ class Postgres(Service):
             )
             if not conn.execute("select 1 from pg_database where datname = %s", (pg.dbname,)).fetchone():
                 conn.execute(
-                    sql.SQL("create database {} owner {}").format(
-                        sql.Identifier(pg.dbname), sql.Identifier(pg.user)
-                    )
+                    sql.SQL("create database {} owner {}").format(sql.Identifier(pg.dbname), sql.Identifier(pg.user))
                 )
 
     def down(self) -> None:

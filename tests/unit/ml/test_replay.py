@@ -74,10 +74,7 @@ def test_no_look_ahead(tmp_path: Path):
     base = replay_files([src], "ts", "machine", ["label"], CFG)
     cut = 400  # change every row after this one (both twins) in the file
     future = df.with_columns(
-        *(
-            pl.when(pl.int_range(df.height) >= cut).then(pl.col(c) * 3 + 7).otherwise(pl.col(c))
-            for c in ["s0", "s2"]
-        )
+        *(pl.when(pl.int_range(df.height) >= cut).then(pl.col(c) * 3 + 7).otherwise(pl.col(c)) for c in ["s0", "s2"])
     )
     changed_src = tmp_path / "changed.csv"
     future.write_csv(changed_src, separator=";")

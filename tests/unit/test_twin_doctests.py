@@ -1,0 +1,23 @@
+"""The examples in the twin operators' docstrings are tests too."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "operators.twin_policy",
+    "operators.twin_records",
+    "operators.hysteresis",
+    "operators.reconcile",
+    "operators.event_windows",
+    "operators.twin_inputs",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
