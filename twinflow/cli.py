@@ -163,7 +163,8 @@ def run(
         args += ["-a", addresses]
     if recovery:
         rdir = ensure_recovery_dir(s)
-        args += ["-r", str(rdir), "-s", str(s.flow.snapshot_interval_s), "-b", "0"]
+        # bytewax.run takes whole seconds
+        args += ["-r", str(rdir), "-s", str(max(1, round(s.flow.snapshot_interval_s))), "-b", "0"]
     os.execv(sys.executable, args)
 
 

@@ -48,7 +48,7 @@ def test_readings_flow_through_every_secured_hop(secure_stack, tmp_path):
     time.sleep(0.5)  # mosquitto reloads its password file on SIGHUP
     log_path = tmp_path / "procs.log"
     log = open(log_path, "wb")  # noqa: SIM115
-    env = stack.env_with("twinflow.toml")
+    env = stack.app_env()
     bridge = start_twinflow(["bridge", "mqtt"], env, log)
     flow = start_twinflow(["run", "--no-recovery"], env, log)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
