@@ -9,7 +9,8 @@ MQTT → bridge. While they flow, faults are injected one after another at rando
 ``kill -9`` of the flow (restarted from its recovery snapshots), Kafka restart, PostgreSQL
 restart, Mosquitto restart, and once Kafka unreachable for 60 s (bridge and producers buffer).
 After each fault it measures how long the pipeline took to catch up with everything sent
-(including what producers buffered during the fault) until the fault ended. At the end: rows in the database vs readings acknowledged.
+(including what producers buffered during the fault) until the fault ended. At the end: rows
+in the database vs readings acknowledged.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def main() -> None:
         f"\n\nFeed rate {args.rate:,.0f} envelopes/s (90 % Kafka producer, 10 % MQTT QoS 1 → bridge), "
         f"{args.twins} twins, seed {args.seed}. *Outage*: from the fault until the component is back "
         "(kill -9 + restart of the flow; stop + start of a service). *Caught up*: from then until every "
-        "reading sent so far (including what producers buffered during the fault) is in PostgreSQL. Flow and bridge "
+        "reading sent so far (including what producers buffered during the fault) is in PostgreSQL. "
+        "Flow and bridge "
         f"{'survived every fault' if alive else 'DIED'}; producer/publisher errors: {len(errors)}."
     )
     console.print(body)
