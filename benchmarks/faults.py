@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -46,6 +47,10 @@ def inject(kind: str, stack: PrivateStack, run: Run) -> float:
     return time.monotonic() - t0
 
 
+def _interrupt(_sig, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--readings", type=int, default=1_000_000, help="envelopes (2 sensor values each)")
@@ -55,6 +60,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
+    # SIGTERM (or SIGINT, which background jobs ignore) must still stop the private stack.
+    signal.signal(signal.SIGTERM, _interrupt)
     rng = random.Random(args.seed)
     kinds = ["kafka_outage_60s"] + [KINDS[i % len(KINDS)] for i in range(args.faults - 1)]
     rng.shuffle(kinds)
