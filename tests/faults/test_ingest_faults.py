@@ -82,3 +82,15 @@ def test_mosquitto_restarted_bridge_reconnects(run, fault_stack, record_property
     over = time.monotonic()
     finish(run, feeder, over, record_property)
     assert run.alive("bridge") and run.alive("flow"), run.logs()
+
+
+def test_kafka_unreachable_while_the_bridge_buffers(run, fault_stack, record_property):
+    run.start_flow(recovery=False)
+    run.start_bridge()
+    feeder = MqttFeeder(run, TWINS, TOTAL, RATE, run.settings.mqtt)
+    feeder.start()
+    time.sleep(1)
+    fault_stack.restart("kafka", downtime=10)  # the bridge keeps taking MQTT messages meanwhile
+    over = time.monotonic()
+    finish(run, feeder, over, record_property)
+    assert run.alive("bridge") and run.alive("flow"), run.logs()

@@ -238,11 +238,11 @@ class SecureKafka(Kafka):
         )
 
     def start(self) -> None:
+        # server.properties holds the broker's own SCRAM password: create it 0600 before it is written
+        certs.write_secret(self.dir / "server.properties", b"")
         super().start()
-        os.chmod(self.dir / "server.properties", 0o600)  # holds the broker's own SCRAM password
 
     def _format_storage(self, classpath: str, log4j, props) -> None:
-        os.chmod(props, 0o600)
         cmd = self._format_command(classpath, log4j, props)
         for user in KAFKA_USERS:
             cmd += [
