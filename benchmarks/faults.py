@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import signal
 import statistics
 import sys
@@ -72,7 +73,8 @@ def main() -> None:
     started = time.monotonic()
     with PrivateStack(prefix="twinflow-bench-faults-") as stack:
         console.print(f"private stack in {stack.root}")
-        run = Run.create(stack, Path(tempfile.mkdtemp(prefix="bench-faults-")), "bench")
+        workdir = Path(tempfile.mkdtemp(prefix="bench-faults-"))
+        run = Run.create(stack, workdir, "bench")
         try:
             run.start_flow(recovery=True)
             run.start_bridge()
@@ -104,6 +106,7 @@ def main() -> None:
             alive = run.alive("flow") and run.alive("bridge")
         finally:
             run.close()
+            shutil.rmtree(workdir, ignore_errors=True)
     wall = time.monotonic() - started
     expected = args.readings * len(SENSORS)
     lost, dup = expected - distinct, rows - distinct
