@@ -107,3 +107,21 @@ def test_policy_file_mistakes_name_file_and_field(tmp_path, text, field):
     with pytest.raises(ConfigError) as exc:
         Policy.load(f)
     assert str(f) in str(exc.value) and field in str(exc.value)
+
+
+def test_the_configured_policy_file_is_used_and_reloaded(tmp_path, monkeypatch):
+    from twinflow.settings import settings
+
+    f = tmp_path / "policy.toml"
+    f.write_text(POLICY)
+    monkeypatch.setenv("TWINFLOW_SECURITY__POLICY_FILE", str(f))
+    settings.cache_clear()
+    try:
+        assert authorize(upd(rpm_setpoint=10), OPS, PUMP).allowed
+        f.write_text(POLICY.replace("max = 3000", "max = 5"))
+        import os
+
+        os.utime(f, ns=(1, 2))  # a different mtime, as an edit would give
+        assert authorize(upd(rpm_setpoint=10), OPS, PUMP).reason == "out_of_range"
+    finally:
+        settings.cache_clear()
