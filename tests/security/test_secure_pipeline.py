@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from connectors.mqtt.security import configure_client
+from tests.kafka_helpers import read_topic
 from tests.process_helpers import start_twinflow, stop, wait_for_log
 from twinflow.stack.certs import new_password, write_secret
 from twinflow.stack.secure import SecureMosquitto, SecurePostgres
@@ -60,7 +61,11 @@ def test_readings_flow_through_every_secured_hop(secure_stack, tmp_path):
             )
             for i in range(1, 21)
         ]
-        publish(device, "dev-1", f"twinflow/{twin}/telemetry", payloads)
+        # on its own topic, claiming to be another twin: the key (from the topic) gives it away
+        impostor = orjson.dumps(
+            {"twin_id": "pump-other", "seq": 1, "ts": t0.isoformat(), "readings": {"rpm": 1}}
+        )
+        publish(device, "dev-1", f"twinflow/{twin}/telemetry", [*payloads, impostor])
         with psycopg.connect(stack.admin.postgres.conninfo(), autocommit=True) as db:
             assert db.execute("SHOW ssl").fetchone() == ("on",)
             assert db.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (
@@ -76,6 +81,9 @@ def test_readings_flow_through_every_secured_hop(secure_stack, tmp_path):
             rows = db.execute(
                 "SELECT seq, sensor, value FROM telemetry WHERE twin_id = %s ORDER BY seq, sensor", (twin,)
             ).fetchall()
+        deadline = time.monotonic() + 60
+        while not (dead := read_topic(stack.admin, stack.admin.topics.dlq)) and time.monotonic() < deadline:
+            time.sleep(0.5)
         # the flow's connection came in over TLS as the least-privilege role (only a superuser sees that)
         with psycopg.connect(SecurePostgres(stack.base)._superuser_conninfo(), autocommit=True) as su:
             users = su.execute(
@@ -88,6 +96,9 @@ def test_readings_flow_through_every_secured_hop(secure_stack, tmp_path):
         log.close()
     assert rows == [(i, s, v) for i in range(1, 21) for s, v in (("rpm", float(i)), ("t", 1.5))]
     assert users == [("twinflow_ingest", True)]
+    assert [(d.key, d.headers["dlq.reason"], orjson.loads(d.value)["twin_id"]) for d in dead] == [
+        (twin.encode(), b"key_mismatch", "pump-other")
+    ]
     # No secret in what the commands printed, nor in any service log or configuration but the secret files.
     outputs = log_path.read_text(errors="replace") + stack.up_output
     texts = [outputs] + [
