@@ -125,3 +125,18 @@ def test_the_configured_policy_file_is_used_and_reloaded(tmp_path, monkeypatch):
         assert authorize(upd(rpm_setpoint=10), OPS, PUMP).reason == "out_of_range"
     finally:
         settings.cache_clear()
+
+
+def test_policy_check_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from twinflow.cli import app
+
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(POLICY)
+    bad.write_text('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = "low" }\n')
+    runner = CliRunner()
+    ok = runner.invoke(app, ["policy", "check", str(good)])
+    assert ok.exit_code == 0 and "2 rules OK" in ok.output
+    res = runner.invoke(app, ["policy", "check", str(bad)])
+    assert res.exit_code == 2 and "rule.0.parameters.x.min" in res.output
