@@ -76,3 +76,13 @@ bench: setup
 	$(TW) stack up
 	$(TW) db migrate
 	$(PY) -m benchmarks.e2e --readings 200000 --twins 200
+# Security and reliability (docs/security.md)
+.PHONY: test-security test-faults bench-faults
+test-security: setup
+	$(PY) -m pytest tests/security tests/integration/test_hostile_input.py tests/integration/test_desired_audit.py
+
+test-faults: setup
+	$(PY) -m pytest tests/faults
+
+bench-faults: setup
+	$(PY) -m benchmarks.faults --readings 1000000 --faults 20

@@ -49,12 +49,17 @@ def stack_up(
     with_timescale_wasm: bool = typer.Option(
         False, "--with-timescale-wasm", help="Also serve TimescaleDB-in-WASM (used by the tests)."
     ),
+    secure: bool = typer.Option(False, "--secure", help="TLS, authentication and ACLs everywhere (docs/security.md)."),
 ) -> None:
     """Install (when missing) and start Kafka, PostgreSQL and Mosquitto; idempotent."""
     from twinflow.stack import StackError, services
 
     s = _settings()
-    for svc in services(s, with_timescale_wasm):
+    if secure:
+        from twinflow.stack.secure import prepare
+
+        material = prepare(s)
+    for svc in services(s, with_timescale_wasm, secure=secure or None):
         with console.status(f"{svc.name}: starting on port {svc.port} …"):
             try:
                 svc.up()
@@ -63,6 +68,9 @@ def stack_up(
                 raise typer.Exit(1) from None
         console.print(f"[green]✓[/green] {svc.name} healthy on 127.0.0.1:{svc.port}")
     console.print(f"state in {s.stack.dir}")
+    if secure:
+        app_toml, admin_toml = material.write_client_configs(s)
+        console.print(f"clients: TWINFLOW_CONFIG={app_toml} (admin: {admin_toml})")
 
 
 @stack_app.command("down")

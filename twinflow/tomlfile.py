@@ -19,12 +19,13 @@ def load_toml_model(path: Path, model: type[M], what: str) -> M:
     >>> import tempfile, pydantic
     >>> class Cfg(pydantic.BaseModel):
     ...     n: int
-    >>> with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
-    ...     _ = fh.write('n = "x"')
-    >>> load_toml_model(Path(fh.name), Cfg, "example")  # doctest: +ELLIPSIS
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     bad = Path(tmp) / "example.toml"
+    ...     _ = bad.write_text('n = "x"')
+    ...     load_toml_model(bad, Cfg, "example")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    twinflow.settings.ConfigError: invalid example file /...toml:
+    twinflow.settings.ConfigError: invalid example file /...example.toml:
       n: Input should be a valid integer...
     """
     try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import orjson
@@ -32,10 +33,11 @@ def test_oversized_mqtt_payload_goes_to_dlq_and_bridge_keeps_running(settings, u
     )
     twin = f"lim-{unique}"
     bridge = MqttBridge(s)
+    subscribed = threading.Event()
+    bridge.client.on_subscribe = lambda *_args: subscribed.set()
     bridge.start()
     try:
-        assert bridge.connected.wait(20), "bridge did not connect to Mosquitto"
-        time.sleep(0.5)  # let the subscription settle
+        assert subscribed.wait(20), "bridge did not subscribe on Mosquitto"
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{unique}")
         pub.connect(s.mqtt.host, s.mqtt.port)
         pub.loop_start()

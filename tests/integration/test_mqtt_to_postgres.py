@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -13,27 +11,11 @@ import orjson
 import psycopg
 import pytest
 
+from tests.process_helpers import start_twinflow as _start
+from tests.process_helpers import stop as _stop
+from tests.process_helpers import wait_for_log
+
 pytestmark = pytest.mark.integration
-
-
-def _start(args: list[str], env: dict[str, str], log) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "twinflow.cli", *args],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            return proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait()
 
 
 def test_mosquitto_pub_readings_land_in_postgres(settings, unique, tmp_path):
@@ -66,11 +48,7 @@ def test_mosquitto_pub_readings_land_in_postgres(settings, unique, tmp_path):
                     )
                 )
         # The bridge's session is persistent, but it must exist before the first publish.
-        deadline = time.monotonic() + 30
-        while b"subscribed" not in (tmp_path / "procs.log").read_bytes():
-            assert time.monotonic() < deadline, (tmp_path / "procs.log").read_text()
-            assert bridge.poll() is None, (tmp_path / "procs.log").read_text()
-            time.sleep(0.2)
+        wait_for_log(tmp_path / "procs.log", b"subscribed", bridge)
         for twin in twins:
             # The real mosquitto_pub client; -l sends one message per stdin line.
             subprocess.run(

@@ -107,3 +107,36 @@ def test_policy_file_mistakes_name_file_and_field(tmp_path, text, field):
     with pytest.raises(ConfigError) as exc:
         Policy.load(f)
     assert str(f) in str(exc.value) and field in str(exc.value)
+
+
+def test_the_configured_policy_file_is_used_and_reloaded(tmp_path, monkeypatch):
+    from twinflow.settings import settings
+
+    f = tmp_path / "policy.toml"
+    f.write_text(POLICY)
+    monkeypatch.setenv("TWINFLOW_SECURITY__POLICY_FILE", str(f))
+    settings.cache_clear()
+    try:
+        assert authorize(upd(rpm_setpoint=10), OPS, PUMP).allowed
+        f.write_text(POLICY.replace("max = 3000", "max = 5"))
+        import os
+
+        os.utime(f, ns=(1, 2))  # a different mtime, as an edit would give
+        assert authorize(upd(rpm_setpoint=10), OPS, PUMP).reason == "out_of_range"
+    finally:
+        settings.cache_clear()
+
+
+def test_policy_check_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from twinflow.cli import app
+
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(POLICY)
+    bad.write_text('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = "low" }\n')
+    runner = CliRunner()
+    ok = runner.invoke(app, ["policy", "check", str(good)])
+    assert ok.exit_code == 0 and "2 rules OK" in ok.output
+    res = runner.invoke(app, ["policy", "check", str(bad)])
+    assert res.exit_code == 2 and "rule.0.parameters.x.min" in res.output

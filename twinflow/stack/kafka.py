@@ -132,22 +132,7 @@ class Kafka(Service):
         log4j.write_text(LOG4J2)
         classpath = f"{self.libs}/*"
         if not (self.dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            run_checked(
-                [
-                    "java",
-                    "-cp",
-                    classpath,
-                    f"-Dlog4j2.configurationFile={log4j}",
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(props),
-                ],
-                "Formatting Kafka storage",
-            )
+            self._format_storage(classpath, log4j, props)
         start_daemon(
             [
                 "java",
@@ -166,6 +151,24 @@ class Kafka(Service):
             log=self.log,
             pidfile=self.pidfile,
         )
+
+    def _format_command(self, classpath: str, log4j, props) -> list[str]:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        return [
+            "java",
+            "-cp",
+            classpath,
+            f"-Dlog4j2.configurationFile={log4j}",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(props),
+        ]
+
+    def _format_storage(self, classpath: str, log4j, props) -> None:
+        run_checked(self._format_command(classpath, log4j, props), "Formatting Kafka storage")
 
     def healthy(self) -> bool:
         if not port_open(self.port):

@@ -135,8 +135,8 @@ class Postgres(Service):
                 )
             finally:
                 pwfile.unlink(missing_ok=True)
-        (self.data / "postgresql.auto.conf").write_text(CONF.format(port=self.port, sockets=sockets))
-        (self.data / "pg_hba.conf").write_text(HBA)
+        (self.data / "postgresql.auto.conf").write_text(self._conf_text(sockets))
+        (self.data / "pg_hba.conf").write_text(self._hba_text())
         for f in ("postgresql.auto.conf", "pg_hba.conf"):
             self._chown(self.data / f)
         self.log.touch()
@@ -147,6 +147,12 @@ class Postgres(Service):
             ),
             "starting PostgreSQL",
         )
+
+    def _conf_text(self, sockets: Path) -> str:
+        return CONF.format(port=self.port, sockets=sockets)
+
+    def _hba_text(self) -> str:
+        return HBA
 
     def pid(self) -> int | None:
         from twinflow.stack.process import pid_alive, read_pid
