@@ -48,3 +48,13 @@ bench-ingest: setup
 
 clean-stack: setup
 	$(TW) stack down --purge
+
+# Protocol bridges: values/s per bridge process with the simulator as peer (docs/connectors.md).
+.PHONY: bench-bridges simulate
+bench-bridges: setup
+	$(TW) stack up
+	$(PY) -m benchmarks.bridges --protocol all --seconds 20
+
+simulate: setup
+	$(TW) stack up
+	$(TW) simulate --mapping config/plant.toml $(SIM_ARGS)
