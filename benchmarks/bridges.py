@@ -78,7 +78,7 @@ PROFILES = {
     # assets, simulator tick (s), MQTT QoS, Modbus poll interval (ms)
     "opcua": {"assets": 150, "tick": 0.05, "qos": 1, "poll_ms": 100},
     "mqtt": {"assets": 1500, "tick": 0.05, "qos": 0, "poll_ms": 100},
-    "mqtt-qos1": {"assets": 1000, "tick": 0.05, "qos": 1, "poll_ms": 100},
+    "mqtt-qos1": {"assets": 300, "tick": 0.05, "qos": 1, "poll_ms": 100},
     # The simulator fills the broker's queue for the offline bridge's persistent session (QoS 1);
     # then the bridge drains it as fast as it can: the bridge's own limit, not the simulator's pace.
     "mqtt-drain": {"assets": 500, "tick": 0.05, "qos": 1, "poll_ms": 100, "fill_s": 8},
@@ -146,9 +146,54 @@ def run_drain(profile: str) -> dict:
     }
 
 
+def run_paho_baseline(qos: int, n: int = 20000) -> dict:
+    """Plain paho publisher → Mosquitto → plain paho subscriber, no processing: the ceiling for MQTT."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    uid = uuid.uuid4().hex[:6]
+    count, done = [0], threading.Event()
+
+    def on_message(client, userdata, msg) -> None:
+        count[0] += 1
+        if count[0] >= n:
+            done.set()
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"base-sub-{uid}")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", 1883)
+    sub.subscribe(f"base/{uid}/#", qos)
+    sub.loop_start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"base-pub-{uid}")
+    pub.connect("127.0.0.1", 1883)
+    pub.loop_start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    for i in range(n):
+        pub.publish(f"base/{uid}/{i % 100}", b"12.5", qos=qos)
+    done.wait(120)
+    dt = time.monotonic() - t0
+    pub.loop_stop()
+    sub.loop_stop()
+    return {
+        "profile": f"paho-qos{qos}",
+        "assets": 0,
+        "values_per_s": count[0] / dt,
+        "envelopes_per_s": count[0] / dt,
+        "registers_per_s": None,
+        "mqtt_messages": count[0],
+        "bridge_cpu_pct": float("nan"),
+        "delivered": 0,
+        "note": "(no bridge: paho publisher → broker → paho subscriber)",
+    }
+
+
 def run(profile: str, seconds: float, warmup: float) -> dict:
     if profile == "mqtt-drain":
         return run_drain(profile)
+    if profile.startswith("paho-qos"):
+        return run_paho_baseline(int(profile[-1]))
     protocol = profile.split("-")[0]
     p = PROFILES[profile]
     uid = uuid.uuid4().hex[:6]
@@ -214,12 +259,16 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--protocol", default="all", help="opcua, mqtt, mqtt-qos1, modbus or all")
+    ap.add_argument(
+        "--protocol",
+        default="all",
+        help="opcua, mqtt, mqtt-qos1, mqtt-drain, modbus, paho-qos0, paho-qos1 or all",
+    )
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    profiles = list(PROFILES) if args.protocol == "all" else args.protocol.split(",")
+    profiles = [*PROFILES, "paho-qos0", "paho-qos1"] if args.protocol == "all" else args.protocol.split(",")
     print(f"# {platform.node()} {psutil.cpu_count()} cores, Python {platform.python_version()}")
     for prof in profiles:
         r = run(prof, args.seconds, args.warmup)
