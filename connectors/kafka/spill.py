@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import fcntl
 import struct
 from collections import deque
 from pathlib import Path
@@ -43,6 +44,14 @@ class SpillQueue:
         self._dec = msgspec.msgpack.Decoder()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a+b")  # noqa: SIM115 - kept open for the queue's life
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise RuntimeError(
+                f"spill file {path} is in use by another bridge process; run one bridge per protocol and "
+                "mapping file, or give this one its own TWINFLOW_BRIDGE__BUFFER__SPILL_DIR"
+            ) from None
         self._read_pos = 0
         self._file_records = self._count_existing()
         self.spilled_total = 0
@@ -117,4 +126,5 @@ class SpillQueue:
 
     def close(self) -> None:
         self._file.flush()
+        fcntl.flock(self._file, fcntl.LOCK_UN)
         self._file.close()
