@@ -225,8 +225,12 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         else:
             from connectors.modbus.bridge import ModbusBridge as cls
         bridge = cls(settings, mapping, commands=False).start()
-        if not bridge.connected.wait(60):
+        if not bridge.connected.wait(90):
             raise RuntimeError(f"{protocol} bridge did not connect; see {tmp / 'sim.log'}")
+        # The simulator may still be creating nodes: measure once values flow.
+        deadline = time.monotonic() + 90
+        while bridge.values < 10 * p["assets"] and time.monotonic() < deadline:
+            time.sleep(0.2)
         time.sleep(warmup)
         me = psutil.Process()
         me.cpu_percent()
