@@ -59,8 +59,3 @@ simulate: setup
 	$(TW) stack up
 	$(TW) simulate --mapping config/plant.toml $(SIM_ARGS)
 
-# The plant simulator through all three bridges into Kafka, with one command per protocol.
-.PHONY: demo-plant
-demo-plant: setup
-	$(TW) stack up
-	$(TW) plant-demo --mapping config/plant.toml $(DEMO_ARGS)

@@ -172,7 +172,6 @@ def certs_opcua(
 def register(app: typer.Typer, bridge_app: typer.Typer) -> None:
     """Add the connector commands to the main CLI."""
     app.command("simulate")(simulate)
-    app.command("plant-demo")(plant_demo)
     app.add_typer(command_app, name="command")
     app.add_typer(certs_app, name="certs")
 
@@ -185,65 +184,3 @@ def register(app: typer.Typer, bridge_app: typer.Typer) -> None:
     def bridge_modbus(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False) -> None:
         """Poll Modbus TCP registers of the mapped assets into Kafka and apply their commands."""
         run_bridge("modbus", mapping, verbose)
-
-
-def plant_demo(
-    mapping_file: Path = _SIM_MAPPING,
-    duration: float = typer.Option(30.0, help="Seconds to run."),
-    fault: list[str] = _FAULTS,
-) -> None:
-    """Simulator + OPC-UA, MQTT and Modbus bridges in one process; a command per protocol; a summary."""
-    import time
-
-    from rich.table import Table
-
-    from connectors.kafka.clients import ensure_topics
-    from connectors.kafka.commands import send_command, wait_ack
-    from connectors.modbus.bridge import ModbusBridge
-    from connectors.mqtt.mapped import MappedMqttBridge
-    from connectors.opcua.bridge import OpcuaBridge
-    from connectors.sim.runner import Simulator
-    from operators.commands import new_command
-    from twinflow.sim.faults import parse_fault
-
-    settings = _settings()
-    mapping = _mapping(mapping_file)
-    _logging(False)
-    logging.getLogger().setLevel(logging.WARNING)
-    ensure_topics(settings)
-    sim = Simulator(settings, mapping, [parse_fault(f) for f in fault]).start()
-    classes = {"opcua": OpcuaBridge, "mqtt": MappedMqttBridge, "modbus": ModbusBridge}
-    bridges = [classes[p](settings, mapping).start() for p in PROTOCOLS if mapping.of(p)]
-    acks = []
-    try:
-        for b in bridges:
-            b.connected.wait(30)
-            if b.commands is not None:
-                b.commands.assigned.wait(30)
-        console.print(f"simulator and {len(bridges)} bridges running; sending one setpoint per protocol …")
-        for b in bridges:
-            asset = next((a for a in b.assets if a.params.get("speed_sp_rpm", None)), None)
-            if asset is None or not asset.params["speed_sp_rpm"].writable:
-                continue
-            cmd = new_command(asset.twin_id, "speed_sp_rpm", 1200.0)
-            send_command(settings, cmd)
-            got = wait_ack(settings, cmd.command_id, 20)
-            acks.append((b.protocol, asset.twin_id, got[0].status if got else "no ack"))
-        time.sleep(max(duration - 5, 1))
-    finally:
-        for b in bridges:
-            b.stop(30)
-        sim.stop()
-    table = Table("bridge", "values", "envelopes", "delivered to Kafka", "buffered", "dropped")
-    for b in bridges:
-        st = b.publisher.counters
-        table.add_row(b.protocol, f"{b.values:,}", f"{b.envelopes:,}", f"{st.delivered:,}", str(st.buffered),
-                      str(st.dropped))  # fmt: skip
-    console.print(table)
-    for proto, twin, status in acks:
-        console.print(f"command {twin}.speed_sp_rpm = 1200 via {proto}: {status}")
-    speeds = {t: round(m.speed) for t, m in sim.plant.machines.items()}
-    console.print(f"simulated speeds now: {speeds}")
-    console.print(
-        f"telemetry in Kafka topic {settings.topics.raw}; ground truth in {settings.sim.ground_truth_file}"
-    )
