@@ -133,6 +133,7 @@ def run_drain(profile: str) -> dict:
     bridge.stop(120)
     stats = bridge.publisher.counters
     assert stats.delivered == stats.put, f"undelivered: {stats}"
+    drop_topic(settings.topics.raw)
     return {
         "profile": profile,
         "assets": p["assets"],
@@ -187,6 +188,16 @@ def run_paho_baseline(qos: int, n: int = 20000) -> dict:
         "delivered": 0,
         "note": "(no bridge: paho publisher → broker → paho subscriber)",
     }
+
+
+def drop_topic(topic: str) -> None:
+    """Remove the benchmark's private topic from the shared broker."""
+    from confluent_kafka.admin import AdminClient
+
+    for fut in (
+        AdminClient({"bootstrap.servers": Settings().kafka.bootstrap_servers}).delete_topics([topic]).values()
+    ):
+        fut.result()
 
 
 def run(profile: str, seconds: float, warmup: float) -> dict:
@@ -248,6 +259,7 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         sim.terminate()
         sim.wait(30)
         log.close()
+    drop_topic(settings.topics.raw)
     dt = t1 - t0
     return {
         "profile": profile,
