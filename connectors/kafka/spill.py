@@ -125,6 +125,9 @@ class SpillQueue:
         self._file.flush()
 
     def close(self) -> None:
+        """Close; an empty spill file is removed (nothing left to resend)."""
         self._file.flush()
+        if not len(self):
+            self.path.unlink(missing_ok=True)
         fcntl.flock(self._file, fcntl.LOCK_UN)
         self._file.close()
