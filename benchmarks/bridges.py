@@ -112,8 +112,13 @@ def run_drain(profile: str) -> dict:
     first = MappedMqttBridge(settings, mapping, commands=False).start()  # creates the persistent session
     assert first.connected.wait(20)
     first.stop(30)
+    env = {**os.environ, "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(tmp / "gt.jsonl")}
     out = subprocess.run(
-        simulate_cmd(mapping_path, "mqtt", p["tick"], p["fill_s"]), cwd=ROOT, capture_output=True, text=True
+        simulate_cmd(mapping_path, "mqtt", p["tick"], p["fill_s"]),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     ).stdout
     bridge = MappedMqttBridge(settings, mapping, commands=False)
     me = psutil.Process()
