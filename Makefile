@@ -86,3 +86,13 @@ test-faults: setup
 
 bench-faults: setup
 	$(PY) -m benchmarks.faults --readings 1000000 --faults 20
+# Protocol bridges: values/s per bridge process with the simulator as peer (docs/connectors.md).
+.PHONY: bench-bridges simulate
+bench-bridges: setup
+	$(TW) stack up
+	$(PY) -m benchmarks.bridges --protocol all --seconds 20
+
+simulate: setup
+	$(TW) stack up
+	$(TW) simulate --mapping config/plant.toml $(SIM_ARGS)
+

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from twinflow.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
 from twinflow.settings import ConfigError, Settings, load_settings
@@ -31,7 +32,7 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        err_console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -39,7 +40,7 @@ def _mapping(path: Path) -> Mapping:
     try:
         return load_mapping(path)
     except MappingError as exc:
-        err_console.print(f"[red]{exc}[/red]", highlight=False)
+        err_console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -75,6 +76,28 @@ def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False) -> None
     cls(settings, mapping).run_forever()
 
 
+def _check_ports(path: Path, mapping: Mapping, protocols: tuple[str, ...]) -> None:
+    """Refuse to start when a server port of the mapping is taken, naming the field to change."""
+    from urllib.parse import urlparse
+
+    from twinflow.stack.process import port_open
+
+    wanted = []
+    if "opcua" in protocols and mapping.of("opcua"):
+        url = urlparse(mapping.opcua.endpoint)
+        wanted.append((url.hostname or "127.0.0.1", url.port or 4840, "[opcua] endpoint"))
+    if "modbus" in protocols and mapping.of("modbus"):
+        wanted.append((mapping.modbus.host, mapping.modbus.port, "[modbus] port"))
+    for host, port, field in wanted:
+        if port_open(port, host):
+            msg = (
+                f"{path}: {field}: port {port} on {host} is already in use (another simulator?). "
+                "Stop that process or choose another port in the mapping file."
+            )
+            err_console.print(f"[red]{escape(msg)}[/red]", highlight=False)
+            raise typer.Exit(1)
+
+
 def simulate(
     mapping_file: Path = _SIM_MAPPING,
     fault: list[str] = _FAULTS,
@@ -95,7 +118,7 @@ def simulate(
     try:
         faults = [parse_fault(f) for f in fault]
     except ValueError as exc:
-        err_console.print(f"[red]--fault: {exc}[/red]")
+        err_console.print(f"[red]--fault: {escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     if random_faults:
         if not duration:
@@ -108,13 +131,14 @@ def simulate(
     if unknown:
         err_console.print(f"[red]--only: unknown protocol(s) {', '.join(sorted(unknown))}[/red]")
         raise typer.Exit(2)
+    _check_ports(mapping_file, mapping, protocols)
     _logging(verbose)
     from connectors.sim.runner import Simulator
 
     try:
         sim = Simulator(settings, mapping, faults, protocols=protocols, tick_s=tick)
     except (PlantError, ValueError) as exc:
-        err_console.print(f"[red]{exc}[/red]", highlight=False)
+        err_console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
         raise typer.Exit(2) from None
     sim.run_forever(duration)
     console.print(f"simulator stopped: {sim.ticks} ticks, {sim.values} values served")

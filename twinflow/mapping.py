@@ -54,6 +54,10 @@ class OpcuaConnection(_Strict):
     # Absolute deadband applied to every parameter unless the parameter sets its own.
     deadband: float = Field(0.0, ge=0)
     queue_size: int = Field(10, ge=1)
+    # Seconds a request (connect, subscribe, write) may take.
+    request_timeout_s: float = Field(10.0, gt=0)
+    # Health probe period (the probe may take this long before the link counts as lost).
+    watchdog_s: float = Field(5.0, gt=0)
     security: Literal["None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"] = "None"
     # Client side (bridge): its certificate (DER/PEM) and private key (PEM); server cert optional.
     certificate: Path | None = None

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import fcntl
 import struct
 from collections import deque
 from pathlib import Path
@@ -43,6 +44,14 @@ class SpillQueue:
         self._dec = msgspec.msgpack.Decoder()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a+b")  # noqa: SIM115 - kept open for the queue's life
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise RuntimeError(
+                f"spill file {path} is in use by another bridge process; run one bridge per protocol and "
+                "mapping file, or give this one its own TWINFLOW_BRIDGE__BUFFER__SPILL_DIR"
+            ) from None
         self._read_pos = 0
         self._file_records = self._count_existing()
         self.spilled_total = 0
@@ -116,5 +125,9 @@ class SpillQueue:
         self._file.flush()
 
     def close(self) -> None:
+        """Close; an empty spill file is removed (nothing left to resend)."""
         self._file.flush()
+        if not len(self):
+            self.path.unlink(missing_ok=True)
+        fcntl.flock(self._file, fcntl.LOCK_UN)
         self._file.close()

@@ -70,7 +70,8 @@ class MappedMqttBridge(Bridge):
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
-        log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason_code)
+        if reason_code.is_failure:
+            log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         self.received += 1

@@ -48,9 +48,9 @@ def quality_of(status: ua.StatusCode | None) -> str:
     return "uncertain" if status.is_uncertain() else "bad"
 
 
-async def make_client(conn: OpcuaConnection, resolve, timeout: float = 4.0) -> Client:
+async def make_client(conn: OpcuaConnection, resolve) -> Client:
     """An asyncua client configured for the mapping's security mode and credentials."""
-    client = Client(conn.endpoint, timeout=timeout, watchdog_intervall=1.0)
+    client = Client(conn.endpoint, timeout=conn.request_timeout_s, watchdog_intervall=conn.watchdog_s)
     client.application_uri = conn.application_uri
     client.name = client.description = "twinflow bridge"
     if conn.security != "None":

@@ -52,6 +52,7 @@ class SimMqttDevice:
         self.connected = threading.Event()
         self.lock = threading.Lock()
         self.writes = 0
+        self._last: mqtt.MQTTMessageInfo | None = None
         # topic → [(asset, param, path parts | None)]
         self.topics: dict[str, list[tuple[MqttAsset, str, tuple[str, ...] | None]]] = {}
         for a in self.assets:
@@ -103,10 +104,12 @@ class SimMqttDevice:
                 if a.ts_path:
                     _put(doc, split_path(a.ts_path), stamp)
             payload = orjson.dumps(doc) if doc else repr(plain).encode()
-            self.client.publish(topic, payload, qos=self.conn.qos)
+            self._last = self.client.publish(topic, payload, qos=self.conn.qos)
             n += 1
         return n
 
     def stop(self) -> None:
+        if self._last is not None and self.conn.qos > 0:
+            self._last.wait_for_publish(30)  # deliver what is queued before leaving
         self.client.disconnect()
         self.client.loop_stop()

@@ -64,10 +64,11 @@ class Simulator:
     def record_ground_truth(self, start: datetime) -> list[dict]:
         records = [f.ground_truth(start) for f in self.faults]
         path = self.settings.sim.ground_truth_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as fh:
-            for r in records:
-                fh.write(orjson.dumps(r) + b"\n")
+        if records:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as fh:
+                for r in records:
+                    fh.write(orjson.dumps(r) + b"\n")
         if records and self.ground_truth_kafka:
             topic = self.settings.topics.ground_truth
             ensure_topics(self.settings, [s for s in topic_specs(self.settings) if s.name == topic])

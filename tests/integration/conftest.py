@@ -13,7 +13,7 @@ import pytest
 from twinflow.mapping import Mapping
 from twinflow.settings import Settings
 
-from .plant_helpers import free_port, plant_toml, private_settings, write_mapping
+from .plant_helpers import CREATED, drop_topics, free_port, plant_toml, private_settings, write_mapping
 
 logging.getLogger("asyncua").setLevel(logging.WARNING)
 logging.getLogger("pymodbus").setLevel(logging.WARNING)
@@ -33,6 +33,12 @@ class Plant:
             "mqtt": f"pump-mq-{self.uid}",
             "modbus": f"pump-mb-{self.uid}",
         }[protocol]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_private_topics() -> Iterator[None]:
+    yield
+    drop_topics(CREATED)
 
 
 @pytest.fixture(scope="module")

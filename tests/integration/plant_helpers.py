@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
@@ -45,7 +46,25 @@ def private_settings(tmp: Path, uid: str, **overrides) -> Settings:
         **overrides,
     )
     ensure_topics(s, topic_specs(s))
+    CREATED.append(s)
     return s
+
+
+# Settings whose private topics are deleted at the end of the session (conftest).
+CREATED: list[Settings] = []
+
+
+def drop_topics(settings_list: list[Settings]) -> None:
+    """Delete the private topics of these settings from the shared broker."""
+    from confluent_kafka.admin import AdminClient
+
+    if not settings_list:
+        return
+    admin = AdminClient(client_config(settings_list[0]))
+    names = [spec.name for s in settings_list for spec in topic_specs(s) if spec.name.startswith("it.")]
+    for fut in admin.delete_topics(names, operation_timeout=30).values():
+        with contextlib.suppress(Exception):  # already gone
+            fut.result()
 
 
 def plant_toml(uid: str, opcua_port: int, modbus_port: int, opcua_extra: str = "") -> str:

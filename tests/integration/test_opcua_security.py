@@ -20,11 +20,11 @@ from .plant_helpers import consume, free_port, private_settings, wait_for, write
 pytestmark = pytest.mark.integration
 
 
-def secure_toml(uid: str, port: int, certs: dict[str, Path]) -> str:
+def secure_toml(uid: str, port: int, certs: dict[str, Path], mode: str) -> str:
     return f"""
 [opcua]
 endpoint = "opc.tcp://127.0.0.1:{port}/twinflow/"
-security = "Basic256Sha256_SignAndEncrypt"
+security = "{mode}"
 certificate = "{certs["certificate"]}"
 private_key = "{certs["private_key"]}"
 server_certificate = "{certs["server_certificate"]}"
@@ -49,13 +49,14 @@ async def _connect(conn, resolve) -> None:
     await client.disconnect()
 
 
-def test_sign_and_encrypt_with_trusted_certificate_and_untrusted_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["Basic256Sha256_SignAndEncrypt", "Basic256Sha256_Sign"])
+def test_secure_mode_with_trusted_certificate_and_untrusted_refused(tmp_path: Path, mode: str) -> None:
     uid = uuid.uuid4().hex[:8]
     settings = private_settings(tmp_path, uid)
     certs = generate_pair(tmp_path / "certs", "localhost")
     rogue_key, rogue_cert = tmp_path / "rogue-key.pem", tmp_path / "rogue-cert.der"
     generate(rogue_key, rogue_cert, "urn:twinflow:bridge", "localhost", server=False)
-    mapping = write_mapping(tmp_path, secure_toml(uid, free_port(), certs))
+    mapping = write_mapping(tmp_path, secure_toml(uid, free_port(), certs, mode))
     sim = Simulator(settings, mapping, protocols=("opcua",)).start()
     bridge = OpcuaBridge(settings, mapping, commands=False)
     try:

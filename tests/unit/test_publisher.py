@@ -142,3 +142,13 @@ def test_undelivered_records_survive_a_restart_in_the_spill_file(tmp_path: Path)
     q = SpillQueue(tmp_path / "t.spill", memory_records=5, max_file_bytes=10**6)
     assert len(q) == 20
     assert sorted(int(q.get()[2]) for _ in range(20)) == list(range(20))
+
+
+def test_a_spill_file_serves_one_bridge_only(tmp_path: Path) -> None:
+    import pytest
+
+    first = SpillQueue(tmp_path / "x.spill", memory_records=1, max_file_bytes=10**6)
+    with pytest.raises(RuntimeError, match="in use by another bridge"):
+        SpillQueue(tmp_path / "x.spill", memory_records=1, max_file_bytes=10**6)
+    first.close()
+    SpillQueue(tmp_path / "x.spill", memory_records=1, max_file_bytes=10**6).close()

@@ -1,0 +1,308 @@
+"""Values per second through one bridge process, with the plant simulator as the peer.
+
+The simulator runs in its own process (``twinflow simulate``) serving a generated mapping;
+the bridge runs here and forwards to the shared Kafka (private topics). After a warm-up the
+bridge's counters are sampled over a window; every value counted was handed to the publisher
+and the run ends only when Kafka has acknowledged all of them.
+
+    python -m benchmarks.bridges --protocol all --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+from connectors.kafka.clients import ensure_topics, topic_specs
+from twinflow.mapping import load_mapping
+from twinflow.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+PUMP = ("speed_rpm", "flow_m3h", "head_m", "suction_bar", "power_kw", "temp_c", "vibration_mm_s")
+
+
+def mapping_text(protocol: str, assets: int, uid: str, port: int, qos: int, poll_ms: float) -> str:
+    head = f"""
+[opcua]
+endpoint = "opc.tcp://127.0.0.1:{port}/bench/"
+publishing_interval_ms = 100
+sampling_interval_ms = 0
+queue_size = 10
+[mqtt]
+qos = {qos}
+client_id = "bench-{uid}"
+[modbus]
+port = {port}
+poll_interval_ms = {poll_ms}
+"""
+    out = [head]
+    for i in range(assets):
+        twin = f"bench-{protocol}-{uid}-{i}"
+        out.append(f'[[assets]]\ntwin_id = "{twin}"\ntype = "pump"\nprotocol = "{protocol}"')
+        if protocol == "mqtt":
+            out.append(f'topic = "bench/{uid}/{i}"')
+        if protocol == "modbus":
+            out.append(f"unit_id = {i % 247 + 1}")
+        out.append("[assets.params]")
+        for j, name in enumerate(PUMP):
+            if protocol == "opcua":
+                out.append(f'{name} = {{ node = "ns=2;s={twin}.{name}" }}')
+            elif protocol == "mqtt":
+                out.append(f'{name} = {{ path = "{name}" }}')
+            else:
+                base = (i // 247) * 16
+                out.append(f'{name} = {{ register = "input", address = {base + 2 * j}, type = "float32" }}')
+    return "\n".join(out) + "\n"
+
+
+PROFILES = {
+    # assets, simulator tick (s), MQTT QoS, Modbus poll interval (ms)
+    "opcua": {"assets": 150, "tick": 0.05, "qos": 1, "poll_ms": 100},
+    "mqtt": {"assets": 1500, "tick": 0.05, "qos": 0, "poll_ms": 100},
+    "mqtt-qos1": {"assets": 300, "tick": 0.05, "qos": 1, "poll_ms": 100},
+    # The simulator fills the broker's queue for the offline bridge's persistent session (QoS 1);
+    # then the bridge drains it as fast as it can: the bridge's own limit, not the simulator's pace.
+    "mqtt-drain": {"assets": 500, "tick": 0.05, "qos": 1, "poll_ms": 100, "fill_s": 8},
+    "modbus": {"assets": 40, "tick": 0.1, "qos": 1, "poll_ms": 20},
+}
+
+
+def simulate_cmd(mapping_path: Path, protocol: str, tick: float, duration: float) -> list[str]:
+    return [
+        sys.executable, "-m", "twinflow.cli", "simulate", "--mapping", str(mapping_path),
+        "--only", protocol, "--tick", str(tick), "--duration", str(duration),
+    ]  # fmt: skip
+
+
+def run_drain(profile: str) -> dict:
+    """MQTT backlog drain: messages/s the bridge takes from the broker with nothing else running."""
+    from connectors.mqtt.mapped import MappedMqttBridge
+
+    p = PROFILES[profile]
+    uid = uuid.uuid4().hex[:6]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-bridges-"))
+    mapping_path = tmp / "bench.toml"
+    mapping_path.write_text(mapping_text("mqtt", p["assets"], uid, free_port(), p["qos"], p["poll_ms"]))
+    mapping = load_mapping(mapping_path)
+    settings = Settings(
+        topics={"raw": f"bench.raw.{uid}", "raw_partitions": 1},
+        bridge={"buffer": {"spill_dir": str(tmp / "buffer")}},
+        sim={"ground_truth_file": str(tmp / "gt.jsonl")},
+    )
+    ensure_topics(settings, [s for s in topic_specs(settings) if s.name == settings.topics.raw])
+    first = MappedMqttBridge(settings, mapping, commands=False).start()  # creates the persistent session
+    assert first.connected.wait(20)
+    first.stop(30)
+    env = {**os.environ, "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(tmp / "gt.jsonl")}
+    out = subprocess.run(
+        simulate_cmd(mapping_path, "mqtt", p["tick"], p["fill_s"]),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout
+    bridge = MappedMqttBridge(settings, mapping, commands=False)
+    me = psutil.Process()
+    me.cpu_percent()
+    bridge.start()
+    assert bridge.connected.wait(30)
+    while bridge.received == 0:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    last, last_change = bridge.received, t0
+    while time.monotonic() - last_change < 3.0:
+        time.sleep(0.05)
+        if bridge.received != last:
+            last, last_change = bridge.received, time.monotonic()
+    t1 = last_change
+    cpu = me.cpu_percent()
+    bridge.stop(120)
+    stats = bridge.publisher.counters
+    assert stats.delivered == stats.put, f"undelivered: {stats}"
+    drop_topic(settings.topics.raw)
+    return {
+        "profile": profile,
+        "assets": p["assets"],
+        "values_per_s": bridge.values / (t1 - t0),
+        "envelopes_per_s": bridge.received / (t1 - t0),
+        "registers_per_s": None,
+        "mqtt_messages": bridge.received,
+        "bridge_cpu_pct": cpu,
+        "delivered": stats.delivered,
+        "note": out.strip().splitlines()[-1] if out.strip() else "",
+    }
+
+
+def run_paho_baseline(qos: int, n: int = 20000) -> dict:
+    """Plain paho publisher → Mosquitto → plain paho subscriber, no processing: the ceiling for MQTT."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    uid = uuid.uuid4().hex[:6]
+    count, done = [0], threading.Event()
+
+    def on_message(client, userdata, msg) -> None:
+        count[0] += 1
+        if count[0] >= n:
+            done.set()
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"base-sub-{uid}")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", 1883)
+    sub.subscribe(f"base/{uid}/#", qos)
+    sub.loop_start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"base-pub-{uid}")
+    pub.connect("127.0.0.1", 1883)
+    pub.loop_start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    for i in range(n):
+        pub.publish(f"base/{uid}/{i % 100}", b"12.5", qos=qos)
+    done.wait(120)
+    dt = time.monotonic() - t0
+    pub.loop_stop()
+    sub.loop_stop()
+    return {
+        "profile": f"paho-qos{qos}",
+        "assets": 0,
+        "values_per_s": count[0] / dt,
+        "envelopes_per_s": count[0] / dt,
+        "registers_per_s": None,
+        "mqtt_messages": count[0],
+        "bridge_cpu_pct": float("nan"),
+        "delivered": 0,
+        "note": "(no bridge: paho publisher → broker → paho subscriber)",
+    }
+
+
+def drop_topic(topic: str) -> None:
+    """Remove the benchmark's private topic from the shared broker."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": Settings().kafka.bootstrap_servers})
+    for fut in admin.delete_topics([topic], operation_timeout=30).values():
+        try:
+            fut.result()
+        except Exception as exc:  # cleanup only: say so, never fail the measurement
+            print(f"note: could not delete topic {topic}: {exc}", file=sys.stderr)
+
+
+def run(profile: str, seconds: float, warmup: float) -> dict:
+    if profile == "mqtt-drain":
+        return run_drain(profile)
+    if profile.startswith("paho-qos"):
+        return run_paho_baseline(int(profile[-1]))
+    protocol = profile.split("-")[0]
+    p = PROFILES[profile]
+    uid = uuid.uuid4().hex[:6]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-bridges-"))
+    mapping_path = tmp / "bench.toml"
+    mapping_path.write_text(mapping_text(protocol, p["assets"], uid, free_port(), p["qos"], p["poll_ms"]))
+    mapping = load_mapping(mapping_path)
+    settings = Settings(
+        topics={"raw": f"bench.raw.{uid}", "raw_partitions": 1},
+        bridge={"buffer": {"spill_dir": str(tmp / "buffer")}},
+        sim={"ground_truth_file": str(tmp / "gt.jsonl"), "tick_s": p["tick"]},
+    )
+    ensure_topics(settings, [s for s in topic_specs(settings) if s.name == settings.topics.raw])
+    env = {**os.environ, "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(tmp / "gt.jsonl")}
+    log = open(tmp / "sim.log", "wb")  # noqa: SIM115 - closed in finally
+    sim = subprocess.Popen(
+        simulate_cmd(mapping_path, protocol, p["tick"], seconds + warmup + 60),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        time.sleep(3 if protocol != "opcua" else 4 + p["assets"] / 100)
+        if protocol == "opcua":
+            from connectors.opcua.bridge import OpcuaBridge as cls
+        elif protocol == "mqtt":
+            from connectors.mqtt.mapped import MappedMqttBridge as cls
+        else:
+            from connectors.modbus.bridge import ModbusBridge as cls
+        bridge = cls(settings, mapping, commands=False).start()
+        if not bridge.connected.wait(90):
+            raise RuntimeError(f"{protocol} bridge did not connect; see {tmp / 'sim.log'}")
+        # The simulator may still be creating nodes: measure once values flow.
+        deadline = time.monotonic() + 90
+        while bridge.values < 10 * p["assets"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(warmup)
+        me = psutil.Process()
+        me.cpu_percent()
+        v0, e0, t0 = bridge.values, bridge.envelopes, time.monotonic()
+        r0 = getattr(bridge, "registers", 0)
+        time.sleep(seconds)
+        v1, e1, t1 = bridge.values, bridge.envelopes, time.monotonic()
+        r1 = getattr(bridge, "registers", 0)
+        cpu = me.cpu_percent()
+        received = getattr(bridge, "received", None)
+        bridge.stop(120)
+        stats = bridge.publisher.counters
+        assert stats.delivered == stats.put, f"undelivered: {stats}"
+    finally:
+        sim.terminate()
+        sim.wait(30)
+        log.close()
+    drop_topic(settings.topics.raw)
+    dt = t1 - t0
+    return {
+        "profile": profile,
+        "assets": p["assets"],
+        "values_per_s": (v1 - v0) / dt,
+        "envelopes_per_s": (e1 - e0) / dt,
+        "registers_per_s": (r1 - r0) / dt if protocol == "modbus" else None,
+        "mqtt_messages": received,
+        "bridge_cpu_pct": cpu,
+        "delivered": stats.delivered,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--protocol",
+        default="all",
+        help="opcua, mqtt, mqtt-qos1, mqtt-drain, modbus, paho-qos0, paho-qos1 or all",
+    )
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=5.0)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    profiles = [*PROFILES, "paho-qos0", "paho-qos1"] if args.protocol == "all" else args.protocol.split(",")
+    print(f"# {platform.node()} {psutil.cpu_count()} cores, Python {platform.python_version()}")
+    for prof in profiles:
+        r = run(prof, args.seconds, args.warmup)
+        extra = f", {r['registers_per_s']:,.0f} registers/s" if r["registers_per_s"] is not None else ""
+        print(
+            f"{r['profile']:<10} assets={r['assets']:<5} {r['values_per_s']:>10,.0f} values/s "
+            f"{r['envelopes_per_s']:>9,.0f} envelopes(messages)/s{extra}  "
+            f"bridge CPU {r['bridge_cpu_pct']:.0f}%  delivered {r['delivered']:,} {r.get('note', '')}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
