@@ -43,7 +43,9 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
     s = stack_settings.model_copy(update={"topics": topics})
     ensure_topics(s)
     yield s
-    AdminClient(client_config(s)).delete_topics([topics.raw, topics.dlq])
+    admin = AdminClient(client_config(s))  # kept alive until the deletion is confirmed
+    for fut in admin.delete_topics([topics.raw, topics.dlq]).values():
+        fut.result(30)
 
 
 @pytest.fixture

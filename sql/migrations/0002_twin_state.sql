@@ -74,17 +74,7 @@ BEGIN
                                   if_not_exists => TRUE, migrate_data => TRUE);
         PERFORM create_hypertable('twin_sync_quality', by_range('ts', INTERVAL '1 day'),
                                   if_not_exists => TRUE, migrate_data => TRUE);
-        -- Continuous aggregates: hourly telemetry per sensor and hourly sync quality per twin.
-        EXECUTE $sql$
-            CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry_hourly
-            WITH (timescaledb.continuous) AS
-            SELECT twin_id, sensor, time_bucket(INTERVAL '1 hour', ts) AS bucket,
-                   count(*) AS count, avg(value) AS mean, min(value) AS min, max(value) AS max,
-                   stddev_samp(value) AS stddev
-            FROM telemetry
-            GROUP BY twin_id, sensor, bucket
-            WITH NO DATA
-        $sql$;
+        -- Continuous aggregate: hourly sync quality per twin (telemetry rollups: 0012).
         EXECUTE $sql$
             CREATE MATERIALIZED VIEW IF NOT EXISTS twin_sync_quality_hourly
             WITH (timescaledb.continuous) AS
@@ -96,18 +86,10 @@ BEGIN
             GROUP BY twin_id, bucket
             WITH NO DATA
         $sql$;
-        PERFORM add_continuous_aggregate_policy('telemetry_hourly', start_offset => INTERVAL '3 days',
-            end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE);
         PERFORM add_continuous_aggregate_policy('twin_sync_quality_hourly', start_offset => INTERVAL '3 days',
             end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes', if_not_exists => TRUE);
     ELSE
-        -- Plain PostgreSQL: the same names as ordinary views (computed at query time).
-        CREATE OR REPLACE VIEW telemetry_hourly AS
-            SELECT twin_id, sensor, date_trunc('hour', ts) AS bucket,
-                   count(*) AS count, avg(value) AS mean, min(value) AS min, max(value) AS max,
-                   stddev_samp(value) AS stddev
-            FROM telemetry
-            GROUP BY twin_id, sensor, bucket;
+        -- Plain PostgreSQL: the same name as an ordinary view (computed at query time).
         CREATE OR REPLACE VIEW twin_sync_quality_hourly AS
             SELECT twin_id, date_trunc('hour', ts) AS bucket,
                    avg(consistency_score) AS mean_consistency, min(consistency_score) AS min_consistency,

@@ -60,12 +60,11 @@ class Service(ABC):
     def up(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.install()
-        if self.running() and self.healthy():
-            return
-        if not self.running():
-            self.start()
-        self.wait_healthy()
-        self.after_start()
+        if not (self.running() and self.healthy()):
+            if not self.running():
+                self.start()
+            self.wait_healthy()
+        self.after_start()  # idempotent: roles, databases and topics exist after every `up`
 
     def wait_healthy(self) -> None:
         from twinflow.stack.process import wait_until
