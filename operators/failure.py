@@ -3,8 +3,9 @@
 Two pieces, both picklable and versioned:
 
 * :class:`TwinHistory` (one per twin) turns readings into features — per sensor the exponentially
-  weighted mean and its deviation from the twin's own first samples (per-twin normalisation),
-  plus the age since the last failure/repair — and keeps them until a failure labels them.
+  weighted mean, its deviation from the twin's own first samples (per-twin normalisation) and
+  the least-squares slope over the last ``slope_window`` samples, plus the age since the last
+  failure/repair — and keeps them until a failure labels them.
 * :class:`FleetFailureModel` (one per fleet or twin type) learns online from labelled histories:
   a failure at time ``T`` labels each kept sample at ``t`` with ``RUL = min(cap, T − t)``.
   The history is learned in shuffled order, interleaved with samples replayed from a reservoir of
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -88,6 +90,7 @@ class TwinHistory(_Versioned):
         self._ewm: np.ndarray | None = None
         self._base_sum: np.ndarray | None = None
         self._base_n = 0
+        self._recent: deque[np.ndarray] = deque(maxlen=self.config.slope_window)
         self.age = 0
         self.times: list[float] = []
         self.rows: list[np.ndarray] = []  # float32 feature vectors (compact state), names below
@@ -120,9 +123,12 @@ class TwinHistory(_Versioned):
             self._base_sum += x
             self._base_n += 1
         base = self._base_sum / self._base_n
+        self._recent.append(x)
         self.age += 1
         feats = {f"{s}.ewm": float(v) for s, v in zip(self.sensors, self._ewm, strict=True)}
         feats.update({f"{s}.dev": float(v) for s, v in zip(self.sensors, self._ewm - base, strict=True)})
+        if self.config.slope_window > 1:
+            feats.update({f"{s}.slope": float(v) for s, v in zip(self.sensors, self._slopes(), strict=True)})
         feats["age"] = float(self.age)
         if keep:
             self._skip = (self._skip + 1) % self.config.keep_every
@@ -134,6 +140,15 @@ class TwinHistory(_Versioned):
                 if len(self.rows) > self.config.max_history:
                     del self.times[0], self.rows[0]
         return feats
+
+    def _slopes(self) -> np.ndarray:
+        """Least-squares slope per sensor over the recent samples (per sample)."""
+        n = len(self._recent)
+        if n < 3:
+            return np.zeros(len(self.sensors))
+        y = np.asarray(self._recent)
+        tt = np.arange(n) - (n - 1) / 2.0
+        return tt @ (y - y.mean(axis=0)) / float(tt @ tt)
 
     def on_failure(self, t: float) -> list[tuple[dict[str, float], float]]:
         """Label the kept history with RUL at failure time ``t`` and start a new life."""

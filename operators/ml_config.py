@@ -83,7 +83,8 @@ class FailureConfig:
 
     rul_cap: float = 125.0  # RUL labels are capped (piecewise-linear target), in time units
     horizon: float = 30.0  # failure_probability = P(failure within this many time units)
-    ewm_halflife: float = 10.0  # samples; smoothing of each sensor
+    ewm_halflife: float = 5.0  # samples; smoothing of each sensor
+    slope_window: int = 20  # samples for each sensor's trend feature (0 or 1: no trend features)
     baseline_samples: int = 15  # first samples of a twin's life that define its own normal
     replay: int = 2  # reservoir samples replayed per new labelled sample
     buffer_size: int = 5000  # reservoir of labelled samples from earlier failures
@@ -99,6 +100,7 @@ class FailureConfig:
                 "rul_cap": (1e-9, 1e12),
                 "horizon": (1e-9, 1e12),
                 "ewm_halflife": (1e-3, 1e9),
+                "slope_window": (0, 1e6),
                 "baseline_samples": (1, 1e9),
                 "replay": (0, 100),
                 "buffer_size": (1, 1e8),
