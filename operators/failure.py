@@ -96,6 +96,7 @@ class TwinHistory(_Versioned):
         self.rows: list[np.ndarray] = []  # float32 feature vectors (compact state), names below
         self.names: list[str] = []
         self._skip = 0
+        self.last_features: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -130,6 +131,7 @@ class TwinHistory(_Versioned):
         if self.config.slope_window > 1:
             feats.update({f"{s}.slope": float(v) for s, v in zip(self.sensors, self._slopes(), strict=True)})
         feats["age"] = float(self.age)
+        self.last_features = feats
         if keep:
             self._skip = (self._skip + 1) % self.config.keep_every
             if self._skip == 0:
