@@ -10,7 +10,7 @@ Two pieces, both picklable and versioned:
   a failure at time ``T`` labels each kept sample at ``t`` with ``RUL = min(cap, T − t)``.
   The history is learned in shuffled order, interleaved with samples replayed from a reservoir of
   earlier failures (a stream of one engine at a time is far from i.i.d.). The model is a River
-  Hoeffding tree with linear leaves on standardised features. Uncertainty comes from the
+  Hoeffding tree with linear leaves on standardised features (``ensemble`` of them, averaged). Uncertainty comes from the
   model's own prequential errors (each labelled sample is predicted before it is learned), kept
   per band of predicted RUL (errors grow with RUL): ``σ(band)``; the interval is ``RUL ± 1.64σ``
   and ``P(fail within h) = Φ((h − RUL)/σ)``.
@@ -177,9 +177,13 @@ class FleetFailureModel(_Versioned):
 
     def reset(self) -> None:
         cfg = self.config
-        self.model = preprocessing.StandardScaler() | tree.HoeffdingTreeRegressor(
-            leaf_model=linear_model.LinearRegression(optimizer=optim.Adam(cfg.learning_rate))
-        )
+        self.models = [
+            preprocessing.StandardScaler()
+            | tree.HoeffdingTreeRegressor(
+                leaf_model=linear_model.LinearRegression(optimizer=optim.Adam(cfg.learning_rate))
+            )
+            for _ in range(cfg.ensemble)
+        ]
         self._rng = random.Random(cfg.seed)
         self._buffer: list[tuple[dict[str, float], float]] = []
         self._buffer_seen = 0
@@ -199,7 +203,8 @@ class FleetFailureModel(_Versioned):
         return math.sqrt(sum(self._sq_err) / n) if n else self.config.rul_cap / 2
 
     def _clipped(self, feats: dict[str, float]) -> float:
-        return min(self.config.rul_cap, max(0.0, float(self.model.predict_one(feats))))
+        mean = sum(float(m.predict_one(feats)) for m in self.models) / len(self.models)
+        return min(self.config.rul_cap, max(0.0, mean))
 
     def learn_history(self, labelled: list[tuple[dict[str, float], float]]) -> None:
         """Learn one failure's labelled history (see :meth:`TwinHistory.on_failure`)."""
@@ -207,18 +212,19 @@ class FleetFailureModel(_Versioned):
             return
         rng = self._rng
         order = list(labelled)
-        rng.shuffle(order)
-        trained = self.n_failures > 0
-        for feats, y in order:
-            if trained:  # prequential error: predict before learning
+        if self.n_failures:  # prequential error: predict before learning
+            for feats, y in order:
                 pred = self._clipped(feats)
                 b = self._band(pred)
                 self._sq_err[b] += (pred - y) ** 2
                 self._n_err[b] += 1
-            self.model.learn_one(feats, y)
-            for _ in range(self.config.replay if self._buffer else 0):
-                f2, y2 = self._buffer[rng.randrange(len(self._buffer))]
-                self.model.learn_one(f2, y2)
+        for model in self.models:  # each member sees its own order and replay draws
+            rng.shuffle(order)
+            for feats, y in order:
+                model.learn_one(feats, y)
+                for _ in range(self.config.replay if self._buffer else 0):
+                    f2, y2 = self._buffer[rng.randrange(len(self._buffer))]
+                    model.learn_one(f2, y2)
         for item in order:  # reservoir sampling over all labelled samples seen
             self._buffer_seen += 1
             if len(self._buffer) < self.config.buffer_size:

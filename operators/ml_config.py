@@ -91,6 +91,7 @@ class FailureConfig:
     max_history: int = 100_000  # samples kept per twin while waiting for a label (oldest dropped)
     keep_every: int = 1  # keep 1 in N samples for labelling (e.g. 60 for 1 Hz data: one per minute)
     learning_rate: float = 0.01
+    ensemble: int = 1  # trees averaged; each learns in its own shuffled order
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -107,6 +108,7 @@ class FailureConfig:
                 "max_history": (1, 1e9),
                 "keep_every": (1, 1e9),
                 "learning_rate": (1e-9, 10),
+                "ensemble": (1, 50),
             },
         )
 
