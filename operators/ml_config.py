@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 
+FORBID_UNKNOWN = {"extra": "forbid"}
+
+
 def _check(obj: object, rules: dict[str, tuple[float, float]]) -> None:
     for name, (lo, hi) in rules.items():
         value = getattr(obj, name)
@@ -20,6 +23,8 @@ def _check(obj: object, rules: dict[str, tuple[float, float]]) -> None:
 @dataclass(frozen=True, slots=True)
 class AnomalyConfig:
     """Anomaly detector (operators/anomaly.py)."""
+
+    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
 
     warmup: int = 400  # samples learned before scoring starts (never flagged)
     window: int = 10  # samples in the short moving average
@@ -58,6 +63,8 @@ class AnomalyConfig:
 class ForecastConfig:
     """Per-sensor forecasts (operators/forecast.py)."""
 
+    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+
     horizon: int = 10  # samples ahead
     alpha: float = 0.3  # Holt level smoothing
     beta: float = 0.05  # Holt trend smoothing
@@ -80,6 +87,8 @@ class ForecastConfig:
 @dataclass(frozen=True, slots=True)
 class FailureConfig:
     """Failure model (operators/failure.py)."""
+
+    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
 
     rul_cap: float = 125.0  # RUL labels are capped (piecewise-linear target), in time units
     horizon: float = 30.0  # failure_probability = P(failure within this many time units)
