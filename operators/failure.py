@@ -10,8 +10,8 @@ Two pieces, both picklable and versioned:
   a failure at time ``T`` labels each kept sample at ``t`` with ``RUL = min(cap, T − t)``.
   The history is learned in shuffled order, interleaved with samples replayed from a reservoir of
   earlier failures (a stream of one engine at a time is far from i.i.d.). The model is a River
-  Hoeffding tree with linear leaves on standardised features (``ensemble`` of them, averaged). Uncertainty comes from the
-  model's own prequential errors (each labelled sample is predicted before it is learned), kept
+  Hoeffding tree with linear leaves on standardised features (``ensemble`` of them, averaged).
+  Uncertainty comes from the model's own prequential errors (each labelled sample is predicted before it is learned), kept
   per band of predicted RUL (errors grow with RUL): ``σ(band)``; the interval is ``RUL ± 1.64σ``
   and ``P(fail within h) = Φ((h − RUL)/σ)``.
 

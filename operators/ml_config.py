@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-
 FORBID_UNKNOWN = {"extra": "forbid"}
 
 
