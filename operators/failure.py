@@ -11,9 +11,9 @@ Two pieces, both picklable and versioned:
   The history is learned in shuffled order, interleaved with samples replayed from a reservoir of
   earlier failures (a stream of one engine at a time is far from i.i.d.). The model is a River
   Hoeffding tree with linear leaves on standardised features (``ensemble`` of them, averaged).
-  Uncertainty comes from the model's own prequential errors (each labelled sample is predicted before it is learned), kept
-  per band of predicted RUL (errors grow with RUL): ``σ(band)``; the interval is ``RUL ± 1.64σ``
-  and ``P(fail within h) = Φ((h − RUL)/σ)``.
+  Uncertainty comes from the model's own prequential errors (each new history is predicted
+  before it is learned), kept per band of predicted RUL (errors grow with RUL): ``σ(band)``;
+  the interval is ``RUL ± 1.64σ`` and ``P(fail within h) = Φ((h − RUL)/σ)``.
 
 >>> import math
 >>> fleet = FleetFailureModel(FailureConfig(rul_cap=50, horizon=10))
