@@ -55,9 +55,10 @@ def append_results(title: str, command: str, body: str) -> None:
         rev = "?"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
-        f"\n## {title} — {stamp}\n\n- machine: {machine()}\n- commit: {rev}\n- command: `{command}`\n\n{body.strip()}\n"
+        f"\n### {title} — {stamp}\n\n- machine: {machine()}\n- commit: {rev}\n"
+        f"- command: `{command}`\n\n{body.strip()}\n"
     )
     if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by the benchmark commands (newest last).\n")
+        RESULTS.write_text("# Benchmark results\n")
     with RESULTS.open("a") as fh:
         fh.write(text)

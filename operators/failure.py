@@ -3,16 +3,17 @@
 Two pieces, both picklable and versioned:
 
 * :class:`TwinHistory` (one per twin) turns readings into features — per sensor the exponentially
-  weighted mean and its deviation from the twin's own first samples (per-twin normalisation),
-  plus the age since the last failure/repair — and keeps them until a failure labels them.
+  weighted mean, its deviation from the twin's own first samples (per-twin normalisation) and
+  the least-squares slope over the last ``slope_window`` samples, plus the age since the last
+  failure/repair — and keeps them until a failure labels them.
 * :class:`FleetFailureModel` (one per fleet or twin type) learns online from labelled histories:
   a failure at time ``T`` labels each kept sample at ``t`` with ``RUL = min(cap, T − t)``.
   The history is learned in shuffled order, interleaved with samples replayed from a reservoir of
   earlier failures (a stream of one engine at a time is far from i.i.d.). The model is a River
-  Hoeffding tree with linear leaves on standardised features. Uncertainty comes from the
-  model's own prequential errors (each labelled sample is predicted before it is learned), kept
-  per band of predicted RUL (errors grow with RUL): ``σ(band)``; the interval is ``RUL ± 1.64σ``
-  and ``P(fail within h) = Φ((h − RUL)/σ)``.
+  Hoeffding tree with linear leaves on standardised features (``ensemble`` of them, averaged).
+  Uncertainty comes from the model's own prequential errors (each new history is predicted
+  before it is learned), kept per band of predicted RUL (errors grow with RUL): ``σ(band)``;
+  the interval is ``RUL ± 1.64σ`` and ``P(fail within h) = Φ((h − RUL)/σ)``.
 
 >>> import math
 >>> fleet = FleetFailureModel(FailureConfig(rul_cap=50, horizon=10))
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -88,11 +90,13 @@ class TwinHistory(_Versioned):
         self._ewm: np.ndarray | None = None
         self._base_sum: np.ndarray | None = None
         self._base_n = 0
+        self._recent: deque[np.ndarray] = deque(maxlen=self.config.slope_window)
         self.age = 0
         self.times: list[float] = []
         self.rows: list[np.ndarray] = []  # float32 feature vectors (compact state), names below
         self.names: list[str] = []
         self._skip = 0
+        self.last_features: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -120,10 +124,14 @@ class TwinHistory(_Versioned):
             self._base_sum += x
             self._base_n += 1
         base = self._base_sum / self._base_n
+        self._recent.append(x)
         self.age += 1
         feats = {f"{s}.ewm": float(v) for s, v in zip(self.sensors, self._ewm, strict=True)}
         feats.update({f"{s}.dev": float(v) for s, v in zip(self.sensors, self._ewm - base, strict=True)})
+        if self.config.slope_window > 1:
+            feats.update({f"{s}.slope": float(v) for s, v in zip(self.sensors, self._slopes(), strict=True)})
         feats["age"] = float(self.age)
+        self.last_features = feats
         if keep:
             self._skip = (self._skip + 1) % self.config.keep_every
             if self._skip == 0:
@@ -134,6 +142,15 @@ class TwinHistory(_Versioned):
                 if len(self.rows) > self.config.max_history:
                     del self.times[0], self.rows[0]
         return feats
+
+    def _slopes(self) -> np.ndarray:
+        """Least-squares slope per sensor over the recent samples (per sample)."""
+        n = len(self._recent)
+        if n < 3:
+            return np.zeros(len(self.sensors))
+        y = np.asarray(self._recent)
+        tt = np.arange(n) - (n - 1) / 2.0
+        return tt @ (y - y.mean(axis=0)) / float(tt @ tt)
 
     def on_failure(self, t: float) -> list[tuple[dict[str, float], float]]:
         """Label the kept history with RUL at failure time ``t`` and start a new life."""
@@ -160,9 +177,13 @@ class FleetFailureModel(_Versioned):
 
     def reset(self) -> None:
         cfg = self.config
-        self.model = preprocessing.StandardScaler() | tree.HoeffdingTreeRegressor(
-            leaf_model=linear_model.LinearRegression(optimizer=optim.Adam(cfg.learning_rate))
-        )
+        self.models = [
+            preprocessing.StandardScaler()
+            | tree.HoeffdingTreeRegressor(
+                leaf_model=linear_model.LinearRegression(optimizer=optim.Adam(cfg.learning_rate))
+            )
+            for _ in range(cfg.ensemble)
+        ]
         self._rng = random.Random(cfg.seed)
         self._buffer: list[tuple[dict[str, float], float]] = []
         self._buffer_seen = 0
@@ -182,7 +203,8 @@ class FleetFailureModel(_Versioned):
         return math.sqrt(sum(self._sq_err) / n) if n else self.config.rul_cap / 2
 
     def _clipped(self, feats: dict[str, float]) -> float:
-        return min(self.config.rul_cap, max(0.0, float(self.model.predict_one(feats))))
+        mean = sum(float(m.predict_one(feats)) for m in self.models) / len(self.models)
+        return min(self.config.rul_cap, max(0.0, mean))
 
     def learn_history(self, labelled: list[tuple[dict[str, float], float]]) -> None:
         """Learn one failure's labelled history (see :meth:`TwinHistory.on_failure`)."""
@@ -190,18 +212,19 @@ class FleetFailureModel(_Versioned):
             return
         rng = self._rng
         order = list(labelled)
-        rng.shuffle(order)
-        trained = self.n_failures > 0
-        for feats, y in order:
-            if trained:  # prequential error: predict before learning
+        if self.n_failures:  # prequential error: predict before learning
+            for feats, y in order:
                 pred = self._clipped(feats)
                 b = self._band(pred)
                 self._sq_err[b] += (pred - y) ** 2
                 self._n_err[b] += 1
-            self.model.learn_one(feats, y)
-            for _ in range(self.config.replay if self._buffer else 0):
-                f2, y2 = self._buffer[rng.randrange(len(self._buffer))]
-                self.model.learn_one(f2, y2)
+        for model in self.models:  # each member sees its own order and replay draws
+            rng.shuffle(order)
+            for feats, y in order:
+                model.learn_one(feats, y)
+                for _ in range(self.config.replay if self._buffer else 0):
+                    f2, y2 = self._buffer[rng.randrange(len(self._buffer))]
+                    model.learn_one(f2, y2)
         for item in order:  # reservoir sampling over all labelled samples seen
             self._buffer_seen += 1
             if len(self._buffer) < self.config.buffer_size:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+FORBID_UNKNOWN = {"extra": "forbid"}
+
 
 def _check(obj: object, rules: dict[str, tuple[float, float]]) -> None:
     for name, (lo, hi) in rules.items():
@@ -20,6 +22,8 @@ def _check(obj: object, rules: dict[str, tuple[float, float]]) -> None:
 @dataclass(frozen=True, slots=True)
 class AnomalyConfig:
     """Anomaly detector (operators/anomaly.py)."""
+
+    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
 
     warmup: int = 400  # samples learned before scoring starts (never flagged)
     window: int = 10  # samples in the short moving average
@@ -58,6 +62,8 @@ class AnomalyConfig:
 class ForecastConfig:
     """Per-sensor forecasts (operators/forecast.py)."""
 
+    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+
     horizon: int = 10  # samples ahead
     alpha: float = 0.3  # Holt level smoothing
     beta: float = 0.05  # Holt trend smoothing
@@ -81,15 +87,19 @@ class ForecastConfig:
 class FailureConfig:
     """Failure model (operators/failure.py)."""
 
+    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+
     rul_cap: float = 125.0  # RUL labels are capped (piecewise-linear target), in time units
     horizon: float = 30.0  # failure_probability = P(failure within this many time units)
-    ewm_halflife: float = 10.0  # samples; smoothing of each sensor
+    ewm_halflife: float = 5.0  # samples; smoothing of each sensor
+    slope_window: int = 20  # samples for each sensor's trend feature (0 or 1: no trend features)
     baseline_samples: int = 15  # first samples of a twin's life that define its own normal
     replay: int = 2  # reservoir samples replayed per new labelled sample
     buffer_size: int = 5000  # reservoir of labelled samples from earlier failures
     max_history: int = 100_000  # samples kept per twin while waiting for a label (oldest dropped)
     keep_every: int = 1  # keep 1 in N samples for labelling (e.g. 60 for 1 Hz data: one per minute)
     learning_rate: float = 0.01
+    ensemble: int = 1  # trees averaged; each learns in its own shuffled order
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -99,12 +109,14 @@ class FailureConfig:
                 "rul_cap": (1e-9, 1e12),
                 "horizon": (1e-9, 1e12),
                 "ewm_halflife": (1e-3, 1e9),
+                "slope_window": (0, 1e6),
                 "baseline_samples": (1, 1e9),
                 "replay": (0, 100),
                 "buffer_size": (1, 1e8),
                 "max_history": (1, 1e9),
                 "keep_every": (1, 1e9),
                 "learning_rate": (1e-9, 10),
+                "ensemble": (1, 50),
             },
         )
 

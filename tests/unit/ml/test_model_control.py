@@ -28,3 +28,15 @@ def test_ml_settings_build_operator_config(monkeypatch):
     cfg = s.ml.model_config_for()
     assert cfg.anomaly.window == 7 and cfg.failure is not None and cfg.forecast is not None
     assert s.ml.model_config_for(failure=False, forecasts=False).failure is None
+
+
+def test_ml_settings_errors_name_the_field(monkeypatch):
+    from twinflow.settings import ConfigError, load_settings
+
+    monkeypatch.setenv("TWINFLOW_ML__ANOMALY__WINDOWW", "7")
+    with pytest.raises(ConfigError, match=r"ml\.anomaly\.windoww"):
+        load_settings()
+    monkeypatch.delenv("TWINFLOW_ML__ANOMALY__WINDOWW")
+    monkeypatch.setenv("TWINFLOW_ML__FAILURE__RUL_CAP", "-1")
+    with pytest.raises(ConfigError, match=r"FailureConfig\.rul_cap=-1"):
+        load_settings()
