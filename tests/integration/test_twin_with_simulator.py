@@ -98,6 +98,11 @@ def test_digital_wins_drives_the_simulator_and_physical_wins_follows_it(plant, t
     history = query(s, "SELECT version FROM twin_state_history WHERE twin_id = %s ORDER BY version", (ua,))
     assert [h["version"] for h in history] == list(range(1, len(history) + 1))
 
+    # physical_wins: somebody asks the Modbus pump for another setpoint; the machine wins and the
+    # twin's desired value follows what the pump reports (no command is sent).
+    reported_sp = load_state(s, mb)["reported"]["speed_sp_rpm"]["value"]
+    produce_desired(s, mb, {"speed_sp_rpm": reported_sp + 100.0}, author="op", reason="integration test")
+
     def followed():
         st = load_state(s, mb)
         sp = st["reported"].get("speed_sp_rpm", {}).get("value")
@@ -105,3 +110,6 @@ def test_digital_wins_drives_the_simulator_and_physical_wins_follows_it(plant, t
 
     state = wait_for("desired of the physical_wins Modbus pump to follow reported", followed)
     assert state["status"] == "synchronized"
+    assert state["desired"]["speed_sp_rpm"]["value"] == reported_sp
+    history = query(s, "SELECT change FROM twin_state_history WHERE twin_id = %s ORDER BY version", (mb,))
+    assert any(h["change"]["cause"] == "desired" for h in history)
