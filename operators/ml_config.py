@@ -99,7 +99,7 @@ class FailureConfig:
     max_history: int = 100_000  # samples kept per twin while waiting for a label (oldest dropped)
     keep_every: int = 1  # keep 1 in N samples for labelling (e.g. 60 for 1 Hz data: one per minute)
     learning_rate: float = 0.01
-    ensemble: int = 1  # trees averaged; each learns in its own shuffled order
+    ensemble: int = 3  # trees averaged; each learns in its own shuffled order
     seed: int = 0
 
     def __post_init__(self) -> None:
