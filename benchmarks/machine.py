@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,9 +29,23 @@ def describe() -> str:
     )
 
 
+def commit() -> str:
+    """Short hash of the checked-out commit (``?`` outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return "?"
+    return out.stdout.strip() or "?"
+
+
 def append_result(title: str, command: str, body: str) -> None:
-    """Append a dated section to RESULTS.md."""
+    """Append a dated section (machine, commit, command, numbers) to RESULTS.md."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = f"\n### {title} — {stamp}\n\n- machine: {describe()}\n- command: `{command}`\n\n{body.strip()}\n"
+    section = (
+        f"\n### {title} — {stamp}\n\n- machine: {describe()}\n- commit: {commit()}\n"
+        f"- command: `{command}`\n\n{body.strip()}\n"
+    )
     with RESULTS.open("a") as fh:
         fh.write(section)
