@@ -16,14 +16,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
-from confluent_kafka import OFFSET_BEGINNING
 
 from connectors.alert_sinks import AlertDbSink, ModelOutputSink, WebhookSink, alert_message
-from connectors.kafka.clients import client_config, producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config, without_bootstrap
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.source import kafka_messages
 from operators.alert_records import (
     Alert,
     AnomalyScore,
@@ -90,22 +90,9 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     conninfo = settings.postgres.conninfo()
 
     flow = Dataflow(flow_id)
-    polled = op.input(
-        "kafka_in",
-        flow,
-        KafkaSource(
-            brokers,
-            list(topics),
-            tail=tail,
-            starting_offset=OFFSET_BEGINNING,
-            add_config=without_bootstrap(client_config(settings)),
-            raise_on_errors=False,
-        ),
-    )
-    branch = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
-    op.inspect("log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
+    messages = kafka_messages(flow, settings, list(topics), tail=tail)
 
-    decoded = op.filter_map("decode", branch.trues, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC)))
+    decoded = op.filter_map("decode", messages, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC)))
     valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
     kafka_out = KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings)))

@@ -20,12 +20,12 @@ from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
 import msgspec
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow
-from confluent_kafka import OFFSET_BEGINNING
 
-from connectors.kafka.clients import client_config, producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config, without_bootstrap
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.source import kafka_messages
 from operators import model_control
 from operators.alert_records import AnomalyScore, TwinStatus, decode, encode
 from operators.envelope import Reason, Rejected
@@ -73,22 +73,8 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         return out
 
     flow = Dataflow(flow_id)
-    polled = op.input(
-        "kafka_in",
-        flow,
-        KafkaSource(
-            brokers,
-            [raw, status_topic, control_topic],
-            tail=tail,
-            starting_offset=OFFSET_BEGINNING,
-            add_config=without_bootstrap(client_config(settings)),
-            batch_size=fs.batch_size,
-            raise_on_errors=False,
-        ),
-    )
-    ok = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
-    op.inspect("log_kafka_errors", ok.falses, lambda _s, err: log.warning("kafka: %s", err.err))
-    items = op.flat_map_batch("decode", ok.trues, decode_batch)
+    messages = kafka_messages(flow, settings, [raw, status_topic, control_topic], tail=tail)
+    items = op.flat_map_batch("decode", messages, decode_batch)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
     kafka_out = KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings)))

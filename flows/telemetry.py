@@ -14,12 +14,12 @@ import logging
 from datetime import timedelta
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow
-from confluent_kafka import OFFSET_BEGINNING
 
-from connectors.kafka.clients import client_config, producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config, without_bootstrap
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.source import kafka_messages
 from connectors.postgres.sink import TelemetrySink
 from operators.guard import IngestGuard
 from operators.ingest import Limits, split_batch
@@ -44,23 +44,9 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     brokers = settings.kafka.bootstrap_servers.split(",")
 
     flow = Dataflow(flow_id)
-    polled = op.input(
-        "kafka_in",
-        flow,
-        KafkaSource(
-            brokers,
-            [settings.topics.raw],
-            tail=tail,
-            starting_offset=OFFSET_BEGINNING,
-            add_config=without_bootstrap(client_config(settings)),
-            batch_size=fs.batch_size,
-            raise_on_errors=False,
-        ),
-    )
-    branch = op.branch("kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
-    op.inspect("log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
+    messages = kafka_messages(flow, settings, [settings.topics.raw], tail=tail)
 
-    splits = op.flat_map_batch("decode", branch.trues, lambda batch: [split_batch(batch, limits, guard=guard)])
+    splits = op.flat_map_batch("decode", messages, lambda batch: [split_batch(batch, limits, guard=guard)])
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
     op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), fs.batch_size))
 

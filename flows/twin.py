@@ -22,13 +22,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSink, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
-from confluent_kafka import OFFSET_BEGINNING
 
-from connectors.kafka.clients import client_config, producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config, without_bootstrap
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.source import kafka_messages
 from connectors.kafka.twin_messages import to_messages
 from connectors.postgres.sink import TelemetrySink
 from connectors.postgres.twin_sink import TwinSink
@@ -141,22 +141,9 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     """The reconciliation dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
     tw = settings.twin
     flow = Dataflow(flow_id)
-    polled = op.input(
-        "twin_kafka_in",
-        flow,
-        KafkaSource(
-            settings.kafka.bootstrap_servers.split(","),
-            [settings.topics.raw, tw.desired_topic, tw.acks_topic],
-            tail=tail,
-            starting_offset=OFFSET_BEGINNING,
-            add_config=without_bootstrap(client_config(settings)),
-            batch_size=settings.flow.batch_size,
-            raise_on_errors=False,
-        ),
-    )
-    branch = op.branch("twin_kafka_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
-    op.inspect("twin_log_kafka_errors", branch.falses, lambda _step, err: log.warning("kafka: %s", err.err))
-    attach(flow, settings, branch.trues, idle_ticks=tail)
+    topics = [settings.topics.raw, tw.desired_topic, tw.acks_topic]
+    messages = kafka_messages(flow, settings, topics, tail=tail, step_id="twin_kafka_in")
+    attach(flow, settings, messages, idle_ticks=tail)
     return flow
 
 
