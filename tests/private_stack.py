@@ -9,28 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from twinflow.runner import free_ports
 from twinflow.settings import Settings, StackSettings
 from twinflow.stack.secure import Material
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def twinflow(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -13,13 +12,12 @@ from confluent_kafka import Consumer, Message
 
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
 from twinflow.mapping import Mapping, load_mapping
+from twinflow.runner import free_ports
 from twinflow.settings import Settings
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def private_settings(tmp: Path, uid: str, **overrides) -> Settings:
