@@ -21,8 +21,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from connectors.postgres.session import Session
 from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint
-from twinflow.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -88,31 +88,10 @@ class AlertStore:
     """A reconnecting writer (one per sink partition) and reader (the CLI)."""
 
     def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
-        self._conninfo = conninfo
-        self._conn: psycopg.Connection | None = None
-        self._max_attempts = max_attempts
-
-    def _connect(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._conninfo, autocommit=False)
-        return self._conn
+        self._db = Session(conninfo, max_attempts=max_attempts)
 
     def _tx(self, fn: Callable[[psycopg.Connection], Any], what: str) -> Any:
-        def once() -> Any:
-            conn = self._connect()
-            try:
-                result = fn(conn)
-                conn.commit()
-                return result
-            except psycopg.OperationalError:
-                self.close()
-                raise
-            except BaseException:
-                if not conn.closed:
-                    conn.rollback()
-                raise
-
-        return retry(once, retry_on=(psycopg.OperationalError,), attempts=self._max_attempts, what=what)
+        return self._db.transaction(fn, what)
 
     # ------------------------------------------------------------------ writes
     def write_alerts(self, alerts: Sequence[Alert]) -> None:
@@ -203,8 +182,4 @@ class AlertStore:
         return self._tx(run, f"{action} of alert {alert_id}")
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        self._db.close()

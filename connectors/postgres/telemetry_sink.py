@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import psycopg
 
+from connectors.postgres.session import Session
 from operators.ingest import TelemetryRow
-from twinflow.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -42,56 +42,30 @@ class TelemetryWriter:
     """
 
     def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
-        self._conninfo = conninfo
-        self._conn: psycopg.Connection | None = None
-        self._max_attempts = max_attempts
+        self._db = Session(conninfo, setup=[STAGE_DDL], max_attempts=max_attempts)
         self.rows_inserted = 0
         self.rows_duplicate = 0
 
-    def _connect(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._conninfo, autocommit=False)
-            self._conn.execute(STAGE_DDL)
-            self._conn.commit()
-        return self._conn
-
-    def _write_once(self, rows: Sequence[TelemetryRow]) -> int:
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                with cur.copy(COPY_SQL) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
-                cur.execute(MOVE_SQL)
-                inserted = cur.rowcount
-            conn.commit()
-            return inserted
-        except psycopg.OperationalError:
-            self.close()
-            raise
-        except BaseException:
-            if not conn.closed:
-                conn.rollback()
-            raise
+    @staticmethod
+    def _copy_and_move(conn: psycopg.Connection, rows: Sequence[TelemetryRow]) -> int:
+        with conn.cursor() as cur:
+            with cur.copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(MOVE_SQL)
+            return cur.rowcount
 
     def write(self, rows: Sequence[TelemetryRow]) -> int:
         """Write a batch; returns rows newly inserted (duplicates are skipped)."""
         if not rows:
             return 0
-        inserted = retry(
-            lambda: self._write_once(rows),
-            retry_on=(psycopg.OperationalError,),
-            attempts=self._max_attempts,
-            what=f"writing {len(rows)} telemetry rows",
+        inserted = self._db.transaction(
+            lambda conn: self._copy_and_move(conn, rows), f"writing {len(rows)} telemetry rows"
         )
         self.rows_inserted += inserted
         self.rows_duplicate += len(rows) - inserted
         return inserted
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        self._db.close()

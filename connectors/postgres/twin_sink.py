@@ -21,9 +21,9 @@ import msgspec
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from connectors.postgres.session import Session
 from operators.event_windows import WindowRow
 from operators.twin_state import StateChange
-from twinflow.retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -146,46 +146,27 @@ class TwinWriter:
     """A reconnecting batch writer for state changes and window rows; one per sink partition."""
 
     def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
-        self._conninfo = conninfo
-        self._conn: psycopg.Connection | None = None
-        self._max_attempts = max_attempts
+        self._db = Session(conninfo, setup=STAGE_DDL, max_attempts=max_attempts)
         self.versions_written = 0
         self.windows_written = 0
 
-    def _connect(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._conninfo, autocommit=False)
-            for ddl in STAGE_DDL:
-                self._conn.execute(ddl)
-            self._conn.commit()
-        return self._conn
-
-    def _write_once(self, changes: Sequence[StateChange], windows: Sequence[WindowRow]) -> None:
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                if changes:
-                    with cur.copy(HISTORY_COPY) as copy:
-                        copy.set_types(HISTORY_TYPES)
-                        for c in changes:
-                            copy.write_row(history_row(c))
-                    cur.execute(HISTORY_MOVE)
-                    cur.execute(QUALITY_STALE)
-                    cur.execute(QUALITY_MOVE)
-                if windows:
-                    with cur.copy(WINDOW_COPY) as copy:
-                        copy.set_types(WINDOW_TYPES)
-                        for r in windows:
-                            copy.write_row(window_row(r))
-                    cur.execute(WINDOW_MOVE)
-            conn.commit()
-        except psycopg.OperationalError:
-            self.close()
-            raise
-        except BaseException:
-            if not conn.closed:
-                conn.rollback()
-            raise
+    @staticmethod
+    def _copy_and_move(conn: psycopg.Connection, changes: Sequence[StateChange], windows: Sequence[WindowRow]) -> None:
+        with conn.cursor() as cur:
+            if changes:
+                with cur.copy(HISTORY_COPY) as copy:
+                    copy.set_types(HISTORY_TYPES)
+                    for c in changes:
+                        copy.write_row(history_row(c))
+                cur.execute(HISTORY_MOVE)
+                cur.execute(QUALITY_STALE)
+                cur.execute(QUALITY_MOVE)
+            if windows:
+                with cur.copy(WINDOW_COPY) as copy:
+                    copy.set_types(WINDOW_TYPES)
+                    for r in windows:
+                        copy.write_row(window_row(r))
+                cur.execute(WINDOW_MOVE)
 
     def write(self, items: Sequence[StateChange | WindowRow]) -> None:
         """Write a batch of state changes and window rows in one transaction."""
@@ -193,21 +174,15 @@ class TwinWriter:
         windows = [i for i in items if isinstance(i, WindowRow)]
         if not changes and not windows:
             return
-        retry(
-            lambda: self._write_once(changes, windows),
-            retry_on=(psycopg.OperationalError,),
-            attempts=self._max_attempts,
-            what=f"writing {len(changes)} twin versions and {len(windows)} window rows",
+        self._db.transaction(
+            lambda conn: self._copy_and_move(conn, changes, windows),
+            f"writing {len(changes)} twin versions and {len(windows)} window rows",
         )
         self.versions_written += len(changes)
         self.windows_written += len(windows)
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        self._db.close()
 
 
 class _TwinPartition(StatelessSinkPartition[StateChange | WindowRow]):
