@@ -82,5 +82,5 @@ def settings_env(s: Settings) -> dict[str, str]:
         "TWINFLOW_TOPICS__RAW": s.topics.raw,
         "TWINFLOW_TOPICS__DLQ": s.topics.dlq,
         "TWINFLOW_TOPICS__RAW_PARTITIONS": str(s.topics.raw_partitions),
-        "TWINFLOW_TWIN": tw.model_dump_json(exclude={"recovery_dir"}),
+        "TWINFLOW_TWIN": tw.model_dump_json(),
     }

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 from psycopg.rows import dict_row
 
-from connectors.kafka.clients import client_config, producer_config
+from connectors.kafka.clients import producer_config
 from twinflow.settings import Settings
 
 
@@ -39,36 +38,9 @@ def produce(s: Settings, topic: str, messages: list[tuple[bytes | None, bytes | 
 
 def read_all(s: Settings, topic: str, timeout: float = 30.0, decode: bool = True) -> list[tuple[bytes | None, Any]]:
     """Every (key, JSON-decoded or raw value) in ``topic``, read to the end of all partitions."""
-    c = Consumer(
-        client_config(
-            s,
-            **{
-                "group.id": f"test-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            },
-        )
-    )
-    parts = list(c.list_topics(topic, timeout=timeout).topics[topic].partitions)
-    c.assign([TopicPartition(topic, p, 0) for p in parts])
-    done: set[int] = set()
-    out: list[tuple[bytes | None, Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(done) < len(parts) and time.monotonic() < deadline:
-        msg = c.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            if msg.error().code() == KafkaError._PARTITION_EOF:
-                done.add(msg.partition())
-                continue
-            raise RuntimeError(msg.error())
-        value = msg.value()
-        out.append((msg.key(), json.loads(value) if decode and value else value))
-    c.close()
-    assert len(done) == len(parts), f"did not reach the end of {topic} within {timeout} s"
-    return out
+    from tests.kafka_helpers import read_topic
+
+    return [(r.key, json.loads(r.value) if decode and r.value else r.value) for r in read_topic(s, topic, timeout)]
 
 
 def query(s: Settings, sql: str, params: Any = None) -> list[dict[str, Any]]:

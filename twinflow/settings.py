@@ -213,7 +213,6 @@ class AlertSettings(BaseModel):
     webhook_secret_file: Path | None = None
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_attempts: int = Field(5, ge=1)
-    recovery_dir: Path | None = None
 
     def webhook_key(self) -> bytes:
         """The HMAC secret; a clear error names the setting to fix."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, Field
@@ -26,7 +25,6 @@ class TwinSettings(BaseModel):
     windows_s: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 60.0], min_length=1)
     allowed_lateness_s: float = Field(5.0, ge=0)
     policy: TwinPolicy = Field(default_factory=TwinPolicy)
-    recovery_dir: Path | None = None
     # Also write telemetry rows and dead letters (then the telemetry flow need not run).
     ingest: bool = False
 

@@ -44,7 +44,7 @@ def twin_flow(plant, twin_db: Settings, tmp_path: Path) -> Iterator[Settings]:  
     }
     tw = TwinSettings.model_validate(
         {
-            **ps.twin.model_dump(exclude={"recovery_dir", "policy"}),
+            **ps.twin.model_dump(exclude={"policy"}),
             "desired_topic": f"it.desired.{sfx}",
             "state_topic": f"it.state.{sfx}",
             "alerts_topic": f"it.alerts.{sfx}",
