@@ -52,3 +52,19 @@ def test_a_second_mosquitto_starts_on_a_configured_port_and_stops(stack_settings
     finally:
         svc.down()
     assert not svc.status().healthy
+
+
+def test_kafka_storage_formats_with_a_cluster_id_that_looks_like_an_option(stack_settings, tmp_path):
+    """One random cluster id in 64 starts with "-"; the storage tool must still accept it."""
+    from twinflow.stack.kafka import LOG4J2, Kafka
+
+    s = stack_settings.model_copy(update={"stack": StackSettings(dir=tmp_path / "stack")})
+    kafka = Kafka(s)
+    kafka.dir.mkdir(parents=True)
+    props, log4j = kafka.dir / "server.properties", kafka.dir / "log4j2.yaml"
+    props.write_text(kafka._properties())
+    log4j.write_text(LOG4J2)
+    classpath = f"{Kafka(stack_settings).libs}/*"
+    kafka._format_storage(classpath, log4j, props, cluster_id="-HTX-ADgTje4oSvmO9ypAQ")
+    meta = (kafka.dir / "data" / "meta.properties").read_text()
+    assert "cluster.id=-HTX-ADgTje4oSvmO9ypAQ" in meta

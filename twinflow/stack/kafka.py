@@ -152,8 +152,10 @@ class Kafka(Service):
             pidfile=self.pidfile,
         )
 
-    def _format_command(self, classpath: str, log4j, props) -> list[str]:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    def _format_command(self, classpath: str, log4j, props, cluster_id: str | None = None) -> list[str]:
+        # A random id starts with "-" one time in 64: pass it as ``--cluster-id=ID`` so the
+        # storage tool's argument parser does not take it for an option.
+        cluster_id = cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         return [
             "java",
             "-cp",
@@ -161,14 +163,12 @@ class Kafka(Service):
             f"-Dlog4j2.configurationFile={log4j}",
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(props),
+            f"--cluster-id={cluster_id}",
+            f"--config={props}",
         ]
 
-    def _format_storage(self, classpath: str, log4j, props) -> None:
-        run_checked(self._format_command(classpath, log4j, props), "Formatting Kafka storage")
+    def _format_storage(self, classpath: str, log4j, props, cluster_id: str | None = None) -> None:
+        run_checked(self._format_command(classpath, log4j, props, cluster_id), "Formatting Kafka storage")
 
     def healthy(self) -> bool:
         if not port_open(self.port):

@@ -236,8 +236,8 @@ class SecureKafka(Kafka):
         certs.write_secret(self.dir / "server.properties", b"")
         super().start()
 
-    def _format_storage(self, classpath: str, log4j, props) -> None:
-        cmd = self._format_command(classpath, log4j, props)
+    def _format_storage(self, classpath: str, log4j, props, cluster_id: str | None = None) -> None:
+        cmd = self._format_command(classpath, log4j, props, cluster_id)
         for user in KAFKA_USERS:
             cmd += [
                 "--add-scram",
