@@ -106,6 +106,23 @@ class Machine:
         else:
             self.valve_pct = value
 
+    def settle(self) -> None:
+        """Start in steady state at the setpoints (a plant that was already running)."""
+        self.speed = self.speed_sp
+        self.temp = self._steady_temp(self._power(Effects()), Effects())
+
+    def _valve(self, fx: Effects) -> float:
+        return max(self.valve_pct / 100.0 * fx.valve_factor, 0.0)
+
+    def _power(self, fx: Effects) -> float:
+        n = max(self.speed, 0.0) / self.rated.speed_rpm
+        return self.rated.power_kw * n**3 * (0.35 + 0.65 * self._valve(fx)) / max(fx.efficiency, 0.1)
+
+    def _steady_temp(self, power: float, fx: Effects) -> float:
+        """Ambient + a rise proportional to power (and fault heat): where the thermal lag heads."""
+        r = self.rated
+        return r.ambient_c + r.temp_rise_c * power / r.power_kw + fx.extra_heat_c
+
     def step(self, dt: float, rng: random.Random, fx: Effects | None = None) -> dict[str, float]:
         """Advance ``dt`` seconds and return every signal of this machine type."""
         fx = fx or Effects()
@@ -113,15 +130,13 @@ class Machine:
         target = 0.0 if fx.tripped else self.speed_sp
         self.speed += (target - self.speed) * (1.0 - math.exp(-dt / r.speed_tau_s))
         n = max(self.speed, 0.0) / r.speed_rpm
-        valve = max(self.valve_pct / 100.0 * fx.valve_factor, 0.0)
+        valve = self._valve(fx)
         # Affinity laws at a given valve opening; the valve throttles flow and loads the pump less.
         flow = r.flow_m3h * n * math.sqrt(valve)
         head = r.head_m * n * n * (1.25 - 0.25 * valve)
-        power = r.power_kw * n**3 * (0.35 + 0.65 * valve) / max(fx.efficiency, 0.1)
-        # Thermal lag towards ambient + a rise proportional to power (and fault heat).
-        target_t = r.ambient_c + r.temp_rise_c * power / r.power_kw + fx.extra_heat_c
+        power = self._power(fx)
         assert self.temp is not None
-        self.temp += (target_t - self.temp) * (1.0 - math.exp(-dt / r.thermal_tau_s))
+        self.temp += (self._steady_temp(power, fx) - self.temp) * (1.0 - math.exp(-dt / r.thermal_tau_s))
         vib = r.vibration_mm_s * n * n + fx.vibration_add
         vib += rng.gauss(0.0, r.vibration_noise) + (rng.gauss(0.0, fx.vibration_burst) if fx.vibration_burst else 0)
         # Measurement noise: real transmitters never repeat a value exactly.
@@ -132,7 +147,7 @@ class Machine:
             "speed_rpm": speed_meas,
             "flow_m3h": flow_meas,
             "power_kw": power,
-            "temp_c": self.temp,
+            "temp_c": self.temp + rng.gauss(0.0, 0.05),
             "vibration_mm_s": abs(vib),
         }
         if self.kind == "pump":

@@ -69,9 +69,9 @@ class Plant:
                 raise PlantError(f"fault {f.kind}: twin {f.twin_id!r} is not in {mapping.source}")
             self.faults[f.twin_id].append(f)
         self.sensor_faults = {t: SensorFaults(fs) for t, fs in self.faults.items()}
-        # Start at rated speed.
+        # Start in steady state at rated speed (the plant was running before the simulator started).
         for m in self.machines.values():
-            m.speed = m.speed_sp
+            m.settle()
 
     def set(self, twin_id: str, parameter: str, value: float) -> bool:
         """Apply a setpoint write; False when the parameter is not a setpoint of the simulator."""
