@@ -18,20 +18,18 @@ import argparse
 import gc
 import os
 import pickle
-import platform
 import random
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+from benchmarks.machine import append_result
 from operators.event_windows import WindowSpec
 from operators.twin_policy import TwinPolicy
 from operators.twin_processor import TwinProcessor, TwinRuntime
 from operators.twin_records import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, Reported, encode
 from operators.twin_state import StateChange
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 POLICY = {
@@ -225,18 +223,7 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {system}"
-
-
-def report(r: dict[str, float], command: str) -> str:
+def report(r: dict[str, float]) -> str:
     flow = ""
     if "flow_seconds" in r:
         flow = (
@@ -248,7 +235,6 @@ def report(r: dict[str, float], command: str) -> str:
             f"{r['flow_versions'] / r['flow_seconds']:,.0f} versions/s written "
             f"({int(r['flow_versions']):,} history rows, {int(r['flow_windows']):,} window rows).\n"
         )
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     rows = "\n".join(
         f"| {label} | {r[f'{key}_events_s']:,.0f} | {r[f'{key}_events_cpu_s']:,.0f} "
@@ -260,10 +246,7 @@ def report(r: dict[str, float], command: str) -> str:
         )
     )
     return f"""
-### Twin reconciliation: operator throughput and memory — {stamp}
-
-- machine: {machine()}; load average at the end {load:.1f} (other work shares the 2 cores)
-- command: `{command}`
+- load average at the end {load:.1f} (other work shares the 2 cores)
 - {int(r["twins"]):,} twins, {int(r["events"]):,} input events (4-sensor envelopes at 10 Hz per twin,
   desired updates for 1 in 7 twins per second), acks answered at once; one process, one thread.
 
@@ -296,11 +279,10 @@ def main() -> None:
     if args.flow_rounds:
         command += f" --flow-rounds {args.flow_rounds}"
         results.update(measure_flow(args.twins, args.flow_rounds))
-    text = report(results, command)
+    text = report(results)
     print(text)
     if args.write_results:
-        with RESULTS.open("a") as fh:
-            fh.write(text)
+        append_result("Twin reconciliation: operator throughput and memory", command, text)
 
 
 if __name__ == "__main__":
