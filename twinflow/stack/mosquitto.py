@@ -9,8 +9,7 @@ from twinflow.stack.process import apt_install, is_root, port_open, require_port
 
 CONF = """\
 # written by `twinflow stack up`
-listener {port} 127.0.0.1
-allow_anonymous true
+{listener}
 persistence true
 persistence_location {dir}/
 max_queued_messages 100000
@@ -37,11 +36,20 @@ class Mosquitto(Service):
         elif shutil.which("mosquitto_pub") is None:
             apt_install(["mosquitto-clients"], "mosquitto_pub is not installed")
 
+    def listener_conf(self) -> str:
+        """The listener and its access rules (the secure profile overrides this)."""
+        return f"listener {self.port} 127.0.0.1\nallow_anonymous true"
+
+    def prepare(self) -> None:
+        """Files the configuration refers to (the secure profile writes certificates, users, ACLs)."""
+
     def start(self) -> None:
         require_port_free(self.port, "mosquitto", self.port_setting)
+        self.prepare()
         conf = self.dir / "mosquitto.conf"
         # As root, mosquitto would drop to the `mosquitto` user; keep the stack's owner instead.
-        conf.write_text(CONF.format(port=self.port, dir=self.dir, user="user root" if is_root() else ""))
+        user = "user root" if is_root() else ""
+        conf.write_text(CONF.format(listener=self.listener_conf(), dir=self.dir, user=user))
         start_daemon(
             [shutil.which("mosquitto") or _sbin("mosquitto"), "-c", str(conf)],
             log=self.log,

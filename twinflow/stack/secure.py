@@ -32,10 +32,10 @@ from pathlib import Path
 from twinflow.settings import MqttSettings, Settings, read_secret_file
 from twinflow.stack import certs
 from twinflow.stack.kafka import Kafka
-from twinflow.stack.mosquitto import Mosquitto, _sbin
+from twinflow.stack.mosquitto import Mosquitto
 from twinflow.stack.postgres import CONF as PG_CONF
 from twinflow.stack.postgres import Postgres
-from twinflow.stack.process import StackError, is_root, port_open, require_port_free, start_daemon
+from twinflow.stack.process import StackError, port_open
 
 SECURE = "secure"
 KAFKA_USERS = ("admin", "twinflow")
@@ -314,8 +314,7 @@ def grant_app_acls(admin: Settings, user: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- Mosquitto
-MOSQUITTO_CONF = """\
-# written by `twinflow stack up --secure`
+MOSQUITTO_LISTENER = """\
 per_listener_settings false
 listener {port} 127.0.0.1
 cafile {ca}
@@ -325,18 +324,7 @@ require_certificate true
 tls_version tlsv1.2
 allow_anonymous false
 password_file {passwd}
-acl_file {acl}
-persistence true
-persistence_location {dir}/
-max_queued_messages 100000
-max_inflight_messages 1000
-message_size_limit 1048576
-log_dest stdout
-log_type error
-log_type warning
-log_type notice
-{user}
-"""
+acl_file {acl}"""
 
 MOSQUITTO_ACL = """\
 # written by `twinflow stack up --secure`: deny by default
@@ -358,8 +346,7 @@ class SecureMosquitto(Mosquitto):
         self.passwd = self.dir / "passwd"
         self.acl = self.dir / "acl"
 
-    def start(self) -> None:
-        require_port_free(self.port, "mosquitto", self.port_setting)
+    def prepare(self) -> None:
         m = self.material
         tls = self.dir / "tls"
         tls.mkdir(exist_ok=True)
@@ -370,23 +357,16 @@ class SecureMosquitto(Mosquitto):
             for user in MQTT_USERS:
                 self.add_user(user, m.password("mqtt", user), reload=False)
         self.acl.write_text(MOSQUITTO_ACL)
-        conf = self.dir / "mosquitto.conf"
-        conf.write_text(
-            MOSQUITTO_CONF.format(
-                port=self.port,
-                ca=tls / "ca.pem",
-                cert=tls / "server.pem",
-                key=tls / "server.key",
-                passwd=self.passwd,
-                acl=self.acl,
-                dir=self.dir,
-                user="user root" if is_root() else "",
-            )
-        )
-        start_daemon(
-            [shutil.which("mosquitto") or _sbin("mosquitto"), "-c", str(conf)],
-            log=self.log,
-            pidfile=self.pidfile,
+
+    def listener_conf(self) -> str:
+        tls = self.dir / "tls"
+        return MOSQUITTO_LISTENER.format(
+            port=self.port,
+            ca=tls / "ca.pem",
+            cert=tls / "server.pem",
+            key=tls / "server.key",
+            passwd=self.passwd,
+            acl=self.acl,
         )
 
     def add_user(self, user: str, password: str, *, reload: bool = True) -> None:
