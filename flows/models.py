@@ -1,11 +1,16 @@
-"""Online models flow: telemetry → per-twin anomaly scores and forecasts on Kafka.
+"""Online models flow: telemetry → per-twin anomaly scores, forecasts and failure predictions on Kafka.
 
 Inputs: ``telemetry.raw`` (readings), ``twin.status`` (maintenance on/off: no learning),
-``twin.model_control`` (``twinflow model reset TWIN``). Outputs: ``twin.anomaly_scores`` and
-``twin.forecasts``, which the alerts flow turns into alerts and database rows. The models
-live in Bytewax state, keyed by twin_id, so they survive a restart with recovery on.
-Invalid telemetry is dead-lettered by the telemetry flow, not here; invalid status and
-control records go to the DLQ.
+``twin.model_control`` (``twinflow model reset TWIN``), ``twin.events`` (failure/repair).
+Outputs: ``twin.anomaly_scores``, ``twin.forecasts`` and (``ml.model = "rul"``)
+``twin.failure_predictions``, which the alerts flow turns into alerts and database rows. The
+models live in Bytewax state, keyed by twin_id, so they survive a restart with recovery on.
+Invalid telemetry is dead-lettered by the telemetry flow, not here; invalid status, control
+and event records go to the DLQ.
+
+Failure prediction is a second stateful step keyed by fleet (``ml.fleets``, default one fleet):
+one key runs on one worker, which is fine because it only sees labelled histories (one per
+failure) and prediction requests rate-limited to one per ``ml.predict_every`` samples per twin.
 
 Wiring only; the logic is :mod:`operators.live_models`.
 
@@ -26,11 +31,12 @@ from bytewax.dataflow import Dataflow
 from connectors.kafka.clients import producer_config, without_bootstrap
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.source import kafka_messages
-from operators import model_control
-from operators.alert_records import AnomalyScore, TwinStatus, decode, encode
+from operators import model_control, twin_events
+from operators.alert_records import AnomalyScore, FailurePrediction, TwinStatus, decode, encode
 from operators.envelope import Reason, Rejected
 from operators.ingest import DeadLetter, Limits, split_batch
-from operators.live_models import LiveModelConfig, Reading, Reset, Status, step
+from operators.live_models import Event, LiveModelConfig, Reading, Reset, Status, fleet_step, step
+from operators.model_steps import FleetItem
 from twinflow.settings import Settings, load_settings
 
 log = logging.getLogger("twinflow.models")
@@ -43,12 +49,19 @@ def _dead(msg: KafkaSourceMessage, reason: str, detail: str) -> DeadLetter:
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-models") -> Dataflow:
     fs, a = settings.flow, settings.alerts
     raw, status_topic, control_topic = settings.topics.raw, a.status_topic, settings.topics.model_control
+    events_topic = settings.topics.events
     limits = Limits(
         max_bytes=fs.max_message_bytes,
         max_future_skew=timedelta(seconds=fs.max_future_skew_s),
         max_age=timedelta(days=fs.max_age_days),
     )
-    cfg = LiveModelConfig(settings.ml.model_config_for(failure=False))
+    ml = settings.ml
+    cfg = LiveModelConfig(
+        ml.model_config_for(),  # failure prediction when ml.model = "rul"
+        predict_every=ml.predict_every,
+        fleets=tuple(ml.fleets.items()),
+        default_fleet=ml.default_fleet,
+    )
     brokers = settings.kafka.bootstrap_servers.split(",")
 
     def decode_batch(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
@@ -66,6 +79,9 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
                 elif m.topic == control_topic:
                     rec = model_control.decode(m.value or b"")
                     out.append((rec.twin_id, Reset(rec.requested_by)))
+                elif m.topic == events_topic:
+                    ev = twin_events.decode(m.value)
+                    out.append((ev.twin_id, Event(ev.kind, ev.time)))
             except Rejected as exc:
                 out.append(("", _dead(m, exc.reason.value, exc.detail)))
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -73,7 +89,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         return out
 
     flow = Dataflow(flow_id)
-    messages = kafka_messages(flow, settings, [raw, status_topic, control_topic], tail=tail)
+    messages = kafka_messages(flow, settings, [raw, status_topic, control_topic, events_topic], tail=tail)
     items = op.flat_map_batch("decode", messages, decode_batch)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
@@ -83,11 +99,21 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
 
     keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
     scored = op.stateful_map("models", keyed, lambda state, item: _keyed_step(state, item, cfg))
-    records = op.flat_map("records", scored, lambda kv: [(kv[0], r) for r in kv[1]])
+    outputs = op.flat_map("records", scored, lambda kv: [(kv[0], r) for r in kv[1]])
+    to_fleet = op.branch("to_fleet", outputs, lambda kv: isinstance(kv[1], FleetItem))
+    by_fleet = op.key_on("by_fleet", to_fleet.trues, lambda kv: kv[1].fleet)
+    fleet_out = op.stateful_map("fleet_model", by_fleet, lambda state, kv: fleet_step(state, kv[1], cfg))
+    predictions = op.flat_map("predictions", fleet_out, lambda kv: [(p.twin_id, p) for p in kv[1]])
+    records = op.merge("model_records", to_fleet.falses, predictions)
 
     def to_message(kv: tuple[str, object]) -> KafkaSinkMessage[bytes, bytes]:
         twin_id, rec = kv
-        topic = a.anomalies_topic if isinstance(rec, AnomalyScore) else a.forecasts_topic
+        if isinstance(rec, AnomalyScore):
+            topic = a.anomalies_topic
+        elif isinstance(rec, FailurePrediction):
+            topic = a.failures_topic
+        else:
+            topic = a.forecasts_topic
         return KafkaSinkMessage(key=twin_id.encode(), value=encode(rec), topic=topic)
 
     op.output("scores_out", op.map("encode", records, to_message), kafka_out)

@@ -52,6 +52,12 @@ class FailurePrediction(msgspec.Struct, frozen=True):
     failure_probability: float
     uncertainty: float | None = None
     horizon_s: float | None = None
+    # From the live models flow: the 90 % RUL interval, the model and its version
+    # (version = failures the fleet model has learned; see docs/ml.md).
+    rul_low_s: float | None = None
+    rul_high_s: float | None = None
+    model: str = ""
+    model_version: int | None = None
 
 
 class ForecastPoint(msgspec.Struct, frozen=True):

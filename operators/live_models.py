@@ -1,10 +1,17 @@
-"""The live flow's per-twin model step: readings, maintenance status and resets in; scores out.
+"""The live flow's per-twin model step: readings, maintenance status, resets and events in; scores out.
 
 Plain Python: :func:`step` is what the models flow runs in a Bytewax ``stateful_map``
 keyed by twin_id; :class:`TwinModelState` is the picklable state (recovered after a
 restart). Outputs are the records the alerts flow consumes
 (:mod:`operators.alert_records`): an :class:`AnomalyScore` per scored sample and, every
 ``forecast_every`` samples, a :class:`ForecastPoint` per sensor.
+
+With failure prediction on (``ml.model = "rul"``) the step also emits
+:class:`~operators.model_steps.FleetItem` records for the fleet step (:func:`fleet_step`, a second
+``stateful_map`` keyed by :func:`fleet_of`): the twin's features every ``predict_every``
+samples, and its labelled history when an :class:`Event` of kind ``failure`` arrives. The fleet
+step learns from the histories and answers features with a
+:class:`~operators.alert_records.FailurePrediction` (none until it has learned a failure).
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from operators.ml_config import AnomalyConfig, ModelConfig
@@ -29,9 +36,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 
-from operators.alert_records import AnomalyScore, ForecastPoint
-from operators.ml_config import ModelConfig
+from operators.alert_records import AnomalyScore, FailurePrediction, ForecastPoint
+from operators.failure import FleetFailureModel, TwinHistory
+from operators.ml_config import FailureConfig, ModelConfig
+from operators.model_steps import FleetItem, FleetStep
 from operators.twin_model import TwinModel
 
 
@@ -40,6 +50,10 @@ class LiveModelConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     forecast_every: int = 10  # emit forecasts every N samples (0: never)
     model_name: str = "twinflow-t2"
+    predict_every: int = 60  # send failure features to the fleet every N samples of a twin (0: never)
+    # (fleet, twin_id glob) pairs, first match wins; other twins belong to default_fleet.
+    fleets: tuple[tuple[str, str], ...] = ()
+    default_fleet: str = "fleet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +72,24 @@ class Reset:
     requested_by: str = ""
 
 
-Item = Reading | Status | Reset
-Output = AnomalyScore | ForecastPoint
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A ``twin.events`` record: ``failure`` labels the twin's history, ``repair`` starts a new life."""
+
+    kind: str
+    ts: datetime
+
+
+Item = Reading | Status | Reset | Event
+Output = AnomalyScore | ForecastPoint | FleetItem
+
+
+def fleet_of(twin_id: str, cfg: LiveModelConfig) -> str:
+    """The fleet whose failure model serves ``twin_id`` (first matching glob, else the default)."""
+    for fleet, pattern in cfg.fleets:
+        if fnmatchcase(twin_id, pattern):
+            return fleet
+    return cfg.default_fleet
 
 
 class TwinModelState:
@@ -75,6 +105,13 @@ class TwinModelState:
         # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
         self.held: dict[str, float] = {}
 
+    def adopt_failure_config(self, failure: FailureConfig | None) -> None:
+        """Failure prediction switched on or off since this state was saved: follow the settings."""
+        model = self.model
+        if (model.config.failure is None) != (failure is None):
+            model.config = ModelConfig(model.config.anomaly, model.config.forecast, failure, model.config.time_unit_s)
+            model.history = TwinHistory(failure) if failure else None
+
     def _observe_time(self, ts: datetime) -> None:
         if self.last_ts is not None:
             dt = (ts - self.last_ts).total_seconds()
@@ -88,13 +125,17 @@ def step(
 ) -> tuple[TwinModelState, list[Output]]:
     """Apply one item to a twin's state; returns the new state and the records to publish."""
     state = state or TwinModelState(cfg)
+    state.adopt_failure_config(cfg.model.failure)
     if isinstance(item, Status):
         state.maintenance = item.maintenance
         return state, []
     if isinstance(item, Reset):
-        state.model.reset()
+        state.model.reset()  # anomaly, forecasts and the failure history
         state.samples = 0
         return state, []
+    if isinstance(item, Event):
+        labelled = state.model.on_event(item.kind, item.ts)
+        return state, [FleetItem(twin_id, fleet_of(twin_id, cfg), item.ts, labelled=labelled)] if labelled else []
     state._observe_time(item.ts)
     known = len(state.held)
     state.held.update(item.readings)
@@ -133,4 +174,36 @@ def step(
                     upper=fc.high,
                 )
             )
+    history = state.model.history
+    if history is not None and cfg.predict_every and history.age % cfg.predict_every == 0:
+        records.append(FleetItem(twin_id, fleet_of(twin_id, cfg), item.ts, features=dict(history.last_features)))
     return state, records
+
+
+def fleet_step(
+    state: FleetFailureModel | None, item: FleetItem, cfg: LiveModelConfig
+) -> tuple[FleetFailureModel, list[FailurePrediction]]:
+    """The fleet's failure model: learns labelled histories, answers features (once it has learned)."""
+    failure = cfg.model.failure or FailureConfig()
+    fleet, predictions = FleetStep(failure)(state, item)
+    unit = cfg.model.time_unit_s
+    records = []
+    for p in predictions:
+        pred = p.prediction
+        if not all(math.isfinite(v) for v in (pred.rul, pred.rul_low, pred.rul_high, pred.failure_probability)):
+            continue
+        records.append(
+            FailurePrediction(
+                twin_id=p.twin_id,
+                ts=p.ts,
+                rul_s=pred.rul * unit,
+                failure_probability=pred.failure_probability,
+                uncertainty=fleet.sigma(pred.rul) * unit,
+                horizon_s=failure.horizon * unit,
+                rul_low_s=pred.rul_low * unit,
+                rul_high_s=pred.rul_high * unit,
+                model=f"{cfg.model_name}-rul:{item.fleet}",
+                model_version=fleet.n_failures,
+            )
+        )
+    return fleet, records

@@ -73,7 +73,6 @@ def model_reset(
     """Ask the live flow to forget what TWIN's models learned (a record on twin.model_control)."""
     import msgspec
 
-    from connectors.kafka.clients import ensure_topics, make_producer, topic_specs
     from operators.model_control import ControlRecord, encode
 
     s = _settings()
@@ -88,12 +87,59 @@ def model_reset(
     except msgspec.ValidationError as exc:
         err_console.print(f"[red]invalid twin_id {twin!r}: {exc}[/red]")
         raise typer.Exit(2) from None
-    topic = s.topics.model_control
+    _publish(s, s.topics.model_control, twin, encode(rec), timeout, "reset")
+    err_console.print(f"reset requested for {twin} on {s.topics.model_control}")
+
+
+def _publish(s, topic: str, twin: str, value: bytes, timeout: float, what: str) -> None:
+    """Produce one record keyed by ``twin`` (creating the topic if missing); exit 1 unless acknowledged."""
+    from connectors.kafka.clients import ensure_topics, make_producer, topic_specs
+
     ensure_topics(s, [spec for spec in topic_specs(s) if spec.name == topic])
     producer = make_producer(s)
     errors: list[str] = []
-    producer.produce(topic, key=twin.encode(), value=encode(rec), on_delivery=lambda e, _m: e and errors.append(str(e)))
+    producer.produce(topic, key=twin.encode(), value=value, on_delivery=lambda e, _m: e and errors.append(str(e)))
     if producer.flush(timeout) or errors:
-        err_console.print(f"[red]reset for {twin} not acknowledged by Kafka: {errors or 'timeout'}[/red]")
+        err_console.print(f"[red]{what} for {twin} not acknowledged by Kafka: {errors or 'timeout'}[/red]")
         raise typer.Exit(1)
-    err_console.print(f"reset requested for {twin} on {topic}")
+
+
+class EventKind(StrEnum):
+    failure = "failure"
+    repair = "repair"
+
+
+@model_app.command("event")
+def model_event(
+    twin: Annotated[str, typer.Argument(help="twin_id that failed or was repaired.")],
+    kind: Annotated[
+        EventKind, typer.Option("--kind", help="failure: labels the twin's history; repair: a new life, no label.")
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="When, ISO 8601 (e.g. 2026-11-25T08:00:00Z; no zone = local time). Default: now."),
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="Free text kept with the event (e.g. the work order).")] = "",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for Kafka's acknowledgement.")] = 30.0,
+) -> None:
+    """Record a failure or repair of TWIN on twin.events (the failure model's labels; docs/ml.md)."""
+    import msgspec
+
+    from operators.twin_events import TwinEvent, encode
+
+    s = _settings()
+    try:
+        when = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    except ValueError:
+        err_console.print(f"[red]--at {at!r} is not an ISO 8601 time; use e.g. 2026-11-25T08:00:00Z[/red]")
+        raise typer.Exit(2) from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time zone
+    try:
+        rec = TwinEvent(twin_id=twin, kind=kind.value, time=when, note=note, author=getpass.getuser())
+        rec = msgspec.convert(msgspec.to_builtins(rec), TwinEvent)  # validates the twin_id and lengths
+    except msgspec.ValidationError as exc:
+        err_console.print(f"[red]invalid event for {twin!r}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    _publish(s, s.topics.events, twin, encode(rec), timeout, kind.value)
+    err_console.print(f"{kind.value} of {twin} at {when.isoformat()} recorded on {s.topics.events}")

@@ -43,6 +43,8 @@ class Topics(BaseModel):
     model_control: str = "twin.model_control"
     # Simulator ground truth (docs/connectors.md); commands/acks topics are in [twin].
     ground_truth: str = "sim.ground_truth"
+    # Failure/repair events per twin (`twinflow model event`, a CMMS), key = twin_id (docs/ml.md).
+    events: str = "twin.events"
 
 
 class KafkaSettings(BaseModel):
@@ -166,6 +168,12 @@ class MlSettings(BaseModel):
     failure: FailureConfig = Field(default_factory=FailureConfig)
     # Seconds per time unit of the failure model when time is a timestamp (RUL in hours by default).
     time_unit_s: float = Field(3600.0, gt=0)
+    # Live failure prediction (model = "rul"): a twin sends its features to its fleet's model every
+    # `predict_every` samples (0: never); `fleets` maps fleet name -> twin_id glob (first match wins),
+    # other twins belong to `default_fleet`. One failure model per fleet (docs/ml.md).
+    predict_every: int = Field(60, ge=0)
+    fleets: dict[str, str] = Field(default_factory=dict)
+    default_fleet: str = Field("fleet", min_length=1)
 
     def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
         """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""

@@ -62,6 +62,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.raw, t.raw_partitions, {"retention.ms": week}),
         TopicSpec(t.dlq, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(t.model_control, 1, {"retention.ms": week}),
+        TopicSpec(t.events, 1, {"retention.ms": str(365 * 24 * 3600 * 1000)}),  # the failure labels
         TopicSpec(settings.security.desired_rejected_topic, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
         *twin_topic_specs(settings),
     ]
