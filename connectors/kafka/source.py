@@ -3,6 +3,11 @@
 Offsets live in Bytewax's recovery snapshots, not in a consumer group, so a restarted flow
 resumes where its last snapshot ended (sinks are idempotent). Kafka errors are logged and the
 flow keeps running (librdkafka reconnects by itself); they never crash it.
+
+If a partition's position becomes invalid (offset out of range: a broker restart that briefly
+reports a shorter log, or a snapshot older than the topic's retention), the consumer restarts at
+the *earliest* retained offset, never at the end: re-reading is harmless (idempotent sinks),
+skipping is silent loss. librdkafka's default would be ``latest``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def kafka_messages(
             topics,
             tail=tail,
             starting_offset=OFFSET_BEGINNING,
-            add_config=without_bootstrap(client_config(settings)),
+            add_config=without_bootstrap(client_config(settings, **{"auto.offset.reset": "earliest"})),
             batch_size=settings.flow.batch_size,
             raise_on_errors=False,
         ),
