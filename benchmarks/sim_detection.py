@@ -3,7 +3,8 @@
 The plant simulator's physics (:class:`twinflow.sim.plant.Plant`) runs in simulated time — no
 sleeping, no network: this measures the models, not the transport — for pumps and compressors
 at the simulator's sample period (``sim.tick_s``). Each twin gets faults of every kind at random
-(seeded) onsets with healthy periods between them; the fault schedule is the ground truth.
+(seeded) onsets with healthy periods between them; the fault schedule is the ground truth. Healthy
+periods keep a constant operating point unless ``--setpoint-changes-per-h`` adds speed changes.
 Every sample goes through the live models step (:func:`operators.live_models.step`, with the
 configuration the models flow uses) and each anomaly score through the alert lifecycle
 (:func:`operators.alerts.step`, default rules).
@@ -39,7 +40,7 @@ from twinflow.fault_scoring import Fault as TruthFault
 from twinflow.mapping import Mapping, parse_mapping
 from twinflow.settings import AlertSettings, MlSettings, SimSettings
 from twinflow.sim.faults import Fault
-from twinflow.sim.physics import SETPOINTS, SIGNALS
+from twinflow.sim.physics import SETPOINTS, SIGNALS, Machine
 from twinflow.sim.plant import Plant
 
 # The kinds of twinflow/sim/faults.py that change what the sensors report. `sensor_failure` only
@@ -74,6 +75,10 @@ class BenchConfig:
     grace_s: float = 300.0
     after_s: float = 1800.0
     episode_gap_s: float = 60.0
+    # Normal operation: speed setpoint changes (to 75–100 % of rated) at random times of healthy
+    # periods, never within quiet_s before a fault or during a fault and its grace. 0: constant speed.
+    setpoint_changes_per_h: float = 0.0
+    quiet_s: float = 300.0
     anomaly_overrides: tuple[tuple[str, float], ...] = ()
 
     @property
@@ -126,6 +131,26 @@ def fault_schedule(cfg: BenchConfig, twins: list[tuple[str, str]]) -> list[Fault
     return faults
 
 
+def operating_changes(
+    cfg: BenchConfig, twins: list[tuple[str, str]], faults: list[Fault]
+) -> list[tuple[float, str, float]]:
+    """(time, twin, new speed setpoint) of healthy operating changes, in time order (seeded)."""
+    if cfg.setpoint_changes_per_h <= 0:
+        return []
+    rng = random.Random(cfg.seed + 1)
+    out = []
+    for twin, kind in twins:
+        rated = Machine(kind).speed_sp
+        busy = [
+            (f.onset_s - cfg.quiet_s, (f.end_s or cfg.duration_s) + cfg.grace_s) for f in faults if f.twin_id == twin
+        ]
+        t = cfg.quiet_s  # let the models warm up on the first operating point
+        while (t := t + rng.expovariate(cfg.setpoint_changes_per_h / 3600.0)) < cfg.duration_s - cfg.quiet_s:
+            if not any(lo <= t <= hi for lo, hi in busy):
+                out.append((round(t, 1), twin, round(rated * rng.uniform(0.75, 1.0))))
+    return sorted(out)
+
+
 @dataclass
 class Trace:
     """What one twin's models and alerts produced (times in seconds from the start)."""
@@ -135,7 +160,12 @@ class Trace:
     first_score_s: float | None = None
 
 
-def simulate(cfg: BenchConfig, faults: list[Fault], twins: list[tuple[str, str]]) -> tuple[dict[str, Trace], int]:
+def simulate(
+    cfg: BenchConfig,
+    faults: list[Fault],
+    twins: list[tuple[str, str]],
+    changes: list[tuple[float, str, float]] = (),
+) -> tuple[dict[str, Trace], int]:
     """Run the physics, the live models and the alert lifecycle; returns per-twin traces and samples."""
     ml = MlSettings()
     if cfg.anomaly_overrides:
@@ -147,7 +177,11 @@ def simulate(cfg: BenchConfig, faults: list[Fault], twins: list[tuple[str, str]]
     models: dict[str, Any] = dict.fromkeys(traces)
     lifecycles: dict[str, Any] = dict.fromkeys(traces)
     steps = int(cfg.duration_s / cfg.tick_s)
+    pending = list(changes)[::-1]
     for _ in range(steps):
+        while pending and pending[-1][0] <= plant.t:
+            _, twin, speed = pending.pop()
+            plant.set(twin, "speed_sp_rpm", speed)
         out = plant.step(cfg.tick_s)
         t = plant.t
         ts = T0 + timedelta(seconds=t)
@@ -272,12 +306,14 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     """Schedule, simulate and score one configuration; the result is plain data."""
     twins = twin_ids(cfg)
     faults = fault_schedule(cfg, twins)
+    changes = operating_changes(cfg, twins, faults)
     t0 = time.perf_counter()
-    traces, samples = simulate(cfg, faults, twins)
+    traces, samples = simulate(cfg, faults, twins, changes)
     elapsed = time.perf_counter() - t0
     result = score(cfg, faults, traces)
     result["run"] = {
         "twins": len(twins),
+        "setpoint_changes": len(changes),
         "simulated_twin_days": len(twins) * cfg.duration_s / 86400.0,
         "samples": samples,
         "wall_s": elapsed,
@@ -330,7 +366,8 @@ def summary(result: dict[str, Any]) -> str:
         f"False alarms over {fa['healthy_twin_days']:.2f} healthy twin-days: {fa['episodes']} anomaly episodes "
         f"({_fmt(fa['episodes_per_twin_day'])}/twin-day), {fa['alerts']} alerts "
         f"({_fmt(fa['alerts_per_twin_day'])}/twin-day). {run_['samples']:,} samples of {run_['twins']} twins "
-        f"({run_['simulated_twin_days']:.2f} twin-days) in {run_['wall_s']:.0f} s "
+        f"({run_['simulated_twin_days']:.2f} twin-days, {run_['setpoint_changes']} healthy speed setpoint changes) "
+        f"in {run_['wall_s']:.0f} s "
         f"({_fmt(run_['samples_per_s'])} samples/s, models + alerts)."
     )
 
@@ -373,6 +410,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--severity", type=float, default=d.severity)
     ap.add_argument("--grace-s", type=float, default=d.grace_s)
     ap.add_argument("--episode-gap-s", type=float, default=d.episode_gap_s)
+    ap.add_argument(
+        "--setpoint-changes-per-h",
+        type=float,
+        default=d.setpoint_changes_per_h,
+        help="healthy speed setpoint changes per twin and hour (default 0: constant operating point)",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override AnomalyConfig")
     ap.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
     a = ap.parse_args(argv)
@@ -386,6 +429,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         severity=a.severity,
         grace_s=a.grace_s,
         episode_gap_s=a.episode_gap_s,
+        setpoint_changes_per_h=a.setpoint_changes_per_h,
         anomaly_overrides=_parse_overrides(a.set),
     )
     result = run(cfg)
@@ -401,7 +445,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{cfg.pumps} pumps + {cfg.compressors} compressors × {cfg.hours} simulated h at the simulator's "
             f"{cfg.tick_s} s sample period, seed {cfg.seed}, severity {cfg.severity}; faults of "
             f"{cfg.fault_s[0]:.0f}–{cfg.fault_s[1]:.0f} s with {cfg.healthy_s[0]:.0f}–{cfg.healthy_s[1]:.0f} s "
-            f"healthy between; models: {overrides}; alert rules: defaults. Episode gap {cfg.episode_gap_s:.0f} s, "
+            f"healthy between; {cfg.setpoint_changes_per_h:g} speed setpoint changes per twin-hour in healthy time; "
+            f"models: {overrides}; alert rules: defaults. Episode gap {cfg.episode_gap_s:.0f} s, "
             f"grace after a fault {cfg.grace_s:.0f} s. Delays are onset → first anomaly episode / alert "
             f"opened.\n\n{markdown(result)}\n{summary(result)} Other jobs shared the 2 cores.",
         )
