@@ -1,4 +1,4 @@
-"""SKAB outlier-detection benchmark (``make bench-skab``), through the replay operators.
+"""SKAB outlier- and changepoint-detection benchmark (``make bench-skab``), through the replay operators.
 
 Protocol (../shared/data/README.md): in each of the 34 labelled files the first 400 rows are
 warm-up (learned, not scored); every later row is scored point-wise; confusion counts are summed
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             )
         table_md += "".join(f"| {n} | {a} | {b} | {c} | 30 s | | |\n" for n, a, b, c in PUBLISHED_CP)
         append_results(
-            "SKAB outlier detection",
+            "SKAB outlier and changepoint detection",
             "make bench-skab  (.venv/bin/python -m benchmarks.skab" + "".join(f" --set {s}" for s in args.set) + ")",
             f"Config: {changed}. Counts: TP {tp}, FP {fp}, FN {fn}, TN {tn}. Files with the anomaly "
             f"detected: {files_hit}; median delay onset → first alarm {median_delay} s.\n\n" + table_md,
