@@ -10,11 +10,11 @@ range and the simulator's **fault schedule** (ground truth), either
 
 ``end`` may be empty/null: the fault lasts to the end of the run.
 
-Matching (one implementation, :mod:`twinflow.fault_scoring`): an alert (kinds anomaly, failure,
-forecast_breach by default) *detects* a fault of
-the same twin when it opens between ``onset - max_lead`` and ``end + grace``. Per fault the
-report gives the **lead time** (onset − first matching alert; negative = detection delay);
-faults without a matching alert are **missed**; alerts matching no fault are **false alarms**.
+Matching (:mod:`twinflow.fault_scoring`, shared with ``benchmarks/sim_detection.py``): an alert
+(kinds anomaly, failure, forecast_breach by default) *detects* a fault of the same twin when it
+opens between ``onset - max_lead`` and ``end + grace``. Per fault the report gives the **lead
+time** (onset − first matching alert; negative = detection delay); faults without a matching
+alert are **missed**; alerts matching no fault are **false alarms**.
 
 Run it::
 
