@@ -11,7 +11,8 @@ configuration the models flow uses) and each anomaly score through the alert lif
 
 Scoring (:mod:`twinflow.fault_scoring`, the demo report's code): an anomaly *episode* is a run of
 flagged samples with no hole longer than ``--episode-gap-s``. Per fault kind: a fault is detected
-when an episode (or an alert) starts between onset and end; the delay is onset → that start.
+when an episode (or an alert) starts between onset and end — an alarm already running at the
+onset does not count; the delay is onset → that start.
 Episodes and alerts starting outside every fault window (+ ``--grace-s`` after its end, for the
 process to settle) are false alarms, counted per twin-day of healthy time (fault windows, graces
 and the models' warm-up excluded). False alarms within ``--after-s`` after a fault's grace are
@@ -215,23 +216,26 @@ def _at(s: float) -> datetime:
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
-    return float(np.median(values)), float(np.percentile(values, 90))
+    return float(np.median(values)) + 0.0, float(np.percentile(values, 90)) + 0.0  # + 0.0: no "-0.0"
 
 
 def score(cfg: BenchConfig, faults: list[Fault], traces: dict[str, Trace]) -> dict[str, Any]:
     """Per kind: detections and delays of anomaly episodes and alerts; false alarms per twin-day."""
     truth = [TruthFault(f.twin_id, f.kind, _at(f.onset_s), _at(f.end_s or cfg.duration_s)) for f in faults]
-    onsets: dict[str, list[float]] = {}
-    for f in faults:
-        onsets.setdefault(f.twin_id, []).append(f.onset_s)
     episode_rows, alert_rows = [], []
     for twin, tr in traces.items():
-        for i, (start, end) in enumerate(episodes(tr.flagged, cfg.episode_gap_s, onsets.get(twin, []))):
+        for i, (start, end) in enumerate(episodes(tr.flagged, cfg.episode_gap_s)):
             row = AlertRow(f"{twin}#{i}", twin, "anomaly", "", "resolved", _at(start), None, _at(end), "")
             episode_rows.append(row)
         alert_rows += [AlertRow(a, twin, "anomaly", "", "", _at(t), None, None, "") for a, t in tr.alerts_opened]
     until = _at(cfg.duration_s)
-    windows = {"max_lead": timedelta(0), "grace": timedelta(seconds=cfg.grace_s), "detect_grace": timedelta(0)}
+    # A fault acts on samples with onset <= t < end (Fault.progress); a flag at t >= end is the
+    # release (e.g. a stuck sensor jumping back), forgiven by the grace but not a detection.
+    windows = {
+        "max_lead": timedelta(0),
+        "grace": timedelta(seconds=cfg.grace_s),
+        "detect_grace": timedelta(seconds=-cfg.tick_s / 2),
+    }
     ev_anomaly = evaluate(truth, episode_rows, until=until, **windows)
     ev_alert = evaluate(truth, alert_rows, until=until, **windows)
 

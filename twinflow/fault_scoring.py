@@ -108,26 +108,15 @@ def evaluate(
     return Evaluation(results, false_alarms, considered)
 
 
-def episodes(flagged: Sequence[float], gap: float, splits: Sequence[float] = ()) -> list[tuple[float, float]]:
+def episodes(flagged: Sequence[float], gap: float) -> list[tuple[float, float]]:
     """(first, last) of each run of flagged times (sorted) with no hole longer than ``gap``.
-
-    A run is also cut at each time in ``splits`` (e.g. fault onsets: an alarm raised before the
-    onset is not the fault's detection; the first flag at or after the onset starts a new episode).
 
     >>> episodes([1, 2, 3, 10, 11, 30], gap=2)
     [(1, 3), (10, 11), (30, 30)]
-    >>> episodes([1, 2, 3, 4], gap=2, splits=[3])
-    [(1, 2), (3, 4)]
     """
-    cuts = sorted(splits)
     out: list[tuple[float, float]] = []
-    c = 0
     for t in flagged:
-        cut = False
-        while c < len(cuts) and cuts[c] <= t:
-            cut = cut or (bool(out) and out[-1][1] < cuts[c])
-            c += 1
-        if out and not cut and t - out[-1][1] <= gap:
+        if out and t - out[-1][1] <= gap:
             out[-1] = (out[-1][0], t)
         else:
             out.append((t, t))
