@@ -96,3 +96,7 @@ simulate: setup
 	$(TW) stack up
 	$(TW) simulate --mapping config/plant.toml $(SIM_ARGS)
 
+# Simulator fault detection: delay and false alarms per fault kind, live models + alerts (docs/ml.md).
+.PHONY: bench-sim
+bench-sim: setup
+	$(PY) -m benchmarks.sim_detection --pumps 4 --compressors 4 --hours 6

@@ -10,10 +10,11 @@ range and the simulator's **fault schedule** (ground truth), either
 
 ``end`` may be empty/null: the fault lasts to the end of the run.
 
-Matching: an alert (kinds anomaly, failure, forecast_breach by default) *detects* a fault of
-the same twin when it opens between ``onset - max_lead`` and ``end + grace``. Per fault the
-report gives the **lead time** (onset − first matching alert; negative = detection delay);
-faults without a matching alert are **missed**; alerts matching no fault are **false alarms**.
+Matching (:mod:`twinflow.fault_scoring`, shared with ``benchmarks/sim_detection.py``): an alert
+(kinds anomaly, failure, forecast_breach by default) *detects* a fault of the same twin when it
+opens between ``onset - max_lead`` and ``end + grace``. Per fault the report gives the **lead
+time** (onset − first matching alert; negative = detection delay); faults without a matching
+alert are **missed**; alerts matching no fault are **false alarms**.
 
 Run it::
 
@@ -25,79 +26,23 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
+from twinflow.fault_scoring import (  # noqa: F401 - re-exported: the report's public names
+    DETECTING_KINDS,
+    AlertRow,
+    Evaluation,
+    Fault,
+    FaultResult,
+    evaluate,
+)
 from twinflow.svg import Series, Span, chart
 
-DETECTING_KINDS = ("anomaly", "failure", "forecast_breach")
 SEVERITY_COLOR = {"critical": "#d62728", "major": "#ff7f0e", "minor": "#bcbd22"}
-
-
-@dataclass(frozen=True)
-class Fault:
-    twin_id: str
-    fault: str
-    onset: datetime
-    end: datetime | None
-
-
-@dataclass(frozen=True)
-class AlertRow:
-    alert_id: str
-    twin_id: str
-    kind: str
-    severity: str
-    state: str
-    opened_at: datetime
-    acked_at: datetime | None
-    resolved_at: datetime | None
-    summary: str
-
-
-@dataclass
-class FaultResult:
-    fault: Fault
-    alerts: list[AlertRow] = field(default_factory=list)
-
-    @property
-    def detected(self) -> bool:
-        return bool(self.alerts)
-
-    @property
-    def lead_s(self) -> float | None:
-        """Onset minus the first matching alert's opening (positive: warned before the onset)."""
-        if not self.alerts:
-            return None
-        return (self.fault.onset - min(a.opened_at for a in self.alerts)).total_seconds()
-
-
-@dataclass
-class Evaluation:
-    results: list[FaultResult]
-    false_alarms: list[AlertRow]
-    alerts: list[AlertRow]
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        leads = [r.lead_s for r in self.results if r.lead_s is not None]
-        matched = {a.alert_id for r in self.results for a in r.alerts}
-        return {
-            "faults": len(self.results),
-            "detected": sum(r.detected for r in self.results),
-            "missed": sum(not r.detected for r in self.results),
-            "alerts": len(self.alerts),
-            "false_alarms": len(self.false_alarms),
-            "precision": round(len(matched) / len(self.alerts), 4) if self.alerts else None,
-            "recall": round(sum(r.detected for r in self.results) / len(self.results), 4) if self.results else None,
-            "median_lead_s": statistics.median(leads) if leads else None,
-        }
 
 
 def _ts(text: str | None) -> datetime | None:
@@ -131,28 +76,6 @@ def load_faults(path: Path) -> list[Fault]:
                 f"{path}: fault {i}: {exc}; each fault needs twin_id, fault, onset, end (RFC 3339; end may be empty)"
             ) from None
     return faults
-
-
-def evaluate(
-    faults: list[Fault],
-    alerts: list[AlertRow],
-    *,
-    until: datetime,
-    max_lead: timedelta = timedelta(hours=24),
-    grace: timedelta = timedelta(minutes=10),
-    kinds: tuple[str, ...] = DETECTING_KINDS,
-) -> Evaluation:
-    """Match alerts to faults (see the module docs)."""
-    considered = [a for a in alerts if a.kind in kinds]
-    results = []
-    matched: set[str] = set()
-    for f in faults:
-        lo, hi = f.onset - max_lead, (f.end or until) + grace
-        hits = [a for a in considered if a.twin_id == f.twin_id and lo <= a.opened_at <= hi]
-        matched |= {a.alert_id for a in hits}
-        results.append(FaultResult(f, hits))
-    false_alarms = [a for a in considered if a.alert_id not in matched]
-    return Evaluation(results, false_alarms, considered)
 
 
 # ---------------------------------------------------------------------------- data

@@ -50,3 +50,16 @@ def test_lead_time_missed_faults_and_false_alarms():
     s = ev.summary
     assert (s["faults"], s["detected"], s["missed"], s["false_alarms"], s["alerts"]) == (2, 1, 1, 2, 4)
     assert s["precision"] == 0.5 and s["recall"] == 0.5 and s["median_lead_s"] == 900.0
+
+
+def test_grace_forgives_settling_without_counting_it_as_a_detection():
+    """The simulator benchmark's windows: no lead, 10 min grace, detection only up to the end."""
+    faults = [Fault("p1", "stuck", at(10), at(20))]
+    alerts = [alert("a1", "p1", 25), alert("a2", "p1", 35)]  # after the end: within / beyond the grace
+    ev = evaluate(faults, alerts, until=at(60), max_lead=timedelta(0), detect_grace=timedelta(0))
+    assert not ev.results[0].detected
+    assert [a.alert_id for a in ev.false_alarms] == ["a2"]
+    early = evaluate(faults, [alert("a0", "p1", 9)], until=at(60), max_lead=timedelta(0))
+    assert [a.alert_id for a in early.false_alarms] == ["a0"]  # before the onset: no lead allowed
+    ev = evaluate(faults, alerts, until=at(60))  # the report's defaults: the grace detects too
+    assert ev.results[0].detected and ev.results[0].lead_s == -900.0
