@@ -61,6 +61,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         predict_every=ml.predict_every,
         fleets=tuple(ml.fleets.items()),
         default_fleet=ml.default_fleet,
+        limits=tuple(ml.limits),
     )
     brokers = settings.kafka.bootstrap_servers.split(",")
 

@@ -41,7 +41,12 @@ class _SensorModel:
 
 
 class Forecaster:
-    """Forecasts for one twin; picklable. Learns only when told to (not in maintenance)."""
+    """Forecasts for one twin; picklable.
+
+    Nothing is learned with ``learn=False`` (twin in maintenance or simulating). Anomalous
+    samples (``calibrate=False``) still move level and trend — a forecast must track an anomaly
+    as it grows, that is when a limit breach is predicted — but never widen the interval.
+    """
 
     def __init__(self, config: ForecastConfig | None = None) -> None:
         self.config = config or ForecastConfig()
@@ -50,7 +55,7 @@ class Forecaster:
     def reset(self) -> None:
         self.models.clear()
 
-    def update(self, readings: dict[str, float], learn: bool = True) -> None:
+    def update(self, readings: dict[str, float], learn: bool = True, calibrate: bool = True) -> None:
         if not learn:
             return
         h = self.config.horizon
@@ -60,7 +65,7 @@ class Forecaster:
             m = self.models.get(name)
             if m is None:
                 m = self.models[name] = _SensorModel(self.config)
-            if len(m.pending) == h:  # the forecast made h samples ago is for now
+            if calibrate and len(m.pending) == h:  # the forecast made h samples ago is for now
                 m.errors.update(abs(y - m.pending[0]))
             m.model.learn_one(y)
             m.n += 1

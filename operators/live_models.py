@@ -42,6 +42,7 @@ from operators.alert_records import AnomalyScore, FailurePrediction, ForecastPoi
 from operators.failure import FleetFailureModel, TwinHistory
 from operators.ml_config import FailureConfig, ModelConfig
 from operators.model_steps import FleetItem, FleetStep
+from operators.sensor_limits import SensorLimit, breach_at, limit_for
 from operators.twin_model import TwinModel
 
 
@@ -54,6 +55,8 @@ class LiveModelConfig:
     # (fleet, twin_id glob) pairs, first match wins; other twins belong to default_fleet.
     fleets: tuple[tuple[str, str], ...] = ()
     default_fleet: str = "fleet"
+    # Operating limits: forecasts of these sensors carry the limit and the predicted crossing time.
+    limits: tuple[SensorLimit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,15 +166,24 @@ def step(
         for sensor, fc in out.forecasts.items():
             if not all(math.isfinite(v) for v in (fc.value, fc.low, fc.high)):
                 continue
+            target_ts = item.ts + timedelta(seconds=fc.horizon * state.period_s)
+            limit, breach = None, None
+            rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
+            if rule is not None:
+                limit, breach = breach_at(
+                    rule, now=state.held[sensor], predicted=fc.value, ts=item.ts, target_ts=target_ts
+                )
             records.append(
                 ForecastPoint(
                     twin_id=twin_id,
                     sensor=sensor,
                     ts=item.ts,
-                    target_ts=item.ts + timedelta(seconds=fc.horizon * state.period_s),
+                    target_ts=target_ts,
                     predicted=fc.value,
                     lower=fc.low,
                     upper=fc.high,
+                    limit=limit,
+                    breach_at=breach,
                 )
             )
     history = state.model.history

@@ -88,7 +88,7 @@ class TwinModel:
         score = self.anomaly.update(ts, readings, learn=learn)
         forecasts = None
         if self.forecaster is not None:
-            self.forecaster.update(readings, learn=learn and not score.is_anomaly)
+            self.forecaster.update(readings, learn=learn, calibrate=not score.is_anomaly)
             forecasts = self.forecaster.forecast()
         failure = None
         if self.history is not None:

@@ -37,6 +37,9 @@ DEMO_TUNING = {
     "TWINFLOW_ALERTS__RULES__ANOMALY__MIN_DURATION_S": "10",
     "TWINFLOW_ALERTS__RULES__ANOMALY__COOL_DOWN_S": "20",
     "TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S": "5",
+    # Alarm limits: vibration at ISO 10816 zone C/D (7.1 mm/s), bearing/casing temperature 90 °C;
+    # forecasts that cross them open `forecast_breach` alerts.
+    "TWINFLOW_ML__LIMITS": '[{"sensor": "vibration_mm_s", "high": 7.1}, {"sensor": "temp_c", "high": 90}]',
 }
 
 

@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from operators.alerts import AlertRules
 from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+from operators.sensor_limits import SensorLimit
 from twinflow.twin_settings import TwinSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -174,6 +175,9 @@ class MlSettings(BaseModel):
     predict_every: int = Field(60, ge=0)
     fleets: dict[str, str] = Field(default_factory=dict)
     default_fleet: str = Field("fleet", min_length=1)
+    # Operating limits per sensor ([[ml.limits]] sensor/high/low/twins): forecasts predict their
+    # crossing and the alerts flow opens `forecast_breach` alerts (docs/alerts.md).
+    limits: list[SensorLimit] = Field(default_factory=list)
 
     def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
         """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""
