@@ -25,6 +25,7 @@ import orjson
 import psutil
 import psycopg
 from confluent_kafka import Producer
+from psycopg import sql
 
 from connectors.kafka.clients import producer_config
 
@@ -100,29 +101,28 @@ class Phase:
     cpu_share: dict[str, float] = field(default_factory=dict)
 
 
-PERCENTILES_SQL = """
+PERCENTILES_SQL = sql.SQL("""
 SELECT count(*),
        percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM {stamp} - ts)),
        max(extract(epoch FROM {stamp} - ts))
 FROM {table} WHERE twin_id LIKE %s AND ts BETWEEN to_timestamp(%s) AND to_timestamp(%s)
-"""
+""")
+COUNT_SQL = sql.SQL(
+    "SELECT count(*) FROM {table} WHERE twin_id LIKE %s AND ts BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
+)
 
 
 def percentiles(db: psycopg.Connection, table: str, stamp: str, prefix: str, lo: float, hi: float) -> Percentiles:
     """Latency percentiles in seconds of the prefix's rows with ``ts`` in [lo, hi] (epoch seconds)."""
-    n, pct, mx = db.execute(
-        PERCENTILES_SQL.format(stamp=stamp, table=table), (prefix + "-%", lo, hi + 0.001)
-    ).fetchone()
+    query = PERCENTILES_SQL.format(stamp=sql.Identifier(stamp), table=sql.Identifier(table))
+    n, pct, mx = db.execute(query, (prefix + "-%", lo, hi + 0.001)).fetchone()
     if not n:
         return Percentiles()
     return Percentiles(n, pct[0], pct[1], pct[2], float(mx))
 
 
 def count_rows(db: psycopg.Connection, table: str, prefix: str, lo: float, hi: float) -> int:
-    return db.execute(
-        f"SELECT count(*) FROM {table} WHERE twin_id LIKE %s AND ts BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
-        (prefix + "-%", lo, hi + 0.001),
-    ).fetchone()[0]
+    return db.execute(COUNT_SQL.format(table=sql.Identifier(table)), (prefix + "-%", lo, hi + 0.001)).fetchone()[0]
 
 
 def wait_for(check, timeout_s: float, every_s: float = 0.5) -> bool:
