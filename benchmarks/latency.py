@@ -37,6 +37,10 @@ def produce_paced(
 ) -> dict[str, float]:
     """Send envelopes at ``rate``/s for ``seconds``; ``ts`` = send time. Returns the phase's bounds."""
     p = Producer(producer_config(settings))
+    # A new idempotent producer needs metadata and a producer id first (~0.5 s here): readings sent
+    # meanwhile would wait for it. One delivered message to the (unread) dead-letter topic first.
+    p.produce(settings.topics.dlq, key=b"bench-warm-up", value=b"{}")
+    p.flush(30)
     names = [f"s{i}" for i in range(sensors)]
     ids = [f"{prefix}-{i:05d}" for i in range(twins)]
     n = 0
@@ -149,7 +153,7 @@ def _cpu_seconds(pid: int) -> float:
 class TailingFlows:
     """The four flows as separate processes, tailing (``--tail``), recovery off; stopped with SIGTERM."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], names: tuple[str, ...] = PIPELINE) -> None:
         self.procs = {
             name: subprocess.Popen(
                 [sys.executable, "-m", "twinflow.cli", "run", name, "--tail", "--no-recovery"],
@@ -157,7 +161,7 @@ class TailingFlows:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            for name in PIPELINE
+            for name in names
         }
         self._errors: dict[str, bytes] = {}
         for name, p in self.procs.items():  # drain stderr so a chatty flow never blocks
@@ -200,12 +204,17 @@ def measure(
     prefix: str,
     warmup: int,
     drain_timeout_s: float = 120.0,
+    names: tuple[str, ...] = PIPELINE,
 ) -> list[Phase]:
-    """Run the tailing pipeline through a warm-up and one paced phase per fraction of ``max_rate``."""
-    flows = TailingFlows(env)
+    """Run the tailing flows ``names`` through a warm-up and one paced phase per fraction of ``max_rate``.
+
+    Scores are waited for and measured when the models and alerts flows run (a diagnosis may run
+    the telemetry flow alone)."""
+    flows = TailingFlows(env, names)
+    scored = "models" in names and "alerts" in names
     phases: list[Phase] = []
     try:
-        warm_n = twins * (warmup + 5)
+        warm_n = twins * ((warmup if scored else 0) + 5)
         code = (
             "from benchmarks.ingest import produce; from twinflow.settings import load_settings; "
             f"print(produce(load_settings(), {warm_n}, {twins}, {sensors}, {prefix!r}))"
@@ -213,14 +222,17 @@ def measure(
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
         with psycopg.connect(conninfo, autocommit=True) as db:
 
-            def all_scored() -> bool:
+            def ready() -> bool:
                 flows.check_alive()
+                if not scored:
+                    q = "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s"
+                    return db.execute(q, (prefix + "-%",)).fetchone()[0] >= warm_n * sensors
                 q = "SELECT count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s"
                 return db.execute(q, (prefix + "-%",)).fetchone()[0] >= twins
 
-            if not wait_for(all_scored, drain_timeout_s + warm_n / 1000):
-                raise SystemExit("latency warm-up: not every twin was scored in time")
-            seq0 = warmup + 5
+            if not wait_for(ready, drain_timeout_s + warm_n / 1000):
+                raise SystemExit("latency warm-up: the flows did not process the warm-up readings in time")
+            seq0 = warm_n // twins
             for f in fractions:
                 phase = Phase(f, f * max_rate)
                 cpu0, t0 = flows.cpu(), time.perf_counter()
@@ -231,16 +243,16 @@ def measure(
 
                 def drained(lo=lo, hi=hi, sent=phase.sent) -> bool:
                     flows.check_alive()
-                    return (
-                        count_rows(db, "telemetry", prefix, lo, hi) >= sent * sensors
-                        and count_rows(db, "anomaly_scores", prefix, lo, hi) >= sent
+                    return count_rows(db, "telemetry", prefix, lo, hi) >= sent * sensors and (
+                        not scored or count_rows(db, "anomaly_scores", prefix, lo, hi) >= sent
                     )
 
                 phase.drained = wait_for(drained, drain_timeout_s)
                 cpu1, wall = flows.cpu(), time.perf_counter() - t0
                 phase.cpu_share = {k: (cpu1[k] - cpu0[k]) / wall for k in cpu1}
                 phase.telemetry = percentiles(db, "telemetry", "ingested_at", prefix, lo, hi)
-                phase.scores = percentiles(db, "anomaly_scores", "written_at", prefix, lo, hi)
+                if scored:
+                    phase.scores = percentiles(db, "anomaly_scores", "written_at", prefix, lo, hi)
                 phases.append(phase)
     finally:
         flows.stop()
@@ -249,3 +261,73 @@ def measure(
 
 def ms(x: float) -> str:
     return "–" if x != x else f"{x * 1000:,.0f}"  # x != x: NaN
+
+
+SERIES_SQL = """
+SELECT date_trunc('second', ts) AS s, count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - ts)),
+       max(extract(epoch FROM ingested_at - ts))
+FROM telemetry WHERE twin_id LIKE %s AND ts > now() - interval '1 hour' GROUP BY 1 ORDER BY 1
+"""
+
+
+def print_series(conninfo: str, prefix: str) -> None:
+    """Telemetry latency per second of reading time: when do the slow rows happen?"""
+    with psycopg.connect(conninfo) as db:
+        for sec, n, p50, mx in db.execute(SERIES_SQL, (prefix + "-%",)):
+            print(f"{sec:%H:%M:%S} {n:6d} rows  p50 {p50 * 1000:7.0f} ms  max {mx * 1000:7.0f} ms")
+
+
+def main() -> None:
+    """Diagnosis: latency of some flows at given rates (the full comparison is benchmarks/e2e.py)."""
+    import argparse
+    import os
+    import uuid
+
+    from benchmarks.e2e import cleanup
+    from connectors.kafka.clients import ensure_topics
+    from twinflow.plant_demo import topic_env
+    from twinflow.settings import load_settings
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--rate", type=float, action="append", required=True, help="readings/s (repeatable)")
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--twins", type=int, default=200)
+    ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--flow", action="append", choices=PIPELINE, help="flows to run (default: all four)")
+    ap.add_argument("--series", action="store_true", help="print the telemetry latency per second of ts")
+    args = ap.parse_args()
+    run = uuid.uuid4().hex[:6]
+    env = {**os.environ, **topic_env(load_settings(), f"lat.{run}.")}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings)
+    prefix = f"lat{run}"
+    try:
+        phases = measure(
+            env,
+            settings.postgres.conninfo(),
+            max_rate=1.0,
+            fractions=tuple(args.rate),
+            seconds=args.seconds,
+            twins=args.twins,
+            sensors=args.sensors,
+            prefix=prefix,
+            warmup=settings.ml.anomaly.warmup,
+            names=tuple(args.flow or PIPELINE),
+        )
+        if args.series:
+            print_series(settings.postgres.conninfo(), prefix)
+    finally:
+        cleanup(settings, prefix)
+    for p in phases:
+        t, sc = p.telemetry, p.scores
+        cpu = ", ".join(f"{k} {v:.0%}" for k, v in p.cpu_share.items())
+        print(
+            f"{p.target_rate:,.0f}/s: telemetry p50/p95/p99/max {ms(t.p50)}/{ms(t.p95)}/{ms(t.p99)}/{ms(t.max)} ms; "
+            f"scores {ms(sc.p50)}/{ms(sc.p95)}/{ms(sc.p99)}/{ms(sc.max)} ms; drained {p.drained}; CPU {cpu}"
+        )
+
+
+if __name__ == "__main__":
+    main()
