@@ -346,8 +346,6 @@ def main() -> None:
         console.print(latency_table(phases, pipe_rate))
     if rows != values:
         sys.exit("the pipeline did not write every value")
-    if any(not p.drained for p in phases):
-        sys.exit("a latency phase was not written completely in time (see the table)")
     if not args.no_record:
         md = (
             "| run | readings/s | values/s | vs raw limit | vs naive |\n|---|---:|---:|---:|---:|\n"
@@ -372,6 +370,8 @@ def main() -> None:
             f"python -m benchmarks.e2e --readings {n} --twins {args.twins} --sensors {args.sensors}",
             md,
         )
+    if any(not p.drained for p in phases):  # recorded as such ("all written: no"), but the run failed
+        sys.exit("a latency phase was not written completely in time (see the table)")
 
 
 if __name__ == "__main__":
