@@ -11,6 +11,9 @@
    the values into a scratch table: what Kafka + PostgreSQL allow on this machine.
 4. **Naive reference**: per-message poll, ``json.loads``, one INSERT + commit per value (as many
    tutorials do), on a sample of the data (it is slow), extrapolated as a rate.
+5. **Latency** (benchmarks/latency.py): the four flows run tailing on fresh topics; a paced
+   generator sends at 25, 50 and 90 % of the pipeline's rate from step 2 for ``--latency-seconds``
+   each; p50/p95/p99 of (row insert time − reading ts) for telemetry rows and anomaly scores.
 
 Prints a table with the ratios and appends it to benchmarks/RESULTS.md.
 """
@@ -36,12 +39,14 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import latency
 from benchmarks.machine import append_result
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+from connectors.postgres.migrate import migrate
 from twinflow.plant_demo import topic_env
 from twinflow.settings import load_settings
 
-console = Console()
+console = Console(width=max(Console().width, 150))  # the tables stay readable in logs
 PIPELINE = ("telemetry", "twin", "models", "alerts")
 
 
@@ -102,14 +107,16 @@ def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, Pro
     stop.set()
 
 
-def run_pipeline(env: dict[str, str]) -> tuple[float, dict[str, ProcStats]]:
+def run_pipeline(env: dict[str, str]) -> tuple[float, dict[str, ProcStats], float]:
     """The flows that read telemetry drain the topic side by side (tail=False); then the alerts
-    flow drains what the models wrote. Returns the total wall time and per-process stats."""
+    flow drains what the models wrote. Returns the total wall time, per-process stats and the
+    wall time of the first phase (telemetry, twin, models)."""
     stats = {name: ProcStats() for name in PIPELINE}
     start = time.perf_counter()
     _run_flows(PIPELINE[:-1], env, stats)
+    first = time.perf_counter() - start
     _run_flows(PIPELINE[-1:], env, stats)
-    return time.perf_counter() - start, stats
+    return time.perf_counter() - start, stats, first
 
 
 def raw_limit(settings, topic: str, readings: int) -> float:
@@ -172,17 +179,109 @@ def naive(settings, topic: str, sample_n: int) -> float:
     return wall
 
 
+def run_latency(base, run: str, max_rate: float, args) -> list[latency.Phase]:
+    """The latency phases on fresh topics (the flows tail them); cleans up its rows and topics."""
+    env = {**os.environ, **topic_env(base, f"bench.{run}.lat.")}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings)
+    prefix = f"lat{run}"
+    twins = args.latency_twins or args.twins
+    try:
+        return latency.measure(
+            env,
+            settings.postgres.conninfo(),
+            max_rate=max_rate,
+            fractions=(0.25, 0.5, 0.9),
+            seconds=args.latency_seconds,
+            twins=twins,
+            sensors=args.sensors,
+            prefix=prefix,
+            warmup=settings.ml.anomaly.warmup,
+        )
+    finally:
+        cleanup(settings, prefix)
+
+
+def cleanup(settings, prefix: str) -> None:
+    """Delete the run's rows and topics."""
+    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+        for table in ("telemetry", "anomaly_scores", "forecasts", "twin_state_history", "telemetry_windows"):
+            db.execute(
+                sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table)),
+                (prefix + "-%",),
+            )
+    AdminClient(client_config(settings)).delete_topics([t.name for t in topic_specs(settings)])
+
+
+LATENCY_COLUMNS = (
+    "load",
+    "target /s",
+    "sent /s",
+    "telemetry p50 ms",
+    "p95",
+    "p99",
+    "anomaly score p50 ms",
+    "p95",
+    "p99",
+    "all written",
+)
+
+
+def _latency_cells(p: latency.Phase) -> list[str]:
+    ms = latency.ms
+    return [
+        f"{p.fraction:.0%}",
+        f"{p.target_rate:,.0f}",
+        f"{p.achieved_rate:,.0f}",
+        ms(p.telemetry.p50),
+        ms(p.telemetry.p95),
+        ms(p.telemetry.p99),
+        ms(p.scores.p50),
+        ms(p.scores.p95),
+        ms(p.scores.p99),
+        "yes" if p.drained else f"no ({p.telemetry.rows:,} rows)",
+    ]
+
+
+def latency_table(phases: list[latency.Phase], max_rate: float) -> Table:
+    t = Table(title=f"end-to-end latency (reading ts → row inserted), max rate {max_rate:,.0f} readings/s")
+    for col in LATENCY_COLUMNS:
+        t.add_column(col, justify="right")
+    for p in phases:
+        t.add_row(*_latency_cells(p))
+    return t
+
+
+def latency_markdown(phases: list[latency.Phase], max_rate: float, args) -> str:
+    head = "| " + " | ".join(LATENCY_COLUMNS) + " |\n|" + "---:|" * len(LATENCY_COLUMNS) + "\n"
+    body = "".join("| " + " | ".join(_latency_cells(p)) + " |\n" for p in phases)
+    cpu = "; ".join(f"{p.fraction:.0%}: " + ", ".join(f"{k} {v:.0%}" for k, v in p.cpu_share.items()) for p in phases)
+    return (
+        f"\nEnd-to-end latency, readings/s as a share of the pipeline rate above ({max_rate:,.0f}/s); "
+        f"flows tailing (recovery off), {args.latency_twins or args.twins:,} twins, {args.latency_seconds:g} s "
+        "per rate; latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts:\n\n"
+        + head
+        + body
+        + f"\nCPU share of each flow during the phases: {cpu}.\n"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--readings", type=int, default=200_000)
     ap.add_argument("--twins", type=int, default=200, help="twins (each needs > 400 readings to leave warm-up)")
     ap.add_argument("--sensors", type=int, default=5)
     ap.add_argument("--naive-sample", type=int, default=3000, help="messages for the naive reference")
+    ap.add_argument("--latency-seconds", type=float, default=20.0, help="seconds per latency rate (0: skip)")
+    ap.add_argument("--latency-twins", type=int, default=None, help="twins in the latency runs (default: --twins)")
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
 
     run = uuid.uuid4().hex[:6]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     base = load_settings()
+    migrate(base.postgres.conninfo(), base.postgres.timescaledb)  # idempotent; latency needs 0040's stamps
     env = {**os.environ, **topic_env(base, f"bench.{run}.")}
     os.environ.update(env)
     settings = load_settings()
@@ -191,7 +290,7 @@ def main() -> None:
     gen_s = generate(env, args.readings, args.twins, args.sensors, prefix)
     console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s")
 
-    wall, stats = run_pipeline(env)
+    wall, stats, first_s = run_pipeline(env)
     raw_s = raw_limit(settings, settings.topics.raw, args.readings)
     naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
 
@@ -201,17 +300,13 @@ def main() -> None:
             "SELECT count(*), count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s",
             (prefix + "-%",),
         ).fetchone()
-        for table in ("telemetry", "anomaly_scores", "forecasts", "twin_state_history", "telemetry_windows"):
-            db.execute(
-                sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table)),
-                (prefix + "-%",),
-            )
-    AdminClient(client_config(settings)).delete_topics([t.name for t in topic_specs(settings)])
+    cleanup(settings, prefix)
 
     n, values = args.readings, args.readings * args.sensors
     pipe_rate = n / wall
     raw_rate = n / raw_s
     naive_rate = min(args.naive_sample, n) / naive_s
+    phases = run_latency(base, run, pipe_rate, args) if args.latency_seconds > 0 else []
     t = Table(title="end to end, same data")
     for col in ("run", "readings/s", "values/s", "vs raw limit", "vs naive"):
         t.add_column(col, justify="right")
@@ -238,12 +333,17 @@ def main() -> None:
     )
     console.print(t)
     procs = Table(title="per process (pipeline run)")
-    for col in ("flow", "CPU s", "CPU share of wall", "peak RSS MiB"):
+    for col in ("flow", "CPU s", "CPU ms per 1k readings", "CPU share of wall", "peak RSS MiB"):
         procs.add_column(col, justify="right")
     for name, st in stats.items():
-        procs.add_row(name, f"{st.cpu_s:.1f}", f"{st.cpu_s / wall:.0%}", f"{st.peak_rss_mb:.0f}")
+        procs.add_row(
+            name, f"{st.cpu_s:.1f}", f"{st.cpu_s / n * 1e6:,.0f}", f"{st.cpu_s / wall:.0%}", f"{st.peak_rss_mb:.0f}"
+        )
     console.print(procs)
+    console.print(f"pipeline wall {wall:.1f} s: telemetry+twin+models {first_s:.1f} s, alerts {wall - first_s:.1f} s")
     console.print(f"telemetry rows {rows:,} (expected {values:,}); anomaly scores {scores[0]:,} for {scores[1]} twins")
+    if phases:
+        console.print(latency_table(phases, pipe_rate))
     if rows != values:
         sys.exit("the pipeline did not write every value")
     if not args.no_record:
@@ -255,19 +355,23 @@ def main() -> None:
             f"| {raw_rate / naive_rate:.1f}× |\n"
             f"| naive (poll, json.loads, INSERT+commit per value; {min(args.naive_sample, n):,} msgs) "
             f"| {naive_rate:,.0f} | {naive_rate * args.sensors:,.0f} | {naive_rate / raw_rate:.1%} | 1.0× |\n\n"
-            "| flow | CPU s | CPU/wall | peak RSS MiB |\n|---|---:|---:|---:|\n"
+            "| flow | CPU s | CPU ms per 1k readings | CPU/wall | peak RSS MiB |\n|---|---:|---:|---:|---:|\n"
             + "".join(
-                f"| {k} | {v.cpu_s:.1f} | {v.cpu_s / wall:.0%} | {v.peak_rss_mb:.0f} |\n" for k, v in stats.items()
+                f"| {k} | {v.cpu_s:.1f} | {v.cpu_s / n * 1e6:,.0f} | {v.cpu_s / wall:.0%} | {v.peak_rss_mb:.0f} |\n"
+                for k, v in stats.items()
             )
-            + f"\nPipeline wall time {wall:.1f} s for {n:,} readings of {args.sensors} values, {args.twins:,} twins; "
-            f"{scores[0]:,} anomaly scores for {scores[1]:,} twins. Latency percentiles at 25/50/90 % of the "
-            "maximum rate are not measured yet."
+            + f"\nPipeline wall time {wall:.1f} s (telemetry, twin and models side by side {first_s:.1f} s, "
+            f"then alerts {wall - first_s:.1f} s) for {n:,} readings of {args.sensors} values, {args.twins:,} twins; "
+            f"{scores[0]:,} anomaly scores for {scores[1]:,} twins. Load average before the run: {load}.\n"
+            + (latency_markdown(phases, pipe_rate, args) if phases else "")
         )
         append_result(
             "End to end: pipeline vs raw limit vs naive",
             f"python -m benchmarks.e2e --readings {n} --twins {args.twins} --sensors {args.sensors}",
             md,
         )
+    if any(not p.drained for p in phases):  # recorded as such ("all written: no"), but the run failed
+        sys.exit("a latency phase was not written completely in time (see the table)")
 
 
 if __name__ == "__main__":

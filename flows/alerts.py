@@ -10,8 +10,8 @@ Run it::
 
 from __future__ import annotations
 
-import copy
 import logging
+import pickle
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -52,11 +52,15 @@ def input_topics(settings: Settings) -> dict[str, str]:
     }
 
 
-class TwinLifecycle(StatefulLogic[InputRecord, Alert, OrderedTwinAlerts]):
+class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
     """Bytewax shell around :class:`OrderedTwinAlerts`: flush held records at end of input and
-    when the twin has received nothing for ``reorder_window_s`` of wall-clock time."""
+    when the twin has received nothing for ``reorder_window_s`` of wall-clock time.
 
-    def __init__(self, state: OrderedTwinAlerts | None, rules: AlertRules) -> None:
+    Snapshots are pickled bytes (immutable, and far cheaper than a deep copy of the reorder
+    buffer); a snapshot written as an object by an older version resumes too."""
+
+    def __init__(self, resume: bytes | OrderedTwinAlerts | None, rules: AlertRules) -> None:
+        state = pickle.loads(resume) if isinstance(resume, bytes) else resume
         self.state, self.rules = state, rules
         self.quiet_at: datetime | None = None
         if state is not None and state.held:  # resumed with held records: flush them if nothing comes
@@ -77,8 +81,8 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, OrderedTwinAlerts]):
     def notify_at(self) -> datetime | None:
         return self.quiet_at if self.state is not None and self.state.held else None
 
-    def snapshot(self) -> OrderedTwinAlerts:
-        return copy.deepcopy(self.state)  # type: ignore[return-value]
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:
@@ -105,7 +109,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     op.output("model_outputs_db", outputs, ModelOutputSink(conninfo))
 
     keyed = op.key_on("by_twin", records, lambda r: r.twin_id)
-    versions = op.stateful("lifecycle", keyed, lambda state: TwinLifecycle(state, rules))
+    versions = op.stateful("lifecycle", keyed, lambda resume: TwinLifecycle(resume, rules))
     alerts = op.map("unkey", versions, lambda kv: kv[1])
     op.output("alerts_kafka", op.map("to_kafka", alerts, lambda x: alert_message(x, a.topic)), kafka_out)
     op.output("alerts_db", alerts, AlertDbSink(conninfo))

@@ -70,7 +70,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         out: list[tuple[str, object]] = []
         readings = [m for m in batch if m.topic == raw]
         if readings:
-            for env in split_batch(readings, limits).envelopes:
+            for env in split_batch(readings, limits, rows=False).envelopes:
                 out.append((env.twin_id, Reading(env.ts, dict(env.readings))))
         for m in batch:
             try:

@@ -122,7 +122,8 @@ class AnomalyDetector:
         self._wpos += 1
         self.n_seen += 1
         filled = min(self._wpos, cfg.window)
-        wmean = self._window[:filled].mean(axis=0) if filled < cfg.window else self._window.mean(axis=0)
+        # np.add.reduce(...) / n is what ndarray.mean computes, without its Python-level wrapper.
+        wmean = np.add.reduce(self._window[:filled] if filled < cfg.window else self._window, axis=0) / filled
         dev = wmean - self._baseline if self._baseline is not None else np.zeros_like(x)
         warming = self.n_learned < cfg.warmup or self._precision is None
 

@@ -40,6 +40,13 @@ class _SensorModel:
         self.n = 0
 
 
+def _last_step(model: time_series.HoltWinters, h: int) -> float:
+    """``model.forecast(horizon=h)[-1]`` without building the other h-1 steps (additive, no season:
+    level + h·trend, the same float operations as River's forecast)."""
+    trend = model.trend
+    return (model.level[-1] + (h * trend[-1] if trend else 0)) + 0
+
+
 class Forecaster:
     """Forecasts for one twin; picklable.
 
@@ -69,7 +76,7 @@ class Forecaster:
                 m.errors.update(abs(y - m.pending[0]))
             m.model.learn_one(y)
             m.n += 1
-            m.pending.append(m.model.forecast(horizon=h)[-1] if m.n >= 2 else y)
+            m.pending.append(_last_step(m.model, h) if m.n >= 2 else y)
 
     def forecast(self) -> dict[str, SensorForecast]:
         """The latest ``horizon``-step forecast per sensor, with its interval (NaN until calibrated)."""

@@ -108,15 +108,21 @@ class Split:
 
 
 def split_batch(
-    messages: list[RawMessage], limits: Limits, now: datetime | None = None, guard: IngestGuard | None = None
+    messages: list[RawMessage],
+    limits: Limits,
+    now: datetime | None = None,
+    guard: IngestGuard | None = None,
+    *,
+    rows: bool = True,
 ) -> Split:
     """Decode a batch; valid envelopes become rows, the rest dead letters.
 
     ``guard`` (optional) adds the unknown-twin and duplicate-seq checks (:mod:`operators.guard`).
+    ``rows=False`` keeps only the envelopes (for consumers that do not write telemetry rows).
     """
     now = now or datetime.now(UTC)
     out = Split()
-    rows = out.rows
+    out_rows = out.rows
     for msg in messages:
         try:
             env = decode(
@@ -150,7 +156,9 @@ def split_batch(
             )
             continue
         out.envelopes.append(env)
+        if not rows:
+            continue
         quality = QUALITY_CODE[env.quality]
         for sensor, value in env.readings.items():
-            rows.append(TelemetryRow(env.twin_id, sensor, env.ts, value, env.seq, quality, env.source))
+            out_rows.append(TelemetryRow(env.twin_id, sensor, env.ts, value, env.seq, quality, env.source))
     return out

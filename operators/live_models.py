@@ -146,8 +146,9 @@ def step(
         # A sensor appeared (e.g. OPC-UA's first notifications arrive split): the models learn
         # the full sensor set from here on.
         state.model.reset()
-    out = state.model.update(item.ts, dict(state.held), learn=not state.maintenance)
     state.samples += 1
+    publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
+    out = state.model.update(item.ts, dict(state.held), learn=not state.maintenance, forecasts=publish)
     records: list[Output] = []
     score = out.score
     if not score.warming_up and math.isfinite(score.anomaly_score):
@@ -162,7 +163,7 @@ def step(
                 model=cfg.model_name,
             )
         )
-    if out.forecasts and cfg.forecast_every and state.samples % cfg.forecast_every == 0 and state.period_s:
+    if out.forecasts and state.period_s:
         for sensor, fc in out.forecasts.items():
             if not all(math.isfinite(v) for v in (fc.value, fc.low, fc.high)):
                 continue

@@ -83,19 +83,23 @@ class TwinModel:
         readings: dict[str, float],
         learn: bool = True,
         fleet: FleetFailureModel | None = None,
+        forecasts: bool = True,
     ) -> TwinOutput:
-        """Score one sample (then learn from it unless ``learn`` is False or it is anomalous)."""
+        """Score one sample (then learn from it unless ``learn`` is False or it is anomalous).
+
+        ``forecasts=False`` skips building the forecast records (the models still learn); the live
+        flow asks for them only on the samples it publishes them."""
         score = self.anomaly.update(ts, readings, learn=learn)
-        forecasts = None
+        out_forecasts = None
         if self.forecaster is not None:
             self.forecaster.update(readings, learn=learn, calibrate=not score.is_anomaly)
-            forecasts = self.forecaster.forecast()
+            out_forecasts = self.forecaster.forecast() if forecasts else None
         failure = None
         if self.history is not None:
             feats = self.history.observe(time_value(ts, self.config.time_unit_s), readings, keep=learn)
             if fleet is not None:
                 failure = fleet.predict(feats)
-        return TwinOutput(ts, score, forecasts, failure)
+        return TwinOutput(ts, score, out_forecasts, failure)
 
     def on_event(self, kind: str, ts: Any) -> list[tuple[dict[str, float], float]]:
         """A failure returns this twin's labelled history (for the fleet model); a repair resets it."""

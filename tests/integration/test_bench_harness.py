@@ -20,6 +20,8 @@ def test_e2e_harness_small_run(stack_settings):
             "5",
             "--naive-sample",
             "100",
+            "--latency-seconds",
+            "2",
             "--no-record",
         ],
         capture_output=True,
@@ -31,3 +33,9 @@ def test_e2e_harness_small_run(stack_settings):
     assert "raw limit" in out and "naive" in out and "pipeline" in out
     assert "telemetry rows 15,000 (expected 15,000)" in out
     assert "for 5 twins" in out  # every twin left warm-up and was scored
+    # One latency row per load level, each with every paced reading written (no timing assertions).
+    lines = out.splitlines()
+    for level in ("25%", "50%", "90%"):
+        row = next((ln for ln in lines if ln.strip("│ ").startswith(level)), None)
+        assert row is not None, out[-3000:]
+        assert row.rstrip("│ ").endswith("yes"), row

@@ -52,3 +52,12 @@ def test_limits_apply():
     out = split_batch([msg(env(1, rpm=1.0))], Limits(max_bytes=20), now=NOW)
     assert [d.reason for d in out.dead] == ["too_large"]
     assert out.rows == []
+
+
+def test_envelopes_only_skips_the_rows_but_not_the_checks():
+    batch = [msg(env(1, rpm=1.0, temp=2.0)), msg(b"garbage", offset=11)]
+    full = split_batch(batch, Limits(), now=NOW)
+    lean = split_batch(batch, Limits(), now=NOW, rows=False)
+    assert lean.rows == [] and len(full.rows) == 2
+    assert lean.envelopes == full.envelopes and [e.seq for e in lean.envelopes] == [1]
+    assert [d.reason for d in lean.dead] == [d.reason for d in full.dead] == ["bad_json"]

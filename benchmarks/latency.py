@@ -1,0 +1,333 @@
+"""End-to-end latency of the running pipeline at fixed input rates (used by benchmarks/e2e.py).
+
+The flows run tailing (as deployed). A paced load generator (its own process) sends envelopes
+whose ``ts`` is the send time; every row the pipeline writes carries its insert time
+(``telemetry.ingested_at``, ``anomaly_scores.written_at``: ``clock_timestamp()`` per row,
+migration 0040), so latency per row = insert time − ``ts`` (same machine, same clock).
+
+1. Warm-up: ``warmup + 5`` readings per twin with timestamps an hour old, so every twin's
+   anomaly model leaves warm-up; wait until every twin has a score (all flows are then live).
+2. For each rate: send at that rate for ``seconds``, wait until the rows of that phase are
+   written, then take p50/p95/p99 of (insert time − ts) for the phase's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import psutil
+import psycopg
+from confluent_kafka import Producer
+from psycopg import sql
+
+from connectors.kafka.clients import producer_config
+
+PIPELINE = ("telemetry", "twin", "models", "alerts")
+
+
+def produce_paced(
+    settings, rate: float, seconds: float, twins: int, sensors: int, prefix: str, seq0: int
+) -> dict[str, float]:
+    """Send envelopes at ``rate``/s for ``seconds``; ``ts`` = send time. Returns the phase's bounds."""
+    p = Producer(producer_config(settings))
+    # A new idempotent producer needs metadata and a producer id first (~0.5 s here): readings sent
+    # meanwhile would wait for it. One delivered message to the (unread) dead-letter topic first.
+    p.produce(settings.topics.dlq, key=b"bench-warm-up", value=b"{}")
+    p.flush(30)
+    names = [f"s{i}" for i in range(sensors)]
+    ids = [f"{prefix}-{i:05d}" for i in range(twins)]
+    n = 0
+    start = time.perf_counter()
+    first = datetime.now(UTC)
+    last = first
+    while (elapsed := time.perf_counter() - start) < seconds:
+        due = int(elapsed * rate) + 1
+        while n < due:
+            twin = ids[n % twins]
+            seq = seq0 + n // twins
+            last = datetime.now(UTC)
+            body = {
+                "v": 1,
+                "twin_id": twin,
+                "ts": last,
+                "seq": seq,
+                "source": "bench",
+                "readings": {k: float(seq % 1000) + j for j, k in enumerate(names)},
+            }
+            while True:
+                try:
+                    p.produce(settings.topics.raw, key=twin.encode(), value=orjson.dumps(body))
+                    break
+                except BufferError:
+                    p.poll(0.01)
+            n += 1
+        p.poll(0)
+        time.sleep(max(0.0005, n / rate - (time.perf_counter() - start)))
+    p.flush()
+    return {"sent": n, "first": first.timestamp(), "last": last.timestamp(), "wall": time.perf_counter() - start}
+
+
+def paced_process(env: dict[str, str], rate: float, seconds: float, twins: int, sensors: int, prefix: str, seq0: int):
+    """Run :func:`produce_paced` in its own process (it must not share the GIL with anything)."""
+    code = (
+        "import json; from benchmarks.latency import produce_paced; from twinflow.settings import load_settings; "
+        f"print(json.dumps(produce_paced(load_settings(), {rate}, {seconds}, {twins}, {sensors}, {prefix!r}, {seq0})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Percentiles:
+    rows: int = 0
+    p50: float = float("nan")
+    p95: float = float("nan")
+    p99: float = float("nan")
+    max: float = float("nan")
+
+
+@dataclass
+class Phase:
+    fraction: float
+    target_rate: float
+    sent: int = 0
+    achieved_rate: float = 0.0
+    drained: bool = False
+    telemetry: Percentiles = field(default_factory=Percentiles)
+    scores: Percentiles = field(default_factory=Percentiles)
+    cpu_share: dict[str, float] = field(default_factory=dict)
+
+
+PERCENTILES_SQL = sql.SQL("""
+SELECT count(*),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM {stamp} - ts)),
+       max(extract(epoch FROM {stamp} - ts))
+FROM {table} WHERE twin_id LIKE %s AND ts BETWEEN to_timestamp(%s) AND to_timestamp(%s)
+""")
+COUNT_SQL = sql.SQL(
+    "SELECT count(*) FROM {table} WHERE twin_id LIKE %s AND ts BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
+)
+
+
+def percentiles(db: psycopg.Connection, table: str, stamp: str, prefix: str, lo: float, hi: float) -> Percentiles:
+    """Latency percentiles in seconds of the prefix's rows with ``ts`` in [lo, hi] (epoch seconds)."""
+    query = PERCENTILES_SQL.format(stamp=sql.Identifier(stamp), table=sql.Identifier(table))
+    n, pct, mx = db.execute(query, (prefix + "-%", lo, hi + 0.001)).fetchone()
+    if not n:
+        return Percentiles()
+    return Percentiles(n, pct[0], pct[1], pct[2], float(mx))
+
+
+def count_rows(db: psycopg.Connection, table: str, prefix: str, lo: float, hi: float) -> int:
+    return db.execute(COUNT_SQL.format(table=sql.Identifier(table)), (prefix + "-%", lo, hi + 0.001)).fetchone()[0]
+
+
+def wait_for(check, timeout_s: float, every_s: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(every_s)
+    return check()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        p = psutil.Process(pid)
+        total = 0.0
+        for q in [p, *p.children(recursive=True)]:
+            t = q.cpu_times()
+            total += t.user + t.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+class TailingFlows:
+    """The four flows as separate processes, tailing (``--tail``), recovery off; stopped with SIGTERM."""
+
+    def __init__(self, env: dict[str, str], names: tuple[str, ...] = PIPELINE) -> None:
+        self.procs = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "twinflow.cli", "run", name, "--tail", "--no-recovery"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for name in names
+        }
+        self._errors: dict[str, bytes] = {}
+        for name, p in self.procs.items():  # drain stderr so a chatty flow never blocks
+            threading.Thread(target=self._drain, args=(name, p), daemon=True).start()
+
+    def _drain(self, name: str, p: subprocess.Popen) -> None:
+        self._errors[name] = p.stderr.read() if p.stderr else b""
+
+    def check_alive(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                time.sleep(0.5)
+                err = self._errors.get(name, b"").decode()[-3000:]
+                raise SystemExit(f"flow {name} exited ({p.returncode}):\n{err}")
+
+    def cpu(self) -> dict[str, float]:
+        return {name: _cpu_seconds(p.pid) for name, p in self.procs.items()}
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def measure(
+    env: dict[str, str],
+    conninfo: str,
+    *,
+    max_rate: float,
+    fractions: tuple[float, ...],
+    seconds: float,
+    twins: int,
+    sensors: int,
+    prefix: str,
+    warmup: int,
+    drain_timeout_s: float = 120.0,
+    names: tuple[str, ...] = PIPELINE,
+) -> list[Phase]:
+    """Run the tailing flows ``names`` through a warm-up and one paced phase per fraction of ``max_rate``.
+
+    Scores are waited for and measured when the models and alerts flows run (a diagnosis may run
+    the telemetry flow alone)."""
+    flows = TailingFlows(env, names)
+    scored = "models" in names and "alerts" in names
+    phases: list[Phase] = []
+    try:
+        warm_n = twins * ((warmup if scored else 0) + 5)
+        code = (
+            "from benchmarks.ingest import produce; from twinflow.settings import load_settings; "
+            f"print(produce(load_settings(), {warm_n}, {twins}, {sensors}, {prefix!r}))"
+        )
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+        with psycopg.connect(conninfo, autocommit=True) as db:
+
+            def ready() -> bool:
+                flows.check_alive()
+                if not scored:
+                    q = "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s"
+                    return db.execute(q, (prefix + "-%",)).fetchone()[0] >= warm_n * sensors
+                q = "SELECT count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s"
+                return db.execute(q, (prefix + "-%",)).fetchone()[0] >= twins
+
+            if not wait_for(ready, drain_timeout_s + warm_n / 1000):
+                raise SystemExit("latency warm-up: the flows did not process the warm-up readings in time")
+            seq0 = warm_n // twins
+            for f in fractions:
+                phase = Phase(f, f * max_rate)
+                cpu0, t0 = flows.cpu(), time.perf_counter()
+                res = paced_process(env, phase.target_rate, seconds, twins, sensors, prefix, seq0)
+                seq0 += int(res["sent"]) // twins + 2
+                phase.sent, phase.achieved_rate = int(res["sent"]), res["sent"] / res["wall"]
+                lo, hi = res["first"], res["last"]
+
+                def drained(lo=lo, hi=hi, sent=phase.sent) -> bool:
+                    flows.check_alive()
+                    return count_rows(db, "telemetry", prefix, lo, hi) >= sent * sensors and (
+                        not scored or count_rows(db, "anomaly_scores", prefix, lo, hi) >= sent
+                    )
+
+                phase.drained = wait_for(drained, drain_timeout_s)
+                cpu1, wall = flows.cpu(), time.perf_counter() - t0
+                phase.cpu_share = {k: (cpu1[k] - cpu0[k]) / wall for k in cpu1}
+                phase.telemetry = percentiles(db, "telemetry", "ingested_at", prefix, lo, hi)
+                if scored:
+                    phase.scores = percentiles(db, "anomaly_scores", "written_at", prefix, lo, hi)
+                phases.append(phase)
+    finally:
+        flows.stop()
+    return phases
+
+
+def ms(x: float) -> str:
+    return "–" if x != x else f"{x * 1000:,.0f}"  # x != x: NaN
+
+
+SERIES_SQL = """
+SELECT date_trunc('second', ts) AS s, count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - ts)),
+       max(extract(epoch FROM ingested_at - ts))
+FROM telemetry WHERE twin_id LIKE %s AND ts > now() - interval '1 hour' GROUP BY 1 ORDER BY 1
+"""
+
+
+def print_series(conninfo: str, prefix: str) -> None:
+    """Telemetry latency per second of reading time: when do the slow rows happen?"""
+    with psycopg.connect(conninfo) as db:
+        for sec, n, p50, mx in db.execute(SERIES_SQL, (prefix + "-%",)):
+            print(f"{sec:%H:%M:%S} {n:6d} rows  p50 {p50 * 1000:7.0f} ms  max {mx * 1000:7.0f} ms")
+
+
+def main() -> None:
+    """Diagnosis: latency of some flows at given rates (the full comparison is benchmarks/e2e.py)."""
+    import argparse
+    import os
+    import uuid
+
+    from benchmarks.e2e import cleanup
+    from connectors.kafka.clients import ensure_topics
+    from twinflow.plant_demo import topic_env
+    from twinflow.settings import load_settings
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--rate", type=float, action="append", required=True, help="readings/s (repeatable)")
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--twins", type=int, default=200)
+    ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--flow", action="append", choices=PIPELINE, help="flows to run (default: all four)")
+    ap.add_argument("--series", action="store_true", help="print the telemetry latency per second of ts")
+    args = ap.parse_args()
+    run = uuid.uuid4().hex[:6]
+    env = {**os.environ, **topic_env(load_settings(), f"lat.{run}.")}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings)
+    prefix = f"lat{run}"
+    try:
+        phases = measure(
+            env,
+            settings.postgres.conninfo(),
+            max_rate=1.0,
+            fractions=tuple(args.rate),
+            seconds=args.seconds,
+            twins=args.twins,
+            sensors=args.sensors,
+            prefix=prefix,
+            warmup=settings.ml.anomaly.warmup,
+            names=tuple(args.flow or PIPELINE),
+        )
+        if args.series:
+            print_series(settings.postgres.conninfo(), prefix)
+    finally:
+        cleanup(settings, prefix)
+    for p in phases:
+        t, sc = p.telemetry, p.scores
+        cpu = ", ".join(f"{k} {v:.0%}" for k, v in p.cpu_share.items())
+        print(
+            f"{p.target_rate:,.0f}/s: telemetry p50/p95/p99/max {ms(t.p50)}/{ms(t.p95)}/{ms(t.p99)}/{ms(t.max)} ms; "
+            f"scores {ms(sc.p50)}/{ms(sc.p95)}/{ms(sc.p99)}/{ms(sc.max)} ms; drained {p.drained}; CPU {cpu}"
+        )
+
+
+if __name__ == "__main__":
+    main()

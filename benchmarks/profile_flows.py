@@ -1,0 +1,102 @@
+"""Where a flow spends its time: py-spy samples one flow draining a filled topic.
+
+    python -m benchmarks.profile_flows --flow models --readings 100000
+    python -m benchmarks.profile_flows --flow telemetry --flow twin --keep /tmp/prof
+
+Fills fresh topics with N envelopes (the e2e load generator), runs each flow alone with
+``--no-tail --no-recovery`` under ``py-spy record`` and prints the functions with the most
+samples (self and inclusive). ``--keep DIR`` keeps the collapsed stacks per flow (input for flame
+graph tools). Needs py-spy (``uv pip install py-spy``) and root or ptrace permission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from benchmarks.e2e import cleanup, generate
+from connectors.kafka.clients import ensure_topics
+from twinflow.plant_demo import topic_env
+from twinflow.settings import load_settings
+
+LINE_NO = re.compile(r":\d+\)$")  # "fn (file.py:12)" → "fn (file.py)": one entry per function
+
+
+def collapsed_top(path: Path, n: int) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
+    """Total samples, top ``n`` frames by self samples and by inclusive samples (py-spy raw format)."""
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        c = int(count)
+        total += c
+        frames = [LINE_NO.sub(")", f) for f in stack.split(";")]
+        own[frames[-1]] += c
+        for f in set(frames):
+            incl[f] += c
+    return total, own.most_common(n), incl.most_common(n)
+
+
+def profile(flow: str, env: dict[str, str], out: Path, rate: int) -> None:
+    cmd = [sys.executable, "-m", "twinflow.cli", "run", flow, "--no-tail", "--no-recovery"]
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    subprocess.run(
+        [spy, "record", "--rate", str(rate), "--format", "raw", "-o", str(out), "--", *cmd],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flow", action="append", help="flow(s) to profile (default: telemetry, twin, models)")
+    ap.add_argument("--readings", type=int, default=100_000)
+    ap.add_argument("--twins", type=int, default=200)
+    ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    ap.add_argument("--keep", type=Path, help="keep <flow>.collapsed.txt (py-spy raw stacks) here")
+    args = ap.parse_args()
+
+    run = uuid.uuid4().hex[:6]
+    base = load_settings()
+    env = {**os.environ, **topic_env(base, f"prof.{run}.")}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings)
+    prefix = f"prof{run}"
+    try:
+        generate(env, args.readings, args.twins, args.sensors, prefix)
+        for flow in args.flow or ["telemetry", "twin", "models"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                raw = Path(tmp) / f"{flow}.txt"
+                profile(flow, env, raw, args.rate)
+                total, own, incl = collapsed_top(raw, args.top)
+                if args.keep:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(raw, args.keep / f"{flow}.collapsed.txt")
+            print(f"\n== {flow}: {total} samples ==\n-- self --")
+            for f, c in own:
+                print(f"{c / total:6.1%}  {f}")
+            print("-- inclusive --")
+            for f, c in incl:
+                print(f"{c / total:6.1%}  {f}")
+    finally:
+        cleanup(settings, prefix)
+
+
+if __name__ == "__main__":
+    main()
