@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "C-MAPSS FD001 RUL (online, fleet-learned)",
             "make bench-cmapss  (.venv/bin/python -m benchmarks.cmapss)",
             f"| model | RMSE | NASA score | protocol |\n|---|---|---|---|\n"
-            f"| twinflow FleetFailureModel (random-feature kernel ridge, {cfg.ensemble}×{cfg.random_features} features, "
-            f"reservoir {cfg.buffer_size}) "
+            f"| twinflow FleetFailureModel (random-feature kernel ridge, "
+            f"{cfg.ensemble}×{cfg.random_features} features, reservoir {cfg.buffer_size}) "
             f"| {rmse:.2f} | "
             f"{res['nasa_score']:.0f} | {args.folds}-fold by unit, {len(d)} engines truncated at random "
             f"cycles (seed {args.seed}), RUL cap {cfg.rul_cap:.0f} |\n"
