@@ -46,16 +46,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     errors: list[float] = []
     t0 = time.perf_counter()
     learned = 0
+    histories: dict[int, list[tuple[dict[str, float], float]]] = {}  # a unit's labelled history is fold-independent
+    for u, g in units.items():
+        hist = TwinHistory(cfg)
+        for cycle, row in zip(g["cycle"].to_list(), g.select(sensors).iter_rows(named=True), strict=True):
+            hist.observe(cycle, row)
+        histories[u] = hist.on_failure(g["cycle"][-1])
     for k, test in enumerate(np.array_split(ids, args.folds)):
         fleet = FleetFailureModel(cfg)
         for u in ids:
             if u in test:
                 continue
-            hist = TwinHistory(cfg)
-            g = units[int(u)]
-            for cycle, row in zip(g["cycle"].to_list(), g.select(sensors).iter_rows(named=True), strict=True):
-                hist.observe(cycle, row)
-            labelled = hist.on_failure(g["cycle"][-1])
+            labelled = histories[int(u)]
             learned += len(labelled)
             fleet.learn_history(labelled)
         rng = np.random.default_rng(1000 + args.seed + k)
