@@ -93,7 +93,7 @@ class FailureConfig:
     horizon: float = 30.0  # failure_probability = P(failure within this many time units)
     ewm_halflife: float = 5.0  # samples; smoothing of each sensor
     slope_window: int = 20  # samples for each sensor's trend feature (0 or 1: no trend features)
-    baseline_samples: int = 15  # first samples of a twin's life that define its own normal
+    baseline_samples: int = 30  # first samples of a twin's life that define its own normal
     buffer_size: int = 5000  # reservoir of labelled samples (all failures so far) the model is fitted on
     max_history: int = 100_000  # samples kept per twin while waiting for a label (oldest dropped)
     keep_every: int = 1  # keep 1 in N samples for labelling (e.g. 60 for 1 Hz data: one per minute)
