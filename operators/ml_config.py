@@ -31,7 +31,8 @@ class AnomalyConfig:
     shrinkage: float = 0.2  # covariance shrinkage towards its diagonal (0 = none, 1 = diagonal)
     quantile: float = 0.99  # quantile of recent normal T² used for calibration
     threshold_factor: float = 5.0  # threshold = factor · quantile
-    exit_ratio: float = 0.7  # hysteresis: an alarm ends when score < exit_ratio
+    exit_ratio: float = 0.7  # hysteresis: an alarm ends when score < exit_ratio ...
+    exit_after: int = 1  # ... for this many consecutive samples (fills short gaps within an anomaly)
     enter_after: int = 1  # consecutive exceedances needed to raise an alarm (blip filter)
     calibration_size: int = 1000  # recent normal deviations kept for covariance and threshold
     refresh_every: int = 50  # learned samples between covariance/threshold refreshes
@@ -49,6 +50,7 @@ class AnomalyConfig:
                 "quantile": (0.5, 1),
                 "threshold_factor": (1e-6, 1e6),
                 "exit_ratio": (0, 1),
+                "exit_after": (1, 1e6),
                 "enter_after": (1, 1e6),
                 "calibration_size": (10, 1e7),
                 "refresh_every": (1, 1e9),
