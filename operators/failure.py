@@ -8,9 +8,11 @@ Two pieces, both picklable and versioned:
   failure/repair — and keeps them until a failure labels them.
 * :class:`FleetFailureModel` (one per fleet or twin type) learns online from labelled histories:
   a failure at time ``T`` labels each kept sample at ``t`` with ``RUL = min(cap, T − t)``.
-  The history is learned in shuffled order, interleaved with samples replayed from a reservoir of
-  earlier failures (a stream of one engine at a time is far from i.i.d.). The model is a River
-  Hoeffding tree with linear leaves on standardised features (``ensemble`` of them, averaged).
+  Each history updates an exact running mean/variance of the features and a reservoir of
+  labelled samples uniform over all failures so far (a stream of one engine at a time is far
+  from i.i.d.); the model is then refitted on the reservoir: kernel ridge regression with an RBF
+  kernel approximated by random Fourier features (``ensemble`` members of ``random_features``
+  each, averaged) on the standardised features.
   Uncertainty comes from the model's own prequential errors (each new history is predicted
   before it is learned), kept per band of predicted RUL (errors grow with RUL): ``σ(band)``;
   the interval is ``RUL ± 1.64σ`` and ``P(fail within h) = Φ((h − RUL)/σ)``.
