@@ -74,6 +74,7 @@ class AnomalyDetector:
         self._threshold = math.inf
         self._since_refresh = 0
         self._run = 0
+        self._calm = 0  # consecutive samples in alarm below exit_ratio
         self._alarm = 0  # length of the current alarm (0 = none)
         self._drift = ADWIN(delta=self.config.drift_delta)
         self._last: np.ndarray | None = None
@@ -93,6 +94,7 @@ class AnomalyDetector:
             self.reset()
             return
         self.__dict__.update(state)
+        self.__dict__.setdefault("_calm", 0)  # added within version 1 (exit_after); older states lack it
         self.config = config
 
     # ------------------------------------------------------------------ scoring
@@ -134,11 +136,12 @@ class AnomalyDetector:
             t2 = float(dev @ pd)
             score = t2 / self._threshold
             if self._alarm:
-                self._alarm = self._alarm + 1 if score >= cfg.exit_ratio else 0
+                self._calm = self._calm + 1 if score < cfg.exit_ratio else 0
+                self._alarm = 0 if self._calm >= cfg.exit_after else self._alarm + 1
             else:
                 self._run = self._run + 1 if score >= 1.0 else 0
                 if self._run >= cfg.enter_after:
-                    self._alarm, self._run = 1, 0
+                    self._alarm, self._run, self._calm = 1, 0, 0
             if self._alarm or score >= 1.0:
                 parts = dev * pd
                 total = float(parts.sum()) or 1.0
@@ -208,6 +211,7 @@ class AnomalyDetector:
         self._baseline = wmean.copy()
         self._alarm = 0
         self._run = 0
+        self._calm = 0
         self._cpos = self._cfill = 0
         self._precision = None
         self.n_learned = 0  # warm up again on the new regime

@@ -8,9 +8,11 @@ Two pieces, both picklable and versioned:
   failure/repair — and keeps them until a failure labels them.
 * :class:`FleetFailureModel` (one per fleet or twin type) learns online from labelled histories:
   a failure at time ``T`` labels each kept sample at ``t`` with ``RUL = min(cap, T − t)``.
-  The history is learned in shuffled order, interleaved with samples replayed from a reservoir of
-  earlier failures (a stream of one engine at a time is far from i.i.d.). The model is a River
-  Hoeffding tree with linear leaves on standardised features (``ensemble`` of them, averaged).
+  Each history updates an exact running mean/variance of the features and a reservoir of
+  labelled samples uniform over all failures so far (a stream of one engine at a time is far
+  from i.i.d.); the model is then refitted on the reservoir: kernel ridge regression with an RBF
+  kernel approximated by random Fourier features (``ensemble`` members of ``random_features``
+  each, averaged) on the standardised features.
   Uncertainty comes from the model's own prequential errors (each new history is predicted
   before it is learned), kept per band of predicted RUL (errors grow with RUL): ``σ(band)``;
   the interval is ``RUL ± 1.64σ`` and ``P(fail within h) = Φ((h − RUL)/σ)``.
@@ -40,13 +42,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from river import linear_model, optim, preprocessing, tree
 
 from operators.ml_config import FailureConfig
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: random-feature kernel ridge (1: Hoeffding trees)
 Z90 = 1.6448536269514722  # two-sided 90 % interval
 SIGMA_BANDS = 5  # bands of predicted RUL with their own error estimate
+Z_CLIP = 20.0  # standardised features are clipped to ±Z_CLIP (a sensor far outside anything learned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,24 +171,21 @@ class TwinHistory(_Versioned):
 
 
 class FleetFailureModel(_Versioned):
-    """RUL regression learned online from the fleet's labelled histories."""
+    """RUL regression learned online from the fleet's labelled histories (random-feature kernel ridge)."""
 
     def __init__(self, config: FailureConfig | None = None) -> None:
         self.config = config or FailureConfig()
         self.reset()
 
     def reset(self) -> None:
-        cfg = self.config
-        self.models = [
-            preprocessing.StandardScaler()
-            | tree.HoeffdingTreeRegressor(
-                leaf_model=linear_model.LinearRegression(optimizer=optim.Adam(cfg.learning_rate))
-            )
-            for _ in range(cfg.ensemble)
-        ]
-        self._rng = random.Random(cfg.seed)
-        self._buffer: list[tuple[dict[str, float], float]] = []
-        self._buffer_seen = 0
+        self._rng = random.Random(self.config.seed)
+        self.names: list[str] = []  # feature order, fixed by the first labelled history
+        self._n = 0  # labelled samples seen (Welford mean/variance over all of them)
+        self._mean: np.ndarray | None = None
+        self._m2: np.ndarray | None = None
+        self._buffer_x: np.ndarray | None = None  # reservoir of labelled samples (float32 rows)
+        self._buffer_y: np.ndarray | None = None
+        self._members: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (W, b, weights) per member
         self.n_failures = 0
         self._sq_err = [0.0] * SIGMA_BANDS
         self._n_err = [0] * SIGMA_BANDS
@@ -202,43 +201,104 @@ class FleetFailureModel(_Versioned):
         n = sum(self._n_err)
         return math.sqrt(sum(self._sq_err) / n) if n else self.config.rul_cap / 2
 
-    def _clipped(self, feats: dict[str, float]) -> float:
-        mean = sum(float(m.predict_one(feats)) for m in self.models) / len(self.models)
-        return min(self.config.rul_cap, max(0.0, mean))
+    def _matrix(self, rows: list[dict[str, float]]) -> np.ndarray:
+        """Feature dicts as rows in the fleet's feature order (a missing feature: the fleet mean)."""
+        assert self._mean is not None
+        mean = self._mean
+        return np.array(
+            [[f.get(n, mean[i]) for i, n in enumerate(self.names)] for f in rows], dtype=np.float64
+        ).reshape(len(rows), len(self.names))
+
+    def _standardise(self, x: np.ndarray) -> np.ndarray:
+        assert self._mean is not None and self._m2 is not None
+        var = self._m2 / max(1, self._n - 1)
+        sd = np.where(var > 1e-12, np.sqrt(var), 1.0)
+        z = (x - self._mean) / sd
+        return np.clip(np.nan_to_num(z, nan=0.0, posinf=Z_CLIP, neginf=-Z_CLIP), -Z_CLIP, Z_CLIP)
+
+    def _predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        z = self._standardise(x)
+        out = np.zeros(len(z))
+        for w_in, b_in, weights in self._members:
+            out += np.cos(z @ w_in + b_in) @ weights[:-1] + weights[-1]
+        return np.clip(out / len(self._members), 0.0, self.config.rul_cap)
+
+    def _observe(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Update the running mean/variance (Welford, batched) and the reservoir with new samples."""
+        if self._mean is None:
+            self._mean = np.zeros(x.shape[1])
+            self._m2 = np.zeros(x.shape[1])
+            self._buffer_x = np.empty((0, x.shape[1]), np.float32)
+            self._buffer_y = np.empty(0, np.float32)
+        assert self._m2 is not None and self._buffer_x is not None and self._buffer_y is not None
+        n_b = len(x)
+        mean_b = x.mean(axis=0)
+        n = self._n + n_b
+        delta = mean_b - self._mean
+        self._m2 += ((x - mean_b) ** 2).sum(axis=0) + delta**2 * self._n * n_b / n
+        self._mean += delta * n_b / n
+        rng = self._rng
+        size = self.config.buffer_size
+        bx, by = list(self._buffer_x), list(self._buffer_y)
+        for i in range(n_b):  # reservoir sampling over all labelled samples seen
+            seen = self._n + i + 1
+            if len(bx) < size:
+                bx.append(x[i].astype(np.float32))
+                by.append(np.float32(y[i]))
+            else:
+                j = rng.randrange(seen)
+                if j < size:
+                    bx[j], by[j] = x[i].astype(np.float32), np.float32(y[i])
+        self._n = n
+        self._buffer_x = np.asarray(bx, np.float32).reshape(len(bx), x.shape[1])
+        self._buffer_y = np.asarray(by, np.float32)
+
+    def _refit(self) -> None:
+        """Fit each member's ridge weights on its random Fourier features of the reservoir."""
+        cfg = self.config
+        assert self._buffer_x is not None and self._buffer_y is not None
+        z = self._standardise(self._buffer_x.astype(np.float64)).astype(np.float32)  # float32: 10× faster Gram
+        y = self._buffer_y.astype(np.float64)
+        d = z.shape[1]
+        gamma = cfg.kernel_scale / d  # RBF kernel exp(-gamma |z - z'|^2) on standardised features
+        members = []
+        for m in range(cfg.ensemble):
+            gen = np.random.default_rng([cfg.seed, m, d])
+            w_in = gen.normal(0.0, math.sqrt(2.0 * gamma), (d, cfg.random_features))
+            b_in = gen.uniform(0.0, 2.0 * math.pi, cfg.random_features)
+            phi = np.hstack(
+                [np.cos(z @ w_in.astype(np.float32) + b_in.astype(np.float32)), np.ones((len(z), 1), np.float32)]
+            )
+            reg = cfg.ridge * np.eye(phi.shape[1])
+            reg[-1, -1] = 0.0  # the intercept is not shrunk
+            weights = np.linalg.solve((phi.T @ phi).astype(np.float64) + reg, phi.T.astype(np.float64) @ y)
+            members.append((w_in, b_in, weights))
+        self._members = members
 
     def learn_history(self, labelled: list[tuple[dict[str, float], float]]) -> None:
         """Learn one failure's labelled history (see :meth:`TwinHistory.on_failure`)."""
         if not labelled:
             return
-        rng = self._rng
-        order = list(labelled)
+        if not self.names:
+            self.names = list(labelled[0][0])
+            self._mean = np.zeros(len(self.names))  # placeholder for _matrix until _observe
+        x = self._matrix([f for f, _ in labelled])
+        y = np.array([v for _, v in labelled], dtype=np.float64)
         if self.n_failures:  # prequential error: predict before learning
-            for feats, y in order:
-                pred = self._clipped(feats)
-                b = self._band(pred)
-                self._sq_err[b] += (pred - y) ** 2
+            for pred, target in zip(self._predict_matrix(x), y, strict=True):
+                b = self._band(float(pred))
+                self._sq_err[b] += float(pred - target) ** 2
                 self._n_err[b] += 1
-        for model in self.models:  # each member sees its own order and replay draws
-            rng.shuffle(order)
-            for feats, y in order:
-                model.learn_one(feats, y)
-                for _ in range(self.config.replay if self._buffer else 0):
-                    f2, y2 = self._buffer[rng.randrange(len(self._buffer))]
-                    model.learn_one(f2, y2)
-        for item in order:  # reservoir sampling over all labelled samples seen
-            self._buffer_seen += 1
-            if len(self._buffer) < self.config.buffer_size:
-                self._buffer.append(item)
-            else:
-                j = rng.randrange(self._buffer_seen)
-                if j < self.config.buffer_size:
-                    self._buffer[j] = item
+        else:
+            self._mean = None  # the first history starts the running statistics
+        self._observe(x, y)
+        self._refit()
         self.n_failures += 1
 
     def predict(self, feats: dict[str, float]) -> FailurePrediction:
         if not self.n_failures:
             return FailurePrediction(math.nan, math.nan, math.nan, math.nan)
-        rul = self._clipped(feats)
+        rul = float(self._predict_matrix(self._matrix([feats]))[0])
         sigma = max(self.sigma(rul), 1e-9)
         prob = 0.5 * math.erfc(-((self.config.horizon - rul) / sigma) / math.sqrt(2.0))
         return FailurePrediction(rul, max(0.0, rul - Z90 * sigma), rul + Z90 * sigma, prob)

@@ -31,7 +31,8 @@ class AnomalyConfig:
     shrinkage: float = 0.2  # covariance shrinkage towards its diagonal (0 = none, 1 = diagonal)
     quantile: float = 0.99  # quantile of recent normal T² used for calibration
     threshold_factor: float = 5.0  # threshold = factor · quantile
-    exit_ratio: float = 0.7  # hysteresis: an alarm ends when score < exit_ratio
+    exit_ratio: float = 0.7  # hysteresis: an alarm ends when score < exit_ratio ...
+    exit_after: int = 1  # ... for this many consecutive samples (fills short gaps within an anomaly)
     enter_after: int = 1  # consecutive exceedances needed to raise an alarm (blip filter)
     calibration_size: int = 1000  # recent normal deviations kept for covariance and threshold
     refresh_every: int = 50  # learned samples between covariance/threshold refreshes
@@ -49,6 +50,7 @@ class AnomalyConfig:
                 "quantile": (0.5, 1),
                 "threshold_factor": (1e-6, 1e6),
                 "exit_ratio": (0, 1),
+                "exit_after": (1, 1e6),
                 "enter_after": (1, 1e6),
                 "calibration_size": (10, 1e7),
                 "refresh_every": (1, 1e9),
@@ -93,13 +95,14 @@ class FailureConfig:
     horizon: float = 30.0  # failure_probability = P(failure within this many time units)
     ewm_halflife: float = 5.0  # samples; smoothing of each sensor
     slope_window: int = 20  # samples for each sensor's trend feature (0 or 1: no trend features)
-    baseline_samples: int = 15  # first samples of a twin's life that define its own normal
-    replay: int = 2  # reservoir samples replayed per new labelled sample
-    buffer_size: int = 5000  # reservoir of labelled samples from earlier failures
+    baseline_samples: int = 30  # first samples of a twin's life that define its own normal
+    buffer_size: int = 5000  # reservoir of labelled samples (all failures so far) the model is fitted on
     max_history: int = 100_000  # samples kept per twin while waiting for a label (oldest dropped)
     keep_every: int = 1  # keep 1 in N samples for labelling (e.g. 60 for 1 Hz data: one per minute)
-    learning_rate: float = 0.01
-    ensemble: int = 3  # trees averaged; each learns in its own shuffled order
+    random_features: int = 300  # random Fourier features per ensemble member (kernel ridge approximation)
+    kernel_scale: float = 0.4  # RBF kernel width: gamma = kernel_scale / number of features (standardised)
+    ridge: float = 1.0  # L2 penalty of the ridge fit
+    ensemble: int = 3  # members averaged, each with its own random features
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -111,11 +114,12 @@ class FailureConfig:
                 "ewm_halflife": (1e-3, 1e9),
                 "slope_window": (0, 1e6),
                 "baseline_samples": (1, 1e9),
-                "replay": (0, 100),
                 "buffer_size": (1, 1e8),
                 "max_history": (1, 1e9),
                 "keep_every": (1, 1e9),
-                "learning_rate": (1e-9, 10),
+                "random_features": (1, 100_000),
+                "kernel_scale": (1e-9, 1e6),
+                "ridge": (0, 1e12),
                 "ensemble": (1, 50),
             },
         )

@@ -37,6 +37,18 @@ def test_single_sample_blip_does_not_raise_with_enter_after():
     assert not any(s.is_anomaly for s in scores[500:503])  # … but needs 3 in a row to raise an alarm
 
 
+def test_exit_after_bridges_a_short_dip_within_an_alarm():
+    data = correlated_stream(700, seed=2)
+    data[500:540, 0] += 40.0
+    data[520:523, 0] -= 40.0  # a 3-sample dip back to normal inside the fault
+    cfg = AnomalyConfig(warmup=200, window=1)
+    eager = run(AnomalyDetector(cfg), data)
+    assert eager[510].is_anomaly and not all(s.is_anomaly for s in eager[500:540])  # the dip ends the alarm …
+    held = run(AnomalyDetector(AnomalyConfig(warmup=200, window=1, exit_after=10)), data)
+    assert all(s.is_anomaly for s in held[500:540])  # … unless it must last exit_after samples
+    assert not any(s.is_anomaly for s in held[560:])  # and the alarm still ends after the fault
+
+
 def test_warmup_is_never_flagged_and_has_no_score():
     data = correlated_stream(300, seed=3)
     data[50:60] += 50.0
