@@ -89,10 +89,10 @@ def main() -> None:
         "TWINFLOW_TOPICS__RAW": settings.topics.raw,
         "TWINFLOW_TOPICS__DLQ": settings.topics.dlq,
     }
-    cmd = [sys.executable, "-m", "bytewax.run", "flows.telemetry:get_flow(tail=False)"]
-    if args.processes > 1:
-        cmd += ["-p", str(args.processes)]
-    console.print("running the flow: " + " ".join(cmd[2:]))
+    # `twinflow run -p N` starts N Bytewax processes as one cluster (bytewax.run has no -p).
+    cmd = [sys.executable, "-m", "twinflow.cli", "run", "telemetry", "--no-tail", "--no-recovery"]
+    cmd += ["-p", str(args.processes)]
+    console.print("running the flow: twinflow " + " ".join(cmd[3:]))
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     flow_s = time.perf_counter() - start
