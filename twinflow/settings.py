@@ -27,7 +27,7 @@ from pydantic_settings import (
 )
 
 from operators.alerts import AlertRules
-from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig, OperatingPointConfig
 from twinflow.twin_settings import TwinSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -174,6 +174,8 @@ class MlSettings(BaseModel):
     predict_every: int = Field(60, ge=0)
     fleets: dict[str, str] = Field(default_factory=dict)
     default_fleet: str = Field("fleet", min_length=1)
+    # Context readings (setpoints) the anomaly detector is conditioned on (docs/ml.md, "Operating point").
+    operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
 
     def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
         """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""
@@ -184,6 +186,7 @@ class MlSettings(BaseModel):
             forecast=self.forecast if want_forecast else None,
             failure=self.failure if want_failure else None,
             time_unit_s=self.time_unit_s,
+            operating_point=self.operating_point,
         )
 
 
