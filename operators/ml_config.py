@@ -138,7 +138,7 @@ class OperatingPointConfig:
     # Relative change of a context reading (of max(|value|, 1)) that starts a settle, and the width of
     # one operating point. 0: every change of a setpoint (exact values); raise it for measured contexts.
     tolerance: float = 0.0
-    settle_s: float = 180.0  # seconds (numeric timestamps: their units) without flags/learning after a change
+    settle_s: float = 180.0  # seconds without flags/learning after a change (numeric times: × time_unit_s)
     tail: float = 0.25  # last fraction of the settle period whose mean is the new operating point's level
     degree: int = 3  # polynomial degree of the levels in the (scaled) context, fitted across operating points
     check_sigmas: float = 6.0  # a settled level further than this many spreads from the expected one is flagged

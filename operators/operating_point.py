@@ -58,9 +58,9 @@ def context_names(names: list[str], globs: tuple[str, ...]) -> list[str]:
     return sorted(n for n in names if any(fnmatchcase(n.lower(), p) for p in pats))
 
 
-def seconds(ts: Any) -> float:
-    """A timestamp as seconds (numbers are taken as seconds)."""
-    return ts.timestamp() if isinstance(ts, datetime) else float(ts)
+def seconds(ts: Any, unit_s: float = 1.0) -> float:
+    """A timestamp as seconds; a number is a time in units of ``unit_s`` seconds."""
+    return ts.timestamp() if isinstance(ts, datetime) else float(ts) * unit_s
 
 
 @dataclass(slots=True)
@@ -150,8 +150,13 @@ class OperatingPoint:
         return tuple(int(v) for v in np.round(c / step))
 
     # ------------------------------------------------------------------ main step
-    def update(self, ts: Any, readings: dict[str, float], detector: AnomalyDetector, learn: bool = True) -> Score:
-        """Score one sample with ``detector`` (health readings at the reference operating point)."""
+    def update(
+        self, ts: Any, readings: dict[str, float], detector: AnomalyDetector, learn: bool = True, unit_s: float = 1.0
+    ) -> Score:
+        """Score one sample with ``detector`` (health readings at the reference operating point).
+
+        ``ts`` is a datetime or a number of ``unit_s`` seconds (the settle period is in seconds).
+        """
         if self.context is None:
             self._start(readings)
         if not self.context:
@@ -161,7 +166,7 @@ class OperatingPoint:
         c = self._c = self._held(self.context, readings, self._c)
         y = self._held(self.health, readings, self._y)
         assert self._shift is not None and self._scale is not None
-        t = seconds(ts)
+        t = seconds(ts, unit_s)
         if self._ref is None:
             self._ref, self._point = c.copy(), self._key(c)
         elif np.any(np.abs(c - self._ref) > cfg.tolerance * np.maximum(np.abs(self._ref), 1.0)):

@@ -137,7 +137,9 @@ def replay(
                     "file": str(table.path),
                     "id": twin_id,
                     "time": str(label),
-                    "anomaly_score": None if out.score.warming_up else round(out.score.anomaly_score, 6),
+                    "anomaly_score": None
+                    if out.score.warming_up or out.score.anomaly_score != out.score.anomaly_score
+                    else round(out.score.anomaly_score, 6),  # NaN: settling after a setpoint change
                     "is_anomaly": int(out.score.is_anomaly),
                 }
                 if with_failure:

@@ -87,7 +87,7 @@ class TwinModel:
         fleet: FleetFailureModel | None = None,
     ) -> TwinOutput:
         """Score one sample (then learn from it unless ``learn`` is False or it is anomalous)."""
-        score = self.operating_point.update(ts, readings, self.anomaly, learn=learn)
+        score = self.operating_point.update(ts, readings, self.anomaly, learn, self.config.time_unit_s)
         forecasts = None
         if self.forecaster is not None:
             self.forecaster.update(readings, learn=learn and not score.is_anomaly)

@@ -51,7 +51,7 @@ def flags(model: TwinModel, samples: list[tuple[float, dict[str, float]]]) -> li
 
 
 def model(op: OperatingPointConfig = OP) -> TwinModel:
-    return TwinModel(ModelConfig(anomaly=ANOMALY, operating_point=op))
+    return TwinModel(ModelConfig(anomaly=ANOMALY, operating_point=op, time_unit_s=1.0))  # times in seconds
 
 
 def test_context_readings_are_setpoints_by_name():
