@@ -139,7 +139,7 @@ class OperatingPointConfig:
     # one operating point. 0: every change of a setpoint (exact values); raise it for measured contexts.
     tolerance: float = 0.0
     settle_s: float = 180.0  # seconds without flags/learning after a change (numeric times: × time_unit_s)
-    tail: float = 0.25  # last fraction of the settle period whose mean is the new operating point's level
+    tail: float = 0.1  # last fraction of the settle period whose mean is the new operating point's level
     degree: int = 3  # polynomial degree of the levels in the (scaled) context, fitted across operating points
     check_sigmas: float = 6.0  # a settled level further than this many spreads from the expected one is flagged
     rel_spread: float = 0.01  # minimum spread, relative to the expected level (noise-free signals)
