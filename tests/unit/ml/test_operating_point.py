@@ -83,6 +83,7 @@ def test_a_fault_that_starts_with_a_change_back_to_a_known_point_is_flagged():
     assert flagged and min(t for t, _ in flagged) <= 1000 + OP.settle_s + 5
     assert {s for _, s in flagged} == {"vibration_mm_s"}
     assert m.operating_point.n_suspect == 1
+    assert flags(model(replace(OP, check_sigmas=1e6)), samples) == []  # accepted as normal without the check
 
 
 def test_an_unseen_point_inside_the_learned_range_is_checked_against_the_fit():
