@@ -50,6 +50,7 @@ from operators.anomaly import AnomalyDetector, Score
 from operators.ml_config import OperatingPointConfig
 
 STATE_VERSION = 1
+LEARN_EVERY = 10  # operating-point statistics learn from every 10th normal sample (half-life scaled)
 
 
 def context_names(names: list[str], globs: tuple[str, ...]) -> list[str]:
@@ -93,10 +94,11 @@ class OperatingPoint:
         self.context: list[str] | None = None  # None: not yet seen a sample; []: no context (pass-through)
         self.health: list[str] = []
         self._scale: np.ndarray | None = None  # context scale: max(|first value|, 1)
-        self._c: np.ndarray | None = None  # last context values (held when missing)
-        self._y: np.ndarray | None = None  # last health values (held when missing)
+        self._c: list[float] | None = None  # last context values (held when missing)
+        self._y: list[float] | None = None  # last health values (held when missing)
         self._ref: np.ndarray | None = None  # context of the current operating point
         self._shift: np.ndarray | None = None
+        self._shift_list: list[float] = []  # the same, as floats (the per-sample path avoids numpy)
         self._point: tuple[int, ...] | None = None
         self.points: dict[tuple[int, ...], PointStats] = {}
         self._settle_until = -math.inf
@@ -132,16 +134,23 @@ class OperatingPoint:
         if self.context:
             c = np.array([float(readings[n]) for n in self.context])
             self._scale = np.maximum(np.abs(c), 1.0)
-            self._shift = np.zeros(len(self.health))
+            self._set_shift(np.zeros(len(self.health)))
 
     @staticmethod
-    def _held(names: list[str], readings: dict[str, float], last: np.ndarray | None) -> np.ndarray:
-        out = np.empty(len(names))
+    def _held(names: list[str], readings: dict[str, float], last: list[float] | None) -> list[float]:
+        """Values by name; a missing or non-finite one carries the last value forward."""
+        try:  # fast path: every value present and finite
+            out = [float(readings[name]) for name in names]
+            if all(map(math.isfinite, out)):
+                return out
+        except (KeyError, TypeError):
+            pass
+        out = []
         for i, name in enumerate(names):
             v = readings.get(name)
             if v is None or not math.isfinite(v):
                 v = last[i] if last is not None else 0.0
-            out[i] = v
+            out.append(float(v))
         return out
 
     def _key(self, c: np.ndarray) -> tuple[int, ...]:
@@ -165,33 +174,35 @@ class OperatingPoint:
         self._clock += 1
         c = self._c = self._held(self.context, readings, self._c)
         y = self._held(self.health, readings, self._y)
-        assert self._shift is not None and self._scale is not None
         t = seconds(ts, unit_s)
         if self._ref is None:
-            self._ref, self._point = c.copy(), self._key(c)
-        elif np.any(np.abs(c - self._ref) > cfg.tolerance * np.maximum(np.abs(self._ref), 1.0)):
+            self._ref, self._point = np.array(c), self._key(np.array(c))
+        elif any(abs(a - b) > cfg.tolerance * max(abs(b), 1.0) for a, b in zip(c, self._ref.tolist(), strict=True)):
             if t >= self._settle_until:  # a new change (not a further step of a running one)
                 self._before = self._level_before(detector)
                 self.n_changes += 1
-            self._ref = c.copy()
+            self._ref = np.array(c)
             self._settle_until = t + cfg.settle_s
             self._tail_sum, self._tail_n = None, 0
         if t < self._settle_until:
             if t >= self._settle_until - cfg.tail * cfg.settle_s:
-                self._tail_sum = y.copy() if self._tail_sum is None else self._tail_sum + y
+                self._tail_sum = np.array(y) if self._tail_sum is None else self._tail_sum + y
                 self._tail_n += 1
             self._y = y
             return Score(ts, math.nan, False, False)
         if self._before is not None:
-            self._arrive(y, learn)
+            self._arrive(np.array(y), learn)
         self._y = y
-        shifted = y - self._shift
-        score = detector.update(ts, dict(zip(self.health, shifted.tolist(), strict=True)), learn=learn)
-        if score.learned and self._point is not None:
-            self._learn_point(self._point, c, y)
+        shifted = {name: v - s for name, v, s in zip(self.health, y, self._shift_list, strict=True)}
+        score = detector.update(ts, shifted, learn=learn)
+        if score.learned and self._point is not None and self._clock % LEARN_EVERY == 0:
+            self._learn_point(self._point, np.array(c), np.array(y))
         return score
 
     # ------------------------------------------------------------------ operating points
+    def _set_shift(self, shift: np.ndarray) -> None:
+        self._shift, self._shift_list = shift, shift.tolist()
+
     def _level_before(self, detector: AnomalyDetector) -> np.ndarray:
         """Where the detector's input was before the change: its baseline (else the point's mean, shifted)."""
         assert self._shift is not None and self._y is not None
@@ -199,7 +210,7 @@ class OperatingPoint:
         if baseline is not None and detector.sensors == self.health:
             return np.array(baseline, dtype=float)
         stats = self.points.get(self._point) if self._point is not None else None
-        level = stats.mean if stats is not None else self._y
+        level = stats.mean if stats is not None else np.array(self._y)
         return level - self._shift
 
     def _learn_point(self, key: tuple[int, ...], c: np.ndarray, y: np.ndarray) -> None:
@@ -209,7 +220,7 @@ class OperatingPoint:
             if len(self.points) >= self.config.max_points:
                 del self.points[min(self.points, key=lambda k: self.points[k].last_used)]
             stats = self.points[key] = PointStats(c / self._scale, y.copy(), np.zeros_like(y), 0, 0)
-        stats.learn(y, self.halflife)
+        stats.learn(y, max(self.halflife / LEARN_EVERY, 1.0))
         stats.last_used = self._clock
 
     def expected(self, c: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -241,10 +252,10 @@ class OperatingPoint:
         self._point = self._key(self._ref)
         expect = self.expected(self._ref)
         if expect is not None and np.any(np.abs(level - expect[0]) > cfg.check_sigmas * expect[1]):
-            self._shift = expect[0] - self._before  # the detector sees level - expected
+            self._set_shift(expect[0] - self._before)  # the detector sees level - expected
             self.n_suspect += 1
         else:
-            self._shift = level - self._before
+            self._set_shift(level - self._before)
             if learn and self._point not in self.points:
                 self._learn_point(self._point, self._ref, level)
         self._before, self._tail_sum, self._tail_n = None, None, 0
