@@ -34,7 +34,7 @@ step learns from the histories and answers features with a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
@@ -112,7 +112,7 @@ class TwinModelState:
         """Failure prediction switched on or off since this state was saved: follow the settings."""
         model = self.model
         if (model.config.failure is None) != (failure is None):
-            model.config = ModelConfig(model.config.anomaly, model.config.forecast, failure, model.config.time_unit_s)
+            model.config = replace(model.config, failure=failure)
             model.history = TwinHistory(failure) if failure else None
 
     def _observe_time(self, ts: datetime) -> None:

@@ -126,6 +126,45 @@ class FailureConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatingPointConfig:
+    """Operating-point conditioning of the anomaly detector (operators/operating_point.py).
+
+    Readings whose name matches a ``context`` glob (case-insensitive) are operating conditions
+    (setpoints), not health signals: they are not scored; a change of one of them beyond
+    ``tolerance`` starts a settle period in which the detector neither flags nor learns, after
+    which each operating point's normal levels are checked against what was learned before.
+    An empty ``context`` (or no matching reading) leaves the detector exactly as without it.
+    """
+
+    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+
+    context: tuple[str, ...] = ("*_sp", "*_sp_*", "*setpoint*")  # name globs of the context readings
+    # Relative change of a context reading (of max(|value|, 1)) that starts a settle, and the width of
+    # one operating point. 0: every change of a setpoint (exact values); raise it for measured contexts.
+    tolerance: float = 0.0
+    settle_s: float = 180.0  # seconds without flags/learning after a change (numeric times: × time_unit_s)
+    tail: float = 0.1  # last fraction of the settle period whose mean is the new operating point's level
+    degree: int = 3  # polynomial degree of the levels in the (scaled) context, fitted across operating points
+    check_sigmas: float = 6.0  # a settled level further than this many spreads from the expected one is flagged
+    rel_spread: float = 0.01  # minimum spread, relative to the expected level (noise-free signals)
+    max_points: int = 64  # operating points remembered per twin (least recently used dropped)
+
+    def __post_init__(self) -> None:
+        _check(
+            self,
+            {
+                "tolerance": (0, 1e6),
+                "settle_s": (0, 1e9),
+                "tail": (1e-3, 1),
+                "degree": (0, 5),
+                "check_sigmas": (0, 1e6),
+                "rel_spread": (0, 1e3),
+                "max_points": (1, 1e6),
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Everything a twin's model needs; ``forecast``/``failure`` None turn those parts off."""
 
@@ -133,6 +172,7 @@ class ModelConfig:
     forecast: ForecastConfig | None = None
     failure: FailureConfig | None = None
     time_unit_s: float = 3600.0  # timestamps are turned into this unit for RUL (default hours)
+    operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)
 
 
 def as_dict(cfg: object) -> dict[str, object]:

@@ -9,6 +9,7 @@ fleet failure model before the evaluation files are scored (without labels).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,8 @@ def replay(
                     "file": str(table.path),
                     "id": twin_id,
                     "time": str(label),
-                    "anomaly_score": None if out.score.warming_up else round(out.score.anomaly_score, 6),
+                    # NaN while warming up or settling after a setpoint change (operators/operating_point.py)
+                    "anomaly_score": round(score, 6) if math.isfinite(score := out.score.anomaly_score) else None,
                     "is_anomaly": int(out.score.is_anomaly),
                 }
                 if with_failure:

@@ -33,8 +33,9 @@ from operators.anomaly import AnomalyDetector, Score
 from operators.failure import FailurePrediction, FleetFailureModel, TwinHistory
 from operators.forecast import Forecaster, SensorForecast
 from operators.ml_config import ModelConfig
+from operators.operating_point import OperatingPoint
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: operating-point conditioning
 # Twin statuses in which the models score but do not learn.
 NO_LEARN_STATUSES = frozenset({"maintenance", "simulating"})
 
@@ -55,7 +56,7 @@ def time_value(ts: Any, unit_s: float) -> float:
 
 
 class TwinModel:
-    """Anomaly detector + optional forecaster + optional failure features for one twin."""
+    """Anomaly detector (conditioned on the operating point) + optional forecaster + failure features."""
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         self.config = config or ModelConfig()
@@ -65,6 +66,7 @@ class TwinModel:
         """Forget everything this twin learned (``twinflow model reset TWIN``)."""
         cfg = self.config
         self.anomaly = AnomalyDetector(cfg.anomaly)
+        self.operating_point = OperatingPoint(cfg.operating_point, cfg.anomaly.baseline_halflife)
         self.forecaster = Forecaster(cfg.forecast) if cfg.forecast else None
         self.history = TwinHistory(cfg.failure) if cfg.failure else None
 
@@ -89,7 +91,7 @@ class TwinModel:
 
         ``forecasts=False`` skips building the forecast records (the models still learn); the live
         flow asks for them only on the samples it publishes them."""
-        score = self.anomaly.update(ts, readings, learn=learn)
+        score = self.operating_point.update(ts, readings, self.anomaly, learn, self.config.time_unit_s)
         out_forecasts = None
         if self.forecaster is not None:
             self.forecaster.update(readings, learn=learn, calibrate=not score.is_anomaly)

@@ -27,7 +27,7 @@ from pydantic_settings import (
 )
 
 from operators.alerts import AlertRules
-from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig, OperatingPointConfig
 from operators.sensor_limits import SensorLimit
 from twinflow.twin_settings import TwinSettings
 
@@ -178,6 +178,8 @@ class MlSettings(BaseModel):
     # Operating limits per sensor ([[ml.limits]] sensor/high/low/twins): forecasts predict their
     # crossing and the alerts flow opens `forecast_breach` alerts (docs/alerts.md).
     limits: list[SensorLimit] = Field(default_factory=list)
+    # Context readings (setpoints) the anomaly detector is conditioned on (docs/ml.md, "Operating point").
+    operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
 
     def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
         """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""
@@ -188,6 +190,7 @@ class MlSettings(BaseModel):
             forecast=self.forecast if want_forecast else None,
             failure=self.failure if want_failure else None,
             time_unit_s=self.time_unit_s,
+            operating_point=self.operating_point,
         )
 
 
