@@ -59,6 +59,11 @@ class AnomalyDetector:
         self.reset()
 
     # ------------------------------------------------------------------ state
+    @property
+    def baseline(self) -> np.ndarray | None:
+        """The current baseline ``b`` (one value per sensor in ``sensors`` order; None before learning)."""
+        return self._baseline
+
     def reset(self) -> None:
         """Forget everything learned (``twinflow model reset``); the sensor set is re-learned too."""
         self.sensors: list[str] = []

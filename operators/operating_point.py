@@ -206,7 +206,7 @@ class OperatingPoint:
     def _level_before(self, detector: AnomalyDetector) -> np.ndarray:
         """Where the detector's input was before the change: its baseline (else the point's mean, shifted)."""
         assert self._shift is not None and self._y is not None
-        baseline = getattr(detector, "_baseline", None)  # read only: x' continues exactly from it
+        baseline = detector.baseline  # x' continues exactly from it
         if baseline is not None and detector.sensors == self.health:
             return np.array(baseline, dtype=float)
         stats = self.points.get(self._point) if self._point is not None else None
