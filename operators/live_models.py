@@ -171,9 +171,11 @@ def step(
             limit, breach = None, None
             rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
             if rule is not None:
-                limit, breach = breach_at(
-                    rule, now=state.held[sensor], predicted=fc.value, ts=item.ts, target_ts=target_ts
-                )
+                # While the twin's models warm up the forecasts are not trusted (a young Holt trend
+                # extrapolates start-up noise): only a reading already outside the band counts.
+                now = state.held[sensor]
+                predicted = now if score.warming_up else fc.value
+                limit, breach = breach_at(rule, now=now, predicted=predicted, ts=item.ts, target_ts=target_ts)
             records.append(
                 ForecastPoint(
                     twin_id=twin_id,

@@ -66,3 +66,24 @@ def test_low_limits_and_readings_already_outside():
 def test_a_rule_without_a_usable_limit_is_refused(bad):
     with pytest.raises(ValidationError):
         SensorLimit(**bad)
+
+
+def test_no_predicted_breach_while_the_models_warm_up():
+    """A young forecaster extrapolates start-up noise; only readings already outside count then."""
+    config = cfg(LIMIT)
+    state, forecasts = None, []
+    for i in range(40):  # warm-up is 50 samples; a steep start-up ramp that stays below the limit
+        temp = 40.0 + 1.2 * i
+        state, records = step(
+            state, Reading(T0 + timedelta(seconds=i), {"temp_c": temp, "rpm": 2950.0}), config, "comp-1"
+        )
+        forecasts += [r for r in records if isinstance(r, ForecastPoint) and r.sensor == "temp_c"]
+    assert forecasts and {f.breach_at for f in forecasts} == {None}
+    hot = []
+    for i in range(40, 46):  # still warming up, now above the limit: a breach now
+        state, records = step(
+            state, Reading(T0 + timedelta(seconds=i), {"temp_c": 95.0, "rpm": 2950.0}), config, "comp-1"
+        )
+        hot += [r for r in records if isinstance(r, ForecastPoint) and r.sensor == "temp_c"]
+    assert state.model.anomaly.n_seen < 50
+    assert hot and all(f.breach_at == f.ts for f in hot)
