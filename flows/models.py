@@ -35,7 +35,7 @@ from operators import model_control, twin_events
 from operators.alert_records import AnomalyScore, FailurePrediction, TwinStatus, decode, encode
 from operators.envelope import Reason, Rejected
 from operators.ingest import DeadLetter, Limits, split_batch
-from operators.live_models import Event, LiveModelConfig, Reading, Reset, Status, fleet_step, step
+from operators.live_models import Event, LiveModelConfig, Reset, Status, fleet_step, reading_of, step
 from operators.model_steps import FleetItem
 from twinflow.settings import Settings, load_settings
 
@@ -71,7 +71,8 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         readings = [m for m in batch if m.topic == raw]
         if readings:
             for env in split_batch(readings, limits, rows=False).envelopes:
-                out.append((env.twin_id, Reading(env.ts, dict(env.readings))))
+                if (reading := reading_of(env)) is not None:
+                    out.append((env.twin_id, reading))
         for m in batch:
             try:
                 if m.topic == status_topic:

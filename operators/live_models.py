@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from operators.alert_records import AnomalyScore, FailurePrediction, ForecastPoint
+from operators.envelope import Envelope
 from operators.failure import FleetFailureModel, TwinHistory
 from operators.ml_config import FailureConfig, ModelConfig
 from operators.model_steps import FleetItem, FleetStep
@@ -63,6 +64,15 @@ class LiveModelConfig:
 class Reading:
     ts: datetime
     readings: dict[str, float]
+
+
+def reading_of(env: Envelope) -> Reading | None:
+    """The models' view of an envelope: ``bad`` quality values (a failed sensor, an OPC-UA node
+    still waiting for its first value) are stored by the telemetry flow but never scored or
+    learned; the twin's other sensors keep their last good values (sample-and-hold)."""
+    if env.quality == "bad":
+        return None
+    return Reading(env.ts, dict(env.readings))
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ class SimOpcuaServer:
             s.set_identity_tokens([ua.UserNameIdentityToken])
         idx = await s.register_namespace(self.conn.namespace)
         objects = s.nodes.objects
+        initial = self.plant.step(0.0)  # a sample of the plant as it starts (no time passes)
         for a in self.assets:
             folder = await objects.add_object(ua.NodeId(f"{a.twin_id}", idx), a.twin_id)
             for name, p in a.params.items():
@@ -118,6 +119,9 @@ class SimOpcuaServer:
                 if sp is not None:
                     self.setpoints[(a.twin_id, name)] = sp
                     await s.write_attribute_value(nodeid, ua.DataValue(ua.Variant(sp, ua.VariantType.Double)))
+                else:  # the plant's state at start, not 0.0 (a client's first notification is real)
+                    value = initial[a.twin_id].values[name]
+                    await s.write_attribute_value(nodeid, ua.DataValue(ua.Variant(value, ua.VariantType.Double)))
         await s.start()
         log.info("OPC-UA server on %s (%s), %d variables", self.conn.endpoint, self.conn.security, len(self.nodes))
 

@@ -157,3 +157,17 @@ def test_event_records_decode_or_are_rejected():
         with pytest.raises(Rejected) as exc:
             twin_events.decode(bad)
         assert exc.value.reason.value == reason
+
+
+def test_bad_quality_envelopes_are_not_scored():
+    """A failed sensor or an OPC-UA node still waiting for data: stored, never scored or learned."""
+    from operators.envelope import decode
+    from operators.live_models import reading_of
+
+    def env(quality: str):
+        body = b'{"v":1,"twin_id":"p1","ts":"2026-11-25T08:00:00Z","seq":1,"source":"opcua",'
+        return decode(body + b'"readings":{"temp_c":0.0},"quality":"' + quality.encode() + b'"}')
+
+    assert reading_of(env("bad")) is None
+    assert reading_of(env("uncertain")).readings == {"temp_c": 0.0}
+    assert reading_of(env("good")).readings == {"temp_c": 0.0}
