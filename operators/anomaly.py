@@ -27,13 +27,14 @@ points in alarm or when ``learn=False`` (twin in maintenance/simulating). Per-se
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from river.drift import ADWIN
 
 from operators.ml_config import AnomalyConfig
+from operators.versioned_state import VersionedState
 
 STATE_VERSION = 1
 
@@ -51,8 +52,11 @@ class Score:
     learned: bool = False
 
 
-class AnomalyDetector:
+class AnomalyDetector(VersionedState):
     """Per-twin detector state; picklable (lives in Bytewax ``stateful_map`` state)."""
+
+    CONFIG = AnomalyConfig
+    STATE_VERSION = STATE_VERSION
 
     def __init__(self, config: AnomalyConfig | None = None) -> None:
         self.config = config or AnomalyConfig()
@@ -85,22 +89,12 @@ class AnomalyDetector:
         self._last: np.ndarray | None = None
         self.n_drifts = 0
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["config"] = asdict(self.config)
-        state["_v"] = STATE_VERSION
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        version = state.pop("_v", None)
-        config = AnomalyConfig(**state.pop("config"))
-        if version != STATE_VERSION:  # unknown layout: start afresh rather than misread it
-            self.config = config
-            self.reset()
-            return
-        self.__dict__.update(state)
-        self.__dict__.setdefault("_calm", 0)  # added within version 1 (exit_after); older states lack it
+    def _start_afresh(self, config: AnomalyConfig, state: dict[str, Any]) -> None:
         self.config = config
+        self.reset()
+
+    def _upgrade(self) -> None:
+        self.__dict__.setdefault("_calm", 0)  # added within version 1 (exit_after); older states lack it
 
     # ------------------------------------------------------------------ scoring
     def _vector(self, readings: dict[str, float]) -> np.ndarray:

@@ -38,12 +38,13 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from operators.ml_config import FailureConfig
+from operators.versioned_state import VersionedState
 
 STATE_VERSION = 2  # 2: random-feature kernel ridge (1: Hoeffding trees)
 Z90 = 1.6448536269514722  # two-sided 90 % interval
@@ -59,29 +60,11 @@ class FailurePrediction:
     failure_probability: float
 
 
-class _Versioned:
-    """Pickle with a version; an unknown version starts afresh instead of misreading state."""
-
-    config: FailureConfig
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["config"] = asdict(self.config)
-        state["_v"] = STATE_VERSION
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        version = state.pop("_v", None)
-        config = FailureConfig(**state.pop("config"))
-        if version != STATE_VERSION:
-            self.__init__(config)  # type: ignore[misc]
-            return
-        self.__dict__.update(state)
-        self.config = config
-
-
-class TwinHistory(_Versioned):
+class TwinHistory(VersionedState):
     """Per-twin features and the unlabelled history since the last failure or repair."""
+
+    CONFIG = FailureConfig
+    STATE_VERSION = STATE_VERSION
 
     def __init__(self, config: FailureConfig | None = None) -> None:
         self.config = config or FailureConfig()
@@ -170,8 +153,11 @@ class TwinHistory(_Versioned):
         self.reset()
 
 
-class FleetFailureModel(_Versioned):
+class FleetFailureModel(VersionedState):
     """RUL regression learned online from the fleet's labelled histories (random-feature kernel ridge)."""
+
+    CONFIG = FailureConfig
+    STATE_VERSION = STATE_VERSION
 
     def __init__(self, config: FailureConfig | None = None) -> None:
         self.config = config or FailureConfig()

@@ -39,7 +39,7 @@ Without context readings :meth:`OperatingPoint.update` is exactly ``detector.upd
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
@@ -48,6 +48,7 @@ import numpy as np
 
 from operators.anomaly import AnomalyDetector, Score
 from operators.ml_config import OperatingPointConfig
+from operators.versioned_state import VersionedState
 
 STATE_VERSION = 1
 LEARN_EVERY = 10  # operating-point statistics learn from every 10th normal sample (half-life scaled)
@@ -82,8 +83,11 @@ class PointStats:
         self.var = (1.0 - rate) * (self.var + rate * diff * diff)
 
 
-class OperatingPoint:
+class OperatingPoint(VersionedState):
     """Per-twin context split, transient guard and operating-point levels; picklable."""
+
+    CONFIG = OperatingPointConfig
+    STATE_VERSION = STATE_VERSION
 
     def __init__(self, config: OperatingPointConfig | None = None, halflife: float = 800.0) -> None:
         self.config = config or OperatingPointConfig()
@@ -109,22 +113,13 @@ class OperatingPoint:
         self.n_changes = 0
         self.n_suspect = 0
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["config"] = asdict(self.config)
-        state["_v"] = STATE_VERSION
-        return state
+    @classmethod
+    def _config_from(cls, raw: dict[str, Any]) -> OperatingPointConfig:
+        return OperatingPointConfig(**{**raw, "context": tuple(raw["context"])})
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        version = state.pop("_v", None)
-        raw = state.pop("config")
-        config = OperatingPointConfig(**{**raw, "context": tuple(raw["context"])})
-        if version != STATE_VERSION:  # unknown layout: start afresh rather than misread it
-            self.config, self.halflife = config, state.get("halflife", 800.0)
-            self.reset()
-            return
-        self.__dict__.update(state)
-        self.config = config
+    def _start_afresh(self, config: OperatingPointConfig, state: dict[str, Any]) -> None:
+        self.config, self.halflife = config, state.get("halflife", 800.0)
+        self.reset()
 
     # ------------------------------------------------------------------ vectors
     def _start(self, readings: dict[str, float]) -> None:
