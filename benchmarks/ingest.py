@@ -33,6 +33,24 @@ from twinflow.settings import Topics, load_settings
 console = Console()
 
 
+def send_reading(p: Producer, topic: str, twin: str, ts: datetime, seq: int, names: list[str], wait_s: float) -> None:
+    """One benchmark envelope (readings derived from ``seq``); waits ``wait_s`` while the queue is full."""
+    body = {
+        "v": 1,
+        "twin_id": twin,
+        "ts": ts,
+        "seq": seq,
+        "source": "bench",
+        "readings": {k: float(seq % 1000) + j for j, k in enumerate(names)},
+    }
+    while True:
+        try:
+            p.produce(topic, key=twin.encode(), value=orjson.dumps(body))
+            return
+        except BufferError:
+            p.poll(wait_s)
+
+
 def produce(settings, n: int, twins: int, sensors: int, prefix: str) -> float:
     p = Producer(producer_config(settings, **{"linger.ms": 20}))
     t0 = datetime.now(UTC) - timedelta(hours=1)
@@ -44,20 +62,7 @@ def produce(settings, n: int, twins: int, sensors: int, prefix: str) -> float:
         for i in range(n):
             twin = ids[i % twins]
             seq = i // twins
-            body = {
-                "v": 1,
-                "twin_id": twin,
-                "ts": t0 + timedelta(milliseconds=seq * 10),
-                "seq": seq,
-                "source": "bench",
-                "readings": {k: float(i % 1000) + j for j, k in enumerate(names)},
-            }
-            while True:
-                try:
-                    p.produce(settings.topics.raw, key=twin.encode(), value=orjson.dumps(body))
-                    break
-                except BufferError:
-                    p.poll(0.05)
+            send_reading(p, settings.topics.raw, twin, t0 + timedelta(milliseconds=seq * 10), seq, names, 0.05)
             if i % 10000 == 0:
                 p.poll(0)
                 progress.update(task, completed=i)

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import orjson
 import psutil
 import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
+from benchmarks.ingest import send_reading
 from connectors.kafka.clients import producer_config
 
 PIPELINE = ("telemetry", "twin", "models", "alerts")
@@ -53,20 +53,7 @@ def produce_paced(
             twin = ids[n % twins]
             seq = seq0 + n // twins
             last = datetime.now(UTC)
-            body = {
-                "v": 1,
-                "twin_id": twin,
-                "ts": last,
-                "seq": seq,
-                "source": "bench",
-                "readings": {k: float(seq % 1000) + j for j, k in enumerate(names)},
-            }
-            while True:
-                try:
-                    p.produce(settings.topics.raw, key=twin.encode(), value=orjson.dumps(body))
-                    break
-                except BufferError:
-                    p.poll(0.01)
+            send_reading(p, settings.topics.raw, twin, last, seq, names, 0.01)
             n += 1
         p.poll(0)
         time.sleep(max(0.0005, n / rate - (time.perf_counter() - start)))

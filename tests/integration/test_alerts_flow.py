@@ -30,6 +30,7 @@ from flows.alerts import build_flow
 from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
 from operators.alerts import AlertRules, KindRule
 from tests.kafka_helpers import produce, read_topic
+from tests.twin_kafka import envelope
 from tests.webhook_receiver import Receiver
 from twinflow.cli import app
 
@@ -301,17 +302,9 @@ def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(a
             msgs = []
             while plant.t < until:
                 samples = plant.step(1.0)
-                ts = (t0 + timedelta(seconds=plant.t)).isoformat()
+                ts = t0 + timedelta(seconds=plant.t)
                 for twin, sample in samples.items():
-                    body = {
-                        "v": 1,
-                        "twin_id": twin,
-                        "ts": ts,
-                        "seq": round(plant.t),
-                        "source": "sim",
-                        "readings": sample.values,
-                    }
-                    msgs.append((twin.encode(), msgspec.json.encode(body)))
+                    msgs.append((twin.encode(), envelope(twin, ts, round(plant.t), sample.values, source="sim")))
             produce(s, msgs, topic=s.topics.raw)
 
         simulate(onset - 100)  # warm-up and calibration of both twins' models

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
@@ -15,6 +14,7 @@ from operators import twin_events
 from operators.alert_records import FailurePrediction, decode
 from tests.integration.test_models_flow import run_with_recovery
 from tests.kafka_helpers import produce, read_topic
+from tests.twin_kafka import envelope
 from twinflow.cli import app
 from twinflow.settings import Settings
 
@@ -57,15 +57,12 @@ def readings(twin: str, t0: datetime, start: int, stop: int) -> list[tuple[bytes
     return [
         (
             twin.encode(),
-            orjson.dumps(
-                {
-                    "v": 1,
-                    "twin_id": twin,
-                    "ts": (t0 + timedelta(seconds=i)).isoformat(),
-                    "seq": i,
-                    "source": "test",
-                    "readings": {"wear": i / life + 0.01 * math.sin(i), "temp": 60 + 0.1 * math.cos(i / 3)},
-                }
+            envelope(
+                twin,
+                t0 + timedelta(seconds=i),
+                i,
+                {"wear": i / life + 0.01 * math.sin(i), "temp": 60 + 0.1 * math.cos(i / 3)},
+                source="test",
             ),
         )
         for i in range(start, stop)

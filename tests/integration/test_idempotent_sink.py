@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import psycopg
 import pytest
 
 from connectors.postgres.telemetry_sink import TelemetryWriter
 from operators.ingest import TelemetryRow
 from tests.kafka_helpers import produce, run_flow_to_end
+from tests.twin_kafka import envelope
 
 pytestmark = pytest.mark.integration
 
@@ -44,19 +44,7 @@ def test_replaying_the_topic_writes_nothing_twice(settings, unique):
     produce(
         settings,
         [
-            (
-                twin.encode(),
-                orjson.dumps(
-                    {
-                        "v": 1,
-                        "twin_id": twin,
-                        "ts": (t0 + timedelta(seconds=i)).isoformat(),
-                        "seq": i,
-                        "source": "test",
-                        "readings": {"x": i, "y": -i},
-                    }
-                ),
-            )
+            (twin.encode(), envelope(twin, t0 + timedelta(seconds=i), i, {"x": i, "y": -i}, source="test"))
             for i in range(300)
         ],
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import pytest
 
 from connectors.kafka.clients import ensure_topics, topic_specs
@@ -13,6 +12,7 @@ from flows.models import build_flow
 from operators import model_control
 from operators.alert_records import AnomalyScore, ForecastPoint, TwinStatus, decode, encode
 from tests.kafka_helpers import produce, read_topic
+from tests.twin_kafka import envelope
 
 pytestmark = pytest.mark.integration
 
@@ -60,15 +60,8 @@ def test_scores_forecasts_and_maintenance(settings, unique, tmp_path):
         ts = t0 + timedelta(seconds=i)
         for twin in (healthy, faulty, resting):
             temp = 60 + math.sin(i / 10) + (25.0 if twin == faulty and i >= 600 else 0.0)
-            body = {
-                "v": 1,
-                "twin_id": twin,
-                "ts": ts.isoformat(),
-                "seq": i,
-                "source": "test",
-                "readings": {"temp": temp, "rpm": 1450 + 5 * math.cos(i / 7), "vib": 2 + 0.1 * math.sin(i)},
-            }
-            msgs.append((twin.encode(), orjson.dumps(body)))
+            readings = {"temp": temp, "rpm": 1450 + 5 * math.cos(i / 7), "vib": 2 + 0.1 * math.sin(i)}
+            msgs.append((twin.encode(), envelope(twin, ts, i, readings, source="test")))
     # The status is consumed first (records of different topics have no order between them).
     run_with_recovery(s, tmp_path / "rec")
     produce(s, msgs)
@@ -106,19 +99,7 @@ def test_reset_makes_the_twin_warm_up_again(settings, unique, tmp_path):
 
     def batch(start: int, n: int):
         return [
-            (
-                twin.encode(),
-                orjson.dumps(
-                    {
-                        "v": 1,
-                        "twin_id": twin,
-                        "ts": (t0 + timedelta(seconds=i)).isoformat(),
-                        "seq": i,
-                        "source": "test",
-                        "readings": {"x": math.sin(i / 5)},
-                    }
-                ),
-            )
+            (twin.encode(), envelope(twin, t0 + timedelta(seconds=i), i, {"x": math.sin(i / 5)}, source="test"))
             for i in range(start, start + n)
         ]
 
