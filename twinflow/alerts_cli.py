@@ -14,11 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from twinflow.settings import ConfigError, Settings, load_settings
+from twinflow.cli_support import err_console, publish_or_exit, settings_or_exit
+from twinflow.settings import Settings
 
 alerts_app = typer.Typer(help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
 
 STATES = {
     "active": ["open", "acknowledged"],
@@ -28,14 +28,6 @@ STATES = {
     "all": ["open", "acknowledged", "resolved"],
 }
 SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 def _store(s: Settings):
@@ -55,7 +47,7 @@ def list_alerts(
     if state not in STATES:
         err_console.print(f"[red]--state {state!r}: use one of {', '.join(STATES)}[/red]")
         raise typer.Exit(2)
-    store = _store(_settings())
+    store = _store(settings_or_exit())
     rows = store.list_alerts(states=STATES[state], twin_id=twin, limit=limit)
     store.close()
     if as_json:
@@ -83,10 +75,9 @@ def list_alerts(
 
 
 def _act(alert_id: str, action: str, by: str) -> None:
-    from connectors.kafka.clients import make_producer
     from operators.alert_records import AlertAction, encode
 
-    s = _settings()
+    s = settings_or_exit()
     store = _store(s)
     try:
         row = store.get_alert(alert_id)
@@ -101,11 +92,7 @@ def _act(alert_id: str, action: str, by: str) -> None:
             return
         now = datetime.now(UTC)
         act = AlertAction(alert_id=alert_id, twin_id=row["twin_id"], action=action, by=by, ts=now)  # type: ignore[arg-type]
-        producer = make_producer(s)
-        producer.produce(s.alerts.actions_topic, key=row["twin_id"].encode(), value=encode(act))
-        if producer.flush(30) != 0:
-            err_console.print(f"[red]Kafka did not confirm the action on {s.alerts.actions_topic}; try again[/red]")
-            raise typer.Exit(1)
+        publish_or_exit(s, s.alerts.actions_topic, row["twin_id"], encode(act), f"{action} of {alert_id}")
         store.record_action(alert_id, action, by, now)
     finally:
         store.close()
@@ -138,25 +125,20 @@ def maintenance(
     by: str = typer.Option(..., "--by", help="Who changes it."),
 ) -> None:
     """Put a twin into maintenance (no alerts open or escalate) or take it out."""
-    from connectors.kafka.clients import make_producer
     from operators.alert_records import TwinStatus, decode, encode
     from operators.envelope import Rejected
 
     if state not in ("on", "off"):
         err_console.print(f"[red]state {state!r}: use on or off[/red]")
         raise typer.Exit(2)
-    s = _settings()
+    s = settings_or_exit()
     value = encode(TwinStatus(twin_id=twin_id, ts=datetime.now(UTC), maintenance=state == "on", by=by))
     try:
         decode(TwinStatus, value)  # validates the twin id pattern
     except Rejected as exc:
         err_console.print(f"[red]twin id {twin_id!r}: {exc.detail}[/red]")
         raise typer.Exit(2) from None
-    producer = make_producer(s)
-    producer.produce(s.alerts.status_topic, key=twin_id.encode(), value=value)
-    if producer.flush(30) != 0:
-        err_console.print(f"[red]Kafka did not confirm on {s.alerts.status_topic}; try again[/red]")
-        raise typer.Exit(1)
+    publish_or_exit(s, s.alerts.status_topic, twin_id, value, f"maintenance {state}")
     console.print(f"{twin_id}: maintenance {state} ({by})")
 
 

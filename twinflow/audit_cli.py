@@ -25,9 +25,9 @@ def verify(
     import psycopg
 
     from connectors.postgres.audit import verify as verify_chain
-    from twinflow.cli import _settings
+    from twinflow.cli_support import settings_or_exit
 
-    dsn = conninfo or _settings().postgres.conninfo()
+    dsn = conninfo or settings_or_exit().postgres.conninfo()
     try:
         with psycopg.connect(dsn) as conn:
             result = verify_chain(conn)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twinflow.alerts_cli import alerts_app
-from twinflow.settings import ConfigError, Settings, load_settings
+from twinflow.cli_support import err_console, settings_or_exit
 
 app = typer.Typer(help="twinflow: keep digital twins in step with their machines.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack of real services (no Docker).", no_args_is_help=True)
@@ -25,15 +25,6 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(alerts_app, name="alerts")
 
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 def _logging(verbose: bool = False) -> None:
@@ -54,7 +45,7 @@ def stack_up(
     """Install (when missing) and start Kafka, PostgreSQL and Mosquitto; idempotent."""
     from twinflow.stack import StackError, services
 
-    s = _settings()
+    s = settings_or_exit()
     if secure:
         from twinflow.stack.secure import prepare
 
@@ -80,7 +71,7 @@ def stack_down(purge: bool = typer.Option(False, help="Also delete all stack dat
 
     from twinflow.stack import services
 
-    s = _settings()
+    s = settings_or_exit()
     for svc in reversed(services(s, with_timescale_wasm=True)):
         svc.down()
         console.print(f"stopped {svc.name}")
@@ -94,7 +85,7 @@ def stack_status() -> None:
     """Show each service, its port, pid and health; exit 1 if a core service is down."""
     from twinflow.stack import services
 
-    s = _settings()
+    s = settings_or_exit()
     table = Table("service", "port", "pid", "health")
     core_ok = True
     for svc in services(s, with_timescale_wasm=True):
@@ -119,7 +110,7 @@ def db_migrate(
     """Apply pending migrations from sql/migrations (safe to re-run)."""
     from connectors.postgres.migrate import MigrationError, migrate
 
-    s = _settings()
+    s = settings_or_exit()
     try:
         applied = migrate(conninfo or s.postgres.conninfo(), s.postgres.timescaledb)
     except MigrationError as exc:
@@ -134,7 +125,7 @@ def kafka_init() -> None:
     """Create every topic twinflow uses (idempotent)."""
     from connectors.kafka.clients import ensure_topics, topic_specs
 
-    s = _settings()
+    s = settings_or_exit()
     created = ensure_topics(s)
     for spec in topic_specs(s):
         mark = "created" if spec.name in created else "exists"
@@ -172,7 +163,7 @@ def run(
     if flow not in FLOWS:
         err_console.print(f"[red]unknown flow {flow!r}: choose one of {', '.join(FLOWS)}[/red]")
         raise typer.Exit(2)
-    s = _settings()
+    s = settings_or_exit()
     if processes > 1 and process_id is None:
         child = [sys.executable, "-m", "twinflow.cli", "run", flow, "-w", str(workers)]
         child += ["--recovery" if recovery else "--no-recovery", "--tail" if tail else "--no-tail"]
@@ -207,7 +198,7 @@ def bridge_mqtt(verbose: bool = False, mapping: Path = _MAPPING_OPTION) -> None:
     from connectors.mqtt.bridge import MqttBridge
 
     _logging(verbose)
-    MqttBridge(_settings()).run_forever()
+    MqttBridge(settings_or_exit()).run_forever()
 
 
 _DEMO_OUT = typer.Option(Path("demo-report"), help="Folder for the HTML report.")
@@ -228,10 +219,12 @@ def demo(
     if publisher:
         from twinflow.demo import run_demo
 
-        raise typer.Exit(run_demo(_settings(), duration=duration or 60.0, twins=twins, rate=rate, console=console))
+        raise typer.Exit(
+            run_demo(settings_or_exit(), duration=duration or 60.0, twins=twins, rate=rate, console=console)
+        )
     from twinflow.plant_demo import run_plant_demo
 
-    raise typer.Exit(run_plant_demo(_settings(), duration=duration or 150.0, console=console, out_dir=out))
+    raise typer.Exit(run_plant_demo(settings_or_exit(), duration=duration or 150.0, console=console, out_dir=out))
 
 
 # ----------------------------------------------------------------------------- ml (docs/ml.md)

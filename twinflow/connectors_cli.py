@@ -12,11 +12,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from twinflow.cli_support import err_console, settings_or_exit
 from twinflow.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
-from twinflow.settings import ConfigError, Settings, load_settings
 
 console = Console()
-err_console = Console(stderr=True)
 
 command_app = typer.Typer(help="Send setpoints to devices through the bridges.", no_args_is_help=True)
 certs_app = typer.Typer(help="Generate certificates for OPC-UA security.", no_args_is_help=True)
@@ -26,14 +25,6 @@ _SIM_MAPPING = typer.Option(Path("config/plant.toml"), "--mapping", "-m", help=M
 _FAULTS = typer.Option([], "--fault", "-f", help="TWIN:KIND:ONSET_S[:END_S[:SEVERITY[:SENSOR]]], repeatable.")
 _BRIDGE_MAPPING = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP)
 _CERTS_OUT = typer.Option(Path("certs"), help="Folder for the generated files.")
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        err_console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
 
 
 def _mapping(path: Path) -> Mapping:
@@ -55,7 +46,7 @@ def _logging(verbose: bool) -> None:
 
 def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False) -> None:
     """Validate the mapping, then run the protocol's bridge until SIGINT/SIGTERM."""
-    settings = _settings()
+    settings = settings_or_exit()
     mapping = _mapping(mapping_file)
     if not mapping.of(protocol):
         err_console.print(
@@ -113,7 +104,7 @@ def simulate(
     from twinflow.sim.faults import parse_fault, random_schedule
     from twinflow.sim.plant import PlantError
 
-    settings = _settings()
+    settings = settings_or_exit()
     mapping = _mapping(mapping_file)
     try:
         faults = [parse_fault(f) for f in fault]
@@ -159,7 +150,7 @@ def command_send(
     from connectors.kafka.commands import send_command, wait_ack
     from operators.commands import new_command
 
-    settings = _settings()
+    settings = settings_or_exit()
     ensure_topics(settings)
     cmd = new_command(twin, parameter, value, ttl=timedelta(seconds=ttl))
     send_command(settings, cmd)

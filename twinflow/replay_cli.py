@@ -10,21 +10,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-err_console = Console(stderr=True)
+from twinflow.cli_support import err_console, publish_or_exit, settings_or_exit
+
 model_app = typer.Typer(help="Online models of the twins.", no_args_is_help=True)
 
 
 class ModelKind(StrEnum):
     none = "none"
     rul = "rul"
-
-
-def _settings():
-    from twinflow.cli import _settings as load
-
-    return load()
 
 
 def replay(
@@ -50,7 +44,7 @@ def replay(
     """
     from operators.replay import ReplayError, replay_files
 
-    s = _settings()
+    s = settings_or_exit()
     cfg = s.ml.model_config_for(failure=(model or s.ml.model) == "rul" or bool(fit), forecasts=False)
     try:
         table = replay_files(files, time_col, id_col, exclude or [], cfg, fit=fit or [])
@@ -75,7 +69,7 @@ def model_reset(
 
     from operators.model_control import ControlRecord, encode
 
-    s = _settings()
+    s = settings_or_exit()
     try:
         rec = ControlRecord(
             twin_id=twin,
@@ -93,15 +87,10 @@ def model_reset(
 
 def _publish(s, topic: str, twin: str, value: bytes, timeout: float, what: str) -> None:
     """Produce one record keyed by ``twin`` (creating the topic if missing); exit 1 unless acknowledged."""
-    from connectors.kafka.clients import ensure_topics, make_producer, topic_specs
+    from connectors.kafka.clients import ensure_topics, topic_specs
 
     ensure_topics(s, [spec for spec in topic_specs(s) if spec.name == topic])
-    producer = make_producer(s)
-    errors: list[str] = []
-    producer.produce(topic, key=twin.encode(), value=value, on_delivery=lambda e, _m: e and errors.append(str(e)))
-    if producer.flush(timeout) or errors:
-        err_console.print(f"[red]{what} for {twin} not acknowledged by Kafka: {errors or 'timeout'}[/red]")
-        raise typer.Exit(1)
+    publish_or_exit(s, topic, twin, value, what, timeout)
 
 
 class EventKind(StrEnum):
@@ -127,7 +116,7 @@ def model_event(
 
     from operators.twin_events import TwinEvent, encode
 
-    s = _settings()
+    s = settings_or_exit()
     try:
         when = datetime.fromisoformat(at) if at else datetime.now(UTC)
     except ValueError:

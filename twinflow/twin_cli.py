@@ -12,11 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from twinflow.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
+from twinflow.cli_support import err_console, settings_or_exit
+from twinflow.settings import PROJECT_ROOT, Settings
 
 twin_app = typer.Typer(help="Twin state: desired values, current and past state.", no_args_is_help=True)
 console = Console()
-err_console = Console(stderr=True)
 
 QUERIES_DIR = PROJECT_ROOT / "sql" / "queries"
 CURRENT_SQL = "SELECT * FROM twin_state_current WHERE twin_id = %(twin_id)s"
@@ -25,14 +25,6 @@ CURRENT_SQL = "SELECT * FROM twin_state_current WHERE twin_id = %(twin_id)s"
 def named_query(name: str) -> str:
     """The text of ``sql/queries/<name>.sql``."""
     return (QUERIES_DIR / f"{name}.sql").read_text()
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, float]:
@@ -156,7 +148,7 @@ def set_desired(
     values = parse_assignments(assignments or [])
     if not values and mode is None:
         raise typer.BadParameter("give at least one param=value or --mode")
-    s = _settings()
+    s = settings_or_exit()
     author = author or os.environ.get("USER", "unknown")
 
     def send() -> None:
@@ -196,7 +188,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print the row as JSON."),
 ) -> None:
     """Show a twin's state from the database (now, or as of --at)."""
-    s = _settings()
+    s = settings_or_exit()
     row = load_state(s, twin_id, _parse_time(at) if at else None)
     if row is None:
         err_console.print(f"no state for twin {twin_id!r}" + (f" at or before {at}" if at else ""))

@@ -1,0 +1,33 @@
+"""What every `twinflow` sub-command shares: the error console, settings, publishing one record."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from twinflow.settings import ConfigError, Settings, load_settings
+
+err_console = Console(stderr=True)
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or the configuration error (file, field and fix) and exit code 2."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        err_console.print(f"[red]{escape(str(exc))}[/red]")  # "[ml]" is not markup
+        raise typer.Exit(2) from None
+
+
+def publish_or_exit(s: Settings, topic: str, key: str, value: bytes, what: str, timeout: float = 30.0) -> None:
+    """Produce one record keyed by ``key``; exit 1 with ``what`` named unless Kafka acknowledges it."""
+    from connectors.kafka.clients import make_producer
+
+    producer = make_producer(s)
+    errors: list[str] = []
+    producer.produce(topic, key=key.encode(), value=value, on_delivery=lambda e, _m: e and errors.append(str(e)))
+    if producer.flush(timeout) or errors:
+        reason = errors or "timeout"
+        err_console.print(f"[red]{what} for {key} not acknowledged by Kafka on {topic}: {reason}; try again[/red]")
+        raise typer.Exit(1)
