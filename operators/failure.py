@@ -60,8 +60,8 @@ class FailurePrediction:
     failure_probability: float
 
 
-class TwinHistory(VersionedState):
-    """Per-twin features and the unlabelled history since the last failure or repair."""
+class _FailureState(VersionedState):
+    """Versioned state configured by a :class:`FailureConfig`; ``reset`` builds the rest."""
 
     CONFIG = FailureConfig
     STATE_VERSION = STATE_VERSION
@@ -69,6 +69,13 @@ class TwinHistory(VersionedState):
     def __init__(self, config: FailureConfig | None = None) -> None:
         self.config = config or FailureConfig()
         self.reset()
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+
+class TwinHistory(_FailureState):
+    """Per-twin features and the unlabelled history since the last failure or repair."""
 
     def reset(self) -> None:
         self.sensors: list[str] = []
@@ -153,15 +160,8 @@ class TwinHistory(VersionedState):
         self.reset()
 
 
-class FleetFailureModel(VersionedState):
+class FleetFailureModel(_FailureState):
     """RUL regression learned online from the fleet's labelled histories (random-feature kernel ridge)."""
-
-    CONFIG = FailureConfig
-    STATE_VERSION = STATE_VERSION
-
-    def __init__(self, config: FailureConfig | None = None) -> None:
-        self.config = config or FailureConfig()
-        self.reset()
 
     def reset(self) -> None:
         self._rng = random.Random(self.config.seed)
