@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from operators.commands import Command  # noqa: F401 - the one twin.commands record (re-exported)
 from operators.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN, Reason, Rejected
 
 TwinId = Annotated[str, msgspec.Meta(pattern=TWIN_ID_PATTERN)]
@@ -41,17 +42,6 @@ class DesiredUpdate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     issued_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     # Operator mode: maintenance suppresses escalation, simulating marks what-if runs.
     mode: Mode | None = None
-
-
-class Command(msgspec.Struct, frozen=True):
-    """Drive one parameter of a device to a value; ``command_id`` is deterministic (replay-safe)."""
-
-    command_id: str
-    twin_id: str
-    parameter: str
-    value: float
-    issued_at: datetime
-    deadline: datetime
 
 
 class Ack(msgspec.Struct, frozen=True):
