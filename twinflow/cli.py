@@ -169,16 +169,24 @@ def run(
         child += ["--recovery" if recovery else "--no-recovery", "--tail" if tail else "--no-tail"]
         raise typer.Exit(run_local_cluster(child, processes))
     _logging()
+    peers = addresses.split(";") if addresses else None
+    if (process_id is None) != (peers is None):
+        err_console.print("[red]-i/--process-id and -a/--addresses go together (docs/performance.md)[/red]")
+        raise typer.Exit(2)
     rdir = None
     if recovery:
         base = s.flow.recovery_dir or (s.stack.dir / "recovery")
-        rdir = ensure_recovery_dir(base / flow)
+        try:
+            rdir = ensure_recovery_dir(base / flow, process_id=process_id or 0, processes=len(peers or [None]))
+        except ValueError as exc:
+            err_console.print(f"[red]-i {process_id}: {exc} (-a lists {len(peers or [])} addresses)[/red]")
+            raise typer.Exit(2) from exc
     module = importlib.import_module(f"flows.{flow}")
     code = run_in_process(
         lambda: module.build_flow(s, tail=tail),
         workers=workers,
         process_id=process_id,
-        addresses=addresses.split(";") if addresses else None,
+        addresses=peers,
         recovery_dir=rdir,
         snapshot_interval_s=s.flow.snapshot_interval_s,
     )

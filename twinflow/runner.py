@@ -13,9 +13,12 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,13 +41,44 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def ensure_recovery_dir(path: Path, partitions: int = 1) -> Path:
-    """Create Bytewax's recovery partitions once (they persist across runs)."""
+def _part_count(part: Path) -> int | None:
+    """The size of the partition set a recovery partition belongs to (read-only look)."""
+    try:
+        with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT part_count FROM parts LIMIT 1").fetchone()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row else None
+
+
+def ensure_recovery_dir(path: Path, *, process_id: int = 0, processes: int = 1) -> Path:
+    """Create this process' Bytewax recovery partition when it is missing; return ``path``.
+
+    Bytewax needs the cluster as a whole to hold every partition; a process need not hold any.
+    Process ``process_id`` of a ``processes``-process cluster creates ``part-<id>`` of a set of
+    ``processes`` partitions when the folder holds no partition yet, or holds others of the same set.
+    So on N machines each keeps its own partition, and N processes sharing one folder complete the
+    set between them. An existing set is never changed (a cluster may be rescaled later).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = ensure_recovery_dir(d, process_id=1, processes=2)
+    >>> sorted(p.name for p in d.glob("part-*"))
+    ['part-1.sqlite3']
+    """
     from bytewax.recovery import init_db_dir
 
-    if not any(path.glob("part-*.sqlite3")):
-        path.mkdir(parents=True, exist_ok=True)
-        init_db_dir(path, partitions)
+    if not 0 <= process_id < processes:
+        raise ValueError(f"process id {process_id} is outside a cluster of {processes} processes")
+    path.mkdir(parents=True, exist_ok=True)
+    own = path / f"part-{process_id}.sqlite3"
+    if own.exists():
+        return path
+    if {_part_count(p) for p in path.glob("part-*.sqlite3")} - {processes}:
+        return path  # a set made by a cluster of another size: Bytewax resumes from it as it is
+    with tempfile.TemporaryDirectory(dir=path, prefix=".init-") as tmp:
+        init_db_dir(Path(tmp), processes)
+        os.replace(Path(tmp) / own.name, own)  # atomic: others never see a half-made partition
     return path
 
 
