@@ -250,14 +250,17 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         while bridge.values < 10 * p["assets"] and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(warmup)
-        me = psutil.Process()
+        me, peer = psutil.Process(), psutil.Process(sim.pid)
         me.cpu_percent()
+        c0, p0 = cpu_seconds(me), cpu_seconds(peer)
         v0, e0, t0 = bridge.values, bridge.envelopes, time.monotonic()
         r0 = getattr(bridge, "registers", 0)
         time.sleep(seconds)
         v1, e1, t1 = bridge.values, bridge.envelopes, time.monotonic()
+        c1, p1 = cpu_seconds(me), cpu_seconds(peer)
         r1 = getattr(bridge, "registers", 0)
         cpu = me.cpu_percent()
+        load = os.getloadavg()[0]
         received = getattr(bridge, "received", None)
         bridge.stop(120)
         stats = bridge.publisher.counters
@@ -277,7 +280,27 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         "mqtt_messages": received,
         "bridge_cpu_pct": cpu,
         "delivered": stats.delivered,
+        "bridge_us_per_value": 1e6 * (c1 - c0) / max(v1 - v0, 1),
+        "sim_us_per_value": 1e6 * (p1 - p0) / max(v1 - v0, 1),
+        "sim_cpu_pct": 100 * (p1 - p0) / dt,
+        "load": load,
     }
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    """User + system CPU seconds of one process (all its threads)."""
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def cost(r: dict) -> str:
+    """CPU per value of bridge and simulator, and the load average (runs with a simulator peer)."""
+    if "load" not in r:
+        return ""
+    return (
+        f" | CPU/value: bridge {r['bridge_us_per_value']:.1f} µs, simulator {r['sim_us_per_value']:.1f} µs"
+        f" (simulator CPU {r['sim_cpu_pct']:.0f}%) | load {r['load']:.1f}"
+    )
 
 
 def main() -> None:
@@ -299,7 +322,7 @@ def main() -> None:
         print(
             f"{r['profile']:<10} assets={r['assets']:<5} {r['values_per_s']:>10,.0f} values/s "
             f"{r['envelopes_per_s']:>9,.0f} envelopes(messages)/s{extra}  "
-            f"bridge CPU {r['bridge_cpu_pct']:.0f}%  delivered {r['delivered']:,} {r.get('note', '')}",
+            f"bridge CPU {r['bridge_cpu_pct']:.0f}%  delivered {r['delivered']:,} {r.get('note', '')}{cost(r)}",
             flush=True,
         )
 
