@@ -46,7 +46,7 @@ def mapping_text(protocol: str, assets: int, uid: str, port: int, qos: int, poll
 endpoint = "opc.tcp://127.0.0.1:{port}/bench/"
 publishing_interval_ms = 100
 sampling_interval_ms = 0
-queue_size = 10
+queue_size = 100
 [mqtt]
 qos = {qos}
 client_id = "bench-{uid}"
@@ -76,7 +76,7 @@ poll_interval_ms = {poll_ms}
 
 PROFILES = {
     # assets, simulator tick (s), MQTT QoS, Modbus poll interval (ms)
-    "opcua": {"assets": 150, "tick": 0.05, "qos": 1, "poll_ms": 100},
+    "opcua": {"assets": 300, "tick": 0.05, "qos": 1, "poll_ms": 100},
     "mqtt": {"assets": 1500, "tick": 0.05, "qos": 0, "poll_ms": 100},
     "mqtt-qos1": {"assets": 300, "tick": 0.05, "qos": 1, "poll_ms": 100},
     # The simulator fills the broker's queue for the offline bridge's persistent session (QoS 1);
