@@ -40,13 +40,15 @@ def free_port() -> int:
 PUMP = ("speed_rpm", "flow_m3h", "head_m", "suction_bar", "power_kw", "temp_c", "vibration_mm_s")
 
 
-def mapping_text(protocol: str, assets: int, uid: str, port: int, qos: int, poll_ms: float) -> str:
+def mapping_text(
+    protocol: str, assets: int, uid: str, port: int, qos: int, poll_ms: float, queue_size: int = 100
+) -> str:
     head = f"""
 [opcua]
 endpoint = "opc.tcp://127.0.0.1:{port}/bench/"
 publishing_interval_ms = 100
 sampling_interval_ms = 0
-queue_size = 100
+queue_size = {queue_size}
 [mqtt]
 qos = {qos}
 client_id = "bench-{uid}"
@@ -195,6 +197,27 @@ def run_paho_baseline(qos: int, n: int = 20000) -> dict:
     }
 
 
+def changes_offered(settings: Settings, mapping, tick: float, ticks: int = 20) -> float:
+    """Value changes per second the simulator offers: OPC-UA notifies only values that changed.
+
+    Steps a copy of the simulated plant (same mapping and seed, no faults) and counts the values
+    that differ from the previous tick (at a constant speed, e.g. a pump's head and power do not).
+    """
+    from twinflow.sim.plant import Plant
+
+    plant = Plant(mapping, [], seed=settings.sim.seed)
+    prev, changed = plant.step(0.0), 0
+    for _ in range(ticks):
+        cur = plant.step(tick)
+        changed += sum(
+            s.values[k] != prev[t].values[k] or s.quality.get(k) != prev[t].quality.get(k)
+            for t, s in cur.items()
+            for k in s.values
+        )
+        prev = cur
+    return changed / ticks / tick
+
+
 def drop_topic(topic: str) -> None:
     """Remove the benchmark's private topic from the shared broker."""
     from confluent_kafka.admin import AdminClient
@@ -207,17 +230,17 @@ def drop_topic(topic: str) -> None:
             print(f"note: could not delete topic {topic}: {exc}", file=sys.stderr)
 
 
-def run(profile: str, seconds: float, warmup: float) -> dict:
+def run(profile: str, seconds: float, warmup: float, assets: int | None = None, queue_size: int = 100) -> dict:
     if profile == "mqtt-drain":
         return run_drain(profile)
     if profile.startswith("paho-qos"):
         return run_paho_baseline(int(profile[-1]))
     protocol = profile.split("-")[0]
-    p = PROFILES[profile]
+    p = PROFILES[profile] | ({"assets": assets} if assets else {})
     uid = uuid.uuid4().hex[:6]
     tmp = Path(tempfile.mkdtemp(prefix="bench-bridges-"))
     mapping_path = tmp / "bench.toml"
-    mapping_path.write_text(mapping_text(protocol, p["assets"], uid, free_port(), p["qos"], p["poll_ms"]))
+    mapping_path.write_text(mapping_text(protocol, p["assets"], uid, free_port(), p["qos"], p["poll_ms"], queue_size))
     mapping = load_mapping(mapping_path)
     settings = Settings(
         topics={"raw": f"bench.raw.{uid}", "raw_partitions": 1},
@@ -280,6 +303,7 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         "mqtt_messages": received,
         "bridge_cpu_pct": cpu,
         "delivered": stats.delivered,
+        "offered_per_s": changes_offered(settings, mapping, p["tick"]) if protocol == "opcua" else None,
         "bridge_us_per_value": 1e6 * (c1 - c0) / max(v1 - v0, 1),
         "sim_us_per_value": 1e6 * (p1 - p0) / max(v1 - v0, 1),
         "sim_cpu_pct": 100 * (p1 - p0) / dt,
@@ -297,7 +321,8 @@ def cost(r: dict) -> str:
     """CPU per value of bridge and simulator, and the load average (runs with a simulator peer)."""
     if "load" not in r:
         return ""
-    return (
+    offered = f" | {r['offered_per_s']:,.0f} changes/s offered" if r.get("offered_per_s") else ""
+    return offered + (
         f" | CPU/value: bridge {r['bridge_us_per_value']:.1f} µs, simulator {r['sim_us_per_value']:.1f} µs"
         f" (simulator CPU {r['sim_cpu_pct']:.0f}%) | load {r['load']:.1f}"
     )
@@ -312,12 +337,14 @@ def main() -> None:
     )
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--assets", type=int, default=None, help="override the profile's number of assets")
+    ap.add_argument("--queue-size", type=int, default=100, help="OPC-UA server-side queue per monitored item")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     profiles = [*PROFILES, "paho-qos0", "paho-qos1"] if args.protocol == "all" else args.protocol.split(",")
     print(f"# {platform.node()} {psutil.cpu_count()} cores, Python {platform.python_version()}")
     for prof in profiles:
-        r = run(prof, args.seconds, args.warmup)
+        r = run(prof, args.seconds, args.warmup, args.assets, args.queue_size)
         extra = f", {r['registers_per_s']:,.0f} registers/s" if r["registers_per_s"] is not None else ""
         print(
             f"{r['profile']:<10} assets={r['assets']:<5} {r['values_per_s']:>10,.0f} values/s "
