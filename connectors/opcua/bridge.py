@@ -188,11 +188,11 @@ class OpcuaBridge(Bridge):
         timer: asyncio.TimerHandle | None = None
 
         def flush() -> None:
-            nonlocal timer
+            nonlocal timer, pending
             timer = None
-            for (twin, ts, quality), readings in pending.items():
+            batch, pending = pending, {}  # taken first: an error while emitting never re-sends a batch
+            for (twin, ts, quality), readings in batch.items():
                 self.emit(twin, ts, readings, quality)
-            pending.clear()
 
         async def receive() -> None:
             nonlocal timer
