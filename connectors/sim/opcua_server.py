@@ -8,6 +8,7 @@ found in that folder (others are refused). ``username``/``password`` require tha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,9 @@ _POLICIES = {
 _BAD = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
 _UNCERTAIN = ua.StatusCode(ua.StatusCodes.UncertainSensorNotAccurate)
 _GOOD = ua.StatusCode(ua.StatusCodes.Good)
+# Writes between two returns to the event loop (≈ 10 ms of server work), so Publish requests are
+# answered during a long tick.
+_WRITES_PER_YIELD = 400
 
 
 def _share_datavalues() -> None:
@@ -179,6 +183,8 @@ class SimOpcuaServer:
                 )
                 await write(self.nodes[key], dv)
                 n += 1
+                if n % _WRITES_PER_YIELD == 0:
+                    await asyncio.sleep(0)  # a tick of thousands of writes must not hold off the clients
         for key in self.setpoints:
             sp = self.plant.setpoint(*key)
             if sp is not None and sp != self.setpoints[key]:
