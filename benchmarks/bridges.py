@@ -40,13 +40,15 @@ def free_port() -> int:
 PUMP = ("speed_rpm", "flow_m3h", "head_m", "suction_bar", "power_kw", "temp_c", "vibration_mm_s")
 
 
-def mapping_text(protocol: str, assets: int, uid: str, port: int, qos: int, poll_ms: float) -> str:
+def mapping_text(
+    protocol: str, assets: int, uid: str, port: int, qos: int, poll_ms: float, queue_size: int = 100
+) -> str:
     head = f"""
 [opcua]
 endpoint = "opc.tcp://127.0.0.1:{port}/bench/"
 publishing_interval_ms = 100
 sampling_interval_ms = 0
-queue_size = 10
+queue_size = {queue_size}
 [mqtt]
 qos = {qos}
 client_id = "bench-{uid}"
@@ -76,7 +78,7 @@ poll_interval_ms = {poll_ms}
 
 PROFILES = {
     # assets, simulator tick (s), MQTT QoS, Modbus poll interval (ms)
-    "opcua": {"assets": 150, "tick": 0.05, "qos": 1, "poll_ms": 100},
+    "opcua": {"assets": 300, "tick": 0.05, "qos": 1, "poll_ms": 100},
     "mqtt": {"assets": 1500, "tick": 0.05, "qos": 0, "poll_ms": 100},
     "mqtt-qos1": {"assets": 300, "tick": 0.05, "qos": 1, "poll_ms": 100},
     # The simulator fills the broker's queue for the offline bridge's persistent session (QoS 1);
@@ -195,6 +197,27 @@ def run_paho_baseline(qos: int, n: int = 20000) -> dict:
     }
 
 
+def changes_offered(settings: Settings, mapping, tick: float, ticks: int = 20) -> float:
+    """Value changes per second the simulator offers: OPC-UA notifies only values that changed.
+
+    Steps a copy of the simulated plant (same mapping and seed, no faults) and counts the values
+    that differ from the previous tick (at a constant speed, e.g. a pump's head and power do not).
+    """
+    from twinflow.sim.plant import Plant
+
+    plant = Plant(mapping, [], seed=settings.sim.seed)
+    prev, changed = plant.step(0.0), 0
+    for _ in range(ticks):
+        cur = plant.step(tick)
+        changed += sum(
+            s.values[k] != prev[t].values[k] or s.quality.get(k) != prev[t].quality.get(k)
+            for t, s in cur.items()
+            for k in s.values
+        )
+        prev = cur
+    return changed / ticks / tick
+
+
 def drop_topic(topic: str) -> None:
     """Remove the benchmark's private topic from the shared broker."""
     from confluent_kafka.admin import AdminClient
@@ -207,17 +230,17 @@ def drop_topic(topic: str) -> None:
             print(f"note: could not delete topic {topic}: {exc}", file=sys.stderr)
 
 
-def run(profile: str, seconds: float, warmup: float) -> dict:
+def run(profile: str, seconds: float, warmup: float, assets: int | None = None, queue_size: int = 100) -> dict:
     if profile == "mqtt-drain":
         return run_drain(profile)
     if profile.startswith("paho-qos"):
         return run_paho_baseline(int(profile[-1]))
     protocol = profile.split("-")[0]
-    p = PROFILES[profile]
+    p = PROFILES[profile] | ({"assets": assets} if assets else {})
     uid = uuid.uuid4().hex[:6]
     tmp = Path(tempfile.mkdtemp(prefix="bench-bridges-"))
     mapping_path = tmp / "bench.toml"
-    mapping_path.write_text(mapping_text(protocol, p["assets"], uid, free_port(), p["qos"], p["poll_ms"]))
+    mapping_path.write_text(mapping_text(protocol, p["assets"], uid, free_port(), p["qos"], p["poll_ms"], queue_size))
     mapping = load_mapping(mapping_path)
     settings = Settings(
         topics={"raw": f"bench.raw.{uid}", "raw_partitions": 1},
@@ -250,14 +273,17 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         while bridge.values < 10 * p["assets"] and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(warmup)
-        me = psutil.Process()
+        me, peer = psutil.Process(), psutil.Process(sim.pid)
         me.cpu_percent()
+        c0, p0 = cpu_seconds(me), cpu_seconds(peer)
         v0, e0, t0 = bridge.values, bridge.envelopes, time.monotonic()
         r0 = getattr(bridge, "registers", 0)
         time.sleep(seconds)
         v1, e1, t1 = bridge.values, bridge.envelopes, time.monotonic()
+        c1, p1 = cpu_seconds(me), cpu_seconds(peer)
         r1 = getattr(bridge, "registers", 0)
         cpu = me.cpu_percent()
+        load = os.getloadavg()[0]
         received = getattr(bridge, "received", None)
         bridge.stop(120)
         stats = bridge.publisher.counters
@@ -277,7 +303,29 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         "mqtt_messages": received,
         "bridge_cpu_pct": cpu,
         "delivered": stats.delivered,
+        "offered_per_s": changes_offered(settings, mapping, p["tick"]) if protocol == "opcua" else None,
+        "bridge_us_per_value": 1e6 * (c1 - c0) / max(v1 - v0, 1),
+        "sim_us_per_value": 1e6 * (p1 - p0) / max(v1 - v0, 1),
+        "sim_cpu_pct": 100 * (p1 - p0) / dt,
+        "load": load,
     }
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    """User + system CPU seconds of one process (all its threads)."""
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def cost(r: dict) -> str:
+    """CPU per value of bridge and simulator, and the load average (runs with a simulator peer)."""
+    if "load" not in r:
+        return ""
+    offered = f" | {r['offered_per_s']:,.0f} changes/s offered" if r.get("offered_per_s") else ""
+    return offered + (
+        f" | CPU/value: bridge {r['bridge_us_per_value']:.1f} µs, simulator {r['sim_us_per_value']:.1f} µs"
+        f" (simulator CPU {r['sim_cpu_pct']:.0f}%) | load {r['load']:.1f}"
+    )
 
 
 def main() -> None:
@@ -289,17 +337,19 @@ def main() -> None:
     )
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--assets", type=int, default=None, help="override the profile's number of assets")
+    ap.add_argument("--queue-size", type=int, default=100, help="OPC-UA server-side queue per monitored item")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     profiles = [*PROFILES, "paho-qos0", "paho-qos1"] if args.protocol == "all" else args.protocol.split(",")
     print(f"# {platform.node()} {psutil.cpu_count()} cores, Python {platform.python_version()}")
     for prof in profiles:
-        r = run(prof, args.seconds, args.warmup)
+        r = run(prof, args.seconds, args.warmup, args.assets, args.queue_size)
         extra = f", {r['registers_per_s']:,.0f} registers/s" if r["registers_per_s"] is not None else ""
         print(
             f"{r['profile']:<10} assets={r['assets']:<5} {r['values_per_s']:>10,.0f} values/s "
             f"{r['envelopes_per_s']:>9,.0f} envelopes(messages)/s{extra}  "
-            f"bridge CPU {r['bridge_cpu_pct']:.0f}%  delivered {r['delivered']:,} {r.get('note', '')}",
+            f"bridge CPU {r['bridge_cpu_pct']:.0f}%  delivered {r['delivered']:,} {r.get('note', '')}{cost(r)}",
             flush=True,
         )
 

@@ -53,7 +53,9 @@ class OpcuaConnection(_Strict):
     sampling_interval_ms: float = Field(50.0, ge=0)
     # Absolute deadband applied to every parameter unless the parameter sets its own.
     deadband: float = Field(0.0, ge=0)
-    queue_size: int = Field(10, ge=1)
+    # Server-side queue per monitored item: it must hold the values of the longest pause between two
+    # publish responses (a busy client or server: 1–2 s seen), or the server discards the oldest.
+    queue_size: int = Field(100, ge=1)
     # Seconds a request (connect, subscribe, write) may take.
     request_timeout_s: float = Field(10.0, gt=0)
     # Health probe period (the probe may take this long before the link counts as lost).

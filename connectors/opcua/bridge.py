@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -177,12 +176,28 @@ class OpcuaBridge(Bridge):
                 await self.sleep_or_stop(stop, next(delays))
 
     async def _consume(self, sub, stop: asyncio.Event, lost: asyncio.Event) -> None:
+        """Group notifications into envelopes until ``stop`` or ``lost``; a bad subscription status ends it.
+
+        Notifications are taken from the subscription without a per-item timeout (each
+        ``wait_for`` would cost a task and a timer per value); a timer flushes the readings
+        collected in the batch window instead.
+        """
         window = self.settings.bridge.batch_window_ms / 1000
+        loop = asyncio.get_running_loop()
         pending: dict[tuple[str, datetime, str], dict[str, Any]] = {}
-        started = 0.0
-        while not stop.is_set() and not lost.is_set():
-            ev = await sub.next_event(timeout=window if pending else 0.5)
-            if ev is not None:
+        timer: asyncio.TimerHandle | None = None
+
+        def flush() -> None:
+            nonlocal timer, pending
+            timer = None
+            batch, pending = pending, {}  # taken first: an error while emitting never re-sends a batch
+            for (twin, ts, quality), readings in batch.items():
+                self.emit(twin, ts, readings, quality)
+
+        async def receive() -> None:
+            nonlocal timer
+            handles = self.handles
+            async for ev in sub:
                 if isinstance(ev, StatusChangeEvent):
                     if not ev.notification.Status.is_good():
                         log.warning("OPC-UA subscription status %s; reconnecting", ev.notification.Status)
@@ -191,23 +206,30 @@ class OpcuaBridge(Bridge):
                 if not isinstance(ev, DataChangeEvent):
                     continue
                 item = ev.data.monitored_item
-                key = self.handles.get(item.ClientHandle)
+                key = handles.get(item.ClientHandle)
                 if key is None:
                     continue
                 dv = item.Value
                 ts = dv.SourceTimestamp or dv.ServerTimestamp or datetime.now(UTC)
                 if ts.tzinfo is None:
                     ts = ts.replace(tzinfo=UTC)
-                if not pending:
-                    started = time.monotonic()
                 pending.setdefault((key[0], ts, quality_of(dv.StatusCode)), {})[key[1]] = ev.value
-                if time.monotonic() - started < window:
-                    continue
-            for (twin, ts, quality), readings in pending.items():
-                self.emit(twin, ts, readings, quality)
-            pending.clear()
-        for (twin, ts, quality), readings in pending.items():
-            self.emit(twin, ts, readings, quality)
+                if timer is None:
+                    timer = loop.call_later(window, flush)
+
+        receiver = asyncio.create_task(receive())
+        watchers = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+        try:
+            await asyncio.wait([receiver, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (receiver, *watchers):
+                task.cancel()
+            ended = await asyncio.gather(receiver, *watchers, return_exceptions=True)
+            if timer is not None:
+                timer.cancel()
+            flush()
+        if isinstance(ended[0], Exception):
+            raise ended[0]  # what broke the receiver; the caller reconnects
 
     async def write(self, twin_id: str, parameter: str, value: float) -> None:
         client = self.client
