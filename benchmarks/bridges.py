@@ -40,7 +40,10 @@ def free_port() -> int:
 PUMP = ("speed_rpm", "flow_m3h", "head_m", "suction_bar", "power_kw", "temp_c", "vibration_mm_s")
 
 
-def mapping_text(protocol: str, assets: int, uid: str, port: int, qos: int, poll_ms: float) -> str:
+def mapping_text(
+    protocol: str, assets: int, uid: str, port: int, qos: int, poll_ms: float, shard: tuple[int, int] = (0, 1)
+) -> str:
+    """The benchmark's mapping; ``shard=(k, n)`` keeps assets ``k, k+n, k+2n, …`` (one simulator process's share)."""
     head = f"""
 [opcua]
 endpoint = "opc.tcp://127.0.0.1:{port}/bench/"
@@ -55,7 +58,7 @@ port = {port}
 poll_interval_ms = {poll_ms}
 """
     out = [head]
-    for i in range(assets):
+    for i in range(shard[0], assets, shard[1]):
         twin = f"bench-{protocol}-{uid}-{i}"
         out.append(f'[[assets]]\ntwin_id = "{twin}"\ntype = "pump"\nprotocol = "{protocol}"')
         if protocol == "mqtt":
@@ -207,7 +210,16 @@ def drop_topic(topic: str) -> None:
             print(f"note: could not delete topic {topic}: {exc}", file=sys.stderr)
 
 
-def run(profile: str, seconds: float, warmup: float) -> dict:
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of processes (all their threads)."""
+    total = 0.0
+    for pr in procs:
+        t = pr.cpu_times()
+        total += t.user + t.system
+    return total
+
+
+def run(profile: str, seconds: float, warmup: float, sim_processes: int = 1) -> dict:
     if profile == "mqtt-drain":
         return run_drain(profile)
     if profile.startswith("paho-qos"):
@@ -217,7 +229,8 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
     uid = uuid.uuid4().hex[:6]
     tmp = Path(tempfile.mkdtemp(prefix="bench-bridges-"))
     mapping_path = tmp / "bench.toml"
-    mapping_path.write_text(mapping_text(protocol, p["assets"], uid, free_port(), p["qos"], p["poll_ms"]))
+    port = free_port()
+    mapping_path.write_text(mapping_text(protocol, p["assets"], uid, port, p["qos"], p["poll_ms"]))
     mapping = load_mapping(mapping_path)
     settings = Settings(
         topics={"raw": f"bench.raw.{uid}", "raw_partitions": 1},
@@ -227,13 +240,26 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
     ensure_topics(settings, [s for s in topic_specs(settings) if s.name == settings.topics.raw])
     env = {**os.environ, "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(tmp / "gt.jsonl")}
     log = open(tmp / "sim.log", "wb")  # noqa: SIM115 - closed in finally
-    sim = subprocess.Popen(
-        simulate_cmd(mapping_path, protocol, p["tick"], seconds + warmup + 60),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    # The simulator as the peer; with --sim-processes N (MQTT only) N simulator processes, each
+    # serving every N-th asset of the same mapping (the bridge still reads all of them).
+    shards = sim_processes if protocol == "mqtt" else 1
+    sim_paths = [mapping_path]
+    if shards > 1:
+        sim_paths = []
+        for k in range(shards):
+            part = tmp / f"bench-sim-{k}.toml"
+            part.write_text(mapping_text(protocol, p["assets"], uid, port, p["qos"], p["poll_ms"], shard=(k, shards)))
+            sim_paths.append(part)
+    sims = [
+        subprocess.Popen(
+            simulate_cmd(path, protocol, p["tick"], seconds + warmup + 60),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        for path in sim_paths
+    ]
     try:
         time.sleep(3 if protocol != "opcua" else 4 + p["assets"] / 100)
         if protocol == "opcua":
@@ -250,21 +276,27 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         while bridge.values < 10 * p["assets"] and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(warmup)
+        if any(sim.poll() is not None for sim in sims):
+            raise RuntimeError(f"the simulator stopped; see {tmp / 'sim.log'}")
         me = psutil.Process()
-        me.cpu_percent()
+        peers = [psutil.Process(s.pid) for s in sims]
+        c0, sc0 = cpu_seconds([me]), cpu_seconds(peers)
         v0, e0, t0 = bridge.values, bridge.envelopes, time.monotonic()
         r0 = getattr(bridge, "registers", 0)
         time.sleep(seconds)
         v1, e1, t1 = bridge.values, bridge.envelopes, time.monotonic()
         r1 = getattr(bridge, "registers", 0)
-        cpu = me.cpu_percent()
+        c1, sc1 = cpu_seconds([me]), cpu_seconds(peers)
+        load = os.getloadavg()
         received = getattr(bridge, "received", None)
         bridge.stop(120)
         stats = bridge.publisher.counters
         assert stats.delivered == stats.put, f"undelivered: {stats}"
     finally:
-        sim.terminate()
-        sim.wait(30)
+        for sim in sims:
+            sim.terminate()
+        for sim in sims:
+            sim.wait(30)
         log.close()
     drop_topic(settings.topics.raw)
     dt = t1 - t0
@@ -275,7 +307,12 @@ def run(profile: str, seconds: float, warmup: float) -> dict:
         "envelopes_per_s": (e1 - e0) / dt,
         "registers_per_s": (r1 - r0) / dt if protocol == "modbus" else None,
         "mqtt_messages": received,
-        "bridge_cpu_pct": cpu,
+        "bridge_cpu_pct": (c1 - c0) / dt * 100,
+        # CPU of the bridge process (all threads, librdkafka's included) per envelope (= MQTT message).
+        "bridge_cpu_us_per_envelope": (c1 - c0) / max(e1 - e0, 1) * 1e6,
+        "sim_cpu_pct": (sc1 - sc0) / dt * 100,
+        "sim_processes": len(sims),
+        "load_avg_1m": load[0],
         "delivered": stats.delivered,
     }
 
@@ -289,13 +326,25 @@ def main() -> None:
     )
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument(
+        "--sim-processes",
+        type=int,
+        default=1,
+        help="MQTT profiles: run the simulator as N processes, each serving every N-th asset",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     profiles = [*PROFILES, "paho-qos0", "paho-qos1"] if args.protocol == "all" else args.protocol.split(",")
     print(f"# {platform.node()} {psutil.cpu_count()} cores, Python {platform.python_version()}")
     for prof in profiles:
-        r = run(prof, args.seconds, args.warmup)
+        r = run(prof, args.seconds, args.warmup, args.sim_processes)
         extra = f", {r['registers_per_s']:,.0f} registers/s" if r["registers_per_s"] is not None else ""
+        if "bridge_cpu_us_per_envelope" in r:
+            extra += (
+                f"  bridge CPU {r['bridge_cpu_us_per_envelope']:.1f} µs/envelope"
+                f"  simulator CPU {r['sim_cpu_pct']:.0f}% ({r['sim_processes']} process(es))"
+                f"  load {r['load_avg_1m']:.1f}"
+            )
         print(
             f"{r['profile']:<10} assets={r['assets']:<5} {r['values_per_s']:>10,.0f} values/s "
             f"{r['envelopes_per_s']:>9,.0f} envelopes(messages)/s{extra}  "

@@ -8,6 +8,7 @@ Commands arrive on the asset's ``command_topic`` as ``{"parameter": …, "value"
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,7 @@ class SimMqttDevice:
         self.assets: list[MqttAsset] = mapping.of("mqtt")
         self.commands = {a.command_topic: a.twin_id for a in self.assets if a.command_topic}
         self.client = make_client(
-            f"{client_id}-{id(self)}",
+            f"{client_id}-{os.getpid()}-{id(self)}",  # unique across simulator processes too
             clean_session=True,
             username=c.username,
             password=c.password.get_secret_value() if c.password else None,
