@@ -15,7 +15,12 @@
   wake-ups are held and sent once at the end, so a publisher of many messages per tick (the
   simulator) wakes the network thread once per batch.
 
-Both rely on paho internals (``_sock_recv``, ``_sock``, ``_sockpairW``, ``loop_read``); the paho
+* **Dispatch**: paho matches every message against the topic filters of ``message_callback_add``;
+  until one is added, ``_handle_on_message`` calls ``on_message`` directly (same locks and
+  exception handling as paho).
+
+All three rely on paho internals (``_sock_recv``, ``_sock``, ``_sockpairW``, ``loop_read``,
+``_handle_on_message``, ``_callback_mutex``/``_in_callback_mutex``); the paho
 range is pinned in ``pyproject.toml`` and ``tests/unit/test_mqtt_client.py`` fails if they change.
 """
 
@@ -56,6 +61,7 @@ class BufferedClient(mqtt.Client):
         self._rpos = 0
         self._rsock: object | None = None
         self._batch_lock = threading.Lock()
+        self._filtered_callbacks = False  # set for good by message_callback_add
 
     # ------------------------------------------------------------------ reads
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -86,6 +92,27 @@ class BufferedClient(mqtt.Client):
             if self.buffered() == before:  # defensive: no progress, let select() decide
                 break
         return rc
+
+    # ------------------------------------------------------------------ dispatch
+    def message_callback_add(self, sub: str, callback) -> None:
+        super().message_callback_add(sub, callback)
+        self._filtered_callbacks = True
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        """paho matches every message against topic-filtered callbacks; with none registered, call on_message."""
+        if self._filtered_callbacks:
+            super()._handle_on_message(message)
+            return
+        with self._callback_mutex:
+            on_message = self.on_message
+        if on_message:
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, message)
+                except Exception as err:
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
 
     # ------------------------------------------------------------------ writes
     @contextlib.contextmanager

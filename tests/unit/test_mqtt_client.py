@@ -64,9 +64,10 @@ def test_make_client_returns_a_paho_client_with_the_overrides():
     client = make_client("unit-kind")
     assert isinstance(client, mqtt.Client)
     # The methods BufferedClient overrides or uses must still exist in paho with these names.
-    for name in ("_sock_recv", "loop_read", "_packet_read", "_packet_queue"):
+    for name in ("_sock_recv", "loop_read", "_packet_read", "_packet_queue", "_handle_on_message"):
         assert callable(getattr(mqtt.Client, name)), name
-    assert hasattr(client, "_sockpairW") and hasattr(client, "_sock")
+    for attr in ("_sockpairW", "_sock", "_callback_mutex", "_in_callback_mutex", "_userdata", "suppress_exceptions"):
+        assert hasattr(client, attr), attr
 
 
 def test_one_loop_read_delivers_a_burst_from_few_recv_calls():
@@ -137,3 +138,26 @@ def test_batch_wakes_the_network_thread_once(qos: int):
         client._thread = None
         r.close()
         w.close()
+
+
+def test_topic_filtered_callbacks_still_take_their_messages():
+    sock = FakeSocket(publish_packet("plant/a/cmd", b"1") + publish_packet("plant/b", b"2"))
+    client, got = receiving_client(sock)
+    filtered: list[str] = []
+    client.message_callback_add("plant/+/cmd", lambda c, u, m: filtered.append(m.topic))
+    client.loop_read()
+    assert filtered == ["plant/a/cmd"]
+    assert got == [("plant/b", b"2")]
+
+
+def test_an_exception_in_on_message_is_raised_unless_suppressed():
+    client, _ = receiving_client(FakeSocket(publish_packet("plant/a", b"1") * 2))
+
+    def boom(c, u, m):
+        raise ValueError("callback bug")
+
+    client.on_message = boom
+    with pytest.raises(ValueError, match="callback bug"):
+        client.loop_read()
+    client.suppress_exceptions = True
+    assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
