@@ -7,7 +7,9 @@
   remaining-length byte and ``recv(n)`` for the body, and ``loop_read`` handles one packet per
   ``select()`` at QoS 0. Here ``_sock_recv`` takes one large ``recv`` into a user-space buffer
   and serves paho's small reads from it, and ``loop_read`` goes on while the buffer holds bytes,
-  so a burst of messages costs one syscall per 64 KiB instead of 3+ per message. With TLS the
+  so a burst of messages costs one syscall per 64 KiB instead of 3+ per message. A packet that
+  is wholly in the buffer is framed at once (fixed header, remaining length) and handed to
+  paho's ``_packet_handle``; a partial or malformed one goes through paho's byte-wise reader. With TLS the
   large read returns up to one TLS record, as before; ``SSLWantRead``/``SSLWantWrite`` keep
   paho's handling. The buffer belongs to one socket: after a reconnect it starts empty.
 * **Writes**: every ``publish()`` from another thread writes one byte to paho's wake-up socket
@@ -19,8 +21,8 @@
   until one is added, ``_handle_on_message`` calls ``on_message`` directly (same locks and
   exception handling as paho).
 
-All three rely on paho internals (``_sock_recv``, ``_sock``, ``_sockpairW``, ``loop_read``,
-``_handle_on_message``, ``_callback_mutex``/``_in_callback_mutex``); the paho
+All of it relies on paho internals (``_sock_recv``, ``_sock``, ``_sockpairW``, ``loop_read``,
+``_packet_read``/``_in_packet``/``_packet_handle``, ``_handle_on_message``, the callback mutexes); the paho
 range is pinned in ``pyproject.toml`` and ``tests/unit/test_mqtt_client.py`` fails if they change.
 """
 
@@ -33,6 +35,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import time_func
+from paho.mqtt.exception import MalformedPacket
 
 READ_CHUNK = 64 * 1024
 
@@ -76,6 +80,55 @@ class BufferedClient(mqtt.Client):
         out = self._rbuf[self._rpos : end]
         self._rpos = end
         return out
+
+    def _packet_read(self) -> mqtt.MQTTErrorCode:
+        """Frame a packet that is wholly in the buffer at once; anything else is paho's byte-wise read."""
+        buf, pos = self._rbuf, self._rpos
+        n = len(buf)
+        if self._in_packet["command"] != 0 or self._rsock is not self._sock or n - pos < 2:
+            return super()._packet_read()
+        length, mult, i = 0, 1, pos + 1
+        while True:  # remaining length: 1-4 bytes, 7 bits each (MQTT 3.1.1 §2.2.3)
+            if i >= n or i - pos > 4:  # incomplete or malformed: paho reads and judges it
+                return super()._packet_read()
+            byte = buf[i]
+            i += 1
+            length += (byte & 127) * mult
+            mult *= 128
+            if not byte & 128:
+                break
+        end = i + length
+        if end > n:
+            return super()._packet_read()
+        self._rpos = end
+        self._in_packet = {
+            "command": buf[pos],
+            "have_remaining": 1,
+            "remaining_count": list(buf[pos + 1 : i]),
+            "remaining_mult": mult,
+            "remaining_length": length,
+            "packet": bytearray(buf[i:end]),
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = mqtt.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
+        with self._msgtime_mutex:
+            self._last_bytes_received = time_func()
+        return rc
 
     def buffered(self) -> int:
         """Bytes received from the socket that paho has not consumed yet."""

@@ -161,3 +161,27 @@ def test_an_exception_in_on_message_is_raised_unless_suppressed():
         client.loop_read()
     client.suppress_exceptions = True
     assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+
+
+def test_long_remaining_lengths_and_control_packets_are_framed_like_paho():
+    big = b"x" * 20_000  # a 3-byte remaining length
+    mid = b"y" * 200  # a 2-byte remaining length
+    pingresp = b"\xd0\x00"
+    stream = publish_packet("plant/big", big) + pingresp + publish_packet("plant/mid", mid) + publish_packet("p", b"")
+    for sock in (FakeSocket(stream), FakeSocket(b"")):
+        client, got = receiving_client(sock)
+        if not sock.data:  # the same bytes trickling in a few at a time: paho's own byte-wise path
+            for k in range(0, len(stream), 7):
+                sock.data += stream[k : k + 7]
+                client.loop_read()
+        else:
+            client.loop_read()
+        assert got == [("plant/big", big), ("plant/mid", mid), ("p", b"")]
+
+
+def test_a_malformed_remaining_length_is_a_protocol_error():
+    sock = FakeSocket(b"\x30\xff\xff\xff\xff\x01" + b"z" * 10)
+    client, got = receiving_client(sock)
+    client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
+    assert client.loop_read() == mqtt.MQTT_ERR_PROTOCOL
+    assert got == []
