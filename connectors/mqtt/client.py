@@ -1,7 +1,7 @@
 """One place that builds paho-mqtt clients: persistent session, credentials, TLS.
 
-:class:`BufferedClient` is paho's ``Client`` with two throughput changes that keep its behaviour
-(QoS, sessions, TLS, reconnects are paho's own code):
+:class:`BufferedClient` is paho's ``Client`` with three throughput changes that keep its behaviour
+(QoS, sessions, TLS, reconnects, callbacks are paho's own code):
 
 * **Reads**: paho reads each packet with ``recv(1)`` for the command byte, ``recv(1)`` per
   remaining-length byte and ``recv(n)`` for the body, and ``loop_read`` handles one packet per
@@ -9,21 +9,22 @@
   and serves paho's small reads from it, and ``loop_read`` goes on while the buffer holds bytes,
   so a burst of messages costs one syscall per 64 KiB instead of 3+ per message. A packet that
   is wholly in the buffer is framed at once (fixed header, remaining length) and handed to
-  paho's ``_packet_handle``; a partial or malformed one goes through paho's byte-wise reader. With TLS the
-  large read returns up to one TLS record, as before; ``SSLWantRead``/``SSLWantWrite`` keep
-  paho's handling. The buffer belongs to one socket: after a reconnect it starts empty.
+  paho's ``_packet_handle``; a partial or malformed one goes through paho's byte-wise reader.
+  With TLS the large read returns up to one TLS record, as before; ``SSLWantRead``/
+  ``SSLWantWrite`` keep paho's handling. The buffer belongs to one socket: after a reconnect
+  it starts empty.
+* **Dispatch**: paho matches every message against the topic filters of ``message_callback_add``;
+  until one is added, ``_handle_on_message`` calls ``on_message`` directly (same locks and
+  exception handling as paho).
 * **Writes**: every ``publish()`` from another thread writes one byte to paho's wake-up socket
   pair (a syscall, and a GIL hand-off to the network thread). Inside ``with client.batch():`` the
   wake-ups are held and sent once at the end, so a publisher of many messages per tick (the
   simulator) wakes the network thread once per batch.
 
-* **Dispatch**: paho matches every message against the topic filters of ``message_callback_add``;
-  until one is added, ``_handle_on_message`` calls ``on_message`` directly (same locks and
-  exception handling as paho).
-
 All of it relies on paho internals (``_sock_recv``, ``_sock``, ``_sockpairW``, ``loop_read``,
-``_packet_read``/``_in_packet``/``_packet_handle``, ``_handle_on_message``, the callback mutexes); the paho
-range is pinned in ``pyproject.toml`` and ``tests/unit/test_mqtt_client.py`` fails if they change.
+``_packet_read``/``_in_packet``/``_packet_handle``, ``_handle_on_message``, the callback
+mutexes); the paho range is pinned in ``pyproject.toml`` and ``tests/unit/test_mqtt_client.py``
+fails if they change.
 """
 
 from __future__ import annotations
