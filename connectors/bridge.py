@@ -20,7 +20,7 @@ from connectors.kafka.commands import CommandListener
 from connectors.kafka.publisher import Publisher
 from connectors.loop_thread import LoopThread
 from operators.commands import Command, Refused  # noqa: F401 - re-exported for bridges
-from operators.readings import SeqCounter, envelope
+from operators.readings import SeqCounter, envelope, iso_ts
 from twinflow.mapping import Mapping, require
 from twinflow.retry import backoff_delays
 from twinflow.settings import Settings
@@ -49,6 +49,12 @@ class Bridge(ABC):
         self.values = 0
         self.envelopes = 0
         self.connected = threading.Event()
+        # Per-record constants of emit(): Kafka keys by twin, the headers (shared, never mutated).
+        self._raw_topic = settings.topics.raw
+        self._keys: dict[str, bytes] = {}
+        self._headers = [("bridge", self.protocol.encode())]
+        self._last_ts: datetime | None = None
+        self._last_iso = ""
         self.runner = LoopThread(f"bridge-{self.protocol}", self.run)
         writable = {a.twin_id: {n: p.writable for n, p in a.params.items()} for a in self.assets}
         self.commands = (
@@ -76,8 +82,13 @@ class Bridge(ABC):
     def emit(self, twin_id: str, ts: datetime, readings: dict[str, Any], quality: str = "good") -> int:
         """Publish one envelope; returns its seq."""
         seq = self.seq.next(twin_id)
-        value = envelope(twin_id, ts, seq, self.protocol, readings, quality)
-        self.publisher.put(self.settings.topics.raw, twin_id.encode(), value, [("bridge", self.protocol.encode())])
+        if ts is not self._last_ts:  # many envelopes share one timestamp object: format it once
+            self._last_ts, self._last_iso = ts, iso_ts(ts)
+        value = envelope(twin_id, self._last_iso, seq, self.protocol, readings, quality)
+        key = self._keys.get(twin_id)
+        if key is None:
+            key = self._keys[twin_id] = twin_id.encode()
+        self.publisher.put(self._raw_topic, key, value, self._headers)
         self.values += len(readings)
         self.envelopes += 1
         return seq

@@ -38,17 +38,22 @@ class SeqCounter:
         return self._seq.get(twin_id)
 
 
-def envelope(
-    twin_id: str, ts: datetime, seq: int, source: str, readings: dict[str, Any], quality: str = "good"
-) -> bytes:
-    """The envelope's JSON bytes (``ts`` must be timezone-aware)."""
+def iso_ts(ts: datetime) -> str:
+    """The envelope's ``ts`` text of a datetime (a naive one is taken as UTC)."""
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
+    return ts.isoformat()
+
+
+def envelope(
+    twin_id: str, ts: datetime | str, seq: int, source: str, readings: dict[str, Any], quality: str = "good"
+) -> bytes:
+    """The envelope's JSON bytes; ``ts`` is a datetime or its :func:`iso_ts` text (computed once, reused)."""
     return orjson.dumps(
         {
             "v": 1,
             "twin_id": twin_id,
-            "ts": ts.isoformat(),
+            "ts": ts if isinstance(ts, str) else iso_ts(ts),
             "seq": seq,
             "source": source,
             "readings": readings,

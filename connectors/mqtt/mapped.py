@@ -43,6 +43,16 @@ class MappedMqttBridge(Bridge):
                 self.routes.setdefault(a.topic_of(name), []).append((a, name, parts))
         self._ts_paths = {a.twin_id: split_path(a.ts_path) if a.ts_path else None for a in self.assets}
         self._q_paths = {a.twin_id: split_path(a.quality_path) if a.quality_path else None for a in self.assets}
+        # Topics whose parameters all have JSON paths (the common case) take a precomputed fast path:
+        # topic → [(twin_id, [(parameter, path parts)])], twins in the order of their first route.
+        self._json_routes: dict[str, list[tuple[str, list[tuple[str, tuple[str, ...]]]]]] = {}
+        for topic, routes in self.routes.items():
+            if all(parts is not None for _, _, parts in routes):
+                groups: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+                for asset, name, parts in routes:
+                    groups.setdefault(asset.twin_id, []).append((name, parts))  # type: ignore[arg-type]
+                self._json_routes[topic] = list(groups.items())
+        self._ts_cache: tuple[object, datetime | None] = (None, None)  # one-entry parse_ts cache
         self.received = 0
         self.unmapped = 0
         self.client = make_client(
@@ -75,7 +85,12 @@ class MappedMqttBridge(Bridge):
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         self.received += 1
-        routes = self.routes.get(msg.topic)
+        topic = msg.topic
+        fast = self._json_routes.get(topic)
+        if fast is not None:
+            self._on_json(topic, msg.payload, fast)
+            return
+        routes = self.routes.get(topic)
         if not routes:
             return
         payload: bytes = msg.payload
@@ -108,16 +123,47 @@ class MappedMqttBridge(Bridge):
             ts, quality = meta[twin]
             self.emit(twin, ts, readings, quality)
 
-    def _meta(self, twin: str, doc: Any, now: datetime) -> tuple[datetime, str]:
-        ts, quality = now, "good"
+    def _on_json(self, topic: str, payload: bytes, groups: list[tuple[str, list[tuple[str, tuple[str, ...]]]]]) -> None:
+        """A topic whose parameters all have JSON paths: same result as the general path, fewer steps."""
+        try:
+            doc: Any = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            doc = None
+        is_dict = isinstance(doc, dict)
+        emitted = False
+        for twin, params in groups:
+            readings: dict[str, Any] = {}
+            for name, parts in params:
+                value = doc.get(parts[0], MISSING) if is_dict and len(parts) == 1 else extract(doc, parts)
+                if value is not MISSING:
+                    readings[name] = value
+            if readings:
+                ts, quality = self._meta(twin, doc, None)
+                self.emit(twin, ts, readings, quality)
+                emitted = True
+        if not emitted:
+            self.unmapped += 1
+            self.emit_raw(groups[0][0], payload, [("mqtt.topic", topic.encode())])
+
+    def _parse_ts(self, raw: object) -> datetime | None:
+        """``parse_ts`` with a one-entry cache: the assets of one publisher share their timestamps."""
+        last_raw, last = self._ts_cache
+        if raw == last_raw and type(raw) is type(last_raw):
+            return last
+        ts = parse_ts(raw)
+        self._ts_cache = (raw, ts)
+        return ts
+
+    def _meta(self, twin: str, doc: Any, now: datetime | None) -> tuple[datetime, str]:
+        ts, quality = None, "good"
         if isinstance(doc, dict):
             tp, qp = self._ts_paths[twin], self._q_paths[twin]
             if tp is not None:
-                ts = parse_ts(extract(doc, tp)) or now
+                ts = self._parse_ts(extract(doc, tp))
             if qp is not None:
                 q = extract(doc, qp)
                 quality = q if q in QUALITIES else quality
-        return ts, quality  # type: ignore[return-value]
+        return ts or now or datetime.now(UTC), quality  # type: ignore[return-value]
 
     async def run(self, stop: asyncio.Event) -> None:
         self.client.connect_async(self.conn.host, self.conn.port, keepalive=self.conn.keepalive_s)

@@ -8,6 +8,7 @@ Commands arrive on the asset's ``command_topic`` as ``{"parameter": …, "value"
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,7 @@ class SimMqttDevice:
         self.assets: list[MqttAsset] = mapping.of("mqtt")
         self.commands = {a.command_topic: a.twin_id for a in self.assets if a.command_topic}
         self.client = make_client(
-            f"{client_id}-{id(self)}",
+            f"{client_id}-{os.getpid()}-{id(self)}",  # unique across simulator processes too
             clean_session=True,
             username=c.username,
             password=c.password.get_secret_value() if c.password else None,
@@ -58,6 +59,23 @@ class SimMqttDevice:
         for a in self.assets:
             for name, p in a.params.items():
                 self.topics.setdefault(a.topic_of(name), []).append((a, name, split_path(p.path) if p.path else None))
+        # Per route, computed once: twin, parameter, value path, quality path, ts path.
+        self._plan = [
+            (
+                topic,
+                [
+                    (
+                        a.twin_id,
+                        name,
+                        parts,
+                        split_path(a.quality_path) if a.quality_path else None,
+                        split_path(a.ts_path) if a.ts_path else None,
+                    )
+                    for a, name, parts in routes
+                ],
+            )
+            for topic, routes in self.topics.items()
+        ]
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -88,24 +106,27 @@ class SimMqttDevice:
         log.info("MQTT device on %s:%d, %d topics", self.conn.host, self.conn.port, len(self.topics))
 
     def publish(self, samples: dict[str, Sample], ts: datetime) -> int:
+        """Publish one tick: one message per topic, waking paho's network thread once per tick."""
         n = 0
         stamp = ts.isoformat()
-        for topic, routes in self.topics.items():
-            doc: dict[str, Any] = {}
-            plain: float | None = None
-            for a, name, parts in routes:
-                sample = samples[a.twin_id]
-                if parts is None:
-                    plain = sample.values[name]
-                    continue
-                _put(doc, parts, sample.values[name])
-                if name in sample.quality and a.quality_path:
-                    _put(doc, split_path(a.quality_path), sample.quality[name])
-                if a.ts_path:
-                    _put(doc, split_path(a.ts_path), stamp)
-            payload = orjson.dumps(doc) if doc else repr(plain).encode()
-            self._last = self.client.publish(topic, payload, qos=self.conn.qos)
-            n += 1
+        publish, qos = self.client.publish, self.conn.qos
+        with self.client.batch():
+            for topic, routes in self._plan:
+                doc: dict[str, Any] = {}
+                plain: float | None = None
+                for twin, name, parts, q_parts, ts_parts in routes:
+                    sample = samples[twin]
+                    if parts is None:
+                        plain = sample.values[name]
+                        continue
+                    _put(doc, parts, sample.values[name])
+                    if q_parts is not None and name in sample.quality:
+                        _put(doc, q_parts, sample.quality[name])
+                    if ts_parts is not None:
+                        _put(doc, ts_parts, stamp)
+                payload = orjson.dumps(doc) if doc else repr(plain).encode()
+                self._last = publish(topic, payload, qos=qos)
+                n += 1
         return n
 
     def stop(self) -> None:
