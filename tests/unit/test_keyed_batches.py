@@ -37,8 +37,14 @@ def test_events_without_rows_equal_the_events_built_from_rows() -> None:
         raw("p1", 1, 0.0, b=3.0, c=4.0),  # same (twin, ts, seq) right after: one event, merged
         raw("p2", 1, 0.0, a=5.0),
         raw("p1", 2, 1.0, quality="bad", a=6.0),
-        Msg(key=b"p1", value=b'{"twin_id":"p1","values":{"a":1}}', topic="desired", partition=0, offset=1,
-            timestamp=(1, 1764057600000)),  # fmt: skip
+        Msg(
+            key=b"p1",
+            value=b'{"twin_id":"p1","values":{"a":1}}',
+            topic="desired",
+            partition=0,
+            offset=1,
+            timestamp=(1, 1764057600000),
+        ),
         raw("p1", 2, 1.0, a=7.0),  # same identity, but not adjacent: its own event
         Msg(key=b"p1", value=b"{oops", topic="raw", partition=0, offset=9, timestamp=(0, 0)),
     ]
@@ -46,7 +52,7 @@ def test_events_without_rows_equal_the_events_built_from_rows() -> None:
     with_rows = decode_batch(batch, TOPICS, Limits(), now)
     without = decode_batch(batch, TOPICS, Limits(), now, rows=False)
     assert without.events == with_rows.events
-    assert [ev.values for _, ev in without.events if hasattr(ev, "values")][0] == {"a": 1.0, "b": 3.0, "c": 4.0}
+    assert next(ev.values for _, ev in without.events if hasattr(ev, "values")) == {"a": 1.0, "b": 3.0, "c": 4.0}
     assert without.rows == [] and len(with_rows.rows) == 7
     assert without.dead_telemetry == with_rows.dead_telemetry and len(without.dead_telemetry) == 1
 
