@@ -84,8 +84,9 @@ def db_digest(conninfo: str, flow: str, prefix: str) -> tuple[str, int]:
     return h.hexdigest()[:16], n
 
 
-def kafka_digest(settings, topics: list[str]) -> tuple[str, int]:
-    """sha256 over each topic's records, grouped by key in partition order, and the record count."""
+def kafka_digest(settings, topics: list[str], prefix: str) -> tuple[str, int]:
+    """sha256 over each topic's records (topic named without the run's ``prefix``), grouped by key
+    in partition order, and the record count."""
     group = {"group.id": f"digest-{uuid.uuid4().hex}", "enable.auto.commit": False}
     consumer = Consumer(client_config(settings, **group))
     per_key: dict[tuple[str, bytes], list[bytes]] = {}
@@ -100,10 +101,10 @@ def kafka_digest(settings, topics: list[str]) -> tuple[str, int]:
                 consumer.assign([TopicPartition(topic, part, low)])
                 pos = low
                 while pos < high:
-                    for m in consumer.consume(10_000, 5.0):
+                    for m in consumer.consume(min(10_000, high - pos), 5.0):
                         if m.error():
                             continue
-                        per_key.setdefault((topic, m.key() or b""), []).append(m.value() or b"")
+                        per_key.setdefault((topic.removeprefix(prefix), m.key() or b""), []).append(m.value() or b"")
                         pos = m.offset() + 1
                         n += 1
     finally:
@@ -164,7 +165,8 @@ def main() -> None:
         for r in range(args.repeat):
             for flow in args.flow or ["twin", "models"]:
                 for label, code in codes:
-                    out_env = {**os.environ, **topic_env(base, f"fcpu.{run}.{flow}{r}{label}.")}
+                    out_prefix = f"fcpu.{run}.{flow}{r}{label}."
+                    out_env = {**os.environ, **topic_env(base, out_prefix)}
                     out_env["TWINFLOW_TOPICS__RAW"] = raw_topic
                     os.environ.update(out_env)
                     out_settings = load_settings()
@@ -174,7 +176,7 @@ def main() -> None:
                     delete_rows(conninfo, prefix)
                     load = os.getloadavg()[0]
                     cpu, wall = run_flow(flow, code, out_env)
-                    kd, kn = kafka_digest(out_settings, names)
+                    kd, kn = kafka_digest(out_settings, names, out_prefix)
                     dd, dn = db_digest(conninfo, flow, prefix)
                     digest = f"kafka {kd} ({kn:,}) db {dd} ({dn:,})"
                     results.append((flow, label, r, cpu, wall, digest, 0, f"{load:.1f}"))

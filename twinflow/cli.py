@@ -181,6 +181,7 @@ def run(
         addresses=addresses.split(";") if addresses else None,
         recovery_dir=rdir,
         snapshot_interval_s=s.flow.snapshot_interval_s,
+        gc_gen0_threshold=s.flow.gc_gen0_threshold,
     )
     raise typer.Exit(code)
 
