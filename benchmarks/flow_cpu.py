@@ -161,7 +161,18 @@ def main() -> None:
     generate(input_env, args.readings, args.twins, args.sensors, prefix)
     created: list[str] = [t.name for t in topic_specs(in_settings)]
     results: list[tuple[str, str, int, float, float, str, int, str]] = []
+    startup: dict[tuple[str, str], float] = {}
     try:
+        # Start-up CPU (imports, connections, an empty drain) of each flow and checkout, to tell
+        # the per-reading cost from the one-off cost of starting a process.
+        empty_env = {**os.environ, **topic_env(base, f"fcpu.{run}.empty.")}
+        os.environ.update(empty_env)
+        ensure_topics(load_settings())
+        created += [t.name for t in topic_specs(load_settings())]
+        for flow in args.flow or ["twin", "models"]:
+            for label, code in codes:
+                startup[(flow, label)], _ = run_flow(flow, code, empty_env)
+                print(f"{flow:9} {label:8} start-up on an empty topic: CPU {startup[(flow, label)]:.1f} s", flush=True)
         for r in range(args.repeat):
             for flow in args.flow or ["twin", "models"]:
                 for label, code in codes:
@@ -194,7 +205,11 @@ def main() -> None:
         for label, _ in codes:
             cpus = sorted(c for f, lab, _, c, _, _, _, _ in results if f == flow and lab == label)
             med = cpus[len(cpus) // 2]
-            print(f"{flow}: {label} median CPU {med / args.readings * 1e6:.1f} ms per 1k readings ({len(cpus)} runs)")
+            steady = (med - startup[(flow, label)]) / args.readings * 1e6
+            print(
+                f"{flow}: {label} median CPU {med / args.readings * 1e6:.1f} ms per 1k readings ({len(cpus)} runs);"
+                f" without start-up ({startup[(flow, label)]:.1f} s) {steady:.1f} ms per 1k readings"
+            )
         print(f"{flow}: {'same output in every run' if len(digests) == 1 else 'OUTPUTS DIFFER'}")
 
 
