@@ -64,3 +64,22 @@ def test_the_snapshot_copy_is_independent_and_scores_the_same() -> None:
     _, a = step_many(state, seq[200:], CFG, "p1")
     _, b = step_many(snap, seq[200:], CFG, "p1")
     assert a == b and a
+
+
+def test_the_inlined_holt_update_is_rivers_learn_one_bit_for_bit() -> None:
+    from river import time_series
+
+    from operators.forecast import _learn
+
+    rng = random.Random(11)
+    ys = [rng.gauss(50, 10) * (1 + i / 100) for i in range(500)]
+    for alpha, beta in ((0.3, 0.1), (0.5, None), (0.9, 0.01)):
+        ours, rivers = time_series.HoltWinters(alpha, beta), time_series.HoltWinters(alpha, beta)
+        for y in ys:
+            _learn(ours, y)
+            rivers.learn_one(y)
+            assert list(ours.level) == list(rivers.level)
+            assert (list(ours.trend) if ours.trend is not None else None) == (
+                list(rivers.trend) if rivers.trend is not None else None
+            )
+        assert ours.forecast(10) == rivers.forecast(10)
