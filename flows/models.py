@@ -25,11 +25,12 @@ from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
 import msgspec
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 
-from connectors.kafka.clients import producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_messages
 from operators import model_control, twin_events
 from operators.alert_records import AnomalyScore, FailurePrediction, TwinStatus, decode, encode
@@ -64,7 +65,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         default_fleet=ml.default_fleet,
         limits=tuple(ml.limits),
     )
-    brokers = settings.kafka.bootstrap_servers.split(",")
 
     def decode_batch(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
         """(twin_id, [items in order]) per twin for the keyed model step, and ("", DeadLetter)s."""
@@ -97,7 +97,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     items = op.flat_map_batch("decode", messages, decode_batch)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
-    kafka_out = KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings)))
+    kafka_out = MessageSink(producer_config(settings))
     dead = op.map("dead_letters", valid.falses, lambda kv: dead_letter_message(kv[1], settings.topics.dlq))
     op.output("dlq", dead, kafka_out)
 
@@ -105,14 +105,14 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
     scored = op.stateful_map("models", keyed, lambda state, item: _keyed_step(state, item, cfg))
 
-    def to_message(twin_id: str, rec: object) -> KafkaSinkMessage[bytes, bytes]:
+    def to_message(twin_id: str, rec: object) -> OutMessage:
         if isinstance(rec, AnomalyScore):
             topic = a.anomalies_topic
         elif isinstance(rec, FailurePrediction):
             topic = a.failures_topic
         else:
             topic = a.forecasts_topic
-        return KafkaSinkMessage(key=twin_id.encode(), value=encode(rec), topic=topic)
+        return OutMessage(twin_id.encode(), encode(rec), topic)
 
     # Scores and forecasts are encoded straight from the twin's list; fleet items go to the fleet step.
     outgoing = op.flat_map(

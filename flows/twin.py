@@ -22,12 +22,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
-from connectors.kafka.clients import producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
 from connectors.kafka.twin_messages import to_messages
 from connectors.postgres.sink import TelemetrySink
@@ -118,7 +119,6 @@ def attach(
     topics = InputTopics(settings.topics.raw, tw.desired_topic, tw.acks_topic)
     limits = _limits(settings)
     proc = TwinProcessor(tw.policy, tw.window_spec())
-    brokers = settings.kafka.bootstrap_servers.split(",")
 
     inputs = op.flat_map_batch(
         "twin_decode", polled, lambda batch: [decode_batch(batch, topics, limits, rows=tw.ingest)]
@@ -145,7 +145,7 @@ def attach(
     op.output(
         "twin_kafka",
         op.merge("twin_all_messages", messages, dead),
-        KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings))),
+        MessageSink(producer_config(settings)),
     )
     if tw.ingest:
         rows = op.filter("twin_rows", op.map("twin_row_lists", inputs, lambda ti: ti.rows), bool)
