@@ -2,6 +2,7 @@
 
     python -m benchmarks.flow_cpu --flow twin --flow models --readings 100000
     python -m benchmarks.flow_cpu --baseline /tmp/base --repeat 2   # before/after, same input
+    python -m benchmarks.flow_cpu --readings 3000 --twins 10 --repeat 2 --check  # deterministic output?
 
 Fills one fresh ``telemetry.raw`` topic with N envelopes (the e2e load generator), then runs each
 flow alone (``twinflow run FLOW --no-tail --no-recovery``, its own process) from this checkout
@@ -145,6 +146,7 @@ def main() -> None:
     ap.add_argument("--sensors", type=int, default=5)
     ap.add_argument("--baseline", type=Path, help="another checkout of the project to compare with")
     ap.add_argument("--repeat", type=int, default=1, help="runs per flow and checkout (alternating)")
+    ap.add_argument("--check", action="store_true", help="exit 1 unless every run of a flow wrote the same output")
     args = ap.parse_args()
 
     here = Path(__file__).resolve().parent.parent
@@ -200,8 +202,11 @@ def main() -> None:
         delete_rows(conninfo, prefix)
         os.environ.update(input_env)
         AdminClient(client_config(load_settings())).delete_topics(sorted(set(created)))
+    differ = []
     for flow in args.flow or ["twin", "models"]:
         digests = {d for f, _, _, _, _, d, _, _ in results if f == flow}
+        if len(digests) != 1:
+            differ.append(flow)
         for label, _ in codes:
             cpus = sorted(c for f, lab, _, c, _, _, _, _ in results if f == flow and lab == label)
             med = cpus[len(cpus) // 2]
@@ -211,6 +216,8 @@ def main() -> None:
                 f" without start-up ({startup[(flow, label)]:.1f} s) {steady:.1f} ms per 1k readings"
             )
         print(f"{flow}: {'same output in every run' if len(digests) == 1 else 'OUTPUTS DIFFER'}")
+    if args.check and differ:
+        sys.exit(f"outputs differ between runs: {', '.join(differ)}")
 
 
 if __name__ == "__main__":
