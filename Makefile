@@ -100,3 +100,8 @@ simulate: setup
 .PHONY: bench-sim
 bench-sim: setup
 	$(PY) -m benchmarks.sim_detection --pumps 4 --compressors 4 --hours 6
+# CPU per reading and output digest of the twin and models flows, optionally A/B against another checkout
+# (BASE=/path/to/checkout; docs/performance.md).
+.PHONY: bench-flow-cpu
+bench-flow-cpu: setup
+	$(PY) -m benchmarks.flow_cpu --readings 100000 $(if $(BASE),--baseline $(BASE) --repeat 2)

@@ -25,17 +25,19 @@ from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
 import msgspec
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 
-from connectors.kafka.clients import producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_messages
 from operators import model_control, twin_events
 from operators.alert_records import AnomalyScore, FailurePrediction, TwinStatus, decode, encode
 from operators.envelope import Reason, Rejected
 from operators.ingest import DeadLetter, Limits, split_batch
-from operators.live_models import Event, LiveModelConfig, Reset, Status, fleet_step, reading_of, step
+from operators.keyed_batches import group_by_key
+from operators.live_models import Event, LiveModelConfig, Reset, Status, fleet_step, reading_of, step_many
 from operators.model_steps import FleetItem
 from twinflow.settings import Settings, load_settings
 
@@ -63,11 +65,11 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         default_fleet=ml.default_fleet,
         limits=tuple(ml.limits),
     )
-    brokers = settings.kafka.bootstrap_servers.split(",")
 
     def decode_batch(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
-        """(twin_id, item) for the keyed model step, or ("", DeadLetter)."""
+        """(twin_id, [items in order]) per twin for the keyed model step, and ("", DeadLetter)s."""
         out: list[tuple[str, object]] = []
+        dead: list[tuple[str, object]] = []
         readings = [m for m in batch if m.topic == raw]
         if readings:
             for env in split_batch(readings, limits, rows=False).envelopes:
@@ -85,47 +87,49 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
                     ev = twin_events.decode(m.value)
                     out.append((ev.twin_id, Event(ev.kind, ev.time)))
             except Rejected as exc:
-                out.append(("", _dead(m, exc.reason.value, exc.detail)))
+                dead.append(("", _dead(m, exc.reason.value, exc.detail)))
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                out.append(("", _dead(m, Reason.SCHEMA.value, str(exc))))
-        return out
+                dead.append(("", _dead(m, Reason.SCHEMA.value, str(exc))))
+        return [*group_by_key(out), *dead]
 
     flow = Dataflow(flow_id)
     messages = kafka_messages(flow, settings, [raw, status_topic, control_topic, events_topic], tail=tail)
     items = op.flat_map_batch("decode", messages, decode_batch)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
-    kafka_out = KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings)))
+    kafka_out = MessageSink(producer_config(settings))
     dead = op.map("dead_letters", valid.falses, lambda kv: dead_letter_message(kv[1], settings.topics.dlq))
     op.output("dlq", dead, kafka_out)
 
+    # One item per twin and polled batch: (twin_id, (twin_id, [items in order])).
     keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
     scored = op.stateful_map("models", keyed, lambda state, item: _keyed_step(state, item, cfg))
-    outputs = op.flat_map("records", scored, lambda kv: [(kv[0], r) for r in kv[1]])
-    to_fleet = op.branch("to_fleet", outputs, lambda kv: isinstance(kv[1], FleetItem))
-    by_fleet = op.key_on("by_fleet", to_fleet.trues, lambda kv: kv[1].fleet)
-    fleet_out = op.stateful_map("fleet_model", by_fleet, lambda state, kv: fleet_step(state, kv[1], cfg))
-    predictions = op.flat_map("predictions", fleet_out, lambda kv: [(p.twin_id, p) for p in kv[1]])
-    records = op.merge("model_records", to_fleet.falses, predictions)
 
-    def to_message(kv: tuple[str, object]) -> KafkaSinkMessage[bytes, bytes]:
-        twin_id, rec = kv
+    def to_message(twin_id: str, rec: object) -> OutMessage:
         if isinstance(rec, AnomalyScore):
             topic = a.anomalies_topic
         elif isinstance(rec, FailurePrediction):
             topic = a.failures_topic
         else:
             topic = a.forecasts_topic
-        return KafkaSinkMessage(key=twin_id.encode(), value=encode(rec), topic=topic)
+        return OutMessage(twin_id.encode(), encode(rec), topic)
 
-    op.output("scores_out", op.map("encode", records, to_message), kafka_out)
+    # Scores and forecasts are encoded straight from the twin's list; fleet items go to the fleet step.
+    outgoing = op.flat_map(
+        "encode", scored, lambda kv: [to_message(kv[0], r) for r in kv[1] if not isinstance(r, FleetItem)]
+    )
+    to_fleet = op.flat_map("to_fleet", scored, lambda kv: [r for r in kv[1] if isinstance(r, FleetItem)])
+    by_fleet = op.key_on("by_fleet", to_fleet, lambda item: item.fleet)
+    fleet_out = op.stateful_map("fleet_model", by_fleet, lambda state, item: fleet_step(state, item, cfg))
+    predictions = op.flat_map("predictions", fleet_out, lambda kv: [to_message(p.twin_id, p) for p in kv[1]])
+    op.output("scores_out", op.merge("model_records", outgoing, predictions), kafka_out)
     return flow
 
 
 def _keyed_step(state, item, cfg: LiveModelConfig):
-    """stateful_map gives no key to the mapper: the items carry it."""
-    twin_id, payload = item
-    return step(state, payload, cfg, twin_id)
+    """stateful_map gives no key to the mapper: the items carry it (twin_id, [items])."""
+    twin_id, items = item
+    return step_many(state, items, cfg, twin_id)
 
 
 def get_flow(tail: bool = True) -> Dataflow:

@@ -22,18 +22,20 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
-from connectors.kafka.clients import producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
 from connectors.kafka.twin_messages import to_messages
 from connectors.postgres.sink import TelemetrySink
 from connectors.postgres.twin_sink import TwinSink
 from operators.event_windows import WindowRow
 from operators.ingest import Limits
+from operators.keyed_batches import group_by_key
 from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
 from operators.twin_processor import Event, Produced, TwinProcessor, TwinRuntime
 from operators.twin_state import StateChange
@@ -42,8 +44,12 @@ from twinflow.settings import Settings, load_settings
 log = logging.getLogger("twinflow.twin")
 
 
-class TwinLogic(StatefulLogic[tuple[str, Event], Produced, bytes]):
+class TwinLogic(StatefulLogic[tuple[str, list[Event]], list[Produced], bytes]):
     """One twin's runtime inside Bytewax; snapshots are pickled bytes (immutable).
+
+    Items are one twin's events of a polled batch, in order (``(twin_id, [event, ...])``, see
+    :func:`operators.keyed_batches.group_by_key`); each call emits one list of everything they
+    produced, so Bytewax handles one item per twin and batch instead of one per reading.
 
     Time is event time. A twin that goes silent (a dead device sends neither readings nor acks)
     still needs its ack deadlines, retries and escalation: ``notify_at`` asks Bytewax to call back
@@ -58,12 +64,12 @@ class TwinLogic(StatefulLogic[tuple[str, Event], Produced, bytes]):
         self._rt: TwinRuntime | None = pickle.loads(resume) if resume is not None else None
         self._wall = datetime.now(UTC)  # wall time of the last event, paired with the twin clock
 
-    def on_item(self, value: tuple[str, Event]) -> tuple[Iterable[Produced], bool]:
-        twin_id, event = value
+    def on_item(self, value: tuple[str, list[Event]]) -> tuple[Iterable[list[Produced]], bool]:
+        twin_id, events = value
         if self._rt is None:
             self._rt = self._proc.new(twin_id)
         self._wall = datetime.now(UTC)
-        return self._proc.process(self._rt, event), StatefulLogic.RETAIN
+        return _one(self._proc.process_many(self._rt, events)), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         if not self._idle_ticks or self._rt is None or self._rt.state.clock is None:
@@ -71,19 +77,29 @@ class TwinLogic(StatefulLogic[tuple[str, Event], Produced, bytes]):
         due = self._proc.reconciler.next_due(self._rt.state)
         return None if due is None else self._wall + (due - self._rt.state.clock)
 
-    def on_notify(self) -> tuple[Iterable[Produced], bool]:
+    def on_notify(self) -> tuple[Iterable[list[Produced]], bool]:
         if self._rt is None or self._rt.state.clock is None:
             return [], StatefulLogic.RETAIN
         now = datetime.now(UTC)
         tick = self._rt.state.clock + (now - self._wall)
         self._wall = now
-        return self._proc.process(self._rt, tick), StatefulLogic.RETAIN
+        return _one(self._proc.process(self._rt, tick)), StatefulLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[Produced], bool]:
-        return (self._proc.flush(self._rt) if self._rt else []), StatefulLogic.RETAIN
+    def on_eof(self) -> tuple[Iterable[list[Produced]], bool]:
+        return _one(self._proc.flush(self._rt) if self._rt else []), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self._rt, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _one(produced: list[Produced]) -> list[list[Produced]]:
+    """One downstream item holding all outputs (none when there are none)."""
+    return [produced] if produced else []
+
+
+def _db_items(produced: list[Produced]) -> list[StateChange | WindowRow] | None:
+    rows = [i for i in produced if isinstance(i, StateChange | WindowRow)]
+    return rows or None
 
 
 def _limits(settings: Settings) -> Limits:
@@ -103,17 +119,21 @@ def attach(
     topics = InputTopics(settings.topics.raw, tw.desired_topic, tw.acks_topic)
     limits = _limits(settings)
     proc = TwinProcessor(tw.policy, tw.window_spec())
-    brokers = settings.kafka.bootstrap_servers.split(",")
 
-    inputs = op.flat_map_batch("twin_decode", polled, lambda batch: [decode_batch(batch, topics, limits)])
-    events = op.flat_map("twin_events", inputs, lambda ti: [(twin, (twin, ev)) for twin, ev in ti.events])
+    inputs = op.flat_map_batch(
+        "twin_decode", polled, lambda batch: [decode_batch(batch, topics, limits, rows=tw.ingest)]
+    )
+    # One item per twin and batch: (twin_id, (twin_id, [events in order])).
+    events = op.flat_map(
+        "twin_events", inputs, lambda ti: [(twin, (twin, evs)) for twin, evs in group_by_key(ti.events)]
+    )
     produced = op.stateful("twin_state", events, lambda resume: TwinLogic(proc, resume, idle_ticks))
-    items = op.map("twin_items", produced, lambda kv: kv[1])
+    items = op.map("twin_items", produced, lambda kv: kv[1])  # lists of outputs
 
-    to_db = op.filter("twin_db_items", items, lambda i: isinstance(i, StateChange | WindowRow))
+    to_db = op.filter_map("twin_db_items", items, _db_items)
     op.output("twin_postgres", to_db, TwinSink(settings.postgres.conninfo()))
 
-    messages = op.flat_map("twin_messages", items, lambda i: to_messages(i, tw))
+    messages = op.flat_map("twin_messages", items, lambda produced: [m for i in produced for m in to_messages(i, tw)])
     dead = op.flat_map(
         "twin_dead_letters",
         inputs,
@@ -125,7 +145,7 @@ def attach(
     op.output(
         "twin_kafka",
         op.merge("twin_all_messages", messages, dead),
-        KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings))),
+        MessageSink(producer_config(settings)),
     )
     if tw.ingest:
         rows = op.filter("twin_rows", op.map("twin_row_lists", inputs, lambda ti: ti.rows), bool)

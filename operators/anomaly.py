@@ -27,9 +27,9 @@ points in alarm or when ``learn=False`` (twin in maintenance/simulating). Per-se
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 from river.drift import ADWIN
 
@@ -39,15 +39,14 @@ from operators.versioned_state import VersionedState
 STATE_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
-    """The detector's output for one sample."""
+class Score(msgspec.Struct, frozen=True):
+    """The detector's output for one sample (a msgspec struct: one per reading, built cheaply)."""
 
     ts: Any
     anomaly_score: float  # T² / threshold (≥ 1 means above the threshold); NaN while warming up
     is_anomaly: bool
     warming_up: bool
-    contributions: dict[str, float] = field(default_factory=dict)  # share of T² per sensor (sum 1)
+    contributions: dict[str, float] = {}  # share of T² per sensor (sum 1); a new dict per instance
     drift: bool = False  # a drift was detected at this sample (see docs/ml.md, "Drift")
     learned: bool = False
 
@@ -103,12 +102,13 @@ class AnomalyDetector(VersionedState):
             d = len(self.sensors)
             self._window = np.zeros((self.config.window, d))
             self._calib = np.zeros((self.config.calibration_size, d), dtype=np.float32)
-        x = np.empty(len(self.sensors))
+        values = []
         for i, name in enumerate(self.sensors):
             v = readings.get(name)
             if v is None or not math.isfinite(v):  # missing: carry the last value forward
                 v = self._last[i] if self._last is not None else 0.0
-            x[i] = v
+            values.append(v)
+        x = np.array(values, dtype=np.float64)
         self._last = x
         return x
 

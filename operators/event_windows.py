@@ -91,21 +91,9 @@ class _Agg:
     last_key: tuple[datetime, int] | None = None
     version: int = 0  # versions published so far
     dirty: bool = False  # changed since the last published version
-
-    def add(self, value: float, ts: datetime, seq: int) -> None:
-        self.count += 1
-        d = value - self.mean
-        self.mean += d / self.count
-        self.m2 += d * (value - self.mean)
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        key = (ts, seq)
-        if self.last_key is None or key >= self.last_key:  # latest (ts, seq) is `last`, whatever the order
-            self.last_key = key
-            self.last = value
-        self.dirty = True
+    # Updated by TwinWindows.add (inlined there: it runs for every sensor and window size of every
+    # reading): Welford's running mean and M2, min, max, and `last` = the value of the latest
+    # (ts, seq), whatever the arrival order.
 
 
 @dataclass(slots=True)
@@ -152,8 +140,9 @@ class TwinWindows:
             ]
             return rows, late
         since_epoch = ts - EPOCH
+        key = (ts, seq)
         for i, size in enumerate(self.spec.sizes):
-            start = EPOCH + (since_epoch // size) * size
+            start = EPOCH + (since_epoch // size) * size  # in UTC, whatever the offset of ts
             window = self.open.get((i, start))
             if window is None:
                 window = self.open[(i, start)] = _Window(start + size)
@@ -164,7 +153,18 @@ class TwinWindows:
                 agg = aggs.get(sensor)
                 if agg is None:
                     agg = aggs[sensor] = _Agg()
-                agg.add(value, ts, seq)
+                n = agg.count = agg.count + 1
+                d = value - agg.mean
+                mean = agg.mean = agg.mean + d / n
+                agg.m2 += d * (value - mean)
+                if value < agg.min:
+                    agg.min = value
+                if value > agg.max:
+                    agg.max = value
+                if agg.last_key is None or key >= agg.last_key:
+                    agg.last_key = key
+                    agg.last = value
+                agg.dirty = True
                 if agg.version:  # already published: emit the correction now
                     rows.append(self._publish(i, start, window.end, sensor, agg))
         if self.max_ts is None or ts > self.max_ts:

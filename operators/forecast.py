@@ -47,6 +47,18 @@ def _last_step(model: time_series.HoltWinters, h: int) -> float:
     return (model.level[-1] + (h * trend[-1] if trend else 0)) + 0
 
 
+def _learn(model: time_series.HoltWinters, y: float) -> None:
+    """``model.learn_one(y)``; for the additive level + trend model once initialised (every sample
+    but the first) the same float operations inline, without River's per-component calls."""
+    if not model._initialized or model.season is not None or model.multiplicative:
+        model.learn_one(y)
+        return
+    level, trend = model.level, model.trend
+    level.append(level.alpha * (y - 0) + (1 - level.alpha) * (level[-1] + (trend[-1] if trend else 0)))
+    if trend is not None:
+        trend.append(trend.beta * (level[-1] - level[-2]) + (1 - trend.beta) * trend[-1])
+
+
 class Forecaster:
     """Forecasts for one twin; picklable.
 
@@ -66,17 +78,19 @@ class Forecaster:
         if not learn:
             return
         h = self.config.horizon
+        models = self.models
         for name, y in readings.items():
             if y is None or not math.isfinite(y):
                 continue
-            m = self.models.get(name)
+            m = models.get(name)
             if m is None:
-                m = self.models[name] = _SensorModel(self.config)
-            if calibrate and len(m.pending) == h:  # the forecast made h samples ago is for now
-                m.errors.update(abs(y - m.pending[0]))
-            m.model.learn_one(y)
+                m = models[name] = _SensorModel(self.config)
+            pending = m.pending
+            if calibrate and len(pending) == h:  # the forecast made h samples ago is for now
+                m.errors.update(abs(y - pending[0]))
+            _learn(m.model, y)
             m.n += 1
-            m.pending.append(_last_step(m.model, h) if m.n >= 2 else y)
+            pending.append(_last_step(m.model, h) if m.n >= 2 else y)
 
     def forecast(self) -> dict[str, SensorForecast]:
         """The latest ``horizon``-step forecast per sensor, with its interval (NaN until calibrated)."""

@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from operators.envelope import Reason, Rejected
-from operators.ingest import DeadLetter, Limits, RawMessage, TelemetryRow, split_batch
+from operators.envelope import Envelope, Reason, Rejected
+from operators.ingest import QUALITY_CODE, DeadLetter, Limits, RawMessage, TelemetryRow, split_batch
 from operators.twin_records import AckEvent, DesiredEvent, Reported, decode_ack, decode_desired
 
-__all__ = ["InputTopics", "Limits", "TwinInputs", "decode_batch", "group_rows"]
+__all__ = ["InputTopics", "Limits", "TwinInputs", "decode_batch", "group_envelopes", "group_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +67,46 @@ def group_rows(rows: list[TelemetryRow]) -> list[tuple[str, Reported]]:
     return out
 
 
+def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
+    """The same events as ``group_rows`` over the envelopes' rows, without building the rows:
+    one Reported per envelope; consecutive envelopes of one (twin, ts, seq) merge into one."""
+    out: list[tuple[str, Reported]] = []
+    prev: Envelope | None = None
+    for env in envelopes:
+        if prev is not None and env.twin_id == prev.twin_id and env.ts == prev.ts and env.seq == prev.seq:
+            first = out[-1][1]
+            merged = {**first.values, **env.readings}
+            out[-1] = (env.twin_id, Reported(first.ts, first.seq, first.source, merged, first.quality))
+        else:
+            out.append((env.twin_id, Reported(env.ts, env.seq, env.source, env.readings, QUALITY_CODE[env.quality])))
+        prev = env
+    return out
+
+
 def decode_batch(
-    messages: list[RawMessage], topics: InputTopics, limits: Limits, now: datetime | None = None
+    messages: list[RawMessage],
+    topics: InputTopics,
+    limits: Limits,
+    now: datetime | None = None,
+    *,
+    rows: bool = True,
 ) -> TwinInputs:
-    """Decode a mixed batch, keeping the order of messages per twin."""
+    """Decode a mixed batch, keeping the order of messages per twin.
+
+    ``rows=False``: no telemetry rows (the flow does not write telemetry), the events are the same."""
     now = now or datetime.now(UTC)
     out = TwinInputs()
     pending_raw: list[RawMessage] = []
 
     def flush_raw() -> None:
         if pending_raw:
-            split = split_batch(pending_raw, limits, now)
-            out.rows.extend(split.rows)
+            split = split_batch(pending_raw, limits, now, rows=rows)
             out.dead_telemetry.extend(split.dead)
-            out.events.extend(group_rows(split.rows))
+            if rows:
+                out.rows.extend(split.rows)
+                out.events.extend(group_rows(split.rows))
+            else:
+                out.events.extend(group_envelopes(split.envelopes))
             pending_raw.clear()
 
     for msg in messages:

@@ -25,9 +25,10 @@ The state is picklable and carries ``STATE_VERSION``; an unknown version starts 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from operators.anomaly import AnomalyDetector, Score
 from operators.failure import FailurePrediction, FleetFailureModel, TwinHistory
@@ -40,8 +41,7 @@ STATE_VERSION = 2  # 2: operating-point conditioning
 NO_LEARN_STATUSES = frozenset({"maintenance", "simulating"})
 
 
-@dataclass(frozen=True, slots=True)
-class TwinOutput:
+class TwinOutput(msgspec.Struct, frozen=True):
     ts: Any
     score: Score
     forecasts: dict[str, SensorForecast] | None = None

@@ -9,6 +9,7 @@ each event to :meth:`TwinProcessor.process`; outputs are routed by type
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,16 +40,29 @@ class TwinProcessor:
         return TwinRuntime(TwinState(twin_id), TwinWindows(twin_id, self.windows))
 
     def process(self, rt: TwinRuntime, event: Event) -> list[Produced]:
+        """Apply one event; returns its outputs in order."""
         out: list[Produced] = []
+        self._process_into(out, rt, event)
+        return out
+
+    def process_many(self, rt: TwinRuntime, events: Iterable[Event]) -> list[Produced]:
+        """Apply one twin's events in order (the same as ``process`` on each, outputs concatenated)."""
+        out: list[Produced] = []
+        for event in events:
+            self._process_into(out, rt, event)
+        return out
+
+    def _process_into(self, out: list[Produced], rt: TwinRuntime, event: Event) -> None:
         if isinstance(event, Reported):
             rules = self.reconciler.rules(rt.state.twin_id)
             # What-if and bad-quality values never enter aggregates (nor reported state).
             if event.source not in rules.simulation_sources and event.quality < BAD_QUALITY:
                 rows, late = rt.windows.add(event.ts, event.seq, event.values, event.source)
-                out.extend(rows)
-                out.extend(late)
+                if rows:
+                    out.extend(rows)
+                if late:
+                    out.extend(late)
         out.extend(self.reconciler.apply(rt.state, event))
-        return out
 
     def flush(self, rt: TwinRuntime) -> list[Produced]:
         """End of input: publish windows with unpublished changes."""

@@ -189,6 +189,7 @@ def run(
         addresses=peers,
         recovery_dir=rdir,
         snapshot_interval_s=s.flow.snapshot_interval_s,
+        gc_gen0_threshold=s.flow.gc_gen0_threshold,
     )
     raise typer.Exit(code)
 

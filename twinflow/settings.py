@@ -142,6 +142,10 @@ class FlowSettings(BaseModel):
     recovery_dir: Path | None = None
     snapshot_interval_s: float = Field(5.0, gt=0)
     consumer_group: str = "twinflow-flow"
+    # Python's cyclic garbage collector in flow processes: collect the youngest generation after this
+    # many new objects (Python's default is 700: with ~10 objects per reading that is a collection
+    # every ~70 readings). Start-up objects are frozen (never scanned again). 0 = Python's defaults.
+    gc_gen0_threshold: int = Field(50_000, ge=0)
 
 
 class StackSettings(BaseModel):

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from bytewax.connectors.kafka import KafkaSinkMessage
-
+from connectors.kafka.sink import OutMessage
 from operators.event_windows import WindowRow
 from operators.twin_records import Alert, Command, LateReading, encode
 from operators.twin_state import StateChange
 from twinflow.twin_settings import TwinSettings
 
-Message = KafkaSinkMessage[bytes, bytes]
+Message = OutMessage
 
 
 def state_message(c: StateChange, topic: str) -> Message:
     """The twin document with its audit entry; twin.state is compacted, so the newest survives."""
-    return KafkaSinkMessage(c.twin_id.encode(), encode({**c.snapshot, "change": c.change}), topic=topic)
+    return OutMessage(c.twin_id.encode(), encode({**c.snapshot, "change": c.change}), topic)
 
 
 def to_messages(item: StateChange | Command | Alert | LateReading | WindowRow, tw: TwinSettings) -> list[Message]:
@@ -22,9 +21,9 @@ def to_messages(item: StateChange | Command | Alert | LateReading | WindowRow, t
     if isinstance(item, StateChange):
         return [state_message(item, tw.state_topic)]
     if isinstance(item, Command):
-        return [KafkaSinkMessage(item.twin_id.encode(), encode(item), topic=tw.commands_topic)]
+        return [OutMessage(item.twin_id.encode(), encode(item), tw.commands_topic)]
     if isinstance(item, Alert):
-        return [KafkaSinkMessage(item.twin_id.encode(), encode(item), topic=tw.alerts_topic)]
+        return [OutMessage(item.twin_id.encode(), encode(item), tw.alerts_topic)]
     if isinstance(item, LateReading):
-        return [KafkaSinkMessage(item.twin_id.encode(), encode(item), topic=tw.late_topic)]
+        return [OutMessage(item.twin_id.encode(), encode(item), tw.late_topic)]
     return []

@@ -185,13 +185,19 @@ class TwinWriter:
         self._db.close()
 
 
-class _TwinPartition(StatelessSinkPartition[StateChange | WindowRow]):
+class _TwinPartition(StatelessSinkPartition[StateChange | WindowRow | list[StateChange | WindowRow]]):
     def __init__(self, conninfo: str, worker: int) -> None:
         self._writer = TwinWriter(conninfo)
         self._worker = worker
 
-    def write_batch(self, items: list[StateChange | WindowRow]) -> None:
-        self._writer.write(items)
+    def write_batch(self, items: list[StateChange | WindowRow | list[StateChange | WindowRow]]) -> None:
+        flat: list[StateChange | WindowRow] = []
+        for item in items:
+            if isinstance(item, list):
+                flat.extend(item)
+            else:
+                flat.append(item)
+        self._writer.write(flat)
 
     def close(self) -> None:
         log.info(
@@ -203,8 +209,9 @@ class _TwinPartition(StatelessSinkPartition[StateChange | WindowRow]):
         self._writer.close()
 
 
-class TwinSink(DynamicSink[StateChange | WindowRow]):
-    """Bytewax sink for :class:`StateChange` and :class:`WindowRow` items; a connection per worker."""
+class TwinSink(DynamicSink[StateChange | WindowRow | list[StateChange | WindowRow]]):
+    """Bytewax sink for :class:`StateChange` and :class:`WindowRow` items (or lists of them, as the
+    twin flow emits one list per twin and batch); a connection per worker."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo

@@ -1,5 +1,6 @@
 """The end-to-end benchmark harness keeps working (a small run; no timing assertions)."""
 
+import re
 import subprocess
 import sys
 
@@ -39,3 +40,23 @@ def test_e2e_harness_small_run(stack_settings):
         row = next((ln for ln in lines if ln.strip("│ ").startswith(level)), None)
         assert row is not None, out[-3000:]
         assert row.rstrip("│ ").endswith("yes"), row
+
+
+def test_flow_cpu_harness_finds_the_same_output_in_two_runs(stack_settings):
+    """benchmarks.flow_cpu (before/after CPU per reading with an output digest) keeps working, and two
+    runs of the twin and models flows on the same input write the same records and rows."""
+    res = subprocess.run(
+        [sys.executable, "-m", "benchmarks.flow_cpu", "--readings", "3000", "--twins", "6", "--repeat", "2", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout
+    assert "twin: same output in every run" in out and "models: same output in every run" in out
+    # The digests cover real output: a twin.state record per reading plus database rows, and scores.
+    twin_runs = re.findall(r"twin +this +run \d.*kafka \w+ \(([\d,]+)\) db \w+ \(([\d,]+)\)", out)
+    model_runs = re.findall(r"models +this +run \d.*kafka \w+ \(([\d,]+)\)", out)
+    assert len(twin_runs) == 2 and len(model_runs) == 2, out[-3000:]
+    assert all(kafka == "3,000" and int(rows.replace(",", "")) > 3000 for kafka, rows in twin_runs)
+    assert all(int(n.replace(",", "")) > 0 for n in model_runs)

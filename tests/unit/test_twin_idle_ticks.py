@@ -44,13 +44,13 @@ def test_hold_time_expiry_is_due() -> None:
 def test_a_silent_twin_is_ticked_by_wall_time_and_escalates() -> None:
     policy = TwinPolicy.model_validate({"defaults": {"max_desync_time_s": 20, "parameters": {"speed": RULES}}})
     logic = TwinLogic(TwinProcessor(policy, WindowSpec()), None, idle_ticks=True)
-    logic.on_item(("t1", reading(0, 100.0)))
-    out, _ = logic.on_item(("t1", desired(1, 120.0, twin="t1")))
+    logic.on_item(("t1", [reading(0, 100.0)]))
+    (out,), _ = logic.on_item(("t1", [desired(1, 120.0, twin="t1")]))  # one list per twin and batch
     assert [type(o) for o in out if isinstance(o, Command)] == [Command]
     wall = logic._wall
     assert logic.notify_at() == wall + timedelta(seconds=5)
     logic._wall = wall - timedelta(seconds=25)  # 25 s of silence have passed
-    out, _ = logic.on_notify()
+    (out,), _ = logic.on_notify()
     kinds = sorted(o.kind for o in out if isinstance(o, Alert))
     assert kinds == ["command_failed", "desync"]
     assert logic._rt.state.clock >= at(26)

@@ -1,0 +1,224 @@
+"""CPU per reading of one flow draining a filled topic, and a digest of everything it wrote.
+
+    python -m benchmarks.flow_cpu --flow twin --flow models --readings 100000
+    python -m benchmarks.flow_cpu --baseline /tmp/base --repeat 2   # before/after, same input
+    python -m benchmarks.flow_cpu --readings 3000 --twins 10 --repeat 2 --check  # deterministic output?
+
+Fills one fresh ``telemetry.raw`` topic with N envelopes (the e2e load generator), then runs each
+flow alone (``twinflow run FLOW --no-tail --no-recovery``, its own process) from this checkout
+and, with ``--baseline DIR``, from another checkout of the project (e.g. ``git archive`` of the
+commit before a change), alternating A/B ``--repeat`` times on the same input. Every run writes to
+its own output topics (and its own database rows, deleted before the run), so each run's
+**output digest** covers exactly what it wrote: the Kafka records per topic and key in order
+(twin.state, twin.commands, anomaly scores, forecasts, …) and the database rows of the twin flow
+(state history, sync quality, windows), without write-time columns. Equal digests = same output.
+
+CPU is the process's user + system time (psutil, children included), so it is comparable while
+other jobs share the cores; the load average is printed next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from psycopg import sql
+
+from benchmarks.e2e import ProcStats, generate, sample
+from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+from twinflow.plant_demo import topic_env
+from twinflow.settings import load_settings
+
+# (table, columns, order) of the rows the flows write (write-time columns left out).
+DB_TABLES = {
+    "twin": (
+        (
+            "twin_state_history",
+            "twin_id, version, event_time, status, mode, learn, reported, desired, delta, conflicts, commands,"
+            " consistency_score, sync_latency_ms, last_sync_time, desync_since, change",
+            "twin_id, version",
+        ),
+        (
+            "twin_sync_quality",
+            "twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts",
+            "twin_id, ts, version",
+        ),
+        (
+            "telemetry_windows",
+            "twin_id, sensor, window_size, window_start, window_end, count, mean, min, max, last, stddev, version",
+            "twin_id, sensor, window_size, window_start",
+        ),
+    ),
+    "telemetry": (("telemetry", "twin_id, sensor, ts, value, seq, quality, source", "twin_id, sensor, ts"),),
+}
+
+
+def delete_rows(conninfo: str, prefix: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as db:
+        for tables in DB_TABLES.values():
+            for table, _, _ in tables:
+                db.execute(
+                    sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table)), (prefix + "-%",)
+                )
+
+
+def db_digest(conninfo: str, flow: str, prefix: str) -> tuple[str, int]:
+    """sha256 over the flow's rows (ordered by their identity) and the row count."""
+    h, n = hashlib.sha256(), 0
+    with psycopg.connect(conninfo) as db:
+        for table, cols, order in DB_TABLES.get(flow, ()):
+            query = f"SELECT {cols} FROM {table} WHERE twin_id LIKE %s ORDER BY {order}"
+            h.update(table.encode())
+            for row in db.execute(query, (prefix + "-%",)):
+                h.update(repr(row).encode())
+                n += 1
+    return h.hexdigest()[:16], n
+
+
+def kafka_digest(settings, topics: list[str], prefix: str) -> tuple[str, int]:
+    """sha256 over each topic's records (topic named without the run's ``prefix``), grouped by key
+    in partition order, and the record count."""
+    group = {"group.id": f"digest-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    consumer = Consumer(client_config(settings, **group))
+    per_key: dict[tuple[str, bytes], list[bytes]] = {}
+    n = 0
+    try:
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            for part in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)
+                if high <= low:
+                    continue
+                consumer.assign([TopicPartition(topic, part, low)])
+                pos = low
+                while pos < high:
+                    for m in consumer.consume(min(10_000, high - pos), 5.0):
+                        if m.error():
+                            continue
+                        per_key.setdefault((topic.removeprefix(prefix), m.key() or b""), []).append(m.value() or b"")
+                        pos = m.offset() + 1
+                        n += 1
+    finally:
+        consumer.close()
+    h = hashlib.sha256()
+    for (topic, key), values in sorted(per_key.items()):
+        h.update(f"{topic}\0{key!r}\0{len(values)}".encode())
+        for v in values:
+            h.update(hashlib.sha256(v).digest())
+    return h.hexdigest()[:16], n
+
+
+def run_flow(flow: str, code: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Drain the topic with one flow process started in ``code``; returns (CPU s, wall s)."""
+    stats, stop = ProcStats(), threading.Event()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twinflow.cli", "run", flow, "--no-tail", "--no-recovery"],
+        cwd=code,
+        env={**env, "PYTHONPATH": str(code)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    threading.Thread(target=sample, args=(proc, stats, stop), daemon=True).start()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    stop.set()
+    if proc.returncode != 0:
+        raise SystemExit(f"flow {flow} ({code}) failed:\n{err.decode()[-3000:]}")
+    return stats.cpu_s, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flow", action="append", help="flow(s) to run (default: twin, models)")
+    ap.add_argument("--readings", type=int, default=100_000)
+    ap.add_argument("--twins", type=int, default=200)
+    ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--baseline", type=Path, help="another checkout of the project to compare with")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per flow and checkout (alternating)")
+    ap.add_argument("--check", action="store_true", help="exit 1 unless every run of a flow wrote the same output")
+    args = ap.parse_args()
+
+    here = Path(__file__).resolve().parent.parent
+    codes = [("baseline", args.baseline.resolve()), ("this", here)] if args.baseline else [("this", here)]
+    run = uuid.uuid4().hex[:6]
+    base = load_settings()
+    input_env = {**os.environ, **topic_env(base, f"fcpu.{run}.in.")}
+    raw_topic = input_env["TWINFLOW_TOPICS__RAW"]
+    os.environ.update(input_env)
+    in_settings = load_settings()
+    ensure_topics(in_settings)
+    prefix = f"fcpu{run}"
+    conninfo = base.postgres.conninfo()
+    generate(input_env, args.readings, args.twins, args.sensors, prefix)
+    created: list[str] = [t.name for t in topic_specs(in_settings)]
+    results: list[tuple[str, str, int, float, float, str, int, str]] = []
+    startup: dict[tuple[str, str], float] = {}
+    try:
+        # Start-up CPU (imports, connections, an empty drain) of each flow and checkout, to tell
+        # the per-reading cost from the one-off cost of starting a process.
+        empty_env = {**os.environ, **topic_env(base, f"fcpu.{run}.empty.")}
+        os.environ.update(empty_env)
+        ensure_topics(load_settings())
+        created += [t.name for t in topic_specs(load_settings())]
+        for flow in args.flow or ["twin", "models"]:
+            for label, code in codes:
+                startup[(flow, label)], _ = run_flow(flow, code, empty_env)
+                print(f"{flow:9} {label:8} start-up on an empty topic: CPU {startup[(flow, label)]:.1f} s", flush=True)
+        for r in range(args.repeat):
+            for flow in args.flow or ["twin", "models"]:
+                for label, code in codes:
+                    out_prefix = f"fcpu.{run}.{flow}{r}{label}."
+                    out_env = {**os.environ, **topic_env(base, out_prefix)}
+                    out_env["TWINFLOW_TOPICS__RAW"] = raw_topic
+                    os.environ.update(out_env)
+                    out_settings = load_settings()
+                    ensure_topics(out_settings)
+                    names = [t.name for t in topic_specs(out_settings) if t.name != raw_topic]
+                    created += names
+                    delete_rows(conninfo, prefix)
+                    load = os.getloadavg()[0]
+                    cpu, wall = run_flow(flow, code, out_env)
+                    kd, kn = kafka_digest(out_settings, names, out_prefix)
+                    dd, dn = db_digest(conninfo, flow, prefix)
+                    digest = f"kafka {kd} ({kn:,}) db {dd} ({dn:,})"
+                    results.append((flow, label, r, cpu, wall, digest, 0, f"{load:.1f}"))
+                    print(
+                        f"{flow:9} {label:8} run {r}: CPU {cpu:6.1f} s = {cpu / args.readings * 1e6:5.1f} ms per 1k"
+                        f" readings, wall {wall:5.1f} s, load {load:.1f}; {digest}",
+                        flush=True,
+                    )
+    finally:
+        delete_rows(conninfo, prefix)
+        os.environ.update(input_env)
+        AdminClient(client_config(load_settings())).delete_topics(sorted(set(created)))
+    differ = []
+    for flow in args.flow or ["twin", "models"]:
+        digests = {d for f, _, _, _, _, d, _, _ in results if f == flow}
+        if len(digests) != 1:
+            differ.append(flow)
+        for label, _ in codes:
+            cpus = sorted(c for f, lab, _, c, _, _, _, _ in results if f == flow and lab == label)
+            med = cpus[len(cpus) // 2]
+            steady = (med - startup[(flow, label)]) / args.readings * 1e6
+            print(
+                f"{flow}: {label} median CPU {med / args.readings * 1e6:.1f} ms per 1k readings ({len(cpus)} runs);"
+                f" without start-up ({startup[(flow, label)]:.1f} s) {steady:.1f} ms per 1k readings"
+            )
+        print(f"{flow}: {'same output in every run' if len(digests) == 1 else 'OUTPUTS DIFFER'}")
+    if args.check and differ:
+        sys.exit(f"outputs differ between runs: {', '.join(differ)}")
+
+
+if __name__ == "__main__":
+    main()

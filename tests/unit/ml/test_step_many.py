@@ -1,0 +1,85 @@
+"""The models flow's batch entry point: one call per twin and batch, same records as one call per item."""
+
+import copy
+import math
+import random
+from datetime import UTC, datetime, timedelta
+
+from operators.live_models import Event, LiveModelConfig, Reading, Reset, Status, step, step_many
+from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+CFG = LiveModelConfig(
+    ModelConfig(
+        anomaly=AnomalyConfig(warmup=30, window=3),
+        forecast=ForecastConfig(horizon=5, window=20),
+        failure=FailureConfig(rul_cap=50, horizon=10),
+    ),
+    forecast_every=5,
+    predict_every=7,
+)
+
+
+def items(seed: int, n: int) -> list:
+    rng = random.Random(seed)
+    out: list = []
+    for i in range(n):
+        r = rng.random()
+        if r < 0.9:
+            values = {"temp": 20 + math.sin(i / 9) + rng.gauss(0, 0.1), "rpm": 1450 + rng.gauss(0, 2)}
+            if i > 150 and rng.random() < 0.05:
+                values["temp"] += 15  # a spike: scores above the threshold
+            if i == 120:
+                values["vib"] = 0.3  # a new sensor: the models start over
+            out.append(Reading(T0 + timedelta(seconds=i), values))
+        elif r < 0.94:
+            out.append(Status(maintenance=rng.random() < 0.5))
+        elif r < 0.97:
+            out.append(Event(rng.choice(["failure", "repair"]), T0 + timedelta(seconds=i)))
+        else:
+            out.append(Reset("ann") if i % 3 else Status(maintenance=False))
+    return out
+
+
+def test_step_many_emits_what_step_emits_item_by_item() -> None:
+    seq = items(3, 400)
+    one, expected = None, []
+    for item in seq:
+        one, out = step(one, item, CFG, "p1")
+        expected += out
+    many, got = None, []
+    for start in range(0, len(seq), 23):
+        many, out = step_many(many, seq[start : start + 23], CFG, "p1")
+        got += out
+    assert got == expected
+    assert {type(r).__name__ for r in got} >= {"AnomalyScore", "ForecastPoint", "FleetItem"}
+    assert many.samples == one.samples and many.held == one.held
+
+
+def test_the_snapshot_copy_is_independent_and_scores_the_same() -> None:
+    seq = items(5, 300)
+    state, _ = step_many(None, seq[:200], CFG, "p1")
+    snap = copy.deepcopy(state)  # what Bytewax's stateful_map snapshots
+    assert snap is not state and snap.model.anomaly is not state.model.anomaly
+    _, a = step_many(state, seq[200:], CFG, "p1")
+    _, b = step_many(snap, seq[200:], CFG, "p1")
+    assert a == b and a
+
+
+def test_the_inlined_holt_update_is_rivers_learn_one_bit_for_bit() -> None:
+    from river import time_series
+
+    from operators.forecast import _learn
+
+    rng = random.Random(11)
+    ys = [rng.gauss(50, 10) * (1 + i / 100) for i in range(500)]
+    for alpha, beta in ((0.3, 0.1), (0.5, None), (0.9, 0.01)):
+        ours, rivers = time_series.HoltWinters(alpha, beta), time_series.HoltWinters(alpha, beta)
+        for y in ys:
+            _learn(ours, y)
+            rivers.learn_one(y)
+            assert list(ours.level) == list(rivers.level)
+            assert (list(ours.trend) if ours.trend is not None else None) == (
+                list(rivers.trend) if rivers.trend is not None else None
+            )
+        assert ours.forecast(10) == rivers.forecast(10)
