@@ -6,7 +6,8 @@ whose ``ts`` is the send time; every row the pipeline writes carries its insert 
 migration 0040), so latency per row = insert time − ``ts`` (same machine, same clock).
 
 1. Warm-up: ``warmup + 5`` readings per twin with timestamps an hour old, so every twin's
-   anomaly model leaves warm-up; wait until every twin has a score (all flows are then live).
+   anomaly model leaves warm-up; wait until every twin has a score and every flow is idle again
+   (the warm-up backlog is done: the clock starts on an idle pipeline).
 2. For each rate: send at that rate for ``seconds``, wait until the rows of that phase are
    written, then take p50/p95/p99 of (insert time − ts) for the phase's rows.
 """
@@ -167,6 +168,18 @@ class TailingFlows:
     def cpu(self) -> dict[str, float]:
         return {name: _cpu_seconds(p.pid) for name, p in self.procs.items()}
 
+    def wait_idle(self, timeout_s: float, busy_share: float = 0.1, window_s: float = 1.0) -> bool:
+        """Wait until every flow used < ``busy_share`` of a core over ``window_s`` (its backlog is done)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            before = self.cpu()
+            time.sleep(window_s)
+            after = self.cpu()
+            if all(after[k] - before[k] < busy_share * window_s for k in after):
+                return True
+        return False
+
     def stop(self) -> None:
         for p in self.procs.values():
             if p.poll() is None:
@@ -219,6 +232,10 @@ def measure(
 
             if not wait_for(ready, drain_timeout_s + warm_n / 1000):
                 raise SystemExit("latency warm-up: the flows did not process the warm-up readings in time")
+            # A first score per twin does not mean every flow is done with the warm-up (the twin flow
+            # may still work through it): start the clock only when all of them are idle.
+            if not flows.wait_idle(drain_timeout_s):
+                raise SystemExit("latency warm-up: the flows did not become idle after the warm-up")
             seq0 = warm_n // twins
             for f in fractions:
                 phase = Phase(f, f * max_rate)
