@@ -42,6 +42,20 @@ from paho.mqtt.exception import MalformedPacket
 READ_CHUNK = 64 * 1024
 
 
+def idle_packet_state() -> dict:
+    """paho's ``_in_packet`` between packets (what paho itself resets it to)."""
+    return {
+        "command": 0,
+        "have_remaining": 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": 0,
+        "packet": bytearray(b""),
+        "to_process": 0,
+        "pos": 0,
+    }
+
+
 class _HeldWakeups:
     """Stands in for paho's wake-up socket during :meth:`BufferedClient.batch`: records, sends nothing."""
 
@@ -117,16 +131,7 @@ class BufferedClient(mqtt.Client):
         except MalformedPacket as exc:
             self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
             rc = mqtt.MQTT_ERR_PROTOCOL
-        self._in_packet = {
-            "command": 0,
-            "have_remaining": 0,
-            "remaining_count": [],
-            "remaining_mult": 1,
-            "remaining_length": 0,
-            "packet": bytearray(b""),
-            "to_process": 0,
-            "pos": 0,
-        }
+        self._in_packet = idle_packet_state()
         with self._msgtime_mutex:
             self._last_bytes_received = time_func()
         return rc

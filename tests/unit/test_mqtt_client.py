@@ -13,7 +13,7 @@ import struct
 import paho.mqtt.client as mqtt
 import pytest
 
-from connectors.mqtt.client import READ_CHUNK, BufferedClient, make_client
+from connectors.mqtt.client import READ_CHUNK, BufferedClient, idle_packet_state, make_client
 
 
 def publish_packet(topic: str, payload: bytes) -> bytes:
@@ -98,16 +98,7 @@ def test_bytes_of_an_old_connection_are_never_served_to_a_new_one():
     client.loop_read()
     assert got == [("plant/a", b"1")]
     # Reconnect: paho resets its packet state and installs a new socket.
-    client._in_packet = {
-        "command": 0,
-        "have_remaining": 0,
-        "remaining_count": [],
-        "remaining_mult": 1,
-        "remaining_length": 0,
-        "packet": bytearray(b""),
-        "to_process": 0,
-        "pos": 0,
-    }
+    client._in_packet = idle_packet_state()
     client._sock = FakeSocket(publish_packet("plant/c", b"3"))
     assert client.buffered() == 0
     client.loop_read()
