@@ -41,6 +41,20 @@ _NUMERIC = {
 }
 
 
+# StatusCode info bits (OPC-UA Part 4, 7.39): InfoType = DataValue (bit 10) with the Overflow bit (7): the
+# server's queue for this monitored item was full and it discarded values before this one.
+_OVERFLOW = 0x0400 | 0x0080
+
+
+def overflowed(status: ua.StatusCode | None) -> bool:
+    """True when the server says it discarded values of this item before this one (queue overflow).
+
+    >>> overflowed(ua.StatusCode(0x0480)), overflowed(ua.StatusCode(0))
+    (True, False)
+    """
+    return status is not None and status.value & _OVERFLOW == _OVERFLOW
+
+
 def quality_of(status: ua.StatusCode | None) -> str:
     if status is None or status.is_good():
         return "good"
@@ -82,6 +96,9 @@ class OpcuaBridge(Bridge):
         }
         self._types: dict[tuple[str, str], ua.VariantType] = {}
         self.reconnects = 0
+        # Values the server reported as discarded (queue overflow), and the items already warned about.
+        self.overflows = 0
+        self._overflow_warned: set[tuple[str, str]] = set()
 
     def _requests(self, sub) -> list[ua.MonitoredItemCreateRequest]:
         reqs = []
@@ -210,6 +227,8 @@ class OpcuaBridge(Bridge):
                 if key is None:
                     continue
                 dv = item.Value
+                if overflowed(dv.StatusCode):
+                    self._overflow(key)
                 ts = dv.SourceTimestamp or dv.ServerTimestamp or datetime.now(UTC)
                 if ts.tzinfo is None:
                     ts = ts.replace(tzinfo=UTC)
@@ -230,6 +249,21 @@ class OpcuaBridge(Bridge):
             flush()
         if isinstance(ended[0], Exception):
             raise ended[0]  # what broke the receiver; the caller reconnects
+
+    def _overflow(self, key: tuple[str, str]) -> None:
+        """The server lost values of ``key`` before they reached us: count it, and say so once per item."""
+        self.overflows += 1
+        if key not in self._overflow_warned:
+            self._overflow_warned.add(key)
+            log.warning(
+                "OPC-UA server %s discarded values of %s.%s: its queue of %d values per item overflowed between "
+                "two publish responses. Raise queue_size in the mapping's [opcua] section (or slow the sampling); "
+                "the bridge counts these in `overflows`",
+                self.conn.endpoint,
+                key[0],
+                key[1],
+                self.conn.queue_size,
+            )
 
     async def write(self, twin_id: str, parameter: str, value: float) -> None:
         client = self.client

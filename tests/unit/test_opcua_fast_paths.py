@@ -121,6 +121,27 @@ def test_values_of_one_twin_timestamp_and_quality_share_an_envelope(tmp_path: Pa
     assert seqs == sorted(set(seqs))  # per-twin seq increases
 
 
+def test_values_after_a_server_queue_overflow_are_counted_and_warned_once_per_item(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge, publisher = make_bridge(tmp_path)
+    t0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+    overflow = ua.StatusCodes.Good | 0x0480  # InfoType DataValue + Overflow: the server discarded values
+    events = [
+        change(1, 1.0, t0, overflow),
+        change(1, 2.0, t0 + timedelta(seconds=1), overflow),
+        change(2, 3.0, t0, overflow),
+        change(3, 4.0, t0),
+    ]
+    with caplog.at_level("WARNING", logger="connectors.opcua.bridge"):
+        asyncio.run(consume_until_quiet(bridge, events))
+    assert bridge.overflows == 3
+    warned = [r.getMessage() for r in caplog.records if "overflowed" in r.getMessage()]
+    assert len(warned) == 2 and "pump-a.speed_rpm" in warned[0] and "queue_size" in warned[0]
+    # The values themselves are good and forwarded: the loss was upstream, in the server.
+    assert {e["quality"] for e in envelopes(publisher)} == {"good"} and bridge.values == 4
+
+
 def test_naive_source_timestamps_are_taken_as_utc(tmp_path: Path) -> None:
     bridge, publisher = make_bridge(tmp_path)
     naive = datetime(2026, 11, 25, 8, 0, 0, 123000)
