@@ -72,6 +72,7 @@ def _quick_variant_types() -> None:
         return guess(self, val)
 
     quick_guess.twinflow_quick = True  # type: ignore[attr-defined]
+    quick_guess.original = guess  # type: ignore[attr-defined]
     ua.Variant._guess_type = quick_guess  # type: ignore[method-assign]
 
 

@@ -191,7 +191,8 @@ VALUES += [datetime(2026, 1, 1, tzinfo=UTC), ua.NodeId(5, 2), ua.LocalizedText("
 
 
 def test_quick_variant_type_guess_answers_like_asyncua(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = ua.Variant._guess_type
+    # asyncua's own method, even when a simulator in this process already installed the quick guess
+    original = getattr(ua.Variant._guess_type, "original", ua.Variant._guess_type)
     monkeypatch.setattr(ua.Variant, "_guess_type", original)  # restored after the test
     expected = [ua.Variant(v).VariantType for v in VALUES]
     _quick_variant_types()
