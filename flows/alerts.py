@@ -16,13 +16,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 
 from connectors.alert_sinks import AlertDbSink, ModelOutputSink, WebhookSink, alert_message
-from connectors.kafka.clients import producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
 from operators.alert_records import (
     Alert,
@@ -89,7 +89,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     """Build the alerts dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
     a = settings.alerts
     rules = a.rules
-    brokers = settings.kafka.bootstrap_servers.split(",")
     topics = input_topics(settings)
     conninfo = settings.postgres.conninfo()
 
@@ -99,7 +98,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     decoded = op.filter_map("decode", messages, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC)))
     valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
-    kafka_out = KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings)))
+    kafka_out = MessageSink(producer_config(settings))
     op.output("dlq", dead, kafka_out)
 
     records = valid.trues

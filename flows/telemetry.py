@@ -14,11 +14,11 @@ import logging
 from datetime import timedelta
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink
 from bytewax.dataflow import Dataflow
 
-from connectors.kafka.clients import producer_config, without_bootstrap
+from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
 from connectors.postgres.sink import TelemetrySink
 from operators.guard import IngestGuard
@@ -41,7 +41,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     sec = settings.security
     registry = TwinRegistry.load(sec.twin_registry) if sec.twin_registry else None
     guard = IngestGuard(registry, sec.dedup_entries) if registry or sec.dedup_entries else None
-    brokers = settings.kafka.bootstrap_servers.split(",")
 
     flow = Dataflow(flow_id)
     messages = kafka_messages(flow, settings, [settings.topics.raw], tail=tail)
@@ -55,7 +54,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         splits,
         lambda s: [dead_letter_message(d, settings.topics.dlq) for d in s.dead],
     )
-    op.output("dlq", dead, KafkaSink(brokers, None, add_config=without_bootstrap(producer_config(settings))))
+    op.output("dlq", dead, MessageSink(producer_config(settings)))
     return flow
 
 

@@ -7,6 +7,11 @@ is the per-message cost: items may be :class:`OutMessage` tuples (Bytewax's ``Ka
 is a frozen dataclass, ~1 µs to build) and the producer is not polled after every message (the
 flush at the end of the batch serves delivery reports).
 
+No silent loss: a record Kafka did not acknowledge (e.g. ``message.timeout.ms`` ran out while the
+broker was away) makes the batch raise :class:`UndeliveredError` after the flush. The flow stops;
+restarted, it resumes from its last recovery snapshot and produces the batch again (Bytewax's own
+``KafkaSink`` ignores delivery errors).
+
 >>> OutMessage(b"pump-1", b"{}", "twin.state")
 OutMessage(key=b'pump-1', value=b'{}', topic='twin.state', headers=None)
 """
@@ -28,9 +33,31 @@ class OutMessage(NamedTuple):
     headers: list[tuple[str, bytes]] | None = None
 
 
+class UndeliveredError(RuntimeError):
+    """Kafka did not acknowledge some records of a batch."""
+
+
 class _Partition(StatelessSinkPartition[Any]):
-    def __init__(self, producer: Producer) -> None:
-        self._producer = producer
+    def __init__(self, config: dict[str, Any]) -> None:
+        # Delivery reports only for failures: no Python callback per acknowledged record.
+        self._producer = Producer({**config, "delivery.report.only.error": True, "on_delivery": self._delivered})
+        self._failed = 0
+        self._first_error: str | None = None
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failed += 1
+            if self._first_error is None:
+                self._first_error = f"{err} (topic {msg.topic()})"
+
+    def _check(self) -> None:
+        if self._failed:
+            failed, first = self._failed, self._first_error
+            self._failed, self._first_error = 0, None
+            raise UndeliveredError(
+                f"Kafka did not acknowledge {failed} record(s), first: {first}; the flow stops so that a "
+                "restart resumes from its last snapshot and produces them again"
+            )
 
     def write_batch(self, items: list[Any]) -> None:
         producer = self._producer
@@ -45,9 +72,11 @@ class _Partition(StatelessSinkPartition[Any]):
                 except BufferError:  # the local queue is full: let deliveries drain it
                     producer.poll(0.1)
         producer.flush()
+        self._check()
 
     def close(self) -> None:
         self._producer.flush()
+        self._check()
 
 
 class MessageSink(DynamicSink[Any]):
@@ -57,4 +86,4 @@ class MessageSink(DynamicSink[Any]):
         self._config = config
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(Producer(self._config))
+        return _Partition(self._config)
