@@ -146,6 +146,11 @@ class FlowSettings(BaseModel):
     # many new objects (Python's default is 700: with ~10 objects per reading that is a collection
     # every ~70 readings). Start-up objects are frozen (never scanned again). 0 = Python's defaults.
     gc_gen0_threshold: int = Field(50_000, ge=0)
+    # Bytewax epoch length when recovery is off (`twinflow run --no-recovery`). At the end of every
+    # epoch each stateful step snapshots every twin it touched, also without recovery (the snapshots
+    # are then thrown away): a stall of the flow per epoch. Without recovery nothing needs short
+    # epochs. With recovery on, the epoch is `snapshot_interval_s`.
+    epoch_without_recovery_s: float = Field(600.0, gt=0)
 
 
 class StackSettings(BaseModel):
