@@ -159,7 +159,10 @@ class StackSettings(BaseModel):
     dir: Path = PROJECT_ROOT / ".stack"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
-    kafka_heap: str = "512m"
+    # Broker JVM heap. 512m filled to 97 % (old generation) once the shared dev broker held ~10,000
+    # partitions of test topics: young + concurrent GC pauses of ~40 ms per second, single pauses up
+    # to ~200 ms, each delaying every produce and fetch (benchmarks/RESULTS.md, issue 7 round 3).
+    kafka_heap: str = "1g"
     kafka_version: str = "4.1.1"
     postgres_port: int = 5432
     postgres_superuser_password: SecretStr = SecretStr("postgres")
