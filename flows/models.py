@@ -21,12 +21,15 @@ Wiring only; the logic is :mod:`operators.live_models`.
 from __future__ import annotations
 
 import logging
+import pickle
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
 import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, operator
+from bytewax.operators import KeyedStream, StatefulLogic
 
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
@@ -37,7 +40,16 @@ from operators.alert_records import AnomalyScore, FailurePrediction, TwinStatus,
 from operators.envelope import Reason, Rejected
 from operators.ingest import DeadLetter, Limits, split_batch
 from operators.keyed_batches import group_by_key
-from operators.live_models import Event, LiveModelConfig, Reset, Status, fleet_step, reading_of, step_many
+from operators.live_models import (
+    Event,
+    LiveModelConfig,
+    Reset,
+    Status,
+    TwinModelState,
+    fleet_step,
+    reading_of,
+    step_many,
+)
 from operators.model_steps import FleetItem
 from twinflow.settings import Settings, load_settings
 
@@ -103,7 +115,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
 
     # One item per twin and polled batch: (twin_id, (twin_id, [items in order])).
     keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
-    scored = op.stateful_map("models", keyed, lambda state, item: _keyed_step(state, item, cfg))
+    scored = twin_models("models", keyed, cfg)
 
     def to_message(twin_id: str, rec: object) -> OutMessage:
         if isinstance(rec, AnomalyScore):
@@ -126,10 +138,40 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     return flow
 
 
-def _keyed_step(state, item, cfg: LiveModelConfig):
-    """stateful_map gives no key to the mapper: the items carry it (twin_id, [items])."""
-    twin_id, items = item
-    return step_many(state, items, cfg, twin_id)
+class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
+    """One twin's models inside Bytewax; snapshots are pickled bytes.
+
+    Bytewax's ``stateful_map`` snapshots by ``copy.deepcopy`` at every epoch (also with recovery
+    off), i.e. a pickle round trip of the River models (54 ms CPU per epoch for 200 twins); bytes
+    cost one ``pickle.dumps`` (27 ms), and with recovery on Bytewax stores them as they are.
+    Emits one list of records per item, like the ``stateful_map`` it replaces (empty lists are
+    not emitted: nothing downstream would be made of them). Resumes from bytes, or from a
+    ``TwinModelState`` object written by the ``stateful_map`` of older versions.
+    """
+
+    def __init__(self, resume: bytes | TwinModelState | None, cfg: LiveModelConfig) -> None:
+        self.state: TwinModelState | None = pickle.loads(resume) if isinstance(resume, bytes) else resume
+        self.cfg = cfg
+
+    def on_item(self, value: tuple[str, list]) -> tuple[Iterable[list], bool]:
+        twin_id, items = value  # the items carry the key: (twin_id, [items in order])
+        self.state, records = step_many(self.state, items, self.cfg, twin_id)
+        return ([records] if records else []), StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@operator
+def twin_models(step_id: str, up: KeyedStream[tuple[str, list]], cfg: LiveModelConfig) -> KeyedStream[list]:
+    """The per-twin model step. Its inner step ids are those of ``op.stateful_map`` (``<step_id>.
+    stateful_flat_map.stateful``), so recovery snapshots of older versions are found and resumed."""
+    return _stateful_flat_map("stateful_flat_map", up, cfg)
+
+
+@operator
+def _stateful_flat_map(step_id: str, up: KeyedStream[tuple[str, list]], cfg: LiveModelConfig) -> KeyedStream[list]:
+    return op.stateful("stateful", up, lambda resume: TwinModelsLogic(resume, cfg))
 
 
 def get_flow(tail: bool = True) -> Dataflow:

@@ -190,6 +190,7 @@ def run(
         recovery_dir=rdir,
         snapshot_interval_s=s.flow.snapshot_interval_s,
         gc_gen0_threshold=s.flow.gc_gen0_threshold,
+        epoch_without_recovery_s=s.flow.epoch_without_recovery_s,
     )
     raise typer.Exit(code)
 

@@ -100,8 +100,12 @@ def run_in_process(
     recovery_dir: Path | None = None,
     snapshot_interval_s: float = 5.0,
     gc_gen0_threshold: int = 0,
+    epoch_without_recovery_s: float | None = None,
 ) -> int:
     """Run the flow here until it ends (or is interrupted); returns an exit code.
+
+    The Bytewax epoch is ``snapshot_interval_s``; without recovery it is ``epoch_without_recovery_s``
+    when that is longer (see :func:`epoch_interval`).
 
     ``gc_gen0_threshold`` > 0 tunes the garbage collector for the flow (see :func:`tune_gc`)."""
     from bytewax._bytewax import cli_main
@@ -119,7 +123,7 @@ def run_in_process(
             workers_per_process=workers,
             process_id=process_id,
             addresses=addresses,
-            epoch_interval=timedelta(seconds=snapshot_interval_s),
+            epoch_interval=epoch_interval(recovery is not None, snapshot_interval_s, epoch_without_recovery_s),
             recovery_config=recovery,
         )
     except BaseException as exc:
@@ -128,6 +132,22 @@ def run_in_process(
             return 0
         raise
     return 0
+
+
+def epoch_interval(recovery: bool, snapshot_interval_s: float, without_recovery_s: float | None) -> timedelta:
+    """Bytewax's epoch: every stateful step snapshots each key it touched at the end of every epoch,
+    with or without recovery. With recovery that is the snapshot interval; without, the snapshots
+    are discarded, so a longer epoch only saves the per-epoch stall (outputs are written eagerly,
+    timers do not depend on epochs).
+
+    >>> epoch_interval(True, 5, 600).total_seconds(), epoch_interval(False, 5, 600).total_seconds()
+    (5.0, 600.0)
+    >>> epoch_interval(False, 5, None).total_seconds()
+    5.0
+    """
+    if recovery or without_recovery_s is None:
+        return timedelta(seconds=snapshot_interval_s)
+    return timedelta(seconds=max(snapshot_interval_s, without_recovery_s))
 
 
 def tune_gc(gen0_threshold: int) -> None:

@@ -146,6 +146,11 @@ class FlowSettings(BaseModel):
     # many new objects (Python's default is 700: with ~10 objects per reading that is a collection
     # every ~70 readings). Start-up objects are frozen (never scanned again). 0 = Python's defaults.
     gc_gen0_threshold: int = Field(50_000, ge=0)
+    # Bytewax epoch length when recovery is off (`twinflow run --no-recovery`). At the end of every
+    # epoch each stateful step snapshots every twin it touched, also without recovery (the snapshots
+    # are then thrown away): a stall of the flow per epoch. Without recovery nothing needs short
+    # epochs. With recovery on, the epoch is `snapshot_interval_s`.
+    epoch_without_recovery_s: float = Field(600.0, gt=0)
 
 
 class StackSettings(BaseModel):
@@ -154,7 +159,10 @@ class StackSettings(BaseModel):
     dir: Path = PROJECT_ROOT / ".stack"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
-    kafka_heap: str = "512m"
+    # Broker JVM heap. 512m filled to 97 % (old generation) once the shared dev broker held ~10,000
+    # partitions of test topics: young + concurrent GC pauses of ~40 ms per second, single pauses up
+    # to ~200 ms, each delaying every produce and fetch (benchmarks/RESULTS.md, issue 7 round 3).
+    kafka_heap: str = "1g"
     kafka_version: str = "4.1.1"
     postgres_port: int = 5432
     postgres_superuser_password: SecretStr = SecretStr("postgres")
