@@ -11,7 +11,6 @@ Run it::
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +23,7 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
+from flows.snapshots import from_snapshot, to_snapshot
 from operators.alert_records import (
     Alert,
     AnomalyScore,
@@ -60,7 +60,7 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
     buffer); a snapshot written as an object by an older version resumes too."""
 
     def __init__(self, resume: bytes | OrderedTwinAlerts | None, rules: AlertRules) -> None:
-        state = pickle.loads(resume) if isinstance(resume, bytes) else resume
+        state = from_snapshot(resume)
         self.state, self.rules = state, rules
         self.quiet_at: datetime | None = None
         if state is not None and state.held:  # resumed with held records: flush them if nothing comes
@@ -82,7 +82,7 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
         return self.quiet_at if self.state is not None and self.state.held else None
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return to_snapshot(self.state)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:

@@ -21,7 +21,6 @@ Wiring only; the logic is :mod:`operators.live_models`.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -35,6 +34,7 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_messages
+from flows.snapshots import from_snapshot, to_snapshot
 from operators import model_control, twin_events
 from operators.alert_records import AnomalyScore, FailurePrediction, TwinStatus, decode, encode
 from operators.envelope import Reason, Rejected
@@ -150,7 +150,7 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     """
 
     def __init__(self, resume: bytes | TwinModelState | None, cfg: LiveModelConfig) -> None:
-        self.state: TwinModelState | None = pickle.loads(resume) if isinstance(resume, bytes) else resume
+        self.state: TwinModelState | None = from_snapshot(resume)
         self.cfg = cfg
 
     def on_item(self, value: tuple[str, list]) -> tuple[Iterable[list], bool]:
@@ -159,7 +159,7 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
         return ([records] if records else []), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return to_snapshot(self.state)
 
 
 @operator

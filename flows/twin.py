@@ -17,7 +17,6 @@ that already polls these topics.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +32,7 @@ from connectors.kafka.source import kafka_messages
 from connectors.kafka.twin_messages import to_messages
 from connectors.postgres.sink import TelemetrySink
 from connectors.postgres.twin_sink import TwinSink
+from flows.snapshots import from_snapshot, to_snapshot
 from operators.event_windows import WindowRow
 from operators.ingest import Limits
 from operators.keyed_batches import group_by_key
@@ -61,7 +61,7 @@ class TwinLogic(StatefulLogic[tuple[str, list[Event]], list[Produced], bytes]):
     def __init__(self, proc: TwinProcessor, resume: bytes | None, idle_ticks: bool = True) -> None:
         self._proc = proc
         self._idle_ticks = idle_ticks
-        self._rt: TwinRuntime | None = pickle.loads(resume) if resume is not None else None
+        self._rt: TwinRuntime | None = from_snapshot(resume)
         self._wall = datetime.now(UTC)  # wall time of the last event, paired with the twin clock
 
     def on_item(self, value: tuple[str, list[Event]]) -> tuple[Iterable[list[Produced]], bool]:
@@ -89,7 +89,7 @@ class TwinLogic(StatefulLogic[tuple[str, list[Event]], list[Produced], bytes]):
         return _one(self._proc.flush(self._rt) if self._rt else []), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self._rt, protocol=pickle.HIGHEST_PROTOCOL)
+        return to_snapshot(self._rt)
 
 
 def _one(produced: list[Produced]) -> list[list[Produced]]:

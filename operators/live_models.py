@@ -34,7 +34,6 @@ step learns from the histories and answers features with a
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -123,11 +122,6 @@ class TwinModelState:
         # Last value per sensor: OPC-UA reports by exception, so an envelope may carry only the
         # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
         self.held: dict[str, float] = {}
-
-    def __deepcopy__(self, memo: dict) -> TwinModelState:
-        """An independent copy (Bytewax's ``stateful_map`` snapshots by deepcopy): a pickle round
-        trip is the same copy, several times faster for numpy- and River-heavy state."""
-        return pickle.loads(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
 
     def adopt_failure_config(self, failure: FailureConfig | None) -> None:
         """Failure prediction switched on or off since this state was saved: follow the settings."""

@@ -24,7 +24,7 @@ from operators.envelope import Envelope, Reason, Rejected
 from operators.ingest import QUALITY_CODE, DeadLetter, Limits, RawMessage, TelemetryRow, split_batch
 from operators.twin_records import AckEvent, DesiredEvent, Reported, decode_ack, decode_desired
 
-__all__ = ["InputTopics", "Limits", "TwinInputs", "decode_batch", "group_envelopes", "group_rows"]
+__all__ = ["InputTopics", "Limits", "TwinInputs", "decode_batch", "group_envelopes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,27 +49,8 @@ def _kafka_time(msg: RawMessage, fallback: datetime) -> datetime:
     return fallback
 
 
-def group_rows(rows: list[TelemetryRow]) -> list[tuple[str, Reported]]:
-    """Consecutive rows of one envelope (same twin, ts, seq) → one Reported event."""
-    out: list[tuple[str, Reported]] = []
-    current: tuple[str, datetime, int] | None = None
-    values: dict[str, float] = {}
-    first: TelemetryRow | None = None
-    for row in rows:
-        ident = (row.twin_id, row.ts, row.seq)
-        if ident != current:
-            if first is not None:
-                out.append((first.twin_id, Reported(first.ts, first.seq, first.source, values, first.quality)))
-            current, first, values = ident, row, {}
-        values[row.sensor] = row.value
-    if first is not None:
-        out.append((first.twin_id, Reported(first.ts, first.seq, first.source, values, first.quality)))
-    return out
-
-
 def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
-    """The same events as ``group_rows`` over the envelopes' rows, without building the rows:
-    one Reported per envelope; consecutive envelopes of one (twin, ts, seq) merge into one."""
+    """One Reported event per envelope; consecutive envelopes of one (twin, ts, seq) merge into one."""
     out: list[tuple[str, Reported]] = []
     prev: Envelope | None = None
     for env in envelopes:
@@ -102,11 +83,8 @@ def decode_batch(
         if pending_raw:
             split = split_batch(pending_raw, limits, now, rows=rows)
             out.dead_telemetry.extend(split.dead)
-            if rows:
-                out.rows.extend(split.rows)
-                out.events.extend(group_rows(split.rows))
-            else:
-                out.events.extend(group_envelopes(split.envelopes))
+            out.rows.extend(split.rows)  # none when rows=False
+            out.events.extend(group_envelopes(split.envelopes))
             pending_raw.clear()
 
     for msg in messages:
