@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.processes import usage
 from connectors.kafka.clients import ensure_topics, topic_specs
 from twinflow.mapping import load_mapping
 from twinflow.settings import Settings
@@ -241,13 +242,9 @@ def changes_offered(settings: Settings, mapping, tick: float, ticks: int = 20) -
     return changed / ticks / tick
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> float:
+def cpu_seconds(pids: list[int], *, children: bool = True) -> float:
     """User + system CPU seconds of processes (all their threads)."""
-    total = 0.0
-    for pr in procs:
-        t = pr.cpu_times()
-        total += t.user + t.system
-    return total
+    return sum(usage(pid, children=children)[0] for pid in pids)
 
 
 def run(
@@ -318,15 +315,14 @@ def run(
         time.sleep(warmup)
         if any(sim.poll() is not None for sim in sims):
             raise RuntimeError(f"the simulator stopped; see {tmp / 'sim.log'}")
-        me = psutil.Process()
-        peers = [psutil.Process(s.pid) for s in sims]
-        c0, sc0 = cpu_seconds([me]), cpu_seconds(peers)
+        me, peers = [os.getpid()], [s.pid for s in sims]
+        c0, sc0 = cpu_seconds(me, children=False), cpu_seconds(peers)
         v0, e0, t0 = bridge.values, bridge.envelopes, time.monotonic()
         r0 = getattr(bridge, "registers", 0)
         time.sleep(seconds)
         v1, e1, t1 = bridge.values, bridge.envelopes, time.monotonic()
         r1 = getattr(bridge, "registers", 0)
-        c1, sc1 = cpu_seconds([me]), cpu_seconds(peers)
+        c1, sc1 = cpu_seconds(me, children=False), cpu_seconds(peers)
         load = os.getloadavg()
         received = getattr(bridge, "received", None)
         bridge.stop(120)

@@ -31,7 +31,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import orjson
-import psutil
 import psycopg
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
@@ -41,6 +40,7 @@ from rich.table import Table
 
 from benchmarks import latency
 from benchmarks.machine import append_result
+from benchmarks.processes import flow_command, usage
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
 from twinflow.plant_demo import topic_env
@@ -59,22 +59,11 @@ class ProcStats:
 
 def sample(proc: subprocess.Popen, stats: ProcStats, stop: threading.Event) -> None:
     """Peak RSS and CPU time of a child process and its children, every 0.5 s."""
-    try:
-        p = psutil.Process(proc.pid)
-        while not stop.is_set() and proc.poll() is None:
-            rss, cpu = 0, 0.0
-            for q in [p, *p.children(recursive=True)]:
-                try:
-                    rss += q.memory_info().rss
-                    t = q.cpu_times()
-                    cpu += t.user + t.system
-                except psutil.Error:
-                    pass
-            stats.peak_rss_mb = max(stats.peak_rss_mb, rss / 2**20)
-            stats.cpu_s = max(stats.cpu_s, cpu)
-            time.sleep(0.5)
-    except psutil.Error:
-        return
+    while not stop.is_set() and proc.poll() is None:
+        cpu, rss = usage(proc.pid)
+        stats.peak_rss_mb = max(stats.peak_rss_mb, rss / 2**20)
+        stats.cpu_s = max(stats.cpu_s, cpu)
+        time.sleep(0.5)
 
 
 def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefix: str) -> float:
@@ -91,7 +80,7 @@ def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, Pro
     stop = threading.Event()
     procs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "run", name, "--no-tail", "--no-recovery"],
+            flow_command(name, tail=False),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -35,6 +35,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
 from benchmarks.e2e import ProcStats, generate, sample
+from benchmarks.processes import flow_command
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
 from twinflow.plant_demo import topic_env
 from twinflow.settings import load_settings
@@ -123,7 +124,7 @@ def run_flow(flow: str, code: Path, env: dict[str, str]) -> tuple[float, float]:
     stats, stop = ProcStats(), threading.Event()
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "twinflow.cli", "run", flow, "--no-tail", "--no-recovery"],
+        flow_command(flow, tail=False),
         cwd=code,
         env={**env, "PYTHONPATH": str(code)},
         stdout=subprocess.DEVNULL,

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.machine import append_result
+from benchmarks.processes import flow_command
 from connectors.kafka.clients import client_config, ensure_topics, producer_config
 from twinflow.settings import Topics, load_settings
 
@@ -95,7 +96,7 @@ def main() -> None:
         "TWINFLOW_TOPICS__DLQ": settings.topics.dlq,
     }
     # `twinflow run -p N` starts N Bytewax processes as one cluster (bytewax.run has no -p).
-    cmd = [sys.executable, "-m", "twinflow.cli", "run", "telemetry", "--no-tail", "--no-recovery"]
+    cmd = flow_command("telemetry", tail=False)
     cmd += ["-p", str(args.processes)]
     console.print("running the flow: twinflow " + " ".join(cmd[3:]))
     start = time.perf_counter()

@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import psutil
 import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
 from benchmarks.ingest import send_reading
+from benchmarks.processes import flow_command, usage
 from connectors.kafka.clients import producer_config
 
 PIPELINE = ("telemetry", "twin", "models", "alerts")
@@ -126,25 +126,13 @@ def wait_for(check, timeout_s: float, every_s: float = 0.5) -> bool:
     return check()
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        p = psutil.Process(pid)
-        total = 0.0
-        for q in [p, *p.children(recursive=True)]:
-            t = q.cpu_times()
-            total += t.user + t.system
-        return total
-    except psutil.Error:
-        return 0.0
-
-
 class TailingFlows:
     """The four flows as separate processes, tailing (``--tail``), recovery off; stopped with SIGTERM."""
 
     def __init__(self, env: dict[str, str], names: tuple[str, ...] = PIPELINE) -> None:
         self.procs = {
             name: subprocess.Popen(
-                [sys.executable, "-m", "twinflow.cli", "run", name, "--tail", "--no-recovery"],
+                flow_command(name, tail=True),
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -166,7 +154,7 @@ class TailingFlows:
                 raise SystemExit(f"flow {name} exited ({p.returncode}):\n{err}")
 
     def cpu(self) -> dict[str, float]:
-        return {name: _cpu_seconds(p.pid) for name, p in self.procs.items()}
+        return {name: usage(p.pid)[0] for name, p in self.procs.items()}
 
     def wait_idle(self, timeout_s: float, busy_share: float = 0.1, window_s: float = 1.0) -> bool:
         """Wait until every flow used < ``busy_share`` of a core over ``window_s`` (its backlog is done)."""

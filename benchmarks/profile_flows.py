@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from benchmarks.e2e import cleanup, generate
+from benchmarks.processes import flow_command
 from connectors.kafka.clients import ensure_topics
 from twinflow.plant_demo import topic_env
 from twinflow.settings import load_settings
@@ -49,7 +50,7 @@ def collapsed_top(path: Path, n: int) -> tuple[int, list[tuple[str, int]], list[
 
 
 def profile(flow: str, env: dict[str, str], out: Path, rate: int) -> None:
-    cmd = [sys.executable, "-m", "twinflow.cli", "run", flow, "--no-tail", "--no-recovery"]
+    cmd = flow_command(flow, tail=False)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     subprocess.run(
         [spy, "record", "--rate", str(rate), "--format", "raw", "-o", str(out), "--", *cmd],
