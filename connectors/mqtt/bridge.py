@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from confluent_kafka import Producer
 
 from connectors.kafka.publisher import Publisher
-from connectors.mqtt.client import make_client
+from connectors.mqtt.client import make_client, subscription_ready
 from connectors.mqtt.payload import PayloadMapper
 from operators.envelope import Reason
 from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
@@ -61,15 +61,15 @@ class MqttBridge:
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = subscription_ready([self.mqtt_settings.topic], self.connected)
         self.client.on_disconnect = self._on_disconnect
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("MQTT connect refused: %s", reason_code)
             return
-        client.subscribe(self.mqtt_settings.topic, qos=self.mqtt_settings.qos)
-        log.info("subscribed to %s (qos %d)", self.mqtt_settings.topic, self.mqtt_settings.qos)
-        self.connected.set()
+        client.subscribe(self.mqtt_settings.topic, qos=self.mqtt_settings.qos)  # `connected` is set on the SUBACK
+        log.info("subscribing to %s (qos %d)", self.mqtt_settings.topic, self.mqtt_settings.qos)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()

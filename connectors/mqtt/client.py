@@ -30,9 +30,10 @@ fails if they change.
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -40,6 +41,8 @@ from paho.mqtt.client import time_func
 from paho.mqtt.exception import MalformedPacket
 
 READ_CHUNK = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def idle_packet_state() -> dict:
@@ -192,6 +195,25 @@ class BufferedClient(mqtt.Client):
                 if held.wanted and self._sockpairW is not None:
                     with contextlib.suppress(BlockingIOError, OSError):
                         self._sockpairW.send(b"0")
+
+
+def subscription_ready(topics: list[str], ready: threading.Event) -> Callable[..., None]:
+    """An ``on_subscribe`` callback for a client that subscribes to ``topics`` in one call on each
+    connect: sets ``ready`` once the broker acknowledged it (from then on, messages published to
+    those topics reach the client; before, the broker may drop them) and logs the topics it refused."""
+
+    def on_subscribe(client, userdata, mid, reason_codes, properties) -> None:
+        refused = [t for t, rc in zip(topics, reason_codes, strict=False) if rc.is_failure]
+        if refused:
+            log.error(
+                "MQTT broker refused the subscription to %d topic(s), e.g. %s: check the broker's ACL for this user",
+                len(refused),
+                ", ".join(refused[:3]),
+            )
+        log.info("MQTT: subscribed to %d topic(s), e.g. %s", len(topics) - len(refused), ", ".join(topics[:3]))
+        ready.set()
+
+    return on_subscribe
 
 
 def make_client(

@@ -19,7 +19,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from connectors.bridge import Bridge
-from connectors.mqtt.client import make_client
+from connectors.mqtt.client import make_client, subscription_ready
 from connectors.mqtt.payload import MISSING, extract, parse_plain, parse_ts, split_path
 from twinflow.mapping import MqttAsset
 
@@ -69,14 +69,14 @@ class MappedMqttBridge(Bridge):
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = subscription_ready(list(self.routes), self.connected)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("MQTT %s:%d refused the connection: %s", self.conn.host, self.conn.port, reason_code)
             return
-        client.subscribe([(t, self.conn.qos) for t in self.routes])
-        log.info("MQTT: subscribed %d topics (qos %d)", len(self.routes), self.conn.qos)
-        self.connected.set()
+        client.subscribe([(t, self.conn.qos) for t in self.routes])  # `connected` is set on the SUBACK
+        log.info("MQTT: subscribing to %d topics (qos %d)", len(self.routes), self.conn.qos)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()

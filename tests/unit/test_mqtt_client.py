@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from connectors.mqtt.client import READ_CHUNK, BufferedClient, idle_packet_state, make_client
+from connectors.mqtt.client import READ_CHUNK, BufferedClient, idle_packet_state, make_client, subscription_ready
 
 
 def publish_packet(topic: str, payload: bytes) -> bytes:
@@ -176,3 +177,17 @@ def test_a_malformed_remaining_length_is_a_protocol_error():
     client._state = mqtt._ConnectionState.MQTT_CS_CONNECTED
     assert client.loop_read() == mqtt.MQTT_ERR_PROTOCOL
     assert got == []
+
+
+def test_subscription_ready_waits_for_the_suback_and_names_refused_topics(caplog: pytest.LogCaptureFixture) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    ready = threading.Event()
+    on_subscribe = subscription_ready(["plant/a", "plant/secret"], ready)
+    assert not ready.is_set()  # connecting and sending SUBSCRIBE is not enough
+    granted, refused = ReasonCode(PacketTypes.SUBACK, identifier=1), ReasonCode(PacketTypes.SUBACK, identifier=0x80)
+    with caplog.at_level("ERROR", logger="connectors.mqtt.client"):
+        on_subscribe(None, None, 1, [granted, refused], None)
+    assert ready.is_set()
+    assert "plant/secret" in caplog.text and "plant/a," not in caplog.text
