@@ -47,6 +47,9 @@ class ParamOverrides(BaseModel):
     hold_time_s: float | None = Field(None, ge=0, description="seconds a condition must hold to switch")
     critical: bool | None = Field(None, description="synchronized only after the device acknowledged")
     deadband: float | None = Field(None, ge=0, description="reported changes ≤ this make no new version")
+    deadband_pct: float | None = Field(
+        None, ge=0, le=100, description="measurements: changes ≤ this % of the value make no new version"
+    )
     ack_timeout_s: float | None = Field(None, gt=0)
     max_attempts: int | None = Field(None, ge=1, description="command attempts per desired value")
     backoff_base_s: float | None = Field(None, ge=0)
@@ -77,6 +80,9 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "hold_time_s": 5.0,
     "critical": False,
     "deadband": 0.0,
+    # Measurements (no desired value): 1 % of the value, so analog noise does not version every
+    # reading; discrete values (0/1, status codes < 100) always change by more. Setpoints: exact.
+    "deadband_pct": 1.0,
     "ack_timeout_s": 10.0,
     "max_attempts": 3,
     "backoff_base_s": 1.0,
@@ -110,6 +116,7 @@ class ParamRules:
     hold_time_s: float
     critical: bool
     deadband: float
+    deadband_pct: float
     ack_timeout_s: float
     max_attempts: int
     backoff_base_s: float
@@ -135,6 +142,10 @@ class TwinRules:
         if rules is None:
             rules = self._cache[name] = _resolve_param(self._layers, name)
         return rules
+
+    def declares(self, name: str) -> bool:
+        """Whether the policy names this parameter for this twin (any layer's ``parameters``)."""
+        return any(isinstance(layer, TwinOverrides) and name in layer.parameters for _w, layer in self._layers)
 
 
 def _resolve_param(layers: tuple[tuple[str, ParamOverrides], ...], name: str) -> ParamRules:
