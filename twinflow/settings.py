@@ -32,6 +32,8 @@ from operators.sensor_limits import SensorLimit
 from twinflow.twin_settings import TwinSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Folder (in the stack dir) of the local development identity: subjects, policy, the user's key.
+DEV_IDENTITY = "identity"
 
 
 class Topics(BaseModel):
@@ -219,8 +221,26 @@ class SecuritySettings(BaseModel):
     max_mqtt_payload_bytes: int = Field(256 * 1024, ge=256)
     # Attribute-based policy for desired-state changes (operators/policy.py); unset = deny all.
     policy_file: Path | None = None
+    # Subjects (people, services) with attributes and Ed25519 public keys (operators/request_auth.py);
+    # the twin flow authenticates every desired request against it. Unset = every request is denied.
+    subjects_file: Path | None = None
+    # The CLI's signing key (PEM, Ed25519) and the subject it signs as (default: the subject of the
+    # subjects file with this key's public key, else the login name).
+    key_file: Path | None = None
+    subject: str | None = None
+    # A signed request older than this (or further in the future than max_clock_skew_s) is refused.
+    max_request_age_s: float = Field(300.0, gt=0)
+    max_clock_skew_s: float = Field(60.0, ge=0)
     # Topic for refused desired-state updates.
     desired_rejected_topic: str = "twin.desired.rejected"
+
+    def identity_from(self, stack_dir: Path) -> None:
+        """Unset files default to the local stack's development identity (`twinflow stack up` writes it)."""
+        dev = stack_dir / DEV_IDENTITY
+        files = (("subjects_file", "subjects.toml"), ("policy_file", "policy.toml"), ("key_file", "local.key"))
+        for name, file in files:
+            if name not in self.model_fields_set and getattr(self, name) is None and (dev / file).is_file():
+                setattr(self, name, dev / file)
 
 
 class AlertSettings(BaseModel):
@@ -323,6 +343,7 @@ class Settings(BaseSettings):
             self.postgres.port = st.postgres_port
         if "port" not in self.mqtt.model_fields_set:
             self.mqtt.port = st.mosquitto_port
+        self.security.identity_from(st.dir)
         return self
 
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)

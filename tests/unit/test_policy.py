@@ -93,7 +93,7 @@ def test_without_a_policy_everything_is_denied():
         ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = "low" }\n', "rule.0.parameters.x.min"),
         ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = 5, max = 1 }\n', "rule.0.parameters.x"),
         ('[[rule]]\nname = "a"\ncolour = "red"\n[rule.parameters]\nx = {}\n', "rule.0.colour"),
-        ('[[rule]]\nname = "a"\n', "rule.0.parameters"),
+        ('[[rule]]\nname = "a"\n', "grants nothing: add [rule.parameters]"),
         ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { type = "date" }\n', "rule.0.parameters.x.type"),
         (
             '[[rule]]\nname = "a"\n[rule.parameters]\nx={}\n[[rule]]\nname = "a"\n[rule.parameters]\ny={}\n',
