@@ -58,10 +58,15 @@ def stack_up(
                 err_console.print(f"[red]{exc}[/red]")
                 raise typer.Exit(1) from None
         console.print(f"[green]✓[/green] {svc.name} healthy on 127.0.0.1:{svc.port}")
-    console.print(f"state in {s.stack.dir}")
+    from twinflow.stack.identity import ensure_dev_identity
+
+    console.print(f"state in {s.stack.dir}; development identity in {ensure_dev_identity(s)}")
     if secure:
-        app_toml, admin_toml = material.write_client_configs(s)
-        console.print(f"clients: TWINFLOW_CONFIG={app_toml} (admin: {admin_toml})")
+        configs = material.write_client_configs(s)
+        console.print(
+            f"clients: TWINFLOW_CONFIG={configs['app']} (twin flow: {configs['twin']}, "
+            f"people's CLI: {configs['operator']}, admin: {configs['admin']})"
+        )
 
 
 @stack_app.command("down")
@@ -243,10 +248,11 @@ from twinflow.replay_cli import model_app, replay  # noqa: E402
 app.command("replay")(replay)
 app.add_typer(model_app, name="model")
 # ----------------------------------------------------------------------------- audit, policy
-from twinflow.audit_cli import audit_app, policy_app  # noqa: E402
+from twinflow.audit_cli import audit_app, key_app, policy_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
+app.add_typer(key_app, name="key")
 # ----------------------------------------------------------------------------- twin (docs/reconciliation.md)
 from twinflow.twin_cli import twin_app  # noqa: E402
 

@@ -25,7 +25,6 @@ from operators.commands import (
     decode_ack,
     decode_command,
     encode_ack,
-    encode_command,
     make_ack,
     peek_ids,
     precheck,
@@ -167,14 +166,6 @@ class CommandListener:
             ack.status,
             ack.error or "",
         )
-
-
-def send_command(settings: Settings, cmd: Command) -> None:
-    """Produce one command to ``twin.commands`` (key = twin_id) and wait for Kafka's acknowledgement."""
-    producer = Producer(producer_config(settings, **{"linger.ms": 0}))
-    producer.produce(settings.twin.commands_topic, key=cmd.twin_id.encode(), value=encode_command(cmd))
-    if producer.flush(15):
-        raise KafkaException(f"command {cmd.command_id} not acknowledged by Kafka within 15 s")
 
 
 def wait_ack(settings: Settings, command_id: str, timeout: float) -> list[Ack]:
