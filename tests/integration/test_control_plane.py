@@ -346,7 +346,7 @@ def _history_digest(s: Settings, twins: list[str]) -> tuple[str, dict[str, int]]
 def test_restart_without_recovery_and_with_a_wiped_folder_continues_versions(plant, cp: ControlPlane) -> None:
     s = cp.s
     twins = [plant.twin(p) for p in ("opcua", "mqtt", "modbus")]
-    desired_before = _state(s, twins[0])["desired_version"]
+    before = {t: (_state(s, t)["desired_version"], _state(s, t)["desired"], len(_commands_for(s, t))) for t in twins}
     for args, wipe in (("--no-recovery",), False), ((), True):
         cp.stop_flow()
         digest, top = _history_digest(s, twins)
@@ -373,9 +373,9 @@ def test_restart_without_recovery_and_with_a_wiped_folder_continues_versions(pla
         assert prefix == digest
         assert after != digest  # and new ones were added
     # the desired version and desired values survived both restarts (no request was applied twice)
-    st = _state(s, twins[0])
-    assert st["desired_version"] == desired_before and st["desired"]["speed_sp_rpm"]["author"] == "ann"
-    assert len(_commands_for(s, twins[0])) == 1
+    for t in twins:
+        st = _state(s, t)
+        assert (st["desired_version"], st["desired"], len(_commands_for(s, t))) == before[t], t
 
 
 def _history_digest_upto(s: Settings, top: dict[str, int]) -> tuple[str, None]:

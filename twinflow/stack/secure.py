@@ -316,6 +316,10 @@ def acl_bindings(s: Settings) -> list:
             ResourceType.GROUP, APP_GROUP_PREFIX, ResourcePatternType.PREFIXED, f"User:{user}", "*", R, ALLOW
         )
 
+    def transactions(user: str) -> list[AclBinding]:  # the bridges ack commands in Kafka transactions
+        kind, pattern = ResourceType.TRANSACTIONAL_ID, ResourcePatternType.PREFIXED
+        return [AclBinding(kind, APP_GROUP_PREFIX, pattern, f"User:{user}", "*", op, ALLOW) for op in (W, D)]
+
     owners = control_topics(s)
     out = []
     for client in ("app", "twin"):
@@ -323,6 +327,7 @@ def acl_bindings(s: Settings) -> list:
         out += [topic(p, user, op, prefixed=True) for p in APP_TOPIC_PREFIXES for op in (R, W, D)]
         out += [topic(name, user, W, DENY) for name, owner in owners.items() if owner != client]
         out.append(group(user))
+    out += transactions(CLIENTS["app"][0])
     op_user = CLIENTS["operator"][0]
     writes = [s.twin.desired_topic, s.topics.model_control, s.topics.events, s.alerts.actions_topic]
     reads = [s.twin.outcomes_topic, s.twin.acks_topic, s.twin.state_topic, s.security.desired_rejected_topic]
