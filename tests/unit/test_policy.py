@@ -83,8 +83,15 @@ def test_objects_work_like_mappings(policy):
     assert d.allowed and d.rules == ("operators tune pumps of their own site",)
 
 
-def test_without_a_policy_everything_is_denied():
-    assert authorize(upd(rpm_setpoint=1), OPS, PUMP, policy=None).reason in {"no_policy"}
+def test_without_a_policy_everything_is_denied(tmp_path, monkeypatch):
+    from twinflow.settings import settings
+
+    monkeypatch.setenv("TWINFLOW_STACK__DIR", str(tmp_path))  # no development identity there
+    settings.cache_clear()
+    try:
+        assert authorize(upd(rpm_setpoint=1), OPS, PUMP, policy=None).reason in {"no_policy"}
+    finally:
+        settings.cache_clear()
 
 
 @pytest.mark.parametrize(
