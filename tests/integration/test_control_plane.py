@@ -19,6 +19,7 @@ The module shares one twin flow (restarted on purpose at the end) to keep the ti
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import signal
@@ -400,3 +401,116 @@ def test_history_rows_cannot_be_updated_or_deleted(cp: ControlPlane, plant) -> N
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(stmt, (twin,))
             conn.rollback()
+
+
+def test_maintenance_means_no_alert_and_no_learning_in_the_models_and_alerts_flows(plant, cp: ControlPlane) -> None:
+    """`twinflow twin mode M maintenance`: the twin flow publishes the mode on twin.status; the models
+    flow learns nothing from M (its detector never finishes warming up: no scores), the alerts flow
+    opens no alert for M even when a score says anomalous; the twin H, in normal mode with the same
+    readings, is scored and alerted. `twinflow alerts maintenance M off` (the alias) ends it: M learns."""
+    from datetime import timedelta
+
+    from operators.alert_records import AnomalyScore
+    from operators.alert_records import encode as encode_record
+
+    s, uid = cp.s, uuid.uuid4().hex[:6]
+    m, h = f"maint-{uid}", f"healthy-{uid}"
+    topics = {
+        "TWINFLOW_ALERTS__ANOMALIES_TOPIC": f"it.scores.{uid}",
+        "TWINFLOW_ALERTS__FORECASTS_TOPIC": f"it.forecasts.{uid}",
+        "TWINFLOW_ALERTS__FAILURES_TOPIC": f"it.failures.{uid}",
+        "TWINFLOW_ALERTS__TOPIC": f"it.alerts-out.{uid}",
+        "TWINFLOW_ALERTS__ACTIONS_TOPIC": f"it.actions.{uid}",
+        "TWINFLOW_TOPICS__MODEL_CONTROL": f"it.ctl.{uid}",
+        "TWINFLOW_TOPICS__EVENTS": f"it.events.{uid}",
+    }
+    env = {
+        **cp.env,
+        **topics,
+        "TWINFLOW_ML__ANOMALY__WARMUP": "40",
+        "TWINFLOW_ML__FORECASTS": "false",
+        "TWINFLOW_ALERTS__RULES__ANOMALY__MIN_DURATION_S": "1",
+        "TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S": "1",
+    }
+    a = s.alerts.model_copy(
+        update={
+            "anomalies_topic": topics["TWINFLOW_ALERTS__ANOMALIES_TOPIC"],
+            "topic": topics["TWINFLOW_ALERTS__TOPIC"],
+        }
+    )
+    sa = s.model_copy(update={"alerts": a})
+    from connectors.kafka.clients import ensure_topics, topic_specs
+
+    ensure_topics(sa, [t for t in topic_specs(sa) if uid in t.name])
+    log = open(cp.tmp / f"flows-{uid}.log", "wb")  # noqa: SIM115
+    flows = [
+        subprocess.Popen(
+            [sys.executable, "-m", "twinflow.cli", "run", name, "--no-recovery"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for name in ("models", "alerts")
+    ]
+
+    def readings(twin: str, start: datetime, n: int, x: float, seq0: int) -> list[tuple[bytes, bytes]]:
+        out = []
+        for i in range(n):
+            ts = start + timedelta(milliseconds=100 * i)
+            values = {"x": x + 0.3 * math.sin(i / 3), "y": 5.0 + 0.2 * math.cos(i / 5)}
+            out.append((twin.encode(), envelope(twin, ts, seq0 + i, values, source="test")))
+        return out
+
+    def scores(twin: str) -> list[AnomalyScore]:
+        import msgspec
+
+        return [
+            msgspec.json.decode(r.value, type=AnomalyScore)
+            for r in read_topic(sa, a.anomalies_topic)
+            if r.key == twin.encode()
+        ]
+
+    def opened(twin: str) -> list[dict]:
+        return [orjson.loads(r.value) for r in read_topic(sa, a.topic) if r.key == twin.encode()]
+
+    try:
+        t0 = datetime.now(UTC)
+        produce(s, s.topics.raw, readings(m, t0, 1, 10.0, 0) + readings(h, t0, 1, 10.0, 0))
+        wait_for("both twins known to the twin flow", lambda: _state(s, m) and _state(s, h))
+        on = cp.cli("ann", "twin", "mode", m, "maintenance", "--reason", "acceptance")
+        assert on.returncode == 0 and "applied" in on.stdout, on.stdout + on.stderr
+        time.sleep(3.0)  # the models and alerts flows read twin.status
+        t1 = datetime.now(UTC) + timedelta(seconds=1)
+        normal, fault = 100, 40
+        for twin in (m, h):
+            produce(s, s.topics.raw, readings(twin, t1, normal, 10.0, 1))
+            produce(s, s.topics.raw, readings(twin, t1 + timedelta(seconds=normal / 10), fault, 60.0, 1 + normal))
+        wait_for("H to be scored and alerted", lambda: scores(h) and opened(h), timeout=120)
+        # A model elsewhere flags M too: the alerts flow still opens nothing while M is in maintenance.
+        flagged = AnomalyScore(m, t1 + timedelta(seconds=12), 50.0, 1.0, True, {"x": 1.0}, "test")
+        later = AnomalyScore(m, t1 + timedelta(seconds=14), 50.0, 1.0, True, {"x": 1.0}, "test")
+        produce(sa, a.anomalies_topic, [(m.encode(), encode_record(flagged)), (m.encode(), encode_record(later))])
+        time.sleep(5.0)
+        assert [sc.model for sc in scores(m)] == ["test", "test"]  # the models flow learned nothing: no score
+        assert opened(m) == []
+        assert any(al["kind"] == "anomaly" for al in opened(h))
+
+        off = cp.cli("ann", "alerts", "maintenance", m, "off")
+        assert off.returncode == 0 and "applied" in off.stdout, off.stdout + off.stderr
+        time.sleep(3.0)
+        t2 = datetime.now(UTC) + timedelta(seconds=1)
+        produce(s, s.topics.raw, readings(m, t2, 80, 10.0, 1000))
+        wait_for("M to learn again and be scored", lambda: [sc for sc in scores(m) if sc.model != "test"], timeout=90)
+        assert "(mode normal" in cp.cli(None, "twin", "show", m).stdout
+    finally:
+        for p in flows:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        for p in flows:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        log.close()
