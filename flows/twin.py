@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
@@ -52,9 +54,10 @@ from operators.twin_processor import Event, Produced, TwinProcessor, TwinRuntime
 from operators.twin_resume import state_from_document
 from operators.twin_state import StateChange, TwinState
 from operators.twins import TwinRegistry
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("twinflow.twin")
+T = TypeVar("T")
 
 
 class TwinLogic(StatefulLogic[tuple[str, list[Event]], list[Produced], bytes]):
@@ -122,13 +125,34 @@ def _db_items(produced: list[Produced]) -> list[StateChange | WindowRow] | None:
     return rows or None
 
 
+def reloading(path: Path | None, load: Callable[[Path], T]) -> Callable[[], T | None]:
+    """The file's content, loaded at once (mistakes stop the flow) and again whenever the file changes;
+    a later edit with a mistake is logged and the last good version stays in force."""
+    if path is None:
+        return lambda: None
+    current = [path.stat().st_mtime_ns, load(path)]
+
+    def get() -> T | None:
+        try:
+            mtime = path.stat().st_mtime_ns
+            if mtime != current[0]:
+                current[:] = [mtime, load(path)]
+                log.info("reloaded %s", path)
+        except (OSError, ConfigError) as exc:
+            log.error("keeping the previous %s: %s", path, exc)
+        return current[1]
+
+    return get
+
+
 def desired_gate(settings: Settings, store: PostgresDecisionStore) -> DesiredGate:
     """The gate of the live flow: subjects, policy and registry from the settings' files."""
     sec = settings.security
-    subjects = Subjects.load(sec.subjects_file) if sec.subjects_file else None
-    policy = Policy.load(sec.policy_file) if sec.policy_file else None
+    subjects = reloading(sec.subjects_file, Subjects.load)
+    policy = reloading(sec.policy_file, Policy.load)
     registry = TwinRegistry.load(sec.twin_registry) if sec.twin_registry else None
-    missing = [n for n, v in (("security.subjects_file", subjects), ("security.policy_file", policy)) if v is None]
+    files = (("security.subjects_file", sec.subjects_file), ("security.policy_file", sec.policy_file))
+    missing = [name for name, path in files if path is None]
     if missing:
         log.warning("desired-state gate: %s not set: every desired request is denied", " and ".join(missing))
     freshness = Freshness(timedelta(seconds=sec.max_request_age_s), timedelta(seconds=sec.max_clock_skew_s))

@@ -124,11 +124,19 @@ class MemoryStore:
 
 @dataclass(frozen=True)
 class GateConfig:
-    subjects: Subjects | None
-    policy: Policy | None
+    """What the gate decides with. ``subjects`` and ``policy`` may be callables returning the current
+    ones (the flow reloads the files when they change, so adding a subject needs no restart)."""
+
+    subjects: Subjects | Callable[[], Subjects | None] | None
+    policy: Policy | Callable[[], Policy | None] | None
     registry: TwinRegistry | None
     twin_type: Callable[[str], str | None]  # the twin's type from [twin.policy] (no registry)
     freshness: Freshness = field(default_factory=Freshness)
+
+    def current(self) -> tuple[Subjects | None, Policy | None]:
+        subjects = self.subjects() if callable(self.subjects) else self.subjects
+        policy = self.policy() if callable(self.policy) else self.policy
+        return subjects, policy
 
 
 def request_id_of(ev: DesiredEvent) -> str:
@@ -161,8 +169,9 @@ def decide(
 ) -> tuple[bool, str, str, str, str | None]:
     """(allowed, reason, detail, actor, via) for a request seen for the first time."""
     upd = ev.update
+    subjects, policy = config.current()
     who = authenticate(
-        ev.signed, ev.signature, upd.subject, upd.on_behalf_of, upd.issued_at, config.subjects, config.freshness, now
+        ev.signed, ev.signature, upd.subject, upd.on_behalf_of, upd.issued_at, subjects, config.freshness, now
     )
     if not who.ok:
         return False, str(who.reason), who.detail, who.actor, who.via
@@ -177,9 +186,9 @@ def decide(
     if attrs is None:
         where = "the twin registry (security.twin_registry)" if config.registry is not None else "any reading"
         return deny(GateReason.UNKNOWN_TWIN, f"twin {state.twin_id!r} is unknown: not in {where}")
-    if config.policy is None:
+    if policy is None:
         return deny(GateReason.NO_POLICY, "no policy file configured (security.policy_file): every change is denied")
-    decision = config.policy.authorize(upd, who.attrs, attrs)
+    decision = policy.authorize(upd, who.attrs, attrs)
     if not decision.allowed:
         return deny(decision.reason, decision.detail)
     for name in upd.values:
