@@ -439,9 +439,8 @@ def test_maintenance_means_no_alert_and_no_learning_in_the_models_and_alerts_flo
         }
     )
     sa = s.model_copy(update={"alerts": a})
-    from connectors.kafka.clients import ensure_topics, topic_specs
-
-    ensure_topics(sa, [t for t in topic_specs(sa) if uid in t.name])
+    init = subprocess.run([sys.executable, "-m", "twinflow.cli", "kafka", "init"], env=env, capture_output=True)
+    assert init.returncode == 0, init.stderr
     log = open(cp.tmp / f"flows-{uid}.log", "wb")  # noqa: SIM115
     flows = [
         subprocess.Popen(
