@@ -39,6 +39,7 @@ import pytest
 
 from operators.request_auth import new_private_key, private_key_pem, public_key_text
 from tests.db_helpers import superuser_conninfo
+from tests.integration.plant_helpers import consume
 from tests.kafka_helpers import read_topic
 from tests.twin_fixtures import settings_env, twin_db  # noqa: F401
 from tests.twin_kafka import envelope, produce, query, wait_for
@@ -462,38 +463,44 @@ def test_maintenance_means_no_alert_and_no_learning_in_the_models_and_alerts_flo
             out.append((twin.encode(), envelope(twin, ts, seq0 + i, values, source="test")))
         return out
 
-    def scores(twin: str) -> list[AnomalyScore]:
+    def records(topic: str, twin: str, settle: bool) -> list:
+        """``twin``'s records on ``topic``: until one shows up, or (``settle``) all that come within 8 s."""
+        key = twin.encode()
+        done = (lambda ms: False) if settle else (lambda ms: any(m.key() == key for m in ms))
+        return [m.value() for m in consume(sa, topic, done, timeout=8.0 if settle else 20.0) if m.key() == key]
+
+    def scores(twin: str, settle: bool = False) -> list[AnomalyScore]:
         import msgspec
 
-        return [
-            msgspec.json.decode(r.value, type=AnomalyScore)
-            for r in read_topic(sa, a.anomalies_topic)
-            if r.key == twin.encode()
-        ]
+        return [msgspec.json.decode(v, type=AnomalyScore) for v in records(a.anomalies_topic, twin, settle)]
 
-    def opened(twin: str) -> list[dict]:
-        return [orjson.loads(r.value) for r in read_topic(sa, a.topic) if r.key == twin.encode()]
+    def opened(twin: str, settle: bool = False) -> list[dict]:
+        return [orjson.loads(v) for v in records(a.topic, twin, settle)]
 
     try:
         t0 = datetime.now(UTC)
-        produce(s, s.topics.raw, readings(m, t0, 1, 10.0, 0) + readings(h, t0, 1, 10.0, 0))
+        produce(s, s.topics.raw, readings(m, t0, 1, 10.0, 0) + readings(h, t0, 60, 10.0, 0))
         wait_for("both twins known to the twin flow", lambda: _state(s, m) and _state(s, h))
+        # The models flow is live (past the backlog of telemetry.raw) once it scores H: from then on it
+        # reads twin.status as it comes, before the readings produced after it.
+        wait_for("the models flow to catch up", lambda: scores(h), timeout=180)
         on = cp.cli("ann", "twin", "mode", m, "maintenance", "--reason", "acceptance")
         assert on.returncode == 0 and "applied" in on.stdout, on.stdout + on.stderr
         time.sleep(3.0)  # the models and alerts flows read twin.status
         t1 = datetime.now(UTC) + timedelta(seconds=1)
         normal, fault = 100, 40
-        for twin in (m, h):
-            produce(s, s.topics.raw, readings(twin, t1, normal, 10.0, 1))
-            produce(s, s.topics.raw, readings(twin, t1 + timedelta(seconds=normal / 10), fault, 60.0, 1 + normal))
+        for twin, seq in ((m, 1), (h, 60)):
+            produce(s, s.topics.raw, readings(twin, t1, normal, 10.0, seq))
+            produce(s, s.topics.raw, readings(twin, t1 + timedelta(seconds=normal / 10), fault, 60.0, seq + normal))
         wait_for("H to be scored and alerted", lambda: scores(h) and opened(h), timeout=120)
         # A model elsewhere flags M too: the alerts flow still opens nothing while M is in maintenance.
         flagged = AnomalyScore(m, t1 + timedelta(seconds=12), 50.0, 1.0, True, {"x": 1.0}, "test")
         later = AnomalyScore(m, t1 + timedelta(seconds=14), 50.0, 1.0, True, {"x": 1.0}, "test")
         produce(sa, a.anomalies_topic, [(m.encode(), encode_record(flagged)), (m.encode(), encode_record(later))])
         time.sleep(5.0)
-        assert [sc.model for sc in scores(m)] == ["test", "test"]  # the models flow learned nothing: no score
-        assert opened(m) == []
+        # the models flow learned nothing from M (no score of its own), the alerts flow opened nothing for M
+        assert [sc.model for sc in scores(m, settle=True)] == ["test", "test"]
+        assert opened(m, settle=True) == []
         assert any(al["kind"] == "anomaly" for al in opened(h))
 
         off = cp.cli("ann", "alerts", "maintenance", m, "off")
