@@ -61,6 +61,7 @@ def build(
     expect_version: int | None = None,
     reason: str = "",
     on_behalf_of: str | None = None,
+    issued_at: datetime | None = None,
 ) -> tuple[str, bytes]:
     """(request id, ``twin.desired`` record value) of a signed request; validated as the flow will."""
     from operators.envelope import Rejected
@@ -72,7 +73,7 @@ def build(
         "twin_id": twin_id,
         "values": values,
         "request_id": request_id,
-        "issued_at": datetime.now(UTC).isoformat(),
+        "issued_at": (issued_at or datetime.now(UTC)).isoformat(),
         "subject": s.subject,
     }
     for name, value in (("mode", mode), ("expected_version", expect_version), ("on_behalf_of", on_behalf_of)):
