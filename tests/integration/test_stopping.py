@@ -11,6 +11,8 @@ import os
 import pickle
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -289,3 +291,31 @@ def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> Non
     assert "demo stopped by signal" in out
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "demo processes left behind"
     _clean_logs(env, ["simulator", *(f"flow-{f}" for f in FLOWS), *(f"bridge-{p}" for p in _SHORT)])
+
+
+def test_run_stops_on_ctrl_c_and_a_second_one_skips_the_drain(env: Env) -> None:
+    """In a terminal (SIGINT not ignored): the first Ctrl-C starts the drain, the second ends it at once."""
+    log = env.tmp / "run-ctrl-c.log"
+    with open(log, "wb") as out:
+        flow = subprocess.Popen(
+            [sys.executable, "-m", "twinflow.cli", "run", "telemetry"],
+            env={**env.vars, "TWINFLOW_FLOW__RECOVERY_DIR": str(env.tmp / "recovery-ctrl-c")},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for("the flow", lambda: b"flow telemetry starting" in log.read_bytes(), timeout=60)
+        time.sleep(2.0)
+        flow.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        flow.send_signal(signal.SIGINT)
+        code = flow.wait(30)
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+    text = log.read_text(errors="replace")
+    assert code == 0, text[-3000:]
+    assert time.monotonic() - t0 < 3, text[-3000:]
+    assert "SIGINT again: stopping now" in text
+    assert "panicked" not in text and "Traceback" not in text, text[-5000:]
