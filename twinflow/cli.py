@@ -275,5 +275,19 @@ from twinflow.connectors_cli import register as _register_connectors  # noqa: E4
 
 _register_connectors(app, bridge_app)
 
+
+def main() -> None:
+    """The ``twinflow`` command: a configuration mistake found anywhere (settings, mapping, policy or
+    registry file) ends in its message and exit code 2, never a traceback."""
+    from twinflow.cli_support import print_config_error
+    from twinflow.settings import ConfigError
+
+    try:
+        app()
+    except ConfigError as exc:
+        print_config_error(exc)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from twinflow.cli_support import err_console, settings_or_exit
+from twinflow.cli_support import err_console, print_config_error, settings_or_exit
 from twinflow.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
 
 console = Console()
@@ -31,7 +31,7 @@ def _mapping(path: Path) -> Mapping:
     try:
         return load_mapping(path)
     except MappingError as exc:
-        err_console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        print_config_error(exc)
         raise typer.Exit(2) from None
 
 

@@ -189,8 +189,11 @@ def run_local_cluster(child_args: list[str], processes: int) -> int:
 
     signalled = 0
     deadline = None
+    first_failure: int | None = None  # exit code of the first process that failed by itself
     while any(c.poll() is None for c in children):
-        failed = any(c.returncode not in (None, 0) for c in children)
+        failed = [c.returncode for c in children if c.returncode not in (None, 0)]
+        if failed and first_failure is None and not signalled:
+            first_failure = failed[0]
         if signalled < STOP.signals or (failed and not signalled):
             signal_all(signal.SIGTERM)
             signalled = max(1, STOP.signals)
@@ -200,8 +203,9 @@ def run_local_cluster(child_args: list[str], processes: int) -> int:
             signal_all(signal.SIGKILL)
         time.sleep(0.1)
     codes = [c.wait() for c in children]
-    failed = [i for i, code in enumerate(codes) if code != 0]
-    if failed:
-        print(f"processes {failed} exited with {[codes[i] for i in failed]}", file=sys.stderr)
-        return 1
+    if first_failure is None and not signalled:
+        first_failure = next((code for code in codes if code != 0), None)
+    if first_failure is not None or (signalled and any(codes)):
+        print(f"cluster processes exited with {codes}", file=sys.stderr)
+        return 2 if first_failure == 2 else 1  # 2: a configuration mistake, printed by the process
     return 0
