@@ -114,10 +114,12 @@ class Bridge(ABC):
             self.commands.start()
         return self
 
-    def stop(self, flush_timeout: float = 30.0) -> None:
+    def stop(self, flush_timeout: float = 30.0, join_timeout: float = 15.0) -> None:
+        """Stop the command path and the device side (each given ``join_timeout``), then deliver
+        what is buffered (up to ``flush_timeout``; the rest stays in the spill file)."""
         if self.commands is not None:
-            self.commands.stop()
-        self.runner.stop()
+            self.commands.stop(join_timeout)
+        self.runner.stop(join_timeout)
         self.publisher.close(flush_timeout)
         log.info("%s bridge stopped: %d values in %d envelopes", self.protocol, self.values, self.envelopes)
 
@@ -128,4 +130,4 @@ class Bridge(ABC):
         self.start()
         while not stop.wait(10):
             log.info("%s: %d values, publisher %s", self.protocol, self.values, self.publisher.stats())
-        self.stop(STOP_FLUSH_S)
+        self.stop(STOP_FLUSH_S, join_timeout=1.5)  # with the flush: within STOP_WITHIN_S

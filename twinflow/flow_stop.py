@@ -11,10 +11,12 @@ So the handler only sets flags (:mod:`connectors.stopping`), and then:
 
 1. the Kafka sources stop reading (:mod:`connectors.kafka.source`);
 2. with recovery, the epoch in progress completes: every step snapshots, the sinks have written
-   everything read, and Bytewax commits it. :func:`committed_epoch` watches the recovery
-   partitions for that commit (at most ``flow.snapshot_interval_s``, bounded by ``DRAIN_S``).
-   Without recovery there is nothing to commit and a short grace lets the sinks write what is
-   in flight (a restart without recovery reads the topics from the beginning anyway);
+   everything read, and Bytewax commits it. A helper *process* watches the recovery partitions
+   for that commit (at most ``flow.snapshot_interval_s``, bounded by ``DRAIN_S``): Bytewax links
+   its own copy of SQLite, and a second copy in the same process would break SQLite's POSIX
+   locks on the files Bytewax has open (a SIGBUS, or a corrupt partition). Without recovery
+   there is nothing to commit and a short grace lets the sinks write what is in flight (a restart
+   without recovery reads the topics from the beginning anyway);
 3. the run ends: single worker, the sources raise ``AbortExecution``; otherwise the main thread
    raises :class:`FlowStopped`. Bytewax drops the dataflow, which closes every sink (producers
    flushed, connections closed), and the command exits 0.
@@ -31,13 +33,14 @@ import logging
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
 from contextlib import closing
 from pathlib import Path
 
-from connectors.stopping import STOP, STOP_WITHIN_S, stop_on_signals
+from connectors.stopping import STOP, STOP_WITHIN_S, stop_on_signals, stop_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class FlowStopped(Exception):
 
 def committed_epoch(recovery_dir: Path) -> int | None:
     """The newest epoch Bytewax committed in the recovery partitions of ``recovery_dir``.
+
+    Never call it in a process where Bytewax has these files open (see the module doc).
 
     >>> import tempfile
     >>> from bytewax.recovery import init_db_dir
@@ -129,15 +134,42 @@ class FlowStopper:
         if self.recovery_dir is None:
             STOP.forced.wait(SINK_GRACE_S)
             return
-        before = committed_epoch(self.recovery_dir)
-        while not STOP.forced.is_set():
-            now = committed_epoch(self.recovery_dir)
-            if now is not None and (before is None or now > before):
-                log.info("stop: epoch %d committed with everything read", now)
-                STOP.forced.wait(SINK_GRACE_S)
-                return
-            if time.monotonic() - t0 > DRAIN_S:
-                break
-            STOP.forced.wait(0.1)
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "twinflow.flow_stop", str(self.recovery_dir), str(DRAIN_S)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # a second Ctrl-C in the terminal is for the flow, not for it
+            preexec_fn=stop_with_parent,
+        )
+        assert watcher.stdout is not None
+        try:
+            before: int | None = None
+            for i, line in enumerate(watcher.stdout):
+                epoch = None if line.strip() == "-" else int(line)
+                if i == 0:
+                    before = epoch
+                elif epoch is not None and (before is None or epoch > before):
+                    log.info("stop: epoch %d committed with everything read", epoch)
+                    STOP.forced.wait(SINK_GRACE_S)
+                    return
+                if STOP.forced.is_set() or time.monotonic() - t0 > DRAIN_S:
+                    break
+        finally:
+            watcher.kill()
+            watcher.wait()
         self.clean = False
         log.warning("stop: the epoch in progress was not committed; a restart resumes from the last snapshot")
+
+
+def _print_commits(recovery_dir: Path, seconds: float) -> None:
+    """The watcher process: the newest committed epoch ("-" for none), ten times a second."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        epoch = committed_epoch(recovery_dir)
+        print("-" if epoch is None else epoch, flush=True)
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    _print_commits(Path(sys.argv[1]), float(sys.argv[2]))
