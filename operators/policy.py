@@ -37,7 +37,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from operators.strict import StrictModel
 
 Scalar = str | int | float | bool
 Condition = dict[str, Scalar | list[Scalar]]
@@ -69,8 +71,7 @@ class Decision:
         return "allow" if self.allowed else "deny"
 
 
-class ParameterRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ParameterRule(StrictModel):
     type: Literal["number", "integer", "string", "bool", "any"] = "any"
     min: float | None = None
     max: float | None = None
@@ -111,8 +112,7 @@ class ParameterRule(BaseModel):
         return None
 
 
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Rule(StrictModel):
     name: str = Field(min_length=1)
     subject: Condition = Field(default_factory=dict)
     twin: Condition = Field(default_factory=dict)
@@ -140,8 +140,7 @@ class Rule(BaseModel):
         return next((r for pat, r in self.parameters.items() if fnmatchcase(name, pat)), None)
 
 
-class PolicyFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PolicyFile(StrictModel):
     rule: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")

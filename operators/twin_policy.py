@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from operators.strict import StrictModel
 
 
 class Strategy(StrEnum):
@@ -36,10 +38,8 @@ class Strategy(StrEnum):
     MERGE = "merge"  # field by field, the newer source timestamp wins (tie: reported)
 
 
-class ParamOverrides(BaseModel):
+class ParamOverrides(StrictModel):
     """Per-parameter rules; unset fields inherit from the layer below."""
-
-    model_config = ConfigDict(extra="forbid")
 
     strategy: Strategy | None = None
     tolerance: float | None = Field(None, ge=0, description="|reported − desired| allowed (absolute)")
@@ -172,10 +172,8 @@ def _param_layers(layers: tuple[tuple[str, ParamOverrides], ...], name: str):
             yield f"{where}.parameters.{name}", layer.parameters[name]
 
 
-class TwinPolicy(BaseModel):
+class TwinPolicy(StrictModel):
     """The ``[twin.policy]`` section."""
-
-    model_config = ConfigDict(extra="forbid")
 
     defaults: Defaults = Field(default_factory=Defaults)
     types: dict[str, TypeRules] = Field(default_factory=dict)

@@ -51,12 +51,13 @@ def verify(
 def check(path: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> None:
     """Validate a policy file; errors name the file and the field."""
     from operators.policy import Policy
+    from twinflow.cli_support import print_config_error
     from twinflow.settings import ConfigError
 
     try:
         policy = Policy.load(path)
     except ConfigError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        print_config_error(exc)
         raise typer.Exit(2) from None
     console.print(f"{path}: {len(policy.rules)} rules OK")
 

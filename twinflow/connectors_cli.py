@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from twinflow.cli_support import err_console, settings_or_exit
+from twinflow.cli_support import err_console, print_config_error, settings_or_exit
 from twinflow.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
 
 console = Console()
@@ -31,7 +31,7 @@ def _mapping(path: Path) -> Mapping:
     try:
         return load_mapping(path)
     except MappingError as exc:
-        err_console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        print_config_error(exc)
         raise typer.Exit(2) from None
 
 
@@ -45,7 +45,10 @@ def _logging(verbose: bool) -> None:
 
 
 def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False) -> None:
-    """Validate the mapping, then run the protocol's bridge until SIGINT/SIGTERM."""
+    """Validate the mapping, then run the protocol's bridge until SIGTERM/SIGINT."""
+    from connectors.stopping import stop_on_signals
+
+    stop_on_signals()  # from the start: a stop during start-up is clean too
     settings = settings_or_exit()
     mapping = _mapping(mapping_file)
     if not mapping.of(protocol):
@@ -98,11 +101,15 @@ def simulate(
     tick: float = typer.Option(None, help="Seconds per simulation step (default sim.tick_s)."),
     verbose: bool = False,
 ) -> None:
-    """Run the plant simulator: OPC-UA server, Modbus TCP server and MQTT device, per the mapping."""
+    """Run the plant simulator: OPC-UA server, Modbus TCP server and MQTT device, per the mapping.
+    Runs until --duration or SIGTERM/Ctrl-C."""
     import random
 
+    from connectors.stopping import stop_on_signals
     from twinflow.sim.faults import parse_fault, random_schedule
     from twinflow.sim.plant import PlantError
+
+    stop_on_signals()
 
     settings = settings_or_exit()
     mapping = _mapping(mapping_file)

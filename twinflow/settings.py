@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +29,7 @@ from pydantic_settings import (
 from operators.alerts import AlertRules
 from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig, OperatingPointConfig
 from operators.sensor_limits import SensorLimit
+from operators.strict import StrictModel
 from twinflow.twin_settings import TwinSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_IDENTITY = "identity"
 
 
-class Topics(BaseModel):
+class Topics(StrictModel):
     """Kafka topic names."""
 
     raw: str = "telemetry.raw"
@@ -50,7 +51,7 @@ class Topics(BaseModel):
     events: str = "twin.events"
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(StrictModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     # Extra librdkafka properties merged into every client (e.g. security settings).
     extra: dict[str, str] = Field(default_factory=dict)
@@ -65,7 +66,7 @@ class KafkaSettings(BaseModel):
         return self
 
 
-class PostgresSettings(BaseModel):
+class PostgresSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = 5432
     dbname: str = "twinflow"
@@ -106,7 +107,7 @@ class PostgresSettings(BaseModel):
         return make_conninfo(**params)
 
 
-class MqttSettings(BaseModel):
+class MqttSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = 1883
     # Topic pattern the bridge subscribes to; `+` in the twin position.
@@ -131,7 +132,7 @@ class MqttSettings(BaseModel):
         return self
 
 
-class FlowSettings(BaseModel):
+class FlowSettings(StrictModel):
     # Readings per COPY into the database (upper bound; a Kafka poll's batch is the lower).
     batch_size: int = Field(5000, ge=1)
     # Seconds a Kafka poll waits to fill a batch.
@@ -155,7 +156,7 @@ class FlowSettings(BaseModel):
     epoch_without_recovery_s: float = Field(600.0, gt=0)
 
 
-class StackSettings(BaseModel):
+class StackSettings(StrictModel):
     """Where `twinflow stack` keeps its state, and the ports its services use."""
 
     dir: Path = PROJECT_ROOT / ".stack"
@@ -172,7 +173,7 @@ class StackSettings(BaseModel):
     timescale_wasm_port: int = 55432
 
 
-class MlSettings(BaseModel):
+class MlSettings(StrictModel):
     """Online models per twin (docs/ml.md); each section takes the fields of its dataclass."""
 
     # `rul` adds remaining-useful-life and failure-probability predictions.
@@ -208,7 +209,7 @@ class MlSettings(BaseModel):
         )
 
 
-class SecuritySettings(BaseModel):
+class SecuritySettings(StrictModel):
     """Hostile-input limits, the twin registry, desired-state policy (docs/security.md)."""
 
     # TOML file of known twins; when set, telemetry of other twins goes to the DLQ (`unknown_twin`).
@@ -243,7 +244,7 @@ class SecuritySettings(BaseModel):
                 setattr(self, name, dev / file)
 
 
-class AlertSettings(BaseModel):
+class AlertSettings(StrictModel):
     """Alert lifecycle and delivery (flows/alerts.py, `twinflow alerts`, docs/alerts.md)."""
 
     topic: str = "twin.alerts"  # alert versions out; desync escalations from reconciliation in
@@ -279,7 +280,7 @@ class AlertSettings(BaseModel):
         )
 
 
-class BufferSettings(BaseModel):
+class BufferSettings(StrictModel):
     """The bridges' local buffer in front of Kafka (one implementation: connectors/kafka/publisher.py)."""
 
     # Records handed to librdkafka but not yet acknowledged; beyond this they wait in the buffer.
@@ -293,7 +294,7 @@ class BufferSettings(BaseModel):
     when_full: str = Field("block", pattern="^(block|drop_oldest)$")
 
 
-class BridgeSettings(BaseModel):
+class BridgeSettings(StrictModel):
     """Protocol bridges (OPC-UA, MQTT with a mapping, Modbus) and their command path."""
 
     buffer: BufferSettings = Field(default_factory=BufferSettings)
@@ -306,7 +307,7 @@ class BridgeSettings(BaseModel):
     reconnect_max_s: float = Field(15.0, gt=0)
 
 
-class SimSettings(BaseModel):
+class SimSettings(StrictModel):
     """The plant simulator (`twinflow simulate`)."""
 
     tick_s: float = Field(0.1, gt=0)
@@ -391,17 +392,26 @@ def config_path() -> Path | None:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings with errors turned into one readable message naming file and field."""
+    """Settings, or a :class:`ConfigError` with one line per mistake naming the file or environment
+    variable, the section, the key and the fix; unknown keys are mistakes (did-you-mean included),
+    a TOML syntax error names line and column."""
+    from twinflow.config_errors import read_toml, settings_problems
+
+    path = config_path()
     try:
-        return Settings(**overrides)
+        data = read_toml(path) if path is not None else {}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    found: ValidationError | None = None
+    try:
+        result = Settings(**overrides)
     except ValidationError as exc:
-        where = config_path() or "environment (TWINFLOW_*)"
-        lines = [f"invalid configuration in {where}:"]
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            env = "TWINFLOW_" + "__".join(str(p).upper() for p in err["loc"])
-            lines.append(f"  {field}: {err['msg']} (set it in the file or as {env})")
-        raise ConfigError("\n".join(lines)) from None
+        found = exc
+    env = {k: v for k, v in os.environ.items() if k.upper().startswith("TWINFLOW_")}
+    lines = settings_problems(found, Settings, file=path, data=data, environ=env, prefix="TWINFLOW_")
+    if lines:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {line}" for line in lines))
+    return result
 
 
 @lru_cache(maxsize=1)

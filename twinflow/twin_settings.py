@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from operators.event_windows import WindowSpec
+from operators.strict import StrictModel
 from operators.twin_policy import TwinPolicy
 
 
-class TwinSettings(BaseModel):
+class TwinSettings(StrictModel):
     """Twin reconciliation (docs/reconciliation.md)."""
 
     desired_topic: str = "twin.desired"

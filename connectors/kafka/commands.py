@@ -85,9 +85,13 @@ class CommandListener:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop after the command in hand (waiting up to ``timeout`` for it)."""
         self._stop.set()
-        self._thread.join(15)
+        self._thread.join(timeout)
+        if self._thread.is_alive():  # still writing to a device: never close a consumer in use
+            log.warning("command thread still busy after %.0f s; leaving it", timeout)
+            return
         self.consumer.close()
 
     def _run(self) -> None:
