@@ -35,7 +35,8 @@ class DesiredUpdate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A request to change desired values (and optionally the operator mode) of one twin."""
 
     twin_id: TwinId
-    values: dict[Param, float] = {}
+    # Numbers, or booleans for on/off parameters (compared as 1/0 against the reported value).
+    values: dict[Param, float | bool] = {}
     expected_version: Annotated[int, msgspec.Meta(ge=0)] | None = None
     author: str = "unknown"
     reason: str = ""
@@ -81,7 +82,7 @@ class Reported(msgspec.Struct, frozen=True):
     ts: datetime
     seq: int
     source: str
-    values: dict[str, float]
+    values: dict[str, float | bool]
     quality: int = 0
 
 

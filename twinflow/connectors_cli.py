@@ -139,7 +139,7 @@ def simulate(
 def command_send(
     twin: str = typer.Argument(..., help="twin_id"),
     parameter: str = typer.Argument(..., help="Parameter name from the mapping file."),
-    value: float = typer.Argument(...),
+    value: str = typer.Argument(..., help="A number, or true/false for an on/off parameter."),
     ttl: float = typer.Option(30.0, help="Seconds until the command expires."),
     wait: float = typer.Option(20.0, help="Seconds to wait for the ack (0: do not wait)."),
 ) -> None:
@@ -148,11 +148,16 @@ def command_send(
 
     from connectors.kafka.clients import ensure_topics
     from connectors.kafka.commands import send_command, wait_ack
-    from operators.commands import new_command
+    from operators.commands import new_command, parse_value
 
+    try:
+        typed = parse_value(value)
+    except ValueError:
+        err_console.print(f"[red]value {escape(value)!r} is neither a number nor true/false[/red]")
+        raise typer.Exit(2) from None
     settings = settings_or_exit()
     ensure_topics(settings)
-    cmd = new_command(twin, parameter, value, ttl=timedelta(seconds=ttl))
+    cmd = new_command(twin, parameter, typed, ttl=timedelta(seconds=ttl))
     send_command(settings, cmd)
     console.print(f"sent command {cmd.command_id}: {twin}.{parameter} = {value}")
     if wait <= 0:

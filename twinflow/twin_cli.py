@@ -27,24 +27,26 @@ def named_query(name: str) -> str:
     return (QUERIES_DIR / f"{name}.sql").read_text()
 
 
-def parse_assignments(pairs: list[str]) -> dict[str, float]:
-    """``["speed=1200", "valve=0.5"]`` → ``{"speed": 1200.0, "valve": 0.5}``; clear errors otherwise."""
-    values: dict[str, float] = {}
+def parse_assignments(pairs: list[str]) -> dict[str, float | bool]:
+    """``["speed=1200", "run=true"]`` → ``{"speed": 1200.0, "run": True}``; clear errors otherwise."""
+    from operators.commands import parse_value
+
+    values: dict[str, float | bool] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name.strip():
             raise typer.BadParameter(f"{pair!r}: write param=value, e.g. speed=1200")
         try:
-            values[name.strip()] = float(raw)
+            values[name.strip()] = parse_value(raw)
         except ValueError:
-            raise typer.BadParameter(f"{pair!r}: {raw!r} is not a number") from None
+            raise typer.BadParameter(f"{pair!r}: {raw!r} is not a number nor true/false") from None
     return values
 
 
 def produce_desired(
     settings: Settings,
     twin_id: str,
-    values: dict[str, float],
+    values: dict[str, float | bool],
     *,
     expect_version: int | None = None,
     author: str | None = None,
@@ -159,7 +161,8 @@ def set_desired(
     except Rejected as exc:
         err_console.print(f"[red]not sent: {exc}[/red]")
         raise typer.Exit(2) from None
-    shown = ", ".join(f"{k}={v:g}" for k, v in values.items()) or f"mode={mode}"
+    shown = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else f'{v:g}'}" for k, v in values.items())
+    shown = shown or f"mode={mode}"
     console.print(f"sent to {s.twin.desired_topic}: {twin_id} {shown}")
     if wait <= 0:
         return
