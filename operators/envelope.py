@@ -46,6 +46,8 @@ Quality = Literal["good", "uncertain", "bad"]
 StatusName = Annotated[str, msgspec.Meta(pattern=STATUS_PATTERN)]
 # A reading's value: a number, a boolean, or None (no value; needs a Bad/Uncertain status or quality).
 Value = float | bool | None
+MAX_TEXT = 1024
+TextValue = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 
 
 class Envelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -56,10 +58,13 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ts: Annotated[datetime, msgspec.Meta(tz=True)]
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
     source: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-    readings: Annotated[dict[Sensor, Value], msgspec.Meta(min_length=1, max_length=MAX_READINGS)]
+    readings: Annotated[dict[Sensor, Value], msgspec.Meta(max_length=MAX_READINGS)]
     quality: Quality = "good"
     # Status code name per reading (optional); a reading's quality is its status class when given.
     status: dict[Sensor, StatusName] | None = None
+    # Text readings (a Modbus string, an OPC-UA String node), kept apart from the numbers on purpose:
+    # a string in `readings` is a wrong type, never a text value.
+    text: Annotated[dict[Sensor, TextValue], msgspec.Meta(max_length=MAX_READINGS)] | None = None
 
     def quality_of(self, sensor: str) -> str:
         """The quality of one reading: its status class when it has a status, else the envelope's."""
@@ -168,6 +173,8 @@ def decode_partial(
         raise Rejected(Reason.BAD_JSON, str(exc)) from None
     except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside strings
         raise Rejected(Reason.BAD_JSON, f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
+    if not env.readings and not env.text:
+        raise Rejected(Reason.SCHEMA, "no readings: `readings` (or `text`) needs at least one value")
     for reading in env.readings.values():
         if reading is None or not isfinite(reading):  # rare: checked in full only then
             env = _drop_bad_values(env, bad)
@@ -205,7 +212,7 @@ def _salvage(value: bytes, exc: msgspec.ValidationError, bad: list[FieldRejected
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise Rejected(Reason.SCHEMA, str(exc)) from None
     readings = doc.get("readings") if isinstance(doc, dict) else None
-    if not isinstance(readings, dict) or not readings or len(readings) > MAX_READINGS:
+    if not isinstance(readings, dict) or len(readings) > MAX_READINGS:
         raise Rejected(Reason.SCHEMA, str(exc)) from None
     kept: dict[str, Any] = {}
     for name, v in readings.items():
@@ -232,9 +239,25 @@ def _salvage(value: bytes, exc: msgspec.ValidationError, bad: list[FieldRejected
                     )
                 )
         doc["status"] = good_status or None
+    text = doc.get("text")
+    if isinstance(text, dict):
+        good_text = {}
+        for name, t in text.items():
+            if isinstance(t, str) and len(t) <= MAX_TEXT and _sensor_ok(name):
+                good_text[name] = t
+            else:
+                shown = _show(t) if not isinstance(t, str) else f"text of {len(t)} characters"
+                bad.append(
+                    _field(
+                        f"text.{str(name)[:80]}",
+                        Reason.SCHEMA,
+                        f"{shown} is not a text value (at most {MAX_TEXT} characters)",
+                    )
+                )
+        doc["text"] = good_text or None
     if not bad:
         raise Rejected(Reason.SCHEMA, str(exc)) from None
-    if not kept:
+    if not kept and not doc.get("text"):
         raise Rejected(bad[0].reason, f"no valid reading left: {bad[0].detail}", bad[0].field)
     doc["readings"] = kept
     try:
@@ -269,7 +292,7 @@ def _drop_bad_values(env: Envelope, bad: list[FieldRejected]) -> Envelope:
     orphans = [n for n in status if n not in env.readings]
     for name in orphans:
         bad.append(_field(f"status.{name}", Reason.SCHEMA, "a status for a reading the message does not carry"))
-    if not kept:
+    if not kept and not env.text:
         first = bad[0]
         raise Rejected(
             first.reason,

@@ -36,8 +36,8 @@ from operators.envelope import Envelope, Rejected, decode_partial
 from operators.guard import IngestGuard
 
 QUALITY_CODE = {"good": 0, "uncertain": 1, "bad": 2}
-# telemetry.value_type (sql/migrations/0060_typed_readings.sql): what `value` holds.
-VALUE_NUMBER, VALUE_BOOLEAN = 0, 1
+# telemetry.value_type (sql/migrations/0060_typed_readings.sql): what the row holds.
+VALUE_NUMBER, VALUE_BOOLEAN, VALUE_TEXT = 0, 1, 2
 MAX_DEAD_LETTER_KEY_BYTES = 1024
 
 
@@ -78,6 +78,7 @@ class TypedRow(NamedTuple):
     source: str
     value_type: int
     status: str | None
+    text_value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,22 @@ def split_batch(
                 out_rows.append(TelemetryRow(env.twin_id, sensor, env.ts, value, env.seq, quality, env.source))
             else:
                 out_rows.append(typed_row(env, sensor, value))
+        if env.text:
+            for sensor, text in env.text.items():
+                out_rows.append(
+                    TypedRow(
+                        env.twin_id,
+                        sensor,
+                        env.ts,
+                        None,
+                        env.seq,
+                        QUALITY_CODE[env.quality_of(sensor)],
+                        env.source,
+                        VALUE_TEXT,
+                        env.status.get(sensor) if env.status else None,
+                        text,
+                    )
+                )
     return out
 
 

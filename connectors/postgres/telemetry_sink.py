@@ -8,7 +8,7 @@ reconnect; the batch is never dropped.
 
 Plain numbers (:class:`TelemetryRow`, the hot path) are copied with the original seven columns
 and take the defaults of ``value_type``/``status``; a batch that also holds typed rows
-(:class:`TypedRow`: booleans, readings without a value, status names) copies those with all nine.
+(:class:`TypedRow`: booleans, text, readings without a value, status names) copies those with all ten.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ log = logging.getLogger(__name__)
 STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage ("
     " twin_id text, sensor text, ts timestamptz, value double precision,"
-    " seq bigint, quality smallint, source text, value_type smallint NOT NULL DEFAULT 0, status text)"
+    " seq bigint, quality smallint, source text, value_type smallint NOT NULL DEFAULT 0, status text,"
+    " text_value text)"
     " ON COMMIT DELETE ROWS"
 )
 _COLUMNS = "twin_id, sensor, ts, value, seq, quality, source"
-_TYPED_COLUMNS = _COLUMNS + ", value_type, status"
+_TYPED_COLUMNS = _COLUMNS + ", value_type, status, text_value"
 COPY_SQL = f"COPY telemetry_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 COPY_TYPED_SQL = f"COPY telemetry_stage ({_TYPED_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # DO NOTHING also absorbs duplicates inside one batch (the first copy wins).
@@ -43,7 +44,7 @@ MOVE_TYPED_SQL = (
     "ON CONFLICT (twin_id, sensor, ts) DO NOTHING"
 )
 COPY_TYPES = ["text", "text", "timestamptz", "float8", "int8", "int2", "text"]
-COPY_TYPED_TYPES = [*COPY_TYPES, "int2", "text"]
+COPY_TYPED_TYPES = [*COPY_TYPES, "int2", "text", "text"]
 
 
 class TelemetryWriter:
