@@ -179,8 +179,14 @@ class EdgeSessions:
             out.append(Online(group, node_id, None, True, ts_ms))
             out += self._values(node, node.birth, group, node_id, None, metrics, ts_ms)
             return out
-        if node.awaiting_rebirth:
+        if kind == "DDEATH" and device is not None:  # a death counts even while a rebirth is awaited
+            node.seq = seq if seq is not None else node.seq
+            if device in node.online_devices:
+                node.online_devices.discard(device)
+                out.append(Online(group, node_id, device, False, ts_ms))
             return out
+        if node.awaiting_rebirth:  # ask again (the bridge sends at most one request per node every 5 s)
+            return [Rebirth(group, node_id, "still waiting for a new birth certificate")]
         if not node.online:
             node.awaiting_rebirth = True
             self.rebirths += 1
@@ -197,10 +203,6 @@ class EdgeSessions:
             node.online_devices.add(device)
             out.append(Online(group, node_id, device, True, ts_ms))
             out += self._values(node, node.devices[device], group, node_id, device, metrics, ts_ms)
-        elif kind == "DDEATH" and device is not None:
-            if device in node.online_devices:
-                node.online_devices.discard(device)
-                out.append(Online(group, node_id, device, False, ts_ms))
         elif kind == "NDATA":
             out += self._values(node, node.birth, group, node_id, None, metrics, ts_ms)
         elif kind == "DDATA" and device is not None:

@@ -197,7 +197,7 @@ class OpcuaBridge(Bridge):
             except UnresolvedNode as exc:
                 self._item_failed(s, key, str(exc))
         if paths:
-            results = await client.translate_browsepaths_to_nodeids([bp for _, bp in paths])
+            results = await client.uaclient.translate_browsepaths_to_nodeids([bp for _, bp in paths])
             for (key, _), res in zip(paths, results, strict=True):
                 if not res.StatusCode.is_good() or not res.Targets:
                     self._item_failed(s, key, f"browse path not found: {status_name(res.StatusCode)}")
