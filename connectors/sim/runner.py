@@ -91,10 +91,7 @@ class Simulator:
         return records
 
     async def run(self, stop: asyncio.Event) -> None:
-        for srv in self.opcua_servers:
-            await srv.start()
-        for srv in self.modbus_servers:
-            await srv.start()
+        await asyncio.gather(*(srv.start() for srv in (*self.opcua_servers, *self.modbus_servers)))
         if self.mqtt:
             await asyncio.to_thread(self.mqtt.start)
         tick = self.tick_s
@@ -157,7 +154,9 @@ class Simulator:
         self.ticks += 1
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 30.0) -> Simulator:
+    def start(self, timeout: float | None = None) -> Simulator:
+        # Many devices take a while: each OPC-UA server needs about a second to build its address space.
+        timeout = timeout or 30.0 + 6.0 * (len(self.opcua_servers) + len(self.modbus_servers) / 10)
         self.runner.start()
         if not self.started.wait(timeout):
             self.runner.stop()

@@ -234,3 +234,18 @@ def test_a_short_reply_decodes_what_it_covers_and_names_the_rest() -> None:
 def test_plausibility_flags_nonsense_decodes() -> None:
     f = RegisterField("k", 1, "input", 0, "float32", min=-50, max=200)
     assert plausible(f, 20.0) and not plausible(f, 7e35) and not plausible(f, math.nan)
+
+
+def test_the_documented_line_mapping_is_valid() -> None:
+    """docs/connectors.md's mapping of a realistic line (several PLCs, a gateway, MQTT, Sparkplug)."""
+    import re
+    import tomllib
+
+    from twinflow.settings import PROJECT_ROOT
+
+    doc = (PROJECT_ROOT / "docs" / "connectors.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if b.startswith("# line1.toml")]
+    m = parse_mapping(tomllib.loads(block), "line1.toml")
+    assert set(m.devices) == {"filler-plc", "capper-plc", "palletizer-plc", "drive-gw"}
+    assert {name: len(assets) for name, (_, assets) in m.devices_of("modbus").items()} == {"drive-gw": 3}
+    assert len(m.devices_of("opcua")) == 3 and m.asset("line1-vib-7") is not None
