@@ -386,7 +386,11 @@ def run(
         for sim in sims:
             sim.terminate()
         for sim in sims:
-            sim.wait(30)
+            try:
+                sim.wait(120)  # many simulated servers take a while to stop on a loaded machine
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait(30)
         log.close()
     drop_topic(settings.topics.raw)
     dt = t1 - t0
