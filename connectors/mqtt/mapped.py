@@ -168,7 +168,7 @@ class MappedMqttBridge(Bridge):
             a.ts_format or b.conn.ts_format,
         )
 
-    def _groups_of(self, b: _Broker, topic: str) -> list[_Group] | None:
+    def _groups_of(self, b: _Broker, topic: str, payload: bytes) -> list[_Group] | None:
         groups = b.exact.get(topic)
         if groups is not None or not b.templates:
             return groups
@@ -179,8 +179,9 @@ class MappedMqttBridge(Bridge):
                 continue
             twin = t.asset.twin_id.format(**m.groupdict())
             if not _TWIN.match(twin):
-                self.reject(None, b"", Reason.SCHEMA.value, f"topic {topic!r} gives twin_id {twin!r}, not a valid id")
-                continue
+                self.reject(None, payload, Reason.SCHEMA.value, f"topic {topic!r} gives twin_id {twin!r}, not a "
+                            f"valid twin id ({TWIN_ID_PATTERN})", headers=[("mqtt.topic", topic.encode())])  # fmt: skip
+                return []  # not cached: each such message is dead-lettered
             found.append(self._group(b, twin, t.asset, t.params))
         if len(b.exact) < _MAX_CACHED_TOPICS:
             b.exact[topic] = found
@@ -252,7 +253,7 @@ class MappedMqttBridge(Bridge):
             if b.ack_topics and any(r.match(topic) for r in b.ack_topics):
                 self._on_ack(topic, msg.payload)
                 return
-            groups = self._groups_of(b, topic)
+            groups = self._groups_of(b, topic, msg.payload)
             if groups:
                 self._on_payload(b, topic, msg.payload, groups)
         except Exception as exc:  # a bug must not cost the broker connection: dead-letter, count, go on

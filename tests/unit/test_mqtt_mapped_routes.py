@@ -140,3 +140,9 @@ def test_topic_templates_build_twin_ids_and_command_topics() -> None:
     asset, vars_ = b._asset_vars("l1-press-4")
     assert asset.command_topic.format(**vars_) == "lines/l1/press-4/cmd"
     assert "lines/+/+/state" in b.brokers["mqtt"].subscriptions
+
+
+def test_a_topic_that_builds_no_valid_twin_id_is_dead_lettered() -> None:
+    _, raw, dead = run(("lines/line 1/press/state", b'{"rpm":900}'))
+    assert raw == [] and [(v, h["dlq.reason"]) for _, v, h in dead] == [(b'{"rpm":900}', b"schema")]
+    assert b"not a valid twin id" in dead[0][2]["dlq.detail"]
