@@ -11,7 +11,7 @@ COPY operators ./operators
 COPY connectors ./connectors
 COPY sql ./sql
 COPY scripts ./scripts
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --extra build && bash scripts/sparkplug-proto.sh /opt/venv/bin/python
 ENV PATH=/opt/venv/bin:$PATH
 RUN useradd --system --home /app twinflow && mkdir -p /var/lib/twinflow && chown twinflow /var/lib/twinflow
 USER twinflow

@@ -6,16 +6,29 @@ TW := $(VENV)/bin/twinflow
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack
+.PHONY: setup interop-deps stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack
 
 # --compile-bytecode: .pyc files for the installed packages, so every flow, bridge and CLI process starts
 # fast even where PYTHONDONTWRITEBYTECODE=1 (imports of a models flow: 2.1 s -> 0.8 s here).
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore "uv>=0.5"
-	uv sync --frozen --extra dev --python python3 --compile-bytecode
+	uv sync --frozen --extra dev --extra build --python python3 --compile-bytecode
 	@touch $@
 
-setup: $(VENV)/.installed
+# Sparkplug B payload classes, compiled from the schema (never committed).
+SPARKPLUG_PB2 := connectors/sparkplug/sparkplug_b_pb2.py
+$(SPARKPLUG_PB2): connectors/sparkplug/sparkplug_b.proto $(VENV)/.installed
+	bash scripts/sparkplug-proto.sh $(PY)
+
+# Third-party device implementations for the interop tests (node-opcua, jsmodbus, sparkplug-payload).
+INTEROP := tests/interop
+$(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(VENV)/.installed $(SPARKPLUG_PB2)
+
+interop-deps: $(INTEROP)/node_modules/.installed
 
 stack-up: setup
 	$(TW) stack up $(STACK_ARGS)
@@ -37,7 +50,7 @@ demo: setup
 lint: setup
 	$(PY) -m ruff check .
 
-test: setup
+test: setup interop-deps
 	bash scripts/install-compose.sh
 	$(TW) stack up --with-timescale-wasm
 	$(TW) db migrate

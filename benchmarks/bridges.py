@@ -50,8 +50,13 @@ def mapping_text(
     poll_ms: float,
     shard: tuple[int, int] = (0, 1),
     queue_size: int = 100,
+    device_ports: list[int] | None = None,
+    items_per_device: int = 0,
 ) -> str:
-    """The benchmark's mapping; ``shard=(k, n)`` keeps assets ``k, k+n, k+2n, …`` (one simulator process's share)."""
+    """The benchmark's mapping; ``shard=(k, n)`` keeps assets ``k, k+n, k+2n, …`` (one simulator process's share).
+
+    With ``device_ports`` the assets are spread over that many ``[devices.dK]`` (OPC-UA servers or Modbus
+    hosts, one per port), ``items_per_device`` parameters each (pumps of up to 7 parameters)."""
     head = f"""
 [opcua]
 endpoint = "opc.tcp://127.0.0.1:{port}/bench/"
@@ -59,6 +64,7 @@ publishing_interval_ms = 100
 sampling_interval_ms = 0
 queue_size = {queue_size}
 [mqtt]
+port = {Settings().mqtt.port}
 qos = {qos}
 client_id = "bench-{uid}"
 [modbus]
@@ -66,15 +72,29 @@ port = {port}
 poll_interval_ms = {poll_ms}
 """
     out = [head]
-    for i in range(shard[0], assets, shard[1]):
+    per_device = -(-items_per_device // len(PUMP)) if device_ports else 0  # pumps per device
+    for k, dport in enumerate(device_ports or []):
+        if protocol == "opcua":
+            out.append(f'[devices.d{k}]\nprotocol = "opcua"\nendpoint = "opc.tcp://127.0.0.1:{dport}/bench/"')
+        else:
+            out.append(f'[devices.d{k}]\nprotocol = "modbus"\nport = {dport}')
+    for i in range(assets):
+        # A simulator process's share: every n-th asset, or with devices every n-th device's assets.
+        if (i // per_device if per_device else i) % shard[1] != shard[0]:
+            continue
         twin = f"bench-{protocol}-{uid}-{i}"
         out.append(f'[[assets]]\ntwin_id = "{twin}"\ntype = "pump"\nprotocol = "{protocol}"')
+        names = PUMP
+        if per_device:
+            out.append(f'device = "d{i // per_device}"')
+            left = items_per_device - (i % per_device) * len(PUMP)
+            names = PUMP[: min(len(PUMP), left)]
         if protocol == "mqtt":
             out.append(f'topic = "bench/{uid}/{i}"')
         if protocol == "modbus":
             out.append(f"unit_id = {i % 247 + 1}")
         out.append("[assets.params]")
-        for j, name in enumerate(PUMP):
+        for j, name in enumerate(names):
             if protocol == "opcua":
                 out.append(f'{name} = {{ node = "ns=2;s={twin}.{name}" }}')
             elif protocol == "mqtt":
@@ -97,6 +117,11 @@ PROFILES = {
     # then the bridge drains it as fast as it can: the bridge's own limit, not the simulator's pace.
     "mqtt-drain": {"assets": 500, "tick": 0.05, "qos": 1, "poll_ms": 100, "fill_s": 8},
     "modbus": {"assets": 40, "tick": 0.1, "qos": 1, "poll_ms": 20},
+    # Many devices in one mapping file, one bridge process: 50 OPC-UA servers × 20 items, 100 Modbus hosts.
+    "opcua-devices": {"assets": 150, "tick": 0.1, "qos": 1, "poll_ms": 100, "devices": 50, "items": 20},
+    # The same at 20 servers, for a machine too loaded to start 50 simulated servers in time.
+    "opcua-devices-20": {"assets": 60, "tick": 0.1, "qos": 1, "poll_ms": 100, "devices": 20, "items": 20},
+    "modbus-devices": {"assets": 100, "tick": 0.1, "qos": 1, "poll_ms": 200, "devices": 100, "items": 7},
 }
 
 
@@ -182,11 +207,11 @@ def run_paho_baseline(qos: int, n: int = 20000) -> dict:
 
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"base-sub-{uid}")
     sub.on_message = on_message
-    sub.connect("127.0.0.1", 1883)
+    sub.connect("127.0.0.1", Settings().mqtt.port)
     sub.subscribe(f"base/{uid}/#", qos)
     sub.loop_start()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"base-pub-{uid}")
-    pub.connect("127.0.0.1", 1883)
+    pub.connect("127.0.0.1", Settings().mqtt.port)
     pub.loop_start()
     time.sleep(0.5)
     t0 = time.monotonic()
@@ -265,8 +290,19 @@ def run(
     tmp = Path(tempfile.mkdtemp(prefix="bench-bridges-"))
     mapping_path = tmp / "bench.toml"
     port = free_port()
+    device_ports = [free_port() for _ in range(p.get("devices", 0))] or None
     mapping_path.write_text(
-        mapping_text(protocol, p["assets"], uid, port, p["qos"], p["poll_ms"], queue_size=queue_size)
+        mapping_text(
+            protocol,
+            p["assets"],
+            uid,
+            port,
+            p["qos"],
+            p["poll_ms"],
+            queue_size=queue_size,
+            device_ports=device_ports,
+            items_per_device=p.get("items", 0),
+        )
     )
     mapping = load_mapping(mapping_path)
     settings = Settings(
@@ -279,13 +315,25 @@ def run(
     log = open(tmp / "sim.log", "wb")  # noqa: SIM115 - closed in finally
     # The simulator as the peer; with --sim-processes N (MQTT only) N simulator processes, each
     # serving every N-th asset of the same mapping (the bridge still reads all of them).
-    shards = sim_processes if protocol == "mqtt" else 1
+    shards = sim_processes if protocol == "mqtt" or device_ports else 1
     sim_paths = [mapping_path]
     if shards > 1:
         sim_paths = []
         for k in range(shards):
             part = tmp / f"bench-sim-{k}.toml"
-            part.write_text(mapping_text(protocol, p["assets"], uid, port, p["qos"], p["poll_ms"], shard=(k, shards)))
+            part.write_text(
+                mapping_text(
+                    protocol,
+                    p["assets"],
+                    uid,
+                    port,
+                    p["qos"],
+                    p["poll_ms"],
+                    shard=(k, shards),
+                    device_ports=device_ports,
+                    items_per_device=p.get("items", 0),
+                )
+            )
             sim_paths.append(part)
     sims = [
         subprocess.Popen(
@@ -308,6 +356,12 @@ def run(
         bridge = cls(settings, mapping, commands=False).start()
         if not bridge.connected.wait(90):
             raise RuntimeError(f"{protocol} bridge did not connect; see {tmp / 'sim.log'}")
+        deadline = time.monotonic() + 240  # every device (the simulator starts its servers one by one)
+        while not all(d.health.connected for d in bridge.devices.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        down = [d.name for d in bridge.devices.values() if not d.health.connected]
+        if down:
+            raise RuntimeError(f"devices {down[:5]} did not connect; see {tmp / 'sim.log'}")
         # The simulator may still be creating nodes: measure once values flow.
         deadline = time.monotonic() + 90
         while bridge.values < 10 * p["assets"] and time.monotonic() < deadline:
@@ -332,7 +386,11 @@ def run(
         for sim in sims:
             sim.terminate()
         for sim in sims:
-            sim.wait(30)
+            try:
+                sim.wait(120)  # many simulated servers take a while to stop on a loaded machine
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait(30)
         log.close()
     drop_topic(settings.topics.raw)
     dt = t1 - t0
@@ -353,6 +411,8 @@ def run(
         "offered_per_s": changes_offered(settings, mapping, p["tick"]) if protocol == "opcua" else None,
         "bridge_us_per_value": 1e6 * (c1 - c0) / max(v1 - v0, 1),
         "sim_us_per_value": 1e6 * (sc1 - sc0) / max(v1 - v0, 1),
+        "devices": len(bridge.devices),
+        "items": sum(len(a.params) for a in mapping.assets),
     }
 
 
@@ -361,7 +421,8 @@ def main() -> None:
     ap.add_argument(
         "--protocol",
         default="all",
-        help="opcua, mqtt, mqtt-max, mqtt-qos1, mqtt-drain, modbus, paho-qos0, paho-qos1 or all",
+        help="opcua, opcua-devices, mqtt, mqtt-max, mqtt-qos1, mqtt-drain, modbus, modbus-devices, paho-qos0, "
+        "paho-qos1 or all",
     )
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
@@ -369,7 +430,7 @@ def main() -> None:
         "--sim-processes",
         type=int,
         default=1,
-        help="MQTT profiles: run the simulator as N processes, each serving every N-th asset",
+        help="MQTT and *-devices profiles: run the simulator as N processes, each serving every N-th asset (or device)",
     )
     ap.add_argument("--assets", type=int, default=None, help="override the profile's number of assets")
     ap.add_argument("--queue-size", type=int, default=100, help="OPC-UA server-side queue per monitored item")
@@ -389,6 +450,8 @@ def main() -> None:
             )
             if r.get("offered_per_s"):
                 extra += f"  {r['offered_per_s']:,.0f} changes/s offered"
+        if r.get("devices", 1) > 1:
+            extra += f"  {r['devices']} devices, {r['items']} items"
         print(
             f"{r['profile']:<10} assets={r['assets']:<5} {r['values_per_s']:>10,.0f} values/s "
             f"{r['envelopes_per_s']:>9,.0f} envelopes(messages)/s{extra}  "

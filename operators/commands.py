@@ -32,7 +32,8 @@ class Command(msgspec.Struct, frozen=True):
     command_id: str
     twin_id: str
     parameter: str
-    value: float
+    # A number, or a boolean for an on/off parameter (an OPC-UA Boolean, a Modbus coil).
+    value: float | bool
     issued_at: datetime
     deadline: datetime | None = None
 
@@ -63,13 +64,28 @@ _encoder = msgspec.json.Encoder()
 def new_command(
     twin_id: str,
     parameter: str,
-    value: float,
+    value: float | bool,
     *,
     ttl: timedelta = timedelta(seconds=30),
     now: datetime | None = None,
 ) -> Command:
     now = now or datetime.now(UTC)
-    return Command(uuid.uuid4().hex, twin_id, parameter, float(value), issued_at=now, deadline=now + ttl)
+    value = value if isinstance(value, bool) else float(value)
+    return Command(uuid.uuid4().hex, twin_id, parameter, value, issued_at=now, deadline=now + ttl)
+
+
+def parse_value(text: str) -> float | bool:
+    """A command or desired value typed by a user: ``true``/``false`` (also on/off) or a number.
+
+    >>> parse_value("true"), parse_value("OFF"), parse_value("1200")
+    (True, False, 1200.0)
+    """
+    word = text.strip().lower()
+    if word in ("true", "on"):
+        return True
+    if word in ("false", "off"):
+        return False
+    return float(text)
 
 
 def encode_command(cmd: Command) -> bytes:

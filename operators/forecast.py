@@ -80,7 +80,7 @@ class Forecaster:
         h = self.config.horizon
         models = self.models
         for name, y in readings.items():
-            if y is None or not math.isfinite(y):
+            if y is None or y.__class__ is bool or not math.isfinite(y):  # booleans are not forecast
                 continue
             m = models.get(name)
             if m is None:

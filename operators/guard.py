@@ -53,7 +53,8 @@ class IngestGuard:
         if self.max_entries == 0:
             return True
         key = hash((env.twin_id, env.seq))
-        digest = hash((env.ts, env.quality, env.source, frozenset(env.readings.items())))
+        status = env.status and frozenset(env.status.items())
+        digest = hash((env.ts, env.quality, env.source, frozenset(env.readings.items()), status))
         seen = self._current.get(key)
         if seen is None:
             seen = self._previous.get(key)

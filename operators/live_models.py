@@ -72,12 +72,19 @@ class Reading(msgspec.Struct, frozen=True):
 
 def reading_of(env: Envelope) -> Reading | None:
     """The models' view of an envelope: ``bad`` quality values (a failed sensor, an OPC-UA node
-    still waiting for its first value) are stored by the telemetry flow but never scored or
-    learned; the twin's other sensors keep their last good values (sample-and-hold). The
-    readings are the envelope's (never modified: the step copies them into its held values)."""
+    still waiting for its first value, a reading whose status is Bad) and readings without a value
+    are stored by the telemetry flow but never scored or learned; the twin's other sensors keep
+    their last good values (sample-and-hold). Booleans stay booleans: the models take them as
+    context (the operating point: a pump running or not), never as a signal to score. The readings
+    are the envelope's (never modified: the step copies them into its held values)."""
     if env.quality == "bad":
         return None
-    return Reading(env.ts, env.readings)
+    readings = env.readings
+    if env.status is not None or None in readings.values():
+        readings = {k: v for k, v in readings.items() if v is not None and env.quality_of(k) != "bad"}
+        if not readings:
+            return None
+    return Reading(env.ts, readings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,7 +124,9 @@ class OperatingPoint(VersionedState):
     # ------------------------------------------------------------------ vectors
     def _start(self, readings: dict[str, float]) -> None:
         names = [k for k, v in readings.items() if v is not None and math.isfinite(v)]
-        self.context = context_names(names, self.config.context)
+        # Booleans (running, valve open, …) describe the operating point; they are never scored.
+        flags = [k for k in names if type(readings[k]) is bool]
+        self.context = sorted({*context_names(names, self.config.context), *flags})
         self.health = sorted(set(names) - set(self.context))
         if self.context:
             c = np.array([float(readings[n]) for n in self.context])

@@ -46,18 +46,30 @@ def iso_ts(ts: datetime) -> str:
 
 
 def envelope(
-    twin_id: str, ts: datetime | str, seq: int, source: str, readings: dict[str, Any], quality: str = "good"
+    twin_id: str,
+    ts: datetime | str,
+    seq: int,
+    source: str,
+    readings: dict[str, Any],
+    quality: str = "good",
+    status: dict[str, str] | None = None,
+    text: dict[str, str] | None = None,
 ) -> bytes:
-    """The envelope's JSON bytes; ``ts`` is a datetime or its :func:`iso_ts` text (computed once, reused)."""
-    return orjson.dumps(
-        {
-            "v": 1,
-            "twin_id": twin_id,
-            "ts": ts if isinstance(ts, str) else iso_ts(ts),
-            "seq": seq,
-            "source": source,
-            "readings": readings,
-            "quality": quality,
-        },
-        default=str,
-    )
+    """The envelope's JSON bytes; ``ts`` is a datetime or its :func:`iso_ts` text (computed once, reused).
+
+    ``status`` (status code name per reading) and ``text`` (text readings) are written only when given.
+    """
+    body = {
+        "v": 1,
+        "twin_id": twin_id,
+        "ts": ts if isinstance(ts, str) else iso_ts(ts),
+        "seq": seq,
+        "source": source,
+        "readings": readings,
+        "quality": quality,
+    }
+    if status:
+        body["status"] = status
+    if text:
+        body["text"] = text
+    return orjson.dumps(body, default=str)

@@ -54,12 +54,19 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
     out: list[tuple[str, Reported]] = []
     prev: Envelope | None = None
     for env in envelopes:
+        values = env.readings
+        if None in values.values() or env.status is not None:
+            # A reading without a value, or with a Bad status, says nothing about the twin's state.
+            values = {k: v for k, v in values.items() if v is not None and env.quality_of(k) != "bad"}
+            if not values:
+                prev = None
+                continue
         if prev is not None and env.twin_id == prev.twin_id and env.ts == prev.ts and env.seq == prev.seq:
             first = out[-1][1]
-            merged = {**first.values, **env.readings}
+            merged = {**first.values, **values}
             out[-1] = (env.twin_id, Reported(first.ts, first.seq, first.source, merged, first.quality))
         else:
-            out.append((env.twin_id, Reported(env.ts, env.seq, env.source, env.readings, QUALITY_CODE[env.quality])))
+            out.append((env.twin_id, Reported(env.ts, env.seq, env.source, values, QUALITY_CODE[env.quality])))
         prev = env
     return out
 

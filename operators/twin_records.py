@@ -47,7 +47,8 @@ class DesiredUpdate(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """
 
     twin_id: TwinId
-    values: dict[Param, float] = {}
+    # Numbers, or booleans for on/off parameters (compared as 1/0 against the reported value).
+    values: dict[Param, float | bool] = {}
     expected_version: Annotated[int, msgspec.Meta(ge=0)] | None = None
     author: Annotated[str, msgspec.Meta(max_length=200)] = "unknown"
     reason: Annotated[str, msgspec.Meta(max_length=2000)] = ""
@@ -80,7 +81,7 @@ class DesiredOutcome(msgspec.Struct, frozen=True):
     version: int
     desired_version: int
     via: str | None = None
-    values: dict[str, float] = {}
+    values: dict[str, float | bool] = {}
     mode: str | None = None
     expected_version: int | None = None
     commands: list[str] = []
@@ -123,7 +124,7 @@ class Reported(msgspec.Struct, frozen=True):
     ts: datetime
     seq: int
     source: str
-    values: dict[str, float]
+    values: dict[str, float | bool]
     quality: int = 0
 
 

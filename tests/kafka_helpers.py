@@ -13,11 +13,11 @@ from twinflow.settings import Settings
 
 def produce(
     settings: Settings,
-    messages: list[tuple[bytes | None, bytes | None]],
+    messages: list[tuple[bytes | None, bytes | None]] | list[tuple[bytes | None, bytes | None, list]],
     topic: str | None = None,
     **config,
 ) -> list[tuple[int, int]]:
-    """Produce (key, value) pairs in order, wait until all are acknowledged; returns (partition, offset)s."""
+    """Produce (key, value[, headers]) in order, wait until all are acknowledged; returns (partition, offset)s."""
     p = Producer(producer_config(settings, **config))
     where: list[tuple[int, int] | None] = [None] * len(messages)
 
@@ -28,8 +28,14 @@ def produce(
 
         return cb
 
-    for i, (key, value) in enumerate(messages):
-        p.produce(topic or settings.topics.raw, key=key, value=value, on_delivery=delivered(i))
+    for i, (key, value, *headers) in enumerate(messages):
+        p.produce(
+            topic or settings.topics.raw,
+            key=key,
+            value=value,
+            headers=headers[0] if headers else None,
+            on_delivery=delivered(i),
+        )
         p.poll(0)
     assert p.flush(30) == 0, "not every test message was acknowledged by Kafka"
     assert all(w is not None for w in where)

@@ -209,15 +209,19 @@ _MAPPING_OPTION = typer.Option(None, "--mapping", "-m", help="Asset mapping file
 
 
 @bridge_app.command("mqtt")
-def bridge_mqtt(verbose: bool = False, mapping: Path = _MAPPING_OPTION) -> None:
-    """Forward MQTT telemetry to Kafka until SIGTERM/Ctrl-C (per-topic mapping with --mapping)."""
+def bridge_mqtt(
+    verbose: bool = False,
+    mapping: Path = _MAPPING_OPTION,
+    metrics_port: int = typer.Option(None, help="Serve /metrics and /health on this port (with --mapping)."),
+) -> None:
+    """Forward MQTT telemetry to Kafka until SIGTERM/Ctrl-C (per-topic mapping, Sparkplug B with --mapping)."""
     from connectors.stopping import stop_on_signals
 
-    stop_on_signals()
+    stop_on_signals()  # from the start: a stop during start-up is clean too
     if mapping is not None:
         from twinflow.connectors_cli import run_bridge
 
-        return run_bridge("mqtt", mapping, verbose)
+        return run_bridge("mqtt", mapping, verbose, metrics_port)
     from connectors.mqtt.bridge import MqttBridge
 
     _logging(verbose)

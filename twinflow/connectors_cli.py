@@ -25,6 +25,7 @@ _SIM_MAPPING = typer.Option(Path("config/plant.toml"), "--mapping", "-m", help=M
 _FAULTS = typer.Option([], "--fault", "-f", help="TWIN:KIND:ONSET_S[:END_S[:SEVERITY[:SENSOR]]], repeatable.")
 _BRIDGE_MAPPING = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP)
 _CERTS_OUT = typer.Option(Path("certs"), help="Folder for the generated files.")
+_METRICS = typer.Option(None, help="Serve Prometheus /metrics and JSON /health (per device) on this port.")
 
 
 def _mapping(path: Path) -> Mapping:
@@ -44,8 +45,9 @@ def _logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False) -> None:
-    """Validate the mapping, then run the protocol's bridge until SIGTERM/SIGINT."""
+def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False, metrics_port: int | None = None) -> None:
+    """Validate the mapping, then run the protocol's bridge (all its devices) until SIGINT/SIGTERM;
+    exit code 1 when a part of the bridge died (a supervisor restarts it)."""
     from connectors.stopping import stop_on_signals
 
     stop_on_signals()  # from the start: a stop during start-up is clean too
@@ -67,7 +69,8 @@ def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False) -> None
         from connectors.modbus.bridge import ModbusBridge as cls
     else:
         from connectors.mqtt.mapped import MappedMqttBridge as cls
-    cls(settings, mapping).run_forever()
+    code = cls(settings, mapping).run_forever(metrics_port)
+    raise typer.Exit(code)
 
 
 def _check_ports(path: Path, mapping: Mapping, protocols: tuple[str, ...]) -> None:
@@ -77,11 +80,14 @@ def _check_ports(path: Path, mapping: Mapping, protocols: tuple[str, ...]) -> No
     from twinflow.stack.process import port_open
 
     wanted = []
-    if "opcua" in protocols and mapping.of("opcua"):
-        url = urlparse(mapping.opcua.endpoint)
-        wanted.append((url.hostname or "127.0.0.1", url.port or 4840, "[opcua] endpoint"))
-    if "modbus" in protocols and mapping.of("modbus"):
-        wanted.append((mapping.modbus.host, mapping.modbus.port, "[modbus] port"))
+    if "opcua" in protocols:
+        for name, (conn, _) in mapping.devices_of("opcua").items():
+            url = urlparse(conn.endpoint)
+            where = "[opcua] endpoint" if name == "opcua" else f"[devices.{name}] endpoint"
+            wanted.append((url.hostname or "127.0.0.1", url.port or 4840, where))
+    if "modbus" in protocols:
+        for name, (conn, _) in mapping.devices_of("modbus").items():
+            wanted.append((conn.host, conn.port, "[modbus] port" if name == "modbus" else f"[devices.{name}] port"))
     for host, port, field in wanted:
         if port_open(port, host):
             msg = (
@@ -146,7 +152,7 @@ def simulate(
 def command_send(
     twin: str = typer.Argument(..., help="twin_id"),
     parameter: str = typer.Argument(..., help="Parameter name from the mapping file."),
-    value: float = typer.Argument(...),
+    value: str = typer.Argument(..., help="A number, or true/false for an on/off parameter."),
     reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
     wait: float = typer.Option(20.0, help="Seconds to wait for the device's ack (0: do not wait)."),
 ) -> None:
@@ -156,13 +162,19 @@ def command_send(
     only the twin flow writes twin.commands. Exit 0 applied by the device, 1 refused by the device,
     3 denied by the gate, 4 no verdict, 5 no ack."""
     from connectors.kafka.commands import wait_ack
+    from operators.commands import parse_value
     from twinflow.twin_cli import send_request
 
+    try:
+        typed = parse_value(value)
+    except ValueError:
+        err_console.print(f"[red]value {escape(value)!r} is neither a number nor true/false[/red]")
+        raise typer.Exit(2) from None
     settings = settings_or_exit()
-    verdict = send_request(twin, {parameter: value}, reason=reason, timeout=30.0)
+    verdict = send_request(twin, {parameter: typed}, reason=reason, timeout=30.0)
     commands = (verdict or {}).get("commands") or []
     if not commands:
-        console.print(f"no command needed: {twin}.{parameter} is already {value:g}, or the twin is not in normal mode")
+        console.print(f"no command needed: {twin}.{parameter} is already {value}, or the twin is not in normal mode")
         return
     if wait <= 0:
         return
@@ -198,11 +210,11 @@ def register(app: typer.Typer, bridge_app: typer.Typer) -> None:
     app.add_typer(certs_app, name="certs")
 
     @bridge_app.command("opcua")
-    def bridge_opcua(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False) -> None:
-        """Forward OPC-UA values of the mapped assets to Kafka and apply their commands."""
-        run_bridge("opcua", mapping, verbose)
+    def bridge_opcua(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False, metrics_port: int = _METRICS) -> None:
+        """Forward OPC-UA values of the mapped assets (every server of the file) to Kafka and apply their commands."""
+        run_bridge("opcua", mapping, verbose, metrics_port)
 
     @bridge_app.command("modbus")
-    def bridge_modbus(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False) -> None:
-        """Poll Modbus TCP registers of the mapped assets into Kafka and apply their commands."""
-        run_bridge("modbus", mapping, verbose)
+    def bridge_modbus(mapping: Path = _BRIDGE_MAPPING, verbose: bool = False, metrics_port: int = _METRICS) -> None:
+        """Poll Modbus TCP devices of the mapped assets into Kafka and apply their commands."""
+        run_bridge("modbus", mapping, verbose, metrics_port)

@@ -114,6 +114,8 @@ class MqttSettings(StrictModel):
     topic: str = "twinflow/+/telemetry"
     # Which level of the MQTT topic holds the twin_id (0-based).
     twin_level: int = 1
+    # How payload timestamps are read: auto | iso | epoch_s | epoch_ms | epoch_us (docs/connectors.md).
+    ts_format: str = Field("auto", pattern="^(auto|iso|epoch_s|epoch_ms|epoch_us)$")
     qos: int = Field(1, ge=0, le=2)
     client_id: str = "twinflow-mqtt-bridge"
     # Authentication and TLS (docs/security.md); the password may come from a file.

@@ -26,17 +26,19 @@ def named_query(name: str) -> str:
     return (QUERIES_DIR / f"{name}.sql").read_text()
 
 
-def parse_assignments(pairs: list[str]) -> dict[str, float]:
-    """``["speed=1200", "valve=0.5"]`` → ``{"speed": 1200.0, "valve": 0.5}``; clear errors otherwise."""
-    values: dict[str, float] = {}
+def parse_assignments(pairs: list[str]) -> dict[str, float | bool]:
+    """``["speed=1200", "run=true"]`` → ``{"speed": 1200.0, "run": True}``; clear errors otherwise."""
+    from operators.commands import parse_value
+
+    values: dict[str, float | bool] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name.strip():
             raise typer.BadParameter(f"{pair!r}: write param=value, e.g. speed=1200")
         try:
-            values[name.strip()] = float(raw)
+            values[name.strip()] = parse_value(raw)
         except ValueError:
-            raise typer.BadParameter(f"{pair!r}: {raw!r} is not a number") from None
+            raise typer.BadParameter(f"{pair!r}: {raw!r} is not a number nor true/false") from None
     return values
 
 
@@ -168,14 +170,21 @@ def show(
         cmd = row["commands"].get(name)
         table.add_row(
             name,
-            "" if rep is None else f"{rep['value']:g}",
-            "" if des is None else f"{des['value']:g}",
+            "" if rep is None else _shown(rep["value"]),
+            "" if des is None else _shown(des["value"]),
             "" if name not in row["delta"] else f"{row['delta'][name]:g}",
             "no" if name in row["conflicts"] else "yes",
             "" if cmd is None else f"{cmd['status']} (attempt {cmd['attempt']})",
         )
     console.print(table)
     console.print(f"last change: {json.dumps(row['change'], default=str)}")
+
+
+def _shown(value: float | bool | None) -> str:
+    """A reported or desired value as people write it: ``1200``, ``true``, ``-`` (no value)."""
+    if value is None:
+        return "-"
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}"
 
 
 @twin_app.command("run")

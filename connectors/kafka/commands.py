@@ -43,11 +43,12 @@ class CommandListener:
         self,
         settings: Settings,
         protocol: str,
-        writable: dict[str, dict[str, bool]],
+        writable: dict[str, dict[str, bool]] | Callable[[str], dict[str, bool] | None],
         apply: Apply,
         instance: str = "default",
     ) -> None:
-        """``writable``: twin_id → {parameter: writable} for the twins this bridge owns."""
+        """``writable``: twin_id → {parameter: writable} for the twins this bridge owns, or a function
+        answering that for a twin_id (None: not ours), for bridges whose twins follow a pattern."""
         self.settings = settings
         self.protocol = protocol
         self.writable = writable
@@ -74,6 +75,18 @@ class CommandListener:
         self.acks: list[Ack] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"commands-{protocol}", daemon=True)
+
+    def _writable_of(self, twin_id: str | None) -> dict[str, bool] | None:
+        if twin_id is None:
+            return None
+        if callable(self.writable):
+            return self.writable(twin_id)
+        return self.writable.get(twin_id)
+
+    @property
+    def alive(self) -> bool:
+        """False when the command thread ended although nobody stopped it."""
+        return self._thread.ident is None or self._stop.is_set() or self._thread.is_alive()
 
     def start(self) -> CommandListener:
         retry(
@@ -126,14 +139,15 @@ class CommandListener:
             cmd = decode_command(msg.value())
         except BadCommand as exc:
             cid, twin = peek_ids(msg.value())
-            if twin not in self.writable:
+            if self._writable_of(twin) is None:
                 return None
             cid = cid or f"{msg.topic()}:{msg.partition()}:{msg.offset()}"
             cmd = Command(cid, twin, "", 0.0, issued_at=now)
             return make_ack(cmd, "rejected", f"malformed command: {exc}", source=self.protocol, now=now)
-        if cmd.twin_id not in self.writable:
+        writable = self._writable_of(cmd.twin_id)
+        if writable is None:
             return None
-        ack = precheck(cmd, self.writable[cmd.twin_id], now, source=self.protocol)
+        ack = precheck(cmd, writable, now, source=self.protocol)
         if ack is not None:
             return ack
         timeout = 10.0 if cmd.deadline is None else max((cmd.deadline - now).total_seconds(), 0.1)

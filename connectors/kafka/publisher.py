@@ -157,6 +157,11 @@ class Publisher:
             log.warning("%s: Kafka backlog %s", self.name, self.stats())
 
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def alive(self) -> bool:
+        """False when the drain thread ended although nobody closed the publisher (it crashed)."""
+        return not self._started or self._stop.is_set() or self._thread.is_alive()
+
     def stats(self) -> dict[str, int]:
         with self._cond:
             self.counters.buffered = len(self.queue)

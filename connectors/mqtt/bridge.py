@@ -8,6 +8,12 @@ instead of dropping.
 
 This is the mapping-free bridge (``twinflow bridge mqtt``); with ``--mapping`` the
 :class:`~connectors.mqtt.mapped.MappedMqttBridge` maps per-topic JSON paths or plain numbers.
+
+The bridge checks what it forwards with the envelope's own rules
+(:func:`operators.envelope.decode_partial`): a message that cannot be an envelope, or a bad
+value in one, is dead-lettered here with the **device's original bytes**, the ``mqtt.topic``
+header, the reason and the field; the valid values of the same message go on. Timestamps follow
+the MQTT timestamp policy (``mqtt.ts_format``, :mod:`operators.timestamps`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from connectors.kafka.publisher import Publisher
 from connectors.mqtt.client import make_client, subscription_ready
 from connectors.mqtt.payload import PayloadMapper
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
-from operators.envelope import Reason
+from operators.envelope import Reason, Rejected, decode_partial, encode
 from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 from twinflow.settings import Settings
 
@@ -36,6 +42,8 @@ class BridgeCounters:
     received: int = 0
     produced: int = 0
     failed: int = 0
+    # Messages (or single values of them) dead-lettered by the bridge itself.
+    dead_lettered: int = 0
 
 
 class MqttBridge:
@@ -45,7 +53,9 @@ class MqttBridge:
         self.settings = settings
         self.mqtt_settings = ms = settings.mqtt
         self.publisher = publisher or Publisher(settings, f"mqtt-{ms.client_id}", producer=producer)
-        self.mapper = PayloadMapper(twin_level=ms.twin_level, max_bytes=settings.flow.max_message_bytes * 4)
+        self.mapper = PayloadMapper(
+            twin_level=ms.twin_level, max_bytes=settings.flow.max_message_bytes, ts_format=ms.ts_format
+        )
         self.counters = BridgeCounters()
         self.connected = threading.Event()
         self._stop = threading.Event()
@@ -80,12 +90,39 @@ class MqttBridge:
         self.counters.received += 1
         if len(msg.payload) > self.settings.security.max_mqtt_payload_bytes:
             topic, key, value, headers = self._oversized(msg)
-        else:
-            topic = self.settings.topics.raw
+            self.publisher.put(topic, key, value, headers)
+            return
+        headers = [("mqtt.topic", msg.topic.encode())]
+        try:
             key, value = self.mapper.map(msg.topic, msg.payload)
-            headers = [("mqtt.topic", msg.topic.encode())]
+            env, bad = decode_partial(value, key=key, max_bytes=self.settings.flow.max_message_bytes)
+        except Rejected as exc:
+            self._dead_letter(msg, exc.reason.value, exc.detail, exc.field)
+            return
+        for b in bad:
+            self._dead_letter(msg, b.reason.value, b.detail, b.field)
+        if bad:
+            value = encode(env)  # the valid values only
         # Blocks when the local buffer is full: back-pressure to MQTT instead of dropping.
-        self.publisher.put(topic, key, value, headers)
+        self.publisher.put(self.settings.topics.raw, key, value, headers)
+
+    def _dead_letter(self, msg: mqtt.MQTTMessage, reason: str, detail: str, field: str | None) -> None:
+        """The device's bytes, as sent, to the DLQ with the reason, the field and the MQTT topic."""
+        twin = self.mapper.twin_of(msg.topic)
+        dead = DeadLetter(
+            value=msg.payload,
+            key=twin.encode()[:MAX_DEAD_LETTER_KEY_BYTES] if twin else None,
+            reason=reason,
+            detail=detail,
+            topic=None,
+            partition=None,
+            offset=None,
+            rejected_at=datetime.now(UTC),
+            field=field,
+            original_headers=[("mqtt.topic", msg.topic.encode()), ("bridge", b"mqtt")],
+        )
+        self.counters.dead_lettered += 1
+        self.publisher.put(self.settings.topics.dlq, dead.key, dead.value or b"", dead.headers())
 
     def _oversized(self, msg: mqtt.MQTTMessage) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
         """A payload above the MQTT size limit goes straight to the DLQ, cut to the limit."""

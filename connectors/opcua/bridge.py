@@ -1,11 +1,19 @@
 """OPC-UA → Kafka bridge (asyncua client) with setpoint writes.
 
-One subscription with the mapping's publishing interval; one monitored item per parameter with
-its sampling interval and absolute deadband. Each value keeps the server's SourceTimestamp
-(``ts``) and StatusCode (``quality``: good / uncertain / bad). Values of one twin with the same
-timestamp and quality, arriving within ``bridge.batch_window_ms``, share one envelope.
-On connection loss the bridge reconnects with exponential backoff and re-creates its
-subscription and monitored items.
+Every device (an OPC-UA server: its ``[opcua]`` section or a ``[devices.NAME]`` table) gets its own
+client, one subscription with the device's publishing interval and one monitored item per
+parameter. Nodes are resolved on every (re)connect: a portable ``nsu=URI;…`` NodeId through the
+server's namespace array, a ``browse_path`` with TranslateBrowsePathsToNodeIds; an item that cannot
+be resolved or monitored is logged with device, twin, parameter and node, counted, and left out
+while the others are read (retried at the next reconnect).
+
+Each value keeps the server's SourceTimestamp (``ts``) and StatusCode: a Good value is a reading;
+a Bad or Uncertain one is a reading of quality bad/uncertain with the status code name
+(``status``), with or without a value (``BadSensorFailure`` carries none). Booleans stay booleans,
+strings become text readings; other types (arrays, dates, structures) are dead-lettered one by
+one with a description. Values of one twin with the same timestamp and quality, arriving within
+``bridge.batch_window_ms``, share one envelope. On connection loss the device reconnects with
+exponential backoff and re-creates its subscription.
 """
 
 from __future__ import annotations
@@ -13,16 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from connectors.bridge import Bridge
+from connectors.bridge import Bridge, Device
 from operators.commands import Refused
-from twinflow.mapping import OpcuaAsset, OpcuaConnection
+from operators.envelope import Reason
+from twinflow.mapping import OpcuaAsset, OpcuaConnection, OpcuaParam
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +72,16 @@ def quality_of(status: ua.StatusCode | None) -> str:
     return "uncertain" if status.is_uncertain() else "bad"
 
 
+def status_name(status: ua.StatusCode) -> str:
+    """The status code's name without its info bits.
+
+    >>> status_name(ua.StatusCode(ua.StatusCodes.BadSensorFailure | 0x0480))
+    'BadSensorFailure'
+    """
+    name = ua.StatusCode(status.value & 0xFFFF0000).name
+    return name if name and name[0] in "GUB" else ("Bad" if status.is_bad() else "Uncertain")
+
+
 async def make_client(conn: OpcuaConnection, resolve) -> Client:
     """An asyncua client configured for the mapping's security mode and credentials."""
     client = Client(conn.endpoint, timeout=conn.request_timeout_s, watchdog_intervall=conn.watchdog_s)
@@ -82,117 +103,194 @@ async def make_client(conn: OpcuaConnection, resolve) -> Client:
     return client
 
 
+class UnresolvedNode(ValueError):
+    """A parameter's node that the server does not know (namespace URI, browse path)."""
+
+
+def resolve_node_id(text: str, namespaces: list[str]) -> ua.NodeId:
+    """A mapping's NodeId text as this server numbers it (``nsu=URI`` → the URI's index).
+
+    >>> resolve_node_id("nsu=urn:acme;s=Pump.Flow", ["http://opcfoundation.org/UA/", "urn:x", "urn:acme"])
+    NodeId(Identifier='Pump.Flow', NamespaceIndex=2, NodeIdType=<NodeIdType.String: 3>)
+    """
+    node = ua.NodeId.from_string(text)
+    uri = getattr(node, "NamespaceUri", None)
+    if not uri:
+        return ua.NodeId(node.Identifier, node.NamespaceIndex, node.NodeIdType)
+    if uri not in namespaces:
+        raise UnresolvedNode(f"namespace {uri!r} is not on this server (it has: {', '.join(namespaces)})")
+    return ua.NodeId(node.Identifier, namespaces.index(uri), node.NodeIdType)
+
+
+def browse_element(seg: str, default_uri: str, namespaces: list[str]) -> ua.QualifiedName:
+    """One browse path segment → a qualified name (``Name``: the device namespace; ``0:Name``; ``nsu=URI;Name``)."""
+    if seg.startswith("nsu="):
+        uri, _, name = seg[4:].partition(";")
+    else:
+        prefix, sep, rest = seg.partition(":")
+        if sep and prefix.isdigit():
+            return ua.QualifiedName(rest, int(prefix))
+        uri, name = default_uri, seg
+    if uri not in namespaces:
+        raise UnresolvedNode(f"namespace {uri!r} is not on this server (it has: {', '.join(namespaces)})")
+    return ua.QualifiedName(name, namespaces.index(uri))
+
+
+class _Session:
+    """What one device's connection knows: resolved nodes, monitored handles, data types."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.conn: OpcuaConnection = device.conn
+        self.params: dict[tuple[str, str], OpcuaParam] = {
+            (a.twin_id, n): p for a in device.assets if isinstance(a, OpcuaAsset) for n, p in a.params.items()
+        }
+        self.client: Client | None = None
+        self.nodes: dict[tuple[str, str], ua.NodeId] = {}
+        self.handles: dict[int, tuple[str, str]] = {}
+        self.types: dict[tuple[str, str], ua.VariantType] = {}
+        self.overflow_warned: set[tuple[str, str]] = set()
+
+    def where(self, key: tuple[str, str]) -> str:
+        p = self.params[key]
+        node = p.node if p.node is not None else "/".join(p.browse_path or ())
+        return f"{key[0]}.{key[1]} (node {node})"
+
+
 class OpcuaBridge(Bridge):
     protocol = "opcua"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.conn = self.mapping.opcua
-        self.client: Client | None = None
-        # client handle → (twin_id, parameter)
-        self.handles: dict[int, tuple[str, str]] = {}
-        self.nodes: dict[tuple[str, str], str] = {
-            (a.twin_id, n): p.node for a in self.assets for n, p in a.params.items()
-        }
-        self._types: dict[tuple[str, str], ua.VariantType] = {}
+        self.sessions = {name: _Session(d) for name, d in self.devices.items()}
         self.reconnects = 0
-        # Values the server reported as discarded (queue overflow), and the items already warned about.
+        # Values the server reported as discarded (queue overflow).
         self.overflows = 0
-        self._overflow_warned: set[tuple[str, str]] = set()
 
-    def _requests(self, sub) -> list[ua.MonitoredItemCreateRequest]:
+    @staticmethod
+    def address_of(conn: Any) -> str:
+        return conn.endpoint
+
+    # ------------------------------------------------------------------ nodes
+    async def _resolve(self, s: _Session, client: Client) -> None:
+        """NodeIds of every parameter as this server numbers them; failures are logged per item."""
+        namespaces = await client.get_namespace_array()
+        s.nodes.clear()
+        paths: list[tuple[tuple[str, str], ua.BrowsePath]] = []
+        for key, p in s.params.items():
+            try:
+                if p.node is not None:
+                    s.nodes[key] = resolve_node_id(p.node, namespaces)
+                    continue
+                bp = ua.BrowsePath()
+                bp.StartingNode = ua.NodeId(ua.ObjectIds.ObjectsFolder)
+                rel = ua.RelativePath()
+                for seg in p.browse_path or ():
+                    el = ua.RelativePathElement()
+                    el.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
+                    el.IncludeSubtypes = True
+                    el.IsInverse = False
+                    el.TargetName = browse_element(seg, s.conn.namespace, namespaces)
+                    rel.Elements.append(el)
+                bp.RelativePath = rel
+                paths.append((key, bp))
+            except UnresolvedNode as exc:
+                self._item_failed(s, key, str(exc))
+        if paths:
+            results = await client.uaclient.translate_browsepaths_to_nodeids([bp for _, bp in paths])
+            for (key, _), res in zip(paths, results, strict=True):
+                if not res.StatusCode.is_good() or not res.Targets:
+                    self._item_failed(s, key, f"browse path not found: {status_name(res.StatusCode)}")
+                    continue
+                target = res.Targets[0].TargetId
+                s.nodes[key] = ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType)
+
+    def _item_failed(self, s: _Session, key: tuple[str, str], reason: str) -> None:
+        if s.device.health.item_error(f"{key[0]}.{key[1]}", reason):
+            log.error("OPC-UA %s (%s): %s: %s", s.device.name, s.conn.endpoint, s.where(key), reason)
+
+    def _requests(self, s: _Session) -> list[ua.MonitoredItemCreateRequest]:
         reqs = []
         handle = 1000
-        self.handles.clear()
-        for a in self.assets:
-            assert isinstance(a, OpcuaAsset)
-            for name, p in a.params.items():
-                handle += 1
-                self.handles[handle] = (a.twin_id, name)
-                deadband = self.conn.deadband if p.deadband is None else p.deadband
-                mparams = ua.MonitoringParameters()
-                mparams.ClientHandle = handle
-                mparams.SamplingInterval = (
-                    self.conn.sampling_interval_ms if p.sampling_interval_ms is None else p.sampling_interval_ms
-                )
-                mparams.QueueSize = self.conn.queue_size
-                mparams.DiscardOldest = True
-                if deadband > 0:
-                    f = ua.DataChangeFilter()
-                    f.Trigger = ua.DataChangeTrigger.StatusValue
-                    f.DeadbandType = 1  # absolute
-                    f.DeadbandValue = deadband
-                    mparams.Filter = f
-                rv = ua.ReadValueId()
-                rv.NodeId = ua.NodeId.from_string(p.node)
-                rv.AttributeId = ua.AttributeIds.Value
-                req = ua.MonitoredItemCreateRequest()
-                req.ItemToMonitor = rv
-                req.MonitoringMode = ua.MonitoringMode.Reporting
-                req.RequestedParameters = mparams
-                reqs.append(req)
+        s.handles.clear()
+        for key, nodeid in s.nodes.items():
+            p = s.params[key]
+            handle += 1
+            s.handles[handle] = key
+            deadband = s.conn.deadband if p.deadband is None else p.deadband
+            mparams = ua.MonitoringParameters()
+            mparams.ClientHandle = handle
+            mparams.SamplingInterval = (
+                s.conn.sampling_interval_ms if p.sampling_interval_ms is None else p.sampling_interval_ms
+            )
+            mparams.QueueSize = s.conn.queue_size
+            mparams.DiscardOldest = True
+            if deadband > 0:
+                f = ua.DataChangeFilter()
+                f.Trigger = ua.DataChangeTrigger.StatusValue
+                f.DeadbandType = 1  # absolute
+                f.DeadbandValue = deadband
+                mparams.Filter = f
+            rv = ua.ReadValueId()
+            rv.NodeId = nodeid
+            rv.AttributeId = ua.AttributeIds.Value
+            req = ua.MonitoredItemCreateRequest()
+            req.ItemToMonitor = rv
+            req.MonitoringMode = ua.MonitoringMode.Reporting
+            req.RequestedParameters = mparams
+            reqs.append(req)
         return reqs
 
-    async def _subscribe(self, client: Client):
+    async def _subscribe(self, s: _Session, client: Client):
         params = ua.CreateSubscriptionParameters()
-        params.RequestedPublishingInterval = self.conn.publishing_interval_ms
+        params.RequestedPublishingInterval = s.conn.publishing_interval_ms
         params.RequestedLifetimeCount = 10000
-        params.RequestedMaxKeepAliveCount = client.get_keepalive_count(self.conn.publishing_interval_ms)
+        params.RequestedMaxKeepAliveCount = client.get_keepalive_count(s.conn.publishing_interval_ms)
         params.MaxNotificationsPerPublish = 0  # no limit
         params.PublishingEnabled = True
         params.Priority = 0
         # Iterator mode; a consumer too slow for the queue forces a reconnect, never a silent drop.
         sub = await client.create_subscription(params, queue_maxsize=500_000, overflow=OverflowPolicy.DISCONNECT)
-        results = await sub.create_monitored_items(self._requests(sub))
-        for (handle, key), res in zip(list(self.handles.items()), results, strict=True):
+        requests = self._requests(s)
+        results = await sub.create_monitored_items(requests) if requests else []
+        for (handle, key), res in zip(list(s.handles.items()), results, strict=True):
             if isinstance(res, ua.StatusCode):
-                log.error(
-                    "OPC-UA: cannot monitor %s (asset %r, field params.%s.node = %s): %s",
-                    self.conn.endpoint,
-                    key[0],
-                    key[1],
-                    self.nodes[key],
-                    res.name,
-                )
-                self.handles.pop(handle)
+                self._item_failed(s, key, f"cannot monitor: {res.name}")
+                s.handles.pop(handle)
+            elif s.device.health.item_ok(f"{key[0]}.{key[1]}"):
+                log.info("OPC-UA %s: %s is monitored again", s.device.name, s.where(key))
         return sub
 
-    async def run(self, stop: asyncio.Event) -> None:
-        delays = self.delays()
-        while not stop.is_set():
-            lost = asyncio.Event()
-            client = None
-            try:
-                client = await make_client(self.conn, self.mapping.path)
+    # ------------------------------------------------------------------ reading
+    async def serve(self, device: Device, stop: asyncio.Event) -> None:
+        s = self.sessions[device.name]
+        lost = asyncio.Event()
+        client = await make_client(s.conn, self.mapping.path)
 
-                async def on_lost(exc: Exception, lost: asyncio.Event = lost) -> None:
-                    log.warning("OPC-UA connection to %s lost: %r", self.conn.endpoint, exc)
-                    lost.set()
+        async def on_lost(exc: Exception) -> None:
+            log.warning("OPC-UA %s: connection to %s lost: %r", device.name, s.conn.endpoint, exc)
+            lost.set()
 
-                client.connection_lost_callback = on_lost
-                await client.connect()
-                self.client = client
-                sub = await self._subscribe(client)
-                log.info("OPC-UA: subscribed %d items on %s", len(self.handles), self.conn.endpoint)
-                self.connected.set()
-                delays = self.delays()
-                await self._consume(sub, stop, lost)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("OPC-UA %s: %s: %s", self.conn.endpoint, type(exc).__name__, exc)
-            finally:
-                self.connected.clear()
-                self.client = None
-                self._types.clear()
-                if client is not None:
-                    with contextlib.suppress(Exception):  # best effort: the link may be gone
-                        await asyncio.wait_for(client.disconnect(), 3)
-            if not stop.is_set():
-                self.reconnects += 1
-                await self.sleep_or_stop(stop, next(delays))
+        client.connection_lost_callback = on_lost
+        try:
+            await client.connect()
+            s.client = client
+            await self._resolve(s, client)
+            sub = await self._subscribe(s, client)
+            log.info(
+                "OPC-UA %s: subscribed %d of %d items on %s",
+                device.name, len(s.handles), len(s.params), s.conn.endpoint,
+            )  # fmt: skip
+            self.device_up(device)
+            await self._consume(s, sub, stop, lost)
+        finally:
+            s.client = None
+            s.types.clear()
+            self.reconnects += 1
+            with contextlib.suppress(Exception):  # best effort: the link may be gone
+                await asyncio.wait_for(client.disconnect(), 3)
 
-    async def _consume(self, sub, stop: asyncio.Event, lost: asyncio.Event) -> None:
+    async def _consume(self, s: _Session, sub, stop: asyncio.Event, lost: asyncio.Event) -> None:
         """Group notifications into envelopes until ``stop`` or ``lost``; a bad subscription status ends it.
 
         Notifications are taken from the subscription without a per-item timeout (each
@@ -201,23 +299,33 @@ class OpcuaBridge(Bridge):
         """
         window = self.settings.bridge.batch_window_ms / 1000
         loop = asyncio.get_running_loop()
-        pending: dict[tuple[str, datetime, str], dict[str, Any]] = {}
+        # (twin, ts, quality) → (readings, status names, texts)
+        pending: dict[tuple[str, datetime, str], tuple[dict[str, Any], dict[str, str], dict[str, str]]] = {}
         timer: asyncio.TimerHandle | None = None
+        health = s.device.health
 
         def flush() -> None:
             nonlocal timer, pending
             timer = None
             batch, pending = pending, {}  # taken first: an error while emitting never re-sends a batch
-            for (twin, ts, quality), readings in batch.items():
-                self.emit(twin, ts, readings, quality)
+            n = 0
+            for (twin, ts, quality), (readings, status, text) in batch.items():
+                if not readings and not text:  # its values were dead-lettered
+                    continue
+                self.emit(twin, ts, readings, quality, status or None, text or None)
+                n += len(readings) + len(text)
+            if n:
+                health.got(n)
 
         async def receive() -> None:
             nonlocal timer
-            handles = self.handles
+            handles = s.handles
             async for ev in sub:
                 if isinstance(ev, StatusChangeEvent):
                     if not ev.notification.Status.is_good():
-                        log.warning("OPC-UA subscription status %s; reconnecting", ev.notification.Status)
+                        log.warning(
+                            "OPC-UA %s: subscription status %s; reconnecting", s.device.name, ev.notification.Status
+                        )
                         return
                     continue
                 if not isinstance(ev, DataChangeEvent):
@@ -227,12 +335,41 @@ class OpcuaBridge(Bridge):
                 if key is None:
                     continue
                 dv = item.Value
-                if overflowed(dv.StatusCode):
-                    self._overflow(key)
+                st = dv.StatusCode
+                if st is not None and st.value and overflowed(st):
+                    self._overflow(s, key)
                 ts = dv.SourceTimestamp or dv.ServerTimestamp or datetime.now(UTC)
                 if ts.tzinfo is None:
                     ts = ts.replace(tzinfo=UTC)
-                pending.setdefault((key[0], ts, quality_of(dv.StatusCode)), {})[key[1]] = ev.value
+                quality = "good" if st is None or (st.value & 0xC0000000) == 0 else quality_of(st)
+                value = ev.value
+                cls = value.__class__
+                entry = pending.get((key[0], ts, quality))
+                if entry is None:
+                    entry = pending[(key[0], ts, quality)] = ({}, {}, {})
+                if quality != "good":
+                    entry[1][key[1]] = status_name(st)
+                if cls is float or cls is bool:
+                    if cls is float and not math.isfinite(value):
+                        self._reject(s, key, dv, f"{value} is not a finite number")
+                        continue
+                    entry[0][key[1]] = value
+                elif cls is int:
+                    entry[0][key[1]] = float(value)
+                elif value is None:
+                    if quality == "good":  # no value and no bad status: nothing to store
+                        self._reject(s, key, dv, "no value although the status is Good")
+                        continue
+                    entry[0][key[1]] = None
+                elif cls is str:
+                    entry[2][key[1]] = value
+                elif isinstance(value, ua.LocalizedText):
+                    entry[2][key[1]] = value.Text or ""
+                else:
+                    self._reject(s, key, dv, f"{dv.Value.VariantType.name} values are not readings")
+                    if quality != "good":  # the status still tells something: keep it without the value
+                        entry[0][key[1]] = None
+                    continue
                 if timer is None:
                     timer = loop.call_later(window, flush)
 
@@ -248,33 +385,59 @@ class OpcuaBridge(Bridge):
                 timer.cancel()
             flush()
         if isinstance(ended[0], Exception):
-            raise ended[0]  # what broke the receiver; the caller reconnects
+            raise ended[0]  # what broke the receiver; the device loop reconnects
 
-    def _overflow(self, key: tuple[str, str]) -> None:
+    def _reject(self, s: _Session, key: tuple[str, str], dv: ua.DataValue, why: str) -> None:
+        """A value that is no reading: dead-lettered with a description of the DataValue."""
+        p = s.params[key]
+        variant = dv.Value
+        body = {
+            "endpoint": s.conn.endpoint,
+            "node": p.node or p.browse_path,
+            "variant_type": variant.VariantType.name if variant is not None else None,
+            "value": repr(variant.Value if variant is not None else None)[:2000],
+            "status": status_name(dv.StatusCode) if dv.StatusCode is not None else "Good",
+            "source_timestamp": dv.SourceTimestamp.isoformat() if dv.SourceTimestamp else None,
+        }
+        field = f"readings.{key[1]}"
+        self.reject(
+            key[0], orjson.dumps(body), Reason.SCHEMA.value, f"{field}: {why} ({s.where(key)})", field=field,
+            headers=[("opcua.endpoint", s.conn.endpoint.encode())],
+        )  # fmt: skip
+        s.device.health.item_error(f"{key[0]}.{key[1]}", why)
+
+    def _overflow(self, s: _Session, key: tuple[str, str]) -> None:
         """The server lost values of ``key`` before they reached us: count it, and say so once per item."""
         self.overflows += 1
-        if key not in self._overflow_warned:
-            self._overflow_warned.add(key)
+        if key not in s.overflow_warned:
+            s.overflow_warned.add(key)
             log.warning(
                 "OPC-UA server %s discarded values of %s.%s: its queue of %d values per item overflowed between "
-                "two publish responses. Raise queue_size in the mapping's [opcua] section (or slow the sampling); "
+                "two publish responses. Raise queue_size in the device's section (or slow the sampling); "
                 "the bridge counts these in `overflows`",
-                self.conn.endpoint,
+                s.conn.endpoint,
                 key[0],
                 key[1],
-                self.conn.queue_size,
+                s.conn.queue_size,
             )
 
-    async def write(self, twin_id: str, parameter: str, value: float) -> None:
-        client = self.client
+    # ------------------------------------------------------------------ writing
+    async def write(self, twin_id: str, parameter: str, value: float | bool, command_id: str = "") -> None:
+        s = self.sessions[self.device_of_twin[twin_id].name]
+        client = s.client
         if client is None:
-            raise ConnectionError(f"not connected to {self.conn.endpoint}")
+            raise ConnectionError(f"not connected to {s.conn.endpoint} ({s.device.name})")
         key = (twin_id, parameter)
-        node: Node = client.get_node(self.nodes[key])
-        vtype = self._types.get(key)
+        nodeid = s.nodes.get(key)
+        if nodeid is None:
+            raise Refused(
+                f"node of {s.where(key)} is not on the server: {s.device.health.failing.get(f'{twin_id}.{parameter}')}"
+            )
+        node: Node = client.get_node(nodeid)
+        vtype = s.types.get(key)
         if vtype is None:
-            vtype = self._types[key] = await node.read_data_type_as_variant_type()
+            vtype = s.types[key] = await node.read_data_type_as_variant_type()
         cast = _NUMERIC.get(vtype)
         if cast is None:
-            raise Refused(f"node {self.nodes[key]} has data type {vtype.name}, not a number")
+            raise Refused(f"node {s.where(key)} has data type {vtype.name}, not a number or boolean")
         await node.write_value(ua.DataValue(ua.Variant(cast(value), vtype)))

@@ -13,8 +13,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
-from operators.registers import RegisterField, decode, encode
-from twinflow.mapping import Mapping, ModbusAsset
+from operators.registers import BIT_KINDS, EncodeError, RegisterField, decode, encode, field_of
+from twinflow.mapping import ModbusAsset, ModbusConnection
 from twinflow.sim.plant import Plant, Sample
 
 log = logging.getLogger(__name__)
@@ -23,14 +23,21 @@ _KIND_OF_FC = {3: "holding", 6: "holding", 16: "holding", 23: "holding", 4: "inp
 
 
 class SimModbusServer:
-    def __init__(self, mapping: Mapping, plant: Plant, size: int | None = None) -> None:
-        self.conn = mapping.modbus
+    """One Modbus TCP device of the mapping (its section or a ``[devices.NAME]``) and its assets.
+
+    Registers only: coils and discrete inputs of the mapping read as 0."""
+
+    def __init__(
+        self, conn: ModbusConnection, assets: list[ModbusAsset], plant: Plant, size: int | None = None
+    ) -> None:
+        self.conn = conn
         self.plant = plant
-        self.assets: list[ModbusAsset] = mapping.of("modbus")
+        self.assets = assets
         self.fields: list[RegisterField] = [
-            RegisterField((a.twin_id, n), a.unit_id, p.kind, p.address, p.type, p.word_order, p.scale, p.offset)
+            field_of(a.twin_id, n, a.unit_id, p)
             for a in self.assets
             for n, p in a.params.items()
+            if p.kind not in BIT_KINDS and p.data_type != "string"
         ]
         top = max((f.address + f.width for f in self.fields), default=1)
         self.size = size or max(top, 1)
@@ -96,7 +103,10 @@ class SimModbusServer:
         for f in self.fields:
             twin, name = f.key  # type: ignore[misc]
             value = samples[twin].values[name]
-            regs = encode(f, value, saturate=True)
+            try:
+                regs = encode(f, value, saturate=True)
+            except EncodeError:  # e.g. a bit field: read-only, not simulated
+                continue
             image = self.images[(f.unit_id, f.kind)]
             image[f.address : f.address + f.width] = regs
             n += f.width

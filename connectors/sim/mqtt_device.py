@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import split_path
 from twinflow.mapping import Mapping, MqttAsset
-from twinflow.sim.plant import Plant, Sample
+from twinflow.sim.plant import Plant, Sample, simulated
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class SimMqttDevice:
     def __init__(self, mapping: Mapping, plant: Plant, client_id: str = "twinflow-simulator") -> None:
         self.conn = c = mapping.mqtt
         self.plant = plant
-        self.assets: list[MqttAsset] = mapping.of("mqtt")
+        self.assets: list[MqttAsset] = [a for a in mapping.of("mqtt") if simulated(a)]
         self.commands = {a.command_topic: a.twin_id for a in self.assets if a.command_topic}
         self.client = make_client(
             f"{client_id}-{os.getpid()}-{id(self)}",  # unique across simulator processes too

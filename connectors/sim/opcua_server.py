@@ -18,7 +18,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
-from twinflow.mapping import Mapping, OpcuaAsset
+from twinflow.mapping import Mapping, OpcuaAsset, OpcuaConnection
 from twinflow.sim.plant import Plant, Sample
 
 log = logging.getLogger(__name__)
@@ -87,11 +87,16 @@ class _PasswordUsers:
 
 
 class SimOpcuaServer:
-    def __init__(self, mapping: Mapping, plant: Plant) -> None:
+    """One OPC-UA server of the mapping (its section or a ``[devices.NAME]``) serving its assets.
+
+    Parameters given by ``node`` are served under that NodeId (``nsu=`` ids in the device's
+    ``namespace``); parameters given by ``browse_path`` as folders and a variable along that path."""
+
+    def __init__(self, mapping: Mapping, conn: OpcuaConnection, assets: list[OpcuaAsset], plant: Plant) -> None:
         self.mapping = mapping
-        self.conn = mapping.opcua
+        self.conn = conn
         self.plant = plant
-        self.assets: list[OpcuaAsset] = mapping.of("opcua")
+        self.assets = assets
         users = None
         if self.conn.username:
             pw = self.conn.password.get_secret_value() if self.conn.password else ""
@@ -136,11 +141,25 @@ class SimOpcuaServer:
         idx = await s.register_namespace(self.conn.namespace)
         objects = s.nodes.objects
         initial = self.plant.step(0.0)  # a sample of the plant as it starts (no time passes)
+        folders: dict[tuple[str, ...], object] = {}
         for a in self.assets:
             folder = await objects.add_object(ua.NodeId(f"{a.twin_id}", idx), a.twin_id)
             for name, p in a.params.items():
-                nodeid = ua.NodeId.from_string(p.node)
-                var = await folder.add_variable(nodeid, name, ua.Variant(0.0, ua.VariantType.Double))
+                parent, browse_name = folder, name
+                if p.browse_path is not None:
+                    parent = objects
+                    for depth, seg in enumerate(p.browse_path[:-1]):
+                        key = tuple(p.browse_path[: depth + 1])
+                        if key not in folders:
+                            folders[key] = await parent.add_folder(idx, seg.rpartition(";")[2].rpartition(":")[2])
+                        parent = folders[key]
+                    browse_name = p.browse_path[-1].rpartition(";")[2].rpartition(":")[2]
+                    nodeid = ua.NodeId(f"{a.twin_id}.{name}", idx)
+                else:
+                    nodeid = ua.NodeId.from_string(p.node)
+                    if isinstance(nodeid, ua.ExpandedNodeId) and nodeid.NamespaceUri:
+                        nodeid = ua.NodeId(nodeid.Identifier, idx, nodeid.NodeIdType)
+                var = await parent.add_variable(nodeid, browse_name, ua.Variant(0.0, ua.VariantType.Double))
                 if p.writable:
                     await var.set_writable()
                 self.nodes[(a.twin_id, name)] = nodeid

@@ -48,8 +48,17 @@ class Simulator:
         self.plant = Plant(mapping, self.faults, seed=settings.sim.seed)
         self.lock = threading.Lock()
         wanted = [p for p in protocols if mapping.of(p)]
-        self.opcua = SimOpcuaServer(mapping, self.plant) if "opcua" in wanted else None
-        self.modbus = SimModbusServer(mapping, self.plant) if "modbus" in wanted else None
+        # One server per OPC-UA / Modbus device of the mapping.
+        self.opcua_servers = (
+            [SimOpcuaServer(mapping, conn, assets, self.plant) for conn, assets in mapping.devices_of("opcua").values()]
+            if "opcua" in wanted
+            else []
+        )
+        self.modbus_servers = (
+            [SimModbusServer(conn, assets, self.plant) for conn, assets in mapping.devices_of("modbus").values()]
+            if "modbus" in wanted
+            else []
+        )
         self.mqtt = SimMqttDevice(mapping, self.plant) if "mqtt" in wanted else None
         if self.mqtt is not None:
             self.mqtt.lock = self.lock
@@ -82,10 +91,7 @@ class Simulator:
         return records
 
     async def run(self, stop: asyncio.Event) -> None:
-        if self.opcua:
-            await self.opcua.start()
-        if self.modbus:
-            await self.modbus.start()
+        await asyncio.gather(*(srv.start() for srv in (*self.opcua_servers, *self.modbus_servers)))
         if self.mqtt:
             await asyncio.to_thread(self.mqtt.start)
         tick = self.tick_s
@@ -115,31 +121,42 @@ class Simulator:
                     await asyncio.sleep(0)
                 await self.tick(datetime.fromtimestamp(round(target, 6), UTC))
         finally:
-            if self.opcua:
-                await self.opcua.stop()
-            if self.modbus:
-                await self.modbus.stop()
+            for srv in self.opcua_servers:
+                await srv.stop()
+            for srv in self.modbus_servers:
+                await srv.stop()
             if self.mqtt:
                 self.mqtt.stop()
 
+    @property
+    def opcua(self) -> SimOpcuaServer | None:
+        """The first OPC-UA server (files with one OPC-UA device have just that one)."""
+        return self.opcua_servers[0] if self.opcua_servers else None
+
+    @property
+    def modbus(self) -> SimModbusServer | None:
+        return self.modbus_servers[0] if self.modbus_servers else None
+
     async def tick(self, ts: datetime) -> None:
-        if self.opcua:
-            self.opcua.poll_writes()
+        for srv in self.opcua_servers:
+            srv.poll_writes()
         with self.lock:
             samples = self.plant.step(self.tick_s)
         now = datetime.now(UTC)
         n = 0
-        if self.opcua:
-            n += await self.opcua.publish(samples, ts, now)
-        if self.modbus:
-            n += self.modbus.publish(samples)
+        for srv in self.opcua_servers:
+            n += await srv.publish(samples, ts, now)
+        for mb in self.modbus_servers:
+            n += mb.publish(samples)
         if self.mqtt:
             n += self.mqtt.publish(samples, ts)
         self.values += n
         self.ticks += 1
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, timeout: float = 30.0) -> Simulator:
+    def start(self, timeout: float | None = None) -> Simulator:
+        # Many devices take a while: each OPC-UA server needs about a second to build its address space.
+        timeout = timeout or 30.0 + 6.0 * (len(self.opcua_servers) + len(self.modbus_servers) / 10)
         self.runner.start()
         if not self.started.wait(timeout):
             self.runner.stop()

@@ -66,7 +66,7 @@ def drop_topics(settings_list: list[Settings]) -> None:
 
 
 def plant_toml(uid: str, opcua_port: int, modbus_port: int, opcua_extra: str = "") -> str:
-    """One pump per protocol (twin ids carry ``uid``)."""
+    """One pump per protocol (twin ids carry ``uid``); MQTT on this stack's broker."""
     return f"""
 [opcua]
 endpoint = "opc.tcp://127.0.0.1:{opcua_port}/twinflow/"
@@ -75,6 +75,7 @@ sampling_interval_ms = 50
 {opcua_extra}
 
 [mqtt]
+port = {Settings().mqtt.port}
 qos = 1
 client_id = "it-bridge-{uid}"
 

@@ -142,7 +142,7 @@ def test_malformed_device_payloads_reach_the_dead_letter_topic(plant, tmp_path) 
     }
     wrong_type = (f"it/{uid}/pump/state", b'{"motor": {"speed_rpm": "fast"}, "ts": "2026-11-25T08:00:00Z"}')
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"it-bad-device-{uid}")
-    pub.connect("127.0.0.1", 1883)
+    pub.connect("127.0.0.1", settings.mqtt.port)
     pub.loop_start()
     for topic, payload in [*bad.items(), wrong_type]:
         pub.publish(topic, payload, qos=1).wait_for_publish(10)

@@ -38,7 +38,7 @@ def malformed(twin: str) -> list[Case]:
         Case("ts not a date", k, with_(ts="yesterday"), "schema"),
         Case("ts without zone", k, with_(ts="2026-11-25T08:00:00"), "schema"),
         Case("reading is string", k, with_(readings={"rpm": "fast"}), "schema"),
-        Case("reading is bool", k, with_(readings={"rpm": True}), "schema"),
+        Case("reading is a list", k, with_(readings={"rpm": [1]}), "schema"),
         Case("reading overflows to inf", k, orjson.dumps(base).replace(b"1999.0", b"1e999"), "schema"),
         Case("empty readings", k, with_(readings={}), "schema"),
         Case("negative seq", k, with_(seq=-5), "schema"),

@@ -29,10 +29,10 @@ twin_id = "pump-mb"
 type = "pump"
 protocol = "modbus"
 [assets.params]
-speed_rpm = { register = "coil", address = 0 }
+speed_rpm = { register = "flag", address = 0 }
 """,
         ["bridge", "modbus"],
-        ["asset 'pump-mb' (assets[1])", "params.speed_rpm.register", "'holding' or 'input'"],
+        ["asset 'pump-mb' (assets[1])", "params.speed_rpm.register", "'holding', 'input', 'coil' or 'discrete'"],
     ),
     "bad_node": (
         GOOD_ASSET.replace("ns=2;s=pump-ok.speed_rpm", "not a node id"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from operators.commands import decode_command, encode_command, new_command, precheck
-from operators.registers import EncodeError, RegisterField, decode, encode, plan_reads
+from operators.registers import EncodeError, RegisterField, decode, decode_response, encode, plan_reads, plausible
 from twinflow.mapping import MappingError, load_mapping, parse_mapping
 from twinflow.sim.faults import Fault, SensorFaults, effects, parse_fault, random_schedule
 from twinflow.sim.physics import Machine
@@ -194,3 +195,57 @@ def test_faults_change_the_physics() -> None:
         parse_fault("p:melting:1")
     sched = random_schedule(["a", "b"], 600, random.Random(1), 5)
     assert len(sched) == 5 and all(60 <= f.onset_s < f.end_s <= 600 for f in sched)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint32", "int64", "uint64", "float32", "float64"])
+@pytest.mark.parametrize("words", ["big", "little"])
+@pytest.mark.parametrize("bytes_", ["big", "little"])
+def test_multi_register_values_roundtrip_in_every_word_and_byte_order(dtype: str, words: str, bytes_: str) -> None:
+    f = RegisterField("k", 1, "holding", 0, dtype, words, byte_order=bytes_)
+    for value in (0.0, 1.0, 123456.0, 2.0**40 if dtype.endswith("64") else 65537.0):
+        assert decode(f, encode(f, value)) == value
+
+
+def test_byte_and_word_order_layout() -> None:
+    f = RegisterField("k", 1, "input", 0, "uint32", "little", byte_order="little")
+    assert encode(f, 0x11223344) == [0x4433, 0x2211]
+    assert decode(RegisterField("k", 1, "input", 0, "float64"), [0x3FF0, 0, 0, 0]) == 1.0
+
+
+def test_strings_bits_and_coils() -> None:
+    s = RegisterField("k", 1, "holding", 0, "string", length=4)
+    assert decode(s, encode(s, "PUMP-7")) == "PUMP-7"
+    assert decode(RegisterField("k", 1, "holding", 0, "string", byte_order="little", length=1), [0x4241]) == "AB"
+    with pytest.raises(EncodeError):
+        encode(s, "far too long text")
+    field = RegisterField("k", 1, "input", 0, "uint16", bit=4, bits=3)
+    assert decode(field, [0b1011_0000]) == 0b011
+    coil = RegisterField("k", 1, "coil", 7, "bool")
+    assert decode(coil, [True]) is True and encode(coil, False) == [0]
+
+
+def test_a_short_reply_decodes_what_it_covers_and_names_the_rest() -> None:
+    fields = [RegisterField("a", 1, "input", 0), RegisterField("b", 1, "input", 1, "float32")]
+    (req,) = plan_reads(fields)
+    values, missing = decode_response(req, [7, 0x4148])
+    assert values == [(fields[0], 7.0)] and missing == [fields[1]]
+
+
+def test_plausibility_flags_nonsense_decodes() -> None:
+    f = RegisterField("k", 1, "input", 0, "float32", min=-50, max=200)
+    assert plausible(f, 20.0) and not plausible(f, 7e35) and not plausible(f, math.nan)
+
+
+def test_the_documented_line_mapping_is_valid() -> None:
+    """docs/connectors.md's mapping of a realistic line (several PLCs, a gateway, MQTT, Sparkplug)."""
+    import re
+    import tomllib
+
+    from twinflow.settings import PROJECT_ROOT
+
+    doc = (PROJECT_ROOT / "docs" / "connectors.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if b.startswith("# line1.toml")]
+    m = parse_mapping(tomllib.loads(block), "line1.toml")
+    assert set(m.devices) == {"filler-plc", "capper-plc", "palletizer-plc", "drive-gw"}
+    assert {name: len(assets) for name, (_, assets) in m.devices_of("modbus").items()} == {"drive-gw": 3}
+    assert len(m.devices_of("opcua")) == 3 and m.asset("line1-vib-7") is not None

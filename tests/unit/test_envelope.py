@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from operators.envelope import Envelope, Reason, Rejected, decode, encode
+from operators.envelope import Envelope, Reason, Rejected, decode, decode_partial, encode
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -58,7 +58,8 @@ def test_quality_defaults_to_good_and_ints_are_floats():
         (orjson.dumps(valid(ts="2026-11-25T08:00:00")), Reason.SCHEMA),
         (orjson.dumps(valid(seq=-1)), Reason.SCHEMA),
         (orjson.dumps(valid(readings={})), Reason.SCHEMA),
-        (orjson.dumps(valid(readings={"rpm": True})), Reason.SCHEMA),
+        (orjson.dumps(valid(readings={"rpm": "fast"})), Reason.SCHEMA),
+        (orjson.dumps(valid(readings={"rpm": None})), Reason.SCHEMA),  # no value needs a bad status
         (orjson.dumps(valid(quality="excellent")), Reason.SCHEMA),
         (orjson.dumps(valid(twin_id="a b")), Reason.SCHEMA),
         (orjson.dumps(valid(extra=1)), Reason.SCHEMA),
@@ -87,3 +88,43 @@ def test_tombstone_is_rejected():
     with pytest.raises(Rejected) as exc:
         decode(None)
     assert exc.value.reason == Reason.SCHEMA
+
+
+def test_booleans_and_numbers_side_by_side():
+    env = decode(orjson.dumps(valid(readings={"flow": 12.5, "running": True, "count": 3})))
+    assert env.readings == {"flow": 12.5, "running": True, "count": 3.0}
+    assert type(env.readings["running"]) is bool and type(env.readings["count"]) is float
+
+
+def test_bad_status_without_value_is_a_reading():
+    body = valid(readings={"temp_c": None, "rpm": 1450.0}, status={"temp_c": "BadSensorFailure"})
+    env = decode(orjson.dumps(body))
+    assert env.readings["temp_c"] is None
+    assert env.quality_of("temp_c") == "bad" and env.quality_of("rpm") == "good"
+    assert decode(encode(env)) == env
+
+
+def test_one_bad_value_keeps_its_siblings():
+    body = valid(readings={"flow": 1.0, "mode": "auto", "x": None, "ok": False}, status={"ghost": "BadFoo"})
+    env, bad = decode_partial(orjson.dumps(body))
+    assert env.readings == {"flow": 1.0, "ok": False}
+    assert env.status is None
+    assert sorted(b.field for b in bad) == ["readings.mode", "readings.x", "status.ghost"]
+    by_field = {b.field: b for b in bad}
+    assert by_field["readings.mode"].detail == "readings.mode: str 'auto' is not a number, a boolean or null"
+    assert by_field["readings.mode"].reason == Reason.SCHEMA
+    with pytest.raises(Rejected) as exc:
+        decode(orjson.dumps(body))
+    assert exc.value.field in by_field
+
+
+def test_a_message_whose_only_value_is_bad_is_rejected_naming_the_field():
+    with pytest.raises(Rejected) as exc:
+        decode_partial(orjson.dumps(valid(readings={"running": "yes"})))
+    assert exc.value.field == "readings.running" and "readings.running: str" in exc.value.detail
+
+
+def test_a_bad_status_name_is_rejected_but_the_reading_kept():
+    env, bad = decode_partial(orjson.dumps(valid(readings={"a": 1.0}, status={"a": "Broken"})))
+    assert env.readings == {"a": 1.0} and env.status is None
+    assert [b.field for b in bad] == ["status.a"]

@@ -1,11 +1,10 @@
-"""MappedMqttBridge: the precomputed JSON-topic path gives the same envelopes as the general path."""
+"""MappedMqttBridge on recorded messages: shared topics, report by exception, metric selection by
+name, booleans beside numbers, topic templates, bad values and timestamps dead-lettered alone with
+the device's bytes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
-import pytest
 
 from connectors.mqtt.mapped import MappedMqttBridge
 from twinflow.mapping import parse_mapping
@@ -30,7 +29,7 @@ MAPPING = {
             "type": "pump",
             "protocol": "mqtt",
             "topic": "plant/shared",
-            "params": {"speed_rpm": {"path": "a.rpm"}, "temp_c": {"path": "a.temp"}},
+            "params": {"speed_rpm": {"path": "a.rpm"}, "temp_c": {"path": "a.temp"}, "running": {"path": "a.on"}},
             "ts_path": "a.ts",
             "quality_path": "a.q",
         },
@@ -41,49 +40,31 @@ MAPPING = {
             "topic": "plant/shared",
             "params": {"flow_m3h": {"path": "flow"}, "head_m": {"path": "list.1"}},
         },
-        # A JSON topic and a plain-number topic (general path) of one asset.
+        # Metrics selected by name (report by exception: only what changed is in the message).
         {
             "twin_id": "pump-c",
             "type": "pump",
             "protocol": "mqtt",
             "topic": "plant/c",
-            "params": {"speed_rpm": {"path": "rpm"}, "temp_c": {"topic": "plant/c/temp"}},
+            "ts_format": "epoch_ms",
+            "params": {
+                "temp_c": {"path": "metrics[name=temp].value"},
+                "speed_rpm": {"path": "metrics[name=rpm].value"},
+                "mode": {"path": "mode", "type": "text"},
+            },
         },
-        # A plain number on its own topic.
+        # A plain number or boolean on its own topic.
+        {"twin_id": "pump-d", "type": "pump", "protocol": "mqtt", "topic": "plant/d/temp", "params": {"temp_c": {}}},
+        # One asset for every machine of a line.
         {
-            "twin_id": "pump-d",
+            "twin_id": "{line}-{machine}",
             "type": "pump",
             "protocol": "mqtt",
-            "topic": "plant/d/temp",
-            "params": {"temp_c": {}},
+            "topic": "lines/{line}/{machine}/state",
+            "command_topic": "lines/{line}/{machine}/cmd",
+            "params": {"speed_rpm": {"path": "rpm"}, "speed_sp_rpm": {"path": "sp", "writable": True}},
         },
     ]
-}
-
-PAYLOADS: list[tuple[str, bytes]] = [
-    ("plant/shared", b'{"a":{"rpm":1450.0,"temp":65.2,"ts":"2026-11-25T08:00:00.123Z","q":"uncertain"},"flow":12}'),
-    ("plant/shared", b'{"a":{"rpm":1450.0,"ts":"2026-11-25T08:00:00.123Z","q":"weird"},"list":[1,2.5]}'),
-    ("plant/shared", b'{"a":{"rpm":1,"ts":1767225600000}}'),
-    ("plant/shared", b'{"flow":3,"ts":"2026-11-25T08:00:01Z"}'),
-    ("plant/shared", b'{"a":{"rpm":"not a number","ts":"garbage"}}'),
-    ("plant/shared", b'{"nothing":1}'),
-    ("plant/shared", b"not json"),
-    ("plant/shared", b"[1,2]"),
-    ("plant/c", b'{"rpm":7,"ts":"2026-11-25T08:00:02Z","quality":"bad"}'),
-    ("plant/c/temp", b"21.5"),
-    ("plant/c/temp", b"{}"),
-    ("plant/d/temp", b"21.5"),
-    ("plant/d/temp", b"nan"),
-    ("plant/unknown", b"{}"),
-]
-
-
-# The timestamps the payloads carry, as the envelope writes them; any other ts is the receive time.
-SOURCE_TS = {
-    "2026-11-25T08:00:00.123000+00:00",
-    "2026-11-25T08:00:01+00:00",
-    "2026-11-25T08:00:02+00:00",
-    "2026-01-01T00:00:00+00:00",
 }
 
 
@@ -92,52 +73,76 @@ class Msg:
         self.topic, self.payload = topic, payload
 
 
-def bridge() -> tuple[MappedMqttBridge, RecordingPublisher]:
+def run(*messages: tuple[str, bytes]) -> tuple[MappedMqttBridge, list, list]:
     pub = RecordingPublisher()
     b = MappedMqttBridge(Settings(), parse_mapping(MAPPING), publisher=pub, commands=False)  # type: ignore[arg-type]
-    return b, pub
+    broker = b.brokers["mqtt"]
+    for topic, payload in messages:
+        b._on_message(broker, Msg(topic, payload))
+    raw = [(r[1], orjson.loads(r[2])) for r in pub.records if r[0] == "telemetry.raw"]
+    dead = [(r[1], r[2], dict(r[3])) for r in pub.records if r[0] == "telemetry.dlq"]
+    return b, raw, dead
 
 
-def comparable(rec: tuple[str, bytes | None, bytes, list[tuple[str, bytes]]], payload: bytes) -> Any:
-    """A record without the parts that legitimately differ between two runs (seq; receive-time ts)."""
-    topic, key, value, headers = rec
-    try:
-        env = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return (topic, key, value, headers)
-    if not isinstance(env, dict) or "seq" not in env:
-        return (topic, key, value, headers)
-    env.pop("seq")
-    if env["ts"] not in SOURCE_TS:
-        env["ts"] = "receive time"
-    return (topic, key, env, headers)
-
-
-@pytest.mark.parametrize("topic,payload", PAYLOADS)
-def test_fast_path_matches_general_path(topic: str, payload: bytes) -> None:
-    fast, fast_pub = bridge()
-    general, general_pub = bridge()
-    general._json_routes.clear()  # force every topic through the general path
-    for _ in range(2):  # twice: the second time through the timestamp caches
-        fast._on_message(None, None, Msg(topic, payload))
-        general._on_message(None, None, Msg(topic, payload))
-    assert [comparable(r, payload) for r in fast_pub.records] == [comparable(r, payload) for r in general_pub.records]
-    assert (fast.received, fast.unmapped, fast.values) == (general.received, general.unmapped, general.values)
-
-
-def test_fast_path_is_taken_for_json_topics_only() -> None:
-    b, _ = bridge()
-    assert set(b._json_routes) == {"plant/shared", "plant/c"}
-    assert [twin for twin, _ in b._json_routes["plant/shared"]] == ["pump-a", "pump-b"]
-
-
-def test_envelope_fields_from_a_shared_topic() -> None:
-    b, pub = bridge()
-    b._on_message(None, None, Msg(*PAYLOADS[0]))
-    envs = [orjson.loads(r[2]) for r in pub.records]
-    assert [(e["twin_id"], e["readings"], e["quality"], e["ts"]) for e in envs] == [
-        ("pump-a", {"speed_rpm": 1450.0, "temp_c": 65.2}, "uncertain", "2026-11-25T08:00:00.123000+00:00"),
-        ("pump-b", {"flow_m3h": 12}, "good", envs[1]["ts"]),
+def test_a_shared_topic_feeds_two_twins_with_their_own_meta() -> None:
+    payload = b'{"a":{"rpm":1450.0,"temp":65.2,"on":true,"ts":"2026-11-25T08:00:00.123Z","q":"uncertain"},"flow":12}'
+    _, raw, dead = run(("plant/shared", payload))
+    assert [(k, e["readings"], e["quality"]) for k, e in raw] == [
+        (b"pump-a", {"speed_rpm": 1450.0, "temp_c": 65.2, "running": True}, "uncertain"),
+        (b"pump-b", {"flow_m3h": 12}, "good"),
     ]
-    assert [r[1] for r in pub.records] == [b"pump-a", b"pump-b"]
-    assert all(r[3] == [("bridge", b"mqtt")] for r in pub.records)
+    assert raw[0][1]["ts"] == "2026-11-25T08:00:00.123000+00:00" and not dead
+
+
+def test_metrics_are_selected_by_name_not_by_position() -> None:
+    only_rpm = b'{"ts":1767225600000,"metrics":[{"name":"rpm","value":1452}],"mode":"AUTO"}'
+    _, raw, _ = run(("plant/c", only_rpm))
+    ((_, env),) = raw
+    assert env["readings"] == {"speed_rpm": 1452} and env["text"] == {"mode": "AUTO"}
+    assert env["ts"] == "2026-01-01T00:00:00+00:00"
+
+
+def test_a_bad_value_is_dead_lettered_alone_with_the_original_bytes() -> None:
+    payload = b'{"a":{"rpm":"fast","temp":30.8,"on":true}}'
+    _, raw, dead = run(("plant/shared", payload))
+    assert [e["readings"] for k, e in raw if k == b"pump-a"] == [{"temp_c": 30.8, "running": True}]
+    ((key, value, headers),) = dead
+    assert key == b"pump-a" and value == payload
+    assert headers["dlq.field"] == b"readings.speed_rpm" and headers["mqtt.topic"] == b"plant/shared"
+    assert headers["dlq.detail"].startswith(b"readings.speed_rpm: str 'fast' is not a number or a boolean")
+
+
+def test_an_unreadable_timestamp_is_dead_lettered_never_replaced() -> None:
+    bad_ts = b'{"a":{"rpm":1,"ts":"yesterday"}}'
+    _, raw, dead = run(("plant/shared", bad_ts), ("plant/c", b'{"ts":"2026-01-01T00:00:00Z","mode":"x"}'))
+    assert raw == []
+    assert next((h["dlq.reason"], h["dlq.field"], v) for _, v, h in dead) == (b"ts_invalid", b"ts", bad_ts)
+    assert dead[1][2]["dlq.reason"] == b"ts_invalid"  # epoch_ms only for pump-c
+
+
+def test_plain_payloads_and_unmappable_ones() -> None:
+    b, raw, dead = run(
+        ("plant/d/temp", b"21.5"), ("plant/d/temp", b"true"), ("plant/d/temp", b"hot"), ("plant/x", b"{}")
+    )
+    assert [e["readings"] for _, e in raw] == [{"temp_c": 21.5}, {"temp_c": True}]
+    assert [(h["dlq.reason"], v) for _, v, h in dead] == [(b"schema", b"hot")]
+    assert b.unmapped == 1
+
+
+def test_topic_templates_build_twin_ids_and_command_topics() -> None:
+    b, raw, _ = run(("lines/l1/press-4/state", b'{"rpm":900}'), ("lines/l2/saw-1/state", b'{"rpm":50}'))
+    assert [(k, e["twin_id"], e["readings"]) for k, e in raw] == [
+        (b"l1-press-4", "l1-press-4", {"speed_rpm": 900}),
+        (b"l2-saw-1", "l2-saw-1", {"speed_rpm": 50}),
+    ]
+    writable = b.writable()
+    assert writable("l1-press-4") == {"speed_rpm": False, "speed_sp_rpm": True} and writable("nope") is None
+    asset, vars_ = b._asset_vars("l1-press-4")
+    assert asset.command_topic.format(**vars_) == "lines/l1/press-4/cmd"
+    assert "lines/+/+/state" in b.brokers["mqtt"].subscriptions
+
+
+def test_a_topic_that_builds_no_valid_twin_id_is_dead_lettered() -> None:
+    _, raw, dead = run(("lines/line 1/press/state", b'{"rpm":900}'))
+    assert raw == [] and [(v, h["dlq.reason"]) for _, v, h in dead] == [(b'{"rpm":900}', b"schema")]
+    assert b"not a valid twin id" in dead[0][2]["dlq.detail"]

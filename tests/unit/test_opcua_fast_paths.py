@@ -62,8 +62,11 @@ class FakeSubscription:
         await asyncio.Event().wait()  # never set: only cancellation ends it
 
 
-def change(handle: int, value: float, ts: datetime, status: int = ua.StatusCodes.Good) -> DataChangeEvent:
-    dv = ua.DataValue(ua.Variant(value, ua.VariantType.Double), StatusCode=ua.StatusCode(status), SourceTimestamp=ts)
+def change(
+    handle: int, value: Any, ts: datetime, status: int = ua.StatusCodes.Good, vtype: ua.VariantType | None = None
+) -> DataChangeEvent:
+    variant = ua.Variant(value, vtype or (ua.VariantType.Double if isinstance(value, float) else None))
+    dv = ua.DataValue(variant, StatusCode=ua.StatusCode(status), SourceTimestamp=ts)
     item = ua.MonitoredItemNotification(ClientHandle=handle, Value=dv)
     return DataChangeEvent(node=None, value=value, data=DataChangeNotif(SubscriptionItemData(), item))  # type: ignore[arg-type]
 
@@ -74,14 +77,16 @@ def make_bridge(tmp_path: Path, window_ms: float = 20.0) -> tuple[OpcuaBridge, R
     settings = Settings(bridge={"batch_window_ms": window_ms})
     publisher = RecordingPublisher()
     bridge = OpcuaBridge(settings, load_mapping(path), publisher=publisher, commands=False)  # type: ignore[arg-type]
-    bridge.handles.update({1: ("pump-a", "speed_rpm"), 2: ("pump-a", "temp_c"), 3: ("pump-b", "temp_c")})
+    bridge.sessions["opcua"].handles.update(
+        {1: ("pump-a", "speed_rpm"), 2: ("pump-a", "temp_c"), 3: ("pump-b", "temp_c")}
+    )
     return bridge, publisher
 
 
 async def consume_until_quiet(bridge: OpcuaBridge, events: list[Any], quiet_s: float = 0.2) -> None:
     """Run the bridge's consumer on ``events``; stop it once it has been idle for ``quiet_s``."""
     stop, lost = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(bridge._consume(FakeSubscription(events), stop, lost))
+    task = asyncio.create_task(bridge._consume(bridge.sessions["opcua"], FakeSubscription(events), stop, lost))
     await asyncio.sleep(quiet_s)
     stop.set()
     await asyncio.wait_for(task, 5)
@@ -166,7 +171,9 @@ def test_a_bad_subscription_status_ends_consumption_after_flushing(tmp_path: Pat
 
     async def scenario() -> None:
         # No stop and no lost connection: only the bad status may end it.
-        await asyncio.wait_for(bridge._consume(FakeSubscription(events), asyncio.Event(), asyncio.Event()), 5)
+        await asyncio.wait_for(
+            bridge._consume(bridge.sessions["opcua"], FakeSubscription(events), asyncio.Event(), asyncio.Event()), 5
+        )
 
     asyncio.run(scenario())
     assert [e["readings"] for e in envelopes(publisher)] == [{"temp_c": 41.0}]
@@ -180,7 +187,9 @@ def test_an_error_while_consuming_is_raised_to_the_reconnect_loop(tmp_path: Path
             raise ConnectionResetError("link gone")
 
     async def scenario() -> None:
-        await asyncio.wait_for(bridge._consume(Broken([]), asyncio.Event(), asyncio.Event()), 5)
+        await asyncio.wait_for(
+            bridge._consume(bridge.sessions["opcua"], Broken([]), asyncio.Event(), asyncio.Event()), 5
+        )
 
     with pytest.raises(ConnectionResetError, match="link gone"):
         asyncio.run(scenario())
@@ -200,3 +209,25 @@ def test_quick_variant_type_guess_answers_like_asyncua(monkeypatch: pytest.Monke
     _quick_variant_types()  # idempotent: wraps the original once
     assert [ua.Variant(v).VariantType for v in VALUES] == expected
     assert ua.MonitoredItemNotification().Value.Value == ua.Variant(None, ua.VariantType.Null)
+
+
+def test_booleans_bad_status_without_value_texts_and_unsupported_types(tmp_path: Path) -> None:
+    bridge, publisher = make_bridge(tmp_path)
+    dead = []
+    bridge.reject = lambda twin, payload, reason, detail, **kw: dead.append((twin, orjson.loads(payload), kw["field"]))
+    t0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+    events = [
+        change(1, True, t0, vtype=ua.VariantType.Boolean),
+        change(2, 12.5, t0),
+        change(3, None, t0, ua.StatusCodes.BadSensorFailure, ua.VariantType.Null),
+        change(1, "AUTO", t0 + timedelta(seconds=1), vtype=ua.VariantType.String),
+        change(2, [1.0, 2.0], t0 + timedelta(seconds=1), vtype=ua.VariantType.Double),
+    ]
+    asyncio.run(consume_until_quiet(bridge, events))
+    got = {(e["twin_id"], e["quality"]): e for e in envelopes(publisher) if e["readings"]}
+    assert got["pump-a", "good"]["readings"] == {"speed_rpm": True, "temp_c": 12.5}
+    failed = got["pump-b", "bad"]
+    assert failed["readings"] == {"temp_c": None} and failed["status"] == {"temp_c": "BadSensorFailure"}
+    texts = [e for e in envelopes(publisher) if e.get("text")]
+    assert [t["text"] for t in texts] == [{"speed_rpm": "AUTO"}]
+    assert [(t, d["variant_type"], f) for t, d, f in dead] == [("pump-a", "Double", "readings.temp_c")]

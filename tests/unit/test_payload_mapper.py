@@ -1,7 +1,8 @@
 import orjson
+import pytest
 
 from connectors.mqtt.payload import PayloadMapper
-from operators.envelope import decode
+from operators.envelope import Rejected, decode
 
 
 def test_minimal_payload_becomes_a_valid_envelope():
@@ -28,7 +29,44 @@ def test_payload_values_win_over_topic_defaults():
     assert (body["twin_id"], body["seq"], body["source"]) == ("b", 7, "opcua")
 
 
-def test_non_objects_are_forwarded_unchanged_for_the_dlq():
+def test_what_cannot_be_an_envelope_is_rejected_with_a_reason():
     m = PayloadMapper()
-    for raw in (b"12.5", b"[1,2]", b"\xff", b"{broken"):
-        assert m.map("x/a/t", raw) == (b"a", raw)
+    for raw, reason in ((b"12.5", "schema"), (b"[1,2]", "schema"), (b"\xff", "bad_json"), (b"{broken", "bad_json")):
+        with pytest.raises(Rejected) as exc:
+            m.map("x/a/t", raw)
+        assert exc.value.reason == reason, raw
+
+
+@pytest.mark.parametrize(
+    ("ts", "fmt", "expected"),
+    [
+        ("2026-11-25T08:00:00Z", "auto", "2026-11-25T08:00:00+00:00"),
+        ("2026-11-25T09:00:00+01:00", "iso", "2026-11-25T09:00:00+01:00"),
+        (1764057600, "auto", "2025-11-25T08:00:00+00:00"),
+        ("1764057600", "epoch_s", "2025-11-25T08:00:00+00:00"),
+        (1764057600123, "auto", "2025-11-25T08:00:00.123000+00:00"),
+        (1764057600123456, "epoch_us", "2025-11-25T08:00:00.123456+00:00"),
+        ("1764057600123456", "auto", "2025-11-25T08:00:00.123456+00:00"),
+    ],
+)
+def test_every_timestamp_form_of_the_policy(ts, fmt, expected):
+    m = PayloadMapper(ts_format=fmt)
+    _, value = m.map("x/a/t", orjson.dumps({"ts": ts, "readings": {"r": 1}}))
+    assert orjson.loads(value)["ts"] == expected
+
+
+@pytest.mark.parametrize(
+    ("ts", "fmt"),
+    [
+        ("2026-11-25T08:00:00", "auto"),
+        ("yesterday", "auto"),
+        (1764057600, "iso"),
+        ("2026-11-25T08:00:00Z", "epoch_ms"),
+        (True, "auto"),
+        (1e20, "auto"),
+    ],
+)
+def test_an_unreadable_timestamp_is_rejected_never_replaced(ts, fmt):
+    with pytest.raises(Rejected) as exc:
+        PayloadMapper(ts_format=fmt).map("x/a/t", orjson.dumps({"ts": ts, "readings": {"r": 1}}))
+    assert exc.value.reason == "ts_invalid" and exc.value.field == "ts"

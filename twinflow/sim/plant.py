@@ -23,6 +23,11 @@ from twinflow.sim.faults import Fault, SensorFaults, effects
 from twinflow.sim.physics import SETPOINTS, SIGNALS, Machine
 
 
+def simulated(asset: object) -> bool:
+    """False for assets the simulator cannot serve: MQTT asset templates and Sparkplug B devices."""
+    return not (getattr(asset, "is_template", False) or getattr(asset, "sparkplug", None) is not None)
+
+
 class PlantError(ValueError):
     """The mapping asks for something the simulator cannot serve (names file, asset and field)."""
 
@@ -45,6 +50,8 @@ class Plant:
         self.signals: dict[str, dict[str, str]] = {}
         problems = []
         for i, a in enumerate(mapping.assets):
+            if simulated(a) is False:
+                continue  # an MQTT asset template or a Sparkplug device: not simulated
             if a.type not in SIGNALS:
                 problems.append(
                     f"asset {a.twin_id!r} (assets[{i}]), field type: the simulator knows "

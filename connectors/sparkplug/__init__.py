@@ -1,0 +1,1 @@
+"""Sparkplug B over MQTT: the payload codec (protobuf, compiled from sparkplug_b.proto by `make setup`)."""
