@@ -209,7 +209,6 @@ _SHORT = {"opcua": "ua", "mqtt": "mq", "modbus": "mb"}
 def test_simulator_and_bridges_stop_on_sigterm_with_their_buffers_in_kafka(env: Env) -> None:
     mapping = env.tmp / "plant.toml"
     text = plant_toml(env.uid, free_port(), free_port())
-    text = text.replace("[mqtt]\n", f"[mqtt]\nport = {env.settings.mqtt.port}\n", 1)
     mapping.write_text(text)
     sim = env.start("simulate", ["simulate", "--mapping", str(mapping)])
     sim.wait_for("ground truth:")
