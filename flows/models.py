@@ -76,6 +76,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         fleets=tuple(ml.fleets.items()),
         default_fleet=ml.default_fleet,
         limits=tuple(ml.limits),
+        ranges=tuple(ml.ranges),
     )
 
     def decode_batch(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:

@@ -47,7 +47,7 @@ def replay(
     s = settings_or_exit()
     cfg = s.ml.model_config_for(failure=(model or s.ml.model) == "rul" or bool(fit), forecasts=False)
     try:
-        table = replay_files(files, time_col, id_col, exclude or [], cfg, fit=fit or [])
+        table = replay_files(files, time_col, id_col, exclude or [], cfg, fit=fit or [], ranges=tuple(s.ml.ranges))
     except ReplayError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
