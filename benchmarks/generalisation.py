@@ -30,7 +30,6 @@ import argparse
 import math
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -259,7 +258,13 @@ def judge(case: Case, out: pl.DataFrame) -> dict[str, Any]:
     false = [s for s in starts if s >= warm and not any(lo <= s <= hi for _, (lo, hi), _ in spans)]
     busy = sum(hi - max(lo, warm) + 1 for _, (lo, hi), _ in spans if hi >= warm)
     healthy_days = max(n - warm - busy, 0) * case.step_s / 86400.0
-    return {"anomalies": len(spans), "caught": caught, "delays_s": delays, "false": len(false), "healthy_days": healthy_days}
+    return {
+        "anomalies": len(spans),
+        "caught": caught,
+        "delays_s": delays,
+        "false": len(false),
+        "healthy_days": healthy_days,
+    }
 
 
 def run(seeds: int, cfg: ModelConfig, families: tuple[str, ...] = ("univariate", "multivariate")) -> dict[str, Any]:
@@ -282,7 +287,7 @@ def run(seeds: int, cfg: ModelConfig, families: tuple[str, ...] = ("univariate",
         decisions = [(o["is_anomaly"].cast(float).to_list(), c.anomalies) for c, o in fam]
         fr: dict[str, Any] = {}
         for prof, weights in nab.NAB_PROFILES.items():
-            norm, thr, counts = nab.corpus_score(scores, weights)
+            norm, thr, _counts = nab.corpus_score(scores, weights)
             fr[f"nab_{prof}"] = norm
             fr[f"threshold_{prof}"] = thr
             fr[f"decisions_{prof}"] = nab.corpus_score(decisions, weights)[0]
@@ -356,7 +361,9 @@ def _override(cfg: ModelConfig, pairs: list[str]) -> ModelConfig:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3, help="seeds per pattern")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="e.g. anomaly.threshold=0.6")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="e.g. anomaly.threshold=0.6"
+    )
     ap.add_argument("--family", choices=("univariate", "multivariate"), action="append", help="only these (repeat)")
     ap.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
     a = ap.parse_args(argv)

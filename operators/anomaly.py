@@ -47,6 +47,7 @@ from operators.versioned_state import VersionedState
 STATE_VERSION = 2  # 2: bounded scores (surprise), point channel, masks, relearn instead of re-warm-up
 HOLD = 300  # samples of an alarm kept for a re-learn (the new state's level and noise)
 RECALL = 3  # samples in a row typical of a remembered state that mean the twin is back in it
+POINT_BLOCK = 10  # learned samples per update of the single-sample noise and of the drift test
 REGIMES = 3  # states remembered (re-learned away from)
 
 
@@ -55,7 +56,7 @@ class Score(msgspec.Struct, frozen=True):
 
     ``anomaly_score`` is in [0, 1) (NaN while warming up or settling); ``kind`` names the detector
     behind the current anomaly (novelty, condition, relation, sensor_fault; empty when normal);
-    ``health`` is the condition index in [0, 1] (NaN until the reference is learned) and
+    ``health`` is the condition index in [0, 1] (None until the reference is learned) and
     ``drivers`` the sensors that lower it (sensor → its own health); ``sensor_faults`` maps a faulty
     sensor to its fault (frozen, out_of_range, spikes, quantised, silent).
     """
@@ -68,7 +69,7 @@ class Score(msgspec.Struct, frozen=True):
     drift: bool = False  # the novelty baseline was re-learned or re-calibrated at this sample
     learned: bool = False
     kind: str = ""
-    health: float = math.nan
+    health: float | None = None
     drivers: dict[str, float] = {}
     sensor_faults: dict[str, str] = {}
 
@@ -121,6 +122,10 @@ class AnomalyDetector(VersionedState):
         self._z2 = 0.0
         self._point_won = False
         self._mask: np.ndarray | None = None
+        self._e: np.ndarray | None = None  # the last sample's deviation from the baseline
+        self._ering: np.ndarray | None = None  # recent learned deviations (single-sample noise)
+        self._epos = 0
+        self._lsum, self._ln = 0.0, 0  # log-scores waiting for the drift test
         self._recent: np.ndarray | None = None  # samples held during an alarm (for a re-learn)
         self._slope: np.ndarray | None = None  # per-sample trend of the baseline (after re-learning a ramp)
         self._fresh = 0  # samples until the moving average is all after the last re-learn
@@ -140,6 +145,13 @@ class AnomalyDetector(VersionedState):
         or non-finite value carries the last one forward."""
         if not self.sensors:
             self.sensors = sorted(k for k, v in readings.items() if v is not None and math.isfinite(v))
+        try:  # fast path: every value present and finite
+            vals = [readings[name] for name in self.sensors]
+            if all(map(math.isfinite, vals)):
+                x = self._last = np.array(vals, dtype=np.float64)
+                return x
+        except (KeyError, TypeError):
+            pass
         values = []
         for i, name in enumerate(self.sensors):
             v = readings.get(name)
@@ -186,8 +198,8 @@ class AnomalyDetector(VersionedState):
             self._baseline = self._baseline + self._slope
         dev = self._dev = wmean - self._baseline
         self._point_won = False
+        e = self._e = x - self._baseline
         if cfg.point and self._inv_var is not None:
-            e = x - self._baseline
             self._z2 = float((e * e) @ self._inv_var)
         if self.warming_up:
             return math.nan
@@ -253,16 +265,16 @@ class AnomalyDetector(VersionedState):
         if self._baseline is None:
             self._baseline = x.copy()
             self._var = np.zeros_like(x)
+            self._ering = np.zeros((POINT_BLOCK, len(x)))
         else:
             rate = max(1.0 / self.n_learned, 1.0 - 0.5 ** (1.0 / cfg.baseline_halflife))
-            e = x - self._baseline
+            e = self._e
             self._baseline += rate * e
-            assert self._var is not None
-            vrate = max(1.0 / self.n_learned, 1.0 - 0.5 ** (1.0 / cfg.calibration_size))
-            if self._mask is None:
-                self._var += vrate * (e * e - self._var)
-            else:  # a masked sensor's noise is unknown now: keep what was learned
-                self._var += np.where(self._mask, 0.0, vrate * (e * e - self._var))
+            if self._mask is None:  # single-sample noise, learned per block of POINT_BLOCK samples
+                self._ering[self._epos] = e
+                self._epos += 1
+                if self._epos == POINT_BLOCK:
+                    self._learn_point_noise()
         if self._mask is not None:
             return False  # the calibration (noise model) learns only from samples of every sensor
         if self._fresh:  # the moving average still holds samples from before a re-learn
@@ -278,7 +290,11 @@ class AnomalyDetector(VersionedState):
             self._since_refresh += 1
         drift = False
         if surprise == surprise and self._tail.ready:
-            self._drift.update(math.log1p(self._t2 / self._tail.u99))
+            self._lsum += math.log1p(self._t2 / self._tail.u99)
+            self._ln += 1
+        if self._ln >= POINT_BLOCK:  # ADWIN on block means of the log-score (cheaper, as sensitive)
+            self._drift.update(self._lsum / self._ln)
+            self._lsum, self._ln = 0.0, 0
             if self._drift.drift_detected:  # the noise level changed: re-calibrate on recent data only
                 keep = min(self._cfill, max(cfg.refresh_every * 2, cfg.calibration_size // 4))
                 self._keep_recent(keep)
@@ -325,6 +341,7 @@ class AnomalyDetector(VersionedState):
             se = np.sqrt((resid**2).sum(axis=0) / (m - 2) / sxx)
             slope = np.where(np.abs(fit) > 4.0 * se, fit, 0.0)
         self._fresh = cfg.window
+        self._epos = 0
         if self._baseline is not None and self._slope is None:
             self._regimes = [*self._regimes, self._baseline.copy()][-REGIMES:]
         flat = r - np.outer(idx, slope)  # the held samples as if the trend had stopped now
@@ -347,6 +364,13 @@ class AnomalyDetector(VersionedState):
         self._rpos = 0
         self.n_drifts += 1
 
+    def _learn_point_noise(self) -> None:
+        self._epos = 0
+        assert self._var is not None
+        n = self.n_learned
+        rate = max(POINT_BLOCK / n, 1.0 - 0.5 ** (POINT_BLOCK / self.config.calibration_size))
+        self._var += rate * (np.einsum("ij,ij->j", self._ering, self._ering) / POINT_BLOCK - self._var)
+
     def _keep_recent(self, keep: int) -> None:
         assert self._calib is not None
         n = self.config.calibration_size
@@ -361,20 +385,24 @@ class AnomalyDetector(VersionedState):
         self._since_refresh = 0
         if self._calib is None or self._cfill < max(2 * len(self.sensors), 10):
             return
-        d = self._calib[: self._cfill].astype(np.float64)
-        cov = d.T @ d / len(d)
-        diag = np.diag(np.diag(cov))
-        cov = (1.0 - cfg.shrinkage) * cov + cfg.shrinkage * diag
-        cov += np.eye(len(cov)) * (1e-9 * (np.trace(cov) / len(cov) + 1e-12))
-        precision = np.linalg.pinv(cov, hermitian=True)
+        d = self._calib[: self._cfill]
+        cov = (d.T @ d).astype(np.float64) / len(d)
+        diag = np.diag(cov).copy()
+        cov *= 1.0 - cfg.shrinkage
+        cov[np.diag_indices_from(cov)] = diag + 1e-9 * (diag.mean() + 1e-12)
+        try:
+            precision = np.linalg.inv(cov)
+        except np.linalg.LinAlgError:
+            precision = np.linalg.pinv(cov, hermitian=True)
         self._precision = precision
-        self._tail.fit(np.einsum("ij,jk,ik->i", d, precision, d))
+        self._tail.fit(((d @ precision.astype(np.float32)) * d).sum(axis=1))
         if self._var is not None:
             floor = 1e-9 * (float(self._var.mean()) + 1e-12)
             self._inv_var = 1.0 / np.maximum(self._var, floor)
             z = self._zcalib[: self._cfill]
-            if self._inv_var is not None and np.count_nonzero(z) > 10:
-                self._ztail.fit(z[z > 0])
+            z = z[z > 0]
+            if len(z) > 10:
+                self._ztail.fit(z)
 
     # ------------------------------------------------------------------ the detector on its own
     def update(self, ts: Any, readings: dict[str, float], learn: bool = True, mask: np.ndarray | None = None) -> Score:
@@ -382,7 +410,7 @@ class AnomalyDetector(VersionedState):
         x = self.vector(readings)
         if not self.sensors:
             return Score(ts, math.nan, False, True)
-        surprise = self.observe(x, mask, self._alarm.enter)
+        surprise = self.observe(x, mask, self._alarm.enter if learn else math.inf)
         warming = surprise != surprise
         t = seconds(ts)
         in_alarm = self._alarm.update(surprise, t)
@@ -391,7 +419,7 @@ class AnomalyDetector(VersionedState):
         drift = False
         if in_alarm:
             self.hold()
-            if relearn_due(self._alarm, t, self.config):
+            if learn and relearn_due(self._alarm, t, self.config):
                 self.relearn()
                 self._alarm.clear()
                 in_alarm, drift = False, True

@@ -101,14 +101,14 @@ class ConditionMonitor(VersionedState):
         return self.mu is not None
 
     # ------------------------------------------------------------------ rebaseline
-    def rebaseline(self, sensor: str | None = None) -> None:
+    def rebaseline(self, sensor: str | None = None) -> bool:
         """Learn the reference again: of every sensor (``None``) or of one sensor's level (the
-        relations are re-learned in both cases)."""
+        relations are re-learned in both cases). False (nothing done) for a sensor it does not know."""
+        if sensor is not None and sensor not in self.sensors:
+            return False
         if sensor is None or self.mu is None:
             self.reset()
-            return
-        if sensor not in self.sensors:
-            raise ValueError(f"unknown sensor {sensor!r}; the twin's health sensors are {', '.join(self.sensors)}")
+            return True
         i = self.sensors.index(sensor)
         self._ln[i] = self._lmean[i] = self._lm2[i] = self._noise[i] = 0.0
         self._relearn[i] = True
@@ -117,6 +117,7 @@ class ConditionMonitor(VersionedState):
         self._event_ref[:, i] = 0.0
         self._rn, self._rmean, self._rm2 = 0, np.zeros_like(self._rmean), np.zeros_like(self._rm2)
         self._prec = None
+        return True
 
     # ------------------------------------------------------------------ per sample
     def push(self, x: np.ndarray, learn: bool) -> bool:
@@ -127,7 +128,6 @@ class ConditionMonitor(VersionedState):
         self._sum += x
         self._sq += x * x
         self._n += 1
-        self.n_samples += 1
         if self._n < self.config.block:
             return False
         n = self._n
@@ -136,9 +136,21 @@ class ConditionMonitor(VersionedState):
         self._sum[:] = 0.0
         self._sq[:] = 0.0
         self._n = 0
+        self.push_block(m, var, n, learn)
+        return True
+
+    def restart_block(self) -> None:
+        """Drop the block in progress (a setpoint change settles)."""
+        self._sum[:] = 0.0
+        self._sq[:] = 0.0
+        self._n = 0
+
+    def push_block(self, m: np.ndarray, var: np.ndarray, n: int, learn: bool) -> None:
+        """A block of ``n`` samples by its mean and (within-block) variance — what :meth:`push`
+        accumulates, for a caller that keeps the samples anyway (the twin's sensor health)."""
+        self.n_samples += n
         self.n_blocks += 1
         self._block(m, var, learn)
-        return True
 
     # ------------------------------------------------------------------ per block
     def _block(self, m: np.ndarray, var: np.ndarray, learn: bool) -> None:
@@ -209,9 +221,12 @@ class ConditionMonitor(VersionedState):
             e = np.abs(self._ez)
         h = 1.0 / (1.0 + (e / cfg.alarm) ** 4)
         self.sensor_health = h
-        self.health = float(h.min())
-        low = np.flatnonzero(h < 0.9)
-        self.drivers = {self.sensors[i]: round(float(h[i]), 4) for i in low[np.argsort(h[low])]}
+        self.health = float(np.minimum.reduce(h))
+        if self.health < 0.9:
+            low = (h < 0.9).nonzero()[0]
+            self.drivers = {self.sensors[i]: round(float(h[i]), 4) for i in low[np.argsort(h[low])]}
+        elif self.drivers:
+            self.drivers = {}
         # change tests, restarting from where the last event left each sensor
         k = cfg.cusum_k
         zs = z - self._event_ref[0]
@@ -222,12 +237,16 @@ class ConditionMonitor(VersionedState):
         if rel:
             c[2] = np.maximum(0.0, c[2] + rs - k)
             c[3] = np.maximum(0.0, c[3] - rs - k)
+        top = np.maximum.reduce(c, axis=0)
+        if float(np.maximum.reduce(top)) < cfg.cusum_h:  # the usual block: no test crossed
+            self.surprise, self.events = 0.0, []
+            return
         # a change back towards the reference is a recovery, not news: it restarts the test silently;
         # after an event the next one needs the deviation to have doubled (a ramp is a few events)
         away = (np.abs(z) > 2.0 * np.abs(self._event_ref[0])) | (np.abs(r) > 2.0 * np.abs(self._event_ref[1]))
-        peak = np.where(away, c.max(axis=0), 0.0)
-        done = np.flatnonzero(c.max(axis=0) >= cfg.cusum_h)
-        crossed = np.flatnonzero(peak >= cfg.cusum_h)
+        peak = np.where(away, top, 0.0)
+        done = (top >= cfg.cusum_h).nonzero()[0]
+        crossed = (peak >= cfg.cusum_h).nonzero()[0]
         # an event is news at the threshold's surprise (up to twice it for a sudden large change)
         self.surprise = min(float(peak.max()) / cfg.cusum_h, 2.0) * self.threshold_surprise if len(crossed) else 0.0
         self.events = [self.sensors[i] for i in crossed]

@@ -157,6 +157,20 @@ class TwinModelState:
         # Per sensor: (first report, last report, reports) in seconds: its usual reporting interval.
         self.seen: dict[str, list[float]] = {}
         self.wall_at_last: float | None = None  # wall clock (epoch s) when the last reading was applied
+        self.ticked_at = 0.0  # wall clock of the last silence timer
+        self.twin_id = twin_id
+
+    def __setstate__(self, state: dict) -> None:
+        """Snapshots of older versions lack the newer attributes: fill them in."""
+        defaults = {
+            "seen": {},
+            "wall_at_last": None,
+            "ticked_at": 0.0,
+            "twin_id": "",
+            "last_t": 0.0,
+            "last_score": None,
+        }
+        self.__dict__.update({**defaults, **state})
 
     def adopt_failure_config(self, failure: FailureConfig | None) -> None:
         """Failure prediction switched on or off since this state was saved: follow the settings."""
@@ -179,6 +193,7 @@ def step(
     """Apply one item to a twin's state; returns the new state and the records to publish."""
     state = state or TwinModelState(cfg, twin_id)
     state.adopt_failure_config(cfg.model.failure)
+    state.twin_id = state.twin_id or twin_id
     records: list[Output] = []
     _apply(state, item, cfg, twin_id, records)
     return state, records
@@ -191,6 +206,7 @@ def step_many(
     (the flow runs this once per twin and polled batch)."""
     state = state or TwinModelState(cfg, twin_id)
     state.adopt_failure_config(cfg.model.failure)
+    state.twin_id = state.twin_id or twin_id
     records: list[Output] = []
     for item in items:
         _apply(state, item, cfg, twin_id, records)
@@ -290,7 +306,7 @@ def _record(twin_id: str, ts: datetime, score: Score, cfg: LiveModelConfig) -> A
         contributions=score.contributions,
         model=cfg.model_name,
         kind=score.kind,
-        health=score.health if math.isfinite(score.health) else None,
+        health=score.health,
         drivers=score.drivers,
         sensor_faults=score.sensor_faults,
     )
@@ -315,11 +331,12 @@ def silence_due(state: TwinModelState | None, cfg: LiveModelConfig) -> datetime 
         return None
     sh = cfg.model.sensor_health
     wait = max(sh.silence_factor * state.period_s, sh.silence_min_s)
-    return datetime.fromtimestamp(state.wall_at_last + wait, UTC)
+    return datetime.fromtimestamp(max(state.wall_at_last, state.ticked_at) + wait, UTC)
 
 
 def _tick(state: TwinModelState, at: datetime, cfg: LiveModelConfig, twin_id: str, records: list[Output]) -> None:
     """A timer: sensors (or the whole twin) that went silent become sensor faults, published at once."""
+    state.ticked_at = at.timestamp()
     health = state.model.sensor_health
     if health is None or state.last_ts is None or state.wall_at_last is None:
         return

@@ -59,8 +59,6 @@ def context_names(names: list[str], globs: tuple[str, ...]) -> list[str]:
     return sorted(n for n in names if any(fnmatchcase(n.lower(), p) for p in pats))
 
 
-
-
 @dataclass(slots=True)
 class PointStats:
     """Exponentially weighted mean and variance of the health readings at one operating point."""
@@ -103,8 +101,8 @@ class OperatingPoint(VersionedState):
         self.points: dict[tuple[int, ...], PointStats] = {}
         self._settle_until = -math.inf
         self._before: np.ndarray | None = None  # detector-input level when the change began
-        self._fast: np.ndarray | None = None  # fast and slow moving averages of the health readings
-        self._slow: np.ndarray | None = None  # while a change settles
+        self._fast: np.ndarray | None = None  # moving average of the health readings while a change settles
+        self._marks: list[tuple[float, np.ndarray]] = []  # (time, that average) every half-life
         self._t_last = 0.0
         self._changed_at = -math.inf
         self._clock = 0
@@ -187,7 +185,7 @@ class OperatingPoint(VersionedState):
             self._ref = np.array(c)
             self._settle_until = t + cfg.settle_s
             self._changed_at = t
-            self._fast = self._slow = None
+            self._fast, self._marks = None, []
         if self._before is not None:
             if self._settling(t, np.array(y), noise):
                 self._y = y
@@ -273,22 +271,26 @@ class OperatingPoint(VersionedState):
 
     def _settling(self, t: float, y: np.ndarray, noise: np.ndarray | None) -> bool:
         """True while a change settles: at least ``settle_s``, then until the health readings stop
-        moving (a fast and a slow moving average agree within the noise), at most ``settle_max_s``."""
+        moving — their moving average (half-life ``tail · settle_s / 2``) changed by less than four
+        times their noise over the last four half-lives — at most ``settle_max_s``."""
         cfg = self.config
-        dt = max(t - self._t_last, 0.0) if self._fast is not None else 0.0
-        self._t_last = t
         half = max(cfg.tail * cfg.settle_s / 2.0, 1e-9)
-        if self._fast is None or self._slow is None:
-            self._fast, self._slow = y.copy(), y.copy()
+        if self._fast is None:
+            self._fast, self._marks = y.copy(), [(t, y.copy())]
         else:
-            self._fast += (1.0 - 0.5 ** (dt / half)) * (y - self._fast)
-            self._slow += (1.0 - 0.5 ** (dt / (4.0 * half))) * (y - self._slow)
+            self._fast += (1.0 - 0.5 ** (max(t - self._t_last, 0.0) / half)) * (y - self._fast)
+            if t - self._marks[-1][0] >= half:  # a snapshot of the average every half-life
+                self._marks = [*self._marks[-4:], (t, self._fast.copy())]
+        self._t_last = t
         if t < self._settle_until:
             return True
         if t >= self._changed_at + max(cfg.settle_max_s, cfg.settle_s):
             return False
-        tol = np.maximum(4.0 * (noise if noise is not None else 0.0), 2e-3 * np.abs(self._slow)) + 1e-12
-        return bool(np.any(np.abs(self._fast - self._slow) > tol))
+        then, past = self._marks[0]
+        if t - then < 3.5 * half:
+            return True
+        tol = np.maximum(4.0 * (noise if noise is not None else 0.0), 2e-3 * np.abs(self._fast)) + 1e-12
+        return bool(np.any(np.abs(self._fast - past) > tol))
 
     def _arrive(self, learn: bool) -> None:
         """The change settled: accept the new point's level or keep the expected one."""
@@ -304,7 +306,7 @@ class OperatingPoint(VersionedState):
             self._set_shift(level - self._before)
             if learn and self._point not in self.points:
                 self._learn_point(self._point, self._ref, level)
-        self._before, self._fast, self._slow = None, None, None
+        self._before, self._fast, self._marks = None, None, []
 
 
 def _poly(x: np.ndarray, degree: int) -> np.ndarray:

@@ -164,7 +164,7 @@ def replay(
                     # empty while warming up or settling after a setpoint change (operators/operating_point.py)
                     "anomaly_score": round(s.anomaly_score, 6) if math.isfinite(s.anomaly_score) else None,
                     "is_anomaly": int(s.is_anomaly),
-                    "health": round(s.health, 4) if math.isfinite(s.health) else None,
+                    "health": None if s.health is None else round(s.health, 4),
                     "kind": s.kind,
                     "sensors": explained(s),
                 }

@@ -63,8 +63,10 @@ class TailScale:
         excess) — steadier than a single high quantile of a few hundred values."""
         import numpy as np
 
-        u90 = max(float(np.quantile(values, 0.9)), 1e-12)
-        over = values[values > u90]
+        k = int(0.9 * (len(values) - 1))
+        part = np.partition(values, k)
+        u90 = max(float(part[k]), 1e-12)
+        over = part[k + 1 :]
         excess = float(over.mean()) - u90 if len(over) else u90
         self.u90, self.u99 = u90, u90 + max(math.log(10.0) * excess, u90 * 1e-6)
 

@@ -94,6 +94,8 @@ class SensorHealth(VersionedState):
         self._hi = np.array([math.inf if self.ranges.get(s, (None, None))[1] is None else self.ranges[s][1]
                              for s in self.sensors])  # fmt: skip
         self._tiny = np.zeros(d)
+        self._no_spikes = np.zeros(d, dtype=np.int64)
+        self._ranged = bool(np.isfinite(self._lo).any() or np.isfinite(self._hi).any())
         self.faults: dict[str, str] = {}  # detected from the values
         self.current: dict[str, str] = {}  # the same plus silent sensors: what is reported and masked
         self.silent: set[str] = set()
@@ -104,6 +106,11 @@ class SensorHealth(VersionedState):
     @property
     def ready(self) -> bool:
         return self.step_scale is not None
+
+    @property
+    def last_block(self) -> np.ndarray:
+        """The samples of the block just judged (valid until the next :meth:`push`)."""
+        return self._buf[2:]
 
     # ------------------------------------------------------------------ per sample
     def push(self, x: np.ndarray, learn: bool) -> bool:
@@ -121,6 +128,11 @@ class SensorHealth(VersionedState):
         self._buf[:2] = self._buf[-2:]
         return True
 
+    def restart_block(self) -> None:
+        """Drop the block in progress and the carried samples (a setpoint change settles: the samples
+        before it and after it are not one block, and the step between them is not a sensor's)."""
+        self._pos = self._primed = 0
+
     def set_silent(self, names: set[str]) -> bool:
         """The live step's timers: these sensors are silent now (empty: none). True when it changed."""
         names = names & set(self.sensors)
@@ -135,51 +147,68 @@ class SensorHealth(VersionedState):
     def _judge(self, learn: bool) -> None:
         cfg = self.config
         buf = self._buf
-        steps = np.diff(buf[1:], axis=0)  # the block's steps (from the last carried sample)
+        steps = buf[2:] - buf[1:-1]  # the block's steps (from the last carried sample)
         absteps = np.abs(steps)
         if self.step_scale is None:
-            if not learn:
-                return
-            self._ref_steps += np.median(absteps, axis=0)
-            self._ref_blocks += 1
-            self._ref_zero += (absteps == 0).sum(axis=0)
-            self._ref_abs += absteps.sum(axis=0)
-            self._ref_total += len(steps)
-            self.n_ref += self.block
-            if self.n_ref >= self.reference:
-                self._finish_reference()
+            if learn:
+                self._learn_reference(absteps)
             return
+        self.started = []
+        b = len(steps)
         unchanged = absteps <= self._tiny
-        trailing = np.cumprod(unchanged[::-1], axis=0).sum(axis=0)
-        self._run = np.where(unchanged.all(axis=0), self._run + len(steps), trailing)
-        # spikes: centre leaves both neighbours by k steps on the same side, neighbours agree
-        left, centre, right = buf[:-2], buf[1:-1], buf[2:]
-        a, b = centre - left, centre - right
-        k = cfg.spike_sigmas * self.step_scale
-        back = np.abs(left - right) < 0.5 * np.minimum(np.abs(a), np.abs(b))
-        spikes = (np.abs(a) > k) & (np.abs(b) > k) & (a * b > 0) & back
-        self._spikes.append(spikes.sum(axis=0))
-        keep = max(1, cfg.spike_window // self.block)
-        del self._spikes[:-keep]
-        recent_spikes = np.sum(self._spikes, axis=0)
-        share = unchanged.mean(axis=0)
-        rate = np.where(share < 1.0, min(1.0, 2.0 / keep), 0.0)  # a flat block is for `frozen` to judge
-        self._zero_share += rate * (share - self._zero_share)
-        lo, hi = buf[2:].min(axis=0), buf[2:].max(axis=0)
+        flat = np.logical_and.reduce(unchanged, axis=0)
+        trailing = np.argmin(unchanged[::-1], axis=0)  # unchanged steps at the block's end
+        self._run = np.where(flat, self._run + b, trailing)
+        # spikes (only where a step is big enough): the centre leaves both neighbours by k usual
+        # steps on the same side and the neighbours agree
+        if np.logical_or.reduce(np.maximum.reduce(absteps, axis=0) > self._spike_step):
+            left, centre, right = buf[:-2], buf[1:-1], buf[2:]
+            a, c = centre - left, centre - right
+            aa, ac = np.abs(a), np.abs(c)
+            back = np.abs(left - right) < 0.5 * np.minimum(aa, ac)
+            spiked = np.add.reduce((aa > self._spike_step) & (ac > self._spike_step) & (a * c > 0) & back, axis=0)
+        else:
+            spiked = self._no_spikes
+        self._spikes.append(spiked)
+        del self._spikes[: -self._spike_blocks]
+        share = np.add.reduce(unchanged, axis=0) / b
+        self._zero_share += np.where(flat, 0.0, self._share_rate * (share - self._zero_share))  # flat: `frozen`
+        out = self._frozen_at <= self._run  # frozen
+        spikes = np.add.reduce(self._spikes, axis=0) if len(self._spikes) > 1 else self._spikes[0]
+        anyof = np.logical_or.reduce
+        candidates = anyof(out) or anyof(spikes > 0) or anyof(self._zero_share >= self._quantised_at) or self.faults
+        if self._ranged:
+            rows = buf[2:]
+            ranged = (np.minimum.reduce(rows, axis=0) < self._lo) | (np.maximum.reduce(rows, axis=0) > self._hi)
+            candidates = candidates or anyof(ranged)
+        else:
+            ranged = None
+        if not candidates:
+            return
         faults: dict[str, str] = {}
-        quantised_at = np.maximum(cfg.quantised_share, self._ref_share + (1 - self._ref_share) * cfg.quantised_share)
         for i, name in enumerate(self.sensors):
-            if lo[i] < self._lo[i] or hi[i] > self._hi[i]:
+            if ranged is not None and ranged[i]:
                 faults[name] = "out_of_range"
-            elif self._run[i] >= self._need[i]:
+            elif out[i]:
                 faults[name] = "frozen"
-            elif recent_spikes[i] >= cfg.spike_count or (self.faults.get(name) == "spikes" and recent_spikes[i] > 0):
+            elif spikes[i] >= cfg.spike_count or (self.faults.get(name) == "spikes" and spikes[i] > 0):
                 faults[name] = "spikes"
-            elif self._zero_share[i] >= quantised_at[i] and not unchanged[:, i].all() and self._need[i] < math.inf:
+            elif self._zero_share[i] >= self._quantised_at[i] and not flat[i]:
                 faults[name] = "quantised"
         started = [s for s, kind in faults.items() if self.faults.get(s) != kind]
-        self.faults = faults
-        self._publish(started)
+        if faults != self.faults:
+            self.faults = faults
+            self._publish(started)
+
+    def _learn_reference(self, absteps: np.ndarray) -> None:
+        self._ref_steps += np.median(absteps, axis=0)
+        self._ref_blocks += 1
+        self._ref_zero += (absteps == 0).sum(axis=0)
+        self._ref_abs += absteps.sum(axis=0)
+        self._ref_total += len(absteps)
+        self.n_ref += self.block
+        if self.n_ref >= self.reference:
+            self._finish_reference()
 
     def _publish(self, started: list[str]) -> None:
         faults = dict(self.faults)
@@ -210,3 +239,10 @@ class SensorHealth(VersionedState):
                 np.ceil(math.log(cfg.frozen_probability) / np.log(np.maximum(share, 1.0 / n))),
             )
         self._need = np.maximum(need, cfg.frozen_samples)
+        self._frozen_at = self._need
+        self._spike_step = cfg.spike_sigmas * self.step_scale
+        self._spike_blocks = max(1, cfg.spike_window // self.block)
+        self._share_rate = min(1.0, 2.0 / self._spike_blocks)
+        q = cfg.quantised_share
+        # a sensor that never changed in the reference (setpoint, status) is never `quantised` either
+        self._quantised_at = np.where(np.isinf(self._need), math.inf, np.maximum(q, share + (1 - share) * q))

@@ -100,12 +100,15 @@ class TwinModel:
             self.reset()
 
     # ------------------------------------------------------------------ control
-    def rebaseline(self, sensor: str | None = None) -> None:
-        """Learn the healthy reference again (all sensors, or one sensor's level); audited by the CLI."""
-        if self.condition is not None:
-            self.condition.rebaseline(sensor)
-        if self.sensor_health is not None and sensor is None:
+    def rebaseline(self, sensor: str | None = None) -> bool:
+        """Learn the healthy reference again (all sensors, or one sensor's level); audited by the CLI.
+        False when ``sensor`` is not one of the twin's health sensors (nothing changes)."""
+        if self.condition is None:
+            return sensor is None  # nothing learned yet: the reference is being learned anyway
+        done = self.condition.rebaseline(sensor)
+        if done and self.sensor_health is not None and sensor is None:
             self.sensor_health.reset()
+        return done
 
     def on_event(self, kind: str, ts: Any) -> list[tuple[dict[str, float], float]]:
         """A failure returns this twin's labelled history (for the fleet model); a repair starts a new
@@ -171,8 +174,11 @@ class TwinModel:
         noise = sh.step_scale if sh is not None else None  # about one sample's noise per health reading
         shifted = self.operating_point.prepare(ts, readings, det, learn, cfg.time_unit_s, noise)
         if shifted is None:  # a setpoint change settles: nothing is scored or learned
+            if sh is not None and cond is not None:
+                sh.restart_block()
+                cond.restart_block()
             faults = dict(sh.current) if sh is not None else {}
-            health = cond.health if cond is not None else math.nan
+            health = cond.health if cond is not None and cond.ready else None
             return Score(ts, math.nan, False, False, sensor_faults=faults, health=health)
         x = det.vector(shifted)
         if not det.sensors:
@@ -186,13 +192,24 @@ class TwinModel:
         enabled = cfg.sensor_health.enabled
         shift = self.operating_point.shift
         raw = x if shift is None else x + shift  # sensor health judges what the sensors said
-        if enabled and sh.push(raw, quiet):
+        judged = enabled and sh.push(raw, quiet)
+        if judged:
             self._fault_surprise = 2.0 * alarm.enter if sh.started else 0.0
             self._fault_sensors = {s: 1.0 / len(sh.started) for s in sh.started}
         mask = sh.mask if enabled else None
-        novelty = det.observe(x, mask, alarm.enter)
+        novelty = det.observe(x, mask, alarm.enter if learn else math.inf)  # no recall in maintenance
         if cfg.condition.enabled:
-            cond.push(x if mask is None or cond.mu is None else np.where(mask, cond.mu, x), quiet)
+            if not enabled:  # the condition monitor keeps its own blocks
+                cond.push(x, quiet)
+            elif judged:  # one block for both: sensor health's samples, at the reference operating point
+                rows = sh.last_block
+                n = len(rows)
+                mean = np.add.reduce(rows, axis=0) / n
+                var = np.maximum(np.add.reduce(rows * rows, axis=0) / n - mean * mean, 0.0)
+                m = mean if shift is None else mean - shift
+                if mask is not None and cond.mu is not None:
+                    m = np.where(mask, cond.mu, m)
+                cond.push_block(m, var, n, quiet)
         warming = novelty != novelty
         surprise, kind = novelty, "novelty"
         if not warming:
@@ -217,7 +234,7 @@ class TwinModel:
         drift = False
         if in_alarm:
             det.hold()
-            if novelty >= alarm.exit and relearn_due(alarm, t, cfg.anomaly):
+            if learn and novelty >= alarm.exit and relearn_due(alarm, t, cfg.anomaly):
                 det.relearn()
                 alarm.clear()
                 in_alarm, drift = False, True
@@ -228,12 +245,12 @@ class TwinModel:
             drift = det.learn(novelty) or drift
             self.operating_point.learned()
         faults = sh.current
-        health = cond.health
+        health = cond.health if cond.ready else None
         if in_alarm:
             out_kind = self.kind
         elif faults:
             out_kind = "sensor_fault"
-        elif health < 0.5:
+        elif health is not None and health < cfg.anomaly.threshold:
             out_kind = "condition"
         else:
             out_kind = ""
