@@ -106,6 +106,10 @@ class AnomalyDetector(VersionedState):
         self._baseline: np.ndarray | None = None
         self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float32)
         self._zcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal z² values
+        self._vcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal window means of z²
+        self._zring = [0.0] * cfg.window  # the window's z² values (a variance/energy channel)
+        self._zsum = 0.0
+        self._vtail = TailScale()
         self._cpos = 0
         self._cfill = 0
         self._var: np.ndarray | None = None  # variance of single samples around the baseline
@@ -120,6 +124,7 @@ class AnomalyDetector(VersionedState):
         self._dev: np.ndarray | None = None  # its window deviation
         self._t2 = 0.0
         self._z2 = 0.0
+        self._v = 0.0  # mean z² over the window
         self._point_won = False
         self._mask: np.ndarray | None = None
         self._e: np.ndarray | None = None  # the last sample's deviation from the baseline
@@ -200,7 +205,10 @@ class AnomalyDetector(VersionedState):
         self._point_won = False
         e = self._e = x - self._baseline
         if cfg.point and self._inv_var is not None:
-            self._z2 = float((e * e) @ self._inv_var)
+            z2 = self._z2 = float((e * e) @ self._inv_var)
+            self._zsum += z2 - self._zring[pos]
+            self._zring[pos] = z2
+            self._v = self._zsum / filled
         if self.warming_up:
             return math.nan
         assert self._precision is not None
@@ -210,6 +218,10 @@ class AnomalyDetector(VersionedState):
             zs = self._ztail.surprise(self._z2)
             if zs > surprise:
                 surprise, self._point_won = zs, True
+            if self._vtail.ready:
+                vs = self._vtail.surprise(self._v)
+                if vs > surprise:
+                    surprise, self._point_won = vs, True
         if self._regimes and surprise >= alarm_at:
             surprise = self._recall(x, surprise, alarm_at)
         elif self._recalling:
@@ -285,6 +297,7 @@ class AnomalyDetector(VersionedState):
             i = self._cpos % cfg.calibration_size
             self._calib[i] = dev
             self._zcalib[i] = self._z2
+            self._vcalib[i] = self._v
             self._cpos += 1
             self._cfill = min(self._cfill + 1, cfg.calibration_size)
             self._since_refresh += 1
@@ -356,7 +369,12 @@ class AnomalyDetector(VersionedState):
             k = min(len(devs), cfg.calibration_size)
             assert self._calib is not None
             self._calib[:k] = devs[-k:]
-            self._zcalib[:k] = ((e * e) / var).sum(axis=1)[-k:]
+            zz = ((e * e) / var).sum(axis=1)
+            self._zcalib[:k] = zz[-k:]
+            zc = np.cumsum(np.concatenate([[0.0], zz]))
+            self._vcalib[:k] = ((zc[cfg.window :] - zc[: -cfg.window]) / cfg.window)[-k:]
+            self._zring = zz[-cfg.window :].tolist()
+            self._zsum = float(sum(self._zring))
             self._cpos = self._cfill = k
             self._var = var
             self._refresh()
@@ -377,6 +395,7 @@ class AnomalyDetector(VersionedState):
         idx = [(self._cpos - keep + i) % n for i in range(keep)]
         self._calib[:keep] = self._calib[idx].copy()
         self._zcalib[:keep] = self._zcalib[idx].copy()
+        self._vcalib[:keep] = self._vcalib[idx].copy()
         self._cpos, self._cfill = keep, keep
 
     def _refresh(self) -> None:
@@ -400,9 +419,12 @@ class AnomalyDetector(VersionedState):
             floor = 1e-9 * (float(self._var.mean()) + 1e-12)
             self._inv_var = 1.0 / np.maximum(self._var, floor)
             z = self._zcalib[: self._cfill]
-            z = z[z > 0]
+            v = self._vcalib[: self._cfill]
+            z, v = z[z > 0], v[v > 0]
             if len(z) > 10:
                 self._ztail.fit(z)
+            if len(v) > 10:
+                self._vtail.fit(v)
 
     # ------------------------------------------------------------------ the detector on its own
     def update(self, ts: Any, readings: dict[str, float], learn: bool = True, mask: np.ndarray | None = None) -> Score:

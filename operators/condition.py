@@ -7,11 +7,13 @@ event or ``twinflow model rebaseline`` (audited). It works on block means of ``b
 the health readings (after operating-point conditioning, sensor faults masked):
 
 * **level** ``z_i = (m_i − μ_i) / σ_i``: each sensor's block mean against its reference mean, in
-  units of the reference's own spread of block means (never below the noise of one block);
-* **relation** ``r_i = (Λ (m − μ))_i / √Λ_ii``: each sensor against its prediction from all the
-  others (Λ = inverse of the reference covariance of block means, shrunk): the standardised
-  leave-one-out regression residual, so a drifting transmitter or a leak shows as a broken
-  relation even when each sensor alone stays plausible;
+  units of the reference's own spread of block means — never below one sample's noise nor
+  ``level_floor`` (1 %) of the level: a short reference cannot know the slow wander of a machine;
+* **relation** ``r_i = (Λ (m − μ))_i / Λ_ii``: each sensor against its prediction from the others
+  it is strongly correlated with in the reference (|ρ| ≥ 0.6; Λ = inverse of that covariance of
+  block means): the leave-one-out regression residual, in units of its conditional spread (never
+  below the level's floor), so a drifting transmitter or a leak shows as a broken relation even
+  when each sensor alone stays plausible;
 * **health** per sensor ``h_i = 1 / (1 + (e_i / alarm)^4)``, ``e_i`` = the larger of |level| and
   |relation| after exponential smoothing (half-life ``halflife`` blocks); the twin's health is the
   lowest ``h_i`` (1 = as at the reference, 0.5 at ``alarm`` reference units) and ``drivers`` the
@@ -44,7 +46,8 @@ from operators.scoring import SURPRISE_SCALE
 from operators.versioned_state import VersionedState
 
 STATE_VERSION = 1
-SHRINKAGE = 0.3  # of the relation covariance towards its diagonal (few reference blocks)
+SHRINKAGE = 1e-3  # ridge on the relations' correlation matrix (strong relations must survive it)
+RELATED = 0.6  # |correlation| of block means in the reference from which two sensors are related
 
 
 class ConditionMonitor(VersionedState):
@@ -79,6 +82,7 @@ class ConditionMonitor(VersionedState):
         self._rm2 = np.zeros((d, d))
         self.mu: np.ndarray | None = None  # None: the reference is still being learned
         self.scale = np.ones(d)
+        self._floor = np.zeros(d)  # the smallest spread a deviation is measured in (noise, level floor)
         self._relearn = np.zeros(d, dtype=bool)  # sensors re-learning their level reference
         self._prec: np.ndarray | None = None
         self._prec_sd = np.ones(d)
@@ -186,21 +190,33 @@ class ConditionMonitor(VersionedState):
         n = np.maximum(self._ln, 2)
         block_var = self._lm2 / (n - 1)
         noise_var = self._noise / n  # variance of single samples within a block
-        scale = np.sqrt(np.maximum(block_var, noise_var))
-        scale = np.maximum(scale, np.maximum(cfg.level_floor, 1e-6) * np.abs(self._lmean) + 1e-12)
+        floor = np.maximum(np.sqrt(noise_var), np.maximum(cfg.level_floor, 1e-6) * np.abs(self._lmean) + 1e-12)
+        scale = np.maximum(np.sqrt(block_var), floor)
         mu = self._lmean.copy() if self.mu is None else np.where(which, self._lmean, self.mu)
         self.mu = mu
         self.scale = np.where(which, scale, self.scale)
+        self._floor = np.where(which, floor, self._floor)
         self._relearn = self._relearn & ~which
 
     def _fit_relations(self) -> None:
+        """Λ from the reference covariance of block means (lightly shrunk); each sensor's residual is
+        measured in its conditional spread, never below its level floor (level_floor · |μ|)."""
         cov = self._rm2 / max(self._rn - 1, 1)
-        diag = np.maximum(np.diag(cov), self.scale**2)
-        cov = (1.0 - SHRINKAGE) * cov + SHRINKAGE * np.diag(np.diag(cov))
-        cov[np.diag_indices_from(cov)] = diag
-        prec = np.linalg.pinv(cov, hermitian=True)
+        sd = np.sqrt(np.maximum(np.diag(cov), 1e-300))
+        corr = cov / np.outer(sd, sd)
+        # Only strong relations are kept (|ρ| ≥ RELATED): a reference at one operating point has mostly
+        # noise correlations, and a regression on them breaks whenever a sensor wanders.
+        corr = np.where(np.abs(corr) >= RELATED, corr, 0.0)
+        np.fill_diagonal(corr, 1.0 + SHRINKAGE)
+        low = float(np.linalg.eigvalsh(corr).min())
+        if low < SHRINKAGE:  # thresholding can leave it indefinite: the smallest ridge that cures it
+            corr += np.eye(len(corr)) * (SHRINKAGE - low)
+        prec = np.linalg.pinv(corr / np.outer(1.0 / sd, 1.0 / sd), hermitian=True)
         self._prec = prec
-        self._prec_sd = np.sqrt(np.maximum(np.diag(prec), 1e-300))
+        lam = np.maximum(np.diag(prec), 1e-300)
+        # r_i = (Λ d)_i / Λ_ii is the residual of sensor i given the others; in units of its conditional
+        # spread 1/√Λ_ii, never below the level's floor (one sample's noise, level_floor · |μ|)
+        self._prec_sd = lam * np.maximum(1.0 / np.sqrt(lam), self._floor)
 
     def _monitor(self, m: np.ndarray) -> None:
         cfg = self.config

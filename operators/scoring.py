@@ -131,11 +131,11 @@ class Alarm:
 
     def published(self, surprise: float) -> float:
         """The surprise to publish: within an alarm it decays from the episode's worst unless the
-        state gets clearly worse (by half the threshold's surprise): a lasting change is news
-        once; outside alarms the surprise itself."""
+        state gets clearly worse (by half the threshold's surprise, and by a quarter): a lasting
+        change is news once; outside alarms the surprise itself."""
         if not self.length or surprise != surprise:
             return surprise
-        if self.length == 1 or surprise > self.worst + 0.5 * self.enter:
+        if self.length == 1 or surprise > max(self.worst + 0.5 * self.enter, 1.25 * self.worst):
             self.worst = self.peak = surprise
             return surprise
         self.worst = max(self.worst, surprise)
