@@ -55,7 +55,7 @@ def test_slow_ramp_is_seen_by_the_condition_monitor_and_named_in_the_health():
     assert starts and all(b >= 2000 for b in starts)  # no false alarm before the ramp
     assert min(starts) < 4500  # seen well before the ramp's end
     late = scores[-1]
-    assert late.health < 0.5 and list(late.drivers)[0] == "s2"  # the deviation stays visible
+    assert late.health < 0.5 and next(iter(late.drivers)) == "s2"  # the deviation stays visible
     assert late.kind in ("condition", "novelty")
 
 
