@@ -124,7 +124,7 @@ class AnomalyDetector(VersionedState):
         self._dev: np.ndarray | None = None  # its window deviation
         self._t2 = 0.0
         self._z2 = 0.0
-        self._v = 0.0  # mean z² over the window
+        self._vmean = 0.0  # mean z² over the window
         self._point_won = False
         self._mask: np.ndarray | None = None
         self._e: np.ndarray | None = None  # the last sample's deviation from the baseline
@@ -208,7 +208,7 @@ class AnomalyDetector(VersionedState):
             z2 = self._z2 = float((e * e) @ self._inv_var)
             self._zsum += z2 - self._zring[pos]
             self._zring[pos] = z2
-            self._v = self._zsum / filled
+            self._vmean = self._zsum / filled
         if self.warming_up:
             return math.nan
         assert self._precision is not None
@@ -219,7 +219,7 @@ class AnomalyDetector(VersionedState):
             if zs > surprise:
                 surprise, self._point_won = zs, True
             if self._vtail.ready:
-                vs = self._vtail.surprise(self._v)
+                vs = self._vtail.surprise(self._vmean)
                 if vs > surprise:
                     surprise, self._point_won = vs, True
         if self._regimes and surprise >= alarm_at:
@@ -297,7 +297,7 @@ class AnomalyDetector(VersionedState):
             i = self._cpos % cfg.calibration_size
             self._calib[i] = dev
             self._zcalib[i] = self._z2
-            self._vcalib[i] = self._v
+            self._vcalib[i] = self._vmean
             self._cpos += 1
             self._cfill = min(self._cfill + 1, cfg.calibration_size)
             self._since_refresh += 1

@@ -42,7 +42,7 @@ class AnomalyConfig:
     # Seconds of continuous alarm after which the novelty detector takes the new state as normal (a
     # lasting change is one episode; the condition monitor keeps it visible in `health`). Numeric
     # times (replayed cycles) count time_unit_s seconds per unit.
-    relearn_s: float = 600.0
+    relearn_s: float = 450.0
     # Within an episode the published anomaly_score decays with this half-life (samples) unless the
     # state gets worse: the score says how new the departure is, is_anomaly how long it lasts.
     score_halflife: float = 10.0

@@ -158,9 +158,10 @@ class OperatingPoint(VersionedState):
         learn: bool = True,
         unit_s: float = 1.0,
         noise: np.ndarray | None = None,
-    ) -> dict[str, float] | None:
-        """The readings the detectors see: the health readings at the reference operating point,
-        or None while a change settles. Without context readings: ``readings`` unchanged.
+    ) -> dict[str, float] | np.ndarray | None:
+        """The readings the detectors see: the health readings at the reference operating point (a
+        vector in ``health`` order), or None while a change settles. Without context readings:
+        ``readings`` unchanged.
 
         ``ts`` is a datetime or a number of ``unit_s`` seconds (the settle period is in seconds);
         ``detector`` gives the level the translated readings continue from after a change;
@@ -192,7 +193,8 @@ class OperatingPoint(VersionedState):
                 return None
             self._arrive(learn)
         self._y = y
-        return {name: v - s for name, v, s in zip(self.health, y, self._shift_list, strict=True)}
+        assert self._shift is not None
+        return np.array(y) - self._shift
 
     def learned(self) -> None:
         """The last prepared sample was learned by the detector: update its operating point's statistics."""
@@ -207,6 +209,8 @@ class OperatingPoint(VersionedState):
         shifted = self.prepare(ts, readings, detector, learn, unit_s)
         if shifted is None:
             return Score(ts, math.nan, False, False)
+        if isinstance(shifted, np.ndarray):
+            shifted = dict(zip(self.health, shifted.tolist(), strict=True))
         score = detector.update(ts, shifted, learn=learn)
         if score.learned:
             self.learned()

@@ -60,7 +60,8 @@ class TailScale:
     def fit(self, values) -> None:
         """Fit from normal values (numpy array): ``u90`` their 90 % quantile, the tail's decade
         ``u99 − u90`` from the mean excess over ``u90`` (exponential tail: decade = ln 10 · mean
-        excess) — steadier than a single high quantile of a few hundred values."""
+        excess, one standard error up: mean · (1 + 1/√n), so a tail seen in few values is
+        extrapolated warily) — steadier than a single high quantile of a few hundred values."""
         import numpy as np
 
         k = int(0.9 * (len(values) - 1))
@@ -68,6 +69,7 @@ class TailScale:
         u90 = max(float(part[k]), 1e-12)
         over = part[k + 1 :]
         excess = float(over.mean()) - u90 if len(over) else u90
+        excess *= 1.0 + 1.0 / math.sqrt(max(len(over), 1))  # one standard error up: few values, wary
         self.u90, self.u99 = u90, u90 + max(math.log(10.0) * excess, u90 * 1e-6)
 
     def surprise(self, x: float) -> float:

@@ -180,7 +180,12 @@ class TwinModel:
             faults = dict(sh.current) if sh is not None else {}
             health = cond.health if cond is not None and cond.ready else None
             return Score(ts, math.nan, False, False, sensor_faults=faults, health=health)
-        x = det.vector(shifted)
+        if isinstance(shifted, np.ndarray):  # the health readings, translated (op.health order)
+            if not det.sensors:
+                det.sensors = list(self.operating_point.health)
+            x = shifted
+        else:
+            x = det.vector(shifted)
         if not det.sensors:
             return Score(ts, math.nan, False, True)
         if cond is None or sh is None:
