@@ -79,7 +79,7 @@ class ConditionConfig:
     enabled: bool = True
     block: int = 10  # samples averaged into one block (the monitor's time step)
     reference: int = 400  # learned samples that make the healthy reference (commissioning / warm-up)
-    halflife: float = 20.0  # blocks; smoothing of the level compared with the reference (health)
+    halflife: float = 5.0  # blocks; smoothing of the level compared with the reference (health)
     # Standardised deviation (reference units) at which a sensor's health is 0.5.
     alarm: float = 8.0
     cusum_k: float = 4.0  # allowance of the change test (reference units per block)
