@@ -225,8 +225,9 @@ class SensorHealth(VersionedState):
         cfg = self.config
         n = max(self._ref_total, 1)
         scale = self._ref_steps / max(self._ref_blocks, 1)
-        fallback = self._ref_abs / np.maximum(n - self._ref_zero, 1)  # mean non-zero step
-        self.step_scale = np.where(scale > 0, scale, fallback)
+        nonzero = self._ref_abs / np.maximum(n - self._ref_zero, 1)  # mean non-zero step
+        # a quantised sensor's usual step is its quantum, even when most steps are none
+        self.step_scale = np.maximum(scale, 0.5 * nonzero)
         self._tiny = 1e-3 * self.step_scale
         share = self._ref_zero / n
         self._ref_share = share

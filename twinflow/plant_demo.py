@@ -30,13 +30,18 @@ from twinflow.settings import PROJECT_ROOT, Settings
 MAPPING = PROJECT_ROOT / "config" / "plant.toml"
 FLOWS = ("telemetry", "twin", "models", "alerts")
 # A demo lasts minutes, a plant runs for months: the simulated devices sample at 4–20 Hz, so the
-# models warm up on fewer samples and adapt their baseline more slowly (in samples), and alerts
-# open after 10 s instead of 60 s. Any of these can be overridden from the environment.
+# models warm up and learn their healthy reference on fewer samples and adapt their baseline more
+# slowly (in samples), and alerts open after 10 s instead of 60 s. Any of these can be overridden
+# from the environment.
 DEMO_TUNING = {
     "TWINFLOW_ML__ANOMALY__WARMUP": "150",
     "TWINFLOW_ML__ANOMALY__BASELINE_HALFLIFE": "20000",
+    # the healthy reference (condition monitor, sensor health) is learned in the first 150 samples
+    "TWINFLOW_ML__CONDITION__REFERENCE": "150",
     "TWINFLOW_ALERTS__RULES__ANOMALY__MIN_DURATION_S": "10",
     "TWINFLOW_ALERTS__RULES__ANOMALY__COOL_DOWN_S": "20",
+    "TWINFLOW_ALERTS__RULES__CONDITION__MIN_DURATION_S": "10",
+    "TWINFLOW_ALERTS__RULES__CONDITION__COOL_DOWN_S": "20",
     "TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S": "5",
     # Alarm limits: vibration at ISO 10816 zone C/D (7.1 mm/s), bearing/casing temperature 90 °C;
     # forecasts that cross them open `forecast_breach` alerts.
@@ -176,6 +181,11 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
     ground_truth.unlink(missing_ok=True)
     recovery = logs / f"recovery-{run}"
     faults = fault_schedule(duration)
+    # A run of its own on MQTT too: the bridge's persistent session would otherwise hand this run the
+    # readings queued for it since an earlier run (stale minutes that the models would learn from).
+    mapping = logs / f"plant-{run}.toml"
+    text = MAPPING.read_text()
+    mapping.write_text(text.replace("[mqtt]\n", f'[mqtt]\nclient_id = "twinflow-demo-{run}"\n', 1))
     # A run of its own: fresh topics and model state, so earlier runs do not leak into this one.
     env = {
         **os.environ,
@@ -192,13 +202,13 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
             [
                 "simulate",
                 "--mapping",
-                str(MAPPING),
+                str(mapping),
                 "--duration",
                 str(duration + 5),
                 *[a for f in faults for a in ("--fault", f)],
             ],
         ),
-        *(Child(f"bridge-{p}", ["bridge", p, "--mapping", str(MAPPING)]) for p in ("opcua", "mqtt", "modbus")),
+        *(Child(f"bridge-{p}", ["bridge", p, "--mapping", str(mapping)]) for p in ("opcua", "mqtt", "modbus")),
     ]
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -232,6 +242,7 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
     until = datetime.now(UTC)
     AdminClient(client_config(settings)).delete_topics(demo_topics)
     shutil.rmtree(recovery, ignore_errors=True)
+    mapping.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "report.html"
     ev = write_report(settings.postgres.conninfo(), ground_truth, since, until, report, twins)
