@@ -45,7 +45,7 @@ class AnomalyConfig:
     relearn_s: float = 450.0
     # Within an episode the published anomaly_score decays with this half-life (samples) unless the
     # state gets worse: the score says how new the departure is, is_anomaly how long it lasts.
-    score_halflife: float = 10.0
+    score_halflife: float = 2.0
     drift_delta: float = 0.002  # ADWIN confidence on the log-score of normal points
     point: bool = True  # also score each sample on its own (spikes), next to the moving average
 
