@@ -101,7 +101,6 @@ class AnomalyDetector(VersionedState):
         self.n_seen = 0
         self.n_learned = 0
         self._window: np.ndarray | None = None  # ring buffer (W × d) of recent vectors
-        self._wsum: np.ndarray | None = None  # their running sum
         self._wpos = 0
         self._baseline: np.ndarray | None = None
         self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float32)
@@ -131,6 +130,7 @@ class AnomalyDetector(VersionedState):
         self._ering: np.ndarray | None = None  # recent learned deviations (single-sample noise)
         self._epos = 0
         self._lsum, self._ln = 0.0, 0  # log-scores waiting for the drift test
+        self._brate = 1.0 - 0.5 ** (1.0 / cfg.baseline_halflife)  # the baseline's learning rate
         self._recent: np.ndarray | None = None  # samples held during an alarm (for a re-learn)
         self._slope: np.ndarray | None = None  # per-sample trend of the baseline (after re-learning a ramp)
         self._fresh = 0  # samples until the moving average is all after the last re-learn
@@ -170,7 +170,6 @@ class AnomalyDetector(VersionedState):
     def _allocate(self, d: int) -> None:
         cfg = self.config
         self._window = np.zeros((cfg.window, d))
-        self._wsum = np.zeros(d)
         self._calib = np.zeros((cfg.calibration_size, d), dtype=np.float32)
 
     # ------------------------------------------------------------------ scoring (River-like: score, then learn)
@@ -182,20 +181,18 @@ class AnomalyDetector(VersionedState):
         cfg = self.config
         if self._window is None:
             self._allocate(len(x))
-        assert self._window is not None and self._wsum is not None
+        assert self._window is not None
         self._mask = mask if mask is not None and self._baseline is not None else None
         if self._mask is not None:
             x = np.where(mask, self._baseline, x)
         self._x = x
-        pos = self._wpos % cfg.window
-        self._wsum += x - self._window[pos]
+        window = cfg.window
+        pos = self._wpos % window
         self._window[pos] = x
         self._wpos += 1
         self.n_seen += 1
-        if pos == 0 and self._wpos > cfg.window:  # re-sum once per turn: no float creep
-            self._wsum = np.add.reduce(self._window, axis=0)
-        filled = min(self._wpos, cfg.window)
-        wmean = self._wsum / filled
+        filled = self._wpos if self._wpos < window else window
+        wmean = np.add.reduce(self._window if filled == window else self._window[:filled], axis=0) * (1.0 / filled)
         if self._baseline is None:
             self._dev = np.zeros_like(x)
             return math.nan
@@ -248,7 +245,6 @@ class AnomalyDetector(VersionedState):
         w = self.config.window
         last = self._window[[(self._wpos - 1 - i) % w for i in range(min(RECALL, w))]].mean(axis=0)
         self._window[:] = last
-        self._wsum = last * w
         self._recalling = 0
         self._fresh = 0
         self.n_drifts += 1
@@ -279,7 +275,9 @@ class AnomalyDetector(VersionedState):
             self._var = np.zeros_like(x)
             self._ering = np.zeros((POINT_BLOCK, len(x)))
         else:
-            rate = max(1.0 / self.n_learned, 1.0 - 0.5 ** (1.0 / cfg.baseline_halflife))
+            rate = 1.0 / self.n_learned
+            if rate < self._brate:
+                rate = self._brate
             e = self._e
             self._baseline += rate * e
             if self._mask is None:  # single-sample noise, learned per block of POINT_BLOCK samples
