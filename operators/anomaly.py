@@ -42,6 +42,7 @@ from river.drift import ADWIN
 
 from operators.ml_config import AnomalyConfig
 from operators.scoring import Alarm, TailScale, score_of
+from operators.seasonality import DailyProfile
 from operators.versioned_state import VersionedState
 
 STATE_VERSION = 2  # 2: bounded scores (surprise), point channel, masks, relearn instead of re-warm-up
@@ -131,6 +132,11 @@ class AnomalyDetector(VersionedState):
         self._epos = 0
         self._lsum, self._ln = 0.0, 0  # log-scores waiting for the drift test
         self._brate = 1.0 - 0.5 ** (1.0 / cfg.baseline_halflife)  # the baseline's learning rate
+        self._vn = 0  # samples learned into the single-sample noise
+        self._need_calib = 0  # normal deviations needed before the noise model is (re)fitted
+        self._season: DailyProfile | None = None  # daily seasonality (timestamped data only)
+        self._t: float | None = None
+        self._raw: np.ndarray | None = None
         self._recent: np.ndarray | None = None  # samples held during an alarm (for a re-learn)
         self._slope: np.ndarray | None = None  # per-sample trend of the baseline (after re-learning a ramp)
         self._fresh = 0  # samples until the moving average is all after the last re-learn
@@ -173,7 +179,9 @@ class AnomalyDetector(VersionedState):
         self._calib = np.zeros((cfg.calibration_size, d), dtype=np.float32)
 
     # ------------------------------------------------------------------ scoring (River-like: score, then learn)
-    def observe(self, x: np.ndarray, mask: np.ndarray | None = None, alarm_at: float = math.inf) -> float:
+    def observe(
+        self, x: np.ndarray, mask: np.ndarray | None = None, alarm_at: float = math.inf, t: float | None = None
+    ) -> float:
         """Score one vector: its surprise (NaN while warming up). ``mask`` (bool per sensor) marks
         sensors to leave out (replaced by the baseline). A sample at or above ``alarm_at`` that is
         typical of a state re-learned before (:meth:`relearn`) is checked for a return to it
@@ -182,6 +190,13 @@ class AnomalyDetector(VersionedState):
         if self._window is None:
             self._allocate(len(x))
         assert self._window is not None
+        self._t = t
+        if t is not None and cfg.seasonal:
+            if self._season is None:
+                self._season = DailyProfile(len(x))
+            self._raw = x
+            if self._season.active:  # daily seasonality: score what the time of day does not explain
+                x = x - self._season.offset(t)
         self._mask = mask if mask is not None and self._baseline is not None else None
         if self._mask is not None:
             x = np.where(mask, self._baseline, x)
@@ -206,6 +221,8 @@ class AnomalyDetector(VersionedState):
             self._zsum += z2 - self._zring[pos]
             self._zring[pos] = z2
             self._vmean = self._zsum / filled
+        else:  # no noise model yet: nothing for the point and variance tails to learn
+            self._z2 = self._vmean = 0.0
         if self.warming_up:
             return math.nan
         assert self._precision is not None
@@ -287,6 +304,9 @@ class AnomalyDetector(VersionedState):
                     self._learn_point_noise()
         if self._mask is not None:
             return False  # the calibration (noise model) learns only from samples of every sensor
+        if self._season is not None and self._t is not None and self._season.learn(self._raw, self._t):
+            self._seasonal_start()
+            return True
         if self._fresh:  # the moving average still holds samples from before a re-learn
             self._fresh -= 1
             return False
@@ -380,11 +400,30 @@ class AnomalyDetector(VersionedState):
         self._rpos = 0
         self.n_drifts += 1
 
+    def _seasonal_start(self) -> None:
+        """The daily profile switched on: what was learned about the noise included the daily swing,
+        so the noise model starts again from the readings without it (a short warm-up)."""
+        assert self._window is not None and self._x is not None and self._season is not None
+        d = len(self.sensors)
+        self._window[:] = self._x - self._season.offset(self._t if self._t is not None else 0.0)
+        self._cpos = self._cfill = 0
+        self._need_calib = max(self.config.warmup // 2, 10)  # as much as a warm-up would have
+        self._precision = None
+        self._inv_var = None
+        self._tail, self._ztail, self._vtail = TailScale(), TailScale(), TailScale()
+        self._zring = [0.0] * self.config.window
+        self._zsum = 0.0
+        self._var = np.zeros(d)
+        self._vn = 0
+        self._epos = 0
+        self._drift = ADWIN(delta=self.config.drift_delta)
+        self.n_drifts += 1
+
     def _learn_point_noise(self) -> None:
         self._epos = 0
         assert self._var is not None
-        n = self.n_learned
-        rate = max(POINT_BLOCK / n, 1.0 - 0.5 ** (POINT_BLOCK / self.config.calibration_size))
+        self._vn += POINT_BLOCK
+        rate = max(POINT_BLOCK / self._vn, 1.0 - 0.5 ** (POINT_BLOCK / self.config.calibration_size))
         self._var += rate * (np.einsum("ij,ij->j", self._ering, self._ering) / POINT_BLOCK - self._var)
 
     def _keep_recent(self, keep: int) -> None:
@@ -400,7 +439,7 @@ class AnomalyDetector(VersionedState):
         """Re-estimate the precision matrix and both tails from recent normal deviations."""
         cfg = self.config
         self._since_refresh = 0
-        if self._calib is None or self._cfill < max(2 * len(self.sensors), 10):
+        if self._calib is None or self._cfill < max(2 * len(self.sensors), 10, self._need_calib):
             return
         d = self._calib[: self._cfill]
         cov = (d.T @ d).astype(np.float64) / len(d)
@@ -430,9 +469,11 @@ class AnomalyDetector(VersionedState):
         x = self.vector(readings)
         if not self.sensors:
             return Score(ts, math.nan, False, True)
-        surprise = self.observe(x, mask, self._alarm.enter if learn else math.inf)
-        warming = surprise != surprise
         t = seconds(ts)
+        surprise = self.observe(
+            x, mask, self._alarm.enter if learn else math.inf, t if isinstance(ts, datetime) else None
+        )
+        warming = surprise != surprise
         in_alarm = self._alarm.update(surprise, t)
         contrib = self.explain() if in_alarm or surprise >= self._alarm.enter else {}
         published = self._alarm.published(surprise)

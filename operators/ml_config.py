@@ -48,6 +48,7 @@ class AnomalyConfig:
     score_halflife: float = 2.0
     drift_delta: float = 0.002  # ADWIN confidence on the log-score of normal points
     point: bool = True  # also score each sample on its own (spikes), next to the moving average
+    seasonal: bool = True  # learn a daily profile and subtract it once it explains the data (operators/seasonality.py)
 
     def __post_init__(self) -> None:
         _check(

@@ -202,7 +202,8 @@ class TwinModel:
             self._fault_surprise = 2.0 * alarm.enter if sh.started else 0.0
             self._fault_sensors = {s: 1.0 / len(sh.started) for s in sh.started}
         mask = sh.mask if enabled else None
-        novelty = det.observe(x, mask, alarm.enter if learn else math.inf)  # no recall in maintenance
+        t = seconds(ts, cfg.time_unit_s)
+        novelty = det.observe(x, mask, alarm.enter if learn else math.inf, t)  # no recall in maintenance
         if cfg.condition.enabled:
             if not enabled:  # the condition monitor keeps its own blocks
                 cond.push(x, quiet)
@@ -223,7 +224,6 @@ class TwinModel:
             if self._fault_surprise > surprise:
                 surprise, kind = self._fault_surprise, "sensor_fault"
         was = alarm.length
-        t = seconds(ts, cfg.time_unit_s)
         in_alarm = alarm.update(surprise, t)
         published = alarm.published(surprise)
         if in_alarm and not was:
