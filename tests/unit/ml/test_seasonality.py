@@ -26,7 +26,10 @@ def daily(n: int, shift_at: int | None = None, seed: int = 0) -> list[float]:
     return out
 
 
-def scores(values: list[float], cfg: ModelConfig = ModelConfig()):
+DEFAULT = ModelConfig()
+
+
+def scores(values: list[float], cfg: ModelConfig = DEFAULT):
     m = TwinModel(cfg)
     out = [m.update(T0 + timedelta(minutes=5 * k), {"load": v}).score for k, v in enumerate(values)]
     return m, out
