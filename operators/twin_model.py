@@ -203,7 +203,8 @@ class TwinModel:
             self._fault_sensors = {s: 1.0 / len(sh.started) for s in sh.started}
         mask = sh.mask if enabled else None
         t = seconds(ts, cfg.time_unit_s)
-        novelty = det.observe(x, mask, alarm.enter if learn else math.inf, t)  # no recall in maintenance
+        clock = t if isinstance(ts, datetime) else None  # a daily profile needs a real clock
+        novelty = det.observe(x, mask, alarm.enter if learn else math.inf, clock)  # no recall in maintenance
         if cfg.condition.enabled:
             if not enabled:  # the condition monitor keeps its own blocks
                 cond.push(x, quiet)
