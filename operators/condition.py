@@ -86,6 +86,7 @@ class ConditionMonitor(VersionedState):
         self._relearn = np.zeros(d, dtype=bool)  # sensors re-learning their level reference
         self._prec: np.ndarray | None = None
         self._prec_sd = np.ones(d)
+        self._related = False  # some sensors are related (strongly correlated) in the reference
         self._ez = np.zeros(d)  # smoothed level deviation
         self._er = np.zeros(d)  # smoothed relation residual
         self._event_ref = np.zeros((2, d))  # where the change tests restart from (level, relation)
@@ -207,6 +208,8 @@ class ConditionMonitor(VersionedState):
         # Only strong relations are kept (|ρ| ≥ RELATED): a reference at one operating point has mostly
         # noise correlations, and a regression on them breaks whenever a sensor wanders.
         corr = np.where(np.abs(corr) >= RELATED, corr, 0.0)
+        np.fill_diagonal(corr, 0.0)
+        self._related = bool(np.any(corr))
         np.fill_diagonal(corr, 1.0 + SHRINKAGE)
         low = float(np.linalg.eigvalsh(corr).min())
         if low < SHRINKAGE:  # thresholding can leave it indefinite: the smallest ridge that cures it
@@ -221,19 +224,21 @@ class ConditionMonitor(VersionedState):
     def _monitor(self, m: np.ndarray) -> None:
         cfg = self.config
         assert self.mu is not None
-        dev = np.where(self._relearn, 0.0, m - self.mu)
+        relearning = self._relearn.any()
+        dev = np.where(self._relearn, 0.0, m - self.mu) if relearning else m - self.mu
         z = dev / self.scale
         rate = 1.0 - 0.5 ** (1.0 / cfg.halflife)
         self._ez += rate * (z - self._ez)
-        rel = self._prec is not None and len(m) > 1
+        rel = self._prec is not None and self._related
         if rel:
             assert self._prec is not None
             r = (self._prec @ dev) / self._prec_sd
-            r = np.where(self._relearn, 0.0, r)
+            if relearning:
+                r = np.where(self._relearn, 0.0, r)
             self._er += rate * (r - self._er)
             e = np.maximum(np.abs(self._ez), np.abs(self._er))
-        else:
-            r = np.zeros_like(z)
+        else:  # no sensor is related to another: the relation residual is the level itself
+            r = z
             e = np.abs(self._ez)
         h = 1.0 / (1.0 + (e / cfg.alarm) ** 4)
         self.sensor_health = h
