@@ -293,7 +293,7 @@ class OperatingPoint(VersionedState):
         then, past = self._marks[0]
         if t - then < 3.5 * half:
             return True
-        tol = np.maximum(4.0 * (noise if noise is not None else 0.0), 2e-3 * np.abs(self._fast)) + 1e-12
+        tol = np.maximum(2.0 * (noise if noise is not None else 0.0), 1e-3 * np.abs(self._fast)) + 1e-12
         return bool(np.any(np.abs(self._fast - past) > tol))
 
     def _arrive(self, learn: bool) -> None:

@@ -177,6 +177,9 @@ class TwinModel:
             if sh is not None and cond is not None:
                 sh.restart_block()
                 cond.restart_block()
+            if self.alarm.length:  # an episode does not outlive a change of operating point
+                self.alarm.clear()
+                det.release()
             faults = dict(sh.current) if sh is not None else {}
             health = cond.health if cond is not None and cond.ready else None
             return Score(ts, math.nan, False, False, sensor_faults=faults, health=health)

@@ -80,7 +80,8 @@ def test_a_fault_that_starts_with_a_change_back_to_a_known_point_is_flagged():
     samples = pump_run([(0, 1450.0), (500, 1200.0), (1000, 1450.0)], [(1000, Effects(vibration_add=1.0))])
     m = model()
     flagged = flags(m, samples)
-    assert flagged and min(t for t, _ in flagged) <= 1000 + OP.settle_s + 5
+    # the settle lasts settle_s and then until the readings stop moving (a few more seconds here)
+    assert flagged and min(t for t, _ in flagged) <= 1000 + OP.settle_s + 30
     assert {s for _, s in flagged} == {"vibration_mm_s"}
     assert m.operating_point.n_suspect == 1
     assert flags(model(replace(OP, check_sigmas=1e6)), samples) == []  # accepted as normal without the check
