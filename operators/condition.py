@@ -105,6 +105,11 @@ class ConditionMonitor(VersionedState):
     def ready(self) -> bool:
         return self.mu is not None
 
+    @property
+    def level(self) -> np.ndarray | None:
+        """The smoothed level of each sensor (what the health is judged on), once the reference is known."""
+        return None if self.mu is None else self.mu + self._ez * self.scale
+
     # ------------------------------------------------------------------ rebaseline
     def rebaseline(self, sensor: str | None = None) -> bool:
         """Learn the reference again: of every sensor (``None``) or of one sensor's level (the

@@ -83,7 +83,7 @@ class ConditionConfig:
     halflife: float = 5.0  # blocks; smoothing of the level compared with the reference (health)
     # Standardised deviation (reference units) at which a sensor's health is 0.5.
     alarm: float = 8.0
-    cusum_k: float = 4.0  # allowance of the change test (reference units per block)
+    cusum_k: float = 5.0  # allowance of the change test (reference units per block)
     cusum_h: float = 20.0  # the change test's decision level (a condition event)
     relations: bool = True  # also score each sensor against its prediction from the others
     # A sensor's reference spread is never taken below its noise (one sample's) nor below this share

@@ -158,6 +158,7 @@ class OperatingPoint(VersionedState):
         learn: bool = True,
         unit_s: float = 1.0,
         noise: np.ndarray | None = None,
+        level: np.ndarray | None = None,
     ) -> dict[str, float] | np.ndarray | None:
         """The readings the detectors see: the health readings at the reference operating point (a
         vector in ``health`` order), or None while a change settles. Without context readings:
@@ -165,7 +166,8 @@ class OperatingPoint(VersionedState):
 
         ``ts`` is a datetime or a number of ``unit_s`` seconds (the settle period is in seconds);
         ``detector`` gives the level the translated readings continue from after a change;
-        ``noise`` (per health reading, when known) is how much a settled reading still moves. Call
+        ``noise`` (per health reading, when known) is how much a settled reading still moves, ``level``
+        (when known) where the readings were lately (in translated units). Call
         :meth:`learned` after a sample the detector learned from.
         """
         if self.context is None:
@@ -181,7 +183,7 @@ class OperatingPoint(VersionedState):
             self._ref, self._point = np.array(c), self._key(np.array(c))
         elif any(abs(a - b) > cfg.tolerance * max(abs(b), 1.0) for a, b in zip(c, self._ref.tolist(), strict=True)):
             if t >= self._settle_until:  # a new change (not a further step of a running one)
-                self._before = self._level_before(detector)
+                self._before = self._level_before(detector, level)
                 self.n_changes += 1
             self._ref = np.array(c)
             self._settle_until = t + cfg.settle_s
@@ -225,10 +227,15 @@ class OperatingPoint(VersionedState):
     def _set_shift(self, shift: np.ndarray) -> None:
         self._shift, self._shift_list = shift, shift.tolist()
 
-    def _level_before(self, detector: AnomalyDetector) -> np.ndarray:
-        """Where the detector's input was before the change: its baseline (else the point's mean, shifted)."""
+    def _level_before(self, detector: AnomalyDetector, level: np.ndarray | None) -> np.ndarray:
+        """Where the detectors' input was just before the change: ``level`` (the condition monitor's
+        smoothed level, when it has one), else the novelty detector's baseline (else the point's
+        mean, shifted). ``x'`` continues from it, so a deviation that was there before the change —
+        a fault, a slow drift the novelty baseline had absorbed — is still there after it."""
         assert self._shift is not None and self._y is not None
-        baseline = detector.baseline  # x' continues exactly from it
+        if level is not None and len(level) == len(self.health):
+            return np.array(level, dtype=float)
+        baseline = detector.baseline
         if baseline is not None and detector.sensors == self.health:
             return np.array(baseline, dtype=float)
         stats = self.points.get(self._point) if self._point is not None else None
