@@ -8,7 +8,7 @@ in the healthy reference (the first ``reference`` learned samples):
 * **frozen** — the value stops changing (changes below a thousandth of its usual step count as
   none) for a run that is at least ``frozen_samples`` long and that the sensor's own repeat rate in
   the reference makes less likely than ``frozen_probability``. A sensor that never changed in
-  the reference (a setpoint, a status) is never called frozen.
+  the reference (a setpoint, a status) is never called frozen (nor spikes, nor quantised).
 * **out_of_range** — outside its physical range (``[[ml.ranges]]``: sensor, low/high, twins).
 * **spikes** — ``spike_count`` or more single-sample excursions of at least ``spike_sigmas``
   usual steps that come straight back, within ``spike_window`` samples.
@@ -241,7 +241,8 @@ class SensorHealth(VersionedState):
             )
         self._need = np.maximum(need, cfg.frozen_samples)
         self._frozen_at = self._need
-        self._spike_step = cfg.spike_sigmas * self.step_scale
+        # ... nor `spikes`: it has no usual step to measure an excursion against
+        self._spike_step = np.where(np.isinf(need), math.inf, cfg.spike_sigmas * self.step_scale)
         self._spike_blocks = max(1, cfg.spike_window // self.block)
         self._share_rate = min(1.0, 2.0 / self._spike_blocks)
         q = cfg.quantised_share
