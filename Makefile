@@ -66,9 +66,13 @@ clean-stack: setup
 	$(TW) stack down --purge
 
 # ----------------------------------------------------------------------------- ml benchmarks (docs/ml.md)
-.PHONY: bench-skab bench-cmapss bench-ml-cost
+.PHONY: bench-skab bench-cmapss bench-ml-cost bench-generalisation
 bench-skab: setup
 	$(PY) -m benchmarks.skab
+
+# Synthetic patterns (uni- and multivariate, several seeds) through `twinflow replay`, NAB-scored.
+bench-generalisation: setup
+	$(PY) -m benchmarks.generalisation
 
 bench-cmapss: setup
 	$(PY) -m benchmarks.cmapss

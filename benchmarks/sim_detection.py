@@ -40,7 +40,7 @@ from twinflow.fault_scoring import AlertRow, episodes, evaluate
 from twinflow.fault_scoring import Fault as TruthFault
 from twinflow.mapping import Mapping, parse_mapping
 from twinflow.settings import AlertSettings, MlSettings, SimSettings
-from twinflow.sim.faults import Fault
+from twinflow.sim.faults import SLOW, Fault, failure_level_s
 from twinflow.sim.physics import SETPOINTS, SIGNALS, Machine
 from twinflow.sim.plant import Plant
 
@@ -157,7 +157,7 @@ class Trace:
     """What one twin's models and alerts produced (times in seconds from the start)."""
 
     flagged: list[float] = field(default_factory=list)
-    alerts_opened: list[tuple[str, float]] = field(default_factory=list)
+    alerts_opened: list[tuple[str, str, float]] = field(default_factory=list)  # (alert id, kind, time)
     first_score_s: float | None = None
 
 
@@ -204,9 +204,9 @@ def simulate(
     return traces, steps * len(twins)
 
 
-def _opened(alerts: list[Alert]) -> list[tuple[str, float]]:
-    """(alert id, opening time in seconds from the start: event time, not release time)."""
-    return [(a.alert_id, (a.opened_at - T0).total_seconds()) for a in alerts if a.event == "opened"]
+def _opened(alerts: list[Alert]) -> list[tuple[str, str, float]]:
+    """(alert id, kind, opening time in seconds from the start: event time, not release time)."""
+    return [(a.alert_id, a.kind, (a.opened_at - T0).total_seconds()) for a in alerts if a.event == "opened"]
 
 
 def _at(s: float) -> datetime:
@@ -227,14 +227,14 @@ def score(cfg: BenchConfig, faults: list[Fault], traces: dict[str, Trace]) -> di
         for i, (start, end) in enumerate(episodes(tr.flagged, cfg.episode_gap_s)):
             row = AlertRow(f"{twin}#{i}", twin, "anomaly", "", "resolved", _at(start), None, _at(end), "")
             episode_rows.append(row)
-        alert_rows += [AlertRow(a, twin, "anomaly", "", "", _at(t), None, None, "") for a, t in tr.alerts_opened]
+        alert_rows += [AlertRow(a, twin, kind, "", "", _at(t), None, None, "") for a, kind, t in tr.alerts_opened]
     until = _at(cfg.duration_s)
     # A fault acts on samples with onset <= t < end (Fault.progress); a flag at t >= end is the
     # release (e.g. a stuck sensor jumping back), forgiven by the grace but not a detection.
     windows = {
-        "max_lead": timedelta(0),
         "grace": timedelta(seconds=cfg.grace_s),
         "detect_grace": timedelta(seconds=-cfg.tick_s / 2),
+        "prediction_horizon": timedelta(0),  # no forecasts with limits here: nothing predicts
     }
     ev_anomaly = evaluate(truth, episode_rows, until=until, **windows)
     ev_alert = evaluate(truth, alert_rows, until=until, **windows)
@@ -264,9 +264,15 @@ def score(cfg: BenchConfig, faults: list[Fault], traces: dict[str, Trace]) -> di
     for kind in cfg.kinds:
         res_a = [r for r in ev_anomaly.results if r.fault.fault == kind]
         res_l = [r for r in ev_alert.results if r.fault.fault == kind]
-        delays_a = [-r.lead_s for r in res_a if r.lead_s is not None]
-        delays_l = [-r.lead_s for r in res_l if r.lead_s is not None]
+        delays_a = [r.delay_s for r in res_a if r.delay_s is not None]
+        delays_l = [r.delay_s for r in res_l if r.delay_s is not None]
         n = len(res_a)
+        # slow faults: how long before the fault reaches its failure level (full severity) it was seen
+        full = {(f.twin_id, f.onset_s): failure_level_s(f) for f in faults}
+        before_a = [full[(r.fault.twin_id, (r.fault.onset - T0).total_seconds())] - (r.fault.onset - T0).total_seconds()
+                    - r.delay_s for r in res_a if r.delay_s is not None]  # fmt: skip
+        before_l = [full[(r.fault.twin_id, (r.fault.onset - T0).total_seconds())] - (r.fault.onset - T0).total_seconds()
+                    - r.delay_s for r in res_l if r.delay_s is not None]  # fmt: skip
         kinds[kind] = {
             "faults": n,
             "detected": len(delays_a),
@@ -279,10 +285,12 @@ def score(cfg: BenchConfig, faults: list[Fault], traces: dict[str, Trace]) -> di
             "alert_delay_p90_s": _stats(delays_l)[1],
             "false_episodes_after": sum(after_kind(a) == kind for a in ev_anomaly.false_alarms),
             "false_alerts_after": sum(after_kind(a) == kind for a in ev_alert.false_alarms),
+            "lead_to_failure_median_s": _stats(before_a)[0] if kind in SLOW else None,
+            "alert_lead_to_failure_median_s": _stats(before_l)[0] if kind in SLOW else None,
         }
     n_faults = len(faults)
-    all_a = [-r.lead_s for r in ev_anomaly.results if r.lead_s is not None]
-    all_l = [-r.lead_s for r in ev_alert.results if r.lead_s is not None]
+    all_a = [r.delay_s for r in ev_anomaly.results if r.delay_s is not None]
+    all_l = [r.delay_s for r in ev_alert.results if r.delay_s is not None]
     return {
         "kinds": kinds,
         "overall": {
@@ -349,6 +357,8 @@ COLUMNS = (
     ("alert delay p90 s", "alert_delay_p90_s", ""),
     ("false episodes after", "false_episodes_after", ""),
     ("false alerts after", "false_alerts_after", ""),
+    ("lead to failure level s", "lead_to_failure_median_s", ""),
+    ("alert lead to failure level s", "alert_lead_to_failure_median_s", ""),
 )
 
 

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print("published (30 s): " + "; ".join(f"{n} {a}/{b}/{c}" for n, a, b, c in PUBLISHED_CP))
     if not args.no_write:
         table_md = "| model | F1 | FAR % | MAR % |\n|---|---|---|---|\n"
-        ours = "twinflow AnomalyDetector (online, one pass)"
+        ours = "twinflow twin model: novelty + condition + sensor health (online, one pass)"
         table_md += f"| **{ours}** | **{f1:.3f}** | **{far:.2f}** | **{mar:.2f}** |\n"
         table_md += "".join(f"| {n} | {a} | {b} | {c} |\n" for n, a, b, c in PUBLISHED)
         changed = ", ".join(args.set) or "defaults"

@@ -43,11 +43,14 @@ from operators.keyed_batches import group_by_key
 from operators.live_models import (
     Event,
     LiveModelConfig,
+    Rebaseline,
     Reset,
     Status,
+    Tick,
     TwinModelState,
     fleet_step,
     reading_of,
+    silence_due,
     step_many,
 )
 from operators.model_steps import FleetItem
@@ -76,6 +79,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         fleets=tuple(ml.fleets.items()),
         default_fleet=ml.default_fleet,
         limits=tuple(ml.limits),
+        ranges=tuple(ml.ranges),
     )
 
     def decode_batch(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
@@ -94,7 +98,10 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
                     out.append((st.twin_id, Status(not st.learn)))  # simulating: no learning either
                 elif m.topic == control_topic:
                     rec = model_control.decode(m.value or b"")
-                    out.append((rec.twin_id, Reset(rec.requested_by)))
+                    if rec.action == "rebaseline":
+                        out.append((rec.twin_id, Rebaseline(rec.sensor, rec.requested_by)))
+                    else:
+                        out.append((rec.twin_id, Reset(rec.requested_by)))
                 elif m.topic == events_topic:
                     ev = twin_events.decode(m.value)
                     out.append((ev.twin_id, Event(ev.kind, ev.time)))
@@ -156,6 +163,17 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     def on_item(self, value: tuple[str, list]) -> tuple[Iterable[list], bool]:
         twin_id, items = value  # the items carry the key: (twin_id, [items in order])
         self.state, records = step_many(self.state, items, self.cfg, twin_id)
+        return ([records] if records else []), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        """Silent sensors are a sensor fault: a timer fires when the twin should have reported."""
+        return silence_due(self.state, self.cfg)
+
+    def on_notify(self) -> tuple[Iterable[list], bool]:
+        twin_id = getattr(self.state, "twin_id", "")
+        if not twin_id:  # a state from before twin ids were kept: its next reading names it
+            return [], StatefulLogic.RETAIN
+        self.state, records = step_many(self.state, [Tick(datetime.now(UTC))], self.cfg, twin_id)
         return ([records] if records else []), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:

@@ -27,12 +27,21 @@ AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 Severity = Literal["minor", "major", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("minor", "major", "critical")
 State = Literal["open", "acknowledged", "resolved"]
-Kind = Literal["anomaly", "failure", "forecast_breach", "desync"]
+Kind = Literal["anomaly", "condition", "sensor_fault", "failure", "forecast_breach", "desync"]
 ORIGIN = "twinflow.alerts"  # marks records this operator wrote to twin.alerts
 
 
 class AnomalyScore(msgspec.Struct, frozen=True):
-    """Per-twin anomaly score; ``contributions`` maps sensor → share of the score (sum ≈ 1)."""
+    """Per-twin anomaly score and condition (docs/ml.md).
+
+    ``score`` is the bounded, calibrated anomaly score in [0, 1) and ``threshold`` the alarm level
+    in the same units; ``contributions`` maps sensor → share of the score (sum ≈ 1); ``kind`` names
+    the detector behind the current anomaly or state (novelty, condition, relation, sensor_fault;
+    empty when normal); ``health`` is the condition index in [0, 1] against the healthy reference
+    (None until it is learned), ``drivers`` the sensors that lower it (sensor → its own health);
+    ``sensor_faults`` maps each faulty sensor to its fault (frozen, out_of_range, spikes,
+    quantised, silent).
+    """
 
     twin_id: TwinId
     ts: AwareTime
@@ -41,6 +50,10 @@ class AnomalyScore(msgspec.Struct, frozen=True):
     is_anomaly: bool
     contributions: dict[str, float] = {}
     model: str = ""
+    kind: str = ""
+    health: float | None = None
+    drivers: dict[str, float] = {}
+    sensor_faults: dict[str, str] = {}
 
 
 class FailurePrediction(msgspec.Struct, frozen=True):

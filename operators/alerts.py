@@ -75,13 +75,22 @@ class AlertRules:
     __pydantic_config__ = STRICT  # typos in [alerts.rules] are errors, not ignored
 
     anomaly: KindRule = KindRule(60.0, 300.0)
+    condition: KindRule = KindRule(60.0, 300.0)  # health below health_open (docs/ml.md)
+    sensor_fault: KindRule = KindRule(0.0, 120.0)  # the detector already waits (e.g. a frozen run)
     failure: KindRule = KindRule(0.0, 600.0)
     forecast_breach: KindRule = KindRule(0.0, 600.0)
     desync: KindRule = KindRule(0.0, 0.0)  # reconciliation already debounces desync
-    # Anomaly: clear when score < threshold × clear_ratio; severity from score / threshold.
+    # Anomaly: clear when score < threshold × clear_ratio; severity from score / threshold (scores are
+    # bounded in [0, 1): at the default threshold 0.5, major from 0.7 (p = 1e-23), critical from 0.9).
     anomaly_clear_ratio: float = 0.8
-    anomaly_major_ratio: float = 1.5
-    anomaly_critical_ratio: float = 2.5
+    anomaly_major_ratio: float = 1.4
+    anomaly_critical_ratio: float = 1.8
+    # Condition: open when the health index drops below health_open, clear above health_clear;
+    # severity major below health_major, critical below health_critical.
+    health_open: float = 0.5
+    health_clear: float = 0.7
+    health_major: float = 0.25
+    health_critical: float = 0.05
     # Failure: open when RUL ≤ rul_open_s or probability ≥ probability_open.
     rul_open_s: float = 72 * 3600.0
     probability_open: float = 0.5
@@ -199,6 +208,9 @@ class TwinAlerts:
                         ks.reset_run()
         elif isinstance(rec, AnomalyScore):
             out += self._anomaly(rec)
+            if rec.health is not None:
+                out += self._condition(rec)
+            out += self._sensor_fault(rec)
         elif isinstance(rec, FailurePrediction):
             out += self._failure(rec)
         elif isinstance(rec, ForecastPoint):
@@ -236,6 +248,45 @@ class TwinAlerts:
                     acc[s] = acc.get(s, 0.0) + share
 
         return self._observe("anomaly", rec.ts, level, sev if level == ABOVE else None, facts)
+
+    def _condition(self, rec: AnomalyScore) -> list[Alert]:
+        """The slow time scale: the twin's health against its healthy reference."""
+        r = self.rules
+        h = rec.health
+        assert h is not None
+        level = ABOVE if h < r.health_open else BELOW if h >= r.health_clear else BAND
+        sev: Severity = "critical" if h < r.health_critical else "major" if h < r.health_major else "minor"
+
+        def facts(f: dict[str, Any]) -> None:
+            if h <= f.get("min_health", 2.0):
+                f["min_health"] = h
+                f["min_health_at"] = rec.ts.isoformat()
+            f["health"] = h
+            if rec.drivers:
+                f["drivers"] = dict(rec.drivers)
+                acc = f.setdefault("_contrib", {})
+                for s, sh in rec.drivers.items():
+                    acc[s] = acc.get(s, 0.0) + (1.0 - sh)
+
+        return self._observe("condition", rec.ts, level, sev if level == ABOVE else None, facts)
+
+    def _sensor_fault(self, rec: AnomalyScore) -> list[Alert]:
+        """Sensors that lie (frozen, out of range, spiking, quantised, silent), by name."""
+        ks = self.kinds.get("sensor_fault")
+        if not rec.sensor_faults and (ks is None or (ks.live is None and ks.onset is None)):
+            return []  # the usual record: nothing to track
+        level = ABOVE if rec.sensor_faults else BELOW
+        serious = any(kind in ("out_of_range", "silent") for kind in rec.sensor_faults.values())
+        sev: Severity = "major" if serious else "minor"
+
+        def facts(f: dict[str, Any]) -> None:
+            faults = f.setdefault("sensor_faults", {})
+            faults.update(rec.sensor_faults)
+            acc = f.setdefault("_contrib", {})
+            for s in rec.sensor_faults:
+                acc[s] = acc.get(s, 0.0) + 1.0
+
+        return self._observe("sensor_fault", rec.ts, level, sev if level == ABOVE else None, facts)
 
     def _failure(self, rec: FailurePrediction) -> list[Alert]:
         r = self.rules
@@ -495,12 +546,16 @@ class TwinAlerts:
         parts = [f"{self.twin_id}: {kind.replace('_', ' ')}"]
         if kind == "anomaly" and "peak_score" in ev:
             parts.append(f"score {ev['peak_score']:.3g} (threshold {ev['threshold']:.3g})")
+        if kind == "condition" and "min_health" in ev:
+            parts.append(f"health {ev['min_health']:.2f} against its healthy reference")
+        if kind == "sensor_fault" and ev.get("sensor_faults"):
+            parts.append(", ".join(f"{s} {k.replace('_', ' ')}" for s, k in sorted(ev["sensor_faults"].items())))
         if kind == "forecast_breach" and ev.get("breaches"):
             b = ev["breaches"][0]
             parts.append(f"{b['sensor']} predicted to cross {b['limit']} in {_human(b['lead_s'])}")
         if kind == "desync" and ev.get("desync"):
             parts.append("reported state differs from desired state")
-        if ev.get("top_sensors"):
+        if ev.get("top_sensors") and kind != "sensor_fault":
             parts.append("top sensors " + ", ".join(f"{t['sensor']} {t['share']:.0%}" for t in ev["top_sensors"]))
         if "time_to_failure_s" in ev:
             parts.append(f"predicted failure in {_human(ev['time_to_failure_s'])} (p={ev['failure_probability']:.2f})")

@@ -34,18 +34,21 @@ step learns from the histories and answers features with a
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 
 import msgspec
 
 from operators.alert_records import AnomalyScore, FailurePrediction, ForecastPoint
+from operators.anomaly import Score
 from operators.envelope import Envelope
 from operators.failure import FleetFailureModel, TwinHistory
 from operators.ml_config import FailureConfig, ModelConfig
 from operators.model_steps import FleetItem, FleetStep
+from operators.operating_point import seconds
 from operators.sensor_limits import SensorLimit, breach_at, limit_for
 from operators.twin_model import TwinModel
 
@@ -61,12 +64,15 @@ class LiveModelConfig:
     default_fleet: str = "fleet"
     # Operating limits: forecasts of these sensors carry the limit and the predicted crossing time.
     limits: tuple[SensorLimit, ...] = ()
+    # Physical ranges: a value outside is a sensor fault (out_of_range), not a machine anomaly.
+    ranges: tuple[SensorLimit, ...] = ()
 
 
 class Reading(msgspec.Struct, frozen=True):
-    """One sample for the models (a msgspec struct: built once per reading, cheaply)."""
+    """One sample for the models (a msgspec struct: built once per reading, cheaply); ``ts`` is a
+    datetime, or a number of ``time_unit_s`` seconds (replayed cycles)."""
 
-    ts: datetime
+    ts: datetime | float
     readings: dict[str, float]
 
 
@@ -98,6 +104,21 @@ class Reset:
 
 
 @dataclass(frozen=True, slots=True)
+class Rebaseline:
+    """``twinflow model rebaseline``: learn the healthy reference again (all sensors, or ``sensor``)."""
+
+    sensor: str | None = None
+    requested_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A timer of the live flow: ``at`` is the wall-clock time; silent sensors are decided on it."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """A ``twin.events`` record: ``failure`` labels the twin's history, ``repair`` starts a new life."""
 
@@ -105,7 +126,7 @@ class Event:
     ts: datetime
 
 
-Item = Reading | Status | Reset | Event
+Item = Reading | Status | Reset | Rebaseline | Event | Tick
 Output = AnomalyScore | ForecastPoint | FleetItem
 
 
@@ -117,18 +138,46 @@ def fleet_of(twin_id: str, cfg: LiveModelConfig) -> str:
     return cfg.default_fleet
 
 
-class TwinModelState:
-    """One twin's models, its maintenance flag and its sampling period estimate."""
+def ranges_for(twin_id: str, rules: tuple[SensorLimit, ...]) -> dict[str, tuple[float | None, float | None]]:
+    """``{sensor: (low, high)}`` of the range rules that apply to ``twin_id`` (first match per sensor)."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for rule in rules:
+        if rule.sensor not in out and fnmatchcase(twin_id, rule.twins):
+            out[rule.sensor] = (rule.low, rule.high)
+    return out
 
-    def __init__(self, cfg: LiveModelConfig) -> None:
-        self.model = TwinModel(cfg.model)
+
+class TwinModelState:
+    """One twin's models, its maintenance flag, its sampling period and when each sensor last reported."""
+
+    def __init__(self, cfg: LiveModelConfig, twin_id: str = "") -> None:
+        self.model = TwinModel(cfg.model, ranges_for(twin_id, cfg.ranges))
         self.maintenance = False
         self.samples = 0
         self.last_ts: datetime | None = None
+        self.last_t = 0.0  # last_ts in seconds
+        self.last_score: Score | None = None  # the models' output for the last reading (replay reads it)
         self.period_s: float | None = None  # EWMA of the sample spacing, for forecast target times
         # Last value per sensor: OPC-UA reports by exception, so an envelope may carry only the
         # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
         self.held: dict[str, float] = {}
+        # Per sensor: (first report, last report, reports) in seconds: its usual reporting interval.
+        self.seen: dict[str, list[float]] = {}
+        self.wall_at_last: float | None = None  # wall clock (epoch s) when the last reading was applied
+        self.ticked_at = 0.0  # wall clock of the last silence timer
+        self.twin_id = twin_id
+
+    def __setstate__(self, state: dict) -> None:
+        """Snapshots of older versions lack the newer attributes: fill them in."""
+        defaults = {
+            "seen": {},
+            "wall_at_last": None,
+            "ticked_at": 0.0,
+            "twin_id": "",
+            "last_t": 0.0,
+            "last_score": None,
+        }
+        self.__dict__.update({**defaults, **state})
 
     def adopt_failure_config(self, failure: FailureConfig | None) -> None:
         """Failure prediction switched on or off since this state was saved: follow the settings."""
@@ -137,20 +186,21 @@ class TwinModelState:
             model.config = replace(model.config, failure=failure)
             model.history = TwinHistory(failure) if failure else None
 
-    def _observe_time(self, ts: datetime) -> None:
+    def _observe_time(self, ts: datetime, t: float) -> None:
         if self.last_ts is not None:
-            dt = (ts - self.last_ts).total_seconds()
+            dt = t - self.last_t
             if dt > 0:
                 self.period_s = dt if self.period_s is None else 0.9 * self.period_s + 0.1 * dt
-        self.last_ts = ts
+        self.last_ts, self.last_t = ts, t
 
 
 def step(
     state: TwinModelState | None, item: Item, cfg: LiveModelConfig, twin_id: str = ""
 ) -> tuple[TwinModelState, list[Output]]:
     """Apply one item to a twin's state; returns the new state and the records to publish."""
-    state = state or TwinModelState(cfg)
+    state = state or TwinModelState(cfg, twin_id)
     state.adopt_failure_config(cfg.model.failure)
+    state.twin_id = state.twin_id or twin_id
     records: list[Output] = []
     _apply(state, item, cfg, twin_id, records)
     return state, records
@@ -161,8 +211,9 @@ def step_many(
 ) -> tuple[TwinModelState, list[Output]]:
     """Apply one twin's items in order: the same as :func:`step` on each, records concatenated
     (the flow runs this once per twin and polled batch)."""
-    state = state or TwinModelState(cfg)
+    state = state or TwinModelState(cfg, twin_id)
     state.adopt_failure_config(cfg.model.failure)
+    state.twin_id = state.twin_id or twin_id
     records: list[Output] = []
     for item in items:
         _apply(state, item, cfg, twin_id, records)
@@ -178,35 +229,45 @@ def _apply(state: TwinModelState, item: Item, cfg: LiveModelConfig, twin_id: str
         state.model.reset()  # anomaly, forecasts and the failure history
         state.samples = 0
         return
+    if isinstance(item, Rebaseline):
+        state.model.rebaseline(item.sensor)
+        return
     if isinstance(item, Event):
         labelled = state.model.on_event(item.kind, item.ts)
         if labelled:
             records.append(FleetItem(twin_id, fleet_of(twin_id, cfg), item.ts, labelled=labelled))
         return
-    state._observe_time(item.ts)
+    if isinstance(item, Tick):
+        _tick(state, item.at, cfg, twin_id, records)
+        return
+    t = seconds(item.ts, cfg.model.time_unit_s)
+    state._observe_time(item.ts, t)
     known = len(state.held)
     state.held.update(item.readings)
     if len(state.held) > known and known:
         # A sensor appeared (e.g. OPC-UA's first notifications arrive split): the models learn
         # the full sensor set from here on.
         state.model.reset()
+    seen = state.seen
+    for name in item.readings:
+        rec = seen.get(name)
+        if rec is None:
+            seen[name] = [t, t, 1.0]
+        else:
+            rec[1] = t
+            rec[2] += 1.0
     state.samples += 1
+    health = state.model.sensor_health
+    if health is not None and (health.silent or state.samples % SILENCE_CHECK_EVERY == 0):
+        health.set_silent(_silent(state, t, cfg))
     publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
     out = state.model.update(item.ts, dict(state.held), learn=not state.maintenance, forecasts=publish)
-    score = out.score
+    state.wall_at_last = time.time()
+    score = state.last_score = out.score
     if not score.warming_up and math.isfinite(score.anomaly_score):
-        records.append(
-            AnomalyScore(
-                twin_id=twin_id,
-                ts=item.ts,
-                score=score.anomaly_score,
-                threshold=1.0,
-                is_anomaly=score.is_anomaly,
-                contributions=score.contributions,
-                model=cfg.model_name,
-            )
-        )
-    if out.forecasts and state.period_s:
+        records.append(_record(twin_id, item.ts, score, cfg))
+    if out.forecasts and state.period_s and isinstance(item.ts, datetime):
+        ready = not score.warming_up and state.samples >= cfg.model.anomaly.warmup
         for sensor, fc in out.forecasts.items():
             if not all(math.isfinite(v) for v in (fc.value, fc.low, fc.high)):
                 continue
@@ -214,10 +275,12 @@ def _apply(state: TwinModelState, item: Item, cfg: LiveModelConfig, twin_id: str
             limit, breach = None, None
             rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
             if rule is not None:
-                # While the twin's models warm up the forecasts are not trusted (a young Holt trend
-                # extrapolates start-up noise): only a reading already outside the band counts.
+                # Until the models have seen enough data (warm-up, and the forecaster's own interval
+                # calibrated) the forecasts are not trusted — a young Holt trend extrapolates start-up
+                # transients: only a reading already outside the band counts.
                 now = state.held[sensor]
-                predicted = now if score.warming_up else fc.value
+                trusted = ready and state.model.forecast_ready(sensor) and sensor not in score.sensor_faults
+                predicted = fc.value if trusted else now
                 limit, breach = breach_at(rule, now=now, predicted=predicted, ts=item.ts, target_ts=target_ts)
             records.append(
                 ForecastPoint(
@@ -235,6 +298,74 @@ def _apply(state: TwinModelState, item: Item, cfg: LiveModelConfig, twin_id: str
     history = state.model.history
     if history is not None and cfg.predict_every and history.age % cfg.predict_every == 0:
         records.append(FleetItem(twin_id, fleet_of(twin_id, cfg), item.ts, features=dict(history.last_features)))
+
+
+SILENCE_CHECK_EVERY = 10  # readings between silence checks (and on every timer)
+
+
+def _record(twin_id: str, ts: datetime, score: Score, cfg: LiveModelConfig) -> AnomalyScore:
+    return AnomalyScore(
+        twin_id=twin_id,
+        ts=ts,
+        score=score.anomaly_score,
+        threshold=cfg.model.anomaly.threshold,
+        is_anomaly=score.is_anomaly,
+        contributions=score.contributions,
+        model=cfg.model_name,
+        kind=score.kind,
+        health=score.health,
+        drivers=score.drivers,
+        sensor_faults=score.sensor_faults,
+    )
+
+
+def _silent(state: TwinModelState, now: float, cfg: LiveModelConfig) -> set[str]:
+    """Sensors that have not reported for ``silence_factor`` of their usual intervals (and ``silence_min_s``)."""
+    sh = cfg.model.sensor_health
+    out = set()
+    for name, (first, last, n) in state.seen.items():
+        if n < 3:
+            continue
+        usual = (last - first) / (n - 1)
+        if now - last > max(sh.silence_factor * usual, sh.silence_min_s):
+            out.add(name)
+    return out
+
+
+def silence_due(state: TwinModelState | None, cfg: LiveModelConfig) -> datetime | None:
+    """Wall-clock time at which the live flow should send a :class:`Tick` (None: nothing to watch)."""
+    if state is None or state.wall_at_last is None or state.period_s is None or not cfg.model.sensor_health.enabled:
+        return None
+    sh = cfg.model.sensor_health
+    wait = max(sh.silence_factor * state.period_s, sh.silence_min_s)
+    return datetime.fromtimestamp(max(state.wall_at_last, state.ticked_at) + wait, UTC)
+
+
+def _tick(state: TwinModelState, at: datetime, cfg: LiveModelConfig, twin_id: str, records: list[Output]) -> None:
+    """A timer: sensors (or the whole twin) that went silent become sensor faults, published at once."""
+    state.ticked_at = at.timestamp()
+    health = state.model.sensor_health
+    if health is None or state.last_ts is None or state.wall_at_last is None:
+        return
+    # event time of "now": the twin's last data time plus the wall-clock time since it arrived
+    if not isinstance(state.last_ts, datetime):
+        return
+    ts = state.last_ts + timedelta(seconds=max(at.timestamp() - state.wall_at_last, 0.0))
+    if health.set_silent(_silent(state, ts.timestamp(), cfg)) and health.current:
+        faults = dict(health.current)
+        records.append(
+            AnomalyScore(
+                twin_id=twin_id,
+                ts=ts,
+                score=0.0,
+                threshold=cfg.model.anomaly.threshold,
+                is_anomaly=False,
+                contributions={s: 1.0 / len(faults) for s in faults},
+                model=cfg.model_name,
+                kind="sensor_fault",
+                sensor_faults=faults,
+            )
+        )
 
 
 def fleet_step(

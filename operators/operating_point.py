@@ -40,17 +40,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
 import numpy as np
 
-from operators.anomaly import AnomalyDetector, Score
+from operators.anomaly import AnomalyDetector, Score, seconds
 from operators.ml_config import OperatingPointConfig
 from operators.versioned_state import VersionedState
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: settle until stable
 LEARN_EVERY = 10  # operating-point statistics learn from every 10th normal sample (half-life scaled)
 
 
@@ -58,11 +57,6 @@ def context_names(names: list[str], globs: tuple[str, ...]) -> list[str]:
     """The reading names that match a context glob (case-insensitive), sorted."""
     pats = [g.lower() for g in globs]
     return sorted(n for n in names if any(fnmatchcase(n.lower(), p) for p in pats))
-
-
-def seconds(ts: Any, unit_s: float = 1.0) -> float:
-    """A timestamp as seconds; a number is a time in units of ``unit_s`` seconds."""
-    return ts.timestamp() if isinstance(ts, datetime) else float(ts) * unit_s
 
 
 @dataclass(slots=True)
@@ -107,8 +101,10 @@ class OperatingPoint(VersionedState):
         self.points: dict[tuple[int, ...], PointStats] = {}
         self._settle_until = -math.inf
         self._before: np.ndarray | None = None  # detector-input level when the change began
-        self._tail_sum: np.ndarray | None = None
-        self._tail_n = 0
+        self._fast: np.ndarray | None = None  # moving average of the health readings while a change settles
+        self._marks: list[tuple[float, np.ndarray]] = []  # (time, that average) every half-life
+        self._t_last = 0.0
+        self._changed_at = -math.inf
         self._clock = 0
         self.n_changes = 0
         self.n_suspect = 0
@@ -156,17 +152,30 @@ class OperatingPoint(VersionedState):
         return tuple(int(v) for v in np.round(c / step))
 
     # ------------------------------------------------------------------ main step
-    def update(
-        self, ts: Any, readings: dict[str, float], detector: AnomalyDetector, learn: bool = True, unit_s: float = 1.0
-    ) -> Score:
-        """Score one sample with ``detector`` (health readings at the reference operating point).
+    def prepare(
+        self,
+        ts: Any,
+        readings: dict[str, float],
+        detector: AnomalyDetector,
+        learn: bool = True,
+        unit_s: float = 1.0,
+        noise: np.ndarray | None = None,
+        level: np.ndarray | None = None,
+    ) -> dict[str, float] | np.ndarray | None:
+        """The readings the detectors see: the health readings at the reference operating point (a
+        vector in ``health`` order), or None while a change settles. Without context readings:
+        ``readings`` unchanged.
 
-        ``ts`` is a datetime or a number of ``unit_s`` seconds (the settle period is in seconds).
+        ``ts`` is a datetime or a number of ``unit_s`` seconds (the settle period is in seconds);
+        ``detector`` gives the level the translated readings continue from after a change;
+        ``noise`` (per health reading, when known) is how much a settled reading still moves, ``level``
+        (when known) where the readings were lately (in translated units). Call
+        :meth:`learned` after a sample the detector learned from.
         """
         if self.context is None:
             self._start(readings)
         if not self.context:
-            return detector.update(ts, readings, learn=learn)
+            return readings
         cfg = self.config
         self._clock += 1
         c = self._c = self._held(self.context, readings, self._c)
@@ -176,34 +185,59 @@ class OperatingPoint(VersionedState):
             self._ref, self._point = np.array(c), self._key(np.array(c))
         elif any(abs(a - b) > cfg.tolerance * max(abs(b), 1.0) for a, b in zip(c, self._ref.tolist(), strict=True)):
             if t >= self._settle_until:  # a new change (not a further step of a running one)
-                self._before = self._level_before(detector)
+                self._before = self._level_before(detector, level)
                 self.n_changes += 1
             self._ref = np.array(c)
             self._settle_until = t + cfg.settle_s
-            self._tail_sum, self._tail_n = None, 0
-        if t < self._settle_until:
-            if t >= self._settle_until - cfg.tail * cfg.settle_s:
-                self._tail_sum = np.array(y) if self._tail_sum is None else self._tail_sum + y
-                self._tail_n += 1
-            self._y = y
-            return Score(ts, math.nan, False, False)
+            self._changed_at = t
+            self._fast, self._marks = None, []
         if self._before is not None:
-            self._arrive(np.array(y), learn)
+            if self._settling(t, np.array(y), noise):
+                self._y = y
+                return None
+            self._arrive(learn)
         self._y = y
-        shifted = {name: v - s for name, v, s in zip(self.health, y, self._shift_list, strict=True)}
+        assert self._shift is not None
+        return np.array(y) - self._shift
+
+    def learned(self) -> None:
+        """The last prepared sample was learned by the detector: update its operating point's statistics."""
+        if self.context and self._point is not None and self._clock % LEARN_EVERY == 0:
+            assert self._c is not None and self._y is not None
+            self._learn_point(self._point, np.array(self._c), np.array(self._y))
+
+    def update(
+        self, ts: Any, readings: dict[str, float], detector: AnomalyDetector, learn: bool = True, unit_s: float = 1.0
+    ) -> Score:
+        """Score one sample with ``detector`` alone (health readings at the reference operating point)."""
+        shifted = self.prepare(ts, readings, detector, learn, unit_s)
+        if shifted is None:
+            return Score(ts, math.nan, False, False)
+        if isinstance(shifted, np.ndarray):
+            shifted = dict(zip(self.health, shifted.tolist(), strict=True))
         score = detector.update(ts, shifted, learn=learn)
-        if score.learned and self._point is not None and self._clock % LEARN_EVERY == 0:
-            self._learn_point(self._point, np.array(c), np.array(y))
+        if score.learned:
+            self.learned()
         return score
+
+    @property
+    def shift(self) -> np.ndarray | None:
+        """What is subtracted from the health readings (None without context readings)."""
+        return self._shift if self.context else None
 
     # ------------------------------------------------------------------ operating points
     def _set_shift(self, shift: np.ndarray) -> None:
         self._shift, self._shift_list = shift, shift.tolist()
 
-    def _level_before(self, detector: AnomalyDetector) -> np.ndarray:
-        """Where the detector's input was before the change: its baseline (else the point's mean, shifted)."""
+    def _level_before(self, detector: AnomalyDetector, level: np.ndarray | None) -> np.ndarray:
+        """Where the detectors' input was just before the change: ``level`` (the condition monitor's
+        smoothed level, when it has one), else the novelty detector's baseline (else the point's
+        mean, shifted). ``x'`` continues from it, so a deviation that was there before the change —
+        a fault, a slow drift the novelty baseline had absorbed — is still there after it."""
         assert self._shift is not None and self._y is not None
-        baseline = detector.baseline  # x' continues exactly from it
+        if level is not None and len(level) == len(self.health):
+            return np.array(level, dtype=float)
+        baseline = detector.baseline
         if baseline is not None and detector.sensors == self.health:
             return np.array(baseline, dtype=float)
         stats = self.points.get(self._point) if self._point is not None else None
@@ -234,18 +268,48 @@ class OperatingPoint(VersionedState):
         else:
             x = c / self._scale
             ctx = np.array([p.context for p in known])
-            if len(known) < cfg.degree + 1 or np.any(x < ctx.min(axis=0)) or np.any(x > ctx.max(axis=0)):
-                return None  # not enough points, or extrapolation: nothing to expect yet
             feats = _poly(ctx, cfg.degree)
-            coef, *_ = np.linalg.lstsq(feats, np.array([p.mean for p in known]), rcond=None)
-            level = _poly(x[None, :], cfg.degree)[0] @ coef
+            dof = len(known) - feats.shape[1]
+            if dof < 2 or np.any(x < ctx.min(axis=0)) or np.any(x > ctx.max(axis=0)):
+                return None  # too few points to judge the fit, or extrapolation: nothing to expect yet
+            means = np.array([p.mean for p in known])
+            coef, *_ = np.linalg.lstsq(feats, means, rcond=None)
+            row = _poly(x[None, :], cfg.degree)[0]
+            level = row @ coef
+            # the fit's own error at x: residual spread across the points, inflated by the leverage
+            fit_var = ((feats @ coef - means) ** 2).sum(axis=0) / dof
+            leverage = float(row @ np.linalg.pinv(feats.T @ feats) @ row)
+            spread = np.sqrt(spread**2 + fit_var * (1.0 + leverage))
         return level, np.maximum(spread, cfg.rel_spread * np.abs(level)) + 1e-12
 
-    def _arrive(self, y: np.ndarray, learn: bool) -> None:
-        """The settle period ended: accept the new point's level or keep the expected one."""
-        assert self._before is not None and self._ref is not None
+    def _settling(self, t: float, y: np.ndarray, noise: np.ndarray | None) -> bool:
+        """True while a change settles: at least ``settle_s``, then until the health readings stop
+        moving — their moving average (half-life ``tail · settle_s / 2``) changed by less than four
+        times their noise over the last four half-lives — at most ``settle_max_s``."""
         cfg = self.config
-        level = self._tail_sum / self._tail_n if self._tail_sum is not None and self._tail_n else y
+        half = max(cfg.tail * cfg.settle_s / 2.0, 1e-9)
+        if self._fast is None:
+            self._fast, self._marks = y.copy(), [(t, y.copy())]
+        else:
+            self._fast += (1.0 - 0.5 ** (max(t - self._t_last, 0.0) / half)) * (y - self._fast)
+            if t - self._marks[-1][0] >= half:  # a snapshot of the average every half-life
+                self._marks = [*self._marks[-4:], (t, self._fast.copy())]
+        self._t_last = t
+        if t < self._settle_until:
+            return True
+        if t >= self._changed_at + max(cfg.settle_max_s, cfg.settle_s):
+            return False
+        then, past = self._marks[0]
+        if t - then < 3.5 * half:
+            return True
+        tol = np.maximum(2.0 * (noise if noise is not None else 0.0), 1e-3 * np.abs(self._fast)) + 1e-12
+        return bool(np.any(np.abs(self._fast - past) > tol))
+
+    def _arrive(self, learn: bool) -> None:
+        """The change settled: accept the new point's level or keep the expected one."""
+        assert self._before is not None and self._ref is not None and self._fast is not None
+        cfg = self.config
+        level = self._fast.copy()
         self._point = self._key(self._ref)
         expect = self.expected(self._ref)
         if expect is not None and np.any(np.abs(level - expect[0]) > cfg.check_sigmas * expect[1]):
@@ -255,7 +319,7 @@ class OperatingPoint(VersionedState):
             self._set_shift(level - self._before)
             if learn and self._point not in self.points:
                 self._learn_point(self._point, self._ref, level)
-        self._before, self._tail_sum, self._tail_n = None, None, 0
+        self._before, self._fast, self._marks = None, None, []
 
 
 def _poly(x: np.ndarray, degree: int) -> np.ndarray:

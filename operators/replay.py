@@ -1,10 +1,11 @@
-"""Replay CSV history through the live operators (``twinflow replay``): the user's backtest.
+"""Replay CSV history through the live per-twin step (``twinflow replay``): the user's backtest.
 
-Each file — and each id within a file — is its own twin with a fresh :class:`TwinModel`. Rows are
-fed one by one in time order (stable sort), so an output depends only on its own and earlier rows.
-Numeric columns are sensors unless they are the time/id column or excluded. ``fit`` files are
-run-to-failure histories: each id's last row is its failure, which labels that history for the
-fleet failure model before the evaluation files are scored (without labels).
+Each file — and each id within a file — is its own twin with fresh models. Rows are fed one by one
+in time order (stable sort) through :func:`operators.live_models.step`, the code the models flow
+runs, so an output depends only on its own and earlier rows and is what the live flow would have
+published. Numeric columns are sensors unless they are the time/id column or excluded. ``fit``
+files are run-to-failure histories: each id's last row is its failure, which labels that history
+for the fleet failure model before the evaluation files are scored (without labels).
 """
 
 from __future__ import annotations
@@ -12,16 +13,21 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from operators.anomaly import Score
 from operators.failure import FleetFailureModel
+from operators.live_models import LiveModelConfig, Reading, fleet_step, step
 from operators.ml_config import ModelConfig
+from operators.model_steps import FleetItem
+from operators.sensor_limits import SensorLimit
 from operators.twin_model import TwinModel, time_value
 
-OUTPUT_COLUMNS = ["file", "id", "time", "anomaly_score", "is_anomaly"]
+OUTPUT_COLUMNS = ["file", "id", "time", "anomaly_score", "is_anomaly", "health", "kind", "sensors"]
 FAILURE_COLUMNS = ["rul", "failure_probability"]
 
 
@@ -119,37 +125,58 @@ def fit_fleet(tables: Sequence[Table], time_col: str, cfg: ModelConfig) -> Fleet
     return fleet
 
 
+def explained(score: Score, top: int = 3) -> str:
+    """The sensors behind a row, ``;``-separated: faulty sensors (``name=fault``), else the top
+    contributions of an anomaly, else the sensors that lower the health (empty when none)."""
+    if score.sensor_faults:
+        return ";".join(f"{s}={f}" for s, f in sorted(score.sensor_faults.items()))
+    if score.is_anomaly and score.contributions:
+        ranked = sorted(score.contributions.items(), key=lambda kv: -kv[1])[:top]
+        return ";".join(s for s, share in ranked if share > 0)
+    return ";".join(list(score.drivers)[:top])
+
+
 def replay(
     tables: Sequence[Table],
     time_col: str,
     cfg: ModelConfig,
     fleet: FleetFailureModel | None = None,
+    ranges: tuple[SensorLimit, ...] = (),
 ) -> Iterator[dict[str, Any]]:
-    """One output row per input row, twin by twin, in time order."""
+    """One output row per input row, twin by twin, in time order (through the live step)."""
     with_failure = cfg.failure is not None
+    live = LiveModelConfig(cfg, forecast_every=0, predict_every=1 if with_failure else 0, ranges=ranges)
     for table in tables:
         for twin_id, group in _twins(table):
-            model = TwinModel(cfg)
-            times = _time_axis(group, time_col, cfg)
+            state = None
+            numeric = group[time_col].dtype.is_numeric()
+            times = group["__t"].to_list()
             shown = group[time_col].to_list()
             for t, label, readings in zip(times, shown, _readings(group, table.sensors), strict=True):
-                out = model.update(t, readings, learn=True, fleet=fleet)
+                ts = t if numeric else datetime.fromtimestamp(t, UTC)
+                state, records = step(state, Reading(ts, readings), live, twin_id)
+                s = state.last_score
+                assert s is not None
                 row: dict[str, Any] = {
                     "file": str(table.path),
                     "id": twin_id,
                     "time": str(label),
-                    # NaN while warming up or settling after a setpoint change (operators/operating_point.py)
-                    "anomaly_score": round(score, 6) if math.isfinite(score := out.score.anomaly_score) else None,
-                    "is_anomaly": int(out.score.is_anomaly),
+                    # empty while warming up or settling after a setpoint change (operators/operating_point.py)
+                    "anomaly_score": round(s.anomaly_score, 6) if math.isfinite(s.anomaly_score) else None,
+                    "is_anomaly": int(s.is_anomaly),
+                    "health": None if s.health is None else round(s.health, 4),
+                    "kind": s.kind,
+                    "sensors": explained(s),
                 }
                 if with_failure:
-                    f = out.failure
-                    row["rul"] = None if f is None or f.rul != f.rul else round(f.rul, 3)
-                    row["failure_probability"] = (
-                        None
-                        if f is None or f.failure_probability != f.failure_probability
-                        else round(f.failure_probability, 6)
-                    )
+                    rul = prob = None
+                    for item in records:
+                        if isinstance(item, FleetItem) and item.features is not None and fleet is not None:
+                            _, preds = fleet_step(fleet, item, live)
+                            for p in preds:
+                                rul = round(p.rul_s / cfg.time_unit_s, 3)
+                                prob = round(p.failure_probability, 6)
+                    row["rul"], row["failure_probability"] = rul, prob
                 yield row
 
 
@@ -160,6 +187,7 @@ def replay_files(
     exclude: Sequence[str],
     cfg: ModelConfig,
     fit: Sequence[Path] = (),
+    ranges: tuple[SensorLimit, ...] = (),
 ) -> pl.DataFrame:
     """Read, optionally fit the fleet, replay, and return the output table."""
     fleet = None
@@ -169,7 +197,7 @@ def replay_files(
         fleet = FleetFailureModel(cfg.failure)  # untrained: rul stays empty until failures are seen
     tables = [read_table(p, time_col, id_col, exclude) for p in files]
     columns = OUTPUT_COLUMNS + (FAILURE_COLUMNS if cfg.failure is not None else [])
-    rows = list(replay(tables, time_col, cfg, fleet))
+    rows = list(replay(tables, time_col, cfg, fleet, ranges))
     if not rows:
         return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
     return pl.DataFrame(rows, infer_schema_length=None).select(columns)

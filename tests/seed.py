@@ -2,7 +2,8 @@
 
 Three twins over the last two hours (one sample a minute, ending now):
 
-* ``f`` (faulty): vibration fault from -60 min to -30 min → anomaly scores 2.5 (vibration 70 %),
+* ``f`` (faulty): vibration fault from -60 min to -30 min → anomaly scores 0.92 at threshold 0.5
+  (vibration 70 %), health 0.2 (vibration),
   failure predictions from the onset on (RUL 3 h, p 0.7), a temperature forecast that breaches
   its limit in one hour; alerts come from the real operator: anomaly (acknowledged 10 min after
   opening, resolved after recovery) and failure (still open, critical);
@@ -84,11 +85,17 @@ def seed(conninfo: str, uid: str) -> Fleet:
             vib = 9.0 if (twin == fl.f and fault) else 2.0
             for sensor, value in (("temp_c", 60.0 + i / 10), ("vibration", vib), ("rpm", 1450.0)):
                 rows.append(TelemetryRow(twin, sensor, ts, value, i + MINUTES, quality, "seed"))
-        f_score = 2.5 if fault else 0.2
+        f_score = 0.92 if fault else 0.1
         f_contrib = {"vibration": 0.7, "temp_c": 0.2, "rpm": 0.1} if fault else {"temp_c": 0.5, "rpm": 0.5}
-        scores.append(AnomalyScore(fl.f, ts, f_score, 1.0, fault, f_contrib, "seed"))
-        h_score = 1.6 if spike else 0.2
-        scores.append(AnomalyScore(fl.h, ts, h_score, 1.0, spike, {"rpm": 0.8, "temp_c": 0.2}, "seed"))
+        f_health = 0.2 if fault else 0.97  # the condition monitor: vibration far from its reference
+        f_drivers = {"vibration": 0.2} if fault else {}
+        scores.append(
+            AnomalyScore(
+                fl.f, ts, f_score, 0.5, fault, f_contrib, "seed", "novelty" if fault else "", f_health, f_drivers
+            )
+        )
+        h_score = 0.76 if spike else 0.1
+        scores.append(AnomalyScore(fl.h, ts, h_score, 0.5, spike, {"rpm": 0.8, "temp_c": 0.2}, "seed", "", 0.99))
         if i % 10 == 0:
             failures.append(FailurePrediction(fl.h, ts, 500 * 3600.0, 0.01, 0.1, 72 * 3600.0))
             if i >= -60:

@@ -26,18 +26,24 @@ from rich.live import Live
 from rich.table import Table
 
 from connectors.stopping import STOP_WITHIN_S, stop_on_signals, stop_with_parent
+from twinflow.fault_scoring import Evaluation
 from twinflow.settings import PROJECT_ROOT, Settings
 
 MAPPING = PROJECT_ROOT / "config" / "plant.toml"
 FLOWS = ("telemetry", "twin", "models", "alerts")
 # A demo lasts minutes, a plant runs for months: the simulated devices sample at 4–20 Hz, so the
-# models warm up on fewer samples and adapt their baseline more slowly (in samples), and alerts
-# open after 10 s instead of 60 s. Any of these can be overridden from the environment.
+# models warm up and learn their healthy reference on fewer samples and adapt their baseline more
+# slowly (in samples), and alerts open after 10 s instead of 60 s. Any of these can be overridden
+# from the environment.
 DEMO_TUNING = {
     "TWINFLOW_ML__ANOMALY__WARMUP": "150",
     "TWINFLOW_ML__ANOMALY__BASELINE_HALFLIFE": "20000",
+    # the healthy reference (condition monitor, sensor health) is learned in the first 150 samples
+    "TWINFLOW_ML__CONDITION__REFERENCE": "150",
     "TWINFLOW_ALERTS__RULES__ANOMALY__MIN_DURATION_S": "10",
     "TWINFLOW_ALERTS__RULES__ANOMALY__COOL_DOWN_S": "20",
+    "TWINFLOW_ALERTS__RULES__CONDITION__MIN_DURATION_S": "10",
+    "TWINFLOW_ALERTS__RULES__CONDITION__COOL_DOWN_S": "20",
     "TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S": "5",
     # Alarm limits: vibration at ISO 10816 zone C/D (7.1 mm/s), bearing/casing temperature 90 °C;
     # forecasts that cross them open `forecast_breach` alerts.
@@ -49,6 +55,33 @@ DEMO_TUNING = {
 class Child:
     name: str
     args: list[str]
+
+
+def print_evaluation(console: Console, ev: Evaluation) -> None:
+    """The demo's verdict (twinflow/fault_scoring.py): per fault its detection delay after the onset
+    or its prediction lead before it, then every false alarm — an alert before a fault's onset that
+    is not a prediction is one, never a detection."""
+    summary = Table(title="alerts against the injected faults")
+    for col in ("twin", "fault", "detected (delay after onset)", "predicted (lead before onset)", "alerts"):
+        summary.add_column(col)
+    for r in ev.results:
+        detected = "[red]missed[/red]" if r.delay_s is None else f"yes, {r.delay_s:.0f} s after"
+        predicted = "-" if r.lead_s is None else f"{r.lead_s:.0f} s before"
+        kinds = ", ".join(a.kind for a in [*r.predictions, *r.alerts]) or "-"
+        summary.add_row(r.fault.twin_id, r.fault.fault, detected, predicted, kinds)
+    console.print(summary)
+    if ev.false_alarms:
+        table = Table(title="false alarms (no fault, or opened before a fault's onset and not a prediction)")
+        for col in ("twin", "kind", "opened", "summary"):
+            table.add_column(col)
+        for a in ev.false_alarms:
+            table.add_row(a.twin_id, a.kind, f"{a.opened_at:%H:%M:%S}", a.summary[:100])
+        console.print(table)
+    s = ev.summary
+    console.print(
+        f"{s['detected']}/{s['faults']} faults detected, {s['predicted']} predicted, {s['missed']} missed; "
+        f"{s['false_alarms']} false alarms; {s['alerts']} alerts in all."
+    )
 
 
 def fault_schedule(duration: float) -> list[str]:
@@ -158,6 +191,14 @@ def run_plant_demo(
     ground_truth.unlink(missing_ok=True)
     recovery = logs / f"recovery-{run}"
     faults = [f for f in fault_schedule(duration) if f.split(":")[0] in twins]
+    # A run of its own on MQTT too: the bridge's persistent session would otherwise hand this run the
+    # readings queued for it since an earlier run (stale minutes that the models would learn from).
+    run_mapping = logs / f"plant-{run}.toml"
+    text = mapping.read_text()
+    if "client_id" not in text:
+        text = text.replace("[mqtt]\n", f'[mqtt]\nclient_id = "twinflow-demo-{run}"\n', 1)
+    run_mapping.write_text(text)
+    mapping = run_mapping
     # A run of its own: fresh topics and model state, so earlier runs do not leak into this one.
     env = {
         **os.environ,
@@ -214,29 +255,14 @@ def run_plant_demo(
     until = datetime.now(UTC)
     AdminClient(client_config(settings)).delete_topics(demo_topics)
     shutil.rmtree(recovery, ignore_errors=True)
+    mapping.unlink(missing_ok=True)
     if stop.is_set():
         console.print(f"demo stopped by signal: its {len(procs)} processes were stopped (logs in {logs}); no report")
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "report.html"
     ev = write_report(settings.postgres.conninfo(), ground_truth, since, until, report, twins)
-    summary = Table(title="alerts against the injected faults")
-    for col in ("twin", "fault", "detected", "lead time s (− = delay)", "alerts"):
-        summary.add_column(col)
-    for r in ev.results:
-        lead = "-" if r.lead_s is None else f"{r.lead_s:.0f}"
-        summary.add_row(
-            r.fault.twin_id,
-            r.fault.fault,
-            "yes" if r.detected else "[red]missed[/red]",
-            lead,
-            str(len(r.alerts)),
-        )
-    console.print(summary)
-    s = ev.summary
-    console.print(
-        f"{s['detected']}/{s['faults']} faults detected, {s['false_alarms']} false alarms, "
-        f"{s['alerts']} alerts in all. Report: {report.resolve()}  (logs in {logs})"
-    )
+    print_evaluation(console, ev)
+    console.print(f"Report: {report.resolve()}  (logs in {logs})")
     console.print("The stack keeps running: `twinflow stack down` stops it.")
     return 0

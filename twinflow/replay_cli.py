@@ -1,4 +1,5 @@
-"""``twinflow replay`` and ``twinflow model …``: backtests on CSV history and per-twin model control."""
+"""``twinflow replay`` and ``twinflow model …``: backtests on CSV history and per-twin model control
+(reset, rebaseline — audited —, failure/repair events)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def replay(
     s = settings_or_exit()
     cfg = s.ml.model_config_for(failure=(model or s.ml.model) == "rul" or bool(fit), forecasts=False)
     try:
-        table = replay_files(files, time_col, id_col, exclude or [], cfg, fit=fit or [])
+        table = replay_files(files, time_col, id_col, exclude or [], cfg, fit=fit or [], ranges=tuple(s.ml.ranges))
     except ReplayError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -95,6 +96,69 @@ def model_reset(
             raise typer.Exit(1)
     _publish(s, s.topics.model_control, twin, encode(rec), timeout, "reset")
     err_console.print(f"reset requested for {twin} on {s.topics.model_control}")
+
+
+@model_app.command("rebaseline")
+def model_rebaseline(
+    twin: Annotated[str, typer.Argument(help="twin_id whose healthy reference is learned again.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required; kept in the audit trail).")],
+    sensor: Annotated[
+        str | None, typer.Option("--sensor", help="Only this sensor's reference (default: every sensor).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for Kafka's acknowledgement.")] = 30.0,
+) -> None:
+    """Learn TWIN's healthy reference again (after a deliberate change such as a replaced part).
+
+    The condition monitor compares the twin with the reference it learned at commissioning; this
+    is the only way besides a `repair` event to change it. The request is first appended to the
+    hash-chained audit trail (desired_audit, `twinflow audit verify`), then sent on
+    twin.model_control; nothing is sent if it cannot be audited.
+    """
+    import msgspec
+    import psycopg
+
+    from connectors.postgres.audit import AuditEntry, append
+    from operators.model_control import ControlRecord, encode
+
+    if not reason.strip():
+        err_console.print("[red]--reason must say why the reference changes (it is kept in the audit trail)[/red]")
+        raise typer.Exit(2)
+    s = settings_or_exit()
+    actor = getpass.getuser()
+    try:
+        rec = ControlRecord(
+            twin_id=twin,
+            action="rebaseline",
+            requested_at=datetime.now(UTC).isoformat(),
+            requested_by=actor,
+            sensor=sensor,
+            reason=reason,
+        )
+        rec = msgspec.convert(msgspec.to_builtins(rec), ControlRecord)  # validates twin_id, sensor, reason
+    except msgspec.ValidationError as exc:
+        err_console.print(f"[red]invalid rebaseline request for {twin!r}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        with psycopg.connect(s.postgres.conninfo(), connect_timeout=10) as conn:
+            row = append(
+                conn,
+                AuditEntry(
+                    actor=actor,
+                    twin_id=twin,
+                    new={"action": "model.rebaseline", "sensor": sensor},
+                    decision="allow",
+                    reason="model rebaseline",
+                    detail=reason,
+                ),
+            )
+    except psycopg.Error as exc:
+        err_console.print(f"[red]not sent: the request could not be audited ({exc}); is the database up?[/red]")
+        raise typer.Exit(1) from None
+    _publish(s, s.topics.model_control, twin, encode(rec), timeout, "rebaseline")
+    what = f"sensor {sensor} of {twin}" if sensor else twin
+    err_console.print(
+        f"rebaseline of {what} requested on {s.topics.model_control} (audit row {row.id}, hash {row.hash[:12]}…)"
+    )
 
 
 def _publish(s, topic: str, twin: str, value: bytes, timeout: float, what: str) -> None:

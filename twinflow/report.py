@@ -10,11 +10,12 @@ range and the simulator's **fault schedule** (ground truth), either
 
 ``end`` may be empty/null: the fault lasts to the end of the run.
 
-Matching (:mod:`twinflow.fault_scoring`, shared with ``benchmarks/sim_detection.py``): an alert
-(kinds anomaly, failure, forecast_breach by default) *detects* a fault of the same twin when it
-opens between ``onset - max_lead`` and ``end + grace``. Per fault the report gives the **lead
-time** (onset − first matching alert; negative = detection delay); faults without a matching
-alert are **missed**; alerts matching no fault are **false alarms**.
+Matching (:mod:`twinflow.fault_scoring`, shared with the demo's summary and
+``benchmarks/sim_detection.py``): an alert *detects* a fault of the same twin when it opens
+between the onset and ``end + grace`` (its **delay** after the onset); a prediction (a
+``forecast_breach`` or ``failure`` alert) opened within the prediction horizon (1 h) before the
+onset *predicts* it (its **lead**), shown as such; every other alert — in particular one opened
+before the onset — is a **false alarm**; faults neither detected nor predicted are **missed**.
 
 Run it::
 
@@ -34,6 +35,7 @@ import psycopg
 
 from twinflow.fault_scoring import (  # noqa: F401 - re-exported: the report's public names
     DETECTING_KINDS,
+    PREDICTION_HORIZON,
     AlertRow,
     Evaluation,
     Fault,
@@ -192,11 +194,12 @@ def render(
         + "".join(f"<th>{escape(k)}</th>" for k in s)
         + "</tr><tr>"
         + "".join(
-            f"<td>{_fmt_lead(v) if k == 'median_lead_s' else ('–' if v is None else v)}</td>" for k, v in s.items()
+            f"<td>{_fmt_lead(v) if k in ('median_lead_s', 'median_delay_s') else ('–' if v is None else v)}</td>"
+            for k, v in s.items()
         )
         + "</tr></table>",
         "<h2>Faults</h2><table id='faults'><tr><th>twin</th><th>fault</th><th>onset</th><th>end</th>"
-        "<th>detected</th><th>lead time</th><th>alerts</th></tr>",
+        "<th>detected</th><th>delay after onset</th><th>predicted (lead before onset)</th><th>alerts</th></tr>",
     ]
     for r in ev.results:
         f = r.fault
@@ -204,11 +207,14 @@ def render(
             f"<tr><td>{escape(f.twin_id)}</td><td>{escape(f.fault)}</td><td>{f.onset:%H:%M:%S}</td>"
             f"<td>{f'{f.end:%H:%M:%S}' if f.end else 'open'}</td>"
             f"<td class='{'ok' if r.detected else 'bad'}'>{'yes' if r.detected else 'missed'}</td>"
-            f"<td>{_fmt_lead(r.lead_s)}</td>"
-            f"<td>{escape(', '.join(f'{a.kind}/{a.severity}' for a in r.alerts))}</td></tr>"
+            f"<td>{_fmt_lead(r.delay_s)}</td><td>{_fmt_lead(r.lead_s)}</td>"
+            f"<td>{escape(', '.join(f'{a.kind}/{a.severity}' for a in [*r.predictions, *r.alerts]))}</td></tr>"
         )
     html.append(
-        "</table><h2>False alarms</h2><table id='false-alarms'><tr><th>twin</th><th>kind</th>"
+        "</table><p>Detected: an alert opened after the onset (delay). Predicted: a forecast-breach or "
+        "failure alert up to 1 h before the onset (lead). Any other alert, including one opened before "
+        "the onset, is a false alarm.</p>"
+        "<h2>False alarms</h2><table id='false-alarms'><tr><th>twin</th><th>kind</th>"
         "<th>severity</th><th>opened</th><th>summary</th></tr>"
     )
     for a in ev.false_alarms:

@@ -27,7 +27,15 @@ from pydantic_settings import (
 )
 
 from operators.alerts import AlertRules
-from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig, OperatingPointConfig
+from operators.ml_config import (
+    AnomalyConfig,
+    ConditionConfig,
+    FailureConfig,
+    ForecastConfig,
+    ModelConfig,
+    OperatingPointConfig,
+    SensorHealthConfig,
+)
 from operators.sensor_limits import SensorLimit
 from operators.strict import StrictModel
 from twinflow.twin_settings import TwinSettings
@@ -197,6 +205,12 @@ class MlSettings(StrictModel):
     limits: list[SensorLimit] = Field(default_factory=list)
     # Context readings (setpoints) the anomaly detector is conditioned on (docs/ml.md, "Operating point").
     operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
+    # Slow time scale: the healthy reference, health index, relations (docs/ml.md, "Two time scales").
+    condition: ConditionConfig = Field(default_factory=ConditionConfig)
+    # Sensor faults (docs/ml.md, "Sensor faults"); physical ranges per sensor ([[ml.ranges]] sensor/low/high/twins):
+    # a value outside is an `out_of_range` sensor fault.
+    sensor_health: SensorHealthConfig = Field(default_factory=SensorHealthConfig)
+    ranges: list[SensorLimit] = Field(default_factory=list)
 
     def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
         """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""
@@ -208,6 +222,8 @@ class MlSettings(StrictModel):
             failure=self.failure if want_failure else None,
             time_unit_s=self.time_unit_s,
             operating_point=self.operating_point,
+            condition=self.condition,
+            sensor_health=self.sensor_health,
         )
 
 

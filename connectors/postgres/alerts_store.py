@@ -56,10 +56,13 @@ VALUES (%(alert_id)s, %(version)s, %(updated_at)s, %(twin_id)s, %(kind)s, %(even
 ON CONFLICT DO NOTHING
 """
 UPSERT_SCORE = """
-INSERT INTO anomaly_scores (twin_id, ts, score, threshold, is_anomaly, contributions, model)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+INSERT INTO anomaly_scores (twin_id, ts, score, threshold, is_anomaly, contributions, model, kind, health,
+    drivers, sensor_faults)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (twin_id, ts) DO UPDATE SET score = EXCLUDED.score, threshold = EXCLUDED.threshold,
-    is_anomaly = EXCLUDED.is_anomaly, contributions = EXCLUDED.contributions, model = EXCLUDED.model
+    is_anomaly = EXCLUDED.is_anomaly, contributions = EXCLUDED.contributions, model = EXCLUDED.model,
+    kind = EXCLUDED.kind, health = EXCLUDED.health, drivers = EXCLUDED.drivers,
+    sensor_faults = EXCLUDED.sensor_faults
 """
 UPSERT_FORECAST = """
 INSERT INTO forecasts (twin_id, sensor, ts, target_ts, predicted, lower, upper, limit_value, breach_at)
@@ -110,7 +113,19 @@ class AlertStore:
     def write_model_outputs(self, records: Sequence[AnomalyScore | FailurePrediction | ForecastPoint]) -> None:
         """Upsert anomaly scores, forecasts and failure predictions (idempotent)."""
         scores = [
-            (r.twin_id, r.ts, r.score, r.threshold, r.is_anomaly, Jsonb(r.contributions), r.model)
+            (
+                r.twin_id,
+                r.ts,
+                r.score,
+                r.threshold,
+                r.is_anomaly,
+                Jsonb(r.contributions),
+                r.model,
+                r.kind,
+                r.health,
+                Jsonb(r.drivers) if r.drivers else None,
+                Jsonb(r.sensor_faults) if r.sensor_faults else None,
+            )
             for r in records
             if isinstance(r, AnomalyScore)
         ]

@@ -317,33 +317,51 @@ def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(a
         simulate(onset + (end - onset) // 2)  # into the middle of the fault
         run_pipeline()
         first = alerts_out(s)
-        assert [(x.twin_id, x.kind, x.event) for x in first] == [(twin_a, "anomaly", "opened")]
-        opened = first[0]
+        # the fast time scale opens one anomaly alert; the slow one sees the twin leave its healthy
+        # reference and opens one condition alert (issue 12); B, in maintenance, opens nothing
+        assert {(x.twin_id, x.kind) for x in first if x.event == "opened"} == {
+            (twin_a, "anomaly"),
+            (twin_a, "condition"),
+        }
+        opened = next(x for x in first if x.kind == "anomaly")
+        condition = next(x for x in first if x.kind == "condition")
         fault_start = t0 + timedelta(seconds=onset)
         assert fault_start < opened.opened_at <= fault_start + timedelta(seconds=detect_within)
         assert opened.evidence["top_sensors"], opened.evidence
+        assert fault_start < condition.opened_at and condition.evidence["drivers"], condition.evidence
+
+        def anomaly_versions() -> list[Alert]:
+            return [x for x in alerts_out(s) if x.alert_id == opened.alert_id]
 
         result = CliRunner().invoke(app, ["alerts", "ack", opened.alert_id, "--by", "alice"])
         assert result.exit_code == 0, result.output
         run_pipeline()  # the live flow picks the acknowledgement up
-        assert [(x.version, x.event, x.acked_by) for x in alerts_out(s)][1:] == [(2, "acknowledged", "alice")]
+        assert [(x.version, x.event, x.acked_by) for x in anomaly_versions()][1:] == [(2, "acknowledged", "alice")]
 
         simulate(total)  # the rest of the fault, then recovery
         run_pipeline()
-        versions = [(x.twin_id, x.alert_id, x.version, x.event) for x in alerts_out(s)]
+        versions = [(x.twin_id, x.alert_id, x.version, x.event) for x in anomaly_versions()]
         assert versions == [
             (twin_a, opened.alert_id, 1, "opened"),
             (twin_a, opened.alert_id, 2, "acknowledged"),
             (twin_a, opened.alert_id, 3, "resolved"),
         ]
-        resolved = alerts_out(s)[-1]
+        resolved = anomaly_versions()[-1]
         assert resolved.acked_by == "alice" and resolved.resolved_by == "auto"
-        assert resolved.resolved_at > t0 + timedelta(seconds=end)
+        # the novelty re-learns a lasting change after relearn_s (450 s; the fault lasts 600 s), so the
+        # anomaly alert may resolve before the fault ends; the condition alert stays open until the
+        # pump is back at its healthy reference
+        assert resolved.resolved_at > opened.opened_at + timedelta(seconds=s.ml.anomaly.relearn_s)
+        cond_last = [x for x in alerts_out(s) if x.alert_id == condition.alert_id][-1]
+        assert cond_last.event == "resolved" and cond_last.resolved_at > t0 + timedelta(seconds=end)  # healthy again
         bodies = [msgspec.json.decode(r.body, type=Alert) for r in rx.requests]
-        assert [(b.alert_id, b.version) for b in bodies] == [(opened.alert_id, v) for v in (1, 2, 3)]
+        assert [(b.alert_id, b.version) for b in bodies if b.alert_id == opened.alert_id] == [
+            (opened.alert_id, v) for v in (1, 2, 3)
+        ]
         for r in rx.requests:
             assert verify(SECRET.encode(), r.headers[TIMESTAMP_HEADER], r.body, r.headers[SIGNATURE_HEADER])
-    assert db_rows(s, [twin_a, twin_b])[0] == [(opened.alert_id, twin_a, "resolved", 3, "alice", True, "auto")]
+    rows = [r for r in db_rows(s, [twin_a, twin_b])[0] if r[0] == opened.alert_id]
+    assert rows == [(opened.alert_id, twin_a, "resolved", 3, "alice", True, "auto")]
     with psycopg.connect(s.postgres.conninfo()) as db:  # B's fault was flagged, but B raised no alert
         flagged = db.execute(
             "SELECT count(*) FROM anomaly_scores WHERE twin_id = %s AND is_anomaly AND ts > %s",

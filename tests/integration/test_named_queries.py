@@ -53,7 +53,8 @@ def test_fleet_health_now(db, fleet: Fleet):
     now = db.execute("SELECT now()").fetchone()[0]
     recent = sum(1 for i in range(1, 121) if fleet.at(-i) > now - timedelta(minutes=5))
     assert recent >= 1 and by[fleet.h]["recent_readings"] == 3 * recent  # 3 sensors a sample
-    assert by[fleet.h]["anomaly_score"] == pytest.approx(0.2)
+    assert by[fleet.h]["anomaly_score"] == pytest.approx(0.1)
+    assert by[fleet.h]["health"] == pytest.approx(0.99) and by[fleet.f]["health"] == pytest.approx(0.97)
 
 
 def test_most_anomalous_twins(db, fleet: Fleet):
@@ -61,7 +62,7 @@ def test_most_anomalous_twins(db, fleet: Fleet):
     assert [r["twin_id"] for r in rows] == [fleet.f, fleet.h]  # d has no scores
     f, h = rows
     assert (f["anomalous_samples"], f["samples"]) == (30, 120)
-    assert f["peak_ratio"] == pytest.approx(2.5)
+    assert f["peak_ratio"] == pytest.approx(0.92 / 0.5)
     assert f["top_sensors"] == "vibration, temp_c, rpm"
     assert h["anomalous_samples"] == 5 and h["top_sensors"] == "rpm, temp_c"
     limited = queries.run(db, "most_anomalous_twins", since=fleet.at(-120), until=fleet.end, twins=fleet.twins, limit=1)
@@ -125,15 +126,16 @@ def test_sync_quality(db, fleet: Fleet):
 def test_alert_mtta_mttr(db, fleet: Fleet):
     rows = queries.run(db, "alert_mtta_mttr", since=fleet.at(-120), until=fleet.end, twins=fleet.twins)
     by = {(r["kind"], r["severity"]): r for r in rows}
-    f_anomaly = by[("anomaly", "critical")]  # f: score 2.5 = critical ratio
+    f_anomaly = by[("anomaly", "critical")]  # f: score 0.92 / threshold 0.5 = critical ratio
     assert (f_anomaly["alerts"], f_anomaly["acknowledged"], f_anomaly["resolved"]) == (1, 1, 1)
     assert float(f_anomaly["mtta_minutes"]) == 10.0
     # opened 2 min after the onset (-58), resolved 5 min after the recovery (-25)
     assert float(f_anomaly["mttr_minutes"]) == 33.0
-    h_anomaly = by[("anomaly", "major")]  # h: spike 1.6 = major
+    h_anomaly = by[("anomaly", "major")]  # h: spike 0.76 / 0.5 = major
     assert (h_anomaly["alerts"], h_anomaly["acknowledged"], h_anomaly["mtta_minutes"]) == (1, 0, None)
     assert float(h_anomaly["auto_resolved_share"]) == 1.0
     assert by[("failure", "critical")]["resolved"] == 0
     assert by[("desync", "major")]["alerts"] == 1
+    assert by[("condition", "major")]["alerts"] == 1  # f: health 0.2 during its fault
     total = by[(None, None)]
-    assert total["alerts"] == 4
+    assert total["alerts"] == 5

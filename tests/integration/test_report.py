@@ -68,10 +68,10 @@ def test_report_renders_summary_and_plots_per_twin(stack_settings, tmp_path):
     finally:
         delete(conninfo, fleet)
     s = ev.summary
-    # f's fault is detected (failure alert at the onset, anomaly 2 min later); h's fault is missed;
-    # h's anomaly spike matches no fault; d's desync alert is not a detecting kind
-    assert (s["faults"], s["detected"], s["missed"], s["alerts"], s["false_alarms"]) == (2, 1, 1, 3, 1)
-    assert s["median_lead_s"] == 0.0 and s["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    # f's fault is detected (failure alert at the onset, condition 1 min and anomaly 2 min later); h's
+    # fault is missed; h's anomaly spike matches no fault; d's desync alert is not a detecting kind
+    assert (s["faults"], s["detected"], s["missed"], s["alerts"], s["false_alarms"]) == (2, 1, 1, 4, 1)
+    assert s["median_delay_s"] == 0.0 and s["precision"] == pytest.approx(3 / 4, abs=1e-4)
 
     page = Inventory()
     page.feed(out.read_text())

@@ -60,6 +60,29 @@ class Fault:
         return rec
 
 
+# Share of a fault's duration after which its effect is at full severity (see effects(); the
+# simulator's "failure level"): wear and drift grow to the end, overheating saturates half-way, a
+# run to failure trips at 98 %, a valve closes within a third, cavitation develops within a fifth.
+FULL_AT = {
+    "bearing_wear": 1.0,
+    "cavitation": 0.2,
+    "valve_closure": 1 / 3,
+    "overheating": 0.5,
+    "run_to_failure": 0.98,
+    "sensor_stuck": 0.0,
+    "sensor_drift": 1.0,
+    "sensor_failure": 0.0,
+}
+SLOW = ("bearing_wear", "overheating", "run_to_failure", "sensor_drift")
+
+
+def failure_level_s(fault: Fault) -> float | None:
+    """Seconds after the start when the fault reaches its full severity (None: open-ended)."""
+    if fault.end_s is None:
+        return None
+    return fault.onset_s + FULL_AT[fault.kind] * (fault.end_s - fault.onset_s)
+
+
 def parse_fault(spec: str) -> Fault:
     """``TWIN:KIND:ONSET_S[:END_S[:SEVERITY[:SENSOR]]]`` (END_S may be empty for open-ended)."""
     parts = spec.split(":")

@@ -156,4 +156,9 @@ class Machine:
             out["suction_bar"] = 1.5 - fx.suction_drop_bar + rng.gauss(0.0, 0.005)
         else:
             out["discharge_bar"] = 1.0 + head + rng.gauss(0.0, 0.01)
+        # Power and head transmitters are noisy too (0.2 %): a computed, noise-free value would repeat
+        # exactly at a steady operating point, which no real transmitter does.
+        out["power_kw"] = power * (1.0 + rng.gauss(0.0, 0.002))
+        if self.kind == "pump":
+            out["head_m"] = head * (1.0 + rng.gauss(0.0, 0.002))
         return out

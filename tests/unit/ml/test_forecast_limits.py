@@ -87,3 +87,19 @@ def test_no_predicted_breach_while_the_models_warm_up():
         hot += [r for r in records if isinstance(r, ForecastPoint) and r.sensor == "temp_c"]
     assert state.model.anomaly.n_seen < 50
     assert hot and all(f.breach_at == f.ts for f in hot)
+
+
+def test_no_predicted_breach_until_the_forecast_interval_is_calibrated():
+    """The demo's case: after the anomaly warm-up, but before the sensor's forecast has a full window
+    of its own errors, a start-up transient (45 °C → 88 °C, below the 90 °C limit) is not a predicted breach."""
+    config = cfg(LIMIT)  # warm-up 50 samples; forecast interval window 200 (+ horizon 30)
+    state, forecasts = None, []
+    for i in range(200):
+        temp = 45.0 + 43.0 * (1 - math.exp(-i / 15.0))
+        state, records = step(
+            state, Reading(T0 + timedelta(seconds=i), {"temp_c": temp, "rpm": 2950.0}), config, "comp-1"
+        )
+        forecasts += [r for r in records if isinstance(r, ForecastPoint) and r.sensor == "temp_c"]
+    after_warmup = [f for f in forecasts if f.ts >= T0 + timedelta(seconds=60)]
+    assert after_warmup and {f.breach_at for f in after_warmup} == {None}
+    assert not state.model.forecast_ready("temp_c")

@@ -66,7 +66,7 @@ def test_no_learning_while_in_maintenance_or_simulating():
         m.update(t, readings(row))
     before = (
         m.anomaly.n_learned,
-        pickle.dumps((m.anomaly._baseline, m.anomaly._calib, m.anomaly._precision, m.anomaly._threshold)),
+        pickle.dumps((m.anomaly._baseline, m.anomaly._calib, m.anomaly._precision, m.anomaly._tail)),
         pickle.dumps(m.forecaster),
         len(m.history.rows),
     )
@@ -75,7 +75,7 @@ def test_no_learning_while_in_maintenance_or_simulating():
         assert not out.score.learned
     after = (
         m.anomaly.n_learned,
-        pickle.dumps((m.anomaly._baseline, m.anomaly._calib, m.anomaly._precision, m.anomaly._threshold)),
+        pickle.dumps((m.anomaly._baseline, m.anomaly._calib, m.anomaly._precision, m.anomaly._tail)),
         pickle.dumps(m.forecaster),
         len(m.history.rows),
     )
