@@ -75,7 +75,7 @@ class AnomalyConfig:
 class ConditionConfig:
     """Slow time scale: condition monitoring against the healthy reference (operators/condition.py)."""
 
-    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+    __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
 
     enabled: bool = True
     block: int = 10  # samples averaged into one block (the monitor's time step)
@@ -109,7 +109,7 @@ class ConditionConfig:
 class SensorHealthConfig:
     """Sensor faults as their own kind (operators/sensor_health.py)."""
 
-    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+    __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
 
     enabled: bool = True
     # Frozen: a run of identical values at least this long, and so long that the sensor's own repeat
