@@ -232,6 +232,8 @@ class AlertSettings(BaseModel):
     failures_topic: str = "twin.failure_predictions"
     forecasts_topic: str = "twin.forecasts"
     status_topic: str = "twin.status"  # maintenance on/off
+    suppression_topic: str = "twin.alert_suppression"  # parent assets' alarms → children (ISA-18.2)
+    operators: int = Field(1, ge=1)  # operator positions, for the alarm rate per operator-hour
     partitions: int = Field(4, ge=1)
     rules: AlertRules = Field(default_factory=AlertRules)
     # Optional webhook: HTTP POST of each alert version, signed with HMAC-SHA256.
