@@ -261,6 +261,27 @@ class AlertSettings(BaseModel):
         )
 
 
+class ApiSettings(BaseModel):
+    """`twinflow serve`: the HTTP API and the web view (docs/api.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Bearer tokens, stored as SHA-256 hashes (`twinflow api token create`); default <stack dir>/api-tokens.toml.
+    tokens_file: Path | None = None
+    anonymous_read: bool = False  # writes always need a token
+    # TLS (the secure profile sets both); without them the server speaks plain HTTP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    max_body_bytes: int = Field(64 * 1024, ge=256)
+    # Per client (token, else address): a token bucket of `rate_per_s` refilled, `rate_burst` deep; 0 = off.
+    rate_per_s: float = Field(100.0, ge=0)
+    rate_burst: int = Field(200, ge=1)
+    require_if_match: bool = True  # PATCH desired without If-Match → 428
+    sse_keepalive_s: float = Field(15.0, gt=0)
+    sse_buffer_events: int = Field(50_000, ge=0)  # recent events kept for exact Last-Event-ID resume
+    db_pool_size: int = Field(8, ge=1)
+
+
 class BufferSettings(BaseModel):
     """The bridges' local buffer in front of Kafka (one implementation: connectors/kafka/publisher.py)."""
 
@@ -314,6 +335,7 @@ class Settings(BaseSettings):
     ml: MlSettings = Field(default_factory=MlSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")
     def _clients_follow_stack_ports(self) -> Settings:
