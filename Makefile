@@ -6,7 +6,7 @@ TW := $(VENV)/bin/twinflow
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack
+.PHONY: setup stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack browser
 
 # --compile-bytecode: .pyc files for the installed packages, so every flow, bridge and CLI process starts
 # fast even where PYTHONDONTWRITEBYTECODE=1 (imports of a models flow: 2.1 s -> 0.8 s here).
@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	@touch $@
 
 setup: $(VENV)/.installed
+
+# Headless Chromium for the browser tests (tests/api/test_web.py), from Debian: Playwright drives it with
+# executable_path (Playwright's own browser download is not reachable here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 stack-up: setup
 	$(TW) stack up $(STACK_ARGS)
@@ -37,7 +42,7 @@ demo: setup
 lint: setup
 	$(PY) -m ruff check .
 
-test: setup
+test: setup browser
 	bash scripts/install-compose.sh
 	$(TW) stack up --with-timescale-wasm
 	$(TW) db migrate

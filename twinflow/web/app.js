@@ -84,14 +84,17 @@ const CHART = { displaylogo: false, responsive: true };
 const LAYOUT = { margin: { l: 56, r: 16, t: 30, b: 40 }, xaxis: { type: "date" }, legend: { orientation: "h", y: -0.25 }, font: { size: 11 } };
 let stream = null;
 let timers = [];
+let pageGen = 0; // bumped on every navigation: late answers for a page left behind are dropped
 
-function cleanup() { if (stream) stream.stop(); stream = null; timers.forEach(clearInterval); timers = []; }
+function cleanup() { pageGen++; if (stream) stream.stop(); stream = null; timers.forEach(clearInterval); timers = []; }
 
 // ------------------------------------------------------------------ fleet
 async function fleetPage(main) {
   main.replaceChildren(el("h1", {}, "Fleet"), el("div", { class: "card", id: "fleet" }, el("p", { class: "muted" }, "loading…")));
+  const gen = pageGen;
   async function load() {
     const r = await api.get("/api/v1/twins?limit=500");
+    if (gen !== pageGen) return;
     if (!r.ok) return showProblem($("#fleet"), r);
     const rows = r.data.items.map((t) => el("tr", { class: "twin-row", "data-twin": t.twin_id, onclick: () => (location.hash = "#/twins/" + encodeURIComponent(t.twin_id)) },
       el("td", {}, el("a", { href: "#/twins/" + encodeURIComponent(t.twin_id) }, t.twin_id)),
@@ -128,9 +131,12 @@ async function twinPage(main, twinId) {
     el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
   );
   const st = { doc: null, etag: null, live: {} };
+  const gen = pageGen;
+  const get = async (path) => { const r = await api.get(path); return gen === pageGen ? r : { ok: false, gone: true }; };
 
   async function loadState() {
-    const r = await api.get(`/api/v1/twins/${enc}`);
+    const r = await get(`/api/v1/twins/${enc}`);
+    if (r.gone) return;
     if (!r.ok) return showProblem($("#summary"), r);
     st.etag = r.headers.get("ETag");
     renderState(r.data);
@@ -185,13 +191,13 @@ async function twinPage(main, twinId) {
     Plotly.react("live-chart", traces, { ...LAYOUT, yaxis: { title: { text: "value" }, automargin: true } }, CHART);
   }
   async function loadTelemetry() {
-    const r = await api.get(`/api/v1/twins/${enc}/telemetry?from=${new Date(Date.now() - 10 * 60e3).toISOString()}`);
+    const r = await get(`/api/v1/twins/${enc}/telemetry?from=${new Date(Date.now() - 10 * 60e3).toISOString()}`);
     if (!r.ok) return;
     for (const [n, s] of Object.entries(r.data.series)) st.live[n] = { x: s.ts, y: s.value };
     drawLive();
   }
   async function loadScores() {
-    const r = await api.get(`/api/v1/twins/${enc}/scores?from=${new Date(Date.now() - 15 * 60e3).toISOString()}`);
+    const r = await get(`/api/v1/twins/${enc}/scores?from=${new Date(Date.now() - 15 * 60e3).toISOString()}`);
     if (!r.ok) return;
     const d = r.data;
     Plotly.react("score-chart", [
@@ -200,7 +206,7 @@ async function twinPage(main, twinId) {
     ], { ...LAYOUT, yaxis: { title: { text: "score" }, rangemode: "tozero" } }, CHART);
   }
   async function loadForecasts() {
-    const r = await api.get(`/api/v1/twins/${enc}/forecasts`);
+    const r = await get(`/api/v1/twins/${enc}/forecasts`);
     if (!r.ok) return;
     const box = $("#forecasts");
     const entries = Object.entries(r.data);
@@ -217,7 +223,8 @@ async function twinPage(main, twinId) {
     }
   }
   async function loadAlerts() {
-    const r = await api.get(`/api/v1/alerts?state=active&twin=${enc}`);
+    const r = await get(`/api/v1/alerts?state=active&twin=${enc}`);
+    if (r.gone) return;
     if (!r.ok) return showProblem($("#alerts"), r);
     const items = r.data.items;
     $("#alerts").replaceChildren(items.length ? el("table", { id: "alerts-table" },
@@ -250,7 +257,8 @@ async function twinPage(main, twinId) {
     if (type === "state") {
       renderState({ ...data, desired_version: data.desired_version ?? data.version });
       api.get(`/api/v1/twins/${enc}`).then((r) => { if (r.ok) st.etag = r.headers.get("ETag"); });
-      if (st.waiting && data.desired[st.waiting.param] && !(data.conflicts || []).includes(st.waiting.param) && data.status === "synchronized") {
+      const w = st.waiting, want = w && data.desired[w.param];
+      if (want && want.value === w.value && !(data.conflicts || []).includes(w.param) && data.status === "synchronized") {
         const out = $("#desired-result");
         out.className = "okmsg"; out.textContent = `${st.waiting.param} = ${st.waiting.value}: synchronized`;
         out.setAttribute("data-testid", "synchronized");
