@@ -26,7 +26,7 @@ from operators.alerts import AlertRules, KindRule
 from tests.integration.test_twin_device_loop import FakeDevice
 from tests.process_helpers import stop
 from tests.twin_fixtures import delete_topics, settings_env, twin_db, twin_settings_for  # noqa: F401
-from tests.twin_kafka import wait_for
+from tests.twin_kafka import envelope, wait_for
 from twinflow.api.tokens import TokenStore
 from twinflow.settings import AlertSettings, Settings
 
@@ -85,6 +85,12 @@ class Scores(threading.Thread):
                         "contributions": {"temp_c": 0.7, "rpm": 0.3},
                     }
                 ).encode(),
+            )
+            temp = 61.0 + (8.0 if self.high.is_set() else 0.0) + (n % 7) * 0.1
+            p.produce(
+                self.s.topics.raw,
+                key=self.twin.encode(),
+                value=envelope(self.twin, now, n, {"temp_c": temp, "rpm": 1450.0 + n % 5}),
             )
             if n % 10 == 0:
                 for i in range(1, 13):

@@ -86,6 +86,20 @@ let stream = null;
 let timers = [];
 let pageGen = 0; // bumped on every navigation: late answers for a page left behind are dropped
 
+function plot(id, traces, layout) {
+  const d = document.getElementById(id);
+  if (!d) return;
+  const m = d.querySelector(":scope > p.muted");
+  if (m) m.remove();
+  Plotly.react(d, traces, layout, CHART);
+}
+function noData(id, text) {
+  const d = document.getElementById(id);
+  if (!d) return;
+  if (d.data) Plotly.purge(d);
+  d.replaceChildren(el("p", { class: "muted" }, text));
+}
+
 function cleanup() { pageGen++; if (stream) stream.stop(); stream = null; timers.forEach(clearInterval); timers = []; }
 
 // ------------------------------------------------------------------ fleet
@@ -125,7 +139,7 @@ async function twinPage(main, twinId) {
     el("div", { class: "card kv", id: "summary" }),
     el("div", { class: "card" }, el("h2", {}, "Desired vs reported"), el("div", { id: "params" }), el("form", { id: "desired-form" }), el("p", { id: "desired-result" })),
     el("div", { class: "grid" },
-      el("div", { class: "card" }, el("h2", {}, "Live values"), el("div", { id: "live-chart", class: "chart" })),
+      el("div", { class: "card" }, el("h2", {}, "Live values"), el("div", { id: "live-chart" })),
       el("div", { class: "card" }, el("h2", {}, "Anomaly score"), el("div", { id: "score-chart", class: "chart" }))),
     el("div", { class: "card" }, el("h2", {}, "Forecasts (prediction interval)"), el("div", { id: "forecasts", class: "grid" })),
     el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
@@ -186,9 +200,20 @@ async function twinPage(main, twinId) {
       else { out.className = "error"; out.textContent = `${r.status} ${r.data.title || ""}: ${r.data.detail || ""}`; if (r.status === 412) loadState(); }
     };
   }
-  function drawLive() {
-    const traces = Object.entries(st.live).map(([n, s]) => ({ name: n, x: s.x.slice(-2000), y: s.y.slice(-2000), mode: "lines", type: "scatter" }));
-    Plotly.react("live-chart", traces, { ...LAYOUT, yaxis: { title: { text: "value" }, automargin: true } }, CHART);
+  function drawLive() {  // one chart per sensor: each has its own scale and unit
+    const names = Object.keys(st.live).sort();
+    if (!names.length) return noData("live-chart", "no readings in the last 10 minutes");
+    const box = $("#live-chart");
+    if (!box) return;
+    const m = box.querySelector(":scope > p.muted");
+    if (m) m.remove();
+    for (const n of names) {
+      const id = "live-" + n.replace(/[^A-Za-z0-9_-]/g, "_");
+      if (!document.getElementById(id)) box.append(el("div", { id, class: "chart small", "data-testid": "live-sensor" }));
+      const s = st.live[n];
+      plot(id, [{ name: n, x: s.x.slice(-3000), y: s.y.slice(-3000), mode: "lines", type: "scatter", line: { width: 1.5 } }],
+        { ...LAYOUT, margin: { l: 56, r: 12, t: 26, b: 32 }, showlegend: false, title: { text: n, font: { size: 12 } }, yaxis: { automargin: true } });
+    }
   }
   async function loadTelemetry() {
     const r = await get(`/api/v1/twins/${enc}/telemetry?from=${new Date(Date.now() - 10 * 60e3).toISOString()}`);
@@ -200,10 +225,11 @@ async function twinPage(main, twinId) {
     const r = await get(`/api/v1/twins/${enc}/scores?from=${new Date(Date.now() - 15 * 60e3).toISOString()}`);
     if (!r.ok) return;
     const d = r.data;
-    Plotly.react("score-chart", [
+    if (!d.ts.length) return noData("score-chart", "no anomaly scores yet (models warming up?)");
+    plot("score-chart", [
       { name: "anomaly score", x: d.ts, y: d.score, mode: "lines", line: { color: "#d62728" } },
       { name: "threshold", x: d.ts, y: d.threshold, mode: "lines", line: { color: "#555", dash: "dash" } },
-    ], { ...LAYOUT, yaxis: { title: { text: "score" }, rangemode: "tozero" } }, CHART);
+    ], { ...LAYOUT, yaxis: { title: { text: "score" }, rangemode: "tozero" } });
   }
   async function loadForecasts() {
     const r = await get(`/api/v1/twins/${enc}/forecasts`);
@@ -219,7 +245,7 @@ async function twinPage(main, twinId) {
         { name: "forecast", x: f.target_ts, y: f.predicted, mode: "lines", line: { color: "#1f77b4" } },
       ];
       if (f.limit !== null) traces.push({ name: "limit", x: [f.target_ts[0], f.target_ts[f.target_ts.length - 1]], y: [f.limit, f.limit], mode: "lines", line: { color: "#d62728", dash: "dot" } });
-      Plotly.react("fc-" + sensor, traces, { ...LAYOUT, title: { text: `${sensor} (made ${time(f.made_at)})`, font: { size: 12 } } }, CHART);
+      plot("fc-" + sensor, traces, { ...LAYOUT, title: { text: `${sensor} (made ${time(f.made_at)})`, font: { size: 12 } } });
     }
   }
   async function loadAlerts() {
