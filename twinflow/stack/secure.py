@@ -174,6 +174,12 @@ class Material:
                 f'key_file = "{mq.key_file}"',
                 "",
             ]
+            if not admin:  # `twinflow serve` speaks HTTPS only, with the profile's server certificate
+                lines += [
+                    "[api]",
+                    f'tls_cert_file = "{self.file("server.pem")}"',
+                    f'tls_key_file = "{self.file("server.key")}"',
+                ]
             path = self.file(name)
             path.write_text("\n".join(lines))
             out.append(path)
