@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -176,24 +177,30 @@ async def latency_run(port: int, token: str, twins: list[str], rate: float, seco
 
 
 # ------------------------------------------------------------------ SSE fan-out
+_ID = re.compile(rb"\nid: (\d+)-")
+
+
 async def sse_client(port: int, token: str, path: str, stop: asyncio.Event, delays: list[float], ready: list) -> None:
+    """Reads the stream in large chunks and takes only the ids' timestamps (cheap next to the server)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
     writer.write(
         f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
     )
     await reader.readuntil(b"\r\n\r\n")
     ready.append(1)
+    tail = b""
     while not stop.is_set():
         try:
-            line = await asyncio.wait_for(reader.readline(), 1.0)
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 1.0)
         except TimeoutError:
             continue
-        if not line:
+        if not chunk:
             return
-        i = line.find(b"id: ")  # chunked encoding: the id line may follow a chunk-size line
-        if i >= 0:
-            ts_ms = int(line[i + 4 :].split(b"-", 1)[0])
-            delays.append(time.time() - ts_ms / 1000)
+        now = time.time()
+        data = tail + chunk
+        end = data.rfind(b"\n\n") + 2  # events are complete up to the last blank line
+        tail = data[end:]
+        delays.extend(now - int(m) / 1000 for m in _ID.findall(data[:end]))
     writer.close()
 
 
@@ -258,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--changes", type=float, default=1000.0)
     ap.add_argument("--fanout-seconds", type=float, default=15.0)
+    ap.add_argument("--workers", type=int, default=1, help="twinflow serve --workers")
+    ap.add_argument("--no-fanout", action="store_true", help="only the GET latency run")
     ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
     a = ap.parse_args(argv)
     base = load_settings()
@@ -293,7 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         log = open(work / "serve.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+            [sys.executable, "-m", "twinflow.cli", "serve", "--workers", str(a.workers)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         import httpx
 
@@ -313,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         lat["server_cpu"] = (cpu1 - cpu0) / a.seconds
         print(f"GET /twins/{{id}}: {lat}", flush=True)
         fan = {}
-        for mode in ("twin", "fleet"):
+        for mode in () if a.no_fanout else ("twin", "fleet"):
             cpu0, _ = usage(proc.pid)
             fan[mode] = asyncio.run(fanout_run(s, port, token, twins, a.clients, a.changes, a.fanout_seconds, mode))
             fan[mode]["server_cpu"] = (usage(proc.pid)[0] - cpu0) / a.fanout_seconds
@@ -333,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join(
         [
             f"`GET /api/v1/twins/{{id}}` open-loop at {a.rate:g} requests/s for {a.seconds:g} s over {a.twins:,} twins"
-            f" ({a.versions} history rows each, a private PostgreSQL database), {a.connections} keep-alive"
+            f" ({a.versions} history rows each, a private PostgreSQL database), `twinflow serve --workers {a.workers}`,"
+            f" {a.connections} keep-alive"
             " connections; latency from the scheduled send time:",
             "",
             "| requests | errors | achieved /s | p50 ms | p90 ms | p99 ms | max ms | server CPU (cores) |",

@@ -19,6 +19,7 @@ console = Console()
 def serve(
     host: str = typer.Option(None, help="Address to listen on (default api.host, 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default api.port, 8080; 0 = any free port)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes (each with its own event hub)."),
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/docs) and the web view (/) until SIGTERM/Ctrl-C."""
     import logging
@@ -40,22 +41,24 @@ def serve(
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     scheme = "https" if api.tls_cert_file else "http"
-    config = uvicorn.Config(
-        app,
-        host=host or api.host,
-        port=api.port if port is None else port,
-        ssl_certfile=str(api.tls_cert_file) if api.tls_cert_file else None,
-        ssl_keyfile=str(api.tls_key_file) if api.tls_key_file else None,
-        log_level="warning",
-        timeout_graceful_shutdown=3,
-        server_header=False,
-        h11_max_incomplete_event_size=16 * 1024,  # request line + headers
-    )
-    server = uvicorn.Server(config)
+    options = {
+        "host": host or api.host,
+        "port": api.port if port is None else port,
+        "ssl_certfile": str(api.tls_cert_file) if api.tls_cert_file else None,
+        "ssl_keyfile": str(api.tls_key_file) if api.tls_key_file else None,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 3,
+        "server_header": False,
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers
+    }
     logging.getLogger("twinflow.api").info(
-        "serving on %s://%s:%s (docs at /api/docs)", scheme, config.host, config.port
+        "serving on %s://%s:%s (docs at /api/docs)", scheme, options["host"], options["port"]
     )
-    server.run()
+    if workers > 1:  # each worker process builds its own app (and event hub) from the same settings
+        uvicorn.run("twinflow.api.app:app_from_settings", factory=True, workers=workers, **options)
+    else:
+        uvicorn.Server(uvicorn.Config(app, **options)).run()
 
 
 @token_app.command("create")

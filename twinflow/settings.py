@@ -280,6 +280,7 @@ class ApiSettings(BaseModel):
     sse_keepalive_s: float = Field(15.0, gt=0)
     sse_buffer_events: int = Field(50_000, ge=0)  # recent events kept for exact Last-Event-ID resume
     db_pool_size: int = Field(8, ge=1)
+    state_cache_entries: int = Field(200_000, ge=0)  # newest twin states kept in memory (0: always the database)
 
 
 class BufferSettings(BaseModel):

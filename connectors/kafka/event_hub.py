@@ -125,6 +125,7 @@ class EventHub:
         self.by_twin: dict[str, set[Subscriber]] = {}
         self.everyone: set[Subscriber] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.state_listeners: list = []  # called with (twin_id, value bytes) for every state record
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -189,6 +190,10 @@ class EventHub:
         self.buffer.extend(events)
         for ev in events:
             self.positions[ev.part] = ev.offset + 1
+            if ev.type == "state" and self.state_listeners:
+                value = ev.frame[ev.frame.index(b"\ndata: ") + 7 : -2]
+                for listener in self.state_listeners:
+                    listener(ev.twin_id, value)
         per_sub: dict[Subscriber, list[bytes]] = {}
         for ev in events:
             for sub in (*self.by_twin.get(ev.twin_id, ()), *self.everyone):

@@ -21,6 +21,7 @@ STATE_COLUMNS = (
     "twin_id, version, event_time, status, mode, learn, reported, desired, delta, conflicts, commands,"
     " consistency_score, sync_latency_ms, last_sync_time, desync_since, change"
 )
+STATE_KEYS = tuple(c.strip() for c in STATE_COLUMNS.split(","))
 LATEST = f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s ORDER BY version DESC LIMIT 1"
 # Skip scan over twin ids after a cursor, newest state of each, with open alerts and the latest score.
 FLEET = f"""
@@ -82,6 +83,20 @@ class ApiReads:
     # ------------------------------------------------------------------ twins
     async def twin(self, twin_id: str) -> dict[str, Any] | None:
         return await self._one(LATEST, (twin_id,))
+
+    async def warm(self, cache: Any, page: int = 1000) -> int:
+        """Load the newest state of up to ``cache.max_entries`` twins into ``cache`` (start-up)."""
+        after, n = "", 0
+        while n < cache.max_entries:
+            rows = await self._all(FLEET, {"after": after, "limit": page, "status": None})
+            for row in rows:
+                state = {k: row[k] for k in STATE_KEYS}
+                cache.put_row(state)
+            n += len(rows)
+            if len(rows) < page:
+                break
+            after = rows[-1]["twin_id"]
+        return n
 
     async def fleet(self, *, after: str, limit: int, status: str | None) -> list[dict[str, Any]]:
         return await self._all(FLEET, {"after": after, "limit": limit, "status": status})

@@ -26,7 +26,9 @@ from connectors.kafka.event_hub import EventHub, HubTopics
 from connectors.postgres.api_reads import ApiReads
 from twinflow.api import problems
 from twinflow.api.auth import Authenticator
+from twinflow.api.fast_path import TwinReadFastPath
 from twinflow.api.limits import BodyLimit, RateLimit
+from twinflow.api.state_cache import StateCache
 from twinflow.api.tokens import tokens_path
 from twinflow.settings import Settings
 
@@ -62,13 +64,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         state = app.state
         await state.reads.open()
+        state.hub.state_listeners.append(state.cache.on_state)
         state.hub.start(asyncio.get_running_loop())
         await asyncio.to_thread(state.hub.ready.wait, 30)
         if state.hub.error:
             log.error("live events unavailable: %s", state.hub.error)
+        warm = asyncio.create_task(state.reads.warm(state.cache))
         try:
             yield
         finally:
+            warm.cancel()
             state.hub.stop()
             state.producer.flush(5)
             await state.reads.close()
@@ -88,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.reads = ApiReads(settings.postgres.conninfo(), api.db_pool_size)
     app.state.hub = EventHub(client_config(settings), hub_topics(settings), api.sse_buffer_events)
     app.state.producer = Producer(producer_config(settings))
+    app.state.cache = StateCache(api.state_cache_entries)
     problems.install(app)
     app.include_router(routes.router)
 
@@ -113,6 +119,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(WEB / "index.html", headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
 
+    app.add_middleware(TwinReadFastPath, state=app.state)
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
     app.add_middleware(RateLimit, rate_per_s=api.rate_per_s, burst=api.rate_burst)
     return app
+
+
+def app_from_settings() -> FastAPI:
+    """Factory for ``twinflow serve --workers N`` (each worker process reads the same settings)."""
+    from twinflow.settings import load_settings
+
+    return create_app(load_settings())

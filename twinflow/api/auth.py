@@ -38,7 +38,10 @@ class Authenticator:
         return self._store
 
     def subject(self, request: Request) -> str | None:
-        header = request.headers.get("authorization")
+        return self.subject_of(request.headers.get("authorization"))
+
+    def subject_of(self, header: str | None) -> str | None:
+        """The subject of an ``Authorization`` header value (None: no header); raises a 401 problem."""
         if header is None:
             return None
         scheme, _, token = header.partition(" ")

@@ -46,8 +46,12 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        has_body = False
         for name, value in scope.get("headers", ()):
+            if name == b"transfer-encoding":
+                has_body = True
             if name == b"content-length":
+                has_body = True
                 try:
                     declared = int(value)
                 except ValueError:
@@ -56,6 +60,8 @@ class BodyLimit:
                     return await _send_problem(
                         send, 413, "too-large", f"the body may be at most {self.max_bytes} bytes", path
                     )
+        if not has_body:  # nothing to count (GET): no wrapping on the hot path
+            return await self.app(scope, receive, send)
         seen = 0
         started = False
 

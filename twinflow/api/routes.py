@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from operators.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from twinflow.api.problems import Problem
+from twinflow.api.state_cache import desired_version, encode_state
 
 router = APIRouter(prefix="/api/v1")
 TwinIdPath = Annotated[str, Path(description="A twin id, e.g. pump-001", max_length=128)]
@@ -62,11 +63,6 @@ def twin_id_ok(twin_id: str) -> str:
     if not re.match(TWIN_ID_PATTERN, twin_id):
         raise Problem(400, "bad-twin-id", f"{twin_id[:140]!r} is not a twin id ({TWIN_ID_PATTERN})")
     return twin_id
-
-
-def desired_version(state: dict[str, Any]) -> int:
-    """The version of the desired document (the ETag): moves only when desired values or the mode change."""
-    return int(state.get("desired_version") or state["version"])
 
 
 def etag(state: dict[str, Any]) -> str:
@@ -165,12 +161,17 @@ async def list_twins(
 
 
 @router.get("/twins/{twin_id}", response_class=JSON, summary="A twin's state document (ETag: desired version)")
-async def get_twin(request: Request, twin_id: TwinIdPath, _: Reader) -> JSON:
-    row = await request.app.state.reads.twin(twin_id_ok(twin_id))
-    if row is None:
-        raise Problem(404, "no-such-twin", f"no state for twin {twin_id!r}")
-    row["desired_version"] = desired_version(row)
-    return JSON(row, headers={"ETag": etag(row), "Cache-Control": "no-cache"})
+async def get_twin(request: Request, twin_id: TwinIdPath, _: Reader) -> Response:
+    state = request.app.state
+    cache = state.cache if state.cache.max_entries and state.hub.ready.is_set() and not state.hub.error else None
+    entry = cache.get(twin_id) if cache is not None else None
+    if entry is None:
+        row = await state.reads.twin(twin_id_ok(twin_id))
+        if row is None:
+            raise Problem(404, "no-such-twin", f"no state for twin {twin_id!r}")
+        entry = state.cache.put_row(row) if cache is not None else encode_state(row)
+    _version, desired, body = entry
+    return Response(body, media_type="application/json", headers={"ETag": f'"{desired}"', "Cache-Control": "no-cache"})
 
 
 @router.get("/twins/{twin_id}/history", response_class=JSON, summary="State versions in a time range, or as of `at`")
