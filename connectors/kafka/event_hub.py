@@ -194,16 +194,27 @@ class EventHub:
                 value = ev.frame[ev.frame.index(b"\ndata: ") + 7 : -2]
                 for listener in self.state_listeners:
                     listener(ev.twin_id, value)
-        per_sub: dict[Subscriber, list[bytes]] = {}
-        for ev in events:
-            for sub in (*self.by_twin.get(ev.twin_id, ()), *self.everyone):
-                if sub.wants(ev):
-                    per_sub.setdefault(sub, []).append(ev.frame)
-        for sub, frames in per_sub.items():
+        chunks: dict[Subscriber, bytes] = {}
+        if self.by_twin:
+            per_sub: dict[Subscriber, list[bytes]] = {}
+            for ev in events:
+                for sub in self.by_twin.get(ev.twin_id, ()):
+                    if sub.wants(ev):
+                        per_sub.setdefault(sub, []).append(ev.frame)
+            chunks = {sub: b"".join(frames) for sub, frames in per_sub.items()}
+        # Subscribers of every twin with the same event types get the same bytes, joined once.
+        shared: dict[frozenset[str], bytes] = {}
+        for sub in self.everyone:
+            chunk = shared.get(sub.types)
+            if chunk is None:
+                chunk = shared[sub.types] = b"".join(ev.frame for ev in events if ev.type in sub.types)
+            if chunk:
+                chunks[sub] = chunk
+        for sub, chunk in chunks.items():
             if sub.overflowed:
                 continue
             try:
-                sub.queue.put_nowait(b"".join(frames))
+                sub.queue.put_nowait(chunk)
             except asyncio.QueueFull:
                 sub.overflowed = True  # the stream ends; the client resumes with Last-Event-ID
 
