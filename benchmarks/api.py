@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.machine import append_result
 from benchmarks.processes import usage
@@ -78,16 +79,18 @@ def state_doc(twin: str, version: int, now: datetime) -> dict:
     }
 
 
+SEED_COPY = (
+    "COPY twin_state_history (twin_id, version, event_time, status, mode, learn, reported, desired, delta,"
+    " conflicts, commands, consistency_score, sync_latency_ms, last_sync_time, change) FROM STDIN"
+)
+
+
 def seed(conninfo: str, twins: list[str], versions: int) -> None:
     now = datetime.now(UTC)
-    cols = (
-        "twin_id, version, event_time, status, mode, learn, reported, desired, delta, conflicts, commands,"
-        " consistency_score, sync_latency_ms, last_sync_time, change"
-    )
     with (
         psycopg.connect(conninfo) as conn,
         conn.cursor() as cur,
-        cur.copy(f"COPY twin_state_history ({cols}) FROM STDIN") as cp,
+        cur.copy(SEED_COPY) as cp,
     ):
         for t in twins:
             for v in range(1, versions + 1):
@@ -272,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     base = load_settings()
     db = f"twinflow_bench_api_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(_superuser(base), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db} OWNER {base.postgres.user}")
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(base.postgres.user))
+        )
     sfx = uuid.uuid4().hex[:8]
     tw = TwinSettings(state_topic=f"bench.state.{sfx}", alerts_topic=f"bench.alerts.{sfx}", partitions=4)
     s = base.model_copy(update={"postgres": base.postgres.model_copy(update={"dbname": db}), "twin": tw})
@@ -337,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.terminate()
             proc.wait(20)
         with psycopg.connect(_superuser(base), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
         from confluent_kafka.admin import AdminClient
 
         from connectors.kafka.clients import client_config

@@ -123,6 +123,15 @@ _ACTION_SQL = {
     + " WHERE state <> 'resolved' AND out_of_service",
 }
 
+ACTION_SQL = {  # complete statements, built once from the constants above
+    action: "UPDATE alerts SET updated_at = %(ts)s, " + change + " AND alert_id = %(id)s"
+    for action, change in _ACTION_SQL.items()
+}
+LIST_ALERTS = (
+    f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = ANY(%s) AND (%s::text IS NULL OR twin_id = %s)"
+    " AND (%s::text[] IS NULL OR isa_state = ANY(%s::text[])) ORDER BY opened_at DESC LIMIT %s"
+)
+
 
 def _alert_params(a: Alert) -> dict[str, Any]:
     d = msgspec.structs.asdict(a)
@@ -200,12 +209,7 @@ class AlertStore:
 
         def run(conn: psycopg.Connection) -> list[dict]:
             with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(
-                    f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = ANY(%s) AND (%s::text IS NULL OR twin_id = %s)"
-                    " AND (%s::text[] IS NULL OR isa_state = ANY(%s::text[]))"
-                    " ORDER BY opened_at DESC LIMIT %s",
-                    (list(states), twin_id, twin_id, isa_states, isa_states, limit),
-                )
+                cur.execute(LIST_ALERTS, (list(states), twin_id, twin_id, isa_states, isa_states, limit))
                 return cur.fetchall()
 
         return self._tx(run, "listing alerts")
@@ -230,7 +234,7 @@ class AlertStore:
     ) -> bool:
         """Apply an action to the row at once (the flow confirms it with a new version)."""
         params: dict[str, Any] = {"id": alert_id, "by": by, "ts": ts, "until": until, "note": note}
-        sql = "UPDATE alerts SET updated_at = %(ts)s, " + _ACTION_SQL[action] + " AND alert_id = %(id)s"
+        sql = ACTION_SQL[action]
 
         def run(conn: psycopg.Connection) -> bool:
             return conn.execute(sql, params).rowcount > 0

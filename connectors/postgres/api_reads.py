@@ -51,6 +51,35 @@ LIMIT %(limit)s
 """
 
 
+STATE_AT = (
+    f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s AND event_time <= %s"
+    " ORDER BY event_time DESC, version DESC LIMIT 1"
+)
+HISTORY = (
+    f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s"
+    " AND (%s::timestamptz IS NULL OR event_time >= %s) AND (%s::timestamptz IS NULL OR event_time < %s)"
+    " ORDER BY version DESC LIMIT %s"
+)
+TELEMETRY_RAW = (
+    "SELECT sensor, ts, value, quality FROM telemetry WHERE twin_id = %s"
+    " AND (%s::text[] IS NULL OR sensor = ANY(%s::text[])) AND ts >= %s AND ts < %s ORDER BY sensor, ts LIMIT %s"
+)
+_BUCKETED = (
+    "SELECT sensor, {fn} AS ts, avg(value) AS mean, min(value) AS min, max(value) AS max, count(*) AS n"
+    " FROM telemetry WHERE twin_id = %s AND (%s::text[] IS NULL OR sensor = ANY(%s::text[]))"
+    " AND ts >= %s AND ts < %s GROUP BY 1, 2 ORDER BY 1, 2 LIMIT %s"
+)
+TELEMETRY_BUCKETS = {  # TimescaleDB, plain PostgreSQL ≥ 14
+    True: _BUCKETED.format(fn="time_bucket(%s, ts)"),
+    False: _BUCKETED.format(fn="date_bin(%s, ts, TIMESTAMPTZ '2000-01-01')"),
+}
+ALERTS = (
+    f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = ANY(%s) AND (%s::text IS NULL OR twin_id = %s)"
+    " AND (%s::text[] IS NULL OR isa_state = ANY(%s::text[])) ORDER BY opened_at DESC LIMIT %s"
+)
+ALERT = f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s"
+
+
 class ApiReads:
     """One pool for the server's lifetime; ``open()`` at start-up, ``close()`` at shutdown."""
 
@@ -102,21 +131,12 @@ class ApiReads:
         return await self._all(FLEET, {"after": after, "limit": limit, "status": status})
 
     async def state_at(self, twin_id: str, at: datetime) -> dict[str, Any] | None:
-        return await self._one(
-            f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s AND event_time <= %s"
-            " ORDER BY event_time DESC, version DESC LIMIT 1",
-            (twin_id, at),
-        )
+        return await self._one(STATE_AT, (twin_id, at))
 
     async def history(
         self, twin_id: str, since: datetime | None, until: datetime | None, limit: int
     ) -> list[dict[str, Any]]:
-        return await self._all(
-            f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s"
-            " AND (%s::timestamptz IS NULL OR event_time >= %s) AND (%s::timestamptz IS NULL OR event_time < %s)"
-            " ORDER BY version DESC LIMIT %s",
-            (twin_id, since, since, until, until, limit),
-        )
+        return await self._all(HISTORY, (twin_id, since, since, until, until, limit))
 
     # ------------------------------------------------------------------ telemetry and model outputs
     async def sensors(self, twin_id: str, since: datetime) -> list[str]:
@@ -136,19 +156,9 @@ class ApiReads:
     ) -> list[dict[str, Any]]:
         """Raw readings, or per bucket: mean, min, max and count."""
         if bucket is None:
-            return await self._all(
-                "SELECT sensor, ts, value, quality FROM telemetry WHERE twin_id = %s"
-                " AND (%s::text[] IS NULL OR sensor = ANY(%s::text[])) AND ts >= %s AND ts < %s"
-                " ORDER BY sensor, ts LIMIT %s",
-                (twin_id, sensors, sensors, since, until, limit),
-            )
-        fn = "time_bucket(%s, ts)" if self.timescale else "date_bin(%s, ts, TIMESTAMPTZ '2000-01-01')"
-        return await self._all(
-            f"SELECT sensor, {fn} AS ts, avg(value) AS mean, min(value) AS min, max(value) AS max, count(*) AS n"
-            " FROM telemetry WHERE twin_id = %s AND (%s::text[] IS NULL OR sensor = ANY(%s::text[]))"
-            " AND ts >= %s AND ts < %s GROUP BY 1, 2 ORDER BY 1, 2 LIMIT %s",
-            (bucket, twin_id, sensors, sensors, since, until, limit),
-        )
+            return await self._all(TELEMETRY_RAW, (twin_id, sensors, sensors, since, until, limit))
+        sql = TELEMETRY_BUCKETS[self.timescale]
+        return await self._all(sql, (bucket, twin_id, sensors, sensors, since, until, limit))
 
     async def scores(self, twin_id: str, since: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:
         return await self._all(
@@ -173,11 +183,7 @@ class ApiReads:
     async def alerts(
         self, *, states: list[str], isa_states: list[str] | None, twin_id: str | None, limit: int
     ) -> list[dict[str, Any]]:
-        return await self._all(
-            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = ANY(%s) AND (%s::text IS NULL OR twin_id = %s)"
-            " AND (%s::text[] IS NULL OR isa_state = ANY(%s::text[])) ORDER BY opened_at DESC LIMIT %s",
-            (states, twin_id, twin_id, isa_states, isa_states, limit),
-        )
+        return await self._all(ALERTS, (states, twin_id, twin_id, isa_states, isa_states, limit))
 
     async def alert(self, alert_id: str) -> dict[str, Any] | None:
-        return await self._one(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s", (alert_id,))
+        return await self._one(ALERT, (alert_id,))

@@ -82,9 +82,20 @@ def test_acknowledge_and_shelve_an_alert(page: Page, live: Live, scores_high):
     alert_row.locator("[data-testid=ack]").click()
     row = page.locator(f"#alerts-table tr[data-alert='{alert_id}']")
     expect(row.locator("[data-testid=isa-state]")).to_contain_text("ack_active")
-    answers = iter(["5", "pump being serviced"])
-    page.on("dialog", lambda d: d.accept(next(answers)))
+    unexpected: list[str] = []
+
+    def answer(dialog) -> None:
+        if "how many minutes" in dialog.message:
+            dialog.accept("5")
+        elif "Reason" in dialog.message:
+            dialog.accept("pump being serviced")
+        else:  # an alert() with an error
+            unexpected.append(dialog.message)
+            dialog.accept()
+
+    page.on("dialog", answer)
     row.locator("[data-testid=shelve]").click()
+    assert not unexpected, unexpected
     expect(row.locator("[data-testid=isa-state]")).to_contain_text("shelved")
     expect(row.locator("[data-testid=unshelve]")).to_be_visible()
     page.screenshot(path=live.artefacts / "web-alerts.png", full_page=True)

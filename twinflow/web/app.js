@@ -281,8 +281,9 @@ async function twinPage(main, twinId) {
   await Promise.all([loadState(), loadTelemetry(), loadScores(), loadForecasts(), loadAlerts()]);
   stream = new EventStream(`/api/v1/twins/${enc}/events`, (type, data) => {
     if (type === "state") {
-      renderState({ ...data, desired_version: data.desired_version ?? data.version });
-      api.get(`/api/v1/twins/${enc}`).then((r) => { if (r.ok) st.etag = r.headers.get("ETag"); });
+      const desiredVersion = data.desired_version || data.version;  // the server's ETag rule (state_cache.py)
+      st.etag = `"${desiredVersion}"`;
+      renderState({ ...data, desired_version: desiredVersion });
       const w = st.waiting, want = w && data.desired[w.param];
       if (want && want.value === w.value && !(data.conflicts || []).includes(w.param) && data.status === "synchronized") {
         const out = $("#desired-result");
