@@ -23,15 +23,17 @@ STATE_COLUMNS = (
 )
 STATE_KEYS = tuple(c.strip() for c in STATE_COLUMNS.split(","))
 LATEST = f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s ORDER BY version DESC LIMIT 1"
-# Skip scan over twin ids after a cursor, newest state of each, with open alerts and the latest score.
-FLEET = f"""
+# Skip scan over twin ids after a cursor, newest state of each, with open alerts and the latest score
+# (and health index, where the schema has it: issue 12's anomaly_scores.health).
+_FLEET = f"""
 WITH RECURSIVE ids AS (
     (SELECT twin_id FROM twin_state_history WHERE twin_id > %(after)s ORDER BY twin_id LIMIT 1)
     UNION ALL
     SELECT (SELECT h.twin_id FROM twin_state_history h WHERE h.twin_id > ids.twin_id ORDER BY h.twin_id LIMIT 1)
     FROM ids WHERE ids.twin_id IS NOT NULL
 )
-SELECT s.*, coalesce(a.open_alerts, 0) AS open_alerts, a.worst_severity, sc.score, sc.threshold, sc.score_ts
+SELECT s.*, coalesce(a.open_alerts, 0) AS open_alerts, a.worst_severity, sc.score, sc.threshold, sc.score_ts,
+       sc.health
 FROM ids
 CROSS JOIN LATERAL (
     SELECT {STATE_COLUMNS} FROM twin_state_history h WHERE h.twin_id = ids.twin_id ORDER BY version DESC LIMIT 1
@@ -43,7 +45,8 @@ LEFT JOIN LATERAL (
     FROM alerts WHERE alerts.twin_id = ids.twin_id AND state <> 'resolved'
 ) a ON true
 LEFT JOIN LATERAL (
-    SELECT score, threshold, ts AS score_ts FROM anomaly_scores WHERE anomaly_scores.twin_id = ids.twin_id
+    SELECT score, threshold, ts AS score_ts, {{health}} AS health FROM anomaly_scores
+    WHERE anomaly_scores.twin_id = ids.twin_id
     ORDER BY ts DESC LIMIT 1
 ) sc ON true
 WHERE ids.twin_id IS NOT NULL AND (%(status)s::text IS NULL OR s.status = %(status)s)
@@ -51,6 +54,17 @@ LIMIT %(limit)s
 """
 
 
+FLEET = {True: _FLEET.replace("{health}", "health"), False: _FLEET.replace("{health}", "NULL::float8")}
+_SCORES = (
+    "SELECT ts, score, threshold, is_anomaly, contributions, {health} AS health FROM ("
+    " SELECT * FROM anomaly_scores WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s"
+    ") s ORDER BY ts"
+)
+SCORES = {True: _SCORES.replace("{health}", "health"), False: _SCORES.replace("{health}", "NULL::float8")}
+HAS_HEALTH = (
+    "SELECT 1 AS ok FROM information_schema.columns WHERE table_schema = current_schema()"
+    " AND table_name = 'anomaly_scores' AND column_name = 'health'"
+)
 STATE_AT = (
     f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s AND event_time <= %s"
     " ORDER BY event_time DESC, version DESC LIMIT 1"
@@ -88,10 +102,12 @@ class ApiReads:
             conninfo, min_size=min(2, size), max_size=size, open=False, kwargs={"row_factory": dict_row}
         )
         self.timescale = False
+        self.health = False  # the schema has anomaly_scores.health (issue 12)
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
         self.timescale = bool(await self._one("SELECT 1 AS ok FROM pg_extension WHERE extname = 'timescaledb'", ()))
+        self.health = bool(await self._one(HAS_HEALTH, ()))
 
     async def close(self) -> None:
         await self.pool.close()
@@ -117,7 +133,7 @@ class ApiReads:
         """Load the newest state of up to ``cache.max_entries`` twins into ``cache`` (start-up)."""
         after, n = "", 0
         while n < cache.max_entries:
-            rows = await self._all(FLEET, {"after": after, "limit": page, "status": None})
+            rows = await self._all(FLEET[self.health], {"after": after, "limit": page, "status": None})
             for row in rows:
                 state = {k: row[k] for k in STATE_KEYS}
                 cache.put_row(state)
@@ -128,7 +144,7 @@ class ApiReads:
         return n
 
     async def fleet(self, *, after: str, limit: int, status: str | None) -> list[dict[str, Any]]:
-        return await self._all(FLEET, {"after": after, "limit": limit, "status": status})
+        return await self._all(FLEET[self.health], {"after": after, "limit": limit, "status": status})
 
     async def state_at(self, twin_id: str, at: datetime) -> dict[str, Any] | None:
         return await self._one(STATE_AT, (twin_id, at))
@@ -161,12 +177,7 @@ class ApiReads:
         return await self._all(sql, (bucket, twin_id, sensors, sensors, since, until, limit))
 
     async def scores(self, twin_id: str, since: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:
-        return await self._all(
-            "SELECT ts, score, threshold, is_anomaly, contributions FROM ("
-            " SELECT * FROM anomaly_scores WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s"
-            ") s ORDER BY ts",
-            (twin_id, since, until, limit),
-        )
+        return await self._all(SCORES[self.health], (twin_id, since, until, limit))
 
     async def forecasts(self, twin_id: str) -> list[dict[str, Any]]:
         """The latest forecast of each sensor: its points with their intervals and the limit."""

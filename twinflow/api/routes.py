@@ -237,7 +237,7 @@ async def twin_scores(
     since = _since(_aware(from_, "from"), timedelta(minutes=15))
     until = _aware(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
     rows = await request.app.state.reads.scores(twin_id, since, until, limit)
-    return JSON({k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly")})
+    return JSON({k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly", "health")})
 
 
 @router.get("/twins/{twin_id}/forecasts", response_class=JSON, summary="The latest forecast per sensor")

@@ -140,7 +140,7 @@ async function twinPage(main, twinId) {
     el("div", { class: "card" }, el("h2", {}, "Desired vs reported"), el("div", { id: "params" }), el("form", { id: "desired-form" }), el("p", { id: "desired-result" })),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("h2", {}, "Live values"), el("div", { id: "live-chart" })),
-      el("div", { class: "card" }, el("h2", {}, "Anomaly score"), el("div", { id: "score-chart", class: "chart" }))),
+      el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-chart", class: "chart" }))),
     el("div", { class: "card" }, el("h2", {}, "Forecasts (prediction interval)"), el("div", { id: "forecasts", class: "grid" })),
     el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
   );
@@ -226,10 +226,12 @@ async function twinPage(main, twinId) {
     if (!r.ok) return;
     const d = r.data;
     if (!d.ts.length) return noData("score-chart", "no anomaly scores yet (models warming up?)");
-    plot("score-chart", [
+    const traces = [
       { name: "anomaly score", x: d.ts, y: d.score, mode: "lines", line: { color: "#d62728" } },
       { name: "threshold", x: d.ts, y: d.threshold, mode: "lines", line: { color: "#555", dash: "dash" } },
-    ], { ...LAYOUT, yaxis: { title: { text: "score" }, rangemode: "tozero" } });
+    ];
+    if (d.health.some((h) => h !== null)) traces.push({ name: "health index", x: d.ts, y: d.health, mode: "lines", line: { color: "#2ca02c" } });
+    plot("score-chart", traces, { ...LAYOUT, yaxis: { title: { text: "score" }, rangemode: "tozero" } });
   }
   async function loadForecasts() {
     const r = await get(`/api/v1/twins/${enc}/forecasts`);
