@@ -56,6 +56,7 @@ def test_fleet_to_twin_and_a_setpoint_synchronizes(page: Page, live: Live):
     row.locator("a").click()
     speed = page.locator("#params-table tr[data-param='speed']")
     expect(speed).to_be_visible()
+    expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))  # the twin's event stream is open
     expect(page.locator("[data-testid=live-sensor] .main-svg").first).to_be_visible()  # a Plotly chart was drawn
     current = float(speed.locator("[data-testid=reported]").inner_text())
     target = 150.0 if abs(current - 150.0) > 20 else 100.0

@@ -138,9 +138,8 @@ async function twinPage(main, twinId) {
     el("h1", {}, twinId, " ", el("span", { id: "status" })),
     el("div", { class: "card kv", id: "summary" }),
     el("div", { class: "card" }, el("h2", {}, "Desired vs reported"), el("div", { id: "params" }), el("form", { id: "desired-form" }), el("p", { id: "desired-result" })),
-    el("div", { class: "grid" },
-      el("div", { class: "card" }, el("h2", {}, "Live values"), el("div", { id: "live-chart" })),
-      el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-chart", class: "chart" }))),
+    el("div", { class: "card" }, el("h2", {}, "Live values (last 10 minutes)"), el("div", { id: "live-chart", class: "grid small" })),
+    el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-chart", class: "chart" })),
     el("div", { class: "card" }, el("h2", {}, "Forecasts (prediction interval)"), el("div", { id: "forecasts", class: "grid" })),
     el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
   );
@@ -155,8 +154,21 @@ async function twinPage(main, twinId) {
     st.etag = r.headers.get("ETag");
     renderState(r.data);
   }
+  // State events can come many times a second: the data is taken at once, the page is painted at most
+  // twice a second (table cells updated in place) and the charts redrawn at most once a second.
   function renderState(doc) {
     st.doc = doc;
+    for (const [n, v] of Object.entries(doc.reported || {})) {
+      const s = (st.live[n] = st.live[n] || { x: [], y: [] });
+      if (!s.x.length || s.x[s.x.length - 1] !== v.ts) { s.x.push(v.ts); s.y.push(v.value); }
+    }
+    if (!st.paintTimer) st.paintTimer = setTimeout(paint, st.painted ? 500 : 0);
+  }
+  function paint() {
+    st.paintTimer = null;
+    st.painted = true;
+    const doc = st.doc;
+    if (gen !== pageGen || !$("#summary")) return;
     $("#status").replaceChildren(badge(doc.status), " ", badge(doc.mode, "mode"));
     $("#summary").replaceChildren(
       el("div", {}, "state version", el("b", { "data-testid": "version" }, String(doc.version))),
@@ -165,25 +177,27 @@ async function twinPage(main, twinId) {
       el("div", {}, "sync latency", el("b", {}, doc.sync_latency_ms === null ? "–" : fmt(doc.sync_latency_ms, 2) + " ms")),
       el("div", {}, "updated", el("b", {}, time(doc.event_time))));
     const names = [...new Set([...Object.keys(doc.reported || {}), ...Object.keys(doc.desired || {})])].sort();
-    $("#params").replaceChildren(el("table", { id: "params-table" },
-      el("thead", {}, el("tr", {}, ["parameter", "reported", "desired", "delta", "in sync", "command"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, names.map((n) => {
-        const rep = doc.reported[n], des = doc.desired[n], cmd = (doc.commands || {})[n];
-        const synced = !(doc.conflicts || []).includes(n);
-        return el("tr", { "data-param": n },
-          el("td", {}, n), el("td", { "data-testid": "reported" }, rep ? fmt(rep.value) : "–"),
-          el("td", { "data-testid": "desired" }, des ? fmt(des.value) : "–"),
-          el("td", {}, doc.delta && n in doc.delta ? fmt(doc.delta[n]) : "–"),
-          el("td", { "data-testid": "in-sync" }, synced ? badge("yes", "ok") : badge("no", "desynced")),
-          el("td", {}, cmd ? `${cmd.status} (attempt ${cmd.attempt})` : ""));
-      }))));
-    if (!$("#desired-form").childElementCount) buildForm(names);
-    for (const [n, v] of Object.entries(doc.reported || {})) {
-      (st.live[n] = st.live[n] || { x: [], y: [] });
-      const s = st.live[n];
-      if (!s.x.length || s.x[s.x.length - 1] !== v.ts) { s.x.push(v.ts); s.y.push(v.value); }
+    const cells = (n) => {
+      const rep = doc.reported[n], des = doc.desired[n], cmd = (doc.commands || {})[n];
+      const synced = !(doc.conflicts || []).includes(n);
+      return [n, rep ? fmt(rep.value) : "–", des ? fmt(des.value) : "–", doc.delta && n in doc.delta ? fmt(doc.delta[n]) : "–",
+        synced ? badge("yes", "ok") : badge("no", "desynced"), cmd ? `${cmd.status} (attempt ${cmd.attempt})` : ""];
+    };
+    const ids = [null, "reported", "desired", null, "in-sync", null];
+    const table = $("#params-table");
+    if (table && table.dataset.names === names.join(",")) {
+      for (const n of names) {  // same parameters: update the cells in place
+        const tds = table.querySelector(`tr[data-param="${CSS.escape(n)}"]`).children;
+        cells(n).forEach((c, i) => { if (typeof c === "string") { if (tds[i].textContent !== c) tds[i].textContent = c; } else if (tds[i].textContent !== c.textContent) tds[i].replaceChildren(c); });
+      }
+    } else {
+      $("#params").replaceChildren(el("table", { id: "params-table", "data-names": names.join(",") },
+        el("thead", {}, el("tr", {}, ["parameter", "reported", "desired", "delta", "in sync", "command"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, names.map((n) => el("tr", { "data-param": n }, cells(n).map((c, i) => el("td", ids[i] ? { "data-testid": ids[i] } : {}, c)))))));
     }
-    drawLive();
+    if (!$("#desired-form").childElementCount) buildForm(names);
+    const now = Date.now();
+    if (!st.drawnAt || now - st.drawnAt >= 1000) { st.drawnAt = now; drawLive(); }
   }
   function buildForm(names) {
     const f = $("#desired-form");
@@ -207,12 +221,19 @@ async function twinPage(main, twinId) {
     if (!box) return;
     const m = box.querySelector(":scope > p.muted");
     if (m) m.remove();
+    const now = Date.now();
+    const start = Math.max(now - 10 * 60e3, Math.min(...names.map((n) => Date.parse(st.live[n].x[0]))));
+    const range = [new Date(start).toISOString(), new Date(now).toISOString()];
     for (const n of names) {
       const id = "live-" + n.replace(/[^A-Za-z0-9_-]/g, "_");
       if (!document.getElementById(id)) box.append(el("div", { id, class: "chart small", "data-testid": "live-sensor" }));
       const s = st.live[n];
-      plot(id, [{ name: n, x: s.x.slice(-3000), y: s.y.slice(-3000), mode: "lines", type: "scatter", line: { width: 1.5 } }],
-        { ...LAYOUT, margin: { l: 56, r: 12, t: 26, b: 32 }, showlegend: false, title: { text: n, font: { size: 12 } }, yaxis: { automargin: true } });
+      // a value that rarely changes is reported rarely: draw it as a step up to now on the shared window
+      if (s.x.length > 6000) { s.x.splice(0, s.x.length - 3000); s.y.splice(0, s.y.length - 3000); }
+      const x = [...s.x.slice(-3000), range[1]], y = [...s.y.slice(-3000), s.y[s.y.length - 1]];
+      plot(id, [{ name: n, x, y, mode: "lines", type: "scatter", line: { width: 1.5, shape: "hv" } }],
+        { ...LAYOUT, margin: { l: 56, r: 12, t: 26, b: 32 }, showlegend: false, title: { text: n, font: { size: 12 } },
+          xaxis: { type: "date", range }, yaxis: { automargin: true } });
     }
   }
   async function loadTelemetry() {
@@ -241,11 +262,18 @@ async function twinPage(main, twinId) {
     if (!entries.length) return box.replaceChildren(el("p", { class: "muted" }, "no forecasts yet"));
     box.replaceChildren(...entries.map(([sensor]) => el("div", { id: "fc-" + sensor, class: "chart", "data-testid": "forecast-chart" })));
     for (const [sensor, f] of entries) {
+      const mode = f.target_ts.length <= 20 ? "lines+markers" : "lines";
       const traces = [
         { name: "upper", x: f.target_ts, y: f.upper, mode: "lines", line: { width: 0 }, showlegend: false, hoverinfo: "skip" },
         { name: "interval", x: f.target_ts, y: f.lower, mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: "rgba(31,119,180,0.2)" },
-        { name: "forecast", x: f.target_ts, y: f.predicted, mode: "lines", line: { color: "#1f77b4" } },
+        { name: "forecast", x: f.target_ts, y: f.predicted, mode, line: { color: "#1f77b4" } },
       ];
+      const seen = st.live[sensor];  // the recent readings before the forecast, for context
+      if (seen && seen.x.length) {
+        const from = Date.parse(f.made_at) - Math.max(60e3, 3 * (Date.parse(f.target_ts[f.target_ts.length - 1]) - Date.parse(f.made_at)));
+        const keep = seen.x.map((t, i) => [t, i]).filter(([t]) => Date.parse(t) >= from);
+        traces.push({ name: "observed", x: keep.map(([t]) => t), y: keep.map(([, i]) => seen.y[i]), mode: "lines", line: { color: "#555", width: 1 } });
+      }
       if (f.limit !== null) traces.push({ name: "limit", x: [f.target_ts[0], f.target_ts[f.target_ts.length - 1]], y: [f.limit, f.limit], mode: "lines", line: { color: "#d62728", dash: "dot" } });
       plot("fc-" + sensor, traces, { ...LAYOUT, title: { text: `${sensor} (made ${time(f.made_at)})`, font: { size: 12 } } });
     }
