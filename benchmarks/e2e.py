@@ -34,7 +34,6 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
-from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
@@ -194,12 +193,10 @@ def run_latency(base, run: str, max_rate: float, args) -> list[latency.Phase]:
 
 def cleanup(settings, prefix: str) -> None:
     """Delete the run's rows and topics."""
-    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-        for table in ("telemetry", "anomaly_scores", "forecasts", "twin_state_history", "telemetry_windows"):
-            db.execute(
-                sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table)),
-                (prefix + "-%",),
-            )
+    from benchmarks.cleanup import delete_run_rows
+
+    tables = ("telemetry", "anomaly_scores", "forecasts", "twin_state_history", "telemetry_windows")
+    delete_run_rows(settings.postgres.conninfo(), tables, prefix)
     AdminClient(client_config(settings)).delete_topics([t.name for t in topic_specs(settings)])
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from psycopg import sql
 
 from benchmarks.e2e import ProcStats, generate, sample
 from benchmarks.processes import flow_command
@@ -65,12 +64,9 @@ DB_TABLES = {
 
 
 def delete_rows(conninfo: str, prefix: str) -> None:
-    with psycopg.connect(conninfo, autocommit=True) as db:
-        for tables in DB_TABLES.values():
-            for table, _, _ in tables:
-                db.execute(
-                    sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table)), (prefix + "-%",)
-                )
+    from benchmarks.cleanup import delete_run_rows
+
+    delete_run_rows(conninfo, [table for tables in DB_TABLES.values() for table, _, _ in tables], prefix)
 
 
 def db_digest(conninfo: str, flow: str, prefix: str) -> tuple[str, int]:

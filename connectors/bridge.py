@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import threading
 from abc import ABC, abstractmethod
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any
 from connectors.kafka.commands import CommandListener
 from connectors.kafka.publisher import Publisher
 from connectors.loop_thread import LoopThread
+from connectors.stopping import STOP_FLUSH_S, stop_on_signals
 from operators.commands import Command, Refused  # noqa: F401 - re-exported for bridges
 from operators.readings import SeqCounter, envelope, iso_ts
 from twinflow.mapping import Mapping, require
@@ -114,18 +114,20 @@ class Bridge(ABC):
             self.commands.start()
         return self
 
-    def stop(self, flush_timeout: float = 30.0) -> None:
+    def stop(self, flush_timeout: float = 30.0, join_timeout: float = 15.0) -> None:
+        """Stop the command path and the device side (each given ``join_timeout``), then deliver
+        what is buffered (up to ``flush_timeout``; the rest stays in the spill file)."""
         if self.commands is not None:
-            self.commands.stop()
-        self.runner.stop()
+            self.commands.stop(join_timeout)
+        self.runner.stop(join_timeout)
         self.publisher.close(flush_timeout)
         log.info("%s bridge stopped: %d values in %d envelopes", self.protocol, self.values, self.envelopes)
 
     def run_forever(self) -> None:
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+        """Run until SIGTERM/SIGINT; then deliver what is buffered (what Kafka does not take in
+        :data:`STOP_FLUSH_S` stays in the spill file for the next run)."""
+        stop = stop_on_signals()
         self.start()
         while not stop.wait(10):
             log.info("%s: %d values, publisher %s", self.protocol, self.values, self.publisher.stats())
-        self.stop()
+        self.stop(STOP_FLUSH_S, join_timeout=1.5)  # with the flush: within STOP_WITHIN_S

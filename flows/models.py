@@ -91,7 +91,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
             try:
                 if m.topic == status_topic:
                     st = decode(TwinStatus, m.value)
-                    out.append((st.twin_id, Status(st.maintenance)))
+                    out.append((st.twin_id, Status(not st.learn)))  # simulating: no learning either
                 elif m.topic == control_topic:
                     rec = model_control.decode(m.value or b"")
                     out.append((rec.twin_id, Reset(rec.requested_by)))

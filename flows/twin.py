@@ -1,8 +1,14 @@
 """Twin reconciliation flow: telemetry.raw + twin.desired + twin.acks → per-twin state and windows.
 
 Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.alerts``,
-``telemetry.late``, bad desired/ack records → ``telemetry.dlq``; state history, sync quality
-and window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin_processor`.
+``telemetry.late``, ``twin.desired.outcomes`` (+ ``twin.desired.rejected``), ``twin.status``
+(the twin's mode), bad desired/ack records → ``telemetry.dlq``; state history, sync quality and
+window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin_processor`.
+
+Every desired request passes the gate (:mod:`operators.desired_gate`) inside the per-twin step;
+its verdict is committed to the audit trail (:mod:`connectors.desired_gate`) before the step
+emits anything, so no command leaves without its audit row. A twin without a Bytewax snapshot
+resumes from its newest stored version (:mod:`operators.twin_resume`): versions never restart.
 
 Run it::
 
@@ -17,31 +23,41 @@ that already polls these topics.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
+from connectors.desired_gate import PostgresDecisionStore
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
-from connectors.kafka.twin_messages import to_messages
+from connectors.kafka.twin_messages import TwinTopics, to_messages
 from connectors.postgres.sink import TelemetrySink
+from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
 from flows.snapshots import from_snapshot, to_snapshot
+from operators.desired_gate import DesiredGate, GateConfig
 from operators.event_windows import WindowRow
 from operators.ingest import Limits
 from operators.keyed_batches import group_by_key
+from operators.policy import Policy
+from operators.request_auth import Freshness, Subjects
 from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
 from operators.twin_processor import Event, Produced, TwinProcessor, TwinRuntime
-from operators.twin_state import StateChange
-from twinflow.settings import Settings, load_settings
+from operators.twin_resume import state_from_document
+from operators.twin_state import StateChange, TwinState
+from operators.twins import TwinRegistry
+from twinflow.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("twinflow.twin")
+T = TypeVar("T")
 
 
 class TwinLogic(StatefulLogic[tuple[str, list[Event]], list[Produced], bytes]):
@@ -58,16 +74,23 @@ class TwinLogic(StatefulLogic[tuple[str, list[Event]], list[Produced], bytes]):
     (live): replays and backfills (``tail=False``) stay purely event-time and deterministic.
     """
 
-    def __init__(self, proc: TwinProcessor, resume: bytes | None, idle_ticks: bool = True) -> None:
+    def __init__(
+        self,
+        proc: TwinProcessor,
+        resume: bytes | None,
+        idle_ticks: bool = True,
+        stored: Callable[[str], TwinState | None] | None = None,
+    ) -> None:
         self._proc = proc
         self._idle_ticks = idle_ticks
+        self._stored = stored
         self._rt: TwinRuntime | None = from_snapshot(resume)
         self._wall = datetime.now(UTC)  # wall time of the last event, paired with the twin clock
 
     def on_item(self, value: tuple[str, list[Event]]) -> tuple[Iterable[list[Produced]], bool]:
         twin_id, events = value
-        if self._rt is None:
-            self._rt = self._proc.new(twin_id)
+        if self._rt is None:  # no snapshot: resume from the database (or start the twin)
+            self._rt = self._proc.new(twin_id, self._stored(twin_id) if self._stored else None)
         self._wall = datetime.now(UTC)
         return _one(self._proc.process_many(self._rt, events)), StatefulLogic.RETAIN
 
@@ -102,6 +125,61 @@ def _db_items(produced: list[Produced]) -> list[StateChange | WindowRow] | None:
     return rows or None
 
 
+def reloading(path: Path | None, load: Callable[[Path], T]) -> Callable[[], T | None]:
+    """The file's content, loaded at once (mistakes stop the flow) and again whenever the file changes;
+    a later edit with a mistake is logged and the last good version stays in force."""
+    if path is None:
+        return lambda: None
+    current = [path.stat().st_mtime_ns, load(path)]
+
+    def get() -> T | None:
+        try:
+            mtime = path.stat().st_mtime_ns
+            if mtime != current[0]:
+                current[:] = [mtime, load(path)]
+                log.info("reloaded %s", path)
+        except (OSError, ConfigError) as exc:
+            log.error("keeping the previous %s: %s", path, exc)
+        return current[1]
+
+    return get
+
+
+def desired_gate(settings: Settings, store: PostgresDecisionStore) -> DesiredGate:
+    """The gate of the live flow: subjects, policy and registry from the settings' files."""
+    sec = settings.security
+    subjects = reloading(sec.subjects_file, Subjects.load)
+    policy = reloading(sec.policy_file, Policy.load)
+    registry = TwinRegistry.load(sec.twin_registry) if sec.twin_registry else None
+    files = (("security.subjects_file", sec.subjects_file), ("security.policy_file", sec.policy_file))
+    missing = [name for name, path in files if path is None]
+    if missing:
+        log.warning("desired-state gate: %s not set: every desired request is denied", " and ".join(missing))
+    freshness = Freshness(timedelta(seconds=sec.max_request_age_s), timedelta(seconds=sec.max_clock_skew_s))
+    return DesiredGate(GateConfig(subjects, policy, registry, settings.twin.policy.type_of, freshness), store)
+
+
+def stored_state(
+    settings: Settings, proc: TwinProcessor, store: PostgresDecisionStore
+) -> Callable[[str], TwinState | None]:
+    """``twin_id`` → its state at the newest stored version (and the last desired record decided)."""
+    stored = StoredTwins(settings.postgres.conninfo())
+    desired_topic = settings.twin.desired_topic
+
+    def load(twin_id: str) -> TwinState | None:
+        doc = stored.latest(twin_id)
+        pos = store.resume_position(twin_id, desired_topic)
+        if doc is None and pos is None:
+            return None
+        st = state_from_document(doc, proc.reconciler.rules(twin_id)) if doc else TwinState(twin_id)
+        st.desired_pos = pos
+        if doc is not None:
+            log.info("twin %s resumed from the database at version %d", twin_id, st.version)
+        return st
+
+    return load
+
+
 def _limits(settings: Settings) -> Limits:
     fs = settings.flow
     return Limits(
@@ -118,7 +196,9 @@ def attach(
     tw = settings.twin
     topics = InputTopics(settings.topics.raw, tw.desired_topic, tw.acks_topic)
     limits = _limits(settings)
-    proc = TwinProcessor(tw.policy, tw.window_spec())
+    store = PostgresDecisionStore(settings.postgres.conninfo())
+    proc = TwinProcessor(tw.policy, tw.window_spec(), desired_gate(settings, store))
+    resume = stored_state(settings, proc, store)
 
     inputs = op.flat_map_batch(
         "twin_decode", polled, lambda batch: [decode_batch(batch, topics, limits, rows=tw.ingest)]
@@ -127,13 +207,16 @@ def attach(
     events = op.flat_map(
         "twin_events", inputs, lambda ti: [(twin, (twin, evs)) for twin, evs in group_by_key(ti.events)]
     )
-    produced = op.stateful("twin_state", events, lambda resume: TwinLogic(proc, resume, idle_ticks))
+    produced = op.stateful("twin_state", events, lambda snap: TwinLogic(proc, snap, idle_ticks, resume))
     items = op.map("twin_items", produced, lambda kv: kv[1])  # lists of outputs
 
     to_db = op.filter_map("twin_db_items", items, _db_items)
     op.output("twin_postgres", to_db, TwinSink(settings.postgres.conninfo()))
 
-    messages = op.flat_map("twin_messages", items, lambda produced: [m for i in produced for m in to_messages(i, tw)])
+    out_topics = TwinTopics.of(settings)
+    messages = op.flat_map(
+        "twin_messages", items, lambda produced: [m for i in produced for m in to_messages(i, out_topics)]
+    )
     dead = op.flat_map(
         "twin_dead_letters",
         inputs,

@@ -100,12 +100,21 @@ class DesyncEscalation(msgspec.Struct, frozen=True):
 
 
 class TwinStatus(msgspec.Struct, frozen=True):
-    """A twin entering (``maintenance=True``) or leaving maintenance."""
+    """A twin entering (``maintenance=True``) or leaving maintenance.
+
+    The twin flow publishes one whenever a twin's operator mode changes (``mode``: normal,
+    maintenance, simulating): alerts are suppressed in maintenance, models learn only in normal."""
 
     twin_id: TwinId
     ts: AwareTime
     maintenance: bool
     by: str | None = None
+    mode: Literal["normal", "maintenance", "simulating"] | None = None
+
+    @property
+    def learn(self) -> bool:
+        """Whether the models may learn from this twin (mode normal, or not in maintenance)."""
+        return self.mode == "normal" if self.mode is not None else not self.maintenance
 
 
 ActionName = Literal["ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service"]

@@ -71,6 +71,7 @@ from operators.alert_records import (
     TwinStatus,
     isa_state,
 )
+from operators.strict import STRICT
 
 ABOVE, BAND, BELOW = 1, 0, -1
 
@@ -79,6 +80,8 @@ ABOVE, BAND, BELOW = 1, 0, -1
 class KindRule:
     """Timing of one kind: seconds above to open, below to resolve."""
 
+    __pydantic_config__ = STRICT  # typos in [alerts.rules.*] are errors, not ignored
+
     min_duration_s: float = 60.0
     cool_down_s: float = 300.0
 
@@ -86,6 +89,8 @@ class KindRule:
 @dataclass(frozen=True, slots=True)
 class AlertRules:
     """Thresholds and timings of the lifecycle (from ``[alerts]`` in the settings)."""
+
+    __pydantic_config__ = STRICT  # typos in [alerts.rules] are errors, not ignored
 
     anomaly: KindRule = KindRule(60.0, 300.0)
     failure: KindRule = KindRule(0.0, 600.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-FORBID_UNKNOWN = {"extra": "forbid"}
+from operators.strict import STRICT
 
 
 def _check(obj: object, rules: dict[str, tuple[float, float]]) -> None:
@@ -23,7 +23,7 @@ def _check(obj: object, rules: dict[str, tuple[float, float]]) -> None:
 class AnomalyConfig:
     """Anomaly detector (operators/anomaly.py)."""
 
-    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+    __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
 
     warmup: int = 400  # samples learned before scoring starts (never flagged)
     window: int = 10  # samples in the short moving average
@@ -64,7 +64,7 @@ class AnomalyConfig:
 class ForecastConfig:
     """Per-sensor forecasts (operators/forecast.py)."""
 
-    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+    __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
 
     horizon: int = 10  # samples ahead
     alpha: float = 0.3  # Holt level smoothing
@@ -89,7 +89,7 @@ class ForecastConfig:
 class FailureConfig:
     """Failure model (operators/failure.py)."""
 
-    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+    __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
 
     rul_cap: float = 125.0  # RUL labels are capped (piecewise-linear target), in time units
     horizon: float = 30.0  # failure_probability = P(failure within this many time units)
@@ -136,7 +136,7 @@ class OperatingPointConfig:
     An empty ``context`` (or no matching reading) leaves the detector exactly as without it.
     """
 
-    __pydantic_config__ = FORBID_UNKNOWN  # typos in the [ml] settings are errors, not ignored
+    __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
 
     context: tuple[str, ...] = ("*_sp", "*_sp_*", "*setpoint*")  # name globs of the context readings
     # Relative change of a context reading (of max(|value|, 1)) that starts a settle, and the width of

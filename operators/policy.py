@@ -1,8 +1,8 @@
 """Attribute-based authorisation of desired-state changes (plain Python, no I/O).
 
-A desired update ``{twin_id, values, expected_version, author, reason}`` is allowed only
-when **every** parameter it sets is allowed, with its value, by at least one rule whose
-subject and twin conditions match. Everything else is denied, with a reason. The policy
+A desired update ``{twin_id, values, mode}`` is allowed only when **every** parameter it
+sets is allowed, with its value, by at least one rule whose subject and twin conditions
+match (and its ``mode``, if any, is in such a rule's ``modes``). Everything else is denied, with a reason. The policy
 is a TOML file (``security.policy_file``); see docs/security.md::
 
     [[rule]]
@@ -14,6 +14,7 @@ is a TOML file (``security.policy_file``); see docs/security.md::
     rpm_setpoint = { min = 0, max = 3000 }
     mode = { values = ["auto", "manual"] }
     "pid.*" = { type = "number" }           # glob on parameter names
+    modes = ["maintenance", "normal"]       # operator modes this rule lets the subject set
 
 >>> p = Policy.from_dict({"rule": [{"name": "ops", "subject": {"roles": "operator"},
 ...     "twin": {"type": "pump"}, "parameters": {"rpm_setpoint": {"min": 0, "max": 3000}}}]})
@@ -36,7 +37,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from operators.strict import StrictModel
 
 Scalar = str | int | float | bool
 Condition = dict[str, Scalar | list[Scalar]]
@@ -53,6 +56,7 @@ class DenyReason:
     BAD_TYPE = "bad_type"
     OUT_OF_RANGE = "out_of_range"
     VALUE_NOT_ALLOWED = "value_not_allowed"
+    MODE_NOT_ALLOWED = "mode_not_allowed"
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,7 @@ class Decision:
         return "allow" if self.allowed else "deny"
 
 
-class ParameterRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ParameterRule(StrictModel):
     type: Literal["number", "integer", "string", "bool", "any"] = "any"
     min: float | None = None
     max: float | None = None
@@ -109,13 +112,19 @@ class ParameterRule(BaseModel):
         return None
 
 
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Rule(StrictModel):
     name: str = Field(min_length=1)
     subject: Condition = Field(default_factory=dict)
     twin: Condition = Field(default_factory=dict)
     same: list[str] = Field(default_factory=list)
-    parameters: dict[str, ParameterRule] = Field(min_length=1)
+    parameters: dict[str, ParameterRule] = Field(default_factory=dict)
+    modes: list[Literal["normal", "maintenance", "simulating"]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _grants_something(self) -> Rule:
+        if not self.parameters and not self.modes:
+            raise ValueError(f"rule {self.name!r} grants nothing: add [rule.parameters] or modes = [...]")
+        return self
 
     def applies(self, subject: Mapping[str, Any], twin: Mapping[str, Any]) -> bool:
         return (
@@ -131,8 +140,7 @@ class Rule(BaseModel):
         return next((r for pat, r in self.parameters.items() if fnmatchcase(name, pat)), None)
 
 
-class PolicyFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PolicyFile(StrictModel):
     rule: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -194,7 +202,8 @@ class Policy:
         if twin_attrs is None:
             return Decision(False, DenyReason.UNKNOWN_TWIN, f"twin {_field(update, 'twin_id')!r} is unknown")
         values = _field(update, "values") or {}
-        if not isinstance(values, Mapping) or not values:
+        mode = _field(update, "mode")
+        if not isinstance(values, Mapping) or (not values and mode is None):
             return Decision(False, DenyReason.EMPTY_UPDATE, "the update sets no values")
         rules = [r for r in self.rules if r.applies(subject_attrs, twin_attrs)]
         if not rules:
@@ -202,6 +211,13 @@ class Policy:
             return Decision(False, DenyReason.NO_MATCHING_RULE, f"no rule lets {who!r} change this twin")
         used: list[str] = []
         details: list[str] = []
+        if mode is not None:
+            by = next((r for r in rules if mode in r.modes), None)
+            if by is None:
+                detail = f"no matching rule lets the subject set mode {mode!r}"
+                return Decision(False, DenyReason.MODE_NOT_ALLOWED, detail)
+            used.append(by.name)
+            details.append(f"mode {mode} by rule {by.name}")
         for name, value in values.items():
             refusal: tuple[str, str] | None = None
             for rule in rules:

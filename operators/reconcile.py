@@ -14,9 +14,12 @@ The rules are documented in docs/reconciliation.md.
 >>> st = TwinState("p1")
 >>> t = datetime(2026, 1, 1, tzinfo=UTC)
 >>> _ = r.apply(st, Reported(t, 1, "mqtt", {"speed": 100.0}))
->>> out = r.apply(st, DesiredEvent(DesiredUpdate("p1", {"speed": 120.0}, expected_version=1), t))
->>> [type(o).__name__ for o in out], st.status.value, st.version
-(['StateChange', 'Command'], 'desynced', 2)
+>>> out = r.apply(st, DesiredEvent(DesiredUpdate("p1", {"speed": 120.0}), t))
+>>> [type(o).__name__ for o in out], st.status.value, st.version, st.desired_version
+(['StateChange', 'Command'], 'desynced', 2, 1)
+
+Desired events reach the reconciler only through the gate (:mod:`operators.desired_gate`), which
+authenticates, authorises and checks ``expected_version`` against ``desired_version``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ Output = StateChange | Command | Alert
 class _Tx:
     """The changes of one event: collected, then published as one version."""
 
-    __slots__ = ("author", "cause", "fields", "out", "reason", "rules", "state")
+    __slots__ = ("author", "cause", "desired_changed", "fields", "out", "reason", "request_id", "rules", "state")
 
     def __init__(self, state: TwinState, rules: TwinRules, cause: str) -> None:
         self.state = state
@@ -62,6 +65,8 @@ class _Tx:
         self.cause = cause
         self.author: str | None = None
         self.reason: str | None = None
+        self.request_id: str | None = None
+        self.desired_changed = False  # the desired document (values or mode) changed
         self.fields: dict[str, list[Any]] = {}
         self.out: list[Output] = []
 
@@ -93,11 +98,15 @@ class _Tx:
             return self.out
         st = self.state
         st.version += 1
-        change = {"cause": self.cause, "fields": self.fields}
+        if self.desired_changed:
+            st.desired_version += 1
+        change: dict[str, Any] = {"cause": self.cause, "fields": self.fields}
         if self.author is not None:
             change["author"] = self.author
         if self.reason:
             change["reason"] = self.reason
+        if self.request_id:
+            change["request_id"] = self.request_id
         return [StateChange(st.twin_id, st.version, self.now, st.snapshot(), change), *self.out]
 
 
@@ -170,7 +179,11 @@ class Reconciler:
             if cur is not None:
                 if ev.ts < cur[1]:
                     continue  # older than what we hold: the newer source timestamp wins
-                if abs(value - cur[0]) <= tx.rules.param(name).deadband:
+                pr = tx.rules.param(name)
+                # Measurements: the larger of the absolute and the relative deadband; setpoints (a
+                # desired value exists): the absolute one only, reconciliation needs the exact value.
+                band = pr.deadband if name in st.params else max(pr.deadband, pr.deadband_pct * 0.01 * abs(cur[0]))
+                if abs(value - cur[0]) <= band:
                     # Within the deadband of the versioned value: only the timestamp is refreshed.
                     st.reported[name] = (cur[0], ev.ts)
                     continue
@@ -180,30 +193,16 @@ class Reconciler:
     def _on_desired(self, tx: _Tx, ev: DesiredEvent) -> None:
         st, upd = tx.state, ev.update
         tx.advance(ev.at)
-        tx.author, tx.reason = upd.author, upd.reason
-        if upd.expected_version is not None and upd.expected_version != st.version:
-            tx.alert(
-                "desired_rejected",
-                st.version,
-                reason=(
-                    f"stale expected_version {upd.expected_version}: twin {st.twin_id} is at version "
-                    f"{st.version}; read the current state and retry"
-                ),
-                expected_version=upd.expected_version,
-                actual_version=st.version,
-                author=upd.author,
-                values=dict(upd.values),
-            )
-            # Only the clock moves: whatever changes now is due to time, not to this update.
-            tx.cause, tx.author, tx.reason = "clock", None, None
-            return
+        tx.author, tx.reason, tx.request_id = upd.author, upd.reason, upd.request_id
         if upd.mode is not None and upd.mode != st.mode:
             tx.change("mode", st.mode, upd.mode)
             st.mode = upd.mode
+            tx.desired_changed = True
         for name, value in upd.values.items():
             cur = st.desired.get(name)
             if cur is not None and cur[0] == value:
                 continue
+            tx.desired_changed = True
             tx.change(f"desired.{name}", None if cur is None else cur[0], value)
             st.desired[name] = (value, ev.at, upd.author)
             ps = st.params.get(name)
@@ -360,6 +359,8 @@ class Reconciler:
         if rep is not None and rep[0] != st.desired[name][0]:
             tx.change(f"desired.{name}", st.desired[name][0], rep[0])
             st.desired[name] = (rep[0], rep[1], why or "physical_wins")
+            if why is not None:  # merge: the machine overrode a desired value (physical_wins only mirrors)
+                tx.desired_changed = True
         ps.driving = False
         if ps.hyst.force(False):
             tx.change(f"conflict.{name}", True, False)

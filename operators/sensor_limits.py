@@ -27,8 +27,10 @@ from fnmatch import fnmatchcase
 from pydantic import model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from operators.strict import STRICT
 
-@pydantic_dataclass(frozen=True)
+
+@pydantic_dataclass(frozen=True, config=STRICT)
 class SensorLimit:
     """``[[ml.limits]]``: sensor = "temp_c", high = 90.0, twins = "compressor-*" (default all)."""
 

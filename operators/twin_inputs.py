@@ -94,8 +94,10 @@ def decode_batch(
         flush_raw()
         try:
             if msg.topic == topics.desired:
-                upd = decode_desired(msg.value, msg.key)
-                out.events.append((upd.twin_id, DesiredEvent(upd, upd.issued_at or _kafka_time(msg, now))))
+                upd, signed, signature = decode_desired(msg.value, msg.key)
+                at = upd.issued_at or _kafka_time(msg, now)
+                where = (msg.topic, msg.partition, msg.offset)
+                out.events.append((upd.twin_id, DesiredEvent(upd, at, signed, signature, where)))
             elif msg.topic == topics.acks:
                 if not msg.key:
                     raise Rejected(Reason.SCHEMA, "an ack needs the twin_id as its Kafka key")

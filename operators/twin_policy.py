@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from operators.strict import StrictModel
 
 
 class Strategy(StrEnum):
@@ -36,10 +38,8 @@ class Strategy(StrEnum):
     MERGE = "merge"  # field by field, the newer source timestamp wins (tie: reported)
 
 
-class ParamOverrides(BaseModel):
+class ParamOverrides(StrictModel):
     """Per-parameter rules; unset fields inherit from the layer below."""
-
-    model_config = ConfigDict(extra="forbid")
 
     strategy: Strategy | None = None
     tolerance: float | None = Field(None, ge=0, description="|reported − desired| allowed (absolute)")
@@ -47,6 +47,9 @@ class ParamOverrides(BaseModel):
     hold_time_s: float | None = Field(None, ge=0, description="seconds a condition must hold to switch")
     critical: bool | None = Field(None, description="synchronized only after the device acknowledged")
     deadband: float | None = Field(None, ge=0, description="reported changes ≤ this make no new version")
+    deadband_pct: float | None = Field(
+        None, ge=0, le=100, description="measurements: changes ≤ this % of the value make no new version"
+    )
     ack_timeout_s: float | None = Field(None, gt=0)
     max_attempts: int | None = Field(None, ge=1, description="command attempts per desired value")
     backoff_base_s: float | None = Field(None, ge=0)
@@ -77,6 +80,9 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "hold_time_s": 5.0,
     "critical": False,
     "deadband": 0.0,
+    # Measurements (no desired value): 1 % of the value, so analog noise does not version every
+    # reading; discrete values (0/1, status codes < 100) always change by more. Setpoints: exact.
+    "deadband_pct": 1.0,
     "ack_timeout_s": 10.0,
     "max_attempts": 3,
     "backoff_base_s": 1.0,
@@ -110,6 +116,7 @@ class ParamRules:
     hold_time_s: float
     critical: bool
     deadband: float
+    deadband_pct: float
     ack_timeout_s: float
     max_attempts: int
     backoff_base_s: float
@@ -136,6 +143,10 @@ class TwinRules:
             rules = self._cache[name] = _resolve_param(self._layers, name)
         return rules
 
+    def declares(self, name: str) -> bool:
+        """Whether the policy names this parameter for this twin (any layer's ``parameters``)."""
+        return any(isinstance(layer, TwinOverrides) and name in layer.parameters for _w, layer in self._layers)
+
 
 def _resolve_param(layers: tuple[tuple[str, ParamOverrides], ...], name: str) -> ParamRules:
     merged: dict[str, Any] = {}
@@ -161,10 +172,8 @@ def _param_layers(layers: tuple[tuple[str, ParamOverrides], ...], name: str):
             yield f"{where}.parameters.{name}", layer.parameters[name]
 
 
-class TwinPolicy(BaseModel):
+class TwinPolicy(StrictModel):
     """The ``[twin.policy]`` section."""
-
-    model_config = ConfigDict(extra="forbid")
 
     defaults: Defaults = Field(default_factory=Defaults)
     types: dict[str, TypeRules] = Field(default_factory=dict)

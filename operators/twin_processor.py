@@ -4,23 +4,33 @@ The flow runs one :class:`TwinRuntime` per twin_id inside a keyed stateful step 
 each event to :meth:`TwinProcessor.process`; outputs are routed by type
 (:class:`~operators.twin_state.StateChange`, :class:`~operators.twin_records.Command`,
 :class:`~operators.twin_records.Alert`, :class:`~operators.event_windows.WindowRow`,
-:class:`~operators.twin_records.LateReading`).
+:class:`~operators.twin_records.LateReading`, :class:`~operators.twin_records.DesiredOutcome`,
+:class:`~operators.alert_records.TwinStatus`).
+
+Desired requests pass the gate (:class:`~operators.desired_gate.DesiredGate`) first: only an
+allowed request, whose verdict the gate has recorded, reaches the reconciler. Without a gate
+(offline reconciliation: benchmarks, backtests) desired events are applied as they are; the
+live flow always has one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
+import msgspec
+
+from operators.alert_records import TwinStatus
+from operators.desired_gate import DesiredGate
 from operators.event_windows import TwinWindows, WindowRow, WindowSpec
 from operators.reconcile import BAD_QUALITY, Output, Reconciler
 from operators.twin_policy import TwinPolicy
-from operators.twin_records import AckEvent, DesiredEvent, LateReading, Reported
+from operators.twin_records import AckEvent, Command, DesiredEvent, DesiredOutcome, LateReading, Reported
 from operators.twin_state import TwinState
 
 Event = Reported | DesiredEvent | AckEvent | datetime
-Produced = Output | WindowRow | LateReading
+Produced = Output | WindowRow | LateReading | DesiredOutcome | TwinStatus
 
 
 @dataclass(slots=True)
@@ -32,12 +42,14 @@ class TwinRuntime:
 class TwinProcessor:
     """Stateless logic over :class:`TwinRuntime` values (the state lives with the caller)."""
 
-    def __init__(self, policy: TwinPolicy, windows: WindowSpec) -> None:
+    def __init__(self, policy: TwinPolicy, windows: WindowSpec, gate: DesiredGate | None = None) -> None:
         self.reconciler = Reconciler(policy)
         self.windows = windows
+        self.gate = gate
 
-    def new(self, twin_id: str) -> TwinRuntime:
-        return TwinRuntime(TwinState(twin_id), TwinWindows(twin_id, self.windows))
+    def new(self, twin_id: str, state: TwinState | None = None) -> TwinRuntime:
+        """A runtime for ``twin_id``, fresh or resumed from ``state`` (e.g. its stored newest version)."""
+        return TwinRuntime(state or TwinState(twin_id), TwinWindows(twin_id, self.windows))
 
     def process(self, rt: TwinRuntime, event: Event) -> list[Produced]:
         """Apply one event; returns its outputs in order."""
@@ -53,6 +65,9 @@ class TwinProcessor:
         return out
 
     def _process_into(self, out: list[Produced], rt: TwinRuntime, event: Event) -> None:
+        if isinstance(event, DesiredEvent) and self.gate is not None:
+            self._desired(out, rt, event)
+            return
         if isinstance(event, Reported):
             rules = self.reconciler.rules(rt.state.twin_id)
             # What-if and bad-quality values never enter aggregates (nor reported state).
@@ -63,6 +78,45 @@ class TwinProcessor:
                 if late:
                     out.extend(late)
         out.extend(self.reconciler.apply(rt.state, event))
+
+    def _desired(self, out: list[Produced], rt: TwinRuntime, ev: DesiredEvent) -> None:
+        """Gate a desired request, then (allowed) reconcile it; the verdict is always published."""
+        assert self.gate is not None
+        st, pos = rt.state, ev.position
+        done = st.desired_pos
+        if pos is not None and done is not None and pos[:2] == done[:2] and pos[2] <= done[2]:
+            return  # this state already includes that record (read again after a restart)
+        verdict = self.gate.judge(st, ev, self.reconciler.rules(st.twin_id))
+        if pos is not None:
+            st.desired_pos = pos
+        upd = ev.update
+        commands: list[str] = []
+        if verdict.allowed:
+            mode = st.mode
+            authored = msgspec.structs.replace(upd, author=verdict.actor)
+            produced = self.reconciler.apply(st, DesiredEvent(authored, ev.at))
+            out.extend(produced)
+            commands = [c.command_id for c in produced if isinstance(c, Command)]
+            if st.mode != mode:
+                out.append(TwinStatus(st.twin_id, ev.at, st.mode == "maintenance", verdict.actor, st.mode))  # type: ignore[arg-type]
+        out.append(
+            DesiredOutcome(
+                verdict.request_id,
+                st.twin_id,
+                verdict.actor,
+                "applied" if verdict.allowed else "denied",
+                verdict.reason,
+                verdict.detail,
+                datetime.now(UTC),
+                st.version,
+                st.desired_version,
+                verdict.via,
+                dict(upd.values),
+                upd.mode,
+                upd.expected_version,
+                commands,
+            )
+        )
 
     def flush(self, rt: TwinRuntime) -> list[Produced]:
         """End of input: publish windows with unpublished changes."""

@@ -6,7 +6,7 @@ Plain data (picklable for Bytewax recovery snapshots). The logic that changes it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -58,6 +58,8 @@ class ParamSync:
     reached_at: datetime | None = None
 
 
+_MISSING = object()
+
 # (value, source timestamp) and (value, source timestamp, author): tuples keep 10k twins small.
 Reading = tuple[float, datetime]
 Desire = tuple[float, datetime, str]
@@ -79,6 +81,21 @@ class TwinState:
     last_sync_time: datetime | None = None
     sync_latency_ms: float | None = None
     consistency_score: float = 1.0
+    # The desired document's version: moves only when desired values or the mode change
+    # (``expected_version`` of a request is checked against it; reported noise never moves it).
+    desired_version: int = 0
+    # Position (topic, partition, offset) of the last twin.desired record this state has processed.
+    desired_pos: tuple[str, int, int] | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        """Snapshots of an older layout lack the newest fields: they take their defaults."""
+        values = state[1] if isinstance(state, tuple) else state  # (None, slots) from old pickles
+        if isinstance(values, dict):
+            values = [values.get(f.name, _MISSING) for f in fields(self)]
+        for f, value in zip(fields(self), [*values, *[_MISSING] * len(fields(self))], strict=False):
+            if value is _MISSING:
+                value = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+            object.__setattr__(self, f.name, value)
 
     @property
     def learn(self) -> bool:
@@ -99,6 +116,7 @@ class TwinState:
         return {
             "twin_id": self.twin_id,
             "version": self.version,
+            "desired_version": self.desired_version,
             "event_time": self.clock,
             "status": self.status.value,
             "mode": self.mode,

@@ -24,6 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from operators.strict import StrictModel
+
 Attrs = dict[str, str | int | float | bool]
 
 
@@ -32,8 +34,7 @@ class _Pattern(BaseModel):
     match: str = Field(min_length=1)
 
 
-class _RegistryFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _RegistryFile(StrictModel):
     twin: dict[str, Attrs] = Field(default_factory=dict)
     pattern: list[_Pattern] = Field(default_factory=list)
 

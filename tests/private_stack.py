@@ -99,6 +99,18 @@ class PrivateStack:
             env["TWINFLOW_CONFIG"] = str(self.material.file("twinflow.toml"))
         return env
 
+    def role_env(self, role: str, **extra: str) -> dict[str, str]:
+        """The environment of a client role of the secure profile (twinflow.stack.secure.CLIENTS)."""
+        from twinflow.stack.secure import CLIENTS
+
+        env = {**self.env, **extra}
+        if self.secure:
+            env["TWINFLOW_CONFIG"] = str(self.material.file(CLIENTS[role][2]))
+        return env
+
+    def role(self, role: str) -> Settings:
+        return self.material.client_settings(self.base, role=role) if self.secure else self.base
+
     def admin_env(self, **extra: str) -> dict[str, str]:
         env = {**self.env, **extra}
         if self.secure:

@@ -52,6 +52,7 @@ def twin_settings_for(base: Settings, policy: dict[str, Any] | None = None, **tw
             "state_topic": f"test.state.{sfx}",
             "alerts_topic": f"test.alerts.{sfx}",
             "late_topic": f"test.late.{sfx}",
+            "outcomes_topic": f"test.outcomes.{sfx}",
             "partitions": 1,
             "policy": policy or {},
             **twin,

@@ -18,9 +18,9 @@ def at(seconds: float) -> datetime:
 
 
 def reconciler(**speed_rules: Any) -> Reconciler:
-    """A reconciler whose ``speed`` parameter has the given rules (defaults: hold 1 s)."""
-    rules = {"hold_time_s": 1.0, **speed_rules}
-    return Reconciler(TwinPolicy.model_validate({"defaults": {"parameters": {"speed": rules}}}))
+    """A reconciler whose ``speed`` parameter has the given rules (defaults: hold 1 s, no relative deadband)."""
+    rules = {"hold_time_s": 1.0, "deadband_pct": 0.0, **speed_rules}
+    return Reconciler(TwinPolicy.model_validate({"defaults": {"deadband_pct": 0.0, "parameters": {"speed": rules}}}))
 
 
 def reading(s: float, speed: float, seq: int = 0, source: str = "mqtt", **more: float) -> Reported:

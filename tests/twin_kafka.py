@@ -65,3 +65,32 @@ def versions(s: Settings, twin_id: str) -> list[int]:
         r["version"]
         for r in query(s, "SELECT version FROM twin_state_history WHERE twin_id = %s ORDER BY version", (twin_id,))
     ]
+
+
+def produce_signed(
+    s: Settings,
+    twin_id: str,
+    values: dict[str, float],
+    *,
+    mode: str | None = None,
+    expect_version: int | None = None,
+    reason: str = "",
+) -> str:
+    """Produce a desired request signed with the local development identity (`twinflow stack up`);
+    returns its request id. The flows of the tests use that identity's subjects and dev policy."""
+    from twinflow.desired_client import build, signer
+    from twinflow.settings import load_settings
+
+    request_id, value = build(
+        signer(load_settings()), twin_id, values, mode=mode, expect_version=expect_version, reason=reason
+    )
+    produce(s, s.twin.desired_topic, [(twin_id.encode(), value)])
+    return request_id
+
+
+def dev_subject() -> str:
+    """The subject the local development identity signs as."""
+    from twinflow.desired_client import signer
+    from twinflow.settings import load_settings
+
+    return signer(load_settings()).subject

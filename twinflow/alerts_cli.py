@@ -1,4 +1,5 @@
-"""``twinflow alerts list | ack | resolve | shelve | unshelve | out-of-service | in-service | metrics``.
+"""``twinflow alerts list | ack | resolve | shelve | unshelve | out-of-service | in-service | metrics |
+maintenance TWIN on|off``.
 
 An action is published to ``twin.alert_actions`` (the alerts flow applies it to the alert's
 lifecycle and writes a new version) and applied to the database row at once, so ``list`` shows
@@ -202,25 +203,20 @@ def metrics(
 @alerts_app.command("maintenance")
 def maintenance(
     twin_id: str = typer.Argument(..., help="The twin."),
-    state: str = typer.Argument(..., help="on (suppress new alerts) or off."),
-    by: str = typer.Option(..., "--by", help="Who changes it."),
+    state: str = typer.Argument(..., help="on (maintenance) or off (normal)."),
+    reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
+    by: str = typer.Option(None, "--by", hidden=True, help="Ignored: who asks is the subject of your signing key."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the twin flow's verdict."),
 ) -> None:
-    """Put a twin into maintenance (no alerts open or escalate) or take it out."""
-    from operators.alert_records import TwinStatus, decode, encode
-    from operators.envelope import Rejected
+    """Alias of `twinflow twin mode TWIN maintenance|normal`: no alerts open or escalate in maintenance."""
+    from twinflow.twin_cli import send_request
 
     if state not in ("on", "off"):
         err_console.print(f"[red]state {state!r}: use on or off[/red]")
         raise typer.Exit(2)
-    s = settings_or_exit()
-    value = encode(TwinStatus(twin_id=twin_id, ts=datetime.now(UTC), maintenance=state == "on", by=by))
-    try:
-        decode(TwinStatus, value)  # validates the twin id pattern
-    except Rejected as exc:
-        err_console.print(f"[red]twin id {twin_id!r}: {exc.detail}[/red]")
-        raise typer.Exit(2) from None
-    publish_or_exit(s, s.alerts.status_topic, twin_id, value, f"maintenance {state}")
-    console.print(f"{twin_id}: maintenance {state} ({by})")
+    if by is not None:
+        err_console.print("note: --by is ignored; the request is signed as the subject of security.key_file")
+    send_request(twin_id, {}, mode="maintenance" if state == "on" else "normal", reason=reason, timeout=timeout)
 
 
 @alerts_app.command("run")

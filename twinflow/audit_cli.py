@@ -1,4 +1,5 @@
-"""``twinflow audit verify`` and ``twinflow policy check``: the audit chain and the policy file."""
+"""``twinflow audit verify``, ``twinflow policy check`` and ``twinflow key new``: the audit chain, the
+policy file, and signing keys of subjects (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.console import Console
 
 audit_app = typer.Typer(help="The hash-chained audit trail of desired-state changes.", no_args_is_help=True)
 policy_app = typer.Typer(help="The desired-state policy file.", no_args_is_help=True)
+key_app = typer.Typer(help="Ed25519 signing keys of subjects (people, services).", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -49,11 +51,34 @@ def verify(
 def check(path: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> None:
     """Validate a policy file; errors name the file and the field."""
     from operators.policy import Policy
+    from twinflow.cli_support import print_config_error
     from twinflow.settings import ConfigError
 
     try:
         policy = Policy.load(path)
     except ConfigError as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        print_config_error(exc)
         raise typer.Exit(2) from None
     console.print(f"{path}: {len(policy.rules)} rules OK")
+
+
+@key_app.command("new")
+def key_new(
+    path: Annotated[Path, typer.Argument(help="Where to write the private key (PEM, created 0600).")],
+    subject: str = typer.Option("SUBJECT", "--subject", help="The subject id to print in the example entry."),
+) -> None:
+    """Create a private key; print the public key as an entry for the subjects file."""
+    import os
+
+    from operators.request_auth import new_private_key, private_key_pem, public_key_text
+
+    if path.exists():
+        err_console.print(f"[red]{path} exists: choose another file (keys are never overwritten)[/red]")
+        raise typer.Exit(2)
+    key = new_private_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private_key_pem(key))
+    console.print(f"private key: {path} (set security.key_file to it)")
+    entry = f'[subject.{subject}]\nroles = ["operator"]\npublic_keys = ["{public_key_text(key)}"]'
+    console.print(entry, markup=False, highlight=False)

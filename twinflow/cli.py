@@ -58,10 +58,15 @@ def stack_up(
                 err_console.print(f"[red]{exc}[/red]")
                 raise typer.Exit(1) from None
         console.print(f"[green]✓[/green] {svc.name} healthy on 127.0.0.1:{svc.port}")
-    console.print(f"state in {s.stack.dir}")
+    from twinflow.stack.identity import ensure_dev_identity
+
+    console.print(f"state in {s.stack.dir}; development identity in {ensure_dev_identity(s)}")
     if secure:
-        app_toml, admin_toml = material.write_client_configs(s)
-        console.print(f"clients: TWINFLOW_CONFIG={app_toml} (admin: {admin_toml})")
+        configs = material.write_client_configs(s)
+        console.print(
+            f"clients: TWINFLOW_CONFIG={configs['app']} (twin flow: {configs['twin']}, "
+            f"people's CLI: {configs['operator']}, admin: {configs['admin']})"
+        )
 
 
 @stack_app.command("down")
@@ -151,14 +156,18 @@ def run(
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
 ) -> None:
-    """Run a dataflow until interrupted (Ctrl-C/SIGTERM stop it cleanly).
+    """Run a dataflow until stopped: SIGTERM or Ctrl-C commits the epoch in progress and exits 0
+    within 10 s (docs/operations.md).
 
     Same as python -m bytewax.run "flows.<flow>:get_flow()"; recovery state is kept in
     <stack dir>/recovery/<flow> unless flow.recovery_dir is set (then <dir>/<flow>).
     """
     import importlib
 
+    from connectors.stopping import stop_on_signals
     from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
+
+    stop_on_signals()  # from the start: a stop during start-up is clean too
 
     if flow not in FLOWS:
         err_console.print(f"[red]unknown flow {flow!r}: choose one of {', '.join(FLOWS)}[/red]")
@@ -182,6 +191,7 @@ def run(
             err_console.print(f"[red]-i {process_id}: {exc} (-a lists {len(peers or [])} addresses)[/red]")
             raise typer.Exit(2) from exc
     module = importlib.import_module(f"flows.{flow}")
+    logging.getLogger("twinflow.run").info("flow %s starting (recovery: %s)", flow, rdir or "off")
     code = run_in_process(
         lambda: module.build_flow(s, tail=tail),
         workers=workers,
@@ -200,7 +210,10 @@ _MAPPING_OPTION = typer.Option(None, "--mapping", "-m", help="Asset mapping file
 
 @bridge_app.command("mqtt")
 def bridge_mqtt(verbose: bool = False, mapping: Path = _MAPPING_OPTION) -> None:
-    """Forward MQTT telemetry to Kafka until interrupted (per-topic mapping with --mapping)."""
+    """Forward MQTT telemetry to Kafka until SIGTERM/Ctrl-C (per-topic mapping with --mapping)."""
+    from connectors.stopping import stop_on_signals
+
+    stop_on_signals()
     if mapping is not None:
         from twinflow.connectors_cli import run_bridge
 
@@ -212,6 +225,9 @@ def bridge_mqtt(verbose: bool = False, mapping: Path = _MAPPING_OPTION) -> None:
 
 
 _DEMO_OUT = typer.Option(Path("demo-report"), help="Folder for the HTML report.")
+_DEMO_MAPPING = typer.Option(
+    None, "--mapping", "-m", help="Plant file (default config/plant.toml; a copy with other hosts or ports)."
+)
 
 
 @app.command("demo")
@@ -223,18 +239,25 @@ def demo(
     twins: int = typer.Option(10, help="--publisher: simulated twins."),
     rate: float = typer.Option(20.0, help="--publisher: messages per second per twin."),
     out: Path = _DEMO_OUT,
+    mapping: Path = _DEMO_MAPPING,
 ) -> None:
     """The simulated plant (OPC-UA, MQTT, Modbus) through bridges, flows, models and alerts, with a
-    live view, a fault-vs-alert summary and an HTML report."""
+    live view, a fault-vs-alert summary and an HTML report. SIGTERM/Ctrl-C stops it and all it started."""
+    from connectors.stopping import stop_on_signals
+
+    stop_on_signals()
     if publisher:
         from twinflow.demo import run_demo
 
         raise typer.Exit(
             run_demo(settings_or_exit(), duration=duration or 60.0, twins=twins, rate=rate, console=console)
         )
-    from twinflow.plant_demo import run_plant_demo
+    from twinflow.plant_demo import MAPPING, run_plant_demo
 
-    raise typer.Exit(run_plant_demo(settings_or_exit(), duration=duration or 150.0, console=console, out_dir=out))
+    s = settings_or_exit()
+    raise typer.Exit(
+        run_plant_demo(s, duration=duration or 150.0, console=console, out_dir=out, mapping=mapping or MAPPING)
+    )
 
 
 # ----------------------------------------------------------------------------- ml (docs/ml.md)
@@ -243,10 +266,11 @@ from twinflow.replay_cli import model_app, replay  # noqa: E402
 app.command("replay")(replay)
 app.add_typer(model_app, name="model")
 # ----------------------------------------------------------------------------- audit, policy
-from twinflow.audit_cli import audit_app, policy_app  # noqa: E402
+from twinflow.audit_cli import audit_app, key_app, policy_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
+app.add_typer(key_app, name="key")
 # ----------------------------------------------------------------------------- twin (docs/reconciliation.md)
 from twinflow.twin_cli import twin_app  # noqa: E402
 
@@ -263,5 +287,19 @@ from twinflow.connectors_cli import register as _register_connectors  # noqa: E4
 
 _register_connectors(app, bridge_app)
 
+
+def main() -> None:
+    """The ``twinflow`` command: a configuration mistake found anywhere (settings, mapping, policy or
+    registry file) ends in its message and exit code 2, never a traceback."""
+    from twinflow.cli_support import print_config_error
+    from twinflow.settings import ConfigError
+
+    try:
+        app()
+    except ConfigError as exc:
+        print_config_error(exc)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -11,12 +11,17 @@ from twinflow.settings import ConfigError, Settings, load_settings
 err_console = Console(stderr=True)
 
 
+def print_config_error(exc: Exception) -> None:
+    """A configuration mistake on stderr as written: "[ml]" is not markup, long lines are not wrapped."""
+    err_console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
+
+
 def settings_or_exit() -> Settings:
     """The settings, or the configuration error (file, field and fix) and exit code 2."""
     try:
         return load_settings()
     except ConfigError as exc:
-        err_console.print(f"[red]{escape(str(exc))}[/red]")  # "[ml]" is not markup
+        print_config_error(exc)
         raise typer.Exit(2) from None
 
 

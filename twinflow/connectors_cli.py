@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from twinflow.cli_support import err_console, settings_or_exit
+from twinflow.cli_support import err_console, print_config_error, settings_or_exit
 from twinflow.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
 
 console = Console()
@@ -31,7 +31,7 @@ def _mapping(path: Path) -> Mapping:
     try:
         return load_mapping(path)
     except MappingError as exc:
-        err_console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        print_config_error(exc)
         raise typer.Exit(2) from None
 
 
@@ -45,7 +45,10 @@ def _logging(verbose: bool) -> None:
 
 
 def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False) -> None:
-    """Validate the mapping, then run the protocol's bridge until SIGINT/SIGTERM."""
+    """Validate the mapping, then run the protocol's bridge until SIGTERM/SIGINT."""
+    from connectors.stopping import stop_on_signals
+
+    stop_on_signals()  # from the start: a stop during start-up is clean too
     settings = settings_or_exit()
     mapping = _mapping(mapping_file)
     if not mapping.of(protocol):
@@ -98,11 +101,15 @@ def simulate(
     tick: float = typer.Option(None, help="Seconds per simulation step (default sim.tick_s)."),
     verbose: bool = False,
 ) -> None:
-    """Run the plant simulator: OPC-UA server, Modbus TCP server and MQTT device, per the mapping."""
+    """Run the plant simulator: OPC-UA server, Modbus TCP server and MQTT device, per the mapping.
+    Runs until --duration or SIGTERM/Ctrl-C."""
     import random
 
+    from connectors.stopping import stop_on_signals
     from twinflow.sim.faults import parse_fault, random_schedule
     from twinflow.sim.plant import PlantError
+
+    stop_on_signals()
 
     settings = settings_or_exit()
     mapping = _mapping(mapping_file)
@@ -140,27 +147,29 @@ def command_send(
     twin: str = typer.Argument(..., help="twin_id"),
     parameter: str = typer.Argument(..., help="Parameter name from the mapping file."),
     value: float = typer.Argument(...),
-    ttl: float = typer.Option(30.0, help="Seconds until the command expires."),
-    wait: float = typer.Option(20.0, help="Seconds to wait for the ack (0: do not wait)."),
+    reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
+    wait: float = typer.Option(20.0, help="Seconds to wait for the device's ack (0: do not wait)."),
 ) -> None:
-    """Put a command on twin.commands and print its ack (exit 0 applied, 1 otherwise, 3 no ack)."""
-    from datetime import timedelta
+    """Set PARAMETER of TWIN through the desired-state gate, then print the device's ack.
 
-    from connectors.kafka.clients import ensure_topics
-    from connectors.kafka.commands import send_command, wait_ack
-    from operators.commands import new_command
+    The same signed, authorised and audited request as `twinflow twin set-desired TWIN PARAMETER=VALUE`:
+    only the twin flow writes twin.commands. Exit 0 applied by the device, 1 refused by the device,
+    3 denied by the gate, 4 no verdict, 5 no ack."""
+    from connectors.kafka.commands import wait_ack
+    from twinflow.twin_cli import send_request
 
     settings = settings_or_exit()
-    ensure_topics(settings)
-    cmd = new_command(twin, parameter, value, ttl=timedelta(seconds=ttl))
-    send_command(settings, cmd)
-    console.print(f"sent command {cmd.command_id}: {twin}.{parameter} = {value}")
+    verdict = send_request(twin, {parameter: value}, reason=reason, timeout=30.0)
+    commands = (verdict or {}).get("commands") or []
+    if not commands:
+        console.print(f"no command needed: {twin}.{parameter} is already {value:g}, or the twin is not in normal mode")
+        return
     if wait <= 0:
         return
-    acks = wait_ack(settings, cmd.command_id, wait)
+    acks = wait_ack(settings, commands[0], wait)
     if not acks:
         err_console.print(f"[yellow]no ack within {wait:.0f} s: is a bridge that owns {twin!r} running?[/yellow]")
-        raise typer.Exit(3)
+        raise typer.Exit(5)
     ack = acks[0]
     colour = "green" if ack.status == "applied" else "red"
     console.print(f"[{colour}]{ack.status}[/{colour}] by {ack.source} bridge at {ack.applied_at.isoformat()}")

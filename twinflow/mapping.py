@@ -18,7 +18,7 @@ validates everything up front; every mistake is reported with the file, the asse
 ...     load_mapping(p)
 ... except MappingError as exc:
 ...     print(str(exc).splitlines()[1])
-  asset 'pump-1' (assets[0]), field params.speed_rpm.register: Input should be 'holding' or 'input'
+  asset 'pump-1' (assets[0]), field params.speed_rpm.register: Input should be 'holding' or 'input'.
 """
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import ConfigDict, Field, SecretStr, ValidationError
 
 from operators.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
+from operators.strict import StrictModel
+from twinflow.config_errors import problems, sentence, toml_syntax_error
+from twinflow.settings import ConfigError
 
 Protocol = Literal["opcua", "mqtt", "modbus"]
 PROTOCOLS: tuple[str, ...] = ("opcua", "mqtt", "modbus")
@@ -39,8 +42,8 @@ JSON_PATH_PATTERN = r"^(\$\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 SECURITY_MODES = ("None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    model_config = ConfigDict(frozen=True)
 
 
 # ----------------------------------------------------------------------------- connections
@@ -197,7 +200,7 @@ class Mapping(_Strict):
 
 
 # ----------------------------------------------------------------------------- errors
-class MappingError(Exception):
+class MappingError(ConfigError):
     """One or more mistakes in a mapping file; the message names file, asset and field."""
 
     def __init__(self, file: Path | str, problems: list[str]) -> None:
@@ -206,8 +209,8 @@ class MappingError(Exception):
         super().__init__(f"invalid mapping file {file}:\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _where(raw: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, str]:
-    """('asset ... (assets[i])', 'field a.b') from a pydantic error location."""
+def _asset(raw: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, str] | None:
+    """('asset ... (assets[i])', 'a.b') when a pydantic error location is inside an asset."""
     if len(loc) >= 2 and loc[0] == "assets" and isinstance(loc[1], int):
         assets = raw.get("assets")
         twin = None
@@ -218,12 +221,11 @@ def _where(raw: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, str]:
             rest = rest[1:]
         who = f"asset {twin!r} (assets[{loc[1]}])" if twin else f"asset assets[{loc[1]}]"
         return who, ".".join(rest) or "(the asset table)"
-    return "section", ".".join(str(p) for p in loc) or "(top level)"
+    return None
 
 
 _HINTS = {
-    "missing": "add it",
-    "extra_forbidden": "remove it or check its spelling (docs/connectors.md lists every field)",
+    "extra_forbidden": "remove it (docs/connectors.md lists every field)",
     "union_tag_invalid": 'use protocol = "opcua", "mqtt" or "modbus"',
     "union_tag_not_found": 'add protocol = "opcua", "mqtt" or "modbus"',
 }
@@ -231,10 +233,13 @@ _HINTS = {
 
 def _pydantic_problems(raw: dict[str, Any], exc: ValidationError) -> list[str]:
     out = []
-    for err in exc.errors():
-        who, field = _where(raw, tuple(err["loc"]))
-        hint = _HINTS.get(err["type"])
-        out.append(f"{who}, field {field}: {err['msg']}" + (f" ({hint})" if hint else ""))
+    for err, p in zip(exc.errors(), problems(exc, Mapping), strict=True):
+        fix = p.fix() if p.suggestion or p.missing else _HINTS.get(err["type"], "")
+        asset = _asset(raw, p.loc)
+        if asset is None:
+            out.append(p.line(fix))
+        else:
+            out.append(sentence(f"{asset[0]}, field {asset[1]}: {p.message}", fix))
     return out
 
 
@@ -341,7 +346,7 @@ def load_mapping(path: Path | str) -> Mapping:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MappingError(path, [f"TOML syntax error: {exc}"]) from None
+        raise MappingError(path, [toml_syntax_error("", exc, text)]) from None
     return parse_mapping(raw, path)
 
 

@@ -20,10 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from pydantic import BaseModel
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from connectors.stopping import STOP_WITHIN_S, stop_on_signals, stop_with_parent
 from twinflow.settings import PROJECT_ROOT, Settings
 
 MAPPING = PROJECT_ROOT / "config" / "plant.toml"
@@ -63,7 +65,7 @@ def topic_env(settings: Settings, prefix: str) -> dict[str, str]:
     """TWINFLOW_* variables that rename every Kafka topic of the settings with ``prefix``."""
     env = {}
     for section, model in settings:
-        if section == "mqtt" or not hasattr(model, "model_fields"):
+        if section == "mqtt" or not isinstance(model, BaseModel):
             continue
         for name in type(model).model_fields:
             value = getattr(model, name)
@@ -80,20 +82,25 @@ def _spawn(child: Child, env: dict[str, str], logs: Path) -> subprocess.Popen:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=stop_with_parent,
     )
 
 
-def _stop_all(procs: list[subprocess.Popen], timeout: float = 30) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGINT)
+def _stop_all(procs: list[subprocess.Popen], timeout: float = STOP_WITHIN_S + 1) -> None:
+    """SIGTERM the bridges, then the others (the bridges hand what they read to Kafka while their
+    devices are still there); what still runs after ``timeout`` is killed."""
     deadline = time.monotonic() + timeout
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    bridges = [p for p in procs if "bridge" in p.args]
+    for group in (bridges, [p for p in procs if p not in bridges]):
+        for p in group:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in group:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
 
 def _web_view(settings: Settings, logs: Path) -> tuple[Child, dict[str, str], str]:
@@ -155,7 +162,9 @@ def _view(
     return table
 
 
-def run_plant_demo(settings: Settings, *, duration: float, console: Console, out_dir: Path) -> int:
+def run_plant_demo(
+    settings: Settings, *, duration: float, console: Console, out_dir: Path, mapping: Path = MAPPING
+) -> int:
     import shutil
     import uuid
 
@@ -166,14 +175,15 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
     from twinflow.report import write_report
     from twinflow.settings import load_settings
 
-    twins = [a.twin_id for a in load_mapping(MAPPING).assets]
+    stop = stop_on_signals()
+    twins = [a.twin_id for a in load_mapping(mapping).assets]
     run = uuid.uuid4().hex[:6]
     logs = settings.stack.dir / "demo"
     logs.mkdir(parents=True, exist_ok=True)
     ground_truth = logs / "ground-truth.jsonl"
     ground_truth.unlink(missing_ok=True)
     recovery = logs / f"recovery-{run}"
-    faults = fault_schedule(duration)
+    faults = [f for f in fault_schedule(duration) if f.split(":")[0] in twins]
     # A run of its own: fresh topics and model state, so earlier runs do not leak into this one.
     env = {
         **os.environ,
@@ -192,13 +202,13 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
             [
                 "simulate",
                 "--mapping",
-                str(MAPPING),
+                str(mapping),
                 "--duration",
                 str(duration + 5),
                 *[a for f in faults for a in ("--fault", f)],
             ],
         ),
-        *(Child(f"bridge-{p}", ["bridge", p, "--mapping", str(MAPPING)]) for p in ("opcua", "mqtt", "modbus")),
+        *(Child(f"bridge-{p}", ["bridge", p, "--mapping", str(mapping)]) for p in ("opcua", "mqtt", "modbus")),
         web,
     ]
     saved = {k: os.environ.get(k) for k in env}
@@ -222,18 +232,21 @@ def run_plant_demo(settings: Settings, *, duration: float, console: Console, out
         t0 = time.monotonic()
         console.print(f"[bold]web view (live while the demo runs):[/bold] {url}", soft_wrap=True)
         with Live(console=console, refresh_per_second=1) as live:
-            while (elapsed := time.monotonic() - t0) < duration:
+            while (elapsed := time.monotonic() - t0) < duration and not stop.is_set():
                 dead = [c.name for c, p in zip(children, procs, strict=True) if p.poll() not in (None, 0)]
                 if dead:
                     console.print(f"[red]{', '.join(dead)} stopped early; see {logs}[/red]")
                     return 1
                 live.update(_view(db, twins, since, elapsed, duration, faults, url))
-                time.sleep(1.0)
-            time.sleep(5)  # let the last readings and alerts land
+                stop.wait(1.0)
+            stop.wait(5)  # let the last readings and alerts land
             live.update(_view(db, twins, since, time.monotonic() - t0, duration, faults, url))
     until = datetime.now(UTC)
     AdminClient(client_config(settings)).delete_topics(demo_topics)
     shutil.rmtree(recovery, ignore_errors=True)
+    if stop.is_set():
+        console.print(f"demo stopped by signal: its {len(procs)} processes were stopped (logs in {logs}); no report")
+        return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "report.html"
     ev = write_report(settings.postgres.conninfo(), ground_truth, since, until, report, twins)

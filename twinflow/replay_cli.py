@@ -81,6 +81,18 @@ def model_reset(
     except msgspec.ValidationError as exc:
         err_console.print(f"[red]invalid twin_id {twin!r}: {exc}[/red]")
         raise typer.Exit(2) from None
+    if s.security.twin_registry is not None:
+        from operators.twins import TwinRegistry
+        from twinflow.settings import ConfigError
+
+        try:
+            known = TwinRegistry.load(s.security.twin_registry).known(twin)
+        except ConfigError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        if not known:
+            err_console.print(f"[red]unknown twin {twin!r}: not in the twin registry {s.security.twin_registry}[/red]")
+            raise typer.Exit(1)
     _publish(s, s.topics.model_control, twin, encode(rec), timeout, "reset")
     err_console.print(f"reset requested for {twin} on {s.topics.model_control}")
 

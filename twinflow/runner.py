@@ -3,8 +3,8 @@
 Bytewax 0.21 scales across processes with ``-i/-a`` (process id, addresses of all
 processes); threads do not scale under the GIL. ``run_local_cluster`` starts N
 processes of the same command on this machine, each with its id and the shared
-address list, and stops them together. A Ctrl-C or SIGTERM ends the flow cleanly
-(exit 0): progress is kept in the recovery snapshots, and the sinks are idempotent.
+address list, and stops them together. SIGTERM or SIGINT ends the flow cleanly (exit 0) however
+it was started: the epoch in progress is committed and the sinks closed (:mod:`twinflow.flow_stop`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import closing
 from datetime import timedelta
@@ -83,14 +84,6 @@ def ensure_recovery_dir(path: Path, *, process_id: int = 0, processes: int = 1) 
     return path
 
 
-def _interrupted(exc: BaseException) -> bool:
-    while exc is not None:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def run_in_process(
     build: Callable[[], Dataflow],
     *,
@@ -102,7 +95,11 @@ def run_in_process(
     gc_gen0_threshold: int = 0,
     epoch_without_recovery_s: float | None = None,
 ) -> int:
-    """Run the flow here until it ends (or is interrupted); returns an exit code.
+    """Run the flow here until it ends or is stopped; returns an exit code.
+
+    SIGTERM and SIGINT stop it cleanly, also when SIGINT is ignored (a background job of a
+    script): the last epoch is committed, the sinks are closed, the exit code is 0
+    (:mod:`twinflow.flow_stop`).
 
     The Bytewax epoch is ``snapshot_interval_s``; without recovery it is ``epoch_without_recovery_s``
     when that is longer (see :func:`epoch_interval`).
@@ -111,26 +108,39 @@ def run_in_process(
     from bytewax._bytewax import cli_main
     from bytewax.recovery import RecoveryConfig
 
-    # SIGTERM behaves like Ctrl-C, so container stops are clean too.
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    from connectors.stopping import STOP
+    from twinflow.flow_stop import FlowStopped, FlowStopper
+
+    # Bytewax runs one worker in this thread, more in threads of their own (see flow_stop).
+    stopper = FlowStopper(recovery_dir, multi_worker=workers > 1 or addresses is not None)
+    stopper.install()
     recovery = RecoveryConfig(str(recovery_dir), timedelta(0)) if recovery_dir else None
     try:
         flow = build()
         if gc_gen0_threshold:
             tune_gc(gc_gen0_threshold)
-        cli_main(
-            flow,
-            workers_per_process=workers,
-            process_id=process_id,
-            addresses=addresses,
-            epoch_interval=epoch_interval(recovery is not None, snapshot_interval_s, epoch_without_recovery_s),
-            recovery_config=recovery,
-        )
+        stopper.running(True)
+        if not STOP.requested.is_set():
+            cli_main(
+                flow,
+                workers_per_process=workers,
+                process_id=process_id,
+                addresses=addresses,
+                epoch_interval=epoch_interval(recovery is not None, snapshot_interval_s, epoch_without_recovery_s),
+                recovery_config=recovery,
+            )
+        stopper.running(False)
+    except FlowStopped:
+        pass
     except BaseException as exc:
-        if _interrupted(exc):
-            log.info("flow stopped by signal; state is in the last recovery snapshot")
-            return 0
-        raise
+        # A peer process that finished the same drained stop a moment earlier closes its
+        # connections; Bytewax reports that as a communication panic. The state is committed.
+        if not (stopper.finished.is_set() and stopper.clean and type(exc).__name__ == "PanicException"):
+            raise
+        log.info("a cluster peer stopped first (%s)", exc)
+    if STOP.requested.is_set():
+        where = "in the last recovery snapshot" if recovery else "not kept (no recovery)"
+        log.info("flow stopped by signal%s; state is %s", "" if stopper.clean else " (not drained)", where)
     return 0
 
 
@@ -163,22 +173,45 @@ def tune_gc(gen0_threshold: int) -> None:
 
 
 def run_local_cluster(child_args: list[str], processes: int) -> int:
-    """Start ``processes`` copies of ``child_args`` + ``-i k -a addrs``; wait for all."""
+    """Start ``processes`` copies of ``child_args`` + ``-i k -a addrs``; wait for all.
+
+    SIGTERM/SIGINT to this process is passed on to every child as SIGTERM (a second one too, to
+    stop them now); when one child fails, the others are stopped. Children still running
+    :data:`~connectors.stopping.STOP_WITHIN_S` + 1 s after the stop are killed.
+    """
+    from connectors.stopping import STOP, STOP_WITHIN_S, stop_on_signals, stop_with_parent
+
+    stop_on_signals()
     addrs = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
     children = [
-        subprocess.Popen([*child_args, "-i", str(i), "-a", addrs], start_new_session=True) for i in range(processes)
+        subprocess.Popen([*child_args, "-i", str(i), "-a", addrs], start_new_session=True, preexec_fn=stop_with_parent)
+        for i in range(processes)
     ]
 
-    def forward(signum, _frame):
+    def signal_all(sig: int) -> None:
         for c in children:
             if c.poll() is None:
-                os.killpg(c.pid, signal.SIGINT)
+                os.killpg(c.pid, sig)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    signalled = 0
+    deadline = None
+    first_failure: int | None = None  # exit code of the first process that failed by itself
+    while any(c.poll() is None for c in children):
+        failed = [c.returncode for c in children if c.returncode not in (None, 0)]
+        if failed and first_failure is None and not signalled:
+            first_failure = failed[0]
+        if signalled < STOP.signals or (failed and not signalled):
+            signal_all(signal.SIGTERM)
+            signalled = max(1, STOP.signals)
+            deadline = deadline or time.monotonic() + STOP_WITHIN_S + 1
+        if deadline is not None and time.monotonic() > deadline:
+            print("cluster processes did not stop in time: killed", file=sys.stderr)
+            signal_all(signal.SIGKILL)
+        time.sleep(0.1)
     codes = [c.wait() for c in children]
-    failed = [i for i, code in enumerate(codes) if code != 0]
-    if failed:
-        print(f"processes {failed} exited with {[codes[i] for i in failed]}", file=sys.stderr)
-        return 1
+    if first_failure is None and not signalled:
+        first_failure = next((code for code in codes if code != 0), None)
+    if first_failure is not None or (signalled and any(codes)):
+        print(f"cluster processes exited with {codes}", file=sys.stderr)
+        return 2 if first_failure == 2 else 1  # 2: a configuration mistake, printed by the process
     return 0

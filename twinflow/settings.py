@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,12 +29,15 @@ from pydantic_settings import (
 from operators.alerts import AlertRules
 from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig, OperatingPointConfig
 from operators.sensor_limits import SensorLimit
+from operators.strict import StrictModel
 from twinflow.twin_settings import TwinSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Folder (in the stack dir) of the local development identity: subjects, policy, the user's key.
+DEV_IDENTITY = "identity"
 
 
-class Topics(BaseModel):
+class Topics(StrictModel):
     """Kafka topic names."""
 
     raw: str = "telemetry.raw"
@@ -48,7 +51,7 @@ class Topics(BaseModel):
     events: str = "twin.events"
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(StrictModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     # Extra librdkafka properties merged into every client (e.g. security settings).
     extra: dict[str, str] = Field(default_factory=dict)
@@ -63,7 +66,7 @@ class KafkaSettings(BaseModel):
         return self
 
 
-class PostgresSettings(BaseModel):
+class PostgresSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = 5432
     dbname: str = "twinflow"
@@ -104,7 +107,7 @@ class PostgresSettings(BaseModel):
         return make_conninfo(**params)
 
 
-class MqttSettings(BaseModel):
+class MqttSettings(StrictModel):
     host: str = "127.0.0.1"
     port: int = 1883
     # Topic pattern the bridge subscribes to; `+` in the twin position.
@@ -129,7 +132,7 @@ class MqttSettings(BaseModel):
         return self
 
 
-class FlowSettings(BaseModel):
+class FlowSettings(StrictModel):
     # Readings per COPY into the database (upper bound; a Kafka poll's batch is the lower).
     batch_size: int = Field(5000, ge=1)
     # Seconds a Kafka poll waits to fill a batch.
@@ -153,7 +156,7 @@ class FlowSettings(BaseModel):
     epoch_without_recovery_s: float = Field(600.0, gt=0)
 
 
-class StackSettings(BaseModel):
+class StackSettings(StrictModel):
     """Where `twinflow stack` keeps its state, and the ports its services use."""
 
     dir: Path = PROJECT_ROOT / ".stack"
@@ -170,7 +173,7 @@ class StackSettings(BaseModel):
     timescale_wasm_port: int = 55432
 
 
-class MlSettings(BaseModel):
+class MlSettings(StrictModel):
     """Online models per twin (docs/ml.md); each section takes the fields of its dataclass."""
 
     # `rul` adds remaining-useful-life and failure-probability predictions.
@@ -206,7 +209,7 @@ class MlSettings(BaseModel):
         )
 
 
-class SecuritySettings(BaseModel):
+class SecuritySettings(StrictModel):
     """Hostile-input limits, the twin registry, desired-state policy (docs/security.md)."""
 
     # TOML file of known twins; when set, telemetry of other twins goes to the DLQ (`unknown_twin`).
@@ -219,11 +222,29 @@ class SecuritySettings(BaseModel):
     max_mqtt_payload_bytes: int = Field(256 * 1024, ge=256)
     # Attribute-based policy for desired-state changes (operators/policy.py); unset = deny all.
     policy_file: Path | None = None
+    # Subjects (people, services) with attributes and Ed25519 public keys (operators/request_auth.py);
+    # the twin flow authenticates every desired request against it. Unset = every request is denied.
+    subjects_file: Path | None = None
+    # The CLI's signing key (PEM, Ed25519) and the subject it signs as (default: the subject of the
+    # subjects file with this key's public key, else the login name).
+    key_file: Path | None = None
+    subject: str | None = None
+    # A signed request older than this (or further in the future than max_clock_skew_s) is refused.
+    max_request_age_s: float = Field(300.0, gt=0)
+    max_clock_skew_s: float = Field(60.0, ge=0)
     # Topic for refused desired-state updates.
     desired_rejected_topic: str = "twin.desired.rejected"
 
+    def identity_from(self, stack_dir: Path) -> None:
+        """Unset files default to the local stack's development identity (`twinflow stack up` writes it)."""
+        dev = stack_dir / DEV_IDENTITY
+        files = (("subjects_file", "subjects.toml"), ("policy_file", "policy.toml"), ("key_file", "local.key"))
+        for name, file in files:
+            if name not in self.model_fields_set and getattr(self, name) is None and (dev / file).is_file():
+                setattr(self, name, dev / file)
 
-class AlertSettings(BaseModel):
+
+class AlertSettings(StrictModel):
     """Alert lifecycle and delivery (flows/alerts.py, `twinflow alerts`, docs/alerts.md)."""
 
     topic: str = "twin.alerts"  # alert versions out; desync escalations from reconciliation in
@@ -261,7 +282,7 @@ class AlertSettings(BaseModel):
         )
 
 
-class ApiSettings(BaseModel):
+class ApiSettings(StrictModel):
     """`twinflow serve`: the HTTP API and the web view (docs/api.md)."""
 
     host: str = "127.0.0.1"
@@ -277,13 +298,14 @@ class ApiSettings(BaseModel):
     rate_per_s: float = Field(100.0, ge=0)
     rate_burst: int = Field(200, ge=1)
     require_if_match: bool = True  # PATCH desired without If-Match → 428
+    verdict_wait_s: float = Field(10.0, ge=0)  # PATCH desired waits this long for the gate's verdict
     sse_keepalive_s: float = Field(15.0, gt=0)
     sse_buffer_events: int = Field(50_000, ge=0)  # recent events kept for exact Last-Event-ID resume
     db_pool_size: int = Field(8, ge=1)
     state_cache_entries: int = Field(200_000, ge=0)  # newest twin states kept in memory (0: always the database)
 
 
-class BufferSettings(BaseModel):
+class BufferSettings(StrictModel):
     """The bridges' local buffer in front of Kafka (one implementation: connectors/kafka/publisher.py)."""
 
     # Records handed to librdkafka but not yet acknowledged; beyond this they wait in the buffer.
@@ -297,7 +319,7 @@ class BufferSettings(BaseModel):
     when_full: str = Field("block", pattern="^(block|drop_oldest)$")
 
 
-class BridgeSettings(BaseModel):
+class BridgeSettings(StrictModel):
     """Protocol bridges (OPC-UA, MQTT with a mapping, Modbus) and their command path."""
 
     buffer: BufferSettings = Field(default_factory=BufferSettings)
@@ -310,7 +332,7 @@ class BridgeSettings(BaseModel):
     reconnect_max_s: float = Field(15.0, gt=0)
 
 
-class SimSettings(BaseModel):
+class SimSettings(StrictModel):
     """The plant simulator (`twinflow simulate`)."""
 
     tick_s: float = Field(0.1, gt=0)
@@ -348,6 +370,7 @@ class Settings(BaseSettings):
             self.postgres.port = st.postgres_port
         if "port" not in self.mqtt.model_fields_set:
             self.mqtt.port = st.mosquitto_port
+        self.security.identity_from(st.dir)
         return self
 
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
@@ -395,17 +418,26 @@ def config_path() -> Path | None:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings with errors turned into one readable message naming file and field."""
+    """Settings, or a :class:`ConfigError` with one line per mistake naming the file or environment
+    variable, the section, the key and the fix; unknown keys are mistakes (did-you-mean included),
+    a TOML syntax error names line and column."""
+    from twinflow.config_errors import read_toml, settings_problems
+
+    path = config_path()
     try:
-        return Settings(**overrides)
+        data = read_toml(path) if path is not None else {}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    found: ValidationError | None = None
+    try:
+        result = Settings(**overrides)
     except ValidationError as exc:
-        where = config_path() or "environment (TWINFLOW_*)"
-        lines = [f"invalid configuration in {where}:"]
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            env = "TWINFLOW_" + "__".join(str(p).upper() for p in err["loc"])
-            lines.append(f"  {field}: {err['msg']} (set it in the file or as {env})")
-        raise ConfigError("\n".join(lines)) from None
+        found = exc
+    env = {k: v for k, v in os.environ.items() if k.upper().startswith("TWINFLOW_")}
+    lines = settings_problems(found, Settings, file=path, data=data, environ=env, prefix="TWINFLOW_")
+    if lines:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {line}" for line in lines))
+    return result
 
 
 @lru_cache(maxsize=1)

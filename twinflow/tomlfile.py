@@ -1,13 +1,14 @@
-"""Load a TOML file into a pydantic model, with errors that name the file, the field and the fix."""
+"""Load a TOML file into a pydantic model, with errors that name the file, the section, the key and
+the fix (unknown keys included, with a close known key; syntax errors with line and column)."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from twinflow.config_errors import problems, read_toml
 from twinflow.settings import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
@@ -16,29 +17,25 @@ M = TypeVar("M", bound=BaseModel)
 def load_toml_model(path: Path, model: type[M], what: str) -> M:
     """Parse ``path`` as TOML and validate it as ``model``; raise :class:`ConfigError` otherwise.
 
-    >>> import tempfile, pydantic
-    >>> class Cfg(pydantic.BaseModel):
-    ...     n: int
+    >>> import tempfile
+    >>> from operators.strict import StrictModel
+    >>> class Cfg(StrictModel):
+    ...     limit: int = 1
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     bad = Path(tmp) / "example.toml"
-    ...     _ = bad.write_text('n = "x"')
+    ...     _ = bad.write_text('limt = 2')
     ...     load_toml_model(bad, Cfg, "example")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     twinflow.settings.ConfigError: invalid example file /...example.toml:
-      n: Input should be a valid integer...
+      top level `limt`: unknown key, did you mean `limit`? Rename it to `limit` or remove it.
     """
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"{what} file {path}: cannot read it ({exc.strerror}); fix the path") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{what} file {path}: not valid TOML: {exc}") from None
+        data = read_toml(path, what)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [f"invalid {what} file {path}:"]
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {field}: {err['msg']}")
+        lines = [f"invalid {what} file {path}:", *(f"  {p.line()}" for p in problems(exc, model))]
         raise ConfigError("\n".join(lines)) from None

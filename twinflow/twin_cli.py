@@ -1,15 +1,14 @@
-"""``twinflow twin …``: set desired values, show a twin's state (now or as of a time), run the flow."""
+"""``twinflow twin …``: desired values and the mode (signed, through the gate), a twin's state, the flow."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from twinflow.cli_support import err_console, settings_or_exit
@@ -41,85 +40,6 @@ def parse_assignments(pairs: list[str]) -> dict[str, float]:
     return values
 
 
-def produce_desired(
-    settings: Settings,
-    twin_id: str,
-    values: dict[str, float],
-    *,
-    expect_version: int | None = None,
-    author: str | None = None,
-    reason: str = "",
-    mode: str | None = None,
-    issued_at: datetime | None = None,
-) -> bytes:
-    """Validate and produce one ``twin.desired`` record (key twin_id); returns the bytes sent."""
-    from connectors.kafka.clients import make_producer
-    from operators.twin_records import DesiredUpdate, decode_desired, encode
-
-    upd = DesiredUpdate(
-        twin_id,
-        values,
-        expected_version=expect_version,
-        author=author or os.environ.get("USER", "unknown"),
-        reason=reason,
-        issued_at=issued_at or datetime.now(UTC),
-        mode=mode,  # type: ignore[arg-type]
-    )
-    payload = encode(upd)
-    decode_desired(payload, twin_id.encode())  # the same validation the flow applies
-    producer = make_producer(settings)
-    producer.produce(settings.twin.desired_topic, key=twin_id.encode(), value=payload)
-    if producer.flush(30) != 0:
-        raise RuntimeError(
-            f"Kafka did not acknowledge the desired update within 30 s ({settings.kafka.bootstrap_servers})"
-        )
-    return payload
-
-
-def wait_for_outcome(
-    settings: Settings, twin_id: str, author: str, send: Callable[[], None], timeout: float
-) -> tuple[str, dict[str, Any]] | None:
-    """Call ``send`` and wait for the flow's answer to it: ``("applied", state)``, ``("rejected", alert)``.
-
-    Reads ``twin.state`` and ``twin.alerts`` from their current ends, so only answers produced after
-    the update count; an update is recognised by twin_id and author. None on timeout.
-    """
-    import time
-
-    import msgspec
-    from confluent_kafka import Consumer, TopicPartition
-
-    from connectors.kafka.clients import client_config
-
-    tw = settings.twin
-    consumer = Consumer(
-        client_config(settings, **{"group.id": f"twinflow-cli-{os.getpid()}", "enable.auto.commit": False})
-    )
-    try:
-        parts = []
-        for topic in (tw.state_topic, tw.alerts_topic):
-            meta = consumer.list_topics(topic, timeout=10).topics[topic]
-            for p in meta.partitions:
-                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                parts.append(TopicPartition(topic, p, high))
-        consumer.assign(parts)
-        send()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error() or msg.key() != twin_id.encode():
-                continue
-            value = msgspec.json.decode(msg.value())
-            if msg.topic() == tw.alerts_topic:
-                if value.get("kind") == "desired_rejected" and value["detail"].get("author") == author:
-                    return "rejected", value
-            elif value.get("change", {}).get("cause") == "desired" and value["change"].get("author") == author:
-                return "applied", value
-        return None
-    finally:
-        consumer.close()
-
-
 def load_state(settings: Settings, twin_id: str, at: datetime | None = None) -> dict[str, Any] | None:
     """The twin's newest state, or its state as of ``at`` (``sql/queries/twin_state_at.sql``)."""
     import psycopg
@@ -130,47 +50,86 @@ def load_state(settings: Settings, twin_id: str, at: datetime | None = None) -> 
         return conn.execute(sql, {"twin_id": twin_id, "at": at}).fetchone()
 
 
+MODES = ("normal", "maintenance", "simulating")
+_TIMEOUT = typer.Option(30.0, "--timeout", help="Seconds to wait for the twin flow's verdict.")
+_ASSIGNMENTS = typer.Argument(..., help="param=value pairs, e.g. speed_sp_rpm=1200.")
+_NO_WAIT = typer.Option(False, "--no-wait", help="Send and return without waiting for the verdict.")
+
+
+def send_request(
+    twin_id: str,
+    values: dict[str, float],
+    *,
+    mode: str | None = None,
+    expect_version: int | None = None,
+    reason: str = "",
+    timeout: float = 30.0,
+) -> dict[str, Any] | None:
+    """Sign and send one request, print the verdict; exit non-zero unless it was applied.
+
+    Exit codes: 0 applied (or sent with ``timeout`` 0), 2 not sent (no key, invalid input), 3 denied,
+    4 no verdict within ``timeout``."""
+    from twinflow.desired_client import RequestError, explain, request, timeout_hint
+
+    s = settings_or_exit()
+    try:
+        request_id, verdict = request(
+            s, twin_id, values, mode=mode, expect_version=expect_version, reason=reason, timeout=timeout
+        )
+    except RequestError as exc:
+        err_console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    if timeout <= 0:
+        console.print(f"sent request {request_id} to {s.twin.desired_topic} (not waiting for the verdict)")
+        return None
+    if verdict is None:
+        err_console.print(f"[red]{escape(timeout_hint(s, request_id, timeout))}[/red]")
+        raise typer.Exit(4)
+    line = escape(explain(verdict))
+    if verdict["decision"] != "applied":
+        err_console.print(f"[red]{line}[/red]", highlight=False)
+        raise typer.Exit(3)
+    console.print(line, highlight=False)
+    return verdict
+
+
 @twin_app.command("set-desired")
 def set_desired(
     twin_id: str = typer.Argument(..., help="The twin, e.g. pump-001."),
-    assignments: Annotated[list[str] | None, typer.Argument(help="param=value pairs, e.g. speed=1200.")] = None,
-    expect_version: int = typer.Option(None, "--expect-version", help="Reject unless the twin is at this version."),
-    author: str = typer.Option(None, "--author", help="Who asks (default: $USER)."),
+    assignments: list[str] = _ASSIGNMENTS,
+    expect_version: int = typer.Option(
+        None, "--expect-version", help="Refuse unless the twin's desired version (see `twin show`) is this."
+    ),
     reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
-    mode: str = typer.Option(None, "--mode", help="Operator mode: normal, maintenance or simulating."),
-    wait: float = typer.Option(0, "--wait", help="Wait up to this many seconds for the flow's answer."),
+    timeout: float = _TIMEOUT,
+    no_wait: bool = _NO_WAIT,
 ) -> None:
-    """Send desired values (and optionally a mode) to twin.desired."""
-    from operators.envelope import Rejected
+    """Ask for new desired values: signed with your key, decided by the twin flow's gate, audited.
 
-    if mode is not None and mode not in ("normal", "maintenance", "simulating"):
-        raise typer.BadParameter(f"--mode {mode!r}: use normal, maintenance or simulating")
-    values = parse_assignments(assignments or [])
-    if not values and mode is None:
-        raise typer.BadParameter("give at least one param=value or --mode")
-    s = settings_or_exit()
-    author = author or os.environ.get("USER", "unknown")
+    Prints the verdict: `applied: …` (exit 0) or `denied: <reason> <detail>` (exit 3)."""
+    values = parse_assignments(assignments)
+    send_request(twin_id, values, expect_version=expect_version, reason=reason, timeout=0 if no_wait else timeout)
 
-    def send() -> None:
-        produce_desired(s, twin_id, values, expect_version=expect_version, author=author, reason=reason, mode=mode)
 
-    try:
-        outcome = wait_for_outcome(s, twin_id, author, send, wait) if wait > 0 else send()
-    except Rejected as exc:
-        err_console.print(f"[red]not sent: {exc}[/red]")
-        raise typer.Exit(2) from None
-    shown = ", ".join(f"{k}={v:g}" for k, v in values.items()) or f"mode={mode}"
-    console.print(f"sent to {s.twin.desired_topic}: {twin_id} {shown}")
-    if wait <= 0:
-        return
-    if outcome is None:
-        err_console.print(f"no answer within {wait:g} s (is the twin flow running? were the values already set?)")
-        raise typer.Exit(4)
-    kind, record = outcome
-    if kind == "rejected":
-        err_console.print(f"[red]rejected: {record['detail']['reason']}[/red]")
-        raise typer.Exit(3)
-    console.print(f"applied: {twin_id} is at version {record['version']} ({record['status']})")
+@twin_app.command("mode")
+def set_mode(
+    twin_id: str = typer.Argument(..., help="The twin, e.g. pump-001."),
+    mode: str = typer.Argument(..., help="normal, maintenance or simulating."),
+    reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
+    expect_version: int = typer.Option(None, "--expect-version", help="Refuse unless at this desired version."),
+    timeout: float = _TIMEOUT,
+    no_wait: bool = _NO_WAIT,
+) -> None:
+    """Put a twin into maintenance or simulating, or back to normal (the one switch; docs/reconciliation.md).
+
+    In maintenance no alert opens, models do not learn and commands are held; in simulating models
+    do not learn and commands are held. Authorised and audited like any desired change."""
+    if mode not in MODES:
+        err_console.print(f"[red]mode {mode!r}: use {', '.join(MODES)}[/red]")
+        raise typer.Exit(2)
+    send_request(
+        twin_id, {}, mode=mode, expect_version=expect_version, reason=reason, timeout=0 if no_wait else timeout
+    )
 
 
 def _parse_time(text: str) -> datetime:
@@ -197,7 +156,8 @@ def show(
         console.print_json(json.dumps(row, default=str))
         return
     console.print(
-        f"[bold]{row['twin_id']}[/bold] version {row['version']} at {row['event_time']} — "
+        f"[bold]{row['twin_id']}[/bold] version {row['version']}, desired version {row['desired_version']} "
+        f"at {row['event_time']} — "
         f"{row['status']} (mode {row['mode']}, consistency {row['consistency_score']:.3f}, "
         f"sync latency {row['sync_latency_ms']} ms, last sync {row['last_sync_time']})"
     )

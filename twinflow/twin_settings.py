@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from operators.event_windows import WindowSpec
+from operators.strict import StrictModel
 from operators.twin_policy import TwinPolicy
 
 
-class TwinSettings(BaseModel):
+class TwinSettings(StrictModel):
     """Twin reconciliation (docs/reconciliation.md)."""
 
     desired_topic: str = "twin.desired"
@@ -19,6 +20,8 @@ class TwinSettings(BaseModel):
     acks_topic: str = "twin.acks"
     state_topic: str = "twin.state"  # compacted, key twin_id
     alerts_topic: str = "twin.alerts"
+    # The desired-state gate's verdict on every request (the CLI waits for it; docs/security.md).
+    outcomes_topic: str = "twin.desired.outcomes"
     late_topic: str = "telemetry.late"
     partitions: int = Field(4, ge=1)
     # Tumbling event-time windows per twin and sensor (seconds) and how late a reading may be.

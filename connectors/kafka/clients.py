@@ -76,6 +76,7 @@ def twin_topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(tw.desired_topic, tw.partitions, {"retention.ms": month}),
         TopicSpec(tw.commands_topic, tw.partitions, {"retention.ms": day}),
+        TopicSpec(tw.outcomes_topic, tw.partitions, {"retention.ms": month}),
         TopicSpec(tw.acks_topic, tw.partitions, {"retention.ms": day}),
         TopicSpec(tw.state_topic, tw.partitions, {"cleanup.policy": "compact"}),
         TopicSpec(tw.alerts_topic, 1, {"retention.ms": month}),

@@ -25,7 +25,6 @@ from operators.commands import (
     decode_ack,
     decode_command,
     encode_ack,
-    encode_command,
     make_ack,
     peek_ids,
     precheck,
@@ -86,9 +85,13 @@ class CommandListener:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop after the command in hand (waiting up to ``timeout`` for it)."""
         self._stop.set()
-        self._thread.join(15)
+        self._thread.join(timeout)
+        if self._thread.is_alive():  # still writing to a device: never close a consumer in use
+            log.warning("command thread still busy after %.0f s; leaving it", timeout)
+            return
         self.consumer.close()
 
     def _run(self) -> None:
@@ -167,14 +170,6 @@ class CommandListener:
             ack.status,
             ack.error or "",
         )
-
-
-def send_command(settings: Settings, cmd: Command) -> None:
-    """Produce one command to ``twin.commands`` (key = twin_id) and wait for Kafka's acknowledgement."""
-    producer = Producer(producer_config(settings, **{"linger.ms": 0}))
-    producer.produce(settings.twin.commands_topic, key=cmd.twin_id.encode(), value=encode_command(cmd))
-    if producer.flush(15):
-        raise KafkaException(f"command {cmd.command_id} not acknowledged by Kafka within 15 s")
 
 
 def wait_ack(settings: Settings, command_id: str, timeout: float) -> list[Ack]:

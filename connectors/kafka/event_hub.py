@@ -9,7 +9,8 @@ the live stream took over. Slow subscribers are cut off (their queue is bounded)
 way.
 
 Event types: ``state`` (a twin state version), ``alert`` (an alert version of the alerts flow),
-``twin_alert`` (reconciliation: desync, command failures), ``desired`` (a desired update refused),
+``twin_alert`` (reconciliation: desync, command failures), ``desired`` (the gate's verdict on a desired
+request: applied or denied),
 ``score`` (an anomaly score).
 """
 
@@ -126,6 +127,7 @@ class EventHub:
         self.everyone: set[Subscriber] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.state_listeners: list = []  # called with (twin_id, value bytes) for every state record
+        self.verdicts: dict[str, asyncio.Future] = {}  # request id → the gate's verdict (PATCH desired)
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -190,6 +192,15 @@ class EventHub:
         self.buffer.extend(events)
         for ev in events:
             self.positions[ev.part] = ev.offset + 1
+            if ev.type == "desired" and self.verdicts:
+                value = ev.frame[ev.frame.index(b"\ndata: ") + 7 : -2]
+                try:
+                    verdict = orjson.loads(value)
+                    fut = self.verdicts.pop(str(verdict.get("request_id")), None)
+                except (orjson.JSONDecodeError, AttributeError):
+                    fut = None
+                if fut is not None and not fut.done():
+                    fut.set_result(verdict)
             if ev.type == "state" and self.state_listeners:
                 value = ev.frame[ev.frame.index(b"\ndata: ") + 7 : -2]
                 for listener in self.state_listeners:

@@ -8,21 +8,63 @@ If a partition's position becomes invalid (offset out of range: a broker restart
 reports a shorter log, or a snapshot older than the topic's retention), the consumer restarts at
 the *earliest* retained offset, never at the end: re-reading is harmless (idempotent sinks),
 skipping is silent loss. librdkafka's default would be ``latest``.
+
+On a stop request (:mod:`connectors.stopping`) the source stops reading: the epoch in progress
+then completes and is committed with everything read so far, and :mod:`twinflow.runner` ends
+the dataflow; in a single-worker run the source does that by raising Bytewax's
+``AbortExecution`` from ``next_batch`` (the one exception Bytewax treats as a clean end, where
+any other one, KeyboardInterrupt included, is a Rust panic).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import AbortExecution, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING
 
 from connectors.kafka.clients import client_config, without_bootstrap
+from connectors.stopping import STOP
 from twinflow.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _StoppablePartition(StatefulSourcePartition[Any, Any]):
+    """A Kafka partition that reads nothing once a stop is requested, and ends the run when told."""
+
+    def __init__(self, part: StatefulSourcePartition[Any, Any]) -> None:
+        self._part = part
+
+    def next_batch(self) -> list[Any]:
+        if STOP.abort_sources.is_set():
+            raise AbortExecution("stop requested")
+        if STOP.requested.is_set():
+            return []
+        return self._part.next_batch()
+
+    def next_awake(self) -> datetime | None:
+        if STOP.requested.is_set():  # nothing to read: look at the stop flags 20 times a second
+            return datetime.now(UTC) + timedelta(milliseconds=50)
+        return self._part.next_awake()
+
+    def snapshot(self) -> Any:
+        return self._part.snapshot()
+
+    def close(self) -> None:
+        self._part.close()
+
+
+class StoppableKafkaSource(KafkaSource):
+    """Bytewax's ``KafkaSource`` whose partitions obey :data:`connectors.stopping.STOP`."""
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePartition:
+        return _StoppablePartition(super().build_part(step_id, for_part, resume_state))
 
 
 def kafka_messages(
@@ -32,7 +74,7 @@ def kafka_messages(
     polled = op.input(
         step_id,
         flow,
-        KafkaSource(
+        StoppableKafkaSource(
             settings.kafka.bootstrap_servers.split(","),
             topics,
             tail=tail,

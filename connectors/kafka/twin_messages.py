@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from connectors.kafka.sink import OutMessage
+from operators.alert_records import TwinStatus
+from operators.alert_records import encode as encode_status
 from operators.event_windows import WindowRow
-from operators.twin_records import Alert, Command, LateReading, encode
+from operators.twin_records import Alert, Command, DesiredOutcome, LateReading, encode
 from operators.twin_state import StateChange
-from twinflow.twin_settings import TwinSettings
+from twinflow.settings import Settings
 
 Message = OutMessage
+
+
+@dataclass(frozen=True)
+class TwinTopics:
+    """Where the twin flow's outputs go."""
+
+    state: str
+    commands: str
+    alerts: str
+    late: str
+    outcomes: str  # every verdict of the desired-state gate
+    rejected: str  # denied requests (also on outcomes)
+    status: str  # the twin's mode, followed by the models and alerts flows
+
+    @classmethod
+    def of(cls, s: Settings) -> TwinTopics:
+        tw = s.twin
+        return cls(
+            tw.state_topic,
+            tw.commands_topic,
+            tw.alerts_topic,
+            tw.late_topic,
+            tw.outcomes_topic,
+            s.security.desired_rejected_topic,
+            s.alerts.status_topic,
+        )
 
 
 def state_message(c: StateChange, topic: str) -> Message:
@@ -16,14 +46,23 @@ def state_message(c: StateChange, topic: str) -> Message:
     return OutMessage(c.twin_id.encode(), encode({**c.snapshot, "change": c.change}), topic)
 
 
-def to_messages(item: StateChange | Command | Alert | LateReading | WindowRow, tw: TwinSettings) -> list[Message]:
+def to_messages(
+    item: StateChange | Command | Alert | LateReading | WindowRow | DesiredOutcome | TwinStatus, t: TwinTopics
+) -> list[Message]:
     """The Kafka messages for one output of the twin step (window rows go to the database only)."""
     if isinstance(item, StateChange):
-        return [state_message(item, tw.state_topic)]
+        return [state_message(item, t.state)]
+    key = item.twin_id.encode() if not isinstance(item, WindowRow) else b""
     if isinstance(item, Command):
-        return [OutMessage(item.twin_id.encode(), encode(item), tw.commands_topic)]
+        return [OutMessage(key, encode(item), t.commands)]
     if isinstance(item, Alert):
-        return [OutMessage(item.twin_id.encode(), encode(item), tw.alerts_topic)]
+        return [OutMessage(key, encode(item), t.alerts)]
     if isinstance(item, LateReading):
-        return [OutMessage(item.twin_id.encode(), encode(item), tw.late_topic)]
+        return [OutMessage(key, encode(item), t.late)]
+    if isinstance(item, DesiredOutcome):
+        value = encode(item)
+        out = [OutMessage(key, value, t.outcomes)]
+        return [*out, OutMessage(key, value, t.rejected)] if item.decision == "denied" else out
+    if isinstance(item, TwinStatus):
+        return [OutMessage(key, encode_status(item), t.status)]
     return []

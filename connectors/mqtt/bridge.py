@@ -13,7 +13,6 @@ This is the mapping-free bridge (``twinflow bridge mqtt``); with ``--mapping`` t
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from confluent_kafka import Producer
 from connectors.kafka.publisher import Publisher
 from connectors.mqtt.client import make_client, subscription_ready
 from connectors.mqtt.payload import PayloadMapper
+from connectors.stopping import STOP_FLUSH_S, stop_on_signals
 from operators.envelope import Reason
 from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 from twinflow.settings import Settings
@@ -125,11 +125,9 @@ class MqttBridge:
         )
 
     def run_forever(self) -> None:
-        """Run until SIGINT/SIGTERM."""
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+        """Run until SIGTERM/SIGINT; then deliver what is buffered (the rest stays in the spill file)."""
+        stop = stop_on_signals()
         self.start()
         while not stop.wait(10):
             log.info("mqtt: received %d, publisher %s", self.counters.received, self.publisher.stats())
-        self.stop()
+        self.stop(STOP_FLUSH_S)

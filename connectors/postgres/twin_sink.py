@@ -1,8 +1,9 @@
 """Write twin state versions, sync quality and window aggregates to PostgreSQL, idempotently.
 
-* ``twin_state_history`` and ``twin_sync_quality``: upsert on the version's identity; a replay
-  after Bytewax recovery writes the same versions again and overwrites them in place, so there
-  is one row per version and no gap.
+* ``twin_state_history`` is append-only (migration 0050 refuses UPDATE and DELETE): a version
+  is inserted once; a replay after Bytewax recovery that writes the same (twin_id, version)
+  again changes nothing (``ON CONFLICT DO NOTHING``: the first write of a version wins).
+* ``twin_sync_quality``: one point per version, inserted together with its history row.
 * ``telemetry_windows``: upsert on (twin_id, sensor, window_size, window_start) that only a
   higher version may overwrite: corrections win, replays of older versions change nothing.
 
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS twin_history_stage ("
-    " twin_id text, version bigint, event_time timestamptz, status text, mode text, learn boolean,"
+    " twin_id text, version bigint, desired_version bigint, event_time timestamptz, status text, mode text,"
+    " learn boolean,"
     " reported text, desired text, delta text, conflicts text, commands text, consistency_score float8,"
     " sync_latency_ms float8, last_sync_time timestamptz, desync_since timestamptz, change text)"
     " ON COMMIT DELETE ROWS",
@@ -39,45 +41,32 @@ STAGE_DDL = (
     " ON COMMIT DELETE ROWS",
 )
 HISTORY_COPY = (
-    "COPY twin_history_stage (twin_id, version, event_time, status, mode, learn, reported, desired, delta,"
+    "COPY twin_history_stage (twin_id, version, desired_version, event_time, status, mode, learn, reported,"
+    " desired, delta,"
     " conflicts, commands, consistency_score, sync_latency_ms, last_sync_time, desync_since, change)"
     " FROM STDIN (FORMAT BINARY)"
 )
 HISTORY_TYPES = [
-    "text", "int8", "timestamptz", "text", "text", "bool", "text", "text", "text", "text", "text",
+    "text", "int8", "int8", "timestamptz", "text", "text", "bool", "text", "text", "text", "text", "text",
     "float8", "float8", "timestamptz", "timestamptz", "text",
 ]  # fmt: skip
-_UPDATED = (
-    "event_time", "status", "mode", "learn", "reported", "desired", "delta", "conflicts", "commands",
-    "consistency_score", "sync_latency_ms", "last_sync_time", "desync_since", "change",
-)  # fmt: skip
-# A replayed version overwrites itself (the newest computation of that version wins).
+# Append-only: a version is written once; a replayed version changes nothing. Its sync-quality point
+# is inserted with it (from the rows actually inserted), so a version keeps exactly one point.
 HISTORY_MOVE = (
-    "INSERT INTO twin_state_history (twin_id, version, event_time, status, mode, learn, reported, desired,"
-    " delta, conflicts, commands, consistency_score, sync_latency_ms, last_sync_time, desync_since, change)"
-    " SELECT DISTINCT ON (twin_id, version) twin_id, version, event_time, status, mode, learn,"
+    "WITH inserted AS ("
+    " INSERT INTO twin_state_history (twin_id, version, desired_version, event_time, status, mode, learn,"
+    " reported, desired, delta, conflicts, commands, consistency_score, sync_latency_ms, last_sync_time,"
+    " desync_since, change)"
+    " SELECT DISTINCT ON (twin_id, version) twin_id, version, desired_version, event_time, status, mode, learn,"
     " reported::jsonb, desired::jsonb, delta::jsonb,"
     " ARRAY(SELECT jsonb_array_elements_text(conflicts::jsonb)), commands::jsonb, consistency_score,"
     " sync_latency_ms, last_sync_time, desync_since, change::jsonb"
     " FROM twin_history_stage ORDER BY twin_id, version"
-    " ON CONFLICT (twin_id, version) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)
-    + ", recorded_at = now()"
-)
-# A version keeps one point even if a replay computed it at another time (different input interleaving).
-QUALITY_STALE = (
-    "DELETE FROM twin_sync_quality q USING twin_history_stage s"
-    " WHERE q.twin_id = s.twin_id AND q.version = s.version AND q.ts <> s.event_time"
-)
-QUALITY_MOVE = (
-    "INSERT INTO twin_sync_quality"
-    " (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
-    " SELECT DISTINCT ON (twin_id, event_time, version) twin_id, event_time, version, status,"
-    " consistency_score, sync_latency_ms, jsonb_array_length(conflicts::jsonb)"
-    " FROM twin_history_stage ORDER BY twin_id, event_time, version"
-    " ON CONFLICT (twin_id, ts, version) DO UPDATE SET status = EXCLUDED.status,"
-    " consistency_score = EXCLUDED.consistency_score, sync_latency_ms = EXCLUDED.sync_latency_ms,"
-    " conflicts = EXCLUDED.conflicts"
+    " ON CONFLICT (twin_id, version) DO NOTHING"
+    " RETURNING twin_id, version, event_time, status, consistency_score, sync_latency_ms, conflicts)"
+    " INSERT INTO twin_sync_quality (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
+    " SELECT twin_id, event_time, version, status, consistency_score, sync_latency_ms, cardinality(conflicts)"
+    " FROM inserted ON CONFLICT (twin_id, ts, version) DO NOTHING"
 )
 WINDOW_COPY = (
     "COPY twin_window_stage (twin_id, sensor, window_size, window_start, window_end, count, mean, min, max,"
@@ -108,6 +97,7 @@ def history_row(c: StateChange) -> tuple[Any, ...]:
     return (
         c.twin_id,
         c.version,
+        s.get("desired_version", 0),
         c.at,
         s["status"],
         s["mode"],
@@ -159,8 +149,6 @@ class TwinWriter:
                     for c in changes:
                         copy.write_row(history_row(c))
                 cur.execute(HISTORY_MOVE)
-                cur.execute(QUALITY_STALE)
-                cur.execute(QUALITY_MOVE)
             if windows:
                 with cur.copy(WINDOW_COPY) as copy:
                     copy.set_types(WINDOW_TYPES)

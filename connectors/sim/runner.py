@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import signal
 import threading
 import time
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from connectors.loop_thread import LoopThread
 from connectors.sim.modbus_server import SimModbusServer
 from connectors.sim.mqtt_device import SimMqttDevice
 from connectors.sim.opcua_server import SimOpcuaServer
+from connectors.stopping import stop_on_signals
 from twinflow.mapping import Mapping
 from twinflow.settings import Settings
 from twinflow.sim.faults import Fault
@@ -150,9 +150,7 @@ class Simulator:
         self.runner.stop()
 
     def run_forever(self, duration: float | None = None) -> None:
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+        stop = stop_on_signals()
         self.start()
         end = None if duration is None else time.monotonic() + duration
         while not stop.wait(1 if end else 10):

@@ -137,6 +137,35 @@ def _alert_settings(sfx: str) -> AlertSettings:
     )
 
 
+POLICY = """
+[[rule]]
+name = "operators set the speed"
+subject = { roles = "operator" }
+[rule.parameters]
+speed = { type = "number", min = 0, max = 3000 }
+"""
+
+
+def _identity(work: Path) -> dict[str, str]:
+    """The API as a gateway (its own key, acting for the tokens' subjects), ann an operator, bob a viewer."""
+    from operators.request_auth import new_private_key, private_key_pem, public_key_text
+    from twinflow.stack.certs import write_secret
+
+    key = new_private_key()
+    write_secret(work / "api.key", private_key_pem(key))
+    (work / "subjects.toml").write_text(
+        f'[subject.api-gateway]\nroles = ["gateway"]\npublic_keys = ["{public_key_text(key)}"]\nact_for = ["*"]\n'
+        '[subject.ann]\nroles = ["operator"]\n[subject.bob]\nroles = ["viewer"]\n'
+    )
+    (work / "policy.toml").write_text(POLICY)
+    return {
+        "TWINFLOW_SECURITY__KEY_FILE": str(work / "api.key"),
+        "TWINFLOW_SECURITY__SUBJECT": "api-gateway",
+        "TWINFLOW_SECURITY__SUBJECTS_FILE": str(work / "subjects.toml"),
+        "TWINFLOW_SECURITY__POLICY_FILE": str(work / "policy.toml"),
+    }
+
+
 def _delete_own_topics(s: Settings) -> None:
     """This fixture's topics only (not shared ones such as the simulator's ground truth); missing ones are fine."""
     from confluent_kafka.admin import AdminClient
@@ -145,7 +174,8 @@ def _delete_own_topics(s: Settings) -> None:
 
     tw = s.twin
     names = {s.topics.raw, s.topics.dlq, tw.desired_topic, tw.commands_topic, tw.acks_topic, tw.state_topic}
-    names |= {tw.late_topic, s.security.desired_rejected_topic, *(t.name for t in alert_topic_specs(s))}
+    names |= {tw.late_topic, tw.outcomes_topic, s.security.desired_rejected_topic}
+    names |= {t.name for t in alert_topic_specs(s)}
     admin = AdminClient(client_config(s))
     for fut in admin.delete_topics(sorted(names), operation_timeout=30).values():
         try:
@@ -175,6 +205,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
     token, _ = tokens.issue("ann")
     other, _ = tokens.issue("bob")
     tokens.save(work / "tokens.toml")
+    identity = _identity(work)
     port = _free_port()
     env = {
         **os.environ,
@@ -182,6 +213,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
         "TWINFLOW_ALERTS": alerts.model_dump_json(),
         "TWINFLOW_SECURITY__DESIRED_REJECTED_TOPIC": s.security.desired_rejected_topic,
         "TWINFLOW_API__TOKENS_FILE": str(work / "tokens.toml"),
+        **identity,
         "TWINFLOW_API__PORT": str(port),
         "TWINFLOW_API__RATE_PER_S": "20",
         "TWINFLOW_API__RATE_BURST": "60",

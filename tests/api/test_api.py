@@ -96,7 +96,12 @@ def test_conditional_desired_change_reaches_the_device_and_the_event_stream(live
         assert is_problem(stale, 412)["current_version"] == current and stale.headers["etag"] == tag
         ok = c.patch(f"/api/v1/twins/{live.twin}/desired", json=change, headers={"If-Match": tag})
         assert ok.status_code == 202, ok.text
-        assert ok.json()["tracking_id"] and ok.json()["subject"] == "ann"
+        answer = ok.json()
+        assert answer["tracking_id"] and answer["subject"] == "ann" and answer["status"] == "accepted"
+        assert answer["desired_version"] == current + 1  # the gate applied it: the desired document moved
+        # the old ETag is stale now, whatever the readings do
+        again = c.patch(f"/api/v1/twins/{live.twin}/desired", json=change, headers={"If-Match": tag})
+        assert is_problem(again, 412)["current_version"] == current + 1
 
         def synced():
             d = c.get(f"/api/v1/twins/{live.twin}").json()
@@ -105,6 +110,42 @@ def test_conditional_desired_change_reaches_the_device_and_the_event_stream(live
             )
 
         wait_for("the device to reach the new speed", synced, timeout=30)
+
+
+def test_policy_deny_is_403_with_the_reason_and_nothing_reaches_the_device(live: Live):
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.clients import client_config
+
+    topic = live.settings.twin.commands_topic
+    consumer = Consumer(client_config(live.settings, **{"group.id": f"t-{time.time()}", "enable.auto.commit": False}))
+    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    consumer.assign([TopicPartition(topic, 0, high)])
+    try:
+        with live.client(token=live.other_token) as bob:  # a viewer: the policy lets only operators set speed
+            r = bob.patch(
+                f"/api/v1/twins/{live.twin}/desired", json={"values": {"speed": 777.0}}, headers={"If-Match": "*"}
+            )
+            body = is_problem(r, 403)
+            assert body["reason"] == "no_matching_rule" and body["tracking_id"], body
+        with live.client() as ann:  # an operator, but out of the policy's range
+            r = ann.patch(
+                f"/api/v1/twins/{live.twin}/desired", json={"values": {"speed": 9999.0}}, headers={"If-Match": "*"}
+            )
+            assert is_problem(r, 403)["reason"] == "out_of_range"
+            assert ann.get(f"/api/v1/twins/{live.twin}").json()["desired"].get("speed", {}).get("value") not in (
+                777.0,
+                9999.0,
+            )
+        deadline = time.monotonic() + 5  # nothing of it on twin.commands
+        seen = []
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                seen.append(json.loads(msg.value()))
+        assert not [c for c in seen if c["twin_id"] == live.twin and c["value"] in (777.0, 9999.0)], seen
+    finally:
+        consumer.close()
 
 
 def test_sse_delivers_state_changes_within_a_second_and_resumes(live: Live):

@@ -157,6 +157,19 @@ def consume(
     return out
 
 
+def send_command(settings: Settings, cmd) -> None:
+    """Put a command straight on ``twin.commands`` (tests of the bridges' command path only: in a
+    deployment only the twin flow writes that topic, behind the desired-state gate)."""
+    from confluent_kafka import Producer
+
+    from connectors.kafka.clients import producer_config
+    from operators.commands import encode_command
+
+    producer = Producer(producer_config(settings, **{"linger.ms": 0}))
+    producer.produce(settings.twin.commands_topic, key=cmd.twin_id.encode(), value=encode_command(cmd))
+    assert producer.flush(15) == 0, f"command {cmd.command_id} not acknowledged by Kafka within 15 s"
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -27,7 +27,7 @@ from connectors.kafka.clients import alert_topic_specs, client_config, ensure_to
 from connectors.postgres.migrate import migrate
 from connectors.webhook.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from flows.alerts import build_flow
-from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
+from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
 from operators.alerts import AlertRules, KindRule
 from tests.kafka_helpers import produce, read_topic
 from tests.twin_kafka import envelope
@@ -128,8 +128,9 @@ def test_fault_opens_once_ack_via_cli_clears_after_recovery_webhook_signed_maint
 
         # phase 0: B enters maintenance through the CLI (status changes apply in event-time order:
         # B's data starts after the status record's time)
-        maint = CliRunner().invoke(app, ["alerts", "maintenance", twin_b, "on", "--by", "tech"])
-        assert maint.exit_code == 0, maint.output
+        # (`twinflow twin mode B maintenance` makes the twin flow publish this record; tests/integration/
+        # test_control_plane.py covers that path)
+        send(alert_settings, a.status_topic, [TwinStatus(twin_b, datetime.now(UTC), True, "tech", "maintenance")])
         tb = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
         run()
         # phase 1: both twins run into the same fault
@@ -247,7 +248,6 @@ def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(a
     deterministic; the protocol path from the same simulator is tested in test_connectors_e2e.
     """
     from flows.models import build_flow as build_models_flow
-    from operators.alert_records import TwinStatus
     from twinflow.mapping import parse_mapping
     from twinflow.runner import ensure_recovery_dir
     from twinflow.sim.faults import Fault

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from connectors.kafka.commands import send_command, wait_ack
+from connectors.kafka.commands import wait_ack
 from operators.commands import decode_ack, new_command
 from operators.envelope import decode
 
-from .plant_helpers import consume, wait_for
+from .plant_helpers import consume, send_command, wait_for
 
 pytestmark = pytest.mark.integration
 PROTOCOLS = ["opcua", "mqtt", "modbus"]

@@ -9,35 +9,15 @@ import subprocess
 import sys
 import threading
 
-import orjson
 import psycopg
 import pytest
-from confluent_kafka.admin import AdminClient
 
-from connectors.desired_gate import gate
-from connectors.kafka.clients import TopicSpec, client_config, ensure_topics, make_producer
+from connectors.desired_gate import PostgresDecisionStore
 from connectors.postgres.audit import AuditEntry, append, verify
-from operators.policy import Policy
+from operators.desired_gate import Verdict
 from tests.db_helpers import superuser_conninfo
-from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
-
-POLICY = Policy.from_dict(
-    {
-        "rule": [
-            {
-                "name": "ops",
-                "subject": {"roles": "operator"},
-                "twin": {"type": "pump"},
-                "parameters": {"rpm_setpoint": {"min": 0, "max": 3000}},
-            }
-        ]
-    }
-)
-OPS = {"id": "ann", "roles": ["operator"]}
-PUMP = {"type": "pump"}
-
 
 def audit_verify(s, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TWINFLOW_POSTGRES__DBNAME": s.postgres.dbname}
@@ -50,63 +30,38 @@ def audit_verify(s, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_gate_audits_allows_and_records_refusals(private_db, unique):
+def test_the_decision_store_audits_allows_and_records_refusals(private_db):
     s = private_db
-    topic = f"test.desired.rejected.{unique}"
-    ensure_topics(s, [TopicSpec(topic, 1, {})])
-    producer = make_producer(s)
+    store = PostgresDecisionStore(s.postgres.conninfo(), max_attempts=3)
     try:
-        with psycopg.connect(s.postgres.conninfo()) as conn:
-            ok = gate(
-                {
-                    "twin_id": "pump-1",
-                    "values": {"rpm_setpoint": 1200},
-                    "expected_version": 4,
-                    "author": "ann",
-                },
-                OPS,
-                PUMP,
-                {"rpm_setpoint": 1000},
-                conn=conn,
-                producer=producer,
-                rejected_topic=topic,
-                policy=POLICY,
-            )
-            no = gate(
-                {
-                    "twin_id": "pump-1",
-                    "values": {"rpm_setpoint": 9000},
-                    "expected_version": 5,
-                    "author": "eve",
-                },
-                {"id": "eve", "roles": ["operator"]},
-                PUMP,
-                {"rpm_setpoint": 1200},
-                conn=conn,
-                producer=producer,
-                rejected_topic=topic,
-                policy=POLICY,
-            )
-            audit = conn.execute(
-                "SELECT actor, twin_id, old, new, version, decision, reason FROM desired_audit ORDER BY id"
-            ).fetchall()
-            rejected = conn.execute("SELECT actor, reason, request, audit_id FROM desired_rejections").fetchall()
-        assert producer.flush(30) == 0
-        assert ok.allowed and not no.allowed and no.reason == "out_of_range"
-        assert audit == [
-            ("ann", "pump-1", {"rpm_setpoint": 1000}, {"rpm_setpoint": 1200}, 4, "allow", "allowed"),
-            ("eve", "pump-1", {"rpm_setpoint": 1200}, {"rpm_setpoint": 9000}, 5, "deny", "out_of_range"),
-        ]
-        assert len(rejected) == 1 and rejected[0][:2] == ("eve", "out_of_range")
-        assert rejected[0][2]["values"] == {"rpm_setpoint": 9000}
-        msgs = read_topic(s, topic)
-        assert [m.key for m in msgs] == [b"pump-1"]
-        body = orjson.loads(msgs[0].value)
-        assert (body["reason"], body["subject"], body["expected_version"]) == ("out_of_range", "eve", 5)
-        res = audit_verify(s)
-        assert res.returncode == 0 and "2 rows" in res.stdout, res.stdout + res.stderr
+        ok = Verdict("req-allow-1", "pump-1", "ann", True, "allowed", "rpm_setpoint by rule ops", None,
+                     {"values": {"rpm_setpoint": 1000}}, {"values": {"rpm_setpoint": 1200}}, 4, ("twin.desired", 0, 7))
+        no = Verdict("req-deny-1", "pump-1", "eve", False, "out_of_range", "rpm_setpoint=9000 is outside [0, 3000]",
+                     None, {"values": {"rpm_setpoint": 1200}}, {"values": {"rpm_setpoint": 9000}}, 5,
+                     ("twin.desired", 0, 8))  # fmt: skip
+        store.record(ok)
+        store.record(no)
+        assert store.prior("req-deny-1", ("twin.desired", 0, 8)) == no  # the same record: recalled as it was
+        assert store.prior("req-allow-1", ("twin.desired", 0, 99)).position == ("twin.desired", 0, 7)
+        assert store.prior("req-other", ("twin.desired", 0, 99)) is None
+        assert store.resume_position("pump-1", "twin.desired") == ("twin.desired", 0, 8)
     finally:
-        AdminClient(client_config(s)).delete_topics([topic])
+        store.close()
+    with psycopg.connect(s.postgres.conninfo()) as conn:
+        audit = conn.execute(
+            "SELECT actor, twin_id, old, new, version, decision, reason FROM desired_audit ORDER BY id"
+        ).fetchall()
+        rejected = conn.execute("SELECT actor, reason, request, audit_id FROM desired_rejections").fetchall()
+    assert audit == [
+        ("ann", "pump-1", {"values": {"rpm_setpoint": 1000}}, {"values": {"rpm_setpoint": 1200}}, 4, "allow",
+         "allowed"),
+        ("eve", "pump-1", {"values": {"rpm_setpoint": 1200}}, {"values": {"rpm_setpoint": 9000}}, 5, "deny",
+         "out_of_range"),
+    ]  # fmt: skip
+    assert len(rejected) == 1 and rejected[0][:2] == ("eve", "out_of_range")
+    assert rejected[0][2]["values"] == {"rpm_setpoint": 9000}
+    res = audit_verify(s)
+    assert res.returncode == 0 and "2 rows" in res.stdout, res.stdout + res.stderr
 
 
 def _fill(s, n: int) -> list[int]:

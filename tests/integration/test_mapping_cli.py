@@ -67,9 +67,9 @@ speed_sp_rpm = { path = "sp", writable = true }
     "typo_field": (
         GOOD_ASSET.replace('type = "pump"', 'type = "pump"\nprotocl = "x"'),
         ["bridge", "opcua"],
-        ["asset 'pump-ok' (assets[0])", "protocl", "spelling"],
+        ["asset 'pump-ok' (assets[0])", "protocl", "did you mean `protocol`?"],
     ),
-    "toml_syntax": ("[[assets]\ntwin_id = 1", ["bridge", "opcua"], ["TOML syntax error"]),
+    "toml_syntax": ("[[assets]\ntwin_id = 1", ["bridge", "opcua"], ["line 1, column 9", "not valid TOML"]),
 }
 
 

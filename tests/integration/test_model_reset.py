@@ -40,3 +40,15 @@ def test_model_reset_publishes_a_record_keyed_by_twin(monkeypatch):
 def test_model_reset_rejects_a_bad_twin_id():
     res = CliRunner().invoke(app, ["model", "reset", "no spaces allowed"])
     assert res.exit_code == 2
+
+
+@pytest.mark.integration
+def test_model_reset_refuses_a_twin_the_registry_does_not_know(tmp_path, monkeypatch):
+    registry = tmp_path / "twins.toml"
+    registry.write_text('[twin."pump-001"]\ntype = "pump"\n')
+    topic = f"twin.model_control.test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("TWINFLOW_TOPICS__MODEL_CONTROL", topic)
+    monkeypatch.setenv("TWINFLOW_SECURITY__TWIN_REGISTRY", str(registry))
+    res = CliRunner().invoke(app, ["model", "reset", "ghost-9"])
+    assert res.exit_code == 1 and "unknown twin 'ghost-9'" in res.output, res.output
+    assert CliRunner().invoke(app, ["model", "reset", "pump-001"]).exit_code == 0

@@ -28,7 +28,8 @@ PER_TWIN = 4000
 
 @pytest.fixture
 def s(twin_db: Settings) -> Iterator[Settings]:  # noqa: F811
-    settings = twin_settings_for(twin_db, windows_s=[1.0], allowed_lateness_s=1.0)
+    # every reading changes speed by 1: no relative deadband, so each one is a version
+    settings = twin_settings_for(twin_db, {"defaults": {"deadband_pct": 0.0}}, windows_s=[1.0], allowed_lateness_s=1.0)
     yield settings
     delete_topics(settings)
 

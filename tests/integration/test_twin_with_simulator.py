@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.twin_fixtures import settings_env, twin_db  # noqa: F401
-from tests.twin_kafka import query, wait_for
+from tests.twin_kafka import produce_signed, query, read_all, wait_for
 from twinflow.settings import Settings
-from twinflow.twin_cli import load_state, produce_desired
+from twinflow.twin_cli import load_state
 from twinflow.twin_settings import TwinSettings
 
 pytestmark = pytest.mark.integration
@@ -49,6 +49,7 @@ def twin_flow(plant, twin_db: Settings, tmp_path: Path) -> Iterator[Settings]:  
             "state_topic": f"it.state.{sfx}",
             "alerts_topic": f"it.alerts.{sfx}",
             "late_topic": f"it.late.{sfx}",
+            "outcomes_topic": f"it.outcomes.{sfx}",
             "partitions": 1,
             "policy": policy,
         }
@@ -80,7 +81,7 @@ def test_digital_wins_drives_the_simulator_and_physical_wins_follows_it(plant, t
     before = load_state(s, ua)["reported"]["speed_rpm"]["value"]
     target = 1200.0 if before > 1300 else 1450.0
 
-    produce_desired(s, ua, {"speed_sp_rpm": target}, author="op", reason="integration test")
+    produce_signed(s, ua, {"speed_sp_rpm": target}, reason="integration test")
 
     def converged():
         st = load_state(s, ua)
@@ -98,18 +99,14 @@ def test_digital_wins_drives_the_simulator_and_physical_wins_follows_it(plant, t
     history = query(s, "SELECT version FROM twin_state_history WHERE twin_id = %s ORDER BY version", (ua,))
     assert [h["version"] for h in history] == list(range(1, len(history) + 1))
 
-    # physical_wins: somebody asks the Modbus pump for another setpoint; the machine wins and the
-    # twin's desired value follows what the pump reports (no command is sent).
+    # physical_wins: the Modbus pump owns its setpoint; a request for it is refused with the reason and
+    # the twin's desired state does not take it.
     reported_sp = load_state(s, mb)["reported"]["speed_sp_rpm"]["value"]
-    produce_desired(s, mb, {"speed_sp_rpm": reported_sp + 100.0}, author="op", reason="integration test")
+    rid = produce_signed(s, mb, {"speed_sp_rpm": reported_sp + 100.0}, reason="integration test")
 
-    def followed():
-        st = load_state(s, mb)
-        sp = st["reported"].get("speed_sp_rpm", {}).get("value")
-        return st if sp is not None and st["desired"].get("speed_sp_rpm", {}).get("value") == sp else None
+    def verdict():
+        return [v for k, v in read_all(s, s.twin.outcomes_topic) if v["request_id"] == rid]
 
-    state = wait_for("desired of the physical_wins Modbus pump to follow reported", followed)
-    assert state["status"] == "synchronized"
-    assert state["desired"]["speed_sp_rpm"]["value"] == reported_sp
-    history = query(s, "SELECT change FROM twin_state_history WHERE twin_id = %s ORDER BY version", (mb,))
-    assert any(h["change"]["cause"] == "desired" for h in history)
+    (v,) = wait_for("the verdict on the physical_wins request", verdict)
+    assert (v["decision"], v["reason"]) == ("denied", "physical_wins")
+    assert "speed_sp_rpm" not in load_state(s, mb)["desired"]

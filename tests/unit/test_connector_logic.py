@@ -96,7 +96,7 @@ def _asset(**kw) -> dict:
             {"assets": [{"twin_id": "m", "type": "pump", "protocol": "mqtt", "params": {"a": {"path": "x y"}}}]},
             ["params.a.path"],
         ),
-        ({"opcua": {"security": "Basic128"}, "assets": [_asset()]}, ["opcua.security"]),
+        ({"opcua": {"security": "Basic128"}, "assets": [_asset()]}, ["[opcua] security"]),
         ({"assets": []}, ["assets"]),
     ],
 )

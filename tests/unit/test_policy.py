@@ -83,18 +83,25 @@ def test_objects_work_like_mappings(policy):
     assert d.allowed and d.rules == ("operators tune pumps of their own site",)
 
 
-def test_without_a_policy_everything_is_denied():
-    assert authorize(upd(rpm_setpoint=1), OPS, PUMP, policy=None).reason in {"no_policy"}
+def test_without_a_policy_everything_is_denied(tmp_path, monkeypatch):
+    from twinflow.settings import settings
+
+    monkeypatch.setenv("TWINFLOW_STACK__DIR", str(tmp_path))  # no development identity there
+    settings.cache_clear()
+    try:
+        assert authorize(upd(rpm_setpoint=1), OPS, PUMP, policy=None).reason in {"no_policy"}
+    finally:
+        settings.cache_clear()
 
 
 @pytest.mark.parametrize(
     ("text", "field"),
     [
-        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = "low" }\n', "rule.0.parameters.x.min"),
-        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = 5, max = 1 }\n', "rule.0.parameters.x"),
-        ('[[rule]]\nname = "a"\ncolour = "red"\n[rule.parameters]\nx = {}\n', "rule.0.colour"),
-        ('[[rule]]\nname = "a"\n', "rule.0.parameters"),
-        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { type = "date" }\n', "rule.0.parameters.x.type"),
+        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = "low" }\n', "[[rule]] entry 1, [rule.parameters.x] min"),
+        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { min = 5, max = 1 }\n', "entry 1, [rule.parameters.x]"),
+        ('[[rule]]\nname = "a"\ncolour = "red"\n[rule.parameters]\nx = {}\n', "[[rule]] entry 1 colour: unknown key"),
+        ('[[rule]]\nname = "a"\n', "grants nothing: add [rule.parameters]"),
+        ('[[rule]]\nname = "a"\n[rule.parameters]\nx = { type = "date" }\n', "entry 1, [rule.parameters.x] type"),
         (
             '[[rule]]\nname = "a"\n[rule.parameters]\nx={}\n[[rule]]\nname = "a"\n[rule.parameters]\ny={}\n',
             "unique",
@@ -139,4 +146,4 @@ def test_policy_check_command(tmp_path):
     ok = runner.invoke(app, ["policy", "check", str(good)])
     assert ok.exit_code == 0 and "2 rules OK" in ok.output
     res = runner.invoke(app, ["policy", "check", str(bad)])
-    assert res.exit_code == 2 and "rule.0.parameters.x.min" in res.output
+    assert res.exit_code == 2 and "[[rule]] entry 1, [rule.parameters.x] min" in res.output

@@ -24,7 +24,7 @@ def test_toml_file_is_read_and_mistakes_name_file_and_field(tmp_path, monkeypatc
     with pytest.raises(ConfigError) as exc:
         load_settings()
     text = str(exc.value)
-    assert str(bad) in text and "mqtt.qos" in text and "TWINFLOW_MQTT__QOS" in text
+    assert str(bad) in text and "[mqtt] qos" in text and "TWINFLOW_MQTT__QOS" in text
 
 
 def test_missing_config_file_is_a_clear_error(monkeypatch, tmp_path):

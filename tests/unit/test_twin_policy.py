@@ -70,13 +70,13 @@ def test_rules_are_layered_defaults_type_parameter_twin(tmp_path: Path, monkeypa
     [
         (
             '[twin.policy.types.pump.parameters.flow]\nstrategy = "digital"\n',
-            "twin.policy.types.pump.parameters.flow.strategy",
+            "[twin.policy.types.pump.parameters.flow] strategy",
             "digital_wins",
         ),
         (
             "[twin.policy.types.pump.parameters.flow]\ntolerence = 1\n",
-            "twin.policy.types.pump.parameters.flow.tolerence",
-            "Extra inputs",
+            "[twin.policy.types.pump.parameters.flow] tolerence",
+            "unknown key, did you mean `tolerance`?",
         ),
         (
             "[twin.policy.types.pump.parameters.flow]\nclear_tolerance = 9\n",
@@ -86,7 +86,7 @@ def test_rules_are_layered_defaults_type_parameter_twin(tmp_path: Path, monkeypa
         ('[twin.policy.twins."x-1"]\ntype = "pmup"\n', "twins.x-1.type", "not a defined type (known: pump)"),
         (
             "",
-            "twin.policy.defaults.hold_time_s",
+            "[twin.policy.defaults] hold_time_s",
             "greater than or equal to 0",
         ),
     ],
@@ -107,5 +107,5 @@ def test_the_default_policy_never_drives_a_machine() -> None:
 
 
 def test_window_sizes_must_be_positive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigError, match=r"twin\.windows_s\.1: Input should be greater than 0"):
+    with pytest.raises(ConfigError, match=r"\[twin\] windows_s\[1\]: Input should be greater than 0"):
         settings_from(tmp_path, monkeypatch, "[twin]\nwindows_s = [1, 0]\n")

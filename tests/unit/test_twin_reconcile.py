@@ -83,23 +83,6 @@ def test_merge_newer_reported_wins_and_ties_go_to_reported() -> None:
     assert run.state.status is Status.SYNCHRONIZED
 
 
-def test_stale_expected_version_is_rejected_with_a_reason_and_changes_nothing() -> None:
-    run = Run(reconciler(strategy="digital_wins"))
-    run(reading(0, 100.0), reading(1, 101.0))
-    assert run.state.version == 2
-    out = run(desired(2, 150.0, expected_version=1, author="bob"))
-    (rej,) = alerts(out, "desired_rejected")
-    assert "stale expected_version 1" in rej.detail["reason"] and "version 2" in rej.detail["reason"]
-    assert (rej.detail["actual_version"], rej.detail["author"], rej.detail["values"]) == (
-        2,
-        "bob",
-        {"speed": 150.0},
-    )
-    assert changes(out) == [] and commands(out) == []
-    assert run.state.version == 2 and "speed" not in run.state.desired
-    assert commands(run(desired(3, 150.0, expected_version=2))) != []
-
-
 def test_ack_timeout_retries_with_backoff_then_gives_up_and_escalates() -> None:
     run = Run(
         reconciler(

@@ -47,7 +47,7 @@ def hub_topics(settings: Settings) -> HubTopics:
         tw.alerts_topic: "alerts",
         a.topic: "alerts",
         a.anomalies_topic: "score",
-        settings.security.desired_rejected_topic: "desired",
+        tw.outcomes_topic: "desired",  # the gate's verdicts, applied and denied
     }
     return HubTopics(tuple(pairs), tuple(pairs.values()))
 

@@ -24,7 +24,8 @@ Entry = tuple[int, int, bytes]  # (version, desired version, JSON body)
 
 def desired_version(state: dict[str, Any]) -> int:
     """The version of the desired document (the ETag): moves only when desired values or the mode change."""
-    return int(state.get("desired_version") or state["version"])
+    v = state.get("desired_version")
+    return int(v) if v is not None else int(state["version"])
 
 
 def _default(obj: Any) -> Any:

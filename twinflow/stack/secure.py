@@ -38,9 +38,18 @@ from twinflow.stack.postgres import Postgres
 from twinflow.stack.process import StackError, port_open
 
 SECURE = "secure"
-KAFKA_USERS = ("admin", "twinflow")
+KAFKA_USERS = ("admin", "twinflow", "twinflow-twin", "twinflow-operator")
 MQTT_USERS = ("twinflow-bridge", "twinflow-health")
-PG_ROLES = ("postgres", "twinflow", "twinflow_ingest", "twinflow_audit_writer")
+PG_ROLES = ("postgres", "twinflow", "twinflow_ingest", "twinflow_audit_writer", "twinflow_twin", "twinflow_operator")
+# Client roles → (Kafka user, PostgreSQL role) and the client configuration file written for each:
+# app = bridges and the telemetry/models/alerts flows; twin = the twin flow (the desired-state gate,
+# the only writer of twin.commands); operator = people's CLI (writes twin.desired); admin = setup.
+CLIENTS = {
+    "app": ("twinflow", "twinflow_ingest", "twinflow.toml"),
+    "twin": ("twinflow-twin", "twinflow_twin", "twin.toml"),
+    "operator": ("twinflow-operator", "twinflow_operator", "operator.toml"),
+    "admin": ("admin", "twinflow", "admin.toml"),
+}
 BROKER_CN = "twinflow-broker"
 APP_TOPIC_PREFIXES = ("telemetry.", "twin.")
 APP_GROUP_PREFIX = "twinflow"
@@ -94,10 +103,9 @@ class Material:
             "ssl.endpoint.identification.algorithm": "https",
         }
 
-    def client_settings(self, settings: Settings, *, admin: bool = False) -> Settings:
-        """``settings`` with the credentials of the app (least privilege) or of the admin."""
-        kuser = "admin" if admin else "twinflow"
-        pguser = "twinflow" if admin else "twinflow_ingest"
+    def client_settings(self, settings: Settings, *, admin: bool = False, role: str | None = None) -> Settings:
+        """``settings`` with the credentials of a client role (:data:`CLIENTS`; default app, or admin)."""
+        kuser, pguser, _file = CLIENTS[role or ("admin" if admin else "app")]
         return settings.model_copy(
             update={
                 "kafka": settings.kafka.model_copy(
@@ -136,11 +144,11 @@ class Material:
             }
         )
 
-    def write_client_configs(self, settings: Settings) -> tuple[Path, Path]:
-        """``twinflow.toml`` (app) and ``admin.toml``: ports, TLS files and password *files*."""
-        out = []
-        for name, admin in (("twinflow.toml", False), ("admin.toml", True)):
-            s = self.client_settings(settings, admin=admin)
+    def write_client_configs(self, settings: Settings) -> dict[str, Path]:
+        """One client configuration per role of :data:`CLIENTS`: ports, TLS files and password *files*."""
+        out = {}
+        for role, (_k, _pg, name) in CLIENTS.items():
+            s = self.client_settings(settings, role=role)
             st, k, pg, mq = s.stack, s.kafka, s.postgres, s.mqtt
             lines = [
                 "# written by `twinflow stack up --secure`; secrets are referenced by file, never inlined",
@@ -174,7 +182,7 @@ class Material:
                 f'key_file = "{mq.key_file}"',
                 "",
             ]
-            if not admin:  # `twinflow serve` speaks HTTPS only, with the profile's server certificate
+            if role != "admin":  # `twinflow serve` speaks HTTPS only, with the profile's server certificate
                 lines += [
                     "[api]",
                     f'tls_cert_file = "{self.file("server.pem")}"',
@@ -182,8 +190,8 @@ class Material:
                 ]
             path = self.file(name)
             path.write_text("\n".join(lines))
-            out.append(path)
-        return out[0], out[1]
+            out[role] = path
+        return out
 
 
 def is_secure(settings: Settings) -> bool:
@@ -274,48 +282,75 @@ class SecureKafka(Kafka):
 
         admin = self.admin_settings()
         ensure_topics(admin)
-        grant_app_acls(admin, "twinflow")
+        grant_app_acls(admin)
 
 
-def grant_app_acls(admin: Settings, user: str) -> None:
-    """Let ``user`` read/write/describe twinflow's topics and use its consumer groups (idempotent)."""
-    from confluent_kafka.admin import (
-        AclBinding,
-        AclOperation,
-        AclPermissionType,
-        AdminClient,
-        ResourcePatternType,
-        ResourceType,
-    )
+def control_topics(s: Settings) -> dict[str, str]:
+    """The topics of the control plane and who alone may write them (docs/security.md)."""
+    tw = s.twin
+    return {
+        tw.commands_topic: "twin",  # only the gate's verdicts become commands
+        tw.state_topic: "twin",
+        tw.outcomes_topic: "twin",
+        s.security.desired_rejected_topic: "twin",
+        s.alerts.status_topic: "twin",  # the mode: one switch, set through the gate
+        tw.desired_topic: "operator",  # people (and later the HTTP API) ask here; the flow decides
+    }
+
+
+def acl_bindings(s: Settings) -> list:
+    """Kafka ACLs of the secure profile (deny by default; a DENY wins over an ALLOW).
+
+    * ``twinflow`` (bridges, the other flows): read/write ``telemetry.*``/``twin.*`` except the
+      control topics (:func:`control_topics`), which it may only read;
+    * ``twinflow-twin`` (the twin flow): the same, and it writes the control topics it owns, but
+      never ``twin.desired``;
+    * ``twinflow-operator`` (people's CLI): writes ``twin.desired`` and the people's topics
+      (model control, events, alert actions), reads the verdicts, acks and state.
+    """
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+    ALLOW, DENY = AclPermissionType.ALLOW, AclPermissionType.DENY
+    R, W, D = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
+
+    def topic(name: str, user: str, op: AclOperation, perm=ALLOW, prefixed: bool = False) -> AclBinding:
+        kind = ResourcePatternType.PREFIXED if prefixed else ResourcePatternType.LITERAL
+        return AclBinding(ResourceType.TOPIC, name, kind, f"User:{user}", "*", op, perm)
+
+    def group(user: str) -> AclBinding:
+        return AclBinding(
+            ResourceType.GROUP, APP_GROUP_PREFIX, ResourcePatternType.PREFIXED, f"User:{user}", "*", R, ALLOW
+        )
+
+    def transactions(user: str) -> list[AclBinding]:  # the bridges ack commands in Kafka transactions
+        kind, pattern = ResourceType.TRANSACTIONAL_ID, ResourcePatternType.PREFIXED
+        return [AclBinding(kind, APP_GROUP_PREFIX, pattern, f"User:{user}", "*", op, ALLOW) for op in (W, D)]
+
+    owners = control_topics(s)
+    out = []
+    for client in ("app", "twin"):
+        user = CLIENTS[client][0]
+        out += [topic(p, user, op, prefixed=True) for p in APP_TOPIC_PREFIXES for op in (R, W, D)]
+        out += [topic(name, user, W, DENY) for name, owner in owners.items() if owner != client]
+        out.append(group(user))
+    out += transactions(CLIENTS["app"][0])
+    op_user = CLIENTS["operator"][0]
+    writes = [s.twin.desired_topic, s.topics.model_control, s.topics.events, s.alerts.actions_topic]
+    reads = [s.twin.outcomes_topic, s.twin.acks_topic, s.twin.state_topic, s.security.desired_rejected_topic]
+    out += [topic(name, op_user, op) for name in writes for op in (W, D)]
+    out += [topic(name, op_user, op) for name in reads for op in (R, D)]
+    out.append(group(op_user))
+    return out
+
+
+def grant_app_acls(admin: Settings) -> None:
+    """Create the ACLs of :func:`acl_bindings` (idempotent)."""
+    from confluent_kafka.admin import AdminClient
 
     from connectors.kafka.clients import client_config
 
-    principal = f"User:{user}"
-    bindings = [
-        AclBinding(
-            ResourceType.TOPIC,
-            prefix,
-            ResourcePatternType.PREFIXED,
-            principal,
-            "*",
-            op,
-            AclPermissionType.ALLOW,
-        )
-        for prefix in APP_TOPIC_PREFIXES
-        for op in (AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE)
-    ] + [
-        AclBinding(
-            ResourceType.GROUP,
-            APP_GROUP_PREFIX,
-            ResourcePatternType.PREFIXED,
-            principal,
-            "*",
-            AclOperation.READ,
-            AclPermissionType.ALLOW,
-        )
-    ]
     client = AdminClient(client_config(admin))
-    for fut in client.create_acls(bindings, request_timeout=30).values():
+    for fut in client.create_acls(acl_bindings(admin), request_timeout=30).values():
         fut.result()
 
 
@@ -513,9 +548,15 @@ class SecurePostgres(Postgres):
                 sql.SQL("grant connect, temporary on database {} to twinflow_ingest").format(sql.Identifier(db))
             )
             conn.execute(sql.SQL("grant connect on database {} to twinflow_audit_writer").format(sql.Identifier(db)))
+            # The twin flow's sink stages batches in temporary tables; people's CLI only reads.
+            conn.execute(sql.SQL("grant connect, temporary on database {} to twinflow_twin").format(sql.Identifier(db)))
+            conn.execute(sql.SQL("grant connect on database {} to twinflow_operator").format(sql.Identifier(db)))
         with psycopg.connect(self._superuser_conninfo(db), autocommit=True) as conn:
             conn.execute("revoke all on schema public from public")
-            conn.execute("grant usage on schema public to twinflow_ingest, twinflow_audit_writer")
+            conn.execute(
+                "grant usage on schema public"
+                " to twinflow_ingest, twinflow_audit_writer, twinflow_twin, twinflow_operator"
+            )
 
 
 def secure_services(settings: Settings) -> list:

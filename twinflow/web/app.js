@@ -210,8 +210,15 @@ async function twinPage(main, twinId) {
       const out = $("#desired-result");
       out.className = "muted"; out.textContent = "sending…";
       const r = await api.call("PATCH", `/api/v1/twins/${enc}/desired`, { values: { [sel.value]: Number(val.value) }, reason: why.value }, { "If-Match": st.etag || "*" });
-      if (r.status === 202) { out.className = "okmsg"; out.textContent = `accepted (${r.data.tracking_id}); waiting for the device…`; st.waiting = { param: sel.value, value: Number(val.value) }; }
-      else { out.className = "error"; out.textContent = `${r.status} ${r.data.title || ""}: ${r.data.detail || ""}`; if (r.status === 412) loadState(); }
+      if (r.status === 202) {
+        out.className = "okmsg";
+        out.removeAttribute("data-testid");
+        out.textContent = r.data.status === "pending" ? `accepted (${r.data.tracking_id}); waiting for the gate's verdict…`
+          : `accepted (${r.data.tracking_id}): desired version ${r.data.desired_version}; waiting for the device…`;
+        st.pendingId = r.data.status === "pending" ? r.data.tracking_id : null;
+        st.waiting = { param: sel.value, value: Number(val.value) };
+      }
+      else { out.className = "error"; out.setAttribute("data-testid", "refused"); out.textContent = `${r.status} ${r.data.title || ""}: ${r.data.detail || ""}`; if (r.status === 412) loadState(); }
     };
   }
   function drawLive() {  // one chart per sensor: each has its own scale and unit
@@ -311,7 +318,7 @@ async function twinPage(main, twinId) {
   await Promise.all([loadState(), loadTelemetry(), loadScores(), loadForecasts(), loadAlerts()]);
   stream = new EventStream(`/api/v1/twins/${enc}/events`, (type, data) => {
     if (type === "state") {
-      const desiredVersion = data.desired_version || data.version;  // the server's ETag rule (state_cache.py)
+      const desiredVersion = data.desired_version ?? data.version;  // the server's ETag rule (state_cache.py)
       st.etag = `"${desiredVersion}"`;
       renderState({ ...data, desired_version: desiredVersion });
       const w = st.waiting, want = w && data.desired[w.param];
@@ -322,10 +329,12 @@ async function twinPage(main, twinId) {
         st.waiting = null;
       }
     } else if (type === "alert") loadAlerts();
-    else if (type === "desired") {
+    else if (type === "desired" && st.pendingId && data.request_id === st.pendingId) {
+      // the gate's verdict on a change that was still pending when the PATCH answered
       const out = $("#desired-result");
-      out.className = "error"; out.textContent = `refused: ${data.reason || data.detail?.reason || "denied"} ${data.detail && typeof data.detail === "string" ? data.detail : ""}`;
-      st.waiting = null;
+      st.pendingId = null;
+      if (data.decision === "applied") { out.className = "okmsg"; out.textContent = `applied by the gate (desired version ${data.desired_version}); waiting for the device…`; }
+      else { out.className = "error"; out.textContent = `denied: ${data.reason} ${data.detail || ""}`; st.waiting = null; }
     }
   });
   timers.push(setInterval(loadScores, 5000), setInterval(loadForecasts, 15000));

@@ -34,7 +34,7 @@ def test_ml_settings_errors_name_the_field(monkeypatch):
     from twinflow.settings import ConfigError, load_settings
 
     monkeypatch.setenv("TWINFLOW_ML__ANOMALY__WINDOWW", "7")
-    with pytest.raises(ConfigError, match=r"ml\.anomaly\.windoww"):
+    with pytest.raises(ConfigError, match=r"TWINFLOW_ML__ANOMALY__WINDOWW .*\[ml\.anomaly\] windoww: unknown key"):
         load_settings()
     monkeypatch.delenv("TWINFLOW_ML__ANOMALY__WINDOWW")
     monkeypatch.setenv("TWINFLOW_ML__FAILURE__RUL_CAP", "-1")
