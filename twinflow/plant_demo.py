@@ -119,7 +119,7 @@ def _web_view(settings: Settings, logs: Path) -> tuple[Child, dict[str, str], st
                 port = free.getsockname()[1]
     path = logs / "api-tokens.toml"
     store = TokenStore([])
-    token, _ = store.issue(getpass.getuser())
+    token, _ = store.issue(os.environ.get("USER") or getpass.getuser())  # the dev identity's subject
     store.save(path)
     env = {"TWINFLOW_API__TOKENS_FILE": str(path), "TWINFLOW_API__PORT": str(port)}
     return Child("serve", ["serve"]), env, f"http://{settings.api.host}:{port}/#token={token}"
