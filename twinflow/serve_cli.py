@@ -58,7 +58,14 @@ def serve(
     if workers > 1:  # each worker process builds its own app (and event hub) from the same settings
         uvicorn.run("twinflow.api.app:app_from_settings", factory=True, workers=workers, **options)
     else:
-        uvicorn.Server(uvicorn.Config(app, **options)).run()
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame) -> None:  # SIGTERM/SIGINT: end the event streams first
+                app.state.hub.close_all()
+                super().handle_exit(sig, frame)
+                self._captured_signals.clear()  # a clean stop exits 0 (uvicorn would re-raise the signal)
+
+        Server(uvicorn.Config(app, **options)).run()
 
 
 @token_app.command("create")

@@ -17,6 +17,7 @@ request: applied or denied),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -228,6 +229,13 @@ class EventHub:
                 sub.queue.put_nowait(chunk)
             except asyncio.QueueFull:
                 sub.overflowed = True  # the stream ends; the client resumes with Last-Event-ID
+
+    def close_all(self) -> None:
+        """End every stream (the server is stopping): each subscriber gets ``None``."""
+        for sub in [*self.everyone, *(s for subs in self.by_twin.values() for s in subs)]:
+            sub.overflowed = True  # a full queue ends the stream once drained
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(None)
 
     def subscribe(self, twin_id: str | None, types: Iterable[str]) -> tuple[Subscriber, dict[tuple[int, int], int]]:
         """Register a subscriber; returns it and the positions from which it receives live events."""

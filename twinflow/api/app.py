@@ -73,10 +73,12 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            log.info("stopping: live event streams, Kafka and the database pool")
             warm.cancel()
             state.hub.stop()
             state.producer.flush(5)
             await state.reads.close()
+            log.info("stopped")
 
     app = FastAPI(
         title="twinflow",

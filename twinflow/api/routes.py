@@ -452,6 +452,8 @@ def _stream(request: Request, twin_id: str | None, types: tuple[str, ...], last_
                     if sub.overflowed:
                         return
                     chunk = b": keepalive\n\n"
+                if chunk is None:  # the server is stopping
+                    return
                 yield chunk
                 if sub.overflowed and sub.queue.empty():
                     yield b": too slow; reconnect with Last-Event-ID\n\n"
