@@ -25,13 +25,16 @@ from operators.desired_gate import Verdict
 _COLS = (
     'topic, partition, "offset", request_id, twin_id, actor, via, decision, reason, detail, old, new, desired_version'
 )
-BY_POSITION = "SELECT " + _COLS + ' FROM desired_requests WHERE topic = %s AND partition = %s AND "offset" = %s'
+BY_POSITION = (
+    "SELECT " + _COLS + ' FROM desired_requests WHERE topic = %s AND partition = %s AND "offset" = %s'
+)
 BY_REQUEST = "SELECT " + _COLS + " FROM desired_requests WHERE request_id = %s ORDER BY id LIMIT 1"
 INSERT = (
     "INSERT INTO desired_requests (" + _COLS + ", audit_id)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     ' ON CONFLICT (topic, partition, "offset") DO NOTHING'
 )
+
 
 
 def _plain(doc: dict[str, Any]) -> Any:
@@ -107,7 +110,7 @@ class PostgresDecisionStore:
 
         def find(conn: psycopg.Connection) -> tuple[str, int, int] | None:
             row = conn.execute(
-                'SELECT partition, "offset" FROM desired_requests WHERE twin_id = %s AND topic = %s'
+                "SELECT partition, \"offset\" FROM desired_requests WHERE twin_id = %s AND topic = %s"
                 " ORDER BY id DESC LIMIT 1",
                 (twin_id, topic),
             ).fetchone()
