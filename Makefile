@@ -6,7 +6,7 @@ TW := $(VENV)/bin/twinflow
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup interop-deps stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack
+.PHONY: setup interop-deps stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack browser
 
 # --compile-bytecode: .pyc files for the installed packages, so every flow, bridge and CLI process starts
 # fast even where PYTHONDONTWRITEBYTECODE=1 (imports of a models flow: 2.1 s -> 0.8 s here).
@@ -30,6 +30,11 @@ setup: $(VENV)/.installed $(SPARKPLUG_PB2)
 
 interop-deps: $(INTEROP)/node_modules/.installed
 
+# Headless Chromium for the browser tests (tests/api/test_web.py), from Debian: Playwright drives it with
+# executable_path (Playwright's own browser download is not reachable here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 stack-up: setup
 	$(TW) stack up $(STACK_ARGS)
 
@@ -50,7 +55,7 @@ demo: setup
 lint: setup
 	$(PY) -m ruff check .
 
-test: setup interop-deps
+test: setup interop-deps browser
 	bash scripts/install-compose.sh
 	$(TW) stack up --with-timescale-wasm
 	$(TW) db migrate
@@ -124,3 +129,9 @@ bench-sim: setup
 .PHONY: bench-flow-cpu
 bench-flow-cpu: setup
 	$(PY) -m benchmarks.flow_cpu --readings 100000 $(if $(BASE),--baseline $(BASE) --repeat 2)
+# HTTP API: GET /twins/{id} at 500 requests/s over 10,000 twins; SSE fan-out to 200 clients (docs/api.md).
+.PHONY: bench-api
+bench-api: setup
+	$(TW) stack up
+	$(TW) db migrate
+	$(PY) -m benchmarks.api --twins 10000 --rate 500 --seconds 30 --clients 200 --changes 1000

@@ -27,6 +27,18 @@ AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 Severity = Literal["minor", "major", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("minor", "major", "critical")
 State = Literal["open", "acknowledged", "resolved"]
+# ISA-18.2 alarm states: unacknowledged/acknowledged × active/cleared (ack_cleared is normal), shelved,
+# suppressed by design, out of service, and normal (returned to normal: resolved).
+IsaState = Literal["unack_active", "ack_active", "unack_cleared", "shelved", "suppressed", "out_of_service", "normal"]
+ISA_STATES: tuple[str, ...] = (
+    "unack_active",
+    "ack_active",
+    "unack_cleared",
+    "shelved",
+    "suppressed",
+    "out_of_service",
+    "normal",
+)
 Kind = Literal["anomaly", "condition", "sensor_fault", "failure", "forecast_breach", "desync"]
 ORIGIN = "twinflow.alerts"  # marks records this operator wrote to twin.alerts
 
@@ -118,15 +130,35 @@ class TwinStatus(msgspec.Struct, frozen=True):
         return self.mode == "normal" if self.mode is not None else not self.maintenance
 
 
+ActionName = Literal["ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service"]
+ACTIONS: tuple[str, ...] = ("ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service")
+
+
 class AlertAction(msgspec.Struct, frozen=True):
-    """A person acknowledging or resolving an alert (topic ``twin.alert_actions``)."""
+    """A person acting on an alert (topic ``twin.alert_actions``): acknowledge, resolve, shelve until
+    ``until`` (ISA-18.2 shelving, with ``note`` as the reason), unshelve, take the alarm out of service
+    or return it to service."""
 
     alert_id: str
     twin_id: TwinId
-    action: Literal["ack", "resolve"]
+    action: ActionName
     by: str
     ts: AwareTime
     note: str = ""
+    until: AwareTime | None = None
+
+
+class ParentAlarm(msgspec.Struct, frozen=True):
+    """The alarm state of a twin's parent asset (topic ``twin.alert_suppression``, key = the child).
+
+    While a parent has an active alarm, its children's alarms are suppressed by design (ISA-18.2):
+    recorded, not annunciated, not escalated."""
+
+    twin_id: TwinId
+    ts: AwareTime
+    parent_id: str
+    alert_id: str
+    active: bool
 
 
 class Alert(msgspec.Struct, frozen=True):
@@ -146,13 +178,51 @@ class Alert(msgspec.Struct, frozen=True):
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     escalation_level: int = 0
-    flapping: bool = False
+    flapping: bool = False  # chattering (ISA-18.2): flap_count openings within flap_window_s
     summary: str = ""
     evidence: dict[str, Any] = {}
     origin: str = ORIGIN
+    # ISA-18.2 (docs/alerts.md): the process condition, the alarm state, shelving, suppression.
+    isa_state: IsaState = "unack_active"
+    condition: Literal["active", "cleared"] = "active"
+    shelved_until: datetime | None = None
+    shelved_by: str | None = None
+    shelve_reason: str = ""
+    suppressed_by: str | None = None  # "maintenance" or "parent:<twin_id>"
+    out_of_service: bool = False
+    standing: bool = False  # active longer than standing_after_s
+    reopened: int = 0  # times the alarm was annunciated again (shelving expired, suppression ended)
 
 
-InputRecord = AnomalyScore | FailurePrediction | ForecastPoint | DesyncEscalation | TwinStatus | AlertAction
+def isa_state(
+    state: str,
+    condition: str = "active",
+    *,
+    shelved: bool = False,
+    suppressed: bool = False,
+    out_of_service: bool = False,
+) -> IsaState:
+    """The ISA-18.2 state of an alert.
+
+    >>> isa_state("open"), isa_state("acknowledged"), isa_state("open", "cleared"), isa_state("resolved")
+    ('unack_active', 'ack_active', 'unack_cleared', 'normal')
+    >>> isa_state("acknowledged", shelved=True), isa_state("open", suppressed=True, out_of_service=True)
+    ('shelved', 'out_of_service')
+    """
+    if state == "resolved":
+        return "normal"
+    if out_of_service:
+        return "out_of_service"
+    if shelved:
+        return "shelved"
+    if suppressed:
+        return "suppressed"
+    return ("ack_" if state == "acknowledged" else "unack_") + condition  # type: ignore[return-value]
+
+
+InputRecord = (
+    AnomalyScore | FailurePrediction | ForecastPoint | DesyncEscalation | TwinStatus | AlertAction | ParentAlarm
+)
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
@@ -224,6 +294,7 @@ INPUT_TYPES: dict[str, type] = {
     "forecast": ForecastPoint,
     "status": TwinStatus,
     "action": AlertAction,
+    "suppression": ParentAlarm,
 }
 
 

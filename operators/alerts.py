@@ -20,6 +20,22 @@ Per twin and kind (the dedup key) there is at most one alert that is not resolve
 * people **acknowledge** or **resolve** through :class:`AlertAction` records (an action for an
   alert id not known yet waits for it, at most ``pending_action_ttl_s`` of event time).
 
+ISA-18.2 alarm states (:func:`operators.alert_records.isa_state`) on top of that:
+
+* **unacknowledged/acknowledged × active/cleared**: ``cool_down_s`` is the alarm's off-delay; then
+  the condition has cleared. Alarms are non-latching by default (cleared → returned to normal);
+  with ``latch_unacknowledged`` an unacknowledged cleared alarm stays *unack_cleared* (RTNUN) until
+  acknowledged. Acknowledging a cleared alarm returns it to normal.
+* **shelved** (an action with an expiry, at most ``max_shelve_s``, and a reason): not annunciated,
+  not escalated; when the shelf expires (or on *unshelve*) an alarm whose condition is still active
+  is **annunciated again**: unacknowledged, ``reopened`` + 1.
+* **suppressed by design**: while the twin is in maintenance (alerts open before keep their
+  record, marked ``suppressed_by='maintenance'``) or while a parent asset has an active alarm
+  (:class:`ParentAlarm`; the child's alarms open suppressed, ``suppressed_by='parent:<id>'``).
+* **out of service**: an alarm (twin × kind) taken out of service by a person opens nothing and
+  escalates nothing until returned to service.
+* **chattering**: the flapping detection above; **standing**: active longer than ``standing_after_s``.
+
 :class:`TwinAlerts` applies records in the order it is given them. The inputs come from several
 Kafka topics whose relative order differs between a live run and a replay, so the flow goes
 through :class:`OrderedTwinAlerts`: a per-twin buffer that applies records in event-time order
@@ -50,8 +66,10 @@ from operators.alert_records import (
     ForecastPoint,
     InputRecord,
     Kind,
+    ParentAlarm,
     Severity,
     TwinStatus,
+    isa_state,
 )
 from operators.strict import STRICT
 
@@ -113,6 +131,11 @@ class AlertRules:
     reorder_max_held: int = 100_000
     # An action for an alert id not opened yet waits this long (event time), at most 64 of them.
     pending_action_ttl_s: float = 3600.0
+    # ISA-18.2: latch unacknowledged cleared alarms (RTNUN) until acknowledged; standing alarms;
+    # the longest shelving a person may ask for.
+    latch_unacknowledged: bool = False
+    standing_after_s: float = 24 * 3600.0
+    max_shelve_s: float = 24 * 3600.0
 
     def timing(self, kind: Kind) -> KindRule:
         return getattr(self, kind)
@@ -151,6 +174,21 @@ class _Open:
     acked_by: str | None = None
     escalation_level: int = 0
     flapping: bool = False
+    # ISA-18.2
+    condition: str = "active"
+    shelved_until: datetime | None = None
+    shelved_by: str | None = None
+    shelve_reason: str = ""
+    suppressed_by: str | None = None
+    out_of_service: bool = False
+    standing: bool = False
+    reopened: int = 0
+    annunciated_at: datetime | None = None  # escalation counts from here (opened_at, or the reopening)
+    base_level: int = 0  # escalation level at annunciated_at
+
+    @property
+    def annunciated(self) -> bool:
+        return self.shelved_until is None and self.suppressed_by is None and not self.out_of_service
 
 
 @dataclass(slots=True)
@@ -190,6 +228,8 @@ class TwinAlerts:
     late_ignored: int = 0
     suppressed: int = 0
     actions_expired: int = 0
+    parents: dict[str, str] = field(default_factory=dict)  # parent twin id → its active alert id
+    out_of_service: dict[str, str] = field(default_factory=dict)  # kind → alert id it was taken with
 
     # ------------------------------------------------------------------ entry point
     def apply(self, rec: InputRecord) -> list[Alert]:
@@ -201,11 +241,19 @@ class TwinAlerts:
             self.now = rec.ts
             self._expire_pending()
         if isinstance(rec, TwinStatus):
-            self.maintenance = rec.maintenance
+            was, self.maintenance = self.maintenance, rec.maintenance
             if rec.maintenance:
                 for ks in self.kinds.values():
                     if ks.live is None:
                         ks.reset_run()
+            if was != rec.maintenance:
+                out += self._resuppress(rec.ts)
+        elif isinstance(rec, ParentAlarm):
+            if rec.active:
+                self.parents[rec.parent_id] = rec.alert_id
+            elif self.parents.get(rec.parent_id) == rec.alert_id:
+                del self.parents[rec.parent_id]
+            out += self._resuppress(rec.ts)
         elif isinstance(rec, AnomalyScore):
             out += self._anomaly(rec)
             if rec.health is not None:
@@ -217,7 +265,39 @@ class TwinAlerts:
             out += self._forecast(rec)
         elif isinstance(rec, DesyncEscalation):
             out += self._desync(rec)
-        out += self._escalate()
+        out += self._timers()
+        return out
+
+    def advance(self, ts: datetime) -> list[Alert]:
+        """Move the clock to ``ts`` without data (a twin gone quiet): shelf expiry, standing, escalation."""
+        if self.now is not None and ts <= self.now:
+            return []
+        self.now = ts
+        self._expire_pending()
+        return self._timers()
+
+    def next_due(self) -> datetime | None:
+        """The earliest event time a timer (a shelf's expiry) needs the clock to reach, if any."""
+        dues = [ks.live.shelved_until for ks in self.kinds.values() if ks.live and ks.live.shelved_until]
+        return min(dues, default=None)
+
+    def _suppression(self) -> str | None:
+        if self.maintenance:
+            return "maintenance"
+        return f"parent:{min(self.parents)}" if self.parents else None
+
+    def _resuppress(self, ts: datetime) -> list[Alert]:
+        """Maintenance or a parent's alarm began or ended: mark live alerts (suppressed by design)."""
+        out = []
+        want = self._suppression()
+        for kind, ks in self.kinds.items():
+            live = ks.live
+            if live is None or live.suppressed_by == want:
+                continue
+            live.suppressed_by = want
+            if want is None:
+                live.annunciated_at, live.base_level = ts, live.escalation_level
+            out.append(self._version(kind, ks, ts, "suppressed" if want else "unsuppressed"))  # type: ignore[arg-type]
         return out
 
     # ------------------------------------------------------------------ conditions
@@ -385,6 +465,10 @@ class TwinAlerts:
             if sev is not None:
                 ks.severity = _sev_max(ks.severity, sev)
             if level == ABOVE and (ts - ks.onset).total_seconds() >= timing.min_duration_s:
+                if kind in self.out_of_service:  # out of service: the alarm is not raised
+                    self.suppressed += 1
+                    ks.reset_run()
+                    return []
                 return self._open(kind, ks, ts)
             return []
         # an alert is live
@@ -393,9 +477,17 @@ class TwinAlerts:
             ks.clear_since = ks.clear_since or ts
             cool = timing.cool_down_s * (self.rules.flap_cool_down_factor if live.flapping else 1.0)
             if (ts - ks.clear_since).total_seconds() >= cool:
+                if self.rules.latch_unacknowledged and live.state == "open":  # RTNUN until acknowledged
+                    if live.condition == "cleared":
+                        return []
+                    live.condition = "cleared"
+                    return [self._version(kind, ks, ts, "cleared")]
                 return [self._close(kind, ks, ts, "auto", event="resolved")]
             return []
         ks.clear_since = None
+        if level == ABOVE and live.condition == "cleared":
+            live.condition = "active"
+            return [self._version(kind, ks, ts, "reactivated")]
         facts(ks.facts)
         if sev is not None and SEVERITIES.index(sev) > SEVERITIES.index(ks.severity):
             ks.severity = sev
@@ -415,6 +507,8 @@ class TwinAlerts:
             opened_at=ts,
             severity=ks.severity,
             flapping=len(recent) + 1 >= r.flap_count,
+            suppressed_by=self._suppression(),
+            annunciated_at=ts,
         )
         ks.clear_since = None
         out = [self._version(kind, ks, ts, "opened", bump=False)]
@@ -427,12 +521,45 @@ class TwinAlerts:
         live = ks.live
         assert live is not None
         live.state = "resolved"
+        live.shelved_until, live.shelved_by, live.shelve_reason = None, None, ""
         alert = self._version(kind, ks, ts, event, resolved=(ts, by))
         self.closed_ids.append(live.alert_id)
         ks.live = None
         ks.clear_since = None
         ks.reset_run()
         return alert
+
+    def _timers(self) -> list[Alert]:
+        """Shelf expiry, standing-alarm detection, escalation (at the current clock)."""
+        if self.now is None:
+            return []
+        out: list[Alert] = []
+        standing = self.rules.standing_after_s
+        for kind, ks in self.kinds.items():
+            live = ks.live
+            if live is not None and live.shelved_until is not None and self.now >= live.shelved_until:
+                out.append(self._unshelve(kind, ks, self.now, "expiry"))  # type: ignore[arg-type]
+            if (
+                live is not None
+                and not live.standing
+                and live.condition == "active"
+                and standing > 0
+                and (self.now - live.opened_at).total_seconds() >= standing
+            ):
+                live.standing = True
+                out.append(self._version(kind, ks, self.now, "standing"))  # type: ignore[arg-type]
+        return out + self._escalate()
+
+    def _unshelve(self, kind: Kind, ks: _KindState, ts: datetime, by: str) -> Alert:
+        """End shelving; an alarm still active is annunciated again (unacknowledged)."""
+        live = ks.live
+        assert live is not None
+        live.shelved_until, live.shelved_by, live.shelve_reason = None, None, ""
+        if live.condition == "active" and live.annunciated:
+            live.state, live.acked_at, live.acked_by = "open", None, None
+            live.reopened += 1
+            live.annunciated_at, live.base_level = ts, live.escalation_level
+        return self._version(kind, ks, ts, "unshelved", actor=by)
 
     def _escalate(self) -> list[Alert]:
         if self.maintenance or self.now is None:
@@ -441,10 +568,10 @@ class TwinAlerts:
         period = self.rules.escalate_after_s
         for kind, ks in self.kinds.items():
             live = ks.live
-            if live is None or live.state != "open" or period <= 0:
+            if live is None or live.state != "open" or period <= 0 or not live.annunciated:
                 continue
-            due = (live.escalation_level + 1) * period
-            if (self.now - live.opened_at).total_seconds() >= due:
+            due = (live.escalation_level - live.base_level + 1) * period
+            if (self.now - (live.annunciated_at or live.opened_at)).total_seconds() >= due:
                 live.escalation_level += 1
                 live.severity = _sev_up(live.severity)
                 out.append(self._version(kind, ks, self.now, "escalated"))  # type: ignore[arg-type]
@@ -455,13 +582,10 @@ class TwinAlerts:
             live = ks.live
             if live is None or live.alert_id != act.alert_id:
                 continue
-            if act.action == "ack":
-                if live.state != "open":
-                    return []
-                live.state = "acknowledged"
-                live.acked_at, live.acked_by = act.ts, act.by
-                return [self._version(kind, ks, act.ts, "acknowledged", actor=act.by)]  # type: ignore[arg-type]
-            return [self._close(kind, ks, act.ts, act.by, event="resolved")]  # type: ignore[arg-type]
+            return self._act_on(kind, ks, act)  # type: ignore[arg-type]
+        if act.action == "in_service" and act.alert_id in self.out_of_service.values():
+            self.out_of_service = {k: a for k, a in self.out_of_service.items() if a != act.alert_id}
+            return []
         if act.alert_id not in self.closed_ids:
             # Not opened yet (a replay may deliver the action first): keep it for a while.
             self.pending_actions[act.alert_id] = act
@@ -469,6 +593,42 @@ class TwinAlerts:
                 self.pending_actions.pop(next(iter(self.pending_actions)))
                 self.actions_expired += 1
         return []
+
+    def _act_on(self, kind: Kind, ks: _KindState, act: AlertAction) -> list[Alert]:
+        live = ks.live
+        assert live is not None
+        if act.action == "ack":
+            if live.state != "open":
+                return []
+            if live.condition == "cleared":  # acknowledging a cleared alarm returns it to normal
+                return [self._close(kind, ks, act.ts, act.by, event="resolved")]
+            live.state = "acknowledged"
+            live.acked_at, live.acked_by = act.ts, act.by
+            return [self._version(kind, ks, act.ts, "acknowledged", actor=act.by)]
+        if act.action == "resolve":
+            return [self._close(kind, ks, act.ts, act.by, event="resolved")]
+        if act.action == "shelve":
+            limit = act.ts + timedelta(seconds=self.rules.max_shelve_s)
+            until = min(act.until or limit, limit)
+            if until <= act.ts:
+                return []
+            live.shelved_until, live.shelved_by, live.shelve_reason = until, act.by, act.note
+            return [self._version(kind, ks, act.ts, "shelved", actor=act.by)]
+        if act.action == "unshelve":
+            return [self._unshelve(kind, ks, act.ts, act.by)] if live.shelved_until is not None else []
+        if act.action == "out_of_service":
+            if live.out_of_service:
+                return []
+            live.out_of_service = True
+            self.out_of_service[kind] = live.alert_id
+            return [self._version(kind, ks, act.ts, "out_of_service", actor=act.by)]
+        # in_service
+        self.out_of_service.pop(kind, None)
+        if not live.out_of_service:
+            return []
+        live.out_of_service = False
+        live.annunciated_at, live.base_level = act.ts, live.escalation_level
+        return [self._version(kind, ks, act.ts, "in_service", actor=act.by)]
 
     def _expire_pending(self) -> None:
         if not self.pending_actions or self.now is None:
@@ -516,6 +676,21 @@ class TwinAlerts:
             flapping=live.flapping,
             summary=self._summary(kind, evidence),
             evidence=evidence,
+            isa_state=isa_state(
+                live.state,
+                live.condition,
+                shelved=live.shelved_until is not None,
+                suppressed=live.suppressed_by is not None,
+                out_of_service=live.out_of_service,
+            ),
+            condition=live.condition,  # type: ignore[arg-type]
+            shelved_until=live.shelved_until,
+            shelved_by=live.shelved_by,
+            shelve_reason=live.shelve_reason,
+            suppressed_by=live.suppressed_by,
+            out_of_service=live.out_of_service,
+            standing=live.standing,
+            reopened=live.reopened,
         )
 
     def _evidence(self, kind: Kind, ks: _KindState, ts: datetime) -> dict[str, Any]:
@@ -576,6 +751,7 @@ def _human(seconds: float) -> str:
 # comes after the data it reacts to.
 _RANK: dict[type, int] = {
     TwinStatus: 0,
+    ParentAlarm: 0,
     AnomalyScore: 1,
     FailurePrediction: 2,
     ForecastPoint: 3,
@@ -614,7 +790,8 @@ class OrderedTwinAlerts:
             return self.alerts.apply(rec)
         self.arrivals += 1
         heapq.heappush(self.held, (rec.ts, _RANK[type(rec)], self.arrivals, rec))
-        if not isinstance(rec, TwinStatus | AlertAction) and (self.newest is None or rec.ts > self.newest):
+        from_data = not isinstance(rec, TwinStatus | AlertAction | ParentAlarm)
+        if from_data and (self.newest is None or rec.ts > self.newest):
             self.newest = rec.ts  # the twin's data drive the clock, not people's or the CLI's clocks
         rules = self.alerts.rules
         until = self.newest - timedelta(seconds=rules.reorder_window_s) if self.newest else None
@@ -624,6 +801,10 @@ class OrderedTwinAlerts:
         ):
             out += self._release()
         return out
+
+    def advance(self, ts: datetime) -> list[Alert]:
+        """A clock tick without data: apply what is held, then move the twin's clock to ``ts``."""
+        return self.flush() + self.alerts.advance(ts)
 
     def flush(self) -> list[Alert]:
         """Apply every held record in event-time order."""

@@ -80,3 +80,15 @@ class TwinRegistry:
 
     def known(self, twin_id: str) -> bool:
         return self.attrs(twin_id) is not None
+
+    def children(self) -> dict[str, list[str]]:
+        """Parent asset → the twins that name it as ``parent`` (exact entries; alarm suppression).
+
+        >>> TwinRegistry.from_dict({"twin": {"p1": {"parent": "line-1"}, "p2": {"parent": "line-1"}}}).children()
+        {'line-1': ['p1', 'p2']}
+        """
+        out: dict[str, list[str]] = {}
+        for twin_id, attrs in self._twins.items():
+            if attrs.get("parent"):
+                out.setdefault(str(attrs["parent"]), []).append(twin_id)
+        return out

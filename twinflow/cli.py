@@ -280,6 +280,12 @@ from twinflow.twin_cli import twin_app  # noqa: E402
 
 app.add_typer(twin_app, name="twin")
 
+# ----------------------------------------------------------------------------- HTTP API (docs/api.md)
+from twinflow.serve_cli import api_app, serve  # noqa: E402
+
+app.command("serve")(serve)
+app.add_typer(api_app, name="api")
+
 # ----------------------------------------------------------------------------- connectors
 from twinflow.connectors_cli import register as _register_connectors  # noqa: E402
 

@@ -136,6 +136,28 @@ def _stop_all(procs: list[subprocess.Popen], timeout: float = STOP_WITHIN_S + 1)
                 p.wait()
 
 
+def _web_view(settings: Settings, logs: Path) -> tuple[Child, dict[str, str], str]:
+    """`twinflow serve` for the demo: a token for the local user and a free port; returns the child,
+    its environment and the URL to open (the token travels in the URL's fragment, never to the server)."""
+    import getpass
+    import socket
+
+    from twinflow.api.tokens import TokenStore
+
+    port = settings.api.port
+    with socket.socket() as sock:
+        if sock.connect_ex((settings.api.host, port)) == 0:  # taken: any free port
+            with socket.socket() as free:
+                free.bind((settings.api.host, 0))
+                port = free.getsockname()[1]
+    path = logs / "api-tokens.toml"
+    store = TokenStore([])
+    token, _ = store.issue(os.environ.get("USER") or getpass.getuser())  # the dev identity's subject
+    store.save(path)
+    env = {"TWINFLOW_API__TOKENS_FILE": str(path), "TWINFLOW_API__PORT": str(port)}
+    return Child("serve", ["serve"]), env, f"http://{settings.api.host}:{port}/#token={token}"
+
+
 def _view(
     db: psycopg.Connection,
     twins: list[str],
@@ -143,6 +165,7 @@ def _view(
     elapsed: float,
     duration: float,
     faults: list[str],
+    url: str = "",
 ) -> Table:
     rows = db.execute(
         "SELECT t.twin_id, t.n, t.sensors, s.score, s.is_anomaly, coalesce(a.open, 0) "
@@ -157,7 +180,10 @@ def _view(
     ).fetchall()
     faulty = {f.split(":")[0]: f.split(":")[1] for f in faults}
     onset = float(faults[0].split(":")[2]) if faults else duration
-    table = Table(title=f"twinflow plant demo — {elapsed:4.0f}/{duration:.0f} s (faults from {onset:.0f} s)")
+    table = Table(
+        title=f"twinflow plant demo — {elapsed:4.0f}/{duration:.0f} s (faults from {onset:.0f} s)",
+        caption=f"web view: {url}" if url else None,
+    )
     table.add_column("twin", min_width=14, no_wrap=True)
     for col in ("values", "sensors", "anomaly", "alerts"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -208,6 +234,8 @@ def run_plant_demo(
     }
     for var, value in DEMO_TUNING.items():
         env.setdefault(var, value)
+    web, web_env, url = _web_view(settings, logs)
+    env.update(web_env)
     children = [
         *(Child(f"flow-{f}", ["run", f]) for f in FLOWS),
         Child(
@@ -222,6 +250,7 @@ def run_plant_demo(
             ],
         ),
         *(Child(f"bridge-{p}", ["bridge", p, "--mapping", str(mapping)]) for p in ("opcua", "mqtt", "modbus")),
+        web,
     ]
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -242,16 +271,17 @@ def run_plant_demo(
         for child in children:
             procs.append(_spawn(child, env, logs))
         t0 = time.monotonic()
+        console.print(f"[bold]web view (live while the demo runs):[/bold] {url}", soft_wrap=True)
         with Live(console=console, refresh_per_second=1) as live:
             while (elapsed := time.monotonic() - t0) < duration and not stop.is_set():
                 dead = [c.name for c, p in zip(children, procs, strict=True) if p.poll() not in (None, 0)]
                 if dead:
                     console.print(f"[red]{', '.join(dead)} stopped early; see {logs}[/red]")
                     return 1
-                live.update(_view(db, twins, since, elapsed, duration, faults))
+                live.update(_view(db, twins, since, elapsed, duration, faults, url))
                 stop.wait(1.0)
             stop.wait(5)  # let the last readings and alerts land
-            live.update(_view(db, twins, since, time.monotonic() - t0, duration, faults))
+            live.update(_view(db, twins, since, time.monotonic() - t0, duration, faults, url))
     until = datetime.now(UTC)
     AdminClient(client_config(settings)).delete_topics(demo_topics)
     shutil.rmtree(recovery, ignore_errors=True)

@@ -42,9 +42,17 @@ from twinflow.fault_scoring import (  # noqa: F401 - re-exported: the report's p
     FaultResult,
     evaluate,
 )
-from twinflow.svg import Series, Span, chart
-
-SEVERITY_COLOR = {"critical": "#d62728", "major": "#ff7f0e", "minor": "#bcbd22"}
+from twinflow.report_charts import (
+    FAULT_COLOR,
+    SEVERITY_COLOR,
+    Bar,
+    Window,
+    forecast_chart,
+    plotly_script,
+    score_chart,
+    series_chart,
+    timeline_chart,
+)
 
 
 def _ts(text: str | None) -> datetime | None:
@@ -101,61 +109,59 @@ def _twin_charts(
     alerts: list[AlertRow],
 ) -> list[str]:
     rng = (since, until)
-    fault_spans = [Span(f.onset, f.end or until, f"fault: {f.fault}", "#7f7f7f") for f in faults]
-    readings: dict[str, list] = {}
-    for sensor, bucket, value in conn.execute(
-        "SELECT sensor, bucket, sum(avg_value * n) / sum(n) FROM telemetry_1m"
-        " WHERE twin_id = %s AND bucket >= %s AND bucket < %s GROUP BY 1, 2 ORDER BY 1, 2",
+    windows = [Window(f.onset, f.end or until, f"fault: {f.fault}") for f in faults]
+    readings: dict[str, tuple[list, list]] = {}
+    for sensor, ts, value in conn.execute(  # raw resolution
+        "SELECT sensor, ts, value FROM telemetry WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY sensor, ts",
         (twin, since, until),
     ):
-        readings.setdefault(sensor, []).append((bucket, value))
+        xs, ys = readings.setdefault(sensor, ([], []))
+        xs.append(ts)
+        ys.append(value)
+    charts = [series_chart(sensor, xs, ys, windows, rng) for sensor, (xs, ys) in sorted(readings.items())]
     scores = conn.execute(
         "SELECT ts, score, threshold FROM anomaly_scores WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY ts",
         (twin, since, until),
     ).fetchall()
-    score_series = [
-        Series("score", [(t, s) for t, s, _ in scores], "#d62728"),
-        Series("threshold", [(t, th) for t, _, th in scores], "#555", dashed=True),
-    ]
-    fc = conn.execute(
-        "SELECT sensor, target_ts, predicted, coalesce(lower, predicted), coalesce(upper, predicted),"
-        " limit_value"
-        " FROM forecasts WHERE twin_id = %s AND ts = (SELECT max(ts) FROM forecasts WHERE twin_id = %s"
-        " AND ts >= %s AND ts < %s) ORDER BY sensor, target_ts",
-        (twin, twin, since, until),
+    if scores:
+        charts.append(score_chart([r[0] for r in scores], [r[1] for r in scores], [r[2] for r in scores], windows, rng))
+    fc = conn.execute(  # the latest forecast of each sensor
+        "SELECT f.sensor, f.ts, f.target_ts, f.predicted, coalesce(f.lower, f.predicted),"
+        " coalesce(f.upper, f.predicted), f.limit_value"
+        " FROM forecasts f JOIN (SELECT sensor, max(ts) AS ts FROM forecasts WHERE twin_id = %s AND ts >= %s"
+        "   AND ts < %s GROUP BY sensor) latest ON f.sensor = latest.sensor AND f.ts = latest.ts"
+        " WHERE f.twin_id = %s ORDER BY f.sensor, f.target_ts",
+        (twin, since, until, twin),
     ).fetchall()
-    fc_series: list[Series] = []
     for sensor in sorted({r[0] for r in fc}):
         rows = [r for r in fc if r[0] == sensor]
-        fc_series.append(
-            Series(f"{sensor} forecast", [(r[1], r[2]) for r in rows], band=[(r[1], r[3], r[4]) for r in rows])
+        xs, ys = readings.get(sensor, ([], []))
+        recent = [i for i, t in enumerate(xs) if t >= rows[0][1] - (until - since) / 4]
+        charts.append(
+            forecast_chart(
+                sensor,
+                rows[0][1],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+                [r[4] for r in rows],
+                [r[5] for r in rows],
+                rows[0][6],
+                ([xs[i] for i in recent], [ys[i] for i in recent]),
+            )
         )
-        if rows[0][5] is not None:
-            fc_series.append(Series(f"{sensor} limit", [(r[1], r[5]) for r in rows], "#d62728", dashed=True))
-        hist = readings.get(sensor, [])
-        if hist:
-            fc_series.append(Series(f"{sensor} observed", hist[-120:], "#555"))
-    timeline = [Span(f.onset, f.end or until, f"fault: {f.fault}", "#7f7f7f", row=1) for f in faults]
-    timeline += [
-        Span(
+    bars = [Bar(f"fault: {f.fault}", f.onset, f.end or until, FAULT_COLOR, f.fault) for f in faults]
+    bars += [
+        Bar(
+            f"{a.kind} {a.opened_at:%H:%M:%S}",
             a.opened_at,
             a.resolved_at or until,
-            f"{a.kind} ({a.severity})",
-            SEVERITY_COLOR.get(a.severity, "red"),
-            2 + i,
+            SEVERITY_COLOR.get(a.severity, "#d62728"),
+            f"{a.kind} ({a.severity}, {a.state}): {a.summary}",
         )
-        for i, a in enumerate(alerts)
+        for a in alerts
     ]
-    # one chart per sensor: sensors have their own scales
-    return [
-        *(
-            chart(f"{twin}: {sensor} (1-min means)", [Series(sensor, pts)], fault_spans, t_range=rng, height=160)
-            for sensor, pts in sorted(readings.items())
-        ),
-        chart(f"{twin}: anomaly score", score_series, fault_spans, t_range=rng),
-        chart(f"{twin}: latest forecast with prediction interval", fc_series),
-        chart(f"{twin}: faults (grey) and alerts", [], timeline, t_range=rng, height=60 + 22 * (len(alerts) + 1)),
-    ]
+    charts.append(timeline_chart(bars, rng))
+    return charts
 
 
 def _fmt_lead(s: float | None) -> str:
@@ -184,11 +190,12 @@ def render(
         "body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;"
         "margin:8px 0 20px}td,th{border:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:left}"
         "th{background:#f4f4f4}.ok{color:#2ca02c}.bad{color:#d62728}section{margin-top:28px}"
+        ".charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:8px}"
     )
     html = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>twinflow report {since:%Y-%m-%d %H:%M}–{until:%H:%M} UTC</title>",
-        f"<style>{css}</style></head><body><h1>twinflow: alerts vs. injected faults</h1>",
+        f"<style>{css}</style>{plotly_script()}</head><body><h1>twinflow: alerts vs. injected faults</h1>",
         f"<p>{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} UTC</p>",
         "<table id='summary'><tr>"
         + "".join(f"<th>{escape(k)}</th>" for k in s)
@@ -226,9 +233,9 @@ def render(
     for twin in shown:
         tf = [r.fault for r in ev.results if r.fault.twin_id == twin]
         ta = [a for a in alerts if a.twin_id == twin]
-        html.append(f"<section class='twin' id='twin-{escape(twin)}'><h2>{escape(twin)}</h2>")
+        html.append(f"<section class='twin' id='twin-{escape(twin)}'><h2>{escape(twin)}</h2><div class='charts'>")
         html += _twin_charts(conn, twin, since, until, tf, ta)
-        html.append("</section>")
+        html.append("</div></section>")
     html.append("</body></html>")
     return "\n".join(html), ev
 

@@ -271,6 +271,8 @@ class AlertSettings(StrictModel):
     failures_topic: str = "twin.failure_predictions"
     forecasts_topic: str = "twin.forecasts"
     status_topic: str = "twin.status"  # maintenance on/off
+    suppression_topic: str = "twin.alert_suppression"  # parent assets' alarms → children (ISA-18.2)
+    operators: int = Field(1, ge=1)  # operator positions, for the alarm rate per operator-hour
     partitions: int = Field(4, ge=1)
     rules: AlertRules = Field(default_factory=AlertRules)
     # Optional webhook: HTTP POST of each alert version, signed with HMAC-SHA256.
@@ -296,6 +298,29 @@ class AlertSettings(StrictModel):
             "alerts.webhook_url is set but no secret: set TWINFLOW_ALERTS__WEBHOOK_SECRET or "
             "alerts.webhook_secret_file (a file whose first line is the secret)"
         )
+
+
+class ApiSettings(StrictModel):
+    """`twinflow serve`: the HTTP API and the web view (docs/api.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Bearer tokens, stored as SHA-256 hashes (`twinflow api token create`); default <stack dir>/api-tokens.toml.
+    tokens_file: Path | None = None
+    anonymous_read: bool = False  # writes always need a token
+    # TLS (the secure profile sets both); without them the server speaks plain HTTP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    max_body_bytes: int = Field(64 * 1024, ge=256)
+    # Per client (token, else address): a token bucket of `rate_per_s` refilled, `rate_burst` deep; 0 = off.
+    rate_per_s: float = Field(100.0, ge=0)
+    rate_burst: int = Field(200, ge=1)
+    require_if_match: bool = True  # PATCH desired without If-Match → 428
+    verdict_wait_s: float = Field(10.0, ge=0)  # PATCH desired waits this long for the gate's verdict
+    sse_keepalive_s: float = Field(15.0, gt=0)
+    sse_buffer_events: int = Field(50_000, ge=0)  # recent events kept for exact Last-Event-ID resume
+    db_pool_size: int = Field(8, ge=1)
+    state_cache_entries: int = Field(200_000, ge=0)  # newest twin states kept in memory (0: always the database)
 
 
 class BufferSettings(StrictModel):
@@ -351,6 +376,7 @@ class Settings(BaseSettings):
     ml: MlSettings = Field(default_factory=MlSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")
     def _clients_follow_stack_ports(self) -> Settings:

@@ -113,6 +113,7 @@ def alert_topic_specs(settings: Settings, taken: frozenset[str] | set[str] = fro
     a = settings.alerts
     month = {"retention.ms": str(30 * 24 * 3600 * 1000)}
     names = [a.topic, a.actions_topic, a.anomalies_topic, a.failures_topic, a.forecasts_topic, a.status_topic]
+    names.append(a.suppression_topic)
     out: list[TopicSpec] = []
     for name in names:
         if name not in taken and name not in {s.name for s in out}:

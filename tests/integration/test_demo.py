@@ -44,5 +44,6 @@ def test_plant_demo_runs_every_layer_and_writes_the_report(stack_settings, tmp_p
     for twin in ("pump-001", "pump-002", "pump-003", "compressor-001", "compressor-002", "compressor-003"):
         assert twin in res.stdout  # every protocol's assets showed up in the live view
     assert "faults detected" in res.stdout
+    assert "web view (live while the demo runs): http://127.0.0.1:" in res.stdout and "#token=tf_" in res.stdout
     html = (tmp_path / "report.html").read_text()
-    assert html.count("<svg") >= 3
+    assert html.count('data-chart="sensor"') >= 6 and html.count('data-chart="timeline"') == 6

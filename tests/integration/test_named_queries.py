@@ -38,6 +38,7 @@ def test_every_query_file_is_covered():
         "predicted_failures_24h",
         "sync_quality",
         "alert_mtta_mttr",
+        "alarm_rate",
         "twin_state_at",  # covered by tests/integration/test_twin_flow.py
     }
 
@@ -139,3 +140,13 @@ def test_alert_mtta_mttr(db, fleet: Fleet):
     assert by[("condition", "major")]["alerts"] == 1  # f: health 0.2 during its fault
     total = by[(None, None)]
     assert total["alerts"] == 5
+
+
+def test_alarm_rate_per_operator_hour(db, fleet: Fleet):
+    rows = queries.run(db, "alarm_rate", since=fleet.at(-120), until=fleet.end, twins=fleet.twins, operators=2)
+    (r,) = rows
+    opened = sum(1 for a in fleet.alerts if a.event == "opened")
+    assert opened == 5 and r["annunciated"] == opened
+    assert float(r["hours"]) == pytest.approx(2.0)
+    assert float(r["per_operator_hour"]) == pytest.approx(opened / 2.0 / 2)
+    assert r["flood_periods"] == 0 and 0 < float(r["peak_10min_per_operator"]) <= opened / 2

@@ -15,26 +15,25 @@ pytestmark = pytest.mark.integration
 
 
 class Inventory(HTMLParser):
-    """Counts <svg> elements (and polylines/polygons inside) per twin section; reads table cells."""
+    """Counts charts (by kind, with their number of traces) per twin section; reads table cells."""
 
     def __init__(self) -> None:
         super().__init__()
         self.section: str | None = None
-        self.svgs: dict[str, int] = {}
-        self.shapes: dict[str, dict[str, int]] = {}
+        self.charts: dict[str, list[tuple[str, int]]] = {}
         self.table: str | None = None
         self.cells: dict[str, list[str]] = {}
+        self.scripts: list[str] = []
         self._in_cell = False
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         a = dict(attrs)
         if tag == "section" and "twin" in (a.get("class") or ""):
             self.section = a["id"].removeprefix("twin-")
-        elif tag == "svg" and self.section:
-            self.svgs[self.section] = self.svgs.get(self.section, 0) + 1
-        elif tag in ("polyline", "polygon") and self.section:
-            counts = self.shapes.setdefault(self.section, {})
-            counts[tag] = counts.get(tag, 0) + 1
+        elif tag == "div" and "data-chart" in a and self.section:
+            self.charts.setdefault(self.section, []).append((a["data-chart"], int(a["data-traces"])))
+        elif tag == "script" and a.get("src"):
+            self.scripts.append(a["src"])
         elif tag == "table":
             self.table = a.get("id")
         elif tag in ("td", "th"):
@@ -73,17 +72,20 @@ def test_report_renders_summary_and_plots_per_twin(stack_settings, tmp_path):
     assert (s["faults"], s["detected"], s["missed"], s["alerts"], s["false_alarms"]) == (2, 1, 1, 4, 1)
     assert s["median_delay_s"] == 0.0 and s["precision"] == pytest.approx(3 / 4, abs=1e-4)
 
+    html = out.read_text()
     page = Inventory()
-    page.feed(out.read_text())
-    # every twin: 3 sensor charts, anomaly score, forecast, faults/alerts timeline
-    assert page.svgs == {fleet.f: 6, fleet.h: 6, fleet.d: 6}
-    # lines: 3 sensors each; f and h also score + threshold; f's forecast, limit and observed
-    # values, with the prediction interval as a band (polygon)
-    assert page.shapes == {
-        fleet.f: {"polyline": 3 + 2 + 3, "polygon": 1},
-        fleet.h: {"polyline": 3 + 2 + 3, "polygon": 1},
-        fleet.d: {"polyline": 3},
+    page.feed(html)
+    # every twin: one raw-resolution chart per sensor and the faults/alerts timeline; f and h also the
+    # anomaly score with its threshold and a forecast with its interval band (upper, lower+fill, line,
+    # observed); d has neither
+    sensors = [("sensor", 1)] * 3
+    assert page.charts == {
+        fleet.f: [*sensors, ("score", 2), ("forecast", 4), ("timeline", 1 + 2)],
+        fleet.h: [*sensors, ("score", 2), ("forecast", 4), ("timeline", 1 + 1)],
+        fleet.d: [*sensors, ("timeline", 1)],
     }
+    assert "Plotly.newPlot" in html and not page.scripts  # plotly.js inline: the report opens offline
+    assert "(120 readings)" in html  # raw resolution: every reading, not minute means
     cells = page.cells
     half = len(cells["summary"]) // 2
     summary = dict(zip(cells["summary"][:half], cells["summary"][half:], strict=True))

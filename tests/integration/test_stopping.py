@@ -274,7 +274,8 @@ def test_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
 
 
 def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
-    """`twinflow demo` (simulator, three bridges, four flows) on a copy of config/plant.toml with free ports."""
+    """`twinflow demo` (simulator, three bridges, four flows, the web view) on a copy of config/plant.toml with
+    free ports."""
     plant = MAPPING.read_text()
     plant = plant.replace("127.0.0.1:4840", f"127.0.0.1:{free_port()}").replace("port = 5020", f"port = {free_port()}")
     plant = plant.replace("port = 1883", f"port = {env.settings.mqtt.port}")
@@ -282,14 +283,14 @@ def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> Non
     mapping.write_text(plant)
     since = datetime.now(UTC)
     demo = env.start("demo-plant", ["demo", "--duration", "300", "--mapping", str(mapping), "--out", str(env.tmp)])
-    wait_for("the demo's 8 processes", lambda: len(demo.children()) == 8, timeout=60)
+    wait_for("the demo's 9 processes", lambda: len(demo.children()) == 9, timeout=60)
     children = demo.children()
     landed = "SELECT count(DISTINCT twin_id) AS n FROM telemetry WHERE ingested_at >= %s"
     wait_for("readings of every asset", lambda: query(env.settings, landed, (since,))[0]["n"] >= 6, timeout=120)
     out = demo.assert_stops_cleanly()
     assert "demo stopped by signal" in out
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "demo processes left behind"
-    _clean_logs(env, ["simulator", *(f"flow-{f}" for f in FLOWS), *(f"bridge-{p}" for p in _SHORT)])
+    _clean_logs(env, ["simulator", "serve", *(f"flow-{f}" for f in FLOWS), *(f"bridge-{p}" for p in _SHORT)])
 
 
 def test_run_stops_on_ctrl_c_and_a_second_one_skips_the_drain(env: Env) -> None:

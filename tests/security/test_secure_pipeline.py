@@ -121,3 +121,43 @@ def test_secret_files_are_private(secure_stack):
     for path in private:
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
     assert m.dir.stat().st_mode & 0o077 == 0
+
+
+def test_api_speaks_tls_only_in_the_secure_profile(secure_stack, tmp_path):
+    import socket
+
+    import httpx
+
+    from twinflow.api.tokens import TokenStore
+
+    store = TokenStore([])
+    token, _ = store.issue("ann")
+    store.save(tmp_path / "tokens.toml")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log_path = tmp_path / "serve.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    env = secure_stack.app_env(TWINFLOW_API__PORT=str(port), TWINFLOW_API__TOKENS_FILE=str(tmp_path / "tokens.toml"))
+    serve = start_twinflow(["serve"], env, log)
+    try:
+        wait_for_log(log_path, b"serving on https://", serve, timeout=60)
+        ca = str(secure_stack.material.file("ca.pem"))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(
+                    f"https://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, verify=ca
+                )
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.5)
+        assert r.status_code == 200 and r.json() == {"subject": "ann"}
+        with pytest.raises(httpx.HTTPError):  # plain HTTP gets no answer
+            httpx.get(f"http://127.0.0.1:{port}/api/v1/me", timeout=5)
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA refuses the server
+            httpx.get(f"https://127.0.0.1:{port}/api/v1/me", timeout=5)
+    finally:
+        stop(serve)
+        log.close()

@@ -182,6 +182,12 @@ class Material:
                 f'key_file = "{mq.key_file}"',
                 "",
             ]
+            if role != "admin":  # `twinflow serve` speaks HTTPS only, with the profile's server certificate
+                lines += [
+                    "[api]",
+                    f'tls_cert_file = "{self.file("server.pem")}"',
+                    f'tls_key_file = "{self.file("server.key")}"',
+                ]
             path = self.file(name)
             path.write_text("\n".join(lines))
             out[role] = path

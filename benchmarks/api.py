@@ -1,0 +1,387 @@
+"""HTTP API benchmark (docs/api.md): ``GET /api/v1/twins/{id}`` latency at a fixed request rate over
+10,000 twins, and server-sent events fan-out: delivery time to N clients at M state changes/s.
+
+Everything runs on this machine: a private database seeded with the twins' states, private topics,
+``twinflow serve`` as its own process, and load generators written on raw asyncio sockets (HTTP/1.1
+keep-alive) so the client costs little CPU next to the server. Requests are sent open-loop on a
+fixed schedule; latency is counted from the scheduled time (a late send counts against the server).
+SSE delivery time = receive time − the Kafka timestamp of the state record (in the event id).
+
+    python -m benchmarks.api --twins 10000 --rate 500 --seconds 30 --clients 200 --changes 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from benchmarks.machine import append_result
+from benchmarks.processes import usage
+from connectors.kafka.clients import ensure_topics, make_producer
+from connectors.postgres.migrate import migrate
+from twinflow.api.tokens import TokenStore
+from twinflow.settings import Settings, load_settings
+from twinflow.twin_settings import TwinSettings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _superuser(s: Settings) -> str:
+    return s.postgres.conninfo(
+        user="postgres", password=s.stack.postgres_superuser_password.get_secret_value(), dbname="postgres"
+    )
+
+
+def state_doc(twin: str, version: int, now: datetime) -> dict:
+    ts = now.isoformat()
+    reported = {
+        p: {"value": 1000.0 + i, "ts": ts}
+        for i, p in enumerate(("speed", "temp_c", "pressure_bar", "flow_m3h", "vibration_mm_s"))
+    }
+    return {
+        "twin_id": twin,
+        "version": version,
+        "event_time": ts,
+        "status": "synchronized",
+        "mode": "normal",
+        "learn": True,
+        "reported": reported,
+        "desired": {"speed": {"value": 1000.0, "ts": ts, "author": "bench"}},
+        "delta": {"speed": 0.0},
+        "conflicts": [],
+        "commands": {},
+        "last_sync_time": ts,
+        "sync_latency_ms": 120.0,
+        "consistency_score": 1.0,
+        "desync_since": None,
+        "simulated": {},
+    }
+
+
+SEED_COPY = (
+    "COPY twin_state_history (twin_id, version, event_time, status, mode, learn, reported, desired, delta,"
+    " conflicts, commands, consistency_score, sync_latency_ms, last_sync_time, change) FROM STDIN"
+)
+
+
+def seed(conninfo: str, twins: list[str], versions: int) -> None:
+    now = datetime.now(UTC)
+    with (
+        psycopg.connect(conninfo) as conn,
+        conn.cursor() as cur,
+        cur.copy(SEED_COPY) as cp,
+    ):
+        for t in twins:
+            for v in range(1, versions + 1):
+                d = state_doc(t, v, now)
+                cp.write_row(
+                    (
+                        t,
+                        v,
+                        now,
+                        "synchronized",
+                        "normal",
+                        True,
+                        json.dumps(d["reported"]),
+                        json.dumps(d["desired"]),
+                        json.dumps(d["delta"]),
+                        [],
+                        "{}",
+                        1.0,
+                        120.0,
+                        now,
+                        json.dumps({"cause": "bench"}),
+                    )
+                )
+
+
+# ------------------------------------------------------------------ raw HTTP/1.1 client
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.r, self.w = reader, writer
+
+    async def get(self, request: bytes) -> int:
+        self.w.write(request)
+        head = await self.r.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.r.readexactly(length)
+        return status
+
+
+async def latency_run(port: int, token: str, twins: list[str], rate: float, seconds: float, conns: int) -> dict:
+    pool: asyncio.Queue[Conn] = asyncio.Queue()
+    for _ in range(conns):
+        pool.put_nowait(Conn(*await asyncio.open_connection("127.0.0.1", port)))
+    auth = f"Authorization: Bearer {token}\r\n".encode()
+    lat: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+    t0 = time.perf_counter() + 0.5
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        due = t0 + i / rate
+        twin = random.choice(twins)
+        conn = await pool.get()
+        try:
+            status = await conn.get(f"GET /api/v1/twins/{twin} HTTP/1.1\r\nHost: x\r\n".encode() + auth + b"\r\n")
+            if status != 200:
+                errors += 1
+            lat.append(time.perf_counter() - due)
+        except (OSError, asyncio.IncompleteReadError):
+            errors += 1
+        finally:
+            pool.put_nowait(conn)
+
+    tasks = []
+    for i in range(total):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0
+    lat.sort()
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000  # noqa: E731
+    return {
+        "requests": total,
+        "errors": errors,
+        "achieved": total / wall,
+        "p50": q(0.5),
+        "p90": q(0.9),
+        "p99": q(0.99),
+        "max": lat[-1] * 1000,
+    }
+
+
+# ------------------------------------------------------------------ SSE fan-out
+_ID = re.compile(rb"\nid: (\d+)-")
+
+
+async def sse_client(port: int, token: str, path: str, stop: asyncio.Event, delays: list[float], ready: list) -> None:
+    """Reads the stream in large chunks and takes only the ids' timestamps (cheap next to the server)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    ready.append(1)
+    tail = b""
+    while not stop.is_set():
+        try:
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 1.0)
+        except TimeoutError:
+            continue
+        if not chunk:
+            return
+        now = time.time()
+        data = tail + chunk
+        end = data.rfind(b"\n\n") + 2  # events are complete up to the last blank line
+        tail = data[end:]
+        delays.extend(now - int(m) / 1000 for m in _ID.findall(data[:end]))
+    writer.close()
+
+
+def produce_changes(s: Settings, twins: list[str], rate: float, seconds: float, done: threading.Event) -> int:
+    p = make_producer(s, **{"linger.ms": 5})
+    n, t0 = 0, time.perf_counter()
+    total = int(rate * seconds)
+    now = datetime.now(UTC)
+    while n < total:
+        due = t0 + n / rate
+        while time.perf_counter() < due:
+            time.sleep(0.001)
+        twin = twins[n % len(twins)]
+        p.produce(s.twin.state_topic, key=twin.encode(), value=json.dumps(state_doc(twin, n, now)).encode())
+        p.poll(0)
+        n += 1
+    p.flush(30)
+    done.set()
+    return n
+
+
+async def fanout_run(
+    s: Settings, port: int, token: str, twins: list[str], clients: int, changes: float, seconds: float, mode: str
+) -> dict:
+    stop = asyncio.Event()
+    delays: list[float] = []
+    ready: list = []
+    if mode == "fleet":
+        paths = ["/api/v1/events?types=state"] * clients
+    else:  # each client watches its own twin; the changes go round these twins
+        twins = twins[:clients]
+        paths = [f"/api/v1/twins/{t}/events?types=state" for t in twins]
+    tasks = [asyncio.create_task(sse_client(port, token, p, stop, delays, ready)) for p in paths]
+    while len(ready) < clients:
+        await asyncio.sleep(0.1)
+    done = threading.Event()
+    sent = await asyncio.to_thread(produce_changes, s, twins, changes, seconds, done)
+    await asyncio.sleep(3)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    delays.sort()
+    expected = sent * (clients if mode == "fleet" else 1)
+    q = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))] * 1000 if delays else float("nan")  # noqa: E731
+    return {
+        "mode": mode,
+        "sent": sent,
+        "expected": expected,
+        "received": len(delays),
+        "p50": q(0.5),
+        "p99": q(0.99),
+        "max": q(1.0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--twins", type=int, default=10_000)
+    ap.add_argument("--versions", type=int, default=3, help="history rows per twin")
+    ap.add_argument("--rate", type=float, default=500.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--changes", type=float, default=1000.0)
+    ap.add_argument("--fanout-seconds", type=float, default=15.0)
+    ap.add_argument("--workers", type=int, default=1, help="twinflow serve --workers")
+    ap.add_argument("--no-fanout", action="store_true", help="only the GET latency run")
+    ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    a = ap.parse_args(argv)
+    base = load_settings()
+    db = f"twinflow_bench_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_superuser(base), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(base.postgres.user))
+        )
+    sfx = uuid.uuid4().hex[:8]
+    tw = TwinSettings(state_topic=f"bench.state.{sfx}", alerts_topic=f"bench.alerts.{sfx}", partitions=4)
+    s = base.model_copy(update={"postgres": base.postgres.model_copy(update={"dbname": db}), "twin": tw})
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-api-{sfx}"
+    work.mkdir()
+    proc = None
+    try:
+        migrate(s.postgres.conninfo(), "off")
+        twins = [f"bench-{i:05d}" for i in range(a.twins)]
+        t = time.perf_counter()
+        seed(s.postgres.conninfo(), twins, a.versions)
+        print(f"seeded {a.twins:,} twins × {a.versions} versions in {time.perf_counter() - t:.1f} s", flush=True)
+        from connectors.kafka.clients import TopicSpec
+
+        ensure_topics(s, [TopicSpec(tw.state_topic, 4, {}), TopicSpec(tw.alerts_topic, 1, {})])
+        store = TokenStore([])
+        token, _ = store.issue("bench")
+        store.save(work / "tokens.toml")
+        port = _free_port()
+        env = {
+            **os.environ,
+            "TWINFLOW_POSTGRES__DBNAME": db,
+            "TWINFLOW_TWIN": tw.model_dump_json(),
+            "TWINFLOW_API__PORT": str(port),
+            "TWINFLOW_API__TOKENS_FILE": str(work / "tokens.toml"),
+            "TWINFLOW_API__RATE_PER_S": "0",
+        }
+        log = open(work / "serve.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "twinflow.cli", "serve", "--workers", str(a.workers)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, (work / "serve.log").read_text()
+            time.sleep(0.5)
+        asyncio.run(latency_run(port, token, twins, 100, 3, a.connections))  # warm-up
+        cpu0, _ = usage(proc.pid)
+        lat = asyncio.run(latency_run(port, token, twins, a.rate, a.seconds, a.connections))
+        cpu1, _ = usage(proc.pid)
+        lat["server_cpu"] = (cpu1 - cpu0) / a.seconds
+        print(f"GET /twins/{{id}}: {lat}", flush=True)
+        fan = {}
+        for mode in () if a.no_fanout else ("twin", "fleet"):
+            cpu0, _ = usage(proc.pid)
+            fan[mode] = asyncio.run(fanout_run(s, port, token, twins, a.clients, a.changes, a.fanout_seconds, mode))
+            fan[mode]["server_cpu"] = (usage(proc.pid)[0] - cpu0) / a.fanout_seconds
+            print(f"SSE fan-out ({mode}): {fan[mode]}", flush=True)
+        load = os.getloadavg()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(20)
+        with psycopg.connect(_superuser(base), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        from confluent_kafka.admin import AdminClient
+
+        from connectors.kafka.clients import client_config
+
+        AdminClient(client_config(s)).delete_topics([tw.state_topic, tw.alerts_topic])
+    body = "\n".join(
+        [
+            f"`GET /api/v1/twins/{{id}}` open-loop at {a.rate:g} requests/s for {a.seconds:g} s over {a.twins:,} twins"
+            f" ({a.versions} history rows each, a private PostgreSQL database), `twinflow serve --workers {a.workers}`,"
+            f" {a.connections} keep-alive"
+            " connections; latency from the scheduled send time:",
+            "",
+            "| requests | errors | achieved /s | p50 ms | p90 ms | p99 ms | max ms | server CPU (cores) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {lat['requests']:,} | {lat['errors']} | {lat['achieved']:.0f} | {lat['p50']:.1f} | {lat['p90']:.1f}"
+            f" | {lat['p99']:.1f} | {lat['max']:.1f} | {lat['server_cpu']:.2f} |",
+            "",
+            f"Server-sent events: {a.changes:g} state changes/s for {a.fanout_seconds:g} s produced to Kafka,"
+            f" {a.clients} clients; delivery = receive time − the record's Kafka timestamp. `twin`: each client"
+            " follows one twin's stream (`/twins/{id}/events`), the changes go round those twins; `fleet`: every"
+            " client follows every change (`/events`).",
+            "",
+            "| mode | changes sent | events expected | received | p50 ms | p99 ms | max ms | server CPU (cores) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| {f['mode']} | {f['sent']:,} | {f['expected']:,} | {f['received']:,} | {f['p50']:.0f}"
+                f" | {f['p99']:.0f} | {f['max']:.0f} | {f['server_cpu']:.2f} |"
+                for f in fan.values()
+            ),
+            "",
+            "The load generators ran on the same 2 cores as the server. Load average after the run:"
+            f" {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.",
+        ]
+    )
+    print(body)
+    if not a.no_results:
+        append_result("HTTP API: twin reads and event fan-out", "make bench-api", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,289 @@
+"""One live system for the API and browser tests: a private database and topics, the twin flow with a
+device that follows its commands, the alerts flow, model outputs for the twin, and `twinflow serve`
+as a separate process reached over HTTP (tests/api/*)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+
+from connectors.kafka.clients import ensure_topics, producer_config
+from operators.alerts import AlertRules, KindRule
+from tests.integration.test_twin_device_loop import FakeDevice
+from tests.process_helpers import stop
+from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401
+from tests.twin_kafka import envelope, wait_for
+from twinflow.api.tokens import TokenStore
+from twinflow.settings import AlertSettings, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Live:
+    settings: Settings
+    env: dict[str, str]
+    base: str  # http://127.0.0.1:PORT
+    token: str  # subject "ann"
+    other_token: str  # subject "bob"
+    twin: str  # a twin the device follows (speed, digital wins)
+    alert_twin: str  # a twin whose anomaly scores are fed by the tests
+    artefacts: Path
+
+    def client(self, token: str | None = "ann", **kw) -> httpx.Client:
+        headers = {}
+        if token:
+            headers["Authorization"] = f"Bearer {self.token if token == 'ann' else token}"
+        return httpx.Client(base_url=self.base, headers=headers, timeout=10, **kw)
+
+    def produce(self, topic: str, key: str, value: dict) -> None:
+        p = Producer(producer_config(self.settings))
+        p.produce(topic, key=key.encode(), value=json.dumps(value).encode())
+        assert p.flush(10) == 0
+
+
+class Scores(threading.Thread):
+    """Anomaly scores (above the threshold while ``high``) and a forecast for a twin, every 200 ms."""
+
+    def __init__(self, live_settings: Settings, twin: str) -> None:
+        super().__init__(daemon=True)
+        self.s, self.twin = live_settings, twin
+        self.high = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        p = Producer(producer_config(self.s))
+        a = self.s.alerts
+        n = 0
+        while not self.stop.is_set():
+            now = datetime.now(UTC)
+            score = 0.9 if self.high.is_set() else 0.2
+            p.produce(
+                a.anomalies_topic,
+                key=self.twin.encode(),
+                value=json.dumps(
+                    {
+                        "twin_id": self.twin,
+                        "ts": now.isoformat(),
+                        "score": score,
+                        "threshold": 0.6,
+                        "is_anomaly": score >= 0.6,
+                        "contributions": {"temp_c": 0.7, "rpm": 0.3},
+                    }
+                ).encode(),
+            )
+            temp = 61.0 + (8.0 if self.high.is_set() else 0.0) + (n % 7) * 0.1
+            p.produce(
+                self.s.topics.raw,
+                key=self.twin.encode(),
+                value=envelope(self.twin, now, n, {"temp_c": temp, "rpm": 1450.0 + n % 5}),
+            )
+            if n % 10 == 0:
+                for i in range(1, 13):
+                    t = now + timedelta(seconds=10 * i)
+                    p.produce(
+                        a.forecasts_topic,
+                        key=self.twin.encode(),
+                        value=json.dumps(
+                            {
+                                "twin_id": self.twin,
+                                "sensor": "temp_c",
+                                "ts": now.isoformat(),
+                                "target_ts": t.isoformat(),
+                                "predicted": 60 + i,
+                                "lower": 58 + i * 0.8,
+                                "upper": 62 + i * 1.2,
+                                "limit": 90.0,
+                            }
+                        ).encode(),
+                    )
+            p.poll(0)
+            n += 1
+            time.sleep(0.2)
+        p.flush(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _alert_settings(sfx: str) -> AlertSettings:
+    return AlertSettings(
+        topic=f"test.alerts.{sfx}",
+        actions_topic=f"test.alert_actions.{sfx}",
+        anomalies_topic=f"test.scores.{sfx}",
+        failures_topic=f"test.failures.{sfx}",
+        forecasts_topic=f"test.forecasts.{sfx}",
+        status_topic=f"test.status.{sfx}",
+        suppression_topic=f"test.suppression.{sfx}",
+        partitions=1,
+        rules=AlertRules(anomaly=KindRule(0.0, 600.0), reorder_window_s=0.5, escalate_after_s=0),
+    )
+
+
+POLICY = """
+[[rule]]
+name = "operators set the speed"
+subject = { roles = "operator" }
+[rule.parameters]
+speed = { type = "number", min = 0, max = 3000 }
+"""
+
+
+def _identity(work: Path) -> dict[str, str]:
+    """The API as a gateway (its own key, acting for the tokens' subjects), ann an operator, bob a viewer."""
+    from operators.request_auth import new_private_key, private_key_pem, public_key_text
+    from twinflow.stack.certs import write_secret
+
+    key = new_private_key()
+    write_secret(work / "api.key", private_key_pem(key))
+    (work / "subjects.toml").write_text(
+        f'[subject.api-gateway]\nroles = ["gateway"]\npublic_keys = ["{public_key_text(key)}"]\nact_for = ["*"]\n'
+        '[subject.ann]\nroles = ["operator"]\n[subject.bob]\nroles = ["viewer"]\n'
+    )
+    (work / "policy.toml").write_text(POLICY)
+    return {
+        "TWINFLOW_SECURITY__KEY_FILE": str(work / "api.key"),
+        "TWINFLOW_SECURITY__SUBJECT": "api-gateway",
+        "TWINFLOW_SECURITY__SUBJECTS_FILE": str(work / "subjects.toml"),
+        "TWINFLOW_SECURITY__POLICY_FILE": str(work / "policy.toml"),
+    }
+
+
+def _delete_own_topics(s: Settings) -> None:
+    """This fixture's topics only (not shared ones such as the simulator's ground truth); missing ones are fine."""
+    from confluent_kafka.admin import AdminClient
+
+    from connectors.kafka.clients import alert_topic_specs, client_config
+
+    tw = s.twin
+    names = {s.topics.raw, s.topics.dlq, tw.desired_topic, tw.commands_topic, tw.acks_topic, tw.state_topic}
+    names |= {tw.late_topic, tw.outcomes_topic, s.security.desired_rejected_topic}
+    names |= {t.name for t in alert_topic_specs(s)}
+    admin = AdminClient(client_config(s))
+    for fut in admin.delete_topics(sorted(names), operation_timeout=30).values():
+        try:
+            fut.result(60)
+        except Exception as exc:  # already gone
+            if "UNKNOWN_TOPIC" not in str(exc):
+                raise
+
+
+@pytest.fixture(scope="session")
+def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
+    tag = uuid.uuid4().hex[:6]
+    twin, alert_twin = f"api-{tag}-pump", f"api-{tag}-comp"
+    speed = {"tolerance": 2.0, "clear_tolerance": 1.0, "hold_time_s": 0.3, "ack_timeout_s": 5.0}
+    policy = {"twins": {twin: {"parameters": {"speed": {**speed, "strategy": "digital_wins"}}}}}
+    base = twin_settings_for(twin_db, policy, ingest=True)
+    sfx = base.topics.raw.rsplit(".", 1)[1]
+    alerts = _alert_settings(sfx)
+    s = base.model_copy(update={"alerts": alerts, "twin": base.twin.model_copy(update={"alerts_topic": alerts.topic})})
+    security = s.security.model_copy(update={"desired_rejected_topic": f"test.rejected.{sfx}"})
+    s = s.model_copy(update={"security": security})
+    ensure_topics(s)
+    work = tmp_path_factory.mktemp("api")
+    artefacts = REPO / "test-artefacts"
+    artefacts.mkdir(exist_ok=True)
+    tokens = TokenStore([])
+    token, _ = tokens.issue("ann")
+    other, _ = tokens.issue("bob")
+    tokens.save(work / "tokens.toml")
+    identity = _identity(work)
+    port = _free_port()
+    env = {
+        **os.environ,
+        **settings_env(s),
+        "TWINFLOW_ALERTS": alerts.model_dump_json(),
+        "TWINFLOW_SECURITY__DESIRED_REJECTED_TOPIC": s.security.desired_rejected_topic,
+        "TWINFLOW_API__TOKENS_FILE": str(work / "tokens.toml"),
+        **identity,
+        "TWINFLOW_API__PORT": str(port),
+        "TWINFLOW_API__RATE_PER_S": "20",
+        "TWINFLOW_API__RATE_BURST": "60",
+        "TWINFLOW_API__SSE_BUFFER_EVENTS": "20",
+    }
+    logs = {name: open(work / f"{name}.log", "wb") for name in ("twin", "alerts", "serve")}  # noqa: SIM115
+    procs = {
+        "twin": subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "flows.twin:get_flow()", "-w", "1", "-s", "1"],
+            cwd=REPO,
+            env=env,
+            stdout=logs["twin"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        "alerts": subprocess.Popen(
+            [sys.executable, "-m", "twinflow.cli", "run", "alerts", "--no-recovery"],
+            cwd=REPO,
+            env=env,
+            stdout=logs["alerts"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        "serve": subprocess.Popen(
+            [sys.executable, "-m", "twinflow.cli", "serve"],
+            cwd=REPO,
+            env=env,
+            stdout=logs["serve"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+    }
+    device = FakeDevice(s, {twin: 100.0})
+    scores = Scores(s, alert_twin)
+    device.start()
+    scores.start()
+    lv = Live(s, env, f"http://127.0.0.1:{port}", token, other, twin, alert_twin, artefacts)
+    try:
+
+        def up() -> bool:
+            for name, p in procs.items():
+                assert p.poll() is None, f"{name} exited: " + (work / f"{name}.log").read_text()[-3000:]
+            try:
+                return httpx.get(lv.base + "/api/v1/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("twinflow serve", up, timeout=60)
+        with lv.client() as c:
+            wait_for(f"a state of {twin}", lambda: c.get(f"/api/v1/twins/{twin}").status_code == 200, timeout=60)
+        yield lv
+    finally:
+        device.stop.set()
+        scores.stop.set()
+        device.join(15)
+        scores.join(15)
+        for p in procs.values():
+            stop(p)
+        for f in logs.values():
+            f.close()
+        for name in logs:
+            (artefacts / f"api-{name}.log").write_bytes((work / f"{name}.log").read_bytes())
+        _delete_own_topics(s)
+    assert device.error is None, device.error
+
+
+@pytest.fixture
+def scores_high(live: Live) -> Iterator[None]:
+    """The fed twin's anomaly scores stay above the threshold while the test runs."""
+    feeder = next(t for t in threading.enumerate() if isinstance(t, Scores))
+    feeder.high.set()
+    yield
+    feeder.high.clear()

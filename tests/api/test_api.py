@@ -1,0 +1,259 @@
+"""`twinflow serve` from the outside, over HTTP, on the real stack (tests/api/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.api.conftest import Live
+from tests.twin_kafka import wait_for
+
+pytestmark = pytest.mark.integration
+PROBLEM = "application/problem+json"
+
+
+def is_problem(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM), r.headers
+    body = r.json()
+    assert body["status"] == status and body["type"].startswith("/api/problems/") and body["title"] and body["detail"]
+    return body
+
+
+def sse(c: httpx.Client, path: str, *, count: int, last_id: str | None = None, timeout: float = 15.0) -> list[dict]:
+    """Read ``count`` events (id, event, data, received_at) from an SSE stream."""
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    with c.stream("GET", path, headers=headers, timeout=httpx.Timeout(timeout, read=timeout)) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        ev: dict = {}
+        for line in r.iter_lines():
+            if line == "":
+                if "data" in ev:
+                    ev["received_at"] = time.time()
+                    out.append(ev)
+                    if len(out) >= count:
+                        return out
+                ev = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(": ")
+                ev[field] = value
+            assert time.monotonic() < deadline, f"only {len(out)} events in {timeout} s"
+    return out
+
+
+def test_no_token_no_access_and_no_anonymous_writes(live: Live):
+    with live.client(token=None) as c:
+        body = is_problem(c.get("/api/v1/twins"), 401)
+        assert "token" in body["detail"]
+        r = c.patch(f"/api/v1/twins/{live.twin}/desired", json={"values": {"speed": 1}}, headers={"If-Match": "*"})
+        assert is_problem(r, 401) and r.headers["www-authenticate"].startswith("Bearer")
+        is_problem(c.post("/api/v1/alerts/al-x/ack"), 401)
+    with live.client(token="tf_nope_nope") as c:
+        is_problem(c.get("/api/v1/twins"), 401)
+    with live.client() as c:
+        assert c.get("/api/v1/me").json() == {"subject": "ann"}
+
+
+def test_fleet_twin_history_and_telemetry(live: Live):
+    with live.client() as c:
+        fleet = c.get("/api/v1/twins", params={"limit": 500}).json()
+        twin = next(t for t in fleet["items"] if t["twin_id"] == live.twin)
+        assert twin["status"] in ("synchronized", "desynced") and twin["version"] >= 1
+        page = c.get("/api/v1/twins", params={"limit": 1}).json()
+        assert len(page["items"]) == 1 and page["next"] == page["items"][0]["twin_id"]
+        r = c.get(f"/api/v1/twins/{live.twin}")
+        doc = r.json()
+        assert r.headers["etag"] == f'"{doc["desired_version"]}"' and "speed" in doc["reported"]
+        hist = c.get(f"/api/v1/twins/{live.twin}/history", params={"limit": 5}).json()["items"]
+        assert [h["version"] for h in hist] == sorted((h["version"] for h in hist), reverse=True)
+        then = c.get(f"/api/v1/twins/{live.twin}/history", params={"at": hist[-1]["event_time"]}).json()
+        assert then["version"] <= hist[-1]["version"]
+        raw = c.get(f"/api/v1/twins/{live.twin}/telemetry").json()
+        assert len(raw["series"]["speed"]["value"]) >= 5
+        agg = c.get(f"/api/v1/twins/{live.twin}/telemetry", params={"bucket": "1m", "sensor": "speed"}).json()
+        s = agg["series"]["speed"]
+        assert sum(s["n"]) == len(raw["series"]["speed"]["value"]) or sum(s["n"]) >= len(s["ts"])
+        assert all(lo <= m <= hi for lo, m, hi in zip(s["min"], s["mean"], s["max"], strict=True))
+        is_problem(c.get("/api/v1/twins/ghost-twin-404"), 404)
+
+
+def test_conditional_desired_change_reaches_the_device_and_the_event_stream(live: Live):
+    with live.client() as c:
+        r = c.get(f"/api/v1/twins/{live.twin}")
+        tag = r.headers["etag"]
+        change = {"values": {"speed": 160.0}, "reason": "api test"}
+        body = is_problem(c.patch(f"/api/v1/twins/{live.twin}/desired", json=change), 428)
+        assert "If-Match" in body["detail"]
+        current = r.json()["desired_version"]
+        stale = c.patch(f"/api/v1/twins/{live.twin}/desired", json=change, headers={"If-Match": f'"{current + 1000}"'})
+        assert is_problem(stale, 412)["current_version"] == current and stale.headers["etag"] == tag
+        ok = c.patch(f"/api/v1/twins/{live.twin}/desired", json=change, headers={"If-Match": tag})
+        assert ok.status_code == 202, ok.text
+        answer = ok.json()
+        assert answer["tracking_id"] and answer["subject"] == "ann" and answer["status"] == "accepted"
+        assert answer["desired_version"] == current + 1  # the gate applied it: the desired document moved
+        # the old ETag is stale now, whatever the readings do
+        again = c.patch(f"/api/v1/twins/{live.twin}/desired", json=change, headers={"If-Match": tag})
+        assert is_problem(again, 412)["current_version"] == current + 1
+
+        def synced():
+            d = c.get(f"/api/v1/twins/{live.twin}").json()
+            return (
+                d["desired"].get("speed", {}).get("value") == 160.0 and abs(d["reported"]["speed"]["value"] - 160) < 2
+            )
+
+        wait_for("the device to reach the new speed", synced, timeout=30)
+
+
+def test_policy_deny_is_403_with_the_reason_and_nothing_reaches_the_device(live: Live):
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.clients import client_config
+
+    topic = live.settings.twin.commands_topic
+    consumer = Consumer(client_config(live.settings, **{"group.id": f"t-{time.time()}", "enable.auto.commit": False}))
+    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    consumer.assign([TopicPartition(topic, 0, high)])
+    try:
+        with live.client(token=live.other_token) as bob:  # a viewer: the policy lets only operators set speed
+            r = bob.patch(
+                f"/api/v1/twins/{live.twin}/desired", json={"values": {"speed": 777.0}}, headers={"If-Match": "*"}
+            )
+            body = is_problem(r, 403)
+            assert body["reason"] == "no_matching_rule" and body["tracking_id"], body
+        with live.client() as ann:  # an operator, but out of the policy's range
+            r = ann.patch(
+                f"/api/v1/twins/{live.twin}/desired", json={"values": {"speed": 9999.0}}, headers={"If-Match": "*"}
+            )
+            assert is_problem(r, 403)["reason"] == "out_of_range"
+            assert ann.get(f"/api/v1/twins/{live.twin}").json()["desired"].get("speed", {}).get("value") not in (
+                777.0,
+                9999.0,
+            )
+        deadline = time.monotonic() + 5  # nothing of it on twin.commands
+        seen = []
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                seen.append(json.loads(msg.value()))
+        assert not [c for c in seen if c["twin_id"] == live.twin and c["value"] in (777.0, 9999.0)], seen
+    finally:
+        consumer.close()
+
+
+def test_sse_delivers_state_changes_within_a_second_and_resumes(live: Live):
+    def change(speed: float, delay: float) -> None:
+        time.sleep(delay)
+        with live.client() as c2:  # If-Match "*": any version (the twin is moving)
+            r = c2.patch(
+                f"/api/v1/twins/{live.twin}/desired", json={"values": {"speed": speed}}, headers={"If-Match": "*"}
+            )
+            assert r.status_code == 202, r.text
+
+    with live.client() as c:
+        worker = threading.Thread(target=change, args=(130.0, 0.5), daemon=True)
+        worker.start()
+        first = sse(c, f"/api/v1/twins/{live.twin}/events?types=state", count=2)
+        worker.join()
+        assert all(e["event"] == "state" for e in first)
+        for e in first:  # the id carries the Kafka timestamp of the record: delivery time since it was written
+            ts_ms = int(e["id"].split("-")[0])
+            assert e["received_at"] * 1000 - ts_ms < 1000, e
+        # while nobody listens the twin changes again; a reconnect with Last-Event-ID gets what it missed
+        change(110.0, 0)
+        time.sleep(1.0)
+        resumed = sse(c, f"/api/v1/twins/{live.twin}/events?types=state", count=2, last_id=first[-1]["id"])
+        versions = [json.loads(e["data"])["version"] for e in first + resumed]
+        assert versions == list(range(versions[0], versions[0] + len(versions))), versions
+
+
+def test_sse_resume_reads_kafka_when_the_buffer_no_longer_has_the_event(live: Live):
+    with live.client() as c:
+        path = f"/api/v1/twins/{live.alert_twin}/events?types=score"
+        first = sse(c, path, count=3)
+        offsets = [int(e["id"].split("-")[3]) for e in first]
+        assert offsets == list(range(offsets[0], offsets[0] + 3))
+        time.sleep(3)  # more than the server's buffer of 20 events (TWINFLOW_API__SSE_BUFFER_EVENTS) passes by
+        resumed = sse(c, path, count=10, last_id=first[-1]["id"])
+        got = [int(e["id"].split("-")[3]) for e in resumed]
+        assert got == list(range(offsets[-1] + 1, offsets[-1] + 11)), got
+
+
+def test_alarm_lifecycle_ack_shelve_and_expiry_reopens(live: Live, scores_high):
+    with live.client() as c:
+
+        def open_alert():
+            items = c.get("/api/v1/alerts", params={"twin": live.alert_twin}).json()["items"]
+            return items[0] if items else None
+
+        alert = wait_for("an alert of the scored twin", open_alert, timeout=30)
+        aid = alert["alert_id"]
+        assert (alert["state"], alert["isa_state"], alert["kind"]) == ("open", "unack_active", "anomaly")
+        r = c.post(f"/api/v1/alerts/{aid}/ack")
+        assert r.status_code == 200 and r.json()["alert"]["isa_state"] == "ack_active"
+        body = is_problem(c.post(f"/api/v1/alerts/{aid}/shelve", json={"duration_s": 3}), 422)
+        assert "reason" in body["detail"]
+        until = datetime.now(UTC) + timedelta(seconds=3)
+        r = c.post(f"/api/v1/alerts/{aid}/shelve", json={"until": until.isoformat(), "reason": "sensor swap"})
+        assert r.json()["alert"]["isa_state"] == "shelved", r.text
+        shelved = c.get("/api/v1/alerts", params={"state": "shelved", "twin": live.alert_twin}).json()["items"]
+        assert [a["alert_id"] for a in shelved] == [aid] and shelved[0]["shelve_reason"] == "sensor swap"
+
+        def reopened():
+            a = c.get(f"/api/v1/alerts/{aid}").json()
+            return a if a["reopened"] >= 1 else None
+
+        a = wait_for("the shelving to expire", reopened, timeout=20)
+        assert (a["state"], a["isa_state"], a["acked_by"], a["shelved_until"]) == ("open", "unack_active", None, None)
+        m = c.get("/api/v1/alerts/metrics", params={"hours": 1}).json()
+        assert m["annunciated"] >= 2 and m["per_operator_hour"] > 0  # opened + re-annunciated
+
+
+def test_hostile_requests_get_problem_documents(live: Live):
+    with live.client() as c:
+        url = f"/api/v1/twins/{live.twin}/desired"
+        big = {"values": {"speed": 1.0}, "reason": "x" * 100_000}
+        is_problem(c.patch(url, json=big, headers={"If-Match": "*"}), 413)
+        bad = c.patch(
+            url, content=b'{"values": {"speed": ', headers={"If-Match": "*", "Content-Type": "application/json"}
+        )
+        assert is_problem(bad, 400)["type"].endswith("malformed-json")
+        unknown = c.patch(url, json={"values": {"speed": 1}, "admin": True}, headers={"If-Match": "*"})
+        assert is_problem(unknown, 422)["errors"]
+        is_problem(c.patch(url, json={"values": {"speed": "fast"}}, headers={"If-Match": "*"}), 422)
+        is_problem(c.patch(url, json={"values": {"speed": 1}}, headers={"If-Match": "nonsense"}), 400)
+        for path in ("/api/v1/twins/..%2F..%2Fetc%2Fpasswd", "/api/v1/twins/%00evil", "/api/v1/twins/a%20b/history"):
+            r = c.get(path)
+            assert r.status_code in (400, 404) and r.headers["content-type"].startswith(PROBLEM), (path, r.text)
+        for path in ("/static/../../../../etc/passwd", "/static/%2e%2e/%2e%2e/etc/passwd", "/api/v2/twins"):
+            r = c.get(path)
+            assert r.status_code == 404 and "root:" not in r.text, (path, r.text[:200])
+        is_problem(c.get("/api/v1/alerts", params={"state": "'; DROP TABLE alerts;--"}), 400)
+        is_problem(c.delete(f"/api/v1/twins/{live.twin}"), 405)
+    # rate limit (20/s, burst 60 per client here): a burst beyond the bucket is refused with Retry-After
+    with live.client(token=live.other_token) as c:
+        t0 = time.monotonic()
+        codes = [c.get("/api/v1/me").status_code for _ in range(300)]
+        allowed = 60 + 20 * (time.monotonic() - t0) + 1
+        assert codes[:50] == [200] * 50 and 429 in codes and codes.count(200) <= allowed, codes
+        r = next(r for r in (c.get("/api/v1/me") for _ in range(100)) if r.status_code == 429)
+        assert int(r.headers["retry-after"]) >= 1 and is_problem(r, 429)
+    with live.client() as c:  # another client is not affected
+        assert c.get("/api/v1/me").status_code == 200
+
+
+def test_openapi_and_docs_are_served_offline(live: Live):
+    with live.client(token=None) as c:
+        spec = c.get("/api/openapi.json").json()
+        assert "/api/v1/twins/{twin_id}/desired" in spec["paths"] and "/api/v1/events" in spec["paths"]
+        page = c.get("/api/docs").text
+        assert "/api/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+        assert c.get("/api/docs/assets/swagger-ui-bundle.js").status_code == 200
+        assert c.get("/static/vendor/plotly.min.js").status_code == 200

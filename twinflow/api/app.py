@@ -1,0 +1,134 @@
+"""The FastAPI application of ``twinflow serve``: the API under ``/api/v1``, its OpenAPI description
+at ``/api/docs``, and the web view at ``/`` (docs/api.md).
+
+>>> from twinflow.settings import Settings
+>>> app = create_app(Settings())
+>>> sorted(p for p in app.openapi()["paths"] if p.startswith("/api/v1/twins"))[:3]
+['/api/v1/twins', '/api/v1/twins/{twin_id}', '/api/v1/twins/{twin_id}/desired']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import plotly
+import swagger_ui_bundle
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from connectors.kafka.clients import client_config, producer_config
+from connectors.kafka.event_hub import EventHub, HubTopics
+from connectors.postgres.api_reads import ApiReads
+from twinflow.api import problems
+from twinflow.api.auth import Authenticator
+from twinflow.api.fast_path import TwinReadFastPath
+from twinflow.api.limits import BodyLimit, RateLimit
+from twinflow.api.state_cache import StateCache
+from twinflow.api.tokens import tokens_path
+from twinflow.settings import Settings
+
+log = logging.getLogger("twinflow.api")
+WEB = Path(__file__).resolve().parent.parent / "web"
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+SWAGGER = Path(swagger_ui_bundle.swagger_ui_path)
+# The web view loads only its own files (charts included): nothing from other hosts.
+CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'"
+
+
+def hub_topics(settings: Settings) -> HubTopics:
+    tw, a = settings.twin, settings.alerts
+    pairs = {
+        tw.state_topic: "state",
+        tw.alerts_topic: "alerts",
+        a.topic: "alerts",
+        a.anomalies_topic: "score",
+        tw.outcomes_topic: "desired",  # the gate's verdicts, applied and denied
+    }
+    return HubTopics(tuple(pairs), tuple(pairs.values()))
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The application; services (database pool, Kafka hub, producer) start with its lifespan."""
+    from confluent_kafka import Producer
+
+    from twinflow.api import routes
+
+    api = settings.api
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = app.state
+        await state.reads.open()
+        state.hub.state_listeners.append(state.cache.on_state)
+        state.hub.start(asyncio.get_running_loop())
+        await asyncio.to_thread(state.hub.ready.wait, 30)
+        if state.hub.error:
+            log.error("live events unavailable: %s", state.hub.error)
+        warm = asyncio.create_task(state.reads.warm(state.cache))
+        try:
+            yield
+        finally:
+            log.info("stopping: live event streams, Kafka and the database pool")
+            warm.cancel()
+            state.hub.stop()
+            state.producer.flush(5)
+            await state.reads.close()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="twinflow",
+        summary="Digital twins: state, desired changes, telemetry, model outputs, alerts, live events.",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.openapi_version = "3.0.3"  # the bundled Swagger UI (offline) renders 3.0 documents
+    app.state.settings = settings
+    app.state.auth = Authenticator(tokens_path(settings), api.anonymous_read)
+    app.state.reads = ApiReads(settings.postgres.conninfo(), api.db_pool_size)
+    app.state.hub = EventHub(client_config(settings), hub_topics(settings), api.sse_buffer_events)
+    app.state.producer = Producer(producer_config(settings))
+    app.state.cache = StateCache(api.state_cache_entries)
+    problems.install(app)
+    app.include_router(routes.router)
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="twinflow API",
+            swagger_js_url="/api/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/api/docs/assets/favicon-32x32.png",
+        )
+
+    app.mount("/api/docs/assets", StaticFiles(directory=SWAGGER), name="swagger")
+
+    @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
+    async def plotly_js() -> FileResponse:
+        return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+
+    app.mount("/static", StaticFiles(directory=WEB), name="web")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB / "index.html", headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
+
+    app.add_middleware(TwinReadFastPath, state=app.state)
+    app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
+    app.add_middleware(RateLimit, rate_per_s=api.rate_per_s, burst=api.rate_burst)
+    return app
+
+
+def app_from_settings() -> FastAPI:
+    """Factory for ``twinflow serve --workers N`` (each worker process reads the same settings)."""
+    from twinflow.settings import load_settings
+
+    return create_app(load_settings())

@@ -1,0 +1,67 @@
+"""Who is calling: ``Authorization: Bearer <token>`` → the token's subject (twinflow/api/tokens.py).
+
+Reads need a token unless ``api.anonymous_read``; writes always do. The tokens file is re-read when
+it changes, so ``twinflow api token create|revoke`` take effect without a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi import Request
+
+from twinflow.api.problems import Problem
+from twinflow.api.tokens import TokenStore
+
+ANONYMOUS = "anonymous"
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="twinflow"'}
+
+
+class Authenticator:
+    def __init__(self, path: Path, anonymous_read: bool) -> None:
+        self.path, self.anonymous_read = path, anonymous_read
+        self._store = TokenStore([])
+        self._mtime: float | None = None
+        self._checked = 0.0
+
+    def store(self) -> TokenStore:
+        now = time.monotonic()
+        if now - self._checked >= 1.0:
+            self._checked = now
+            try:
+                mtime = self.path.stat().st_mtime
+            except FileNotFoundError:
+                mtime = None
+            if mtime != self._mtime:
+                self._store, self._mtime = TokenStore.load(self.path), mtime
+        return self._store
+
+    def subject(self, request: Request) -> str | None:
+        return self.subject_of(request.headers.get("authorization"))
+
+    def subject_of(self, header: str | None) -> str | None:
+        """The subject of an ``Authorization`` header value (None: no header); raises a 401 problem."""
+        if header is None:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Problem(401, "unauthorized", "use Authorization: Bearer <token>", headers=_CHALLENGE)
+        subject = self.store().subject_for(token.strip())
+        if subject is None:
+            raise Problem(401, "unauthorized", "unknown or revoked token", headers=_CHALLENGE)
+        return subject
+
+    def reader(self, request: Request) -> str:
+        subject = self.subject(request)
+        if subject is None:
+            if self.anonymous_read:
+                return ANONYMOUS
+            raise Problem(401, "unauthorized", "a bearer token is required", headers=_CHALLENGE)
+        return subject
+
+    def writer(self, request: Request) -> str:
+        subject = self.subject(request)
+        if subject is None:
+            raise Problem(401, "unauthorized", "changes need a bearer token (no anonymous writes)", headers=_CHALLENGE)
+        return subject

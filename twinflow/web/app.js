@@ -1,0 +1,379 @@
+// twinflow web view: fleet overview → twin page, live over server-sent events (no build step).
+"use strict";
+
+const api = {
+  token: null,
+  async call(method, path, body, headers = {}) {
+    const h = { Accept: "application/json", ...headers };
+    if (this.token) h.Authorization = "Bearer " + this.token;
+    if (body !== undefined) h["Content-Type"] = "application/json";
+    const res = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = { detail: text }; }
+    return { status: res.status, ok: res.ok, data, headers: res.headers };
+  },
+  get(path) { return this.call("GET", path); },
+};
+
+// ------------------------------------------------------------------ server-sent events with a bearer token
+// EventSource cannot send an Authorization header, so the stream is read with fetch; it reconnects with
+// Last-Event-ID, which the server resumes from.
+class EventStream {
+  constructor(path, onEvent) { this.path = path; this.onEvent = onEvent; this.lastId = null; this.stopped = false; this.ctrl = null; this.run(); }
+  stop() { this.stopped = true; if (this.ctrl) this.ctrl.abort(); setLive(false); }
+  async run() {
+    while (!this.stopped) {
+      this.ctrl = new AbortController();
+      try {
+        const headers = { Authorization: "Bearer " + api.token, Accept: "text/event-stream" };
+        if (this.lastId) headers["Last-Event-ID"] = this.lastId;
+        const res = await fetch(this.path, { headers, signal: this.ctrl.signal });
+        if (!res.ok) throw new Error("events: HTTP " + res.status);
+        setLive(true);
+        const reader = res.body.getReader();
+        const decoder = new TextDecoder();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += decoder.decode(value, { stream: true });
+          let cut;
+          while ((cut = buf.indexOf("\n\n")) >= 0) {
+            this.dispatch(buf.slice(0, cut));
+            buf = buf.slice(cut + 2);
+          }
+        }
+      } catch (e) { if (this.stopped) return; }
+      setLive(false);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  dispatch(block) {
+    let id = null, type = "message", data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) continue;
+      const i = line.indexOf(":");
+      const field = i < 0 ? line : line.slice(0, i);
+      const val = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+      if (field === "id") id = val; else if (field === "event") type = val; else if (field === "data") data.push(val);
+    }
+    if (id) this.lastId = id;
+    if (!data.length) return;
+    try { this.onEvent(type, JSON.parse(data.join("\n"))); } catch (e) { console.error(e); }
+  }
+}
+
+function setLive(on) { const el = document.getElementById("live"); el.className = "live " + (on ? "on" : "off"); }
+
+// ------------------------------------------------------------------ helpers
+const $ = (sel, root = document) => root.querySelector(sel);
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined) e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+const badge = (text, cls) => el("span", { class: "badge " + (cls || text) }, text);
+const fmt = (v, d = 3) => (v === null || v === undefined ? "–" : typeof v === "number" ? Number(v.toPrecision(d + 2)).toString() : String(v));
+const time = (t) => (t ? new Date(t).toLocaleTimeString() : "–");
+const CHART = { displaylogo: false, responsive: true };
+const LAYOUT = { margin: { l: 56, r: 16, t: 30, b: 40 }, xaxis: { type: "date" }, legend: { orientation: "h", y: -0.25 }, font: { size: 11 } };
+let stream = null;
+let timers = [];
+let pageGen = 0; // bumped on every navigation: late answers for a page left behind are dropped
+
+function plot(id, traces, layout) {
+  const d = document.getElementById(id);
+  if (!d) return;
+  const m = d.querySelector(":scope > p.muted");
+  if (m) m.remove();
+  Plotly.react(d, traces, layout, CHART);
+}
+function noData(id, text) {
+  const d = document.getElementById(id);
+  if (!d) return;
+  if (d.data) Plotly.purge(d);
+  d.replaceChildren(el("p", { class: "muted" }, text));
+}
+
+function cleanup() { pageGen++; if (stream) stream.stop(); stream = null; timers.forEach(clearInterval); timers = []; }
+
+// ------------------------------------------------------------------ fleet
+async function fleetPage(main) {
+  main.replaceChildren(el("h1", {}, "Fleet"), el("div", { class: "card", id: "fleet" }, el("p", { class: "muted" }, "loading…")));
+  const gen = pageGen;
+  async function load() {
+    const r = await api.get("/api/v1/twins?limit=500");
+    if (gen !== pageGen) return;
+    if (!r.ok) return showProblem($("#fleet"), r);
+    const rows = r.data.items.map((t) => el("tr", { class: "twin-row", "data-twin": t.twin_id, onclick: () => (location.hash = "#/twins/" + encodeURIComponent(t.twin_id)) },
+      el("td", {}, el("a", { href: "#/twins/" + encodeURIComponent(t.twin_id) }, t.twin_id)),
+      el("td", {}, badge(t.status)), el("td", {}, t.mode),
+      el("td", {}, t.health === null || t.health === undefined ? "–" : fmt(t.health, 2)),
+      el("td", {}, t.anomaly ? `${fmt(t.anomaly.score)} / ${fmt(t.anomaly.threshold)}` : "–"),
+      el("td", { "data-testid": "open-alerts" }, t.open_alerts ? [String(t.open_alerts), " ", badge(t.worst_severity)] : "0"),
+      el("td", {}, String(t.conflicts)), el("td", {}, time(t.event_time))));
+    $("#fleet").replaceChildren(el("table", { id: "fleet-table" },
+      el("thead", {}, el("tr", {}, ["twin", "status", "mode", "health", "anomaly score / threshold", "open alerts", "conflicts", "updated"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)), rows.length ? "" : el("p", { class: "muted" }, "no twins yet"));
+  }
+  await load();
+  let pending = false;
+  stream = new EventStream("/api/v1/events?types=state,alert", () => {
+    if (pending) return;
+    pending = true;
+    setTimeout(() => { pending = false; load(); }, 1000);
+  });
+}
+
+// ------------------------------------------------------------------ twin page
+async function twinPage(main, twinId) {
+  const enc = encodeURIComponent(twinId);
+  main.replaceChildren(
+    el("p", {}, el("a", { href: "#/" }, "← fleet")),
+    el("h1", {}, twinId, " ", el("span", { id: "status" })),
+    el("div", { class: "card kv", id: "summary" }),
+    el("div", { class: "card" }, el("h2", {}, "Desired vs reported"), el("div", { id: "params" }), el("form", { id: "desired-form" }), el("p", { id: "desired-result" })),
+    el("div", { class: "card" }, el("h2", {}, "Live values (last 10 minutes)"), el("div", { id: "live-chart", class: "grid small" })),
+    el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-chart", class: "chart" })),
+    el("div", { class: "card" }, el("h2", {}, "Forecasts (prediction interval)"), el("div", { id: "forecasts", class: "grid" })),
+    el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
+  );
+  const st = { doc: null, etag: null, live: {} };
+  const gen = pageGen;
+  const get = async (path) => { const r = await api.get(path); return gen === pageGen ? r : { ok: false, gone: true }; };
+
+  async function loadState() {
+    const r = await get(`/api/v1/twins/${enc}`);
+    if (r.gone) return;
+    if (!r.ok) return showProblem($("#summary"), r);
+    st.etag = r.headers.get("ETag");
+    renderState(r.data);
+  }
+  // State events can come many times a second: the data is taken at once, the page is painted at most
+  // twice a second (table cells updated in place) and the charts redrawn at most once a second.
+  function renderState(doc) {
+    st.doc = doc;
+    for (const [n, v] of Object.entries(doc.reported || {})) {
+      const s = (st.live[n] = st.live[n] || { x: [], y: [] });
+      if (!s.x.length || s.x[s.x.length - 1] !== v.ts) { s.x.push(v.ts); s.y.push(v.value); }
+    }
+    if (!st.paintTimer) st.paintTimer = setTimeout(paint, st.painted ? 500 : 0);
+  }
+  function paint() {
+    st.paintTimer = null;
+    st.painted = true;
+    const doc = st.doc;
+    if (gen !== pageGen || !$("#summary")) return;
+    $("#status").replaceChildren(badge(doc.status), " ", badge(doc.mode, "mode"));
+    $("#summary").replaceChildren(
+      el("div", {}, "state version", el("b", { "data-testid": "version" }, String(doc.version))),
+      el("div", {}, "desired version (ETag)", el("b", { "data-testid": "desired-version" }, String(doc.desired_version ?? doc.version))),
+      el("div", {}, "consistency", el("b", {}, fmt(doc.consistency_score, 2))),
+      el("div", {}, "sync latency", el("b", {}, doc.sync_latency_ms === null ? "–" : fmt(doc.sync_latency_ms, 2) + " ms")),
+      el("div", {}, "updated", el("b", {}, time(doc.event_time))));
+    const names = [...new Set([...Object.keys(doc.reported || {}), ...Object.keys(doc.desired || {})])].sort();
+    const cells = (n) => {
+      const rep = doc.reported[n], des = doc.desired[n], cmd = (doc.commands || {})[n];
+      const synced = !(doc.conflicts || []).includes(n);
+      return [n, rep ? fmt(rep.value) : "–", des ? fmt(des.value) : "–", doc.delta && n in doc.delta ? fmt(doc.delta[n]) : "–",
+        synced ? badge("yes", "ok") : badge("no", "desynced"), cmd ? `${cmd.status} (attempt ${cmd.attempt})` : ""];
+    };
+    const ids = [null, "reported", "desired", null, "in-sync", null];
+    const table = $("#params-table");
+    if (table && table.dataset.names === names.join(",")) {
+      for (const n of names) {  // same parameters: update the cells in place
+        const tds = table.querySelector(`tr[data-param="${CSS.escape(n)}"]`).children;
+        cells(n).forEach((c, i) => { if (typeof c === "string") { if (tds[i].textContent !== c) tds[i].textContent = c; } else if (tds[i].textContent !== c.textContent) tds[i].replaceChildren(c); });
+      }
+    } else {
+      $("#params").replaceChildren(el("table", { id: "params-table", "data-names": names.join(",") },
+        el("thead", {}, el("tr", {}, ["parameter", "reported", "desired", "delta", "in sync", "command"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, names.map((n) => el("tr", { "data-param": n }, cells(n).map((c, i) => el("td", ids[i] ? { "data-testid": ids[i] } : {}, c)))))));
+    }
+    if (!$("#desired-form").childElementCount) buildForm(names);
+    const now = Date.now();
+    if (!st.drawnAt || now - st.drawnAt >= 1000) { st.drawnAt = now; drawLive(); }
+  }
+  function buildForm(names) {
+    const f = $("#desired-form");
+    const sel = el("select", { name: "param", "data-testid": "param" }, names.map((n) => el("option", { value: n }, n)));
+    const val = el("input", { name: "value", type: "number", step: "any", required: "", "data-testid": "value" });
+    const why = el("input", { name: "reason", placeholder: "reason (audit trail)", "data-testid": "reason" });
+    f.replaceChildren(el("div", { class: "row" }, "set", sel, "to", val, why, el("button", { class: "primary", type: "submit" }, "Send (If-Match)")));
+    f.onsubmit = async (ev) => {
+      ev.preventDefault();
+      const out = $("#desired-result");
+      out.className = "muted"; out.textContent = "sending…";
+      const r = await api.call("PATCH", `/api/v1/twins/${enc}/desired`, { values: { [sel.value]: Number(val.value) }, reason: why.value }, { "If-Match": st.etag || "*" });
+      if (r.status === 202) {
+        out.className = "okmsg";
+        out.removeAttribute("data-testid");
+        out.textContent = r.data.status === "pending" ? `accepted (${r.data.tracking_id}); waiting for the gate's verdict…`
+          : `accepted (${r.data.tracking_id}): desired version ${r.data.desired_version}; waiting for the device…`;
+        st.pendingId = r.data.status === "pending" ? r.data.tracking_id : null;
+        st.waiting = { param: sel.value, value: Number(val.value) };
+      }
+      else { out.className = "error"; out.setAttribute("data-testid", "refused"); out.textContent = `${r.status} ${r.data.title || ""}: ${r.data.detail || ""}`; if (r.status === 412) loadState(); }
+    };
+  }
+  function drawLive() {  // one chart per sensor: each has its own scale and unit
+    const names = Object.keys(st.live).sort();
+    if (!names.length) return noData("live-chart", "no readings in the last 10 minutes");
+    const box = $("#live-chart");
+    if (!box) return;
+    const m = box.querySelector(":scope > p.muted");
+    if (m) m.remove();
+    const now = Date.now();
+    const start = Math.max(now - 10 * 60e3, Math.min(...names.map((n) => Date.parse(st.live[n].x[0]))));
+    const range = [new Date(start).toISOString(), new Date(now).toISOString()];
+    for (const n of names) {
+      const id = "live-" + n.replace(/[^A-Za-z0-9_-]/g, "_");
+      if (!document.getElementById(id)) box.append(el("div", { id, class: "chart small", "data-testid": "live-sensor" }));
+      const s = st.live[n];
+      // a value that rarely changes is reported rarely: draw it as a step up to now on the shared window
+      if (s.x.length > 6000) { s.x.splice(0, s.x.length - 3000); s.y.splice(0, s.y.length - 3000); }
+      const x = [...s.x.slice(-3000), range[1]], y = [...s.y.slice(-3000), s.y[s.y.length - 1]];
+      plot(id, [{ name: n, x, y, mode: "lines", type: "scatter", line: { width: 1.5, shape: "hv" } }],
+        { ...LAYOUT, margin: { l: 56, r: 12, t: 26, b: 32 }, showlegend: false, title: { text: n, font: { size: 12 } },
+          xaxis: { type: "date", range }, yaxis: { automargin: true } });
+    }
+  }
+  async function loadTelemetry() {
+    const r = await get(`/api/v1/twins/${enc}/telemetry?from=${new Date(Date.now() - 10 * 60e3).toISOString()}`);
+    if (!r.ok) return;
+    for (const [n, s] of Object.entries(r.data.series)) st.live[n] = { x: s.ts, y: s.value };
+    drawLive();
+  }
+  async function loadScores() {
+    const r = await get(`/api/v1/twins/${enc}/scores?from=${new Date(Date.now() - 15 * 60e3).toISOString()}`);
+    if (!r.ok) return;
+    const d = r.data;
+    if (!d.ts.length) return noData("score-chart", "no anomaly scores yet (models warming up?)");
+    const traces = [
+      { name: "anomaly score", x: d.ts, y: d.score, mode: "lines", line: { color: "#d62728" } },
+      { name: "threshold", x: d.ts, y: d.threshold, mode: "lines", line: { color: "#555", dash: "dash" } },
+    ];
+    if (d.health.some((h) => h !== null)) traces.push({ name: "health index", x: d.ts, y: d.health, mode: "lines", line: { color: "#2ca02c" } });
+    plot("score-chart", traces, { ...LAYOUT, yaxis: { title: { text: "score" }, rangemode: "tozero" } });
+  }
+  async function loadForecasts() {
+    const r = await get(`/api/v1/twins/${enc}/forecasts`);
+    if (!r.ok) return;
+    const box = $("#forecasts");
+    const entries = Object.entries(r.data);
+    if (!entries.length) return box.replaceChildren(el("p", { class: "muted" }, "no forecasts yet"));
+    box.replaceChildren(...entries.map(([sensor]) => el("div", { id: "fc-" + sensor, class: "chart", "data-testid": "forecast-chart" })));
+    for (const [sensor, f] of entries) {
+      const mode = f.target_ts.length <= 20 ? "lines+markers" : "lines";
+      const traces = [
+        { name: "upper", x: f.target_ts, y: f.upper, mode: "lines", line: { width: 0 }, showlegend: false, hoverinfo: "skip" },
+        { name: "interval", x: f.target_ts, y: f.lower, mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: "rgba(31,119,180,0.2)" },
+        { name: "forecast", x: f.target_ts, y: f.predicted, mode, line: { color: "#1f77b4" } },
+      ];
+      const seen = st.live[sensor];  // the recent readings before the forecast, for context
+      if (seen && seen.x.length) {
+        const from = Date.parse(f.made_at) - Math.max(60e3, 3 * (Date.parse(f.target_ts[f.target_ts.length - 1]) - Date.parse(f.made_at)));
+        const keep = seen.x.map((t, i) => [t, i]).filter(([t]) => Date.parse(t) >= from);
+        traces.push({ name: "observed", x: keep.map(([t]) => t), y: keep.map(([, i]) => seen.y[i]), mode: "lines", line: { color: "#555", width: 1 } });
+      }
+      if (f.limit !== null) traces.push({ name: "limit", x: [f.target_ts[0], f.target_ts[f.target_ts.length - 1]], y: [f.limit, f.limit], mode: "lines", line: { color: "#d62728", dash: "dot" } });
+      plot("fc-" + sensor, traces, { ...LAYOUT, title: { text: `${sensor} (made ${time(f.made_at)})`, font: { size: 12 } } });
+    }
+  }
+  async function loadAlerts() {
+    const r = await get(`/api/v1/alerts?state=active&twin=${enc}`);
+    if (r.gone) return;
+    if (!r.ok) return showProblem($("#alerts"), r);
+    const items = r.data.items;
+    $("#alerts").replaceChildren(items.length ? el("table", { id: "alerts-table" },
+      el("thead", {}, el("tr", {}, ["kind", "severity", "ISA-18.2 state", "opened", "summary", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, items.map((a) => el("tr", { "data-alert": a.alert_id },
+        el("td", {}, a.kind, a.chattering ? " (chattering)" : "", a.standing ? " (standing)" : ""),
+        el("td", {}, badge(a.severity)),
+        el("td", { "data-testid": "isa-state" }, badge(a.isa_state), a.shelved_until ? ` until ${time(a.shelved_until)}` : "", a.suppressed_by ? ` by ${a.suppressed_by}` : ""),
+        el("td", {}, time(a.opened_at)), el("td", {}, a.summary),
+        el("td", { class: "row" },
+          a.state === "open" && a.condition === "active" && !a.shelved_until ? el("button", { "data-testid": "ack", onclick: () => alertAction(a.alert_id, "ack") }, "Acknowledge") : "",
+          !a.shelved_until ? el("button", { "data-testid": "shelve", onclick: () => shelve(a.alert_id) }, "Shelve…") : el("button", { "data-testid": "unshelve", onclick: () => alertAction(a.alert_id, "unshelve") }, "Unshelve"))))))
+      : el("p", { class: "muted" }, "no active alerts"));
+  }
+  async function alertAction(id, action, body) {
+    const r = await api.call("POST", `/api/v1/alerts/${encodeURIComponent(id)}/${action}`, body || {});
+    if (!r.ok) alert(`${r.status}: ${r.data.detail}`);
+    loadAlerts();
+  }
+  function shelve(id) {
+    const minutes = prompt("Shelve for how many minutes?", "30");
+    if (!minutes) return;
+    const reason = prompt("Reason (kept with the alarm)", "");
+    if (!reason) return;
+    alertAction(id, "shelve", { duration_s: Number(minutes) * 60, reason });
+  }
+
+  await Promise.all([loadState(), loadTelemetry(), loadScores(), loadForecasts(), loadAlerts()]);
+  stream = new EventStream(`/api/v1/twins/${enc}/events`, (type, data) => {
+    if (type === "state") {
+      const desiredVersion = data.desired_version ?? data.version;  // the server's ETag rule (state_cache.py)
+      st.etag = `"${desiredVersion}"`;
+      renderState({ ...data, desired_version: desiredVersion });
+      const w = st.waiting, want = w && data.desired[w.param];
+      if (want && want.value === w.value && !(data.conflicts || []).includes(w.param) && data.status === "synchronized") {
+        const out = $("#desired-result");
+        out.className = "okmsg"; out.textContent = `${st.waiting.param} = ${st.waiting.value}: synchronized`;
+        out.setAttribute("data-testid", "synchronized");
+        st.waiting = null;
+      }
+    } else if (type === "alert") loadAlerts();
+    else if (type === "desired" && st.pendingId && data.request_id === st.pendingId) {
+      // the gate's verdict on a change that was still pending when the PATCH answered
+      const out = $("#desired-result");
+      st.pendingId = null;
+      if (data.decision === "applied") { out.className = "okmsg"; out.textContent = `applied by the gate (desired version ${data.desired_version}); waiting for the device…`; }
+      else { out.className = "error"; out.textContent = `denied: ${data.reason} ${data.detail || ""}`; st.waiting = null; }
+    }
+  });
+  timers.push(setInterval(loadScores, 5000), setInterval(loadForecasts, 15000));
+}
+
+function showProblem(box, r) {
+  box.replaceChildren(el("p", { class: "error" }, `${r.status} ${(r.data && r.data.title) || ""}: ${(r.data && r.data.detail) || ""}`));
+}
+
+// ------------------------------------------------------------------ routing and sign-in
+async function route() {
+  cleanup();
+  const main = $("#main");
+  const m = location.hash.match(/^#\/twins\/(.+)$/);
+  if (m) await twinPage(main, decodeURIComponent(m[1])); else await fleetPage(main);
+}
+
+async function signIn() {
+  const fromHash = location.hash.match(/[#&]token=([^&]+)/);
+  if (fromHash) {  // `make demo` prints a URL with the token in the fragment (never sent to the server)
+    sessionStorage.setItem("twinflow.token", decodeURIComponent(fromHash[1]));
+    history.replaceState(null, "", location.pathname + "#/");
+  }
+  api.token = sessionStorage.getItem("twinflow.token");
+  const me = api.token ? await api.get("/api/v1/me") : { ok: false };
+  if (me.ok) { $("#who").textContent = me.data.subject; return true; }
+  const form = $("#login").content.cloneNode(true);
+  $("#main").replaceChildren(form);
+  $("#login-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    api.token = $("#token-input").value.trim();
+    const r = await api.get("/api/v1/me");
+    if (!r.ok) { $("#login-error").textContent = r.data.detail; return; }
+    sessionStorage.setItem("twinflow.token", api.token);
+    $("#who").textContent = r.data.subject;
+    route();
+  };
+  return false;
+}
+
+window.addEventListener("hashchange", () => { if (api.token) route(); });
+signIn().then((ok) => { if (ok) route(); });
