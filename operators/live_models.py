@@ -345,6 +345,8 @@ def _tick(state: TwinModelState, at: datetime, cfg: LiveModelConfig, twin_id: st
     """A timer: sensors (or the whole twin) that went silent become sensor faults, published at once."""
     state.ticked_at = at.timestamp()
     health = state.model.sensor_health
+    if state.maintenance:  # a twin in maintenance is often switched off: its silence is no fault
+        return
     if health is None or state.last_ts is None or state.wall_at_last is None:
         return
     # event time of "now": the twin's last data time plus the wall-clock time since it arrived

@@ -50,7 +50,12 @@ class Background:
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        cmd = 'nohup "$@" >"$TWINFLOW_TEST_LOG" 2>&1 & echo $!; wait $!'
+        # The job records its signal dispositions as the shell started it, before exec: the command
+        # itself then handles SIGINT, so /proc says nothing about the start later.
+        cmd = (
+            'nohup sh -c \'grep SigIgn /proc/self/status >"$TWINFLOW_TEST_LOG.sigign"; exec "$@"\' sh "$@" '
+            '>"$TWINFLOW_TEST_LOG" 2>&1 & echo $!; wait $!'
+        )
         self.shell = subprocess.Popen(
             ["bash", "-c", cmd, "bash", sys.executable, "-m", "twinflow.cli", *args],
             env={**env, "TWINFLOW_TEST_LOG": str(log)},
@@ -62,10 +67,12 @@ class Background:
 
     def sigint_ignored(self) -> bool:
         """Whether the command runs with SIGINT ignored (the case this helper exists for)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("SigIgn:"):
-                return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
-        return False
+        recorded = self.log.with_name(self.log.name + ".sigign")
+        deadline = time.monotonic() + 10
+        while not recorded.exists() or not recorded.read_text().strip():
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.05)
+        return bool(int(recorded.read_text().split()[1], 16) & (1 << (signal.SIGINT - 1)))
 
     def children(self) -> list[int]:
         """Pids of the processes the command started (direct children)."""

@@ -75,12 +75,13 @@ def test_report_renders_summary_and_plots_per_twin(stack_settings, tmp_path):
     html = out.read_text()
     page = Inventory()
     page.feed(html)
-    # every twin: one raw-resolution chart per sensor and the faults/alerts timeline; f and h also the
+    # every twin: one raw-resolution chart per sensor and the faults/alerts timeline (f: the fault and
+    # its failure, condition and anomaly alerts); f and h also the
     # anomaly score with its threshold and a forecast with its interval band (upper, lower+fill, line,
     # observed); d has neither
     sensors = [("sensor", 1)] * 3
     assert page.charts == {
-        fleet.f: [*sensors, ("score", 2), ("forecast", 4), ("timeline", 1 + 2)],
+        fleet.f: [*sensors, ("score", 2), ("forecast", 4), ("timeline", 1 + 3)],
         fleet.h: [*sensors, ("score", 2), ("forecast", 4), ("timeline", 1 + 1)],
         fleet.d: [*sensors, ("timeline", 1)],
     }
