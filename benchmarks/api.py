@@ -34,9 +34,9 @@ from benchmarks.machine import append_result
 from benchmarks.processes import usage
 from connectors.kafka.clients import ensure_topics, make_producer
 from connectors.postgres.migrate import migrate
+from flows.twin_settings import TwinSettings
 from twinflow.api.tokens import TokenStore
 from twinflow.settings import Settings, load_settings
-from twinflow.twin_settings import TwinSettings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ import psutil
 
 from benchmarks.processes import usage
 from connectors.kafka.clients import ensure_topics, topic_specs
-from twinflow.mapping import load_mapping
+from connectors.mapping import load_mapping
 from twinflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,7 +252,7 @@ def changes_offered(settings: Settings, mapping, tick: float, ticks: int = 20) -
     Steps a copy of the simulated plant (same mapping and seed, no faults) and counts the values
     that differ from the previous tick (at a constant speed, e.g. a pump's head and power do not).
     """
-    from twinflow.sim.plant import Plant
+    from connectors.sim.plant import Plant
 
     plant = Plant(mapping, [], seed=settings.sim.seed)
     prev, changed = plant.step(0.0), 0

@@ -22,8 +22,8 @@ import paho.mqtt.client as mqtt
 
 from benchmarks.bridges import PUMP, drop_topic, mapping_text
 from connectors.kafka.clients import ensure_topics, topic_specs
+from connectors.mapping import load_mapping
 from connectors.mqtt.client import BufferedClient
-from twinflow.mapping import load_mapping
 from twinflow.settings import Settings
 
 ASSETS = 1500

@@ -150,8 +150,8 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
     from connectors.kafka.clients import client_config, ensure_topics, producer_config, twin_topic_specs
     from connectors.postgres.migrate import migrate
     from flows.twin import build_flow
+    from flows.twin_settings import TwinSettings
     from twinflow.settings import Topics, load_settings
-    from twinflow.twin_settings import TwinSettings
 
     base = load_settings()
     sfx = uuid.uuid4().hex[:8]

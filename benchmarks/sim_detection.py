@@ -1,6 +1,6 @@
 """Simulator detection benchmark (``make bench-sim``): how fast and how reliably the live models see faults.
 
-The plant simulator's physics (:class:`twinflow.sim.plant.Plant`) runs in simulated time — no
+The plant simulator's physics (:class:`connectors.sim.plant.Plant`) runs in simulated time — no
 sleeping, no network: this measures the models, not the transport — for pumps and compressors
 at the simulator's sample period (``sim.tick_s``). Each twin gets faults of every kind at random
 (seeded) onsets with healthy periods between them; the fault schedule is the ground truth. Healthy
@@ -31,6 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from connectors.mapping import Mapping, parse_mapping
+from connectors.sim.faults import SLOW, Fault, failure_level_s
+from connectors.sim.physics import SETPOINTS, SIGNALS, Machine
+from connectors.sim.plant import Plant
 from operators.alert_records import Alert, AnomalyScore
 from operators.alerts import AlertRules
 from operators.alerts import step as alerts_step
@@ -38,13 +42,9 @@ from operators.live_models import LiveModelConfig, Reading
 from operators.live_models import step as models_step
 from twinflow.fault_scoring import AlertRow, episodes, evaluate
 from twinflow.fault_scoring import Fault as TruthFault
-from twinflow.mapping import Mapping, parse_mapping
 from twinflow.settings import AlertSettings, MlSettings, SimSettings
-from twinflow.sim.faults import SLOW, Fault, failure_level_s
-from twinflow.sim.physics import SETPOINTS, SIGNALS, Machine
-from twinflow.sim.plant import Plant
 
-# The kinds of twinflow/sim/faults.py that change what the sensors report. `sensor_failure` only
+# The kinds of connectors/sim/faults.py that change what the sensors report. `sensor_failure` only
 # marks a sensor's quality bad (its value stays right), which the data-quality path reports, not
 # the models; add it with --kinds to see that.
 DEFAULT_KINDS = (

@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.config import ConnectorSettings
 from connectors.health import DeviceHealth, HealthServer
 from connectors.kafka.commands import CommandListener
 from connectors.kafka.publisher import Publisher
 from connectors.loop_thread import LoopThread
+from connectors.mapping import Mapping, require
+from connectors.retry import backoff_delays
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
 from operators.commands import Command, Refused  # noqa: F401 - re-exported for bridges
 from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 from operators.readings import SeqCounter, envelope, iso_ts
-from twinflow.mapping import Mapping, require
-from twinflow.retry import backoff_delays
-from twinflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Bridge(ABC):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ConnectorSettings,
         mapping: Mapping,
         *,
         publisher: Publisher | None = None,

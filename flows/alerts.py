@@ -5,7 +5,7 @@ Wiring only; the lifecycle is :mod:`operators.alerts`, the I/O is in :mod:`conne
 
 Run it::
 
-    python -m bytewax.run "flows.alerts:get_flow()" -w 1
+    python -m bytewax.run "twinflow.dataflows:alerts()" -w 1
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
+from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.alert_records import (
     Alert,
@@ -37,7 +38,6 @@ from operators.alert_records import (
 )
 from operators.alerts import AlertRules, OrderedTwinAlerts, step
 from operators.ingest import DeadLetter
-from twinflow.settings import Settings, load_settings
 
 log = logging.getLogger("twinflow.alerts")
 
@@ -112,10 +112,11 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
 
 
 def _children(settings: Settings) -> dict[str, list[str]]:
-    from operators.twins import TwinRegistry
+    """Parent asset → its twins, from the twin registry (alarm suppression)."""
+    from connectors.config_files import load_twin_registry
 
     path = settings.security.twin_registry
-    return TwinRegistry.load(path).children() if path else {}
+    return load_twin_registry(path).children() if path else {}
 
 
 def parent_alarm_messages(alert: Alert, children: dict[str, list[str]], a) -> list[KafkaSinkMessage]:
@@ -169,9 +170,3 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
             WebhookSink(a.webhook_url, a.webhook_key(), timeout_s=a.webhook_timeout_s, attempts=a.webhook_attempts),
         )
     return flow
-
-
-def get_flow(tail: bool = True) -> Dataflow:
-    """Entry point for ``python -m bytewax.run "flows.alerts:get_flow()"``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return build_flow(load_settings(), tail=tail)

@@ -15,7 +15,7 @@ failure) and prediction requests rate-limited to one per ``ml.predict_every`` sa
 Wiring only; the logic is :mod:`operators.live_models`.
 
     twinflow models run
-    python -m bytewax.run "flows.models:get_flow()"
+    python -m bytewax.run "twinflow.dataflows:models()"
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_messages
+from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators import model_control, twin_events
 from operators.alert_records import AnomalyScore, FailurePrediction, TwinStatus, decode, encode
@@ -54,7 +55,6 @@ from operators.live_models import (
     step_many,
 )
 from operators.model_steps import FleetItem
-from twinflow.settings import Settings, load_settings
 
 log = logging.getLogger("twinflow.models")
 
@@ -190,9 +190,3 @@ def twin_models(step_id: str, up: KeyedStream[tuple[str, list]], cfg: LiveModelC
 @operator
 def _stateful_flat_map(step_id: str, up: KeyedStream[tuple[str, list]], cfg: LiveModelConfig) -> KeyedStream[list]:
     return op.stateful("stateful", up, lambda resume: TwinModelsLogic(resume, cfg))
-
-
-def get_flow(tail: bool = True) -> Dataflow:
-    """Entry point for ``python -m bytewax.run "flows.models:get_flow()"``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return build_flow(load_settings(), tail=tail)

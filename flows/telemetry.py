@@ -5,7 +5,7 @@ Wiring only; the logic is in :mod:`operators.ingest`, the I/O in :mod:`connector
 Run it::
 
     twinflow run                                     # recovery on, 1 worker
-    python -m bytewax.run "flows.telemetry:get_flow()" -w 1
+    python -m bytewax.run "twinflow.dataflows:telemetry()" -w 1
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from datetime import timedelta
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
+from connectors.config_files import load_twin_registry
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
 from connectors.postgres.sink import TelemetrySink
+from flows.settings import DataflowSettings as Settings
 from operators.guard import IngestGuard
 from operators.ingest import Limits, split_batch
-from operators.twins import TwinRegistry
-from twinflow.settings import Settings, load_settings
 
 log = logging.getLogger("twinflow.flow")
 
@@ -39,7 +39,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         max_dead_letter_bytes=settings.security.max_dead_letter_bytes,
     )
     sec = settings.security
-    registry = TwinRegistry.load(sec.twin_registry) if sec.twin_registry else None
+    registry = load_twin_registry(sec.twin_registry) if sec.twin_registry else None
     guard = IngestGuard(registry, sec.dedup_entries) if registry or sec.dedup_entries else None
 
     flow = Dataflow(flow_id)
@@ -56,9 +56,3 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     )
     op.output("dlq", dead, MessageSink(producer_config(settings)))
     return flow
-
-
-def get_flow(tail: bool = True) -> Dataflow:
-    """Entry point for ``python -m bytewax.run "flows.telemetry:get_flow()"``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return build_flow(load_settings(), tail=tail)

@@ -13,7 +13,7 @@ resumes from its newest stored version (:mod:`operators.twin_resume`): versions 
 Run it::
 
     twinflow twin run                                   # recovery on, 1 worker
-    python -m bytewax.run "flows.twin:get_flow()" -w 1
+    python -m bytewax.run "twinflow.dataflows:twin()" -w 1
 
 With ``twin.ingest = true`` it also writes telemetry rows and telemetry dead letters, so it can
 replace the telemetry flow; ``attach(flow, settings, polled)`` adds the twin steps to a flow
@@ -33,6 +33,8 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
+from connectors.config_errors import ConfigError
+from connectors.config_files import load_policy, load_subjects, load_twin_registry
 from connectors.desired_gate import PostgresDecisionStore
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
@@ -42,19 +44,17 @@ from connectors.kafka.twin_messages import TwinTopics, to_messages
 from connectors.postgres.sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
+from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.desired_gate import DesiredGate, GateConfig
 from operators.event_windows import WindowRow
 from operators.ingest import Limits
 from operators.keyed_batches import group_by_key
-from operators.policy import Policy
-from operators.request_auth import Freshness, Subjects
+from operators.request_auth import Freshness
 from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
 from operators.twin_processor import Event, Produced, TwinProcessor, TwinRuntime
 from operators.twin_resume import state_from_document
 from operators.twin_state import StateChange, TwinState
-from operators.twins import TwinRegistry
-from twinflow.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("twinflow.twin")
 T = TypeVar("T")
@@ -148,9 +148,9 @@ def reloading(path: Path | None, load: Callable[[Path], T]) -> Callable[[], T | 
 def desired_gate(settings: Settings, store: PostgresDecisionStore) -> DesiredGate:
     """The gate of the live flow: subjects, policy and registry from the settings' files."""
     sec = settings.security
-    subjects = reloading(sec.subjects_file, Subjects.load)
-    policy = reloading(sec.policy_file, Policy.load)
-    registry = TwinRegistry.load(sec.twin_registry) if sec.twin_registry else None
+    subjects = reloading(sec.subjects_file, load_subjects)
+    policy = reloading(sec.policy_file, load_policy)
+    registry = load_twin_registry(sec.twin_registry) if sec.twin_registry else None
     files = (("security.subjects_file", sec.subjects_file), ("security.policy_file", sec.policy_file))
     missing = [name for name, path in files if path is None]
     if missing:
@@ -248,9 +248,3 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     messages = kafka_messages(flow, settings, topics, tail=tail, step_id="twin_kafka_in")
     attach(flow, settings, messages, idle_ticks=tail)
     return flow
-
-
-def get_flow(tail: bool = True) -> Dataflow:
-    """Entry point for ``python -m bytewax.run "flows.twin:get_flow()"``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return build_flow(load_settings(), tail=tail)

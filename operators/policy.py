@@ -33,8 +33,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -188,13 +186,6 @@ class Policy:
     def from_dict(cls, data: dict[str, Any]) -> Policy:
         return cls(PolicyFile.model_validate(data).rule)
 
-    @classmethod
-    def load(cls, path: Path) -> Policy:
-        """Read and validate a policy file; mistakes raise ConfigError naming the file and field."""
-        from twinflow.tomlfile import load_toml_model
-
-        return cls(load_toml_model(path, PolicyFile, "policy").rule)
-
     def authorize(
         self, update: Any, subject_attrs: Mapping[str, Any], twin_attrs: Mapping[str, Any] | None
     ) -> Decision:
@@ -241,21 +232,6 @@ class Policy:
         return Decision(True, "allowed", "; ".join(details), tuple(dict.fromkeys(used)))
 
 
-@lru_cache(maxsize=4)
-def _load_cached(path: Path, mtime_ns: int) -> Policy:
-    return Policy.load(path)
-
-
-def configured_policy() -> Policy | None:
-    """The policy of ``security.policy_file`` (reloaded when the file changes), or None."""
-    from twinflow.settings import settings
-
-    path = settings().security.policy_file
-    if path is None:
-        return None
-    return _load_cached(Path(path), Path(path).stat().st_mtime_ns)
-
-
 def authorize(
     update: Any,
     subject_attrs: Mapping[str, Any],
@@ -264,10 +240,9 @@ def authorize(
 ) -> Decision:
     """Decide whether ``subject_attrs`` may apply ``update`` to the twin with ``twin_attrs``.
 
-    ``policy`` defaults to the configured one; with none configured every update is denied.
+    Without a ``policy`` (none configured) every update is denied.
     ``twin_attrs=None`` means the twin is unknown (denied).
     """
-    policy = policy if policy is not None else configured_policy()
     if policy is None:
         return Decision(False, DenyReason.NO_POLICY, "no policy file configured (security.policy_file)")
     return policy.authorize(update, subject_attrs, twin_attrs)

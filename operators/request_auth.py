@@ -44,7 +44,6 @@ import binascii
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -123,7 +122,7 @@ class Subjects:
         self._subjects = subjects
 
     @classmethod
-    def _from_model(cls, parsed: SubjectsFile) -> Subjects:
+    def from_model(cls, parsed: SubjectsFile) -> Subjects:
         out = {}
         for sid, entry in parsed.subject.items():
             attrs = {"id": sid, **(entry.model_extra or {})}
@@ -133,14 +132,7 @@ class Subjects:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Subjects:
-        return cls._from_model(SubjectsFile.model_validate(data))
-
-    @classmethod
-    def load(cls, path: Path) -> Subjects:
-        """Read and validate a subjects file; mistakes raise ConfigError naming the file and field."""
-        from twinflow.tomlfile import load_toml_model
-
-        return cls._from_model(load_toml_model(path, SubjectsFile, "subjects"))
+        return cls.from_model(SubjectsFile.model_validate(data))
 
     def get(self, subject_id: str) -> Subject | None:
         return self._subjects.get(subject_id)
@@ -262,19 +254,6 @@ def new_private_key() -> Ed25519PrivateKey:
 def private_key_pem(key: Ed25519PrivateKey) -> bytes:
     pkcs8 = serialization.PrivateFormat.PKCS8
     return key.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
-
-
-def load_private_key(path: Path) -> Ed25519PrivateKey:
-    """An Ed25519 private key from a PEM (PKCS#8) file; ValueError with the reason otherwise."""
-    try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except OSError as exc:
-        raise ValueError(f"cannot read the key file {path}: {exc.strerror}") from None
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path} is not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
-    return key
 
 
 def public_key_text(key: Ed25519PrivateKey) -> str:

@@ -19,7 +19,6 @@ attributes (``type``, ``site``, …) feed the desired-state policy (:mod:`operat
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,7 +33,7 @@ class _Pattern(BaseModel):
     match: str = Field(min_length=1)
 
 
-class _RegistryFile(StrictModel):
+class RegistryFile(StrictModel):
     twin: dict[str, Attrs] = Field(default_factory=dict)
     pattern: list[_Pattern] = Field(default_factory=list)
 
@@ -50,20 +49,13 @@ class TwinRegistry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TwinRegistry:
-        parsed = _RegistryFile.model_validate(data)
-        return cls._from_model(parsed)
+        parsed = RegistryFile.model_validate(data)
+        return cls.from_model(parsed)
 
     @classmethod
-    def _from_model(cls, parsed: _RegistryFile) -> TwinRegistry:
+    def from_model(cls, parsed: RegistryFile) -> TwinRegistry:
         patterns = [(p.match, dict(p.model_extra or {})) for p in parsed.pattern]
         return cls(dict(parsed.twin), patterns)
-
-    @classmethod
-    def load(cls, path: Path) -> TwinRegistry:
-        """Read the registry file; mistakes raise ConfigError naming the file and field."""
-        from twinflow.tomlfile import load_toml_model
-
-        return cls._from_model(load_toml_model(path, _RegistryFile, "twin registry"))
 
     def attrs(self, twin_id: str) -> Attrs | None:
         """The twin's attributes (``{}`` when it has none), or None for an unknown twin."""

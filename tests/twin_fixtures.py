@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from connectors.postgres.migrate import migrate
+from flows.twin_settings import TwinSettings
 from twinflow.settings import Settings, Topics, load_settings
-from twinflow.twin_settings import TwinSettings
 
 
 def _superuser(s: Settings) -> str:

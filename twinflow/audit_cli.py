@@ -50,12 +50,12 @@ def verify(
 @policy_app.command("check")
 def check(path: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> None:
     """Validate a policy file; errors name the file and the field."""
-    from operators.policy import Policy
+    from connectors.config_files import load_policy
     from twinflow.cli_support import print_config_error
     from twinflow.settings import ConfigError
 
     try:
-        policy = Policy.load(path)
+        policy = load_policy(path)
     except ConfigError as exc:
         print_config_error(exc)
         raise typer.Exit(2) from None

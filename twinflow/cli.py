@@ -159,7 +159,7 @@ def run(
     """Run a dataflow until stopped: SIGTERM or Ctrl-C commits the epoch in progress and exits 0
     within 10 s (docs/operations.md).
 
-    Same as python -m bytewax.run "flows.<flow>:get_flow()"; recovery state is kept in
+    Same as python -m bytewax.run "twinflow.dataflows:<flow>()"; recovery state is kept in
     <stack dir>/recovery/<flow> unless flow.recovery_dir is set (then <dir>/<flow>).
     """
     import importlib

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from connectors.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
 from twinflow.cli_support import err_console, print_config_error, settings_or_exit
-from twinflow.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
 
 console = Console()
 
@@ -111,9 +111,9 @@ def simulate(
     Runs until --duration or SIGTERM/Ctrl-C."""
     import random
 
+    from connectors.sim.faults import parse_fault, random_schedule
+    from connectors.sim.plant import PlantError
     from connectors.stopping import stop_on_signals
-    from twinflow.sim.faults import parse_fault, random_schedule
-    from twinflow.sim.plant import PlantError
 
     stop_on_signals()
 

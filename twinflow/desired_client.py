@@ -31,7 +31,7 @@ class Signer:
 
 def signer(settings: Settings) -> Signer:
     """The subject and private key this CLI signs with (``security.key_file``, ``security.subject``)."""
-    from operators.request_auth import Subjects, load_private_key
+    from connectors.config_files import load_private_key, load_subjects
 
     sec = settings.security
     if sec.key_file is None:
@@ -46,7 +46,7 @@ def signer(settings: Settings) -> Signer:
     subject = sec.subject
     if subject is None and sec.subjects_file is not None and sec.subjects_file.is_file():
         try:
-            subject = Subjects.load(sec.subjects_file).subject_of(key)
+            subject = load_subjects(sec.subjects_file).subject_of(key)
         except Exception:  # an unreadable subjects file is the flow's concern; fall back to the login name
             subject = None
     return Signer(subject or os.environ.get("USER") or getpass.getuser(), key)

@@ -26,11 +26,11 @@ from rich.live import Live
 from rich.table import Table
 
 from connectors.stopping import STOP_WITHIN_S, stop_on_signals, stop_with_parent
+from twinflow.dataflows import FLOWS
 from twinflow.fault_scoring import Evaluation
 from twinflow.settings import PROJECT_ROOT, Settings
 
 MAPPING = PROJECT_ROOT / "config" / "plant.toml"
-FLOWS = ("telemetry", "twin", "models", "alerts")
 # A demo lasts minutes, a plant runs for months: the simulated devices sample at 4–20 Hz, so the
 # models warm up and learn their healthy reference on fewer samples and adapt their baseline more
 # slowly (in samples), and alerts open after 10 s instead of 60 s. Any of these can be overridden
@@ -204,7 +204,7 @@ def run_plant_demo(
     from confluent_kafka.admin import AdminClient
 
     from connectors.kafka.clients import client_config, ensure_topics, topic_specs
-    from twinflow.mapping import load_mapping
+    from connectors.mapping import load_mapping
     from twinflow.report import write_report
     from twinflow.settings import load_settings
 

@@ -83,11 +83,11 @@ def model_reset(
         err_console.print(f"[red]invalid twin_id {twin!r}: {exc}[/red]")
         raise typer.Exit(2) from None
     if s.security.twin_registry is not None:
-        from operators.twins import TwinRegistry
+        from connectors.config_files import load_twin_registry
         from twinflow.settings import ConfigError
 
         try:
-            known = TwinRegistry.load(s.security.twin_registry).known(twin)
+            known = load_twin_registry(s.security.twin_registry).known(twin)
         except ConfigError as exc:
             err_console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None

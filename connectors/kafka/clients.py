@@ -8,10 +8,10 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from twinflow.settings import Settings
+from connectors.config import ConnectorSettings
 
 
-def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+def client_config(settings: ConnectorSettings, **extra: Any) -> dict[str, Any]:
     """Base librdkafka config: bootstrap servers plus the user's `kafka.extra` properties."""
     conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap_servers}
     conf.update(settings.kafka.extra)
@@ -26,7 +26,7 @@ def without_bootstrap(conf: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in conf.items() if k != "bootstrap.servers"}
 
 
-def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+def producer_config(settings: ConnectorSettings, **extra: Any) -> dict[str, Any]:
     """Idempotent, acks=all producer settings: no loss, no duplicates on retry."""
     return client_config(
         settings,
@@ -43,7 +43,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     )
 
 
-def make_producer(settings: Settings, **extra: Any) -> Producer:
+def make_producer(settings: ConnectorSettings, **extra: Any) -> Producer:
     return Producer(producer_config(settings, **extra))
 
 
@@ -54,7 +54,7 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
+def topic_specs(settings: ConnectorSettings) -> list[TopicSpec]:
     """Every topic twinflow uses, with partitions and retention."""
     t = settings.topics
     week = str(7 * 24 * 3600 * 1000)
@@ -69,7 +69,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs + alert_topic_specs(settings, taken={s.name for s in specs})
 
 
-def twin_topic_specs(settings: Settings) -> list[TopicSpec]:
+def twin_topic_specs(settings: ConnectorSettings) -> list[TopicSpec]:
     """Topics of twin reconciliation (docs/reconciliation.md); twin.state is compacted by twin_id."""
     tw = settings.twin
     day, month = str(24 * 3600 * 1000), str(30 * 24 * 3600 * 1000)
@@ -85,7 +85,7 @@ def twin_topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 30) -> list[str]:
+def ensure_topics(settings: ConnectorSettings, specs: list[TopicSpec] | None = None, timeout: float = 30) -> list[str]:
     """Create missing topics (idempotent); returns the names created."""
     admin = AdminClient(client_config(settings))
     specs = specs if specs is not None else topic_specs(settings)
@@ -108,7 +108,7 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, time
     return created
 
 
-def alert_topic_specs(settings: Settings, taken: frozenset[str] | set[str] = frozenset()) -> list[TopicSpec]:
+def alert_topic_specs(settings: ConnectorSettings, taken: frozenset[str] | set[str] = frozenset()) -> list[TopicSpec]:
     """Topics of the alerts flow: its inputs (model outputs, status, actions) and ``twin.alerts``."""
     a = settings.alerts
     month = {"retention.ms": str(30 * 24 * 3600 * 1000)}

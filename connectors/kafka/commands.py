@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
+from connectors.config import ConnectorSettings
 from connectors.kafka.clients import client_config, producer_config
+from connectors.retry import retry
 from operators.commands import (
     Ack,
     BadCommand,
@@ -29,8 +31,6 @@ from operators.commands import (
     peek_ids,
     precheck,
 )
-from twinflow.retry import retry
-from twinflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ Apply = Callable[[Command, float], None]
 class CommandListener:
     def __init__(
         self,
-        settings: Settings,
+        settings: ConnectorSettings,
         protocol: str,
         writable: dict[str, dict[str, bool]] | Callable[[str], dict[str, bool] | None],
         apply: Apply,
@@ -186,7 +186,7 @@ class CommandListener:
         )
 
 
-def wait_ack(settings: Settings, command_id: str, timeout: float) -> list[Ack]:
+def wait_ack(settings: ConnectorSettings, command_id: str, timeout: float) -> list[Ack]:
     """Acks for ``command_id`` seen on ``twin.acks`` within ``timeout`` (read from the beginning)."""
     import time
     import uuid

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from connectors.config import ConnectorSettings
 from connectors.kafka.clients import make_producer
 from connectors.kafka.spill import Full, Record, SpillQueue
-from twinflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class PublisherCounters:
 class Publisher:
     def __init__(
         self,
-        settings: Settings,
+        settings: ConnectorSettings,
         name: str,
         producer: Producer | None = None,
         spill_path: Path | None = None,
@@ -66,9 +66,10 @@ class Publisher:
         self.name = name
         self.max_in_flight = b.max_in_flight
         self.when_full = b.when_full
-        spill_dir = b.spill_dir or (settings.stack.dir / "buffer")
+        if spill_path is None and b.spill_dir is None:
+            raise ValueError("bridge.buffer.spill_dir is not set: name the folder for the buffer's spill files")
         self.queue = SpillQueue(
-            spill_path or spill_dir / f"{name}.spill",
+            spill_path or b.spill_dir / f"{name}.spill",
             memory_records=b.memory_records,
             max_file_bytes=b.spill_max_bytes,
         )

@@ -28,9 +28,9 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import AbortExecution, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING
 
+from connectors.config import ConnectorSettings
 from connectors.kafka.clients import client_config, without_bootstrap
 from connectors.stopping import STOP
-from twinflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class StoppableKafkaSource(KafkaSource):
 
 
 def kafka_messages(
-    flow: Dataflow, settings: Settings, topics: list[str], *, tail: bool, step_id: str = "kafka_in"
+    flow: Dataflow, settings: ConnectorSettings, topics: list[str], *, tail: bool, step_id: str = "kafka_in"
 ) -> Stream[KafkaSourceMessage]:
     """Messages of ``topics``; ``tail=False`` ends the stream at the end of every partition."""
     polled = op.input(

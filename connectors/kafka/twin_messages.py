@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from connectors.config import ConnectorSettings
 from connectors.kafka.sink import OutMessage
 from operators.alert_records import TwinStatus
 from operators.alert_records import encode as encode_status
 from operators.event_windows import WindowRow
 from operators.twin_records import Alert, Command, DesiredOutcome, LateReading, encode
 from operators.twin_state import StateChange
-from twinflow.settings import Settings
 
 Message = OutMessage
 
@@ -28,7 +28,7 @@ class TwinTopics:
     status: str  # the twin's mode, followed by the models and alerts flows
 
     @classmethod
-    def of(cls, s: Settings) -> TwinTopics:
+    def of(cls, s: ConnectorSettings) -> TwinTopics:
         tw = s.twin
         return cls(
             tw.state_topic,

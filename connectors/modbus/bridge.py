@@ -26,6 +26,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from connectors.bridge import Bridge, Device
+from connectors.mapping import ModbusAsset, ModbusConnection
 from operators.commands import Refused
 from operators.registers import (
     BIT_KINDS,
@@ -38,7 +39,6 @@ from operators.registers import (
     plan_reads,
     plausible,
 )
-from twinflow.mapping import ModbusAsset, ModbusConnection
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from confluent_kafka import Producer
 
+from connectors.config import ConnectorSettings
 from connectors.kafka.publisher import Publisher
 from connectors.mqtt.client import make_client, subscription_ready
 from connectors.mqtt.payload import PayloadMapper
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
 from operators.envelope import Reason, Rejected, decode_partial, encode
 from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
-from twinflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class BridgeCounters:
 
 class MqttBridge:
     def __init__(
-        self, settings: Settings, producer: Producer | None = None, publisher: Publisher | None = None
+        self, settings: ConnectorSettings, producer: Producer | None = None, publisher: Publisher | None = None
     ) -> None:
         self.settings = settings
         self.mqtt_settings = ms = settings.mqtt

@@ -39,13 +39,13 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from connectors.bridge import Bridge, Device
+from connectors.mapping import TOPIC_PLACEHOLDER, MqttAsset, MqttConnection, twin_pattern
 from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import MISSING, Part, extract, parse_plain, split_path
 from operators.commands import Refused
 from operators.envelope import STATUS_PATTERN, TWIN_ID_PATTERN, Reason, Rejected
 from operators.sparkplug import EdgeSessions, Online, Rebirth, Unreadable, Values
 from operators.timestamps import parse_device_ts
-from twinflow.mapping import TOPIC_PLACEHOLDER, MqttAsset, MqttConnection, twin_pattern
 
 log = logging.getLogger(__name__)
 

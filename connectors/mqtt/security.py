@@ -1,4 +1,4 @@
-"""TLS and username/password for paho-mqtt clients, from :class:`~twinflow.settings.MqttSettings`.
+"""TLS and username/password for paho-mqtt clients, from :class:`~connectors.mqtt.settings.MqttSettings`.
 
 Secrets are passed to paho only; nothing here logs them.
 """
@@ -9,7 +9,7 @@ import ssl
 
 import paho.mqtt.client as mqtt
 
-from twinflow.settings import MqttSettings
+from connectors.mqtt.settings import MqttSettings
 
 
 def tls_context(ms: MqttSettings) -> ssl.SSLContext:

@@ -31,9 +31,9 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from connectors.bridge import Bridge, Device
+from connectors.mapping import OpcuaAsset, OpcuaConnection, OpcuaParam
 from operators.commands import Refused
 from operators.envelope import Reason
-from twinflow.mapping import OpcuaAsset, OpcuaConnection, OpcuaParam
 
 log = logging.getLogger(__name__)
 

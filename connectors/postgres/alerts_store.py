@@ -6,7 +6,7 @@
 * ``alert_events``: every version, ``ON CONFLICT DO NOTHING``.
 * ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity.
 
-Connection failures are retried with backoff and a new connection (twinflow/retry.py).
+Connection failures are retried with backoff and a new connection (connectors/retry.py).
 """
 
 from __future__ import annotations

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from twinflow.settings import PROJECT_ROOT
-
-MIGRATIONS_DIR = PROJECT_ROOT / "sql" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "sql" / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import psycopg
 
-from twinflow.retry import retry
+from connectors.retry import retry
 
 T = TypeVar("T")
 

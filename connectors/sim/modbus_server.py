@@ -13,9 +13,9 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
+from connectors.mapping import ModbusAsset, ModbusConnection
+from connectors.sim.plant import Plant, Sample
 from operators.registers import BIT_KINDS, EncodeError, RegisterField, decode, encode, field_of
-from twinflow.mapping import ModbusAsset, ModbusConnection
-from twinflow.sim.plant import Plant, Sample
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 
+from connectors.mapping import Mapping, MqttAsset
 from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import split_path
-from twinflow.mapping import Mapping, MqttAsset
-from twinflow.sim.plant import Plant, Sample, simulated
+from connectors.sim.plant import Plant, Sample, simulated
 
 log = logging.getLogger(__name__)
 

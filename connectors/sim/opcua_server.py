@@ -18,8 +18,8 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
-from twinflow.mapping import Mapping, OpcuaAsset, OpcuaConnection
-from twinflow.sim.plant import Plant, Sample
+from connectors.mapping import Mapping, OpcuaAsset, OpcuaConnection
+from connectors.sim.plant import Plant, Sample
 
 log = logging.getLogger(__name__)
 

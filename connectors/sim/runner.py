@@ -13,27 +13,36 @@ import math
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 
+from connectors.config import ConnectorSettings
 from connectors.kafka.clients import ensure_topics, make_producer, topic_specs
 from connectors.loop_thread import LoopThread
+from connectors.mapping import Mapping
+from connectors.sim.faults import Fault
 from connectors.sim.modbus_server import SimModbusServer
 from connectors.sim.mqtt_device import SimMqttDevice
 from connectors.sim.opcua_server import SimOpcuaServer
+from connectors.sim.plant import Plant
+from connectors.sim.settings import SimSettings
 from connectors.stopping import stop_on_signals
-from twinflow.mapping import Mapping
-from twinflow.settings import Settings
-from twinflow.sim.faults import Fault
-from twinflow.sim.plant import Plant
 
 log = logging.getLogger(__name__)
+
+
+class SimulatorSettings(ConnectorSettings, Protocol):
+    """The connectors' sections and ``[sim]`` (the composed settings have them all)."""
+
+    @property
+    def sim(self) -> SimSettings: ...
 
 
 class Simulator:
     def __init__(
         self,
-        settings: Settings,
+        settings: SimulatorSettings,
         mapping: Mapping,
         faults: list[Fault] | None = None,
         *,

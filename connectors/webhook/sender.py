@@ -8,7 +8,7 @@ Headers sent with every request:
 * ``X-Twinflow-Delivery``: a stable id of the payload (alert id and version) for deduplication,
   since a retry after a lost response delivers the same payload again.
 
-Network errors, HTTP 429 and 5xx are retried with exponential backoff (twinflow/retry.py);
+Network errors, HTTP 429 and 5xx are retried with exponential backoff (connectors/retry.py);
 other 4xx answers are permanent failures.
 
 >>> sig = sign(b"k", "1700000000", b'{"a":1}')
@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 
-from twinflow.retry import retry
+from connectors.retry import retry
 
 log = logging.getLogger(__name__)
 

@@ -222,7 +222,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
     logs = {name: open(work / f"{name}.log", "wb") for name in ("twin", "alerts", "serve")}  # noqa: SIM115
     procs = {
         "twin": subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", "flows.twin:get_flow()", "-w", "1", "-s", "1"],
+            [sys.executable, "-m", "bytewax.run", "twinflow.dataflows:twin()", "-w", "1", "-s", "1"],
             cwd=REPO,
             env=env,
             stdout=logs["twin"],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from twinflow.mapping import Mapping
+from connectors.mapping import Mapping
 from twinflow.settings import Settings
 
 from .plant_helpers import CREATED, drop_topics, free_port, plant_toml, private_settings, write_mapping
@@ -47,8 +47,8 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plant]:
     from connectors.modbus.bridge import ModbusBridge
     from connectors.mqtt.mapped import MappedMqttBridge
     from connectors.opcua.bridge import OpcuaBridge
+    from connectors.sim.faults import Fault
     from connectors.sim.runner import Simulator
-    from twinflow.sim.faults import Fault
 
     tmp: Path = tmp_path_factory.mktemp("plant")
     uid = uuid.uuid4().hex[:8]

@@ -241,17 +241,17 @@ def test_model_outputs_reach_the_database_and_bad_records_the_dlq(alert_settings
 def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(alert_settings, tmp_path):
     """The acceptance run with the plant simulator's fault injection instead of hand-made scores.
 
-    Two simulated pumps (twinflow.sim: affinity-law physics, noise) get the same valve closure;
+    Two simulated pumps (connectors.sim: affinity-law physics, noise) get the same valve closure;
     pump B is in maintenance. Their telemetry goes through the live models flow (online anomaly
     detection, default settings) and the alerts flow, both with recovery between the phases as
     deployed. The simulator runs in simulated time (1 sample/s), so the test is quick and
     deterministic; the protocol path from the same simulator is tested in test_connectors_e2e.
     """
+    from connectors.mapping import parse_mapping
+    from connectors.sim.faults import Fault
+    from connectors.sim.plant import Plant
     from flows.models import build_flow as build_models_flow
-    from twinflow.mapping import parse_mapping
     from twinflow.runner import ensure_recovery_dir
-    from twinflow.sim.faults import Fault
-    from twinflow.sim.plant import Plant
 
     uid = uuid.uuid4().hex[:8]
     twin_a, twin_b = f"pump-sa-{uid}", f"pump-sb-{uid}"

@@ -37,6 +37,7 @@ import orjson
 import psycopg
 import pytest
 
+from flows.twin_settings import TwinSettings
 from operators.request_auth import new_private_key, private_key_pem, public_key_text
 from tests.db_helpers import superuser_conninfo
 from tests.integration.plant_helpers import consume
@@ -44,7 +45,6 @@ from tests.kafka_helpers import read_topic
 from tests.twin_fixtures import settings_env, twin_db  # noqa: F401
 from tests.twin_kafka import envelope, produce, query, wait_for
 from twinflow.settings import Settings
-from twinflow.twin_settings import TwinSettings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

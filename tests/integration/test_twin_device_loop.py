@@ -105,7 +105,7 @@ def loop(twin_db: Settings, tmp_path: Path) -> Iterator[tuple[Settings, str, str
     device = FakeDevice(s, {digital: 100.0, physical: 100.0})
     log = open(tmp_path / "flow.log", "wb")  # noqa: SIM115 (closed below)
     flow = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "flows.twin:get_flow()", "-w", "1", "-s", "1"],
+        [sys.executable, "-m", "bytewax.run", "twinflow.dataflows:twin()", "-w", "1", "-s", "1"],
         cwd=REPO,
         env={**os.environ, **settings_env(s)},
         stdout=log,

@@ -36,7 +36,7 @@ def s(twin_db: Settings) -> Iterator[Settings]:  # noqa: F811
 
 def start_flow(s: Settings, rdir: Path, tail: bool) -> subprocess.Popen:
     env = {**os.environ, **settings_env(s)}
-    args = [sys.executable, "-m", "bytewax.run", f"flows.twin:get_flow(tail={tail})", "-w", "1"]
+    args = [sys.executable, "-m", "bytewax.run", f"twinflow.dataflows:twin(tail={tail})", "-w", "1"]
     args += ["-r", str(rdir), "-s", "1", "-b", "0"]
     log = open(rdir.parent / f"flow-{tail}.log", "ab")  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

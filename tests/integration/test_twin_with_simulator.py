@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from flows.twin_settings import TwinSettings
 from tests.twin_fixtures import settings_env, twin_db  # noqa: F401
 from tests.twin_kafka import produce_signed, query, read_all, wait_for
 from twinflow.settings import Settings
 from twinflow.twin_cli import load_state
-from twinflow.twin_settings import TwinSettings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

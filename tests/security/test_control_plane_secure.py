@@ -18,11 +18,11 @@ import pytest
 from confluent_kafka import Producer
 
 from connectors.kafka.clients import producer_config
+from connectors.mapping import load_mapping
 from operators.request_auth import new_private_key, private_key_pem, public_key_text
 from tests.kafka_helpers import read_topic
 from tests.process_helpers import start_twinflow, stop
 from tests.twin_kafka import wait_for
-from twinflow.mapping import load_mapping
 from twinflow.runner import free_ports
 
 pytestmark = pytest.mark.integration

@@ -170,7 +170,6 @@ def cycles(edges: Iterable[Edge]) -> list[list[str]]:
 # ----------------------------------------------------------------------------- the project
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: being fixed on this branch")
 def test_no_upward_imports() -> None:
     bad = upward_imports(import_edges(ROOT))
     lines = [f"{e.path}:{e.line}: {e.source} ({layer(e.source)}) imports {e.target} ({layer(e.target)})" for e in bad]

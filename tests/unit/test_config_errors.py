@@ -17,9 +17,10 @@ from typing import Any, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from operators.policy import Policy, PolicyFile
-from operators.twins import TwinRegistry, _RegistryFile
-from twinflow.mapping import Mapping, MappingError, load_mapping
+from connectors.config_files import load_policy, load_twin_registry
+from connectors.mapping import Mapping, MappingError, load_mapping
+from operators.policy import PolicyFile
+from operators.twins import RegistryFile
 from twinflow.settings import ConfigError, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +51,7 @@ def _extra(t: Any) -> str | None:
 
 def test_every_user_written_model_rejects_unknown_keys() -> None:
     found: dict[str, Any] = {}
-    for root in (Settings, Mapping, PolicyFile, _RegistryFile):
+    for root in (Settings, Mapping, PolicyFile, RegistryFile):
         _reachable(root, found)
     # A registry pattern's keys other than `match` are the twins' attributes (type, site, …).
     lenient = {name for name, t in found.items() if _extra(t) != "forbid"} - {"_Pattern"}
@@ -172,7 +173,7 @@ def test_policy_file_unknown_key(tmp_path: Path) -> None:
     f = tmp_path / "policy.toml"
     f.write_text('[[rule]]\nname = "ops"\nsubjct = { role = "operator" }\n[rule.parameters]\nspeed = {}\n')
     with pytest.raises(ConfigError) as err:
-        Policy.load(f)
+        load_policy(f)
     assert f"invalid policy file {f}:" in str(err.value)
     assert "[[rule]] entry 1 subjct: unknown key, did you mean `subject`?" in str(err.value)
 
@@ -181,7 +182,7 @@ def test_registry_file_unknown_section(tmp_path: Path) -> None:
     f = tmp_path / "twins.toml"
     f.write_text('[twins."pump-1"]\ntype = "pump"\n')
     with pytest.raises(ConfigError) as err:
-        TwinRegistry.load(f)
+        load_twin_registry(f)
     assert "[twins]: unknown section, did you mean `twin`?" in str(err.value)
 
 

@@ -11,24 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from connectors.mapping import MappingError, load_mapping, parse_mapping
+from connectors.sim.faults import Fault, SensorFaults, effects, parse_fault, random_schedule
+from connectors.sim.physics import Machine
+from connectors.sim.plant import Plant, PlantError
 from operators.commands import decode_command, encode_command, new_command, precheck
 from operators.registers import EncodeError, RegisterField, decode, decode_response, encode, plan_reads, plausible
-from twinflow.mapping import MappingError, load_mapping, parse_mapping
-from twinflow.sim.faults import Fault, SensorFaults, effects, parse_fault, random_schedule
-from twinflow.sim.physics import Machine
-from twinflow.sim.plant import Plant, PlantError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = [
-    "twinflow.mapping",
+    "connectors.mapping",
     "operators.registers",
     "operators.commands",
     "operators.readings",
     "connectors.kafka.spill",
     "connectors.mqtt.payload",
-    "twinflow.sim.physics",
-    "twinflow.sim.faults",
-    "twinflow.sim.plant",
+    "connectors.sim.physics",
+    "connectors.sim.faults",
+    "connectors.sim.plant",
 ]
 
 

@@ -2,6 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connectors.config_files import load_twin_registry
 from operators.envelope import Envelope, Rejected
 from operators.guard import IngestGuard
 from operators.twins import TwinRegistry
@@ -17,7 +18,7 @@ def env(twin="p1", seq=1, **readings) -> Envelope:
 def test_registry_from_file_exact_and_patterns(tmp_path):
     f = tmp_path / "twins.toml"
     f.write_text('[twin."p1"]\ntype = "pump"\n\n[[pattern]]\nmatch = "sim-*"\ntype = "sim"\nsite = "lab"\n')
-    reg = TwinRegistry.load(f)
+    reg = load_twin_registry(f)
     assert reg.attrs("p1") == {"type": "pump"}
     assert reg.attrs("sim-7") == {"type": "sim", "site": "lab"}
     assert reg.attrs("other") is None and not reg.known("sim")
@@ -27,11 +28,11 @@ def test_registry_mistakes_name_file_and_field(tmp_path):
     f = tmp_path / "twins.toml"
     f.write_text('[[pattern]]\ntype = "x"\n')
     with pytest.raises(ConfigError) as exc:
-        TwinRegistry.load(f)
+        load_twin_registry(f)
     assert str(f) in str(exc.value) and "[[pattern]] entry 1 match: Field required" in str(exc.value)
     f.write_text("[twin\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
-        TwinRegistry.load(f)
+        load_twin_registry(f)
 
 
 def test_unknown_twin_is_rejected_before_its_seq_is_remembered():

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import orjson
 
+from connectors.mapping import parse_mapping
 from connectors.mqtt.mapped import MappedMqttBridge
-from twinflow.mapping import parse_mapping
 from twinflow.settings import Settings
 
 

@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from connectors.config_files import load_policy
 from operators.policy import Policy, authorize
 from twinflow.settings import ConfigError
 
@@ -32,7 +33,7 @@ PUMP = {"type": "pump", "site": "north"}
 def policy(tmp_path) -> Policy:
     f = tmp_path / "policy.toml"
     f.write_text(POLICY)
-    return Policy.load(f)
+    return load_policy(f)
 
 
 def upd(**values) -> dict:
@@ -112,26 +113,24 @@ def test_policy_file_mistakes_name_file_and_field(tmp_path, text, field):
     f = tmp_path / "bad-policy.toml"
     f.write_text(text)
     with pytest.raises(ConfigError) as exc:
-        Policy.load(f)
+        load_policy(f)
     assert str(f) in str(exc.value) and field in str(exc.value)
 
 
-def test_the_configured_policy_file_is_used_and_reloaded(tmp_path, monkeypatch):
-    from twinflow.settings import settings
+def test_the_configured_policy_file_is_used_and_reloaded(tmp_path):
+    """The twin flow's gate reads security.policy_file through `reloading`: an edit takes effect."""
+    import os
+
+    from flows.twin import reloading
 
     f = tmp_path / "policy.toml"
     f.write_text(POLICY)
-    monkeypatch.setenv("TWINFLOW_SECURITY__POLICY_FILE", str(f))
-    settings.cache_clear()
-    try:
-        assert authorize(upd(rpm_setpoint=10), OPS, PUMP).allowed
-        f.write_text(POLICY.replace("max = 3000", "max = 5"))
-        import os
-
-        os.utime(f, ns=(1, 2))  # a different mtime, as an edit would give
-        assert authorize(upd(rpm_setpoint=10), OPS, PUMP).reason == "out_of_range"
-    finally:
-        settings.cache_clear()
+    policy = reloading(f, load_policy)
+    assert authorize(upd(rpm_setpoint=10), OPS, PUMP, policy()).allowed
+    f.write_text(POLICY.replace("max = 3000", "max = 5"))
+    os.utime(f, ns=(1, 2))  # a different mtime, as an edit would give
+    assert authorize(upd(rpm_setpoint=10), OPS, PUMP, policy()).reason == "out_of_range"
+    assert authorize(upd(rpm_setpoint=10), OPS, PUMP, None).reason == "no_policy"
 
 
 def test_policy_check_command(tmp_path):

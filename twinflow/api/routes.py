@@ -100,10 +100,10 @@ def parse_bucket(text: str | None) -> timedelta | None:
 def _registry(request: Request):
     cached = getattr(request.app.state, "registry", False)
     if cached is False:
-        from operators.twins import TwinRegistry
+        from connectors.config_files import load_twin_registry
 
         path = request.app.state.settings.security.twin_registry
-        cached = TwinRegistry.load(path) if path else None
+        cached = load_twin_registry(path) if path else None
         request.app.state.registry = cached
     return cached
 

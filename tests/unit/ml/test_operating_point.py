@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
+from connectors.sim.physics import Effects, Machine
 from operators.anomaly import AnomalyDetector
 from operators.ml_config import AnomalyConfig, ModelConfig, OperatingPointConfig
 from operators.operating_point import OperatingPoint, context_names
 from operators.twin_model import TwinModel
 from tests.unit.ml.synth import correlated_stream, readings
 from twinflow.settings import MlSettings
-from twinflow.sim.physics import Effects, Machine
 
 DT = 0.5  # seconds per sample
 ANOMALY = AnomalyConfig(warmup=200, window=5, baseline_halflife=400.0)

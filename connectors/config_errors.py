@@ -1,8 +1,8 @@
 """Configuration mistakes in words a user can act on: file, section, key, a close known key, the fix.
 
 Shared by the settings (:mod:`twinflow.settings`), the TOML files read with
-:func:`twinflow.tomlfile.load_toml_model` (policy, twin registry) and the mapping files
-(:mod:`twinflow.mapping`). Unknown keys are errors everywhere (:mod:`operators.strict`); this
+:func:`connectors.tomlfile.load_toml_model` (policy, twin registry) and the mapping files
+(:mod:`connectors.mapping`). Unknown keys are errors everywhere (:mod:`operators.strict`); this
 module only says so well.
 
 >>> from operators.strict import StrictModel
@@ -34,6 +34,10 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+
+
+class ConfigError(Exception):
+    """A configuration mistake, with the file, the field and how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A fault ramps in from ``onset_s`` to ``end_s`` (seconds after simulation start; ``end_s=None``
 means until the end). :func:`effects` turns the active faults of a twin into physics
-:class:`~twinflow.sim.physics.Effects`; :class:`SensorFaults` distorts the readings
+:class:`~connectors.sim.physics.Effects`; :class:`SensorFaults` distorts the readings
 (stuck, drift, failure → quality ``bad``) after the physics.
 
 >>> f = parse_fault("pump-1:bearing_wear:10:110:2")
@@ -20,7 +20,7 @@ import random
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from twinflow.sim.physics import Effects
+from connectors.sim.physics import Effects
 
 PHYSICAL = ("bearing_wear", "cavitation", "valve_closure", "overheating", "run_to_failure")
 SENSOR = ("sensor_stuck", "sensor_drift", "sensor_failure")

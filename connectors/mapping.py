@@ -35,10 +35,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from connectors.config_errors import ConfigError, problems, sentence, toml_syntax_error
 from operators.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from operators.strict import StrictModel
-from twinflow.config_errors import problems, sentence, toml_syntax_error
-from twinflow.settings import ConfigError
 
 Protocol = Literal["opcua", "mqtt", "modbus"]
 PROTOCOLS: tuple[str, ...] = ("opcua", "mqtt", "modbus")

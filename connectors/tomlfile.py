@@ -8,8 +8,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from twinflow.config_errors import problems, read_toml
-from twinflow.settings import ConfigError
+from connectors.config_errors import ConfigError, problems, read_toml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,7 +26,7 @@ def load_toml_model(path: Path, model: type[M], what: str) -> M:
     ...     load_toml_model(bad, Cfg, "example")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    twinflow.settings.ConfigError: invalid example file /...example.toml:
+    connectors.config_errors.ConfigError: invalid example file /...example.toml:
       top level `limt`: unknown key, did you mean `limit`? Rename it to `limit` or remove it.
     """
     try:

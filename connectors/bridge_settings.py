@@ -1,0 +1,21 @@
+"""Settings of the protocol bridges: the ``[bridge]`` section (composed by :mod:`twinflow.settings`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from connectors.kafka.settings import BufferSettings
+from operators.strict import StrictModel
+
+
+class BridgeSettings(StrictModel):
+    """Protocol bridges (OPC-UA, MQTT with a mapping, Modbus) and their command path."""
+
+    buffer: BufferSettings = Field(default_factory=BufferSettings)
+    # Consumer group prefix for `twin.commands`; the protocol is appended.
+    command_group: str = "twinflow-bridge"
+    # Readings of one twin collected this long into one envelope.
+    batch_window_ms: float = Field(50.0, ge=0)
+    # Reconnect backoff bounds (seconds).
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(15.0, gt=0)

@@ -1,0 +1,60 @@
+"""Settings of the Kafka clients: the ``[kafka]`` and ``[topics]`` sections and the bridges' buffer
+(``[bridge.buffer]``, :mod:`connectors.kafka.publisher`). Composed by :mod:`twinflow.settings`.
+
+>>> KafkaSettings(bootstrap_servers="k1:9092").bootstrap_servers
+'k1:9092'
+>>> Topics().raw
+'telemetry.raw'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+
+from connectors.secret_files import read_secret_file
+from operators.strict import StrictModel
+
+
+class Topics(StrictModel):
+    """Kafka topic names."""
+
+    raw: str = "telemetry.raw"
+    dlq: str = "telemetry.dlq"
+    raw_partitions: int = Field(4, ge=1)
+    # Per-twin model control (`twinflow model reset`), key = twin_id.
+    model_control: str = "twin.model_control"
+    # Simulator ground truth (docs/connectors.md); commands/acks topics are in [twin].
+    ground_truth: str = "sim.ground_truth"
+    # Failure/repair events per twin (`twinflow model event`, a CMMS), key = twin_id (docs/ml.md).
+    events: str = "twin.events"
+
+
+class KafkaSettings(StrictModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # Extra librdkafka properties merged into every client (e.g. security settings).
+    extra: dict[str, str] = Field(default_factory=dict)
+    # SASL password (librdkafka `sasl.password`), or a file holding it; never logged (docs/security.md).
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> KafkaSettings:
+        if self.sasl_password_file is not None:
+            self.sasl_password = read_secret_file(self.sasl_password_file, "kafka.sasl_password_file")
+        return self
+
+
+class BufferSettings(StrictModel):
+    """The bridges' local buffer in front of Kafka (one implementation: connectors/kafka/publisher.py)."""
+
+    # Records handed to librdkafka but not yet acknowledged; beyond this they wait in the buffer.
+    max_in_flight: int = Field(20000, ge=1)
+    # Records kept in memory before spilling to the file.
+    memory_records: int = Field(50000, ge=1)
+    # Spill file directory (twinflow's settings default it to <stack dir>/buffer) and its size limit.
+    spill_dir: Path | None = None
+    spill_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    # When memory and file are both full: `block` the device side (back-pressure) or `drop_oldest`.
+    when_full: str = Field("block", pattern="^(block|drop_oldest)$")

@@ -1,0 +1,57 @@
+"""Settings of the PostgreSQL/TimescaleDB connection: the ``[postgres]`` section (composed by
+:mod:`twinflow.settings`).
+
+>>> "dbname=twinflow" in PostgresSettings().conninfo()
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+
+from connectors.secret_files import read_secret_file
+from operators.strict import StrictModel
+
+
+class PostgresSettings(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = 5432
+    dbname: str = "twinflow"
+    user: str = "twinflow"
+    password: SecretStr = SecretStr("twinflow")
+    sslmode: str = "prefer"
+    # `auto`: use TimescaleDB when the server offers it; `on`: require it; `off`: plain PostgreSQL.
+    timescaledb: str = Field("auto", pattern="^(auto|on|off)$")
+    # A file holding the password (wins over `password`); TLS files for sslmode verify-ca/verify-full.
+    password_file: Path | None = None
+    sslrootcert: str | None = None
+    sslcert: str | None = None
+    sslkey: str | None = None
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> PostgresSettings:
+        if self.password_file is not None:
+            self.password = read_secret_file(self.password_file, "postgres.password_file")
+        return self
+
+    def conninfo(self, **override: Any) -> str:
+        """libpq connection string; the password is included only here, never logged."""
+        from psycopg.conninfo import make_conninfo
+
+        params = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+            "password": self.password.get_secret_value(),
+            "sslmode": self.sslmode,
+            "application_name": "twinflow",
+        }
+        for tls in ("sslrootcert", "sslcert", "sslkey"):
+            if getattr(self, tls):
+                params[tls] = getattr(self, tls)
+        params.update(override)
+        return make_conninfo(**params)

@@ -1,0 +1,195 @@
+"""Settings of the dataflows: the ``[flow]``, ``[ml]``, ``[security]`` and ``[alerts]`` sections
+(``[twin]`` is in :mod:`flows.twin_settings`). Composed, read and checked by :mod:`twinflow.settings`;
+flows receive them as arguments.
+
+>>> FlowSettings().batch_size
+5000
+>>> MlSettings().model_config_for(failure=False).failure is None
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import Field, SecretStr
+
+from connectors.config import ConnectorSettings
+from connectors.config_errors import ConfigError
+from connectors.postgres.settings import PostgresSettings
+from flows.twin_settings import TwinSettings
+from operators.alerts import AlertRules
+from operators.ml_config import (
+    AnomalyConfig,
+    ConditionConfig,
+    FailureConfig,
+    ForecastConfig,
+    ModelConfig,
+    OperatingPointConfig,
+    SensorHealthConfig,
+)
+from operators.sensor_limits import SensorLimit
+from operators.strict import StrictModel
+
+# Folder (in the stack dir) of the local development identity: subjects, policy, the user's key.
+DEV_IDENTITY = "identity"
+
+
+class FlowSettings(StrictModel):
+    # Readings per COPY into the database (upper bound; a Kafka poll's batch is the lower).
+    batch_size: int = Field(5000, ge=1)
+    # Seconds a Kafka poll waits to fill a batch.
+    poll_timeout_s: float = Field(0.5, gt=0)
+    max_message_bytes: int = Field(64 * 1024, ge=256)
+    # Readings whose timestamp is further than this in the future are rejected.
+    max_future_skew_s: float = Field(300.0, ge=0)
+    # Readings older than this (days) are rejected as implausible.
+    max_age_days: float = Field(3650.0, gt=0)
+    recovery_dir: Path | None = None
+    snapshot_interval_s: float = Field(5.0, gt=0)
+    consumer_group: str = "twinflow-flow"
+    # Python's cyclic garbage collector in flow processes: collect the youngest generation after this
+    # many new objects (Python's default is 700: with ~10 objects per reading that is a collection
+    # every ~70 readings). Start-up objects are frozen (never scanned again). 0 = Python's defaults.
+    gc_gen0_threshold: int = Field(50_000, ge=0)
+    # Bytewax epoch length when recovery is off (`twinflow run --no-recovery`). At the end of every
+    # epoch each stateful step snapshots every twin it touched, also without recovery (the snapshots
+    # are then thrown away): a stall of the flow per epoch. Without recovery nothing needs short
+    # epochs. With recovery on, the epoch is `snapshot_interval_s`.
+    epoch_without_recovery_s: float = Field(600.0, gt=0)
+
+
+class MlSettings(StrictModel):
+    """Online models per twin (docs/ml.md); each section takes the fields of its dataclass."""
+
+    # `rul` adds remaining-useful-life and failure-probability predictions.
+    model: str = Field("none", pattern="^(none|rul)$")
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    forecasts: bool = True
+    failure: FailureConfig = Field(default_factory=FailureConfig)
+    # Seconds per time unit of the failure model when time is a timestamp (RUL in hours by default).
+    time_unit_s: float = Field(3600.0, gt=0)
+    # Live failure prediction (model = "rul"): a twin sends its features to its fleet's model every
+    # `predict_every` samples (0: never); `fleets` maps fleet name -> twin_id glob (first match wins),
+    # other twins belong to `default_fleet`. One failure model per fleet (docs/ml.md).
+    predict_every: int = Field(60, ge=0)
+    fleets: dict[str, str] = Field(default_factory=dict)
+    default_fleet: str = Field("fleet", min_length=1)
+    # Operating limits per sensor ([[ml.limits]] sensor/high/low/twins): forecasts predict their
+    # crossing and the alerts flow opens `forecast_breach` alerts (docs/alerts.md).
+    limits: list[SensorLimit] = Field(default_factory=list)
+    # Context readings (setpoints) the anomaly detector is conditioned on (docs/ml.md, "Operating point").
+    operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
+    # Slow time scale: the healthy reference, health index, relations (docs/ml.md, "Two time scales").
+    condition: ConditionConfig = Field(default_factory=ConditionConfig)
+    # Sensor faults (docs/ml.md, "Sensor faults"); physical ranges per sensor ([[ml.ranges]] sensor/low/high/twins):
+    # a value outside is an `out_of_range` sensor fault.
+    sensor_health: SensorHealthConfig = Field(default_factory=SensorHealthConfig)
+    ranges: list[SensorLimit] = Field(default_factory=list)
+
+    def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
+        """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""
+        want_failure = self.model == "rul" if failure is None else failure
+        want_forecast = self.forecasts if forecasts is None else forecasts
+        return ModelConfig(
+            anomaly=self.anomaly,
+            forecast=self.forecast if want_forecast else None,
+            failure=self.failure if want_failure else None,
+            time_unit_s=self.time_unit_s,
+            operating_point=self.operating_point,
+            condition=self.condition,
+            sensor_health=self.sensor_health,
+        )
+
+
+class SecuritySettings(StrictModel):
+    """Hostile-input limits, the twin registry, desired-state policy (docs/security.md)."""
+
+    # TOML file of known twins; when set, telemetry of other twins goes to the DLQ (`unknown_twin`).
+    twin_registry: Path | None = None
+    # Recent (twin_id, seq) pairs remembered per flow process to catch duplicates; 0 turns it off.
+    dedup_entries: int = Field(200_000, ge=0)
+    # Dead letters keep the original bytes up to this size (larger ones are truncated, with a header).
+    max_dead_letter_bytes: int = Field(512 * 1024, ge=1024)
+    # MQTT payloads above this are dead-lettered by the bridge itself (truncated), never forwarded.
+    max_mqtt_payload_bytes: int = Field(256 * 1024, ge=256)
+    # Attribute-based policy for desired-state changes (operators/policy.py); unset = deny all.
+    policy_file: Path | None = None
+    # Subjects (people, services) with attributes and Ed25519 public keys (operators/request_auth.py);
+    # the twin flow authenticates every desired request against it. Unset = every request is denied.
+    subjects_file: Path | None = None
+    # The CLI's signing key (PEM, Ed25519) and the subject it signs as (default: the subject of the
+    # subjects file with this key's public key, else the login name).
+    key_file: Path | None = None
+    subject: str | None = None
+    # A signed request older than this (or further in the future than max_clock_skew_s) is refused.
+    max_request_age_s: float = Field(300.0, gt=0)
+    max_clock_skew_s: float = Field(60.0, ge=0)
+    # Topic for refused desired-state updates.
+    desired_rejected_topic: str = "twin.desired.rejected"
+
+    def identity_from(self, stack_dir: Path) -> None:
+        """Unset files default to the local stack's development identity (`twinflow stack up` writes it)."""
+        dev = stack_dir / DEV_IDENTITY
+        files = (("subjects_file", "subjects.toml"), ("policy_file", "policy.toml"), ("key_file", "local.key"))
+        for name, file in files:
+            if name not in self.model_fields_set and getattr(self, name) is None and (dev / file).is_file():
+                setattr(self, name, dev / file)
+
+
+class AlertSettings(StrictModel):
+    """Alert lifecycle and delivery (flows/alerts.py, `twinflow alerts`, docs/alerts.md)."""
+
+    topic: str = "twin.alerts"  # alert versions out; desync escalations from reconciliation in
+    actions_topic: str = "twin.alert_actions"  # ack / resolve from `twinflow alerts`
+    anomalies_topic: str = "twin.anomaly_scores"
+    failures_topic: str = "twin.failure_predictions"
+    forecasts_topic: str = "twin.forecasts"
+    status_topic: str = "twin.status"  # maintenance on/off
+    suppression_topic: str = "twin.alert_suppression"  # parent assets' alarms → children (ISA-18.2)
+    operators: int = Field(1, ge=1)  # operator positions, for the alarm rate per operator-hour
+    partitions: int = Field(4, ge=1)
+    rules: AlertRules = Field(default_factory=AlertRules)
+    # Optional webhook: HTTP POST of each alert version, signed with HMAC-SHA256.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None  # or webhook_secret_file (first line)
+    webhook_secret_file: Path | None = None
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_attempts: int = Field(5, ge=1)
+
+    def webhook_key(self) -> bytes:
+        """The HMAC secret; a clear error names the setting to fix."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret.get_secret_value().encode()
+        if self.webhook_secret_file is not None:
+            try:
+                return self.webhook_secret_file.read_text().splitlines()[0].strip().encode()
+            except (OSError, IndexError) as exc:
+                raise ConfigError(
+                    f"alerts.webhook_secret_file={self.webhook_secret_file}: cannot read a secret ({exc}); "
+                    "fix the path or set TWINFLOW_ALERTS__WEBHOOK_SECRET"
+                ) from None
+        raise ConfigError(
+            "alerts.webhook_url is set but no secret: set TWINFLOW_ALERTS__WEBHOOK_SECRET or "
+            "alerts.webhook_secret_file (a file whose first line is the secret)"
+        )
+
+
+class DataflowSettings(ConnectorSettings, Protocol):
+    """The sections a flow reads, passed in by its caller (``twinflow run``, :mod:`twinflow.dataflows`,
+    a test); :class:`twinflow.settings.Settings` has them all. Flows never load configuration."""
+
+    @property
+    def postgres(self) -> PostgresSettings: ...
+    @property
+    def twin(self) -> TwinSettings: ...
+    @property
+    def security(self) -> SecuritySettings: ...
+    @property
+    def alerts(self) -> AlertSettings: ...
+    @property
+    def flow(self) -> FlowSettings: ...
+    @property
+    def ml(self) -> MlSettings: ...
