@@ -235,7 +235,7 @@ def run(
     """Run the alerts flow (same as `twinflow run alerts`)."""
     import os
 
-    from twinflow.cli import run as run_flow
+    from twinflow.run_cli import run as run_flow
 
     if reorder_window is not None:
         os.environ["TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S"] = str(reorder_window)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -11,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from twinflow.alerts_cli import alerts_app
-from twinflow.cli_support import err_console, settings_or_exit
+from twinflow.cli_support import err_console, settings_or_exit, setup_logging
+from twinflow.run_cli import run
 
 app = typer.Typer(help="twinflow: keep digital twins in step with their machines.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack of real services (no Docker).", no_args_is_help=True)
@@ -25,13 +25,6 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(alerts_app, name="alerts")
 
 console = Console()
-
-
-def _logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 # ----------------------------------------------------------------------------- stack
@@ -138,71 +131,7 @@ def kafka_init() -> None:
 
 
 # ----------------------------------------------------------------------------- flow
-FLOWS = {
-    "telemetry": "validate telemetry.raw, rows to PostgreSQL, rejects to the DLQ",
-    "twin": "reconcile reported/desired state, event-time windows (docs/reconciliation.md)",
-    "models": "online anomaly scores and forecasts per twin (docs/ml.md)",
-    "alerts": "alert lifecycle, database and webhook (docs/alerts.md)",
-}
-
-
-@app.command("run")
-def run(
-    flow: str = typer.Argument("telemetry", help="Which flow: " + ", ".join(FLOWS) + "."),
-    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
-    processes: int = typer.Option(1, "-p", "--processes", help="Start a local cluster of N processes."),
-    process_id: int = typer.Option(None, "-i", "--process-id", help="This process' index in a cluster."),
-    addresses: str = typer.Option(None, "-a", "--addresses", help="host:port;… of all cluster processes."),
-    recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
-    tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
-) -> None:
-    """Run a dataflow until stopped: SIGTERM or Ctrl-C commits the epoch in progress and exits 0
-    within 10 s (docs/operations.md).
-
-    Same as python -m bytewax.run "twinflow.dataflows:<flow>()"; recovery state is kept in
-    <stack dir>/recovery/<flow> unless flow.recovery_dir is set (then <dir>/<flow>).
-    """
-    import importlib
-
-    from connectors.stopping import stop_on_signals
-    from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
-
-    stop_on_signals()  # from the start: a stop during start-up is clean too
-
-    if flow not in FLOWS:
-        err_console.print(f"[red]unknown flow {flow!r}: choose one of {', '.join(FLOWS)}[/red]")
-        raise typer.Exit(2)
-    s = settings_or_exit()
-    if processes > 1 and process_id is None:
-        child = [sys.executable, "-m", "twinflow.cli", "run", flow, "-w", str(workers)]
-        child += ["--recovery" if recovery else "--no-recovery", "--tail" if tail else "--no-tail"]
-        raise typer.Exit(run_local_cluster(child, processes))
-    _logging()
-    peers = addresses.split(";") if addresses else None
-    if (process_id is None) != (peers is None):
-        err_console.print("[red]-i/--process-id and -a/--addresses go together (docs/performance.md)[/red]")
-        raise typer.Exit(2)
-    rdir = None
-    if recovery:
-        base = s.flow.recovery_dir or (s.stack.dir / "recovery")
-        try:
-            rdir = ensure_recovery_dir(base / flow, process_id=process_id or 0, processes=len(peers or [None]))
-        except ValueError as exc:
-            err_console.print(f"[red]-i {process_id}: {exc} (-a lists {len(peers or [])} addresses)[/red]")
-            raise typer.Exit(2) from exc
-    module = importlib.import_module(f"flows.{flow}")
-    logging.getLogger("twinflow.run").info("flow %s starting (recovery: %s)", flow, rdir or "off")
-    code = run_in_process(
-        lambda: module.build_flow(s, tail=tail),
-        workers=workers,
-        process_id=process_id,
-        addresses=peers,
-        recovery_dir=rdir,
-        snapshot_interval_s=s.flow.snapshot_interval_s,
-        gc_gen0_threshold=s.flow.gc_gen0_threshold,
-        epoch_without_recovery_s=s.flow.epoch_without_recovery_s,
-    )
-    raise typer.Exit(code)
+app.command("run")(run)
 
 
 _MAPPING_OPTION = typer.Option(None, "--mapping", "-m", help="Asset mapping file (docs/connectors.md).")
@@ -224,7 +153,7 @@ def bridge_mqtt(
         return run_bridge("mqtt", mapping, verbose, metrics_port)
     from connectors.mqtt.bridge import MqttBridge
 
-    _logging(verbose)
+    setup_logging(verbose)
     MqttBridge(settings_or_exit()).run_forever()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -9,6 +11,14 @@ from rich.markup import escape
 from twinflow.settings import ConfigError, Settings, load_settings
 
 err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log lines with time, level and logger on stderr (DEBUG with ``verbose``)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def print_config_error(exc: Exception) -> None:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from connectors.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
-from twinflow.cli_support import err_console, print_config_error, settings_or_exit
+from twinflow.cli_support import err_console, print_config_error, settings_or_exit, setup_logging
 
 console = Console()
 
@@ -37,10 +37,7 @@ def _mapping(path: Path) -> Mapping:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(verbose)
     for noisy in ("asyncua", "pymodbus"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -194,6 +194,6 @@ def run(
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
 ) -> None:
     """Run the twin flow (same as `twinflow run twin`)."""
-    from twinflow.cli import run as run_flow
+    from twinflow.run_cli import run as run_flow
 
     run_flow("twin", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail)

@@ -176,7 +176,6 @@ def test_no_upward_imports() -> None:
     assert not lines, "imports must point down (operators <- connectors <- flows <- twinflow):\n" + "\n".join(lines)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: being fixed on this branch")
 def test_no_import_cycles() -> None:
     found = cycles(import_edges(ROOT))
     assert not found, "import cycles among project modules:\n" + "\n".join(" <-> ".join(c) for c in found)
