@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 TW := $(VENV)/bin/twinflow
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONUNBUFFERED := 1
+# Every protocol connector (optional for a `pip install twinflow`, connectors/extras.py).
+PROTOCOL_EXTRAS := --extra opcua --extra modbus --extra sparkplug
 
 .PHONY: setup interop-deps stack-up stack-down stack-status migrate demo test lint bench-ingest clean-stack browser
 
@@ -12,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 # fast even where PYTHONDONTWRITEBYTECODE=1 (imports of a models flow: 2.1 s -> 0.8 s here).
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --root-user-action=ignore "uv>=0.5"
-	uv sync --frozen --extra dev --extra build --python python3 --compile-bytecode
+	uv sync --frozen --extra dev --extra build $(PROTOCOL_EXTRAS) --python python3 --compile-bytecode
 	@touch $@
 
 # Sparkplug B payload classes, compiled from the schema (never committed).

@@ -223,14 +223,22 @@ _register_connectors(app, bridge_app)
 
 def main() -> None:
     """The ``twinflow`` command: a configuration mistake found anywhere (settings, mapping, policy or
-    registry file) ends in its message and exit code 2, never a traceback."""
+    registry file) or a protocol library not installed (an extra, connectors/extras.py) ends in its
+    message and exit code 2, never a traceback."""
+    from connectors.extras import MissingExtra, explain
     from twinflow.cli_support import print_config_error
     from twinflow.settings import ConfigError
 
     try:
         app()
-    except ConfigError as exc:
+    except (ConfigError, MissingExtra) as exc:
         print_config_error(exc)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        missing = explain(exc)
+        if missing is None:
+            raise
+        print_config_error(missing)
         sys.exit(2)
 
 

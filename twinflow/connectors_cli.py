@@ -57,15 +57,16 @@ def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False, metrics
         )
         raise typer.Exit(2)
     _logging(verbose)
-    from connectors.kafka.clients import ensure_topics
-
-    ensure_topics(settings)
+    # The protocol's library is an extra: importing the bridge names the install command if it is missing.
     if protocol == "opcua":
         from connectors.opcua.bridge import OpcuaBridge as cls
     elif protocol == "modbus":
         from connectors.modbus.bridge import ModbusBridge as cls
     else:
         from connectors.mqtt.mapped import MappedMqttBridge as cls
+    from connectors.kafka.clients import ensure_topics
+
+    ensure_topics(settings)
     code = cls(settings, mapping).run_forever(metrics_port)
     raise typer.Exit(code)
 
@@ -132,9 +133,11 @@ def simulate(
     if unknown:
         err_console.print(f"[red]--only: unknown protocol(s) {', '.join(sorted(unknown))}[/red]")
         raise typer.Exit(2)
+    from connectors.sim.runner import Simulator, require_extras
+
+    require_extras(mapping, protocols)  # a missing library first, then the ports
     _check_ports(mapping_file, mapping, protocols)
     _logging(verbose)
-    from connectors.sim.runner import Simulator
 
     try:
         sim = Simulator(settings, mapping, faults, protocols=protocols, tick_s=tick)

@@ -83,12 +83,6 @@ class StackSettings(StrictModel):
     timescale_wasm_port: int = 55432
 
 
-
-
-
-
-
-
 class ApiSettings(StrictModel):
     """`twinflow serve`: the HTTP API and the web view (docs/api.md)."""
 

@@ -39,6 +39,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from connectors.bridge import Bridge, Device
+from connectors.extras import require
 from connectors.mapping import TOPIC_PLACEHOLDER, MqttAsset, MqttConnection, twin_pattern
 from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import MISSING, Part, extract, parse_plain, split_path
@@ -126,6 +127,8 @@ class MappedMqttBridge(Bridge):
             b.client = self._client(b)
             for a in dev.assets:
                 self._asset_of_broker[id(a)] = b
+        if any(b.sparkplug for b in self.brokers.values()):
+            require("sparkplug")  # the codec's protobuf is an extra: fail at start, naming the install command
         self._templates_by_twin = [(twin_pattern(a.twin_id), a) for a in self.assets if a.is_template]
         self._exact_assets = {a.twin_id: a for a in self.assets if not a.is_template}
 

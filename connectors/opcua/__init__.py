@@ -1,1 +1,5 @@
-"""connectors/opcua"""
+"""OPC-UA: the bridge (asyncua client) and certificates; needs the ``opcua`` extra."""
+
+from connectors.extras import require
+
+require("opcua")

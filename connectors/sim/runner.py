@@ -13,21 +13,24 @@ import math
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from connectors.config import ConnectorSettings
+from connectors.extras import require
 from connectors.kafka.clients import ensure_topics, make_producer, topic_specs
 from connectors.loop_thread import LoopThread
 from connectors.mapping import Mapping
 from connectors.sim.faults import Fault
-from connectors.sim.modbus_server import SimModbusServer
 from connectors.sim.mqtt_device import SimMqttDevice
-from connectors.sim.opcua_server import SimOpcuaServer
 from connectors.sim.plant import Plant
 from connectors.sim.settings import SimSettings
 from connectors.stopping import stop_on_signals
+
+if TYPE_CHECKING:
+    from connectors.sim.modbus_server import SimModbusServer
+    from connectors.sim.opcua_server import SimOpcuaServer
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,13 @@ class SimulatorSettings(ConnectorSettings, Protocol):
 
     @property
     def sim(self) -> SimSettings: ...
+
+
+def require_extras(mapping: Mapping, protocols: tuple[str, ...]) -> None:
+    """:class:`~connectors.extras.MissingExtra` unless the libraries of the servers to run are installed."""
+    for protocol in ("opcua", "modbus"):
+        if protocol in protocols and mapping.of(protocol):
+            require(protocol)
 
 
 class Simulator:
@@ -57,17 +67,24 @@ class Simulator:
         self.plant = Plant(mapping, self.faults, seed=settings.sim.seed)
         self.lock = threading.Lock()
         wanted = [p for p in protocols if mapping.of(p)]
-        # One server per OPC-UA / Modbus device of the mapping.
-        self.opcua_servers = (
-            [SimOpcuaServer(mapping, conn, assets, self.plant) for conn, assets in mapping.devices_of("opcua").values()]
-            if "opcua" in wanted
-            else []
-        )
-        self.modbus_servers = (
-            [SimModbusServer(conn, assets, self.plant) for conn, assets in mapping.devices_of("modbus").values()]
-            if "modbus" in wanted
-            else []
-        )
+        # One server per OPC-UA / Modbus device of the mapping; their libraries are extras, imported
+        # only when the mapping has such devices (connectors/extras.py).
+        self.opcua_servers: list[SimOpcuaServer] = []
+        self.modbus_servers: list[SimModbusServer] = []
+        require_extras(mapping, protocols)
+        if "opcua" in wanted:
+            from connectors.sim.opcua_server import SimOpcuaServer
+
+            self.opcua_servers = [
+                SimOpcuaServer(mapping, conn, assets, self.plant)
+                for conn, assets in mapping.devices_of("opcua").values()
+            ]
+        if "modbus" in wanted:
+            from connectors.sim.modbus_server import SimModbusServer
+
+            self.modbus_servers = [
+                SimModbusServer(conn, assets, self.plant) for conn, assets in mapping.devices_of("modbus").values()
+            ]
         self.mqtt = SimMqttDevice(mapping, self.plant) if "mqtt" in wanted else None
         if self.mqtt is not None:
             self.mqtt.lock = self.lock
