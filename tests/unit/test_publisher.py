@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import KafkaError
 
 from connectors.kafka.publisher import Publisher
@@ -152,3 +153,17 @@ def test_a_spill_file_serves_one_bridge_only(tmp_path: Path) -> None:
         SpillQueue(tmp_path / "x.spill", memory_records=1, max_file_bytes=10**6)
     first.close()
     SpillQueue(tmp_path / "x.spill", memory_records=1, max_file_bytes=10**6).close()
+
+
+def test_the_spill_folder_comes_from_the_configuration(tmp_path: Path) -> None:
+    """Unset, it is <stack dir>/buffer (twinflow's settings fill it in); the publisher itself never
+    guesses a folder: without one configured it refuses to start."""
+    s = Settings(stack={"dir": tmp_path / "stack"})
+    assert s.bridge.buffer.spill_dir == tmp_path / "stack" / "buffer"
+    explicit = Settings(stack={"dir": tmp_path / "stack"}, bridge={"buffer": {"spill_dir": tmp_path / "spill"}})
+    p = Publisher(explicit, "opcua-plant", producer=FakeProducer())
+    assert p.queue.path.parent == tmp_path / "spill"
+    unset = Settings(stack={"dir": tmp_path / "stack"})
+    unset.bridge.buffer.spill_dir = None
+    with pytest.raises(ValueError, match=r"bridge\.buffer\.spill_dir"):
+        Publisher(unset, "opcua-plant", producer=FakeProducer())
