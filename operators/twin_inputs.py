@@ -1,6 +1,6 @@
 """Turn a batch of Kafka messages from telemetry.raw, twin.desired and twin.acks into twin events.
 
-Plain Python, no I/O. Telemetry goes through :func:`operators.ingest.split_batch` (one
+Plain Python, no I/O. Telemetry goes through :meth:`operators.ingest.ReadingRules.split` (one
 definition of a valid envelope); an envelope's readings become one :class:`Reported` event.
 Invalid desired updates and acks become :class:`DeadLetter` records with the reason.
 
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from operators.envelope import Envelope, Reason, Rejected
-from operators.ingest import QUALITY_CODE, DeadLetter, Limits, RawMessage, TelemetryRow, split_batch
+from operators.ingest import QUALITY_CODE, DeadLetter, Limits, RawMessage, ReadingRules, TelemetryRow, dead_letter
 from operators.twin_records import AckEvent, DesiredEvent, Reported, decode_ack, decode_desired
 
-__all__ = ["InputTopics", "Limits", "TwinInputs", "decode_batch", "group_envelopes"]
+__all__ = ["InputTopics", "Limits", "ReadingRules", "TwinInputs", "decode_batch", "group_envelopes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,21 +74,25 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
 def decode_batch(
     messages: list[RawMessage],
     topics: InputTopics,
-    limits: Limits,
+    rules: ReadingRules | Limits,
     now: datetime | None = None,
     *,
     rows: bool = True,
 ) -> TwinInputs:
     """Decode a mixed batch, keeping the order of messages per twin.
 
-    ``rows=False``: no telemetry rows (the flow does not write telemetry), the events are the same."""
+    Telemetry is judged by ``rules`` (:class:`~operators.ingest.ReadingRules`: the same limits and
+    guard as the telemetry flow; bare ``Limits`` mean no guard). ``rows=False``: no telemetry rows
+    (the flow does not write telemetry), the events are the same."""
+    if isinstance(rules, Limits):
+        rules = ReadingRules(rules)
     now = now or datetime.now(UTC)
     out = TwinInputs()
     pending_raw: list[RawMessage] = []
 
     def flush_raw() -> None:
         if pending_raw:
-            split = split_batch(pending_raw, limits, now, rows=rows)
+            split = rules.split(pending_raw, now, rows=rows)
             out.dead_telemetry.extend(split.dead)
             out.rows.extend(split.rows)  # none when rows=False
             out.events.extend(group_envelopes(split.envelopes))
@@ -115,8 +119,6 @@ def decode_batch(
         except (Rejected, UnicodeDecodeError) as exc:
             reason = exc.reason.value if isinstance(exc, Rejected) else Reason.SCHEMA.value
             detail = exc.detail if isinstance(exc, Rejected) else f"key is not UTF-8: {exc}"
-            out.dead_control.append(
-                DeadLetter(msg.value, msg.key, reason, detail, msg.topic, msg.partition, msg.offset, now)
-            )
+            out.dead_control.append(dead_letter(msg, reason, detail, rules.limits, now))
     flush_raw()
     return out
