@@ -47,8 +47,6 @@ from operators.scoring import Alarm, score_of, surprise_of
 from operators.sensor_health import SensorHealth
 
 STATE_VERSION = 3  # 3: sensor health, condition monitor, one alarm, bounded scores
-# Twin statuses in which the models score but do not learn.
-NO_LEARN_STATUSES = frozenset({"maintenance", "simulating"})
 Ranges = dict[str, tuple[float | None, float | None]]
 
 
@@ -279,4 +277,4 @@ class TwinModel:
         )
 
 
-__all__ = ["NO_LEARN_STATUSES", "STATE_VERSION", "TwinModel", "TwinOutput", "surprise_of", "time_value"]
+__all__ = ["STATE_VERSION", "TwinModel", "TwinOutput", "surprise_of", "time_value"]

@@ -169,9 +169,7 @@ def _decode(decoder: msgspec.json.Decoder, value: bytes | None) -> Any:
         raise Rejected(Reason.BAD_JSON, str(exc)) from None
 
 
-def decode_desired(
-    value: bytes | None, key: bytes | None = None
-) -> tuple[DesiredUpdate, bytes | None, bytes | None]:
+def decode_desired(value: bytes | None, key: bytes | None = None) -> tuple[DesiredUpdate, bytes | None, bytes | None]:
     """Parse a ``twin.desired`` record into (update, signed bytes, signature); raise :class:`Rejected`.
 
     A signed envelope (``{"signed": …, "signature": …}``) gives the request inside it with its
