@@ -5,7 +5,7 @@ For each sensor a :class:`Holt` model (level and trend, no season) forecasts
 absolute errors of the last ``window`` forecasts made for exactly that horizon, so it is as
 wide as the model has recently been wrong.
 
->>> f = Forecaster(ForecastConfig(horizon=3, window=20))
+>>> f = SensorForecasts(ForecastConfig(horizon=3, window=20))
 >>> for t in range(60):
 ...     f.update({"temp": 20.0 + 0.5 * t})
 >>> fc = f.forecast()["temp"]
@@ -107,8 +107,9 @@ class _SensorModel:
         self.__dict__.update(state)
 
 
-class Forecaster:
-    """Forecasts for one twin; picklable.
+class SensorForecasts:
+    """Forecasts of one twin's sensors; picklable. (Its own contract, not River's ``Forecaster``:
+    :meth:`update` takes all sensors of a sample, :meth:`forecast` gives each one's ``horizon``-step value.)
 
     Nothing is learned with ``learn=False`` (twin in maintenance or simulating). Anomalous
     samples (``calibrate=False``) still move level and trend — a forecast must track an anomaly
@@ -152,3 +153,7 @@ class Forecaster:
             w = math.nan if width is None else width
             out[name] = SensorForecast(h, value, value - w, value + w)
         return out
+
+
+# The class name in snapshots pickled before it was renamed (River's Forecaster is another contract).
+Forecaster = SensorForecasts
