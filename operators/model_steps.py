@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from operators.failure import FailurePrediction, FleetFailureModel
+from operators.failure import FleetFailureModel, RulEstimate
 from operators.ml_config import FailureConfig
 
 
@@ -37,7 +37,7 @@ class FleetItem:
 class FleetPrediction:
     twin_id: str
     ts: Any
-    prediction: FailurePrediction
+    prediction: RulEstimate
 
 
 class FleetStep:

@@ -39,7 +39,7 @@ import numpy as np
 
 from operators.anomaly import NoveltyDetector, Score, relearn_due, seconds
 from operators.condition import ConditionMonitor
-from operators.failure import FailurePrediction, FleetFailureModel, TwinHistory
+from operators.failure import FleetFailureModel, RulEstimate, TwinHistory
 from operators.forecast import SensorForecast, SensorForecasts
 from operators.ml_config import ModelConfig
 from operators.operating_point import OperatingPoint
@@ -54,7 +54,7 @@ class TwinOutput(msgspec.Struct, frozen=True):
     ts: Any
     score: Score
     forecasts: dict[str, SensorForecast] | None = None
-    failure: FailurePrediction | None = None
+    failure: RulEstimate | None = None
 
 
 def time_value(ts: Any, unit_s: float) -> float:

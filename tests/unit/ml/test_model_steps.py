@@ -6,7 +6,7 @@ tests used; they now run the step the models flow and ``twinflow replay`` run.""
 import pickle
 
 from operators.alert_records import AnomalyScore
-from operators.failure import FailurePrediction
+from operators.failure import RulEstimate
 from operators.live_models import Event, LiveModelConfig, Reading, Reset, Status, step
 from operators.ml_config import AnomalyConfig, FailureConfig, ModelConfig
 from operators.model_steps import FleetItem, FleetPrediction, FleetStep
@@ -42,7 +42,7 @@ def test_twin_and_fleet_steps_learn_from_failures_and_predict():
         fleet, got = fleet_step(fleet, item)
         preds += got
     assert preds and all(isinstance(p, FleetPrediction) and p.twin_id == "new" for p in preds)
-    assert all(isinstance(p.prediction, FailurePrediction) for p in preds)
+    assert all(isinstance(p.prediction, RulEstimate) for p in preds)
     assert preds[-1].prediction.rul < preds[0].prediction.rul
 
 
