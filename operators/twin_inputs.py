@@ -10,7 +10,7 @@ Invalid desired updates and acks become :class:`DeadLetter` records with the rea
 ...           timestamp=(1, 0))
 >>> ack = Msg(key=b"p1", value=b'{"command_id":"p1:2:rpm","status":"applied"}', topic="acks",
 ...           partition=0, offset=5, timestamp=(1, 1767225600000))
->>> out = decode_batch([raw, ack], InputTopics("raw", "desired", "acks"), Limits())
+>>> out = decode_batch([raw, ack], InputTopics("raw", "desired", "acks"), ReadingRules())
 >>> [(twin, type(ev).__name__) for twin, ev in out.events], out.events[0][1].values
 ([('p1', 'Reported'), ('p1', 'AckEvent')], {'rpm': 1.0, 'temp': 2.0})
 """
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from operators.envelope import Envelope, Reason, Rejected
-from operators.ingest import QUALITY_CODE, DeadLetter, Limits, RawMessage, ReadingRules, TelemetryRow, dead_letter
+from operators.ingest import QUALITY_CODE, DeadLetter, RawMessage, ReadingRules, TelemetryRow, dead_letter
 from operators.twin_records import AckEvent, DesiredEvent, Reported, decode_ack, decode_desired
 
-__all__ = ["InputTopics", "Limits", "ReadingRules", "TwinInputs", "decode_batch", "group_envelopes"]
+__all__ = ["InputTopics", "ReadingRules", "TwinInputs", "decode_batch", "group_envelopes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
 def decode_batch(
     messages: list[RawMessage],
     topics: InputTopics,
-    rules: ReadingRules | Limits,
+    rules: ReadingRules,
     now: datetime | None = None,
     *,
     rows: bool = True,
@@ -82,10 +82,8 @@ def decode_batch(
     """Decode a mixed batch, keeping the order of messages per twin.
 
     Telemetry is judged by ``rules`` (:class:`~operators.ingest.ReadingRules`: the same limits and
-    guard as the telemetry flow; bare ``Limits`` mean no guard). ``rows=False``: no telemetry rows
-    (the flow does not write telemetry), the events are the same."""
-    if isinstance(rules, Limits):
-        rules = ReadingRules(rules)
+    guard as the telemetry flow). ``rows=False``: no telemetry rows (the flow does not write
+    telemetry), the events are the same."""
     now = now or datetime.now(UTC)
     out = TwinInputs()
     pending_raw: list[RawMessage] = []
