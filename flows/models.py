@@ -5,8 +5,9 @@ Inputs: ``telemetry.raw`` (readings), ``twin.status`` (maintenance on/off: no le
 Outputs: ``twin.anomaly_scores``, ``twin.forecasts`` and (``ml.model = "rul"``)
 ``twin.failure_predictions``, which the alerts flow turns into alerts and database rows. The
 models live in Bytewax state, keyed by twin_id, so they survive a restart with recovery on.
-Invalid telemetry is dead-lettered by the telemetry flow, not here; invalid status, control
-and event records go to the DLQ.
+Readings are judged by the telemetry flow's rules (:func:`flows.readings.reading_rules`: limits,
+twin registry, duplicate guard) and dead-lettered by that flow, not here; invalid status, control
+and event records go to the DLQ (:mod:`operators.model_inputs`).
 
 Failure prediction is a second stateful step keyed by fleet (``ml.fleets``, default one fleet):
 one key runs on one worker, which is fine because it only sees labelled histories (one per
@@ -22,10 +23,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import bytewax.operators as op
-import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, operator
 from bytewax.operators import KeyedStream, StatefulLogic
@@ -34,44 +34,30 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_messages
+from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators import model_control, twin_events
-from operators.alert_records import AnomalyScore, FailurePrediction, TwinStatus, decode, encode
-from operators.envelope import Reason, Rejected
-from operators.ingest import DeadLetter, Limits, split_batch
-from operators.keyed_batches import group_by_key
+from operators.alert_records import AnomalyScore, FailurePrediction, encode
+from operators.ingest import DeadLetter
 from operators.live_models import (
-    Event,
     LiveModelConfig,
-    Rebaseline,
-    Reset,
-    Status,
     Tick,
     TwinModelState,
     fleet_step,
-    reading_of,
     silence_due,
     step_many,
 )
+from operators.model_inputs import ModelTopics, decode_batch
 from operators.model_steps import FleetItem
 
 log = logging.getLogger("twinflow.models")
 
 
-def _dead(msg: KafkaSourceMessage, reason: str, detail: str) -> DeadLetter:
-    return DeadLetter(msg.value, msg.key, reason, detail, msg.topic, msg.partition, msg.offset, datetime.now(UTC))
-
-
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-models") -> Dataflow:
-    fs, a = settings.flow, settings.alerts
+    a = settings.alerts
     raw, status_topic, control_topic = settings.topics.raw, a.status_topic, settings.topics.model_control
     events_topic = settings.topics.events
-    limits = Limits(
-        max_bytes=fs.max_message_bytes,
-        max_future_skew=timedelta(seconds=fs.max_future_skew_s),
-        max_age=timedelta(days=fs.max_age_days),
-    )
+    rules = reading_rules(settings)  # the telemetry flow's rules: what it rejects is not scored either
     ml = settings.ml
     cfg = LiveModelConfig(
         ml.model_config_for(),  # failure prediction when ml.model = "rul"
@@ -82,38 +68,16 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         ranges=tuple(ml.ranges),
     )
 
-    def decode_batch(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
-        """(twin_id, [items in order]) per twin for the keyed model step, and ("", DeadLetter)s."""
-        out: list[tuple[str, object]] = []
-        dead: list[tuple[str, object]] = []
-        readings = [m for m in batch if m.topic == raw]
-        if readings:
-            for env in split_batch(readings, limits, rows=False).envelopes:
-                if (reading := reading_of(env)) is not None:
-                    out.append((env.twin_id, reading))
-        for m in batch:
-            try:
-                if m.topic == status_topic:
-                    st = decode(TwinStatus, m.value)
-                    out.append((st.twin_id, Status(not st.learn)))  # simulating: no learning either
-                elif m.topic == control_topic:
-                    rec = model_control.decode(m.value or b"")
-                    if rec.action == "rebaseline":
-                        out.append((rec.twin_id, Rebaseline(rec.sensor, rec.requested_by)))
-                    else:
-                        out.append((rec.twin_id, Reset(rec.requested_by)))
-                elif m.topic == events_topic:
-                    ev = twin_events.decode(m.value)
-                    out.append((ev.twin_id, Event(ev.kind, ev.time)))
-            except Rejected as exc:
-                dead.append(("", _dead(m, exc.reason.value, exc.detail)))
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                dead.append(("", _dead(m, Reason.SCHEMA.value, str(exc))))
-        return [*group_by_key(out), *dead]
-
     flow = Dataflow(flow_id)
     messages = kafka_messages(flow, settings, [raw, status_topic, control_topic, events_topic], tail=tail)
-    items = op.flat_map_batch("decode", messages, decode_batch)
+    topics = ModelTopics(raw, status_topic, control_topic, events_topic)
+
+    def decode_items(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
+        """(twin_id, [items in order]) per twin for the keyed model step, and ("", DeadLetter)s."""
+        inputs = decode_batch(batch, topics, rules)
+        return [*inputs.items, *(("", d) for d in inputs.dead)]
+
+    items = op.flat_map_batch("decode", messages, decode_items)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
     kafka_out = MessageSink(producer_config(settings))

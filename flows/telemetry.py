@@ -11,43 +11,31 @@ Run it::
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from connectors.config_files import load_twin_registry
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
 from connectors.postgres.sink import TelemetrySink
+from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
-from operators.guard import IngestGuard
-from operators.ingest import Limits, split_batch
 
 log = logging.getLogger("twinflow.flow")
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-telemetry") -> Dataflow:
     """Build the ingest dataflow; ``tail=False`` stops at the end of the topic (tests, backfills)."""
-    fs = settings.flow
-    limits = Limits(
-        max_bytes=fs.max_message_bytes,
-        max_future_skew=timedelta(seconds=fs.max_future_skew_s),
-        max_age=timedelta(days=fs.max_age_days),
-        max_dead_letter_bytes=settings.security.max_dead_letter_bytes,
-    )
-    sec = settings.security
-    registry = load_twin_registry(sec.twin_registry) if sec.twin_registry else None
-    guard = IngestGuard(registry, sec.dedup_entries) if registry or sec.dedup_entries else None
+    rules = reading_rules(settings)
 
     flow = Dataflow(flow_id)
     messages = kafka_messages(flow, settings, [settings.topics.raw], tail=tail)
 
-    splits = op.flat_map_batch("decode", messages, lambda batch: [split_batch(batch, limits, guard=guard)])
+    splits = op.flat_map_batch("decode", messages, lambda batch: [rules.split(batch)])
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
-    op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), fs.batch_size))
+    op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size))
 
     dead = op.flat_map(
         "dead_letters",

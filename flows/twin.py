@@ -44,11 +44,11 @@ from connectors.kafka.twin_messages import TwinTopics, to_messages
 from connectors.postgres.sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
+from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.desired_gate import DesiredGate, GateConfig
 from operators.event_windows import WindowRow
-from operators.ingest import Limits
 from operators.keyed_batches import group_by_key
 from operators.request_auth import Freshness
 from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
@@ -180,28 +180,19 @@ def stored_state(
     return load
 
 
-def _limits(settings: Settings) -> Limits:
-    fs = settings.flow
-    return Limits(
-        max_bytes=fs.max_message_bytes,
-        max_future_skew=timedelta(seconds=fs.max_future_skew_s),
-        max_age=timedelta(days=fs.max_age_days),
-    )
-
-
 def attach(
     flow: Dataflow, settings: Settings, polled: Stream[KafkaSourceMessage], *, idle_ticks: bool = True
 ) -> Stream[TwinInputs]:
     """Add decoding, the per-twin step and all twin outputs to ``flow``; returns the decoded inputs."""
     tw = settings.twin
     topics = InputTopics(settings.topics.raw, tw.desired_topic, tw.acks_topic)
-    limits = _limits(settings)
+    rules = reading_rules(settings)  # the telemetry flow's rules, also when it writes the rows
     store = PostgresDecisionStore(settings.postgres.conninfo())
     proc = TwinProcessor(tw.policy, tw.window_spec(), desired_gate(settings, store))
     resume = stored_state(settings, proc, store)
 
     inputs = op.flat_map_batch(
-        "twin_decode", polled, lambda batch: [decode_batch(batch, topics, limits, rows=tw.ingest)]
+        "twin_decode", polled, lambda batch: [decode_batch(batch, topics, rules, rows=tw.ingest)]
     )
     # One item per twin and batch: (twin_id, (twin_id, [events in order])).
     events = op.flat_map(

@@ -16,18 +16,20 @@ so slow drifts are absorbed while a sudden change is not. The surprise becomes t
 explain every anomaly. Masked sensors (sensor faults) are replaced by their baseline: they are
 neither scored nor learned. See docs/ml.md.
 
-:meth:`AnomalyDetector.update` is the detector on its own (with its own alarm); the twin's model
-(:mod:`operators.twin_model`) uses :meth:`observe` / :meth:`learn` and one alarm for all detectors.
+:class:`NoveltyDetector` returns a surprise (−log10 p, NaN while warming up) and never thresholds it:
+the twin's model (:mod:`operators.twin_model`) calls :meth:`~NoveltyDetector.observe` /
+:meth:`~NoveltyDetector.learn` and applies one alarm to all its detectors.
 
->>> det = AnomalyDetector(AnomalyConfig(warmup=60, window=5))
 >>> import math
+>>> det = NoveltyDetector(AnomalyConfig(warmup=60, window=5))
 >>> for t in range(200):
-...     s = det.update(t, {"a": math.sin(t / 3), "b": math.cos(t / 5)})
->>> s.warming_up, s.is_anomaly, 0.0 <= s.anomaly_score < 0.5
-(False, False, True)
->>> s = det.update(200, {"a": 40.0, "b": 0.0})
->>> s.is_anomaly, s.anomaly_score > 0.5, max(s.contributions, key=s.contributions.get)
-(True, True, 'a')
+...     s = det.observe(det.vector({"a": math.sin(t / 3), "b": math.cos(t / 5)}))
+...     _ = det.learn(s)
+>>> 0.0 <= s < 10.0
+True
+>>> s = det.observe(det.vector({"a": 40.0, "b": 0.0}))
+>>> s > 10.0, max(det.explain(), key=det.explain().get)
+(True, 'a')
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 from river.drift import ADWIN
 
 from operators.ml_config import AnomalyConfig
-from operators.scoring import Alarm, TailScale, score_of
+from operators.scoring import Alarm, TailScale
 from operators.seasonality import DailyProfile
 from operators.versioned_state import VersionedState
 
@@ -75,8 +77,13 @@ class Score(msgspec.Struct, frozen=True):
     sensor_faults: dict[str, str] = {}
 
 
-class AnomalyDetector(VersionedState):
-    """Per-twin novelty detector state; picklable (lives in Bytewax state)."""
+class NoveltyDetector(VersionedState):
+    """Per-twin novelty detector state; picklable (lives in Bytewax state).
+
+    Its own contract, not River's ``AnomalyDetector`` (whose ``score_one`` is pure): :meth:`observe`
+    scores a vector *and* moves the short window, :meth:`learn` then learns it. It returns a
+    surprise; no threshold is applied here: the twin's one alarm (:class:`operators.scoring.Alarm`
+    in :class:`operators.twin_model.TwinModel`) decides what is an anomaly."""
 
     CONFIG = AnomalyConfig
     STATE_VERSION = STATE_VERSION
@@ -144,7 +151,6 @@ class AnomalyDetector(VersionedState):
         self._recalling = 0
         self._rpos = 0
         self.n_drifts = 0
-        self._alarm = Alarm(cfg.threshold, cfg.exit_ratio, cfg.enter_after, cfg.exit_after, cfg.score_halflife)
 
     def _start_afresh(self, config: AnomalyConfig, state: dict[str, Any]) -> None:
         self.config = config
@@ -178,7 +184,7 @@ class AnomalyDetector(VersionedState):
         self._window = np.zeros((cfg.window, d))
         self._calib = np.zeros((cfg.calibration_size, d), dtype=np.float32)
 
-    # ------------------------------------------------------------------ scoring (River-like: score, then learn)
+    # ------------------------------------------------------------------ scoring: observe, then learn
     def observe(
         self, x: np.ndarray, mask: np.ndarray | None = None, alarm_at: float = math.inf, t: float | None = None
     ) -> float:
@@ -463,34 +469,6 @@ class AnomalyDetector(VersionedState):
             if len(v) > 10:
                 self._vtail.fit(v)
 
-    # ------------------------------------------------------------------ the detector on its own
-    def update(self, ts: Any, readings: dict[str, float], learn: bool = True, mask: np.ndarray | None = None) -> Score:
-        """Score one sample with this detector's own alarm, then learn from it unless in alarm."""
-        x = self.vector(readings)
-        if not self.sensors:
-            return Score(ts, math.nan, False, True)
-        t = seconds(ts)
-        surprise = self.observe(
-            x, mask, self._alarm.enter if learn else math.inf, t if isinstance(ts, datetime) else None
-        )
-        warming = surprise != surprise
-        in_alarm = self._alarm.update(surprise, t)
-        contrib = self.explain() if in_alarm or surprise >= self._alarm.enter else {}
-        published = self._alarm.published(surprise)
-        drift = False
-        if in_alarm:
-            self.hold()
-            if learn and relearn_due(self._alarm, t, self.config):
-                self.relearn()
-                self._alarm.clear()
-                in_alarm, drift = False, True
-        elif self._rpos:
-            self.release()
-        learned = learn and not in_alarm
-        if learned:
-            drift = self.learn(surprise) or drift
-        return Score(ts, score_of(published), in_alarm, warming, contrib, drift, learned, "novelty" if in_alarm else "")
-
 
 def seconds(ts: Any, unit_s: float = 1.0) -> float:
     """A timestamp as seconds; a number is a time in units of ``unit_s`` seconds."""
@@ -501,3 +479,7 @@ def relearn_due(alarm: Alarm, t: float, cfg: AnomalyConfig) -> bool:
     """An alarm has lasted ``relearn_s`` and at least a moving-average window: its state becomes
     the new normal."""
     return alarm.length > cfg.window and t - alarm.started >= cfg.relearn_s
+
+
+# The class name in snapshots pickled before it was renamed (River's AnomalyDetector is another contract).
+AnomalyDetector = NoveltyDetector

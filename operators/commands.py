@@ -21,7 +21,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -39,12 +39,18 @@ class Command(msgspec.Struct, frozen=True):
 
 
 class Ack(msgspec.Struct, frozen=True):
+    """The one ``twin.acks`` record (key = twin_id): the device's answer to a command.
+
+    The bridges write every field (:func:`make_ack`); a third-party device may send only
+    ``command_id`` and ``status`` (the twin flow takes the twin from the Kafka key and the time
+    from the record's Kafka timestamp)."""
+
     command_id: str
-    twin_id: str
-    parameter: str
     status: Status
-    error: str | None
-    applied_at: datetime
+    error: str | None = None
+    applied_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    twin_id: str = ""
+    parameter: str = ""
     # Which bridge answered (opcua/mqtt/modbus).
     source: str = ""
 
@@ -117,7 +123,15 @@ def peek_ids(raw: bytes | None) -> tuple[str | None, str | None]:
 
 
 def make_ack(cmd: Command, status: Status, error: str | None = None, *, source: str = "", now=None) -> Ack:
-    return Ack(cmd.command_id, cmd.twin_id, cmd.parameter, status, error, now or datetime.now(UTC), source)
+    return Ack(
+        cmd.command_id,
+        status,
+        error,
+        now or datetime.now(UTC),
+        twin_id=cmd.twin_id,
+        parameter=cmd.parameter,
+        source=source,
+    )
 
 
 def encode_ack(ack: Ack) -> bytes:

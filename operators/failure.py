@@ -53,7 +53,10 @@ Z_CLIP = 20.0  # standardised features are clipped to ±Z_CLIP (a sensor far out
 
 
 @dataclass(frozen=True, slots=True)
-class FailurePrediction:
+class RulEstimate:
+    """The fleet model's answer in the failure model's time unit (``ml.time_unit_s``); the models
+    flow publishes it as an :class:`operators.alert_records.FailurePrediction` (seconds)."""
+
     rul: float
     rul_low: float
     rul_high: float
@@ -281,10 +284,10 @@ class FleetFailureModel(_FailureState):
         self._refit()
         self.n_failures += 1
 
-    def predict(self, feats: dict[str, float]) -> FailurePrediction:
+    def predict(self, feats: dict[str, float]) -> RulEstimate:
         if not self.n_failures:
-            return FailurePrediction(math.nan, math.nan, math.nan, math.nan)
+            return RulEstimate(math.nan, math.nan, math.nan, math.nan)
         rul = float(self._predict_matrix(self._matrix([feats]))[0])
         sigma = max(self.sigma(rul), 1e-9)
         prob = 0.5 * math.erfc(-((self.config.horizon - rul) / sigma) / math.sqrt(2.0))
-        return FailurePrediction(rul, max(0.0, rul - Z90 * sigma), rul + Z90 * sigma, prob)
+        return RulEstimate(rul, max(0.0, rul - Z90 * sigma), rul + Z90 * sigma, prob)

@@ -137,6 +137,29 @@ class Limits:
     max_dead_letter_bytes: int = 512 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class ReadingRules:
+    """The one rule set every flow judges a reading by: the limits and the optional guard (twin
+    registry, duplicate seq). Build it once per decoding step from the settings
+    (:func:`flows.readings.reading_rules`); the guard remembers what it admitted, so two steps that
+    decode the same messages each need their own (or share one decoded :class:`Split`).
+
+    >>> from types import SimpleNamespace as Msg
+    >>> m = Msg(key=b"p1", value=b'{"v":1,"twin_id":"p1","ts":"2026-01-01T00:00:00Z","seq":1,'
+    ...         b'"source":"mqtt","readings":{"rpm":1.0}}', topic="t", partition=0, offset=7)
+    >>> rules = ReadingRules(Limits(), IngestGuard())
+    >>> len(rules.split([m]).envelopes), rules.split([m]).absorbed  # a redelivery is absorbed
+    (1, 1)
+    """
+
+    limits: Limits = field(default_factory=Limits)
+    guard: IngestGuard | None = None
+
+    def split(self, messages: list[RawMessage], now: datetime | None = None, *, rows: bool = True) -> Split:
+        """:func:`split_batch` under these rules."""
+        return split_batch(messages, self.limits, now, self.guard, rows=rows)
+
+
 @dataclass(slots=True)
 class Split:
     """One polled batch, decoded: rows for the database, envelopes for per-twin operators."""

@@ -156,7 +156,6 @@ class TwinModelState:
         self.samples = 0
         self.last_ts: datetime | None = None
         self.last_t = 0.0  # last_ts in seconds
-        self.last_score: Score | None = None  # the models' output for the last reading (replay reads it)
         self.period_s: float | None = None  # EWMA of the sample spacing, for forecast target times
         # Last value per sensor: OPC-UA reports by exception, so an envelope may carry only the
         # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
@@ -175,7 +174,6 @@ class TwinModelState:
             "ticked_at": 0.0,
             "twin_id": "",
             "last_t": 0.0,
-            "last_score": None,
         }
         self.__dict__.update({**defaults, **state})
 
@@ -263,7 +261,7 @@ def _apply(state: TwinModelState, item: Item, cfg: LiveModelConfig, twin_id: str
     publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
     out = state.model.update(item.ts, dict(state.held), learn=not state.maintenance, forecasts=publish)
     state.wall_at_last = time.time()
-    score = state.last_score = out.score
+    score = out.score
     if not score.warming_up and math.isfinite(score.anomaly_score):
         records.append(_record(twin_id, item.ts, score, cfg))
     if out.forecasts and state.period_s and isinstance(item.ts, datetime):

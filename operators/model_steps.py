@@ -1,25 +1,15 @@
-"""Step functions for Bytewax ``stateful_map``: per-twin models and the fleet failure model.
+"""The fleet's failure-model step and the items a twin sends it.
 
-Wiring sketch (flows/ does the I/O)::
+The per-twin step is :func:`operators.live_models.step` (the models flow and ``twinflow replay``
+both run it); with failure prediction on, it emits :class:`FleetItem` records: the twin's failure
+features every ``predict_every`` samples, and its labelled history when it fails. The models flow
+re-keys them by fleet and runs :class:`FleetStep` (through :func:`operators.live_models.fleet_step`)
+in a second ``stateful_map``, which learns from the histories and answers features with a
+:class:`FleetPrediction` (none until it has learned a failure). The state is picklable.
 
-    twin_in  = merge(readings, twin.events, twin.model_control)   # keyed by twin_id
-    twin_out = op.stateful_map("twin_models", twin_in, TwinStep(config))
-    # twin_out items: TwinOutput → anomaly/forecast sinks; FleetItem → re-key by fleet
-    fleet_in = op.key_on("fleet", fleet_items, lambda f: f.fleet)
-    fleet_out = op.stateful_map("fleet_model", fleet_in, FleetStep(config.failure))
-    # fleet_out items: (twin_id, ts, FailurePrediction) → failure-prediction sink
-
-Twins score anomalies and forecasts locally; every ``predict_every``-th sample they send their
-failure features to the fleet key, which predicts RUL/P(failure) and learns from the labelled
-histories that failures produce. Both states are picklable and versioned.
-
->>> from operators.ml_config import AnomalyConfig, FailureConfig, ModelConfig
->>> step = TwinStep(ModelConfig(anomaly=AnomalyConfig(warmup=5), failure=FailureConfig()))
->>> state, out = step(None, Reading("p1", ts=0, readings={"a": 1.0}, status="active"))
->>> [type(o).__name__ for o in out]
-['TwinOutput', 'FleetItem']
->>> state, out = step(state, ControlRecord(twin_id="p1", action="reset", requested_at="now"))
->>> out, state.anomaly.n_seen
+>>> from operators.ml_config import FailureConfig
+>>> fleet, out = FleetStep(FailureConfig())(None, FleetItem("p1", "fleet", 0, features={"a": 1.0}))
+>>> out, fleet.n_failures  # nothing learned yet: no prediction
 ([], 0)
 """
 
@@ -28,29 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from operators.failure import FailurePrediction, FleetFailureModel
-from operators.ml_config import FailureConfig, ModelConfig
-from operators.model_control import ControlRecord
-from operators.twin_model import NO_LEARN_STATUSES, TwinModel, TwinOutput
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One telemetry envelope for the models; ``status`` is the twin's status at that time."""
-
-    twin_id: str
-    ts: Any
-    readings: dict[str, float]
-    status: str = "active"
-
-
-@dataclass(frozen=True, slots=True)
-class TwinEvent:
-    """From ``twin.events``: ``kind`` is ``failure`` or ``repair``."""
-
-    twin_id: str
-    kind: str
-    ts: Any
+from operators.failure import FleetFailureModel, RulEstimate
+from operators.ml_config import FailureConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,35 +37,7 @@ class FleetItem:
 class FleetPrediction:
     twin_id: str
     ts: Any
-    prediction: FailurePrediction
-
-
-class TwinStep:
-    """``stateful_map`` mapper for one twin: Reading | TwinEvent | ControlRecord → outputs."""
-
-    def __init__(self, config: ModelConfig, fleet: str = "fleet", predict_every: int = 1):
-        self.config = config
-        self.fleet = fleet
-        self.predict_every = predict_every
-
-    def __call__(self, state: TwinModel | None, item: Any) -> tuple[TwinModel, list[Any]]:
-        model = state if state is not None else TwinModel(self.config)
-        if isinstance(item, ControlRecord):
-            if item.action == "reset":
-                model.reset()
-            return model, []
-        if isinstance(item, TwinEvent):
-            labelled = model.on_event(item.kind, item.ts)
-            if labelled:
-                return model, [FleetItem(item.twin_id, self.fleet, item.ts, labelled=labelled)]
-            return model, []
-        out = model.update(item.ts, item.readings, learn=item.status not in NO_LEARN_STATUSES)
-        outputs: list[Any] = [out]
-        history = model.history
-        if history is not None and history.age % self.predict_every == 0:
-            feats = dict(history.last_features)
-            outputs.append(FleetItem(item.twin_id, self.fleet, item.ts, features=feats))
-        return model, outputs
+    prediction: RulEstimate
 
 
 class FleetStep:
@@ -117,4 +58,4 @@ class FleetStep:
         return fleet, [FleetPrediction(item.twin_id, item.ts, fleet.predict(item.features))]
 
 
-__all__ = ["FleetItem", "FleetPrediction", "FleetStep", "Reading", "TwinEvent", "TwinOutput", "TwinStep"]
+__all__ = ["FleetItem", "FleetPrediction", "FleetStep"]

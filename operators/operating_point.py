@@ -21,18 +21,19 @@ point* the twin was seen at::
    ``x'`` continue exactly where the detector's baseline was. Otherwise the shift is taken from the
    expectation, so the detector sees (and names) the sensors that are off.
 
-Without context readings :meth:`OperatingPoint.update` is exactly ``detector.update``.
+Without context readings :meth:`OperatingPoint.prepare` returns the readings unchanged. The twin's
+model (:class:`operators.twin_model.TwinModel`) runs it before its detectors:
 
->>> from operators.anomaly import AnomalyDetector
->>> from operators.ml_config import AnomalyConfig, OperatingPointConfig
+>>> from operators.ml_config import AnomalyConfig, ModelConfig, OperatingPointConfig
+>>> from operators.twin_model import TwinModel
 >>> import random
 >>> rng = random.Random(0)
->>> det = AnomalyDetector(AnomalyConfig(warmup=50, window=3))
->>> op = OperatingPoint(OperatingPointConfig(settle_s=20))
+>>> m = TwinModel(ModelConfig(AnomalyConfig(warmup=50, window=3), operating_point=OperatingPointConfig(settle_s=20),
+...                           time_unit_s=1.0))
 >>> def pump(t, sp):
 ...     return {"speed_sp_rpm": sp, "flow_m3h": sp / 10 + rng.gauss(0, 0.1), "power_kw": (sp / 1450) ** 3 * 18}
->>> flags = [op.update(t, pump(t, 1450.0 if t < 300 else 1200.0), det).is_anomaly for t in range(600)]
->>> any(flags), op.context, det.sensors
+>>> flags = [m.update(t, pump(t, 1450.0 if t < 300 else 1200.0)).score.is_anomaly for t in range(600)]
+>>> any(flags), m.operating_point.context, m.anomaly.sensors
 (False, ['speed_sp_rpm'], ['flow_m3h', 'power_kw'])
 """
 
@@ -45,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from operators.anomaly import AnomalyDetector, Score, seconds
+from operators.anomaly import NoveltyDetector, seconds
 from operators.ml_config import OperatingPointConfig
 from operators.versioned_state import VersionedState
 
@@ -156,7 +157,7 @@ class OperatingPoint(VersionedState):
         self,
         ts: Any,
         readings: dict[str, float],
-        detector: AnomalyDetector,
+        detector: NoveltyDetector,
         learn: bool = True,
         unit_s: float = 1.0,
         noise: np.ndarray | None = None,
@@ -206,20 +207,6 @@ class OperatingPoint(VersionedState):
             assert self._c is not None and self._y is not None
             self._learn_point(self._point, np.array(self._c), np.array(self._y))
 
-    def update(
-        self, ts: Any, readings: dict[str, float], detector: AnomalyDetector, learn: bool = True, unit_s: float = 1.0
-    ) -> Score:
-        """Score one sample with ``detector`` alone (health readings at the reference operating point)."""
-        shifted = self.prepare(ts, readings, detector, learn, unit_s)
-        if shifted is None:
-            return Score(ts, math.nan, False, False)
-        if isinstance(shifted, np.ndarray):
-            shifted = dict(zip(self.health, shifted.tolist(), strict=True))
-        score = detector.update(ts, shifted, learn=learn)
-        if score.learned:
-            self.learned()
-        return score
-
     @property
     def shift(self) -> np.ndarray | None:
         """What is subtracted from the health readings (None without context readings)."""
@@ -229,7 +216,7 @@ class OperatingPoint(VersionedState):
     def _set_shift(self, shift: np.ndarray) -> None:
         self._shift, self._shift_list = shift, shift.tolist()
 
-    def _level_before(self, detector: AnomalyDetector, level: np.ndarray | None) -> np.ndarray:
+    def _level_before(self, detector: NoveltyDetector, level: np.ndarray | None) -> np.ndarray:
         """Where the detectors' input was just before the change: ``level`` (the condition monitor's
         smoothed level, when it has one), else the novelty detector's baseline (else the point's
         mean, shifted). ``x'`` continues from it, so a deviation that was there before the change —

@@ -2,15 +2,16 @@
 
 Each file — and each id within a file — is its own twin with fresh models. Rows are fed one by one
 in time order (stable sort) through :func:`operators.live_models.step`, the code the models flow
-runs, so an output depends only on its own and earlier rows and is what the live flow would have
-published. Numeric columns are sensors unless they are the time/id column or excluded. ``fit``
-files are run-to-failure histories: each id's last row is its failure, which labels that history
-for the fleet failure model before the evaluation files are scored (without labels).
+runs, and each output row is made of the records that step published for the row (the same
+:class:`~operators.alert_records.AnomalyScore` the alerts flow consumes), so an output depends only
+on its own and earlier rows and is what the live flow would have published. Numeric columns are
+sensors unless they are the time/id column or excluded. ``fit`` files are run-to-failure histories:
+each id's rows and then a ``failure`` event go through the same step, and the labelled history it
+emits teaches the live fleet step before the evaluation files are scored (without labels).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,13 +20,13 @@ from typing import Any
 
 import polars as pl
 
-from operators.anomaly import Score
+from operators.alert_records import AnomalyScore
 from operators.failure import FleetFailureModel
-from operators.live_models import LiveModelConfig, Reading, fleet_step, step
+from operators.live_models import Event, Item, LiveModelConfig, Reading, fleet_step, step, step_many
 from operators.ml_config import ModelConfig
 from operators.model_steps import FleetItem
 from operators.sensor_limits import SensorLimit
-from operators.twin_model import TwinModel, time_value
+from operators.twin_model import time_value
 
 OUTPUT_COLUMNS = ["file", "id", "time", "anomaly_score", "is_anomaly", "health", "kind", "sensors"]
 FAILURE_COLUMNS = ["rul", "failure_probability"]
@@ -102,30 +103,44 @@ def _readings(group: pl.DataFrame, sensors: list[str]) -> Iterator[dict[str, flo
         yield {k: float(v) for k, v in row.items() if v is not None}
 
 
-def _time_axis(group: pl.DataFrame, time_col: str, cfg: ModelConfig) -> list[Any]:
-    """The values the failure model sees: numbers as they are, timestamps in ``time_unit_s``."""
-    if group[time_col].dtype.is_numeric():
-        return group["__t"].to_list()
-    return [t / cfg.time_unit_s for t in group["__t"].to_list()]
+def _items(group: pl.DataFrame, time_col: str, sensors: list[str]) -> Iterator[tuple[Any, Reading]]:
+    """The live step's items of one twin's rows: (the row's time as shown, Reading). A timestamp
+    column becomes datetimes, a numeric one stays numbers (cycles of ``time_unit_s`` seconds)."""
+    numeric = group[time_col].dtype.is_numeric()
+    times = group["__t"].to_list()
+    shown = group[time_col].to_list()
+    for t, label, readings in zip(times, shown, _readings(group, sensors), strict=True):
+        yield label, Reading(t if numeric else datetime.fromtimestamp(t, UTC), readings)
 
 
-def fit_fleet(tables: Sequence[Table], time_col: str, cfg: ModelConfig) -> FleetFailureModel:
-    """Learn the fleet failure model from run-to-failure histories (last row of each id = failure)."""
+def _live_config(cfg: ModelConfig, ranges: tuple[SensorLimit, ...], predict: bool) -> LiveModelConfig:
+    """The models flow's configuration for a backtest: no forecasts; failure features with every
+    sample (``predict``) so each row gets its prediction."""
+    return LiveModelConfig(cfg, forecast_every=0, predict_every=1 if predict else 0, ranges=ranges)
+
+
+def fit_fleet(
+    tables: Sequence[Table], time_col: str, cfg: ModelConfig, ranges: tuple[SensorLimit, ...] = ()
+) -> FleetFailureModel:
+    """Learn the fleet failure model from run-to-failure histories (last row of each id = failure):
+    each id's rows go through the live step, then a ``failure`` event, as in the models flow; the
+    labelled history it emits is learned by the live fleet step."""
     if cfg.failure is None:
         raise ReplayError("--fit needs a failure model: add --model rul (or set ml.model = 'rul')")
+    live = _live_config(cfg, ranges, predict=False)
     fleet = FleetFailureModel(cfg.failure)
     for table in tables:
-        for _, group in _twins(table):
-            model = TwinModel(ModelConfig(anomaly=cfg.anomaly, failure=cfg.failure))
-            times = _time_axis(group, time_col, cfg)
-            assert model.history is not None
-            for t, readings in zip(times, _readings(group, table.sensors), strict=True):
-                model.history.observe(t, readings)
-            fleet.learn_history(model.history.on_failure(times[-1]))
+        for twin_id, group in _twins(table):
+            readings = [reading for _, reading in _items(group, time_col, table.sensors)]
+            items: list[Item] = [*readings, Event("failure", readings[-1].ts)]  # type: ignore[arg-type]
+            _, records = step_many(None, items, live, twin_id)
+            for rec in records:
+                if isinstance(rec, FleetItem) and rec.labelled is not None:
+                    fleet, _ = fleet_step(fleet, rec, live)
     return fleet
 
 
-def explained(score: Score, top: int = 3) -> str:
+def explained(score: AnomalyScore, top: int = 3) -> str:
     """The sensors behind a row, ``;``-separated: faulty sensors (``name=fault``), else the top
     contributions of an anomaly, else the sensors that lower the health (empty when none)."""
     if score.sensor_faults:
@@ -143,39 +158,41 @@ def replay(
     fleet: FleetFailureModel | None = None,
     ranges: tuple[SensorLimit, ...] = (),
 ) -> Iterator[dict[str, Any]]:
-    """One output row per input row, twin by twin, in time order (through the live step)."""
+    """One output row per input row, twin by twin, in time order: the records the live step
+    (:func:`operators.live_models.step`) publishes for the row, and the live fleet step's answer
+    to its failure features. A row the live flow publishes no score for (warm-up, a setpoint
+    change settling) has empty score, health, kind and sensors."""
     with_failure = cfg.failure is not None
-    live = LiveModelConfig(cfg, forecast_every=0, predict_every=1 if with_failure else 0, ranges=ranges)
+    live = _live_config(cfg, ranges, predict=with_failure)
     for table in tables:
         for twin_id, group in _twins(table):
             state = None
-            numeric = group[time_col].dtype.is_numeric()
-            times = group["__t"].to_list()
-            shown = group[time_col].to_list()
-            for t, label, readings in zip(times, shown, _readings(group, table.sensors), strict=True):
-                ts = t if numeric else datetime.fromtimestamp(t, UTC)
-                state, records = step(state, Reading(ts, readings), live, twin_id)
-                s = state.last_score
-                assert s is not None
+            for label, reading in _items(group, time_col, table.sensors):
+                state, records = step(state, reading, live, twin_id)
                 row: dict[str, Any] = {
                     "file": str(table.path),
                     "id": twin_id,
                     "time": str(label),
-                    # empty while warming up or settling after a setpoint change (operators/operating_point.py)
-                    "anomaly_score": round(s.anomaly_score, 6) if math.isfinite(s.anomaly_score) else None,
-                    "is_anomaly": int(s.is_anomaly),
-                    "health": None if s.health is None else round(s.health, 4),
-                    "kind": s.kind,
-                    "sensors": explained(s),
+                    "anomaly_score": None,
+                    "is_anomaly": 0,
+                    "health": None,
+                    "kind": "",
+                    "sensors": "",
                 }
+                rul = prob = None
+                for rec in records:
+                    if isinstance(rec, AnomalyScore):
+                        row["anomaly_score"] = round(rec.score, 6)
+                        row["is_anomaly"] = int(rec.is_anomaly)
+                        row["health"] = None if rec.health is None else round(rec.health, 4)
+                        row["kind"] = rec.kind
+                        row["sensors"] = explained(rec)
+                    elif isinstance(rec, FleetItem) and rec.features is not None and fleet is not None:
+                        _, predictions = fleet_step(fleet, rec, live)
+                        for p in predictions:
+                            rul = round(p.rul_s / cfg.time_unit_s, 3)
+                            prob = round(p.failure_probability, 6)
                 if with_failure:
-                    rul = prob = None
-                    for item in records:
-                        if isinstance(item, FleetItem) and item.features is not None and fleet is not None:
-                            _, preds = fleet_step(fleet, item, live)
-                            for p in preds:
-                                rul = round(p.rul_s / cfg.time_unit_s, 3)
-                                prob = round(p.failure_probability, 6)
                     row["rul"], row["failure_probability"] = rul, prob
                 yield row
 
@@ -192,7 +209,7 @@ def replay_files(
     """Read, optionally fit the fleet, replay, and return the output table."""
     fleet = None
     if fit:
-        fleet = fit_fleet([read_table(p, time_col, id_col, exclude) for p in fit], time_col, cfg)
+        fleet = fit_fleet([read_table(p, time_col, id_col, exclude) for p in fit], time_col, cfg, ranges)
     elif cfg.failure is not None:
         fleet = FleetFailureModel(cfg.failure)  # untrained: rul stays empty until failures are seen
     tables = [read_table(p, time_col, id_col, exclude) for p in files]

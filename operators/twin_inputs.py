@@ -1,6 +1,6 @@
 """Turn a batch of Kafka messages from telemetry.raw, twin.desired and twin.acks into twin events.
 
-Plain Python, no I/O. Telemetry goes through :func:`operators.ingest.split_batch` (one
+Plain Python, no I/O. Telemetry goes through :meth:`operators.ingest.ReadingRules.split` (one
 definition of a valid envelope); an envelope's readings become one :class:`Reported` event.
 Invalid desired updates and acks become :class:`DeadLetter` records with the reason.
 
@@ -10,7 +10,7 @@ Invalid desired updates and acks become :class:`DeadLetter` records with the rea
 ...           timestamp=(1, 0))
 >>> ack = Msg(key=b"p1", value=b'{"command_id":"p1:2:rpm","status":"applied"}', topic="acks",
 ...           partition=0, offset=5, timestamp=(1, 1767225600000))
->>> out = decode_batch([raw, ack], InputTopics("raw", "desired", "acks"), Limits())
+>>> out = decode_batch([raw, ack], InputTopics("raw", "desired", "acks"), ReadingRules())
 >>> [(twin, type(ev).__name__) for twin, ev in out.events], out.events[0][1].values
 ([('p1', 'Reported'), ('p1', 'AckEvent')], {'rpm': 1.0, 'temp': 2.0})
 """
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from operators.envelope import Envelope, Reason, Rejected
-from operators.ingest import QUALITY_CODE, DeadLetter, Limits, RawMessage, TelemetryRow, split_batch
+from operators.ingest import QUALITY_CODE, DeadLetter, RawMessage, ReadingRules, TelemetryRow, dead_letter
 from operators.twin_records import AckEvent, DesiredEvent, Reported, decode_ack, decode_desired
 
-__all__ = ["InputTopics", "Limits", "TwinInputs", "decode_batch", "group_envelopes"]
+__all__ = ["InputTopics", "ReadingRules", "TwinInputs", "decode_batch", "group_envelopes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,21 +74,23 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
 def decode_batch(
     messages: list[RawMessage],
     topics: InputTopics,
-    limits: Limits,
+    rules: ReadingRules,
     now: datetime | None = None,
     *,
     rows: bool = True,
 ) -> TwinInputs:
     """Decode a mixed batch, keeping the order of messages per twin.
 
-    ``rows=False``: no telemetry rows (the flow does not write telemetry), the events are the same."""
+    Telemetry is judged by ``rules`` (:class:`~operators.ingest.ReadingRules`: the same limits and
+    guard as the telemetry flow). ``rows=False``: no telemetry rows (the flow does not write
+    telemetry), the events are the same."""
     now = now or datetime.now(UTC)
     out = TwinInputs()
     pending_raw: list[RawMessage] = []
 
     def flush_raw() -> None:
         if pending_raw:
-            split = split_batch(pending_raw, limits, now, rows=rows)
+            split = rules.split(pending_raw, now, rows=rows)
             out.dead_telemetry.extend(split.dead)
             out.rows.extend(split.rows)  # none when rows=False
             out.events.extend(group_envelopes(split.envelopes))
@@ -115,8 +117,6 @@ def decode_batch(
         except (Rejected, UnicodeDecodeError) as exc:
             reason = exc.reason.value if isinstance(exc, Rejected) else Reason.SCHEMA.value
             detail = exc.detail if isinstance(exc, Rejected) else f"key is not UTF-8: {exc}"
-            out.dead_control.append(
-                DeadLetter(msg.value, msg.key, reason, detail, msg.topic, msg.partition, msg.offset, now)
-            )
+            out.dead_control.append(dead_letter(msg, reason, detail, rules.limits, now))
     flush_raw()
     return out

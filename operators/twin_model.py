@@ -37,18 +37,16 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from operators.anomaly import AnomalyDetector, Score, relearn_due, seconds
+from operators.anomaly import NoveltyDetector, Score, relearn_due, seconds
 from operators.condition import ConditionMonitor
-from operators.failure import FailurePrediction, FleetFailureModel, TwinHistory
-from operators.forecast import Forecaster, SensorForecast
+from operators.failure import FleetFailureModel, RulEstimate, TwinHistory
+from operators.forecast import SensorForecast, SensorForecasts
 from operators.ml_config import ModelConfig
 from operators.operating_point import OperatingPoint
 from operators.scoring import Alarm, score_of, surprise_of
 from operators.sensor_health import SensorHealth
 
 STATE_VERSION = 3  # 3: sensor health, condition monitor, one alarm, bounded scores
-# Twin statuses in which the models score but do not learn.
-NO_LEARN_STATUSES = frozenset({"maintenance", "simulating"})
 Ranges = dict[str, tuple[float | None, float | None]]
 
 
@@ -56,7 +54,7 @@ class TwinOutput(msgspec.Struct, frozen=True):
     ts: Any
     score: Score
     forecasts: dict[str, SensorForecast] | None = None
-    failure: FailurePrediction | None = None
+    failure: RulEstimate | None = None
 
 
 def time_value(ts: Any, unit_s: float) -> float:
@@ -77,7 +75,7 @@ class TwinModel:
     def reset(self) -> None:
         """Forget everything this twin learned (``twinflow model reset TWIN``)."""
         cfg = self.config
-        self.anomaly = AnomalyDetector(cfg.anomaly)
+        self.anomaly = NoveltyDetector(cfg.anomaly)
         self.operating_point = OperatingPoint(cfg.operating_point, cfg.anomaly.baseline_halflife)
         self.condition: ConditionMonitor | None = None  # built when the health sensors are known
         self.sensor_health: SensorHealth | None = None
@@ -86,7 +84,7 @@ class TwinModel:
         self.kind = ""  # of the current episode
         self._fault_surprise = 0.0  # a sensor fault started at the last judged block (held one block)
         self._fault_sensors: dict[str, float] = {}
-        self.forecaster = Forecaster(cfg.forecast) if cfg.forecast else None
+        self.forecaster = SensorForecasts(cfg.forecast) if cfg.forecast else None
         self.history = TwinHistory(cfg.failure) if cfg.failure else None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -279,4 +277,4 @@ class TwinModel:
         )
 
 
-__all__ = ["NO_LEARN_STATUSES", "STATE_VERSION", "TwinModel", "TwinOutput", "surprise_of", "time_value"]
+__all__ = ["STATE_VERSION", "TwinModel", "TwinOutput", "surprise_of", "time_value"]

@@ -24,13 +24,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from operators.commands import Command  # noqa: F401 - the one twin.commands record (re-exported)
+from operators.commands import Ack, Command  # noqa: F401 - the one twin.commands and twin.acks records (re-exported)
 from operators.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN, Reason, Rejected
 
 TwinId = Annotated[str, msgspec.Meta(pattern=TWIN_ID_PATTERN)]
 Param = Annotated[str, msgspec.Meta(pattern=SENSOR_PATTERN)]
 Mode = Literal["normal", "maintenance", "simulating"]
-AckStatus = Literal["applied", "rejected", "failed", "expired"]
 
 
 RequestId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{8,128}$")]
@@ -85,15 +84,6 @@ class DesiredOutcome(msgspec.Struct, frozen=True):
     mode: str | None = None
     expected_version: int | None = None
     commands: list[str] = []
-
-
-class Ack(msgspec.Struct, frozen=True):
-    """The device's answer to a command."""
-
-    command_id: str
-    status: AckStatus
-    error: str | None = None
-    applied_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
 
 
 class Alert(msgspec.Struct, frozen=True):
@@ -169,9 +159,7 @@ def _decode(decoder: msgspec.json.Decoder, value: bytes | None) -> Any:
         raise Rejected(Reason.BAD_JSON, str(exc)) from None
 
 
-def decode_desired(
-    value: bytes | None, key: bytes | None = None
-) -> tuple[DesiredUpdate, bytes | None, bytes | None]:
+def decode_desired(value: bytes | None, key: bytes | None = None) -> tuple[DesiredUpdate, bytes | None, bytes | None]:
     """Parse a ``twin.desired`` record into (update, signed bytes, signature); raise :class:`Rejected`.
 
     A signed envelope (``{"signed": …, "signature": …}``) gives the request inside it with its

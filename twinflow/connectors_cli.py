@@ -184,7 +184,8 @@ def command_send(
         raise typer.Exit(5)
     ack = acks[0]
     colour = "green" if ack.status == "applied" else "red"
-    console.print(f"[{colour}]{ack.status}[/{colour}] by {ack.source} bridge at {ack.applied_at.isoformat()}")
+    when = ack.applied_at.isoformat() if ack.applied_at else "an unknown time"
+    console.print(f"[{colour}]{ack.status}[/{colour}] by {ack.source} bridge at {when}")
     if ack.error:
         console.print(f"reason: {ack.error}")
     raise typer.Exit(0 if ack.status == "applied" else 1)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from connectors.config import ConnectorSettings
@@ -209,7 +210,10 @@ def wait_ack(settings: ConnectorSettings, command_id: str, timeout: float) -> li
         while time.monotonic() < deadline and not found:
             for msg in consumer.consume(500, 0.3):
                 if msg.error() is None and msg.value():
-                    ack = decode_ack(msg.value())
+                    try:
+                        ack = decode_ack(msg.value())
+                    except (msgspec.ValidationError, msgspec.DecodeError):
+                        continue  # another device's malformed ack (the twin flow dead-letters it)
                     if ack.command_id == command_id:
                         found.append(ack)
     finally:

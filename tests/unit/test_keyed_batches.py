@@ -9,7 +9,7 @@ from types import SimpleNamespace as Msg
 import orjson
 
 from operators.event_windows import WindowSpec
-from operators.ingest import Limits
+from operators.ingest import ReadingRules
 from operators.keyed_batches import group_by_key
 from operators.twin_inputs import InputTopics, decode_batch
 from operators.twin_policy import TwinPolicy
@@ -49,8 +49,8 @@ def test_events_without_rows_equal_the_events_built_from_rows() -> None:
         Msg(key=b"p1", value=b"{oops", topic="raw", partition=0, offset=9, timestamp=(0, 0)),
     ]
     now = T0 + timedelta(seconds=5)
-    with_rows = decode_batch(batch, TOPICS, Limits(), now)
-    without = decode_batch(batch, TOPICS, Limits(), now, rows=False)
+    with_rows = decode_batch(batch, TOPICS, ReadingRules(), now)
+    without = decode_batch(batch, TOPICS, ReadingRules(), now, rows=False)
     assert without.events == with_rows.events
     assert next(ev.values for _, ev in without.events if hasattr(ev, "values")) == {"a": 1.0, "b": 3.0, "c": 4.0}
     assert without.rows == [] and len(with_rows.rows) == 7

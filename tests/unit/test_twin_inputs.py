@@ -7,7 +7,7 @@ from types import SimpleNamespace as Msg
 import pytest
 import typer
 
-from operators.ingest import Limits
+from operators.ingest import ReadingRules
 from operators.twin_inputs import InputTopics, decode_batch
 from operators.twin_records import AckEvent, DesiredEvent, Reported
 from twinflow.twin_cli import parse_assignments
@@ -37,7 +37,7 @@ def test_order_is_kept_and_every_bad_record_is_a_dead_letter_with_a_reason() -> 
         msg("acks", b"p1", b'{"command_id":"x","status":"done"}'),
         msg("raw", b"p1", b"{broken"),
     ]
-    out = decode_batch(batch, TOPICS, Limits())
+    out = decode_batch(batch, TOPICS, ReadingRules())
     kinds = [type(ev) for _, ev in out.events]
     assert kinds == [Reported, DesiredEvent, Reported, AckEvent]
     assert [ev.seq for _, ev in out.events if isinstance(ev, Reported)] == [1, 2]

@@ -8,7 +8,7 @@ from types import SimpleNamespace as Msg
 
 import orjson
 
-from operators.ingest import Limits, TelemetryRow, TypedRow, split_batch
+from operators.ingest import Limits, ReadingRules, TelemetryRow, TypedRow, split_batch
 from operators.live_models import LiveModelConfig, Reading, reading_of, step
 from operators.ml_config import AnomalyConfig, ForecastConfig, ModelConfig, OperatingPointConfig
 from operators.twin_inputs import InputTopics, decode_batch
@@ -53,7 +53,7 @@ def test_twin_events_skip_readings_without_a_value() -> None:
         raw({"speed": 100.0, "temp": None}, status={"temp": "BadSensorFailure"}),
         raw({"temp": None}, seq=2, quality="bad"),
     ]
-    out = decode_batch(msgs, InputTopics("raw", "desired", "acks"), Limits(), rows=False)
+    out = decode_batch(msgs, InputTopics("raw", "desired", "acks"), ReadingRules(), rows=False)
     assert [ev.values for _, ev in out.events] == [{"speed": 100.0}]
 
 

@@ -3,13 +3,13 @@ import math
 import numpy as np
 
 from operators.failure import FleetFailureModel, TwinHistory
-from operators.forecast import Forecaster
+from operators.forecast import SensorForecasts
 from operators.ml_config import FailureConfig, ForecastConfig
 
 
 def test_forecast_interval_covers_about_the_configured_share():
     rng = np.random.default_rng(0)
-    f = Forecaster(ForecastConfig(horizon=5, coverage=0.9, window=300))
+    f = SensorForecasts(ForecastConfig(horizon=5, coverage=0.9, window=300))
     y = 50 + np.cumsum(rng.normal(0, 0.2, 3000)) + rng.normal(0, 1, 3000)
     pending, hits, total = [], 0, 0
     for v in y:

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from connectors.sim.physics import Effects, Machine
-from operators.anomaly import AnomalyDetector
-from operators.ml_config import AnomalyConfig, ModelConfig, OperatingPointConfig
+from operators.anomaly import NoveltyDetector
+from operators.ml_config import AnomalyConfig, ConditionConfig, ModelConfig, OperatingPointConfig, SensorHealthConfig
 from operators.operating_point import OperatingPoint, context_names
 from operators.twin_model import TwinModel
 from tests.unit.ml.synth import correlated_stream, readings
@@ -109,13 +109,19 @@ def test_too_few_learned_points_expect_nothing():
     assert m.operating_point.n_suspect == 0
 
 
+def plain_novelty(op: OperatingPointConfig = OP) -> TwinModel:
+    """The novelty detector alone under the twin's alarm (condition and sensor health off)."""
+    off = ConditionConfig(enabled=False), SensorHealthConfig(enabled=False)
+    return TwinModel(ModelConfig(ANOMALY, operating_point=op, time_unit_s=1.0, condition=off[0], sensor_health=off[1]))
+
+
 def test_without_context_readings_scores_equal_the_plain_detector():
     data = correlated_stream(900, seed=3)
     data[700:760, 1] += 9.0
-    plain = AnomalyDetector(ANOMALY)
+    plain = plain_novelty(replace(OP, context=()))
     m = model()
     for t, row in enumerate(data):
-        a, b = plain.update(t, readings(row)), m.update(t, readings(row)).score
+        a, b = plain.update(t, readings(row)).score, m.update(t, readings(row)).score
         assert (a.is_anomaly, a.contributions, a.learned) == (b.is_anomaly, b.contributions, b.learned)
         assert a.anomaly_score == b.anomaly_score or (math.isnan(a.anomaly_score) and math.isnan(b.anomaly_score))
     assert m.operating_point.context == []
@@ -123,9 +129,10 @@ def test_without_context_readings_scores_equal_the_plain_detector():
 
 def test_empty_context_globs_score_setpoints_like_any_reading():
     samples = pump_run([(0, 1450.0)], seconds=300.0)
-    plain, m = AnomalyDetector(ANOMALY), model(replace(OP, context=()))
+    plain, m = plain_novelty(replace(OP, context=())), model(replace(OP, context=()))
     for t, r in samples:
-        assert plain.update(t, r).anomaly_score == pytest.approx(m.update(t, r).score.anomaly_score, nan_ok=True)
+        a, b = plain.update(t, r).score.anomaly_score, m.update(t, r).score.anomaly_score
+        assert a == pytest.approx(b, nan_ok=True)
     assert "speed_sp_rpm" in m.anomaly.sensors
 
 
@@ -144,7 +151,7 @@ def test_pickle_round_trip_continues_identically():
 
 def test_state_of_another_version_starts_afresh():
     op = OperatingPoint(OP)
-    op.update(0, {"speed_sp_rpm": 1450.0, "flow_m3h": 120.0}, AnomalyDetector(ANOMALY))
+    op.prepare(0, {"speed_sp_rpm": 1450.0, "flow_m3h": 120.0}, NoveltyDetector(ANOMALY))
     state = op.__getstate__()
     state["_v"] = -1
     fresh = OperatingPoint.__new__(OperatingPoint)

@@ -66,20 +66,32 @@ def test_the_snapshot_copy_is_independent_and_scores_the_same() -> None:
     assert a == b and a
 
 
-def test_the_inlined_holt_update_is_rivers_learn_one_bit_for_bit() -> None:
+def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
+    """operators.forecast.Holt replaces River's HoltWinters (whose private attributes we read before):
+    compared through River's public API (level, trend, forecast)."""
+    import pickle
+
     from river import time_series
 
-    from operators.forecast import _learn
+    from operators.forecast import Holt, _SensorModel
 
     rng = random.Random(11)
     ys = [rng.gauss(50, 10) * (1 + i / 100) for i in range(500)]
-    for alpha, beta in ((0.3, 0.1), (0.5, None), (0.9, 0.01)):
-        ours, rivers = time_series.HoltWinters(alpha, beta), time_series.HoltWinters(alpha, beta)
-        for y in ys:
-            _learn(ours, y)
+    for alpha, beta in ((0.3, 0.1), (0.5, None), (0.9, 0.01), (0.4, 0.0)):
+        ours, rivers = Holt(alpha, beta), time_series.HoltWinters(alpha, beta)
+        for i, y in enumerate(ys):
+            ours.learn_one(y)
             rivers.learn_one(y)
-            assert list(ours.level) == list(rivers.level)
-            assert (list(ours.trend) if ours.trend is not None else None) == (
-                list(rivers.trend) if rivers.trend is not None else None
-            )
-        assert ours.forecast(10) == rivers.forecast(10)
+            if i >= 1:
+                assert ours.level == rivers.level[-1]
+                assert ours.trend == (rivers.trend[-1] if rivers.trend else None)
+                assert [ours.forecast_at(h) for h in range(1, 11)] == rivers.forecast(10)
+        # a state pickled by an earlier version (River's model inside) resumes on the same numbers
+        old = _SensorModel.__new__(_SensorModel)
+        old.__dict__.update(model=rivers, pending=None, errors=None, n=len(ys))
+        resumed = pickle.loads(pickle.dumps(old)).model
+        assert isinstance(resumed, Holt)
+        for y in ys[:50]:
+            resumed.learn_one(y)
+            rivers.learn_one(y)
+        assert resumed.forecast_at(10) == rivers.forecast(10)[-1]
