@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import bytewax.operators as op
 import msgspec
 from bytewax.connectors.kafka import KafkaSourceMessage
-from bytewax.dataflow import Dataflow, operator
+from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.operators import KeyedStream, StatefulLogic
 
 from connectors.kafka.clients import producer_config
@@ -64,6 +64,15 @@ def _dead(msg: KafkaSourceMessage, reason: str, detail: str) -> DeadLetter:
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-models") -> Dataflow:
+    """Build the models dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
+    flow = Dataflow(flow_id)
+    topics = [settings.topics.raw, settings.alerts.status_topic, settings.topics.model_control, settings.topics.events]
+    attach(flow, settings, kafka_messages(flow, settings, topics, tail=tail))
+    return flow
+
+
+def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage]) -> None:
+    """Add the per-twin models and their outputs to ``flow``; messages of other topics are ignored."""
     fs, a = settings.flow, settings.alerts
     raw, status_topic, control_topic = settings.topics.raw, a.status_topic, settings.topics.model_control
     events_topic = settings.topics.events
@@ -111,8 +120,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
                 dead.append(("", _dead(m, Reason.SCHEMA.value, str(exc))))
         return [*group_by_key(out), *dead]
 
-    flow = Dataflow(flow_id)
-    messages = kafka_messages(flow, settings, [raw, status_topic, control_topic, events_topic], tail=tail)
     items = op.flat_map_batch("decode", messages, decode_batch)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
@@ -142,7 +149,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     fleet_out = op.stateful_map("fleet_model", by_fleet, lambda state, item: fleet_step(state, item, cfg))
     predictions = op.flat_map("predictions", fleet_out, lambda kv: [to_message(p.twin_id, p) for p in kv[1]])
     op.output("scores_out", op.merge("model_records", outgoing, predictions), kafka_out)
-    return flow
 
 
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):

@@ -14,7 +14,8 @@ import logging
 from datetime import timedelta
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
 
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
@@ -31,6 +32,13 @@ log = logging.getLogger("twinflow.flow")
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-telemetry") -> Dataflow:
     """Build the ingest dataflow; ``tail=False`` stops at the end of the topic (tests, backfills)."""
+    flow = Dataflow(flow_id)
+    attach(flow, settings, kafka_messages(flow, settings, [settings.topics.raw], tail=tail))
+    return flow
+
+
+def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage]) -> None:
+    """Add decoding, the telemetry rows and the dead letters of ``telemetry.raw`` ``messages`` to ``flow``."""
     fs = settings.flow
     limits = Limits(
         max_bytes=fs.max_message_bytes,
@@ -42,9 +50,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     registry = TwinRegistry.load(sec.twin_registry) if sec.twin_registry else None
     guard = IngestGuard(registry, sec.dedup_entries) if registry or sec.dedup_entries else None
 
-    flow = Dataflow(flow_id)
-    messages = kafka_messages(flow, settings, [settings.topics.raw], tail=tail)
-
     splits = op.flat_map_batch("decode", messages, lambda batch: [split_batch(batch, limits, guard=guard)])
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
     op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), fs.batch_size))
@@ -55,7 +60,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         lambda s: [dead_letter_message(d, settings.topics.dlq) for d in s.dead],
     )
     op.output("dlq", dead, MessageSink(producer_config(settings)))
-    return flow
 
 
 def get_flow(tail: bool = True) -> Dataflow:
