@@ -304,7 +304,7 @@ def test_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
 
 
 def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
-    """`twinflow demo` (simulator, three bridges, four flows, the web view) on a copy of config/plant.toml with
+    """`twinflow demo` (simulator, three bridges, its flows, the web view) on a copy of config/plant.toml with
     free ports."""
     plant = MAPPING.read_text()
     plant = plant.replace("127.0.0.1:4840", f"127.0.0.1:{free_port()}").replace("port = 5020", f"port = {free_port()}")
@@ -313,7 +313,8 @@ def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> Non
     mapping.write_text(plant)
     since = datetime.now(UTC)
     demo = env.start("demo-plant", ["demo", "--duration", "300", "--mapping", str(mapping), "--out", str(env.tmp)])
-    wait_for("the demo's 9 processes", lambda: len(demo.children()) == 9, timeout=60)
+    processes = 5 + len(FLOWS)  # simulator, 3 bridges, the web view and the flows
+    wait_for(f"the demo's {processes} processes", lambda: len(demo.children()) == processes, timeout=60)
     children = demo.children()
     landed = "SELECT count(DISTINCT twin_id) AS n FROM telemetry WHERE ingested_at >= %s"
     wait_for("readings of every asset", lambda: query(env.settings, landed, (since,))[0]["n"] >= 6, timeout=120)
