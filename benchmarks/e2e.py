@@ -7,8 +7,10 @@
    (twin ids differ, so the runs never meet in the database).
 2. **Pipeline**, two ways, one topic each: the fused ``pipeline`` flow (ingest, twin, models in one
    process) and the separate telemetry, twin and models flows side by side (one process each)
-   drain their topic, then the alerts flow drains the scores; throughput = readings / total wall
-   time; CPU (ms per 1,000 readings, µs per value) and peak RSS per process are sampled.
+   drain their topic, then the alerts flow drains the scores; a third copy measures the pipeline
+   flow as a local cluster (``--pipeline-processes``, default 2: ``-p 2`` over the 4 partitions);
+   throughput = readings / total wall time; CPU (ms per 1,000 readings, µs per value) and peak
+   RSS per process are sampled.
 3. **Raw limit**: one process that only consumes in batches, decodes with orjson and binary-COPYs
    the values into a scratch table: what Kafka + PostgreSQL allow on this machine.
 4. **Naive reference**: per-message poll, ``json.loads``, one INSERT + commit per value (as many
@@ -79,11 +81,11 @@ def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefi
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, ProcStats]) -> None:
+def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, ProcStats], processes: int = 1) -> None:
     stop = threading.Event()
     procs = {
         name: subprocess.Popen(
-            flow_command(name, tail=False),
+            [*flow_command(name, tail=False), *(["-p", str(processes)] if processes > 1 else [])],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -110,12 +112,14 @@ class PipelineRun:
     scores: tuple[int, int] = (0, 0)
 
 
-def run_pipeline(env: dict[str, str], names: tuple[str, ...] = PIPELINE, label: str = "") -> PipelineRun:
-    """The flows that read telemetry drain the topic side by side (tail=False); then the alerts
-    flow (last of ``names``) drains what the models wrote."""
+def run_pipeline(
+    env: dict[str, str], names: tuple[str, ...] = PIPELINE, label: str = "", processes: int = 1
+) -> PipelineRun:
+    """The flows that read telemetry drain the topic side by side (tail=False), each as a local
+    cluster of ``processes``; then the alerts flow (last of ``names``) drains what the models wrote."""
     out = PipelineRun(label or f"{', '.join(names)}", names, stats={name: ProcStats() for name in names})
     start = time.perf_counter()
-    _run_flows(names[:-1], env, out.stats)
+    _run_flows(names[:-1], env, out.stats, processes)
     out.first = time.perf_counter() - start
     _run_flows(names[-1:], env, out.stats)
     out.wall = time.perf_counter() - start
@@ -293,6 +297,12 @@ def main() -> None:
         default="fused",
         help="the deployment the latency runs measure: pipeline + alerts (default), or the four flows",
     )
+    ap.add_argument(
+        "--pipeline-processes",
+        type=int,
+        default=2,
+        help="also run the pipeline flow as a local cluster of N processes (-p N; 0 or 1: skip)",
+    )
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
 
@@ -312,18 +322,28 @@ def main() -> None:
     ensure_topics(fused_settings)
     fused_prefix = f"e2e{run}f"
     generate(fused_env, args.readings, args.twins, args.sensors, fused_prefix)
-    console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s (twice: one topic per run)")
+    targets = [(fused_settings, fused_prefix), (settings, prefix)]
+    cluster = args.pipeline_processes
+    if cluster > 1:  # the pipeline flow as a local cluster, on a third copy
+        cluster_env = {**os.environ, **topic_env(base, f"bench.{run}.cluster.")}
+        targets.append((_settings_of(cluster_env), f"e2e{run}c"))
+        ensure_topics(targets[-1][0])
+        generate(cluster_env, args.readings, args.twins, args.sensors, targets[-1][1])
+    console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s (per run a topic of its own)")
 
     runs = [
         run_pipeline(fused_env, FUSED, "pipeline flow + alerts (2 processes)"),
         run_pipeline(env, PIPELINE, "separate flows (4 processes)"),
     ]
+    if cluster > 1:
+        label = f"pipeline flow -p {cluster} + alerts ({cluster + 1} processes)"
+        runs.append(run_pipeline(cluster_env, FUSED, label, processes=cluster))
     raw_s = raw_limit(settings, settings.topics.raw, args.readings)
     naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
-    for r, (s, p) in zip(runs, ((fused_settings, fused_prefix), (settings, prefix)), strict=True):
+    for r, (s, p) in zip(runs, targets, strict=True):
         count_outputs(s, p, r)
-    cleanup(settings, prefix)
-    cleanup(fused_settings, fused_prefix)
+    for s, p in targets:
+        cleanup(s, p)
 
     n, values = args.readings, args.readings * args.sensors
     raw_rate = n / raw_s

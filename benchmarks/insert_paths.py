@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
@@ -36,7 +37,7 @@ from twinflow.settings import load_settings
 console = Console()
 COLUMNS = "twin_id, sensor, ts, value, seq, quality, source"
 UNNEST_SQL = (
-    "INSERT INTO {table} (" + COLUMNS + ") SELECT * FROM unnest("
+    "INSERT INTO {} (" + COLUMNS + ") SELECT * FROM unnest("
     "%s::text[], %s::text[], %s::timestamptz[], %s::float8[], %s::int8[], %s::int2[], %s::text[]) "
     "ON CONFLICT (twin_id, sensor, ts) DO NOTHING"
 )
@@ -59,7 +60,7 @@ def batches(n_rows: int, size: int, twins: int, sensors: int) -> list[list[Telem
 def staging(conn: psycopg.Connection, table: str) -> Callable[[Sequence[TelemetryRow]], int]:
     """The sink's own statements (its staging table, COPY and move), the move pointed at ``table``."""
     conn.execute(STAGE_DDL)
-    move = MOVE_SQL.replace("INSERT INTO telemetry ", f"INSERT INTO {table} ", 1)
+    move = sql.SQL(MOVE_SQL.replace("INSERT INTO telemetry ", "INSERT INTO {} ", 1)).format(sql.Identifier(table))
 
     def write(rows: Sequence[TelemetryRow]) -> int:
         with conn.transaction(), conn.cursor() as cur:
@@ -74,12 +75,12 @@ def staging(conn: psycopg.Connection, table: str) -> Callable[[Sequence[Telemetr
 
 
 def unnest(conn: psycopg.Connection, table: str) -> Callable[[Sequence[TelemetryRow]], int]:
-    sql = UNNEST_SQL.format(table=table)
+    statement = sql.SQL(UNNEST_SQL).format(sql.Identifier(table))
 
     def write(rows: Sequence[TelemetryRow]) -> int:
         cols = list(zip(*rows, strict=True))
         with conn.transaction(), conn.cursor(binary=True) as cur:
-            cur.execute(sql, [list(c) for c in cols])
+            cur.execute(statement, [list(c) for c in cols])
             return cur.rowcount
 
     return write
@@ -102,9 +103,8 @@ def main() -> None:
     inserted: dict[str, dict[str, int]] = {k: {"fresh": 0, "replay": 0} for k in tables}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for t in tables.values():
-            conn.execute(
-                f"CREATE TABLE {t} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
-            )
+            like = "CREATE TABLE {} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+            conn.execute(sql.SQL(like).format(sql.Identifier(t)))
         try:
             writers = {"staging": staging(conn, tables["staging"]), "unnest": unnest(conn, tables["unnest"])}
             for phase in ("fresh", "replay"):
@@ -114,10 +114,11 @@ def main() -> None:
                         t0 = time.perf_counter()
                         inserted[name][phase] += writers[name](batch)
                         times[name][phase].append(time.perf_counter() - t0)
-            held = {k: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for k, t in tables.items()}
+            count = sql.SQL("SELECT count(*) FROM {}")
+            held = {k: conn.execute(count.format(sql.Identifier(t))).fetchone()[0] for k, t in tables.items()}
         finally:
             for t in tables.values():
-                conn.execute(f"DROP TABLE IF EXISTS {t}")
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(t)))
 
     table = Table(title=f"idempotent telemetry writes, {args.rows:,} rows in batches of {args.batch:,}")
     cols = ("path", "fresh ms/batch (median)", "fresh rows/s", "replay ms/batch", "replay rows/s", "inserted", "held")
