@@ -96,12 +96,18 @@ bench-alerts: setup
 	$(TW) db migrate
 	$(PY) -m benchmarks.alerts --records 200000 --twins 50 --db-rows 50000
 
-# End to end: the 4 flows vs the raw limit vs a naive reference, same data (benchmarks/RESULTS.md).
+# End to end: the pipeline flow and the 4 separate flows vs the raw limit vs a naive reference, same data (benchmarks/RESULTS.md).
 .PHONY: bench
 bench: setup
 	$(TW) stack up
 	$(TW) db migrate
 	$(PY) -m benchmarks.e2e --readings 200000 --twins 200
+# The idempotent telemetry write: today's staging + INSERT … ON CONFLICT vs one INSERT … SELECT FROM unnest.
+.PHONY: bench-insert
+bench-insert: setup
+	$(TW) stack up
+	$(TW) db migrate
+	$(PY) -m benchmarks.insert_paths --rows 400000
 # Security and reliability (docs/security.md)
 .PHONY: test-security test-faults bench-faults
 test-security: setup

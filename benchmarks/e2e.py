@@ -3,16 +3,21 @@
     make bench                                   # 200,000 readings × 5 values, 200 twins
     python -m benchmarks.e2e --readings 20000 --no-record   # the small variant the tests run
 
-1. A load generator (its own process) fills a fresh 4-partition topic with N envelopes.
-2. **Pipeline**: the telemetry, twin and models flows run side by side (one process each, as
-   deployed) until they have drained the topic, then the alerts flow drains the scores;
-   throughput = readings / total wall time; CPU and peak RSS per process are sampled.
+1. A load generator (its own process) fills two fresh 4-partition topics with the same N envelopes
+   (twin ids differ, so the runs never meet in the database).
+2. **Pipeline**, two ways, one topic each: the fused ``pipeline`` flow (ingest, twin, models in one
+   process) and the separate telemetry, twin and models flows side by side (one process each)
+   drain their topic, then the alerts flow drains the scores; a third copy measures the pipeline
+   flow as a local cluster (``--pipeline-processes``, default 2: ``-p 2`` over the 4 partitions);
+   throughput = readings / total wall time; CPU (ms per 1,000 readings, µs per value) and peak
+   RSS per process are sampled.
 3. **Raw limit**: one process that only consumes in batches, decodes with orjson and binary-COPYs
    the values into a scratch table: what Kafka + PostgreSQL allow on this machine.
 4. **Naive reference**: per-message poll, ``json.loads``, one INSERT + commit per value (as many
    tutorials do), on a sample of the data (it is slow), extrapolated as a rate.
-5. **Latency** (benchmarks/latency.py): the four flows run tailing on fresh topics; a paced
-   generator sends at 25, 50 and 90 % of the pipeline's rate from step 2 for ``--latency-seconds``
+5. **Latency** (benchmarks/latency.py): the pipeline and alerts flows (``--latency-flows
+   separate``: the four flows) run tailing on fresh topics; a paced generator sends at 25, 50 and
+   90 % of that deployment's rate from step 2 for ``--latency-seconds``
    each; p50/p95/p99 of (row insert time − reading ts) for telemetry rows and anomaly scores.
 
 Prints a table with the ratios and appends it to benchmarks/RESULTS.md.
@@ -38,6 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import latency
+from benchmarks.latency import FUSED
 from benchmarks.machine import append_result
 from benchmarks.processes import flow_command, usage
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
@@ -75,11 +81,11 @@ def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefi
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, ProcStats]) -> None:
+def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, ProcStats], processes: int = 1) -> None:
     stop = threading.Event()
     procs = {
         name: subprocess.Popen(
-            flow_command(name, tail=False),
+            [*flow_command(name, tail=False), *(["-p", str(processes)] if processes > 1 else [])],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -95,16 +101,38 @@ def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, Pro
     stop.set()
 
 
-def run_pipeline(env: dict[str, str]) -> tuple[float, dict[str, ProcStats], float]:
-    """The flows that read telemetry drain the topic side by side (tail=False); then the alerts
-    flow drains what the models wrote. Returns the total wall time, per-process stats and the
-    wall time of the first phase (telemetry, twin, models)."""
-    stats = {name: ProcStats() for name in PIPELINE}
+@dataclass
+class PipelineRun:
+    label: str
+    names: tuple[str, ...]
+    wall: float = 0.0
+    first: float = 0.0  # the flows that read telemetry (all but alerts)
+    stats: dict[str, ProcStats] = field(default_factory=dict)
+    rows: int = 0
+    scores: tuple[int, int] = (0, 0)
+
+
+def run_pipeline(
+    env: dict[str, str], names: tuple[str, ...] = PIPELINE, label: str = "", processes: int = 1
+) -> PipelineRun:
+    """The flows that read telemetry drain the topic side by side (tail=False), each as a local
+    cluster of ``processes``; then the alerts flow (last of ``names``) drains what the models wrote."""
+    out = PipelineRun(label or f"{', '.join(names)}", names, stats={name: ProcStats() for name in names})
     start = time.perf_counter()
-    _run_flows(PIPELINE[:-1], env, stats)
-    first = time.perf_counter() - start
-    _run_flows(PIPELINE[-1:], env, stats)
-    return time.perf_counter() - start, stats, first
+    _run_flows(names[:-1], env, out.stats, processes)
+    out.first = time.perf_counter() - start
+    _run_flows(names[-1:], env, out.stats)
+    out.wall = time.perf_counter() - start
+    return out
+
+
+def count_outputs(settings, prefix: str, run: PipelineRun) -> None:
+    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+        run.rows = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
+        run.scores = db.execute(
+            "SELECT count(*), count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s",
+            (prefix + "-%",),
+        ).fetchone()
 
 
 def raw_limit(settings, topic: str, readings: int) -> float:
@@ -167,7 +195,7 @@ def naive(settings, topic: str, sample_n: int) -> float:
     return wall
 
 
-def run_latency(base, run: str, max_rate: float, args) -> list[latency.Phase]:
+def run_latency(base, run: str, max_rate: float, args, names: tuple[str, ...] = FUSED) -> list[latency.Phase]:
     """The latency phases on fresh topics (the flows tail them); cleans up its rows and topics."""
     env = {**os.environ, **topic_env(base, f"bench.{run}.lat.")}
     os.environ.update(env)
@@ -186,6 +214,7 @@ def run_latency(base, run: str, max_rate: float, args) -> list[latency.Phase]:
             sensors=args.sensors,
             prefix=prefix,
             warmup=settings.ml.anomaly.warmup,
+            names=names,
         )
     finally:
         cleanup(settings, prefix)
@@ -239,13 +268,14 @@ def latency_table(phases: list[latency.Phase], max_rate: float) -> Table:
     return t
 
 
-def latency_markdown(phases: list[latency.Phase], max_rate: float, args) -> str:
+def latency_markdown(phases: list[latency.Phase], max_rate: float, args, names: tuple[str, ...]) -> str:
     head = "| " + " | ".join(LATENCY_COLUMNS) + " |\n|" + "---:|" * len(LATENCY_COLUMNS) + "\n"
     body = "".join("| " + " | ".join(_latency_cells(p)) + " |\n" for p in phases)
     cpu = "; ".join(f"{p.fraction:.0%}: " + ", ".join(f"{k} {v:.0%}" for k, v in p.cpu_share.items()) for p in phases)
     return (
-        f"\nEnd-to-end latency, readings/s as a share of the pipeline rate above ({max_rate:,.0f}/s); "
-        f"flows tailing (recovery off), {args.latency_twins or args.twins:,} twins, {args.latency_seconds:g} s "
+        f"\nEnd-to-end latency, readings/s as a share of the rate above ({max_rate:,.0f}/s); "
+        f"flows {', '.join(names)} tailing (recovery off), {args.latency_twins or args.twins:,} twins, "
+        f"{args.latency_seconds:g} s "
         "per rate; latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts:\n\n"
         + head
         + body
@@ -261,6 +291,18 @@ def main() -> None:
     ap.add_argument("--naive-sample", type=int, default=3000, help="messages for the naive reference")
     ap.add_argument("--latency-seconds", type=float, default=20.0, help="seconds per latency rate (0: skip)")
     ap.add_argument("--latency-twins", type=int, default=None, help="twins in the latency runs (default: --twins)")
+    ap.add_argument(
+        "--latency-flows",
+        choices=("fused", "separate"),
+        default="fused",
+        help="the deployment the latency runs measure: pipeline + alerts (default), or the four flows",
+    )
+    ap.add_argument(
+        "--pipeline-processes",
+        type=int,
+        default=2,
+        help="also run the pipeline flow as a local cluster of N processes (-p N; 0 or 1: skip)",
+    )
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
 
@@ -274,35 +316,53 @@ def main() -> None:
     ensure_topics(settings)
     prefix = f"e2e{run}"
     gen_s = generate(env, args.readings, args.twins, args.sensors, prefix)
-    console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s")
+    # The same data on topics of their own for the fused flow (other twin ids: no shared rows).
+    fused_env = {**os.environ, **topic_env(base, f"bench.{run}.fused.")}
+    fused_settings = _settings_of(fused_env)
+    ensure_topics(fused_settings)
+    fused_prefix = f"e2e{run}f"
+    generate(fused_env, args.readings, args.twins, args.sensors, fused_prefix)
+    targets = [(fused_settings, fused_prefix), (settings, prefix)]
+    cluster = args.pipeline_processes
+    if cluster > 1:  # the pipeline flow as a local cluster, on a third copy
+        cluster_env = {**os.environ, **topic_env(base, f"bench.{run}.cluster.")}
+        targets.append((_settings_of(cluster_env), f"e2e{run}c"))
+        ensure_topics(targets[-1][0])
+        generate(cluster_env, args.readings, args.twins, args.sensors, targets[-1][1])
+    console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s (per run a topic of its own)")
 
-    wall, stats, first_s = run_pipeline(env)
+    runs = [
+        run_pipeline(fused_env, FUSED, "pipeline flow + alerts (2 processes)"),
+        run_pipeline(env, PIPELINE, "separate flows (4 processes)"),
+    ]
+    if cluster > 1:
+        label = f"pipeline flow -p {cluster} + alerts ({cluster + 1} processes)"
+        runs.append(run_pipeline(cluster_env, FUSED, label, processes=cluster))
     raw_s = raw_limit(settings, settings.topics.raw, args.readings)
     naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
-
-    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-        rows = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
-        scores = db.execute(
-            "SELECT count(*), count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s",
-            (prefix + "-%",),
-        ).fetchone()
-    cleanup(settings, prefix)
+    for r, (s, p) in zip(runs, targets, strict=True):
+        count_outputs(s, p, r)
+    for s, p in targets:
+        cleanup(s, p)
 
     n, values = args.readings, args.readings * args.sensors
-    pipe_rate = n / wall
     raw_rate = n / raw_s
     naive_rate = min(args.naive_sample, n) / naive_s
-    phases = run_latency(base, run, pipe_rate, args) if args.latency_seconds > 0 else []
+    lat_names = FUSED if args.latency_flows == "fused" else PIPELINE
+    lat_rate = n / runs[0 if args.latency_flows == "fused" else 1].wall
+    phases = run_latency(base, run, lat_rate, args, lat_names) if args.latency_seconds > 0 else []
     t = Table(title="end to end, same data")
     for col in ("run", "readings/s", "values/s", "vs raw limit", "vs naive"):
         t.add_column(col, justify="right")
-    t.add_row(
-        "pipeline (4 flows)",
-        f"{pipe_rate:,.0f}",
-        f"{pipe_rate * args.sensors:,.0f}",
-        f"{pipe_rate / raw_rate:.0%}",
-        f"{pipe_rate / naive_rate:.1f}×",
-    )
+    for r in runs:
+        rate = n / r.wall
+        t.add_row(
+            r.label,
+            f"{rate:,.0f}",
+            f"{rate * args.sensors:,.0f}",
+            f"{rate / raw_rate:.0%}",
+            f"{rate / naive_rate:.1f}×",
+        )
     t.add_row(
         "raw limit (consume + COPY)",
         f"{raw_rate:,.0f}",
@@ -318,46 +378,90 @@ def main() -> None:
         "1.0×",
     )
     console.print(t)
-    procs = Table(title="per process (pipeline run)")
-    for col in ("flow", "CPU s", "CPU ms per 1k readings", "CPU share of wall", "peak RSS MiB"):
+    procs = Table(title="per process")
+    for col in PROC_COLUMNS:
         procs.add_column(col, justify="right")
-    for name, st in stats.items():
-        procs.add_row(
-            name, f"{st.cpu_s:.1f}", f"{st.cpu_s / n * 1e6:,.0f}", f"{st.cpu_s / wall:.0%}", f"{st.peak_rss_mb:.0f}"
-        )
+    for r in runs:
+        for cells in _proc_cells(r, n, args.sensors):
+            procs.add_row(*cells)
     console.print(procs)
-    console.print(f"pipeline wall {wall:.1f} s: telemetry+twin+models {first_s:.1f} s, alerts {wall - first_s:.1f} s")
-    console.print(f"telemetry rows {rows:,} (expected {values:,}); anomaly scores {scores[0]:,} for {scores[1]} twins")
+    for r in runs:
+        console.print(
+            f"{r.label}: wall {r.wall:.1f} s ({', '.join(r.names[:-1])} {r.first:.1f} s, "
+            f"alerts {r.wall - r.first:.1f} s); "
+            f"telemetry rows {r.rows:,} (expected {values:,}); anomaly scores {r.scores[0]:,} for {r.scores[1]} twins"
+        )
     if phases:
-        console.print(latency_table(phases, pipe_rate))
-    if rows != values:
-        sys.exit("the pipeline did not write every value")
+        console.print(latency_table(phases, lat_rate))
+    if any(r.rows != values for r in runs):
+        sys.exit("a pipeline run did not write every value")
     if not args.no_record:
         md = (
             "| run | readings/s | values/s | vs raw limit | vs naive |\n|---|---:|---:|---:|---:|\n"
-            f"| pipeline (4 flows, 1 process each) | {pipe_rate:,.0f} | {pipe_rate * args.sensors:,.0f} "
-            f"| {pipe_rate / raw_rate:.0%} | {pipe_rate / naive_rate:.1f}× |\n"
-            f"| raw limit (consume + orjson + COPY) | {raw_rate:,.0f} | {raw_rate * args.sensors:,.0f} | 100% "
+            + "".join(
+                f"| {r.label} | {n / r.wall:,.0f} | {n / r.wall * args.sensors:,.0f} "
+                f"| {n / r.wall / raw_rate:.0%} | {n / r.wall / naive_rate:.1f}× |\n"
+                for r in runs
+            )
+            + f"| raw limit (consume + orjson + COPY) | {raw_rate:,.0f} | {raw_rate * args.sensors:,.0f} | 100% "
             f"| {raw_rate / naive_rate:.1f}× |\n"
             f"| naive (poll, json.loads, INSERT+commit per value; {min(args.naive_sample, n):,} msgs) "
             f"| {naive_rate:,.0f} | {naive_rate * args.sensors:,.0f} | {naive_rate / raw_rate:.1%} | 1.0× |\n\n"
-            "| flow | CPU s | CPU ms per 1k readings | CPU/wall | peak RSS MiB |\n|---|---:|---:|---:|---:|\n"
+            "| "
+            + " | ".join(PROC_COLUMNS)
+            + " |\n|---|---|"
+            + "---:|" * (len(PROC_COLUMNS) - 2)
+            + "\n"
+            + "".join("| " + " | ".join(c) + " |\n" for r in runs for c in _proc_cells(r, n, args.sensors))
             + "".join(
-                f"| {k} | {v.cpu_s:.1f} | {v.cpu_s / n * 1e6:,.0f} | {v.cpu_s / wall:.0%} | {v.peak_rss_mb:.0f} |\n"
-                for k, v in stats.items()
+                f"\n{r.label}: wall time {r.wall:.1f} s ({', '.join(r.names[:-1])} {r.first:.1f} s, then alerts "
+                f"{r.wall - r.first:.1f} s); {r.scores[0]:,} anomaly scores for {r.scores[1]:,} twins."
+                for r in runs
             )
-            + f"\nPipeline wall time {wall:.1f} s (telemetry, twin and models side by side {first_s:.1f} s, "
-            f"then alerts {wall - first_s:.1f} s) for {n:,} readings of {args.sensors} values, {args.twins:,} twins; "
-            f"{scores[0]:,} anomaly scores for {scores[1]:,} twins. Load average before the run: {load}.\n"
-            + (latency_markdown(phases, pipe_rate, args) if phases else "")
+            + f"\n\n{n:,} readings of {args.sensors} values, {args.twins:,} twins. "
+            f"Load average before the run: {load}.\n"
+            + (latency_markdown(phases, lat_rate, args, lat_names) if phases else "")
         )
         append_result(
-            "End to end: pipeline vs raw limit vs naive",
+            "End to end: pipeline flow vs separate flows vs raw limit vs naive",
             f"python -m benchmarks.e2e --readings {n} --twins {args.twins} --sensors {args.sensors}",
             md,
         )
     if any(not p.drained for p in phases):  # recorded as such ("all written: no"), but the run failed
         sys.exit("a latency phase was not written completely in time (see the table)")
+
+
+PROC_COLUMNS = ("run", "flow", "CPU s", "CPU ms per 1k readings", "CPU µs per value", "CPU/wall", "peak RSS MiB")
+
+
+def _proc_cells(r: PipelineRun, readings: int, sensors: int) -> list[list[str]]:
+    """Per process of a run: CPU per reading and per value (the stage's cost), share of wall, RSS."""
+    rows = []
+    for name, st in r.stats.items():
+        stage = "ingest + twin + models" if name == "pipeline" else name
+        rows.append(
+            [
+                r.label.split(" (")[0],
+                stage,
+                f"{st.cpu_s:.1f}",
+                f"{st.cpu_s / readings * 1e6:,.0f}",
+                f"{st.cpu_s / (readings * sensors) * 1e6:,.1f}",
+                f"{st.cpu_s / r.wall:.0%}",
+                f"{st.peak_rss_mb:.0f}",
+            ]
+        )
+    return rows
+
+
+def _settings_of(env: dict[str, str]):
+    """Settings as a process started with ``env`` sees them."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 if __name__ == "__main__":

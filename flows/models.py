@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
-from bytewax.dataflow import Dataflow, operator
+from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.operators import KeyedStream, StatefulLogic
 
 from connectors.kafka.clients import producer_config
@@ -54,6 +54,15 @@ log = logging.getLogger("twinflow.models")
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-models") -> Dataflow:
+    """Build the models dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
+    flow = Dataflow(flow_id)
+    topics = [settings.topics.raw, settings.alerts.status_topic, settings.topics.model_control, settings.topics.events]
+    attach(flow, settings, kafka_messages(flow, settings, topics, tail=tail))
+    return flow
+
+
+def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage]) -> None:
+    """Add the per-twin models and their outputs to ``flow``; messages of other topics are ignored."""
     a = settings.alerts
     raw, status_topic, control_topic = settings.topics.raw, a.status_topic, settings.topics.model_control
     events_topic = settings.topics.events
@@ -68,8 +77,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         ranges=tuple(ml.ranges),
     )
 
-    flow = Dataflow(flow_id)
-    messages = kafka_messages(flow, settings, [raw, status_topic, control_topic, events_topic], tail=tail)
     topics = ModelTopics(raw, status_topic, control_topic, events_topic)
 
     def decode_items(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
@@ -106,7 +113,6 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     fleet_out = op.stateful_map("fleet_model", by_fleet, lambda state, item: fleet_step(state, item, cfg))
     predictions = op.flat_map("predictions", fleet_out, lambda kv: [to_message(p.twin_id, p) for p in kv[1]])
     op.output("scores_out", op.merge("model_records", outgoing, predictions), kafka_out)
-    return flow
 
 
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):

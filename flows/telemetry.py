@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
 
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
@@ -28,11 +29,14 @@ log = logging.getLogger("twinflow.flow")
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-telemetry") -> Dataflow:
     """Build the ingest dataflow; ``tail=False`` stops at the end of the topic (tests, backfills)."""
-    rules = reading_rules(settings)
-
     flow = Dataflow(flow_id)
-    messages = kafka_messages(flow, settings, [settings.topics.raw], tail=tail)
+    attach(flow, settings, kafka_messages(flow, settings, [settings.topics.raw], tail=tail))
+    return flow
 
+
+def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage]) -> None:
+    """Add decoding, the telemetry rows and the dead letters of ``telemetry.raw`` ``messages`` to ``flow``."""
+    rules = reading_rules(settings)
     splits = op.flat_map_batch("decode", messages, lambda batch: [rules.split(batch)])
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
     op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size))
@@ -43,4 +47,3 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
         lambda s: [dead_letter_message(d, settings.topics.dlq) for d in s.dead],
     )
     op.output("dlq", dead, MessageSink(producer_config(settings)))
-    return flow

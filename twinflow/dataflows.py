@@ -16,7 +16,7 @@ from bytewax.dataflow import Dataflow
 
 from twinflow.settings import load_settings
 
-FLOWS = ("telemetry", "twin", "models", "alerts")
+FLOWS = ("pipeline", "telemetry", "twin", "models", "alerts")
 
 
 def get_flow(name: str, tail: bool = True) -> Dataflow:
@@ -25,6 +25,10 @@ def get_flow(name: str, tail: bool = True) -> Dataflow:
         raise ValueError(f"unknown flow {name!r}: choose one of {', '.join(FLOWS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return importlib.import_module(f"flows.{name}").build_flow(load_settings(), tail=tail)
+
+
+def pipeline(tail: bool = True) -> Dataflow:
+    return get_flow("pipeline", tail)
 
 
 def telemetry(tail: bool = True) -> Dataflow:

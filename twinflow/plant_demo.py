@@ -1,8 +1,9 @@
 """`twinflow demo`: the simulated plant through every layer, with a live view and a report.
 
 Starts, as child processes: the plant simulator (OPC-UA server, Modbus TCP server, MQTT
-device, per ``config/plant.toml``) with a fault schedule, the three protocol bridges, and the
-telemetry, twin, models and alerts flows (recovery on). Shows per twin what lands, the
+device, per ``config/plant.toml``) with a fault schedule, the three protocol bridges, the
+pipeline flow (ingest, twin and models in one: :mod:`flows.pipeline`) and the alerts flow
+(recovery on). Shows per twin what lands, the
 latest anomaly score and open alerts; at the end stops what it started, compares the alerts
 with the injected faults (lead time, missed faults, false alarms) and writes an HTML report.
 """
@@ -26,11 +27,12 @@ from rich.live import Live
 from rich.table import Table
 
 from connectors.stopping import STOP_WITHIN_S, stop_on_signals, stop_with_parent
-from twinflow.dataflows import FLOWS
 from twinflow.fault_scoring import Evaluation
 from twinflow.settings import PROJECT_ROOT, Settings
 
 MAPPING = PROJECT_ROOT / "config" / "plant.toml"
+# The fused flow (telemetry.raw read once) and the alerts flow; the separate flows give the same output.
+FLOWS = ("pipeline", "alerts")
 # A demo lasts minutes, a plant runs for months: the simulated devices sample at 4–20 Hz, so the
 # models warm up and learn their healthy reference on fewer samples and adapt their baseline more
 # slowly (in samples), and alerts open after 10 s instead of 60 s. Any of these can be overridden

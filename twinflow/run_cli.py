@@ -11,6 +11,7 @@ import typer
 from twinflow.cli_support import err_console, settings_or_exit, setup_logging
 
 FLOWS = {
+    "pipeline": "ingest, reconciliation and models in one flow, telemetry.raw read once (docs/performance.md)",
     "telemetry": "validate telemetry.raw, rows to PostgreSQL, rejects to the DLQ",
     "twin": "reconcile reported/desired state, event-time windows (docs/reconciliation.md)",
     "models": "online anomaly scores and forecasts per twin (docs/ml.md)",

@@ -19,3 +19,4 @@ def test_docker_compose_config_validates():
     assert (REPO / "grafana/provisioning/datasources/twinflow.yml").is_file()
     assert cfg["services"]["init"]["build"]["context"] == str(REPO)
     assert cfg["services"]["flow"]["image"] == cfg["services"]["init"]["image"]
+    assert cfg["services"]["flow"]["command"] == ["run", "pipeline"]  # the fused flow is the default

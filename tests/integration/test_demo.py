@@ -33,7 +33,7 @@ def test_demo_runs_and_everything_lands(stack_settings):
 
 
 def test_plant_demo_runs_every_layer_and_writes_the_report(stack_settings, tmp_path):
-    """The Quick start's `make demo`, shortened: simulator → 3 bridges → 4 flows → report."""
+    """The Quick start's `make demo`, shortened: simulator → 3 bridges → pipeline and alerts flows → report."""
     res = subprocess.run(
         [sys.executable, "-m", "twinflow.cli", "demo", "--duration", "40", "--out", str(tmp_path)],
         capture_output=True,

@@ -194,6 +194,36 @@ def test_twin_models_and_alerts_flows_stop_on_sigterm_with_their_outputs_written
     assert query(env.settings, _VERSIONS, (twin,))[0]["v"] >= state.state.version > 0
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "local-cluster"])
+def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, processes: int) -> None:
+    """The fused flow, stopped while readings stream in: rows, twin versions and model snapshots
+    committed together; a restart from the snapshot to the end of the topic finds every reading."""
+    prefix = f"stop{env.uid}pipe{processes}-"
+    first, second = _telemetry(prefix, 300), _telemetry(prefix, 300, start=300)
+    produce(env.settings, first)
+    rdir = env.tmp / f"recovery-pipeline-p{processes}"
+    args = ["run", "pipeline", "-p", str(processes)]
+    flow = env.start(f"pipeline-p{processes}", args, TWINFLOW_FLOW__RECOVERY_DIR=str(rdir))
+    wait_for("the first readings in the database", lambda: _rows(env.settings, prefix) == 900, timeout=90)
+    wait_for("twin versions", lambda: query(env.settings, _VERSIONS, (f"{prefix}0",))[0]["v"], timeout=60)
+    children = flow.children()
+    assert len(children) == (processes if processes > 1 else 0)
+
+    streaming = _produce_slowly(env.settings, second, per_s=150)
+    time.sleep(1.0)  # readings are arriving when the stop comes
+    out = flow.assert_stops_cleanly()
+    streaming.join()
+    assert "committed with everything read" in out
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "cluster processes left behind"
+    # The twin's committed snapshot counts no version the database does not hold.
+    state = _snapshot(rdir / "pipeline", "twin_state", f"{prefix}0")
+    assert query(env.settings, _VERSIONS, (f"{prefix}0",))[0]["v"] >= state.state.version > 0
+
+    rest = env.start(f"pipeline-p{processes}-rest", [*args, "--no-tail"], TWINFLOW_FLOW__RECOVERY_DIR=str(rdir))
+    assert rest.shell.wait(120) == 0, rest.output()[-3000:]
+    assert _rows(env.settings, prefix) == 1800
+
+
 _VERSIONS = "SELECT coalesce(max(version), 0) AS v FROM twin_state_history WHERE twin_id = %s"
 _SCORES = "SELECT count(*) AS n FROM anomaly_scores WHERE twin_id = %s"
 
@@ -274,7 +304,7 @@ def test_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
 
 
 def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
-    """`twinflow demo` (simulator, three bridges, four flows, the web view) on a copy of config/plant.toml with
+    """`twinflow demo` (simulator, three bridges, its flows, the web view) on a copy of config/plant.toml with
     free ports."""
     plant = MAPPING.read_text()
     plant = plant.replace("127.0.0.1:4840", f"127.0.0.1:{free_port()}").replace("port = 5020", f"port = {free_port()}")
@@ -283,7 +313,8 @@ def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> Non
     mapping.write_text(plant)
     since = datetime.now(UTC)
     demo = env.start("demo-plant", ["demo", "--duration", "300", "--mapping", str(mapping), "--out", str(env.tmp)])
-    wait_for("the demo's 9 processes", lambda: len(demo.children()) == 9, timeout=60)
+    processes = 5 + len(FLOWS)  # simulator, 3 bridges, the web view and the flows
+    wait_for(f"the demo's {processes} processes", lambda: len(demo.children()) == processes, timeout=60)
     children = demo.children()
     landed = "SELECT count(DISTINCT twin_id) AS n FROM telemetry WHERE ingested_at >= %s"
     wait_for("readings of every asset", lambda: query(env.settings, landed, (since,))[0]["n"] >= 6, timeout=120)

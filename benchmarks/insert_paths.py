@@ -1,0 +1,155 @@
+"""Cheapest idempotent telemetry write: today's staging path vs one ``INSERT … SELECT FROM unnest``.
+
+    make bench-insert                                    # 400,000 rows in batches of 5,000
+    python -m benchmarks.insert_paths --rows 100000 --no-record
+
+Both paths write the same batches into a scratch copy of ``telemetry`` (same columns, defaults,
+primary key), each in its own table, alternating batch by batch so both see the same load:
+
+* **staging** (:mod:`connectors.postgres.telemetry_sink`): binary COPY into a temporary table,
+  ``INSERT … SELECT … ON CONFLICT DO NOTHING``, one transaction per batch;
+* **unnest**: one statement, ``INSERT … SELECT * FROM unnest(%s::text[], …) ON CONFLICT DO
+  NOTHING``, the columns sent as binary arrays, one transaction per batch.
+
+Then every batch is written a second time (a recovery replay): both must insert nothing.
+Printed: ms per batch and rows/s for fresh rows and for replays, and the rows each table holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.machine import append_result
+from connectors.postgres.telemetry_sink import COPY_SQL, COPY_TYPES, MOVE_SQL, STAGE_DDL
+from operators.ingest import TelemetryRow
+from twinflow.settings import load_settings
+
+console = Console()
+COLUMNS = "twin_id, sensor, ts, value, seq, quality, source"
+UNNEST_SQL = (
+    "INSERT INTO {} (" + COLUMNS + ") SELECT * FROM unnest("
+    "%s::text[], %s::text[], %s::timestamptz[], %s::float8[], %s::int8[], %s::int2[], %s::text[]) "
+    "ON CONFLICT (twin_id, sensor, ts) DO NOTHING"
+)
+
+
+def batches(n_rows: int, size: int, twins: int, sensors: int) -> list[list[TelemetryRow]]:
+    """Readings of ``twins`` twins with ``sensors`` values each, as the ingest operator makes them."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows: list[TelemetryRow] = []
+    seq = 0
+    while len(rows) < n_rows:
+        twin = f"ins-{seq % twins}"
+        ts = t0 + timedelta(milliseconds=10 * seq)
+        rows.extend(TelemetryRow(twin, f"s{k}", ts, seq * 0.1 + k, seq, 0, "bench") for k in range(sensors))
+        seq += 1
+    rows = rows[:n_rows]
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def staging(conn: psycopg.Connection, table: str) -> Callable[[Sequence[TelemetryRow]], int]:
+    """The sink's own statements (its staging table, COPY and move), the move pointed at ``table``."""
+    conn.execute(STAGE_DDL)
+    move = sql.SQL(MOVE_SQL.replace("INSERT INTO telemetry ", "INSERT INTO {} ", 1)).format(sql.Identifier(table))
+
+    def write(rows: Sequence[TelemetryRow]) -> int:
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(move)
+            return cur.rowcount
+
+    return write
+
+
+def unnest(conn: psycopg.Connection, table: str) -> Callable[[Sequence[TelemetryRow]], int]:
+    statement = sql.SQL(UNNEST_SQL).format(sql.Identifier(table))
+
+    def write(rows: Sequence[TelemetryRow]) -> int:
+        cols = list(zip(*rows, strict=True))
+        with conn.transaction(), conn.cursor(binary=True) as cur:
+            cur.execute(statement, [list(c) for c in cols])
+            return cur.rowcount
+
+    return write
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=400_000)
+    ap.add_argument("--batch", type=int, default=5000, help="rows per transaction (flow.batch_size)")
+    ap.add_argument("--twins", type=int, default=200)
+    ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+
+    conninfo = load_settings().postgres.conninfo()
+    run = uuid.uuid4().hex[:6]
+    data = batches(args.rows, args.batch, args.twins, args.sensors)
+    tables = {"staging": f"bench_ins_stage_{run}", "unnest": f"bench_ins_unnest_{run}"}
+    times: dict[str, dict[str, list[float]]] = {k: {"fresh": [], "replay": []} for k in tables}
+    inserted: dict[str, dict[str, int]] = {k: {"fresh": 0, "replay": 0} for k in tables}
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for t in tables.values():
+            like = "CREATE TABLE {} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+            conn.execute(sql.SQL(like).format(sql.Identifier(t)))
+        try:
+            writers = {"staging": staging(conn, tables["staging"]), "unnest": unnest(conn, tables["unnest"])}
+            for phase in ("fresh", "replay"):
+                for i, batch in enumerate(data):
+                    order = ("staging", "unnest") if i % 2 == 0 else ("unnest", "staging")
+                    for name in order:
+                        t0 = time.perf_counter()
+                        inserted[name][phase] += writers[name](batch)
+                        times[name][phase].append(time.perf_counter() - t0)
+            count = sql.SQL("SELECT count(*) FROM {}")
+            held = {k: conn.execute(count.format(sql.Identifier(t))).fetchone()[0] for k, t in tables.items()}
+        finally:
+            for t in tables.values():
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(t)))
+
+    table = Table(title=f"idempotent telemetry writes, {args.rows:,} rows in batches of {args.batch:,}")
+    cols = ("path", "fresh ms/batch (median)", "fresh rows/s", "replay ms/batch", "replay rows/s", "inserted", "held")
+    for c in cols:
+        table.add_column(c, justify="right")
+    md = "| " + " | ".join(cols) + " |\n|---|" + "---:|" * (len(cols) - 1) + "\n"
+    for name in tables:
+        f, r = times[name]["fresh"], times[name]["replay"]
+        cells = [
+            name,
+            f"{statistics.median(f) * 1000:.1f}",
+            f"{args.rows / sum(f):,.0f}",
+            f"{statistics.median(r) * 1000:.1f}",
+            f"{args.rows / sum(r):,.0f}",
+            f"{inserted[name]['fresh']:,} + {inserted[name]['replay']:,}",
+            f"{held[name]:,}",
+        ]
+        table.add_row(*cells)
+        md += "| " + " | ".join(cells) + " |\n"
+    console.print(table)
+    ok = all(inserted[k]["replay"] == 0 and held[k] == args.rows for k in tables)
+    console.print("idempotent: " + ("yes, a replay inserted nothing" if ok else "NO"))
+    if not args.no_record:
+        append_result(
+            "Idempotent telemetry write: staging + INSERT … ON CONFLICT vs INSERT … SELECT FROM unnest",
+            f"python -m benchmarks.insert_paths --rows {args.rows} --batch {args.batch}",
+            md,
+        )
+    if not ok:
+        raise SystemExit("a path is not idempotent")
+
+
+if __name__ == "__main__":
+    main()
