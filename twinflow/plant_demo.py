@@ -11,6 +11,7 @@ with the injected faults (lead time, missed faults, false alarms) and writes an 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -197,6 +198,16 @@ def _view(
     return table
 
 
+def _with_mqtt_port(text: str, port: int) -> str:
+    r"""The mapping ``text`` with the ``port`` of its ``[mqtt]`` section set to ``port``.
+
+    >>> _with_mqtt_port('[mqtt]\nhost = "h"\nport = 1883\n\n[modbus]\nport = 502\n', 11883)
+    '[mqtt]\nhost = "h"\nport = 11883\n\n[modbus]\nport = 502\n'
+    """
+    section = re.compile(r"(?m)^\[mqtt\]\n(?:[^\[].*\n|\n)*")
+    return section.sub(lambda m: re.sub(r"(?m)^port = \d+", f"port = {port}", m.group(0), count=1), text, count=1)
+
+
 def run_plant_demo(
     settings: Settings, *, duration: float, console: Console, out_dir: Path, mapping: Path = MAPPING
 ) -> int:
@@ -223,6 +234,8 @@ def run_plant_demo(
     # readings queued for it since an earlier run (stale minutes that the models would learn from).
     run_mapping = logs / f"plant-{run}.toml"
     text = mapping.read_text()
+    if mapping == MAPPING:  # the bundled plant talks to the local stack's broker, on whatever port it has
+        text = _with_mqtt_port(text, settings.mqtt.port)
     if "client_id" not in text:
         text = text.replace("[mqtt]\n", f'[mqtt]\nclient_id = "twinflow-demo-{run}"\n', 1)
     run_mapping.write_text(text)
