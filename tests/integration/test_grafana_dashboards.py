@@ -1,7 +1,7 @@
 """Every SQL query of every provisioned dashboard runs on the test database and returns rows.
 
 Grafana cannot run here: the panel SQL is read from the dashboard JSON, Grafana's macros and
-template variables are expanded by twinflow/grafana.py, and the SQL runs on native PostgreSQL
+template variables are expanded by tests/grafana_sql.py, and the SQL runs on native PostgreSQL
 seeded with a known fleet (tests/seed.py).
 """
 
@@ -16,8 +16,7 @@ import psycopg
 import pytest
 
 from connectors.postgres.migrate import migrate
-from tests.seed import Fleet, delete, seed
-from twinflow.grafana import (
+from tests.grafana_sql import (
     Context,
     current_values,
     expand,
@@ -26,6 +25,7 @@ from twinflow.grafana import (
     time_range,
     variables,
 )
+from tests.seed import Fleet, delete, seed
 from twinflow.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration

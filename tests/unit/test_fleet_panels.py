@@ -3,7 +3,7 @@ the health panels read the columns of migration 0070."""
 
 from __future__ import annotations
 
-from twinflow.grafana import load_dashboard, panel_queries
+from tests.grafana_sql import load_dashboard, panel_queries
 from twinflow.queries import load
 from twinflow.settings import PROJECT_ROOT
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twinflow.grafana import load_dashboard, panel_queries
+from tests.grafana_sql import load_dashboard, panel_queries
 from twinflow.queries import load
 from twinflow.settings import PROJECT_ROOT
 
