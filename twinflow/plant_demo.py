@@ -43,6 +43,9 @@ DEMO_TUNING = {
     "TWINFLOW_ML__ANOMALY__BASELINE_HALFLIFE": "20000",
     # the healthy reference (condition monitor, sensor health) is learned in the first 150 samples
     "TWINFLOW_ML__CONDITION__REFERENCE": "150",
+    # a change of operating point (a Modbus device's registers read 0 until the simulator has written
+    # them, then the setpoint) settles for 20 s instead of 3 min, or those twins never finish warming up
+    "TWINFLOW_ML__OPERATING_POINT__SETTLE_S": "20",
     "TWINFLOW_ALERTS__RULES__ANOMALY__MIN_DURATION_S": "10",
     "TWINFLOW_ALERTS__RULES__ANOMALY__COOL_DOWN_S": "20",
     "TWINFLOW_ALERTS__RULES__CONDITION__MIN_DURATION_S": "10",
