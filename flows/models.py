@@ -38,7 +38,7 @@ from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.alert_records import AnomalyScore, FailurePrediction, encode
-from operators.ingest import DeadLetter
+from operators.ingest import DeadLetter, Polled
 from operators.live_models import (
     LiveModelConfig,
     Tick,
@@ -63,10 +63,15 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
 
 def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage]) -> None:
     """Add the per-twin models and their outputs to ``flow``; messages of other topics are ignored."""
+    rules = reading_rules(settings)  # the telemetry flow's rules: what it rejects is not scored either
+    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]))
+
+
+def attach_polled(settings: Settings, polled: Stream[Polled]) -> None:
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
     a = settings.alerts
     raw, status_topic, control_topic = settings.topics.raw, a.status_topic, settings.topics.model_control
     events_topic = settings.topics.events
-    rules = reading_rules(settings)  # the telemetry flow's rules: what it rejects is not scored either
     ml = settings.ml
     cfg = LiveModelConfig(
         ml.model_config_for(),  # failure prediction when ml.model = "rul"
@@ -79,12 +84,12 @@ def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessa
 
     topics = ModelTopics(raw, status_topic, control_topic, events_topic)
 
-    def decode_items(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
+    def decode_items(p: Polled) -> list[tuple[str, object]]:
         """(twin_id, [items in order]) per twin for the keyed model step, and ("", DeadLetter)s."""
-        inputs = decode_batch(batch, topics, rules)
+        inputs = decode_batch(p.messages, topics, p.readings)
         return [*inputs.items, *(("", d) for d in inputs.dead)]
 
-    items = op.flat_map_batch("decode", messages, decode_items)
+    items = op.flat_map("decode", polled, decode_items)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
     kafka_out = MessageSink(producer_config(settings))

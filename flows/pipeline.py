@@ -7,6 +7,9 @@ scope of its own (``ingest``, ``reconcile``, ``models``): the same code, the sam
 instead of three. Keyed steps are keyed by twin, so it scales out with processes
 (``-p N``, or ``-i/-a`` across machines) over the topics' partitions like every flow.
 
+Each polled batch is decoded once (:meth:`operators.ingest.ReadingRules.decode`: the envelopes
+judged by one rule set and one duplicate guard) and every part splits the decoded batch its way.
+
 The alerts flow stays separate: it reads the models' outputs from Kafka, and a separate
 process lets it drain them at its own pace (see docs/performance.md).
 
@@ -20,7 +23,6 @@ Run it::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
@@ -30,7 +32,9 @@ import flows.models
 import flows.telemetry
 import flows.twin
 from connectors.kafka.source import kafka_messages
+from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
+from operators.ingest import Polled
 
 log = logging.getLogger("twinflow.pipeline")
 
@@ -45,29 +49,32 @@ def input_topics(settings: Settings) -> dict[str, list[str]]:
     }
 
 
-def _only(topics: list[str]) -> Callable[[list[KafkaSourceMessage]], list[KafkaSourceMessage]]:
-    keep = frozenset(topics)
-    return lambda batch: [m for m in batch if m.topic in keep]
+def decoded(settings: Settings, messages: Stream[KafkaSourceMessage]) -> Stream[Polled]:
+    """Each polled batch with its telemetry decoded and judged once, for all three parts."""
+    rules, raw = reading_rules(settings), settings.topics.raw
+    return op.flat_map_batch(
+        "decode", messages, lambda batch: [Polled(batch, rules.decode([m for m in batch if m.topic == raw]))]
+    )
 
 
 @operator
-def ingest(step_id: str, messages: Stream[KafkaSourceMessage], settings: Settings) -> None:
-    """Telemetry rows to PostgreSQL and rejects to the DLQ (:func:`flows.telemetry.attach`)."""
-    raw = op.flat_map_batch("topics", messages, _only(input_topics(settings)["ingest"]))
-    flows.telemetry.attach(raw.flow(), settings, raw)
+def ingest(step_id: str, polled: Stream[Polled], settings: Settings) -> None:
+    """Telemetry rows to PostgreSQL and rejects to the DLQ (:func:`flows.telemetry.attach_polled`)."""
+    topics = frozenset(input_topics(settings)["ingest"])
+    flows.telemetry.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)))
 
 
 @operator
-def reconcile(step_id: str, messages: Stream[KafkaSourceMessage], settings: Settings, tail: bool) -> None:
-    """Per-twin state, windows, commands and the desired-state gate (:func:`flows.twin.attach`)."""
-    mine = op.flat_map_batch("topics", messages, _only(input_topics(settings)["reconcile"]))
-    flows.twin.attach(mine.flow(), settings, mine, idle_ticks=tail)
+def reconcile(step_id: str, polled: Stream[Polled], settings: Settings, tail: bool) -> None:
+    """Per-twin state, windows, commands and the desired-state gate (:func:`flows.twin.attach_polled`)."""
+    topics = frozenset(input_topics(settings)["reconcile"])
+    flows.twin.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)), idle_ticks=tail)
 
 
 @operator
-def models(step_id: str, messages: Stream[KafkaSourceMessage], settings: Settings) -> None:
-    """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach`)."""
-    flows.models.attach(messages.flow(), settings, messages)  # it skips topics it does not read
+def models(step_id: str, polled: Stream[Polled], settings: Settings) -> None:
+    """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
+    flows.models.attach_polled(settings, polled)  # it skips topics it does not read
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-pipeline") -> Dataflow:
@@ -78,9 +85,9 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
     topics = list(dict.fromkeys(t for part in input_topics(settings).values() for t in part))
     flow = Dataflow(flow_id)
-    messages = kafka_messages(flow, settings, topics, tail=tail)
-    ingest("ingest", messages, settings)
-    reconcile("reconcile", messages, settings, tail)
-    models("models", messages, settings)
+    polled = decoded(settings, kafka_messages(flow, settings, topics, tail=tail))
+    ingest("ingest", polled, settings)
+    reconcile("reconcile", polled, settings, tail)
+    models("models", polled, settings)
     return flow
 

@@ -23,6 +23,7 @@ from connectors.kafka.source import kafka_messages
 from connectors.postgres.sink import TelemetrySink
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
+from operators.ingest import Polled
 
 log = logging.getLogger("twinflow.flow")
 
@@ -37,10 +38,14 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
 def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage]) -> None:
     """Add decoding, the telemetry rows and the dead letters of ``telemetry.raw`` ``messages`` to ``flow``."""
     rules = reading_rules(settings)
-    splits = op.flat_map_batch("decode", messages, lambda batch: [rules.split(batch)])
+    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]))
+
+
+def attach_polled(settings: Settings, polled: Stream[Polled]) -> None:
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
+    splits = op.map("decode", polled, lambda p: p.readings.split(p.messages))
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
     op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size))
-
     dead = op.flat_map(
         "dead_letters",
         splits,

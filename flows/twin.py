@@ -49,6 +49,7 @@ from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.desired_gate import DesiredGate, GateConfig
 from operators.event_windows import WindowRow
+from operators.ingest import Polled
 from operators.keyed_batches import group_by_key
 from operators.request_auth import Freshness
 from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
@@ -181,19 +182,23 @@ def stored_state(
 
 
 def attach(
-    flow: Dataflow, settings: Settings, polled: Stream[KafkaSourceMessage], *, idle_ticks: bool = True
+    flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage], *, idle_ticks: bool = True
 ) -> Stream[TwinInputs]:
     """Add decoding, the per-twin step and all twin outputs to ``flow``; returns the decoded inputs."""
+    rules = reading_rules(settings)  # the telemetry flow's rules, also when it writes the rows
+    polled = op.flat_map_batch("twin_poll", messages, lambda batch: [Polled(batch, rules)])
+    return attach_polled(settings, polled, idle_ticks=idle_ticks)
+
+
+def attach_polled(settings: Settings, polled: Stream[Polled], *, idle_ticks: bool = True) -> Stream[TwinInputs]:
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
     tw = settings.twin
     topics = InputTopics(settings.topics.raw, tw.desired_topic, tw.acks_topic)
-    rules = reading_rules(settings)  # the telemetry flow's rules, also when it writes the rows
     store = PostgresDecisionStore(settings.postgres.conninfo())
     proc = TwinProcessor(tw.policy, tw.window_spec(), desired_gate(settings, store))
     resume = stored_state(settings, proc, store)
 
-    inputs = op.flat_map_batch(
-        "twin_decode", polled, lambda batch: [decode_batch(batch, topics, rules, rows=tw.ingest)]
-    )
+    inputs = op.map("twin_decode", polled, lambda p: decode_batch(p.messages, topics, p.readings, rows=tw.ingest))
     # One item per twin and batch: (twin_id, (twin_id, [events in order])).
     events = op.flat_map(
         "twin_events", inputs, lambda ti: [(twin, (twin, evs)) for twin, evs in group_by_key(ti.events)]

@@ -7,6 +7,7 @@ per message), not here; bad status, control and event records become dead letter
 the one convention of :func:`operators.ingest.dead_letter` (original bytes, headers, reason).
 
 >>> from types import SimpleNamespace as Msg
+>>> from operators.ingest import ReadingRules
 >>> raw = Msg(key=b"p1", value=b'{"v":1,"twin_id":"p1","ts":"2026-01-01T00:00:00Z","seq":1,'
 ...           b'"source":"mqtt","readings":{"rpm":1.0}}', topic="raw", partition=0, offset=1)
 >>> bad = Msg(key=b"p1", value=b"{oops", topic="events", partition=0, offset=2)
@@ -25,7 +26,7 @@ import msgspec
 from operators import model_control, twin_events
 from operators.alert_records import TwinStatus, decode
 from operators.envelope import Reason, Rejected
-from operators.ingest import DeadLetter, RawMessage, ReadingRules, dead_letter
+from operators.ingest import DeadLetter, RawMessage, Splitter, dead_letter
 from operators.keyed_batches import group_by_key
 from operators.live_models import Event, Item, Rebaseline, Reset, Status, reading_of
 
@@ -47,7 +48,7 @@ class ModelInputs:
 
 
 def decode_batch(
-    messages: list[RawMessage], topics: ModelTopics, rules: ReadingRules, now: datetime | None = None
+    messages: list[RawMessage], topics: ModelTopics, rules: Splitter, now: datetime | None = None
 ) -> ModelInputs:
     """Decode a mixed batch: the readings first (in order), then status, control and event records."""
     now = now or datetime.now(UTC)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from operators.envelope import Envelope, Reason, Rejected
-from operators.ingest import QUALITY_CODE, DeadLetter, RawMessage, ReadingRules, TelemetryRow, dead_letter
+from operators.ingest import QUALITY_CODE, DeadLetter, RawMessage, ReadingRules, Splitter, TelemetryRow, dead_letter
 from operators.twin_records import AckEvent, DesiredEvent, Reported, decode_ack, decode_desired
 
 __all__ = ["InputTopics", "ReadingRules", "TwinInputs", "decode_batch", "group_envelopes"]
@@ -74,7 +74,7 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
 def decode_batch(
     messages: list[RawMessage],
     topics: InputTopics,
-    rules: ReadingRules,
+    rules: Splitter,
     now: datetime | None = None,
     *,
     rows: bool = True,
@@ -82,8 +82,8 @@ def decode_batch(
     """Decode a mixed batch, keeping the order of messages per twin.
 
     Telemetry is judged by ``rules`` (:class:`~operators.ingest.ReadingRules`: the same limits and
-    guard as the telemetry flow). ``rows=False``: no telemetry rows (the flow does not write
-    telemetry), the events are the same."""
+    guard as the telemetry flow; or the batch decoded once, :class:`~operators.ingest.DecodedBatch`).
+    ``rows=False``: no telemetry rows (the flow does not write telemetry), the events are the same."""
     now = now or datetime.now(UTC)
     out = TwinInputs()
     pending_raw: list[RawMessage] = []
