@@ -90,4 +90,3 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     reconcile("reconcile", polled, settings, tail)
     models("models", polled, settings)
     return flow
-
