@@ -12,7 +12,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.postgres.alerts_store import AlertStore
 from connectors.webhook.sender import DeliveryFailed, WebhookSender
-from operators.alert_records import ORIGIN, Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
+from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +20,12 @@ ModelOutput = AnomalyScore | FailurePrediction | ForecastPoint
 
 
 def alert_message(alert: Alert, topic: str) -> KafkaSinkMessage[bytes, bytes]:
-    """An alert version for ``twin.alerts``: key = twin_id, JSON value, origin header."""
+    """An alert version for ``twin.alerts``: key = twin_id, JSON value, ``alert_id`` header."""
     return KafkaSinkMessage(
         key=alert.twin_id.encode(),
         value=encode(alert),
         topic=topic,
-        headers=[("origin", ORIGIN.encode()), ("alert_id", alert.alert_id.encode())],
+        headers=[("alert_id", alert.alert_id.encode())],
     )
 
 

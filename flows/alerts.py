@@ -1,5 +1,6 @@
-"""Alerts flow: model outputs, desync escalations, maintenance status and people's actions in;
-alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
+"""Alerts flow: model outputs, desync escalations (``twin.desync``), maintenance status and people's
+actions in; alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
+It never reads ``twin.alerts``: every topic carries one record type, and no flow reads its own output.
 
 Wiring only; the lifecycle is :mod:`operators.alerts`, the I/O is in :mod:`connectors`.
 
@@ -52,7 +53,7 @@ def input_topics(settings: Settings) -> dict[str, str]:
         a.status_topic: "status",
         a.actions_topic: "action",
         a.suppression_topic: "suppression",
-        a.topic: "alerts",
+        settings.twin.desync_topic: "desync",
     }
 
 

@@ -1,6 +1,6 @@
 """Twin reconciliation flow: telemetry.raw + twin.desired + twin.acks → per-twin state and windows.
 
-Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.alerts``,
+Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.desync``,
 ``telemetry.late``, ``twin.desired.outcomes`` (+ ``twin.desired.rejected``), ``twin.status``
 (the twin's mode), bad desired/ack records → ``telemetry.dlq``; state history, sync quality and
 window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin_processor`.

@@ -3,7 +3,7 @@
 The flow runs one :class:`TwinRuntime` per twin_id inside a keyed stateful step and hands
 each event to :meth:`TwinProcessor.process`; outputs are routed by type
 (:class:`~operators.twin_state.StateChange`, :class:`~operators.twin_records.Command`,
-:class:`~operators.twin_records.Alert`, :class:`~operators.event_windows.WindowRow`,
+:class:`~operators.twin_records.DesyncEvent`, :class:`~operators.event_windows.WindowRow`,
 :class:`~operators.twin_records.LateReading`, :class:`~operators.twin_records.DesiredOutcome`,
 :class:`~operators.alert_records.TwinStatus`).
 

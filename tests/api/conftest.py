@@ -194,7 +194,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
     base = twin_settings_for(twin_db, policy, ingest=True)
     sfx = base.topics.raw.rsplit(".", 1)[1]
     alerts = _alert_settings(sfx)
-    s = base.model_copy(update={"alerts": alerts, "twin": base.twin.model_copy(update={"alerts_topic": alerts.topic})})
+    s = base.model_copy(update={"alerts": alerts})
     security = s.security.model_copy(update={"desired_rejected_topic": f"test.rejected.{sfx}"})
     s = s.model_copy(update={"security": security})
     ensure_topics(s)
