@@ -63,6 +63,10 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
 class StoppableKafkaSource(KafkaSource):
     """Bytewax's ``KafkaSource`` whose partitions obey :data:`connectors.stopping.STOP`."""
 
+    def __init__(self, brokers: list[str], topics: list[str], **options: Any) -> None:
+        super().__init__(brokers, topics, **options)
+        self.topics = list(topics)  # what it reads (its recovery state is keyed <partition>-<topic>)
+
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePartition:
         return _StoppablePartition(super().build_part(step_id, for_part, resume_state))
 

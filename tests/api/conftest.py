@@ -174,7 +174,7 @@ def _delete_own_topics(s: Settings) -> None:
 
     tw = s.twin
     names = {s.topics.raw, s.topics.dlq, tw.desired_topic, tw.commands_topic, tw.acks_topic, tw.state_topic}
-    names |= {tw.late_topic, tw.outcomes_topic, s.security.desired_rejected_topic}
+    names |= {tw.late_topic, tw.outcomes_topic, tw.desync_topic, s.security.desired_rejected_topic}
     names |= {t.name for t in alert_topic_specs(s)}
     admin = AdminClient(client_config(s))
     for fut in admin.delete_topics(sorted(names), operation_timeout=30).values():
