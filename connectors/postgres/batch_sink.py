@@ -52,7 +52,7 @@ class BatchSink(DynamicSink[Record | list[Record]], ABC, Generic[Record]):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self._conninfo = conninfo
-        self._batch_size = batch_size
+        self.batch_size = batch_size
         self._max_attempts = max_attempts
 
     @abstractmethod
@@ -82,7 +82,7 @@ class BatchWriter(StatelessSinkPartition[Record | list[Record]], Generic[Record]
 
     def write(self, records: Sequence[Record]) -> int:
         """Write ``records`` in transactions of at most ``batch_size``; returns rows newly written."""
-        size = self._sink._batch_size
+        size = self._sink.batch_size
         batches = [records] if size is None or len(records) <= size else _chunks(records, size)
         total = 0
         for batch in batches:
