@@ -21,8 +21,9 @@ from dataclasses import replace
 
 from benchmarks import nab
 from benchmarks.data import append_results, data_dir, require
+from connectors.csv_history import read_table
 from operators.ml_config import AnomalyConfig, ModelConfig
-from operators.replay import read_table, replay
+from operators.replay import replay
 
 WARMUP_ROWS = 400
 PUBLISHED = [

@@ -19,11 +19,12 @@ from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 
-from connectors.alert_sinks import AlertDbSink, ModelOutputSink, WebhookSink, alert_message
 from connectors.kafka.clients import producer_config
-from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.messages import alert_message, dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
+from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
+from connectors.webhook.sink import WebhookSink
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.alert_records import (
@@ -162,7 +163,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     if children:  # a parent asset's alarms suppress its children's by design (ISA-18.2)
         to_children = op.flat_map("to_children", alerts, lambda x: parent_alarm_messages(x, children, a))
         op.output("suppression_kafka", to_children, kafka_out)
-    op.output("alerts_db", alerts, AlertDbSink(conninfo))
+    op.output("alerts_db", alerts, AlertSink(conninfo))
     if a.webhook_url:
         op.output(
             "webhook",

@@ -20,7 +20,7 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
-from connectors.postgres.sink import TelemetrySink
+from connectors.postgres.telemetry_sink import TelemetrySink
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 
@@ -39,7 +39,7 @@ def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessa
     rules = reading_rules(settings)
     splits = op.flat_map_batch("decode", messages, lambda batch: [rules.split(batch)])
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
-    op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size))
+    op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), batch_size=settings.flow.batch_size))
 
     dead = op.flat_map(
         "dead_letters",

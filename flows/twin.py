@@ -41,7 +41,7 @@ from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
 from connectors.kafka.twin_messages import TwinTopics, to_messages
-from connectors.postgres.sink import TelemetrySink
+from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
 from flows.readings import reading_rules
@@ -226,7 +226,7 @@ def attach(
         op.output(
             "twin_telemetry_postgres",
             rows,
-            TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size),
+            TelemetrySink(settings.postgres.conninfo(), batch_size=settings.flow.batch_size),
         )
     return inputs
 

@@ -1,4 +1,6 @@
-"""Replay CSV history through the live per-twin step (``twinflow replay``): the user's backtest.
+"""Replay history through the live per-twin step (``twinflow replay``): the user's backtest.
+
+Pure logic on tables already read (:mod:`connectors.csv_history` reads the CSV files).
 
 Each file — and each id within a file — is its own twin with fresh models. Rows are fed one by one
 in time order (stable sort) through :func:`operators.live_models.step`, the code the models flow
@@ -15,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -38,30 +39,16 @@ class ReplayError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    path: Path
+    name: str  # the file it came from, as shown in errors and in the output's ``file`` column
     frame: pl.DataFrame  # sorted by (id, time); columns __id, __t (float), time col, sensors
     sensors: list[str]
 
 
-def sniff_separator(path: Path) -> str:
-    """``;`` or ``,`` whichever splits the header line into more fields."""
-    try:
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            header = fh.readline()
-    except OSError as exc:
-        raise ReplayError(f"{path}: cannot read ({exc.strerror})") from None
-    return ";" if header.count(";") > header.count(",") else ","
-
-
-def read_table(path: Path, time_col: str, id_col: str | None, exclude: Sequence[str]) -> Table:
-    """Read one CSV, check the named columns, and order it per id by time."""
-    try:
-        df = pl.read_csv(path, separator=sniff_separator(path), infer_schema_length=10_000)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise ReplayError(f"{path}: not a readable CSV ({exc})") from None
+def table_of(name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exclude: Sequence[str]) -> Table:
+    """Check the named columns of one file's rows ``df`` and order them per id by time."""
     for opt, col in (("--time-col", time_col), ("--id-col", id_col), *(("--exclude", c) for c in exclude)):
         if col is not None and col not in df.columns:
-            raise ReplayError(f"{path}: {opt} {col!r} is not a column; columns are {', '.join(df.columns)}")
+            raise ReplayError(f"{name}: {opt} {col!r} is not a column; columns are {', '.join(df.columns)}")
     t = df[time_col]
     if t.dtype.is_numeric():
         tnum = t.cast(pl.Float64)
@@ -71,16 +58,16 @@ def read_table(path: Path, time_col: str, id_col: str | None, exclude: Sequence[
         if bad.any():
             example = t.filter(bad)[0]
             raise ReplayError(
-                f"{path}: time column {time_col!r} holds {example!r}, which is neither a number nor a "
+                f"{name}: time column {time_col!r} holds {example!r}, which is neither a number nor a "
                 "timestamp (e.g. 2026-01-01 08:00:00 or 2026-01-01T08:00:00Z); pick another --time-col"
             )
         tnum = parsed.dt.epoch("us").cast(pl.Float64) / 1e6
     if tnum.is_null().any():
-        raise ReplayError(f"{path}: time column {time_col!r} has empty values; fill or drop those rows")
+        raise ReplayError(f"{name}: time column {time_col!r} has empty values; fill or drop those rows")
     skip = {time_col, id_col, *exclude}
     sensors = [c for c in df.columns if c not in skip and df[c].dtype.is_numeric()]
     if not sensors:
-        raise ReplayError(f"{path}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
+        raise ReplayError(f"{name}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
     ids = df[id_col].cast(pl.String) if id_col else pl.Series([""] * df.height)
     frame = (
         df.with_columns(ids.alias("__id"), tnum.alias("__t"), pl.int_range(df.height).alias("__row"))
@@ -90,7 +77,7 @@ def read_table(path: Path, time_col: str, id_col: str | None, exclude: Sequence[
     # ids in order of first appearance, rows of each id in time order
     first = frame.group_by("__id").agg(pl.col("__row").min().alias("__first"))
     frame = frame.join(first, on="__id").sort(["__first", "__t", "__row"]).drop("__first")
-    return Table(path, frame, sensors)
+    return Table(name, frame, sensors)
 
 
 def _twins(table: Table) -> Iterator[tuple[str, pl.DataFrame]]:
@@ -170,7 +157,7 @@ def replay(
             for label, reading in _items(group, time_col, table.sensors):
                 state, records = step(state, reading, live, twin_id)
                 row: dict[str, Any] = {
-                    "file": str(table.path),
+                    "file": table.name,
                     "id": twin_id,
                     "time": str(label),
                     "anomaly_score": None,
@@ -197,22 +184,19 @@ def replay(
                 yield row
 
 
-def replay_files(
-    files: Sequence[Path],
+def replay_tables(
+    tables: Sequence[Table],
     time_col: str,
-    id_col: str | None,
-    exclude: Sequence[str],
     cfg: ModelConfig,
-    fit: Sequence[Path] = (),
+    fit: Sequence[Table] = (),
     ranges: tuple[SensorLimit, ...] = (),
 ) -> pl.DataFrame:
-    """Read, optionally fit the fleet, replay, and return the output table."""
+    """Optionally fit the fleet on ``fit``, replay ``tables``, and return the output table."""
     fleet = None
     if fit:
-        fleet = fit_fleet([read_table(p, time_col, id_col, exclude) for p in fit], time_col, cfg, ranges)
+        fleet = fit_fleet(fit, time_col, cfg, ranges)
     elif cfg.failure is not None:
         fleet = FleetFailureModel(cfg.failure)  # untrained: rul stays empty until failures are seen
-    tables = [read_table(p, time_col, id_col, exclude) for p in files]
     columns = OUTPUT_COLUMNS + (FAILURE_COLUMNS if cfg.failure is not None else [])
     rows = list(replay(tables, time_col, cfg, fleet, ranges))
     if not rows:
@@ -220,4 +204,4 @@ def replay_files(
     return pl.DataFrame(rows, infer_schema_length=None).select(columns)
 
 
-__all__ = ["OUTPUT_COLUMNS", "ReplayError", "read_table", "replay", "replay_files", "time_value"]
+__all__ = ["OUTPUT_COLUMNS", "ReplayError", "replay", "replay_tables", "table_of", "time_value"]

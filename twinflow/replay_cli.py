@@ -43,7 +43,8 @@ def replay(
     Output: one row per input row with file, id, time, anomaly_score, is_anomaly
     (plus rul, failure_probability with a failure model). Each file/id is its own twin.
     """
-    from operators.replay import ReplayError, replay_files
+    from connectors.csv_history import replay_files
+    from operators.replay import ReplayError
 
     s = settings_or_exit()
     cfg = s.ml.model_config_for(failure=(model or s.ml.model) == "rul" or bool(fit), forecasts=False)

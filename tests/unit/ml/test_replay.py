@@ -6,8 +6,9 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from connectors.csv_history import replay_files
 from operators.ml_config import AnomalyConfig, FailureConfig, ModelConfig
-from operators.replay import OUTPUT_COLUMNS, ReplayError, replay_files
+from operators.replay import OUTPUT_COLUMNS, ReplayError
 from tests.unit.ml.synth import correlated_stream
 from twinflow.cli import app
 
