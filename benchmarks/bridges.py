@@ -127,7 +127,7 @@ PROFILES = {
 
 def simulate_cmd(mapping_path: Path, protocol: str, tick: float, duration: float) -> list[str]:
     return [
-        sys.executable, "-m", "twinflow.cli", "simulate", "--mapping", str(mapping_path),
+        sys.executable, "-m", "twinflow.cli.main", "simulate", "--mapping", str(mapping_path),
         "--only", protocol, "--tick", str(tick), "--duration", str(duration),
     ]  # fmt: skip
 

@@ -12,7 +12,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.postgres.alerts_store import AlertStore
 from connectors.webhook.sender import DeliveryFailed, WebhookSender
-from operators.alert_records import ORIGIN, Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
+from operators.records.alerts import ORIGIN, Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from connectors.loop_thread import LoopThread
 from connectors.mapping import Mapping, require
 from connectors.retry import backoff_delays
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
-from operators.commands import Command, Refused  # noqa: F401 - re-exported for bridges
-from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
-from operators.readings import SeqCounter, envelope, iso_ts
+from operators.devices.readings import SeqCounter, envelope, iso_ts
+from operators.records.commands import Command, Refused  # noqa: F401 - re-exported for bridges
+from operators.telemetry.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """The security files a deployment writes, read and validated: the desired-state policy, the subjects
 (people and services with their public keys), the twin registry, and the CLI's signing key.
 
-The operators hold what these files mean (:mod:`operators.policy`, :mod:`operators.request_auth`,
-:mod:`operators.twins`) and never read files; this module reads them. Mistakes raise
+The operators hold what these files mean (:mod:`operators.security.authorization`,
+:mod:`operators.security.request_auth`,
+:mod:`operators.telemetry.registry`) and never read files; this module reads them. Mistakes raise
 :class:`~connectors.config_errors.ConfigError` naming the file, the field and the fix.
 
 >>> import tempfile, pathlib
@@ -20,9 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.tomlfile import load_toml_model
-from operators.policy import Policy, PolicyFile
-from operators.request_auth import Subjects, SubjectsFile
-from operators.twins import RegistryFile, TwinRegistry
+from operators.security.authorization import Policy, PolicyFile
+from operators.security.request_auth import Subjects, SubjectsFile
+from operators.telemetry.registry import RegistryFile, TwinRegistry
 
 
 def load_policy(path: Path) -> Policy:

@@ -1,7 +1,7 @@
 """Alerts flow: model outputs, desync escalations, maintenance status and people's actions in;
 alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
 
-Wiring only; the lifecycle is :mod:`operators.alerts`, the I/O is in :mod:`connectors`.
+Wiring only; the lifecycle is :mod:`operators.alerts.lifecycle`, the I/O is in :mod:`connectors`.
 
 Run it::
 
@@ -26,7 +26,8 @@ from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_messages
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.alert_records import (
+from operators.alerts.lifecycle import AlertRules, OrderedTwinAlerts, step
+from operators.records.alerts import (
     Alert,
     AnomalyScore,
     FailurePrediction,
@@ -36,14 +37,13 @@ from operators.alert_records import (
     decode_message,
     encode,
 )
-from operators.alerts import AlertRules, OrderedTwinAlerts, step
-from operators.ingest import DeadLetter
+from operators.telemetry.ingest import DeadLetter
 
 log = logging.getLogger("twinflow.alerts")
 
 
 def input_topics(settings: Settings) -> dict[str, str]:
-    """Topic name → input kind (see operators.alert_records.decode_message)."""
+    """Topic name → input kind (see operators.records.alerts.decode_message)."""
     a = settings.alerts
     return {
         a.anomalies_topic: "anomaly",

@@ -64,9 +64,9 @@ def build(
     issued_at: datetime | None = None,
 ) -> tuple[str, bytes]:
     """(request id, ``twin.desired`` record value) of a signed request; validated as the flow will."""
-    from operators.envelope import Rejected
-    from operators.request_auth import envelope, sign
-    from operators.twin_records import decode_desired
+    from operators.records.envelope import Rejected
+    from operators.records.twin import decode_desired
+    from operators.security.request_auth import envelope, sign
 
     request_id = uuid.uuid4().hex
     req: dict[str, Any] = {

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from connectors.config import ConnectorSettings
 from connectors.kafka.clients import client_config, producer_config
 from connectors.retry import retry
-from operators.commands import (
+from operators.records.commands import (
     Ack,
     BadCommand,
     Command,

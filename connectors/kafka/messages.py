@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bytewax.connectors.kafka import KafkaSinkMessage
 
-from operators.ingest import DeadLetter
+from operators.telemetry.ingest import DeadLetter
 
 
 def dead_letter_message(dead: DeadLetter, topic: str) -> KafkaSinkMessage[bytes | None, bytes | None]:

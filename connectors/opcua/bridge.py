@@ -32,8 +32,8 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from connectors.bridge import Bridge, Device
 from connectors.mapping import OpcuaAsset, OpcuaConnection, OpcuaParam
-from operators.commands import Refused
-from operators.envelope import Reason
+from operators.records.commands import Refused
+from operators.records.envelope import Reason
 
 log = logging.getLogger(__name__)
 

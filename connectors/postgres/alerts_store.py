@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from connectors.postgres.session import Session
-from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint
+from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
 
 log = logging.getLogger(__name__)
 

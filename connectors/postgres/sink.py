@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.postgres.telemetry_sink import TelemetryWriter
-from operators.ingest import TelemetryRow
+from operators.telemetry.ingest import TelemetryRow
 
 log = logging.getLogger(__name__)
 

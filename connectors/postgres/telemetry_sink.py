@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import psycopg
 
 from connectors.postgres.session import Session
-from operators.ingest import TelemetryRow, TypedRow
+from operators.telemetry.ingest import TelemetryRow, TypedRow
 
 log = logging.getLogger(__name__)
 

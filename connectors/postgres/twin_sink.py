@@ -23,8 +23,8 @@ import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.postgres.session import Session
-from operators.event_windows import WindowRow
-from operators.twin_state import StateChange
+from operators.twin.event_windows import WindowRow
+from operators.twin.state import StateChange
 
 log = logging.getLogger(__name__)
 

@@ -164,7 +164,7 @@ def send_command(settings: Settings, cmd) -> None:
     from confluent_kafka import Producer
 
     from connectors.kafka.clients import producer_config
-    from operators.commands import encode_command
+    from operators.records.commands import encode_command
 
     producer = Producer(producer_config(settings, **{"linger.ms": 0}))
     producer.produce(settings.twin.commands_topic, key=cmd.twin_id.encode(), value=encode_command(cmd))

@@ -15,7 +15,7 @@ from asyncua.common.subscription import DataChangeEvent, DataChangeNotif, Status
 from connectors.mapping import load_mapping
 from connectors.opcua.bridge import OpcuaBridge
 from connectors.sim.opcua_server import _quick_variant_types
-from operators.envelope import decode
+from operators.records.envelope import decode
 from twinflow.settings import Settings
 
 MAPPING = """
