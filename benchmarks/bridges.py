@@ -25,8 +25,8 @@ from pathlib import Path
 import psutil
 
 from benchmarks.processes import usage
+from connectors.bridges.mapping import load_mapping
 from connectors.kafka.clients import ensure_topics, topic_specs
-from connectors.mapping import load_mapping
 from twinflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors.mapping import Mapping, parse_mapping
+from connectors.bridges.mapping import Mapping, parse_mapping
 from connectors.sim.faults import SLOW, Fault, failure_level_s
 from connectors.sim.physics import SETPOINTS, SIGNALS, Machine
 from connectors.sim.plant import Plant

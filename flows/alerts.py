@@ -113,7 +113,7 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
 
 def _children(settings: Settings) -> dict[str, list[str]]:
     """Parent asset → its twins, from the twin registry (alarm suppression)."""
-    from connectors.config_files import load_twin_registry
+    from connectors.config.security_files import load_twin_registry
 
     path = settings.security.twin_registry
     return load_twin_registry(path).children() if path else {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from connectors.config_files import load_twin_registry
+from connectors.config.security_files import load_twin_registry
 from flows.settings import DataflowSettings as Settings
 from operators.telemetry.guard import IngestGuard
 from operators.telemetry.ingest import Limits, ReadingRules

@@ -15,8 +15,8 @@ from typing import Protocol
 
 from pydantic import Field, SecretStr
 
-from connectors.config import ConnectorSettings
-from connectors.config_errors import ConfigError
+from connectors.config.contract import ConnectorSettings
+from connectors.config.errors import ConfigError
 from connectors.postgres.settings import PostgresSettings
 from flows.twin_settings import TwinSettings
 from operators.alerts.lifecycle import AlertRules

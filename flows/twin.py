@@ -33,8 +33,8 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
-from connectors.config_errors import ConfigError
-from connectors.config_files import load_policy, load_subjects, load_twin_registry
+from connectors.config.errors import ConfigError
+from connectors.config.security_files import load_policy, load_subjects, load_twin_registry
 from connectors.desired_gate import PostgresDecisionStore
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message

@@ -31,7 +31,7 @@ class Signer:
 
 def signer(settings: Settings) -> Signer:
     """The subject and private key this CLI signs with (``security.key_file``, ``security.subject``)."""
-    from connectors.config_files import load_private_key, load_subjects
+    from connectors.config.security_files import load_private_key, load_subjects
 
     sec = settings.security
     if sec.key_file is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.sink import OutMessage
 from operators.records.alerts import TwinStatus
 from operators.records.alerts import encode as encode_status

@@ -25,8 +25,8 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from connectors.bridge import Bridge, Device
-from connectors.mapping import ModbusAsset, ModbusConnection
+from connectors.bridges.base import Bridge, Device
+from connectors.bridges.mapping import ModbusAsset, ModbusConnection
 from operators.devices.modbus_registers import (
     BIT_KINDS,
     EncodeError,

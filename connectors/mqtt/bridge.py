@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from confluent_kafka import Producer
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.publisher import Publisher
 from connectors.mqtt.client import make_client, subscription_ready
 from connectors.mqtt.payload import PayloadMapper

@@ -38,9 +38,9 @@ from typing import Any, NamedTuple
 import orjson
 import paho.mqtt.client as mqtt
 
-from connectors.bridge import Bridge, Device
+from connectors.bridges.base import Bridge, Device
+from connectors.bridges.mapping import TOPIC_PLACEHOLDER, MqttAsset, MqttConnection, twin_pattern
 from connectors.extras import require
-from connectors.mapping import TOPIC_PLACEHOLDER, MqttAsset, MqttConnection, twin_pattern
 from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import MISSING, Part, extract, parse_plain, split_path
 from operators.devices.sparkplug_session import EdgeSessions, Online, Rebirth, Unreadable, Values

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Message
 
+from connectors.bridges.mapping import Mapping, load_mapping
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
-from connectors.mapping import Mapping, load_mapping
 from twinflow.runner import free_ports
 from twinflow.settings import Settings
 

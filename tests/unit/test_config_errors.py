@@ -17,8 +17,8 @@ from typing import Any, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from connectors.config_files import load_policy, load_twin_registry
-from connectors.mapping import Mapping, MappingError, load_mapping
+from connectors.bridges.mapping import Mapping, MappingError, load_mapping
+from connectors.config.security_files import load_policy, load_twin_registry
 from operators.security.authorization import PolicyFile
 from operators.telemetry.registry import RegistryFile
 from twinflow.settings import ConfigError, Settings, load_settings

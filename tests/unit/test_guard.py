@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.config_files import load_twin_registry
+from connectors.config.security_files import load_twin_registry
 from operators.records.envelope import Envelope, Rejected
 from operators.telemetry.guard import IngestGuard
 from operators.telemetry.registry import TwinRegistry

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from connectors.config_files import load_policy
+from connectors.config.security_files import load_policy
 from operators.security.authorization import Policy, authorize
 from twinflow.settings import ConfigError
 

@@ -100,7 +100,7 @@ def parse_bucket(text: str | None) -> timedelta | None:
 def _registry(request: Request):
     cached = getattr(request.app.state, "registry", False)
     if cached is False:
-        from connectors.config_files import load_twin_registry
+        from connectors.config.security_files import load_twin_registry
 
         path = request.app.state.settings.security.twin_registry
         cached = load_twin_registry(path) if path else None

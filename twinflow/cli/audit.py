@@ -50,7 +50,7 @@ def verify(
 @policy_app.command("check")
 def check(path: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> None:
     """Validate a policy file; errors name the file and the field."""
-    from connectors.config_files import load_policy
+    from connectors.config.security_files import load_policy
     from twinflow.cli.support import print_config_error
     from twinflow.settings import ConfigError
 

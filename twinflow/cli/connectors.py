@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from connectors.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
+from connectors.bridges.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
 from twinflow.cli.support import err_console, print_config_error, settings_or_exit, setup_logging
 
 console = Console()

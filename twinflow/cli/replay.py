@@ -83,7 +83,7 @@ def model_reset(
         err_console.print(f"[red]invalid twin_id {twin!r}: {exc}[/red]")
         raise typer.Exit(2) from None
     if s.security.twin_registry is not None:
-        from connectors.config_files import load_twin_registry
+        from connectors.config.security_files import load_twin_registry
         from twinflow.settings import ConfigError
 
         try:

@@ -219,8 +219,8 @@ def run_plant_demo(
 
     from confluent_kafka.admin import AdminClient
 
+    from connectors.bridges.mapping import load_mapping
     from connectors.kafka.clients import client_config, ensure_topics, topic_specs
-    from connectors.mapping import load_mapping
     from twinflow.demo.report import write_report
     from twinflow.settings import load_settings
 

@@ -1,8 +1,8 @@
 """Configuration mistakes in words a user can act on: file, section, key, a close known key, the fix.
 
 Shared by the settings (:mod:`twinflow.settings`), the TOML files read with
-:func:`connectors.tomlfile.load_toml_model` (policy, twin registry) and the mapping files
-(:mod:`connectors.mapping`). Unknown keys are errors everywhere (:mod:`operators.strict`); this
+:func:`connectors.config.tomlfile.load_toml_model` (policy, twin registry) and the mapping files
+(:mod:`connectors.bridges.mapping`). Unknown keys are errors everywhere (:mod:`operators.strict`); this
 module only says so well.
 
 >>> from operators.strict import StrictModel

@@ -4,7 +4,7 @@
 The operators hold what these files mean (:mod:`operators.security.authorization`,
 :mod:`operators.security.request_auth`,
 :mod:`operators.telemetry.registry`) and never read files; this module reads them. Mistakes raise
-:class:`~connectors.config_errors.ConfigError` naming the file, the field and the fix.
+:class:`~connectors.config.errors.ConfigError` naming the file, the field and the fix.
 
 >>> import tempfile, pathlib
 >>> f = pathlib.Path(tempfile.mkdtemp()) / "twins.toml"
@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from connectors.tomlfile import load_toml_model
+from connectors.config.tomlfile import load_toml_model
 from operators.security.authorization import Policy, PolicyFile
 from operators.security.request_auth import Subjects, SubjectsFile
 from operators.telemetry.registry import RegistryFile, TwinRegistry

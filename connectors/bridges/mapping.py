@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from connectors.config_errors import ConfigError, problems, sentence, toml_syntax_error
+from connectors.config.errors import ConfigError, problems, sentence, toml_syntax_error
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from operators.strict import StrictModel
 

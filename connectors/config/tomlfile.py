@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.config_errors import ConfigError, problems, read_toml
+from connectors.config.errors import ConfigError, problems, read_toml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,7 +26,7 @@ def load_toml_model(path: Path, model: type[M], what: str) -> M:
     ...     load_toml_model(bad, Cfg, "example")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    connectors.config_errors.ConfigError: invalid example file /...example.toml:
+    connectors.config.errors.ConfigError: invalid example file /...example.toml:
       top level `limt`: unknown key, did you mean `limit`? Rename it to `limit` or remove it.
     """
     try:

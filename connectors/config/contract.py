@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from connectors.bridge_settings import BridgeSettings
+from connectors.bridges.settings import BridgeSettings
 from connectors.kafka.settings import KafkaSettings, Topics
 from connectors.mqtt.settings import MqttSettings
 

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.config import ConnectorSettings
-from connectors.health import DeviceHealth, HealthServer
+from connectors.bridges.health import DeviceHealth, HealthServer
+from connectors.bridges.loop_thread import LoopThread
+from connectors.bridges.mapping import Mapping, require
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.commands import CommandListener
 from connectors.kafka.publisher import Publisher
-from connectors.loop_thread import LoopThread
-from connectors.mapping import Mapping, require
 from connectors.retry import backoff_delays
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
 from operators.devices.readings import SeqCounter, envelope, iso_ts
