@@ -40,7 +40,7 @@ import polars as pl
 
 from benchmarks import nab
 from connectors.csv_history import replay_files
-from operators.ml_config import ModelConfig
+from operators.ml.config import ModelConfig
 from twinflow.settings import MlSettings
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

@@ -1,8 +1,8 @@
 """History CSV files for ``twinflow replay``: read each file, then replay the tables
-(:mod:`operators.replay`, pure logic) and return the output table.
+(:mod:`operators.ml.replay`, pure logic) and return the output table.
 
 The separator is ``;`` or ``,``, whichever splits the header line into more fields; a file that
-cannot be read names itself in the :class:`~operators.replay.ReplayError`.
+cannot be read names itself in the :class:`~operators.ml.replay.ReplayError`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from operators.ml_config import ModelConfig
-from operators.replay import ReplayError, Table, replay_tables, table_of
-from operators.sensor_limits import SensorLimit
+from operators.ml.config import ModelConfig
+from operators.ml.replay import ReplayError, Table, replay_tables, table_of
+from operators.ml.sensor_limits import SensorLimit
 
 
 def sniff_separator(path: Path) -> str:

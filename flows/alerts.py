@@ -1,7 +1,7 @@
 """Alerts flow: model outputs, desync escalations, maintenance status and people's actions in;
 alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
 
-Wiring only; the lifecycle is :mod:`operators.alerts`, the I/O is in :mod:`connectors`.
+Wiring only; the lifecycle is :mod:`operators.alerts.lifecycle`, the I/O is in :mod:`connectors`.
 
 Run it::
 
@@ -27,7 +27,8 @@ from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.webhook.sink import WebhookSink
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.alert_records import (
+from operators.alerts.lifecycle import AlertRules, OrderedTwinAlerts, step
+from operators.records.alerts import (
     Alert,
     AnomalyScore,
     FailurePrediction,
@@ -37,14 +38,13 @@ from operators.alert_records import (
     decode_message,
     encode,
 )
-from operators.alerts import AlertRules, OrderedTwinAlerts, step
-from operators.ingest import DeadLetter
+from operators.telemetry.ingest import DeadLetter
 
 log = logging.getLogger("twinflow.alerts")
 
 
 def input_topics(settings: Settings) -> dict[str, str]:
-    """Topic name → input kind (see operators.alert_records.decode_message)."""
+    """Topic name → input kind (see operators.records.alerts.decode_message)."""
     a = settings.alerts
     return {
         a.anomalies_topic: "anomaly",
@@ -114,7 +114,7 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
 
 def _children(settings: Settings) -> dict[str, list[str]]:
     """Parent asset → its twins, from the twin registry (alarm suppression)."""
-    from connectors.config_files import load_twin_registry
+    from connectors.config.security_files import load_twin_registry
 
     path = settings.security.twin_registry
     return load_twin_registry(path).children() if path else {}

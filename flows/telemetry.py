@@ -1,6 +1,6 @@
 """Telemetry ingest flow: Kafka ``telemetry.raw`` → decode/validate → PostgreSQL; rejects → DLQ.
 
-Wiring only; the logic is in :mod:`operators.ingest`, the I/O in :mod:`connectors`.
+Wiring only; the logic is in :mod:`operators.telemetry.ingest`, the I/O in :mod:`connectors`.
 
 Run it::
 

@@ -3,12 +3,12 @@
 Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.alerts``,
 ``telemetry.late``, ``twin.desired.outcomes`` (+ ``twin.desired.rejected``), ``twin.status``
 (the twin's mode), bad desired/ack records → ``telemetry.dlq``; state history, sync quality and
-window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin_processor`.
+window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin.processor`.
 
-Every desired request passes the gate (:mod:`operators.desired_gate`) inside the per-twin step;
+Every desired request passes the gate (:mod:`operators.twin.desired_gate`) inside the per-twin step;
 its verdict is committed to the audit trail (:mod:`connectors.desired_gate`) before the step
 emits anything, so no command leaves without its audit row. A twin without a Bytewax snapshot
-resumes from its newest stored version (:mod:`operators.twin_resume`): versions never restart.
+resumes from its newest stored version (:mod:`operators.twin.resume`): versions never restart.
 
 Run it::
 
@@ -33,8 +33,8 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulLogic
 
-from connectors.config_errors import ConfigError
-from connectors.config_files import load_policy, load_subjects, load_twin_registry
+from connectors.config.errors import ConfigError
+from connectors.config.security_files import load_policy, load_subjects, load_twin_registry
 from connectors.desired_gate import PostgresDecisionStore
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
@@ -47,14 +47,14 @@ from connectors.postgres.twin_sink import TwinSink
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.desired_gate import DesiredGate, GateConfig
-from operators.event_windows import WindowRow
 from operators.keyed_batches import group_by_key
-from operators.request_auth import Freshness
-from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
-from operators.twin_processor import Event, Produced, TwinProcessor, TwinRuntime
-from operators.twin_resume import state_from_document
-from operators.twin_state import StateChange, TwinState
+from operators.security.request_auth import Freshness
+from operators.twin.desired_gate import DesiredGate, GateConfig
+from operators.twin.event_windows import WindowRow
+from operators.twin.inputs import InputTopics, TwinInputs, decode_batch
+from operators.twin.processor import Event, Produced, TwinProcessor, TwinRuntime
+from operators.twin.resume import state_from_document
+from operators.twin.state import StateChange, TwinState
 
 log = logging.getLogger("twinflow.twin")
 T = TypeVar("T")

@@ -25,15 +25,15 @@ import psycopg
 
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.postgres.telemetry_sink import TelemetrySink
-from operators.alert_records import (
+from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts
+from operators.records.alerts import (
     AlertAction,
     AnomalyScore,
     DesyncEscalation,
     FailurePrediction,
     ForecastPoint,
 )
-from operators.alerts import AlertRules, KindRule, TwinAlerts
-from operators.ingest import TelemetryRow
+from operators.telemetry.ingest import TelemetryRow
 
 RULES = AlertRules(anomaly=KindRule(120, 300), escalate_after_s=0)
 MINUTES = 120

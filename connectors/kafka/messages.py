@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bytewax.connectors.kafka import KafkaSinkMessage
 
-from operators.alert_records import ORIGIN, Alert, encode
-from operators.ingest import DeadLetter
+from operators.records.alerts import ORIGIN, Alert, encode
+from operators.telemetry.ingest import DeadLetter
 
 
 def dead_letter_message(dead: DeadLetter, topic: str) -> KafkaSinkMessage[bytes | None, bytes | None]:

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from connectors.postgres.batch_sink import BatchSink
-from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint
+from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
 
 ModelOutput = AnomalyScore | FailurePrediction | ForecastPoint
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import psycopg
 
 from connectors.postgres.batch_sink import BatchSink
-from operators.ingest import TelemetryRow, TypedRow
+from operators.telemetry.ingest import TelemetryRow, TypedRow
 
 STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage ("

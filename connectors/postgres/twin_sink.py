@@ -21,8 +21,8 @@ import msgspec
 import psycopg
 
 from connectors.postgres.batch_sink import BatchSink
-from operators.event_windows import WindowRow
-from operators.twin_state import StateChange
+from operators.twin.event_windows import WindowRow
+from operators.twin.state import StateChange
 
 STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS twin_history_stage ("

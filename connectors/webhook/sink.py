@@ -11,7 +11,7 @@ import logging
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.webhook.sender import DeliveryFailed, WebhookSender
-from operators.alert_records import Alert, encode
+from operators.records.alerts import Alert, encode
 
 log = logging.getLogger(__name__)
 

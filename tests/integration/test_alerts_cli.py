@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from connectors.kafka.clients import alert_topic_specs, ensure_topics
 from connectors.postgres.alert_sinks import AlertSink
 from connectors.postgres.migrate import migrate
-from operators.alert_records import Alert, AlertAction
+from operators.records.alerts import Alert, AlertAction
 from tests.kafka_helpers import read_topic
-from twinflow.cli import app
+from twinflow.cli.main import app
 
 pytestmark = pytest.mark.integration
 

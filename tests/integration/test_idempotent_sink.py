@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from connectors.postgres.telemetry_sink import TelemetrySink
-from operators.ingest import TelemetryRow
+from operators.telemetry.ingest import TelemetryRow
 from tests.kafka_helpers import produce, run_flow_to_end
 from tests.twin_kafka import envelope
 

@@ -16,10 +16,10 @@ from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.postgres.batch_sink import BatchSink
 from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_sink import TwinSink
-from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint
-from operators.event_windows import WindowRow
-from operators.ingest import TelemetryRow, TypedRow
-from operators.twin_state import StateChange
+from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
+from operators.telemetry.ingest import TelemetryRow, TypedRow
+from operators.twin.event_windows import WindowRow
+from operators.twin.state import StateChange
 
 pytestmark = pytest.mark.integration
 

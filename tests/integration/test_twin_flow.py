@@ -14,8 +14,8 @@ from connectors.kafka.clients import client_config
 from flows.twin import build_flow
 from tests.twin_fixtures import delete_topics, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import dev_subject, envelope, produce, produce_signed, query, read_all, versions
+from twinflow.cli.twin import load_state
 from twinflow.settings import Settings
-from twinflow.twin_cli import load_state
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from operators.alert_records import (
+from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts, alert_id_for, step
+from operators.records.alerts import (
     AlertAction,
     AnomalyScore,
     DesyncEscalation,
@@ -15,8 +16,7 @@ from operators.alert_records import (
     TwinStatus,
     desync_from_alert_record,
 )
-from operators.alerts import AlertRules, KindRule, TwinAlerts, alert_id_for, step
-from operators.envelope import Rejected
+from operators.records.envelope import Rejected
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RULES = AlertRules(anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0)
