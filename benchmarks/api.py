@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         log = open(work / "serve.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "serve", "--workers", str(a.workers)],
+            [sys.executable, "-m", "twinflow.cli.main", "serve", "--workers", str(a.workers)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -37,7 +37,7 @@ from confluent_kafka.admin import AdminClient
 from benchmarks.e2e import ProcStats, generate, sample
 from benchmarks.processes import flow_command
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
-from twinflow.plant_demo import topic_env
+from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
 
 # (table, columns, order) of the rows the flows write (write-time columns left out).

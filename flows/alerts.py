@@ -2,8 +2,8 @@
 actions in; alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
 It never reads ``twin.alerts``: every topic carries one record type, and no flow reads its own output.
 
-Wiring only; the lifecycle is :mod:`operators.alerts`, the I/O is in :mod:`connectors`. The wiring
-takes its source and sinks as arguments (:func:`dataflow`, :class:`AlertSinks`); :func:`build_flow`
+Wiring only; the lifecycle is :mod:`operators.alerts.lifecycle`, the I/O is in :mod:`connectors`. The
+wiring takes its source and sinks as arguments (:func:`dataflow`, :class:`AlertSinks`); :func:`build_flow`
 gives it Kafka, PostgreSQL and the webhook, a unit test ``TestingSource``/``TestingSink``.
 
 Run it::
@@ -26,14 +26,16 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink
 
-from connectors.alert_sinks import AlertDbSink, ModelOutputSink, WebhookSink, alert_message
 from connectors.kafka.clients import producer_config
-from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.messages import alert_message, dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
+from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
+from connectors.webhook.sink import WebhookSink
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.alert_records import (
+from operators.alerts.lifecycle import AlertRules, OrderedTwinAlerts, step
+from operators.records.alerts import (
     Alert,
     AnomalyScore,
     FailurePrediction,
@@ -43,14 +45,13 @@ from operators.alert_records import (
     decode_message,
     encode,
 )
-from operators.alerts import AlertRules, OrderedTwinAlerts, step
-from operators.ingest import DeadLetter
+from operators.telemetry.ingest import DeadLetter
 
 log = logging.getLogger("twinflow.alerts")
 
 
 def input_topics(settings: Settings) -> dict[str, str]:
-    """Topic name → input kind (see operators.alert_records.decode_message)."""
+    """Topic name → input kind (see operators.records.alerts.decode_message)."""
     a = settings.alerts
     return {
         a.anomalies_topic: "anomaly",
@@ -120,7 +121,7 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
 
 def _children(settings: Settings) -> dict[str, list[str]]:
     """Parent asset → its twins, from the twin registry (alarm suppression)."""
-    from connectors.config_files import load_twin_registry
+    from connectors.config.security_files import load_twin_registry
 
     path = settings.security.twin_registry
     return load_twin_registry(path).children() if path else {}
@@ -158,7 +159,7 @@ class AlertSinks:
             if a.webhook_url
             else None
         )
-        return cls(MessageSink(producer_config(settings)), AlertDbSink(conninfo), ModelOutputSink(conninfo), webhook)
+        return cls(MessageSink(producer_config(settings)), AlertSink(conninfo), ModelOutputSink(conninfo), webhook)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:

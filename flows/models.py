@@ -7,13 +7,13 @@ Outputs: ``twin.anomaly_scores``, ``twin.forecasts`` and (``ml.model = "rul"``)
 models live in Bytewax state, keyed by twin_id, so they survive a restart with recovery on.
 Readings are judged by the telemetry flow's rules (:func:`flows.readings.reading_rules`: limits,
 twin registry, duplicate guard) and dead-lettered by that flow, not here; invalid status, control
-and event records go to the DLQ (:mod:`operators.model_inputs`).
+and event records go to the DLQ (:mod:`operators.ml.inputs`).
 
 Failure prediction is a second stateful step keyed by fleet (``ml.fleets``, default one fleet):
 one key runs on one worker, which is fine because it only sees labelled histories (one per
 failure) and prediction requests rate-limited to one per ``ml.predict_every`` samples per twin.
 
-Wiring only; the logic is :mod:`operators.live_models`. The wiring takes its source and sink as
+Wiring only; the logic is :mod:`operators.ml.live_step`. The wiring takes its source and sink as
 arguments (:func:`dataflow`); :func:`build_flow` gives it Kafka, a unit test ``TestingSource``/``TestingSink``.
 
     twinflow models run
@@ -41,9 +41,9 @@ from connectors.kafka.source import kafka_source, source_messages
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.alert_records import AnomalyScore, FailurePrediction, encode
-from operators.ingest import DeadLetter
-from operators.live_models import (
+from operators.ml.fleet_step import FleetItem
+from operators.ml.inputs import ModelTopics, decode_batch
+from operators.ml.live_step import (
     LiveModelConfig,
     Tick,
     TwinModelState,
@@ -51,8 +51,8 @@ from operators.live_models import (
     silence_due,
     step_many,
 )
-from operators.model_inputs import ModelTopics, decode_batch
-from operators.model_steps import FleetItem
+from operators.records.alerts import AnomalyScore, FailurePrediction, encode
+from operators.telemetry.ingest import DeadLetter
 
 log = logging.getLogger("twinflow.models")
 

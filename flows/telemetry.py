@@ -1,8 +1,8 @@
 """Telemetry ingest flow: Kafka ``telemetry.raw`` → decode/validate → PostgreSQL; rejects → DLQ.
 
-Wiring only; the logic is in :mod:`operators.ingest`, the I/O in :mod:`connectors`. The wiring
-takes its source and sinks as arguments (:func:`dataflow`); :func:`build_flow` gives it Kafka and
-PostgreSQL, a test gives it Bytewax's ``TestingSource``/``TestingSink`` (tests/unit/test_flows.py).
+Wiring only; the logic is in :mod:`operators.telemetry.ingest`, the I/O in :mod:`connectors`. The
+wiring takes its source and sinks as arguments (:func:`dataflow`); :func:`build_flow` gives it Kafka
+and PostgreSQL, a test gives it Bytewax's ``TestingSource``/``TestingSink`` (tests/unit/test_flows.py).
 
 Run it::
 
@@ -26,7 +26,7 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
-from connectors.postgres.sink import TelemetrySink
+from connectors.postgres.telemetry_sink import TelemetrySink
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 
@@ -43,7 +43,7 @@ class TelemetrySinks:
     @classmethod
     def of(cls, settings: Settings) -> TelemetrySinks:
         """PostgreSQL's ``telemetry`` table and Kafka."""
-        rows = TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size)
+        rows = TelemetrySink(settings.postgres.conninfo(), batch_size=settings.flow.batch_size)
         return cls(rows, MessageSink(producer_config(settings)))
 
 

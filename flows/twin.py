@@ -3,12 +3,12 @@
 Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.desync``,
 ``telemetry.late``, ``twin.desired.outcomes`` (+ ``twin.desired.rejected``), ``twin.status``
 (the twin's mode), bad desired/ack records → ``telemetry.dlq``; state history, sync quality and
-window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin_processor`.
+window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin.processor`.
 
-Every desired request passes the gate (:mod:`operators.desired_gate`) inside the per-twin step;
+Every desired request passes the gate (:mod:`operators.twin.desired_gate`) inside the per-twin step;
 its verdict is committed to the audit trail (:mod:`connectors.desired_gate`) before the step
 emits anything, so no command leaves without its audit row. A twin without a Bytewax snapshot
-resumes from its newest stored version (:mod:`operators.twin_resume`): versions never restart.
+resumes from its newest stored version (:mod:`operators.twin.resume`): versions never restart.
 
 Run it::
 
@@ -37,28 +37,28 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink
 
-from connectors.config_errors import ConfigError
-from connectors.config_files import load_policy, load_subjects, load_twin_registry
+from connectors.config.errors import ConfigError
+from connectors.config.security_files import load_policy, load_subjects, load_twin_registry
 from connectors.desired_gate import PostgresDecisionStore
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
 from connectors.kafka.twin_messages import TwinTopics, to_messages
-from connectors.postgres.sink import TelemetrySink
+from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.desired_gate import DecisionStore, DesiredGate, GateConfig
-from operators.event_windows import WindowRow
 from operators.keyed_batches import group_by_key
-from operators.request_auth import Freshness
-from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
-from operators.twin_processor import Event, Produced, TwinProcessor, TwinRuntime
-from operators.twin_resume import state_from_document
-from operators.twin_state import StateChange, TwinState
+from operators.security.request_auth import Freshness
+from operators.twin.desired_gate import DecisionStore, DesiredGate, GateConfig
+from operators.twin.event_windows import WindowRow
+from operators.twin.inputs import InputTopics, TwinInputs, decode_batch
+from operators.twin.processor import Event, Produced, TwinProcessor, TwinRuntime
+from operators.twin.resume import state_from_document
+from operators.twin.state import StateChange, TwinState
 
 log = logging.getLogger("twinflow.twin")
 T = TypeVar("T")
@@ -206,7 +206,7 @@ class TwinSinks:
         return cls(
             MessageSink(producer_config(settings)),
             TwinSink(conninfo),
-            TelemetrySink(conninfo, settings.flow.batch_size),
+            TelemetrySink(conninfo, batch_size=settings.flow.batch_size),
             PostgresDecisionStore(conninfo),
             StoredTwins(conninfo),
         )

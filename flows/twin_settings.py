@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from operators.event_windows import WindowSpec
 from operators.strict import StrictModel
-from operators.twin_policy import TwinPolicy
+from operators.twin.event_windows import WindowSpec
+from operators.twin.sync_strategy import TwinPolicy
 
 
 class TwinSettings(StrictModel):

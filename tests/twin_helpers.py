@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from operators.reconcile import Reconciler
-from operators.twin_policy import TwinPolicy
-from operators.twin_records import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, DesyncEvent, Reported
-from operators.twin_state import StateChange, TwinState
+from operators.records.twin import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, DesyncEvent, Reported
+from operators.twin.reconcile import Reconciler
+from operators.twin.state import StateChange, TwinState
+from operators.twin.sync_strategy import TwinPolicy
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

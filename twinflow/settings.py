@@ -27,12 +27,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from connectors.bridge_settings import BridgeSettings
-from connectors.config_errors import ConfigError
+from connectors.bridges.settings import BridgeSettings
+from connectors.config.errors import ConfigError
+from connectors.config.secret_files import read_secret_file
 from connectors.kafka.settings import BufferSettings, KafkaSettings, Topics
 from connectors.mqtt.settings import MqttSettings
 from connectors.postgres.settings import PostgresSettings
-from connectors.secret_files import read_secret_file
 from connectors.sim.settings import SimSettings
 from flows.settings import DEV_IDENTITY, AlertSettings, FlowSettings, MlSettings, SecuritySettings
 from flows.twin_settings import TwinSettings
@@ -207,7 +207,7 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings, or a :class:`ConfigError` with one line per mistake naming the file or environment
     variable, the section, the key and the fix; unknown keys are mistakes (did-you-mean included),
     a TOML syntax error names line and column."""
-    from connectors.config_errors import read_toml, settings_problems
+    from connectors.config.errors import read_toml, settings_problems
 
     path = config_path()
     try:

@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 
 
 def client_config(settings: ConnectorSettings, **extra: Any) -> dict[str, Any]:

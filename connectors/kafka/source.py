@@ -28,7 +28,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import AbortExecution, Source, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import client_config, without_bootstrap
 from connectors.stopping import STOP
 

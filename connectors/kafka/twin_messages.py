@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.sink import OutMessage
-from operators.alert_records import TwinStatus
-from operators.alert_records import encode as encode_status
-from operators.event_windows import WindowRow
-from operators.twin_records import Command, DesiredOutcome, DesyncEvent, LateReading, encode
-from operators.twin_state import StateChange
+from operators.records.alerts import TwinStatus
+from operators.records.alerts import encode as encode_status
+from operators.records.twin import Command, DesiredOutcome, DesyncEvent, LateReading, encode
+from operators.twin.event_windows import WindowRow
+from operators.twin.state import StateChange
 
 Message = OutMessage
 

@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Producer
 
 from connectors.kafka.clients import ensure_topics, producer_config
-from operators.alerts import AlertRules, KindRule
+from operators.alerts.lifecycle import AlertRules, KindRule
 from tests.integration.test_twin_device_loop import FakeDevice
 from tests.process_helpers import stop
 from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401
@@ -148,7 +148,7 @@ speed = { type = "number", min = 0, max = 3000 }
 
 def _identity(work: Path) -> dict[str, str]:
     """The API as a gateway (its own key, acting for the tokens' subjects), ann an operator, bob a viewer."""
-    from operators.request_auth import new_private_key, private_key_pem, public_key_text
+    from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
     from twinflow.stack.certs import write_secret
 
     key = new_private_key()
@@ -230,7 +230,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
             start_new_session=True,
         ),
         "alerts": subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "run", "alerts", "--no-recovery"],
+            [sys.executable, "-m", "twinflow.cli.main", "run", "alerts", "--no-recovery"],
             cwd=REPO,
             env=env,
             stdout=logs["alerts"],
@@ -238,7 +238,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
             start_new_session=True,
         ),
         "serve": subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "serve"],
+            [sys.executable, "-m", "twinflow.cli.main", "serve"],
             cwd=REPO,
             env=env,
             stdout=logs["serve"],

@@ -27,12 +27,12 @@ from connectors.kafka.clients import TopicSpec, alert_topic_specs, client_config
 from connectors.postgres.migrate import migrate
 from connectors.webhook.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from flows.alerts import build_flow
-from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
-from operators.alerts import AlertRules, KindRule
+from operators.alerts.lifecycle import AlertRules, KindRule
+from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
 from tests.kafka_helpers import produce, read_topic
 from tests.twin_kafka import envelope
 from tests.webhook_receiver import Receiver
-from twinflow.cli import app
+from twinflow.cli.main import app
 
 pytestmark = pytest.mark.integration
 SECRET = "flow-test-secret"
@@ -248,7 +248,7 @@ def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(a
     deployed. The simulator runs in simulated time (1 sample/s), so the test is quick and
     deterministic; the protocol path from the same simulator is tested in test_connectors_e2e.
     """
-    from connectors.mapping import parse_mapping
+    from connectors.bridges.mapping import parse_mapping
     from connectors.sim.faults import Fault
     from connectors.sim.plant import Plant
     from flows.models import build_flow as build_models_flow

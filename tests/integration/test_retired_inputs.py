@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from connectors.kafka.clients import ensure_topics
-from operators.alert_records import TwinStatus, encode
+from operators.records.alerts import TwinStatus, encode
 from tests.integration.plant_helpers import CREATED
 from tests.kafka_helpers import produce
-from twinflow.plant_demo import topic_env
+from twinflow.demo.plant import topic_env
 from twinflow.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration

@@ -25,9 +25,9 @@ from typer.testing import CliRunner
 from connectors.kafka.clients import client_config, producer_config
 from tests.twin_fixtures import delete_topics, settings_env, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import dev_subject, envelope, produce, produce_signed, query, read_all, wait_for
-from twinflow.cli import app
+from twinflow.cli.main import app
+from twinflow.cli.twin import load_state
 from twinflow.settings import Settings
-from twinflow.twin_cli import load_state
 
 pytestmark = pytest.mark.integration
 

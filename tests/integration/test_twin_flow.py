@@ -15,8 +15,8 @@ from connectors.kafka.clients import client_config
 from flows.twin import build_flow
 from tests.twin_fixtures import delete_topics, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import dev_subject, envelope, produce, produce_signed, query, read_all, versions
+from twinflow.cli.twin import load_state
 from twinflow.settings import Settings
-from twinflow.twin_cli import load_state
 
 pytestmark = pytest.mark.integration
 
@@ -139,8 +139,8 @@ def test_a_lasting_desync_reaches_the_alerts_flow_through_twin_desync(twin_db: S
     and writes alert versions only to twin.alerts (each topic one record type, no read-back)."""
     import flows.alerts
     from connectors.kafka.clients import alert_topic_specs, ensure_topics
-    from operators.alert_records import Alert
-    from operators.twin_records import DesyncEvent
+    from operators.records.alerts import Alert
+    from operators.records.twin import DesyncEvent
 
     policy = {"defaults": {"strategy": "digital_wins", "tolerance": 1.0, "hold_time_s": 0, "max_desync_time_s": 10}}
     s = twin_settings_for(twin_db, policy)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from operators.alert_records import AlertAction, AnomalyScore, DesyncEscalation, TwinStatus, decode_message, encode
-from operators.ingest import DeadLetter
+from operators.records.alerts import AlertAction, AnomalyScore, DesyncEscalation, TwinStatus, decode_message, encode
+from operators.telemetry.ingest import DeadLetter
 from twinflow.settings import AlertSettings, ConfigError
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

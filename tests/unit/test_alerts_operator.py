@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from operators.alert_records import (
+from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts, alert_id_for, step
+from operators.records.alerts import (
     AlertAction,
     AnomalyScore,
     DesyncEscalation,
@@ -16,9 +17,8 @@ from operators.alert_records import (
     desync_escalation,
     encode,
 )
-from operators.alerts import AlertRules, KindRule, TwinAlerts, alert_id_for, step
-from operators.envelope import Rejected
-from operators.twin_records import DesyncEvent
+from operators.records.envelope import Rejected
+from operators.records.twin import DesyncEvent
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RULES = AlertRules(anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.event_windows import TwinWindows, WindowRow, WindowSpec, window_label
+from operators.twin.event_windows import TwinWindows, WindowRow, WindowSpec, window_label
 from tests.twin_helpers import at
 
 LATENESS = timedelta(seconds=3)

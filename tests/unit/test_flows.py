@@ -22,13 +22,13 @@ import flows.models
 import flows.pipeline
 import flows.telemetry
 import flows.twin
-from operators.alert_records import Alert, AnomalyScore, encode
-from operators.alerts import AlertRules, KindRule
-from operators.desired_gate import MemoryStore
-from operators.ingest import TelemetryRow
-from operators.request_auth import envelope as signed_envelope
-from operators.request_auth import new_private_key, public_key_text, sign
-from operators.twin_records import Command, DesyncEvent
+from operators.alerts.lifecycle import AlertRules, KindRule
+from operators.records.alerts import Alert, AnomalyScore, encode
+from operators.records.twin import Command, DesyncEvent
+from operators.security.request_auth import envelope as signed_envelope
+from operators.security.request_auth import new_private_key, public_key_text, sign
+from operators.telemetry.ingest import TelemetryRow
+from operators.twin.desired_gate import MemoryStore
 from tests.twin_kafka import envelope
 from twinflow.settings import Settings
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flows.twin import TwinLogic
-from operators.event_windows import WindowSpec
-from operators.twin_policy import TwinPolicy
-from operators.twin_processor import TwinProcessor
-from operators.twin_records import Command, DesyncEvent
-from operators.twin_state import CommandStatus
+from operators.records.twin import Command, DesyncEvent
+from operators.twin.event_windows import WindowSpec
+from operators.twin.processor import TwinProcessor
+from operators.twin.state import CommandStatus
+from operators.twin.sync_strategy import TwinPolicy
 from tests.twin_helpers import Run, at, desired, reading, reconciler
 
 RULES = {

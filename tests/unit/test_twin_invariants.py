@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.reconcile import Reconciler
-from operators.twin_policy import TwinPolicy
-from operators.twin_records import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, DesyncEvent, Reported
-from operators.twin_state import StateChange, Status, TwinState
+from operators.records.twin import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, DesyncEvent, Reported
+from operators.twin.reconcile import Reconciler
+from operators.twin.state import StateChange, Status, TwinState
+from operators.twin.sync_strategy import TwinPolicy
 from tests.twin_helpers import at
 
 POLICY = TwinPolicy.model_validate(
@@ -71,7 +71,7 @@ def test_invariants_hold_for_any_event_sequence(script: list[tuple]) -> None:
             _, _, vals, mode, expect = step
             if not vals and mode is None:
                 continue
-            # expected_version is the gate's business (operators/desired_gate.py): not checked here.
+            # expected_version is the gate's business (operators/twin/desired_gate.py): not checked here.
             expected = {None: None, "current": state.desired_version, "stale": state.desired_version + 1}[expect]
             event = DesiredEvent(DesiredUpdate("t1", vals, expected_version=expected, mode=mode), at(t))
         elif kind == "ack":

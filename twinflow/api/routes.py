@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from operators.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
+from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from twinflow.api.problems import Problem
 from twinflow.api.state_cache import desired_version, encode_state
 
@@ -100,7 +100,7 @@ def parse_bucket(text: str | None) -> timedelta | None:
 def _registry(request: Request):
     cached = getattr(request.app.state, "registry", False)
     if cached is False:
-        from connectors.config_files import load_twin_registry
+        from connectors.config.security_files import load_twin_registry
 
         path = request.app.state.settings.security.twin_registry
         cached = load_twin_registry(path) if path else None
@@ -350,7 +350,7 @@ async def alert_metrics(
     hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0,
     operators: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> JSON:
-    from twinflow.alarm_metrics import alarm_rate
+    from twinflow.alarms.metrics import alarm_rate
 
     s = request.app.state.settings
     until = datetime.now(UTC)
@@ -386,7 +386,7 @@ async def alert_action(
     body: AlertActionBody | None = None,
 ) -> JSON:
     from connectors.postgres.alerts_store import AlertStore
-    from twinflow.alert_actions import ActionRefused, act
+    from twinflow.alarms.actions import ActionRefused, act
 
     body = body or AlertActionBody()
     settings = request.app.state.settings
