@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def run_alerts(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "twinflow.cli", "run", "alerts", "--no-tail"]
+    cmd = [sys.executable, "-m", "twinflow.cli.main", "run", "alerts", "--no-tail"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
 
