@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(base.postgres.user))
         )
     sfx = uuid.uuid4().hex[:8]
-    tw = TwinSettings(state_topic=f"bench.state.{sfx}", alerts_topic=f"bench.alerts.{sfx}", partitions=4)
+    tw = TwinSettings(state_topic=f"bench.state.{sfx}", desync_topic=f"bench.desync.{sfx}", partitions=4)
     s = base.model_copy(update={"postgres": base.postgres.model_copy(update={"dbname": db}), "twin": tw})
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-api-{sfx}"
     work.mkdir()
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seeded {a.twins:,} twins × {a.versions} versions in {time.perf_counter() - t:.1f} s", flush=True)
         from connectors.kafka.clients import TopicSpec
 
-        ensure_topics(s, [TopicSpec(tw.state_topic, 4, {}), TopicSpec(tw.alerts_topic, 1, {})])
+        ensure_topics(s, [TopicSpec(tw.state_topic, 4, {}), TopicSpec(tw.desync_topic, 1, {})])
         store = TokenStore([])
         token, _ = store.issue("bench")
         store.save(work / "tokens.toml")
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from connectors.kafka.clients import client_config
 
-        AdminClient(client_config(s)).delete_topics([tw.state_topic, tw.alerts_topic])
+        AdminClient(client_config(s)).delete_topics([tw.state_topic, tw.desync_topic])
     body = "\n".join(
         [
             f"`GET /api/v1/twins/{{id}}` open-loop at {a.rate:g} requests/s for {a.seconds:g} s over {a.twins:,} twins"

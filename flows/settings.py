@@ -142,7 +142,7 @@ class SecuritySettings(StrictModel):
 class AlertSettings(StrictModel):
     """Alert lifecycle and delivery (flows/alerts.py, `twinflow alerts`, docs/alerts.md)."""
 
-    topic: str = "twin.alerts"  # alert versions out; desync escalations from reconciliation in
+    topic: str = "twin.alerts"  # alert versions out (the flow never reads it back)
     actions_topic: str = "twin.alert_actions"  # ack / resolve from `twinflow alerts`
     anomalies_topic: str = "twin.anomaly_scores"
     failures_topic: str = "twin.failure_predictions"

@@ -14,11 +14,12 @@ Precedence (highest first): constructor arguments, environment variables
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,6 +62,7 @@ __all__ = [
     "load_settings",
     "read_secret_file",
     "settings",
+    "topic_fields",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +145,20 @@ class Settings(BaseSettings):
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
 
+    @model_validator(mode="after")
+    def _one_record_type_per_topic(self) -> Settings:
+        """Two settings naming one topic would mix two record types on it (docs/architecture.md)."""
+        seen: dict[str, str] = {}
+        for section, name, topic in topic_fields(self):
+            where = f"[{section}] {name}"
+            if topic in seen:
+                raise ValueError(
+                    f"{seen[topic]} and {where} both name the topic {topic!r}; each topic carries one"
+                    " kind of record: give each its own topic"
+                )
+            seen[topic] = where
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -158,6 +174,21 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         sources.append(file_secret_settings)
         return tuple(sources)
+
+
+def topic_fields(settings: Settings) -> Iterator[tuple[str, str, str]]:
+    """(section, field, topic name) of every Kafka topic the settings name.
+
+    >>> ("twin", "desync_topic", "twin.desync") in list(topic_fields(Settings()))
+    True
+    """
+    for section, model in settings:
+        if section == "mqtt" or not isinstance(model, BaseModel):  # [mqtt] topics are MQTT's
+            continue
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, str) and (section == "topics" or name == "topic" or name.endswith("_topic")):
+                yield section, name, value
 
 
 def config_path() -> Path | None:

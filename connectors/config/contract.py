@@ -23,7 +23,7 @@ class TwinTopicNames(Protocol):
     commands_topic: str
     acks_topic: str
     state_topic: str
-    alerts_topic: str
+    desync_topic: str
     outcomes_topic: str
     late_topic: str
     partitions: int

@@ -44,7 +44,7 @@ class Event:
 
 @dataclass(frozen=True)
 class HubTopics:
-    """Topic → event type (``alerts`` records are split into alert / twin_alert / desired)."""
+    """Topic → event type: every topic carries one record type, so its records are one event type."""
 
     names: tuple[str, ...]
     kinds: tuple[str, ...]
@@ -69,23 +69,6 @@ def _frame(event_id: str, kind: str, data: bytes) -> bytes:
     return b"id: " + event_id.encode() + b"\nevent: " + kind.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def classify(kind: str, value: bytes, headers: list | None) -> str:
-    """The event type of one record of a topic of kind ``kind``."""
-    if kind != "alerts":
-        return kind
-    if headers and any(k == "origin" for k, _ in headers):
-        return "alert"
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return "twin_alert"
-    if isinstance(obj, dict) and obj.get("origin") == "twinflow.alerts":
-        return "alert"
-    if isinstance(obj, dict) and obj.get("kind") == "desired_rejected":
-        return "desired"
-    return "twin_alert"
-
-
 def to_event(topics: HubTopics, ti: int, msg: Any) -> Event | None:
     key, value = msg.key(), msg.value()
     if key is None or value is None:
@@ -94,7 +77,7 @@ def to_event(topics: HubTopics, ti: int, msg: Any) -> Event | None:
         twin_id = key.decode()
     except UnicodeDecodeError:
         return None
-    kind = classify(topics.kinds[ti], value, msg.headers())
+    kind = topics.kinds[ti]
     ts_ms = msg.timestamp()[1]
     eid = f"{ts_ms}-{ti}-{msg.partition()}-{msg.offset()}"
     return Event(eid, twin_id, kind, ts_ms, (ti, msg.partition()), msg.offset(), _frame(eid, kind, value))

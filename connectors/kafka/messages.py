@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bytewax.connectors.kafka import KafkaSinkMessage
 
-from operators.records.alerts import ORIGIN, Alert, encode
+from operators.records.alerts import Alert, encode
 from operators.telemetry.ingest import DeadLetter
 
 
@@ -14,10 +14,10 @@ def dead_letter_message(dead: DeadLetter, topic: str) -> KafkaSinkMessage[bytes 
 
 
 def alert_message(alert: Alert, topic: str) -> KafkaSinkMessage[bytes, bytes]:
-    """An alert version for ``twin.alerts``: key = twin_id, JSON value, origin header."""
+    """An alert version for ``twin.alerts``: key = twin_id, JSON value, ``alert_id`` header."""
     return KafkaSinkMessage(
         key=alert.twin_id.encode(),
         value=encode(alert),
         topic=topic,
-        headers=[("origin", ORIGIN.encode()), ("alert_id", alert.alert_id.encode())],
+        headers=[("alert_id", alert.alert_id.encode())],
     )

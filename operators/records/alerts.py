@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 
 from operators.records.envelope import Reason, Rejected, TwinId
+from operators.records.twin import decode_desync
 from operators.telemetry.ingest import DeadLetter
 
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -40,7 +41,6 @@ ISA_STATES: tuple[str, ...] = (
     "normal",
 )
 Kind = Literal["anomaly", "condition", "sensor_fault", "failure", "forecast_breach", "desync"]
-ORIGIN = "twinflow.alerts"  # marks records this operator wrote to twin.alerts
 
 
 class AnomalyScore(msgspec.Struct, frozen=True):
@@ -103,7 +103,8 @@ class ForecastPoint(msgspec.Struct, frozen=True):
 
 
 class DesyncEscalation(msgspec.Struct, frozen=True):
-    """A desync escalation from reconciliation (a ``twin.alerts`` record of kind ``desync``)."""
+    """A desync escalation as the alert lifecycle sees it: made from a ``twin.desync`` record of
+    kind ``desync`` (:func:`desync_escalation`); ``active=False`` ends it."""
 
     twin_id: TwinId
     ts: AwareTime
@@ -181,7 +182,6 @@ class Alert(msgspec.Struct, frozen=True):
     flapping: bool = False  # chattering (ISA-18.2): flap_count openings within flap_window_s
     summary: str = ""
     evidence: dict[str, Any] = {}
-    origin: str = ORIGIN
     # ISA-18.2 (docs/alerts.md): the process condition, the alarm state, shelving, suppression.
     isa_state: IsaState = "unack_active"
     condition: Literal["active", "cleared"] = "active"
@@ -249,38 +249,19 @@ def decode(cls: type[T], value: bytes | None) -> T:
         raise Rejected(Reason.BAD_JSON, str(exc)) from None
 
 
-def desync_from_alert_record(value: bytes | None) -> DesyncEscalation | None:
-    """Read a reconciliation record from ``twin.alerts``; ``None`` if it is not a desync input.
+def desync_escalation(value: bytes | None) -> DesyncEscalation | None:
+    """The escalation in a ``twin.desync`` record (:class:`operators.records.twin.DesyncEvent`);
+    ``None`` for its other kinds (command failures are not alerts). Raise :class:`Rejected`.
 
-    Accepted: a JSON object with ``kind == "desync"``, ``twin_id``, ``ts`` and optionally
-    ``state``/``status`` (``resolved``/``cleared``/``closed`` → inactive) or ``active``,
-    ``severity`` and anything else (kept as ``detail``). Records this operator wrote
-    (``origin == "twinflow.alerts"``) and other kinds are not inputs. Malformed desync
-    records raise :class:`Rejected`.
+    >>> desync_escalation(b'{"twin_id":"p1","kind":"desync","at":"2026-11-25T08:00:00Z","version":7,'
+    ...                   b'"detail":{"parameters":["speed"]}}').detail
+    {'parameters': ['speed']}
+    >>> desync_escalation(b'{"twin_id":"p1","kind":"command_failed","at":"2026-11-25T08:00:00Z","version":8}')
     """
-    try:
-        obj = msgspec.json.decode(value or b"null")
-    except msgspec.DecodeError as exc:
-        raise Rejected(Reason.BAD_JSON, str(exc)) from None
-    if not isinstance(obj, dict) or obj.get("origin") == ORIGIN or obj.get("kind") != "desync":
+    event = decode_desync(value)
+    if event.kind != "desync":
         return None
-    status = str(obj.get("state") or obj.get("status") or "").lower()
-    active = bool(obj.get("active", status not in ("resolved", "cleared", "closed", "ok")))
-    severity = obj.get("severity") if obj.get("severity") in SEVERITIES else None
-    detail = {k: v for k, v in obj.items() if k not in ("twin_id", "ts", "kind", "active", "severity")}
-    try:
-        return msgspec.convert(
-            {
-                "twin_id": obj.get("twin_id"),
-                "ts": obj.get("ts"),
-                "active": active,
-                "severity": severity,
-                "detail": detail,
-            },
-            DesyncEscalation,
-        )
-    except msgspec.ValidationError as exc:
-        raise Rejected(Reason.SCHEMA, f"desync record: {exc}") from None
+    return DesyncEscalation(event.twin_id, event.at, True, None, event.detail)
 
 
 def parse_ts(text: str) -> datetime:
@@ -301,13 +282,13 @@ INPUT_TYPES: dict[str, type] = {
 def decode_message(kind: str, msg: Any, now: datetime) -> InputRecord | DeadLetter | None:
     """One Kafka message of an input topic → record, dead letter (with reason) or ``None``.
 
-    ``kind`` is one of :data:`INPUT_TYPES` or ``"alerts"`` (the ``twin.alerts`` topic, read for
-    desync escalations only; other records there are not inputs). A record whose twin_id differs
-    from the Kafka key is rejected (the key decides which worker holds the twin's state).
+    ``kind`` is one of :data:`INPUT_TYPES` or ``"desync"`` (the ``twin.desync`` topic; its command
+    failures are not inputs: ``None``). A record whose twin_id differs from the Kafka key is
+    rejected (the key decides which worker holds the twin's state).
     """
     try:
-        if kind == "alerts":
-            rec: InputRecord | None = desync_from_alert_record(msg.value)
+        if kind == "desync":
+            rec: InputRecord | None = desync_escalation(msg.value)
         else:
             rec = decode(INPUT_TYPES[kind], msg.value)
         if rec is not None and msg.key is not None and msg.key != rec.twin_id.encode():

@@ -3,7 +3,7 @@
 ``twin.desired``  :class:`DesiredUpdate`   (signed, :mod:`~operators.security.request_auth`; ``twin set-desired``)
 ``twin.commands`` :class:`Command`         (read by the protocol connectors)
 ``twin.acks``     :class:`Ack`             (written by the protocol connectors; key = twin_id)
-``twin.alerts``   :class:`Alert`           (kind ``desync``, ``command_failed``, ``command_rejected``)
+``twin.desync``   :class:`DesyncEvent`     (kind ``desync``, ``command_failed``, ``command_rejected``)
 ``twin.desired.outcomes`` :class:`DesiredOutcome` (the gate's verdict on every request)
 ``telemetry.late``:class:`LateReading`     (readings beyond the allowed lateness)
 
@@ -86,12 +86,23 @@ class DesiredOutcome(msgspec.Struct, frozen=True):
     commands: list[str] = []
 
 
-class Alert(msgspec.Struct, frozen=True):
-    twin_id: str
-    kind: str
-    at: datetime
+DesyncKind = Literal["desync", "command_failed", "command_rejected"]
+
+
+class DesyncEvent(msgspec.Struct, frozen=True):
+    """The one ``twin.desync`` record: the twin cannot bring its device to the desired state.
+
+    ``desync``: desynced longer than ``max_desync_time_s`` (once per episode; the alerts flow opens
+    a ``desync`` alert); ``command_failed``: a command given up after its attempts;
+    ``command_rejected``: a command the bridge or device refused. ``version`` is the twin's state
+    version it belongs to; ``detail`` the facts (docs/reconciliation.md, "Commands, retries,
+    escalation")."""
+
+    twin_id: TwinId
+    kind: DesyncKind
+    at: Annotated[datetime, msgspec.Meta(tz=True)]
     version: int
-    detail: dict[str, Any]
+    detail: dict[str, Any] = {}
 
 
 class LateReading(msgspec.Struct, frozen=True):
@@ -142,6 +153,7 @@ _enc = msgspec.json.Encoder()
 _desired_dec = msgspec.json.Decoder(DesiredUpdate)
 _signed_dec = msgspec.json.Decoder(SignedDesired)
 _ack_dec = msgspec.json.Decoder(Ack)
+_desync_dec = msgspec.json.Decoder(DesyncEvent)
 
 
 def encode(record: msgspec.Struct | dict[str, Any]) -> bytes:
@@ -197,3 +209,8 @@ def _top_level_keys(value: bytes) -> set[str]:
 def decode_ack(value: bytes | None) -> Ack:
     """Parse a ``twin.acks`` record (the twin is the Kafka key)."""
     return _decode(_ack_dec, value)
+
+
+def decode_desync(value: bytes | None) -> DesyncEvent:
+    """Parse a ``twin.desync`` record; raise :class:`Rejected` (a dead-letter reason) otherwise."""
+    return _decode(_desync_dec, value)

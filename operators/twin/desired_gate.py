@@ -105,6 +105,10 @@ class DecisionStore(Protocol):
 
     def record(self, verdict: Verdict) -> None: ...
 
+    def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
+        """The newest decided (topic, partition, offset) of ``twin_id`` on ``topic``."""
+        ...
+
 
 class MemoryStore:
     """A :class:`DecisionStore` in dicts (tests, doctests)."""
@@ -121,6 +125,10 @@ class MemoryStore:
         self.by_position.setdefault(verdict.position, verdict)
         self.by_request.setdefault(verdict.request_id, verdict)
         self.log.append(verdict)
+
+    def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
+        mine = [v.position for v in self.log if v.twin_id == twin_id and v.position and v.position[0] == topic]
+        return mine[-1] if mine else None
 
 
 @dataclass(frozen=True)

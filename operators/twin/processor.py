@@ -3,7 +3,7 @@
 The flow runs one :class:`TwinRuntime` per twin_id inside a keyed stateful step and hands
 each event to :meth:`TwinProcessor.process`; outputs are routed by type
 (:class:`~operators.twin.state.StateChange`, :class:`~operators.records.twin.Command`,
-:class:`~operators.records.twin.Alert`, :class:`~operators.twin.event_windows.WindowRow`,
+:class:`~operators.records.twin.DesyncEvent`, :class:`~operators.twin.event_windows.WindowRow`,
 :class:`~operators.records.twin.LateReading`, :class:`~operators.records.twin.DesiredOutcome`,
 :class:`~operators.records.alerts.TwinStatus`).
 

@@ -4,7 +4,8 @@ Plain Python. Time is event time only: each input carries its time and the twin'
 the latest time seen, so every timeout (hold time, ack deadline, retry backoff, max desync
 time) is deterministic and testable. ``Reconciler.apply(state, event)`` mutates the state
 and returns what to publish: a :class:`StateChange` when anything changed (the version grows
-by exactly one), :class:`Command` records for ``twin.commands`` and :class:`Alert` records.
+by exactly one), :class:`Command` records for ``twin.commands`` and :class:`DesyncEvent` records
+for ``twin.desync``.
 The rules are documented in docs/reconciliation.md.
 
 >>> from datetime import datetime, UTC
@@ -30,10 +31,11 @@ from typing import Any
 from operators.records.twin import (
     Ack,
     AckEvent,
-    Alert,
     Command,
     DesiredEvent,
     DesiredUpdate,
+    DesyncEvent,
+    DesyncKind,
     Reported,
 )
 from operators.twin.state import CommandState, CommandStatus, ParamSync, StateChange, Status, TwinState
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 BAD_QUALITY = 2
-Output = StateChange | Command | Alert
+Output = StateChange | Command | DesyncEvent
 
 
 class _Tx:
@@ -90,8 +92,8 @@ class _Tx:
     def next_version(self) -> int:
         return self.state.version + 1
 
-    def alert(self, kind: str, version: int, **detail: Any) -> None:
-        self.out.append(Alert(self.state.twin_id, kind, self.now, version, detail))
+    def desync(self, kind: DesyncKind, version: int, **detail: Any) -> None:
+        self.out.append(DesyncEvent(self.state.twin_id, kind, self.now, version, detail))
 
     def finish(self) -> list[Output]:
         if not self.fields:
@@ -248,7 +250,7 @@ class Reconciler:
             cmd.status = CommandStatus.GIVEN_UP
             cmd.error = ack.error
             tx.change(f"command.{name}", old, cmd.label())
-            tx.alert(
+            tx.desync(
                 "command_rejected",
                 tx.next_version,
                 parameter=name,
@@ -342,7 +344,7 @@ class Reconciler:
             cmd.retry_at = tx.now + timedelta(seconds=pr.backoff_s(cmd.attempt))
         else:
             cmd.status = CommandStatus.GIVEN_UP
-            tx.alert(
+            tx.desync(
                 "command_failed",
                 tx.next_version,
                 parameter=name,
@@ -397,7 +399,7 @@ class Reconciler:
         ):
             st.escalated = True
             tx.change("escalated", False, True)
-            tx.alert(
+            tx.desync(
                 "desync",
                 tx.next_version,
                 since=st.desync_since,

@@ -174,7 +174,7 @@ def _delete_own_topics(s: Settings) -> None:
 
     tw = s.twin
     names = {s.topics.raw, s.topics.dlq, tw.desired_topic, tw.commands_topic, tw.acks_topic, tw.state_topic}
-    names |= {tw.late_topic, tw.outcomes_topic, s.security.desired_rejected_topic}
+    names |= {tw.late_topic, tw.outcomes_topic, tw.desync_topic, s.security.desired_rejected_topic}
     names |= {t.name for t in alert_topic_specs(s)}
     admin = AdminClient(client_config(s))
     for fut in admin.delete_topics(sorted(names), operation_timeout=30).values():
@@ -194,7 +194,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
     base = twin_settings_for(twin_db, policy, ingest=True)
     sfx = base.topics.raw.rsplit(".", 1)[1]
     alerts = _alert_settings(sfx)
-    s = base.model_copy(update={"alerts": alerts, "twin": base.twin.model_copy(update={"alerts_topic": alerts.topic})})
+    s = base.model_copy(update={"alerts": alerts})
     security = s.security.model_copy(update={"desired_rejected_topic": f"test.rejected.{sfx}"})
     s = s.model_copy(update={"security": security})
     ensure_topics(s)

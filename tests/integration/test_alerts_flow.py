@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from connectors.kafka.clients import alert_topic_specs, client_config, ensure_topics, topic_specs
+from connectors.kafka.clients import TopicSpec, alert_topic_specs, client_config, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
 from connectors.webhook.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from flows.alerts import build_flow
@@ -60,14 +60,15 @@ def alert_settings(settings, monkeypatch):
             "rules": AlertRules(anomaly=KindRule(MIN_DURATION, COOL_DOWN), escalate_after_s=0),
         }
     )
-    s = settings.model_copy(update={"alerts": alerts})
-    ensure_topics(s, alert_topic_specs(s))
+    twin = settings.twin.model_copy(update={"desync_topic": f"test.desync.{suffix}"})  # an input of its own
+    s = settings.model_copy(update={"alerts": alerts, "twin": twin})
+    ensure_topics(s, [*alert_topic_specs(s), TopicSpec(twin.desync_topic, 1, {})])
     migrate(s.postgres.conninfo(), s.postgres.timescaledb)
     # the CLI reads its settings from the environment
     for field, name in names.items():
         monkeypatch.setenv(f"TWINFLOW_ALERTS__{field.upper()}", name)
     yield s
-    AdminClient(client_config(s)).delete_topics(list(names.values()))
+    AdminClient(client_config(s)).delete_topics([*names.values(), twin.desync_topic])
 
 
 def scores(twin: str, t0: datetime, start: int, stop: int, fault: tuple[int, int]) -> list[AnomalyScore]:

@@ -183,7 +183,7 @@ def test_digital_wins_drives_the_device_and_physical_wins_follows_it(
 
     def escalated():
         kinds = [
-            (v["kind"], v["detail"].get("attempts")) for k, v in read_all(s, s.twin.alerts_topic) if k == dead.encode()
+            (v["kind"], v["detail"].get("attempts")) for k, v in read_all(s, s.twin.desync_topic) if k == dead.encode()
         ]
         return kinds if ("desync", None) in kinds else None
 

@@ -47,7 +47,7 @@ def twin_flow(plant, twin_db: Settings, tmp_path: Path) -> Iterator[Settings]:  
             **ps.twin.model_dump(exclude={"policy"}),
             "desired_topic": f"it.desired.{sfx}",
             "state_topic": f"it.state.{sfx}",
-            "alerts_topic": f"it.alerts.{sfx}",
+            "desync_topic": f"it.desync.{sfx}",
             "late_topic": f"it.late.{sfx}",
             "outcomes_topic": f"it.outcomes.{sfx}",
             "partitions": 1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.records.twin import Ack, AckEvent, Alert, Command, DesiredEvent, DesiredUpdate, Reported
+from operators.records.twin import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, DesyncEvent, Reported
 from operators.twin.reconcile import Reconciler
 from operators.twin.state import StateChange, Status, TwinState
 from operators.twin.sync_strategy import TwinPolicy
@@ -104,7 +104,7 @@ def test_invariants_hold_for_any_event_sequence(script: list[tuple]) -> None:
             assert new_commands == []  # commands are held in maintenance and simulating
         assert all(c.parameter in ("a", "b") for c in new_commands)  # never for physical_wins
         issued += new_commands
-        for alert in (o for o in out if isinstance(o, Alert)):
+        for alert in (o for o in out if isinstance(o, DesyncEvent)):
             if alert.kind == "desync":
                 assert state.mode == "normal"
         # what-if values never become reported values (unless the same number was also measured)

@@ -44,8 +44,8 @@ def hub_topics(settings: Settings) -> HubTopics:
     tw, a = settings.twin, settings.alerts
     pairs = {
         tw.state_topic: "state",
-        tw.alerts_topic: "alerts",
-        a.topic: "alerts",
+        a.topic: "alert",  # alert versions of the alerts flow
+        tw.desync_topic: "twin_alert",  # reconciliation: desync escalations, command failures
         a.anomalies_topic: "score",
         tw.outcomes_topic: "desired",  # the gate's verdicts, applied and denied
     }

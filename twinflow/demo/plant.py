@@ -22,14 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from pydantic import BaseModel
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from connectors.stopping import STOP_WITHIN_S, stop_on_signals, stop_with_parent
 from twinflow.demo.fault_scoring import Evaluation
-from twinflow.settings import PROJECT_ROOT, Settings
+from twinflow.settings import PROJECT_ROOT, Settings, topic_fields
 
 MAPPING = PROJECT_ROOT / "config" / "plant.toml"
 # The fused flow (telemetry.raw read once) and the alerts flow; the separate flows give the same output.
@@ -102,15 +101,9 @@ def fault_schedule(duration: float) -> list[str]:
 
 def topic_env(settings: Settings, prefix: str) -> dict[str, str]:
     """TWINFLOW_* variables that rename every Kafka topic of the settings with ``prefix``."""
-    env = {}
-    for section, model in settings:
-        if section == "mqtt" or not isinstance(model, BaseModel):
-            continue
-        for name in type(model).model_fields:
-            value = getattr(model, name)
-            if isinstance(value, str) and (section == "topics" or name == "topic" or name.endswith("_topic")):
-                env[f"TWINFLOW_{section.upper()}__{name.upper()}"] = prefix + value
-    return env
+    return {
+        f"TWINFLOW_{section.upper()}__{name.upper()}": prefix + topic for section, name, topic in topic_fields(settings)
+    }
 
 
 def _spawn(child: Child, env: dict[str, str], logs: Path) -> subprocess.Popen:
