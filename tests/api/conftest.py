@@ -218,6 +218,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
         "TWINFLOW_API__RATE_PER_S": "20",
         "TWINFLOW_API__RATE_BURST": "60",
         "TWINFLOW_API__SSE_BUFFER_EVENTS": "20",
+        "TWINFLOW_API__SSE_CLIENT_BUFFER_BYTES": str(256 * 1024),
     }
     logs = {name: open(work / f"{name}.log", "wb") for name in ("twin", "alerts", "serve")}  # noqa: SIM115
     procs = {

@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from twinflow.api.problems import Problem
+from twinflow.api.sse import EventStreamResponse
 from twinflow.api.state_cache import desired_version, encode_state
 
 router = APIRouter(prefix="/api/v1")
@@ -429,43 +429,19 @@ def _types(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return wanted
 
 
-def _stream(request: Request, twin_id: str | None, types: tuple[str, ...], last_id: str | None) -> StreamingResponse:
+def _stream(request: Request, twin_id: str | None, types: tuple[str, ...], last_id: str | None) -> EventStreamResponse:
     hub = request.app.state.hub
     if hub.error or not hub.ready.is_set():
         raise Problem(503, "events-unavailable", f"live events are not available: {hub.error or 'starting'}")
-    keepalive = request.app.state.settings.api.sse_keepalive_s
     sub, positions = hub.subscribe(twin_id, types)
-    backlog = hub.from_buffer(last_id, sub) if last_id else []
+    buffered = hub.from_buffer(last_id, sub) if last_id else []
 
-    async def frames():
-        try:
-            yield b"retry: 2000\n\n"
-            missed = backlog
-            if missed is None:  # not in the buffer: read Kafka again from the event's time
-                missed = await asyncio.to_thread(hub.replay, last_id, sub, positions)
-            if missed:
-                yield b"".join(missed)
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(sub.queue.get(), keepalive)
-                except TimeoutError:
-                    if sub.overflowed:
-                        return
-                    chunk = b": keepalive\n\n"
-                if chunk is None:  # the server is stopping
-                    return
-                yield chunk
-                if sub.overflowed and sub.queue.empty():
-                    yield b": too slow; reconnect with Last-Event-ID\n\n"
-                    return
-        finally:
-            hub.unsubscribe(sub)
+    async def backlog() -> list[bytes]:
+        if buffered is None:  # not in the buffer: read Kafka again from the event's time
+            return await asyncio.to_thread(hub.replay, last_id, sub, positions)
+        return buffered
 
-    return StreamingResponse(
-        frames(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStreamResponse(hub, sub, backlog, request.app.state.settings.api.sse_keepalive_s)
 
 
 EVENT_DOC = (
@@ -481,7 +457,7 @@ async def events(
     _: Reader,
     types: Annotated[str | None, Query(description="comma-separated; default: all but score")] = None,
     last_event_id: Annotated[str | None, Header(max_length=128)] = None,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     return _stream(request, None, _types(types, FLEET_EVENT_TYPES), last_event_id)
 
 
@@ -492,7 +468,7 @@ async def twin_events(
     _: Reader,
     types: Annotated[str | None, Query(description="comma-separated; default: all")] = None,
     last_event_id: Annotated[str | None, Header(max_length=128)] = None,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     return _stream(request, twin_id_ok(twin_id), _types(types, ALL_EVENT_TYPES), last_event_id)
 
 
