@@ -224,7 +224,7 @@ async def twin_telemetry(
     return JSON({"twin_id": twin_id, "from": since, "to": until, "bucket": bucket, "series": series})
 
 
-@router.get("/twins/{twin_id}/scores", response_class=JSON, summary="Anomaly scores with their threshold")
+@router.get("/twins/{twin_id}/scores", response_class=JSON, summary="Anomaly scores and health with their thresholds")
 async def twin_scores(
     request: Request,
     twin_id: TwinIdPath,
@@ -237,7 +237,15 @@ async def twin_scores(
     since = _since(_aware(from_, "from"), timedelta(minutes=15))
     until = _aware(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
     rows = await request.app.state.reads.scores(twin_id, since, until, limit)
-    return JSON({k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly", "health")})
+    rules = request.app.state.settings.alerts.rules
+    health_thresholds = {  # the alerts flow's condition alarm on the health index (docs/ml.md)
+        "open_below": rules.health_open,
+        "clear_above": rules.health_clear,
+        "major_below": rules.health_major,
+        "critical_below": rules.health_critical,
+    }
+    out: dict[str, Any] = {k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly", "health")}
+    return JSON({**out, "health_thresholds": health_thresholds})
 
 
 @router.get("/twins/{twin_id}/forecasts", response_class=JSON, summary="The latest forecast per sensor")
