@@ -22,6 +22,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from array import array
@@ -270,6 +271,54 @@ def produce_changes(s: Settings, twins: list[str], rate: float, seconds: float) 
     return n
 
 
+def _quantiles(mode: str, sent: int, expected: int, delays: array) -> dict:
+    ordered = sorted(delays)
+    q = lambda p: ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else float("nan")  # noqa: E731
+    return {
+        "mode": mode,
+        "sent": sent,
+        "expected": expected,
+        "received": len(ordered),
+        "p50": q(0.5),
+        "p99": q(0.99),
+        "max": q(1.0),
+    }
+
+
+def kafka_run(s: Settings, twins: list[str], changes: float, seconds: float) -> dict:
+    """The floor under the SSE numbers: the same changes read straight from Kafka, as the server's hub
+    reads them (no server, no HTTP); delay = receive time − the record's Kafka timestamp."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.clients import client_config
+
+    topic = s.twin.state_topic
+    consumer = Consumer(client_config(s, **{"group.id": "bench-api-kafka", "enable.auto.commit": False}))
+    parts = consumer.list_topics(topic, timeout=15).topics[topic].partitions
+    consumer.assign(
+        [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1])
+            for p in parts
+        ]
+    )
+    delays, stop = array("d"), threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            for msg in consumer.consume(num_messages=1000, timeout=0.05):
+                if not msg.error():
+                    delays.append(time.time() - msg.timestamp()[1] / 1000)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    sent = produce_changes(s, twins, changes, seconds)
+    time.sleep(3)
+    stop.set()
+    reader.join(10)
+    consumer.close()
+    return _quantiles("kafka", sent, sent, delays)
+
+
 def fanout_run(
     s: Settings,
     port: int,
@@ -305,18 +354,7 @@ def fanout_run(
         delays.frombytes(out_q.get(timeout=60))
     for p in procs:
         p.join(10)
-    ordered = sorted(delays)
-    expected = sent * (clients if mode == "fleet" else 1)
-    q = lambda p: ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else float("nan")  # noqa: E731
-    return {
-        "mode": mode,
-        "sent": sent,
-        "expected": expected,
-        "received": len(ordered),
-        "p50": q(0.5),
-        "p99": q(0.99),
-        "max": q(1.0),
-    }
+    return _quantiles(mode, sent, sent * (clients if mode == "fleet" else 1), delays)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fanout-seconds", type=float, default=15.0)
     ap.add_argument("--workers", type=int, default=1, help="twinflow serve --workers")
     ap.add_argument("--client-processes", type=int, default=2, help="processes the SSE clients run in")
-    ap.add_argument("--modes", default="twin,fleet", help="SSE fan-out runs: twin, fleet (empty: none)")
+    ap.add_argument(
+        "--modes", default="twin,fleet,kafka", help="fan-out runs: twin, fleet, kafka (no server: the floor)"
+    )
     ap.add_argument("--no-latency", action="store_true", help="skip the GET latency run")
     ap.add_argument("--no-fanout", action="store_true", help="only the GET latency run")
     ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
@@ -401,9 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         modes = () if a.no_fanout else tuple(m for m in a.modes.split(",") if m)
         for mode in modes:
             cpu0, _ = usage(proc.pid)
-            fan[mode] = fanout_run(
-                s, port, token, twins, a.clients, a.changes, a.fanout_seconds, mode, a.client_processes
-            )
+            if mode == "kafka":
+                fan[mode] = kafka_run(s, twins, a.changes, a.fanout_seconds)
+            else:
+                fan[mode] = fanout_run(
+                    s, port, token, twins, a.clients, a.changes, a.fanout_seconds, mode, a.client_processes
+                )
             fan[mode]["server_cpu"] = (usage(proc.pid)[0] - cpu0) / a.fanout_seconds
             print(f"SSE fan-out ({mode}): {fan[mode]}", flush=True)
         load = os.getloadavg()
@@ -437,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             f" {a.clients} clients in {a.client_processes} processes, `twinflow serve --workers {a.workers}`;"
             " delivery = receive time − the record's Kafka timestamp. `twin`: each client follows one twin's stream"
             " (`/twins/{id}/events`), the changes go round those twins; `fleet`: every client follows every change"
-            " (`/events`).",
+            " (`/events`); `kafka`: the same changes read straight from Kafka, no SSE client (the floor; server CPU"
+            " = the server only reading them).",
             "",
             "| mode | changes sent | events expected | received | p50 ms | p99 ms | max ms | server CPU (cores) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
