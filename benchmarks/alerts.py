@@ -3,9 +3,9 @@
     python -m benchmarks.alerts --records 200000 --twins 500 --db-rows 50000
 
 The operator part is plain Python (no Kafka): anomaly scores for T twins, one a second per twin,
-with a 5-minute fault every 15 minutes per twin, through ``operators.alerts.step``. The database part
-upserts anomaly scores through ``AlertStore.write_model_outputs`` in batches of 1000 and the
-alert versions the operator produced through ``write_alerts``; the rows are deleted afterwards.
+with a 5-minute fault every 15 minutes per twin, through ``operators.alerts.lifecycle.step``. The database part
+upserts anomaly scores through ``ModelOutputSink`` in batches of 1000 and the
+alert versions the operator produced through ``AlertSink``; the rows are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.machine import append_result
-from connectors.postgres.alerts_store import AlertStore
-from operators.alert_records import AnomalyScore
-from operators.alerts import AlertRules, step
+from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
+from operators.alerts.lifecycle import AlertRules, step
+from operators.records.alerts import AnomalyScore
 from twinflow.settings import load_settings
 
 
@@ -61,17 +61,18 @@ def main() -> None:
     op_s = time.perf_counter() - start
 
     conninfo = load_settings().postgres.conninfo()
-    store = AlertStore(conninfo)
+    outputs, versions = ModelOutputSink(conninfo).open(), AlertSink(conninfo).open()
     rows = recs[: a.db_rows]
     start = time.perf_counter()
     for i in range(0, len(rows), 1000):
-        store.write_model_outputs(rows[i : i + 1000])
+        outputs.write(rows[i : i + 1000])
     db_s = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(0, len(alerts), 500):
-        store.write_alerts(alerts[i : i + 500])
+        versions.write(alerts[i : i + 500])
     al_s = time.perf_counter() - start
-    store.close()
+    outputs.close()
+    versions.close()
     with psycopg.connect(conninfo) as db:
         for table in ("anomaly_scores", "alerts", "alert_events"):
             query = sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table))
@@ -81,9 +82,9 @@ def main() -> None:
         "| part | items | wall time | items/s |\n|---|---:|---:|---:|\n"
         f"| operator (`step`, {a.twins} twins) | {len(recs):,} records → {len(alerts):,} alert versions "
         f"| {op_s:.2f} s | {len(recs) / op_s:,.0f} |\n"
-        f"| `write_model_outputs` (anomaly scores, batches of 1000) | {len(rows):,} rows | {db_s:.2f} s "
+        f"| `ModelOutputSink` (anomaly scores, batches of 1000) | {len(rows):,} rows | {db_s:.2f} s "
         f"| {len(rows) / db_s:,.0f} |\n"
-        f"| `write_alerts` (alerts upsert + alert_events, batches of 500) | {len(alerts):,} versions "
+        f"| `AlertSink` (alerts upsert + alert_events, batches of 500) | {len(alerts):,} versions "
         f"| {al_s:.2f} s | {len(alerts) / al_s:,.0f} |\n\n"
         "Single process; PostgreSQL on the same machine, shared with other work "
         f"(load average {os.getloadavg()[0]:.1f})."

@@ -25,8 +25,8 @@ from pathlib import Path
 import psutil
 
 from benchmarks.processes import usage
+from connectors.bridges.mapping import load_mapping
 from connectors.kafka.clients import ensure_topics, topic_specs
-from connectors.mapping import load_mapping
 from twinflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ PROFILES = {
 
 def simulate_cmd(mapping_path: Path, protocol: str, tick: float, duration: float) -> list[str]:
     return [
-        sys.executable, "-m", "twinflow.cli", "simulate", "--mapping", str(mapping_path),
+        sys.executable, "-m", "twinflow.cli.main", "simulate", "--mapping", str(mapping_path),
         "--only", protocol, "--tick", str(tick), "--duration", str(duration),
     ]  # fmt: skip
 

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.data import append_results, data_dir, require
-from operators.failure import FailureConfig, FleetFailureModel, TwinHistory
+from operators.ml.failure import FailureConfig, FleetFailureModel, TwinHistory
 
 PUBLISHED = "SVR 20.96 · CNN 18.45 · deep LSTM 16.14 · AGCNN 12.42 · MTSTAN 10.97 (official test set, offline)"
 

@@ -48,7 +48,7 @@ from benchmarks.machine import append_result
 from benchmarks.processes import flow_command, usage
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
-from twinflow.plant_demo import topic_env
+from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
 
 console = Console(width=max(Console().width, 150))  # the tables stay readable in logs

@@ -22,6 +22,7 @@ other jobs share the cores; the load average is printed next to it.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import subprocess
@@ -38,7 +39,7 @@ from confluent_kafka.admin import AdminClient
 from benchmarks.e2e import ProcStats, generate, sample
 from benchmarks.processes import flow_command
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
-from twinflow.plant_demo import topic_env
+from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
 
 # (table, columns, order) of the rows the flows write (write-time columns left out).
@@ -118,6 +119,37 @@ def kafka_digest(settings, topics: list[str], prefix: str) -> tuple[str, int]:
     return h.hexdigest()[:16], n
 
 
+@functools.cache
+def known_settings(code: Path) -> frozenset[str]:
+    """``TWINFLOW_<SECTION>__<FIELD>`` names of the settings of the checkout at ``code``."""
+    script = (
+        "from twinflow.settings import Settings\n"
+        "for section, field in Settings.model_fields.items():\n"
+        "    for name in getattr(field.annotation, 'model_fields', {}):\n"
+        "        print(f'TWINFLOW_{section.upper()}__{name.upper()}')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=code,
+        env={**os.environ, "PYTHONPATH": str(code)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return frozenset(out.split())
+
+
+def for_checkout(env: dict[str, str], code: Path) -> dict[str, str]:
+    """``env`` without the topic settings the checkout does not have (a baseline from before a
+    setting was renamed, e.g. ``[twin] alerts_topic`` → ``desync_topic``: the topic keeps its default)."""
+    known = known_settings(code)
+    return {
+        k: v
+        for k, v in env.items()
+        if not (k.startswith("TWINFLOW_") and "__" in k and k.endswith("_TOPIC")) or k in known
+    }
+
+
 def run_flow(flow: str, code: Path, env: dict[str, str]) -> tuple[float, float]:
     """Drain the topic with one flow process started in ``code``; returns (CPU s, wall s)."""
     stats, stop = ProcStats(), threading.Event()
@@ -125,7 +157,7 @@ def run_flow(flow: str, code: Path, env: dict[str, str]) -> tuple[float, float]:
     proc = subprocess.Popen(
         flow_command(flow, tail=False),
         cwd=code,
-        env={**env, "PYTHONPATH": str(code)},
+        env={**for_checkout(env, code), "PYTHONPATH": str(code)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

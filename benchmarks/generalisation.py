@@ -11,7 +11,7 @@ way public benchmarks score detectors — so defaults are chosen for the general
   bearing wear, slow overheating, a drifting pressure transmitter, a growing leak (less flow at
   the same speed and power), a frozen flow transmitter, cavitation bursts, impacts; healthy.
 
-Every file goes through :func:`operators.replay.replay_files` — the code behind ``twinflow
+Every file goes through :func:`connectors.csv_history.replay_files` — the code behind ``twinflow
 replay`` — with default settings (``--set SECTION.FIELD=VALUE`` to try others), written as CSV
 first, exactly as a user would. Scores:
 
@@ -39,8 +39,8 @@ import numpy as np
 import polars as pl
 
 from benchmarks import nab
-from operators.ml_config import ModelConfig
-from operators.replay import replay_files
+from connectors.csv_history import replay_files
+from operators.ml.config import ModelConfig
 from twinflow.settings import MlSettings
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

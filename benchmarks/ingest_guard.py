@@ -2,7 +2,7 @@
 
     python -m benchmarks.ingest_guard --messages 400000
 
-Runs :func:`operators.ingest.split_batch` over in-memory messages (3 readings each, 100 twins,
+Runs :func:`operators.telemetry.ingest.split_batch` over in-memory messages (3 readings each, 100 twins,
 batches of 5,000) without a guard, with the duplicate-seq memory, and with it plus a twin
 registry; no Kafka, no database. The rest of the pipeline costs about 60 µs per envelope
 (see the ingest benchmark), so this isolates the few µs the guard adds.
@@ -19,9 +19,9 @@ from types import SimpleNamespace
 import orjson
 
 from benchmarks.machine import append_result
-from operators.guard import IngestGuard
-from operators.ingest import Limits, split_batch
-from operators.twins import TwinRegistry
+from operators.telemetry.guard import IngestGuard
+from operators.telemetry.ingest import Limits, split_batch
+from operators.telemetry.registry import TwinRegistry
 
 
 def main() -> None:

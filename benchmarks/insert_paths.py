@@ -31,7 +31,7 @@ from rich.table import Table
 
 from benchmarks.machine import append_result
 from connectors.postgres.telemetry_sink import COPY_SQL, COPY_TYPES, MOVE_SQL, STAGE_DDL
-from operators.ingest import TelemetryRow
+from operators.telemetry.ingest import TelemetryRow
 from twinflow.settings import load_settings
 
 console = Console()

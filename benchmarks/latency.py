@@ -279,7 +279,7 @@ def main() -> None:
 
     from benchmarks.e2e import cleanup
     from connectors.kafka.clients import ensure_topics
-    from twinflow.plant_demo import topic_env
+    from twinflow.demo.plant import topic_env
     from twinflow.settings import load_settings
 
     ap = argparse.ArgumentParser(description=main.__doc__)

@@ -10,15 +10,15 @@ import time
 import numpy as np
 
 from benchmarks.data import append_results
-from operators.ml_config import FailureConfig, ForecastConfig, ModelConfig
-from operators.twin_model import TwinModel
+from operators.ml.config import FailureConfig, ForecastConfig, ModelConfig
+from operators.ml.twin_model import TwinModel
 
 VARIANTS = {
     "anomaly": ModelConfig(),
     "anomaly + forecasts": ModelConfig(forecast=ForecastConfig()),
     "anomaly + forecasts + failure features": ModelConfig(forecast=ForecastConfig(), failure=FailureConfig()),
 }
-# The same anomaly detector on twins that also report a setpoint (operators/operating_point.py):
+# The same anomaly detector on twins that also report a setpoint (operators/ml/operating_point.py):
 # one constant context reading `load_sp` next to the sensors (the steady-state cost).
 SETPOINT_VARIANT = "anomaly + operating point (+1 setpoint)"
 
@@ -50,7 +50,7 @@ def fleet_memory(twins: int, samples: int, sensors: int = 5) -> tuple[float, flo
 
     import psutil
 
-    from operators.live_models import LiveModelConfig, Reading, step
+    from operators.ml.live_step import LiveModelConfig, Reading, step
     from twinflow.settings import load_settings
 
     cfg = LiveModelConfig(load_settings().ml.model_config_for(failure=False))

@@ -21,8 +21,8 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from benchmarks.bridges import PUMP, drop_topic, mapping_text
+from connectors.bridges.mapping import load_mapping
 from connectors.kafka.clients import ensure_topics, topic_specs
-from connectors.mapping import load_mapping
 from connectors.mqtt.client import BufferedClient
 from twinflow.settings import Settings
 

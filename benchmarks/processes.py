@@ -13,7 +13,7 @@ import psutil
 
 def flow_command(flow: str, *, tail: bool) -> list[str]:
     """``twinflow run FLOW`` without recovery, tailing the topics or stopping at their end."""
-    return [sys.executable, "-m", "twinflow.cli", "run", flow, "--tail" if tail else "--no-tail", "--no-recovery"]
+    return [sys.executable, "-m", "twinflow.cli.main", "run", flow, "--tail" if tail else "--no-tail", "--no-recovery"]
 
 
 def usage(pid: int, *, children: bool = True) -> tuple[float, int]:

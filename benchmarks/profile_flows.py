@@ -25,7 +25,7 @@ from pathlib import Path
 from benchmarks.e2e import cleanup, generate
 from benchmarks.processes import flow_command
 from connectors.kafka.clients import ensure_topics
-from twinflow.plant_demo import topic_env
+from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
 
 LINE_NO = re.compile(r":\d+\)$")  # "fn (file.py:12)" → "fn (file.py)": one entry per function

@@ -1,6 +1,6 @@
 """Benchmark: reconciliation throughput (state updates/s) and memory per twin.
 
-Drives :class:`operators.twin_processor.TwinProcessor` (reconciler + 1 s / 1 min windows) in one
+Drives :class:`operators.twin.processor.TwinProcessor` (reconciler + 1 s / 1 min windows) in one
 process, no Kafka or database, over a synthetic plant: every twin reports 4 sensors per envelope
 with noise, ``speed`` is digital_wins (commands, acks), ``valve`` is merge, desired updates arrive
 now and then. Measures
@@ -24,11 +24,11 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 from benchmarks.machine import append_result
-from operators.event_windows import WindowSpec
-from operators.twin_policy import TwinPolicy
-from operators.twin_processor import TwinProcessor, TwinRuntime
-from operators.twin_records import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, Reported, encode
-from operators.twin_state import StateChange
+from operators.records.twin import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, Reported, encode
+from operators.twin.event_windows import WindowSpec
+from operators.twin.processor import TwinProcessor, TwinRuntime
+from operators.twin.state import StateChange
+from operators.twin.sync_strategy import TwinPolicy
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

@@ -5,11 +5,11 @@ sleeping, no network: this measures the models, not the transport — for pumps 
 at the simulator's sample period (``sim.tick_s``). Each twin gets faults of every kind at random
 (seeded) onsets with healthy periods between them; the fault schedule is the ground truth. Healthy
 periods keep a constant operating point unless ``--setpoint-changes-per-h`` adds speed changes.
-Every sample goes through the live models step (:func:`operators.live_models.step`, with the
+Every sample goes through the live models step (:func:`operators.ml.live_step.step`, with the
 configuration the models flow uses) and each anomaly score through the alert lifecycle
-(:func:`operators.alerts.step`, default rules).
+(:func:`operators.alerts.lifecycle.step`, default rules).
 
-Scoring (:mod:`twinflow.fault_scoring`, the demo report's code): an anomaly *episode* is a run of
+Scoring (:mod:`twinflow.demo.fault_scoring`, the demo report's code): an anomaly *episode* is a run of
 flagged samples with no hole longer than ``--episode-gap-s``. Per fault kind: a fault is detected
 when an episode (or an alert) starts between onset and end — an alarm already running at the
 onset does not count; the delay is onset → that start.
@@ -31,17 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from connectors.mapping import Mapping, parse_mapping
+from connectors.bridges.mapping import Mapping, parse_mapping
 from connectors.sim.faults import SLOW, Fault, failure_level_s
 from connectors.sim.physics import SETPOINTS, SIGNALS, Machine
 from connectors.sim.plant import Plant
-from operators.alert_records import Alert, AnomalyScore
-from operators.alerts import AlertRules
-from operators.alerts import step as alerts_step
-from operators.live_models import LiveModelConfig, Reading
-from operators.live_models import step as models_step
-from twinflow.fault_scoring import AlertRow, episodes, evaluate
-from twinflow.fault_scoring import Fault as TruthFault
+from operators.alerts.lifecycle import AlertRules
+from operators.alerts.lifecycle import step as alerts_step
+from operators.ml.live_step import LiveModelConfig, Reading
+from operators.ml.live_step import step as models_step
+from operators.records.alerts import Alert, AnomalyScore
+from twinflow.demo.fault_scoring import AlertRow, episodes, evaluate
+from twinflow.demo.fault_scoring import Fault as TruthFault
 from twinflow.settings import AlertSettings, MlSettings, SimSettings
 
 # The kinds of connectors/sim/faults.py that change what the sensors report. `sensor_failure` only

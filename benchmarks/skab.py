@@ -3,7 +3,7 @@
 Protocol (../shared/data/README.md): in each of the 34 labelled files the first 400 rows are
 warm-up (learned, not scored); every later row is scored point-wise; confusion counts are summed
 over all files. F1 = TP / (TP + (FP + FN) / 2), FAR = FP / (FP + TN), MAR = FN / (FN + TP).
-One pass, online: each file is a fresh twin fed through ``operators.replay`` (the code behind
+One pass, online: each file is a fresh twin fed through ``operators.ml.replay`` (the code behind
 ``twinflow replay``); the label columns are excluded from the sensors.
 
 Changepoint problem (same run): the detected changepoints are the first flagged row of each
@@ -21,8 +21,9 @@ from dataclasses import replace
 
 from benchmarks import nab
 from benchmarks.data import append_results, data_dir, require
-from operators.ml_config import AnomalyConfig, ModelConfig
-from operators.replay import read_table, replay
+from connectors.csv_history import read_table
+from operators.ml.config import AnomalyConfig, ModelConfig
+from operators.ml.replay import replay
 
 WARMUP_ROWS = 400
 PUBLISHED = [

@@ -2,7 +2,7 @@
 
     python -m benchmarks.versions --readings 3000
 
-Runs :class:`operators.reconcile.Reconciler` under the default policy (deadband 1 % of the value
+Runs :class:`operators.twin.reconcile.Reconciler` under the default policy (deadband 1 % of the value
 for measurements, docs/reconciliation.md) on one twin of 5 sensors, in-process, for: the e2e
 benchmark's envelopes (``benchmarks.ingest.send_reading``: every value moves by 1 per reading),
 steady values with 0.3 % noise (a transmitter's) and with 3 % noise (vibration). A version is
@@ -16,9 +16,9 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from operators.reconcile import Reconciler, Reported, TwinState
-from operators.twin_policy import TwinPolicy
-from operators.twin_state import StateChange
+from operators.twin.reconcile import Reconciler, Reported, TwinState
+from operators.twin.state import StateChange
+from operators.twin.sync_strategy import TwinPolicy
 
 SHAPES: dict[str, Callable[[random.Random, int, int], float]] = {
     "e2e benchmark ramp (seq % 1000 + j)": lambda rng, seq, j: float(seq % 1000) + j,

@@ -1,6 +1,6 @@
 """The gate's decision store on PostgreSQL: the hash-chained audit, refusals and request verdicts.
 
-:class:`PostgresDecisionStore` is the :class:`operators.desired_gate.DecisionStore` of the twin
+:class:`PostgresDecisionStore` is the :class:`operators.twin.desired_gate.DecisionStore` of the twin
 flow. ``record`` appends the verdict to ``desired_audit`` (the hash chain,
 :mod:`connectors.postgres.audit`), to ``desired_requests`` (its Kafka position and request id:
 the memory for replays and restarts) and, when denied, to ``desired_rejections`` — in one
@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from connectors.postgres.audit import AuditEntry, append, record_rejection
 from connectors.postgres.session import Session
-from operators.desired_gate import Verdict
+from operators.twin.desired_gate import Verdict
 
 _COLS = (
     'topic, partition, "offset", request_id, twin_id, actor, via, decision, reason, detail, old, new, desired_version'

@@ -1,7 +1,10 @@
-"""Alerts flow: model outputs, desync escalations, maintenance status and people's actions in;
-alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
+"""Alerts flow: model outputs, desync escalations (``twin.desync``), maintenance status and people's
+actions in; alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
+It never reads ``twin.alerts``: every topic carries one record type, and no flow reads its own output.
 
-Wiring only; the lifecycle is :mod:`operators.alerts`, the I/O is in :mod:`connectors`.
+Wiring only; the lifecycle is :mod:`operators.alerts.lifecycle`, the I/O is in :mod:`connectors`. The
+wiring takes its source and sinks as arguments (:func:`dataflow`, :class:`AlertSinks`); :func:`build_flow`
+gives it Kafka, PostgreSQL and the webhook, a unit test ``TestingSource``/``TestingSink``.
 
 Run it::
 
@@ -12,21 +15,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSinkMessage
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
+from bytewax.outputs import DynamicSink
 
-from connectors.alert_sinks import AlertDbSink, ModelOutputSink, WebhookSink, alert_message
 from connectors.kafka.clients import producer_config
-from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.messages import alert_message, dead_letter_message
 from connectors.kafka.sink import MessageSink
-from connectors.kafka.source import kafka_messages
+from connectors.kafka.source import kafka_source, source_messages
+from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
+from connectors.webhook.sink import WebhookSink
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.alert_records import (
+from operators.alerts.lifecycle import AlertRules, OrderedTwinAlerts, step
+from operators.records.alerts import (
     Alert,
     AnomalyScore,
     FailurePrediction,
@@ -36,14 +45,13 @@ from operators.alert_records import (
     decode_message,
     encode,
 )
-from operators.alerts import AlertRules, OrderedTwinAlerts, step
-from operators.ingest import DeadLetter
+from operators.telemetry.ingest import DeadLetter
 
 log = logging.getLogger("twinflow.alerts")
 
 
 def input_topics(settings: Settings) -> dict[str, str]:
-    """Topic name → input kind (see operators.alert_records.decode_message)."""
+    """Topic name → input kind (see operators.records.alerts.decode_message)."""
     a = settings.alerts
     return {
         a.anomalies_topic: "anomaly",
@@ -52,7 +60,7 @@ def input_topics(settings: Settings) -> dict[str, str]:
         a.status_topic: "status",
         a.actions_topic: "action",
         a.suppression_topic: "suppression",
-        a.topic: "alerts",
+        settings.twin.desync_topic: "desync",
     }
 
 
@@ -113,7 +121,7 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
 
 def _children(settings: Settings) -> dict[str, list[str]]:
     """Parent asset → its twins, from the twin registry (alarm suppression)."""
-    from connectors.config_files import load_twin_registry
+    from connectors.config.security_files import load_twin_registry
 
     path = settings.security.twin_registry
     return load_twin_registry(path).children() if path else {}
@@ -132,41 +140,71 @@ def parent_alarm_messages(alert: Alert, children: dict[str, list[str]], a) -> li
     ]
 
 
+@dataclass(frozen=True)
+class AlertSinks:
+    """Where the alerts flow writes: Kafka messages (alert versions, parent alarms, dead letters),
+    alert versions to the database, model outputs to the database, and the webhook (None: off)."""
+
+    messages: DynamicSink[Any]
+    alerts: DynamicSink[Alert]
+    model_outputs: DynamicSink[Any]
+    webhook: DynamicSink[Alert] | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> AlertSinks:
+        """Kafka, PostgreSQL and (with ``alerts.webhook_url``) the signed webhook."""
+        a, conninfo = settings.alerts, settings.postgres.conninfo()
+        webhook = (
+            WebhookSink(a.webhook_url, a.webhook_key(), timeout_s=a.webhook_timeout_s, attempts=a.webhook_attempts)
+            if a.webhook_url
+            else None
+        )
+        return cls(MessageSink(producer_config(settings)), AlertSink(conninfo), ModelOutputSink(conninfo), webhook)
+
+
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:
-    """Build the alerts dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
+    """The alerts dataflow on Kafka, PostgreSQL and the webhook; ``tail=False`` stops at the end of
+    the topics (tests, backfills) and keeps to the records' time (no wall-clock timers)."""
+    source = kafka_source(settings, list(input_topics(settings)), tail=tail)
+    return dataflow(settings, source, AlertSinks.of(settings), ticks=tail, flow_id=flow_id)
+
+
+def dataflow(
+    settings: Settings,
+    source: Source[KafkaSourceMessage],
+    sinks: AlertSinks,
+    *,
+    ticks: bool = True,
+    flow_id: str = "twinflow-alerts",
+) -> Dataflow:
+    """The alerts dataflow reading :func:`input_topics` from ``source``."""
     a = settings.alerts
     rules = a.rules
     topics = input_topics(settings)
-    conninfo = settings.postgres.conninfo()
 
     flow = Dataflow(flow_id)
-    messages = kafka_messages(flow, settings, list(topics), tail=tail)
+    messages = source_messages(flow, source)
 
     decoded = op.filter_map("decode", messages, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC)))
     valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
-    kafka_out = MessageSink(producer_config(settings))
-    op.output("dlq", dead, kafka_out)
+    op.output("dlq", dead, sinks.messages)
 
     records = valid.trues
     outputs = op.filter(
         "model_outputs", records, lambda r: isinstance(r, AnomalyScore | FailurePrediction | ForecastPoint)
     )
-    op.output("model_outputs_db", outputs, ModelOutputSink(conninfo))
+    op.output("model_outputs_db", outputs, sinks.model_outputs)
 
     keyed = op.key_on("by_twin", records, lambda r: r.twin_id)
-    versions = op.stateful("lifecycle", keyed, lambda resume: TwinLifecycle(resume, rules, ticks=tail))
+    versions = op.stateful("lifecycle", keyed, lambda resume: TwinLifecycle(resume, rules, ticks=ticks))
     alerts = op.map("unkey", versions, lambda kv: kv[1])
-    op.output("alerts_kafka", op.map("to_kafka", alerts, lambda x: alert_message(x, a.topic)), kafka_out)
+    op.output("alerts_kafka", op.map("to_kafka", alerts, lambda x: alert_message(x, a.topic)), sinks.messages)
     children = _children(settings)
     if children:  # a parent asset's alarms suppress its children's by design (ISA-18.2)
         to_children = op.flat_map("to_children", alerts, lambda x: parent_alarm_messages(x, children, a))
-        op.output("suppression_kafka", to_children, kafka_out)
-    op.output("alerts_db", alerts, AlertDbSink(conninfo))
-    if a.webhook_url:
-        op.output(
-            "webhook",
-            alerts,
-            WebhookSink(a.webhook_url, a.webhook_key(), timeout_s=a.webhook_timeout_s, attempts=a.webhook_attempts),
-        )
+        op.output("suppression_kafka", to_children, sinks.messages)
+    op.output("alerts_db", alerts, sinks.alerts)
+    if sinks.webhook is not None:
+        op.output("webhook", alerts, sinks.webhook)
     return flow

@@ -7,13 +7,14 @@ Outputs: ``twin.anomaly_scores``, ``twin.forecasts`` and (``ml.model = "rul"``)
 models live in Bytewax state, keyed by twin_id, so they survive a restart with recovery on.
 Readings are judged by the telemetry flow's rules (:func:`flows.readings.reading_rules`: limits,
 twin registry, duplicate guard) and dead-lettered by that flow, not here; invalid status, control
-and event records go to the DLQ (:mod:`operators.model_inputs`).
+and event records go to the DLQ (:mod:`operators.ml.inputs`).
 
 Failure prediction is a second stateful step keyed by fleet (``ml.fleets``, default one fleet):
 one key runs on one worker, which is fine because it only sees labelled histories (one per
 failure) and prediction requests rate-limited to one per ``ml.predict_every`` samples per twin.
 
-Wiring only; the logic is :mod:`operators.live_models`.
+Wiring only; the logic is :mod:`operators.ml.live_step`. The wiring takes its source and sink as
+arguments (:func:`dataflow`); :func:`build_flow` gives it Kafka, a unit test ``TestingSource``/``TestingSink``.
 
     twinflow models run
     python -m bytewax.run "twinflow.dataflows:models()"
@@ -24,22 +25,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
+from bytewax.inputs import Source
 from bytewax.operators import KeyedStream, StatefulLogic
+from bytewax.outputs import DynamicSink
 
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
-from connectors.kafka.source import kafka_messages
+from connectors.kafka.source import kafka_source, source_messages
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.alert_records import AnomalyScore, FailurePrediction, encode
-from operators.ingest import DeadLetter, Polled
-from operators.live_models import (
+from operators.ml.fleet_step import FleetItem
+from operators.ml.inputs import ModelTopics, decode_batch
+from operators.ml.live_step import (
     LiveModelConfig,
     Tick,
     TwinModelState,
@@ -47,31 +51,47 @@ from operators.live_models import (
     silence_due,
     step_many,
 )
-from operators.model_inputs import ModelTopics, decode_batch
-from operators.model_steps import FleetItem
+from operators.records.alerts import AnomalyScore, FailurePrediction, encode
+from operators.telemetry.ingest import DeadLetter, Polled
 
 log = logging.getLogger("twinflow.models")
 
 
+def input_topics(settings: Settings) -> list[str]:
+    """``telemetry.raw``, ``twin.status``, ``twin.model_control`` and ``twin.events``."""
+    t = settings.topics
+    return [t.raw, settings.alerts.status_topic, t.model_control, t.events]
+
+
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-models") -> Dataflow:
-    """Build the models dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
+    """The models dataflow on Kafka; ``tail=False`` stops at the end of the topics (tests, backfills)."""
+    source = kafka_source(settings, input_topics(settings), tail=tail)
+    return dataflow(settings, source, MessageSink(producer_config(settings)), flow_id=flow_id)
+
+
+def dataflow(
+    settings: Settings,
+    source: Source[KafkaSourceMessage],
+    messages: DynamicSink[Any],
+    *,
+    flow_id: str = "twinflow-models",
+) -> Dataflow:
+    """The models dataflow reading :func:`input_topics` from ``source``; its records and dead letters
+    go to ``messages`` (Kafka messages, the topic in each)."""
     flow = Dataflow(flow_id)
-    topics = [settings.topics.raw, settings.alerts.status_topic, settings.topics.model_control, settings.topics.events]
-    attach(flow, settings, kafka_messages(flow, settings, topics, tail=tail))
+    attach(settings, source_messages(flow, source), messages)
     return flow
 
 
-def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage]) -> None:
-    """Add the per-twin models and their outputs to ``flow``; messages of other topics are ignored."""
+def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sink: DynamicSink[Any]) -> None:
+    """Add the per-twin models and their outputs after ``messages``; messages of other topics are ignored."""
     rules = reading_rules(settings)  # the telemetry flow's rules: what it rejects is not scored either
-    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]))
+    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sink)
 
 
-def attach_polled(settings: Settings, polled: Stream[Polled]) -> None:
+def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any]) -> None:
     """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
     a = settings.alerts
-    raw, status_topic, control_topic = settings.topics.raw, a.status_topic, settings.topics.model_control
-    events_topic = settings.topics.events
     ml = settings.ml
     cfg = LiveModelConfig(
         ml.model_config_for(),  # failure prediction when ml.model = "rul"
@@ -82,7 +102,7 @@ def attach_polled(settings: Settings, polled: Stream[Polled]) -> None:
         ranges=tuple(ml.ranges),
     )
 
-    topics = ModelTopics(raw, status_topic, control_topic, events_topic)
+    topics = ModelTopics(*input_topics(settings))
 
     def decode_items(p: Polled) -> list[tuple[str, object]]:
         """(twin_id, [items in order]) per twin for the keyed model step, and ("", DeadLetter)s."""
@@ -92,9 +112,8 @@ def attach_polled(settings: Settings, polled: Stream[Polled]) -> None:
     items = op.flat_map("decode", polled, decode_items)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
-    kafka_out = MessageSink(producer_config(settings))
     dead = op.map("dead_letters", valid.falses, lambda kv: dead_letter_message(kv[1], settings.topics.dlq))
-    op.output("dlq", dead, kafka_out)
+    op.output("dlq", dead, sink)
 
     # One item per twin and polled batch: (twin_id, (twin_id, [items in order])).
     keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
@@ -117,7 +136,7 @@ def attach_polled(settings: Settings, polled: Stream[Polled]) -> None:
     by_fleet = op.key_on("by_fleet", to_fleet, lambda item: item.fleet)
     fleet_out = op.stateful_map("fleet_model", by_fleet, lambda state, item: fleet_step(state, item, cfg))
     predictions = op.flat_map("predictions", fleet_out, lambda kv: [to_message(p.twin_id, p) for p in kv[1]])
-    op.output("scores_out", op.merge("model_records", outgoing, predictions), kafka_out)
+    op.output("scores_out", op.merge("model_records", outgoing, predictions), sink)
 
 
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):

@@ -6,9 +6,11 @@ scope of its own (``ingest``, ``reconcile``, ``models``): the same code, the sam
 (idempotent), the same outputs as running the three flows side by side, in one process
 instead of three. Keyed steps are keyed by twin, so it scales out with processes
 (``-p N``, or ``-i/-a`` across machines) over the topics' partitions like every flow.
+Like each flow, the wiring takes its source and sinks as arguments (:func:`dataflow`,
+:class:`PipelineSinks`); :func:`build_flow` gives it Kafka and PostgreSQL.
 
-Each polled batch is decoded once (:meth:`operators.ingest.ReadingRules.decode`: the envelopes
-judged by one rule set and one duplicate guard) and every part splits the decoded batch its way.
+Each polled batch is decoded once (:meth:`operators.telemetry.ingest.ReadingRules.decode`: the
+envelopes judged by one rule set and one duplicate guard) and every part splits it its way.
 
 The alerts flow stays separate: it reads the models' outputs from Kafka, and a separate
 process lets it drain them at its own pace (see docs/performance.md).
@@ -23,30 +25,50 @@ Run it::
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
+from bytewax.inputs import Source
+from bytewax.outputs import DynamicSink
 
 import flows.models
 import flows.telemetry
 import flows.twin
-from connectors.kafka.source import kafka_messages
+from connectors.kafka.clients import producer_config
+from connectors.kafka.sink import MessageSink
+from connectors.kafka.source import kafka_source, source_messages
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
-from operators.ingest import Polled
+from operators.telemetry.ingest import Polled
 
 log = logging.getLogger("twinflow.pipeline")
 
 
 def input_topics(settings: Settings) -> dict[str, list[str]]:
     """Per part of the pipeline, the topics it reads (``telemetry.raw`` is read by all three)."""
-    raw, tw, a = settings.topics.raw, settings.twin, settings.alerts
     return {
-        "ingest": [raw],
-        "reconcile": [raw, tw.desired_topic, tw.acks_topic],
-        "models": [raw, a.status_topic, settings.topics.model_control, settings.topics.events],
+        "ingest": [settings.topics.raw],
+        "reconcile": flows.twin.input_topics(settings),
+        "models": flows.models.input_topics(settings),
     }
+
+
+@dataclass(frozen=True)
+class PipelineSinks:
+    """The sinks of the three parts: those of the telemetry, twin and models flows."""
+
+    ingest: flows.telemetry.TelemetrySinks
+    reconcile: flows.twin.TwinSinks
+    models: DynamicSink[Any]
+
+    @classmethod
+    def of(cls, settings: Settings) -> PipelineSinks:
+        """Kafka and PostgreSQL."""
+        models = MessageSink(producer_config(settings))
+        return cls(flows.telemetry.TelemetrySinks.of(settings), flows.twin.TwinSinks.of(settings), models)
 
 
 def decoded(settings: Settings, messages: Stream[KafkaSourceMessage]) -> Stream[Polled]:
@@ -58,35 +80,52 @@ def decoded(settings: Settings, messages: Stream[KafkaSourceMessage]) -> Stream[
 
 
 @operator
-def ingest(step_id: str, polled: Stream[Polled], settings: Settings) -> None:
+def ingest(step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.telemetry.TelemetrySinks) -> None:
     """Telemetry rows to PostgreSQL and rejects to the DLQ (:func:`flows.telemetry.attach_polled`)."""
     topics = frozenset(input_topics(settings)["ingest"])
-    flows.telemetry.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)))
+    flows.telemetry.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)), sinks)
 
 
 @operator
-def reconcile(step_id: str, polled: Stream[Polled], settings: Settings, tail: bool) -> None:
+def reconcile(
+    step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.twin.TwinSinks, tail: bool
+) -> None:
     """Per-twin state, windows, commands and the desired-state gate (:func:`flows.twin.attach_polled`)."""
     topics = frozenset(input_topics(settings)["reconcile"])
-    flows.twin.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)), idle_ticks=tail)
+    flows.twin.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)), sinks, idle_ticks=tail)
 
 
 @operator
-def models(step_id: str, polled: Stream[Polled], settings: Settings) -> None:
+def models(step_id: str, polled: Stream[Polled], settings: Settings, sink: DynamicSink[Any]) -> None:
     """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
-    flows.models.attach_polled(settings, polled)  # it skips topics it does not read
+    flows.models.attach_polled(settings, polled, sink)  # it skips topics it does not read
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-pipeline") -> Dataflow:
-    """The fused dataflow; ``tail=False`` stops at the end of the topics (tests, backfills).
+    """The fused dataflow on Kafka and PostgreSQL; ``tail=False`` stops at the end of the topics
+    (tests, backfills)."""
+    topics = list(dict.fromkeys(t for part in input_topics(settings).values() for t in part))
+    source = kafka_source(settings, topics, tail=tail)
+    return dataflow(settings, source, PipelineSinks.of(settings), tail=tail, flow_id=flow_id)
+
+
+def dataflow(
+    settings: Settings,
+    source: Source[KafkaSourceMessage],
+    sinks: PipelineSinks,
+    *,
+    tail: bool = True,
+    flow_id: str = "twinflow-pipeline",
+) -> Dataflow:
+    """The fused dataflow reading every topic of :func:`input_topics` from ``source``.
 
     The ingest part writes the telemetry rows, so the reconciliation part never does
-    (``twin.ingest`` is ignored here: it would write every row twice)."""
+    (``twin.ingest`` is ignored here: it would write every row twice). ``tail=False``: no idle
+    ticks (event time only)."""
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
-    topics = list(dict.fromkeys(t for part in input_topics(settings).values() for t in part))
     flow = Dataflow(flow_id)
-    polled = decoded(settings, kafka_messages(flow, settings, topics, tail=tail))
-    ingest("ingest", polled, settings)
-    reconcile("reconcile", polled, settings, tail)
-    models("models", polled, settings)
+    polled = decoded(settings, source_messages(flow, source))
+    ingest("ingest", polled, settings, sinks.ingest)
+    reconcile("reconcile", polled, settings, sinks.reconcile, tail)
+    models("models", polled, settings, sinks.models)
     return flow

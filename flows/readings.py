@@ -1,4 +1,4 @@
-"""The one place a flow gets the rules a reading is judged by: :class:`operators.ingest.ReadingRules`
+"""The one place a flow gets the rules a reading is judged by: :class:`operators.telemetry.ingest.ReadingRules`
 from the settings (message limits, dead-letter size, twin registry, duplicate guard).
 
 Every flow that decodes ``telemetry.raw`` (telemetry, twin, models) builds its rules here, once
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from connectors.config_files import load_twin_registry
+from connectors.config.security_files import load_twin_registry
 from flows.settings import DataflowSettings as Settings
-from operators.guard import IngestGuard
-from operators.ingest import Limits, ReadingRules
+from operators.telemetry.guard import IngestGuard
+from operators.telemetry.ingest import Limits, ReadingRules
 
 
 def limits(settings: Settings) -> Limits:

@@ -15,12 +15,12 @@ from typing import Protocol
 
 from pydantic import Field, SecretStr
 
-from connectors.config import ConnectorSettings
-from connectors.config_errors import ConfigError
+from connectors.config.contract import ConnectorSettings
+from connectors.config.errors import ConfigError
 from connectors.postgres.settings import PostgresSettings
 from flows.twin_settings import TwinSettings
-from operators.alerts import AlertRules
-from operators.ml_config import (
+from operators.alerts.lifecycle import AlertRules
+from operators.ml.config import (
     AnomalyConfig,
     ConditionConfig,
     FailureConfig,
@@ -29,7 +29,7 @@ from operators.ml_config import (
     OperatingPointConfig,
     SensorHealthConfig,
 )
-from operators.sensor_limits import SensorLimit
+from operators.ml.sensor_limits import SensorLimit
 from operators.strict import StrictModel
 
 # Folder (in the stack dir) of the local development identity: subjects, policy, the user's key.
@@ -115,9 +115,9 @@ class SecuritySettings(StrictModel):
     max_dead_letter_bytes: int = Field(512 * 1024, ge=1024)
     # MQTT payloads above this are dead-lettered by the bridge itself (truncated), never forwarded.
     max_mqtt_payload_bytes: int = Field(256 * 1024, ge=256)
-    # Attribute-based policy for desired-state changes (operators/policy.py); unset = deny all.
+    # Attribute-based policy for desired-state changes (operators/security/authorization.py); unset = deny all.
     policy_file: Path | None = None
-    # Subjects (people, services) with attributes and Ed25519 public keys (operators/request_auth.py);
+    # Subjects (people, services) with attributes and Ed25519 public keys (operators/security/request_auth.py);
     # the twin flow authenticates every desired request against it. Unset = every request is denied.
     subjects_file: Path | None = None
     # The CLI's signing key (PEM, Ed25519) and the subject it signs as (default: the subject of the
@@ -142,7 +142,7 @@ class SecuritySettings(StrictModel):
 class AlertSettings(StrictModel):
     """Alert lifecycle and delivery (flows/alerts.py, `twinflow alerts`, docs/alerts.md)."""
 
-    topic: str = "twin.alerts"  # alert versions out; desync escalations from reconciliation in
+    topic: str = "twin.alerts"  # alert versions out (the flow never reads it back)
     actions_topic: str = "twin.alert_actions"  # ack / resolve from `twinflow alerts`
     anomalies_topic: str = "twin.anomaly_scores"
     failures_topic: str = "twin.failure_predictions"

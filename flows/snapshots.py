@@ -1,17 +1,70 @@
-"""Bytewax state snapshots as pickled bytes, shared by the flows' stateful steps.
+r"""Bytewax state snapshots as pickled bytes, shared by the flows' stateful steps.
 
 Bytes are immutable, so Bytewax stores them as they are; an object snapshot would be deep-copied
 at every epoch (a pickle round trip of the whole state). A snapshot written as an object by an
-older version still resumes.
+older version still resumes, and so does one written before the operators were grouped into
+subpackages (its classes are found at their new place, :data:`MOVED_MODULES`).
 
 >>> from_snapshot(to_snapshot({"speed": 1.0})), from_snapshot({"old": "object"}), from_snapshot(None)
 ({'speed': 1.0}, {'old': 'object'}, None)
+>>> from_snapshot(b"coperators.hysteresis\nHysteresis\n.").__module__  # a class at its old place
+'operators.twin.hysteresis'
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 from typing import Any
+
+MOVED_MODULES = {
+    "operators.envelope": "operators.records.envelope",
+    "operators.commands": "operators.records.commands",
+    "operators.model_control": "operators.records.model_control",
+    "operators.twin_events": "operators.records.twin_events",
+    "operators.twin_records": "operators.records.twin",
+    "operators.alert_records": "operators.records.alerts",
+    "operators.readings": "operators.devices.readings",
+    "operators.registers": "operators.devices.modbus_registers",
+    "operators.sparkplug": "operators.devices.sparkplug_session",
+    "operators.timestamps": "operators.devices.timestamps",
+    "operators.ingest": "operators.telemetry.ingest",
+    "operators.guard": "operators.telemetry.guard",
+    "operators.twins": "operators.telemetry.registry",
+    "operators.reconcile": "operators.twin.reconcile",
+    "operators.twin_policy": "operators.twin.sync_strategy",
+    "operators.hysteresis": "operators.twin.hysteresis",
+    "operators.event_windows": "operators.twin.event_windows",
+    "operators.twin_processor": "operators.twin.processor",
+    "operators.twin_state": "operators.twin.state",
+    "operators.twin_resume": "operators.twin.resume",
+    "operators.twin_inputs": "operators.twin.inputs",
+    "operators.desired_gate": "operators.twin.desired_gate",
+    "operators.anomaly": "operators.ml.novelty",
+    "operators.condition": "operators.ml.condition",
+    "operators.failure": "operators.ml.failure",
+    "operators.forecast": "operators.ml.forecast",
+    "operators.live_models": "operators.ml.live_step",
+    "operators.ml_config": "operators.ml.config",
+    "operators.model_inputs": "operators.ml.inputs",
+    "operators.model_steps": "operators.ml.fleet_step",
+    "operators.operating_point": "operators.ml.operating_point",
+    "operators.scoring": "operators.ml.scoring",
+    "operators.seasonality": "operators.ml.seasonality",
+    "operators.sensor_health": "operators.ml.sensor_health",
+    "operators.sensor_limits": "operators.ml.sensor_limits",
+    "operators.twin_model": "operators.ml.twin_model",
+    "operators.replay": "operators.ml.replay",
+    "operators.alerts": "operators.alerts.lifecycle",
+    "operators.policy": "operators.security.authorization",
+    "operators.request_auth": "operators.security.request_auth",
+}
+"""Where the operators' modules lived before they were grouped by concern (old → new)."""
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED_MODULES.get(module, module), name)
 
 
 def to_snapshot(state: Any) -> bytes:
@@ -20,4 +73,4 @@ def to_snapshot(state: Any) -> bytes:
 
 def from_snapshot(resume: bytes | Any | None) -> Any:
     """The state from a snapshot: bytes are unpickled, an old object snapshot is used as it is."""
-    return pickle.loads(resume) if isinstance(resume, bytes) else resume
+    return _Unpickler(io.BytesIO(resume)).load() if isinstance(resume, bytes) else resume

@@ -1,6 +1,8 @@
 """Telemetry ingest flow: Kafka ``telemetry.raw`` → decode/validate → PostgreSQL; rejects → DLQ.
 
-Wiring only; the logic is in :mod:`operators.ingest`, the I/O in :mod:`connectors`.
+Wiring only; the logic is in :mod:`operators.telemetry.ingest`, the I/O in :mod:`connectors`. The
+wiring takes its source and sinks as arguments (:func:`dataflow`); :func:`build_flow` gives it Kafka
+and PostgreSQL, a test gives it Bytewax's ``TestingSource``/``TestingSink`` (tests/unit/test_flows.py).
 
 Run it::
 
@@ -11,44 +13,75 @@ Run it::
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import DynamicSink
 
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
-from connectors.kafka.source import kafka_messages
-from connectors.postgres.sink import TelemetrySink
+from connectors.kafka.source import kafka_source, source_messages
+from connectors.postgres.telemetry_sink import TelemetrySink
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
-from operators.ingest import Polled
+from operators.telemetry.ingest import Polled
 
 log = logging.getLogger("twinflow.flow")
 
 
+@dataclass(frozen=True)
+class TelemetrySinks:
+    """Where the telemetry flow writes: lists of telemetry rows, and Kafka messages (dead letters)."""
+
+    rows: DynamicSink[Any]
+    messages: DynamicSink[Any]
+
+    @classmethod
+    def of(cls, settings: Settings) -> TelemetrySinks:
+        """PostgreSQL's ``telemetry`` table and Kafka."""
+        rows = TelemetrySink(settings.postgres.conninfo(), batch_size=settings.flow.batch_size)
+        return cls(rows, MessageSink(producer_config(settings)))
+
+
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-telemetry") -> Dataflow:
-    """Build the ingest dataflow; ``tail=False`` stops at the end of the topic (tests, backfills)."""
+    """The ingest dataflow on Kafka and PostgreSQL; ``tail=False`` stops at the end of the topic."""
+    source = kafka_source(settings, [settings.topics.raw], tail=tail)
+    return dataflow(settings, source, TelemetrySinks.of(settings), flow_id=flow_id)
+
+
+def dataflow(
+    settings: Settings,
+    source: Source[KafkaSourceMessage],
+    sinks: TelemetrySinks,
+    *,
+    flow_id: str = "twinflow-telemetry",
+) -> Dataflow:
+    """The ingest dataflow reading ``telemetry.raw`` messages from ``source``."""
     flow = Dataflow(flow_id)
-    attach(flow, settings, kafka_messages(flow, settings, [settings.topics.raw], tail=tail))
+    attach(settings, source_messages(flow, source), sinks)
     return flow
 
 
-def attach(flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage]) -> None:
-    """Add decoding, the telemetry rows and the dead letters of ``telemetry.raw`` ``messages`` to ``flow``."""
+def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sinks: TelemetrySinks) -> None:
+    """Add decoding, the telemetry rows and the dead letters after ``telemetry.raw`` ``messages``."""
     rules = reading_rules(settings)
-    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]))
+    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sinks)
 
 
-def attach_polled(settings: Settings, polled: Stream[Polled]) -> None:
+def attach_polled(settings: Settings, polled: Stream[Polled], sinks: TelemetrySinks) -> None:
     """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
     splits = op.map("decode", polled, lambda p: p.readings.split(p.messages))
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
-    op.output("postgres", rows, TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size))
+    op.output("postgres", rows, sinks.rows)
+
     dead = op.flat_map(
         "dead_letters",
         splits,
         lambda s: [dead_letter_message(d, settings.topics.dlq) for d in s.dead],
     )
-    op.output("dlq", dead, MessageSink(producer_config(settings)))
+    op.output("dlq", dead, sinks.messages)

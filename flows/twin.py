@@ -1,14 +1,14 @@
 """Twin reconciliation flow: telemetry.raw + twin.desired + twin.acks → per-twin state and windows.
 
-Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.alerts``,
+Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.desync``,
 ``telemetry.late``, ``twin.desired.outcomes`` (+ ``twin.desired.rejected``), ``twin.status``
 (the twin's mode), bad desired/ack records → ``telemetry.dlq``; state history, sync quality and
-window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin_processor`.
+window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin.processor`.
 
-Every desired request passes the gate (:mod:`operators.desired_gate`) inside the per-twin step;
+Every desired request passes the gate (:mod:`operators.twin.desired_gate`) inside the per-twin step;
 its verdict is committed to the audit trail (:mod:`connectors.desired_gate`) before the step
 emits anything, so no command leaves without its audit row. A twin without a Bytewax snapshot
-resumes from its newest stored version (:mod:`operators.twin_resume`): versions never restart.
+resumes from its newest stored version (:mod:`operators.twin.resume`): versions never restart.
 
 Run it::
 
@@ -16,46 +16,50 @@ Run it::
     python -m bytewax.run "twinflow.dataflows:twin()" -w 1
 
 With ``twin.ingest = true`` it also writes telemetry rows and telemetry dead letters, so it can
-replace the telemetry flow; ``attach(flow, settings, polled)`` adds the twin steps to a flow
-that already polls these topics.
+replace the telemetry flow; :func:`attach` adds the twin steps to a flow that already polls these
+topics. The wiring takes its source and sinks as arguments (:func:`dataflow`, :class:`TwinSinks`);
+:func:`build_flow` gives it Kafka and PostgreSQL, a unit test ``TestingSource``/``TestingSink``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
+from bytewax.outputs import DynamicSink
 
-from connectors.config_errors import ConfigError
-from connectors.config_files import load_policy, load_subjects, load_twin_registry
+from connectors.config.errors import ConfigError
+from connectors.config.security_files import load_policy, load_subjects, load_twin_registry
 from connectors.desired_gate import PostgresDecisionStore
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
-from connectors.kafka.source import kafka_messages
+from connectors.kafka.source import kafka_source, source_messages
 from connectors.kafka.twin_messages import TwinTopics, to_messages
-from connectors.postgres.sink import TelemetrySink
+from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.desired_gate import DesiredGate, GateConfig
-from operators.event_windows import WindowRow
-from operators.ingest import Polled
 from operators.keyed_batches import group_by_key
-from operators.request_auth import Freshness
-from operators.twin_inputs import InputTopics, TwinInputs, decode_batch
-from operators.twin_processor import Event, Produced, TwinProcessor, TwinRuntime
-from operators.twin_resume import state_from_document
-from operators.twin_state import StateChange, TwinState
+from operators.security.request_auth import Freshness
+from operators.telemetry.ingest import Polled
+from operators.twin.desired_gate import DecisionStore, DesiredGate, GateConfig
+from operators.twin.event_windows import WindowRow
+from operators.twin.inputs import InputTopics, TwinInputs, decode_batch
+from operators.twin.processor import Event, Produced, TwinProcessor, TwinRuntime
+from operators.twin.resume import state_from_document
+from operators.twin.state import StateChange, TwinState
 
 log = logging.getLogger("twinflow.twin")
 T = TypeVar("T")
@@ -146,7 +150,7 @@ def reloading(path: Path | None, load: Callable[[Path], T]) -> Callable[[], T | 
     return get
 
 
-def desired_gate(settings: Settings, store: PostgresDecisionStore) -> DesiredGate:
+def desired_gate(settings: Settings, store: DecisionStore) -> DesiredGate:
     """The gate of the live flow: subjects, policy and registry from the settings' files."""
     sec = settings.security
     subjects = reloading(sec.subjects_file, load_subjects)
@@ -161,10 +165,9 @@ def desired_gate(settings: Settings, store: PostgresDecisionStore) -> DesiredGat
 
 
 def stored_state(
-    settings: Settings, proc: TwinProcessor, store: PostgresDecisionStore
+    settings: Settings, proc: TwinProcessor, store: DecisionStore, stored: StoredTwins
 ) -> Callable[[str], TwinState | None]:
     """``twin_id`` → its state at the newest stored version (and the last desired record decided)."""
-    stored = StoredTwins(settings.postgres.conninfo())
     desired_topic = settings.twin.desired_topic
 
     def load(twin_id: str) -> TwinState | None:
@@ -181,22 +184,57 @@ def stored_state(
     return load
 
 
+@dataclass(frozen=True)
+class TwinSinks:
+    """Where the twin flow writes, and the two stores its per-twin step consults.
+
+    ``messages``: Kafka (states, commands, desync events, late readings, the gate's outcomes, twin
+    status, dead letters); ``history``: twin versions, sync quality and windows; ``rows``: telemetry
+    rows (only with ``twin.ingest = true``); ``decisions``: the gate's verdicts, committed before the
+    step emits anything; ``stored``: a twin's newest stored version, for a twin without a snapshot
+    (None: such a twin starts new)."""
+
+    messages: DynamicSink[Any]
+    history: DynamicSink[Any]
+    rows: DynamicSink[Any]
+    decisions: DecisionStore
+    stored: StoredTwins | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> TwinSinks:
+        """Kafka and PostgreSQL."""
+        conninfo = settings.postgres.conninfo()
+        return cls(
+            MessageSink(producer_config(settings)),
+            TwinSink(conninfo),
+            TelemetrySink(conninfo, batch_size=settings.flow.batch_size),
+            PostgresDecisionStore(conninfo),
+            StoredTwins(conninfo),
+        )
+
+
+def input_topics(settings: Settings) -> list[str]:
+    """``telemetry.raw``, ``twin.desired`` and ``twin.acks``."""
+    return [settings.topics.raw, settings.twin.desired_topic, settings.twin.acks_topic]
+
+
 def attach(
-    flow: Dataflow, settings: Settings, messages: Stream[KafkaSourceMessage], *, idle_ticks: bool = True
+    settings: Settings, messages: Stream[KafkaSourceMessage], sinks: TwinSinks, *, idle_ticks: bool = True
 ) -> Stream[TwinInputs]:
-    """Add decoding, the per-twin step and all twin outputs to ``flow``; returns the decoded inputs."""
+    """Add decoding, the per-twin step and all twin outputs after ``messages``; returns the decoded inputs."""
     rules = reading_rules(settings)  # the telemetry flow's rules, also when it writes the rows
     polled = op.flat_map_batch("twin_poll", messages, lambda batch: [Polled(batch, rules)])
-    return attach_polled(settings, polled, idle_ticks=idle_ticks)
+    return attach_polled(settings, polled, sinks, idle_ticks=idle_ticks)
 
 
-def attach_polled(settings: Settings, polled: Stream[Polled], *, idle_ticks: bool = True) -> Stream[TwinInputs]:
+def attach_polled(
+    settings: Settings, polled: Stream[Polled], sinks: TwinSinks, *, idle_ticks: bool = True
+) -> Stream[TwinInputs]:
     """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
     tw = settings.twin
-    topics = InputTopics(settings.topics.raw, tw.desired_topic, tw.acks_topic)
-    store = PostgresDecisionStore(settings.postgres.conninfo())
-    proc = TwinProcessor(tw.policy, tw.window_spec(), desired_gate(settings, store))
-    resume = stored_state(settings, proc, store)
+    topics = InputTopics(*input_topics(settings))
+    proc = TwinProcessor(tw.policy, tw.window_spec(), desired_gate(settings, sinks.decisions))
+    resume = stored_state(settings, proc, sinks.decisions, sinks.stored) if sinks.stored is not None else None
 
     inputs = op.map("twin_decode", polled, lambda p: decode_batch(p.messages, topics, p.readings, rows=tw.ingest))
     # One item per twin and batch: (twin_id, (twin_id, [events in order])).
@@ -207,7 +245,7 @@ def attach_polled(settings: Settings, polled: Stream[Polled], *, idle_ticks: boo
     items = op.map("twin_items", produced, lambda kv: kv[1])  # lists of outputs
 
     to_db = op.filter_map("twin_db_items", items, _db_items)
-    op.output("twin_postgres", to_db, TwinSink(settings.postgres.conninfo()))
+    op.output("twin_postgres", to_db, sinks.history)
 
     out_topics = TwinTopics.of(settings)
     messages = op.flat_map(
@@ -221,26 +259,29 @@ def attach_polled(settings: Settings, polled: Stream[Polled], *, idle_ticks: boo
             + ([dead_letter_message(d, settings.topics.dlq) for d in ti.dead_telemetry] if tw.ingest else [])
         ),
     )
-    op.output(
-        "twin_kafka",
-        op.merge("twin_all_messages", messages, dead),
-        MessageSink(producer_config(settings)),
-    )
+    op.output("twin_kafka", op.merge("twin_all_messages", messages, dead), sinks.messages)
     if tw.ingest:
         rows = op.filter("twin_rows", op.map("twin_row_lists", inputs, lambda ti: ti.rows), bool)
-        op.output(
-            "twin_telemetry_postgres",
-            rows,
-            TelemetrySink(settings.postgres.conninfo(), settings.flow.batch_size),
-        )
+        op.output("twin_telemetry_postgres", rows, sinks.rows)
     return inputs
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-twin") -> Dataflow:
-    """The reconciliation dataflow; ``tail=False`` stops at the end of the topics (tests, backfills)."""
-    tw = settings.twin
+    """The reconciliation dataflow on Kafka and PostgreSQL; ``tail=False`` stops at the end of the
+    topics (tests, backfills) and keeps to event time (no idle ticks)."""
+    source = kafka_source(settings, input_topics(settings), tail=tail)
+    return dataflow(settings, source, TwinSinks.of(settings), idle_ticks=tail, flow_id=flow_id)
+
+
+def dataflow(
+    settings: Settings,
+    source: Source[KafkaSourceMessage],
+    sinks: TwinSinks,
+    *,
+    idle_ticks: bool = True,
+    flow_id: str = "twinflow-twin",
+) -> Dataflow:
+    """The reconciliation dataflow reading messages of :func:`input_topics` from ``source``."""
     flow = Dataflow(flow_id)
-    topics = [settings.topics.raw, tw.desired_topic, tw.acks_topic]
-    messages = kafka_messages(flow, settings, topics, tail=tail, step_id="twin_kafka_in")
-    attach(flow, settings, messages, idle_ticks=tail)
+    attach(settings, source_messages(flow, source, step_id="twin_kafka_in"), sinks, idle_ticks=idle_ticks)
     return flow

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from operators.event_windows import WindowSpec
 from operators.strict import StrictModel
-from operators.twin_policy import TwinPolicy
+from operators.twin.event_windows import WindowSpec
+from operators.twin.sync_strategy import TwinPolicy
 
 
 class TwinSettings(StrictModel):
@@ -19,7 +19,8 @@ class TwinSettings(StrictModel):
     commands_topic: str = "twin.commands"
     acks_topic: str = "twin.acks"
     state_topic: str = "twin.state"  # compacted, key twin_id
-    alerts_topic: str = "twin.alerts"
+    # Desync escalations and failed commands (DesyncEvent); the alerts flow turns escalations into alerts.
+    desync_topic: str = "twin.desync"
     # The desired-state gate's verdict on every request (the CLI waits for it; docs/security.md).
     outcomes_topic: str = "twin.desired.outcomes"
     late_topic: str = "telemetry.late"
@@ -30,6 +31,17 @@ class TwinSettings(StrictModel):
     policy: TwinPolicy = Field(default_factory=TwinPolicy)
     # Also write telemetry rows and dead letters (then the telemetry flow need not run).
     ingest: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alerts_topic_is_gone(cls, data: Any) -> Any:
+        """``alerts_topic`` (before twin.desync) named the topic the alerts flow also wrote; say what replaced it."""
+        if isinstance(data, dict) and "alerts_topic" in data:
+            raise ValueError(
+                "`alerts_topic` is gone: the twin flow writes its desync events to `desync_topic` (default"
+                " twin.desync) and alert versions are `[alerts] topic`; remove it (docs/operations.md, Upgrading)"
+            )
+        return data
 
     def window_spec(self) -> WindowSpec:
         return WindowSpec(

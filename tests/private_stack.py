@@ -21,9 +21,9 @@ from twinflow.stack.secure import Material
 
 
 def twinflow(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run ``python -m twinflow.cli *args`` and capture its output."""
+    """Run ``python -m twinflow.cli.main *args`` and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", *args],
+        [sys.executable, "-m", "twinflow.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -13,9 +13,9 @@ from typing import IO
 
 
 def start_twinflow(args: list[str], env: dict[str, str], log: IO[bytes]) -> subprocess.Popen:
-    """``python -m twinflow.cli *args`` with stdout/stderr to ``log``."""
+    """``python -m twinflow.cli.main *args`` with stdout/stderr to ``log``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "twinflow.cli", *args],
+        [sys.executable, "-m", "twinflow.cli.main", *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -57,7 +57,7 @@ class Background:
             '>"$TWINFLOW_TEST_LOG" 2>&1 & echo $!; wait $!'
         )
         self.shell = subprocess.Popen(
-            ["bash", "-c", cmd, "bash", sys.executable, "-m", "twinflow.cli", *args],
+            ["bash", "-c", cmd, "bash", sys.executable, "-m", "twinflow.cli.main", *args],
             env={**env, "TWINFLOW_TEST_LOG": str(log)},
             stdout=subprocess.PIPE,
             start_new_session=True,

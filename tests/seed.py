@@ -23,17 +23,17 @@ from pathlib import Path
 
 import psycopg
 
-from connectors.postgres.alerts_store import AlertStore
-from connectors.postgres.telemetry_sink import TelemetryWriter
-from operators.alert_records import (
+from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
+from connectors.postgres.telemetry_sink import TelemetrySink
+from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts
+from operators.records.alerts import (
     AlertAction,
     AnomalyScore,
     DesyncEscalation,
     FailurePrediction,
     ForecastPoint,
 )
-from operators.alerts import AlertRules, KindRule, TwinAlerts
-from operators.ingest import TelemetryRow
+from operators.telemetry.ingest import TelemetryRow
 
 RULES = AlertRules(anomaly=KindRule(120, 300), escalate_after_s=0)
 MINUTES = 120
@@ -122,13 +122,14 @@ def seed(conninfo: str, uid: str) -> Fleet:
                 ack = AlertAction(alert.alert_id, fl.f, "ack", "alice", alert.opened_at + timedelta(minutes=10))
                 fl.alerts += engines[fl.f].apply(ack)
 
-    writer = TelemetryWriter(conninfo)
-    writer.write(rows)
-    writer.close()
-    store = AlertStore(conninfo)
-    store.write_model_outputs([*scores, *failures, *forecasts])
-    store.write_alerts(fl.alerts)
-    store.close()
+    for sink, records in (
+        (TelemetrySink(conninfo), rows),
+        (ModelOutputSink(conninfo), [*scores, *failures, *forecasts]),
+        (AlertSink(conninfo), fl.alerts),
+    ):
+        writer = sink.open()
+        writer.write(records)
+        writer.close()
     with psycopg.connect(conninfo) as db:
         db.cursor().executemany(
             "INSERT INTO twin_sync_quality"

@@ -50,7 +50,7 @@ def twin_settings_for(base: Settings, policy: dict[str, Any] | None = None, **tw
             "commands_topic": f"test.commands.{sfx}",
             "acks_topic": f"test.acks.{sfx}",
             "state_topic": f"test.state.{sfx}",
-            "alerts_topic": f"test.alerts.{sfx}",
+            "desync_topic": f"test.desync.{sfx}",
             "late_topic": f"test.late.{sfx}",
             "outcomes_topic": f"test.outcomes.{sfx}",
             "partitions": 1,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from operators.reconcile import Reconciler
-from operators.twin_policy import TwinPolicy
-from operators.twin_records import Ack, AckEvent, Alert, Command, DesiredEvent, DesiredUpdate, Reported
-from operators.twin_state import StateChange, TwinState
+from operators.records.twin import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, DesyncEvent, Reported
+from operators.twin.reconcile import Reconciler
+from operators.twin.state import StateChange, TwinState
+from operators.twin.sync_strategy import TwinPolicy
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -44,8 +44,8 @@ def commands(out: list) -> list[Command]:
     return of(out, Command)
 
 
-def alerts(out: list, kind: str | None = None) -> list[Alert]:
-    return [a for a in of(out, Alert) if kind is None or a.kind == kind]
+def alerts(out: list, kind: str | None = None) -> list[DesyncEvent]:
+    return [a for a in of(out, DesyncEvent) if kind is None or a.kind == kind]
 
 
 def changes(out: list) -> list[StateChange]:

@@ -31,7 +31,7 @@ class Signer:
 
 def signer(settings: Settings) -> Signer:
     """The subject and private key this CLI signs with (``security.key_file``, ``security.subject``)."""
-    from connectors.config_files import load_private_key, load_subjects
+    from connectors.config.security_files import load_private_key, load_subjects
 
     sec = settings.security
     if sec.key_file is None:
@@ -64,9 +64,9 @@ def build(
     issued_at: datetime | None = None,
 ) -> tuple[str, bytes]:
     """(request id, ``twin.desired`` record value) of a signed request; validated as the flow will."""
-    from operators.envelope import Rejected
-    from operators.request_auth import envelope, sign
-    from operators.twin_records import decode_desired
+    from operators.records.envelope import Rejected
+    from operators.records.twin import decode_desired
+    from operators.security.request_auth import envelope, sign
 
     request_id = uuid.uuid4().hex
     req: dict[str, Any] = {

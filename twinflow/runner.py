@@ -84,6 +84,42 @@ def ensure_recovery_dir(path: Path, *, process_id: int = 0, processes: int = 1) 
     return path
 
 
+def _inputs(step: object) -> dict[str, list[str]]:
+    """Step id → topics of every Kafka input of a flow (or of a step's substeps)."""
+    from connectors.kafka.source import StoppableKafkaSource
+
+    found = {}
+    for sub in getattr(step, "substeps", []):
+        source = getattr(sub, "source", None)
+        if isinstance(source, StoppableKafkaSource):
+            found[sub.step_id] = source.topics
+        found.update(_inputs(sub))
+    return found
+
+
+def forget_retired_inputs(recovery_dir: Path, flow: Dataflow) -> list[str]:
+    """Forget the recovery positions of Kafka topics the flow no longer reads; returns those topics.
+
+    Bytewax refuses to resume a Kafka input whose snapshot holds a partition of a topic the input
+    no longer lists ("… is not in this worker's routing map"): a renamed input topic, or
+    ``twin.alerts``, which the alerts flow read before it read ``twin.desync`` (docs/operations.md,
+    Upgrading). Only those partitions' positions are dropped; the rest of the state resumes.
+    """
+    inputs = _inputs(flow)
+    retired: set[str] = set()
+    for part in sorted(recovery_dir.glob("part-*.sqlite3")):
+        with closing(sqlite3.connect(part, timeout=30)) as db:
+            for step_id, topics in inputs.items():
+                keys = db.execute("SELECT DISTINCT state_key FROM snaps WHERE step_id = ?", (step_id,)).fetchall()
+                stale = [key for (key,) in keys if key.split("-", 1)[-1] not in topics]  # key: <partition>-<topic>
+                db.executemany("DELETE FROM snaps WHERE step_id = ? AND state_key = ?", [(step_id, k) for k in stale])
+                retired.update(key.split("-", 1)[-1] for key in stale)
+            db.commit()
+    for topic in sorted(retired):
+        log.warning("%s is no longer an input of this flow: its recovery positions are forgotten", topic)
+    return sorted(retired)
+
+
 def run_in_process(
     build: Callable[[], Dataflow],
     *,
@@ -117,6 +153,8 @@ def run_in_process(
     recovery = RecoveryConfig(str(recovery_dir), timedelta(0)) if recovery_dir else None
     try:
         flow = build()
+        if recovery_dir is not None:
+            forget_retired_inputs(recovery_dir, flow)
         if gc_gen0_threshold:
             tune_gc(gc_gen0_threshold)
         stopper.running(True)

@@ -14,11 +14,12 @@ Precedence (highest first): constructor arguments, environment variables
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,12 +27,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from connectors.bridge_settings import BridgeSettings
-from connectors.config_errors import ConfigError
+from connectors.bridges.settings import BridgeSettings
+from connectors.config.errors import ConfigError
+from connectors.config.secret_files import read_secret_file
 from connectors.kafka.settings import BufferSettings, KafkaSettings, Topics
 from connectors.mqtt.settings import MqttSettings
 from connectors.postgres.settings import PostgresSettings
-from connectors.secret_files import read_secret_file
 from connectors.sim.settings import SimSettings
 from flows.settings import DEV_IDENTITY, AlertSettings, FlowSettings, MlSettings, SecuritySettings
 from flows.twin_settings import TwinSettings
@@ -61,6 +62,7 @@ __all__ = [
     "load_settings",
     "read_secret_file",
     "settings",
+    "topic_fields",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +104,8 @@ class ApiSettings(StrictModel):
     verdict_wait_s: float = Field(10.0, ge=0)  # PATCH desired waits this long for the gate's verdict
     sse_keepalive_s: float = Field(15.0, gt=0)
     sse_buffer_events: int = Field(50_000, ge=0)  # recent events kept for exact Last-Event-ID resume
+    # Per stream: events queued for a client beyond this → an `overflow` event ends it (resume with Last-Event-ID).
+    sse_client_buffer_bytes: int = Field(16 * 2**20, ge=4096)
     db_pool_size: int = Field(8, ge=1)
     state_cache_entries: int = Field(200_000, ge=0)  # newest twin states kept in memory (0: always the database)
 
@@ -143,6 +147,20 @@ class Settings(BaseSettings):
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
 
+    @model_validator(mode="after")
+    def _one_record_type_per_topic(self) -> Settings:
+        """Two settings naming one topic would mix two record types on it (docs/architecture.md)."""
+        seen: dict[str, str] = {}
+        for section, name, topic in topic_fields(self):
+            where = f"[{section}] {name}"
+            if topic in seen:
+                raise ValueError(
+                    f"{seen[topic]} and {where} both name the topic {topic!r}; each topic carries one"
+                    " kind of record: give each its own topic"
+                )
+            seen[topic] = where
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -158,6 +176,21 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         sources.append(file_secret_settings)
         return tuple(sources)
+
+
+def topic_fields(settings: Settings) -> Iterator[tuple[str, str, str]]:
+    """(section, field, topic name) of every Kafka topic the settings name.
+
+    >>> ("twin", "desync_topic", "twin.desync") in list(topic_fields(Settings()))
+    True
+    """
+    for section, model in settings:
+        if section == "mqtt" or not isinstance(model, BaseModel):  # [mqtt] topics are MQTT's
+            continue
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, str) and (section == "topics" or name == "topic" or name.endswith("_topic")):
+                yield section, name, value
 
 
 def config_path() -> Path | None:
@@ -176,7 +209,7 @@ def load_settings(**overrides: Any) -> Settings:
     """Settings, or a :class:`ConfigError` with one line per mistake naming the file or environment
     variable, the section, the key and the fix; unknown keys are mistakes (did-you-mean included),
     a TOML syntax error names line and column."""
-    from connectors.config_errors import read_toml, settings_problems
+    from connectors.config.errors import read_toml, settings_problems
 
     path = config_path()
     try:

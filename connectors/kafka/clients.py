@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 
 
 def client_config(settings: ConnectorSettings, **extra: Any) -> dict[str, Any]:
@@ -65,8 +65,9 @@ def topic_specs(settings: ConnectorSettings) -> list[TopicSpec]:
         TopicSpec(t.events, 1, {"retention.ms": str(365 * 24 * 3600 * 1000)}),  # the failure labels
         TopicSpec(settings.security.desired_rejected_topic, 1, {"retention.ms": str(90 * 24 * 3600 * 1000)}),
         *twin_topic_specs(settings),
+        *alert_topic_specs(settings),
     ]
-    return specs + alert_topic_specs(settings, taken={s.name for s in specs})
+    return specs
 
 
 def twin_topic_specs(settings: ConnectorSettings) -> list[TopicSpec]:
@@ -79,7 +80,7 @@ def twin_topic_specs(settings: ConnectorSettings) -> list[TopicSpec]:
         TopicSpec(tw.outcomes_topic, tw.partitions, {"retention.ms": month}),
         TopicSpec(tw.acks_topic, tw.partitions, {"retention.ms": day}),
         TopicSpec(tw.state_topic, tw.partitions, {"cleanup.policy": "compact"}),
-        TopicSpec(tw.alerts_topic, 1, {"retention.ms": month}),
+        TopicSpec(tw.desync_topic, 1, {"retention.ms": month}),
         TopicSpec(tw.late_topic, 1, {"retention.ms": month}),
         TopicSpec(settings.topics.ground_truth, 1, {"retention.ms": month}),
     ]
@@ -108,14 +109,11 @@ def ensure_topics(settings: ConnectorSettings, specs: list[TopicSpec] | None = N
     return created
 
 
-def alert_topic_specs(settings: ConnectorSettings, taken: frozenset[str] | set[str] = frozenset()) -> list[TopicSpec]:
-    """Topics of the alerts flow: its inputs (model outputs, status, actions) and ``twin.alerts``."""
+def alert_topic_specs(settings: ConnectorSettings) -> list[TopicSpec]:
+    """Topics of the alerts flow: ``twin.alerts`` (its output) and its inputs (model outputs, status,
+    actions, parent alarms); ``twin.desync``, its other input, is the twin flow's."""
     a = settings.alerts
     month = {"retention.ms": str(30 * 24 * 3600 * 1000)}
-    names = [a.topic, a.actions_topic, a.anomalies_topic, a.failures_topic, a.forecasts_topic, a.status_topic]
-    names.append(a.suppression_topic)
-    out: list[TopicSpec] = []
-    for name in names:
-        if name not in taken and name not in {s.name for s in out}:
-            out.append(TopicSpec(name, a.partitions, dict(month)))
-    return out
+    inputs = [a.actions_topic, a.anomalies_topic, a.failures_topic, a.forecasts_topic, a.status_topic]
+    inputs.append(a.suppression_topic)
+    return [TopicSpec(a.topic, 1, dict(month)), *(TopicSpec(name, a.partitions, dict(month)) for name in inputs)]

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import client_config, producer_config
 from connectors.retry import retry
-from operators.commands import (
+from operators.records.commands import (
     Ack,
     BadCommand,
     Command,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import make_producer
 from connectors.kafka.spill import Full, Record, SpillQueue
 

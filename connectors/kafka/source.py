@@ -25,10 +25,10 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.inputs import AbortExecution, StatefulSourcePartition
+from bytewax.inputs import AbortExecution, Source, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import client_config, without_bootstrap
 from connectors.stopping import STOP
 
@@ -63,27 +63,38 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
 class StoppableKafkaSource(KafkaSource):
     """Bytewax's ``KafkaSource`` whose partitions obey :data:`connectors.stopping.STOP`."""
 
+    def __init__(self, brokers: list[str], topics: list[str], **options: Any) -> None:
+        super().__init__(brokers, topics, **options)
+        self.topics = list(topics)  # what it reads (its recovery state is keyed <partition>-<topic>)
+
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePartition:
         return _StoppablePartition(super().build_part(step_id, for_part, resume_state))
+
+
+def kafka_source(settings: ConnectorSettings, topics: list[str], *, tail: bool) -> StoppableKafkaSource:
+    """The flows' Kafka source over ``topics``; ``tail=False`` ends at the end of every partition."""
+    return StoppableKafkaSource(
+        settings.kafka.bootstrap_servers.split(","),
+        topics,
+        tail=tail,
+        starting_offset=OFFSET_BEGINNING,
+        add_config=without_bootstrap(client_config(settings, **{"auto.offset.reset": "earliest"})),
+        batch_size=settings.flow.batch_size,
+        raise_on_errors=False,
+    )
+
+
+def source_messages(flow: Dataflow, source: Source[Any], step_id: str = "kafka_in") -> Stream[KafkaSourceMessage]:
+    """The messages of ``source`` (Kafka, or a test's ``TestingSource`` of ``KafkaSourceMessage``);
+    Kafka's errors are logged and left out."""
+    polled = op.input(step_id, flow, source)
+    split = op.branch(f"{step_id}_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
+    op.inspect(f"{step_id}_log_errors", split.falses, lambda _step, err: log.warning("kafka: %s", err.err))
+    return split.trues
 
 
 def kafka_messages(
     flow: Dataflow, settings: ConnectorSettings, topics: list[str], *, tail: bool, step_id: str = "kafka_in"
 ) -> Stream[KafkaSourceMessage]:
     """Messages of ``topics``; ``tail=False`` ends the stream at the end of every partition."""
-    polled = op.input(
-        step_id,
-        flow,
-        StoppableKafkaSource(
-            settings.kafka.bootstrap_servers.split(","),
-            topics,
-            tail=tail,
-            starting_offset=OFFSET_BEGINNING,
-            add_config=without_bootstrap(client_config(settings, **{"auto.offset.reset": "earliest"})),
-            batch_size=settings.flow.batch_size,
-            raise_on_errors=False,
-        ),
-    )
-    split = op.branch(f"{step_id}_errors", polled, lambda m: isinstance(m, KafkaSourceMessage))
-    op.inspect(f"{step_id}_log_errors", split.falses, lambda _step, err: log.warning("kafka: %s", err.err))
-    return split.trues
+    return source_messages(flow, kafka_source(settings, topics, tail=tail), step_id)

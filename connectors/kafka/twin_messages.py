@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.sink import OutMessage
-from operators.alert_records import TwinStatus
-from operators.alert_records import encode as encode_status
-from operators.event_windows import WindowRow
-from operators.twin_records import Alert, Command, DesiredOutcome, LateReading, encode
-from operators.twin_state import StateChange
+from operators.records.alerts import TwinStatus
+from operators.records.alerts import encode as encode_status
+from operators.records.twin import Command, DesiredOutcome, DesyncEvent, LateReading, encode
+from operators.twin.event_windows import WindowRow
+from operators.twin.state import StateChange
 
 Message = OutMessage
 
@@ -21,7 +21,7 @@ class TwinTopics:
 
     state: str
     commands: str
-    alerts: str
+    desync: str  # desync escalations and failed commands (the alerts flow reads it)
     late: str
     outcomes: str  # every verdict of the desired-state gate
     rejected: str  # denied requests (also on outcomes)
@@ -33,7 +33,7 @@ class TwinTopics:
         return cls(
             tw.state_topic,
             tw.commands_topic,
-            tw.alerts_topic,
+            tw.desync_topic,
             tw.late_topic,
             tw.outcomes_topic,
             s.security.desired_rejected_topic,
@@ -47,7 +47,7 @@ def state_message(c: StateChange, topic: str) -> Message:
 
 
 def to_messages(
-    item: StateChange | Command | Alert | LateReading | WindowRow | DesiredOutcome | TwinStatus, t: TwinTopics
+    item: StateChange | Command | DesyncEvent | LateReading | WindowRow | DesiredOutcome | TwinStatus, t: TwinTopics
 ) -> list[Message]:
     """The Kafka messages for one output of the twin step (window rows go to the database only)."""
     if isinstance(item, StateChange):
@@ -55,8 +55,8 @@ def to_messages(
     key = item.twin_id.encode() if not isinstance(item, WindowRow) else b""
     if isinstance(item, Command):
         return [OutMessage(key, encode(item), t.commands)]
-    if isinstance(item, Alert):
-        return [OutMessage(key, encode(item), t.alerts)]
+    if isinstance(item, DesyncEvent):
+        return [OutMessage(key, encode(item), t.desync)]
     if isinstance(item, LateReading):
         return [OutMessage(key, encode(item), t.late)]
     if isinstance(item, DesiredOutcome):

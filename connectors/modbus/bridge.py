@@ -2,7 +2,7 @@
 
 Every device (a Modbus TCP host: a PLC, or a gateway serving many unit ids 0–255) is polled in
 its own loop every ``poll_interval_ms``: adjacent registers of a unit are batched into one request
-(:func:`operators.registers.plan_reads`), decoded and emitted as one envelope per twin stamped with
+(:func:`operators.devices.modbus_registers.plan_reads`), decoded and emitted as one envelope per twin stamped with
 the poll time (Modbus carries no source timestamp). Holding and input registers, coils and
 discrete inputs; 16/32/64-bit integers and floats, strings, bit fields, word and byte order.
 
@@ -25,10 +25,9 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from connectors.bridge import Bridge, Device
-from connectors.mapping import ModbusAsset, ModbusConnection
-from operators.commands import Refused
-from operators.registers import (
+from connectors.bridges.base import Bridge, Device
+from connectors.bridges.mapping import ModbusAsset, ModbusConnection
+from operators.devices.modbus_registers import (
     BIT_KINDS,
     EncodeError,
     ReadRequest,
@@ -39,6 +38,7 @@ from operators.registers import (
     plan_reads,
     plausible,
 )
+from operators.records.commands import Refused
 
 log = logging.getLogger(__name__)
 

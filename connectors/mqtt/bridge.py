@@ -10,10 +10,10 @@ This is the mapping-free bridge (``twinflow bridge mqtt``); with ``--mapping`` t
 :class:`~connectors.mqtt.mapped.MappedMqttBridge` maps per-topic JSON paths or plain numbers.
 
 The bridge checks what it forwards with the envelope's own rules
-(:func:`operators.envelope.decode_partial`): a message that cannot be an envelope, or a bad
+(:func:`operators.records.envelope.decode_partial`): a message that cannot be an envelope, or a bad
 value in one, is dead-lettered here with the **device's original bytes**, the ``mqtt.topic``
 header, the reason and the field; the valid values of the same message go on. Timestamps follow
-the MQTT timestamp policy (``mqtt.ts_format``, :mod:`operators.timestamps`).
+the MQTT timestamp policy (``mqtt.ts_format``, :mod:`operators.devices.timestamps`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 from confluent_kafka import Producer
 
-from connectors.config import ConnectorSettings
+from connectors.config.contract import ConnectorSettings
 from connectors.kafka.publisher import Publisher
 from connectors.mqtt.client import make_client, subscription_ready
 from connectors.mqtt.payload import PayloadMapper
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
-from operators.envelope import Reason, Rejected, decode_partial, encode
-from operators.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
+from operators.records.envelope import Reason, Rejected, decode_partial, encode
+from operators.telemetry.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ gets its own paho client. A parameter has a topic and either a JSON path (``moto
 ``metrics[name=temp].value``) or none (the payload is a plain number or ``true``/``false``). A
 topic may hold ``{name}`` placeholders (one level each): one asset then serves every device
 publishing there, its twin_id built from them. The asset's ``ts_path``/``quality_path`` give the
-source timestamp (read with the MQTT timestamp policy, :mod:`operators.timestamps`; none = receive
+source timestamp (read with the MQTT timestamp policy, :mod:`operators.devices.timestamps`; none = receive
 time) and quality (good/uncertain/bad, a status name like ``BadSensorFailure``, or an OPC-style
 number: ≥ 192 good, ≥ 64 uncertain).
 
@@ -17,7 +17,7 @@ dead-lettered with the **original bytes**, the ``mqtt.topic`` header, the reason
 Sparkplug B assets (``sparkplug = {group, node, device}``) are read from ``spBv1.0/…`` topics:
 births define names, datatypes and aliases, data may use aliases, a sequence gap or an unknown
 alias triggers a rebirth request, and births/deaths set the twin's ``online`` reading
-(:mod:`operators.sparkplug`).
+(:mod:`operators.devices.sparkplug_session`).
 
 Commands go to the asset's ``command_topic`` as ``{"command_id", "parameter", "value", "ts"}``
 (Sparkplug: DCMD/NCMD). Without ``ack_topic`` a command is ``applied`` once the broker took it;
@@ -38,15 +38,15 @@ from typing import Any, NamedTuple
 import orjson
 import paho.mqtt.client as mqtt
 
-from connectors.bridge import Bridge, Device
+from connectors.bridges.base import Bridge, Device
+from connectors.bridges.mapping import TOPIC_PLACEHOLDER, MqttAsset, MqttConnection, twin_pattern
 from connectors.extras import require
-from connectors.mapping import TOPIC_PLACEHOLDER, MqttAsset, MqttConnection, twin_pattern
 from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import MISSING, Part, extract, parse_plain, split_path
-from operators.commands import Refused
-from operators.envelope import STATUS_PATTERN, TWIN_ID_PATTERN, Reason, Rejected
-from operators.sparkplug import EdgeSessions, Online, Rebirth, Unreadable, Values
-from operators.timestamps import parse_device_ts
+from operators.devices.sparkplug_session import EdgeSessions, Online, Rebirth, Unreadable, Values
+from operators.devices.timestamps import parse_device_ts
+from operators.records.commands import Refused
+from operators.records.envelope import STATUS_PATTERN, TWIN_ID_PATTERN, Reason, Rejected, quality_of_status
 
 log = logging.getLogger(__name__)
 
@@ -410,13 +410,13 @@ class MappedMqttBridge(Bridge):
                 readings, text = by_ts.get(ts_ms, {}), text_by_ts.get(ts_ms, {})
                 ts = datetime.fromtimestamp(ts_ms / 1000, UTC) if ts_ms else datetime.now(UTC)
                 st = {n: status[n] for n in (*readings, *text) if n in status} or None
-                quality = "bad" if st and any(s.startswith("Bad") for s in st.values()) else "good"
+                quality = "bad" if st and any(quality_of_status(s) == "bad" for s in st.values()) else "good"
                 self.emit(twin, ts, readings, quality if st else "good", st, text or None)
                 b.device.health.got(len(readings) + len(text))
 
     def _request_rebirth(self, b: _Broker, r: Rebirth) -> None:
         from connectors.sparkplug.codec import encode_payload
-        from operators.sparkplug import BOOLEAN, REBIRTH_METRIC
+        from operators.devices.sparkplug_session import BOOLEAN, REBIRTH_METRIC
 
         now = time.monotonic()
         if now - self._rebirth_sent.get((r.group, r.node), -1e9) < 5.0:
@@ -547,7 +547,7 @@ def _quality(q: object) -> tuple[str, str | None]:
     if q in QUALITIES:
         return q, None  # type: ignore[return-value]
     if isinstance(q, str) and _STATUS.match(q):
-        return ("good" if q.startswith("Good") else "uncertain" if q.startswith("Uncertain") else "bad"), q
+        return quality_of_status(q), q
     if isinstance(q, int | float) and not isinstance(q, bool):
         return ("good" if q >= 192 else "uncertain" if q >= 64 else "bad"), None
     raise Rejected(Reason.SCHEMA, f"quality {_show(q)} is not good/uncertain/bad, a status name or a number", "quality")

@@ -2,19 +2,20 @@
 
 Devices may publish the full envelope, or just ``{"ts": …, "readings": {…}}``: the
 bridge fills ``v``, ``twin_id`` (from the topic), ``source`` and a ``seq`` when
-absent, and reads ``ts`` with the MQTT timestamp policy (:mod:`operators.timestamps`:
+absent, and reads ``ts`` with the MQTT timestamp policy (:mod:`operators.devices.timestamps`:
 ISO 8601 with a zone or epoch s/ms/µs; absent = receive time). What cannot become an
-envelope raises :class:`~operators.envelope.Rejected`: the bridge dead-letters the
+envelope raises :class:`~operators.records.envelope.Rejected`: the bridge dead-letters the
 device's original bytes with the reason — nothing is dropped, nothing is guessed.
 
 >>> m = PayloadMapper(twin_level=1)
 >>> key, value = m.map("twinflow/pump-7/telemetry", b'{"ts":1767225600000,"readings":{"rpm":1}}')
 >>> key, orjson.loads(value)["twin_id"], orjson.loads(value)["ts"]
 (b'pump-7', 'pump-7', '2026-01-01T00:00:00+00:00')
->>> m.map("twinflow/pump-7/telemetry", b"not json")
-Traceback (most recent call last):
-...
-operators.envelope.Rejected: bad_json: not a JSON object: invalid literal, expected 'null': line 1 column 1 (char 0)
+>>> try:
+...     m.map("twinflow/pump-7/telemetry", b"not json")
+... except Rejected as e:
+...     print(e)
+bad_json: not a JSON object: invalid literal, expected 'null': line 1 column 1 (char 0)
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from datetime import UTC, datetime
 
 import orjson
 
-from operators.envelope import MAX_READINGS, Reason, Rejected
-from operators.readings import SeqCounter, iso_ts
-from operators.timestamps import TsFormat, parse_device_ts
+from operators.devices.readings import SeqCounter, iso_ts
+from operators.devices.timestamps import TsFormat, parse_device_ts
+from operators.records.envelope import MAX_READINGS, Reason, Rejected
 
 
 class PayloadMapper:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
-from connectors.secret_files import read_secret_file
+from connectors.config.secret_files import read_secret_file
 from operators.strict import StrictModel
 
 

@@ -30,10 +30,10 @@ from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from connectors.bridge import Bridge, Device
-from connectors.mapping import OpcuaAsset, OpcuaConnection, OpcuaParam
-from operators.commands import Refused
-from operators.envelope import Reason
+from connectors.bridges.base import Bridge, Device
+from connectors.bridges.mapping import OpcuaAsset, OpcuaConnection, OpcuaParam
+from operators.records.commands import Refused
+from operators.records.envelope import Reason
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,6 @@
-"""Alerts and model outputs in PostgreSQL/TimescaleDB: idempotent writes and the CLI's reads.
-
-* ``alerts``: one row per alert, upserted by (alert_id, opened_at); a newer ``version`` wins,
-  the state only moves forward (open → acknowledged → resolved) and ack/resolve facts once
-  set are kept, so replays and out-of-order writes (flow vs. CLI) never roll an alert back.
-* ``alert_events``: every version, ``ON CONFLICT DO NOTHING``.
-* ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity.
+"""Alerts in PostgreSQL for the CLI and the HTTP API: list, read, and an operator's action
+(ack, resolve, shelve, …) applied to the row at once. The alerts flow writes the rows
+(:mod:`connectors.postgres.alert_sinks`).
 
 Connection failures are retried with backoff and a new connection (connectors/retry.py).
 """
@@ -16,87 +12,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from connectors.postgres.session import Session
-from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint
 
 log = logging.getLogger(__name__)
-
-_RANK = "array_position(ARRAY['open','acknowledged','resolved'], {})"
-# A version that re-annunciates the alarm (higher `reopened`) resets it to unacknowledged; otherwise
-# the state only moves forward and ack/resolve facts once set are kept.
-_NEWER_CYCLE = "EXCLUDED.reopened > alerts.reopened"
-UPSERT_ALERT = f"""
-INSERT INTO alerts (alert_id, twin_id, kind, state, severity, version, opened_at, acked_at, acked_by,
-                    resolved_at, resolved_by, escalation_level, flapping, summary, evidence, updated_at,
-                    isa_state, condition, shelved_until, shelved_by, shelve_reason, suppressed_by,
-                    out_of_service, standing, reopened)
-VALUES (%(alert_id)s, %(twin_id)s, %(kind)s, %(state)s, %(severity)s, %(version)s, %(opened_at)s,
-        %(acked_at)s, %(acked_by)s, %(resolved_at)s, %(resolved_by)s, %(escalation_level)s,
-        %(flapping)s, %(summary)s, %(evidence)s, %(updated_at)s, %(isa_state)s, %(condition)s,
-        %(shelved_until)s, %(shelved_by)s, %(shelve_reason)s, %(suppressed_by)s, %(out_of_service)s,
-        %(standing)s, %(reopened)s)
-ON CONFLICT (alert_id, opened_at) DO UPDATE SET
-    state = CASE WHEN {_NEWER_CYCLE} OR {_RANK.format("EXCLUDED.state")} >= {_RANK.format("alerts.state")}
-                 THEN EXCLUDED.state ELSE alerts.state END,
-    isa_state = CASE WHEN {_NEWER_CYCLE} OR {_RANK.format("EXCLUDED.state")} >= {_RANK.format("alerts.state")}
-                 THEN EXCLUDED.isa_state ELSE alerts.isa_state END,
-    severity = EXCLUDED.severity,
-    version = EXCLUDED.version,
-    acked_at = CASE WHEN {_NEWER_CYCLE} THEN EXCLUDED.acked_at ELSE coalesce(alerts.acked_at, EXCLUDED.acked_at) END,
-    acked_by = CASE WHEN {_NEWER_CYCLE} THEN EXCLUDED.acked_by ELSE coalesce(alerts.acked_by, EXCLUDED.acked_by) END,
-    condition = EXCLUDED.condition,
-    shelved_until = EXCLUDED.shelved_until,
-    shelved_by = EXCLUDED.shelved_by,
-    shelve_reason = EXCLUDED.shelve_reason,
-    suppressed_by = EXCLUDED.suppressed_by,
-    out_of_service = EXCLUDED.out_of_service,
-    standing = EXCLUDED.standing,
-    reopened = greatest(alerts.reopened, EXCLUDED.reopened),
-    resolved_at = coalesce(alerts.resolved_at, EXCLUDED.resolved_at),
-    resolved_by = coalesce(alerts.resolved_by, EXCLUDED.resolved_by),
-    escalation_level = greatest(alerts.escalation_level, EXCLUDED.escalation_level),
-    flapping = alerts.flapping OR EXCLUDED.flapping,
-    summary = EXCLUDED.summary,
-    evidence = EXCLUDED.evidence,
-    updated_at = greatest(alerts.updated_at, EXCLUDED.updated_at)
-WHERE alerts.version < EXCLUDED.version
-"""
-INSERT_EVENT = """
-INSERT INTO alert_events (alert_id, version, ts, twin_id, kind, event, state, severity, actor, evidence,
-                          isa_state)
-VALUES (%(alert_id)s, %(version)s, %(updated_at)s, %(twin_id)s, %(kind)s, %(event)s, %(state)s,
-        %(severity)s, %(actor)s, %(evidence)s, %(isa_state)s)
-ON CONFLICT DO NOTHING
-"""
-UPSERT_SCORE = """
-INSERT INTO anomaly_scores (twin_id, ts, score, threshold, is_anomaly, contributions, model, kind, health,
-    drivers, sensor_faults)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (twin_id, ts) DO UPDATE SET score = EXCLUDED.score, threshold = EXCLUDED.threshold,
-    is_anomaly = EXCLUDED.is_anomaly, contributions = EXCLUDED.contributions, model = EXCLUDED.model,
-    kind = EXCLUDED.kind, health = EXCLUDED.health, drivers = EXCLUDED.drivers,
-    sensor_faults = EXCLUDED.sensor_faults
-"""
-UPSERT_FORECAST = """
-INSERT INTO forecasts (twin_id, sensor, ts, target_ts, predicted, lower, upper, limit_value, breach_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (twin_id, sensor, ts, target_ts) DO UPDATE SET predicted = EXCLUDED.predicted,
-    lower = EXCLUDED.lower, upper = EXCLUDED.upper, limit_value = EXCLUDED.limit_value,
-    breach_at = EXCLUDED.breach_at
-"""
-UPSERT_FAILURE = """
-INSERT INTO failure_predictions (twin_id, ts, rul_s, failure_probability, uncertainty, horizon_s)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (twin_id, ts) DO UPDATE SET rul_s = EXCLUDED.rul_s,
-    failure_probability = EXCLUDED.failure_probability, uncertainty = EXCLUDED.uncertainty,
-    horizon_s = EXCLUDED.horizon_s
-"""
-
 
 ALERT_COLUMNS = (
     "alert_id, twin_id, kind, state, severity, version, opened_at, acked_at, acked_by, resolved_at, resolved_by,"
@@ -136,17 +57,8 @@ LIST_ALERTS = (
 )
 
 
-def _alert_params(a: Alert) -> dict[str, Any]:
-    d = msgspec.structs.asdict(a)
-    d["evidence"] = Jsonb(a.evidence)
-    d["actor"] = (
-        a.acked_by if a.event == "acknowledged" else a.resolved_by if a.event == "resolved" else a.evidence.get("actor")
-    )
-    return d
-
-
 class AlertStore:
-    """A reconnecting writer (one per sink partition) and reader (the CLI)."""
+    """A reconnecting reader and action writer (the CLI, the HTTP API)."""
 
     def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
         self._db = Session(conninfo, max_attempts=max_attempts)
@@ -154,64 +66,6 @@ class AlertStore:
     def _tx(self, fn: Callable[[psycopg.Connection], Any], what: str) -> Any:
         return self._db.transaction(fn, what)
 
-    # ------------------------------------------------------------------ writes
-    def write_alerts(self, alerts: Sequence[Alert]) -> None:
-        """Upsert alert versions and record them in the history (idempotent)."""
-        if not alerts:
-            return
-        params = [_alert_params(a) for a in alerts]
-
-        def run(conn: psycopg.Connection) -> None:
-            with conn.cursor() as cur:
-                cur.executemany(UPSERT_ALERT, params)
-                cur.executemany(INSERT_EVENT, params)
-
-        self._tx(run, f"writing {len(alerts)} alert versions")
-
-    def write_model_outputs(self, records: Sequence[AnomalyScore | FailurePrediction | ForecastPoint]) -> None:
-        """Upsert anomaly scores, forecasts and failure predictions (idempotent)."""
-        scores = [
-            (
-                r.twin_id,
-                r.ts,
-                r.score,
-                r.threshold,
-                r.is_anomaly,
-                Jsonb(r.contributions),
-                r.model,
-                r.kind,
-                r.health,
-                Jsonb(r.drivers) if r.drivers else None,
-                Jsonb(r.sensor_faults) if r.sensor_faults else None,
-            )
-            for r in records
-            if isinstance(r, AnomalyScore)
-        ]
-        forecasts = [
-            (r.twin_id, r.sensor, r.ts, r.target_ts, r.predicted, r.lower, r.upper, r.limit, r.breach_at)
-            for r in records
-            if isinstance(r, ForecastPoint)
-        ]
-        failures = [
-            (r.twin_id, r.ts, r.rul_s, r.failure_probability, r.uncertainty, r.horizon_s)
-            for r in records
-            if isinstance(r, FailurePrediction)
-        ]
-
-        def run(conn: psycopg.Connection) -> None:
-            with conn.cursor() as cur:
-                for sql, rows in (
-                    (UPSERT_SCORE, scores),
-                    (UPSERT_FORECAST, forecasts),
-                    (UPSERT_FAILURE, failures),
-                ):
-                    if rows:
-                        cur.executemany(sql, rows)
-
-        if scores or forecasts or failures:
-            self._tx(run, f"writing {len(records)} model outputs")
-
-    # ------------------------------------------------------------------ CLI
     def list_alerts(
         self,
         *,

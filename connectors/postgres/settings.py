@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 
-from connectors.secret_files import read_secret_file
+from connectors.config.secret_files import read_secret_file
 from operators.strict import StrictModel
 
 

@@ -1,10 +1,9 @@
-"""Write telemetry rows to PostgreSQL/TimescaleDB in batches, idempotently.
+"""The telemetry flow's sink: telemetry rows into PostgreSQL/TimescaleDB, idempotently.
 
-Each batch is binary-COPied into a temporary staging table and moved with
-``INSERT … ON CONFLICT DO NOTHING`` on the reading's identity (twin_id, sensor, ts),
-in one transaction: a batch delivered twice (retry, Bytewax recovery replay)
-leaves one copy of each row. Connection failures are retried with backoff and
-reconnect; the batch is never dropped.
+A :class:`~connectors.postgres.batch_sink.BatchSink` (batching, connection, retries): each batch
+is binary-COPied into a temporary staging table and moved with ``INSERT … ON CONFLICT DO NOTHING``
+on the reading's identity (twin_id, sensor, ts), in one transaction: a batch delivered twice
+(retry, Bytewax recovery replay) leaves one copy of each row.
 
 Plain numbers (:class:`TelemetryRow`, the hot path) are copied with the original seven columns
 and take the defaults of ``value_type``/``status``; a batch that also holds typed rows
@@ -13,15 +12,12 @@ and take the defaults of ``value_type``/``status``; a batch that also holds type
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import psycopg
 
-from connectors.postgres.session import Session
-from operators.ingest import TelemetryRow, TypedRow
-
-log = logging.getLogger(__name__)
+from connectors.postgres.batch_sink import BatchSink
+from operators.telemetry.ingest import TelemetryRow, TypedRow
 
 STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage ("
@@ -47,20 +43,17 @@ COPY_TYPES = ["text", "text", "timestamptz", "float8", "int8", "int2", "text"]
 COPY_TYPED_TYPES = [*COPY_TYPES, "int2", "text", "text"]
 
 
-class TelemetryWriter:
-    """A reconnecting batch writer; one per sink partition (worker).
+class TelemetrySink(BatchSink[TelemetryRow | TypedRow]):
+    """Items are rows or lists of rows (one Kafka poll's worth); a connection per worker.
 
-    Usage: ``TelemetryWriter(conninfo).write(rows)`` returns the number of rows newly
-    inserted; writing the same rows again returns 0.
+    ``TelemetrySink(conninfo).open().write(rows)`` returns the number of rows newly inserted;
+    writing the same rows again returns 0.
     """
 
-    def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
-        self._db = Session(conninfo, setup=[STAGE_DDL], max_attempts=max_attempts)
-        self.rows_inserted = 0
-        self.rows_duplicate = 0
+    what = "telemetry rows"
+    setup = (STAGE_DDL,)
 
-    @staticmethod
-    def _copy_and_move(conn: psycopg.Connection, rows: Sequence[TelemetryRow | TypedRow]) -> int:
+    def write(self, conn: psycopg.Connection, rows: Sequence[TelemetryRow | TypedRow]) -> int:
         typed = [r for r in rows if len(r) != 7]  # rare; a scan costs ~40 ns per row
         with conn.cursor() as cur:
             with cur.copy(COPY_SQL) as copy:
@@ -74,17 +67,3 @@ class TelemetryWriter:
                         copy.write_row(row)
             cur.execute(MOVE_TYPED_SQL if typed else MOVE_SQL)
             return cur.rowcount
-
-    def write(self, rows: Sequence[TelemetryRow | TypedRow]) -> int:
-        """Write a batch; returns rows newly inserted (duplicates are skipped)."""
-        if not rows:
-            return 0
-        inserted = self._db.transaction(
-            lambda conn: self._copy_and_move(conn, rows), f"writing {len(rows)} telemetry rows"
-        )
-        self.rows_inserted += inserted
-        self.rows_duplicate += len(rows) - inserted
-        return inserted
-
-    def close(self) -> None:
-        self._db.close()

@@ -7,26 +7,22 @@
 * ``telemetry_windows``: upsert on (twin_id, sensor, window_size, window_start) that only a
   higher version may overwrite: corrections win, replays of older versions change nothing.
 
-Each batch is binary-COPied into temporary staging tables and moved with ``INSERT … SELECT …
-ON CONFLICT`` (as :mod:`connectors.postgres.telemetry_sink` does), in one transaction; connection
-failures are retried with backoff and reconnect (nothing is dropped).
+A :class:`~connectors.postgres.batch_sink.BatchSink` (batching, connection, retries): each batch is
+binary-COPied into temporary staging tables and moved with ``INSERT … SELECT … ON CONFLICT`` (as
+:mod:`connectors.postgres.telemetry_sink` does), in one transaction.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import psycopg
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.postgres.session import Session
-from operators.event_windows import WindowRow
-from operators.twin_state import StateChange
-
-log = logging.getLogger(__name__)
+from connectors.postgres.batch_sink import BatchSink
+from operators.twin.event_windows import WindowRow
+from operators.twin.state import StateChange
 
 STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS twin_history_stage ("
@@ -132,16 +128,17 @@ def window_row(r: WindowRow) -> tuple[Any, ...]:
     )
 
 
-class TwinWriter:
-    """A reconnecting batch writer for state changes and window rows; one per sink partition."""
+class TwinSink(BatchSink[StateChange | WindowRow]):
+    """Items are :class:`StateChange` and :class:`WindowRow` records, or lists of them (the twin flow
+    emits one list per twin and batch); a connection per worker."""
 
-    def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
-        self._db = Session(conninfo, setup=STAGE_DDL, max_attempts=max_attempts)
-        self.versions_written = 0
-        self.windows_written = 0
+    what = "twin versions and window rows"
+    setup = STAGE_DDL
 
-    @staticmethod
-    def _copy_and_move(conn: psycopg.Connection, changes: Sequence[StateChange], windows: Sequence[WindowRow]) -> None:
+    def write(self, conn: psycopg.Connection, items: Sequence[StateChange | WindowRow]) -> int:
+        changes = [i for i in items if isinstance(i, StateChange)]
+        windows = [i for i in items if isinstance(i, WindowRow)]
+        written = 0
         with conn.cursor() as cur:
             if changes:
                 with cur.copy(HISTORY_COPY) as copy:
@@ -149,60 +146,12 @@ class TwinWriter:
                     for c in changes:
                         copy.write_row(history_row(c))
                 cur.execute(HISTORY_MOVE)
+                written += cur.rowcount
             if windows:
                 with cur.copy(WINDOW_COPY) as copy:
                     copy.set_types(WINDOW_TYPES)
                     for r in windows:
                         copy.write_row(window_row(r))
                 cur.execute(WINDOW_MOVE)
-
-    def write(self, items: Sequence[StateChange | WindowRow]) -> None:
-        """Write a batch of state changes and window rows in one transaction."""
-        changes = [i for i in items if isinstance(i, StateChange)]
-        windows = [i for i in items if isinstance(i, WindowRow)]
-        if not changes and not windows:
-            return
-        self._db.transaction(
-            lambda conn: self._copy_and_move(conn, changes, windows),
-            f"writing {len(changes)} twin versions and {len(windows)} window rows",
-        )
-        self.versions_written += len(changes)
-        self.windows_written += len(windows)
-
-    def close(self) -> None:
-        self._db.close()
-
-
-class _TwinPartition(StatelessSinkPartition[StateChange | WindowRow | list[StateChange | WindowRow]]):
-    def __init__(self, conninfo: str, worker: int) -> None:
-        self._writer = TwinWriter(conninfo)
-        self._worker = worker
-
-    def write_batch(self, items: list[StateChange | WindowRow | list[StateChange | WindowRow]]) -> None:
-        flat: list[StateChange | WindowRow] = []
-        for item in items:
-            if isinstance(item, list):
-                flat.extend(item)
-            else:
-                flat.append(item)
-        self._writer.write(flat)
-
-    def close(self) -> None:
-        log.info(
-            "worker %d twin sink: %d versions, %d window rows written",
-            self._worker,
-            self._writer.versions_written,
-            self._writer.windows_written,
-        )
-        self._writer.close()
-
-
-class TwinSink(DynamicSink[StateChange | WindowRow | list[StateChange | WindowRow]]):
-    """Bytewax sink for :class:`StateChange` and :class:`WindowRow` items (or lists of them, as the
-    twin flow emits one list per twin and batch); a connection per worker."""
-
-    def __init__(self, conninfo: str) -> None:
-        self._conninfo = conninfo
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TwinPartition:
-        return _TwinPartition(self._conninfo, worker_index)
+                written += cur.rowcount
+        return written

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
-from connectors.config import ConnectorSettings
+from connectors.bridges.loop_thread import LoopThread
+from connectors.bridges.mapping import Mapping
+from connectors.config.contract import ConnectorSettings
 from connectors.extras import require
 from connectors.kafka.clients import ensure_topics, make_producer, topic_specs
-from connectors.loop_thread import LoopThread
-from connectors.mapping import Mapping
 from connectors.sim.faults import Fault
 from connectors.sim.mqtt_device import SimMqttDevice
 from connectors.sim.plant import Plant

@@ -1,4 +1,4 @@
-"""Sparkplug B payloads ↔ :class:`operators.sparkplug.Metric` (Google protobuf; the message classes are
+"""Sparkplug B payloads ↔ :class:`operators.devices.sparkplug_session.Metric` (Google protobuf; the message classes are
 compiled from ``sparkplug_b.proto`` by ``make setup`` — scripts/sparkplug-proto.sh).
 
 >>> raw = encode_payload([("Node Control/Rebirth", BOOLEAN, True)], seq=None, ts_ms=1000)
@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from operators.sparkplug import BOOLEAN, DOUBLE, FLOAT, INT64, NUMERIC, TEXTUAL, Metric
+from operators.devices.sparkplug_session import BOOLEAN, DOUBLE, FLOAT, INT64, NUMERIC, TEXTUAL, Metric
 
 try:
     from connectors.sparkplug import sparkplug_b_pb2 as pb

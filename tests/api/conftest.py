@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Producer
 
 from connectors.kafka.clients import ensure_topics, producer_config
-from operators.alerts import AlertRules, KindRule
+from operators.alerts.lifecycle import AlertRules, KindRule
 from tests.integration.test_twin_device_loop import FakeDevice
 from tests.process_helpers import stop
 from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401
@@ -57,7 +57,7 @@ class Live:
 
 
 class Scores(threading.Thread):
-    """Anomaly scores (above the threshold while ``high``) and a forecast for a twin, every 200 ms."""
+    """Anomaly scores (above the threshold while ``high``; health 0.85) and a forecast for a twin, every 200 ms."""
 
     def __init__(self, live_settings: Settings, twin: str) -> None:
         super().__init__(daemon=True)
@@ -83,6 +83,7 @@ class Scores(threading.Thread):
                         "threshold": 0.6,
                         "is_anomaly": score >= 0.6,
                         "contributions": {"temp_c": 0.7, "rpm": 0.3},
+                        "health": 0.85,  # above the condition alarm's thresholds: no condition alert
                     }
                 ).encode(),
             )
@@ -148,7 +149,7 @@ speed = { type = "number", min = 0, max = 3000 }
 
 def _identity(work: Path) -> dict[str, str]:
     """The API as a gateway (its own key, acting for the tokens' subjects), ann an operator, bob a viewer."""
-    from operators.request_auth import new_private_key, private_key_pem, public_key_text
+    from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
     from twinflow.stack.certs import write_secret
 
     key = new_private_key()
@@ -174,7 +175,7 @@ def _delete_own_topics(s: Settings) -> None:
 
     tw = s.twin
     names = {s.topics.raw, s.topics.dlq, tw.desired_topic, tw.commands_topic, tw.acks_topic, tw.state_topic}
-    names |= {tw.late_topic, tw.outcomes_topic, s.security.desired_rejected_topic}
+    names |= {tw.late_topic, tw.outcomes_topic, tw.desync_topic, s.security.desired_rejected_topic}
     names |= {t.name for t in alert_topic_specs(s)}
     admin = AdminClient(client_config(s))
     for fut in admin.delete_topics(sorted(names), operation_timeout=30).values():
@@ -194,7 +195,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
     base = twin_settings_for(twin_db, policy, ingest=True)
     sfx = base.topics.raw.rsplit(".", 1)[1]
     alerts = _alert_settings(sfx)
-    s = base.model_copy(update={"alerts": alerts, "twin": base.twin.model_copy(update={"alerts_topic": alerts.topic})})
+    s = base.model_copy(update={"alerts": alerts})
     security = s.security.model_copy(update={"desired_rejected_topic": f"test.rejected.{sfx}"})
     s = s.model_copy(update={"security": security})
     ensure_topics(s)
@@ -218,6 +219,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
         "TWINFLOW_API__RATE_PER_S": "20",
         "TWINFLOW_API__RATE_BURST": "60",
         "TWINFLOW_API__SSE_BUFFER_EVENTS": "20",
+        "TWINFLOW_API__SSE_CLIENT_BUFFER_BYTES": str(256 * 1024),
     }
     logs = {name: open(work / f"{name}.log", "wb") for name in ("twin", "alerts", "serve")}  # noqa: SIM115
     procs = {
@@ -230,7 +232,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
             start_new_session=True,
         ),
         "alerts": subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "run", "alerts", "--no-recovery"],
+            [sys.executable, "-m", "twinflow.cli.main", "run", "alerts", "--no-recovery"],
             cwd=REPO,
             env=env,
             stdout=logs["alerts"],
@@ -238,7 +240,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
             start_new_session=True,
         ),
         "serve": subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "serve"],
+            [sys.executable, "-m", "twinflow.cli.main", "serve"],
             cwd=REPO,
             env=env,
             stdout=logs["serve"],

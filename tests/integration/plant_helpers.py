@@ -10,8 +10,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Message
 
+from connectors.bridges.mapping import Mapping, load_mapping
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
-from connectors.mapping import Mapping, load_mapping
 from twinflow.runner import free_ports
 from twinflow.settings import Settings
 
@@ -59,7 +59,8 @@ def drop_topics(settings_list: list[Settings]) -> None:
     if not settings_list:
         return
     admin = AdminClient(client_config(settings_list[0]))
-    names = [spec.name for s in settings_list for spec in topic_specs(s) if spec.name.startswith("it.")]
+    # once each: settings may share topics, and librdkafka crashes on a name listed twice
+    names = sorted({spec.name for s in settings_list for spec in topic_specs(s) if spec.name.startswith("it.")})
     for fut in admin.delete_topics(names, operation_timeout=30).values():
         with contextlib.suppress(Exception):  # already gone
             fut.result()
@@ -164,7 +165,7 @@ def send_command(settings: Settings, cmd) -> None:
     from confluent_kafka import Producer
 
     from connectors.kafka.clients import producer_config
-    from operators.commands import encode_command
+    from operators.records.commands import encode_command
 
     producer = Producer(producer_config(settings, **{"linger.ms": 0}))
     producer.produce(settings.twin.commands_topic, key=cmd.twin_id.encode(), value=encode_command(cmd))

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors.kafka.clients import alert_topic_specs, ensure_topics
-from connectors.postgres.alerts_store import AlertStore
+from connectors.postgres.alert_sinks import AlertSink
 from connectors.postgres.migrate import migrate
-from operators.alert_records import Alert, AlertAction
+from operators.records.alerts import Alert, AlertAction
 from tests.kafka_helpers import read_topic
-from twinflow.cli import app
+from twinflow.cli.main import app
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +43,9 @@ def test_list_ack_resolve_and_clear_errors(cli_settings):
     s = cli_settings
     twin = f"cli-{uuid.uuid4().hex[:8]}"
     a1, a2 = an_alert(twin), an_alert(twin, "failure")
-    store = AlertStore(s.postgres.conninfo())
-    store.write_alerts([a1, a2])
-    store.close()
+    writer = AlertSink(s.postgres.conninfo()).open()
+    writer.write([a1, a2])
+    writer.close()
     run = CliRunner().invoke
 
     listed = run(app, ["alerts", "list", "--twin", twin, "--json"])

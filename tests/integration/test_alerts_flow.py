@@ -23,16 +23,16 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from connectors.kafka.clients import alert_topic_specs, client_config, ensure_topics, topic_specs
+from connectors.kafka.clients import TopicSpec, alert_topic_specs, client_config, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
 from connectors.webhook.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from flows.alerts import build_flow
-from operators.alert_records import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
-from operators.alerts import AlertRules, KindRule
+from operators.alerts.lifecycle import AlertRules, KindRule
+from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
 from tests.kafka_helpers import produce, read_topic
 from tests.twin_kafka import envelope
 from tests.webhook_receiver import Receiver
-from twinflow.cli import app
+from twinflow.cli.main import app
 
 pytestmark = pytest.mark.integration
 SECRET = "flow-test-secret"
@@ -60,14 +60,15 @@ def alert_settings(settings, monkeypatch):
             "rules": AlertRules(anomaly=KindRule(MIN_DURATION, COOL_DOWN), escalate_after_s=0),
         }
     )
-    s = settings.model_copy(update={"alerts": alerts})
-    ensure_topics(s, alert_topic_specs(s))
+    twin = settings.twin.model_copy(update={"desync_topic": f"test.desync.{suffix}"})  # an input of its own
+    s = settings.model_copy(update={"alerts": alerts, "twin": twin})
+    ensure_topics(s, [*alert_topic_specs(s), TopicSpec(twin.desync_topic, 1, {})])
     migrate(s.postgres.conninfo(), s.postgres.timescaledb)
     # the CLI reads its settings from the environment
     for field, name in names.items():
         monkeypatch.setenv(f"TWINFLOW_ALERTS__{field.upper()}", name)
     yield s
-    AdminClient(client_config(s)).delete_topics(list(names.values()))
+    AdminClient(client_config(s)).delete_topics([*names.values(), twin.desync_topic])
 
 
 def scores(twin: str, t0: datetime, start: int, stop: int, fault: tuple[int, int]) -> list[AnomalyScore]:
@@ -247,7 +248,7 @@ def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(a
     deployed. The simulator runs in simulated time (1 sample/s), so the test is quick and
     deterministic; the protocol path from the same simulator is tested in test_connectors_e2e.
     """
-    from connectors.mapping import parse_mapping
+    from connectors.bridges.mapping import parse_mapping
     from connectors.sim.faults import Fault
     from connectors.sim.plant import Plant
     from flows.models import build_flow as build_models_flow

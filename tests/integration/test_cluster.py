@@ -32,7 +32,7 @@ def _run(settings, processes: int) -> None:
         "TWINFLOW_TOPICS__DLQ": settings.topics.dlq,
     }
     res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", "run", "-p", str(processes), "--no-recovery", "--no-tail"],
+        [sys.executable, "-m", "twinflow.cli.main", "run", "-p", str(processes), "--no-recovery", "--no-tail"],
         env=env,
         capture_output=True,
         text=True,

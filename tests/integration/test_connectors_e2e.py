@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from connectors.kafka.commands import wait_ack
-from operators.commands import decode_ack, new_command
-from operators.envelope import decode
+from operators.records.commands import decode_ack, new_command
+from operators.records.envelope import decode
 
 from .plant_helpers import consume, send_command, wait_for
 

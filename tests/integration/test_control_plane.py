@@ -38,7 +38,7 @@ import psycopg
 import pytest
 
 from flows.twin_settings import TwinSettings
-from operators.request_auth import new_private_key, private_key_pem, public_key_text
+from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
 from tests.db_helpers import superuser_conninfo
 from tests.integration.plant_helpers import consume
 from tests.kafka_helpers import read_topic
@@ -65,7 +65,7 @@ class ControlPlane:
         if who is not None:
             env["TWINFLOW_SECURITY__KEY_FILE"] = str(self.keys[who])
         return subprocess.run(
-            [sys.executable, "-m", "twinflow.cli", *args],
+            [sys.executable, "-m", "twinflow.cli.main", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -76,7 +76,7 @@ class ControlPlane:
     def start_flow(self, *args: str) -> None:
         log = open(self.tmp / "twin-flow.log", "ab")  # noqa: SIM115 (lives with the process)
         self.flow = subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "run", "twin", *args],
+            [sys.executable, "-m", "twinflow.cli.main", "run", "twin", *args],
             cwd=REPO,
             env=self.env,
             stdout=log,
@@ -126,7 +126,7 @@ def cp(plant, twin_db: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
             **ps.twin.model_dump(exclude={"policy"}),
             "desired_topic": f"it.desired.{sfx}",
             "state_topic": f"it.state.{sfx}",
-            "alerts_topic": f"it.alerts.{sfx}",
+            "desync_topic": f"it.desync.{sfx}",
             "late_topic": f"it.late.{sfx}",
             "outcomes_topic": f"it.outcomes.{sfx}",
             "partitions": 1,
@@ -202,7 +202,7 @@ def test_denied_is_refused_audited_and_never_reaches_the_device_allowed_is_appli
     assert stranger.returncode == 3 and "denied: unknown_subject" in stranger.stderr, stranger.stderr
     env = {**cp.env, "TWINFLOW_SECURITY__KEY_FILE": str(cp.keys["forger"]), "TWINFLOW_SECURITY__SUBJECT": "ann"}
     forged = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", "twin", "set-desired", twin, f"speed_sp_rpm={target}"],
+        [sys.executable, "-m", "twinflow.cli.main", "twin", "set-desired", twin, f"speed_sp_rpm={target}"],
         env=env,
         capture_output=True,
         text=True,
@@ -411,8 +411,8 @@ def test_maintenance_means_no_alert_and_no_learning_in_the_models_and_alerts_flo
     readings, is scored and alerted. `twinflow alerts maintenance M off` (the alias) ends it: M learns."""
     from datetime import timedelta
 
-    from operators.alert_records import AnomalyScore
-    from operators.alert_records import encode as encode_record
+    from operators.records.alerts import AnomalyScore
+    from operators.records.alerts import encode as encode_record
 
     s, uid = cp.s, uuid.uuid4().hex[:6]
     m, h = f"maint-{uid}", f"healthy-{uid}"
@@ -440,12 +440,12 @@ def test_maintenance_means_no_alert_and_no_learning_in_the_models_and_alerts_flo
         }
     )
     sa = s.model_copy(update={"alerts": a})
-    init = subprocess.run([sys.executable, "-m", "twinflow.cli", "kafka", "init"], env=env, capture_output=True)
+    init = subprocess.run([sys.executable, "-m", "twinflow.cli.main", "kafka", "init"], env=env, capture_output=True)
     assert init.returncode == 0, init.stderr
     log = open(cp.tmp / f"flows-{uid}.log", "wb")  # noqa: SIM115
     flows = [
         subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "run", name, "--no-recovery"],
+            [sys.executable, "-m", "twinflow.cli.main", "run", name, "--no-recovery"],
             cwd=REPO,
             env=env,
             stdout=log,

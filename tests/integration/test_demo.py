@@ -13,7 +13,7 @@ def test_demo_runs_and_everything_lands(stack_settings):
         [
             sys.executable,
             "-m",
-            "twinflow.cli",
+            "twinflow.cli.main",
             "demo",
             "--publisher",
             "--duration",
@@ -35,7 +35,7 @@ def test_demo_runs_and_everything_lands(stack_settings):
 def test_plant_demo_runs_every_layer_and_writes_the_report(stack_settings, tmp_path):
     """The Quick start's `make demo`, shortened: simulator → 3 bridges → pipeline and alerts flows → report."""
     res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", "demo", "--duration", "40", "--out", str(tmp_path)],
+        [sys.executable, "-m", "twinflow.cli.main", "demo", "--duration", "40", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.desired_gate import PostgresDecisionStore
 from connectors.postgres.audit import AuditEntry, append, verify
-from operators.desired_gate import Verdict
+from operators.twin.desired_gate import Verdict
 from tests.db_helpers import superuser_conninfo
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def audit_verify(s, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TWINFLOW_POSTGRES__DBNAME": s.postgres.dbname}
     return subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", "audit", "verify", *args],
+        [sys.executable, "-m", "twinflow.cli.main", "audit", "verify", *args],
         env=env,
         capture_output=True,
         text=True,

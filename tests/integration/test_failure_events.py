@@ -10,12 +10,12 @@ from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
-from operators import twin_events
-from operators.alert_records import FailurePrediction, decode
+from operators.records import twin_events
+from operators.records.alerts import FailurePrediction, decode
 from tests.integration.test_models_flow import run_with_recovery
 from tests.kafka_helpers import produce, read_topic
 from tests.twin_kafka import envelope
-from twinflow.cli import app
+from twinflow.cli.main import app
 from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration

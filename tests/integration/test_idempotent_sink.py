@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from connectors.postgres.telemetry_sink import TelemetryWriter
-from operators.ingest import TelemetryRow
+from connectors.postgres.telemetry_sink import TelemetrySink
+from operators.telemetry.ingest import TelemetryRow
 from tests.kafka_helpers import produce, run_flow_to_end
 from tests.twin_kafka import envelope
 
@@ -30,7 +30,7 @@ def test_same_batch_twice_leaves_one_copy(stack_settings, unique):
         for i in range(500)
         for sensor in ("a", "b")
     ]
-    writer = TelemetryWriter(stack_settings.postgres.conninfo())
+    writer = TelemetrySink(stack_settings.postgres.conninfo()).open()
     assert writer.write(rows) == 1000
     assert writer.write(rows) == 0
     assert writer.write(rows[:10] + rows[:10]) == 0  # duplicates inside one batch too
@@ -57,9 +57,9 @@ def test_replaying_the_topic_writes_nothing_twice(settings, unique):
 def test_writer_reconnects_after_its_connection_is_killed(stack_settings, unique):
     twin = f"reconn-{unique}"
     t0 = datetime.now(UTC)
-    writer = TelemetryWriter(stack_settings.postgres.conninfo())
+    writer = TelemetrySink(stack_settings.postgres.conninfo()).open()
     writer.write([TelemetryRow(twin, "a", t0, 1.0, 1, 0, "test")])
-    pid = writer._db.conn.info.backend_pid
+    pid = writer.session.conn.info.backend_pid
     with psycopg.connect(
         stack_settings.postgres.conninfo(
             user="postgres", password=stack_settings.stack.postgres_superuser_password.get_secret_value()

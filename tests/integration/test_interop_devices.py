@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from connectors.kafka.commands import wait_ack
-from operators.commands import new_command
-from operators.envelope import decode
+from operators.records.commands import new_command
+from operators.records.envelope import decode
 from tests.interop_nodes import NodeProcess
 from tests.kafka_helpers import produce
 

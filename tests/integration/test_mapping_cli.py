@@ -84,7 +84,7 @@ def test_malformed_mapping_refuses_to_start(tmp_path: Path, case: str) -> None:
         else [command[0], "--mapping", str(path), *command[1:]]
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", *argv],
+        [sys.executable, "-m", "twinflow.cli.main", *argv],
         capture_output=True,
         text=True,
         timeout=60,

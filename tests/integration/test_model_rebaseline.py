@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from connectors.kafka.clients import client_config
 from connectors.postgres.audit import verify
-from operators.model_control import decode
-from twinflow.cli import app
+from operators.records.model_control import decode
+from twinflow.cli.main import app
 
 pytestmark = pytest.mark.integration
 

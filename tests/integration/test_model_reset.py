@@ -5,8 +5,8 @@ from confluent_kafka import Consumer
 from typer.testing import CliRunner
 
 from connectors.kafka.clients import client_config
-from operators.model_control import decode
-from twinflow.cli import app
+from operators.records.model_control import decode
+from twinflow.cli.main import app
 from twinflow.settings import Settings
 
 

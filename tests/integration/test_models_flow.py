@@ -9,8 +9,8 @@ import pytest
 
 from connectors.kafka.clients import ensure_topics, topic_specs
 from flows.models import build_flow
-from operators import model_control
-from operators.alert_records import AnomalyScore, ForecastPoint, TwinStatus, decode, encode
+from operators.records import model_control
+from operators.records.alerts import AnomalyScore, ForecastPoint, TwinStatus, decode, encode
 from tests.kafka_helpers import produce, read_topic
 from tests.twin_kafka import envelope
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from connectors.opcua.bridge import OpcuaBridge, make_client
 from connectors.opcua.certs import generate, generate_pair
 from connectors.sim.runner import Simulator
-from operators.envelope import decode
+from operators.records.envelope import decode
 
 from .plant_helpers import consume, free_port, private_settings, wait_for, write_mapping
 

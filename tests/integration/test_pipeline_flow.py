@@ -22,7 +22,7 @@ from tests.integration.plant_helpers import CREATED
 from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
 from tests.twin_kafka import envelope, query, wait_for
-from twinflow.plant_demo import topic_env
+from twinflow.demo.plant import topic_env
 from twinflow.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration

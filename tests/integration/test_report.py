@@ -9,7 +9,7 @@ import pytest
 
 from connectors.postgres.migrate import migrate
 from tests.seed import delete, seed
-from twinflow.report import write_report
+from twinflow.demo.report import write_report
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_status_reports_every_core_service_healthy(stack_settings):
-    res = subprocess.run([sys.executable, "-m", "twinflow.cli", "stack", "status"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "twinflow.cli.main", "stack", "status"], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     for name in ("postgres", "mosquitto", "kafka"):
         assert name in res.stdout
@@ -22,7 +22,7 @@ def test_status_reports_every_core_service_healthy(stack_settings):
 
 def test_up_is_idempotent(stack_settings):
     before = {svc.name: svc.pid() for svc in services(stack_settings)}
-    res = subprocess.run([sys.executable, "-m", "twinflow.cli", "stack", "up"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "twinflow.cli.main", "stack", "up"], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     after = {svc.name: svc.pid() for svc in services(stack_settings)}
     assert before == after and all(after.values())

@@ -32,7 +32,7 @@ from tests.integration.plant_helpers import CREATED, free_port, plant_toml
 from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
 from tests.twin_kafka import envelope, query, wait_for
-from twinflow.plant_demo import FLOWS, MAPPING, topic_env
+from twinflow.demo.plant import FLOWS, MAPPING, topic_env
 from twinflow.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -329,7 +329,7 @@ def test_run_stops_on_ctrl_c_and_a_second_one_skips_the_drain(env: Env) -> None:
     log = env.tmp / "run-ctrl-c.log"
     with open(log, "wb") as out:
         flow = subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli", "run", "telemetry"],
+            [sys.executable, "-m", "twinflow.cli.main", "run", "telemetry"],
             env={**env.vars, "TWINFLOW_FLOW__RECOVERY_DIR": str(env.tmp / "recovery-ctrl-c")},
             stdout=out,
             stderr=subprocess.STDOUT,

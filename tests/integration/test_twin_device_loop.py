@@ -25,9 +25,9 @@ from typer.testing import CliRunner
 from connectors.kafka.clients import client_config, producer_config
 from tests.twin_fixtures import delete_topics, settings_env, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import dev_subject, envelope, produce, produce_signed, query, read_all, wait_for
-from twinflow.cli import app
+from twinflow.cli.main import app
+from twinflow.cli.twin import load_state
 from twinflow.settings import Settings
-from twinflow.twin_cli import load_state
 
 pytestmark = pytest.mark.integration
 
@@ -183,7 +183,7 @@ def test_digital_wins_drives_the_device_and_physical_wins_follows_it(
 
     def escalated():
         kinds = [
-            (v["kind"], v["detail"].get("attempts")) for k, v in read_all(s, s.twin.alerts_topic) if k == dead.encode()
+            (v["kind"], v["detail"].get("attempts")) for k, v in read_all(s, s.twin.desync_topic) if k == dead.encode()
         ]
         return kinds if ("desync", None) in kinds else None
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from bytewax.testing import run_main
 from confluent_kafka.admin import AdminClient, ConfigResource
@@ -14,8 +15,8 @@ from connectors.kafka.clients import client_config
 from flows.twin import build_flow
 from tests.twin_fixtures import delete_topics, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import dev_subject, envelope, produce, produce_signed, query, read_all, versions
+from twinflow.cli.twin import load_state
 from twinflow.settings import Settings
-from twinflow.twin_cli import load_state
 
 pytestmark = pytest.mark.integration
 
@@ -130,4 +131,46 @@ def test_with_ingest_on_the_twin_flow_also_writes_telemetry_and_dead_letters(twi
         assert read_all(s, s.topics.dlq, decode=False) == [(twin.encode(), b"{oops")]
         assert versions(s, twin) == [1, 2, 3, 4, 5]
     finally:
+        delete_topics(s)
+
+
+def test_a_lasting_desync_reaches_the_alerts_flow_through_twin_desync(twin_db: Settings) -> None:  # noqa: F811
+    """The twin flow writes its escalation to twin.desync; the alerts flow opens a desync alert from it
+    and writes alert versions only to twin.alerts (each topic one record type, no read-back)."""
+    import flows.alerts
+    from connectors.kafka.clients import alert_topic_specs, ensure_topics
+    from operators.records.alerts import Alert
+    from operators.records.twin import DesyncEvent
+
+    policy = {"defaults": {"strategy": "digital_wins", "tolerance": 1.0, "hold_time_s": 0, "max_desync_time_s": 10}}
+    s = twin_settings_for(twin_db, policy)
+    sfx = s.topics.raw.rsplit(".", 1)[1]
+    names = ("topic", "actions_topic", "anomalies_topic", "failures_topic", "forecasts_topic", "status_topic")
+    alerts = s.alerts.model_copy(update={f: f"test.{f}.{sfx}" for f in (*names, "suppression_topic")})
+    s = s.model_copy(update={"alerts": alerts})
+    ensure_topics(s, alert_topic_specs(s))
+    try:
+        twin = f"dsy-{uuid.uuid4().hex[:8]}"
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+        produce(s, s.topics.raw, [(twin.encode(), envelope(twin, start, 1, {"speed": 100.0}))])
+        run_main(build_flow(s, tail=False))  # the twin exists
+        asked = datetime.now(UTC)
+        produce_signed(s, twin, {"speed": 300.0}, reason="desync test")
+        run_main(build_flow(s, tail=False))  # desired 300 applied: desynced from now on
+        later = [(asked + timedelta(seconds=2 * i), 1 + i, {"speed": 100.0}) for i in range(1, 12)]
+        produce(s, s.topics.raw, [(twin.encode(), envelope(twin, ts, seq, r)) for ts, seq, r in later])
+        run_main(build_flow(s, tail=False))  # the machine stays at 100 for 22 s: escalation after 10 s
+
+        events = [msgspec.json.decode(v, type=DesyncEvent) for k, v in read_all(s, s.twin.desync_topic, decode=False)]
+        assert [(e.twin_id, e.kind) for e in events if e.kind == "desync"] == [(twin, "desync")]
+        run_main(flows.alerts.build_flow(s, tail=False))
+        versions_out = [msgspec.json.decode(v, type=Alert) for _, v in read_all(s, s.alerts.topic, decode=False)]
+        assert [(a.twin_id, a.kind, a.event) for a in versions_out] == [(twin, "desync", "opened")]
+        row = query(s, "SELECT kind, severity, state FROM alerts WHERE twin_id = %s", (twin,))
+        assert row == [{"kind": "desync", "severity": "major", "state": "open"}]
+        assert read_all(s, s.topics.dlq) == []  # the alerts flow took the twin flow's record as it is
+    finally:
+        from confluent_kafka.admin import AdminClient
+
+        AdminClient(client_config(s)).delete_topics([t.name for t in alert_topic_specs(s)])
         delete_topics(s)

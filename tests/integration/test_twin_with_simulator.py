@@ -21,8 +21,8 @@ import pytest
 from flows.twin_settings import TwinSettings
 from tests.twin_fixtures import settings_env, twin_db  # noqa: F401
 from tests.twin_kafka import produce_signed, query, read_all, wait_for
+from twinflow.cli.twin import load_state
 from twinflow.settings import Settings
-from twinflow.twin_cli import load_state
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ def twin_flow(plant, twin_db: Settings, tmp_path: Path) -> Iterator[Settings]:  
             **ps.twin.model_dump(exclude={"policy"}),
             "desired_topic": f"it.desired.{sfx}",
             "state_topic": f"it.state.{sfx}",
-            "alerts_topic": f"it.alerts.{sfx}",
+            "desync_topic": f"it.desync.{sfx}",
             "late_topic": f"it.late.{sfx}",
             "outcomes_topic": f"it.outcomes.{sfx}",
             "partitions": 1,
@@ -58,7 +58,7 @@ def twin_flow(plant, twin_db: Settings, tmp_path: Path) -> Iterator[Settings]:  
     ensure_topics(s)
     log = open(tmp_path / "twin-flow.log", "wb")  # noqa: SIM115 (closed below)
     flow = subprocess.Popen(
-        [sys.executable, "-m", "twinflow.cli", "run", "twin", "--no-recovery"],
+        [sys.executable, "-m", "twinflow.cli.main", "run", "twin", "--no-recovery"],
         cwd=REPO,
         env={**os.environ, **settings_env(s)},
         stdout=log,

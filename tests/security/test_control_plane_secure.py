@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from connectors.bridges.mapping import load_mapping
 from connectors.kafka.clients import producer_config
-from connectors.mapping import load_mapping
-from operators.request_auth import new_private_key, private_key_pem, public_key_text
+from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
 from tests.kafka_helpers import read_topic
 from tests.process_helpers import start_twinflow, stop
 from tests.twin_kafka import wait_for
@@ -86,7 +86,7 @@ def test_the_gate_and_the_acls_of_the_secure_profile(secure_stack, tmp_path):
     def cli(who: str, *args: str) -> subprocess.CompletedProcess:
         env = stack.role_env("operator", **security, TWINFLOW_SECURITY__KEY_FILE=str(keys[who]), COLUMNS="200")
         return subprocess.run(
-            [sys.executable, "-m", "twinflow.cli", *args], env=env, capture_output=True, text=True, timeout=90
+            [sys.executable, "-m", "twinflow.cli.main", *args], env=env, capture_output=True, text=True, timeout=90
         )
 
     def state():

@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from operators import commands, twin_records
-from operators.envelope import Rejected
+from operators.records import commands
+from operators.records import twin as twin_records
+from operators.records.envelope import Rejected
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

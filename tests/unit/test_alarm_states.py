@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from operators.alert_records import AlertAction, AnomalyScore, ParentAlarm, TwinStatus, decode, encode
-from operators.alerts import AlertRules, KindRule, OrderedTwinAlerts, TwinAlerts
+from operators.alerts.lifecycle import AlertRules, KindRule, OrderedTwinAlerts, TwinAlerts
+from operators.records.alerts import AlertAction, AnomalyScore, ParentAlarm, TwinStatus, decode, encode
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RULES = AlertRules(anomaly=KindRule(min_duration_s=0, cool_down_s=30), escalate_after_s=0)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from operators.alert_records import AlertAction, AnomalyScore, TwinStatus, decode_message, encode
-from operators.ingest import DeadLetter
+from operators.records.alerts import AlertAction, AnomalyScore, DesyncEscalation, TwinStatus, decode_message, encode
+from operators.telemetry.ingest import DeadLetter
 from twinflow.settings import AlertSettings, ConfigError
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -40,8 +40,10 @@ def test_valid_records_of_each_topic_kind():
             "schema",
         ),  # no time zone
         ("status", b'{"twin_id":"p2","ts":"2026-11-25T09:00:00Z","maintenance":true}', b"p1", "key_mismatch"),
-        ("alerts", b'{"kind":"desync","twin_id":"p1"}', b"p1", "schema"),
-        ("alerts", b"[", b"p1", "bad_json"),
+        ("desync", b'{"kind":"desync","twin_id":"p1"}', b"p1", "schema"),
+        ("desync", b'{"kind":"desync","twin_id":"p1","at":"2026-11-25T09:00:00Z","version":3}', b"p2", "key_mismatch"),
+        ("desync", b'{"kind":"drift","twin_id":"p1","at":"2026-11-25T09:00:00Z","version":3}', b"p1", "schema"),
+        ("desync", b"{not json", b"p1", "bad_json"),
     ],
 )
 def test_bad_records_become_dead_letters_with_a_reason(kind, value, key, reason):
@@ -50,9 +52,12 @@ def test_bad_records_become_dead_letters_with_a_reason(kind, value, key, reason)
     assert (out.reason, out.value, out.key, out.offset) == (reason, value, key, 5)
 
 
-def test_own_alerts_and_other_kinds_on_the_alerts_topic_are_not_inputs():
-    assert decode_message("alerts", msg(b'{"kind":"anomaly","twin_id":"p1","origin":"twinflow.alerts"}'), NOW) is None
-    assert decode_message("alerts", msg(b'{"kind":"desync","twin_id":"p1","origin":"twinflow.alerts"}'), NOW) is None
+def test_desync_escalations_are_inputs_and_command_failures_are_not():
+    at = b'"at":"2026-11-25T09:00:00Z","version":3'
+    esc = decode_message("desync", msg(b'{"twin_id":"p1","kind":"desync",' + at + b',"detail":{"duration_s":30}}'), NOW)
+    assert isinstance(esc, DesyncEscalation) and (esc.active, esc.detail) == (True, {"duration_s": 30})
+    failed = b'{"twin_id":"p1","kind":"command_failed",' + at + b',"detail":{"attempts":3}}'
+    assert decode_message("desync", msg(failed), NOW) is None
 
 
 def test_webhook_secret_from_env_value_or_file(tmp_path):

@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime
 
 from flows.alerts import parent_alarm_messages
-from operators.alert_records import Alert, ParentAlarm, decode
-from operators.twins import TwinRegistry
+from operators.records.alerts import Alert, ParentAlarm, decode
+from operators.telemetry.registry import TwinRegistry
 from twinflow.settings import AlertSettings
 
 T = datetime(2026, 11, 25, 8, tzinfo=UTC)

@@ -6,17 +6,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from operators.alert_records import (
+from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts, alert_id_for, step
+from operators.records.alerts import (
     AlertAction,
     AnomalyScore,
     DesyncEscalation,
     FailurePrediction,
     ForecastPoint,
     TwinStatus,
-    desync_from_alert_record,
+    desync_escalation,
+    encode,
 )
-from operators.alerts import AlertRules, KindRule, TwinAlerts, alert_id_for, step
-from operators.envelope import Rejected
+from operators.records.envelope import Rejected
+from operators.records.twin import DesyncEvent
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RULES = AlertRules(anomaly=KindRule(min_duration_s=30, cool_down_s=60), escalate_after_s=0)
@@ -187,22 +189,16 @@ def test_forecast_clears_when_every_sensor_is_clear_even_if_sensors_interleave()
 
 
 def test_desync_records_from_reconciliation():
-    rec = desync_from_alert_record(
-        b'{"kind":"desync","twin_id":"p1","ts":"2026-11-25T08:00:00Z","state":"open","fields":["setpoint"]}'
-    )
-    assert rec == DesyncEscalation("p1", T0, True, None, {"state": "open", "fields": ["setpoint"]})
-    cleared = desync_from_alert_record(
-        b'{"kind":"desync","twin_id":"p1","ts":"2026-11-25T08:05:00Z","state":"resolved"}'
-    )
-    assert cleared is not None and cleared.active is False
-    assert desync_from_alert_record(b'{"kind":"desync","twin_id":"p1","origin":"twinflow.alerts"}') is None
-    assert desync_from_alert_record(b'{"kind":"anomaly","twin_id":"p1"}') is None
+    event = DesyncEvent("p1", "desync", T0, 7, {"parameters": ["setpoint"], "duration_s": 300.0})
+    rec = desync_escalation(encode(event))
+    assert rec == DesyncEscalation("p1", T0, True, None, {"parameters": ["setpoint"], "duration_s": 300.0})
+    assert desync_escalation(encode(DesyncEvent("p1", "command_failed", T0, 8, {"attempts": 3}))) is None
     with pytest.raises(Rejected):
-        desync_from_alert_record(b'{"kind":"desync","twin_id":"p1"}')
+        desync_escalation(b'{"kind":"desync","twin_id":"p1"}')  # no time, no version
     e = TwinAlerts("p1", AlertRules(escalate_after_s=0))
     opened = feed(e, [rec])
     assert [(a.kind, a.severity) for a in opened] == [("desync", "major")]
-    assert opened[0].evidence["desync"]["fields"] == ["setpoint"]
+    assert opened[0].evidence["desync"]["parameters"] == ["setpoint"]
     assert [a.event for a in feed(e, [DesyncEscalation("p1", at(100), False)])] == ["resolved"]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from operators.alert_records import AlertAction, AnomalyScore, TwinStatus
-from operators.alerts import AlertRules, KindRule, OrderedTwinAlerts, alert_id_for, step
+from operators.alerts.lifecycle import AlertRules, KindRule, OrderedTwinAlerts, alert_id_for, step
+from operators.records.alerts import AlertAction, AnomalyScore, TwinStatus
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 WINDOW = 30.0

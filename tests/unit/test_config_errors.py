@@ -17,10 +17,10 @@ from typing import Any, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from connectors.config_files import load_policy, load_twin_registry
-from connectors.mapping import Mapping, MappingError, load_mapping
-from operators.policy import PolicyFile
-from operators.twins import RegistryFile
+from connectors.bridges.mapping import Mapping, MappingError, load_mapping
+from connectors.config.security_files import load_policy, load_twin_registry
+from operators.security.authorization import PolicyFile
+from operators.telemetry.registry import RegistryFile
 from twinflow.settings import ConfigError, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -204,7 +204,7 @@ def test_mapping_file_unknown_keys(tmp_path: Path) -> None:
 def _twinflow(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_") or k.startswith("TWINFLOW_STACK__")}
     return subprocess.run(
-        [sys.executable, "-m", "twinflow.cli", *args],
+        [sys.executable, "-m", "twinflow.cli.main", *args],
         env={**clean, **env},
         capture_output=True,
         text=True,

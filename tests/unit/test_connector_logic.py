@@ -11,19 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from connectors.mapping import MappingError, load_mapping, parse_mapping
+from connectors.bridges.mapping import MappingError, load_mapping, parse_mapping
 from connectors.sim.faults import Fault, SensorFaults, effects, parse_fault, random_schedule
 from connectors.sim.physics import Machine
 from connectors.sim.plant import Plant, PlantError
-from operators.commands import decode_command, encode_command, new_command, precheck
-from operators.registers import EncodeError, RegisterField, decode, decode_response, encode, plan_reads, plausible
+from operators.devices.modbus_registers import (
+    EncodeError,
+    RegisterField,
+    decode,
+    decode_response,
+    encode,
+    plan_reads,
+    plausible,
+)
+from operators.records.commands import decode_command, encode_command, new_command, precheck
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = [
-    "connectors.mapping",
-    "operators.registers",
-    "operators.commands",
-    "operators.readings",
+    "connectors.bridges.mapping",
+    "operators.devices.modbus_registers",
+    "operators.records.commands",
+    "operators.devices.readings",
     "connectors.kafka.spill",
     "connectors.mqtt.payload",
     "connectors.sim.physics",

@@ -1,4 +1,4 @@
-"""The desired-state gate's decisions (operators/desired_gate.py, operators/request_auth.py)."""
+"""The desired-state gate's decisions (operators/twin/desired_gate.py, operators/security/request_auth.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from operators.alert_records import TwinStatus
-from operators.desired_gate import DesiredGate, GateConfig, MemoryStore
-from operators.event_windows import WindowSpec
-from operators.policy import Policy
-from operators.reconcile import Reconciler
-from operators.request_auth import Freshness, Subjects, new_private_key, public_key_text, sign
-from operators.twin_policy import TwinPolicy
-from operators.twin_processor import TwinProcessor
-from operators.twin_records import Command, DesiredEvent, DesiredOutcome, DesiredUpdate, Reported
-from operators.twin_state import TwinState
+from operators.records.alerts import TwinStatus
+from operators.records.twin import Command, DesiredEvent, DesiredOutcome, DesiredUpdate, Reported
+from operators.security.authorization import Policy
+from operators.security.request_auth import Freshness, Subjects, new_private_key, public_key_text, sign
+from operators.twin.desired_gate import DesiredGate, GateConfig, MemoryStore
+from operators.twin.event_windows import WindowSpec
+from operators.twin.processor import TwinProcessor
+from operators.twin.reconcile import Reconciler
+from operators.twin.state import TwinState
+from operators.twin.sync_strategy import TwinPolicy
 
 NOW = datetime(2026, 11, 25, 8, tzinfo=UTC)
 ANN, GW, EVE = new_private_key(), new_private_key(), new_private_key()

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from operators.envelope import Envelope, Reason, Rejected, decode, decode_partial, encode
+from operators.records.envelope import Envelope, Reason, Rejected, decode, decode_partial, encode
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

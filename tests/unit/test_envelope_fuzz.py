@@ -10,9 +10,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.envelope import MAX_READINGS, Envelope, Rejected, decode, encode
-from operators.guard import IngestGuard
-from operators.ingest import Limits, split_batch
+from operators.records.envelope import MAX_READINGS, Envelope, Rejected, decode, encode
+from operators.telemetry.guard import IngestGuard
+from operators.telemetry.ingest import Limits, split_batch
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

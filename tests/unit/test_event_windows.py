@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.event_windows import TwinWindows, WindowRow, WindowSpec, window_label
+from operators.twin.event_windows import TwinWindows, WindowRow, WindowSpec, window_label
 from tests.twin_helpers import at
 
 LATENESS = timedelta(seconds=3)
@@ -125,7 +125,7 @@ def test_readings_added_as_runs_give_exactly_what_adding_them_one_by_one_gives()
     """TwinWindows.add_run aggregates in-order readings column-wise: the same rows (float for float),
     late readings, open windows and flush as add() per reading, with equal timestamps, small
     disorder, readings beyond the lateness, duplicate seqs, a missing sensor and a flush mid-way."""
-    from operators.twin_records import Reported
+    from operators.records.twin import Reported
 
     spec = WindowSpec((timedelta(seconds=1), timedelta(seconds=5)), timedelta(seconds=2))
     rng = random.Random(3)
@@ -161,7 +161,7 @@ def test_readings_added_as_runs_give_exactly_what_adding_them_one_by_one_gives()
 
 def test_a_run_never_takes_last_from_a_reading_older_than_the_windows_latest() -> None:
     """(ts, 10) then (ts, 5): `last` stays seq 10's value, also for (ts, 7) after it (a run from seq 5)."""
-    from operators.twin_records import Reported
+    from operators.records.twin import Reported
 
     batch = [Reported(at(0.5), seq, "mqtt", {"a": float(seq)}) for seq in (10, 5, 7, 8)]
     one, many = TwinWindows("t1", SPEC), TwinWindows("t1", SPEC)

@@ -33,7 +33,7 @@ def _without(modules: list[str], code: str, tmp_path: Path) -> subprocess.Comple
 def test_the_bridge_command_names_the_install_command(tmp_path: Path, protocol: str, module: str) -> None:
     code = f"""
         sys.argv = ["twinflow", "bridge", {protocol!r}, "--mapping", {str(PLANT)!r}]
-        from twinflow.cli import main
+        from twinflow.cli.main import main
         main()
     """
     done = _without([module], code, tmp_path)
@@ -46,7 +46,7 @@ def test_the_bridge_command_names_the_install_command(tmp_path: Path, protocol: 
 def test_the_simulator_names_the_missing_extra(tmp_path: Path) -> None:
     code = f"""
         sys.argv = ["twinflow", "simulate", "--mapping", {str(PLANT)!r}, "--duration", "1"]
-        from twinflow.cli import main
+        from twinflow.cli.main import main
         main()
     """
     done = _without(["asyncua"], code, tmp_path)

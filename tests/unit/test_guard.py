@@ -2,10 +2,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.config_files import load_twin_registry
-from operators.envelope import Envelope, Rejected
-from operators.guard import IngestGuard
-from operators.twins import TwinRegistry
+from connectors.config.security_files import load_twin_registry
+from operators.records.envelope import Envelope, Rejected
+from operators.telemetry.guard import IngestGuard
+from operators.telemetry.registry import TwinRegistry
 from twinflow.settings import ConfigError
 
 T0 = datetime(2026, 11, 25, tzinfo=UTC)

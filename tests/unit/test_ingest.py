@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import orjson
 
-from operators.ingest import Limits, TelemetryRow, split_batch
+from operators.telemetry.ingest import Limits, TelemetryRow, split_batch
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

@@ -8,12 +8,12 @@ from types import SimpleNamespace as Msg
 
 import orjson
 
-from operators.event_windows import WindowSpec
-from operators.ingest import ReadingRules
 from operators.keyed_batches import group_by_key
-from operators.twin_inputs import InputTopics, decode_batch
-from operators.twin_policy import TwinPolicy
-from operators.twin_processor import TwinProcessor
+from operators.telemetry.ingest import ReadingRules
+from operators.twin.event_windows import WindowSpec
+from operators.twin.inputs import InputTopics, decode_batch
+from operators.twin.processor import TwinProcessor
+from operators.twin.sync_strategy import TwinPolicy
 from tests.twin_helpers import T0, ack, at, desired, reading
 
 TOPICS = InputTopics("raw", "desired", "acks")

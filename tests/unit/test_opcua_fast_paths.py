@@ -12,10 +12,10 @@ import pytest
 from asyncua import ua
 from asyncua.common.subscription import DataChangeEvent, DataChangeNotif, StatusChangeEvent, SubscriptionItemData
 
-from connectors.mapping import load_mapping
+from connectors.bridges.mapping import load_mapping
 from connectors.opcua.bridge import OpcuaBridge
 from connectors.sim.opcua_server import _quick_variant_types
-from operators.envelope import decode
+from operators.records.envelope import decode
 from twinflow.settings import Settings
 
 MAPPING = """

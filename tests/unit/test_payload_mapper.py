@@ -2,7 +2,7 @@ import orjson
 import pytest
 
 from connectors.mqtt.payload import PayloadMapper
-from operators.envelope import Rejected, decode
+from operators.records.envelope import Rejected, decode
 
 
 def test_minimal_payload_becomes_a_valid_envelope():

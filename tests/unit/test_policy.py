@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from connectors.config_files import load_policy
-from operators.policy import Policy, authorize
+from connectors.config.security_files import load_policy
+from operators.security.authorization import Policy, authorize
 from twinflow.settings import ConfigError
 
 POLICY = """
@@ -136,7 +136,7 @@ def test_the_configured_policy_file_is_used_and_reloaded(tmp_path):
 def test_policy_check_command(tmp_path):
     from typer.testing import CliRunner
 
-    from twinflow.cli import app
+    from twinflow.cli.main import app
 
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text(POLICY)

@@ -7,10 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace as Msg
 
 from flows.readings import reading_rules
-from operators.model_inputs import ModelTopics
-from operators.model_inputs import decode_batch as model_decode
-from operators.twin_inputs import InputTopics
-from operators.twin_inputs import decode_batch as twin_decode
+from operators.ml.inputs import ModelTopics
+from operators.ml.inputs import decode_batch as model_decode
+from operators.twin.inputs import InputTopics
+from operators.twin.inputs import decode_batch as twin_decode
 from twinflow.settings import Settings
 
 NOW = datetime(2026, 11, 25, 8, 0, 5, tzinfo=UTC)

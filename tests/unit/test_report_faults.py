@@ -1,4 +1,4 @@
-"""The fault schedule format and the alert-vs-fault matching of twinflow/report.py."""
+"""The fault schedule format and the alert-vs-fault matching of twinflow/demo/report.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from twinflow.report import AlertRow, Fault, evaluate, load_faults
+from twinflow.demo.report import AlertRow, Fault, evaluate, load_faults
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

@@ -49,3 +49,20 @@ def test_clients_follow_stack_ports_unless_set(monkeypatch):
     assert (s.kafka.bootstrap_servers, s.postgres.port, s.mqtt.port) == ("127.0.0.1:19092", 15432, 11883)
     monkeypatch.setenv("TWINFLOW_KAFKA__BOOTSTRAP_SERVERS", "broker:9092")
     assert load_settings().kafka.bootstrap_servers == "broker:9092"
+
+
+def test_two_settings_naming_one_topic_are_refused(monkeypatch):
+    """Each topic carries one record type: the twin flow's desync events never share the alerts' topic."""
+    monkeypatch.setenv("TWINFLOW_TWIN__DESYNC_TOPIC", "twin.alerts")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "[twin] desync_topic and [alerts] topic both name the topic 'twin.alerts'" in str(err.value)
+
+
+def test_the_removed_twin_alerts_topic_says_what_replaced_it(tmp_path, monkeypatch):
+    old = tmp_path / "old.toml"
+    old.write_text('[twin]\nalerts_topic = "twin.alerts"\n')
+    monkeypatch.setenv("TWINFLOW_CONFIG", str(old))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "`alerts_topic` is gone" in str(err.value) and "desync_topic" in str(err.value)

@@ -8,12 +8,12 @@ import importlib
 import pytest
 
 MODULES = [
-    "operators.twin_policy",
-    "operators.twin_records",
-    "operators.hysteresis",
-    "operators.reconcile",
-    "operators.event_windows",
-    "operators.twin_inputs",
+    "operators.twin.sync_strategy",
+    "operators.records.twin",
+    "operators.twin.hysteresis",
+    "operators.twin.reconcile",
+    "operators.twin.event_windows",
+    "operators.twin.inputs",
 ]
 
 

@@ -7,8 +7,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.hysteresis import Hysteresis
-from operators.twin_state import Status
+from operators.twin.hysteresis import Hysteresis
+from operators.twin.state import Status
 from tests.twin_helpers import Run, at, desired, reading, reconciler
 
 HOLD_S = 2.0

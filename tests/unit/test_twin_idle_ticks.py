@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flows.twin import TwinLogic
-from operators.event_windows import WindowSpec
-from operators.twin_policy import TwinPolicy
-from operators.twin_processor import TwinProcessor
-from operators.twin_records import Alert, Command
-from operators.twin_state import CommandStatus
+from operators.records.twin import Command, DesyncEvent
+from operators.twin.event_windows import WindowSpec
+from operators.twin.processor import TwinProcessor
+from operators.twin.state import CommandStatus
+from operators.twin.sync_strategy import TwinPolicy
 from tests.twin_helpers import Run, at, desired, reading, reconciler
 
 RULES = {
@@ -51,7 +51,7 @@ def test_a_silent_twin_is_ticked_by_wall_time_and_escalates() -> None:
     assert logic.notify_at() == wall + timedelta(seconds=5)
     logic._wall = wall - timedelta(seconds=25)  # 25 s of silence have passed
     (out,), _ = logic.on_notify()
-    kinds = sorted(o.kind for o in out if isinstance(o, Alert))
+    kinds = sorted(o.kind for o in out if isinstance(o, DesyncEvent))
     assert kinds == ["command_failed", "desync"]
     assert logic._rt.state.clock >= at(26)
     assert TwinLogic(TwinProcessor(policy, WindowSpec()), None, idle_ticks=False).notify_at() is None

@@ -7,10 +7,10 @@ from types import SimpleNamespace as Msg
 import pytest
 import typer
 
-from operators.ingest import ReadingRules
-from operators.twin_inputs import InputTopics, decode_batch
-from operators.twin_records import AckEvent, DesiredEvent, Reported
-from twinflow.twin_cli import parse_assignments
+from operators.records.twin import AckEvent, DesiredEvent, Reported
+from operators.telemetry.ingest import ReadingRules
+from operators.twin.inputs import InputTopics, decode_batch
+from twinflow.cli.twin import parse_assignments
 
 TOPICS = InputTopics("raw", "desired", "acks")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.reconcile import Reconciler
-from operators.twin_policy import TwinPolicy
-from operators.twin_records import Ack, AckEvent, Alert, Command, DesiredEvent, DesiredUpdate, Reported
-from operators.twin_state import StateChange, Status, TwinState
+from operators.records.twin import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, DesyncEvent, Reported
+from operators.twin.reconcile import Reconciler
+from operators.twin.state import StateChange, Status, TwinState
+from operators.twin.sync_strategy import TwinPolicy
 from tests.twin_helpers import at
 
 POLICY = TwinPolicy.model_validate(
@@ -71,7 +71,7 @@ def test_invariants_hold_for_any_event_sequence(script: list[tuple]) -> None:
             _, _, vals, mode, expect = step
             if not vals and mode is None:
                 continue
-            # expected_version is the gate's business (operators/desired_gate.py): not checked here.
+            # expected_version is the gate's business (operators/twin/desired_gate.py): not checked here.
             expected = {None: None, "current": state.desired_version, "stale": state.desired_version + 1}[expect]
             event = DesiredEvent(DesiredUpdate("t1", vals, expected_version=expected, mode=mode), at(t))
         elif kind == "ack":
@@ -104,7 +104,7 @@ def test_invariants_hold_for_any_event_sequence(script: list[tuple]) -> None:
             assert new_commands == []  # commands are held in maintenance and simulating
         assert all(c.parameter in ("a", "b") for c in new_commands)  # never for physical_wins
         issued += new_commands
-        for alert in (o for o in out if isinstance(o, Alert)):
+        for alert in (o for o in out if isinstance(o, DesyncEvent)):
             if alert.kind == "desync":
                 assert state.mode == "normal"
         # what-if values never become reported values (unless the same number was also measured)

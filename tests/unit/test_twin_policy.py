@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.twin_policy import Strategy, TwinPolicy
+from operators.twin.sync_strategy import Strategy, TwinPolicy
 from twinflow.settings import ConfigError, load_settings
 
 POLICY = """

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pickle
 from datetime import timedelta
 
-from operators.event_windows import WindowRow, WindowSpec
-from operators.twin_policy import TwinPolicy
-from operators.twin_processor import TwinProcessor
-from operators.twin_records import Reported
-from operators.twin_state import StateChange
+from operators.records.twin import Reported
+from operators.twin.event_windows import WindowRow, WindowSpec
+from operators.twin.processor import TwinProcessor
+from operators.twin.state import StateChange
+from operators.twin.sync_strategy import TwinPolicy
 from tests.twin_helpers import at
 
 SPEC = WindowSpec((timedelta(seconds=1),), timedelta(seconds=1))

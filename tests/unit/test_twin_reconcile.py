@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from operators.twin_state import CommandStatus, Status
+from operators.twin.state import CommandStatus, Status
 from tests.twin_helpers import Run, ack, alerts, at, changes, commands, desired, reading, reconciler
 
 

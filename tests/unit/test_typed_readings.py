@@ -8,11 +8,11 @@ from types import SimpleNamespace as Msg
 
 import orjson
 
-from operators.ingest import Limits, ReadingRules, TelemetryRow, TypedRow, split_batch
-from operators.live_models import LiveModelConfig, Reading, reading_of, step
-from operators.ml_config import AnomalyConfig, ForecastConfig, ModelConfig, OperatingPointConfig
-from operators.twin_inputs import InputTopics, decode_batch
-from operators.twin_records import decode_desired
+from operators.ml.config import AnomalyConfig, ForecastConfig, ModelConfig, OperatingPointConfig
+from operators.ml.live_step import LiveModelConfig, Reading, reading_of, step
+from operators.records.twin import decode_desired
+from operators.telemetry.ingest import Limits, ReadingRules, TelemetryRow, TypedRow, split_batch
+from operators.twin.inputs import InputTopics, decode_batch
 from tests.twin_helpers import Run, commands, desired, reading, reconciler
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -89,7 +89,7 @@ def test_models_take_booleans_as_context_and_never_score_them() -> None:
 
 
 def test_models_drop_values_without_value_or_with_a_bad_status() -> None:
-    from operators.envelope import decode
+    from operators.records.envelope import decode
 
     env = decode(raw({"a": 1.0, "b": None, "c": 2.0}, status={"b": "BadSensorFailure", "c": "BadOutOfRange"}).value)
     assert reading_of(env).readings == {"a": 1.0}

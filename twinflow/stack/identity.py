@@ -35,7 +35,7 @@ modes = ["normal", "maintenance", "simulating"]
 
 def ensure_dev_identity(settings: Settings) -> Path:
     """Create the development identity once (existing files are kept); returns its folder."""
-    from operators.request_auth import new_private_key, private_key_pem, public_key_text
+    from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
 
     folder = settings.stack.dir / DEV_IDENTITY
     folder.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@ import pickle
 import numpy as np
 import pytest
 
-from operators.ml_config import AnomalyConfig, ConditionConfig, ModelConfig, SensorHealthConfig
-from operators.twin_model import TwinModel
+from operators.ml.config import AnomalyConfig, ConditionConfig, ModelConfig, SensorHealthConfig
+from operators.ml.twin_model import TwinModel
 from tests.unit.ml.synth import correlated_stream, readings
 
 CFG = AnomalyConfig(warmup=200, window=5)

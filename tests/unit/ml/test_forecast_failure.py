@@ -2,9 +2,9 @@ import math
 
 import numpy as np
 
-from operators.failure import FleetFailureModel, TwinHistory
-from operators.forecast import SensorForecasts
-from operators.ml_config import FailureConfig, ForecastConfig
+from operators.ml.config import FailureConfig, ForecastConfig
+from operators.ml.failure import FleetFailureModel, TwinHistory
+from operators.ml.forecast import SensorForecasts
 
 
 def test_forecast_interval_covers_about_the_configured_share():

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from operators.alert_records import ForecastPoint
-from operators.alerts import AlertRules, TwinAlerts
-from operators.live_models import LiveModelConfig, Reading, step
-from operators.ml_config import AnomalyConfig, ForecastConfig, ModelConfig
-from operators.sensor_limits import SensorLimit, breach_at
+from operators.alerts.lifecycle import AlertRules, TwinAlerts
+from operators.ml.config import AnomalyConfig, ForecastConfig, ModelConfig
+from operators.ml.live_step import LiveModelConfig, Reading, step
+from operators.ml.sensor_limits import SensorLimit, breach_at
+from operators.records.alerts import ForecastPoint
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 LIMIT = SensorLimit(sensor="temp_c", high=90.0, twins="comp-*")

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from operators import twin_events
-from operators.alert_records import FailurePrediction, decode, encode
-from operators.envelope import Rejected
-from operators.live_models import Event, LiveModelConfig, Reading, Reset, Status, fleet_of, fleet_step, step
-from operators.ml_config import AnomalyConfig, FailureConfig, ModelConfig
-from operators.model_steps import FleetItem
+from operators.ml.config import AnomalyConfig, FailureConfig, ModelConfig
+from operators.ml.fleet_step import FleetItem
+from operators.ml.live_step import Event, LiveModelConfig, Reading, Reset, Status, fleet_of, fleet_step, step
+from operators.records import twin_events
+from operators.records.alerts import FailurePrediction, decode, encode
+from operators.records.envelope import Rejected
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 CFG = LiveModelConfig(
@@ -161,8 +161,8 @@ def test_event_records_decode_or_are_rejected():
 
 def test_bad_quality_envelopes_are_not_scored():
     """A failed sensor or an OPC-UA node still waiting for data: stored, never scored or learned."""
-    from operators.envelope import decode
-    from operators.live_models import reading_of
+    from operators.ml.live_step import reading_of
+    from operators.records.envelope import decode
 
     def env(quality: str):
         body = b'{"v":1,"twin_id":"p1","ts":"2026-11-25T08:00:00Z","seq":1,"source":"opcua",'

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from operators.alert_records import AnomalyScore, decode, encode
-from operators.alerts import AlertRules
-from operators.alerts import step as alerts_step
-from operators.live_models import Event, LiveModelConfig, Reading, Rebaseline, Tick, silence_due, step
-from operators.ml_config import ModelConfig
-from operators.sensor_limits import SensorLimit
+from operators.alerts.lifecycle import AlertRules
+from operators.alerts.lifecycle import step as alerts_step
+from operators.ml.config import ModelConfig
+from operators.ml.live_step import Event, LiveModelConfig, Reading, Rebaseline, Tick, silence_due, step
+from operators.ml.sensor_limits import SensorLimit
+from operators.records.alerts import AnomalyScore, decode, encode
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CFG = LiveModelConfig(ModelConfig(), forecast_every=0)

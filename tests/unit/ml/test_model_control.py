@@ -2,7 +2,7 @@ import msgspec
 import pytest
 
 from connectors.kafka.clients import topic_specs
-from operators.model_control import ControlRecord, decode, encode
+from operators.records.model_control import ControlRecord, decode, encode
 from twinflow.settings import Settings
 
 

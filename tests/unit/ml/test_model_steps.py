@@ -1,15 +1,15 @@
-"""The live per-twin step (operators.live_models.step) and the fleet step it feeds (model_steps.FleetStep).
+"""The live per-twin step (operators.ml.live_step.step) and the fleet step it feeds (model_steps.FleetStep).
 
 These were the tests of ``model_steps.TwinStep``, a second assembly of the twin's models that only
 tests used; they now run the step the models flow and ``twinflow replay`` run."""
 
 import pickle
 
-from operators.alert_records import AnomalyScore
-from operators.failure import RulEstimate
-from operators.live_models import Event, LiveModelConfig, Reading, Reset, Status, step
-from operators.ml_config import AnomalyConfig, FailureConfig, ModelConfig
-from operators.model_steps import FleetItem, FleetPrediction, FleetStep
+from operators.ml.config import AnomalyConfig, FailureConfig, ModelConfig
+from operators.ml.failure import RulEstimate
+from operators.ml.fleet_step import FleetItem, FleetPrediction, FleetStep
+from operators.ml.live_step import Event, LiveModelConfig, Reading, Reset, Status, step
+from operators.records.alerts import AnomalyScore
 
 MODEL = ModelConfig(anomaly=AnomalyConfig(warmup=20, window=3), failure=FailureConfig(rul_cap=50))
 CFG = LiveModelConfig(MODEL, forecast_every=0, predict_every=10)

@@ -5,7 +5,7 @@ import pickle
 from bytewax.operators import StatefulLogic
 
 from flows.models import TwinModelsLogic, build_flow
-from operators.live_models import step_many
+from operators.ml.live_step import step_many
 from tests.unit.ml.test_step_many import CFG, items
 from twinflow.settings import Settings
 

@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 
 from connectors.sim.physics import Effects, Machine
-from operators.anomaly import NoveltyDetector
-from operators.ml_config import AnomalyConfig, ConditionConfig, ModelConfig, OperatingPointConfig, SensorHealthConfig
-from operators.operating_point import OperatingPoint, context_names
-from operators.twin_model import TwinModel
+from operators.ml.config import AnomalyConfig, ConditionConfig, ModelConfig, OperatingPointConfig, SensorHealthConfig
+from operators.ml.novelty import NoveltyDetector
+from operators.ml.operating_point import OperatingPoint, context_names
+from operators.ml.twin_model import TwinModel
 from tests.unit.ml.synth import correlated_stream, readings
 from twinflow.settings import MlSettings
 

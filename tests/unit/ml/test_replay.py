@@ -6,10 +6,11 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from operators.ml_config import AnomalyConfig, FailureConfig, ModelConfig
-from operators.replay import OUTPUT_COLUMNS, ReplayError, replay_files
+from connectors.csv_history import replay_files
+from operators.ml.config import AnomalyConfig, FailureConfig, ModelConfig
+from operators.ml.replay import OUTPUT_COLUMNS, ReplayError
 from tests.unit.ml.synth import correlated_stream
-from twinflow.cli import app
+from twinflow.cli.main import app
 
 CFG = ModelConfig(anomaly=AnomalyConfig(warmup=100, window=5))
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from operators.ml_config import AnomalyConfig, ModelConfig
-from operators.twin_model import TwinModel
+from operators.ml.config import AnomalyConfig, ModelConfig
+from operators.ml.twin_model import TwinModel
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 

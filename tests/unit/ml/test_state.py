@@ -1,8 +1,8 @@
 import pickle
 
-from operators.failure import FleetFailureModel
-from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
-from operators.twin_model import STATE_VERSION, TwinModel
+from operators.ml.config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+from operators.ml.failure import FleetFailureModel
+from operators.ml.twin_model import STATE_VERSION, TwinModel
 from tests.unit.ml.synth import correlated_stream, readings
 
 CFG = ModelConfig(

@@ -5,8 +5,8 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
-from operators.live_models import Event, LiveModelConfig, Reading, Reset, Status, step, step_many
-from operators.ml_config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+from operators.ml.config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
+from operators.ml.live_step import Event, LiveModelConfig, Reading, Reset, Status, step, step_many
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 CFG = LiveModelConfig(
@@ -67,13 +67,13 @@ def test_the_snapshot_copy_is_independent_and_scores_the_same() -> None:
 
 
 def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
-    """operators.forecast.Holt replaces River's HoltWinters (whose private attributes we read before):
+    """operators.ml.forecast.Holt replaces River's HoltWinters (whose private attributes we read before):
     compared through River's public API (level, trend, forecast)."""
     import pickle
 
     from river import time_series
 
-    from operators.forecast import Holt, _SensorModel
+    from operators.ml.forecast import Holt, _SensorModel
 
     rng = random.Random(11)
     ys = [rng.gauss(50, 10) * (1 + i / 100) for i in range(500)]

@@ -2,7 +2,7 @@
 
 Slow ramp (condition monitor), frozen sensor (sensor health), a drifting transmitter against its
 neighbours (relations), a lasting level shift (one episode, then re-learned), bounded scores.
-All through :class:`operators.twin_model.TwinModel`, the unit of the live step and of replay.
+All through :class:`operators.ml.twin_model.TwinModel`, the unit of the live step and of replay.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from operators.ml_config import AnomalyConfig, ConditionConfig, ModelConfig, SensorHealthConfig
-from operators.twin_model import TwinModel
+from operators.ml.config import AnomalyConfig, ConditionConfig, ModelConfig, SensorHealthConfig
+from operators.ml.twin_model import TwinModel
 
 # one sample a second (numeric times are seconds with time_unit_s = 1)
 CFG = ModelConfig(time_unit_s=1.0)

@@ -1,0 +1,1 @@
+"""What every protocol bridge shares: the asset mapping, devices, health, settings, its event loop thread."""

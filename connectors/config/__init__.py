@@ -1,0 +1,1 @@
+"""Configuration files and their errors: what connectors read, TOML loading, security files, secrets."""

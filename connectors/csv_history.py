@@ -1,0 +1,51 @@
+"""History CSV files for ``twinflow replay``: read each file, then replay the tables
+(:mod:`operators.ml.replay`, pure logic) and return the output table.
+
+The separator is ``;`` or ``,``, whichever splits the header line into more fields; a file that
+cannot be read names itself in the :class:`~operators.ml.replay.ReplayError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from operators.ml.config import ModelConfig
+from operators.ml.replay import ReplayError, Table, replay_tables, table_of
+from operators.ml.sensor_limits import SensorLimit
+
+
+def sniff_separator(path: Path) -> str:
+    """``;`` or ``,`` whichever splits the header line into more fields."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            header = fh.readline()
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot read ({exc.strerror})") from None
+    return ";" if header.count(";") > header.count(",") else ","
+
+
+def read_table(path: Path, time_col: str, id_col: str | None, exclude: Sequence[str]) -> Table:
+    """Read one CSV, check the named columns, and order it per id by time."""
+    try:
+        df = pl.read_csv(path, separator=sniff_separator(path), infer_schema_length=10_000)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ReplayError(f"{path}: not a readable CSV ({exc})") from None
+    return table_of(str(path), df, time_col, id_col, exclude)
+
+
+def replay_files(
+    files: Sequence[Path],
+    time_col: str,
+    id_col: str | None,
+    exclude: Sequence[str],
+    cfg: ModelConfig,
+    fit: Sequence[Path] = (),
+    ranges: tuple[SensorLimit, ...] = (),
+) -> pl.DataFrame:
+    """Read, optionally fit the fleet on the ``fit`` files, replay ``files``, and return the output table."""
+    fit_tables = [read_table(p, time_col, id_col, exclude) for p in fit]
+    tables = [read_table(p, time_col, id_col, exclude) for p in files]
+    return replay_tables(tables, time_col, cfg, fit=fit_tables, ranges=ranges)

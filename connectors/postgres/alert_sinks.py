@@ -1,0 +1,164 @@
+"""The alerts flow's PostgreSQL sinks: alert versions and model outputs, idempotently.
+
+:class:`~connectors.postgres.batch_sink.BatchSink` subclasses (batching, connection, retries);
+each batch is one transaction:
+
+* ``alerts``: one row per alert, upserted by (alert_id, opened_at); a newer ``version`` wins,
+  the state only moves forward (open → acknowledged → resolved) and ack/resolve facts once
+  set are kept, so replays and out-of-order writes (flow vs. CLI) never roll an alert back.
+* ``alert_events``: every version, ``ON CONFLICT DO NOTHING``.
+* ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity.
+
+Statements are parameterised (``executemany``), not COPY: the batches are small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+
+from connectors.postgres.batch_sink import BatchSink
+from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
+
+ModelOutput = AnomalyScore | FailurePrediction | ForecastPoint
+
+_RANK = "array_position(ARRAY['open','acknowledged','resolved'], {})"
+# A version that re-annunciates the alarm (higher `reopened`) resets it to unacknowledged; otherwise
+# the state only moves forward and ack/resolve facts once set are kept.
+_NEWER_CYCLE = "EXCLUDED.reopened > alerts.reopened"
+UPSERT_ALERT = f"""
+INSERT INTO alerts (alert_id, twin_id, kind, state, severity, version, opened_at, acked_at, acked_by,
+                    resolved_at, resolved_by, escalation_level, flapping, summary, evidence, updated_at,
+                    isa_state, condition, shelved_until, shelved_by, shelve_reason, suppressed_by,
+                    out_of_service, standing, reopened)
+VALUES (%(alert_id)s, %(twin_id)s, %(kind)s, %(state)s, %(severity)s, %(version)s, %(opened_at)s,
+        %(acked_at)s, %(acked_by)s, %(resolved_at)s, %(resolved_by)s, %(escalation_level)s,
+        %(flapping)s, %(summary)s, %(evidence)s, %(updated_at)s, %(isa_state)s, %(condition)s,
+        %(shelved_until)s, %(shelved_by)s, %(shelve_reason)s, %(suppressed_by)s, %(out_of_service)s,
+        %(standing)s, %(reopened)s)
+ON CONFLICT (alert_id, opened_at) DO UPDATE SET
+    state = CASE WHEN {_NEWER_CYCLE} OR {_RANK.format("EXCLUDED.state")} >= {_RANK.format("alerts.state")}
+                 THEN EXCLUDED.state ELSE alerts.state END,
+    isa_state = CASE WHEN {_NEWER_CYCLE} OR {_RANK.format("EXCLUDED.state")} >= {_RANK.format("alerts.state")}
+                 THEN EXCLUDED.isa_state ELSE alerts.isa_state END,
+    severity = EXCLUDED.severity,
+    version = EXCLUDED.version,
+    acked_at = CASE WHEN {_NEWER_CYCLE} THEN EXCLUDED.acked_at ELSE coalesce(alerts.acked_at, EXCLUDED.acked_at) END,
+    acked_by = CASE WHEN {_NEWER_CYCLE} THEN EXCLUDED.acked_by ELSE coalesce(alerts.acked_by, EXCLUDED.acked_by) END,
+    condition = EXCLUDED.condition,
+    shelved_until = EXCLUDED.shelved_until,
+    shelved_by = EXCLUDED.shelved_by,
+    shelve_reason = EXCLUDED.shelve_reason,
+    suppressed_by = EXCLUDED.suppressed_by,
+    out_of_service = EXCLUDED.out_of_service,
+    standing = EXCLUDED.standing,
+    reopened = greatest(alerts.reopened, EXCLUDED.reopened),
+    resolved_at = coalesce(alerts.resolved_at, EXCLUDED.resolved_at),
+    resolved_by = coalesce(alerts.resolved_by, EXCLUDED.resolved_by),
+    escalation_level = greatest(alerts.escalation_level, EXCLUDED.escalation_level),
+    flapping = alerts.flapping OR EXCLUDED.flapping,
+    summary = EXCLUDED.summary,
+    evidence = EXCLUDED.evidence,
+    updated_at = greatest(alerts.updated_at, EXCLUDED.updated_at)
+WHERE alerts.version < EXCLUDED.version
+"""
+INSERT_EVENT = """
+INSERT INTO alert_events (alert_id, version, ts, twin_id, kind, event, state, severity, actor, evidence,
+                          isa_state)
+VALUES (%(alert_id)s, %(version)s, %(updated_at)s, %(twin_id)s, %(kind)s, %(event)s, %(state)s,
+        %(severity)s, %(actor)s, %(evidence)s, %(isa_state)s)
+ON CONFLICT DO NOTHING
+"""
+UPSERT_SCORE = """
+INSERT INTO anomaly_scores (twin_id, ts, score, threshold, is_anomaly, contributions, model, kind, health,
+    drivers, sensor_faults)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (twin_id, ts) DO UPDATE SET score = EXCLUDED.score, threshold = EXCLUDED.threshold,
+    is_anomaly = EXCLUDED.is_anomaly, contributions = EXCLUDED.contributions, model = EXCLUDED.model,
+    kind = EXCLUDED.kind, health = EXCLUDED.health, drivers = EXCLUDED.drivers,
+    sensor_faults = EXCLUDED.sensor_faults
+"""
+UPSERT_FORECAST = """
+INSERT INTO forecasts (twin_id, sensor, ts, target_ts, predicted, lower, upper, limit_value, breach_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (twin_id, sensor, ts, target_ts) DO UPDATE SET predicted = EXCLUDED.predicted,
+    lower = EXCLUDED.lower, upper = EXCLUDED.upper, limit_value = EXCLUDED.limit_value,
+    breach_at = EXCLUDED.breach_at
+"""
+UPSERT_FAILURE = """
+INSERT INTO failure_predictions (twin_id, ts, rul_s, failure_probability, uncertainty, horizon_s)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (twin_id, ts) DO UPDATE SET rul_s = EXCLUDED.rul_s,
+    failure_probability = EXCLUDED.failure_probability, uncertainty = EXCLUDED.uncertainty,
+    horizon_s = EXCLUDED.horizon_s
+"""
+
+
+def _alert_params(a: Alert) -> dict[str, Any]:
+    d = msgspec.structs.asdict(a)
+    d["evidence"] = Jsonb(a.evidence)
+    d["actor"] = (
+        a.acked_by if a.event == "acknowledged" else a.resolved_by if a.event == "resolved" else a.evidence.get("actor")
+    )
+    return d
+
+
+class AlertSink(BatchSink[Alert]):
+    """Upserts alert versions into ``alerts`` and records each in ``alert_events``."""
+
+    what = "alert versions"
+
+    def write(self, conn: psycopg.Connection, alerts: Sequence[Alert]) -> int:
+        rows = [_alert_params(a) for a in alerts]
+        with conn.cursor() as cur:
+            cur.executemany(UPSERT_ALERT, rows)
+            changed = cur.rowcount
+            cur.executemany(INSERT_EVENT, rows)
+        return changed
+
+
+class ModelOutputSink(BatchSink[ModelOutput]):
+    """Upserts anomaly scores, forecasts and failure predictions."""
+
+    what = "model outputs"
+
+    def write(self, conn: psycopg.Connection, records: Sequence[ModelOutput]) -> int:
+        written = 0
+        with conn.cursor() as cur:
+            for sql, rows in (
+                (UPSERT_SCORE, [_score_row(r) for r in records if isinstance(r, AnomalyScore)]),
+                (UPSERT_FORECAST, [_forecast_row(r) for r in records if isinstance(r, ForecastPoint)]),
+                (UPSERT_FAILURE, [_failure_row(r) for r in records if isinstance(r, FailurePrediction)]),
+            ):
+                if rows:
+                    cur.executemany(sql, rows)
+                    written += cur.rowcount
+        return written
+
+
+def _score_row(r: AnomalyScore) -> tuple[Any, ...]:
+    return (
+        r.twin_id,
+        r.ts,
+        r.score,
+        r.threshold,
+        r.is_anomaly,
+        Jsonb(r.contributions),
+        r.model,
+        r.kind,
+        r.health,
+        Jsonb(r.drivers) if r.drivers else None,
+        Jsonb(r.sensor_faults) if r.sensor_faults else None,
+    )
+
+
+def _forecast_row(r: ForecastPoint) -> tuple[Any, ...]:
+    return (r.twin_id, r.sensor, r.ts, r.target_ts, r.predicted, r.lower, r.upper, r.limit, r.breach_at)
+
+
+def _failure_row(r: FailurePrediction) -> tuple[Any, ...]:
+    return (r.twin_id, r.ts, r.rul_s, r.failure_probability, r.uncertainty, r.horizon_s)

@@ -1,0 +1,1 @@
+"""Device-side logic the protocol bridges share: envelopes, Modbus registers, Sparkplug B sessions, timestamps."""

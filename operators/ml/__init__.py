@@ -1,0 +1,1 @@
+"""Online models per twin: novelty, condition, sensor health, forecasts, failure prediction, replay."""

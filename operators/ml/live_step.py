@@ -1,0 +1,397 @@
+"""The live flow's per-twin model step: readings, maintenance status, resets and events in; scores out.
+
+Plain Python: :func:`step` is what the models flow runs in a Bytewax ``stateful_map``
+keyed by twin_id; :class:`TwinModelState` is the picklable state (recovered after a
+restart). Outputs are the records the alerts flow consumes
+(:mod:`operators.records.alerts`): an :class:`AnomalyScore` per scored sample and, every
+``forecast_every`` samples, a :class:`ForecastPoint` per sensor.
+
+With failure prediction on (``ml.model = "rul"``) the step also emits
+:class:`~operators.ml.fleet_step.FleetItem` records for the fleet step (:func:`fleet_step`, a second
+``stateful_map`` keyed by :func:`fleet_of`): the twin's features every ``predict_every``
+samples, and its labelled history when an :class:`Event` of kind ``failure`` arrives. The fleet
+step learns from the histories and answers features with a
+:class:`~operators.records.alerts.FailurePrediction` (none until it has learned a failure).
+
+>>> from datetime import UTC, datetime, timedelta
+>>> from operators.ml.config import AnomalyConfig, ModelConfig
+>>> cfg = LiveModelConfig(ModelConfig(anomaly=AnomalyConfig(warmup=20, window=3)), forecast_every=0)
+>>> state, t0 = None, datetime(2026, 1, 1, tzinfo=UTC)
+>>> for i in range(30):
+...     state, out = step(state, Reading(t0 + timedelta(seconds=i), {"a": float(i % 3)}), cfg)
+>>> [type(r).__name__ for r in out], state.model.anomaly.n_learned
+(['AnomalyScore'], 30)
+>>> state, _ = step(state, Status(maintenance=True), cfg)
+>>> state, _ = step(state, Reading(t0 + timedelta(seconds=31), {"a": 1.0}), cfg)
+>>> state.model.anomaly.n_learned  # no learning in maintenance
+30
+>>> state, _ = step(state, Status(maintenance=False), cfg)
+>>> state, _ = step(state, Reading(t0 + timedelta(seconds=32), {"a": 1.0, "b": 2.0}), cfg)
+>>> state.model.anomaly.n_learned, sorted(state.held)  # a new sensor: the models start over
+(1, ['a', 'b'])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+
+import msgspec
+
+from operators.ml.config import FailureConfig, ModelConfig
+from operators.ml.failure import FleetFailureModel, TwinHistory
+from operators.ml.fleet_step import FleetItem, FleetStep
+from operators.ml.novelty import Score
+from operators.ml.operating_point import seconds
+from operators.ml.sensor_limits import SensorLimit, breach_at, limit_for
+from operators.ml.twin_model import TwinModel
+from operators.records.alerts import AnomalyScore, FailurePrediction, ForecastPoint
+from operators.records.envelope import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class LiveModelConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    forecast_every: int = 10  # emit forecasts every N samples (0: never)
+    model_name: str = "twinflow-t2"
+    predict_every: int = 60  # send failure features to the fleet every N samples of a twin (0: never)
+    # (fleet, twin_id glob) pairs, first match wins; other twins belong to default_fleet.
+    fleets: tuple[tuple[str, str], ...] = ()
+    default_fleet: str = "fleet"
+    # Operating limits: forecasts of these sensors carry the limit and the predicted crossing time.
+    limits: tuple[SensorLimit, ...] = ()
+    # Physical ranges: a value outside is a sensor fault (out_of_range), not a machine anomaly.
+    ranges: tuple[SensorLimit, ...] = ()
+
+
+class Reading(msgspec.Struct, frozen=True):
+    """One sample for the models (a msgspec struct: built once per reading, cheaply); ``ts`` is a
+    datetime, or a number of ``time_unit_s`` seconds (replayed cycles)."""
+
+    ts: datetime | float
+    readings: dict[str, float]
+
+
+def reading_of(env: Envelope) -> Reading | None:
+    """The models' view of an envelope: ``bad`` quality values (a failed sensor, an OPC-UA node
+    still waiting for its first value, a reading whose status is Bad) and readings without a value
+    are stored by the telemetry flow but never scored or learned; the twin's other sensors keep
+    their last good values (sample-and-hold). Booleans stay booleans: the models take them as
+    context (the operating point: a pump running or not), never as a signal to score. The readings
+    are the envelope's (never modified: the step copies them into its held values)."""
+    if env.quality == "bad":
+        return None
+    readings = env.readings
+    if env.status is not None or None in readings.values():
+        readings = {k: v for k, v in readings.items() if v is not None and env.quality_of(k) != "bad"}
+        if not readings:
+            return None
+    return Reading(env.ts, readings)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    maintenance: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    requested_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rebaseline:
+    """``twinflow model rebaseline``: learn the healthy reference again (all sensors, or ``sensor``)."""
+
+    sensor: str | None = None
+    requested_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A timer of the live flow: ``at`` is the wall-clock time; silent sensors are decided on it."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A ``twin.events`` record: ``failure`` labels the twin's history, ``repair`` starts a new life."""
+
+    kind: str
+    ts: datetime
+
+
+Item = Reading | Status | Reset | Rebaseline | Event | Tick
+Output = AnomalyScore | ForecastPoint | FleetItem
+
+
+def fleet_of(twin_id: str, cfg: LiveModelConfig) -> str:
+    """The fleet whose failure model serves ``twin_id`` (first matching glob, else the default)."""
+    for fleet, pattern in cfg.fleets:
+        if fnmatchcase(twin_id, pattern):
+            return fleet
+    return cfg.default_fleet
+
+
+def ranges_for(twin_id: str, rules: tuple[SensorLimit, ...]) -> dict[str, tuple[float | None, float | None]]:
+    """``{sensor: (low, high)}`` of the range rules that apply to ``twin_id`` (first match per sensor)."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for rule in rules:
+        if rule.sensor not in out and fnmatchcase(twin_id, rule.twins):
+            out[rule.sensor] = (rule.low, rule.high)
+    return out
+
+
+class TwinModelState:
+    """One twin's models, its maintenance flag, its sampling period and when each sensor last reported."""
+
+    def __init__(self, cfg: LiveModelConfig, twin_id: str = "") -> None:
+        self.model = TwinModel(cfg.model, ranges_for(twin_id, cfg.ranges))
+        self.maintenance = False
+        self.samples = 0
+        self.last_ts: datetime | None = None
+        self.last_t = 0.0  # last_ts in seconds
+        self.period_s: float | None = None  # EWMA of the sample spacing, for forecast target times
+        # Last value per sensor: OPC-UA reports by exception, so an envelope may carry only the
+        # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
+        self.held: dict[str, float] = {}
+        # Per sensor: (first report, last report, reports) in seconds: its usual reporting interval.
+        self.seen: dict[str, list[float]] = {}
+        self.wall_at_last: float | None = None  # wall clock (epoch s) when the last reading was applied
+        self.ticked_at = 0.0  # wall clock of the last silence timer
+        self.twin_id = twin_id
+
+    def __setstate__(self, state: dict) -> None:
+        """Snapshots of older versions lack the newer attributes: fill them in."""
+        defaults = {
+            "seen": {},
+            "wall_at_last": None,
+            "ticked_at": 0.0,
+            "twin_id": "",
+            "last_t": 0.0,
+        }
+        self.__dict__.update({**defaults, **state})
+
+    def adopt_failure_config(self, failure: FailureConfig | None) -> None:
+        """Failure prediction switched on or off since this state was saved: follow the settings."""
+        model = self.model
+        if (model.config.failure is None) != (failure is None):
+            model.config = replace(model.config, failure=failure)
+            model.history = TwinHistory(failure) if failure else None
+
+    def _observe_time(self, ts: datetime, t: float) -> None:
+        if self.last_ts is not None:
+            dt = t - self.last_t
+            if dt > 0:
+                self.period_s = dt if self.period_s is None else 0.9 * self.period_s + 0.1 * dt
+        self.last_ts, self.last_t = ts, t
+
+
+def step(
+    state: TwinModelState | None, item: Item, cfg: LiveModelConfig, twin_id: str = ""
+) -> tuple[TwinModelState, list[Output]]:
+    """Apply one item to a twin's state; returns the new state and the records to publish."""
+    state = state or TwinModelState(cfg, twin_id)
+    state.adopt_failure_config(cfg.model.failure)
+    state.twin_id = state.twin_id or twin_id
+    records: list[Output] = []
+    _apply(state, item, cfg, twin_id, records)
+    return state, records
+
+
+def step_many(
+    state: TwinModelState | None, items: Iterable[Item], cfg: LiveModelConfig, twin_id: str = ""
+) -> tuple[TwinModelState, list[Output]]:
+    """Apply one twin's items in order: the same as :func:`step` on each, records concatenated
+    (the flow runs this once per twin and polled batch)."""
+    state = state or TwinModelState(cfg, twin_id)
+    state.adopt_failure_config(cfg.model.failure)
+    state.twin_id = state.twin_id or twin_id
+    records: list[Output] = []
+    for item in items:
+        _apply(state, item, cfg, twin_id, records)
+    return state, records
+
+
+def _apply(state: TwinModelState, item: Item, cfg: LiveModelConfig, twin_id: str, records: list[Output]) -> None:
+    """One item; appends its records."""
+    if isinstance(item, Status):
+        state.maintenance = item.maintenance
+        return
+    if isinstance(item, Reset):
+        state.model.reset()  # anomaly, forecasts and the failure history
+        state.samples = 0
+        return
+    if isinstance(item, Rebaseline):
+        state.model.rebaseline(item.sensor)
+        return
+    if isinstance(item, Event):
+        labelled = state.model.on_event(item.kind, item.ts)
+        if labelled:
+            records.append(FleetItem(twin_id, fleet_of(twin_id, cfg), item.ts, labelled=labelled))
+        return
+    if isinstance(item, Tick):
+        _tick(state, item.at, cfg, twin_id, records)
+        return
+    t = seconds(item.ts, cfg.model.time_unit_s)
+    state._observe_time(item.ts, t)
+    known = len(state.held)
+    state.held.update(item.readings)
+    if len(state.held) > known and known:
+        # A sensor appeared (e.g. OPC-UA's first notifications arrive split): the models learn
+        # the full sensor set from here on.
+        state.model.reset()
+    seen = state.seen
+    for name in item.readings:
+        rec = seen.get(name)
+        if rec is None:
+            seen[name] = [t, t, 1.0]
+        else:
+            rec[1] = t
+            rec[2] += 1.0
+    state.samples += 1
+    health = state.model.sensor_health
+    if health is not None and (health.silent or state.samples % SILENCE_CHECK_EVERY == 0):
+        health.set_silent(_silent(state, t, cfg))
+    publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
+    out = state.model.update(item.ts, dict(state.held), learn=not state.maintenance, forecasts=publish)
+    state.wall_at_last = time.time()
+    score = out.score
+    if not score.warming_up and math.isfinite(score.anomaly_score):
+        records.append(_record(twin_id, item.ts, score, cfg))
+    if out.forecasts and state.period_s and isinstance(item.ts, datetime):
+        ready = not score.warming_up and state.samples >= cfg.model.anomaly.warmup
+        for sensor, fc in out.forecasts.items():
+            if not all(math.isfinite(v) for v in (fc.value, fc.low, fc.high)):
+                continue
+            target_ts = item.ts + timedelta(seconds=fc.horizon * state.period_s)
+            limit, breach = None, None
+            rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
+            if rule is not None:
+                # Until the models have seen enough data (warm-up, and the forecaster's own interval
+                # calibrated) the forecasts are not trusted — a young Holt trend extrapolates start-up
+                # transients: only a reading already outside the band counts.
+                now = state.held[sensor]
+                trusted = ready and state.model.forecast_ready(sensor) and sensor not in score.sensor_faults
+                predicted = fc.value if trusted else now
+                limit, breach = breach_at(rule, now=now, predicted=predicted, ts=item.ts, target_ts=target_ts)
+            records.append(
+                ForecastPoint(
+                    twin_id=twin_id,
+                    sensor=sensor,
+                    ts=item.ts,
+                    target_ts=target_ts,
+                    predicted=fc.value,
+                    lower=fc.low,
+                    upper=fc.high,
+                    limit=limit,
+                    breach_at=breach,
+                )
+            )
+    history = state.model.history
+    if history is not None and cfg.predict_every and history.age % cfg.predict_every == 0:
+        records.append(FleetItem(twin_id, fleet_of(twin_id, cfg), item.ts, features=dict(history.last_features)))
+
+
+SILENCE_CHECK_EVERY = 10  # readings between silence checks (and on every timer)
+
+
+def _record(twin_id: str, ts: datetime, score: Score, cfg: LiveModelConfig) -> AnomalyScore:
+    return AnomalyScore(
+        twin_id=twin_id,
+        ts=ts,
+        score=score.anomaly_score,
+        threshold=cfg.model.anomaly.threshold,
+        is_anomaly=score.is_anomaly,
+        contributions=score.contributions,
+        model=cfg.model_name,
+        kind=score.kind,
+        health=score.health,
+        drivers=score.drivers,
+        sensor_faults=score.sensor_faults,
+    )
+
+
+def _silent(state: TwinModelState, now: float, cfg: LiveModelConfig) -> set[str]:
+    """Sensors that have not reported for ``silence_factor`` of their usual intervals (and ``silence_min_s``)."""
+    sh = cfg.model.sensor_health
+    out = set()
+    for name, (first, last, n) in state.seen.items():
+        if n < 3:
+            continue
+        usual = (last - first) / (n - 1)
+        if now - last > max(sh.silence_factor * usual, sh.silence_min_s):
+            out.add(name)
+    return out
+
+
+def silence_due(state: TwinModelState | None, cfg: LiveModelConfig) -> datetime | None:
+    """Wall-clock time at which the live flow should send a :class:`Tick` (None: nothing to watch)."""
+    if state is None or state.wall_at_last is None or state.period_s is None or not cfg.model.sensor_health.enabled:
+        return None
+    sh = cfg.model.sensor_health
+    wait = max(sh.silence_factor * state.period_s, sh.silence_min_s)
+    return datetime.fromtimestamp(max(state.wall_at_last, state.ticked_at) + wait, UTC)
+
+
+def _tick(state: TwinModelState, at: datetime, cfg: LiveModelConfig, twin_id: str, records: list[Output]) -> None:
+    """A timer: sensors (or the whole twin) that went silent become sensor faults, published at once."""
+    state.ticked_at = at.timestamp()
+    health = state.model.sensor_health
+    if state.maintenance:  # a twin in maintenance is often switched off: its silence is no fault
+        return
+    if health is None or state.last_ts is None or state.wall_at_last is None:
+        return
+    # event time of "now": the twin's last data time plus the wall-clock time since it arrived
+    if not isinstance(state.last_ts, datetime):
+        return
+    ts = state.last_ts + timedelta(seconds=max(at.timestamp() - state.wall_at_last, 0.0))
+    if health.set_silent(_silent(state, ts.timestamp(), cfg)) and health.current:
+        faults = dict(health.current)
+        records.append(
+            AnomalyScore(
+                twin_id=twin_id,
+                ts=ts,
+                score=0.0,
+                threshold=cfg.model.anomaly.threshold,
+                is_anomaly=False,
+                contributions={s: 1.0 / len(faults) for s in faults},
+                model=cfg.model_name,
+                kind="sensor_fault",
+                sensor_faults=faults,
+            )
+        )
+
+
+def fleet_step(
+    state: FleetFailureModel | None, item: FleetItem, cfg: LiveModelConfig
+) -> tuple[FleetFailureModel, list[FailurePrediction]]:
+    """The fleet's failure model: learns labelled histories, answers features (once it has learned)."""
+    failure = cfg.model.failure or FailureConfig()
+    fleet, predictions = FleetStep(failure)(state, item)
+    unit = cfg.model.time_unit_s
+    records = []
+    for p in predictions:
+        pred = p.prediction
+        if not all(math.isfinite(v) for v in (pred.rul, pred.rul_low, pred.rul_high, pred.failure_probability)):
+            continue
+        records.append(
+            FailurePrediction(
+                twin_id=p.twin_id,
+                ts=p.ts,
+                rul_s=pred.rul * unit,
+                failure_probability=pred.failure_probability,
+                uncertainty=fleet.sigma(pred.rul) * unit,
+                horizon_s=failure.horizon * unit,
+                rul_low_s=pred.rul_low * unit,
+                rul_high_s=pred.rul_high * unit,
+                model=f"{cfg.model_name}-rul:{item.fleet}",
+                model_version=fleet.n_failures,
+            )
+        )
+    return fleet, records

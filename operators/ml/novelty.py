@@ -1,0 +1,485 @@
+"""Fast time scale: online multivariate novelty detection for one twin (plain Python + numpy + River).
+
+The detector compares a short moving average of the readings with a slowly adapting baseline and
+scores the deviation with a Hotelling-T²-like distance; a second channel scores each sample on its
+own (spikes)::
+
+    w_t   = mean(x_{t-W+1..t})                 short window (W = ``window``)
+    d_t   = w_t - b_{t-1}                       deviation from the baseline
+    T²_t  = d_tᵀ P d_t,  P = (S_shrunk)⁻¹       S = second moment of recent normal d
+    z²_t  = Σ_i (x_t,i - b_i)² / v_i            v = variance of single samples around b
+    S_t   = max(tail_T²(T²_t), tail_z²(z²_t))    surprise −log10 p from each statistic's recent tail
+
+``b`` is an exponentially weighted mean of normal points (half-life ``baseline_halflife`` samples),
+so slow drifts are absorbed while a sudden change is not. The surprise becomes the bounded
+``anomaly_score`` (:mod:`operators.ml.scoring`). Per-sensor contributions ``c_i = d_i (P d)_i / T²``
+explain every anomaly. Masked sensors (sensor faults) are replaced by their baseline: they are
+neither scored nor learned. See docs/ml.md.
+
+:class:`NoveltyDetector` returns a surprise (−log10 p, NaN while warming up) and never thresholds it:
+the twin's model (:mod:`operators.ml.twin_model`) calls :meth:`~NoveltyDetector.observe` /
+:meth:`~NoveltyDetector.learn` and applies one alarm to all its detectors.
+
+>>> import math
+>>> det = NoveltyDetector(AnomalyConfig(warmup=60, window=5))
+>>> for t in range(200):
+...     s = det.observe(det.vector({"a": math.sin(t / 3), "b": math.cos(t / 5)}))
+...     _ = det.learn(s)
+>>> 0.0 <= s < 10.0
+True
+>>> s = det.observe(det.vector({"a": 40.0, "b": 0.0}))
+>>> s > 10.0, max(det.explain(), key=det.explain().get)
+(True, 'a')
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+from river.drift import ADWIN
+
+from operators.ml.config import AnomalyConfig
+from operators.ml.scoring import Alarm, TailScale
+from operators.ml.seasonality import DailyProfile
+from operators.versioned_state import VersionedState
+
+STATE_VERSION = 2  # 2: bounded scores (surprise), point channel, masks, relearn instead of re-warm-up
+HOLD = 300  # samples of an alarm kept for a re-learn (the new state's level and noise)
+RECALL = 3  # samples in a row typical of a remembered state that mean the twin is back in it
+POINT_BLOCK = 10  # learned samples per update of the single-sample noise and of the drift test
+REGIMES = 3  # states remembered (re-learned away from)
+
+
+class Score(msgspec.Struct, frozen=True):
+    """A twin model's output for one sample (a msgspec struct: one per reading, built cheaply).
+
+    ``anomaly_score`` is in [0, 1) (NaN while warming up or settling); ``kind`` names the detector
+    behind the current anomaly (novelty, condition, relation, sensor_fault; empty when normal);
+    ``health`` is the condition index in [0, 1] (None until the reference is learned) and
+    ``drivers`` the sensors that lower it (sensor → its own health); ``sensor_faults`` maps a faulty
+    sensor to its fault (frozen, out_of_range, spikes, quantised, silent).
+    """
+
+    ts: Any
+    anomaly_score: float
+    is_anomaly: bool
+    warming_up: bool
+    contributions: dict[str, float] = {}  # share of the score per sensor (sum 1); a new dict per instance
+    drift: bool = False  # the novelty baseline was re-learned or re-calibrated at this sample
+    learned: bool = False
+    kind: str = ""
+    health: float | None = None
+    drivers: dict[str, float] = {}
+    sensor_faults: dict[str, str] = {}
+
+
+class NoveltyDetector(VersionedState):
+    """Per-twin novelty detector state; picklable (lives in Bytewax state).
+
+    Its own contract, not River's ``AnomalyDetector`` (whose ``score_one`` is pure): :meth:`observe`
+    scores a vector *and* moves the short window, :meth:`learn` then learns it. It returns a
+    surprise; no threshold is applied here: the twin's one alarm (:class:`operators.ml.scoring.Alarm`
+    in :class:`operators.ml.twin_model.TwinModel`) decides what is an anomaly."""
+
+    CONFIG = AnomalyConfig
+    STATE_VERSION = STATE_VERSION
+
+    def __init__(self, config: AnomalyConfig | None = None) -> None:
+        self.config = config or AnomalyConfig()
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def baseline(self) -> np.ndarray | None:
+        """The current baseline ``b`` (one value per sensor in ``sensors`` order; None before learning)."""
+        return self._baseline
+
+    @property
+    def warming_up(self) -> bool:
+        return self.n_learned < self.config.warmup or self._precision is None
+
+    def reset(self) -> None:
+        """Forget everything learned (``twinflow model reset``); the sensor set is re-learned too."""
+        cfg = self.config
+        self.sensors: list[str] = []
+        self.n_seen = 0
+        self.n_learned = 0
+        self._window: np.ndarray | None = None  # ring buffer (W × d) of recent vectors
+        self._wpos = 0
+        self._baseline: np.ndarray | None = None
+        self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float32)
+        self._zcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal z² values
+        self._vcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal window means of z²
+        self._zring = [0.0] * cfg.window  # the window's z² values (a variance/energy channel)
+        self._zsum = 0.0
+        self._vtail = TailScale()
+        self._cpos = 0
+        self._cfill = 0
+        self._var: np.ndarray | None = None  # variance of single samples around the baseline
+        self._inv_var: np.ndarray | None = None
+        self._precision: np.ndarray | None = None
+        self._tail = TailScale()
+        self._ztail = TailScale()
+        self._since_refresh = 0
+        self._drift = ADWIN(delta=cfg.drift_delta)
+        self._last: np.ndarray | None = None
+        self._x: np.ndarray | None = None  # the last observed vector (after masking)
+        self._dev: np.ndarray | None = None  # its window deviation
+        self._t2 = 0.0
+        self._z2 = 0.0
+        self._vmean = 0.0  # mean z² over the window
+        self._point_won = False
+        self._mask: np.ndarray | None = None
+        self._e: np.ndarray | None = None  # the last sample's deviation from the baseline
+        self._ering: np.ndarray | None = None  # recent learned deviations (single-sample noise)
+        self._epos = 0
+        self._lsum, self._ln = 0.0, 0  # log-scores waiting for the drift test
+        self._brate = 1.0 - 0.5 ** (1.0 / cfg.baseline_halflife)  # the baseline's learning rate
+        self._vn = 0  # samples learned into the single-sample noise
+        self._need_calib = 0  # normal deviations needed before the noise model is (re)fitted
+        self._season: DailyProfile | None = None  # daily seasonality (timestamped data only)
+        self._t: float | None = None
+        self._raw: np.ndarray | None = None
+        self._recent: np.ndarray | None = None  # samples held during an alarm (for a re-learn)
+        self._slope: np.ndarray | None = None  # per-sample trend of the baseline (after re-learning a ramp)
+        self._fresh = 0  # samples until the moving average is all after the last re-learn
+        self._regimes: list[np.ndarray] = []  # baselines re-learned away from (most recent last)
+        self._recalling = 0
+        self._rpos = 0
+        self.n_drifts = 0
+
+    def _start_afresh(self, config: AnomalyConfig, state: dict[str, Any]) -> None:
+        self.config = config
+        self.reset()
+
+    # ------------------------------------------------------------------ vectors
+    def vector(self, readings: dict[str, float]) -> np.ndarray:
+        """The readings as a vector in ``sensors`` order (learned from the first sample); a missing
+        or non-finite value carries the last one forward."""
+        if not self.sensors:
+            self.sensors = sorted(k for k, v in readings.items() if v is not None and math.isfinite(v))
+        try:  # fast path: every value present and finite
+            vals = [readings[name] for name in self.sensors]
+            if all(map(math.isfinite, vals)):
+                x = self._last = np.array(vals, dtype=np.float64)
+                return x
+        except (KeyError, TypeError):
+            pass
+        values = []
+        for i, name in enumerate(self.sensors):
+            v = readings.get(name)
+            if v is None or not math.isfinite(v):
+                v = self._last[i] if self._last is not None else 0.0
+            values.append(v)
+        x = np.array(values, dtype=np.float64)
+        self._last = x
+        return x
+
+    def _allocate(self, d: int) -> None:
+        cfg = self.config
+        self._window = np.zeros((cfg.window, d))
+        self._calib = np.zeros((cfg.calibration_size, d), dtype=np.float32)
+
+    # ------------------------------------------------------------------ scoring: observe, then learn
+    def observe(
+        self, x: np.ndarray, mask: np.ndarray | None = None, alarm_at: float = math.inf, t: float | None = None
+    ) -> float:
+        """Score one vector: its surprise (NaN while warming up). ``mask`` (bool per sensor) marks
+        sensors to leave out (replaced by the baseline). A sample at or above ``alarm_at`` that is
+        typical of a state re-learned before (:meth:`relearn`) is checked for a return to it
+        (:meth:`_recall`) before it may raise an alarm."""
+        cfg = self.config
+        if self._window is None:
+            self._allocate(len(x))
+        assert self._window is not None
+        self._t = t
+        if t is not None and cfg.seasonal:
+            if self._season is None:
+                self._season = DailyProfile(len(x))
+            self._raw = x
+            if self._season.active:  # daily seasonality: score what the time of day does not explain
+                x = x - self._season.offset(t)
+        self._mask = mask if mask is not None and self._baseline is not None else None
+        if self._mask is not None:
+            x = np.where(mask, self._baseline, x)
+        self._x = x
+        window = cfg.window
+        pos = self._wpos % window
+        self._window[pos] = x
+        self._wpos += 1
+        self.n_seen += 1
+        filled = self._wpos if self._wpos < window else window
+        wmean = np.add.reduce(self._window if filled == window else self._window[:filled], axis=0) * (1.0 / filled)
+        if self._baseline is None:
+            self._dev = np.zeros_like(x)
+            return math.nan
+        if self._slope is not None:  # a re-learned ramp moves on
+            self._baseline = self._baseline + self._slope
+        dev = self._dev = wmean - self._baseline
+        self._point_won = False
+        e = self._e = x - self._baseline
+        if cfg.point and self._inv_var is not None:
+            z2 = self._z2 = float((e * e) @ self._inv_var)
+            self._zsum += z2 - self._zring[pos]
+            self._zring[pos] = z2
+            self._vmean = self._zsum / filled
+        else:  # no noise model yet: nothing for the point and variance tails to learn
+            self._z2 = self._vmean = 0.0
+        if self.warming_up:
+            return math.nan
+        assert self._precision is not None
+        t2 = self._t2 = float(dev @ self._precision @ dev)
+        surprise = self._tail.surprise(t2)
+        if cfg.point and self._ztail.ready:
+            zs = self._ztail.surprise(self._z2)
+            if zs > surprise:
+                surprise, self._point_won = zs, True
+            if self._vtail.ready:
+                vs = self._vtail.surprise(self._vmean)
+                if vs > surprise:
+                    surprise, self._point_won = vs, True
+        if self._regimes and surprise >= alarm_at:
+            surprise = self._recall(x, surprise, alarm_at)
+        elif self._recalling:
+            self._recalling = 0
+        return surprise
+
+    def _recall(self, x: np.ndarray, surprise: float, alarm_at: float) -> float:
+        """A sample typical of a remembered state: after ``RECALL`` of them in a row the twin is
+        back in that state (the baseline returns to it without an alarm); until then the surprise
+        is held just below ``alarm_at``."""
+        if self._inv_var is None or not self._ztail.ready:
+            return surprise
+        z2 = [float(((x - b) ** 2) @ self._inv_var) for b in self._regimes]
+        best = int(np.argmin(z2))
+        if z2[best] > self._ztail.u99:
+            self._recalling = 0
+            return surprise
+        self._recalling += 1
+        if self._recalling < RECALL:
+            return min(surprise, 0.99 * alarm_at)
+        assert self._window is not None and self._baseline is not None
+        self._regimes[best], self._baseline = self._baseline, self._regimes[best]
+        self._slope = None
+        w = self.config.window
+        last = self._window[[(self._wpos - 1 - i) % w for i in range(min(RECALL, w))]].mean(axis=0)
+        self._window[:] = last
+        self._recalling = 0
+        self._fresh = 0
+        self.n_drifts += 1
+        return 0.0
+
+    def explain(self) -> dict[str, float]:
+        """Per-sensor shares of the last observed sample's score (sum 1)."""
+        if self._dev is None or self._baseline is None:
+            return {}
+        if self._point_won and self._inv_var is not None:
+            e = self._x - self._baseline
+            parts = e * e * self._inv_var
+        elif self._precision is not None:
+            parts = self._dev * (self._precision @ self._dev)
+        else:
+            return {}
+        total = float(parts.sum()) or 1.0
+        return {s: float(p) / total for s, p in zip(self.sensors, parts, strict=True)}
+
+    def learn(self, surprise: float) -> bool:
+        """Learn the last observed vector; returns True when the noise level drifted (re-calibrated)."""
+        cfg = self.config
+        x, dev = self._x, self._dev
+        assert x is not None and dev is not None
+        self.n_learned += 1
+        if self._baseline is None:
+            self._baseline = x.copy()
+            self._var = np.zeros_like(x)
+            self._ering = np.zeros((POINT_BLOCK, len(x)))
+        else:
+            rate = 1.0 / self.n_learned
+            if rate < self._brate:
+                rate = self._brate
+            e = self._e
+            self._baseline += rate * e
+            if self._mask is None:  # single-sample noise, learned per block of POINT_BLOCK samples
+                self._ering[self._epos] = e
+                self._epos += 1
+                if self._epos == POINT_BLOCK:
+                    self._learn_point_noise()
+        if self._mask is not None:
+            return False  # the calibration (noise model) learns only from samples of every sensor
+        if self._season is not None and self._t is not None and self._season.learn(self._raw, self._t):
+            self._seasonal_start()
+            return True
+        if self._fresh:  # the moving average still holds samples from before a re-learn
+            self._fresh -= 1
+            return False
+        if self.n_learned > max(cfg.window, cfg.warmup // 4):  # early deviations are not yet meaningful
+            assert self._calib is not None
+            i = self._cpos % cfg.calibration_size
+            self._calib[i] = dev
+            self._zcalib[i] = self._z2
+            self._vcalib[i] = self._vmean
+            self._cpos += 1
+            self._cfill = min(self._cfill + 1, cfg.calibration_size)
+            self._since_refresh += 1
+        drift = False
+        if surprise == surprise and self._tail.ready:
+            self._lsum += math.log1p(self._t2 / self._tail.u99)
+            self._ln += 1
+        if self._ln >= POINT_BLOCK:  # ADWIN on block means of the log-score (cheaper, as sensitive)
+            self._drift.update(self._lsum / self._ln)
+            self._lsum, self._ln = 0.0, 0
+            if self._drift.drift_detected:  # the noise level changed: re-calibrate on recent data only
+                keep = min(self._cfill, max(cfg.refresh_every * 2, cfg.calibration_size // 4))
+                self._keep_recent(keep)
+                self._since_refresh = cfg.refresh_every
+                self.n_drifts += 1
+                drift = True
+        if self.n_learned >= cfg.warmup and (self._precision is None or self._since_refresh >= cfg.refresh_every):
+            self._refresh()
+        return drift
+
+    def hold(self) -> None:
+        """Keep the last observed vector for a possible re-learn (called for samples in alarm)."""
+        if self._recent is None:
+            self._recent = np.zeros((HOLD, len(self.sensors)), dtype=np.float32)
+        self._recent[self._rpos % HOLD] = self._x
+        self._rpos += 1
+
+    def release(self) -> None:
+        """The alarm ended without a re-learn: forget the held vectors."""
+        self._rpos = 0
+
+    def relearn(self) -> None:
+        """A lasting change: the held samples (the alarm's) become the new normal — the baseline is
+        their recent level, moving on with their trend when it is significant (a steady ramp is one
+        change, not a change per sample), and the noise model (covariance, both tails) is fitted on
+        them once there are enough."""
+        cfg = self.config
+        n = min(self._rpos, HOLD)
+        assert self._window is not None
+        if self._recent is not None and n >= max(2 * cfg.window, 10):
+            order = [(self._rpos - n + i) % HOLD for i in range(n)]
+            r = self._recent[order].astype(np.float64)
+        else:  # few held samples (slow data): the moving-average window, in time order
+            m = min(self._wpos, cfg.window)
+            r = self._window[[(self._wpos - m + i) % cfg.window for i in range(m)]]
+        m = len(r)
+        idx = np.arange(m, dtype=np.float64) - (m - 1)  # 0 = now
+        slope = np.zeros(r.shape[1])
+        if m >= 5:
+            ic = idx - idx.mean()
+            sxx = float(ic @ ic)
+            fit = (ic @ (r - r.mean(axis=0))) / sxx
+            resid = r - r.mean(axis=0) - np.outer(ic, fit)
+            se = np.sqrt((resid**2).sum(axis=0) / (m - 2) / sxx)
+            slope = np.where(np.abs(fit) > 4.0 * se, fit, 0.0)
+        self._fresh = cfg.window
+        self._epos = 0
+        if self._baseline is not None and self._slope is None:
+            self._regimes = [*self._regimes, self._baseline.copy()][-REGIMES:]
+        flat = r - np.outer(idx, slope)  # the held samples as if the trend had stopped now
+        level = flat[m // 2 :].mean(axis=0)
+        self._slope = slope if np.any(slope) else None
+        self._baseline = level - slope * (cfg.window - 1) / 2.0  # compared with the window mean
+        if m >= max(2 * cfg.window, 10):
+            csum = np.cumsum(np.vstack([np.zeros(r.shape[1]), flat]), axis=0)
+            devs = (csum[cfg.window :] - csum[: -cfg.window]) / cfg.window - level
+            e = flat - level
+            var = np.maximum((e[m // 2 :] ** 2).mean(axis=0), 1e-12)
+            k = min(len(devs), cfg.calibration_size)
+            assert self._calib is not None
+            self._calib[:k] = devs[-k:]
+            zz = ((e * e) / var).sum(axis=1)
+            self._zcalib[:k] = zz[-k:]
+            zc = np.cumsum(np.concatenate([[0.0], zz]))
+            self._vcalib[:k] = ((zc[cfg.window :] - zc[: -cfg.window]) / cfg.window)[-k:]
+            self._zring = zz[-cfg.window :].tolist()
+            self._zsum = float(sum(self._zring))
+            self._cpos = self._cfill = k
+            self._var = var
+            self._refresh()
+        self._drift = ADWIN(delta=cfg.drift_delta)
+        self._rpos = 0
+        self.n_drifts += 1
+
+    def _seasonal_start(self) -> None:
+        """The daily profile switched on: what was learned about the noise included the daily swing,
+        so the noise model starts again from the readings without it (a short warm-up)."""
+        assert self._window is not None and self._x is not None and self._season is not None
+        d = len(self.sensors)
+        self._window[:] = self._x - self._season.offset(self._t if self._t is not None else 0.0)
+        self._cpos = self._cfill = 0
+        self._need_calib = max(self.config.warmup // 2, 10)  # as much as a warm-up would have
+        self._precision = None
+        self._inv_var = None
+        self._tail, self._ztail, self._vtail = TailScale(), TailScale(), TailScale()
+        self._zring = [0.0] * self.config.window
+        self._zsum = 0.0
+        self._var = np.zeros(d)
+        self._vn = 0
+        self._epos = 0
+        self._drift = ADWIN(delta=self.config.drift_delta)
+        self.n_drifts += 1
+
+    def _learn_point_noise(self) -> None:
+        self._epos = 0
+        assert self._var is not None
+        self._vn += POINT_BLOCK
+        rate = max(POINT_BLOCK / self._vn, 1.0 - 0.5 ** (POINT_BLOCK / self.config.calibration_size))
+        self._var += rate * (np.einsum("ij,ij->j", self._ering, self._ering) / POINT_BLOCK - self._var)
+
+    def _keep_recent(self, keep: int) -> None:
+        assert self._calib is not None
+        n = self.config.calibration_size
+        idx = [(self._cpos - keep + i) % n for i in range(keep)]
+        self._calib[:keep] = self._calib[idx].copy()
+        self._zcalib[:keep] = self._zcalib[idx].copy()
+        self._vcalib[:keep] = self._vcalib[idx].copy()
+        self._cpos, self._cfill = keep, keep
+
+    def _refresh(self) -> None:
+        """Re-estimate the precision matrix and both tails from recent normal deviations."""
+        cfg = self.config
+        self._since_refresh = 0
+        if self._calib is None or self._cfill < max(2 * len(self.sensors), 10, self._need_calib):
+            return
+        d = self._calib[: self._cfill]
+        cov = (d.T @ d).astype(np.float64) / len(d)
+        diag = np.diag(cov).copy()
+        cov *= 1.0 - cfg.shrinkage
+        cov[np.diag_indices_from(cov)] = diag + 1e-9 * (diag.mean() + 1e-12)
+        try:
+            precision = np.linalg.inv(cov)
+        except np.linalg.LinAlgError:
+            precision = np.linalg.pinv(cov, hermitian=True)
+        self._precision = precision
+        self._tail.fit(((d @ precision.astype(np.float32)) * d).sum(axis=1))
+        if self._var is not None:
+            floor = 1e-9 * (float(self._var.mean()) + 1e-12)
+            self._inv_var = 1.0 / np.maximum(self._var, floor)
+            z = self._zcalib[: self._cfill]
+            v = self._vcalib[: self._cfill]
+            z, v = z[z > 0], v[v > 0]
+            if len(z) > 10:
+                self._ztail.fit(z)
+            if len(v) > 10:
+                self._vtail.fit(v)
+
+
+def seconds(ts: Any, unit_s: float = 1.0) -> float:
+    """A timestamp as seconds; a number is a time in units of ``unit_s`` seconds."""
+    return ts.timestamp() if isinstance(ts, datetime) else float(ts) * unit_s
+
+
+def relearn_due(alarm: Alarm, t: float, cfg: AnomalyConfig) -> bool:
+    """An alarm has lasted ``relearn_s`` and at least a moving-average window: its state becomes
+    the new normal."""
+    return alarm.length > cfg.window and t - alarm.started >= cfg.relearn_s
+
+
+# The class name in snapshots pickled before it was renamed (River's AnomalyDetector is another contract).
+AnomalyDetector = NoveltyDetector

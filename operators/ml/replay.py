@@ -1,0 +1,207 @@
+"""Replay history through the live per-twin step (``twinflow replay``): the user's backtest.
+
+Pure logic on tables already read (:mod:`connectors.csv_history` reads the CSV files).
+
+Each file — and each id within a file — is its own twin with fresh models. Rows are fed one by one
+in time order (stable sort) through :func:`operators.ml.live_step.step`, the code the models flow
+runs, and each output row is made of the records that step published for the row (the same
+:class:`~operators.records.alerts.AnomalyScore` the alerts flow consumes), so an output depends only
+on its own and earlier rows and is what the live flow would have published. Numeric columns are
+sensors unless they are the time/id column or excluded. ``fit`` files are run-to-failure histories:
+each id's rows and then a ``failure`` event go through the same step, and the labelled history it
+emits teaches the live fleet step before the evaluation files are scored (without labels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from operators.ml.config import ModelConfig
+from operators.ml.failure import FleetFailureModel
+from operators.ml.fleet_step import FleetItem
+from operators.ml.live_step import Event, Item, LiveModelConfig, Reading, fleet_step, step, step_many
+from operators.ml.sensor_limits import SensorLimit
+from operators.ml.twin_model import time_value
+from operators.records.alerts import AnomalyScore
+
+OUTPUT_COLUMNS = ["file", "id", "time", "anomaly_score", "is_anomaly", "health", "kind", "sensors"]
+FAILURE_COLUMNS = ["rul", "failure_probability"]
+
+
+class ReplayError(ValueError):
+    """A user mistake in the replay inputs; the message names the file, column and fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str  # the file it came from, as shown in errors and in the output's ``file`` column
+    frame: pl.DataFrame  # sorted by (id, time); columns __id, __t (float), time col, sensors
+    sensors: list[str]
+
+
+def table_of(name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exclude: Sequence[str]) -> Table:
+    """Check the named columns of one file's rows ``df`` and order them per id by time."""
+    for opt, col in (("--time-col", time_col), ("--id-col", id_col), *(("--exclude", c) for c in exclude)):
+        if col is not None and col not in df.columns:
+            raise ReplayError(f"{name}: {opt} {col!r} is not a column; columns are {', '.join(df.columns)}")
+    t = df[time_col]
+    if t.dtype.is_numeric():
+        tnum = t.cast(pl.Float64)
+    else:
+        parsed = t.cast(pl.String).str.to_datetime(strict=False, time_zone="UTC")
+        bad = parsed.is_null() & t.is_not_null()
+        if bad.any():
+            example = t.filter(bad)[0]
+            raise ReplayError(
+                f"{name}: time column {time_col!r} holds {example!r}, which is neither a number nor a "
+                "timestamp (e.g. 2026-01-01 08:00:00 or 2026-01-01T08:00:00Z); pick another --time-col"
+            )
+        tnum = parsed.dt.epoch("us").cast(pl.Float64) / 1e6
+    if tnum.is_null().any():
+        raise ReplayError(f"{name}: time column {time_col!r} has empty values; fill or drop those rows")
+    skip = {time_col, id_col, *exclude}
+    sensors = [c for c in df.columns if c not in skip and df[c].dtype.is_numeric()]
+    if not sensors:
+        raise ReplayError(f"{name}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
+    ids = df[id_col].cast(pl.String) if id_col else pl.Series([""] * df.height)
+    frame = (
+        df.with_columns(ids.alias("__id"), tnum.alias("__t"), pl.int_range(df.height).alias("__row"))
+        .with_columns(pl.col("__id").fill_null(""))
+        .sort(["__id", "__t", "__row"], maintain_order=True)
+    )
+    # ids in order of first appearance, rows of each id in time order
+    first = frame.group_by("__id").agg(pl.col("__row").min().alias("__first"))
+    frame = frame.join(first, on="__id").sort(["__first", "__t", "__row"]).drop("__first")
+    return Table(name, frame, sensors)
+
+
+def _twins(table: Table) -> Iterator[tuple[str, pl.DataFrame]]:
+    for key, group in table.frame.group_by("__id", maintain_order=True):
+        yield str(key[0]), group
+
+
+def _readings(group: pl.DataFrame, sensors: list[str]) -> Iterator[dict[str, float]]:
+    for row in group.select(sensors).iter_rows(named=True):
+        yield {k: float(v) for k, v in row.items() if v is not None}
+
+
+def _items(group: pl.DataFrame, time_col: str, sensors: list[str]) -> Iterator[tuple[Any, Reading]]:
+    """The live step's items of one twin's rows: (the row's time as shown, Reading). A timestamp
+    column becomes datetimes, a numeric one stays numbers (cycles of ``time_unit_s`` seconds)."""
+    numeric = group[time_col].dtype.is_numeric()
+    times = group["__t"].to_list()
+    shown = group[time_col].to_list()
+    for t, label, readings in zip(times, shown, _readings(group, sensors), strict=True):
+        yield label, Reading(t if numeric else datetime.fromtimestamp(t, UTC), readings)
+
+
+def _live_config(cfg: ModelConfig, ranges: tuple[SensorLimit, ...], predict: bool) -> LiveModelConfig:
+    """The models flow's configuration for a backtest: no forecasts; failure features with every
+    sample (``predict``) so each row gets its prediction."""
+    return LiveModelConfig(cfg, forecast_every=0, predict_every=1 if predict else 0, ranges=ranges)
+
+
+def fit_fleet(
+    tables: Sequence[Table], time_col: str, cfg: ModelConfig, ranges: tuple[SensorLimit, ...] = ()
+) -> FleetFailureModel:
+    """Learn the fleet failure model from run-to-failure histories (last row of each id = failure):
+    each id's rows go through the live step, then a ``failure`` event, as in the models flow; the
+    labelled history it emits is learned by the live fleet step."""
+    if cfg.failure is None:
+        raise ReplayError("--fit needs a failure model: add --model rul (or set ml.model = 'rul')")
+    live = _live_config(cfg, ranges, predict=False)
+    fleet = FleetFailureModel(cfg.failure)
+    for table in tables:
+        for twin_id, group in _twins(table):
+            readings = [reading for _, reading in _items(group, time_col, table.sensors)]
+            items: list[Item] = [*readings, Event("failure", readings[-1].ts)]  # type: ignore[arg-type]
+            _, records = step_many(None, items, live, twin_id)
+            for rec in records:
+                if isinstance(rec, FleetItem) and rec.labelled is not None:
+                    fleet, _ = fleet_step(fleet, rec, live)
+    return fleet
+
+
+def explained(score: AnomalyScore, top: int = 3) -> str:
+    """The sensors behind a row, ``;``-separated: faulty sensors (``name=fault``), else the top
+    contributions of an anomaly, else the sensors that lower the health (empty when none)."""
+    if score.sensor_faults:
+        return ";".join(f"{s}={f}" for s, f in sorted(score.sensor_faults.items()))
+    if score.is_anomaly and score.contributions:
+        ranked = sorted(score.contributions.items(), key=lambda kv: -kv[1])[:top]
+        return ";".join(s for s, share in ranked if share > 0)
+    return ";".join(list(score.drivers)[:top])
+
+
+def replay(
+    tables: Sequence[Table],
+    time_col: str,
+    cfg: ModelConfig,
+    fleet: FleetFailureModel | None = None,
+    ranges: tuple[SensorLimit, ...] = (),
+) -> Iterator[dict[str, Any]]:
+    """One output row per input row, twin by twin, in time order: the records the live step
+    (:func:`operators.ml.live_step.step`) publishes for the row, and the live fleet step's answer
+    to its failure features. A row the live flow publishes no score for (warm-up, a setpoint
+    change settling) has empty score, health, kind and sensors."""
+    with_failure = cfg.failure is not None
+    live = _live_config(cfg, ranges, predict=with_failure)
+    for table in tables:
+        for twin_id, group in _twins(table):
+            state = None
+            for label, reading in _items(group, time_col, table.sensors):
+                state, records = step(state, reading, live, twin_id)
+                row: dict[str, Any] = {
+                    "file": table.name,
+                    "id": twin_id,
+                    "time": str(label),
+                    "anomaly_score": None,
+                    "is_anomaly": 0,
+                    "health": None,
+                    "kind": "",
+                    "sensors": "",
+                }
+                rul = prob = None
+                for rec in records:
+                    if isinstance(rec, AnomalyScore):
+                        row["anomaly_score"] = round(rec.score, 6)
+                        row["is_anomaly"] = int(rec.is_anomaly)
+                        row["health"] = None if rec.health is None else round(rec.health, 4)
+                        row["kind"] = rec.kind
+                        row["sensors"] = explained(rec)
+                    elif isinstance(rec, FleetItem) and rec.features is not None and fleet is not None:
+                        _, predictions = fleet_step(fleet, rec, live)
+                        for p in predictions:
+                            rul = round(p.rul_s / cfg.time_unit_s, 3)
+                            prob = round(p.failure_probability, 6)
+                if with_failure:
+                    row["rul"], row["failure_probability"] = rul, prob
+                yield row
+
+
+def replay_tables(
+    tables: Sequence[Table],
+    time_col: str,
+    cfg: ModelConfig,
+    fit: Sequence[Table] = (),
+    ranges: tuple[SensorLimit, ...] = (),
+) -> pl.DataFrame:
+    """Optionally fit the fleet on ``fit``, replay ``tables``, and return the output table."""
+    fleet = None
+    if fit:
+        fleet = fit_fleet(fit, time_col, cfg, ranges)
+    elif cfg.failure is not None:
+        fleet = FleetFailureModel(cfg.failure)  # untrained: rul stays empty until failures are seen
+    columns = OUTPUT_COLUMNS + (FAILURE_COLUMNS if cfg.failure is not None else [])
+    rows = list(replay(tables, time_col, cfg, fleet, ranges))
+    if not rows:
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+    return pl.DataFrame(rows, infer_schema_length=None).select(columns)
+
+
+__all__ = ["OUTPUT_COLUMNS", "ReplayError", "replay", "replay_tables", "table_of", "time_value"]

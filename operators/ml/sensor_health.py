@@ -1,0 +1,250 @@
+"""Sensor faults as their own kind: frozen, out of range, spikes, quantised, silent.
+
+A sensor that lies is not a machine fault, and it must not teach the other detectors: while a
+sensor is faulty it is masked (left out of learning and scoring) and reported by name in
+``Score.sensor_faults``. Judged per block of ``block`` samples against the sensor's own behaviour
+in the healthy reference (the first ``reference`` learned samples):
+
+* **frozen** — the value stops changing (changes below a thousandth of its usual step count as
+  none) for a run that is at least ``frozen_samples`` long and that the sensor's own repeat rate in
+  the reference makes less likely than ``frozen_probability``. A sensor that never changed in
+  the reference (a setpoint, a status) is never called frozen (nor spikes, nor quantised).
+* **out_of_range** — outside its physical range (``[[ml.ranges]]``: sensor, low/high, twins).
+* **spikes** — ``spike_count`` or more single-sample excursions of at least ``spike_sigmas``
+  usual steps that come straight back, within ``spike_window`` samples.
+* **quantised** — the share of unchanged steps jumps above ``quantised_share`` (and above the
+  reference's own share): the resolution collapsed.
+* **silent** — no value for ``silence_factor`` usual reporting intervals (decided with timers by
+  the live step, :mod:`operators.ml.live_step`).
+
+>>> import numpy as np
+>>> from operators.ml.config import SensorHealthConfig
+>>> rng = np.random.default_rng(0)
+>>> sh = SensorHealth(["a", "b"], SensorHealthConfig(), block=10, reference=200)
+>>> for t in range(400):
+...     _ = sh.push(np.array([rng.normal(), 5.0 if t < 300 else 5.0]), learn=True)
+>>> sh.faults   # b never changed in the reference: a constant is not a frozen sensor
+{}
+>>> for t in range(100):
+...     _ = sh.push(np.array([1.25, rng.normal()]), learn=True)
+>>> sh.faults
+{'a': 'frozen'}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from operators.ml.config import SensorHealthConfig
+from operators.versioned_state import VersionedState
+
+STATE_VERSION = 1
+KINDS = ("frozen", "out_of_range", "spikes", "quantised", "silent")
+UNMASKED = frozenset({"spikes"})
+
+
+class SensorHealth(VersionedState):
+    """Per-twin sensor-fault state over its health sensors; picklable."""
+
+    CONFIG = SensorHealthConfig
+    STATE_VERSION = STATE_VERSION
+
+    def __init__(
+        self,
+        sensors: list[str],
+        config: SensorHealthConfig | None = None,
+        block: int = 10,
+        reference: int = 400,
+        ranges: dict[str, tuple[float | None, float | None]] | None = None,
+    ) -> None:
+        self.config = config or SensorHealthConfig()
+        self.sensors = list(sensors)
+        self.block = block
+        self.reference = reference
+        self.ranges = dict(ranges or {})
+        self.reset()
+
+    def _start_afresh(self, config: SensorHealthConfig, state: dict[str, Any]) -> None:
+        self.__init__(state.get("sensors", []), config, state.get("block", 10), state.get("reference", 400),
+                      state.get("ranges"))  # fmt: skip
+
+    def reset(self) -> None:
+        """Forget the reference and every fault (a rebaseline or a reset)."""
+        d, b = len(self.sensors), self.block
+        self._buf = np.zeros((b + 2, d))  # two carried samples, then the block
+        self._pos = 0
+        self._primed = 0  # samples seen (the first two fill the carried rows)
+        self.n_ref = 0  # reference samples learned
+        self._ref_steps = np.zeros(d)  # Σ of per-block median |step|
+        self._ref_blocks = 0
+        self._ref_zero = np.zeros(d)  # unchanged steps in the reference
+        self._ref_total = 0
+        self._ref_abs = np.zeros(d)  # Σ |step| (fallback scale for quantised sensors)
+        self.step_scale: np.ndarray | None = None
+        self._need = np.full(d, math.inf)  # frozen run needed per sensor
+        self._ref_share = np.zeros(d)
+        self._run = np.zeros(d)  # current run of unchanged steps
+        self._spikes: list[np.ndarray] = []  # spikes per recent block
+        self._zero_share = np.zeros(d)  # smoothed share of unchanged steps
+        self._lo = np.array([-math.inf if self.ranges.get(s, (None, None))[0] is None else self.ranges[s][0]
+                             for s in self.sensors])  # fmt: skip
+        self._hi = np.array([math.inf if self.ranges.get(s, (None, None))[1] is None else self.ranges[s][1]
+                             for s in self.sensors])  # fmt: skip
+        self._tiny = np.zeros(d)
+        self._no_spikes = np.zeros(d, dtype=np.int64)
+        self._ranged = bool(np.isfinite(self._lo).any() or np.isfinite(self._hi).any())
+        self.faults: dict[str, str] = {}  # detected from the values
+        self.current: dict[str, str] = {}  # the same plus silent sensors: what is reported and masked
+        self.silent: set[str] = set()
+        self.mask: np.ndarray | None = None  # True for faulty sensors (None: none)
+        self.started: list[str] = []  # sensors whose fault started at the last processed block
+        self.n_faults = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.step_scale is not None
+
+    @property
+    def last_block(self) -> np.ndarray:
+        """The samples of the block just judged (valid until the next :meth:`push`)."""
+        return self._buf[2:]
+
+    # ------------------------------------------------------------------ per sample
+    def push(self, x: np.ndarray, learn: bool) -> bool:
+        """Take one sample (health sensors in ``sensors`` order); True when a block was judged."""
+        if self._primed < 2:
+            self._buf[self._primed] = x
+            self._primed += 1
+            return False
+        self._buf[2 + self._pos] = x
+        self._pos += 1
+        if self._pos < self.block:
+            return False
+        self._pos = 0
+        self._judge(learn)
+        self._buf[:2] = self._buf[-2:]
+        return True
+
+    def restart_block(self) -> None:
+        """Drop the block in progress and the carried samples (a setpoint change settles: the samples
+        before it and after it are not one block, and the step between them is not a sensor's)."""
+        self._pos = self._primed = 0
+
+    def set_silent(self, names: set[str]) -> bool:
+        """The live step's timers: these sensors are silent now (empty: none). True when it changed."""
+        names = names & set(self.sensors)
+        if names == self.silent:
+            return False
+        new = names - self.silent
+        self.silent = names
+        self._publish(list(new))
+        return True
+
+    # ------------------------------------------------------------------ per block
+    def _judge(self, learn: bool) -> None:
+        cfg = self.config
+        buf = self._buf
+        steps = buf[2:] - buf[1:-1]  # the block's steps (from the last carried sample)
+        absteps = np.abs(steps)
+        if self.step_scale is None:
+            if learn:
+                self._learn_reference(absteps)
+            return
+        self.started = []
+        b = len(steps)
+        unchanged = absteps <= self._tiny
+        flat = np.logical_and.reduce(unchanged, axis=0)
+        trailing = np.argmin(unchanged[::-1], axis=0)  # unchanged steps at the block's end
+        self._run = np.where(flat, self._run + b, trailing)
+        # spikes (only where a step is big enough): the centre leaves both neighbours by k usual
+        # steps on the same side and the neighbours agree
+        if np.logical_or.reduce(np.maximum.reduce(absteps, axis=0) > self._spike_step):
+            left, centre, right = buf[:-2], buf[1:-1], buf[2:]
+            a, c = centre - left, centre - right
+            aa, ac = np.abs(a), np.abs(c)
+            back = np.abs(left - right) < 0.5 * np.minimum(aa, ac)
+            spiked = np.add.reduce((aa > self._spike_step) & (ac > self._spike_step) & (a * c > 0) & back, axis=0)
+        else:
+            spiked = self._no_spikes
+        self._spikes.append(spiked)
+        del self._spikes[: -self._spike_blocks]
+        share = np.add.reduce(unchanged, axis=0) / b
+        self._zero_share += np.where(flat, 0.0, self._share_rate * (share - self._zero_share))  # flat: `frozen`
+        out = self._frozen_at <= self._run  # frozen
+        spikes = np.add.reduce(self._spikes, axis=0) if len(self._spikes) > 1 else self._spikes[0]
+        anyof = np.logical_or.reduce
+        candidates = anyof(out) or anyof(spikes > 0) or anyof(self._zero_share >= self._quantised_at) or self.faults
+        if self._ranged:
+            rows = buf[2:]
+            ranged = (np.minimum.reduce(rows, axis=0) < self._lo) | (np.maximum.reduce(rows, axis=0) > self._hi)
+            candidates = candidates or anyof(ranged)
+        else:
+            ranged = None
+        if not candidates:
+            return
+        faults: dict[str, str] = {}
+        for i, name in enumerate(self.sensors):
+            if ranged is not None and ranged[i]:
+                faults[name] = "out_of_range"
+            elif out[i]:
+                faults[name] = "frozen"
+            elif spikes[i] >= cfg.spike_count or (self.faults.get(name) == "spikes" and spikes[i] > 0):
+                faults[name] = "spikes"
+            elif self._zero_share[i] >= self._quantised_at[i] and not flat[i]:
+                faults[name] = "quantised"
+        started = [s for s, kind in faults.items() if self.faults.get(s) != kind]
+        if faults != self.faults:
+            self.faults = faults
+            self._publish(started)
+
+    def _learn_reference(self, absteps: np.ndarray) -> None:
+        self._ref_steps += np.median(absteps, axis=0)
+        self._ref_blocks += 1
+        self._ref_zero += (absteps == 0).sum(axis=0)
+        self._ref_abs += absteps.sum(axis=0)
+        self._ref_total += len(absteps)
+        self.n_ref += self.block
+        if self.n_ref >= self.reference:
+            self._finish_reference()
+
+    def _publish(self, started: list[str]) -> None:
+        faults = dict(self.faults)
+        for s in self.silent:
+            faults.setdefault(s, "silent")
+        self.current = faults
+        self.started = [s for s in started if s in faults]
+        self.n_faults += len(self.started)
+        # spiking sensors are reported but stay in use: between spikes they still tell the truth
+        masked = [s for s, kind in faults.items() if kind not in UNMASKED]
+        self.mask = np.array([s in masked for s in self.sensors]) if masked else None
+
+    def _finish_reference(self) -> None:
+        cfg = self.config
+        n = max(self._ref_total, 1)
+        scale = self._ref_steps / max(self._ref_blocks, 1)
+        nonzero = self._ref_abs / np.maximum(n - self._ref_zero, 1)  # mean non-zero step
+        # a quantised sensor's usual step is its quantum, even when most steps are none
+        self.step_scale = np.maximum(scale, 0.5 * nonzero)
+        self._tiny = 1e-3 * self.step_scale
+        share = self._ref_zero / n
+        self._ref_share = share
+        self._zero_share = share.copy()
+        # a run of r unchanged steps has probability share**r: needed r for frozen_probability
+        with np.errstate(divide="ignore"):
+            need = np.where(
+                share >= 1.0 - 1.0 / n,
+                math.inf,
+                np.ceil(math.log(cfg.frozen_probability) / np.log(np.maximum(share, 1.0 / n))),
+            )
+        self._need = np.maximum(need, cfg.frozen_samples)
+        self._frozen_at = self._need
+        # ... nor `spikes`: it has no usual step to measure an excursion against
+        self._spike_step = np.where(np.isinf(need), math.inf, cfg.spike_sigmas * self.step_scale)
+        self._spike_blocks = max(1, cfg.spike_window // self.block)
+        self._share_rate = min(1.0, 2.0 / self._spike_blocks)
+        q = cfg.quantised_share
+        # a sensor that never changed in the reference (setpoint, status) is never `quantised` either
+        self._quantised_at = np.where(np.isinf(self._need), math.inf, np.maximum(q, share + (1 - share) * q))

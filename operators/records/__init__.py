@@ -1,0 +1,1 @@
+"""Wire records: one record type and its codec per Kafka topic."""

@@ -1,0 +1,1 @@
+"""Who may change what: signed requests and attribute-based authorisation."""

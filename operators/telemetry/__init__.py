@@ -1,0 +1,1 @@
+"""Judging a reading: decode, validate, admit (schema, limits, registry, duplicates)."""

@@ -1,0 +1,86 @@
+"""The optional registry of known twins: which twin ids may send telemetry, and their attributes.
+
+A TOML file (``security.twin_registry``) lists twins by id and by glob pattern; the
+attributes (``type``, ``site``, …) feed the desired-state policy (:mod:`operators.security.authorization`)::
+
+    [twin."pump-001"]
+    type = "pump"
+    site = "north"
+
+    [[pattern]]          # every twin whose id matches, in file order; the first match wins
+    match = "sim-pump-*"
+    type = "pump"
+
+>>> reg = TwinRegistry.from_dict({"twin": {"p1": {"type": "pump"}}, "pattern": [{"match": "s-*"}]})
+>>> reg.attrs("p1"), reg.known("s-9"), reg.known("other")
+({'type': 'pump'}, True, False)
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from operators.strict import StrictModel
+
+Attrs = dict[str, str | int | float | bool]
+
+
+class _Pattern(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    match: str = Field(min_length=1)
+
+
+class RegistryFile(StrictModel):
+    twin: dict[str, Attrs] = Field(default_factory=dict)
+    pattern: list[_Pattern] = Field(default_factory=list)
+
+
+class TwinRegistry:
+    """Exact ids are a dict lookup; pattern results are cached (bounded), so the hot path stays O(1)."""
+
+    def __init__(self, twins: dict[str, Attrs], patterns: list[tuple[str, Attrs]], cache: int = 100_000):
+        self._twins = twins
+        self._patterns = patterns
+        self._cache: dict[str, Attrs | None] = {}
+        self._cache_max = cache
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TwinRegistry:
+        parsed = RegistryFile.model_validate(data)
+        return cls.from_model(parsed)
+
+    @classmethod
+    def from_model(cls, parsed: RegistryFile) -> TwinRegistry:
+        patterns = [(p.match, dict(p.model_extra or {})) for p in parsed.pattern]
+        return cls(dict(parsed.twin), patterns)
+
+    def attrs(self, twin_id: str) -> Attrs | None:
+        """The twin's attributes (``{}`` when it has none), or None for an unknown twin."""
+        found = self._twins.get(twin_id)
+        if found is not None:
+            return found
+        if twin_id in self._cache:
+            return self._cache[twin_id]
+        found = next((attrs for pat, attrs in self._patterns if fnmatchcase(twin_id, pat)), None)
+        if len(self._cache) >= self._cache_max:
+            self._cache.clear()
+        self._cache[twin_id] = found
+        return found
+
+    def known(self, twin_id: str) -> bool:
+        return self.attrs(twin_id) is not None
+
+    def children(self) -> dict[str, list[str]]:
+        """Parent asset → the twins that name it as ``parent`` (exact entries; alarm suppression).
+
+        >>> TwinRegistry.from_dict({"twin": {"p1": {"parent": "line-1"}, "p2": {"parent": "line-1"}}}).children()
+        {'line-1': ['p1', 'p2']}
+        """
+        out: dict[str, list[str]] = {}
+        for twin_id, attrs in self._twins.items():
+            if attrs.get("parent"):
+                out.setdefault(str(attrs["parent"]), []).append(twin_id)
+        return out

@@ -1,0 +1,1 @@
+"""Twin reconciliation: desired vs reported state, sync strategies, the desired-state gate, windows."""

@@ -1,0 +1,281 @@
+"""The gate every desired request passes inside the twin flow, before it can change anything.
+
+For each ``twin.desired`` record of a twin, in order, :meth:`DesiredGate.judge`:
+
+1. looks the request id up in the decision store: the same Kafka record decided before (a replay
+   after a restart) gets the *same* verdict again and nothing new is recorded; the same request id
+   in another record is a replayed request and is denied;
+2. otherwise decides (:func:`decide`): signature, subject and freshness
+   (:mod:`operators.security.request_auth`), unknown twin, the attribute policy
+   (:mod:`operators.security.authorization`),
+   unknown parameters, ``physical_wins`` parameters (the device owns them), and the
+   ``expected_version`` against the twin's desired version;
+3. records the verdict through the store (the hash-chained audit and, when denied, the
+   refusal), committed, and only then returns it: an allowed change reaches the reconciler, and
+   so ``twin.commands``, only after its audit row is committed.
+
+Plain Python: the store is injected (:class:`connectors.desired_gate.PostgresDecisionStore` in
+the flow, a dict in tests).
+
+>>> from datetime import UTC, datetime
+>>> from operators.security.authorization import Policy
+>>> from operators.security.request_auth import Subjects, new_private_key, public_key_text, sign
+>>> from operators.twin.sync_strategy import TwinPolicy
+>>> from operators.records.twin import DesiredEvent, DesiredUpdate
+>>> from operators.twin.state import TwinState
+>>> key = new_private_key()
+>>> subjects = Subjects.from_dict({"subject": {"ann": {"roles": "operator", "public_keys": [public_key_text(key)]}}})
+>>> policy = Policy.from_dict({"rule": [{"name": "ops", "subject": {"roles": "operator"},
+...                                      "parameters": {"speed": {"min": 0, "max": 3000}}}]})
+>>> tp = TwinPolicy.model_validate({"defaults": {"strategy": "digital_wins"}})
+>>> gate = DesiredGate(GateConfig(subjects, policy, None, tp.type_of), MemoryStore())
+>>> now = datetime(2026, 11, 25, 8, tzinfo=UTC)
+>>> st = TwinState("p1", version=7, reported={"speed": (1000.0, now)})
+>>> req = {"twin_id": "p1", "values": {"speed": 1200.0}, "request_id": "req-0001",
+...        "issued_at": now.isoformat(), "subject": "ann", "expected_version": 0}
+>>> signed, sig = sign(req, key)
+>>> ev = DesiredEvent(DesiredUpdate("p1", {"speed": 1200.0}, expected_version=0, issued_at=now,
+...                   request_id="req-0001", subject="ann"), now, signed, sig, ("twin.desired", 0, 5))
+>>> v = gate.judge(st, ev, tp.rules_for("p1"), now)
+>>> v.allowed, v.actor, v.reason
+(True, 'ann', 'allowed')
+>>> again = DesiredEvent(ev.update, now, signed, sig, ("twin.desired", 0, 9))  # the same request re-sent
+>>> gate.judge(st, again, tp.rules_for("p1"), now).reason
+'replayed_request'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from operators.records.twin import DesiredEvent
+from operators.security.authorization import Policy
+from operators.security.request_auth import AuthReason, Freshness, Subjects, authenticate
+from operators.telemetry.registry import TwinRegistry
+from operators.twin.state import TwinState
+from operators.twin.sync_strategy import Strategy, TwinRules
+
+
+class GateReason:
+    """Reasons of a denial decided by the gate itself (the policy's are in operators.security.authorization)."""
+
+    UNKNOWN_TWIN = "unknown_twin"
+    UNKNOWN_PARAMETER = "unknown_parameter"
+    PHYSICAL_WINS = "physical_wins"
+    STALE_VERSION = "stale_version"
+    REPLAYED = "replayed_request"
+    NO_POLICY = "no_policy"
+    NO_REQUEST_ID = "no_request_id"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision on one request, with what the audit trail records about it."""
+
+    request_id: str
+    twin_id: str
+    actor: str
+    allowed: bool
+    reason: str
+    detail: str
+    via: str | None = None
+    # The audit entry: the desired values (and mode) before and requested, and the desired version.
+    old: dict[str, Any] = field(default_factory=dict)
+    new: dict[str, Any] = field(default_factory=dict)
+    desired_version: int = 0
+    position: tuple[str, int, int] | None = None
+    # True: this Kafka record was decided before (a replay after a restart); nothing new recorded.
+    repeated: bool = False
+
+    @property
+    def decision(self) -> str:
+        return "allow" if self.allowed else "deny"
+
+
+class DecisionStore(Protocol):
+    """Where verdicts are kept (committed before ``record`` returns).
+
+    ``prior`` returns the verdict recorded for this Kafka record (``position``) if there is one,
+    else the first verdict recorded for ``request_id`` in another record, else None."""
+
+    def prior(self, request_id: str, position: tuple[str, int, int] | None) -> Verdict | None: ...
+
+    def record(self, verdict: Verdict) -> None: ...
+
+    def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
+        """The newest decided (topic, partition, offset) of ``twin_id`` on ``topic``."""
+        ...
+
+
+class MemoryStore:
+    """A :class:`DecisionStore` in dicts (tests, doctests)."""
+
+    def __init__(self) -> None:
+        self.by_position: dict[Any, Verdict] = {}
+        self.by_request: dict[str, Verdict] = {}
+        self.log: list[Verdict] = []
+
+    def prior(self, request_id: str, position: tuple[str, int, int] | None) -> Verdict | None:
+        return self.by_position.get(position) or self.by_request.get(request_id)
+
+    def record(self, verdict: Verdict) -> None:
+        self.by_position.setdefault(verdict.position, verdict)
+        self.by_request.setdefault(verdict.request_id, verdict)
+        self.log.append(verdict)
+
+    def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
+        mine = [v.position for v in self.log if v.twin_id == twin_id and v.position and v.position[0] == topic]
+        return mine[-1] if mine else None
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """What the gate decides with. ``subjects`` and ``policy`` may be callables returning the current
+    ones (the flow reloads the files when they change, so adding a subject needs no restart)."""
+
+    subjects: Subjects | Callable[[], Subjects | None] | None
+    policy: Policy | Callable[[], Policy | None] | None
+    registry: TwinRegistry | None
+    twin_type: Callable[[str], str | None]  # the twin's type from [twin.policy] (no registry)
+    freshness: Freshness = field(default_factory=Freshness)
+
+    def current(self) -> tuple[Subjects | None, Policy | None]:
+        subjects = self.subjects() if callable(self.subjects) else self.subjects
+        policy = self.policy() if callable(self.policy) else self.policy
+        return subjects, policy
+
+
+def request_id_of(ev: DesiredEvent) -> str:
+    """The request's id; an unsigned record without one is named by its Kafka position."""
+    if ev.update.request_id:
+        return ev.update.request_id
+    if ev.position is not None:
+        topic, partition, offset = ev.position
+        return f"unsigned:{topic}:{partition}:{offset}"
+    return f"unsigned:{ev.update.twin_id}:{ev.at.isoformat()}"
+
+
+def twin_attrs(config: GateConfig, state: TwinState) -> dict[str, Any] | None:
+    """The twin's attributes for the policy; None when the twin is unknown.
+
+    With a registry: its entry (unknown when not listed). Without: ``type`` from
+    ``[twin.policy]``, and a twin that never reported anything is unknown.
+    """
+    if config.registry is not None:
+        attrs = config.registry.attrs(state.twin_id)
+        return None if attrs is None else {"id": state.twin_id, **attrs}
+    if state.version == 0:
+        return None
+    kind = config.twin_type(state.twin_id)
+    return {"id": state.twin_id, **({"type": kind} if kind else {})}
+
+
+def decide(
+    config: GateConfig, state: TwinState, ev: DesiredEvent, rules: TwinRules, now: datetime
+) -> tuple[bool, str, str, str, str | None]:
+    """(allowed, reason, detail, actor, via) for a request seen for the first time."""
+    upd = ev.update
+    subjects, policy = config.current()
+    who = authenticate(
+        ev.signed, ev.signature, upd.subject, upd.on_behalf_of, upd.issued_at, subjects, config.freshness, now
+    )
+    if not who.ok:
+        return False, str(who.reason), who.detail, who.actor, who.via
+    actor, via = who.actor, who.via
+
+    def deny(reason: str, detail: str) -> tuple[bool, str, str, str, str | None]:
+        return False, reason, detail, actor, via
+
+    if not upd.request_id:
+        return deny(GateReason.NO_REQUEST_ID, "a signed request needs a request_id (replay protection)")
+    attrs = twin_attrs(config, state)
+    if attrs is None:
+        where = "the twin registry (security.twin_registry)" if config.registry is not None else "any reading"
+        return deny(GateReason.UNKNOWN_TWIN, f"twin {state.twin_id!r} is unknown: not in {where}")
+    if policy is None:
+        return deny(GateReason.NO_POLICY, "no policy file configured (security.policy_file): every change is denied")
+    decision = policy.authorize(upd, who.attrs, attrs)
+    if not decision.allowed:
+        return deny(decision.reason, decision.detail)
+    for name in upd.values:
+        if name not in state.reported and name not in state.desired and not rules.declares(name):
+            known = ", ".join(sorted(set(state.reported) | set(state.desired))) or "none yet"
+            return deny(
+                GateReason.UNKNOWN_PARAMETER,
+                f"twin {state.twin_id!r} has no parameter {name!r} (known: {known}); "
+                f"declare it under [twin.policy] to set it before it reports",
+            )
+        if rules.param(name).strategy is Strategy.PHYSICAL_WINS:
+            return deny(
+                GateReason.PHYSICAL_WINS,
+                f"{name!r} follows the device (strategy physical_wins): a desired value would be overwritten; "
+                f'set strategy = "digital_wins" or "merge" for it under [twin.policy] to drive it',
+            )
+    if upd.expected_version is not None and upd.expected_version != state.desired_version:
+        return deny(
+            GateReason.STALE_VERSION,
+            f"expected desired version {upd.expected_version}, but twin {state.twin_id!r} is at desired version "
+            f"{state.desired_version}; read it again (`twinflow twin show {state.twin_id}`) and retry",
+        )
+    return True, "allowed", decision.detail, actor, via
+
+
+class DesiredGate:
+    def __init__(self, config: GateConfig, store: DecisionStore) -> None:
+        self.config = config
+        self.store = store
+
+    def judge(self, state: TwinState, ev: DesiredEvent, rules: TwinRules, now: datetime | None = None) -> Verdict:
+        """Decide (or recall) and record the verdict on ``ev`` for the twin in ``state``."""
+        now = now or datetime.now(UTC)
+        rid = request_id_of(ev)
+        prior = self.store.prior(rid, ev.position)
+        if prior is not None and prior.position == ev.position:
+            return Verdict(**{**prior.__dict__, "repeated": True})
+        if prior is not None:
+            allowed, reason, detail, actor, via = (
+                False,
+                GateReason.REPLAYED,
+                f"request {rid} was already decided ({prior.decision}, Kafka record {_where(prior.position)}); "
+                "a copy is never applied again — send a new request",
+                prior.actor,
+                prior.via,
+            )
+        else:
+            allowed, reason, detail, actor, via = decide(self.config, state, ev, rules, now)
+        upd = ev.update
+        old: dict[str, Any] = {"values": {k: (state.desired[k][0] if k in state.desired else None) for k in upd.values}}
+        new: dict[str, Any] = {"values": dict(upd.values), "request_id": rid, "issued_at": upd.issued_at}
+        if upd.mode is not None:
+            old["mode"], new["mode"] = state.mode, upd.mode
+        if upd.expected_version is not None:
+            new["expected_version"] = upd.expected_version
+        if upd.reason:
+            new["reason"] = upd.reason
+        if via is not None:
+            new["via"] = via
+        verdict = Verdict(
+            rid,
+            state.twin_id,
+            actor,
+            allowed,
+            reason,
+            detail,
+            via,
+            old,
+            new,
+            state.desired_version,
+            ev.position,
+        )
+        self.store.record(verdict)
+        return verdict
+
+
+def _where(position: tuple[str, int, int] | None) -> str:
+    return "?" if position is None else f"{position[0]}[{position[1]}]@{position[2]}"
+
+
+__all__ = ["AuthReason", "DecisionStore", "DesiredGate", "GateConfig", "GateReason", "MemoryStore", "Verdict", "decide"]

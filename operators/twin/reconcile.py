@@ -1,0 +1,437 @@
+"""Reconcile a twin's desired and reported state: strategies, hysteresis, commands, escalation.
+
+Plain Python. Time is event time only: each input carries its time and the twin's clock is
+the latest time seen, so every timeout (hold time, ack deadline, retry backoff, max desync
+time) is deterministic and testable. ``Reconciler.apply(state, event)`` mutates the state
+and returns what to publish: a :class:`StateChange` when anything changed (the version grows
+by exactly one), :class:`Command` records for ``twin.commands`` and :class:`DesyncEvent` records
+for ``twin.desync``.
+The rules are documented in docs/reconciliation.md.
+
+>>> from datetime import datetime, UTC
+>>> from operators.twin.sync_strategy import TwinPolicy
+>>> r = Reconciler(TwinPolicy.model_validate(
+...     {"defaults": {"strategy": "digital_wins", "tolerance": 1.0, "hold_time_s": 0}}))
+>>> st = TwinState("p1")
+>>> t = datetime(2026, 1, 1, tzinfo=UTC)
+>>> _ = r.apply(st, Reported(t, 1, "mqtt", {"speed": 100.0}))
+>>> out = r.apply(st, DesiredEvent(DesiredUpdate("p1", {"speed": 120.0}), t))
+>>> [type(o).__name__ for o in out], st.status.value, st.version, st.desired_version
+(['StateChange', 'Command'], 'desynced', 2, 1)
+
+Desired events reach the reconciler only through the gate (:mod:`operators.twin.desired_gate`), which
+authenticates, authorises and checks ``expected_version`` against ``desired_version``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from operators.records.twin import (
+    Ack,
+    AckEvent,
+    Command,
+    DesiredEvent,
+    DesiredUpdate,
+    DesyncEvent,
+    DesyncKind,
+    Reported,
+)
+from operators.twin.state import CommandState, CommandStatus, ParamSync, StateChange, Status, TwinState
+from operators.twin.sync_strategy import ParamRules, Strategy, TwinPolicy, TwinRules
+
+__all__ = [
+    "Ack",
+    "AckEvent",
+    "DesiredEvent",
+    "DesiredUpdate",
+    "Reconciler",
+    "Reported",
+    "TwinState",
+    "consistency_score",
+]
+
+BAD_QUALITY = 2
+Output = StateChange | Command | DesyncEvent
+
+
+class _Tx:
+    """The changes of one event: collected, then published as one version."""
+
+    __slots__ = ("author", "cause", "desired_changed", "fields", "out", "reason", "request_id", "rules", "state")
+
+    def __init__(self, state: TwinState, rules: TwinRules, cause: str) -> None:
+        self.state = state
+        self.rules = rules
+        self.cause = cause
+        self.author: str | None = None
+        self.reason: str | None = None
+        self.request_id: str | None = None
+        self.desired_changed = False  # the desired document (values or mode) changed
+        self.fields: dict[str, list[Any]] = {}
+        self.out: list[Output] = []
+
+    @property
+    def now(self) -> datetime:
+        assert self.state.clock is not None
+        return self.state.clock
+
+    def advance(self, at: datetime) -> None:
+        clock = self.state.clock
+        if clock is None or at > clock:
+            self.state.clock = at
+
+    def change(self, path: str, old: Any, new: Any) -> None:
+        if path in self.fields:
+            self.fields[path][1] = new
+        else:
+            self.fields[path] = [old, new]
+
+    @property
+    def next_version(self) -> int:
+        return self.state.version + 1
+
+    def desync(self, kind: DesyncKind, version: int, **detail: Any) -> None:
+        self.out.append(DesyncEvent(self.state.twin_id, kind, self.now, version, detail))
+
+    def finish(self) -> list[Output]:
+        if not self.fields:
+            return self.out
+        st = self.state
+        st.version += 1
+        if self.desired_changed:
+            st.desired_version += 1
+        change: dict[str, Any] = {"cause": self.cause, "fields": self.fields}
+        if self.author is not None:
+            change["author"] = self.author
+        if self.reason:
+            change["reason"] = self.reason
+        if self.request_id:
+            change["request_id"] = self.request_id
+        return [StateChange(st.twin_id, st.version, self.now, st.snapshot(), change), *self.out]
+
+
+class Reconciler:
+    """Applies events to twin states under a :class:`TwinPolicy` (rules resolved once per twin)."""
+
+    def __init__(self, policy: TwinPolicy) -> None:
+        self.policy = policy
+        self._rules: dict[str, TwinRules] = {}
+
+    def rules(self, twin_id: str) -> TwinRules:
+        r = self._rules.get(twin_id)
+        if r is None:
+            r = self._rules[twin_id] = self.policy.rules_for(twin_id)
+        return r
+
+    # ------------------------------------------------------------------ entry points
+    def apply(self, state: TwinState, event: Reported | DesiredEvent | AckEvent | datetime) -> list[Output]:
+        """Apply one event (a ``datetime`` is a clock tick) and return what to publish."""
+        rules = self.rules(state.twin_id)
+        if isinstance(event, Reported):
+            tx = _Tx(state, rules, "reported")
+            self._on_reported(tx, event)
+        elif isinstance(event, DesiredEvent):
+            tx = _Tx(state, rules, "desired")
+            self._on_desired(tx, event)
+        elif isinstance(event, AckEvent):
+            tx = _Tx(state, rules, "ack")
+            self._on_ack(tx, event)
+        else:
+            tx = _Tx(state, rules, "clock")
+            tx.advance(event)
+        if state.clock is not None:
+            self._evaluate(tx)
+        return tx.finish()
+
+    def next_due(self, state: TwinState) -> datetime | None:
+        """The earliest event time at which the twin changes without new input, if any.
+
+        Ack deadlines, retry times, hold-time expiries of a pending switch and the escalation time:
+        the flow uses it to send a clock tick to a twin that has gone silent.
+        """
+        rules = self.rules(state.twin_id)
+        due: list[datetime] = []
+        for name, ps in state.params.items():
+            cmd = ps.command
+            if cmd is not None and cmd.status is CommandStatus.PENDING:
+                due.append(cmd.deadline)
+            elif cmd is not None and cmd.status is CommandStatus.RETRY_WAIT and cmd.retry_at is not None:
+                due.append(cmd.retry_at)
+            if ps.hyst.since is not None:
+                due.append(ps.hyst.since + timedelta(seconds=rules.param(name).hold_time_s))
+        if state.status is Status.DESYNCED and not state.escalated and state.desync_since is not None:
+            due.append(state.desync_since + timedelta(seconds=rules.max_desync_time_s))
+        return min(due) if due else None
+
+    # ------------------------------------------------------------------ inputs
+    def _on_reported(self, tx: _Tx, ev: Reported) -> None:
+        st = tx.state
+        tx.advance(ev.ts)
+        if ev.source in tx.rules.simulation_sources:
+            # What-if values: kept apart, never reported, never a new version of the twin.
+            for name, value in ev.values.items():
+                st.simulated[name] = (value, ev.ts)
+            return
+        if ev.quality >= BAD_QUALITY:
+            return
+        for name, value in ev.values.items():
+            cur = st.reported.get(name)
+            if cur is not None:
+                if ev.ts < cur[1]:
+                    continue  # older than what we hold: the newer source timestamp wins
+                pr = tx.rules.param(name)
+                # Measurements: the larger of the absolute and the relative deadband; setpoints (a
+                # desired value exists): the absolute one only, reconciliation needs the exact value.
+                band = pr.deadband if name in st.params else max(pr.deadband, pr.deadband_pct * 0.01 * abs(cur[0]))
+                if abs(value - cur[0]) <= band:
+                    # Within the deadband of the versioned value: only the timestamp is refreshed.
+                    st.reported[name] = (cur[0], ev.ts)
+                    continue
+            tx.change(f"reported.{name}", None if cur is None else cur[0], value)
+            st.reported[name] = (value, ev.ts)
+
+    def _on_desired(self, tx: _Tx, ev: DesiredEvent) -> None:
+        st, upd = tx.state, ev.update
+        tx.advance(ev.at)
+        tx.author, tx.reason, tx.request_id = upd.author, upd.reason, upd.request_id
+        if upd.mode is not None and upd.mode != st.mode:
+            tx.change("mode", st.mode, upd.mode)
+            st.mode = upd.mode
+            tx.desired_changed = True
+        for name, value in upd.values.items():
+            cur = st.desired.get(name)
+            if cur is not None and cur[0] == value:
+                continue
+            tx.desired_changed = True
+            tx.change(f"desired.{name}", None if cur is None else cur[0], value)
+            st.desired[name] = (value, ev.at, upd.author)
+            ps = st.params.get(name)
+            if ps is None:
+                ps = st.params[name] = ParamSync()
+            self._new_desired(tx, name, ps, tx.rules.param(name), value, ev.at)
+
+    def _new_desired(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules, value: float, at: datetime) -> None:
+        st = tx.state
+        rep = st.reported.get(name)
+        if pr.strategy is Strategy.PHYSICAL_WINS:
+            return  # evaluation makes desired follow reported
+        if pr.strategy is Strategy.MERGE and rep is not None and rep[1] >= at:
+            # Merge: the reported value is as new or newer (tie → reported wins).
+            self._follow_reported(tx, name, ps, "merge: reported is newer")
+            return
+        deviation = None if rep is None else abs(rep[0] - value)
+        if ps.hyst.force(deviation is None or deviation > pr.tolerance):
+            tx.change(f"conflict.{name}", not ps.hyst.in_conflict, ps.hyst.in_conflict)
+        if ps.command is not None and ps.command.status in (CommandStatus.PENDING, CommandStatus.RETRY_WAIT):
+            tx.change(f"command.{name}", ps.command.label(), f"{ps.command.command_id}:superseded")
+        ps.command = None
+        ps.driving = deviation is None or deviation > 0
+
+    def _on_ack(self, tx: _Tx, ev: AckEvent) -> None:
+        st, ack = tx.state, ev.ack
+        tx.advance(ev.at)
+        name = ack.command_id.rsplit(":", 1)[-1]
+        ps = st.params.get(name)
+        cmd = None if ps is None else ps.command
+        if ps is None or cmd is None or cmd.command_id != ack.command_id:
+            return  # an ack of a superseded or unknown command: nothing to do
+        if cmd.status not in (CommandStatus.PENDING, CommandStatus.RETRY_WAIT):
+            return  # duplicate ack
+        old = cmd.label()
+        pr = tx.rules.param(name)
+        if ack.status == "applied":
+            cmd.status = CommandStatus.APPLIED
+            cmd.acked_at = ack.applied_at or ev.at
+            cmd.retry_at = None
+            tx.change(f"command.{name}", old, cmd.label())
+        elif ack.status == "rejected":
+            cmd.status = CommandStatus.GIVEN_UP
+            cmd.error = ack.error
+            tx.change(f"command.{name}", old, cmd.label())
+            tx.desync(
+                "command_rejected",
+                tx.next_version,
+                parameter=name,
+                command_id=cmd.command_id,
+                value=cmd.value,
+                error=ack.error,
+            )
+        else:
+            self._failed(tx, name, ps, pr, ack.error or ack.status)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, tx: _Tx) -> None:
+        st, now = tx.state, tx.now
+        for name, ps in st.params.items():
+            pr = tx.rules.param(name)
+            if pr.strategy is Strategy.PHYSICAL_WINS:
+                self._follow_reported(tx, name, ps, None)
+                synced = True
+            else:
+                rep = st.reported.get(name)
+                deviation = None if rep is None else abs(rep[0] - st.desired[name][0])
+                if ps.hyst.update(deviation, now, pr.tolerance, pr.clear_tolerance, pr.hold_time_s):
+                    tx.change(f"conflict.{name}", not ps.hyst.in_conflict, ps.hyst.in_conflict)
+                self._drive(tx, name, ps, pr)
+                cmd = ps.command
+                synced = not ps.hyst.in_conflict and (
+                    not pr.critical or cmd is None or cmd.status is CommandStatus.APPLIED
+                )
+            if synced != ps.synced:
+                ps.synced = synced
+                tx.change(f"in_sync.{name}", not synced, synced)
+                if synced:
+                    ps.driving = False
+                    reached = ps.hyst.switch_started or now
+                    if pr.critical and ps.command is not None and ps.command.acked_at is not None:
+                        reached = max(reached, ps.command.acked_at)
+                    ps.reached_at = reached
+        self._update_status(tx)
+        st.consistency_score = consistency_score(st, tx.rules)
+
+    def _drive(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules) -> None:
+        st, now = tx.state, tx.now
+        can_send = st.mode == "normal"
+        cmd = ps.command
+        if cmd is not None and cmd.status is CommandStatus.PENDING and now >= cmd.deadline:
+            if not pr.critical and not ps.hyst.in_conflict:
+                # Eventual consistency: the device got there, only the ack is missing; no retry.
+                old = cmd.label()
+                cmd.status = CommandStatus.REACHED
+                tx.change(f"command.{name}", old, cmd.label())
+            else:
+                self._failed(tx, name, ps, pr, "ack timeout")
+        if cmd is not None and cmd.status is CommandStatus.RETRY_WAIT and can_send:
+            assert cmd.retry_at is not None
+            if now >= cmd.retry_at:
+                self._issue(tx, name, ps, pr, cmd.attempt + 1)
+        if ps.driving and ps.command is None and can_send:
+            self._issue(tx, name, ps, pr, 1)
+        cmd = ps.command
+        if pr.strategy is Strategy.MERGE:
+            gave_up = cmd is not None and cmd.status is CommandStatus.GIVEN_UP
+            if gave_up or (not ps.driving and ps.hyst.in_conflict):
+                if gave_up:
+                    ps.command = None
+                # Merge: the device did not follow, or it changed after converging → reported is newer.
+                self._follow_reported(tx, name, ps, "merge: reported is newer")
+        elif not ps.driving and ps.hyst.in_conflict:
+            # digital_wins: the device drifted after converging → drive it back (a new episode).
+            ps.driving = True
+            ps.command = None
+            if can_send:
+                self._issue(tx, name, ps, pr, 1)
+
+    def _issue(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules, attempt: int) -> None:
+        st, now = tx.state, tx.now
+        value = st.desired[name][0]
+        command_id = f"{st.twin_id}:{tx.next_version}:{name}"
+        deadline = now + timedelta(seconds=pr.ack_timeout_s)
+        old = None if ps.command is None else ps.command.label()
+        ps.command = CommandState(command_id, value, attempt, now, deadline)
+        tx.change(f"command.{name}", old, ps.command.label())
+        tx.out.append(Command(command_id, st.twin_id, name, value, now, deadline))
+
+    def _failed(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules, error: str) -> None:
+        cmd = ps.command
+        assert cmd is not None
+        old = cmd.label()
+        cmd.error = error
+        if cmd.attempt < pr.max_attempts:
+            cmd.status = CommandStatus.RETRY_WAIT
+            cmd.retry_at = tx.now + timedelta(seconds=pr.backoff_s(cmd.attempt))
+        else:
+            cmd.status = CommandStatus.GIVEN_UP
+            tx.desync(
+                "command_failed",
+                tx.next_version,
+                parameter=name,
+                command_id=cmd.command_id,
+                value=cmd.value,
+                attempts=cmd.attempt,
+                error=error,
+            )
+        tx.change(f"command.{name}", old, cmd.label())
+
+    def _follow_reported(self, tx: _Tx, name: str, ps: ParamSync, why: str | None) -> None:
+        st = tx.state
+        rep = st.reported.get(name)
+        if rep is not None and rep[0] != st.desired[name][0]:
+            tx.change(f"desired.{name}", st.desired[name][0], rep[0])
+            st.desired[name] = (rep[0], rep[1], why or "physical_wins")
+            if why is not None:  # merge: the machine overrode a desired value (physical_wins only mirrors)
+                tx.desired_changed = True
+        ps.driving = False
+        if ps.hyst.force(False):
+            tx.change(f"conflict.{name}", True, False)
+
+    def _update_status(self, tx: _Tx) -> None:
+        st, now = tx.state, tx.now
+        if st.mode != "normal":
+            new = Status(st.mode)
+        else:
+            new = Status.SYNCHRONIZED if all(p.synced for p in st.params.values()) else Status.DESYNCED
+        old = st.status
+        if new != old:
+            tx.change("status", old.value, new.value)
+            st.status = new
+            if new is Status.DESYNCED:
+                st.desync_since = now
+                st.escalated = False
+            elif new is Status.SYNCHRONIZED:
+                if old is Status.DESYNCED and st.desync_since is not None:
+                    reached = max((p.reached_at for p in st.params.values() if p.reached_at), default=now)
+                    latency = max((reached - st.desync_since).total_seconds() * 1000.0, 0.0)
+                    tx.change("sync_latency_ms", st.sync_latency_ms, latency)
+                    st.sync_latency_ms = latency
+                tx.change("last_sync_time", st.last_sync_time, now)
+                st.last_sync_time = now
+                st.desync_since = None
+            else:
+                st.desync_since = None  # maintenance/simulating: the desync clock restarts afterwards
+        if (
+            st.status is Status.DESYNCED
+            and not st.escalated
+            and st.desync_since is not None
+            and (now - st.desync_since).total_seconds() >= tx.rules.max_desync_time_s
+        ):
+            st.escalated = True
+            tx.change("escalated", False, True)
+            tx.desync(
+                "desync",
+                tx.next_version,
+                since=st.desync_since,
+                duration_s=(now - st.desync_since).total_seconds(),
+                max_desync_time_s=tx.rules.max_desync_time_s,
+                parameters=sorted(k for k, p in st.params.items() if not p.synced),
+            )
+
+
+def consistency_score(st: TwinState, rules: TwinRules) -> float:
+    """How closely the twin matches its machine, in [0, 1] (1 = fully consistent).
+
+    Over the parameters that have a desired value, a weighted mean (critical weight 2, others 1)
+    of ``closeness × acknowledged``: closeness is 1 within tolerance, else tolerance / |delta|
+    (0 when there is no reported value, or tolerance is 0 and the values differ); acknowledged
+    is 0.5 for a critical parameter whose current command is not yet acknowledged, else 1.
+    physical_wins parameters count as 1. No such parameter: 1.
+    """
+    num = den = 0.0
+    for name, ps in st.params.items():
+        pr = rules.param(name)
+        weight = 2.0 if pr.critical else 1.0
+        den += weight
+        if pr.strategy is Strategy.PHYSICAL_WINS:
+            num += weight
+            continue
+        rep = st.reported.get(name)
+        if rep is None:
+            continue
+        dev = abs(rep[0] - st.desired[name][0])
+        closeness = 1.0 if dev <= pr.tolerance else (pr.tolerance / dev if pr.tolerance > 0 else 0.0)
+        cmd = ps.command
+        acked = 0.5 if pr.critical and cmd is not None and cmd.status is not CommandStatus.APPLIED else 1.0
+        num += weight * closeness * acked
+    return round(num / den, 6) if den else 1.0

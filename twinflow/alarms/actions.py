@@ -1,0 +1,96 @@
+"""People's actions on alerts, shared by ``twinflow alerts`` and the HTTP API.
+
+An action is checked against the alert's row (it exists, it is not resolved, shelving has an expiry
+in the future and a reason), published to ``twin.alert_actions`` for the alerts flow (which applies
+it to the lifecycle and writes a new version) and applied to the row at once, so a list shows it
+before the flow has caught up. Refusals raise :class:`ActionRefused` with an HTTP-like status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.postgres.alerts_store import AlertStore
+from operators.records.alerts import ACTIONS, AlertAction, encode
+from twinflow.settings import Settings
+
+Publish = Callable[[str, str, bytes], None]  # (topic, key, value); raises unless Kafka acknowledged it
+PAST = {
+    "ack": "acknowledged",
+    "resolve": "resolved",
+    "shelve": "shelved",
+    "unshelve": "unshelved",
+    "out_of_service": "taken out of service",
+    "in_service": "returned to service",
+}
+
+
+class ActionRefused(Exception):
+    """The action cannot apply; ``status`` is 404 (no such alert), 409 (its state) or 422 (the request)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.detail = status, reason, detail
+
+
+@dataclass(frozen=True)
+class Done:
+    alert: dict[str, Any]  # the row after the immediate update
+    changed: bool  # False: nothing to do (e.g. already acknowledged)
+    message: str
+
+
+def act(
+    settings: Settings,
+    store: AlertStore,
+    publish: Publish,
+    alert_id: str,
+    action: str,
+    by: str,
+    *,
+    until: datetime | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> Done:
+    """Check, publish and record one action; see the module docs."""
+    if action not in ACTIONS:
+        raise ActionRefused(422, "unknown_action", f"action {action!r}: use one of {', '.join(ACTIONS)}")
+    now = now or datetime.now(UTC)
+    row = store.get_alert(alert_id)
+    if row is None:
+        raise ActionRefused(404, "no_such_alert", f"no alert {alert_id!r}")
+    if row["state"] == "resolved":
+        raise ActionRefused(409, "resolved", f"alert {alert_id} is already resolved ({row['resolved_by']})")
+    if action == "ack" and row["state"] == "acknowledged":
+        return Done(row, False, f"alert {alert_id} was already acknowledged by {row['acked_by']}")
+    if action == "shelve":
+        longest = settings.alerts.rules.max_shelve_s
+        if until is None or until.tzinfo is None:
+            raise ActionRefused(422, "no_expiry", "shelving needs an expiry with a time zone (`until`)")
+        if until <= now:
+            raise ActionRefused(422, "expiry_in_past", f"shelving expiry {until.isoformat()} is not in the future")
+        if until > now + timedelta(seconds=longest):
+            limit = f"shelving lasts at most {longest:g} s (alerts.rules.max_shelve_s)"
+            raise ActionRefused(422, "expiry_too_far", limit)
+        if not note.strip():
+            raise ActionRefused(422, "no_reason", "shelving needs a reason")
+    if action == "unshelve" and row["shelved_until"] is None:
+        raise ActionRefused(409, "not_shelved", f"alert {alert_id} is not shelved")
+    if action == "in_service" and not row["out_of_service"]:
+        raise ActionRefused(409, "in_service", f"alert {alert_id} is not out of service")
+    record = AlertAction(
+        alert_id=alert_id,
+        twin_id=row["twin_id"],
+        action=action,  # type: ignore[arg-type]
+        by=by,
+        ts=now,
+        note=note,
+        until=until,
+    )
+    publish(settings.alerts.actions_topic, row["twin_id"], encode(record))
+    store.record_action(alert_id, action, by, now, until=until, note=note)
+    after = store.get_alert(alert_id) or row
+    return Done(after, True, f"alert {alert_id} ({row['twin_id']}, {row['kind']}) {PAST[action]} by {by}")

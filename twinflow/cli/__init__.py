@@ -1,0 +1,1 @@
+"""The ``twinflow`` command line, one module per command group."""

@@ -1,0 +1,242 @@
+"""``twinflow alerts list | ack | resolve | shelve | unshelve | out-of-service | in-service | metrics |
+maintenance TWIN on|off``.
+
+An action is published to ``twin.alert_actions`` (the alerts flow applies it to the alert's
+lifecycle and writes a new version) and applied to the database row at once, so ``list`` shows
+it even before the flow has caught up (twinflow/alarms/actions.py, shared with the HTTP API).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twinflow.cli.support import err_console, publish_or_exit, settings_or_exit
+from twinflow.settings import Settings
+
+alerts_app = typer.Typer(help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True)
+console = Console()
+
+STATES = {
+    "active": ["open", "acknowledged"],
+    "open": ["open"],
+    "acknowledged": ["acknowledged"],
+    "resolved": ["resolved"],
+    "all": ["open", "acknowledged", "resolved"],
+}
+# ISA-18.2 states (`--state shelved` …) select on isa_state among alerts that are not resolved.
+ISA_FILTERS = ("unack_active", "ack_active", "unack_cleared", "shelved", "suppressed", "out_of_service")
+SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
+
+
+def _store(s: Settings):
+    from connectors.postgres.alerts_store import AlertStore
+
+    return AlertStore(s.postgres.conninfo(), max_attempts=3)
+
+
+@alerts_app.command("list")
+def list_alerts(
+    state: str = typer.Option("active", help="active (open + acknowledged), open, acknowledged, resolved, all."),
+    twin: str = typer.Option(None, help="Only this twin."),
+    limit: int = typer.Option(50, help="At most this many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Show alerts with severity, state (ISA-18.2), who acknowledged them and the explanation."""
+    if state not in STATES and state not in ISA_FILTERS:
+        err_console.print(f"[red]--state {state!r}: use one of {', '.join([*STATES, *ISA_FILTERS])}[/red]")
+        raise typer.Exit(2)
+    store = _store(settings_or_exit())
+    if state in ISA_FILTERS:
+        rows = store.list_alerts(states=STATES["active"], twin_id=twin, limit=limit, isa_states=[state])
+    else:
+        rows = store.list_alerts(states=STATES[state], twin_id=twin, limit=limit)
+    store.close()
+    if as_json:
+        for r in rows:
+            console.print_json(json.dumps(r, default=str), indent=None)
+        return
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=15)
+    for name in ("twin", "kind", "severity", "state", "ISA-18.2", "opened (UTC)", "acked by", "summary"):
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        sev = r["severity"] + (f" ↑{r['escalation_level']}" if r["escalation_level"] else "")
+        table.add_row(
+            r["alert_id"],
+            r["twin_id"],
+            r["kind"] + (" (chattering)" if r["flapping"] else "") + (" (standing)" if r["standing"] else ""),
+            f"[{SEVERITY_STYLE[r['severity']]}]{sev}[/]",
+            r["state"],
+            _isa_label(r),
+            r["opened_at"].astimezone(UTC).strftime("%m-%d %H:%M:%S"),
+            r["acked_by"] or "",
+            r["summary"],
+        )
+    console.print(table)
+    console.print(f"{len(rows)} alert(s)")
+
+
+def _isa_label(r: dict) -> str:
+    label = r["isa_state"]
+    if r["shelved_until"] is not None:
+        label += f" until {r['shelved_until'].astimezone(UTC):%m-%d %H:%M} ({r['shelve_reason']})"
+    if r["suppressed_by"]:
+        label += f" by {r['suppressed_by']}"
+    return label
+
+
+def _act(alert_id: str, action: str, by: str, *, until: datetime | None = None, note: str = "") -> None:
+    from twinflow.alarms.actions import ActionRefused, act
+
+    s = settings_or_exit()
+    store = _store(s)
+
+    def publish(topic: str, key: str, value: bytes) -> None:
+        publish_or_exit(s, topic, key, value, f"{action} of {alert_id}")
+
+    try:
+        done = act(s, store, publish, alert_id, action, by, until=until, note=note)
+    except ActionRefused as exc:
+        hint = "; `twinflow alerts list --state all` shows the ids" if exc.status == 404 else ""
+        err_console.print(f"[red]{exc.detail}{hint}[/red]")
+        raise typer.Exit(1 if exc.status in (404, 409) else 2) from None
+    finally:
+        store.close()
+    console.print(done.message)
+
+
+@alerts_app.command("ack")
+def ack(
+    alert_id: str = typer.Argument(..., help="Alert id (see `twinflow alerts list`)."),
+    by: str = typer.Option(..., "--by", help="Who acknowledges it."),
+) -> None:
+    """Acknowledge an open alert: someone is on it (stops escalation)."""
+    _act(alert_id, "ack", by)
+
+
+@alerts_app.command("resolve")
+def resolve(
+    alert_id: str = typer.Argument(..., help="Alert id (see `twinflow alerts list`)."),
+    by: str = typer.Option(..., "--by", help="Who resolves it."),
+) -> None:
+    """Resolve an alert by hand (it would otherwise resolve when its condition clears)."""
+    _act(alert_id, "resolve", by)
+
+
+def _duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``8h`` → a timedelta; clear error otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    except (KeyError, ValueError, IndexError):
+        raise typer.BadParameter(f"{text!r}: write a number and a unit, e.g. 90s, 30m, 8h") from None
+
+
+@alerts_app.command("shelve")
+def shelve(
+    alert_id: str = typer.Argument(..., help="Alert id (see `twinflow alerts list`)."),
+    duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 8h (at most alerts.rules.max_shelve_s)."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept with the alert)."),
+    by: str = typer.Option(..., "--by", help="Who shelves it."),
+) -> None:
+    """Shelve an alarm (ISA-18.2): hidden and not escalated until it expires; then, if still active, it is
+    annunciated again."""
+    _act(alert_id, "shelve", by, until=datetime.now(UTC) + _duration(duration), note=reason)
+
+
+@alerts_app.command("unshelve")
+def unshelve(
+    alert_id: str = typer.Argument(..., help="Alert id."),
+    by: str = typer.Option(..., "--by", help="Who unshelves it."),
+) -> None:
+    """End shelving now (an alarm still active is annunciated again)."""
+    _act(alert_id, "unshelve", by)
+
+
+@alerts_app.command("out-of-service")
+def out_of_service(
+    alert_id: str = typer.Argument(..., help="Alert id: its twin and kind are taken out of service."),
+    by: str = typer.Option(..., "--by", help="Who."),
+    reason: str = typer.Option("", "--reason", help="Why."),
+) -> None:
+    """Take an alarm (this alert's twin × kind) out of service: nothing of it opens until returned."""
+    _act(alert_id, "out_of_service", by, note=reason)
+
+
+@alerts_app.command("in-service")
+def in_service(
+    alert_id: str = typer.Argument(..., help="The alert id it was taken out of service with."),
+    by: str = typer.Option(..., "--by", help="Who."),
+) -> None:
+    """Return an alarm to service."""
+    _act(alert_id, "in_service", by)
+
+
+@alerts_app.command("metrics")
+def metrics(
+    hours: float = typer.Option(24.0, "--hours", min=0.01, help="The period: the last N hours."),
+    operators: int = typer.Option(None, "--operators", min=1, help="Operator positions (default alerts.operators)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Alarm-system performance (ISA-18.2): alarms per operator-hour, the busiest 10 minutes, floods."""
+    from twinflow.alarms.metrics import alarm_rate
+
+    s = settings_or_exit()
+    until = datetime.now(UTC)
+    m = alarm_rate(s.postgres.conninfo(), until - timedelta(hours=hours), until, operators or s.alerts.operators)
+    if as_json:
+        console.print_json(json.dumps(m, default=str))
+        return
+    console.print(
+        f"last {hours:g} h, {m['operators']} operator position(s): {m['annunciated']} alarms annunciated, "
+        f"{m['per_operator_hour']:.2f} per operator-hour (ISA-18.2 target ≤ 6 acceptable, ≤ 12 manageable), "
+        f"busiest 10 min {m['peak_10min_per_operator']:g} per operator, {m['flood_periods']} flood period(s) "
+        "(> 10 per operator in 10 min)"
+    )
+
+
+@alerts_app.command("maintenance")
+def maintenance(
+    twin_id: str = typer.Argument(..., help="The twin."),
+    state: str = typer.Argument(..., help="on (maintenance) or off (normal)."),
+    reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
+    by: str = typer.Option(None, "--by", hidden=True, help="Ignored: who asks is the subject of your signing key."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the twin flow's verdict."),
+) -> None:
+    """Alias of `twinflow twin mode TWIN maintenance|normal`: no alerts open or escalate in maintenance."""
+    from twinflow.cli.twin import send_request
+
+    if state not in ("on", "off"):
+        err_console.print(f"[red]state {state!r}: use on or off[/red]")
+        raise typer.Exit(2)
+    if by is not None:
+        err_console.print("note: --by is ignored; the request is signed as the subject of security.key_file")
+    send_request(twin_id, {}, mode="maintenance" if state == "on" else "normal", reason=reason, timeout=timeout)
+
+
+@alerts_app.command("run")
+def run(
+    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
+    recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
+    tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
+    reorder_window: float | None = typer.Option(
+        None,
+        "--reorder-window",
+        min=0,
+        help="Cross-topic reorder window in seconds (alerts.rules.reorder_window_s); for a replay "
+        "from the beginning without recovery use --no-tail and a window covering the replayed span.",
+    ),
+) -> None:
+    """Run the alerts flow (same as `twinflow run alerts`)."""
+    import os
+
+    from twinflow.cli.run import run as run_flow
+
+    if reorder_window is not None:
+        os.environ["TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S"] = str(reorder_window)
+    run_flow("alerts", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail)

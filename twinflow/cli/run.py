@@ -1,0 +1,77 @@
+"""`twinflow run FLOW`: one dataflow in this process or a local cluster (also `twinflow twin run`,
+`twinflow alerts run`)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from twinflow.cli.support import err_console, settings_or_exit, setup_logging
+
+FLOWS = {
+    "pipeline": "ingest, reconciliation and models in one flow, telemetry.raw read once (docs/performance.md)",
+    "telemetry": "validate telemetry.raw, rows to PostgreSQL, rejects to the DLQ",
+    "twin": "reconcile reported/desired state, event-time windows (docs/reconciliation.md)",
+    "models": "online anomaly scores and forecasts per twin (docs/ml.md)",
+    "alerts": "alert lifecycle, database and webhook (docs/alerts.md)",
+}
+
+
+def run(
+    flow: str = typer.Argument("telemetry", help="Which flow: " + ", ".join(FLOWS) + "."),
+    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
+    processes: int = typer.Option(1, "-p", "--processes", help="Start a local cluster of N processes."),
+    process_id: int = typer.Option(None, "-i", "--process-id", help="This process' index in a cluster."),
+    addresses: str = typer.Option(None, "-a", "--addresses", help="host:port;… of all cluster processes."),
+    recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
+    tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
+) -> None:
+    """Run a dataflow until stopped: SIGTERM or Ctrl-C commits the epoch in progress and exits 0
+    within 10 s (docs/operations.md).
+
+    Same as python -m bytewax.run "twinflow.dataflows:<flow>()"; recovery state is kept in
+    <stack dir>/recovery/<flow> unless flow.recovery_dir is set (then <dir>/<flow>).
+    """
+    import importlib
+
+    from connectors.stopping import stop_on_signals
+    from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
+
+    stop_on_signals()  # from the start: a stop during start-up is clean too
+
+    if flow not in FLOWS:
+        err_console.print(f"[red]unknown flow {flow!r}: choose one of {', '.join(FLOWS)}[/red]")
+        raise typer.Exit(2)
+    s = settings_or_exit()
+    if processes > 1 and process_id is None:
+        child = [sys.executable, "-m", "twinflow.cli.main", "run", flow, "-w", str(workers)]
+        child += ["--recovery" if recovery else "--no-recovery", "--tail" if tail else "--no-tail"]
+        raise typer.Exit(run_local_cluster(child, processes))
+    setup_logging()
+    peers = addresses.split(";") if addresses else None
+    if (process_id is None) != (peers is None):
+        err_console.print("[red]-i/--process-id and -a/--addresses go together (docs/performance.md)[/red]")
+        raise typer.Exit(2)
+    rdir = None
+    if recovery:
+        base = s.flow.recovery_dir or (s.stack.dir / "recovery")
+        try:
+            rdir = ensure_recovery_dir(base / flow, process_id=process_id or 0, processes=len(peers or [None]))
+        except ValueError as exc:
+            err_console.print(f"[red]-i {process_id}: {exc} (-a lists {len(peers or [])} addresses)[/red]")
+            raise typer.Exit(2) from exc
+    module = importlib.import_module(f"flows.{flow}")
+    logging.getLogger("twinflow.run").info("flow %s starting (recovery: %s)", flow, rdir or "off")
+    code = run_in_process(
+        lambda: module.build_flow(s, tail=tail),
+        workers=workers,
+        process_id=process_id,
+        addresses=peers,
+        recovery_dir=rdir,
+        snapshot_interval_s=s.flow.snapshot_interval_s,
+        gc_gen0_threshold=s.flow.gc_gen0_threshold,
+        epoch_without_recovery_s=s.flow.epoch_without_recovery_s,
+    )
+    raise typer.Exit(code)

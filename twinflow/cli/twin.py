@@ -1,0 +1,199 @@
+"""``twinflow twin …``: desired values and the mode (signed, through the gate), a twin's state, the flow."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from twinflow.cli.support import err_console, settings_or_exit
+from twinflow.settings import PROJECT_ROOT, Settings
+
+twin_app = typer.Typer(help="Twin state: desired values, current and past state.", no_args_is_help=True)
+console = Console()
+
+QUERIES_DIR = PROJECT_ROOT / "sql" / "queries"
+CURRENT_SQL = "SELECT * FROM twin_state_current WHERE twin_id = %(twin_id)s"
+
+
+def named_query(name: str) -> str:
+    """The text of ``sql/queries/<name>.sql``."""
+    return (QUERIES_DIR / f"{name}.sql").read_text()
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, float | bool]:
+    """``["speed=1200", "run=true"]`` → ``{"speed": 1200.0, "run": True}``; clear errors otherwise."""
+    from operators.records.commands import parse_value
+
+    values: dict[str, float | bool] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{pair!r}: write param=value, e.g. speed=1200")
+        try:
+            values[name.strip()] = parse_value(raw)
+        except ValueError:
+            raise typer.BadParameter(f"{pair!r}: {raw!r} is not a number nor true/false") from None
+    return values
+
+
+def load_state(settings: Settings, twin_id: str, at: datetime | None = None) -> dict[str, Any] | None:
+    """The twin's newest state, or its state as of ``at`` (``sql/queries/twin_state_at.sql``)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    sql = CURRENT_SQL if at is None else named_query("twin_state_at")
+    with psycopg.connect(settings.postgres.conninfo(), row_factory=dict_row) as conn:
+        return conn.execute(sql, {"twin_id": twin_id, "at": at}).fetchone()
+
+
+MODES = ("normal", "maintenance", "simulating")
+_TIMEOUT = typer.Option(30.0, "--timeout", help="Seconds to wait for the twin flow's verdict.")
+_ASSIGNMENTS = typer.Argument(..., help="param=value pairs, e.g. speed_sp_rpm=1200.")
+_NO_WAIT = typer.Option(False, "--no-wait", help="Send and return without waiting for the verdict.")
+
+
+def send_request(
+    twin_id: str,
+    values: dict[str, float],
+    *,
+    mode: str | None = None,
+    expect_version: int | None = None,
+    reason: str = "",
+    timeout: float = 30.0,
+) -> dict[str, Any] | None:
+    """Sign and send one request, print the verdict; exit non-zero unless it was applied.
+
+    Exit codes: 0 applied (or sent with ``timeout`` 0), 2 not sent (no key, invalid input), 3 denied,
+    4 no verdict within ``timeout``."""
+    from twinflow.desired_client import RequestError, explain, request, timeout_hint
+
+    s = settings_or_exit()
+    try:
+        request_id, verdict = request(
+            s, twin_id, values, mode=mode, expect_version=expect_version, reason=reason, timeout=timeout
+        )
+    except RequestError as exc:
+        err_console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    if timeout <= 0:
+        console.print(f"sent request {request_id} to {s.twin.desired_topic} (not waiting for the verdict)")
+        return None
+    if verdict is None:
+        err_console.print(f"[red]{escape(timeout_hint(s, request_id, timeout))}[/red]")
+        raise typer.Exit(4)
+    line = escape(explain(verdict))
+    if verdict["decision"] != "applied":
+        err_console.print(f"[red]{line}[/red]", highlight=False)
+        raise typer.Exit(3)
+    console.print(line, highlight=False)
+    return verdict
+
+
+@twin_app.command("set-desired")
+def set_desired(
+    twin_id: str = typer.Argument(..., help="The twin, e.g. pump-001."),
+    assignments: list[str] = _ASSIGNMENTS,
+    expect_version: int = typer.Option(
+        None, "--expect-version", help="Refuse unless the twin's desired version (see `twin show`) is this."
+    ),
+    reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
+    timeout: float = _TIMEOUT,
+    no_wait: bool = _NO_WAIT,
+) -> None:
+    """Ask for new desired values: signed with your key, decided by the twin flow's gate, audited.
+
+    Prints the verdict: `applied: …` (exit 0) or `denied: <reason> <detail>` (exit 3)."""
+    values = parse_assignments(assignments)
+    send_request(twin_id, values, expect_version=expect_version, reason=reason, timeout=0 if no_wait else timeout)
+
+
+@twin_app.command("mode")
+def set_mode(
+    twin_id: str = typer.Argument(..., help="The twin, e.g. pump-001."),
+    mode: str = typer.Argument(..., help="normal, maintenance or simulating."),
+    reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
+    expect_version: int = typer.Option(None, "--expect-version", help="Refuse unless at this desired version."),
+    timeout: float = _TIMEOUT,
+    no_wait: bool = _NO_WAIT,
+) -> None:
+    """Put a twin into maintenance or simulating, or back to normal (the one switch; docs/reconciliation.md).
+
+    In maintenance no alert opens, models do not learn and commands are held; in simulating models
+    do not learn and commands are held. Authorised and audited like any desired change."""
+    if mode not in MODES:
+        err_console.print(f"[red]mode {mode!r}: use {', '.join(MODES)}[/red]")
+        raise typer.Exit(2)
+    send_request(
+        twin_id, {}, mode=mode, expect_version=expect_version, reason=reason, timeout=0 if no_wait else timeout
+    )
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"--at {text!r}: use ISO 8601, e.g. 2026-11-25T08:00:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@twin_app.command("show")
+def show(
+    twin_id: str = typer.Argument(..., help="The twin, e.g. pump-001."),
+    at: str = typer.Option(None, "--at", help="Show the state as of this time (ISO 8601)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the row as JSON."),
+) -> None:
+    """Show a twin's state from the database (now, or as of --at)."""
+    s = settings_or_exit()
+    row = load_state(s, twin_id, _parse_time(at) if at else None)
+    if row is None:
+        err_console.print(f"no state for twin {twin_id!r}" + (f" at or before {at}" if at else ""))
+        raise typer.Exit(1)
+    if as_json:
+        console.print_json(json.dumps(row, default=str))
+        return
+    console.print(
+        f"[bold]{row['twin_id']}[/bold] version {row['version']}, desired version {row['desired_version']} "
+        f"at {row['event_time']} — "
+        f"{row['status']} (mode {row['mode']}, consistency {row['consistency_score']:.3f}, "
+        f"sync latency {row['sync_latency_ms']} ms, last sync {row['last_sync_time']})"
+    )
+    table = Table("parameter", "reported", "desired", "delta", "in sync", "command")
+    names = sorted(set(row["reported"]) | set(row["desired"]))
+    for name in names:
+        rep, des = row["reported"].get(name), row["desired"].get(name)
+        cmd = row["commands"].get(name)
+        table.add_row(
+            name,
+            "" if rep is None else _shown(rep["value"]),
+            "" if des is None else _shown(des["value"]),
+            "" if name not in row["delta"] else f"{row['delta'][name]:g}",
+            "no" if name in row["conflicts"] else "yes",
+            "" if cmd is None else f"{cmd['status']} (attempt {cmd['attempt']})",
+        )
+    console.print(table)
+    console.print(f"last change: {json.dumps(row['change'], default=str)}")
+
+
+def _shown(value: float | bool | None) -> str:
+    """A reported or desired value as people write it: ``1200``, ``true``, ``-`` (no value)."""
+    if value is None:
+        return "-"
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}"
+
+
+@twin_app.command("run")
+def run(
+    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
+    recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
+    tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
+) -> None:
+    """Run the twin flow (same as `twinflow run twin`)."""
+    from twinflow.cli.run import run as run_flow
+
+    run_flow("twin", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail)

@@ -1,0 +1,1 @@
+"""``twinflow demo``: the simulated plant, the publisher run, the report and fault scoring."""
