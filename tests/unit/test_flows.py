@@ -32,7 +32,14 @@ from operators.twin.desired_gate import MemoryStore
 from tests.twin_kafka import envelope
 from twinflow.settings import Settings
 
-T0 = (datetime.now(UTC) - timedelta(minutes=2)).replace(microsecond=0)  # recent: within the readings' limits
+T0 = datetime.now(UTC)  # set again for each test (below): recent, so readings and signed requests are fresh
+
+
+@pytest.fixture(autouse=True)
+def _recent_t0() -> None:
+    """T0 two minutes before the test runs, not before collection (a long suite would make requests stale)."""
+    global T0
+    T0 = (datetime.now(UTC) - timedelta(minutes=2)).replace(microsecond=0)
 
 
 class Messages:
