@@ -155,7 +155,7 @@ def run_flow(flow: str, code: Path, env: dict[str, str]) -> tuple[float, float]:
     stats, stop = ProcStats(), threading.Event()
     start = time.perf_counter()
     proc = subprocess.Popen(
-        flow_command(flow, tail=False),
+        flow_command(flow, tail=False, checkout=code),
         cwd=code,
         env={**for_checkout(env, code), "PYTHONPATH": str(code)},
         stdout=subprocess.DEVNULL,

@@ -7,13 +7,20 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import psutil
 
 
-def flow_command(flow: str, *, tail: bool) -> list[str]:
-    """``twinflow run FLOW`` without recovery, tailing the topics or stopping at their end."""
-    return [sys.executable, "-m", "twinflow.cli.main", "run", flow, "--tail" if tail else "--no-tail", "--no-recovery"]
+def flow_command(flow: str, *, tail: bool, checkout: Path | None = None) -> list[str]:
+    """``twinflow run FLOW`` without recovery, tailing the topics or stopping at their end.
+
+    ``checkout``: another checkout of the project (a baseline); one from before the CLI became a
+    package (``twinflow/cli.py``) is started as ``twinflow.cli``.
+    """
+    old_layout = checkout is not None and (checkout / "twinflow" / "cli.py").exists()
+    cli = "twinflow.cli" if old_layout else "twinflow.cli.main"
+    return [sys.executable, "-m", cli, "run", flow, "--tail" if tail else "--no-tail", "--no-recovery"]
 
 
 def usage(pid: int, *, children: bool = True) -> tuple[float, int]:
