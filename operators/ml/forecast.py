@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from river import stats
+import numpy as np
 
 from operators.ml.config import ForecastConfig
 
@@ -93,11 +93,57 @@ class Holt:
         return out
 
 
+class WindowQuantile:
+    """The ``q`` quantile of the last ``window_size`` values, as ``river.stats.RollingQuantile``
+    computes it (linear between the two nearest order statistics; the same float operations, so
+    the same numbers bit for bit: tests/unit/ml/test_step_many.py), kept in one float64 ring
+    (8 bytes per value; River's sorted window costs about 3.4 KiB at 200 values, outside Python's
+    heap). The quantile is selected when asked (:meth:`get`), not kept sorted on every update.
+
+    >>> w = WindowQuantile(0.5, window_size=3)
+    >>> for x in (5.0, 1.0, 3.0, 10.0):
+    ...     w.update(x)
+    >>> w.get()  # median of 1, 3, 10
+    3.0
+    """
+
+    __slots__ = ("q", "values", "n")
+
+    def __init__(self, q: float, window_size: int) -> None:
+        self.q = q
+        self.values = np.zeros(window_size)
+        self.n = 0  # values seen (the ring's write position is n % window_size)
+
+    def update(self, x: float) -> None:
+        self.values[self.n % len(self.values)] = x
+        self.n += 1
+
+    def get(self) -> float | None:
+        if not self.n:
+            return None
+        size = min(self.n, len(self.values))
+        idx = self.q * (size - 1)
+        lower = math.floor(idx)
+        higher = min(lower + 1, size - 1)
+        part = np.partition(self.values[:size], (lower, higher))
+        lo, hi = float(part[lower]), float(part[higher])
+        return lo + (hi - lo) * (idx - lower)
+
+    def __getstate__(self) -> tuple[float, np.ndarray, int]:
+        return self.q, self.values, self.n
+
+    def __setstate__(self, state: tuple[float, np.ndarray, int]) -> None:
+        self.q, self.values, self.n = state
+
+
 class _SensorModel:
+    """One sensor's forecaster. States written before :class:`WindowQuantile` hold River's
+    ``RollingQuantile`` in ``errors`` and keep it (same interface, same numbers)."""
+
     def __init__(self, cfg: ForecastConfig) -> None:
         self.model = Holt(cfg.alpha, cfg.beta)
         self.pending: deque[float] = deque(maxlen=cfg.horizon)  # forecasts awaiting their truth
-        self.errors = stats.RollingQuantile(cfg.coverage, window_size=cfg.window)
+        self.errors = WindowQuantile(cfg.coverage, window_size=cfg.window)
         self.n = 0
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -95,3 +95,42 @@ def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
             resumed.learn_one(y)
             rivers.learn_one(y)
         assert resumed.forecast_at(10) == rivers.forecast(10)[-1]
+
+
+def test_window_quantile_is_rivers_rolling_quantile_bit_for_bit() -> None:
+    """operators.ml.forecast.WindowQuantile replaces River's RollingQuantile (a float64 ring instead
+    of a sorted window): the same numbers on partial and full windows, ties, extreme q; a state
+    pickled with River's quantile inside resumes with it."""
+    import pickle
+
+    from river import stats
+
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import SensorForecasts, WindowQuantile
+
+    rng = random.Random(5)
+    for q, size in ((0.9, 200), (0.5, 1), (0.5, 2), (0.0, 7), (1.0, 7), (0.999, 30), (rng.random(), 50)):
+        ours, rivers = WindowQuantile(q, size), stats.RollingQuantile(q, window_size=size)
+        assert ours.get() is None
+        for _ in range(3 * size + 40):
+            x = rng.choice((rng.gauss(0, 1e3), float(rng.randint(0, 3))))
+            ours.update(x)
+            rivers.update(x)
+            assert ours.get() == rivers.get()
+        back = pickle.loads(pickle.dumps(ours))
+        assert (back.q, back.n, back.get()) == (ours.q, ours.n, ours.get())
+    cfg = ForecastConfig(horizon=3, window=20)
+    f, old = SensorForecasts(cfg), SensorForecasts(cfg)
+    ys = [20.0 + rng.gauss(0, 1) for _ in range(100)]
+    for y in ys[:50]:
+        f.update({"t": y})
+        old.update({"t": y})
+    old.models["t"].errors = rivers = stats.RollingQuantile(cfg.coverage, window_size=cfg.window)
+    ring = f.models["t"].errors
+    for i in range(ring.n - cfg.window, ring.n):  # the errors in time order (ring full after 50)
+        rivers.update(float(ring.values[i % cfg.window]))  # the same errors in River's quantile (an earlier version's state)
+    old = pickle.loads(pickle.dumps(old))
+    for y in ys[50:]:
+        f.update({"t": y})
+        old.update({"t": y})
+        assert f.forecast() == old.forecast()
