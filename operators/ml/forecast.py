@@ -137,19 +137,29 @@ class WindowQuantile:
 
 
 class _SensorModel:
-    """One sensor's forecaster. States written before :class:`WindowQuantile` hold River's
-    ``RollingQuantile`` in ``errors`` and keep it (same interface, same numbers)."""
+    """One sensor's forecaster. ``pending`` holds the last ``horizon`` forecasts awaiting their
+    truth in a plain list used as a ring (the one made at learned sample ``k`` at index
+    ``(k - 1) % horizon``): 8 bytes a slot, where a ``deque`` block costs 760 bytes.
+
+    States written by earlier versions resume: River's HoltWinters in ``model`` becomes
+    :class:`Holt`, a ``deque`` in ``pending`` becomes the ring, and River's ``RollingQuantile`` in
+    ``errors`` stays (same interface, same numbers as :class:`WindowQuantile`)."""
 
     def __init__(self, cfg: ForecastConfig) -> None:
         self.model = Holt(cfg.alpha, cfg.beta)
-        self.pending: deque[float] = deque(maxlen=cfg.horizon)  # forecasts awaiting their truth
+        self.pending: list[float] = []  # forecasts awaiting their truth (a ring, see above)
         self.errors = WindowQuantile(cfg.coverage, window_size=cfg.window)
         self.n = 0
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """A state from before :class:`Holt` holds River's HoltWinters: take over its level and trend."""
         if not isinstance(state.get("model"), Holt):
             state["model"] = Holt.of_river(state["model"])
+        pending = state.get("pending")
+        if isinstance(pending, deque):  # the k-th latest forecast goes to (n - 1 - k) % horizon
+            ring: list[Any] = [None] * len(pending)
+            for k, value in enumerate(reversed(pending)):
+                ring[(state["n"] - 1 - k) % (pending.maxlen or len(pending))] = value
+            state["pending"] = ring
         self.__dict__.update(state)
 
 
@@ -180,12 +190,16 @@ class SensorForecasts:
             m = models.get(name)
             if m is None:
                 m = models[name] = _SensorModel(self.config)
-            pending = m.pending
+            pending, slot = m.pending, m.n % h  # the ring's oldest forecast, then the new one's
             if calibrate and len(pending) == h:  # the forecast made h samples ago is for now
-                m.errors.update(abs(y - pending[0]))
+                m.errors.update(abs(y - pending[slot]))
             m.model.learn_one(y)
             m.n += 1
-            pending.append(m.model.forecast_at(h) if m.n >= 2 else y)
+            value = m.model.forecast_at(h) if m.n >= 2 else y
+            if len(pending) < h:
+                pending.append(value)
+            else:
+                pending[slot] = value
 
     def forecast(self) -> dict[str, SensorForecast]:
         """The latest ``horizon``-step forecast per sensor, with its interval (NaN until calibrated)."""
@@ -194,7 +208,7 @@ class SensorForecasts:
         for name, m in self.models.items():
             if not m.pending:
                 continue
-            value = m.pending[-1]
+            value = m.pending[(m.n - 1) % h]
             width = m.errors.get() if m.n > h else None
             w = math.nan if width is None else width
             out[name] = SensorForecast(h, value, value - w, value + w)

@@ -134,3 +134,31 @@ def test_window_quantile_is_rivers_rolling_quantile_bit_for_bit() -> None:
         f.update({"t": y})
         old.update({"t": y})
         assert f.forecast() == old.forecast()
+
+
+def test_forecasts_pending_in_a_deque_resume_from_the_ring() -> None:
+    """States pickled before the pending forecasts became a ring (a ``deque``) resume on the same
+    forecasts and intervals, whether the deque was full or not."""
+    import pickle
+    from collections import deque
+
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import SensorForecasts
+
+    rng = random.Random(8)
+    cfg = ForecastConfig(horizon=4, window=20)
+    ys = [20.0 + 0.1 * i + rng.gauss(0, 1) for i in range(80)]
+    for cut in (3, 4, 37):
+        f = SensorForecasts(cfg)
+        for y in ys[:cut]:
+            f.update({"t": y})
+        m = f.models["t"]
+        in_order = [m.pending[(m.n - len(m.pending) + i) % cfg.horizon] for i in range(len(m.pending))]
+        old = pickle.loads(pickle.dumps(f))
+        old.models["t"].__dict__["pending"] = deque(in_order, maxlen=cfg.horizon)  # the earlier layout
+        old = pickle.loads(pickle.dumps(old))
+        assert old.models["t"].pending == m.pending
+        for y in ys[cut:]:
+            f.update({"t": y})
+            old.update({"t": y})
+            assert repr(f.forecast()) == repr(old.forecast())  # NaN intervals before calibration
