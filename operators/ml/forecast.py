@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -96,8 +97,8 @@ class Holt:
 class WindowQuantile:
     """The ``q`` quantile of the last ``window_size`` values, as ``river.stats.RollingQuantile``
     computes it (linear between the two nearest order statistics; the same float operations, so
-    the same numbers bit for bit: tests/unit/ml/test_step_many.py), kept in one float64 ring
-    (8 bytes per value; River's sorted window costs about 3.4 KiB at 200 values, outside Python's
+    the same numbers bit for bit: tests/unit/ml/test_step_many.py), kept in one ring of
+    doubles (8 bytes per value; River's sorted window costs about 3.4 KiB at 200 values, outside Python's
     heap). The quantile is selected when asked (:meth:`get`), not kept sorted on every update.
 
     >>> w = WindowQuantile(0.5, window_size=3)
@@ -107,11 +108,11 @@ class WindowQuantile:
     3.0
     """
 
-    __slots__ = ("q", "values", "n")
+    __slots__ = ("n", "q", "values")
 
     def __init__(self, q: float, window_size: int) -> None:
         self.q = q
-        self.values = np.zeros(window_size)
+        self.values = array("d", bytes(8 * window_size))
         self.n = 0  # values seen (the ring's write position is n % window_size)
 
     def update(self, x: float) -> None:
@@ -125,14 +126,14 @@ class WindowQuantile:
         idx = self.q * (size - 1)
         lower = math.floor(idx)
         higher = min(lower + 1, size - 1)
-        part = np.partition(self.values[:size], (lower, higher))
+        part = np.partition(np.frombuffer(self.values, count=size), (lower, higher))
         lo, hi = float(part[lower]), float(part[higher])
         return lo + (hi - lo) * (idx - lower)
 
-    def __getstate__(self) -> tuple[float, np.ndarray, int]:
+    def __getstate__(self) -> tuple[float, array[float], int]:
         return self.q, self.values, self.n
 
-    def __setstate__(self, state: tuple[float, np.ndarray, int]) -> None:
+    def __setstate__(self, state: tuple[float, array[float], int]) -> None:
         self.q, self.values, self.n = state
 
 

@@ -128,7 +128,7 @@ def test_window_quantile_is_rivers_rolling_quantile_bit_for_bit() -> None:
     old.models["t"].errors = rivers = stats.RollingQuantile(cfg.coverage, window_size=cfg.window)
     ring = f.models["t"].errors
     for i in range(ring.n - cfg.window, ring.n):  # the errors in time order (ring full after 50)
-        rivers.update(float(ring.values[i % cfg.window]))  # the same errors in River's quantile (an earlier version's state)
+        rivers.update(float(ring.values[i % cfg.window]))  # as an earlier version kept them
     old = pickle.loads(pickle.dumps(old))
     for y in ys[50:]:
         f.update({"t": y})
