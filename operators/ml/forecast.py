@@ -35,6 +35,12 @@ class SensorForecast:
     high: float
 
 
+def slot_state(obj: Any) -> dict[str, Any]:
+    """A slotted object's state as the dict its earlier ``__dict__`` version pickled (snapshots of
+    either layout load into either)."""
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
 class Holt:
     """Holt's linear method (level + trend, additive, no season): the one-step recursion
 
@@ -54,6 +60,8 @@ class Holt:
     >>> m.forecast_at(1), m.forecast_at(3)
     (4.92375, 6.99625)
     """
+
+    __slots__ = ("alpha", "beta", "first", "level", "trend")  # no __dict__: ~290 bytes less per sensor
 
     def __init__(self, alpha: float, beta: float | None = None) -> None:
         self.alpha = alpha
@@ -82,6 +90,13 @@ class Holt:
         """The forecast ``h`` samples ahead (needs two learned values)."""
         assert self.level is not None, "Holt needs two values before it forecasts"
         return self.level + h * self.trend if self.trend is not None else self.level
+
+    def __getstate__(self) -> dict[str, Any]:
+        return slot_state(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     @classmethod
     def of_river(cls, model: Any) -> Holt:
@@ -146,6 +161,8 @@ class _SensorModel:
     :class:`Holt`, a ``deque`` in ``pending`` becomes the ring, and River's ``RollingQuantile`` in
     ``errors`` stays (same interface, same numbers as :class:`WindowQuantile`)."""
 
+    __slots__ = ("errors", "model", "n", "pending")
+
     def __init__(self, cfg: ForecastConfig) -> None:
         self.model = Holt(cfg.alpha, cfg.beta)
         self.pending: list[float] = []  # forecasts awaiting their truth (a ring, see above)
@@ -161,7 +178,11 @@ class _SensorModel:
             for k, value in enumerate(reversed(pending)):
                 ring[(state["n"] - 1 - k) % (pending.maxlen or len(pending))] = value
             state["pending"] = ring
-        self.__dict__.update(state)
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return slot_state(self)
 
 
 class SensorForecasts:

@@ -66,6 +66,19 @@ def test_the_snapshot_copy_is_independent_and_scores_the_same() -> None:
     assert a == b and a
 
 
+class EarlierLayout:
+    """Pickles as an instance of ``cls`` whose attributes were a plain ``__dict__`` (``state``): what
+    snapshots written before a class got ``__slots__`` or a new attribute layout hold."""
+
+    def __init__(self, cls: type, state: dict) -> None:
+        self.cls, self.state = cls, state
+
+    def __reduce_ex__(self, protocol: object) -> tuple:
+        import copyreg
+
+        return copyreg._reconstructor, (self.cls, object, None), self.state
+
+
 def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
     """operators.ml.forecast.Holt replaces River's HoltWinters (whose private attributes we read before):
     compared through River's public API (level, trend, forecast)."""
@@ -87,8 +100,7 @@ def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
                 assert ours.trend == (rivers.trend[-1] if rivers.trend else None)
                 assert [ours.forecast_at(h) for h in range(1, 11)] == rivers.forecast(10)
         # a state pickled by an earlier version (River's model inside) resumes on the same numbers
-        old = _SensorModel.__new__(_SensorModel)
-        old.__dict__.update(model=rivers, pending=None, errors=None, n=len(ys))
+        old = EarlierLayout(_SensorModel, {"model": rivers, "pending": None, "errors": None, "n": len(ys)})
         resumed = pickle.loads(pickle.dumps(old)).model
         assert isinstance(resumed, Holt)
         for y in ys[:50]:
@@ -143,7 +155,7 @@ def test_forecasts_pending_in_a_deque_resume_from_the_ring() -> None:
     from collections import deque
 
     from operators.ml.config import ForecastConfig
-    from operators.ml.forecast import SensorForecasts
+    from operators.ml.forecast import SensorForecasts, slot_state
 
     rng = random.Random(8)
     cfg = ForecastConfig(horizon=4, window=20)
@@ -155,7 +167,8 @@ def test_forecasts_pending_in_a_deque_resume_from_the_ring() -> None:
         m = f.models["t"]
         in_order = [m.pending[(m.n - len(m.pending) + i) % cfg.horizon] for i in range(len(m.pending))]
         old = pickle.loads(pickle.dumps(f))
-        old.models["t"].__dict__["pending"] = deque(in_order, maxlen=cfg.horizon)  # the earlier layout
+        earlier = {**slot_state(m), "pending": deque(in_order, maxlen=cfg.horizon)}
+        old.models["t"] = EarlierLayout(type(m), earlier)
         old = pickle.loads(pickle.dumps(old))
         assert old.models["t"].pending == m.pending
         for y in ys[cut:]:
