@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing as mp
 import os
 import random
 import re
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from array import array
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,31 +185,76 @@ async def latency_run(port: int, token: str, twins: list[str], rate: float, seco
 _ID = re.compile(rb"\nid: (\d+)-")
 
 
-async def sse_client(port: int, token: str, path: str, stop: asyncio.Event, delays: list[float], ready: list) -> None:
-    """Reads the stream in large chunks and takes only the ids' timestamps (cheap next to the server)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n".encode()
-    )
-    await reader.readuntil(b"\r\n\r\n")
-    ready.append(1)
-    tail = b""
-    while not stop.is_set():
-        try:
-            chunk = await asyncio.wait_for(reader.read(1 << 20), 1.0)
-        except TimeoutError:
-            continue
-        if not chunk:
-            return
+class SseCounter(asyncio.Protocol):
+    """One SSE client on a raw socket: finds the ids' timestamps in the bytes as they arrive (no SSE or
+    chunked-encoding parsing, no copies but the unfinished last line); delay = arrival − timestamp."""
+
+    def __init__(self, request: bytes, delays: array, ready: asyncio.Future) -> None:
+        self.request, self.delays, self.ready = request, delays, ready
+        self.head = b""
+        self.tail = b""
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
         now = time.time()
-        data = tail + chunk
-        end = data.rfind(b"\n\n") + 2  # events are complete up to the last blank line
-        tail = data[end:]
-        delays.extend(now - int(m) / 1000 for m in _ID.findall(data[:end]))
-    writer.close()
+        if not self.ready.done():
+            self.head += data
+            cut = self.head.find(b"\r\n\r\n")
+            if cut < 0:
+                return
+            self.ready.set_result(int(self.head[9:12]))
+            data, self.head = self.head[cut + 2 :], b""
+        if self.tail:
+            data = self.tail + data
+        last = data.rfind(b"\n")  # an id line is complete once a later line has begun
+        self.tail = data[last:]
+        self.delays.extend(now - int(ts) / 1000 for ts in _ID.findall(data, 0, last))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("closed before the response"))
+        self.closed.set_result(None)
 
 
-def produce_changes(s: Settings, twins: list[str], rate: float, seconds: float, done: threading.Event) -> int:
+async def _clients(port: int, token: str, paths: list[str], ready_q, stop) -> bytes:
+    loop = asyncio.get_running_loop()
+    delays = array("d")
+    conns = []
+    for path in paths:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+        ready = loop.create_future()
+        transport, proto = await loop.create_connection(
+            lambda r=request, f=ready: SseCounter(r, delays, f), "127.0.0.1", port
+        )
+        status = await ready
+        if status != 200:
+            raise RuntimeError(f"{path}: HTTP {status}")
+        conns.append((transport, proto))
+    ready_q.put(len(conns))
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
+    for transport, _ in conns:
+        transport.close()
+    return delays.tobytes()
+
+
+def client_process(port: int, token: str, paths: list[str], ready_q, stop, out_q) -> None:
+    """A process of SSE clients (uvloop when installed): the clients' CPU is not the server's."""
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    out_q.put(run(_clients(port, token, paths, ready_q, stop)))
+
+
+def produce_changes(s: Settings, twins: list[str], rate: float, seconds: float) -> int:
     p = make_producer(s, **{"linger.ms": 5})
     n, t0 = 0, time.perf_counter()
     total = int(rate * seconds)
@@ -221,41 +268,93 @@ def produce_changes(s: Settings, twins: list[str], rate: float, seconds: float, 
         p.poll(0)
         n += 1
     p.flush(30)
-    done.set()
     return n
 
 
-async def fanout_run(
-    s: Settings, port: int, token: str, twins: list[str], clients: int, changes: float, seconds: float, mode: str
+def _quantiles(mode: str, sent: int, expected: int, delays: array) -> dict:
+    ordered = sorted(delays)
+    q = lambda p: ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else float("nan")  # noqa: E731
+    return {
+        "mode": mode,
+        "sent": sent,
+        "expected": expected,
+        "received": len(ordered),
+        "p50": q(0.5),
+        "p99": q(0.99),
+        "max": q(1.0),
+    }
+
+
+def kafka_run(s: Settings, twins: list[str], changes: float, seconds: float) -> dict:
+    """The floor under the SSE numbers: the same changes read straight from Kafka, as the server's hub
+    reads them (no server, no HTTP); delay = receive time − the record's Kafka timestamp."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.clients import client_config
+
+    topic = s.twin.state_topic
+    consumer = Consumer(client_config(s, **{"group.id": "bench-api-kafka", "enable.auto.commit": False}))
+    parts = consumer.list_topics(topic, timeout=15).topics[topic].partitions
+    consumer.assign(
+        [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)[1])
+            for p in parts
+        ]
+    )
+    delays, stop = array("d"), threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            for msg in consumer.consume(num_messages=1000, timeout=0.05):
+                if not msg.error():
+                    delays.append(time.time() - msg.timestamp()[1] / 1000)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    sent = produce_changes(s, twins, changes, seconds)
+    time.sleep(3)
+    stop.set()
+    reader.join(10)
+    consumer.close()
+    return _quantiles("kafka", sent, sent, delays)
+
+
+def fanout_run(
+    s: Settings,
+    port: int,
+    token: str,
+    twins: list[str],
+    clients: int,
+    changes: float,
+    seconds: float,
+    mode: str,
+    processes: int,
 ) -> dict:
-    stop = asyncio.Event()
-    delays: list[float] = []
-    ready: list = []
+    """``clients`` SSE clients in ``processes`` processes; this process produces the changes."""
     if mode == "fleet":
         paths = ["/api/v1/events?types=state"] * clients
     else:  # each client watches its own twin; the changes go round these twins
         twins = twins[:clients]
         paths = [f"/api/v1/twins/{t}/events?types=state" for t in twins]
-    tasks = [asyncio.create_task(sse_client(port, token, p, stop, delays, ready)) for p in paths]
-    while len(ready) < clients:
-        await asyncio.sleep(0.1)
-    done = threading.Event()
-    sent = await asyncio.to_thread(produce_changes, s, twins, changes, seconds, done)
-    await asyncio.sleep(3)
+    ctx = mp.get_context("spawn")
+    ready_q, out_q, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(target=client_process, args=(port, token, paths[i::processes], ready_q, stop, out_q), daemon=True)
+        for i in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    connected = sum(ready_q.get(timeout=120) for _ in procs)
+    assert connected == clients, (connected, clients)
+    sent = produce_changes(s, twins, changes, seconds)
+    time.sleep(3)
     stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    delays.sort()
-    expected = sent * (clients if mode == "fleet" else 1)
-    q = lambda p: delays[min(len(delays) - 1, int(p * len(delays)))] * 1000 if delays else float("nan")  # noqa: E731
-    return {
-        "mode": mode,
-        "sent": sent,
-        "expected": expected,
-        "received": len(delays),
-        "p50": q(0.5),
-        "p99": q(0.99),
-        "max": q(1.0),
-    }
+    delays = array("d")
+    for _ in procs:
+        delays.frombytes(out_q.get(timeout=60))
+    for p in procs:
+        p.join(10)
+    return _quantiles(mode, sent, sent * (clients if mode == "fleet" else 1), delays)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,10 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--changes", type=float, default=1000.0)
     ap.add_argument("--fanout-seconds", type=float, default=15.0)
     ap.add_argument("--workers", type=int, default=1, help="twinflow serve --workers")
+    ap.add_argument("--client-processes", type=int, default=2, help="processes the SSE clients run in")
+    ap.add_argument(
+        "--modes", default="twin,fleet,kafka", help="fan-out runs: twin, fleet, kafka (no server: the floor)"
+    )
+    ap.add_argument("--no-latency", action="store_true", help="skip the GET latency run")
     ap.add_argument("--no-fanout", action="store_true", help="only the GET latency run")
     ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
     a = ap.parse_args(argv)
     base = load_settings()
+    load0 = os.getloadavg()
     db = f"twinflow_bench_api_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(_superuser(base), autocommit=True) as conn:
         conn.execute(
@@ -324,16 +429,24 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, (work / "serve.log").read_text()
             time.sleep(0.5)
-        asyncio.run(latency_run(port, token, twins, 100, 3, a.connections))  # warm-up
-        cpu0, _ = usage(proc.pid)
-        lat = asyncio.run(latency_run(port, token, twins, a.rate, a.seconds, a.connections))
-        cpu1, _ = usage(proc.pid)
-        lat["server_cpu"] = (cpu1 - cpu0) / a.seconds
-        print(f"GET /twins/{{id}}: {lat}", flush=True)
-        fan = {}
-        for mode in () if a.no_fanout else ("twin", "fleet"):
+        lat = None
+        if not a.no_latency:
+            asyncio.run(latency_run(port, token, twins, 100, 3, a.connections))  # warm-up
             cpu0, _ = usage(proc.pid)
-            fan[mode] = asyncio.run(fanout_run(s, port, token, twins, a.clients, a.changes, a.fanout_seconds, mode))
+            lat = asyncio.run(latency_run(port, token, twins, a.rate, a.seconds, a.connections))
+            cpu1, _ = usage(proc.pid)
+            lat["server_cpu"] = (cpu1 - cpu0) / a.seconds
+            print(f"GET /twins/{{id}}: {lat}", flush=True)
+        fan = {}
+        modes = () if a.no_fanout else tuple(m for m in a.modes.split(",") if m)
+        for mode in modes:
+            cpu0, _ = usage(proc.pid)
+            if mode == "kafka":
+                fan[mode] = kafka_run(s, twins, a.changes, a.fanout_seconds)
+            else:
+                fan[mode] = fanout_run(
+                    s, port, token, twins, a.clients, a.changes, a.fanout_seconds, mode, a.client_processes
+                )
             fan[mode]["server_cpu"] = (usage(proc.pid)[0] - cpu0) / a.fanout_seconds
             print(f"SSE fan-out ({mode}): {fan[mode]}", flush=True)
         load = os.getloadavg()
@@ -348,22 +461,27 @@ def main(argv: list[str] | None = None) -> int:
         from connectors.kafka.clients import client_config
 
         AdminClient(client_config(s)).delete_topics([tw.state_topic, tw.desync_topic])
-    body = "\n".join(
-        [
+    lines = []
+    if lat is not None:
+        lines += [
             f"`GET /api/v1/twins/{{id}}` open-loop at {a.rate:g} requests/s for {a.seconds:g} s over {a.twins:,} twins"
             f" ({a.versions} history rows each, a private PostgreSQL database), `twinflow serve --workers {a.workers}`,"
-            f" {a.connections} keep-alive"
-            " connections; latency from the scheduled send time:",
+            f" {a.connections} keep-alive connections; latency from the scheduled send time:",
             "",
             "| requests | errors | achieved /s | p50 ms | p90 ms | p99 ms | max ms | server CPU (cores) |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|",
             f"| {lat['requests']:,} | {lat['errors']} | {lat['achieved']:.0f} | {lat['p50']:.1f} | {lat['p90']:.1f}"
             f" | {lat['p99']:.1f} | {lat['max']:.1f} | {lat['server_cpu']:.2f} |",
             "",
+        ]
+    if fan:
+        lines += [
             f"Server-sent events: {a.changes:g} state changes/s for {a.fanout_seconds:g} s produced to Kafka,"
-            f" {a.clients} clients; delivery = receive time − the record's Kafka timestamp. `twin`: each client"
-            " follows one twin's stream (`/twins/{id}/events`), the changes go round those twins; `fleet`: every"
-            " client follows every change (`/events`).",
+            f" {a.clients} clients in {a.client_processes} processes, `twinflow serve --workers {a.workers}`;"
+            " delivery = receive time − the record's Kafka timestamp. `twin`: each client follows one twin's stream"
+            " (`/twins/{id}/events`), the changes go round those twins; `fleet`: every client follows every change"
+            " (`/events`); `kafka`: the same changes read straight from Kafka, no SSE client (the floor; server CPU"
+            " = the server only reading them).",
             "",
             "| mode | changes sent | events expected | received | p50 ms | p99 ms | max ms | server CPU (cores) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -373,13 +491,16 @@ def main(argv: list[str] | None = None) -> int:
                 for f in fan.values()
             ),
             "",
-            "The load generators ran on the same 2 cores as the server. Load average after the run:"
-            f" {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}.",
         ]
+    lines.append(
+        "The load generators ran on the same 2 cores as the server. Load average before the run:"
+        f" {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}."
     )
+    body = "\n".join(lines)
     print(body)
     if not a.no_results:
-        append_result("HTTP API: twin reads and event fan-out", "make bench-api", body)
+        command = "python -m benchmarks.api " + " ".join(sys.argv[1:] if argv is None else argv)
+        append_result("HTTP API: twin reads and event fan-out", command, body)
     return 0
 
 

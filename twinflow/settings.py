@@ -104,6 +104,8 @@ class ApiSettings(StrictModel):
     verdict_wait_s: float = Field(10.0, ge=0)  # PATCH desired waits this long for the gate's verdict
     sse_keepalive_s: float = Field(15.0, gt=0)
     sse_buffer_events: int = Field(50_000, ge=0)  # recent events kept for exact Last-Event-ID resume
+    # Per stream: events queued for a client beyond this → an `overflow` event ends it (resume with Last-Event-ID).
+    sse_client_buffer_bytes: int = Field(16 * 2**20, ge=4096)
     db_pool_size: int = Field(8, ge=1)
     state_cache_entries: int = Field(200_000, ge=0)  # newest twin states kept in memory (0: always the database)
 

@@ -2,11 +2,13 @@
 
 A background thread reads the twin topics from their current ends (no consumer group, nothing
 committed) and turns each record into an :class:`Event` whose SSE frame is encoded once and
-shared by every subscriber. Event ids are Kafka positions, ``<ts_ms>-<topic>-<partition>-<offset>``,
+shared by every subscriber (each dispatch joins a batch's frames once per set of event types, and every
+subscriber of that set queues the same bytes). Event ids are Kafka positions, ``<ts_ms>-<topic>-<partition>-<offset>``,
 so a client that reconnects with ``Last-Event-ID`` resumes exactly: from the hub's buffer of recent
 events when the id is there, otherwise by reading Kafka again from that time (``replay``) up to where
-the live stream took over. Slow subscribers are cut off (their queue is bounded) and resume the same
-way.
+the live stream took over. Each subscriber's outbox is bounded in bytes (:class:`Subscriber`): a
+subscriber too slow to keep up is told so (an ``overflow`` event ends its stream) and resumes the
+same way.
 
 Event types: ``state`` (a twin state version), ``alert`` (an alert version of the alerts flow),
 ``twin_alert`` (reconciliation: desync, command failures), ``desired`` (the gate's verdict on a desired
@@ -17,7 +19,6 @@ request: applied or denied),
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections import deque
@@ -85,19 +86,74 @@ def to_event(topics: HubTopics, ti: int, msg: Any) -> Event | None:
 
 @dataclass(eq=False)
 class Subscriber:
+    """One stream's outbox: the frames not yet written, bounded by ``limit_bytes``.
+
+    The hub appends shared chunks (the same bytes object for every subscriber that wants it); the
+    stream takes everything queued at once and writes it as one chunk. A subscriber whose outbox
+    would pass ``limit_bytes`` overflows: what is queued is dropped, the hub stops feeding it, and its
+    stream ends with an ``overflow`` event telling the client to resume with ``Last-Event-ID``.
+    """
+
     twin_id: str | None  # None: every twin
     types: frozenset[str]
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=2000))
+    limit_bytes: int = 16 * 2**20
+    pending: list[bytes] = field(default_factory=list)
+    pending_bytes: int = 0
     overflowed: bool = False
+    closed: bool = False
+    _waiter: asyncio.Future | None = field(default=None, init=False, repr=False)
 
     def wants(self, ev: Event) -> bool:
         return ev.type in self.types and (self.twin_id is None or ev.twin_id == self.twin_id)
+
+    def push(self, chunk: bytes) -> None:
+        if self.closed:
+            return
+        if self.pending and self.pending_bytes + len(chunk) > self.limit_bytes:
+            self.overflowed = self.closed = True
+            self.pending, self.pending_bytes = [], 0
+        else:
+            self.pending.append(chunk)
+            self.pending_bytes += len(chunk)
+        self._wake()
+
+    def close(self) -> None:
+        """End the stream once what is queued is written (the server stops, the client left)."""
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self, timeout: float) -> list[bytes] | None:
+        """Every queued chunk (write them as one); ``[]`` after ``timeout`` s of nothing (keep-alive);
+        None once the stream is over (closed or overflowed: see ``overflowed``)."""
+        if not self.pending and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout, self._wake)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self.pending:
+            out, self.pending, self.pending_bytes = self.pending, [], 0
+            return out
+        return None if self.closed else []
 
 
 class EventHub:
     """Start with ``start(loop)``; ``subscribe``/``unsubscribe`` from the event loop."""
 
-    def __init__(self, consumer_config: dict[str, Any], topics: HubTopics, buffer_events: int = 50_000) -> None:
+    def __init__(
+        self,
+        consumer_config: dict[str, Any],
+        topics: HubTopics,
+        buffer_events: int = 50_000,
+        client_buffer_bytes: int = 16 * 2**20,
+    ) -> None:
         self.config = {
             **consumer_config,
             "group.id": "twinflow-api-hub",
@@ -105,6 +161,7 @@ class EventHub:
             "enable.partition.eof": False,
         }
         self.topics = topics
+        self.client_buffer_bytes = client_buffer_bytes
         self.buffer: deque[Event] = deque(maxlen=max(buffer_events, 1))
         self.positions: dict[tuple[int, int], int] = {}  # next offset per (topic, partition) dispatched
         self.by_twin: dict[str, set[Subscriber]] = {}
@@ -112,6 +169,9 @@ class EventHub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.state_listeners: list = []  # called with (twin_id, value bytes) for every state record
         self.verdicts: dict[str, asyncio.Future] = {}  # request id → the gate's verdict (PATCH desired)
+        self._inbox: list[Event] = []  # consumed, not yet dispatched (filled by the consumer thread)
+        self._inbox_lock = threading.Lock()
+        self._dispatch_scheduled = False
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,7 +223,7 @@ class EventHub:
                     else:
                         self.positions[(index[msg.topic()], msg.partition())] = msg.offset() + 1
                 if events and self.loop is not None:
-                    self.loop.call_soon_threadsafe(self._dispatch, events)
+                    self._hand_over(events)
         except Exception as exc:  # the server reports it (health) instead of dying silently
             self.error = str(exc)
             log.exception("event hub stopped")
@@ -171,7 +231,27 @@ class EventHub:
         finally:
             consumer.close()
 
+    def _hand_over(self, events: list[Event]) -> None:
+        """From the consumer thread: at most one dispatch waits in the event loop at a time, and it
+        takes every event that came meanwhile (one chunk per subscriber per loop turn)."""
+        with self._inbox_lock:
+            self._inbox.extend(events)
+            if self._dispatch_scheduled:
+                return
+            self._dispatch_scheduled = True
+        self.loop.call_soon_threadsafe(self._dispatch_inbox)
+
     # ------------------------------------------------------------------ fan-out (event loop)
+    def _dispatch_inbox(self) -> None:
+        with self._inbox_lock:
+            events, self._inbox = self._inbox, []
+        self._dispatch(events)
+        with self._inbox_lock:  # what came during this dispatch goes after the streams it woke have written
+            if self._inbox:
+                self.loop.call_soon(self._dispatch_inbox)
+            else:
+                self._dispatch_scheduled = False
+
     def _dispatch(self, events: list[Event]) -> None:
         self.buffer.extend(events)
         for ev in events:
@@ -205,24 +285,23 @@ class EventHub:
                 chunk = shared[sub.types] = b"".join(ev.frame for ev in events if ev.type in sub.types)
             if chunk:
                 chunks[sub] = chunk
+        overflowed = []
         for sub, chunk in chunks.items():
+            sub.push(chunk)
             if sub.overflowed:
-                continue
-            try:
-                sub.queue.put_nowait(chunk)
-            except asyncio.QueueFull:
-                sub.overflowed = True  # the stream ends; the client resumes with Last-Event-ID
+                overflowed.append(sub)
+        for sub in overflowed:  # fed no more; its stream tells the client to resume
+            log.warning("event stream too slow (outbox over %d bytes): told to resume", sub.limit_bytes)
+            self.unsubscribe(sub)
 
     def close_all(self) -> None:
-        """End every stream (the server is stopping): each subscriber gets ``None``."""
+        """End every stream (the server is stopping)."""
         for sub in [*self.everyone, *(s for subs in self.by_twin.values() for s in subs)]:
-            sub.overflowed = True  # a full queue ends the stream once drained
-            with contextlib.suppress(asyncio.QueueFull):
-                sub.queue.put_nowait(None)
+            sub.close()
 
     def subscribe(self, twin_id: str | None, types: Iterable[str]) -> tuple[Subscriber, dict[tuple[int, int], int]]:
         """Register a subscriber; returns it and the positions from which it receives live events."""
-        sub = Subscriber(twin_id, frozenset(types))
+        sub = Subscriber(twin_id, frozenset(types), self.client_buffer_bytes)
         (self.everyone if twin_id is None else self.by_twin.setdefault(twin_id, set())).add(sub)
         return sub, dict(self.positions)
 

@@ -46,7 +46,7 @@ from connectors.mqtt.payload import MISSING, Part, extract, parse_plain, split_p
 from operators.devices.sparkplug_session import EdgeSessions, Online, Rebirth, Unreadable, Values
 from operators.devices.timestamps import parse_device_ts
 from operators.records.commands import Refused
-from operators.records.envelope import STATUS_PATTERN, TWIN_ID_PATTERN, Reason, Rejected
+from operators.records.envelope import STATUS_PATTERN, TWIN_ID_PATTERN, Reason, Rejected, quality_of_status
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +410,7 @@ class MappedMqttBridge(Bridge):
                 readings, text = by_ts.get(ts_ms, {}), text_by_ts.get(ts_ms, {})
                 ts = datetime.fromtimestamp(ts_ms / 1000, UTC) if ts_ms else datetime.now(UTC)
                 st = {n: status[n] for n in (*readings, *text) if n in status} or None
-                quality = "bad" if st and any(s.startswith("Bad") for s in st.values()) else "good"
+                quality = "bad" if st and any(quality_of_status(s) == "bad" for s in st.values()) else "good"
                 self.emit(twin, ts, readings, quality if st else "good", st, text or None)
                 b.device.health.got(len(readings) + len(text))
 
@@ -547,7 +547,7 @@ def _quality(q: object) -> tuple[str, str | None]:
     if q in QUALITIES:
         return q, None  # type: ignore[return-value]
     if isinstance(q, str) and _STATUS.match(q):
-        return ("good" if q.startswith("Good") else "uncertain" if q.startswith("Uncertain") else "bad"), q
+        return quality_of_status(q), q
     if isinstance(q, int | float) and not isinstance(q, bool):
         return ("good" if q >= 192 else "uncertain" if q >= 64 else "bad"), None
     raise Rejected(Reason.SCHEMA, f"quality {_show(q)} is not good/uncertain/bad, a status name or a number", "quality")

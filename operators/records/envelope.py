@@ -69,9 +69,16 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def quality_of(self, sensor: str) -> str:
         """The quality of one reading: its status class when it has a status, else the envelope's."""
         st = self.status.get(sensor) if self.status else None
-        if st is None:
-            return self.quality
-        return "good" if st.startswith("Good") else "uncertain" if st.startswith("Uncertain") else "bad"
+        return self.quality if st is None else quality_of_status(st)
+
+
+def quality_of_status(status: str) -> Quality:
+    """The quality class of an OPC UA status code name (the one place it is decided).
+
+    >>> [quality_of_status(s) for s in ("GoodClamped", "UncertainLastUsableValue", "BadSensorFailure")]
+    ['good', 'uncertain', 'bad']
+    """
+    return "good" if status.startswith("Good") else "uncertain" if status.startswith("Uncertain") else "bad"
 
 
 class Reason(StrEnum):

@@ -57,7 +57,7 @@ class Live:
 
 
 class Scores(threading.Thread):
-    """Anomaly scores (above the threshold while ``high``) and a forecast for a twin, every 200 ms."""
+    """Anomaly scores (above the threshold while ``high``; health 0.85) and a forecast for a twin, every 200 ms."""
 
     def __init__(self, live_settings: Settings, twin: str) -> None:
         super().__init__(daemon=True)
@@ -83,6 +83,7 @@ class Scores(threading.Thread):
                         "threshold": 0.6,
                         "is_anomaly": score >= 0.6,
                         "contributions": {"temp_c": 0.7, "rpm": 0.3},
+                        "health": 0.85,  # above the condition alarm's thresholds: no condition alert
                     }
                 ).encode(),
             )
@@ -218,6 +219,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
         "TWINFLOW_API__RATE_PER_S": "20",
         "TWINFLOW_API__RATE_BURST": "60",
         "TWINFLOW_API__SSE_BUFFER_EVENTS": "20",
+        "TWINFLOW_API__SSE_CLIENT_BUFFER_BYTES": str(256 * 1024),
     }
     logs = {name: open(work / f"{name}.log", "wb") for name in ("twin", "alerts", "serve")}  # noqa: SIM115
     procs = {

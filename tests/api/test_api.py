@@ -186,6 +186,56 @@ def test_sse_resume_reads_kafka_when_the_buffer_no_longer_has_the_event(live: Li
         assert got == list(range(offsets[-1] + 1, offsets[-1] + 11)), got
 
 
+def test_a_client_too_slow_is_told_to_resume_and_loses_nothing(live: Live):
+    """A client that stops reading while ~13 MB of events pass gets what was already on its way (the
+    kernel's socket buffers hold a few MiB: net.ipv4.tcp_wmem max 4 MiB), then an `overflow` event ending its
+    stream (the server's outbox per client is 256 KiB here, TWINFLOW_API__SSE_CLIENT_BUFFER_BYTES);
+    a reconnect with Last-Event-ID delivers every version it missed."""
+    from confluent_kafka import Producer
+
+    from connectors.kafka.clients import producer_config
+
+    flood, rounds, per_round = f"{live.twin}-flood", 12, 1000  # a round: ~1.1 MB, one chunk for the stream
+    n = rounds * per_round
+    path = f"/api/v1/twins/{flood}/events?types=state"
+    with (
+        live.client() as slow,
+        live.client() as c,
+        slow.stream("GET", path, timeout=60) as r,
+    ):
+        assert r.status_code == 200
+        p = Producer(producer_config(live.settings))
+        for start in range(1, n + 1, per_round):  # each round passed on before the next: the client reads nothing
+            for v in range(start, start + per_round):
+                doc = {"twin_id": flood, "version": v, "status": "synchronized", "pad": "x" * 1000}
+                p.produce(live.settings.twin.state_topic, key=flood.encode(), value=json.dumps(doc).encode())
+                p.poll(0)
+            assert p.flush(30) == 0
+            last = start + per_round - 1
+            wait_for(
+                f"version {last} passed on", lambda v=last: c.get(f"/api/v1/twins/{flood}").json().get("version") == v
+            )
+        got, ev = [], {}
+        deadline = time.monotonic() + 60
+        for line in r.iter_lines():  # what the kernel and the server still held, then the stream's end
+            assert time.monotonic() < deadline, f"the stream did not end: {len(got)} events"  # (keep-alives come)
+            if line == "":
+                got.append(ev)
+                ev = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(": ")
+                ev[field] = value
+    end = got[-1]
+    assert end["event"] == "overflow" and "id" not in end, end
+    assert "Last-Event-ID" in json.loads(end["data"])["resume"]
+    states = [e for e in got if e.get("event") == "state"]
+    seen = [json.loads(e["data"])["version"] for e in states]
+    assert seen == list(range(1, len(seen) + 1)) and len(seen) < n, seen[-3:]
+    with live.client() as c:
+        rest = sse(c, path, count=n - len(seen), last_id=states[-1]["id"], timeout=60)
+    assert seen + [json.loads(e["data"])["version"] for e in rest] == list(range(1, n + 1))
+
+
 def test_alarm_lifecycle_ack_shelve_and_expiry_reopens(live: Live, scores_high):
     with live.client() as c:
 

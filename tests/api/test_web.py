@@ -1,9 +1,13 @@
 """The web view in real headless Chromium (Debian's, driven by Playwright): fleet → twin → change a
-setpoint and see it synchronized → acknowledge and shelve an alert. Screenshots go to test-artefacts/."""
+setpoint and see it synchronized; a change the policy denies shows its reason and reaches no device;
+the anomaly score and health against their thresholds; acknowledge and shelve an alert. Screenshots
+go to test-artefacts/."""
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -100,3 +104,53 @@ def test_acknowledge_and_shelve_an_alert(page: Page, live: Live, scores_high):
     expect(row.locator("[data-testid=isa-state]")).to_contain_text("shelved")
     expect(row.locator("[data-testid=unshelve]")).to_be_visible()
     page.screenshot(path=live.artefacts / "web-alerts.png", full_page=True)
+
+
+def test_a_change_the_policy_denies_shows_its_reason_and_reaches_no_device(page: Page, live: Live):
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.clients import client_config
+
+    topic = live.settings.twin.commands_topic
+    consumer = Consumer(client_config(live.settings, **{"group.id": f"web-{time.time()}", "enable.auto.commit": False}))
+    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    consumer.assign([TopicPartition(topic, 0, high)])
+    try:
+        page.goto(f"{live.base}/#token={live.token}")
+        page.goto(f"{live.base}/#/twins/{live.twin}")
+        speed = page.locator("#params-table tr[data-param='speed']")
+        expect(speed).to_be_visible(timeout=15_000)
+        before = speed.locator("[data-testid=desired]").inner_text()
+        page.select_option("[data-testid=param]", "speed")
+        page.fill("[data-testid=value]", "9999")  # the policy allows 0…3000 (tests/api/conftest.py)
+        page.fill("[data-testid=reason]", "browser test: out of range")
+        page.click("#desired-form button[type=submit]")
+        refused = page.locator("#desired-result[data-testid=refused]")
+        expect(refused).to_contain_text("403 denied by the policy")
+        expect(refused.locator("[data-testid=deny-reason]")).to_have_text("out_of_range")
+        page.screenshot(path=live.artefacts / "web-deny.png", full_page=True)
+        expect(speed.locator("[data-testid=desired]")).to_have_text(before)
+        deadline = time.monotonic() + 5  # nothing of it on twin.commands
+        seen = []
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                seen.append(json.loads(msg.value()))
+        assert not [c for c in seen if c["twin_id"] == live.twin and c["value"] == 9999.0], seen
+    finally:
+        consumer.close()
+
+
+def test_twin_page_shows_score_and_health_against_their_thresholds(page: Page, live: Live):
+    page.goto(f"{live.base}/#token={live.token}")
+    page.goto(f"{live.base}/#/twins/{live.alert_twin}")
+    now = page.locator("#score-now")
+    expect(now.locator("[data-testid=score-threshold]")).to_have_text("0.6", timeout=15_000)  # the records' threshold
+    assert float(now.locator("[data-testid=score]").inner_text()) in (0.2, 0.9)
+    expect(now.locator("[data-testid=health]")).to_have_text("0.85")
+    expect(now.locator("[data-testid=health-open]")).to_have_text("0.5")  # [alerts.rules] health_open
+    expect(now.locator("[data-testid=health-clear]")).to_have_text("0.7")  # health_clear
+    legend = page.locator("#score-chart .legend")
+    for name in ("anomaly score", "score threshold", "health index", "health alarm (below 0.5)"):
+        expect(legend).to_contain_text(name)
+    page.locator(".card", has=page.locator("#score-chart")).screenshot(path=live.artefacts / "web-scores.png")

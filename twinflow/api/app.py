@@ -93,7 +93,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.auth = Authenticator(tokens_path(settings), api.anonymous_read)
     app.state.reads = ApiReads(settings.postgres.conninfo(), api.db_pool_size)
-    app.state.hub = EventHub(client_config(settings), hub_topics(settings), api.sse_buffer_events)
+    app.state.hub = EventHub(
+        client_config(settings), hub_topics(settings), api.sse_buffer_events, api.sse_client_buffer_bytes
+    )
     app.state.producer = Producer(producer_config(settings))
     app.state.cache = StateCache(api.state_cache_entries)
     problems.install(app)

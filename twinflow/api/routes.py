@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from twinflow.api.problems import Problem
+from twinflow.api.sse import EventStreamResponse
 from twinflow.api.state_cache import desired_version, encode_state
 
 router = APIRouter(prefix="/api/v1")
@@ -224,7 +224,7 @@ async def twin_telemetry(
     return JSON({"twin_id": twin_id, "from": since, "to": until, "bucket": bucket, "series": series})
 
 
-@router.get("/twins/{twin_id}/scores", response_class=JSON, summary="Anomaly scores with their threshold")
+@router.get("/twins/{twin_id}/scores", response_class=JSON, summary="Anomaly scores and health with their thresholds")
 async def twin_scores(
     request: Request,
     twin_id: TwinIdPath,
@@ -237,7 +237,15 @@ async def twin_scores(
     since = _since(_aware(from_, "from"), timedelta(minutes=15))
     until = _aware(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
     rows = await request.app.state.reads.scores(twin_id, since, until, limit)
-    return JSON({k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly", "health")})
+    rules = request.app.state.settings.alerts.rules
+    health_thresholds = {  # the alerts flow's condition alarm on the health index (docs/ml.md)
+        "open_below": rules.health_open,
+        "clear_above": rules.health_clear,
+        "major_below": rules.health_major,
+        "critical_below": rules.health_critical,
+    }
+    out: dict[str, Any] = {k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly", "health")}
+    return JSON({**out, "health_thresholds": health_thresholds})
 
 
 @router.get("/twins/{twin_id}/forecasts", response_class=JSON, summary="The latest forecast per sensor")
@@ -429,43 +437,19 @@ def _types(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return wanted
 
 
-def _stream(request: Request, twin_id: str | None, types: tuple[str, ...], last_id: str | None) -> StreamingResponse:
+def _stream(request: Request, twin_id: str | None, types: tuple[str, ...], last_id: str | None) -> EventStreamResponse:
     hub = request.app.state.hub
     if hub.error or not hub.ready.is_set():
         raise Problem(503, "events-unavailable", f"live events are not available: {hub.error or 'starting'}")
-    keepalive = request.app.state.settings.api.sse_keepalive_s
     sub, positions = hub.subscribe(twin_id, types)
-    backlog = hub.from_buffer(last_id, sub) if last_id else []
+    buffered = hub.from_buffer(last_id, sub) if last_id else []
 
-    async def frames():
-        try:
-            yield b"retry: 2000\n\n"
-            missed = backlog
-            if missed is None:  # not in the buffer: read Kafka again from the event's time
-                missed = await asyncio.to_thread(hub.replay, last_id, sub, positions)
-            if missed:
-                yield b"".join(missed)
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(sub.queue.get(), keepalive)
-                except TimeoutError:
-                    if sub.overflowed:
-                        return
-                    chunk = b": keepalive\n\n"
-                if chunk is None:  # the server is stopping
-                    return
-                yield chunk
-                if sub.overflowed and sub.queue.empty():
-                    yield b": too slow; reconnect with Last-Event-ID\n\n"
-                    return
-        finally:
-            hub.unsubscribe(sub)
+    async def backlog() -> list[bytes]:
+        if buffered is None:  # not in the buffer: read Kafka again from the event's time
+            return await asyncio.to_thread(hub.replay, last_id, sub, positions)
+        return buffered
 
-    return StreamingResponse(
-        frames(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStreamResponse(hub, sub, backlog, request.app.state.settings.api.sse_keepalive_s)
 
 
 EVENT_DOC = (
@@ -481,7 +465,7 @@ async def events(
     _: Reader,
     types: Annotated[str | None, Query(description="comma-separated; default: all but score")] = None,
     last_event_id: Annotated[str | None, Header(max_length=128)] = None,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     return _stream(request, None, _types(types, FLEET_EVENT_TYPES), last_event_id)
 
 
@@ -492,7 +476,7 @@ async def twin_events(
     _: Reader,
     types: Annotated[str | None, Query(description="comma-separated; default: all")] = None,
     last_event_id: Annotated[str | None, Header(max_length=128)] = None,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     return _stream(request, twin_id_ok(twin_id), _types(types, ALL_EVENT_TYPES), last_event_id)
 
 

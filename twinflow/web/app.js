@@ -18,7 +18,7 @@ const api = {
 
 // ------------------------------------------------------------------ server-sent events with a bearer token
 // EventSource cannot send an Authorization header, so the stream is read with fetch; it reconnects with
-// Last-Event-ID, which the server resumes from.
+// Last-Event-ID, which the server resumes from (also after an `overflow` event: the page fell too far behind).
 class EventStream {
   constructor(path, onEvent) { this.path = path; this.onEvent = onEvent; this.lastId = null; this.stopped = false; this.ctrl = null; this.run(); }
   stop() { this.stopped = true; if (this.ctrl) this.ctrl.abort(); setLive(false); }
@@ -60,6 +60,7 @@ class EventStream {
     }
     if (id) this.lastId = id;
     if (!data.length) return;
+    if (type === "overflow") { console.warn("event stream: the server says we fell behind; resuming from", this.lastId); return; }
     try { this.onEvent(type, JSON.parse(data.join("\n"))); } catch (e) { console.error(e); }
   }
 }
@@ -139,7 +140,7 @@ async function twinPage(main, twinId) {
     el("div", { class: "card kv", id: "summary" }),
     el("div", { class: "card" }, el("h2", {}, "Desired vs reported"), el("div", { id: "params" }), el("form", { id: "desired-form" }), el("p", { id: "desired-result" })),
     el("div", { class: "card" }, el("h2", {}, "Live values (last 10 minutes)"), el("div", { id: "live-chart", class: "grid small" })),
-    el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-chart", class: "chart" })),
+    el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-now", class: "kv" }), el("div", { id: "score-chart", class: "chart" })),
     el("div", { class: "card" }, el("h2", {}, "Forecasts (prediction interval)"), el("div", { id: "forecasts", class: "grid" })),
     el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
   );
@@ -218,7 +219,14 @@ async function twinPage(main, twinId) {
         st.pendingId = r.data.status === "pending" ? r.data.tracking_id : null;
         st.waiting = { param: sel.value, value: Number(val.value) };
       }
-      else { out.className = "error"; out.setAttribute("data-testid", "refused"); out.textContent = `${r.status} ${r.data.title || ""}: ${r.data.detail || ""}`; if (r.status === 412) loadState(); }
+      else {
+        out.className = "error"; out.setAttribute("data-testid", "refused");
+        if (r.status === 403 && r.data.reason) {  // the policy's verdict: say why, in its own words
+          out.replaceChildren(`${r.status} denied by the policy: `, el("b", { "data-testid": "deny-reason" }, r.data.reason),
+            ` (${(r.data.detail || "").replace(/^denied: \S+ ?/, "")}); tracking id ${r.data.tracking_id || "–"}`);
+        } else out.textContent = `${r.status} ${r.data.title || ""}: ${r.data.detail || ""}`;
+        if (r.status === 412) loadState();
+      }
     };
   }
   function drawLive() {  // one chart per sensor: each has its own scale and unit
@@ -252,14 +260,34 @@ async function twinPage(main, twinId) {
   async function loadScores() {
     const r = await get(`/api/v1/twins/${enc}/scores?from=${new Date(Date.now() - 15 * 60e3).toISOString()}`);
     if (!r.ok) return;
-    const d = r.data;
-    if (!d.ts.length) return noData("score-chart", "no anomaly scores yet (models warming up?)");
+    const d = r.data, h = d.health_thresholds;
+    if (!d.ts.length) {
+      $("#score-now").replaceChildren();
+      return noData("score-chart", "no anomaly scores yet (models warming up?)");
+    }
+    const i = d.ts.length - 1;
+    const health = [...d.health].reverse().find((v) => v !== null);
+    const healthState = health === undefined ? null : health < h.critical_below ? "critical" : health < h.major_below ? "major"
+      : health < h.open_below ? "minor" : "ok";
+    $("#score-now").replaceChildren(
+      el("div", {}, "anomaly score", el("b", { "data-testid": "score" }, fmt(d.score[i], 2)),
+        " threshold ", el("span", { "data-testid": "score-threshold" }, fmt(d.threshold[i], 2)), " ",
+        d.score[i] >= d.threshold[i] ? badge("above", "critical") : badge("below", "ok")),
+      el("div", {}, "health index", el("b", { "data-testid": "health" }, health === undefined ? "not learned yet" : fmt(health, 2)),
+        "condition alarm below ", el("span", { "data-testid": "health-open" }, fmt(h.open_below)),
+        ", clears above ", el("span", { "data-testid": "health-clear" }, fmt(h.clear_above)),
+        " (major below ", fmt(h.major_below), ", critical below ", fmt(h.critical_below), ") ",
+        healthState ? badge(healthState) : ""));
+    const edge = [d.ts[0], d.ts[i]];
     const traces = [
       { name: "anomaly score", x: d.ts, y: d.score, mode: "lines", line: { color: "#d62728" } },
-      { name: "threshold", x: d.ts, y: d.threshold, mode: "lines", line: { color: "#555", dash: "dash" } },
+      { name: "score threshold", x: d.ts, y: d.threshold, mode: "lines", line: { color: "#555", dash: "dash" } },
     ];
-    if (d.health.some((h) => h !== null)) traces.push({ name: "health index", x: d.ts, y: d.health, mode: "lines", line: { color: "#2ca02c" } });
-    plot("score-chart", traces, { ...LAYOUT, yaxis: { title: { text: "score" }, rangemode: "tozero" } });
+    if (health !== undefined) {
+      traces.push({ name: "health index", x: d.ts, y: d.health, mode: "lines", line: { color: "#2ca02c" } });
+      traces.push({ name: `health alarm (below ${fmt(h.open_below)})`, x: edge, y: [h.open_below, h.open_below], mode: "lines", line: { color: "#2ca02c", dash: "dot" } });
+    }
+    plot("score-chart", traces, { ...LAYOUT, yaxis: { title: { text: "score / health (0…1)" }, range: [0, Math.max(1.05, d.score.reduce((m, v) => (v > m ? v : m), 0))] } });
   }
   async function loadForecasts() {
     const r = await get(`/api/v1/twins/${enc}/forecasts`);
