@@ -3,6 +3,7 @@
     python -m benchmarks.flow_cpu --flow twin --flow models --readings 100000
     python -m benchmarks.flow_cpu --baseline /tmp/base --repeat 2   # before/after, same input
     python -m benchmarks.flow_cpu --readings 3000 --twins 10 --repeat 2 --check  # deterministic output?
+    python -m benchmarks.flow_cpu --flow pipeline --readings 100000        # the fused flow (rows too)
 
 Fills one fresh ``telemetry.raw`` topic with N envelopes (the e2e load generator), then runs each
 flow alone (``twinflow run FLOW --no-tail --no-recovery``, its own process) from this checkout
@@ -11,7 +12,8 @@ commit before a change), alternating A/B ``--repeat`` times on the same input. E
 its own output topics (and its own database rows, deleted before the run), so each run's
 **output digest** covers exactly what it wrote: the Kafka records per topic and key in order
 (twin.state, twin.commands, anomaly scores, forecasts, …) and the database rows of the twin flow
-(state history, sync quality, windows), without write-time columns. Equal digests = same output.
+(state history, sync quality, windows; the pipeline flow: those and the telemetry rows), without
+write-time columns. Equal digests = same output.
 
 CPU is the process's user + system time (psutil, children included), so it is comparable while
 other jobs share the cores; the load average is printed next to it.
@@ -62,12 +64,13 @@ DB_TABLES = {
     ),
     "telemetry": (("telemetry", "twin_id, sensor, ts, value, seq, quality, source", "twin_id, sensor, ts"),),
 }
+DB_TABLES["pipeline"] = DB_TABLES["twin"] + DB_TABLES["telemetry"]  # ingest + twin + models in one flow
 
 
 def delete_rows(conninfo: str, prefix: str) -> None:
     from benchmarks.cleanup import delete_run_rows
 
-    delete_run_rows(conninfo, [table for tables in DB_TABLES.values() for table, _, _ in tables], prefix)
+    delete_run_rows(conninfo, list(dict.fromkeys(t for tables in DB_TABLES.values() for t, _, _ in tables)), prefix)
 
 
 def db_digest(conninfo: str, flow: str, prefix: str) -> tuple[str, int]:

@@ -52,7 +52,7 @@ from operators.ml.live_step import (
     step_many,
 )
 from operators.records.alerts import AnomalyScore, FailurePrediction, encode
-from operators.telemetry.ingest import DeadLetter
+from operators.telemetry.ingest import DeadLetter, Polled
 
 log = logging.getLogger("twinflow.models")
 
@@ -85,8 +85,13 @@ def dataflow(
 
 def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sink: DynamicSink[Any]) -> None:
     """Add the per-twin models and their outputs after ``messages``; messages of other topics are ignored."""
-    a = settings.alerts
     rules = reading_rules(settings)  # the telemetry flow's rules: what it rejects is not scored either
+    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sink)
+
+
+def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any]) -> None:
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
+    a = settings.alerts
     ml = settings.ml
     cfg = LiveModelConfig(
         ml.model_config_for(),  # failure prediction when ml.model = "rul"
@@ -99,12 +104,12 @@ def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sink: Dynam
 
     topics = ModelTopics(*input_topics(settings))
 
-    def decode_items(batch: list[KafkaSourceMessage]) -> list[tuple[str, object]]:
+    def decode_items(p: Polled) -> list[tuple[str, object]]:
         """(twin_id, [items in order]) per twin for the keyed model step, and ("", DeadLetter)s."""
-        inputs = decode_batch(batch, topics, rules)
+        inputs = decode_batch(p.messages, topics, p.readings)
         return [*inputs.items, *(("", d) for d in inputs.dead)]
 
-    items = op.flat_map_batch("decode", messages, decode_items)
+    items = op.flat_map("decode", polled, decode_items)
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
     dead = op.map("dead_letters", valid.falses, lambda kv: dead_letter_message(kv[1], settings.topics.dlq))

@@ -9,6 +9,9 @@ instead of three. Keyed steps are keyed by twin, so it scales out with processes
 Like each flow, the wiring takes its source and sinks as arguments (:func:`dataflow`,
 :class:`PipelineSinks`); :func:`build_flow` gives it Kafka and PostgreSQL.
 
+Each polled batch is decoded once (:meth:`operators.telemetry.ingest.ReadingRules.decode`: the
+envelopes judged by one rule set and one duplicate guard) and every part splits it its way.
+
 The alerts flow stays separate: it reads the models' outputs from Kafka, and a separate
 process lets it drain them at its own pace (see docs/performance.md).
 
@@ -22,7 +25,6 @@ Run it::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +40,9 @@ import flows.twin
 from connectors.kafka.clients import producer_config
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
+from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
+from operators.telemetry.ingest import Polled
 
 log = logging.getLogger("twinflow.pipeline")
 
@@ -67,33 +71,34 @@ class PipelineSinks:
         return cls(flows.telemetry.TelemetrySinks.of(settings), flows.twin.TwinSinks.of(settings), models)
 
 
-def _only(topics: list[str]) -> Callable[[list[KafkaSourceMessage]], list[KafkaSourceMessage]]:
-    keep = frozenset(topics)
-    return lambda batch: [m for m in batch if m.topic in keep]
+def decoded(settings: Settings, messages: Stream[KafkaSourceMessage]) -> Stream[Polled]:
+    """Each polled batch with its telemetry decoded and judged once, for all three parts."""
+    rules, raw = reading_rules(settings), settings.topics.raw
+    return op.flat_map_batch(
+        "decode", messages, lambda batch: [Polled(batch, rules.decode([m for m in batch if m.topic == raw]))]
+    )
 
 
 @operator
-def ingest(
-    step_id: str, messages: Stream[KafkaSourceMessage], settings: Settings, sinks: flows.telemetry.TelemetrySinks
-) -> None:
-    """Telemetry rows to PostgreSQL and rejects to the DLQ (:func:`flows.telemetry.attach`)."""
-    raw = op.flat_map_batch("topics", messages, _only(input_topics(settings)["ingest"]))
-    flows.telemetry.attach(settings, raw, sinks)
+def ingest(step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.telemetry.TelemetrySinks) -> None:
+    """Telemetry rows to PostgreSQL and rejects to the DLQ (:func:`flows.telemetry.attach_polled`)."""
+    topics = frozenset(input_topics(settings)["ingest"])
+    flows.telemetry.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)), sinks)
 
 
 @operator
 def reconcile(
-    step_id: str, messages: Stream[KafkaSourceMessage], settings: Settings, sinks: flows.twin.TwinSinks, tail: bool
+    step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.twin.TwinSinks, tail: bool
 ) -> None:
-    """Per-twin state, windows, commands and the desired-state gate (:func:`flows.twin.attach`)."""
-    mine = op.flat_map_batch("topics", messages, _only(input_topics(settings)["reconcile"]))
-    flows.twin.attach(settings, mine, sinks, idle_ticks=tail)
+    """Per-twin state, windows, commands and the desired-state gate (:func:`flows.twin.attach_polled`)."""
+    topics = frozenset(input_topics(settings)["reconcile"])
+    flows.twin.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)), sinks, idle_ticks=tail)
 
 
 @operator
-def models(step_id: str, messages: Stream[KafkaSourceMessage], settings: Settings, sink: DynamicSink[Any]) -> None:
-    """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach`)."""
-    flows.models.attach(settings, messages, sink)  # it skips topics it does not read
+def models(step_id: str, polled: Stream[Polled], settings: Settings, sink: DynamicSink[Any]) -> None:
+    """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
+    flows.models.attach_polled(settings, polled, sink)  # it skips topics it does not read
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-pipeline") -> Dataflow:
@@ -119,8 +124,8 @@ def dataflow(
     ticks (event time only)."""
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
     flow = Dataflow(flow_id)
-    messages = source_messages(flow, source)
-    ingest("ingest", messages, settings, sinks.ingest)
-    reconcile("reconcile", messages, settings, sinks.reconcile, tail)
-    models("models", messages, settings, sinks.models)
+    polled = decoded(settings, source_messages(flow, source))
+    ingest("ingest", polled, settings, sinks.ingest)
+    reconcile("reconcile", polled, settings, sinks.reconcile, tail)
+    models("models", polled, settings, sinks.models)
     return flow

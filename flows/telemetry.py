@@ -29,6 +29,7 @@ from connectors.kafka.source import kafka_source, source_messages
 from connectors.postgres.telemetry_sink import TelemetrySink
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
+from operators.telemetry.ingest import Polled
 
 log = logging.getLogger("twinflow.flow")
 
@@ -69,7 +70,12 @@ def dataflow(
 def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sinks: TelemetrySinks) -> None:
     """Add decoding, the telemetry rows and the dead letters after ``telemetry.raw`` ``messages``."""
     rules = reading_rules(settings)
-    splits = op.flat_map_batch("decode", messages, lambda batch: [rules.split(batch)])
+    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sinks)
+
+
+def attach_polled(settings: Settings, polled: Stream[Polled], sinks: TelemetrySinks) -> None:
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
+    splits = op.map("decode", polled, lambda p: p.readings.split(p.messages))
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
     op.output("postgres", rows, sinks.rows)
 

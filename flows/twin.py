@@ -53,6 +53,7 @@ from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.keyed_batches import group_by_key
 from operators.security.request_auth import Freshness
+from operators.telemetry.ingest import Polled
 from operators.twin.desired_gate import DecisionStore, DesiredGate, GateConfig
 from operators.twin.event_windows import WindowRow
 from operators.twin.inputs import InputTopics, TwinInputs, decode_batch
@@ -218,18 +219,24 @@ def input_topics(settings: Settings) -> list[str]:
 
 
 def attach(
-    settings: Settings, polled: Stream[KafkaSourceMessage], sinks: TwinSinks, *, idle_ticks: bool = True
+    settings: Settings, messages: Stream[KafkaSourceMessage], sinks: TwinSinks, *, idle_ticks: bool = True
 ) -> Stream[TwinInputs]:
-    """Add decoding, the per-twin step and all twin outputs after ``polled``; returns the decoded inputs."""
+    """Add decoding, the per-twin step and all twin outputs after ``messages``; returns the decoded inputs."""
+    rules = reading_rules(settings)  # the telemetry flow's rules, also when it writes the rows
+    polled = op.flat_map_batch("twin_poll", messages, lambda batch: [Polled(batch, rules)])
+    return attach_polled(settings, polled, sinks, idle_ticks=idle_ticks)
+
+
+def attach_polled(
+    settings: Settings, polled: Stream[Polled], sinks: TwinSinks, *, idle_ticks: bool = True
+) -> Stream[TwinInputs]:
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
     tw = settings.twin
     topics = InputTopics(*input_topics(settings))
-    rules = reading_rules(settings)  # the telemetry flow's rules, also when it writes the rows
     proc = TwinProcessor(tw.policy, tw.window_spec(), desired_gate(settings, sinks.decisions))
     resume = stored_state(settings, proc, sinks.decisions, sinks.stored) if sinks.stored is not None else None
 
-    inputs = op.flat_map_batch(
-        "twin_decode", polled, lambda batch: [decode_batch(batch, topics, rules, rows=tw.ingest)]
-    )
+    inputs = op.map("twin_decode", polled, lambda p: decode_batch(p.messages, topics, p.readings, rows=tw.ingest))
     # One item per twin and batch: (twin_id, (twin_id, [events in order])).
     events = op.flat_map(
         "twin_events", inputs, lambda ti: [(twin, (twin, evs)) for twin, evs in group_by_key(ti.events)]

@@ -7,6 +7,7 @@ per message), not here; bad status, control and event records become dead letter
 the one convention of :func:`operators.telemetry.ingest.dead_letter` (original bytes, headers, reason).
 
 >>> from types import SimpleNamespace as Msg
+>>> from operators.telemetry.ingest import ReadingRules
 >>> raw = Msg(key=b"p1", value=b'{"v":1,"twin_id":"p1","ts":"2026-01-01T00:00:00Z","seq":1,'
 ...           b'"source":"mqtt","readings":{"rpm":1.0}}', topic="raw", partition=0, offset=1)
 >>> bad = Msg(key=b"p1", value=b"{oops", topic="events", partition=0, offset=2)
@@ -27,7 +28,7 @@ from operators.ml.live_step import Event, Item, Rebaseline, Reset, Status, readi
 from operators.records import model_control, twin_events
 from operators.records.alerts import TwinStatus, decode
 from operators.records.envelope import Reason, Rejected
-from operators.telemetry.ingest import DeadLetter, RawMessage, ReadingRules, dead_letter
+from operators.telemetry.ingest import DeadLetter, RawMessage, Splitter, dead_letter
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class ModelInputs:
 
 
 def decode_batch(
-    messages: list[RawMessage], topics: ModelTopics, rules: ReadingRules, now: datetime | None = None
+    messages: list[RawMessage], topics: ModelTopics, rules: Splitter, now: datetime | None = None
 ) -> ModelInputs:
     """Decode a mixed batch: the readings first (in order), then status, control and event records."""
     now = now or datetime.now(UTC)

@@ -39,6 +39,7 @@ QUALITY_CODE = {"good": 0, "uncertain": 1, "bad": 2}
 # telemetry.value_type (sql/migrations/0060_typed_readings.sql): what the row holds.
 VALUE_NUMBER, VALUE_BOOLEAN, VALUE_TEXT = 0, 1, 2
 MAX_DEAD_LETTER_KEY_BYTES = 1024
+_new_tuple = tuple.__new__
 
 
 class RawMessage(Protocol):
@@ -142,7 +143,7 @@ class ReadingRules:
     """The one rule set every flow judges a reading by: the limits and the optional guard (twin
     registry, duplicate seq). Build it once per decoding step from the settings
     (:func:`flows.readings.reading_rules`); the guard remembers what it admitted, so two steps that
-    decode the same messages each need their own (or share one decoded :class:`Split`).
+    decode the same messages each need their own (or share one :class:`DecodedBatch`).
 
     >>> from types import SimpleNamespace as Msg
     >>> m = Msg(key=b"p1", value=b'{"v":1,"twin_id":"p1","ts":"2026-01-01T00:00:00Z","seq":1,'
@@ -158,6 +159,10 @@ class ReadingRules:
     def split(self, messages: list[RawMessage], now: datetime | None = None, *, rows: bool = True) -> Split:
         """:func:`split_batch` under these rules."""
         return split_batch(messages, self.limits, now, self.guard, rows=rows)
+
+    def decode(self, messages: list[RawMessage], now: datetime | None = None) -> DecodedBatch:
+        """Judge ``messages`` once (see :class:`DecodedBatch`)."""
+        return DecodedBatch(messages, self, now)
 
 
 @dataclass(slots=True)
@@ -186,52 +191,129 @@ def split_batch(
     """
     now = now or datetime.now(UTC)
     out = Split()
-    out_rows = out.rows
     for msg in messages:
-        try:
-            env, bad = decode_partial(
-                msg.value,
-                key=msg.key,
-                now=now,
-                max_bytes=limits.max_bytes,
-                max_future_skew=limits.max_future_skew,
-                max_age=limits.max_age,
-            )
-            if guard is not None and not guard.admit(env):
-                out.absorbed += 1
-                continue
-        except Rejected as exc:
-            out.dead.append(dead_letter(msg, exc.reason.value, exc.detail, limits, now, exc.field))
-            continue
-        for b in bad:
-            out.dead.append(dead_letter(msg, b.reason.value, b.detail, limits, now, b.field))
-        out.envelopes.append(env)
-        if not rows:
-            continue
-        quality = QUALITY_CODE[env.quality]
-        status = env.status
-        for sensor, value in env.readings.items():
-            if value.__class__ is float and (status is None or sensor not in status):
-                out_rows.append(TelemetryRow(env.twin_id, sensor, env.ts, value, env.seq, quality, env.source))
-            else:
-                out_rows.append(typed_row(env, sensor, value))
-        if env.text:
-            for sensor, text in env.text.items():
-                out_rows.append(
-                    TypedRow(
-                        env.twin_id,
-                        sensor,
-                        env.ts,
-                        None,
-                        env.seq,
-                        QUALITY_CODE[env.quality_of(sensor)],
-                        env.source,
-                        VALUE_TEXT,
-                        env.status.get(sensor) if env.status else None,
-                        text,
-                    )
-                )
+        _add(out, judge(msg, limits, now, guard), rows)
     return out
+
+
+# A judged message: the envelope to keep (None: rejected or absorbed) and its dead letters.
+Judged = tuple[Envelope | None, list[DeadLetter]]
+
+
+def judge(msg: RawMessage, limits: Limits, now: datetime, guard: IngestGuard | None) -> Judged:
+    """Decode and validate one message; a message with neither envelope nor dead letter was absorbed
+    by the guard (an identical redelivery)."""
+    try:
+        env, bad = decode_partial(
+            msg.value,
+            key=msg.key,
+            now=now,
+            max_bytes=limits.max_bytes,
+            max_future_skew=limits.max_future_skew,
+            max_age=limits.max_age,
+        )
+        if guard is not None and not guard.admit(env):
+            return None, []
+    except Rejected as exc:
+        return None, [dead_letter(msg, exc.reason.value, exc.detail, limits, now, exc.field)]
+    return env, [dead_letter(msg, b.reason.value, b.detail, limits, now, b.field) for b in bad] if bad else []
+
+
+def _add(out: Split, judged: Judged, rows: bool) -> None:
+    """Append one judged message to ``out`` (its rows only when ``rows``)."""
+    env, dead = judged
+    if dead:
+        out.dead.extend(dead)
+    if env is None:
+        if not dead:
+            out.absorbed += 1
+        return
+    out.envelopes.append(env)
+    if not rows:
+        return
+    out_rows = out.rows
+    quality = QUALITY_CODE[env.quality]
+    status = env.status
+    twin_id, ts, seq, source = env.twin_id, env.ts, env.seq, env.source
+    for sensor, value in env.readings.items():
+        if value.__class__ is float and (status is None or sensor not in status):
+            # tuple.__new__: the same TelemetryRow without the NamedTuple's Python-level __new__ (5 per reading)
+            out_rows.append(_new_tuple(TelemetryRow, (twin_id, sensor, ts, value, seq, quality, source)))
+        else:
+            out_rows.append(typed_row(env, sensor, value))
+    if env.text:
+        for sensor, text in env.text.items():
+            out_rows.append(
+                TypedRow(
+                    env.twin_id,
+                    sensor,
+                    env.ts,
+                    None,
+                    env.seq,
+                    QUALITY_CODE[env.quality_of(sensor)],
+                    env.source,
+                    VALUE_TEXT,
+                    env.status.get(sensor) if env.status else None,
+                    text,
+                )
+            )
+
+
+class DecodedBatch:
+    """The telemetry messages of one polled batch, judged once (decode, limits, guard).
+
+    Its :meth:`split` takes any of these messages, in any grouping, and gives what
+    :meth:`ReadingRules.split` would have given for them, without decoding again: the pipeline
+    flow decodes a batch once and its ingest, reconciliation and models parts split it each their
+    way (rows, events between control records, model readings).
+
+    >>> from types import SimpleNamespace as Msg
+    >>> m = Msg(key=b"p1", value=b'{"v":1,"twin_id":"p1","ts":"2026-01-01T00:00:00Z","seq":1,'
+    ...         b'"source":"mqtt","readings":{"rpm":1.0}}', topic="t", partition=0, offset=7)
+    >>> decoded = ReadingRules(Limits(), IngestGuard()).decode([m])
+    >>> [r.sensor for r in decoded.split([m]).rows], len(decoded.split([m], rows=False).envelopes)
+    (['rpm'], 1)
+    """
+
+    __slots__ = ("_judged", "limits")
+
+    def __init__(self, messages: list[RawMessage], rules: ReadingRules, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        limits, guard = rules.limits, rules.guard
+        self.limits = limits
+        self._judged = {id(m): judge(m, limits, now, guard) for m in messages}
+
+    def split(self, messages: list[RawMessage], now: datetime | None = None, *, rows: bool = True) -> Split:
+        """The :class:`Split` of ``messages`` (each one of the decoded batch; ``now`` is not used:
+        they were judged at the decoding time)."""
+        out = Split()
+        judged = self._judged
+        for msg in messages:
+            _add(out, judged[id(msg)], rows)
+        return out
+
+
+class Splitter(Protocol):
+    """What turns telemetry messages into a :class:`Split`: :class:`ReadingRules` (decodes them) or
+    a :class:`DecodedBatch` (decoded already)."""
+
+    @property
+    def limits(self) -> Limits: ...
+
+    def split(self, messages: list[RawMessage], now: datetime | None = None, *, rows: bool = True) -> Split: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Polled:
+    """One polled batch of Kafka messages and the :class:`Splitter` that judges its telemetry: a
+    flow's own rules (each flow decodes what it reads) or the batch decoded once (pipeline flow)."""
+
+    messages: list[RawMessage]
+    readings: Splitter
+
+    def only(self, topics: frozenset[str]) -> Polled:
+        """The messages of these topics (order kept), judged the same way."""
+        return Polled([m for m in self.messages if m.topic in topics], self.readings)
 
 
 def typed_row(env: Envelope, sensor: str, value: float | bool | None) -> TypedRow:

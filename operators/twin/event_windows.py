@@ -33,10 +33,11 @@ Aggregates do not depend on arrival order (up to float rounding of mean and stdd
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from operators.records.twin import LateReading
+from operators.records.twin import LateReading, Reported
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -172,6 +173,66 @@ class TwinWindows:
             if self._next_due is not None and ts >= self._next_due:
                 rows.extend(self._advance())
         return rows, []
+
+    def add_run(
+        self, readings: Sequence[Reported], first: int, stop: int
+    ) -> tuple[list[WindowRow], list[LateReading], int]:
+        """:meth:`add` of ``readings[first]``, then column-wise the following readings up to ``stop``
+        that change nothing but aggregates; returns the outputs and the index of the first reading
+        not taken (``readings[first:stop]`` must all be readings for the windows).
+
+        A following reading is taken when its (ts, seq) rises, it has the same sensors, stays inside
+        the windows of ``readings[first]``, publishes nothing and meets no published window: exactly
+        the readings for which :meth:`add` would return nothing. They are aggregated per sensor in
+        one pass with the same float operations in the same order as :meth:`add` (identical rows)."""
+        r0 = readings[first]
+        rows, late = self.add(r0.ts, r0.seq, r0.values, r0.source)
+        if late or first + 1 >= stop or self.max_ts != r0.ts:
+            return rows, late, first + 1
+        prev = (r0.ts, r0.seq)
+        keys = r0.values.keys()
+        since_epoch = r0.ts - EPOCH
+        windows = []
+        limit = self._next_due
+        for i, size in enumerate(self.spec.sizes):
+            window = self.open[(i, EPOCH + (since_epoch // size) * size)]
+            aggs = window.sensors
+            if any(agg.version for agg in aggs.values()):
+                return rows, late, first + 1  # a published window: every reading emits its correction
+            if any(aggs[sensor].last_key != prev for sensor in keys):
+                return rows, late, first + 1  # a newer (ts, seq) is in already: `last` is not the run's
+            windows.append(window)
+            if limit is None or window.end < limit:
+                limit = window.end
+        end = first + 1
+        while end < stop:
+            r = readings[end]
+            key = (r.ts, r.seq)
+            if not (key > prev and r.ts < limit and r.values.keys() == keys):  # type: ignore[operator]
+                break
+            prev = key
+            end += 1
+        if end == first + 1:
+            return rows, late, end
+        for sensor in keys:
+            column = [readings[k].values[sensor] for k in range(first + 1, end)]
+            for window in windows:
+                agg = window.sensors[sensor]
+                count, mean, m2, low, high = agg.count, agg.mean, agg.m2, agg.min, agg.max
+                for value in column:
+                    count += 1
+                    d = value - mean
+                    mean = mean + d / count
+                    m2 += d * (value - mean)
+                    if value < low:
+                        low = value
+                    if value > high:
+                        high = value
+                agg.count, agg.mean, agg.m2, agg.min, agg.max = count, mean, m2, low, high
+                agg.last, agg.last_key = column[-1], prev
+                agg.dirty = True
+        self.max_ts = prev[0]
+        return rows, late, end
 
     def _advance(self) -> list[WindowRow]:
         assert self.max_ts is not None

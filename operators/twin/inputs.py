@@ -22,7 +22,15 @@ from datetime import UTC, datetime
 
 from operators.records.envelope import Envelope, Reason, Rejected
 from operators.records.twin import AckEvent, DesiredEvent, Reported, decode_ack, decode_desired
-from operators.telemetry.ingest import QUALITY_CODE, DeadLetter, RawMessage, ReadingRules, TelemetryRow, dead_letter
+from operators.telemetry.ingest import (
+    QUALITY_CODE,
+    DeadLetter,
+    RawMessage,
+    ReadingRules,
+    Splitter,
+    TelemetryRow,
+    dead_letter,
+)
 
 __all__ = ["InputTopics", "ReadingRules", "TwinInputs", "decode_batch", "group_envelopes"]
 
@@ -74,16 +82,17 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
 def decode_batch(
     messages: list[RawMessage],
     topics: InputTopics,
-    rules: ReadingRules,
+    rules: Splitter,
     now: datetime | None = None,
     *,
     rows: bool = True,
 ) -> TwinInputs:
     """Decode a mixed batch, keeping the order of messages per twin.
 
-    Telemetry is judged by ``rules`` (:class:`~operators.telemetry.ingest.ReadingRules`: the same limits and
-    guard as the telemetry flow). ``rows=False``: no telemetry rows (the flow does not write
-    telemetry), the events are the same."""
+    Telemetry is judged by ``rules`` (:class:`~operators.telemetry.ingest.ReadingRules`: the same limits
+    and guard as the telemetry flow; or the batch decoded once,
+    :class:`~operators.telemetry.ingest.DecodedBatch`). ``rows=False``: no telemetry rows (the flow
+    does not write telemetry), the events are the same."""
     now = now or datetime.now(UTC)
     out = TwinInputs()
     pending_raw: list[RawMessage] = []

@@ -112,7 +112,11 @@ class TwinState:
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        """The published document (``twin.state`` value and history row)."""
+        """The published document (``twin.state`` value and history row).
+
+        Built for every version: a twin without desired values, commands or what-if values (most
+        readings of most twins) skips the comprehensions over them (the same document)."""
+        params, desired, simulated = self.params, self.desired, self.simulated
         return {
             "twin_id": self.twin_id,
             "version": self.version,
@@ -122,19 +126,21 @@ class TwinState:
             "mode": self.mode,
             "learn": self.learn,
             "reported": {k: {"value": v, "ts": ts} for k, (v, ts) in self.reported.items()},
-            "desired": {k: {"value": v, "ts": ts, "author": a} for k, (v, ts, a) in self.desired.items()},
-            "delta": self.delta(),
-            "conflicts": sorted(k for k, p in self.params.items() if not p.synced),
+            "desired": {k: {"value": v, "ts": ts, "author": a} for k, (v, ts, a) in desired.items()} if desired else {},
+            "delta": self.delta() if desired else {},
+            "conflicts": sorted(k for k, p in params.items() if not p.synced) if params else [],
             "commands": {
                 k: {"command_id": c.command_id, "value": c.value, "attempt": c.attempt, "status": c.status}
-                for k, p in self.params.items()
+                for k, p in params.items()
                 if (c := p.command) is not None
-            },
+            }
+            if params
+            else {},
             "last_sync_time": self.last_sync_time,
             "sync_latency_ms": self.sync_latency_ms,
             "consistency_score": self.consistency_score,
             "desync_since": self.desync_since,
-            "simulated": {k: {"value": v, "ts": ts} for k, (v, ts) in self.simulated.items()},
+            "simulated": {k: {"value": v, "ts": ts} for k, (v, ts) in simulated.items()} if simulated else {},
         }
 
 
