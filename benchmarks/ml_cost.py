@@ -1,10 +1,18 @@
 """Cost of the per-twin online models (``make bench-ml-cost``): records/s for score+learn on one
-core at 5 and 20 sensors, and the pickled state size per twin (what Bytewax snapshots)."""
+core at 5 and 20 sensors, the pickled state size per twin (what Bytewax snapshots), and the RSS of
+one process holding many twins' live model states.
+
+    python -m benchmarks.ml_cost --memory-only --fleet-twins 2000 --twins 100000  # issue 16's goal
+
+The memory measurement steps ``--fleet-twins`` twins for real and projects to ``--twins`` (per-twin
+state is independent, so RSS grows linearly); ``--fleet-twins 100000`` measures the full fleet
+(about 2 hours of one core at 1,200 readings per twin)."""
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import sys
 import time
 
 import numpy as np
@@ -77,38 +85,56 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--fleet-twins", type=int, default=1000, help="twins held in memory at once (0: skip)")
     ap.add_argument("--fleet-samples", type=int, default=1200, help="readings per twin (past calibration)")
+    ap.add_argument("--twins", type=int, default=100_000, help="fleet size the memory is projected to")
+    ap.add_argument("--memory-only", action="store_true", help="only the fleet memory (no records/s table)")
     args = ap.parse_args(argv)
-    warm = 1000
-    lines = ["| models | sensors | records/s (score+learn, 1 core) | state per twin |", "|---|---|---|---|"]
-    for name, cfg in VARIANTS.items():
-        for d in (5, 20):
-            rate, size = measure(cfg, stream(warm + args.records, d), warm)
-            note = f" (after {warm + args.records} samples)" if cfg.failure else ""
-            lines.append(f"| {name} | {d} | {rate:,.0f} | {size / 1024:,.0f} KiB{note} |")
-            print(lines[-1], flush=True)
-    for d in (5, 20):
-        rows = [{**row, "load_sp": 100.0} for row in stream(warm + args.records, d)]
-        rate, size = measure(ModelConfig(), rows, warm)
-        lines.append(f"| {SETPOINT_VARIANT} | {d} | {rate:,.0f} | {size / 1024:,.0f} KiB |")
-        print(lines[-1], flush=True)
+    if args.memory_only:
+        lines: list[str] = []
+    else:
+        lines = throughput(args.records)
     if args.fleet_twins:
         mib, kib = fleet_memory(args.fleet_twins, args.fleet_samples)
+        projected = "measured" if args.twins == args.fleet_twins else f"projected from {args.fleet_twins:,}"
         lines += [
             "",
             f"Memory of the live models flow's state: {args.fleet_twins:,} twins × {args.fleet_samples:,} "
             f"readings of 5 sensors (default settings: anomaly + forecasts) grow one process's RSS by "
-            f"{mib:,.0f} MiB = {kib:,.0f} KiB per twin → {kib * 10_000 / 2**20:,.2f} GiB for 10,000 twins "
-            "(per-twin state is independent, so it scales linearly).",
+            f"{mib:,.0f} MiB = {kib:,.1f} KiB per twin → {kib * args.twins / 2**20:,.2f} GiB for "
+            f"{args.twins:,} twins ({projected}; per-twin state is independent, so it scales linearly).",
         ]
         print(lines[-1], flush=True)
-    body = "\n".join(lines) + (
-        "\n\nFailure features keep each sample's features until a failure or repair labels them "
-        "(bounded by ml.failure.max_history), so that state grows with time since the last event. "
-        "The operating-point variant keeps its setpoint constant (steady-state cost); a setpoint change "
-        "costs a settle period without scoring and one small least-squares fit."
+    note = (
+        ""
+        if args.memory_only
+        else (
+            "\n\nFailure features keep each sample's features until a failure or repair labels them "
+            "(bounded by ml.failure.max_history), so that state grows with time since the last event. "
+            "The operating-point variant keeps its setpoint constant (steady-state cost); a setpoint change "
+            "costs a settle period without scoring and one small least-squares fit."
+        )
     )
+    given = " ".join(sys.argv[1:] if argv is None else argv)
+    command = f".venv/bin/python -m benchmarks.ml_cost {given}" if given else "make bench-ml-cost"
     if not args.no_write:
-        append_results("ML cost per twin", "make bench-ml-cost  (.venv/bin/python -m benchmarks.ml_cost)", body)
+        append_results("ML cost per twin", command, "\n".join(lines).strip() + note)
+
+
+def throughput(records: int) -> list[str]:
+    """The records/s and pickled-state table (one line per variant and sensor count)."""
+    warm = 1000
+    lines = ["| models | sensors | records/s (score+learn, 1 core) | state per twin |", "|---|---|---|---|"]
+    for name, cfg in VARIANTS.items():
+        for d in (5, 20):
+            rate, size = measure(cfg, stream(warm + records, d), warm)
+            note = f" (after {warm + records} samples)" if cfg.failure else ""
+            lines.append(f"| {name} | {d} | {rate:,.0f} | {size / 1024:,.0f} KiB{note} |")
+            print(lines[-1], flush=True)
+    for d in (5, 20):
+        rows = [{**row, "load_sp": 100.0} for row in stream(warm + records, d)]
+        rate, size = measure(ModelConfig(), rows, warm)
+        lines.append(f"| {SETPOINT_VARIANT} | {d} | {rate:,.0f} | {size / 1024:,.0f} KiB |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 if __name__ == "__main__":

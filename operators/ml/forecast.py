@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from river import stats
+import numpy as np
 
 from operators.ml.config import ForecastConfig
 
@@ -32,6 +33,12 @@ class SensorForecast:
     value: float
     low: float
     high: float
+
+
+def slot_state(obj: Any) -> dict[str, Any]:
+    """A slotted object's state as the dict its earlier ``__dict__`` version pickled (snapshots of
+    either layout load into either)."""
+    return {name: getattr(obj, name) for name in obj.__slots__}
 
 
 class Holt:
@@ -53,6 +60,8 @@ class Holt:
     >>> m.forecast_at(1), m.forecast_at(3)
     (4.92375, 6.99625)
     """
+
+    __slots__ = ("alpha", "beta", "first", "level", "trend")  # no __dict__: ~290 bytes less per sensor
 
     def __init__(self, alpha: float, beta: float | None = None) -> None:
         self.alpha = alpha
@@ -82,6 +91,13 @@ class Holt:
         assert self.level is not None, "Holt needs two values before it forecasts"
         return self.level + h * self.trend if self.trend is not None else self.level
 
+    def __getstate__(self) -> dict[str, Any]:
+        return slot_state(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
     @classmethod
     def of_river(cls, model: Any) -> Holt:
         """The same model from a ``river.time_series.HoltWinters`` (additive, no season) that
@@ -93,18 +109,80 @@ class Holt:
         return out
 
 
+class WindowQuantile:
+    """The ``q`` quantile of the last ``window_size`` values, as ``river.stats.RollingQuantile``
+    computes it (linear between the two nearest order statistics; the same float operations, so
+    the same numbers bit for bit: tests/unit/ml/test_step_many.py), kept in one ring of
+    doubles (8 bytes per value; River's sorted window costs about 3.4 KiB at 200 values, outside Python's
+    heap). The quantile is selected when asked (:meth:`get`), not kept sorted on every update.
+
+    >>> w = WindowQuantile(0.5, window_size=3)
+    >>> for x in (5.0, 1.0, 3.0, 10.0):
+    ...     w.update(x)
+    >>> w.get()  # median of 1, 3, 10
+    3.0
+    """
+
+    __slots__ = ("n", "q", "values")
+
+    def __init__(self, q: float, window_size: int) -> None:
+        self.q = q
+        self.values = array("d", bytes(8 * window_size))
+        self.n = 0  # values seen (the ring's write position is n % window_size)
+
+    def update(self, x: float) -> None:
+        self.values[self.n % len(self.values)] = x
+        self.n += 1
+
+    def get(self) -> float | None:
+        if not self.n:
+            return None
+        size = min(self.n, len(self.values))
+        idx = self.q * (size - 1)
+        lower = math.floor(idx)
+        higher = min(lower + 1, size - 1)
+        part = np.partition(np.frombuffer(self.values, count=size), (lower, higher))
+        lo, hi = float(part[lower]), float(part[higher])
+        return lo + (hi - lo) * (idx - lower)
+
+    def __getstate__(self) -> tuple[float, array[float], int]:
+        return self.q, self.values, self.n
+
+    def __setstate__(self, state: tuple[float, array[float], int]) -> None:
+        self.q, self.values, self.n = state
+
+
 class _SensorModel:
+    """One sensor's forecaster. ``pending`` holds the last ``horizon`` forecasts awaiting their
+    truth in a plain list used as a ring (the one made at learned sample ``k`` at index
+    ``(k - 1) % horizon``): 8 bytes a slot, where a ``deque`` block costs 760 bytes.
+
+    States written by earlier versions resume: River's HoltWinters in ``model`` becomes
+    :class:`Holt`, a ``deque`` in ``pending`` becomes the ring, and River's ``RollingQuantile`` in
+    ``errors`` stays (same interface, same numbers as :class:`WindowQuantile`)."""
+
+    __slots__ = ("errors", "model", "n", "pending")
+
     def __init__(self, cfg: ForecastConfig) -> None:
         self.model = Holt(cfg.alpha, cfg.beta)
-        self.pending: deque[float] = deque(maxlen=cfg.horizon)  # forecasts awaiting their truth
-        self.errors = stats.RollingQuantile(cfg.coverage, window_size=cfg.window)
+        self.pending: list[float] = []  # forecasts awaiting their truth (a ring, see above)
+        self.errors = WindowQuantile(cfg.coverage, window_size=cfg.window)
         self.n = 0
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """A state from before :class:`Holt` holds River's HoltWinters: take over its level and trend."""
         if not isinstance(state.get("model"), Holt):
             state["model"] = Holt.of_river(state["model"])
-        self.__dict__.update(state)
+        pending = state.get("pending")
+        if isinstance(pending, deque):  # the k-th latest forecast goes to (n - 1 - k) % horizon
+            ring: list[Any] = [None] * len(pending)
+            for k, value in enumerate(reversed(pending)):
+                ring[(state["n"] - 1 - k) % (pending.maxlen or len(pending))] = value
+            state["pending"] = ring
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return slot_state(self)
 
 
 class SensorForecasts:
@@ -134,12 +212,16 @@ class SensorForecasts:
             m = models.get(name)
             if m is None:
                 m = models[name] = _SensorModel(self.config)
-            pending = m.pending
+            pending, slot = m.pending, m.n % h  # the ring's oldest forecast, then the new one's
             if calibrate and len(pending) == h:  # the forecast made h samples ago is for now
-                m.errors.update(abs(y - pending[0]))
+                m.errors.update(abs(y - pending[slot]))
             m.model.learn_one(y)
             m.n += 1
-            pending.append(m.model.forecast_at(h) if m.n >= 2 else y)
+            value = m.model.forecast_at(h) if m.n >= 2 else y
+            if len(pending) < h:
+                pending.append(value)
+            else:
+                pending[slot] = value
 
     def forecast(self) -> dict[str, SensorForecast]:
         """The latest ``horizon``-step forecast per sensor, with its interval (NaN until calibrated)."""
@@ -148,7 +230,7 @@ class SensorForecasts:
         for name, m in self.models.items():
             if not m.pending:
                 continue
-            value = m.pending[-1]
+            value = m.pending[(m.n - 1) % h]
             width = m.errors.get() if m.n > h else None
             w = math.nan if width is None else width
             out[name] = SensorForecast(h, value, value - w, value + w)

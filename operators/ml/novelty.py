@@ -350,8 +350,10 @@ class NoveltyDetector(VersionedState):
         self._rpos += 1
 
     def release(self) -> None:
-        """The alarm ended without a re-learn: forget the held vectors."""
+        """The alarm ended without a re-learn: forget the held vectors (and their buffer: most
+        twins are rarely in alarm, so it is allocated again by the next one)."""
         self._rpos = 0
+        self._recent = None
 
     def relearn(self) -> None:
         """A lasting change: the held samples (the alarm's) become the new normal — the baseline is
@@ -404,6 +406,7 @@ class NoveltyDetector(VersionedState):
             self._refresh()
         self._drift = ADWIN(delta=cfg.drift_delta)
         self._rpos = 0
+        self._recent = None  # the held vectors are learned: their buffer goes until the next alarm
         self.n_drifts += 1
 
     def _seasonal_start(self) -> None:

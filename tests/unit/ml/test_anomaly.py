@@ -85,6 +85,7 @@ def test_lasting_regime_change_is_one_episode_then_relearned():
     assert any(s.drift for s in scores[595:620])  # re-learned after relearn_s
     assert not any(flags[650:])  # the new level became normal
     assert all(0.0 <= s.anomaly_score < 1.0 for s in scores[200:])  # bounded
+    assert det.anomaly._recent is None  # the alarm's held samples are not kept once learned (memory)
 
 
 def test_no_learning_while_in_maintenance():

@@ -66,6 +66,19 @@ def test_the_snapshot_copy_is_independent_and_scores_the_same() -> None:
     assert a == b and a
 
 
+class EarlierLayout:
+    """Pickles as an instance of ``cls`` whose attributes were a plain ``__dict__`` (``state``): what
+    snapshots written before a class got ``__slots__`` or a new attribute layout hold."""
+
+    def __init__(self, cls: type, state: dict) -> None:
+        self.cls, self.state = cls, state
+
+    def __reduce_ex__(self, protocol: object) -> tuple:
+        import copyreg
+
+        return copyreg._reconstructor, (self.cls, object, None), self.state
+
+
 def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
     """operators.ml.forecast.Holt replaces River's HoltWinters (whose private attributes we read before):
     compared through River's public API (level, trend, forecast)."""
@@ -87,11 +100,78 @@ def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
                 assert ours.trend == (rivers.trend[-1] if rivers.trend else None)
                 assert [ours.forecast_at(h) for h in range(1, 11)] == rivers.forecast(10)
         # a state pickled by an earlier version (River's model inside) resumes on the same numbers
-        old = _SensorModel.__new__(_SensorModel)
-        old.__dict__.update(model=rivers, pending=None, errors=None, n=len(ys))
+        old = EarlierLayout(_SensorModel, {"model": rivers, "pending": None, "errors": None, "n": len(ys)})
         resumed = pickle.loads(pickle.dumps(old)).model
         assert isinstance(resumed, Holt)
         for y in ys[:50]:
             resumed.learn_one(y)
             rivers.learn_one(y)
         assert resumed.forecast_at(10) == rivers.forecast(10)[-1]
+
+
+def test_window_quantile_is_rivers_rolling_quantile_bit_for_bit() -> None:
+    """operators.ml.forecast.WindowQuantile replaces River's RollingQuantile (a float64 ring instead
+    of a sorted window): the same numbers on partial and full windows, ties, extreme q; a state
+    pickled with River's quantile inside resumes with it."""
+    import pickle
+
+    from river import stats
+
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import SensorForecasts, WindowQuantile
+
+    rng = random.Random(5)
+    for q, size in ((0.9, 200), (0.5, 1), (0.5, 2), (0.0, 7), (1.0, 7), (0.999, 30), (rng.random(), 50)):
+        ours, rivers = WindowQuantile(q, size), stats.RollingQuantile(q, window_size=size)
+        assert ours.get() is None
+        for _ in range(3 * size + 40):
+            x = rng.choice((rng.gauss(0, 1e3), float(rng.randint(0, 3))))
+            ours.update(x)
+            rivers.update(x)
+            assert ours.get() == rivers.get()
+        back = pickle.loads(pickle.dumps(ours))
+        assert (back.q, back.n, back.get()) == (ours.q, ours.n, ours.get())
+    cfg = ForecastConfig(horizon=3, window=20)
+    f, old = SensorForecasts(cfg), SensorForecasts(cfg)
+    ys = [20.0 + rng.gauss(0, 1) for _ in range(100)]
+    for y in ys[:50]:
+        f.update({"t": y})
+        old.update({"t": y})
+    old.models["t"].errors = rivers = stats.RollingQuantile(cfg.coverage, window_size=cfg.window)
+    ring = f.models["t"].errors
+    for i in range(ring.n - cfg.window, ring.n):  # the errors in time order (ring full after 50)
+        rivers.update(float(ring.values[i % cfg.window]))  # as an earlier version kept them
+    old = pickle.loads(pickle.dumps(old))
+    for y in ys[50:]:
+        f.update({"t": y})
+        old.update({"t": y})
+        assert f.forecast() == old.forecast()
+
+
+def test_forecasts_pending_in_a_deque_resume_from_the_ring() -> None:
+    """States pickled before the pending forecasts became a ring (a ``deque``) resume on the same
+    forecasts and intervals, whether the deque was full or not."""
+    import pickle
+    from collections import deque
+
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import SensorForecasts, slot_state
+
+    rng = random.Random(8)
+    cfg = ForecastConfig(horizon=4, window=20)
+    ys = [20.0 + 0.1 * i + rng.gauss(0, 1) for i in range(80)]
+    for cut in (3, 4, 37):
+        f = SensorForecasts(cfg)
+        for y in ys[:cut]:
+            f.update({"t": y})
+        m = f.models["t"]
+        in_order = [m.pending[(m.n - len(m.pending) + i) % cfg.horizon] for i in range(len(m.pending))]
+        old = pickle.loads(pickle.dumps(f))
+        earlier = {**slot_state(m), "pending": deque(in_order, maxlen=cfg.horizon)}
+        old.models["t"] = EarlierLayout(type(m), earlier)
+        old = pickle.loads(pickle.dumps(old))
+        assert old.models["t"].pending == m.pending
+        for y in ys[cut:]:
+            f.update({"t": y})
+            old.update({"t": y})
+            assert repr(f.forecast()) == repr(old.forecast())  # NaN intervals before calibration
