@@ -26,6 +26,8 @@ from pathlib import Path
 
 from bytewax.dataflow import Dataflow
 
+from connectors.kafka.source import StoppableKafkaSource
+
 log = logging.getLogger(__name__)
 
 
@@ -86,8 +88,6 @@ def ensure_recovery_dir(path: Path, *, process_id: int = 0, processes: int = 1) 
 
 def _inputs(step: object) -> dict[str, list[str]]:
     """Step id → topics of every Kafka input of a flow (or of a step's substeps)."""
-    from connectors.kafka.source import StoppableKafkaSource
-
     found = {}
     for sub in getattr(step, "substeps", []):
         source = getattr(sub, "source", None)
@@ -111,9 +111,10 @@ def forget_retired_inputs(recovery_dir: Path, flow: Dataflow) -> list[str]:
         with closing(sqlite3.connect(part, timeout=30)) as db:
             for step_id, topics in inputs.items():
                 keys = db.execute("SELECT DISTINCT state_key FROM snaps WHERE step_id = ?", (step_id,)).fetchall()
-                stale = [key for (key,) in keys if key.split("-", 1)[-1] not in topics]  # key: <partition>-<topic>
+                topic_of = {key: key.split("-", 1)[-1] for (key,) in keys}  # state key: <partition>-<topic>
+                stale = [key for key, topic in topic_of.items() if topic not in topics]
                 db.executemany("DELETE FROM snaps WHERE step_id = ? AND state_key = ?", [(step_id, k) for k in stale])
-                retired.update(key.split("-", 1)[-1] for key in stale)
+                retired.update(topic_of[key] for key in stale)
             db.commit()
     for topic in sorted(retired):
         log.warning("%s is no longer an input of this flow: its recovery positions are forgotten", topic)
