@@ -23,6 +23,7 @@ arguments (:func:`dataflow`); :func:`build_flow` gives it Kafka, a unit test ``T
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -89,11 +90,10 @@ def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sink: Dynam
     attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sink)
 
 
-def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any]) -> None:
-    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
-    a = settings.alerts
+def live_config(settings: Settings) -> LiveModelConfig:
+    """The per-twin model step's configuration from ``[ml]`` (what a live flow runs)."""
     ml = settings.ml
-    cfg = LiveModelConfig(
+    return LiveModelConfig(
         ml.model_config_for(),  # failure prediction when ml.model = "rul"
         predict_every=ml.predict_every,
         fleets=tuple(ml.fleets.items()),
@@ -101,6 +101,12 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[
         limits=tuple(ml.limits),
         ranges=tuple(ml.ranges),
     )
+
+
+def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any]) -> None:
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
+    a = settings.alerts
+    cfg = live_config(settings)
 
     topics = ModelTopics(*input_topics(settings))
 
@@ -139,6 +145,29 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[
     op.output("scores_out", op.merge("model_records", outgoing, predictions), sink)
 
 
+class _Input:
+    """When the models of this process last received input, of any twin (wall time).
+
+    A twin is silent when it has not reported for its silence time while the flow kept receiving
+    input (docs/ml.md, "Sensor faults"). When nothing arrives from any twin, the path is down
+    (Kafka unreachable, the flow held up by a sink or restarted), not every twin's sensors: no
+    twin is declared silent then, else one outage would raise a sensor-fault alert on every twin.
+    """
+
+    def __init__(self) -> None:
+        self.last = time.time()  # a flow (re)started: its input counts from now
+
+    def arrived(self) -> None:
+        self.last = time.time()
+
+    def quiet_since(self, now: float) -> float:
+        """Seconds without input."""
+        return now - self.last
+
+
+INPUT = _Input()
+
+
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     """One twin's models inside Bytewax; snapshots are pickled bytes.
 
@@ -153,10 +182,16 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     def __init__(self, resume: bytes | TwinModelState | None, cfg: LiveModelConfig) -> None:
         self.state: TwinModelState | None = from_snapshot(resume)
         self.cfg = cfg
+        if self.state is not None and self.state.wall_at_last is not None:
+            # Resumed after a restart: the time the flow was down is not the twin's silence (every
+            # twin would read as silent after a restart longer than the silence timer); its silence
+            # timer starts again now, as the twin and alerts flows restart their wall clocks.
+            self.state.wall_at_last = time.time()
 
     def on_item(self, value: tuple[str, list]) -> tuple[Iterable[list], bool]:
         twin_id, items = value  # the items carry the key: (twin_id, [items in order])
         self.state, records = step_many(self.state, items, self.cfg, twin_id)
+        INPUT.arrived()
         return ([records] if records else []), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -167,6 +202,14 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
         twin_id = getattr(self.state, "twin_id", "")
         if not twin_id:  # a state from before twin ids were kept: its next reading names it
             return [], StatefulLogic.RETAIN
+        st, due, now = self.state, silence_due(self.state, self.cfg), time.time()
+        if due is not None and st.wall_at_last is not None:
+            silent_for = due.timestamp() - max(st.wall_at_last, st.ticked_at)  # this twin's silence time
+            if INPUT.quiet_since(now) >= silent_for:
+                # Nothing from any twin either: the input stalled (Kafka unreachable, the flow held up),
+                # not this twin's sensors. Look again one silence time later.
+                st.ticked_at = now
+                return [], StatefulLogic.RETAIN
         self.state, records = step_many(self.state, [Tick(datetime.now(UTC))], self.cfg, twin_id)
         return ([records] if records else []), StatefulLogic.RETAIN
 
