@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -145,27 +146,37 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[
     op.output("scores_out", op.merge("model_records", outgoing, predictions), sink)
 
 
-class _Input:
-    """When the models of this process last received input, of any twin (wall time).
+class InputPauses:
+    """When the models of this process received input, of any twin (wall time), and the pauses in it.
 
-    A twin is silent when it has not reported for its silence time while the flow kept receiving
-    input (docs/ml.md, "Sensor faults"). When nothing arrives from any twin, the path is down
-    (Kafka unreachable, the flow held up by a sink or restarted), not every twin's sensors: no
-    twin is declared silent then, else one outage would raise a sensor-fault alert on every twin.
+    A twin is silent when it has not reported for its silence time while the input kept flowing
+    (docs/ml.md, "Sensor faults"). A pause of the whole input — Kafka unreachable, the flow held up
+    by a sink, restarted — is the path's, not every twin's sensors: else one outage raises a
+    sensor-fault alert on every twin. After such a pause the backlog arrives a batch at a time, so a
+    twin is judged again only once the input has flowed for a whole silence time.
     """
+
+    GAP_S = 1.0  # pauses shorter than this are not remembered (a busy flow polls every 0.5 s)
 
     def __init__(self) -> None:
         self.last = time.time()  # a flow (re)started: its input counts from now
+        self.pauses: deque[tuple[float, float]] = deque(maxlen=256)  # (ended at, seconds)
 
     def arrived(self) -> None:
-        self.last = time.time()
+        now = time.time()
+        if now - self.last > self.GAP_S:
+            self.pauses.append((now, now - self.last))
+        self.last = now
 
-    def quiet_since(self, now: float) -> float:
-        """Seconds without input."""
-        return now - self.last
+    def longest_pause(self, since: float, now: float) -> float:
+        """The longest pause of the input that lasted into ``since``…``now`` (the current one included)."""
+        return max([now - self.last, *(length for ended, length in self.pauses if ended >= since)])
 
 
-INPUT = _Input()
+INPUT = InputPauses()
+# A pause of the whole input longer than this many of a twin's reporting intervals (at least STALL_MIN_S)
+# within its silence time suspends its silence timer.
+STALL_INTERVALS, STALL_MIN_S = 3.0, 2.0
 
 
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
@@ -203,11 +214,12 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
         if not twin_id:  # a state from before twin ids were kept: its next reading names it
             return [], StatefulLogic.RETAIN
         st, due, now = self.state, silence_due(self.state, self.cfg), time.time()
-        if due is not None and st.wall_at_last is not None:
+        if due is not None and st.wall_at_last is not None and st.period_s is not None:
             silent_for = due.timestamp() - max(st.wall_at_last, st.ticked_at)  # this twin's silence time
-            if INPUT.quiet_since(now) >= silent_for:
-                # Nothing from any twin either: the input stalled (Kafka unreachable, the flow held up),
-                # not this twin's sensors. Look again one silence time later.
+            stalled = max(STALL_INTERVALS * st.period_s, STALL_MIN_S)  # a pause the twin's data cannot explain
+            if INPUT.longest_pause(now - silent_for, now) >= stalled:
+                # The whole input paused (Kafka unreachable, the flow held up) within this twin's silence
+                # time, or its backlog is still coming: not the twin's sensors. Look again one silence later.
                 st.ticked_at = now
                 return [], StatefulLogic.RETAIN
         self.state, records = step_many(self.state, [Tick(datetime.now(UTC))], self.cfg, twin_id)

@@ -6,17 +6,18 @@ a flow resumed after being down longer than the timer (`ml.sensor_health.silence
 every twin's timer at once — its snapshot kept the wall time of the last reading — and so did Kafka
 unreachable for as long while the flow waited for input: one `silent` sensor-fault record and one
 sensor_fault alert per twin, which a run without the fault never raised. Now a resumed twin's timer
-counts from the restart, and a twin is silent only while input of other twins still arrives.
+counts from the restart, and a twin is silent only while the input of the process kept flowing
+(after a pause of it, once the backlog had a whole silence time to arrive).
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flows.models import INPUT, TwinModelsLogic
+import flows.models
+from flows.models import InputPauses, TwinModelsLogic
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.ml.live_step import LiveModelConfig, Reading
 
@@ -43,8 +44,11 @@ def _silent_faults(logic: TwinModelsLogic) -> list[dict[str, str]]:
 
 
 @pytest.fixture(autouse=True)
-def _input_now() -> None:
-    INPUT.arrived()
+def _input(monkeypatch: pytest.MonkeyPatch) -> InputPauses:
+    """The process' input as if readings had been flowing without a pause."""
+    fresh = InputPauses()
+    monkeypatch.setattr(flows.models, "INPUT", fresh)
+    return fresh
 
 
 def test_a_flow_down_longer_than_the_silence_timer_resumes_without_silent_sensors() -> None:
@@ -63,14 +67,22 @@ def test_a_twin_still_silent_after_the_restart_is_flagged_while_others_report() 
     assert _silent_faults(resumed) == [{"a": "silent", "b": "silent"}]
 
 
-def test_no_input_from_any_twin_is_the_path_not_the_sensors() -> None:
+def test_no_input_from_any_twin_is_the_path_not_the_sensors(_input: InputPauses) -> None:
     quiet = _reported("t1")
     _silent_since(quiet, 2 * SILENCE.total_seconds())
-    INPUT.last -= 2 * SILENCE.total_seconds()  # no twin reported either: Kafka unreachable
+    _input.last -= 2 * SILENCE.total_seconds()  # no twin reported either: Kafka unreachable
     assert _silent_faults(quiet) == []
     assert quiet.notify_at() >= datetime.now(UTC) + SILENCE - timedelta(seconds=1)  # looks again later
-    _reported("t2")  # input again, but still nothing of this twin's after its silence time
-    _silent_since(quiet, 2 * SILENCE.total_seconds())
-    assert quiet.state is not None
-    quiet.state.ticked_at = time.time() - 2 * SILENCE.total_seconds()
-    assert _silent_faults(quiet) == [{"a": "silent", "b": "silent"}]
+
+
+def test_after_a_pause_of_the_input_a_twin_is_judged_once_its_backlog_had_time_to_come(_input: InputPauses) -> None:
+    waiting = _reported("t1")
+    _input.last -= 60  # Kafka unreachable for a minute ...
+    _reported("t2")  # ... back: the backlog of other twins arrives first
+    _silent_since(waiting, 2 * SILENCE.total_seconds())
+    assert _silent_faults(waiting) == []
+    ended, length = _input.pauses[-1]
+    _input.pauses[-1] = (ended - 2 * SILENCE.total_seconds(), length)  # input has flowed since, and t1 sent nothing
+    assert waiting.state is not None
+    waiting.state.ticked_at -= 2 * SILENCE.total_seconds()
+    assert _silent_faults(waiting) == [{"a": "silent", "b": "silent"}]
