@@ -174,10 +174,11 @@ def main() -> None:
             f"| {statistics.median(cats):.1f} s / {max(cats):.1f} s |"
         )
     what = "telemetry rows and anomaly scores" if args.flow == "pipeline" else "telemetry rows"
+    down = f", the pipeline down {PIPELINE_DOWN_S:.0f} s" if args.flow == "pipeline" else ""
     body = "\n".join(lines) + (
         f"\n\nFeed rate {args.rate:,.0f} envelopes/s (90 % Kafka producer, 10 % MQTT QoS 1 → bridge), "
         f"{args.twins} twins, seed {args.seed}. *Outage*: from the fault until the component is back "
-        f"(kill -9 + restart of a flow, the pipeline down {PIPELINE_DOWN_S:.0f} s; stop + start of a service). "
+        f"(kill -9 + restart of a flow{down}; stop + start of a service). "
         f"*Caught up*: from then until the {what} of every reading sent so far (including what producers "
         f"buffered during the fault) are in PostgreSQL. Processes "
         f"{'survived every fault' if alive else 'DIED'}; producer/publisher errors: {len(errors)}."
