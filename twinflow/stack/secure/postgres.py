@@ -56,19 +56,14 @@ class SecurePostgres(Postgres):
     def _hba_text(self) -> str:
         return PG_HBA
 
-    def _superuser_conninfo(self, dbname: str = "postgres") -> str:
+    def _superuser_tls(self) -> dict[str, str]:
         m = self.material
-        return self.settings.postgres.conninfo(
-            host="127.0.0.1",
-            port=self.port,
-            user="postgres",
-            password=self.settings.stack.postgres_superuser_password.get_secret_value(),
-            dbname=dbname,
-            sslmode="verify-full",
-            sslrootcert=str(m.file("ca.pem")),
-            sslcert=str(m.file("client.pem")),
-            sslkey=str(m.file("client.key")),
-        )
+        return {
+            "sslmode": "verify-full",
+            "sslrootcert": str(m.file("ca.pem")),
+            "sslcert": str(m.file("client.pem")),
+            "sslkey": str(m.file("client.key")),
+        }
 
     def after_start(self) -> None:
         """Roles with their own passwords; the database belongs to ``twinflow``; PUBLIC gets nothing."""
