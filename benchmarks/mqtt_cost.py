@@ -21,7 +21,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from benchmarks.bridges import PUMP, drop_topic, mapping_text
-from connectors.bridges.mapping import load_mapping
+from connectors.bridges.mapping.loading import load_mapping
 from connectors.kafka.clients import ensure_topics, topic_specs
 from connectors.mqtt.client import BufferedClient
 from twinflow.settings import Settings

@@ -39,7 +39,8 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from connectors.bridges.base import Bridge, Device
-from connectors.bridges.mapping import TOPIC_PLACEHOLDER, MqttAsset, MqttConnection, twin_pattern
+from connectors.bridges.mapping.schema import MqttAsset, MqttConnection
+from connectors.bridges.mapping.templates import TOPIC_PLACEHOLDER, twin_pattern
 from connectors.extras import require
 from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import MISSING, Part, extract, parse_plain, split_path

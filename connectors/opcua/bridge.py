@@ -31,7 +31,7 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from connectors.bridges.base import Bridge, Device
-from connectors.bridges.mapping import OpcuaAsset, OpcuaConnection, OpcuaParam
+from connectors.bridges.mapping.schema import OpcuaAsset, OpcuaConnection, OpcuaParam
 from operators.records.commands import Refused
 from operators.records.envelope import Reason
 

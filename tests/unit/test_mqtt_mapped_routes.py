@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import orjson
 
-from connectors.bridges.mapping import parse_mapping
+from connectors.bridges.mapping.loading import parse_mapping
 from connectors.mqtt.mapped import MappedMqttBridge
 from twinflow.settings import Settings
 
