@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from connectors.bridges.mapping import Mapping, parse_mapping
+from connectors.bridges.mapping.loading import parse_mapping
+from connectors.bridges.mapping.schema import Mapping
 from connectors.sim.faults import SLOW, Fault, failure_level_s
 from connectors.sim.physics import SETPOINTS, SIGNALS, Machine
 from connectors.sim.plant import Plant

@@ -248,7 +248,7 @@ def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(a
     deployed. The simulator runs in simulated time (1 sample/s), so the test is quick and
     deterministic; the protocol path from the same simulator is tested in test_connectors_e2e.
     """
-    from connectors.bridges.mapping import parse_mapping
+    from connectors.bridges.mapping.loading import parse_mapping
     from connectors.sim.faults import Fault
     from connectors.sim.plant import Plant
     from flows.models import build_flow as build_models_flow
