@@ -430,13 +430,12 @@ class TwinAlerts:
         return self._observe("forecast_breach", newest, level, sev, facts)
 
     def _desync(self, rec: DesyncEscalation) -> list[Alert]:
-        sev: Severity = rec.severity or "major"
+        """A twin desynced longer than its ``max_desync_time_s``: major, with the reconciler's detail."""
 
         def facts(f: dict[str, Any]) -> None:
             f["desync"] = rec.detail
 
-        level = ABOVE if rec.active else BELOW
-        return self._observe("desync", rec.ts, level, sev if rec.active else None, facts)
+        return self._observe("desync", rec.ts, ABOVE, "major", facts)
 
     # ------------------------------------------------------------------ lifecycle
     def _observe(self, kind: Kind, ts: datetime, level: int, sev: Severity | None, facts) -> list[Alert]:
