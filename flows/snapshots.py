@@ -10,6 +10,8 @@ subpackages or a module was split (its classes are found at their new place, :da
 ({'speed': 1.0}, {'old': 'object'}, None)
 >>> from_snapshot(b"coperators.hysteresis\nHysteresis\n.").__module__  # a class at its old place
 'operators.twin.hysteresis'
+>>> from_snapshot(b"coperators.alerts\nOrderedTwinAlerts\n.").__module__  # moved twice
+'operators.alerts.ordering'
 >>> from_snapshot(b"coperators.records.alerts\nDesyncEscalation\n(Vp1\nNI01\nN(dtR.")  # its older fields
 DesyncEscalation(twin_id='p1', ts=None, detail={})
 """
@@ -67,6 +69,11 @@ MOVED_MODULES = {
 """Where the operators' modules lived before they were grouped by concern (old → new)."""
 
 MOVED_CLASSES = {
+    ("operators.alerts.lifecycle", "AlertRules"): ("operators.alerts.rules", "AlertRules"),
+    ("operators.alerts.lifecycle", "KindRule"): ("operators.alerts.rules", "KindRule"),
+    ("operators.alerts.lifecycle", "_KindState"): ("operators.alerts.episode", "KindState"),
+    ("operators.alerts.lifecycle", "_Open"): ("operators.alerts.episode", "LiveAlert"),
+    ("operators.alerts.lifecycle", "OrderedTwinAlerts"): ("operators.alerts.ordering", "OrderedTwinAlerts"),
     ("operators.records.alerts", "DesyncEscalation"): ("flows.snapshots", "_desync_escalation"),
 }
 """Classes that left their module when it was split, or changed their fields (old → new place)."""

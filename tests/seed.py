@@ -26,7 +26,8 @@ import psycopg
 
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.postgres.telemetry_sink import TelemetrySink
-from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts
+from operators.alerts.lifecycle import TwinAlerts
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import (
     AlertAction,
     AnomalyScore,

@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts, alert_id_for, step
+from operators.alerts.episode import alert_id_for
+from operators.alerts.lifecycle import TwinAlerts
+from operators.alerts.ordering import step
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import (
     AlertAction,
     AnomalyScore,
