@@ -104,12 +104,11 @@ class ForecastPoint(msgspec.Struct, frozen=True):
 
 class DesyncEscalation(msgspec.Struct, frozen=True):
     """A desync escalation as the alert lifecycle sees it: made from a ``twin.desync`` record of
-    kind ``desync`` (:func:`desync_escalation`); ``active=False`` ends it."""
+    kind ``desync`` (:func:`desync_escalation`), its time as ``ts`` like every lifecycle input. It
+    opens a ``desync`` alert; people resolve it (the twin flow sends no end of the escalation)."""
 
     twin_id: TwinId
     ts: AwareTime
-    active: bool = True
-    severity: Severity | None = None
     detail: dict[str, Any] = {}
 
 
@@ -261,7 +260,7 @@ def desync_escalation(value: bytes | None) -> DesyncEscalation | None:
     event = decode_desync(value)
     if event.kind != "desync":
         return None
-    return DesyncEscalation(event.twin_id, event.at, True, None, event.detail)
+    return DesyncEscalation(event.twin_id, event.at, event.detail)
 
 
 def parse_ts(text: str) -> datetime:

@@ -27,7 +27,7 @@ from connectors.kafka.clients import TopicSpec, alert_topic_specs, client_config
 from connectors.postgres.migrate import migrate
 from connectors.webhook.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from flows.alerts import build_flow
-from operators.alerts.lifecycle import AlertRules, KindRule
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
 from tests.kafka_helpers import produce, read_topic
 from tests.twin_kafka import envelope

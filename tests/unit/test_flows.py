@@ -22,7 +22,7 @@ import flows.models
 import flows.pipeline
 import flows.telemetry
 import flows.twin
-from operators.alerts.lifecycle import AlertRules, KindRule
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import Alert, AnomalyScore, encode
 from operators.records.twin import Command, DesyncEvent
 from operators.security.request_auth import envelope as signed_envelope
