@@ -13,7 +13,7 @@ subpackages or a module was split (its classes are found at their new place, :da
 >>> from_snapshot(b"coperators.alerts\nOrderedTwinAlerts\n.").__module__  # moved twice
 'operators.alerts.ordering'
 >>> from_snapshot(b"coperators.records.alerts\nDesyncEscalation\n(Vp1\nNI01\nN(dtR.")  # its older fields
-DesyncEscalation(twin_id='p1', ts=None, detail={})
+DesyncEscalation(twin_id='p1', ts=None, detail={}, in_sync=False)
 """
 
 from __future__ import annotations
@@ -80,9 +80,12 @@ MOVED_CLASSES = {
 
 
 def _desync_escalation(twin_id: str, ts: Any, *fields: Any) -> DesyncEscalation:
-    """A pickled :class:`DesyncEscalation` of either layout: ``(twin_id, ts, detail)``, or the older
-    ``(twin_id, ts, active, severity, detail)`` (always active, no severity)."""
-    return DesyncEscalation(twin_id, ts, fields[-1] if fields else {})
+    """A pickled :class:`DesyncEscalation` of any layout: ``(twin_id, ts, detail, in_sync)``,
+    ``(twin_id, ts, detail)``, or the oldest ``(twin_id, ts, active, severity, detail)`` (always
+    active, no severity)."""
+    if len(fields) == 3:
+        return DesyncEscalation(twin_id, ts, fields[-1])
+    return DesyncEscalation(twin_id, ts, *fields)
 
 
 class _Unpickler(pickle.Unpickler):

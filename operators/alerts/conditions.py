@@ -10,7 +10,7 @@ above opens, how long below resolves) is :mod:`operators.alerts.lifecycle`'s.
 * **sensor_fault**: any sensor with a fault; clears when none has;
 * **failure**: RUL under ``rul_open_s`` or failure probability over ``probability_open``;
 * **forecast_breach**: a limit breach predicted within ``breach_horizon_s``, any sensor;
-* **desync**: a desync escalation from the twin flow (always above; a person resolves it).
+* **desync**: a desync escalation from the twin flow (above), cleared when the twin is synchronized again.
 """
 
 from __future__ import annotations
@@ -191,7 +191,10 @@ def forecast_breach(forecasts: dict[str, ForecastPoint], rules: AlertRules) -> O
 
 
 def desync(rec: DesyncEscalation) -> Observation:
-    """A twin desynced longer than its ``max_desync_time_s``: major, with the reconciler's detail."""
+    """A twin desynced longer than its ``max_desync_time_s``: major, with the reconciler's detail;
+    synchronized again (``in_sync``): the condition clears."""
+    if rec.in_sync:
+        return Observation("desync", rec.ts, BELOW, None, lambda f: None)
 
     def facts(f: dict[str, Any]) -> None:
         f["desync"] = rec.detail

@@ -315,6 +315,15 @@ class Reconciler:
                     st.sync_latency_ms = latency
                 tx.change("last_sync_time", st.last_sync_time, now)
                 st.last_sync_time = now
+                if old is Status.DESYNCED and st.escalated and st.desync_since is not None:
+                    st.escalated = False  # the escalation ends: the alerts flow clears its desync alert
+                    tx.change("escalated", True, False)
+                    tx.desync(
+                        "resynced",
+                        tx.next_version,
+                        since=st.desync_since,
+                        duration_s=(now - st.desync_since).total_seconds(),
+                    )
                 st.desync_since = None
             else:
                 st.desync_since = None  # maintenance/simulating: the desync clock restarts afterwards

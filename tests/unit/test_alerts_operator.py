@@ -202,10 +202,20 @@ def test_desync_records_from_reconciliation():
     opened = feed(e, [rec])
     assert [(a.kind, a.severity) for a in opened] == [("desync", "major")]
     assert opened[0].evidence["desync"]["parameters"] == ["setpoint"]
-    # the twin flow sends no end of an escalation: a further one adds no alert, a person resolves it
+    # a further escalation adds no alert; a person may resolve it
     assert feed(e, [DesyncEscalation("p1", at(100), {"duration_s": 400.0})]) == []
     resolve = AlertAction(opened[0].alert_id, "p1", "resolve", "ops", at(200))
     assert [(a.event, a.resolved_by) for a in feed(e, [resolve])] == [("resolved", "ops")]
+
+
+def test_a_desync_alert_clears_when_the_twin_is_synchronized_again():
+    rec = desync_escalation(encode(DesyncEvent("p1", "resynced", at(60), 9, {"duration_s": 360.0})))
+    assert rec == DesyncEscalation("p1", at(60), {"duration_s": 360.0}, in_sync=True)
+    e = TwinAlerts("p1", AlertRules(escalate_after_s=0))
+    assert feed(e, [rec]) == []  # no alert open: nothing to clear
+    (opened,) = feed(e, [DesyncEscalation("p1", at(100), {"parameters": ["setpoint"]})])
+    closed = feed(e, [DesyncEscalation("p1", at(160), in_sync=True)])
+    assert [(a.alert_id, a.event, a.resolved_by) for a in closed] == [(opened.alert_id, "resolved", "auto")]
 
 
 def test_late_records_are_ignored_and_counted():
