@@ -130,7 +130,9 @@ def dataflow(
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
     flow = Dataflow(flow_id)
     polled = decoded(settings, source_messages(flow, source))
+    # Bytewax runs sibling steps in the order they were added: the scores go to Kafka before the
+    # batch's database writes, the telemetry rows before the twins' (benchmarks/RESULTS.md).
+    models("models", polled, settings, sinks.models)
     ingest("ingest", polled, settings, sinks.ingest)
     reconcile("reconcile", polled, settings, sinks.reconcile, tail)
-    models("models", polled, settings, sinks.models)
     return flow
