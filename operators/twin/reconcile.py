@@ -27,8 +27,9 @@ authenticates, authorises and checks ``expected_version`` against ``desired_vers
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from operators.records.twin import AckEvent, Command, DesiredEvent, Reported
+from operators.records.twin import AckEvent, Command, DesiredEvent, DesyncKind, Reported
 from operators.twin.consistency import consistency_score
 from operators.twin.state import CommandState, CommandStatus, ParamSync, Status, TwinState
 from operators.twin.sync_strategy import ParamRules, Strategy, TwinPolicy, TwinRules
@@ -316,14 +317,7 @@ class Reconciler:
                 tx.change("last_sync_time", st.last_sync_time, now)
                 st.last_sync_time = now
                 if old is Status.DESYNCED and st.escalated and st.desync_since is not None:
-                    st.escalated = False  # the escalation ends: the alerts flow clears its desync alert
-                    tx.change("escalated", True, False)
-                    tx.desync(
-                        "resynced",
-                        tx.next_version,
-                        since=st.desync_since,
-                        duration_s=(now - st.desync_since).total_seconds(),
-                    )
+                    _escalation(tx, "resynced", st.desync_since)  # the alerts flow clears its desync alert
                 st.desync_since = None
             else:
                 st.desync_since = None  # maintenance/simulating: the desync clock restarts afterwards
@@ -333,13 +327,19 @@ class Reconciler:
             and st.desync_since is not None
             and (now - st.desync_since).total_seconds() >= tx.rules.max_desync_time_s
         ):
-            st.escalated = True
-            tx.change("escalated", False, True)
-            tx.desync(
+            _escalation(
+                tx,
                 "desync",
-                tx.next_version,
-                since=st.desync_since,
-                duration_s=(now - st.desync_since).total_seconds(),
+                st.desync_since,
                 max_desync_time_s=tx.rules.max_desync_time_s,
                 parameters=sorted(k for k, p in st.params.items() if not p.synced),
             )
+
+
+def _escalation(tx: Transaction, kind: DesyncKind, since: datetime, **detail: Any) -> None:
+    """A desync escalation starts (``desync``) or ends (``resynced``): the twin's ``escalated`` flag
+    and the ``twin.desync`` event, with since when and how long the twin has been desynced."""
+    st = tx.state
+    st.escalated = kind == "desync"
+    tx.change("escalated", not st.escalated, st.escalated)
+    tx.desync(kind, tx.next_version, since=since, duration_s=(tx.now - since).total_seconds(), **detail)
