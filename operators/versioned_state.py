@@ -32,16 +32,51 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, ClassVar
 
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def slots_of(cls: type) -> tuple[str, ...]:
+    """Every slot name of ``cls`` and its bases."""
+    names = _SLOTS.get(cls)
+    if names is None:
+        found = (s for c in reversed(cls.__mro__) for s in c.__dict__.get("__slots__", ()))
+        names = _SLOTS[cls] = tuple(dict.fromkeys(s for s in found if s not in ("__dict__", "__weakref__")))
+    return names
+
+
+def slot_state(obj: Any) -> dict[str, Any]:
+    """An object's attributes as the dict its plain-``__dict__`` layout pickled (slots that are set,
+    and the ``__dict__`` if it has one), so snapshots of either layout load into either."""
+    state = {name: getattr(obj, name) for name in slots_of(type(obj)) if hasattr(obj, name)}
+    if hasattr(obj, "__dict__"):
+        state.update(obj.__dict__)
+    return state
+
+
+def restore_slots(obj: Any, state: dict[str, Any]) -> None:
+    """Set the attributes of a :func:`slot_state` dict; names the layout no longer has (attributes
+    of an older layout) are left out when the object has no ``__dict__``."""
+    if hasattr(obj, "__dict__"):
+        obj.__dict__.update(state)
+        return
+    names = slots_of(type(obj))
+    for name, value in state.items():
+        if name in names:
+            setattr(obj, name, value)
+
 
 class VersionedState:
-    """Mixin: ``CONFIG`` is the config dataclass, ``STATE_VERSION`` the layout version."""
+    """Mixin: ``CONFIG`` is the config dataclass, ``STATE_VERSION`` the layout version. Subclasses
+    may declare ``__slots__`` (no per-object ``__dict__``: a large saving for states with many
+    attributes); they pickle as the same dict either way."""
 
+    __slots__ = ()
     CONFIG: ClassVar[type]
     STATE_VERSION: ClassVar[int]
     config: Any
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        state = slot_state(self)
         state["config"] = asdict(self.config)
         state["_v"] = self.STATE_VERSION
         return state
@@ -52,7 +87,7 @@ class VersionedState:
         if version != self.STATE_VERSION:  # unknown layout: start afresh rather than misread it
             self._start_afresh(config, state)
             return
-        self.__dict__.update(state)
+        restore_slots(self, state)
         self.config = config
         self._upgrade()
 

@@ -53,6 +53,12 @@ RELATED = 0.6  # |correlation| of block means in the reference from which two se
 class ConditionMonitor(VersionedState):
     """Per-twin reference, health index and change tests over the health sensors; picklable."""
 
+    __slots__ = (
+        "_cusum", "_er", "_event_ref", "_ez", "_floor", "_lm2", "_lmean", "_ln", "_n", "_noise", "_prec",
+        "_prec_sd", "_related", "_relearn", "_rm2", "_rmean", "_rn", "_sq", "_sum", "config", "drivers",
+        "event_kind", "events", "first_event", "health", "mu", "n_blocks", "n_events", "n_samples", "scale",
+        "sensor_health", "sensors", "surprise", "threshold_surprise",
+    )  # fmt: skip
     CONFIG = ConditionConfig
     STATE_VERSION = STATE_VERSION
 

@@ -45,8 +45,8 @@ import msgspec
 from operators.ml.config import FailureConfig, ModelConfig
 from operators.ml.failure import FleetFailureModel, TwinHistory
 from operators.ml.fleet_step import FleetItem, FleetStep
-from operators.ml.novelty import Score
 from operators.ml.operating_point import seconds
+from operators.ml.scoring import Score
 from operators.ml.sensor_limits import SensorLimit, breach_at, limit_for
 from operators.ml.twin_model import TwinModel
 from operators.records.alerts import AnomalyScore, FailurePrediction, ForecastPoint

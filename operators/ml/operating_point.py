@@ -81,6 +81,11 @@ class PointStats:
 class OperatingPoint(VersionedState):
     """Per-twin context split, transient guard and operating-point levels; picklable."""
 
+    __slots__ = (
+        "_before", "_c", "_changed_at", "_clock", "_fast", "_marks", "_point", "_ref", "_scale",
+        "_settle_until", "_shift", "_shift_list", "_t_last", "_y", "config", "context", "halflife", "health",
+        "n_changes", "n_suspect", "points",
+    )  # fmt: skip
     CONFIG = OperatingPointConfig
     STATE_VERSION = STATE_VERSION
 

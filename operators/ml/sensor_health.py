@@ -49,6 +49,13 @@ UNMASKED = frozenset({"spikes"})
 class SensorHealth(VersionedState):
     """Per-twin sensor-fault state over its health sensors; picklable."""
 
+    __slots__ = (
+        "_buf", "_frozen_at", "_hi", "_lo", "_need", "_no_spikes", "_pos", "_primed", "_quantised_at",
+        "_ranged", "_ref_abs", "_ref_blocks", "_ref_share", "_ref_steps", "_ref_total", "_ref_zero", "_run",
+        "_share_rate", "_spike_blocks", "_spike_step", "_spikes", "_tiny", "_zero_share", "block", "config",
+        "current", "faults", "mask", "n_faults", "n_ref", "ranges", "reference", "sensors", "silent",
+        "started", "step_scale",
+    )  # fmt: skip
     CONFIG = SensorHealthConfig
     STATE_VERSION = STATE_VERSION
 

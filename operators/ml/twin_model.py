@@ -41,9 +41,10 @@ from operators.ml.condition import ConditionMonitor
 from operators.ml.config import ModelConfig
 from operators.ml.failure import FleetFailureModel, RulEstimate, TwinHistory
 from operators.ml.forecast import SensorForecast, SensorForecasts
-from operators.ml.novelty import NoveltyDetector, Score, relearn_due, seconds
+from operators.ml.novelty import NoveltyDetector, seconds
 from operators.ml.operating_point import OperatingPoint
-from operators.ml.scoring import Alarm, score_of, surprise_of
+from operators.ml.regimes import relearn_due
+from operators.ml.scoring import Alarm, Score, score_of, surprise_of
 from operators.ml.sensor_health import SensorHealth
 
 STATE_VERSION = 3  # 3: sensor health, condition monitor, one alarm, bounded scores
