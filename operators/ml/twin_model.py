@@ -128,8 +128,7 @@ class TwinModel:
         """The sensor's forecast has seen enough data to be trusted: its interval is calibrated on a
         full window of its own errors (no limit breach is predicted before)."""
         f = self.forecaster
-        m = f.models.get(sensor) if f is not None else None
-        return m is not None and f is not None and m.n >= f.config.window + f.config.horizon
+        return f is not None and f.seen(sensor) >= f.config.window + f.config.horizon
 
     # ------------------------------------------------------------------ per sample
     def _build(self, sensors: list[str]) -> None:

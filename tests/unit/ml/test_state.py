@@ -99,4 +99,4 @@ def test_reset_forgets_learned_state():
     for t, row in enumerate(correlated_stream(150, seed=4)):
         m.update(t, readings(row))
     m.reset()
-    assert m.anomaly.n_learned == 0 and m.forecaster.models == {} and m.history.rows == []
+    assert m.anomaly.n_learned == 0 and m.forecaster.names == {} and m.history.rows == []
