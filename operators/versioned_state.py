@@ -32,7 +32,54 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, ClassVar
 
+import numpy as np
+
 _SLOTS: dict[type, tuple[str, ...]] = {}
+_ROWS: dict[type, dict[str, PackedRows]] = {}
+
+
+class PackedRows:
+    """An attribute kept as rows of the object's one 2-D array ``_packed`` (one row per vector, a
+    column per sensor) instead of an array object of its own (112 bytes of header each): reading
+    gives a view, assigning copies the values in. :func:`slot_state` pickles it as its own array,
+    so snapshots keep the one-array-per-attribute layout.
+
+    >>> class Levels:
+    ...     __slots__ = ("_packed",)
+    ...     low, high = PackedRows(0), PackedRows(1)
+    >>> x = Levels(); x._packed = np.zeros((2, 3))
+    >>> x.high = [1.0, 2.0, 3.0]; x.low += x.high
+    >>> x._packed.tolist(), sorted(slot_state(x))
+    ([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], ['high', 'low'])
+    """
+
+    __slots__ = ("index", "stop")
+
+    def __init__(self, start: int, count: int | None = None) -> None:
+        self.index: int | slice = start if count is None else slice(start, start + count)
+        self.stop = start + (1 if count is None else count)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._packed[self.index]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._packed[self.index] = value
+
+
+def packed_zeros(cls: type, width: int) -> np.ndarray:
+    """A zero ``_packed`` array for the :class:`PackedRows` of ``cls``, ``width`` columns."""
+    return np.zeros((max(row.stop for row in packed_rows(cls).values()), width))
+
+
+def packed_rows(cls: type) -> dict[str, PackedRows]:
+    """The :class:`PackedRows` attributes of ``cls`` and its bases."""
+    rows = _ROWS.get(cls)
+    if rows is None:
+        found = ((k, v) for c in reversed(cls.__mro__) for k, v in vars(c).items() if isinstance(v, PackedRows))
+        rows = _ROWS[cls] = dict(found)
+    return rows
 
 
 def slots_of(cls: type) -> tuple[str, ...]:
@@ -47,21 +94,28 @@ def slots_of(cls: type) -> tuple[str, ...]:
 def slot_state(obj: Any) -> dict[str, Any]:
     """An object's attributes as the dict its plain-``__dict__`` layout pickled (slots that are set,
     and the ``__dict__`` if it has one), so snapshots of either layout load into either."""
-    state = {name: getattr(obj, name) for name in slots_of(type(obj)) if hasattr(obj, name)}
+    cls = type(obj)
+    state = {name: getattr(obj, name) for name in slots_of(cls) if name != "_packed" and hasattr(obj, name)}
     if hasattr(obj, "__dict__"):
         state.update(obj.__dict__)
+    if hasattr(obj, "_packed"):
+        state.update((name, getattr(obj, name)) for name in packed_rows(cls))
     return state
 
 
 def restore_slots(obj: Any, state: dict[str, Any]) -> None:
-    """Set the attributes of a :func:`slot_state` dict; names the layout no longer has (attributes
-    of an older layout) are left out when the object has no ``__dict__``."""
+    """Set the attributes of a :func:`slot_state` dict (:class:`PackedRows` into a new ``_packed``
+    array); names the layout no longer has (attributes of an older layout) are left out when the
+    object has no ``__dict__``."""
     if hasattr(obj, "__dict__"):
         obj.__dict__.update(state)
         return
-    names = slots_of(type(obj))
+    cls = type(obj)
+    names, rows = slots_of(cls), packed_rows(cls)
+    if rows and any(name in state for name in rows):  # one array for them, then each into its rows
+        obj._packed = packed_zeros(cls, next(np.shape(state[name])[-1] for name in rows if name in state))
     for name, value in state.items():
-        if name in names:
+        if name in names or name in rows:
             setattr(obj, name, value)
 
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from operators.ml.config import ConditionConfig
 from operators.ml.scoring import SURPRISE_SCALE
-from operators.versioned_state import VersionedState
+from operators.versioned_state import PackedRows, VersionedState, packed_zeros
 
 STATE_VERSION = 1
 SHRINKAGE = 1e-3  # ridge on the relations' correlation matrix (strong relations must survive it)
@@ -54,11 +54,22 @@ class ConditionMonitor(VersionedState):
     """Per-twin reference, health index and change tests over the health sensors; picklable."""
 
     __slots__ = (
-        "_cusum", "_er", "_event_ref", "_ez", "_floor", "_lm2", "_lmean", "_ln", "_n", "_noise", "_prec",
-        "_prec_sd", "_related", "_relearn", "_rm2", "_rmean", "_rn", "_sq", "_sum", "config", "drivers",
-        "event_kind", "events", "first_event", "health", "mu", "n_blocks", "n_events", "n_samples", "scale",
-        "sensor_health", "sensors", "surprise", "threshold_surprise",
+        "_n", "_packed", "_prec", "_related", "_relearn", "_rm2", "_rn", "config", "drivers", "event_kind",
+        "events", "first_event", "health", "mu", "n_blocks", "n_events", "n_samples", "sensors", "surprise",
+        "threshold_surprise",
     )  # fmt: skip
+    # Vectors (one value per sensor) as rows of one array (operators/versioned_state.py, PackedRows):
+    _sum, _sq = PackedRows(0), PackedRows(1)  # Σ x and Σ x² within the current block
+    _ln, _lmean, _lm2 = PackedRows(2), PackedRows(3), PackedRows(4)  # level reference (Welford over blocks)
+    _noise = PackedRows(5)  # Σ within-block variance (reference)
+    _rmean = PackedRows(6)  # relation reference: mean of block means (all sensors)
+    scale = PackedRows(7)  # reference spread of each sensor's block means
+    _floor = PackedRows(8)  # the smallest spread a deviation is measured in (noise, level floor)
+    _prec_sd = PackedRows(9)
+    _ez, _er = PackedRows(10), PackedRows(11)  # smoothed level deviation, smoothed relation residual
+    sensor_health = PackedRows(12)
+    _event_ref = PackedRows(13, 2)  # where the change tests restart from (level, relation)
+    _cusum = PackedRows(15, 4)  # S+ level, S- level, S+ relation, S- relation
     CONFIG = ConditionConfig
     STATE_VERSION = STATE_VERSION
 
@@ -74,31 +85,17 @@ class ConditionMonitor(VersionedState):
     def reset(self) -> None:
         """Forget the reference (a repair or a full rebaseline): it is learned again."""
         d = len(self.sensors)
-        self._sum = np.zeros(d)
+        self._packed = packed_zeros(ConditionMonitor, d)  # the PackedRows above, all 0 but for:
+        self.scale = self._prec_sd = self.sensor_health = 1.0
         self._n = 0
         self.n_blocks = 0
-        # level reference per sensor (Welford over block means), relation reference (all sensors)
-        self._ln = np.zeros(d)
-        self._lmean = np.zeros(d)
-        self._lm2 = np.zeros(d)
-        self._noise = np.zeros(d)  # Σ within-block variance (reference)
-        self._sq = np.zeros(d)  # Σ x² within the current block
         self._rn = 0
-        self._rmean = np.zeros(d)
         self._rm2 = np.zeros((d, d))
         self.mu: np.ndarray | None = None  # None: the reference is still being learned
-        self.scale = np.ones(d)
-        self._floor = np.zeros(d)  # the smallest spread a deviation is measured in (noise, level floor)
         self._relearn = np.zeros(d, dtype=bool)  # sensors re-learning their level reference
         self._prec: np.ndarray | None = None
-        self._prec_sd = np.ones(d)
         self._related = False  # some sensors are related (strongly correlated) in the reference
-        self._ez = np.zeros(d)  # smoothed level deviation
-        self._er = np.zeros(d)  # smoothed relation residual
-        self._event_ref = np.zeros((2, d))  # where the change tests restart from (level, relation)
-        self._cusum = np.zeros((4, d))  # S+ level, S- level, S+ relation, S- relation
         self.health = math.nan
-        self.sensor_health = np.ones(d)
         self.drivers: dict[str, float] = {}
         self.surprise = 0.0  # of the change tests at the last block (held until the next)
         self.events: list[str] = []  # sensors whose change test crossed at the last block
