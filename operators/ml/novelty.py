@@ -36,6 +36,7 @@ True
 from __future__ import annotations
 
 import math
+from array import array
 from datetime import datetime
 from typing import Any
 
@@ -97,7 +98,7 @@ class NoveltyDetector(Regimes, VersionedState):
         self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float32)
         self._zcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal z² values
         self._vcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal window means of z²
-        self._zring = [0.0] * cfg.window  # the window's z² values (a variance/energy channel)
+        self._zring = array("d", bytes(8 * cfg.window))  # the window's z² values (a variance/energy channel)
         self._zsum = 0.0
         self._vtail = TailScale()
         self._cpos = 0
@@ -311,7 +312,7 @@ class NoveltyDetector(Regimes, VersionedState):
         self._precision = None
         self._inv_var = None
         self._tail, self._ztail, self._vtail = TailScale(), TailScale(), TailScale()
-        self._zring = [0.0] * self.config.window
+        self._zring = array("d", bytes(8 * self.config.window))
         self._zsum = 0.0
         self._var = np.zeros(d)
         self._vn = 0

@@ -13,6 +13,7 @@ See docs/ml.md, "The fast time scale".
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,7 @@ class Regimes:
     _wpos: int
     _x: np.ndarray | None
     _zcalib: np.ndarray
-    _zring: list[float]
+    _zring: array[float]  # a list in snapshots of earlier versions (the same floats)
     _zsum: float
     _ztail: TailScale
     _refresh: Callable[[], None]  # the detector's noise model refit
@@ -150,7 +151,7 @@ class Regimes:
             self._zcalib[:k] = zz[-k:]
             zc = np.cumsum(np.concatenate([[0.0], zz]))
             self._vcalib[:k] = ((zc[cfg.window :] - zc[: -cfg.window]) / cfg.window)[-k:]
-            self._zring = zz[-cfg.window :].tolist()
+            self._zring = array("d", zz[-cfg.window :].tolist())
             self._zsum = float(sum(self._zring))
             self._cpos = self._cfill = k
             self._var = var

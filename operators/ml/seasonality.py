@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from operators.versioned_state import restore_slots, slot_state
+from operators.versioned_state import PackedRows, packed_zeros, restore_slots, slot_state
 
 PERIOD_S = 86400.0
 BINS = 48  # half-hour slots
@@ -45,13 +45,13 @@ class DailyProfile:
     itself is kept only once it is in use (``active``): until then each refit's profile is only
     checked (most twins never switch it on: ~2 KiB less per twin at 5 sensors)."""
 
-    __slots__ = ("active", "counts", "decayed_t", "first_t", "last_t", "n", "profile", "sums", "total", "total_sq")
+    __slots__ = ("_packed", "active", "counts", "decayed_t", "first_t", "last_t", "n", "profile")
+    # per sensor: Σ x per slot of the day, Σ x and Σ x² (rows of one array, operators/versioned_state.py)
+    sums, total, total_sq = PackedRows(0, BINS), PackedRows(BINS), PackedRows(BINS + 1)
 
     def __init__(self, d: int) -> None:
-        self.sums = np.zeros((BINS, d))
+        self._packed = packed_zeros(DailyProfile, d)
         self.counts = np.zeros(BINS)
-        self.total = np.zeros(d)
-        self.total_sq = np.zeros(d)
         self.n = 0.0
         self.first_t: float | None = None
         self.last_t = -math.inf

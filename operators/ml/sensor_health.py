@@ -109,7 +109,7 @@ class SensorHealth(VersionedState):
         self._ranged = bool(np.isfinite(self._lo).any() or np.isfinite(self._hi).any())
         self.faults: dict[str, str] = {}  # detected from the values
         self.current: dict[str, str] = {}  # the same plus silent sensors: what is reported and masked
-        self.silent: set[str] = set()
+        self.silent: set[str] | frozenset[str] = frozenset()  # (the empty one is shared)
         self.mask: np.ndarray | None = None  # True for faulty sensors (None: none)
         self.started: list[str] = []  # sensors whose fault started at the last processed block
         self.n_faults = 0
@@ -150,7 +150,7 @@ class SensorHealth(VersionedState):
         if names == self.silent:
             return False
         new = names - self.silent
-        self.silent = names
+        self.silent = names or frozenset()
         self._publish(list(new))
         return True
 
