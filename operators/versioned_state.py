@@ -29,6 +29,7 @@ layout (written by an older or newer twinflow) starts afresh instead of being mi
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import asdict
 from typing import Any, ClassVar
 
@@ -80,6 +81,23 @@ def packed_rows(cls: type) -> dict[str, PackedRows]:
         found = ((k, v) for c in reversed(cls.__mro__) for k, v in vars(c).items() if isinstance(v, PackedRows))
         rows = _ROWS[cls] = dict(found)
     return rows
+
+
+_CANONICAL: dict[Any, Any] = {}
+
+
+def canonical(config: Any) -> Any:
+    """One shared instance per distinct configuration (frozen, hashable dataclasses): unpickled
+    states would each hold their own copies of the same settings (≈ 3 KiB per twin)."""
+    try:
+        return _CANONICAL.setdefault(config, config)
+    except TypeError:  # not hashable: kept as it is
+        return config
+
+
+def doubles(n: int) -> array[float]:
+    """``n`` zeros in an exactly sized ``array('d')`` (``array('d', bytes(...))`` keeps spare room)."""
+    return array("d", [0.0]) * n
 
 
 def slots_of(cls: type) -> tuple[str, ...]:
@@ -147,7 +165,7 @@ class VersionedState:
 
     @classmethod
     def _config_from(cls, raw: dict[str, Any]) -> Any:
-        return cls.CONFIG(**raw)
+        return canonical(cls.CONFIG(**raw))
 
     def _start_afresh(self, config: Any, state: dict[str, Any]) -> None:
         self.__init__(config)  # type: ignore[misc]

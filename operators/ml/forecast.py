@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from operators.ml.config import ForecastConfig
-from operators.versioned_state import restore_slots, slot_state
+from operators.versioned_state import canonical, doubles, restore_slots, slot_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ class WindowQuantile:
 
     def __init__(self, q: float, window_size: int) -> None:
         self.q = q
-        self.values = array("d", bytes(8 * window_size))
+        self.values = doubles(window_size)
         self.n = 0  # values seen (the ring's write position is n % window_size)
 
     def update(self, x: float) -> None:
@@ -198,9 +198,9 @@ def _errors_in_order(errors: Any) -> tuple[list[float], int]:
     return window.tolist(), len(window)
 
 
-# Per sensor: its row of SensorForecasts._rows (then the pending ring: ``horizon`` values) and of ._counts
-LEVEL, TREND, FIRST, PENDING = range(4)
-SEEN, ERRORS_SEEN = range(2)
+# Per sensor, one array of doubles: Holt's level, trend (0 without one) and first value, the samples
+# learned, the errors seen, then the pending forecasts (``horizon``) and the error ring (``window``).
+LEVEL, TREND, FIRST, SEEN, ERRORS_SEEN, PENDING = range(6)
 
 
 class SensorForecasts:
@@ -211,39 +211,27 @@ class SensorForecasts:
     samples (``calibrate=False``) still move level and trend — a forecast must track an anomaly
     as it grows, that is when a limit breach is predicted — but never widen the interval.
 
-    All sensors in three flat arrays instead of objects per sensor (≈ 0.7 KiB less per sensor),
-    one row per sensor in the order they first came (``names``): ``_rows`` (doubles) holds the
-    :class:`Holt` state (level, trend — 0 without one —, the first value) and the pending forecasts
-    (a ring: the one made at learned sample ``k`` at ``PENDING + (k - 1) % horizon``), ``_counts``
-    the samples learned and the errors seen, ``_errors`` the last ``window`` absolute errors (a ring
-    per sensor, as :class:`WindowQuantile`). The float operations are :class:`Holt`'s and
-    :class:`WindowQuantile`'s: the same numbers bit for bit (tests/unit/ml/test_step_many.py).
+    Each sensor's state is one flat array of doubles (``models``, in the order the sensors first
+    came) instead of objects (≈ 0.7 KiB less per sensor): the :class:`Holt` state, the samples
+    learned and the errors seen, the pending forecasts (a ring: the one made at learned sample ``k``
+    at ``PENDING + (k - 1) % horizon``), then the last ``window`` absolute errors (a ring, as
+    :class:`WindowQuantile`). The float operations are :class:`Holt`'s and :func:`quantile_of`'s:
+    the same numbers bit for bit (tests/unit/ml/test_step_many.py).
     """
 
-    __slots__ = ("_counts", "_errors", "_rows", "config", "names")
+    __slots__ = ("config", "models")
 
     def __init__(self, config: ForecastConfig | None = None) -> None:
         self.config = config or ForecastConfig()
-        self.reset()
+        self.models: dict[str, array[float]] = {}
 
     def reset(self) -> None:
-        self.names: dict[str, int] = {}  # sensor -> row
-        self._rows = array("d")
-        self._counts = array("q")
-        self._errors = array("d")
+        self.models.clear()
 
     def seen(self, sensor: str) -> int:
         """Samples the sensor's forecaster has learned (0: unknown sensor)."""
-        row = self.names.get(sensor)
-        return 0 if row is None else self._counts[2 * row + SEEN]
-
-    def _add(self, name: str) -> int:
-        row = self.names[name] = len(self.names)
-        # concatenated, not extended: exactly sized (an extended array keeps spare room)
-        self._rows = self._rows + array("d", bytes(8 * (PENDING + self.config.horizon)))
-        self._counts = self._counts + array("q", bytes(16))
-        self._errors = self._errors + array("d", bytes(8 * self.config.window))
-        return row
+        m = self.models.get(sensor)
+        return 0 if m is None else int(m[SEEN])
 
     def update(self, readings: dict[str, float], learn: bool = True, calibrate: bool = True) -> None:
         if not learn:
@@ -251,66 +239,60 @@ class SensorForecasts:
         cfg = self.config
         h, window, alpha = cfg.horizon, cfg.window, cfg.alpha
         beta = cfg.beta or None
-        width = PENDING + h
-        names, r, c, errors = self.names, self._rows, self._counts, self._errors
+        errors_at = PENDING + h
+        models = self.models
         for name, y in readings.items():
             if y is None or y.__class__ is bool or not math.isfinite(y):  # booleans are not forecast
                 continue
-            row = names.get(name)
-            if row is None:
-                row = self._add(name)
-                r, c, errors = self._rows, self._counts, self._errors
-            base, n = row * width, c[2 * row + SEEN]
-            slot = base + PENDING + n % h  # the ring's oldest forecast, then the new one's
+            m = models.get(name)
+            if m is None:
+                m = models[name] = doubles(errors_at + window)
+            n = int(m[SEEN])
+            slot = PENDING + n % h  # the ring's oldest forecast, then the new one's
             if calibrate and n >= h:  # the forecast made h samples ago is for now
-                k = c[2 * row + ERRORS_SEEN]
-                errors[row * window + k % window] = abs(y - r[slot])
-                c[2 * row + ERRORS_SEEN] = k + 1
-            if n >= 2:  # Holt.learn_one and forecast_at on the row
-                level, trend = r[base + LEVEL], r[base + TREND]
-                r[base + LEVEL] = new = alpha * y + (1 - alpha) * (level + trend)
+                k = int(m[ERRORS_SEEN])
+                m[errors_at + k % window] = abs(y - m[slot])
+                m[ERRORS_SEEN] = k + 1
+            if n >= 2:  # Holt.learn_one and forecast_at
+                level, trend = m[LEVEL], m[TREND]
+                m[LEVEL] = new = alpha * y + (1 - alpha) * (level + trend)
                 if beta is not None:
-                    r[base + TREND] = trend = beta * (new - level) + (1 - beta) * trend
-                    r[slot] = new + h * trend
+                    m[TREND] = trend = beta * (new - level) + (1 - beta) * trend
+                    m[slot] = new + h * trend
                 else:
-                    r[slot] = new
+                    m[slot] = new
             else:
-                r[slot] = self._start(base, y, n)
-            c[2 * row + SEEN] = n + 1
+                m[slot] = self._start(m, y, n)
+            m[SEEN] = n + 1
 
-    def _start(self, base: int, y: float, n: int) -> float:
+    def _start(self, m: array[float], y: float, n: int) -> float:
         """A sensor's first two values start its :class:`Holt` model; the forecast after ``y``."""
-        r, cfg = self._rows, self.config
+        cfg = self.config
         if n == 0:
-            r[base + FIRST] = y
+            m[FIRST] = y
             return y
         model = Holt(cfg.alpha, cfg.beta)
-        model.first = r[base + FIRST]
+        model.first = m[FIRST]
         model.learn_one(y)
-        r[base + LEVEL] = model.level
-        r[base + TREND] = model.trend or 0.0
+        m[LEVEL] = model.level
+        m[TREND] = model.trend or 0.0
         return model.forecast_at(cfg.horizon)
-
-    def _width(self, row: int) -> float:
-        """The ``coverage`` quantile of the row's error window (NaN without errors)."""
-        window = self.config.window
-        size = min(self._counts[2 * row + ERRORS_SEEN], window)
-        if not size:
-            return math.nan
-        return quantile_of(np.frombuffer(self._errors, count=size, offset=8 * row * window), self.config.coverage)
 
     def forecast(self) -> dict[str, SensorForecast]:
         """The latest ``horizon``-step forecast per sensor, with its interval (NaN until calibrated)."""
-        h = self.config.horizon
-        width = PENDING + h
-        r, c = self._rows, self._counts
+        cfg = self.config
+        h, window = cfg.horizon, cfg.window
         out = {}
-        for name, row in self.names.items():
-            n = c[2 * row + SEEN]
+        for name, m in self.models.items():
+            n = int(m[SEEN])
             if not n:
                 continue
-            value = r[row * width + PENDING + (n - 1) % h]
-            w = self._width(row) if n > h else math.nan
+            value = m[PENDING + (n - 1) % h]
+            size = min(int(m[ERRORS_SEEN]), window)
+            if n > h and size:
+                w = quantile_of(np.frombuffer(m, count=size, offset=8 * (PENDING + h)), cfg.coverage)
+            else:
+                w = math.nan
             out[name] = SensorForecast(h, value, value - w, value + w)
         return out
 
@@ -318,27 +300,26 @@ class SensorForecasts:
         return slot_state(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Snapshots of this layout, and of the earlier one (a :class:`_SensorModel` per sensor in
-        ``models``), resume on the same numbers."""
-        models = state.pop("models", None)
+        """Snapshots of this layout, and of the earlier one (a :class:`_SensorModel` per sensor), resume
+        on the same numbers."""
         restore_slots(self, state)
-        if models is None:
-            return
-        self.reset()
-        width = PENDING + self.config.horizon
-        for name, m in models.items():
-            row = self._add(name)
-            holt, base = m.model, row * width
-            self._rows[base + FIRST] = holt.first if holt.first is not None else 0.0
-            self._rows[base + LEVEL] = holt.level if holt.level is not None else 0.0
-            self._rows[base + TREND] = holt.trend or 0.0
-            for k, value in enumerate(m.pending):
-                self._rows[base + PENDING + k] = value
-            values, seen = _errors_in_order(m.errors)
-            for k, value in enumerate(values[: self.config.window]):
-                self._errors[row * self.config.window + k] = value
-            self._counts[2 * row + SEEN] = m.n
-            self._counts[2 * row + ERRORS_SEEN] = seen
+        cfg = self.config = canonical(self.config)
+        for name, old in self.models.items():
+            if isinstance(old, array):
+                self.models[name] = doubles(0) + old  # exactly sized (unpickled arrays keep spare room)
+                continue
+            holt = old.model
+            m = self.models[name] = doubles(PENDING + cfg.horizon + cfg.window)
+            m[FIRST] = holt.first if holt.first is not None else 0.0
+            m[LEVEL] = holt.level if holt.level is not None else 0.0
+            m[TREND] = holt.trend or 0.0
+            m[SEEN] = old.n
+            for k, value in enumerate(old.pending):
+                m[PENDING + k] = value
+            values, seen = _errors_in_order(old.errors)
+            for k, value in enumerate(values[: cfg.window]):
+                m[PENDING + cfg.horizon + k] = value
+            m[ERRORS_SEEN] = seen
 
 
 # The class name in snapshots pickled before it was renamed (River's Forecaster is another contract).

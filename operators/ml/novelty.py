@@ -36,7 +36,6 @@ True
 from __future__ import annotations
 
 import math
-from array import array
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +46,7 @@ from operators.ml.config import AnomalyConfig
 from operators.ml.regimes import Regimes
 from operators.ml.scoring import TailScale
 from operators.ml.seasonality import DailyProfile
-from operators.versioned_state import VersionedState
+from operators.versioned_state import VersionedState, doubles
 
 STATE_VERSION = 2  # 2: bounded scores (surprise), point channel, masks, relearn instead of re-warm-up
 POINT_BLOCK = 10  # learned samples per update of the single-sample noise and of the drift test
@@ -98,7 +97,7 @@ class NoveltyDetector(Regimes, VersionedState):
         self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float32)
         self._zcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal z² values
         self._vcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal window means of z²
-        self._zring = array("d", bytes(8 * cfg.window))  # the window's z² values (a variance/energy channel)
+        self._zring = doubles(cfg.window)  # the window's z² values (a variance/energy channel)
         self._zsum = 0.0
         self._vtail = TailScale()
         self._cpos = 0
@@ -312,7 +311,7 @@ class NoveltyDetector(Regimes, VersionedState):
         self._precision = None
         self._inv_var = None
         self._tail, self._ztail, self._vtail = TailScale(), TailScale(), TailScale()
-        self._zring = array("d", bytes(8 * self.config.window))
+        self._zring = doubles(self.config.window)
         self._zsum = 0.0
         self._var = np.zeros(d)
         self._vn = 0

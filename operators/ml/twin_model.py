@@ -46,7 +46,7 @@ from operators.ml.operating_point import OperatingPoint
 from operators.ml.regimes import relearn_due
 from operators.ml.scoring import Alarm, Score, score_of, surprise_of
 from operators.ml.sensor_health import SensorHealth
-from operators.versioned_state import restore_slots, slot_state
+from operators.versioned_state import canonical, restore_slots, slot_state
 
 STATE_VERSION = 3  # 3: sensor health, condition monitor, one alarm, bounded scores
 Ranges = dict[str, tuple[float | None, float | None]]
@@ -100,6 +100,7 @@ class TwinModel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         version = state.pop("_v", None)
         restore_slots(self, state)
+        self.config = canonical(self.config)
         if version != STATE_VERSION:
             if not hasattr(self, "ranges"):
                 self.ranges = {}

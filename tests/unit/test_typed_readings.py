@@ -85,7 +85,7 @@ def test_models_take_booleans_as_context_and_never_score_them() -> None:
     assert state.model.operating_point.context == ["running"]
     scores = [r for r in records if type(r).__name__ == "AnomalyScore"]
     assert scores and all(set(s.contributions) <= {"flow"} for s in scores)
-    assert set(state.model.forecaster.names) == {"flow"}  # booleans are not forecast
+    assert set(state.model.forecaster.models) == {"flow"}  # booleans are not forecast
 
 
 def test_models_drop_values_without_value_or_with_a_bad_status() -> None:

@@ -99,7 +99,7 @@ def test_reset_forgets_learned_state():
     for t, row in enumerate(correlated_stream(150, seed=4)):
         m.update(t, readings(row))
     m.reset()
-    assert m.anomaly.n_learned == 0 and m.forecaster.names == {} and m.history.rows == []
+    assert m.anomaly.n_learned == 0 and m.forecaster.models == {} and m.history.rows == []
 
 
 def test_states_pickle_one_array_per_attribute_as_before_they_were_packed():
@@ -122,3 +122,19 @@ def test_states_pickle_one_array_per_attribute_as_before_they_were_packed():
     assert [back.update(500 + t, readings(r)) for t, r in enumerate(data)] == [
         m.update(500 + t, readings(r)) for t, r in enumerate(data)
     ]
+
+
+def test_resumed_twins_share_their_settings():
+    """Every twin's state carries its settings; resumed from snapshots, twins with equal settings
+    share one instance of each (not a copy per twin)."""
+    twins = []
+    for seed in (7, 8):
+        m = TwinModel(CFG)
+        for t, row in enumerate(correlated_stream(450, seed=seed)):
+            m.update(t, readings(row))
+        twins.append(pickle.loads(pickle.dumps(m)))
+    a, b = twins
+    assert a.config is b.config and a.config == CFG
+    assert a.anomaly.config is b.anomaly.config and a.condition.config is b.condition.config
+    assert a.sensor_health.config is b.sensor_health.config and a.forecaster.config is b.forecaster.config
+    assert a.operating_point.config is b.operating_point.config

@@ -216,6 +216,7 @@ def test_forecasts_of_the_earlier_layout_resume() -> None:
         FIRST,
         LEVEL,
         PENDING,
+        SEEN,
         TREND,
         Holt,
         SensorForecasts,
@@ -232,19 +233,19 @@ def test_forecasts_of_the_earlier_layout_resume() -> None:
         for errors_kind in ("ring", "river"):
             for pending_kind in ("list", "deque"):
                 models = {}
-                for name, row in f.names.items():  # what the earlier layout held for this sensor
-                    base, n = row * (PENDING + cfg.horizon), f.seen(name)
+                for name, a in f.models.items():  # what the earlier layout held for this sensor
+                    n = int(a[SEEN])
                     holt = Holt(cfg.alpha, cfg.beta)
-                    holt.first = f._rows[base + FIRST] if n == 1 else None
+                    holt.first = a[FIRST] if n == 1 else None
                     if n >= 2:
-                        holt.level, holt.trend = f._rows[base + LEVEL], f._rows[base + TREND]
-                    ring = list(f._rows[base + PENDING : base + PENDING + min(n, cfg.horizon)])
+                        holt.level, holt.trend = a[LEVEL], a[TREND]
+                    ring = list(a[PENDING : PENDING + min(n, cfg.horizon)])
                     pending: object = ring
                     if pending_kind == "deque":
                         in_order = [ring[(n - len(ring) + i) % cfg.horizon] for i in range(len(ring))]
                         pending = deque(in_order, maxlen=cfg.horizon)
-                    seen = f._counts[2 * row + ERRORS_SEEN]
-                    values = f._errors[row * cfg.window : (row + 1) * cfg.window]
+                    seen = int(a[ERRORS_SEEN])
+                    values = a[PENDING + cfg.horizon :]
                     errors: object = WindowQuantile(cfg.coverage, cfg.window)
                     errors.values[:] = values
                     errors.n = seen
@@ -256,7 +257,7 @@ def test_forecasts_of_the_earlier_layout_resume() -> None:
                     models[name] = EarlierLayout(_SensorModel, state)
                 earlier = EarlierLayout(SensorForecasts, {"config": cfg, "models": models})
                 old, new = pickle.loads(pickle.dumps(earlier)), pickle.loads(pickle.dumps(f))
-                assert isinstance(old, SensorForecasts) and list(old.names) == list(f.names)
+                assert isinstance(old, SensorForecasts) and list(old.models) == list(f.models)
                 for readings, calibrate in samples[cut:]:
                     new.update(readings, calibrate=calibrate)
                     old.update(readings, calibrate=calibrate)
