@@ -90,7 +90,7 @@ class ConditionMonitor(VersionedState):
         self._n = 0
         self.n_blocks = 0
         self._rn = 0
-        self._rm2 = np.zeros((d, d))
+        self._rm2: np.ndarray | None = np.zeros((d, d))  # co-moments of block means until the relations are fitted
         self.mu: np.ndarray | None = None  # None: the reference is still being learned
         self._relearn = np.zeros(d, dtype=bool)  # sensors re-learning their level reference
         self._prec: np.ndarray | None = None
@@ -128,7 +128,8 @@ class ConditionMonitor(VersionedState):
         self._ez[i] = self._er[i] = 0.0
         self._cusum[:, i] = 0.0
         self._event_ref[:, i] = 0.0
-        self._rn, self._rmean, self._rm2 = 0, np.zeros_like(self._rmean), np.zeros_like(self._rm2)
+        d = len(self.sensors)
+        self._rn, self._rmean, self._rm2 = 0, 0.0, np.zeros((d, d))
         self._prec = None
         return True
 
@@ -183,6 +184,7 @@ class ConditionMonitor(VersionedState):
             if done.any():
                 self._fit_levels(done)
         if learn and self._prec is None and cfg.relations and len(m) > 1:
+            assert self._rm2 is not None
             self._rn += 1
             delta = m - self._rmean
             self._rmean += delta / self._rn
@@ -210,6 +212,7 @@ class ConditionMonitor(VersionedState):
     def _fit_relations(self) -> None:
         """Λ from the reference covariance of block means (lightly shrunk); each sensor's residual is
         measured in its conditional spread, never below its level floor (level_floor · |μ|)."""
+        assert self._rm2 is not None
         cov = self._rm2 / max(self._rn - 1, 1)
         sd = np.sqrt(np.maximum(np.diag(cov), 1e-300))
         corr = cov / np.outer(sd, sd)
@@ -224,6 +227,7 @@ class ConditionMonitor(VersionedState):
             corr += np.eye(len(corr)) * (SHRINKAGE - low)
         prec = np.linalg.pinv(corr / np.outer(1.0 / sd, 1.0 / sd), hermitian=True)
         self._prec = prec
+        self._rm2 = None  # not needed until the relations are learned again (d² floats)
         lam = np.maximum(np.diag(prec), 1e-300)
         # r_i = (Λ d)_i / Λ_ii is the residual of sensor i given the others; in units of its conditional
         # spread 1/√Λ_ii, never below the level's floor (one sample's noise, level_floor · |μ|)
