@@ -28,7 +28,8 @@ from typing import Any
 
 from connectors.bridges.health import DeviceHealth, HealthServer
 from connectors.bridges.loop_thread import LoopThread
-from connectors.bridges.mapping import Mapping, require
+from connectors.bridges.mapping.loading import require
+from connectors.bridges.mapping.schema import Mapping
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.commands import CommandListener
 from connectors.kafka.publisher import Publisher

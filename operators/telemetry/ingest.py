@@ -243,20 +243,7 @@ def _add(out: Split, judged: Judged, rows: bool) -> None:
             out_rows.append(typed_row(env, sensor, value))
     if env.text:
         for sensor, text in env.text.items():
-            out_rows.append(
-                TypedRow(
-                    env.twin_id,
-                    sensor,
-                    env.ts,
-                    None,
-                    env.seq,
-                    QUALITY_CODE[env.quality_of(sensor)],
-                    env.source,
-                    VALUE_TEXT,
-                    env.status.get(sensor) if env.status else None,
-                    text,
-                )
-            )
+            out_rows.append(typed_row(env, sensor, text))
 
 
 class DecodedBatch:
@@ -316,21 +303,15 @@ class Polled:
         return Polled([m for m in self.messages if m.topic in topics], self.readings)
 
 
-def typed_row(env: Envelope, sensor: str, value: float | bool | None) -> TypedRow:
-    """The row of a boolean, a reading without a value, or a reading with a status name."""
-    kind = VALUE_BOOLEAN if value.__class__ is bool else VALUE_NUMBER
+def typed_row(env: Envelope, sensor: str, value: float | bool | str | None) -> TypedRow:
+    """The row of a boolean, a text, a reading without a value, or a reading with a status name."""
     status = env.status.get(sensor) if env.status else None
-    return TypedRow(
-        env.twin_id,
-        sensor,
-        env.ts,
-        None if value is None else float(value),
-        env.seq,
-        QUALITY_CODE[env.quality_of(sensor)],
-        env.source,
-        kind,
-        status,
-    )
+    quality = QUALITY_CODE[env.quality_of(sensor)]
+    if value.__class__ is str:
+        return TypedRow(env.twin_id, sensor, env.ts, None, env.seq, quality, env.source, VALUE_TEXT, status, value)
+    kind = VALUE_BOOLEAN if value.__class__ is bool else VALUE_NUMBER
+    number = None if value is None else float(value)  # type: ignore[arg-type]
+    return TypedRow(env.twin_id, sensor, env.ts, number, env.seq, quality, env.source, kind, status)
 
 
 def dead_letter(
