@@ -120,8 +120,8 @@ def quantile_of(values: np.ndarray, q: float) -> float:
 class WindowQuantile:
     """The ``q`` quantile (:func:`quantile_of`) of the last ``window_size`` values, kept in one ring
     of doubles (River's sorted window cost about 3.4 KiB at 200 values, outside Python's heap).
-    :class:`SensorForecasts` keeps its sensors' rings in one array; snapshots written before hold
-    one of these per sensor.
+    :class:`SensorForecasts` keeps each sensor's ring in that sensor's one array; snapshots written
+    before hold one of these per sensor.
 
     >>> w = WindowQuantile(0.5, window_size=3)
     >>> for x in (5.0, 1.0, 3.0, 10.0):
@@ -180,9 +180,10 @@ class _SensorModel:
 
 def _errors_in_order(errors: Any) -> tuple[list[float], int]:
     """The values of an earlier layout's error window as a ring (values, count seen): a
-    :class:`WindowQuantile` as it is; River's ``RollingQuantile`` from its state (the window in
-    arrival order follows the sorted one there). Should River's state not read as expected, the
-    sorted window is used: the same interval now, another eviction order until the window turned over."""
+    :class:`WindowQuantile` as it is; River's ``RollingQuantile`` from the state of its Rust part
+    (length-prefixed doubles: the sorted window, then the window in arrival order). Should that
+    state not read as expected, the sorted window is used: the same interval now, another eviction
+    order until the window has turned over."""
     if isinstance(errors, WindowQuantile):
         return list(errors.values), errors.n
     raw = errors._rolling_quantile.__getstate__() if getattr(errors, "_is_updated", False) else b""
@@ -190,11 +191,11 @@ def _errors_in_order(errors: Any) -> tuple[list[float], int]:
         return [], 0
     k = int.from_bytes(raw[:8], "little")
     off = 8 + 8 * k
-    ordered = np.frombuffer(raw, "<f8", k, 8)
+    by_size = np.frombuffer(raw, "<f8", k, 8)
     m = int.from_bytes(raw[off : off + 8], "little") if len(raw) >= off + 8 else -1
-    window = np.frombuffer(raw, "<f8", m, off + 8) if m == k and len(raw) >= off + 8 + 8 * m else ordered
-    if not np.array_equal(np.sort(window), np.sort(ordered)):
-        window = ordered
+    window = np.frombuffer(raw, "<f8", m, off + 8) if m == k and len(raw) >= off + 8 + 8 * m else by_size
+    if not np.array_equal(np.sort(window), by_size):
+        window = by_size
     return window.tolist(), len(window)
 
 
