@@ -152,10 +152,9 @@ def ranges_for(twin_id: str, rules: tuple[SensorLimit, ...]) -> dict[str, tuple[
 class TwinModelState:
     """One twin's models, its maintenance flag, its sampling period and when each sensor last reported."""
 
-    __slots__ = (
-        "held", "last_t", "last_ts", "maintenance", "model", "period_s", "samples", "seen", "ticked_at", "twin_id",
-        "wall_at_last",
-    )  # fmt: skip
+    __slots__ = ("held", "last_t", "last_ts", "maintenance", "model", "period_s", "samples", "seen", "ticked_at",
+                 "twin_id", "wall_at_last")  # fmt: skip
+    __getstate__ = slot_state  # the dict of attributes, as before the slots
 
     def __init__(self, cfg: LiveModelConfig, twin_id: str = "") -> None:
         self.model = TwinModel(cfg.model, ranges_for(twin_id, cfg.ranges))
@@ -175,17 +174,8 @@ class TwinModelState:
 
     def __setstate__(self, state: dict) -> None:
         """Snapshots of older versions lack the newer attributes: fill them in."""
-        defaults = {
-            "seen": {},
-            "wall_at_last": None,
-            "ticked_at": 0.0,
-            "twin_id": "",
-            "last_t": 0.0,
-        }
+        defaults = {"seen": {}, "wall_at_last": None, "ticked_at": 0.0, "twin_id": "", "last_t": 0.0}
         restore_slots(self, {**defaults, **state})
-
-    def __getstate__(self) -> dict:
-        return slot_state(self)
 
     def adopt_failure_config(self, failure: FailureConfig | None) -> None:
         """Failure prediction switched on or off since this state was saved: follow the settings."""
