@@ -3,7 +3,7 @@
     python -m benchmarks.alerts --records 200000 --twins 500 --db-rows 50000
 
 The operator part is plain Python (no Kafka): anomaly scores for T twins, one a second per twin,
-with a 5-minute fault every 15 minutes per twin, through ``operators.alerts.lifecycle.step``. The database part
+with a 5-minute fault every 15 minutes per twin, through ``operators.alerts.ordering.step``. The database part
 upserts anomaly scores through ``ModelOutputSink`` in batches of 1000 and the
 alert versions the operator produced through ``AlertSink``; the rows are deleted afterwards.
 """
@@ -21,7 +21,8 @@ from psycopg import sql
 
 from benchmarks.machine import append_result
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
-from operators.alerts.lifecycle import AlertRules, step
+from operators.alerts.ordering import step
+from operators.alerts.rules import AlertRules
 from operators.records.alerts import AnomalyScore
 from twinflow.settings import load_settings
 

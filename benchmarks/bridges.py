@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.processes import usage
-from connectors.bridges.mapping import load_mapping
+from connectors.bridges.mapping.loading import load_mapping
 from connectors.kafka.clients import ensure_topics, topic_specs
 from twinflow.settings import Settings
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -91,6 +92,7 @@ class Phase:
     drained: bool = False
     telemetry: Percentiles = field(default_factory=Percentiles)
     scores: Percentiles = field(default_factory=Percentiles)
+    scores_on_kafka: Percentiles = field(default_factory=Percentiles)  # the first hop of the scores
     cpu_share: dict[str, float] = field(default_factory=dict)
 
 
@@ -116,6 +118,38 @@ def percentiles(db: psycopg.Connection, table: str, stamp: str, prefix: str, lo:
 
 def count_rows(db: psycopg.Connection, table: str, prefix: str, lo: float, hi: float) -> int:
     return db.execute(COUNT_SQL.format(table=sql.Identifier(table)), (prefix + "-%", lo, hi + 0.001)).fetchone()[0]
+
+
+def kafka_percentiles(settings, topic: str, lo: float, hi: float) -> Percentiles:
+    """Latency of the records on ``topic`` whose ``ts`` is in [lo, hi]: the broker's log-append
+    time (or the producer's create time) − ``ts``. For the scores, that is the pipeline's share of
+    their latency; the rest (row written − on Kafka) is the alerts flow's."""
+    import numpy as np
+    import orjson
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.kafka.clients import client_config
+
+    c = Consumer(client_config(settings, **{"group.id": f"lat-{uuid.uuid4().hex}", "enable.auto.commit": False}))
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    lat: list[float] = []
+    done: set[int] = {p for p, end in ends.items() if end == 0}
+    while len(done) < len(parts):
+        for m in c.consume(10_000, 1.0):
+            if m.error():
+                continue
+            if m.offset() + 1 >= ends[m.partition()]:
+                done.add(m.partition())
+            ts = datetime.fromisoformat(orjson.loads(m.value())["ts"]).timestamp()
+            if lo <= ts <= hi + 0.001:
+                lat.append(m.timestamp()[1] / 1000.0 - ts)
+    c.close()
+    if not lat:
+        return Percentiles()
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+    return Percentiles(len(lat), float(p50), float(p95), float(p99), max(lat))
 
 
 def wait_for(check, timeout_s: float, every_s: float = 0.5) -> bool:
@@ -194,11 +228,13 @@ def measure(
     warmup: int,
     drain_timeout_s: float = 120.0,
     names: tuple[str, ...] = PIPELINE,
+    settings=None,
 ) -> list[Phase]:
     """Run the tailing flows ``names`` through a warm-up and one paced phase per fraction of ``max_rate``.
 
     Scores are waited for and measured when the models and alerts flows run (a diagnosis may run
-    the telemetry flow alone)."""
+    the telemetry flow alone); with ``settings`` (the run's topics) the scores' first hop too: on
+    Kafka − reading time."""
     flows = TailingFlows(env, names)
     scored = ("models" in names or "pipeline" in names) and "alerts" in names
     phases: list[Phase] = []
@@ -246,6 +282,8 @@ def measure(
                 phase.telemetry = percentiles(db, "telemetry", "ingested_at", prefix, lo, hi)
                 if scored:
                     phase.scores = percentiles(db, "anomaly_scores", "written_at", prefix, lo, hi)
+                    if settings is not None:
+                        phase.scores_on_kafka = kafka_percentiles(settings, settings.alerts.anomalies_topic, lo, hi)
                 phases.append(phase)
     finally:
         flows.stop()
@@ -275,7 +313,6 @@ def main() -> None:
     """Diagnosis: latency of some flows at given rates (the full comparison is benchmarks/e2e.py)."""
     import argparse
     import os
-    import uuid
 
     from benchmarks.e2e import cleanup
     from connectors.kafka.clients import ensure_topics
@@ -308,17 +345,19 @@ def main() -> None:
             prefix=prefix,
             warmup=settings.ml.anomaly.warmup,
             names=tuple(args.flow or PIPELINE),
+            settings=settings,
         )
         if args.series:
             print_series(settings.postgres.conninfo(), prefix)
     finally:
         cleanup(settings, prefix)
     for p in phases:
-        t, sc = p.telemetry, p.scores
+        t, sc, k = p.telemetry, p.scores, p.scores_on_kafka
         cpu = ", ".join(f"{k} {v:.0%}" for k, v in p.cpu_share.items())
         print(
             f"{p.target_rate:,.0f}/s: telemetry p50/p95/p99/max {ms(t.p50)}/{ms(t.p95)}/{ms(t.p99)}/{ms(t.max)} ms; "
-            f"scores {ms(sc.p50)}/{ms(sc.p95)}/{ms(sc.p99)}/{ms(sc.max)} ms; drained {p.drained}; CPU {cpu}"
+            f"scores {ms(sc.p50)}/{ms(sc.p95)}/{ms(sc.p99)}/{ms(sc.max)} ms "
+            f"(on Kafka {ms(k.p50)}/{ms(k.p95)}/{ms(k.p99)}/{ms(k.max)} ms); drained {p.drained}; CPU {cpu}"
         )
 
 

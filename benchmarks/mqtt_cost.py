@@ -21,7 +21,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from benchmarks.bridges import PUMP, drop_topic, mapping_text
-from connectors.bridges.mapping import load_mapping
+from connectors.bridges.mapping.loading import load_mapping
 from connectors.kafka.clients import ensure_topics, topic_specs
 from connectors.mqtt.client import BufferedClient
 from twinflow.settings import Settings
@@ -103,9 +103,10 @@ def bridge_cost(msgs: list[tuple[str, bytes]], uid: str) -> tuple[float, float]:
             self.topic, self.payload = topic, payload
 
     items = [Msg(t, p) for t, p in msgs]
+    broker = next(iter(bridge.brokers.values()))
     t0, w0 = time.process_time(), time.perf_counter()
     for m in items:
-        bridge._on_message(None, None, m)
+        bridge._on_message(broker, m)
     ok = bridge.publisher.wait_idle(120)
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     bridge.publisher.close(10)

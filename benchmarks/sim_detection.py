@@ -7,7 +7,7 @@ at the simulator's sample period (``sim.tick_s``). Each twin gets faults of ever
 periods keep a constant operating point unless ``--setpoint-changes-per-h`` adds speed changes.
 Every sample goes through the live models step (:func:`operators.ml.live_step.step`, with the
 configuration the models flow uses) and each anomaly score through the alert lifecycle
-(:func:`operators.alerts.lifecycle.step`, default rules).
+(:func:`operators.alerts.ordering.step`, default rules).
 
 Scoring (:mod:`twinflow.demo.fault_scoring`, the demo report's code): an anomaly *episode* is a run of
 flagged samples with no hole longer than ``--episode-gap-s``. Per fault kind: a fault is detected
@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from connectors.bridges.mapping import Mapping, parse_mapping
+from connectors.bridges.mapping.loading import parse_mapping
+from connectors.bridges.mapping.schema import Mapping
 from connectors.sim.faults import SLOW, Fault, failure_level_s
 from connectors.sim.physics import SETPOINTS, SIGNALS, Machine
 from connectors.sim.plant import Plant
-from operators.alerts.lifecycle import AlertRules
-from operators.alerts.lifecycle import step as alerts_step
+from operators.alerts.ordering import step as alerts_step
+from operators.alerts.rules import AlertRules
 from operators.ml.live_step import LiveModelConfig, Reading
 from operators.ml.live_step import step as models_step
 from operators.records.alerts import Alert, AnomalyScore

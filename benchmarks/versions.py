@@ -16,8 +16,9 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from operators.twin.reconcile import Reconciler, Reported, TwinState
-from operators.twin.state import StateChange
+from operators.records.twin import Reported
+from operators.twin.reconcile import Reconciler
+from operators.twin.state import StateChange, TwinState
 from operators.twin.sync_strategy import TwinPolicy
 
 SHAPES: dict[str, Callable[[random.Random, int, int], float]] = {

@@ -2,9 +2,10 @@
 actions in; alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
 It never reads ``twin.alerts``: every topic carries one record type, and no flow reads its own output.
 
-Wiring only; the lifecycle is :mod:`operators.alerts.lifecycle`, the I/O is in :mod:`connectors`. The
-wiring takes its source and sinks as arguments (:func:`dataflow`, :class:`AlertSinks`); :func:`build_flow`
-gives it Kafka, PostgreSQL and the webhook, a unit test ``TestingSource``/``TestingSink``.
+Wiring only; the lifecycle is in :mod:`operators.alerts` (the per-twin step: :mod:`operators.alerts.ordering`),
+the I/O is in :mod:`connectors`. The wiring takes its source and sinks as arguments (:func:`dataflow`,
+:class:`AlertSinks`); :func:`build_flow` gives it Kafka, PostgreSQL and the webhook, a unit test
+``TestingSource``/``TestingSink``.
 
 Run it::
 
@@ -34,7 +35,8 @@ from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.webhook.sink import WebhookSink
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.alerts.lifecycle import AlertRules, OrderedTwinAlerts, step
+from operators.alerts.ordering import OrderedTwinAlerts, step
+from operators.alerts.rules import AlertRules
 from operators.records.alerts import (
     Alert,
     AnomalyScore,

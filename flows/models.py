@@ -86,7 +86,7 @@ def dataflow(
 
 
 def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sink: DynamicSink[Any]) -> None:
-    """Add the per-twin models and their outputs after ``messages``; messages of other topics are ignored."""
+    """Add the per-twin models and their outputs after ``messages`` of :func:`input_topics`."""
     rules = reading_rules(settings)  # the telemetry flow's rules: what it rejects is not scored either
     attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sink)
 
@@ -105,7 +105,8 @@ def live_config(settings: Settings) -> LiveModelConfig:
 
 
 def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any]) -> None:
-    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
+    """The same on polled batches of :func:`input_topics` whose telemetry may be decoded already
+    (the pipeline flow gives each part the messages of its topics: :meth:`Polled.only`)."""
     a = settings.alerts
     cfg = live_config(settings)
 

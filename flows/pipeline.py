@@ -79,11 +79,17 @@ def decoded(settings: Settings, messages: Stream[KafkaSourceMessage]) -> Stream[
     )
 
 
+def part_topics(polled: Stream[Polled], settings: Settings, part: str) -> Stream[Polled]:
+    """The batches with only the messages of the topics ``part`` reads (:func:`input_topics`), as the
+    part's own flow would poll them: each part is given its topics here, none filters them itself."""
+    topics = frozenset(input_topics(settings)[part])
+    return op.map("topics", polled, lambda p: p.only(topics))
+
+
 @operator
 def ingest(step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.telemetry.TelemetrySinks) -> None:
     """Telemetry rows to PostgreSQL and rejects to the DLQ (:func:`flows.telemetry.attach_polled`)."""
-    topics = frozenset(input_topics(settings)["ingest"])
-    flows.telemetry.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)), sinks)
+    flows.telemetry.attach_polled(settings, part_topics(polled, settings, "ingest"), sinks)
 
 
 @operator
@@ -91,14 +97,13 @@ def reconcile(
     step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.twin.TwinSinks, tail: bool
 ) -> None:
     """Per-twin state, windows, commands and the desired-state gate (:func:`flows.twin.attach_polled`)."""
-    topics = frozenset(input_topics(settings)["reconcile"])
-    flows.twin.attach_polled(settings, op.map("topics", polled, lambda p: p.only(topics)), sinks, idle_ticks=tail)
+    flows.twin.attach_polled(settings, part_topics(polled, settings, "reconcile"), sinks, idle_ticks=tail)
 
 
 @operator
 def models(step_id: str, polled: Stream[Polled], settings: Settings, sink: DynamicSink[Any]) -> None:
     """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
-    flows.models.attach_polled(settings, polled, sink)  # it skips topics it does not read
+    flows.models.attach_polled(settings, part_topics(polled, settings, "models"), sink)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-pipeline") -> Dataflow:
@@ -125,7 +130,9 @@ def dataflow(
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
     flow = Dataflow(flow_id)
     polled = decoded(settings, source_messages(flow, source))
+    # Bytewax runs sibling steps in the order they were added: the scores go to Kafka before the
+    # batch's database writes, the telemetry rows before the twins' (benchmarks/RESULTS.md).
+    models("models", polled, settings, sinks.models)
     ingest("ingest", polled, settings, sinks.ingest)
     reconcile("reconcile", polled, settings, sinks.reconcile, tail)
-    models("models", polled, settings, sinks.models)
     return flow

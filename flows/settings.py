@@ -19,7 +19,7 @@ from connectors.config.contract import ConnectorSettings
 from connectors.config.errors import ConfigError
 from connectors.postgres.settings import PostgresSettings
 from flows.twin_settings import TwinSettings
-from operators.alerts.lifecycle import AlertRules
+from operators.alerts.rules import AlertRules
 from operators.ml.config import (
     AnomalyConfig,
     ConditionConfig,

@@ -3,12 +3,17 @@ r"""Bytewax state snapshots as pickled bytes, shared by the flows' stateful step
 Bytes are immutable, so Bytewax stores them as they are; an object snapshot would be deep-copied
 at every epoch (a pickle round trip of the whole state). A snapshot written as an object by an
 older version still resumes, and so does one written before the operators were grouped into
-subpackages (its classes are found at their new place, :data:`MOVED_MODULES`).
+subpackages or a module was split (its classes are found at their new place, :data:`MOVED_MODULES`,
+:data:`MOVED_CLASSES`).
 
 >>> from_snapshot(to_snapshot({"speed": 1.0})), from_snapshot({"old": "object"}), from_snapshot(None)
 ({'speed': 1.0}, {'old': 'object'}, None)
 >>> from_snapshot(b"coperators.hysteresis\nHysteresis\n.").__module__  # a class at its old place
 'operators.twin.hysteresis'
+>>> from_snapshot(b"coperators.alerts\nOrderedTwinAlerts\n.").__module__  # moved twice
+'operators.alerts.ordering'
+>>> from_snapshot(b"coperators.records.alerts\nDesyncEscalation\n(Vp1\nNI01\nN(dtR.")  # its older fields
+DesyncEscalation(twin_id='p1', ts=None, detail={}, in_sync=False)
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import io
 import pickle
 from typing import Any
+
+from operators.records.alerts import DesyncEscalation
 
 MOVED_MODULES = {
     "operators.envelope": "operators.records.envelope",
@@ -61,10 +68,30 @@ MOVED_MODULES = {
 }
 """Where the operators' modules lived before they were grouped by concern (old → new)."""
 
+MOVED_CLASSES = {
+    ("operators.alerts.lifecycle", "AlertRules"): ("operators.alerts.rules", "AlertRules"),
+    ("operators.alerts.lifecycle", "KindRule"): ("operators.alerts.rules", "KindRule"),
+    ("operators.alerts.lifecycle", "_KindState"): ("operators.alerts.episode", "KindState"),
+    ("operators.alerts.lifecycle", "_Open"): ("operators.alerts.episode", "LiveAlert"),
+    ("operators.alerts.lifecycle", "OrderedTwinAlerts"): ("operators.alerts.ordering", "OrderedTwinAlerts"),
+    ("operators.records.alerts", "DesyncEscalation"): ("flows.snapshots", "_desync_escalation"),
+}
+"""Classes that left their module when it was split, or changed their fields (old → new place)."""
+
+
+def _desync_escalation(twin_id: str, ts: Any, *fields: Any) -> DesyncEscalation:
+    """A pickled :class:`DesyncEscalation` of any layout: ``(twin_id, ts, detail, in_sync)``,
+    ``(twin_id, ts, detail)``, or the oldest ``(twin_id, ts, active, severity, detail)`` (always
+    active, no severity)."""
+    if len(fields) == 3:
+        return DesyncEscalation(twin_id, ts, fields[-1])
+    return DesyncEscalation(twin_id, ts, *fields)
+
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        return super().find_class(MOVED_MODULES.get(module, module), name)
+        module = MOVED_MODULES.get(module, module)
+        return super().find_class(*MOVED_CLASSES.get((module, name), (module, name)))
 
 
 def to_snapshot(state: Any) -> bytes:

@@ -29,19 +29,126 @@ layout (written by an older or newer twinflow) starts afresh instead of being mi
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import asdict
 from typing import Any, ClassVar
 
+import numpy as np
+
+_SLOTS: dict[type, tuple[str, ...]] = {}
+_ROWS: dict[type, dict[str, PackedRows]] = {}
+
+
+class PackedRows:
+    """An attribute kept as rows of the object's one 2-D array ``_packed`` (one row per vector, a
+    column per sensor) instead of an array object of its own (112 bytes of header each): reading
+    gives a view, assigning copies the values in. :func:`slot_state` pickles it as its own array,
+    so snapshots keep the one-array-per-attribute layout.
+
+    >>> class Levels:
+    ...     __slots__ = ("_packed",)
+    ...     low, high = PackedRows(0), PackedRows(1)
+    >>> x = Levels(); x._packed = np.zeros((2, 3))
+    >>> x.high = [1.0, 2.0, 3.0]; x.low += x.high
+    >>> x._packed.tolist(), sorted(slot_state(x))
+    ([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], ['high', 'low'])
+    """
+
+    __slots__ = ("index", "stop")
+
+    def __init__(self, start: int, count: int | None = None) -> None:
+        self.index: int | slice = start if count is None else slice(start, start + count)
+        self.stop = start + (1 if count is None else count)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._packed[self.index]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._packed[self.index] = value
+
+
+def packed_zeros(cls: type, width: int) -> np.ndarray:
+    """A zero ``_packed`` array for the :class:`PackedRows` of ``cls``, ``width`` columns."""
+    return np.zeros((max(row.stop for row in packed_rows(cls).values()), width))
+
+
+def packed_rows(cls: type) -> dict[str, PackedRows]:
+    """The :class:`PackedRows` attributes of ``cls`` and its bases."""
+    rows = _ROWS.get(cls)
+    if rows is None:
+        found = ((k, v) for c in reversed(cls.__mro__) for k, v in vars(c).items() if isinstance(v, PackedRows))
+        rows = _ROWS[cls] = dict(found)
+    return rows
+
+
+_CANONICAL: dict[Any, Any] = {}
+
+
+def canonical(config: Any) -> Any:
+    """One shared instance per distinct configuration (frozen, hashable dataclasses): unpickled
+    states would each hold their own copies of the same settings (≈ 3 KiB per twin)."""
+    try:
+        return _CANONICAL.setdefault(config, config)
+    except TypeError:  # not hashable: kept as it is
+        return config
+
+
+def doubles(n: int) -> array[float]:
+    """``n`` zeros in an exactly sized ``array('d')`` (``array('d', bytes(...))`` keeps spare room)."""
+    return array("d", [0.0]) * n
+
+
+def slots_of(cls: type) -> tuple[str, ...]:
+    """Every slot name of ``cls`` and its bases."""
+    names = _SLOTS.get(cls)
+    if names is None:
+        found = (s for c in reversed(cls.__mro__) for s in c.__dict__.get("__slots__", ()))
+        names = _SLOTS[cls] = tuple(dict.fromkeys(s for s in found if s not in ("__dict__", "__weakref__")))
+    return names
+
+
+def slot_state(obj: Any) -> dict[str, Any]:
+    """An object's attributes as the dict its plain-``__dict__`` layout pickled (slots that are set,
+    and the ``__dict__`` if it has one), so snapshots of either layout load into either."""
+    cls = type(obj)
+    state = {name: getattr(obj, name) for name in slots_of(cls) if name != "_packed" and hasattr(obj, name)}
+    if hasattr(obj, "__dict__"):
+        state.update(obj.__dict__)
+    if hasattr(obj, "_packed"):
+        state.update((name, getattr(obj, name)) for name in packed_rows(cls))
+    return state
+
+
+def restore_slots(obj: Any, state: dict[str, Any]) -> None:
+    """Set the attributes of a :func:`slot_state` dict (:class:`PackedRows` into a new ``_packed``
+    array); names the layout no longer has (attributes of an older layout) are left out when the
+    object has no ``__dict__``."""
+    if hasattr(obj, "__dict__"):
+        obj.__dict__.update(state)
+        return
+    cls = type(obj)
+    names, rows = slots_of(cls), packed_rows(cls)
+    if rows and any(name in state for name in rows):  # one array for them, then each into its rows
+        obj._packed = packed_zeros(cls, next(np.shape(state[name])[-1] for name in rows if name in state))
+    for name, value in state.items():
+        if name in names or name in rows:
+            setattr(obj, name, value)
+
 
 class VersionedState:
-    """Mixin: ``CONFIG`` is the config dataclass, ``STATE_VERSION`` the layout version."""
+    """Mixin: ``CONFIG`` is the config dataclass, ``STATE_VERSION`` the layout version. Subclasses
+    may declare ``__slots__`` (no per-object ``__dict__``: a large saving for states with many
+    attributes); they pickle as the same dict either way."""
 
+    __slots__ = ()
     CONFIG: ClassVar[type]
     STATE_VERSION: ClassVar[int]
     config: Any
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        state = slot_state(self)
         state["config"] = asdict(self.config)
         state["_v"] = self.STATE_VERSION
         return state
@@ -52,13 +159,13 @@ class VersionedState:
         if version != self.STATE_VERSION:  # unknown layout: start afresh rather than misread it
             self._start_afresh(config, state)
             return
-        self.__dict__.update(state)
+        restore_slots(self, state)
         self.config = config
         self._upgrade()
 
     @classmethod
     def _config_from(cls, raw: dict[str, Any]) -> Any:
-        return cls.CONFIG(**raw)
+        return canonical(cls.CONFIG(**raw))
 
     def _start_afresh(self, config: Any, state: dict[str, Any]) -> None:
         self.__init__(config)  # type: ignore[misc]

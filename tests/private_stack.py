@@ -17,7 +17,7 @@ from pathlib import Path
 
 from twinflow.runner import free_ports
 from twinflow.settings import Settings, StackSettings
-from twinflow.stack.secure import Material
+from twinflow.stack.secure.material import Material
 
 
 def twinflow(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
@@ -100,8 +100,8 @@ class PrivateStack:
         return env
 
     def role_env(self, role: str, **extra: str) -> dict[str, str]:
-        """The environment of a client role of the secure profile (twinflow.stack.secure.CLIENTS)."""
-        from twinflow.stack.secure import CLIENTS
+        """The environment of a client role of the secure profile (twinflow.stack.secure.material.CLIENTS)."""
+        from twinflow.stack.secure.material import CLIENTS
 
         env = {**self.env, **extra}
         if self.secure:

@@ -9,7 +9,8 @@ Three twins over the last two hours (one sample a minute, ending now):
   opening, resolved after recovery) and failure (still open, critical);
 * ``h`` (healthy): quiet, except a 5-minute anomaly spike at -20 min with no fault behind it
   (a false alarm); the fault schedule lists a fault at -100 min that raised nothing (missed);
-* ``d`` (desync): 10 % of its samples are 'uncertain'; a desync escalation from -40 to -30 min;
+* ``d`` (desync): 10 % of its samples are 'uncertain'; a desync escalation at -40 min, its alert
+  resolved by a person at -30 min;
   reconciliation rows in ``twin_sync_quality`` (:data:`SYNC_QUALITY`: desynced at -40 and -35,
   synchronized again at -30 and -10, plus one row before the two hours); ``f`` and ``h`` have none.
 """
@@ -25,7 +26,8 @@ import psycopg
 
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.postgres.telemetry_sink import TelemetrySink
-from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts
+from operators.alerts.lifecycle import TwinAlerts
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import (
     AlertAction,
     AnomalyScore,
@@ -114,13 +116,16 @@ def seed(conninfo: str, uid: str) -> Fleet:
     # alerts from the real operator, in event-time order
     engines = {t: TwinAlerts(t, RULES) for t in fl.twins}
     inputs = sorted([*scores, *failures], key=lambda r: r.ts)
-    desync = [DesyncEscalation(fl.d, fl.at(-40), True), DesyncEscalation(fl.d, fl.at(-30), False)]
+    desync = [DesyncEscalation(fl.d, fl.at(-40))]
     for rec in sorted([*inputs, *desync], key=lambda r: r.ts):
         for alert in engines[rec.twin_id].apply(rec):
             fl.alerts.append(alert)
             if alert.twin_id == fl.f and alert.kind == "anomaly" and alert.event == "opened":
                 ack = AlertAction(alert.alert_id, fl.f, "ack", "alice", alert.opened_at + timedelta(minutes=10))
                 fl.alerts += engines[fl.f].apply(ack)
+            if alert.twin_id == fl.d and alert.event == "opened":  # no end of an escalation comes: a person
+                resolve = AlertAction(alert.alert_id, fl.d, "resolve", "ops", fl.at(-30))
+                fl.alerts += engines[fl.d].apply(resolve)
 
     for sink, records in (
         (TelemetrySink(conninfo), rows),

@@ -103,7 +103,7 @@ def request(
     import msgspec
     from confluent_kafka import Consumer, TopicPartition
 
-    from connectors.kafka.clients import client_config, make_producer
+    from connectors.kafka.clients import client_config, make_producer, produce_acknowledged
 
     request_id, value = build(
         signer(settings), twin_id, values, mode=mode, expect_version=expect_version, reason=reason
@@ -125,18 +125,9 @@ def request(
             parts.append(TopicPartition(topic, p, high))
         consumer.assign(parts)
     try:
-        producer = make_producer(settings)
-        errors: list[str] = []
-        producer.produce(
-            settings.twin.desired_topic,
-            key=twin_id.encode(),
-            value=value,
-            on_delivery=lambda e, _m: e and errors.append(str(e)),
-        )
-        if producer.flush(30) or errors:
-            raise RequestError(
-                f"Kafka did not take the request on {settings.twin.desired_topic}: {errors or 'timeout'}; try again"
-            )
+        failure = produce_acknowledged(make_producer(settings), settings.twin.desired_topic, twin_id, value, 30)
+        if failure is not None:
+            raise RequestError(f"Kafka did not take the request on {settings.twin.desired_topic}: {failure}; try again")
         if consumer is None:
             return request_id, None
         deadline = time.monotonic() + timeout

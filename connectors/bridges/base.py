@@ -28,7 +28,8 @@ from typing import Any
 
 from connectors.bridges.health import DeviceHealth, HealthServer
 from connectors.bridges.loop_thread import LoopThread
-from connectors.bridges.mapping import Mapping, require
+from connectors.bridges.mapping.loading import require
+from connectors.bridges.mapping.schema import Mapping
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.commands import CommandListener
 from connectors.kafka.publisher import Publisher
@@ -36,7 +37,7 @@ from connectors.retry import backoff_delays
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
 from operators.devices.readings import SeqCounter, envelope, iso_ts
 from operators.records.commands import Command, Refused  # noqa: F401 - re-exported for bridges
-from operators.telemetry.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
+from operators.telemetry.ingest import dead_letter_of
 
 log = logging.getLogger(__name__)
 
@@ -202,19 +203,15 @@ class Bridge(ABC):
     ) -> None:
         """Send what the device sent (``payload``) to the dead-letter topic, with the reason and the
         field (``readings.running``); the values beside it go on."""
-        limit = self.settings.security.max_dead_letter_bytes
-        dead = DeadLetter(
-            value=payload[:limit],
-            key=twin_id.encode()[:MAX_DEAD_LETTER_KEY_BYTES] if twin_id else None,
-            reason=reason,
-            detail=detail,
-            topic=None,
-            partition=None,
-            offset=None,
-            rejected_at=datetime.now(UTC),
-            truncated_from=len(payload) if len(payload) > limit else None,
+        dead = dead_letter_of(
+            payload,
+            twin_id.encode() if twin_id else None,
+            reason,
+            detail,
+            max_value_bytes=self.settings.security.max_dead_letter_bytes,
+            now=datetime.now(UTC),
             field=field,
-            original_headers=[*(headers or ()), ("bridge", self.protocol.encode())],
+            headers=[*(headers or ()), ("bridge", self.protocol.encode())],
         )
         self.publisher.put(self.settings.topics.dlq, dead.key, dead.value or b"", dead.headers())
         self.rejected += 1

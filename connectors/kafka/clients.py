@@ -47,6 +47,16 @@ def make_producer(settings: ConnectorSettings, **extra: Any) -> Producer:
     return Producer(producer_config(settings, **extra))
 
 
+def produce_acknowledged(producer: Producer, topic: str, key: str, value: bytes, timeout: float) -> str | None:
+    """Produce one record keyed by ``key`` and wait up to ``timeout`` seconds for Kafka's
+    acknowledgement: ``None`` when acknowledged, else why not (the delivery errors, or ``timeout``)."""
+    errors: list[str] = []
+    producer.produce(topic, key=key.encode(), value=value, on_delivery=lambda e, _m: e and errors.append(str(e)))
+    if producer.flush(timeout) or errors:
+        return "; ".join(errors) or "timeout"
+    return None
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str

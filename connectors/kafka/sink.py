@@ -1,5 +1,7 @@
 """A Kafka sink for flows that send one or more records per reading (twin states, scores, forecasts).
 
+A :class:`~connectors.batch_sink.BatchSink` whose destination is a producer with delivery reports.
+
 Same delivery as Bytewax's ``KafkaSink`` (each batch is produced, then flushed before the sink
 returns: at-least-once with recovery, the topics' consumers are idempotent), same producer
 (:func:`connectors.kafka.clients.producer_config`), same messages, in the same order. What differs
@@ -18,10 +20,12 @@ OutMessage(key=b'pump-1', value=b'{}', topic='twin.state', headers=None)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import Producer
+
+from connectors.batch_sink import BatchSink
 
 
 class OutMessage(NamedTuple):
@@ -37,10 +41,12 @@ class UndeliveredError(RuntimeError):
     """Kafka did not acknowledge some records of a batch."""
 
 
-class _Partition(StatelessSinkPartition[Any]):
+class DeliveryReports:
+    """A producer that counts the records Kafka did not acknowledge (reports for failures only: no
+    Python callback per acknowledged record)."""
+
     def __init__(self, config: dict[str, Any]) -> None:
-        # Delivery reports only for failures: no Python callback per acknowledged record.
-        self._producer = Producer({**config, "delivery.report.only.error": True, "on_delivery": self._delivered})
+        self.producer = Producer({**config, "delivery.report.only.error": True, "on_delivery": self._delivered})
         self._failed = 0
         self._first_error: str | None = None
 
@@ -50,7 +56,9 @@ class _Partition(StatelessSinkPartition[Any]):
             if self._first_error is None:
                 self._first_error = f"{err} (topic {msg.topic()})"
 
-    def _check(self) -> None:
+    def flush(self) -> None:
+        """Wait for every record's delivery report; :class:`UndeliveredError` when some failed."""
+        self.producer.flush()
         if self._failed:
             failed, first = self._failed, self._first_error
             self._failed, self._first_error = 0, None
@@ -59,9 +67,23 @@ class _Partition(StatelessSinkPartition[Any]):
                 "restart resumes from its last snapshot and produces them again"
             )
 
-    def write_batch(self, items: list[Any]) -> None:
-        producer = self._producer
-        for m in items:
+
+class MessageSink(BatchSink[Any, DeliveryReports]):
+    """Bytewax sink producing :class:`OutMessage` (or ``KafkaSinkMessage``) items; a producer per worker."""
+
+    what = "messages"
+    written_as = "acknowledged by Kafka"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self._config = config
+
+    def connect(self) -> DeliveryReports:
+        return DeliveryReports(self._config)
+
+    def write_to(self, destination: DeliveryReports, batch: Sequence[Any]) -> int:
+        producer = destination.producer
+        for m in batch:
             while True:
                 try:
                     if m.headers:
@@ -71,19 +93,8 @@ class _Partition(StatelessSinkPartition[Any]):
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     producer.poll(0.1)
-        producer.flush()
-        self._check()
+        destination.flush()
+        return len(batch)
 
-    def close(self) -> None:
-        self._producer.flush()
-        self._check()
-
-
-class MessageSink(DynamicSink[Any]):
-    """Bytewax sink producing :class:`OutMessage` (or ``KafkaSinkMessage``) items; a producer per worker."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self._config = config
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(self._config)
+    def disconnect(self, destination: DeliveryReports) -> None:
+        destination.flush()

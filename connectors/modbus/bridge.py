@@ -26,7 +26,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from connectors.bridges.base import Bridge, Device
-from connectors.bridges.mapping import ModbusAsset, ModbusConnection
+from connectors.bridges.mapping.schema import ModbusAsset, ModbusConnection
 from operators.devices.modbus_registers import (
     BIT_KINDS,
     EncodeError,

@@ -32,7 +32,7 @@ from connectors.mqtt.client import make_client, subscription_ready
 from connectors.mqtt.payload import PayloadMapper
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
 from operators.records.envelope import Reason, Rejected, decode_partial, encode
-from operators.telemetry.ingest import MAX_DEAD_LETTER_KEY_BYTES, DeadLetter
+from operators.telemetry.ingest import dead_letter_of
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +109,15 @@ class MqttBridge:
     def _dead_letter(self, msg: mqtt.MQTTMessage, reason: str, detail: str, field: str | None) -> None:
         """The device's bytes, as sent, to the DLQ with the reason, the field and the MQTT topic."""
         twin = self.mapper.twin_of(msg.topic)
-        dead = DeadLetter(
-            value=msg.payload,
-            key=twin.encode()[:MAX_DEAD_LETTER_KEY_BYTES] if twin else None,
-            reason=reason,
-            detail=detail,
-            topic=None,
-            partition=None,
-            offset=None,
-            rejected_at=datetime.now(UTC),
+        dead = dead_letter_of(
+            msg.payload,
+            twin.encode() if twin else None,
+            reason,
+            detail,
+            max_value_bytes=self.settings.security.max_dead_letter_bytes,
+            now=datetime.now(UTC),
             field=field,
-            original_headers=[("mqtt.topic", msg.topic.encode()), ("bridge", b"mqtt")],
+            headers=[("mqtt.topic", msg.topic.encode()), ("bridge", b"mqtt")],
         )
         self.counters.dead_lettered += 1
         self.publisher.put(self.settings.topics.dlq, dead.key, dead.value or b"", dead.headers())
@@ -128,16 +126,14 @@ class MqttBridge:
         """A payload above the MQTT size limit goes straight to the DLQ, cut to the limit."""
         limit = self.settings.security.max_mqtt_payload_bytes
         twin = self.mapper.twin_of(msg.topic)
-        dead = DeadLetter(
-            value=msg.payload[:limit],
-            key=twin.encode()[:MAX_DEAD_LETTER_KEY_BYTES] if twin else None,
-            reason=Reason.TOO_LARGE.value,
-            detail=f"MQTT payload of {len(msg.payload)} bytes > security.max_mqtt_payload_bytes {limit}",
+        dead = dead_letter_of(
+            msg.payload,
+            twin.encode() if twin else None,
+            Reason.TOO_LARGE.value,
+            f"MQTT payload of {len(msg.payload)} bytes > security.max_mqtt_payload_bytes {limit}",
+            max_value_bytes=limit,
+            now=datetime.now(UTC),
             topic=msg.topic,
-            partition=None,
-            offset=None,
-            rejected_at=datetime.now(UTC),
-            truncated_from=len(msg.payload),
         )
         log.warning("MQTT payload of %d bytes on %.200s dead-lettered: too large", len(msg.payload), msg.topic)
         return self.settings.topics.dlq, dead.key, dead.value, dead.headers()

@@ -2,18 +2,18 @@
 
 Every device (an OPC-UA server: its ``[opcua]`` section or a ``[devices.NAME]`` table) gets its own
 client, one subscription with the device's publishing interval and one monitored item per
-parameter. Nodes are resolved on every (re)connect: a portable ``nsu=URI;…`` NodeId through the
-server's namespace array, a ``browse_path`` with TranslateBrowsePathsToNodeIds; an item that cannot
-be resolved or monitored is logged with device, twin, parameter and node, counted, and left out
-while the others are read (retried at the next reconnect).
+parameter (:mod:`connectors.opcua.client`). Nodes are resolved on every (re)connect
+(:mod:`connectors.opcua.nodes`); an item that cannot be resolved or monitored is logged with device,
+twin, parameter and node, counted, and left out while the others are read (retried at the next
+reconnect).
 
-Each value keeps the server's SourceTimestamp (``ts``) and StatusCode: a Good value is a reading;
-a Bad or Uncertain one is a reading of quality bad/uncertain with the status code name
-(``status``), with or without a value (``BadSensorFailure`` carries none). Booleans stay booleans,
-strings become text readings; other types (arrays, dates, structures) are dead-lettered one by
-one with a description. Values of one twin with the same timestamp and quality, arriving within
-``bridge.batch_window_ms``, share one envelope. On connection loss the device reconnects with
-exponential backoff and re-creates its subscription.
+Each value keeps the server's SourceTimestamp (``ts``) and StatusCode (:mod:`connectors.opcua.values`):
+a Good value is a reading; a Bad or Uncertain one is a reading of quality bad/uncertain with the
+status code name (``status``), with or without a value (``BadSensorFailure`` carries none). Booleans
+stay booleans, strings become text readings; other types (arrays, dates, structures) are
+dead-lettered one by one with a description. Values of one twin with the same timestamp and quality,
+arriving within ``bridge.batch_window_ms``, share one envelope. On connection loss the device
+reconnects with exponential backoff and re-creates its subscription.
 """
 
 from __future__ import annotations
@@ -28,112 +28,16 @@ from typing import Any
 import orjson
 from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
-from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from connectors.bridges.base import Bridge, Device
-from connectors.bridges.mapping import OpcuaAsset, OpcuaConnection, OpcuaParam
+from connectors.bridges.mapping.schema import OpcuaAsset, OpcuaConnection, OpcuaParam
+from connectors.opcua.client import make_client, monitored_items, subscription_parameters
+from connectors.opcua.nodes import resolve_nodes
+from connectors.opcua.values import WRITE_CASTS, overflowed, quality_of, status_name
 from operators.records.commands import Refused
 from operators.records.envelope import Reason
 
 log = logging.getLogger(__name__)
-
-_NUMERIC = {
-    ua.VariantType.Double: float,
-    ua.VariantType.Float: float,
-    ua.VariantType.Int16: round,
-    ua.VariantType.UInt16: round,
-    ua.VariantType.Int32: round,
-    ua.VariantType.UInt32: round,
-    ua.VariantType.Int64: round,
-    ua.VariantType.UInt64: round,
-    ua.VariantType.Byte: round,
-    ua.VariantType.SByte: round,
-    ua.VariantType.Boolean: bool,
-}
-
-
-# StatusCode info bits (OPC-UA Part 4, 7.39): InfoType = DataValue (bit 10) with the Overflow bit (7): the
-# server's queue for this monitored item was full and it discarded values before this one.
-_OVERFLOW = 0x0400 | 0x0080
-
-
-def overflowed(status: ua.StatusCode | None) -> bool:
-    """True when the server says it discarded values of this item before this one (queue overflow).
-
-    >>> overflowed(ua.StatusCode(0x0480)), overflowed(ua.StatusCode(0))
-    (True, False)
-    """
-    return status is not None and status.value & _OVERFLOW == _OVERFLOW
-
-
-def quality_of(status: ua.StatusCode | None) -> str:
-    if status is None or status.is_good():
-        return "good"
-    return "uncertain" if status.is_uncertain() else "bad"
-
-
-def status_name(status: ua.StatusCode) -> str:
-    """The status code's name without its info bits.
-
-    >>> status_name(ua.StatusCode(ua.StatusCodes.BadSensorFailure | 0x0480))
-    'BadSensorFailure'
-    """
-    name = ua.StatusCode(status.value & 0xFFFF0000).name
-    return name if name and name[0] in "GUB" else ("Bad" if status.is_bad() else "Uncertain")
-
-
-async def make_client(conn: OpcuaConnection, resolve) -> Client:
-    """An asyncua client configured for the mapping's security mode and credentials."""
-    client = Client(conn.endpoint, timeout=conn.request_timeout_s, watchdog_intervall=conn.watchdog_s)
-    client.application_uri = conn.application_uri
-    client.name = client.description = "twinflow bridge"
-    if conn.security != "None":
-        mode = ua.MessageSecurityMode.Sign if conn.security.endswith("_Sign") else ua.MessageSecurityMode.SignAndEncrypt
-        server_cert = resolve(conn.server_certificate)
-        await client.set_security(
-            SecurityPolicyBasic256Sha256,
-            certificate=str(resolve(conn.certificate)),
-            private_key=str(resolve(conn.private_key)),
-            server_certificate=str(server_cert) if server_cert else None,
-            mode=mode,
-        )
-    if conn.username:
-        client.set_user(conn.username)
-        client.set_password(conn.password.get_secret_value() if conn.password else "")
-    return client
-
-
-class UnresolvedNode(ValueError):
-    """A parameter's node that the server does not know (namespace URI, browse path)."""
-
-
-def resolve_node_id(text: str, namespaces: list[str]) -> ua.NodeId:
-    """A mapping's NodeId text as this server numbers it (``nsu=URI`` → the URI's index).
-
-    >>> resolve_node_id("nsu=urn:acme;s=Pump.Flow", ["http://opcfoundation.org/UA/", "urn:x", "urn:acme"])
-    NodeId(Identifier='Pump.Flow', NamespaceIndex=2, NodeIdType=<NodeIdType.String: 3>)
-    """
-    node = ua.NodeId.from_string(text)
-    uri = getattr(node, "NamespaceUri", None)
-    if not uri:
-        return ua.NodeId(node.Identifier, node.NamespaceIndex, node.NodeIdType)
-    if uri not in namespaces:
-        raise UnresolvedNode(f"namespace {uri!r} is not on this server (it has: {', '.join(namespaces)})")
-    return ua.NodeId(node.Identifier, namespaces.index(uri), node.NodeIdType)
-
-
-def browse_element(seg: str, default_uri: str, namespaces: list[str]) -> ua.QualifiedName:
-    """One browse path segment → a qualified name (``Name``: the device namespace; ``0:Name``; ``nsu=URI;Name``)."""
-    if seg.startswith("nsu="):
-        uri, _, name = seg[4:].partition(";")
-    else:
-        prefix, sep, rest = seg.partition(":")
-        if sep and prefix.isdigit():
-            return ua.QualifiedName(rest, int(prefix))
-        uri, name = default_uri, seg
-    if uri not in namespaces:
-        raise UnresolvedNode(f"namespace {uri!r} is not on this server (it has: {', '.join(namespaces)})")
-    return ua.QualifiedName(name, namespaces.index(uri))
 
 
 class _Session:
@@ -171,87 +75,27 @@ class OpcuaBridge(Bridge):
     def address_of(conn: Any) -> str:
         return conn.endpoint
 
-    # ------------------------------------------------------------------ nodes
+    # ------------------------------------------------------------------ nodes and subscription
     async def _resolve(self, s: _Session, client: Client) -> None:
         """NodeIds of every parameter as this server numbers them; failures are logged per item."""
-        namespaces = await client.get_namespace_array()
         s.nodes.clear()
-        paths: list[tuple[tuple[str, str], ua.BrowsePath]] = []
-        for key, p in s.params.items():
-            try:
-                if p.node is not None:
-                    s.nodes[key] = resolve_node_id(p.node, namespaces)
-                    continue
-                bp = ua.BrowsePath()
-                bp.StartingNode = ua.NodeId(ua.ObjectIds.ObjectsFolder)
-                rel = ua.RelativePath()
-                for seg in p.browse_path or ():
-                    el = ua.RelativePathElement()
-                    el.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
-                    el.IncludeSubtypes = True
-                    el.IsInverse = False
-                    el.TargetName = browse_element(seg, s.conn.namespace, namespaces)
-                    rel.Elements.append(el)
-                bp.RelativePath = rel
-                paths.append((key, bp))
-            except UnresolvedNode as exc:
-                self._item_failed(s, key, str(exc))
-        if paths:
-            results = await client.uaclient.translate_browsepaths_to_nodeids([bp for _, bp in paths])
-            for (key, _), res in zip(paths, results, strict=True):
-                if not res.StatusCode.is_good() or not res.Targets:
-                    self._item_failed(s, key, f"browse path not found: {status_name(res.StatusCode)}")
-                    continue
-                target = res.Targets[0].TargetId
-                s.nodes[key] = ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType)
+        nodes, failed = await resolve_nodes(client, s.params, s.conn.namespace)
+        s.nodes.update(nodes)
+        for key, reason in failed:
+            self._item_failed(s, key, reason)
 
     def _item_failed(self, s: _Session, key: tuple[str, str], reason: str) -> None:
         if s.device.health.item_error(f"{key[0]}.{key[1]}", reason):
             log.error("OPC-UA %s (%s): %s: %s", s.device.name, s.conn.endpoint, s.where(key), reason)
 
-    def _requests(self, s: _Session) -> list[ua.MonitoredItemCreateRequest]:
-        reqs = []
-        handle = 1000
-        s.handles.clear()
-        for key, nodeid in s.nodes.items():
-            p = s.params[key]
-            handle += 1
-            s.handles[handle] = key
-            deadband = s.conn.deadband if p.deadband is None else p.deadband
-            mparams = ua.MonitoringParameters()
-            mparams.ClientHandle = handle
-            mparams.SamplingInterval = (
-                s.conn.sampling_interval_ms if p.sampling_interval_ms is None else p.sampling_interval_ms
-            )
-            mparams.QueueSize = s.conn.queue_size
-            mparams.DiscardOldest = True
-            if deadband > 0:
-                f = ua.DataChangeFilter()
-                f.Trigger = ua.DataChangeTrigger.StatusValue
-                f.DeadbandType = 1  # absolute
-                f.DeadbandValue = deadband
-                mparams.Filter = f
-            rv = ua.ReadValueId()
-            rv.NodeId = nodeid
-            rv.AttributeId = ua.AttributeIds.Value
-            req = ua.MonitoredItemCreateRequest()
-            req.ItemToMonitor = rv
-            req.MonitoringMode = ua.MonitoringMode.Reporting
-            req.RequestedParameters = mparams
-            reqs.append(req)
-        return reqs
-
     async def _subscribe(self, s: _Session, client: Client):
-        params = ua.CreateSubscriptionParameters()
-        params.RequestedPublishingInterval = s.conn.publishing_interval_ms
-        params.RequestedLifetimeCount = 10000
-        params.RequestedMaxKeepAliveCount = client.get_keepalive_count(s.conn.publishing_interval_ms)
-        params.MaxNotificationsPerPublish = 0  # no limit
-        params.PublishingEnabled = True
-        params.Priority = 0
         # Iterator mode; a consumer too slow for the queue forces a reconnect, never a silent drop.
-        sub = await client.create_subscription(params, queue_maxsize=500_000, overflow=OverflowPolicy.DISCONNECT)
-        requests = self._requests(s)
+        sub = await client.create_subscription(
+            subscription_parameters(s.conn, client), queue_maxsize=500_000, overflow=OverflowPolicy.DISCONNECT
+        )
+        handles, requests = monitored_items(s.conn, s.nodes, s.params)
+        s.handles.clear()
+        s.handles.update(handles)
         results = await sub.create_monitored_items(requests) if requests else []
         for (handle, key), res in zip(list(s.handles.items()), results, strict=True):
             if isinstance(res, ua.StatusCode):
@@ -437,7 +281,7 @@ class OpcuaBridge(Bridge):
         vtype = s.types.get(key)
         if vtype is None:
             vtype = s.types[key] = await node.read_data_type_as_variant_type()
-        cast = _NUMERIC.get(vtype)
+        cast = WRITE_CASTS.get(vtype)
         if cast is None:
             raise Refused(f"node {s.where(key)} has data type {vtype.name}, not a number or boolean")
         await node.write_value(ua.DataValue(ua.Variant(cast(value), vtype)))

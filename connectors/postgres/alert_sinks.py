@@ -1,6 +1,6 @@
 """The alerts flow's PostgreSQL sinks: alert versions and model outputs, idempotently.
 
-:class:`~connectors.postgres.batch_sink.BatchSink` subclasses (batching, connection, retries);
+:class:`~connectors.postgres.sink.PostgresSink` subclasses (batching, connection, retries);
 each batch is one transaction:
 
 * ``alerts``: one row per alert, upserted by (alert_id, opened_at); a newer ``version`` wins,
@@ -21,7 +21,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from connectors.postgres.batch_sink import BatchSink
+from connectors.postgres.sink import PostgresSink
 from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
 
 ModelOutput = AnomalyScore | FailurePrediction | ForecastPoint
@@ -107,7 +107,7 @@ def _alert_params(a: Alert) -> dict[str, Any]:
     return d
 
 
-class AlertSink(BatchSink[Alert]):
+class AlertSink(PostgresSink[Alert]):
     """Upserts alert versions into ``alerts`` and records each in ``alert_events``."""
 
     what = "alert versions"
@@ -121,7 +121,7 @@ class AlertSink(BatchSink[Alert]):
         return changed
 
 
-class ModelOutputSink(BatchSink[ModelOutput]):
+class ModelOutputSink(PostgresSink[ModelOutput]):
     """Upserts anomaly scores, forecasts and failure predictions."""
 
     what = "model outputs"

@@ -1,6 +1,6 @@
 """The telemetry flow's sink: telemetry rows into PostgreSQL/TimescaleDB, idempotently.
 
-A :class:`~connectors.postgres.batch_sink.BatchSink` (batching, connection, retries): each batch
+A :class:`~connectors.postgres.sink.PostgresSink` (batching, connection, retries): each batch
 is binary-COPied into a temporary staging table and moved with ``INSERT … ON CONFLICT DO NOTHING``
 on the reading's identity (twin_id, sensor, ts), in one transaction: a batch delivered twice
 (retry, Bytewax recovery replay) leaves one copy of each row.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from connectors.postgres.batch_sink import BatchSink
+from connectors.postgres.sink import PostgresSink
 from operators.telemetry.ingest import TelemetryRow, TypedRow
 
 STAGE_DDL = (
@@ -43,7 +43,7 @@ COPY_TYPES = ["text", "text", "timestamptz", "float8", "int8", "int2", "text"]
 COPY_TYPED_TYPES = [*COPY_TYPES, "int2", "text", "text"]
 
 
-class TelemetrySink(BatchSink[TelemetryRow | TypedRow]):
+class TelemetrySink(PostgresSink[TelemetryRow | TypedRow]):
     """Items are rows or lists of rows (one Kafka poll's worth); a connection per worker.
 
     ``TelemetrySink(conninfo).open().write(rows)`` returns the number of rows newly inserted;

@@ -7,7 +7,7 @@
 * ``telemetry_windows``: upsert on (twin_id, sensor, window_size, window_start) that only a
   higher version may overwrite: corrections win, replays of older versions change nothing.
 
-A :class:`~connectors.postgres.batch_sink.BatchSink` (batching, connection, retries): each batch is
+A :class:`~connectors.postgres.sink.PostgresSink` (batching, connection, retries): each batch is
 binary-COPied into temporary staging tables and moved with ``INSERT … SELECT … ON CONFLICT`` (as
 :mod:`connectors.postgres.telemetry_sink` does), in one transaction.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from connectors.postgres.batch_sink import BatchSink
+from connectors.postgres.sink import PostgresSink
 from operators.twin.event_windows import WindowRow
 from operators.twin.state import StateChange
 
@@ -128,7 +128,7 @@ def window_row(r: WindowRow) -> tuple[Any, ...]:
     )
 
 
-class TwinSink(BatchSink[StateChange | WindowRow]):
+class TwinSink(PostgresSink[StateChange | WindowRow]):
     """Items are :class:`StateChange` and :class:`WindowRow` records, or lists of them (the twin flow
     emits one list per twin and batch); a connection per worker."""
 

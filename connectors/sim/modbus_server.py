@@ -13,7 +13,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
-from connectors.bridges.mapping import ModbusAsset, ModbusConnection
+from connectors.bridges.mapping.schema import ModbusAsset, ModbusConnection
 from connectors.sim.plant import Plant, Sample
 from operators.devices.modbus_registers import BIT_KINDS, EncodeError, RegisterField, decode, encode, field_of
 

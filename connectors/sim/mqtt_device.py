@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 
-from connectors.bridges.mapping import Mapping, MqttAsset
+from connectors.bridges.mapping.schema import Mapping, MqttAsset
 from connectors.mqtt.client import make_client
 from connectors.mqtt.payload import split_path
 from connectors.sim.plant import Plant, Sample, simulated

@@ -18,7 +18,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 
-from connectors.bridges.mapping import Mapping, OpcuaAsset, OpcuaConnection
+from connectors.bridges.mapping.schema import Mapping, OpcuaAsset, OpcuaConnection
 from connectors.sim.plant import Plant, Sample
 
 log = logging.getLogger(__name__)

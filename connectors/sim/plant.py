@@ -1,6 +1,6 @@
 """The simulated plant: one :class:`Machine` per mapped asset, its faults, and a clock (pure).
 
->>> from connectors.bridges.mapping import parse_mapping
+>>> from connectors.bridges.mapping.loading import parse_mapping
 >>> m = parse_mapping({"assets": [{"twin_id": "p1", "type": "pump", "protocol": "modbus",
 ...     "params": {"speed_sp_rpm": {"register": "holding", "address": 0, "writable": True},
 ...                "speed_rpm": {"register": "input", "address": 0}}}]})
@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from connectors.bridges.mapping import Mapping
+from connectors.bridges.mapping.schema import Mapping
 from connectors.sim.faults import Fault, SensorFaults, effects
 from connectors.sim.physics import SETPOINTS, SIGNALS, Machine
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from connectors.bridges.loop_thread import LoopThread
-from connectors.bridges.mapping import Mapping
+from connectors.bridges.mapping.schema import Mapping
 from connectors.config.contract import ConnectorSettings
 from connectors.extras import require
 from connectors.kafka.clients import ensure_topics, make_producer, topic_specs

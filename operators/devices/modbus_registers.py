@@ -82,7 +82,7 @@ class ReadRequest:
 
 
 def field_of(twin_id: str, name: str, unit_id: int, p: Any) -> RegisterField:
-    """The codec's view of a mapping file's Modbus parameter (``connectors.bridges.mapping.ModbusParam``)."""
+    """The codec's view of a mapping file's Modbus parameter (``connectors.bridges.mapping.schema.ModbusParam``)."""
     return RegisterField(
         (twin_id, name),
         unit_id,

@@ -43,7 +43,7 @@ import numpy as np
 
 from operators.ml.config import ConditionConfig
 from operators.ml.scoring import SURPRISE_SCALE
-from operators.versioned_state import VersionedState
+from operators.versioned_state import PackedRows, VersionedState, packed_zeros
 
 STATE_VERSION = 1
 SHRINKAGE = 1e-3  # ridge on the relations' correlation matrix (strong relations must survive it)
@@ -53,6 +53,23 @@ RELATED = 0.6  # |correlation| of block means in the reference from which two se
 class ConditionMonitor(VersionedState):
     """Per-twin reference, health index and change tests over the health sensors; picklable."""
 
+    __slots__ = (
+        "_n", "_packed", "_prec", "_related", "_relearn", "_rm2", "_rn", "config", "drivers", "event_kind",
+        "events", "first_event", "health", "mu", "n_blocks", "n_events", "n_samples", "sensors", "surprise",
+        "threshold_surprise",
+    )  # fmt: skip
+    # Vectors (one value per sensor) as rows of one array (operators/versioned_state.py, PackedRows):
+    _sum, _sq = PackedRows(0), PackedRows(1)  # Σ x and Σ x² within the current block
+    _ln, _lmean, _lm2 = PackedRows(2), PackedRows(3), PackedRows(4)  # level reference (Welford over blocks)
+    _noise = PackedRows(5)  # Σ within-block variance (reference)
+    _rmean = PackedRows(6)  # relation reference: mean of block means (all sensors)
+    scale = PackedRows(7)  # reference spread of each sensor's block means
+    _floor = PackedRows(8)  # the smallest spread a deviation is measured in (noise, level floor)
+    _prec_sd = PackedRows(9)
+    _ez, _er = PackedRows(10), PackedRows(11)  # smoothed level deviation, smoothed relation residual
+    sensor_health = PackedRows(12)
+    _event_ref = PackedRows(13, 2)  # where the change tests restart from (level, relation)
+    _cusum = PackedRows(15, 4)  # S+ level, S- level, S+ relation, S- relation
     CONFIG = ConditionConfig
     STATE_VERSION = STATE_VERSION
 
@@ -68,31 +85,17 @@ class ConditionMonitor(VersionedState):
     def reset(self) -> None:
         """Forget the reference (a repair or a full rebaseline): it is learned again."""
         d = len(self.sensors)
-        self._sum = np.zeros(d)
+        self._packed = packed_zeros(ConditionMonitor, d)  # the PackedRows above, all 0 but for:
+        self.scale = self._prec_sd = self.sensor_health = 1.0
         self._n = 0
         self.n_blocks = 0
-        # level reference per sensor (Welford over block means), relation reference (all sensors)
-        self._ln = np.zeros(d)
-        self._lmean = np.zeros(d)
-        self._lm2 = np.zeros(d)
-        self._noise = np.zeros(d)  # Σ within-block variance (reference)
-        self._sq = np.zeros(d)  # Σ x² within the current block
         self._rn = 0
-        self._rmean = np.zeros(d)
-        self._rm2 = np.zeros((d, d))
+        self._rm2: np.ndarray | None = np.zeros((d, d))  # co-moments of block means until the relations are fitted
         self.mu: np.ndarray | None = None  # None: the reference is still being learned
-        self.scale = np.ones(d)
-        self._floor = np.zeros(d)  # the smallest spread a deviation is measured in (noise, level floor)
         self._relearn = np.zeros(d, dtype=bool)  # sensors re-learning their level reference
         self._prec: np.ndarray | None = None
-        self._prec_sd = np.ones(d)
         self._related = False  # some sensors are related (strongly correlated) in the reference
-        self._ez = np.zeros(d)  # smoothed level deviation
-        self._er = np.zeros(d)  # smoothed relation residual
-        self._event_ref = np.zeros((2, d))  # where the change tests restart from (level, relation)
-        self._cusum = np.zeros((4, d))  # S+ level, S- level, S+ relation, S- relation
         self.health = math.nan
-        self.sensor_health = np.ones(d)
         self.drivers: dict[str, float] = {}
         self.surprise = 0.0  # of the change tests at the last block (held until the next)
         self.events: list[str] = []  # sensors whose change test crossed at the last block
@@ -125,7 +128,8 @@ class ConditionMonitor(VersionedState):
         self._ez[i] = self._er[i] = 0.0
         self._cusum[:, i] = 0.0
         self._event_ref[:, i] = 0.0
-        self._rn, self._rmean, self._rm2 = 0, np.zeros_like(self._rmean), np.zeros_like(self._rm2)
+        d = len(self.sensors)
+        self._rn, self._rmean, self._rm2 = 0, 0.0, np.zeros((d, d))
         self._prec = None
         return True
 
@@ -180,6 +184,7 @@ class ConditionMonitor(VersionedState):
             if done.any():
                 self._fit_levels(done)
         if learn and self._prec is None and cfg.relations and len(m) > 1:
+            assert self._rm2 is not None
             self._rn += 1
             delta = m - self._rmean
             self._rmean += delta / self._rn
@@ -207,6 +212,7 @@ class ConditionMonitor(VersionedState):
     def _fit_relations(self) -> None:
         """Λ from the reference covariance of block means (lightly shrunk); each sensor's residual is
         measured in its conditional spread, never below its level floor (level_floor · |μ|)."""
+        assert self._rm2 is not None
         cov = self._rm2 / max(self._rn - 1, 1)
         sd = np.sqrt(np.maximum(np.diag(cov), 1e-300))
         corr = cov / np.outer(sd, sd)
@@ -221,6 +227,7 @@ class ConditionMonitor(VersionedState):
             corr += np.eye(len(corr)) * (SHRINKAGE - low)
         prec = np.linalg.pinv(corr / np.outer(1.0 / sd, 1.0 / sd), hermitian=True)
         self._prec = prec
+        self._rm2 = None  # not needed until the relations are learned again (d² floats)
         lam = np.maximum(np.diag(prec), 1e-300)
         # r_i = (Λ d)_i / Λ_ii is the residual of sensor i given the others; in units of its conditional
         # spread 1/√Λ_ii, never below the level's floor (one sample's noise, level_floor · |μ|)

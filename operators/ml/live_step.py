@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -45,12 +46,13 @@ import msgspec
 from operators.ml.config import FailureConfig, ModelConfig
 from operators.ml.failure import FleetFailureModel, TwinHistory
 from operators.ml.fleet_step import FleetItem, FleetStep
-from operators.ml.novelty import Score
 from operators.ml.operating_point import seconds
+from operators.ml.scoring import Score
 from operators.ml.sensor_limits import SensorLimit, breach_at, limit_for
 from operators.ml.twin_model import TwinModel
 from operators.records.alerts import AnomalyScore, FailurePrediction, ForecastPoint
 from operators.records.envelope import Envelope
+from operators.versioned_state import restore_slots, slot_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,10 @@ def ranges_for(twin_id: str, rules: tuple[SensorLimit, ...]) -> dict[str, tuple[
 class TwinModelState:
     """One twin's models, its maintenance flag, its sampling period and when each sensor last reported."""
 
+    __slots__ = ("held", "last_t", "last_ts", "maintenance", "model", "period_s", "samples", "seen", "ticked_at",
+                 "twin_id", "wall_at_last")  # fmt: skip
+    __getstate__ = slot_state  # the dict of attributes, as before the slots
+
     def __init__(self, cfg: LiveModelConfig, twin_id: str = "") -> None:
         self.model = TwinModel(cfg.model, ranges_for(twin_id, cfg.ranges))
         self.maintenance = False
@@ -161,21 +167,15 @@ class TwinModelState:
         # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
         self.held: dict[str, float] = {}
         # Per sensor: (first report, last report, reports) in seconds: its usual reporting interval.
-        self.seen: dict[str, list[float]] = {}
+        self.seen: dict[str, array[float]] = {}  # (lists in snapshots of earlier versions)
         self.wall_at_last: float | None = None  # wall clock (epoch s) when the last reading was applied
         self.ticked_at = 0.0  # wall clock of the last silence timer
         self.twin_id = twin_id
 
     def __setstate__(self, state: dict) -> None:
         """Snapshots of older versions lack the newer attributes: fill them in."""
-        defaults = {
-            "seen": {},
-            "wall_at_last": None,
-            "ticked_at": 0.0,
-            "twin_id": "",
-            "last_t": 0.0,
-        }
-        self.__dict__.update({**defaults, **state})
+        defaults = {"seen": {}, "wall_at_last": None, "ticked_at": 0.0, "twin_id": "", "last_t": 0.0}
+        restore_slots(self, {**defaults, **state})
 
     def adopt_failure_config(self, failure: FailureConfig | None) -> None:
         """Failure prediction switched on or off since this state was saved: follow the settings."""
@@ -250,7 +250,7 @@ def _apply(state: TwinModelState, item: Item, cfg: LiveModelConfig, twin_id: str
     for name in item.readings:
         rec = seen.get(name)
         if rec is None:
-            seen[name] = [t, t, 1.0]
+            seen[name] = array("d", (t, t, 1.0))
         else:
             rec[1] = t
             rec[2] += 1.0

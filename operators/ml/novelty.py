@@ -18,7 +18,8 @@ neither scored nor learned. See docs/ml.md.
 
 :class:`NoveltyDetector` returns a surprise (−log10 p, NaN while warming up) and never thresholds it:
 the twin's model (:mod:`operators.ml.twin_model`) calls :meth:`~NoveltyDetector.observe` /
-:meth:`~NoveltyDetector.learn` and applies one alarm to all its detectors.
+:meth:`~NoveltyDetector.learn` and applies one alarm to all its detectors. Lasting changes (hold,
+re-learn, recall of remembered states) are in :mod:`operators.ml.regimes`.
 
 >>> import math
 >>> det = NoveltyDetector(AnomalyConfig(warmup=60, window=5))
@@ -38,53 +39,35 @@ import math
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import numpy as np
 from river.drift import ADWIN
 
 from operators.ml.config import AnomalyConfig
-from operators.ml.scoring import Alarm, TailScale
+from operators.ml.regimes import Regimes
+from operators.ml.scoring import TailScale
 from operators.ml.seasonality import DailyProfile
-from operators.versioned_state import VersionedState
+from operators.versioned_state import VersionedState, doubles
 
 STATE_VERSION = 2  # 2: bounded scores (surprise), point channel, masks, relearn instead of re-warm-up
-HOLD = 300  # samples of an alarm kept for a re-learn (the new state's level and noise)
-RECALL = 3  # samples in a row typical of a remembered state that mean the twin is back in it
 POINT_BLOCK = 10  # learned samples per update of the single-sample noise and of the drift test
-REGIMES = 3  # states remembered (re-learned away from)
 
 
-class Score(msgspec.Struct, frozen=True):
-    """A twin model's output for one sample (a msgspec struct: one per reading, built cheaply).
-
-    ``anomaly_score`` is in [0, 1) (NaN while warming up or settling); ``kind`` names the detector
-    behind the current anomaly (novelty, condition, relation, sensor_fault; empty when normal);
-    ``health`` is the condition index in [0, 1] (None until the reference is learned) and
-    ``drivers`` the sensors that lower it (sensor → its own health); ``sensor_faults`` maps a faulty
-    sensor to its fault (frozen, out_of_range, spikes, quantised, silent).
-    """
-
-    ts: Any
-    anomaly_score: float
-    is_anomaly: bool
-    warming_up: bool
-    contributions: dict[str, float] = {}  # share of the score per sensor (sum 1); a new dict per instance
-    drift: bool = False  # the novelty baseline was re-learned or re-calibrated at this sample
-    learned: bool = False
-    kind: str = ""
-    health: float | None = None
-    drivers: dict[str, float] = {}
-    sensor_faults: dict[str, str] = {}
-
-
-class NoveltyDetector(VersionedState):
+class NoveltyDetector(Regimes, VersionedState):
     """Per-twin novelty detector state; picklable (lives in Bytewax state).
 
     Its own contract, not River's ``AnomalyDetector`` (whose ``score_one`` is pure): :meth:`observe`
     scores a vector *and* moves the short window, :meth:`learn` then learns it. It returns a
     surprise; no threshold is applied here: the twin's one alarm (:class:`operators.ml.scoring.Alarm`
-    in :class:`operators.ml.twin_model.TwinModel`) decides what is an anomaly."""
+    in :class:`operators.ml.twin_model.TwinModel`) decides what is an anomaly. Slotted (one per
+    twin: a ``__dict__`` of its ~50 attributes would cost 1.2 KiB more); pickled as a dict."""
 
+    __slots__ = (
+        "_baseline", "_brate", "_calib", "_cfill", "_cpos", "_dev", "_drift", "_e", "_epos", "_ering",
+        "_fresh", "_inv_var", "_last", "_ln", "_lsum", "_mask", "_need_calib", "_point_won", "_precision",
+        "_raw", "_recalling", "_recent", "_regimes", "_rpos", "_season", "_since_refresh", "_slope", "_t",
+        "_t2", "_tail", "_var", "_vcalib", "_vmean", "_vn", "_vtail", "_window", "_wpos", "_x", "_z2",
+        "_zcalib", "_zring", "_zsum", "_ztail", "config", "n_drifts", "n_learned", "n_seen", "sensors",
+    )  # fmt: skip
     CONFIG = AnomalyConfig
     STATE_VERSION = STATE_VERSION
 
@@ -114,7 +97,7 @@ class NoveltyDetector(VersionedState):
         self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float32)
         self._zcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal z² values
         self._vcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal window means of z²
-        self._zring = [0.0] * cfg.window  # the window's z² values (a variance/energy channel)
+        self._zring = doubles(cfg.window)  # the window's z² values (a variance/energy channel)
         self._zsum = 0.0
         self._vtail = TailScale()
         self._cpos = 0
@@ -248,31 +231,6 @@ class NoveltyDetector(VersionedState):
             self._recalling = 0
         return surprise
 
-    def _recall(self, x: np.ndarray, surprise: float, alarm_at: float) -> float:
-        """A sample typical of a remembered state: after ``RECALL`` of them in a row the twin is
-        back in that state (the baseline returns to it without an alarm); until then the surprise
-        is held just below ``alarm_at``."""
-        if self._inv_var is None or not self._ztail.ready:
-            return surprise
-        z2 = [float(((x - b) ** 2) @ self._inv_var) for b in self._regimes]
-        best = int(np.argmin(z2))
-        if z2[best] > self._ztail.u99:
-            self._recalling = 0
-            return surprise
-        self._recalling += 1
-        if self._recalling < RECALL:
-            return min(surprise, 0.99 * alarm_at)
-        assert self._window is not None and self._baseline is not None
-        self._regimes[best], self._baseline = self._baseline, self._regimes[best]
-        self._slope = None
-        w = self.config.window
-        last = self._window[[(self._wpos - 1 - i) % w for i in range(min(RECALL, w))]].mean(axis=0)
-        self._window[:] = last
-        self._recalling = 0
-        self._fresh = 0
-        self.n_drifts += 1
-        return 0.0
-
     def explain(self) -> dict[str, float]:
         """Per-sensor shares of the last observed sample's score (sum 1)."""
         if self._dev is None or self._baseline is None:
@@ -342,73 +300,6 @@ class NoveltyDetector(VersionedState):
             self._refresh()
         return drift
 
-    def hold(self) -> None:
-        """Keep the last observed vector for a possible re-learn (called for samples in alarm)."""
-        if self._recent is None:
-            self._recent = np.zeros((HOLD, len(self.sensors)), dtype=np.float32)
-        self._recent[self._rpos % HOLD] = self._x
-        self._rpos += 1
-
-    def release(self) -> None:
-        """The alarm ended without a re-learn: forget the held vectors (and their buffer: most
-        twins are rarely in alarm, so it is allocated again by the next one)."""
-        self._rpos = 0
-        self._recent = None
-
-    def relearn(self) -> None:
-        """A lasting change: the held samples (the alarm's) become the new normal — the baseline is
-        their recent level, moving on with their trend when it is significant (a steady ramp is one
-        change, not a change per sample), and the noise model (covariance, both tails) is fitted on
-        them once there are enough."""
-        cfg = self.config
-        n = min(self._rpos, HOLD)
-        assert self._window is not None
-        if self._recent is not None and n >= max(2 * cfg.window, 10):
-            order = [(self._rpos - n + i) % HOLD for i in range(n)]
-            r = self._recent[order].astype(np.float64)
-        else:  # few held samples (slow data): the moving-average window, in time order
-            m = min(self._wpos, cfg.window)
-            r = self._window[[(self._wpos - m + i) % cfg.window for i in range(m)]]
-        m = len(r)
-        idx = np.arange(m, dtype=np.float64) - (m - 1)  # 0 = now
-        slope = np.zeros(r.shape[1])
-        if m >= 5:
-            ic = idx - idx.mean()
-            sxx = float(ic @ ic)
-            fit = (ic @ (r - r.mean(axis=0))) / sxx
-            resid = r - r.mean(axis=0) - np.outer(ic, fit)
-            se = np.sqrt((resid**2).sum(axis=0) / (m - 2) / sxx)
-            slope = np.where(np.abs(fit) > 4.0 * se, fit, 0.0)
-        self._fresh = cfg.window
-        self._epos = 0
-        if self._baseline is not None and self._slope is None:
-            self._regimes = [*self._regimes, self._baseline.copy()][-REGIMES:]
-        flat = r - np.outer(idx, slope)  # the held samples as if the trend had stopped now
-        level = flat[m // 2 :].mean(axis=0)
-        self._slope = slope if np.any(slope) else None
-        self._baseline = level - slope * (cfg.window - 1) / 2.0  # compared with the window mean
-        if m >= max(2 * cfg.window, 10):
-            csum = np.cumsum(np.vstack([np.zeros(r.shape[1]), flat]), axis=0)
-            devs = (csum[cfg.window :] - csum[: -cfg.window]) / cfg.window - level
-            e = flat - level
-            var = np.maximum((e[m // 2 :] ** 2).mean(axis=0), 1e-12)
-            k = min(len(devs), cfg.calibration_size)
-            assert self._calib is not None
-            self._calib[:k] = devs[-k:]
-            zz = ((e * e) / var).sum(axis=1)
-            self._zcalib[:k] = zz[-k:]
-            zc = np.cumsum(np.concatenate([[0.0], zz]))
-            self._vcalib[:k] = ((zc[cfg.window :] - zc[: -cfg.window]) / cfg.window)[-k:]
-            self._zring = zz[-cfg.window :].tolist()
-            self._zsum = float(sum(self._zring))
-            self._cpos = self._cfill = k
-            self._var = var
-            self._refresh()
-        self._drift = ADWIN(delta=cfg.drift_delta)
-        self._rpos = 0
-        self._recent = None  # the held vectors are learned: their buffer goes until the next alarm
-        self.n_drifts += 1
-
     def _seasonal_start(self) -> None:
         """The daily profile switched on: what was learned about the noise included the daily swing,
         so the noise model starts again from the readings without it (a short warm-up)."""
@@ -420,7 +311,7 @@ class NoveltyDetector(VersionedState):
         self._precision = None
         self._inv_var = None
         self._tail, self._ztail, self._vtail = TailScale(), TailScale(), TailScale()
-        self._zring = [0.0] * self.config.window
+        self._zring = doubles(self.config.window)
         self._zsum = 0.0
         self._var = np.zeros(d)
         self._vn = 0
@@ -476,12 +367,6 @@ class NoveltyDetector(VersionedState):
 def seconds(ts: Any, unit_s: float = 1.0) -> float:
     """A timestamp as seconds; a number is a time in units of ``unit_s`` seconds."""
     return ts.timestamp() if isinstance(ts, datetime) else float(ts) * unit_s
-
-
-def relearn_due(alarm: Alarm, t: float, cfg: AnomalyConfig) -> bool:
-    """An alarm has lasted ``relearn_s`` and at least a moving-average window: its state becomes
-    the new normal."""
-    return alarm.length > cfg.window and t - alarm.started >= cfg.relearn_s
 
 
 # The class name in snapshots pickled before it was renamed (River's AnomalyDetector is another contract).

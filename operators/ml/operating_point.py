@@ -48,7 +48,7 @@ import numpy as np
 
 from operators.ml.config import OperatingPointConfig
 from operators.ml.novelty import NoveltyDetector, seconds
-from operators.versioned_state import VersionedState
+from operators.versioned_state import VersionedState, canonical
 
 STATE_VERSION = 2  # 2: settle until stable
 LEARN_EVERY = 10  # operating-point statistics learn from every 10th normal sample (half-life scaled)
@@ -81,6 +81,11 @@ class PointStats:
 class OperatingPoint(VersionedState):
     """Per-twin context split, transient guard and operating-point levels; picklable."""
 
+    __slots__ = (
+        "_before", "_c", "_changed_at", "_clock", "_fast", "_marks", "_point", "_ref", "_scale",
+        "_settle_until", "_shift", "_shift_list", "_t_last", "_y", "config", "context", "halflife", "health",
+        "n_changes", "n_suspect", "points",
+    )  # fmt: skip
     CONFIG = OperatingPointConfig
     STATE_VERSION = STATE_VERSION
 
@@ -112,7 +117,7 @@ class OperatingPoint(VersionedState):
 
     @classmethod
     def _config_from(cls, raw: dict[str, Any]) -> OperatingPointConfig:
-        return OperatingPointConfig(**{**raw, "context": tuple(raw["context"])})
+        return canonical(OperatingPointConfig(**{**raw, "context": tuple(raw["context"])}))
 
     def _start_afresh(self, config: OperatingPointConfig, state: dict[str, Any]) -> None:
         self.config, self.halflife = config, state.get("halflife", 800.0)

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 SURPRISE_SCALE = 10.0  # anomaly_score = S / (S + SURPRISE_SCALE): 0.5 ⇔ p = 1e-10
 
@@ -146,3 +149,26 @@ class Alarm:
 
     def clear(self) -> None:
         self.run = self.calm = self.length = 0
+
+
+class Score(msgspec.Struct, frozen=True):
+    """A twin model's output for one sample (a msgspec struct: one per reading, built cheaply).
+
+    ``anomaly_score`` is in [0, 1) (NaN while warming up or settling); ``kind`` names the detector
+    behind the current anomaly (novelty, condition, relation, sensor_fault; empty when normal);
+    ``health`` is the condition index in [0, 1] (None until the reference is learned) and
+    ``drivers`` the sensors that lower it (sensor → its own health); ``sensor_faults`` maps a faulty
+    sensor to its fault (frozen, out_of_range, spikes, quantised, silent).
+    """
+
+    ts: Any
+    anomaly_score: float
+    is_anomaly: bool
+    warming_up: bool
+    contributions: dict[str, float] = {}  # share of the score per sensor (sum 1); a new dict per instance
+    drift: bool = False  # the novelty baseline was re-learned or re-calibrated at this sample
+    learned: bool = False
+    kind: str = ""
+    health: float | None = None
+    drivers: dict[str, float] = {}
+    sensor_faults: dict[str, str] = {}

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from operators.ml.config import SensorHealthConfig
-from operators.versioned_state import VersionedState
+from operators.versioned_state import PackedRows, VersionedState, packed_zeros
 
 STATE_VERSION = 1
 KINDS = ("frozen", "out_of_range", "spikes", "quantised", "silent")
@@ -49,6 +49,23 @@ UNMASKED = frozenset({"spikes"})
 class SensorHealth(VersionedState):
     """Per-twin sensor-fault state over its health sensors; picklable."""
 
+    __slots__ = (
+        "_buf", "_no_spikes", "_packed", "_pos", "_primed", "_ranged", "_ref_blocks", "_ref_total",
+        "_share_rate", "_spike_blocks", "_spikes", "block", "config", "current", "faults", "mask", "n_faults",
+        "n_ref", "ranges", "reference", "sensors", "silent", "started", "step_scale",
+    )  # fmt: skip
+    # Vectors (one value per sensor) as rows of one array (operators/versioned_state.py, PackedRows):
+    _ref_steps = PackedRows(0)  # Σ of per-block median |step| (reference)
+    _ref_zero = PackedRows(1)  # unchanged steps in the reference
+    _ref_abs = PackedRows(2)  # Σ |step| (fallback scale for quantised sensors)
+    _need = PackedRows(3)  # frozen run needed per sensor
+    _ref_share = PackedRows(4)  # share of unchanged steps in the reference
+    _run = PackedRows(5)  # current run of unchanged steps
+    _zero_share = PackedRows(6)  # smoothed share of unchanged steps
+    _lo, _hi = PackedRows(7), PackedRows(8)  # physical range
+    _tiny = PackedRows(9)  # a step below this is none
+    # from the reference on: the run that is frozen, the step that is a spike, the share that is quantised
+    _frozen_at, _spike_step, _quantised_at = PackedRows(10), PackedRows(11), PackedRows(12)
     CONFIG = SensorHealthConfig
     STATE_VERSION = STATE_VERSION
 
@@ -78,27 +95,21 @@ class SensorHealth(VersionedState):
         self._pos = 0
         self._primed = 0  # samples seen (the first two fill the carried rows)
         self.n_ref = 0  # reference samples learned
-        self._ref_steps = np.zeros(d)  # Σ of per-block median |step|
+        self._packed = packed_zeros(SensorHealth, d)  # the PackedRows above, all 0 but for:
+        self._need = math.inf
+        self._lo = [-math.inf if self.ranges.get(s, (None, None))[0] is None else self.ranges[s][0]
+                    for s in self.sensors]  # fmt: skip
+        self._hi = [math.inf if self.ranges.get(s, (None, None))[1] is None else self.ranges[s][1]
+                    for s in self.sensors]  # fmt: skip
         self._ref_blocks = 0
-        self._ref_zero = np.zeros(d)  # unchanged steps in the reference
         self._ref_total = 0
-        self._ref_abs = np.zeros(d)  # Σ |step| (fallback scale for quantised sensors)
         self.step_scale: np.ndarray | None = None
-        self._need = np.full(d, math.inf)  # frozen run needed per sensor
-        self._ref_share = np.zeros(d)
-        self._run = np.zeros(d)  # current run of unchanged steps
         self._spikes: list[np.ndarray] = []  # spikes per recent block
-        self._zero_share = np.zeros(d)  # smoothed share of unchanged steps
-        self._lo = np.array([-math.inf if self.ranges.get(s, (None, None))[0] is None else self.ranges[s][0]
-                             for s in self.sensors])  # fmt: skip
-        self._hi = np.array([math.inf if self.ranges.get(s, (None, None))[1] is None else self.ranges[s][1]
-                             for s in self.sensors])  # fmt: skip
-        self._tiny = np.zeros(d)
         self._no_spikes = np.zeros(d, dtype=np.int64)
         self._ranged = bool(np.isfinite(self._lo).any() or np.isfinite(self._hi).any())
         self.faults: dict[str, str] = {}  # detected from the values
         self.current: dict[str, str] = {}  # the same plus silent sensors: what is reported and masked
-        self.silent: set[str] = set()
+        self.silent: set[str] | frozenset[str] = frozenset()  # (the empty one is shared)
         self.mask: np.ndarray | None = None  # True for faulty sensors (None: none)
         self.started: list[str] = []  # sensors whose fault started at the last processed block
         self.n_faults = 0
@@ -139,7 +150,7 @@ class SensorHealth(VersionedState):
         if names == self.silent:
             return False
         new = names - self.silent
-        self.silent = names
+        self.silent = names or frozenset()
         self._publish(list(new))
         return True
 

@@ -41,10 +41,12 @@ from operators.ml.condition import ConditionMonitor
 from operators.ml.config import ModelConfig
 from operators.ml.failure import FleetFailureModel, RulEstimate, TwinHistory
 from operators.ml.forecast import SensorForecast, SensorForecasts
-from operators.ml.novelty import NoveltyDetector, Score, relearn_due, seconds
+from operators.ml.novelty import NoveltyDetector, seconds
 from operators.ml.operating_point import OperatingPoint
-from operators.ml.scoring import Alarm, score_of, surprise_of
+from operators.ml.regimes import relearn_due
+from operators.ml.scoring import Alarm, Score, score_of, surprise_of
 from operators.ml.sensor_health import SensorHealth
+from operators.versioned_state import canonical, restore_slots, slot_state
 
 STATE_VERSION = 3  # 3: sensor health, condition monitor, one alarm, bounded scores
 Ranges = dict[str, tuple[float | None, float | None]]
@@ -67,6 +69,11 @@ def time_value(ts: Any, unit_s: float) -> float:
 class TwinModel:
     """Sensor health + novelty + condition (conditioned on the operating point) + forecasts + failure features."""
 
+    __slots__ = (
+        "_fault_sensors", "_fault_surprise", "alarm", "anomaly", "condition", "config", "forecaster", "history",
+        "kind", "operating_point", "ranges", "sensor_health",
+    )  # fmt: skip
+
     def __init__(self, config: ModelConfig | None = None, ranges: Ranges | None = None) -> None:
         self.config = config or ModelConfig()
         self.ranges = dict(ranges or {})  # physical range per sensor (sensor_faults out_of_range)
@@ -88,13 +95,15 @@ class TwinModel:
         self.history = TwinHistory(cfg.failure) if cfg.failure else None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_v": STATE_VERSION, **self.__dict__}
+        return {"_v": STATE_VERSION, **slot_state(self)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         version = state.pop("_v", None)
-        self.__dict__.update(state)
+        restore_slots(self, state)
+        self.config = canonical(self.config)
         if version != STATE_VERSION:
-            self.__dict__.setdefault("ranges", {})
+            if not hasattr(self, "ranges"):
+                self.ranges = {}
             self.reset()
 
     # ------------------------------------------------------------------ control
@@ -127,8 +136,7 @@ class TwinModel:
         """The sensor's forecast has seen enough data to be trusted: its interval is calibrated on a
         full window of its own errors (no limit breach is predicted before)."""
         f = self.forecaster
-        m = f.models.get(sensor) if f is not None else None
-        return m is not None and f is not None and m.n >= f.config.window + f.config.horizon
+        return f is not None and f.seen(sensor) >= f.config.window + f.config.horizon
 
     # ------------------------------------------------------------------ per sample
     def _build(self, sensors: list[str]) -> None:

@@ -104,13 +104,14 @@ class ForecastPoint(msgspec.Struct, frozen=True):
 
 class DesyncEscalation(msgspec.Struct, frozen=True):
     """A desync escalation as the alert lifecycle sees it: made from a ``twin.desync`` record of
-    kind ``desync`` (:func:`desync_escalation`); ``active=False`` ends it."""
+    kind ``desync`` or ``resynced`` (:func:`desync_escalation`), its time as ``ts`` like every
+    lifecycle input. ``desync`` opens a ``desync`` alert; ``resynced`` (``in_sync``) clears its
+    condition, so it returns to normal like any alert (resolved if acknowledged)."""
 
     twin_id: TwinId
     ts: AwareTime
-    active: bool = True
-    severity: Severity | None = None
     detail: dict[str, Any] = {}
+    in_sync: bool = False
 
 
 class TwinStatus(msgspec.Struct, frozen=True):
@@ -250,8 +251,9 @@ def decode(cls: type[T], value: bytes | None) -> T:
 
 
 def desync_escalation(value: bytes | None) -> DesyncEscalation | None:
-    """The escalation in a ``twin.desync`` record (:class:`operators.records.twin.DesyncEvent`);
-    ``None`` for its other kinds (command failures are not alerts). Raise :class:`Rejected`.
+    """The escalation (kind ``desync``) or its end (``resynced``) in a ``twin.desync`` record
+    (:class:`operators.records.twin.DesyncEvent`); ``None`` for its other kinds (command failures
+    are not alerts). Raise :class:`Rejected`.
 
     >>> desync_escalation(b'{"twin_id":"p1","kind":"desync","at":"2026-11-25T08:00:00Z","version":7,'
     ...                   b'"detail":{"parameters":["speed"]}}').detail
@@ -259,9 +261,9 @@ def desync_escalation(value: bytes | None) -> DesyncEscalation | None:
     >>> desync_escalation(b'{"twin_id":"p1","kind":"command_failed","at":"2026-11-25T08:00:00Z","version":8}')
     """
     event = decode_desync(value)
-    if event.kind != "desync":
+    if event.kind not in ("desync", "resynced"):
         return None
-    return DesyncEscalation(event.twin_id, event.at, True, None, event.detail)
+    return DesyncEscalation(event.twin_id, event.at, event.detail, in_sync=event.kind == "resynced")
 
 
 def parse_ts(text: str) -> datetime:

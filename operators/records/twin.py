@@ -86,14 +86,15 @@ class DesiredOutcome(msgspec.Struct, frozen=True):
     commands: list[str] = []
 
 
-DesyncKind = Literal["desync", "command_failed", "command_rejected"]
+DesyncKind = Literal["desync", "resynced", "command_failed", "command_rejected"]
 
 
 class DesyncEvent(msgspec.Struct, frozen=True):
     """The one ``twin.desync`` record: the twin cannot bring its device to the desired state.
 
     ``desync``: desynced longer than ``max_desync_time_s`` (once per episode; the alerts flow opens
-    a ``desync`` alert); ``command_failed``: a command given up after its attempts;
+    a ``desync`` alert); ``resynced``: an escalated twin is synchronized again (the alert's condition
+    clears); ``command_failed``: a command given up after its attempts;
     ``command_rejected``: a command the bridge or device refused. ``version`` is the twin's state
     version it belongs to; ``detail`` the facts (docs/reconciliation.md, "Commands, retries,
     escalation")."""

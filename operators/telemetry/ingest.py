@@ -243,20 +243,7 @@ def _add(out: Split, judged: Judged, rows: bool) -> None:
             out_rows.append(typed_row(env, sensor, value))
     if env.text:
         for sensor, text in env.text.items():
-            out_rows.append(
-                TypedRow(
-                    env.twin_id,
-                    sensor,
-                    env.ts,
-                    None,
-                    env.seq,
-                    QUALITY_CODE[env.quality_of(sensor)],
-                    env.source,
-                    VALUE_TEXT,
-                    env.status.get(sensor) if env.status else None,
-                    text,
-                )
-            )
+            out_rows.append(typed_row(env, sensor, text))
 
 
 class DecodedBatch:
@@ -316,41 +303,70 @@ class Polled:
         return Polled([m for m in self.messages if m.topic in topics], self.readings)
 
 
-def typed_row(env: Envelope, sensor: str, value: float | bool | None) -> TypedRow:
-    """The row of a boolean, a reading without a value, or a reading with a status name."""
-    kind = VALUE_BOOLEAN if value.__class__ is bool else VALUE_NUMBER
+def typed_row(env: Envelope, sensor: str, value: float | bool | str | None) -> TypedRow:
+    """The row of a boolean, a text, a reading without a value, or a reading with a status name."""
     status = env.status.get(sensor) if env.status else None
-    return TypedRow(
-        env.twin_id,
-        sensor,
-        env.ts,
-        None if value is None else float(value),
-        env.seq,
-        QUALITY_CODE[env.quality_of(sensor)],
-        env.source,
-        kind,
-        status,
-    )
+    quality = QUALITY_CODE[env.quality_of(sensor)]
+    if value.__class__ is str:
+        return TypedRow(env.twin_id, sensor, env.ts, None, env.seq, quality, env.source, VALUE_TEXT, status, value)
+    kind = VALUE_BOOLEAN if value.__class__ is bool else VALUE_NUMBER
+    number = None if value is None else float(value)  # type: ignore[arg-type]
+    return TypedRow(env.twin_id, sensor, env.ts, number, env.seq, quality, env.source, kind, status)
 
 
 def dead_letter(
     msg: RawMessage, reason: str, detail: str, limits: Limits, now: datetime, field: str | None = None
 ) -> DeadLetter:
     """A dead letter of ``msg``: its original bytes (cut to the limit), key and headers, and why."""
-    value, key = msg.value, msg.key
-    cut = value is not None and len(value) > limits.max_dead_letter_bytes
-    cut_key = key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES
-    return DeadLetter(
-        value=value[: limits.max_dead_letter_bytes] if cut else value,
-        key=key[:MAX_DEAD_LETTER_KEY_BYTES] if cut_key else key,
-        reason=reason,
-        detail=detail,
+    return dead_letter_of(
+        msg.value,
+        msg.key,
+        reason,
+        detail,
+        max_value_bytes=limits.max_dead_letter_bytes,
+        now=now,
         topic=msg.topic,
         partition=msg.partition,
         offset=msg.offset,
+        field=field,
+        headers=[h for h in getattr(msg, "headers", None) or () if not h[0].startswith("dlq.")],
+    )
+
+
+def dead_letter_of(
+    value: bytes | None,
+    key: bytes | None,
+    reason: str,
+    detail: str,
+    *,
+    max_value_bytes: int,
+    now: datetime,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    field: str | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> DeadLetter:
+    """A dead letter of any bytes (a Kafka record, what a device sent to a bridge): the value and key
+    cut to their limits (the original sizes kept), the headers passed on, and why.
+
+    >>> d = dead_letter_of(b"x" * 2000, b"p1", "bad_json", "oops", max_value_bytes=1024, now=datetime.now(UTC))
+    >>> len(d.value), d.truncated_from, d.key
+    (1024, 2000, b'p1')
+    """
+    cut = value is not None and len(value) > max_value_bytes
+    cut_key = key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES
+    return DeadLetter(
+        value=value[:max_value_bytes] if cut else value,  # type: ignore[index]
+        key=key[:MAX_DEAD_LETTER_KEY_BYTES] if cut_key else key,  # type: ignore[index]
+        reason=reason,
+        detail=detail,
+        topic=topic,
+        partition=partition,
+        offset=offset,
         rejected_at=now,
         truncated_from=len(value) if cut else None,  # type: ignore[arg-type]
         key_truncated_from=len(key) if cut_key else None,  # type: ignore[arg-type]
         field=field,
-        original_headers=[h for h in getattr(msg, "headers", None) or () if not h[0].startswith("dlq.")] or None,
+        original_headers=headers or None,
     )

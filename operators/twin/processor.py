@@ -25,9 +25,10 @@ from operators.records.alerts import TwinStatus
 from operators.records.twin import AckEvent, Command, DesiredEvent, DesiredOutcome, LateReading, Reported
 from operators.twin.desired_gate import DesiredGate
 from operators.twin.event_windows import TwinWindows, WindowRow, WindowSpec
-from operators.twin.reconcile import BAD_QUALITY, Output, Reconciler
+from operators.twin.reconcile import BAD_QUALITY, Reconciler
 from operators.twin.state import TwinState
 from operators.twin.sync_strategy import TwinPolicy
+from operators.twin.transaction import Output
 
 Event = Reported | DesiredEvent | AckEvent | datetime
 MAX_RUN = 1000  # readings offered to the windows at once (a run rarely spans more than one window)

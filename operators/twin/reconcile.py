@@ -3,12 +3,13 @@
 Plain Python. Time is event time only: each input carries its time and the twin's clock is
 the latest time seen, so every timeout (hold time, ack deadline, retry backoff, max desync
 time) is deterministic and testable. ``Reconciler.apply(state, event)`` mutates the state
-and returns what to publish: a :class:`StateChange` when anything changed (the version grows
-by exactly one), :class:`Command` records for ``twin.commands`` and :class:`DesyncEvent` records
-for ``twin.desync``.
+and returns what to publish (:data:`~operators.twin.transaction.Output`): a ``StateChange`` when
+anything changed (the version grows by exactly one, :mod:`operators.twin.transaction`), ``Command``
+records for ``twin.commands`` and ``DesyncEvent`` records for ``twin.desync``.
 The rules are documented in docs/reconciliation.md.
 
 >>> from datetime import datetime, UTC
+>>> from operators.records.twin import DesiredUpdate
 >>> from operators.twin.sync_strategy import TwinPolicy
 >>> r = Reconciler(TwinPolicy.model_validate(
 ...     {"defaults": {"strategy": "digital_wins", "tolerance": 1.0, "hold_time_s": 0}}))
@@ -28,88 +29,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from operators.records.twin import (
-    Ack,
-    AckEvent,
-    Command,
-    DesiredEvent,
-    DesiredUpdate,
-    DesyncEvent,
-    DesyncKind,
-    Reported,
-)
-from operators.twin.state import CommandState, CommandStatus, ParamSync, StateChange, Status, TwinState
+from operators.records.twin import AckEvent, Command, DesiredEvent, DesyncKind, Reported
+from operators.twin.consistency import consistency_score
+from operators.twin.state import CommandState, CommandStatus, ParamSync, Status, TwinState
 from operators.twin.sync_strategy import ParamRules, Strategy, TwinPolicy, TwinRules
-
-__all__ = [
-    "Ack",
-    "AckEvent",
-    "DesiredEvent",
-    "DesiredUpdate",
-    "Reconciler",
-    "Reported",
-    "TwinState",
-    "consistency_score",
-]
+from operators.twin.transaction import Output, Transaction
 
 BAD_QUALITY = 2
-Output = StateChange | Command | DesyncEvent
-
-
-class _Tx:
-    """The changes of one event: collected, then published as one version."""
-
-    __slots__ = ("author", "cause", "desired_changed", "fields", "out", "reason", "request_id", "rules", "state")
-
-    def __init__(self, state: TwinState, rules: TwinRules, cause: str) -> None:
-        self.state = state
-        self.rules = rules
-        self.cause = cause
-        self.author: str | None = None
-        self.reason: str | None = None
-        self.request_id: str | None = None
-        self.desired_changed = False  # the desired document (values or mode) changed
-        self.fields: dict[str, list[Any]] = {}
-        self.out: list[Output] = []
-
-    @property
-    def now(self) -> datetime:
-        assert self.state.clock is not None
-        return self.state.clock
-
-    def advance(self, at: datetime) -> None:
-        clock = self.state.clock
-        if clock is None or at > clock:
-            self.state.clock = at
-
-    def change(self, path: str, old: Any, new: Any) -> None:
-        if path in self.fields:
-            self.fields[path][1] = new
-        else:
-            self.fields[path] = [old, new]
-
-    @property
-    def next_version(self) -> int:
-        return self.state.version + 1
-
-    def desync(self, kind: DesyncKind, version: int, **detail: Any) -> None:
-        self.out.append(DesyncEvent(self.state.twin_id, kind, self.now, version, detail))
-
-    def finish(self) -> list[Output]:
-        if not self.fields:
-            return self.out
-        st = self.state
-        st.version += 1
-        if self.desired_changed:
-            st.desired_version += 1
-        change: dict[str, Any] = {"cause": self.cause, "fields": self.fields}
-        if self.author is not None:
-            change["author"] = self.author
-        if self.reason:
-            change["reason"] = self.reason
-        if self.request_id:
-            change["request_id"] = self.request_id
-        return [StateChange(st.twin_id, st.version, self.now, st.snapshot(), change), *self.out]
 
 
 class Reconciler:
@@ -130,16 +56,16 @@ class Reconciler:
         """Apply one event (a ``datetime`` is a clock tick) and return what to publish."""
         rules = self.rules(state.twin_id)
         if isinstance(event, Reported):
-            tx = _Tx(state, rules, "reported")
+            tx = Transaction(state, rules, "reported")
             self._on_reported(tx, event)
         elif isinstance(event, DesiredEvent):
-            tx = _Tx(state, rules, "desired")
+            tx = Transaction(state, rules, "desired")
             self._on_desired(tx, event)
         elif isinstance(event, AckEvent):
-            tx = _Tx(state, rules, "ack")
+            tx = Transaction(state, rules, "ack")
             self._on_ack(tx, event)
         else:
-            tx = _Tx(state, rules, "clock")
+            tx = Transaction(state, rules, "clock")
             tx.advance(event)
         if state.clock is not None:
             self._evaluate(tx)
@@ -166,7 +92,7 @@ class Reconciler:
         return min(due) if due else None
 
     # ------------------------------------------------------------------ inputs
-    def _on_reported(self, tx: _Tx, ev: Reported) -> None:
+    def _on_reported(self, tx: Transaction, ev: Reported) -> None:
         st = tx.state
         tx.advance(ev.ts)
         if ev.source in tx.rules.simulation_sources:
@@ -192,7 +118,7 @@ class Reconciler:
             tx.change(f"reported.{name}", None if cur is None else cur[0], value)
             st.reported[name] = (value, ev.ts)
 
-    def _on_desired(self, tx: _Tx, ev: DesiredEvent) -> None:
+    def _on_desired(self, tx: Transaction, ev: DesiredEvent) -> None:
         st, upd = tx.state, ev.update
         tx.advance(ev.at)
         tx.author, tx.reason, tx.request_id = upd.author, upd.reason, upd.request_id
@@ -212,7 +138,9 @@ class Reconciler:
                 ps = st.params[name] = ParamSync()
             self._new_desired(tx, name, ps, tx.rules.param(name), value, ev.at)
 
-    def _new_desired(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules, value: float, at: datetime) -> None:
+    def _new_desired(
+        self, tx: Transaction, name: str, ps: ParamSync, pr: ParamRules, value: float, at: datetime
+    ) -> None:
         st = tx.state
         rep = st.reported.get(name)
         if pr.strategy is Strategy.PHYSICAL_WINS:
@@ -229,7 +157,7 @@ class Reconciler:
         ps.command = None
         ps.driving = deviation is None or deviation > 0
 
-    def _on_ack(self, tx: _Tx, ev: AckEvent) -> None:
+    def _on_ack(self, tx: Transaction, ev: AckEvent) -> None:
         st, ack = tx.state, ev.ack
         tx.advance(ev.at)
         name = ack.command_id.rsplit(":", 1)[-1]
@@ -262,7 +190,7 @@ class Reconciler:
             self._failed(tx, name, ps, pr, ack.error or ack.status)
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, tx: _Tx) -> None:
+    def _evaluate(self, tx: Transaction) -> None:
         st, now = tx.state, tx.now
         for name, ps in st.params.items():
             pr = tx.rules.param(name)
@@ -291,7 +219,7 @@ class Reconciler:
         self._update_status(tx)
         st.consistency_score = consistency_score(st, tx.rules)
 
-    def _drive(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules) -> None:
+    def _drive(self, tx: Transaction, name: str, ps: ParamSync, pr: ParamRules) -> None:
         st, now = tx.state, tx.now
         can_send = st.mode == "normal"
         cmd = ps.command
@@ -324,7 +252,7 @@ class Reconciler:
             if can_send:
                 self._issue(tx, name, ps, pr, 1)
 
-    def _issue(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules, attempt: int) -> None:
+    def _issue(self, tx: Transaction, name: str, ps: ParamSync, pr: ParamRules, attempt: int) -> None:
         st, now = tx.state, tx.now
         value = st.desired[name][0]
         command_id = f"{st.twin_id}:{tx.next_version}:{name}"
@@ -334,7 +262,7 @@ class Reconciler:
         tx.change(f"command.{name}", old, ps.command.label())
         tx.out.append(Command(command_id, st.twin_id, name, value, now, deadline))
 
-    def _failed(self, tx: _Tx, name: str, ps: ParamSync, pr: ParamRules, error: str) -> None:
+    def _failed(self, tx: Transaction, name: str, ps: ParamSync, pr: ParamRules, error: str) -> None:
         cmd = ps.command
         assert cmd is not None
         old = cmd.label()
@@ -355,7 +283,7 @@ class Reconciler:
             )
         tx.change(f"command.{name}", old, cmd.label())
 
-    def _follow_reported(self, tx: _Tx, name: str, ps: ParamSync, why: str | None) -> None:
+    def _follow_reported(self, tx: Transaction, name: str, ps: ParamSync, why: str | None) -> None:
         st = tx.state
         rep = st.reported.get(name)
         if rep is not None and rep[0] != st.desired[name][0]:
@@ -367,7 +295,7 @@ class Reconciler:
         if ps.hyst.force(False):
             tx.change(f"conflict.{name}", True, False)
 
-    def _update_status(self, tx: _Tx) -> None:
+    def _update_status(self, tx: Transaction) -> None:
         st, now = tx.state, tx.now
         if st.mode != "normal":
             new = Status(st.mode)
@@ -388,6 +316,8 @@ class Reconciler:
                     st.sync_latency_ms = latency
                 tx.change("last_sync_time", st.last_sync_time, now)
                 st.last_sync_time = now
+                if old is Status.DESYNCED and st.escalated and st.desync_since is not None:
+                    _escalation(tx, "resynced", st.desync_since)  # the alerts flow clears its desync alert
                 st.desync_since = None
             else:
                 st.desync_since = None  # maintenance/simulating: the desync clock restarts afterwards
@@ -397,41 +327,19 @@ class Reconciler:
             and st.desync_since is not None
             and (now - st.desync_since).total_seconds() >= tx.rules.max_desync_time_s
         ):
-            st.escalated = True
-            tx.change("escalated", False, True)
-            tx.desync(
+            _escalation(
+                tx,
                 "desync",
-                tx.next_version,
-                since=st.desync_since,
-                duration_s=(now - st.desync_since).total_seconds(),
+                st.desync_since,
                 max_desync_time_s=tx.rules.max_desync_time_s,
                 parameters=sorted(k for k, p in st.params.items() if not p.synced),
             )
 
 
-def consistency_score(st: TwinState, rules: TwinRules) -> float:
-    """How closely the twin matches its machine, in [0, 1] (1 = fully consistent).
-
-    Over the parameters that have a desired value, a weighted mean (critical weight 2, others 1)
-    of ``closeness × acknowledged``: closeness is 1 within tolerance, else tolerance / |delta|
-    (0 when there is no reported value, or tolerance is 0 and the values differ); acknowledged
-    is 0.5 for a critical parameter whose current command is not yet acknowledged, else 1.
-    physical_wins parameters count as 1. No such parameter: 1.
-    """
-    num = den = 0.0
-    for name, ps in st.params.items():
-        pr = rules.param(name)
-        weight = 2.0 if pr.critical else 1.0
-        den += weight
-        if pr.strategy is Strategy.PHYSICAL_WINS:
-            num += weight
-            continue
-        rep = st.reported.get(name)
-        if rep is None:
-            continue
-        dev = abs(rep[0] - st.desired[name][0])
-        closeness = 1.0 if dev <= pr.tolerance else (pr.tolerance / dev if pr.tolerance > 0 else 0.0)
-        cmd = ps.command
-        acked = 0.5 if pr.critical and cmd is not None and cmd.status is not CommandStatus.APPLIED else 1.0
-        num += weight * closeness * acked
-    return round(num / den, 6) if den else 1.0
+def _escalation(tx: Transaction, kind: DesyncKind, since: datetime, **detail: Any) -> None:
+    """A desync escalation starts (``desync``) or ends (``resynced``): the twin's ``escalated`` flag
+    and the ``twin.desync`` event, with since when and how long the twin has been desynced."""
+    st = tx.state
+    st.escalated = kind == "desync"
+    tx.change("escalated", not st.escalated, st.escalated)
+    tx.desync(kind, tx.next_version, since=since, duration_s=(tx.now - since).total_seconds(), **detail)

@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Producer
 
 from connectors.kafka.clients import ensure_topics, producer_config
-from operators.alerts.lifecycle import AlertRules, KindRule
+from operators.alerts.rules import AlertRules, KindRule
 from tests.integration.test_twin_device_loop import FakeDevice
 from tests.process_helpers import stop
 from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.bridges.mapping import Mapping
+from connectors.bridges.mapping.schema import Mapping
 from twinflow.settings import Settings
 
 from .plant_helpers import CREATED, drop_topics, free_port, plant_toml, private_settings, write_mapping

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Message
 
-from connectors.bridges.mapping import Mapping, load_mapping
+from connectors.bridges.mapping.loading import load_mapping
+from connectors.bridges.mapping.schema import Mapping
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
 from twinflow.runner import free_ports
 from twinflow.settings import Settings

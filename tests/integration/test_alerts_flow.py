@@ -27,7 +27,7 @@ from connectors.kafka.clients import TopicSpec, alert_topic_specs, client_config
 from connectors.postgres.migrate import migrate
 from connectors.webhook.sender import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from flows.alerts import build_flow
-from operators.alerts.lifecycle import AlertRules, KindRule
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus, encode
 from tests.kafka_helpers import produce, read_topic
 from tests.twin_kafka import envelope
@@ -248,7 +248,7 @@ def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(a
     deployed. The simulator runs in simulated time (1 sample/s), so the test is quick and
     deterministic; the protocol path from the same simulator is tested in test_connectors_e2e.
     """
-    from connectors.bridges.mapping import parse_mapping
+    from connectors.bridges.mapping.loading import parse_mapping
     from connectors.sim.faults import Fault
     from connectors.sim.plant import Plant
     from flows.models import build_flow as build_models_flow

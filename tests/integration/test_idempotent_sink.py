@@ -59,7 +59,7 @@ def test_writer_reconnects_after_its_connection_is_killed(stack_settings, unique
     t0 = datetime.now(UTC)
     writer = TelemetrySink(stack_settings.postgres.conninfo()).open()
     writer.write([TelemetryRow(twin, "a", t0, 1.0, 1, 0, "test")])
-    pid = writer.session.conn.info.backend_pid
+    pid = writer.destination.conn.info.backend_pid
     with psycopg.connect(
         stack_settings.postgres.conninfo(
             user="postgres", password=stack_settings.stack.postgres_superuser_password.get_secret_value()

@@ -376,9 +376,9 @@ def test_sparkplug_birth_data_by_alias_rebirth_death_and_commands(tmp_path: Path
 
         edge.send("gap")  # lost messages: the host asks the node for a new birth certificate
         edge.wait_for("rebirth_requested", 15)
-        assert bridge.sessions.seq_gaps == 1
+        assert bridge.sparkplug.sessions.seq_gaps == 1
         edge.send("unknownalias")
-        wait_for(lambda: bridge.sessions.rebirths >= 2, 15, "a rebirth request for an unknown alias")
+        wait_for(lambda: bridge.sparkplug.sessions.rebirths >= 2, 15, "a rebirth request for an unknown alias")
 
         assert command(settings, twin, "speed", 1500) == "applied"
         dcmd = orjson.loads(edge.wait_for('"dcmd"', 10))

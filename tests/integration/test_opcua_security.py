@@ -10,8 +10,9 @@ import pytest
 from asyncua import ua
 from pydantic import SecretStr
 
-from connectors.opcua.bridge import OpcuaBridge, make_client
+from connectors.opcua.bridge import OpcuaBridge
 from connectors.opcua.certs import generate, generate_pair
+from connectors.opcua.client import make_client
 from connectors.sim.runner import Simulator
 from operators.records.envelope import decode
 

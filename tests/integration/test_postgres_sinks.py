@@ -1,4 +1,4 @@
-"""Every PostgreSQL sink keeps the BatchSink contract on the real database: a batch delivered again
+"""Every PostgreSQL sink keeps the PostgresSink contract on the real database: a batch delivered again
 (as Bytewax delivers it: lists of records, repeats inside one batch, split into transactions of
 ``batch_size``; and replayed in reverse, older versions after newer ones) leaves the rows of one
 delivery."""
@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
-from connectors.postgres.batch_sink import BatchSink
+from connectors.postgres.sink import PostgresSink
 from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_sink import TwinSink
 from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
@@ -83,7 +83,7 @@ def model_outputs(twin: str) -> list:
     ]
 
 
-CASES: list[tuple[type[BatchSink], Callable[[str], list]]] = [
+CASES: list[tuple[type[PostgresSink], Callable[[str], list]]] = [
     (TelemetrySink, telemetry),
     (TwinSink, twin_items),
     (AlertSink, alerts),
@@ -91,7 +91,7 @@ CASES: list[tuple[type[BatchSink], Callable[[str], list]]] = [
 ]
 
 
-def stored(conninfo: str, sink: type[BatchSink], twin: str) -> dict[str, list[tuple]]:
+def stored(conninfo: str, sink: type[PostgresSink], twin: str) -> dict[str, list[tuple]]:
     query = sql.SQL("SELECT {cols} FROM {table} WHERE twin_id = %s ORDER BY {cols}")
     with psycopg.connect(conninfo) as db:
         return {

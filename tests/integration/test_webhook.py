@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from connectors.webhook.sender import (
@@ -14,6 +16,8 @@ from connectors.webhook.sender import (
     WebhookSender,
     verify,
 )
+from connectors.webhook.sink import WebhookSink
+from operators.records.alerts import Alert
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -60,3 +64,17 @@ def test_unreachable_receiver_is_retried_then_fails():
     with pytest.raises(DeliveryFailed, match="after 2 attempts"):
         sender.send(b"{}", "x:1")
     assert sender.failed == 1
+
+
+def test_the_sink_logs_and_skips_a_refused_alert_and_delivers_the_next_in_order(caplog):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    alerts = [Alert(f"al-{i}", "pump-1", "anomaly", "open", "major", 1, "opened", t0, t0) for i in range(3)]
+    with Receiver(fail_first=1, fail_status=400) as rx:
+        writer = WebhookSink(rx.url, SECRET, attempts=2).build("webhook", 0, 1)  # as Bytewax builds it
+        with caplog.at_level("ERROR", logger="connectors.webhook.sink"):
+            writer.write_batch([alerts[0], [alerts[1], alerts[2]]])  # records or lists of them
+        writer.close()
+    assert [orjson.loads(r.body)["alert_id"] for r in rx.requests] == ["al-1", "al-2"]
+    assert [r.headers[DELIVERY_HEADER] for r in rx.requests] == ["al-1:1", "al-2:1"]
+    assert writer.received == 3 and writer.written == 2
+    assert any("alert al-0 v1 not delivered" in r.getMessage() for r in caplog.records)

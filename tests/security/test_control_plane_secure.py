@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from connectors.bridges.mapping import load_mapping
+from connectors.bridges.mapping.loading import load_mapping
 from connectors.kafka.clients import producer_config
 from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
 from tests.kafka_helpers import read_topic

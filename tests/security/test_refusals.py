@@ -19,7 +19,7 @@ from connectors.kafka.clients import client_config
 from connectors.mqtt.security import configure_client
 from connectors.postgres.audit import AuditEntry, append
 from twinflow.stack import certs
-from twinflow.stack.secure import SecureMosquitto, mqtt_connack
+from twinflow.stack.secure.mosquitto import SecureMosquitto, mqtt_connack
 
 pytestmark = pytest.mark.integration
 

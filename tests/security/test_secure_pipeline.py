@@ -15,7 +15,8 @@ from connectors.mqtt.security import configure_client
 from tests.kafka_helpers import read_topic
 from tests.process_helpers import start_twinflow, stop, wait_for_log
 from twinflow.stack.certs import new_password, write_secret
-from twinflow.stack.secure import SecureMosquitto, SecurePostgres
+from twinflow.stack.secure.mosquitto import SecureMosquitto
+from twinflow.stack.secure.postgres import SecurePostgres
 
 pytestmark = pytest.mark.integration
 

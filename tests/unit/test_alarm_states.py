@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from operators.alerts.lifecycle import AlertRules, KindRule, OrderedTwinAlerts, TwinAlerts
+from operators.alerts.lifecycle import TwinAlerts
+from operators.alerts.ordering import OrderedTwinAlerts
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import AlertAction, AnomalyScore, ParentAlarm, TwinStatus, decode, encode
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from operators.alerts.lifecycle import AlertRules, KindRule, TwinAlerts, alert_id_for, step
+from operators.alerts.episode import alert_id_for
+from operators.alerts.lifecycle import TwinAlerts
+from operators.alerts.ordering import step
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import (
     AlertAction,
     AnomalyScore,
@@ -191,7 +194,7 @@ def test_forecast_clears_when_every_sensor_is_clear_even_if_sensors_interleave()
 def test_desync_records_from_reconciliation():
     event = DesyncEvent("p1", "desync", T0, 7, {"parameters": ["setpoint"], "duration_s": 300.0})
     rec = desync_escalation(encode(event))
-    assert rec == DesyncEscalation("p1", T0, True, None, {"parameters": ["setpoint"], "duration_s": 300.0})
+    assert rec == DesyncEscalation("p1", T0, {"parameters": ["setpoint"], "duration_s": 300.0})
     assert desync_escalation(encode(DesyncEvent("p1", "command_failed", T0, 8, {"attempts": 3}))) is None
     with pytest.raises(Rejected):
         desync_escalation(b'{"kind":"desync","twin_id":"p1"}')  # no time, no version
@@ -199,7 +202,20 @@ def test_desync_records_from_reconciliation():
     opened = feed(e, [rec])
     assert [(a.kind, a.severity) for a in opened] == [("desync", "major")]
     assert opened[0].evidence["desync"]["parameters"] == ["setpoint"]
-    assert [a.event for a in feed(e, [DesyncEscalation("p1", at(100), False)])] == ["resolved"]
+    # a further escalation adds no alert; a person may resolve it
+    assert feed(e, [DesyncEscalation("p1", at(100), {"duration_s": 400.0})]) == []
+    resolve = AlertAction(opened[0].alert_id, "p1", "resolve", "ops", at(200))
+    assert [(a.event, a.resolved_by) for a in feed(e, [resolve])] == [("resolved", "ops")]
+
+
+def test_a_desync_alert_clears_when_the_twin_is_synchronized_again():
+    rec = desync_escalation(encode(DesyncEvent("p1", "resynced", at(60), 9, {"duration_s": 360.0})))
+    assert rec == DesyncEscalation("p1", at(60), {"duration_s": 360.0}, in_sync=True)
+    e = TwinAlerts("p1", AlertRules(escalate_after_s=0))
+    assert feed(e, [rec]) == []  # no alert open: nothing to clear
+    (opened,) = feed(e, [DesyncEscalation("p1", at(100), {"parameters": ["setpoint"]})])
+    closed = feed(e, [DesyncEscalation("p1", at(160), in_sync=True)])
+    assert [(a.alert_id, a.event, a.resolved_by) for a in closed] == [(opened.alert_id, "resolved", "auto")]
 
 
 def test_late_records_are_ignored_and_counted():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from operators.alerts.lifecycle import AlertRules, KindRule, OrderedTwinAlerts, alert_id_for, step
+from operators.alerts.episode import alert_id_for
+from operators.alerts.ordering import OrderedTwinAlerts, step
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import AlertAction, AnomalyScore, TwinStatus
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

@@ -17,7 +17,8 @@ from typing import Any, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from connectors.bridges.mapping import Mapping, MappingError, load_mapping
+from connectors.bridges.mapping.loading import MappingError, load_mapping
+from connectors.bridges.mapping.schema import Mapping
 from connectors.config.security_files import load_policy, load_twin_registry
 from operators.security.authorization import PolicyFile
 from operators.telemetry.registry import RegistryFile

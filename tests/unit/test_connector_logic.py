@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.bridges.mapping import MappingError, load_mapping, parse_mapping
+from connectors.bridges.mapping.loading import MappingError, load_mapping, parse_mapping
 from connectors.sim.faults import Fault, SensorFaults, effects, parse_fault, random_schedule
 from connectors.sim.physics import Machine
 from connectors.sim.plant import Plant, PlantError
@@ -28,12 +28,16 @@ from operators.records.commands import decode_command, encode_command, new_comma
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = [
-    "connectors.bridges.mapping",
+    "connectors.bridges.mapping.loading",
+    "connectors.bridges.mapping.templates",
     "operators.devices.modbus_registers",
     "operators.records.commands",
     "operators.devices.readings",
     "connectors.kafka.spill",
     "connectors.mqtt.payload",
+    "connectors.mqtt.message_values",
+    "connectors.opcua.values",
+    "connectors.opcua.nodes",
     "connectors.sim.physics",
     "connectors.sim.faults",
     "connectors.sim.plant",

@@ -22,7 +22,7 @@ import flows.models
 import flows.pipeline
 import flows.telemetry
 import flows.twin
-from operators.alerts.lifecycle import AlertRules, KindRule
+from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import Alert, AnomalyScore, encode
 from operators.records.twin import Command, DesyncEvent
 from operators.security.request_auth import envelope as signed_envelope
@@ -237,6 +237,29 @@ def test_a_desync_event_of_the_twin_flow_becomes_a_desync_alert(gate_files) -> N
     assert [(a.twin_id, a.kind, a.severity, a.event) for a in alerts] == [("p1", "desync", "major", "opened")]
     assert alerts[0].evidence["desync"]["parameters"] == ["speed"]
     assert len(on(out, s.alerts.topic)) == 1 and not on(out, s.topics.dlq)
+
+
+def test_a_twin_synchronized_again_ends_its_desync_alert(gate_files) -> None:
+    s, key = gate_files
+    msgs = twin_input(s, key)  # desynced from T0+1 s, escalated at T0+12 s
+    for i in range(22, 28, 2):  # the machine reaches the desired 300 at T0+22 s
+        msgs.add(s.topics.raw, "p1", reading("p1", i, T0 + timedelta(seconds=i), speed=300.0))
+    twin_out, _, _ = run_twin(s, msgs)
+    events = [msgspec.json.decode(m.value, type=DesyncEvent) for m in on(twin_out, s.twin.desync_topic)]
+    assert [(e.kind, e.at) for e in events] == [
+        ("desync", T0 + timedelta(seconds=12)),
+        ("resynced", T0 + timedelta(seconds=22)),
+    ]
+    assert events[1].detail["duration_s"] == 21.0
+
+    alert_msgs = Messages()
+    for m in on(twin_out, s.twin.desync_topic):
+        alert_msgs.add(m.topic, m.key.decode(), m.value)
+    _, alerts, _ = run_alerts(alert_settings().model_copy(update={"twin": s.twin}), alert_msgs)
+    assert [(a.kind, a.event, a.resolved_by) for a in alerts] == [
+        ("desync", "opened", None),
+        ("desync", "resolved", "auto"),
+    ]
 
 
 # ---------------------------------------------------------------- pipeline

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import orjson
 
-from connectors.bridges.mapping import parse_mapping
+from connectors.bridges.mapping.loading import parse_mapping
 from connectors.mqtt.mapped import MappedMqttBridge
 from twinflow.settings import Settings
 
@@ -139,7 +139,7 @@ def test_topic_templates_build_twin_ids_and_command_topics() -> None:
     assert writable("l1-press-4") == {"speed_rpm": False, "speed_sp_rpm": True} and writable("nope") is None
     asset, vars_ = b._asset_vars("l1-press-4")
     assert asset.command_topic.format(**vars_) == "lines/l1/press-4/cmd"
-    assert "lines/+/+/state" in b.brokers["mqtt"].subscriptions
+    assert "lines/+/+/state" in b.brokers["mqtt"].routes.subscriptions
 
 
 def test_a_topic_that_builds_no_valid_twin_id_is_dead_lettered() -> None:

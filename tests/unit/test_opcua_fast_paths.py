@@ -12,7 +12,7 @@ import pytest
 from asyncua import ua
 from asyncua.common.subscription import DataChangeEvent, DataChangeNotif, StatusChangeEvent, SubscriptionItemData
 
-from connectors.bridges.mapping import load_mapping
+from connectors.bridges.mapping.loading import load_mapping
 from connectors.opcua.bridge import OpcuaBridge
 from connectors.sim.opcua_server import _quick_variant_types
 from operators.records.envelope import decode

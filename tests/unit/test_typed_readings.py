@@ -35,6 +35,14 @@ def test_numbers_stay_plain_rows_and_typed_values_get_typed_rows() -> None:
     assert not out.dead
 
 
+def test_text_values_get_text_rows_with_the_envelopes_quality() -> None:
+    msg = raw({"flow": 1.0}, text={"mode": "auto"}, quality="uncertain")
+    out = split_batch([msg], Limits())
+    by = {r.sensor: r for r in out.rows}
+    assert by["mode"] == TypedRow("p1", "mode", T0, None, 1, 1, "opcua", 2, None, "auto")
+    assert by["flow"] == TelemetryRow("p1", "flow", T0, 1.0, 1, 1, "opcua") and not out.dead
+
+
 def test_a_bad_value_is_dead_lettered_alone_with_the_original_bytes_and_headers() -> None:
     msg = raw({"temperature": 30.8, "running": True, "mode": [1, 2]})
     msg.headers = [("mqtt.topic", b"plant/p1"), ("bridge", b"mqtt")]

@@ -1,15 +1,17 @@
 """Who is calling: ``Authorization: Bearer <token>`` → the token's subject (twinflow/api/tokens.py).
 
 Reads need a token unless ``api.anonymous_read``; writes always do. The tokens file is re-read when
-it changes, so ``twinflow api token create|revoke`` take effect without a restart.
+it changes, so ``twinflow api token create|revoke`` take effect without a restart. Routes ask for
+the caller with the dependencies :data:`Reader` and :data:`Writer`.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from twinflow.api.problems import Problem
 from twinflow.api.tokens import TokenStore
@@ -65,3 +67,15 @@ class Authenticator:
         if subject is None:
             raise Problem(401, "unauthorized", "changes need a bearer token (no anonymous writes)", headers=_CHALLENGE)
         return subject
+
+
+def reader(request: Request) -> str:
+    return request.app.state.auth.reader(request)
+
+
+def writer(request: Request) -> str:
+    return request.app.state.auth.writer(request)
+
+
+Reader = Annotated[str, Depends(reader)]
+Writer = Annotated[str, Depends(writer)]

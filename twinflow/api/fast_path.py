@@ -1,7 +1,7 @@
 """``GET /api/v1/twins/{id}`` answered from the state cache before the framework (the hottest read).
 
 Only a cache hit with a valid token (or anonymous reads allowed) is answered here, with the same
-body and headers as the route (twinflow/api/routes.py ``get_twin``); everything else, errors
+body and headers as the route (twinflow/api/routes/twins.py ``get_twin``); everything else, errors
 included, goes on to the application. It sits inside the rate and size limits.
 """
 

@@ -15,21 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from twinflow.alarms.state_filters import NAMES, selection
 from twinflow.cli.support import err_console, publish_or_exit, settings_or_exit
 from twinflow.settings import Settings
 
 alerts_app = typer.Typer(help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True)
 console = Console()
 
-STATES = {
-    "active": ["open", "acknowledged"],
-    "open": ["open"],
-    "acknowledged": ["acknowledged"],
-    "resolved": ["resolved"],
-    "all": ["open", "acknowledged", "resolved"],
-}
-# ISA-18.2 states (`--state shelved` …) select on isa_state among alerts that are not resolved.
-ISA_FILTERS = ("unack_active", "ack_active", "unack_cleared", "shelved", "suppressed", "out_of_service")
 SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
 
 
@@ -47,14 +39,12 @@ def list_alerts(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """Show alerts with severity, state (ISA-18.2), who acknowledged them and the explanation."""
-    if state not in STATES and state not in ISA_FILTERS:
-        err_console.print(f"[red]--state {state!r}: use one of {', '.join([*STATES, *ISA_FILTERS])}[/red]")
+    if state not in NAMES:  # ISA-18.2 states (`--state shelved` …) select among alerts that are not resolved
+        err_console.print(f"[red]--state {state!r}: use one of {', '.join(NAMES)}[/red]")
         raise typer.Exit(2)
     store = _store(settings_or_exit())
-    if state in ISA_FILTERS:
-        rows = store.list_alerts(states=STATES["active"], twin_id=twin, limit=limit, isa_states=[state])
-    else:
-        rows = store.list_alerts(states=STATES[state], twin_id=twin, limit=limit)
+    states, isa_states = selection(state)
+    rows = store.list_alerts(states=states, twin_id=twin, limit=limit, isa_states=isa_states)
     store.close()
     if as_json:
         for r in rows:

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from connectors.bridges.mapping import PROTOCOLS, Mapping, MappingError, load_mapping
+from connectors.bridges.mapping.loading import MappingError, load_mapping
+from connectors.bridges.mapping.schema import PROTOCOLS, Mapping
 from twinflow.cli.support import err_console, print_config_error, settings_or_exit, setup_logging
 
 console = Console()

@@ -37,12 +37,9 @@ def settings_or_exit() -> Settings:
 
 def publish_or_exit(s: Settings, topic: str, key: str, value: bytes, what: str, timeout: float = 30.0) -> None:
     """Produce one record keyed by ``key``; exit 1 with ``what`` named unless Kafka acknowledges it."""
-    from connectors.kafka.clients import make_producer
+    from connectors.kafka.clients import make_producer, produce_acknowledged
 
-    producer = make_producer(s)
-    errors: list[str] = []
-    producer.produce(topic, key=key.encode(), value=value, on_delivery=lambda e, _m: e and errors.append(str(e)))
-    if producer.flush(timeout) or errors:
-        reason = errors or "timeout"
-        err_console.print(f"[red]{what} for {key} not acknowledged by Kafka on {topic}: {reason}; try again[/red]")
+    failure = produce_acknowledged(make_producer(s), topic, key, value, timeout)
+    if failure is not None:
+        err_console.print(f"[red]{what} for {key} not acknowledged by Kafka on {topic}: {failure}; try again[/red]")
         raise typer.Exit(1)

@@ -212,7 +212,7 @@ def run_plant_demo(
 
     from confluent_kafka.admin import AdminClient
 
-    from connectors.bridges.mapping import load_mapping
+    from connectors.bridges.mapping.loading import load_mapping
     from connectors.kafka.clients import client_config, ensure_topics, topic_specs
     from twinflow.demo.report import write_report
     from twinflow.settings import load_settings

@@ -179,8 +179,12 @@ class Postgres(Service):
             user="postgres",
             password=self.settings.stack.postgres_superuser_password.get_secret_value(),
             dbname=dbname,
-            sslmode="disable",
+            **self._superuser_tls(),
         )
+
+    def _superuser_tls(self) -> dict[str, str]:
+        """libpq's TLS settings of the superuser's connections (none on the plain stack)."""
+        return {"sslmode": "disable"}
 
     def after_start(self) -> None:
         """Create the application role and database (idempotent)."""

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from operators.alerts.lifecycle import AlertRules, TwinAlerts
+from operators.alerts.lifecycle import TwinAlerts
+from operators.alerts.rules import AlertRules
 from operators.ml.config import AnomalyConfig, ForecastConfig, ModelConfig
 from operators.ml.live_step import LiveModelConfig, Reading, step
 from operators.ml.sensor_limits import SensorLimit, breach_at

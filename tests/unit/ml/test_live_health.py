@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from operators.alerts.lifecycle import AlertRules
-from operators.alerts.lifecycle import step as alerts_step
+from operators.alerts.ordering import step as alerts_step
+from operators.alerts.rules import AlertRules
 from operators.ml.config import ModelConfig
 from operators.ml.live_step import Event, LiveModelConfig, Reading, Rebaseline, Tick, silence_due, step
 from operators.ml.sensor_limits import SensorLimit

@@ -100,3 +100,41 @@ def test_reset_forgets_learned_state():
         m.update(t, readings(row))
     m.reset()
     assert m.anomaly.n_learned == 0 and m.forecaster.models == {} and m.history.rows == []
+
+
+def test_states_pickle_one_array_per_attribute_as_before_they_were_packed():
+    """The model states keep vectors as rows of one array in memory (PackedRows) and have no
+    ``__dict__`` (slots), but pickle as the dict of attributes they always had: snapshots written
+    before resume, and a snapshot written now is read by the earlier layout too."""
+    m = TwinModel(CFG)
+    for t, row in enumerate(correlated_stream(500, seed=5)):
+        m.update(t, readings(row))
+    cond, health = m.condition.__getstate__(), m.sensor_health.__getstate__()
+    assert {"_sum", "_sq", "_lmean", "_lm2", "_noise", "scale", "_floor", "_ez", "_er", "_cusum", "_event_ref",
+            "sensor_health", "_rm2", "mu"} <= set(cond)  # fmt: skip
+    assert {"_ref_steps", "_ref_zero", "_need", "_run", "_zero_share", "_lo", "_hi", "_tiny", "_frozen_at",
+            "_spike_step", "_quantised_at", "step_scale", "_buf"} <= set(health)  # fmt: skip
+    assert "_packed" not in cond and "_packed" not in health
+    assert cond["_cusum"].shape == (4, 4) and health["_run"].shape == (4,)
+    assert not hasattr(m.anomaly, "__dict__") and not hasattr(m.condition, "__dict__")
+    back = pickle.loads(pickle.dumps(m))
+    data = correlated_stream(100, seed=6)
+    assert [back.update(500 + t, readings(r)) for t, r in enumerate(data)] == [
+        m.update(500 + t, readings(r)) for t, r in enumerate(data)
+    ]
+
+
+def test_resumed_twins_share_their_settings():
+    """Every twin's state carries its settings; resumed from snapshots, twins with equal settings
+    share one instance of each (not a copy per twin)."""
+    twins = []
+    for seed in (7, 8):
+        m = TwinModel(CFG)
+        for t, row in enumerate(correlated_stream(450, seed=seed)):
+            m.update(t, readings(row))
+        twins.append(pickle.loads(pickle.dumps(m)))
+    a, b = twins
+    assert a.config is b.config and a.config == CFG
+    assert a.anomaly.config is b.anomaly.config and a.condition.config is b.condition.config
+    assert a.sensor_health.config is b.sensor_health.config and a.forecaster.config is b.forecaster.config
+    assert a.operating_point.config is b.operating_point.config

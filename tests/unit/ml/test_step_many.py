@@ -111,14 +111,12 @@ def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
 
 def test_window_quantile_is_rivers_rolling_quantile_bit_for_bit() -> None:
     """operators.ml.forecast.WindowQuantile replaces River's RollingQuantile (a float64 ring instead
-    of a sorted window): the same numbers on partial and full windows, ties, extreme q; a state
-    pickled with River's quantile inside resumes with it."""
+    of a sorted window): the same numbers on partial and full windows, ties, extreme q."""
     import pickle
 
     from river import stats
 
-    from operators.ml.config import ForecastConfig
-    from operators.ml.forecast import SensorForecasts, WindowQuantile
+    from operators.ml.forecast import WindowQuantile
 
     rng = random.Random(5)
     for q, size in ((0.9, 200), (0.5, 1), (0.5, 2), (0.0, 7), (1.0, 7), (0.999, 30), (rng.random(), 50)):
@@ -131,47 +129,136 @@ def test_window_quantile_is_rivers_rolling_quantile_bit_for_bit() -> None:
             assert ours.get() == rivers.get()
         back = pickle.loads(pickle.dumps(ours))
         assert (back.q, back.n, back.get()) == (ours.q, ours.n, ours.get())
-    cfg = ForecastConfig(horizon=3, window=20)
-    f, old = SensorForecasts(cfg), SensorForecasts(cfg)
-    ys = [20.0 + rng.gauss(0, 1) for _ in range(100)]
-    for y in ys[:50]:
-        f.update({"t": y})
-        old.update({"t": y})
-    old.models["t"].errors = rivers = stats.RollingQuantile(cfg.coverage, window_size=cfg.window)
-    ring = f.models["t"].errors
-    for i in range(ring.n - cfg.window, ring.n):  # the errors in time order (ring full after 50)
-        rivers.update(float(ring.values[i % cfg.window]))  # as an earlier version kept them
-    old = pickle.loads(pickle.dumps(old))
-    for y in ys[50:]:
-        f.update({"t": y})
-        old.update({"t": y})
-        assert f.forecast() == old.forecast()
 
 
-def test_forecasts_pending_in_a_deque_resume_from_the_ring() -> None:
-    """States pickled before the pending forecasts became a ring (a ``deque``) resume on the same
-    forecasts and intervals, whether the deque was full or not."""
+def rivers_forecasts(cfg, samples):
+    """What the forecaster computed with River's models, one per sensor: HoltWinters (additive, no
+    season) for the forecast, RollingQuantile of the absolute errors of the forecasts made
+    ``horizon`` samples before for the interval. Yields each sample's forecasts."""
+    from collections import deque
+
+    from river import stats, time_series
+
+    models: dict = {}
+    for readings, calibrate in samples:
+        for name, y in readings.items():
+            if y is None or y.__class__ is bool or not math.isfinite(y):
+                continue
+            if name not in models:
+                models[name] = (
+                    time_series.HoltWinters(cfg.alpha, cfg.beta),
+                    deque(maxlen=cfg.horizon),
+                    stats.RollingQuantile(cfg.coverage, window_size=cfg.window),
+                    [0],
+                )
+            model, pending, errors, n = models[name]
+            if calibrate and len(pending) == cfg.horizon:
+                errors.update(abs(y - pending[0]))
+            model.learn_one(y)
+            n[0] += 1
+            pending.append(model.forecast(cfg.horizon)[-1] if n[0] >= 2 else y)
+        out = {}
+        for name, (_model, pending, errors, n) in models.items():
+            width = errors.get() if n[0] > cfg.horizon else None
+            w = math.nan if width is None else width
+            out[name] = (pending[-1], pending[-1] - w, pending[-1] + w)
+        yield out
+
+
+def forecaster_samples(seed: int, n: int) -> list:
+    """Samples of three sensors: one sometimes missing, non-finite or a boolean; some anomalous
+    (``calibrate`` False)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        readings = {"a": 20.0 + 0.05 * i + rng.gauss(0, 1), "b": rng.gauss(-3, 0.5)}
+        if rng.random() < 0.8:
+            readings["c"] = rng.choice([rng.gauss(100, 5)] * 8 + [math.nan, True, None])
+        out.append((readings, rng.random() > 0.1))
+    return out
+
+
+def test_packed_forecaster_is_rivers_models_bit_for_bit() -> None:
+    """SensorForecasts keeps every sensor in flat arrays (operators/ml/forecast.py): per sample, the
+    same forecasts and intervals as River's HoltWinters and RollingQuantile per sensor, whether a
+    sensor reported, was left out or came later; also across a pickle round trip."""
+    import pickle
+
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import SensorForecasts
+
+    for cfg in (ForecastConfig(horizon=4, window=20), ForecastConfig(horizon=1, window=10, beta=0.0)):
+        samples = forecaster_samples(7, 150)
+        f = SensorForecasts(cfg)
+        for k, ((readings, calibrate), expected) in enumerate(
+            zip(samples, rivers_forecasts(cfg, samples), strict=True)
+        ):
+            f.update(readings, calibrate=calibrate)
+            got = {name: (fc.value, fc.low, fc.high) for name, fc in f.forecast().items()}
+            assert repr(got) == repr(expected)  # NaN intervals before calibration
+            if k == 60:
+                f = pickle.loads(pickle.dumps(f))
+        assert f.seen("a") == 150 and f.seen("zz") == 0
+
+
+def test_forecasts_of_the_earlier_layout_resume() -> None:
+    """States pickled before the sensors were packed (a _SensorModel per sensor: Holt, the pending
+    forecasts in a list ring or, earlier, a deque, the errors in a WindowQuantile or River's
+    RollingQuantile) resume on the same forecasts and intervals, full windows or not."""
     import pickle
     from collections import deque
 
-    from operators.ml.config import ForecastConfig
-    from operators.ml.forecast import SensorForecasts, slot_state
+    from river import stats
 
-    rng = random.Random(8)
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import (
+        ERRORS_SEEN,
+        FIRST,
+        LEVEL,
+        PENDING,
+        SEEN,
+        TREND,
+        Holt,
+        SensorForecasts,
+        WindowQuantile,
+        _SensorModel,
+    )
+
     cfg = ForecastConfig(horizon=4, window=20)
-    ys = [20.0 + 0.1 * i + rng.gauss(0, 1) for i in range(80)]
-    for cut in (3, 4, 37):
+    samples = forecaster_samples(8, 120)
+    for cut in (1, 3, 4, 15, 37, 90):
         f = SensorForecasts(cfg)
-        for y in ys[:cut]:
-            f.update({"t": y})
-        m = f.models["t"]
-        in_order = [m.pending[(m.n - len(m.pending) + i) % cfg.horizon] for i in range(len(m.pending))]
-        old = pickle.loads(pickle.dumps(f))
-        earlier = {**slot_state(m), "pending": deque(in_order, maxlen=cfg.horizon)}
-        old.models["t"] = EarlierLayout(type(m), earlier)
-        old = pickle.loads(pickle.dumps(old))
-        assert old.models["t"].pending == m.pending
-        for y in ys[cut:]:
-            f.update({"t": y})
-            old.update({"t": y})
-            assert repr(f.forecast()) == repr(old.forecast())  # NaN intervals before calibration
+        for readings, calibrate in samples[:cut]:
+            f.update(readings, calibrate=calibrate)
+        for errors_kind in ("ring", "river"):
+            for pending_kind in ("list", "deque"):
+                models = {}
+                for name, a in f.models.items():  # what the earlier layout held for this sensor
+                    n = int(a[SEEN])
+                    holt = Holt(cfg.alpha, cfg.beta)
+                    holt.first = a[FIRST] if n == 1 else None
+                    if n >= 2:
+                        holt.level, holt.trend = a[LEVEL], a[TREND]
+                    ring = list(a[PENDING : PENDING + min(n, cfg.horizon)])
+                    pending: object = ring
+                    if pending_kind == "deque":
+                        in_order = [ring[(n - len(ring) + i) % cfg.horizon] for i in range(len(ring))]
+                        pending = deque(in_order, maxlen=cfg.horizon)
+                    seen = int(a[ERRORS_SEEN])
+                    values = a[PENDING + cfg.horizon :]
+                    errors: object = WindowQuantile(cfg.coverage, cfg.window)
+                    errors.values[:] = values
+                    errors.n = seen
+                    if errors_kind == "river":
+                        errors = stats.RollingQuantile(cfg.coverage, window_size=cfg.window)
+                        for i in range(max(seen - cfg.window, 0), seen):  # in time order
+                            errors.update(values[i % cfg.window])
+                    state = {"model": holt, "pending": pending, "errors": errors, "n": n}
+                    models[name] = EarlierLayout(_SensorModel, state)
+                earlier = EarlierLayout(SensorForecasts, {"config": cfg, "models": models})
+                old, new = pickle.loads(pickle.dumps(earlier)), pickle.loads(pickle.dumps(f))
+                assert isinstance(old, SensorForecasts) and list(old.models) == list(f.models)
+                for readings, calibrate in samples[cut:]:
+                    new.update(readings, calibrate=calibrate)
+                    old.update(readings, calibrate=calibrate)
+                    assert repr(old.forecast()) == repr(new.forecast())

@@ -1,0 +1,73 @@
+"""The alert lifecycle's thresholds and timings (``[alerts.rules]`` in the settings, docs/alerts.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from operators.records.alerts import Kind
+from operators.strict import STRICT
+
+
+@dataclass(frozen=True, slots=True)
+class KindRule:
+    """Timing of one kind: seconds above to open, below to resolve."""
+
+    __pydantic_config__ = STRICT  # typos in [alerts.rules.*] are errors, not ignored
+
+    min_duration_s: float = 60.0
+    cool_down_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    """Thresholds and timings of the lifecycle (from ``[alerts]`` in the settings)."""
+
+    __pydantic_config__ = STRICT  # typos in [alerts.rules] are errors, not ignored
+
+    anomaly: KindRule = KindRule(60.0, 300.0)
+    condition: KindRule = KindRule(60.0, 300.0)  # health below health_open (docs/ml.md)
+    sensor_fault: KindRule = KindRule(0.0, 120.0)  # the detector already waits (e.g. a frozen run)
+    failure: KindRule = KindRule(0.0, 600.0)
+    forecast_breach: KindRule = KindRule(0.0, 600.0)
+    desync: KindRule = KindRule(0.0, 0.0)  # reconciliation already debounces desync
+    # Anomaly: clear when score < threshold × clear_ratio; severity from score / threshold (scores are
+    # bounded in [0, 1): at the default threshold 0.5, major from 0.7 (p = 1e-23), critical from 0.9).
+    anomaly_clear_ratio: float = 0.8
+    anomaly_major_ratio: float = 1.4
+    anomaly_critical_ratio: float = 1.8
+    # Condition: open when the health index drops below health_open, clear above health_clear;
+    # severity major below health_major, critical below health_critical.
+    health_open: float = 0.5
+    health_clear: float = 0.7
+    health_major: float = 0.25
+    health_critical: float = 0.05
+    # Failure: open when RUL ≤ rul_open_s or probability ≥ probability_open.
+    rul_open_s: float = 72 * 3600.0
+    probability_open: float = 0.5
+    failure_clear_factor: float = 1.25  # clear when RUL > rul_open_s × f and p < probability_open / f
+    # Forecast: open when a limit breach is predicted within breach_horizon_s.
+    breach_horizon_s: float = 24 * 3600.0
+    breach_clear_factor: float = 1.25
+    # Severity from lead time (time to failure / to breach).
+    lead_major_s: float = 24 * 3600.0
+    lead_critical_s: float = 4 * 3600.0
+    # Flapping, escalation.
+    flap_count: int = 3
+    flap_window_s: float = 3600.0
+    flap_cool_down_factor: float = 4.0
+    escalate_after_s: float = 1800.0
+    top_sensors: int = 3
+    # Cross-topic order: records are applied in event-time order once the twin's newest data ts is this
+    # far past them (the added alert latency, in event time); at most reorder_max_held wait.
+    reorder_window_s: float = 30.0
+    reorder_max_held: int = 100_000
+    # An action for an alert id not opened yet waits this long (event time), at most 64 of them.
+    pending_action_ttl_s: float = 3600.0
+    # ISA-18.2: latch unacknowledged cleared alarms (RTNUN) until acknowledged; standing alarms;
+    # the longest shelving a person may ask for.
+    latch_unacknowledged: bool = False
+    standing_after_s: float = 24 * 3600.0
+    max_shelve_s: float = 24 * 3600.0
+
+    def timing(self, kind: Kind) -> KindRule:
+        return getattr(self, kind)

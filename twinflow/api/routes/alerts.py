@@ -1,0 +1,110 @@
+"""Alerts of ``/api/v1``: lists by lifecycle or ISA-18.2 state, one alert, the alarm rate per
+operator-hour, and people's actions (acknowledge, resolve, shelve, …: :mod:`twinflow.alarms.actions`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from twinflow.alarms.state_filters import NAMES, selection
+from twinflow.api.auth import Reader, Writer
+from twinflow.api.kafka_delivery import deliver
+from twinflow.api.problems import Problem
+from twinflow.api.routes.params import JSON, aware_time
+
+router = APIRouter()
+
+
+@router.get("/alerts", response_class=JSON, summary="Alerts by state (also ISA-18.2 states)")
+async def list_alerts(
+    request: Request,
+    _: Reader,
+    state: Annotated[
+        str, Query(description="active, open, acknowledged, resolved, all, or an ISA-18.2 state")
+    ] = "active",
+    twin: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSON:
+    if state not in NAMES:
+        raise Problem(400, "bad-state", f"state {state[:40]!r}: use one of {', '.join(NAMES)}")
+    states, isa = selection(state)
+    rows = await request.app.state.reads.alerts(states=states, isa_states=isa, twin_id=twin, limit=limit)
+    return JSON({"items": [_alert_doc(r) for r in rows]})
+
+
+def _alert_doc(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "chattering": row["flapping"]}
+
+
+@router.get("/alerts/metrics", response_class=JSON, summary="Alarm rate per operator-hour and floods (ISA-18.2)")
+async def alert_metrics(
+    request: Request,
+    _: Reader,
+    hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0,
+    operators: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+) -> JSON:
+    from twinflow.alarms.metrics import alarm_rate
+
+    s = request.app.state.settings
+    until = datetime.now(UTC)
+    since = until - timedelta(hours=hours)
+    m = await run_in_threadpool(alarm_rate, s.postgres.conninfo(), since, until, operators or s.alerts.operators)
+    return JSON(m)
+
+
+@router.get("/alerts/{alert_id}", response_class=JSON, summary="One alert")
+async def get_alert(request: Request, alert_id: Annotated[str, Path(max_length=64)], _: Reader) -> JSON:
+    row = await request.app.state.reads.alert(alert_id)
+    if row is None:
+        raise Problem(404, "no-such-alert", f"no alert {alert_id!r}")
+    return JSON(_alert_doc(row))
+
+
+class AlertActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=500, description="why (required to shelve)")
+    until: datetime | None = Field(None, description="shelve: when the shelving expires (with a time zone)")
+    duration_s: float | None = Field(None, gt=0, description="shelve: or how long, in seconds")
+
+
+ActionName = Literal["ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service"]
+
+
+@router.post("/alerts/{alert_id}/{action}", response_class=JSON, summary="Acknowledge, resolve, shelve, unshelve, …")
+async def alert_action(
+    request: Request,
+    alert_id: Annotated[str, Path(max_length=64)],
+    action: ActionName,
+    subject: Writer,
+    body: AlertActionBody | None = None,
+) -> JSON:
+    from connectors.postgres.alerts_store import AlertStore
+    from twinflow.alarms.actions import ActionRefused, act
+
+    body = body or AlertActionBody()
+    settings = request.app.state.settings
+    now = datetime.now(UTC)
+    until = aware_time(body.until, "until")
+    if action == "shelve" and until is None and body.duration_s is not None:
+        until = now + timedelta(seconds=body.duration_s)
+    producer = request.app.state.producer
+
+    def run() -> Any:
+        def publish(topic: str, key: str, value: bytes) -> None:
+            deliver(producer, topic, key, value, 10, "Kafka did not acknowledge the action")
+
+        store = AlertStore(settings.postgres.conninfo(), max_attempts=3)
+        try:
+            return act(settings, store, publish, alert_id, action, subject, until=until, note=body.reason, now=now)
+        finally:
+            store.close()
+
+    try:
+        done = await run_in_threadpool(run)
+    except ActionRefused as exc:
+        raise Problem(exc.status, exc.reason.replace("_", "-"), exc.detail) from None
+    return JSON({"alert": _alert_doc(done.alert), "changed": done.changed, "message": done.message})

@@ -1,0 +1,188 @@
+"""Twin reads of ``/api/v1``: the fleet, a twin's state document (ETag: its desired version), its
+state history, telemetry, anomaly scores and health, and forecasts."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from operators.records.envelope import SENSOR_PATTERN
+from twinflow.api.auth import Reader
+from twinflow.api.problems import Problem
+from twinflow.api.routes.params import JSON, TwinIdPath, aware_time, parse_bucket, time_or_ago, twin_id_ok
+from twinflow.api.state_cache import desired_version, encode_state
+
+router = APIRouter()
+
+
+def _registry(request: Request):
+    cached = getattr(request.app.state, "registry", False)
+    if cached is False:
+        from connectors.config.security_files import load_twin_registry
+
+        path = request.app.state.settings.security.twin_registry
+        cached = load_twin_registry(path) if path else None
+        request.app.state.registry = cached
+    return cached
+
+
+def _summary(row: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    score = None
+    if row.get("score") is not None:
+        score = {"score": row["score"], "threshold": row["threshold"], "ts": row["score_ts"]}
+    return {
+        "twin_id": row["twin_id"],
+        "status": row["status"],
+        "mode": row["mode"],
+        "version": row["version"],
+        "desired_version": desired_version(row),
+        "event_time": row["event_time"],
+        "conflicts": len(row["conflicts"]),
+        "consistency_score": row["consistency_score"],
+        "open_alerts": row["open_alerts"],
+        "worst_severity": row["worst_severity"],
+        "anomaly": score,
+        "health": row.get("health"),
+        "attributes": attrs,
+    }
+
+
+@router.get("/twins", response_class=JSON, summary="The fleet: status, health and open alerts of each twin")
+async def list_twins(
+    request: Request,
+    _: Reader,
+    status: Annotated[str | None, Query(pattern="^(synchronized|desynced|simulating|maintenance)$")] = None,
+    type: Annotated[str | None, Query(max_length=64, description="twin registry attribute `type`")] = None,
+    site: Annotated[str | None, Query(max_length=64, description="twin registry attribute `site`")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str, Query(max_length=128, description="`next` of the previous page")] = "",
+) -> JSON:
+    reads = request.app.state.reads
+    registry = _registry(request)
+    wanted = {k: v for k, v in (("type", type), ("site", site)) if v is not None}
+    items: list[dict[str, Any]] = []
+    after, more = cursor, True
+    while len(items) < limit and more:
+        rows = await reads.fleet(after=after, limit=limit, status=status)
+        more = len(rows) == limit
+        for row in rows:
+            after = row["twin_id"]
+            attrs = (registry.attrs(row["twin_id"]) if registry else None) or {}
+            if all(str(attrs.get(k)) == v for k, v in wanted.items()):
+                items.append(_summary(row, attrs))
+                if len(items) == limit:
+                    break
+        if not wanted:
+            break
+    nxt = items[-1]["twin_id"] if len(items) == limit and more else None
+    return JSON({"items": items, "next": nxt})
+
+
+@router.get("/twins/{twin_id}", response_class=JSON, summary="A twin's state document (ETag: desired version)")
+async def get_twin(request: Request, twin_id: TwinIdPath, _: Reader) -> Response:
+    state = request.app.state
+    cache = state.cache if state.cache.max_entries and state.hub.ready.is_set() and not state.hub.error else None
+    entry = cache.get(twin_id) if cache is not None else None
+    if entry is None:
+        row = await state.reads.twin(twin_id_ok(twin_id))
+        if row is None:
+            raise Problem(404, "no-such-twin", f"no state for twin {twin_id!r}")
+        entry = state.cache.put_row(row) if cache is not None else encode_state(row)
+    _version, desired, body = entry
+    return Response(body, media_type="application/json", headers={"ETag": f'"{desired}"', "Cache-Control": "no-cache"})
+
+
+@router.get("/twins/{twin_id}/history", response_class=JSON, summary="State versions in a time range, or as of `at`")
+async def twin_history(
+    request: Request,
+    twin_id: TwinIdPath,
+    _: Reader,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    at: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 100,
+) -> JSON:
+    reads = request.app.state.reads
+    twin_id_ok(twin_id)
+    if at is not None:
+        row = await reads.state_at(twin_id, aware_time(at, "at"))
+        if row is None:
+            raise Problem(404, "no-state-then", f"twin {twin_id!r} had no state at or before {at.isoformat()}")
+        return JSON(row)
+    rows = await reads.history(twin_id, aware_time(from_, "from"), aware_time(to, "to"), limit)
+    return JSON({"items": rows})
+
+
+@router.get("/twins/{twin_id}/telemetry", response_class=JSON, summary="Readings, raw or per time bucket")
+async def twin_telemetry(
+    request: Request,
+    twin_id: TwinIdPath,
+    _: Reader,
+    sensor: Annotated[list[str] | None, Query(description="repeat for several")] = None,
+    from_: Annotated[datetime | None, Query(alias="from", description="default: 15 minutes ago")] = None,
+    to: datetime | None = None,
+    bucket: Annotated[str | None, Query(description="e.g. 10s, 1m, 1h (omit for raw readings)")] = None,
+    limit: Annotated[int, Query(ge=1, le=200_000)] = 50_000,
+) -> JSON:
+    twin_id_ok(twin_id)
+    for s in sensor or []:
+        if not re.match(SENSOR_PATTERN, s):
+            raise Problem(400, "bad-sensor", f"{s[:80]!r} is not a sensor name")
+    since = time_or_ago(aware_time(from_, "from"), timedelta(minutes=15))
+    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
+    size = parse_bucket(bucket)
+    rows = await request.app.state.reads.telemetry(twin_id, sensor or None, since, until, size, limit)
+    series: dict[str, dict[str, list]] = {}
+    cols = ("mean", "min", "max", "n") if size else ("value", "quality")
+    for r in rows:
+        s = series.setdefault(r["sensor"], {"ts": [], **{c: [] for c in cols}})
+        s["ts"].append(r["ts"])
+        for c in cols:
+            s[c].append(r[c])
+    return JSON({"twin_id": twin_id, "from": since, "to": until, "bucket": bucket, "series": series})
+
+
+@router.get("/twins/{twin_id}/scores", response_class=JSON, summary="Anomaly scores and health with their thresholds")
+async def twin_scores(
+    request: Request,
+    twin_id: TwinIdPath,
+    _: Reader,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
+) -> JSON:
+    twin_id_ok(twin_id)
+    since = time_or_ago(aware_time(from_, "from"), timedelta(minutes=15))
+    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
+    rows = await request.app.state.reads.scores(twin_id, since, until, limit)
+    rules = request.app.state.settings.alerts.rules
+    health_thresholds = {  # the alerts flow's condition alarm on the health index (docs/ml.md)
+        "open_below": rules.health_open,
+        "clear_above": rules.health_clear,
+        "major_below": rules.health_major,
+        "critical_below": rules.health_critical,
+    }
+    out: dict[str, Any] = {k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly", "health")}
+    return JSON({**out, "health_thresholds": health_thresholds})
+
+
+@router.get("/twins/{twin_id}/forecasts", response_class=JSON, summary="The latest forecast per sensor")
+async def twin_forecasts(request: Request, twin_id: TwinIdPath, _: Reader) -> JSON:
+    rows = await request.app.state.reads.forecasts(twin_id_ok(twin_id))
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        f = out.setdefault(
+            r["sensor"],
+            {
+                "made_at": r["ts"],
+                "limit": r["limit_value"],
+                "breach_at": r["breach_at"],
+                **{k: [] for k in ("target_ts", "predicted", "lower", "upper")},
+            },
+        )
+        for k in ("target_ts", "predicted", "lower", "upper"):
+            f[k].append(r[k])
+    return JSON(out)
