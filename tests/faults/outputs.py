@@ -33,7 +33,7 @@ import psycopg
 
 from flows.models import live_config
 from flows.settings import DataflowSettings
-from operators.alerts.lifecycle import step as alert_step
+from operators.alerts.ordering import step as alert_step
 from operators.ml.live_step import reading_of, step_many
 from operators.records.alerts import AnomalyScore, ForecastPoint, decode, encode
 from operators.records.envelope import decode_partial
