@@ -116,8 +116,9 @@ test-security: setup
 test-faults: setup
 	$(PY) -m pytest tests/faults
 
+# The fused pipeline and the alerts flow through random faults (`--flow telemetry`: the ingest flow alone).
 bench-faults: setup
-	$(PY) -m benchmarks.faults --readings 1000000 --faults 20
+	$(PY) -m benchmarks.faults --readings 200000 --faults 8
 # Protocol bridges: values/s per bridge process with the simulator as peer (docs/connectors.md).
 .PHONY: bench-bridges simulate
 bench-bridges: setup

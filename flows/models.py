@@ -23,6 +23,8 @@ arguments (:func:`dataflow`); :func:`build_flow` gives it Kafka, a unit test ``T
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -89,12 +91,10 @@ def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sink: Dynam
     attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sink)
 
 
-def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any]) -> None:
-    """The same on polled batches of :func:`input_topics` whose telemetry may be decoded already
-    (the pipeline flow gives each part the messages of its topics: :meth:`Polled.only`)."""
-    a = settings.alerts
+def live_config(settings: Settings) -> LiveModelConfig:
+    """The per-twin model step's configuration from ``[ml]`` (what a live flow runs)."""
     ml = settings.ml
-    cfg = LiveModelConfig(
+    return LiveModelConfig(
         ml.model_config_for(),  # failure prediction when ml.model = "rul"
         predict_every=ml.predict_every,
         fleets=tuple(ml.fleets.items()),
@@ -102,6 +102,13 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[
         limits=tuple(ml.limits),
         ranges=tuple(ml.ranges),
     )
+
+
+def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any]) -> None:
+    """The same on polled batches of :func:`input_topics` whose telemetry may be decoded already
+    (the pipeline flow gives each part the messages of its topics: :meth:`Polled.only`)."""
+    a = settings.alerts
+    cfg = live_config(settings)
 
     topics = ModelTopics(*input_topics(settings))
 
@@ -140,6 +147,39 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[
     op.output("scores_out", op.merge("model_records", outgoing, predictions), sink)
 
 
+class InputPauses:
+    """When the models of this process received input, of any twin (wall time), and the pauses in it.
+
+    A twin is silent when it has not reported for its silence time while the input kept flowing
+    (docs/ml.md, "Sensor faults"). A pause of the whole input — Kafka unreachable, the flow held up
+    by a sink, restarted — is the path's, not every twin's sensors: else one outage raises a
+    sensor-fault alert on every twin. After such a pause the backlog arrives a batch at a time, so a
+    twin is judged again only once the input has flowed for a whole silence time.
+    """
+
+    GAP_S = 1.0  # pauses shorter than this are not remembered (a busy flow polls every 0.5 s)
+
+    def __init__(self) -> None:
+        self.last = time.time()  # a flow (re)started: its input counts from now
+        self.pauses: deque[tuple[float, float]] = deque(maxlen=256)  # (ended at, seconds)
+
+    def arrived(self) -> None:
+        now = time.time()
+        if now - self.last > self.GAP_S:
+            self.pauses.append((now, now - self.last))
+        self.last = now
+
+    def longest_pause(self, since: float, now: float) -> float:
+        """The longest pause of the input that lasted into ``since``…``now`` (the current one included)."""
+        return max([now - self.last, *(length for ended, length in self.pauses if ended >= since)])
+
+
+INPUT = InputPauses()
+# A pause of the whole input longer than this many of a twin's reporting intervals (at least STALL_MIN_S)
+# within its silence time suspends its silence timer.
+STALL_INTERVALS, STALL_MIN_S = 3.0, 2.0
+
+
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     """One twin's models inside Bytewax; snapshots are pickled bytes.
 
@@ -154,10 +194,16 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     def __init__(self, resume: bytes | TwinModelState | None, cfg: LiveModelConfig) -> None:
         self.state: TwinModelState | None = from_snapshot(resume)
         self.cfg = cfg
+        if self.state is not None and self.state.wall_at_last is not None:
+            # Resumed after a restart: the time the flow was down is not the twin's silence (every
+            # twin would read as silent after a restart longer than the silence timer); its silence
+            # timer starts again now, as the twin and alerts flows restart their wall clocks.
+            self.state.wall_at_last = time.time()
 
     def on_item(self, value: tuple[str, list]) -> tuple[Iterable[list], bool]:
         twin_id, items = value  # the items carry the key: (twin_id, [items in order])
         self.state, records = step_many(self.state, items, self.cfg, twin_id)
+        INPUT.arrived()
         return ([records] if records else []), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -168,6 +214,15 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
         twin_id = getattr(self.state, "twin_id", "")
         if not twin_id:  # a state from before twin ids were kept: its next reading names it
             return [], StatefulLogic.RETAIN
+        st, due, now = self.state, silence_due(self.state, self.cfg), time.time()
+        if due is not None and st.wall_at_last is not None and st.period_s is not None:
+            silent_for = due.timestamp() - max(st.wall_at_last, st.ticked_at)  # this twin's silence time
+            stalled = max(STALL_INTERVALS * st.period_s, STALL_MIN_S)  # a pause the twin's data cannot explain
+            if INPUT.longest_pause(now - silent_for, now) >= stalled:
+                # The whole input paused (Kafka unreachable, the flow held up) within this twin's silence
+                # time, or its backlog is still coming: not the twin's sensors. Look again one silence later.
+                st.ticked_at = now
+                return [], StatefulLogic.RETAIN
         self.state, records = step_many(self.state, [Tick(datetime.now(UTC))], self.cfg, twin_id)
         return ([records] if records else []), StatefulLogic.RETAIN
 

@@ -39,9 +39,10 @@ def finish(run: Run, feeder, fault_over: float, record_property) -> None:
 def test_flow_killed_and_restarted_with_recovery(run, record_property):
     run.start_flow(recovery=True)
     feeder = KafkaFeeder(run, TWINS, TOTAL, RATE)
+    run.wait_started()
     feeder.start()
-    time.sleep(4)
-    assert run.alive("flow"), run.logs()
+    run.wait_rows(TOTAL // 3 * len(SENSORS))  # killed while it writes, not while it starts
+    assert run.alive("flow") and feeder.is_alive(), run.logs()
     run.kill("flow")
     time.sleep(1)
     run.start_flow(recovery=True)
