@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 TOP = 2.0**13  # a column's largest stored value stays below this (float16: max 65,504)
-UNSET = np.finfo(np.float64).smallest_subnormal  # a column that has held only zeros: any value refits it
+UNSET = 2.0**-60  # the scale of a column that has held only zeros: any real value refits it
 
 
 def new_scale(columns: int) -> np.ndarray:
@@ -48,10 +48,18 @@ def fit(ring: np.ndarray, scale: np.ndarray, kept: int, incoming: np.ndarray | N
 def store(ring: np.ndarray, scale: np.ndarray, start: int, rows: np.ndarray, kept: int) -> None:
     """Write ``rows`` (one row, or k × columns) from row ``start`` on; the first ``kept`` rows hold
     values still in use (rescaled with their column when it needs a larger scale)."""
-    largest = np.abs(rows).max(axis=0) if rows.ndim == 2 else np.abs(rows)
+    if rows.ndim == 1:  # one row (every learned sample): checked in plain Python, ~10 × faster
+        scaled = rows / scale
+        values = scaled.tolist()
+        if max(values) > TOP or min(values) < -TOP:
+            fit(ring, scale, kept, np.abs(rows))
+            scaled = rows / scale
+        ring[start] = scaled
+        return
+    largest = np.abs(rows).max(axis=0)
     if (largest > scale * TOP).any():
         fit(ring, scale, kept, largest)
-    ring[start : start + (len(rows) if rows.ndim == 2 else 1)] = rows / scale
+    ring[start : start + len(rows)] = rows / scale
 
 
 def read(ring: np.ndarray, scale: np.ndarray, n: int) -> np.ndarray:
