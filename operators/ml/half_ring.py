@@ -6,8 +6,9 @@ deviations this way: 1,000 rows × sensors, half the bytes of float32. A value i
 exact) keeps the column's largest value in [2¹², 2¹³), far from float16's overflow (65,504) and
 its subnormals (< 2⁻¹⁴), so every value within 2⁻²⁶ of its column's largest keeps 11 significant
 bits: read back, it differs from the float32 it replaces by at most 2⁻¹¹ of itself. A column's
-scale changes when a larger value arrives (:func:`store`) and when its values shrink
-(:func:`fit`); the kept values are rescaled then (exactly, but for those that become subnormal).
+scale changes when a larger value arrives (:func:`store`) and when its values have shrunk
+(:func:`fit`, once per turn of the ring); the kept values are rescaled then (exactly, but for
+those that become subnormal).
 
 >>> ring, scale = np.zeros((4, 2), dtype=np.float16), new_scale(2)
 >>> rows = np.array([[1e-7, 3.0e5], [2e-7, -1.5e5]])
@@ -64,4 +65,6 @@ def store(ring: np.ndarray, scale: np.ndarray, start: int, rows: np.ndarray, kep
 
 def read(ring: np.ndarray, scale: np.ndarray, n: int) -> np.ndarray:
     """The first ``n`` rows as float32 (what the ring held before it was halved, to 2⁻¹¹)."""
-    return ring[:n].astype(np.float32) * scale.astype(np.float32)
+    out = ring[:n].astype(np.float32)
+    out *= scale.astype(np.float32)
+    return out

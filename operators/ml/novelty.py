@@ -289,6 +289,8 @@ class NoveltyDetector(Regimes, VersionedState):
         if self.n_learned > max(cfg.window, cfg.warmup // 4):  # early deviations are not yet meaningful
             assert self._calib is not None and self._cscale is not None
             i = self._cpos % cfg.calibration_size
+            if i == 0 and self._cfill:  # once per turn of the ring: columns whose values shrank back to 11 bits
+                half_ring.fit(self._calib, self._cscale, self._cfill)
             half_ring.store(self._calib, self._cscale, i, dev, self._cfill)
             self._zcalib[i] = self._z2
             self._vcalib[i] = self._vmean
@@ -354,7 +356,6 @@ class NoveltyDetector(Regimes, VersionedState):
         if self._calib is None or self._cfill < max(2 * len(self.sensors), 10, self._need_calib):
             return
         assert self._cscale is not None
-        half_ring.fit(self._calib, self._cscale, self._cfill)  # values that shrank: back to 11 bits
         d = half_ring.read(self._calib, self._cscale, self._cfill)
         cov = (d.T @ d).astype(np.float64) / len(d)
         diag = np.diag(cov).copy()
