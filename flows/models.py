@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +52,7 @@ from operators.ml.live_step import (
     silence_due,
     step_many,
 )
+from operators.ml.path_pauses import PathPauses, silence_suspended
 from operators.records.alerts import AnomalyScore, FailurePrediction, encode
 from operators.telemetry.ingest import DeadLetter, Polled
 
@@ -66,9 +66,11 @@ def input_topics(settings: Settings) -> list[str]:
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-models") -> Dataflow:
-    """The models dataflow on Kafka; ``tail=False`` stops at the end of the topics (tests, backfills)."""
-    source = kafka_source(settings, input_topics(settings), tail=tail)
-    return dataflow(settings, source, MessageSink(producer_config(settings)), flow_id=flow_id)
+    """The models dataflow on Kafka; ``tail=False`` stops at the end of the topics (tests, backfills).
+    The Kafka source tells the silence timers when its path pauses (:class:`PathPauses`)."""
+    path = PathPauses(started=time.time())
+    source = kafka_source(settings, input_topics(settings), tail=tail, path=path)
+    return dataflow(settings, source, MessageSink(producer_config(settings)), flow_id=flow_id, path=path)
 
 
 def dataflow(
@@ -77,18 +79,22 @@ def dataflow(
     messages: DynamicSink[Any],
     *,
     flow_id: str = "twinflow-models",
+    path: PathPauses | None = None,
 ) -> Dataflow:
     """The models dataflow reading :func:`input_topics` from ``source``; its records and dead letters
-    go to ``messages`` (Kafka messages, the topic in each)."""
+    go to ``messages`` (Kafka messages, the topic in each). ``path``: the pauses of the source's path,
+    which suspend the silence timers (None: it never pauses)."""
     flow = Dataflow(flow_id)
-    attach(settings, source_messages(flow, source), messages)
+    attach(settings, source_messages(flow, source), messages, path)
     return flow
 
 
-def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sink: DynamicSink[Any]) -> None:
+def attach(
+    settings: Settings, messages: Stream[KafkaSourceMessage], sink: DynamicSink[Any], path: PathPauses | None = None
+) -> None:
     """Add the per-twin models and their outputs after ``messages`` of :func:`input_topics`."""
     rules = reading_rules(settings)  # the telemetry flow's rules: what it rejects is not scored either
-    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sink)
+    attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sink, path)
 
 
 def live_config(settings: Settings) -> LiveModelConfig:
@@ -104,7 +110,9 @@ def live_config(settings: Settings) -> LiveModelConfig:
     )
 
 
-def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any]) -> None:
+def attach_polled(
+    settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any], path: PathPauses | None = None
+) -> None:
     """The same on polled batches of :func:`input_topics` whose telemetry may be decoded already
     (the pipeline flow gives each part the messages of its topics: :meth:`Polled.only`)."""
     a = settings.alerts
@@ -125,7 +133,7 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[
 
     # One item per twin and polled batch: (twin_id, (twin_id, [items in order])).
     keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
-    scored = twin_models("models", keyed, cfg)
+    scored = twin_models("models", keyed, cfg, path)
 
     def to_message(twin_id: str, rec: object) -> OutMessage:
         if isinstance(rec, AnomalyScore):
@@ -147,39 +155,6 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sink: DynamicSink[
     op.output("scores_out", op.merge("model_records", outgoing, predictions), sink)
 
 
-class InputPauses:
-    """When the models of this process received input, of any twin (wall time), and the pauses in it.
-
-    A twin is silent when it has not reported for its silence time while the input kept flowing
-    (docs/ml.md, "Sensor faults"). A pause of the whole input — Kafka unreachable, the flow held up
-    by a sink, restarted — is the path's, not every twin's sensors: else one outage raises a
-    sensor-fault alert on every twin. After such a pause the backlog arrives a batch at a time, so a
-    twin is judged again only once the input has flowed for a whole silence time.
-    """
-
-    GAP_S = 1.0  # pauses shorter than this are not remembered (a busy flow polls every 0.5 s)
-
-    def __init__(self) -> None:
-        self.last = time.time()  # a flow (re)started: its input counts from now
-        self.pauses: deque[tuple[float, float]] = deque(maxlen=256)  # (ended at, seconds)
-
-    def arrived(self) -> None:
-        now = time.time()
-        if now - self.last > self.GAP_S:
-            self.pauses.append((now, now - self.last))
-        self.last = now
-
-    def longest_pause(self, since: float, now: float) -> float:
-        """The longest pause of the input that lasted into ``since``…``now`` (the current one included)."""
-        return max([now - self.last, *(length for ended, length in self.pauses if ended >= since)])
-
-
-INPUT = InputPauses()
-# A pause of the whole input longer than this many of a twin's reporting intervals (at least STALL_MIN_S)
-# within its silence time suspends its silence timer.
-STALL_INTERVALS, STALL_MIN_S = 3.0, 2.0
-
-
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     """One twin's models inside Bytewax; snapshots are pickled bytes.
 
@@ -189,11 +164,19 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     Emits one list of records per item, like the ``stateful_map`` it replaces (empty lists are
     not emitted: nothing downstream would be made of them). Resumes from bytes, or from a
     ``TwinModelState`` object written by the ``stateful_map`` of older versions.
+
+    A twin is silent when it has not reported for its silence time while its path worked (docs/ml.md,
+    "Sensor faults"): a pause of the process's input ``path`` (the broker unreachable, the flow held up
+    or restarted) within that time suspends the timer (:func:`silence_suspended`); after it the
+    backlog arrives, so the twin is judged again one silence time later.
     """
 
-    def __init__(self, resume: bytes | TwinModelState | None, cfg: LiveModelConfig) -> None:
+    def __init__(
+        self, resume: bytes | TwinModelState | None, cfg: LiveModelConfig, path: PathPauses | None = None
+    ) -> None:
         self.state: TwinModelState | None = from_snapshot(resume)
         self.cfg = cfg
+        self.path = path
         if self.state is not None and self.state.wall_at_last is not None:
             # Resumed after a restart: the time the flow was down is not the twin's silence (every
             # twin would read as silent after a restart longer than the silence timer); its silence
@@ -203,7 +186,6 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
     def on_item(self, value: tuple[str, list]) -> tuple[Iterable[list], bool]:
         twin_id, items = value  # the items carry the key: (twin_id, [items in order])
         self.state, records = step_many(self.state, items, self.cfg, twin_id)
-        INPUT.arrived()
         return ([records] if records else []), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -217,10 +199,9 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
         st, due, now = self.state, silence_due(self.state, self.cfg), time.time()
         if due is not None and st.wall_at_last is not None and st.period_s is not None:
             silent_for = due.timestamp() - max(st.wall_at_last, st.ticked_at)  # this twin's silence time
-            stalled = max(STALL_INTERVALS * st.period_s, STALL_MIN_S)  # a pause the twin's data cannot explain
-            if INPUT.longest_pause(now - silent_for, now) >= stalled:
-                # The whole input paused (Kafka unreachable, the flow held up) within this twin's silence
-                # time, or its backlog is still coming: not the twin's sensors. Look again one silence later.
+            if silence_suspended(self.path, silent_for, st.period_s, now):
+                # The path paused (Kafka unreachable, the flow held up) within this twin's silence time,
+                # or its backlog is still coming: not the twin's sensors. Look again one silence later.
                 st.ticked_at = now
                 return [], StatefulLogic.RETAIN
         self.state, records = step_many(self.state, [Tick(datetime.now(UTC))], self.cfg, twin_id)
@@ -231,12 +212,16 @@ class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):
 
 
 @operator
-def twin_models(step_id: str, up: KeyedStream[tuple[str, list]], cfg: LiveModelConfig) -> KeyedStream[list]:
+def twin_models(
+    step_id: str, up: KeyedStream[tuple[str, list]], cfg: LiveModelConfig, path: PathPauses | None = None
+) -> KeyedStream[list]:
     """The per-twin model step. Its inner step ids are those of ``op.stateful_map`` (``<step_id>.
     stateful_flat_map.stateful``), so recovery snapshots of older versions are found and resumed."""
-    return _stateful_flat_map("stateful_flat_map", up, cfg)
+    return _stateful_flat_map("stateful_flat_map", up, cfg, path)
 
 
 @operator
-def _stateful_flat_map(step_id: str, up: KeyedStream[tuple[str, list]], cfg: LiveModelConfig) -> KeyedStream[list]:
-    return op.stateful("stateful", up, lambda resume: TwinModelsLogic(resume, cfg))
+def _stateful_flat_map(
+    step_id: str, up: KeyedStream[tuple[str, list]], cfg: LiveModelConfig, path: PathPauses | None
+) -> KeyedStream[list]:
+    return op.stateful("stateful", up, lambda resume: TwinModelsLogic(resume, cfg, path))

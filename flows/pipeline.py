@@ -25,6 +25,7 @@ Run it::
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
+from operators.ml.path_pauses import PathPauses
 from operators.telemetry.ingest import Polled
 
 log = logging.getLogger("twinflow.pipeline")
@@ -101,17 +103,20 @@ def reconcile(
 
 
 @operator
-def models(step_id: str, polled: Stream[Polled], settings: Settings, sink: DynamicSink[Any]) -> None:
+def models(
+    step_id: str, polled: Stream[Polled], settings: Settings, sink: DynamicSink[Any], path: PathPauses | None
+) -> None:
     """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
-    flows.models.attach_polled(settings, part_topics(polled, settings, "models"), sink)
+    flows.models.attach_polled(settings, part_topics(polled, settings, "models"), sink, path)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-pipeline") -> Dataflow:
     """The fused dataflow on Kafka and PostgreSQL; ``tail=False`` stops at the end of the topics
-    (tests, backfills)."""
+    (tests, backfills). The Kafka source tells the models' silence timers when its path pauses."""
     topics = list(dict.fromkeys(t for part in input_topics(settings).values() for t in part))
-    source = kafka_source(settings, topics, tail=tail)
-    return dataflow(settings, source, PipelineSinks.of(settings), tail=tail, flow_id=flow_id)
+    path = PathPauses(started=time.time())
+    source = kafka_source(settings, topics, tail=tail, path=path)
+    return dataflow(settings, source, PipelineSinks.of(settings), tail=tail, flow_id=flow_id, path=path)
 
 
 def dataflow(
@@ -121,18 +126,19 @@ def dataflow(
     *,
     tail: bool = True,
     flow_id: str = "twinflow-pipeline",
+    path: PathPauses | None = None,
 ) -> Dataflow:
     """The fused dataflow reading every topic of :func:`input_topics` from ``source``.
 
     The ingest part writes the telemetry rows, so the reconciliation part never does
     (``twin.ingest`` is ignored here: it would write every row twice). ``tail=False``: no idle
-    ticks (event time only)."""
+    ticks (event time only). ``path``: the pauses of the source's path (:func:`flows.models.dataflow`)."""
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
     flow = Dataflow(flow_id)
     polled = decoded(settings, source_messages(flow, source))
     # Bytewax runs sibling steps in the order they were added: the scores go to Kafka before the
     # batch's database writes, the telemetry rows before the twins' (benchmarks/RESULTS.md).
-    models("models", polled, settings, sinks.models)
+    models("models", polled, settings, sinks.models, path)
     ingest("ingest", polled, settings, sinks.ingest)
     reconcile("reconcile", polled, settings, sinks.reconcile, tail)
     return flow

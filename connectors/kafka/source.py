@@ -14,16 +14,25 @@ then completes and is committed with everything read so far, and :mod:`twinflow.
 the dataflow; in a single-worker run the source does that by raising Bytewax's
 ``AbortExecution`` from ``next_batch`` (the one exception Bytewax treats as a clean end, where
 any other one, KeyboardInterrupt included, is a Rust panic).
+
+The source also tells whether its path works (:class:`operators.ml.path_pauses.PathPauses`, given
+as ``path``): after each poll of a partition whose leader broker librdkafka's statistics (every
+second) show connected and answering, the partition reports a heartbeat. A worker held up (a slow
+sink, stopped) polls nothing and the broker unreachable answers nothing: both are pauses of the
+path, while a poll that finds no new message is a healthy one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
+import orjson
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import _KafkaSourcePartition as BytewaxPartition
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import AbortExecution, Source, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING
@@ -31,22 +40,66 @@ from confluent_kafka import OFFSET_BEGINNING
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import client_config, without_bootstrap
 from connectors.stopping import STOP
+from operators.ml.path_pauses import PathPauses
 
 log = logging.getLogger(__name__)
 
+# A connected broker answers the consumer's fetch at least every fetch.wait.max.ms (0.5 s) even when
+# there is nothing to read; one silent for longer than this is hung or cut off.
+RX_IDLE_MAX_S = 5.0
+STATS_INTERVAL_MS = 1000  # Bytewax's statistics.interval.ms: how often librdkafka reports the broker
+
+
+def leader_reachable(stats: dict[str, Any], topic: str, partition: int) -> bool:
+    """Whether librdkafka's statistics (``stats_cb``) show ``topic``/``partition``'s leader broker
+    connected (state ``UP``) and answering (something received within :data:`RX_IDLE_MAX_S`)."""
+    part = stats.get("topics", {}).get(topic, {}).get("partitions", {}).get(str(partition), {})
+    leader = part.get("leader", -1)
+    if leader < 0:
+        return False
+    for broker in stats.get("brokers", {}).values():
+        if broker.get("nodeid") == leader:
+            return broker.get("state") == "UP" and 0 <= broker.get("rxidle", -1) <= RX_IDLE_MAX_S * 1e6
+    return False
+
+
+class _WatchedPartition(BytewaxPartition):
+    """Bytewax's Kafka partition that also reads librdkafka's statistics: is its leader reachable?"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.reachable = False  # not until the first statistics (one second after the start) say so
+        super().__init__(*args, **kwargs)
+
+    def _process_stats(self, json_stats: str) -> None:
+        self.reachable = leader_reachable(orjson.loads(json_stats), self._topic, self._part_idx)
+        super()._process_stats(json_stats)
+
 
 class _StoppablePartition(StatefulSourcePartition[Any, Any]):
-    """A Kafka partition that reads nothing once a stop is requested, and ends the run when told."""
+    """A Kafka partition that reads nothing once a stop is requested, and ends the run when told;
+    each poll of a reachable broker is a heartbeat of ``path``."""
 
-    def __init__(self, part: StatefulSourcePartition[Any, Any]) -> None:
+    def __init__(self, part: _WatchedPartition, name: str, path: PathPauses | None = None) -> None:
         self._part = part
+        self._name = name
+        self._path = path
+        if path is not None:
+            path.joined(name)
 
     def next_batch(self) -> list[Any]:
         if STOP.abort_sources.is_set():
             raise AbortExecution("stop requested")
         if STOP.requested.is_set():
             return []
-        return self._part.next_batch()
+        try:
+            batch = self._part.next_batch()
+        except StopIteration:  # the end of the partition (tail=False)
+            if self._path is not None:
+                self._path.left(self._name)
+            raise
+        if self._path is not None and self._part.reachable:
+            self._path.heartbeat(self._name, time.time())
+        return batch
 
     def next_awake(self) -> datetime | None:
         if STOP.requested.is_set():  # nothing to read: look at the stop flags 20 times a second
@@ -57,25 +110,55 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
         return self._part.snapshot()
 
     def close(self) -> None:
+        if self._path is not None:
+            self._path.left(self._name)
         self._part.close()
 
 
 class StoppableKafkaSource(KafkaSource):
-    """Bytewax's ``KafkaSource`` whose partitions obey :data:`connectors.stopping.STOP`."""
+    """Bytewax's ``KafkaSource`` whose partitions obey :data:`connectors.stopping.STOP` and report
+    heartbeats to ``path``."""
 
-    def __init__(self, brokers: list[str], topics: list[str], **options: Any) -> None:
+    def __init__(self, brokers: list[str], topics: list[str], path: PathPauses | None = None, **options: Any) -> None:
         super().__init__(brokers, topics, **options)
         self.topics = list(topics)  # what it reads (its recovery state is keyed <partition>-<topic>)
+        self.path = path
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePartition:
-        return _StoppablePartition(super().build_part(step_id, for_part, resume_state))
+        # Bytewax 0.21.1's KafkaSource.build_part, with the partition class that reads the statistics.
+        idx, topic = for_part.split("-", 1)
+        if topic not in self._topics:
+            raise ValueError(f"cannot resume Kafka partition {for_part!r}: not one of the topics {self._topics}")
+        config = {
+            "group.id": "BYTEWAX_IGNORED",  # offsets live in the recovery snapshots
+            "enable.auto.commit": "false",
+            "bootstrap.servers": ",".join(self._brokers),
+            "enable.partition.eof": str(not self._tail),
+            "statistics.interval.ms": STATS_INTERVAL_MS,
+            **self._add_config,
+        }
+        part = _WatchedPartition(
+            step_id,
+            config,
+            topic,
+            int(idx),
+            self._starting_offset,
+            resume_state,
+            self._batch_size,
+            self._raise_on_errors,
+        )
+        return _StoppablePartition(part, for_part, self.path)
 
 
-def kafka_source(settings: ConnectorSettings, topics: list[str], *, tail: bool) -> StoppableKafkaSource:
-    """The flows' Kafka source over ``topics``; ``tail=False`` ends at the end of every partition."""
+def kafka_source(
+    settings: ConnectorSettings, topics: list[str], *, tail: bool, path: PathPauses | None = None
+) -> StoppableKafkaSource:
+    """The flows' Kafka source over ``topics``; ``tail=False`` ends at the end of every partition;
+    ``path``: told of each healthy poll (:class:`_StoppablePartition`)."""
     return StoppableKafkaSource(
         settings.kafka.bootstrap_servers.split(","),
         topics,
+        path,
         tail=tail,
         starting_offset=OFFSET_BEGINNING,
         add_config=without_bootstrap(client_config(settings, **{"auto.offset.reset": "earliest"})),

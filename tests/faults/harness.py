@@ -53,6 +53,10 @@ FLOWS = ("pipeline", "telemetry")
 ALERT_ENV = {
     "TWINFLOW_ALERTS__RULES__ESCALATE_AFTER_S": "0",
     "TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S": "5",
+    # An anomaly resolves 60 s (not 300 s) of event time after its scores fall: ~300 readings before
+    # a twin's feed ends, so a broker restart that redelivers a stretch of in-fault readings late
+    # (each restarts the cool-down) still leaves an episode that opens and resolves.
+    "TWINFLOW_ALERTS__RULES__ANOMALY__COOL_DOWN_S": "60",
 }
 
 
