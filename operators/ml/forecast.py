@@ -3,7 +3,8 @@
 For each sensor a :class:`Holt` model (level and trend, no season) forecasts
 ``horizon`` samples ahead. The interval is split-conformal: the ``coverage`` quantile of the
 absolute errors of the last ``window`` forecasts made for exactly that horizon, so it is as
-wide as the model has recently been wrong.
+wide as the model has recently been wrong. The errors are kept in float32 (half the bytes): the
+interval's half-width differs from the float64 errors' by at most 2⁻²⁴ of itself.
 
 >>> f = SensorForecasts(ForecastConfig(horizon=3, window=20))
 >>> for t in range(60):
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import struct
 from array import array
 from collections import deque
 from dataclasses import dataclass
@@ -200,8 +202,21 @@ def _errors_in_order(errors: Any) -> tuple[list[float], int]:
 
 
 # Per sensor, one array of doubles: Holt's level, trend (0 without one) and first value, the samples
-# learned, the errors seen, then the pending forecasts (``horizon``) and the error ring (``window``).
+# learned, the errors seen, then the pending forecasts (``horizon``) and the error ring (``window``
+# float32 values, two to a double).
 LEVEL, TREND, FIRST, SEEN, ERRORS_SEEN, PENDING = range(6)
+_ERROR = struct.Struct("=f")  # one error of the ring, as numpy's float32 rounds it
+_ERROR_MAX = float(np.finfo(np.float32).max)  # a larger error is stored as this (float32 overflows)
+
+
+def error_ring(m: array[float], horizon: int, size: int) -> np.ndarray:
+    """The first ``size`` errors of a sensor's array (float32, a view)."""
+    return np.frombuffer(m, dtype=np.float32, count=size, offset=8 * (PENDING + horizon))
+
+
+def sensor_array(horizon: int, window: int) -> array[float]:
+    """A new sensor's array: the head, ``horizon`` pending forecasts, ``window`` float32 errors."""
+    return doubles(PENDING + horizon + (window + 1) // 2)
 
 
 class SensorForecasts:
@@ -216,8 +231,9 @@ class SensorForecasts:
     came) instead of objects (≈ 0.7 KiB less per sensor): the :class:`Holt` state, the samples
     learned and the errors seen, the pending forecasts (a ring: the one made at learned sample ``k``
     at ``PENDING + (k - 1) % horizon``), then the last ``window`` absolute errors (a ring, as
-    :class:`WindowQuantile`). The float operations are :class:`Holt`'s and :func:`quantile_of`'s:
-    the same numbers bit for bit (tests/unit/ml/test_step_many.py).
+    :class:`WindowQuantile`, in float32). The float operations are :class:`Holt`'s and
+    :func:`quantile_of`'s on the errors rounded to float32: the same numbers bit for bit
+    (tests/unit/ml/test_step_many.py).
     """
 
     __slots__ = ("config", "models")
@@ -240,19 +256,21 @@ class SensorForecasts:
         cfg = self.config
         h, window, alpha = cfg.horizon, cfg.window, cfg.alpha
         beta = cfg.beta or None
-        errors_at = PENDING + h
+        errors_at = 8 * (PENDING + h)  # the error ring's byte offset
         models = self.models
+        pack = _ERROR.pack_into
         for name, y in readings.items():
             if y is None or y.__class__ is bool or not math.isfinite(y):  # booleans are not forecast
                 continue
             m = models.get(name)
             if m is None:
-                m = models[name] = doubles(errors_at + window)
+                m = models[name] = sensor_array(h, window)
             n = int(m[SEEN])
             slot = PENDING + n % h  # the ring's oldest forecast, then the new one's
             if calibrate and n >= h:  # the forecast made h samples ago is for now
                 k = int(m[ERRORS_SEEN])
-                m[errors_at + k % window] = abs(y - m[slot])
+                e = abs(y - m[slot])
+                pack(m, errors_at + 4 * (k % window), _ERROR_MAX if e > _ERROR_MAX else e)
                 m[ERRORS_SEEN] = k + 1
             if n >= 2:  # Holt.learn_one and forecast_at
                 level, trend = m[LEVEL], m[TREND]
@@ -290,27 +308,31 @@ class SensorForecasts:
                 continue
             value = m[PENDING + (n - 1) % h]
             size = min(int(m[ERRORS_SEEN]), window)
-            if n > h and size:
-                w = quantile_of(np.frombuffer(m, count=size, offset=8 * (PENDING + h)), cfg.coverage)
-            else:
-                w = math.nan
+            w = quantile_of(error_ring(m, h, size), cfg.coverage) if n > h and size else math.nan
             out[name] = SensorForecast(h, value, value - w, value + w)
         return out
 
     def __getstate__(self) -> dict[str, Any]:
-        return slot_state(self)
+        return {**slot_state(self), "errors32": True}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Snapshots of this layout, and of the earlier one (a :class:`_SensorModel` per sensor), resume
-        on the same numbers."""
+        """Snapshots of this layout, and of the earlier ones (float64 errors; a :class:`_SensorModel`
+        per sensor), resume on the same numbers (the errors rounded to float32)."""
+        errors32 = state.pop("errors32", False)
         restore_slots(self, state)
         cfg = self.config = canonical(self.config)
+        h, window = cfg.horizon, cfg.window
         for name, old in self.models.items():
             if isinstance(old, array):
-                self.models[name] = doubles(0) + old  # exactly sized (unpickled arrays keep spare room)
+                m = self.models[name] = sensor_array(h, window)  # exactly sized (unpickled arrays keep spare room)
+                if errors32:
+                    m[:] = old
+                    continue
+                m[: PENDING + h] = old[: PENDING + h]
+                self._set_errors(m, old[PENDING + h :])
                 continue
             holt = old.model
-            m = self.models[name] = doubles(PENDING + cfg.horizon + cfg.window)
+            m = self.models[name] = sensor_array(h, window)
             m[FIRST] = holt.first if holt.first is not None else 0.0
             m[LEVEL] = holt.level if holt.level is not None else 0.0
             m[TREND] = holt.trend or 0.0
@@ -318,9 +340,14 @@ class SensorForecasts:
             for k, value in enumerate(old.pending):
                 m[PENDING + k] = value
             values, seen = _errors_in_order(old.errors)
-            for k, value in enumerate(values[: cfg.window]):
-                m[PENDING + cfg.horizon + k] = value
+            self._set_errors(m, values)
             m[ERRORS_SEEN] = seen
+
+    def _set_errors(self, m: array[float], values: Any) -> None:
+        """Put an earlier layout's float64 error ring into ``m``'s float32 one."""
+        cfg = self.config
+        ring = np.minimum(np.asarray(values[: cfg.window], dtype=np.float64), _ERROR_MAX).astype(np.float32)
+        memoryview(m).cast("B")[8 * (PENDING + cfg.horizon) :][: 4 * len(ring)] = ring.tobytes()
 
 
 # The class name in snapshots pickled before it was renamed (River's Forecaster is another contract).

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from river.drift import ADWIN
 
+from operators.ml import half_ring
 from operators.ml.config import AnomalyConfig
 from operators.ml.regimes import Regimes
 from operators.ml.scoring import TailScale
@@ -62,7 +63,7 @@ class NoveltyDetector(Regimes, VersionedState):
     twin: a ``__dict__`` of its ~50 attributes would cost 1.2 KiB more); pickled as a dict."""
 
     __slots__ = (
-        "_baseline", "_brate", "_calib", "_cfill", "_cpos", "_dev", "_drift", "_e", "_epos", "_ering",
+        "_baseline", "_brate", "_calib", "_cfill", "_cpos", "_cscale", "_dev", "_drift", "_e", "_epos", "_ering",
         "_fresh", "_inv_var", "_last", "_ln", "_lsum", "_mask", "_need_calib", "_point_won", "_precision",
         "_raw", "_recalling", "_recent", "_regimes", "_rpos", "_season", "_since_refresh", "_slope", "_t",
         "_t2", "_tail", "_var", "_vcalib", "_vmean", "_vn", "_vtail", "_window", "_wpos", "_x", "_z2",
@@ -94,7 +95,8 @@ class NoveltyDetector(Regimes, VersionedState):
         self._window: np.ndarray | None = None  # ring buffer (W × d) of recent vectors
         self._wpos = 0
         self._baseline: np.ndarray | None = None
-        self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float32)
+        self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float16, half_ring)
+        self._cscale: np.ndarray | None = None  # its columns' scales
         self._zcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal z² values
         self._vcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal window means of z²
         self._zring = doubles(cfg.window)  # the window's z² values (a variance/energy channel)
@@ -139,6 +141,15 @@ class NoveltyDetector(Regimes, VersionedState):
         self.config = config
         self.reset()
 
+    def _upgrade(self) -> None:
+        """Snapshots written before the calibration ring was halved hold it in float32."""
+        if not hasattr(self, "_cscale"):
+            self._cscale = None
+        if self._calib is not None and self._calib.dtype != np.float16:
+            old = self._calib
+            self._calib, self._cscale = np.zeros(old.shape, dtype=np.float16), half_ring.new_scale(old.shape[1])
+            half_ring.store(self._calib, self._cscale, 0, old.astype(np.float64), kept=0)
+
     # ------------------------------------------------------------------ vectors
     def vector(self, readings: dict[str, float]) -> np.ndarray:
         """The readings as a vector in ``sensors`` order (learned from the first sample); a missing
@@ -165,7 +176,8 @@ class NoveltyDetector(Regimes, VersionedState):
     def _allocate(self, d: int) -> None:
         cfg = self.config
         self._window = np.zeros((cfg.window, d))
-        self._calib = np.zeros((cfg.calibration_size, d), dtype=np.float32)
+        self._calib = np.zeros((cfg.calibration_size, d), dtype=np.float16)
+        self._cscale = half_ring.new_scale(d)
 
     # ------------------------------------------------------------------ scoring: observe, then learn
     def observe(
@@ -275,9 +287,11 @@ class NoveltyDetector(Regimes, VersionedState):
             self._fresh -= 1
             return False
         if self.n_learned > max(cfg.window, cfg.warmup // 4):  # early deviations are not yet meaningful
-            assert self._calib is not None
+            assert self._calib is not None and self._cscale is not None
             i = self._cpos % cfg.calibration_size
-            self._calib[i] = dev
+            if i == 0 and self._cfill:  # once per turn of the ring: columns whose values shrank back to 11 bits
+                half_ring.fit(self._calib, self._cscale, self._cfill)
+            half_ring.store(self._calib, self._cscale, i, dev, self._cfill)
             self._zcalib[i] = self._z2
             self._vcalib[i] = self._vmean
             self._cpos += 1
@@ -341,7 +355,8 @@ class NoveltyDetector(Regimes, VersionedState):
         self._since_refresh = 0
         if self._calib is None or self._cfill < max(2 * len(self.sensors), 10, self._need_calib):
             return
-        d = self._calib[: self._cfill]
+        assert self._cscale is not None
+        d = half_ring.read(self._calib, self._cscale, self._cfill)
         cov = (d.T @ d).astype(np.float64) / len(d)
         diag = np.diag(cov).copy()
         cov *= 1.0 - cfg.shrinkage

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from river.drift import ADWIN
 
+from operators.ml import half_ring
 from operators.ml.config import AnomalyConfig
 from operators.ml.scoring import Alarm
 
@@ -47,6 +48,7 @@ class Regimes:
     n_drifts: int
     _baseline: np.ndarray | None
     _calib: np.ndarray | None
+    _cscale: np.ndarray | None
     _cfill: int
     _cpos: int
     _drift: ADWIN
@@ -145,8 +147,8 @@ class Regimes:
             e = flat - level
             var = np.maximum((e[m // 2 :] ** 2).mean(axis=0), 1e-12)
             k = min(len(devs), cfg.calibration_size)
-            assert self._calib is not None
-            self._calib[:k] = devs[-k:]
+            assert self._calib is not None and self._cscale is not None
+            half_ring.store(self._calib, self._cscale, 0, devs[-k:], kept=0)
             zz = ((e * e) / var).sum(axis=1)
             self._zcalib[:k] = zz[-k:]
             zc = np.cumsum(np.concatenate([[0.0], zz]))

@@ -3,6 +3,7 @@
 import copy
 import math
 import random
+from array import array
 from datetime import UTC, datetime, timedelta
 
 from operators.ml.config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
@@ -131,12 +132,14 @@ def test_window_quantile_is_rivers_rolling_quantile_bit_for_bit() -> None:
         assert (back.q, back.n, back.get()) == (ours.q, ours.n, ours.get())
 
 
-def rivers_forecasts(cfg, samples):
+def rivers_forecasts(cfg, samples, errors32=True):
     """What the forecaster computed with River's models, one per sensor: HoltWinters (additive, no
     season) for the forecast, RollingQuantile of the absolute errors of the forecasts made
-    ``horizon`` samples before for the interval. Yields each sample's forecasts."""
+    ``horizon`` samples before (rounded to float32 as the forecaster keeps them, unless not
+    ``errors32``) for the interval. Yields each sample's forecasts."""
     from collections import deque
 
+    import numpy as np
     from river import stats, time_series
 
     models: dict = {}
@@ -153,7 +156,8 @@ def rivers_forecasts(cfg, samples):
                 )
             model, pending, errors, n = models[name]
             if calibrate and len(pending) == cfg.horizon:
-                errors.update(abs(y - pending[0]))
+                e = abs(y - pending[0])
+                errors.update(float(np.float32(e)) if errors32 else e)
             model.learn_one(y)
             n[0] += 1
             pending.append(model.forecast(cfg.horizon)[-1] if n[0] >= 2 else y)
@@ -201,6 +205,58 @@ def test_packed_forecaster_is_rivers_models_bit_for_bit() -> None:
         assert f.seen("a") == 150 and f.seen("zz") == 0
 
 
+def test_float32_errors_move_the_interval_by_at_most_2_to_the_minus_24() -> None:
+    """The error ring is float32 (operators/ml/forecast.py): against the float64 errors it replaced,
+    the forecast is the same and each bound moves by at most 2⁻²⁴ of the half-width (the quantile
+    interpolates between two errors, each rounded to float32) plus the rounding of the bound."""
+    from operators.ml.config import ForecastConfig
+
+    cfg = ForecastConfig()
+    samples = forecaster_samples(11, 600)
+    moved = 0
+    for exact, rounded in zip(
+        rivers_forecasts(cfg, samples, errors32=False), rivers_forecasts(cfg, samples), strict=True
+    ):
+        for name, (value, low, high) in exact.items():
+            value32, low32, high32 = rounded[name]
+            assert value32 == value
+            if math.isnan(low):
+                assert math.isnan(low32)
+                continue
+            w = high - value
+            for a, b in ((low, low32), (high, high32)):
+                assert abs(a - b) <= 2**-24 * w + 2 * math.ulp(abs(value) + w)
+                moved += a != b
+    assert moved  # the bound is not met trivially
+
+
+def test_forecasts_of_the_float64_error_layout_resume() -> None:
+    """States pickled while the error ring held doubles (one array per sensor, no ``errors32`` mark)
+    resume with the errors in float32: the same forecasts and intervals as the new layout's."""
+    import pickle
+
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import PENDING, SensorForecasts, error_ring
+
+    cfg = ForecastConfig(horizon=4, window=21)
+    samples = forecaster_samples(9, 200)
+    for cut in (2, 10, 30, 150):
+        f = SensorForecasts(cfg)
+        for readings, calibrate in samples[:cut]:
+            f.update(readings, calibrate=calibrate)
+        models = {
+            name: a[: PENDING + cfg.horizon] + array("d", error_ring(a, cfg.horizon, cfg.window).tolist())
+            for name, a in f.models.items()
+        }
+        old = pickle.loads(pickle.dumps(EarlierLayout(SensorForecasts, {"config": cfg, "models": models})))
+        new = pickle.loads(pickle.dumps(f))
+        assert [len(a) for a in old.models.values()] == [len(a) for a in f.models.values()]
+        for readings, calibrate in samples[cut:]:
+            new.update(readings, calibrate=calibrate)
+            old.update(readings, calibrate=calibrate)
+            assert repr(old.forecast()) == repr(new.forecast())
+
+
 def test_forecasts_of_the_earlier_layout_resume() -> None:
     """States pickled before the sensors were packed (a _SensorModel per sensor: Holt, the pending
     forecasts in a list ring or, earlier, a deque, the errors in a WindowQuantile or River's
@@ -222,6 +278,7 @@ def test_forecasts_of_the_earlier_layout_resume() -> None:
         SensorForecasts,
         WindowQuantile,
         _SensorModel,
+        error_ring,
     )
 
     cfg = ForecastConfig(horizon=4, window=20)
@@ -245,7 +302,7 @@ def test_forecasts_of_the_earlier_layout_resume() -> None:
                         in_order = [ring[(n - len(ring) + i) % cfg.horizon] for i in range(len(ring))]
                         pending = deque(in_order, maxlen=cfg.horizon)
                     seen = int(a[ERRORS_SEEN])
-                    values = a[PENDING + cfg.horizon :]
+                    values = array("d", error_ring(a, cfg.horizon, cfg.window).tolist())
                     errors: object = WindowQuantile(cfg.coverage, cfg.window)
                     errors.values[:] = values
                     errors.n = seen
