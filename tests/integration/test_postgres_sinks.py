@@ -152,7 +152,7 @@ class BrokenTelemetrySink(TelemetrySink):
 @pytest.mark.parametrize(("sink", "records"), CASES, ids=[s.__name__ for s, _ in CASES])
 def test_in_the_background_a_twin_keeps_one_partition_and_the_same_rows(stack_settings, unique, sink, records):
     conninfo = stack_settings.postgres.conninfo()
-    reference, twins = f"ref-{unique}", [f"bg{i}-{unique}" for i in range(6)]
+    reference, twins = f"ref-{unique}", [f"bg{i}-{unique}" for i in range(12)]  # 12: never all in one partition
     sink(conninfo).open().write(records(reference))
 
     overlapped = OverlappedSink(sink(conninfo, batch_size=3), partitions=3)
