@@ -58,6 +58,10 @@ class FlowSettings(StrictModel):
     # are then thrown away): a stall of the flow per epoch. Without recovery nothing needs short
     # epochs. With recovery on, the epoch is `snapshot_interval_s`.
     epoch_without_recovery_s: float = Field(600.0, gt=0)
+    # Partitions of each PostgreSQL sink of the flows (telemetry rows, twin versions and windows): a
+    # background writer and a connection each, a twin's records always in the same one. None: one per
+    # worker of the run (`twinflow run` fills in workers × processes; 1 elsewhere). At most 16.
+    sink_partitions: int | None = Field(None, ge=1, le=16)
 
 
 class MlSettings(StrictModel):

@@ -27,6 +27,7 @@ from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
 from connectors.postgres.telemetry_sink import TelemetrySink
+from flows.outputs import Sink, output, overlapped
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from operators.telemetry.ingest import Polled
@@ -38,13 +39,13 @@ log = logging.getLogger("twinflow.flow")
 class TelemetrySinks:
     """Where the telemetry flow writes: lists of telemetry rows, and Kafka messages (dead letters)."""
 
-    rows: DynamicSink[Any]
+    rows: Sink
     messages: DynamicSink[Any]
 
     @classmethod
     def of(cls, settings: Settings) -> TelemetrySinks:
-        """PostgreSQL's ``telemetry`` table and Kafka."""
-        rows = TelemetrySink(settings.postgres.conninfo(), batch_size=settings.flow.batch_size)
+        """PostgreSQL's ``telemetry`` table (written in the background) and Kafka."""
+        rows = overlapped(settings, TelemetrySink(settings.postgres.conninfo(), batch_size=settings.flow.batch_size))
         return cls(rows, MessageSink(producer_config(settings)))
 
 
@@ -77,7 +78,7 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sinks: TelemetrySi
     """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
     splits = op.map("decode", polled, lambda p: p.readings.split(p.messages))
     rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
-    op.output("postgres", rows, sinks.rows)
+    output("postgres", rows, sinks.rows)
 
     dead = op.flat_map(
         "dead_letters",

@@ -48,6 +48,7 @@ from connectors.kafka.twin_messages import TwinTopics, to_messages
 from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
+from flows.outputs import Sink, output, overlapped
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
@@ -195,19 +196,19 @@ class TwinSinks:
     (None: such a twin starts new)."""
 
     messages: DynamicSink[Any]
-    history: DynamicSink[Any]
-    rows: DynamicSink[Any]
+    history: Sink
+    rows: Sink
     decisions: DecisionStore
     stored: StoredTwins | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> TwinSinks:
-        """Kafka and PostgreSQL."""
+        """Kafka and PostgreSQL (written in the background)."""
         conninfo = settings.postgres.conninfo()
         return cls(
             MessageSink(producer_config(settings)),
-            TwinSink(conninfo),
-            TelemetrySink(conninfo, batch_size=settings.flow.batch_size),
+            overlapped(settings, TwinSink(conninfo)),
+            overlapped(settings, TelemetrySink(conninfo, batch_size=settings.flow.batch_size)),
             PostgresDecisionStore(conninfo),
             StoredTwins(conninfo),
         )
@@ -245,7 +246,7 @@ def attach_polled(
     items = op.map("twin_items", produced, lambda kv: kv[1])  # lists of outputs
 
     to_db = op.filter_map("twin_db_items", items, _db_items)
-    op.output("twin_postgres", to_db, sinks.history)
+    output("twin_postgres", to_db, sinks.history)
 
     out_topics = TwinTopics.of(settings)
     messages = op.flat_map(
@@ -262,7 +263,7 @@ def attach_polled(
     op.output("twin_kafka", op.merge("twin_all_messages", messages, dead), sinks.messages)
     if tw.ingest:
         rows = op.filter("twin_rows", op.map("twin_row_lists", inputs, lambda ti: ti.rows), bool)
-        op.output("twin_telemetry_postgres", rows, sinks.rows)
+        output("twin_telemetry_postgres", rows, sinks.rows)
     return inputs
 
 

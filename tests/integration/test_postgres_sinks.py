@@ -5,17 +5,23 @@ delivery."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+import bytewax.operators as op
 import psycopg
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, run_main
 from psycopg import sql
 
+from connectors.overlap import OverlappedSink
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.postgres.sink import PostgresSink
 from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_sink import TwinSink
+from flows.outputs import output
 from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
 from operators.telemetry.ingest import TelemetryRow, TypedRow
 from operators.twin.event_windows import WindowRow
@@ -124,3 +130,93 @@ def test_a_batch_delivered_again_leaves_the_rows_of_one_delivery(stack_settings,
     first = stored(conninfo, sink, once)
     assert all(first.values()), first  # every table got rows
     assert stored(conninfo, sink, twice) == first
+
+
+class SlowTelemetrySink(TelemetrySink):
+    """Each transaction waits 0.3 s on the server first: a write still in flight is visible."""
+
+    def write(self, conn: psycopg.Connection, rows: Sequence[TelemetryRow | TypedRow]) -> int:
+        conn.execute("SELECT pg_sleep(0.3)")
+        return super().write(conn, rows)
+
+
+class BrokenTelemetrySink(TelemetrySink):
+    """Fails on its second batch (not a connection loss: no retry)."""
+
+    def write(self, conn: psycopg.Connection, rows: Sequence[TelemetryRow | TypedRow]) -> int:
+        if rows[0].twin_id.startswith("broken-"):
+            raise ValueError("a batch the database refuses")
+        return super().write(conn, rows)
+
+
+@pytest.mark.parametrize(("sink", "records"), CASES, ids=[s.__name__ for s, _ in CASES])
+def test_in_the_background_a_twin_keeps_one_partition_and_the_same_rows(stack_settings, unique, sink, records):
+    conninfo = stack_settings.postgres.conninfo()
+    reference, twins = f"ref-{unique}", [f"bg{i}-{unique}" for i in range(12)]  # 12: never all in one partition
+    sink(conninfo).open().write(records(reference))
+
+    overlapped = OverlappedSink(sink(conninfo, batch_size=3), partitions=3)
+    routed = overlapped.route([r for twin in twins for r in records(twin)])
+    part_of: dict[str, str] = {}
+    for part, records_of_part in routed:
+        for r in records_of_part:
+            assert part_of.setdefault(r.twin_id, part) == part  # no twin in two partitions
+    assert len(set(part_of.values())) > 1
+    parts = {part: overlapped.build_part("test_step", part, None) for part, _ in routed}
+    for part, records_of_part in routed:
+        parts[part].write_batch([records_of_part])
+        parts[part].write_batch([records_of_part])  # the same batch again: idempotent
+    for partition in parts.values():
+        partition.snapshot()
+        partition.close()
+    expected = stored(conninfo, sink, reference)
+    for twin in twins:
+        got = stored(conninfo, sink, twin)
+        assert got == expected, twin
+
+
+def test_the_snapshot_returns_after_the_writes_in_flight(stack_settings, unique):
+    conninfo = stack_settings.postgres.conninfo()
+    partition = OverlappedSink(SlowTelemetrySink(conninfo)).build_part("test_step", "00", None)
+    partition.write_batch([telemetry(f"a-{unique}")])
+    partition.write_batch([telemetry(f"b-{unique}")])
+    assert partition.snapshot() is None  # Bytewax commits the epoch only after this
+    assert all(stored(conninfo, TelemetrySink, f"{t}-{unique}")["telemetry"] for t in "ab")
+    partition.write_batch([telemetry(f"c-{unique}")])
+    partition.close()  # the end of the flow, or a clean stop
+    assert stored(conninfo, TelemetrySink, f"c-{unique}")["telemetry"]
+
+
+def test_a_failed_background_write_stops_the_flow_and_nothing_after_it_is_written(stack_settings, unique):
+    conninfo = stack_settings.postgres.conninfo()
+    partition = OverlappedSink(BrokenTelemetrySink(conninfo)).build_part("test_step", "00", None)
+    partition.write_batch([telemetry(f"ok-{unique}")])
+    partition.write_batch([telemetry(f"broken-{unique}")])
+    partition.write_batch([telemetry(f"after-{unique}")])  # may be queued before the failure is seen
+    with pytest.raises(RuntimeError, match="a batch the database refuses"):
+        partition.snapshot()
+    partition.close()
+    assert stored(conninfo, TelemetrySink, f"ok-{unique}")["telemetry"]
+    assert not stored(conninfo, TelemetrySink, f"after-{unique}")["telemetry"]
+
+    flow = Dataflow("broken")
+    output("rows", op.input("in", flow, TestingSource([telemetry(f"ok2-{unique}"), telemetry(f"broken-{unique}")])),
+           OverlappedSink(BrokenTelemetrySink(conninfo)))  # fmt: skip
+    with pytest.raises(Exception) as stopped:  # Bytewax's error, caused by the write's
+        run_main(flow)
+    assert "a batch the database refuses" in "".join(traceback.format_exception(stopped.value))
+
+
+def test_a_flow_writes_everything_before_it_ends(stack_settings, unique):
+    conninfo = stack_settings.postgres.conninfo()
+    twins = [f"flow{i}-{unique}" for i in range(5)]
+    batches = [telemetry(twin) for twin in twins] * 3  # lists, as the flows emit them; twice again
+    flow = Dataflow("overlapped")
+    output(
+        "rows",
+        op.input("in", flow, TestingSource(batches, batch_size=2)),
+        OverlappedSink(SlowTelemetrySink(conninfo), 2),
+    )
+    run_main(flow)
+    for twin in twins:
+        assert stored(conninfo, TelemetrySink, twin) == stored(conninfo, TelemetrySink, twins[0]) != {"telemetry": []}

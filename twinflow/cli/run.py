@@ -36,6 +36,7 @@ def run(
     """
     import importlib
 
+    from connectors.overlap import SLOTS
     from connectors.stopping import stop_on_signals
     from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
 
@@ -62,6 +63,9 @@ def run(
         except ValueError as exc:
             err_console.print(f"[red]-i {process_id}: {exc} (-a lists {len(peers or [])} addresses)[/red]")
             raise typer.Exit(2) from exc
+    if s.flow.sink_partitions is None:  # one PostgreSQL writer per worker of the run
+        partitions = min(workers * len(peers or [None]), SLOTS)
+        s = s.model_copy(update={"flow": s.flow.model_copy(update={"sink_partitions": partitions})})
     module = importlib.import_module(f"flows.{flow}")
     logging.getLogger("twinflow.run").info("flow %s starting (recovery: %s)", flow, rdir or "off")
     code = run_in_process(

@@ -1,0 +1,162 @@
+"""A sink whose writes overlap the flow's compute, and never fall behind a committed epoch.
+
+Bytewax calls a sink's ``write_batch`` synchronously, so a flow that writes to PostgreSQL waits
+for every COPY and commit and computes nothing meanwhile. :class:`OverlappedSink` wraps a
+:class:`~connectors.batch_sink.BatchSink` (same destination, same batching, same idempotent
+writes) and hands each batch to one background thread per partition (:class:`BackgroundWriter`):
+
+* **Bounded**: a batch waits while one is queued and one is being written (at most two batches in
+  flight per partition), so memory stays bounded and a slow database still slows the flow down.
+* **In order**: one thread per partition writes its batches in the order they came.
+* **Never ahead of the recovery snapshot**: it is a
+  :class:`~bytewax.outputs.FixedPartitionedSink`, whose partitions Bytewax asks for a
+  ``snapshot()`` at the end of every epoch in which they were written to (with recovery or
+  without, Bytewax 0.21 ``src/outputs.rs`` ``partitioned_output``) *before* the epoch can be
+  committed. The snapshot waits for the writes in flight, so the Kafka offsets of an epoch are
+  committed only after its rows are; ``close()`` (end of the flow, a clean stop) waits as well.
+* **Errors stop the flow**: a write that raises is re-raised by the next ``write_batch``,
+  ``snapshot`` or ``close``, and nothing after it is written; the epoch is never committed, so a
+  restart replays it (the writes are idempotent).
+* **Routing**: an item (a record or a list of records) is keyed by :meth:`OverlappedSink.route`
+  on its records' ``twin_id``: all of a twin's records go to one partition, in the order one
+  upstream worker emitted them, and are written by one thread in that order. ``partitions``
+  partitions are used; Bytewax spreads them over the workers (one per worker when there are as
+  many as workers) and moves each item to its partition's worker. :data:`SLOTS` partitions are
+  always listed, so a recovery snapshot taken with another ``partitions`` still resumes.
+
+The snapshot holds nothing (``None``): the sink's only state is what is still in flight, and that
+is written before the snapshot is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import zlib
+from collections.abc import Sequence
+from typing import Any, Generic
+
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from connectors.batch_sink import BatchSink, BatchWriter, Destination, Record
+
+log = logging.getLogger(__name__)
+
+# Partitions listed to Bytewax, named so that they sort in index order; at most this many are used.
+SLOTS = 16
+_NAMES = [f"{i:02d}" for i in range(SLOTS)]
+_DONE = None  # the queue's last item: the thread ends
+
+
+class BackgroundWriter(Generic[Record, Destination]):
+    """Writes batches with a :class:`BatchWriter` in a thread of its own, in order, two at most in flight."""
+
+    def __init__(self, writer: BatchWriter[Record, Destination]) -> None:
+        self.writer = writer
+        self._queue: queue.Queue[Sequence[Record] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, records: Sequence[Record]) -> None:
+        """Queue ``records``; waits while a batch is queued already. Raises an earlier write's error."""
+        self.raise_error()
+        if not records:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"sink {self.writer.label}", daemon=True)
+            self._thread.start()
+        self._queue.put(records)
+
+    def wait(self) -> None:
+        """Return once every batch submitted is written; raises a write's error."""
+        if self._thread is not None:
+            self._queue.join()
+        self.raise_error()
+
+    def close(self) -> None:
+        """Write what is in flight, end the thread and close the writer; raises a write's error."""
+        try:
+            if self._thread is not None:
+                self._queue.put(_DONE)
+                self._thread.join()
+                self._thread = None
+        finally:
+            self.writer.close()
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"{self.writer.label}: a background write failed: {error}") from error
+
+    def _run(self) -> None:
+        failed = False
+        while True:
+            records = self._queue.get()
+            try:
+                if records is _DONE:
+                    return
+                if not failed:  # after an error nothing more is written (the epoch is replayed)
+                    self.writer.write(records)
+            except BaseException as exc:  # handed to the flow's thread
+                failed = True
+                self._error = exc
+                log.error("%s: write failed, the flow stops: %s", self.writer.label, exc)
+            finally:
+                self._queue.task_done()
+
+
+class OverlappedPartition(StatefulSinkPartition[list[Record], None], Generic[Record, Destination]):
+    """One partition of an :class:`OverlappedSink`: its own destination and background thread."""
+
+    def __init__(self, writer: BatchWriter[Record, Destination]) -> None:
+        self.background = BackgroundWriter(writer)
+
+    def write_batch(self, values: list[list[Record]]) -> None:
+        self.background.submit([r for records in values for r in records])
+
+    def snapshot(self) -> None:
+        self.background.wait()
+
+    def close(self) -> None:
+        self.background.close()
+
+
+class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, Destination]):
+    """``sink`` with its writes overlapping the flow's compute, over ``partitions`` partitions
+    (1 to :data:`SLOTS`) keyed by twin. Its input is :meth:`route`'s output (flows wire both)."""
+
+    def __init__(self, sink: BatchSink[Record, Destination], partitions: int = 1) -> None:
+        if not 1 <= partitions <= SLOTS:
+            raise ValueError(f"partitions must be 1 to {SLOTS}, not {partitions}")
+        self.sink = sink
+        self.partitions = partitions
+        self._part_of: dict[str, str] = {}
+
+    def route(self, item: Record | list[Record]) -> list[tuple[str, list[Record]]]:
+        """A record or a list of records (one per twin and batch, or one poll's worth) as
+        ``(partition, records)`` pairs, records of one twin in one partition, order kept."""
+        records: list[Record] = item if isinstance(item, list) else [item]
+        if self.partitions == 1:
+            return [(_NAMES[0], records)]
+        parts: dict[str, list[Record]] = {}
+        part_of = self._part_of
+        for record in records:
+            twin: str = record.twin_id  # type: ignore[attr-defined]
+            part = part_of.get(twin)
+            if part is None:
+                part = part_of[twin] = _NAMES[zlib.crc32(twin.encode()) % self.partitions]
+            parts.setdefault(part, []).append(record)
+        return list(parts.items())
+
+    def list_parts(self) -> list[str]:
+        return list(_NAMES)
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> OverlappedPartition[Record, Destination]:
+        writer = self.sink.open()
+        writer.label = f"{step_id} partition {for_part}"
+        return OverlappedPartition(writer)
