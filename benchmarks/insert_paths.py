@@ -18,7 +18,9 @@ indexes), each in its own table, one transaction per batch, the paths alternatin
   NOTHING``, the columns sent as binary arrays.
 
 Then every batch is written a second time (a recovery replay): each path must insert nothing.
-Printed: ms per batch and rows/s for fresh rows and for replays, the rows each table holds, and
+Last, new batches that end with one stored row (``late dup``: the COPY fails at the batch's last
+row, the worst case of a failed attempt; the row of a replay that straddles stored and new rows).
+Printed: ms per batch (median) per phase, fresh rows/s, the rows each table holds, and
 the load average during the run (the machine may be shared).
 """
 
@@ -51,13 +53,13 @@ UNNEST_SQL = (
 )
 
 
-def batches(n_rows: int, size: int, twins: int, sensors: int) -> list[list[TelemetryRow]]:
+def batches(n_rows: int, size: int, twins: int, sensors: int, prefix: str = "ins") -> list[list[TelemetryRow]]:
     """Readings of ``twins`` twins with ``sensors`` values each, as the ingest operator makes them."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows: list[TelemetryRow] = []
     seq = 0
     while len(rows) < n_rows:
-        twin = f"ins-{seq % twins}"
+        twin = f"{prefix}-{seq % twins}"
         ts = t0 + timedelta(milliseconds=10 * seq)
         rows.extend(TelemetryRow(twin, f"s{k}", ts, seq * 0.1 + k, seq, 0, "bench") for k in range(sensors))
         seq += 1
@@ -118,6 +120,9 @@ def main() -> None:
     conninfo = load_settings().postgres.conninfo()
     run = uuid.uuid4().hex[:6]
     data = batches(args.rows, args.batch, args.twins, args.sensors)
+    late = batches(args.rows, args.batch, args.twins, args.sensors, prefix="late")
+    late_dup = [[*new, stored[0]] for new, stored in zip(late, data, strict=True)]
+    phases = {"fresh": data, "replay": data, "late dup": late_dup}
     paths = {
         "sink": lambda conn, t: sink(conn, t),
         "copy-first": lambda conn, t: sink(conn, t, remember=False),
@@ -126,8 +131,8 @@ def main() -> None:
     }
     tables = {name: f"bench_ins_{name.replace('-', '_')}_{run}" for name in args.paths}
     loads: list[float] = []  # 1-minute load average, sampled at every batch
-    times: dict[str, dict[str, list[float]]] = {k: {"fresh": [], "replay": []} for k in tables}
-    inserted: dict[str, dict[str, int]] = {k: {"fresh": 0, "replay": 0} for k in tables}
+    times: dict[str, dict[str, list[float]]] = {k: {phase: [] for phase in phases} for k in tables}
+    inserted: dict[str, dict[str, int]] = {k: dict.fromkeys(phases, 0) for k in tables}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for t in tables.values():
             like = "CREATE TABLE {} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
@@ -135,8 +140,8 @@ def main() -> None:
         try:
             writers = {name: paths[name](conn, t) for name, t in tables.items()}
             names = list(tables)
-            for phase in ("fresh", "replay"):
-                for i, batch in enumerate(data):
+            for phase, phase_batches in phases.items():
+                for i, batch in enumerate(phase_batches):
                     order = names[i % len(names) :] + names[: i % len(names)]
                     loads.append(os.getloadavg()[0])
                     for name in order:
@@ -154,27 +159,28 @@ def main() -> None:
         f"{os.cpu_count()} cores"
     )
     table = Table(title=f"idempotent telemetry writes, {args.rows:,} rows in batches of {args.batch:,}; {load}")
-    cols = ("path", "fresh ms/batch (median)", "fresh rows/s", "replay ms/batch", "replay rows/s", "inserted", "held")
+    cols = ("path", "fresh ms/batch", "fresh rows/s", "replay ms/batch", "late dup ms/batch", "inserted", "held")
     for c in cols:
         table.add_column(c, justify="right", no_wrap=c == "path")
     md = "| " + " | ".join(cols) + " |\n|---|" + "---:|" * (len(cols) - 1) + "\n"
     for name in tables:
-        f, r = times[name]["fresh"], times[name]["replay"]
+        ms = {phase: f"{statistics.median(t) * 1000:.1f}" for phase, t in times[name].items()}
         cells = [
             name,
-            f"{statistics.median(f) * 1000:.1f}",
-            f"{args.rows / sum(f):,.0f}",
-            f"{statistics.median(r) * 1000:.1f}",
-            f"{args.rows / sum(r):,.0f}",
-            f"{inserted[name]['fresh']:,} + {inserted[name]['replay']:,}",
+            ms["fresh"],
+            f"{args.rows / sum(times[name]['fresh']):,.0f}",
+            ms["replay"],
+            ms["late dup"],
+            " + ".join(f"{n:,}" for n in inserted[name].values()),
             f"{held[name]:,}",
         ]
         table.add_row(*cells)
         md += "| " + " | ".join(cells) + " |\n"
-    md += f"\n{load}.\n"
+    md += f"\nms per batch: medians; inserted: fresh + replay + late dup; {load}.\n"
     console.print(table)
-    ok = all(inserted[k]["replay"] == 0 and held[k] == args.rows for k in tables)
-    console.print("idempotent: " + ("yes, a replay inserted nothing" if ok else "NO"))
+    expected = {"fresh": args.rows, "replay": 0, "late dup": args.rows}
+    ok = all(inserted[k] == expected and held[k] == 2 * args.rows for k in tables)
+    console.print("idempotent: " + ("yes: a replay inserted nothing, no stored row twice" if ok else "NO"))
     if not args.no_record:
         append_result(
             "Idempotent telemetry write: COPY into the table (fallback: staging) vs staging vs unnest",
