@@ -126,8 +126,8 @@ class TelemetrySink(PostgresSink[TelemetryRow | TypedRow]):
             inserted = stage_rows(cur, self.table, rows)
         if inserted == len(rows) and conn in self._staging:
             self._staging.discard(conn)
-            log.debug("telemetry batch of %d rows all new: back to COPY", len(rows))
+            log.info("telemetry batch of %d rows all new: back to COPY", len(rows))
         elif inserted < len(rows) and conn not in self._staging:
             self._staging.add(conn)
-            log.debug("telemetry batch held %d stored or repeated rows: staging", len(rows) - inserted)
+            log.info("telemetry batch held %d stored or repeated rows: staging", len(rows) - inserted)
         return inserted

@@ -132,7 +132,7 @@ def test_telemetry_copies_new_batches_and_stages_stored_or_repeated_rows(stack_s
     the last one) or a row repeated inside makes the COPY hit the primary key, and the writer falls
     back to staging until a batch is all new again. Every delivery leaves one copy of each row."""
     twin = f"copy-{unique}"
-    caplog.set_level(logging.DEBUG, logger="connectors.postgres.telemetry_sink")
+    caplog.set_level(logging.INFO, logger="connectors.postgres.telemetry_sink")
 
     def rows(start: int, stop: int) -> list[TelemetryRow | TypedRow]:
         plain = [TelemetryRow(twin, "a", T0 + timedelta(seconds=i), float(i), i, 0, "test") for i in range(start, stop)]
