@@ -102,7 +102,7 @@ bench: setup
 	$(TW) stack up
 	$(TW) db migrate
 	$(PY) -m benchmarks.e2e --readings 200000 --twins 200
-# The idempotent telemetry write: today's staging + INSERT … ON CONFLICT vs one INSERT … SELECT FROM unnest.
+# The idempotent telemetry write: the sink's COPY into the table (staging on duplicates) vs staging vs unnest.
 .PHONY: bench-insert
 bench-insert: setup
 	$(TW) stack up

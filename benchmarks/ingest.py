@@ -125,8 +125,8 @@ def main() -> None:
             f"python -m benchmarks.ingest --readings {args.readings} --twins {args.twins} "
             f"--sensors {args.sensors} --processes {args.processes}",
             body + "\nKafka, PostgreSQL and the flow share the machine; the topic is filled before the flow "
-            "starts, so this is the flow's drain rate (binary COPY into a staging table + "
-            "INSERT … ON CONFLICT DO NOTHING).",
+            "starts, so this is the flow's drain rate (binary COPY into telemetry; a batch with "
+            "stored rows through a staging table + INSERT … ON CONFLICT DO NOTHING).",
         )
     if not ok:
         sys.exit(f"expected {values} rows, found {rows}")

@@ -1,23 +1,33 @@
-"""Cheapest idempotent telemetry write: today's staging path vs one ``INSERT … SELECT FROM unnest``.
+"""Cheapest idempotent telemetry write: COPY straight into the table, the staging path, ``unnest``.
 
     make bench-insert                                    # 400,000 rows in batches of 5,000
     python -m benchmarks.insert_paths --rows 100000 --no-record
 
-Both paths write the same batches into a scratch copy of ``telemetry`` (same columns, defaults,
-primary key), each in its own table, alternating batch by batch so both see the same load:
+Every path writes the same batches into a scratch copy of ``telemetry`` (same columns, defaults,
+indexes), each in its own table, one transaction per batch, the paths alternating batch by batch
+(the order rotating) so all see the same load:
 
-* **staging** (:mod:`connectors.postgres.telemetry_sink`): binary COPY into a temporary table,
-  ``INSERT … SELECT … ON CONFLICT DO NOTHING``, one transaction per batch;
+* **sink** (:class:`connectors.postgres.telemetry_sink.TelemetrySink`, its own ``write``): binary
+  COPY straight into the table under a savepoint; on a unique violation, roll back to the savepoint
+  and take the staging path; after that the writer stages until a batch inserts every row it holds;
+* **copy-first**: the same, but every batch tries the COPY first (no memory of a failed one): what
+  a replayed batch costs when the failed COPY is not avoided;
+* **staging** (:func:`connectors.postgres.telemetry_sink.stage_rows`, the sink's path before):
+  binary COPY into a temporary table, ``INSERT … SELECT … ON CONFLICT DO NOTHING``;
 * **unnest**: one statement, ``INSERT … SELECT * FROM unnest(%s::text[], …) ON CONFLICT DO
-  NOTHING``, the columns sent as binary arrays, one transaction per batch.
+  NOTHING``, the columns sent as binary arrays.
 
-Then every batch is written a second time (a recovery replay): both must insert nothing.
-Printed: ms per batch and rows/s for fresh rows and for replays, and the rows each table holds.
+Then every batch is written a second time (a recovery replay): each path must insert nothing.
+Last, new batches that end with one stored row (``late dup``: the COPY fails at the batch's last
+row, the worst case of a failed attempt; the row of a replay that straddles stored and new rows).
+Printed: ms per batch (median) per phase, fresh rows/s, the rows each table holds, and
+the load average during the run (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 import uuid
@@ -30,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.machine import append_result
-from connectors.postgres.telemetry_sink import COPY_SQL, COPY_TYPES, MOVE_SQL, STAGE_DDL
+from connectors.postgres.telemetry_sink import STAGE_DDL, TelemetrySink, stage_rows
 from operators.telemetry.ingest import TelemetryRow
 from twinflow.settings import load_settings
 
@@ -43,13 +53,13 @@ UNNEST_SQL = (
 )
 
 
-def batches(n_rows: int, size: int, twins: int, sensors: int) -> list[list[TelemetryRow]]:
+def batches(n_rows: int, size: int, twins: int, sensors: int, prefix: str = "ins") -> list[list[TelemetryRow]]:
     """Readings of ``twins`` twins with ``sensors`` values each, as the ingest operator makes them."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows: list[TelemetryRow] = []
     seq = 0
     while len(rows) < n_rows:
-        twin = f"ins-{seq % twins}"
+        twin = f"{prefix}-{seq % twins}"
         ts = t0 + timedelta(milliseconds=10 * seq)
         rows.extend(TelemetryRow(twin, f"s{k}", ts, seq * 0.1 + k, seq, 0, "bench") for k in range(sensors))
         seq += 1
@@ -58,18 +68,26 @@ def batches(n_rows: int, size: int, twins: int, sensors: int) -> list[list[Telem
 
 
 def staging(conn: psycopg.Connection, table: str) -> Callable[[Sequence[TelemetryRow]], int]:
-    """The sink's own statements (its staging table, COPY and move), the move pointed at ``table``."""
+    """The sink's staging path (its staging table, COPY and move), the move pointed at ``table``."""
     conn.execute(STAGE_DDL)
-    move = sql.SQL(MOVE_SQL.replace("INSERT INTO telemetry ", "INSERT INTO {} ", 1)).format(sql.Identifier(table))
 
     def write(rows: Sequence[TelemetryRow]) -> int:
         with conn.transaction(), conn.cursor() as cur:
-            with cur.copy(COPY_SQL) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(move)
-            return cur.rowcount
+            return stage_rows(cur, table, rows)
+
+    return write
+
+
+def sink(conn: psycopg.Connection, table: str, *, remember: bool = True) -> Callable[[Sequence[TelemetryRow]], int]:
+    """The sink's own ``write`` into ``table``; ``remember=False`` forgets a failed COPY before each batch."""
+    conn.execute(STAGE_DDL)
+    writer = type("BenchTelemetrySink", (TelemetrySink,), {"table": table})(conn.info.dsn)
+
+    def write(rows: Sequence[TelemetryRow]) -> int:
+        if not remember:
+            writer._staging.clear()
+        with conn.transaction():
+            return writer.write(conn, rows)
 
     return write
 
@@ -92,24 +110,40 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5000, help="rows per transaction (flow.batch_size)")
     ap.add_argument("--twins", type=int, default=200)
     ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument(
+        "--paths", nargs="+", default=["sink", "copy-first", "staging", "unnest"],
+        choices=["sink", "copy-first", "staging", "unnest"],
+    )  # fmt: skip
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
 
     conninfo = load_settings().postgres.conninfo()
     run = uuid.uuid4().hex[:6]
     data = batches(args.rows, args.batch, args.twins, args.sensors)
-    tables = {"staging": f"bench_ins_stage_{run}", "unnest": f"bench_ins_unnest_{run}"}
-    times: dict[str, dict[str, list[float]]] = {k: {"fresh": [], "replay": []} for k in tables}
-    inserted: dict[str, dict[str, int]] = {k: {"fresh": 0, "replay": 0} for k in tables}
+    late = batches(args.rows, args.batch, args.twins, args.sensors, prefix="late")
+    late_dup = [[*new, stored[0]] for new, stored in zip(late, data, strict=True)]
+    phases = {"fresh": data, "replay": data, "late dup": late_dup}
+    paths = {
+        "sink": lambda conn, t: sink(conn, t),
+        "copy-first": lambda conn, t: sink(conn, t, remember=False),
+        "staging": staging,
+        "unnest": unnest,
+    }
+    tables = {name: f"bench_ins_{name.replace('-', '_')}_{run}" for name in args.paths}
+    loads: list[float] = []  # 1-minute load average, sampled at every batch
+    times: dict[str, dict[str, list[float]]] = {k: {phase: [] for phase in phases} for k in tables}
+    inserted: dict[str, dict[str, int]] = {k: dict.fromkeys(phases, 0) for k in tables}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for t in tables.values():
             like = "CREATE TABLE {} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
             conn.execute(sql.SQL(like).format(sql.Identifier(t)))
         try:
-            writers = {"staging": staging(conn, tables["staging"]), "unnest": unnest(conn, tables["unnest"])}
-            for phase in ("fresh", "replay"):
-                for i, batch in enumerate(data):
-                    order = ("staging", "unnest") if i % 2 == 0 else ("unnest", "staging")
+            writers = {name: paths[name](conn, t) for name, t in tables.items()}
+            names = list(tables)
+            for phase, phase_batches in phases.items():
+                for i, batch in enumerate(phase_batches):
+                    order = names[i % len(names) :] + names[: i % len(names)]
+                    loads.append(os.getloadavg()[0])
                     for name in order:
                         t0 = time.perf_counter()
                         inserted[name][phase] += writers[name](batch)
@@ -120,31 +154,37 @@ def main() -> None:
             for t in tables.values():
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(t)))
 
-    table = Table(title=f"idempotent telemetry writes, {args.rows:,} rows in batches of {args.batch:,}")
-    cols = ("path", "fresh ms/batch (median)", "fresh rows/s", "replay ms/batch", "replay rows/s", "inserted", "held")
+    load = (
+        f"load average (1 min) {min(loads):.1f}–{max(loads):.1f}, mean {statistics.mean(loads):.1f}, "
+        f"{os.cpu_count()} cores"
+    )
+    table = Table(title=f"idempotent telemetry writes, {args.rows:,} rows in batches of {args.batch:,}; {load}")
+    cols = ("path", "fresh ms/batch", "fresh rows/s", "replay ms/batch", "late dup ms/batch", "inserted", "held")
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", no_wrap=c == "path")
     md = "| " + " | ".join(cols) + " |\n|---|" + "---:|" * (len(cols) - 1) + "\n"
     for name in tables:
-        f, r = times[name]["fresh"], times[name]["replay"]
+        ms = {phase: f"{statistics.median(t) * 1000:.1f}" for phase, t in times[name].items()}
         cells = [
             name,
-            f"{statistics.median(f) * 1000:.1f}",
-            f"{args.rows / sum(f):,.0f}",
-            f"{statistics.median(r) * 1000:.1f}",
-            f"{args.rows / sum(r):,.0f}",
-            f"{inserted[name]['fresh']:,} + {inserted[name]['replay']:,}",
+            ms["fresh"],
+            f"{args.rows / sum(times[name]['fresh']):,.0f}",
+            ms["replay"],
+            ms["late dup"],
+            " + ".join(f"{n:,}" for n in inserted[name].values()),
             f"{held[name]:,}",
         ]
         table.add_row(*cells)
         md += "| " + " | ".join(cells) + " |\n"
+    md += f"\nms per batch: medians; inserted: fresh + replay + late dup; {load}.\n"
     console.print(table)
-    ok = all(inserted[k]["replay"] == 0 and held[k] == args.rows for k in tables)
-    console.print("idempotent: " + ("yes, a replay inserted nothing" if ok else "NO"))
+    expected = {"fresh": args.rows, "replay": 0, "late dup": args.rows}
+    ok = all(inserted[k] == expected and held[k] == 2 * args.rows for k in tables)
+    console.print("idempotent: " + ("yes: a replay inserted nothing, no stored row twice" if ok else "NO"))
     if not args.no_record:
         append_result(
-            "Idempotent telemetry write: staging + INSERT … ON CONFLICT vs INSERT … SELECT FROM unnest",
-            f"python -m benchmarks.insert_paths --rows {args.rows} --batch {args.batch}",
+            "Idempotent telemetry write: COPY into the table (fallback: staging) vs staging vs unnest",
+            f"python -m benchmarks.insert_paths --rows {args.rows} --batch {args.batch} --paths {' '.join(args.paths)}",
             md,
         )
     if not ok:

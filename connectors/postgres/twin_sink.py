@@ -9,7 +9,7 @@
 
 A :class:`~connectors.postgres.sink.PostgresSink` (batching, connection, retries): each batch is
 binary-COPied into temporary staging tables and moved with ``INSERT … SELECT … ON CONFLICT`` (as
-:mod:`connectors.postgres.telemetry_sink` does), in one transaction.
+:mod:`connectors.postgres.telemetry_sink` writes a batch that holds stored rows), in one transaction.
 """
 
 from __future__ import annotations

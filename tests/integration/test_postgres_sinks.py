@@ -5,6 +5,7 @@ delivery."""
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -220,3 +221,45 @@ def test_a_flow_writes_everything_before_it_ends(stack_settings, unique):
     run_main(flow)
     for twin in twins:
         assert stored(conninfo, TelemetrySink, twin) == stored(conninfo, TelemetrySink, twins[0]) != {"telemetry": []}
+
+
+def test_telemetry_copies_new_batches_and_stages_stored_or_repeated_rows(stack_settings, unique, caplog):
+    """New readings take one COPY into the table; a batch with stored rows (written twice, overlapping
+    the last one) or a row repeated inside makes the COPY hit the primary key, and the writer falls
+    back to staging until a batch is all new again. Every delivery leaves one copy of each row."""
+    twin = f"copy-{unique}"
+    caplog.set_level(logging.INFO, logger="connectors.postgres.telemetry_sink")
+
+    def rows(start: int, stop: int) -> list[TelemetryRow | TypedRow]:
+        plain = [TelemetryRow(twin, "a", T0 + timedelta(seconds=i), float(i), i, 0, "test") for i in range(start, stop)]
+        return [*plain, TypedRow(twin, "on", T0 + timedelta(seconds=start), 1.0, start, 0, "test", 1, None, None)]
+
+    def staging_switches() -> list[str]:
+        switched = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.name.endswith("telemetry_sink")]
+        caplog.clear()
+        return switched
+
+    writer = TelemetrySink(stack_settings.postgres.conninfo()).open()
+    assert writer.write(rows(0, 10)) == 11
+    assert writer.write(rows(10, 20)) == 11
+    assert staging_switches() == []  # new batches: COPY
+    assert writer.write(rows(10, 20)) == 0  # written twice
+    assert writer.write(rows(0, 10)) == 0
+    assert staging_switches() == ["staging"]  # one failed COPY, then staged
+    assert writer.write(rows(20, 30)) == 11
+    assert writer.write(rows(30, 40)) == 11
+    assert staging_switches() == ["back to COPY"]
+    repeated = rows(40, 50)
+    assert writer.write([*repeated, repeated[3], repeated[-1]]) == 11  # repeats inside the batch
+    assert writer.write(rows(45, 55)) == 6  # overlaps the last batch: 5 of its readings are stored
+    assert writer.write(rows(55, 60)) == 6
+    assert staging_switches() == ["staging", "back to COPY"]
+    writer.close()
+
+    with psycopg.connect(stack_settings.postgres.conninfo()) as db:
+        stored_rows = db.execute(
+            "SELECT sensor, seq, count(*) FROM telemetry WHERE twin_id = %s GROUP BY 1, 2 ORDER BY 1, 2", (twin,)
+        ).fetchall()
+    plain = [("a", i, 1) for i in range(60)]
+    typed = [("on", start, 1) for start in (0, 10, 20, 30, 40, 45, 55)]
+    assert stored_rows == sorted(plain + typed)
