@@ -337,14 +337,28 @@ def expected(run: Run, feeders: list[Feeder], sent: bool = False) -> Expected:
     if sent:
         twins = [tw for f in feeders for tw in f.per_twin()]
     else:
-        by_twin: dict[str, list[bytes]] = {}
-        for rec in read_topic(run.settings, run.settings.topics.raw, timeout=300):
-            if rec.key is not None and rec.value is not None:
-                by_twin.setdefault(rec.key.decode(), []).append(rec.value)
-        twins = list(by_twin.items())
+        twins = list(_raw_envelopes(run, sum(f.acked for f in feeders)).items())
     want = Expected.of(run.settings, twins, len(SENSORS))
     want.rows = sum(f.acked for f in feeders) * len(SENSORS)
     return want
+
+
+def _raw_envelopes(run: Run, acked: int, timeout: float = 300.0) -> dict[str, list[bytes]]:
+    """Per twin, its envelopes in ``telemetry.raw`` in order, once all ``acked`` distinct ones are
+    there: a device's publish is acknowledged by Mosquitto before the bridge has produced it to
+    Kafka, so right after the feed the topic may still lack the last ones (a redelivery repeats a seq)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        by_twin: dict[str, list[bytes]] = {}
+        for rec in read_topic(run.settings, run.settings.topics.raw, timeout=timeout):
+            if rec.key is not None and rec.value is not None:
+                by_twin.setdefault(rec.key.decode(), []).append(rec.value)
+        distinct = sum(len({orjson.loads(v).get("seq") for v in values}) for values in by_twin.values())
+        if distinct >= acked:
+            return by_twin
+        if time.monotonic() > deadline:
+            raise AssertionError(f"telemetry.raw holds {distinct} of the {acked} envelopes acknowledged")
+        time.sleep(1.0)
 
 
 class KafkaFeeder(Feeder):
