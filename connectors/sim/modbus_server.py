@@ -62,6 +62,9 @@ class SimModbusServer:
         self.server: ModbusTcpServer | None = None
         self._task: asyncio.Task | None = None
         self._setpoints = [f for f in self.fields if f.kind == "holding" and plant.setpoint(*f.key) is not None]  # type: ignore[misc]
+        for f in self._setpoints:  # a setpoint reads as the plant's from the first request, not 0 until a tick
+            regs = encode(f, plant.setpoint(*f.key), saturate=True)  # type: ignore[misc,arg-type]
+            self.images[(f.unit_id, f.kind)][f.address : f.address + f.width] = regs
 
     def _action_for(self, unit: int):
         async def action(fc, start, address, count, registers, set_values):
