@@ -4,6 +4,7 @@
     python -m benchmarks.flow_cpu --baseline /tmp/base --repeat 2   # before/after, same input
     python -m benchmarks.flow_cpu --readings 3000 --twins 10 --repeat 2 --check  # deterministic output?
     python -m benchmarks.flow_cpu --flow pipeline --readings 100000        # the fused flow (rows too)
+    python -m benchmarks.flow_cpu --flow pipeline --processes 2            # the same as a 2-process cluster
 
 Fills one fresh ``telemetry.raw`` topic with N envelopes (the e2e load generator), then runs each
 flow alone (``twinflow run FLOW --no-tail --no-recovery``, its own process) from this checkout
@@ -150,12 +151,14 @@ def for_checkout(env: dict[str, str], code: Path) -> dict[str, str]:
     }
 
 
-def run_flow(flow: str, code: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Drain the topic with one flow process started in ``code``; returns (CPU s, wall s)."""
+def run_flow(flow: str, code: Path, env: dict[str, str], processes: int = 1) -> tuple[float, float]:
+    """Drain the topic with one flow process (``processes`` > 1: a local cluster, ``-p N``) started
+    in ``code``; returns (CPU s, wall s)."""
     stats, stop = ProcStats(), threading.Event()
     start = time.perf_counter()
+    cluster = ["-p", str(processes)] if processes > 1 else []
     proc = subprocess.Popen(
-        flow_command(flow, tail=False, checkout=code),
+        [*flow_command(flow, tail=False, checkout=code), *cluster],
         cwd=code,
         env={**for_checkout(env, code), "PYTHONPATH": str(code)},
         stdout=subprocess.DEVNULL,
@@ -179,6 +182,7 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, help="another checkout of the project to compare with")
     ap.add_argument("--repeat", type=int, default=1, help="runs per flow and checkout (alternating)")
     ap.add_argument("--check", action="store_true", help="exit 1 unless every run of a flow wrote the same output")
+    ap.add_argument("--processes", type=int, default=1, help="run each flow as a local cluster (-p N)")
     args = ap.parse_args()
 
     here = Path(__file__).resolve().parent.parent
@@ -205,7 +209,7 @@ def main() -> None:
         created += [t.name for t in topic_specs(load_settings())]
         for flow in args.flow or ["twin", "models"]:
             for label, code in codes:
-                startup[(flow, label)], _ = run_flow(flow, code, empty_env)
+                startup[(flow, label)], _ = run_flow(flow, code, empty_env, args.processes)
                 print(f"{flow:9} {label:8} start-up on an empty topic: CPU {startup[(flow, label)]:.1f} s", flush=True)
         for r in range(args.repeat):
             for flow in args.flow or ["twin", "models"]:
@@ -220,7 +224,7 @@ def main() -> None:
                     created += names
                     delete_rows(conninfo, prefix)
                     load = os.getloadavg()[0]
-                    cpu, wall = run_flow(flow, code, out_env)
+                    cpu, wall = run_flow(flow, code, out_env, args.processes)
                     kd, kn = kafka_digest(out_settings, names, out_prefix)
                     dd, dn = db_digest(conninfo, flow, prefix)
                     digest = f"kafka {kd} ({kn:,}) db {dd} ({dn:,})"

@@ -2,6 +2,7 @@
 
     python -m benchmarks.profile_flows --flow models --readings 100000
     python -m benchmarks.profile_flows --flow telemetry --flow twin --keep /tmp/prof
+    python -m benchmarks.profile_flows --flow pipeline --processes 2     # both processes of -p 2
 
 Fills fresh topics with N envelopes (the e2e load generator), runs each flow alone with
 ``--no-tail --no-recovery`` under ``py-spy record`` and prints the functions with the most
@@ -49,11 +50,13 @@ def collapsed_top(path: Path, n: int) -> tuple[int, list[tuple[str, int]], list[
     return total, own.most_common(n), incl.most_common(n)
 
 
-def profile(flow: str, env: dict[str, str], out: Path, rate: int) -> None:
+def profile(flow: str, env: dict[str, str], out: Path, rate: int, processes: int = 1) -> None:
     cmd = flow_command(flow, tail=False)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    cluster = ["-p", str(processes)] if processes > 1 else []
+    subprocesses = ["--subprocesses"] if processes > 1 else []
     subprocess.run(
-        [spy, "record", "--rate", str(rate), "--format", "raw", "-o", str(out), "--", *cmd],
+        [spy, "record", "--rate", str(rate), "--format", "raw", *subprocesses, "-o", str(out), "--", *cmd, *cluster],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -70,6 +73,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--keep", type=Path, help="keep <flow>.collapsed.txt (py-spy raw stacks) here")
+    ap.add_argument("--processes", type=int, default=1, help="run each flow as a local cluster (-p N), all sampled")
     args = ap.parse_args()
 
     run = uuid.uuid4().hex[:6]
@@ -84,7 +88,7 @@ def main() -> None:
         for flow in args.flow or ["telemetry", "twin", "models"]:
             with tempfile.TemporaryDirectory() as tmp:
                 raw = Path(tmp) / f"{flow}.txt"
-                profile(flow, env, raw, args.rate)
+                profile(flow, env, raw, args.rate, args.processes)
                 total, own, incl = collapsed_top(raw, args.top)
                 if args.keep:
                     args.keep.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,9 @@ writes) and hands each batch to one background thread per partition (:class:`Bac
   on its records' ``twin_id``: all of a twin's records go to one partition, in the order one
   upstream worker emitted them, and are written by one thread in that order. ``partitions``
   partitions are used; Bytewax spreads them over the workers (one per worker when there are as
-  many as workers) and moves each item to its partition's worker. :data:`SLOTS` partitions are
+  many as workers) and moves each item to its partition's worker. On a worker of a cluster
+  (:mod:`connectors.cluster`) the route picks one of the worker's own partitions, so rows are
+  written by the process that made them, not pickled to another one. :data:`SLOTS` partitions are
   always listed, so a recovery snapshot taken with another ``partitions`` still resumes.
 
 The snapshot holds nothing (``None``): the sink's only state is what is still in flight, and that
@@ -40,6 +42,7 @@ from typing import Any, Generic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.batch_sink import BatchSink, BatchWriter, Destination, Record
+from connectors.cluster import this_worker
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +136,15 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
         self.sink = sink
         self.partitions = partitions
         self._part_of: dict[str, str] = {}
+        self._names: list[str] | None = None  # local_partitions(), on the first route
 
     def route(self, item: Record | list[Record]) -> list[tuple[str, list[Record]]]:
         """A record or a list of records (one per twin and batch, or one poll's worth) as
-        ``(partition, records)`` pairs, records of one twin in one partition, order kept."""
+        ``(partition, records)`` pairs, records of one twin in one partition, order kept.
+
+        On a worker of a cluster (:func:`~connectors.cluster.this_worker`) a twin's records go to
+        one of the partitions this worker holds, so they are written where they were made instead
+        of being pickled to another process (:meth:`local_partitions`)."""
         records: list[Record] = item if isinstance(item, list) else [item]
         if self.partitions == 1:
             return [(_NAMES[0], records)]
@@ -146,9 +154,29 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
             twin: str = record.twin_id  # type: ignore[attr-defined]
             part = part_of.get(twin)
             if part is None:
-                part = part_of[twin] = _NAMES[zlib.crc32(twin.encode()) % self.partitions]
+                names = self._names if self._names is not None else self._local_names()
+                part = part_of[twin] = names[zlib.crc32(twin.encode()) % len(names)]
             parts.setdefault(part, []).append(record)
         return list(parts.items())
+
+    def local_partitions(self) -> list[int]:
+        """The partitions :meth:`route` uses on this worker: those Bytewax gives it when the worker is
+        known, else all ``partitions``.
+
+        Every worker lists the :data:`SLOTS` partitions, and Bytewax makes partition ``i`` worker
+        ``i % workers``'s (round robin in name order); :meth:`build_part` warns if it did not. A
+        twin's records are made on one worker (its keyed step's, or the reader of its Kafka
+        partition: topics are keyed by twin), so they still go to one partition. A worker that
+        holds none of the ``partitions`` (fewer partitions than workers) uses all of them."""
+        worker = this_worker()
+        every = list(range(self.partitions))
+        if worker is None or worker.count == 1:
+            return every
+        return [i for i in every if worker.owns(i)] or every
+
+    def _local_names(self) -> list[str]:
+        self._names = [_NAMES[i] for i in self.local_partitions()]
+        return self._names
 
     def list_parts(self) -> list[str]:
         return list(_NAMES)
@@ -157,6 +185,15 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
         return int(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> OverlappedPartition[Record, Destination]:
+        worker = this_worker()
+        if worker is not None and not worker.owns(int(for_part)):
+            log.warning(
+                "%s: partition %s is on worker %d, not %d: its rows cross processes",
+                step_id,
+                for_part,
+                worker.index,
+                int(for_part) % worker.count,
+            )
         writer = self.sink.open()
         writer.label = f"{step_id} partition {for_part}"
         return OverlappedPartition(writer)

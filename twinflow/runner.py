@@ -145,8 +145,12 @@ def run_in_process(
     from bytewax._bytewax import cli_main
     from bytewax.recovery import RecoveryConfig
 
+    from connectors.cluster import Worker, set_this_worker
     from connectors.stopping import STOP
     from twinflow.flow_stop import FlowStopped, FlowStopper
+
+    # One worker per process: its index is the process id (connectors.cluster); with more, unknown.
+    set_this_worker(Worker(process_id or 0, len(addresses or [None])) if workers == 1 else None)
 
     # Bytewax runs one worker in this thread, more in threads of their own (see flow_stop).
     stopper = FlowStopper(recovery_dir, multi_worker=workers > 1 or addresses is not None)

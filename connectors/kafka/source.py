@@ -37,6 +37,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import AbortExecution, Source, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING
 
+from connectors.cluster import this_worker
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import client_config, without_bootstrap
 from connectors.stopping import STOP
@@ -117,12 +118,28 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
 
 class StoppableKafkaSource(KafkaSource):
     """Bytewax's ``KafkaSource`` whose partitions obey :data:`connectors.stopping.STOP` and report
-    heartbeats to ``path``."""
+    heartbeats to ``path``, spread over the workers of a cluster topic by topic (:meth:`list_parts`)."""
 
     def __init__(self, brokers: list[str], topics: list[str], path: PathPauses | None = None, **options: Any) -> None:
         super().__init__(brokers, topics, **options)
         self.topics = list(topics)  # what it reads (its recovery state is keyed <partition>-<topic>)
         self.path = path
+
+    def list_parts(self) -> list[str]:
+        """Every partition of the topics; on a worker of a cluster (:func:`this_worker`) only its own.
+
+        Bytewax gives each partition to one of the workers that list it, round robin over all of
+        them sorted by name (``0-telemetry.raw``, ``0-twin.acks``, …, ``1-telemetry.raw``, …): with
+        the pipeline's six topics and two workers, every ``telemetry.raw`` partition went to worker
+        0, which decoded all telemetry while worker 1 waited for its share. Here partition ``i`` of
+        the ``t``-th topic is listed only by worker ``(i + t) % workers`` (:func:`owner`), so each
+        worker reads its share of every topic. The same partitions, the same recovery keys: a
+        snapshot resumes on the worker that now lists its partition."""
+        parts = super().list_parts()
+        worker = this_worker()
+        if worker is None or worker.count == 1:
+            return parts
+        return [part for part in parts if worker.owns(owner(part, self.topics))]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePartition:
         # Bytewax 0.21.1's KafkaSource.build_part, with the partition class that reads the statistics.
@@ -148,6 +165,17 @@ class StoppableKafkaSource(KafkaSource):
             self._raise_on_errors,
         )
         return _StoppablePartition(part, for_part, self.path)
+
+
+def owner(part: str, topics: list[str]) -> int:
+    """Where partition ``part`` (``<index>-<topic>``) goes in the round robin over the workers:
+    its index, shifted by its topic's place in ``topics`` (the single-partition topics spread too).
+
+    >>> [owner(p, ["raw", "acks"]) % 2 for p in ("0-raw", "1-raw", "2-raw", "3-raw", "0-acks")]
+    [0, 1, 0, 1, 1]
+    """
+    idx, topic = part.split("-", 1)
+    return int(idx) + topics.index(topic)
 
 
 def kafka_source(

@@ -119,3 +119,47 @@ def test_run_pipeline_writes_rows_state_and_scores_once(pipe: Pipe) -> None:
     assert replay.shell.wait(120) == 0, replay.output()[-3000:]
     assert _rows(s, prefix) == (720, 720)
     assert "Traceback" not in replay.output()
+
+
+def _written(s: Settings, prefix: str) -> list[tuple]:
+    """The telemetry rows and twin versions of the twins ``prefix*``, named without the prefix."""
+    telemetry = query(
+        s,
+        "SELECT twin_id, sensor, ts, value, seq, quality, source FROM telemetry WHERE twin_id LIKE %s ORDER BY 1, 2, 3",
+        (prefix + "%",),
+    )
+    versions = query(
+        s,
+        "SELECT twin_id, version, event_time, status, reported, desired, delta, change FROM twin_state_history"
+        " WHERE twin_id LIKE %s ORDER BY 1, 2",
+        (prefix + "%",),
+    )
+    return [(r["twin_id"].removeprefix(prefix), *list(r.values())[1:]) for r in [*telemetry, *versions]]
+
+
+def test_a_two_process_pipeline_writes_what_one_process_writes(pipe: Pipe) -> None:
+    """`-p 2`: each process reads its share of the partitions, keeps its twins' state and writes the
+    rows it made itself (no warning that rows cross processes); the rows are those of one process."""
+    s = pipe.settings
+    one, two = f"pone{pipe.uid}-", f"ptwo{pipe.uid}-"
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+
+    def readings(prefix: str) -> list[tuple[bytes, bytes]]:
+        out = []
+        for i in range(1200):
+            twin = f"{prefix}{i % 12}"
+            ts = t0 + timedelta(milliseconds=100 * i)
+            out.append((twin.encode(), envelope(twin, ts, i, {"speed": 1000.0 + i % 7, "temp": 40.0 + i % 5})))
+        return out
+
+    produce(s, readings(one))
+    single = pipe.run("pipeline-1", "--no-tail", "--no-recovery")
+    assert single.shell.wait(180) == 0, single.output()[-3000:]
+    expected = _written(s, one)  # before the cluster reads these readings again
+    produce(s, readings(two))
+    cluster = pipe.run("pipeline-2", "--no-tail", "--no-recovery", "-p", "2")
+    assert cluster.shell.wait(180) == 0, cluster.output()[-3000:]
+
+    assert len([r for r in expected if r[1] in ("speed", "temp")]) == 2400
+    assert _written(s, two) == expected
+    assert "cross processes" not in cluster.output()
