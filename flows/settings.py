@@ -52,7 +52,10 @@ class FlowSettings(StrictModel):
     # Python's cyclic garbage collector in flow processes: collect the youngest generation after this
     # many new objects (Python's default is 700: with ~10 objects per reading that is a collection
     # every ~70 readings). Start-up objects are frozen (never scanned again). 0 = Python's defaults.
-    gc_gen0_threshold: int = Field(50_000, ge=0)
+    # 500,000: a polled batch (20,000 messages of 4 partitions) keeps ~1M objects alive while it is
+    # processed; at 50,000 they survived ~20 young collections per batch into the older generations
+    # (GC 1.1 s of a 50,000-reading pipeline run, 0.56 s at 500,000: benchmarks/RESULTS.md).
+    gc_gen0_threshold: int = Field(500_000, ge=0)
     # Bytewax epoch length when recovery is off (`twinflow run --no-recovery`). At the end of every
     # epoch each stateful step snapshots every twin it touched, also without recovery (the snapshots
     # are then thrown away): a stall of the flow per epoch. Without recovery nothing needs short

@@ -43,7 +43,7 @@ class TwinTopics:
 
 def state_message(c: StateChange, topic: str) -> Message:
     """The twin document with its audit entry; twin.state is compacted, so the newest survives."""
-    return OutMessage(c.twin_id.encode(), encode({**c.snapshot, "change": c.change}), topic)
+    return OutMessage(c.twin_id.encode(), c.document, topic)
 
 
 def to_messages(

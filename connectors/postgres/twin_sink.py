@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import psycopg
 
 from connectors.postgres.sink import PostgresSink
@@ -25,27 +24,17 @@ from operators.twin.event_windows import WindowRow
 from operators.twin.state import StateChange
 
 STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS twin_history_stage ("
-    " twin_id text, version bigint, desired_version bigint, event_time timestamptz, status text, mode text,"
-    " learn boolean,"
-    " reported text, desired text, delta text, conflicts text, commands text, consistency_score float8,"
-    " sync_latency_ms float8, last_sync_time timestamptz, desync_since timestamptz, change text)"
-    " ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS twin_history_stage (twin_id text, version bigint, event_time timestamptz,"
+    " document text) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS twin_window_stage ("
     " twin_id text, sensor text, window_size text, window_start timestamptz, window_end timestamptz,"
     " count int8, mean float8, min float8, max float8, last float8, stddev float8, version int4)"
     " ON COMMIT DELETE ROWS",
 )
-HISTORY_COPY = (
-    "COPY twin_history_stage (twin_id, version, desired_version, event_time, status, mode, learn, reported,"
-    " desired, delta,"
-    " conflicts, commands, consistency_score, sync_latency_ms, last_sync_time, desync_since, change)"
-    " FROM STDIN (FORMAT BINARY)"
-)
-HISTORY_TYPES = [
-    "text", "int8", "int8", "timestamptz", "text", "text", "bool", "text", "text", "text", "text", "text",
-    "float8", "float8", "timestamptz", "timestamptz", "text",
-]  # fmt: skip
+# A version is copied as its published document (StateChange.document, the twin.state value: encoded
+# once for Kafka and here); the columns are read out of it in the database.
+HISTORY_COPY = "COPY twin_history_stage (twin_id, version, event_time, document) FROM STDIN (FORMAT BINARY)"
+HISTORY_TYPES = ["text", "int8", "timestamptz", "text"]
 # Append-only: a version is written once; a replayed version changes nothing. Its sync-quality point
 # is inserted with it (from the rows actually inserted), so a version keeps exactly one point.
 HISTORY_MOVE = (
@@ -53,11 +42,13 @@ HISTORY_MOVE = (
     " INSERT INTO twin_state_history (twin_id, version, desired_version, event_time, status, mode, learn,"
     " reported, desired, delta, conflicts, commands, consistency_score, sync_latency_ms, last_sync_time,"
     " desync_since, change)"
-    " SELECT DISTINCT ON (twin_id, version) twin_id, version, desired_version, event_time, status, mode, learn,"
-    " reported::jsonb, desired::jsonb, delta::jsonb,"
-    " ARRAY(SELECT jsonb_array_elements_text(conflicts::jsonb)), commands::jsonb, consistency_score,"
-    " sync_latency_ms, last_sync_time, desync_since, change::jsonb"
-    " FROM twin_history_stage ORDER BY twin_id, version"
+    " SELECT twin_id, version, coalesce((d->>'desired_version')::bigint, 0), event_time, d->>'status',"
+    " d->>'mode', (d->>'learn')::boolean, d->'reported', d->'desired', d->'delta',"
+    " ARRAY(SELECT jsonb_array_elements_text(d->'conflicts')), d->'commands', (d->>'consistency_score')::float8,"
+    " (d->>'sync_latency_ms')::float8, (d->>'last_sync_time')::timestamptz, (d->>'desync_since')::timestamptz,"
+    " d->'change'"
+    " FROM (SELECT DISTINCT ON (twin_id, version) twin_id, version, event_time, document::jsonb AS d"
+    " FROM twin_history_stage ORDER BY twin_id, version) AS staged"
     " ON CONFLICT (twin_id, version) DO NOTHING"
     " RETURNING twin_id, version, event_time, status, consistency_score, sync_latency_ms, conflicts)"
     " INSERT INTO twin_sync_quality (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
@@ -85,30 +76,9 @@ WINDOW_MOVE = (
     " updated_at = now() WHERE telemetry_windows.version < EXCLUDED.version"
 )
 
-_json = msgspec.json.Encoder()
-
 
 def history_row(c: StateChange) -> tuple[Any, ...]:
-    s, j = c.snapshot, _json.encode
-    return (
-        c.twin_id,
-        c.version,
-        s.get("desired_version", 0),
-        c.at,
-        s["status"],
-        s["mode"],
-        s["learn"],
-        j(s["reported"]).decode(),
-        j(s["desired"]).decode(),
-        j(s["delta"]).decode(),
-        j(s["conflicts"]).decode(),
-        j(s["commands"]).decode(),
-        s["consistency_score"],
-        s["sync_latency_ms"],
-        s["last_sync_time"],
-        s["desync_since"],
-        j(c.change).decode(),
-    )
+    return (c.twin_id, c.version, c.at, c.document.decode())
 
 
 def window_row(r: WindowRow) -> tuple[Any, ...]:

@@ -34,6 +34,7 @@ import msgspec
 
 TWIN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 SENSOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 # OPC-UA status code names (and the same convention for other protocols): the prefix is the class.
 STATUS_PATTERN = r"^(Good|Uncertain|Bad)[A-Za-z0-9_]{0,63}$"
 MAX_READINGS = 256
@@ -57,7 +58,7 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     twin_id: TwinId
     ts: Annotated[datetime, msgspec.Meta(tz=True)]
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-    source: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    source: Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN)]
     readings: Annotated[dict[Sensor, Value], msgspec.Meta(max_length=MAX_READINGS)]
     quality: Quality = "good"
     # Status code name per reading (optional); a reading's quality is its status class when given.
@@ -118,10 +119,79 @@ class FieldRejected(NamedTuple):
     detail: str  # starts with the field: "readings.temp_c: str 'hot' is not a number, boolean or null"
 
 
+class _Unchecked(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """:class:`Envelope` without its name patterns (every other constraint the same): the fast path
+    of :func:`_decode_envelope`, whose names are then checked against the names seen valid before."""
+
+    v: Literal[1]
+    twin_id: str
+    ts: Annotated[datetime, msgspec.Meta(tz=True)]
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    source: str
+    readings: Annotated[dict[str, Value], msgspec.Meta(max_length=MAX_READINGS)]
+    quality: Quality = "good"
+    status: dict[str, str] | None = None
+    text: Annotated[dict[str, TextValue], msgspec.Meta(max_length=MAX_READINGS)] | None = None
+
+
 _decoder = msgspec.json.Decoder(Envelope)
+_fast_decoder = msgspec.json.Decoder(_Unchecked)
 _encoder = msgspec.json.Encoder()
 _SENSOR_RE = re.compile(SENSOR_PATTERN)
 _STATUS_RE = re.compile(STATUS_PATTERN)
+_TWIN_ID_RE = re.compile(TWIN_ID_PATTERN)
+_SOURCE_RE = re.compile(SOURCE_PATTERN)
+# Names that matched their pattern (msgspec checks a pattern with re.search on every value: 3.6 µs of an
+# envelope's 4.7 µs); a device sends the same few names again and again. Bounded: cleared when full.
+MAX_KNOWN_NAMES = 100_000
+_known: dict[re.Pattern[str], set[str]] = {rx: set() for rx in (_SENSOR_RE, _STATUS_RE, _TWIN_ID_RE, _SOURCE_RE)}
+
+
+def _matches(name: str, rx: re.Pattern[str]) -> bool:
+    """Whether ``name`` matches ``rx`` as msgspec checks a pattern (``re.search``), remembered."""
+    known = _known[rx]
+    if name in known:
+        return True
+    if rx.search(name) is None:
+        return False
+    if len(known) >= MAX_KNOWN_NAMES:
+        known.clear()
+    known.add(name)
+    return True
+
+
+def _names_ok(env: _Unchecked) -> bool:
+    """Every name of ``env`` matches the pattern :class:`Envelope` gives it."""
+    sensors = _known[_SENSOR_RE]
+    if env.twin_id not in _known[_TWIN_ID_RE] and not _matches(env.twin_id, _TWIN_ID_RE):
+        return False
+    if env.source not in _known[_SOURCE_RE] and not _matches(env.source, _SOURCE_RE):
+        return False
+    for name in env.readings:
+        if name not in sensors and not _matches(name, _SENSOR_RE):
+            return False
+    if env.status is not None:
+        for name, st in env.status.items():
+            if not (_matches(name, _SENSOR_RE) and _matches(st, _STATUS_RE)):
+                return False
+    if env.text is not None:
+        for name in env.text:
+            if not _matches(name, _SENSOR_RE):
+                return False
+    return True
+
+
+def _decode_envelope(value: bytes) -> Envelope:
+    """``msgspec.json.decode(value, type=Envelope)``, with the same result and the same errors, about
+    four times faster: decoded without the name patterns, the names checked against those seen valid
+    before; anything else (an invalid message, a name that does not match) is decoded again strictly."""
+    try:
+        e = _fast_decoder.decode(value)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return _decoder.decode(value)  # raises the strict decoder's error
+    if not _names_ok(e):
+        return _decoder.decode(value)
+    return Envelope(e.v, e.twin_id, e.ts, e.seq, e.source, e.readings, e.quality, e.status, e.text)
 
 
 def decode(
@@ -173,7 +243,7 @@ def decode_partial(
         raise Rejected(Reason.KEY_TOO_LARGE, f"Kafka key of {len(key)} bytes > limit {MAX_KEY_BYTES}")
     bad: list[FieldRejected] = []
     try:
-        env = _decoder.decode(value)
+        env = _decode_envelope(value)
     except msgspec.ValidationError as exc:
         env = _salvage(value, exc, bad)
     except msgspec.DecodeError as exc:

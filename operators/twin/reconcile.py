@@ -31,7 +31,7 @@ from typing import Any
 
 from operators.records.twin import AckEvent, Command, DesiredEvent, DesyncKind, Reported
 from operators.twin.consistency import consistency_score
-from operators.twin.state import CommandState, CommandStatus, ParamSync, Status, TwinState
+from operators.twin.state import CommandState, CommandStatus, ParamSync, StateChange, Status, TwinState
 from operators.twin.sync_strategy import ParamRules, Strategy, TwinPolicy, TwinRules
 from operators.twin.transaction import Output, Transaction
 
@@ -56,6 +56,14 @@ class Reconciler:
         """Apply one event (a ``datetime`` is a clock tick) and return what to publish."""
         rules = self.rules(state.twin_id)
         if isinstance(event, Reported):
+            if (
+                not state.params
+                and state.mode == "normal"
+                and state.status is Status.SYNCHRONIZED
+                and event.quality < BAD_QUALITY
+                and event.source not in rules.simulation_sources
+            ):
+                return _measured(state, rules, event)
             tx = Transaction(state, rules, "reported")
             self._on_reported(tx, event)
         elif isinstance(event, DesiredEvent):
@@ -102,21 +110,7 @@ class Reconciler:
             return
         if ev.quality >= BAD_QUALITY:
             return
-        for name, value in ev.values.items():
-            cur = st.reported.get(name)
-            if cur is not None:
-                if ev.ts < cur[1]:
-                    continue  # older than what we hold: the newer source timestamp wins
-                pr = tx.rules.param(name)
-                # Measurements: the larger of the absolute and the relative deadband; setpoints (a
-                # desired value exists): the absolute one only, reconciliation needs the exact value.
-                band = pr.deadband if name in st.params else max(pr.deadband, pr.deadband_pct * 0.01 * abs(cur[0]))
-                if abs(value - cur[0]) <= band:
-                    # Within the deadband of the versioned value: only the timestamp is refreshed.
-                    st.reported[name] = (cur[0], ev.ts)
-                    continue
-            tx.change(f"reported.{name}", None if cur is None else cur[0], value)
-            st.reported[name] = (value, ev.ts)
+        tx.fields.update(_report(st, tx.rules, ev))
 
     def _on_desired(self, tx: Transaction, ev: DesiredEvent) -> None:
         st, upd = tx.state, ev.update
@@ -334,6 +328,53 @@ class Reconciler:
                 max_desync_time_s=tx.rules.max_desync_time_s,
                 parameters=sorted(k for k, p in st.params.items() if not p.synced),
             )
+
+
+def _report(st: TwinState, rules: TwinRules, ev: Reported) -> dict[str, list[Any]]:
+    """Take a reading's values into ``st.reported``; returns the fields that changed (``reported.<name>``:
+    [old, new]). A value within the deadband of the versioned one only refreshes its timestamp."""
+    changed: dict[str, list[Any]] = {}
+    reported, params, ts = st.reported, st.params, ev.ts
+    for name, value in ev.values.items():
+        cur = reported.get(name)
+        if cur is not None:
+            if ts < cur[1]:
+                continue  # older than what we hold: the newer source timestamp wins
+            pr = rules.param(name)
+            # Measurements: the larger of the absolute and the relative deadband; setpoints (a
+            # desired value exists): the absolute one only, reconciliation needs the exact value.
+            band = pr.deadband if name in params else max(pr.deadband, pr.deadband_pct * 0.01 * abs(cur[0]))
+            if abs(value - cur[0]) <= band:
+                reported[name] = (cur[0], ts)
+                continue
+        changed[_REPORTED_PATH.get(name) or _reported_path(name)] = [None if cur is None else cur[0], value]
+        reported[name] = (value, ts)
+    return changed
+
+
+_REPORTED_PATH: dict[str, str] = {}
+
+
+def _reported_path(name: str) -> str:
+    path = f"reported.{name}"
+    if len(_REPORTED_PATH) < 100_000:
+        _REPORTED_PATH[name] = path
+    return path
+
+
+def _measured(st: TwinState, rules: TwinRules, ev: Reported) -> list[Output]:
+    """:meth:`Reconciler.apply` of a good reading to a twin with nothing to reconcile (no desired
+    values, mode normal, synchronized), without the transaction: its evaluation changes nothing (no
+    parameter to judge or drive, status stays synchronized, consistency 1), so the outputs are the
+    reported values' version alone, the same as through the transaction."""
+    if st.clock is None or ev.ts > st.clock:
+        st.clock = ev.ts
+    st.consistency_score = 1.0
+    fields = _report(st, rules, ev)
+    if not fields:
+        return []
+    st.version += 1
+    return [StateChange(st.twin_id, st.version, st.clock, st.snapshot(), {"cause": "reported", "fields": fields})]
 
 
 def _escalation(tx: Transaction, kind: DesyncKind, since: datetime, **detail: Any) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from operators.records.twin import encode
 from operators.twin.hysteresis import Hysteresis
 
 
@@ -153,3 +154,14 @@ class StateChange:
     at: datetime
     snapshot: dict[str, Any]
     change: dict[str, Any]
+    _document: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def document(self) -> bytes:
+        """The version as published (``twin.state`` value, history row): the snapshot with its audit
+        entry under ``change``, as JSON. Encoded once, for Kafka and the database alike."""
+        doc = self._document
+        if doc is None:
+            doc = encode({**self.snapshot, "change": self.change})
+            object.__setattr__(self, "_document", doc)  # a cache: the record's fields never change
+        return doc
