@@ -119,6 +119,18 @@ def quantile_of(values: np.ndarray, q: float) -> float:
     return lo + (hi - lo) * (idx - lower)
 
 
+def quantiles_of(rows: np.ndarray, q: float) -> list[float]:
+    """:func:`quantile_of` of each row (one partition for all): the same order statistics, the same
+    float operations on them, so the same numbers bit for bit."""
+    size = rows.shape[1]
+    idx = q * (size - 1)
+    lower = math.floor(idx)
+    higher = min(lower + 1, size - 1)
+    part = np.partition(rows, (lower, higher), axis=1)
+    frac = idx - lower
+    return [lo + (hi - lo) * frac for lo, hi in zip(part[:, lower].tolist(), part[:, higher].tolist(), strict=True)]
+
+
 class WindowQuantile:
     """The ``q`` quantile (:func:`quantile_of`) of the last ``window_size`` values, kept in one ring
     of doubles (River's sorted window cost about 3.4 KiB at 200 values, outside Python's heap).
@@ -306,7 +318,9 @@ class SensorForecasts:
         out: list[tuple[dict[str, SensorForecast], dict[str, int]] | None] = [({}, {}) if p else None for p in publish]
         pack = _ERROR.pack_into
         nan = math.nan
+        pubs = [i for i, p in enumerate(publish) if p]
         for name, m in models.items():
+            full: list[tuple[tuple[dict[str, SensorForecast], dict[str, int]], float]] | None = None
             n, k = int(m[SEEN]), int(m[ERRORS_SEEN])
             level, trend = m[LEVEL], m[TREND]
             for i, r in enumerate(rows):
@@ -332,11 +346,23 @@ class SensorForecasts:
                 published = out[i]
                 if published is not None and n:
                     value = m[PENDING + (n - 1) % h]
-                    size = min(k, window)
-                    w = quantile_of(error_ring(m, h, size), coverage) if n > h and size else nan
-                    published[0][name] = SensorForecast(h, value, value - w, value + w)
+                    if n > h and k >= window:  # a full ring: its quantile with the others' below
+                        if full is None:
+                            full, ring = [], error_ring(m, h, window)
+                            rings = np.empty((len(pubs), window), dtype=np.float32)
+                        rings[len(full)] = ring
+                        full.append((published, value))
+                        published[0][name] = None  # (its place in the order of sensors)
+                    else:
+                        size = min(k, window)
+                        w = quantile_of(error_ring(m, h, size), coverage) if n > h and size else nan
+                        published[0][name] = SensorForecast(h, value, value - w, value + w)
                     published[1][name] = n
             m[LEVEL], m[TREND], m[SEEN], m[ERRORS_SEEN] = level, trend, n, k
+            if full:
+                widths = quantiles_of(rings[: len(full)], coverage)
+                for (published, value), w in zip(full, widths, strict=True):
+                    published[0][name] = SensorForecast(h, value, value - w, value + w)
         return out
 
     def _start(self, m: array[float], y: float, n: int) -> float:

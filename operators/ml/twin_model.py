@@ -187,7 +187,8 @@ class TwinModel:
         det = self.anomaly
         cond, sh = self.condition, self.sensor_health
         noise = sh.step_scale if sh is not None else None  # about one sample's noise per health reading
-        level = cond.level if cond is not None else None
+        # where the readings were lately: only a change of operating point needs it (no context: none)
+        level = cond.level if cond is not None and self.operating_point.context else None
         shifted = self.operating_point.prepare(ts, readings, det, learn, cfg.time_unit_s, noise, level)
         if shifted is None:  # a setpoint change settles: nothing is scored or learned
             if sh is not None and cond is not None:
