@@ -119,6 +119,18 @@ def quantile_of(values: np.ndarray, q: float) -> float:
     return lo + (hi - lo) * (idx - lower)
 
 
+def quantiles_of(rows: np.ndarray, q: float) -> list[float]:
+    """:func:`quantile_of` of each row (one partition for all): the same order statistics, the same
+    float operations on them, so the same numbers bit for bit."""
+    size = rows.shape[1]
+    idx = q * (size - 1)
+    lower = math.floor(idx)
+    higher = min(lower + 1, size - 1)
+    part = np.partition(rows, (lower, higher), axis=1)
+    frac = idx - lower
+    return [lo + (hi - lo) * frac for lo, hi in zip(part[:, lower].tolist(), part[:, higher].tolist(), strict=True)]
+
+
 class WindowQuantile:
     """The ``q`` quantile (:func:`quantile_of`) of the last ``window_size`` values, kept in one ring
     of doubles (River's sorted window cost about 3.4 KiB at 200 values, outside Python's heap).
@@ -284,6 +296,75 @@ class SensorForecasts:
                 m[slot] = self._start(m, y, n)
             m[SEEN] = n + 1
 
+    def update_many(
+        self, rows: list[dict[str, float] | None], calibrate: list[bool], publish: list[bool]
+    ) -> list[tuple[dict[str, SensorForecast], dict[str, int]] | None]:
+        """A twin's batch column-wise: ``rows[i]`` is what :meth:`update` would learn at sample ``i``
+        (None: nothing, ``learn=False``), ``calibrate[i]`` its flag; where ``publish[i]``, the
+        :meth:`forecast` after sample ``i`` and each sensor's :meth:`seen` then. The same float
+        operations in the same order as :meth:`update` per sample, sensor by sensor (a sensor's
+        recursion never reads another's): the same numbers bit for bit (tests/unit/ml/test_step_many.py)."""
+        cfg = self.config
+        h, window, alpha, coverage = cfg.horizon, cfg.window, cfg.alpha, cfg.coverage
+        beta = cfg.beta or None
+        errors_at = 8 * (PENDING + h)
+        models = self.models
+        isfinite = math.isfinite
+        for r in rows:  # new sensors, in the order update() adds them
+            if r:
+                for name, y in r.items():
+                    if name not in models and y is not None and y.__class__ is not bool and isfinite(y):
+                        models[name] = sensor_array(h, window)
+        out: list[tuple[dict[str, SensorForecast], dict[str, int]] | None] = [({}, {}) if p else None for p in publish]
+        pack = _ERROR.pack_into
+        nan = math.nan
+        pubs = [i for i, p in enumerate(publish) if p]
+        for name, m in models.items():
+            full: list[tuple[tuple[dict[str, SensorForecast], dict[str, int]], float]] | None = None
+            n, k = int(m[SEEN]), int(m[ERRORS_SEEN])
+            level, trend = m[LEVEL], m[TREND]
+            for i, r in enumerate(rows):
+                y = r.get(name) if r else None
+                if y is not None and y.__class__ is not bool and isfinite(y):
+                    slot = PENDING + n % h
+                    if calibrate[i] and n >= h:
+                        e = abs(y - m[slot])
+                        pack(m, errors_at + 4 * (k % window), _ERROR_MAX if e > _ERROR_MAX else e)
+                        k += 1
+                    if n >= 2:
+                        new = alpha * y + (1 - alpha) * (level + trend)
+                        if beta is not None:
+                            trend = beta * (new - level) + (1 - beta) * trend
+                            m[slot] = new + h * trend
+                        else:
+                            m[slot] = new
+                        level = new
+                    else:
+                        m[slot] = self._start(m, y, n)
+                        level, trend = m[LEVEL], m[TREND]
+                    n += 1
+                published = out[i]
+                if published is not None and n:
+                    value = m[PENDING + (n - 1) % h]
+                    if n > h and k >= window:  # a full ring: its quantile with the others' below
+                        if full is None:
+                            full, ring = [], error_ring(m, h, window)
+                            rings = np.empty((len(pubs), window), dtype=np.float32)
+                        rings[len(full)] = ring
+                        full.append((published, value))
+                        published[0][name] = None  # (its place in the order of sensors)
+                    else:
+                        size = min(k, window)
+                        w = quantile_of(error_ring(m, h, size), coverage) if n > h and size else nan
+                        published[0][name] = SensorForecast(h, value, value - w, value + w)
+                    published[1][name] = n
+            m[LEVEL], m[TREND], m[SEEN], m[ERRORS_SEEN] = level, trend, n, k
+            if full:
+                widths = quantiles_of(rings[: len(full)], coverage)
+                for (published, value), w in zip(full, widths, strict=True):
+                    published[0][name] = SensorForecast(h, value, value - w, value + w)
+        return out
+
     def _start(self, m: array[float], y: float, n: int) -> float:
         """A sensor's first two values start its :class:`Holt` model; the forecast after ``y``."""
         cfg = self.config
@@ -348,6 +429,35 @@ class SensorForecasts:
         cfg = self.config
         ring = np.minimum(np.asarray(values[: cfg.window], dtype=np.float64), _ERROR_MAX).astype(np.float32)
         memoryview(m).cast("B")[8 * (PENDING + cfg.horizon) :][: 4 * len(ring)] = ring.tobytes()
+
+
+class ForecastBatch:
+    """Samples of one twin's batch whose forecaster update waits for the batch's end (column-wise,
+    :meth:`SensorForecasts.update_many`); the i-th :meth:`add` is the i-th result of :meth:`run`."""
+
+    __slots__ = ("calibrate", "publish", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float] | None] = []
+        self.calibrate: list[bool] = []
+        self.publish: list[bool] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, readings: dict[str, float] | None, calibrate: bool, publish: bool) -> None:
+        """One sample: what the forecasters learn (None: nothing), whether it widens the interval,
+        whether its forecasts are wanted."""
+        self.rows.append(readings)
+        self.calibrate.append(calibrate)
+        self.publish.append(publish)
+
+    def run(self, forecaster: SensorForecasts) -> list[tuple[dict[str, SensorForecast], dict[str, int]] | None]:
+        """Learn the samples added so far (then forget them); per sample its forecasts and each
+        sensor's samples seen, where asked for."""
+        out = forecaster.update_many(self.rows, self.calibrate, self.publish)
+        self.rows, self.calibrate, self.publish = [], [], []
+        return out
 
 
 # The class name in snapshots pickled before it was renamed (River's Forecaster is another contract).

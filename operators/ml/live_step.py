@@ -40,12 +40,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
+from typing import Any
 
 import msgspec
 
 from operators.ml.config import FailureConfig, ModelConfig
 from operators.ml.failure import FleetFailureModel, TwinHistory
 from operators.ml.fleet_step import FleetItem, FleetStep
+from operators.ml.forecast import ForecastBatch, SensorForecast
 from operators.ml.operating_point import seconds
 from operators.ml.scoring import Score
 from operators.ml.sensor_limits import SensorLimit, breach_at, limit_for
@@ -196,30 +198,32 @@ def step(
     state: TwinModelState | None, item: Item, cfg: LiveModelConfig, twin_id: str = ""
 ) -> tuple[TwinModelState, list[Output]]:
     """Apply one item to a twin's state; returns the new state and the records to publish."""
-    state = state or TwinModelState(cfg, twin_id)
-    state.adopt_failure_config(cfg.model.failure)
-    state.twin_id = state.twin_id or twin_id
-    records: list[Output] = []
-    _apply(state, item, cfg, twin_id, records)
-    return state, records
+    return step_many(state, (item,), cfg, twin_id)
 
 
 def step_many(
     state: TwinModelState | None, items: Iterable[Item], cfg: LiveModelConfig, twin_id: str = ""
 ) -> tuple[TwinModelState, list[Output]]:
     """Apply one twin's items in order: the same as :func:`step` on each, records concatenated
-    (the flow runs this once per twin and polled batch)."""
+    (the flow runs this once per twin and polled batch). The readings are scored one by one; the
+    forecasters learn a run of readings column-wise at its end (:class:`_Readings`)."""
     state = state or TwinModelState(cfg, twin_id)
     state.adopt_failure_config(cfg.model.failure)
     state.twin_id = state.twin_id or twin_id
     records: list[Output] = []
+    run = _Readings(state, cfg, twin_id, records)
     for item in items:
-        _apply(state, item, cfg, twin_id, records)
+        if item.__class__ is Reading:
+            run.score(item)
+        else:
+            run.flush()
+            _apply(state, item, cfg, twin_id, records)
+    run.flush()
     return state, records
 
 
 def _apply(state: TwinModelState, item: Item, cfg: LiveModelConfig, twin_id: str, records: list[Output]) -> None:
-    """One item; appends its records."""
+    """One item other than a reading; appends its records."""
     if isinstance(item, Status):
         state.maintenance = item.maintenance
         return
@@ -238,64 +242,118 @@ def _apply(state: TwinModelState, item: Item, cfg: LiveModelConfig, twin_id: str
     if isinstance(item, Tick):
         _tick(state, item.at, cfg, twin_id, records)
         return
-    t = seconds(item.ts, cfg.model.time_unit_s)
-    state._observe_time(item.ts, t)
-    known = len(state.held)
-    state.held.update(item.readings)
-    if len(state.held) > known and known:
-        # A sensor appeared (e.g. OPC-UA's first notifications arrive split): the models learn
-        # the full sensor set from here on.
-        state.model.reset()
-    seen = state.seen
-    for name in item.readings:
-        rec = seen.get(name)
-        if rec is None:
-            seen[name] = array("d", (t, t, 1.0))
-        else:
-            rec[1] = t
-            rec[2] += 1.0
-    state.samples += 1
-    health = state.model.sensor_health
-    if health is not None and (health.silent or state.samples % SILENCE_CHECK_EVERY == 0):
-        health.set_silent(_silent(state, t, cfg))
-    publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
-    out = state.model.update(item.ts, dict(state.held), learn=not state.maintenance, forecasts=publish)
-    state.wall_at_last = time.time()
-    score = out.score
-    if not score.warming_up and math.isfinite(score.anomaly_score):
-        records.append(_record(twin_id, item.ts, score, cfg))
-    if out.forecasts and state.period_s and isinstance(item.ts, datetime):
-        ready = not score.warming_up and state.samples >= cfg.model.anomaly.warmup
-        for sensor, fc in out.forecasts.items():
-            if not all(math.isfinite(v) for v in (fc.value, fc.low, fc.high)):
-                continue
-            target_ts = item.ts + timedelta(seconds=fc.horizon * state.period_s)
-            limit, breach = None, None
-            rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
-            if rule is not None:
-                # Until the models have seen enough data (warm-up, and the forecaster's own interval
-                # calibrated) the forecasts are not trusted — a young Holt trend extrapolates start-up
-                # transients: only a reading already outside the band counts.
-                now = state.held[sensor]
-                trusted = ready and state.model.forecast_ready(sensor) and sensor not in score.sensor_faults
-                predicted = fc.value if trusted else now
-                limit, breach = breach_at(rule, now=now, predicted=predicted, ts=item.ts, target_ts=target_ts)
-            records.append(
-                ForecastPoint(
-                    twin_id=twin_id,
-                    sensor=sensor,
-                    ts=item.ts,
-                    target_ts=target_ts,
-                    predicted=fc.value,
-                    lower=fc.low,
-                    upper=fc.high,
-                    limit=limit,
-                    breach_at=breach,
-                )
+    raise TypeError(f"not a model step item: {item!r}")
+
+
+class _Readings:
+    """A run of one twin's readings: each is scored at once; its records wait for the run's end,
+    when the forecasters learn the whole run column-wise (:class:`ForecastBatch`) and the records
+    are emitted in reading order (score, forecasts, failure features), as reading by reading."""
+
+    __slots__ = ("cfg", "deferred", "pending", "records", "state", "twin_id")
+
+    def __init__(self, state: TwinModelState, cfg: LiveModelConfig, twin_id: str, records: list[Output]) -> None:
+        self.state, self.cfg, self.twin_id, self.records = state, cfg, twin_id, records
+        self.deferred = ForecastBatch()
+        # per reading: ts, score, held values, sampling period, samples, failure features (or None)
+        self.pending: list[tuple[Any, Score, dict[str, float], float | None, int, FleetItem | None]] = []
+
+    def score(self, item: Reading) -> None:
+        state, cfg = self.state, self.cfg
+        t = seconds(item.ts, cfg.model.time_unit_s)
+        state._observe_time(item.ts, t)
+        held = state.held
+        known = len(held)
+        held.update(item.readings)
+        if len(held) > known and known:
+            # A sensor appeared (e.g. OPC-UA's first notifications arrive split): the models learn
+            # the full sensor set from here on.
+            self.flush()
+            state.model.reset()
+        seen = state.seen
+        for name in item.readings:
+            rec = seen.get(name)
+            if rec is None:
+                seen[name] = array("d", (t, t, 1.0))
+            else:
+                rec[1] = t
+                rec[2] += 1.0
+        state.samples += 1
+        model = state.model
+        health = model.sensor_health
+        if health is not None and (health.silent or state.samples % SILENCE_CHECK_EVERY == 0):
+            health.set_silent(_silent(state, t, cfg))
+        publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
+        values = dict(held)
+        out = model.update(item.ts, values, learn=not state.maintenance, forecasts=publish, deferred=self.deferred)
+        history = model.history
+        fleet = None
+        if history is not None and cfg.predict_every and history.age % cfg.predict_every == 0:
+            fleet = FleetItem(self.twin_id, fleet_of(self.twin_id, cfg), item.ts, features=dict(history.last_features))
+        self.pending.append((item.ts, out.score, values, state.period_s, state.samples, fleet))
+
+    def flush(self) -> None:
+        """The run's forecasts, then its records in reading order."""
+        if not self.pending:
+            return
+        state, cfg, twin_id, records = self.state, self.cfg, self.twin_id, self.records
+        forecaster = state.model.forecaster
+        deferred = self.deferred
+        forecasts = deferred.run(forecaster) if forecaster is not None and len(deferred) else None
+        state.wall_at_last = time.time()
+        for i, (ts, score, held, period_s, samples, fleet) in enumerate(self.pending):
+            if not score.warming_up and math.isfinite(score.anomaly_score):
+                records.append(_record(twin_id, ts, score, cfg))
+            published = forecasts[i] if forecasts is not None else None
+            if published and published[0] and period_s and isinstance(ts, datetime):
+                _forecast_records(published, state.model, ts, score, held, period_s, samples, cfg, twin_id, records)
+            if fleet is not None:
+                records.append(fleet)
+        self.pending = []
+
+
+def _forecast_records(
+    published: tuple[dict[str, SensorForecast], dict[str, int]],
+    model: TwinModel,
+    ts: datetime,
+    score: Score,
+    held: dict[str, float],
+    period_s: float,
+    samples: int,
+    cfg: LiveModelConfig,
+    twin_id: str,
+    records: list[Output],
+) -> None:
+    """A reading's forecast points (its forecasts and each sensor's samples seen then)."""
+    forecasts, seen = published
+    ready = not score.warming_up and samples >= cfg.model.anomaly.warmup
+    for sensor, fc in forecasts.items():
+        if not all(math.isfinite(v) for v in (fc.value, fc.low, fc.high)):
+            continue
+        target_ts = ts + timedelta(seconds=fc.horizon * period_s)
+        limit, breach = None, None
+        rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
+        if rule is not None:
+            # Until the models have seen enough data (warm-up, and the forecaster's own interval
+            # calibrated) the forecasts are not trusted — a young Holt trend extrapolates start-up
+            # transients: only a reading already outside the band counts.
+            now = held[sensor]
+            trusted = ready and model.forecast_ready(sensor, seen[sensor]) and sensor not in score.sensor_faults
+            predicted = fc.value if trusted else now
+            limit, breach = breach_at(rule, now=now, predicted=predicted, ts=ts, target_ts=target_ts)
+        records.append(
+            ForecastPoint(
+                twin_id=twin_id,
+                sensor=sensor,
+                ts=ts,
+                target_ts=target_ts,
+                predicted=fc.value,
+                lower=fc.low,
+                upper=fc.high,
+                limit=limit,
+                breach_at=breach,
             )
-    history = state.model.history
-    if history is not None and cfg.predict_every and history.age % cfg.predict_every == 0:
-        records.append(FleetItem(twin_id, fleet_of(twin_id, cfg), item.ts, features=dict(history.last_features)))
+        )
 
 
 SILENCE_CHECK_EVERY = 10  # readings between silence checks (and on every timer)

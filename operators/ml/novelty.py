@@ -360,7 +360,7 @@ class NoveltyDetector(Regimes, VersionedState):
         cov = (d.T @ d).astype(np.float64) / len(d)
         diag = np.diag(cov).copy()
         cov *= 1.0 - cfg.shrinkage
-        cov[np.diag_indices_from(cov)] = diag + 1e-9 * (diag.mean() + 1e-12)
+        np.fill_diagonal(cov, diag + 1e-9 * (diag.mean() + 1e-12))
         try:
             precision = np.linalg.inv(cov)
         except np.linalg.LinAlgError:

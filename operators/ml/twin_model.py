@@ -40,7 +40,7 @@ import numpy as np
 from operators.ml.condition import ConditionMonitor
 from operators.ml.config import ModelConfig
 from operators.ml.failure import FleetFailureModel, RulEstimate, TwinHistory
-from operators.ml.forecast import SensorForecast, SensorForecasts
+from operators.ml.forecast import ForecastBatch, SensorForecast, SensorForecasts
 from operators.ml.novelty import NoveltyDetector, seconds
 from operators.ml.operating_point import OperatingPoint
 from operators.ml.regimes import relearn_due
@@ -132,11 +132,14 @@ class TwinModel:
         self.history.on_repair(t)
         return []
 
-    def forecast_ready(self, sensor: str) -> bool:
+    def forecast_ready(self, sensor: str, seen: int | None = None) -> bool:
         """The sensor's forecast has seen enough data to be trusted: its interval is calibrated on a
-        full window of its own errors (no limit breach is predicted before)."""
+        full window of its own errors (no limit breach is predicted before). ``seen``: the samples
+        its forecaster had learned at the time in question (default: now)."""
         f = self.forecaster
-        return f is not None and f.seen(sensor) >= f.config.window + f.config.horizon
+        if f is None:
+            return False
+        return (f.seen(sensor) if seen is None else seen) >= f.config.window + f.config.horizon
 
     # ------------------------------------------------------------------ per sample
     def _build(self, sensors: list[str]) -> None:
@@ -154,18 +157,24 @@ class TwinModel:
         learn: bool = True,
         fleet: FleetFailureModel | None = None,
         forecasts: bool = True,
+        deferred: ForecastBatch | None = None,
     ) -> TwinOutput:
         """Score one sample (then learn from it unless ``learn`` is False or it is anomalous).
 
         ``forecasts=False`` skips building the forecast records (the models still learn); the live
-        flow asks for them only on the samples it publishes them."""
+        flow asks for them only on the samples it publishes them. With ``deferred`` the forecasters
+        learn the sample later, with the rest of the twin's batch (:meth:`ForecastBatch.run`: the
+        same numbers; nothing else reads the forecasters in between): no forecasts here."""
         score = self._score(ts, readings, learn)
         out_forecasts = None
         if self.forecaster is not None:
             faults = score.sensor_faults
             fr = {k: v for k, v in readings.items() if k not in faults} if faults else readings
-            self.forecaster.update(fr, learn=learn, calibrate=not score.is_anomaly)
-            out_forecasts = self.forecaster.forecast() if forecasts else None
+            if deferred is not None:
+                deferred.add(fr if learn else None, not score.is_anomaly, forecasts)
+            else:
+                self.forecaster.update(fr, learn=learn, calibrate=not score.is_anomaly)
+                out_forecasts = self.forecaster.forecast() if forecasts else None
         failure = None
         if self.history is not None:
             feats = self.history.observe(time_value(ts, self.config.time_unit_s), readings, keep=learn)
@@ -178,7 +187,8 @@ class TwinModel:
         det = self.anomaly
         cond, sh = self.condition, self.sensor_health
         noise = sh.step_scale if sh is not None else None  # about one sample's noise per health reading
-        level = cond.level if cond is not None else None
+        # where the readings were lately: only a change of operating point needs it (no context: none)
+        level = cond.level if cond is not None and self.operating_point.context else None
         shifted = self.operating_point.prepare(ts, readings, det, learn, cfg.time_unit_s, noise, level)
         if shifted is None:  # a setpoint change settles: nothing is scored or learned
             if sh is not None and cond is not None:

@@ -205,6 +205,42 @@ def test_packed_forecaster_is_rivers_models_bit_for_bit() -> None:
         assert f.seen("a") == 150 and f.seen("zz") == 0
 
 
+def test_column_wise_forecasts_are_the_per_sample_ones_bit_for_bit() -> None:
+    """SensorForecasts.update_many (a twin's batch, sensor by sensor): after every batch the same
+    state bytes as update() sample by sample, and at each asked-for sample the same forecasts and
+    samples seen, whatever the batch cut, with samples not learned and a sensor that comes later."""
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import ForecastBatch, SensorForecasts
+
+    rng = random.Random(11)
+    for cfg in (ForecastConfig(horizon=4, window=20), ForecastConfig(horizon=1, window=10, beta=0.0)):
+        samples = forecaster_samples(5, 300)
+        for i in range(150, 300):
+            samples[i][0]["late"] = float(i % 7)
+        learn = [rng.random() > 0.05 for _ in samples]
+        one, many = SensorForecasts(cfg), SensorForecasts(cfg)
+        expected = []
+        for (readings, calibrate), learned in zip(samples, learn, strict=True):
+            one.update(readings, learn=learned, calibrate=calibrate)
+            state = {n: m.tobytes() for n, m in one.models.items()}
+            expected.append((one.forecast(), {name: one.seen(name) for name in one.models}, state))
+        got, start, batch = [], 0, ForecastBatch()
+        while start < len(samples):
+            stop = min(start + rng.randint(1, 40), len(samples))
+            for (readings, calibrate), learned in zip(samples[start:stop], learn[start:stop], strict=True):
+                batch.add(readings if learned else None, calibrate, rng.random() < 0.7)
+            publish = list(batch.publish)
+            for k, out in enumerate(batch.run(many)):
+                assert (out is not None) == publish[k]
+                got.append(out)
+            start = stop
+            assert {n: m.tobytes() for n, m in many.models.items()} == expected[stop - 1][2]
+        for out, (forecasts, seen, _) in zip(got, expected, strict=True):
+            if out is not None:
+                assert repr(out[0]) == repr(forecasts)  # NaN intervals before calibration
+                assert out[1] == {name: n for name, n in seen.items() if name in out[0]}
+
+
 def test_float32_errors_move_the_interval_by_at_most_2_to_the_minus_24() -> None:
     """The error ring is float32 (operators/ml/forecast.py): against the float64 errors it replaced,
     the forecast is the same and each bound moves by at most 2⁻²⁴ of the half-width (the quantile
