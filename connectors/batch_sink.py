@@ -14,9 +14,13 @@ producer, a webhook sender; one per writer) and how to write one batch to it
 
 Retries, idempotency and delivery reports belong to the destination:
 :class:`~connectors.postgres.sink.PostgresSink` (a transaction retried on a new connection, rows
-upserted on the record's identity), :class:`~connectors.kafka.sink.MessageSink` (flushed per batch;
-an unacknowledged record raises), :class:`~connectors.webhook.sink.WebhookSink` (each alert version
-retried, then logged and skipped).
+upserted on the record's identity), :class:`~connectors.kafka.sink.MessageSink` (produced per batch,
+flushed when settled: at each epoch's end in a flow; an unacknowledged record raises),
+:class:`~connectors.webhook.sink.WebhookSink` (each alert version retried, then logged and skipped).
+
+A sink whose writes are acknowledged later than they return (Kafka) implements :meth:`BatchSink.settle`:
+wait until everything written is acknowledged, raise if some was not. In a flow,
+:class:`~connectors.overlap.OverlappedSink` settles each partition before its epoch can be committed.
 
 Outside a flow (seeding, tests, benchmarks) the same writer is used directly::
 
@@ -61,8 +65,17 @@ class BatchSink(DynamicSink[Record | list[Record]], ABC, Generic[Record, Destina
     def write_to(self, destination: Destination, batch: Sequence[Record]) -> int:
         """Write ``batch`` (not empty) to ``destination``; return how many records were newly written."""
 
+    def settle(self, destination: Destination) -> None:
+        """Return once every record written to ``destination`` is stored; raise if some was not
+        (default: nothing to wait for, each :meth:`write_to` stores its batch before it returns)."""
+
     def disconnect(self, destination: Destination) -> None:
         """Release the destination when its writer closes (flush, close a connection)."""
+
+    def route_key(self, record: Record) -> bytes:
+        """What records must stay in one partition, in order (:class:`~connectors.overlap.OverlappedSink`):
+        the record's twin."""
+        return record.twin_id.encode()  # type: ignore[attr-defined]
 
     def open(self) -> BatchWriter[Record, Destination]:
         """A writer with its own destination."""
@@ -99,19 +112,28 @@ class BatchWriter(StatelessSinkPartition[Record | list[Record]], Generic[Record,
 
     def write_batch(self, items: list[Record | list[Record]]) -> None:
         """Bytewax's call: flatten lists of records, then :meth:`write`."""
-        records: list[Record] = []
-        for item in items:
-            if isinstance(item, list):
-                records.extend(item)
-            else:
-                records.append(item)
-        self.write(records)
+        self.write(flatten(items))
+
+    def settle(self) -> None:
+        """Return once every record written is stored (:meth:`BatchSink.settle`)."""
+        self._sink.settle(self.destination)
 
     def close(self) -> None:
         log.info(
             "%s: %d %s received, %d %s", self.label, self.received, self._sink.what, self.written, self._sink.written_as
         )
         self._sink.disconnect(self.destination)
+
+
+def flatten(items: Sequence[Record | list[Record]]) -> list[Record]:
+    """Items (records, or lists of records) as one list of records, order kept."""
+    records: list[Record] = []
+    for item in items:
+        if isinstance(item, list):
+            records.extend(item)
+        else:
+            records.append(item)
+    return records
 
 
 def _chunks(records: Sequence[Record], size: int) -> list[Sequence[Record]]:

@@ -28,6 +28,12 @@ writes) and hands each batch to one background thread per partition (:class:`Bac
 
 The snapshot holds nothing (``None``): the sink's only state is what is still in flight, and that
 is written before the snapshot is taken.
+
+With ``background=False`` a partition (:class:`SettledPartition`) writes in the flow's thread and,
+at the epoch's end and at ``close()``, *settles* its destination (:meth:`BatchSink.settle
+<connectors.batch_sink.BatchSink.settle>`): the Kafka sink (:mod:`connectors.kafka.sink`) produces each
+batch without waiting and flushes there, so the epoch is committed only after Kafka acknowledged
+its records. Same routing (:meth:`BatchSink.route_key <connectors.batch_sink.BatchSink.route_key>`).
 """
 
 from __future__ import annotations
@@ -126,16 +132,35 @@ class OverlappedPartition(StatefulSinkPartition[list[Record], None], Generic[Rec
         self.background.close()
 
 
-class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, Destination]):
-    """``sink`` with its writes overlapping the flow's compute, over ``partitions`` partitions
-    (1 to :data:`SLOTS`) keyed by twin. Its input is :meth:`route`'s output (flows wire both)."""
+class SettledPartition(StatefulSinkPartition[list[Record], None], Generic[Record, Destination]):
+    """One partition of an :class:`OverlappedSink` with ``background=False``: writes in the flow's
+    thread, settles its destination at each epoch's end (``snapshot``) and at ``close``."""
 
-    def __init__(self, sink: BatchSink[Record, Destination], partitions: int = 1) -> None:
+    def __init__(self, writer: BatchWriter[Record, Destination]) -> None:
+        self.writer = writer
+
+    def write_batch(self, values: list[list[Record]]) -> None:
+        self.writer.write([r for records in values for r in records])
+
+    def snapshot(self) -> None:
+        self.writer.settle()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, Destination]):
+    """``sink`` with its writes overlapping the flow's compute (``background=False``: settled at each
+    epoch's end instead), over ``partitions`` partitions (1 to :data:`SLOTS`) keyed by twin. Its input
+    is :meth:`route`'s output (flows wire both)."""
+
+    def __init__(self, sink: BatchSink[Record, Destination], partitions: int = 1, *, background: bool = True) -> None:
         if not 1 <= partitions <= SLOTS:
             raise ValueError(f"partitions must be 1 to {SLOTS}, not {partitions}")
         self.sink = sink
         self.partitions = partitions
-        self._part_of: dict[str, str] = {}
+        self.background = background
+        self._part_of: dict[bytes, str] = {}
         self._names: list[str] | None = None  # local_partitions(), on the first route
 
     def route(self, item: Record | list[Record]) -> list[tuple[str, list[Record]]]:
@@ -149,13 +174,13 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
         if self.partitions == 1:
             return [(_NAMES[0], records)]
         parts: dict[str, list[Record]] = {}
-        part_of = self._part_of
+        part_of, key_of = self._part_of, self.sink.route_key
         for record in records:
-            twin: str = record.twin_id  # type: ignore[attr-defined]
+            twin = key_of(record)
             part = part_of.get(twin)
             if part is None:
                 names = self._names if self._names is not None else self._local_names()
-                part = part_of[twin] = names[zlib.crc32(twin.encode()) % len(names)]
+                part = part_of[twin] = names[zlib.crc32(twin) % len(names)]
             parts.setdefault(part, []).append(record)
         return list(parts.items())
 
@@ -184,7 +209,9 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
     def part_fn(self, item_key: str) -> int:
         return int(item_key)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> OverlappedPartition[Record, Destination]:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Any
+    ) -> OverlappedPartition[Record, Destination] | SettledPartition[Record, Destination]:
         worker = this_worker()
         if worker is not None and not worker.owns(int(for_part)):
             log.warning(
@@ -196,4 +223,4 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
             )
         writer = self.sink.open()
         writer.label = f"{step_id} partition {for_part}"
-        return OverlappedPartition(writer)
+        return OverlappedPartition(writer) if self.background else SettledPartition(writer)

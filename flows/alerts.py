@@ -33,6 +33,7 @@ from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.webhook.sink import WebhookSink
+from flows.outputs import Sink, output, settled
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.alerts.ordering import OrderedTwinAlerts, step
@@ -147,7 +148,7 @@ class AlertSinks:
     """Where the alerts flow writes: Kafka messages (alert versions, parent alarms, dead letters),
     alert versions to the database, model outputs to the database, and the webhook (None: off)."""
 
-    messages: DynamicSink[Any]
+    messages: Sink
     alerts: DynamicSink[Alert]
     model_outputs: DynamicSink[Any]
     webhook: DynamicSink[Alert] | None = None
@@ -161,7 +162,8 @@ class AlertSinks:
             if a.webhook_url
             else None
         )
-        return cls(MessageSink(producer_config(settings)), AlertSink(conninfo), ModelOutputSink(conninfo), webhook)
+        messages = settled(settings, MessageSink(producer_config(settings)))
+        return cls(messages, AlertSink(conninfo), ModelOutputSink(conninfo), webhook)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:
@@ -190,7 +192,7 @@ def dataflow(
     decoded = op.filter_map("decode", messages, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC)))
     valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
-    op.output("dlq", dead, sinks.messages)
+    output("dlq", dead, sinks.messages)
 
     records = valid.trues
     outputs = op.filter(
@@ -201,11 +203,11 @@ def dataflow(
     keyed = op.key_on("by_twin", records, lambda r: r.twin_id)
     versions = op.stateful("lifecycle", keyed, lambda resume: TwinLifecycle(resume, rules, ticks=ticks))
     alerts = op.map("unkey", versions, lambda kv: kv[1])
-    op.output("alerts_kafka", op.map("to_kafka", alerts, lambda x: alert_message(x, a.topic)), sinks.messages)
+    output("alerts_kafka", op.map("to_kafka", alerts, lambda x: alert_message(x, a.topic)), sinks.messages)
     children = _children(settings)
     if children:  # a parent asset's alarms suppress its children's by design (ISA-18.2)
         to_children = op.flat_map("to_children", alerts, lambda x: parent_alarm_messages(x, children, a))
-        op.output("suppression_kafka", to_children, sinks.messages)
+        output("suppression_kafka", to_children, sinks.messages)
     op.output("alerts_db", alerts, sinks.alerts)
     if sinks.webhook is not None:
         op.output("webhook", alerts, sinks.webhook)

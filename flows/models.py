@@ -26,19 +26,18 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream, StatefulLogic
-from bytewax.outputs import DynamicSink
 
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_source, source_messages
+from flows.outputs import Sink, output, settled
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
@@ -70,13 +69,14 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     The Kafka source tells the silence timers when its path pauses (:class:`PathPauses`)."""
     path = PathPauses(started=time.time())
     source = kafka_source(settings, input_topics(settings), tail=tail, path=path)
-    return dataflow(settings, source, MessageSink(producer_config(settings)), flow_id=flow_id, path=path)
+    sink = settled(settings, MessageSink(producer_config(settings)))
+    return dataflow(settings, source, sink, flow_id=flow_id, path=path)
 
 
 def dataflow(
     settings: Settings,
     source: Source[KafkaSourceMessage],
-    messages: DynamicSink[Any],
+    messages: Sink,
     *,
     flow_id: str = "twinflow-models",
     path: PathPauses | None = None,
@@ -90,7 +90,7 @@ def dataflow(
 
 
 def attach(
-    settings: Settings, messages: Stream[KafkaSourceMessage], sink: DynamicSink[Any], path: PathPauses | None = None
+    settings: Settings, messages: Stream[KafkaSourceMessage], sink: Sink, path: PathPauses | None = None
 ) -> None:
     """Add the per-twin models and their outputs after ``messages`` of :func:`input_topics`."""
     rules = reading_rules(settings)  # the telemetry flow's rules: what it rejects is not scored either
@@ -110,9 +110,7 @@ def live_config(settings: Settings) -> LiveModelConfig:
     )
 
 
-def attach_polled(
-    settings: Settings, polled: Stream[Polled], sink: DynamicSink[Any], path: PathPauses | None = None
-) -> None:
+def attach_polled(settings: Settings, polled: Stream[Polled], sink: Sink, path: PathPauses | None = None) -> None:
     """The same on polled batches of :func:`input_topics` whose telemetry may be decoded already
     (the pipeline flow gives each part the messages of its topics: :meth:`Polled.only`)."""
     a = settings.alerts
@@ -129,7 +127,7 @@ def attach_polled(
     valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
 
     dead = op.map("dead_letters", valid.falses, lambda kv: dead_letter_message(kv[1], settings.topics.dlq))
-    op.output("dlq", dead, sink)
+    output("dlq", dead, sink)
 
     # One item per twin and polled batch: (twin_id, (twin_id, [items in order])).
     keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
@@ -152,7 +150,7 @@ def attach_polled(
     by_fleet = op.key_on("by_fleet", to_fleet, lambda item: item.fleet)
     fleet_out = op.stateful_map("fleet_model", by_fleet, lambda state, item: fleet_step(state, item, cfg))
     predictions = op.flat_map("predictions", fleet_out, lambda kv: [to_message(p.twin_id, p) for p in kv[1]])
-    op.output("scores_out", op.merge("model_records", outgoing, predictions), sink)
+    output("scores_out", op.merge("model_records", outgoing, predictions), sink)
 
 
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):

@@ -1,8 +1,10 @@
-"""Wiring a sink into a flow: a plain Bytewax sink, or one whose writes overlap the compute.
+"""Wiring a sink into a flow: a plain Bytewax sink, or one whose partitions Bytewax calls at each epoch's end.
 
-:class:`~connectors.overlap.OverlappedSink` (the flows' PostgreSQL sinks) takes its items keyed by
-partition; :func:`output` adds that keying step (``<step_id>_route``) in front of it, and wires any
-other sink (Kafka, the webhook, Bytewax's ``TestingSink``) as it is.
+:class:`~connectors.overlap.OverlappedSink` takes its items keyed by partition: the flows' PostgreSQL
+sinks write in the background (:func:`overlapped`), their Kafka sinks produce in the flow's thread
+and are flushed at each epoch's end, before Bytewax can commit it (:func:`settled`). :func:`output`
+adds the keying step (``<step_id>_route``, once per batch of items) in front of such a sink, and
+wires any other sink (the webhook, Bytewax's ``TestingSink``) as it is.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.outputs import DynamicSink
 
-from connectors.batch_sink import BatchSink
+from connectors.batch_sink import BatchSink, flatten
 from connectors.overlap import OverlappedSink
 from flows.settings import DataflowSettings as Settings
 
@@ -25,9 +27,15 @@ def overlapped(settings: Settings, sink: BatchSink[Any, Any]) -> OverlappedSink[
     return OverlappedSink(sink, settings.flow.sink_partitions or 1)
 
 
+def settled(settings: Settings, sink: BatchSink[Any, Any]) -> OverlappedSink[Any, Any]:
+    """``sink`` writing in the flow's thread, settled (Kafka: flushed) at each epoch's end, over
+    ``flow.sink_partitions`` partitions (default 1)."""
+    return OverlappedSink(sink, settings.flow.sink_partitions or 1, background=False)
+
+
 def output(step_id: str, up: Stream[Any], sink: Sink) -> None:
     """``op.output(step_id, up, sink)``, keyed first when ``sink`` is an :class:`OverlappedSink`."""
     if isinstance(sink, OverlappedSink):
-        op.output(step_id, op.flat_map(f"{step_id}_route", up, sink.route), sink)
+        op.output(step_id, op.flat_map_batch(f"{step_id}_route", up, lambda items: sink.route(flatten(items))), sink)
     else:
         op.output(step_id, up, sink)

@@ -27,13 +27,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
-from bytewax.outputs import DynamicSink
 
 import flows.models
 import flows.telemetry
@@ -41,6 +39,7 @@ import flows.twin
 from connectors.kafka.clients import producer_config
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
+from flows.outputs import Sink, settled
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from operators.ml.path_pauses import PathPauses
@@ -64,12 +63,12 @@ class PipelineSinks:
 
     ingest: flows.telemetry.TelemetrySinks
     reconcile: flows.twin.TwinSinks
-    models: DynamicSink[Any]
+    models: Sink
 
     @classmethod
     def of(cls, settings: Settings) -> PipelineSinks:
         """Kafka and PostgreSQL."""
-        models = MessageSink(producer_config(settings))
+        models = settled(settings, MessageSink(producer_config(settings)))
         return cls(flows.telemetry.TelemetrySinks.of(settings), flows.twin.TwinSinks.of(settings), models)
 
 
@@ -103,9 +102,7 @@ def reconcile(
 
 
 @operator
-def models(
-    step_id: str, polled: Stream[Polled], settings: Settings, sink: DynamicSink[Any], path: PathPauses | None
-) -> None:
+def models(step_id: str, polled: Stream[Polled], settings: Settings, sink: Sink, path: PathPauses | None) -> None:
     """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
     flows.models.attach_polled(settings, part_topics(polled, settings, "models"), sink, path)
 

@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
-from bytewax.outputs import DynamicSink
 
 from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
 from connectors.postgres.telemetry_sink import TelemetrySink
-from flows.outputs import Sink, output, overlapped
+from flows.outputs import Sink, output, overlapped, settled
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from operators.telemetry.ingest import Polled
@@ -40,13 +38,13 @@ class TelemetrySinks:
     """Where the telemetry flow writes: lists of telemetry rows, and Kafka messages (dead letters)."""
 
     rows: Sink
-    messages: DynamicSink[Any]
+    messages: Sink
 
     @classmethod
     def of(cls, settings: Settings) -> TelemetrySinks:
         """PostgreSQL's ``telemetry`` table (written in the background) and Kafka."""
         rows = overlapped(settings, TelemetrySink(settings.postgres.conninfo(), batch_size=settings.flow.batch_size))
-        return cls(rows, MessageSink(producer_config(settings)))
+        return cls(rows, settled(settings, MessageSink(producer_config(settings))))
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-telemetry") -> Dataflow:
@@ -85,4 +83,4 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sinks: TelemetrySi
         splits,
         lambda s: [dead_letter_message(d, settings.topics.dlq) for d in s.dead],
     )
-    op.output("dlq", dead, sinks.messages)
+    output("dlq", dead, sinks.messages)

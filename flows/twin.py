@@ -28,14 +28,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
-from bytewax.outputs import DynamicSink
 
 from connectors.config.errors import ConfigError
 from connectors.config.security_files import load_policy, load_subjects, load_twin_registry
@@ -48,7 +47,7 @@ from connectors.kafka.twin_messages import TwinTopics, to_messages
 from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
-from flows.outputs import Sink, output, overlapped
+from flows.outputs import Sink, output, overlapped, settled
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
@@ -195,7 +194,7 @@ class TwinSinks:
     step emits anything; ``stored``: a twin's newest stored version, for a twin without a snapshot
     (None: such a twin starts new)."""
 
-    messages: DynamicSink[Any]
+    messages: Sink
     history: Sink
     rows: Sink
     decisions: DecisionStore
@@ -206,7 +205,7 @@ class TwinSinks:
         """Kafka and PostgreSQL (written in the background)."""
         conninfo = settings.postgres.conninfo()
         return cls(
-            MessageSink(producer_config(settings)),
+            settled(settings, MessageSink(producer_config(settings))),
             overlapped(settings, TwinSink(conninfo)),
             overlapped(settings, TelemetrySink(conninfo, batch_size=settings.flow.batch_size)),
             PostgresDecisionStore(conninfo),
@@ -260,7 +259,7 @@ def attach_polled(
             + ([dead_letter_message(d, settings.topics.dlq) for d in ti.dead_telemetry] if tw.ingest else [])
         ),
     )
-    op.output("twin_kafka", op.merge("twin_all_messages", messages, dead), sinks.messages)
+    output("twin_kafka", op.merge("twin_all_messages", messages, dead), sinks.messages)
     if tw.ingest:
         rows = op.filter("twin_rows", op.map("twin_row_lists", inputs, lambda ti: ti.rows), bool)
         output("twin_telemetry_postgres", rows, sinks.rows)

@@ -2,17 +2,26 @@
 
 A :class:`~connectors.batch_sink.BatchSink` whose destination is a producer with delivery reports.
 
-Same delivery as Bytewax's ``KafkaSink`` (each batch is produced, then flushed before the sink
-returns: at-least-once with recovery, the topics' consumers are idempotent), same producer
-(:func:`connectors.kafka.clients.producer_config`), same messages, in the same order. What differs
-is the per-message cost: items may be :class:`OutMessage` tuples (Bytewax's ``KafkaSinkMessage``
-is a frozen dataclass, ~1 µs to build) and the producer is not polled after every message (the
-flush at the end of the batch serves delivery reports).
+Same delivery as Bytewax's ``KafkaSink`` (at-least-once with recovery, the topics' consumers are
+idempotent), same producer (:func:`connectors.kafka.clients.producer_config`), same messages, in the
+same order. What differs:
+
+* **No wait per batch.** A batch is produced (librdkafka sends it from its own threads after
+  ``linger.ms``) and the producer polled once without waiting; the flush that waits for Kafka's
+  acknowledgements is :meth:`MessageSink.settle`. Flows wire the sink with
+  :class:`~connectors.overlap.OverlappedSink` (``background=False``, ``flows.outputs.settled``), whose
+  partitions settle at the end of every epoch, *before* Bytewax can commit it, and at ``close()``: the
+  Kafka offsets of an epoch are never committed ahead of its outputs' acknowledgements, as when every
+  batch was flushed, without a round trip to the broker per batch. A plain ``DynamicSink`` has no
+  epoch-end call, so :meth:`MessageSink.build` refuses to be one.
+* **Per-message cost**: items may be :class:`OutMessage` tuples (Bytewax's ``KafkaSinkMessage`` is a
+  frozen dataclass, ~1 µs to build) and the producer is not polled after every message.
 
 No silent loss: a record Kafka did not acknowledge (e.g. ``message.timeout.ms`` ran out while the
-broker was away) makes the batch raise :class:`UndeliveredError` after the flush. The flow stops;
-restarted, it resumes from its last recovery snapshot and produces the batch again (Bytewax's own
-``KafkaSink`` ignores delivery errors).
+broker was away, or the broker refused it) raises :class:`UndeliveredError` from the next write that
+sees its report, or at the latest from the epoch's settle. The flow stops; restarted, it resumes from
+its last recovery snapshot and produces the epoch again (Bytewax's own ``KafkaSink`` ignores delivery
+errors).
 
 >>> OutMessage(b"pump-1", b"{}", "twin.state")
 OutMessage(key=b'pump-1', value=b'{}', topic='twin.state', headers=None)
@@ -59,6 +68,15 @@ class DeliveryReports:
     def flush(self) -> None:
         """Wait for every record's delivery report; :class:`UndeliveredError` when some failed."""
         self.producer.flush()
+        self.raise_failed()
+
+    def poll(self) -> None:
+        """Serve the delivery reports that arrived, without waiting; :class:`UndeliveredError` when some failed."""
+        self.producer.poll(0)
+        self.raise_failed()
+
+    def raise_failed(self) -> None:
+        """:class:`UndeliveredError` when some record's delivery failed since the last call."""
         if self._failed:
             failed, first = self._failed, self._first_error
             self._failed, self._first_error = 0, None
@@ -69,7 +87,8 @@ class DeliveryReports:
 
 
 class MessageSink(BatchSink[Any, DeliveryReports]):
-    """Bytewax sink producing :class:`OutMessage` (or ``KafkaSinkMessage``) items; a producer per worker."""
+    """Producing :class:`OutMessage` (or ``KafkaSinkMessage``) items, a producer per partition; settled
+    (flushed) at each epoch's end by :class:`~connectors.overlap.OverlappedSink`."""
 
     what = "messages"
     written_as = "acknowledged by Kafka"
@@ -93,8 +112,20 @@ class MessageSink(BatchSink[Any, DeliveryReports]):
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     producer.poll(0.1)
-        destination.flush()
+        destination.poll()
         return len(batch)
+
+    def settle(self, destination: DeliveryReports) -> None:
+        destination.flush()
 
     def disconnect(self, destination: DeliveryReports) -> None:
         destination.flush()
+
+    def route_key(self, record: Any) -> bytes:
+        return record.key or b""
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> Any:
+        raise TypeError(
+            "MessageSink flushes at the end of each epoch: wire it with "
+            "connectors.overlap.OverlappedSink(sink, background=False) (flows.outputs.settled)"
+        )
