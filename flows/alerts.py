@@ -18,7 +18,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
@@ -33,7 +32,7 @@ from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.webhook.sink import WebhookSink
-from flows.outputs import Sink, output, settled
+from flows.outputs import Sink, output, overlapped, settled
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.alerts.ordering import OrderedTwinAlerts, step
@@ -150,7 +149,7 @@ class AlertSinks:
 
     messages: Sink
     alerts: DynamicSink[Alert]
-    model_outputs: DynamicSink[Any]
+    model_outputs: Sink
     webhook: DynamicSink[Alert] | None = None
 
     @classmethod
@@ -163,7 +162,7 @@ class AlertSinks:
             else None
         )
         messages = settled(settings, MessageSink(producer_config(settings)))
-        return cls(messages, AlertSink(conninfo), ModelOutputSink(conninfo), webhook)
+        return cls(messages, AlertSink(conninfo), overlapped(settings, ModelOutputSink(conninfo)), webhook)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:
@@ -198,7 +197,7 @@ def dataflow(
     outputs = op.filter(
         "model_outputs", records, lambda r: isinstance(r, AnomalyScore | FailurePrediction | ForecastPoint)
     )
-    op.output("model_outputs_db", outputs, sinks.model_outputs)
+    output("model_outputs_db", outputs, sinks.model_outputs)
 
     keyed = op.key_on("by_twin", records, lambda r: r.twin_id)
     versions = op.stateful("lifecycle", keyed, lambda resume: TwinLifecycle(resume, rules, ticks=ticks))
