@@ -5,7 +5,7 @@
 Steps synthetic twins (5 sensors of very different scales: AR(1) noise, then a level shift, a
 spike, a ramp, a noisier stretch and a lasting change) through the live models step
 (:func:`operators.ml.live_step.step`, default settings: anomaly + forecasts) in this checkout and
-in ``--baseline DIR`` (its own ``.venv``), and compares every output: anomaly scores (largest
+in ``--baseline DIR`` (its own ``.venv`` if it has one), and compares every output: anomaly scores (largest
 difference, ``is_anomaly`` and ``kind`` changes, alarm episodes) and forecasts (the value, and how
 far each interval bound moved relative to the interval's half-width). No stack needed.
 """
@@ -95,10 +95,12 @@ def compare(base: list[list[tuple]], this: list[list[tuple]]) -> dict[str, float
 
 
 def run_in(checkout: Path, twins: int, readings: int) -> list[list[tuple]]:
-    """:func:`outputs` computed by ``checkout``'s code and virtualenv."""
+    """:func:`outputs` computed by ``checkout``'s code (and virtualenv, if it has one)."""
+    from benchmarks.processes import checkout_python  # here: the --dump run imports this file in the other checkout
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "outputs.pkl"
-        cmd = [str(checkout / ".venv/bin/python"), __file__, "--dump", str(out), "--twins", str(twins)]
+        cmd = [checkout_python(checkout), __file__, "--dump", str(out), "--twins", str(twins)]
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         subprocess.run([*cmd, "--readings", str(readings)], cwd=checkout, env=env, check=True)
         return pickle.loads(out.read_bytes())
@@ -106,7 +108,7 @@ def run_in(checkout: Path, twins: int, readings: int) -> list[list[tuple]]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline", type=Path, help="another checkout of the project (with its .venv)")
+    ap.add_argument("--baseline", type=Path, help="another checkout of the project (its .venv if it has one)")
     ap.add_argument("--twins", type=int, default=10)
     ap.add_argument("--readings", type=int, default=6000, help="readings per twin")
     ap.add_argument("--dump", type=Path, help=argparse.SUPPRESS)  # internal: write this checkout's outputs

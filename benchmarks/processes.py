@@ -12,6 +12,14 @@ from pathlib import Path
 import psutil
 
 
+def checkout_python(checkout: Path) -> str:
+    """The interpreter to run another checkout's code with: its own ``.venv`` when it has one (made
+    by ``make setup`` there), else this one (a ``git archive`` of a recent commit needs no venv of its
+    own; run it with ``PYTHONPATH`` set to the checkout)."""
+    own = checkout / ".venv" / "bin" / "python"
+    return str(own) if own.exists() else sys.executable
+
+
 def flow_command(flow: str, *, tail: bool, checkout: Path | None = None) -> list[str]:
     """``twinflow run FLOW`` without recovery, tailing the topics or stopping at their end.
 

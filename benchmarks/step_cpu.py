@@ -7,7 +7,8 @@ Steps ``--twins`` synthetic twins (5 sensors: a slow sine, noise, and now and th
 on one sensor of every 7th twin) through ``operators.ml.live_step.step_many`` with the settings a
 live flow runs (``flows.models.live_config``), ``--batch`` readings per twin and call (what a polled
 batch of 5,000 readings holds per twin at 50 twins), in its own process, in this checkout and in
-``--baseline DIR`` (its own ``.venv``), alternating ``--repeat`` times. Printed per run: the CPU
+``--baseline DIR`` (its own ``.venv`` if it has one: a ``git archive`` of a recent commit needs
+none), alternating ``--repeat`` times. Printed per run: the CPU
 time of the step calls only (no Kafka, no decoding, no start-up) per 1,000 readings, and a sha256
 of every record's ``repr`` (equal = the same output). On a machine shared with other jobs the CPU
 time of one run moves by tens of percent: compare the minimum of several alternating runs.
@@ -17,9 +18,12 @@ No stack needed.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 from pathlib import Path
+
+from benchmarks.processes import checkout_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,8 +63,9 @@ print(f"{1000 * cpu / (n * twins / 1000):.2f} {records} {digest.hexdigest()[:16]
 def run(checkout: Path, twins: int, readings: int, batch: int) -> tuple[float, int, str]:
     """One run in ``checkout``: (CPU ms per 1k readings, records, digest)."""
     out = subprocess.run(
-        [str(checkout / ".venv" / "bin" / "python"), "-c", WORKER, str(twins), str(readings), str(batch)],
+        [checkout_python(checkout), "-c", WORKER, str(twins), str(readings), str(batch)],
         cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
         check=True,
         capture_output=True,
         text=True,
@@ -71,7 +76,7 @@ def run(checkout: Path, twins: int, readings: int, batch: int) -> tuple[float, i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline", type=Path, help="another checkout of the project (with its .venv)")
+    ap.add_argument("--baseline", type=Path, help="another checkout of the project (its .venv if it has one)")
     ap.add_argument("--twins", type=int, default=50)
     ap.add_argument("--readings", type=int, default=3000, help="readings per twin")
     ap.add_argument("--batch", type=int, default=100, help="readings per twin and step_many call")
