@@ -347,19 +347,9 @@ def _report(st: TwinState, rules: TwinRules, ev: Reported) -> dict[str, list[Any
             if abs(value - cur[0]) <= band:
                 reported[name] = (cur[0], ts)
                 continue
-        changed[_REPORTED_PATH.get(name) or _reported_path(name)] = [None if cur is None else cur[0], value]
+        changed[f"reported.{name}"] = [None if cur is None else cur[0], value]
         reported[name] = (value, ts)
     return changed
-
-
-_REPORTED_PATH: dict[str, str] = {}
-
-
-def _reported_path(name: str) -> str:
-    path = f"reported.{name}"
-    if len(_REPORTED_PATH) < 100_000:
-        _REPORTED_PATH[name] = path
-    return path
 
 
 def _measured(st: TwinState, rules: TwinRules, ev: Reported) -> list[Output]:
