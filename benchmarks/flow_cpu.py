@@ -5,6 +5,7 @@
     python -m benchmarks.flow_cpu --readings 3000 --twins 10 --repeat 2 --check  # deterministic output?
     python -m benchmarks.flow_cpu --flow pipeline --readings 100000        # the fused flow (rows too)
     python -m benchmarks.flow_cpu --flow pipeline --processes 2            # the same as a 2-process cluster
+    python -m benchmarks.flow_cpu --flow alerts --baseline /tmp/base       # the alerts flow on the pipeline's outputs
 
 Fills one fresh ``telemetry.raw`` topic with N envelopes (the e2e load generator), then runs each
 flow alone (``twinflow run FLOW --no-tail --no-recovery``, its own process) from this checkout
@@ -17,12 +18,15 @@ its own output topics (and its own database rows, deleted before the run), so ea
 write-time columns. Equal digests = same output.
 
 CPU is the process's user + system time (psutil, children included), so it is comparable while
-other jobs share the cores; the load average is printed next to it.
+other jobs share the cores; the load average is printed next to it. ``server`` is the CPU the local
+stack's PostgreSQL (every backend, also those that ended) and Kafka broker spent meanwhile: the
+flow's writes cost there too, on the same cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import os
@@ -33,6 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -66,6 +71,17 @@ DB_TABLES = {
     "telemetry": (("telemetry", "twin_id, sensor, ts, value, seq, quality, source", "twin_id, sensor, ts"),),
 }
 DB_TABLES["pipeline"] = DB_TABLES["twin"] + DB_TABLES["telemetry"]  # ingest + twin + models in one flow
+DB_TABLES["alerts"] = (
+    (
+        "anomaly_scores",
+        "twin_id, ts, score, threshold, is_anomaly, contributions, model, kind, health, drivers, sensor_faults",
+        "twin_id, ts",
+    ),
+    ("forecasts", "*", "twin_id, sensor, ts, target_ts"),
+    ("failure_predictions", "*", "twin_id, ts"),
+    ("alerts", "*", "alert_id, opened_at"),
+    ("alert_events", "*", "alert_id, version, ts"),
+)
 
 
 def delete_rows(conninfo: str, prefix: str) -> None:
@@ -151,6 +167,28 @@ def for_checkout(env: dict[str, str], code: Path) -> dict[str, str]:
     }
 
 
+def server_cpu() -> float:
+    """CPU seconds of the local stack's PostgreSQL (postmaster, its live backends and the ended ones
+    it reaped) and Kafka broker so far; 0 for a service that is not running here."""
+    from twinflow.stack import services
+
+    total = 0.0
+    for service in services(load_settings()):
+        if service.name not in ("postgres", "kafka") or (pid := service.pid()) is None:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    c = child.cpu_times()
+                    total += c.user + c.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def run_flow(flow: str, code: Path, env: dict[str, str], processes: int = 1) -> tuple[float, float]:
     """Drain the topic with one flow process (``processes`` > 1: a local cluster, ``-p N``) started
     in ``code``; returns (CPU s, wall s)."""
@@ -171,6 +209,23 @@ def run_flow(flow: str, code: Path, env: dict[str, str], processes: int = 1) -> 
     if proc.returncode != 0:
         raise SystemExit(f"flow {flow} ({code}) failed:\n{err.decode()[-3000:]}")
     return stats.cpu_s, wall
+
+
+def model_outputs(base, raw_topic: str, prefix: str, code: Path) -> tuple[dict[str, str], list[str]]:
+    """Drain the telemetry topic once with the pipeline flow (``code``) into topics named with
+    ``prefix``; returns the settings that point the alerts flow's inputs at them, and the topics."""
+    from flows.alerts import input_topics
+
+    env = {**os.environ, **topic_env(base, prefix), "TWINFLOW_TOPICS__RAW": raw_topic}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings)
+    cpu, wall = run_flow("pipeline", code, env)
+    print(f"pipeline (alerts' input) CPU {cpu:.1f} s, wall {wall:.1f} s", flush=True)
+    inputs = set(input_topics(settings))
+    return {k: v for k, v in env.items() if k.startswith("TWINFLOW_") and v in inputs}, [
+        t.name for t in topic_specs(settings) if t.name != raw_topic
+    ]
 
 
 def main() -> None:
@@ -198,7 +253,7 @@ def main() -> None:
     conninfo = base.postgres.conninfo()
     generate(input_env, args.readings, args.twins, args.sensors, prefix)
     created: list[str] = [t.name for t in topic_specs(in_settings)]
-    results: list[tuple[str, str, int, float, float, str, int, str]] = []
+    results: list[tuple[str, str, int, float, float, str, float, str]] = []
     startup: dict[tuple[str, str], float] = {}
     try:
         # Start-up CPU (imports, connections, an empty drain) of each flow and checkout, to tell
@@ -207,6 +262,10 @@ def main() -> None:
         os.environ.update(empty_env)
         ensure_topics(load_settings())
         created += [t.name for t in topic_specs(load_settings())]
+        alert_inputs: dict[str, str] = {}
+        if "alerts" in (args.flow or []):
+            alert_inputs, names = model_outputs(base, raw_topic, f"fcpu.{run}.models.", here)
+            created += names
         for flow in args.flow or ["twin", "models"]:
             for label, code in codes:
                 startup[(flow, label)], _ = run_flow(flow, code, empty_env, args.processes)
@@ -217,21 +276,27 @@ def main() -> None:
                     out_prefix = f"fcpu.{run}.{flow}{r}{label}."
                     out_env = {**os.environ, **topic_env(base, out_prefix)}
                     out_env["TWINFLOW_TOPICS__RAW"] = raw_topic
+                    if flow == "alerts":
+                        out_env.update(alert_inputs)
                     os.environ.update(out_env)
                     out_settings = load_settings()
                     ensure_topics(out_settings)
-                    names = [t.name for t in topic_specs(out_settings) if t.name != raw_topic]
+                    inputs = {raw_topic, *alert_inputs.values()} if flow == "alerts" else {raw_topic}
+                    names = [t.name for t in topic_specs(out_settings) if t.name not in inputs]
                     created += names
                     delete_rows(conninfo, prefix)
                     load = os.getloadavg()[0]
+                    server = server_cpu()
                     cpu, wall = run_flow(flow, code, out_env, args.processes)
+                    server = server_cpu() - server
                     kd, kn = kafka_digest(out_settings, names, out_prefix)
                     dd, dn = db_digest(conninfo, flow, prefix)
                     digest = f"kafka {kd} ({kn:,}) db {dd} ({dn:,})"
-                    results.append((flow, label, r, cpu, wall, digest, 0, f"{load:.1f}"))
+                    results.append((flow, label, r, cpu, wall, digest, server, f"{load:.1f}"))
                     print(
                         f"{flow:9} {label:8} run {r}: CPU {cpu:6.1f} s = {cpu / args.readings * 1e6:5.1f} ms per 1k"
-                        f" readings, wall {wall:5.1f} s, load {load:.1f}; {digest}",
+                        f" readings (server {server / args.readings * 1e6:5.1f}), wall {wall:5.1f} s, load {load:.1f};"
+                        f" {digest}",
                         flush=True,
                     )
     finally:
@@ -245,11 +310,13 @@ def main() -> None:
             differ.append(flow)
         for label, _ in codes:
             cpus = sorted(c for f, lab, _, c, _, _, _, _ in results if f == flow and lab == label)
-            med = cpus[len(cpus) // 2]
+            servers = sorted(s for f, lab, _, _, _, _, s, _ in results if f == flow and lab == label)
+            med, server = cpus[len(cpus) // 2], servers[len(servers) // 2]
             steady = (med - startup[(flow, label)]) / args.readings * 1e6
             print(
                 f"{flow}: {label} median CPU {med / args.readings * 1e6:.1f} ms per 1k readings ({len(cpus)} runs);"
-                f" without start-up ({startup[(flow, label)]:.1f} s) {steady:.1f} ms per 1k readings"
+                f" without start-up ({startup[(flow, label)]:.1f} s) {steady:.1f} ms per 1k readings;"
+                f" server (PostgreSQL + Kafka) {server / args.readings * 1e6:.1f} ms per 1k readings"
             )
         print(f"{flow}: {'same output in every run' if len(digests) == 1 else 'OUTPUTS DIFFER'}")
     if args.check and differ:

@@ -7,9 +7,11 @@ each batch is one transaction:
   the state only moves forward (open → acknowledged → resolved) and ack/resolve facts once
   set are kept, so replays and out-of-order writes (flow vs. CLI) never roll an alert back.
 * ``alert_events``: every version, ``ON CONFLICT DO NOTHING``.
-* ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity.
+* ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity, by binary
+  COPY (:mod:`connectors.postgres.copy_insert`: straight into the table; through a staging table
+  and ``INSERT … ON CONFLICT DO UPDATE`` only when a batch holds stored rows, e.g. a replay).
 
-Statements are parameterised (``executemany``), not COPY: the batches are small.
+Alert versions are parameterised statements (``executemany``): a few rows per alarm.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
+from connectors.postgres.copy_insert import CopyInsert, CopyTable
 from connectors.postgres.sink import PostgresSink
 from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
 
@@ -73,29 +76,32 @@ VALUES (%(alert_id)s, %(version)s, %(updated_at)s, %(twin_id)s, %(kind)s, %(even
         %(severity)s, %(actor)s, %(evidence)s, %(isa_state)s)
 ON CONFLICT DO NOTHING
 """
-UPSERT_SCORE = """
-INSERT INTO anomaly_scores (twin_id, ts, score, threshold, is_anomaly, contributions, model, kind, health,
-    drivers, sensor_faults)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (twin_id, ts) DO UPDATE SET score = EXCLUDED.score, threshold = EXCLUDED.threshold,
-    is_anomaly = EXCLUDED.is_anomaly, contributions = EXCLUDED.contributions, model = EXCLUDED.model,
-    kind = EXCLUDED.kind, health = EXCLUDED.health, drivers = EXCLUDED.drivers,
-    sensor_faults = EXCLUDED.sensor_faults
-"""
-UPSERT_FORECAST = """
-INSERT INTO forecasts (twin_id, sensor, ts, target_ts, predicted, lower, upper, limit_value, breach_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (twin_id, sensor, ts, target_ts) DO UPDATE SET predicted = EXCLUDED.predicted,
-    lower = EXCLUDED.lower, upper = EXCLUDED.upper, limit_value = EXCLUDED.limit_value,
-    breach_at = EXCLUDED.breach_at
-"""
-UPSERT_FAILURE = """
-INSERT INTO failure_predictions (twin_id, ts, rul_s, failure_probability, uncertainty, horizon_s)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (twin_id, ts) DO UPDATE SET rul_s = EXCLUDED.rul_s,
-    failure_probability = EXCLUDED.failure_probability, uncertainty = EXCLUDED.uncertainty,
-    horizon_s = EXCLUDED.horizon_s
-"""
+SCORES = CopyTable(
+    "anomaly_scores",
+    ("twin_id", "ts", "score", "threshold", "is_anomaly", "contributions", "model", "kind", "health", "drivers",
+     "sensor_faults"),
+    ("text", "timestamptz", "float8", "float8", "bool", "jsonb", "text", "text", "float8", "jsonb", "jsonb"),
+    ("twin_id", "ts"),
+    "DO UPDATE SET score = EXCLUDED.score, threshold = EXCLUDED.threshold, is_anomaly = EXCLUDED.is_anomaly,"
+    " contributions = EXCLUDED.contributions, model = EXCLUDED.model, kind = EXCLUDED.kind, health = EXCLUDED.health,"
+    " drivers = EXCLUDED.drivers, sensor_faults = EXCLUDED.sensor_faults",
+)  # fmt: skip
+FORECASTS = CopyTable(
+    "forecasts",
+    ("twin_id", "sensor", "ts", "target_ts", "predicted", "lower", "upper", "limit_value", "breach_at"),
+    ("text", "text", "timestamptz", "timestamptz", "float8", "float8", "float8", "float8", "timestamptz"),
+    ("twin_id", "sensor", "ts", "target_ts"),
+    "DO UPDATE SET predicted = EXCLUDED.predicted, lower = EXCLUDED.lower, upper = EXCLUDED.upper,"
+    " limit_value = EXCLUDED.limit_value, breach_at = EXCLUDED.breach_at",
+)
+FAILURES = CopyTable(
+    "failure_predictions",
+    ("twin_id", "ts", "rul_s", "failure_probability", "uncertainty", "horizon_s"),
+    ("text", "timestamptz", "float8", "float8", "float8", "float8"),
+    ("twin_id", "ts"),
+    "DO UPDATE SET rul_s = EXCLUDED.rul_s, failure_probability = EXCLUDED.failure_probability,"
+    " uncertainty = EXCLUDED.uncertainty, horizon_s = EXCLUDED.horizon_s",
+)
 
 
 def _alert_params(a: Alert) -> dict[str, Any]:
@@ -125,18 +131,22 @@ class ModelOutputSink(PostgresSink[ModelOutput]):
     """Upserts anomaly scores, forecasts and failure predictions."""
 
     what = "model outputs"
+    setup = (SCORES.setup, FORECASTS.setup, FAILURES.setup)
+
+    def __init__(self, conninfo: str, **options: Any) -> None:
+        super().__init__(conninfo, **options)
+        self._insert = CopyInsert()
 
     def write(self, conn: psycopg.Connection, records: Sequence[ModelOutput]) -> int:
         written = 0
         with conn.cursor() as cur:
-            for sql, rows in (
-                (UPSERT_SCORE, [_score_row(r) for r in records if isinstance(r, AnomalyScore)]),
-                (UPSERT_FORECAST, [_forecast_row(r) for r in records if isinstance(r, ForecastPoint)]),
-                (UPSERT_FAILURE, [_failure_row(r) for r in records if isinstance(r, FailurePrediction)]),
+            for table, rows in (
+                (SCORES, [_score_row(r) for r in records if isinstance(r, AnomalyScore)]),
+                (FORECASTS, [_forecast_row(r) for r in records if isinstance(r, ForecastPoint)]),
+                (FAILURES, [_failure_row(r) for r in records if isinstance(r, FailurePrediction)]),
             ):
                 if rows:
-                    cur.executemany(sql, rows)
-                    written += cur.rowcount
+                    written += self._insert.write(cur, table, rows)
         return written
 
 

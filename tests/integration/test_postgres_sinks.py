@@ -263,3 +263,55 @@ def test_telemetry_copies_new_batches_and_stages_stored_or_repeated_rows(stack_s
     plain = [("a", i, 1) for i in range(60)]
     typed = [("on", start, 1) for start in (0, 10, 20, 30, 40, 45, 55)]
     assert stored_rows == sorted(plain + typed)
+
+
+def test_model_outputs_copy_new_rows_and_upsert_stored_ones(stack_settings, unique, caplog):
+    """Scores, forecasts and failure predictions take one COPY per table while they are new; a batch
+    with stored rows (a replay, here with other values, or a row repeated inside the batch) falls back
+    to staging and upserts: the last value written wins, one row per identity, and the writer goes
+    back to COPY once a batch is all new again."""
+    twin = f"mo-{unique}"
+    caplog.set_level(logging.INFO, logger="connectors.postgres.copy_insert")
+
+    def outputs(start: int, stop: int, score: float) -> list:
+        ts = [T0 + timedelta(seconds=i) for i in range(start, stop)]
+        return [
+            *(AnomalyScore(twin, t, score, 0.5, score > 0.5, {"x": 1.0}, "test") for t in ts),
+            *(ForecastPoint(twin, "x", t, t + timedelta(minutes=1), score) for t in ts),
+            FailurePrediction(twin, ts[0], 3600.0 * score, 0.1),
+        ]
+
+    def switches() -> list[str]:
+        switched = [r.getMessage() for r in caplog.records if r.name.endswith("copy_insert")]
+        caplog.clear()
+        return switched
+
+    writer = ModelOutputSink(stack_settings.postgres.conninfo()).open()
+    assert writer.write(outputs(0, 10, 0.2)) == 21
+    assert switches() == []  # new rows: COPY
+    assert writer.write(outputs(5, 15, 0.9)) == 21  # 5 scores and 5 forecasts stored: updated
+    assert switches() == [
+        "anomaly_scores batch held 5 stored or repeated rows: staging",
+        "forecasts batch held 5 stored or repeated rows: staging",
+    ]
+    again = outputs(20, 25, 0.3)
+    assert writer.write([*again, again[0]]) == 11  # a repeat inside the batch: one row, all new
+    assert switches() == [
+        "anomaly_scores batch of 5 rows all new: back to COPY",
+        "forecasts batch of 5 rows all new: back to COPY",
+    ]
+    assert writer.write([*outputs(30, 32, 0.4), outputs(30, 32, 0.4)[0]]) == 5  # repeated while copying
+    assert switches() == []  # staged once (the COPY hit the repeat), all new after it: no switch
+    writer.close()
+
+    with psycopg.connect(stack_settings.postgres.conninfo()) as db:
+        scores = db.execute("SELECT ts, score FROM anomaly_scores WHERE twin_id = %s ORDER BY ts", (twin,)).fetchall()
+        rul = db.execute("SELECT ts, rul_s FROM failure_predictions WHERE twin_id = %s ORDER BY ts", (twin,)).fetchall()
+        forecasts = db.execute(
+            "SELECT count(*), count(DISTINCT ts) FROM forecasts WHERE twin_id = %s", (twin,)
+        ).fetchone()
+    expected = [(i, 0.2) for i in range(5)] + [(i, 0.9) for i in range(5, 15)] + [(i, 0.3) for i in range(20, 25)]
+    expected += [(i, 0.4) for i in range(30, 32)]
+    assert scores == [(T0 + timedelta(seconds=i), s) for i, s in expected]
+    assert rul == [(T0 + timedelta(seconds=s), 3600.0 * v) for s, v in ((0, 0.2), (5, 0.9), (20, 0.3), (30, 0.4))]
+    assert forecasts == (len(expected), len(expected))
