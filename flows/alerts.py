@@ -188,7 +188,7 @@ def dataflow(
     flow = Dataflow(flow_id)
     messages = source_messages(flow, source)
 
-    decoded = op.filter_map("decode", messages, lambda m: decode_message(topics[m.topic], m, datetime.now(UTC)))
+    decoded = op.filter_map("decode", messages, lambda m: decode_message(topics[m.topic], m))
     valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
     output("dlq", dead, sinks.messages)

@@ -150,6 +150,9 @@ class ModelOutputSink(PostgresSink[ModelOutput]):
         return written
 
 
+_json = msgspec.json.encode  # the same JSON as json.dumps (the database stores jsonb) at a fraction of its CPU
+
+
 def _score_row(r: AnomalyScore) -> tuple[Any, ...]:
     return (
         r.twin_id,
@@ -157,12 +160,12 @@ def _score_row(r: AnomalyScore) -> tuple[Any, ...]:
         r.score,
         r.threshold,
         r.is_anomaly,
-        Jsonb(r.contributions),
+        Jsonb(r.contributions, _json),
         r.model,
         r.kind,
         r.health,
-        Jsonb(r.drivers) if r.drivers else None,
-        Jsonb(r.sensor_faults) if r.sensor_faults else None,
+        Jsonb(r.drivers, _json) if r.drivers else None,
+        Jsonb(r.sensor_faults, _json) if r.sensor_faults else None,
     )
 
 

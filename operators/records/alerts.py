@@ -15,7 +15,7 @@ operators.records.envelope.Rejected: schema: Object missing required field `ts`
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -281,8 +281,10 @@ INPUT_TYPES: dict[str, type] = {
 }
 
 
-def decode_message(kind: str, msg: Any, now: datetime) -> InputRecord | DeadLetter | None:
+def decode_message(kind: str, msg: Any, now: datetime | None = None) -> InputRecord | DeadLetter | None:
     """One Kafka message of an input topic → record, dead letter (with reason) or ``None``.
+
+    ``now``: the dead letter's ``rejected_at`` (default: the time it is rejected).
 
     ``kind`` is one of :data:`INPUT_TYPES` or ``"desync"`` (the ``twin.desync`` topic; its command
     failures are not inputs: ``None``). A record whose twin_id differs from the Kafka key is
@@ -305,5 +307,5 @@ def decode_message(kind: str, msg: Any, now: datetime) -> InputRecord | DeadLett
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
-            rejected_at=now,
+            rejected_at=now or datetime.now(UTC),
         )
