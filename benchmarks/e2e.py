@@ -9,15 +9,16 @@
    process) and the separate telemetry, twin and models flows side by side (one process each)
    drain their topic, then the alerts flow drains the scores; a third copy measures the pipeline
    flow as a local cluster (``--pipeline-processes``, default 2: ``-p 2`` over the 4 partitions);
-   throughput = readings / total wall time; CPU (ms per 1,000 readings, µs per value) and peak
-   RSS per process are sampled.
+   a fourth runs the pipeline flow with the alerts flow beside it, tailing (as deployed: done when
+   the alerts flow has written a row for every model output); throughput = readings / total wall
+   time; CPU (ms per 1,000 readings, µs per value) and peak RSS per process are sampled.
 3. **Raw limit**: one process that only consumes in batches, decodes with orjson and binary-COPYs
    the values into a scratch table: what Kafka + PostgreSQL allow on this machine.
 4. **Naive reference**: per-message poll, ``json.loads``, one INSERT + commit per value (as many
    tutorials do), on a sample of the data (it is slow), extrapolated as a rate.
 5. **Latency** (benchmarks/latency.py): the pipeline and alerts flows (``--latency-flows
    separate``: the four flows) run tailing on fresh topics; a paced generator sends at 25, 50 and
-   90 % of that deployment's rate from step 2 for ``--latency-seconds``
+   90 % of that deployment's rate from step 2 (fused: the higher of its two runs) for ``--latency-seconds``
    each; p50/p95/p99 of (row insert time − reading ts) for telemetry rows and anomaly scores.
 
 Prints a table with the ratios and appends it to benchmarks/RESULTS.md.
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
@@ -110,6 +111,13 @@ class PipelineRun:
     stats: dict[str, ProcStats] = field(default_factory=dict)
     rows: int = 0
     scores: tuple[int, int] = (0, 0)
+    together: bool = False  # the alerts flow ran beside the others (tailing), not after them
+
+    def timing(self) -> str:
+        first = f"{', '.join(self.names[:-1])} {self.first:.1f} s"
+        if self.together:
+            return f"{first}, the alerts flow alongside, done {self.wall - self.first:.1f} s later"
+        return f"{first}, then alerts {self.wall - self.first:.1f} s"
 
 
 def run_pipeline(
@@ -123,6 +131,69 @@ def run_pipeline(
     out.first = time.perf_counter() - start
     _run_flows(names[-1:], env, out.stats)
     out.wall = time.perf_counter() - start
+    return out
+
+
+MODEL_OUTPUT_TABLES = ("anomaly_scores", "forecasts", "failure_predictions")
+
+
+def model_output_records(settings) -> int:
+    """Records on the model-output topics (what the alerts flow writes a row for)."""
+    a = settings.alerts
+    consumer = Consumer(client_config(settings, **{"group.id": f"count-{uuid.uuid4().hex}"}))
+    try:
+        n = 0
+        for topic in (a.anomalies_topic, a.forecasts_topic, a.failures_topic):
+            for part in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=10)
+                n += high - low
+        return n
+    finally:
+        consumer.close()
+
+
+def model_output_rows(conninfo: str, prefix: str) -> int:
+    with psycopg.connect(conninfo, autocommit=True) as db:
+        return sum(
+            db.execute(f"SELECT count(*) FROM {t} WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
+            for t in MODEL_OUTPUT_TABLES
+        )
+
+
+def run_together(
+    env: dict[str, str], settings, prefix: str, names: tuple[str, ...] = FUSED, label: str = "", stall_s: float = 60.0
+) -> PipelineRun:
+    """All flows at once, as deployed: the alerts flow (last of ``names``) tails the model outputs
+    while the others drain the telemetry topic; done when the alerts flow has written a row for
+    every model output (then it is stopped with SIGTERM). Fails if its rows stop growing for
+    ``stall_s`` before that."""
+    out = PipelineRun(label, names, stats={n: ProcStats() for n in names}, together=True)
+    stop = threading.Event()
+    start = time.perf_counter()
+    alerts = subprocess.Popen(flow_command(names[-1], tail=True), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)  # fmt: skip
+    threading.Thread(target=sample, args=(alerts, out.stats[names[-1]], stop), daemon=True).start()
+    try:
+        _run_flows(names[:-1], env, out.stats)
+        out.first = time.perf_counter() - start
+        expected, conninfo = model_output_records(settings), settings.postgres.conninfo()
+        rows, last_change = -1, time.perf_counter()
+        while (now := model_output_rows(conninfo, prefix)) < expected:
+            if alerts.poll() is not None:
+                raise SystemExit(f"the alerts flow ended early:\n{alerts.stderr.read().decode()[-3000:]}")
+            if now != rows:
+                rows, last_change = now, time.perf_counter()
+            elif time.perf_counter() - last_change > stall_s:
+                raise SystemExit(f"the alerts flow wrote {now:,} of {expected:,} model-output rows, then nothing")
+            time.sleep(0.1)
+        out.wall = time.perf_counter() - start
+    finally:
+        alerts.terminate()
+        try:
+            alerts.wait(30)
+        except subprocess.TimeoutExpired:
+            alerts.kill()
+        stop.set()
     return out
 
 
@@ -323,6 +394,11 @@ def main() -> None:
     fused_prefix = f"e2e{run}f"
     generate(fused_env, args.readings, args.twins, args.sensors, fused_prefix)
     targets = [(fused_settings, fused_prefix), (settings, prefix)]
+    # ... and once more for the pipeline flow with the alerts flow beside it (as deployed)
+    together_env = {**os.environ, **topic_env(base, f"bench.{run}.together.")}
+    together = (_settings_of(together_env), f"e2e{run}t")
+    ensure_topics(together[0])
+    generate(together_env, args.readings, args.twins, args.sensors, together[1])
     cluster = args.pipeline_processes
     if cluster > 1:  # the pipeline flow as a local cluster, on a third copy
         cluster_env = {**os.environ, **topic_env(base, f"bench.{run}.cluster.")}
@@ -338,6 +414,8 @@ def main() -> None:
     if cluster > 1:
         label = f"pipeline flow -p {cluster} + alerts ({cluster + 1} processes)"
         runs.append(run_pipeline(cluster_env, FUSED, label, processes=cluster))
+    runs.append(run_together(together_env, *together, FUSED, "pipeline flow + alerts side by side (2 processes)"))
+    targets.append(together)
     raw_s = raw_limit(settings, settings.topics.raw, args.readings)
     naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
     for r, (s, p) in zip(runs, targets, strict=True):
@@ -349,7 +427,8 @@ def main() -> None:
     raw_rate = n / raw_s
     naive_rate = min(args.naive_sample, n) / naive_s
     lat_names = FUSED if args.latency_flows == "fused" else PIPELINE
-    lat_rate = n / runs[0 if args.latency_flows == "fused" else 1].wall
+    # 50 % of the higher of the fused flow's two rates (after the pipeline / alongside it)
+    lat_rate = n / (min(runs[0].wall, runs[-1].wall) if args.latency_flows == "fused" else runs[1].wall)
     phases = run_latency(base, run, lat_rate, args, lat_names) if args.latency_seconds > 0 else []
     t = Table(title="end to end, same data")
     for col in ("run", "readings/s", "values/s", "vs raw limit", "vs naive"):
@@ -387,8 +466,7 @@ def main() -> None:
     console.print(procs)
     for r in runs:
         console.print(
-            f"{r.label}: wall {r.wall:.1f} s ({', '.join(r.names[:-1])} {r.first:.1f} s, "
-            f"alerts {r.wall - r.first:.1f} s); "
+            f"{r.label}: wall {r.wall:.1f} s ({r.timing()}); "
             f"telemetry rows {r.rows:,} (expected {values:,}); anomaly scores {r.scores[0]:,} for {r.scores[1]} twins"
         )
     if phases:
@@ -414,8 +492,8 @@ def main() -> None:
             + "\n"
             + "".join("| " + " | ".join(c) + " |\n" for r in runs for c in _proc_cells(r, n, args.sensors))
             + "".join(
-                f"\n{r.label}: wall time {r.wall:.1f} s ({', '.join(r.names[:-1])} {r.first:.1f} s, then alerts "
-                f"{r.wall - r.first:.1f} s); {r.scores[0]:,} anomaly scores for {r.scores[1]:,} twins."
+                f"\n{r.label}: wall time {r.wall:.1f} s ({r.timing()}); {r.scores[0]:,} anomaly scores for"
+                f" {r.scores[1]:,} twins."
                 for r in runs
             )
             + f"\n\n{n:,} readings of {args.sensors} values, {args.twins:,} twins. "
