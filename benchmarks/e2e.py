@@ -467,7 +467,8 @@ def main() -> None:
     for r in runs:
         console.print(
             f"{r.label}: wall {r.wall:.1f} s ({r.timing()}); "
-            f"telemetry rows {r.rows:,} (expected {values:,}); anomaly scores {r.scores[0]:,} for {r.scores[1]} twins"
+            f"telemetry rows {r.rows:,} (expected {values:,}); anomaly scores {r.scores[0]:,} for {r.scores[1]} twins",
+            soft_wrap=True,  # one line per run, however long (the test harness reads it)
         )
     if phases:
         console.print(latency_table(phases, lat_rate))

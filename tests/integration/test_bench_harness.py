@@ -27,13 +27,15 @@ def test_e2e_harness_small_run(stack_settings):
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     assert "raw limit" in out and "naive" in out and "pipeline" in out
-    assert "telemetry rows 15,000 (expected 15,000)" in out
-    assert "for 5 twins" in out  # every twin left warm-up and was scored
+    # four runs: pipeline then alerts, separate flows, -p 2, pipeline with the alerts flow beside it
+    assert out.count("telemetry rows 15,000 (expected 15,000)") == 4, out[-3000:]
+    assert out.count("for 5 twins") == 4  # every twin left warm-up and was scored, in every run
+    assert "the alerts flow alongside" in out
     # One latency row per load level, each with every paced reading written (no timing assertions).
     lines = out.splitlines()
     for level in ("25%", "50%", "90%"):
@@ -42,14 +44,29 @@ def test_e2e_harness_small_run(stack_settings):
         assert row.rstrip("│ ").endswith("yes"), row
 
 
+FLOWS = ("--flow", "twin", "--flow", "models", "--flow", "alerts")
+
+
 def test_flow_cpu_harness_finds_the_same_output_in_two_runs(stack_settings):
     """benchmarks.flow_cpu (before/after CPU per reading with an output digest) keeps working, and two
-    runs of the twin and models flows on the same input write the same records and rows."""
+    runs of the twin, models and alerts flows on the same input write the same records and rows."""
     res = subprocess.run(
-        [sys.executable, "-m", "benchmarks.flow_cpu", "--readings", "3000", "--twins", "6", "--repeat", "2", "--check"],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.flow_cpu",
+            "--readings",
+            "3000",
+            "--twins",
+            "6",
+            "--repeat",
+            "2",
+            "--check",
+            *FLOWS,
+        ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
@@ -60,3 +77,7 @@ def test_flow_cpu_harness_finds_the_same_output_in_two_runs(stack_settings):
     assert len(twin_runs) == 2 and len(model_runs) == 2, out[-3000:]
     assert all(kafka == "3,000" and int(rows.replace(",", "")) > 3000 for kafka, rows in twin_runs)
     assert all(int(n.replace(",", "")) > 0 for n in model_runs)
+    # The alerts flow reads what the pipeline flow wrote for it: its rows (scores, forecasts) are there.
+    assert "alerts: same output in every run" in out
+    alert_rows = re.findall(r"alerts +this +run \d.* db \w+ \(([\d,]+)\)", out)
+    assert len(alert_rows) == 2 and all(int(n.replace(",", "")) > 0 for n in alert_rows), out[-3000:]
