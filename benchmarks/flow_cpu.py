@@ -167,26 +167,26 @@ def for_checkout(env: dict[str, str], code: Path) -> dict[str, str]:
     }
 
 
-def server_cpu() -> float:
+def server_cpu() -> tuple[float, float]:
     """CPU seconds of the local stack's PostgreSQL (postmaster, its live backends and the ended ones
-    it reaped) and Kafka broker so far; 0 for a service that is not running here."""
+    it reaped) and of its Kafka broker so far; 0 for a service that is not running here."""
     from twinflow.stack import services
 
-    total = 0.0
+    spent = {"postgres": 0.0, "kafka": 0.0}
     for service in services(load_settings()):
         if service.name not in ("postgres", "kafka") or (pid := service.pid()) is None:
             continue
         try:
             proc = psutil.Process(pid)
             t = proc.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
+            spent[service.name] += t.user + t.system + t.children_user + t.children_system
             for child in proc.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     c = child.cpu_times()
-                    total += c.user + c.system
+                    spent[service.name] += c.user + c.system
         except psutil.Error:
             continue
-    return total
+    return spent["postgres"], spent["kafka"]
 
 
 def run_flow(flow: str, code: Path, env: dict[str, str], processes: int = 1) -> tuple[float, float]:
@@ -286,16 +286,18 @@ def main() -> None:
                     created += names
                     delete_rows(conninfo, prefix)
                     load = os.getloadavg()[0]
-                    server = server_cpu()
+                    pg0, kafka0 = server_cpu()
                     cpu, wall = run_flow(flow, code, out_env, args.processes)
-                    server = server_cpu() - server
+                    pg, kafka = (after - before for after, before in zip(server_cpu(), (pg0, kafka0), strict=True))
+                    server = pg + kafka
                     kd, kn = kafka_digest(out_settings, names, out_prefix)
                     dd, dn = db_digest(conninfo, flow, prefix)
                     digest = f"kafka {kd} ({kn:,}) db {dd} ({dn:,})"
                     results.append((flow, label, r, cpu, wall, digest, server, f"{load:.1f}"))
                     print(
                         f"{flow:9} {label:8} run {r}: CPU {cpu:6.1f} s = {cpu / args.readings * 1e6:5.1f} ms per 1k"
-                        f" readings (server {server / args.readings * 1e6:5.1f}), wall {wall:5.1f} s, load {load:.1f};"
+                        f" readings (PostgreSQL {pg / args.readings * 1e6:5.1f}, Kafka"
+                        f" {kafka / args.readings * 1e6:5.1f}), wall {wall:5.1f} s, load {load:.1f};"
                         f" {digest}",
                         flush=True,
                     )

@@ -16,9 +16,8 @@ above opens, how long below resolves) is :mod:`operators.alerts.lifecycle`'s.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from operators.alerts.rules import AlertRules
 from operators.records.alerts import (
@@ -37,10 +36,9 @@ Facts = Callable[[dict[str, Any]], None]
 """Adds a record's facts to the kind's evidence of the current run (a dict it may update)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """One record's verdict on a kind's condition: its level, its severity (``None`` unless above)
-    and how it adds to the evidence."""
+    and how it adds to the evidence (a tuple: one is made per record and kind)."""
 
     kind: Kind
     ts: datetime

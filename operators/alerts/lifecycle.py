@@ -174,7 +174,9 @@ class TwinAlerts:
     def _observe(self, obs: Observation) -> list[Alert]:
         """Track one sample of a kind's condition: open, clear, resolve or raise the severity."""
         kind, ts, level, sev, facts = obs.kind, obs.ts, obs.level, obs.severity, obs.facts
-        ks = self.kinds.setdefault(kind, KindState())
+        ks = self.kinds.get(kind)
+        if ks is None:  # (not setdefault: that would build a KindState per sample)
+            ks = self.kinds[kind] = KindState()
         if ks.last_ts is not None and ts < ks.last_ts:
             self.late_ignored += 1
             return []
