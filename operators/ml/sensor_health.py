@@ -212,7 +212,7 @@ class SensorHealth(VersionedState):
             self._publish(started)
 
     def _learn_reference(self, absteps: np.ndarray) -> None:
-        self._ref_steps += np.median(absteps, axis=0)
+        self._ref_steps += median_rows(absteps)
         self._ref_blocks += 1
         self._ref_zero += (absteps == 0).sum(axis=0)
         self._ref_abs += absteps.sum(axis=0)
@@ -259,3 +259,14 @@ class SensorHealth(VersionedState):
         q = cfg.quantised_share
         # a sensor that never changed in the reference (setpoint, status) is never `quantised` either
         self._quantised_at = np.where(np.isinf(self._need), math.inf, np.maximum(q, share + (1 - share) * q))
+
+
+def median_rows(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=0)`` of values without -0.0 (absolute steps), bit for bit (the mean of the
+    two middle values of an even count is their sum halved) at a quarter of its cost for a block of
+    a few rows; a column holding NaN (sorted last) is left to ``np.median``."""
+    s = np.sort(a, axis=0)
+    k = len(s) // 2
+    if np.isnan(s[-1]).any():
+        return np.median(a, axis=0)
+    return s[k] if len(s) % 2 else (s[k - 1] + s[k]) * 0.5
