@@ -168,7 +168,7 @@ class SensorHealth(VersionedState):
         b = len(steps)
         unchanged = absteps <= self._tiny
         flat = np.logical_and.reduce(unchanged, axis=0)
-        trailing = np.argmin(unchanged[::-1], axis=0)  # unchanged steps at the block's end
+        trailing = unchanged[::-1].argmin(axis=0)  # unchanged steps at the block's end
         self._run = np.where(flat, self._run + b, trailing)
         # spikes (only where a step is big enough): the centre leaves both neighbours by k usual
         # steps on the same side and the neighbours agree
@@ -185,7 +185,8 @@ class SensorHealth(VersionedState):
         share = np.add.reduce(unchanged, axis=0) / b
         self._zero_share += np.where(flat, 0.0, self._share_rate * (share - self._zero_share))  # flat: `frozen`
         out = self._frozen_at <= self._run  # frozen
-        spikes = np.add.reduce(self._spikes, axis=0) if len(self._spikes) > 1 else self._spikes[0]
+        none = self._no_spikes  # the usual recent blocks: none had a spike (no sum of 30 zero rows)
+        spikes = none if all(s is none for s in self._spikes) else np.add.reduce(self._spikes, axis=0)
         anyof = np.logical_or.reduce
         candidates = anyof(out) or anyof(spikes > 0) or anyof(self._zero_share >= self._quantised_at) or self.faults
         if self._ranged:
