@@ -170,6 +170,25 @@ class ConditionMonitor(VersionedState):
     def _block(self, m: np.ndarray, var: np.ndarray, learn: bool) -> None:
         cfg = self.config
         need = max(2, cfg.reference // cfg.block)
+        learning = self.mu is None or bool(self._relearn.any())  # some level reference is being learned
+        if learning:
+            self._learn_levels(m, var, learn, need)
+            learning = self.mu is None or bool(self._relearn.any())
+        if learn and self._prec is None and cfg.relations and len(m) > 1:
+            assert self._rm2 is not None
+            self._rn += 1
+            delta = m - self._rmean
+            self._rmean += delta / self._rn
+            self._rm2 += np.outer(delta, m - self._rmean)
+            if self._rn >= need and not learning:
+                self._fit_relations()
+        if self.mu is None:
+            self.surprise, self.events = 0.0, []
+            return
+        self._monitor(m, learning)
+
+    def _learn_levels(self, m: np.ndarray, var: np.ndarray, learn: bool, need: int) -> None:
+        """The block in the level reference of the sensors learning it; their levels fitted when done."""
         learning = self._relearn if self.mu is not None else np.ones(len(m), dtype=bool)
         if learn and learning.any():
             self._ln += learning
@@ -183,18 +202,6 @@ class ConditionMonitor(VersionedState):
             done = self._relearn & (self._ln >= need)
             if done.any():
                 self._fit_levels(done)
-        if learn and self._prec is None and cfg.relations and len(m) > 1:
-            assert self._rm2 is not None
-            self._rn += 1
-            delta = m - self._rmean
-            self._rmean += delta / self._rn
-            self._rm2 += np.outer(delta, m - self._rmean)
-            if self._rn >= need and self.mu is not None and not self._relearn.any():
-                self._fit_relations()
-        if self.mu is None:
-            self.surprise, self.events = 0.0, []
-            return
-        self._monitor(m)
 
     def _fit_levels(self, which: np.ndarray) -> None:
         cfg = self.config
@@ -233,10 +240,10 @@ class ConditionMonitor(VersionedState):
         # spread 1/√Λ_ii, never below the level's floor (one sample's noise, level_floor · |μ|)
         self._prec_sd = lam * np.maximum(1.0 / np.sqrt(lam), self._floor)
 
-    def _monitor(self, m: np.ndarray) -> None:
+    def _monitor(self, m: np.ndarray, relearning: bool) -> None:
+        """Health and change tests of a block (``relearning``: some sensors re-learn their level)."""
         cfg = self.config
         assert self.mu is not None
-        relearning = self._relearn.any()
         dev = np.where(self._relearn, 0.0, m - self.mu) if relearning else m - self.mu
         z = dev / self.scale
         rate = 1.0 - 0.5 ** (1.0 / cfg.halflife)
@@ -244,7 +251,7 @@ class ConditionMonitor(VersionedState):
         rel = self._prec is not None and self._related
         if rel:
             assert self._prec is not None
-            r = (self._prec @ dev) / self._prec_sd
+            r = self._prec.dot(dev) / self._prec_sd  # ndarray.dot: as @, a quarter of its overhead
             if relearning:
                 r = np.where(self._relearn, 0.0, r)
             self._er += rate * (r - self._er)
@@ -270,10 +277,10 @@ class ConditionMonitor(VersionedState):
         if rel:
             c[2] = np.maximum(0.0, c[2] + rs - k)
             c[3] = np.maximum(0.0, c[3] - rs - k)
-        top = np.maximum.reduce(c, axis=0)
-        if float(np.maximum.reduce(top)) < cfg.cusum_h:  # the usual block: no test crossed
+        if float(np.maximum.reduce(c, axis=None)) < cfg.cusum_h:  # the usual block: no test crossed
             self.surprise, self.events = 0.0, []
             return
+        top = np.maximum.reduce(c, axis=0)
         # a change back towards the reference is a recovery, not news: it restarts the test silently;
         # after an event the next one needs the deviation to have doubled (a ramp is a few events)
         away = (np.abs(z) > 2.0 * np.abs(self._event_ref[0])) | (np.abs(r) > 2.0 * np.abs(self._event_ref[1]))

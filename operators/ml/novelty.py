@@ -218,7 +218,7 @@ class NoveltyDetector(Regimes, VersionedState):
         self._point_won = False
         e = self._e = x - self._baseline
         if cfg.point and self._inv_var is not None:
-            z2 = self._z2 = float((e * e) @ self._inv_var)
+            z2 = self._z2 = float((e * e).dot(self._inv_var))  # ndarray.dot: as @, a third of its overhead
             self._zsum += z2 - self._zring[pos]
             self._zring[pos] = z2
             self._vmean = self._zsum / filled
@@ -227,7 +227,7 @@ class NoveltyDetector(Regimes, VersionedState):
         if self.warming_up:
             return math.nan
         assert self._precision is not None
-        t2 = self._t2 = float(dev @ self._precision @ dev)
+        t2 = self._t2 = float(dev.dot(self._precision).dot(dev))
         surprise = self._tail.surprise(t2)
         if cfg.point and self._ztail.ready:
             zs = self._ztail.surprise(self._z2)
@@ -358,9 +358,9 @@ class NoveltyDetector(Regimes, VersionedState):
         assert self._cscale is not None
         d = half_ring.read(self._calib, self._cscale, self._cfill)
         cov = (d.T @ d).astype(np.float64) / len(d)
-        diag = np.diag(cov).copy()
+        diag = cov.diagonal().copy()
         cov *= 1.0 - cfg.shrinkage
-        np.fill_diagonal(cov, diag + 1e-9 * (diag.mean() + 1e-12))
+        np.fill_diagonal(cov, diag + 1e-9 * (float(np.add.reduce(diag)) / len(diag) + 1e-12))  # the mean
         try:
             precision = np.linalg.inv(cov)
         except np.linalg.LinAlgError:
@@ -368,7 +368,7 @@ class NoveltyDetector(Regimes, VersionedState):
         self._precision = precision
         self._tail.fit(((d @ precision.astype(np.float32)) * d).sum(axis=1))
         if self._var is not None:
-            floor = 1e-9 * (float(self._var.mean()) + 1e-12)
+            floor = 1e-9 * (float(np.add.reduce(self._var)) / len(self._var) + 1e-12)  # the mean, cheaper
             self._inv_var = 1.0 / np.maximum(self._var, floor)
             z = self._zcalib[: self._cfill]
             v = self._vcalib[: self._cfill]
