@@ -126,7 +126,7 @@ class TwinState:
             "version": self.version,
             "desired_version": self.desired_version,
             "event_time": self.clock,
-            "status": self.status.value,
+            "status": self.status._value_,  # .value without Enum's property call (a version per reading)
             "mode": self.mode,
             "learn": self.mode == "normal",
             "reported": {k: {"value": v, "ts": ts} for k, (v, ts) in self.reported.items()},
