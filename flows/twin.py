@@ -248,9 +248,8 @@ def attach_polled(
     output("twin_postgres", to_db, sinks.history)
 
     out_topics = TwinTopics.of(settings)
-    messages = op.flat_map(
-        "twin_messages", items, lambda produced: [m for i in produced for m in to_messages(i, out_topics)]
-    )
+    # One item per twin and batch (a list of its messages; the sink flattens lists), not one per message.
+    messages = op.filter_map("twin_messages", items, lambda produced: to_messages(produced, out_topics) or None)
     dead = op.flat_map(
         "twin_dead_letters",
         inputs,

@@ -41,28 +41,33 @@ class TwinTopics:
         )
 
 
-def state_message(c: StateChange, topic: str) -> Message:
-    """The twin document with its audit entry; twin.state is compacted, so the newest survives."""
-    return OutMessage(c.twin_id.encode(), c.document, topic)
+Item = StateChange | Command | DesyncEvent | LateReading | WindowRow | DesiredOutcome | TwinStatus
 
 
-def to_messages(
-    item: StateChange | Command | DesyncEvent | LateReading | WindowRow | DesiredOutcome | TwinStatus, t: TwinTopics
-) -> list[Message]:
-    """The Kafka messages for one output of the twin step (window rows go to the database only)."""
-    if isinstance(item, StateChange):
-        return [state_message(item, t.state)]
-    key = item.twin_id.encode() if not isinstance(item, WindowRow) else b""
-    if isinstance(item, Command):
-        return [OutMessage(key, encode(item), t.commands)]
-    if isinstance(item, DesyncEvent):
-        return [OutMessage(key, encode(item), t.desync)]
-    if isinstance(item, LateReading):
-        return [OutMessage(key, encode(item), t.late)]
-    if isinstance(item, DesiredOutcome):
-        value = encode(item)
-        out = [OutMessage(key, value, t.outcomes)]
-        return [*out, OutMessage(key, value, t.rejected)] if item.decision == "denied" else out
-    if isinstance(item, TwinStatus):
-        return [OutMessage(key, encode_status(item), t.status)]
-    return []
+def to_messages(items: list[Item], t: TwinTopics) -> list[Message]:
+    """The Kafka messages for one twin's outputs of the twin step, in order (window rows go to the
+    database only). Every record is keyed by twin_id; twin.state is compacted, so the newest version
+    of a twin survives (its document, with the audit entry, as encoded once)."""
+    out: list[Message] = []
+    twin, key = None, b""  # a step's output list is one twin's: its key is encoded once
+    for item in items:
+        if isinstance(item, WindowRow):
+            continue
+        if item.twin_id != twin:
+            twin, key = item.twin_id, item.twin_id.encode()
+        if isinstance(item, StateChange):
+            out.append(OutMessage(key, item.document, t.state))
+        elif isinstance(item, Command):
+            out.append(OutMessage(key, encode(item), t.commands))
+        elif isinstance(item, DesyncEvent):
+            out.append(OutMessage(key, encode(item), t.desync))
+        elif isinstance(item, LateReading):
+            out.append(OutMessage(key, encode(item), t.late))
+        elif isinstance(item, DesiredOutcome):
+            value = encode(item)
+            out.append(OutMessage(key, value, t.outcomes))
+            if item.decision == "denied":
+                out.append(OutMessage(key, value, t.rejected))
+        elif isinstance(item, TwinStatus):
+            out.append(OutMessage(key, encode_status(item), t.status))
+    return out

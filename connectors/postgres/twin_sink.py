@@ -25,16 +25,17 @@ from operators.twin.state import StateChange
 
 STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS twin_history_stage (twin_id text, version bigint, event_time timestamptz,"
-    " document text) ON COMMIT DELETE ROWS",
+    " document bytea) ON COMMIT DELETE ROWS",
     "CREATE TEMP TABLE IF NOT EXISTS twin_window_stage ("
     " twin_id text, sensor text, window_size text, window_start timestamptz, window_end timestamptz,"
     " count int8, mean float8, min float8, max float8, last float8, stddev float8, version int4)"
     " ON COMMIT DELETE ROWS",
 )
 # A version is copied as its published document (StateChange.document, the twin.state value: encoded
-# once for Kafka and here); the columns are read out of it in the database.
+# once for Kafka and here; copied as its UTF-8 bytes, not decoded to text and encoded again); the columns
+# are read out of it in the database.
 HISTORY_COPY = "COPY twin_history_stage (twin_id, version, event_time, document) FROM STDIN (FORMAT BINARY)"
-HISTORY_TYPES = ["text", "int8", "timestamptz", "text"]
+HISTORY_TYPES = ["text", "int8", "timestamptz", "bytea"]
 # Append-only: a version is written once; a replayed version changes nothing. Its sync-quality point
 # is inserted with it (from the rows actually inserted), so a version keeps exactly one point.
 HISTORY_MOVE = (
@@ -47,7 +48,8 @@ HISTORY_MOVE = (
     " ARRAY(SELECT jsonb_array_elements_text(d->'conflicts')), d->'commands', (d->>'consistency_score')::float8,"
     " (d->>'sync_latency_ms')::float8, (d->>'last_sync_time')::timestamptz, (d->>'desync_since')::timestamptz,"
     " d->'change'"
-    " FROM (SELECT DISTINCT ON (twin_id, version) twin_id, version, event_time, document::jsonb AS d"
+    " FROM (SELECT DISTINCT ON (twin_id, version) twin_id, version, event_time,"
+    " convert_from(document, 'UTF8')::jsonb AS d"
     " FROM twin_history_stage ORDER BY twin_id, version) AS staged"
     " ON CONFLICT (twin_id, version) DO NOTHING"
     " RETURNING twin_id, version, event_time, status, consistency_score, sync_latency_ms, conflicts)"
@@ -78,7 +80,7 @@ WINDOW_MOVE = (
 
 
 def history_row(c: StateChange) -> tuple[Any, ...]:
-    return (c.twin_id, c.version, c.at, c.document.decode())
+    return (c.twin_id, c.version, c.at, c.document)
 
 
 def window_row(r: WindowRow) -> tuple[Any, ...]:

@@ -214,8 +214,9 @@ class TwinWindows:
             end += 1
         if end == first + 1:
             return rows, late, end
+        run = [readings[k].values for k in range(first + 1, end)]
         for sensor in keys:
-            column = [readings[k].values[sensor] for k in range(first + 1, end)]
+            column = [values[sensor] for values in run]
             for window in windows:
                 agg = window.sensors[sensor]
                 count, mean, m2, low, high = agg.count, agg.mean, agg.m2, agg.min, agg.max

@@ -71,8 +71,9 @@ class TwinProcessor:
         out: list[Produced] = []
         done = 0  # the windows have taken events[:done]
         n = len(events)
+        apply, state, gated = self.reconciler.apply, rt.state, self.gate is not None
         for k, event in enumerate(events):
-            if isinstance(event, DesiredEvent) and self.gate is not None:
+            if gated and isinstance(event, DesiredEvent):
                 self._desired(out, rt, event)
                 continue
             if k >= done and windowed[k]:
@@ -84,7 +85,7 @@ class TwinProcessor:
                     out.extend(rows)
                 if late:
                     out.extend(late)
-            out.extend(self.reconciler.apply(rt.state, event))
+            out.extend(apply(state, event))
         return out
 
     def _process_into(self, out: list[Produced], rt: TwinRuntime, event: Event) -> None:

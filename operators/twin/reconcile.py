@@ -334,20 +334,27 @@ def _report(st: TwinState, rules: TwinRules, ev: Reported) -> dict[str, list[Any
     """Take a reading's values into ``st.reported``; returns the fields that changed (``reported.<name>``:
     [old, new]). A value within the deadband of the versioned one only refreshes its timestamp."""
     changed: dict[str, list[Any]] = {}
-    reported, params, ts = st.reported, st.params, ev.ts
+    reported, params, ts, param = st.reported, st.params, ev.ts, rules.param
     for name, value in ev.values.items():
         cur = reported.get(name)
-        if cur is not None:
-            if ts < cur[1]:
+        if cur is None:
+            changed[f"reported.{name}"] = [None, value]
+        else:
+            old, at = cur
+            if ts < at:
                 continue  # older than what we hold: the newer source timestamp wins
-            pr = rules.param(name)
+            pr = param(name)
             # Measurements: the larger of the absolute and the relative deadband; setpoints (a
             # desired value exists): the absolute one only, reconciliation needs the exact value.
-            band = pr.deadband if name in params else max(pr.deadband, pr.deadband_pct * 0.01 * abs(cur[0]))
-            if abs(value - cur[0]) <= band:
-                reported[name] = (cur[0], ts)
+            band = pr.deadband
+            if name not in params:
+                relative = pr.deadband_pct * 0.01 * abs(old)
+                if relative > band:  # max(band, relative), without the call
+                    band = relative
+            if abs(value - old) <= band:
+                reported[name] = (old, ts)
                 continue
-        changed[f"reported.{name}"] = [None if cur is None else cur[0], value]
+            changed[f"reported.{name}"] = [old, value]
         reported[name] = (value, ts)
     return changed
 
@@ -364,7 +371,7 @@ def _measured(st: TwinState, rules: TwinRules, ev: Reported) -> list[Output]:
     if not fields:
         return []
     st.version += 1
-    return [StateChange(st.twin_id, st.version, st.clock, st.snapshot(), {"cause": "reported", "fields": fields})]
+    return [StateChange.of(st, {"cause": "reported", "fields": fields})]
 
 
 def _escalation(tx: Transaction, kind: DesyncKind, since: datetime, **detail: Any) -> None:

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from operators.records.twin import encode
 from operators.twin.hysteresis import Hysteresis
 
@@ -112,8 +114,9 @@ class TwinState:
                 out[name] = want - have[0]
         return out
 
-    def snapshot(self) -> dict[str, Any]:
-        """The published document (``twin.state`` value and history row).
+    def document(self, change: dict[str, Any]) -> dict[str, Any]:
+        """The published document (``twin.state`` value and history row): the state with the audit
+        entry of its newest version under ``change``.
 
         Built for every version: a twin without desired values, commands or what-if values (most
         readings of most twins) skips the comprehensions over them (the same document)."""
@@ -123,9 +126,9 @@ class TwinState:
             "version": self.version,
             "desired_version": self.desired_version,
             "event_time": self.clock,
-            "status": self.status.value,
+            "status": self.status._value_,  # .value without Enum's property call (a version per reading)
             "mode": self.mode,
-            "learn": self.learn,
+            "learn": self.mode == "normal",
             "reported": {k: {"value": v, "ts": ts} for k, (v, ts) in self.reported.items()},
             "desired": {k: {"value": v, "ts": ts, "author": a} for k, (v, ts, a) in desired.items()} if desired else {},
             "delta": self.delta() if desired else {},
@@ -142,26 +145,33 @@ class TwinState:
             "consistency_score": self.consistency_score,
             "desync_since": self.desync_since,
             "simulated": {k: {"value": v, "ts": ts} for k, (v, ts) in simulated.items()} if simulated else {},
+            "change": change,
         }
 
 
-@dataclass(frozen=True, slots=True)
-class StateChange:
-    """One new version of a twin: the document and the audit entry saying what changed and why."""
+class StateChange(msgspec.Struct, frozen=True):
+    """One new version of a twin: its published document (:meth:`TwinState.document`: the state and
+    the audit entry saying what changed and why) and that document as JSON (``twin.state`` value,
+    history row), encoded once, for Kafka and the database alike."""
 
     twin_id: str
     version: int
     at: datetime
-    snapshot: dict[str, Any]
-    change: dict[str, Any]
-    _document: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    published: dict[str, Any]
+    document: bytes
+
+    @classmethod
+    def of(cls, state: TwinState, change: dict[str, Any]) -> StateChange:
+        """The state's newest version (``state.version``, at ``state.clock``) with its audit entry."""
+        doc = state.document(change)
+        return cls(state.twin_id, state.version, state.clock, doc, encode(doc))  # type: ignore[arg-type]
 
     @property
-    def document(self) -> bytes:
-        """The version as published (``twin.state`` value, history row): the snapshot with its audit
-        entry under ``change``, as JSON. Encoded once, for Kafka and the database alike."""
-        doc = self._document
-        if doc is None:
-            doc = encode({**self.snapshot, "change": self.change})
-            object.__setattr__(self, "_document", doc)  # a cache: the record's fields never change
-        return doc
+    def snapshot(self) -> dict[str, Any]:
+        """The document without its audit entry."""
+        return {k: v for k, v in self.published.items() if k != "change"}
+
+    @property
+    def change(self) -> dict[str, Any]:
+        """The audit entry: ``cause``, the changed ``fields`` ([old, new]) and who asked, if anyone."""
+        return self.published["change"]

@@ -71,4 +71,4 @@ class Transaction:
             change["reason"] = self.reason
         if self.request_id:
             change["request_id"] = self.request_id
-        return [StateChange(st.twin_id, st.version, self.now, st.snapshot(), change), *self.out]
+        return [StateChange.of(st, change), *self.out]

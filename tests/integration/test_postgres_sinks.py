@@ -24,6 +24,7 @@ from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_sink import TwinSink
 from flows.outputs import output
 from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
+from operators.records.twin import encode
 from operators.telemetry.ingest import TelemetryRow, TypedRow
 from operators.twin.event_windows import WindowRow
 from operators.twin.state import StateChange
@@ -63,7 +64,8 @@ def twin_items(twin: str) -> list:
             "desired": {}, "delta": {}, "conflicts": [], "commands": {}, "consistency_score": 1.0,
             "sync_latency_ms": None, "last_sync_time": None, "desync_since": None,
         }  # fmt: skip
-        return StateChange(twin, version, T0 + timedelta(seconds=version), snapshot, {"cause": "test"})
+        published = {**snapshot, "change": {"cause": "test"}}
+        return StateChange(twin, version, T0 + timedelta(seconds=version), published, encode(published))
 
     def window(version: int, mean: float) -> WindowRow:
         return WindowRow(twin, "x", "1m", T0, T0 + timedelta(minutes=1), version, mean, 0.0, 9.0, mean, None, version)

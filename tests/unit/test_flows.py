@@ -22,6 +22,7 @@ import flows.models
 import flows.pipeline
 import flows.telemetry
 import flows.twin
+from connectors.batch_sink import flatten
 from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import Alert, AnomalyScore, encode
 from operators.records.twin import Command, DesyncEvent
@@ -59,8 +60,8 @@ class Messages:
 
 
 def on(out: list[Any], topic: str) -> list[Any]:
-    """The Kafka messages of ``out`` for ``topic``."""
-    return [m for m in out if m.topic == topic]
+    """The Kafka messages of ``out`` (messages, or lists of them) for ``topic``."""
+    return [m for m in flatten(out) if m.topic == topic]
 
 
 def headers(message: Any) -> dict[str, bytes]:
