@@ -40,6 +40,7 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
@@ -154,9 +155,9 @@ def model_output_records(settings) -> int:
 
 def model_output_rows(conninfo: str, prefix: str) -> int:
     with psycopg.connect(conninfo, autocommit=True) as db:
+        count = sql.SQL("SELECT count(*) FROM {} WHERE twin_id LIKE %s")
         return sum(
-            db.execute(f"SELECT count(*) FROM {t} WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
-            for t in MODEL_OUTPUT_TABLES
+            db.execute(count.format(sql.Identifier(t)), (prefix + "-%",)).fetchone()[0] for t in MODEL_OUTPUT_TABLES
         )
 
 
