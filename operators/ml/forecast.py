@@ -21,17 +21,18 @@ import statistics
 import struct
 from array import array
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from operators.ml.config import ForecastConfig
 from operators.versioned_state import canonical, doubles, restore_slots, slot_state
 
 
-@dataclass(frozen=True, slots=True)
-class SensorForecast:
+class SensorForecast(msgspec.Struct, frozen=True):
+    """One sensor's forecast (a msgspec struct: several per published sample, built cheaply)."""
+
     horizon: int  # samples ahead
     value: float
     low: float
@@ -318,16 +319,18 @@ class SensorForecasts:
         out: list[tuple[dict[str, SensorForecast], dict[str, int]] | None] = [({}, {}) if p else None for p in publish]
         pack = _ERROR.pack_into
         nan = math.nan
-        pubs = [i for i, p in enumerate(publish) if p]
+        # Full rings of every sensor, their quantiles in one partition at the end (row by row: the same numbers).
+        full: list[tuple[dict[str, SensorForecast], str, float]] = []
+        rings: np.ndarray | None = None
         for name, m in models.items():
-            full: list[tuple[tuple[dict[str, SensorForecast], dict[str, int]], float]] | None = None
+            ring = None  # the sensor's full error ring (a view)
             n, k = int(m[SEEN]), int(m[ERRORS_SEEN])
             level, trend = m[LEVEL], m[TREND]
             for i, r in enumerate(rows):
                 y = r.get(name) if r else None
                 if y is not None and y.__class__ is not bool and isfinite(y):
                     slot = PENDING + n % h
-                    if calibrate[i] and n >= h:
+                    if n >= h and calibrate[i]:
                         e = abs(y - m[slot])
                         pack(m, errors_at + 4 * (k % window), _ERROR_MAX if e > _ERROR_MAX else e)
                         k += 1
@@ -346,23 +349,26 @@ class SensorForecasts:
                 published = out[i]
                 if published is not None and n:
                     value = m[PENDING + (n - 1) % h]
+                    forecasts = published[0]
                     if n > h and k >= window:  # a full ring: its quantile with the others' below
-                        if full is None:
-                            full, ring = [], error_ring(m, h, window)
-                            rings = np.empty((len(pubs), window), dtype=np.float32)
+                        if rings is None:
+                            rings = np.empty((len(models) * sum(publish), window), dtype=np.float32)
+                        if ring is None:
+                            ring = error_ring(m, h, window)
                         rings[len(full)] = ring
-                        full.append((published, value))
-                        published[0][name] = None  # (its place in the order of sensors)
+                        full.append((forecasts, name, value))
+                        forecasts[name] = None  # type: ignore[assignment]  # (its place in the order of sensors)
                     else:
                         size = min(k, window)
                         w = quantile_of(error_ring(m, h, size), coverage) if n > h and size else nan
-                        published[0][name] = SensorForecast(h, value, value - w, value + w)
+                        forecasts[name] = SensorForecast(h, value, value - w, value + w)
                     published[1][name] = n
             m[LEVEL], m[TREND], m[SEEN], m[ERRORS_SEEN] = level, trend, n, k
-            if full:
-                widths = quantiles_of(rings[: len(full)], coverage)
-                for (published, value), w in zip(full, widths, strict=True):
-                    published[0][name] = SensorForecast(h, value, value - w, value + w)
+        if full:
+            assert rings is not None
+            widths = quantiles_of(rings[: len(full)], coverage)
+            for (forecasts, name, value), w in zip(full, widths, strict=True):
+                forecasts[name] = SensorForecast(h, value, value - w, value + w)
         return out
 
     def _start(self, m: array[float], y: float, n: int) -> float:

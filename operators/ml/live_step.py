@@ -285,7 +285,8 @@ class _Readings:
             health.set_silent(_silent(state, t, cfg))
         publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
         values = dict(held)
-        out = model.update(item.ts, values, learn=not state.maintenance, forecasts=publish, deferred=self.deferred)
+        mt = t if model.config.time_unit_s == cfg.model.time_unit_s else None  # (t is the model's time too)
+        out = model.update(item.ts, values, not state.maintenance, forecasts=publish, deferred=self.deferred, t=mt)
         history = model.history
         fleet = None
         if history is not None and cfg.predict_every and history.age % cfg.predict_every == 0:
