@@ -121,15 +121,15 @@ def quantile_of(values: np.ndarray, q: float) -> float:
 
 
 def quantiles_of(rows: np.ndarray, q: float) -> list[float]:
-    """:func:`quantile_of` of each row (one partition for all): the same order statistics, the same
-    float operations on them, so the same numbers bit for bit."""
+    """:func:`quantile_of` of each row (one sort for all: of small rows quicker than a partition at two
+    places): the same order statistics, the same float operations on them, so the same numbers bit for bit."""
     size = rows.shape[1]
     idx = q * (size - 1)
     lower = math.floor(idx)
     higher = min(lower + 1, size - 1)
-    part = np.partition(rows, (lower, higher), axis=1)
+    ranked = np.sort(rows, axis=1)
     frac = idx - lower
-    return [lo + (hi - lo) * frac for lo, hi in zip(part[:, lower].tolist(), part[:, higher].tolist(), strict=True)]
+    return [lo + (hi - lo) * frac for lo, hi in zip(ranked[:, lower].tolist(), ranked[:, higher].tolist(), strict=True)]
 
 
 class WindowQuantile:
@@ -317,38 +317,40 @@ class SensorForecasts:
                     if name not in models and y is not None and y.__class__ is not bool and isfinite(y):
                         models[name] = sensor_array(h, window)
         out: list[tuple[dict[str, SensorForecast], dict[str, int]] | None] = [({}, {}) if p else None for p in publish]
-        pack = _ERROR.pack_into
         nan = math.nan
-        # Full rings of every sensor, their quantiles in one partition at the end (row by row: the same numbers).
+        # Full rings of every sensor, their quantiles in one sort at the end (row by row: the same numbers).
         full: list[tuple[dict[str, SensorForecast], str, float]] = []
         rings: np.ndarray | None = None
+        keep, keep_trend = 1 - alpha, 1 - beta if beta is not None else 0.0  # (the same floats as inline)
         for name, m in models.items():
             ring = None  # the sensor's full error ring (a view)
             n, k = int(m[SEEN]), int(m[ERRORS_SEEN])
             level, trend = m[LEVEL], m[TREND]
+            pending = m[PENDING : PENDING + h].tolist()  # the ring of forecasts, as floats while the batch runs
+            errors = memoryview(m).cast("B")[errors_at:].cast("f")  # the error ring (stores round as struct's "f")
             for i, r in enumerate(rows):
                 y = r.get(name) if r else None
                 if y is not None and y.__class__ is not bool and isfinite(y):
-                    slot = PENDING + n % h
+                    slot = n % h
                     if n >= h and calibrate[i]:
-                        e = abs(y - m[slot])
-                        pack(m, errors_at + 4 * (k % window), _ERROR_MAX if e > _ERROR_MAX else e)
+                        e = abs(y - pending[slot])
+                        errors[k % window] = _ERROR_MAX if e > _ERROR_MAX else e
                         k += 1
                     if n >= 2:
-                        new = alpha * y + (1 - alpha) * (level + trend)
+                        new = alpha * y + keep * (level + trend)
                         if beta is not None:
-                            trend = beta * (new - level) + (1 - beta) * trend
-                            m[slot] = new + h * trend
+                            trend = beta * (new - level) + keep_trend * trend
+                            pending[slot] = new + h * trend
                         else:
-                            m[slot] = new
+                            pending[slot] = new
                         level = new
                     else:
-                        m[slot] = self._start(m, y, n)
+                        pending[slot] = self._start(m, y, n)
                         level, trend = m[LEVEL], m[TREND]
                     n += 1
                 published = out[i]
                 if published is not None and n:
-                    value = m[PENDING + (n - 1) % h]
+                    value = pending[(n - 1) % h]
                     forecasts = published[0]
                     if n > h and k >= window:  # a full ring: its quantile with the others' below
                         if rings is None:
@@ -364,6 +366,8 @@ class SensorForecasts:
                         forecasts[name] = SensorForecast(h, value, value - w, value + w)
                     published[1][name] = n
             m[LEVEL], m[TREND], m[SEEN], m[ERRORS_SEEN] = level, trend, n, k
+            errors.release()
+            m[PENDING : PENDING + h] = array("d", pending)
         if full:
             assert rings is not None
             widths = quantiles_of(rings[: len(full)], coverage)
