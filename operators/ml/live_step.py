@@ -328,10 +328,14 @@ def _forecast_records(
     """A reading's forecast points (its forecasts and each sensor's samples seen then)."""
     forecasts, seen = published
     ready = not score.warming_up and samples >= cfg.model.anomaly.warmup
+    isfinite = math.isfinite
+    horizon, ahead = None, timedelta(0)  # (every sensor has the same horizon: one timedelta per reading)
     for sensor, fc in forecasts.items():
-        if not all(math.isfinite(v) for v in (fc.value, fc.low, fc.high)):
+        if not (isfinite(fc.value) and isfinite(fc.low) and isfinite(fc.high)):
             continue
-        target_ts = ts + timedelta(seconds=fc.horizon * period_s)
+        if fc.horizon != horizon:
+            horizon, ahead = fc.horizon, timedelta(seconds=fc.horizon * period_s)
+        target_ts = ts + ahead
         limit, breach = None, None
         rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
         if rule is not None:
