@@ -311,19 +311,19 @@ class SensorForecasts:
         errors_at = 8 * (PENDING + h)
         models = self.models
         isfinite = math.isfinite
+        known = models.keys()
         for r in rows:  # new sensors, in the order update() adds them
-            if r:
+            if r and not r.keys() <= known:
                 for name, y in r.items():
                     if name not in models and y is not None and y.__class__ is not bool and isfinite(y):
                         models[name] = sensor_array(h, window)
         out: list[tuple[dict[str, SensorForecast], dict[str, int]] | None] = [({}, {}) if p else None for p in publish]
         nan = math.nan
-        # Full rings of every sensor, their quantiles in one sort at the end (row by row: the same numbers).
+        # Full rings of every sensor (copies), their quantiles in one sort at the end (row by row: the same numbers).
         full: list[tuple[dict[str, SensorForecast], str, float]] = []
-        rings: np.ndarray | None = None
+        rings: list[bytes] = []
         keep, keep_trend = 1 - alpha, 1 - beta if beta is not None else 0.0  # (the same floats as inline)
         for name, m in models.items():
-            ring = None  # the sensor's full error ring (a view)
             n, k = int(m[SEEN]), int(m[ERRORS_SEEN])
             level, trend = m[LEVEL], m[TREND]
             pending = m[PENDING : PENDING + h].tolist()  # the ring of forecasts, as floats while the batch runs
@@ -353,11 +353,7 @@ class SensorForecasts:
                     value = pending[(n - 1) % h]
                     forecasts = published[0]
                     if n > h and k >= window:  # a full ring: its quantile with the others' below
-                        if rings is None:
-                            rings = np.empty((len(models) * sum(publish), window), dtype=np.float32)
-                        if ring is None:
-                            ring = error_ring(m, h, window)
-                        rings[len(full)] = ring
+                        rings.append(errors[:window].tobytes())
                         full.append((forecasts, name, value))
                         forecasts[name] = None  # type: ignore[assignment]  # (its place in the order of sensors)
                     else:
@@ -369,8 +365,7 @@ class SensorForecasts:
             errors.release()
             m[PENDING : PENDING + h] = array("d", pending)
         if full:
-            assert rings is not None
-            widths = quantiles_of(rings[: len(full)], coverage)
+            widths = quantiles_of(np.frombuffer(b"".join(rings), dtype=np.float32).reshape(len(full), window), coverage)
             for (forecasts, name, value), w in zip(full, widths, strict=True):
                 forecasts[name] = SensorForecast(h, value, value - w, value + w)
         return out
