@@ -285,7 +285,8 @@ class _Readings:
             health.set_silent(_silent(state, t, cfg))
         publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
         values = dict(held)
-        out = model.update(item.ts, values, learn=not state.maintenance, forecasts=publish, deferred=self.deferred)
+        mt = t if model.config.time_unit_s == cfg.model.time_unit_s else None  # (t is the model's time too)
+        out = model.update(item.ts, values, not state.maintenance, forecasts=publish, deferred=self.deferred, t=mt)
         history = model.history
         fleet = None
         if history is not None and cfg.predict_every and history.age % cfg.predict_every == 0:
@@ -327,10 +328,14 @@ def _forecast_records(
     """A reading's forecast points (its forecasts and each sensor's samples seen then)."""
     forecasts, seen = published
     ready = not score.warming_up and samples >= cfg.model.anomaly.warmup
+    isfinite = math.isfinite
+    horizon, ahead = None, timedelta(0)  # (every sensor has the same horizon: one timedelta per reading)
     for sensor, fc in forecasts.items():
-        if not all(math.isfinite(v) for v in (fc.value, fc.low, fc.high)):
+        if not (isfinite(fc.value) and isfinite(fc.low) and isfinite(fc.high)):
             continue
-        target_ts = ts + timedelta(seconds=fc.horizon * period_s)
+        if fc.horizon != horizon:
+            horizon, ahead = fc.horizon, timedelta(seconds=fc.horizon * period_s)
+        target_ts = ts + ahead
         limit, breach = None, None
         rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
         if rule is not None:

@@ -167,6 +167,7 @@ class OperatingPoint(VersionedState):
         unit_s: float = 1.0,
         noise: np.ndarray | None = None,
         level: np.ndarray | None = None,
+        t: float | None = None,
     ) -> dict[str, float] | np.ndarray | None:
         """The readings the detectors see: the health readings at the reference operating point (a
         vector in ``health`` order), or None while a change settles. Without context readings:
@@ -175,7 +176,8 @@ class OperatingPoint(VersionedState):
         ``ts`` is a datetime or a number of ``unit_s`` seconds (the settle period is in seconds);
         ``detector`` gives the level the translated readings continue from after a change;
         ``noise`` (per health reading, when known) is how much a settled reading still moves, ``level``
-        (when known) where the readings were lately (in translated units). Call
+        (when known) where the readings were lately (in translated units); ``t``: ``ts`` in seconds
+        (:func:`seconds`), when the caller has it. Call
         :meth:`learned` after a sample the detector learned from.
         """
         if self.context is None:
@@ -186,7 +188,8 @@ class OperatingPoint(VersionedState):
         self._clock += 1
         c = self._c = self._held(self.context, readings, self._c)
         y = self._held(self.health, readings, self._y)
-        t = seconds(ts, unit_s)
+        if t is None:
+            t = seconds(ts, unit_s)
         if self._ref is None:
             self._ref, self._point = np.array(c), self._key(np.array(c))
         elif any(abs(a - b) > cfg.tolerance * max(abs(b), 1.0) for a, b in zip(c, self._ref.tolist(), strict=True)):

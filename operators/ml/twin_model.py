@@ -158,14 +158,17 @@ class TwinModel:
         fleet: FleetFailureModel | None = None,
         forecasts: bool = True,
         deferred: ForecastBatch | None = None,
+        t: float | None = None,
     ) -> TwinOutput:
         """Score one sample (then learn from it unless ``learn`` is False or it is anomalous).
 
         ``forecasts=False`` skips building the forecast records (the models still learn); the live
         flow asks for them only on the samples it publishes them. With ``deferred`` the forecasters
         learn the sample later, with the rest of the twin's batch (:meth:`ForecastBatch.run`: the
-        same numbers; nothing else reads the forecasters in between): no forecasts here."""
-        score = self._score(ts, readings, learn)
+        same numbers; nothing else reads the forecasters in between): no forecasts here. ``t``: ``ts`` in
+        seconds (:func:`seconds` with ``time_unit_s``) when the caller has it already."""
+        cfg = self.config
+        score = self._score(ts, readings, learn, seconds(ts, cfg.time_unit_s) if t is None else t)
         out_forecasts = None
         if self.forecaster is not None:
             faults = score.sensor_faults
@@ -177,19 +180,19 @@ class TwinModel:
                 out_forecasts = self.forecaster.forecast() if forecasts else None
         failure = None
         if self.history is not None:
-            feats = self.history.observe(time_value(ts, self.config.time_unit_s), readings, keep=learn)
+            feats = self.history.observe(time_value(ts, cfg.time_unit_s), readings, keep=learn)
             if fleet is not None:
                 failure = fleet.predict(feats)
         return TwinOutput(ts, score, out_forecasts, failure)
 
-    def _score(self, ts: Any, readings: dict[str, float], learn: bool) -> Score:
+    def _score(self, ts: Any, readings: dict[str, float], learn: bool, t: float) -> Score:
         cfg = self.config
         det = self.anomaly
         cond, sh = self.condition, self.sensor_health
         noise = sh.step_scale if sh is not None else None  # about one sample's noise per health reading
         # where the readings were lately: only a change of operating point needs it (no context: none)
         level = cond.level if cond is not None and self.operating_point.context else None
-        shifted = self.operating_point.prepare(ts, readings, det, learn, cfg.time_unit_s, noise, level)
+        shifted = self.operating_point.prepare(ts, readings, det, learn, cfg.time_unit_s, noise, level, t)
         if shifted is None:  # a setpoint change settles: nothing is scored or learned
             if sh is not None and cond is not None:
                 sh.restart_block()
@@ -222,7 +225,6 @@ class TwinModel:
             self._fault_surprise = 2.0 * alarm.enter if sh.started else 0.0
             self._fault_sensors = {s: 1.0 / len(sh.started) for s in sh.started}
         mask = sh.mask if enabled else None
-        t = seconds(ts, cfg.time_unit_s)
         clock = t if isinstance(ts, datetime) else None  # a daily profile needs a real clock
         novelty = det.observe(x, mask, alarm.enter if learn else math.inf, clock)  # no recall in maintenance
         if cfg.condition.enabled:
