@@ -128,3 +128,15 @@ def test_a_bad_status_name_is_rejected_but_the_reading_kept():
     env, bad = decode_partial(orjson.dumps(valid(readings={"a": 1.0}, status={"a": "Broken"})))
     assert env.readings == {"a": 1.0} and env.status is None
     assert [b.field for b in bad] == ["status.a"]
+
+
+def test_values_whose_sum_overflows_are_all_kept():
+    readings = {"a": 1e308, "b": 1e308, "c": -1e308, "on": True}
+    env, bad = decode_partial(orjson.dumps(valid(readings=readings)))
+    assert env.readings == readings and bad == []
+
+
+def test_a_bad_name_among_names_seen_valid_before_is_found():
+    decode(orjson.dumps(valid(readings={"rpm": 1.0, "temp_c": 2.0})))
+    env, bad = decode_partial(orjson.dumps(valid(readings={"rpm": 1.0, "temp c": 2.0, "temp_c": 3.0})))
+    assert env.readings == {"rpm": 1.0, "temp_c": 3.0} and [b.field for b in bad] == ["readings.temp c"]
