@@ -58,7 +58,8 @@ def fleet_memory(twins: int, samples: int, sensors: int = 5) -> tuple[float, flo
 
     import psutil
 
-    from operators.ml.live_step import LiveModelConfig, Reading, step
+    from operators.ml.live_state import LiveModelConfig
+    from operators.ml.live_step import Reading, step
     from twinflow.settings import load_settings
 
     cfg = LiveModelConfig(load_settings().ml.model_config_for(failure=False))

@@ -31,6 +31,7 @@ def outputs(twins: int, readings: int) -> list[list[tuple]]:
 
     import numpy as np
 
+    # (from live_step: this script also runs in the baseline checkout, where live_state may not exist)
     from operators.ml.live_step import LiveModelConfig, Reading, step
     from operators.records.alerts import AnomalyScore, ForecastPoint
     from twinflow.settings import load_settings

@@ -82,9 +82,7 @@ def run(
         n += 1
         for item in out:
             if isinstance(item, StateChange):
-                versions += 1
-                if encode_out:
-                    encode({**item.snapshot, "change": item.change})
+                versions += 1  # its JSON (item.document) was encoded once with the version, as the flow sends it
             elif isinstance(item, Command):
                 n += 1
                 acked = proc.process(rt, AckEvent(Ack(item.command_id, "applied"), item.issued_at))

@@ -38,7 +38,8 @@ from connectors.sim.physics import SETPOINTS, SIGNALS, Machine
 from connectors.sim.plant import Plant
 from operators.alerts.ordering import step as alerts_step
 from operators.alerts.rules import AlertRules
-from operators.ml.live_step import LiveModelConfig, Reading
+from operators.ml.live_state import LiveModelConfig
+from operators.ml.live_step import Reading
 from operators.ml.live_step import step as models_step
 from operators.records.alerts import Alert, AnomalyScore
 from twinflow.demo.fault_scoring import AlertRow, episodes, evaluate

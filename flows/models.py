@@ -43,14 +43,8 @@ from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.ml.fleet_step import FleetItem
 from operators.ml.inputs import ModelTopics, decode_batch
-from operators.ml.live_step import (
-    LiveModelConfig,
-    Tick,
-    TwinModelState,
-    fleet_step,
-    silence_due,
-    step_many,
-)
+from operators.ml.live_state import LiveModelConfig, TwinModelState, silence_due
+from operators.ml.live_step import Tick, fleet_step, step_many
 from operators.ml.path_pauses import PathPauses, silence_suspended
 from operators.records.alerts import AnomalyScore, FailurePrediction, encode
 from operators.telemetry.ingest import DeadLetter, Polled

@@ -12,6 +12,8 @@ subpackages or a module was split (its classes are found at their new place, :da
 'operators.twin.hysteresis'
 >>> from_snapshot(b"coperators.alerts\nOrderedTwinAlerts\n.").__module__  # moved twice
 'operators.alerts.ordering'
+>>> from_snapshot(b"coperators.live_models\nTwinModelState\n.").__module__  # the live step's state
+'operators.ml.live_state'
 >>> from_snapshot(b"coperators.records.alerts\nDesyncEscalation\n(Vp1\nNI01\nN(dtR.")  # its older fields
 DesyncEscalation(twin_id='p1', ts=None, detail={}, in_sync=False)
 """
@@ -75,6 +77,9 @@ MOVED_CLASSES = {
     ("operators.alerts.lifecycle", "_Open"): ("operators.alerts.episode", "LiveAlert"),
     ("operators.alerts.lifecycle", "OrderedTwinAlerts"): ("operators.alerts.ordering", "OrderedTwinAlerts"),
     ("operators.records.alerts", "DesyncEscalation"): ("flows.snapshots", "_desync_escalation"),
+    ("operators.ml.forecast", "Holt"): ("operators.ml.holt", "Holt"),
+    ("operators.ml.forecast", "WindowQuantile"): ("operators.ml.quantiles", "WindowQuantile"),
+    ("operators.ml.live_step", "TwinModelState"): ("operators.ml.live_state", "TwinModelState"),
 }
 """Classes that left their module when it was split, or changed their fields (old → new place)."""
 

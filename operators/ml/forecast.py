@@ -1,6 +1,6 @@
 """Per-sensor forecasts with prediction intervals (Holt linear smoothing + conformal band).
 
-For each sensor a :class:`Holt` model (level and trend, no season) forecasts
+For each sensor a :class:`~operators.ml.holt.Holt` model (level and trend, no season) forecasts
 ``horizon`` samples ahead. The interval is split-conformal: the ``coverage`` quantile of the
 absolute errors of the last ``window`` forecasts made for exactly that horizon, so it is as
 wide as the model has recently been wrong. The errors are kept in float32 (half the bytes): the
@@ -17,7 +17,6 @@ interval's half-width differs from the float64 errors' by at most 2⁻²⁴ of i
 from __future__ import annotations
 
 import math
-import statistics
 import struct
 from array import array
 from collections import deque
@@ -27,6 +26,8 @@ import msgspec
 import numpy as np
 
 from operators.ml.config import ForecastConfig
+from operators.ml.holt import Holt
+from operators.ml.quantiles import WindowQuantile, quantile_of, quantiles_of
 from operators.versioned_state import canonical, doubles, restore_slots, slot_state
 
 
@@ -37,135 +38,6 @@ class SensorForecast(msgspec.Struct, frozen=True):
     value: float
     low: float
     high: float
-
-
-class Holt:
-    """Holt's linear method (level + trend, additive, no season): the one-step recursion
-
-        level_t = α·y_t + (1 − α)·(level_{t−1} + trend_{t−1})
-        trend_t = β·(level_t − level_{t−1}) + (1 − β)·trend_{t−1}
-        ŷ_{t+h} = level_t + h·trend_t
-
-    initialised from the first two values (level: their mean, trend: their difference); β = 0
-    or None means no trend. Why our own and not ``river.time_series.HoltWinters``: the forecaster
-    needs one h-step value per sample, and River's public API only builds all ``h`` steps
-    (``forecast(h)``) and keeps its initialisation in private attributes; these few lines are the
-    same float operations, so the numbers equal River's bit for bit (tests/unit/ml/test_step_many.py).
-
-    >>> m = Holt(alpha=0.5, beta=0.1)
-    >>> for y in (1.0, 2.0, 3.0, 4.0):
-    ...     m.learn_one(y)
-    >>> m.forecast_at(1), m.forecast_at(3)
-    (4.92375, 6.99625)
-    """
-
-    __slots__ = ("alpha", "beta", "first", "level", "trend")  # no __dict__: ~290 bytes less per sensor
-
-    def __init__(self, alpha: float, beta: float | None = None) -> None:
-        self.alpha = alpha
-        self.beta = beta or None
-        self.first: float | None = None  # the first value, until the second initialises the model
-        self.level: float | None = None
-        self.trend: float | None = None
-
-    def learn_one(self, y: float) -> None:
-        level = self.level
-        if level is None:
-            if self.first is None:
-                self.first = y
-                return
-            self.level = statistics.mean((self.first, y))  # as River: an exactly rounded mean
-            self.trend = y - self.first if self.beta is not None else None
-            return
-        trend = self.trend
-        self.level = new = self.alpha * y + (1 - self.alpha) * (level + (trend if trend is not None else 0))
-        if trend is not None:
-            beta = self.beta
-            assert beta is not None
-            self.trend = beta * (new - level) + (1 - beta) * trend
-
-    def forecast_at(self, h: int) -> float:
-        """The forecast ``h`` samples ahead (needs two learned values)."""
-        assert self.level is not None, "Holt needs two values before it forecasts"
-        return self.level + h * self.trend if self.trend is not None else self.level
-
-    def __getstate__(self) -> dict[str, Any]:
-        return slot_state(self)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value)
-
-    @classmethod
-    def of_river(cls, model: Any) -> Holt:
-        """The same model from a ``river.time_series.HoltWinters`` (additive, no season) that
-        states written by earlier versions hold; read from its public ``level``/``trend``."""
-        out = cls(model.alpha, model.beta)
-        if len(model.level):
-            out.level = model.level[-1]
-            out.trend = model.trend[-1] if out.beta is not None and model.trend else None
-        return out
-
-
-def quantile_of(values: np.ndarray, q: float) -> float:
-    """The ``q`` quantile of ``values`` (any order, at least one) as ``river.stats.RollingQuantile``
-    computes it over its window: linear between the two nearest order statistics, the same float
-    operations, so the same number bit for bit (tests/unit/ml/test_step_many.py)."""
-    size = len(values)
-    idx = q * (size - 1)
-    lower = math.floor(idx)
-    higher = min(lower + 1, size - 1)
-    part = np.partition(values, (lower, higher))
-    lo, hi = float(part[lower]), float(part[higher])
-    return lo + (hi - lo) * (idx - lower)
-
-
-def quantiles_of(rows: np.ndarray, q: float) -> list[float]:
-    """:func:`quantile_of` of each row (one sort for all: of small rows quicker than a partition at two
-    places): the same order statistics, the same float operations on them, so the same numbers bit for bit."""
-    size = rows.shape[1]
-    idx = q * (size - 1)
-    lower = math.floor(idx)
-    higher = min(lower + 1, size - 1)
-    ranked = np.sort(rows, axis=1)
-    frac = idx - lower
-    return [lo + (hi - lo) * frac for lo, hi in zip(ranked[:, lower].tolist(), ranked[:, higher].tolist(), strict=True)]
-
-
-class WindowQuantile:
-    """The ``q`` quantile (:func:`quantile_of`) of the last ``window_size`` values, kept in one ring
-    of doubles (River's sorted window cost about 3.4 KiB at 200 values, outside Python's heap).
-    :class:`SensorForecasts` keeps each sensor's ring in that sensor's one array; snapshots written
-    before hold one of these per sensor.
-
-    >>> w = WindowQuantile(0.5, window_size=3)
-    >>> for x in (5.0, 1.0, 3.0, 10.0):
-    ...     w.update(x)
-    >>> w.get()  # median of 1, 3, 10
-    3.0
-    """
-
-    __slots__ = ("n", "q", "values")
-
-    def __init__(self, q: float, window_size: int) -> None:
-        self.q = q
-        self.values = doubles(window_size)
-        self.n = 0  # values seen (the ring's write position is n % window_size)
-
-    def update(self, x: float) -> None:
-        self.values[self.n % len(self.values)] = x
-        self.n += 1
-
-    def get(self) -> float | None:
-        if not self.n:
-            return None
-        return quantile_of(np.frombuffer(self.values, count=min(self.n, len(self.values))), self.q)
-
-    def __getstate__(self) -> tuple[float, array[float], int]:
-        return self.q, self.values, self.n
-
-    def __setstate__(self, state: tuple[float, array[float], int]) -> None:
-        self.q, self.values, self.n = state
 
 
 class _SensorModel:

@@ -1,10 +1,11 @@
 """The live flow's per-twin model step: readings, maintenance status, resets and events in; scores out.
 
 Plain Python: :func:`step` is what the models flow runs in a Bytewax ``stateful_map``
-keyed by twin_id; :class:`TwinModelState` is the picklable state (recovered after a
-restart). Outputs are the records the alerts flow consumes
-(:mod:`operators.records.alerts`): an :class:`AnomalyScore` per scored sample and, every
-``forecast_every`` samples, a :class:`ForecastPoint` per sensor.
+keyed by twin_id; :class:`~operators.ml.live_state.TwinModelState` is the picklable state
+(recovered after a restart, :mod:`operators.ml.live_state`). Outputs are the records the alerts
+flow consumes (:mod:`operators.records.alerts`, built in :mod:`operators.ml.live_records`): an
+:class:`AnomalyScore` per scored sample and, every ``forecast_every`` samples, a
+:class:`ForecastPoint` per sensor.
 
 With failure prediction on (``ml.model = "rul"``) the step also emits
 :class:`~operators.ml.fleet_step.FleetItem` records for the fleet step (:func:`fleet_step`, a second
@@ -37,39 +38,28 @@ import math
 import time
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatchcase
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from operators.ml.config import FailureConfig, ModelConfig
-from operators.ml.failure import FleetFailureModel, TwinHistory
+from operators.ml.config import FailureConfig
+from operators.ml.failure import FleetFailureModel
 from operators.ml.fleet_step import FleetItem, FleetStep
-from operators.ml.forecast import ForecastBatch, SensorForecast
+from operators.ml.forecast import ForecastBatch
+from operators.ml.live_records import Output, anomaly_record, failure_records, forecast_records, silence_record
+from operators.ml.live_state import (
+    SILENCE_CHECK_EVERY,
+    LiveModelConfig,
+    TwinModelState,
+    fleet_of,
+    silent_sensors,
+)
 from operators.ml.operating_point import seconds
 from operators.ml.scoring import Score
-from operators.ml.sensor_limits import SensorLimit, breach_at, limit_for
-from operators.ml.twin_model import TwinModel
-from operators.records.alerts import AnomalyScore, FailurePrediction, ForecastPoint
+from operators.records.alerts import FailurePrediction
 from operators.records.envelope import Envelope
-from operators.versioned_state import restore_slots, slot_state
-
-
-@dataclass(frozen=True, slots=True)
-class LiveModelConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    forecast_every: int = 10  # emit forecasts every N samples (0: never)
-    model_name: str = "twinflow-t2"
-    predict_every: int = 60  # send failure features to the fleet every N samples of a twin (0: never)
-    # (fleet, twin_id glob) pairs, first match wins; other twins belong to default_fleet.
-    fleets: tuple[tuple[str, str], ...] = ()
-    default_fleet: str = "fleet"
-    # Operating limits: forecasts of these sensors carry the limit and the predicted crossing time.
-    limits: tuple[SensorLimit, ...] = ()
-    # Physical ranges: a value outside is a sensor fault (out_of_range), not a machine anomaly.
-    ranges: tuple[SensorLimit, ...] = ()
 
 
 class Reading(msgspec.Struct, frozen=True):
@@ -131,67 +121,6 @@ class Event:
 
 
 Item = Reading | Status | Reset | Rebaseline | Event | Tick
-Output = AnomalyScore | ForecastPoint | FleetItem
-
-
-def fleet_of(twin_id: str, cfg: LiveModelConfig) -> str:
-    """The fleet whose failure model serves ``twin_id`` (first matching glob, else the default)."""
-    for fleet, pattern in cfg.fleets:
-        if fnmatchcase(twin_id, pattern):
-            return fleet
-    return cfg.default_fleet
-
-
-def ranges_for(twin_id: str, rules: tuple[SensorLimit, ...]) -> dict[str, tuple[float | None, float | None]]:
-    """``{sensor: (low, high)}`` of the range rules that apply to ``twin_id`` (first match per sensor)."""
-    out: dict[str, tuple[float | None, float | None]] = {}
-    for rule in rules:
-        if rule.sensor not in out and fnmatchcase(twin_id, rule.twins):
-            out[rule.sensor] = (rule.low, rule.high)
-    return out
-
-
-class TwinModelState:
-    """One twin's models, its maintenance flag, its sampling period and when each sensor last reported."""
-
-    __slots__ = ("held", "last_t", "last_ts", "maintenance", "model", "period_s", "samples", "seen", "ticked_at",
-                 "twin_id", "wall_at_last")  # fmt: skip
-    __getstate__ = slot_state  # the dict of attributes, as before the slots
-
-    def __init__(self, cfg: LiveModelConfig, twin_id: str = "") -> None:
-        self.model = TwinModel(cfg.model, ranges_for(twin_id, cfg.ranges))
-        self.maintenance = False
-        self.samples = 0
-        self.last_ts: datetime | None = None
-        self.last_t = 0.0  # last_ts in seconds
-        self.period_s: float | None = None  # EWMA of the sample spacing, for forecast target times
-        # Last value per sensor: OPC-UA reports by exception, so an envelope may carry only the
-        # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
-        self.held: dict[str, float] = {}
-        # Per sensor: (first report, last report, reports) in seconds: its usual reporting interval.
-        self.seen: dict[str, array[float]] = {}  # (lists in snapshots of earlier versions)
-        self.wall_at_last: float | None = None  # wall clock (epoch s) when the last reading was applied
-        self.ticked_at = 0.0  # wall clock of the last silence timer
-        self.twin_id = twin_id
-
-    def __setstate__(self, state: dict) -> None:
-        """Snapshots of older versions lack the newer attributes: fill them in."""
-        defaults = {"seen": {}, "wall_at_last": None, "ticked_at": 0.0, "twin_id": "", "last_t": 0.0}
-        restore_slots(self, {**defaults, **state})
-
-    def adopt_failure_config(self, failure: FailureConfig | None) -> None:
-        """Failure prediction switched on or off since this state was saved: follow the settings."""
-        model = self.model
-        if (model.config.failure is None) != (failure is None):
-            model.config = replace(model.config, failure=failure)
-            model.history = TwinHistory(failure) if failure else None
-
-    def _observe_time(self, ts: datetime, t: float) -> None:
-        if self.last_ts is not None:
-            dt = t - self.last_t
-            if dt > 0:
-                self.period_s = dt if self.period_s is None else 0.9 * self.period_s + 0.1 * dt
-        self.last_ts, self.last_t = ts, t
 
 
 def step(
@@ -261,7 +190,7 @@ class _Readings:
     def score(self, item: Reading) -> None:
         state, cfg = self.state, self.cfg
         t = seconds(item.ts, cfg.model.time_unit_s)
-        state._observe_time(item.ts, t)
+        state.observe_time(item.ts, t)
         held = state.held
         known = len(held)
         held.update(item.readings)
@@ -282,7 +211,7 @@ class _Readings:
         model = state.model
         health = model.sensor_health
         if health is not None and (health.silent or state.samples % SILENCE_CHECK_EVERY == 0):
-            health.set_silent(_silent(state, t, cfg))
+            health.set_silent(silent_sensors(state, t, cfg))
         publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
         values = dict(held)
         mt = t if model.config.time_unit_s == cfg.model.time_unit_s else None  # (t is the model's time too)
@@ -304,102 +233,13 @@ class _Readings:
         state.wall_at_last = time.time()
         for i, (ts, score, held, period_s, samples, fleet) in enumerate(self.pending):
             if not score.warming_up and math.isfinite(score.anomaly_score):
-                records.append(_record(twin_id, ts, score, cfg))
+                records.append(anomaly_record(twin_id, ts, score, cfg))
             published = forecasts[i] if forecasts is not None else None
             if published and published[0] and period_s and isinstance(ts, datetime):
-                _forecast_records(published, state.model, ts, score, held, period_s, samples, cfg, twin_id, records)
+                forecast_records(published, state.model, ts, score, held, period_s, samples, cfg, twin_id, records)
             if fleet is not None:
                 records.append(fleet)
         self.pending = []
-
-
-def _forecast_records(
-    published: tuple[dict[str, SensorForecast], dict[str, int]],
-    model: TwinModel,
-    ts: datetime,
-    score: Score,
-    held: dict[str, float],
-    period_s: float,
-    samples: int,
-    cfg: LiveModelConfig,
-    twin_id: str,
-    records: list[Output],
-) -> None:
-    """A reading's forecast points (its forecasts and each sensor's samples seen then)."""
-    forecasts, seen = published
-    ready = not score.warming_up and samples >= cfg.model.anomaly.warmup
-    isfinite = math.isfinite
-    horizon, ahead = None, timedelta(0)  # (every sensor has the same horizon: one timedelta per reading)
-    for sensor, fc in forecasts.items():
-        if not (isfinite(fc.value) and isfinite(fc.low) and isfinite(fc.high)):
-            continue
-        if fc.horizon != horizon:
-            horizon, ahead = fc.horizon, timedelta(seconds=fc.horizon * period_s)
-        target_ts = ts + ahead
-        limit, breach = None, None
-        rule = limit_for(cfg.limits, twin_id, sensor) if cfg.limits else None
-        if rule is not None:
-            # Until the models have seen enough data (warm-up, and the forecaster's own interval
-            # calibrated) the forecasts are not trusted — a young Holt trend extrapolates start-up
-            # transients: only a reading already outside the band counts.
-            now = held[sensor]
-            trusted = ready and model.forecast_ready(sensor, seen[sensor]) and sensor not in score.sensor_faults
-            predicted = fc.value if trusted else now
-            limit, breach = breach_at(rule, now=now, predicted=predicted, ts=ts, target_ts=target_ts)
-        records.append(
-            ForecastPoint(
-                twin_id=twin_id,
-                sensor=sensor,
-                ts=ts,
-                target_ts=target_ts,
-                predicted=fc.value,
-                lower=fc.low,
-                upper=fc.high,
-                limit=limit,
-                breach_at=breach,
-            )
-        )
-
-
-SILENCE_CHECK_EVERY = 10  # readings between silence checks (and on every timer)
-
-
-def _record(twin_id: str, ts: datetime, score: Score, cfg: LiveModelConfig) -> AnomalyScore:
-    return AnomalyScore(
-        twin_id=twin_id,
-        ts=ts,
-        score=score.anomaly_score,
-        threshold=cfg.model.anomaly.threshold,
-        is_anomaly=score.is_anomaly,
-        contributions=score.contributions,
-        model=cfg.model_name,
-        kind=score.kind,
-        health=score.health,
-        drivers=score.drivers,
-        sensor_faults=score.sensor_faults,
-    )
-
-
-def _silent(state: TwinModelState, now: float, cfg: LiveModelConfig) -> set[str]:
-    """Sensors that have not reported for ``silence_factor`` of their usual intervals (and ``silence_min_s``)."""
-    sh = cfg.model.sensor_health
-    out = set()
-    for name, (first, last, n) in state.seen.items():
-        if n < 3:
-            continue
-        usual = (last - first) / (n - 1)
-        if now - last > max(sh.silence_factor * usual, sh.silence_min_s):
-            out.add(name)
-    return out
-
-
-def silence_due(state: TwinModelState | None, cfg: LiveModelConfig) -> datetime | None:
-    """Wall-clock time at which the live flow should send a :class:`Tick` (None: nothing to watch)."""
-    if state is None or state.wall_at_last is None or state.period_s is None or not cfg.model.sensor_health.enabled:
-        return None
-    sh = cfg.model.sensor_health
-    wait = max(sh.silence_factor * state.period_s, sh.silence_min_s)
-    return datetime.fromtimestamp(max(state.wall_at_last, state.ticked_at) + wait, UTC)
 
 
 def _tick(state: TwinModelState, at: datetime, cfg: LiveModelConfig, twin_id: str, records: list[Output]) -> None:
@@ -414,21 +254,8 @@ def _tick(state: TwinModelState, at: datetime, cfg: LiveModelConfig, twin_id: st
     if not isinstance(state.last_ts, datetime):
         return
     ts = state.last_ts + timedelta(seconds=max(at.timestamp() - state.wall_at_last, 0.0))
-    if health.set_silent(_silent(state, ts.timestamp(), cfg)) and health.current:
-        faults = dict(health.current)
-        records.append(
-            AnomalyScore(
-                twin_id=twin_id,
-                ts=ts,
-                score=0.0,
-                threshold=cfg.model.anomaly.threshold,
-                is_anomaly=False,
-                contributions={s: 1.0 / len(faults) for s in faults},
-                model=cfg.model_name,
-                kind="sensor_fault",
-                sensor_faults=faults,
-            )
-        )
+    if health.set_silent(silent_sensors(state, ts.timestamp(), cfg)) and health.current:
+        records.append(silence_record(twin_id, ts, dict(health.current), cfg))
 
 
 def fleet_step(
@@ -437,24 +264,4 @@ def fleet_step(
     """The fleet's failure model: learns labelled histories, answers features (once it has learned)."""
     failure = cfg.model.failure or FailureConfig()
     fleet, predictions = FleetStep(failure)(state, item)
-    unit = cfg.model.time_unit_s
-    records = []
-    for p in predictions:
-        pred = p.prediction
-        if not all(math.isfinite(v) for v in (pred.rul, pred.rul_low, pred.rul_high, pred.failure_probability)):
-            continue
-        records.append(
-            FailurePrediction(
-                twin_id=p.twin_id,
-                ts=p.ts,
-                rul_s=pred.rul * unit,
-                failure_probability=pred.failure_probability,
-                uncertainty=fleet.sigma(pred.rul) * unit,
-                horizon_s=failure.horizon * unit,
-                rul_low_s=pred.rul_low * unit,
-                rul_high_s=pred.rul_high * unit,
-                model=f"{cfg.model_name}-rul:{item.fleet}",
-                model_version=fleet.n_failures,
-            )
-        )
-    return fleet, records
+    return fleet, failure_records(fleet, predictions, item.fleet, failure, cfg)

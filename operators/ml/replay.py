@@ -24,7 +24,8 @@ import polars as pl
 from operators.ml.config import ModelConfig
 from operators.ml.failure import FleetFailureModel
 from operators.ml.fleet_step import FleetItem
-from operators.ml.live_step import Event, Item, LiveModelConfig, Reading, fleet_step, step, step_many
+from operators.ml.live_state import LiveModelConfig
+from operators.ml.live_step import Event, Item, Reading, fleet_step, step, step_many
 from operators.ml.sensor_limits import SensorLimit
 from operators.ml.twin_model import time_value
 from operators.records.alerts import AnomalyScore

@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from flows.models import TwinModelsLogic
 from flows.snapshots import from_snapshot, to_snapshot
-from operators.ml.live_step import LiveModelConfig, Reading
+from operators.ml.live_state import LiveModelConfig
+from operators.ml.live_step import Reading
 from operators.ml.path_pauses import PathPauses
 
 CFG = LiveModelConfig(forecast_every=0)

@@ -9,7 +9,8 @@ from types import SimpleNamespace as Msg
 import orjson
 
 from operators.ml.config import AnomalyConfig, ForecastConfig, ModelConfig, OperatingPointConfig
-from operators.ml.live_step import LiveModelConfig, Reading, reading_of, step
+from operators.ml.live_state import LiveModelConfig
+from operators.ml.live_step import Reading, reading_of, step
 from operators.records.twin import decode_desired
 from operators.telemetry.ingest import Limits, ReadingRules, TelemetryRow, TypedRow, split_batch
 from operators.twin.inputs import InputTopics, decode_batch

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from operators.alerts.lifecycle import TwinAlerts
 from operators.alerts.rules import AlertRules
 from operators.ml.config import AnomalyConfig, ForecastConfig, ModelConfig
-from operators.ml.live_step import LiveModelConfig, Reading, step
+from operators.ml.live_state import LiveModelConfig
+from operators.ml.live_step import Reading, step
 from operators.ml.sensor_limits import SensorLimit, breach_at
 from operators.records.alerts import ForecastPoint
 

@@ -8,7 +8,8 @@ import pytest
 
 from operators.ml.config import AnomalyConfig, FailureConfig, ModelConfig
 from operators.ml.fleet_step import FleetItem
-from operators.ml.live_step import Event, LiveModelConfig, Reading, Reset, Status, fleet_of, fleet_step, step
+from operators.ml.live_state import LiveModelConfig, fleet_of
+from operators.ml.live_step import Event, Reading, Reset, Status, fleet_step, step
 from operators.records import twin_events
 from operators.records.alerts import FailurePrediction, decode, encode
 from operators.records.envelope import Rejected

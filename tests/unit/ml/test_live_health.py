@@ -10,7 +10,8 @@ import numpy as np
 from operators.alerts.ordering import step as alerts_step
 from operators.alerts.rules import AlertRules
 from operators.ml.config import ModelConfig
-from operators.ml.live_step import Event, LiveModelConfig, Reading, Rebaseline, Tick, silence_due, step
+from operators.ml.live_state import LiveModelConfig, silence_due
+from operators.ml.live_step import Event, Reading, Rebaseline, Tick, step
 from operators.ml.sensor_limits import SensorLimit
 from operators.records.alerts import AnomalyScore, decode, encode
 

@@ -8,7 +8,8 @@ import pickle
 from operators.ml.config import AnomalyConfig, FailureConfig, ModelConfig
 from operators.ml.failure import RulEstimate
 from operators.ml.fleet_step import FleetItem, FleetPrediction, FleetStep
-from operators.ml.live_step import Event, LiveModelConfig, Reading, Reset, Status, step
+from operators.ml.live_state import LiveModelConfig
+from operators.ml.live_step import Event, Reading, Reset, Status, step
 from operators.records.alerts import AnomalyScore
 
 MODEL = ModelConfig(anomaly=AnomalyConfig(warmup=20, window=3), failure=FailureConfig(rul_cap=50))

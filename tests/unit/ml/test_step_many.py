@@ -7,7 +7,8 @@ from array import array
 from datetime import UTC, datetime, timedelta
 
 from operators.ml.config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
-from operators.ml.live_step import Event, LiveModelConfig, Reading, Reset, Status, step, step_many
+from operators.ml.live_state import LiveModelConfig
+from operators.ml.live_step import Event, Reading, Reset, Status, step, step_many
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 CFG = LiveModelConfig(
@@ -81,13 +82,14 @@ class EarlierLayout:
 
 
 def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
-    """operators.ml.forecast.Holt replaces River's HoltWinters (whose private attributes we read before):
+    """operators.ml.holt.Holt replaces River's HoltWinters (whose private attributes we read before):
     compared through River's public API (level, trend, forecast)."""
     import pickle
 
     from river import time_series
 
-    from operators.ml.forecast import Holt, _SensorModel
+    from operators.ml.forecast import _SensorModel
+    from operators.ml.holt import Holt
 
     rng = random.Random(11)
     ys = [rng.gauss(50, 10) * (1 + i / 100) for i in range(500)]
@@ -111,13 +113,13 @@ def test_our_holt_recursion_is_rivers_holt_winters_bit_for_bit() -> None:
 
 
 def test_window_quantile_is_rivers_rolling_quantile_bit_for_bit() -> None:
-    """operators.ml.forecast.WindowQuantile replaces River's RollingQuantile (a float64 ring instead
+    """operators.ml.quantiles.WindowQuantile replaces River's RollingQuantile (a float64 ring instead
     of a sorted window): the same numbers on partial and full windows, ties, extreme q."""
     import pickle
 
     from river import stats
 
-    from operators.ml.forecast import WindowQuantile
+    from operators.ml.quantiles import WindowQuantile
 
     rng = random.Random(5)
     for q, size in ((0.9, 200), (0.5, 1), (0.5, 2), (0.0, 7), (1.0, 7), (0.999, 30), (rng.random(), 50)):
@@ -310,12 +312,12 @@ def test_forecasts_of_the_earlier_layout_resume() -> None:
         PENDING,
         SEEN,
         TREND,
-        Holt,
         SensorForecasts,
-        WindowQuantile,
         _SensorModel,
         error_ring,
     )
+    from operators.ml.holt import Holt
+    from operators.ml.quantiles import WindowQuantile
 
     cfg = ForecastConfig(horizon=4, window=20)
     samples = forecaster_samples(8, 120)
