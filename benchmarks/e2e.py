@@ -296,7 +296,8 @@ def cleanup(settings, prefix: str) -> None:
     """Delete the run's rows and topics."""
     from benchmarks.cleanup import delete_run_rows
 
-    tables = ("telemetry", "anomaly_scores", "forecasts", "twin_state_history", "telemetry_windows")
+    tables = ("telemetry", "anomaly_scores", "forecasts", "failure_predictions", "twin_state_history",
+              "twin_sync_quality", "telemetry_windows")  # fmt: skip
     delete_run_rows(settings.postgres.conninfo(), tables, prefix)
     AdminClient(client_config(settings)).delete_topics([t.name for t in topic_specs(settings)])
 
@@ -421,8 +422,6 @@ def main() -> None:
     naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
     for r, (s, p) in zip(runs, targets, strict=True):
         count_outputs(s, p, r)
-    for s, p in targets:
-        cleanup(s, p)
 
     n, values = args.readings, args.readings * args.sensors
     raw_rate = n / raw_s
@@ -430,7 +429,13 @@ def main() -> None:
     lat_names = FUSED if args.latency_flows == "fused" else PIPELINE
     # 50 % of the higher of the fused flow's two rates (after the pipeline / alongside it)
     lat_rate = n / (min(runs[0].wall, runs[-1].wall) if args.latency_flows == "fused" else runs[1].wall)
-    phases = run_latency(base, run, lat_rate, args, lat_names) if args.latency_seconds > 0 else []
+    try:
+        phases = run_latency(base, run, lat_rate, args, lat_names) if args.latency_seconds > 0 else []
+    finally:
+        # After the latency phases: deleting the runs' millions of rows sets autovacuum to work on the
+        # tables, which competed with the flows during the phases when the clean-up came first.
+        for s, p in targets:
+            cleanup(s, p)
     t = Table(title="end to end, same data")
     for col in ("run", "readings/s", "values/s", "vs raw limit", "vs naive"):
         t.add_column(col, justify="right")
