@@ -31,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -153,12 +154,9 @@ def model_output_records(settings) -> int:
         consumer.close()
 
 
-def model_output_rows(conninfo: str, prefix: str) -> int:
-    with psycopg.connect(conninfo, autocommit=True) as db:
-        count = sql.SQL("SELECT count(*) FROM {} WHERE twin_id LIKE %s")
-        return sum(
-            db.execute(count.format(sql.Identifier(t)), (prefix + "-%",)).fetchone()[0] for t in MODEL_OUTPUT_TABLES
-        )
+def model_output_rows(db: psycopg.Connection, prefix: str) -> int:
+    count = sql.SQL("SELECT count(*) FROM {} WHERE twin_id LIKE %s")
+    return sum(db.execute(count.format(sql.Identifier(t)), (prefix + "-%",)).fetchone()[0] for t in MODEL_OUTPUT_TABLES)
 
 
 def run_together(
@@ -171,22 +169,25 @@ def run_together(
     out = PipelineRun(label, names, stats={n: ProcStats() for n in names}, together=True)
     stop = threading.Event()
     start = time.perf_counter()
-    alerts = subprocess.Popen(flow_command(names[-1], tail=True), env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)  # fmt: skip
+    # its log goes to a file: a pipe nobody reads while it runs could fill and stall the flow
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    alerts = subprocess.Popen(flow_command(names[-1], tail=True), env=env, stdout=subprocess.DEVNULL, stderr=log)
     threading.Thread(target=sample, args=(alerts, out.stats[names[-1]], stop), daemon=True).start()
     try:
         _run_flows(names[:-1], env, out.stats)
         out.first = time.perf_counter() - start
-        expected, conninfo = model_output_records(settings), settings.postgres.conninfo()
+        expected = model_output_records(settings)
         rows, last_change = -1, time.perf_counter()
-        while (now := model_output_rows(conninfo, prefix)) < expected:
-            if alerts.poll() is not None:
-                raise SystemExit(f"the alerts flow ended early:\n{alerts.stderr.read().decode()[-3000:]}")
-            if now != rows:
-                rows, last_change = now, time.perf_counter()
-            elif time.perf_counter() - last_change > stall_s:
-                raise SystemExit(f"the alerts flow wrote {now:,} of {expected:,} model-output rows, then nothing")
-            time.sleep(0.1)
+        with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:  # one connection for the polls
+            while (now := model_output_rows(db, prefix)) < expected:
+                if alerts.poll() is not None:
+                    log.seek(0)
+                    raise SystemExit(f"the alerts flow ended early:\n{log.read().decode()[-3000:]}")
+                if now != rows:
+                    rows, last_change = now, time.perf_counter()
+                elif time.perf_counter() - last_change > stall_s:
+                    raise SystemExit(f"the alerts flow wrote {now:,} of {expected:,} model-output rows, then nothing")
+                time.sleep(0.1)
         out.wall = time.perf_counter() - start
     finally:
         alerts.terminate()
@@ -195,6 +196,7 @@ def run_together(
         except subprocess.TimeoutExpired:
             alerts.kill()
         stop.set()
+        log.close()
     return out
 
 
