@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -89,14 +89,14 @@ class CopyInsert:
             savepoint = sql.Identifier(f"copy_{spec.table}")
             cur.execute(sql.SQL("SAVEPOINT {}").format(savepoint))
             try:
-                _copy(cur, spec.copy(spec.table), spec.types, rows)
+                copy_binary(cur, spec.copy(spec.table), spec.types, rows)
                 return len(rows)
             except psycopg.errors.UniqueViolation:
                 cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
         upsert = spec.on_conflict != "DO NOTHING"
         if upsert:  # an upsert may not touch a row twice in one statement: the last one wins
             rows = list({tuple(r[i] for i in spec.key_index): r for r in rows}.values())
-        _copy(cur, spec.copy(spec.stage), spec.types, rows)
+        copy_binary(cur, spec.copy(spec.stage), spec.types, rows)
         cur.execute(spec.move)
         changed = cur.rowcount
         new = sum(1 for (inserted,) in cur.fetchall() if inserted) if upsert else changed
@@ -109,7 +109,10 @@ class CopyInsert:
         return changed
 
 
-def _copy(cur: psycopg.Cursor, statement: sql.Composed, types: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+def copy_binary(
+    cur: psycopg.Cursor, statement: str | sql.Composed, types: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Send ``rows`` (values in ``types`` order) through one ``COPY … FROM STDIN (FORMAT BINARY)``."""
     with cur.copy(statement) as copy:
         copy.set_types(list(types))
         for row in rows:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, NamedTuple
 import psycopg
 from psycopg import sql
 
+from connectors.postgres.copy_insert import copy_binary
 from connectors.postgres.sink import PostgresSink
 from operators.telemetry.ingest import TelemetryRow, TypedRow
 
@@ -83,10 +84,7 @@ def copy_rows(cur: psycopg.Cursor, table: str, rows: Sequence[TelemetryRow | Typ
     into = statements(table)
     for statement, types, part in ((into.copy, COPY_TYPES, plain), (into.copy_typed, COPY_TYPED_TYPES, typed)):
         if part:
-            with cur.copy(statement) as copy:
-                copy.set_types(types)
-                for row in part:
-                    copy.write_row(row)
+            copy_binary(cur, statement, types, part)
     return bool(typed)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from connectors.postgres.copy_insert import copy_binary
 from connectors.postgres.sink import PostgresSink
 from operators.twin.event_windows import WindowRow
 from operators.twin.state import StateChange
@@ -113,17 +114,11 @@ class TwinSink(PostgresSink[StateChange | WindowRow]):
         written = 0
         with conn.cursor() as cur:
             if changes:
-                with cur.copy(HISTORY_COPY) as copy:
-                    copy.set_types(HISTORY_TYPES)
-                    for c in changes:
-                        copy.write_row(history_row(c))
+                copy_binary(cur, HISTORY_COPY, HISTORY_TYPES, map(history_row, changes))
                 cur.execute(HISTORY_MOVE)
                 written += cur.rowcount
             if windows:
-                with cur.copy(WINDOW_COPY) as copy:
-                    copy.set_types(WINDOW_TYPES)
-                    for r in windows:
-                        copy.write_row(window_row(r))
+                copy_binary(cur, WINDOW_COPY, WINDOW_TYPES, map(window_row, windows))
                 cur.execute(WINDOW_MOVE)
                 written += cur.rowcount
         return written
