@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +117,33 @@ def ensure_topics(settings: ConnectorSettings, specs: list[TopicSpec] | None = N
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
+    await_topics(admin, {t.topic: t.num_partitions for t in new}, timeout)
     return created
+
+
+def await_topics(admin: AdminClient, partitions: dict[str, int], timeout: float) -> None:
+    """Wait until the broker's metadata lists each topic with its ``partitions``, each with a leader.
+
+    A created topic's future resolves when the controller has it; a broker may answer metadata
+    requests without it for a moment after, and a client starting then (a flow listing its
+    partitions) fails with "Unknown topic or partition". Raises ``TimeoutError`` after ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(timeout=timeout).topics
+        missing = [
+            name
+            for name, count in partitions.items()
+            if name not in meta
+            or meta[name].error is not None
+            or len(meta[name].partitions) < count
+            or any(p.leader < 0 for p in meta[name].partitions.values())
+        ]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kafka topics not ready after {timeout:.0f} s: {', '.join(sorted(missing))}")
+        time.sleep(0.05)
 
 
 def alert_topic_specs(settings: ConnectorSettings) -> list[TopicSpec]:
