@@ -271,6 +271,7 @@ class SensorForecasts:
         """The latest ``horizon``-step forecast per sensor, with its interval (NaN until calibrated)."""
         cfg = self.config
         h, window, coverage = cfg.horizon, cfg.window, cfg.coverage
+        errors_at = 8 * (PENDING + h)
         out: dict[str, SensorForecast] = {}
         full: list[tuple[dict[str, SensorForecast], str, float]] = []
         rings: list[bytes] = []
@@ -281,7 +282,7 @@ class SensorForecasts:
             value = m[PENDING + (n - 1) % h]
             size = min(int(m[ERRORS_SEEN]), window)
             if n > h and size == window:  # a full ring: its quantile with the others' below
-                rings.append(error_ring(m, h, size).tobytes())
+                rings.append(m.tobytes()[errors_at : errors_at + 4 * window])
                 full.append((out, name, value))
                 out[name] = None  # type: ignore[assignment]  # (its place in the order of sensors)
                 continue
