@@ -90,6 +90,7 @@ def _errors_in_order(errors: Any) -> tuple[list[float], int]:
 # learned, the errors seen, then the pending forecasts (``horizon``) and the error ring (``window``
 # float32 values, two to a double).
 LEVEL, TREND, FIRST, SEEN, ERRORS_SEEN, PENDING = range(6)
+ROW_BY_ROW = 2  # SensorForecasts.update_many: batches up to this size run sample by sample (quicker)
 _ERROR = struct.Struct("=f")  # one error of the ring, as numpy's float32 rounds it
 _ERROR_MAX = float(np.finfo(np.float32).max)  # a larger error is stored as this (float32 overflows)
 
@@ -176,7 +177,11 @@ class SensorForecasts:
         (None: nothing, ``learn=False``), ``calibrate[i]`` its flag; where ``publish[i]``, the
         :meth:`forecast` after sample ``i`` and each sensor's :meth:`seen` then. The same float
         operations in the same order as :meth:`update` per sample, sensor by sensor (a sensor's
-        recursion never reads another's): the same numbers bit for bit (tests/unit/ml/test_step_many.py)."""
+        recursion never reads another's): the same numbers bit for bit (tests/unit/ml/test_step_many.py).
+        A batch of at most ``ROW_BY_ROW`` samples (a tailing flow's: about one per twin) runs sample
+        by sample (:meth:`update`, :meth:`forecast`): the column-wise set-up per sensor would cost more."""
+        if len(rows) <= ROW_BY_ROW:
+            return [self._update_row(rows[i], calibrate[i], publish[i]) for i in range(len(rows))]
         cfg = self.config
         h, window, alpha, coverage = cfg.horizon, cfg.window, cfg.alpha, cfg.coverage
         beta = cfg.beta or None
@@ -236,11 +241,18 @@ class SensorForecasts:
             m[LEVEL], m[TREND], m[SEEN], m[ERRORS_SEEN] = level, trend, n, k
             errors.release()
             m[PENDING : PENDING + h] = array("d", pending)
-        if full:
-            widths = quantiles_of(np.frombuffer(b"".join(rings), dtype=np.float32).reshape(len(full), window), coverage)
-            for (forecasts, name, value), w in zip(full, widths, strict=True):
-                forecasts[name] = SensorForecast(h, value, value - w, value + w)
+        _fill_full(full, rings, h, window, coverage)
         return out
+
+    def _update_row(
+        self, readings: dict[str, float] | None, calibrate: bool, publish: bool
+    ) -> tuple[dict[str, SensorForecast], dict[str, int]] | None:
+        """One sample of :meth:`update_many`, as :meth:`update` and, where ``publish``, :meth:`forecast`."""
+        if readings:
+            self.update(readings, True, calibrate)
+        if not publish:
+            return None
+        return self.forecast(), {name: int(m[SEEN]) for name, m in self.models.items() if m[SEEN]}
 
     def _start(self, m: array[float], y: float, n: int) -> float:
         """A sensor's first two values start its :class:`Holt` model; the forecast after ``y``."""
@@ -258,16 +270,25 @@ class SensorForecasts:
     def forecast(self) -> dict[str, SensorForecast]:
         """The latest ``horizon``-step forecast per sensor, with its interval (NaN until calibrated)."""
         cfg = self.config
-        h, window = cfg.horizon, cfg.window
-        out = {}
+        h, window, coverage = cfg.horizon, cfg.window, cfg.coverage
+        errors_at = 8 * (PENDING + h)
+        out: dict[str, SensorForecast] = {}
+        full: list[tuple[dict[str, SensorForecast], str, float]] = []
+        rings: list[bytes] = []
         for name, m in self.models.items():
             n = int(m[SEEN])
             if not n:
                 continue
             value = m[PENDING + (n - 1) % h]
             size = min(int(m[ERRORS_SEEN]), window)
-            w = quantile_of(error_ring(m, h, size), cfg.coverage) if n > h and size else math.nan
+            if n > h and size == window:  # a full ring: its quantile with the others' below
+                rings.append(m.tobytes()[errors_at : errors_at + 4 * window])
+                full.append((out, name, value))
+                out[name] = None  # type: ignore[assignment]  # (its place in the order of sensors)
+                continue
+            w = quantile_of(error_ring(m, h, size), coverage) if n > h and size else math.nan
             out[name] = SensorForecast(h, value, value - w, value + w)
+        _fill_full(full, rings, h, window, coverage)
         return out
 
     def __getstate__(self) -> dict[str, Any]:
@@ -306,6 +327,18 @@ class SensorForecasts:
         cfg = self.config
         ring = np.minimum(np.asarray(values[: cfg.window], dtype=np.float64), _ERROR_MAX).astype(np.float32)
         memoryview(m).cast("B")[8 * (PENDING + cfg.horizon) :][: 4 * len(ring)] = ring.tobytes()
+
+
+def _fill_full(
+    full: list[tuple[dict[str, SensorForecast], str, float]], rings: list[bytes], h: int, window: int, coverage: float
+) -> None:
+    """The forecasts of sensors with a full error ring (``rings[i]``: ``window`` float32 errors; the
+    i-th forecast goes to ``full[i]``'s dict, sensor, value), their quantiles in one sort."""
+    if not full:
+        return
+    widths = quantiles_of(np.frombuffer(b"".join(rings), dtype=np.float32).reshape(len(full), window), coverage)
+    for (forecasts, name, value), w in zip(full, widths, strict=True):
+        forecasts[name] = SensorForecast(h, value, value - w, value + w)
 
 
 class ForecastBatch:

@@ -357,3 +357,37 @@ def test_forecasts_of_the_earlier_layout_resume() -> None:
                     new.update(readings, calibrate=calibrate)
                     old.update(readings, calibrate=calibrate)
                     assert repr(old.forecast()) == repr(new.forecast())
+
+
+def test_small_batches_run_row_by_row_with_the_column_wise_numbers(monkeypatch) -> None:
+    """SensorForecasts.update_many runs batches of up to ROW_BY_ROW samples sample by sample (update,
+    forecast): the same forecasts, samples seen and state bytes as the column-wise path, on samples
+    with missing, non-finite and boolean values, samples not learned and a sensor that comes later."""
+    from operators.ml import forecast
+    from operators.ml.config import ForecastConfig
+    from operators.ml.forecast import SensorForecasts
+
+    limit = forecast.ROW_BY_ROW
+    assert limit >= 1
+    rng = random.Random(5)
+    for cfg in (ForecastConfig(horizon=4, window=20), ForecastConfig(horizon=1, window=10, beta=0.0)):
+        samples = forecaster_samples(3, 250)
+        for i in range(120, 250):
+            samples[i][0]["late"] = rng.choice([float(i % 5), math.inf, -math.inf, 1e39])
+        cuts, start = [], 0
+        while start < len(samples):
+            cuts.append((start, min(start + rng.randint(1, limit), len(samples))))
+            start = cuts[-1][1]
+        flags = [(rng.random() > 0.05, rng.random() < 0.5) for _ in samples]
+        runs = []
+        for row_by_row in (limit, 0):
+            monkeypatch.setattr(forecast, "ROW_BY_ROW", row_by_row)
+            f, outs = SensorForecasts(cfg), []
+            for a, b in cuts:
+                rows = [r if learn else None for (r, _), (learn, _) in zip(samples[a:b], flags[a:b], strict=True)]
+                calibrate = [c for _, c in samples[a:b]]
+                outs.append(repr(f.update_many(rows, calibrate, [p for _, p in flags[a:b]])))
+                outs.append(repr({n: m.tobytes() for n, m in f.models.items()}))
+            runs.append(outs)
+        assert runs[0] == runs[1]
+        assert "SensorForecast(horizon" in runs[0][-4]  # forecasts were published and compared
