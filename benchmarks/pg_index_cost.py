@@ -41,9 +41,14 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
         "CREATE INDEX ON {} USING brin (ts) WITH (pages_per_range = 32)",
     ),
     "pk(twin,ts,sensor)": ("ALTER TABLE {} ADD PRIMARY KEY (twin_id, ts, sensor)",),
-    "pk(twin,ts,sensor)+brin": (
+    "0090: pk(twin,ts,sensor)+brin": (
         "ALTER TABLE {} ADD PRIMARY KEY (twin_id, ts, sensor)",
         "CREATE INDEX ON {} USING brin (ts) WITH (pages_per_range = 32)",
+    ),
+    "0090, ingested_at statement_timestamp()": (  # a stable default: COPY inserts in multi-row batches
+        "ALTER TABLE {} ADD PRIMARY KEY (twin_id, ts, sensor)",
+        "CREATE INDEX ON {} USING brin (ts) WITH (pages_per_range = 32)",
+        "ALTER TABLE {} ALTER COLUMN ingested_at SET DEFAULT statement_timestamp()",
     ),
 }
 

@@ -4,7 +4,7 @@ A :class:`~connectors.postgres.sink.PostgresSink` (batching, connection, retries
 batch in one transaction with :class:`~connectors.postgres.copy_insert.CopyInsert`, one of two ways:
 
 * **COPY** (the usual case: a batch of new readings): the batch is binary-COPied straight into
-  ``telemetry`` under a savepoint; the primary key on the reading's identity (twin_id, sensor, ts)
+  ``telemetry`` under a savepoint; the primary key on the reading's identity (twin_id, ts, sensor; 0090)
   rejects a row that is already stored, or one that is repeated in the batch, with a unique violation.
 * **staging** (after such a violation: a retried transaction whose commit was lost, Bytewax's replay
   after recovery, a repeat inside the batch): the savepoint is rolled back, the batch is binary-COPied
