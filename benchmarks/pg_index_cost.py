@@ -23,10 +23,11 @@ import psycopg
 from psycopg import sql
 
 from connectors.postgres.copy_insert import copy_binary
-from connectors.postgres.telemetry_sink import COPY_TYPES
+from connectors.postgres.telemetry_sink import TELEMETRY
 from twinflow.settings import load_settings
 
 TICK = os.sysconf("SC_CLK_TCK")
+COPY_TYPES = TELEMETRY.types[: TELEMETRY.short]  # the plain rows the pipeline writes
 # layout -> index definitions ({} is the table)
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "none": (),
