@@ -12,8 +12,9 @@ indexes), each in its own table, one transaction per batch, the paths alternatin
   and take the staging path; after that the writer stages until a batch inserts every row it holds;
 * **copy-first**: the same, but every batch tries the COPY first (no memory of a failed one): what
   a replayed batch costs when the failed COPY is not avoided;
-* **staging** (:func:`connectors.postgres.telemetry_sink.stage_rows`, the sink's path before):
-  binary COPY into a temporary table, ``INSERT … SELECT … ON CONFLICT DO NOTHING``;
+* **staging** (the sink's fallback, :class:`connectors.postgres.copy_insert.CopyTable`'s staging
+  COPY and move, its path before): binary COPY into a temporary table, ``INSERT … SELECT … ON
+  CONFLICT DO NOTHING``;
 * **unnest**: one statement, ``INSERT … SELECT * FROM unnest(%s::text[], …) ON CONFLICT DO
   NOTHING``, the columns sent as binary arrays.
 
@@ -27,6 +28,7 @@ the load average during the run (the machine may be shared).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -40,7 +42,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.machine import append_result
-from connectors.postgres.telemetry_sink import STAGE_DDL, TelemetrySink, stage_rows
+from connectors.postgres.copy_insert import CopyInsert, CopyTable
+from connectors.postgres.telemetry_sink import TELEMETRY, TelemetrySink
 from operators.telemetry.ingest import TelemetryRow
 from twinflow.settings import load_settings
 
@@ -67,25 +70,34 @@ def batches(n_rows: int, size: int, twins: int, sensors: int, prefix: str = "ins
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+def into(conn: psycopg.Connection, table: str) -> CopyTable:
+    """The sink's table description pointed at ``table``, its staging table created."""
+    spec = dataclasses.replace(TELEMETRY, table=table)
+    conn.execute(spec.setup)
+    return spec
+
+
 def staging(conn: psycopg.Connection, table: str) -> Callable[[Sequence[TelemetryRow]], int]:
-    """The sink's staging path (its staging table, COPY and move), the move pointed at ``table``."""
-    conn.execute(STAGE_DDL)
+    """The sink's staging path (its staging table, COPY and move), pointed at ``table``."""
+    spec = into(conn, table)
 
     def write(rows: Sequence[TelemetryRow]) -> int:
         with conn.transaction(), conn.cursor() as cur:
-            return stage_rows(cur, table, rows)
+            spec.copy_rows(cur, spec.stage, rows)
+            cur.execute(spec.move)
+            return cur.rowcount
 
     return write
 
 
 def sink(conn: psycopg.Connection, table: str, *, remember: bool = True) -> Callable[[Sequence[TelemetryRow]], int]:
     """The sink's own ``write`` into ``table``; ``remember=False`` forgets a failed COPY before each batch."""
-    conn.execute(STAGE_DDL)
-    writer = type("BenchTelemetrySink", (TelemetrySink,), {"table": table})(conn.info.dsn)
+    writer = TelemetrySink(conn.info.dsn)
+    writer.spec = into(conn, table)
 
     def write(rows: Sequence[TelemetryRow]) -> int:
         if not remember:
-            writer._staging.clear()
+            writer._insert = CopyInsert()
         with conn.transaction():
             return writer.write(conn, rows)
 

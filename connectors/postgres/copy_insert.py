@@ -10,6 +10,10 @@ upsert whose repeated rows are reduced to the last one first). A connection whos
 that stages its next batches into the same table until one is all new, so a replayed epoch costs
 one failed COPY, not one per batch.
 
+A table may take rows of two widths (``short``): rows of ``short`` values fill the first ``short``
+columns (the others take their defaults), the full-width ones all of them; a batch is copied as
+two parts then (the telemetry's plain numbers and its rarer typed readings).
+
 >>> scores = CopyTable("anomaly_scores", ("twin_id", "ts", "score"), ("text", "timestamptz", "float8"),
 ...                    ("twin_id", "ts"), "DO UPDATE SET score = EXCLUDED.score")
 >>> scores.stage
@@ -43,6 +47,7 @@ class CopyTable:
     types: tuple[str, ...]
     key: tuple[str, ...]
     on_conflict: str = "DO NOTHING"  # or "DO UPDATE SET …" (then the last of repeated rows wins)
+    short: int = 0  # rows of this many values fill only the first columns; 0: every row is full width
 
     @property
     def stage(self) -> str:
@@ -55,9 +60,21 @@ class CopyTable:
             f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} (LIKE {self.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
 
-    def copy(self, into: str) -> sql.Composed:
-        cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
+    def copy(self, into: str, width: int | None = None) -> sql.Composed:
+        """COPY into ``into`` (the table or its stage) of the first ``width`` columns (default: all)."""
+        cols = sql.SQL(", ").join(map(sql.Identifier, self.columns[:width]))
         return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(into), cols)
+
+    def copy_rows(self, cur: psycopg.Cursor, into: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Binary-COPY ``rows`` into ``into``: the short ones (if any) with their columns, then the rest."""
+        if not self.short:
+            copy_binary(cur, self.copy(into), self.types, rows)
+            return
+        full = [r for r in rows if len(r) != self.short]  # rare; a scan costs ~40 ns per row
+        short = rows if not full else [r for r in rows if len(r) == self.short]
+        for width, part in ((self.short, short), (len(self.columns), full)):
+            if part:
+                copy_binary(cur, self.copy(into, width), self.types[:width], part)
 
     @cached_property
     def move(self) -> sql.Composed:
@@ -77,9 +94,11 @@ class CopyTable:
 
 class CopyInsert:
     """Writes batches of row tuples into :class:`CopyTable` tables inside the caller's transaction;
-    remembers, per connection and table, whether the next batch goes through staging."""
+    remembers, per connection and table, whether the next batch goes through staging (and logs the
+    switches to ``logger``: by default this module's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self._log = logger
         self._staging: weakref.WeakKeyDictionary[psycopg.Connection, set[str]] = weakref.WeakKeyDictionary()
 
     def write(self, cur: psycopg.Cursor, spec: CopyTable, rows: Sequence[tuple[Any, ...]]) -> int:
@@ -89,23 +108,23 @@ class CopyInsert:
             savepoint = sql.Identifier(f"copy_{spec.table}")
             cur.execute(sql.SQL("SAVEPOINT {}").format(savepoint))
             try:
-                copy_binary(cur, spec.copy(spec.table), spec.types, rows)
+                spec.copy_rows(cur, spec.table, rows)
                 return len(rows)
             except psycopg.errors.UniqueViolation:
                 cur.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(savepoint))
         upsert = spec.on_conflict != "DO NOTHING"
         if upsert:  # an upsert may not touch a row twice in one statement: the last one wins
             rows = list({tuple(r[i] for i in spec.key_index): r for r in rows}.values())
-        copy_binary(cur, spec.copy(spec.stage), spec.types, rows)
+        spec.copy_rows(cur, spec.stage, rows)
         cur.execute(spec.move)
         changed = cur.rowcount
         new = sum(1 for (inserted,) in cur.fetchall() if inserted) if upsert else changed
         if spec.table in staging and new == len(rows):
             staging.discard(spec.table)
-            log.info("%s batch of %d rows all new: back to COPY", spec.table, len(rows))
+            self._log.info("%s batch of %d rows all new: back to COPY", spec.table, len(rows))
         elif spec.table not in staging and new < len(rows):
             staging.add(spec.table)
-            log.info("%s batch held %d stored or repeated rows: staging", spec.table, len(rows) - new)
+            self._log.info("%s batch held %d stored or repeated rows: staging", spec.table, len(rows) - new)
         return changed
 
 

@@ -3,7 +3,7 @@
 import psycopg
 import pytest
 
-from connectors.postgres.migrate import migrate
+from connectors.postgres.migrate import MIGRATIONS_DIR, migrate
 from twinflow.stack.timescale_wasm import TimescaleWasm
 
 pytestmark = pytest.mark.integration
@@ -56,3 +56,36 @@ def test_plain_postgres_path_uses_brin(stack_settings):
         assert idx is not None and "brin" in idx[0]
         versions = [r[0] for r in conn.execute("SELECT version FROM twinflow_migrations ORDER BY 1")]
         assert versions and versions[0] == 1
+
+
+def telemetry_indexes(conninfo: str) -> dict[str, str]:
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'telemetry'").fetchall()
+    return dict(rows)
+
+
+@pytest.mark.parametrize("server", ["plain", "timescale"])
+def test_telemetry_has_one_key_for_both_read_shapes(server, stack_settings, request):
+    """0090: the primary key (twin_id, ts, sensor) replaces (twin_id, sensor, ts) + telemetry_twin_ts, on
+    plain PostgreSQL and on a hypertable; the file re-applied changes nothing; a repeated reading is
+    still one row (ON CONFLICT on the identity's columns finds the key)."""
+    if server == "timescale":
+        conninfo = request.getfixturevalue("timescale")
+        migrate(conninfo, timescaledb="on")
+    else:
+        conninfo = stack_settings.postgres.conninfo()
+    indexes = telemetry_indexes(conninfo)
+    assert "telemetry_twin_ts" not in indexes
+    assert indexes["telemetry_pkey"].endswith("USING btree (twin_id, ts, sensor)")
+    with psycopg.connect(conninfo) as conn:
+        conn.execute((MIGRATIONS_DIR / "0090_telemetry_one_key.sql").read_text())
+        conn.commit()
+        for _ in range(2):
+            conn.execute(
+                "INSERT INTO telemetry (twin_id, sensor, ts, value, seq, source) VALUES "
+                "('key-1', 'a', '2026-01-01', 1, 1, 'test'), ('key-1', 'b', '2026-01-01', 1, 1, 'test') "
+                "ON CONFLICT (twin_id, sensor, ts) DO NOTHING"
+            )
+        assert conn.execute("SELECT count(*) FROM telemetry WHERE twin_id = 'key-1'").fetchone() == (2,)
+        conn.rollback()
+    assert telemetry_indexes(conninfo) == indexes
