@@ -8,8 +8,8 @@
   higher version may overwrite: corrections win, replays of older versions change nothing.
 
 A :class:`~connectors.postgres.sink.PostgresSink` (batching, connection, retries): each batch is
-binary-COPied into temporary staging tables and moved with ``INSERT … SELECT … ON CONFLICT`` (as
-:mod:`connectors.postgres.telemetry_sink` writes a batch that holds stored rows), in one transaction.
+written with ``INSERT … SELECT … FROM unnest(…) ON CONFLICT``, its columns sent as binary arrays (no
+staging tables), in one transaction.
 """
 
 from __future__ import annotations
@@ -19,24 +19,18 @@ from typing import Any
 
 import psycopg
 
-from connectors.postgres.copy_insert import copy_binary
 from connectors.postgres.sink import PostgresSink
 from operators.twin.event_windows import WindowRow
 from operators.twin.state import StateChange
 
-STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS twin_history_stage (twin_id text, version bigint, event_time timestamptz,"
-    " document bytea) ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS twin_window_stage ("
-    " twin_id text, sensor text, window_size text, window_start timestamptz, window_end timestamptz,"
-    " count int8, mean float8, min float8, max float8, last float8, stddev float8, version int4)"
-    " ON COMMIT DELETE ROWS",
-)
-# A version is copied as its published document (StateChange.document, the twin.state value: encoded
-# once for Kafka and here; copied as its UTF-8 bytes, not decoded to text and encoded again); the columns
-# are read out of it in the database.
-HISTORY_COPY = "COPY twin_history_stage (twin_id, version, event_time, document) FROM STDIN (FORMAT BINARY)"
-HISTORY_TYPES = ["text", "int8", "timestamptz", "bytea"]
+# A batch is sent as one statement with its columns as binary arrays (``unnest``), not COPied into
+# temporary staging tables: in the tailing regime a batch holds a few versions per twin, and a staging
+# table's ``ON COMMIT DELETE ROWS`` truncation (its TOAST table and index rebuilt at every commit) cost
+# more PostgreSQL CPU than the rows (benchmarks/RESULTS.md, "Twin sink: unnest instead of staging").
+# A version is sent as its published document (StateChange.document, the twin.state value: encoded once
+# for Kafka and here; sent as its UTF-8 bytes, not decoded to text and encoded again); the columns are
+# read out of it in the database. DISTINCT ON also keeps the parsed document from being inlined into
+# every column expression (parsed once per row, not once per column: ~3x the CPU without it).
 # Append-only: a version is written once; a replayed version changes nothing. Its sync-quality point
 # is inserted with it (from the rows actually inserted), so a version keeps exactly one point.
 HISTORY_MOVE = (
@@ -51,28 +45,25 @@ HISTORY_MOVE = (
     " d->'change'"
     " FROM (SELECT DISTINCT ON (twin_id, version) twin_id, version, event_time,"
     " convert_from(document, 'UTF8')::jsonb AS d"
-    " FROM twin_history_stage ORDER BY twin_id, version) AS staged"
+    " FROM unnest(%b::text[], %b::int8[], %b::timestamptz[], %b::bytea[]) AS s (twin_id, version, event_time,"
+    " document)"
+    " ORDER BY twin_id, version) AS staged"
     " ON CONFLICT (twin_id, version) DO NOTHING"
     " RETURNING twin_id, version, event_time, status, consistency_score, sync_latency_ms, conflicts)"
     " INSERT INTO twin_sync_quality (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
     " SELECT twin_id, event_time, version, status, consistency_score, sync_latency_ms, cardinality(conflicts)"
     " FROM inserted ON CONFLICT (twin_id, ts, version) DO NOTHING"
 )
-WINDOW_COPY = (
-    "COPY twin_window_stage (twin_id, sensor, window_size, window_start, window_end, count, mean, min, max,"
-    " last, stddev, version) FROM STDIN (FORMAT BINARY)"
-)
-WINDOW_TYPES = [
-    "text", "text", "text", "timestamptz", "timestamptz", "int8", "float8", "float8", "float8", "float8",
-    "float8", "int4",
-]  # fmt: skip
 # Only a higher version overwrites a window row: corrections win, replays of older versions do nothing.
 WINDOW_MOVE = (
     "INSERT INTO telemetry_windows (twin_id, sensor, window_size, window_start, window_end, count, mean,"
     " min, max, last, stddev, version)"
     " SELECT DISTINCT ON (twin_id, sensor, window_size, window_start) twin_id, sensor, window_size,"
     " window_start, window_end, count, mean, min, max, last, stddev, version"
-    " FROM twin_window_stage ORDER BY twin_id, sensor, window_size, window_start, version DESC"
+    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::int8[],"
+    " %b::float8[], %b::float8[], %b::float8[], %b::float8[], %b::float8[], %b::int4[])"
+    " AS s (twin_id, sensor, window_size, window_start, window_end, count, mean, min, max, last, stddev, version)"
+    " ORDER BY twin_id, sensor, window_size, window_start, version DESC"
     " ON CONFLICT (twin_id, sensor, window_size, window_start) DO UPDATE SET"
     " window_end = EXCLUDED.window_end, count = EXCLUDED.count, mean = EXCLUDED.mean, min = EXCLUDED.min,"
     " max = EXCLUDED.max, last = EXCLUDED.last, stddev = EXCLUDED.stddev, version = EXCLUDED.version,"
@@ -80,25 +71,21 @@ WINDOW_MOVE = (
 )
 
 
-def history_row(c: StateChange) -> tuple[Any, ...]:
-    return (c.twin_id, c.version, c.at, c.document)
+def history_columns(changes: Sequence[StateChange]) -> list[list[Any]]:
+    """The versions' (twin_id, version, event_time, document) as four columns."""
+    return [[c.twin_id for c in changes], [c.version for c in changes], [c.at for c in changes],
+            [c.document for c in changes]]  # fmt: skip
 
 
-def window_row(r: WindowRow) -> tuple[Any, ...]:
-    return (
-        r.twin_id,
-        r.sensor,
-        r.window,
-        r.start,
-        r.end,
-        r.count,
-        r.mean,
-        r.min,
-        r.max,
-        r.last,
-        r.stddev,
-        r.version,
-    )
+def window_columns(rows: Sequence[WindowRow]) -> list[list[Any]]:
+    """The window rows' twelve fields as columns (an on/off parameter's min, max and last are sent as
+    1.0/0.0, as a float8 COPY sent them: an array takes the type of its first element)."""
+    return [list(column) for column in zip(*map(_window_row, rows), strict=True)]
+
+
+def _window_row(r: WindowRow) -> tuple[Any, ...]:
+    return (r.twin_id, r.sensor, r.window, r.start, r.end, r.count, r.mean, float(r.min), float(r.max),
+            float(r.last), r.stddev, r.version)  # fmt: skip
 
 
 class TwinSink(PostgresSink[StateChange | WindowRow]):
@@ -106,7 +93,6 @@ class TwinSink(PostgresSink[StateChange | WindowRow]):
     emits one list per twin and batch); a connection per worker."""
 
     what = "twin versions and window rows"
-    setup = STAGE_DDL
 
     def write(self, conn: psycopg.Connection, items: Sequence[StateChange | WindowRow]) -> int:
         changes = [i for i in items if isinstance(i, StateChange)]
@@ -114,11 +100,9 @@ class TwinSink(PostgresSink[StateChange | WindowRow]):
         written = 0
         with conn.cursor() as cur:
             if changes:
-                copy_binary(cur, HISTORY_COPY, HISTORY_TYPES, map(history_row, changes))
-                cur.execute(HISTORY_MOVE)
+                cur.execute(HISTORY_MOVE, history_columns(changes))
                 written += cur.rowcount
             if windows:
-                copy_binary(cur, WINDOW_COPY, WINDOW_TYPES, map(window_row, windows))
-                cur.execute(WINDOW_MOVE)
+                cur.execute(WINDOW_MOVE, window_columns(windows))
                 written += cur.rowcount
         return written

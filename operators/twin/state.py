@@ -128,7 +128,7 @@ class TwinState:
             "event_time": self.clock,
             "status": self.status._value_,  # .value without Enum's property call (a version per reading)
             "mode": self.mode,
-            "learn": self.mode == "normal",
+            "learn": self.learn,
             "reported": {k: {"value": v, "ts": ts} for k, (v, ts) in self.reported.items()},
             "desired": {k: {"value": v, "ts": ts, "author": a} for k, (v, ts, a) in desired.items()} if desired else {},
             "delta": self.delta() if desired else {},

@@ -317,3 +317,27 @@ def test_model_outputs_copy_new_rows_and_upsert_stored_ones(stack_settings, uniq
     assert scores == [(T0 + timedelta(seconds=i), s) for i, s in expected]
     assert rul == [(T0 + timedelta(seconds=s), 3600.0 * v) for s, v in ((0, 0.2), (5, 0.9), (20, 0.3), (30, 0.4))]
     assert forecasts == (len(expected), len(expected))
+
+
+def test_twin_windows_of_an_on_off_parameter_are_stored_as_numbers(stack_settings, unique):
+    """A window of an on/off parameter aggregates booleans (min, max, last may be True/False): they
+    are stored as 1/0 however the batch mixes them with numbers (its columns are sent as arrays)."""
+    conninfo = stack_settings.postgres.conninfo()
+    twin = f"onoff-{unique}"
+
+    def window(sensor: str, low: float | bool, high: float | bool, last: float | bool) -> WindowRow:
+        return WindowRow(twin, sensor, "1m", T0, T0 + timedelta(minutes=1), 2, 0.5, low, high, last, None, 1)
+
+    sink = TwinSink(conninfo)
+    session = sink.connect()
+    try:
+        session.transaction(
+            lambda conn: sink.write(conn, [window("a", False, True, True), window("b", 2.5, 3.5, 3.0)]), "test"
+        )
+    finally:
+        sink.disconnect(session)
+    with psycopg.connect(conninfo) as db:
+        rows = db.execute(
+            "SELECT sensor, min, max, last FROM telemetry_windows WHERE twin_id = %s ORDER BY sensor", (twin,)
+        ).fetchall()
+    assert rows == [("a", 0.0, 1.0, 1.0), ("b", 2.5, 3.5, 3.0)]
