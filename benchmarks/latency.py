@@ -94,6 +94,7 @@ class Phase:
     scores: Percentiles = field(default_factory=Percentiles)
     scores_on_kafka: Percentiles = field(default_factory=Percentiles)  # the first hop of the scores
     cpu_share: dict[str, float] = field(default_factory=dict)
+    cpu_ms_per_1k: dict[str, float] = field(default_factory=dict)  # CPU per 1,000 readings sent
 
 
 PERCENTILES_SQL = sql.SQL("""
@@ -279,6 +280,7 @@ def measure(
                 phase.drained = wait_for(drained, drain_timeout_s)
                 cpu1, wall = flows.cpu(), time.perf_counter() - t0
                 phase.cpu_share = {k: (cpu1[k] - cpu0[k]) / wall for k in cpu1}
+                phase.cpu_ms_per_1k = {k: (cpu1[k] - cpu0[k]) * 1e6 / max(phase.sent, 1) for k in cpu1}
                 phase.telemetry = percentiles(db, "telemetry", "ingested_at", prefix, lo, hi)
                 if scored:
                     phase.scores = percentiles(db, "anomaly_scores", "written_at", prefix, lo, hi)
@@ -353,7 +355,7 @@ def main() -> None:
         cleanup(settings, prefix)
     for p in phases:
         t, sc, k = p.telemetry, p.scores, p.scores_on_kafka
-        cpu = ", ".join(f"{k} {v:.0%}" for k, v in p.cpu_share.items())
+        cpu = ", ".join(f"{k} {v:.0%} ({p.cpu_ms_per_1k[k]:.0f} ms/1k)" for k, v in p.cpu_share.items())
         print(
             f"{p.target_rate:,.0f}/s: telemetry p50/p95/p99/max {ms(t.p50)}/{ms(t.p95)}/{ms(t.p99)}/{ms(t.max)} ms; "
             f"scores {ms(sc.p50)}/{ms(sc.p95)}/{ms(sc.p99)}/{ms(sc.max)} ms "

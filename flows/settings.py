@@ -41,6 +41,13 @@ class FlowSettings(StrictModel):
     batch_size: int = Field(5000, ge=1)
     # Seconds a Kafka poll waits to fill a batch.
     poll_timeout_s: float = Field(0.5, gt=0)
+    # A tailing flow's Kafka partition that is caught up (its poll returned less than a batch) polls
+    # again at the next multiple of this many milliseconds (all of a worker's partitions on the same
+    # tick), not at once: each batch holds this long a stretch of readings, not the few an immediate
+    # poll finds (every step costs per batch). Adds at most this to the latency; a backlog still
+    # drains at full speed (full batches), `--no-tail` runs never wait. 0 = poll again at once
+    # (Bytewax's own behaviour). At most 500: well under the path's heartbeat gap (path_pauses.GAP_S).
+    poll_interval_ms: float = Field(50.0, ge=0, le=500)
     max_message_bytes: int = Field(64 * 1024, ge=256)
     # Readings whose timestamp is further than this in the future are rejected.
     max_future_skew_s: float = Field(300.0, ge=0)

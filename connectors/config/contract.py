@@ -54,6 +54,7 @@ class MessageLimits(Protocol):
     """The ``[flow]`` fields connectors apply (flows/settings.py)."""
 
     batch_size: int
+    poll_interval_ms: float
     max_message_bytes: int
 
 

@@ -76,14 +76,35 @@ class _WatchedPartition(BytewaxPartition):
         super()._process_stats(json_stats)
 
 
+def next_tick(now: float, interval_s: float) -> float:
+    """The first multiple of ``interval_s`` after ``now`` (seconds since the epoch): every partition
+    of a worker that lingers wakes at the same tick, so one activation polls them all.
+
+    >>> next_tick(100.013, 0.02), next_tick(100.02, 0.02)
+    (100.02, 100.04)
+    """
+    return round((now // interval_s + 1) * interval_s, 6)
+
+
 class _StoppablePartition(StatefulSourcePartition[Any, Any]):
     """A Kafka partition that reads nothing once a stop is requested, and ends the run when told;
-    each poll of a reachable broker is a heartbeat of ``path``."""
+    each poll of a reachable broker is a heartbeat of ``path``.
 
-    def __init__(self, part: _WatchedPartition, name: str, path: PathPauses | None = None) -> None:
+    ``linger_s`` > 0: after a poll that did not fill a batch (``full`` messages: it is caught up),
+    the next poll waits for the next tick of ``linger_s`` (:func:`next_tick`), so a tailing flow
+    handles the readings of ``linger_s`` per batch instead of the few each immediate poll finds
+    (every step costs per batch, every keyed step per key and batch). A full batch is followed
+    by the next poll at once (a backlog drains at full speed)."""
+
+    def __init__(
+        self, part: _WatchedPartition, name: str, path: PathPauses | None = None, linger_s: float = 0.0, full: int = 1
+    ) -> None:
         self._part = part
         self._name = name
         self._path = path
+        self._linger_s = linger_s
+        self._full = full
+        self._awake: datetime | None = None
         if path is not None:
             path.joined(name)
 
@@ -98,14 +119,19 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
             if self._path is not None:
                 self._path.left(self._name)
             raise
+        now = time.time()
         if self._path is not None and self._part.reachable:
-            self._path.heartbeat(self._name, time.time())
+            self._path.heartbeat(self._name, now)
+        if self._linger_s > 0 and len(batch) < self._full:
+            self._awake = datetime.fromtimestamp(next_tick(now, self._linger_s), UTC)
+        else:
+            self._awake = None
         return batch
 
     def next_awake(self) -> datetime | None:
         if STOP.requested.is_set():  # nothing to read: look at the stop flags 20 times a second
             return datetime.now(UTC) + timedelta(milliseconds=50)
-        return self._part.next_awake()
+        return self._awake
 
     def snapshot(self) -> Any:
         return self._part.snapshot()
@@ -120,10 +146,18 @@ class StoppableKafkaSource(KafkaSource):
     """Bytewax's ``KafkaSource`` whose partitions obey :data:`connectors.stopping.STOP` and report
     heartbeats to ``path``, spread over the workers of a cluster topic by topic (:meth:`list_parts`)."""
 
-    def __init__(self, brokers: list[str], topics: list[str], path: PathPauses | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        brokers: list[str],
+        topics: list[str],
+        path: PathPauses | None = None,
+        linger_s: float = 0.0,
+        **options: Any,
+    ) -> None:
         super().__init__(brokers, topics, **options)
         self.topics = list(topics)  # what it reads (its recovery state is keyed <partition>-<topic>)
         self.path = path
+        self.linger_s = linger_s  # see _StoppablePartition
 
     def list_parts(self) -> list[str]:
         """Every partition of the topics; on a worker of a cluster (:func:`this_worker`) only its own.
@@ -164,7 +198,7 @@ class StoppableKafkaSource(KafkaSource):
             self._batch_size,
             self._raise_on_errors,
         )
-        return _StoppablePartition(part, for_part, self.path)
+        return _StoppablePartition(part, for_part, self.path, self.linger_s if self._tail else 0.0, self._batch_size)
 
 
 def owner(part: str, topics: list[str]) -> int:
@@ -182,11 +216,13 @@ def kafka_source(
     settings: ConnectorSettings, topics: list[str], *, tail: bool, path: PathPauses | None = None
 ) -> StoppableKafkaSource:
     """The flows' Kafka source over ``topics``; ``tail=False`` ends at the end of every partition;
-    ``path``: told of each healthy poll (:class:`_StoppablePartition`)."""
+    ``path``: told of each healthy poll (:class:`_StoppablePartition`). A tailing source that is
+    caught up polls every ``flow.poll_interval_ms``."""
     return StoppableKafkaSource(
         settings.kafka.bootstrap_servers.split(","),
         topics,
         path,
+        settings.flow.poll_interval_ms / 1000 if tail else 0.0,
         tail=tail,
         starting_offset=OFFSET_BEGINNING,
         add_config=without_bootstrap(client_config(settings, **{"auto.offset.reset": "earliest"})),
