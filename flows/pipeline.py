@@ -10,7 +10,9 @@ Like each flow, the wiring takes its source and sinks as arguments (:func:`dataf
 :class:`PipelineSinks`); :func:`build_flow` gives it Kafka and PostgreSQL.
 
 Each polled batch is decoded once (:meth:`operators.telemetry.ingest.ReadingRules.decode`: the
-envelopes judged by one rule set and one duplicate guard) and every part splits it its way.
+envelopes judged by one rule set and one duplicate guard) and every part splits it its way, in
+its first step taking only the messages of the topics it reads (``own_topics``), as its own
+flow would poll them: a polled batch goes through as few Bytewax steps as the outputs allow.
 
 The alerts flow stays separate: it reads the models' outputs from Kafka, and a separate
 process lets it drain them at its own pace (see docs/performance.md).
@@ -80,17 +82,10 @@ def decoded(settings: Settings, messages: Stream[KafkaSourceMessage]) -> Stream[
     )
 
 
-def part_topics(polled: Stream[Polled], settings: Settings, part: str) -> Stream[Polled]:
-    """The batches with only the messages of the topics ``part`` reads (:func:`input_topics`), as the
-    part's own flow would poll them: each part is given its topics here, none filters them itself."""
-    topics = frozenset(input_topics(settings)[part])
-    return op.map("topics", polled, lambda p: p.only(topics))
-
-
 @operator
 def ingest(step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.telemetry.TelemetrySinks) -> None:
     """Telemetry rows to PostgreSQL and rejects to the DLQ (:func:`flows.telemetry.attach_polled`)."""
-    flows.telemetry.attach_polled(settings, part_topics(polled, settings, "ingest"), sinks)
+    flows.telemetry.attach_polled(settings, polled, sinks, own_topics=True)
 
 
 @operator
@@ -98,13 +93,13 @@ def reconcile(
     step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.twin.TwinSinks, tail: bool
 ) -> None:
     """Per-twin state, windows, commands and the desired-state gate (:func:`flows.twin.attach_polled`)."""
-    flows.twin.attach_polled(settings, part_topics(polled, settings, "reconcile"), sinks, idle_ticks=tail)
+    flows.twin.attach_polled(settings, polled, sinks, idle_ticks=tail, own_topics=True)
 
 
 @operator
 def models(step_id: str, polled: Stream[Polled], settings: Settings, sink: Sink, path: PathPauses | None) -> None:
     """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
-    flows.models.attach_polled(settings, part_topics(polled, settings, "models"), sink, path)
+    flows.models.attach_polled(settings, polled, sink, path, own_topics=True)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-pipeline") -> Dataflow:
