@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
@@ -40,7 +41,7 @@ import flows.telemetry
 import flows.twin
 from connectors.kafka.clients import producer_config
 from connectors.kafka.sink import MessageSink
-from connectors.kafka.source import kafka_source, source_messages
+from connectors.kafka.source import kafka_source, messages_only
 from flows.outputs import Sink, settled
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
@@ -74,12 +75,16 @@ class PipelineSinks:
         return cls(flows.telemetry.TelemetrySinks.of(settings), flows.twin.TwinSinks.of(settings), models)
 
 
-def decoded(settings: Settings, messages: Stream[KafkaSourceMessage]) -> Stream[Polled]:
-    """Each polled batch with its telemetry decoded and judged once, for all three parts."""
+def decoded(settings: Settings, polled: Stream[Any]) -> Stream[Polled]:
+    """Each polled batch with its telemetry decoded and judged once, for all three parts; Kafka's
+    errors are logged and left out in the same step (:func:`messages_only`)."""
     rules, raw = reading_rules(settings), settings.topics.raw
-    return op.flat_map_batch(
-        "decode", messages, lambda batch: [Polled(batch, rules.decode([m for m in batch if m.topic == raw]))]
-    )
+
+    def decode(batch: list[Any]) -> list[Polled]:
+        messages = messages_only(batch)
+        return [Polled(messages, rules.decode([m for m in messages if m.topic == raw]))] if messages else []
+
+    return op.flat_map_batch("decode", polled, decode)
 
 
 @operator
@@ -127,7 +132,7 @@ def dataflow(
     ticks (event time only). ``path``: the pauses of the source's path (:func:`flows.models.dataflow`)."""
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
     flow = Dataflow(flow_id)
-    polled = decoded(settings, source_messages(flow, source))
+    polled = decoded(settings, op.input("kafka_in", flow, source))
     # Bytewax runs sibling steps in the order they were added: the scores go to Kafka before the
     # batch's database writes, the telemetry rows before the twins' (benchmarks/RESULTS.md).
     models("models", polled, settings, sinks.models, path)
