@@ -84,7 +84,7 @@ def attach_polled(
         return p.readings.split(p.messages)
 
     splits = op.map("decode", polled, split)
-    output("postgres", op.filter_map("rows", splits, lambda s: s.rows or None), sinks.rows)
+    output("postgres", splits, sinks.rows, lambda s: s.rows or None)
 
     dead = op.flat_map(
         "dead_letters",

@@ -254,8 +254,7 @@ def attach_polled(
     )
     produced = op.stateful("twin_state", events, lambda snap: TwinLogic(proc, snap, idle_ticks, resume))
     # (twin_id, [outputs]) per twin and batch: each consumer takes the list itself.
-    to_db = op.filter_map("twin_db_items", produced, lambda kv: _db_items(kv[1]))
-    output("twin_postgres", to_db, sinks.history)
+    output("twin_postgres", produced, sinks.history, lambda kv: _db_items(kv[1]))
 
     out_topics = TwinTopics.of(settings)
     # One item per twin and batch (a list of its messages; the sink flattens lists), not one per message.
