@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream, StatefulLogic
@@ -38,7 +38,7 @@ from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_source, source_messages
 from flows.outputs import Sink, output, settled
-from flows.readings import reading_rules
+from flows.readings import own_messages, reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.ml.fleet_step import FleetItem
@@ -47,7 +47,7 @@ from operators.ml.live_state import LiveModelConfig, TwinModelState, silence_due
 from operators.ml.live_step import Tick, fleet_step, step_many
 from operators.ml.path_pauses import PathPauses, silence_suspended
 from operators.records.alerts import AnomalyScore, FailurePrediction, encode
-from operators.telemetry.ingest import DeadLetter, Polled
+from operators.telemetry.ingest import Polled
 
 log = logging.getLogger("twinflow.models")
 
@@ -104,27 +104,28 @@ def live_config(settings: Settings) -> LiveModelConfig:
     )
 
 
-def attach_polled(settings: Settings, polled: Stream[Polled], sink: Sink, path: PathPauses | None = None) -> None:
-    """The same on polled batches of :func:`input_topics` whose telemetry may be decoded already
-    (the pipeline flow gives each part the messages of its topics: :meth:`Polled.only`)."""
+def attach_polled(
+    settings: Settings, polled: Stream[Polled], sink: Sink, path: PathPauses | None = None, *, own_topics: bool = False
+) -> None:
+    """The same on polled batches of :func:`input_topics` whose telemetry may be decoded already;
+    ``own_topics``: the batches hold other topics' messages too (the pipeline flow), decode only these."""
     a = settings.alerts
     cfg = live_config(settings)
 
     topics = ModelTopics(*input_topics(settings))
+    own = own_messages(input_topics(settings) if own_topics else None)
 
-    def decode_items(p: Polled) -> list[tuple[str, object]]:
-        """(twin_id, [items in order]) per twin for the keyed model step, and ("", DeadLetter)s."""
+    def decode_items(p: Polled) -> list[tuple[str, tuple[str, list]] | KafkaSinkMessage]:
+        """One item per twin, keyed for the model step: (twin_id, (twin_id, [items in order])); and
+        the dead letters as Kafka messages."""
+        p = own(p)
         inputs = decode_batch(p.messages, topics, p.readings)
-        return [*inputs.items, *(("", d) for d in inputs.dead)]
+        dlq = settings.topics.dlq
+        return [*((kv[0], kv) for kv in inputs.items), *(dead_letter_message(d, dlq) for d in inputs.dead)]
 
     items = op.flat_map("decode", polled, decode_items)
-    valid = op.branch("valid", items, lambda kv: not isinstance(kv[1], DeadLetter))
-
-    dead = op.map("dead_letters", valid.falses, lambda kv: dead_letter_message(kv[1], settings.topics.dlq))
-    output("dlq", dead, sink)
-
-    # One item per twin and polled batch: (twin_id, (twin_id, [items in order])).
-    keyed = op.key_on("by_twin", valid.trues, lambda kv: kv[0])
+    valid = op.branch("valid", items, lambda item: type(item) is tuple)  # dead letters are messages
+    keyed: KeyedStream[tuple[str, list]] = valid.trues  # type: ignore[assignment]
     scored = twin_models("models", keyed, cfg, path)
 
     def to_message(twin_id: str, rec: object) -> OutMessage:
@@ -140,11 +141,11 @@ def attach_polled(settings: Settings, polled: Stream[Polled], sink: Sink, path: 
     outgoing = op.flat_map(
         "encode", scored, lambda kv: [to_message(kv[0], r) for r in kv[1] if not isinstance(r, FleetItem)]
     )
-    to_fleet = op.flat_map("to_fleet", scored, lambda kv: [r for r in kv[1] if isinstance(r, FleetItem)])
-    by_fleet = op.key_on("by_fleet", to_fleet, lambda item: item.fleet)
+    by_fleet = op.flat_map("to_fleet", scored, lambda kv: [(r.fleet, r) for r in kv[1] if isinstance(r, FleetItem)])
     fleet_out = op.stateful_map("fleet_model", by_fleet, lambda state, item: fleet_step(state, item, cfg))
     predictions = op.flat_map("predictions", fleet_out, lambda kv: [to_message(p.twin_id, p) for p in kv[1]])
-    output("scores_out", op.merge("model_records", outgoing, predictions), sink)
+    # The dead letters go out with the records (the same sink): one output step, not two.
+    output("scores_out", op.merge("model_records", outgoing, predictions, valid.falses), sink)
 
 
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):

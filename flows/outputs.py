@@ -9,6 +9,7 @@ wires any other sink (the webhook, Bytewax's ``TestingSink``) as it is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
@@ -33,9 +34,18 @@ def settled(settings: Settings, sink: BatchSink[Any, Any]) -> OverlappedSink[Any
     return OverlappedSink(sink, settings.flow.sink_partitions or 1, background=False)
 
 
-def output(step_id: str, up: Stream[Any], sink: Sink) -> None:
-    """``op.output(step_id, up, sink)``, keyed first when ``sink`` is an :class:`OverlappedSink`."""
-    if isinstance(sink, OverlappedSink):
-        op.output(step_id, op.flat_map_batch(f"{step_id}_route", up, lambda items: sink.route(flatten(items))), sink)
-    else:
-        op.output(step_id, up, sink)
+def output(step_id: str, up: Stream[Any], sink: Sink, each: Callable[[Any], Any] | None = None) -> None:
+    """``op.output(step_id, up, sink)``, keyed first when ``sink`` is an :class:`OverlappedSink`.
+
+    ``each``: what to write of each item (a record, a list of records, or None: nothing), as
+    ``op.filter_map`` would; in the keying step itself when there is one (a step less per batch),
+    else in a step ``<step_id>_items``."""
+    if not isinstance(sink, OverlappedSink):
+        op.output(step_id, up if each is None else op.filter_map(f"{step_id}_items", up, each), sink)
+        return
+
+    def route(items: list[Any]) -> list[tuple[str, list[Any]]]:
+        kept = items if each is None else [y for x in items if (y := each(x)) is not None]
+        return sink.route(flatten(kept)) if kept else []
+
+    op.output(step_id, op.flat_map_batch(f"{step_id}_route", up, route), sink)

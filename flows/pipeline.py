@@ -10,7 +10,9 @@ Like each flow, the wiring takes its source and sinks as arguments (:func:`dataf
 :class:`PipelineSinks`); :func:`build_flow` gives it Kafka and PostgreSQL.
 
 Each polled batch is decoded once (:meth:`operators.telemetry.ingest.ReadingRules.decode`: the
-envelopes judged by one rule set and one duplicate guard) and every part splits it its way.
+envelopes judged by one rule set and one duplicate guard) and every part splits it its way, in
+its first step taking only the messages of the topics it reads (``own_topics``), as its own
+flow would poll them: a polled batch goes through as few Bytewax steps as the outputs allow.
 
 The alerts flow stays separate: it reads the models' outputs from Kafka, and a separate
 process lets it drain them at its own pace (see docs/performance.md).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSourceMessage
@@ -38,7 +41,7 @@ import flows.telemetry
 import flows.twin
 from connectors.kafka.clients import producer_config
 from connectors.kafka.sink import MessageSink
-from connectors.kafka.source import kafka_source, source_messages
+from connectors.kafka.source import kafka_source, messages_only
 from flows.outputs import Sink, settled
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
@@ -72,25 +75,22 @@ class PipelineSinks:
         return cls(flows.telemetry.TelemetrySinks.of(settings), flows.twin.TwinSinks.of(settings), models)
 
 
-def decoded(settings: Settings, messages: Stream[KafkaSourceMessage]) -> Stream[Polled]:
-    """Each polled batch with its telemetry decoded and judged once, for all three parts."""
+def decoded(settings: Settings, polled: Stream[Any]) -> Stream[Polled]:
+    """Each polled batch with its telemetry decoded and judged once, for all three parts; Kafka's
+    errors are logged and left out in the same step (:func:`messages_only`)."""
     rules, raw = reading_rules(settings), settings.topics.raw
-    return op.flat_map_batch(
-        "decode", messages, lambda batch: [Polled(batch, rules.decode([m for m in batch if m.topic == raw]))]
-    )
 
+    def decode(batch: list[Any]) -> list[Polled]:
+        messages = messages_only(batch)
+        return [Polled(messages, rules.decode([m for m in messages if m.topic == raw]))] if messages else []
 
-def part_topics(polled: Stream[Polled], settings: Settings, part: str) -> Stream[Polled]:
-    """The batches with only the messages of the topics ``part`` reads (:func:`input_topics`), as the
-    part's own flow would poll them: each part is given its topics here, none filters them itself."""
-    topics = frozenset(input_topics(settings)[part])
-    return op.map("topics", polled, lambda p: p.only(topics))
+    return op.flat_map_batch("decode", polled, decode)
 
 
 @operator
 def ingest(step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.telemetry.TelemetrySinks) -> None:
     """Telemetry rows to PostgreSQL and rejects to the DLQ (:func:`flows.telemetry.attach_polled`)."""
-    flows.telemetry.attach_polled(settings, part_topics(polled, settings, "ingest"), sinks)
+    flows.telemetry.attach_polled(settings, polled, sinks, own_topics=True)
 
 
 @operator
@@ -98,13 +98,13 @@ def reconcile(
     step_id: str, polled: Stream[Polled], settings: Settings, sinks: flows.twin.TwinSinks, tail: bool
 ) -> None:
     """Per-twin state, windows, commands and the desired-state gate (:func:`flows.twin.attach_polled`)."""
-    flows.twin.attach_polled(settings, part_topics(polled, settings, "reconcile"), sinks, idle_ticks=tail)
+    flows.twin.attach_polled(settings, polled, sinks, idle_ticks=tail, own_topics=True)
 
 
 @operator
 def models(step_id: str, polled: Stream[Polled], settings: Settings, sink: Sink, path: PathPauses | None) -> None:
     """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
-    flows.models.attach_polled(settings, part_topics(polled, settings, "models"), sink, path)
+    flows.models.attach_polled(settings, polled, sink, path, own_topics=True)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-pipeline") -> Dataflow:
@@ -132,7 +132,7 @@ def dataflow(
     ticks (event time only). ``path``: the pauses of the source's path (:func:`flows.models.dataflow`)."""
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
     flow = Dataflow(flow_id)
-    polled = decoded(settings, source_messages(flow, source))
+    polled = decoded(settings, op.input("kafka_in", flow, source))
     # Bytewax runs sibling steps in the order they were added: the scores go to Kafka before the
     # batch's database writes, the telemetry rows before the twins' (benchmarks/RESULTS.md).
     models("models", polled, settings, sinks.models, path)

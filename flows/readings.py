@@ -7,12 +7,13 @@ per decoding step, so a reading is valid or invalid by the same rules wherever i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from connectors.config.security_files import load_twin_registry
 from flows.settings import DataflowSettings as Settings
 from operators.telemetry.guard import IngestGuard
-from operators.telemetry.ingest import Limits, ReadingRules
+from operators.telemetry.ingest import Limits, Polled, ReadingRules
 
 
 def limits(settings: Settings) -> Limits:
@@ -33,3 +34,13 @@ def reading_rules(settings: Settings) -> ReadingRules:
     registry = load_twin_registry(sec.twin_registry) if sec.twin_registry else None
     guard = IngestGuard(registry, sec.dedup_entries) if registry or sec.dedup_entries else None
     return ReadingRules(limits(settings), guard)
+
+
+def own_messages(topics: Iterable[str] | None) -> Callable[[Polled], Polled]:
+    """A polled batch as it is (``topics`` None: a flow polls only its own topics), or with only
+    the messages of ``topics`` (:meth:`Polled.only`): the pipeline flow gives each part its topics
+    inside the part's first step instead of a step of its own."""
+    if topics is None:
+        return lambda p: p
+    wanted = frozenset(topics)
+    return lambda p: p.only(wanted)

@@ -26,9 +26,9 @@ from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
 from connectors.postgres.telemetry_sink import TelemetrySink
 from flows.outputs import Sink, output, overlapped, settled
-from flows.readings import reading_rules
+from flows.readings import own_messages, reading_rules
 from flows.settings import DataflowSettings as Settings
-from operators.telemetry.ingest import Polled
+from operators.telemetry.ingest import Polled, Split
 
 log = logging.getLogger("twinflow.flow")
 
@@ -72,11 +72,19 @@ def attach(settings: Settings, messages: Stream[KafkaSourceMessage], sinks: Tele
     attach_polled(settings, op.flat_map_batch("poll", messages, lambda batch: [Polled(batch, rules)]), sinks)
 
 
-def attach_polled(settings: Settings, polled: Stream[Polled], sinks: TelemetrySinks) -> None:
-    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
-    splits = op.map("decode", polled, lambda p: p.readings.split(p.messages))
-    rows = op.filter("has_rows", op.map("rows", splits, lambda s: s.rows), bool)
-    output("postgres", rows, sinks.rows)
+def attach_polled(
+    settings: Settings, polled: Stream[Polled], sinks: TelemetrySinks, *, own_topics: bool = False
+) -> None:
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow);
+    ``own_topics``: the batches hold other topics' messages too, decode only ``telemetry.raw``'s."""
+    own = own_messages([settings.topics.raw] if own_topics else None)
+
+    def split(p: Polled) -> Split:
+        p = own(p)
+        return p.readings.split(p.messages)
+
+    splits = op.map("decode", polled, split)
+    output("postgres", splits, sinks.rows, lambda s: s.rows or None)
 
     dead = op.flat_map(
         "dead_letters",

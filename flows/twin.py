@@ -48,7 +48,7 @@ from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
 from flows.outputs import Sink, output, overlapped, settled
-from flows.readings import reading_rules
+from flows.readings import own_messages, reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.keyed_batches import group_by_key
@@ -228,28 +228,37 @@ def attach(
 
 
 def attach_polled(
-    settings: Settings, polled: Stream[Polled], sinks: TwinSinks, *, idle_ticks: bool = True
+    settings: Settings,
+    polled: Stream[Polled],
+    sinks: TwinSinks,
+    *,
+    idle_ticks: bool = True,
+    own_topics: bool = False,
 ) -> Stream[TwinInputs]:
-    """The same on polled batches whose telemetry may be decoded already (the pipeline flow)."""
+    """The same on polled batches whose telemetry may be decoded already (the pipeline flow);
+    ``own_topics``: the batches hold other topics' messages too, decode only :func:`input_topics`'."""
     tw = settings.twin
     topics = InputTopics(*input_topics(settings))
     proc = TwinProcessor(tw.policy, tw.window_spec(), desired_gate(settings, sinks.decisions))
     resume = stored_state(settings, proc, sinks.decisions, sinks.stored) if sinks.stored is not None else None
+    own = own_messages(input_topics(settings) if own_topics else None)
 
-    inputs = op.map("twin_decode", polled, lambda p: decode_batch(p.messages, topics, p.readings, rows=tw.ingest))
+    def decode(p: Polled) -> TwinInputs:
+        p = own(p)
+        return decode_batch(p.messages, topics, p.readings, rows=tw.ingest)
+
+    inputs = op.map("twin_decode", polled, decode)
     # One item per twin and batch: (twin_id, (twin_id, [events in order])).
     events = op.flat_map(
         "twin_events", inputs, lambda ti: [(twin, (twin, evs)) for twin, evs in group_by_key(ti.events)]
     )
     produced = op.stateful("twin_state", events, lambda snap: TwinLogic(proc, snap, idle_ticks, resume))
-    items = op.map("twin_items", produced, lambda kv: kv[1])  # lists of outputs
-
-    to_db = op.filter_map("twin_db_items", items, _db_items)
-    output("twin_postgres", to_db, sinks.history)
+    # (twin_id, [outputs]) per twin and batch: each consumer takes the list itself.
+    output("twin_postgres", produced, sinks.history, lambda kv: _db_items(kv[1]))
 
     out_topics = TwinTopics.of(settings)
     # One item per twin and batch (a list of its messages; the sink flattens lists), not one per message.
-    messages = op.filter_map("twin_messages", items, lambda produced: to_messages(produced, out_topics) or None)
+    messages = op.filter_map("twin_messages", produced, lambda kv: to_messages(kv[1], out_topics) or None)
     dead = op.flat_map(
         "twin_dead_letters",
         inputs,

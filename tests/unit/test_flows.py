@@ -270,6 +270,7 @@ def test_pipeline_flow_runs_ingest_reconciliation_and_models_on_one_input(gate_f
     s, key = gate_files
     s = s.model_copy(update={"ml": Settings(ml={"anomaly": {"warmup": 5}}).ml})
     msgs = steady(twin_input(s, key), s, "p2").add(s.topics.raw, "p1", b"{not json")
+    msgs.add(s.alerts.status_topic, "p2", b'{"twin_id": "p2"}')  # a bad status record: the models' only
     rows: list[Any] = []
     ingest_out: list[Any] = []
     twin_out: list[Any] = []
@@ -287,3 +288,6 @@ def test_pipeline_flow_runs_ingest_reconciliation_and_models_on_one_input(gate_f
     assert [orjson.loads(m.value)["kind"] for m in on(twin_out, s.twin.desync_topic)] == ["desync"]
     assert [headers(d)["dlq.reason"] for d in on(twin_out, s.topics.dlq)] == [b"schema"]  # the bad ack only
     assert {m.key for m in on(models_out, s.alerts.anomalies_topic)} == {b"p2"}  # p1: too few readings to score
+    # The models part dead-letters the status record (not the bad reading, the ingest part's, nor the
+    # bad ack, the reconciliation part's), through the one sink of its records.
+    assert [(d.key, headers(d)["dlq.reason"]) for d in on(models_out, s.topics.dlq)] == [(b"p2", b"schema")]

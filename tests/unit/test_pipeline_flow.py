@@ -29,6 +29,7 @@ def test_the_parts_keep_their_flows_step_ids_in_their_own_scope() -> None:
     assert {"twinflow-pipeline.ingest.postgres", "twinflow-pipeline.ingest.dlq"} <= ids
     assert "twinflow-pipeline.reconcile.twin_state" in ids
     assert "twinflow-pipeline.models.models.stateful_flat_map.stateful.stateful_batch" in ids
+    assert "twinflow-pipeline.models.fleet_model.stateful_flat_map.stateful.stateful_batch" in ids
 
 
 def test_rows_are_written_by_the_ingest_part_only_even_with_twin_ingest_on() -> None:
