@@ -64,12 +64,31 @@ def leader_reachable(stats: dict[str, Any], topic: str, partition: int) -> bool:
     return False
 
 
-class _WatchedPartition(BytewaxPartition):
-    """Bytewax's Kafka partition that also reads librdkafka's statistics: is its leader reachable?"""
+class _NoWaitConsumer:
+    """A librdkafka consumer whose ``consume`` takes what its fetchers have queued and returns at
+    once: Bytewax's partition waits up to 1 ms in each poll, and a worker polls its partitions one
+    after the other (the alerts flow reads 25: a tick of caught-up polls blocked it ~25 ms)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:  # timeout: ignored, never waits
+        return self._consumer.consume(num_messages, 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+class _WatchedPartition(BytewaxPartition):
+    """Bytewax's Kafka partition that also reads librdkafka's statistics: is its leader reachable?
+    ``no_wait``: its polls never block (:class:`_NoWaitConsumer`; for a lingering partition, whose
+    next poll after a short one is scheduled anyway)."""
+
+    def __init__(self, *args: Any, no_wait: bool = False, **kwargs: Any) -> None:
         self.reachable = False  # not until the first statistics (one second after the start) say so
         super().__init__(*args, **kwargs)
+        if no_wait:
+            self._consumer = _NoWaitConsumer(self._consumer)
 
     def _process_stats(self, json_stats: str) -> None:
         self.reachable = leader_reachable(orjson.loads(json_stats), self._topic, self._part_idx)
@@ -178,6 +197,7 @@ class StoppableKafkaSource(KafkaSource):
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePartition:
         # Bytewax 0.21.1's KafkaSource.build_part, with the partition class that reads the statistics.
         idx, topic = for_part.split("-", 1)
+        linger_s = self.linger_s if self._tail else 0.0
         if topic not in self._topics:
             raise ValueError(f"cannot resume Kafka partition {for_part!r}: not one of the topics {self._topics}")
         config = {
@@ -197,8 +217,9 @@ class StoppableKafkaSource(KafkaSource):
             resume_state,
             self._batch_size,
             self._raise_on_errors,
+            no_wait=linger_s > 0,
         )
-        return _StoppablePartition(part, for_part, self.path, self.linger_s if self._tail else 0.0, self._batch_size)
+        return _StoppablePartition(part, for_part, self.path, linger_s, self._batch_size)
 
 
 def owner(part: str, topics: list[str]) -> int:

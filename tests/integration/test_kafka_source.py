@@ -13,7 +13,8 @@ from bytewax.testing import TestingSink, run_main
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.kafka.clients import client_config
-from connectors.kafka.source import kafka_messages
+from connectors.kafka.source import kafka_messages, kafka_source
+from operators.ml.path_pauses import PathPauses
 from tests.kafka_helpers import produce
 from twinflow.runner import ensure_recovery_dir
 
@@ -53,3 +54,28 @@ def test_a_resumed_offset_past_the_end_restarts_at_the_earliest_record(settings,
     _recreate(settings, topic)
     produce(settings, [(b"k", f"second-{i}".encode()) for i in range(4)], topic=topic)
     assert read() == [f"second-{i}".encode() for i in range(4)]
+
+
+def test_a_lingering_partition_never_waits_in_a_poll_yet_reads_everything_and_sees_its_broker(settings):
+    """With a poll interval (tailing), each poll takes what librdkafka has queued without waiting;
+    the records still all arrive, and the statistics (served by those polls) still show the leader
+    reachable, so the partition reports heartbeats of its path."""
+    topic = settings.topics.raw
+    _recreate(settings, topic)
+    produce(settings, [(b"k", f"r-{i}".encode()) for i in range(50)], topic=topic)
+    path = PathPauses(time.time())
+    source = kafka_source(settings.model_copy(deep=True), [topic], tail=True, path=path)
+    part = source.build_part("kafka_in", f"0-{topic}", None)
+    try:
+        assert type(part._part._consumer).__name__ == "_NoWaitConsumer"
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (len(got) < 50 or not part._part.reachable):
+            got += [m.value for m in part.next_batch()]
+            time.sleep(0.01)
+        assert got == [f"r-{i}".encode() for i in range(50)]
+        assert part._part.reachable
+        part.next_batch()
+        assert path.longest_pause(time.time(), time.time()) < 1  # heartbeats: the path is healthy now
+    finally:
+        part.close()
