@@ -99,10 +99,11 @@ def next_tick(now: float, interval_s: float) -> float:
     """The first multiple of ``interval_s`` after ``now`` (seconds since the epoch): every partition
     of a worker that lingers wakes at the same tick, so one activation polls them all.
 
-    >>> next_tick(100.013, 0.02), next_tick(100.02, 0.02)
-    (100.02, 100.04)
+    >>> next_tick(100.013, 0.02), next_tick(100.02, 0.02), next_tick(100.0399, 0.02)
+    (100.02, 100.04, 100.04)
     """
-    return round((now // interval_s + 1) * interval_s, 6)
+    step_us = round(interval_s * 1e6)  # whole microseconds: 100.02 // 0.02 is 5000.0 in floats
+    return (round(now * 1e6) // step_us + 1) * step_us / 1e6
 
 
 class _StoppablePartition(StatefulSourcePartition[Any, Any]):

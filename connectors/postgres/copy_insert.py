@@ -4,14 +4,15 @@ The usual batch holds only new rows: it is binary-COPied straight into the table
 (a fraction of the client and server CPU of one ``INSERT`` per row). The table's primary key
 rejects a batch holding a row that is already stored, or one repeated inside the batch, with a
 unique violation; then the savepoint is rolled back and the batch is written the
-duplicate-tolerant way: binary COPY into a temporary staging table (``LIKE`` the table) and
+duplicate-tolerant way: binary COPY into a temporary staging table (the written columns) and
 ``INSERT … SELECT … ON CONFLICT …`` with the table's own conflict rule (``DO NOTHING``, or an
 upsert whose repeated rows are reduced to the last one first). A connection whose batch needed
 that stages its next batches into the same table until one is all new, so a replayed epoch costs
 one failed COPY, not one per batch.
 
 A table may take rows of two widths (``short``): rows of ``short`` values fill the first ``short``
-columns (the others take their defaults), the full-width ones all of them; a batch is copied as
+columns (the others take their defaults: ``defaults`` names those the staging table must give
+them too), the full-width ones all of them; a batch is copied as
 two parts then (the telemetry's plain numbers and its rarer typed readings).
 
 >>> scores = CopyTable("anomaly_scores", ("twin_id", "ts", "score"), ("text", "timestamptz", "float8"),
@@ -19,7 +20,7 @@ two parts then (the telemetry's plain numbers and its rarer typed readings).
 >>> scores.stage
 'anomaly_scores_stage'
 >>> print(scores.setup)
-CREATE TEMP TABLE IF NOT EXISTS anomaly_scores_stage (LIKE anomaly_scores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+CREATE TEMP TABLE IF NOT EXISTS anomaly_scores_stage (twin_id text, ts timestamptz, score float8) ON COMMIT DELETE ROWS
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class CopyTable:
     key: tuple[str, ...]
     on_conflict: str = "DO NOTHING"  # or "DO UPDATE SET …" (then the last of repeated rows wins)
     short: int = 0  # rows of this many values fill only the first columns; 0: every row is full width
+    defaults: tuple[tuple[str, str], ...] = ()  # (column, SQL default) of the columns short rows leave out
 
     @property
     def stage(self) -> str:
@@ -55,10 +57,15 @@ class CopyTable:
 
     @property
     def setup(self) -> str:
-        """The staging table, per connection (a sink's ``setup`` statement)."""
-        return (
-            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} (LIKE {self.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        """The staging table, per connection (a sink's ``setup`` statement): the written columns with
+        their types and defaults, not ``LIKE`` the table (that needs SELECT on all of the table: a
+        writer's least-privilege role may only insert)."""
+        default = dict(self.defaults)
+        cols = ", ".join(
+            f"{c} {t}" + (f" DEFAULT {default[c]}" if c in default else "")
+            for c, t in zip(self.columns, self.types, strict=True)
         )
+        return f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({cols}) ON COMMIT DELETE ROWS"
 
     def copy(self, into: str, width: int | None = None) -> sql.Composed:
         """COPY into ``into`` (the table or its stage) of the first ``width`` columns (default: all)."""

@@ -37,7 +37,10 @@ log = logging.getLogger(__name__)
 # TelemetryRow's seven values, then TypedRow's three more (value_type, status, text_value)
 COLUMNS = ("twin_id", "sensor", "ts", "value", "seq", "quality", "source", "value_type", "status", "text_value")
 TYPES = ("text", "text", "timestamptz", "float8", "int8", "int2", "text", "int2", "text", "text")
-TELEMETRY = CopyTable("telemetry", COLUMNS, TYPES, ("twin_id", "ts", "sensor"), short=len(TelemetryRow._fields))
+TELEMETRY = CopyTable(
+    "telemetry", COLUMNS, TYPES, ("twin_id", "ts", "sensor"),
+    short=len(TelemetryRow._fields), defaults=(("value_type", "0"),),
+)
 
 
 class TelemetrySink(PostgresSink[TelemetryRow | TypedRow]):

@@ -6,9 +6,11 @@ delivery."""
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import bytewax.operators as op
 import psycopg
@@ -28,8 +30,11 @@ from operators.records.twin import encode
 from operators.telemetry.ingest import TelemetryRow, TypedRow
 from operators.twin.event_windows import WindowRow
 from operators.twin.state import StateChange
+from tests.db_helpers import superuser_conninfo
 
 pytestmark = pytest.mark.integration
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "sql" / "migrations"
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 # The rows a sink's records end up as, per table, without write-time columns.
@@ -265,6 +270,40 @@ def test_telemetry_copies_new_batches_and_stages_stored_or_repeated_rows(stack_s
     plain = [("a", i, 1) for i in range(60)]
     typed = [("on", start, 1) for start in (0, 10, 20, 30, 40, 45, 55)]
     assert stored_rows == sorted(plain + typed)
+
+
+def test_the_ingest_role_of_the_least_privilege_grants_writes_new_and_stored_telemetry(stack_settings, unique):
+    """The flow's PostgreSQL role in the secure profile may only insert telemetry (and read its key
+    columns, for ON CONFLICT): migration 0021's grant, given here to a role of this test. Its sink
+    opens (the staging table is made without reading the table), copies new rows and stages stored
+    ones; plain rows staged keep the table's default value type."""
+    role = f"tf_ingest_{unique}".replace("-", "_")
+    migration = (MIGRATIONS / "0021_least_privilege.sql").read_text()
+    grant = re.search(r"GRANT [^;]+ ON telemetry TO twinflow_ingest", migration)
+    assert grant is not None
+    admin = superuser_conninfo(stack_settings, stack_settings.postgres.dbname)
+    with psycopg.connect(admin, autocommit=True) as db:
+        db.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'ingest-test'").format(sql.Identifier(role)))
+        db.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
+        db.execute(grant.group(0).replace("twinflow_ingest", role))
+    twin = f"grant-{unique}"
+    plain = [TelemetryRow(twin, "a", T0 + timedelta(seconds=i), float(i), i, 0, "test") for i in range(10)]
+    try:
+        writer = TelemetrySink(stack_settings.postgres.conninfo(user=role, password="ingest-test")).open()
+        try:
+            assert writer.write(plain[:5]) == 5  # COPY
+            assert writer.write(plain) == 5  # half stored: staged
+        finally:
+            writer.close()
+        with psycopg.connect(admin) as db:
+            stored_rows = db.execute(
+                "SELECT seq, value_type FROM telemetry WHERE twin_id = %s ORDER BY seq", (twin,)
+            ).fetchall()
+        assert stored_rows == [(i, 0) for i in range(10)]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as db:
+            db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_model_outputs_copy_new_rows_and_upsert_stored_ones(stack_settings, unique, caplog):
