@@ -22,11 +22,11 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from benchmarks.processes import usage
 from connectors.postgres.copy_insert import copy_binary
 from connectors.postgres.telemetry_sink import TELEMETRY
 from twinflow.settings import load_settings
 
-TICK = os.sysconf("SC_CLK_TCK")
 COPY_TYPES = TELEMETRY.types[: TELEMETRY.short]  # the plain rows the pipeline writes
 # layout -> index definitions ({} is the table)
 LAYOUTS: dict[str, tuple[str, ...]] = {
@@ -69,23 +69,6 @@ def readings(start: datetime, n_rows: int, twins: int, sensors: int) -> Iterator
         second += 1
 
 
-def cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def server_cpu(postmaster: psutil.Process) -> float:
-    total = 0.0
-    for p in [postmaster, *postmaster.children()]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
 def run(conn: psycopg.Connection, layout: str, args: argparse.Namespace) -> tuple[float, float, float]:
     table = sql.Identifier("bench_idx")
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
@@ -102,13 +85,12 @@ def run(conn: psycopg.Connection, layout: str, args: argparse.Namespace) -> tupl
     conn.execute("VACUUM ANALYZE bench_idx")
     conn.execute("CHECKPOINT")
     pid = conn.info.backend_pid
-    postmaster = psutil.Process(args.postmaster)
-    b0, s0, w0 = cpu(pid), server_cpu(postmaster), time.perf_counter()
+    b0, s0, w0 = usage(pid, children=False)[0], usage(args.postmaster)[0], time.perf_counter()
     with conn.cursor() as cur:
         for i in range(args.preload, args.preload + args.rows, args.batch):
             with conn.transaction():
                 copy_binary(cur, copy, COPY_TYPES, rows[i : i + args.batch])
-    b1, s1, w1 = cpu(pid), server_cpu(postmaster), time.perf_counter()
+    b1, s1, w1 = usage(pid, children=False)[0], usage(args.postmaster)[0], time.perf_counter()
     size = conn.execute("SELECT pg_indexes_size('bench_idx')").fetchone()[0]
     conn.execute(sql.SQL("DROP TABLE {}").format(table))
     per = 1e6 / args.rows
