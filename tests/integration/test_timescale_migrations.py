@@ -89,3 +89,39 @@ def test_telemetry_has_one_key_for_both_read_shapes(server, stack_settings, requ
         assert conn.execute("SELECT count(*) FROM telemetry WHERE twin_id = 'key-1'").fetchone() == (2,)
         conn.rollback()
     assert telemetry_indexes(conninfo) == indexes
+
+
+@pytest.mark.parametrize("server", ["plain", "timescale"])
+def test_model_outputs_have_one_btree_for_their_reads(server, stack_settings, request):
+    """0100: anomaly_scores and failure_predictions keep their key (twin_id, ts) and lose the B-tree on
+    (twin_id, ts DESC) it duplicated; the newest score of a twin is still read from the key, backwards."""
+    if server == "timescale":
+        conninfo = request.getfixturevalue("timescale")
+        migrate(conninfo, timescaledb="on")
+    else:
+        conninfo = stack_settings.postgres.conninfo()
+    with psycopg.connect(conninfo) as conn:
+        conn.execute((MIGRATIONS_DIR / "0100_model_outputs_one_key.sql").read_text())  # re-applied: no change
+        defs = dict(
+            conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes"
+                " WHERE tablename IN ('anomaly_scores', 'failure_predictions')"
+            ).fetchall()
+        )
+        for table in ("anomaly_scores", "failure_predictions"):
+            assert defs[f"{table}_pkey"].endswith("USING btree (twin_id, ts)")
+            assert f"{table}_twin_ts" not in defs
+        conn.execute(
+            "INSERT INTO anomaly_scores (twin_id, ts, score, threshold, is_anomaly)"
+            " VALUES ('p-1', now(), 0.1, 0.9, false)"
+        )
+        for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):  # a tiny table: show what the key can do
+            conn.execute(f"SET {knob} = off")
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN SELECT * FROM anomaly_scores WHERE twin_id = 'p-1' ORDER BY ts DESC LIMIT 10"
+            )
+        )
+        assert "Index Scan Backward" in plan and "anomaly_scores_pkey" in plan, plan
+        conn.rollback()
