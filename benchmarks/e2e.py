@@ -10,7 +10,8 @@
    drain their topic, then the alerts flow drains the scores; a third copy measures the pipeline
    flow as a local cluster (``--pipeline-processes``, default 2: ``-p 2`` over the 4 partitions);
    a fourth runs the pipeline flow with the alerts flow beside it, tailing (as deployed: done when
-   the alerts flow has written a row for every model output); throughput = readings / total wall
+   every model output has its row, which the pipeline flow writes, and the alerts flow has caught
+   up); throughput = readings / total wall
    time; CPU (ms per 1,000 readings, µs per value) and peak RSS per process are sampled.
 3. **Raw limit**: one process that only consumes in batches, decodes with orjson and binary-COPYs
    the values into a scratch table: what Kafka + PostgreSQL allow on this machine.
@@ -159,13 +160,27 @@ def model_output_rows(db: psycopg.Connection, prefix: str) -> int:
     return sum(db.execute(count.format(sql.Identifier(t)), (prefix + "-%",)).fetchone()[0] for t in MODEL_OUTPUT_TABLES)
 
 
+def caught_up(proc: subprocess.Popen, share: float = 0.15, window_s: float = 0.5, timeout_s: float = 60.0) -> None:
+    """Wait until a tailing flow uses less than ``share`` of a core over ``window_s`` (it has read
+    what there was: a tailing flow polls for more at a few % of a core), at most ``timeout_s``."""
+    deadline = time.perf_counter() + timeout_s
+    cpu = usage(proc.pid)[0]
+    while time.perf_counter() < deadline and proc.poll() is None:
+        time.sleep(window_s)
+        now = usage(proc.pid)[0]
+        if now - cpu < share * window_s:
+            return
+        cpu = now
+
+
 def run_together(
     env: dict[str, str], settings, prefix: str, names: tuple[str, ...] = FUSED, label: str = "", stall_s: float = 60.0
 ) -> PipelineRun:
     """All flows at once, as deployed: the alerts flow (last of ``names``) tails the model outputs
-    while the others drain the telemetry topic; done when the alerts flow has written a row for
-    every model output (then it is stopped with SIGTERM). Fails if its rows stop growing for
-    ``stall_s`` before that."""
+    while the others drain the telemetry topic; done when a row is written for every model output
+    (by the pipeline flow, or by the alerts flow after the models flow) and the alerts flow has
+    caught up (:func:`caught_up`; then it is stopped with SIGTERM). Fails if the rows stop growing
+    for ``stall_s`` before that."""
     out = PipelineRun(label, names, stats={n: ProcStats() for n in names}, together=True)
     stop = threading.Event()
     start = time.perf_counter()
@@ -188,6 +203,9 @@ def run_together(
                 elif time.perf_counter() - last_change > stall_s:
                     raise SystemExit(f"the alerts flow wrote {now:,} of {expected:,} model-output rows, then nothing")
                 time.sleep(0.1)
+        # The pipeline flow writes the model outputs' rows itself: the alerts flow is done when it has
+        # gone idle on them (its alert lifecycle), i.e. its CPU over half a second is that of tailing.
+        caught_up(alerts)
         out.wall = time.perf_counter() - start
     finally:
         alerts.terminate()

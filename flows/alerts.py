@@ -27,7 +27,7 @@ from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink
 
 from connectors.kafka.clients import producer_config
-from connectors.kafka.messages import alert_message, dead_letter_message
+from connectors.kafka.messages import alert_message, dead_letter_message, stored
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
@@ -121,6 +121,32 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
         return to_snapshot(self.state)
 
 
+ModelOutput = AnomalyScore | FailurePrediction | ForecastPoint
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A model output whose row the flow that made it has written (its message carries
+    :data:`~connectors.kafka.messages.STORED`): the lifecycle takes it, the rows' sink does not."""
+
+    record: ModelOutput
+
+
+def decode_input(kind: str, message: KafkaSourceMessage) -> InputRecord | Stored | DeadLetter | None:
+    """:func:`~operators.records.alerts.decode_message`, a stored model output wrapped in :class:`Stored`."""
+    rec = decode_message(kind, message)
+    if message.headers and isinstance(rec, ModelOutput) and stored(message):
+        return Stored(rec)
+    return rec
+
+
+def keyed_record(rec: InputRecord | Stored) -> tuple[str, InputRecord]:
+    """``(twin_id, record)`` for the per-twin lifecycle."""
+    if rec.__class__ is Stored:
+        rec = rec.record  # type: ignore[union-attr]
+    return rec.twin_id, rec  # type: ignore[union-attr,return-value]
+
+
 def _children(settings: Settings) -> dict[str, list[str]]:
     """Parent asset → its twins, from the twin registry (alarm suppression)."""
     from connectors.config.security_files import load_twin_registry
@@ -188,18 +214,17 @@ def dataflow(
     flow = Dataflow(flow_id)
     messages = source_messages(flow, source)
 
-    decoded = op.filter_map("decode", messages, lambda m: decode_message(topics[m.topic], m))
+    decoded = op.filter_map("decode", messages, lambda m: decode_input(topics[m.topic], m))
     valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
     output("dlq", dead, sinks.messages)
 
     records = valid.trues
-    outputs = op.filter(
-        "model_outputs", records, lambda r: isinstance(r, AnomalyScore | FailurePrediction | ForecastPoint)
-    )
+    # Rows of model outputs whose producer did not write them (the models flow; a model of your own).
+    outputs = op.filter("model_outputs", records, lambda r: isinstance(r, ModelOutput))
     output("model_outputs_db", outputs, sinks.model_outputs)
 
-    keyed = op.key_on("by_twin", records, lambda r: r.twin_id)
+    keyed = op.map("by_twin", records, keyed_record)
     versions = op.stateful("lifecycle", keyed, lambda resume: TwinLifecycle(resume, rules, ticks=ticks))
     alerts = op.map("unkey", versions, lambda kv: kv[1])
     output("alerts_kafka", op.map("to_kafka", alerts, lambda x: alert_message(x, a.topic)), sinks.messages)

@@ -34,7 +34,7 @@ from bytewax.inputs import Source
 from bytewax.operators import KeyedStream, StatefulLogic
 
 from connectors.kafka.clients import producer_config
-from connectors.kafka.messages import dead_letter_message
+from connectors.kafka.messages import STORED_HEADERS, dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_source, source_messages
 from flows.outputs import Sink, output, settled
@@ -46,7 +46,7 @@ from operators.ml.inputs import ModelTopics, decode_batch
 from operators.ml.live_state import LiveModelConfig, TwinModelState, silence_due
 from operators.ml.live_step import Tick, fleet_step, step_many
 from operators.ml.path_pauses import PathPauses, silence_suspended
-from operators.records.alerts import AnomalyScore, FailurePrediction, encode
+from operators.records.alerts import AnomalyScore, FailurePrediction, ForecastPoint, encode
 from operators.telemetry.ingest import Polled
 
 log = logging.getLogger("twinflow.models")
@@ -105,11 +105,20 @@ def live_config(settings: Settings) -> LiveModelConfig:
 
 
 def attach_polled(
-    settings: Settings, polled: Stream[Polled], sink: Sink, path: PathPauses | None = None, *, own_topics: bool = False
+    settings: Settings,
+    polled: Stream[Polled],
+    sink: Sink,
+    path: PathPauses | None = None,
+    *,
+    own_topics: bool = False,
+    store: Sink | None = None,
 ) -> None:
     """The same on polled batches of :func:`input_topics` whose telemetry may be decoded already;
-    ``own_topics``: the batches hold other topics' messages too (the pipeline flow), decode only these."""
+    ``own_topics``: the batches hold other topics' messages too (the pipeline flow), decode only these.
+    ``store``: a sink for the model outputs' database rows (the pipeline flow's): their Kafka messages
+    then carry :data:`~connectors.kafka.messages.STORED`, and the alerts flow leaves their rows alone."""
     a = settings.alerts
+    headers = STORED_HEADERS if store is not None else None
     cfg = live_config(settings)
 
     topics = ModelTopics(*input_topics(settings))
@@ -135,7 +144,7 @@ def attach_polled(
             topic = a.failures_topic
         else:
             topic = a.forecasts_topic
-        return OutMessage(twin_id.encode(), encode(rec), topic)
+        return OutMessage(twin_id.encode(), encode(rec), topic, headers)
 
     # Scores and forecasts are encoded straight from the twin's list; fleet items go to the fleet step.
     outgoing = op.flat_map(
@@ -146,6 +155,14 @@ def attach_polled(
     predictions = op.flat_map("predictions", fleet_out, lambda kv: [to_message(p.twin_id, p) for p in kv[1]])
     # The dead letters go out with the records (the same sink): one output step, not two.
     output("scores_out", op.merge("model_records", outgoing, predictions, valid.falses), sink)
+    if store is not None:  # the rows, after the messages (Bytewax runs sibling steps in the order added)
+        output("scores_db", op.merge("model_rows", scored, fleet_out), store, each=model_outputs)
+
+
+def model_outputs(keyed: tuple[str, list]) -> list[AnomalyScore | ForecastPoint | FailurePrediction] | None:
+    """The database rows' records among a step's ``(key, records)`` (not its fleet items); None: none."""
+    rows = [r for r in keyed[1] if isinstance(r, AnomalyScore | ForecastPoint | FailurePrediction)]
+    return rows or None
 
 
 class TwinModelsLogic(StatefulLogic[tuple[str, list], list, bytes]):

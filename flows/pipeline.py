@@ -14,14 +14,17 @@ envelopes judged by one rule set and one duplicate guard) and every part splits 
 its first step taking only the messages of the topics it reads (``own_topics``), as its own
 flow would poll them: a polled batch goes through as few Bytewax steps as the outputs allow.
 
-The alerts flow stays separate: it reads the models' outputs from Kafka, and a separate
-process lets it drain them at its own pace (see docs/performance.md).
+The model outputs' database rows (anomaly scores, forecasts, failure predictions) are written
+here too, in the same pass as the reading's telemetry row, and their Kafka messages say so
+(:data:`connectors.kafka.messages.STORED`). The alerts flow stays separate: it reads the models'
+outputs from Kafka for the alert lifecycle, and a separate process lets it drain them at its own
+pace (see docs/performance.md).
 
 Run it::
 
     twinflow run pipeline                     # recovery on, 1 process
     twinflow run pipeline -p 2                # 2 processes on this machine
-    twinflow run alerts                       # alert lifecycle, database rows of scores
+    twinflow run alerts                       # alert lifecycle (and rows of the models flow's outputs)
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ import flows.twin
 from connectors.kafka.clients import producer_config
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, messages_only
-from flows.outputs import Sink, settled
+from connectors.postgres.alert_sinks import ModelOutputSink
+from flows.outputs import Sink, overlapped, settled
 from flows.readings import reading_rules
 from flows.settings import DataflowSettings as Settings
 from operators.ml.path_pauses import PathPauses
@@ -62,17 +66,20 @@ def input_topics(settings: Settings) -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class PipelineSinks:
-    """The sinks of the three parts: those of the telemetry, twin and models flows."""
+    """The sinks of the three parts: those of the telemetry, twin and models flows, and the model
+    outputs' rows (the alerts flow's, for the outputs of the models flow)."""
 
     ingest: flows.telemetry.TelemetrySinks
     reconcile: flows.twin.TwinSinks
     models: Sink
+    model_outputs: Sink
 
     @classmethod
     def of(cls, settings: Settings) -> PipelineSinks:
         """Kafka and PostgreSQL."""
         models = settled(settings, MessageSink(producer_config(settings)))
-        return cls(flows.telemetry.TelemetrySinks.of(settings), flows.twin.TwinSinks.of(settings), models)
+        rows = overlapped(settings, ModelOutputSink(settings.postgres.conninfo()))
+        return cls(flows.telemetry.TelemetrySinks.of(settings), flows.twin.TwinSinks.of(settings), models, rows)
 
 
 def decoded(settings: Settings, polled: Stream[Any]) -> Stream[Polled]:
@@ -102,9 +109,12 @@ def reconcile(
 
 
 @operator
-def models(step_id: str, polled: Stream[Polled], settings: Settings, sink: Sink, path: PathPauses | None) -> None:
-    """Per-twin anomaly scores, forecasts and failure predictions (:func:`flows.models.attach_polled`)."""
-    flows.models.attach_polled(settings, polled, sink, path, own_topics=True)
+def models(
+    step_id: str, polled: Stream[Polled], settings: Settings, sink: Sink, rows: Sink, path: PathPauses | None
+) -> None:
+    """Per-twin anomaly scores, forecasts and failure predictions to Kafka, and their rows to
+    PostgreSQL (:func:`flows.models.attach_polled`)."""
+    flows.models.attach_polled(settings, polled, sink, path, own_topics=True, store=rows)
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-pipeline") -> Dataflow:
@@ -135,7 +145,7 @@ def dataflow(
     polled = decoded(settings, op.input("kafka_in", flow, source))
     # Bytewax runs sibling steps in the order they were added: the scores go to Kafka before the
     # batch's database writes, the telemetry rows before the twins' (benchmarks/RESULTS.md).
-    models("models", polled, settings, sinks.models, path)
+    models("models", polled, settings, sinks.models, sinks.model_outputs, path)
     ingest("ingest", polled, settings, sinks.ingest)
     reconcile("reconcile", polled, settings, sinks.reconcile, tail)
     return flow

@@ -18,6 +18,8 @@ import orjson
 import pytest
 
 from connectors.kafka.clients import ensure_topics
+from connectors.kafka.messages import STORED
+from operators.records.alerts import AnomalyScore, decode
 from tests.integration.plant_helpers import CREATED
 from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
@@ -90,6 +92,19 @@ def _scored(s: Settings) -> set[str]:
     return {orjson.loads(r.value)["twin_id"] for r in read_topic(s, s.alerts.anomalies_topic) if r.value}
 
 
+def _score_rows(s: Settings, prefix: str) -> set[tuple[str, datetime, float]]:
+    rows = query(s, "SELECT twin_id, ts, score FROM anomaly_scores WHERE twin_id LIKE %s", (prefix + "%",))
+    return {(r["twin_id"], r["ts"], r["score"]) for r in rows}
+
+
+def _scores_on_kafka(s: Settings) -> set[tuple[str, datetime, float]]:
+    """The scores on the topic, as rows; each message carries the header saying its row is written."""
+    messages = [m for m in read_topic(s, s.alerts.anomalies_topic) if m.value]
+    assert all(STORED in m.headers for m in messages)
+    scores = [decode(AnomalyScore, m.value) for m in messages]
+    return {(r.twin_id, r.ts, r.score) for r in scores}
+
+
 def test_run_pipeline_writes_rows_state_and_scores_once(pipe: Pipe) -> None:
     s, prefix = pipe.settings, f"pipe{pipe.uid}-"
     twins = {f"{prefix}{k}" for k in range(TWINS)}
@@ -101,6 +116,8 @@ def test_run_pipeline_writes_rows_state_and_scores_once(pipe: Pipe) -> None:
     wait_for("every reading as rows", lambda: _rows(s, prefix) == (600, 600), timeout=120)
     wait_for("a twin version per twin", lambda: set(_versions(s, prefix)) == twins, timeout=60)
     wait_for("anomaly scores of every twin", lambda: _scored(s) >= twins, timeout=60)
+    # The pipeline writes the scores' rows itself (no alerts flow runs here): every score on Kafka, once.
+    wait_for("the scores' rows", lambda: _score_rows(s, prefix) == _scores_on_kafka(s), timeout=60)
     refused = "SELECT count(*) AS n FROM desired_rejections WHERE twin_id = %s"
     wait_for("the unsigned request refused", lambda: query(s, refused, (f"{prefix}0",))[0]["n"] == 1, timeout=60)
     flow.assert_stops_cleanly()
@@ -118,6 +135,7 @@ def test_run_pipeline_writes_rows_state_and_scores_once(pipe: Pipe) -> None:
     replay = pipe.run("pipeline-replay", "--no-tail", "--no-recovery")
     assert replay.shell.wait(120) == 0, replay.output()[-3000:]
     assert _rows(s, prefix) == (720, 720)
+    assert _score_rows(s, prefix) == _scores_on_kafka(s)
     assert "Traceback" not in replay.output()
 
 

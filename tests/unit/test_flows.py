@@ -23,8 +23,9 @@ import flows.pipeline
 import flows.telemetry
 import flows.twin
 from connectors.batch_sink import flatten
+from connectors.kafka.messages import STORED_HEADERS, stored
 from operators.alerts.rules import AlertRules, KindRule
-from operators.records.alerts import Alert, AnomalyScore, encode
+from operators.records.alerts import Alert, AnomalyScore, decode, encode
 from operators.records.twin import Command, DesyncEvent
 from operators.security.request_auth import envelope as signed_envelope
 from operators.security.request_auth import new_private_key, public_key_text, sign
@@ -49,10 +50,14 @@ class Messages:
     def __init__(self) -> None:
         self.items: list[KafkaSourceMessage] = []
 
-    def add(self, topic: str, key: str, value: bytes, at: datetime | None = None) -> Messages:
+    def add(
+        self, topic: str, key: str, value: bytes, at: datetime | None = None, headers: list | None = None
+    ) -> Messages:
         ts = (1, int((at or T0).timestamp() * 1000))
         offset = sum(m.topic == topic for m in self.items)
-        self.items.append(KafkaSourceMessage(key.encode(), value, topic, [], partition=0, offset=offset, timestamp=ts))
+        self.items.append(
+            KafkaSourceMessage(key.encode(), value, topic, headers or [], partition=0, offset=offset, timestamp=ts)
+        )
         return self
 
     def source(self) -> TestingSource:
@@ -227,6 +232,21 @@ def test_alerts_flow_opens_an_alert_once_a_score_stays_above_its_threshold() -> 
     assert headers(dead)["dlq.reason"] == b"bad_json"
 
 
+def test_the_alerts_flow_stores_only_model_outputs_their_producer_did_not_store() -> None:
+    """Scores the pipeline flow wrote itself (STORED header) count for alerts but are not written again;
+    the same scores without the header (the models flow, a model of one's own) are written."""
+    s = alert_settings()
+    for marked in (True, False):
+        msgs = Messages()
+        for sec in range(0, 100, 5):
+            high = sec >= 20
+            score = AnomalyScore("p1", T0 + timedelta(seconds=sec), 0.9 if high else 0.1, 0.5, high, {"temp": 1.0})
+            msgs.add(s.alerts.anomalies_topic, "p1", encode(score), headers=STORED_HEADERS if marked else None)
+        _, alerts, outputs = run_alerts(s, msgs)
+        assert [(a.kind, a.event) for a in alerts] == [("anomaly", "opened")]
+        assert len(flatten(outputs)) == (0 if marked else 20)
+
+
 def test_a_desync_event_of_the_twin_flow_becomes_a_desync_alert(gate_files) -> None:
     s, key = gate_files
     twin_out, _, _ = run_twin(s, twin_input(s, key))
@@ -280,6 +300,7 @@ def test_pipeline_flow_runs_ingest_reconciliation_and_models_on_one_input(gate_f
         flows.telemetry.TelemetrySinks(TestingSink(rows), TestingSink(ingest_out)),
         flows.twin.TwinSinks(TestingSink(twin_out), TestingSink([]), TestingSink([]), store),
         TestingSink(models_out),
+        TestingSink(model_rows := []),
     )
     run_main(flows.pipeline.dataflow(s, msgs.source(), sinks, tail=False))
 
@@ -287,7 +308,12 @@ def test_pipeline_flow_runs_ingest_reconciliation_and_models_on_one_input(gate_f
     assert [headers(d)["dlq.reason"] for d in on(ingest_out, s.topics.dlq)] == [b"bad_json"]
     assert [orjson.loads(m.value)["kind"] for m in on(twin_out, s.twin.desync_topic)] == ["desync"]
     assert [headers(d)["dlq.reason"] for d in on(twin_out, s.topics.dlq)] == [b"schema"]  # the bad ack only
-    assert {m.key for m in on(models_out, s.alerts.anomalies_topic)} == {b"p2"}  # p1: too few readings to score
+    scores = on(models_out, s.alerts.anomalies_topic)
+    assert {m.key for m in scores} == {b"p2"}  # p1: too few readings to score
+    # Their rows are written by the pipeline itself, and the messages say so (the alerts flow skips them).
+    written = [r for batch in model_rows for r in batch if isinstance(r, AnomalyScore)]
+    assert [decode(AnomalyScore, m.value) for m in scores] == written
+    assert all(stored(m) for m in scores) and not any(stored(d) for d in on(models_out, s.topics.dlq))
     # The models part dead-letters the status record (not the bad reading, the ingest part's, nor the
     # bad ack, the reconciliation part's), through the one sink of its records.
     assert [(d.key, headers(d)["dlq.reason"]) for d in on(models_out, s.topics.dlq)] == [(b"p2", b"schema")]
