@@ -14,8 +14,10 @@ commit before a change), alternating A/B ``--repeat`` times on the same input. E
 its own output topics (and its own database rows, deleted before the run), so each run's
 **output digest** covers exactly what it wrote: the Kafka records per topic and key in order
 (twin.state, twin.commands, anomaly scores, forecasts, …) and the database rows of the twin flow
-(state history, sync quality, windows; the pipeline flow: those and the telemetry rows), without
-write-time columns. Equal digests = same output.
+(state history, sync quality, windows; the pipeline flow: those, the telemetry rows and the model
+outputs' rows), without write-time columns. Equal digests = same output. The pipeline and alerts
+runs also print the digest of the model outputs' rows alone (``model rows``), whichever of the two
+wrote them (the pipeline flow since 2026-12-05; the alerts flow of an older baseline).
 
 CPU is the process's user + system time (psutil, children included), so it is comparable while
 other jobs share the cores; the load average is printed next to it. ``server`` is the CPU the local
@@ -70,8 +72,7 @@ DB_TABLES = {
     ),
     "telemetry": (("telemetry", "twin_id, sensor, ts, value, seq, quality, source", "twin_id, sensor, ts"),),
 }
-DB_TABLES["pipeline"] = DB_TABLES["twin"] + DB_TABLES["telemetry"]  # ingest + twin + models in one flow
-DB_TABLES["alerts"] = (
+DB_TABLES["model_outputs"] = (
     (
         "anomaly_scores",
         "twin_id, ts, score, threshold, is_anomaly, contributions, model, kind, health, drivers, sensor_faults",
@@ -79,6 +80,12 @@ DB_TABLES["alerts"] = (
     ),
     ("forecasts", "*", "twin_id, sensor, ts, target_ts"),
     ("failure_predictions", "*", "twin_id, ts"),
+)
+# ingest + twin + models in one flow, which writes its model outputs' rows too (before 2026-12-05 the
+# alerts flow did: a baseline older than that writes them in its alerts run)
+DB_TABLES["pipeline"] = DB_TABLES["twin"] + DB_TABLES["telemetry"] + DB_TABLES["model_outputs"]
+DB_TABLES["alerts"] = (  # the models flow's outputs, and alert versions
+    *DB_TABLES["model_outputs"],
     ("alerts", "*", "alert_id, opened_at"),
     ("alert_events", "*", "alert_id, version, ts"),
 )
@@ -293,6 +300,9 @@ def main() -> None:
                     kd, kn = kafka_digest(out_settings, names, out_prefix)
                     dd, dn = db_digest(conninfo, flow, prefix)
                     digest = f"kafka {kd} ({kn:,}) db {dd} ({dn:,})"
+                    if flow in ("pipeline", "alerts"):  # whichever wrote them: comparable across the two
+                        md, mn = db_digest(conninfo, "model_outputs", prefix)
+                        digest += f" model rows {md} ({mn:,})"
                     results.append((flow, label, r, cpu, wall, digest, server, f"{load:.1f}"))
                     print(
                         f"{flow:9} {label:8} run {r}: CPU {cpu:6.1f} s = {cpu / args.readings * 1e6:5.1f} ms per 1k"
