@@ -30,7 +30,7 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import alert_message, dead_letter_message, stored
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
-from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
+from connectors.postgres.alert_sinks import AlertSink, ModelOutput, ModelOutputSink
 from connectors.webhook.sink import WebhookSink
 from flows.outputs import Sink, output, overlapped, settled
 from flows.settings import DataflowSettings as Settings
@@ -39,9 +39,6 @@ from operators.alerts.ordering import OrderedTwinAlerts, step
 from operators.alerts.rules import AlertRules
 from operators.records.alerts import (
     Alert,
-    AnomalyScore,
-    FailurePrediction,
-    ForecastPoint,
     InputRecord,
     ParentAlarm,
     decode_message,
@@ -119,9 +116,6 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
 
     def snapshot(self) -> bytes:
         return to_snapshot(self.state)
-
-
-ModelOutput = AnomalyScore | FailurePrediction | ForecastPoint
 
 
 @dataclass(frozen=True, slots=True)

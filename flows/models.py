@@ -37,6 +37,7 @@ from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import STORED_HEADERS, dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_source, source_messages
+from connectors.postgres.alert_sinks import ModelOutput
 from flows.outputs import Sink, output, settled
 from flows.readings import own_messages, reading_rules
 from flows.settings import DataflowSettings as Settings
@@ -46,7 +47,7 @@ from operators.ml.inputs import ModelTopics, decode_batch
 from operators.ml.live_state import LiveModelConfig, TwinModelState, silence_due
 from operators.ml.live_step import Tick, fleet_step, step_many
 from operators.ml.path_pauses import PathPauses, silence_suspended
-from operators.records.alerts import AnomalyScore, FailurePrediction, ForecastPoint, encode
+from operators.records.alerts import AnomalyScore, FailurePrediction, encode
 from operators.telemetry.ingest import Polled
 
 log = logging.getLogger("twinflow.models")
@@ -159,9 +160,9 @@ def attach_polled(
         output("scores_db", op.merge("model_rows", scored, fleet_out), store, each=model_outputs)
 
 
-def model_outputs(keyed: tuple[str, list]) -> list[AnomalyScore | ForecastPoint | FailurePrediction] | None:
+def model_outputs(keyed: tuple[str, list]) -> list[ModelOutput] | None:
     """The database rows' records among a step's ``(key, records)`` (not its fleet items); None: none."""
-    rows = [r for r in keyed[1] if isinstance(r, AnomalyScore | ForecastPoint | FailurePrediction)]
+    rows = [r for r in keyed[1] if isinstance(r, ModelOutput)]
     return rows or None
 
 

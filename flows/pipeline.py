@@ -67,7 +67,7 @@ def input_topics(settings: Settings) -> dict[str, list[str]]:
 @dataclass(frozen=True)
 class PipelineSinks:
     """The sinks of the three parts: those of the telemetry, twin and models flows, and the model
-    outputs' rows (the alerts flow's, for the outputs of the models flow)."""
+    outputs' rows (with the separate models flow, the alerts flow writes those)."""
 
     ingest: flows.telemetry.TelemetrySinks
     reconcile: flows.twin.TwinSinks
