@@ -10,6 +10,11 @@ migration 0040), so latency per row = insert time − ``ts`` (same machine, same
    (the warm-up backlog is done: the clock starts on an idle pipeline).
 2. For each rate: send at that rate for ``seconds``, wait until the rows of that phase are
    written, then take p50/p95/p99 of (insert time − ts) for the phase's rows.
+
+The flows run without recovery unless ``--recovery`` (as deployed: a snapshot every
+``flow.snapshot_interval_s``, in a temporary directory)::
+
+    python -m benchmarks.latency --rate 5000 --flow pipeline --flow alerts --seconds 20 --recovery
 """
 
 from __future__ import annotations
@@ -163,12 +168,13 @@ def wait_for(check, timeout_s: float, every_s: float = 0.5) -> bool:
 
 
 class TailingFlows:
-    """Flows as separate processes, tailing (``--tail``), recovery off; stopped with SIGTERM."""
+    """Flows as separate processes, tailing (``--tail``), recovery off (``recovery``: on, as deployed,
+    in ``flow.recovery_dir`` of ``env``); stopped with SIGTERM."""
 
-    def __init__(self, env: dict[str, str], names: tuple[str, ...] = PIPELINE) -> None:
+    def __init__(self, env: dict[str, str], names: tuple[str, ...] = PIPELINE, recovery: bool = False) -> None:
         self.procs = {
             name: subprocess.Popen(
-                flow_command(name, tail=True),
+                flow_command(name, tail=True, recovery=recovery),
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -230,13 +236,15 @@ def measure(
     drain_timeout_s: float = 120.0,
     names: tuple[str, ...] = PIPELINE,
     settings=None,
+    recovery: bool = False,
 ) -> list[Phase]:
     """Run the tailing flows ``names`` through a warm-up and one paced phase per fraction of ``max_rate``.
 
     Scores are waited for and measured when the models and alerts flows run (a diagnosis may run
     the telemetry flow alone); with ``settings`` (the run's topics) the scores' first hop too: on
-    Kafka − reading time."""
-    flows = TailingFlows(env, names)
+    Kafka − reading time. ``recovery``: the flows run with recovery on (snapshots every
+    ``flow.snapshot_interval_s``, as deployed), in ``flow.recovery_dir`` of ``env``."""
+    flows = TailingFlows(env, names, recovery)
     scored = ("models" in names or "pipeline" in names) and "alerts" in names
     phases: list[Phase] = []
     try:
@@ -315,6 +323,8 @@ def main() -> None:
     """Diagnosis: latency of some flows at given rates (the full comparison is benchmarks/e2e.py)."""
     import argparse
     import os
+    import shutil
+    import tempfile
 
     from benchmarks.e2e import cleanup
     from connectors.kafka.clients import ensure_topics
@@ -328,9 +338,12 @@ def main() -> None:
     ap.add_argument("--sensors", type=int, default=5)
     ap.add_argument("--flow", action="append", choices=(*PIPELINE, "pipeline"), help="flows to run (default: all four)")
     ap.add_argument("--series", action="store_true", help="print the telemetry latency per second of ts")
+    ap.add_argument("--recovery", action="store_true", help="the flows with recovery on, as deployed (a temporary dir)")
     args = ap.parse_args()
     run = uuid.uuid4().hex[:6]
     env = {**os.environ, **topic_env(load_settings(), f"lat.{run}.")}
+    if args.recovery:
+        env["TWINFLOW_FLOW__RECOVERY_DIR"] = tempfile.mkdtemp(prefix=f"lat-{run}-recovery-")
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
@@ -348,11 +361,14 @@ def main() -> None:
             warmup=settings.ml.anomaly.warmup,
             names=tuple(args.flow or PIPELINE),
             settings=settings,
+            recovery=args.recovery,
         )
         if args.series:
             print_series(settings.postgres.conninfo(), prefix)
     finally:
         cleanup(settings, prefix)
+        if args.recovery:
+            shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
     for p in phases:
         t, sc, k = p.telemetry, p.scores, p.scores_on_kafka
         cpu = ", ".join(f"{k} {v:.0%} ({p.cpu_ms_per_1k[k]:.0f} ms/1k)" for k, v in p.cpu_share.items())

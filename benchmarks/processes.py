@@ -20,15 +20,24 @@ def checkout_python(checkout: Path) -> str:
     return str(own) if own.exists() else sys.executable
 
 
-def flow_command(flow: str, *, tail: bool, checkout: Path | None = None) -> list[str]:
-    """``twinflow run FLOW`` without recovery, tailing the topics or stopping at their end.
+def flow_command(flow: str, *, tail: bool, checkout: Path | None = None, recovery: bool = False) -> list[str]:
+    """``twinflow run FLOW`` without recovery (``recovery``: with it, as deployed; its directory is
+    ``flow.recovery_dir``), tailing the topics or stopping at their end.
 
     ``checkout``: another checkout of the project (a baseline); one from before the CLI became a
     package (``twinflow/cli.py``) is started as ``twinflow.cli``.
     """
     old_layout = checkout is not None and (checkout / "twinflow" / "cli.py").exists()
     cli = "twinflow.cli" if old_layout else "twinflow.cli.main"
-    return [sys.executable, "-m", cli, "run", flow, "--tail" if tail else "--no-tail", "--no-recovery"]
+    return [
+        sys.executable,
+        "-m",
+        cli,
+        "run",
+        flow,
+        "--tail" if tail else "--no-tail",
+        *([] if recovery else ["--no-recovery"]),
+    ]
 
 
 def usage(pid: int, *, children: bool = True) -> tuple[float, int]:
