@@ -34,7 +34,7 @@ from psycopg import sql
 
 from benchmarks.machine import append_result
 from benchmarks.processes import usage
-from connectors.kafka.clients import ensure_topics, make_producer
+from connectors.kafka.clients import delete_topics, ensure_topics, make_producer
 from connectors.postgres.migrate import migrate
 from flows.twin_settings import TwinSettings
 from twinflow.api.tokens import TokenStore
@@ -456,11 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(20)
         with psycopg.connect(_superuser(base), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        from confluent_kafka.admin import AdminClient
-
-        from connectors.kafka.clients import client_config
-
-        AdminClient(client_config(s)).delete_topics([tw.state_topic, tw.desync_topic])
+        delete_topics(s, [tw.state_topic, tw.desync_topic])
     lines = []
     if lat is not None:
         lines += [

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 import orjson
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from psycopg import sql
 from rich.console import Console
 from rich.table import Table
@@ -50,7 +49,7 @@ from benchmarks import latency
 from benchmarks.latency import FUSED
 from benchmarks.machine import append_result
 from benchmarks.processes import flow_command, usage
-from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
@@ -319,7 +318,7 @@ def cleanup(settings, prefix: str) -> None:
     tables = ("telemetry", "anomaly_scores", "forecasts", "failure_predictions", "twin_state_history",
               "twin_sync_quality", "telemetry_windows")  # fmt: skip
     delete_run_rows(settings.postgres.conninfo(), tables, prefix)
-    AdminClient(client_config(settings)).delete_topics([t.name for t in topic_specs(settings)])
+    delete_topics(settings, [t.name for t in topic_specs(settings)])
 
 
 LATENCY_COLUMNS = (

@@ -42,11 +42,10 @@ from pathlib import Path
 import psutil
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from benchmarks.e2e import ProcStats, generate, sample
 from benchmarks.processes import flow_command
-from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
 
@@ -314,7 +313,7 @@ def main() -> None:
     finally:
         delete_rows(conninfo, prefix)
         os.environ.update(input_env)
-        AdminClient(client_config(load_settings())).delete_topics(sorted(set(created)))
+        delete_topics(load_settings(), created)
     differ = []
     for flow in args.flow or ["twin", "models"]:
         digests = {d for f, _, _, _, _, d, _, _ in results if f == flow}

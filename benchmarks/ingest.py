@@ -22,13 +22,12 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import psycopg
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.machine import append_result
 from benchmarks.processes import flow_command
-from connectors.kafka.clients import client_config, ensure_topics, producer_config
+from connectors.kafka.clients import delete_topics, ensure_topics, producer_config
 from twinflow.settings import Topics, load_settings
 
 console = Console()
@@ -106,7 +105,7 @@ def main() -> None:
     with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
         rows = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
         db.execute("DELETE FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",))
-    AdminClient(client_config(settings)).delete_topics([settings.topics.raw, settings.topics.dlq])
+    delete_topics(settings, [settings.topics.raw, settings.topics.dlq])
 
     values = args.readings * args.sensors
     ok = rows == values

@@ -142,10 +142,9 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
     import psycopg
     from bytewax.testing import run_main
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient
     from psycopg import sql
 
-    from connectors.kafka.clients import client_config, ensure_topics, producer_config, twin_topic_specs
+    from connectors.kafka.clients import delete_topics, ensure_topics, producer_config, twin_topic_specs
     from connectors.postgres.migrate import migrate
     from flows.twin import build_flow
     from flows.twin_settings import TwinSettings
@@ -222,9 +221,7 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
         }
     finally:
         names = [s.topics.raw, s.topics.dlq] + [t.name for t in twin_topic_specs(s)]
-        admin = AdminClient(client_config(s))  # kept alive until every deletion is confirmed
-        for fut in admin.delete_topics(names, operation_timeout=30).values():
-            fut.result(timeout=60)
+        delete_topics(s, names)
         with psycopg.connect(su, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 

@@ -64,15 +64,10 @@ def twin_settings_for(base: Settings, policy: dict[str, Any] | None = None, **tw
 
 
 def delete_topics(s: Settings) -> None:
-    from confluent_kafka.admin import AdminClient
+    from connectors.kafka.clients import delete_topics as delete
+    from connectors.kafka.clients import twin_topic_specs
 
-    from connectors.kafka.clients import client_config, twin_topic_specs
-
-    names = [s.topics.raw, s.topics.dlq] + [t.name for t in twin_topic_specs(s)]
-    # Wait for the deletions: an AdminClient dropped at once may never send the request.
-    admin = AdminClient(client_config(s))  # kept alive until every deletion is confirmed
-    for fut in admin.delete_topics(names, operation_timeout=30).values():
-        fut.result(timeout=60)
+    delete(s, [s.topics.raw, s.topics.dlq] + [t.name for t in twin_topic_specs(s)])
 
 
 def settings_env(s: Settings) -> dict[str, str]:

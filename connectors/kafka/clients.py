@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,25 @@ def ensure_topics(settings: ConnectorSettings, specs: list[TopicSpec] | None = N
                 raise
     await_topics(admin, {t.topic: t.num_partitions for t in new}, timeout)
     return created
+
+
+def delete_topics(settings: ConnectorSettings, names: Iterable[str], timeout: float = 60) -> list[str]:
+    """Delete topics and wait until the broker has (a topic already gone is no error); returns the
+    names deleted. The wait matters: an ``AdminClient`` dropped right after ``delete_topics`` may
+    never send the request, and the topics stay on the broker."""
+    names = sorted(set(names))
+    if not names:
+        return []
+    admin = AdminClient(client_config(settings))  # kept alive until every deletion is confirmed
+    deleted = []
+    for name, fut in admin.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+            deleted.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise
+    return deleted
 
 
 def await_topics(admin: AdminClient, partitions: dict[str, int], timeout: float) -> None:

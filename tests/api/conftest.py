@@ -21,7 +21,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from connectors.kafka.clients import ensure_topics, producer_config
+from connectors.kafka.clients import delete_topics, ensure_topics, producer_config
 from operators.alerts.rules import AlertRules, KindRule
 from tests.integration.test_twin_device_loop import FakeDevice
 from tests.process_helpers import stop
@@ -169,21 +169,14 @@ def _identity(work: Path) -> dict[str, str]:
 
 def _delete_own_topics(s: Settings) -> None:
     """This fixture's topics only (not shared ones such as the simulator's ground truth); missing ones are fine."""
-    from confluent_kafka.admin import AdminClient
 
-    from connectors.kafka.clients import alert_topic_specs, client_config
+    from connectors.kafka.clients import alert_topic_specs
 
     tw = s.twin
     names = {s.topics.raw, s.topics.dlq, tw.desired_topic, tw.commands_topic, tw.acks_topic, tw.state_topic}
     names |= {tw.late_topic, tw.outcomes_topic, tw.desync_topic, s.security.desired_rejected_topic}
     names |= {t.name for t in alert_topic_specs(s)}
-    admin = AdminClient(client_config(s))
-    for fut in admin.delete_topics(sorted(names), operation_timeout=30).values():
-        try:
-            fut.result(60)
-        except Exception as exc:  # already gone
-            if "UNKNOWN_TOPIC" not in str(exc):
-                raise
+    delete_topics(s, names)
 
 
 @pytest.fixture(scope="session")
