@@ -236,14 +236,12 @@ def run_paho_baseline(qos: int, n: int = 20000) -> dict:
 
 def drop_topic(topic: str) -> None:
     """Remove the benchmark's private topic from the shared broker."""
-    from confluent_kafka.admin import AdminClient
+    from connectors.kafka.clients import delete_topics
 
-    admin = AdminClient({"bootstrap.servers": Settings().kafka.bootstrap_servers})
-    for fut in admin.delete_topics([topic], operation_timeout=30).values():
-        try:
-            fut.result()
-        except Exception as exc:  # cleanup only: say so, never fail the measurement
-            print(f"note: could not delete topic {topic}: {exc}", file=sys.stderr)
+    try:
+        delete_topics(Settings(), [topic])
+    except Exception as exc:  # cleanup only: say so, never fail the measurement
+        print(f"note: could not delete topic {topic}: {exc}", file=sys.stderr)
 
 
 def changes_offered(settings: Settings, mapping, tick: float, ticks: int = 20) -> float:

@@ -48,7 +48,7 @@ from rich.table import Table
 from benchmarks import latency
 from benchmarks.latency import FUSED
 from benchmarks.machine import append_result
-from benchmarks.processes import flow_command, usage
+from benchmarks.processes import flow_command, usage, wait_idle
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
 from twinflow.demo.plant import topic_env
@@ -159,26 +159,13 @@ def model_output_rows(db: psycopg.Connection, prefix: str) -> int:
     return sum(db.execute(count.format(sql.Identifier(t)), (prefix + "-%",)).fetchone()[0] for t in MODEL_OUTPUT_TABLES)
 
 
-def caught_up(proc: subprocess.Popen, share: float = 0.15, window_s: float = 0.5, timeout_s: float = 60.0) -> None:
-    """Wait until a tailing flow uses less than ``share`` of a core over ``window_s`` (it has read
-    what there was: a tailing flow polls for more at a few % of a core), at most ``timeout_s``."""
-    deadline = time.perf_counter() + timeout_s
-    cpu = usage(proc.pid)[0]
-    while time.perf_counter() < deadline and proc.poll() is None:
-        time.sleep(window_s)
-        now = usage(proc.pid)[0]
-        if now - cpu < share * window_s:
-            return
-        cpu = now
-
-
 def run_together(
     env: dict[str, str], settings, prefix: str, names: tuple[str, ...] = FUSED, label: str = "", stall_s: float = 60.0
 ) -> PipelineRun:
     """All flows at once, as deployed: the alerts flow (last of ``names``) tails the model outputs
     while the others drain the telemetry topic; done when a row is written for every model output
     (by the pipeline flow, or by the alerts flow after the models flow) and the alerts flow has
-    caught up (:func:`caught_up`; then it is stopped with SIGTERM). Fails if the rows stop growing
+    caught up (:func:`~benchmarks.processes.wait_idle`; then it is stopped with SIGTERM). Fails if the rows stop growing
     for ``stall_s`` before that."""
     out = PipelineRun(label, names, stats={n: ProcStats() for n in names}, together=True)
     stop = threading.Event()
@@ -204,7 +191,7 @@ def run_together(
                 time.sleep(0.1)
         # The pipeline flow writes the model outputs' rows itself: the alerts flow is done when it has
         # gone idle on them (its alert lifecycle), i.e. its CPU over half a second is that of tailing.
-        caught_up(alerts)
+        wait_idle([alerts], 60, busy_share=0.15, window_s=0.5)
         out.wall = time.perf_counter() - start
     finally:
         alerts.terminate()

@@ -33,7 +33,7 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from benchmarks.ingest import send_reading
-from benchmarks.processes import flow_command, usage
+from benchmarks.processes import flow_command, usage, wait_idle
 from connectors.kafka.clients import producer_config
 
 PIPELINE = ("telemetry", "twin", "models", "alerts")
@@ -200,15 +200,7 @@ class TailingFlows:
 
     def wait_idle(self, timeout_s: float, busy_share: float = 0.1, window_s: float = 1.0) -> bool:
         """Wait until every flow used < ``busy_share`` of a core over ``window_s`` (its backlog is done)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.check_alive()
-            before = self.cpu()
-            time.sleep(window_s)
-            after = self.cpu()
-            if all(after[k] - before[k] < busy_share * window_s for k in after):
-                return True
-        return False
+        return wait_idle(list(self.procs.values()), timeout_s, busy_share, window_s, self.check_alive)
 
     def stop(self) -> None:
         for p in self.procs.values():

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
@@ -57,3 +60,25 @@ def usage(pid: int, *, children: bool = True) -> tuple[float, int]:
         except psutil.Error:
             pass
     return cpu, rss
+
+
+def wait_idle(
+    procs: Sequence[subprocess.Popen],
+    timeout_s: float,
+    busy_share: float = 0.1,
+    window_s: float = 1.0,
+    check: Callable[[], None] | None = None,
+) -> bool:
+    """Wait until every process (children included) used < ``busy_share`` of a core over ``window_s``:
+    a tailing flow that has read what there was polls for more at a few % of a core. False after
+    ``timeout_s``; ``check`` runs before each window (e.g. raise if a flow died)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check is not None:
+            check()
+        before = [usage(p.pid)[0] for p in procs]
+        time.sleep(window_s)
+        after = [usage(p.pid)[0] for p in procs]
+        if all(a - b < busy_share * window_s for a, b in zip(after, before, strict=True)):
+            return True
+    return False

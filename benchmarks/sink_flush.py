@@ -20,9 +20,7 @@ import statistics
 import time
 import uuid
 
-from confluent_kafka.admin import AdminClient
-
-from connectors.kafka.clients import TopicSpec, client_config, ensure_topics, producer_config
+from connectors.kafka.clients import TopicSpec, delete_topics, ensure_topics, producer_config
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.overlap import OverlappedSink
 from twinflow.settings import load_settings
@@ -69,8 +67,7 @@ def main() -> None:
         print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         part.close()
-        admin = AdminClient(client_config(settings))  # kept alive until the deletion is confirmed
-        admin.delete_topics([topic])[topic].result(30)
+        delete_topics(settings, [topic])
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ class Stored:
 def decode_input(kind: str, message: KafkaSourceMessage) -> InputRecord | Stored | DeadLetter | None:
     """:func:`~operators.records.alerts.decode_message`, a stored model output wrapped in :class:`Stored`."""
     rec = decode_message(kind, message)
-    if message.headers and isinstance(rec, ModelOutput) and stored(message):
+    if isinstance(rec, ModelOutput) and stored(message):
         return Stored(rec)
     return rec
 
