@@ -1,6 +1,6 @@
 """Cost of the per-twin online models (``make bench-ml-cost``): records/s for score+learn on one
-core at 5 and 20 sensors, the pickled state size per twin (what Bytewax snapshots), and the RSS of
-one process holding many twins' live model states.
+core at 5 and 20 sensors, the pickled state size per twin (what Bytewax snapshots), the RSS of
+one process holding many twins' live model states and the CPU of their recovery snapshots.
 
     python -m benchmarks.ml_cost --memory-only --fleet-twins 2000 --twins 100000  # issue 16's goal
 
@@ -50,9 +50,10 @@ def measure(cfg: ModelConfig, rows: list[dict[str, float]], warm: int) -> tuple[
     return rate, len(pickle.dumps(model))
 
 
-def fleet_memory(twins: int, samples: int, sensors: int = 5) -> tuple[float, float]:
+def fleet_memory(twins: int, samples: int, sensors: int = 5) -> tuple[float, float, tuple[float, float]]:
     """RSS growth (MiB) of one process holding ``twins`` live-flow model states (default settings,
-    anomaly + forecasts), each fed ``samples`` readings; returns (MiB in all, KiB per twin)."""
+    anomaly + forecasts), each fed ``samples`` readings; returns (MiB in all, KiB per twin) and
+    :func:`snapshot_cost`."""
     import gc
     from datetime import UTC, datetime, timedelta
 
@@ -77,7 +78,18 @@ def fleet_memory(twins: int, samples: int, sensors: int = 5) -> tuple[float, flo
         states.append(state)
     gc.collect()
     grown = (proc.memory_info().rss - before) / 2**20
-    return grown, grown * 1024 / twins
+    return grown, grown * 1024 / twins, snapshot_cost(states)
+
+
+def snapshot_cost(states: list) -> tuple[float, float]:
+    """CPU µs and KiB of one recovery snapshot per twin (:func:`flows.snapshots.to_snapshot`, what
+    the flow does for every twin it touched in an epoch), over up to 1,000 of ``states``."""
+    from flows.snapshots import to_snapshot
+
+    sample = states[:1000]
+    t0 = time.process_time()
+    size = sum(len(to_snapshot(s)) for s in sample)
+    return (time.process_time() - t0) * 1e6 / len(sample), size / 1024 / len(sample)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         lines = throughput(args.records)
     if args.fleet_twins:
-        mib, kib = fleet_memory(args.fleet_twins, args.fleet_samples)
+        mib, kib, (snap_us, snap_kib) = fleet_memory(args.fleet_twins, args.fleet_samples)
         projected = "measured" if args.twins == args.fleet_twins else f"projected from {args.fleet_twins:,}"
         lines += [
             "",
@@ -102,8 +114,12 @@ def main(argv: list[str] | None = None) -> None:
             f"readings of 5 sensors (default settings: anomaly + forecasts) grow one process's RSS by "
             f"{mib:,.0f} MiB = {kib:,.1f} KiB per twin → {kib * args.twins / 2**20:,.2f} GiB for "
             f"{args.twins:,} twins ({projected}; per-twin state is independent, so it scales linearly).",
+            "",
+            f"Recovery snapshot of one twin's model state: {snap_us:,.0f} µs CPU, {snap_kib:,.1f} KiB. Every "
+            f"twin a flow touched in an epoch is snapshotted at its end: 10,000 active twins cost "
+            f"{snap_us * 10_000 / 1e6:,.2f} s of CPU per epoch (flow.snapshot_interval_s, default 5 s).",
         ]
-        print(lines[-1], flush=True)
+        print("\n".join(lines[-3:]), flush=True)
     note = (
         ""
         if args.memory_only

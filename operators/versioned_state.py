@@ -31,33 +31,46 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import asdict
+from operator import attrgetter
 from typing import Any, ClassVar
 
 import numpy as np
 
 _SLOTS: dict[type, tuple[str, ...]] = {}
 _ROWS: dict[type, dict[str, PackedRows]] = {}
+_LAYOUTS: dict[type, str] = {}
 
 
 class PackedRows:
     """An attribute kept as rows of the object's one 2-D array ``_packed`` (one row per vector, a
     column per sensor) instead of an array object of its own (112 bytes of header each): reading
-    gives a view, assigning copies the values in. :func:`slot_state` pickles it as its own array,
-    so snapshots keep the one-array-per-attribute layout.
+    gives a view, assigning copies the values in. :func:`slot_state` pickles the one array with its
+    row layout (:func:`rows_layout`); :func:`restore_slots` reads a snapshot of another row layout,
+    or of the older one array per attribute, row by row.
 
     >>> class Levels:
     ...     __slots__ = ("_packed",)
     ...     low, high = PackedRows(0), PackedRows(1)
     >>> x = Levels(); x._packed = np.zeros((2, 3))
     >>> x.high = [1.0, 2.0, 3.0]; x.low += x.high
-    >>> x._packed.tolist(), sorted(slot_state(x))
-    ([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], ['high', 'low'])
+    >>> x._packed.tolist(), slot_state(x)["_rows"]
+    ([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], 'low:0:1 high:1:2')
+    >>> class Swapped:  # a later layout: the rows trade places
+    ...     __slots__ = ("_packed",)
+    ...     high, low = PackedRows(0), PackedRows(1)
+    >>> y = Swapped.__new__(Swapped); restore_slots(y, slot_state(x))
+    >>> y.high.tolist(), y._packed.tolist()
+    ([1.0, 2.0, 3.0], [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    >>> restore_slots(y, {"low": np.zeros(3), "high": np.ones(3)})  # one array per attribute (older)
+    >>> y._packed.tolist()
+    [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
     """
 
-    __slots__ = ("index", "stop")
+    __slots__ = ("index", "start", "stop")
 
     def __init__(self, start: int, count: int | None = None) -> None:
         self.index: int | slice = start if count is None else slice(start, start + count)
+        self.start = start
         self.stop = start + (1 if count is None else count)
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
@@ -134,31 +147,62 @@ def config_data(config: Any) -> dict[str, Any]:
     return data
 
 
+_READERS: dict[type, tuple[tuple[str, ...], attrgetter]] = {}
+
+
+def _reader(cls: type) -> tuple[tuple[str, ...], attrgetter]:
+    """The slot names :func:`slot_state` keeps and one getter for all of them (``__class__`` last,
+    so it always returns a tuple; ``zip`` leaves it out)."""
+    reader = _READERS.get(cls)
+    if reader is None:
+        names = tuple(name for name in slots_of(cls) if name != "_packed")
+        reader = _READERS[cls] = (names, attrgetter(*names, "__class__", "__class__"))
+    return reader
+
+
 def slot_state(obj: Any) -> dict[str, Any]:
     """An object's attributes as the dict its plain-``__dict__`` layout pickled (slots that are set,
     and the ``__dict__`` if it has one), so snapshots of either layout load into either."""
     cls = type(obj)
-    state = {
-        name: value
-        for name in slots_of(cls)
-        if name != "_packed" and (value := getattr(obj, name, _UNSET)) is not _UNSET
-    }
+    names, read = _reader(cls)
+    try:  # every slot set (the usual case): one call reads them all
+        state = dict(zip(names, read(obj), strict=False))  # (the two __class__ left out)
+    except AttributeError:
+        state = {name: value for name in names if (value := getattr(obj, name, _UNSET)) is not _UNSET}
     if hasattr(obj, "__dict__"):
         state.update(obj.__dict__)
     if hasattr(obj, "_packed"):
-        state.update((name, getattr(obj, name)) for name in packed_rows(cls))
+        state["_packed"] = obj._packed
+        state["_rows"] = rows_layout(cls)
     return state
 
 
+def rows_layout(cls: type) -> str:
+    """The :class:`PackedRows` of ``cls`` as text, ``name:start:stop`` each (saved with ``_packed``)."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = " ".join(f"{name}:{row.start}:{row.stop}" for name, row in packed_rows(cls).items())
+    return layout
+
+
+def _rows_of(packed: np.ndarray, layout: str) -> dict[str, np.ndarray]:
+    """A ``_packed`` array of the row layout ``layout`` (:func:`rows_layout`) as one array per row name."""
+    rows = (part.split(":") for part in layout.split())
+    return {name: packed[int(a)] if int(b) - int(a) == 1 else packed[int(a) : int(b)] for name, a, b in rows}
+
+
 def restore_slots(obj: Any, state: dict[str, Any]) -> None:
-    """Set the attributes of a :func:`slot_state` dict (:class:`PackedRows` into a new ``_packed``
-    array); names the layout no longer has (attributes of an older layout) are left out when the
-    object has no ``__dict__``."""
+    """Set the attributes of a :func:`slot_state` dict; names the layout no longer has (attributes
+    of an older layout) are left out when the object has no ``__dict__``. :class:`PackedRows`: the
+    ``_packed`` array as it is when its row layout is this class's, else row by row into a new one."""
     if hasattr(obj, "__dict__"):
         obj.__dict__.update(state)
         return
     cls = type(obj)
     names, rows = slots_of(cls), packed_rows(cls)
+    layout = state.get("_rows")
+    if rows and layout is not None and layout != rows_layout(cls):  # another row layout
+        state = {**_rows_of(state.pop("_packed"), layout), **state}
     if rows and any(name in state for name in rows):  # one array for them, then each into its rows
         obj._packed = packed_zeros(cls, next(np.shape(state[name])[-1] for name in rows if name in state))
     for name, value in state.items():

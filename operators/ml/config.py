@@ -259,6 +259,12 @@ class ModelConfig:
     sensor_health: SensorHealthConfig = field(default_factory=SensorHealthConfig)
 
 
+MODEL_CONFIGS = (
+    AnomalyConfig, ConditionConfig, SensorHealthConfig, ForecastConfig, FailureConfig, OperatingPointConfig, ModelConfig
+)  # fmt: skip
+"""Every config class of the models (part of each twin's model state)."""
+
+
 def as_dict(cfg: object) -> dict[str, object]:
     """A config as a plain dict (for pickled state and logs)."""
     return {f.name: getattr(cfg, f.name) for f in fields(cfg)}  # type: ignore[arg-type]

@@ -16,7 +16,9 @@ Per sample, in this order (docs/ml.md, "Two time scales"):
 
 Failure/repair events (``twin.events``) go to :meth:`TwinModel.on_event` (a repair also re-learns
 the healthy reference); :meth:`TwinModel.rebaseline` is ``twinflow model rebaseline``. The state
-is picklable and carries ``STATE_VERSION``; an unknown version starts afresh.
+is picklable and carries ``STATE_VERSION``; an unknown version starts afresh (an earlier twinflow
+reading a later layout, too: its parts' vectors are pickled as one array since version 4, see
+:class:`~operators.versioned_state.PackedRows`).
 
 >>> from operators.ml.config import AnomalyConfig
 >>> m = TwinModel(ModelConfig(anomaly=AnomalyConfig(warmup=20, window=3)))
@@ -48,7 +50,8 @@ from operators.ml.scoring import Alarm, Score, score_of, surprise_of
 from operators.ml.sensor_health import SensorHealth
 from operators.versioned_state import canonical, restore_slots, slot_state
 
-STATE_VERSION = 3  # 3: sensor health, condition monitor, one alarm, bounded scores
+STATE_VERSION = 4  # 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array
+READS = (3, 4)  # layouts this version reads (3's packed rows come one array per row); older ones start afresh
 Ranges = dict[str, tuple[float | None, float | None]]
 
 
@@ -101,7 +104,7 @@ class TwinModel:
         version = state.pop("_v", None)
         restore_slots(self, state)
         self.config = canonical(self.config)
-        if version != STATE_VERSION:
+        if version not in READS:
             if not hasattr(self, "ranges"):
                 self.ranges = {}
             self.reset()

@@ -1,5 +1,6 @@
 import pickle
 
+from flows.snapshots import from_snapshot, to_snapshot
 from operators.ml.config import AnomalyConfig, FailureConfig, ForecastConfig, ModelConfig
 from operators.ml.failure import FleetFailureModel
 from operators.ml.twin_model import STATE_VERSION, TwinModel
@@ -102,26 +103,40 @@ def test_reset_forgets_learned_state():
     assert m.anomaly.n_learned == 0 and m.forecaster.models == {} and m.history.rows == []
 
 
-def test_states_pickle_one_array_per_attribute_as_before_they_were_packed():
-    """The model states keep vectors as rows of one array in memory (PackedRows) and have no
-    ``__dict__`` (slots), but pickle as the dict of attributes they always had: snapshots written
-    before resume, and a snapshot written now is read by the earlier layout too."""
+def _as_version_3(state: dict) -> dict:
+    """A part's state dict as twinflow wrote it up to model layout 3: each packed row an array of its own."""
+    packed, layout = state.pop("_packed"), state.pop("_rows")
+    for part in layout.split():
+        name, a, b = part.split(":")
+        state[name] = packed[int(a)] if int(b) - int(a) == 1 else packed[int(a) : int(b)]
+    return state
+
+
+def test_states_pickle_packed_rows_as_one_array_and_read_the_older_layout():
+    """The model states keep vectors as rows of one array (PackedRows) and have no ``__dict__``
+    (slots). Since layout 4 they pickle that array once, with its row layout (a snapshot is taken
+    of every active twin in every epoch); snapshots of layout 3, one array per row, still resume
+    with what they learned."""
     m = TwinModel(CFG)
     for t, row in enumerate(correlated_stream(500, seed=5)):
         m.update(t, readings(row))
     cond, health = m.condition.__getstate__(), m.sensor_health.__getstate__()
-    assert {"_sum", "_sq", "_lmean", "_lm2", "_noise", "scale", "_floor", "_ez", "_er", "_cusum", "_event_ref",
-            "sensor_health", "_rm2", "mu"} <= set(cond)  # fmt: skip
-    assert {"_ref_steps", "_ref_zero", "_need", "_run", "_zero_share", "_lo", "_hi", "_tiny", "_frozen_at",
-            "_spike_step", "_quantised_at", "step_scale", "_buf"} <= set(health)  # fmt: skip
-    assert "_packed" not in cond and "_packed" not in health
-    assert cond["_cusum"].shape == (4, 4) and health["_run"].shape == (4,)
+    assert cond["_packed"].shape == (19, 4) and "_cusum:15:19" in cond["_rows"] and "_cusum" not in cond
+    assert health["_packed"].shape == (13, 4) and "_run" not in health
     assert not hasattr(m.anomaly, "__dict__") and not hasattr(m.condition, "__dict__")
-    back = pickle.loads(pickle.dumps(m))
     data = correlated_stream(100, seed=6)
-    assert [back.update(500 + t, readings(r)) for t, r in enumerate(data)] == [
-        m.update(500 + t, readings(r)) for t, r in enumerate(data)
-    ]
+    back = from_snapshot(to_snapshot(m))  # the flows' snapshots
+    older = m.__getstate__()
+    older.update(_v=3, condition=type(m.condition).__new__(type(m.condition)),
+                 sensor_health=type(m.sensor_health).__new__(type(m.sensor_health)))  # fmt: skip
+    older["condition"].__setstate__(_as_version_3(cond))
+    older["sensor_health"].__setstate__(_as_version_3(health))
+    resumed = TwinModel.__new__(TwinModel)
+    resumed.__setstate__(pickle.loads(pickle.dumps(older)))
+    assert resumed.anomaly.n_learned == m.anomaly.n_learned > 0
+    expected = [m.update(500 + t, readings(r)) for t, r in enumerate(data)]
+    assert [back.update(500 + t, readings(r)) for t, r in enumerate(data)] == expected
+    assert [resumed.update(500 + t, readings(r)) for t, r in enumerate(data)] == expected
 
 
 def test_resumed_twins_share_their_settings():
