@@ -59,11 +59,7 @@ class DailyProfile:
         self.active = False
         self.profile: np.ndarray | None = None  # (BINS + 1) × d once active: the first slot again last
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = slot_state(self)
-        if self.profile is None:  # the layout of earlier versions always had one (overwritten before use)
-            state["profile"] = np.zeros((BINS + 1, self.sums.shape[1]))
-        return state
+    __getstate__ = slot_state  # (``profile`` None until active: earlier layouts, read as model layout 3, had zeros)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         restore_slots(self, state)
