@@ -14,7 +14,8 @@ APPEND_ONLY = {"twin_state_history": ("twin_state_history_append_only",)}
 
 
 def delete_run_rows(conninfo: str, tables: list[str] | tuple[str, ...], prefix: str) -> None:
-    """Delete rows whose twin_id starts with ``prefix-`` from ``tables``, in one transaction."""
+    """Delete rows whose twin_id starts with ``prefix-`` from ``tables``, in one transaction, then
+    vacuum the tables: their dead rows would be autovacuumed during the next run, on its clock."""
     with psycopg.connect(conninfo) as db, db.transaction():
         for table in tables:
             triggers = APPEND_ONLY.get(table, ())
@@ -27,3 +28,6 @@ def delete_run_rows(conninfo: str, tables: list[str] | tuple[str, ...], prefix: 
                 db.execute(
                     sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(trigger))
                 )
+    with psycopg.connect(conninfo, autocommit=True) as db:  # (VACUUM runs outside a transaction)
+        for table in tables:
+            db.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
