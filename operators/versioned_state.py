@@ -30,7 +30,7 @@ layout (written by an older or newer twinflow) starts afresh instead of being mi
 from __future__ import annotations
 
 from array import array
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from operator import attrgetter
 from typing import Any, ClassVar
 
@@ -208,6 +208,34 @@ def restore_slots(obj: Any, state: dict[str, Any]) -> None:
     for name, value in state.items():
         if name in names or name in rows:
             setattr(obj, name, value)
+
+
+def pickled_by_fields(cls: type) -> type:
+    """Class decorator for a slots dataclass whose fields all go to ``__init__`` and that is kept by
+    the dozen in every twin's state: it pickles as its class and field values in order (one tuple),
+    half the size and CPU of pickle's default ``(None, {slot: value})`` for small objects. Snapshots
+    in the default form still load, and an earlier version loads these (the same ``__init__``) as
+    long as the fields keep their order.
+
+    >>> from dataclasses import dataclass
+    >>> @pickled_by_fields
+    ... @dataclass(slots=True)
+    ... class Agg:
+    ...     count: int = 0
+    ...     mean: float = 0.0
+    >>> cls, values = Agg(3, 1.5).__reduce_ex__(5)  # what pickle stores, and calls to load it
+    >>> values, cls(*values)
+    ((3, 1.5), Agg(count=3, mean=1.5))
+    """
+    names = [f.name for f in fields(cls)]
+    get = attrgetter(*names)
+    one = len(names) == 1
+
+    def __reduce_ex__(self: Any, protocol: int) -> tuple[type, tuple[Any, ...]]:
+        return cls, ((get(self),) if one else get(self))
+
+    cls.__reduce_ex__ = __reduce_ex__  # type: ignore[method-assign]
+    return cls
 
 
 class VersionedState:

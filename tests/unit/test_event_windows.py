@@ -172,3 +172,39 @@ def test_a_run_never_takes_last_from_a_reading_older_than_the_windows_latest() -
         _, _, k = many.add_run(batch, k, len(batch))
     assert {agg.last for w in many.open.values() for agg in w.sensors.values()} == {10.0}
     assert many.flush() == one.flush()
+
+
+
+def test_windows_resume_from_snapshots_of_either_form() -> None:
+    """The aggregates pickle as their field values (dozens per twin in every epoch's snapshot);
+    snapshots of pickle's default form, written before, resume too; both give the rows of a run
+    that never stopped."""
+    import copyreg
+    import io
+    import pickle
+
+    from flows.snapshots import from_snapshot, to_snapshot
+    from operators.twin.event_windows import _Agg, _Window
+
+    readings = [(s * 0.25, s, float(s % 7)) for s in range(400)]
+
+    def feed(w: TwinWindows, part: list[Reading]) -> list[WindowRow]:
+        return [r for s, seq, v in part for r in w.add(at(s), seq, {"rpm": v, "temp": v / 10}, "mqtt")[0]]
+
+    whole = TwinWindows("t1", SPEC)
+    feed(whole, readings[:200])
+    expected = feed(whole, readings[200:])
+    first = TwinWindows("t1", SPEC)
+    feed(first, readings[:200])
+    default = io.BytesIO()  # as earlier versions pickled the aggregates: (None, {slot: value}) each
+    pickler = pickle.Pickler(default, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {
+        **copyreg.dispatch_table,
+        **dict.fromkeys((_Agg, _Window), lambda o: object.__reduce_ex__(o, pickle.HIGHEST_PROTOCOL)),
+    }
+    pickler.dump(first)
+    assert len(to_snapshot(first)) < 0.8 * len(default.getvalue())
+    for snapshot in (to_snapshot(first), default.getvalue()):
+        resumed = from_snapshot(snapshot)
+        assert resumed == first
+        assert feed(resumed, readings[200:]) == expected and expected
