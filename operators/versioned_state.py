@@ -30,6 +30,7 @@ layout (written by an older or newer twinflow) starts afresh instead of being mi
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from operator import attrgetter
 from typing import Any, ClassVar
@@ -147,16 +148,28 @@ def config_data(config: Any) -> dict[str, Any]:
     return data
 
 
-_READERS: dict[type, tuple[tuple[str, ...], attrgetter]] = {}
+def tuple_getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """One call that reads ``names`` of an object as a tuple (``attrgetter``, which gives a bare
+    value for one name and needs at least one).
+
+    >>> tuple_getter(["real"])(2.0), tuple_getter(["real", "imag"])(2.0), tuple_getter([])(2.0)
+    ((2.0,), (2.0, 0.0), ())
+    """
+    if len(names) > 1:
+        return attrgetter(*names)
+    get = attrgetter(*names) if names else None
+    return (lambda obj: (get(obj),)) if get is not None else (lambda obj: ())
 
 
-def _reader(cls: type) -> tuple[tuple[str, ...], attrgetter]:
-    """The slot names :func:`slot_state` keeps and one getter for all of them (``__class__`` last,
-    so it always returns a tuple; ``zip`` leaves it out)."""
+_READERS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+
+
+def _reader(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The slot names :func:`slot_state` keeps and one getter for all of them."""
     reader = _READERS.get(cls)
     if reader is None:
         names = tuple(name for name in slots_of(cls) if name != "_packed")
-        reader = _READERS[cls] = (names, attrgetter(*names, "__class__", "__class__"))
+        reader = _READERS[cls] = (names, tuple_getter(names))
     return reader
 
 
@@ -166,7 +179,7 @@ def slot_state(obj: Any) -> dict[str, Any]:
     cls = type(obj)
     names, read = _reader(cls)
     try:  # every slot set (the usual case): one call reads them all
-        state = dict(zip(names, read(obj), strict=False))  # (the two __class__ left out)
+        state = dict(zip(names, read(obj), strict=True))
     except AttributeError:
         state = {name: value for name in names if (value := getattr(obj, name, _UNSET)) is not _UNSET}
     if hasattr(obj, "__dict__"):
@@ -227,12 +240,10 @@ def pickled_by_fields(cls: type) -> type:
     >>> values, cls(*values)
     ((3, 1.5), Agg(count=3, mean=1.5))
     """
-    names = [f.name for f in fields(cls)]
-    get = attrgetter(*names)
-    one = len(names) == 1
+    get = tuple_getter([f.name for f in fields(cls)])
 
     def __reduce_ex__(self: Any, protocol: int) -> tuple[type, tuple[Any, ...]]:
-        return cls, ((get(self),) if one else get(self))
+        return cls, get(self)
 
     cls.__reduce_ex__ = __reduce_ex__  # type: ignore[method-assign]
     return cls
