@@ -11,13 +11,13 @@ state is independent, so RSS grows linearly); ``--fleet-twins 100000`` measures 
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 import time
 
 import numpy as np
 
 from benchmarks.data import append_results
+from flows.snapshots import to_snapshot
 from operators.ml.config import FailureConfig, ForecastConfig, ModelConfig
 from operators.ml.twin_model import TwinModel
 
@@ -47,7 +47,7 @@ def measure(cfg: ModelConfig, rows: list[dict[str, float]], warm: int) -> tuple[
     for t, r in enumerate(rows[warm:], start=warm):
         model.update(t, r)
     rate = (len(rows) - warm) / (time.process_time() - t0)
-    return rate, len(pickle.dumps(model))
+    return rate, len(to_snapshot(model))
 
 
 def fleet_memory(twins: int, samples: int, sensors: int = 5) -> tuple[float, float, tuple[float, float]]:
@@ -84,8 +84,6 @@ def fleet_memory(twins: int, samples: int, sensors: int = 5) -> tuple[float, flo
 def snapshot_cost(states: list) -> tuple[float, float]:
     """CPU µs and KiB of one recovery snapshot per twin (:func:`flows.snapshots.to_snapshot`, what
     the flow does for every twin it touched in an epoch), over up to 1,000 of ``states``."""
-    from flows.snapshots import to_snapshot
-
     sample = states[:1000]
     t0 = time.process_time()
     size = sum(len(to_snapshot(s)) for s in sample)

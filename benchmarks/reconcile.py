@@ -23,7 +23,7 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 from benchmarks.machine import append_result
-from flows.snapshots import to_snapshot
+from benchmarks.ml_cost import snapshot_cost
 from operators.records.twin import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, Reported, encode
 from operators.twin.event_windows import WindowSpec
 from operators.twin.processor import TwinProcessor, TwinRuntime
@@ -130,10 +130,8 @@ def measure(twins: int, rounds: int) -> dict[str, float]:
     used = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     results["bytes_per_twin"] = used / twins
-    sample = list(runtimes.values())[: min(1000, twins)]
-    t0 = time.process_time()
-    results["snapshot_bytes_per_twin"] = sum(len(to_snapshot(rt)) for rt in sample) / len(sample)
-    results["snapshot_us_per_twin"] = (time.process_time() - t0) * 1e6 / len(sample)
+    results["snapshot_us_per_twin"], kib = snapshot_cost(list(runtimes.values()))
+    results["snapshot_bytes_per_twin"] = kib * 1024
     return results
 
 

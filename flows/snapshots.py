@@ -23,12 +23,10 @@ from __future__ import annotations
 import copyreg
 import io
 import pickle
-from dataclasses import fields
 from typing import Any, ClassVar
 
 import numpy as np
 
-from operators.ml.config import MODEL_CONFIGS
 from operators.records.alerts import DesyncEscalation
 
 MOVED_MODULES = {
@@ -112,29 +110,12 @@ def _array(a: np.ndarray) -> tuple[Any, ...]:
     return np.ndarray, (a.shape, a.dtype.str, bytearray(a.tobytes()))
 
 
-_CONFIG_ARGS: dict[Any, tuple[Any, ...]] = {}
-
-
-def _config(config: Any) -> tuple[Any, ...]:
-    """A model config (a frozen dataclass, shared by many twins) as its class and field values,
-    worked out once per distinct config: what its own pickling gives, without its Python calls."""
-    try:
-        reduced = _CONFIG_ARGS.get(config)
-    except TypeError:  # not hashable: worked out each time
-        return type(config), tuple(getattr(config, f.name) for f in fields(config))
-    if reduced is None:
-        reduced = _CONFIG_ARGS[config] = (type(config), tuple(getattr(config, f.name) for f in fields(config)))
-    return reduced
-
-
 class _Pickler(pickle.Pickler):
-    dispatch_table: ClassVar[dict] = {
-        **copyreg.dispatch_table, np.ndarray: _array, **dict.fromkeys(MODEL_CONFIGS, _config)
-    }  # fmt: skip
+    dispatch_table: ClassVar[dict] = {**copyreg.dispatch_table, np.ndarray: _array}
 
 
 def to_snapshot(state: Any) -> bytes:
-    """``pickle.dumps(state)``, the model states' arrays and configs reduced cheaply (a snapshot
+    """``pickle.dumps(state)``, the model states' arrays reduced cheaply (a snapshot
     is taken of every twin a flow touched in an epoch: its cost is paid per twin, every epoch).
 
     >>> import numpy as np

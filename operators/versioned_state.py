@@ -30,12 +30,13 @@ layout (written by an older or newer twinflow) starts afresh instead of being mi
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields
-from operator import attrgetter
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 import numpy as np
+
+from operators.pickled import tuple_getter
 
 _SLOTS: dict[type, tuple[str, ...]] = {}
 _ROWS: dict[type, dict[str, PackedRows]] = {}
@@ -148,19 +149,6 @@ def config_data(config: Any) -> dict[str, Any]:
     return data
 
 
-def tuple_getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
-    """One call that reads ``names`` of an object as a tuple (``attrgetter``, which gives a bare
-    value for one name and needs at least one).
-
-    >>> tuple_getter(["real"])(2.0), tuple_getter(["real", "imag"])(2.0), tuple_getter([])(2.0)
-    ((2.0,), (2.0, 0.0), ())
-    """
-    if len(names) > 1:
-        return attrgetter(*names)
-    get = attrgetter(*names) if names else None
-    return (lambda obj: (get(obj),)) if get is not None else (lambda obj: ())
-
-
 _READERS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
 
 
@@ -221,32 +209,6 @@ def restore_slots(obj: Any, state: dict[str, Any]) -> None:
     for name, value in state.items():
         if name in names or name in rows:
             setattr(obj, name, value)
-
-
-def pickled_by_fields(cls: type) -> type:
-    """Class decorator for a slots dataclass whose fields all go to ``__init__`` and that is kept by
-    the dozen in every twin's state: it pickles as its class and field values in order (one tuple),
-    half the size and CPU of pickle's default ``(None, {slot: value})`` for small objects. Snapshots
-    in the default form still load, and an earlier version loads these (the same ``__init__``) as
-    long as the fields keep their order.
-
-    >>> from dataclasses import dataclass
-    >>> @pickled_by_fields
-    ... @dataclass(slots=True)
-    ... class Agg:
-    ...     count: int = 0
-    ...     mean: float = 0.0
-    >>> cls, values = Agg(3, 1.5).__reduce_ex__(5)  # what pickle stores, and calls to load it
-    >>> values, cls(*values)
-    ((3, 1.5), Agg(count=3, mean=1.5))
-    """
-    get = tuple_getter([f.name for f in fields(cls)])
-
-    def __reduce_ex__(self: Any, protocol: int) -> tuple[type, tuple[Any, ...]]:
-        return cls, get(self)
-
-    cls.__reduce_ex__ = __reduce_ex__  # type: ignore[method-assign]
-    return cls
 
 
 class VersionedState:

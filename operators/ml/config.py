@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from operators.pickled import pickled_by_fields
 from operators.strict import STRICT
 
 
@@ -19,6 +20,7 @@ def _check(obj: object, rules: dict[str, tuple[float, float]]) -> None:
             raise ValueError(f"{type(obj).__name__}.{name}={value!r} must be within [{lo}, {hi}]")
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class AnomalyConfig:
     """Fast time scale: the novelty detector (operators/ml/novelty.py) and the alarm on the combined score.
@@ -71,6 +73,7 @@ class AnomalyConfig:
         )
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ConditionConfig:
     """Slow time scale: condition monitoring against the healthy reference (operators/ml/condition.py)."""
@@ -105,6 +108,7 @@ class ConditionConfig:
         )
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SensorHealthConfig:
     """Sensor faults as their own kind (operators/ml/sensor_health.py)."""
@@ -139,6 +143,7 @@ class SensorHealthConfig:
         )
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ForecastConfig:
     """Per-sensor forecasts (operators/ml/forecast.py)."""
@@ -164,6 +169,7 @@ class ForecastConfig:
         )
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class FailureConfig:
     """Failure model (operators/ml/failure.py)."""
@@ -204,6 +210,7 @@ class FailureConfig:
         )
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class OperatingPointConfig:
     """Operating-point conditioning of the anomaly detector (operators/ml/operating_point.py).
@@ -246,6 +253,7 @@ class OperatingPointConfig:
         )
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Everything a twin's model needs; ``forecast``/``failure`` None turn those parts off."""
@@ -257,12 +265,6 @@ class ModelConfig:
     operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
     sensor_health: SensorHealthConfig = field(default_factory=SensorHealthConfig)
-
-
-MODEL_CONFIGS = (
-    AnomalyConfig, ConditionConfig, SensorHealthConfig, ForecastConfig, FailureConfig, OperatingPointConfig, ModelConfig
-)  # fmt: skip
-"""Every config class of the models (part of each twin's model state)."""
 
 
 def as_dict(cfg: object) -> dict[str, object]:

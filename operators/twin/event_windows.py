@@ -37,8 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from operators.pickled import pickled_by_fields
 from operators.records.twin import LateReading, Reported
-from operators.versioned_state import pickled_by_fields
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
