@@ -1,9 +1,12 @@
 """Benchmark: the alert lifecycle operator (records/s) and the model-output/alert writers (rows/s).
 
     python -m benchmarks.alerts --records 200000 --twins 500 --db-rows 50000
+    python -m benchmarks.alerts --records 200000 --twins 200 --per-second 22 --db-rows 0   # snapshots as in benchmarks.latency
 
-The operator part is plain Python (no Kafka): anomaly scores for T twins, one a second per twin,
-with a 5-minute fault every 15 minutes per twin, through ``operators.alerts.ordering.step``. The database part
+The operator part is plain Python (no Kafka): anomaly scores for T twins, one a second per twin
+(``--per-second``), with a 5-minute fault every 15 minutes per twin, through
+``operators.alerts.ordering.step``; then the recovery snapshot of a twin's state as the flow takes
+it at every epoch (``reorder_window_s`` of the twin's scores held). The database part
 upserts anomaly scores through ``ModelOutputSink`` in batches of 1000 and the
 alert versions the operator produced through ``AlertSink``; the rows are deleted afterwards.
 """
@@ -20,34 +23,36 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.machine import append_result
+from benchmarks.ml_cost import snapshot_cost
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from operators.alerts.ordering import step
 from operators.alerts.rules import AlertRules
-from operators.records.alerts import AnomalyScore
+from operators.records.alerts import AnomalyScore, decode, encode
 from twinflow.settings import load_settings
 
 
-def records(n: int, twins: int, prefix: str) -> list[AnomalyScore]:
-    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n // twins + 60)
+def records(n: int, twins: int, prefix: str, per_second: float = 1.0) -> list[AnomalyScore]:
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n // twins / per_second + 60)
     ids = [f"{prefix}-{i:05d}" for i in range(twins)]
     contrib = {"vibration": 0.6, "temp_c": 0.3, "rpm": 0.1}
     out = []
     for i in range(n):
-        s = i // twins
+        s = i // twins / per_second
         faulty = (s + 97 * (i % twins)) % 900 < 300  # a 5-minute fault every 15 minutes
         score = 2.0 if faulty else 0.3
         out.append(AnomalyScore(ids[i % twins], t0 + timedelta(seconds=s), score, 1.0, faulty, contrib))
-    return out
+    return [decode(AnomalyScore, encode(r)) for r in out]  # as the flow has them: each decoded from its message
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--records", type=int, default=200_000)
     p.add_argument("--twins", type=int, default=500)
+    p.add_argument("--per-second", type=float, default=1.0, help="scores per twin and second of event time")
     p.add_argument("--db-rows", type=int, default=50_000)
     a = p.parse_args()
     prefix = f"bench-al-{uuid.uuid4().hex[:6]}"
-    recs = records(a.records, a.twins, prefix)
+    recs = records(a.records, a.twins, prefix, a.per_second)
     rules = AlertRules()
 
     states: dict[str, object] = {}
@@ -57,6 +62,8 @@ def main() -> None:
         st, out = step(states.get(r.twin_id), r, rules)  # type: ignore[arg-type]
         states[r.twin_id] = st
         alerts += out
+    held = sum(len(st.held) for st in states.values()) / len(states)  # type: ignore[attr-defined]
+    snap_us, snap_kib = snapshot_cost(list(states.values()))
     for st in states.values():
         alerts += st.flush()  # type: ignore[attr-defined]
     op_s = time.perf_counter() - start
@@ -83,14 +90,19 @@ def main() -> None:
         "| part | items | wall time | items/s |\n|---|---:|---:|---:|\n"
         f"| operator (`step`, {a.twins} twins) | {len(recs):,} records → {len(alerts):,} alert versions "
         f"| {op_s:.2f} s | {len(recs) / op_s:,.0f} |\n"
+        f"| a twin's recovery snapshot ({held:,.0f} records held, {a.per_second:g} scores/s per twin) "
+        f"| {snap_kib:,.1f} KiB | {snap_us:,.0f} µs CPU | |\n"
         f"| `ModelOutputSink` (anomaly scores, batches of 1000) | {len(rows):,} rows | {db_s:.2f} s "
-        f"| {len(rows) / db_s:,.0f} |\n"
+        f"| {len(rows) / max(db_s, 1e-9):,.0f} |\n"
         f"| `AlertSink` (alerts upsert + alert_events, batches of 500) | {len(alerts):,} versions "
         f"| {al_s:.2f} s | {len(alerts) / al_s:,.0f} |\n\n"
         "Single process; PostgreSQL on the same machine, shared with other work "
         f"(load average {os.getloadavg()[0]:.1f})."
     )
-    cmd = f"python -m benchmarks.alerts --records {a.records} --twins {a.twins} --db-rows {a.db_rows}"
+    cmd = (
+        f"python -m benchmarks.alerts --records {a.records} --twins {a.twins} --per-second {a.per_second:g} "
+        f"--db-rows {a.db_rows}"
+    )
     append_result("Alerts: lifecycle operator and writers", cmd, body)
     print(body)
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from operators.alerts.held_state import held_state
 from operators.alerts.lifecycle import TwinAlerts
 from operators.alerts.rules import AlertRules
 from operators.records import alerts as records
@@ -41,7 +43,8 @@ class OrderedTwinAlerts:
     then applies held records in (ts, kind rank, arrival) order; ``flush`` applies all held
     records (end of input, or a twin that went quiet). A record older than the last applied one
     arrived too late for the window: it is applied at once (nothing is dropped) and counted
-    in ``late_applied``.
+    in ``late_applied``. Pickled, the held records take the cheap form of
+    :mod:`operators.alerts.held_state` (any version loads it).
     """
 
     alerts: TwinAlerts
@@ -50,6 +53,18 @@ class OrderedTwinAlerts:
     newest: datetime | None = None
     applied_until: datetime | None = None
     late_applied: int = 0
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """Pickle's default form for slots, ``(None, {slot: value})``, with the held records in
+        :func:`held_state`'s form."""
+        return None, {
+            "alerts": self.alerts,
+            "held": held_state(self.held),
+            "arrivals": self.arrivals,
+            "newest": self.newest,
+            "applied_until": self.applied_until,
+            "late_applied": self.late_applied,
+        }
 
     @classmethod
     def new(cls, twin_id: str, rules: AlertRules) -> OrderedTwinAlerts:

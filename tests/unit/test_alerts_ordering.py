@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
+from flows.snapshots import from_snapshot, to_snapshot
 from operators.alerts.episode import alert_id_for
 from operators.alerts.ordering import OrderedTwinAlerts, step
 from operators.alerts.rules import AlertRules, KindRule
-from operators.records.alerts import AlertAction, AnomalyScore, TwinStatus
+from operators.records.alerts import AlertAction, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 WINDOW = 30.0
@@ -156,3 +158,33 @@ def test_held_records_are_bounded_before_any_data_too():
     for s in range(5):
         state.push(TwinStatus("p1", at(s), s % 2 == 0, "tech"))
     assert len(state.held) == 3 and state.alerts.maintenance is False  # the one at 1 s was applied
+
+
+def test_a_twin_resumed_from_snapshots_gives_the_versions_of_an_uninterrupted_run():
+    """The held records pickle in a compact form (operators.alerts.held_state): a run snapshotted and
+    resumed every 7 records gives the same alert versions, also for a fault reported at another UTC
+    offset (the offset is part of the alert's id) and for forecasts, failure predictions, status
+    changes and actions held beside the scores."""
+    plus_one = timezone(timedelta(hours=1))
+    data, actions, status = topics()
+    data += [AnomalyScore("p1", at(s).astimezone(plus_one), 3.0, 1.0, True, {"temp": 1.0}) for s in range(900, 1000, 5)]
+    data += [
+        ForecastPoint("p1", "temp", at(s), at(s + 600), 80.0, 70.0, 90.0, 85.0, at(s + 300) if 200 <= s < 500 else None)
+        for s in range(0, 1000, 20)
+    ]
+    data += [FailurePrediction("p1", at(s), 3600.0 * 24, 0.7, model_version=1) for s in range(0, 1000, 50)]
+    live = merge([data, actions, status], [0, 25, 20])
+    expected = run(live)
+    assert {x.kind for x in expected} >= {"anomaly", "failure", "forecast_breach"}
+    assert any(x.opened_at.tzinfo == plus_one for x in expected)
+
+    for load in (from_snapshot, pickle.loads):  # also by plain pickle, as an earlier version does
+        state: OrderedTwinAlerts | None = None
+        out: list = []
+        for i, r in enumerate(live):
+            state, new = step(state, r, RULES)
+            out += new
+            if i % 7 == 0:
+                state = load(to_snapshot(state))
+        assert state is not None and state.held
+        assert out + state.flush() == expected
