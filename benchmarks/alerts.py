@@ -1,7 +1,7 @@
 """Benchmark: the alert lifecycle operator (records/s) and the model-output/alert writers (rows/s).
 
     python -m benchmarks.alerts --records 200000 --twins 500 --db-rows 50000
-    python -m benchmarks.alerts --records 200000 --twins 200 --per-second 22 --db-rows 0   # snapshots as in benchmarks.latency
+    python -m benchmarks.alerts --records 200000 --twins 200 --per-second 22 --db-rows 0  # as benchmarks.latency
 
 The operator part is plain Python (no Kafka): anomaly scores for T twins, one a second per twin
 (``--per-second``), with a 5-minute fault every 15 minutes per twin, through

@@ -10,8 +10,9 @@ load by calls of functions every version has (msgspec's decoder, the record clas
 ``sorted``). Unpickling gives the sorted list of the same ``(ts, rank, arrival, record)`` entries —
 a sorted list is a heap — in this version and in earlier ones alike.
 
-A record whose datetimes are not in UTC pickles as it is: msgpack keeps the instant, not the UTC
-offset, and the offset is part of an alert's id.
+Each record is encoded once, at the first snapshot that holds it (the buffer keeps the bytes until
+it releases the record). A record whose datetimes are not in UTC pickles as it is: msgpack keeps
+the instant, not the UTC offset, and the offset is part of an alert's id.
 
 >>> import pickle
 >>> from datetime import UTC, datetime, timedelta, timezone
@@ -73,9 +74,9 @@ def _in_utc(records: list[Any], times: list[Callable[[Any], Any]]) -> bool:
     return all(set(map(_tzinfo, filter(None, map(get, records)))) <= {UTC} for get in times)
 
 
-def _entries(held: list[Entry]) -> tuple[dict[type, list[Entry]], list[Entry]]:
-    """The entries to store compactly, by record type, and the others (C loops: no Python call per
-    entry in the common case)."""
+def _entries(held: list[Entry], packed: dict[int, bytes]) -> tuple[dict[type, list[Entry]], list[Entry]]:
+    """The entries to store compactly, by record type, their records encoded into ``packed`` if they
+    were not yet, and the others (C loops: no Python call per entry in the common case)."""
     types = list(map(type, map(_record, held)))
     groups: dict[type, list[Entry]] = {}
     plain: list[Entry] = []
@@ -84,25 +85,35 @@ def _entries(held: list[Entry]) -> tuple[dict[type, list[Entry]], list[Entry]]:
         times = _COMPACT.get(cls)
         if times is None or len(set(map(_rank, entries))) != 1:
             plain += entries
-        elif _in_utc(list(map(_record, entries)), times):
+            continue
+        arrivals = list(map(_arrival, entries))
+        new = list(itertools.compress(entries, map(operator.not_, map(packed.__contains__, arrivals))))
+        utc = new if _in_utc(list(map(_record, new)), times) else [e for e in new if _in_utc([e[3]], times)]
+        packed.update(zip(map(_arrival, utc), map(_encode, map(_astuple, map(_record, utc))), strict=True))
+        if len(utc) == len(new):
             groups[cls] = entries
-        else:  # rare: a record at another UTC offset
-            utc = [e for e in entries if _in_utc([e[3]], times)]
-            plain += [e for e in entries if not _in_utc([e[3]], times)]
-            if utc:
-                groups[cls] = utc
+        else:  # rare: records at another UTC offset stay as they are
+            kept = list(map(packed.__contains__, arrivals))
+            plain += itertools.compress(entries, map(operator.not_, kept))
+            if any(kept):
+                groups[cls] = list(itertools.compress(entries, kept))
     return groups, plain
 
 
-def held_state(held: list[Entry]) -> PickledCall:
+def held_state(held: list[Entry], packed: dict[int, bytes] | None = None) -> PickledCall:
     """The reorder buffer's entries as pickle should store them (see the module's docstring);
-    loads as ``sorted(held)``."""
-    groups, plain = _entries(held)
+    loads as ``sorted(held)``.
+
+    ``packed`` (arrival → the record's msgpack bytes) keeps the encoded records for the next
+    snapshots: a record held for 30 s is in six of them and encoded once. The caller removes a
+    released entry's bytes from it."""
+    packed = {} if packed is None else packed
+    groups, plain = _entries(held, packed)
     parts = []
     for cls, entries in groups.items():
-        blob = _encode(list(map(_astuple, map(_record, entries))))
-        records = PickledCall(list, PickledCall(itertools.starmap, cls, PickledCall(msgspec.msgpack.decode, blob)))
         arrivals = list(map(_arrival, entries))
+        blob = b"\xdd" + len(arrivals).to_bytes(4, "big") + b"".join(map(packed.__getitem__, arrivals))  # array32
+        records = PickledCall(list, PickledCall(itertools.starmap, cls, PickledCall(msgspec.msgpack.decode, blob)))
         rank = PickledCall(itertools.repeat, entries[0][1])
         parts.append(PickledCall(zip, PickledCall(map, _ts, records), rank, arrivals, records))
     return PickledCall(sorted, PickledCall(itertools.chain, *parts, plain))

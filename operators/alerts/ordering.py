@@ -53,18 +53,24 @@ class OrderedTwinAlerts:
     newest: datetime | None = None
     applied_until: datetime | None = None
     late_applied: int = 0
+    packed: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)  # not in snapshots
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         """Pickle's default form for slots, ``(None, {slot: value})``, with the held records in
-        :func:`held_state`'s form."""
+        :func:`held_state`'s form (the records it encoded are kept in ``packed`` for the next)."""
         return None, {
             "alerts": self.alerts,
-            "held": held_state(self.held),
+            "held": held_state(self.held, self.packed),
             "arrivals": self.arrivals,
             "newest": self.newest,
             "applied_until": self.applied_until,
             "late_applied": self.late_applied,
         }
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self.packed = {}
 
     @classmethod
     def new(cls, twin_id: str, rules: AlertRules) -> OrderedTwinAlerts:
@@ -101,8 +107,10 @@ class OrderedTwinAlerts:
         return out
 
     def _release(self) -> list[Alert]:
-        ts, _, _, rec = heapq.heappop(self.held)
+        ts, _, arrival, rec = heapq.heappop(self.held)
         self.applied_until = ts
+        if self.packed:
+            self.packed.pop(arrival, None)
         return self.alerts.apply(rec)
 
 
