@@ -2,17 +2,18 @@
 
 The reorder buffer (:class:`~operators.alerts.ordering.OrderedTwinAlerts`) holds
 ``reorder_window_s`` of a twin's model outputs, and Bytewax pickles the state of every twin the
-flow touched at the end of every epoch: 30 s of outputs at 20 readings/s, record by record, cost
-about 1.2 ms of CPU per twin and epoch while the flow waits. :func:`held_state` gives the buffer as
-pickle should store it: the model outputs as one msgpack array per record type (their field values
-in order: msgspec encodes it in one call) and the other entries as they are, put back together at
-load by calls of functions every version has (msgspec's decoder, the record class, ``zip``,
+flow touched at the end of every epoch: 30 s of outputs at 20 readings/s, pickled record by record,
+cost about 1.4 ms of CPU per twin and epoch while the flow waits (``python -m benchmarks.alerts``).
+:func:`held_state` gives the buffer as pickle should store it: the model outputs as one msgpack
+array per record type (each record's field values in order, encoded once: at the first snapshot
+that holds it; the buffer keeps the bytes until it releases the record) and the other entries as
+they are, put back together at load by calls of functions every version has (msgspec's decoder,
+stored under its own name ``msgspec._core.msgpack_decode``, the record class, ``zip``, ``map``,
 ``sorted``). Unpickling gives the sorted list of the same ``(ts, rank, arrival, record)`` entries —
 a sorted list is a heap — in this version and in earlier ones alike.
 
-Each record is encoded once, at the first snapshot that holds it (the buffer keeps the bytes until
-it releases the record). A record whose datetimes are not in UTC pickles as it is: msgpack keeps
-the instant, not the UTC offset, and the offset is part of an alert's id.
+A record whose datetimes are not in UTC pickles as it is: msgpack keeps the instant, not the UTC
+offset, and the offset is part of an alert's id.
 
 >>> import pickle
 >>> from datetime import UTC, datetime, timedelta, timezone

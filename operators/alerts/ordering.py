@@ -67,9 +67,11 @@ class OrderedTwinAlerts:
             "late_applied": self.late_applied,
         }
 
-    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
-        for name, value in state[1].items():
-            setattr(self, name, value)
+    def __setstate__(self, state: tuple[dict[str, Any] | None, dict[str, Any]] | dict[str, Any]) -> None:
+        """Pickle's forms of a state: ``(None, {slot: value})`` (this class's) or a plain dict."""
+        for part in state if isinstance(state, tuple) else (state,):
+            for name, value in (part or {}).items():
+                setattr(self, name, value)
         self.packed = {}
 
     @classmethod
