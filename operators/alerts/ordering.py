@@ -11,7 +11,7 @@ arrival orders that differ only within the window give the same alert versions.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,14 +58,9 @@ class OrderedTwinAlerts:
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
         """Pickle's default form for slots, ``(None, {slot: value})``, with the held records in
         :func:`held_state`'s form (the records it encoded are kept in ``packed`` for the next)."""
-        return None, {
-            "alerts": self.alerts,
-            "held": held_state(self.held, self.packed),
-            "arrivals": self.arrivals,
-            "newest": self.newest,
-            "applied_until": self.applied_until,
-            "late_applied": self.late_applied,
-        }
+        state = {name: getattr(self, name) for name in _SNAPSHOT_FIELDS}
+        state["held"] = held_state(self.held, self.packed)
+        return None, state
 
     def __setstate__(self, state: tuple[dict[str, Any] | None, dict[str, Any]] | dict[str, Any]) -> None:
         """Pickle's forms of a state: ``(None, {slot: value})`` (this class's) or a plain dict."""
@@ -114,6 +109,9 @@ class OrderedTwinAlerts:
         if self.packed:
             self.packed.pop(arrival, None)
         return self.alerts.apply(rec)
+
+
+_SNAPSHOT_FIELDS = tuple(f.name for f in fields(OrderedTwinAlerts) if f.name != "packed")
 
 
 def step(state: OrderedTwinAlerts | None, rec: InputRecord, rules: AlertRules) -> tuple[OrderedTwinAlerts, list[Alert]]:

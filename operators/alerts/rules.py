@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from operators.pickled import pickled_by_fields
 from operators.records.alerts import Kind
 from operators.strict import STRICT
 
 
-@pickled_by_fields  # in every twin's snapshot
 @dataclass(frozen=True, slots=True)
 class KindRule:
     """Timing of one kind: seconds above to open, below to resolve."""
@@ -20,7 +18,6 @@ class KindRule:
     cool_down_s: float = 300.0
 
 
-@pickled_by_fields  # in every twin's snapshot
 @dataclass(frozen=True, slots=True)
 class AlertRules:
     """Thresholds and timings of the lifecycle (from ``[alerts]`` in the settings)."""

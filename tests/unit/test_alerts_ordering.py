@@ -161,10 +161,11 @@ def test_held_records_are_bounded_before_any_data_too():
 
 
 def test_a_twin_resumed_from_snapshots_gives_the_versions_of_an_uninterrupted_run():
-    """The held records pickle in a compact form (operators.alerts.held_state): a run snapshotted and
-    resumed every 7 records gives the same alert versions, also for a fault reported at another UTC
-    offset (the offset is part of the alert's id) and for forecasts, failure predictions, status
-    changes and actions held beside the scores."""
+    """The held records pickle in a compact form (operators.alerts.held_state): a run snapshotted every
+    7 records (each snapshot loads as the state it was taken of) and resumed from every third gives the
+    same alert versions, also for a fault reported at another UTC offset (the offset is part of the
+    alert's id) and for forecasts, failure predictions, status changes and actions held beside the
+    scores."""
     plus_one = timezone(timedelta(hours=1))
     data, actions, status = topics()
     data += [AnomalyScore("p1", at(s).astimezone(plus_one), 3.0, 1.0, True, {"temp": 1.0}) for s in range(900, 1000, 5)]
