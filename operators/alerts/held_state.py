@@ -22,7 +22,7 @@ offset, and the offset is part of an alert's id.
 >>> held = [(t0 + timedelta(seconds=i), 1, i, AnomalyScore("p1", t0 + timedelta(seconds=i), 0.5, 3.0, False,
 ...                                                            {"temp": 1.0})) for i in range(3)]
 >>> held.append((t0, 1, 3, AnomalyScore("p1", t0.astimezone(timezone(timedelta(hours=1))), 9.0, 3.0, True)))
->>> back = pickle.loads(pickle.dumps(held_state(held)))
+>>> back = pickle.loads(pickle.dumps(held_state(held, {})))
 >>> back == sorted(held), back[1][3].ts.tzinfo  # the same entries; the one at +01:00 keeps its offset
 (True, datetime.timezone(datetime.timedelta(seconds=3600)))
 """
@@ -48,7 +48,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _astuple = msgspec.structs.astuple
 _ts = attrgetter("ts")
 _tzinfo = attrgetter("tzinfo")
-_rank, _arrival, _record = itemgetter(1), itemgetter(2), itemgetter(3)
+_arrival, _record = itemgetter(2), itemgetter(3)
 
 
 def _datetime_fields(cls: type) -> list[str]:
@@ -75,16 +75,19 @@ def _in_utc(records: list[Any], times: list[Callable[[Any], Any]]) -> bool:
     return all(set(map(_tzinfo, filter(None, map(get, records)))) <= {UTC} for get in times)
 
 
-def _entries(held: list[Entry], packed: dict[int, bytes]) -> tuple[dict[type, list[Entry]], list[Entry]]:
-    """The entries to store compactly, by record type, their records encoded into ``packed`` if they
-    were not yet, and the others (C loops: no Python call per entry in the common case)."""
+def _entries(
+    held: list[Entry], packed: dict[int, bytes]
+) -> tuple[dict[type, tuple[list[Entry], list[int]]], list[Entry]]:
+    """The entries to store compactly, by record type with their arrivals, their records encoded
+    into ``packed`` if they were not yet, and the others (C loops: no Python call per entry in the
+    common case). A record type has one rank (``operators.alerts.ordering``)."""
     types = list(map(type, map(_record, held)))
-    groups: dict[type, list[Entry]] = {}
+    groups: dict[type, tuple[list[Entry], list[int]]] = {}
     plain: list[Entry] = []
     for cls in set(types):
         entries = list(itertools.compress(held, map(operator.is_, types, itertools.repeat(cls))))
         times = _COMPACT.get(cls)
-        if times is None or len(set(map(_rank, entries))) != 1:
+        if times is None:
             plain += entries
             continue
         arrivals = list(map(_arrival, entries))
@@ -92,27 +95,25 @@ def _entries(held: list[Entry], packed: dict[int, bytes]) -> tuple[dict[type, li
         utc = new if _in_utc(list(map(_record, new)), times) else [e for e in new if _in_utc([e[3]], times)]
         packed.update(zip(map(_arrival, utc), map(_encode, map(_astuple, map(_record, utc))), strict=True))
         if len(utc) == len(new):
-            groups[cls] = entries
+            groups[cls] = entries, arrivals
         else:  # rare: records at another UTC offset stay as they are
             kept = list(map(packed.__contains__, arrivals))
             plain += itertools.compress(entries, map(operator.not_, kept))
             if any(kept):
-                groups[cls] = list(itertools.compress(entries, kept))
+                groups[cls] = list(itertools.compress(entries, kept)), list(itertools.compress(arrivals, kept))
     return groups, plain
 
 
-def held_state(held: list[Entry], packed: dict[int, bytes] | None = None) -> PickledCall:
+def held_state(held: list[Entry], packed: dict[int, bytes]) -> PickledCall:
     """The reorder buffer's entries as pickle should store them (see the module's docstring);
     loads as ``sorted(held)``.
 
     ``packed`` (arrival → the record's msgpack bytes) keeps the encoded records for the next
     snapshots: a record held for 30 s is in six of them and encoded once. The caller removes a
     released entry's bytes from it."""
-    packed = {} if packed is None else packed
     groups, plain = _entries(held, packed)
     parts = []
-    for cls, entries in groups.items():
-        arrivals = list(map(_arrival, entries))
+    for cls, (entries, arrivals) in groups.items():
         blob = b"\xdd" + len(arrivals).to_bytes(4, "big") + b"".join(map(packed.__getitem__, arrivals))  # array32
         records = PickledCall(list, PickledCall(itertools.starmap, cls, PickledCall(msgspec.msgpack.decode, blob)))
         rank = PickledCall(itertools.repeat, entries[0][1])

@@ -7,7 +7,7 @@ numbers (e.g. cycles) and ``time_unit_s`` seconds (default hours) for timestamps
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from operators.pickled import pickled_by_fields
 from operators.strict import STRICT
@@ -265,8 +265,3 @@ class ModelConfig:
     operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
     sensor_health: SensorHealthConfig = field(default_factory=SensorHealthConfig)
-
-
-def as_dict(cfg: object) -> dict[str, object]:
-    """A config as a plain dict (for pickled state and logs)."""
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}  # type: ignore[arg-type]

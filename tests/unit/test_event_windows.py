@@ -174,7 +174,6 @@ def test_a_run_never_takes_last_from_a_reading_older_than_the_windows_latest() -
     assert many.flush() == one.flush()
 
 
-
 def test_windows_resume_from_snapshots_of_either_form() -> None:
     """The aggregates pickle as their field values (dozens per twin in every epoch's snapshot);
     snapshots of pickle's default form, written before, resume too; both give the rows of a run
