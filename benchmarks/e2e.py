@@ -20,7 +20,10 @@
 5. **Latency** (benchmarks/latency.py): the pipeline and alerts flows (``--latency-flows
    separate``: the four flows) run tailing on fresh topics; a paced generator sends at 25, 50 and
    90 % of that deployment's rate from step 2 (fused: the higher of its two runs) for ``--latency-seconds``
-   each; p50/p95/p99 of (row insert time − reading ts) for telemetry rows and anomaly scores.
+   each; p50/p95/p99 of (row insert time − reading ts) for telemetry rows and anomaly scores. Then
+   50 % again with the flows' recovery on, as ``twinflow run`` runs them by default (a snapshot of
+   every twin each ``flow.snapshot_interval_s``); the CPU of each flow, PostgreSQL and Kafka and the
+   machine's busy share during each phase.
 
 Prints a table with the ratios and appends it to benchmarks/RESULTS.md.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -273,29 +277,44 @@ def naive(settings, topic: str, sample_n: int) -> float:
     return wall
 
 
-def run_latency(base, run: str, max_rate: float, args, names: tuple[str, ...] = FUSED) -> list[latency.Phase]:
-    """The latency phases on fresh topics (the flows tail them); cleans up its rows and topics."""
-    env = {**os.environ, **topic_env(base, f"bench.{run}.lat.")}
+def run_latency(
+    base,
+    run: str,
+    max_rate: float,
+    args,
+    names: tuple[str, ...] = FUSED,
+    fractions: tuple[float, ...] = (0.25, 0.5, 0.9),
+    recovery: bool = False,
+) -> list[latency.Phase]:
+    """The latency phases on fresh topics (the flows tail them; ``recovery``: with recovery on, in a
+    temporary directory); cleans up its rows, topics and recovery directory."""
+    tag = "latr" if recovery else "lat"
+    env = {**os.environ, **topic_env(base, f"bench.{run}.{tag}.")}
+    if recovery:
+        env["TWINFLOW_FLOW__RECOVERY_DIR"] = tempfile.mkdtemp(prefix=f"bench-{run}-recovery-")
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
-    prefix = f"lat{run}"
+    prefix = f"{tag}{run}"
     twins = args.latency_twins or args.twins
     try:
         return latency.measure(
             env,
             settings.postgres.conninfo(),
             max_rate=max_rate,
-            fractions=(0.25, 0.5, 0.9),
+            fractions=fractions,
             seconds=args.latency_seconds,
             twins=twins,
             sensors=args.sensors,
             prefix=prefix,
             warmup=settings.ml.anomaly.warmup,
             names=names,
+            recovery=recovery,
         )
     finally:
         cleanup(settings, prefix)
+        if recovery:
+            shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
 
 
 def cleanup(settings, prefix: str) -> None:
@@ -325,7 +344,7 @@ LATENCY_COLUMNS = (
 def _latency_cells(p: latency.Phase) -> list[str]:
     ms = latency.ms
     return [
-        f"{p.fraction:.0%}",
+        p.label(),
         f"{p.target_rate:,.0f}",
         f"{p.achieved_rate:,.0f}",
         ms(p.telemetry.p50),
@@ -350,15 +369,16 @@ def latency_table(phases: list[latency.Phase], max_rate: float) -> Table:
 def latency_markdown(phases: list[latency.Phase], max_rate: float, args, names: tuple[str, ...]) -> str:
     head = "| " + " | ".join(LATENCY_COLUMNS) + " |\n|" + "---:|" * len(LATENCY_COLUMNS) + "\n"
     body = "".join("| " + " | ".join(_latency_cells(p)) + " |\n" for p in phases)
-    cpu = "; ".join(f"{p.fraction:.0%}: " + ", ".join(f"{k} {v:.0%}" for k, v in p.cpu_share.items()) for p in phases)
+    cpu = "; ".join(f"{p.label()}: {p.cpu_line()}" for p in phases)
     return (
         f"\nEnd-to-end latency, readings/s as a share of the rate above ({max_rate:,.0f}/s); "
-        f"flows {', '.join(names)} tailing (recovery off), {args.latency_twins or args.twins:,} twins, "
+        f'flows {", ".join(names)} tailing (recovery off; the row marked "recovery on" with it, as '
+        f"`twinflow run` runs them by default), {args.latency_twins or args.twins:,} twins, "
         f"{args.latency_seconds:g} s "
         "per rate; latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts:\n\n"
         + head
         + body
-        + f"\nCPU share of each flow during the phases: {cpu}.\n"
+        + f"\nCPU share of each flow, PostgreSQL and Kafka (ms per 1,000 readings) during the phases: {cpu}.\n"
     )
 
 
@@ -436,7 +456,10 @@ def main() -> None:
     # 50 % of the higher of the fused flow's two rates (after the pipeline / alongside it)
     lat_rate = n / (min(runs[0].wall, runs[-1].wall) if args.latency_flows == "fused" else runs[1].wall)
     try:
-        phases = run_latency(base, run, lat_rate, args, lat_names) if args.latency_seconds > 0 else []
+        phases = []
+        if args.latency_seconds > 0:
+            phases = run_latency(base, run, lat_rate, args, lat_names)
+            phases += run_latency(base, run, lat_rate, args, lat_names, fractions=(0.5,), recovery=True)
     finally:
         # After the latency phases: deleting the runs' millions of rows sets autovacuum to work on the
         # tables, which competed with the flows during the phases when the clean-up came first.

@@ -28,7 +28,6 @@ flow's writes cost there too, on the same cores.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import hashlib
 import os
@@ -39,12 +38,11 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.e2e import ProcStats, generate, sample
-from benchmarks.processes import flow_command
+from benchmarks.processes import flow_command, server_cpu
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
@@ -171,28 +169,6 @@ def for_checkout(env: dict[str, str], code: Path) -> dict[str, str]:
         for k, v in env.items()
         if not (k.startswith("TWINFLOW_") and "__" in k and k.endswith("_TOPIC")) or k in known
     }
-
-
-def server_cpu() -> tuple[float, float]:
-    """CPU seconds of the local stack's PostgreSQL (postmaster, its live backends and the ended ones
-    it reaped) and of its Kafka broker so far; 0 for a service that is not running here."""
-    from twinflow.stack import services
-
-    spent = {"postgres": 0.0, "kafka": 0.0}
-    for service in services(load_settings()):
-        if service.name not in ("postgres", "kafka") or (pid := service.pid()) is None:
-            continue
-        try:
-            proc = psutil.Process(pid)
-            t = proc.cpu_times()
-            spent[service.name] += t.user + t.system + t.children_user + t.children_system
-            for child in proc.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    c = child.cpu_times()
-                    spent[service.name] += c.user + c.system
-        except psutil.Error:
-            continue
-    return spent["postgres"], spent["kafka"]
 
 
 def run_flow(flow: str, code: Path, env: dict[str, str], processes: int = 1) -> tuple[float, float]:

@@ -28,12 +28,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psutil
 import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
 from benchmarks.ingest import send_reading
-from benchmarks.processes import flow_command, usage, wait_idle
+from benchmarks.processes import flow_command, machine_cpu, server_cpu, usage, wait_idle
 from connectors.kafka.clients import producer_config
 
 PIPELINE = ("telemetry", "twin", "models", "alerts")
@@ -98,8 +99,20 @@ class Phase:
     telemetry: Percentiles = field(default_factory=Percentiles)
     scores: Percentiles = field(default_factory=Percentiles)
     scores_on_kafka: Percentiles = field(default_factory=Percentiles)  # the first hop of the scores
-    cpu_share: dict[str, float] = field(default_factory=dict)
+    recovery: bool = False  # the flows ran with recovery on (snapshots every flow.snapshot_interval_s)
+    cpu_share: dict[str, float] = field(default_factory=dict)  # per flow, then PostgreSQL and Kafka
     cpu_ms_per_1k: dict[str, float] = field(default_factory=dict)  # CPU per 1,000 readings sent
+    busy: float = float("nan")  # share of the machine's cores busy (everything on it, the generator too)
+    cores: int = 0
+
+    def label(self) -> str:
+        """The load level, and "recovery on" where the flows ran with it."""
+        return f"{self.fraction:.0%}" + (" recovery on" if self.recovery else "")
+
+    def cpu_line(self) -> str:
+        """CPU share and ms per 1,000 readings of each flow and service, and the machine's busy share."""
+        each = ", ".join(f"{k} {v:.0%} ({self.cpu_ms_per_1k[k]:.0f} ms/1k)" for k, v in self.cpu_share.items())
+        return f"{each}; machine {self.busy:.0%} busy ({self.cores} cores)"
 
 
 PERCENTILES_SQL = sql.SQL("""
@@ -264,8 +277,9 @@ def measure(
                 raise SystemExit("latency warm-up: the flows did not become idle after the warm-up")
             seq0 = warm_n // twins
             for f in fractions:
-                phase = Phase(f, f * max_rate)
-                cpu0, t0 = flows.cpu(), time.perf_counter()
+                phase = Phase(f, f * max_rate, recovery=recovery, cores=psutil.cpu_count() or 0)
+                cpu0, t0 = _cpu(flows), time.perf_counter()
+                busy0, all0 = machine_cpu()
                 res = paced_process(env, phase.target_rate, seconds, twins, sensors, prefix, seq0)
                 seq0 += int(res["sent"]) // twins + 2
                 phase.sent, phase.achieved_rate = int(res["sent"]), res["sent"] / res["wall"]
@@ -278,7 +292,9 @@ def measure(
                     )
 
                 phase.drained = wait_for(drained, drain_timeout_s)
-                cpu1, wall = flows.cpu(), time.perf_counter() - t0
+                cpu1, wall = _cpu(flows), time.perf_counter() - t0
+                busy1, all1 = machine_cpu()
+                phase.busy = (busy1 - busy0) / max(all1 - all0, 1e-9)
                 phase.cpu_share = {k: (cpu1[k] - cpu0[k]) / wall for k in cpu1}
                 phase.cpu_ms_per_1k = {k: (cpu1[k] - cpu0[k]) * 1e6 / max(phase.sent, 1) for k in cpu1}
                 phase.telemetry = percentiles(db, "telemetry", "ingested_at", prefix, lo, hi)
@@ -290,6 +306,12 @@ def measure(
     finally:
         flows.stop()
     return phases
+
+
+def _cpu(flows: TailingFlows) -> dict[str, float]:
+    """CPU seconds so far of each flow, then of the stack's PostgreSQL and Kafka (0 if not local)."""
+    postgres, kafka = server_cpu()
+    return {**flows.cpu(), "PostgreSQL": postgres, "Kafka": kafka}
 
 
 def ms(x: float) -> str:
@@ -363,11 +385,11 @@ def main() -> None:
             shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
     for p in phases:
         t, sc, k = p.telemetry, p.scores, p.scores_on_kafka
-        cpu = ", ".join(f"{k} {v:.0%} ({p.cpu_ms_per_1k[k]:.0f} ms/1k)" for k, v in p.cpu_share.items())
         print(
-            f"{p.target_rate:,.0f}/s: telemetry p50/p95/p99/max {ms(t.p50)}/{ms(t.p95)}/{ms(t.p99)}/{ms(t.max)} ms; "
+            f"{p.target_rate:,.0f}/s{' (recovery on)' if p.recovery else ''}: "
+            f"telemetry p50/p95/p99/max {ms(t.p50)}/{ms(t.p95)}/{ms(t.p99)}/{ms(t.max)} ms; "
             f"scores {ms(sc.p50)}/{ms(sc.p95)}/{ms(sc.p99)}/{ms(sc.max)} ms "
-            f"(on Kafka {ms(k.p50)}/{ms(k.p95)}/{ms(k.p99)}/{ms(k.max)} ms); drained {p.drained}; CPU {cpu}"
+            f"(on Kafka {ms(k.p50)}/{ms(k.p95)}/{ms(k.p99)}/{ms(k.max)} ms); drained {p.drained}; CPU {p.cpu_line()}"
         )
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -60,6 +61,38 @@ def usage(pid: int, *, children: bool = True) -> tuple[float, int]:
         except psutil.Error:
             pass
     return cpu, rss
+
+
+def server_cpu() -> tuple[float, float]:
+    """CPU seconds of the local stack's PostgreSQL (postmaster, its live backends and the ended ones
+    it reaped) and of its Kafka broker so far; 0 for a service that is not running here."""
+    from twinflow.settings import load_settings
+    from twinflow.stack import services
+
+    spent = {"postgres": 0.0, "kafka": 0.0}
+    for service in services(load_settings()):
+        if service.name not in ("postgres", "kafka") or (pid := service.pid()) is None:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            t = proc.cpu_times()
+            spent[service.name] += t.user + t.system + t.children_user + t.children_system
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    c = child.cpu_times()
+                    spent[service.name] += c.user + c.system
+        except psutil.Error:
+            continue
+    return spent["postgres"], spent["kafka"]
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the machine's cores were busy and in all so far (every core; idle and I/O wait
+    count as not busy): the busy share over an interval is the ratio of the differences."""
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    total = sum(t)
+    return total - idle, total
 
 
 def wait_idle(

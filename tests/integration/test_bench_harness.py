@@ -36,9 +36,10 @@ def test_e2e_harness_small_run(stack_settings):
     assert out.count("telemetry rows 15,000 (expected 15,000)") == 4, out[-3000:]
     assert out.count("for 5 twins") == 4  # every twin left warm-up and was scored, in every run
     assert "the alerts flow alongside" in out
-    # One latency row per load level, each with every paced reading written (no timing assertions).
+    # One latency row per load level, and 50 % again with the flows' recovery on (as deployed), each
+    # with every paced reading written (no timing assertions).
     lines = out.splitlines()
-    for level in ("25%", "50%", "90%"):
+    for level in ("25%", "50%", "90%", "50% recovery on"):
         row = next((ln for ln in lines if ln.strip("│ ").startswith(level)), None)
         assert row is not None, out[-3000:]
         assert row.rstrip("│ ").endswith("yes"), row
