@@ -131,6 +131,7 @@ def run_in_process(
     snapshot_interval_s: float = 5.0,
     gc_gen0_threshold: int = 0,
     epoch_without_recovery_s: float | None = None,
+    metrics_port: int | None = None,
 ) -> int:
     """Run the flow here until it ends or is stopped; returns an exit code.
 
@@ -141,7 +142,8 @@ def run_in_process(
     The Bytewax epoch is ``snapshot_interval_s``; without recovery it is ``epoch_without_recovery_s``
     when that is longer (see :func:`epoch_interval`).
 
-    ``gc_gen0_threshold`` > 0 tunes the garbage collector for the flow (see :func:`tune_gc`)."""
+    ``gc_gen0_threshold`` > 0 tunes the garbage collector for the flow (see :func:`tune_gc`).
+    ``metrics_port``: Bytewax serves the flow's Prometheus metrics there (``/metrics``, all interfaces)."""
     from bytewax._bytewax import cli_main
     from bytewax.recovery import RecoveryConfig
 
@@ -156,6 +158,9 @@ def run_in_process(
     stopper = FlowStopper(recovery_dir, multi_worker=workers > 1 or addresses is not None)
     stopper.install()
     recovery = RecoveryConfig(str(recovery_dir), timedelta(0)) if recovery_dir else None
+    if metrics_port is not None:  # Bytewax's own web server, started by cli_main
+        os.environ["BYTEWAX_DATAFLOW_API_ENABLED"] = "1"
+        os.environ["BYTEWAX_DATAFLOW_API_PORT"] = str(metrics_port)
     try:
         flow = build()
         if recovery_dir is not None:
@@ -185,6 +190,24 @@ def run_in_process(
         where = "in the last recovery snapshot" if recovery else "not kept (no recovery)"
         log.info("flow stopped by signal%s; state is %s", "" if stopper.clean else " (not drained)", where)
     return 0
+
+
+def port_free(port: int) -> bool:
+    """Whether a TCP server may listen on ``port`` of every interface now (as Bytewax's metrics server does).
+
+    >>> import socket
+    >>> with socket.socket() as taken:
+    ...     taken.bind(("0.0.0.0", 0)); taken.listen()
+    ...     port_free(taken.getsockname()[1])
+    False
+    """
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def epoch_interval(recovery: bool, snapshot_interval_s: float, without_recovery_s: float | None) -> timedelta:

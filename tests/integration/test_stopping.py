@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -33,6 +34,7 @@ from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
 from tests.twin_kafka import envelope, query, wait_for
 from twinflow.demo.plant import FLOWS, MAPPING, topic_env
+from twinflow.runner import port_free
 from twinflow.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -202,12 +204,19 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     first, second = _telemetry(prefix, 300), _telemetry(prefix, 300, start=300)
     produce(env.settings, first)
     rdir = env.tmp / f"recovery-pipeline-p{processes}"
+    port = next(p for p in iter(free_port, None) if all(port_free(p + i) for i in range(processes)))
     args = ["run", "pipeline", "-p", str(processes)]
-    flow = env.start(f"pipeline-p{processes}", args, TWINFLOW_FLOW__RECOVERY_DIR=str(rdir))
+    flow = env.start(
+        f"pipeline-p{processes}", [*args, "--metrics-port", str(port)], TWINFLOW_FLOW__RECOVERY_DIR=str(rdir)
+    )
     wait_for("the first readings in the database", lambda: _rows(env.settings, prefix) == 900, timeout=90)
     wait_for("twin versions", lambda: query(env.settings, _VERSIONS, (f"{prefix}0",))[0]["v"], timeout=60)
     children = flow.children()
     assert len(children) == (processes if processes > 1 else 0)
+    # Each process serves its Prometheus metrics (process i on port + i): its steps' snapshots of the
+    # twins' model states and the recovery store's writes, once an epoch has ended.
+    for i in range(processes):
+        wait_for(f"process {i}'s metrics on port {port + i}", lambda i=i: _snapshots_counted(port + i), timeout=30)
 
     streaming = _produce_slowly(env.settings, second, per_s=150)
     time.sleep(1.0)  # readings are arriving when the stop comes
@@ -222,6 +231,22 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     rest = env.start(f"pipeline-p{processes}-rest", [*args, "--no-tail"], TWINFLOW_FLOW__RECOVERY_DIR=str(rdir))
     assert rest.shell.wait(120) == 0, rest.output()[-3000:]
     assert _rows(env.settings, prefix) == 1800
+
+
+def _snapshots_counted(port: int) -> bool:
+    """The flow's /metrics counts snapshots of its models step and writes to its recovery store."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as res:
+            lines = res.read().decode().splitlines()
+    except OSError:
+        return False
+
+    def counted(metric: str, label: str = "") -> bool:
+        return any(ln.startswith(metric) and label in ln and float(ln.rsplit(" ", 1)[1]) > 0 for ln in lines)
+
+    return counted("bytewax_snapshot_duration_seconds_count", 'step_id="twinflow-pipeline.models.') and counted(
+        "bytewax_partd_write_duration_seconds_count"
+    )
 
 
 _VERSIONS = "SELECT coalesce(max(version), 0) AS v FROM twin_state_history WHERE twin_id = %s"

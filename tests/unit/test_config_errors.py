@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 import typing
@@ -244,3 +245,15 @@ def test_a_bad_file_found_by_a_flow_is_a_user_error_too(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr + res.stdout
     assert f"invalid twin registry file {registry}:" in res.stderr
     assert "[patern]: unknown section, did you mean `pattern`?" in res.stderr
+
+
+def test_a_metrics_port_in_use_is_a_user_error_named_before_the_flow_starts() -> None:
+    """`twinflow run --metrics-port` on a port something listens on: exit code 2, the port named."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = _twinflow(["run", "pipeline", "--no-recovery", "--metrics-port", str(port)])
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    assert f"--metrics-port {port}: port {port} is not free" in " ".join(res.stderr.split())

@@ -27,6 +27,14 @@ def run(
     addresses: str = typer.Option(None, "-a", "--addresses", help="host:port;… of all cluster processes."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
+    metrics_port: int = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve the flow's Prometheus metrics on http://HOST:PORT/metrics (all interfaces; process i of a "
+        "cluster on PORT+i): each step's durations, snapshots, recovery writes (docs/operations.md).",
+    ),
 ) -> None:
     """Run a dataflow until stopped: SIGTERM or Ctrl-C commits the epoch in progress and exits 0
     within 10 s (docs/operations.md).
@@ -38,7 +46,7 @@ def run(
 
     from connectors.overlap import SLOTS
     from connectors.stopping import stop_on_signals
-    from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
+    from twinflow.runner import ensure_recovery_dir, port_free, run_in_process, run_local_cluster
 
     stop_on_signals()  # from the start: a stop during start-up is clean too
 
@@ -49,12 +57,22 @@ def run(
     if processes > 1 and process_id is None:
         child = [sys.executable, "-m", "twinflow.cli.main", "run", flow, "-w", str(workers)]
         child += ["--recovery" if recovery else "--no-recovery", "--tail" if tail else "--no-tail"]
+        child += ["--metrics-port", str(metrics_port)] if metrics_port else []
         raise typer.Exit(run_local_cluster(child, processes))
     setup_logging()
     peers = addresses.split(";") if addresses else None
     if (process_id is None) != (peers is None):
         err_console.print("[red]-i/--process-id and -a/--addresses go together (docs/performance.md)[/red]")
         raise typer.Exit(2)
+    port = None
+    if metrics_port:
+        port = metrics_port + (process_id or 0)
+        if port > 65535 or not port_free(port):
+            err_console.print(
+                f"[red]--metrics-port {metrics_port}: port {port} is not free (or out of range) for this "
+                f"process' metrics; pick another port[/red]"
+            )
+            raise typer.Exit(2)
     rdir = None
     if recovery:
         base = s.flow.recovery_dir or (s.stack.dir / "recovery")
@@ -77,5 +95,6 @@ def run(
         snapshot_interval_s=s.flow.snapshot_interval_s,
         gc_gen0_threshold=s.flow.gc_gen0_threshold,
         epoch_without_recovery_s=s.flow.epoch_without_recovery_s,
+        metrics_port=port,
     )
     raise typer.Exit(code)
