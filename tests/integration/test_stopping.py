@@ -233,6 +233,15 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     assert _rows(env.settings, prefix) == 1800
 
 
+@pytest.mark.parametrize("group", ["twin", "alerts"])
+def test_the_flow_groups_run_commands_run_their_flow_to_the_end_of_the_topics(env: Env, group: str) -> None:
+    """`twinflow twin run` and `twinflow alerts run` (the same flows as `twinflow run twin|alerts`) read
+    their topics to the end with --no-tail and exit 0."""
+    flow = env.start(f"{group}-run", [group, "run", "--no-tail", "--no-recovery"])
+    assert flow.shell.wait(120) == 0, flow.output()[-3000:]
+    assert "Traceback" not in flow.output()
+
+
 def _snapshots_counted(port: int) -> bool:
     """The flow's /metrics counts snapshots of its models step and writes to its recovery store."""
     try:

@@ -229,4 +229,13 @@ def run(
 
     if reorder_window is not None:
         os.environ["TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S"] = str(reorder_window)
-    run_flow("alerts", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail)
+    run_flow(
+        "alerts",
+        workers=workers,
+        processes=1,
+        process_id=None,
+        addresses=None,
+        recovery=recovery,
+        tail=tail,
+        metrics_port=None,
+    )

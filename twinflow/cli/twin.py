@@ -196,4 +196,13 @@ def run(
     """Run the twin flow (same as `twinflow run twin`)."""
     from twinflow.cli.run import run as run_flow
 
-    run_flow("twin", workers=workers, processes=1, process_id=None, addresses=None, recovery=recovery, tail=tail)
+    run_flow(
+        "twin",
+        workers=workers,
+        processes=1,
+        process_id=None,
+        addresses=None,
+        recovery=recovery,
+        tail=tail,
+        metrics_port=None,
+    )
