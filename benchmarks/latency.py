@@ -9,7 +9,9 @@ migration 0040), so latency per row = insert time − ``ts`` (same machine, same
    anomaly model leaves warm-up; wait until every twin has a score and every flow is idle again
    (the warm-up backlog is done: the clock starts on an idle pipeline).
 2. For each rate: send at that rate for ``seconds``, wait until the rows of that phase are
-   written, then take p50/p95/p99 of (insert time − ts) for the phase's rows.
+   written, then take p50/p95/p99 of (insert time − ts) for the phase's rows. Run alone, it also
+   splits off the readings' hop into Kafka (the broker's append time − ts, "into Kafka") and the
+   scores' first hop ("on Kafka"), and prints the CPU of each flow, PostgreSQL and Kafka.
 
 The flows run without recovery unless ``--recovery`` (as deployed: a snapshot every
 ``flow.snapshot_interval_s``, in a temporary directory)::
@@ -99,6 +101,7 @@ class Phase:
     telemetry: Percentiles = field(default_factory=Percentiles)
     scores: Percentiles = field(default_factory=Percentiles)
     scores_on_kafka: Percentiles = field(default_factory=Percentiles)  # the first hop of the scores
+    telemetry_on_kafka: Percentiles = field(default_factory=Percentiles)  # the readings' hop into Kafka
     recovery: bool = False  # the flows ran with recovery on (snapshots every flow.snapshot_interval_s)
     cpu_share: dict[str, float] = field(default_factory=dict)  # per flow, then PostgreSQL and Kafka
     cpu_ms_per_1k: dict[str, float] = field(default_factory=dict)  # CPU per 1,000 readings sent
@@ -169,6 +172,19 @@ def kafka_percentiles(settings, topic: str, lo: float, hi: float) -> Percentiles
         return Percentiles()
     p50, p95, p99 = np.percentile(lat, [50, 95, 99])
     return Percentiles(len(lat), float(p50), float(p95), float(p99), max(lat))
+
+
+def stamp_on_append(settings, topic: str) -> None:
+    """Make the broker stamp ``topic``'s records with its log-append time (a benchmark's own topic):
+    :func:`kafka_percentiles` of the readings then measures their hop into Kafka (generator → broker)."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from connectors.kafka.clients import client_config
+
+    entry = ConfigEntry("message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET)
+    admin = AdminClient(client_config(settings))
+    for done in admin.incremental_alter_configs([ConfigResource("topic", topic, incremental_configs=[entry])]).values():
+        done.result(timeout=30)
 
 
 def wait_for(check, timeout_s: float, every_s: float = 0.5) -> bool:
@@ -247,8 +263,10 @@ def measure(
 
     Scores are waited for and measured when the models and alerts flows run (a diagnosis may run
     the telemetry flow alone); with ``settings`` (the run's topics) the scores' first hop too: on
-    Kafka − reading time. ``recovery``: the flows run with recovery on (snapshots every
-    ``flow.snapshot_interval_s``, as deployed), in ``flow.recovery_dir`` of ``env``."""
+    Kafka − reading time, and the readings' hop into Kafka (the raw topic's records stamped with the
+    broker's append time, :func:`stamp_on_append`; else their create time, ≈ 0). ``recovery``: the
+    flows run with recovery on (snapshots every ``flow.snapshot_interval_s``, as deployed), in
+    ``flow.recovery_dir`` of ``env``."""
     flows = TailingFlows(env, names, recovery)
     scored = ("models" in names or "pipeline" in names) and "alerts" in names
     phases: list[Phase] = []
@@ -302,6 +320,8 @@ def measure(
                     phase.scores = percentiles(db, "anomaly_scores", "written_at", prefix, lo, hi)
                     if settings is not None:
                         phase.scores_on_kafka = kafka_percentiles(settings, settings.alerts.anomalies_topic, lo, hi)
+                if settings is not None:
+                    phase.telemetry_on_kafka = kafka_percentiles(settings, settings.topics.raw, lo, hi)
                 phases.append(phase)
     finally:
         flows.stop()
@@ -361,6 +381,7 @@ def main() -> None:
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
+    stamp_on_append(settings, settings.topics.raw)  # the readings' hop into Kafka, measured too
     prefix = f"lat{run}"
     try:
         phases = measure(
@@ -384,10 +405,11 @@ def main() -> None:
         if args.recovery:
             shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
     for p in phases:
-        t, sc, k = p.telemetry, p.scores, p.scores_on_kafka
+        t, sc, k, r = p.telemetry, p.scores, p.scores_on_kafka, p.telemetry_on_kafka
         print(
             f"{p.target_rate:,.0f}/s{' (recovery on)' if p.recovery else ''}: "
-            f"telemetry p50/p95/p99/max {ms(t.p50)}/{ms(t.p95)}/{ms(t.p99)}/{ms(t.max)} ms; "
+            f"telemetry p50/p95/p99/max {ms(t.p50)}/{ms(t.p95)}/{ms(t.p99)}/{ms(t.max)} ms "
+            f"(into Kafka {ms(r.p50)}/{ms(r.p95)}/{ms(r.p99)}/{ms(r.max)} ms); "
             f"scores {ms(sc.p50)}/{ms(sc.p95)}/{ms(sc.p99)}/{ms(sc.max)} ms "
             f"(on Kafka {ms(k.p50)}/{ms(k.p95)}/{ms(k.p99)}/{ms(k.max)} ms); drained {p.drained}; CPU {p.cpu_line()}"
         )
