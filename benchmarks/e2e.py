@@ -20,7 +20,8 @@
 5. **Latency** (benchmarks/latency.py): the pipeline and alerts flows (``--latency-flows
    separate``: the four flows) run tailing on fresh topics; a paced generator sends at 25, 50 and
    90 % of that deployment's rate from step 2 (fused: the higher of its two runs) for ``--latency-seconds``
-   each; p50/p95/p99 of (row insert time − reading ts) for telemetry rows and anomaly scores. Then
+   each; p50/p95/p99 of (row insert time − reading ts) for telemetry rows and anomaly scores, and the
+   p99 of the readings' hop into Kafka (the broker's append time − ts). Then
    50 % again with the flows' recovery on, as ``twinflow run`` runs them by default (a snapshot of
    every twin each ``flow.snapshot_interval_s``); the CPU of each flow, PostgreSQL and Kafka and the
    machine's busy share during each phase.
@@ -295,6 +296,7 @@ def run_latency(
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
+    latency.stamp_on_append(settings, settings.topics.raw)  # the readings' hop into Kafka, measured too
     prefix = f"{tag}{run}"
     twins = args.latency_twins or args.twins
     try:
@@ -309,6 +311,7 @@ def run_latency(
             prefix=prefix,
             warmup=settings.ml.anomaly.warmup,
             names=names,
+            settings=settings,
             recovery=recovery,
         )
     finally:
@@ -334,6 +337,7 @@ LATENCY_COLUMNS = (
     "telemetry p50 ms",
     "p95",
     "p99",
+    "into Kafka p99",
     "anomaly score p50 ms",
     "p95",
     "p99",
@@ -350,6 +354,7 @@ def _latency_cells(p: latency.Phase) -> list[str]:
         ms(p.telemetry.p50),
         ms(p.telemetry.p95),
         ms(p.telemetry.p99),
+        ms(p.telemetry_on_kafka.p99),
         ms(p.scores.p50),
         ms(p.scores.p95),
         ms(p.scores.p99),
@@ -375,7 +380,8 @@ def latency_markdown(phases: list[latency.Phase], max_rate: float, args, names: 
         f'flows {", ".join(names)} tailing (recovery off; the row marked "recovery on" with it, as '
         f"`twinflow run` runs them by default), {args.latency_twins or args.twins:,} twins, "
         f"{args.latency_seconds:g} s "
-        "per rate; latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts:\n\n"
+        "per rate; latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts; "
+        '"into Kafka": the broker\'s append time of the reading − its ts:\n\n'
         + head
         + body
         + f"\nCPU share of each flow, PostgreSQL and Kafka (ms per 1,000 readings) during the phases: {cpu}.\n"
