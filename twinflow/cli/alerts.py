@@ -225,17 +225,8 @@ def run(
     """Run the alerts flow (same as `twinflow run alerts`)."""
     import os
 
-    from twinflow.cli.run import run as run_flow
+    from twinflow.cli.run import run_flow
 
     if reorder_window is not None:
         os.environ["TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S"] = str(reorder_window)
-    run_flow(
-        "alerts",
-        workers=workers,
-        processes=1,
-        process_id=None,
-        addresses=None,
-        recovery=recovery,
-        tail=tail,
-        metrics_port=None,
-    )
+    run_flow("alerts", workers=workers, recovery=recovery, tail=tail)

@@ -42,6 +42,21 @@ def run(
     Same as python -m bytewax.run "twinflow.dataflows:<flow>()"; recovery state is kept in
     <stack dir>/recovery/<flow> unless flow.recovery_dir is set (then <dir>/<flow>).
     """
+    run_flow(flow, workers, processes, process_id, addresses, recovery, tail, metrics_port)
+
+
+def run_flow(
+    flow: str,
+    workers: int = 1,
+    processes: int = 1,
+    process_id: int | None = None,
+    addresses: str | None = None,
+    recovery: bool = True,
+    tail: bool = True,
+    metrics_port: int | None = None,
+) -> None:
+    """`twinflow run FLOW …` with plain defaults (also `twinflow twin run`, `twinflow alerts run`); ends
+    with ``typer.Exit`` (the flow's exit code)."""
     import importlib
 
     from connectors.overlap import SLOTS

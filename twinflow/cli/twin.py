@@ -194,15 +194,6 @@ def run(
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
 ) -> None:
     """Run the twin flow (same as `twinflow run twin`)."""
-    from twinflow.cli.run import run as run_flow
+    from twinflow.cli.run import run_flow
 
-    run_flow(
-        "twin",
-        workers=workers,
-        processes=1,
-        process_id=None,
-        addresses=None,
-        recovery=recovery,
-        tail=tail,
-        metrics_port=None,
-    )
+    run_flow("twin", workers=workers, recovery=recovery, tail=tail)
