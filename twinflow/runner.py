@@ -159,8 +159,12 @@ def run_in_process(
     stopper.install()
     recovery = RecoveryConfig(str(recovery_dir), timedelta(0)) if recovery_dir else None
     if metrics_port is not None:  # Bytewax's own web server, started by cli_main
+        # It also writes dataflow.json to BYTEWAX_DATAFLOW_API_CACHE_PATH (default: the working
+        # directory, maybe read-only or a checkout): a directory of this run's, removed at exit.
+        api_cache = tempfile.TemporaryDirectory(prefix="twinflow-flow-api-")
         os.environ["BYTEWAX_DATAFLOW_API_ENABLED"] = "1"
         os.environ["BYTEWAX_DATAFLOW_API_PORT"] = str(metrics_port)
+        os.environ["BYTEWAX_DATAFLOW_API_CACHE_PATH"] = api_cache.name
     try:
         flow = build()
         if recovery_dir is not None:
@@ -190,24 +194,6 @@ def run_in_process(
         where = "in the last recovery snapshot" if recovery else "not kept (no recovery)"
         log.info("flow stopped by signal%s; state is %s", "" if stopper.clean else " (not drained)", where)
     return 0
-
-
-def port_free(port: int) -> bool:
-    """Whether a TCP server may listen on ``port`` of every interface now (as Bytewax's metrics server does).
-
-    >>> import socket
-    >>> with socket.socket() as taken:
-    ...     taken.bind(("0.0.0.0", 0)); taken.listen()
-    ...     port_free(taken.getsockname()[1])
-    False
-    """
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
 
 
 def epoch_interval(recovery: bool, snapshot_interval_s: float, without_recovery_s: float | None) -> timedelta:

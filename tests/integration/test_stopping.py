@@ -34,8 +34,8 @@ from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
 from tests.twin_kafka import envelope, query, wait_for
 from twinflow.demo.plant import FLOWS, MAPPING, topic_env
-from twinflow.runner import port_free
 from twinflow.settings import Settings, load_settings
+from twinflow.stack.process import port_open
 
 pytestmark = pytest.mark.integration
 
@@ -204,7 +204,7 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     first, second = _telemetry(prefix, 300), _telemetry(prefix, 300, start=300)
     produce(env.settings, first)
     rdir = env.tmp / f"recovery-pipeline-p{processes}"
-    port = next(p for p in iter(free_port, None) if all(port_free(p + i) for i in range(processes)))
+    port = next(p for p in iter(free_port, None) if not any(port_open(p + i) for i in range(processes)))
     args = ["run", "pipeline", "-p", str(processes)]
     flow = env.start(
         f"pipeline-p{processes}", [*args, "--metrics-port", str(port)], TWINFLOW_FLOW__RECOVERY_DIR=str(rdir)

@@ -61,7 +61,8 @@ def run_flow(
 
     from connectors.overlap import SLOTS
     from connectors.stopping import stop_on_signals
-    from twinflow.runner import ensure_recovery_dir, port_free, run_in_process, run_local_cluster
+    from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
+    from twinflow.stack.process import port_open
 
     stop_on_signals()  # from the start: a stop during start-up is clean too
 
@@ -82,7 +83,7 @@ def run_flow(
     port = None
     if metrics_port:
         port = metrics_port + (process_id or 0)
-        if port > 65535 or not port_free(port):
+        if port > 65535 or port_open(port):
             err_console.print(
                 f"[red]--metrics-port {metrics_port}: port {port} is not free (or out of range) for this "
                 f"process' metrics; pick another port[/red]"
