@@ -33,7 +33,7 @@ Aggregates do not depend on arrival order (up to float rounding of mean and stdd
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import KeysView, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -108,6 +108,19 @@ class _Window:
     sensors: dict[str, _Agg] = field(default_factory=dict)
 
 
+class _Run:
+    """In-order readings that only add to the aggregates of ``windows`` (the windows of the reading
+    that started the run), not aggregated yet: ``values`` waits for :meth:`TwinWindows._fold`.
+    A reading joins while its (ts, seq) rises above ``prev``, its ts is before ``limit`` (the first
+    window end or expiry) and it has the sensors ``keys``. Never pickled."""
+
+    __slots__ = ("keys", "limit", "prev", "values", "windows")
+
+    def __init__(self, windows: list[_Window], limit: datetime, keys: KeysView[str], prev: tuple[datetime, int]):
+        self.windows, self.limit, self.keys, self.prev = windows, limit, keys, prev
+        self.values: list[dict[str, float]] = []
+
+
 @dataclass(slots=True)
 class TwinWindows:
     twin_id: str
@@ -116,6 +129,20 @@ class TwinWindows:
     # (size index, window start) → window
     open: dict[tuple[int, datetime], _Window] = field(default_factory=dict)
     _next_due: datetime | None = None  # earliest time at which a window closes or expires
+    _run: _Run | None = field(default=None, repr=False, compare=False)  # readings not aggregated yet
+
+    def __getstate__(self) -> tuple[None, dict[str, object]]:
+        """Pickled as before (pickle's default form of the other fields): the run is aggregated first."""
+        self._fold()
+        return None, {
+            "twin_id": self.twin_id, "spec": self.spec, "max_ts": self.max_ts, "open": self.open,
+            "_next_due": self._next_due,
+        }  # fmt: skip
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self._run = None
 
     @property
     def watermark(self) -> datetime | None:
@@ -125,6 +152,17 @@ class TwinWindows:
         self, ts: datetime, seq: int, values: dict[str, float], source: str
     ) -> tuple[list[WindowRow], list[LateReading]]:
         """Add one envelope's readings; return (window rows to upsert, late readings)."""
+        if self._run is not None:
+            self._fold()
+            self._run = None
+        rows, late, _ = self._add(ts, seq, values, source)
+        return rows, late
+
+    def _add(
+        self, ts: datetime, seq: int, values: dict[str, float], source: str
+    ) -> tuple[list[WindowRow], list[LateReading], list[_Window] | None]:
+        """:meth:`add` (no run pending); also returns the reading's windows when a run may follow it
+        (it is the newest, and every aggregate it touched is unpublished and has it as `last`)."""
         rows: list[WindowRow] = []
         wm = self.watermark
         if wm is not None and ts < wm:
@@ -142,9 +180,10 @@ class TwinWindows:
                 )
                 for sensor, value in values.items()
             ]
-            return rows, late
+            return rows, late, None
         since_epoch = ts - EPOCH
         key = (ts, seq)
+        windows: list[_Window] | None = []
         for i, size in enumerate(self.spec.sizes):
             start = EPOCH + (since_epoch // size) * size  # in UTC, whatever the offset of ts
             window = self.open.get((i, start))
@@ -168,59 +207,79 @@ class TwinWindows:
                 if agg.last_key is None or key >= agg.last_key:
                     agg.last_key = key
                     agg.last = value
+                else:
+                    windows = None  # a newer (ts, seq) is in already: `last` would not be a run's
                 agg.dirty = True
                 if agg.version:  # already published: emit the correction now
                     rows.append(self._publish(i, start, window.end, sensor, agg))
+                    windows = None  # every later reading emits its correction too
+            if windows is not None:
+                windows.append(window)
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
             if self._next_due is not None and ts >= self._next_due:
                 rows.extend(self._advance())
-        return rows, []
+        return rows, [], windows if self.max_ts == ts else None
 
     def add_run(
         self, readings: Sequence[Reported], first: int, stop: int
     ) -> tuple[list[WindowRow], list[LateReading], int]:
-        """:meth:`add` of ``readings[first]``, then column-wise the following readings up to ``stop``
-        that change nothing but aggregates; returns the outputs and the index of the first reading
-        not taken (``readings[first:stop]`` must all be readings for the windows).
+        """:meth:`add` of ``readings[first]`` and of the following readings up to ``stop`` that change
+        nothing but aggregates; returns the outputs and the index of the first reading not taken
+        (``readings[first:stop]`` must all be readings for the windows).
 
-        A following reading is taken when its (ts, seq) rises, it has the same sensors, stays inside
-        the windows of ``readings[first]``, publishes nothing and meets no published window: exactly
-        the readings for which :meth:`add` would return nothing. They are aggregated per sensor in
-        one pass with the same float operations in the same order as :meth:`add` (identical rows)."""
-        r0 = readings[first]
-        rows, late = self.add(r0.ts, r0.seq, r0.values, r0.source)
-        if late or first + 1 >= stop or self.max_ts != r0.ts:
-            return rows, late, first + 1
-        prev = (r0.ts, r0.seq)
-        keys = r0.values.keys()
-        since_epoch = r0.ts - EPOCH
-        windows = []
-        limit = self._next_due
-        for i, size in enumerate(self.spec.sizes):
-            window = self.open[(i, EPOCH + (since_epoch // size) * size)]
-            aggs = window.sensors
-            if any(agg.version for agg in aggs.values()):
-                return rows, late, first + 1  # a published window: every reading emits its correction
-            if any(aggs[sensor].last_key != prev for sensor in keys):
-                return rows, late, first + 1  # a newer (ts, seq) is in already: `last` is not the run's
-            windows.append(window)
-            if limit is None or window.end < limit:
-                limit = window.end
-        end = first + 1
+        Such readings are aggregated later, column-wise and in one pass per sensor, with the same
+        float operations in the same order as :meth:`add` (identical rows), when a reading or a
+        flush needs the aggregates, or the state is pickled: a run lasts across calls (a tailing
+        flow offers about one reading per twin and polled batch). A reading joins the run when its
+        (ts, seq) rises, it has the run's sensors and stays inside the windows of the reading that
+        started it (which publishes nothing and meets no published window): exactly the readings for
+        which :meth:`add` would return nothing."""
+        end = first
+        run = self._run
+        if run is None or not self._joins(run, readings[first]):
+            if run is not None:
+                self._fold()
+            r0 = readings[first]
+            rows, late, windows = self._add(r0.ts, r0.seq, r0.values, r0.source)
+            end = first + 1
+            if windows is None:
+                self._run = None
+                return rows, late, end
+            limit = self._next_due
+            for window in windows:
+                if limit is None or window.end < limit:
+                    limit = window.end
+            assert limit is not None  # a reading always has windows
+            run = self._run = _Run(windows, limit, r0.values.keys(), (r0.ts, r0.seq))
+        else:
+            rows, late = [], []
+        prev, limit, keys, pending = run.prev, run.limit, run.keys, run.values
         while end < stop:
             r = readings[end]
             key = (r.ts, r.seq)
             if not (key > prev and r.ts < limit and r.values.keys() == keys):  # type: ignore[operator]
                 break
+            pending.append(r.values)
             prev = key
             end += 1
-        if end == first + 1:
-            return rows, late, end
-        run = [readings[k].values for k in range(first + 1, end)]
-        for sensor in keys:
-            column = [values[sensor] for values in run]
-            for window in windows:
+        run.prev = prev
+        self.max_ts = prev[0]
+        return rows, late, end
+
+    @staticmethod
+    def _joins(run: _Run, r: Reported) -> bool:
+        return (r.ts, r.seq) > run.prev and r.ts < run.limit and r.values.keys() == run.keys  # type: ignore[operator]
+
+    def _fold(self) -> None:
+        """Aggregate the run's pending readings (Welford per sensor and window, in arrival order)."""
+        run = self._run
+        if run is None or not run.values:
+            return
+        pending, run.values = run.values, []
+        for sensor in run.keys:
+            column = [values[sensor] for values in pending]
+            for window in run.windows:
                 agg = window.sensors[sensor]
                 count, mean, m2, low, high = agg.count, agg.mean, agg.m2, agg.min, agg.max
                 for value in column:
@@ -233,10 +292,8 @@ class TwinWindows:
                     if value > high:
                         high = value
                 agg.count, agg.mean, agg.m2, agg.min, agg.max = count, mean, m2, low, high
-                agg.last, agg.last_key = column[-1], prev
+                agg.last, agg.last_key = column[-1], run.prev
                 agg.dirty = True
-        self.max_ts = prev[0]
-        return rows, late, end
 
     def _advance(self) -> list[WindowRow]:
         assert self.max_ts is not None
@@ -262,6 +319,8 @@ class TwinWindows:
 
     def flush(self) -> list[WindowRow]:
         """Publish every window with unpublished changes (end of input); windows stay open."""
+        self._fold()
+        self._run = None  # its windows are published now: a later reading emits a correction
         return [
             self._publish(i, start, window.end, sensor, agg)
             for (i, start), window in self.open.items()
