@@ -29,7 +29,7 @@ import logging
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import psycopg
@@ -67,10 +67,15 @@ class CopyTable:
         )
         return f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ({cols}) ON COMMIT DELETE ROWS"
 
-    def copy(self, into: str, width: int | None = None) -> sql.Composed:
-        """COPY into ``into`` (the table or its stage) of the first ``width`` columns (default: all)."""
-        cols = sql.SQL(", ").join(map(sql.Identifier, self.columns[:width]))
-        return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(into), cols)
+    def copy(self, into: str, width: int | None = None) -> str:
+        """COPY into ``into`` (the table or its stage) of the first ``width`` columns (default: all).
+        Made once per table and width: composing it (identifiers quoted by libpq) cost a tailing
+        flow's small batches more than their rows.
+
+        >>> CopyTable("t", ("a", "b"), ("int4", "text"), ("a",)).copy("t_stage", 1)
+        'COPY "t_stage" ("a") FROM STDIN (FORMAT BINARY)'
+        """
+        return _copy_statement(into, self.columns[:width])
 
     def copy_rows(self, cur: psycopg.Cursor, into: str, rows: Sequence[Sequence[Any]]) -> None:
         """Binary-COPY ``rows`` into ``into``: the short ones (if any) with their columns, then the rest."""
@@ -133,6 +138,12 @@ class CopyInsert:
             staging.add(spec.table)
             self._log.info("%s batch held %d stored or repeated rows: staging", spec.table, len(rows) - new)
         return changed
+
+
+@cache
+def _copy_statement(into: str, columns: tuple[str, ...]) -> str:
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(into), cols).as_string(None)
 
 
 def copy_binary(
