@@ -139,8 +139,8 @@ class TwinWindows:
             "_next_due": self._next_due,
         }  # fmt: skip
 
-    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
-        for name, value in state[1].items():
+    def __setstate__(self, state: tuple[None, dict[str, object]] | dict[str, object]) -> None:
+        for name, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, name, value)
         self._run = None
 
@@ -235,26 +235,29 @@ class TwinWindows:
         (ts, seq) rises, it has the run's sensors and stays inside the windows of the reading that
         started it (which publishes nothing and meets no published window): exactly the readings for
         which :meth:`add` would return nothing."""
-        end = first
         run = self._run
-        if run is None or not self._joins(run, readings[first]):
-            if run is not None:
-                self._fold()
-            r0 = readings[first]
-            rows, late, windows = self._add(r0.ts, r0.seq, r0.values, r0.source)
-            end = first + 1
-            if windows is None:
-                self._run = None
-                return rows, late, end
-            limit = self._next_due
-            for window in windows:
-                if limit is None or window.end < limit:
-                    limit = window.end
-            assert limit is not None  # a reading always has windows
-            run = self._run = _Run(windows, limit, r0.values.keys(), (r0.ts, r0.seq))
-        else:
-            rows, late = [], []
+        if run is not None:
+            end = self._extend(run, readings, first, stop)
+            if end > first:
+                return [], [], end
+            self._fold()
+        r0 = readings[first]
+        rows, late, windows = self._add(r0.ts, r0.seq, r0.values, r0.source)
+        if windows is None:
+            self._run = None
+            return rows, late, first + 1
+        limit = self._next_due
+        for window in windows:
+            if limit is None or window.end < limit:
+                limit = window.end
+        assert limit is not None  # a reading always has windows
+        self._run = _Run(windows, limit, r0.values.keys(), (r0.ts, r0.seq))
+        return rows, late, self._extend(self._run, readings, first + 1, stop)
+
+    def _extend(self, run: _Run, readings: Sequence[Reported], first: int, stop: int) -> int:
+        """Add the readings from ``first`` that join ``run`` to it; returns the index of the first that does not."""
         prev, limit, keys, pending = run.prev, run.limit, run.keys, run.values
+        end = first
         while end < stop:
             r = readings[end]
             key = (r.ts, r.seq)
@@ -263,13 +266,9 @@ class TwinWindows:
             pending.append(r.values)
             prev = key
             end += 1
-        run.prev = prev
-        self.max_ts = prev[0]
-        return rows, late, end
-
-    @staticmethod
-    def _joins(run: _Run, r: Reported) -> bool:
-        return (r.ts, r.seq) > run.prev and r.ts < run.limit and r.values.keys() == run.keys  # type: ignore[operator]
+        if end > first:
+            run.prev, self.max_ts = prev, prev[0]
+        return end
 
     def _fold(self) -> None:
         """Aggregate the run's pending readings (Welford per sensor and window, in arrival order)."""
