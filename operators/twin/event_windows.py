@@ -12,6 +12,9 @@ the newest reading time seen for the twin minus the allowed lateness:
 
 ``flush()`` emits every window with unpublished changes (end of input).
 Aggregates do not depend on arrival order (up to float rounding of mean and stddev).
+:meth:`TwinWindows.add_run` (the flows' path) keeps in-order readings that change nothing but
+aggregates as a run, aggregated column-wise when something needs the aggregates; a run holds at most
+the readings of its windows until the first of them closes (one second's with the default sizes).
 
 >>> from datetime import datetime, timedelta, UTC
 >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
