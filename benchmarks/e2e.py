@@ -296,7 +296,6 @@ def run_latency(
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
-    latency.stamp_on_append(settings, settings.topics.raw)  # the readings' hop into Kafka, measured too
     prefix = f"{tag}{run}"
     twins = args.latency_twins or args.twins
     try:

@@ -263,10 +263,12 @@ def measure(
 
     Scores are waited for and measured when the models and alerts flows run (a diagnosis may run
     the telemetry flow alone); with ``settings`` (the run's topics) the scores' first hop too: on
-    Kafka − reading time, and the readings' hop into Kafka (the raw topic's records stamped with the
-    broker's append time, :func:`stamp_on_append`; else their create time, ≈ 0). ``recovery``: the
+    Kafka − reading time, and the readings' hop into Kafka (the raw topic, the run's own, is set to be
+    stamped with the broker's append time here: :func:`stamp_on_append`). ``recovery``: the
     flows run with recovery on (snapshots every ``flow.snapshot_interval_s``, as deployed), in
     ``flow.recovery_dir`` of ``env``."""
+    if settings is not None:
+        stamp_on_append(settings, settings.topics.raw)
     flows = TailingFlows(env, names, recovery)
     scored = ("models" in names or "pipeline" in names) and "alerts" in names
     phases: list[Phase] = []
@@ -381,7 +383,6 @@ def main() -> None:
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
-    stamp_on_append(settings, settings.topics.raw)  # the readings' hop into Kafka, measured too
     prefix = f"lat{run}"
     try:
         phases = measure(

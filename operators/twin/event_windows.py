@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import KeysView, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
-from operators.pickled import pickled_by_fields
+from operators.pickled import pickled_by_fields, tuple_getter
 from operators.records.twin import LateReading, Reported
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -137,10 +137,7 @@ class TwinWindows:
     def __getstate__(self) -> tuple[None, dict[str, object]]:
         """Pickled as before (pickle's default form of the other fields): the run is aggregated first."""
         self._fold()
-        return None, {
-            "twin_id": self.twin_id, "spec": self.spec, "max_ts": self.max_ts, "open": self.open,
-            "_next_due": self._next_due,
-        }  # fmt: skip
+        return None, dict(zip(_STORED, _stored(self), strict=True))
 
     def __setstate__(self, state: tuple[None, dict[str, object]] | dict[str, object]) -> None:
         for name, value in (state[1] if isinstance(state, tuple) else state).items():
@@ -347,3 +344,7 @@ class TwinWindows:
             math.sqrt(agg.m2 / (agg.count - 1)) if agg.count > 1 else None,
             agg.version,
         )
+
+
+_STORED = tuple(f.name for f in fields(TwinWindows) if f.name != "_run")  # what a snapshot holds
+_stored = tuple_getter(_STORED)
