@@ -93,6 +93,7 @@ LEVEL, TREND, FIRST, SEEN, ERRORS_SEEN, PENDING = range(6)
 ROW_BY_ROW = 2  # SensorForecasts.update_many: batches up to this size run sample by sample (quicker)
 _ERROR = struct.Struct("=f")  # one error of the ring, as numpy's float32 rounds it
 _ERROR_MAX = float(np.finfo(np.float32).max)  # a larger error is stored as this (float32 overflows)
+_FLOAT = {float}  # the values a held sample may have (SensorForecasts._hold)
 
 
 def error_ring(m: array[float], horizon: int, size: int) -> np.ndarray:
@@ -122,23 +123,27 @@ class SensorForecasts:
     (tests/unit/ml/test_step_many.py).
     """
 
-    __slots__ = ("config", "models")
+    __slots__ = ("_held", "config", "models")
 
     def __init__(self, config: ForecastConfig | None = None) -> None:
         self.config = config or ForecastConfig()
         self.models: dict[str, array[float]] = {}
+        self._held: _Held | None = None  # samples of update_many waiting for the next forecast
 
     def reset(self) -> None:
         self.models.clear()
+        self._held = None
 
     def seen(self, sensor: str) -> int:
         """Samples the sensor's forecaster has learned (0: unknown sensor)."""
+        self._learn_held()
         m = self.models.get(sensor)
         return 0 if m is None else int(m[SEEN])
 
     def update(self, readings: dict[str, float], learn: bool = True, calibrate: bool = True) -> None:
         if not learn:
             return
+        self._learn_held()
         cfg = self.config
         h, window, alpha = cfg.horizon, cfg.window, cfg.alpha
         beta = cfg.beta or None
@@ -178,22 +183,98 @@ class SensorForecasts:
         :meth:`forecast` after sample ``i`` and each sensor's :meth:`seen` then. The same float
         operations in the same order as :meth:`update` per sample, sensor by sensor (a sensor's
         recursion never reads another's): the same numbers bit for bit (tests/unit/ml/test_step_many.py).
-        A batch of at most ``ROW_BY_ROW`` samples (a tailing flow's: about one per twin) runs sample
-        by sample (:meth:`update`, :meth:`forecast`): the column-wise set-up per sensor would cost more."""
-        if len(rows) <= ROW_BY_ROW:
+        A batch without a published sample is held (compactly, :class:`_Held`) and learned with the
+        next one that has one, or when anything reads the forecasters (every other method folds it in
+        first, pickling too): a tailing flow offers about one sample per twin and call, and a run of
+        ``forecast_every`` samples is learned column-wise instead of sample by sample. A batch of at
+        most ``ROW_BY_ROW`` samples with nothing held runs sample by sample (:meth:`update`,
+        :meth:`forecast`): the column-wise set-up per sensor would cost more."""
+        if not any(publish):
+            self._hold(rows, calibrate)
+            return [None] * len(rows)
+        held, self._held = self._held, None
+        if held is None and len(rows) <= ROW_BY_ROW:
             return [self._update_row(rows[i], calibrate[i], publish[i]) for i in range(len(rows))]
+        if held is not None:  # (its sensors first: its samples came first)
+            self._add_held_sensors(held)
+        columns = {name: [r.get(name) if r else None for r in rows] for name in self._add_sensors(rows)}
+        if held is None:
+            return self._learn(len(rows), columns, calibrate, publish)
+        before = len(held.calibrate)
+        for name, column in held.columns().items():
+            columns[name] = column + columns.get(name, [None] * len(rows))
+        for name, column in columns.items():
+            if len(column) == len(rows):  # a sensor the held samples do not have
+                columns[name] = [None] * before + column
+        return self._learn(
+            before + len(rows), columns, [*held.calibrate, *calibrate], [False] * before + list(publish)
+        )[before:]
+
+    def _hold(self, rows: list[dict[str, float] | None], calibrate: list[bool]) -> None:
+        """Keep samples to learn later; a sample of other sensors than those held, or of values that
+        are not floats, makes the held samples learned first and itself at once."""
+        for r, c in zip(rows, calibrate, strict=True):
+            if not r:  # nothing to learn (learn=False)
+                continue
+            held = self._held
+            keys = tuple(r)
+            values = tuple(r.values())
+            floats = set(map(type, values)) <= _FLOAT
+            if floats and held is not None and held.keys == keys:
+                held.values.extend(values)
+                held.calibrate.append(c)
+                continue
+            self._learn_held()
+            if floats:
+                self._held = _Held(keys, values, c)
+            else:  # (booleans and missing values are not learned; ints are: as update() does)
+                self.update(r, True, c)
+
+    def _learn_held(self) -> None:
+        """Learn the samples held (:meth:`_hold`), in order."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        self._add_held_sensors(held)
+        n = len(held.calibrate)
+        self._learn(n, held.columns(), held.calibrate, [False] * n)
+
+    def _add_held_sensors(self, held: _Held) -> None:
+        """The held samples' new sensors, in the order update() adds them (first finite value)."""
+        if held.keys_known(self.models.keys()):
+            return
+        d = len(held.keys)
+        self._add_sensors([dict(zip(held.keys, held.values[i : i + d], strict=True))
+                           for i in range(0, len(held.values), d)])  # fmt: skip
+
+    def _add_sensors(self, rows: list[dict[str, float] | None]) -> set[str]:
+        """Add the rows' new sensors, in the order update() adds them; returns every sensor of the rows."""
+        cfg = self.config
+        models = self.models
+        isfinite = math.isfinite
+        names: set[str] = set()
+        for r in rows:
+            if r:
+                names.update(r)
+                if not r.keys() <= models.keys():
+                    for name, y in r.items():
+                        if name not in models and y is not None and y.__class__ is not bool and isfinite(y):
+                            models[name] = sensor_array(cfg.horizon, cfg.window)
+        return names
+
+    def _learn(
+        self, samples: int, columns: dict[str, Any], calibrate: Any, publish: list[bool]
+    ) -> list[tuple[dict[str, SensorForecast], dict[str, int]] | None]:
+        """:meth:`update_many`'s column-wise pass: ``columns[name]`` holds the sensor's value at each
+        of the ``samples`` (None: none); the sensors are in ``models`` already."""
         cfg = self.config
         h, window, alpha, coverage = cfg.horizon, cfg.window, cfg.alpha, cfg.coverage
         beta = cfg.beta or None
         errors_at = 8 * (PENDING + h)
         models = self.models
         isfinite = math.isfinite
-        known = models.keys()
-        for r in rows:  # new sensors, in the order update() adds them
-            if r and not r.keys() <= known:
-                for name, y in r.items():
-                    if name not in models and y is not None and y.__class__ is not bool and isfinite(y):
-                        models[name] = sensor_array(h, window)
+        absent = [None] * samples
         out: list[tuple[dict[str, SensorForecast], dict[str, int]] | None] = [({}, {}) if p else None for p in publish]
         nan = math.nan
         # Full rings of every sensor (copies), their quantiles in one sort at the end (row by row: the same numbers).
@@ -205,8 +286,7 @@ class SensorForecasts:
             level, trend = m[LEVEL], m[TREND]
             pending = m[PENDING : PENDING + h].tolist()  # the ring of forecasts, as floats while the batch runs
             errors = memoryview(m).cast("B")[errors_at:].cast("f")  # the error ring (stores round as struct's "f")
-            for i, r in enumerate(rows):
-                y = r.get(name) if r else None
+            for i, y in enumerate(columns.get(name, absent)):
                 if y is not None and y.__class__ is not bool and isfinite(y):
                     slot = n % h
                     if n >= h and calibrate[i]:
@@ -269,6 +349,7 @@ class SensorForecasts:
 
     def forecast(self) -> dict[str, SensorForecast]:
         """The latest ``horizon``-step forecast per sensor, with its interval (NaN until calibrated)."""
+        self._learn_held()
         cfg = self.config
         h, window, coverage = cfg.horizon, cfg.window, cfg.coverage
         errors_at = 8 * (PENDING + h)
@@ -292,13 +373,19 @@ class SensorForecasts:
         return out
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**slot_state(self), "errors32": True}
+        """What learning sample by sample would hold (the held samples learned first: snapshots of
+        earlier versions have the same form)."""
+        self._learn_held()
+        state = slot_state(self)
+        del state["_held"]
+        return {**state, "errors32": True}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Snapshots of this layout, and of the earlier ones (float64 errors; a :class:`_SensorModel`
         per sensor), resume on the same numbers (the errors rounded to float32)."""
         errors32 = state.pop("errors32", False)
         restore_slots(self, state)
+        self._held = None
         cfg = self.config = canonical(self.config)
         h, window = cfg.horizon, cfg.window
         for name, old in self.models.items():
@@ -339,6 +426,27 @@ def _fill_full(
     widths = quantiles_of(np.frombuffer(b"".join(rings), dtype=np.float32).reshape(len(full), window), coverage)
     for (forecasts, name, value), w in zip(full, widths, strict=True):
         forecasts[name] = SensorForecast(h, value, value - w, value + w)
+
+
+class _Held:
+    """Samples of one set of sensors (``keys``, in that order) held for learning: their float values
+    one sample after another in ``values``, a calibrate flag (1/0) per sample in ``calibrate``
+    (≈ 8 bytes per value: dicts of the samples would hold ≈ 10 times that per twin)."""
+
+    __slots__ = ("calibrate", "keys", "values")
+
+    def __init__(self, keys: tuple[str, ...], values: tuple[float, ...], calibrate: bool) -> None:
+        self.keys = keys
+        self.values = array("d", values)
+        self.calibrate = bytearray((calibrate,))
+
+    def keys_known(self, known: Any) -> bool:
+        return all(name in known for name in self.keys)
+
+    def columns(self) -> dict[str, list[float]]:
+        """Each sensor's held values, in order."""
+        d = len(self.keys)
+        return {name: self.values[j::d].tolist() for j, name in enumerate(self.keys)}
 
 
 class ForecastBatch:
