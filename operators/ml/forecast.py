@@ -197,15 +197,14 @@ class SensorForecasts:
             return [self._update_row(rows[i], calibrate[i], publish[i]) for i in range(len(rows))]
         if held is not None:  # (its sensors first: its samples came first)
             self._add_held_sensors(held)
-        columns = {name: [r.get(name) if r else None for r in rows] for name in self._add_sensors(rows)}
+        self._add_sensors(rows)
+        columns = {name: [r.get(name) if r else None for r in rows] for name in self.models}
         if held is None:
             return self._learn(len(rows), columns, calibrate, publish)
         before = len(held.calibrate)
-        for name, column in held.columns().items():
-            columns[name] = column + columns.get(name, [None] * len(rows))
+        earlier = held.columns()
         for name, column in columns.items():
-            if len(column) == len(rows):  # a sensor the held samples do not have
-                columns[name] = [None] * before + column
+            columns[name] = earlier.get(name, [None] * before) + column
         return self._learn(
             before + len(rows), columns, [*held.calibrate, *calibrate], [False] * before + list(publish)
         )[before:]
@@ -248,20 +247,17 @@ class SensorForecasts:
         self._add_sensors([dict(zip(held.keys, held.values[i : i + d], strict=True))
                            for i in range(0, len(held.values), d)])  # fmt: skip
 
-    def _add_sensors(self, rows: list[dict[str, float] | None]) -> set[str]:
-        """Add the rows' new sensors, in the order update() adds them; returns every sensor of the rows."""
+    def _add_sensors(self, rows: list[dict[str, float] | None]) -> None:
+        """Add the rows' new sensors, in the order update() adds them."""
         cfg = self.config
         models = self.models
+        known = models.keys()
         isfinite = math.isfinite
-        names: set[str] = set()
         for r in rows:
-            if r:
-                names.update(r)
-                if not r.keys() <= models.keys():
-                    for name, y in r.items():
-                        if name not in models and y is not None and y.__class__ is not bool and isfinite(y):
-                            models[name] = sensor_array(cfg.horizon, cfg.window)
-        return names
+            if r and not r.keys() <= known:
+                for name, y in r.items():
+                    if name not in models and y is not None and y.__class__ is not bool and isfinite(y):
+                        models[name] = sensor_array(cfg.horizon, cfg.window)
 
     def _learn(
         self, samples: int, columns: dict[str, Any], calibrate: Any, publish: list[bool]
