@@ -9,6 +9,10 @@ reports a shorter log, or a snapshot older than the topic's retention), the cons
 the *earliest* retained offset, never at the end: re-reading is harmless (idempotent sinks),
 skipping is silent loss. librdkafka's default would be ``latest``.
 
+A worker reads all its partitions of a source through one librdkafka consumer
+(:class:`_SharedConsumer`; Bytewax's own source makes one per partition), each partition with its
+own offset in the snapshots, as Bytewax's.
+
 On a stop request (:mod:`connectors.stopping`) the source stops reading: the epoch in progress
 then completes and is committed with everything read so far, and :mod:`twinflow.runner` ends
 the dataflow; in a single-worker run the source does that by raising Bytewax's
@@ -25,17 +29,19 @@ path, while a poll that finds no new message is a healthy one.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
 import orjson
-from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
-from bytewax.connectors.kafka import _KafkaSourcePartition as BytewaxPartition
+from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import AbortExecution, Source, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from connectors.cluster import this_worker
 from connectors.config.contract import ConnectorSettings
@@ -64,35 +70,117 @@ def leader_reachable(stats: dict[str, Any], topic: str, partition: int) -> bool:
     return False
 
 
-class _NoWaitConsumer:
-    """A librdkafka consumer whose ``consume`` takes what its fetchers have queued and returns at
-    once: Bytewax's partition waits up to 1 ms in each poll, and a worker polls its partitions one
-    after the other (the alerts flow reads 25: a tick of caught-up polls blocked it ~25 ms)."""
+class _SharedConsumer:
+    """One librdkafka consumer for every partition of a source that one worker reads.
 
-    def __init__(self, consumer: Any) -> None:
-        self._consumer = consumer
+    Bytewax's ``KafkaSource`` makes a consumer per partition: the pipeline reads six topics (21
+    partitions), the alerts flow seven (25), each partition with its own librdkafka threads, its own
+    fetch requests to the broker (answered as soon as anything arrives) and its own poll per tick.
+    Here the worker's partitions share one consumer (one fetch per broker for all of them): a
+    partition whose queue is empty takes what the consumer has fetched (``consume`` never waits when
+    ``no_wait``; 1 ms otherwise, as Bytewax's), and each message goes to its partition's queue, in
+    order. At most ``4 × batch_size`` messages wait in the queues (a partition polled meanwhile finds
+    nothing new until the others have taken theirs)."""
 
-    def consume(self, num_messages: int, timeout: float) -> list[Any]:  # timeout: ignored, never waits
-        return self._consumer.consume(num_messages, 0)
+    def __init__(self, config: dict[str, Any], batch_size: int, no_wait: bool, raise_on_errors: bool) -> None:
+        self._consumer = Consumer({**config, "stats_cb": self._stats})
+        self._batch_size = batch_size
+        self._timeout = 0 if no_wait else 0.001
+        self._raise_on_errors = raise_on_errors
+        self._parts: dict[tuple[str, int], _SharedPartition] = {}
+        self._queues: dict[tuple[str, int], deque[Any]] = {}
+        self._ended: set[tuple[str, int]] = set()  # partitions whose end was reached (tail=False)
+        self._waiting = 0
+        self.open = True  # until its last partition is released
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
+    def assign(self, part: _SharedPartition) -> None:
+        key = (part.topic, part.index)
+        self._parts[key] = part
+        self._queues[key] = deque()
+        self._consumer.incremental_assign([TopicPartition(part.topic, part.index, part.offset)])
+
+    def release(self, part: _SharedPartition) -> None:
+        """Stop reading ``part``; the consumer closes with the worker's last partition."""
+        key = (part.topic, part.index)
+        if self._parts.pop(key, None) is None:
+            return
+        self._waiting -= len(self._queues.pop(key))
+        if self._parts:
+            self._consumer.incremental_unassign([TopicPartition(part.topic, part.index)])
+        else:
+            self.open = False
+            self._consumer.close()
+
+    def take(self, key: tuple[str, int]) -> tuple[list[Any], bool]:
+        """Up to a batch of the partition's messages in order, and whether its end is reached."""
+        queue = self._queues[key]
+        if not queue and key not in self._ended and self._waiting < 4 * self._batch_size:
+            self._fetched()
+        n = min(len(queue), self._batch_size)
+        self._waiting -= n
+        return [queue.popleft() for _ in range(n)], key in self._ended and not queue
+
+    def _fetched(self) -> None:
+        """What the consumer has fetched, into the partitions' queues; errors logged (or raised)."""
+        for msg in self._consumer.consume(self._batch_size, self._timeout):
+            error = msg.error()
+            key = (msg.topic(), msg.partition())
+            if error is None:
+                queue = self._queues.get(key)
+                if queue is not None:
+                    queue.append(msg)
+                    self._waiting += 1
+            elif error.code() == ConfluentKafkaError._PARTITION_EOF:
+                self._ended.add(key)
+            elif self._raise_on_errors:
+                raise RuntimeError(f"error consuming from Kafka topic {key[0]!r}: {error}")
+            else:
+                log.warning("kafka: %s", error)
+
+    def _stats(self, json_stats: str) -> None:
+        """librdkafka's statistics (every second): each partition's leader reachable, and its lag."""
+        stats = orjson.loads(json_stats)
+        for (topic, index), part in list(self._parts.items()):
+            part.reachable = leader_reachable(stats, topic, index)
+            lag = stats.get("topics", {}).get(topic, {}).get("partitions", {}).get(str(index), {}).get("ls_offset")
+            if lag is not None and part.offset > 0:
+                BYTEWAX_CONSUMER_LAG_GAUGE.labels(step_id=part.step_id, topic=topic, partition=index).set(
+                    lag - part.offset
+                )
 
 
-class _WatchedPartition(BytewaxPartition):
-    """Bytewax's Kafka partition that also reads librdkafka's statistics: is its leader reachable?
-    ``no_wait``: its polls never block (:class:`_NoWaitConsumer`; for a lingering partition, whose
-    next poll after a short one is scheduled anyway)."""
+class _SharedPartition:
+    """One Kafka partition read through its worker's :class:`_SharedConsumer`, as Bytewax's own
+    partition reads it: from ``offset`` (the recovery snapshot's, else the start), its messages as
+    ``KafkaSourceMessage``, ``StopIteration`` after its end (tail=False), the next offset as its snapshot."""
 
-    def __init__(self, *args: Any, no_wait: bool = False, **kwargs: Any) -> None:
+    def __init__(self, shared: _SharedConsumer, step_id: str, topic: str, index: int, offset: int) -> None:
+        self.step_id, self.topic, self.index, self.offset = step_id, topic, index, offset
         self.reachable = False  # not until the first statistics (one second after the start) say so
-        super().__init__(*args, **kwargs)
-        if no_wait:
-            self._consumer = _NoWaitConsumer(self._consumer)
+        self._shared = shared
+        self._ended = False
+        shared.assign(self)
 
-    def _process_stats(self, json_stats: str) -> None:
-        self.reachable = leader_reachable(orjson.loads(json_stats), self._topic, self._part_idx)
-        super()._process_stats(json_stats)
+    def next_batch(self) -> list[KafkaSourceMessage]:
+        if self._ended:
+            raise StopIteration
+        msgs, self._ended = self._shared.take((self.topic, self.index))
+        batch = [
+            KafkaSourceMessage(
+                key=m.key(), value=m.value(), topic=m.topic(), headers=m.headers() or [], latency=m.latency(),
+                offset=m.offset(), partition=m.partition(), timestamp=m.timestamp(),
+            )
+            for m in msgs
+        ]  # fmt: skip
+        if msgs:
+            self.offset = msgs[-1].offset() + 1  # resume from the next message, not this one
+        return batch
+
+    def snapshot(self) -> int:
+        return self.offset
+
+    def close(self) -> None:
+        self._shared.release(self)
 
 
 def next_tick(now: float, interval_s: float) -> float:
@@ -117,7 +205,7 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
     by the next poll at once (a backlog drains at full speed)."""
 
     def __init__(
-        self, part: _WatchedPartition, name: str, path: PathPauses | None = None, linger_s: float = 0.0, full: int = 1
+        self, part: _SharedPartition, name: str, path: PathPauses | None = None, linger_s: float = 0.0, full: int = 1
     ) -> None:
         self._part = part
         self._name = name
@@ -178,6 +266,7 @@ class StoppableKafkaSource(KafkaSource):
         self.topics = list(topics)  # what it reads (its recovery state is keyed <partition>-<topic>)
         self.path = path
         self.linger_s = linger_s  # see _StoppablePartition
+        self._shared: dict[tuple[str, int], _SharedConsumer] = {}  # per (step, worker thread)
 
     def list_parts(self) -> list[str]:
         """Every partition of the topics; on a worker of a cluster (:func:`this_worker`) only its own.
@@ -196,30 +285,27 @@ class StoppableKafkaSource(KafkaSource):
         return [part for part in parts if worker.owns(owner(part, self.topics))]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePartition:
-        # Bytewax 0.21.1's KafkaSource.build_part, with the partition class that reads the statistics.
+        # Bytewax 0.21.1's KafkaSource.build_part, the partition read through the worker's shared consumer.
         idx, topic = for_part.split("-", 1)
         linger_s = self.linger_s if self._tail else 0.0
         if topic not in self._topics:
             raise ValueError(f"cannot resume Kafka partition {for_part!r}: not one of the topics {self._topics}")
-        config = {
-            "group.id": "BYTEWAX_IGNORED",  # offsets live in the recovery snapshots
-            "enable.auto.commit": "false",
-            "bootstrap.servers": ",".join(self._brokers),
-            "enable.partition.eof": str(not self._tail),
-            "statistics.interval.ms": STATS_INTERVAL_MS,
-            **self._add_config,
-        }
-        part = _WatchedPartition(
-            step_id,
-            config,
-            topic,
-            int(idx),
-            self._starting_offset,
-            resume_state,
-            self._batch_size,
-            self._raise_on_errors,
-            no_wait=linger_s > 0,
-        )
+        worker = (step_id, threading.get_ident())  # a worker builds its partitions in its own thread
+        shared = self._shared.get(worker)
+        if shared is None or not shared.open:
+            config = {
+                "group.id": "BYTEWAX_IGNORED",  # offsets live in the recovery snapshots
+                "enable.auto.commit": "false",
+                "bootstrap.servers": ",".join(self._brokers),
+                "enable.partition.eof": str(not self._tail),
+                "statistics.interval.ms": STATS_INTERVAL_MS,
+                **self._add_config,
+            }
+            shared = self._shared[worker] = _SharedConsumer(
+                config, self._batch_size, no_wait=linger_s > 0, raise_on_errors=self._raise_on_errors
+            )
+        offset = self._starting_offset if resume_state is None else resume_state
+        part = _SharedPartition(shared, step_id, topic, int(idx), offset)
         return _StoppablePartition(part, for_part, self.path, linger_s, self._batch_size)
 
 
