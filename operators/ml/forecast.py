@@ -91,6 +91,7 @@ def _errors_in_order(errors: Any) -> tuple[list[float], int]:
 # float32 values, two to a double).
 LEVEL, TREND, FIRST, SEEN, ERRORS_SEEN, PENDING = range(6)
 ROW_BY_ROW = 2  # SensorForecasts.update_many: batches up to this size run sample by sample (quicker)
+HOLD_AT_MOST = 32  # samples SensorForecasts holds before it learns them (forecasts never published: replay)
 _ERROR = struct.Struct("=f")  # one error of the ring, as numpy's float32 rounds it
 _ERROR_MAX = float(np.finfo(np.float32).max)  # a larger error is stored as this (float32 overflows)
 _FLOAT = {float}  # the values a held sample may have (SensorForecasts._hold)
@@ -183,10 +184,11 @@ class SensorForecasts:
         :meth:`forecast` after sample ``i`` and each sensor's :meth:`seen` then. The same float
         operations in the same order as :meth:`update` per sample, sensor by sensor (a sensor's
         recursion never reads another's): the same numbers bit for bit (tests/unit/ml/test_step_many.py).
-        A batch without a published sample is held (compactly, :class:`_Held`) and learned with the
-        next one that has one, or when anything reads the forecasters (every other method folds it in
-        first, pickling too): a tailing flow offers about one sample per twin and call, and a run of
-        ``forecast_every`` samples is learned column-wise instead of sample by sample. A batch of at
+        A batch without a published sample is held (compactly, :class:`_Held`; at most
+        ``HOLD_AT_MOST`` samples) and learned with the next one that has one, or when anything reads
+        the forecasters (every other method folds it in first, pickling too): a tailing flow offers
+        about one sample per twin and call, and a run of ``forecast_every`` samples is learned
+        column-wise instead of sample by sample. A batch of at
         most ``ROW_BY_ROW`` samples with nothing held runs sample by sample (:meth:`update`,
         :meth:`forecast`): the column-wise set-up per sensor would cost more."""
         if not any(publish):
@@ -219,7 +221,7 @@ class SensorForecasts:
             keys = tuple(r)
             values = tuple(r.values())
             floats = set(map(type, values)) <= _FLOAT
-            if floats and held is not None and held.keys == keys:
+            if floats and held is not None and held.keys == keys and len(held.calibrate) < HOLD_AT_MOST:
                 held.values.extend(values)
                 held.calibrate.append(c)
                 continue

@@ -451,3 +451,22 @@ def test_samples_held_until_a_forecast_learn_as_sample_by_sample() -> None:
             one.update(readings)
             [out] = held.update_many([readings], [True], [i == 2])
         assert list(out[0]) == list(one.forecast()) == ["a", "x", "y"]
+
+
+def test_samples_never_published_are_held_at_most_a_few_at_a_time() -> None:
+    """A forecaster whose forecasts are never published (``forecast_every`` 0, ``twinflow replay``)
+    learns its held samples every ``HOLD_AT_MOST``: what it holds stays bounded, and it learns what
+    sample by sample learns."""
+    from operators.ml import forecast
+    from operators.ml.forecast import SensorForecasts
+
+    rng = random.Random(9)
+    one, held = SensorForecasts(ForecastConfig()), SensorForecasts(ForecastConfig())
+    most = 0
+    for i in range(1000):
+        readings = {"a": rng.gauss(5, 1), "b": 0.01 * i}
+        one.update(readings)
+        assert held.update_many([readings], [True], [False]) == [None]
+        most = max(most, len(held._held.calibrate) if held._held is not None else 0)
+    assert most == forecast.HOLD_AT_MOST
+    assert learned_state(held) == learned_state(one)
