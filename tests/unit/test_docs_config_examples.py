@@ -10,13 +10,12 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from connectors.bridges.mapping.loading import load_mapping
+from connectors.bridges.mapping.loading import load_mapping, parse_mapping
 from connectors.config.errors import ConfigError
 from connectors.config.security_files import load_policy, load_subjects, load_twin_registry
 from twinflow.settings import load_settings
@@ -63,62 +62,28 @@ def public_key() -> str:
     return base64.b64encode(raw).decode()
 
 
-def with_keys(data: dict[str, Any]) -> dict[str, Any]:
-    """A subjects example with real public keys where it shows placeholders."""
-    for subject in data.get("subject", {}).values():
-        if "public_keys" in subject:
-            subject["public_keys"] = [public_key() for _ in subject["public_keys"]]
-    return data
-
-
-def as_toml(data: dict[str, Any]) -> str:
-    """``data`` written back as TOML (strings, numbers, booleans, lists and tables suffice here)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{" + ", ".join(f'"{k}" = {value(x)}' for k, x in v.items()) + "}"
-        return repr(v)
-
-    lines = []
-    for key, v in data.items():
-        if isinstance(v, dict):
-            lines.append(f'["{key}"]')
-            lines.extend(f'"{k}" = {value(x)}' for k, x in v.items())
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            for x in v:
-                lines.append(f'[["{key}"]]')
-                lines.extend(f'"{k}" = {value(y)}' for k, y in x.items())
-        else:
-            lines.insert(0, f'"{key}" = {value(v)}')
-    return "\n".join(lines) + "\n"
+def with_keys(block: str) -> str:
+    """A subjects example with real public keys where it shows placeholders (``"<…>"``, ``"..."``)."""
+    return re.sub(r"^(public_keys\s*=\s*)\[[^\]]*\]", lambda m: f'{m.group(1)}["{public_key()}"]', block, flags=re.M)
 
 
 def load_as(kind: str, block: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     path = tmp / "example.toml"
-    path.write_text(block)
-    loaders: dict[str, Callable[[Path], object]] = {
-        "mapping": load_mapping,
-        "policy": load_policy,
-        "twin registry": load_twin_registry,
-    }
+    path.write_text(with_keys(block) if kind == "subjects" else block)
     if kind == "settings":
         monkeypatch.setenv("TWINFLOW_CONFIG", str(path))
         return load_settings()
-    if kind == "subjects":
-        path.write_text(as_toml(with_keys(tomllib.loads(block))))
-        return load_subjects(path)
     if kind == "mapping section":  # sections of a mapping: into the example plant's
         plant = tomllib.loads((ROOT / "config" / "plant.toml").read_text())
         for section, fields in tomllib.loads(block).items():
             plant[section] = {**plant.get(section, {}), **fields}
-        path.write_text(as_toml(plant))
-        return load_mapping(path)
+        return parse_mapping(plant, path)
+    loaders: dict[str, Callable[[Path], object]] = {
+        "mapping": load_mapping,
+        "policy": load_policy,
+        "subjects": load_subjects,
+        "twin registry": load_twin_registry,
+    }
     return loaders[kind](path)
 
 
