@@ -57,11 +57,15 @@ RX_IDLE_MAX_S = 5.0
 STATS_INTERVAL_MS = 1000  # Bytewax's statistics.interval.ms: how often librdkafka reports the broker
 
 
+def partition_stats(stats: dict[str, Any], topic: str, partition: int) -> dict[str, Any]:
+    """One partition's part of librdkafka's statistics (empty when they do not list it)."""
+    return stats.get("topics", {}).get(topic, {}).get("partitions", {}).get(str(partition), {})
+
+
 def leader_reachable(stats: dict[str, Any], topic: str, partition: int) -> bool:
     """Whether librdkafka's statistics (``stats_cb``) show ``topic``/``partition``'s leader broker
     connected (state ``UP``) and answering (something received within :data:`RX_IDLE_MAX_S`)."""
-    part = stats.get("topics", {}).get(topic, {}).get("partitions", {}).get(str(partition), {})
-    leader = part.get("leader", -1)
+    leader = partition_stats(stats, topic, partition).get("leader", -1)
     if leader < 0:
         return False
     for broker in stats.get("brokers", {}).values():
@@ -88,37 +92,37 @@ class _SharedConsumer:
         self._timeout = 0 if no_wait else 0.001
         self._raise_on_errors = raise_on_errors
         self._parts: dict[tuple[str, int], _SharedPartition] = {}
-        self._queues: dict[tuple[str, int], deque[Any]] = {}
         self._ended: set[tuple[str, int]] = set()  # partitions whose end was reached (tail=False)
         self._waiting = 0
         self.open = True  # until its last partition is released
 
     def assign(self, part: _SharedPartition) -> None:
-        key = (part.topic, part.index)
-        self._parts[key] = part
-        self._queues[key] = deque()
+        self._parts[(part.topic, part.index)] = part
         self._consumer.incremental_assign([TopicPartition(part.topic, part.index, part.offset)])
 
     def release(self, part: _SharedPartition) -> None:
         """Stop reading ``part``; the consumer closes with the worker's last partition."""
-        key = (part.topic, part.index)
-        if self._parts.pop(key, None) is None:
+        if self._parts.pop((part.topic, part.index), None) is None:
             return
-        self._waiting -= len(self._queues.pop(key))
+        self._waiting -= len(part.queue)
         if self._parts:
             self._consumer.incremental_unassign([TopicPartition(part.topic, part.index)])
         else:
             self.open = False
             self._consumer.close()
 
-    def take(self, key: tuple[str, int]) -> tuple[list[Any], bool]:
-        """Up to a batch of the partition's messages in order, and whether its end is reached."""
-        queue = self._queues[key]
-        if not queue and key not in self._ended and self._waiting < 4 * self._batch_size:
-            self._fetched()
+    def take(self, part: _SharedPartition) -> list[Any] | None:
+        """Up to a batch of the partition's messages in order; None once it has none left and its
+        end was reached (tail=False)."""
+        queue, key = part.queue, (part.topic, part.index)
+        if not queue:
+            if key in self._ended:
+                return None
+            if self._waiting < 4 * self._batch_size:
+                self._fetched()
         n = min(len(queue), self._batch_size)
         self._waiting -= n
-        return [queue.popleft() for _ in range(n)], key in self._ended and not queue
+        return [queue.popleft() for _ in range(n)]
 
     def _fetched(self) -> None:
         """What the consumer has fetched, into the partitions' queues; errors logged (or raised)."""
@@ -126,9 +130,9 @@ class _SharedConsumer:
             error = msg.error()
             key = (msg.topic(), msg.partition())
             if error is None:
-                queue = self._queues.get(key)
-                if queue is not None:
-                    queue.append(msg)
+                part = self._parts.get(key)
+                if part is not None:
+                    part.queue.append(msg)
                     self._waiting += 1
             elif error.code() == ConfluentKafkaError._PARTITION_EOF:
                 self._ended.add(key)
@@ -142,10 +146,10 @@ class _SharedConsumer:
         stats = orjson.loads(json_stats)
         for (topic, index), part in list(self._parts.items()):
             part.reachable = leader_reachable(stats, topic, index)
-            lag = stats.get("topics", {}).get(topic, {}).get("partitions", {}).get(str(index), {}).get("ls_offset")
-            if lag is not None and part.offset > 0:
+            end = partition_stats(stats, topic, index).get("ls_offset")
+            if end is not None and part.offset > 0:
                 BYTEWAX_CONSUMER_LAG_GAUGE.labels(step_id=part.step_id, topic=topic, partition=index).set(
-                    lag - part.offset
+                    end - part.offset
                 )
 
 
@@ -157,14 +161,14 @@ class _SharedPartition:
     def __init__(self, shared: _SharedConsumer, step_id: str, topic: str, index: int, offset: int) -> None:
         self.step_id, self.topic, self.index, self.offset = step_id, topic, index, offset
         self.reachable = False  # not until the first statistics (one second after the start) say so
+        self.queue: deque[Any] = deque()  # fetched, not yet taken
         self._shared = shared
-        self._ended = False
         shared.assign(self)
 
     def next_batch(self) -> list[KafkaSourceMessage]:
-        if self._ended:
+        msgs = self._shared.take(self)
+        if msgs is None:
             raise StopIteration
-        msgs, self._ended = self._shared.take((self.topic, self.index))
         batch = [
             KafkaSourceMessage(
                 key=m.key(), value=m.value(), topic=m.topic(), headers=m.headers() or [], latency=m.latency(),

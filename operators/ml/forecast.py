@@ -188,9 +188,9 @@ class SensorForecasts:
         ``HOLD_AT_MOST`` samples) and learned with the next one that has one, or when anything reads
         the forecasters (every other method folds it in first, pickling too): a tailing flow offers
         about one sample per twin and call, and a run of ``forecast_every`` samples is learned
-        column-wise instead of sample by sample. A batch of at
-        most ``ROW_BY_ROW`` samples with nothing held runs sample by sample (:meth:`update`,
-        :meth:`forecast`): the column-wise set-up per sensor would cost more."""
+        column-wise instead of sample by sample. A batch of at most ``ROW_BY_ROW`` samples with
+        nothing held runs sample by sample (:meth:`update`, :meth:`forecast`): the column-wise set-up
+        per sensor would cost more."""
         if not any(publish):
             self._hold(rows, calibrate)
             return [None] * len(rows)
@@ -243,7 +243,7 @@ class SensorForecasts:
 
     def _add_held_sensors(self, held: _Held) -> None:
         """The held samples' new sensors, in the order update() adds them (first finite value)."""
-        if held.keys_known(self.models.keys()):
+        if all(name in self.models for name in held.keys):
             return
         d = len(held.keys)
         self._add_sensors([dict(zip(held.keys, held.values[i : i + d], strict=True))
@@ -437,9 +437,6 @@ class _Held:
         self.keys = keys
         self.values = array("d", values)
         self.calibrate = bytearray((calibrate,))
-
-    def keys_known(self, known: Any) -> bool:
-        return all(name in known for name in self.keys)
 
     def columns(self) -> dict[str, list[float]]:
         """Each sensor's held values, in order."""
