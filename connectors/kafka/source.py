@@ -40,7 +40,7 @@ import orjson
 from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import AbortExecution, Source, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from connectors.cluster import this_worker
@@ -72,6 +72,32 @@ def leader_reachable(stats: dict[str, Any], topic: str, partition: int) -> bool:
         if broker.get("nodeid") == leader:
             return broker.get("state") == "UP" and 0 <= broker.get("rxidle", -1) <= RX_IDLE_MAX_S * 1e6
     return False
+
+
+_new = object.__new__
+
+
+def source_message(msg: Message, topic: str, partition: int) -> KafkaSourceMessage:
+    """Bytewax's ``KafkaSourceMessage`` of a consumed message (``topic`` and ``partition``: the
+    message's, read already), built as pickle restores one, its fields put into its ``__dict__``: the
+    frozen dataclass's ``__init__`` sets each of its eight fields through ``object.__setattr__``
+    (≈ 1.3 µs a message, against ≈ 0.3). The same object as the constructor's.
+
+    >>> m = Message(topic="t", partition=1, offset=5, key=b"k", value=b"v", timestamp=(1, 123))
+    >>> source_message(m, "t", 1) == KafkaSourceMessage(b"k", b"v", "t", [], None, 5, 1, (1, 123))
+    True
+    """
+    out = _new(KafkaSourceMessage)
+    fields = out.__dict__
+    fields["key"] = msg.key()
+    fields["value"] = msg.value()
+    fields["topic"] = topic
+    fields["headers"] = msg.headers() or []
+    fields["latency"] = msg.latency()
+    fields["offset"] = msg.offset()
+    fields["partition"] = partition
+    fields["timestamp"] = msg.timestamp()
+    return out
 
 
 class _SharedConsumer:
@@ -111,7 +137,7 @@ class _SharedConsumer:
             self.open = False
             self._consumer.close()
 
-    def take(self, part: _SharedPartition) -> list[Any] | None:
+    def take(self, part: _SharedPartition) -> list[KafkaSourceMessage] | None:
         """Up to a batch of the partition's messages in order; None once it has none left and its
         end was reached (tail=False)."""
         queue, key = part.queue, (part.topic, part.index)
@@ -132,7 +158,7 @@ class _SharedConsumer:
             if error is None:
                 part = self._parts.get(key)
                 if part is not None:
-                    part.queue.append(msg)
+                    part.queue.append(source_message(msg, key[0], key[1]))
                     self._waiting += 1
             elif error.code() == ConfluentKafkaError._PARTITION_EOF:
                 self._ended.add(key)
@@ -166,18 +192,11 @@ class _SharedPartition:
         shared.assign(self)
 
     def next_batch(self) -> list[KafkaSourceMessage]:
-        msgs = self._shared.take(self)
-        if msgs is None:
+        batch = self._shared.take(self)
+        if batch is None:
             raise StopIteration
-        batch = [
-            KafkaSourceMessage(
-                key=m.key(), value=m.value(), topic=m.topic(), headers=m.headers() or [], latency=m.latency(),
-                offset=m.offset(), partition=m.partition(), timestamp=m.timestamp(),
-            )
-            for m in msgs
-        ]  # fmt: skip
-        if msgs:
-            self.offset = msgs[-1].offset() + 1  # resume from the next message, not this one
+        if batch:
+            self.offset = batch[-1].offset + 1  # resume from the next message, not this one
         return batch
 
     def snapshot(self) -> int:
