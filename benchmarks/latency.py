@@ -103,14 +103,20 @@ class Phase:
     scores_on_kafka: Percentiles = field(default_factory=Percentiles)  # the first hop of the scores
     telemetry_on_kafka: Percentiles = field(default_factory=Percentiles)  # the readings' hop into Kafka
     recovery: bool = False  # the flows ran with recovery on (snapshots every flow.snapshot_interval_s)
+    run: int = 0  # the phase's number among phases of the same load (1, 2, …; 0: the only one)
     cpu_share: dict[str, float] = field(default_factory=dict)  # per flow, then PostgreSQL and Kafka
     cpu_ms_per_1k: dict[str, float] = field(default_factory=dict)  # CPU per 1,000 readings sent
     busy: float = float("nan")  # share of the machine's cores busy (everything on it, the generator too)
     cores: int = 0
 
     def label(self) -> str:
-        """The load level, and "recovery on" where the flows ran with it."""
-        return f"{self.fraction:.0%}" + (" recovery on" if self.recovery else "")
+        """The load level, "recovery on" where the flows ran with it, and which run of that load.
+
+        >>> Phase(0.5, 4500.0, recovery=True, run=2).label(), Phase(0.25, 2250.0).label()
+        ('50% recovery on, run 2', '25%')
+        """
+        recovery = " recovery on" if self.recovery else ""
+        return f"{self.fraction:.0%}{recovery}" + (f", run {self.run}" if self.run else "")
 
     def cpu_line(self) -> str:
         """CPU share and ms per 1,000 readings of each flow and service, and the machine's busy share."""
@@ -259,7 +265,8 @@ def measure(
     settings=None,
     recovery: bool = False,
 ) -> list[Phase]:
-    """Run the tailing flows ``names`` through a warm-up and one paced phase per fraction of ``max_rate``.
+    """Run the tailing flows ``names`` through a warm-up and one paced phase per fraction of ``max_rate``
+    (a fraction given more than once: as many phases of that load, one after the other, numbered).
 
     Scores are waited for and measured when the models and alerts flows run (a diagnosis may run
     the telemetry flow alone); with ``settings`` (the run's topics) the scores' first hop too: on
@@ -296,8 +303,10 @@ def measure(
             if not flows.wait_idle(drain_timeout_s):
                 raise SystemExit("latency warm-up: the flows did not become idle after the warm-up")
             seq0 = warm_n // twins
-            for f in fractions:
-                phase = Phase(f, f * max_rate, recovery=recovery, cores=psutil.cpu_count() or 0)
+            repeated = {f for f in fractions if fractions.count(f) > 1}
+            for i, f in enumerate(fractions):
+                run = fractions[: i + 1].count(f) if f in repeated else 0
+                phase = Phase(f, f * max_rate, recovery=recovery, run=run, cores=psutil.cpu_count() or 0)
                 cpu0, t0 = _cpu(flows), time.perf_counter()
                 busy0, all0 = machine_cpu()
                 res = paced_process(env, phase.target_rate, seconds, twins, sensors, prefix, seq0)

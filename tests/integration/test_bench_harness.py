@@ -36,13 +36,15 @@ def test_e2e_harness_small_run(stack_settings):
     assert out.count("telemetry rows 15,000 (expected 15,000)") == 4, out[-3000:]
     assert out.count("for 5 twins") == 4  # every twin left warm-up and was scored, in every run
     assert "the alerts flow alongside" in out
-    # One latency row per load level, and 50 % again with the flows' recovery on (as deployed), each
-    # with every paced reading written (no timing assertions).
+    # One latency row per load level, and 50 % again three times with the flows' recovery on (as
+    # deployed), each with every paced reading written (no timing assertions), and the p99s' median.
     lines = out.splitlines()
-    for level in ("25%", "50%", "90%", "50% recovery on"):
+    for level in ("25%", "50%", "90%", "50% recovery on, run 1", "50% recovery on, run 2", "50% recovery on, run 3"):
         row = next((ln for ln in lines if ln.strip("│ ").startswith(level)), None)
         assert row is not None, out[-3000:]
         assert row.rstrip("│ ").endswith("yes"), row
+    summary = r"p99 at 50 % with recovery on, 3 runs: telemetry [\d,]+, [\d,]+, [\d,]+ ms \(median"
+    assert re.search(summary, out), out[-3000:]
 
 
 FLOWS = ("--flow", "twin", "--flow", "models", "--flow", "alerts")
