@@ -22,7 +22,9 @@ wrote them (the pipeline flow since 2026-12-05; the alerts flow of an older base
 CPU is the process's user + system time (psutil, children included), so it is comparable while
 other jobs share the cores; the load average is printed next to it. ``server`` is the CPU the local
 stack's PostgreSQL (every backend, also those that ended) and Kafka broker spent meanwhile: the
-flow's writes cost there too, on the same cores.
+flow's writes cost there too, on the same cores. PostgreSQL's is also split by writer (``PostgreSQL
+52.6: TwinSink 27.6, TelemetrySink 17.8, …, other 3.8``: each sink's connection is named
+``twinflow <sink>``; ``other``: the server's background processes and unnamed connections).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.e2e import ProcStats, generate, sample
-from benchmarks.processes import flow_command, server_cpu
+from benchmarks.processes import WriterCpu, flow_command, server_cpu
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
@@ -210,6 +212,22 @@ def model_outputs(base, raw_topic: str, prefix: str, code: Path) -> tuple[dict[s
     ]
 
 
+def per_writer(writers: WriterCpu, pg: float, readings: int) -> str:
+    """PostgreSQL's CPU per 1,000 readings per writer (the sinks' ``application_name``s), the rest as
+    ``other`` (the server's background processes, connections without a name).
+
+    >>> w = WriterCpu("")
+    >>> w._last = {1: ("twinflow TwinSink", 1.5), 2: ("twinflow TelemetrySink", 0.9)}
+    >>> w._first = {1: 0.2}
+    >>> per_writer(w, 2.5, 50_000)
+    ': TwinSink 26.0, TelemetrySink 18.0, other 6.0'
+    """
+    spent = writers.by_name()
+    parts = [f"{name.removeprefix('twinflow ')} {cpu / readings * 1e6:.1f}" for name, cpu in spent.items() if cpu > 0]
+    other = pg - sum(spent.values())
+    return ": " + ", ".join([*parts, f"other {other / readings * 1e6:.1f}"]) if parts else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flow", action="append", help="flow(s) to run (default: twin, models)")
@@ -269,7 +287,8 @@ def main() -> None:
                     delete_rows(conninfo, prefix)
                     load = os.getloadavg()[0]
                     pg0, kafka0 = server_cpu()
-                    cpu, wall = run_flow(flow, code, out_env, args.processes)
+                    with WriterCpu(conninfo) as writers:
+                        cpu, wall = run_flow(flow, code, out_env, args.processes)
                     pg, kafka = (after - before for after, before in zip(server_cpu(), (pg0, kafka0), strict=True))
                     server = pg + kafka
                     kd, kn = kafka_digest(out_settings, names, out_prefix)
@@ -279,10 +298,11 @@ def main() -> None:
                         md, mn = db_digest(conninfo, "model_outputs", prefix)
                         digest += f" model rows {md} ({mn:,})"
                     results.append((flow, label, r, cpu, wall, digest, server, f"{load:.1f}"))
+                    split = per_writer(writers, pg, args.readings)
                     print(
                         f"{flow:9} {label:8} run {r}: CPU {cpu:6.1f} s = {cpu / args.readings * 1e6:5.1f} ms per 1k"
-                        f" readings (PostgreSQL {pg / args.readings * 1e6:5.1f}, Kafka"
-                        f" {kafka / args.readings * 1e6:5.1f}), wall {wall:5.1f} s, load {load:.1f};"
+                        f" readings (PostgreSQL {pg / args.readings * 1e6:5.1f}{split},"
+                        f" Kafka {kafka / args.readings * 1e6:5.1f}), wall {wall:5.1f} s, load {load:.1f};"
                         f" {digest}",
                         flush=True,
                     )

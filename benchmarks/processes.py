@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -84,6 +85,64 @@ def server_cpu() -> tuple[float, float]:
         except psutil.Error:
             continue
     return spent["postgres"], spent["kafka"]
+
+
+class WriterCpu:
+    """CPU seconds of the local PostgreSQL's client backends per ``application_name`` while the ``with``
+    block runs (the flows' sinks name theirs ``twinflow TelemetrySink``, …: which writer costs the
+    server what). Sampled every ``interval_s`` from ``pg_stat_activity`` and ``/proc``: a backend that
+    ends counts up to its last sample, one that started meanwhile from zero::
+
+        with WriterCpu(load_settings().postgres.conninfo()) as cpu:
+            run_flow(...)
+        cpu.by_name()  # {'twinflow TwinSink': 1.31, 'twinflow TelemetrySink': 0.8, ...}
+    """
+
+    QUERY = (
+        "SELECT pid, application_name FROM pg_stat_activity"
+        " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+
+    def __init__(self, conninfo: str, interval_s: float = 0.2) -> None:
+        self.conninfo, self.interval_s = conninfo, interval_s
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="writer cpu", daemon=True)
+
+    def __enter__(self) -> WriterCpu:
+        import psycopg
+
+        self._db = psycopg.connect(self.conninfo, autocommit=True)
+        self._sample(baseline=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self._db.close()
+
+    def by_name(self) -> dict[str, float]:
+        """CPU seconds per application name, the most first."""
+        spent: dict[str, float] = {}
+        for pid, (name, cpu) in self._last.items():
+            spent[name] = spent.get(name, 0.0) + cpu - self._first.get(pid, 0.0)
+        return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self, baseline: bool = False) -> None:
+        for pid, name in self._db.execute(self.QUERY).fetchall():
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(pid).cpu_times()
+                cpu = t.user + t.system
+                if baseline:
+                    self._first[pid] = cpu
+                self._last[pid] = (name or "", cpu)
 
 
 def machine_cpu() -> tuple[float, float]:

@@ -52,7 +52,7 @@ class PostgresDecisionStore:
     """One connection per flow process, shared by its workers (a lock serialises them)."""
 
     def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
-        self._db = Session(conninfo, max_attempts=max_attempts)
+        self._db = Session(conninfo, max_attempts=max_attempts, name=type(self).__name__)
         self._lock = threading.Lock()
 
     def prior(self, request_id: str, position: tuple[str, int, int] | None) -> Verdict | None:

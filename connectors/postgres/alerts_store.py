@@ -61,7 +61,7 @@ class AlertStore:
     """A reconnecting reader and action writer (the CLI, the HTTP API)."""
 
     def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
-        self._db = Session(conninfo, max_attempts=max_attempts)
+        self._db = Session(conninfo, max_attempts=max_attempts, name=type(self).__name__)
 
     def _tx(self, fn: Callable[[psycopg.Connection], Any], what: str) -> Any:
         return self._db.transaction(fn, what)

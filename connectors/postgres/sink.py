@@ -42,7 +42,7 @@ class PostgresSink(BatchSink[Record, Session], Generic[Record]):
         docstring); return how many rows were newly written or changed."""
 
     def connect(self) -> Session:
-        return Session(self._conninfo, setup=self.setup, max_attempts=self._max_attempts)
+        return Session(self._conninfo, setup=self.setup, max_attempts=self._max_attempts, name=type(self).__name__)
 
     def write_to(self, session: Session, batch: Sequence[Record]) -> int:
         return session.transaction(lambda conn: self.write(conn, batch), f"writing {len(batch)} {self.what}")

@@ -21,7 +21,7 @@ class StoredTwins:
     QUERY = "SELECT * FROM twin_state_history WHERE twin_id = %s ORDER BY version DESC LIMIT 1"
 
     def __init__(self, conninfo: str, *, max_attempts: int | None = None) -> None:
-        self._db = Session(conninfo, max_attempts=max_attempts)
+        self._db = Session(conninfo, max_attempts=max_attempts, name=type(self).__name__)
         self._lock = threading.Lock()
 
     def latest(self, twin_id: str) -> dict[str, Any] | None:

@@ -80,6 +80,8 @@ def test_flow_cpu_harness_finds_the_same_output_in_two_runs(stack_settings):
     assert len(twin_runs) == 2 and len(model_runs) == 2, out[-3000:]
     assert all(kafka == "3,000" and int(rows.replace(",", "")) > 3000 for kafka, rows in twin_runs)
     assert all(int(n.replace(",", "")) > 0 for n in model_runs)
+    # PostgreSQL's CPU is split by writer (the sinks name their connections): the twin flow's is its TwinSink.
+    assert len(re.findall(r"twin +this +run \d.*\(PostgreSQL +[\d.]+: TwinSink [\d.]+", out)) == 2, out[-3000:]
     # The alerts flow reads what the pipeline flow wrote for it: the pipeline wrote the scores' and
     # forecasts' rows itself (its messages say so), so the alerts flow writes none of them again.
     assert "alerts: same output in every run" in out

@@ -140,6 +140,20 @@ def test_a_batch_delivered_again_leaves_the_rows_of_one_delivery(stack_settings,
     assert stored(conninfo, sink, twice) == first
 
 
+@pytest.mark.parametrize("sink", [s for s, _ in CASES], ids=[s.__name__ for s, _ in CASES])
+def test_a_sink_connection_is_named_after_its_writer(stack_settings, sink):
+    """``pg_stat_activity`` tells the writers apart: application_name ``twinflow <sink class>``."""
+    conninfo = stack_settings.postgres.conninfo()
+    writer = sink(conninfo).open()
+    try:
+        pid = writer.destination.connect().info.backend_pid
+        with psycopg.connect(conninfo) as db:
+            (name,) = db.execute("SELECT application_name FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    finally:
+        writer.close()
+    assert name == f"twinflow {sink.__name__}"
+
+
 class SlowTelemetrySink(TelemetrySink):
     """Each transaction waits 0.3 s on the server first: a write still in flight is visible."""
 
