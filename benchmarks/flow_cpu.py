@@ -212,22 +212,6 @@ def model_outputs(base, raw_topic: str, prefix: str, code: Path) -> tuple[dict[s
     ]
 
 
-def per_writer(writers: WriterCpu, pg: float, readings: int) -> str:
-    """PostgreSQL's CPU per 1,000 readings per writer (the sinks' ``application_name``s), the rest as
-    ``other`` (the server's background processes, connections without a name).
-
-    >>> w = WriterCpu("")
-    >>> w._last = {1: ("twinflow TwinSink", 1.5), 2: ("twinflow TelemetrySink", 0.9)}
-    >>> w._first = {1: 0.2}
-    >>> per_writer(w, 2.5, 50_000)
-    ': TwinSink 26.0, TelemetrySink 18.0, other 6.0'
-    """
-    spent = writers.by_name()
-    parts = [f"{name.removeprefix('twinflow ')} {cpu / readings * 1e6:.1f}" for name, cpu in spent.items() if cpu > 0]
-    other = pg - sum(spent.values())
-    return ": " + ", ".join([*parts, f"other {other / readings * 1e6:.1f}"]) if parts else ""
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flow", action="append", help="flow(s) to run (default: twin, models)")
@@ -298,7 +282,7 @@ def main() -> None:
                         md, mn = db_digest(conninfo, "model_outputs", prefix)
                         digest += f" model rows {md} ({mn:,})"
                     results.append((flow, label, r, cpu, wall, digest, server, f"{load:.1f}"))
-                    split = per_writer(writers, pg, args.readings)
+                    split = f": {split}" if (split := writers.split(pg, args.readings)) else ""
                     print(
                         f"{flow:9} {label:8} run {r}: CPU {cpu:6.1f} s = {cpu / args.readings * 1e6:5.1f} ms per 1k"
                         f" readings (PostgreSQL {pg / args.readings * 1e6:5.1f}{split},"

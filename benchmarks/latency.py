@@ -36,7 +36,7 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from benchmarks.ingest import send_reading
-from benchmarks.processes import flow_command, machine_cpu, server_cpu, usage, wait_idle
+from benchmarks.processes import WriterCpu, flow_command, machine_cpu, server_cpu, usage, wait_idle
 from connectors.kafka.clients import producer_config
 
 PIPELINE = ("telemetry", "twin", "models", "alerts")
@@ -106,6 +106,7 @@ class Phase:
     run: int = 0  # the phase's number among phases of the same load (1, 2, …; 0: the only one)
     cpu_share: dict[str, float] = field(default_factory=dict)  # per flow, then PostgreSQL and Kafka
     cpu_ms_per_1k: dict[str, float] = field(default_factory=dict)  # CPU per 1,000 readings sent
+    writers: str = ""  # PostgreSQL's CPU per 1,000 readings by writer (WriterCpu.split)
     busy: float = float("nan")  # share of the machine's cores busy (everything on it, the generator too)
     cores: int = 0
 
@@ -119,8 +120,18 @@ class Phase:
         return f"{self.fraction:.0%}{recovery}" + (f", run {self.run}" if self.run else "")
 
     def cpu_line(self) -> str:
-        """CPU share and ms per 1,000 readings of each flow and service, and the machine's busy share."""
-        each = ", ".join(f"{k} {v:.0%} ({self.cpu_ms_per_1k[k]:.0f} ms/1k)" for k, v in self.cpu_share.items())
+        """CPU share and ms per 1,000 readings of each flow and service (PostgreSQL's by writer too), and
+        the machine's busy share.
+
+        >>> p = Phase(0.5, 4500.0, cpu_share={"pipeline": 0.7, "PostgreSQL": 0.35}, busy=0.75, cores=2,
+        ...           cpu_ms_per_1k={"pipeline": 155.0, "PostgreSQL": 77.0}, writers="TwinSink 35.0, other 42.0")
+        >>> p.cpu_line()
+        'pipeline 70% (155 ms/1k), PostgreSQL 35% (77 ms/1k: TwinSink 35.0, other 42.0); machine 75% busy (2 cores)'
+        """
+        by_writer = {"PostgreSQL": f": {self.writers}"} if self.writers else {}
+        each = ", ".join(
+            f"{k} {v:.0%} ({self.cpu_ms_per_1k[k]:.0f} ms/1k{by_writer.get(k, '')})" for k, v in self.cpu_share.items()
+        )
         return f"{each}; machine {self.busy:.0%} busy ({self.cores} cores)"
 
 
@@ -309,19 +320,21 @@ def measure(
                 phase = Phase(f, f * max_rate, recovery=recovery, run=run, cores=psutil.cpu_count() or 0)
                 cpu0, t0 = _cpu(flows), time.perf_counter()
                 busy0, all0 = machine_cpu()
-                res = paced_process(env, phase.target_rate, seconds, twins, sensors, prefix, seq0)
-                seq0 += int(res["sent"]) // twins + 2
-                phase.sent, phase.achieved_rate = int(res["sent"]), res["sent"] / res["wall"]
-                lo, hi = res["first"], res["last"]
+                with WriterCpu(conninfo) as writers:
+                    res = paced_process(env, phase.target_rate, seconds, twins, sensors, prefix, seq0)
+                    seq0 += int(res["sent"]) // twins + 2
+                    phase.sent, phase.achieved_rate = int(res["sent"]), res["sent"] / res["wall"]
+                    lo, hi = res["first"], res["last"]
 
-                def drained(lo=lo, hi=hi, sent=phase.sent) -> bool:
-                    flows.check_alive()
-                    return count_rows(db, "telemetry", prefix, lo, hi) >= sent * sensors and (
-                        not scored or count_rows(db, "anomaly_scores", prefix, lo, hi) >= sent
-                    )
+                    def drained(lo=lo, hi=hi, sent=phase.sent) -> bool:
+                        flows.check_alive()
+                        return count_rows(db, "telemetry", prefix, lo, hi) >= sent * sensors and (
+                            not scored or count_rows(db, "anomaly_scores", prefix, lo, hi) >= sent
+                        )
 
-                phase.drained = wait_for(drained, drain_timeout_s)
+                    phase.drained = wait_for(drained, drain_timeout_s)
                 cpu1, wall = _cpu(flows), time.perf_counter() - t0
+                phase.writers = writers.split(cpu1["PostgreSQL"] - cpu0["PostgreSQL"], max(phase.sent, 1))
                 busy1, all1 = machine_cpu()
                 phase.busy = (busy1 - busy0) / max(all1 - all0, 1e-9)
                 phase.cpu_share = {k: (cpu1[k] - cpu0[k]) / wall for k in cpu1}

@@ -131,6 +131,23 @@ class WriterCpu:
             spent[name] = spent.get(name, 0.0) + cpu - self._first.get(pid, 0.0)
         return dict(sorted(spent.items(), key=lambda kv: -kv[1]))
 
+    def split(self, total_s: float, readings: int) -> str:
+        """The CPU per 1,000 readings of each named writer, the rest of ``total_s`` (PostgreSQL's in
+        all) as ``other``: the server's background processes and unnamed connections.
+
+        >>> w = WriterCpu("")
+        >>> w._last = {1: ("twinflow TwinSink", 1.5), 2: ("twinflow TelemetrySink", 0.9)}
+        >>> w._first = {1: 0.2}
+        >>> w.split(2.5, 50_000)
+        'TwinSink 26.0, TelemetrySink 18.0, other 6.0'
+        """
+        spent = self.by_name()
+        per_1k = 1e6 / readings
+        parts = [f"{name.removeprefix('twinflow ')} {cpu * per_1k:.1f}" for name, cpu in spent.items() if cpu > 0]
+        if not parts:
+            return ""
+        return ", ".join([*parts, f"other {(total_s - sum(spent.values())) * per_1k:.1f}"])
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._sample()
