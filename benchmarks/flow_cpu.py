@@ -282,10 +282,10 @@ def main() -> None:
                         md, mn = db_digest(conninfo, "model_outputs", prefix)
                         digest += f" model rows {md} ({mn:,})"
                     results.append((flow, label, r, cpu, wall, digest, server, f"{load:.1f}"))
-                    split = f": {split}" if (split := writers.split(pg, args.readings)) else ""
+                    by_writer = writers.split(pg, args.readings)
                     print(
                         f"{flow:9} {label:8} run {r}: CPU {cpu:6.1f} s = {cpu / args.readings * 1e6:5.1f} ms per 1k"
-                        f" readings (PostgreSQL {pg / args.readings * 1e6:5.1f}{split},"
+                        f" readings (PostgreSQL {pg / args.readings * 1e6:5.1f}{': ' + by_writer if by_writer else ''},"
                         f" Kafka {kafka / args.readings * 1e6:5.1f}), wall {wall:5.1f} s, load {load:.1f};"
                         f" {digest}",
                         flush=True,

@@ -314,9 +314,8 @@ def measure(
             if not flows.wait_idle(drain_timeout_s):
                 raise SystemExit("latency warm-up: the flows did not become idle after the warm-up")
             seq0 = warm_n // twins
-            repeated = {f for f in fractions if fractions.count(f) > 1}
             for i, f in enumerate(fractions):
-                run = fractions[: i + 1].count(f) if f in repeated else 0
+                run = fractions[: i + 1].count(f) if fractions.count(f) > 1 else 0
                 phase = Phase(f, f * max_rate, recovery=recovery, run=run, cores=psutil.cpu_count() or 0)
                 cpu0, t0 = _cpu(flows), time.perf_counter()
                 busy0, all0 = machine_cpu()

@@ -136,17 +136,17 @@ class WriterCpu:
         all) as ``other``: the server's background processes and unnamed connections.
 
         >>> w = WriterCpu("")
-        >>> w._last = {1: ("twinflow TwinSink", 1.5), 2: ("twinflow TelemetrySink", 0.9)}
+        >>> w._last = {1: ("twinflow TwinSink", 1.5), 2: ("twinflow TelemetrySink", 0.9), 3: ("twinflow", 0.1)}
         >>> w._first = {1: 0.2}
         >>> w.split(2.5, 50_000)
         'TwinSink 26.0, TelemetrySink 18.0, other 6.0'
         """
-        spent = self.by_name()
-        per_1k = 1e6 / readings
-        parts = [f"{name.removeprefix('twinflow ')} {cpu * per_1k:.1f}" for name, cpu in spent.items() if cpu > 0]
-        if not parts:
+        writers = {name[9:]: cpu for name, cpu in self.by_name().items() if name.startswith("twinflow ") and cpu > 0}
+        if not writers:
             return ""
-        return ", ".join([*parts, f"other {(total_s - sum(spent.values())) * per_1k:.1f}"])
+        per_1k = 1e6 / readings
+        parts = [f"{name} {cpu * per_1k:.1f}" for name, cpu in writers.items()]
+        return ", ".join([*parts, f"other {(total_s - sum(writers.values())) * per_1k:.1f}"])
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -187,7 +187,7 @@ class _SharedPartition:
     def __init__(self, shared: _SharedConsumer, step_id: str, topic: str, index: int, offset: int) -> None:
         self.step_id, self.topic, self.index, self.offset = step_id, topic, index, offset
         self.reachable = False  # not until the first statistics (one second after the start) say so
-        self.queue: deque[Any] = deque()  # fetched, not yet taken
+        self.queue: deque[KafkaSourceMessage] = deque()  # fetched, not yet taken
         self._shared = shared
         shared.assign(self)
 
