@@ -81,11 +81,12 @@ def sample(proc: subprocess.Popen, stats: ProcStats, stop: threading.Event) -> N
         time.sleep(0.5)
 
 
-def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefix: str) -> float:
-    """Run the load generator in its own process; returns its wall time."""
+def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefix: str, shape: str = "ramp") -> float:
+    """Run the load generator in its own process (values of ``shape``: ``benchmarks.ingest.SHAPES``);
+    returns its wall time."""
     code = (
         "from benchmarks.ingest import produce; from twinflow.settings import load_settings; "
-        f"print(produce(load_settings(), {readings}, {twins}, {sensors}, {prefix!r}))"
+        f"print(produce(load_settings(), {readings}, {twins}, {sensors}, {prefix!r}, {shape!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -120,6 +121,7 @@ class PipelineRun:
     stats: dict[str, ProcStats] = field(default_factory=dict)
     rows: int = 0
     scores: tuple[int, int] = (0, 0)
+    versions: int = 0  # twin versions (state history rows)
     together: bool = False  # the alerts flow ran beside the others (tailing), not after them
 
     def timing(self) -> str:
@@ -218,6 +220,9 @@ def count_outputs(settings, prefix: str, run: PipelineRun) -> None:
             "SELECT count(*), count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s",
             (prefix + "-%",),
         ).fetchone()
+        run.versions = db.execute(
+            "SELECT count(*) FROM twin_state_history WHERE twin_id LIKE %s", (prefix + "-%",)
+        ).fetchone()[0]
 
 
 def raw_limit(settings, topic: str, readings: int) -> float:
@@ -438,6 +443,12 @@ def main() -> None:
         default=3,
         help="50 %% phases with the flows' recovery on, one after the other (a single run's p99 varies)",
     )
+    ap.add_argument(
+        "--steady",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the pipeline and alerts flows side by side on steady values (0.3 %% noise: few twin versions)",
+    )
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
 
@@ -480,6 +491,15 @@ def main() -> None:
         runs.append(run_pipeline(cluster_env, FUSED, label, processes=cluster))
     runs.append(run_together(together_env, *together, FUSED, "pipeline flow + alerts side by side (2 processes)"))
     targets.append(together)
+    side_by_side = runs[-1]
+    if args.steady:  # the same deployment on steady values: about one twin version per 14 readings
+        steady_env = {**os.environ, **topic_env(base, f"bench.{run}.steady.")}
+        steady = (_settings_of(steady_env), f"e2e{run}s")
+        ensure_topics(steady[0])
+        generate(steady_env, args.readings, args.twins, args.sensors, steady[1], "steady")
+        label = "pipeline flow + alerts side by side, steady values (2 processes)"
+        runs.append(run_together(steady_env, *steady, FUSED, label))
+        targets.append(steady)
     raw_s = raw_limit(settings, settings.topics.raw, args.readings)
     naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
     for r, (s, p) in zip(runs, targets, strict=True):
@@ -490,7 +510,7 @@ def main() -> None:
     naive_rate = min(args.naive_sample, n) / naive_s
     lat_names = FUSED if args.latency_flows == "fused" else PIPELINE
     # 50 % of the higher of the fused flow's two rates (after the pipeline / alongside it)
-    lat_rate = n / (min(runs[0].wall, runs[-1].wall) if args.latency_flows == "fused" else runs[1].wall)
+    lat_rate = n / (min(runs[0].wall, side_by_side.wall) if args.latency_flows == "fused" else runs[1].wall)
     try:
         phases = []
         if args.latency_seconds > 0:
@@ -540,7 +560,8 @@ def main() -> None:
     for r in runs:
         console.print(
             f"{r.label}: wall {r.wall:.1f} s ({r.timing()}); "
-            f"telemetry rows {r.rows:,} (expected {values:,}); anomaly scores {r.scores[0]:,} for {r.scores[1]} twins",
+            f"telemetry rows {r.rows:,} (expected {values:,}); anomaly scores {r.scores[0]:,} for {r.scores[1]} twins;"
+            f" twin versions {r.versions:,} ({r.versions / n:.2f} per reading)",
             soft_wrap=True,  # one line per run, however long (the test harness reads it)
         )
     if phases:
@@ -569,7 +590,7 @@ def main() -> None:
             + "".join("| " + " | ".join(c) + " |\n" for r in runs for c in _proc_cells(r, n, args.sensors))
             + "".join(
                 f"\n{r.label}: wall time {r.wall:.1f} s ({r.timing()}); {r.scores[0]:,} anomaly scores for"
-                f" {r.scores[1]:,} twins."
+                f" {r.scores[1]:,} twins; {r.versions / n:.2f} twin versions per reading."
                 for r in runs
             )
             + f"\n\n{n:,} readings of {args.sensors} values, {args.twins:,} twins. "

@@ -6,8 +6,10 @@
     python -m benchmarks.flow_cpu --flow pipeline --readings 100000        # the fused flow (rows too)
     python -m benchmarks.flow_cpu --flow pipeline --processes 2            # the same as a 2-process cluster
     python -m benchmarks.flow_cpu --flow alerts --baseline /tmp/base       # the alerts flow on the pipeline's outputs
+    python -m benchmarks.flow_cpu --flow pipeline --shape steady           # steady values: few twin versions
 
-Fills one fresh ``telemetry.raw`` topic with N envelopes (the e2e load generator), then runs each
+Fills one fresh ``telemetry.raw`` topic with N envelopes (the e2e load generator; ``--shape``: their
+values, ``benchmarks.ingest.SHAPES``), then runs each
 flow alone (``twinflow run FLOW --no-tail --no-recovery``, its own process) from this checkout
 and, with ``--baseline DIR``, from another checkout of the project (e.g. ``git archive`` of the
 commit before a change), alternating A/B ``--repeat`` times on the same input. Every run writes to
@@ -44,6 +46,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.e2e import ProcStats, generate, sample
+from benchmarks.ingest import SHAPES
 from benchmarks.processes import WriterCpu, flow_command, server_cpu
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from twinflow.demo.plant import topic_env
@@ -218,6 +221,7 @@ def main() -> None:
     ap.add_argument("--readings", type=int, default=100_000)
     ap.add_argument("--twins", type=int, default=200)
     ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--shape", choices=SHAPES, default="ramp", help="the readings' values (benchmarks.ingest.SHAPES)")
     ap.add_argument("--baseline", type=Path, help="another checkout of the project to compare with")
     ap.add_argument("--repeat", type=int, default=1, help="runs per flow and checkout (alternating)")
     ap.add_argument("--check", action="store_true", help="exit 1 unless every run of a flow wrote the same output")
@@ -235,7 +239,7 @@ def main() -> None:
     ensure_topics(in_settings)
     prefix = f"fcpu{run}"
     conninfo = base.postgres.conninfo()
-    generate(input_env, args.readings, args.twins, args.sensors, prefix)
+    generate(input_env, args.readings, args.twins, args.sensors, prefix, args.shape)
     created: list[str] = [t.name for t in topic_specs(in_settings)]
     results: list[tuple[str, str, int, float, float, str, float, str]] = []
     startup: dict[tuple[str, str], float] = {}

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -33,15 +35,37 @@ from twinflow.settings import Topics, load_settings
 console = Console()
 
 
-def send_reading(p: Producer, topic: str, twin: str, ts: datetime, seq: int, names: list[str], wait_s: float) -> None:
-    """One benchmark envelope (readings derived from ``seq``); waits ``wait_s`` while the queue is full."""
+# What a benchmark reading's values look like (rng, seq, sensor index) -> value. ``ramp`` (the default,
+# comparable with every earlier run): each value moves by 1 per reading, beyond the 1 % deadband of
+# most values, so nearly every reading is a twin version (0.82 per reading: the most the twin writes);
+# ``steady``: levels with 0.3 % noise, a transmitter's (0.07 versions per reading; python -m
+# benchmarks.versions).
+SHAPES: dict[str, Callable[[random.Random, int, int], float]] = {
+    "ramp": lambda rng, seq, j: float(seq % 1000) + j,
+    "steady": lambda rng, seq, j: 100.0 * (1 + j) * (1 + rng.gauss(0, 0.003)),
+}
+
+
+def send_reading(
+    p: Producer,
+    topic: str,
+    twin: str,
+    ts: datetime,
+    seq: int,
+    names: list[str],
+    wait_s: float,
+    shape: str = "ramp",
+    rng: random.Random | None = None,
+) -> None:
+    """One benchmark envelope (values of ``shape``, :data:`SHAPES`); waits ``wait_s`` while the queue is full."""
+    value = SHAPES[shape]
     body = {
         "v": 1,
         "twin_id": twin,
         "ts": ts,
         "seq": seq,
         "source": "bench",
-        "readings": {k: float(seq % 1000) + j for j, k in enumerate(names)},
+        "readings": {k: value(rng, seq, j) for j, k in enumerate(names)},
     }
     while True:
         try:
@@ -51,7 +75,9 @@ def send_reading(p: Producer, topic: str, twin: str, ts: datetime, seq: int, nam
             p.poll(wait_s)
 
 
-def produce(settings, n: int, twins: int, sensors: int, prefix: str) -> float:
+def produce(settings, n: int, twins: int, sensors: int, prefix: str, shape: str = "ramp") -> float:
+    """Send ``n`` envelopes round-robin over ``twins`` (10 ms of event time apart per twin); returns the wall time."""
+    rng = random.Random(7)  # the same data in every call
     p = Producer(producer_config(settings, **{"linger.ms": 20}))
     t0 = datetime.now(UTC) - timedelta(hours=1)
     names = [f"s{i}" for i in range(sensors)]
@@ -62,7 +88,8 @@ def produce(settings, n: int, twins: int, sensors: int, prefix: str) -> float:
         for i in range(n):
             twin = ids[i % twins]
             seq = i // twins
-            send_reading(p, settings.topics.raw, twin, t0 + timedelta(milliseconds=seq * 10), seq, names, 0.05)
+            ts = t0 + timedelta(milliseconds=seq * 10)
+            send_reading(p, settings.topics.raw, twin, ts, seq, names, 0.05, shape, rng)
             if i % 10000 == 0:
                 p.poll(0)
                 progress.update(task, completed=i)

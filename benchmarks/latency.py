@@ -22,6 +22,7 @@ The flows run without recovery unless ``--recovery`` (as deployed: a snapshot ev
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
-from benchmarks.ingest import send_reading
+from benchmarks.ingest import SHAPES, send_reading
 from benchmarks.processes import WriterCpu, flow_command, machine_cpu, server_cpu, usage, wait_idle
 from connectors.kafka.clients import producer_config
 
@@ -44,9 +45,11 @@ FUSED = ("pipeline", "alerts")  # the fused flow (ingest, twin, models) and the 
 
 
 def produce_paced(
-    settings, rate: float, seconds: float, twins: int, sensors: int, prefix: str, seq0: int
+    settings, rate: float, seconds: float, twins: int, sensors: int, prefix: str, seq0: int, shape: str = "ramp"
 ) -> dict[str, float]:
-    """Send envelopes at ``rate``/s for ``seconds``; ``ts`` = send time. Returns the phase's bounds."""
+    """Send envelopes (values of ``shape``: ``benchmarks.ingest.SHAPES``) at ``rate``/s for ``seconds``;
+    ``ts`` = send time. Returns the phase's bounds."""
+    rng = random.Random(seq0)
     p = Producer(producer_config(settings))
     # A new idempotent producer needs metadata and a producer id first (~0.5 s here): readings sent
     # meanwhile would wait for it. One delivered message to the (unread) dead-letter topic first.
@@ -64,7 +67,7 @@ def produce_paced(
             twin = ids[n % twins]
             seq = seq0 + n // twins
             last = datetime.now(UTC)
-            send_reading(p, settings.topics.raw, twin, last, seq, names, 0.01)
+            send_reading(p, settings.topics.raw, twin, last, seq, names, 0.01, shape, rng)
             n += 1
         p.poll(0)
         time.sleep(max(0.0005, n / rate - (time.perf_counter() - start)))
@@ -72,11 +75,14 @@ def produce_paced(
     return {"sent": n, "first": first.timestamp(), "last": last.timestamp(), "wall": time.perf_counter() - start}
 
 
-def paced_process(env: dict[str, str], rate: float, seconds: float, twins: int, sensors: int, prefix: str, seq0: int):
+def paced_process(
+    env: dict[str, str], rate: float, seconds: float, twins: int, sensors: int, prefix: str, seq0: int, shape: str
+):
     """Run :func:`produce_paced` in its own process (it must not share the GIL with anything)."""
     code = (
         "import json; from benchmarks.latency import produce_paced; from twinflow.settings import load_settings; "
-        f"print(json.dumps(produce_paced(load_settings(), {rate}, {seconds}, {twins}, {sensors}, {prefix!r}, {seq0})))"
+        "print(json.dumps(produce_paced(load_settings(), "
+        f"{rate}, {seconds}, {twins}, {sensors}, {prefix!r}, {seq0}, {shape!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -275,6 +281,7 @@ def measure(
     names: tuple[str, ...] = PIPELINE,
     settings=None,
     recovery: bool = False,
+    shape: str = "ramp",
 ) -> list[Phase]:
     """Run the tailing flows ``names`` through a warm-up and one paced phase per fraction of ``max_rate``
     (a fraction given more than once: as many phases of that load, one after the other, numbered).
@@ -294,7 +301,7 @@ def measure(
         warm_n = twins * ((warmup if scored else 0) + 5)
         code = (
             "from benchmarks.ingest import produce; from twinflow.settings import load_settings; "
-            f"print(produce(load_settings(), {warm_n}, {twins}, {sensors}, {prefix!r}))"
+            f"print(produce(load_settings(), {warm_n}, {twins}, {sensors}, {prefix!r}, {shape!r}))"
         )
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
         with psycopg.connect(conninfo, autocommit=True) as db:
@@ -320,7 +327,7 @@ def measure(
                 cpu0, t0 = _cpu(flows), time.perf_counter()
                 busy0, all0 = machine_cpu()
                 with WriterCpu(conninfo) as writers:
-                    res = paced_process(env, phase.target_rate, seconds, twins, sensors, prefix, seq0)
+                    res = paced_process(env, phase.target_rate, seconds, twins, sensors, prefix, seq0, shape)
                     seq0 += int(res["sent"]) // twins + 2
                     phase.sent, phase.achieved_rate = int(res["sent"]), res["sent"] / res["wall"]
                     lo, hi = res["first"], res["last"]
@@ -396,6 +403,7 @@ def main() -> None:
     ap.add_argument("--flow", action="append", choices=(*PIPELINE, "pipeline"), help="flows to run (default: all four)")
     ap.add_argument("--series", action="store_true", help="print the telemetry latency per second of ts")
     ap.add_argument("--recovery", action="store_true", help="the flows with recovery on, as deployed (a temporary dir)")
+    ap.add_argument("--shape", choices=SHAPES, default="ramp", help="the readings' values (benchmarks.ingest.SHAPES)")
     args = ap.parse_args()
     run = uuid.uuid4().hex[:6]
     env = {**os.environ, **topic_env(load_settings(), f"lat.{run}.")}
@@ -414,6 +422,7 @@ def main() -> None:
             seconds=args.seconds,
             twins=args.twins,
             sensors=args.sensors,
+            shape=args.shape,
             prefix=prefix,
             warmup=settings.ml.anomaly.warmup,
             names=tuple(args.flow or PIPELINE),

@@ -4,8 +4,8 @@
 
 Runs :class:`operators.twin.reconcile.Reconciler` under the default policy (deadband 1 % of the value
 for measurements, docs/reconciliation.md) on one twin of 5 sensors, in-process, for: the e2e
-benchmark's envelopes (``benchmarks.ingest.send_reading``: every value moves by 1 per reading),
-steady values with 0.3 % noise (a transmitter's) and with 3 % noise (vibration). A version is
+benchmark's envelopes (``benchmarks.ingest.SHAPES``: ``ramp``, every value moves by 1 per reading, and
+``steady``, values with 0.3 % noise, a transmitter's) and with 3 % noise (vibration). A version is
 made only when a value leaves the deadband of its last versioned value.
 """
 
@@ -16,14 +16,15 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from benchmarks.ingest import SHAPES as BENCH_SHAPES
 from operators.records.twin import Reported
 from operators.twin.reconcile import Reconciler
 from operators.twin.state import StateChange, TwinState
 from operators.twin.sync_strategy import TwinPolicy
 
 SHAPES: dict[str, Callable[[random.Random, int, int], float]] = {
-    "e2e benchmark ramp (seq % 1000 + j)": lambda rng, seq, j: float(seq % 1000) + j,
-    "steady, 0.3 % noise": lambda rng, seq, j: 100.0 * (1 + j) * (1 + rng.gauss(0, 0.003)),
+    "e2e benchmark ramp (seq % 1000 + j; --shape ramp)": BENCH_SHAPES["ramp"],
+    "steady, 0.3 % noise (--shape steady)": BENCH_SHAPES["steady"],
     "steady, 3 % noise": lambda rng, seq, j: 100.0 * (1 + j) * (1 + rng.gauss(0, 0.03)),
 }
 

@@ -32,10 +32,17 @@ def test_e2e_harness_small_run(stack_settings):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     assert "raw limit" in out and "naive" in out and "pipeline" in out
-    # four runs: pipeline then alerts, separate flows, -p 2, pipeline with the alerts flow beside it
-    assert out.count("telemetry rows 15,000 (expected 15,000)") == 4, out[-3000:]
-    assert out.count("for 5 twins") == 4  # every twin left warm-up and was scored, in every run
+    # five runs: pipeline then alerts, separate flows, -p 2, pipeline with the alerts flow beside it,
+    # and that again on steady values
+    assert out.count("telemetry rows 15,000 (expected 15,000)") == 5, out[-3000:]
+    assert out.count("for 5 twins") == 5  # every twin left warm-up and was scored, in every run
     assert "the alerts flow alongside" in out
+    # the ramp moves a value beyond its deadband at nearly every reading, steady values seldom
+    per_reading = r"^(pipeline flow \+ alerts side by side.*?): wall.*twin versions [\d,]+ \(([\d.]+) per"
+    versions = dict(re.findall(per_reading, out, re.M))
+    ramp = float(versions["pipeline flow + alerts side by side (2 processes)"])
+    steady = float(versions["pipeline flow + alerts side by side, steady values (2 processes)"])
+    assert steady < ramp / 2, versions
     # One latency row per load level, and 50 % again three times with the flows' recovery on (as
     # deployed), each with every paced reading written (no timing assertions), and the p99s' median.
     lines = out.splitlines()
