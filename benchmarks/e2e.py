@@ -11,8 +11,9 @@
    flow as a local cluster (``--pipeline-processes``, default 2: ``-p 2`` over the 4 partitions);
    a fourth runs the pipeline flow with the alerts flow beside it, tailing (as deployed: done when
    every model output has its row, which the pipeline flow writes, and the alerts flow has caught
-   up); throughput = readings / total wall
-   time; CPU (ms per 1,000 readings, µs per value) and peak RSS per process are sampled.
+   up); a fifth the same on steady values (``--steady``, default: ``benchmarks.ingest.SHAPES``; the
+   others are a ramp that makes a twin version at nearly every reading); throughput = readings / total
+   wall time; CPU (ms per 1,000 readings, µs per value) and peak RSS per process are sampled.
 3. **Raw limit**: one process that only consumes in batches, decodes with orjson and binary-COPYs
    the values into a scratch table: what Kafka + PostgreSQL allow on this machine.
 4. **Naive reference**: per-message poll, ``json.loads``, one INSERT + commit per value (as many
