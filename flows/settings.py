@@ -167,12 +167,29 @@ class AlertSettings(StrictModel):
     operators: int = Field(1, ge=1)  # operator positions, for the alarm rate per operator-hour
     partitions: int = Field(4, ge=1)
     rules: AlertRules = Field(default_factory=AlertRules)
+    # How often the tailing alerts flow polls a caught-up partition (flow.poll_interval_ms for the
+    # others). None: 1 % of rules.reorder_window_s (300 ms with the default 30 s), at least
+    # flow.poll_interval_ms, at most 500: an alert waits the reorder window anyway, and longer polls
+    # take more records per batch (less CPU per record, docs/performance.md).
+    poll_interval_ms: float | None = Field(None, ge=0, le=500)
     # Optional webhook: HTTP POST of each alert version, signed with HMAC-SHA256.
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None  # or webhook_secret_file (first line)
     webhook_secret_file: Path | None = None
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_attempts: int = Field(5, ge=1)
+
+    def poll_interval(self, flow_poll_interval_ms: float) -> float:
+        """The alerts flow's poll interval in ms (see ``poll_interval_ms``).
+
+        >>> AlertSettings().poll_interval(25), AlertSettings(poll_interval_ms=40).poll_interval(25)
+        (300.0, 40.0)
+        >>> AlertSettings(rules={"reorder_window_s": 0}).poll_interval(25)
+        25
+        """
+        if self.poll_interval_ms is not None:
+            return self.poll_interval_ms
+        return min(max(flow_poll_interval_ms, self.rules.reorder_window_s * 10), 500.0)
 
     def webhook_key(self) -> bytes:
         """The HMAC secret; a clear error names the setting to fix."""

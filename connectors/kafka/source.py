@@ -344,16 +344,22 @@ def owner(part: str, topics: list[str]) -> int:
 
 
 def kafka_source(
-    settings: ConnectorSettings, topics: list[str], *, tail: bool, path: PathPauses | None = None
+    settings: ConnectorSettings,
+    topics: list[str],
+    *,
+    tail: bool,
+    path: PathPauses | None = None,
+    poll_interval_ms: float | None = None,
 ) -> StoppableKafkaSource:
     """The flows' Kafka source over ``topics``; ``tail=False`` ends at the end of every partition;
     ``path``: told of each healthy poll (:class:`_StoppablePartition`). A tailing source that is
-    caught up polls every ``flow.poll_interval_ms``."""
+    caught up polls every ``poll_interval_ms`` (default ``flow.poll_interval_ms``)."""
+    interval_ms = settings.flow.poll_interval_ms if poll_interval_ms is None else poll_interval_ms
     return StoppableKafkaSource(
         settings.kafka.bootstrap_servers.split(","),
         topics,
         path,
-        settings.flow.poll_interval_ms / 1000 if tail else 0.0,
+        interval_ms / 1000 if tail else 0.0,
         tail=tail,
         starting_offset=OFFSET_BEGINNING,
         add_config=without_bootstrap(client_config(settings, **{"auto.offset.reset": "earliest"})),

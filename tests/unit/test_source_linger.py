@@ -68,3 +68,18 @@ def test_only_a_tailing_source_lingers() -> None:
     settings.flow.poll_interval_ms = 40
     assert kafka_source(settings, ["raw"], tail=True).linger_s == 0.04
     assert kafka_source(settings, ["raw"], tail=False).linger_s == 0.0
+
+
+def test_the_alerts_flow_polls_at_a_hundredth_of_its_reorder_window_or_as_configured(tmp_path, monkeypatch) -> None:
+    from flows.alerts import alerts_source
+    from twinflow.settings import load_settings
+
+    config = tmp_path / "twinflow.toml"
+    monkeypatch.setenv("TWINFLOW_CONFIG", str(config))
+    config.write_text("[flow]\npoll_interval_ms = 25\n")
+    assert alerts_source(load_settings(), tail=True).linger_s == 0.3  # 1 % of the default 30 s window
+    config.write_text("[flow]\npoll_interval_ms = 25\n[alerts.rules]\nreorder_window_s = 1\n")
+    assert alerts_source(load_settings(), tail=True).linger_s == 0.025  # never below the flows' interval
+    config.write_text("[alerts]\npoll_interval_ms = 120\n")
+    assert alerts_source(load_settings(), tail=True).linger_s == 0.12
+    assert alerts_source(load_settings(), tail=False).linger_s == 0.0
