@@ -181,7 +181,7 @@ def _view(
     onset = float(faults[0].split(":")[2]) if faults else duration
     table = Table(
         title=f"twinflow plant demo — {elapsed:4.0f}/{duration:.0f} s (faults from {onset:.0f} s)",
-        caption=f"web view: {url}" if url else None,
+        caption=f"web view: {url.split('#')[0]} (its link with your token is above the table)" if url else None,
     )
     table.add_column("twin", min_width=14, no_wrap=True)
     for col in ("values", "sensors", "anomaly", "alerts"):
@@ -293,6 +293,8 @@ def run_plant_demo(
                 stop.wait(1.0)
             stop.wait(5)  # let the last readings and alerts land
             live.update(_view(db, twins, since, time.monotonic() - t0, duration, faults, url))
+        if not console.is_terminal:  # a log file: the last frame ends without a line break
+            console.print()
     until = datetime.now(UTC)
     AdminClient(client_config(settings)).delete_topics(demo_topics)
     shutil.rmtree(recovery, ignore_errors=True)
