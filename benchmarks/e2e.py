@@ -54,6 +54,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import latency
+from benchmarks.ingest import generate
 from benchmarks.latency import FUSED
 from benchmarks.machine import append_result
 from benchmarks.processes import flow_command, usage, wait_idle
@@ -80,17 +81,6 @@ def sample(proc: subprocess.Popen, stats: ProcStats, stop: threading.Event) -> N
         stats.peak_rss_mb = max(stats.peak_rss_mb, rss / 2**20)
         stats.cpu_s = max(stats.cpu_s, cpu)
         time.sleep(0.5)
-
-
-def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefix: str, shape: str = "ramp") -> float:
-    """Run the load generator in its own process (values of ``shape``: ``benchmarks.ingest.SHAPES``);
-    returns its wall time."""
-    code = (
-        "from benchmarks.ingest import produce; from twinflow.settings import load_settings; "
-        f"print(produce(load_settings(), {readings}, {twins}, {sensors}, {prefix!r}, {shape!r}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
-    return float(out.stdout.strip().splitlines()[-1])
 
 
 def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, ProcStats], processes: int = 1) -> None:

@@ -45,8 +45,8 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from benchmarks.e2e import ProcStats, generate, sample
-from benchmarks.ingest import SHAPES
+from benchmarks.e2e import ProcStats, sample
+from benchmarks.ingest import SHAPES, generate
 from benchmarks.processes import WriterCpu, flow_command, server_cpu
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from twinflow.demo.plant import topic_env

@@ -44,6 +44,7 @@ SHAPES: dict[str, Callable[[random.Random, int, int], float]] = {
     "ramp": lambda rng, seq, j: float(seq % 1000) + j,
     "steady": lambda rng, seq, j: 100.0 * (1 + j) * (1 + rng.gauss(0, 0.003)),
 }
+_RNG = random.Random(7)
 
 
 def send_reading(
@@ -55,7 +56,7 @@ def send_reading(
     names: list[str],
     wait_s: float,
     shape: str = "ramp",
-    rng: random.Random | None = None,
+    rng: random.Random = _RNG,
 ) -> None:
     """One benchmark envelope (values of ``shape``, :data:`SHAPES`); waits ``wait_s`` while the queue is full."""
     value = SHAPES[shape]
@@ -95,6 +96,17 @@ def produce(settings, n: int, twins: int, sensors: int, prefix: str, shape: str 
                 progress.update(task, completed=i)
         p.flush()
     return time.perf_counter() - start
+
+
+def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefix: str, shape: str = "ramp") -> float:
+    """Run :func:`produce` in its own process (values of ``shape``: :data:`SHAPES`);
+    returns its wall time."""
+    code = (
+        "from benchmarks.ingest import produce; from twinflow.settings import load_settings; "
+        f"print(produce(load_settings(), {readings}, {twins}, {sensors}, {prefix!r}, {shape!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
-from benchmarks.ingest import SHAPES, send_reading
+from benchmarks.ingest import SHAPES, generate, send_reading
 from benchmarks.processes import WriterCpu, flow_command, machine_cpu, server_cpu, usage, wait_idle
 from connectors.kafka.clients import producer_config
 
@@ -299,11 +299,7 @@ def measure(
     phases: list[Phase] = []
     try:
         warm_n = twins * ((warmup if scored else 0) + 5)
-        code = (
-            "from benchmarks.ingest import produce; from twinflow.settings import load_settings; "
-            f"print(produce(load_settings(), {warm_n}, {twins}, {sensors}, {prefix!r}, {shape!r}))"
-        )
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+        generate(env, warm_n, twins, sensors, prefix, shape)
         with psycopg.connect(conninfo, autocommit=True) as db:
 
             def ready() -> bool:

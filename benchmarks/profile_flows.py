@@ -23,7 +23,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from benchmarks.e2e import cleanup, generate
+from benchmarks.e2e import cleanup
+from benchmarks.ingest import generate
 from benchmarks.processes import flow_command
 from connectors.kafka.clients import ensure_topics
 from twinflow.demo.plant import topic_env

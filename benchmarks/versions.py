@@ -3,10 +3,10 @@
     python -m benchmarks.versions --readings 3000
 
 Runs :class:`operators.twin.reconcile.Reconciler` under the default policy (deadband 1 % of the value
-for measurements, docs/reconciliation.md) on one twin of 5 sensors, in-process, for: the e2e
-benchmark's envelopes (``benchmarks.ingest.SHAPES``: ``ramp``, every value moves by 1 per reading, and
-``steady``, values with 0.3 % noise, a transmitter's) and with 3 % noise (vibration). A version is
-made only when a value leaves the deadband of its last versioned value.
+for measurements, docs/reconciliation.md) on one twin of 5 sensors, in-process, for the benchmarks'
+two shapes of readings (``benchmarks.ingest.SHAPES``: ``ramp``, every value moves by 1 per reading;
+``steady``, values with 0.3 % noise, a transmitter's) and for steady values with 3 % noise
+(vibration). A version is made only when a value leaves the deadband of its last versioned value.
 """
 
 from __future__ import annotations
