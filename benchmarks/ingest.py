@@ -44,7 +44,6 @@ SHAPES: dict[str, Callable[[random.Random, int, int], float]] = {
     "ramp": lambda rng, seq, j: float(seq % 1000) + j,
     "steady": lambda rng, seq, j: 100.0 * (1 + j) * (1 + rng.gauss(0, 0.003)),
 }
-_RNG = random.Random(7)
 
 
 def send_reading(
@@ -55,10 +54,11 @@ def send_reading(
     seq: int,
     names: list[str],
     wait_s: float,
-    shape: str = "ramp",
-    rng: random.Random = _RNG,
+    shape: str,
+    rng: random.Random,
 ) -> None:
-    """One benchmark envelope (values of ``shape``, :data:`SHAPES`); waits ``wait_s`` while the queue is full."""
+    """One benchmark envelope (values of ``shape``, :data:`SHAPES`, drawing noise from ``rng``); waits
+    ``wait_s`` while the queue is full."""
     value = SHAPES[shape]
     body = {
         "v": 1,
