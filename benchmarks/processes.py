@@ -90,23 +90,32 @@ def server_cpu() -> tuple[float, float]:
 class WriterCpu:
     """CPU seconds of the local PostgreSQL's client backends per ``application_name`` while the ``with``
     block runs (the flows' sinks name theirs ``twinflow TelemetrySink``, …: which writer costs the
-    server what). Sampled every ``interval_s`` from ``pg_stat_activity`` and ``/proc``: a backend that
+    server what), and of its autovacuum workers (``autovacuum``, with the tables they vacuumed: the
+    server vacuums a table after inserts of a fifth of its rows, so a run's inserts bring vacuums on
+    its clock). Sampled every ``interval_s`` from ``pg_stat_activity`` and ``/proc``: a backend that
     ends counts up to its last sample, one that started meanwhile from zero::
 
         with WriterCpu(load_settings().postgres.conninfo()) as cpu:
             run_flow(...)
-        cpu.by_name()  # {'twinflow TwinSink': 1.31, 'twinflow TelemetrySink': 0.8, ...}
+        cpu.by_name()  # {'twinflow TwinSink': 1.31, 'twinflow TelemetrySink': 0.8, 'autovacuum': 0.2, ...}
     """
 
     QUERY = (
         "SELECT pid, application_name FROM pg_stat_activity"
         " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
     )
+    # (pg_stat_activity hides the autovacuum workers from a role without pg_read_all_stats: they are
+    # found among the local server's processes, their tables in pg_stat_user_tables.)
+    VACUUMED = (
+        "SELECT relname FROM pg_stat_user_tables WHERE greatest(last_autovacuum, last_autoanalyze) >= %s"
+        " ORDER BY greatest(last_autovacuum, last_autoanalyze)"
+    )
 
     def __init__(self, conninfo: str, interval_s: float = 0.2) -> None:
         self.conninfo, self.interval_s = conninfo, interval_s
         self._first: dict[int, float] = {}
         self._last: dict[int, tuple[str, float]] = {}
+        self.vacuumed: dict[str, None] = {}  # tables the autovacuum workers worked on, in order
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer cpu", daemon=True)
 
@@ -114,6 +123,8 @@ class WriterCpu:
         import psycopg
 
         self._db = psycopg.connect(self.conninfo, autocommit=True)
+        self._since = self._db.execute("SELECT now()").fetchone()[0]
+        self._server = _local_postgres()
         self._sample(baseline=True)
         self._thread.start()
         return self
@@ -122,6 +133,8 @@ class WriterCpu:
         self._stop.set()
         self._thread.join()
         self._sample()
+        if "autovacuum" in self.by_name():
+            self.vacuumed = dict.fromkeys(name for (name,) in self._db.execute(self.VACUUMED, (self._since,)))
         self._db.close()
 
     def by_name(self) -> dict[str, float]:
@@ -140,26 +153,60 @@ class WriterCpu:
         >>> w._first = {1: 0.2}
         >>> w.split(2.5, 50_000)
         'TwinSink 26.0, TelemetrySink 18.0, other 6.0'
+        >>> w._last[4], w.vacuumed = ("autovacuum", 0.2), {"telemetry": None, "forecasts": None}
+        >>> w.split(2.5, 50_000)
+        'TwinSink 26.0, TelemetrySink 18.0, autovacuum 4.0 (telemetry, forecasts), other 2.0'
         """
-        writers = {name[9:]: cpu for name, cpu in self.by_name().items() if name.startswith("twinflow ") and cpu > 0}
+        spent = self.by_name()
+        writers = {name[9:]: cpu for name, cpu in spent.items() if name.startswith("twinflow ") and cpu > 0}
         if not writers:
             return ""
         per_1k = 1e6 / readings
         parts = [f"{name} {cpu * per_1k:.1f}" for name, cpu in writers.items()]
-        return ", ".join([*parts, f"other {(total_s - sum(writers.values())) * per_1k:.1f}"])
+        vacuum = spent.get("autovacuum", 0.0)
+        if vacuum > 0:
+            parts.append(f"autovacuum {vacuum * per_1k:.1f} ({', '.join(self.vacuumed) or '?'})")
+        return ", ".join([*parts, f"other {(total_s - sum(writers.values()) - vacuum) * per_1k:.1f}"])
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
     def _sample(self, baseline: bool = False) -> None:
-        for pid, name in self._db.execute(self.QUERY).fetchall():
+        named = list(self._db.execute(self.QUERY).fetchall())
+        named += [(pid, "autovacuum") for pid in _autovacuum_workers(self._server)]
+        for pid, name in named:
             with contextlib.suppress(psutil.Error):
                 t = psutil.Process(pid).cpu_times()
                 cpu = t.user + t.system
                 if baseline:
                     self._first[pid] = cpu
                 self._last[pid] = (name or "", cpu)
+
+
+def _local_postgres() -> psutil.Process | None:
+    """The local stack's postmaster, if it runs here."""
+    from twinflow.settings import load_settings
+    from twinflow.stack import services
+
+    for service in services(load_settings()):
+        if service.name == "postgres" and (pid := service.pid()) is not None:
+            with contextlib.suppress(psutil.Error):
+                return psutil.Process(pid)
+    return None
+
+
+def _autovacuum_workers(server: psutil.Process | None) -> list[int]:
+    """The pids of ``server``'s autovacuum workers (``postgres: autovacuum worker …``)."""
+    if server is None:
+        return []
+    pids = []
+    with contextlib.suppress(psutil.Error):
+        for child in server.children():
+            with contextlib.suppress(psutil.Error):
+                if "autovacuum worker" in " ".join(child.cmdline()):
+                    pids.append(child.pid)
+    return pids
 
 
 def machine_cpu() -> tuple[float, float]:

@@ -3,6 +3,7 @@
     python -m benchmarks.profile_flows --flow models --readings 100000
     python -m benchmarks.profile_flows --flow telemetry --flow twin --keep /tmp/prof
     python -m benchmarks.profile_flows --flow pipeline --processes 2     # both processes of -p 2
+    python -m benchmarks.profile_flows --flow pipeline --gil --batch-size 125   # a tailing flow's batches
 
 Fills fresh topics with N envelopes (the e2e load generator), runs each flow alone with
 ``--no-tail --no-recovery`` under ``py-spy record`` and prints the functions with the most
@@ -24,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from benchmarks.e2e import cleanup
-from benchmarks.ingest import generate
+from benchmarks.ingest import SHAPES, generate
 from benchmarks.processes import flow_command
 from connectors.kafka.clients import ensure_topics
 from twinflow.demo.plant import topic_env
@@ -51,13 +52,14 @@ def collapsed_top(path: Path, n: int) -> tuple[int, list[tuple[str, int]], list[
     return total, own.most_common(n), incl.most_common(n)
 
 
-def profile(flow: str, env: dict[str, str], out: Path, rate: int, processes: int = 1) -> None:
+def profile(flow: str, env: dict[str, str], out: Path, rate: int, processes: int = 1, gil: bool = False) -> None:
     cmd = flow_command(flow, tail=False)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     cluster = ["-p", str(processes)] if processes > 1 else []
     subprocesses = ["--subprocesses"] if processes > 1 else []
+    options = ["--rate", str(rate), "--format", "raw", *subprocesses, *(["--gil"] if gil else [])]
     subprocess.run(
-        [spy, "record", "--rate", str(rate), "--format", "raw", *subprocesses, "-o", str(out), "--", *cmd, *cluster],
+        [spy, "record", *options, "-o", str(out), "--", *cmd, *cluster],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -75,21 +77,26 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--keep", type=Path, help="keep <flow>.collapsed.txt (py-spy raw stacks) here")
     ap.add_argument("--processes", type=int, default=1, help="run each flow as a local cluster (-p N), all sampled")
+    ap.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL")
+    ap.add_argument("--batch-size", type=int, help="flow.batch_size for the flows (default: the settings')")
+    ap.add_argument("--shape", choices=SHAPES, default="ramp", help="the readings' values (benchmarks.ingest.SHAPES)")
     args = ap.parse_args()
 
     run = uuid.uuid4().hex[:6]
     base = load_settings()
     env = {**os.environ, **topic_env(base, f"prof.{run}.")}
+    if args.batch_size:
+        env["TWINFLOW_FLOW__BATCH_SIZE"] = str(args.batch_size)
     os.environ.update(env)
     settings = load_settings()
     ensure_topics(settings)
     prefix = f"prof{run}"
     try:
-        generate(env, args.readings, args.twins, args.sensors, prefix)
+        generate(env, args.readings, args.twins, args.sensors, prefix, args.shape)
         for flow in args.flow or ["telemetry", "twin", "models"]:
             with tempfile.TemporaryDirectory() as tmp:
                 raw = Path(tmp) / f"{flow}.txt"
-                profile(flow, env, raw, args.rate, args.processes)
+                profile(flow, env, raw, args.rate, args.processes, args.gil)
                 total, own, incl = collapsed_top(raw, args.top)
                 if args.keep:
                     args.keep.mkdir(parents=True, exist_ok=True)
