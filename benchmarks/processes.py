@@ -64,24 +64,33 @@ def usage(pid: int, *, children: bool = True) -> tuple[float, int]:
     return cpu, rss
 
 
-def server_cpu() -> tuple[float, float]:
-    """CPU seconds of the local stack's PostgreSQL (postmaster, its live backends and the ended ones
-    it reaped) and of its Kafka broker so far; 0 for a service that is not running here."""
+def local_service(name: str) -> psutil.Process | None:
+    """The main process of the local stack's service ``name`` (``postgres``, ``kafka``, …), or None
+    if it does not run here."""
     from twinflow.settings import load_settings
     from twinflow.stack import services
 
-    spent = {"postgres": 0.0, "kafka": 0.0}
     for service in services(load_settings()):
-        if service.name not in ("postgres", "kafka") or (pid := service.pid()) is None:
+        if service.name == name and (pid := service.pid()) is not None:
+            with contextlib.suppress(psutil.Error):
+                return psutil.Process(pid)
+    return None
+
+
+def server_cpu() -> tuple[float, float]:
+    """CPU seconds of the local stack's PostgreSQL (postmaster, its live backends and the ended ones
+    it reaped) and of its Kafka broker so far; 0 for a service that is not running here."""
+    spent = {"postgres": 0.0, "kafka": 0.0}
+    for name in spent:
+        if (proc := local_service(name)) is None:
             continue
         try:
-            proc = psutil.Process(pid)
             t = proc.cpu_times()
-            spent[service.name] += t.user + t.system + t.children_user + t.children_system
+            spent[name] += t.user + t.system + t.children_user + t.children_system
             for child in proc.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     c = child.cpu_times()
-                    spent[service.name] += c.user + c.system
+                    spent[name] += c.user + c.system
         except psutil.Error:
             continue
     return spent["postgres"], spent["kafka"]
@@ -124,7 +133,7 @@ class WriterCpu:
 
         self._db = psycopg.connect(self.conninfo, autocommit=True)
         self._since = self._db.execute("SELECT now()").fetchone()[0]
-        self._server = _local_postgres()
+        self._server = local_service("postgres")
         self._sample(baseline=True)
         self._thread.start()
         return self
@@ -182,18 +191,6 @@ class WriterCpu:
                 if baseline:
                     self._first[pid] = cpu
                 self._last[pid] = (name or "", cpu)
-
-
-def _local_postgres() -> psutil.Process | None:
-    """The local stack's postmaster, if it runs here."""
-    from twinflow.settings import load_settings
-    from twinflow.stack import services
-
-    for service in services(load_settings()):
-        if service.name == "postgres" and (pid := service.pid()) is not None:
-            with contextlib.suppress(psutil.Error):
-                return psutil.Process(pid)
-    return None
 
 
 def _autovacuum_workers(server: psutil.Process | None) -> list[int]:
