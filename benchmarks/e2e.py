@@ -61,7 +61,7 @@ from benchmarks.processes import flow_command, usage, wait_idle
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
 from twinflow.demo.plant import topic_env
-from twinflow.settings import load_settings
+from twinflow.settings import Settings, load_settings
 
 console = Console(width=max(Console().width, 150))  # the tables stay readable in logs
 PIPELINE = ("telemetry", "twin", "models", "alerts")
@@ -453,24 +453,23 @@ def main() -> None:
     ensure_topics(settings)
     prefix = f"e2e{run}"
     gen_s = generate(env, args.readings, args.twins, args.sensors, prefix)
-    # The same data on topics of their own for the fused flow (other twin ids: no shared rows).
-    fused_env = {**os.environ, **topic_env(base, f"bench.{run}.fused.")}
-    fused_settings = _settings_of(fused_env)
-    ensure_topics(fused_settings)
-    fused_prefix = f"e2e{run}f"
-    generate(fused_env, args.readings, args.twins, args.sensors, fused_prefix)
-    targets = [(fused_settings, fused_prefix), (settings, prefix)]
-    # ... and once more for the pipeline flow with the alerts flow beside it (as deployed)
-    together_env = {**os.environ, **topic_env(base, f"bench.{run}.together.")}
-    together = (_settings_of(together_env), f"e2e{run}t")
-    ensure_topics(together[0])
-    generate(together_env, args.readings, args.twins, args.sensors, together[1])
+
+    def copy(part: str, shape: str = "ramp") -> tuple[dict[str, str], tuple[Settings, str]]:
+        """The readings again on topics of their own (``bench.<run>.<part>.``) and other twin ids (no
+        shared rows): the run's environment and (settings, twin id prefix)."""
+        part_env = {**os.environ, **topic_env(base, f"bench.{run}.{part}.")}
+        target = (_settings_of(part_env), f"e2e{run}{part[0]}")
+        ensure_topics(target[0])
+        generate(part_env, args.readings, args.twins, args.sensors, target[1], shape)
+        return part_env, target
+
+    fused_env, fused = copy("fused")  # for the fused flow
+    targets = [fused, (settings, prefix)]
+    together_env, together = copy("together")  # the pipeline flow with the alerts flow beside it (as deployed)
     cluster = args.pipeline_processes
     if cluster > 1:  # the pipeline flow as a local cluster, on a third copy
-        cluster_env = {**os.environ, **topic_env(base, f"bench.{run}.cluster.")}
-        targets.append((_settings_of(cluster_env), f"e2e{run}c"))
-        ensure_topics(targets[-1][0])
-        generate(cluster_env, args.readings, args.twins, args.sensors, targets[-1][1])
+        cluster_env, cluster_target = copy("cluster")
+        targets.append(cluster_target)
     console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s (per run a topic of its own)")
 
     runs = [
@@ -484,10 +483,7 @@ def main() -> None:
     targets.append(together)
     side_by_side = runs[-1]
     if args.steady:  # the same deployment on steady values: about one twin version per 14 readings
-        steady_env = {**os.environ, **topic_env(base, f"bench.{run}.steady.")}
-        steady = (_settings_of(steady_env), f"e2e{run}s")
-        ensure_topics(steady[0])
-        generate(steady_env, args.readings, args.twins, args.sensors, steady[1], "steady")
+        steady_env, steady = copy("steady", "steady")
         label = "pipeline flow + alerts side by side, steady values (2 processes)"
         runs.append(run_together(steady_env, *steady, FUSED, label))
         targets.append(steady)

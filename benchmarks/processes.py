@@ -64,25 +64,26 @@ def usage(pid: int, *, children: bool = True) -> tuple[float, int]:
     return cpu, rss
 
 
-def local_service(name: str) -> psutil.Process | None:
-    """The main process of the local stack's service ``name`` (``postgres``, ``kafka``, …), or None
-    if it does not run here."""
+def local_processes() -> dict[str, psutil.Process]:
+    """The main process of each service of the local stack that runs here (``postgres``, ``kafka``, …)."""
     from twinflow.settings import load_settings
     from twinflow.stack import services
 
+    found = {}
     for service in services(load_settings()):
-        if service.name == name and (pid := service.pid()) is not None:
+        if (pid := service.pid()) is not None:
             with contextlib.suppress(psutil.Error):
-                return psutil.Process(pid)
-    return None
+                found[service.name] = psutil.Process(pid)
+    return found
 
 
 def server_cpu() -> tuple[float, float]:
     """CPU seconds of the local stack's PostgreSQL (postmaster, its live backends and the ended ones
     it reaped) and of its Kafka broker so far; 0 for a service that is not running here."""
     spent = {"postgres": 0.0, "kafka": 0.0}
+    running = local_processes()
     for name in spent:
-        if (proc := local_service(name)) is None:
+        if (proc := running.get(name)) is None:
             continue
         try:
             t = proc.cpu_times()
@@ -133,7 +134,7 @@ class WriterCpu:
 
         self._db = psycopg.connect(self.conninfo, autocommit=True)
         self._since = self._db.execute("SELECT now()").fetchone()[0]
-        self._server = local_service("postgres")
+        self._server = local_processes().get("postgres")
         self._sample(baseline=True)
         self._thread.start()
         return self
