@@ -9,7 +9,9 @@ pages reusable, it does not shrink the index): runs that each add and delete hun
 of rows left the development database's ``telemetry`` primary key at 824 MB for 150,000 rows,
 larger than PostgreSQL's buffers, and every later run paid for it in its writers' CPU and in
 autovacuum scans of the bloated indexes (benchmarks/RESULTS.md, "The development database's
-indexes"). So a table the run made up a share of (:data:`REBUILD_SHARE`) gets its indexes rebuilt.
+indexes"). So a table the run made up a share of (:data:`REBUILD_SHARE`) gets its indexes rebuilt,
+and ``make bench`` rebuilds them before it measures (:func:`compact_indexes`: a database bloated
+before this cleanup existed).
 """
 
 from __future__ import annotations
@@ -40,12 +42,37 @@ def delete_run_rows(conninfo: str, tables: list[str] | tuple[str, ...], prefix: 
                 db.execute(
                     sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(trigger))
                 )
-    with psycopg.connect(conninfo, autocommit=True) as db:  # (VACUUM and REINDEX CONCURRENTLY: no transaction)
+    with psycopg.connect(conninfo, autocommit=True) as db:  # (REINDEX CONCURRENTLY: no transaction)
         for table in tables:
-            name = sql.Identifier(table)
             if deleted[table] and deleted[table] >= REBUILD_SHARE * (deleted[table] + _rows(db, table)):
-                db.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(name))
-            db.execute(sql.SQL("VACUUM (ANALYZE) {}").format(name))
+                db.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(sql.Identifier(table)))
+    vacuum(conninfo, tables)
+
+
+def vacuum(conninfo: str, tables: list[str] | tuple[str, ...]) -> None:
+    """``VACUUM (ANALYZE)`` each of ``tables`` now: what autovacuum would otherwise do later, during
+    whatever is measured then (it starts on a table once a fifth of its rows are new or deleted)."""
+    with psycopg.connect(conninfo, autocommit=True) as db:  # (VACUUM runs outside a transaction)
+        for table in tables:
+            db.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+
+
+def compact_indexes(conninfo: str, tables: list[str] | tuple[str, ...]) -> list[str]:
+    """Rebuild the indexes of ``tables`` (concurrently); returns ``"table: before → after"`` for each
+    table whose indexes shrank by more than half (bloat left by earlier runs)."""
+    shrunk = []
+    with psycopg.connect(conninfo, autocommit=True) as db:
+        for table in tables:
+            before = _index_bytes(db, table)
+            db.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(sql.Identifier(table)))
+            after = _index_bytes(db, table)
+            if after < before / 2:
+                shrunk.append(f"{table}: {before / 2**20:,.0f} → {after / 2**20:,.0f} MiB")
+    return shrunk
+
+
+def _index_bytes(db: psycopg.Connection, table: str) -> int:
+    return db.execute("SELECT pg_indexes_size(%s::regclass)", (table,)).fetchone()[0]  # type: ignore[index]
 
 
 def _rows(db: psycopg.Connection, table: str) -> int:

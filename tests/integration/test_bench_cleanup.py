@@ -5,7 +5,7 @@ import uuid
 import psycopg
 import pytest
 
-from benchmarks.cleanup import delete_run_rows
+from benchmarks.cleanup import compact_indexes, delete_run_rows
 
 pytestmark = pytest.mark.integration
 
@@ -41,5 +41,25 @@ def test_a_table_the_run_made_up_a_share_of_gets_its_index_rebuilt(stack_setting
             assert (after[0] != before[0]) is rebuilt, (before, after)
             if rebuilt:  # the rows that stay need a fraction of the index the run's rows had grown
                 assert after[1] < before[1] / 10, (before, after)
+        finally:
+            db.execute(f"DROP TABLE {table}")
+
+
+def test_make_bench_starts_from_compact_indexes(stack_settings):
+    """``compact_indexes`` rebuilds a table's indexes and names it when earlier deletes had bloated them."""
+    conninfo, table = stack_settings.postgres.conninfo(), f"cleanup_probe_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(conninfo, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {table} (twin_id text PRIMARY KEY, pad text)")
+        try:
+            db.execute(f"INSERT INTO {table} SELECT 'run-' || g, repeat('x', 40) FROM generate_series(1, 20000) g")
+            db.execute(f"DELETE FROM {table} WHERE twin_id <> 'run-1'")
+            db.execute(f"VACUUM {table}")  # dead rows gone, the index as large as before
+
+            bloated = compact_indexes(conninfo, [table])
+            again = compact_indexes(conninfo, [table])
+
+            assert len(bloated) == 1 and bloated[0].startswith(f"{table}: "), bloated
+            assert again == []  # nothing left to shrink
+            assert db.execute(f"SELECT twin_id FROM {table}").fetchall() == [("run-1",)]
         finally:
             db.execute(f"DROP TABLE {table}")
