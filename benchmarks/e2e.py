@@ -57,7 +57,7 @@ from benchmarks import latency
 from benchmarks.cleanup import compact_indexes, vacuum
 from benchmarks.ingest import generate
 from benchmarks.latency import FUSED
-from benchmarks.machine import append_result
+from benchmarks.machine import PROBE, append_result, speed_probe
 from benchmarks.processes import flow_command, usage, wait_idle
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
@@ -449,6 +449,7 @@ def main() -> None:
 
     run = uuid.uuid4().hex[:6]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    probe = [speed_probe()]  # and again at the end: the host's speed drifts within a run too
     base = load_settings()
     migrate(base.postgres.conninfo(), base.postgres.timescaledb)  # idempotent; latency needs 0040's stamps
     for shrunk in compact_indexes(base.postgres.conninfo(), RUN_TABLES):  # bloat earlier runs left behind
@@ -566,6 +567,12 @@ def main() -> None:
             console.print(summary)
     if any(r.rows != values for r in runs):
         sys.exit("a pipeline run did not write every value")
+    probe.append(speed_probe())
+    speed = (
+        f"Speed probe (the models step alone, {PROBE[0]} twins × {PROBE[1]} readings one per call: CPU ms per 1,000"
+        f" readings; a slower host gives more): {probe[0]:.1f} before the runs, {probe[1]:.1f} after."
+    )
+    console.print(speed, soft_wrap=True)
     if not args.no_record:
         md = (
             "| run | readings/s | values/s | vs raw limit | vs naive |\n|---|---:|---:|---:|---:|\n"
@@ -590,7 +597,7 @@ def main() -> None:
                 for r in runs
             )
             + f"\n\n{n:,} readings of {args.sensors} values, {args.twins:,} twins. "
-            f"Load average before the run: {load}.\n"
+            f"Load average before the run: {load}. {speed}\n"
             + (latency_markdown(phases, lat_rate, args, lat_names) if phases else "")
         )
         append_result(

@@ -29,6 +29,19 @@ def describe() -> str:
     )
 
 
+PROBE = (200, 300, 1)  # the speed probe's twins, readings per twin and readings per call (tailing-like)
+
+
+def speed_probe() -> float:
+    """The machine's speed now: CPU ms per 1,000 readings of the live models step alone
+    (:mod:`benchmarks.step_cpu`'s worker, :data:`PROBE`; ≈ 5 s, no stack needed). The same
+    host gives 44–50 on different hours of one day: a run's numbers are comparable with another's
+    at the same probe, not across probes."""
+    from benchmarks.step_cpu import ROOT, run  # (step_cpu imports benchmarks.processes: kept out of describe())
+
+    return run(ROOT, *PROBE)[0]
+
+
 def commit() -> str:
     """Short hash of the checked-out commit (``?`` outside a git checkout)."""
     try:

@@ -52,6 +52,9 @@ def test_e2e_harness_small_run(stack_settings):
         assert row.rstrip("│ ").endswith("yes"), row
     summary = r"p99 at 50 % with recovery on, 3 runs: telemetry [\d,]+, [\d,]+, [\d,]+ ms \(median"
     assert re.search(summary, out), out[-3000:]
+    # the host's speed before and after (the models step alone), to compare runs on a shared machine
+    probe = re.search(r"Speed probe .*: ([\d.]+) before the runs, ([\d.]+) after", out)
+    assert probe and all(float(ms) > 0 for ms in probe.groups()), out[-3000:]
 
 
 FLOWS = ("--flow", "twin", "--flow", "models", "--flow", "alerts")
