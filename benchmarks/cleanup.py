@@ -45,7 +45,7 @@ def delete_run_rows(conninfo: str, tables: list[str] | tuple[str, ...], prefix: 
     with psycopg.connect(conninfo, autocommit=True) as db:  # (REINDEX CONCURRENTLY: no transaction)
         for table in tables:
             if deleted[table] and deleted[table] >= REBUILD_SHARE * (deleted[table] + _rows(db, table)):
-                db.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(sql.Identifier(table)))
+                _reindex(db, table)
     vacuum(conninfo, tables)
 
 
@@ -64,11 +64,16 @@ def compact_indexes(conninfo: str, tables: list[str] | tuple[str, ...]) -> list[
     with psycopg.connect(conninfo, autocommit=True) as db:
         for table in tables:
             before = _index_bytes(db, table)
-            db.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(sql.Identifier(table)))
+            _reindex(db, table)
             after = _index_bytes(db, table)
             if after < before / 2:
                 shrunk.append(f"{table}: {before / 2**20:,.0f} → {after / 2**20:,.0f} MiB")
     return shrunk
+
+
+def _reindex(db: psycopg.Connection, table: str) -> None:
+    """Rebuild the table's indexes without blocking its writers (an autocommit connection: no transaction)."""
+    db.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(sql.Identifier(table)))
 
 
 def _index_bytes(db: psycopg.Connection, table: str) -> int:

@@ -54,7 +54,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import latency
-from benchmarks.cleanup import compact_indexes, vacuum
+from benchmarks.cleanup import compact_indexes, delete_run_rows, vacuum
 from benchmarks.ingest import generate
 from benchmarks.latency import FUSED
 from benchmarks.machine import PROBE, append_result, speed_probe
@@ -325,8 +325,6 @@ RUN_TABLES = ("telemetry", "anomaly_scores", "forecasts", "failure_predictions",
 
 def cleanup(settings, prefix: str) -> None:
     """Delete the run's rows and topics."""
-    from benchmarks.cleanup import delete_run_rows
-
     delete_run_rows(settings.postgres.conninfo(), RUN_TABLES, prefix)
     delete_topics(settings, [t.name for t in topic_specs(settings)])
 

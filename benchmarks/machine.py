@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks import step_cpu
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -37,9 +39,7 @@ def speed_probe() -> float:
     (:mod:`benchmarks.step_cpu`'s worker, :data:`PROBE`; ≈ 5 s, no stack needed). The same
     host gives 44–50 on different hours of one day: a run's numbers are comparable with another's
     at the same probe, not across probes."""
-    from benchmarks.step_cpu import ROOT, run  # (step_cpu imports benchmarks.processes: kept out of describe())
-
-    return run(ROOT, *PROBE)[0]
+    return step_cpu.run(step_cpu.ROOT, *PROBE)[0]
 
 
 def commit() -> str:
