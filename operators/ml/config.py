@@ -126,6 +126,9 @@ class SensorHealthConfig:
     quantised_share: float = 0.6  # share of unchanged steps (above the reference's) that means `quantised`
     silence_factor: float = 10.0  # silent for this many usual reporting intervals ...
     silence_min_s: float = 10.0  # ... and at least this many seconds
+    # ... and frozen only after this many times the longest run the sensor held still in the reference
+    # (last: older snapshots pickled these fields in order, operators/pickled.py)
+    frozen_run_factor: float = 3.0
 
     def __post_init__(self) -> None:
         _check(
@@ -133,6 +136,7 @@ class SensorHealthConfig:
             {
                 "frozen_samples": (2, 1e9),
                 "frozen_probability": (1e-300, 0.5),
+                "frozen_run_factor": (0, 1e6),
                 "spike_sigmas": (1, 1e6),
                 "spike_count": (1, 1e6),
                 "spike_window": (2, 1e9),

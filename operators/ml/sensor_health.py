@@ -6,9 +6,12 @@ sensor is faulty it is masked (left out of learning and scoring) and reported by
 in the healthy reference (the first ``reference`` learned samples):
 
 * **frozen** — the value stops changing (changes below a thousandth of its usual step count as
-  none) for a run that is at least ``frozen_samples`` long and that the sensor's own repeat rate in
-  the reference makes less likely than ``frozen_probability``. A sensor that never changed in
-  the reference (a setpoint, a status) is never called frozen (nor spikes, nor quantised).
+  none) for a run that is at least ``frozen_samples`` long, that the sensor's own repeat rate in
+  the reference makes less likely than ``frozen_probability``, and that is ``frozen_run_factor``
+  times the longest run the sensor held still in the reference: a regulated value read through an
+  integer register holds still in stretches, not at random, so the repeat rate alone would call
+  its next long stretch frozen. A sensor that never changed in the reference (a setpoint, a status)
+  is never called frozen (nor spikes, nor quantised).
 * **out_of_range** — outside its physical range (``[[ml.ranges]]``: sensor, low/high, twins).
 * **spikes** — ``spike_count`` or more single-sample excursions of at least ``spike_sigmas``
   usual steps that come straight back, within ``spike_window`` samples.
@@ -66,6 +69,7 @@ class SensorHealth(VersionedState):
     _tiny = PackedRows(9)  # a step below this is none
     # from the reference on: the run that is frozen, the step that is a spike, the share that is quantised
     _frozen_at, _spike_step, _quantised_at = PackedRows(10), PackedRows(11), PackedRows(12)
+    _ref_longest = PackedRows(13)  # the longest run of unchanged steps in the reference
     CONFIG = SensorHealthConfig
     STATE_VERSION = STATE_VERSION
 
@@ -215,7 +219,13 @@ class SensorHealth(VersionedState):
     def _learn_reference(self, absteps: np.ndarray) -> None:
         self._ref_steps += median_rows(absteps)
         self._ref_blocks += 1
-        self._ref_zero += np.add.reduce(absteps == 0, axis=0)  # what .sum(axis=0) calls
+        unchanged = absteps == 0
+        self._ref_zero += np.add.reduce(unchanged, axis=0)  # what .sum(axis=0) calls
+        run, longest = self._run, self._ref_longest  # (views: updated in place)
+        for row in unchanged:  # the runs of unchanged steps, across blocks (a block is ~10 rows)
+            run += row
+            run *= row
+            np.maximum(longest, run, out=longest)
         self._ref_abs += np.add.reduce(absteps, axis=0)
         self._ref_total += len(absteps)
         self.n_ref += self.block
@@ -251,7 +261,7 @@ class SensorHealth(VersionedState):
                 math.inf,
                 np.ceil(math.log(cfg.frozen_probability) / np.log(np.maximum(share, 1.0 / n))),
             )
-        self._need = np.maximum(need, cfg.frozen_samples)
+        self._need = np.maximum(np.maximum(need, cfg.frozen_samples), cfg.frozen_run_factor * self._ref_longest)
         self._frozen_at = self._need
         # ... nor `spikes`: it has no usual step to measure an excursion against
         self._spike_step = np.where(np.isinf(need), math.inf, cfg.spike_sigmas * self.step_scale)

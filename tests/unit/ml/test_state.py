@@ -122,7 +122,7 @@ def test_states_pickle_packed_rows_as_one_array_and_read_the_older_layout():
         m.update(t, readings(row))
     cond, health = m.condition.__getstate__(), m.sensor_health.__getstate__()
     assert cond["_packed"].shape == (19, 4) and "_cusum:15:19" in cond["_rows"] and "_cusum" not in cond
-    assert health["_packed"].shape == (13, 4) and "_run" not in health
+    assert health["_packed"].shape == (14, 4) and "_ref_longest:13:14" in health["_rows"] and "_run" not in health
     assert not hasattr(m.anomaly, "__dict__") and not hasattr(m.condition, "__dict__")
     data = correlated_stream(100, seed=6)
     back = from_snapshot(to_snapshot(m))  # the flows' snapshots
