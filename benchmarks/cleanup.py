@@ -42,19 +42,19 @@ def delete_run_rows(conninfo: str, tables: list[str] | tuple[str, ...], prefix: 
                 db.execute(
                     sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(trigger))
                 )
-    with psycopg.connect(conninfo, autocommit=True) as db:  # (REINDEX CONCURRENTLY: no transaction)
+    with psycopg.connect(conninfo, autocommit=True) as db:  # (REINDEX CONCURRENTLY, VACUUM: no transaction)
         for table in tables:
             if deleted[table] and deleted[table] >= REBUILD_SHARE * (deleted[table] + _rows(db, table)):
                 _reindex(db, table)
-    vacuum(conninfo, tables)
+            _vacuum(db, table)
 
 
 def vacuum(conninfo: str, tables: list[str] | tuple[str, ...]) -> None:
     """``VACUUM (ANALYZE)`` each of ``tables`` now: what autovacuum would otherwise do later, during
     whatever is measured then (it starts on a table once a fifth of its rows are new or deleted)."""
-    with psycopg.connect(conninfo, autocommit=True) as db:  # (VACUUM runs outside a transaction)
+    with psycopg.connect(conninfo, autocommit=True) as db:
         for table in tables:
-            db.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+            _vacuum(db, table)
 
 
 def compact_indexes(conninfo: str, tables: list[str] | tuple[str, ...]) -> list[str]:
@@ -74,6 +74,10 @@ def compact_indexes(conninfo: str, tables: list[str] | tuple[str, ...]) -> list[
 def _reindex(db: psycopg.Connection, table: str) -> None:
     """Rebuild the table's indexes without blocking its writers (an autocommit connection: no transaction)."""
     db.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(sql.Identifier(table)))
+
+
+def _vacuum(db: psycopg.Connection, table: str) -> None:
+    db.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))  # (autocommit: no transaction)
 
 
 def _index_bytes(db: psycopg.Connection, table: str) -> int:

@@ -447,7 +447,7 @@ def main() -> None:
 
     run = uuid.uuid4().hex[:6]
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    probe = [speed_probe()]  # and again at the end: the host's speed drifts within a run too
+    probe_before = speed_probe()  # and again at the end: the host's speed drifts within a run too
     base = load_settings()
     migrate(base.postgres.conninfo(), base.postgres.timescaledb)  # idempotent; latency needs 0040's stamps
     for shrunk in compact_indexes(base.postgres.conninfo(), RUN_TABLES):  # bloat earlier runs left behind
@@ -565,10 +565,9 @@ def main() -> None:
             console.print(summary)
     if any(r.rows != values for r in runs):
         sys.exit("a pipeline run did not write every value")
-    probe.append(speed_probe())
     speed = (
         f"Speed probe (the models step alone, {PROBE[0]} twins × {PROBE[1]} readings one per call: CPU ms per 1,000"
-        f" readings; a slower host gives more): {probe[0]:.1f} before the runs, {probe[1]:.1f} after."
+        f" readings; a slower host gives more): {probe_before:.1f} before the runs, {speed_probe():.1f} after."
     )
     console.print(speed, soft_wrap=True)
     if not args.no_record:
