@@ -64,6 +64,11 @@ class FlowSettings(StrictModel):
     # processed; at 50,000 they survived ~20 young collections per batch into the older generations
     # (GC 1.1 s of a 50,000-reading pipeline run, 0.56 s at 500,000: benchmarks/RESULTS.md).
     gc_gen0_threshold: int = Field(500_000, ge=0)
+    # How long a flow process's thread may hold the GIL while another waits for it (Python's
+    # `sys.setswitchinterval`, 5 ms by default). A flow's thread shares the GIL with its background
+    # PostgreSQL writers: at 1 ms the p99 at half the max rate was lower in 10 of 14 alternating pairs
+    # (median 251 vs 318 ms), at the same CPU per reading (docs/performance.md, "Knobs").
+    gil_switch_interval_ms: float = Field(1.0, gt=0, le=100)
     # Bytewax epoch length when recovery is off (`twinflow run --no-recovery`). At the end of every
     # epoch each stateful step snapshots every twin it touched, also without recovery (the snapshots
     # are then thrown away): a stall of the flow per epoch. Without recovery nothing needs short

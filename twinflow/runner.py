@@ -130,6 +130,7 @@ def run_in_process(
     recovery_dir: Path | None = None,
     snapshot_interval_s: float = 5.0,
     gc_gen0_threshold: int = 0,
+    switch_interval_s: float | None = None,
     epoch_without_recovery_s: float | None = None,
     metrics_port: int | None = None,
 ) -> int:
@@ -142,7 +143,9 @@ def run_in_process(
     The Bytewax epoch is ``snapshot_interval_s``; without recovery it is ``epoch_without_recovery_s``
     when that is longer (see :func:`epoch_interval`).
 
-    ``gc_gen0_threshold`` > 0 tunes the garbage collector for the flow (see :func:`tune_gc`).
+    ``gc_gen0_threshold`` > 0 tunes the garbage collector for the flow (see :func:`tune_gc`);
+    ``switch_interval_s``: how long a thread may hold the GIL while another waits
+    (:func:`sys.setswitchinterval`; None: Python's 5 ms).
     ``metrics_port``: Bytewax serves the flow's Prometheus metrics there (``/metrics``, all interfaces)."""
     from bytewax._bytewax import cli_main
     from bytewax.recovery import RecoveryConfig
@@ -171,6 +174,9 @@ def run_in_process(
             forget_retired_inputs(recovery_dir, flow)
         if gc_gen0_threshold:
             tune_gc(gc_gen0_threshold)
+        if switch_interval_s is not None:
+            sys.setswitchinterval(switch_interval_s)
+            log.info("GIL switch interval %g ms", sys.getswitchinterval() * 1000)
         stopper.running(True)
         if not STOP.requested.is_set():
             cli_main(

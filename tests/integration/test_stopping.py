@@ -236,10 +236,14 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
 @pytest.mark.parametrize("group", ["twin", "alerts"])
 def test_the_flow_groups_run_commands_run_their_flow_to_the_end_of_the_topics(env: Env, group: str) -> None:
     """`twinflow twin run` and `twinflow alerts run` (the same flows as `twinflow run twin|alerts`) read
-    their topics to the end with --no-tail and exit 0."""
-    flow = env.start(f"{group}-run", [group, "run", "--no-tail", "--no-recovery"])
+    their topics to the end with --no-tail and exit 0; the flow's process takes `flow.gil_switch_interval_ms`
+    (and says what its interpreter holds)."""
+    flow = env.start(
+        f"{group}-run", [group, "run", "--no-tail", "--no-recovery"], TWINFLOW_FLOW__GIL_SWITCH_INTERVAL_MS="2.5"
+    )
     assert flow.shell.wait(120) == 0, flow.output()[-3000:]
     assert "Traceback" not in flow.output()
+    assert "GIL switch interval 2.5 ms" in flow.output()
 
 
 def _snapshots_counted(port: int) -> bool:

@@ -110,6 +110,7 @@ def run_flow(
         recovery_dir=rdir,
         snapshot_interval_s=s.flow.snapshot_interval_s,
         gc_gen0_threshold=s.flow.gc_gen0_threshold,
+        switch_interval_s=s.flow.gil_switch_interval_ms / 1000,
         epoch_without_recovery_s=s.flow.epoch_without_recovery_s,
         metrics_port=port,
     )
