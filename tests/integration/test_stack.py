@@ -4,11 +4,13 @@ import socket
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
-from twinflow.settings import StackSettings
+from twinflow.settings import StackSettings, load_settings
 from twinflow.stack import StackError, services
 from twinflow.stack.mosquitto import Mosquitto
+from twinflow.stack.postgres import postgres_bindir
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +28,17 @@ def test_up_is_idempotent(stack_settings):
     assert res.returncode == 0, res.stdout + res.stderr
     after = {svc.name: svc.pid() for svc in services(stack_settings)}
     assert before == after and all(after.values())
+
+
+def test_the_stack_postgres_compresses_full_page_images_with_lz4_when_built_with_it(stack_settings):
+    """The server `twinflow stack up` started compresses its WAL's full-page images with lz4 (cheaper than
+    pglz) when its build has lz4 (Debian's PostgreSQL 15+ has), else with pglz."""
+    configure = subprocess.run(
+        [str(postgres_bindir() / "pg_config"), "--configure"], capture_output=True, text=True, check=True
+    ).stdout
+    with psycopg.connect(load_settings().postgres.conninfo()) as conn:
+        (value,) = conn.execute("SHOW wal_compression").fetchone()
+    assert value == ("lz4" if "--with-lz4" in configure else "pglz")
 
 
 def test_port_taken_is_a_clear_error(stack_settings, tmp_path):
