@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 from twinflow.settings import Settings, read_secret_file
-from twinflow.stack.postgres import CONF as PG_CONF
 from twinflow.stack.postgres import Postgres
 from twinflow.stack.secure.material import PG_ROLES, Material
 
@@ -49,7 +48,7 @@ class SecurePostgres(Postgres):
 
     def _conf_text(self, sockets: Path) -> str:
         tls = self._tls_dir()
-        return PG_CONF.format(port=self.port, sockets=sockets) + PG_TLS.format(
+        return super()._conf_text(sockets) + PG_TLS.format(
             cert=tls / "server.pem", key=tls / "server.key", ca=tls / "ca.pem"
         )
 
