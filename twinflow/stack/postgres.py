@@ -58,12 +58,17 @@ def postgres_bindir() -> Path | None:
 
 
 def wal_compression(bindir: Path | None) -> str:
-    """``lz4`` when the server was built with it (PostgreSQL 15+: Debian's is), else ``on`` (pglz).
+    """``lz4`` for a PostgreSQL 15+ built with it (Debian's is), else ``on`` (pglz; 14 takes only that).
 
     Full-page images in the WAL compressed with lz4 cost the local stack's PostgreSQL ≈ 8 % less CPU
-    per reading than pglz, the same output (benchmarks/RESULTS.md, "wal_compression lz4")."""
+    per reading than pglz, the same output (benchmarks/RESULTS.md, "wal_compression lz4").
+
+    >>> wal_compression(None), wal_compression(Path("/usr/lib/postgresql/14/bin"))
+    ('on', 'on')
+    """
+    version = bindir.parent.name if bindir is not None else ""  # Debian's layout: .../<major>/bin
     pg_config = bindir / "pg_config" if bindir is not None else None
-    if pg_config is None or not pg_config.exists():
+    if pg_config is None or not version.isdigit() or int(version) < 15 or not pg_config.exists():
         return "on"
     try:
         configure = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True, timeout=10).stdout
