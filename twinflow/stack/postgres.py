@@ -57,18 +57,17 @@ def postgres_bindir() -> Path | None:
     return versions[-1].parent if versions else None
 
 
-def wal_compression(bindir: Path | None) -> str:
+def wal_compression(bindir: Path) -> str:
     """``lz4`` for a PostgreSQL 15+ built with it (Debian's is), else ``on`` (pglz; 14 takes only that).
 
     Full-page images in the WAL compressed with lz4 cost the local stack's PostgreSQL ≈ 8 % less CPU
     per reading than pglz, the same output (benchmarks/RESULTS.md, "wal_compression lz4").
 
-    >>> wal_compression(None), wal_compression(Path("/usr/lib/postgresql/14/bin"))
+    >>> wal_compression(Path("/usr/lib/postgresql/14/bin")), wal_compression(Path("/nowhere/bin"))
     ('on', 'on')
     """
-    version = bindir.parent.name if bindir is not None else ""  # Debian's layout: .../<major>/bin
-    pg_config = bindir / "pg_config" if bindir is not None else None
-    if pg_config is None or not version.isdigit() or int(version) < 15 or not pg_config.exists():
+    version, pg_config = bindir.parent.name, bindir / "pg_config"  # Debian's layout: .../<major>/bin
+    if not version.isdigit() or int(version) < 15 or not pg_config.exists():
         return "on"
     try:
         configure = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True, timeout=10).stdout
@@ -155,7 +154,7 @@ class Postgres(Service):
                 )
             finally:
                 pwfile.unlink(missing_ok=True)
-        (self.data / "postgresql.auto.conf").write_text(self._conf_text(sockets))
+        (self.data / "postgresql.auto.conf").write_text(self._conf_text(sockets, bindir))
         (self.data / "pg_hba.conf").write_text(self._hba_text())
         for f in ("postgresql.auto.conf", "pg_hba.conf"):
             self._chown(self.data / f)
@@ -168,8 +167,9 @@ class Postgres(Service):
             "starting PostgreSQL",
         )
 
-    def _conf_text(self, sockets: Path) -> str:
-        return CONF.format(port=self.port, sockets=sockets, wal_compression=wal_compression(postgres_bindir()))
+    def _conf_text(self, sockets: Path, bindir: Path) -> str:
+        """The server's settings; ``bindir``: its programs (``start`` found them)."""
+        return CONF.format(port=self.port, sockets=sockets, wal_compression=wal_compression(bindir))
 
     def _hba_text(self) -> str:
         return HBA

@@ -46,9 +46,9 @@ class SecurePostgres(Postgres):
             self._chown(tls / name)
         return tls
 
-    def _conf_text(self, sockets: Path) -> str:
+    def _conf_text(self, sockets: Path, bindir: Path) -> str:
         tls = self._tls_dir()
-        return super()._conf_text(sockets) + PG_TLS.format(
+        return super()._conf_text(sockets, bindir) + PG_TLS.format(
             cert=tls / "server.pem", key=tls / "server.key", ca=tls / "ca.pem"
         )
 
