@@ -28,25 +28,25 @@ def delete_run_rows(conninfo: str, tables: list[str] | tuple[str, ...], prefix: 
     rebuild the indexes of the tables the run made up :data:`REBUILD_SHARE` of (concurrently: a
     flow writing meanwhile is not blocked) and vacuum the tables: their dead rows would be
     autovacuumed during the next run, on its clock."""
-    deleted: dict[str, int] = {}
     with psycopg.connect(conninfo) as db, db.transaction():
-        for table in tables:
-            triggers = APPEND_ONLY.get(table, ())
-            for trigger in triggers:
-                db.execute(
-                    sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(trigger))
-                )
-            delete = sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table))
-            deleted[table] = db.execute(delete, (prefix + "-%",)).rowcount
-            for trigger in triggers:
-                db.execute(
-                    sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(trigger))
-                )
+        deleted = {table: delete_rows(db, table, sql.SQL("twin_id LIKE %s"), (prefix + "-%",)) for table in tables}
     with psycopg.connect(conninfo, autocommit=True) as db:  # (REINDEX CONCURRENTLY, VACUUM: no transaction)
         for table in tables:
             if deleted[table] and deleted[table] >= REBUILD_SHARE * (deleted[table] + _rows(db, table)):
                 _reindex(db, table)
             _vacuum(db, table)
+
+
+def delete_rows(db: psycopg.Connection, table: str, where: sql.Composable, params: tuple) -> int:
+    """``DELETE FROM table WHERE …`` as the table's owner, an append-only table's triggers off for it;
+    call it inside a transaction (other sessions never see the triggers off). Returns the rows deleted."""
+    triggers = APPEND_ONLY.get(table, ())
+    for trigger in triggers:
+        db.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(trigger)))
+    deleted = db.execute(sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), where), params).rowcount
+    for trigger in triggers:
+        db.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(sql.Identifier(table), sql.Identifier(trigger)))
+    return deleted
 
 
 def vacuum(conninfo: str, tables: list[str] | tuple[str, ...]) -> None:

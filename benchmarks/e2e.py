@@ -319,7 +319,7 @@ def run_latency(
 
 
 RUN_TABLES = ("telemetry", "anomaly_scores", "forecasts", "failure_predictions", "twin_state_history",
-              "twin_sync_quality", "telemetry_windows")  # fmt: skip
+              "telemetry_windows")  # fmt: skip
 """The tables a run's flows write (its rows are deleted from them afterwards)."""
 
 

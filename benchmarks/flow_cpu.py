@@ -62,11 +62,6 @@ DB_TABLES = {
             "twin_id, version",
         ),
         (
-            "twin_sync_quality",
-            "twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts",
-            "twin_id, ts, version",
-        ),
-        (
             "telemetry_windows",
             "twin_id, sensor, window_size, window_start, window_end, count, mean, min, max, last, stddev, version",
             "twin_id, sensor, window_size, window_start",

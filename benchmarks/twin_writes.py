@@ -96,7 +96,6 @@ def run(conninfo: str, path: str, changes: list[StateChange], batch: int, prefix
 
 def clean(conn: psycopg.Connection, prefix: str) -> None:
     """Delete the benchmark's rows (twin_state_history is append-only: its triggers are off meanwhile)."""
-    conn.execute("DELETE FROM twin_sync_quality WHERE twin_id LIKE %s", (f"{prefix}-%",))
     conn.execute("ALTER TABLE twin_state_history DISABLE TRIGGER USER")
     conn.execute("DELETE FROM twin_state_history WHERE twin_id LIKE %s", (f"{prefix}-%",))
     conn.execute("ALTER TABLE twin_state_history ENABLE TRIGGER USER")

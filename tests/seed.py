@@ -11,8 +11,9 @@ Three twins over the last two hours (one sample a minute, ending now):
   (a false alarm); the fault schedule lists a fault at -100 min that raised nothing (missed);
 * ``d`` (desync): 10 % of its samples are 'uncertain'; a desync escalation at -40 min, its alert
   resolved by a person at -30 min;
-  reconciliation rows in ``twin_sync_quality`` (:data:`SYNC_QUALITY`: desynced at -40 and -35,
-  synchronized again at -30 and -10, plus one row before the two hours); ``f`` and ``h`` have none.
+  reconciliation versions in ``twin_state_history``, written by the twin sink (read as
+  ``twin_sync_quality``; :data:`SYNC_QUALITY`: desynced at -40 and -35, synchronized again at -30 and
+  -10, plus one version before the two hours); ``f`` and ``h`` have none.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from benchmarks.cleanup import delete_rows
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from connectors.postgres.telemetry_sink import TelemetrySink
+from connectors.postgres.twin_sink import TwinSink
 from operators.alerts.lifecycle import TwinAlerts
 from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import (
@@ -35,7 +39,9 @@ from operators.records.alerts import (
     FailurePrediction,
     ForecastPoint,
 )
+from operators.records.twin import encode
 from operators.telemetry.ingest import TelemetryRow
+from operators.twin.state import StateChange
 
 RULES = AlertRules(anomaly=KindRule(120, 300), escalate_after_s=0)
 MINUTES = 120
@@ -131,30 +137,32 @@ def seed(conninfo: str, uid: str) -> Fleet:
         (TelemetrySink(conninfo), rows),
         (ModelOutputSink(conninfo), [*scores, *failures, *forecasts]),
         (AlertSink(conninfo), fl.alerts),
+        (TwinSink(conninfo), [version(fl.d, fl.at(m), *rest) for m, *rest in SYNC_QUALITY]),
     ):
         writer = sink.open()
         writer.write(records)
         writer.close()
-    with psycopg.connect(conninfo) as db:
-        db.cursor().executemany(
-            "INSERT INTO twin_sync_quality"
-            " (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [(fl.d, fl.at(m), *rest) for m, *rest in SYNC_QUALITY],
-        )
     return fl
+
+
+def version(
+    twin: str, at: datetime, version: int, status: str, score: float, latency_ms: float | None, conflicts: int
+) -> StateChange:
+    """A twin state version with the given sync quality (``conflicts`` parameters out of sync)."""
+    names = [f"p{i}" for i in range(conflicts)]
+    doc = {
+        "version": version, "status": status, "mode": "normal", "learn": True,
+        "reported": {n: {"value": 1.0, "ts": at.isoformat()} for n in names}, "desired": {}, "delta": {},
+        "conflicts": names, "commands": {}, "consistency_score": score, "sync_latency_ms": latency_ms,
+        "last_sync_time": None, "desync_since": None, "change": {"cause": "seed"},
+    }  # fmt: skip
+    return StateChange(twin, version, at, doc, encode(doc))
 
 
 def delete(conninfo: str, fl: Fleet) -> None:
     """Remove the seeded rows again (the tables are shared with other tests)."""
-    with psycopg.connect(conninfo) as db:
-        for table in (
-            "telemetry",
-            "anomaly_scores",
-            "failure_predictions",
-            "forecasts",
-            "alerts",
-            "alert_events",
-            "twin_sync_quality",
-        ):
-            db.execute(f"DELETE FROM {table} WHERE twin_id = ANY(%s)", (fl.twins,))
+    tables = ("telemetry", "anomaly_scores", "failure_predictions", "forecasts", "alerts", "alert_events",
+              "twin_state_history")  # fmt: skip
+    with psycopg.connect(conninfo) as db, db.transaction():
+        for table in tables:
+            delete_rows(db, table, sql.SQL("twin_id = ANY(%s)"), (fl.twins,))

@@ -1,9 +1,10 @@
-"""Write twin state versions, sync quality and window aggregates to PostgreSQL, idempotently.
+"""Write twin state versions (and so their sync quality) and window aggregates to PostgreSQL, idempotently.
 
 * ``twin_state_history`` is append-only (migration 0050 refuses UPDATE and DELETE): a version
   is inserted once; a replay after Bytewax recovery that writes the same (twin_id, version)
   again changes nothing (``ON CONFLICT DO NOTHING``: the first write of a version wins).
-* ``twin_sync_quality``: one point per version, inserted together with its history row.
+* ``twin_sync_quality`` is a view of the history (migration 0110): a version's sync-quality point
+  is its history row, not written again.
 * ``telemetry_windows``: upsert on (twin_id, sensor, window_size, window_start) that only a
   higher version may overwrite: corrections win, replays of older versions change nothing.
 
@@ -32,10 +33,9 @@ from operators.twin.state import StateChange
 # read out of it in the database. DISTINCT ON also keeps the parsed document from being inlined into
 # every column expression (parsed once per row, not once per column: ~3x the CPU without it).
 # Append-only: a version is written once; a replayed version changes nothing. Its sync-quality point
-# is inserted with it (from the rows actually inserted), so a version keeps exactly one point.
+# is the row itself (the view twin_sync_quality, migration 0110).
 HISTORY_MOVE = (
-    "WITH inserted AS ("
-    " INSERT INTO twin_state_history (twin_id, version, desired_version, event_time, status, mode, learn,"
+    "INSERT INTO twin_state_history (twin_id, version, desired_version, event_time, status, mode, learn,"
     " reported, desired, delta, conflicts, commands, consistency_score, sync_latency_ms, last_sync_time,"
     " desync_since, change)"
     " SELECT twin_id, version, coalesce((d->>'desired_version')::bigint, 0), event_time, d->>'status',"
@@ -49,10 +49,6 @@ HISTORY_MOVE = (
     " document)"
     " ORDER BY twin_id, version) AS staged"
     " ON CONFLICT (twin_id, version) DO NOTHING"
-    " RETURNING twin_id, version, event_time, status, consistency_score, sync_latency_ms, conflicts)"
-    " INSERT INTO twin_sync_quality (twin_id, ts, version, status, consistency_score, sync_latency_ms, conflicts)"
-    " SELECT twin_id, event_time, version, status, consistency_score, sync_latency_ms, cardinality(conflicts)"
-    " FROM inserted ON CONFLICT (twin_id, ts, version) DO NOTHING"
 )
 # Only a higher version overwrites a window row: corrections win, replays of older versions do nothing.
 WINDOW_MOVE = (
