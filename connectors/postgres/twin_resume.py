@@ -29,7 +29,9 @@ class StoredTwins:
 
         def read(conn: psycopg.Connection) -> dict[str, Any] | None:
             with conn.cursor(row_factory=dict_row) as cur:
-                return cur.execute(self.QUERY, (twin_id,)).fetchone()
+                # Planned for each twin (never a prepared generic plan): one planned while the history
+                # was small scans the whole table for every later twin (benchmarks/RESULTS.md).
+                return cur.execute(self.QUERY, (twin_id,), prepare=False).fetchone()
 
         with self._lock:
             return self._db.transaction(read, f"reading the stored state of {twin_id}")
