@@ -53,13 +53,14 @@ CREATE OR REPLACE VIEW twin_sync_quality_hourly AS
     FROM twin_sync_quality
     GROUP BY twin_id, bucket;
 
--- Read only, for everyone who reads the history (the writers' default privileges would allow more).
+-- Read only, for the people and dashboards that read the history (the writers' default privileges would
+-- allow more; the twin flow's role, which wrote the points, needs nothing here now).
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON twin_sync_quality, twin_sync_quality_hourly FROM PUBLIC;
 DO $$
 DECLARE
     reader text;
 BEGIN
-    FOREACH reader IN ARRAY ARRAY['twinflow_reader', 'twinflow_operator', 'twinflow_twin'] LOOP
+    FOREACH reader IN ARRAY ARRAY['twinflow_reader', 'twinflow_operator'] LOOP
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = reader) THEN
             EXECUTE format('GRANT SELECT ON twin_sync_quality, twin_sync_quality_hourly TO %I', reader);
         END IF;
