@@ -13,9 +13,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from connectors.config.contract import ConnectorSettings
 
 # Producer tuning: defaults that `kafka.extra` may override (docs/performance.md "Kafka broker CPU").
-# linger.ms 25 (was 5): fewer, larger produce requests; the broker's CPU per reading is per request.
+# linger.ms 50 (was 25, before that 5): fewer, larger produce requests; the broker's CPU per reading is
+# per request, and it shares the cores with the flows (benchmarks/RESULTS.md "Producer linger 50 ms").
 PRODUCER_DEFAULTS: dict[str, Any] = {
-    "linger.ms": 25,
+    "linger.ms": 50,
     "compression.type": "lz4",
     "batch.num.messages": 10000,
     "queue.buffering.max.messages": 500000,
