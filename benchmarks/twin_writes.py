@@ -25,7 +25,9 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 import psycopg
+from psycopg import sql
 
+from benchmarks.cleanup import delete_rows
 from benchmarks.machine import append_result
 from connectors.postgres.copy_insert import copy_binary
 from connectors.postgres.twin_sink import HISTORY_MOVE, TwinSink
@@ -95,11 +97,10 @@ def run(conninfo: str, path: str, changes: list[StateChange], batch: int, prefix
 
 
 def clean(conn: psycopg.Connection, prefix: str) -> None:
-    """Delete the benchmark's rows (twin_state_history is append-only: its triggers are off meanwhile)."""
-    conn.execute("ALTER TABLE twin_state_history DISABLE TRIGGER USER")
-    conn.execute("DELETE FROM twin_state_history WHERE twin_id LIKE %s", (f"{prefix}-%",))
-    conn.execute("ALTER TABLE twin_state_history ENABLE TRIGGER USER")
-    conn.commit()
+    """Delete the benchmark's rows (twin_state_history is append-only: :func:`delete_rows` turns its
+    trigger off meanwhile)."""
+    with conn.transaction():
+        delete_rows(conn, "twin_state_history", sql.SQL("twin_id LIKE %s"), (f"{prefix}-%",))
 
 
 def main() -> None:
