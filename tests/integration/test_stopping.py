@@ -91,7 +91,10 @@ def _no_leftovers(env: Env) -> Iterator[None]:
             bg.kill()
 
 
-def _telemetry(prefix: str, n: int, twins: int = 6, start: int = 0) -> list[tuple[bytes, bytes]]:
+def _telemetry(prefix: str, n: int, twins: int = 24, start: int = 0) -> list[tuple[bytes, bytes]]:
+    """``n`` readings of ``twins`` twins. Bytewax routes each twin to a worker by a fixed hash of its key:
+    with 24 both processes of a local cluster hold some (with 6, all landed on one process in 1 of 32
+    runs, and the other had nothing to snapshot)."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     out = []
     for i in range(start, start + n):
@@ -201,9 +204,7 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     """The fused flow, stopped while readings stream in: rows, twin versions and model snapshots
     committed together; a restart from the snapshot to the end of the topic finds every reading."""
     prefix = f"stop{env.uid}pipe{processes}-"
-    # Bytewax routes each twin to a worker by a fixed hash of its key: with 24 twins both processes hold
-    # some (with 6, all landed on one process in 1 of 32 runs and the other never snapshotted).
-    first, second = _telemetry(prefix, 300, twins=24), _telemetry(prefix, 300, twins=24, start=300)
+    first, second = _telemetry(prefix, 300), _telemetry(prefix, 300, start=300)
     produce(env.settings, first)
     rdir = env.tmp / f"recovery-pipeline-p{processes}"
     port = next(p for p in iter(free_port, None) if not any(port_open(p + i) for i in range(processes)))
