@@ -8,7 +8,7 @@ and commit what it has; a second one (an impatient user) asks it to stop now.
 
 A handler only sets flags: it never raises into the code that happens to be running (in a
 Bytewax worker that would be a Rust panic). What the command does with the request is its own
-business: bridges flush their buffer, flows stop reading and let their last epoch commit
+business: bridges flush their buffer, flows end their input and commit what they read
 (:mod:`twinflow.runner`, the Kafka source in :mod:`connectors.kafka.source`).
 
 Time budget: a command stops within :data:`STOP_WITHIN_S` seconds of the first signal.
@@ -36,8 +36,8 @@ class StopRequest:
     """The process-wide stop request.
 
     ``requested``: stop taking new work (first signal). ``forced``: stop now, skip the drain
-    (second signal). ``abort_sources``: the flow's sources end the dataflow at their next poll
-    (set by :mod:`twinflow.runner` once the last epoch is committed).
+    (second signal). ``abort_sources``: the flow's sources abort the dataflow at their next poll
+    (set by :mod:`twinflow.flow_stop` when a stop cannot wait for the run to complete).
     """
 
     def __init__(self) -> None:

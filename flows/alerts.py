@@ -31,6 +31,7 @@ from connectors.kafka.messages import alert_message, dead_letter_message, stored
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import StoppableKafkaSource, kafka_source, source_messages
 from connectors.postgres.alert_sinks import AlertSink, ModelOutput, ModelOutputSink
+from connectors.stopping import STOP
 from connectors.webhook.sink import WebhookSink
 from flows.outputs import Sink, output, overlapped, settled
 from flows.settings import DataflowSettings as Settings
@@ -106,6 +107,8 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
         return self.state.flush(), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Alert], bool]:
+        if STOP.requested.is_set():  # a stop, not the end of the data: the held records wait for a restart
+            return [], StatefulLogic.RETAIN
         self.quiet_at = None
         return (self.state.flush() if self.state else []), StatefulLogic.RETAIN
 

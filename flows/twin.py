@@ -47,6 +47,7 @@ from connectors.kafka.twin_messages import TwinTopics, to_messages
 from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
+from connectors.stopping import STOP
 from flows.outputs import Sink, output, overlapped, settled
 from flows.readings import own_messages, reading_rules
 from flows.settings import DataflowSettings as Settings
@@ -114,7 +115,9 @@ class TwinLogic(StatefulLogic[tuple[str, list[Event]], list[Produced], bytes]):
         return _one(self._proc.process(self._rt, tick)), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[list[Produced]], bool]:
-        return _one(self._proc.flush(self._rt) if self._rt else []), StatefulLogic.RETAIN
+        if STOP.requested.is_set() or self._rt is None:  # a stop, not the end of the data: a restart goes on
+            return [], StatefulLogic.RETAIN
+        return _one(self._proc.flush(self._rt)), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return to_snapshot(self._rt)

@@ -1,29 +1,34 @@
 """How a running Bytewax flow stops on SIGTERM/SIGINT: drain, commit, end, never a panic.
 
-Bytewax 0.21 offers two ways out of a running dataflow: an exception in the main thread while it
-waits for the worker threads (multi-worker and cluster runs: ``cluster_main`` checks for signals
-every millisecond and stops the workers), or ``AbortExecution`` raised by a source's
-``next_batch``. Any other exception inside a worker, KeyboardInterrupt included, is a Rust
-panic with a ~160-line trace (``src/inputs.rs:446``); in a single-worker run the worker *is* the
-main thread, so Python's default Ctrl-C handling raised it inside the Kafka source.
+Bytewax 0.21 offers three ways out of a running dataflow: the end of its input (every source
+partition raises ``StopIteration``), an exception in the main thread while it waits for the
+worker threads (multi-worker and cluster runs: ``cluster_main`` checks for signals every
+millisecond and stops the workers), or ``AbortExecution`` raised by a source's ``next_batch``.
+Any other exception inside a worker, KeyboardInterrupt included, is a Rust panic with a ~160-line
+trace (``src/inputs.rs:446``); in a single-worker run the worker *is* the main thread, so
+Python's default Ctrl-C handling raised it inside the Kafka source.
 
 So the handler only sets flags (:mod:`connectors.stopping`), and then:
 
-1. the Kafka sources stop reading (:mod:`connectors.kafka.source`);
-2. with recovery, the epoch in progress completes: every step snapshots, the sinks have written
-   everything read, and Bytewax commits it. A helper *process* watches the recovery partitions
-   for that commit (at most ``flow.snapshot_interval_s``, bounded by ``DRAIN_S``): Bytewax links
-   its own copy of SQLite, and a second copy in the same process would break SQLite's POSIX
-   locks on the files Bytewax has open (a SIGBUS, or a corrupt partition). Without recovery
-   there is nothing to commit and a short grace lets the sinks write what is in flight (a restart
-   without recovery reads the topics from the beginning anyway);
-3. the run ends: single worker, the sources raise ``AbortExecution``; otherwise the main thread
-   raises :class:`FlowStopped`. Bytewax drops the dataflow, which closes every sink (producers
-   flushed, connections closed), and the command exits 0.
+1. the Kafka sources end the input at their next poll, within 50 ms, as if the topics ended
+   there (:mod:`connectors.kafka.source`): Bytewax snapshots each partition at its next offset
+   and ends the epoch in progress at once, whatever ``flow.snapshot_interval_s`` is;
+2. the dataflow completes: every step finishes what it was given (stateful steps keep what they
+   hold for a restart instead of flushing it as at the end of the data: ``on_eof`` in
+   :mod:`flows.twin` and :mod:`flows.alerts`), snapshots its keys, the sinks write everything,
+   Bytewax commits the last epoch and closes every sink (producers flushed, connections closed).
+   A restart resumes exactly there. With recovery, a helper *process* then reads the committed
+   epoch for the log: Bytewax links its own copy of SQLite, and a second copy in a process where
+   Bytewax has the files open would break SQLite's POSIX locks on them (a SIGBUS, or a corrupt
+   partition);
+3. the command exits 0.
 
-A second signal skips the drain. If the flow is stuck (a sink retrying against a database that
-is down), it exits with status 1 after :data:`~connectors.stopping.STOP_WITHIN_S` seconds: the
-recovery snapshot is the last committed one and the sinks are idempotent, so nothing is lost.
+A second signal, or a run that has not completed within :data:`DRAIN_S`, ends it now: the main
+thread raises :class:`FlowStopped` (multi-worker runs), or the sources still polled raise
+``AbortExecution``; the recovery snapshot is then the last committed one and the sinks are
+idempotent, so nothing is lost (a restart replays since that commit). If the flow is stuck (a sink
+waiting for a database that does not answer), it exits with status 1 :data:`FORCED_GRACE_S` after
+the second signal, or :data:`~connectors.stopping.STOP_WITHIN_S` after the first.
 """
 
 from __future__ import annotations
@@ -44,11 +49,11 @@ from connectors.stopping import STOP, STOP_WITHIN_S, stop_on_signals, stop_with_
 
 log = logging.getLogger(__name__)
 
-# Longest wait for the epoch in progress to be committed; the default epoch is 5 s.
+# Longest wait for the run to complete after the first signal (it needs well under a second unless
+# a sink waits for its database or Kafka).
 DRAIN_S = 6.5
-# Time for the sinks to write what the last steps emitted once no input flows (no recovery,
-# and after the final commit).
-SINK_GRACE_S = 0.3
+# After a second signal: the time the flow gets to end by itself before the process exits.
+FORCED_GRACE_S = 1.0
 
 
 class FlowStopped(Exception):
@@ -83,14 +88,16 @@ class FlowStopper:
     """Installs the signal handlers of a flow process and carries out the stop (see module doc).
 
     ``multi_worker``: the run uses Bytewax's cluster entry point (several workers or processes),
-    whose main thread is free to raise :class:`FlowStopped`.
+    whose main thread is free to raise :class:`FlowStopped`. The runner marks the span during which
+    Bytewax runs (:meth:`running`) and waits for the stop's report before it exits (:meth:`settle`).
     """
 
     def __init__(self, recovery_dir: Path | None, *, multi_worker: bool) -> None:
         self.recovery_dir = recovery_dir
         self.multi_worker = multi_worker
-        self.finished = threading.Event()
-        self.clean = True
+        self.finished = threading.Event()  # the stop is carried out (the run completed, or it is ended)
+        self.clean = True  # the run completed by itself: everything read is written (and committed)
+        self._completed = threading.Event()  # Bytewax returned
         self._in_flow = False
         self._watcher: threading.Thread | None = None
 
@@ -109,67 +116,70 @@ class FlowStopper:
             self._watcher.start()
 
     def running(self, value: bool) -> None:
-        """Mark the span during which Bytewax runs (only then may the handler raise)."""
+        """Mark the span during which Bytewax runs (only then may the handler raise); ``False``
+        once Bytewax has returned by itself."""
         self._in_flow = value
+        if not value:
+            self._completed.set()
+
+    def settle(self) -> None:
+        """After the run: wait until the stop in progress, if any, has reported how it ended."""
+        if self._watcher is not None:
+            self.finished.wait(DRAIN_S + 2.0)
 
     # ------------------------------------------------------------------ the stop, in its own thread
     def _watch(self) -> None:
         t0 = time.monotonic()
         self._drain(t0)
         self.finished.set()
-        if self.multi_worker:
-            _thread.interrupt_main(signal.SIGTERM)  # runs _on_signal in the main thread: FlowStopped
+        if not self._completed.is_set():  # a second signal, or a run that did not complete: end it
+            if self.multi_worker:
+                _thread.interrupt_main(signal.SIGTERM)  # runs _on_signal in the main thread: FlowStopped
+            else:
+                STOP.abort_sources.set()  # the sources still polled end the run
+        # The process exits when the run has ended (this thread is a daemon); if it has not by then:
+        deadline = t0 + STOP_WITHIN_S
+        if STOP.forced.wait(max(0.0, deadline - time.monotonic())):
+            time.sleep(max(0.0, min(FORCED_GRACE_S, deadline - time.monotonic())))
+            msg = "stopped now (signal again) before the flow completed"
         else:
-            STOP.abort_sources.set()
-        time.sleep(max(0.0, t0 + STOP_WITHIN_S - time.monotonic()))
-        msg = (
-            f"flow did not stop within {STOP_WITHIN_S:.0f} s (a sink waiting for its database or Kafka?); "
-            "exiting: a restart resumes from the last recovery snapshot"
-        )
+            msg = f"flow did not stop within {STOP_WITHIN_S:.0f} s (a sink waiting for its database or Kafka?)"
+        msg += "; exiting: a restart resumes from the last recovery snapshot"
         log.error(msg)
         print(msg, file=sys.stderr, flush=True)
         os._exit(1)
 
     def _drain(self, t0: float) -> None:
+        while not self._completed.wait(0.05):
+            if STOP.forced.is_set() or time.monotonic() - t0 > DRAIN_S:
+                self.clean = False
+                if self.recovery_dir is None:
+                    log.warning("stop: ended before everything read was written (no recovery: a restart reads again)")
+                else:
+                    log.warning("stop: the last epoch was not committed; a restart resumes from the last snapshot")
+                return
         if self.recovery_dir is None:
-            STOP.forced.wait(SINK_GRACE_S)
+            log.info("stop: everything read was written")
             return
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "twinflow.flow_stop", str(self.recovery_dir), str(DRAIN_S)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,  # a second Ctrl-C in the terminal is for the flow, not for it
-            preexec_fn=stop_with_parent,
-        )
-        assert watcher.stdout is not None
         try:
-            before: int | None = None
-            for i, line in enumerate(watcher.stdout):
-                epoch = None if line.strip() == "-" else int(line)
-                if i == 0:
-                    before = epoch
-                elif epoch is not None and (before is None or epoch > before):
-                    log.info("stop: epoch %d committed with everything read", epoch)
-                    STOP.forced.wait(SINK_GRACE_S)
-                    return
-                if STOP.forced.is_set() or time.monotonic() - t0 > DRAIN_S:
-                    break
-        finally:
-            watcher.kill()
-            watcher.wait()
-        self.clean = False
-        log.warning("stop: the epoch in progress was not committed; a restart resumes from the last snapshot")
+            epoch = subprocess.run(
+                [sys.executable, "-m", "twinflow.flow_stop", str(self.recovery_dir)],
+                capture_output=True,
+                text=True,
+                timeout=max(1.0, t0 + DRAIN_S - time.monotonic()),
+                preexec_fn=stop_with_parent,
+                start_new_session=True,  # a second Ctrl-C in the terminal is for the flow, not for it
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            epoch = ""
+        log.info("stop: epoch %s committed with everything read", epoch or "?")
 
 
-def _print_commits(recovery_dir: Path, seconds: float) -> None:
-    """The watcher process: the newest committed epoch ("-" for none), ten times a second."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        epoch = committed_epoch(recovery_dir)
-        print("-" if epoch is None else epoch, flush=True)
-        time.sleep(0.1)
+def _print_commit(recovery_dir: Path) -> None:
+    """The helper process: the newest committed epoch ("-" for none)."""
+    epoch = committed_epoch(recovery_dir)
+    print("-" if epoch is None else epoch, flush=True)
 
 
 if __name__ == "__main__":
-    _print_commits(Path(sys.argv[1]), float(sys.argv[2]))
+    _print_commit(Path(sys.argv[1]))

@@ -4,7 +4,7 @@ Bytewax 0.21 scales across processes with ``-i/-a`` (process id, addresses of al
 processes); threads do not scale under the GIL. ``run_local_cluster`` starts N
 processes of the same command on this machine, each with its id and the shared
 address list, and stops them together. SIGTERM or SIGINT ends the flow cleanly (exit 0) however
-it was started: the epoch in progress is committed and the sinks closed (:mod:`twinflow.flow_stop`).
+it was started: everything read is written and committed, the sinks closed (:mod:`twinflow.flow_stop`).
 """
 
 from __future__ import annotations
@@ -188,6 +188,7 @@ def run_in_process(
                 recovery_config=recovery,
             )
         stopper.running(False)
+        stopper.settle()
     except FlowStopped:
         pass
     except BaseException as exc:

@@ -13,11 +13,11 @@ A worker reads all its partitions of a source through one librdkafka consumer
 (:class:`_SharedConsumer`; Bytewax's own source makes one per partition), each partition with its
 own offset in the snapshots, as Bytewax's.
 
-On a stop request (:mod:`connectors.stopping`) the source stops reading: the epoch in progress
-then completes and is committed with everything read so far, and :mod:`twinflow.runner` ends
-the dataflow; in a single-worker run the source does that by raising Bytewax's
-``AbortExecution`` from ``next_batch`` (the one exception Bytewax treats as a clean end, where
-any other one, KeyboardInterrupt included, is a Rust panic).
+On a stop request (:mod:`connectors.stopping`) the source ends its input at the next poll
+(:class:`_StoppablePartition`): the epoch in progress is committed at once with everything read
+so far, and the dataflow completes (:mod:`twinflow.flow_stop`). A forced stop raises Bytewax's
+``AbortExecution`` from ``next_batch`` instead (the exception Bytewax treats as a clean end,
+where any other one, KeyboardInterrupt included, is a Rust panic).
 
 The source also tells whether its path works (:class:`operators.ml.path_pauses.PathPauses`, given
 as ``path``): after each poll of a partition whose leader broker librdkafka's statistics (every
@@ -218,8 +218,15 @@ def next_tick(now: float, interval_s: float) -> float:
 
 
 class _StoppablePartition(StatefulSourcePartition[Any, Any]):
-    """A Kafka partition that reads nothing once a stop is requested, and ends the run when told;
-    each poll of a reachable broker is a heartbeat of ``path``.
+    """A Kafka partition that ends at its next poll once a stop is requested; each poll of a
+    reachable broker is a heartbeat of ``path``.
+
+    A stop ends the input as the end of a partition does (``StopIteration``): Bytewax then
+    snapshots the partition at its next offset and ends its epoch at once, without waiting for
+    ``flow.snapshot_interval_s`` (Bytewax 0.21 ``src/inputs.rs``), the steps finish what they
+    hold and the last epoch is committed; a restart resumes from that offset. Stateful steps
+    tell this end from the end of the data by :data:`~connectors.stopping.STOP` (``on_eof``).
+    ``STOP.abort_sources`` (a forced stop before the end) ends the run with ``AbortExecution``.
 
     ``linger_s`` > 0: after a poll that did not fill a batch (``full`` messages: it is caught up),
     the next poll waits for the next tick of ``linger_s`` (:func:`next_tick`), so a tailing flow
@@ -242,11 +249,11 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
     def next_batch(self) -> list[Any]:
         if STOP.abort_sources.is_set():
             raise AbortExecution("stop requested")
-        if STOP.requested.is_set():
-            return []
         try:
+            if STOP.requested.is_set():  # the end of this run's input, at once (see the class doc)
+                raise StopIteration
             batch = self._part.next_batch()
-        except StopIteration:  # the end of the partition (tail=False)
+        except StopIteration:  # or the end of the partition (tail=False)
             if self._path is not None:
                 self._path.left(self._name)
             raise

@@ -29,9 +29,12 @@ import pytest
 
 from connectors.kafka.clients import ensure_topics
 from flows.snapshots import from_snapshot
+from operators.records.alerts import AnomalyScore
+from operators.records.alerts import encode as encode_record
 from tests.integration.plant_helpers import CREATED, free_port, plant_toml
 from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
+from tests.tcp_relay import Relay
 from tests.twin_kafka import envelope, query, wait_for
 from twinflow.demo.plant import FLOWS, MAPPING, topic_env
 from twinflow.settings import Settings, load_settings
@@ -122,25 +125,27 @@ def _produce_slowly(s: Settings, msgs: list[tuple[bytes, bytes]], per_s: float) 
 @pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "local-cluster"])
 def test_run_telemetry_stops_on_sigterm_and_a_restart_finds_nothing_missing(env: Env, processes: int) -> None:
     """Stopped while readings stream in; a restart from its recovery snapshot to the end of the
-    topic then yields every reading: the snapshot never counts a reading the database lacks."""
+    topic then yields every reading: the snapshot never counts a reading the database lacks. The
+    stop ends the epoch in progress at once: it does not wait for the snapshot interval (60 s here)."""
     prefix = f"stop{env.uid}p{processes}-"
     first, second = _telemetry(prefix, 300), _telemetry(prefix, 300, start=300)
     produce(env.settings, first)
     rdir = str(env.tmp / f"recovery-p{processes}")
     args = ["run", "telemetry", "-p", str(processes)]
-    flow = env.start(f"telemetry-p{processes}", args, TWINFLOW_FLOW__RECOVERY_DIR=rdir)
+    epoch = {"TWINFLOW_FLOW__RECOVERY_DIR": rdir, "TWINFLOW_FLOW__SNAPSHOT_INTERVAL_S": "60"}
+    flow = env.start(f"telemetry-p{processes}", args, **epoch)
     wait_for("the first readings in the database", lambda: _rows(env.settings, prefix) == 900, timeout=90)
     children = flow.children()
     assert len(children) == (processes if processes > 1 else 0)
 
     streaming = _produce_slowly(env.settings, second, per_s=150)
     time.sleep(1.0)  # readings are arriving when the stop comes
-    out = flow.assert_stops_cleanly()
+    out = flow.assert_stops_cleanly(within_s=5)
     streaming.join()
     assert "committed with everything read" in out  # the epoch in progress was committed
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "cluster processes left behind"
 
-    rest = env.start(f"telemetry-p{processes}-rest", [*args, "--no-tail"], TWINFLOW_FLOW__RECOVERY_DIR=rdir)
+    rest = env.start(f"telemetry-p{processes}-rest", [*args, "--no-tail"], **epoch)
     assert rest.shell.wait(120) == 0, rest.output()[-3000:]
     assert _rows(env.settings, prefix) == 1800
 
@@ -234,6 +239,50 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     rest = env.start(f"pipeline-p{processes}-rest", [*args, "--no-tail"], TWINFLOW_FLOW__RECOVERY_DIR=str(rdir))
     assert rest.shell.wait(120) == 0, rest.output()[-3000:]
     assert _rows(env.settings, prefix) == 1800
+
+
+def _scores(twin: str, seconds: list[int]) -> list[tuple[bytes, bytes]]:
+    """Anomaly scores of ``twin`` at these seconds after 2026-01-01: a fault from 100 s to 250 s
+    but for the good scores at 150–160 s."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    out = []
+    for s in seconds:
+        bad = 100 <= s < 250 and not 150 <= s <= 160
+        rec = AnomalyScore(twin, t0 + timedelta(seconds=s), 2.0 if bad else 0.2, 1.0, bad, {"speed": 1.0}, "hst")
+        out.append((twin.encode(), encode_record(rec)))
+    return out
+
+
+_ALERTS = "SELECT kind, state, severity, version, opened_at FROM alerts WHERE twin_id = %s ORDER BY opened_at"
+
+
+def test_a_stop_keeps_the_alerts_flows_held_records_for_the_restart(env: Env) -> None:
+    """The alerts flow holds a twin's records until its newest is the reorder window (30 s) past them.
+    A stop keeps them in the last snapshot instead of applying them as the end of the data does, so
+    records older than the held ones that arrive after the restart are still applied in event-time
+    order, and the alerts equal those of a run that was never stopped.
+
+    Here the scores at 150–160 s (good) arrive after those up to 175 s (bad since 100 s): in event-time
+    order the fault lasts the 60 s that open an alert only at 225 s; had the stop applied the held
+    records (165–175 s), the alert would have opened at 165 s."""
+    stopped, uninterrupted = f"stop{env.uid}-held", f"stop{env.uid}-whole"
+    first = [s for s in range(0, 180, 5) if not 150 <= s <= 160]
+    then = [150, 155, 160, *range(180, 300, 5)]
+    topic = env.settings.alerts.anomalies_topic
+    produce(env.settings, _scores(stopped, first), topic=topic)
+    rdir = str(env.tmp / "recovery-held")
+    flow = env.start("alerts-held", ["run", "alerts"], TWINFLOW_FLOW__RECOVERY_DIR=rdir)
+    wait_for("the first scores", lambda: query(env.settings, _SCORES, (stopped,))[0]["n"] == len(first), timeout=90)
+    out = flow.assert_stops_cleanly()
+    assert "committed with everything read" in out
+    assert query(env.settings, _ALERTS, (stopped,)) == []
+
+    produce(env.settings, _scores(stopped, then) + _scores(uninterrupted, first + then), topic=topic)
+    rest = env.start("alerts-held-rest", ["run", "alerts", "--no-tail"], TWINFLOW_FLOW__RECOVERY_DIR=rdir)
+    assert rest.shell.wait(120) == 0, rest.output()[-3000:]
+    alerts = {twin: query(env.settings, _ALERTS, (twin,)) for twin in (stopped, uninterrupted)}
+    assert [a["opened_at"] for a in alerts[uninterrupted]] == [datetime(2026, 1, 1, 0, 3, 45, tzinfo=UTC)]
+    assert alerts[stopped] == alerts[uninterrupted]
 
 
 @pytest.mark.parametrize("group", ["twin", "alerts"])
@@ -365,29 +414,46 @@ def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> Non
     _clean_logs(env, ["simulator", "serve", *(f"flow-{f}" for f in FLOWS), *(f"bridge-{p}" for p in _SHORT)])
 
 
-def test_run_stops_on_ctrl_c_and_a_second_one_skips_the_drain(env: Env) -> None:
-    """In a terminal (SIGINT not ignored): the first Ctrl-C starts the drain, the second ends it at once."""
+def test_a_second_ctrl_c_ends_a_stop_that_waits_for_the_database(env: Env) -> None:
+    """In a terminal (SIGINT not ignored). The first Ctrl-C ends the input and waits for the sinks to
+    write what was read; with the database no longer answering (a relay between the flow and
+    PostgreSQL, frozen) that wait lasts. The second Ctrl-C ends it at once, exit status 1 and why;
+    a restart from the last recovery snapshot then finds every reading."""
+    prefix = f"stop{env.uid}ctrlc-"
+    first, second = _telemetry(prefix, 300), _telemetry(prefix, 300, start=300)
+    produce(env.settings, first)
+    relay = Relay(env.settings.postgres.port)
+    rdir = str(env.tmp / "recovery-ctrl-c")
     log = env.tmp / "run-ctrl-c.log"
     with open(log, "wb") as out:
         flow = subprocess.Popen(
             [sys.executable, "-m", "twinflow.cli.main", "run", "telemetry"],
-            env={**env.vars, "TWINFLOW_FLOW__RECOVERY_DIR": str(env.tmp / "recovery-ctrl-c")},
+            env={**env.vars, "TWINFLOW_FLOW__RECOVERY_DIR": rdir, "TWINFLOW_POSTGRES__PORT": str(relay.port)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for("the flow", lambda: b"flow telemetry starting" in log.read_bytes(), timeout=60)
-        time.sleep(2.0)
+        wait_for("the first readings in the database", lambda: _rows(env.settings, prefix) == 900, timeout=90)
+        relay.freeze()
+        produce(env.settings, second)
+        time.sleep(1.0)  # the flow writes the second readings, and waits
         flow.send_signal(signal.SIGINT)
-        time.sleep(0.3)
+        time.sleep(1.5)
+        assert flow.poll() is None, log.read_text(errors="replace")[-3000:]  # still waiting for the database
         t0 = time.monotonic()
         flow.send_signal(signal.SIGINT)
         code = flow.wait(30)
     finally:
         if flow.poll() is None:
             flow.kill()
+        relay.close()
     text = log.read_text(errors="replace")
-    assert code == 0, text[-3000:]
     assert time.monotonic() - t0 < 3, text[-3000:]
+    assert code == 1, text[-3000:]
     assert "SIGINT again: stopping now" in text
+    assert "stopped now (signal again) before the flow completed" in text
     assert "panicked" not in text and "Traceback" not in text, text[-5000:]
+
+    rest = env.start("telemetry-ctrl-c-rest", ["run", "telemetry", "--no-tail"], TWINFLOW_FLOW__RECOVERY_DIR=rdir)
+    assert rest.shell.wait(120) == 0, rest.output()[-3000:]
+    assert _rows(env.settings, prefix) == 1800

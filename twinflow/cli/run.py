@@ -36,8 +36,8 @@ def run(
         "cluster on PORT+i): each step's durations, snapshots, recovery writes (docs/operations.md).",
     ),
 ) -> None:
-    """Run a dataflow until stopped: SIGTERM or Ctrl-C commits the epoch in progress and exits 0
-    within 10 s (docs/operations.md).
+    """Run a dataflow until stopped: SIGTERM or Ctrl-C writes and commits everything read and exits 0,
+    within a second unless a sink waits for its database (docs/operations.md).
 
     Same as python -m bytewax.run "twinflow.dataflows:<flow>()"; recovery state is kept in
     <stack dir>/recovery/<flow> unless flow.recovery_dir is set (then <dir>/<flow>).
