@@ -5,9 +5,9 @@
 
 The operator part is plain Python (no Kafka): anomaly scores for T twins, one a second per twin
 (``--per-second``), with a 5-minute fault every 15 minutes per twin, through
-``operators.alerts.ordering.step``, and a recovery snapshot of every twin at the end of every 5 s
-epoch of event time, as the flow takes them (its cost: the mean of the later half of the epochs,
-``reorder_window_s`` of each twin's scores held). The database part
+``operators.alerts.ordering.step``, and a recovery snapshot of every twin at the end of every
+epoch of event time (``flow.snapshot_interval_s``), as the flow takes them (its cost: the mean
+of the later half of the epochs, ``reorder_window_s`` of each twin's scores held). The database part
 upserts anomaly scores through ``ModelOutputSink`` in batches of 1000 and the
 alert versions the operator produced through ``AlertSink``; the rows are deleted afterwards.
 """
@@ -58,7 +58,8 @@ def main() -> None:
 
     states: dict[str, object] = {}
     alerts = []
-    epoch = max(int(a.twins * a.per_second * 5), 1)  # records per 5 s epoch (flow.snapshot_interval_s)
+    settings = load_settings()
+    epoch = max(int(a.twins * a.per_second * settings.flow.snapshot_interval_s), 1)  # records per epoch
     snaps: list[tuple[float, float]] = []
     snap_s = 0.0
     start = time.perf_counter()
@@ -77,7 +78,7 @@ def main() -> None:
         alerts += st.flush()  # type: ignore[attr-defined]
     op_s = time.perf_counter() - start - snap_s
 
-    conninfo = load_settings().postgres.conninfo()
+    conninfo = settings.postgres.conninfo()
     outputs, versions = ModelOutputSink(conninfo).open(), AlertSink(conninfo).open()
     rows = recs[: a.db_rows]
     start = time.perf_counter()

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"Recovery snapshot of one twin's model state: {snap_us:,.0f} µs CPU, {snap_kib:,.1f} KiB. Every "
             f"twin a flow touched in an epoch is snapshotted at its end: 10,000 active twins cost "
-            f"{snap_us * 10_000 / 1e6:,.2f} s of CPU per epoch (flow.snapshot_interval_s, default 5 s).",
+            f"{snap_us * 10_000 / 1e6:,.2f} s of CPU per epoch (flow.snapshot_interval_s, default 30 s).",
         ]
         print("\n".join(lines[-3:]), flush=True)
     note = (

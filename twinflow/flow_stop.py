@@ -153,10 +153,9 @@ class FlowStopper:
         while not self._completed.wait(0.05):
             if STOP.forced.is_set() or time.monotonic() - t0 > DRAIN_S:
                 self.clean = False
-                if self.recovery_dir is None:
-                    log.warning("stop: ended before everything read was written (no recovery: a restart reads again)")
-                else:
-                    log.warning("stop: the last epoch was not committed; a restart resumes from the last snapshot")
+                why = "signal again" if STOP.forced.is_set() else f"not completed within {DRAIN_S} s"
+                after = "reads the topics again" if self.recovery_dir is None else "resumes from the last snapshot"
+                log.warning("stop: ending the flow before it wrote everything it read (%s); a restart %s", why, after)
                 return
         if self.recovery_dir is None:
             log.info("stop: everything read was written")

@@ -128,7 +128,7 @@ def run_in_process(
     process_id: int | None = None,
     addresses: list[str] | None = None,
     recovery_dir: Path | None = None,
-    snapshot_interval_s: float = 5.0,
+    snapshot_interval_s: float = 30.0,
     gc_gen0_threshold: int = 0,
     switch_interval_s: float | None = None,
     epoch_without_recovery_s: float | None = None,

@@ -329,6 +329,7 @@ class StoppableKafkaSource(KafkaSource):
                 "bootstrap.servers": ",".join(self._brokers),
                 "enable.partition.eof": str(not self._tail),
                 "statistics.interval.ms": STATS_INTERVAL_MS,
+                "auto.offset.reset": "earliest",  # see the module doc
                 **self._add_config,
             }
             shared = self._shared[worker] = _SharedConsumer(
@@ -369,7 +370,7 @@ def kafka_source(
         interval_ms / 1000 if tail else 0.0,
         tail=tail,
         starting_offset=OFFSET_BEGINNING,
-        add_config=without_bootstrap(client_config(settings, **{"auto.offset.reset": "earliest"})),
+        add_config=without_bootstrap(client_config(settings)),  # also the partition listing's admin client
         batch_size=settings.flow.batch_size,
         raise_on_errors=False,
     )
