@@ -102,6 +102,12 @@ bench: setup
 	$(TW) stack up
 	$(TW) db migrate
 	$(PY) -m benchmarks.e2e --readings 200000 --twins 200
+# How long a clean stop of the pipeline flow takes by the twins one process holds (docs/operations.md, Stopping).
+.PHONY: bench-stop
+bench-stop: setup
+	$(TW) stack up
+	$(TW) db migrate
+	$(PY) -m benchmarks.stop_time --twins 1000 5000 20000
 # The idempotent telemetry write: the sink's COPY into the table (staging on duplicates) vs staging vs unnest.
 .PHONY: bench-insert
 bench-insert: setup

@@ -44,6 +44,7 @@ class StopRequest:
         self.requested = threading.Event()
         self.forced = threading.Event()
         self.abort_sources = threading.Event()
+        self.aborted = False  # a source ended the run with AbortExecution (not at the end of its input)
         self.signals = 0
 
     def signal(self, signum: int) -> None:
@@ -60,6 +61,7 @@ class StopRequest:
         """Forget a stop (tests that run several commands in one process)."""
         for event in (self.requested, self.forced, self.abort_sources):
             event.clear()
+        self.aborted = False
         self.signals = 0
 
 

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -95,9 +96,10 @@ class FlowStopper:
     def __init__(self, recovery_dir: Path | None, *, multi_worker: bool) -> None:
         self.recovery_dir = recovery_dir
         self.multi_worker = multi_worker
-        self.finished = threading.Event()  # the stop is carried out (the run completed, or it is ended)
+        self.finished = threading.Event()  # the stop's outcome is known and logged
         self.clean = True  # the run completed by itself: everything read is written (and committed)
         self._completed = threading.Event()  # Bytewax returned
+        self._ending = threading.Event()  # the stop no longer waits: the main thread may end the run
         self._in_flow = False
         self._watcher: threading.Thread | None = None
 
@@ -105,7 +107,7 @@ class FlowStopper:
         stop_on_signals(self._on_signal)
 
     def _on_signal(self, signum: int) -> None:
-        if self.finished.is_set():
+        if self._ending.is_set():
             if self.multi_worker and self._in_flow:
                 self._in_flow = False
                 raise FlowStopped
@@ -123,40 +125,59 @@ class FlowStopper:
             self._completed.set()
 
     def settle(self) -> None:
-        """After the run: wait until the stop in progress, if any, has reported how it ended."""
+        """After the run: wait until the stop in progress, if any, has logged how it ended."""
         if self._watcher is not None:
-            self.finished.wait(DRAIN_S + 2.0)
+            self.finished.wait(STOP_WITHIN_S)
 
     # ------------------------------------------------------------------ the stop, in its own thread
     def _watch(self) -> None:
         t0 = time.monotonic()
-        self._drain(t0)
-        self.finished.set()
-        if not self._completed.is_set():  # a second signal, or a run that did not complete: end it
+        deadline = t0 + STOP_WITHIN_S
+        if not self._until_completed(lambda now: STOP.forced.is_set() or now > t0 + DRAIN_S):
+            why = "signal again" if STOP.forced.is_set() else f"not completed within {DRAIN_S} s"
+            log.warning("stop: ending the flow before it has written everything it read (%s)", why)
+            self.clean = False
+            self._ending.set()
             if self.multi_worker:
                 _thread.interrupt_main(signal.SIGTERM)  # runs _on_signal in the main thread: FlowStopped
             else:
                 STOP.abort_sources.set()  # the sources still polled end the run
-        # The process exits when the run has ended (this thread is a daemon); if it has not by then:
-        deadline = t0 + STOP_WITHIN_S
-        if STOP.forced.wait(max(0.0, deadline - time.monotonic())):
-            time.sleep(max(0.0, min(FORCED_GRACE_S, deadline - time.monotonic())))
-            msg = "stopped now (signal again) before the flow completed"
-        else:
-            msg = f"flow did not stop within {STOP_WITHIN_S:.0f} s (a sink waiting for its database or Kafka?)"
+            forced_at: list[float] = []
+
+            def give_up(now: float) -> bool:
+                if STOP.forced.is_set() and not forced_at:
+                    forced_at.append(now)
+                return now > deadline or bool(forced_at and now > forced_at[0] + FORCED_GRACE_S)
+
+            self._until_completed(give_up)
+        if self._completed.is_set():
+            self.clean = not STOP.aborted  # a single worker's run may still complete by itself
+            self._report()
+            self.finished.set()
+            return  # the process exits as the run has ended (this thread is a daemon)
+        self.finished.set()
+        msg = (
+            "stopped now (signal again) before the flow completed"
+            if STOP.forced.is_set()
+            else f"flow did not stop within {STOP_WITHIN_S:.0f} s (a sink waiting for its database or Kafka?)"
+        )
         msg += "; exiting: a restart resumes from the last recovery snapshot"
         log.error(msg)
         print(msg, file=sys.stderr, flush=True)
         os._exit(1)
 
-    def _drain(self, t0: float) -> None:
+    def _until_completed(self, give_up: Callable[[float], bool]) -> bool:
+        """Wait until Bytewax has returned (True) or ``give_up(time.monotonic())`` (False)."""
         while not self._completed.wait(0.05):
-            if STOP.forced.is_set() or time.monotonic() - t0 > DRAIN_S:
-                self.clean = False
-                why = "signal again" if STOP.forced.is_set() else f"not completed within {DRAIN_S} s"
-                after = "reads the topics again" if self.recovery_dir is None else "resumes from the last snapshot"
-                log.warning("stop: ending the flow before it wrote everything it read (%s); a restart %s", why, after)
-                return
+            if give_up(time.monotonic()):
+                return False
+        return True
+
+    def _report(self) -> None:
+        if not self.clean:
+            where = "reads the topics again" if self.recovery_dir is None else "resumes from the last snapshot"
+            log.warning("stop: the flow ended before it wrote everything it read; a restart %s", where)
+            return
         if self.recovery_dir is None:
             log.info("stop: everything read was written")
             return
@@ -165,7 +186,7 @@ class FlowStopper:
                 [sys.executable, "-m", "twinflow.flow_stop", str(self.recovery_dir)],
                 capture_output=True,
                 text=True,
-                timeout=max(1.0, t0 + DRAIN_S - time.monotonic()),
+                timeout=5.0,
                 preexec_fn=stop_with_parent,
                 start_new_session=True,  # a second Ctrl-C in the terminal is for the flow, not for it
             ).stdout.strip()

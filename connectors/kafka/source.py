@@ -248,6 +248,7 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
 
     def next_batch(self) -> list[Any]:
         if STOP.abort_sources.is_set():
+            STOP.aborted = True
             raise AbortExecution("stop requested")
         try:
             if STOP.requested.is_set():  # the end of this run's input, at once (see the class doc)

@@ -214,9 +214,9 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     rdir = env.tmp / f"recovery-pipeline-p{processes}"
     port = next(p for p in iter(free_port, None) if not any(port_open(p + i) for i in range(processes)))
     args = ["run", "pipeline", "-p", str(processes)]
-    flow = env.start(
-        f"pipeline-p{processes}", [*args, "--metrics-port", str(port)], TWINFLOW_FLOW__RECOVERY_DIR=str(rdir)
-    )
+    # Epochs of 5 s: the processes' metrics count the snapshots of an epoch's end before the stop.
+    epoch = {"TWINFLOW_FLOW__RECOVERY_DIR": str(rdir), "TWINFLOW_FLOW__SNAPSHOT_INTERVAL_S": "5"}
+    flow = env.start(f"pipeline-p{processes}", [*args, "--metrics-port", str(port)], **epoch)
     wait_for("the first readings in the database", lambda: _rows(env.settings, prefix) == 900, timeout=90)
     wait_for("twin versions", lambda: query(env.settings, _VERSIONS, (f"{prefix}0",))[0]["v"], timeout=60)
     children = flow.children()
@@ -236,7 +236,7 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     state = _snapshot(rdir / "pipeline", "twin_state", f"{prefix}0")
     assert query(env.settings, _VERSIONS, (f"{prefix}0",))[0]["v"] >= state.state.version > 0
 
-    rest = env.start(f"pipeline-p{processes}-rest", [*args, "--no-tail"], TWINFLOW_FLOW__RECOVERY_DIR=str(rdir))
+    rest = env.start(f"pipeline-p{processes}-rest", [*args, "--no-tail"], **epoch)
     assert rest.shell.wait(120) == 0, rest.output()[-3000:]
     assert _rows(env.settings, prefix) == 1800
 

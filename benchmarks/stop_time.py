@@ -1,0 +1,127 @@
+"""Benchmark: how long a clean stop of the pipeline flow takes, by the twins one process holds.
+
+    python -m benchmarks.stop_time --twins 1000 5000 20000
+
+A stop ends the flow's input at once and Bytewax commits the epoch in progress (docs/operations.md,
+"Stopping"). At that end of input Bytewax calls every key's ``on_eof`` and snapshots every key it
+called: a stop pickles and stores the state of *every* twin the process holds, not only of those
+the epoch touched. So its time grows with the twins per process, and past the 9 s a command has
+to stop (``connectors.stopping.STOP_WITHIN_S``) a stop ends without its last commit (a restart
+then replays since the last snapshot, idempotently).
+
+For each count: ``--per-twin`` readings of each twin on topics of the run's own, the pipeline flow
+tailing them with recovery on (as deployed) until every reading is in the database and the flow is
+idle, then SIGTERM; reported: the time from the signal to the exit, the exit code, whether the
+last epoch was committed, the size of the recovery store. The twins' anomaly model leaves its
+warm-up after ``--warmup`` samples (its state then holds what a warm model holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.e2e import cleanup
+from benchmarks.ingest import generate
+from benchmarks.machine import append_result
+from benchmarks.processes import flow_command, wait_idle
+from connectors.kafka.clients import ensure_topics
+from twinflow.demo.plant import topic_env
+from twinflow.settings import load_settings
+
+console = Console()
+COLUMNS = ("twins", "readings", "stop s", "exit code", "last epoch committed", "recovery store MB")
+
+
+def measure(twins: int, per_twin: int, sensors: int, warmup: int, run: str) -> list[str]:
+    """One count: a row of :data:`COLUMNS`."""
+    base = load_settings()
+    env = {**os.environ, **topic_env(base, f"bench.{run}.{twins}."), "TWINFLOW_ML__ANOMALY__WARMUP": str(warmup)}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings)
+    prefix = f"stop{run}{twins}"
+    readings = twins * per_twin
+    generate(env, readings, twins, sensors, prefix)
+    with tempfile.TemporaryDirectory(prefix="twinflow-stop-") as tmp:
+        log = Path(tmp) / "flow.log"
+        with log.open("wb") as out:
+            flow = subprocess.Popen(
+                flow_command("pipeline", tail=True, recovery=True),
+                env={**env, "TWINFLOW_FLOW__RECOVERY_DIR": tmp},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            expected = readings * sensors
+            with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+                while (n := _rows(db, prefix)) < expected:
+                    if flow.poll() is not None:
+                        raise SystemExit(f"the flow ended ({flow.returncode}):\n{log.read_text()[-3000:]}")
+                    if console.is_terminal:
+                        console.print(f"{twins:,} twins: {n:,} of {expected:,} rows", end="\r")
+                    time.sleep(1.0)
+            wait_idle([flow], timeout_s=120)
+            t0 = time.monotonic()
+            flow.send_signal(signal.SIGTERM)
+            code = flow.wait(60)
+            took = time.monotonic() - t0
+        finally:
+            if flow.poll() is None:
+                flow.kill()
+        text = log.read_text(errors="replace")
+        committed = re.search(r"stop: epoch (\S+) committed", text)
+        store = sum(p.stat().st_size for p in Path(tmp).rglob("part-*.sqlite3")) / 2**20
+    cleanup(settings, prefix)
+    return [
+        f"{twins:,}",
+        f"{readings:,}",
+        f"{took:.2f}",
+        str(code),
+        f"yes (epoch {committed.group(1)})" if committed else "no",
+        f"{store:,.0f}",
+    ]
+
+
+def _rows(db: psycopg.Connection, prefix: str) -> int:
+    row = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()
+    return row[0] if row else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--twins", type=int, nargs="+", default=[1000, 5000, 20000], help="twins per run")
+    ap.add_argument("--per-twin", type=int, default=40, help="readings per twin")
+    ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=20, help="the anomaly model's warm-up (samples)")
+    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = ap.parse_args()
+    run = uuid.uuid4().hex[:6]
+    rows = [measure(n, args.per_twin, args.sensors, args.warmup, run) for n in args.twins]
+    table = Table(*COLUMNS, title="A clean stop of the pipeline flow (one process, recovery on)")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if not args.no_record:
+        body = "| " + " | ".join(COLUMNS) + " |\n|" + "---:|" * len(COLUMNS) + "\n"
+        body += "".join("| " + " | ".join(r) + " |\n" for r in rows)
+        command = (
+            f"python -m benchmarks.stop_time --twins {' '.join(map(str, args.twins))} --per-twin {args.per_twin} "
+            f"--sensors {args.sensors} --warmup {args.warmup}"
+        )
+        append_result("A clean stop of the pipeline flow, by twins per process", command, body)
+
+
+if __name__ == "__main__":
+    main()
