@@ -378,8 +378,9 @@ def latency_markdown(phases: list[latency.Phase], max_rate: float, args, names: 
         f"\nEnd-to-end latency, readings/s as a share of the rate above ({max_rate:,.0f}/s); "
         f'flows {", ".join(names)} tailing (recovery off; the row marked "recovery on" with it, as '
         f"`twinflow run` runs them by default), {args.latency_twins or args.twins:,} twins, "
-        f"{args.latency_seconds:g} s "
-        "per rate; latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts; "
+        f"{args.latency_seconds:g} s per rate (with recovery on at least two snapshot intervals: "
+        f"{max(args.latency_seconds, 2 * load_settings().flow.snapshot_interval_s):g} s); "
+        "latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts; "
         '"into Kafka": the broker\'s append time of the reading − its ts:\n\n'
         + head
         + body

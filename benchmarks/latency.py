@@ -14,7 +14,8 @@ migration 0040), so latency per row = insert time − ``ts`` (same machine, same
    scores' first hop ("on Kafka"), and prints the CPU of each flow, PostgreSQL and Kafka.
 
 The flows run without recovery unless ``--recovery`` (as deployed: a snapshot every
-``flow.snapshot_interval_s``, in a temporary directory)::
+``flow.snapshot_interval_s``, in a temporary directory; each phase then lasts at least two
+intervals, whatever ``--seconds`` says)::
 
     python -m benchmarks.latency --rate 5000 --flow pipeline --flow alerts --seconds 20 --recovery
 """
@@ -291,9 +292,13 @@ def measure(
     Kafka − reading time, and the readings' hop into Kafka (the raw topic, the run's own, is set to be
     stamped with the broker's append time here: :func:`stamp_on_append`). ``recovery``: the
     flows run with recovery on (snapshots every ``flow.snapshot_interval_s``, as deployed), in
-    ``flow.recovery_dir`` of ``env``."""
+    ``flow.recovery_dir`` of ``env``; then a phase lasts at least two snapshot intervals (a shorter
+    one may hold no epoch's end, whose stall is part of what recovery costs)."""
     if settings is not None:
         stamp_on_append(settings, settings.topics.raw)
+        if recovery and seconds < 2 * settings.flow.snapshot_interval_s:
+            seconds = 2 * settings.flow.snapshot_interval_s
+            print(f"recovery on: phases of {seconds:g} s (two snapshot intervals, flow.snapshot_interval_s)")
     flows = TailingFlows(env, names, recovery)
     scored = ("models" in names or "pipeline" in names) and "alerts" in names
     phases: list[Phase] = []

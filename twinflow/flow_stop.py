@@ -99,7 +99,7 @@ class FlowStopper:
         self.finished = threading.Event()  # the stop's outcome is known and logged
         self.clean = True  # the run completed by itself: everything read is written (and committed)
         self._completed = threading.Event()  # Bytewax returned
-        self._ending = threading.Event()  # the stop no longer waits: the main thread may end the run
+        self._interrupting = False  # the watcher's own SIGTERM to the main thread (it ends the run)
         self._in_flow = False
         self._watcher: threading.Thread | None = None
 
@@ -107,8 +107,9 @@ class FlowStopper:
         stop_on_signals(self._on_signal)
 
     def _on_signal(self, signum: int) -> None:
-        if self._ending.is_set():
-            if self.multi_worker and self._in_flow:
+        if self._interrupting:
+            self._interrupting = False
+            if self._in_flow:
                 self._in_flow = False
                 raise FlowStopped
             return
@@ -137,8 +138,8 @@ class FlowStopper:
             why = "signal again" if STOP.forced.is_set() else f"not completed within {DRAIN_S} s"
             log.warning("stop: ending the flow before it has written everything it read (%s)", why)
             self.clean = False
-            self._ending.set()
             if self.multi_worker:
+                self._interrupting = True
                 _thread.interrupt_main(signal.SIGTERM)  # runs _on_signal in the main thread: FlowStopped
             else:
                 STOP.abort_sources.set()  # the sources still polled end the run

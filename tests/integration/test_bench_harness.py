@@ -1,5 +1,6 @@
 """The end-to-end benchmark harness keeps working (a small run; no timing assertions)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -28,6 +29,8 @@ def test_e2e_harness_small_run(stack_settings):
         capture_output=True,
         text=True,
         timeout=600,
+        # phases with recovery on last two snapshot intervals at least: 2 s here
+        env={**os.environ, "TWINFLOW_FLOW__SNAPSHOT_INTERVAL_S": "1"},
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout

@@ -414,20 +414,22 @@ def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> Non
     _clean_logs(env, ["simulator", "serve", *(f"flow-{f}" for f in FLOWS), *(f"bridge-{p}" for p in _SHORT)])
 
 
-def test_a_second_ctrl_c_ends_a_stop_that_waits_for_the_database(env: Env) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
+def test_a_second_ctrl_c_ends_a_stop_that_waits_for_the_database(env: Env, workers: int) -> None:
     """In a terminal (SIGINT not ignored). The first Ctrl-C ends the input and waits for the sinks to
     write what was read; with the database no longer answering (a relay between the flow and
     PostgreSQL, frozen) that wait lasts. The second Ctrl-C ends it at once, exit status 1 and why;
-    a restart from the last recovery snapshot then finds every reading."""
-    prefix = f"stop{env.uid}ctrlc-"
+    a restart from the last recovery snapshot then finds every reading. (One worker: its sources
+    have ended; two: Bytewax's main thread waits for them and is told to end the run.)"""
+    prefix = f"stop{env.uid}ctrlc{workers}-"
     first, second = _telemetry(prefix, 300), _telemetry(prefix, 300, start=300)
     produce(env.settings, first)
     relay = Relay(env.settings.postgres.port)
-    rdir = str(env.tmp / "recovery-ctrl-c")
-    log = env.tmp / "run-ctrl-c.log"
+    rdir = str(env.tmp / f"recovery-ctrl-c-{workers}")
+    log = env.tmp / f"run-ctrl-c-{workers}.log"
     with open(log, "wb") as out:
         flow = subprocess.Popen(
-            [sys.executable, "-m", "twinflow.cli.main", "run", "telemetry"],
+            [sys.executable, "-m", "twinflow.cli.main", "run", "telemetry", "-w", str(workers)],
             env={**env.vars, "TWINFLOW_FLOW__RECOVERY_DIR": rdir, "TWINFLOW_POSTGRES__PORT": str(relay.port)},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -454,6 +456,10 @@ def test_a_second_ctrl_c_ends_a_stop_that_waits_for_the_database(env: Env) -> No
     assert "stopped now (signal again) before the flow completed" in text
     assert "panicked" not in text and "Traceback" not in text, text[-5000:]
 
-    rest = env.start("telemetry-ctrl-c-rest", ["run", "telemetry", "--no-tail"], TWINFLOW_FLOW__RECOVERY_DIR=rdir)
+    rest = env.start(
+        f"telemetry-ctrl-c-rest-{workers}",
+        ["run", "telemetry", "-w", str(workers), "--no-tail"],
+        TWINFLOW_FLOW__RECOVERY_DIR=rdir,
+    )
     assert rest.shell.wait(120) == 0, rest.output()[-3000:]
     assert _rows(env.settings, prefix) == 1800
