@@ -55,7 +55,7 @@ from rich.table import Table
 
 from benchmarks import latency
 from benchmarks.cleanup import compact_indexes, delete_run_rows, vacuum
-from benchmarks.ingest import generate
+from benchmarks.ingest import generate, telemetry_rows
 from benchmarks.latency import FUSED
 from benchmarks.machine import PROBE, append_result, speed_probe
 from benchmarks.processes import flow_command, usage, wait_idle
@@ -207,7 +207,7 @@ def run_together(
 
 def count_outputs(settings, prefix: str, run: PipelineRun) -> None:
     with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-        run.rows = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
+        run.rows = telemetry_rows(db, prefix)
         run.scores = db.execute(
             "SELECT count(*), count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s",
             (prefix + "-%",),
@@ -370,7 +370,9 @@ def latency_table(phases: list[latency.Phase], max_rate: float) -> Table:
     return t
 
 
-def latency_markdown(phases: list[latency.Phase], max_rate: float, args, names: tuple[str, ...]) -> str:
+def latency_markdown(
+    phases: list[latency.Phase], max_rate: float, args, names: tuple[str, ...], snapshot_interval_s: float
+) -> str:
     head = "| " + " | ".join(LATENCY_COLUMNS) + " |\n|" + "---:|" * len(LATENCY_COLUMNS) + "\n"
     body = "".join("| " + " | ".join(_latency_cells(p)) + " |\n" for p in phases)
     cpu = "; ".join(f"{p.label()}: {p.cpu_line()}" for p in phases)
@@ -379,7 +381,7 @@ def latency_markdown(phases: list[latency.Phase], max_rate: float, args, names: 
         f'flows {", ".join(names)} tailing (recovery off; the row marked "recovery on" with it, as '
         f"`twinflow run` runs them by default), {args.latency_twins or args.twins:,} twins, "
         f"{args.latency_seconds:g} s per rate (with recovery on at least two snapshot intervals: "
-        f"{max(args.latency_seconds, 2 * load_settings().flow.snapshot_interval_s):g} s); "
+        f"{latency.phase_seconds(args.latency_seconds, snapshot_interval_s, recovery=True):g} s); "
         "latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts; "
         '"into Kafka": the broker\'s append time of the reading − its ts:\n\n'
         + head
@@ -596,7 +598,7 @@ def main() -> None:
             )
             + f"\n\n{n:,} readings of {args.sensors} values, {args.twins:,} twins. "
             f"Load average before the run: {load}. {speed}\n"
-            + (latency_markdown(phases, lat_rate, args, lat_names) if phases else "")
+            + (latency_markdown(phases, lat_rate, args, lat_names, settings.flow.snapshot_interval_s) if phases else "")
         )
         append_result(
             "End to end: pipeline flow vs separate flows vs raw limit vs naive",

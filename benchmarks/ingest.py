@@ -98,6 +98,11 @@ def produce(settings, n: int, twins: int, sensors: int, prefix: str, shape: str 
     return time.perf_counter() - start
 
 
+def telemetry_rows(db: psycopg.Connection, prefix: str) -> int:
+    """The telemetry rows of the twins ``<prefix>-…`` (a benchmark run's)."""
+    return db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
+
+
 def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefix: str, shape: str = "ramp") -> float:
     """Run :func:`produce` in its own process (values of ``shape``: :data:`SHAPES`);
     returns its wall time."""
@@ -142,7 +147,7 @@ def main() -> None:
     flow_s = time.perf_counter() - start
 
     with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-        rows = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()[0]
+        rows = telemetry_rows(db, prefix)
         db.execute("DELETE FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",))
     delete_topics(settings, [settings.topics.raw, settings.topics.dlq])
 

@@ -37,7 +37,7 @@ import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
-from benchmarks.ingest import SHAPES, generate, send_reading
+from benchmarks.ingest import SHAPES, generate, send_reading, telemetry_rows
 from benchmarks.processes import WriterCpu, flow_command, machine_cpu, server_cpu, usage, wait_idle
 from connectors.kafka.clients import producer_config
 
@@ -211,6 +211,16 @@ def stamp_on_append(settings, topic: str) -> None:
         done.result(timeout=30)
 
 
+def phase_seconds(seconds: float, snapshot_interval_s: float, recovery: bool) -> float:
+    """A phase's length: with recovery on at least two snapshot intervals (a shorter one may hold no
+    epoch's end, whose stall is part of what recovery costs).
+
+    >>> phase_seconds(20, 30, True), phase_seconds(20, 30, False), phase_seconds(90, 30, True)
+    (60, 20, 90)
+    """
+    return max(seconds, 2 * snapshot_interval_s) if recovery else seconds
+
+
 def wait_for(check, timeout_s: float, every_s: float = 0.5) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -235,8 +245,11 @@ class TailingFlows:
             for name in names
         }
         self._errors: dict[str, bytes] = {}
-        for name, p in self.procs.items():  # drain stderr so a chatty flow never blocks
-            threading.Thread(target=self._drain, args=(name, p), daemon=True).start()
+        self._readers = {  # drain stderr so a chatty flow never blocks
+            name: threading.Thread(target=self._drain, args=(name, p), daemon=True) for name, p in self.procs.items()
+        }
+        for reader in self._readers.values():
+            reader.start()
 
     def _drain(self, name: str, p: subprocess.Popen) -> None:
         self._errors[name] = p.stderr.read() if p.stderr else b""
@@ -255,7 +268,14 @@ class TailingFlows:
         """Wait until every flow used < ``busy_share`` of a core over ``window_s`` (its backlog is done)."""
         return wait_idle(list(self.procs.values()), timeout_s, busy_share, window_s, self.check_alive)
 
-    def stop(self) -> None:
+    def output(self, name: str) -> str:
+        """What flow ``name`` wrote to stderr (its log), once it has exited."""
+        self._readers[name].join(5)
+        return self._errors.get(name, b"").decode(errors="replace")
+
+    def stop(self) -> float:
+        """SIGTERM to every flow; the seconds until the last one exited (killed after 30 s)."""
+        t0 = time.monotonic()
         for p in self.procs.values():
             if p.poll() is None:
                 p.terminate()
@@ -265,6 +285,7 @@ class TailingFlows:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        return time.monotonic() - t0
 
 
 def measure(
@@ -296,8 +317,8 @@ def measure(
     one may hold no epoch's end, whose stall is part of what recovery costs)."""
     if settings is not None:
         stamp_on_append(settings, settings.topics.raw)
-        if recovery and seconds < 2 * settings.flow.snapshot_interval_s:
-            seconds = 2 * settings.flow.snapshot_interval_s
+        if (longer := phase_seconds(seconds, settings.flow.snapshot_interval_s, recovery)) > seconds:
+            seconds = longer
             print(f"recovery on: phases of {seconds:g} s (two snapshot intervals, flow.snapshot_interval_s)")
     flows = TailingFlows(env, names, recovery)
     scored = ("models" in names or "pipeline" in names) and "alerts" in names
@@ -310,8 +331,7 @@ def measure(
             def ready() -> bool:
                 flows.check_alive()
                 if not scored:
-                    q = "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s"
-                    return db.execute(q, (prefix + "-%",)).fetchone()[0] >= warm_n * sensors
+                    return telemetry_rows(db, prefix) >= warm_n * sensors
                 q = "SELECT count(DISTINCT twin_id) FROM anomaly_scores WHERE twin_id LIKE %s"
                 return db.execute(q, (prefix + "-%",)).fetchone()[0] >= twins
 

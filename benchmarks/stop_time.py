@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
-import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -33,9 +30,9 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.e2e import cleanup
-from benchmarks.ingest import generate
+from benchmarks.ingest import generate, telemetry_rows
+from benchmarks.latency import TailingFlows, wait_for
 from benchmarks.machine import append_result
-from benchmarks.processes import flow_command, wait_idle
 from connectors.kafka.clients import ensure_topics
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
@@ -55,33 +52,21 @@ def measure(twins: int, per_twin: int, sensors: int, warmup: int, run: str) -> l
     readings = twins * per_twin
     generate(env, readings, twins, sensors, prefix)
     with tempfile.TemporaryDirectory(prefix="twinflow-stop-") as tmp:
-        log = Path(tmp) / "flow.log"
-        with log.open("wb") as out:
-            flow = subprocess.Popen(
-                flow_command("pipeline", tail=True, recovery=True),
-                env={**env, "TWINFLOW_FLOW__RECOVERY_DIR": tmp},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        flows = TailingFlows({**env, "TWINFLOW_FLOW__RECOVERY_DIR": tmp}, ("pipeline",), recovery=True)
         try:
-            expected = readings * sensors
             with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-                while (n := _rows(db, prefix)) < expected:
-                    if flow.poll() is not None:
-                        raise SystemExit(f"the flow ended ({flow.returncode}):\n{log.read_text()[-3000:]}")
-                    if console.is_terminal:
-                        console.print(f"{twins:,} twins: {n:,} of {expected:,} rows", end="\r")
-                    time.sleep(1.0)
-            wait_idle([flow], timeout_s=120)
-            t0 = time.monotonic()
-            flow.send_signal(signal.SIGTERM)
-            code = flow.wait(60)
-            took = time.monotonic() - t0
+
+                def stored() -> bool:
+                    flows.check_alive()
+                    return telemetry_rows(db, prefix) >= readings * sensors
+
+                if not wait_for(stored, timeout_s=120 + readings / 1000, every_s=1.0):
+                    raise SystemExit(f"{twins:,} twins: not every reading reached the database")
+            flows.wait_idle(timeout_s=120)
         finally:
-            if flow.poll() is None:
-                flow.kill()
-        text = log.read_text(errors="replace")
-        committed = re.search(r"stop: epoch (\S+) committed", text)
+            took = flows.stop()
+        code = flows.procs["pipeline"].returncode
+        committed = re.search(r"stop: epoch (\S+) committed", flows.output("pipeline"))
         store = sum(p.stat().st_size for p in Path(tmp).rglob("part-*.sqlite3")) / 2**20
     cleanup(settings, prefix)
     return [
@@ -92,11 +77,6 @@ def measure(twins: int, per_twin: int, sensors: int, warmup: int, run: str) -> l
         f"yes (epoch {committed.group(1)})" if committed else "no",
         f"{store:,.0f}",
     ]
-
-
-def _rows(db: psycopg.Connection, prefix: str) -> int:
-    row = db.execute("SELECT count(*) FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",)).fetchone()
-    return row[0] if row else 0
 
 
 def main() -> None:

@@ -42,7 +42,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -97,7 +96,6 @@ class FlowStopper:
         self.recovery_dir = recovery_dir
         self.multi_worker = multi_worker
         self.finished = threading.Event()  # the stop's outcome is known and logged
-        self.clean = True  # the run completed by itself: everything read is written (and committed)
         self._completed = threading.Event()  # Bytewax returned
         self._interrupting = False  # the watcher's own SIGTERM to the main thread (it ends the run)
         self._in_flow = False
@@ -125,6 +123,12 @@ class FlowStopper:
         if not value:
             self._completed.set()
 
+    @property
+    def clean(self) -> bool:
+        """The run completed by itself (not ended by the stop): everything read is written (and
+        committed)."""
+        return self._completed.is_set() and not STOP.aborted
+
     def settle(self) -> None:
         """After the run: wait until the stop in progress, if any, has logged how it ended."""
         if self._watcher is not None:
@@ -133,46 +137,36 @@ class FlowStopper:
     # ------------------------------------------------------------------ the stop, in its own thread
     def _watch(self) -> None:
         t0 = time.monotonic()
-        deadline = t0 + STOP_WITHIN_S
-        if not self._until_completed(lambda now: STOP.forced.is_set() or now > t0 + DRAIN_S):
-            why = "signal again" if STOP.forced.is_set() else f"not completed within {DRAIN_S} s"
-            log.warning("stop: ending the flow before it has written everything it read (%s)", why)
-            self.clean = False
-            if self.multi_worker:
-                self._interrupting = True
-                _thread.interrupt_main(signal.SIGTERM)  # runs _on_signal in the main thread: FlowStopped
-            else:
-                STOP.abort_sources.set()  # the sources still polled end the run
-            forced_at: list[float] = []
-
-            def give_up(now: float) -> bool:
-                if STOP.forced.is_set() and not forced_at:
-                    forced_at.append(now)
-                return now > deadline or bool(forced_at and now > forced_at[0] + FORCED_GRACE_S)
-
-            self._until_completed(give_up)
-        if self._completed.is_set():
-            self.clean = not STOP.aborted  # a single worker's run may still complete by itself
-            self._report()
-            self.finished.set()
-            return  # the process exits as the run has ended (this thread is a daemon)
-        self.finished.set()
-        msg = (
-            "stopped now (signal again) before the flow completed"
-            if STOP.forced.is_set()
-            else f"flow did not stop within {STOP_WITHIN_S:.0f} s (a sink waiting for its database or Kafka?)"
-        )
-        msg += "; exiting: a restart resumes from the last recovery snapshot"
-        log.error(msg)
-        print(msg, file=sys.stderr, flush=True)
-        os._exit(1)
-
-    def _until_completed(self, give_up: Callable[[float], bool]) -> bool:
-        """Wait until Bytewax has returned (True) or ``give_up(time.monotonic())`` (False)."""
+        ended = False  # the stop no longer waits for the run to complete
+        forced_at: float | None = None  # when a signal came again
         while not self._completed.wait(0.05):
-            if give_up(time.monotonic()):
-                return False
-        return True
+            now = time.monotonic()
+            if STOP.forced.is_set() and forced_at is None:
+                forced_at = now
+            if not ended and (forced_at is not None or now > t0 + DRAIN_S):
+                ended = True
+                self._end_run("signal again" if forced_at is not None else f"not completed within {DRAIN_S} s")
+            if now > t0 + STOP_WITHIN_S or (forced_at is not None and now > forced_at + FORCED_GRACE_S):
+                why = (
+                    "stopped now (signal again) before the flow completed"
+                    if forced_at is not None
+                    else f"flow did not stop within {STOP_WITHIN_S:.0f} s (a sink waiting for its database or Kafka?)"
+                )
+                msg = f"{why}; exiting: a restart resumes from the last recovery snapshot"
+                log.error(msg)
+                print(msg, file=sys.stderr, flush=True)
+                os._exit(1)
+        self._report()  # a one-worker run may complete by itself after its end was asked for
+        self.finished.set()  # the process exits as the run has ended (this thread is a daemon)
+
+    def _end_run(self, why: str) -> None:
+        """Stop waiting for the run to complete: end it (see the module doc)."""
+        log.warning("stop: ending the flow before it has written everything it read (%s)", why)
+        if self.multi_worker:
+            self._interrupting = True
+            _thread.interrupt_main(signal.SIGTERM)  # runs _on_signal in the main thread: FlowStopped
+        else:
+            STOP.abort_sources.set()  # the sources still polled end the run
 
     def _report(self) -> None:
         if not self.clean:

@@ -191,12 +191,6 @@ def run_in_process(
         stopper.settle()
     except FlowStopped:
         pass
-    except BaseException as exc:
-        # A peer process that finished the same drained stop a moment earlier closes its
-        # connections; Bytewax reports that as a communication panic. The state is committed.
-        if not (stopper.finished.is_set() and stopper.clean and type(exc).__name__ == "PanicException"):
-            raise
-        log.info("a cluster peer stopped first (%s)", exc)
     if STOP.requested.is_set():
         where = "in the last recovery snapshot" if recovery else "not kept (no recovery)"
         log.info("flow stopped by signal%s; state is %s", "" if stopper.clean else " (not drained)", where)
