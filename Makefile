@@ -102,6 +102,12 @@ bench: setup
 	$(TW) stack up
 	$(TW) db migrate
 	$(PY) -m benchmarks.e2e --readings 200000 --twins 200
+# Latency by the twins one pipeline process holds, at one rate, recovery on (docs/performance.md, Twins per process).
+.PHONY: bench-fleet
+bench-fleet: setup
+	$(TW) stack up
+	$(TW) db migrate
+	$(PY) -m benchmarks.fleet --rate 2000 --twins 200 1000 2000 5000
 # How long a clean stop of the pipeline flow takes by the twins one process holds (docs/operations.md, Stopping).
 .PHONY: bench-stop
 bench-stop: setup

@@ -100,3 +100,30 @@ def test_flow_cpu_harness_finds_the_same_output_in_two_runs(stack_settings):
     assert "alerts: same output in every run" in out
     alert_rows = re.findall(r"alerts +this +run \d.* model rows \w+ \(([\d,]+)\)", out)
     assert alert_rows == ["0", "0"], out[-3000:]
+
+
+FLEET_ARGS = ("--rate", "60", "--twins", "3", "12", "--seconds", "2", "--no-record")
+
+
+def test_fleet_harness_measures_each_count_of_twins(stack_settings):
+    """benchmarks.fleet (latency by twins per process, recovery on) keeps working: one row per count,
+    every paced reading written, and the snapshots it reports are those the run's flows stored."""
+    res = subprocess.run(
+        [sys.executable, "-m", "benchmarks.fleet", *FLEET_ARGS],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        # a phase with recovery on lasts two snapshot intervals at least: 2 s here
+        env={**os.environ, "TWINFLOW_FLOW__SNAPSHOT_INTERVAL_S": "1", "COLUMNS": "250"},
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rows = {
+        cells[0]: cells
+        for line in res.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 11 and cells[0].isdigit()
+    }
+    assert set(rows) == {"3", "12"}, res.stdout[-3000:]
+    for twins, cells in rows.items():
+        assert float(cells[1]) == pytest.approx(60 / int(twins), rel=0.2), cells  # readings/s per twin
+        assert cells[-1] == "yes", cells  # every paced reading reached the database
+        assert float(cells[-2].replace(",", "")) > 1, cells  # a model state per twin is KiBs, not nothing
