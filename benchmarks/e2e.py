@@ -57,7 +57,7 @@ from benchmarks import latency
 from benchmarks.cleanup import compact_indexes, delete_run_rows, vacuum
 from benchmarks.ingest import generate, telemetry_rows
 from benchmarks.latency import FUSED
-from benchmarks.machine import PROBE, append_result, speed_probe
+from benchmarks.machine import PROBE, append_result, markdown_table, speed_probe
 from benchmarks.processes import flow_command, usage, wait_idle
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
@@ -373,8 +373,7 @@ def latency_table(phases: list[latency.Phase], max_rate: float) -> Table:
 def latency_markdown(
     phases: list[latency.Phase], max_rate: float, args, names: tuple[str, ...], snapshot_interval_s: float
 ) -> str:
-    head = "| " + " | ".join(LATENCY_COLUMNS) + " |\n|" + "---:|" * len(LATENCY_COLUMNS) + "\n"
-    body = "".join("| " + " | ".join(_latency_cells(p)) + " |\n" for p in phases)
+    table = markdown_table(LATENCY_COLUMNS, [_latency_cells(p) for p in phases])
     cpu = "; ".join(f"{p.label()}: {p.cpu_line()}" for p in phases)
     return (
         f"\nEnd-to-end latency, readings/s as a share of the rate above ({max_rate:,.0f}/s); "
@@ -384,8 +383,7 @@ def latency_markdown(
         f"{latency.phase_seconds(args.latency_seconds, snapshot_interval_s, recovery=True):g} s); "
         "latency = row insert time (`clock_timestamp()`, migration 0040) − reading ts; "
         '"into Kafka": the broker\'s append time of the reading − its ts:\n\n'
-        + head
-        + body
+        + table
         + f"\nCPU share of each flow, PostgreSQL and Kafka (ms per 1,000 readings) during the phases: {cpu}.\n"
         + (f"\n{summary}\n" if (summary := recovery_summary(phases)) else "")
     )

@@ -32,7 +32,7 @@ from rich.table import Table
 
 from benchmarks.e2e import cleanup
 from benchmarks.latency import FUSED, Phase, measure, ms
-from benchmarks.machine import append_result
+from benchmarks.machine import append_result, markdown_table
 from connectors.kafka.clients import ensure_topics
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
@@ -141,8 +141,7 @@ def main() -> None:
         table.add_row(*r)
     console.print(table)
     if not args.no_record:
-        body = "| " + " | ".join(COLUMNS) + " |\n|" + "---:|" * len(COLUMNS) + "\n"
-        body += "".join("| " + " | ".join(r) + " |\n" for r in rows)
+        body = markdown_table(COLUMNS, rows)
         body += f"\nflow.snapshot_interval_s = {interval:g}; {args.sensors} values per reading.\n"
         command = (
             f"python -m benchmarks.fleet --rate {args.rate:g} --twins {' '.join(map(str, args.twins))} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,6 +52,18 @@ def commit() -> str:
     except OSError:
         return "?"
     return out.stdout.strip() or "?"
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows of right-aligned cells under ``columns``, as a Markdown table (for RESULTS.md).
+
+    >>> print(markdown_table(("twins", "s"), [("1,000", "0.9")]), end="")
+    | twins | s |
+    |---:|---:|
+    | 1,000 | 0.9 |
+    """
+    head = "| " + " | ".join(columns) + " |\n|" + "---:|" * len(columns) + "\n"
+    return head + "".join("| " + " | ".join(row) + " |\n" for row in rows)
 
 
 def append_result(title: str, command: str, body: str) -> None:

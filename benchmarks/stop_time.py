@@ -32,7 +32,7 @@ from rich.table import Table
 from benchmarks.e2e import cleanup
 from benchmarks.ingest import generate, telemetry_rows
 from benchmarks.latency import TailingFlows, wait_for
-from benchmarks.machine import append_result
+from benchmarks.machine import append_result, markdown_table
 from connectors.kafka.clients import ensure_topics
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
@@ -94,8 +94,7 @@ def main() -> None:
         table.add_row(*row)
     console.print(table)
     if not args.no_record:
-        body = "| " + " | ".join(COLUMNS) + " |\n|" + "---:|" * len(COLUMNS) + "\n"
-        body += "".join("| " + " | ".join(r) + " |\n" for r in rows)
+        body = markdown_table(COLUMNS, rows)
         command = (
             f"python -m benchmarks.stop_time --twins {' '.join(map(str, args.twins))} --per-twin {args.per_twin} "
             f"--sensors {args.sensors} --warmup {args.warmup}"
