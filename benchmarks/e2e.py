@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -278,8 +277,6 @@ def naive(settings, topic: str, sample_n: int) -> float:
 
 
 def run_latency(
-    base,
-    run: str,
     max_rate: float,
     args,
     names: tuple[str, ...] = FUSED,
@@ -288,23 +285,14 @@ def run_latency(
 ) -> list[latency.Phase]:
     """The latency phases on fresh topics (the flows tail them; ``recovery``: with recovery on, in a
     temporary directory); cleans up its rows, topics and recovery directory."""
-    tag = "latr" if recovery else "lat"
-    env = {**os.environ, **topic_env(base, f"bench.{run}.{tag}.")}
-    if recovery:
-        env["TWINFLOW_FLOW__RECOVERY_DIR"] = tempfile.mkdtemp(prefix=f"bench-{run}-recovery-")
-    os.environ.update(env)
-    settings = load_settings()
-    ensure_topics(settings)
-    prefix = f"{tag}{run}"
-    twins = args.latency_twins or args.twins
-    try:
+    with latency.own_run("latr" if recovery else "lat", recovery=recovery) as (env, settings, prefix):
         return latency.measure(
             env,
             settings.postgres.conninfo(),
             max_rate=max_rate,
             fractions=fractions,
             seconds=args.latency_seconds,
-            twins=twins,
+            twins=args.latency_twins or args.twins,
             sensors=args.sensors,
             prefix=prefix,
             warmup=settings.ml.anomaly.warmup,
@@ -312,10 +300,6 @@ def run_latency(
             settings=settings,
             recovery=recovery,
         )
-    finally:
-        cleanup(settings, prefix)
-        if recovery:
-            shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
 
 
 RUN_TABLES = ("telemetry", "anomaly_scores", "forecasts", "failure_predictions", "twin_state_history",
@@ -510,10 +494,10 @@ def main() -> None:
             # The runs above added millions of rows: autovacuum would work through them during the
             # latency phases (after inserts of a fifth of a table). Done now, before the clock starts.
             vacuum(base.postgres.conninfo(), RUN_TABLES)
-            phases = run_latency(base, run, lat_rate, args, lat_names)
+            phases = run_latency(lat_rate, args, lat_names)
             if args.recovery_runs > 0:
                 repeated = (0.5,) * args.recovery_runs
-                phases += run_latency(base, run, lat_rate, args, lat_names, fractions=repeated, recovery=True)
+                phases += run_latency(lat_rate, args, lat_names, fractions=repeated, recovery=True)
     finally:
         # After the latency phases: deleting the runs' millions of rows sets autovacuum to work on the
         # tables, which competed with the flows during the phases when the clean-up came first.

@@ -19,22 +19,15 @@ snapshot intervals), as ``benchmarks.latency`` does (docs/performance.md, "Twins
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sqlite3
-import tempfile
-import uuid
 from contextlib import closing
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.e2e import cleanup
-from benchmarks.latency import FUSED, Phase, measure, ms
+from benchmarks.latency import FUSED, Phase, measure, ms, own_run
 from benchmarks.machine import append_result, markdown_table
-from connectors.kafka.clients import ensure_topics
-from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
 
 console = Console()
@@ -69,15 +62,9 @@ def snapshot_kib(recovery_dir: str) -> float:
     return total / 1024
 
 
-def one_count(twins: int, rate: float, seconds: float, sensors: int, run: str) -> list[str]:
+def one_count(twins: int, rate: float, seconds: float, sensors: int) -> list[str]:
     """One count of twins: a row of :data:`COLUMNS`."""
-    env = {**os.environ, **topic_env(load_settings(), f"fleet.{run}.{twins}.")}
-    recovery_dir = env["TWINFLOW_FLOW__RECOVERY_DIR"] = tempfile.mkdtemp(prefix=f"fleet-{run}-")
-    os.environ.update(env)
-    settings = load_settings()
-    ensure_topics(settings)
-    prefix = f"fleet{run}{twins}"
-    try:
+    with own_run("fleet", recovery=True) as (env, settings, prefix):
         (phase,) = measure(
             env,
             settings.postgres.conninfo(),
@@ -92,11 +79,7 @@ def one_count(twins: int, rate: float, seconds: float, sensors: int, run: str) -
             settings=settings,
             recovery=True,
         )
-        per_twin = snapshot_kib(recovery_dir) / twins
-    finally:
-        cleanup(settings, prefix)
-        shutil.rmtree(recovery_dir, ignore_errors=True)
-    return row(twins, phase, per_twin)
+        return row(twins, phase, snapshot_kib(env["TWINFLOW_FLOW__RECOVERY_DIR"]) / twins)
 
 
 def row(twins: int, phase: Phase, snapshot_kib: float) -> list[str]:
@@ -132,8 +115,7 @@ def main() -> None:
     ap.add_argument("--sensors", type=int, default=5)
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
-    run = uuid.uuid4().hex[:6]
-    rows = [one_count(n, args.rate, args.seconds, args.sensors, run) for n in args.twins]
+    rows = [one_count(n, args.rate, args.seconds, args.sensors) for n in args.twins]
     interval = load_settings().flow.snapshot_interval_s
     title = f"Latency by twins per process at {args.rate:,.0f} readings/s (pipeline + alerts, recovery on)"
     table = Table(*COLUMNS, title=title)

@@ -23,14 +23,20 @@ intervals, whatever ``--seconds`` says)::
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import psutil
 import psycopg
@@ -288,6 +294,38 @@ class TailingFlows:
         return time.monotonic() - t0
 
 
+@contextmanager
+def own_run(tag: str, *, recovery: bool = False, **env_vars: str) -> Iterator[tuple[dict[str, str], Any, str]]:
+    """A benchmark run's own topics, twins and (``recovery``) recovery directory, deleted afterwards.
+
+    Yields the environment for the flows it starts (also set in ``os.environ`` while the run lasts, so
+    this process's settings are the run's; restored afterwards, so the next run's topics are named
+    from the original ones), its settings and its twins' id prefix (``<prefix>-<n>``); ``env_vars``
+    are set too (``TWINFLOW_…`` settings of the run)."""
+    from benchmarks.e2e import cleanup  # (e2e imports this module)
+    from connectors.kafka.clients import ensure_topics
+    from twinflow.demo.plant import topic_env
+    from twinflow.settings import load_settings
+
+    before = dict(os.environ)
+    run = uuid.uuid4().hex[:6]
+    env = {**before, **topic_env(load_settings(), f"{tag}.{run}."), **env_vars}
+    if recovery:
+        env["TWINFLOW_FLOW__RECOVERY_DIR"] = tempfile.mkdtemp(prefix=f"{tag}-{run}-recovery-")
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings)
+    prefix = f"{tag}{run}"
+    try:
+        yield env, settings, prefix
+    finally:
+        cleanup(settings, prefix)
+        if recovery:
+            shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
+        os.environ.clear()
+        os.environ.update(before)
+
+
 def measure(
     env: dict[str, str],
     conninfo: str,
@@ -407,14 +445,6 @@ def print_series(conninfo: str, prefix: str) -> None:
 def main() -> None:
     """Diagnosis: latency of some flows at given rates (the full comparison is benchmarks/e2e.py)."""
     import argparse
-    import os
-    import shutil
-    import tempfile
-
-    from benchmarks.e2e import cleanup
-    from connectors.kafka.clients import ensure_topics
-    from twinflow.demo.plant import topic_env
-    from twinflow.settings import load_settings
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--rate", type=float, action="append", required=True, help="readings/s (repeatable)")
@@ -426,15 +456,7 @@ def main() -> None:
     ap.add_argument("--recovery", action="store_true", help="the flows with recovery on, as deployed (a temporary dir)")
     ap.add_argument("--shape", choices=SHAPES, default="ramp", help="the readings' values (benchmarks.ingest.SHAPES)")
     args = ap.parse_args()
-    run = uuid.uuid4().hex[:6]
-    env = {**os.environ, **topic_env(load_settings(), f"lat.{run}.")}
-    if args.recovery:
-        env["TWINFLOW_FLOW__RECOVERY_DIR"] = tempfile.mkdtemp(prefix=f"lat-{run}-recovery-")
-    os.environ.update(env)
-    settings = load_settings()
-    ensure_topics(settings)
-    prefix = f"lat{run}"
-    try:
+    with own_run("lat", recovery=args.recovery) as (env, settings, prefix):
         phases = measure(
             env,
             settings.postgres.conninfo(),
@@ -452,10 +474,6 @@ def main() -> None:
         )
         if args.series:
             print_series(settings.postgres.conninfo(), prefix)
-    finally:
-        cleanup(settings, prefix)
-        if args.recovery:
-            shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
     for p in phases:
         t, sc, k, r = p.telemetry, p.scores, p.scores_on_kafka, p.telemetry_on_kafka
         print(

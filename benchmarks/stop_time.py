@@ -19,40 +19,27 @@ warm-up after ``--warmup`` samples (its state then holds what a warm model holds
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
-import uuid
 from pathlib import Path
 
 import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.e2e import cleanup
 from benchmarks.ingest import generate, telemetry_rows
-from benchmarks.latency import TailingFlows, wait_for
+from benchmarks.latency import TailingFlows, own_run, wait_for
 from benchmarks.machine import append_result, markdown_table
-from connectors.kafka.clients import ensure_topics
-from twinflow.demo.plant import topic_env
-from twinflow.settings import load_settings
 
 console = Console()
 COLUMNS = ("twins", "readings", "stop s", "exit code", "last epoch committed", "recovery store MB")
 
 
-def measure(twins: int, per_twin: int, sensors: int, warmup: int, run: str) -> list[str]:
+def measure(twins: int, per_twin: int, sensors: int, warmup: int) -> list[str]:
     """One count: a row of :data:`COLUMNS`."""
-    base = load_settings()
-    env = {**os.environ, **topic_env(base, f"bench.{run}.{twins}."), "TWINFLOW_ML__ANOMALY__WARMUP": str(warmup)}
-    os.environ.update(env)
-    settings = load_settings()
-    ensure_topics(settings)
-    prefix = f"stop{run}{twins}"
-    readings = twins * per_twin
-    generate(env, readings, twins, sensors, prefix)
-    with tempfile.TemporaryDirectory(prefix="twinflow-stop-") as tmp:
-        flows = TailingFlows({**env, "TWINFLOW_FLOW__RECOVERY_DIR": tmp}, ("pipeline",), recovery=True)
+    with own_run("stop", recovery=True, TWINFLOW_ML__ANOMALY__WARMUP=str(warmup)) as (env, settings, prefix):
+        readings = twins * per_twin
+        generate(env, readings, twins, sensors, prefix)
+        flows = TailingFlows(env, ("pipeline",), recovery=True)
         try:
             with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
 
@@ -67,15 +54,14 @@ def measure(twins: int, per_twin: int, sensors: int, warmup: int, run: str) -> l
             took = flows.stop()
         code = flows.procs["pipeline"].returncode
         committed = re.search(r"stop: epoch (\S+) committed", flows.output("pipeline"))
-        store = sum(p.stat().st_size for p in Path(tmp).rglob("part-*.sqlite3")) / 2**20
-    cleanup(settings, prefix)
+        store = sum(p.stat().st_size for p in Path(env["TWINFLOW_FLOW__RECOVERY_DIR"]).rglob("part-*.sqlite3"))
     return [
         f"{twins:,}",
         f"{readings:,}",
         f"{took:.2f}",
         str(code),
         f"yes (epoch {committed.group(1)})" if committed else "no",
-        f"{store:,.0f}",
+        f"{store / 2**20:,.0f}",
     ]
 
 
@@ -87,8 +73,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20, help="the anomaly model's warm-up (samples)")
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
-    run = uuid.uuid4().hex[:6]
-    rows = [measure(n, args.per_twin, args.sensors, args.warmup, run) for n in args.twins]
+    rows = [measure(n, args.per_twin, args.sensors, args.warmup) for n in args.twins]
     table = Table(*COLUMNS, title="A clean stop of the pipeline flow (one process, recovery on)")
     for row in rows:
         table.add_row(*row)
