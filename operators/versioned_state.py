@@ -212,13 +212,15 @@ def restore_slots(obj: Any, state: dict[str, Any]) -> None:
 
 
 class VersionedState:
-    """Mixin: ``CONFIG`` is the config dataclass, ``STATE_VERSION`` the layout version. Subclasses
+    """Mixin: ``CONFIG`` is the config dataclass, ``STATE_VERSION`` the layout version, ``READS``
+    the earlier layouts it still reads (:meth:`_upgrade` converts them). Subclasses
     may declare ``__slots__`` (no per-object ``__dict__``: a large saving for states with many
     attributes); they pickle as the same dict either way."""
 
     __slots__ = ()
     CONFIG: ClassVar[type]
     STATE_VERSION: ClassVar[int]
+    READS: ClassVar[tuple[int, ...]] = ()
     config: Any
 
     def __getstate__(self) -> dict[str, Any]:
@@ -230,7 +232,7 @@ class VersionedState:
     def __setstate__(self, state: dict[str, Any]) -> None:
         version = state.pop("_v", None)
         config = self._config_from(state.pop("config"))
-        if version != self.STATE_VERSION:  # unknown layout: start afresh rather than misread it
+        if version != self.STATE_VERSION and version not in self.READS:  # unknown: start afresh, not misread
             self._start_afresh(config, state)
             return
         restore_slots(self, state)
@@ -245,4 +247,5 @@ class VersionedState:
         self.__init__(config)  # type: ignore[misc]
 
     def _upgrade(self) -> None:
-        """Fill attributes added within the current version (older snapshots lack them)."""
+        """Fill attributes added within the current version (older snapshots lack them), convert a
+        layout of ``READS``."""

@@ -1,7 +1,8 @@
 """Rows of numbers in half precision, each column with its own power-of-two scale (2 bytes a value).
 
 The novelty detector's calibration ring (:mod:`operators.ml.novelty`) keeps its recent normal
-deviations this way: 1,000 rows × sensors, half the bytes of float32. A value is stored as
+samples this way: 1,000 rows of their window deviations (a column per sensor), z² and window-mean
+z², half the bytes of float32. A value is stored as
 ``float16(x / scale)``; ``scale`` (one per column, a power of two, so dividing and multiplying are
 exact) keeps the column's largest value in [2¹², 2¹³), far from float16's overflow (65,504) and
 its subnormals (< 2⁻¹⁴), so every value within 2⁻²⁶ of its column's largest keeps 11 significant

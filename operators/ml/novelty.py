@@ -49,7 +49,8 @@ from operators.ml.scoring import TailScale
 from operators.ml.seasonality import DailyProfile
 from operators.versioned_state import VersionedState, doubles
 
-STATE_VERSION = 2  # 2: bounded scores (surprise), point channel, masks, relearn instead of re-warm-up
+STATE_VERSION = 3  # 2: bounded scores (surprise), point channel, masks, relearn; 3: z² rings in the half ring
+READS = (2,)  # layouts this version reads (2: the z² rings in float32 arrays of their own)
 POINT_BLOCK = 10  # learned samples per update of the single-sample noise and of the drift test
 
 
@@ -66,11 +67,12 @@ class NoveltyDetector(Regimes, VersionedState):
         "_baseline", "_brate", "_calib", "_cfill", "_cpos", "_cscale", "_dev", "_drift", "_e", "_epos", "_ering",
         "_fresh", "_inv_var", "_last", "_ln", "_lsum", "_mask", "_need_calib", "_point_won", "_precision",
         "_raw", "_recalling", "_recent", "_regimes", "_rpos", "_season", "_since_refresh", "_slope", "_t",
-        "_t2", "_tail", "_var", "_vcalib", "_vmean", "_vn", "_vtail", "_window", "_wpos", "_x", "_z2",
-        "_zcalib", "_zring", "_zsum", "_ztail", "config", "n_drifts", "n_learned", "n_seen", "sensors",
+        "_t2", "_tail", "_var", "_vmean", "_vn", "_vtail", "_window", "_wpos", "_x", "_z2",
+        "_zring", "_zsum", "_ztail", "config", "n_drifts", "n_learned", "n_seen", "sensors",
     )  # fmt: skip
     CONFIG = AnomalyConfig
     STATE_VERSION = STATE_VERSION
+    READS = READS
 
     def __init__(self, config: AnomalyConfig | None = None) -> None:
         self.config = config or AnomalyConfig()
@@ -95,10 +97,10 @@ class NoveltyDetector(Regimes, VersionedState):
         self._window: np.ndarray | None = None  # ring buffer (W × d) of recent vectors
         self._wpos = 0
         self._baseline: np.ndarray | None = None
-        self._calib: np.ndarray | None = None  # ring buffer of normal window deviations (float16, half_ring)
+        # Ring buffer of normal samples (float16, half_ring): per row the window deviation (a column
+        # per sensor), then the sample's z² and the window's mean z² (the point and variance tails).
+        self._calib: np.ndarray | None = None
         self._cscale: np.ndarray | None = None  # its columns' scales
-        self._zcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal z² values
-        self._vcalib = np.zeros(cfg.calibration_size, dtype=np.float32)  # normal window means of z²
         self._zring = doubles(cfg.window)  # the window's z² values (a variance/energy channel)
         self._zsum = 0.0
         self._vtail = TailScale()
@@ -141,6 +143,17 @@ class NoveltyDetector(Regimes, VersionedState):
         self.config = config
         self.reset()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Layout 2 kept the z² values and their window means in float32 rings of their own: they
+        become the calibration ring's last two columns."""
+        z, v = state.pop("_zcalib", None), state.pop("_vcalib", None)
+        super().__setstate__(state)
+        if z is not None and v is not None and self._calib is not None and self._cscale is not None:
+            n = len(self._calib)
+            rows = np.column_stack([half_ring.read(self._calib, self._cscale, n), z[:n], v[:n]]).astype(np.float64)
+            self._calib, self._cscale = np.zeros(rows.shape, dtype=np.float16), half_ring.new_scale(rows.shape[1])
+            half_ring.store(self._calib, self._cscale, 0, rows, kept=0)
+
     def _upgrade(self) -> None:
         """Snapshots written before the calibration ring was halved hold it in float32."""
         if not hasattr(self, "_cscale"):
@@ -176,8 +189,8 @@ class NoveltyDetector(Regimes, VersionedState):
     def _allocate(self, d: int) -> None:
         cfg = self.config
         self._window = np.zeros((cfg.window, d))
-        self._calib = np.zeros((cfg.calibration_size, d), dtype=np.float16)
-        self._cscale = half_ring.new_scale(d)
+        self._calib = np.zeros((cfg.calibration_size, d + 2), dtype=np.float16)  # + z², window mean z²
+        self._cscale = half_ring.new_scale(d + 2)
 
     # ------------------------------------------------------------------ scoring: observe, then learn
     def observe(
@@ -291,9 +304,11 @@ class NoveltyDetector(Regimes, VersionedState):
             i = self._cpos % cfg.calibration_size
             if i == 0 and self._cfill:  # once per turn of the ring: columns whose values shrank back to 11 bits
                 half_ring.fit(self._calib, self._cscale, self._cfill)
-            half_ring.store(self._calib, self._cscale, i, dev, self._cfill)
-            self._zcalib[i] = self._z2
-            self._vcalib[i] = self._vmean
+            row = np.empty(len(dev) + 2)
+            row[:-2] = dev
+            row[-2] = self._z2
+            row[-1] = self._vmean
+            half_ring.store(self._calib, self._cscale, i, row, self._cfill)
             self._cpos += 1
             self._cfill = min(self._cfill + 1, cfg.calibration_size)
             self._since_refresh += 1
@@ -345,8 +360,6 @@ class NoveltyDetector(Regimes, VersionedState):
         n = self.config.calibration_size
         idx = [(self._cpos - keep + i) % n for i in range(keep)]
         self._calib[:keep] = self._calib[idx].copy()
-        self._zcalib[:keep] = self._zcalib[idx].copy()
-        self._vcalib[:keep] = self._vcalib[idx].copy()
         self._cpos, self._cfill = keep, keep
 
     def _refresh(self) -> None:
@@ -356,7 +369,7 @@ class NoveltyDetector(Regimes, VersionedState):
         if self._calib is None or self._cfill < max(2 * len(self.sensors), 10, self._need_calib):
             return
         assert self._cscale is not None
-        d = half_ring.read(self._calib, self._cscale, self._cfill)
+        d = half_ring.read(self._calib[:, :-2], self._cscale[:-2], self._cfill)  # the deviations
         cov = (d.T @ d).astype(np.float64) / len(d)
         diag = cov.diagonal().copy()
         cov *= 1.0 - cfg.shrinkage
@@ -370,8 +383,7 @@ class NoveltyDetector(Regimes, VersionedState):
         if self._var is not None:
             floor = 1e-9 * (float(np.add.reduce(self._var)) / len(self._var) + 1e-12)  # the mean, cheaper
             self._inv_var = 1.0 / np.maximum(self._var, floor)
-            z = self._zcalib[: self._cfill]
-            v = self._vcalib[: self._cfill]
+            z, v = half_ring.read(self._calib[:, -2:], self._cscale[-2:], self._cfill).T  # z², window-mean z²
             z, v = z[z > 0], v[v > 0]
             if len(z) > 10:
                 self._ztail.fit(z)

@@ -61,11 +61,9 @@ class Regimes:
     _rpos: int
     _slope: np.ndarray | None
     _var: np.ndarray | None
-    _vcalib: np.ndarray
     _window: np.ndarray | None
     _wpos: int
     _x: np.ndarray | None
-    _zcalib: np.ndarray
     _zring: array[float]  # a list in snapshots of earlier versions (the same floats)
     _zsum: float
     _ztail: TailScale
@@ -148,11 +146,10 @@ class Regimes:
             var = np.maximum((e[m // 2 :] ** 2).mean(axis=0), 1e-12)
             k = min(len(devs), cfg.calibration_size)
             assert self._calib is not None and self._cscale is not None
-            half_ring.store(self._calib, self._cscale, 0, devs[-k:], kept=0)
             zz = ((e * e) / var).sum(axis=1)
-            self._zcalib[:k] = zz[-k:]
             zc = np.cumsum(np.concatenate([[0.0], zz]))
-            self._vcalib[:k] = ((zc[cfg.window :] - zc[: -cfg.window]) / cfg.window)[-k:]
+            vv = (zc[cfg.window :] - zc[: -cfg.window]) / cfg.window  # the windows' mean z², as devs
+            half_ring.store(self._calib, self._cscale, 0, np.column_stack([devs, zz[-len(devs) :], vv])[-k:], kept=0)
             self._zring = array("d", zz[-cfg.window :].tolist())
             self._zsum = float(sum(self._zring))
             self._cpos = self._cfill = k

@@ -37,13 +37,13 @@ def test_values_keep_11_bits_across_rescales() -> None:
 
 
 def test_noise_model_and_scores_stay_within_a_thousandth_of_the_float32_ring(monkeypatch) -> None:
-    """The detector fed a correlated stream, next to a copy whose ring holds the same deviations in
-    float32 (the layout before): the precision matrix, the tail and the surprise of new samples
-    differ by less than 1e-3 relative (measured: ≈ 1e-4)."""
+    """The detector fed a correlated stream, next to a copy whose ring holds the same rows in float32
+    (the layout before: deviations, z² and window-mean z²): the precision matrix, the three tails and
+    the surprise of new samples differ by less than 1e-3 relative (measured: ≈ 1e-4)."""
     rng = np.random.default_rng(2)
     mix = rng.normal(size=(5, 5))
     det = NoveltyDetector(AnomalyConfig(seasonal=False))
-    shadow = np.zeros((det.config.calibration_size, 5), dtype=np.float32)
+    shadow = np.zeros((det.config.calibration_size, 5 + 2), dtype=np.float32)
     store = half_ring.store
 
     def store_and_shadow(ring, scale, start, rows, kept):
@@ -55,7 +55,7 @@ def test_noise_model_and_scores_stay_within_a_thousandth_of_the_float32_ring(mon
         det.learn(det.observe(rng.normal(size=5) @ mix * [1e-3, 1.0, 10.0, 1e4, 2.0] + 50.0))
     assert det.n_drifts == 0 and det._cfill == det.config.calibration_size
     ref = copy.deepcopy(det)
-    ref._calib, ref._cscale = shadow, np.ones(5)  # the float32 ring as it was (scale 1: read as it is)
+    ref._calib, ref._cscale = shadow, np.ones(5 + 2)  # the float32 ring as it was (scale 1: read as it is)
     det._refresh()
     ref._refresh()
 
@@ -63,25 +63,37 @@ def test_noise_model_and_scores_stay_within_a_thousandth_of_the_float32_ring(mon
         return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
     assert rel(det._precision, ref._precision) < 1e-3
-    assert rel(np.array([det._tail.u90, det._tail.u99]), np.array([ref._tail.u90, ref._tail.u99])) < 1e-3
+    for tail in ("_tail", "_ztail", "_vtail"):
+        a, b = getattr(det, tail), getattr(ref, tail)
+        assert rel(np.array([a.u90, a.u99]), np.array([b.u90, b.u99])) < 1e-3, tail
     for _ in range(200):
         x = rng.normal(size=5) @ mix * [1e-3, 1.0, 10.0, 1e4, 2.0] + 50.0 + rng.normal() * 3.0
         a, b = det.observe(x), ref.observe(x)
         assert abs(a - b) <= 1e-3 * abs(b)
 
 
-def test_a_snapshot_with_the_float32_ring_resumes() -> None:
-    """Snapshots written before hold the ring in float32 without scales: converted on load, the
+@pytest.mark.parametrize("float32_ring", [False, True], ids=["layout 2", "layout 2, ring in float32"])
+def test_a_snapshot_of_an_earlier_layout_resumes(float32_ring: bool) -> None:
+    """Layout 2 kept the z² values and their window means in float32 arrays of their own (and, before
+    the ring was halved, the deviations in float32 without scales): loaded, they join the ring, and the
     detector goes on with the same scores as one that never stopped (the values are the same)."""
     rng = np.random.default_rng(3)
     det = NoveltyDetector(AnomalyConfig(seasonal=False))
     for _ in range(1500):
         det.learn(det.observe(rng.normal(size=3) * [1.0, 1e-4, 1e5]))
     state = det.__getstate__()
-    state["_calib"] = half_ring.read(state["_calib"], state.pop("_cscale"), len(state["_calib"]))
+    ring = half_ring.read(state["_calib"], state["_cscale"], len(state["_calib"]))
+    state |= {"_v": 2, "_zcalib": ring[:, -2].copy(), "_vcalib": ring[:, -1].copy()}
+    if float32_ring:
+        state["_calib"] = ring[:, :-2].copy()
+        del state["_cscale"]
+    else:
+        state["_calib"] = state["_calib"][:, :-2].copy()
+        state["_cscale"] = state["_cscale"][:-2].copy()
     old = NoveltyDetector.__new__(NoveltyDetector)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert old._calib.dtype == np.float16
+    assert old._calib.dtype == np.float16 and old._calib.shape == det._calib.shape
+    assert np.array_equal(half_ring.read(old._calib, old._cscale, 1000), ring)
     for _ in range(500):
         x = rng.normal(size=3) * [1.0, 1e-4, 1e5]
         a, b = old.observe(x), det.observe(x)
