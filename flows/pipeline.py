@@ -9,6 +9,10 @@ instead of three. Keyed steps are keyed by twin, so it scales out with processes
 Like each flow, the wiring takes its source and sinks as arguments (:func:`dataflow`,
 :class:`PipelineSinks`); :func:`build_flow` gives it Kafka and PostgreSQL.
 
+With ``flow.pipeline_ingest = false`` the ingest part is left out: the telemetry flow, run beside
+it, writes the telemetry rows and dead letters (their latency is then independent of this flow's
+epoch ends, whose snapshot pause grows with its twins; docs/performance.md, "Twins per process").
+
 Each polled batch is decoded once (:meth:`operators.telemetry.ingest.ReadingRules.decode`: the
 envelopes judged by one rule set and one duplicate guard) and every part splits it its way, in
 its first step taking only the messages of the topics it reads (``own_topics``), as its own
@@ -58,7 +62,7 @@ log = logging.getLogger("twinflow.pipeline")
 def input_topics(settings: Settings) -> dict[str, list[str]]:
     """Per part of the pipeline, the topics it reads (``telemetry.raw`` is read by all three)."""
     return {
-        "ingest": [settings.topics.raw],
+        **({"ingest": [settings.topics.raw]} if settings.flow.pipeline_ingest else {}),
         "reconcile": flows.twin.input_topics(settings),
         "models": flows.models.input_topics(settings),
     }
@@ -137,7 +141,8 @@ def dataflow(
 ) -> Dataflow:
     """The fused dataflow reading every topic of :func:`input_topics` from ``source``.
 
-    The ingest part writes the telemetry rows, so the reconciliation part never does
+    The ingest part (left out when ``flow.pipeline_ingest`` is false) writes the telemetry rows, so the
+    reconciliation part never does
     (``twin.ingest`` is ignored here: it would write every row twice). ``tail=False``: no idle
     ticks (event time only). ``path``: the pauses of the source's path (:func:`flows.models.dataflow`)."""
     settings = settings.model_copy(update={"twin": settings.twin.model_copy(update={"ingest": False})})
@@ -146,6 +151,12 @@ def dataflow(
     # Bytewax runs sibling steps in the order they were added: the scores go to Kafka before the
     # batch's database writes, the telemetry rows before the twins' (benchmarks/RESULTS.md).
     models("models", polled, settings, sinks.models, sinks.model_outputs, path)
-    ingest("ingest", polled, settings, sinks.ingest)
+    if settings.flow.pipeline_ingest:
+        ingest("ingest", polled, settings, sinks.ingest)
+    else:
+        log.warning(
+            "flow.pipeline_ingest is false: this pipeline writes no telemetry rows; run the telemetry flow"
+            " beside it (`twinflow run telemetry`)"
+        )
     reconcile("reconcile", polled, settings, sinks.reconcile, tail)
     return flow

@@ -61,6 +61,12 @@ class FlowSettings(StrictModel):
     # the max rate the p99 was lower than at 5 s in most alternating pairs, the alerts flow's CPU
     # ≈ 15 % lower (docs/performance.md, "Knobs").
     snapshot_interval_s: float = Field(30.0, gt=0)
+    # The pipeline flow writes the telemetry rows and dead letters itself (its ingest part). false: it
+    # runs reconciliation and models only, and the telemetry flow (`twinflow run telemetry`), which
+    # must then run beside it, writes them: the rows' latency no longer waits for the pipeline's epoch
+    # ends, whose pause grows with the twins a process holds (≈ 0.5-1 ms per twin; at 2,000 twins
+    # p99 96-154 ms instead of 1.1-1.4 s, at about the same CPU; docs/performance.md, "Twins per process").
+    pipeline_ingest: bool = True
     consumer_group: str = "twinflow-flow"
     # Python's cyclic garbage collector in flow processes: collect the youngest generation after this
     # many new objects (Python's default is 700: with ~10 objects per reading that is a collection

@@ -139,6 +139,27 @@ def test_run_pipeline_writes_rows_state_and_scores_once(pipe: Pipe) -> None:
     assert "Traceback" not in replay.output()
 
 
+def test_a_pipeline_without_ingest_leaves_the_rows_to_the_telemetry_flow(pipe: Pipe) -> None:
+    """`flow.pipeline_ingest = false` (large fleets: the rows' latency apart from the pipeline's epoch
+    ends): the pipeline writes twin versions and scores but no telemetry row, says so, and the telemetry
+    flow beside it writes every reading once."""
+    s, prefix = pipe.settings, f"noing{pipe.uid}-"
+    twins = {f"{prefix}{k}" for k in range(TWINS)}
+    produce(s, _readings(prefix, 0, 300))
+    env = {**pipe.vars, "TWINFLOW_FLOW__PIPELINE_INGEST": "false"}
+    pipeline = Background(["run", "pipeline", "--no-tail", "--no-recovery"], env, pipe.tmp / "pipeline.log")
+    assert pipeline.shell.wait(180) == 0, pipeline.output()[-3000:]
+    assert set(_versions(s, prefix)) == twins
+    assert {t for t, _, _ in _score_rows(s, prefix)} == twins
+    assert _rows(s, prefix) == (0, 0)
+    assert "writes no telemetry rows; run the telemetry flow beside it" in pipeline.output()
+
+    telemetry = Background(["run", "telemetry", "--no-tail", "--no-recovery"], env, pipe.tmp / "telemetry.log")
+    assert telemetry.shell.wait(180) == 0, telemetry.output()[-3000:]
+    assert _rows(s, prefix) == (600, 600)
+    assert "Traceback" not in pipeline.output() + telemetry.output()
+
+
 def _written(s: Settings, prefix: str) -> list[tuple]:
     """The telemetry rows and twin versions of the twins ``prefix*``, named without the prefix."""
     telemetry = query(
