@@ -213,7 +213,8 @@ def restore_slots(obj: Any, state: dict[str, Any]) -> None:
 
 class VersionedState:
     """Mixin: ``CONFIG`` is the config dataclass, ``STATE_VERSION`` the layout version, ``READS``
-    the earlier layouts it still reads (:meth:`_upgrade` converts them). Subclasses
+    the earlier layouts it still reads (converted by :meth:`_upgrade`, or by the class's own
+    ``__setstate__`` for attributes its slots no longer have). Subclasses
     may declare ``__slots__`` (no per-object ``__dict__``: a large saving for states with many
     attributes); they pickle as the same dict either way."""
 

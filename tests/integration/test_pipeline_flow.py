@@ -141,23 +141,38 @@ def test_run_pipeline_writes_rows_state_and_scores_once(pipe: Pipe) -> None:
 
 def test_a_pipeline_without_ingest_leaves_the_rows_to_the_telemetry_flow(pipe: Pipe) -> None:
     """`flow.pipeline_ingest = false` (large fleets: the rows' latency apart from the pipeline's epoch
-    ends): the pipeline writes twin versions and scores but no telemetry row, says so, and the telemetry
-    flow beside it writes every reading once."""
+    ends), switched on a running deployment and back: resumed from its snapshot, the pipeline writes
+    twin versions and scores but no telemetry row, says so, and the telemetry flow beside it writes
+    every reading once; switched back, the pipeline writes the rows again."""
     s, prefix = pipe.settings, f"noing{pipe.uid}-"
     twins = {f"{prefix}{k}" for k in range(TWINS)}
-    produce(s, _readings(prefix, 0, 300))
-    env = {**pipe.vars, "TWINFLOW_FLOW__PIPELINE_INGEST": "false"}
-    pipeline = Background(["run", "pipeline", "--no-tail", "--no-recovery"], env, pipe.tmp / "pipeline.log")
-    assert pipeline.shell.wait(180) == 0, pipeline.output()[-3000:]
-    assert set(_versions(s, prefix)) == twins
-    assert {t for t, _, _ in _score_rows(s, prefix)} == twins
-    assert _rows(s, prefix) == (0, 0)
-    assert "writes no telemetry rows; run the telemetry flow beside it" in pipeline.output()
 
-    telemetry = Background(["run", "telemetry", "--no-tail", "--no-recovery"], env, pipe.tmp / "telemetry.log")
-    assert telemetry.shell.wait(180) == 0, telemetry.output()[-3000:]
+    def run(flow: str, name: str, ingest: bool) -> str:
+        env = {**pipe.vars, "TWINFLOW_FLOW__PIPELINE_INGEST": str(ingest).lower()}
+        job = Background(["run", flow, "--no-tail"], env, pipe.tmp / f"{name}.log")
+        assert job.shell.wait(180) == 0, job.output()[-3000:]
+        assert "Traceback" not in job.output()
+        return job.output()
+
+    produce(s, _readings(prefix, 0, 300))
+    run("pipeline", "with-ingest", ingest=True)
     assert _rows(s, prefix) == (600, 600)
-    assert "Traceback" not in pipeline.output() + telemetry.output()
+    versions = _versions(s, prefix)
+
+    produce(s, _readings(prefix, 300, 60, speed=1500.0))
+    out = run("pipeline", "without-ingest", ingest=False)
+    assert "writes no telemetry rows; run the telemetry flow beside it" in out
+    assert _rows(s, prefix) == (600, 600)
+    after = _versions(s, prefix)
+    assert all(after[t] > versions[t] for t in twins), (versions, after)
+    assert {t for t, _, _ in _score_rows(s, prefix)} == twins
+
+    run("telemetry", "telemetry", ingest=False)  # its first run: the topic from its start
+    assert _rows(s, prefix) == (720, 720)
+
+    produce(s, _readings(prefix, 360, 60))
+    run("pipeline", "with-ingest-again", ingest=True)
+    assert _rows(s, prefix) == (840, 840)
 
 
 def _written(s: Settings, prefix: str) -> list[tuple]:
