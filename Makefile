@@ -108,6 +108,7 @@ bench-fleet: setup
 	$(TW) stack up
 	$(TW) db migrate
 	$(PY) -m benchmarks.fleet --rate 2000 --twins 200 1000 2000 5000
+	$(PY) -m benchmarks.fleet --rate 2000 --twins 200 1000 2000 5000 --telemetry-apart
 # How long a clean stop of the pipeline flow takes by the twins one process holds (docs/operations.md, Stopping).
 .PHONY: bench-stop
 bench-stop: setup

@@ -1,6 +1,7 @@
 """Benchmark: latency by the twins one pipeline process holds, at one input rate, recovery on.
 
     python -m benchmarks.fleet --rate 2000 --twins 200 1000 2000 5000
+    python -m benchmarks.fleet --rate 2000 --twins 200 1000 2000 5000 --telemetry-apart
 
 The same readings per second spread over more twins cost more: a polled batch holds fewer readings
 per twin (every step's per-twin work is paid for fewer readings), every twin's event-time windows
@@ -14,6 +15,8 @@ committed for telemetry rows and anomaly scores, the CPU of the pipeline and of 
 For each count: the pipeline and the alerts flows tailing topics of their own, with recovery on
 (as deployed), one warm-up (every twin scored), then one paced phase of ``--seconds`` (at least two
 snapshot intervals), as ``benchmarks.latency`` does (docs/performance.md, "Twins per process").
+``--telemetry-apart``: the pipeline without its ingest part (``flow.pipeline_ingest = false``) and the
+telemetry flow beside it, which writes the telemetry rows (the CPU column is then the two flows').
 """
 
 from __future__ import annotations
@@ -62,9 +65,13 @@ def snapshot_kib(recovery_dir: str) -> float:
     return total / 1024
 
 
-def one_count(twins: int, rate: float, seconds: float, sensors: int) -> list[str]:
-    """One count of twins: a row of :data:`COLUMNS`."""
-    with own_run("fleet", recovery=True) as (env, settings, prefix):
+APART = (*FUSED, "telemetry")  # the pipeline without ingest, the alerts flow, and the telemetry flow
+
+
+def one_count(twins: int, rate: float, seconds: float, sensors: int, apart: bool = False) -> list[str]:
+    """One count of twins: a row of :data:`COLUMNS` (``apart``: the telemetry rows by the telemetry flow)."""
+    ingest = {"TWINFLOW_FLOW__PIPELINE_INGEST": "false"} if apart else {}
+    with own_run("fleet", recovery=True, **ingest) as (env, settings, prefix):
         (phase,) = measure(
             env,
             settings.postgres.conninfo(),
@@ -75,7 +82,7 @@ def one_count(twins: int, rate: float, seconds: float, sensors: int) -> list[str
             sensors=sensors,
             prefix=prefix,
             warmup=settings.ml.anomaly.warmup,
-            names=FUSED,
+            names=APART if apart else FUSED,
             settings=settings,
             recovery=True,
         )
@@ -90,8 +97,12 @@ def row(twins: int, phase: Phase, snapshot_kib: float) -> list[str]:
     ...           scores=Percentiles(10, 0.05, 0.1, 0.39, 0.7), cpu_ms_per_1k={"pipeline": 277.0, "PostgreSQL": 137.4})
     >>> row(1000, p, 35.4)
     ['1,000', '2.000', '50', '100', '400', '700', '390', '277', '137', '35', 'yes']
+    >>> p.cpu_ms_per_1k["telemetry"] = 45.0  # with --telemetry-apart: the two flows that do the pipeline's work
+    >>> row(1000, p, 35.4)[7]
+    '322'
     """
     t = phase.telemetry
+    flows = phase.cpu_ms_per_1k.get("pipeline", float("nan")) + phase.cpu_ms_per_1k.get("telemetry", 0.0)
     return [
         f"{twins:,}",
         f"{phase.achieved_rate / twins:.3f}",
@@ -100,7 +111,7 @@ def row(twins: int, phase: Phase, snapshot_kib: float) -> list[str]:
         ms(t.p99),
         ms(t.max),
         ms(phase.scores.p99),
-        f"{phase.cpu_ms_per_1k.get('pipeline', float('nan')):.0f}",
+        f"{flows:.0f}",
         f"{phase.cpu_ms_per_1k.get('PostgreSQL', float('nan')):.0f}",
         f"{snapshot_kib:.0f}",
         "yes" if phase.drained else "no",
@@ -113,11 +124,17 @@ def main() -> None:
     ap.add_argument("--twins", type=int, nargs="+", default=[200, 1000, 2000, 5000], help="twins per run")
     ap.add_argument("--seconds", type=float, default=60.0, help="the paced phase (at least two snapshot intervals)")
     ap.add_argument("--sensors", type=int, default=5)
+    ap.add_argument(
+        "--telemetry-apart",
+        action="store_true",
+        help="the pipeline without ingest and the telemetry flow beside it (flow.pipeline_ingest = false)",
+    )
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
-    rows = [one_count(n, args.rate, args.seconds, args.sensors) for n in args.twins]
+    rows = [one_count(n, args.rate, args.seconds, args.sensors, args.telemetry_apart) for n in args.twins]
     interval = load_settings().flow.snapshot_interval_s
-    title = f"Latency by twins per process at {args.rate:,.0f} readings/s (pipeline + alerts, recovery on)"
+    flows = "pipeline without ingest + telemetry + alerts" if args.telemetry_apart else "pipeline + alerts"
+    title = f"Latency by twins per process at {args.rate:,.0f} readings/s ({flows}, recovery on)"
     table = Table(*COLUMNS, title=title)
     for r in rows:
         table.add_row(*r)
@@ -127,7 +144,7 @@ def main() -> None:
         body += f"\nflow.snapshot_interval_s = {interval:g}; {args.sensors} values per reading.\n"
         command = (
             f"python -m benchmarks.fleet --rate {args.rate:g} --twins {' '.join(map(str, args.twins))} "
-            f"--seconds {args.seconds:g} --sensors {args.sensors}"
+            f"--seconds {args.seconds:g} --sensors {args.sensors}{' --telemetry-apart' if args.telemetry_apart else ''}"
         )
         append_result(title, command, body)
 

@@ -105,11 +105,13 @@ def test_flow_cpu_harness_finds_the_same_output_in_two_runs(stack_settings):
 FLEET_ARGS = ("--rate", "60", "--twins", "3", "12", "--seconds", "2", "--no-record")
 
 
-def test_fleet_harness_measures_each_count_of_twins(stack_settings):
+@pytest.mark.parametrize("setup", [(), ("--telemetry-apart",)], ids=["pipeline", "telemetry apart"])
+def test_fleet_harness_measures_each_count_of_twins(stack_settings, setup):
     """benchmarks.fleet (latency by twins per process, recovery on) keeps working: one row per count,
-    every paced reading written, and the snapshots it reports are those the run's flows stored."""
+    every paced reading written, and the snapshots it reports are those the run's flows stored; with
+    ``--telemetry-apart`` the telemetry flow writes the rows the pipeline no longer writes."""
     res = subprocess.run(
-        [sys.executable, "-m", "benchmarks.fleet", *FLEET_ARGS],
+        [sys.executable, "-m", "benchmarks.fleet", *FLEET_ARGS, *setup],
         capture_output=True,
         text=True,
         timeout=600,
@@ -123,6 +125,7 @@ def test_fleet_harness_measures_each_count_of_twins(stack_settings):
         if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 11 and cells[0].isdigit()
     }
     assert set(rows) == {"3", "12"}, res.stdout[-3000:]
+    assert ("pipeline without ingest + telemetry + alerts" in res.stdout) == bool(setup), res.stdout[-3000:]
     for twins, cells in rows.items():
         assert float(cells[1]) == pytest.approx(60 / int(twins), rel=0.2), cells  # readings/s per twin
         assert cells[-1] == "yes", cells  # every paced reading reached the database
