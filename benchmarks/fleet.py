@@ -142,6 +142,8 @@ def main() -> None:
     if not args.no_record:
         body = markdown_table(COLUMNS, rows)
         body += f"\nflow.snapshot_interval_s = {interval:g}; {args.sensors} values per reading.\n"
+        if args.telemetry_apart:
+            body += "The pipeline CPU column is the pipeline's and the telemetry flow's together.\n"
         command = (
             f"python -m benchmarks.fleet --rate {args.rate:g} --twins {' '.join(map(str, args.twins))} "
             f"--seconds {args.seconds:g} --sensors {args.sensors}{' --telemetry-apart' if args.telemetry_apart else ''}"

@@ -65,7 +65,7 @@ class FlowSettings(StrictModel):
     # runs reconciliation and models only, and the telemetry flow (`twinflow run telemetry`), which
     # must then run beside it, writes them: the rows' latency no longer waits for the pipeline's epoch
     # ends, whose pause grows with the twins a process holds (≈ 0.5-1 ms per twin; at 2,000 twins
-    # p99 96-154 ms instead of 1.1-1.4 s, at about the same CPU; docs/performance.md, "Twins per process").
+    # p99 96-154 ms instead of 0.8-1.4 s, for 0-40 % more CPU; docs/performance.md, "Twins per process").
     pipeline_ingest: bool = True
     consumer_group: str = "twinflow-flow"
     # Python's cyclic garbage collector in flow processes: collect the youngest generation after this
