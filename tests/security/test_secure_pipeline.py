@@ -3,6 +3,7 @@ flow → PostgreSQL over TLS, with least-privilege accounts, and no secret in an
 
 from __future__ import annotations
 
+import ssl
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -143,7 +144,7 @@ def test_api_speaks_tls_only_in_the_secure_profile(secure_stack, tmp_path):
     serve = start_twinflow(["serve"], env, log)
     try:
         wait_for_log(log_path, b"serving on https://", serve, timeout=60)
-        ca = str(secure_stack.material.file("ca.pem"))
+        ca = ssl.create_default_context(cafile=secure_stack.material.file("ca.pem"))
         deadline = time.monotonic() + 30
         while True:
             try:
