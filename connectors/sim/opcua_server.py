@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+import math
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from asyncua import Server, ua
@@ -92,8 +94,11 @@ class SimOpcuaServer:
     Parameters given by ``node`` are served under that NodeId (``nsu=`` ids in the device's
     ``namespace``); parameters given by ``browse_path`` as folders and a variable along that path."""
 
-    def __init__(self, mapping: Mapping, conn: OpcuaConnection, assets: list[OpcuaAsset], plant: Plant) -> None:
+    def __init__(
+        self, mapping: Mapping, conn: OpcuaConnection, assets: list[OpcuaAsset], plant: Plant, tick_s: float = 0.1
+    ) -> None:
         self.mapping = mapping
+        self.tick_s = tick_s
         self.conn = conn
         self.plant = plant
         self.assets = assets
@@ -141,6 +146,9 @@ class SimOpcuaServer:
         idx = await s.register_namespace(self.conn.namespace)
         objects = s.nodes.objects
         initial = self.plant.step(0.0)  # a sample of the plant as it starts (no time passes)
+        # ... stamped with the last tick before the start, as every later value is with its tick (a client's
+        # first notification must not carry the server's clock instead)
+        at = datetime.fromtimestamp(round(math.floor(time.time() / self.tick_s) * self.tick_s, 6), UTC)
         folders: dict[tuple[str, ...], object] = {}
         for a in self.assets:
             folder = await objects.add_object(ua.NodeId(f"{a.twin_id}", idx), a.twin_id)
@@ -163,13 +171,14 @@ class SimOpcuaServer:
                 if p.writable:
                     await var.set_writable()
                 self.nodes[(a.twin_id, name)] = nodeid
-                sp = self.plant.setpoint(a.twin_id, name)
-                if sp is not None:
-                    self.setpoints[(a.twin_id, name)] = sp
-                    await s.write_attribute_value(nodeid, ua.DataValue(ua.Variant(sp, ua.VariantType.Double)))
+                value = self.plant.setpoint(a.twin_id, name)
+                if value is not None:
+                    self.setpoints[(a.twin_id, name)] = value
                 else:  # the plant's state at start, not 0.0 (a client's first notification is real)
                     value = initial[a.twin_id].values[name]
-                    await s.write_attribute_value(nodeid, ua.DataValue(ua.Variant(value, ua.VariantType.Double)))
+                variant = ua.Variant(value, ua.VariantType.Double)
+                now = datetime.now(UTC)
+                await s.write_attribute_value(nodeid, ua.DataValue(variant, SourceTimestamp=at, ServerTimestamp=now))
         await s.start()
         log.info("OPC-UA server on %s (%s), %d variables", self.conn.endpoint, self.conn.security, len(self.nodes))
 

@@ -76,7 +76,7 @@ class Simulator:
             from connectors.sim.opcua_server import SimOpcuaServer
 
             self.opcua_servers = [
-                SimOpcuaServer(mapping, conn, assets, self.plant)
+                SimOpcuaServer(mapping, conn, assets, self.plant, self.tick_s)
                 for conn, assets in mapping.devices_of("opcua").values()
             ]
         if "modbus" in wanted:
