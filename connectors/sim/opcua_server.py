@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -94,11 +92,8 @@ class SimOpcuaServer:
     Parameters given by ``node`` are served under that NodeId (``nsu=`` ids in the device's
     ``namespace``); parameters given by ``browse_path`` as folders and a variable along that path."""
 
-    def __init__(
-        self, mapping: Mapping, conn: OpcuaConnection, assets: list[OpcuaAsset], plant: Plant, tick_s: float = 0.1
-    ) -> None:
+    def __init__(self, mapping: Mapping, conn: OpcuaConnection, assets: list[OpcuaAsset], plant: Plant) -> None:
         self.mapping = mapping
-        self.tick_s = tick_s
         self.conn = conn
         self.plant = plant
         self.assets = assets
@@ -121,7 +116,10 @@ class SimOpcuaServer:
             )
         return str(resolved)
 
-    async def start(self) -> None:
+    async def start(self, at: datetime | None = None) -> None:
+        """Serve the assets' variables, holding the plant's values at start stamped ``at`` (the
+        simulator's last tick before it: a client's first notification carries a tick, as every later
+        one does; None: the server's clock)."""
         _share_datavalues()
         _quick_variant_types()
         s = self.server
@@ -146,9 +144,8 @@ class SimOpcuaServer:
         idx = await s.register_namespace(self.conn.namespace)
         objects = s.nodes.objects
         initial = self.plant.step(0.0)  # a sample of the plant as it starts (no time passes)
-        # ... stamped with the last tick before the start, as every later value is with its tick (a client's
-        # first notification must not carry the server's clock instead)
-        at = datetime.fromtimestamp(round(math.floor(time.time() / self.tick_s) * self.tick_s, 6), UTC)
+        now = datetime.now(UTC)
+        stamp = at or now
         folders: dict[tuple[str, ...], object] = {}
         for a in self.assets:
             folder = await objects.add_object(ua.NodeId(f"{a.twin_id}", idx), a.twin_id)
@@ -176,9 +173,8 @@ class SimOpcuaServer:
                     self.setpoints[(a.twin_id, name)] = value
                 else:  # the plant's state at start, not 0.0 (a client's first notification is real)
                     value = initial[a.twin_id].values[name]
-                variant = ua.Variant(value, ua.VariantType.Double)
-                now = datetime.now(UTC)
-                await s.write_attribute_value(nodeid, ua.DataValue(variant, SourceTimestamp=at, ServerTimestamp=now))
+                dv = ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=stamp, ServerTimestamp=now)
+                await s.write_attribute_value(nodeid, dv)
         await s.start()
         log.info("OPC-UA server on %s (%s), %d variables", self.conn.endpoint, self.conn.security, len(self.nodes))
 

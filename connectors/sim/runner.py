@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def tick_time(t: float) -> datetime:
+    """A tick's time (epoch seconds on the ``sim.tick_s`` grid) as the UTC timestamp its values carry.
+
+    >>> tick_time(1796603343.6000001).isoformat()
+    '2026-12-07T00:29:03.600000+00:00'
+    """
+    return datetime.fromtimestamp(round(t, 6), UTC)
+
+
 class SimulatorSettings(ConnectorSettings, Protocol):
     """The connectors' sections and ``[sim]`` (the composed settings have them all)."""
 
@@ -76,7 +85,7 @@ class Simulator:
             from connectors.sim.opcua_server import SimOpcuaServer
 
             self.opcua_servers = [
-                SimOpcuaServer(mapping, conn, assets, self.plant, self.tick_s)
+                SimOpcuaServer(mapping, conn, assets, self.plant)
                 for conn, assets in mapping.devices_of("opcua").values()
             ]
         if "modbus" in wanted:
@@ -117,12 +126,14 @@ class Simulator:
         return records
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(*(srv.start() for srv in (*self.opcua_servers, *self.modbus_servers)))
+        tick = self.tick_s
+        before = tick_time(math.floor(time.time() / tick) * tick)  # the plant's values at start: this tick's
+        opcua = (srv.start(before) for srv in self.opcua_servers)
+        await asyncio.gather(*opcua, *(srv.start() for srv in self.modbus_servers))
         if self.mqtt:
             await asyncio.to_thread(self.mqtt.start)
-        tick = self.tick_s
         t0 = math.ceil(time.time() / tick) * tick
-        self.start_time = datetime.fromtimestamp(t0, UTC)
+        self.start_time = tick_time(t0)
         await asyncio.to_thread(self.record_ground_truth, self.start_time)
         self.started.set()
         k = 0
@@ -145,7 +156,7 @@ class Simulator:
                     # Behind the clock the ticks follow each other without waiting: let the servers
                     # answer their clients in between (an OPC-UA Publish request, a Modbus read).
                     await asyncio.sleep(0)
-                await self.tick(datetime.fromtimestamp(round(target, 6), UTC))
+                await self.tick(tick_time(target))
         finally:
             for srv in self.opcua_servers:
                 await srv.stop()
