@@ -143,7 +143,8 @@ def settings_problems(
                 lines.append(sentence(message, f"unset it (sections: {', '.join(sections)})"))
     for p in problems(exc, root) if exc is not None else []:
         named = [p.loc[:n] for n in range(len(p.loc), 0, -1) if all(isinstance(x, str) for x in p.loc[:n])]
-        own = var(p.loc) if named and named[0] == p.loc else None  # the variable of exactly this key
+        # the variable of exactly this key; a whole table's (a section-level check) is no fix to suggest
+        own = var(p.loc) if named and named[0] == p.loc and not _is_table(type_at(root, p.loc)) else None
         from_env = next((env[var(loc)] for loc in named if var(loc) in env), None)
         if from_env is not None:
             if p.unknown:

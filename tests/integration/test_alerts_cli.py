@@ -82,6 +82,8 @@ def test_list_ack_resolve_and_clear_errors(cli_settings):
     bad = run(app, ["alerts", "list", "--state", "sleeping"])
     assert bad.exit_code == 2 and "--state 'sleeping'" in bad.output
     assert run(app, ["alerts", "list", "--state", "resolved", "--twin", twin]).output.count(a2.alert_id) == 1
+    normal = run(app, ["alerts", "list", "--state", "normal", "--twin", twin]).output  # ISA-18.2's name for resolved
+    assert normal.count(a2.alert_id) == 1 and a1.alert_id not in normal
     assert run(app, ["alerts", "maintenance", twin, "sometimes"]).exit_code == 2
     bad_twin = run(app, ["alerts", "maintenance", "no spaces allowed", "on"])
     assert bad_twin.exit_code == 2 and "twin_id" in bad_twin.output

@@ -116,6 +116,13 @@ def test_every_mistake_is_reported_at_once(tmp_path: Path, monkeypatch: pytest.M
     )
 
 
+def test_a_check_of_a_whole_section_suggests_no_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = '[twin.policy.types.pump.parameters.flow]\nstrategy = "merge"\ntolerance = 1.0\nclear_tolerance = 9.0\n'
+    message = _load(tmp_path, monkeypatch, text)
+    assert "clear_tolerance 9.0 must be ≤ tolerance 1.0" in message and message.rstrip().endswith("Fix it in the file.")
+    assert "TWINFLOW_" not in message  # a table cannot be set from one variable
+
+
 def test_a_syntax_error_names_file_line_and_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     message = _load(tmp_path, monkeypatch, '[kafka]\nextra = { "acks" = "all" }\nbootstrap_servers = k1:9092\n')
     path = tmp_path / "twinflow.toml"

@@ -1,9 +1,9 @@
 """The ``state`` filter of an alert list, shared by ``twinflow alerts list --state`` and
 ``GET /api/v1/alerts?state=``: a lifecycle filter, or an ISA-18.2 state among the alerts that are
-not resolved.
+not resolved (``normal``, ISA-18.2's name for a resolved alert, selects the resolved ones).
 
->>> selection("acknowledged"), selection("shelved")
-((['acknowledged'], None), (['open', 'acknowledged'], ['shelved']))
+>>> selection("acknowledged"), selection("shelved"), selection("normal")
+((['acknowledged'], None), (['open', 'acknowledged'], ['shelved']), (['resolved'], None))
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ LIFECYCLE = {
     "acknowledged": ["acknowledged"],
     "resolved": ["resolved"],
     "all": ["open", "acknowledged", "resolved"],
+    "normal": ["resolved"],  # ISA-18.2: returned to normal
 }
 ISA_FILTERS = ("unack_active", "ack_active", "unack_cleared", "shelved", "suppressed", "out_of_service")
 NAMES = (*LIFECYCLE, *ISA_FILTERS)

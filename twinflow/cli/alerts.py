@@ -33,7 +33,11 @@ def _store(s: Settings):
 
 @alerts_app.command("list")
 def list_alerts(
-    state: str = typer.Option("active", help="active (open + acknowledged), open, acknowledged, resolved, all."),
+    state: str = typer.Option(
+        "active",
+        help="active (open + acknowledged), open, acknowledged, resolved, all, or an ISA-18.2 state: unack_active, "
+        "ack_active, unack_cleared, shelved, suppressed, out_of_service, normal (= resolved).",
+    ),
     twin: str = typer.Option(None, help="Only this twin."),
     limit: int = typer.Option(50, help="At most this many, newest first."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),

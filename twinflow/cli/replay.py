@@ -40,8 +40,8 @@ def replay(
 ) -> None:
     """Replay history through the live operators, row by row in time order (no look-ahead).
 
-    Output: one row per input row with file, id, time, anomaly_score, is_anomaly
-    (plus rul, failure_probability with a failure model). Each file/id is its own twin.
+    Output: one row per input row with file, id, time, anomaly_score, is_anomaly, health, kind,
+    sensors (plus rul, failure_probability with a failure model). Each file/id is its own twin.
     """
     from connectors.csv_history import replay_files
     from operators.ml.replay import ReplayError

@@ -59,7 +59,14 @@ def parse_if_match(header: str | None) -> int | None:
     response_class=JSON,
     status_code=202,
     summary="Change desired values (If-Match: the desired version); the outcome follows on the event stream",
-    responses={412: {"description": "stale If-Match"}, 428: {"description": "If-Match missing"}},
+    responses={
+        400: {"description": "malformed If-Match"},
+        403: {"description": "denied by the policy (its reason in the problem)"},
+        404: {"description": "no state for the twin, or a twin the registry does not know"},
+        412: {"description": "stale If-Match"},
+        428: {"description": "If-Match missing"},
+        503: {"description": "the server has no signing key for the gate"},
+    },
 )
 async def patch_desired(
     request: Request,
