@@ -215,6 +215,11 @@ from twinflow.cli.serve import api_app, serve  # noqa: E402
 app.command("serve")(serve)
 app.add_typer(api_app, name="api")
 
+# ----------------------------------------------------------------------------- configuration (docs/configuration.md)
+from twinflow.cli.settings import settings_app  # noqa: E402
+
+app.add_typer(settings_app, name="settings")
+
 # ----------------------------------------------------------------------------- connectors
 from twinflow.cli.connectors import register as _register_connectors  # noqa: E402
 

@@ -1,0 +1,82 @@
+"""``twinflow settings``: the reference of every setting (docs/configuration.md is its output, kept
+current) and the settings in effect, run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from twinflow.settings import Settings
+from twinflow.settings_reference import reference_markdown, reference_rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _twinflow(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "twinflow.cli.main", *args],
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_docs_configuration_is_the_current_reference() -> None:
+    assert (REPO / "docs" / "configuration.md").read_text() == reference_markdown(), (
+        "docs/configuration.md is out of date: run `twinflow settings reference > docs/configuration.md`"
+    )
+
+
+def test_every_setting_of_every_section_is_in_the_reference() -> None:
+    keys = {r.key for r in reference_rows()}
+
+    def leaves(data: dict, path: str = "") -> list[str]:
+        out = []
+        for k, v in data.items():
+            key = f"{path}{k}"
+            out += leaves(v, key + ".") if isinstance(v, dict) and v else [key]
+        return out
+
+    dumped = leaves(Settings().model_dump(by_alias=True))
+    missing = [k for k in dumped if k not in keys and not any(k.startswith(p + ".") for p in keys)]
+    assert not missing, missing
+    assert {
+        "flow.snapshot_interval_s",
+        "twin.partitions",
+        "alerts.rules.reorder_window_s",
+        "api.sse_keepalive_s",
+    } <= keys
+
+
+def test_show_prints_the_settings_in_effect_with_what_set_them(tmp_path: Path) -> None:
+    (tmp_path / "twinflow.toml").write_text('[flow]\nbatch_size = 123\n[postgres]\npassword = "hunter2"\n')
+    res = _twinflow(["settings", "show"], tmp_path, TWINFLOW_API__PORT="9999")
+    assert res.returncode == 0, res.stderr
+    assert f"# file: {(tmp_path / 'twinflow.toml').resolve()}" in res.stdout
+    assert "# variables: TWINFLOW_API__PORT" in res.stdout
+    shown = tomllib.loads(res.stdout)  # TOML a user can start a file from
+    assert shown["flow"]["batch_size"] == 123 and shown["api"]["port"] == 9999
+    assert shown["flow"]["snapshot_interval_s"] == 30.0  # a default
+    assert "hunter2" not in res.stdout and shown["postgres"]["password"] == "**********"
+    one = _twinflow(["settings", "show", "flow"], tmp_path)
+    assert list(tomllib.loads(one.stdout)) == ["flow"]
+
+
+def test_show_refuses_an_unknown_section_and_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
+    res = _twinflow(["settings", "show", "flwo"], tmp_path)
+    assert res.returncode == 2 and "no section 'flwo'" in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "twinflow.toml").write_text("[flow]\nbatch_sise = 1\n")
+    bad = _twinflow(["settings", "show"], tmp_path)
+    assert bad.returncode == 2 and "batch_sise: unknown key, did you mean `batch_size`?" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_reference_prints_the_markdown(tmp_path: Path) -> None:
+    res = _twinflow(["settings", "reference"], tmp_path)
+    assert res.returncode == 0 and res.stdout == reference_markdown()
