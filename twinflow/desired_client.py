@@ -159,6 +159,6 @@ def explain(verdict: dict[str, Any]) -> str:
 def timeout_hint(settings: Settings, request_id: str, timeout: float) -> str:
     return (
         f"no verdict within {timeout:g} s for request {request_id}: is the twin flow running "
-        f"(`twinflow run twin`) on {settings.twin.desired_topic}? It may still be decided later: "
-        "`twinflow twin show` and the audit trail (desired_requests) will tell"
+        f"(`twinflow run pipeline` or `twinflow run twin`) on {settings.twin.desired_topic}? It may still be "
+        "decided later: `twinflow twin show` and the audit trail (desired_requests) will tell"
     )

@@ -52,8 +52,9 @@ def test_list_ack_resolve_and_clear_errors(cli_settings):
     assert listed.exit_code == 0, listed.output
     rows = [json.loads(line) for line in listed.output.splitlines() if line.strip()]
     assert {(r["alert_id"], r["state"]) for r in rows} == {(a1.alert_id, "open"), (a2.alert_id, "open")}
-    table = run(app, ["alerts", "list", "--twin", twin])
+    table = run(app, ["alerts", "list", "--twin", twin])  # 80 columns: a block per alert, the summary whole
     assert table.exit_code == 0 and "2 alert(s)" in table.output
+    assert [line.strip() for line in table.output.splitlines()].count(f"{twin}: test alert") == 2, table.output
 
     assert run(app, ["alerts", "ack", a1.alert_id, "--by", "carol"]).exit_code == 0
     again = run(app, ["alerts", "ack", a1.alert_id, "--by", "dave"])

@@ -210,3 +210,5 @@ def test_digital_wins_drives_the_device_and_physical_wins_follows_it(
     assert shown.exit_code == 0 and "synchronized" in shown.output and "speed" in shown.output, shown.output
     before = runner.invoke(app, ["twin", "show", digital, "--at", "2000-01-01T00:00:00Z"])
     assert before.exit_code == 1 and "no state" in before.output
+    now = runner.invoke(app, ["twin", "show", digital, "--at", datetime.now(UTC).isoformat()])  # a time with state
+    assert now.exit_code == 0 and "desired version" in now.output and "speed" in now.output, now.output

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 
 from twinflow.alarms.state_filters import NAMES, selection
@@ -23,6 +24,7 @@ alerts_app = typer.Typer(help="Predictive-maintenance alerts: list, acknowledge,
 console = Console()
 
 SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
+WIDE = 140  # columns from which `alerts list` prints a table (narrower: one block per alert)
 
 
 def _store(s: Settings):
@@ -53,6 +55,19 @@ def list_alerts(
     if as_json:
         for r in rows:
             console.print_json(json.dumps(r, default=str), indent=None)
+        return
+    if console.width < WIDE:  # a narrow terminal (or a pipe): one block per alert, its summary below
+        for r in rows:
+            sev = r["severity"] + (f" ↑{r['escalation_level']}" if r["escalation_level"] else "")
+            acked = f", acked by {r['acked_by']}" if r["acked_by"] else ""
+            console.print(
+                f"[bold]{r['alert_id']}[/bold] {r['twin_id']} {r['kind']} [{SEVERITY_STYLE[r['severity']]}]{sev}[/] "
+                f"{r['state']} ({_isa_label(r)}{acked}) opened {r['opened_at'].astimezone(UTC):%m-%d %H:%M:%S} UTC"
+                + (" chattering" if r["flapping"] else "")
+                + (" standing" if r["standing"] else "")
+            )
+            console.print(Padding(r["summary"], (0, 0, 0, 2)), markup=False)
+        console.print(f"{len(rows)} alert(s)")
         return
     table = Table()
     table.add_column("id", no_wrap=True, min_width=15)

@@ -59,7 +59,8 @@ def check(path: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> No
     except ConfigError as exc:
         print_config_error(exc)
         raise typer.Exit(2) from None
-    console.print(f"{path}: {len(policy.rules)} rules OK")
+    n = len(policy.rules)
+    console.print(f"{path}: {n} rule{'' if n == 1 else 's'} OK")
 
 
 @key_app.command("new")

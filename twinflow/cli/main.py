@@ -165,12 +165,12 @@ _DEMO_MAPPING = typer.Option(
 
 @app.command("demo")
 def demo(
-    duration: float = typer.Option(None, help="Seconds to run (default: 150 plant, 60 publisher)."),
+    duration: float = typer.Option(None, min=1.0, help="Seconds to run (default: 150 plant, 60 publisher)."),
     publisher: bool = typer.Option(
         False, "--publisher", help="Only a publisher → MQTT → Kafka → flow → PostgreSQL run (no simulator)."
     ),
-    twins: int = typer.Option(10, help="--publisher: simulated twins."),
-    rate: float = typer.Option(20.0, help="--publisher: messages per second per twin."),
+    twins: int = typer.Option(10, min=1, help="--publisher: simulated twins."),
+    rate: float = typer.Option(20.0, min=0.1, help="--publisher: messages per second per twin."),
     out: Path = _DEMO_OUT,
     mapping: Path = _DEMO_MAPPING,
 ) -> None:

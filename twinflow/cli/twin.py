@@ -161,7 +161,7 @@ def show(
         f"[bold]{row['twin_id']}[/bold] version {row['version']}, desired version {row['desired_version']} "
         f"at {row['event_time']} — "
         f"{row['status']} (mode {row['mode']}, consistency {row['consistency_score']:.3f}, "
-        f"sync latency {row['sync_latency_ms']} ms, last sync {row['last_sync_time']})"
+        f"sync latency {_ms(row['sync_latency_ms'])}, last sync {row['last_sync_time'] or 'never'})"
     )
     table = Table("parameter", "reported", "desired", "delta", "in sync", "command")
     names = sorted(set(row["reported"]) | set(row["desired"]))
@@ -178,6 +178,11 @@ def show(
         )
     console.print(table)
     console.print(f"last change: {json.dumps(row['change'], default=str)}")
+
+
+def _ms(value: float | None) -> str:
+    """``65.674`` → ``66 ms``; no measurement yet → ``-``."""
+    return "-" if value is None else f"{value:.0f} ms"
 
 
 def _shown(value: float | bool | None) -> str:

@@ -181,7 +181,8 @@ def _view(
     onset = float(faults[0].split(":")[2]) if faults else duration
     table = Table(
         title=f"twinflow plant demo — {elapsed:4.0f}/{duration:.0f} s (faults from {onset:.0f} s)",
-        caption=f"web view: {url.split('#')[0]} (its link with your token is above the table)" if url else None,
+        caption=(f"web view: {url.split('#')[0]} (its link with your token is above the table); " if url else "")
+        + "anomaly: the latest score, ⚠ while an anomaly episode is open",
     )
     table.add_column("twin", min_width=14, no_wrap=True)
     for col in ("values", "sensors", "anomaly", "alerts"):
@@ -192,6 +193,15 @@ def _view(
         fault = faulty.get(twin, "") if elapsed >= onset else ""
         table.add_row(twin, str(n), str(sensors), shown, str(open_alerts), fault)
     return table
+
+
+def _last_lines(path: Path, n: int = 3) -> str:
+    """The last ``n`` lines of a child's log (why it stopped), or a note that it wrote none."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(lines[-n:]) if lines else "(an empty log)"
 
 
 def _with_mqtt_port(text: str, port: int) -> str:
@@ -210,10 +220,9 @@ def run_plant_demo(
     import shutil
     import uuid
 
-    from confluent_kafka.admin import AdminClient
-
     from connectors.bridges.mapping.loading import load_mapping
-    from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+    from connectors.kafka.clients import delete_topics, ensure_topics, topic_specs
+    from twinflow.demo.isolation import DemoDatabaseError, drivable_policy, fresh_demo_database, with_run_topics
     from twinflow.demo.report import write_report
     from twinflow.settings import load_settings
 
@@ -227,24 +236,34 @@ def run_plant_demo(
     recovery = logs / f"recovery-{run}"
     faults = [f for f in fault_schedule(duration) if f.split(":")[0] in twins]
     # A run of its own on MQTT too: the bridge's persistent session would otherwise hand this run the
-    # readings queued for it since an earlier run (stale minutes that the models would learn from).
+    # readings queued for it since an earlier run (stale minutes that the models would learn from),
+    # and a deployment's bridge on the plant's topics would collect this run's.
     run_mapping = logs / f"plant-{run}.toml"
     text = mapping.read_text()
     if mapping == MAPPING:  # the bundled plant talks to the local stack's broker, on whatever port it has
-        text = _with_mqtt_port(text, settings.mqtt.port)
+        text = with_run_topics(_with_mqtt_port(text, settings.mqtt.port), run)
     if "client_id" not in text:
         text = text.replace("[mqtt]\n", f'[mqtt]\nclient_id = "twinflow-demo-{run}"\n', 1)
     run_mapping.write_text(text)
     mapping = run_mapping
+    try:  # its own database, emptied: twin versions, alerts and desired values of no other run
+        dbname = fresh_demo_database(settings)
+    except DemoDatabaseError as exc:
+        mapping.unlink(missing_ok=True)
+        console.print(f"[red]{exc}[/red]")
+        return 1
     # A run of its own: fresh topics and model state, so earlier runs do not leak into this one.
     env = {
         **os.environ,
         **topic_env(settings, f"demo.{run}."),
+        "TWINFLOW_POSTGRES__DBNAME": dbname,
         "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(ground_truth),
         "TWINFLOW_FLOW__RECOVERY_DIR": str(recovery),
     }
     for var, value in DEMO_TUNING.items():
         env.setdefault(var, value)
+    if "policy" not in settings.twin.model_fields_set:  # none configured (file or variable)
+        env["TWINFLOW_TWIN__POLICY"] = drivable_policy(mapping)  # the web view's setpoint form drives the plant
     web, web_env, url = _web_view(settings, logs)
     env.update(web_env)
     children = [
@@ -274,10 +293,14 @@ def run_plant_demo(
             else:
                 os.environ[k] = v
     demo_topics = [t.name for t in topic_specs(demo_settings)]
-    ensure_topics(demo_settings)
     since = datetime.now(UTC)
     procs: list[subprocess.Popen] = []
-    with ExitStack() as stack, psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+    with ExitStack() as stack:  # its callbacks run last first, also when the demo ends early
+        stack.callback(mapping.unlink, missing_ok=True)
+        stack.callback(shutil.rmtree, recovery, ignore_errors=True)
+        stack.callback(delete_topics, demo_settings, demo_topics)
+        ensure_topics(demo_settings)
+        db = stack.enter_context(psycopg.connect(demo_settings.postgres.conninfo(), autocommit=True))
         stack.callback(_stop_all, procs)
         for child in children:
             procs.append(_spawn(child, env, logs))
@@ -287,7 +310,9 @@ def run_plant_demo(
             while (elapsed := time.monotonic() - t0) < duration and not stop.is_set():
                 dead = [c.name for c, p in zip(children, procs, strict=True) if p.poll() not in (None, 0)]
                 if dead:
-                    console.print(f"[red]{', '.join(dead)} stopped early; see {logs}[/red]")
+                    console.print(f"[red]{', '.join(dead)} stopped early (logs in {logs}):[/red]")
+                    for name in dead:
+                        console.print(f"{name}: {_last_lines(logs / f'{name}.log')}", markup=False)
                     return 1
                 live.update(_view(db, twins, since, elapsed, duration, faults, url))
                 stop.wait(1.0)
@@ -296,16 +321,17 @@ def run_plant_demo(
         if not console.is_terminal:  # a log file: the last frame ends without a line break
             console.print()
     until = datetime.now(UTC)
-    AdminClient(client_config(settings)).delete_topics(demo_topics)
-    shutil.rmtree(recovery, ignore_errors=True)
-    mapping.unlink(missing_ok=True)
     if stop.is_set():
         console.print(f"demo stopped by signal: its {len(procs)} processes were stopped (logs in {logs}); no report")
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "report.html"
-    ev = write_report(settings.postgres.conninfo(), ground_truth, since, until, report, twins)
+    ev = write_report(demo_settings.postgres.conninfo(), ground_truth, since, until, report, twins)
     print_evaluation(console, ev)
     console.print(f"Report: {report.resolve()}  (logs in {logs})")
-    console.print("The stack keeps running: `twinflow stack down` stops it.")
+    console.print(
+        f"The run's rows stay in the database {dbname} until the next demo "
+        f"(e.g. `TWINFLOW_POSTGRES__DBNAME={dbname} twinflow alerts list --state all`). "
+        "The stack keeps running: `twinflow stack down` stops it."
+    )
     return 0

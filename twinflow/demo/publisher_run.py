@@ -23,12 +23,11 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from connectors.kafka.clients import client_config, ensure_topics
+from connectors.kafka.clients import client_config, delete_topics, ensure_topics
 from connectors.stopping import STOP_WITHIN_S, stop_on_signals, stop_with_parent
 from twinflow.settings import Settings
 
@@ -218,7 +217,7 @@ def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, co
             f"{(r[4] - r[3]).total_seconds():.1f}" if r[3] else "-",
             f"{r[5]:.3f}" if r[5] is not None else "-",
         )
-    AdminClient(client_config(settings)).delete_topics([raw_topic])
+    delete_topics(settings, [raw_topic])
     console.print(summary)
     reasons = dead_letters_since(settings, start, prefix)
     console.print(
