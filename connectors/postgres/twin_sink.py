@@ -2,7 +2,11 @@
 
 * ``twin_state_history`` is append-only (migration 0050 refuses UPDATE and DELETE): a version
   is inserted once; a replay after Bytewax recovery that writes the same (twin_id, version)
-  again changes nothing (``ON CONFLICT DO NOTHING``: the first write of a version wins).
+  again changes nothing (``ON CONFLICT DO NOTHING``: the first write of a version wins). A version
+  the table holds at **another event time** is not written either and is logged as a warning naming
+  the twins: a replay that met the input topics in another interleaving (docs/reconciliation.md,
+  "Limits"), or another history of the twin (a second writer of the same twin ids on this database,
+  or a recovery state older than the database).
 * ``twin_sync_quality`` is a view of the history (migration 0110): a version's sync-quality point
   is its history row, not written again.
 * ``telemetry_windows``: upsert on (twin_id, sensor, window_size, window_start) that only a
@@ -15,7 +19,9 @@ staging tables), in one transaction.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 import psycopg
@@ -23,6 +29,8 @@ import psycopg
 from connectors.postgres.sink import PostgresSink
 from operators.twin.event_windows import WindowRow
 from operators.twin.state import StateChange
+
+log = logging.getLogger("twinflow.twin_sink")
 
 # A batch is sent as one statement with its columns as binary arrays (``unnest``), not COPied into
 # temporary staging tables: in the tailing regime a batch holds a few versions per twin, and a staging
@@ -49,6 +57,14 @@ HISTORY_MOVE = (
     " document)"
     " ORDER BY twin_id, version) AS staged"
     " ON CONFLICT (twin_id, version) DO NOTHING"
+)
+# The versions of a batch the table already held at another event time: a replay in another interleaving
+# of the input topics, or another writer's history of the twin.
+DIVERGED = (
+    "SELECT h.twin_id, h.version, h.event_time, s.event_time"
+    " FROM unnest(%b::text[], %b::int8[], %b::timestamptz[]) AS s (twin_id, version, event_time)"
+    " JOIN twin_state_history h ON h.twin_id = s.twin_id AND h.version = s.version"
+    " WHERE h.event_time <> s.event_time ORDER BY h.twin_id, h.version"
 )
 # Only a higher version overwrites a window row: corrections win, replays of older versions do nothing.
 WINDOW_MOVE = (
@@ -96,9 +112,30 @@ class TwinSink(PostgresSink[StateChange | WindowRow]):
         written = 0
         with conn.cursor() as cur:
             if changes:
-                cur.execute(HISTORY_MOVE, history_columns(changes))
+                columns = history_columns(changes)
+                cur.execute(HISTORY_MOVE, columns)
                 written += cur.rowcount
+                if cur.rowcount < len(set(zip(columns[0], columns[1], strict=True))):  # some were there already
+                    _report_diverged(cur.execute(DIVERGED, columns[:3]).fetchall())
             if windows:
                 cur.execute(WINDOW_MOVE, window_columns(windows))
                 written += cur.rowcount
         return written
+
+
+def _report_diverged(rows: list[tuple[str, int, Any, Any]]) -> None:
+    """Log the versions the table holds at other event times (not written: the table is append-only)."""
+    if not rows:
+        return
+    shown = "; ".join(f"{twin} version {v} stored at {held.astimezone(UTC):%Y-%m-%d %H:%M:%S}, this one at "
+                      f"{ours.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" for twin, v, held, ours in rows[:5])  # fmt: skip
+    log.warning(
+        "%d twin version(s) not written: twin_state_history holds them at other event times (%s%s). Right after "
+        "a recovery this is a replay that met the input topics in another order (the stored versions stay); "
+        "otherwise another writer writes these twin ids to this database (a second deployment, or a demo before "
+        "it had its own database) or the flow resumed from a recovery state older than the database: give each "
+        "deployment its own database or twin ids",
+        len(rows),
+        shown,
+        "; …" if len(rows) > 5 else "",
+    )

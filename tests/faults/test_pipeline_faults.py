@@ -65,6 +65,7 @@ def finish(run: Run, feeder: Feeder, fault_over: float, record_property) -> None
     tallies = compare(want, run.observe())
     assert not waited and all(t.clean for t in tallies), waited + table(tallies) + "\n" + run.logs()
     assert run.alive(), run.logs()
+    assert b"twin version(s) not written" not in run.log_path.read_bytes(), run.logs()  # a replay, never a fork
     record_property("caught_up_after_fault_s", round(done - fault_over, 1))
     print(f"\n{run.prefix}: caught up {done - fault_over:.1f} s after the fault ended\n{table(tallies)}")
 

@@ -394,3 +394,25 @@ def test_twin_windows_of_an_on_off_parameter_are_stored_as_numbers(stack_setting
             "SELECT sensor, min, max, last FROM telemetry_windows WHERE twin_id = %s ORDER BY sensor", (twin,)
         ).fetchall()
     assert rows == [("a", 0.0, 1.0, 1.0), ("b", 2.5, 3.5, 3.0)]
+
+
+def test_a_version_held_from_another_history_of_the_twin_is_not_written_and_is_reported(
+    stack_settings, unique, caplog
+):
+    """A replay writes a version at the same event time (nothing to say); the same version at another
+    event time is another writer's history of the twin (e.g. a second deployment on this database)."""
+    conninfo, twin = stack_settings.postgres.conninfo(), f"diverged-{unique}"
+    first = twin_items(twin)[0]
+    other = StateChange(twin, first.version, first.at + timedelta(hours=1), first.published, first.document)
+    writer = TwinSink(conninfo).open()
+    try:
+        writer.write([first])
+        with caplog.at_level(logging.WARNING, logger="twinflow.twin_sink"):
+            writer.write([first])  # a replay
+            assert not caplog.records
+            writer.write([other])
+    finally:
+        writer.close()
+    assert stored(conninfo, TwinSink, twin)["twin_state_history"][0][1] == first.at  # the first write stays
+    [record] = caplog.records
+    assert "1 twin version(s) not written" in record.getMessage() and f"{twin} version 1" in record.getMessage()
