@@ -71,11 +71,18 @@ def with_run_topics(text: str, run: str) -> str:
 
 def drivable_policy(mapping: Path) -> str:
     """``TWINFLOW_TWIN__POLICY`` that lets the twins drive their mapping's writable parameters
-    (``digital_wins``, synchronized within 1 unit: the plant's setpoints are whole rpm, %, bar); the
-    built-in strategy (``physical_wins``) refuses every desired change."""
+    (``digital_wins``, synchronized within 1 unit: the plant's setpoints are whole rpm, %, bar), each twin
+    of its asset's type (the fleet's `type` filter); the built-in strategy (``physical_wins``) refuses
+    every desired change."""
+    assets = load_mapping(mapping).assets
     twins = {
-        asset.twin_id: {"parameters": {name: {"strategy": "digital_wins", "tolerance": 1.0} for name in writable}}
-        for asset in load_mapping(mapping).assets
-        if (writable := sorted(name for name, p in asset.params.items() if p.writable))
+        asset.twin_id: {
+            "type": asset.type,
+            "parameters": {
+                name: {"strategy": "digital_wins", "tolerance": 1.0}
+                for name in sorted(name for name, p in asset.params.items() if p.writable)
+            },
+        }
+        for asset in assets
     }
-    return json.dumps({"twins": twins})
+    return json.dumps({"types": {asset.type: {} for asset in assets}, "twins": twins})

@@ -55,13 +55,16 @@ async def list_twins(
     request: Request,
     _: Reader,
     status: Annotated[str | None, Query(pattern="^(synchronized|desynced|simulating|maintenance)$")] = None,
-    type: Annotated[str | None, Query(max_length=64, description="twin registry attribute `type`")] = None,
+    type: Annotated[
+        str | None, Query(max_length=64, description="twin registry attribute `type`, else the twin policy's type")
+    ] = None,
     site: Annotated[str | None, Query(max_length=64, description="twin registry attribute `site`")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str, Query(max_length=128, description="`next` of the previous page")] = "",
 ) -> JSON:
     reads = request.app.state.reads
     registry = _registry(request)
+    policy = request.app.state.settings.twin.policy
     wanted = {k: v for k, v in (("type", type), ("site", site)) if v is not None}
     items: list[dict[str, Any]] = []
     after, more = cursor, True
@@ -71,6 +74,8 @@ async def list_twins(
         for row in rows:
             after = row["twin_id"]
             attrs = (registry.attrs(row["twin_id"]) if registry else None) or {}
+            if "type" not in attrs and (kind := policy.type_of(row["twin_id"])) is not None:
+                attrs = {**attrs, "type": kind}  # the twin policy's type (its match globs) where no registry says
             if all(str(attrs.get(k)) == v for k, v in wanted.items()):
                 items.append(_summary(row, attrs))
                 if len(items) == limit:
