@@ -18,6 +18,7 @@ attributes (``type``, ``site``, …) feed the desired-state policy (:mod:`operat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -84,3 +85,17 @@ class TwinRegistry:
             if attrs.get("parent"):
                 out.setdefault(str(attrs["parent"]), []).append(twin_id)
         return out
+
+
+def twin_attributes(twin_id: str, registry: TwinRegistry | None, type_of: Callable[[str], str | None]) -> Attrs:
+    """What the fleet lists of a twin (the API's ``/twins``, ``twinflow twin list``): its registry
+    attributes, and where they name no ``type``, the type ``type_of`` gives it (the twin policy's).
+
+    >>> reg = TwinRegistry.from_dict({"twin": {"p1": {"site": "north"}}})
+    >>> twin_attributes("p1", reg, lambda t: "pump"), twin_attributes("x", None, lambda t: None)
+    ({'site': 'north', 'type': 'pump'}, {})
+    """
+    attrs = (registry.attrs(twin_id) if registry is not None else None) or {}
+    if "type" not in attrs and (kind := type_of(twin_id)) is not None:
+        attrs = {**attrs, "type": kind}
+    return attrs

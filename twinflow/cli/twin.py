@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -140,6 +141,83 @@ def _parse_time(text: str) -> datetime:
     except ValueError:
         raise typer.BadParameter(f"--at {text!r}: use ISO 8601, e.g. 2026-11-25T08:00:00Z") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+STATUSES = ("synchronized", "desynced", "simulating", "maintenance")
+
+
+@twin_app.command("list")
+def list_twins(
+    status: str = typer.Option(None, help=f"Only twins in this status: {', '.join(STATUSES)}."),
+    type_: str = typer.Option(None, "--type", help="Only twins of this type (twin registry, else the twin policy)."),
+    site: str = typer.Option(None, help="Only twins of this site (twin registry)."),
+    limit: int = typer.Option(100, min=1, help="At most this many, by twin id."),
+    after: str = typer.Option("", help="Start after this twin id (the next page)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """List the fleet from the database: each twin's status, mode, versions, open alerts and latest
+    anomaly score and health (what `GET /api/v1/twins` gives)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from connectors.config.security_files import load_twin_registry
+    from connectors.postgres.api_reads import FLEET, HAS_HEALTH
+    from operators.telemetry.registry import twin_attributes
+
+    if status is not None and status not in STATUSES:
+        err_console.print(f"--status {status!r}: use one of {', '.join(STATUSES)}")
+        raise typer.Exit(2)
+    s = settings_or_exit()
+    registry = load_twin_registry(s.security.twin_registry) if s.security.twin_registry else None
+    wanted = {k: v for k, v in (("type", type_), ("site", site)) if v is not None}
+    found: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    with psycopg.connect(s.postgres.conninfo(), row_factory=dict_row) as conn:
+        sql = FLEET[conn.execute(HAS_HEALTH).fetchone() is not None]
+        while len(found) < limit:
+            rows = conn.execute(sql, {"after": after, "limit": limit, "status": status}).fetchall()
+            for row in rows:
+                after = row["twin_id"]
+                attrs = twin_attributes(row["twin_id"], registry, s.twin.policy.type_of)
+                if all(str(attrs.get(k)) == v for k, v in wanted.items()):
+                    found.append((row, attrs))
+                    if len(found) == limit:
+                        break
+            if len(rows) < limit or not wanted:
+                break
+    if as_json:
+        for row, attrs in found:
+            keep = ("twin_id", "status", "mode", "version", "desired_version", "event_time", "open_alerts",
+                    "worst_severity", "score", "threshold", "health")  # fmt: skip
+            out = {k: row.get(k) for k in keep} | {"conflicts": len(row["conflicts"]), "attributes": attrs}
+            console.print_json(json.dumps(out, default=str), indent=None)
+        return
+    lines = []
+    for row, attrs in found:
+        alerts = str(row["open_alerts"]) + (f" ({row['worst_severity']})" if row["worst_severity"] else "")
+        score = "-" if row["score"] is None else f"{row['score']:.2f}"
+        if row["score"] is not None and row["score"] >= row["threshold"]:
+            score += " ⚠"
+        health = "-" if row.get("health") is None else f"{row['health']:.2f}"
+        lines.append((row["twin_id"], str(attrs.get("type", "")), row["status"], row["mode"], str(row["version"]),
+                      str(len(row["conflicts"])), alerts, score, health,
+                      f"{row['event_time'].astimezone(UTC):%Y-%m-%d %H:%M:%S}"))  # fmt: skip
+    if console.width >= 120:
+        table = Table("twin", "type", "status", "mode", "version", "conflicts", "open alerts", "anomaly", "health",
+                      "last event (UTC)", box=box.SIMPLE_HEAD)  # fmt: skip
+        for line in lines:
+            table.add_row(*line)
+        console.print(table)
+    else:  # a narrow terminal (or a pipe): one line per twin, nothing cut off
+        width = max((len(line[0]) for line in lines), default=0)
+        for twin, kind, status, mode, ver, conflicts, alerts, score, health, last in lines:
+            console.print(
+                f"{twin:<{width}}  {kind or '-'}  {status}" + (f" ({mode})" if mode != "normal" else "")
+                + f"  v{ver}" + (f"  {conflicts} in conflict" if conflicts != "0" else "")
+                + f"  alerts {alerts}  anomaly {score}  health {health}  {last}",
+                markup=False, highlight=False, soft_wrap=True,
+            )  # fmt: skip
+    more = f"; next page: --after {found[-1][0]['twin_id']}" if len(found) == limit else ""
+    console.print(f"{len(found)} twin(s){more}")
 
 
 @twin_app.command("show")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from operators.records.envelope import SENSOR_PATTERN
+from operators.telemetry.registry import twin_attributes
 from twinflow.api.auth import Reader
 from twinflow.api.problems import Problem
 from twinflow.api.routes.params import JSON, TwinIdPath, aware_time, parse_bucket, time_or_ago, twin_id_ok
@@ -73,9 +74,7 @@ async def list_twins(
         more = len(rows) == limit
         for row in rows:
             after = row["twin_id"]
-            attrs = (registry.attrs(row["twin_id"]) if registry else None) or {}
-            if "type" not in attrs and (kind := policy.type_of(row["twin_id"])) is not None:
-                attrs = {**attrs, "type": kind}  # the twin policy's type (its match globs) where no registry says
+            attrs = twin_attributes(row["twin_id"], registry, policy.type_of)
             if all(str(attrs.get(k)) == v for k, v in wanted.items()):
                 items.append(_summary(row, attrs))
                 if len(items) == limit:
