@@ -212,7 +212,8 @@ def decide(
             return deny(
                 GateReason.PHYSICAL_WINS,
                 f"{name!r} follows the device (strategy physical_wins): a desired value would be overwritten; "
-                f'set strategy = "digital_wins" or "merge" for it under [twin.policy] to drive it',
+                f'if it is a setpoint the device accepts, set strategy = "digital_wins" or "merge" for it under '
+                "[twin.policy] to drive it (a measurement cannot be driven)",
             )
     if upd.expected_version is not None and upd.expected_version != state.desired_version:
         return deny(
