@@ -175,13 +175,13 @@ class AlertSettings(StrictModel):
 
     topic: str = "twin.alerts"  # alert versions out (the flow never reads it back)
     actions_topic: str = "twin.alert_actions"  # ack / resolve from `twinflow alerts`
-    anomalies_topic: str = "twin.anomaly_scores"
+    anomalies_topic: str = "twin.anomaly_scores"  # the models' outputs the alerts flow reads
     failures_topic: str = "twin.failure_predictions"
     forecasts_topic: str = "twin.forecasts"
     status_topic: str = "twin.status"  # maintenance on/off
     suppression_topic: str = "twin.alert_suppression"  # parent assets' alarms → children (ISA-18.2)
     operators: int = Field(1, ge=1)  # operator positions, for the alarm rate per operator-hour
-    partitions: int = Field(4, ge=1)
+    partitions: int = Field(4, ge=1)  # of the model-output and input topics (twin.alerts has one)
     rules: AlertRules = Field(default_factory=AlertRules)
     # How often the tailing alerts flow polls a caught-up partition (flow.poll_interval_ms for the
     # others). None: 1 % of rules.reorder_window_s (300 ms with the default 30 s), at least

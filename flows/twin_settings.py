@@ -15,9 +15,9 @@ from operators.twin.sync_strategy import TwinPolicy
 class TwinSettings(StrictModel):
     """Twin reconciliation (docs/reconciliation.md)."""
 
-    desired_topic: str = "twin.desired"
-    commands_topic: str = "twin.commands"
-    acks_topic: str = "twin.acks"
+    desired_topic: str = "twin.desired"  # signed desired-state requests (CLI, API), key = twin_id
+    commands_topic: str = "twin.commands"  # setpoints for the bridges to write to devices
+    acks_topic: str = "twin.acks"  # the bridges' answers to commands (applied, failed)
     state_topic: str = "twin.state"  # compacted, key twin_id
     # Desync escalations and failed commands (DesyncEvent); the alerts flow turns escalations into alerts.
     desync_topic: str = "twin.desync"

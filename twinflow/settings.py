@@ -71,8 +71,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class StackSettings(StrictModel):
     """Where `twinflow stack` keeps its state, and the ports its services use."""
 
-    dir: Path = PROJECT_ROOT / ".stack"
-    kafka_port: int = 9092
+    dir: Path = PROJECT_ROOT / ".stack"  # data, logs, recovery state and the development identity
+    kafka_port: int = 9092  # the services' ports; clients follow them unless set in their sections
     kafka_controller_port: int = 9093
     # Broker JVM heap. 512m filled to 97 % (old generation) once the shared dev broker held ~10,000
     # partitions of test topics: young + concurrent GC pauses of ~40 ms per second, single pauses up
@@ -88,7 +88,7 @@ class StackSettings(StrictModel):
 class ApiSettings(StrictModel):
     """`twinflow serve`: the HTTP API and the web view (docs/api.md)."""
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # where `twinflow serve` listens (0.0.0.0: every interface)
     port: int = Field(8080, ge=0, le=65535)
     # Bearer tokens, stored as SHA-256 hashes (`twinflow api token create`); default <stack dir>/api-tokens.toml.
     tokens_file: Path | None = None

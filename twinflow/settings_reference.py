@@ -36,6 +36,7 @@ from pydantic import BaseModel, SecretStr
 from twinflow.settings import PROJECT_ROOT, Settings
 
 PREFIX = "TWINFLOW_"
+PROJECT_PACKAGES = ("connectors", "flows", "operators", "twinflow")  # whose sources the comments come from
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,14 @@ def _is_model(t: Any) -> bool:
     return isinstance(t, type) and (issubclass(t, BaseModel) or dataclasses.is_dataclass(t))
 
 
-def _fields(cls: type) -> list[tuple[str, Any, Any, list[Any], str]]:
-    """(name, annotation, default, constraints, description) of a pydantic model's or dataclass's fields."""
+def _fields(cls: type, instance: Any = None) -> list[tuple[str, Any, Any, list[Any], str]]:
+    """(name, annotation, default, constraints, description) of a pydantic model's or dataclass's fields;
+    the defaults are ``instance``'s values where the table has one (a table's own default, e.g.
+    ``sensor_fault: KindRule = KindRule(0.0, 120.0)``, not its class's)."""
     if issubclass(cls, BaseModel):
         out = []
         for name, f in cls.model_fields.items():
-            default = f.get_default(call_default_factory=True)
+            default = getattr(instance, name) if instance is not None else f.get_default(call_default_factory=True)
             out.append((f.alias or name, f.annotation, default, list(f.metadata), f.description or ""))
         return out
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -74,7 +77,9 @@ def _fields(cls: type) -> list[tuple[str, Any, Any, list[Any], str]]:
     for f in dataclasses.fields(cls):
         if not f.init or f.name.startswith("_"):
             continue
-        if f.default is not dataclasses.MISSING:
+        if instance is not None:
+            default = getattr(instance, f.name)
+        elif f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
@@ -88,7 +93,8 @@ def _fields(cls: type) -> list[tuple[str, Any, Any, list[Any], str]]:
 
 @cache
 def _comments(cls: type) -> dict[str, str]:
-    """Field name → the comment on its line, or the comment lines right above it, in ``cls``'s source."""
+    """Field name → the comment on its line, or the comment lines above it; a comment block above a run of
+    fields (no blank line between them) is also the meaning of the run's fields without one of their own."""
     try:
         lines, _start = inspect.getsourcelines(cls)
     except (OSError, TypeError):
@@ -100,13 +106,10 @@ def _comments(cls: type) -> dict[str, str]:
     except SyntaxError:
         return {}
     out: dict[str, str] = {}
+    group, last_end = "", -2
     for node in tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            continue
-        line = body[node.end_lineno - 1] if node.end_lineno else ""
-        trailing = _comment_of(line)
-        if trailing:
-            out[node.target.id] = trailing
+            group, last_end = "", -2
             continue
         above = []
         i = node.lineno - 2
@@ -114,7 +117,13 @@ def _comments(cls: type) -> dict[str, str]:
             above.insert(0, body[i].strip().lstrip("#").strip())
             i -= 1
         if above:
-            out[node.target.id] = " ".join(above)
+            group = " ".join(above)
+        elif node.lineno - 1 != last_end:  # a blank line (or other code) ends the run
+            group = ""
+        last_end = node.end_lineno or node.lineno
+        trailing = _comment_of(body[last_end - 1])
+        if trailing or group:
+            out[node.target.id] = trailing or group
     return out
 
 
@@ -228,17 +237,18 @@ def _model_of(t: Any) -> type | None:
     return None
 
 
-def _rows(cls: type, path: tuple[str, ...], named: bool, shown: dict[type, str]) -> Iterator[Row]:
+def _rows(cls: type, path: tuple[str, ...], named: bool, shown: dict[type, str], instance: Any = None) -> Iterator[Row]:
     """The rows of ``cls``'s fields below ``path``; the tables of a table or array of tables whose model
     is already listed (``shown``: model → where) get one row naming where their keys are."""
-    comments = _comments(cls)
-    for name, annotation, default, metadata, description in _fields(cls):
+    own = [base for base in reversed(cls.__mro__) if base.__module__.split(".")[0] in PROJECT_PACKAGES]
+    comments = {k: v for base in own for k, v in _comments(base).items()}  # a subclass's comment wins
+    for name, annotation, default, metadata, description in _fields(cls, instance):
         key = (*path, name)
         meaning = description or comments.get(name, "")
         model = _model_of(annotation)
         inner = _container_model(annotation)
         if model is not None:  # a table of its own (with its own defaults)
-            yield from _rows(model, key, named, shown)
+            yield from _rows(model, key, named, shown, default if isinstance(default, model) else None)
             continue
         if inner is not None:
             marker, item = inner

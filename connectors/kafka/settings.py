@@ -20,9 +20,9 @@ from operators.strict import StrictModel
 class Topics(StrictModel):
     """Kafka topic names."""
 
-    raw: str = "telemetry.raw"
-    dlq: str = "telemetry.dlq"
-    raw_partitions: int = Field(4, ge=1)
+    raw: str = "telemetry.raw"  # the bridges' telemetry envelopes, key = twin_id
+    dlq: str = "telemetry.dlq"  # dead letters: the original bytes with a reason (docs/security.md)
+    raw_partitions: int = Field(4, ge=1)  # of telemetry.raw: the most flow workers that get readings
     # Per-twin model control (`twinflow model reset`), key = twin_id.
     model_control: str = "twin.model_control"
     # Simulator ground truth (docs/connectors.md); commands/acks topics are in [twin].
@@ -32,7 +32,7 @@ class Topics(StrictModel):
 
 
 class KafkaSettings(StrictModel):
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = "127.0.0.1:9092"  # host:port,… of the brokers (default: the local stack's)
     # Extra librdkafka properties merged into every client (e.g. security settings).
     extra: dict[str, str] = Field(default_factory=dict)
     # SASL password (librdkafka `sasl.password`), or a file holding it; never logged (docs/security.md).

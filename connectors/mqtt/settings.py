@@ -11,7 +11,7 @@ from operators.strict import StrictModel
 
 
 class MqttSettings(StrictModel):
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the broker of the mapping-free `twinflow bridge mqtt` (port: the local stack's)
     port: int = 1883
     # Topic pattern the bridge subscribes to; `+` in the twin position.
     topic: str = "twinflow/+/telemetry"

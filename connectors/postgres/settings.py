@@ -17,12 +17,12 @@ from operators.strict import StrictModel
 
 
 class PostgresSettings(StrictModel):
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the database server (port: default the local stack's)
     port: int = 5432
-    dbname: str = "twinflow"
+    dbname: str = "twinflow"  # database and login role; the demo uses <dbname>_demo
     user: str = "twinflow"
-    password: SecretStr = SecretStr("twinflow")
-    sslmode: str = "prefer"
+    password: SecretStr = SecretStr("twinflow")  # set it by variable or password_file, not in the file
+    sslmode: str = "prefer"  # libpq sslmode: disable, prefer, require, verify-ca, verify-full
     # `auto`: use TimescaleDB when the server offers it; `on`: require it; `off`: plain PostgreSQL.
     timescaledb: str = Field("auto", pattern="^(auto|on|off)$")
     # A file holding the password (wins over `password`); TLS files for sslmode verify-ca/verify-full.

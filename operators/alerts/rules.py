@@ -14,8 +14,8 @@ class KindRule:
 
     __pydantic_config__ = STRICT  # typos in [alerts.rules.*] are errors, not ignored
 
-    min_duration_s: float = 60.0
-    cool_down_s: float = 300.0
+    min_duration_s: float = 60.0  # seconds (event time) the condition must last before the alert opens
+    cool_down_s: float = 300.0  # seconds it must stay clear before the alert resolves (the off-delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class AlertRules:
     flap_window_s: float = 3600.0
     flap_cool_down_factor: float = 4.0
     escalate_after_s: float = 1800.0
-    top_sensors: int = 3
+    top_sensors: int = 3  # sensors named in an alert's summary (by contribution)
     # Cross-topic order: records are applied in event-time order once the twin's newest data ts is this
     # far past them (the added alert latency, in event time); at most reorder_max_held wait.
     reorder_window_s: float = 30.0

@@ -80,7 +80,7 @@ class ConditionConfig:
 
     __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
 
-    enabled: bool = True
+    enabled: bool = True  # the health index against the healthy reference (condition monitoring)
     block: int = 10  # samples averaged into one block (the monitor's time step)
     reference: int = 400  # learned samples that make the healthy reference (commissioning / warm-up)
     halflife: float = 5.0  # blocks; smoothing of the level compared with the reference (health)
@@ -115,7 +115,7 @@ class SensorHealthConfig:
 
     __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
 
-    enabled: bool = True
+    enabled: bool = True  # sensor fault detection: frozen, spikes, quantised, out of range, silent
     # Frozen: a run of identical values at least this long, and so long that the sensor's own repeat
     # rate in the reference makes it less likely than frozen_probability.
     frozen_samples: int = 30
@@ -192,7 +192,7 @@ class FailureConfig:
     kernel_scale: float = 0.4  # RBF kernel width: gamma = kernel_scale / number of features (standardised)
     ridge: float = 1.0  # L2 penalty of the ridge fit
     ensemble: int = 3  # members averaged, each with its own random features
-    seed: int = 0
+    seed: int = 0  # of the random features (the same seed, the same model)
 
     def __post_init__(self) -> None:
         _check(

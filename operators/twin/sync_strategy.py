@@ -41,7 +41,7 @@ class Strategy(StrEnum):
 class ParamOverrides(StrictModel):
     """Per-parameter rules; unset fields inherit from the layer below."""
 
-    strategy: Strategy | None = None
+    strategy: Strategy | None = None  # which side wins: physical_wins (the device), digital_wins, merge
     tolerance: float | None = Field(None, ge=0, description="|reported − desired| allowed (absolute)")
     clear_tolerance: float | None = Field(None, ge=0, description="band to leave a conflict; default tolerance / 2")
     hold_time_s: float | None = Field(None, ge=0, description="seconds a condition must hold to switch")
@@ -50,9 +50,9 @@ class ParamOverrides(StrictModel):
     deadband_pct: float | None = Field(
         None, ge=0, le=100, description="measurements: changes ≤ this % of the value make no new version"
     )
-    ack_timeout_s: float | None = Field(None, gt=0)
+    ack_timeout_s: float | None = Field(None, gt=0)  # a command without an ack by then is retried
     max_attempts: int | None = Field(None, ge=1, description="command attempts per desired value")
-    backoff_base_s: float | None = Field(None, ge=0)
+    backoff_base_s: float | None = Field(None, ge=0)  # retries wait base × 2^(attempt−1), at most backoff_max_s
     backoff_max_s: float | None = Field(None, ge=0)
 
 
@@ -63,7 +63,7 @@ class TwinOverrides(ParamOverrides):
     simulation_sources: list[str] | None = Field(
         None, description="envelope sources whose values are what-if (never reported)"
     )
-    parameters: dict[str, ParamOverrides] = Field(default_factory=dict)
+    parameters: dict[str, ParamOverrides] = Field(default_factory=dict)  # per parameter name
 
 
 class TypeRules(TwinOverrides):
@@ -176,8 +176,8 @@ class TwinPolicy(StrictModel):
     """The ``[twin.policy]`` section."""
 
     defaults: Defaults = Field(default_factory=Defaults)
-    types: dict[str, TypeRules] = Field(default_factory=dict)
-    twins: dict[str, InstanceRules] = Field(default_factory=dict)
+    types: dict[str, TypeRules] = Field(default_factory=dict)  # per twin type (match: twin_id globs)
+    twins: dict[str, InstanceRules] = Field(default_factory=dict)  # per twin_id (type: one of types)
 
     @model_validator(mode="after")
     def _check(self) -> TwinPolicy:

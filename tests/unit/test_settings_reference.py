@@ -54,6 +54,16 @@ def test_every_setting_of_every_section_is_in_the_reference() -> None:
     } <= keys
 
 
+def test_a_table_shows_its_own_defaults_and_the_meanings_its_source_gives() -> None:
+    rows = {r.key: r for r in reference_rows()}
+    # AlertRules: sensor_fault: KindRule = KindRule(0.0, 120.0), not KindRule's class defaults (60, 300)
+    fault = "alerts.rules.sensor_fault"
+    assert (rows[f"{fault}.min_duration_s"].default, rows[f"{fault}.cool_down_s"].default) == ("0.0", "120.0")
+    assert rows["twin.policy.defaults.strategy"].default == '"physical_wins"'  # the built-in layer's value
+    assert "which side wins" in rows["twin.policy.types.<name>.strategy"].meaning  # a base class's comment
+    assert rows["alerts.rules.health_major"].meaning.startswith("Condition: open when")  # the comment above its run
+
+
 def test_show_prints_the_settings_in_effect_with_what_set_them(tmp_path: Path) -> None:
     (tmp_path / "twinflow.toml").write_text('[flow]\nbatch_size = 123\n[postgres]\npassword = "hunter2"\n')
     res = _twinflow(["settings", "show"], tmp_path, TWINFLOW_API__PORT="9999")
