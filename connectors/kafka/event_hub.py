@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -51,17 +52,23 @@ class HubTopics:
     kinds: tuple[str, ...]
 
 
-def parse_event_id(text: str) -> tuple[int, int, int, int] | None:
-    """``ts-topic-partition-offset`` → numbers; None when it is not one of ours.
+_EVENT_ID = re.compile(r"(\d{1,19})-(\d{1,4})-(\d{1,9})-(\d{1,19})", re.ASCII)
+INT64_MAX = 2**63 - 1
 
-    >>> parse_event_id("1700000000000-1-3-42"), parse_event_id("x")
-    ((1700000000000, 1, 3, 42), None)
+
+def parse_event_id(text: str) -> tuple[int, int, int, int] | None:
+    """``ts-topic-partition-offset`` → numbers; None when it is not one of ours (ASCII digits, each in
+    the range Kafka takes).
+
+    >>> parse_event_id("1700000000000-1-3-42"), parse_event_id("x"), parse_event_id("1-0-0-²")
+    ((1700000000000, 1, 3, 42), None, None)
+    >>> parse_event_id("99999999999999999999-0-0-0")  # beyond a Kafka timestamp
     """
-    parts = text.strip().split("-")
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+    m = _EVENT_ID.fullmatch(text.strip())
+    if m is None:
         return None
-    ts, t, p, o = (int(x) for x in parts)
-    return ts, t, p, o
+    ts, t, p, o = (int(x) for x in m.groups())
+    return (ts, t, p, o) if ts <= INT64_MAX and o <= INT64_MAX else None
 
 
 def _frame(event_id: str, kind: str, data: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -287,6 +288,17 @@ def test_hostile_requests_get_problem_documents(live: Live):
             assert r.status_code == 404 and "root:" not in r.text, (path, r.text[:200])
         is_problem(c.get("/api/v1/alerts", params={"state": "'; DROP TABLE alerts;--"}), 400)
         is_problem(c.delete(f"/api/v1/twins/{live.twin}"), 405)
+        # values a client may send that the database or Python cannot take: 4xx problems, never a 500
+        is_problem(c.get("/api/v1/alerts", params={"twin": "a\x00b"}), 400)
+        is_problem(c.get("/api/v1/twins", params={"cursor": "a\x00b"}), 400)
+        for bad in (c.get("/api/v1/alerts/al-%00x"), c.post("/api/v1/alerts/al-%00x/ack", json={})):
+            assert bad.status_code in (400, 404) and bad.headers["content-type"].startswith(PROBLEM), bad.text
+        is_problem(c.get(f"/api/v1/twins/{live.twin}/telemetry", params={"bucket": "999999999999d"}), 400)
+        for huge in (8e13, 1e300):
+            is_problem(c.post("/api/v1/alerts/nosuch/shelve", json={"duration_s": huge, "reason": "x"}), 422)
+        chunks = (b"x" * 1024 for _ in range(100))  # 100 KiB streamed without a Content-Length
+        streamed = c.patch(url, content=chunks, headers={"If-Match": "*", "Content-Type": "application/json"})
+        assert is_problem(streamed, 413)["type"].endswith("too-large")
     # rate limit (20/s, burst 60 per client here): a burst beyond the bucket is refused with Retry-After
     with live.client(token=live.other_token) as c:
         t0 = time.monotonic()
@@ -303,6 +315,17 @@ def test_openapi_and_docs_are_served_offline(live: Live):
     with live.client(token=None) as c:
         spec = c.get("/api/openapi.json").json()
         assert "/api/v1/twins/{twin_id}/desired" in spec["paths"] and "/api/v1/events" in spec["paths"]
+        # an OpenAPI 3.0 document (what it says it is): none of 3.1's schema forms
+        text = json.dumps(spec)
+        assert spec["openapi"] == "3.0.3" and "summary" not in spec["info"]
+        assert '{"type": "null"}' not in text and '"patternProperties"' not in text and '"const"' not in text
+        assert not re.search(r'"exclusive(Minimum|Maximum)": -?[0-9]', text)
+        assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+        assert spec["security"] == [{"bearer": []}] and spec["paths"]["/api/v1/health"]["get"]["security"] == []
+        me = spec["paths"]["/api/v1/me"]["get"]["responses"]
+        assert me["200"]["content"]["application/json"]["schema"] == {"type": "object"}
+        assert list(me["401"]["content"]) == list(me["422"]["content"]) == ["application/problem+json"]
+        assert "text/event-stream" in spec["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]
         page = c.get("/api/docs").text
         assert "/api/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
         assert c.get("/api/docs/assets/swagger-ui-bundle.js").status_code == 200

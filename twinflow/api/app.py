@@ -28,6 +28,7 @@ from twinflow.api import problems
 from twinflow.api.auth import Authenticator
 from twinflow.api.fast_path import TwinReadFastPath
 from twinflow.api.limits import BodyLimit, RateLimit
+from twinflow.api.openapi_doc import as_openapi_30, with_auth_and_problems
 from twinflow.api.state_cache import StateCache
 from twinflow.api.tokens import tokens_path
 from twinflow.settings import Settings
@@ -89,7 +90,15 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.openapi_version = "3.0.3"  # the bundled Swagger UI (offline) renders 3.0 documents
+    plain_openapi = app.openapi
+
+    def openapi() -> dict:
+        """OpenAPI 3.0.3 (the bundled Swagger UI 4 and 3.0 clients read it) with bearer auth and problems."""
+        if app.openapi_schema is None:
+            app.openapi_schema = with_auth_and_problems(as_openapi_30(plain_openapi()))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.auth = Authenticator(tokens_path(settings), api.anonymous_read)
     app.state.reads = ApiReads(settings.postgres.conninfo(), api.db_pool_size)

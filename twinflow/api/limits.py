@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import Any
 
 import orjson
+from fastapi import HTTPException
 
 from twinflow.api.problems import MEDIA_TYPE, problem_body
 
@@ -34,8 +35,12 @@ async def _send_problem(send, status: int, slug: str, detail: str, path: str, he
     await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """A streamed body beyond the limit: an HTTP exception, so that FastAPI's body parsing passes it on
+    (413 problem) instead of turning it into a 400."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"the body may be at most {max_bytes} bytes")
 
 
 class BodyLimit:
@@ -71,7 +76,7 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return msg
 
         async def tracking_send(msg):

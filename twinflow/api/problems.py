@@ -11,6 +11,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -61,7 +62,10 @@ def problem_response(status: int, slug: str, detail: str, instance: str, headers
     )
 
 
-_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
+_SLUGS = {
+    400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+    413: "too-large",
+}  # fmt: skip
 
 
 def install(app: FastAPI) -> None:
@@ -91,6 +95,12 @@ def install(app: FastAPI) -> None:
         detail = detail or "; ".join(f"{e['where']}: {e['message']}" for e in errors)[:2000]
         status = 400 if json_error else 422
         return problem_response(status, slug, detail, request.url.path, errors=errors[:50])
+
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # a value the database cannot take (a NUL byte in a text, a number out of range): the request's
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return problem_response(400, "bad-value", f"a value of the request cannot be used: {detail}", request.url.path)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,7 @@ from twinflow.alarms.state_filters import NAMES, selection
 from twinflow.api.auth import Reader, Writer
 from twinflow.api.kafka_delivery import deliver
 from twinflow.api.problems import Problem
-from twinflow.api.routes.params import JSON, aware_time
+from twinflow.api.routes.params import JSON, aware_time, twin_id_ok
 
 router = APIRouter()
 
@@ -32,6 +32,7 @@ async def list_alerts(
     if state not in NAMES:
         raise Problem(400, "bad-state", f"state {state[:40]!r}: use one of {', '.join(NAMES)}")
     states, isa = selection(state)
+    twin = twin_id_ok(twin) if twin is not None else None
     rows = await request.app.state.reads.alerts(states=states, isa_states=isa, twin_id=twin, limit=limit)
     return JSON({"items": [_alert_doc(r) for r in rows]})
 
@@ -68,7 +69,9 @@ class AlertActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("", max_length=500, description="why (required to shelve)")
     until: datetime | None = Field(None, description="shelve: when the shelving expires (with a time zone)")
-    duration_s: float | None = Field(None, gt=0, description="shelve: or how long, in seconds")
+    duration_s: float | None = Field(
+        None, gt=0, le=10 * 366 * 86400, allow_inf_nan=False, description="shelve: or how long, in seconds"
+    )
 
 
 ActionName = Literal["ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service"]

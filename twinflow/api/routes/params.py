@@ -54,18 +54,28 @@ def aware_time(value: datetime | None, name: str) -> datetime | None:
     return value
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION = re.compile(r"^(\d{1,12}(?:\.\d{1,9})?)(ms|s|m|h|d)$", re.ASCII)
+MAX_BUCKET = timedelta(days=366)
 
 
 def parse_bucket(text: str | None) -> timedelta | None:
-    """``10s``, ``1m``, ``1h`` → timedelta (at least 10 ms)."""
+    """``10s``, ``1m``, ``1h`` → timedelta (at least 10 ms, at most a year).
+
+    >>> parse_bucket("999999999999d")
+    Traceback (most recent call last):
+    ...
+    twinflow.api.problems.Problem: bucket: at most 366 days
+    """
     if not text:
         return None
     m = _DURATION.match(text.strip())
     if not m:
         raise Problem(400, "bad-bucket", f"bucket {text[:40]!r}: write a number and a unit (ms, s, m, h, d), e.g. 1m")
     unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    delta = timedelta(seconds=float(m.group(1)) * unit)
+    seconds = float(m.group(1)) * unit
+    if seconds > MAX_BUCKET.total_seconds():
+        raise Problem(400, "bad-bucket", f"bucket: at most {MAX_BUCKET.days} days")
+    delta = timedelta(seconds=seconds)
     if delta < timedelta(milliseconds=10):
         raise Problem(400, "bad-bucket", "bucket: at least 10ms")
     return delta

@@ -64,20 +64,24 @@ async def list_twins(
     cursor: Annotated[str, Query(max_length=128, description="`next` of the previous page")] = "",
 ) -> JSON:
     reads = request.app.state.reads
+    if cursor:
+        twin_id_ok(cursor)  # a twin id (`next` of the previous page)
     registry = _registry(request)
     policy = request.app.state.settings.twin.policy
     wanted = {k: v for k, v in (("type", type), ("site", site)) if v is not None}
     items: list[dict[str, Any]] = []
     after, more = cursor, True
+    batch = max(limit, 500) if wanted else limit  # a filter scans the fleet in few queries
     while len(items) < limit and more:
-        rows = await reads.fleet(after=after, limit=limit, status=status)
-        more = len(rows) == limit
-        for row in rows:
+        rows = await reads.fleet(after=after, limit=batch, status=status)
+        more = len(rows) == batch
+        for i, row in enumerate(rows):
             after = row["twin_id"]
             attrs = twin_attributes(row["twin_id"], registry, policy.type_of)
             if all(str(attrs.get(k)) == v for k, v in wanted.items()):
                 items.append(_summary(row, attrs))
                 if len(items) == limit:
+                    more = more or i < len(rows) - 1  # twins left in this batch
                     break
         if not wanted:
             break

@@ -1,0 +1,125 @@
+"""The OpenAPI document as clients and the bundled Swagger UI read it: OpenAPI 3.0.3 (FastAPI writes
+3.1 schemas; Swagger UI 4 and strict 3.0 code generators take 3.0), bearer authentication, and the
+problem documents every operation can answer with.
+
+>>> doc = {"openapi": "3.1.0", "info": {"title": "t", "summary": "s"}, "paths": {}, "components": {"schemas": {
+...     "A": {"properties": {"x": {"anyOf": [{"type": "integer"}, {"type": "null"}], "exclusiveMinimum": 0}}}}}}
+>>> as_openapi_30(doc)["components"]["schemas"]["A"]["properties"]["x"]
+{'type': 'integer', 'exclusiveMinimum': True, 'nullable': True, 'minimum': 0}
+>>> doc["openapi"], "summary" in doc["info"]
+('3.0.3', False)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twinflow.api.problems import MEDIA_TYPE
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem document",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"where": {"type": "string"}, "message": {"type": "string"}}},
+        },
+    },
+    "required": ["type", "title", "status"],
+}
+PROBLEMS = {
+    "400": "malformed request (a parameter, the JSON, a time without a time zone)",
+    "401": "no token, or an unknown or revoked one",
+    "404": "no such twin, alert or path",
+    "422": "the body or a parameter does not fit its schema",
+    "429": "rate limit: retry after Retry-After seconds",
+    "500": "the server failed; its log has the details",
+}
+PUBLIC = {"/api/v1/health"}  # answered without a token
+
+
+def _schema_30(node: Any) -> Any:
+    """A JSON schema of OpenAPI 3.1 (JSON Schema 2020-12) in the 3.0 dialect, recursively."""
+    if isinstance(node, list):
+        return [_schema_30(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _schema_30(v) for k, v in node.items()}
+    for key in ("anyOf", "oneOf"):
+        options = out.get(key)
+        if isinstance(options, list) and {"type": "null"} in options:
+            rest = [o for o in options if o != {"type": "null"}]
+            del out[key]
+            if len(rest) == 1 and "$ref" not in rest[0]:
+                out = {**rest[0], **out}
+            elif rest:
+                out[key if len(rest) > 1 else "allOf"] = rest
+            out["nullable"] = True
+    if isinstance(out.get("type"), list):
+        types = [t for t in out["type"] if t != "null"]
+        out["type"] = types[0] if len(types) == 1 else types
+        if len(types) < len(node["type"]):
+            out["nullable"] = True
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), int | float) and not isinstance(out.get(bound), bool):
+            out[plain], out[bound] = out[bound], True
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    if isinstance(out.get("patternProperties"), dict):  # 3.0 has none: the values' schema, the keys' pattern aside
+        patterns = out.pop("patternProperties")
+        if len(patterns) == 1:
+            [(pattern, values)] = patterns.items()
+            out.setdefault("additionalProperties", values)
+            out["x-key-pattern"] = pattern
+    if isinstance(out.get("examples"), list):
+        examples = out.pop("examples")
+        if examples:
+            out["example"] = examples[0]
+    return out
+
+
+def as_openapi_30(doc: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite ``doc`` (FastAPI's, 3.1) in place as OpenAPI 3.0.3; returns it."""
+    doc["openapi"] = "3.0.3"
+    summary = doc.get("info", {}).pop("summary", None)
+    if summary and not doc["info"].get("description"):
+        doc["info"]["description"] = summary
+    for name in ("paths", "components"):
+        if name in doc:
+            doc[name] = _schema_30(doc[name])
+    return doc
+
+
+def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
+    """Bearer authentication on every operation but :data:`PUBLIC`, the problem documents every
+    operation may answer with (the server sends them as ``application/problem+json``), and the
+    answers' media types (a JSON object; ``text/event-stream`` for the event streams)."""
+    components = doc.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+    components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    problem = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    doc["security"] = [{"bearer": []}]
+    for path, operations in doc.get("paths", {}).items():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if path in PUBLIC:
+                operation["security"] = []
+            for status, answer in operation["responses"].items():
+                if not status.startswith("2") or "content" not in answer:
+                    continue
+                if path.endswith("/events"):  # server-sent events, not a JSON body
+                    answer["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+                elif answer["content"].get("application/json", {}).get("schema") in ({"type": "string"}, {}):
+                    answer["content"]["application/json"]["schema"] = {"type": "object"}  # a JSON object
+            for status, what in PROBLEMS.items():
+                if status == "401" and path in PUBLIC:
+                    continue
+                answer = operation["responses"].setdefault(status, {"description": what})
+                answer["content"] = problem
+    return doc
