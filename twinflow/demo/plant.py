@@ -195,6 +195,14 @@ def _view(
     return table
 
 
+def _cleanup(console: Console, what: str, fn, *args) -> None:
+    """Run a clean-up step of the demo's end; a failure is reported in a line (the demo's outcome stands)."""
+    try:
+        fn(*args)
+    except Exception as exc:  # e.g. Kafka gone: say what is left, no traceback
+        console.print(f"[yellow]could not remove {what}: {exc}[/yellow]")
+
+
 def _last_lines(path: Path, n: int = 3) -> str:
     """The last ``n`` lines of a child's log (why it stopped), or a note that it wrote none."""
     try:
@@ -298,7 +306,7 @@ def run_plant_demo(
     with ExitStack() as stack:  # its callbacks run last first, also when the demo ends early
         stack.callback(mapping.unlink, missing_ok=True)
         stack.callback(shutil.rmtree, recovery, ignore_errors=True)
-        stack.callback(delete_topics, demo_settings, demo_topics)
+        stack.callback(_cleanup, console, "its Kafka topics", delete_topics, demo_settings, demo_topics)
         ensure_topics(demo_settings)
         db = stack.enter_context(psycopg.connect(demo_settings.postgres.conninfo(), autocommit=True))
         stack.callback(_stop_all, procs)
