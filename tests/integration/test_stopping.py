@@ -36,6 +36,7 @@ from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
 from tests.tcp_relay import Relay
 from tests.twin_kafka import envelope, query, wait_for
+from twinflow.demo.isolation import demo_dbname
 from twinflow.demo.plant import FLOWS, MAPPING, topic_env
 from twinflow.settings import Settings, load_settings
 from twinflow.stack.process import port_open
@@ -407,7 +408,9 @@ def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> Non
     wait_for(f"the demo's {processes} processes", lambda: len(demo.children()) == processes, timeout=60)
     children = demo.children()
     landed = "SELECT count(DISTINCT twin_id) AS n FROM telemetry WHERE ingested_at >= %s"
-    wait_for("readings of every asset", lambda: query(env.settings, landed, (since,))[0]["n"] >= 6, timeout=120)
+    pg = env.settings.postgres  # the demo writes into a database of its own
+    demo_db = env.settings.model_copy(update={"postgres": pg.model_copy(update={"dbname": demo_dbname(env.settings)})})
+    wait_for("readings of every asset", lambda: query(demo_db, landed, (since,))[0]["n"] >= 6, timeout=120)
     out = demo.assert_stops_cleanly()
     assert "demo stopped by signal" in out
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "demo processes left behind"
