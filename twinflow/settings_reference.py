@@ -33,6 +33,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import annotated_types
 from pydantic import BaseModel, SecretStr
 
+from connectors.config.errors import unwrap
 from twinflow.settings import PROJECT_ROOT, Settings
 
 PREFIX = "TWINFLOW_"
@@ -49,13 +50,6 @@ class Row:
     default: str
     variable: str
     meaning: str
-
-
-def _unwrap(t: Any) -> Any:
-    """``Annotated[X, …]`` → ``X``."""
-    while get_origin(t) is typing.Annotated:
-        t = get_args(t)[0]
-    return t
 
 
 def _is_model(t: Any) -> bool:
@@ -143,8 +137,9 @@ def _comment_of(line: str) -> str:
 
 
 def _type_name(t: Any) -> str:
-    t = _unwrap(t)
     origin = get_origin(t)
+    if origin is typing.Annotated:  # the constraints are shown apart
+        return _type_name(get_args(t)[0])
     if origin is Literal:
         return " | ".join(f'"{a}"' if isinstance(a, str) else str(a) for a in get_args(t))
     if origin in (Union, types.UnionType):
@@ -213,12 +208,9 @@ def _shown(value: Any) -> str:
 
 def _container_model(t: Any) -> tuple[str, Any] | None:
     """For ``dict[str, Model]`` → ("<name>", Model); ``list[Model]`` / ``tuple[Model, ...]`` → ("[]", Model)."""
-    t = _unwrap(t)
+    t = unwrap(t)
     origin = get_origin(t)
-    if origin in (Union, types.UnionType):
-        inner = [a for a in get_args(t) if a is not type(None)]
-        return _container_model(inner[0]) if len(inner) == 1 else None
-    args = [_unwrap(a) for a in get_args(t) if a is not Ellipsis]
+    args = [unwrap(a) for a in get_args(t) if a is not Ellipsis]
     if origin is dict and len(args) == 2 and _is_model(args[1]):
         return "<name>", args[1]
     if origin in (list, tuple) and args and _is_model(args[0]):
@@ -227,19 +219,16 @@ def _container_model(t: Any) -> tuple[str, Any] | None:
 
 
 def _model_of(t: Any) -> type | None:
-    t = _unwrap(t)
-    if _is_model(t):
-        return t
-    if get_origin(t) in (Union, types.UnionType):
-        inner = [_unwrap(a) for a in get_args(t) if a is not type(None)]
-        if len(inner) == 1 and _is_model(inner[0]):
-            return inner[0]
-    return None
+    """The model of a table (``Model`` or ``Model | None``), else None."""
+    t = unwrap(t)
+    return t if _is_model(t) else None
 
 
-def _rows(cls: type, path: tuple[str, ...], named: bool, shown: dict[type, str], instance: Any = None) -> Iterator[Row]:
+def _rows(
+    cls: type, path: tuple[str, ...], named: bool, listed: dict[type, str], instance: Any = None
+) -> Iterator[Row]:
     """The rows of ``cls``'s fields below ``path``; the tables of a table or array of tables whose model
-    is already listed (``shown``: model → where) get one row naming where their keys are."""
+    is already listed (``listed``: model → where) get one row naming where their keys are."""
     own = [base for base in reversed(cls.__mro__) if base.__module__.split(".")[0] in PROJECT_PACKAGES]
     comments = {k: v for base in own for k, v in _comments(base).items()}  # a subclass's comment wins
     for name, annotation, default, metadata, description in _fields(cls, instance):
@@ -248,20 +237,20 @@ def _rows(cls: type, path: tuple[str, ...], named: bool, shown: dict[type, str],
         model = _model_of(annotation)
         inner = _container_model(annotation)
         if model is not None:  # a table of its own (with its own defaults)
-            yield from _rows(model, key, named, shown, default if isinstance(default, model) else None)
+            yield from _rows(model, key, named, listed, default if isinstance(default, model) else None)
             continue
         if inner is not None:
             marker, item = inner
             kind = "table of tables, by name" if marker == "<name>" else "array of tables"
             below = (*key[:-1], key[-1] + (f".{marker}" if marker == "<name>" else "[]"))
-            if item in shown:
+            if item in listed:
                 yield Row(
-                    ".".join(key), kind, _shown(default), "", f"each with the keys of `{shown[item]}`" + _also(meaning)
+                    ".".join(key), kind, _shown(default), "", f"each with the keys of `{listed[item]}`" + _also(meaning)
                 )
                 continue
             yield Row(".".join(key), kind, _shown(default), "", meaning)
-            shown[item] = ".".join(below)
-            yield from _rows(item, below, False, shown)
+            listed[item] = ".".join(below)
+            yield from _rows(item, below, False, listed)
             continue
         limits = _constraints(metadata)
         shown_type = _type_name(annotation) + (f" ({limits})" if limits else "")

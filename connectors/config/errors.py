@@ -214,7 +214,7 @@ def toml_syntax_error(path: Path | str, exc: tomllib.TOMLDecodeError, text: str)
 
 
 # ----------------------------------------------------------------------------- walking the schema
-def _unwrap(t: Any) -> Any:
+def unwrap(t: Any) -> Any:
     """``Annotated[X, …]`` → X; ``X | None`` → X (other unions are kept)."""
     while True:
         origin = get_origin(t)
@@ -248,13 +248,13 @@ def _fields(t: Any) -> dict[str, Any]:
 
 
 def _is_table(t: Any) -> bool:
-    t = _unwrap(t)
+    t = unwrap(t)
     return bool(_fields(t)) or get_origin(t) is dict
 
 
 def _step(t: Any, part: str | int) -> tuple[Any, bool]:
     """The type one step down ``part``; the bool says whether ``part`` was consumed as a union tag."""
-    t = _unwrap(t)
+    t = unwrap(t)
     origin = get_origin(t)
     if origin in (list, tuple, set, frozenset) and isinstance(part, int):
         args = [a for a in get_args(t) if a is not Ellipsis]
@@ -263,13 +263,13 @@ def _step(t: Any, part: str | int) -> tuple[Any, bool]:
         args = get_args(t)
         return (args[1] if len(args) == 2 else Any), False
     if origin in (Union, types.UnionType):
-        members = [m for m in get_args(t) if _fields(_unwrap(m))]
+        members = [m for m in get_args(t) if _fields(unwrap(m))]
         for m in members:  # a discriminated union puts the tag into the location
-            for f in _fields(_unwrap(m)).values():
+            for f in _fields(unwrap(m)).values():
                 if get_origin(f) is Literal and part in get_args(f):
                     return m, True
-        having = [m for m in members if part in _fields(_unwrap(m))]
-        return (_fields(_unwrap(having[0]))[part] if having else Any), False
+        having = [m for m in members if part in _fields(unwrap(m))]
+        return (_fields(unwrap(having[0]))[part] if having else Any), False
     return _fields(t).get(str(part), Any), False
 
 
@@ -278,12 +278,12 @@ def type_at(root: Any, loc: tuple[str | int, ...]) -> Any:
     t = root
     for part in loc:
         t, _ = _step(t, part)
-    return _unwrap(t)
+    return unwrap(t)
 
 
 def keys_of(t: Any) -> list[str]:
     """The keys a table of type ``t`` accepts (its field names), for suggestions."""
-    return [k for k in _fields(_unwrap(t)) if not k.startswith("_")]
+    return [k for k in _fields(unwrap(t)) if not k.startswith("_")]
 
 
 def _split(root: Any, loc: tuple[str | int, ...], leaf_is_key: bool = False) -> tuple[str, str]:
