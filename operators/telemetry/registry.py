@@ -99,3 +99,50 @@ def twin_attributes(twin_id: str, registry: TwinRegistry | None, type_of: Callab
     if "type" not in attrs and (kind := type_of(twin_id)) is not None:
         attrs = {**attrs, "type": kind}
     return attrs
+
+
+class FleetPage:
+    """One page of the fleet list (``GET /api/v1/twins``, ``twinflow twin list``) read in batches of the
+    database's fleet rows (by twin id), keeping the twins whose attributes (:func:`twin_attributes`) match
+    ``wanted``; a filter reads batches of at least 500 rows, so it scans the fleet in few queries.
+
+    >>> page = FleetPage(2, {"type": "pump"}, None, lambda t: "pump" if t.startswith("p") else None)
+    >>> page.take([{"twin_id": "f1"}, {"twin_id": "p1"}, {"twin_id": "p2"}, {"twin_id": "p3"}])
+    >>> [row["twin_id"] for row, _ in page.items], page.wants_more, page.next
+    (['p1', 'p2'], False, 'p2')
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        wanted: dict[str, str],
+        registry: TwinRegistry | None,
+        type_of: Callable[[str], str | None],
+        after: str = "",
+    ) -> None:
+        self.limit, self.wanted, self.registry, self.type_of = limit, wanted, registry, type_of
+        self.after = after  # the last twin id read: where the next batch starts
+        self.batch = max(limit, 500) if wanted else limit
+        self.items: list[tuple[dict[str, Any], Attrs]] = []
+        self.more = True  # twins after ``after`` may remain
+
+    @property
+    def wants_more(self) -> bool:
+        return len(self.items) < self.limit and self.more
+
+    @property
+    def next(self) -> str | None:
+        """The cursor of the next page (None: this is the last)."""
+        return self.items[-1][0]["twin_id"] if len(self.items) == self.limit and self.more else None
+
+    def take(self, rows: list[dict[str, Any]]) -> None:
+        """Add a batch of fleet rows (at most :attr:`batch`, after :attr:`after`)."""
+        self.more = len(rows) == self.batch
+        for i, row in enumerate(rows):
+            self.after = row["twin_id"]
+            attrs = twin_attributes(row["twin_id"], self.registry, self.type_of)
+            if all(str(attrs.get(k)) == v for k, v in self.wanted.items()):
+                self.items.append((row, attrs))
+                if len(self.items) == self.limit:
+                    self.more = self.more or i < len(rows) - 1  # twins left in this batch
+                    return

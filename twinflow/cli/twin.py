@@ -162,7 +162,7 @@ def list_twins(
 
     from connectors.config.security_files import load_twin_registry
     from connectors.postgres.api_reads import FLEET, HAS_HEALTH
-    from operators.telemetry.registry import twin_attributes
+    from operators.telemetry.registry import FleetPage
 
     if status is not None and status not in STATUSES:
         err_console.print(f"--status {status!r}: use one of {', '.join(STATUSES)}")
@@ -170,20 +170,12 @@ def list_twins(
     s = settings_or_exit()
     registry = load_twin_registry(s.security.twin_registry) if s.security.twin_registry else None
     wanted = {k: v for k, v in (("type", type_), ("site", site)) if v is not None}
-    found: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    page = FleetPage(limit, wanted, registry, s.twin.policy.type_of, after)
     with psycopg.connect(s.postgres.conninfo(), row_factory=dict_row) as conn:
         sql = FLEET[conn.execute(HAS_HEALTH).fetchone() is not None]
-        while len(found) < limit:
-            rows = conn.execute(sql, {"after": after, "limit": limit, "status": status}).fetchall()
-            for row in rows:
-                after = row["twin_id"]
-                attrs = twin_attributes(row["twin_id"], registry, s.twin.policy.type_of)
-                if all(str(attrs.get(k)) == v for k, v in wanted.items()):
-                    found.append((row, attrs))
-                    if len(found) == limit:
-                        break
-            if len(rows) < limit or not wanted:
-                break
+        while page.wants_more:
+            page.take(conn.execute(sql, {"after": page.after, "limit": page.batch, "status": status}).fetchall())
+    found = page.items
     if as_json:
         for row, attrs in found:
             keep = ("twin_id", "status", "mode", "version", "desired_version", "event_time", "open_alerts",

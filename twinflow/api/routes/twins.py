@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from operators.records.envelope import SENSOR_PATTERN
-from operators.telemetry.registry import twin_attributes
+from operators.telemetry.registry import FleetPage
 from twinflow.api.auth import Reader
 from twinflow.api.problems import Problem
 from twinflow.api.routes.params import JSON, TwinIdPath, aware_time, parse_bucket, time_or_ago, twin_id_ok
@@ -66,27 +66,11 @@ async def list_twins(
     reads = request.app.state.reads
     if cursor:
         twin_id_ok(cursor)  # a twin id (`next` of the previous page)
-    registry = _registry(request)
-    policy = request.app.state.settings.twin.policy
     wanted = {k: v for k, v in (("type", type), ("site", site)) if v is not None}
-    items: list[dict[str, Any]] = []
-    after, more = cursor, True
-    batch = max(limit, 500) if wanted else limit  # a filter scans the fleet in few queries
-    while len(items) < limit and more:
-        rows = await reads.fleet(after=after, limit=batch, status=status)
-        more = len(rows) == batch
-        for i, row in enumerate(rows):
-            after = row["twin_id"]
-            attrs = twin_attributes(row["twin_id"], registry, policy.type_of)
-            if all(str(attrs.get(k)) == v for k, v in wanted.items()):
-                items.append(_summary(row, attrs))
-                if len(items) == limit:
-                    more = more or i < len(rows) - 1  # twins left in this batch
-                    break
-        if not wanted:
-            break
-    nxt = items[-1]["twin_id"] if len(items) == limit and more else None
-    return JSON({"items": items, "next": nxt})
+    page = FleetPage(limit, wanted, _registry(request), request.app.state.settings.twin.policy.type_of, cursor)
+    while page.wants_more:
+        page.take(await reads.fleet(after=page.after, limit=page.batch, status=status))
+    return JSON({"items": [_summary(row, attrs) for row, attrs in page.items], "next": page.next})
 
 
 @router.get("/twins/{twin_id}", response_class=JSON, summary="A twin's state document (ETag: desired version)")
