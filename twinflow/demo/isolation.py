@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from connectors.bridges.mapping.loading import load_mapping
 from connectors.postgres.migrate import migrate
 from twinflow.settings import Settings
+from twinflow.stack.postgres import Postgres
 
 
 class DemoDatabaseError(RuntimeError):
@@ -30,30 +30,23 @@ def demo_dbname(settings: Settings) -> str:
 
 
 def fresh_demo_database(settings: Settings) -> str:
-    """Drop and create the demo's database (owned by the application role) as the stack's
+    """Drop and create the demo's database (owned by the application role) as the local stack's
     PostgreSQL superuser, then apply the migrations; returns its name. Where the superuser is not
     at hand, an existing demo database the application role can reach is migrated and used as it is."""
-    name = demo_dbname(settings)
-    pg = settings.postgres
-    superuser = pg.conninfo(
-        user="postgres", password=settings.stack.postgres_superuser_password.get_secret_value(), dbname="postgres"
-    )
+    name, pg = demo_dbname(settings), settings.postgres
     try:
-        with psycopg.connect(superuser, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(pg.user)))
+        Postgres(settings).fresh_database(name)
+        refused = ""
     except psycopg.Error as exc:
-        kept = pg.conninfo(dbname=name)
-        try:
-            migrate(kept, pg.timescaledb)
-        except psycopg.Error:
-            raise DemoDatabaseError(
-                f"the demo runs in a database of its own, {name!r}, and could not create it as the PostgreSQL "
-                f"superuser ({str(exc).strip().splitlines()[0]}): create it (owner {pg.user}) or start the local "
-                "stack with `twinflow stack up`"
-            ) from None
-        return name
-    migrate(pg.conninfo(dbname=name), pg.timescaledb)
+        refused = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    try:
+        migrate(pg.conninfo(dbname=name), pg.timescaledb)
+    except psycopg.Error as exc:
+        why = refused or str(exc).strip().splitlines()[0]
+        raise DemoDatabaseError(
+            f"the demo runs in a database of its own, {name!r}, and could not make it ready ({why}): create it "
+            f"(owner {pg.user}) or start the local stack with `twinflow stack up`"
+        ) from None
     return name
 
 

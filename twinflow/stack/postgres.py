@@ -12,6 +12,7 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from twinflow.stack.base import Service
 from twinflow.stack.process import (
@@ -221,9 +222,26 @@ class Postgres(Service):
                 )
             )
             if not conn.execute("select 1 from pg_database where datname = %s", (pg.dbname,)).fetchone():
-                conn.execute(
-                    sql.SQL("create database {} owner {}").format(sql.Identifier(pg.dbname), sql.Identifier(pg.user))
-                )
+                self._create_database(conn, pg.dbname)
+
+    def fresh_database(self, name: str) -> None:
+        """Drop the database ``name`` (its sessions ended) and create it again, empty, owned by the
+        application role (the demo's own database)."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self._superuser_conninfo(), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            self._create_database(conn, name)
+
+    def _create_database(self, conn: Any, name: str) -> None:
+        from psycopg import sql
+
+        conn.execute(
+            sql.SQL("create database {} owner {}").format(
+                sql.Identifier(name), sql.Identifier(self.settings.postgres.user)
+            )
+        )
 
     def down(self) -> None:
         bindir = postgres_bindir()
