@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from operators.twin.state import Status
 from twinflow.cli.support import err_console, settings_or_exit
 from twinflow.settings import PROJECT_ROOT, Settings
 
@@ -143,7 +144,7 @@ def _parse_time(text: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-STATUSES = ("synchronized", "desynced", "simulating", "maintenance")
+STATUSES = tuple(s.value for s in Status)
 
 
 @twin_app.command("list")

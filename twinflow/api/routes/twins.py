@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from operators.records.envelope import SENSOR_PATTERN
 from operators.telemetry.registry import FleetPage
+from operators.twin.state import Status
 from twinflow.api.auth import Reader
 from twinflow.api.problems import Problem
 from twinflow.api.routes.params import JSON, TwinIdPath, aware_time, parse_bucket, time_or_ago, twin_id_ok
@@ -55,7 +56,7 @@ def _summary(row: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
 async def list_twins(
     request: Request,
     _: Reader,
-    status: Annotated[str | None, Query(pattern="^(synchronized|desynced|simulating|maintenance)$")] = None,
+    status: Annotated[str | None, Query(pattern=f"^({'|'.join(Status)})$")] = None,
     type: Annotated[
         str | None, Query(max_length=64, description="twin registry attribute `type`, else the twin policy's type")
     ] = None,
