@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from twinflow.api.problems import Problem
 from twinflow.api.tokens import TokenStore
@@ -69,11 +70,17 @@ class Authenticator:
         return subject
 
 
-def reader(request: Request) -> str:
+# Declares bearer authentication in the OpenAPI document, on exactly the operations that take a Reader or a
+# Writer; the token itself is checked by :class:`Authenticator` (problem documents, revocation).
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer")
+_Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+def reader(request: Request, _: _Bearer) -> str:
     return request.app.state.auth.reader(request)
 
 
-def writer(request: Request) -> str:
+def writer(request: Request, _: _Bearer) -> str:
     return request.app.state.auth.writer(request)
 
 

@@ -40,7 +40,6 @@ PROBLEMS = {
     "429": "rate limit: retry after Retry-After seconds",
     "500": "the server failed; its log has the details",
 }
-PUBLIC = {"/api/v1/health"}  # answered without a token
 
 
 def _schema_30(node: Any) -> Any:
@@ -96,11 +95,11 @@ def as_openapi_30(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
-    """Bearer authentication on every operation but :data:`PUBLIC`, the problem documents every
-    operation may answer with (the server sends them as ``application/problem+json``), and the
+    """Bearer authentication as the document's default (FastAPI marks the operations whose routes take a
+    Reader or Writer, :data:`twinflow.api.auth.BEARER`; the others say they need none), the problem documents
+    every operation may answer with (the server sends them as ``application/problem+json``), and the
     answers' media types (a JSON object; ``text/event-stream`` for the event streams)."""
     components = doc.setdefault("components", {})
-    components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     problem = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     doc["security"] = [{"bearer": []}]
@@ -108,7 +107,8 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            if path in PUBLIC:
+            public = not operation.get("security")
+            if public:
                 operation["security"] = []
             for status, answer in operation["responses"].items():
                 if not status.startswith("2") or "content" not in answer:
@@ -118,7 +118,7 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
                 elif answer["content"].get("application/json", {}).get("schema") in ({"type": "string"}, {}):
                     answer["content"]["application/json"]["schema"] = {"type": "object"}  # a JSON object
             for status, what in PROBLEMS.items():
-                if status == "401" and path in PUBLIC:
+                if status == "401" and public:
                     continue
                 answer = operation["responses"].setdefault(status, {"description": what})
                 answer["content"] = problem
