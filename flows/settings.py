@@ -11,7 +11,7 @@ True
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from pydantic import Field, SecretStr
 
@@ -37,10 +37,15 @@ DEV_IDENTITY = "identity"
 
 
 class FlowSettings(StrictModel):
-    # Readings per COPY into the database (upper bound; a Kafka poll's batch is the lower).
+    RETIRED: ClassVar[dict[str, str]] = {
+        "poll_timeout_s": "it never took effect: a caught-up partition is polled again every"
+        " `poll_interval_ms`, a backlog at once; remove it",
+        "consumer_group": "it never took effect: a flow's Kafka offsets live in its recovery snapshots,"
+        " not in a consumer group; remove it",
+    }
+
+    # Readings per COPY into the database and messages per Kafka poll (upper bound; a poll's batch is the lower).
     batch_size: int = Field(5000, ge=1)
-    # Seconds a Kafka poll waits to fill a batch.
-    poll_timeout_s: float = Field(0.5, gt=0)
     # A tailing flow's Kafka partition that is caught up (its poll returned less than a batch) polls
     # again at the next multiple of this many milliseconds (all of a worker's partitions on the same
     # tick), not at once: each batch holds this long a stretch of readings, not the few an immediate
@@ -49,11 +54,13 @@ class FlowSettings(StrictModel):
     # (Bytewax's own behaviour). At most 500: well under the path's heartbeat gap (path_pauses.GAP_S).
     # 25 by default: at 50 % of the max rate 50 left the p99 over 250 ms (docs/performance.md).
     poll_interval_ms: float = Field(25.0, ge=0, le=500)
+    # A Kafka message (or an MQTT payload the bridge forwards) larger than this is dead-lettered (`too_large`).
     max_message_bytes: int = Field(64 * 1024, ge=256)
     # Readings whose timestamp is further than this in the future are rejected.
     max_future_skew_s: float = Field(300.0, ge=0)
     # Readings older than this (days) are rejected as implausible.
     max_age_days: float = Field(3650.0, gt=0)
+    # Where the flows keep their recovery state (a folder per flow); unset: <stack dir>/recovery.
     recovery_dir: Path | None = None
     # The recovery snapshot interval (the Bytewax epoch): each flow's steps pickle the state of every
     # twin they touched at its end while readings wait, and a restart after a crash replays up to
@@ -67,7 +74,6 @@ class FlowSettings(StrictModel):
     # ends, whose pause grows with the twins a process holds (≈ 0.5-1 ms per twin; at 2,000 twins
     # p99 96-154 ms instead of 0.8-1.4 s, for 0-40 % more CPU; docs/performance.md, "Twins per process").
     pipeline_ingest: bool = True
-    consumer_group: str = "twinflow-flow"
     # Python's cyclic garbage collector in flow processes: collect the youngest generation after this
     # many new objects (Python's default is 700: with ~10 objects per reading that is a collection
     # every ~70 readings). Start-up objects are frozen (never scanned again). 0 = Python's defaults.
@@ -96,9 +102,13 @@ class MlSettings(StrictModel):
 
     # `rul` adds remaining-useful-life and failure-probability predictions.
     model: str = Field("none", pattern="^(none|rul)$")
+    # The anomaly detector (docs/ml.md, "Anomaly scores"): its fields are listed as ml.anomaly.*.
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    # The forecasters (docs/ml.md, "Forecasts"): horizons, intervals, seasonality.
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+    # Publish forecasts (twin.forecasts); false: anomaly scores and health only.
     forecasts: bool = True
+    # The failure model of `model = "rul"` (docs/ml.md, "Failure prediction").
     failure: FailureConfig = Field(default_factory=FailureConfig)
     # Seconds per time unit of the failure model when time is a timestamp (RUL in hours by default).
     time_unit_s: float = Field(3600.0, gt=0)
@@ -106,7 +116,9 @@ class MlSettings(StrictModel):
     # `predict_every` samples (0: never); `fleets` maps fleet name -> twin_id glob (first match wins),
     # other twins belong to `default_fleet`. One failure model per fleet (docs/ml.md).
     predict_every: int = Field(60, ge=0)
+    # Fleet name -> twin_id glob (first match wins); a twin's features go to its fleet's failure model.
     fleets: dict[str, str] = Field(default_factory=dict)
+    # The fleet of twins that no glob of `fleets` matches.
     default_fleet: str = Field("fleet", min_length=1)
     # Operating limits per sensor ([[ml.limits]] sensor/high/low/twins): forecasts predict their
     # crossing and the alerts flow opens `forecast_breach` alerts (docs/alerts.md).
@@ -115,9 +127,10 @@ class MlSettings(StrictModel):
     operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
     # Slow time scale: the healthy reference, health index, relations (docs/ml.md, "Two time scales").
     condition: ConditionConfig = Field(default_factory=ConditionConfig)
-    # Sensor faults (docs/ml.md, "Sensor faults"); physical ranges per sensor ([[ml.ranges]] sensor/low/high/twins):
-    # a value outside is an `out_of_range` sensor fault.
+    # Sensor faults: stuck, noisy, drifting, silent sensors (docs/ml.md, "Sensor faults").
     sensor_health: SensorHealthConfig = Field(default_factory=SensorHealthConfig)
+    # Physical ranges per sensor ([[ml.ranges]] sensor/low/high/twins): a value outside is an
+    # `out_of_range` sensor fault.
     ranges: list[SensorLimit] = Field(default_factory=list)
 
     def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
@@ -151,12 +164,14 @@ class SecuritySettings(StrictModel):
     # Subjects (people, services) with attributes and Ed25519 public keys (operators/security/request_auth.py);
     # the twin flow authenticates every desired request against it. Unset = every request is denied.
     subjects_file: Path | None = None
-    # The CLI's signing key (PEM, Ed25519) and the subject it signs as (default: the subject of the
-    # subjects file with this key's public key, else the login name).
+    # The CLI's signing key (PEM, Ed25519).
     key_file: Path | None = None
+    # The subject the CLI signs as (default: the subject of the subjects file with `key_file`'s public
+    # key, else the login name).
     subject: str | None = None
-    # A signed request older than this (or further in the future than max_clock_skew_s) is refused.
+    # A signed request older than this is refused.
     max_request_age_s: float = Field(300.0, gt=0)
+    # A signed request dated further in the future than this is refused.
     max_clock_skew_s: float = Field(60.0, ge=0)
     # Topic for refused desired-state updates.
     desired_rejected_topic: str = "twin.desired.rejected"
@@ -176,8 +191,8 @@ class AlertSettings(StrictModel):
     topic: str = "twin.alerts"  # alert versions out (the flow never reads it back)
     actions_topic: str = "twin.alert_actions"  # ack / resolve from `twinflow alerts`
     anomalies_topic: str = "twin.anomaly_scores"  # the models' outputs the alerts flow reads
-    failures_topic: str = "twin.failure_predictions"
-    forecasts_topic: str = "twin.forecasts"
+    failures_topic: str = "twin.failure_predictions"  # the failure model's predictions (ml.model = "rul")
+    forecasts_topic: str = "twin.forecasts"  # the forecasters' outputs
     status_topic: str = "twin.status"  # maintenance on/off
     suppression_topic: str = "twin.alert_suppression"  # parent assets' alarms → children (ISA-18.2)
     operators: int = Field(1, ge=1)  # operator positions, for the alarm rate per operator-hour
@@ -190,10 +205,10 @@ class AlertSettings(StrictModel):
     poll_interval_ms: float | None = Field(None, ge=0, le=500)
     # Optional webhook: HTTP POST of each alert version, signed with HMAC-SHA256.
     webhook_url: str | None = None
-    webhook_secret: SecretStr | None = None  # or webhook_secret_file (first line)
-    webhook_secret_file: Path | None = None
-    webhook_timeout_s: float = Field(5.0, gt=0)
-    webhook_attempts: int = Field(5, ge=1)
+    webhook_secret: SecretStr | None = None  # the HMAC key (or webhook_secret_file)
+    webhook_secret_file: Path | None = None  # a file whose first line is the HMAC key
+    webhook_timeout_s: float = Field(5.0, gt=0)  # seconds per delivery attempt
+    webhook_attempts: int = Field(5, ge=1)  # attempts per alert version (exponential backoff between)
 
     def poll_interval(self, flow_poll_interval_ms: float) -> float:
         """The alerts flow's poll interval in ms (see ``poll_interval_ms``).

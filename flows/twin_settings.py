@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from operators.strict import StrictModel
 from operators.twin.event_windows import WindowSpec
@@ -15,6 +15,11 @@ from operators.twin.sync_strategy import TwinPolicy
 class TwinSettings(StrictModel):
     """Twin reconciliation (docs/reconciliation.md)."""
 
+    RETIRED: ClassVar[dict[str, str]] = {
+        "alerts_topic": "the twin flow writes its desync events to `desync_topic` (default twin.desync) and"
+        " alert versions are `[alerts] topic`; remove it (docs/operations.md, Upgrading)"
+    }
+
     desired_topic: str = "twin.desired"  # signed desired-state requests (CLI, API), key = twin_id
     commands_topic: str = "twin.commands"  # setpoints for the bridges to write to devices
     acks_topic: str = "twin.acks"  # the bridges' answers to commands (applied, failed)
@@ -23,25 +28,17 @@ class TwinSettings(StrictModel):
     desync_topic: str = "twin.desync"
     # The desired-state gate's verdict on every request (the CLI waits for it; docs/security.md).
     outcomes_topic: str = "twin.desired.outcomes"
-    late_topic: str = "telemetry.late"
+    late_topic: str = "telemetry.late"  # readings behind the event-time watermark, kept for audit
+    # Partitions of twin.desired, twin.commands, twin.acks, twin.state and twin.desired.outcomes (docs/scale-out.md).
     partitions: int = Field(4, ge=1)
-    # Tumbling event-time windows per twin and sensor (seconds) and how late a reading may be.
+    # Tumbling event-time windows per twin and sensor (seconds).
     windows_s: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 60.0], min_length=1)
+    # How late a reading may arrive and still correct its window (seconds behind the watermark).
     allowed_lateness_s: float = Field(5.0, ge=0)
+    # Who wins per property (reported or desired), deadbands, hysteresis (docs/reconciliation.md).
     policy: TwinPolicy = Field(default_factory=TwinPolicy)
     # Also write telemetry rows and dead letters (then the telemetry flow need not run).
     ingest: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _alerts_topic_is_gone(cls, data: Any) -> Any:
-        """``alerts_topic`` (before twin.desync) named the topic the alerts flow also wrote; say what replaced it."""
-        if isinstance(data, dict) and "alerts_topic" in data:
-            raise ValueError(
-                "`alerts_topic` is gone: the twin flow writes its desync events to `desync_topic` (default"
-                " twin.desync) and alert versions are `[alerts] topic`; remove it (docs/operations.md, Upgrading)"
-            )
-        return data
 
     def window_spec(self) -> WindowSpec:
         return WindowSpec(

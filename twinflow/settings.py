@@ -73,40 +73,41 @@ class StackSettings(StrictModel):
 
     dir: Path = PROJECT_ROOT / ".stack"  # data, logs, recovery state and the development identity
     kafka_port: int = 9092  # the services' ports; clients follow them unless set in their sections
-    kafka_controller_port: int = 9093
+    kafka_controller_port: int = 9093  # the KRaft controller's listener
     # Broker JVM heap. 512m filled to 97 % (old generation) once the shared dev broker held ~10,000
     # partitions of test topics: young + concurrent GC pauses of ~40 ms per second, single pauses up
     # to ~200 ms, each delaying every produce and fetch (benchmarks/RESULTS.md, issue 7 round 3).
     kafka_heap: str = "1g"
-    kafka_version: str = "4.1.1"
-    postgres_port: int = 5432
+    kafka_version: str = "4.1.1"  # the kafka_2.13 release fetched from Maven Central
+    postgres_port: int = 5432  # the local PostgreSQL (clients follow it unless postgres.port is set)
+    # The local cluster's superuser password (the stack creates the `twinflow` role with it).
     postgres_superuser_password: SecretStr = SecretStr("postgres")
-    mosquitto_port: int = 1883
-    timescale_wasm_port: int = 55432
+    mosquitto_port: int = 1883  # the local Mosquitto (clients follow it unless mqtt.port is set)
+    timescale_wasm_port: int = 55432  # the WASM TimescaleDB of `stack up --with-timescale-wasm`
 
 
 class ApiSettings(StrictModel):
     """`twinflow serve`: the HTTP API and the web view (docs/api.md)."""
 
     host: str = "127.0.0.1"  # where `twinflow serve` listens (0.0.0.0: every interface)
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535)  # the port `twinflow serve` listens on
     # Bearer tokens, stored as SHA-256 hashes (`twinflow api token create`); default <stack dir>/api-tokens.toml.
     tokens_file: Path | None = None
     anonymous_read: bool = False  # writes always need a token
-    # TLS (the secure profile sets both); without them the server speaks plain HTTP.
+    # TLS certificate chain (PEM; the secure profile sets it and tls_key_file); without both: plain HTTP.
     tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    max_body_bytes: int = Field(64 * 1024, ge=256)
-    # Per client (token, else address): a token bucket of `rate_per_s` refilled, `rate_burst` deep; 0 = off.
+    tls_key_file: Path | None = None  # the certificate's private key (PEM)
+    max_body_bytes: int = Field(64 * 1024, ge=256)  # a larger request body is refused with 413
+    # Per client (token, else address): requests per second of a token bucket; 0 = no rate limit.
     rate_per_s: float = Field(100.0, ge=0)
-    rate_burst: int = Field(200, ge=1)
+    rate_burst: int = Field(200, ge=1)  # the bucket's depth: requests a client may send at once
     require_if_match: bool = True  # PATCH desired without If-Match → 428
     verdict_wait_s: float = Field(10.0, ge=0)  # PATCH desired waits this long for the gate's verdict
-    sse_keepalive_s: float = Field(15.0, gt=0)
+    sse_keepalive_s: float = Field(15.0, gt=0)  # an idle event stream sends a comment this often
     sse_buffer_events: int = Field(50_000, ge=0)  # recent events kept for exact Last-Event-ID resume
     # Per stream: events queued for a client beyond this → an `overflow` event ends it (resume with Last-Event-ID).
     sse_client_buffer_bytes: int = Field(16 * 2**20, ge=4096)
-    db_pool_size: int = Field(8, ge=1)
+    db_pool_size: int = Field(8, ge=1)  # PostgreSQL connections for the API's reads
     state_cache_entries: int = Field(200_000, ge=0)  # newest twin states kept in memory (0: always the database)
 
 

@@ -10,7 +10,7 @@ lines right above it in the model's source: what the code's reader sees is what 
 >>> r.type, r.default, r.variable
 ('float (≥ 0)', '10.0', 'TWINFLOW_API__VERDICT_WAIT_S')
 >>> r.meaning
-"PATCH desired waits this long for the gate's verdict"
+"PATCH desired waits this long for the gate's verdict."
 >>> rows["postgres.password"].default  # secrets are never shown
 '(secret)'
 """
@@ -87,8 +87,8 @@ def _fields(cls: type, instance: Any = None) -> list[tuple[str, Any, Any, list[A
 
 @cache
 def _comments(cls: type) -> dict[str, str]:
-    """Field name → the comment on its line, or the comment lines above it; a comment block above a run of
-    fields (no blank line between them) is also the meaning of the run's fields without one of their own."""
+    """Field name → the comment on its line, or the comment lines right above it. A field without either
+    has no meaning here (never its neighbour's: a comment block describes the one field below it)."""
     try:
         lines, _start = inspect.getsourcelines(cls)
     except (OSError, TypeError):
@@ -100,24 +100,17 @@ def _comments(cls: type) -> dict[str, str]:
     except SyntaxError:
         return {}
     out: dict[str, str] = {}
-    group, last_end = "", -2
     for node in tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            group, last_end = "", -2
             continue
         above = []
         i = node.lineno - 2
         while i >= 0 and body[i].strip().startswith("#"):
             above.insert(0, body[i].strip().lstrip("#").strip())
             i -= 1
-        if above:
-            group = " ".join(above)
-        elif node.lineno - 1 != last_end:  # a blank line (or other code) ends the run
-            group = ""
-        last_end = node.end_lineno or node.lineno
-        trailing = _comment_of(body[last_end - 1])
-        if trailing or group:
-            out[node.target.id] = trailing or group
+        trailing = _comment_of(body[(node.end_lineno or node.lineno) - 1])
+        if trailing or above:
+            out[node.target.id] = trailing or " ".join(above)
     return out
 
 
@@ -233,7 +226,7 @@ def _rows(
     comments = {k: v for base in own for k, v in _comments(base).items()}  # a subclass's comment wins
     for name, annotation, default, metadata, description in _fields(cls, instance):
         key = (*path, name)
-        meaning = description or comments.get(name, "")
+        meaning = _sentence(description or comments.get(name, ""))
         model = _model_of(annotation)
         inner = _container_model(annotation)
         if model is not None:  # a table of its own (with its own defaults)
@@ -256,6 +249,18 @@ def _rows(
         shown_type = _type_name(annotation) + (f" ({limits})" if limits else "")
         variable = PREFIX + "__".join(p.upper() for p in key) if named and path else ""
         yield Row(".".join(key), shown_type, _shown(default), variable, meaning)
+
+
+def _sentence(text: str) -> str:
+    """A meaning as a sentence: capitalised, with a full stop (comments on a field's line are often neither).
+
+    >>> _sentence("the login role"), _sentence("Seconds per try."), _sentence("")
+    ('The login role.', 'Seconds per try.', '')
+    """
+    text = text.strip()
+    if not text:
+        return text
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _also(meaning: str) -> str:

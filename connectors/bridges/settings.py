@@ -16,6 +16,7 @@ class BridgeSettings(StrictModel):
     command_group: str = "twinflow-bridge"
     # Readings of one twin collected this long into one envelope.
     batch_window_ms: float = Field(50.0, ge=0)
-    # Reconnect backoff bounds (seconds).
+    # First wait before reconnecting to a device (seconds); it doubles on each failure.
     reconnect_min_s: float = Field(0.5, gt=0)
+    # The longest wait between reconnect attempts (seconds).
     reconnect_max_s: float = Field(15.0, gt=0)

@@ -35,8 +35,9 @@ class KafkaSettings(StrictModel):
     bootstrap_servers: str = "127.0.0.1:9092"  # host:port,… of the brokers (default: the local stack's)
     # Extra librdkafka properties merged into every client (e.g. security settings).
     extra: dict[str, str] = Field(default_factory=dict)
-    # SASL password (librdkafka `sasl.password`), or a file holding it; never logged (docs/security.md).
+    # SASL password (librdkafka `sasl.password`); never logged (docs/security.md).
     sasl_password: SecretStr | None = None
+    # A file holding the SASL password (wins over `sasl_password`).
     sasl_password_file: Path | None = None
 
     @model_validator(mode="after")
@@ -53,8 +54,9 @@ class BufferSettings(StrictModel):
     max_in_flight: int = Field(20000, ge=1)
     # Records kept in memory before spilling to the file.
     memory_records: int = Field(50000, ge=1)
-    # Spill file directory (twinflow's settings default it to <stack dir>/buffer) and its size limit.
+    # Spill file directory (twinflow's settings default it to <stack dir>/buffer).
     spill_dir: Path | None = None
+    # The spill file's size limit; beyond it `when_full` decides.
     spill_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     # When memory and file are both full: `block` the device side (back-pressure) or `drop_oldest`.
     when_full: str = Field("block", pattern="^(block|drop_oldest)$")

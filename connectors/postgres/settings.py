@@ -18,18 +18,18 @@ from operators.strict import StrictModel
 
 class PostgresSettings(StrictModel):
     host: str = "127.0.0.1"  # the database server (port: default the local stack's)
-    port: int = 5432
+    port: int = 5432  # the server's port (default: the local stack's, stack.postgres_port)
     dbname: str = "twinflow"  # database and login role; the demo uses <dbname>_demo
-    user: str = "twinflow"
+    user: str = "twinflow"  # the login role
     password: SecretStr = SecretStr("twinflow")  # set it by variable or password_file, not in the file
     sslmode: str = "prefer"  # libpq sslmode: disable, prefer, require, verify-ca, verify-full
     # `auto`: use TimescaleDB when the server offers it; `on`: require it; `off`: plain PostgreSQL.
     timescaledb: str = Field("auto", pattern="^(auto|on|off)$")
-    # A file holding the password (wins over `password`); TLS files for sslmode verify-ca/verify-full.
+    # A file holding the password (wins over `password`).
     password_file: Path | None = None
-    sslrootcert: str | None = None
-    sslcert: str | None = None
-    sslkey: str | None = None
+    sslrootcert: str | None = None  # the CA file that sslmode verify-ca/verify-full checks the server against
+    sslcert: str | None = None  # a client certificate (libpq sslcert)
+    sslkey: str | None = None  # its key (libpq sslkey)
 
     @model_validator(mode="after")
     def _password_from_file(self) -> PostgresSettings:

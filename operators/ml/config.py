@@ -119,10 +119,10 @@ class SensorHealthConfig:
     # Frozen: a run of identical values at least this long, and so long that the sensor's own repeat
     # rate in the reference makes it less likely than frozen_probability.
     frozen_samples: int = 30
-    frozen_probability: float = 1e-6
+    frozen_probability: float = 1e-6  # a run less likely than this (from the sensor's reference) is frozen
     spike_sigmas: float = 8.0  # a spike leaves and returns by this many reference step sizes
     spike_count: int = 3  # spikes within spike_window samples that make a `spikes` fault
-    spike_window: int = 300
+    spike_window: int = 300  # samples over which spike_count spikes are counted
     quantised_share: float = 0.6  # share of unchanged steps (above the reference's) that means `quantised`
     silence_factor: float = 10.0  # silent for this many usual reporting intervals ...
     silence_min_s: float = 10.0  # ... and at least this many seconds

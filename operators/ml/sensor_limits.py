@@ -34,10 +34,10 @@ from operators.strict import STRICT
 class SensorLimit:
     """``[[ml.limits]]``: sensor = "temp_c", high = 90.0, twins = "compressor-*" (default all)."""
 
-    sensor: str
-    high: float | None = None
-    low: float | None = None
-    twins: str = "*"
+    sensor: str  # the sensor name
+    high: float | None = None  # the upper limit (set high, low or both)
+    low: float | None = None  # the lower limit
+    twins: str = "*"  # twin_id glob the rule applies to (the first matching rule per sensor wins)
 
     @model_validator(mode="after")
     def _check(self) -> SensorLimit:

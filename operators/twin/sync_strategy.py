@@ -53,7 +53,7 @@ class ParamOverrides(StrictModel):
     ack_timeout_s: float | None = Field(None, gt=0)  # a command without an ack by then is retried
     max_attempts: int | None = Field(None, ge=1, description="command attempts per desired value")
     backoff_base_s: float | None = Field(None, ge=0)  # retries wait base × 2^(attempt−1), at most backoff_max_s
-    backoff_max_s: float | None = Field(None, ge=0)
+    backoff_max_s: float | None = Field(None, ge=0)  # the longest wait between command retries
 
 
 class TwinOverrides(ParamOverrides):
@@ -71,7 +71,7 @@ class TypeRules(TwinOverrides):
 
 
 class InstanceRules(TwinOverrides):
-    type: str | None = None
+    type: str | None = None  # the asset type whose rules ([twin.policy.types.<type>]) this twin takes
 
 
 BUILTIN_DEFAULTS: dict[str, Any] = {

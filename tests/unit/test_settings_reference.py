@@ -9,8 +9,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from operators.strict import StrictModel
 from twinflow.settings import Settings
-from twinflow.settings_reference import reference_markdown, reference_rows
+from twinflow.settings_reference import _comments, reference_markdown, reference_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,8 +61,24 @@ def test_a_table_shows_its_own_defaults_and_the_meanings_its_source_gives() -> N
     fault = "alerts.rules.sensor_fault"
     assert (rows[f"{fault}.min_duration_s"].default, rows[f"{fault}.cool_down_s"].default) == ("0.0", "120.0")
     assert rows["twin.policy.defaults.strategy"].default == '"physical_wins"'  # the built-in layer's value
-    assert "which side wins" in rows["twin.policy.types.<name>.strategy"].meaning  # a base class's comment
-    assert rows["alerts.rules.health_major"].meaning.startswith("Condition: open when")  # the comment above its run
+    assert "Which side wins" in rows["twin.policy.types.<name>.strategy"].meaning  # a base class's comment
+    assert rows["alerts.rules.health_major"].meaning == "Severity major below this health index."  # its line's
+
+
+class _Section(StrictModel):
+    # What `first` means, over two
+    # comment lines.
+    first: int = 1
+    second: int = 2
+    third: int = 3  # on its line
+
+
+def test_a_setting_without_a_comment_never_takes_its_neighbours_meaning() -> None:
+    assert _comments(_Section) == {"first": "What `first` means, over two comment lines.", "third": "on its line"}
+
+
+def test_every_setting_has_a_meaning() -> None:
+    assert [r.key for r in reference_rows() if not r.meaning] == []
 
 
 def test_show_prints_the_settings_in_effect_with_what_set_them(tmp_path: Path) -> None:
