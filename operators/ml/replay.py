@@ -43,6 +43,36 @@ class Table:
     name: str  # the file it came from, as shown in errors and in the output's ``file`` column
     frame: pl.DataFrame  # sorted by (id, time); columns __id, __t (float), time col, sensors
     sensors: list[str]
+    notes: tuple[str, ...] = ()  # what the reading changed (cells that were not numbers), for the user
+
+
+def numbers_among_text(name: str, df: pl.DataFrame, skip: set[str | None]) -> tuple[pl.DataFrame, list[str]]:
+    """Text columns whose values are mostly numbers are sensors: a historian's export marks a missing
+    value with text (``#N/A``, ``Bad``, ``---``), which makes the whole column text. Such a column
+    becomes numbers, its other cells missing (the twin holds the sensor's last value, as live), and a
+    note says so; a column of mostly text (a status, a batch code) stays text and is not a sensor.
+
+    >>> df = pl.DataFrame({"p": ["1.5", "#N/A", "2.5", "3"], "state": ["run", "run", "stop", "1"]})
+    >>> out, notes = numbers_among_text("f.csv", df, set())
+    >>> out["p"].to_list(), out["state"].dtype, notes
+    ([1.5, None, 2.5, 3.0], String, ["f.csv: column 'p': 1 of 4 values are not numbers (e.g. '#N/A'); read as missing"])
+    """
+    notes, columns = [], []
+    for col in df.columns:
+        if col in skip or df[col].dtype != pl.String:
+            continue
+        text = df[col].str.strip_chars()
+        values = text.cast(pl.Float64, strict=False)
+        given = int(text.is_not_null().sum() - (text == "").sum())
+        numbers = int(values.is_not_null().sum())
+        if not numbers or numbers * 2 <= given:
+            continue
+        columns.append(values.alias(col))
+        odd = text.filter(values.is_null() & text.is_not_null() & (text != ""))
+        if odd.len():
+            what = f"{odd.len()} of {given} values are not numbers (e.g. {odd[0]!r})"
+            notes.append(f"{name}: column {col!r}: {what}; read as missing")
+    return (df.with_columns(columns) if columns else df), notes
 
 
 def table_of(name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exclude: Sequence[str]) -> Table:
@@ -66,6 +96,7 @@ def table_of(name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exc
     if tnum.is_null().any():
         raise ReplayError(f"{name}: time column {time_col!r} has empty values; fill or drop those rows")
     skip = {time_col, id_col, *exclude}
+    df, notes = numbers_among_text(name, df, skip)
     sensors = [c for c in df.columns if c not in skip and df[c].dtype.is_numeric()]
     if not sensors:
         raise ReplayError(f"{name}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
@@ -78,7 +109,7 @@ def table_of(name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exc
     # ids in order of first appearance, rows of each id in time order
     first = frame.group_by("__id").agg(pl.col("__row").min().alias("__first"))
     frame = frame.join(first, on="__id").sort(["__first", "__t", "__row"]).drop("__first")
-    return Table(name, frame, sensors)
+    return Table(name, frame, sensors, tuple(notes))
 
 
 def _twins(table: Table) -> Iterator[tuple[str, pl.DataFrame]]:

@@ -49,7 +49,9 @@ def replay(
     s = settings_or_exit()
     cfg = s.ml.model_config_for(failure=(model or s.ml.model) == "rul" or bool(fit), forecasts=False)
     try:
-        table = replay_files(files, time_col, id_col, exclude or [], cfg, fit=fit or [], ranges=tuple(s.ml.ranges))
+        table = replay_files(
+            files, time_col, id_col, exclude or [], cfg, fit=fit or [], ranges=tuple(s.ml.ranges), note=_note
+        )
     except ReplayError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -59,6 +61,10 @@ def replay(
         table.write_csv(out)
         flagged = int(table["is_anomaly"].sum()) if table.height else 0
         err_console.print(f"wrote {table.height} rows ({flagged} anomalous) to {out}")
+
+
+def _note(text: str) -> None:
+    err_console.print(f"[yellow]{text}[/yellow]", highlight=False, soft_wrap=True)
 
 
 @model_app.command("reset")

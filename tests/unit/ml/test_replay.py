@@ -140,3 +140,53 @@ def test_cli_replay_writes_csv(tmp_path: Path):
     assert got.columns == OUTPUT_COLUMNS and got.height == df.height
     bad = CliRunner().invoke(app, ["replay", str(src), "--time-col", "nope"])
     assert bad.exit_code == 2
+
+
+def test_a_sensor_with_a_historians_text_markers_stays_a_sensor(tmp_path: Path):
+    """An export that marks missing values with text (`#N/A`) made the whole column text, and the
+    sensor was dropped without a word: its anomaly went unseen. It is a sensor, the markers are
+    missing values, and the command says how many there were."""
+    src = tmp_path / "plant.csv"
+    df = write_two_twins(src, sep=",")
+    spiked = df.with_columns(pl.when(pl.int_range(df.height) > 450).then(pl.col("s1") + 25).otherwise(pl.col("s1")))
+    marked = spiked.with_columns(
+        pl.when(pl.int_range(df.height) % 40 == 3)
+        .then(pl.lit("#N/A"))
+        .otherwise(pl.col("s1").cast(pl.String))
+        .alias("s1")
+    )
+    spiked.write_csv(tmp_path / "clean.csv")
+    marked.write_csv(src)
+    notes: list[str] = []
+    got = replay_files([src], "ts", "machine", ["label"], CFG, note=notes.append)
+    clean = replay_files([tmp_path / "clean.csv"], "ts", "machine", ["label"], CFG)
+    assert got["is_anomaly"].sum() > 0 and clean["is_anomaly"].sum() > 0
+    assert "s1" in ";".join(got.filter(pl.col("is_anomaly") == 1)["sensors"].to_list())
+    assert notes == [f"{src}: column 's1': 15 of 600 values are not numbers (e.g. '#N/A'); read as missing"]
+    res = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            str(src),
+            "--time-col",
+            "ts",
+            "--id-col",
+            "machine",
+            "--exclude",
+            "label",
+            "--out",
+            str(tmp_path / "o.csv"),
+        ],
+    )
+    assert res.exit_code == 0 and "15 of 600 values are not numbers" in res.output
+
+
+def test_decimal_commas_of_a_semicolon_file_are_numbers(tmp_path: Path):
+    dots = tmp_path / "dots.csv"
+    write_two_twins(dots)  # `;`-separated, decimal points
+    commas = tmp_path / "commas.csv"
+    commas.write_text(dots.read_text().replace(".", ","))
+    a = replay_files([dots], "ts", "machine", ["label"], CFG)
+    b = replay_files([commas], "ts", "machine", ["label"], CFG)
+    assert a.drop("file").equals(b.drop("file"))
+    assert a["anomaly_score"].drop_nulls().len() > 0
