@@ -29,8 +29,11 @@ def sniff_separator(path: Path) -> str:
     return ";" if header.count(";") > header.count(",") else ","
 
 
-def read_table(path: Path, time_col: str, id_col: str | None, exclude: Sequence[str]) -> Table:
-    """Read one CSV, check the named columns, and order it per id by time."""
+def read_table(
+    path: Path, time_col: str, id_col: str | None, exclude: Sequence[str], time_format: str = "auto"
+) -> Table:
+    """Read one CSV, check the named columns, and order it per id by time (``time_format``:
+    :func:`operators.ml.replay.time_values`)."""
     separator = sniff_separator(path)
     try:
         df = pl.read_csv(path, separator=separator, infer_schema_length=10_000)
@@ -40,7 +43,7 @@ def read_table(path: Path, time_col: str, id_col: str | None, exclude: Sequence[
                 df = commas
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ReplayError(f"{path}: not a readable CSV ({exc})") from None
-    return table_of(str(path), df, time_col, id_col, exclude)
+    return table_of(str(path), df, time_col, id_col, exclude, time_format)
 
 
 def _numeric(df: pl.DataFrame) -> int:
@@ -56,11 +59,12 @@ def replay_files(
     fit: Sequence[Path] = (),
     ranges: tuple[SensorLimit, ...] = (),
     note: Callable[[str], None] | None = None,
+    time_format: str = "auto",
 ) -> pl.DataFrame:
     """Read, optionally fit the fleet on the ``fit`` files, replay ``files``, and return the output table.
-    ``note`` is told what reading the files changed (cells that were not numbers, read as missing)."""
-    fit_tables = [read_table(p, time_col, id_col, exclude) for p in fit]
-    tables = [read_table(p, time_col, id_col, exclude) for p in files]
+    ``note`` is told how the files were read (the time format, cells that were not numbers)."""
+    fit_tables = [read_table(p, time_col, id_col, exclude, time_format) for p in fit]
+    tables = [read_table(p, time_col, id_col, exclude, time_format) for p in files]
     for table in (*fit_tables, *tables):
         for text in table.notes if note is not None else ():
             note(text)

@@ -43,7 +43,78 @@ class Table:
     name: str  # the file it came from, as shown in errors and in the output's ``file`` column
     frame: pl.DataFrame  # sorted by (id, time); columns __id, __t (float), time col, sensors
     sensors: list[str]
-    notes: tuple[str, ...] = ()  # what the reading changed (cells that were not numbers), for the user
+    notes: tuple[str, ...] = ()  # how the file was read (time format, cells that were not numbers), for the user
+    cycles: bool = False  # the time column counts cycles (of ``time_unit_s`` seconds), not timestamps
+
+
+# Unix time in s, ms, µs or ns: values from 2001-09-09 (1e9 s) to 2103 (4.2e9 s) in that unit.
+EPOCH_UNITS = {"epoch_s": 1.0, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
+TIME_FORMATS = ("auto", "cycles", *EPOCH_UNITS)
+DAY_FIRST = r"^\s*\d{1,2}/\d{1,2}/\d{2,4}"  # 02/01/2026: read day first
+
+
+def time_values(name: str, t: pl.Series, time_format: str = "auto") -> tuple[pl.Series, bool, list[str]]:
+    """A time column as seconds (float; cycles for a column of counts), whether it counts cycles, and
+    notes on how it was read. ``time_format``: ``auto`` (text is a timestamp, day first where written
+    with slashes; numbers are Unix time when all of them are in its range in s, ms, µs or ns, else
+    cycles), ``cycles``, ``epoch_s|ms|us|ns``, or a ``strftime`` format such as ``%m/%d/%Y %I:%M %p``.
+    Timestamps without a zone are UTC.
+
+    >>> secs, cycles, notes = time_values("f.csv", pl.Series("ts", [1767225600000, 1767225601000]))
+    >>> secs.to_list(), cycles
+    ([1767225600.0, 1767225601.0], False)
+    >>> notes[0].split(";")[0]
+    "f.csv: time column 'ts' read as Unix time in ms (2026-01-01T00:00:00+00:00 …)"
+    >>> secs, cycles, notes = time_values("f.csv", pl.Series("cycle", [1, 2, 3]))
+    >>> secs.to_list(), cycles, notes
+    ([1.0, 2.0, 3.0], True, [])
+    """
+    col = t.name
+    if time_format not in TIME_FORMATS and "%" not in time_format:
+        raise ReplayError(f"--time-format {time_format!r}: use one of {', '.join(TIME_FORMATS)} or a strftime format")
+    if t.dtype.is_numeric() and "%" not in time_format:
+        values = t.cast(pl.Float64)
+        unit = time_format if time_format in EPOCH_UNITS else None
+        if time_format == "auto" and values.len() and values.is_not_null().all():
+            unit = next(
+                (u for u, k in EPOCH_UNITS.items() if 1e9 * k <= values.min() and values.max() <= 4.2e9 * k), None
+            )  # type: ignore[operator]
+            if unit is not None:
+                first = datetime.fromtimestamp(values[0] / EPOCH_UNITS[unit], UTC).isoformat()
+                shown = unit.removeprefix("epoch_").replace("us", "µs")
+                note = f"{name}: time column {col!r} read as Unix time in {shown} ({first} …)"
+                note += "; if it counts cycles, pass --time-format cycles"
+                return values / EPOCH_UNITS[unit], False, [note]
+        if unit is None:
+            return values, True, []
+        return values / EPOCH_UNITS[unit], False, []
+    if time_format == "cycles" or time_format in EPOCH_UNITS:
+        raise ReplayError(
+            f"{name}: time column {col!r} holds text, not numbers; --time-format {time_format} needs numbers"
+        )
+    text = t.cast(pl.String)
+    fmt = time_format if "%" in time_format else None
+    parsed = text.str.to_datetime(format=fmt, strict=False, time_zone="UTC")
+    bad = parsed.is_null() & t.is_not_null()
+    if bad.any():
+        example = t.filter(bad)[0]
+        if fmt is not None:
+            raise ReplayError(
+                f"{name}: time column {col!r} holds {example!r}, which --time-format {fmt!r} does not read"
+            )
+        raise ReplayError(
+            f"{name}: time column {col!r} holds {example!r}, which is neither a number nor a "
+            "timestamp (e.g. 2026-01-01 08:00:00 or 2026-01-01T08:00:00Z); pick another --time-col, or "
+            "give its format with --time-format (e.g. '%m/%d/%Y %I:%M:%S %p')"
+        )
+    notes = []
+    if fmt is None and text.str.contains(DAY_FIRST).any():
+        example = text.filter(text.str.contains(DAY_FIRST))[0]
+        notes.append(
+            f"{name}: time column {col!r} read day first ({example!r} is {parsed.filter(text == example)[0]:%Y-%m-%d});"
+            " for month first pass --time-format '%m/%d/%Y %H:%M:%S'"
+        )
+    return parsed.dt.epoch("us").cast(pl.Float64) / 1e6, False, notes
 
 
 def numbers_among_text(name: str, df: pl.DataFrame, skip: set[str | None]) -> tuple[pl.DataFrame, list[str]]:
@@ -75,28 +146,19 @@ def numbers_among_text(name: str, df: pl.DataFrame, skip: set[str | None]) -> tu
     return (df.with_columns(columns) if columns else df), notes
 
 
-def table_of(name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exclude: Sequence[str]) -> Table:
-    """Check the named columns of one file's rows ``df`` and order them per id by time."""
+def table_of(
+    name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exclude: Sequence[str], time_format: str = "auto"
+) -> Table:
+    """Check the named columns of one file's rows ``df`` and order them per id by time
+    (``time_format``: :func:`time_values`)."""
     for opt, col in (("--time-col", time_col), ("--id-col", id_col), *(("--exclude", c) for c in exclude)):
         if col is not None and col not in df.columns:
             raise ReplayError(f"{name}: {opt} {col!r} is not a column; columns are {', '.join(df.columns)}")
-    t = df[time_col]
-    if t.dtype.is_numeric():
-        tnum = t.cast(pl.Float64)
-    else:
-        parsed = t.cast(pl.String).str.to_datetime(strict=False, time_zone="UTC")
-        bad = parsed.is_null() & t.is_not_null()
-        if bad.any():
-            example = t.filter(bad)[0]
-            raise ReplayError(
-                f"{name}: time column {time_col!r} holds {example!r}, which is neither a number nor a "
-                "timestamp (e.g. 2026-01-01 08:00:00 or 2026-01-01T08:00:00Z); pick another --time-col"
-            )
-        tnum = parsed.dt.epoch("us").cast(pl.Float64) / 1e6
+    tnum, cycles, notes = time_values(name, df[time_col], time_format)
     if tnum.is_null().any():
         raise ReplayError(f"{name}: time column {time_col!r} has empty values; fill or drop those rows")
     skip = {time_col, id_col, *exclude}
-    df, notes = numbers_among_text(name, df, skip)
+    df, text_notes = numbers_among_text(name, df, skip)
     sensors = [c for c in df.columns if c not in skip and df[c].dtype.is_numeric()]
     if not sensors:
         raise ReplayError(f"{name}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
@@ -109,7 +171,7 @@ def table_of(name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exc
     # ids in order of first appearance, rows of each id in time order
     first = frame.group_by("__id").agg(pl.col("__row").min().alias("__first"))
     frame = frame.join(first, on="__id").sort(["__first", "__t", "__row"]).drop("__first")
-    return Table(name, frame, sensors, tuple(notes))
+    return Table(name, frame, sensors, (*notes, *text_notes), cycles)
 
 
 def _twins(table: Table) -> Iterator[tuple[str, pl.DataFrame]]:
@@ -122,14 +184,13 @@ def _readings(group: pl.DataFrame, sensors: list[str]) -> Iterator[dict[str, flo
         yield {k: float(v) for k, v in row.items() if v is not None}
 
 
-def _items(group: pl.DataFrame, time_col: str, sensors: list[str]) -> Iterator[tuple[Any, Reading]]:
-    """The live step's items of one twin's rows: (the row's time as shown, Reading). A timestamp
-    column becomes datetimes, a numeric one stays numbers (cycles of ``time_unit_s`` seconds)."""
-    numeric = group[time_col].dtype.is_numeric()
+def _items(group: pl.DataFrame, time_col: str, table: Table) -> Iterator[tuple[Any, Reading]]:
+    """The live step's items of one twin's rows: (the row's time as shown, Reading). Timestamps
+    become datetimes, cycles stay numbers (of ``time_unit_s`` seconds)."""
     times = group["__t"].to_list()
     shown = group[time_col].to_list()
-    for t, label, readings in zip(times, shown, _readings(group, sensors), strict=True):
-        yield label, Reading(t if numeric else datetime.fromtimestamp(t, UTC), readings)
+    for t, label, readings in zip(times, shown, _readings(group, table.sensors), strict=True):
+        yield label, Reading(t if table.cycles else datetime.fromtimestamp(t, UTC), readings)
 
 
 def _live_config(cfg: ModelConfig, ranges: tuple[SensorLimit, ...], predict: bool) -> LiveModelConfig:
@@ -150,7 +211,7 @@ def fit_fleet(
     fleet = FleetFailureModel(cfg.failure)
     for table in tables:
         for twin_id, group in _twins(table):
-            readings = [reading for _, reading in _items(group, time_col, table.sensors)]
+            readings = [reading for _, reading in _items(group, time_col, table)]
             items: list[Item] = [*readings, Event("failure", readings[-1].ts)]  # type: ignore[arg-type]
             _, records = step_many(None, items, live, twin_id)
             for rec in records:
@@ -186,7 +247,7 @@ def replay(
     for table in tables:
         for twin_id, group in _twins(table):
             state = None
-            for label, reading in _items(group, time_col, table.sensors):
+            for label, reading in _items(group, time_col, table):
                 state, records = step(state, reading, live, twin_id)
                 row: dict[str, Any] = {
                     "file": table.name,

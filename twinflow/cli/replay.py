@@ -25,6 +25,15 @@ class ModelKind(StrEnum):
 def replay(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="CSV files (`;` or `,`).")],
     time_col: Annotated[str, typer.Option("--time-col", help="Timestamp or integer (e.g. cycle) column.")],
+    time_format: Annotated[
+        str,
+        typer.Option(
+            "--time-format",
+            help="How to read the time column: auto (timestamps, day first with slashes; numbers in Unix"
+            " time's range are Unix time, others cycles), cycles, epoch_s, epoch_ms, epoch_us, epoch_ns, or a"
+            " strftime format (e.g. '%m/%d/%Y %I:%M:%S %p'). Timestamps without a zone are UTC.",
+        ),
+    ] = "auto",
     id_col: Annotated[str | None, typer.Option("--id-col", help="Column naming the twin in a file.")] = None,
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Numeric column that is not a sensor (repeat).")
@@ -50,7 +59,15 @@ def replay(
     cfg = s.ml.model_config_for(failure=(model or s.ml.model) == "rul" or bool(fit), forecasts=False)
     try:
         table = replay_files(
-            files, time_col, id_col, exclude or [], cfg, fit=fit or [], ranges=tuple(s.ml.ranges), note=_note
+            files,
+            time_col,
+            id_col,
+            exclude or [],
+            cfg,
+            fit=fit or [],
+            ranges=tuple(s.ml.ranges),
+            note=_note,
+            time_format=time_format,
         )
     except ReplayError as exc:
         err_console.print(f"[red]{exc}[/red]")

@@ -190,3 +190,29 @@ def test_decimal_commas_of_a_semicolon_file_are_numbers(tmp_path: Path):
     b = replay_files([commas], "ts", "machine", ["label"], CFG)
     assert a.drop("file").equals(b.drop("file"))
     assert a["anomaly_score"].drop_nulls().len() > 0
+
+
+def test_unix_times_and_a_given_format_read_as_the_same_timestamps(tmp_path: Path):
+    """Unix time in s or ms (an IoT export's usual time) was taken for cycles of an hour each, and the
+    same history scored differently than with ISO timestamps; a US-style time could not be read."""
+    iso = tmp_path / "iso.csv"
+    df = write_two_twins(iso, sep=",")
+    t = df["ts"].str.to_datetime("%Y-%m-%d %H:%M:%S", time_zone="UTC")
+    variants = {
+        "s.csv": (t.dt.epoch("s"), "auto"),
+        "ms.csv": (t.dt.epoch("ms"), "auto"),
+        "us.csv": (t.dt.strftime("%m/%d/%Y %I:%M:%S %p"), "%m/%d/%Y %I:%M:%S %p"),
+    }
+    want = replay_files([iso], "ts", "machine", ["label"], CFG).drop("file", "time")
+    for name, (times, time_format) in variants.items():
+        df.with_columns(times.alias("ts")).write_csv(tmp_path / name)
+        notes: list[str] = []
+        got = replay_files(
+            [tmp_path / name], "ts", "machine", ["label"], CFG, note=notes.append, time_format=time_format
+        )
+        assert got.drop("file", "time").equals(want), name
+        assert ("Unix time" in " ".join(notes)) == (time_format == "auto"), notes
+    with pytest.raises(ReplayError, match=r"--time-format"):  # the US file without its format: the hint
+        replay_files([tmp_path / "us.csv"], "ts", "machine", ["label"], CFG)
+    as_cycles = replay_files([tmp_path / "s.csv"], "ts", "machine", ["label"], CFG, time_format="cycles")
+    assert as_cycles["anomaly_score"].drop_nulls().len() > 0  # counts, read as asked
