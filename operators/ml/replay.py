@@ -7,7 +7,8 @@ in time order (stable sort) through :func:`operators.ml.live_step.step`, the cod
 runs, and each output row is made of the records that step published for the row (the same
 :class:`~operators.records.alerts.AnomalyScore` the alerts flow consumes), so an output depends only
 on its own and earlier rows and is what the live flow would have published. Numeric columns are
-sensors unless they are the time/id column or excluded. ``fit`` files are run-to-failure histories:
+sensors unless they are the time/id column or excluded; true/false columns are booleans, which the
+models take as context (the operating point), as live. ``fit`` files are run-to-failure histories:
 each id's rows and then a ``failure`` event go through the same step, and the labelled history it
 emits teaches the live fleet step before the evaluation files are scored (without labels).
 """
@@ -162,6 +163,8 @@ def table_of(
     sensors = [c for c in df.columns if c not in skip and df[c].dtype.is_numeric()]
     if not sensors:
         raise ReplayError(f"{name}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
+    # true/false columns (running, valve open) go to the models as booleans, as live: operating-point context
+    sensors = [c for c in df.columns if c in sensors or (c not in skip and df[c].dtype == pl.Boolean)]
     ids = df[id_col].cast(pl.String) if id_col else pl.Series([""] * df.height)
     frame = (
         df.with_columns(ids.alias("__id"), tnum.alias("__t"), pl.int_range(df.height).alias("__row"))
@@ -181,7 +184,7 @@ def _twins(table: Table) -> Iterator[tuple[str, pl.DataFrame]]:
 
 def _readings(group: pl.DataFrame, sensors: list[str]) -> Iterator[dict[str, float]]:
     for row in group.select(sensors).iter_rows(named=True):
-        yield {k: float(v) for k, v in row.items() if v is not None}
+        yield {k: v if v.__class__ is bool else float(v) for k, v in row.items() if v is not None}
 
 
 def _items(group: pl.DataFrame, time_col: str, table: Table) -> Iterator[tuple[Any, Reading]]:

@@ -216,3 +216,32 @@ def test_unix_times_and_a_given_format_read_as_the_same_timestamps(tmp_path: Pat
         replay_files([tmp_path / "us.csv"], "ts", "machine", ["label"], CFG)
     as_cycles = replay_files([tmp_path / "s.csv"], "ts", "machine", ["label"], CFG, time_format="cycles")
     assert as_cycles["anomaly_score"].drop_nulls().len() > 0  # counts, read as asked
+
+
+def test_a_true_false_column_is_the_operating_point_as_live(tmp_path: Path):
+    """The live models take a boolean (a pump running) as context; replay dropped such a column, so a
+    backtest of the same history scored otherwise than the flow would."""
+    from datetime import UTC, datetime, timedelta
+
+    from operators.ml.live_state import LiveModelConfig
+    from operators.ml.live_step import Reading, step
+
+    rng = np.random.default_rng(3)
+    rows, t0 = [], datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(400):
+        running = (i // 60) % 2 == 0
+        flow = (40.0 if running else 5.0) + rng.normal(0, 0.3)
+        rows.append(
+            {"ts": t0 + timedelta(seconds=i), "flow": flow, "temp": 30 + rng.normal(0, 0.2), "running": running}
+        )
+    src = tmp_path / "pump.csv"
+    pl.DataFrame(rows).with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).write_csv(src)
+    assert "true" in src.read_text()
+    got = replay_files([src], "ts", None, [], CFG)
+    live, state, want = LiveModelConfig(CFG, forecast_every=0, predict_every=0), None, []
+    for r in rows:
+        state, out = step(
+            state, Reading(r["ts"], {"flow": r["flow"], "temp": r["temp"], "running": r["running"]}), live, ""
+        )
+        want.append(next((o.anomaly_score for o in out if hasattr(o, "anomaly_score")), None))
+    assert got["anomaly_score"].to_list() == want
