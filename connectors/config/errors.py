@@ -122,8 +122,8 @@ def settings_problems(
 ) -> list[str]:
     """One line per mistake in settings read from ``file`` (parsed as ``data``) and ``environ``,
     each naming where it is (the file or the variable), section, key and the fix. Also reports
-    variables ``<prefix><SECTION><delimiter>…`` whose section does not exist (pydantic-settings
-    ignores them)."""
+    variables ``<prefix><SECTION><delimiter>…`` whose section does not exist, and variables that name a
+    setting with single underscores (``TWINFLOW_FLOW_BATCH_SIZE``): pydantic-settings ignores both."""
     env = {k.upper(): k for k in environ}
 
     def var(loc: tuple[str | int, ...]) -> str:
@@ -141,6 +141,10 @@ def settings_problems(
                 lines.append(sentence(f"{message}, did you mean `{match[0]}`?", f"use {fixed}, or unset it"))
             else:
                 lines.append(sentence(message, f"unset it (sections: {', '.join(sections)})"))
+        elif upper.startswith(prefix) and not sep and (path := _setting_path(root, upper.removeprefix(prefix))):
+            fixed = prefix + delimiter.join(path).upper()
+            message = f"{name} (environment): sets nothing: a section and its keys are joined by `{delimiter}`"
+            lines.append(sentence(message, f"use {fixed}, or unset it"))
     for p in problems(exc, root) if exc is not None else []:
         named = [p.loc[:n] for n in range(len(p.loc), 0, -1) if all(isinstance(x, str) for x in p.loc[:n])]
         # the variable of exactly this key; a whole table's (a section-level check) is no fix to suggest
@@ -284,6 +288,20 @@ def type_at(root: Any, loc: tuple[str | int, ...]) -> Any:
 def keys_of(t: Any) -> list[str]:
     """The keys a table of type ``t`` accepts (its field names), for suggestions."""
     return [k for k in _fields(unwrap(t)) if not k.startswith("_")]
+
+
+def _setting_path(t: Any, name: str) -> list[str] | None:
+    """The keys of the setting ``name`` spells with single underscores (``FLOW_BATCH_SIZE`` →
+    ``["flow", "batch_size"]``), or None when it spells none (``DATA_DIR``, ``CONFIG``)."""
+    lower = name.lower()
+    for key in sorted(keys_of(t), key=len, reverse=True):
+        if lower == key and not _is_table(_step(t, key)[0]):
+            return [key]
+        if lower.startswith(key + "_") and _is_table(_step(t, key)[0]):
+            rest = _setting_path(_step(t, key)[0], lower[len(key) + 1 :])
+            if rest:
+                return [key, *rest]
+    return None
 
 
 def _split(root: Any, loc: tuple[str | int, ...], leaf_is_key: bool = False) -> tuple[str, str]:

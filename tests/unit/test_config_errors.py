@@ -167,7 +167,26 @@ def test_a_variable_of_an_unknown_section_is_reported(monkeypatch: pytest.Monkey
 
 def test_other_tools_variables_with_the_prefix_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWINFLOW_DB_PASSWORD", "for docker compose")  # no "__": not a setting
+    monkeypatch.setenv("TWINFLOW_DATA_DIR", "/data")  # nor a spelling of one
     assert load_settings().postgres.host
+
+
+@pytest.mark.parametrize(
+    ("name", "fixed"),
+    [
+        ("TWINFLOW_FLOW_BATCH_SIZE", "TWINFLOW_FLOW__BATCH_SIZE"),
+        ("TWINFLOW_POSTGRES_PASSWORD", "TWINFLOW_POSTGRES__PASSWORD"),
+        ("TWINFLOW_ALERTS_RULES_REORDER_WINDOW_S", "TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S"),
+    ],
+)
+def test_a_setting_spelled_with_single_underscores_is_refused_with_its_spelling(
+    monkeypatch: pytest.MonkeyPatch, name: str, fixed: str
+) -> None:
+    """pydantic-settings ignores such a variable: the setting kept its default without a word."""
+    monkeypatch.setenv(name, "7")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert f"{name} (environment): sets nothing" in str(err.value) and f"Use {fixed}, or unset it." in str(err.value)
 
 
 def test_a_bad_value_in_a_variable_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,7 +27,8 @@ def show(
         err_console.print(f"[red]no section {section!r}: use one of {', '.join(Settings.model_fields)}[/red]")
         raise typer.Exit(2)
     path = config_path()
-    variables = sorted(k for k in os.environ if k.upper().startswith("TWINFLOW_") and k.upper() != "TWINFLOW_CONFIG")
+    sections = tuple(f"TWINFLOW_{name.upper()}__" for name in Settings.model_fields)
+    variables = sorted(k for k in os.environ if k.upper().startswith(sections))  # those that set something
     print(f"# file: {path.resolve() if path else 'none (defaults; TWINFLOW_CONFIG or ./twinflow.toml)'}")
     print(f"# variables: {', '.join(variables) if variables else 'none'}")
     print("# secrets are shown as **********; the reference of every setting: twinflow settings reference")
