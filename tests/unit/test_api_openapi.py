@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
+from pydantic import TypeAdapter, ValidationError
 
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from twinflow.alarms.state_filters import NAMES
@@ -15,7 +16,7 @@ from twinflow.api.app import create_app
 from twinflow.api.problems import Problem
 from twinflow.api.routes.desired import parse_if_match
 from twinflow.api.routes.events import ALL_EVENT_TYPES, _types
-from twinflow.api.routes.params import parse_bucket, twin_id_ok
+from twinflow.api.routes.params import Time, parse_bucket, twin_id_ok
 from twinflow.settings import Settings
 
 
@@ -33,6 +34,14 @@ def _accepts(check, value: str) -> bool:
     try:
         check(value)
     except Problem:
+        return False
+    return True
+
+
+def _accepts_time(value: str) -> bool:
+    try:
+        TypeAdapter(Time).validate_python(value)
+    except ValidationError:
         return False
     return True
 
@@ -105,6 +114,14 @@ def test_parameters_declare_what_the_server_checks(spec):
     assert (
         re.fullmatch(bucket["pattern"], "1ms") and not _accepts(parse_bucket, "1ms") and "10ms" in bucket["description"]
     )
+    for operations in spec["paths"].values():  # absent, never null: a client would send the text "null"
+        for operation in operations.values():
+            assert not [p for p in operation.get("parameters", []) if "nullable" in p["schema"]], operation
+    patch = spec["paths"]["/api/v1/twins/{twin_id}/desired"]["patch"]
+    assert next(p for p in patch["parameters"] if p["name"] == "if-match")["required"]  # api.require_if_match
+    assert len(spec["components"]["schemas"]["DesiredPatch"]["anyOf"]) == 2  # values or mode: 422 without
+    for value, ok in (("2026-11-25T08:00:00Z", True), ("2026-11-25T08:00:00.5+01:00", True), ("0.5", False)):
+        assert _accepts_time(value) is ok, value
     if_match = _param(spec, "/api/v1/twins/{twin_id}/desired", "if-match", "patch")["pattern"]
     for value in ('"12"', 'W/"12"', "*", "12", '"x"', '"٣"', "**", '"1234567890123456789"'):
         assert (re.fullmatch(if_match, value) is not None) == _accepts(parse_if_match, value), value

@@ -115,6 +115,10 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            for parameter in operation.get("parameters", []):  # a parameter is sent or not: it has no null
+                schema = parameter.get("schema", {})
+                if schema.pop("nullable", None) and isinstance(schema.get("enum"), list):
+                    schema["enum"] = [v for v in schema["enum"] if v is not None]
             public = not operation.get("security")
             if public:
                 operation["security"] = []

@@ -16,7 +16,7 @@ from twinflow.api import models
 from twinflow.api.auth import Reader, Writer
 from twinflow.api.kafka_delivery import deliver
 from twinflow.api.problems import Problem
-from twinflow.api.routes.params import JSON, aware_time, twin_id_ok
+from twinflow.api.routes.params import JSON, Time, aware_time, twin_id_ok
 
 router = APIRouter()
 
@@ -83,7 +83,7 @@ async def get_alert(request: Request, alert_id: Annotated[str, Path(max_length=6
 class AlertActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("", max_length=500, description="why (required to shelve)")
-    until: datetime | None = Field(None, description="shelve: when the shelving expires (with a time zone)")
+    until: Time | None = Field(None, description="shelve: when the shelving expires (with a time zone)")
     duration_s: float | None = Field(
         None, gt=0, le=10 * 366 * 86400, allow_inf_nan=False, description="shelve: or how long, in seconds"
     )

@@ -38,7 +38,15 @@ IF_MATCH_PATTERN = r'^(?:\*|(?:W/)?"([0-9]{1,18})")$'
 class DesiredPatch(BaseModel):
     """Desired values to set (a merge: parameters not named keep their desired value)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # what patch_desired checks: at least one value, or a mode (422 otherwise)
+            "anyOf": [
+                {"required": ["values"], "properties": {"values": {"type": "object", "minProperties": 1}}},
+                {"required": ["mode"], "properties": {"mode": {"type": "string"}}},
+            ]
+        },
+    )
     values: dict[Annotated[str, Field(pattern=SENSOR_PATTERN)], float] = Field(default_factory=dict, max_length=256)
     mode: Literal["normal", "maintenance", "simulating"] | None = None
     reason: str = Field("", max_length=500)

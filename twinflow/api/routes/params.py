@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Path
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from operators.records.envelope import TWIN_ID_PATTERN
 from twinflow.api.problems import Problem
@@ -60,6 +61,22 @@ def twin_id_ok(twin_id: str) -> str:
     if not matches(TWIN_ID_PATTERN, twin_id):
         raise Problem(400, "bad-twin-id", f"{twin_id[:140]!r} is not a twin id ({TWIN_ID_PATTERN})")
     return twin_id
+
+
+# An RFC 3339 date-time (what the document's format date-time says); its offset may be missing only so that
+# aware_time can answer with a 400 that asks for one. pydantic alone would also take a number (Unix seconds).
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    if not isinstance(value, datetime) and not (isinstance(value, str) and RFC3339.fullmatch(value)):
+        raise ValueError("give an RFC 3339 date-time, e.g. 2026-11-25T08:00:00Z")
+    return value
+
+
+Time = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 def time_or_ago(value: datetime | None, default: timedelta) -> datetime:

@@ -18,6 +18,7 @@ from twinflow.api.routes.params import (
     BUCKET_DOC,
     BUCKET_PATTERN,
     JSON,
+    Time,
     TwinIdPath,
     aware_time,
     matches,
@@ -126,9 +127,9 @@ async def twin_history(
     request: Request,
     twin_id: TwinIdPath,
     _: Reader,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
-    at: datetime | None = None,
+    from_: Annotated[Time | None, Query(alias="from")] = None,
+    to: Time | None = None,
+    at: Time | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
 ) -> JSON:
     reads = request.app.state.reads
@@ -158,8 +159,8 @@ async def twin_telemetry(
             description="repeat for several", json_schema_extra={"items": {"type": "string", "pattern": SENSOR_PATTERN}}
         ),
     ] = None,
-    from_: Annotated[datetime | None, Query(alias="from", description="default: 15 minutes ago")] = None,
-    to: datetime | None = None,
+    from_: Annotated[Time | None, Query(alias="from", description="default: 15 minutes ago")] = None,
+    to: Time | None = None,
     bucket: Annotated[
         str | None, Query(description=BUCKET_DOC, json_schema_extra={"pattern": optional(BUCKET_PATTERN)})
     ] = None,
@@ -193,8 +194,8 @@ async def twin_scores(
     request: Request,
     twin_id: TwinIdPath,
     _: Reader,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[Time | None, Query(alias="from")] = None,
+    to: Time | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
 ) -> JSON:
     twin_id_ok(twin_id)
