@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 
 from connectors.kafka.clients import delete_topics, ensure_topics, producer_config
 from operators.alerts.rules import AlertRules, KindRule
+from tests.api.openapi_check import OpenApi
 from tests.integration.test_twin_device_loop import FakeDevice
 from tests.process_helpers import stop
 from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401
@@ -273,6 +274,13 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
             (artefacts / f"api-{name}.log").write_bytes((work / f"{name}.log").read_bytes())
         _delete_own_topics(s)
     assert device.error is None, device.error
+
+
+@pytest.fixture(scope="session")
+def openapi(live: Live) -> OpenApi:
+    """The server's own OpenAPI document, to check real answers against (tests/api/openapi_check.py)."""
+    with live.client(token=None) as c:
+        return OpenApi(c.get("/api/openapi.json").json())
 
 
 @pytest.fixture

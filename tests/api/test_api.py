@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from openapi_spec_validator import validate as validate_spec
 
 from tests.api.conftest import Live
+from tests.api.openapi_check import OpenApi
 from tests.twin_kafka import wait_for
 
 pytestmark = pytest.mark.integration
@@ -85,19 +87,63 @@ def test_fleet_twin_history_and_telemetry(live: Live):
         is_problem(c.get("/api/v1/twins/ghost-twin-404"), 404)
 
 
-def test_conditional_desired_change_reaches_the_device_and_the_event_stream(live: Live):
+def test_every_json_answer_matches_the_openapi_document(live: Live, openapi: OpenApi):
+    """Real answers of each JSON operation, successes and problems, against the server's own /api/openapi.json."""
+    twin, scored = live.twin, live.alert_twin
+    with live.client() as c:
+        wait_for("a forecast", lambda: c.get(f"/api/v1/twins/{scored}/forecasts").json(), timeout=30)
+        fleet = openapi.conforms(c.get("/api/v1/twins", params={"limit": 500}))
+        assert {twin, scored} <= {t["twin_id"] for t in fleet["items"]}
+        page = openapi.conforms(c.get("/api/v1/twins", params={"limit": 1}))
+        assert page["next"] and openapi.conforms(c.get("/api/v1/twins", params={"limit": 1, "cursor": page["next"]}))
+        doc = openapi.conforms(c.get(f"/api/v1/twins/{twin}"))
+        assert doc["twin_id"] == twin and doc["reported"]
+        history = openapi.conforms(c.get(f"/api/v1/twins/{twin}/history", params={"limit": 20}))
+        assert history["items"]
+        then = c.get(f"/api/v1/twins/{twin}/history", params={"at": history["items"][-1]["event_time"]})
+        assert "items" not in openapi.conforms(then)
+        raw = openapi.conforms(c.get(f"/api/v1/twins/{twin}/telemetry"))
+        assert raw["bucket"] is None and "value" in raw["series"]["speed"]
+        buckets = openapi.conforms(c.get(f"/api/v1/twins/{scored}/telemetry", params={"bucket": "10s"}))
+        assert buckets["bucket"] == "10s" and "mean" in buckets["series"]["temp_c"]
+        scores = openapi.conforms(c.get(f"/api/v1/twins/{scored}/scores"))
+        assert scores["score"] and scores["health"]
+        assert "temp_c" in openapi.conforms(c.get(f"/api/v1/twins/{scored}/forecasts"))
+        assert openapi.conforms(c.get(f"/api/v1/twins/{twin}/forecasts")) == {}
+        alerts = openapi.conforms(c.get("/api/v1/alerts", params={"state": "all", "limit": 1000}))
+        for alert in alerts["items"][:3]:
+            openapi.conforms(c.get(f"/api/v1/alerts/{alert['alert_id']}"))
+        openapi.conforms(c.get("/api/v1/alerts/metrics"))
+        openapi.conforms(c.get("/api/v1/me"))
+        openapi.conforms(c.get("/api/v1/health"))
+        for problem in (  # and what the document says of the problems
+            c.get("/api/v1/twins/ghost-twin-404"),
+            c.get("/api/v1/twins/bad%20id/history"),
+            c.get(f"/api/v1/twins/{twin}/telemetry", params={"bucket": "1y"}),
+            c.get("/api/v1/twins", params={"limit": 0}),
+            c.get("/api/v1/alerts/no-such-alert"),
+            c.post("/api/v1/alerts/no-such-alert/ack"),
+        ):
+            assert problem.status_code >= 400 and openapi.conforms(problem)["status"] == problem.status_code
+    with live.client(token=None) as anonymous:
+        openapi.conforms(anonymous.get("/api/v1/twins"))  # 401
+
+
+def test_conditional_desired_change_reaches_the_device_and_the_event_stream(live: Live, openapi: OpenApi):
     with live.client() as c:
         r = c.get(f"/api/v1/twins/{live.twin}")
         tag = r.headers["etag"]
         change = {"values": {"speed": 160.0}, "reason": "api test"}
-        body = is_problem(c.patch(f"/api/v1/twins/{live.twin}/desired", json=change), 428)
-        assert "If-Match" in body["detail"]
+        missing = c.patch(f"/api/v1/twins/{live.twin}/desired", json=change)
+        body = is_problem(missing, 428)
+        assert "If-Match" in body["detail"] and openapi.conforms(missing)
         current = r.json()["desired_version"]
         stale = c.patch(f"/api/v1/twins/{live.twin}/desired", json=change, headers={"If-Match": f'"{current + 1000}"'})
         assert is_problem(stale, 412)["current_version"] == current and stale.headers["etag"] == tag
+        openapi.conforms(stale)
         ok = c.patch(f"/api/v1/twins/{live.twin}/desired", json=change, headers={"If-Match": tag})
         assert ok.status_code == 202, ok.text
-        answer = ok.json()
+        answer = openapi.conforms(ok)
         assert answer["tracking_id"] and answer["subject"] == "ann" and answer["status"] == "accepted"
         assert answer["desired_version"] == current + 1  # the gate applied it: the desired document moved
         # the old ETag is stale now, whatever the readings do
@@ -237,7 +283,7 @@ def test_a_client_too_slow_is_told_to_resume_and_loses_nothing(live: Live):
     assert seen + [json.loads(e["data"])["version"] for e in rest] == list(range(1, n + 1))
 
 
-def test_alarm_lifecycle_ack_shelve_and_expiry_reopens(live: Live, scores_high):
+def test_alarm_lifecycle_ack_shelve_and_expiry_reopens(live: Live, scores_high, openapi: OpenApi):
     with live.client() as c:
 
         def open_alert():
@@ -248,13 +294,18 @@ def test_alarm_lifecycle_ack_shelve_and_expiry_reopens(live: Live, scores_high):
         aid = alert["alert_id"]
         assert (alert["state"], alert["isa_state"], alert["kind"]) == ("open", "unack_active", "anomaly")
         r = c.post(f"/api/v1/alerts/{aid}/ack")
-        assert r.status_code == 200 and r.json()["alert"]["isa_state"] == "ack_active"
+        assert r.status_code == 200 and openapi.conforms(r)["alert"]["isa_state"] == "ack_active"
+        again = c.post(f"/api/v1/alerts/{aid}/ack")  # nothing to do: changed false
+        assert openapi.conforms(again)["changed"] is False
+        not_out = c.post(f"/api/v1/alerts/{aid}/in_service")  # it is in service: 409
+        assert is_problem(not_out, 409) and openapi.conforms(not_out)
         body = is_problem(c.post(f"/api/v1/alerts/{aid}/shelve", json={"duration_s": 3}), 422)
         assert "reason" in body["detail"]
         until = datetime.now(UTC) + timedelta(seconds=3)
         r = c.post(f"/api/v1/alerts/{aid}/shelve", json={"until": until.isoformat(), "reason": "sensor swap"})
-        assert r.json()["alert"]["isa_state"] == "shelved", r.text
-        shelved = c.get("/api/v1/alerts", params={"state": "shelved", "twin": live.alert_twin}).json()["items"]
+        assert openapi.conforms(r)["alert"]["isa_state"] == "shelved", r.text
+        r = c.get("/api/v1/alerts", params={"state": "shelved", "twin": live.alert_twin})
+        shelved = openapi.conforms(r)["items"]
         assert [a["alert_id"] for a in shelved] == [aid] and shelved[0]["shelve_reason"] == "sensor swap"
 
         def reopened():
@@ -263,7 +314,8 @@ def test_alarm_lifecycle_ack_shelve_and_expiry_reopens(live: Live, scores_high):
 
         a = wait_for("the shelving to expire", reopened, timeout=20)
         assert (a["state"], a["isa_state"], a["acked_by"], a["shelved_until"]) == ("open", "unack_active", None, None)
-        m = c.get("/api/v1/alerts/metrics", params={"hours": 1}).json()
+        openapi.conforms(c.get(f"/api/v1/alerts/{aid}"))
+        m = openapi.conforms(c.get("/api/v1/alerts/metrics", params={"hours": 1}))
         assert m["annunciated"] >= 2 and m["per_operator_hour"] > 0  # opened + re-annunciated
 
 
@@ -323,8 +375,9 @@ def test_openapi_and_docs_are_served_offline(live: Live):
         assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
         assert spec["security"] == [{"bearer": []}] and spec["paths"]["/api/v1/health"]["get"]["security"] == []
         me = spec["paths"]["/api/v1/me"]["get"]["responses"]
-        assert me["200"]["content"]["application/json"]["schema"] == {"type": "object"}
+        assert me["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Me"}
         assert list(me["401"]["content"]) == list(me["422"]["content"]) == ["application/problem+json"]
+        validate_spec(spec)  # valid OpenAPI 3.0.3 (openapi-spec-validator); the rest: tests/unit/test_api_openapi.py
         assert "text/event-stream" in spec["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]
         page = c.get("/api/docs").text
         assert "/api/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()

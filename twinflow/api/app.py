@@ -95,7 +95,11 @@ def create_app(settings: Settings) -> FastAPI:
     def openapi() -> dict:
         """OpenAPI 3.0.3 (the bundled Swagger UI 4 and 3.0 clients read it) with bearer auth and problems."""
         if app.openapi_schema is None:
-            app.openapi_schema = with_auth_and_problems(as_openapi_30(plain_openapi()))
+            doc = with_auth_and_problems(as_openapi_30(plain_openapi()))
+            if api.require_if_match:  # this server refuses a desired change without If-Match (428)
+                patch = doc["paths"]["/api/v1/twins/{twin_id}/desired"]["patch"]
+                next(p for p in patch["parameters"] if p["name"] == "if-match")["required"] = True
+            app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -8,6 +8,10 @@ problem documents every operation can answer with.
 {'type': 'integer', 'exclusiveMinimum': True, 'nullable': True, 'minimum': 0}
 >>> doc["openapi"], "summary" in doc["info"]
 ('3.0.3', False)
+>>> _schema_30({"anyOf": [{"$ref": "#/components/schemas/A"}, {"type": "null"}]})["anyOf"][1]
+{'type': 'object', 'nullable': True, 'enum': [None]}
+>>> _schema_30({"anyOf": [{"enum": ["minor", "major"], "type": "string"}, {"type": "null"}]})
+{'enum': ['minor', 'major', None], 'type': 'string', 'nullable': True}
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ PROBLEM_SCHEMA = {
     },
     "required": ["type", "title", "status"],
 }
+# null in OpenAPI 3.0 (which has no type "null"): `nullable` applies to the `type` beside it, `enum` leaves only null
+NULL = {"type": "object", "nullable": True, "enum": [None]}
 PROBLEMS = {
     "400": "malformed request (a parameter, the JSON, a time without a time zone)",
     "401": "no token, or an unknown or revoked one",
@@ -55,10 +61,9 @@ def _schema_30(node: Any) -> Any:
             rest = [o for o in options if o != {"type": "null"}]
             del out[key]
             if len(rest) == 1 and "$ref" not in rest[0]:
-                out = {**rest[0], **out}
-            elif rest:
-                out[key if len(rest) > 1 else "allOf"] = rest
-            out["nullable"] = True
+                out = {**rest[0], **out, "nullable": True}
+            elif rest:  # 3.0.3: `nullable` counts only beside a `type`, so null is an option of its own
+                out["anyOf"] = [*rest, NULL]
     if isinstance(out.get("type"), list):
         types = [t for t in out["type"] if t != "null"]
         out["type"] = types[0] if len(types) == 1 else types
@@ -69,6 +74,8 @@ def _schema_30(node: Any) -> Any:
             out[plain], out[bound] = out[bound], True
     if "const" in out:
         out["enum"] = [out.pop("const")]
+    if out.get("nullable") and isinstance(out.get("enum"), list) and None not in out["enum"]:
+        out["enum"] = [*out["enum"], None]  # 3.0: an enum's null is one of its values, `nullable` alone is not enough
     if isinstance(out.get("patternProperties"), dict):  # 3.0 has none: the values' schema, the keys' pattern aside
         patterns = out.pop("patternProperties")
         if len(patterns) == 1:
@@ -98,7 +105,8 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
     """Bearer authentication as the document's default (FastAPI marks the operations whose routes take a
     Reader or Writer, :data:`twinflow.api.auth.BEARER`; the others say they need none), the problem documents
     every operation may answer with (the server sends them as ``application/problem+json``), and the
-    answers' media types (a JSON object; ``text/event-stream`` for the event streams)."""
+    event streams' media type (``text/event-stream``; the JSON answers' schemas are the routes' models,
+    :mod:`twinflow.api.models`)."""
     components = doc.setdefault("components", {})
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     problem = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -107,6 +115,10 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            for parameter in operation.get("parameters", []):  # a parameter is sent or not: it has no null
+                schema = parameter.get("schema", {})
+                if schema.pop("nullable", None) and isinstance(schema.get("enum"), list):
+                    schema["enum"] = [v for v in schema["enum"] if v is not None]
             public = not operation.get("security")
             if public:
                 operation["security"] = []
@@ -115,11 +127,14 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
                     continue
                 if path.endswith("/events"):  # server-sent events, not a JSON body
                     answer["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
-                elif answer["content"].get("application/json", {}).get("schema") in ({"type": "string"}, {}):
-                    answer["content"]["application/json"]["schema"] = {"type": "object"}  # a JSON object
             for status, what in PROBLEMS.items():
                 if status == "401" and public:
                     continue
                 answer = operation["responses"].setdefault(status, {"description": what})
                 answer["content"] = problem
+            if "requestBody" in operation:
+                operation["responses"]["413"] = {"description": "the body is too large (api.max_body_bytes)"}
+            for status, answer in operation["responses"].items():  # the routes' own errors: problems too
+                if not status.startswith("2") and "content" not in answer:
+                    answer["content"] = problem
     return doc

@@ -10,23 +10,33 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from operators.records.envelope import TWIN_ID_PATTERN
 from twinflow.alarms.state_filters import NAMES, selection
+from twinflow.api import models
 from twinflow.api.auth import Reader, Writer
 from twinflow.api.kafka_delivery import deliver
 from twinflow.api.problems import Problem
-from twinflow.api.routes.params import JSON, aware_time, twin_id_ok
+from twinflow.api.routes.params import JSON, Time, aware_time, twin_id_ok
 
 router = APIRouter()
 
 
-@router.get("/alerts", response_class=JSON, summary="Alerts by state (also ISA-18.2 states)")
+@router.get(
+    "/alerts", response_class=JSON, response_model=models.AlertList, summary="Alerts by state (also ISA-18.2 states)"
+)
 async def list_alerts(
     request: Request,
     _: Reader,
     state: Annotated[
-        str, Query(description="active, open, acknowledged, resolved, all, or an ISA-18.2 state")
+        str,
+        Query(
+            description="active, open, acknowledged, resolved, all, or an ISA-18.2 state",
+            json_schema_extra={"enum": list(NAMES)},
+        ),
     ] = "active",
-    twin: Annotated[str | None, Query(max_length=128)] = None,
+    twin: Annotated[
+        str | None, Query(max_length=128, description="a twin id", json_schema_extra={"pattern": TWIN_ID_PATTERN})
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSON:
     if state not in NAMES:
@@ -41,7 +51,12 @@ def _alert_doc(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "chattering": row["flapping"]}
 
 
-@router.get("/alerts/metrics", response_class=JSON, summary="Alarm rate per operator-hour and floods (ISA-18.2)")
+@router.get(
+    "/alerts/metrics",
+    response_class=JSON,
+    response_model=models.AlarmRate,
+    summary="Alarm rate per operator-hour and floods (ISA-18.2)",
+)
 async def alert_metrics(
     request: Request,
     _: Reader,
@@ -57,7 +72,7 @@ async def alert_metrics(
     return JSON(m)
 
 
-@router.get("/alerts/{alert_id}", response_class=JSON, summary="One alert")
+@router.get("/alerts/{alert_id}", response_class=JSON, response_model=models.AlertDocument, summary="One alert")
 async def get_alert(request: Request, alert_id: Annotated[str, Path(max_length=64)], _: Reader) -> JSON:
     row = await request.app.state.reads.alert(alert_id)
     if row is None:
@@ -68,7 +83,7 @@ async def get_alert(request: Request, alert_id: Annotated[str, Path(max_length=6
 class AlertActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("", max_length=500, description="why (required to shelve)")
-    until: datetime | None = Field(None, description="shelve: when the shelving expires (with a time zone)")
+    until: Time | None = Field(None, description="shelve: when the shelving expires (with a time zone)")
     duration_s: float | None = Field(
         None, gt=0, le=10 * 366 * 86400, allow_inf_nan=False, description="shelve: or how long, in seconds"
     )
@@ -77,7 +92,18 @@ class AlertActionBody(BaseModel):
 ActionName = Literal["ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service"]
 
 
-@router.post("/alerts/{alert_id}/{action}", response_class=JSON, summary="Acknowledge, resolve, shelve, unshelve, …")
+@router.post(
+    "/alerts/{alert_id}/{action}",
+    response_class=JSON,
+    response_model=models.AlertActionResult,
+    summary="Acknowledge, resolve, shelve, unshelve, …",
+    responses={
+        409: {"description": "not possible in the alert's state (resolved, not shelved, not out of service)"},
+        422: {
+            "description": "the body does not fit, or a shelving without a reason or beyond alerts.rules.max_shelve_s"
+        },
+    },
+)
 async def alert_action(
     request: Request,
     alert_id: Annotated[str, Path(max_length=64)],

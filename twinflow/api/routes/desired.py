@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from operators.records.envelope import SENSOR_PATTERN
+from twinflow.api import models
 from twinflow.api.auth import Writer
 from twinflow.api.kafka_delivery import deliver
 from twinflow.api.problems import Problem
@@ -30,12 +31,22 @@ from twinflow.api.state_cache import desired_version
 router = APIRouter()
 
 DENIED_STATUS = {"stale_version": 412, "unknown_twin": 404}
+# If-Match: the ETag of GET /twins/{id} (weak or strong), or * (any version)
+IF_MATCH_PATTERN = r'^(?:\*|(?:W/)?"([0-9]{1,18})")$'
 
 
 class DesiredPatch(BaseModel):
     """Desired values to set (a merge: parameters not named keep their desired value)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # what patch_desired checks: at least one value, or a mode (422 otherwise)
+            "anyOf": [
+                {"required": ["values"], "properties": {"values": {"type": "object", "minProperties": 1}}},
+                {"required": ["mode"], "properties": {"mode": {"type": "string"}}},
+            ]
+        },
+    )
     values: dict[Annotated[str, Field(pattern=SENSOR_PATTERN)], float] = Field(default_factory=dict, max_length=256)
     mode: Literal["normal", "maintenance", "simulating"] | None = None
     reason: str = Field("", max_length=500)
@@ -45,18 +56,16 @@ def parse_if_match(header: str | None) -> int | None:
     """``"12"`` or ``W/"12"`` → 12; ``*`` → None (any version)."""
     if header is None:
         return None
-    text = header.strip()
-    if text == "*":
-        return None
-    m = re.fullmatch(r'(?:W/)?"(\d{1,18})"', text)
+    m = re.fullmatch(IF_MATCH_PATTERN, header.strip())
     if not m:
         raise Problem(400, "bad-if-match", 'If-Match: give the ETag of GET /api/v1/twins/{id}, e.g. "12"')
-    return int(m.group(1))
+    return int(m.group(1)) if m.group(1) is not None else None
 
 
 @router.patch(
     "/twins/{twin_id}/desired",
     response_class=JSON,
+    response_model=models.DesiredAnswer,
     status_code=202,
     summary="Change desired values (If-Match: the desired version); the outcome follows on the event stream",
     responses={
@@ -73,7 +82,14 @@ async def patch_desired(
     twin_id: TwinIdPath,
     body: DesiredPatch,
     subject: Writer,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='the ETag of GET /twins/{id}, e.g. "12", or * (any version); required unless '
+            "api.require_if_match = false",
+            json_schema_extra={"pattern": IF_MATCH_PATTERN},
+        ),
+    ] = None,
 ) -> JSON:
     settings = request.app.state.settings
     twin_id_ok(twin_id)

@@ -16,12 +16,14 @@ from twinflow.api.sse import EventStreamResponse
 router = APIRouter()
 ALL_EVENT_TYPES = ("state", "alert", "twin_alert", "desired", "score")
 FLEET_EVENT_TYPES = ("state", "alert", "twin_alert", "desired")
+_TYPE = f" *(?:{'|'.join(ALL_EVENT_TYPES)})? *"
+TYPES_PATTERN = f"^{_TYPE}(?:,{_TYPE})*$"  # what _types takes: event types separated by commas
 
 
 def _types(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     if not text:
         return default
-    wanted = tuple(t.strip() for t in text.split(",") if t.strip())
+    wanted = tuple(t.strip(" ") for t in text.split(",") if t.strip(" "))
     bad = [t for t in wanted if t not in ALL_EVENT_TYPES]
     if bad:
         raise Problem(400, "bad-event-type", f"types {', '.join(bad)[:80]}: use {', '.join(ALL_EVENT_TYPES)}")
@@ -43,6 +45,7 @@ def _stream(request: Request, twin_id: str | None, types: tuple[str, ...], last_
     return EventStreamResponse(hub, sub, backlog, request.app.state.settings.api.sse_keepalive_s)
 
 
+UNAVAILABLE: dict[int | str, dict] = {503: {"description": "the live events are not available (Kafka)"}}
 EVENT_DOC = (
     "Server-sent events, live from Kafka: `state` (twin state versions), `alert` (alert versions), "
     "`twin_alert` (desync, command failures), `desired` (desired-change outcomes), `score` (anomaly scores). "
@@ -50,22 +53,29 @@ EVENT_DOC = (
 )
 
 
-@router.get("/events", summary="Live events of every twin (SSE)", description=EVENT_DOC)
+@router.get("/events", responses=UNAVAILABLE, summary="Live events of every twin (SSE)", description=EVENT_DOC)
 async def events(
     request: Request,
     _: Reader,
-    types: Annotated[str | None, Query(description="comma-separated; default: all but score")] = None,
+    types: Annotated[
+        str | None,
+        Query(description="comma-separated; default: all but score", json_schema_extra={"pattern": TYPES_PATTERN}),
+    ] = None,
     last_event_id: Annotated[str | None, Header(max_length=128)] = None,
 ) -> EventStreamResponse:
     return _stream(request, None, _types(types, FLEET_EVENT_TYPES), last_event_id)
 
 
-@router.get("/twins/{twin_id}/events", summary="Live events of one twin (SSE)", description=EVENT_DOC)
+@router.get(
+    "/twins/{twin_id}/events", responses=UNAVAILABLE, summary="Live events of one twin (SSE)", description=EVENT_DOC
+)
 async def twin_events(
     request: Request,
     twin_id: TwinIdPath,
     _: Reader,
-    types: Annotated[str | None, Query(description="comma-separated; default: all")] = None,
+    types: Annotated[
+        str | None, Query(description="comma-separated; default: all", json_schema_extra={"pattern": TYPES_PATTERN})
+    ] = None,
     last_event_id: Annotated[str | None, Header(max_length=128)] = None,
 ) -> EventStreamResponse:
     return _stream(request, twin_id_ok(twin_id), _types(types, ALL_EVENT_TYPES), last_event_id)

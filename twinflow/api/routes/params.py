@@ -1,8 +1,13 @@
 """What the route modules share: the JSON response they answer with and the checks of the path and
 query parameters they have in common (twin ids, times with a time zone, time buckets).
 
+The routes check twin ids, sensor names and buckets themselves (a ``400`` problem naming the value); the
+OpenAPI document declares the same patterns (``json_schema_extra``: described, not checked twice).
+
 >>> parse_bucket("1m"), parse_bucket(None)
 (datetime.timedelta(seconds=60), None)
+>>> optional(TWIN_ID_PATTERN)
+'^(?:[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$'
 """
 
 from __future__ import annotations
@@ -13,12 +18,27 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Path, Response
+from fastapi import Path
+from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from operators.records.envelope import TWIN_ID_PATTERN
 from twinflow.api.problems import Problem
 
-TwinIdPath = Annotated[str, Path(description="A twin id, e.g. pump-001", max_length=128)]
+
+def optional(pattern: str) -> str:
+    """An anchored ``pattern`` (``^…$``) that also lets the empty string through (a parameter's "none")."""
+    return f"^(?:{pattern.removeprefix('^').removesuffix('$')})?$"
+
+
+def matches(pattern: str, text: str) -> bool:
+    """``text`` is all of ``pattern`` (``$`` does not let a trailing newline through, as in JSON Schema)."""
+    return re.fullmatch(pattern, text) is not None
+
+
+TwinIdPath = Annotated[
+    str, Path(description="A twin id, e.g. pump-001", max_length=128, json_schema_extra={"pattern": TWIN_ID_PATTERN})
+]
 
 
 def _default(obj: Any) -> Any:
@@ -29,17 +49,34 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON")
 
 
-class JSON(Response):
-    media_type = "application/json"
+class JSON(JSONResponse):
+    """A JSON answer encoded with orjson. The routes return it themselves, so FastAPI passes it on as it is:
+    their ``response_model`` describes the body in the OpenAPI document and validates nothing per request."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, default=_default)
 
 
 def twin_id_ok(twin_id: str) -> str:
-    if not re.match(TWIN_ID_PATTERN, twin_id):
+    if not matches(TWIN_ID_PATTERN, twin_id):
         raise Problem(400, "bad-twin-id", f"{twin_id[:140]!r} is not a twin id ({TWIN_ID_PATTERN})")
     return twin_id
+
+
+# An RFC 3339 date-time (what the document's format date-time says); its offset may be missing only so that
+# aware_time can answer with a 400 that asks for one. pydantic alone would also take a number (Unix seconds).
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    if not isinstance(value, datetime) and not (isinstance(value, str) and RFC3339.fullmatch(value)):
+        raise ValueError("give an RFC 3339 date-time, e.g. 2026-11-25T08:00:00Z")
+    return value
+
+
+Time = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 def time_or_ago(value: datetime | None, default: timedelta) -> datetime:
@@ -54,8 +91,12 @@ def aware_time(value: datetime | None, name: str) -> datetime | None:
     return value
 
 
-_DURATION = re.compile(r"^(\d{1,12}(?:\.\d{1,9})?)(ms|s|m|h|d)$", re.ASCII)
-MAX_BUCKET = timedelta(days=366)
+BUCKET_PATTERN = r"^([0-9]{1,12}(?:\.[0-9]{1,9})?)(ms|s|m|h|d)$"  # a number and a unit
+MIN_BUCKET, MAX_BUCKET = timedelta(milliseconds=10), timedelta(days=366)
+BUCKET_DOC = (
+    f"a number and a unit (ms, s, m, h, d), at least {MIN_BUCKET.total_seconds() * 1000:g}ms and at most "
+    f"{MAX_BUCKET.days}d, e.g. 10s, 1m, 1h (omit for raw readings)"
+)
 
 
 def parse_bucket(text: str | None) -> timedelta | None:
@@ -68,7 +109,7 @@ def parse_bucket(text: str | None) -> timedelta | None:
     """
     if not text:
         return None
-    m = _DURATION.match(text.strip())
+    m = re.fullmatch(BUCKET_PATTERN, text)
     if not m:
         raise Problem(400, "bad-bucket", f"bucket {text[:40]!r}: write a number and a unit (ms, s, m, h, d), e.g. 1m")
     unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
@@ -76,6 +117,6 @@ def parse_bucket(text: str | None) -> timedelta | None:
     if seconds > MAX_BUCKET.total_seconds():
         raise Problem(400, "bad-bucket", f"bucket: at most {MAX_BUCKET.days} days")
     delta = timedelta(seconds=seconds)
-    if delta < timedelta(milliseconds=10):
-        raise Problem(400, "bad-bucket", "bucket: at least 10ms")
+    if delta < MIN_BUCKET:
+        raise Problem(400, "bad-bucket", f"bucket: at least {MIN_BUCKET.total_seconds() * 1000:g}ms")
     return delta

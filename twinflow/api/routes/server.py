@@ -5,18 +5,25 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from twinflow.api import models
 from twinflow.api.auth import Reader
 from twinflow.api.routes.params import JSON
 
 router = APIRouter()
 
 
-@router.get("/me", response_class=JSON, summary="Who the token belongs to")
+@router.get("/me", response_class=JSON, response_model=models.Me, summary="Who the token belongs to")
 async def me(subject: Reader) -> JSON:
     return JSON({"subject": subject})
 
 
-@router.get("/health", response_class=JSON, summary="Database and live events reachable?")
+@router.get(
+    "/health",
+    response_class=JSON,
+    response_model=models.Health,
+    responses={503: {"model": models.Health, "description": "the database or the live events are not reachable"}},
+    summary="Database and live events reachable?",
+)
 async def health(request: Request) -> JSON:
     hub = request.app.state.hub
     db = await request.app.state.reads.ping()

@@ -3,18 +3,30 @@ state history, telemetry, anomaly scores and health, and forecasts."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from operators.records.envelope import SENSOR_PATTERN
+from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from operators.telemetry.registry import FleetPage
 from operators.twin.state import Status
+from twinflow.api import models
 from twinflow.api.auth import Reader
 from twinflow.api.problems import Problem
-from twinflow.api.routes.params import JSON, TwinIdPath, aware_time, parse_bucket, time_or_ago, twin_id_ok
+from twinflow.api.routes.params import (
+    BUCKET_DOC,
+    BUCKET_PATTERN,
+    JSON,
+    Time,
+    TwinIdPath,
+    aware_time,
+    matches,
+    optional,
+    parse_bucket,
+    time_or_ago,
+    twin_id_ok,
+)
 from twinflow.api.state_cache import desired_version, encode_state
 
 router = APIRouter()
@@ -52,7 +64,12 @@ def _summary(row: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/twins", response_class=JSON, summary="The fleet: status, health and open alerts of each twin")
+@router.get(
+    "/twins",
+    response_class=JSON,
+    response_model=models.Fleet,
+    summary="The fleet: status, health and open alerts of each twin",
+)
 async def list_twins(
     request: Request,
     _: Reader,
@@ -62,7 +79,14 @@ async def list_twins(
     ] = None,
     site: Annotated[str | None, Query(max_length=64, description="twin registry attribute `site`")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str, Query(max_length=128, description="`next` of the previous page")] = "",
+    cursor: Annotated[
+        str,
+        Query(
+            max_length=128,
+            description="`next` of the previous page (a twin id)",
+            json_schema_extra={"pattern": optional(TWIN_ID_PATTERN)},
+        ),
+    ] = "",
 ) -> JSON:
     reads = request.app.state.reads
     if cursor:
@@ -74,7 +98,12 @@ async def list_twins(
     return JSON({"items": [_summary(row, attrs) for row, attrs in page.items], "next": page.next})
 
 
-@router.get("/twins/{twin_id}", response_class=JSON, summary="A twin's state document (ETag: desired version)")
+@router.get(
+    "/twins/{twin_id}",
+    response_class=JSON,
+    responses={200: {"model": models.TwinStateDocument}},  # pre-encoded bytes (state cache): described only
+    summary="A twin's state document (ETag: desired version)",
+)
 async def get_twin(request: Request, twin_id: TwinIdPath, _: Reader) -> Response:
     state = request.app.state
     cache = state.cache if state.cache.max_entries and state.hub.ready.is_set() and not state.hub.error else None
@@ -88,14 +117,19 @@ async def get_twin(request: Request, twin_id: TwinIdPath, _: Reader) -> Response
     return Response(body, media_type="application/json", headers={"ETag": f'"{desired}"', "Cache-Control": "no-cache"})
 
 
-@router.get("/twins/{twin_id}/history", response_class=JSON, summary="State versions in a time range, or as of `at`")
+@router.get(
+    "/twins/{twin_id}/history",
+    response_class=JSON,
+    response_model=models.HistoryAnswer,
+    summary="State versions in a time range (`items`), or the state document as of `at`",
+)
 async def twin_history(
     request: Request,
     twin_id: TwinIdPath,
     _: Reader,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
-    at: datetime | None = None,
+    from_: Annotated[Time | None, Query(alias="from")] = None,
+    to: Time | None = None,
+    at: Time | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 100,
 ) -> JSON:
     reads = request.app.state.reads
@@ -109,20 +143,32 @@ async def twin_history(
     return JSON({"items": rows})
 
 
-@router.get("/twins/{twin_id}/telemetry", response_class=JSON, summary="Readings, raw or per time bucket")
+@router.get(
+    "/twins/{twin_id}/telemetry",
+    response_class=JSON,
+    response_model=models.Telemetry,
+    summary="Readings, raw or per time bucket",
+)
 async def twin_telemetry(
     request: Request,
     twin_id: TwinIdPath,
     _: Reader,
-    sensor: Annotated[list[str] | None, Query(description="repeat for several")] = None,
-    from_: Annotated[datetime | None, Query(alias="from", description="default: 15 minutes ago")] = None,
-    to: datetime | None = None,
-    bucket: Annotated[str | None, Query(description="e.g. 10s, 1m, 1h (omit for raw readings)")] = None,
+    sensor: Annotated[
+        list[str] | None,
+        Query(
+            description="repeat for several", json_schema_extra={"items": {"type": "string", "pattern": SENSOR_PATTERN}}
+        ),
+    ] = None,
+    from_: Annotated[Time | None, Query(alias="from", description="default: 15 minutes ago")] = None,
+    to: Time | None = None,
+    bucket: Annotated[
+        str | None, Query(description=BUCKET_DOC, json_schema_extra={"pattern": optional(BUCKET_PATTERN)})
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200_000)] = 50_000,
 ) -> JSON:
     twin_id_ok(twin_id)
     for s in sensor or []:
-        if not re.match(SENSOR_PATTERN, s):
+        if not matches(SENSOR_PATTERN, s):
             raise Problem(400, "bad-sensor", f"{s[:80]!r} is not a sensor name")
     since = time_or_ago(aware_time(from_, "from"), timedelta(minutes=15))
     until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
@@ -138,13 +184,18 @@ async def twin_telemetry(
     return JSON({"twin_id": twin_id, "from": since, "to": until, "bucket": bucket, "series": series})
 
 
-@router.get("/twins/{twin_id}/scores", response_class=JSON, summary="Anomaly scores and health with their thresholds")
+@router.get(
+    "/twins/{twin_id}/scores",
+    response_class=JSON,
+    response_model=models.Scores,
+    summary="Anomaly scores and health with their thresholds",
+)
 async def twin_scores(
     request: Request,
     twin_id: TwinIdPath,
     _: Reader,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[Time | None, Query(alias="from")] = None,
+    to: Time | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
 ) -> JSON:
     twin_id_ok(twin_id)
@@ -162,7 +213,12 @@ async def twin_scores(
     return JSON({**out, "health_thresholds": health_thresholds})
 
 
-@router.get("/twins/{twin_id}/forecasts", response_class=JSON, summary="The latest forecast per sensor")
+@router.get(
+    "/twins/{twin_id}/forecasts",
+    response_class=JSON,
+    response_model=models.Forecasts,
+    summary="The latest forecast per sensor",
+)
 async def twin_forecasts(request: Request, twin_id: TwinIdPath, _: Reader) -> JSON:
     rows = await request.app.state.reads.forecasts(twin_id_ok(twin_id))
     out: dict[str, dict[str, Any]] = {}

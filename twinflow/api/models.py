@@ -1,0 +1,244 @@
+"""The JSON documents ``/api/v1`` answers with, as its OpenAPI document describes them (docs/api.md).
+
+The routes encode their answers themselves (orjson; ``GET /twins/{id}`` sends the state cache's
+pre-encoded bytes), so these models only describe the bodies: nothing validates an answer against them
+per request. tests/api/test_api.py checks real answers against the server's own ``/api/openapi.json``.
+
+Each document is described once, from the records it is made of: a twin's state document is what
+:meth:`operators.twin.state.TwinState.document` publishes (``twin.state``, ``twin_state_history``); an alert
+is a version of :class:`operators.records.alerts.Alert` as the ``alerts`` table keeps it; statuses, modes,
+severities and ISA-18.2 states are the records' own types.
+
+>>> sorted(AlertDocument.model_fields)[:4], "event" in AlertDocument.model_fields
+(['acked_at', 'acked_by', 'alert_id', 'chattering'], False)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
+
+from operators.records.alerts import Alert, Severity
+from operators.records.twin import Mode
+from operators.telemetry.registry import Attrs
+from operators.twin.state import CommandStatus, Status
+
+Value = float | bool  # a reading or desired value: a number, or a boolean for on/off parameters
+
+
+class Doc(BaseModel):
+    """An answer's document: the members listed are always sent (``null`` where the type allows it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- twin state (TwinState.document)
+class ReportedValue(Doc):
+    value: Value
+    ts: datetime = Field(description="the device's (source) timestamp")
+
+
+class DesiredValue(Doc):
+    value: Value
+    ts: datetime
+    author: str = Field(description="the subject that set it")
+
+
+class CommandDoc(Doc):
+    command_id: str
+    value: float
+    attempt: int
+    status: CommandStatus
+
+
+class Change(BaseModel):
+    """The audit entry of a version: its cause, the changed fields (``path`` → ``[old, new]``) and who asked."""
+
+    model_config = ConfigDict(extra="allow")
+    cause: str
+    fields: dict[str, list[Any]]
+    author: str | None = None
+    reason: str | None = None
+    request_id: str | None = None
+
+
+class TwinStateDocument(Doc):
+    """A twin's state document (``GET /twins/{id}``, history, the ``state`` event): reported vs desired."""
+
+    twin_id: str
+    version: int
+    desired_version: int = Field(description="the desired document's version (the ETag)")
+    event_time: datetime
+    status: Status
+    mode: Mode
+    learn: bool
+    reported: dict[str, ReportedValue]
+    desired: dict[str, DesiredValue]
+    delta: dict[str, float] = Field(description="desired − reported per parameter that has both")
+    conflicts: list[str] = Field(description="parameters not synchronized")
+    commands: dict[str, CommandDoc]
+    last_sync_time: datetime | None
+    sync_latency_ms: float | None
+    consistency_score: float = Field(ge=0, le=1)
+    desync_since: datetime | None
+    simulated: dict[str, ReportedValue] = Field(
+        default_factory=dict,
+        description="what-if values (mode simulating); in documents from the live state stream only, "
+        "the stored history does not keep them",
+    )
+    change: Change
+
+
+class TwinHistory(Doc):
+    items: list[TwinStateDocument] = Field(description="newest first")
+
+
+class HistoryAnswer(RootModel[TwinHistory | TwinStateDocument]):
+    """State versions in a range (``items``), or with ``at`` the state document as of that time."""
+
+
+# ---------------------------------------------------------------- the fleet
+class AnomalyNow(Doc):
+    score: float
+    threshold: float
+    ts: datetime
+
+
+class TwinSummary(Doc):
+    twin_id: str
+    status: Status
+    mode: Mode
+    version: int
+    desired_version: int
+    event_time: datetime
+    conflicts: int = Field(description="parameters not synchronized")
+    consistency_score: float
+    open_alerts: int
+    worst_severity: Severity | None
+    anomaly: AnomalyNow | None = Field(description="the latest anomaly score")
+    health: float | None = Field(description="the latest health index")
+    attributes: Attrs = Field(description="twin registry attributes; `type` from the twin policy where none")
+
+
+class Fleet(Doc):
+    items: list[TwinSummary]
+    next: str | None = Field(description="`cursor` of the next page (null: the last page)")
+
+
+# ---------------------------------------------------------------- telemetry and model outputs
+class RawSeries(Doc):
+    ts: list[datetime]
+    value: list[float | None] = Field(description="null: a text or a reading without a value")
+    quality: list[int] = Field(description="0 good, 1 uncertain, 2 bad")
+
+
+class BucketSeries(Doc):
+    ts: list[datetime] = Field(description="start of each bucket")
+    mean: list[float | None]
+    min: list[float | None]
+    max: list[float | None]
+    n: list[int] = Field(description="readings in the bucket")
+
+
+class Telemetry(Doc):
+    model_config = ConfigDict(populate_by_name=True)
+    twin_id: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    bucket: str | None
+    series: dict[str, RawSeries | BucketSeries] = Field(
+        description="per sensor: raw readings, or per bucket (mean, min, max, n) when `bucket` is given"
+    )
+
+
+class HealthThresholds(Doc):
+    open_below: float
+    clear_above: float
+    major_below: float
+    critical_below: float
+
+
+class Scores(Doc):
+    ts: list[datetime]
+    score: list[float]
+    threshold: list[float]
+    is_anomaly: list[bool]
+    health: list[float | None]
+    health_thresholds: HealthThresholds = Field(description="the condition alarm on the health index ([alerts.rules])")
+
+
+class Forecast(Doc):
+    made_at: datetime
+    limit: float | None
+    breach_at: datetime | None = Field(description="when the forecast crosses `limit` (null: not within the horizon)")
+    target_ts: list[datetime]
+    predicted: list[float]
+    lower: list[float | None]
+    upper: list[float | None]
+
+
+class Forecasts(RootModel[dict[str, Forecast]]):
+    """The latest forecast of each sensor (sensor → forecast)."""
+
+
+# ---------------------------------------------------------------- desired changes
+class DesiredAnswer(Doc):
+    """A desired change the gate applied (``accepted``), or whose verdict had not come in time (``pending``)."""
+
+    tracking_id: str = Field(description="the request id; its verdict follows on `events`")
+    twin_id: str
+    subject: str
+    expected_version: int | None
+    events: str
+    status: Literal["accepted", "pending"]
+    desired_version: int | None = Field(None, description="accepted: the new desired version")
+    version: int | None = Field(None, description="accepted: the twin's state version")
+    commands: list[str] = Field(default_factory=list, description="accepted: the commands sent")
+
+
+# ---------------------------------------------------------------- alerts
+def _alert_document() -> type[BaseModel]:
+    """A row of the ``alerts`` table: an :class:`~operators.records.alerts.Alert` version without its
+    ``event``, and ``chattering`` (ISA-18.2's name for ``flapping``)."""
+    fields: dict[str, Any] = {f.name: (f.type, ...) for f in msgspec.structs.fields(Alert) if f.name != "event"}
+    fields["chattering"] = (bool, Field(description="= flapping"))
+    return create_model("AlertDocument", __base__=Doc, __doc__="One alert (its latest version).", **fields)
+
+
+AlertDocument = _alert_document()
+
+
+class AlertList(Doc):
+    items: list[AlertDocument]  # type: ignore[valid-type]
+
+
+class AlertActionResult(Doc):
+    alert: AlertDocument  # type: ignore[valid-type]
+    changed: bool = Field(description="false: nothing to do (e.g. already acknowledged)")
+    message: str
+
+
+class AlarmRate(Doc):
+    """Alarm-system performance (ISA-18.2): :func:`twinflow.alarms.metrics.alarm_rate`."""
+
+    since: datetime
+    until: datetime
+    operators: int
+    annunciated: int
+    per_operator_hour: float
+    peak_10min_per_operator: float
+    flood_periods: int
+
+
+# ---------------------------------------------------------------- the caller and the server
+class Me(Doc):
+    subject: str
+
+
+class Health(Doc):
+    ok: bool
+    database: bool
+    events: str = Field(description="`ok`, or why the live events are not available")
