@@ -116,25 +116,17 @@ def test_user_errors_name_file_and_column(tmp_path: Path):
         replay_files([src], "machine", None, [], CFG)
 
 
+def cli_replay(src: Path, out: Path):
+    """``twinflow replay`` of a file of :func:`write_two_twins`, as a user runs it."""
+    args = ["replay", str(src), "--time-col", "ts", "--id-col", "machine", "--exclude", "label", "--out", str(out)]
+    return CliRunner().invoke(app, args)
+
+
 def test_cli_replay_writes_csv(tmp_path: Path):
     src = tmp_path / "plant.csv"
     df = write_two_twins(src, n=150)
     out = tmp_path / "scores.csv"
-    res = CliRunner().invoke(
-        app,
-        [
-            "replay",
-            str(src),
-            "--time-col",
-            "ts",
-            "--id-col",
-            "machine",
-            "--exclude",
-            "label",
-            "--out",
-            str(out),
-        ],
-    )
+    res = cli_replay(src, out)
     assert res.exit_code == 0, res.output
     got = pl.read_csv(out)
     assert got.columns == OUTPUT_COLUMNS and got.height == df.height
@@ -163,21 +155,7 @@ def test_a_sensor_with_a_historians_text_markers_stays_a_sensor(tmp_path: Path):
     assert got["is_anomaly"].sum() > 0 and clean["is_anomaly"].sum() > 0
     assert "s1" in ";".join(got.filter(pl.col("is_anomaly") == 1)["sensors"].to_list())
     assert notes == [f"{src}: column 's1': 15 of 600 values are not numbers (e.g. '#N/A'); read as missing"]
-    res = CliRunner().invoke(
-        app,
-        [
-            "replay",
-            str(src),
-            "--time-col",
-            "ts",
-            "--id-col",
-            "machine",
-            "--exclude",
-            "label",
-            "--out",
-            str(tmp_path / "o.csv"),
-        ],
-    )
+    res = cli_replay(src, tmp_path / "o.csv")
     assert res.exit_code == 0 and "15 of 600 values are not numbers" in res.output
 
 
