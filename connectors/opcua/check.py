@@ -92,4 +92,6 @@ async def check_nodes(client: Client, assets: list[OpcuaAsset], namespace: str) 
                 out.problems.append(
                     (*where, f"mapped writable, but its data type {vtype.name} is no number or boolean")
                 )
+    order = {key: i for i, key in enumerate(params)}
+    out.problems.sort(key=lambda p: order[(p[0], p[1])])  # in the file's order
     return out
