@@ -80,7 +80,10 @@ def _reason(exc: BaseException, timeout: float) -> str:
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    if "No matching endpoints" in text:  # the server offers no endpoint with this security mode
+        return f"{text} (the server wants another security mode: set `security` and the certificates)"
+    return text
 
 
 def subscription_parameters(conn: OpcuaConnection, client: Client) -> ua.CreateSubscriptionParameters:

@@ -28,14 +28,14 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def twinflow(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def twinflow(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     """The real command, as a user runs it (wide terminal: messages on one line)."""
     return subprocess.run(
         [sys.executable, "-m", "twinflow.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "300", "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "COLUMNS": "300", "PYTHONPATH": str(ROOT), **env},
     )
 
 
@@ -208,6 +208,51 @@ def test_max_nodes_stops_the_browse_and_says_so(node_server) -> None:
     doc = json.loads(run.stdout)
     assert doc["stopped_early"] and doc["nodes"] == 3
     assert "stopped early: --max-nodes 3 reached" in run.stderr
+
+
+# ----------------------------------------------------------------------------- security
+def test_browse_with_certificates_and_login_writes_a_secure_mapping(tmp_path: Path) -> None:
+    from connectors.opcua.certs import generate_pair
+    from connectors.sim.runner import Simulator
+
+    uid = uuid.uuid4().hex[:8]
+    port, certs = free_port(), generate_pair(tmp_path / "certs")
+    server = "\n".join(
+        f'{k} = "{certs[k]}"' for k in ("server_certificate", "server_private_key", "trusted_certificates")
+    )
+    mapping = write_mapping(
+        tmp_path,
+        f'[opcua]\nendpoint = "opc.tcp://127.0.0.1:{port}/twinflow/"\nsecurity = "Basic256Sha256_SignAndEncrypt"\n'
+        f'{server}\nusername = "operator"\npassword = "pw-{uid}"\n\n[[assets]]\ntwin_id = "pump-sec-{uid}"\n'
+        f'type = "pump"\nprotocol = "opcua"\n[assets.params]\nspeed_rpm = {{ node = "ns=2;s=sec-{uid}.speed_rpm" }}\n',
+    )
+    sim = Simulator(private_settings(tmp_path, uid), mapping, protocols=("opcua",)).start()
+    try:
+        endpoint, out = f"opc.tcp://127.0.0.1:{port}/twinflow/", tmp_path / "secure-out.toml"
+        plain = twinflow("mapping", "browse-opcua", endpoint)
+        assert plain.returncode == 1 and "another security mode" in plain.stderr, plain.stderr
+        secure = [
+            *("mapping", "browse-opcua", endpoint, "--security", "Basic256Sha256_SignAndEncrypt"),
+            *("--certificate", str(certs["certificate"]), "--private-key", str(certs["private_key"])),
+            *("--username", "operator", "--mapping-out", str(out)),
+        ]
+        refused = twinflow(*secure, TWINFLOW_OPCUA_PASSWORD="wrong")
+        run = twinflow(*secure, TWINFLOW_OPCUA_PASSWORD=f"pw-{uid}")
+        assert refused.returncode == 1 and "BadUserAccessDenied" in refused.stderr, refused.stderr
+        assert run.returncode == 0 and f"sec-{uid}.speed_rpm" in run.stdout, run.stdout + run.stderr
+        text = out.read_text()
+        assert f"pw-{uid}" not in text and "add `password = …` to [opcua]" in run.stderr
+        conn = load_mapping(out).opcua
+        assert (conn.security, conn.certificate, conn.username) == (
+            "Basic256Sha256_SignAndEncrypt",
+            certs["certificate"].resolve(),
+            "operator",
+        )
+        out.write_text(text.replace('username = "operator"', f'username = "operator"\npassword = "pw-{uid}"'))
+        check = twinflow("mapping", "check", str(out), "--connect")
+        assert check.returncode == 0 and "1 of 1 nodes found and readable" in check.stdout, check.stdout + check.stderr
+    finally:
+        sim.stop()
 
 
 # ----------------------------------------------------------------------------- failures

@@ -150,7 +150,10 @@ def browse_opcua(
         highlight=False,
     )
     if username:
-        err_console.print("the file has no password: add `password = …` to [opcua] (or write it at deploy time)")
+        err_console.print(
+            escape("the file has no password: add `password = …` to [opcua] (or write it at deploy time)"),
+            highlight=False,
+        )
 
 
 def _run_browse(conn: OpcuaConnection, root: str, depth: int, max_nodes: int, standard: bool):
@@ -237,11 +240,12 @@ def check(
     for name, conn, outcome in asyncio.run(_check_servers(mapping, timeout)):
         where = f"opcua device {name!r} ({conn.endpoint})"
         if isinstance(outcome, Unreachable):
-            err_console.print(f"[red]{escape(where)}: {escape(str(outcome))}[/red]", highlight=False)
+            err_console.print(f"[red]{escape(where)}: {escape(str(outcome))}[/red]", highlight=False, soft_wrap=True)
             failed = True
             continue
         if isinstance(outcome, BaseException):
-            err_console.print(f"[red]{escape(where)}: {type(outcome).__name__}: {escape(str(outcome))}[/red]")
+            line = f"{where}: {type(outcome).__name__}: {outcome}"
+            err_console.print(f"[red]{escape(line)}[/red]", highlight=False, soft_wrap=True)
             failed = True
             continue
         failed |= bool(outcome.problems)
