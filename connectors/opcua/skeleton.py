@@ -74,10 +74,16 @@ def type_of(type_name: str) -> str:
     return conform(snake, TYPE_PATTERN, "_", DEFAULT_TYPE)
 
 
-def _unique(name: str, taken: set[str], sep: str) -> str:
+def _unique(name: str, taken: set[str], sep: str, pattern: str) -> str:
+    """``name``, or ``name-2``, ``name-3`` … when taken, shortened where the suffix would make it too long."""
+    rx = re.compile(pattern)
     n, out = 2, name
     while out in taken:
-        out, n = f"{name}{sep}{n}", n + 1
+        suffix = f"{sep}{n}"
+        base = name
+        while base and not rx.fullmatch(base + suffix):
+            base = base[:-1]
+        out, n = base + suffix, n + 1
     taken.add(out)
     return out
 
@@ -124,7 +130,7 @@ def build(found: Browse, connection: dict[str, Any], command: str) -> Skeleton:
         twin = conform(name, TWIN_ID_PATTERN, "-", "asset")
         if twin in twins and len(owner) > 1:
             twin = conform(".".join(owner), TWIN_ID_PATTERN, "-", "asset")
-        twin = _unique(twin, twins, "-")
+        twin = _unique(twin, twins, "-", TWIN_ID_PATTERN)
         obj = found.objects.get(owner)
         lines = [
             "[[assets]]",
@@ -135,7 +141,8 @@ def build(found: Browse, connection: dict[str, Any], command: str) -> Skeleton:
         ]
         names: set[str] = set()
         for v in variables:
-            param = _unique(conform(".".join(v.path[len(owner) :]), SENSOR_PATTERN, "_", "value"), names, "_")
+            name = conform(".".join(v.path[len(owner) :]), SENSOR_PATTERN, "_", "value")
+            param = _unique(name, names, "_", SENSOR_PATTERN)
             entry: dict[str, Any] = {"node": v.node}
             if v.unit:
                 entry["unit"] = v.unit

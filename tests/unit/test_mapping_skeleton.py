@@ -59,3 +59,14 @@ def test_odd_names_duplicates_and_non_readings() -> None:
 )
 def test_conform_fits_the_project_patterns(text: str, pattern: str, fill: str, expected: str) -> None:
     assert conform(text, pattern, fill, "asset") == expected
+
+
+def test_long_names_that_collide_stay_within_the_patterns() -> None:
+    owner = ("x" * 200,)
+    found = Browse("opc.tcp://plc:4840", "i=85", NS)
+    found.variables = [var((*owner, "v" * 70 + str(i)), owner, f"n{i}") for i in range(12)]
+    found.variables.append(var(("x" * 130, "a"), ("x" * 130,), "other"))  # the same name once cut
+    mapping = parse_mapping(tomllib.loads(build(found, {"endpoint": "opc.tcp://plc:4840"}, "cmd").text))
+    names = list(mapping.assets[0].params)
+    assert len(set(names)) == 12 and names[-1] == "v" * 61 + "_12"
+    assert [a.twin_id for a in mapping.assets] == ["x" * 128, "x" * 126 + "-2"]

@@ -148,6 +148,7 @@ def browse_opcua(
         f"wrote {mapping_out}: {sk.assets} asset(s), {sk.params} parameter(s), {sk.setpoints} writable"
         + (f"; left out {len(sk.left_out)} variables that are no readings" if sk.left_out else ""),
         highlight=False,
+        soft_wrap=True,
     )
     if username:
         err_console.print(
