@@ -7,7 +7,9 @@ queue of ``queue_size`` values that discards the oldest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Hashable
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +42,48 @@ async def make_client(conn: OpcuaConnection, resolve: Callable[[Path | None], Pa
         client.set_user(conn.username)
         client.set_password(conn.password.get_secret_value() if conn.password else "")
     return client
+
+
+class Unreachable(ConnectionError):
+    """The server could not be reached, refused the session or did not answer in time."""
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    conn: OpcuaConnection, resolve: Callable[[Path | None], Path | None], timeout: float
+) -> AsyncIterator[Client]:
+    """A client (:func:`make_client`) connected within ``timeout`` seconds, disconnected at the end;
+    :class:`Unreachable` names the endpoint and the reason when the connection fails."""
+    client = None
+    try:
+        client = await make_client(conn, resolve)
+        await asyncio.wait_for(client.connect(), timeout)
+    except Exception as exc:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.disconnect_socket()
+        raise Unreachable(f"cannot connect to {conn.endpoint}: {_reason(exc, timeout)}") from None
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):  # best effort: the link may be gone
+            await asyncio.wait_for(client.disconnect(), 3)
+
+
+def _reason(exc: BaseException, timeout: float) -> str:
+    """Why a connection failed, in one line."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s (not an OPC-UA server, a wrong host or port, or a firewall?)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running, on that host and port?)"
+    if isinstance(exc, ua.UaStatusCodeError):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    text = str(exc) or type(exc).__name__
+    if "No matching endpoints" in text:  # the server offers no endpoint with this security mode
+        return f"{text} (the server wants another security mode: set `security` and the certificates)"
+    return text
 
 
 def subscription_parameters(conn: OpcuaConnection, client: Client) -> ua.CreateSubscriptionParameters:

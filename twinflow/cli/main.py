@@ -224,6 +224,9 @@ app.add_typer(settings_app, name="settings")
 from twinflow.cli.connectors import register as _register_connectors  # noqa: E402
 
 _register_connectors(app, bridge_app)
+from twinflow.cli.mapping import mapping_app  # noqa: E402
+
+app.add_typer(mapping_app, name="mapping")
 
 
 def main() -> None:

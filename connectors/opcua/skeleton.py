@@ -1,0 +1,176 @@
+"""A mapping file skeleton from a browse: one ``[[assets]]`` per object that holds readable variables.
+
+Twin ids come from the object's browse name, parameter names from the variable's browse names below
+the object, both made to fit the project's own patterns (:data:`TWIN_ID_PATTERN`,
+:data:`SENSOR_PATTERN`, the schema's ``type`` pattern); setpoints (writable numbers and booleans) are
+marked ``writable = true``. The result loads with :func:`connectors.bridges.mapping.loading.parse_mapping`.
+
+>>> conform("Pump 1 (Halle Süd)", TWIN_ID_PATTERN, "-", "asset")
+'Pump-1-Halle-Sud'
+>>> conform("1st stage.Temp °C", SENSOR_PATTERN, "_", "value")
+'_1st_stage.Temp_C'
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import tomli_w
+
+from connectors.bridges.mapping.schema import OpcuaAsset
+from connectors.opcua.browse import Browse, Variable
+from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
+
+DEFAULT_TYPE = "machine"
+# Type definitions that say nothing about the machine: its asset gets DEFAULT_TYPE.
+_GENERIC_TYPES = {"", "BaseObjectType", "FolderType"}
+_LISTED = 20  # left-out variables named in the file's header
+
+
+def _pattern_of(model: type, name: str) -> str:
+    """The regex a schema field is validated with (one place for it: the schema)."""
+    return next(m.pattern for m in model.model_fields[name].metadata if getattr(m, "pattern", None))
+
+
+TYPE_PATTERN = _pattern_of(OpcuaAsset, "type")
+
+
+def conform(text: str, pattern: str, fill: str, fallback: str) -> str:
+    """``text`` made to match ``pattern`` (a first-character class, then a repeated one, a maximum
+    length): accents dropped, other characters replaced by ``fill`` (runs of them by one), cut at the
+    maximum length; ``fallback`` when nothing usable is left."""
+    rx = re.compile(pattern)
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    out = ""
+    for ch in plain:
+        if rx.fullmatch(out + ch):
+            out += ch
+        elif not out:
+            if rx.fullmatch(fill + ch):
+                out = fill + ch  # a name may not start with it (a digit): keep it behind the fill
+        elif not rx.fullmatch(out + fill):
+            break  # the maximum length
+        elif not out.endswith(fill):
+            out += fill
+    out = out.rstrip(fill) if len(out) > 1 else out
+    return out if out and rx.fullmatch(out) else fallback
+
+
+def type_of(type_name: str) -> str:
+    """An asset ``type`` from an object's type definition: ``PumpType`` → ``pump``.
+
+    >>> type_of("CentrifugalPumpType"), type_of("BaseObjectType")
+    ('centrifugal_pump', 'machine')
+    """
+    if type_name in _GENERIC_TYPES:
+        return DEFAULT_TYPE
+    base = type_name.removesuffix("Type") or type_name
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
+    return conform(snake, TYPE_PATTERN, "_", DEFAULT_TYPE)
+
+
+def _unique(name: str, taken: set[str], sep: str, pattern: str) -> str:
+    """``name``, or ``name-2``, ``name-3`` … when taken, shortened where the suffix would make it too long."""
+    rx = re.compile(pattern)
+    n, out = 2, name
+    while out in taken:
+        suffix = f"{sep}{n}"
+        base = name
+        while base and not rx.fullmatch(base + suffix):
+            base = base[:-1]
+        out, n = base + suffix, n + 1
+    taken.add(out)
+    return out
+
+
+@dataclass
+class Skeleton:
+    """The file's text and what it holds."""
+
+    text: str
+    assets: int = 0
+    params: int = 0
+    setpoints: int = 0
+    left_out: list[Variable] = field(default_factory=list)
+
+
+def _pair(key: str, value: Any) -> str:
+    """``key = value`` in TOML (keys quoted where they must be)."""
+    return tomli_w.dumps({key: value}).strip()
+
+
+def _inline(key: str, table: dict[str, Any]) -> str:
+    """``key = { a = 1, b = "x" }``."""
+    name = _pair(key, 0).rsplit(" = ", 1)[0]
+    return f"{name} = {{ {', '.join(_pair(k, v) for k, v in table.items())} }}"
+
+
+def build(found: Browse, connection: dict[str, Any], command: str) -> Skeleton:
+    """The mapping skeleton of a browse; ``connection``: the ``[opcua]`` fields to write (endpoint, security …)."""
+    groups: dict[tuple[str, ...], list[Variable]] = {}
+    sk = Skeleton("")
+    for v in found.variables:
+        if v.reading and v.readable:
+            groups.setdefault(v.owner, []).append(v)
+        else:
+            sk.left_out.append(v)
+    uris = Counter(found.namespaces[v.nodeid.NamespaceIndex] for vs in groups.values() for v in vs)
+    section = {**connection}
+    if uris:
+        section["namespace"] = uris.most_common(1)[0][0]
+    blocks = [tomli_w.dumps({"opcua": section})]
+    twins: set[str] = set()
+    for owner, variables in groups.items():
+        name = owner[-1] if owner else found.root_name
+        twin = conform(name, TWIN_ID_PATTERN, "-", "asset")
+        if twin in twins and len(owner) > 1:
+            twin = conform(".".join(owner), TWIN_ID_PATTERN, "-", "asset")
+        twin = _unique(twin, twins, "-", TWIN_ID_PATTERN)
+        obj = found.objects.get(owner)
+        lines = [
+            "[[assets]]",
+            _pair("twin_id", twin),
+            _pair("type", type_of(obj.type_name if obj else "")),
+            _pair("protocol", "opcua"),
+            "[assets.params]",
+        ]
+        names: set[str] = set()
+        for v in variables:
+            name = conform(".".join(v.path[len(owner) :]), SENSOR_PATTERN, "_", "value")
+            param = _unique(name, names, "_", SENSOR_PATTERN)
+            entry: dict[str, Any] = {"node": v.node}
+            if v.unit:
+                entry["unit"] = v.unit
+            if v.setpoint:
+                entry["writable"] = True
+                sk.setpoints += 1
+            lines.append(_inline(param, entry))
+        sk.assets += 1
+        sk.params += len(variables)
+        blocks.append("\n".join(lines) + "\n")
+    sk.text = _header(found, command, sk) + "\n".join(blocks)
+    return sk
+
+
+def _header(found: Browse, command: str, sk: Skeleton) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# Mapping skeleton: `{command}` ({when}).",
+        f"# {sk.assets} asset(s), one per object holding variables; {sk.params} parameter(s), {sk.setpoints} writable.",
+        "# Review twin_id, type and units. `writable = true` marks what the server lets this session write:",
+        "# keep it on setpoints only (the twin may write those). Then check the file against the server:",
+        "# twinflow mapping check --connect FILE (docs/connectors.md).",
+    ]
+    if found.stopped_early:
+        lines.append("# The browse stopped at --max-nodes: the server has more than this file holds.")
+    if sk.left_out:
+        lines.append(f"# Left out: {len(sk.left_out)} variables that are no readings (arrays, structures, dates …):")
+        lines += [f"#   {'/'.join(v.path)}  {v.node}  {v.data_type}" for v in sk.left_out[:_LISTED]]
+        if len(sk.left_out) > _LISTED:
+            lines.append(f"#   … and {len(sk.left_out) - _LISTED} more (twinflow mapping browse-opcua lists them)")
+    return "\n".join(lines) + "\n\n"

@@ -1,0 +1,281 @@
+"""`twinflow mapping browse-opcua` and `twinflow mapping check` as a user runs them, against the
+project's simulator and a third-party server (node-opcua, its own Node.js process): browse → mapping
+skeleton → `check --connect` → a bridge on the written file puts the values on Kafka; an
+unreachable or silent endpoint and a mapping with nodes that do not exist fail with exit 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.bridges.mapping.loading import load_mapping
+from operators.records.envelope import decode
+from tests.interop_nodes import NodeProcess
+from tests.process_helpers import start_twinflow, stop
+
+from .plant_helpers import consume, free_port, private_settings, write_mapping
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def twinflow(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real command, as a user runs it (wide terminal: messages on one line)."""
+    return subprocess.run(
+        [sys.executable, "-m", "twinflow.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "300", "PYTHONPATH": str(ROOT), **env},
+    )
+
+
+# ----------------------------------------------------------------------------- the simulator
+SIM_TOML = """
+[opcua]
+endpoint = "opc.tcp://127.0.0.1:{port}/twinflow/"
+namespace = "urn:twinflow:browse:{uid}"
+
+[[assets]]
+twin_id = "pump-br-{uid}"
+type = "pump"
+protocol = "opcua"
+[assets.params]
+speed_sp_rpm = {{ node = "ns=2;s=br-{uid}.speed_sp_rpm", writable = true }}
+speed_rpm = {{ node = "ns=2;s=br-{uid}.speed_rpm" }}
+flow_m3h = {{ node = "ns=2;s=br-{uid}.flow_m3h" }}
+
+[[assets]]
+twin_id = "compressor-br-{uid}"
+type = "compressor"
+protocol = "opcua"
+[assets.params]
+speed_rpm = {{ browse_path = ["Hall {uid}", "Line A", "Speed (rpm)"] }}
+temp_c = {{ browse_path = ["Hall {uid}", "Line A", "1st stage temp °C"] }}
+"""
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    from connectors.sim.runner import Simulator
+
+    tmp = tmp_path_factory.mktemp("browse-sim")
+    uid = uuid.uuid4().hex[:8]
+    port = free_port()
+    settings = private_settings(tmp, uid)
+    simulator = Simulator(settings, write_mapping(tmp, SIM_TOML.format(port=port, uid=uid)), protocols=("opcua",))
+    simulator.start()
+    try:
+        yield {"uid": uid, "tmp": tmp, "settings": settings, "endpoint": f"opc.tcp://127.0.0.1:{port}/twinflow/"}
+    finally:
+        simulator.stop()
+
+
+def test_simulator_browse_write_check_and_bridge_round_trip(sim) -> None:
+    uid, tmp, settings = sim["uid"], sim["tmp"], sim["settings"]
+    out = tmp / "from-server.toml"
+    run = twinflow("mapping", "browse-opcua", sim["endpoint"], "--json", "--mapping-out", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    found = {tuple(v["browse_path"]): v for v in json.loads(run.stdout)["variables"]}
+    sp = found[(f"pump-br-{uid}", "speed_sp_rpm")]
+    assert sp["node"] == f"nsu=urn:twinflow:browse:{uid};s=br-{uid}.speed_sp_rpm"
+    assert sp["data_type"] == "Double" and sp["writable"] and isinstance(sp["value"], float)
+    assert not found[(f"pump-br-{uid}", "speed_rpm")]["writable"]
+    assert (f"Hall {uid}", "Line A", "Speed (rpm)") in found
+
+    # The skeleton loads with the bridges' own loader: names fitted to the twin and sensor patterns.
+    mapping = load_mapping(out)
+    assets = {a.twin_id: a for a in mapping.assets}
+    assert set(assets) == {f"pump-br-{uid}", "Line-A"}
+    pump = assets[f"pump-br-{uid}"].params
+    assert set(pump) == {"speed_sp_rpm", "speed_rpm", "flow_m3h"}
+    assert pump["speed_sp_rpm"].writable and not pump["speed_rpm"].writable
+    assert set(assets["Line-A"].params) == {"Speed_rpm", "_1st_stage_temp_C"}
+    assert mapping.opcua.endpoint == sim["endpoint"]
+
+    check = twinflow("mapping", "check", str(out), "--connect")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "5 of 5 nodes found and readable, 1 setpoints" in check.stdout
+
+    # A bridge on the written file: values of both derived twins reach Kafka.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TWINFLOW_TOPICS__RAW": settings.topics.raw,
+        "TWINFLOW_TOPICS__DLQ": settings.topics.dlq,
+        "TWINFLOW_TWIN__COMMANDS_TOPIC": settings.twin.commands_topic,
+        "TWINFLOW_TWIN__ACKS_TOPIC": settings.twin.acks_topic,
+        "TWINFLOW_BRIDGE__COMMAND_GROUP": settings.bridge.command_group,
+        "TWINFLOW_BRIDGE__BUFFER__SPILL_DIR": str(tmp / "bridge-buffer"),
+    }
+    twins = {f"pump-br-{uid}".encode(), b"Line-A"}
+    with open(tmp / "bridge.log", "wb") as log:
+        bridge = start_twinflow(["bridge", "opcua", "--mapping", str(out)], env, log)
+        try:
+            msgs = consume(settings, settings.topics.raw, lambda ms: twins <= {m.key() for m in ms}, 30)
+        finally:
+            code = stop(bridge)
+    assert twins <= {m.key() for m in msgs}, (tmp / "bridge.log").read_text()
+    assert code == 0, (tmp / "bridge.log").read_text()
+    readings = {k for m in msgs for k in decode(m.value(), key=m.key()).readings}
+    assert {"speed_rpm", "flow_m3h", "Speed_rpm"} <= readings
+
+
+# ----------------------------------------------------------------------------- node-opcua
+@pytest.fixture(scope="module")
+def node_server() -> Iterator[dict]:
+    port = free_port()
+    uri = f"urn:twinflow:interop:browse:{uuid.uuid4().hex[:6]}"
+    server = NodeProcess("opcua_server.js", port, uri, "Pump1")
+    try:
+        server.wait_for("READY", 60)
+        yield {"endpoint": f"opc.tcp://127.0.0.1:{port}/UA/interop", "uri": uri, "server": server}
+    finally:
+        server.stop()
+
+
+def test_node_opcua_browse_to_a_mapping_that_checks(node_server, tmp_path: Path) -> None:
+    uri, out = node_server["uri"], tmp_path / "pump1.toml"
+    run = twinflow("mapping", "browse-opcua", node_server["endpoint"], "--json", "--mapping-out", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["namespaces"].index(uri) == 3  # behind node-opcua's decoy: only nsu= ids are portable
+    found = {v["browse_path"][-1]: v for v in doc["variables"]}
+    assert {k: found[k]["data_type"] for k in ("Flow", "Running", "Speed", "Mode", "Setpoint")} == {
+        "Flow": "Double",
+        "Running": "Boolean",
+        "Speed": "Int32",
+        "Mode": "String",
+        "Setpoint": "Double",
+    }
+    assert found["Flow"]["browse_path"] == ["Line1", "Pump1", "Flow"]
+    assert found["Flow"]["node"] == f"nsu={uri};s=Pump1.Flow"
+    assert found["Temperature"]["status"] == "BadSensorFailure" and found["Temperature"]["value"] is None
+    assert found["Setpoint"]["writable"] and found["Mode"]["value"] == "AUTO"
+
+    mapping = load_mapping(out)
+    (asset,) = mapping.assets  # Line1 holds no variable of its own: no asset
+    assert asset.twin_id == "Pump1"
+    assert set(asset.params) == {"Flow", "Running", "Speed", "Mode", "Temperature", "Setpoint", "Enable"}
+    assert asset.params["Setpoint"].writable and asset.params["Enable"].writable
+    assert not asset.params["Mode"].writable  # a writable text is no setpoint
+
+    check = twinflow("mapping", "check", str(out), "--connect")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "7 of 7 nodes found and readable" in check.stdout
+    assert "BadSensorFailure" in check.stdout  # a note, not a failure
+
+
+def test_check_connect_names_each_node_that_is_not_there(node_server, tmp_path: Path) -> None:
+    uri, path = node_server["uri"], tmp_path / "ghosts.toml"
+    path.write_text(f"""
+[opcua]
+endpoint = "{node_server["endpoint"]}"
+namespace = "{uri}"
+
+[[assets]]
+twin_id = "pump-1"
+type = "pump"
+protocol = "opcua"
+[assets.params]
+flow = {{ node = "nsu={uri};s=Pump1.Flow" }}
+ghost = {{ node = "nsu={uri};s=Pump1.Ghost" }}
+elsewhere = {{ node = "nsu=urn:twinflow:nowhere;s=Pump1.Flow" }}
+lost = {{ browse_path = ["Line1", "Pump1", "Nope"] }}
+""")
+    run = twinflow("mapping", "check", str(path), "--connect")
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert "1 of 4 nodes found and readable" in out
+    assert f"pump-1.ghost (node nsu={uri};s=Pump1.Ghost): not on the server (BadNodeIdUnknown)" in out
+    assert "pump-1.elsewhere" in out and "urn:twinflow:nowhere" in out
+    assert "pump-1.lost (node Line1/Pump1/Nope): not on the server: browse path not found" in out
+    assert "Traceback" not in out
+
+
+def test_max_nodes_stops_the_browse_and_says_so(node_server) -> None:
+    run = twinflow("mapping", "browse-opcua", node_server["endpoint"], "--max-nodes", "3", "--json")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["stopped_early"] and doc["nodes"] == 3
+    assert "stopped early: --max-nodes 3 reached" in run.stderr
+
+
+# ----------------------------------------------------------------------------- security
+def test_browse_with_certificates_and_login_writes_a_secure_mapping(tmp_path: Path) -> None:
+    from connectors.opcua.certs import generate_pair
+    from connectors.sim.runner import Simulator
+
+    uid = uuid.uuid4().hex[:8]
+    port, certs = free_port(), generate_pair(tmp_path / "certs")
+    server = "\n".join(
+        f'{k} = "{certs[k]}"' for k in ("server_certificate", "server_private_key", "trusted_certificates")
+    )
+    mapping = write_mapping(
+        tmp_path,
+        f'[opcua]\nendpoint = "opc.tcp://127.0.0.1:{port}/twinflow/"\nsecurity = "Basic256Sha256_SignAndEncrypt"\n'
+        f'{server}\nusername = "operator"\npassword = "pw-{uid}"\n\n[[assets]]\ntwin_id = "pump-sec-{uid}"\n'
+        f'type = "pump"\nprotocol = "opcua"\n[assets.params]\nspeed_rpm = {{ node = "ns=2;s=sec-{uid}.speed_rpm" }}\n',
+    )
+    sim = Simulator(private_settings(tmp_path, uid), mapping, protocols=("opcua",)).start()
+    try:
+        endpoint, out = f"opc.tcp://127.0.0.1:{port}/twinflow/", tmp_path / "secure-out.toml"
+        plain = twinflow("mapping", "browse-opcua", endpoint)
+        assert plain.returncode == 1 and "another security mode" in plain.stderr, plain.stderr
+        secure = [
+            *("mapping", "browse-opcua", endpoint, "--security", "Basic256Sha256_SignAndEncrypt"),
+            *("--certificate", str(certs["certificate"]), "--private-key", str(certs["private_key"])),
+            *("--username", "operator", "--mapping-out", str(out)),
+        ]
+        refused = twinflow(*secure, TWINFLOW_OPCUA_PASSWORD="wrong")
+        run = twinflow(*secure, TWINFLOW_OPCUA_PASSWORD=f"pw-{uid}")
+        assert refused.returncode == 1 and "BadUserAccessDenied" in refused.stderr, refused.stderr
+        assert run.returncode == 0 and f"sec-{uid}.speed_rpm" in run.stdout, run.stdout + run.stderr
+        text = out.read_text()
+        assert f"pw-{uid}" not in text and "add `password = …` to [opcua]" in run.stderr
+        conn = load_mapping(out).opcua
+        assert (conn.security, conn.certificate, conn.username) == (
+            "Basic256Sha256_SignAndEncrypt",
+            certs["certificate"].resolve(),
+            "operator",
+        )
+        out.write_text(text.replace('username = "operator"', f'username = "operator"\npassword = "pw-{uid}"'))
+        check = twinflow("mapping", "check", str(out), "--connect")
+        assert check.returncode == 0 and "1 of 1 nodes found and readable" in check.stdout, check.stdout + check.stderr
+    finally:
+        sim.stop()
+
+
+# ----------------------------------------------------------------------------- failures
+def test_unreachable_and_silent_endpoints_fail_fast_without_traceback(tmp_path: Path) -> None:
+    closed = free_port()
+    started = time.monotonic()
+    run = twinflow("mapping", "browse-opcua", f"opc.tcp://127.0.0.1:{closed}/x")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert f"cannot connect to opc.tcp://127.0.0.1:{closed}/x: connection refused" in run.stderr
+    with socket.socket() as silent:  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        run = twinflow("mapping", "browse-opcua", f"opc.tcp://127.0.0.1:{port}/x", "--timeout", "1")
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert "no answer within 1 s" in run.stderr
+        mapping = tmp_path / "silent.toml"
+        mapping.write_text(
+            f'[opcua]\nendpoint = "opc.tcp://127.0.0.1:{port}/x"\n\n[[assets]]\ntwin_id = "p-1"\ntype = "pump"\n'
+            'protocol = "opcua"\n[assets.params]\nflow = { node = "ns=2;s=Flow" }\n'
+        )
+        run = twinflow("mapping", "check", str(mapping), "--connect", "--timeout", "1")
+        assert run.returncode == 1 and "no answer within 1 s" in run.stderr, run.stdout + run.stderr
+    assert time.monotonic() - started < 15
+    usage = twinflow("mapping", "browse-opcua", "http://plc:4840")
+    assert usage.returncode == 2 and "is not an OPC-UA endpoint" in usage.stderr

@@ -1,0 +1,300 @@
+"""``twinflow mapping``: start a mapping file from an OPC-UA server (browse-opcua), check a mapping file.
+
+Registered in :mod:`twinflow.cli.main`. Exit codes: 0 done, 1 a server unreachable or a mapped node
+wrong, 2 a usage or mapping file mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shlex
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from connectors.bridges.mapping.loading import MappingError, load_mapping
+from connectors.bridges.mapping.schema import PROTOCOLS, Mapping, OpcuaConnection
+from twinflow.cli.support import err_console, print_config_error, setup_logging
+
+console = Console()
+mapping_app = typer.Typer(
+    help="Asset mapping files: start one from an OPC-UA server, check one (docs/connectors.md).", no_args_is_help=True
+)
+
+
+class Security(StrEnum):
+    none = "None"
+    sign = "Basic256Sha256_Sign"
+    sign_and_encrypt = "Basic256Sha256_SignAndEncrypt"
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[red]{escape(message)}[/red]", soft_wrap=True, highlight=False)
+    return typer.Exit(code)
+
+
+def _quiet_library(verbose: bool) -> None:
+    """asyncua's own log lines only with --verbose (its failures are reported here, in one line)."""
+    if verbose:
+        setup_logging(True)
+    logging.getLogger("asyncua").setLevel(logging.INFO if verbose else logging.CRITICAL)
+
+
+# ----------------------------------------------------------------------------- browse-opcua
+_ENDPOINT = typer.Argument(..., help="opc.tcp://HOST:PORT[/PATH] of the server.")
+_ROOT = typer.Option("i=85", help="NodeId to start from (default i=85, the Objects folder); nsu=URI;… allowed.")
+_DEPTH = typer.Option(6, min=1, max=64, help="Levels below the root to browse.")
+_MAX_NODES = typer.Option(5000, min=1, help="Stop after this many nodes (and say so).")
+_JSON = typer.Option(False, "--json", help="Print the variables as JSON instead of a table.")
+_OUT = typer.Option(None, "--mapping-out", help="Write a mapping skeleton (TOML) to this file.")
+_FORCE = typer.Option(False, "--force", help="Overwrite an existing --mapping-out file.")
+_STANDARD = typer.Option(False, "--standard", help="Also browse the standard namespace (ns=0: the Server object).")
+_SECURITY = typer.Option(Security.none, help="Security mode, as `security` in [opcua].")
+_CERT = typer.Option(None, help="Client certificate (DER/PEM), as `certificate` in [opcua].")
+_KEY = typer.Option(None, help="Client private key (PEM), as `private_key` in [opcua].")
+_SERVER_CERT = typer.Option(None, help="Server certificate (default: fetched from the endpoint).")
+_APP_URI = typer.Option("urn:twinflow:bridge", help="Must equal the URI in the client certificate.")
+_USER = typer.Option(None, help="Login name, as `username` in [opcua].")
+_PASSWORD = typer.Option(None, envvar="TWINFLOW_OPCUA_PASSWORD", help="Login password (never written to a file).")
+_TIMEOUT = typer.Option(5.0, min=0.1, help="Seconds to connect and for each request.")
+
+
+@mapping_app.command("browse-opcua")
+def browse_opcua(
+    endpoint: str = _ENDPOINT,
+    root: str = _ROOT,
+    depth: int = _DEPTH,
+    max_nodes: int = _MAX_NODES,
+    json_out: bool = _JSON,
+    mapping_out: Path = _OUT,
+    force: bool = _FORCE,
+    standard: bool = _STANDARD,
+    security: Security = _SECURITY,
+    certificate: Path = _CERT,
+    private_key: Path = _KEY,
+    server_certificate: Path = _SERVER_CERT,
+    application_uri: str = _APP_URI,
+    username: str = _USER,
+    password: str = _PASSWORD,
+    timeout: float = _TIMEOUT,
+    verbose: bool = False,
+) -> None:
+    """List the variables of an OPC-UA server (browse path, portable NodeId, data type, writable, value);
+    with --mapping-out, write a mapping skeleton that `twinflow mapping check` and the bridge accept."""
+    from asyncua import ua
+
+    from connectors.opcua.skeleton import build
+
+    section: dict[str, Any] = {"endpoint": endpoint}
+    if security != Security.none:
+        if certificate is None or private_key is None:
+            raise _fail(f"--security {security.value} needs --certificate and --private-key (twinflow certs opcua)", 2)
+        section |= {"security": security.value, "certificate": certificate, "private_key": private_key}
+        if server_certificate is not None:
+            section["server_certificate"] = server_certificate
+    if application_uri != "urn:twinflow:bridge":
+        section["application_uri"] = application_uri
+    if username:
+        section["username"] = username
+    section = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in section.items()}
+    try:
+        conn = OpcuaConnection(**section, password=password, request_timeout_s=timeout, watchdog_s=max(timeout, 1))
+        ua.NodeId.from_string(root)
+    except ValidationError:
+        raise _fail(f"{endpoint!r} is not an OPC-UA endpoint: write opc.tcp://HOST:PORT[/PATH]", 2) from None
+    except Exception:
+        raise _fail(f"--root {root!r} is not a NodeId (write i=85, ns=2;s=Line1 or nsu=URI;s=Line1)", 2) from None
+    if mapping_out is not None and mapping_out.exists() and not force:
+        raise _fail(f"--mapping-out {mapping_out} exists (pass --force to overwrite it)", 2)
+    _quiet_library(verbose)
+    found = _run_browse(conn, root, depth, max_nodes, standard)
+
+    if json_out:
+        doc = {
+            "endpoint": endpoint,
+            "root": found.root,
+            "namespaces": found.namespaces,
+            "nodes": found.nodes,
+            "stopped_early": found.stopped_early,
+            "variables": [v.as_json() for v in found.variables],
+        }
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+    else:
+        _print_table(found)
+    _print_limits(found, depth, max_nodes)
+    if mapping_out is None:
+        return
+    argv = ["twinflow", "mapping", "browse-opcua", endpoint, *(["--root", root] if root != "i=85" else [])]
+    sk = build(found, section, shlex.join(argv))
+    if not sk.assets:
+        raise _fail(f"no variable holding a reading below {found.root}; {mapping_out} not written", 1)
+    mapping_out.parent.mkdir(parents=True, exist_ok=True)
+    mapping_out.write_text(sk.text)
+    try:
+        load_mapping(mapping_out)  # what the bridges will read
+    except MappingError as exc:
+        print_config_error(exc)
+        raise _fail(f"the skeleton in {mapping_out} does not load (a twinflow bug: please report it)", 1) from None
+    err_console.print(
+        f"wrote {mapping_out}: {sk.assets} asset(s), {sk.params} parameter(s), {sk.setpoints} writable"
+        + (f"; left out {len(sk.left_out)} variables that are no readings" if sk.left_out else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if username:
+        err_console.print(
+            escape("the file has no password: add `password = …` to [opcua] (or write it at deploy time)"),
+            highlight=False,
+        )
+
+
+def _run_browse(conn: OpcuaConnection, root: str, depth: int, max_nodes: int, standard: bool):
+    from connectors.opcua.browse import browse
+    from connectors.opcua.client import Unreachable, connected
+    from connectors.opcua.nodes import UnresolvedNode, resolve_node_id
+
+    async def run():
+        async with connected(conn, lambda p: p, conn.request_timeout_s) as client:
+            start = resolve_node_id(root, await client.get_namespace_array())
+            return await browse(client, start, depth, max_nodes, standard, conn.endpoint)
+
+    try:
+        return asyncio.run(run())
+    except Unreachable as exc:
+        raise _fail(str(exc), 1) from None
+    except UnresolvedNode as exc:
+        raise _fail(f"--root {root}: {exc}", 1) from None
+    except TimeoutError:
+        timeout = conn.request_timeout_s
+        raise _fail(f"{conn.endpoint} stopped answering while browsing (--timeout {timeout:g} s)", 1) from None
+    except Exception as exc:  # a server that answers a request with an error
+        raise _fail(f"browsing {conn.endpoint} failed: {type(exc).__name__}: {exc}", 1) from None
+
+
+def _print_table(found) -> None:
+    table = Table("browse path", "node", "data type", "access", "value", "")
+    for v in sorted(found.variables, key=lambda v: v.path):
+        value = str(v.value) if v.status == "Good" else v.status if v.value is None else f"{v.value} ({v.status})"
+        note = "setpoint" if v.setpoint else "" if v.reading else "not a reading"
+        access = ("r" if v.readable else "-") + ("w" if v.writable else "-")
+        table.add_row(escape("/".join(v.path)), escape(v.node), v.data_type, access, escape(value[:40]), note)
+    console.print(table)
+    owners = len({v.owner for v in found.variables})
+    console.print(f"{len(found.variables)} variables in {owners} objects ({found.nodes} nodes) on {found.endpoint}")
+
+
+def _print_limits(found, depth: int, max_nodes: int) -> None:
+    if found.stopped_early:
+        err_console.print(
+            f"[yellow]stopped early: --max-nodes {max_nodes} reached, the listing is incomplete "
+            "(start deeper with --root, or raise --max-nodes)[/yellow]"
+        )
+    if found.not_descended:
+        err_console.print(
+            f"[yellow]{found.not_descended} objects at --depth {depth} were not opened (raise --depth to see "
+            "what they hold)[/yellow]"
+        )
+
+
+# ----------------------------------------------------------------------------- check
+_FILE = typer.Argument(..., help="Asset mapping file (TOML).")
+_CONNECT = typer.Option(False, "--connect", help="Also check every OPC-UA node on its server.")
+_CHECK_TIMEOUT = typer.Option(5.0, min=0.1, help="--connect: seconds to connect and for each request.")
+
+
+@mapping_app.command("check")
+def check(
+    file: Path = _FILE,
+    connect: bool = _CONNECT,
+    timeout: float = _CHECK_TIMEOUT,
+    verbose: bool = False,
+) -> None:
+    """Load and check a mapping file as the bridges do and summarise it; with --connect, check that each
+    OPC-UA node exists, is readable and (setpoints) writable. Exit 0 fine, 1 a node or server wrong,
+    2 the file wrong."""
+    try:
+        mapping = load_mapping(file)
+    except MappingError as exc:
+        print_config_error(exc)
+        raise typer.Exit(2) from None
+    _print_summary(file, mapping)
+    if not connect:
+        return
+    _quiet_library(verbose)
+    others = [p for p in PROTOCOLS if p != "opcua" and mapping.of(p)]
+    if others:
+        console.print(f"{', '.join(others)}: not checked against the devices (--connect checks OPC-UA servers)")
+    if not mapping.of("opcua"):
+        return
+    from connectors.opcua.client import Unreachable
+
+    failed = False
+    for name, conn, outcome in asyncio.run(_check_servers(mapping, timeout)):
+        where = f"opcua device {name!r} ({conn.endpoint})"
+        if isinstance(outcome, Unreachable):
+            err_console.print(f"[red]{escape(where)}: {escape(str(outcome))}[/red]", highlight=False, soft_wrap=True)
+            failed = True
+            continue
+        if isinstance(outcome, BaseException):
+            line = f"{where}: {type(outcome).__name__}: {outcome}"
+            err_console.print(f"[red]{escape(line)}[/red]", highlight=False, soft_wrap=True)
+            failed = True
+            continue
+        failed |= bool(outcome.problems)
+        good = outcome.checked - len(outcome.problems)
+        colour = "red" if outcome.problems else "green"
+        console.print(
+            f"[{colour}]{escape(where)}: {good} of {outcome.checked} nodes found and readable, "
+            f"{outcome.setpoints} setpoints[/{colour}]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for twin, param, node, why in outcome.problems:
+            line = f"  {twin}.{param} (node {node}): {why}"
+            console.print(f"[red]{escape(line)}[/red]", highlight=False, soft_wrap=True)
+        for twin, param, node, why in outcome.notes:
+            console.print(escape(f"  note: {twin}.{param} (node {node}): {why}"), highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _check_servers(mapping: Mapping, timeout: float) -> list[tuple[str, OpcuaConnection, Any]]:
+    """Every OPC-UA server of the file checked at once: (device, connection, NodeCheck or the error)."""
+    from connectors.opcua.check import check_nodes
+    from connectors.opcua.client import connected
+
+    async def one(conn: OpcuaConnection, assets: list) -> Any:
+        conn = conn.model_copy(update={"request_timeout_s": timeout})
+        async with connected(conn, mapping.path, timeout) as client:
+            return await check_nodes(client, assets, conn.namespace)
+
+    devices = mapping.devices_of("opcua")
+    results = await asyncio.gather(*(one(c, a) for c, a in devices.values()), return_exceptions=True)
+    return [(name, conn, r) for (name, (conn, _)), r in zip(devices.items(), results, strict=True)]
+
+
+def _print_summary(file: Path, mapping: Mapping) -> None:
+    table = Table("protocol", "devices", "assets", "parameters", "writable setpoints")
+    for protocol in PROTOCOLS:
+        assets = mapping.of(protocol)
+        if assets:
+            params = [p for a in assets for p in a.params.values()]
+            table.add_row(
+                protocol,
+                str(len(mapping.devices_of(protocol))),
+                str(len(assets)),
+                str(len(params)),
+                str(sum(p.writable for p in params)),
+            )
+    n = sum(len(a.params) for a in mapping.assets)
+    console.print(f"{escape(str(file))}: valid, {len(mapping.assets)} assets, {n} parameters", highlight=False)
+    console.print(table)
