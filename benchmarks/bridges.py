@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -178,6 +179,7 @@ def run_drain(profile: str) -> dict:
     stats = bridge.publisher.counters
     assert stats.delivered == stats.put, f"undelivered: {stats}"
     drop_topic(settings.topics.raw)
+    shutil.rmtree(tmp, ignore_errors=True)  # the mapping, the bridge's spill buffer, the ground truth
     return {
         "profile": profile,
         "assets": p["assets"],
@@ -390,7 +392,10 @@ def run(
                 sim.kill()
                 sim.wait(30)
         log.close()
-    drop_topic(settings.topics.raw)
+        drop_topic(settings.topics.raw)  # (also after a failed run: the topic is the run's own)
+    # The run's files (mapping, the bridge's spill buffer, ground truth, the simulator's log): kept
+    # only when the run failed, for the log its error points to.
+    shutil.rmtree(tmp, ignore_errors=True)
     dt = t1 - t0
     return {
         "profile": profile,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from rich.progress import Progress
 from benchmarks.machine import append_result
 from benchmarks.processes import flow_command
 from connectors.kafka.clients import delete_topics, ensure_topics, producer_config
+from connectors.stopping import STOP_WITHIN_S
 from twinflow.settings import Topics, load_settings
 
 console = Console()
@@ -114,6 +116,28 @@ def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefi
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def run_flow(cmd: list[str], env: dict[str, str]) -> None:
+    """Run the flow to the end of its topic; on Ctrl-C or SIGTERM stop it (its own clean stop, within
+    ``connectors.stopping.STOP_WITHIN_S``; killed after that) and let the KeyboardInterrupt go on."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()  # (a Ctrl-C reached it too: this second signal ends it at once)
+        try:
+            proc.wait(STOP_WITHIN_S + 1)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    if rc:
+        raise subprocess.CalledProcessError(rc, cmd)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--readings", type=int, default=1_000_000, help="envelopes to send")
@@ -122,6 +146,10 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
+    # Ctrl-C, SIGTERM (``timeout``, a supervisor) and SIGINT where a background job ignores it alike:
+    # the run stops its flow and deletes its rows and topics.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
     run = uuid.uuid4().hex[:8]
     base = load_settings()
@@ -130,26 +158,30 @@ def main() -> None:
     )
     ensure_topics(settings)
     prefix = f"bench{run}"
-    produce_s = produce(settings, args.readings, args.twins, args.sensors, prefix)
-    console.print(f"produced {args.readings:,} envelopes in {produce_s:.1f} s")
+    try:
+        produce_s = produce(settings, args.readings, args.twins, args.sensors, prefix)
+        console.print(f"produced {args.readings:,} envelopes in {produce_s:.1f} s")
 
-    env = {
-        **os.environ,
-        "TWINFLOW_TOPICS__RAW": settings.topics.raw,
-        "TWINFLOW_TOPICS__DLQ": settings.topics.dlq,
-    }
-    # `twinflow run -p N` starts N Bytewax processes as one cluster (bytewax.run has no -p).
-    cmd = flow_command("telemetry", tail=False)
-    cmd += ["-p", str(args.processes)]
-    console.print("running the flow: twinflow " + " ".join(cmd[3:]))
-    start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    flow_s = time.perf_counter() - start
-
-    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
-        rows = telemetry_rows(db, prefix)
-        db.execute("DELETE FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",))
-    delete_topics(settings, [settings.topics.raw, settings.topics.dlq])
+        env = {
+            **os.environ,
+            "TWINFLOW_TOPICS__RAW": settings.topics.raw,
+            "TWINFLOW_TOPICS__DLQ": settings.topics.dlq,
+        }
+        # `twinflow run -p N` starts N Bytewax processes as one cluster (bytewax.run has no -p).
+        cmd = flow_command("telemetry", tail=False)
+        cmd += ["-p", str(args.processes)]
+        console.print("running the flow: twinflow " + " ".join(cmd[3:]))
+        start = time.perf_counter()
+        run_flow(cmd, env)
+        flow_s = time.perf_counter() - start
+        with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+            rows = telemetry_rows(db, prefix)
+    except KeyboardInterrupt:
+        sys.exit("interrupted: nothing recorded (the run's rows and topics are deleted)")
+    finally:  # also after Ctrl-C or a failed flow: the run's rows and topics never stay behind
+        with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+            db.execute("DELETE FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",))
+        delete_topics(settings, [settings.topics.raw, settings.topics.dlq])
 
     values = args.readings * args.sensors
     ok = rows == values

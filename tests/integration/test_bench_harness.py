@@ -130,3 +130,42 @@ def test_fleet_harness_measures_each_count_of_twins(stack_settings, setup):
         assert float(cells[1]) == pytest.approx(60 / int(twins), rel=0.2), cells  # readings/s per twin
         assert cells[-1] == "yes", cells  # every paced reading reached the database
         assert float(cells[-2].replace(",", "")) > 1, cells  # a model state per twin is KiBs, not nothing
+
+
+def _reconcile_leftovers(settings) -> set[str]:
+    """Topics and databases named like benchmarks.reconcile's: ``bench.<8 hex>.…``, ``twinflow_bench_<8 hex>``."""
+    import psycopg
+    from confluent_kafka.admin import AdminClient
+
+    from connectors.kafka.clients import client_config
+
+    topics = AdminClient(client_config(settings)).list_topics(timeout=30).topics
+    su = settings.postgres.conninfo(
+        user="postgres", password=settings.stack.postgres_superuser_password.get_secret_value(), dbname="postgres"
+    )
+    with psycopg.connect(su) as db:
+        dbs = [r[0] for r in db.execute("SELECT datname FROM pg_database")]
+    return {t for t in topics if re.match(r"bench\.[0-9a-f]{8}\.", t)} | {
+        d for d in dbs if re.fullmatch(r"twinflow_bench_[0-9a-f]{8}", d)
+    }
+
+
+def test_reconcile_harness_runs_the_flow_on_topics_of_its_own(stack_settings):
+    """benchmarks.reconcile --flow-rounds (the twin flow end to end) keeps working: its settings pass
+    validation, every desired update it sends is accepted (the twins are known before their first
+    reading is read) and it leaves no topic or database behind."""
+    before = _reconcile_leftovers(stack_settings)
+    res = subprocess.run(
+        [sys.executable, "-m", "benchmarks.reconcile", "--twins", "30", "--rounds", "2", "--flow-rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    flow = re.search(
+        r"([\d,]+) input records already in Kafka.*\(([\d,]+) history rows.*; ([\d,]+) desired", res.stdout
+    )
+    assert flow, res.stdout[-3000:]
+    records, history, denied = (int(g.replace(",", "")) for g in flow.groups())
+    assert records == 65 and 0 < history <= records and denied == 0, flow.group(0)
+    assert _reconcile_leftovers(stack_settings) <= before
