@@ -182,8 +182,11 @@ def _run_browse(conn: OpcuaConnection, root: str, depth: int, max_nodes: int, st
 
 def _print_table(found) -> None:
     table = Table("browse path", "node", "data type", "access", "value", "")
+    for column in table.columns[:2]:
+        column.overflow = "fold"  # a path and a NodeId are copied from here: wrapped, never cut short
     for v in sorted(found.variables, key=lambda v: v.path):
-        value = str(v.value) if v.status == "Good" else v.status if v.value is None else f"{v.value} ({v.status})"
+        shown = f"{v.value:.6g}" if isinstance(v.value, float) else str(v.value)
+        value = shown if v.status == "Good" else v.status if v.value is None else f"{shown} ({v.status})"
         note = "setpoint" if v.setpoint else "" if v.reading else "not a reading"
         access = ("r" if v.readable else "-") + ("w" if v.writable else "-")
         table.add_row(escape("/".join(v.path)), escape(v.node), v.data_type, access, escape(value[:40]), note)
