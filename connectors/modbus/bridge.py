@@ -42,7 +42,7 @@ from operators.records.commands import Refused
 
 log = logging.getLogger(__name__)
 
-_READ = {
+READ_FUNCTION = {  # pymodbus client method per register kind
     "holding": "read_holding_registers",
     "input": "read_input_registers",
     "coil": "read_coils",
@@ -92,7 +92,7 @@ class ModbusBridge(Bridge):
     async def _read(self, poller: _Poller, client: AsyncModbusTcpClient, req: ReadRequest) -> list | None:
         """The registers (or bits) of one request; None after a per-request error (logged, counted)."""
         h = poller.device.health
-        read = getattr(client, _READ[req.kind])
+        read = getattr(client, READ_FUNCTION[req.kind])
         try:
             async with poller.lock:
                 rr = await read(req.address, count=req.count, device_id=req.unit_id)

@@ -6,10 +6,9 @@ Nodes are resolved the way the bridge resolves them (:func:`connectors.opcua.nod
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from asyncua import Client, ua
 
+from connectors.bridges.check import DeviceCheck
 from connectors.bridges.mapping.schema import OpcuaAsset, OpcuaParam
 from connectors.opcua.nodes import resolve_nodes
 from connectors.opcua.values import WRITE_CASTS, status_name
@@ -18,16 +17,6 @@ _BATCH = 100  # nodes per Read request (three attributes each)
 _MISSING = ("BadNodeIdUnknown", "BadNodeIdInvalid", "BadAttributeIdInvalid")
 _CURRENT_READ = ua.AccessLevel.CurrentRead.mask
 _CURRENT_WRITE = ua.AccessLevel.CurrentWrite.mask
-
-
-@dataclass
-class NodeCheck:
-    """The outcome for one server: problems per parameter, notes on value statuses."""
-
-    checked: int = 0
-    setpoints: int = 0
-    problems: list[tuple[str, str, str, str]] = field(default_factory=list)  # (twin, param, node, why)
-    notes: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def _node_text(p: OpcuaParam) -> str:
@@ -40,10 +29,10 @@ def _int(dv: ua.DataValue) -> int | None:
     return value if good and isinstance(value, int) else None
 
 
-async def check_nodes(client: Client, assets: list[OpcuaAsset], namespace: str) -> NodeCheck:
+async def check_nodes(client: Client, assets: list[OpcuaAsset], namespace: str) -> DeviceCheck:
     """Resolve, read and (for setpoints) check the access and data type of every parameter's node."""
     params = {(a.twin_id, name): p for a in assets for name, p in a.params.items()}
-    out = NodeCheck(checked=len(params))
+    out = DeviceCheck(checked=len(params))
     nodes, failed = await resolve_nodes(client, params, namespace)
     for (twin, name), why in failed:
         out.problems.append((twin, name, _node_text(params[(twin, name)]), f"not on the server: {why}"))

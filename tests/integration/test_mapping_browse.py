@@ -279,3 +279,47 @@ def test_unreachable_and_silent_endpoints_fail_fast_without_traceback(tmp_path: 
     assert time.monotonic() - started < 15
     usage = twinflow("mapping", "browse-opcua", "http://plc:4840")
     assert usage.returncode == 2 and "is not an OPC-UA endpoint" in usage.stderr
+
+
+# ----------------------------------------------------------------------------- Modbus (jsmodbus)
+MB_CHECK_TOML = """
+[modbus]
+host = "127.0.0.1"
+port = {port}
+
+[[assets]]
+twin_id = "pump-mb"
+type = "pump"
+protocol = "modbus"
+[assets.params]
+level = {{ register = "holding", address = 0, type = "float32", min = 0, max = 100 }}
+setpoint = {{ register = "holding", address = 19, writable = true }}
+pressure = {{ register = "input", address = 2, type = "float32", word_order = "little", min = 0, max = 1000 }}
+count = {{ register = "input", address = 0 }}
+beyond = {{ register = "holding", address = 30 }}
+"""
+
+
+def test_check_connect_reads_each_modbus_register_and_names_what_is_wrong(tmp_path: Path) -> None:
+    """A third-party Modbus device (jsmodbus): a value outside min/max names the word order to try, a
+    register past the device's map is named, values nothing judges are shown, nothing is written."""
+    port = free_port()
+    device = NodeProcess("modbus_server.js", port)
+    try:
+        device.wait_for("READY", 30)
+        mapping = tmp_path / "mb.toml"
+        mapping.write_text(MB_CHECK_TOML.format(port=port))
+        run = twinflow("mapping", "check", str(mapping), "--connect", "--timeout", "2")
+        out = run.stdout + run.stderr
+        assert run.returncode == 1 and "Traceback" not in out, out
+        assert f"modbus device 'modbus' (127.0.0.1:{port}): 3 of 5 parameters read and decoded, 1 setpoints" in out
+        assert "pump-mb.pressure (at unit 1 input 2..3): reads -1.88337e+25, outside min 0 / max 1000: try" in out
+        assert "pump-mb.beyond (at unit 1 holding 30):" in out
+        assert "pump-mb reads setpoint=100 count=1234 (no min/max: judge them)" in out
+        assert "1 setpoints read, not written" in out
+        assert not [line for line in device.lines if line.startswith("WRITE")]
+        device.stop()
+        down = twinflow("mapping", "check", str(mapping), "--connect", "--timeout", "1")
+        assert down.returncode == 1 and f"cannot connect to 127.0.0.1:{port}" in down.stderr, down.stderr
+    finally:
+        device.stop()

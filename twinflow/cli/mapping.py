@@ -210,7 +210,9 @@ def _print_limits(found, depth: int, max_nodes: int) -> None:
 
 # ----------------------------------------------------------------------------- check
 _FILE = typer.Argument(..., help="Asset mapping file (TOML).")
-_CONNECT = typer.Option(False, "--connect", help="Also check every OPC-UA node on its server.")
+_CONNECT = typer.Option(
+    False, "--connect", help="Also check every OPC-UA node and Modbus register on its server or device (read only)."
+)
 _CHECK_TIMEOUT = typer.Option(5.0, min=0.1, help="--connect: seconds to connect and for each request.")
 
 
@@ -222,8 +224,9 @@ def check(
     verbose: bool = False,
 ) -> None:
     """Load and check a mapping file as the bridges do and summarise it; with --connect, check that each
-    OPC-UA node exists, is readable and (setpoints) writable. Exit 0 fine, 1 a node or server wrong,
-    2 the file wrong."""
+    OPC-UA node exists, is readable and (setpoints) writable, and that each Modbus parameter's registers
+    read and decode within its min/max (nothing is written). Exit 0 fine, 1 a node, register or device
+    wrong, 2 the file wrong."""
     try:
         mapping = load_mapping(file)
     except MappingError as exc:
@@ -233,56 +236,69 @@ def check(
     if not connect:
         return
     _quiet_library(verbose)
-    others = [p for p in PROTOCOLS if p != "opcua" and mapping.of(p)]
+    others = [p for p in PROTOCOLS if p not in CHECKED and mapping.of(p)]
     if others:
-        console.print(f"{', '.join(others)}: not checked against the devices (--connect checks OPC-UA servers)")
-    if not mapping.of("opcua"):
-        return
-    from connectors.opcua.client import Unreachable
-
+        console.print(f"{', '.join(others)}: not checked against the devices (--connect checks OPC-UA and Modbus)")
     failed = False
-    for name, conn, outcome in asyncio.run(_check_servers(mapping, timeout)):
-        where = f"opcua device {name!r} ({conn.endpoint})"
-        if isinstance(outcome, Unreachable):
-            err_console.print(f"[red]{escape(where)}: {escape(str(outcome))}[/red]", highlight=False, soft_wrap=True)
-            failed = True
-            continue
+    for protocol, name, where, outcome in asyncio.run(_check_devices(mapping, timeout)):
+        where = f"{protocol} device {name!r} ({where})"
         if isinstance(outcome, BaseException):
-            line = f"{where}: {type(outcome).__name__}: {outcome}"
+            known = isinstance(outcome, ConnectionError) or type(outcome).__name__ == "Unreachable"
+            line = f"{where}: {outcome}" if known else f"{where}: {type(outcome).__name__}: {outcome}"
             err_console.print(f"[red]{escape(line)}[/red]", highlight=False, soft_wrap=True)
             failed = True
             continue
         failed |= bool(outcome.problems)
-        good = outcome.checked - len(outcome.problems)
+        what = "nodes found and readable" if protocol == "opcua" else "parameters read and decoded"
         colour = "red" if outcome.problems else "green"
         console.print(
-            f"[{colour}]{escape(where)}: {good} of {outcome.checked} nodes found and readable, "
+            f"[{colour}]{escape(where)}: {outcome.ok} of {outcome.checked} {what}, "
             f"{outcome.setpoints} setpoints[/{colour}]",
             highlight=False,
             soft_wrap=True,
         )
-        for twin, param, node, why in outcome.problems:
-            line = f"  {twin}.{param} (node {node}): {why}"
+        item = "node" if protocol == "opcua" else "at"
+        for twin, param, at, why in outcome.problems:
+            line = f"  {twin}.{param} ({item} {at}): {why}"
             console.print(f"[red]{escape(line)}[/red]", highlight=False, soft_wrap=True)
-        for twin, param, node, why in outcome.notes:
-            console.print(escape(f"  note: {twin}.{param} (node {node}): {why}"), highlight=False, soft_wrap=True)
+        for twin, param, at, why in outcome.notes:
+            console.print(escape(f"  note: {twin}.{param} ({item} {at}): {why}"), highlight=False, soft_wrap=True)
+        for twin, values in outcome.unjudged.items():
+            shown = " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+            console.print(escape(f"  {twin} reads {shown} (no min/max: judge them)"), highlight=False, soft_wrap=True)
+        for remark in outcome.remarks:
+            console.print(escape(f"  note: {remark}"), highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
 
-async def _check_servers(mapping: Mapping, timeout: float) -> list[tuple[str, OpcuaConnection, Any]]:
-    """Every OPC-UA server of the file checked at once: (device, connection, NodeCheck or the error)."""
-    from connectors.opcua.check import check_nodes
-    from connectors.opcua.client import connected
+CHECKED = ("opcua", "modbus")  # the protocols --connect checks on their devices
 
-    async def one(conn: OpcuaConnection, assets: list) -> Any:
+
+async def _check_devices(mapping: Mapping, timeout: float) -> list[tuple[str, str, str, Any]]:
+    """Every OPC-UA server and Modbus device of the file checked at once: (protocol, device, address,
+    DeviceCheck or the error)."""
+
+    async def opcua(conn: OpcuaConnection, assets: list) -> Any:
+        from connectors.opcua.check import check_nodes
+        from connectors.opcua.client import connected
+
         conn = conn.model_copy(update={"request_timeout_s": timeout})
         async with connected(conn, mapping.path, timeout) as client:
             return await check_nodes(client, assets, conn.namespace)
 
-    devices = mapping.devices_of("opcua")
-    results = await asyncio.gather(*(one(c, a) for c, a in devices.values()), return_exceptions=True)
-    return [(name, conn, r) for (name, (conn, _)), r in zip(devices.items(), results, strict=True)]
+    async def modbus(conn: Any, assets: list) -> Any:
+        from connectors.modbus.check import check_registers
+
+        return await check_registers(conn, assets, timeout)
+
+    jobs: list[tuple[str, str, str, Any]] = []
+    for name, (conn, assets) in mapping.devices_of("opcua").items():
+        jobs.append(("opcua", name, conn.endpoint, opcua(conn, assets)))
+    for name, (conn, assets) in mapping.devices_of("modbus").items():
+        jobs.append(("modbus", name, f"{conn.host}:{conn.port}", modbus(conn, assets)))
+    results = await asyncio.gather(*(job for *_, job in jobs), return_exceptions=True)
+    return [(protocol, name, where, r) for (protocol, name, where, _), r in zip(jobs, results, strict=True)]
 
 
 def _print_summary(file: Path, mapping: Mapping) -> None:
