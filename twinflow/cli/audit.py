@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from twinflow.cli.support import conninfo_option
+
 audit_app = typer.Typer(help="The hash-chained audit trail of desired-state changes.", no_args_is_help=True)
 policy_app = typer.Typer(help="The desired-state policy file.", no_args_is_help=True)
 key_app = typer.Typer(help="Ed25519 signing keys of subjects (people, services).", no_args_is_help=True)
@@ -18,7 +20,9 @@ err_console = Console(stderr=True)
 
 @audit_app.command("verify")
 def verify(
-    conninfo: str = typer.Option(None, help="libpq connection string (default: from settings)."),
+    conninfo: str = typer.Option(
+        None, help="libpq connection string (default: from settings).", callback=conninfo_option
+    ),
     expect_head: str = typer.Option(
         None, help="The head hash recorded earlier elsewhere; also detects removal of the newest rows."
     ),

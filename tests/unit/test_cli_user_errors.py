@@ -1,0 +1,101 @@
+"""A person's mistakes and unreachable services at the `twinflow` command line: one message naming
+what to fix and a non-zero exit code (2 for a usage or configuration mistake, 1 for a service that
+does not answer), never a traceback. Each test runs the real command as a child process; no service
+of the local stack is needed (the services named are closed or silent ports)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _twinflow(args: list[str | bytes], timeout: float = 90, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_") or k.startswith("TWINFLOW_STACK__")}
+    return subprocess.run(
+        [sys.executable, "-m", "twinflow.cli.main", *args],
+        env={**clean, "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def _user_error(res: subprocess.CompletedProcess[str], code: int, *texts: str) -> None:
+    """Exit code ``code``, no traceback, and every text in the output (line breaks of the usage box
+    removed)."""
+    out = res.stdout + res.stderr
+    assert res.returncode == code, out
+    assert "Traceback" not in out, out
+    flat = " ".join(line.strip(" │╭╮╰╯─") for line in out.splitlines())
+    for text in texts:
+        assert text in flat, out
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word (a hung server)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- services that do not answer
+@pytest.mark.parametrize(
+    "args",
+    [["twin", "list"], ["twin", "show", "pump-001"], ["alerts", "metrics"], ["db", "migrate"], ["alerts", "list"]],
+)
+def test_postgres_refusing_connections_is_a_message_naming_the_settings(args: list[str]) -> None:
+    res = _twinflow(args, TWINFLOW_POSTGRES__PORT="1")
+    _user_error(res, 1, "PostgreSQL cannot be used:", "port 1 failed", "twinflow stack status", "POSTGRES__PORT")
+
+
+def test_a_postgres_server_that_never_answers_is_an_error_after_the_connect_timeout(silent_port: int) -> None:
+    started = time.monotonic()
+    res = _twinflow(
+        ["twin", "list"], TWINFLOW_POSTGRES__PORT=str(silent_port), TWINFLOW_POSTGRES__CONNECT_TIMEOUT_S="2"
+    )
+    _user_error(res, 1, "PostgreSQL cannot be used: connection timeout expired")
+    assert time.monotonic() - started < 30
+
+
+def test_kafka_refusing_connections_is_a_message_naming_the_setting(tmp_path: Path) -> None:
+    key = tmp_path / "me.pem"
+    assert _twinflow(["key", "new", str(key)]).returncode == 0
+    res = _twinflow(
+        ["twin", "set-desired", "pump-001", "speed=1"],
+        TWINFLOW_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:1",
+        TWINFLOW_SECURITY__KEY_FILE=str(key),
+    )
+    _user_error(res, 1, "Kafka did not answer (127.0.0.1:1)", "TWINFLOW_KAFKA__BOOTSTRAP_SERVERS")
+
+
+def test_a_conninfo_libpq_cannot_parse_is_a_usage_error() -> None:
+    for args in (["db", "migrate"], ["audit", "verify"]):
+        res = _twinflow([*args, "--conninfo", "garbage"])
+        _user_error(res, 2, "Invalid value for '--conninfo'", 'missing "=" after "garbage"')
+
+
+# ----------------------------------------------------------------------------- arguments and paths
+def test_an_argument_that_is_not_utf8_is_named() -> None:
+    res = _twinflow([b"twin", b"show", b"pump\xff"], TWINFLOW_POSTGRES__PORT="1")
+    _user_error(res, 2, "argument 3 (b'pump\\xff') is not UTF-8 text")
+
+
+def test_a_path_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    res = _twinflow(["key", "new", str(tmp_path / "no-such-folder" / "me.pem")])
+    _user_error(res, 2, f"{tmp_path / 'no-such-folder' / 'me.pem'}: No such file or directory; fix the path")
+    (tmp_path / "taken").write_text("")
+    res = _twinflow(["certs", "opcua", "--out", str(tmp_path / "taken")])
+    _user_error(res, 2, f"{tmp_path / 'taken'}: File exists; fix the path")
