@@ -99,3 +99,49 @@ def test_a_path_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("")
     res = _twinflow(["certs", "opcua", "--out", str(tmp_path / "taken")])
     _user_error(res, 2, f"{tmp_path / 'taken'}: File exists; fix the path")
+
+
+# ----------------------------------------------------------------------------- numbers out of range
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # a negative timeout was "do not wait" (exit 0), nan waited 0 s and said "no verdict within nan s"
+        (["twin", "set-desired", "pump-001", "speed=1", "--timeout", "-5"], "'--timeout'"),
+        (["twin", "set-desired", "pump-001", "speed=1", "--timeout", "nan"], "'--timeout'"),
+        (["alerts", "maintenance", "pump-001", "on", "--timeout", "inf"], "inf is not a finite number"),
+        # nan and inf were sent as null and refused with "Expected `bool | float`, got `null`"
+        (["twin", "set-desired", "pump-001", "speed=nan"], "'nan' is not a finite number nor true/false"),
+        (["twin", "set-desired", "pump-001", "speed=1e999"], "'1e999' is not a finite number nor true/false"),
+        (["command", "send", "pump-001", "speed", "inf"], "'inf' is neither a finite number nor true/false"),
+        # tracebacks: bigint out of range, LIMIT must not be negative, OverflowError
+        (["twin", "list", "--limit", "99999999999999999999"], "'--limit'"),
+        (["alerts", "list", "--limit", "-1"], "'--limit'"),
+        (["alerts", "metrics", "--hours", "inf"], "'--hours'"),
+        (["alerts", "metrics", "--hours", "1e300"], "'--hours'"),
+        (["alerts", "shelve", "al-1", "--for", "1e300h", "--reason", "r", "--by", "me"], "'--for'"),
+        (["alerts", "shelve", "al-1", "--for", "infm", "--reason", "r", "--by", "me"], "write a positive number"),
+        (["alerts", "shelve", "al-1", "--for", "-5m", "--reason", "r", "--by", "me"], "write a positive number"),
+        # -w 0 ran nothing and exited 0; -w -1 was a traceback; -p 0 ran one process
+        (["run", "telemetry", "-w", "0"], "'-w' / '--workers'"),
+        (["twin", "run", "-w", "-1"], "'-w' / '--workers'"),
+        (["run", "telemetry", "-p", "0"], "'-p' / '--processes'"),
+        # 70000 was served on another port, -1 failed in uvicorn with exit code 3
+        (["serve", "--port", "70000"], "'--port'"),
+        # a negative or nan duration ran (nan: forever), tick nan hung then a traceback, 0 took the default
+        (["simulate", "--duration", "nan"], "'--duration'"),
+        (["simulate", "--tick", "0"], "'--tick'"),
+        (["simulate", "--random-faults", "-3", "--duration", "5"], "'--random-faults'"),
+        (["simulate", "--only", ","], "--only: no protocol named; use one or more of"),
+        (["model", "reset", "pump-001", "--timeout", "nan"], "'--timeout'"),
+        (["command", "send", "pump-001", "speed", "1", "--wait", "-1"], "'--wait'"),
+        (["demo", "--duration", "inf"], "inf is not a finite number"),
+    ],
+)
+def test_a_number_out_of_range_is_a_usage_error(args: list[str], message: str) -> None:
+    res = _twinflow(args, TWINFLOW_POSTGRES__PORT="1", TWINFLOW_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:1")
+    _user_error(res, 2, message)
+
+
+def test_an_empty_by_is_refused_before_anything_is_sent() -> None:
+    res = _twinflow(["alerts", "ack", "al-1", "--by", " "], TWINFLOW_POSTGRES__PORT="1")
+    _user_error(res, 2, "--by: name who acts")

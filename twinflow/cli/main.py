@@ -11,7 +11,7 @@ from rich.table import Table
 
 from twinflow.cli.alerts import alerts_app
 from twinflow.cli.run import run
-from twinflow.cli.support import conninfo_option, err_console, settings_or_exit, setup_logging
+from twinflow.cli.support import conninfo_option, err_console, finite, settings_or_exit, setup_logging
 
 app = typer.Typer(help="twinflow: keep digital twins in step with their machines.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack of real services (no Docker).", no_args_is_help=True)
@@ -167,12 +167,14 @@ _DEMO_MAPPING = typer.Option(
 
 @app.command("demo")
 def demo(
-    duration: float = typer.Option(None, min=1.0, help="Seconds to run (default: 150 plant, 60 publisher)."),
+    duration: float = typer.Option(
+        None, min=1.0, callback=finite, help="Seconds to run (default: 150 plant, 60 publisher)."
+    ),
     publisher: bool = typer.Option(
         False, "--publisher", help="Only a publisher → MQTT → Kafka → flow → PostgreSQL run (no simulator)."
     ),
     twins: int = typer.Option(10, min=1, help="--publisher: simulated twins."),
-    rate: float = typer.Option(20.0, min=0.1, help="--publisher: messages per second per twin."),
+    rate: float = typer.Option(20.0, min=0.1, callback=finite, help="--publisher: messages per second per twin."),
     out: Path = _DEMO_OUT,
     mapping: Path = _DEMO_MAPPING,
 ) -> None:

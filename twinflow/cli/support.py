@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 
@@ -121,4 +122,16 @@ def conninfo_option(value: str | None) -> str | None:
         conninfo_to_dict(value)
     except ProgrammingError as exc:
         raise typer.BadParameter(f"{exc}; write key=value pairs, e.g. 'host=db port=5432 dbname=twinflow'") from None
+    return value
+
+
+def finite(value: float | None) -> float | None:
+    """Callback of a number option: ``nan`` and ``inf`` are usage errors (exit code 2), not a wait that
+    never ends or a number that overflows later.
+
+    >>> finite(2.5), finite(None)
+    (2.5, None)
+    """
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
     return value
