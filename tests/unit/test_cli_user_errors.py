@@ -145,3 +145,42 @@ def test_a_number_out_of_range_is_a_usage_error(args: list[str], message: str) -
 def test_an_empty_by_is_refused_before_anything_is_sent() -> None:
     res = _twinflow(["alerts", "ack", "al-1", "--by", " "], TWINFLOW_POSTGRES__PORT="1")
     _user_error(res, 2, "--by: name who acts")
+
+
+# ----------------------------------------------------------------------------- files and variables
+def test_a_file_that_is_not_utf8_is_named_with_the_byte(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[flow]\nname = "caf\xe9"\n')
+    res = _twinflow(["settings", "show"], TWINFLOW_CONFIG=str(bad))
+    _user_error(res, 2, f"configuration file {bad}: not UTF-8 text (byte 0xe9 at offset 18, line 2)")
+    res = _twinflow(["policy", "check", str(bad)])
+    _user_error(res, 2, f"policy file {bad}: not UTF-8 text")
+    res = _twinflow(["bridge", "opcua", "--mapping", str(bad)])  # was a traceback
+    _user_error(res, 2, f"invalid mapping file {bad}:", "not UTF-8 text (byte 0xe9")
+
+
+def test_a_variable_that_is_not_utf8_is_named() -> None:
+    env = {**os.environ, "TWINFLOW_POSTGRES__HOST": "db"}
+    env_b = {k.encode(): v.encode() for k, v in env.items()} | {b"TWINFLOW_POSTGRES__HOST": b"db\xff"}
+    res = subprocess.run(
+        [sys.executable, "-m", "twinflow.cli.main", "twin", "list"],
+        env=env_b,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=90,
+        cwd=REPO,
+    )
+    _user_error(res, 2, "TWINFLOW_POSTGRES__HOST (environment): not UTF-8 text. Fix or unset the variable.")
+
+
+def test_key_new_prints_an_entry_that_is_toml_for_any_subject(tmp_path: Path) -> None:
+    import tomllib
+
+    res = _twinflow(["key", "new", str(tmp_path / "k.pem"), "--subject", "ann@plant"])
+    assert res.returncode == 0, res.stderr
+    entry = res.stdout.split("\n", 1)[1]  # was [subject.ann@plant]: not TOML
+    assert list(tomllib.loads(entry)["subject"]) == ["ann@plant"]
+    res = _twinflow(["key", "new", str(tmp_path / "k2.pem"), "--subject", ""])
+    _user_error(res, 2, "--subject: name the subject")
+    assert not (tmp_path / "k2.pem").exists()

@@ -73,10 +73,15 @@ def key_new(
     subject: str = typer.Option("SUBJECT", "--subject", help="The subject id to print in the example entry."),
 ) -> None:
     """Create a private key; print the public key as an entry for the subjects file."""
+    import json
     import os
+    import re
 
     from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
 
+    if not subject.strip():
+        err_console.print("[red]--subject: name the subject (a person or service), e.g. --subject ann[/red]")
+        raise typer.Exit(2)
     if path.exists():
         err_console.print(f"[red]{path} exists: choose another file (keys are never overwritten)[/red]")
         raise typer.Exit(2)
@@ -85,5 +90,8 @@ def key_new(
     with os.fdopen(fd, "wb") as f:
         f.write(private_key_pem(key))
     console.print(f"private key: {path} (set security.key_file to it)")
-    entry = f'[subject.{subject}]\nroles = ["operator"]\npublic_keys = ["{public_key_text(key)}"]'
-    console.print(entry, markup=False, highlight=False)
+    # A subject such as ann@plant or "Ann Smith" is a quoted key (a JSON string is a TOML basic string):
+    # the entry is TOML as printed.
+    name = subject if re.fullmatch(r"[A-Za-z0-9_-]+", subject) else json.dumps(subject)
+    entry = f'[subject.{name}]\nroles = ["operator"]\npublic_keys = ["{public_key_text(key)}"]'
+    console.print(entry, markup=False, highlight=False, soft_wrap=True)
