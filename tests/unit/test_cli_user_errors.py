@@ -184,3 +184,30 @@ def test_key_new_prints_an_entry_that_is_toml_for_any_subject(tmp_path: Path) ->
     res = _twinflow(["key", "new", str(tmp_path / "k2.pem"), "--subject", ""])
     _user_error(res, 2, "--subject: name the subject")
     assert not (tmp_path / "k2.pem").exists()
+
+
+# ----------------------------------------------------------------------------- long-running commands
+def test_a_bridge_says_when_its_mqtt_broker_cannot_be_reached_and_still_stops_cleanly(tmp_path: Path) -> None:
+    """It received nothing and said only "received 0" every 10 s; now a warning at each retry names the
+    broker, and SIGTERM still ends it with exit code 0."""
+    import signal
+
+    log = tmp_path / "bridge.log"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_") or k.startswith("TWINFLOW_STACK__")}
+    env = {**clean, "TWINFLOW_MQTT__PORT": "1", "TWINFLOW_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    env["TWINFLOW_BRIDGE__BUFFER__SPILL_DIR"] = str(tmp_path)  # never the stack's spill file
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "twinflow.cli.main", "bridge", "mqtt"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while b"MQTT broker 127.0.0.1:1 cannot be reached" not in log.read_bytes():
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "Traceback" not in log.read_text()
