@@ -212,6 +212,12 @@ def load_settings(**overrides: Any) -> Settings:
     a TOML syntax error names line and column."""
     from connectors.config.errors import read_toml, settings_problems
 
+    for name, value in os.environ.items():
+        if name.upper().startswith("TWINFLOW_") and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{name} (environment): not UTF-8 text. Fix or unset the variable.") from None
     path = config_path()
     try:
         data = read_toml(path) if path is not None else {}

@@ -172,13 +172,28 @@ def _has(data: Any, loc: tuple[str | int, ...]) -> bool:
 def read_toml(path: Path, what: str = "configuration") -> dict[str, Any]:
     """Parse a TOML file; :class:`ValueError` with file, line, column and the fix otherwise."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{what} file {path}: cannot read it ({exc.strerror}); fix the path") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} file {path}: {not_utf8(exc)}") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(toml_syntax_error(f"{what} file {path}", exc, text)) from None
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """Why a file is no TOML text, where, and the fix.
+
+    >>> print(not_utf8(UnicodeDecodeError("utf-8", b"x = 1" + bytes([10, 255]), 6, 7, "invalid start byte")))
+    not UTF-8 text (byte 0xff at offset 6, line 2): TOML files are UTF-8; save it as UTF-8
+    """
+    line = exc.object[: exc.start].count(b"\n") + 1
+    return (
+        f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}, line {line}): "
+        "TOML files are UTF-8; save it as UTF-8"
+    )
 
 
 def suggest(root: Any, loc: tuple[str | int, ...]) -> str | None:

@@ -216,6 +216,16 @@ def subscription_ready(topics: list[str], ready: threading.Event) -> Callable[..
     return on_subscribe
 
 
+def _connect_failed(client: mqtt.Client, userdata: object) -> None:
+    """A connection attempt that got no CONNACK (refused, unreachable, TLS): said at every retry (1 s,
+    then up to every 30 s), not a bridge that silently receives nothing."""
+    log.warning(
+        "MQTT broker %s:%s cannot be reached; retrying (check that it runs and mqtt.host, mqtt.port)",
+        client.host,
+        client.port,
+    )
+
+
 def make_client(
     client_id: str,
     *,
@@ -246,6 +256,7 @@ def make_client(
         )
         client.tls_insecure_set(tls_insecure)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.on_connect_fail = _connect_failed
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     return client

@@ -30,6 +30,9 @@ class PostgresSettings(StrictModel):
     sslrootcert: str | None = None  # the CA file that sslmode verify-ca/verify-full checks the server against
     sslcert: str | None = None  # a client certificate (libpq sslcert)
     sslkey: str | None = None  # its key (libpq sslkey)
+    # Seconds to wait for a connection (libpq connect_timeout): a server that does not answer is an
+    # error after this, not a command or flow that waits forever.
+    connect_timeout_s: int = Field(10, ge=2)
 
     @model_validator(mode="after")
     def _password_from_file(self) -> PostgresSettings:
@@ -49,6 +52,7 @@ class PostgresSettings(StrictModel):
             "password": self.password.get_secret_value(),
             "sslmode": self.sslmode,
             "application_name": "twinflow",
+            "connect_timeout": self.connect_timeout_s,
         }
         for tls in ("sslrootcert", "sslcert", "sslkey"):
             if getattr(self, tls):

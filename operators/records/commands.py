@@ -81,17 +81,25 @@ def new_command(
 
 
 def parse_value(text: str) -> float | bool:
-    """A command or desired value typed by a user: ``true``/``false`` (also on/off) or a number.
+    """A command or desired value typed by a user: ``true``/``false`` (also on/off) or a finite number;
+    :class:`ValueError` otherwise (``nan``, ``inf`` and ``1e999`` are no setpoints).
 
     >>> parse_value("true"), parse_value("OFF"), parse_value("1200")
     (True, False, 1200.0)
+    >>> parse_value("nan")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'nan' is not a finite number
     """
     word = text.strip().lower()
     if word in ("true", "on"):
         return True
     if word in ("false", "off"):
         return False
-    return float(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
 
 
 def encode_command(cmd: Command) -> bytes:

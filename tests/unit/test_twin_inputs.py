@@ -59,5 +59,7 @@ def test_set_desired_assignments() -> None:
     assert parse_assignments(["speed=1200", " valve =0.5"]) == {"speed": 1200.0, "valve": 0.5}
     with pytest.raises(typer.BadParameter, match="param=value"):
         parse_assignments(["speed"])
-    with pytest.raises(typer.BadParameter, match="not a number"):
+    with pytest.raises(typer.BadParameter, match="not a finite number"):
         parse_assignments(["speed=fast"])
+    with pytest.raises(typer.BadParameter, match="not a finite number"):
+        parse_assignments(["speed=nan"])

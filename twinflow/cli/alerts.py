@@ -17,7 +17,7 @@ from rich.padding import Padding
 from rich.table import Table
 
 from twinflow.alarms.state_filters import NAMES, selection
-from twinflow.cli.support import err_console, publish_or_exit, settings_or_exit
+from twinflow.cli.support import err_console, finite, publish_or_exit, settings_or_exit
 from twinflow.settings import Settings
 
 alerts_app = typer.Typer(help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True)
@@ -41,7 +41,7 @@ def list_alerts(
         "ack_active, unack_cleared, shelved, suppressed, out_of_service, normal (= resolved).",
     ),
     twin: str = typer.Option(None, help="Only this twin."),
-    limit: int = typer.Option(50, help="At most this many, newest first."),
+    limit: int = typer.Option(50, min=1, max=1_000_000, help="At most this many, newest first."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """Show alerts with severity, state (ISA-18.2), who acknowledged them and the explanation."""
@@ -102,6 +102,9 @@ def _isa_label(r: dict) -> str:
 def _act(alert_id: str, action: str, by: str, *, until: datetime | None = None, note: str = "") -> None:
     from twinflow.alarms.actions import ActionRefused, act
 
+    if not by.strip():
+        err_console.print("[red]--by: name who acts (kept with the alert), e.g. --by ann[/red]")
+        raise typer.Exit(2)
     s = settings_or_exit()
     store = _store(s)
 
@@ -138,12 +141,23 @@ def resolve(
 
 
 def _duration(text: str) -> timedelta:
-    """``90s``, ``30m``, ``8h`` → a timedelta; clear error otherwise."""
+    """``90s``, ``30m``, ``8h`` → a timedelta; clear error otherwise (also for ``0s``, ``-5m``, ``nanh``
+    and more days than a date can hold).
+
+    >>> _duration("90s"), _duration("1.5h")
+    (datetime.timedelta(seconds=90), datetime.timedelta(seconds=5400))
+    """
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-    except (KeyError, ValueError, IndexError):
-        raise typer.BadParameter(f"{text!r}: write a number and a unit, e.g. 90s, 30m, 8h") from None
+        seconds = float(text[:-1]) * units[text[-1]]
+        if not seconds > 0:
+            raise ValueError(text)
+        return timedelta(seconds=seconds)
+    except (KeyError, ValueError, IndexError, OverflowError):
+        raise typer.BadParameter(
+            f"{text!r}: write a positive number and a unit, e.g. 90s, 30m, 8h (at most alerts.rules.max_shelve_s)",
+            param_hint="'--for'",
+        ) from None
 
 
 @alerts_app.command("shelve")
@@ -188,7 +202,9 @@ def in_service(
 
 @alerts_app.command("metrics")
 def metrics(
-    hours: float = typer.Option(24.0, "--hours", min=0.01, help="The period: the last N hours."),
+    hours: float = typer.Option(
+        24.0, "--hours", min=0.01, max=87_600, help="The period: the last N hours (≤ 10 years)."
+    ),
     operators: int = typer.Option(None, "--operators", min=1, help="Operator positions (default alerts.operators)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -215,7 +231,9 @@ def maintenance(
     state: str = typer.Argument(..., help="on (maintenance) or off (normal)."),
     reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
     by: str = typer.Option(None, "--by", hidden=True, help="Ignored: who asks is the subject of your signing key."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for the twin flow's verdict."),
+    timeout: float = typer.Option(
+        30.0, "--timeout", min=0, callback=finite, help="Seconds to wait for the twin flow's verdict (0: do not wait)."
+    ),
 ) -> None:
     """Alias of `twinflow twin mode TWIN maintenance|normal`: no alerts open or escalate in maintenance."""
     from twinflow.cli.twin import send_request
@@ -230,13 +248,14 @@ def maintenance(
 
 @alerts_app.command("run")
 def run(
-    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
+    workers: int = typer.Option(1, "-w", "--workers", min=1, help="Worker threads per process."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
     reorder_window: float | None = typer.Option(
         None,
         "--reorder-window",
         min=0,
+        callback=finite,
         help="Cross-topic reorder window in seconds (alerts.rules.reorder_window_s); for a replay "
         "from the beginning without recovery use --no-tail and a window covering the replayed span.",
     ),

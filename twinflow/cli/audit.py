@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from twinflow.cli.support import conninfo_option
+
 audit_app = typer.Typer(help="The hash-chained audit trail of desired-state changes.", no_args_is_help=True)
 policy_app = typer.Typer(help="The desired-state policy file.", no_args_is_help=True)
 key_app = typer.Typer(help="Ed25519 signing keys of subjects (people, services).", no_args_is_help=True)
@@ -18,7 +20,9 @@ err_console = Console(stderr=True)
 
 @audit_app.command("verify")
 def verify(
-    conninfo: str = typer.Option(None, help="libpq connection string (default: from settings)."),
+    conninfo: str = typer.Option(
+        None, help="libpq connection string (default: from settings).", callback=conninfo_option
+    ),
     expect_head: str = typer.Option(
         None, help="The head hash recorded earlier elsewhere; also detects removal of the newest rows."
     ),
@@ -69,10 +73,15 @@ def key_new(
     subject: str = typer.Option("SUBJECT", "--subject", help="The subject id to print in the example entry."),
 ) -> None:
     """Create a private key; print the public key as an entry for the subjects file."""
+    import json
     import os
+    import re
 
     from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
 
+    if not subject.strip():
+        err_console.print("[red]--subject: name the subject (a person or service), e.g. --subject ann[/red]")
+        raise typer.Exit(2)
     if path.exists():
         err_console.print(f"[red]{path} exists: choose another file (keys are never overwritten)[/red]")
         raise typer.Exit(2)
@@ -81,5 +90,8 @@ def key_new(
     with os.fdopen(fd, "wb") as f:
         f.write(private_key_pem(key))
     console.print(f"private key: {path} (set security.key_file to it)")
-    entry = f'[subject.{subject}]\nroles = ["operator"]\npublic_keys = ["{public_key_text(key)}"]'
-    console.print(entry, markup=False, highlight=False)
+    # A subject such as ann@plant or "Ann Smith" is a quoted key (a JSON string is a TOML basic string):
+    # the entry is TOML as printed.
+    name = subject if re.fullmatch(r"[A-Za-z0-9_-]+", subject) else json.dumps(subject)
+    entry = f'[subject.{name}]\nroles = ["operator"]\npublic_keys = ["{public_key_text(key)}"]'
+    console.print(entry, markup=False, highlight=False, soft_wrap=True)

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from connectors.bridges.mapping.loading import MappingError, load_mapping
 from connectors.bridges.mapping.schema import PROTOCOLS, Mapping
-from twinflow.cli.support import err_console, print_config_error, settings_or_exit, setup_logging
+from twinflow.cli.support import err_console, finite, print_config_error, settings_or_exit, setup_logging
 
 console = Console()
 
@@ -100,10 +100,14 @@ def _check_ports(path: Path, mapping: Mapping, protocols: tuple[str, ...]) -> No
 def simulate(
     mapping_file: Path = _SIM_MAPPING,
     fault: list[str] = _FAULTS,
-    random_faults: int = typer.Option(0, help="Add this many random faults (needs --duration)."),
-    duration: float = typer.Option(None, help="Stop after this many seconds (default: run until Ctrl-C)."),
+    random_faults: int = typer.Option(0, min=0, help="Add this many random faults (needs --duration)."),
+    duration: float = typer.Option(
+        None, min=0.1, callback=finite, help="Stop after this many seconds (default: run until Ctrl-C)."
+    ),
     only: str = typer.Option(",".join(PROTOCOLS), help="Protocols to serve, comma-separated."),
-    tick: float = typer.Option(None, help="Seconds per simulation step (default sim.tick_s)."),
+    tick: float = typer.Option(
+        None, min=0.001, max=60, callback=finite, help="Seconds per simulation step (default sim.tick_s)."
+    ),
     verbose: bool = False,
 ) -> None:
     """Run the plant simulator: OPC-UA server, Modbus TCP server and MQTT device, per the mapping.
@@ -131,8 +135,9 @@ def simulate(
         faults += random_schedule([a.twin_id for a in mapping.assets], duration, rng, random_faults)
     protocols = tuple(p.strip() for p in only.split(",") if p.strip())
     unknown = set(protocols) - set(PROTOCOLS)
-    if unknown:
-        err_console.print(f"[red]--only: unknown protocol(s) {', '.join(sorted(unknown))}[/red]")
+    if unknown or not protocols:
+        what = f"unknown protocol(s) {', '.join(sorted(unknown))}" if unknown else "no protocol named"
+        err_console.print(f"[red]--only: {escape(what)}; use one or more of {', '.join(PROTOCOLS)}[/red]")
         raise typer.Exit(2)
     from connectors.sim.runner import Simulator, require_extras
 
@@ -155,7 +160,9 @@ def command_send(
     parameter: str = typer.Argument(..., help="Parameter name from the mapping file."),
     value: str = typer.Argument(..., help="A number, or true/false for an on/off parameter."),
     reason: str = typer.Option("", "--reason", help="Why (kept in the audit trail)."),
-    wait: float = typer.Option(20.0, help="Seconds to wait for the device's ack (0: do not wait)."),
+    wait: float = typer.Option(
+        20.0, min=0, callback=finite, help="Seconds to wait for the device's ack (0: do not wait)."
+    ),
 ) -> None:
     """Set PARAMETER of TWIN through the desired-state gate, then print the device's ack.
 
@@ -169,7 +176,7 @@ def command_send(
     try:
         typed = parse_value(value)
     except ValueError:
-        err_console.print(f"[red]value {escape(value)!r} is neither a number nor true/false[/red]")
+        err_console.print(f"[red]value {escape(repr(value))} is neither a finite number nor true/false[/red]")
         raise typer.Exit(2) from None
     settings = settings_or_exit()
     verdict = send_request(twin, {parameter: typed}, reason=reason, timeout=30.0)

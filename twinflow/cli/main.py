@@ -11,7 +11,7 @@ from rich.table import Table
 
 from twinflow.cli.alerts import alerts_app
 from twinflow.cli.run import run
-from twinflow.cli.support import err_console, settings_or_exit, setup_logging
+from twinflow.cli.support import conninfo_option, err_console, finite, settings_or_exit, setup_logging
 
 app = typer.Typer(help="twinflow: keep digital twins in step with their machines.", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack of real services (no Docker).", no_args_is_help=True)
@@ -103,7 +103,9 @@ def stack_status() -> None:
 # ----------------------------------------------------------------------------- db
 @db_app.command("migrate")
 def db_migrate(
-    conninfo: str = typer.Option(None, help="libpq connection string (default: from settings)."),
+    conninfo: str = typer.Option(
+        None, help="libpq connection string (default: from settings).", callback=conninfo_option
+    ),
 ) -> None:
     """Apply pending migrations from sql/migrations (safe to re-run)."""
     from connectors.postgres.migrate import MigrationError, migrate
@@ -165,12 +167,14 @@ _DEMO_MAPPING = typer.Option(
 
 @app.command("demo")
 def demo(
-    duration: float = typer.Option(None, min=1.0, help="Seconds to run (default: 150 plant, 60 publisher)."),
+    duration: float = typer.Option(
+        None, min=1.0, callback=finite, help="Seconds to run (default: 150 plant, 60 publisher)."
+    ),
     publisher: bool = typer.Option(
         False, "--publisher", help="Only a publisher → MQTT → Kafka → flow → PostgreSQL run (no simulator)."
     ),
     twins: int = typer.Option(10, min=1, help="--publisher: simulated twins."),
-    rate: float = typer.Option(20.0, min=0.1, help="--publisher: messages per second per twin."),
+    rate: float = typer.Option(20.0, min=0.1, callback=finite, help="--publisher: messages per second per twin."),
     out: Path = _DEMO_OUT,
     mapping: Path = _DEMO_MAPPING,
 ) -> None:
@@ -231,12 +235,17 @@ app.add_typer(mapping_app, name="mapping")
 
 def main() -> None:
     """The ``twinflow`` command: a configuration mistake found anywhere (settings, mapping, policy or
-    registry file) or a protocol library not installed (an extra, connectors/extras.py) ends in its
-    message and exit code 2, never a traceback."""
+    registry file), an argument that is not UTF-8, a path that cannot be used or a protocol library not
+    installed (an extra, connectors/extras.py) ends in its message and exit code 2, a service that
+    does not answer (PostgreSQL, Kafka) in its message and exit code 1, never a traceback."""
     from connectors.extras import MissingExtra, explain
-    from twinflow.cli.support import print_config_error
+    from twinflow.cli.support import failure_message, not_utf8_argument, print_config_error
     from twinflow.settings import ConfigError
 
+    bad_argument = not_utf8_argument(sys.argv[1:])
+    if bad_argument is not None:
+        print_config_error(bad_argument)
+        sys.exit(2)
     try:
         app()
     except (ConfigError, MissingExtra) as exc:
@@ -248,6 +257,12 @@ def main() -> None:
             raise
         print_config_error(missing)
         sys.exit(2)
+    except Exception as exc:  # a service that did not answer, a path that cannot be used: a message, no traceback
+        known = failure_message(exc)
+        if known is None:
+            raise
+        print_config_error(known[0])
+        sys.exit(known[1])
 
 
 if __name__ == "__main__":

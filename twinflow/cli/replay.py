@@ -87,7 +87,7 @@ def _note(text: str) -> None:
 @model_app.command("reset")
 def model_reset(
     twin: str = typer.Argument(..., help="twin_id whose models start afresh."),
-    timeout: float = typer.Option(30.0, help="Seconds to wait for Kafka's acknowledgement."),
+    timeout: float = typer.Option(30.0, min=1, max=3600, help="Seconds to wait for Kafka's acknowledgement."),
 ) -> None:
     """Ask the live flow to forget what TWIN's models learned (a record on twin.model_control)."""
     import msgspec
@@ -129,7 +129,9 @@ def model_rebaseline(
     sensor: Annotated[
         str | None, typer.Option("--sensor", help="Only this sensor's reference (default: every sensor).")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for Kafka's acknowledgement.")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(min=1, max=3600, help="Seconds to wait for Kafka's acknowledgement.")
+    ] = 30.0,
 ) -> None:
     """Learn TWIN's healthy reference again (after a deliberate change such as a replaced part).
 
@@ -209,7 +211,9 @@ def model_event(
         typer.Option("--at", help="When, ISO 8601 (e.g. 2026-11-25T08:00:00Z; no zone = local time). Default: now."),
     ] = None,
     note: Annotated[str, typer.Option("--note", help="Free text kept with the event (e.g. the work order).")] = "",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for Kafka's acknowledgement.")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(min=1, max=3600, help="Seconds to wait for Kafka's acknowledgement.")
+    ] = 30.0,
 ) -> None:
     """Record a failure or repair of TWIN on twin.events (the failure model's labels; docs/ml.md)."""
     import msgspec

@@ -21,9 +21,9 @@ FLOWS = {
 
 def run(
     flow: str = typer.Argument("telemetry", help="Which flow: " + ", ".join(FLOWS) + "."),
-    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
-    processes: int = typer.Option(1, "-p", "--processes", help="Start a local cluster of N processes."),
-    process_id: int = typer.Option(None, "-i", "--process-id", help="This process' index in a cluster."),
+    workers: int = typer.Option(1, "-w", "--workers", min=1, help="Worker threads per process."),
+    processes: int = typer.Option(1, "-p", "--processes", min=1, help="Start a local cluster of N processes."),
+    process_id: int = typer.Option(None, "-i", "--process-id", min=0, help="This process' index in a cluster."),
     addresses: str = typer.Option(None, "-a", "--addresses", help="host:port;… of all cluster processes."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),

@@ -18,7 +18,7 @@ console = Console()
 
 def serve(
     host: str = typer.Option(None, help="Address to listen on (default api.host, 127.0.0.1)."),
-    port: int = typer.Option(None, help="Port (default api.port, 8080; 0 = any free port)."),
+    port: int = typer.Option(None, min=0, max=65535, help="Port (default api.port, 8080; 0 = any free port)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes (each with its own event hub)."),
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/docs) and the web view (/) until SIGTERM/Ctrl-C."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
+import sys
 
 import typer
 from rich.console import Console
@@ -21,7 +24,7 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def print_config_error(exc: Exception) -> None:
+def print_config_error(exc: Exception | str) -> None:
     """A configuration mistake on stderr as written: "[ml]" is not markup, long lines are not wrapped."""
     err_console.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True, highlight=False)
 
@@ -43,3 +46,92 @@ def publish_or_exit(s: Settings, topic: str, key: str, value: bytes, what: str, 
     if failure is not None:
         err_console.print(f"[red]{what} for {key} not acknowledged by Kafka on {topic}: {failure}; try again[/red]")
         raise typer.Exit(1)
+
+
+# Files a command was given (or writes) that are not there, are directories, or may not be touched.
+PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def not_utf8_argument(argv: list[str]) -> str | None:
+    """The message for the first command-line argument that is not UTF-8 text (Python keeps such bytes
+    as lone surrogates, which no database, Kafka record or file name written by twinflow can hold).
+
+    >>> not_utf8_argument(["twin", "show", "pump-001"]) is None
+    True
+    >>> print(not_utf8_argument(["twin", "show", b"pump\\xff".decode("utf-8", "surrogateescape")]))
+    argument 3 (b'pump\\xff') is not UTF-8 text: type it again in UTF-8
+    """
+    for i, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = arg.encode("utf-8", "surrogateescape")
+            return f"argument {i} ({raw!r}) is not UTF-8 text: type it again in UTF-8"
+    return None
+
+
+def failure_message(exc: BaseException) -> tuple[str, int] | None:
+    """What to tell a person about an exception no command handled, and the exit code; ``None`` for a bug
+    (its traceback is shown).
+
+    A service that cannot be reached or refuses the login (PostgreSQL, Kafka) is named with the settings
+    that point at it (exit code 1: nothing was done, try again once it answers); a path that cannot be
+    read or written is named with the reason (exit code 2: fix the path)."""
+    if isinstance(exc, PATH_ERRORS):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}; fix the path", 2
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+        detail = " ".join(str(exc).split())
+        return (
+            f"PostgreSQL cannot be used: {detail}. Is it running (`twinflow stack status`)? Its address and "
+            "login are the [postgres] settings (host, port, dbname, user, password; `twinflow settings show "
+            "postgres`, TWINFLOW_POSTGRES__HOST, TWINFLOW_POSTGRES__PORT …)",
+            1,
+        )
+    kafka = sys.modules.get("confluent_kafka")
+    if kafka is not None and isinstance(exc, kafka.KafkaException):
+        err = exc.args[0] if exc.args else None
+        detail = err.str() if hasattr(err, "str") else str(exc)
+        servers = _setting("kafka", "bootstrap_servers")
+        return (
+            f"Kafka did not answer ({servers}): {detail}. Is it running (`twinflow stack status`)? Its address "
+            "is kafka.bootstrap_servers (TWINFLOW_KAFKA__BOOTSTRAP_SERVERS; `twinflow settings show kafka`)",
+            1,
+        )
+    return None
+
+
+def _setting(section: str, name: str) -> str:
+    """A setting's value for a message (``?`` when the settings cannot be read)."""
+    try:
+        return str(getattr(getattr(load_settings(), section), name))
+    except Exception:  # the message is about another failure: never fail on this one
+        return os.environ.get(f"TWINFLOW_{section.upper()}__{name.upper()}", "?")
+
+
+def conninfo_option(value: str | None) -> str | None:
+    """Callback of a ``--conninfo`` option: a libpq connection string that libpq can parse, or a usage
+    error (exit code 2) with libpq's reason."""
+    if value is None:
+        return None
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError as exc:
+        raise typer.BadParameter(f"{exc}; write key=value pairs, e.g. 'host=db port=5432 dbname=twinflow'") from None
+    return value
+
+
+def finite(value: float | None) -> float | None:
+    """Callback of a number option: ``nan`` and ``inf`` are usage errors (exit code 2), not a wait that
+    never ends or a number that overflows later.
+
+    >>> finite(2.5), finite(None)
+    (2.5, None)
+    """
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value

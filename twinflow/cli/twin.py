@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from operators.twin.state import Status
-from twinflow.cli.support import err_console, settings_or_exit
+from twinflow.cli.support import err_console, finite, settings_or_exit
 from twinflow.settings import PROJECT_ROOT, Settings
 
 twin_app = typer.Typer(help="Twin state: desired values, current and past state.", no_args_is_help=True)
@@ -40,7 +40,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, float | bool]:
         try:
             values[name.strip()] = parse_value(raw)
         except ValueError:
-            raise typer.BadParameter(f"{pair!r}: {raw!r} is not a number nor true/false") from None
+            raise typer.BadParameter(f"{pair!r}: {raw!r} is not a finite number nor true/false") from None
     return values
 
 
@@ -55,7 +55,9 @@ def load_state(settings: Settings, twin_id: str, at: datetime | None = None) -> 
 
 
 MODES = ("normal", "maintenance", "simulating")
-_TIMEOUT = typer.Option(30.0, "--timeout", help="Seconds to wait for the twin flow's verdict.")
+_TIMEOUT = typer.Option(
+    30.0, "--timeout", min=0, callback=finite, help="Seconds to wait for the twin flow's verdict (0: do not wait)."
+)
 _ASSIGNMENTS = typer.Argument(..., help="param=value pairs, e.g. speed_sp_rpm=1200.")
 _NO_WAIT = typer.Option(False, "--no-wait", help="Send and return without waiting for the verdict.")
 
@@ -152,7 +154,7 @@ def list_twins(
     status: str = typer.Option(None, help=f"Only twins in this status: {', '.join(STATUSES)}."),
     type_: str = typer.Option(None, "--type", help="Only twins of this type (twin registry, else the twin policy)."),
     site: str = typer.Option(None, help="Only twins of this site (twin registry)."),
-    limit: int = typer.Option(100, min=1, help="At most this many, by twin id."),
+    limit: int = typer.Option(100, min=1, max=1_000_000, help="At most this many, by twin id."),
     after: str = typer.Option("", help="Start after this twin id (the next page)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
@@ -265,7 +267,7 @@ def _shown(value: float | bool | None) -> str:
 
 @twin_app.command("run")
 def run(
-    workers: int = typer.Option(1, "-w", "--workers", help="Worker threads per process."),
+    workers: int = typer.Option(1, "-w", "--workers", min=1, help="Worker threads per process."),
     recovery: bool = typer.Option(True, help="Snapshot state for crash recovery."),
     tail: bool = typer.Option(True, help="Keep running at the end of the topics."),
 ) -> None:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from connectors.bridges.mapping.checks import cross_checks
 from connectors.bridges.mapping.schema import PROTOCOLS, Mapping
-from connectors.config.errors import ConfigError, problems, sentence, toml_syntax_error
+from connectors.config.errors import ConfigError, not_utf8, problems, sentence, toml_syntax_error
 
 
 class MappingError(ConfigError):
@@ -95,9 +95,11 @@ def load_mapping(path: Path | str) -> Mapping:
     """Read and validate a mapping file; raise :class:`MappingError` naming file, asset and field."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError(path, [f"cannot read the file: {exc.strerror} (check the --mapping path)"]) from None
+    except UnicodeDecodeError as exc:
+        raise MappingError(path, [not_utf8(exc)]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
