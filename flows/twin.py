@@ -59,7 +59,7 @@ from operators.twin.desired_gate import DecisionStore, DesiredGate, GateConfig
 from operators.twin.event_windows import WindowRow
 from operators.twin.inputs import InputTopics, TwinInputs, decode_batch
 from operators.twin.processor import Event, Produced, TwinProcessor, TwinRuntime
-from operators.twin.resume import state_from_document
+from operators.twin.resume import state_or_fresh
 from operators.twin.state import StateChange, TwinState
 
 log = logging.getLogger("twinflow.twin")
@@ -178,9 +178,15 @@ def stored_state(
         pos = store.resume_position(twin_id, desired_topic)
         if doc is None and pos is None:
             return None
-        st = state_from_document(doc, proc.reconciler.rules(twin_id)) if doc else TwinState(twin_id)
+        st, unreadable = state_or_fresh(doc, proc.reconciler.rules(twin_id)) if doc else (TwinState(twin_id), None)
         st.desired_pos = pos
-        if doc is not None:
+        if unreadable is not None:
+            log.warning(
+                "twin %s: its newest stored version %d cannot be read (%s); it resumes from that version with "
+                "its reported, desired and command state afresh",
+                twin_id, st.version, unreadable,
+            )  # fmt: skip
+        elif doc is not None:
             log.info("twin %s resumed from the database at version %d", twin_id, st.version)
         return st
 

@@ -80,3 +80,28 @@ def state_from_document(doc: dict[str, Any], rules: TwinRules) -> TwinState:
         and (clock - st.desync_since).total_seconds() >= rules.max_desync_time_s
     )
     return st
+
+
+def state_or_fresh(doc: dict[str, Any], rules: TwinRules) -> tuple[TwinState, str | None]:
+    """:func:`state_from_document`, or, for a stored document it cannot read (a value without its
+    ``ts``, a field of another type: a row another writer or an older version stored), a fresh state
+    that continues the stored version numbers (history stays append-only), and why. One unreadable
+    row never stops the flow, which holds every other twin too.
+
+    >>> from operators.twin.sync_strategy import TwinPolicy
+    >>> st, why = state_or_fresh({"twin_id": "p1", "version": 7, "reported": {"x": {"value": 2}}},
+    ...                          TwinPolicy().rules_for("p1"))
+    >>> st.version, st.reported, why
+    (7, {}, "KeyError: 'ts'")
+    """
+    try:
+        return state_from_document(doc, rules), None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        st = TwinState(str(doc["twin_id"]))
+        st.version = int(doc.get("version") or 0)
+        st.desired_version = int(doc.get("desired_version") or 0)
+        try:
+            st.clock = _time(doc.get("event_time"))
+        except ValueError:
+            st.clock = None
+        return st, f"{type(exc).__name__}: {exc}"

@@ -118,3 +118,46 @@ def test_kill_9_mid_run_then_restart_continues_versions_without_gaps_or_duplicat
     )
     assert {w["twin_id"]: w["n"] for w in windows} == dict.fromkeys(twins, PER_TWIN)
     assert all(w["w"] == PER_TWIN // 10 for w in windows)  # 10 readings per 1 s window, one row each
+
+
+def test_a_stored_version_the_flow_cannot_read_resumes_that_twin_afresh_not_the_flow(
+    s: Settings, tmp_path: Path
+) -> None:
+    """A twin without a snapshot resumes from its newest stored version; a row whose document the flow
+    cannot read (a reported value without its `ts`, as another writer stored it) made the flow panic
+    (KeyError: 'ts'), stopping every twin. That twin now continues its version numbers afresh, with a
+    warning naming it; the others are untouched."""
+    tag = uuid.uuid4().hex[:6]
+    odd, fine = f"odd-{tag}", f"fine-{tag}"
+    t0 = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    import psycopg
+
+    with psycopg.connect(s.postgres.conninfo(), autocommit=True) as db:
+        db.execute(
+            "INSERT INTO twin_state_history (twin_id, version, event_time, status, mode, learn, reported, desired,"
+            " delta, conflicts, commands, consistency_score, change) VALUES (%s, 5, %s, 'synchronized', 'normal',"
+            " true, '{\"x\": {\"value\": 2}}', '{}', '{}', '{}', '{}', 1.0, '{}')",
+            (odd, t0),
+        )
+    msgs = [
+        (twin.encode(), envelope(twin, t0 + timedelta(seconds=1 + i), i, {"speed": 100.0 * (i + 1)}))
+        for i in range(3)
+        for twin in (odd, fine)
+    ]
+    produce(s, s.topics.raw, msgs)
+    rdir = tmp_path / "recovery"
+    rdir.mkdir()
+    init_db_dir(rdir, 1)
+    flow = start_flow(s, rdir, tail=False)
+    flow.wait(120)
+    log = (tmp_path / "flow-False.log").read_text()
+    assert flow.returncode == 0 and "Traceback" not in log, log[-3000:]
+    assert f"twin {odd}: its newest stored version 5 cannot be read (KeyError: 'ts')" in log, log[-3000:]
+    versions = {
+        twin: [
+            r["version"]
+            for r in query(s, "SELECT version FROM twin_state_history WHERE twin_id = %s ORDER BY 1", (twin,))
+        ]
+        for twin in (odd, fine)
+    }
+    assert versions == {odd: [5, 6, 7, 8], fine: [1, 2, 3]}
