@@ -103,7 +103,9 @@ def request(
     import msgspec
     from confluent_kafka import Consumer, TopicPartition
 
-    from connectors.kafka.clients import client_config, make_producer, produce_acknowledged
+    from connectors.kafka.clients import client_config, make_producer, produce_acknowledged, quiet_client_logs
+
+    quiet_client_logs()  # a one-shot request: its outcome is the caller's to report
 
     request_id, value = build(
         signer(settings), twin_id, values, mode=mode, expect_version=expect_version, reason=reason

@@ -79,6 +79,17 @@ def test_kafka_refusing_connections_is_a_message_naming_the_setting(tmp_path: Pa
         TWINFLOW_SECURITY__KEY_FILE=str(key),
     )
     _user_error(res, 1, "Kafka did not answer (127.0.0.1:1)", "TWINFLOW_KAFKA__BOOTSTRAP_SERVERS")
+    assert "|FAIL|" not in res.stderr  # librdkafka's line per connection attempt (hundreds) buried the message
+
+
+def test_a_one_shot_kafka_command_keeps_to_its_timeout_and_to_one_line() -> None:
+    """`model reset --timeout 5` with Kafka down took 30 s (the topic check had its own timeout) and
+    printed ~290 librdkafka lines before its own."""
+    started = time.monotonic()
+    res = _twinflow(["model", "reset", "pump-001", "--timeout", "3"], TWINFLOW_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:1")
+    _user_error(res, 1, "Kafka did not answer (127.0.0.1:1)")
+    assert time.monotonic() - started < 15
+    assert len((res.stdout + res.stderr).strip().splitlines()) == 1, res.stderr
 
 
 def test_a_conninfo_libpq_cannot_parse_is_a_usage_error() -> None:

@@ -123,9 +123,10 @@ def db_migrate(
 @kafka_app.command("init")
 def kafka_init() -> None:
     """Create every topic twinflow uses (idempotent)."""
-    from connectors.kafka.clients import ensure_topics, topic_specs
+    from connectors.kafka.clients import ensure_topics, quiet_client_logs, topic_specs
 
     s = settings_or_exit()
+    quiet_client_logs()  # a broker that does not answer: this command's one line, not librdkafka's hundreds
     created = ensure_topics(s)
     for spec in topic_specs(s):
         mark = "created" if spec.name in created else "exists"

@@ -40,8 +40,9 @@ def settings_or_exit() -> Settings:
 
 def publish_or_exit(s: Settings, topic: str, key: str, value: bytes, what: str, timeout: float = 30.0) -> None:
     """Produce one record keyed by ``key``; exit 1 with ``what`` named unless Kafka acknowledges it."""
-    from connectors.kafka.clients import make_producer, produce_acknowledged
+    from connectors.kafka.clients import make_producer, produce_acknowledged, quiet_client_logs
 
+    quiet_client_logs()  # the outcome is this command's one line
     failure = produce_acknowledged(make_producer(s), topic, key, value, timeout)
     if failure is not None:
         err_console.print(f"[red]{what} for {key} not acknowledged by Kafka on {topic}: {failure}; try again[/red]")
