@@ -202,10 +202,13 @@ class Heard:
             t.count += 1
             t.retained += retained
             t.last = now
-            if topic.startswith(SPARKPLUG_NS + "/"):
-                self._sparkplug(t, payload)
-            else:
-                self._payload(t, payload)
+            try:
+                if topic.startswith(SPARKPLUG_NS + "/"):
+                    self._sparkplug(t, payload)
+                else:
+                    self._payload(t, payload)
+            except Exception:  # never the listener's end (the Sparkplug codec not compiled, a bug): counted
+                t.kinds["binary"] += 1
 
     def _payload(self, t: TopicSeen, payload: bytes) -> None:
         plain = parse_plain(payload)
