@@ -14,7 +14,6 @@ marked ``writable = true``. The result loads with :func:`connectors.bridges.mapp
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import Any
 
 import tomli_w
 
+from connectors.bridges.mapping.naming import conform, pattern_of, toml_inline, toml_pair, unique
 from connectors.bridges.mapping.schema import OpcuaAsset
 from connectors.opcua.browse import Browse, Variable
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
@@ -32,33 +32,7 @@ _GENERIC_TYPES = {"", "BaseObjectType", "FolderType"}
 _LISTED = 20  # left-out variables named in the file's header
 
 
-def _pattern_of(model: type, name: str) -> str:
-    """The regex a schema field is validated with (one place for it: the schema)."""
-    return next(m.pattern for m in model.model_fields[name].metadata if getattr(m, "pattern", None))
-
-
-TYPE_PATTERN = _pattern_of(OpcuaAsset, "type")
-
-
-def conform(text: str, pattern: str, fill: str, fallback: str) -> str:
-    """``text`` made to match ``pattern`` (a first-character class, then a repeated one, a maximum
-    length): accents dropped, other characters replaced by ``fill`` (runs of them by one), cut at the
-    maximum length; ``fallback`` when nothing usable is left."""
-    rx = re.compile(pattern)
-    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    out = ""
-    for ch in plain:
-        if rx.fullmatch(out + ch):
-            out += ch
-        elif not out:
-            if rx.fullmatch(fill + ch):
-                out = fill + ch  # a name may not start with it (a digit): keep it behind the fill
-        elif not rx.fullmatch(out + fill):
-            break  # the maximum length
-        elif not out.endswith(fill):
-            out += fill
-    out = out.rstrip(fill) if len(out) > 1 else out
-    return out if out and rx.fullmatch(out) else fallback
+TYPE_PATTERN = pattern_of(OpcuaAsset, "type")
 
 
 def type_of(type_name: str) -> str:
@@ -74,20 +48,6 @@ def type_of(type_name: str) -> str:
     return conform(snake, TYPE_PATTERN, "_", DEFAULT_TYPE)
 
 
-def _unique(name: str, taken: set[str], sep: str, pattern: str) -> str:
-    """``name``, or ``name-2``, ``name-3`` … when taken, shortened where the suffix would make it too long."""
-    rx = re.compile(pattern)
-    n, out = 2, name
-    while out in taken:
-        suffix = f"{sep}{n}"
-        base = name
-        while base and not rx.fullmatch(base + suffix):
-            base = base[:-1]
-        out, n = base + suffix, n + 1
-    taken.add(out)
-    return out
-
-
 @dataclass
 class Skeleton:
     """The file's text and what it holds."""
@@ -97,17 +57,6 @@ class Skeleton:
     params: int = 0
     setpoints: int = 0
     left_out: list[Variable] = field(default_factory=list)
-
-
-def _pair(key: str, value: Any) -> str:
-    """``key = value`` in TOML (keys quoted where they must be)."""
-    return tomli_w.dumps({key: value}).strip()
-
-
-def _inline(key: str, table: dict[str, Any]) -> str:
-    """``key = { a = 1, b = "x" }``."""
-    name = _pair(key, 0).rsplit(" = ", 1)[0]
-    return f"{name} = {{ {', '.join(_pair(k, v) for k, v in table.items())} }}"
 
 
 def build(found: Browse, connection: dict[str, Any], command: str) -> Skeleton:
@@ -130,26 +79,26 @@ def build(found: Browse, connection: dict[str, Any], command: str) -> Skeleton:
         twin = conform(name, TWIN_ID_PATTERN, "-", "asset")
         if twin in twins and len(owner) > 1:
             twin = conform(".".join(owner), TWIN_ID_PATTERN, "-", "asset")
-        twin = _unique(twin, twins, "-", TWIN_ID_PATTERN)
+        twin = unique(twin, twins, "-", TWIN_ID_PATTERN)
         obj = found.objects.get(owner)
         lines = [
             "[[assets]]",
-            _pair("twin_id", twin),
-            _pair("type", type_of(obj.type_name if obj else "")),
-            _pair("protocol", "opcua"),
+            toml_pair("twin_id", twin),
+            toml_pair("type", type_of(obj.type_name if obj else "")),
+            toml_pair("protocol", "opcua"),
             "[assets.params]",
         ]
         names: set[str] = set()
         for v in variables:
             name = conform(".".join(v.path[len(owner) :]), SENSOR_PATTERN, "_", "value")
-            param = _unique(name, names, "_", SENSOR_PATTERN)
+            param = unique(name, names, "_", SENSOR_PATTERN)
             entry: dict[str, Any] = {"node": v.node}
             if v.unit:
                 entry["unit"] = v.unit
             if v.setpoint:
                 entry["writable"] = True
                 sk.setpoints += 1
-            lines.append(_inline(param, entry))
+            lines.append(toml_inline(param, entry))
         sk.assets += 1
         sk.params += len(variables)
         blocks.append("\n".join(lines) + "\n")

@@ -1,7 +1,8 @@
-"""``twinflow mapping``: start a mapping file from an OPC-UA server (browse-opcua), check a mapping file.
+"""``twinflow mapping``: start a mapping file from an OPC-UA server (browse-opcua) or from what an MQTT
+broker carries (listen-mqtt), check a mapping file.
 
-Registered in :mod:`twinflow.cli.main`. Exit codes: 0 done, 1 a server unreachable or a mapped node
-wrong, 2 a usage or mapping file mistake.
+Registered in :mod:`twinflow.cli.main`. Exit codes: 0 done, 1 a server or broker unreachable, nothing
+heard, or a mapped node wrong, 2 a usage or mapping file mistake.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from twinflow.cli.support import err_console, print_config_error, setup_logging
 
 console = Console()
 mapping_app = typer.Typer(
-    help="Asset mapping files: start one from an OPC-UA server, check one (docs/connectors.md).", no_args_is_help=True
+    help="Asset mapping files: start one from an OPC-UA server or an MQTT broker, check one (docs/connectors.md).",
+    no_args_is_help=True,
 )
 
 
@@ -205,6 +207,200 @@ def _print_limits(found, depth: int, max_nodes: int) -> None:
         err_console.print(
             f"[yellow]{found.not_descended} objects at --depth {depth} were not opened (raise --depth to see "
             "what they hold)[/yellow]"
+        )
+
+
+# ----------------------------------------------------------------------------- listen-mqtt
+_TOPICS = typer.Option(["#"], "--topic", "-t", help="Topic filter to subscribe to (repeatable; default #, never $SYS).")
+_SECONDS = typer.Option(10.0, min=0.1, help="Seconds to listen.")
+_MAX_MESSAGES = typer.Option(None, min=1, help="Stop after this many messages (before --seconds).")
+_HOST = typer.Option(None, help="Broker host (default: mqtt.host of the settings).")
+_PORT = typer.Option(None, min=1, max=65535, help="Broker port (default: mqtt.port of the settings).")
+_MQTT_TIMEOUT = typer.Option(5.0, min=0.1, help="Seconds to connect and for the broker's answers.")
+
+
+@mapping_app.command("listen-mqtt")
+def listen_mqtt(
+    topic: list[str] = _TOPICS,
+    seconds: float = _SECONDS,
+    max_messages: int = _MAX_MESSAGES,
+    json_out: bool = _JSON,
+    mapping_out: Path = _OUT,
+    force: bool = _FORCE,
+    host: str = _HOST,
+    port: int = _PORT,
+    timeout: float = _MQTT_TIMEOUT,
+    verbose: bool = False,
+) -> None:
+    """Listen to an MQTT broker (read only) and list per topic: messages, rate, payload kind, the JSON
+    paths of numbers and booleans with examples, timestamp and quality fields, Sparkplug B metrics;
+    with --mapping-out, write a mapping skeleton that `twinflow mapping check` and the bridge accept.
+    Ctrl-C or SIGTERM ends the listening early (exit 0). Exit 1: broker unreachable, nothing heard."""
+    from connectors.stopping import STOP, stop_on_signals
+
+    STOP.reset()
+    stop = stop_on_signals()  # SIGTERM/Ctrl-C: the listening ends, what was heard is listed (exit 0)
+    for f in topic:
+        if f.startswith("$") or not _filter_ok(f):
+            why = "broker topics ($SYS …) are no devices" if f.startswith("$") else "write a/b/#, a/+/c or #"
+            raise _fail(f"--topic {f!r} is not a topic filter to listen to: {why}", 2)
+    if mapping_out is not None and mapping_out.exists() and not force:
+        raise _fail(f"--mapping-out {mapping_out} exists (pass --force to overwrite it)", 2)
+    from twinflow.cli.support import settings_or_exit
+
+    ms = settings_or_exit().mqtt
+    host, port = host or ms.host, port or ms.port
+    if verbose:
+        setup_logging(True)
+    heard, listened, refused = _run_listen(ms, host, port, list(dict.fromkeys(topic)), seconds, max_messages, stop,
+                                           timeout)  # fmt: skip
+    for f in refused:
+        err_console.print(f"[yellow]the broker refused the subscription to {escape(f)} (its ACL)[/yellow]")
+    where = f"{host}:{port}"
+    if not heard.messages and stop.is_set():
+        err_console.print(f"stopped after {listened:.1f} s, before any message on {', '.join(topic)}", highlight=False)
+        return
+    if not heard.messages:
+        raise _fail(f"no message on {', '.join(topic)} at {where} within {listened:.0f} s (nothing written)", 1)
+    topics = sorted(heard.topics.values(), key=lambda t: t.topic)
+    if json_out:
+        doc = {
+            "broker": where,
+            "filters": topic,
+            "seconds": round(listened, 3),
+            "messages": heard.messages,
+            "topics": [t.as_json(listened) for t in topics],
+        }
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
+    else:
+        _print_heard(topics, heard.messages, listened, where)
+    if heard.dropped_topics:
+        err_console.print(f"[yellow]{heard.dropped_topics} messages on further topics not listed (too many topics: "
+                          "narrow --topic)[/yellow]")  # fmt: skip
+    if stop.is_set():
+        err_console.print(f"stopped early: listened {listened:.1f} s", highlight=False)
+    if mapping_out is not None:
+        _write_mqtt_skeleton(heard, listened, mapping_out, ms, host, port, topic)
+
+
+def _filter_ok(f: str) -> bool:
+    """An MQTT topic filter: ``#`` only as the last level, ``+`` a whole level, not empty."""
+    levels = f.split("/")
+    if not f or "\0" in f:
+        return False
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
+
+
+def _run_listen(ms: Any, host: str, port: int, filters: list[str], seconds: float, max_messages: Any, stop: Any,
+                timeout: float):  # fmt: skip
+    from connectors.mqtt.listen import Unreachable, listen
+
+    try:
+        return listen(
+            host,
+            port,
+            filters,
+            seconds,
+            max_messages,
+            stop,
+            timeout=timeout,
+            username=ms.username,
+            password=ms.password.get_secret_value() if ms.password else None,
+            tls=ms.tls or ms.ca_file is not None,
+            ca_file=ms.ca_file,
+            certfile=ms.cert_file,
+            keyfile=ms.key_file,
+        )
+    except Unreachable as exc:
+        raise _fail(str(exc), 1) from None
+    except (ValueError, OSError) as exc:  # a certificate file that is not there, a filter paho refuses
+        raise _fail(f"listening on {host}:{port} failed: {exc}", 1) from None
+
+
+def _print_heard(topics: list, messages: int, listened: float, where: str) -> None:
+    from connectors.mqtt.listen import KINDS
+
+    table = Table("topic", "msgs", "rate /s", "payload", "values (JSON path = example)", "timestamp, quality")
+    for column in (table.columns[0], table.columns[4]):
+        column.overflow = "fold"  # topics and paths are copied from here: wrapped, never cut short
+    for t in topics:
+        kind = KINDS[t.kind]
+        if t.sparkplug is not None:
+            kind = f"{kind} {t.sparkplug[0]}"
+        values = [f"{leaf.path} = {_shown(leaf.example)}" for leaf in t.leaves.values()]
+        values += [f"{leaf.path} = {_shown(leaf.example)!r} (text)" for leaf in t.texts.values()]
+        if t.kind in ("number", "boolean", "text"):
+            values.append(_shown(t.example) if t.kind != "text" else repr(t.example))
+        if t.aliases_unknown:
+            values.append(f"aliases {sorted(t.aliases_unknown)[:5]}: no birth heard")
+        if t.unaddressable:
+            values.append(f"not addressable by a path: {', '.join(sorted(t.unaddressable)[:3])}")
+        meta = []
+        if t.ts_field is not None:
+            ts = t.ts_field
+            meta.append(f"ts {ts.path} = {ts.example}" + ("" if ts.usable else f" (unreadable: {ts.why})"))
+        if t.quality_field is not None:
+            meta.append(f"quality {t.quality_field.path} = {t.quality_field.example}")
+        retained = f" ({t.retained} retained)" if t.retained else ""
+        table.add_row(
+            escape(t.topic),
+            f"{t.count}{retained}",
+            f"{t.count / listened:.2f}" if listened > 0 else "-",
+            kind,
+            escape("\n".join(values)),
+            escape("\n".join(meta)),
+        )
+    console.print(table)
+    console.print(f"{messages} messages on {len(topics)} topics in {listened:.1f} s at {where}", highlight=False)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _write_mqtt_skeleton(heard: Any, listened: float, out: Path, ms: Any, host: str, port: int,
+                         filters: list[str]) -> None:  # fmt: skip
+    import uuid
+
+    from connectors.mqtt.skeleton import build
+
+    section: dict[str, Any] = {"host": host, "port": port, "client_id": f"twinflow-mapped-{uuid.uuid4().hex[:8]}"}
+    if ms.username:
+        section["username"] = ms.username
+    if ms.tls or ms.ca_file is not None:
+        section["tls"] = True
+        for key, value in (("ca_file", ms.ca_file), ("certfile", ms.cert_file), ("keyfile", ms.key_file)):
+            if value is not None:
+                section[key] = str(Path(value).resolve())
+    argv = ["twinflow", "mapping", "listen-mqtt", *(a for f in filters if f != "#" for a in ("--topic", f))]
+    sk = build(heard, section, shlex.join(argv), listened)
+    if not sk.assets:
+        raise _fail(f"no topic carried a number or boolean to map; {out} not written", 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(sk.text)
+    try:
+        load_mapping(out)  # what the bridges will read
+    except MappingError as exc:
+        print_config_error(exc)
+        raise _fail(f"the skeleton in {out} does not load (a twinflow bug: please report it)", 1) from None
+    err_console.print(
+        f"wrote {out}: {sk.assets} asset(s) ({sk.templates} topic template(s)), {sk.params} parameter(s), none "
+        "writable (add `writable = true` and a command_topic for setpoints)"
+        + (f"; left out {len(sk.left_out)} topics without a number or boolean" if sk.left_out else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    for note in sk.notes:
+        err_console.print(f"[yellow]note: {escape(note)}[/yellow]", highlight=False, soft_wrap=True)
+    if ms.username:
+        err_console.print(
+            escape("the file has no password: add `password = …` to [mqtt] (or write it at deploy time)"),
+            highlight=False,
         )
 
 
