@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.publisher import Publisher
-from connectors.mqtt.client import make_client, subscription_ready
+from connectors.mqtt.client import login_of, make_client, subscription_ready
 from connectors.mqtt.payload import PayloadMapper
 from connectors.stopping import STOP_FLUSH_S, stop_on_signals
 from operators.records.envelope import Reason, Rejected, decode_partial, encode
@@ -59,16 +59,7 @@ class MqttBridge:
         self.counters = BridgeCounters()
         self.connected = threading.Event()
         self._stop = threading.Event()
-        self.client = make_client(
-            ms.client_id,
-            clean_session=False,
-            username=ms.username,
-            password=ms.password.get_secret_value() if ms.password else None,
-            tls=ms.tls or ms.ca_file is not None,
-            ca_file=ms.ca_file,
-            certfile=ms.cert_file,
-            keyfile=ms.key_file,
-        )
+        self.client = make_client(ms.client_id, clean_session=False, **login_of(ms))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = subscription_ready([self.mqtt_settings.topic], self.connected)

@@ -35,6 +35,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import time_func
@@ -224,6 +225,18 @@ def _connect_failed(client: mqtt.Client, userdata: object) -> None:
         client.host,
         client.port,
     )
+
+
+def login_of(ms: Any) -> dict[str, Any]:
+    """The ``[mqtt]`` settings' login and TLS (``MqttSettings``) as :func:`make_client`'s keyword arguments."""
+    return {
+        "username": ms.username,
+        "password": ms.password.get_secret_value() if ms.password else None,
+        "tls": ms.tls or ms.ca_file is not None,
+        "ca_file": ms.ca_file,
+        "certfile": ms.cert_file,
+        "keyfile": ms.key_file,
+    }
 
 
 def make_client(

@@ -39,6 +39,17 @@ class Security(StrEnum):
     sign_and_encrypt = "Basic256Sha256_SignAndEncrypt"
 
 
+def _write_skeleton(path: Path, text: str) -> None:
+    """Write a mapping skeleton and load it as the bridges will (a skeleton that does not load is a bug)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    try:
+        load_mapping(path)
+    except MappingError as exc:
+        print_config_error(exc)
+        raise _fail(f"the skeleton in {path} does not load (a twinflow bug: please report it)", 1) from None
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     err_console.print(f"[red]{escape(message)}[/red]", soft_wrap=True, highlight=False)
     return typer.Exit(code)
@@ -139,13 +150,7 @@ def browse_opcua(
     sk = build(found, section, shlex.join(argv))
     if not sk.assets:
         raise _fail(f"no variable holding a reading below {found.root}; {mapping_out} not written", 1)
-    mapping_out.parent.mkdir(parents=True, exist_ok=True)
-    mapping_out.write_text(sk.text)
-    try:
-        load_mapping(mapping_out)  # what the bridges will read
-    except MappingError as exc:
-        print_config_error(exc)
-        raise _fail(f"the skeleton in {mapping_out} does not load (a twinflow bug: please report it)", 1) from None
+    _write_skeleton(mapping_out, sk.text)
     err_console.print(
         f"wrote {mapping_out}: {sk.assets} asset(s), {sk.params} parameter(s), {sk.setpoints} writable"
         + (f"; left out {len(sk.left_out)} variables that are no readings" if sk.left_out else ""),
@@ -298,6 +303,7 @@ def _filter_ok(f: str) -> bool:
 
 def _run_listen(ms: Any, host: str, port: int, filters: list[str], seconds: float, max_messages: Any, stop: Any,
                 timeout: float):  # fmt: skip
+    from connectors.mqtt.client import login_of
     from connectors.mqtt.listen import Unreachable, listen
 
     try:
@@ -309,12 +315,7 @@ def _run_listen(ms: Any, host: str, port: int, filters: list[str], seconds: floa
             max_messages,
             stop,
             timeout=timeout,
-            username=ms.username,
-            password=ms.password.get_secret_value() if ms.password else None,
-            tls=ms.tls or ms.ca_file is not None,
-            ca_file=ms.ca_file,
-            certfile=ms.cert_file,
-            keyfile=ms.key_file,
+            **login_of(ms),
         )
     except Unreachable as exc:
         raise _fail(str(exc), 1) from None
@@ -381,13 +382,7 @@ def _write_mqtt_skeleton(heard: Any, listened: float, out: Path, ms: Any, host: 
     sk = build(heard, section, shlex.join(argv), listened)
     if not sk.assets:
         raise _fail(f"no topic carried a number or boolean to map; {out} not written", 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(sk.text)
-    try:
-        load_mapping(out)  # what the bridges will read
-    except MappingError as exc:
-        print_config_error(exc)
-        raise _fail(f"the skeleton in {out} does not load (a twinflow bug: please report it)", 1) from None
+    _write_skeleton(out, sk.text)
     err_console.print(
         f"wrote {out}: {sk.assets} asset(s) ({sk.templates} topic template(s)), {sk.params} parameter(s), none "
         "writable (add `writable = true` and a command_topic for setpoints)"
