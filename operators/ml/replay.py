@@ -244,7 +244,8 @@ def replay(
     """One output row per input row, twin by twin, in time order: the records the live step
     (:func:`operators.ml.live_step.step`) publishes for the row, and the live fleet step's answer
     to its failure features. A row the live flow publishes no score for (warm-up, a setpoint
-    change settling) has empty score, health, kind and sensors."""
+    change settling) has empty score, health, kind and sensors. Numbers are the published floats,
+    unrounded (the CSV writes each so that it reads back bit for bit)."""
     with_failure = cfg.failure is not None
     live = _live_config(cfg, ranges, predict=with_failure)
     for table in tables:
@@ -265,16 +266,16 @@ def replay(
                 rul = prob = None
                 for rec in records:
                     if isinstance(rec, AnomalyScore):
-                        row["anomaly_score"] = round(rec.score, 6)
+                        row["anomaly_score"] = rec.score
                         row["is_anomaly"] = int(rec.is_anomaly)
-                        row["health"] = None if rec.health is None else round(rec.health, 4)
+                        row["health"] = rec.health
                         row["kind"] = rec.kind
                         row["sensors"] = explained(rec)
                     elif isinstance(rec, FleetItem) and rec.features is not None and fleet is not None:
                         _, predictions = fleet_step(fleet, rec, live)
                         for p in predictions:
-                            rul = round(p.rul_s / cfg.time_unit_s, 3)
-                            prob = round(p.failure_probability, 6)
+                            rul = p.rul_s / cfg.time_unit_s
+                            prob = p.failure_probability
                 if with_failure:
                     row["rul"], row["failure_probability"] = rul, prob
                 yield row

@@ -203,11 +203,12 @@ def test_a_true_false_column_is_the_operating_point_as_live(tmp_path: Path):
 
     from operators.ml.live_state import LiveModelConfig
     from operators.ml.live_step import Reading, step
+    from operators.records.alerts import AnomalyScore
 
     rng = np.random.default_rng(3)
     rows, t0 = [], datetime(2026, 1, 1, tzinfo=UTC)
-    for i in range(400):
-        running = (i // 60) % 2 == 0
+    for i in range(800):
+        running = (i // 250) % 2 == 0  # a stop and a start, each settling for 180 s
         flow = (40.0 if running else 5.0) + rng.normal(0, 0.3)
         rows.append(
             {"ts": t0 + timedelta(seconds=i), "flow": flow, "temp": 30 + rng.normal(0, 0.2), "running": running}
@@ -221,5 +222,34 @@ def test_a_true_false_column_is_the_operating_point_as_live(tmp_path: Path):
         state, out = step(
             state, Reading(r["ts"], {"flow": r["flow"], "temp": r["temp"], "running": r["running"]}), live, ""
         )
-        want.append(next((o.anomaly_score for o in out if hasattr(o, "anomaly_score")), None))
+        want.append(next((o.score for o in out if isinstance(o, AnomalyScore)), None))
     assert got["anomaly_score"].to_list() == want
+    scored = [w is not None for w in want]
+    assert sum(scored) > 150 and not all(scored[CFG.anomaly.warmup :])  # scored, and settling after a change
+
+
+def test_the_output_holds_the_published_numbers_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Replay rounded `anomaly_score` to 6 and `health` to 4 decimals: a threshold tuned on the
+    backtest (a score of 0.4999996 printed as 0.5) was not the one the live flow would cross. The CSV
+    holds the floats the live step publishes, bit for bit once read back."""
+    from datetime import UTC, datetime
+
+    from operators.ml.live_state import LiveModelConfig
+    from operators.ml.live_step import Reading, step
+    from operators.records.alerts import AnomalyScore
+
+    src, out = tmp_path / "plant.csv", tmp_path / "scores.csv"
+    df = write_two_twins(src, n=250)
+    monkeypatch.setenv("TWINFLOW_ML__ANOMALY__WARMUP", str(CFG.anomaly.warmup))  # the CLI's settings: CFG's
+    monkeypatch.setenv("TWINFLOW_ML__ANOMALY__WINDOW", str(CFG.anomaly.window))
+    res = cli_replay(src, out)
+    assert res.exit_code == 0, res.output
+    got = pl.read_csv(out, infer_schema_length=None).filter(pl.col("id") == "m-a")
+    live, state, want = LiveModelConfig(CFG, forecast_every=0, predict_every=0), None, []
+    for r in df.filter(pl.col("machine") == "m-a").iter_rows(named=True):
+        ts = datetime.fromisoformat(r["ts"]).replace(tzinfo=UTC)
+        state, recs = step(state, Reading(ts, {s: r[s] for s in ("s0", "s1", "s2")}), live, "m-a")
+        score = next((o for o in recs if isinstance(o, AnomalyScore)), None)
+        want.append((None, None) if score is None else (score.score, score.health))
+    assert list(zip(got["anomaly_score"], got["health"], strict=True)) == want
+    assert sum(s is not None for s, _ in want) == 150
