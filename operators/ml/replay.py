@@ -215,7 +215,8 @@ def fit_fleet(
     for table in tables:
         for twin_id, group in _twins(table):
             readings = [reading for _, reading in _items(group, time_col, table)]
-            items: list[Item] = [*readings, Event("failure", readings[-1].ts)]  # type: ignore[arg-type]
+            samples = [r for r in readings if r.readings]  # a row without any value is no sample
+            items: list[Item] = [*samples, Event("failure", readings[-1].ts)]
             _, records = step_many(None, items, live, twin_id)
             for rec in records:
                 if isinstance(rec, FleetItem) and rec.labelled is not None:
@@ -244,7 +245,8 @@ def replay(
     """One output row per input row, twin by twin, in time order: the records the live step
     (:func:`operators.ml.live_step.step`) publishes for the row, and the live fleet step's answer
     to its failure features. A row the live flow publishes no score for (warm-up, a setpoint
-    change settling) has empty score, health, kind and sensors. Numbers are the published floats,
+    change settling, a row without any value, which is not stepped) has empty score, health, kind
+    and sensors. Numbers are the published floats,
     unrounded (the CSV writes each so that it reads back bit for bit)."""
     with_failure = cfg.failure is not None
     live = _live_config(cfg, ranges, predict=with_failure)
@@ -252,7 +254,9 @@ def replay(
         for twin_id, group in _twins(table):
             state = None
             for label, reading in _items(group, time_col, table):
-                state, records = step(state, reading, live, twin_id)
+                records: list[Any] = []
+                if reading.readings:  # a row without any value is no sample: a device sends nothing for it
+                    state, records = step(state, reading, live, twin_id)
                 row: dict[str, Any] = {
                     "file": table.name,
                     "id": twin_id,

@@ -253,3 +253,23 @@ def test_the_output_holds_the_published_numbers_exactly(tmp_path: Path, monkeypa
         want.append((None, None) if score is None else (score.score, score.health))
     assert list(zip(got["anomaly_score"], got["health"], strict=True)) == want
     assert sum(s is not None for s, _ in want) == 150
+
+
+def test_a_row_without_any_value_is_no_sample(tmp_path: Path):
+    """A row whose sensor cells are all empty (an export's gap, `#N/A` everywhere) was stepped as a
+    sample of the held values, learned and counted, though a device sends nothing for it: the live
+    flow scored every later reading differently (180 rows, by up to 0.18). It is no sample: its own
+    output row is empty, the others are those of the file without it."""
+    src, gap = tmp_path / "plant.csv", tmp_path / "gap.csv"
+    df = write_two_twins(src, n=250, sep=",")
+    missing = pl.DataFrame({"ts": ["2026-01-01 00:02:30"], "machine": ["m-a"]})
+    row = missing.with_columns(
+        pl.lit("#N/A").alias("s0"), *(pl.lit(None).cast(df[c].dtype).alias(c) for c in ("s1", "s2", "label"))
+    )
+    pl.concat([df.with_columns(pl.col("s0").cast(pl.String)), row]).sort("ts", maintain_order=True).write_csv(gap)
+    want = replay_files([src], "ts", "machine", ["label"], CFG).drop("file")
+    got = replay_files([gap], "ts", "machine", ["label"], CFG).drop("file")
+    empty = (pl.col("time") == "2026-01-01 00:02:30") & (pl.col("id") == "m-a") & pl.col("anomaly_score").is_null()
+    assert got.filter(empty).height == 1
+    assert got.filter(~empty).equals(want)
+    assert want["anomaly_score"].drop_nulls().len() == 300
