@@ -148,10 +148,20 @@ def numbers_among_text(name: str, df: pl.DataFrame, skip: set[str | None]) -> tu
 
 
 def table_of(
-    name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exclude: Sequence[str], time_format: str = "auto"
+    name: str,
+    df: pl.DataFrame,
+    time_col: str,
+    id_col: str | None,
+    exclude: Sequence[str],
+    time_format: str = "auto",
+    twin: str = "",
 ) -> Table:
     """Check the named columns of one file's rows ``df`` and order them per id by time
-    (``time_format``: :func:`time_values`)."""
+    (``time_format``: :func:`time_values`). ``twin``: the twin_id of a file without ``id_col``, its
+    output ``id`` and what the per-twin rules (``[[ml.ranges]]`` globs, fleets) are matched against,
+    as live."""
+    if twin and id_col:
+        raise ReplayError(f"{name}: --twin names the twin of a file without --id-col; give one of them")
     for opt, col in (("--time-col", time_col), ("--id-col", id_col), *(("--exclude", c) for c in exclude)):
         if col is not None and col not in df.columns:
             raise ReplayError(f"{name}: {opt} {col!r} is not a column; columns are {', '.join(df.columns)}")
@@ -165,7 +175,7 @@ def table_of(
         raise ReplayError(f"{name}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
     # true/false columns (running, valve open) go to the models as booleans, as live: operating-point context
     sensors = [c for c in df.columns if c in sensors or (c not in skip and df[c].dtype == pl.Boolean)]
-    ids = df[id_col].cast(pl.String) if id_col else pl.Series([""] * df.height)
+    ids = df[id_col].cast(pl.String) if id_col else pl.Series([twin] * df.height, dtype=pl.String)
     frame = (
         df.with_columns(ids.alias("__id"), tnum.alias("__t"), pl.int_range(df.height).alias("__row"))
         .with_columns(pl.col("__id").fill_null(""))

@@ -273,3 +273,31 @@ def test_a_row_without_any_value_is_no_sample(tmp_path: Path):
     assert got.filter(empty).height == 1
     assert got.filter(~empty).equals(want)
     assert want["anomaly_score"].drop_nulls().len() == 300
+
+
+def test_a_file_without_id_column_is_the_twin_named_by_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A file without --id-col was the twin "", which no `[[ml.ranges]]` glob but `*` matches: a
+    sensor the live flow calls out_of_range (its rule for `pump-*`) was scored as a machine anomaly
+    in the backtest (SKAB through the live pipeline: 513 of 2554 rows differed). `--twin` names it."""
+    src = tmp_path / "pump.csv"
+    df = write_two_twins(src, n=600).filter(pl.col("machine") == "m-a").drop("machine")
+    df.with_columns(pl.when(pl.int_range(df.height) > 500).then(pl.col("s1") + 50).otherwise(pl.col("s1"))).write_csv(
+        src, separator=";"
+    )
+    monkeypatch.setenv("TWINFLOW_ML__ANOMALY__WARMUP", str(CFG.anomaly.warmup))
+    monkeypatch.setenv("TWINFLOW_ML__RANGES", '[{"sensor": "s1", "high": 40.0, "twins": "pump-*"}]')
+
+    def faults(*args: str) -> list[str]:
+        out = tmp_path / "out.csv"
+        res = CliRunner().invoke(
+            app, ["replay", str(src), "--time-col", "ts", "--exclude", "label", "--out", str(out), *args]
+        )
+        assert res.exit_code == 0, res.output
+        got = pl.read_csv(out, infer_schema_length=None)
+        assert set(got["id"].to_list()) == {args[1] if args else ""}
+        return got.filter(pl.col("kind") == "sensor_fault")["sensors"].unique().to_list()
+
+    assert faults() == []
+    assert faults("--twin", "pump-7") == ["s1=out_of_range"]
+    with pytest.raises(ReplayError, match="--twin"):
+        replay_files([src], "ts", "label", [], CFG, twin="pump-7")
