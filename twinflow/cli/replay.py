@@ -40,7 +40,7 @@ def replay(
         typer.Option(
             "--twin",
             help="The twin_id of files without --id-col: the output's id, and the twin whose rules apply"
-            " ([[ml.ranges]] by twin glob), as live.",
+            " (the ml.ranges rules by twin glob), as live.",
         ),
     ] = None,
     exclude: Annotated[
