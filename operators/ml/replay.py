@@ -15,6 +15,7 @@ emits teaches the live fleet step before the evaluation files are scored (withou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from operators.ml.live_step import Event, Item, Reading, fleet_step, step, step_
 from operators.ml.sensor_limits import SensorLimit
 from operators.ml.twin_model import time_value
 from operators.records.alerts import AnomalyScore
+from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 
 OUTPUT_COLUMNS = ["file", "id", "time", "anomaly_score", "is_anomaly", "health", "kind", "sensors"]
 FAILURE_COLUMNS = ["rul", "failure_probability"]
@@ -176,6 +178,7 @@ def table_of(
     # true/false columns (running, valve open) go to the models as booleans, as live: operating-point context
     sensors = [c for c in df.columns if c in sensors or (c not in skip and df[c].dtype == pl.Boolean)]
     ids = df[id_col].cast(pl.String) if id_col else pl.Series([twin] * df.height, dtype=pl.String)
+    notes = [*notes, *_unsendable(name, sensors, ids)]
     frame = (
         df.with_columns(ids.alias("__id"), tnum.alias("__t"), pl.int_range(df.height).alias("__row"))
         .with_columns(pl.col("__id").fill_null(""))
@@ -185,6 +188,21 @@ def table_of(
     first = frame.group_by("__id").agg(pl.col("__row").min().alias("__first"))
     frame = frame.join(first, on="__id").sort(["__first", "__t", "__row"]).drop("__first")
     return Table(name, frame, sensors, (*notes, *text_notes), cycles)
+
+
+def _unsendable(name: str, sensors: list[str], ids: pl.Series) -> list[str]:
+    """Notes on sensor names and twin ids no telemetry envelope can carry: the live flow refuses
+    those values (README, "Telemetry envelope"), so it would not score them as replay does."""
+    notes = [
+        f"{name}: column {s!r} is no sensor name a live twin can send (letters, digits, _ . -, up to 64):"
+        " the live flow refuses its values; name it as your bridge's mapping does"
+        for s in sensors
+        if not re.match(SENSOR_PATTERN, s)
+    ]
+    bad = [i for i in ids.unique(maintain_order=True).drop_nulls().to_list() if i and not re.match(TWIN_ID_PATTERN, i)]
+    if bad:
+        notes.append(f"{name}: id {bad[0]!r} is no twin_id the live flow accepts (letters, digits, . _ : -)")
+    return notes
 
 
 def _twins(table: Table) -> Iterator[tuple[str, pl.DataFrame]]:

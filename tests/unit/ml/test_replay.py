@@ -301,3 +301,17 @@ def test_a_file_without_id_column_is_the_twin_named_by_twin(tmp_path: Path, monk
     assert faults("--twin", "pump-7") == ["s1=out_of_range"]
     with pytest.raises(ReplayError, match="--twin"):
         replay_files([src], "ts", "label", [], CFG, twin="pump-7")
+
+
+def test_names_the_live_flow_refuses_are_noted(tmp_path: Path):
+    """A header like SKAB's `Volume Flow RateRMS` was scored without a word, though no envelope can
+    carry that sensor (nor the twin `Pump 7`): live, those values are refused. The command says so."""
+    src = tmp_path / "rig.csv"
+    df = write_two_twins(src, n=20, sep=",").rename({"s1": "Volume Flow RateRMS"})
+    df.with_columns(pl.col("machine").replace("m-b", "Pump 7")).write_csv(src)
+    notes: list[str] = []
+    replay_files([src], "ts", "machine", ["label"], CFG, note=notes.append)
+    assert [n.split(":")[1] for n in notes] == [
+        " column 'Volume Flow RateRMS' is no sensor name a live twin can send (letters, digits, _ . -, up to 64)",
+        " id 'Pump 7' is no twin_id the live flow accepts (letters, digits, . _ ",
+    ]
