@@ -1,16 +1,18 @@
 """`twinflow replay` prints what the live flow publishes (docs/ml.md, "Backtest your own history").
 
 The same history goes twice through twinflow, as a user would send it: once as a CSV file through
-`twinflow replay`, once as telemetry envelopes on Kafka through `twinflow run pipeline --no-tail`
-(private topics and database). Per twin and timestamp the replay's `anomaly_score`, `is_anomaly`,
+`twinflow replay`, once as telemetry envelopes on Kafka (in time order) through `twinflow run pipeline
+--no-tail` or `twinflow run models --no-tail` (private topics and database, the same settings, with
+per-twin `[[ml.ranges]]`). Per twin and timestamp the replay's `anomaly_score`, `is_anomaly`,
 `health`, `kind` and `sensors` equal the live `AnomalyScore` records bit for bit, replay's empty rows
-(warm-up, a setpoint settling) are the readings the live flow published nothing for, and the
-pipeline's `anomaly_scores` rows are its Kafka records.
+(warm-up, a setpoint settling, a row without values) are the readings the live flow published
+nothing for, no live record is left over (no silence timer fired), and the pipeline's
+`anomaly_scores` rows are its Kafka records.
 
 Histories: SKAB `valve1/5.csv` (a real pump rig, 1 Hz, an inlet valve closing; its `Volume Flow
-RateRMS` header renamed, as a sensor name has no space in an envelope), and a synthetic file of two
-twins (an id column, ISO times with a zone and milliseconds, a `running` true/false column, a
-historian's `#N/A` cell, an overheating fault).
+RateRMS` header renamed, as a sensor name has no space in an envelope; `--twin` names it), and a
+synthetic file of two twins, newest first (an id column, ISO times with a zone and milliseconds, a
+`running` true/false column, a historian's `#N/A` cell, a row without values, an overheating fault).
 """
 
 from __future__ import annotations
@@ -45,8 +47,7 @@ SKAB_RENAMED = {"Volume Flow RateRMS": "Volume_Flow_RateRMS"}  # envelope sensor
 LABELS = ("anomaly", "changepoint")  # never model input
 # A twin's own settings: physical ranges per twin glob (out_of_range once the faults push them out).
 RANGES = (
-    '[{"sensor": "Volume_Flow_RateRMS", "low": 29.5, "twins": "skab-*"},'
-    ' {"sensor": "temp_c", "high": 66.0, "twins": "pump-b-*"}]'
+    '[{"sensor": "Current", "high": 1.5, "twins": "skab-*"}, {"sensor": "temp_c", "high": 66.0, "twins": "pump-b-*"}]'
 )
 SYNTH_T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 SYNTH_ROWS = 700  # per twin, 1 Hz
@@ -181,8 +182,7 @@ def _differences(replayed: list[dict], published: dict[tuple[str, datetime], Ano
             diffs.append(("replayed, never published", row, None))
             continue
         gap = max(gap, abs(rec.score - row["anomaly_score"]))
-        health = row["health"]
-        mine = (row["anomaly_score"], bool(row["is_anomaly"]), health, row["kind"] or "", row["sensors"] or "")
+        mine = (row["anomaly_score"], bool(row["is_anomaly"]), row["health"], row["kind"] or "", row["sensors"] or "")
         theirs = (rec.score, rec.is_anomaly, rec.health, rec.kind or "", explained(rec))
         if mine != theirs:
             diffs.append(("differs", mine, theirs))
