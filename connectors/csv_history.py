@@ -30,10 +30,10 @@ def sniff_separator(path: Path) -> str:
 
 
 def read_table(
-    path: Path, time_col: str, id_col: str | None, exclude: Sequence[str], time_format: str = "auto"
+    path: Path, time_col: str, id_col: str | None, exclude: Sequence[str], time_format: str = "auto", twin: str = ""
 ) -> Table:
     """Read one CSV, check the named columns, and order it per id by time (``time_format``:
-    :func:`operators.ml.replay.time_values`)."""
+    :func:`operators.ml.replay.time_values`; ``twin``: the twin_id of a file without ``id_col``)."""
     separator = sniff_separator(path)
     try:
         df = pl.read_csv(path, separator=separator, infer_schema_length=10_000)
@@ -43,7 +43,7 @@ def read_table(
                 df = commas
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise ReplayError(f"{path}: not a readable CSV ({exc})") from None
-    return table_of(str(path), df, time_col, id_col, exclude, time_format)
+    return table_of(str(path), df, time_col, id_col, exclude, time_format, twin)
 
 
 def _numeric(df: pl.DataFrame) -> int:
@@ -60,11 +60,13 @@ def replay_files(
     ranges: tuple[SensorLimit, ...] = (),
     note: Callable[[str], None] | None = None,
     time_format: str = "auto",
+    twin: str = "",
 ) -> pl.DataFrame:
     """Read, optionally fit the fleet on the ``fit`` files, replay ``files``, and return the output table.
-    ``note`` is told how the files were read (the time format, cells that were not numbers)."""
-    fit_tables = [read_table(p, time_col, id_col, exclude, time_format) for p in fit]
-    tables = [read_table(p, time_col, id_col, exclude, time_format) for p in files]
+    ``note`` is told how the files were read (the time format, cells that were not numbers); ``twin``
+    is the twin_id of files without ``id_col`` (whose rules apply, as live)."""
+    fit_tables = [read_table(p, time_col, id_col, exclude, time_format, twin) for p in fit]
+    tables = [read_table(p, time_col, id_col, exclude, time_format, twin) for p in files]
     for table in (*fit_tables, *tables):
         for text in table.notes if note is not None else ():
             note(text)

@@ -15,6 +15,7 @@ emits teaches the live fleet step before the evaluation files are scored (withou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from operators.ml.live_step import Event, Item, Reading, fleet_step, step, step_
 from operators.ml.sensor_limits import SensorLimit
 from operators.ml.twin_model import time_value
 from operators.records.alerts import AnomalyScore
+from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 
 OUTPUT_COLUMNS = ["file", "id", "time", "anomaly_score", "is_anomaly", "health", "kind", "sensors"]
 FAILURE_COLUMNS = ["rul", "failure_probability"]
@@ -148,10 +150,20 @@ def numbers_among_text(name: str, df: pl.DataFrame, skip: set[str | None]) -> tu
 
 
 def table_of(
-    name: str, df: pl.DataFrame, time_col: str, id_col: str | None, exclude: Sequence[str], time_format: str = "auto"
+    name: str,
+    df: pl.DataFrame,
+    time_col: str,
+    id_col: str | None,
+    exclude: Sequence[str],
+    time_format: str = "auto",
+    twin: str = "",
 ) -> Table:
     """Check the named columns of one file's rows ``df`` and order them per id by time
-    (``time_format``: :func:`time_values`)."""
+    (``time_format``: :func:`time_values`). ``twin``: the twin_id of a file without ``id_col``, its
+    output ``id`` and what the per-twin rules (``[[ml.ranges]]`` globs, fleets) are matched against,
+    as live."""
+    if twin and id_col:
+        raise ReplayError(f"{name}: --twin names the twin of a file without --id-col; give one of them")
     for opt, col in (("--time-col", time_col), ("--id-col", id_col), *(("--exclude", c) for c in exclude)):
         if col is not None and col not in df.columns:
             raise ReplayError(f"{name}: {opt} {col!r} is not a column; columns are {', '.join(df.columns)}")
@@ -165,7 +177,8 @@ def table_of(
         raise ReplayError(f"{name}: no numeric sensor columns left after excluding {sorted(c for c in skip if c)}")
     # true/false columns (running, valve open) go to the models as booleans, as live: operating-point context
     sensors = [c for c in df.columns if c in sensors or (c not in skip and df[c].dtype == pl.Boolean)]
-    ids = df[id_col].cast(pl.String) if id_col else pl.Series([""] * df.height)
+    ids = df[id_col].cast(pl.String) if id_col else pl.Series([twin] * df.height, dtype=pl.String)
+    notes = [*notes, *_unsendable(name, sensors, ids)]
     frame = (
         df.with_columns(ids.alias("__id"), tnum.alias("__t"), pl.int_range(df.height).alias("__row"))
         .with_columns(pl.col("__id").fill_null(""))
@@ -175,6 +188,21 @@ def table_of(
     first = frame.group_by("__id").agg(pl.col("__row").min().alias("__first"))
     frame = frame.join(first, on="__id").sort(["__first", "__t", "__row"]).drop("__first")
     return Table(name, frame, sensors, (*notes, *text_notes), cycles)
+
+
+def _unsendable(name: str, sensors: list[str], ids: pl.Series) -> list[str]:
+    """Notes on sensor names and twin ids no telemetry envelope can carry: the live flow refuses
+    those values (README, "Telemetry envelope"), so it would not score them as replay does."""
+    notes = [
+        f"{name}: column {s!r} is no sensor name a live twin can send (letters, digits, _ . -, up to 64):"
+        " the live flow refuses its values; name it as your bridge's mapping does"
+        for s in sensors
+        if not re.match(SENSOR_PATTERN, s)
+    ]
+    bad = [i for i in ids.unique(maintain_order=True).drop_nulls().to_list() if i and not re.match(TWIN_ID_PATTERN, i)]
+    if bad:
+        notes.append(f"{name}: id {bad[0]!r} is no twin_id the live flow accepts (letters, digits, . _ : -)")
+    return notes
 
 
 def _twins(table: Table) -> Iterator[tuple[str, pl.DataFrame]]:
@@ -215,7 +243,8 @@ def fit_fleet(
     for table in tables:
         for twin_id, group in _twins(table):
             readings = [reading for _, reading in _items(group, time_col, table)]
-            items: list[Item] = [*readings, Event("failure", readings[-1].ts)]  # type: ignore[arg-type]
+            samples = [r for r in readings if r.readings]  # a row without any value is no sample
+            items: list[Item] = [*samples, Event("failure", readings[-1].ts)]
             _, records = step_many(None, items, live, twin_id)
             for rec in records:
                 if isinstance(rec, FleetItem) and rec.labelled is not None:
@@ -244,14 +273,18 @@ def replay(
     """One output row per input row, twin by twin, in time order: the records the live step
     (:func:`operators.ml.live_step.step`) publishes for the row, and the live fleet step's answer
     to its failure features. A row the live flow publishes no score for (warm-up, a setpoint
-    change settling) has empty score, health, kind and sensors."""
+    change settling, a row without any value, which is not stepped) has empty score, health, kind
+    and sensors. Numbers are the published floats,
+    unrounded (the CSV writes each so that it reads back bit for bit)."""
     with_failure = cfg.failure is not None
     live = _live_config(cfg, ranges, predict=with_failure)
     for table in tables:
         for twin_id, group in _twins(table):
             state = None
             for label, reading in _items(group, time_col, table):
-                state, records = step(state, reading, live, twin_id)
+                records: list[Any] = []
+                if reading.readings:  # a row without any value is no sample: a device sends nothing for it
+                    state, records = step(state, reading, live, twin_id)
                 row: dict[str, Any] = {
                     "file": table.name,
                     "id": twin_id,
@@ -265,16 +298,16 @@ def replay(
                 rul = prob = None
                 for rec in records:
                     if isinstance(rec, AnomalyScore):
-                        row["anomaly_score"] = round(rec.score, 6)
+                        row["anomaly_score"] = rec.score
                         row["is_anomaly"] = int(rec.is_anomaly)
-                        row["health"] = None if rec.health is None else round(rec.health, 4)
+                        row["health"] = rec.health
                         row["kind"] = rec.kind
                         row["sensors"] = explained(rec)
                     elif isinstance(rec, FleetItem) and rec.features is not None and fleet is not None:
                         _, predictions = fleet_step(fleet, rec, live)
                         for p in predictions:
-                            rul = round(p.rul_s / cfg.time_unit_s, 3)
-                            prob = round(p.failure_probability, 6)
+                            rul = p.rul_s / cfg.time_unit_s
+                            prob = p.failure_probability
                 if with_failure:
                     row["rul"], row["failure_probability"] = rul, prob
                 yield row

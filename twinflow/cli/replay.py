@@ -35,6 +35,14 @@ def replay(
         ),
     ] = "auto",
     id_col: Annotated[str | None, typer.Option("--id-col", help="Column naming the twin in a file.")] = None,
+    twin: Annotated[
+        str | None,
+        typer.Option(
+            "--twin",
+            help="The twin_id of files without --id-col: the output's id, and the twin whose rules apply"
+            " (the ml.ranges rules by twin glob), as live.",
+        ),
+    ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Numeric column that is not a sensor (repeat).")
     ] = None,
@@ -68,6 +76,7 @@ def replay(
             ranges=tuple(s.ml.ranges),
             note=_note,
             time_format=time_format,
+            twin=twin or "",
         )
     except ReplayError as exc:
         err_console.print(f"[red]{exc}[/red]")

@@ -203,11 +203,12 @@ def test_a_true_false_column_is_the_operating_point_as_live(tmp_path: Path):
 
     from operators.ml.live_state import LiveModelConfig
     from operators.ml.live_step import Reading, step
+    from operators.records.alerts import AnomalyScore
 
     rng = np.random.default_rng(3)
     rows, t0 = [], datetime(2026, 1, 1, tzinfo=UTC)
-    for i in range(400):
-        running = (i // 60) % 2 == 0
+    for i in range(800):
+        running = (i // 250) % 2 == 0  # a stop and a start, each settling for 180 s
         flow = (40.0 if running else 5.0) + rng.normal(0, 0.3)
         rows.append(
             {"ts": t0 + timedelta(seconds=i), "flow": flow, "temp": 30 + rng.normal(0, 0.2), "running": running}
@@ -221,5 +222,96 @@ def test_a_true_false_column_is_the_operating_point_as_live(tmp_path: Path):
         state, out = step(
             state, Reading(r["ts"], {"flow": r["flow"], "temp": r["temp"], "running": r["running"]}), live, ""
         )
-        want.append(next((o.anomaly_score for o in out if hasattr(o, "anomaly_score")), None))
+        want.append(next((o.score for o in out if isinstance(o, AnomalyScore)), None))
     assert got["anomaly_score"].to_list() == want
+    scored = [w is not None for w in want]
+    assert sum(scored) > 150 and not all(scored[CFG.anomaly.warmup :])  # scored, and settling after a change
+
+
+def test_the_output_holds_the_published_numbers_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Replay rounded `anomaly_score` to 6 and `health` to 4 decimals: a threshold tuned on the
+    backtest (a score of 0.4999996 printed as 0.5) was not the one the live flow would cross. The CSV
+    holds the floats the live step publishes, bit for bit once read back."""
+    from datetime import UTC, datetime
+
+    from operators.ml.live_state import LiveModelConfig
+    from operators.ml.live_step import Reading, step
+    from operators.records.alerts import AnomalyScore
+
+    src, out = tmp_path / "plant.csv", tmp_path / "scores.csv"
+    df = write_two_twins(src, n=250)
+    monkeypatch.setenv("TWINFLOW_ML__ANOMALY__WARMUP", str(CFG.anomaly.warmup))  # the CLI's settings: CFG's
+    monkeypatch.setenv("TWINFLOW_ML__ANOMALY__WINDOW", str(CFG.anomaly.window))
+    res = cli_replay(src, out)
+    assert res.exit_code == 0, res.output
+    got = pl.read_csv(out, infer_schema_length=None).filter(pl.col("id") == "m-a")
+    live, state, want = LiveModelConfig(CFG, forecast_every=0, predict_every=0), None, []
+    for r in df.filter(pl.col("machine") == "m-a").iter_rows(named=True):
+        ts = datetime.fromisoformat(r["ts"]).replace(tzinfo=UTC)
+        state, recs = step(state, Reading(ts, {s: r[s] for s in ("s0", "s1", "s2")}), live, "m-a")
+        score = next((o for o in recs if isinstance(o, AnomalyScore)), None)
+        want.append((None, None) if score is None else (score.score, score.health))
+    assert list(zip(got["anomaly_score"], got["health"], strict=True)) == want
+    assert sum(s is not None for s, _ in want) == 150
+
+
+def test_a_row_without_any_value_is_no_sample(tmp_path: Path):
+    """A row whose sensor cells are all empty (an export's gap, `#N/A` everywhere) was stepped as a
+    sample of the held values, learned and counted, though a device sends nothing for it: the live
+    flow scored every later reading differently (180 rows, by up to 0.18). It is no sample: its own
+    output row is empty, the others are those of the file without it."""
+    src, gap = tmp_path / "plant.csv", tmp_path / "gap.csv"
+    df = write_two_twins(src, n=250, sep=",")
+    missing = pl.DataFrame({"ts": ["2026-01-01 00:02:30"], "machine": ["m-a"]})
+    row = missing.with_columns(
+        pl.lit("#N/A").alias("s0"), *(pl.lit(None).cast(df[c].dtype).alias(c) for c in ("s1", "s2", "label"))
+    )
+    pl.concat([df.with_columns(pl.col("s0").cast(pl.String)), row]).sort("ts", maintain_order=True).write_csv(gap)
+    want = replay_files([src], "ts", "machine", ["label"], CFG).drop("file")
+    got = replay_files([gap], "ts", "machine", ["label"], CFG).drop("file")
+    empty = (pl.col("time") == "2026-01-01 00:02:30") & (pl.col("id") == "m-a") & pl.col("anomaly_score").is_null()
+    assert got.filter(empty).height == 1
+    assert got.filter(~empty).equals(want)
+    assert want["anomaly_score"].drop_nulls().len() == 300
+
+
+def test_a_file_without_id_column_is_the_twin_named_by_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A file without --id-col was the twin "", which no `[[ml.ranges]]` glob but `*` matches: a
+    sensor the live flow calls out_of_range (its rule for `pump-*`) was scored as a machine anomaly
+    in the backtest (SKAB through the live pipeline: 513 of 2554 rows differed). `--twin` names it."""
+    src = tmp_path / "pump.csv"
+    df = write_two_twins(src, n=600).filter(pl.col("machine") == "m-a").drop("machine")
+    df.with_columns(pl.when(pl.int_range(df.height) > 500).then(pl.col("s1") + 50).otherwise(pl.col("s1"))).write_csv(
+        src, separator=";"
+    )
+    monkeypatch.setenv("TWINFLOW_ML__ANOMALY__WARMUP", str(CFG.anomaly.warmup))
+    monkeypatch.setenv("TWINFLOW_ML__RANGES", '[{"sensor": "s1", "high": 40.0, "twins": "pump-*"}]')
+
+    def faults(*args: str) -> list[str]:
+        out = tmp_path / "out.csv"
+        res = CliRunner().invoke(
+            app, ["replay", str(src), "--time-col", "ts", "--exclude", "label", "--out", str(out), *args]
+        )
+        assert res.exit_code == 0, res.output
+        got = pl.read_csv(out, infer_schema_length=None)
+        assert set(got["id"].to_list()) == {args[1] if args else ""}
+        return got.filter(pl.col("kind") == "sensor_fault")["sensors"].unique().to_list()
+
+    assert faults() == []
+    assert faults("--twin", "pump-7") == ["s1=out_of_range"]
+    with pytest.raises(ReplayError, match="--twin"):
+        replay_files([src], "ts", "label", [], CFG, twin="pump-7")
+
+
+def test_names_the_live_flow_refuses_are_noted(tmp_path: Path):
+    """A header like SKAB's `Volume Flow RateRMS` was scored without a word, though no envelope can
+    carry that sensor (nor the twin `Pump 7`): live, those values are refused. The command says so."""
+    src = tmp_path / "rig.csv"
+    df = write_two_twins(src, n=20, sep=",").rename({"s1": "Volume Flow RateRMS"})
+    df.with_columns(pl.col("machine").replace("m-b", "Pump 7")).write_csv(src)
+    notes: list[str] = []
+    replay_files([src], "ts", "machine", ["label"], CFG, note=notes.append)
+    assert [n.split(":")[1] for n in notes] == [
+        " column 'Volume Flow RateRMS' is no sensor name a live twin can send (letters, digits, _ . -, up to 64)",
+        " id 'Pump 7' is no twin_id the live flow accepts (letters, digits, . _ ",
+    ]
