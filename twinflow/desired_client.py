@@ -103,9 +103,9 @@ def request(
     import msgspec
     from confluent_kafka import Consumer, TopicPartition
 
-    from connectors.kafka.clients import client_config, make_producer, produce_acknowledged, quiet_client_logs
+    from connectors.kafka.clients import client_config, make_producer, produce_acknowledged, quiet_logger
 
-    quiet_client_logs()  # a one-shot request: its outcome is the caller's to report
+    quiet = quiet_logger()  # a one-shot request: its outcome is the caller's to report
 
     request_id, value = build(
         signer(settings), twin_id, values, mode=mode, expect_version=expect_version, reason=reason
@@ -115,7 +115,10 @@ def request(
     if timeout > 0:
         # Start reading the verdicts at their current end, before sending: only this request's counts.
         consumer = Consumer(
-            client_config(settings, **{"group.id": f"twinflow-cli-{uuid.uuid4().hex}", "enable.auto.commit": False})
+            client_config(
+                settings,
+                **{"group.id": f"twinflow-cli-{uuid.uuid4().hex}", "enable.auto.commit": False, "logger": quiet},
+            )
         )
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -127,7 +130,9 @@ def request(
             parts.append(TopicPartition(topic, p, high))
         consumer.assign(parts)
     try:
-        failure = produce_acknowledged(make_producer(settings), settings.twin.desired_topic, twin_id, value, 30)
+        failure = produce_acknowledged(
+            make_producer(settings, logger=quiet), settings.twin.desired_topic, twin_id, value, 30
+        )
         if failure is not None:
             raise RequestError(f"Kafka did not take the request on {settings.twin.desired_topic}: {failure}; try again")
         if consumer is None:

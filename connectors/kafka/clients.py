@@ -27,27 +27,21 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 PRODUCER_GUARANTEES: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
 
 
-_client_logger: logging.Logger | None = None  # librdkafka's own log lines go here when set (quiet_client_logs)
-
-
-def quiet_client_logs() -> None:
-    """Keep librdkafka's own log lines out of this process's output: a broker that does not answer
-    prints one per connection attempt (hundreds in 30 s), burying the one line a one-shot command
-    (``twin set-desired``, ``model reset``, ``kafka init``) prints about the outcome itself.
+def quiet_logger() -> logging.Logger:
+    """A client's ``logger`` that keeps librdkafka's own log lines out of the output: a broker that does
+    not answer prints one per connection attempt (hundreds in 30 s), burying the one line a one-shot
+    command (``twin set-desired``, ``model reset``, ``kafka init``) prints about the outcome itself.
     Long-running processes (flows, bridges) keep them."""
-    global _client_logger
     logger = logging.getLogger("twinflow.kafka.librdkafka")
     logger.setLevel(logging.CRITICAL)
     logger.propagate = False
-    _client_logger = logger
+    return logger
 
 
 def client_config(settings: ConnectorSettings, defaults: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """Base librdkafka config: bootstrap servers, then ``defaults``, the user's `kafka.extra`
     properties (which override ``defaults``) and ``extra`` (which overrides both)."""
     conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap_servers, **(defaults or {})}
-    if _client_logger is not None:
-        conf["logger"] = _client_logger
     conf.update(settings.kafka.extra)
     if settings.kafka.sasl_password is not None:
         conf["sasl.password"] = settings.kafka.sasl_password.get_secret_value()
@@ -119,9 +113,12 @@ def twin_topic_specs(settings: ConnectorSettings) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(settings: ConnectorSettings, specs: list[TopicSpec] | None = None, timeout: float = 30) -> list[str]:
-    """Create missing topics (idempotent); returns the names created."""
-    admin = AdminClient(client_config(settings))
+def ensure_topics(
+    settings: ConnectorSettings, specs: list[TopicSpec] | None = None, timeout: float = 30, **client: Any
+) -> list[str]:
+    """Create missing topics (idempotent); returns the names created. ``client``: properties of the
+    admin client (e.g. ``logger=quiet_logger()``)."""
+    admin = AdminClient(client_config(settings, **client))
     specs = specs if specs is not None else topic_specs(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [

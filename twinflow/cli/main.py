@@ -123,11 +123,10 @@ def db_migrate(
 @kafka_app.command("init")
 def kafka_init() -> None:
     """Create every topic twinflow uses (idempotent)."""
-    from connectors.kafka.clients import ensure_topics, quiet_client_logs, topic_specs
+    from connectors.kafka.clients import ensure_topics, quiet_logger, topic_specs
 
     s = settings_or_exit()
-    quiet_client_logs()  # a broker that does not answer: this command's one line, not librdkafka's hundreds
-    created = ensure_topics(s)
+    created = ensure_topics(s, logger=quiet_logger())  # a broker that does not answer: one line, not hundreds
     for spec in topic_specs(s):
         mark = "created" if spec.name in created else "exists"
         console.print(f"{spec.name:<24} partitions={spec.partitions:<3} {mark}")

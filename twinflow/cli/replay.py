@@ -199,10 +199,9 @@ def model_rebaseline(
 def _publish(s, topic: str, twin: str, value: bytes, timeout: float, what: str) -> None:
     """Produce one record keyed by ``twin`` (creating the topic if missing); exit 1 unless acknowledged
     within ``timeout`` seconds."""
-    from connectors.kafka.clients import ensure_topics, quiet_client_logs, topic_specs
+    from connectors.kafka.clients import ensure_topics, quiet_logger, topic_specs
 
-    quiet_client_logs()
-    ensure_topics(s, [spec for spec in topic_specs(s) if spec.name == topic], timeout=timeout)
+    ensure_topics(s, [spec for spec in topic_specs(s) if spec.name == topic], timeout=timeout, logger=quiet_logger())
     publish_or_exit(s, topic, twin, value, what, timeout)
 
 

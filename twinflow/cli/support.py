@@ -40,10 +40,10 @@ def settings_or_exit() -> Settings:
 
 def publish_or_exit(s: Settings, topic: str, key: str, value: bytes, what: str, timeout: float = 30.0) -> None:
     """Produce one record keyed by ``key``; exit 1 with ``what`` named unless Kafka acknowledges it."""
-    from connectors.kafka.clients import make_producer, produce_acknowledged, quiet_client_logs
+    from connectors.kafka.clients import make_producer, produce_acknowledged, quiet_logger
 
-    quiet_client_logs()  # the outcome is this command's one line
-    failure = produce_acknowledged(make_producer(s), topic, key, value, timeout)
+    producer = make_producer(s, logger=quiet_logger())  # the outcome is this command's one line
+    failure = produce_acknowledged(producer, topic, key, value, timeout)
     if failure is not None:
         err_console.print(f"[red]{what} for {key} not acknowledged by Kafka on {topic}: {failure}; try again[/red]")
         raise typer.Exit(1)
