@@ -1,20 +1,36 @@
-"""The processes a benchmark starts and measures: flow command lines, CPU time and RSS.
+"""The processes a benchmark starts and measures: flow command lines, CPU time and RSS; stopping
+them, and the benchmark itself, on Ctrl-C or SIGTERM.
 
 >>> flow_command("twin", tail=False)[-4:]
 ['run', 'twin', '--no-tail', '--no-recovery']
+
+A benchmark runs on the shared development stack: its topics, rows, databases and temporary folders
+are its own and go again in ``finally`` blocks, also when it is interrupted. So its ``main`` runs in
+:func:`interruptible` (SIGTERM, from ``timeout`` or a supervisor, and SIGINT, also where a background
+job ignores it, raise ``KeyboardInterrupt``, which runs those blocks; then it exits with a message,
+records nothing, shows no traceback), and every child process it starts is stopped in a ``finally``
+with :func:`stop` (a child killed instead, as ``subprocess.run`` does 0.25 s after the interrupt,
+never runs its own clean-up).
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psutil
+
+from connectors.stopping import STOP_SIGNALS, STOP_WITHIN_S
+
+# A second signal within this many seconds of the first is the same request (``timeout`` signals the
+# command and then its whole process group, the command again): it must not break off the clean-up.
+SAME_STOP_S = 1.0
 
 
 def checkout_python(checkout: Path) -> str:
@@ -43,6 +59,49 @@ def flow_command(flow: str, *, tail: bool, checkout: Path | None = None, recover
         "--tail" if tail else "--no-tail",
         *([] if recovery else ["--no-recovery"]),
     ]
+
+
+def stop(*procs: subprocess.Popen, within_s: float = STOP_WITHIN_S + 1) -> None:
+    """SIGTERM to each process still running (a flow stops cleanly within ``STOP_WITHIN_S``; one that a
+    Ctrl-C reached already takes this second signal as "stop now"), then wait for all of them; one
+    still running after ``within_s`` is killed. For ``finally`` blocks: a process that ended is left
+    as it is."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.terminate()
+    deadline = time.monotonic() + within_s
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@contextlib.contextmanager
+def interruptible(cleaned: str = "the run's topics, rows and processes are removed") -> Iterator[None]:
+    """Run a benchmark's ``main`` so that Ctrl-C and SIGTERM stop it cleanly: the signal raises
+    ``KeyboardInterrupt`` (once: a repeat within :data:`SAME_STOP_S` is the same request; a later one
+    breaks off the clean-up), the ``finally`` blocks remove what the run made, and the command exits
+    with status 1 and ``interrupted: nothing recorded (<cleaned>)``, without a traceback."""
+    first: list[float] = []
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        now = time.monotonic()
+        if first and now - first[0] < SAME_STOP_S:
+            return
+        first[:] = [now]
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    except KeyboardInterrupt:
+        sys.exit(f"interrupted: nothing recorded ({cleaned})")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def usage(pid: int, *, children: bool = True) -> tuple[float, int]:
