@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.machine import append_result
-from benchmarks.processes import interruptible, stop, usage
+from benchmarks.processes import cleaning_up, interruptible, stop, usage
 from connectors.kafka.clients import delete_topics, ensure_topics, make_producer
 from connectors.postgres.migrate import migrate
 from flows.twin_settings import TwinSettings
@@ -454,12 +454,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SSE fan-out ({mode}): {fan[mode]}", flush=True)
         load = os.getloadavg()
     finally:
-        if proc is not None:
-            stop(proc, within_s=20)
-        with psycopg.connect(_superuser(base), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        delete_topics(s, [tw.state_topic, tw.desync_topic])
-        shutil.rmtree(work, ignore_errors=True)  # its token file and the server's log
+        with cleaning_up():
+            if proc is not None:
+                stop(proc, within_s=20)
+            with psycopg.connect(_superuser(base), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+            delete_topics(s, [tw.state_topic, tw.desync_topic])
+            shutil.rmtree(work, ignore_errors=True)  # its token file and the server's log
     lines = []
     if lat is not None:
         lines += [

@@ -57,7 +57,7 @@ from benchmarks.cleanup import compact_indexes, delete_run_rows, vacuum
 from benchmarks.ingest import generate, telemetry_rows
 from benchmarks.latency import FUSED
 from benchmarks.machine import PROBE, append_result, markdown_table, speed_probe
-from benchmarks.processes import flow_command, interruptible, usage, wait_idle
+from benchmarks.processes import cleaning_up, flow_command, interruptible, usage, wait_idle
 from benchmarks.processes import stop as stop_processes
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
@@ -504,8 +504,9 @@ def main() -> None:
         # After the latency phases: deleting the runs' millions of rows sets autovacuum to work on the
         # tables, which competed with the flows during the phases when the clean-up came first. Also
         # after Ctrl-C, SIGTERM or a failure: the run's rows and topics never stay behind.
-        for s, p in made:
-            cleanup(s, p)
+        with cleaning_up():
+            for s, p in made:
+                cleanup(s, p)
     t = Table(title="end to end, same data")
     for col in ("run", "readings/s", "values/s", "vs raw limit", "vs naive"):
         t.add_column(col, justify="right")

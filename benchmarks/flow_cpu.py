@@ -47,7 +47,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.e2e import ProcStats, sample
 from benchmarks.ingest import SHAPES, generate
-from benchmarks.processes import WriterCpu, flow_command, interruptible, server_cpu
+from benchmarks.processes import WriterCpu, cleaning_up, flow_command, interruptible, server_cpu
 from benchmarks.processes import stop as stop_processes
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from twinflow.demo.plant import topic_env
@@ -293,9 +293,10 @@ def main() -> None:
                         flush=True,
                     )
     finally:
-        delete_rows(conninfo, prefix)
-        os.environ.update(input_env)
-        delete_topics(load_settings(), created)
+        with cleaning_up():
+            delete_rows(conninfo, prefix)
+            os.environ.update(input_env)
+            delete_topics(load_settings(), created)
     differ = []
     for flow in args.flow or ["twin", "models"]:
         digests = {d for f, _, _, _, _, d, _, _ in results if f == flow}

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.machine import append_result
-from benchmarks.processes import flow_command, interruptible, stop
+from benchmarks.processes import cleaning_up, flow_command, interruptible, stop
 from connectors.kafka.clients import delete_topics, ensure_topics, producer_config
 from twinflow.settings import Topics, load_settings
 
@@ -161,9 +161,9 @@ def main() -> None:
         with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
             rows = telemetry_rows(db, prefix)
     finally:  # also after Ctrl-C or a failed flow: the run's rows and topics never stay behind
-        with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+        with cleaning_up(), psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
             db.execute("DELETE FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",))
-        delete_topics(settings, [settings.topics.raw, settings.topics.dlq])
+            delete_topics(settings, [settings.topics.raw, settings.topics.dlq])
 
     values = args.readings * args.sensors
     ok = rows == values

@@ -46,6 +46,7 @@ from psycopg import sql
 from benchmarks.ingest import SHAPES, generate, send_reading, telemetry_rows
 from benchmarks.processes import (
     WriterCpu,
+    cleaning_up,
     flow_command,
     interruptible,
     machine_cpu,
@@ -323,11 +324,12 @@ def own_run(tag: str, *, recovery: bool = False, **env_vars: str) -> Iterator[tu
         ensure_topics(settings)
         yield env, settings, prefix
     finally:
-        cleanup(settings, prefix)
-        if recovery:
-            shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
-        os.environ.clear()
-        os.environ.update(before)
+        with cleaning_up():
+            cleanup(settings, prefix)
+            if recovery:
+                shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
+            os.environ.clear()
+            os.environ.update(before)
 
 
 def measure(

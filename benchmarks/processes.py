@@ -64,37 +64,65 @@ def flow_command(flow: str, *, tail: bool, checkout: Path | None = None, recover
 def stop(*procs: subprocess.Popen, within_s: float = STOP_WITHIN_S + 1) -> None:
     """SIGTERM to each process still running (a flow stops cleanly within ``STOP_WITHIN_S``; one that a
     Ctrl-C reached already takes this second signal as "stop now"), then wait for all of them; one
-    still running after ``within_s`` is killed. For ``finally`` blocks: a process that ended is left
-    as it is."""
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.terminate()
-    deadline = time.monotonic() + within_s
-    for p in procs:
-        try:
-            p.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    still running after ``within_s`` is killed. For ``finally`` blocks (it is a :func:`cleaning_up`): a
+    process that ended is left as it is."""
+    with cleaning_up():
+        for p in procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
+        deadline = time.monotonic() + within_s
+        for p in procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+class _Interrupts:
+    """What :func:`interruptible` has seen: when the last stop signal came, one held back by a
+    :func:`cleaning_up` block, and how deep such blocks are nested."""
+
+    last: float | None = None
+    held = False
+    cleaning = 0
+
+
+def _on_signal(_signum: int, _frame: object) -> None:
+    now = time.monotonic()
+    if _Interrupts.last is not None and now - _Interrupts.last < SAME_STOP_S:
+        return  # the same request (``timeout`` sends it to the command and then to its process group)
+    seen, _Interrupts.last = _Interrupts.last is not None, now
+    if _Interrupts.cleaning and not seen:
+        _Interrupts.held = True  # raised when the clean-up is done
+        return
+    raise KeyboardInterrupt  # (in a clean-up after an earlier signal: the user insists, it is broken off)
+
+
+@contextlib.contextmanager
+def cleaning_up() -> Iterator[None]:
+    """A clean-up (deleting a run's rows, topics, folders; stopping its children) that the first
+    Ctrl-C or SIGTERM does not break off: the interrupt is raised when the block is done. A signal
+    after an earlier one breaks it off (the user insists)."""
+    _Interrupts.cleaning += 1
+    try:
+        yield
+    finally:
+        _Interrupts.cleaning -= 1
+    if _Interrupts.held and not _Interrupts.cleaning:
+        _Interrupts.held = False
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def interruptible(cleaned: str = "the run's topics, rows and processes are removed") -> Iterator[None]:
     """Run a benchmark's ``main`` so that Ctrl-C and SIGTERM stop it cleanly: the signal raises
-    ``KeyboardInterrupt`` (once: a repeat within :data:`SAME_STOP_S` is the same request; a later one
-    breaks off the clean-up), the ``finally`` blocks remove what the run made, and the command exits
-    with status 1 and ``interrupted: nothing recorded (<cleaned>)``, without a traceback."""
-    first: list[float] = []
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        now = time.monotonic()
-        if first and now - first[0] < SAME_STOP_S:
-            return
-        first[:] = [now]
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    ``KeyboardInterrupt`` (once: a repeat within :data:`SAME_STOP_S` is the same request; one during
+    a :func:`cleaning_up` block waits for its end), the ``finally`` blocks remove what the run made,
+    and the command exits with status 1 and ``interrupted: nothing recorded (<cleaned>)``, without a
+    traceback."""
+    previous = {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS}
     try:
         yield
     except KeyboardInterrupt:
