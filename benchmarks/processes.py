@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
@@ -31,6 +32,7 @@ from connectors.stopping import STOP_SIGNALS, STOP_WITHIN_S
 # A second signal within this many seconds of the first is the same request (``timeout`` signals the
 # command and then its whole process group, the command again): it must not break off the clean-up.
 SAME_STOP_S = 1.0
+T = TypeVar("T")
 
 
 def checkout_python(checkout: Path) -> str:
@@ -113,6 +115,22 @@ def cleaning_up() -> Iterator[None]:
     if _Interrupts.held and not _Interrupts.cleaning:
         _Interrupts.held = False
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def exiting_cleanly(cm: contextlib.AbstractContextManager[T]) -> Iterator[T]:
+    """``with exiting_cleanly(PrivateStack()) as stack:`` — ``cm``'s exit (stopping a private stack,
+    removing its folder) runs as a :func:`cleaning_up` block: an interrupt that comes meanwhile waits."""
+    value = cm.__enter__()
+    try:
+        yield value
+    except BaseException as exc:
+        with cleaning_up():
+            if not cm.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+    else:
+        with cleaning_up():
+            cm.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
