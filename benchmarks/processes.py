@@ -117,6 +117,29 @@ def cleaning_up() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def run_flow_here(flow: object) -> None:
+    """Run a Bytewax dataflow in this process (``bytewax.testing.run_main``) to the end of its input;
+    Ctrl-C or SIGTERM meanwhile stops it as ``twinflow run`` does (:mod:`connectors.stopping`: the
+    sources end their input, nothing raises inside an operator, which Bytewax would turn into a panic),
+    then raises ``KeyboardInterrupt`` here for the run's clean-up (:func:`interruptible`)."""
+    from bytewax.testing import run_main
+
+    from connectors.stopping import STOP, stop_on_signals
+
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    STOP.reset()
+    stop_on_signals()
+    try:
+        run_main(flow)  # type: ignore[arg-type]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if STOP.requested.is_set():
+        STOP.reset()
+        _Interrupts.last = time.monotonic()
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def exiting_cleanly(cm: contextlib.AbstractContextManager[T]) -> Iterator[T]:
     """``with exiting_cleanly(PrivateStack()) as stack:`` — ``cm``'s exit (stopping a private stack,
@@ -144,6 +167,12 @@ def interruptible(cleaned: str = "the run's topics, rows and processes are remov
     try:
         yield
     except KeyboardInterrupt:
+        sys.exit(f"interrupted: nothing recorded ({cleaned})")
+    except Exception:
+        if _Interrupts.last is None:
+            raise
+        # what the interrupt became on its way out (a flow run in this process, Bytewax's run_main,
+        # raises its own error for a KeyboardInterrupt in an operator)
         sys.exit(f"interrupted: nothing recorded ({cleaned})")
     finally:
         for sig, handler in previous.items():

@@ -55,3 +55,18 @@ def test_stop_ends_a_child_that_ignores_sigterm_in_time():
     child.stdout.readline()  # its handler is set
     stop(child, within_s=0.5)
     assert child.returncode == -signal.SIGKILL
+
+
+def test_an_error_the_interrupt_turned_into_is_an_interruption():
+    """(Bytewax's run_main raises its own error for a KeyboardInterrupt in an operator.)"""
+    with pytest.raises(SystemExit) as stopped, interruptible():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("error calling on_batch") from exc
+    assert str(stopped.value.code).startswith("interrupted: nothing recorded")
+
+
+def test_an_error_without_an_interrupt_goes_on():
+    with pytest.raises(RuntimeError), interruptible():
+        raise RuntimeError("a failed run")
