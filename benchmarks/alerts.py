@@ -20,11 +20,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import psycopg
-from psycopg import sql
-
+from benchmarks.cleanup import delete_run_rows
 from benchmarks.machine import append_result
 from benchmarks.ml_cost import snapshot_cost
+from benchmarks.processes import cleaning_up, interruptible
 from connectors.postgres.alert_sinks import AlertSink, ModelOutputSink
 from operators.alerts.ordering import step
 from operators.alerts.rules import AlertRules
@@ -51,6 +50,7 @@ def main() -> None:
     p.add_argument("--twins", type=int, default=500)
     p.add_argument("--per-second", type=float, default=1.0, help="scores per twin and second of event time")
     p.add_argument("--db-rows", type=int, default=50_000)
+    p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     a = p.parse_args()
     prefix = f"bench-al-{uuid.uuid4().hex[:6]}"
     recs = records(a.records, a.twins, prefix, a.per_second)
@@ -79,22 +79,22 @@ def main() -> None:
     op_s = time.perf_counter() - start - snap_s
 
     conninfo = settings.postgres.conninfo()
-    outputs, versions = ModelOutputSink(conninfo).open(), AlertSink(conninfo).open()
     rows = recs[: a.db_rows]
-    start = time.perf_counter()
-    for i in range(0, len(rows), 1000):
-        outputs.write(rows[i : i + 1000])
-    db_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for i in range(0, len(alerts), 500):
-        versions.write(alerts[i : i + 500])
-    al_s = time.perf_counter() - start
-    outputs.close()
-    versions.close()
-    with psycopg.connect(conninfo) as db:
-        for table in ("anomaly_scores", "alerts", "alert_events"):
-            query = sql.SQL("DELETE FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table))
-            db.execute(query, (prefix + "-%",))
+    outputs, versions = ModelOutputSink(conninfo).open(), AlertSink(conninfo).open()
+    try:  # the run's rows go again, also after a failure, Ctrl-C or SIGTERM
+        start = time.perf_counter()
+        for i in range(0, len(rows), 1000):
+            outputs.write(rows[i : i + 1000])
+        db_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(0, len(alerts), 500):
+            versions.write(alerts[i : i + 500])
+        al_s = time.perf_counter() - start
+    finally:  # (the writers' connections first: an interrupted upsert's row locks would block the delete)
+        with cleaning_up():
+            outputs.close()
+            versions.close()
+            delete_run_rows(conninfo, ("anomaly_scores", "alerts", "alert_events"), prefix)
 
     body = (
         "| part | items | wall time | items/s |\n|---|---:|---:|---:|\n"
@@ -113,9 +113,11 @@ def main() -> None:
         f"python -m benchmarks.alerts --records {a.records} --twins {a.twins} --per-second {a.per_second:g} "
         f"--db-rows {a.db_rows}"
     )
-    append_result("Alerts: lifecycle operator and writers", cmd, body)
     print(body)
+    if not a.no_record:
+        append_result("Alerts: lifecycle operator and writers", cmd, body)
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("the run's rows are deleted"):
+        main()

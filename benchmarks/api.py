@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.machine import append_result
-from benchmarks.processes import usage
+from benchmarks.processes import cleaning_up, interruptible, stop, usage
 from connectors.kafka.clients import delete_topics, ensure_topics, make_producer
 from connectors.postgres.migrate import migrate
 from flows.twin_settings import TwinSettings
@@ -374,22 +375,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-latency", action="store_true", help="skip the GET latency run")
     ap.add_argument("--no-fanout", action="store_true", help="only the GET latency run")
-    ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument(
+        "--no-record", "--no-results", dest="no_results", action="store_true", help="do not append to RESULTS.md"
+    )
     a = ap.parse_args(argv)
     base = load_settings()
     load0 = os.getloadavg()
     db = f"twinflow_bench_api_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_superuser(base), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(base.postgres.user))
-        )
     sfx = uuid.uuid4().hex[:8]
     tw = TwinSettings(state_topic=f"bench.state.{sfx}", desync_topic=f"bench.desync.{sfx}", partitions=4)
     s = base.model_copy(update={"postgres": base.postgres.model_copy(update={"dbname": db}), "twin": tw})
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-api-{sfx}"
-    work.mkdir()
     proc = None
-    try:
+    try:  # the database, topics, server and folder go again in the finally, also after Ctrl-C or SIGTERM
+        with psycopg.connect(_superuser(base), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(base.postgres.user))
+            )
+        work.mkdir()
         migrate(s.postgres.conninfo(), "off")
         twins = [f"bench-{i:05d}" for i in range(a.twins)]
         t = time.perf_counter()
@@ -451,12 +454,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SSE fan-out ({mode}): {fan[mode]}", flush=True)
         load = os.getloadavg()
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(20)
-        with psycopg.connect(_superuser(base), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        delete_topics(s, [tw.state_topic, tw.desync_topic])
+        with cleaning_up():
+            if proc is not None:
+                stop(proc, within_s=20)
+            with psycopg.connect(_superuser(base), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+            delete_topics(s, [tw.state_topic, tw.desync_topic])
+            shutil.rmtree(work, ignore_errors=True)  # its token file and the server's log
     lines = []
     if lat is not None:
         lines += [
@@ -501,4 +505,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with interruptible("the run's database, topics, server and folder are removed"):
+        raise SystemExit(main())

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.processes import usage
+from benchmarks.processes import cleaning_up, interruptible, stop, usage
 from connectors.bridges.mapping.loading import load_mapping
 from connectors.kafka.clients import ensure_topics, topic_specs
 from twinflow.settings import Settings
@@ -148,45 +148,52 @@ def run_drain(profile: str) -> dict:
         bridge={"buffer": {"spill_dir": str(tmp / "buffer")}},
         sim={"ground_truth_file": str(tmp / "gt.jsonl")},
     )
-    ensure_topics(settings, [s for s in topic_specs(settings) if s.name == settings.topics.raw])
-    first = MappedMqttBridge(settings, mapping, commands=False).start()  # creates the persistent session
-    assert first.connected.wait(20)
-    first.stop(30)
-    env = {**os.environ, "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(tmp / "gt.jsonl")}
-    out = subprocess.run(
-        simulate_cmd(mapping_path, "mqtt", p["tick"], p["fill_s"]),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    ).stdout
-    bridge = MappedMqttBridge(settings, mapping, commands=False)
-    me = psutil.Process()
-    me.cpu_percent()
-    bridge.start()
-    assert bridge.connected.wait(30)
-    while bridge.received == 0:
-        time.sleep(0.01)
-    t0 = time.monotonic()
-    last, last_change = bridge.received, t0
-    while time.monotonic() - last_change < 3.0:
-        time.sleep(0.05)
-        if bridge.received != last:
-            last, last_change = bridge.received, time.monotonic()
-    t1 = last_change
-    cpu = me.cpu_percent()
-    bridge.stop(120)
-    stats = bridge.publisher.counters
-    assert stats.delivered == stats.put, f"undelivered: {stats}"
-    drop_topic(settings.topics.raw)
-    shutil.rmtree(tmp, ignore_errors=True)  # the mapping, the bridge's spill buffer, the ground truth
+    bridge = None
+    try:  # the topic and the folder (mapping, the bridge's spill buffer, ground truth) go, also after Ctrl-C
+        ensure_topics(settings, [s for s in topic_specs(settings) if s.name == settings.topics.raw])
+        first = MappedMqttBridge(settings, mapping, commands=False).start()  # creates the persistent session
+        assert first.connected.wait(20)
+        first.stop(30)
+        env = {**os.environ, "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(tmp / "gt.jsonl")}
+        out = subprocess.run(
+            simulate_cmd(mapping_path, "mqtt", p["tick"], p["fill_s"]),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
+        bridge = MappedMqttBridge(settings, mapping, commands=False)
+        me = psutil.Process()
+        me.cpu_percent()
+        bridge.start()
+        assert bridge.connected.wait(30)
+        while bridge.received == 0:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        last, last_change = bridge.received, t0
+        while time.monotonic() - last_change < 3.0:
+            time.sleep(0.05)
+            if bridge.received != last:
+                last, last_change = bridge.received, time.monotonic()
+        t1 = last_change
+        cpu = me.cpu_percent()
+        drained, bridge = bridge, None  # (stopped here; the finally stops one that is not)
+        drained.stop(120)
+        stats = drained.publisher.counters
+        assert stats.delivered == stats.put, f"undelivered: {stats}"
+    finally:
+        with cleaning_up():
+            if bridge is not None:  # interrupted or failed: what it still buffers is not wanted
+                bridge.stop(flush_timeout=0)
+            drop_topic(settings.topics.raw)
+            shutil.rmtree(tmp, ignore_errors=True)
     return {
         "profile": profile,
         "assets": p["assets"],
-        "values_per_s": bridge.values / (t1 - t0),
-        "envelopes_per_s": bridge.received / (t1 - t0),
+        "values_per_s": drained.values / (t1 - t0),
+        "envelopes_per_s": drained.received / (t1 - t0),
         "registers_per_s": None,
-        "mqtt_messages": bridge.received,
+        "mqtt_messages": drained.received,
         "bridge_cpu_pct": cpu,
         "delivered": stats.delivered,
         "note": out.strip().splitlines()[-1] if out.strip() else "",
@@ -335,6 +342,7 @@ def run(
                 )
             )
             sim_paths.append(part)
+    bridge, failed = None, True
     sims = [
         subprocess.Popen(
             simulate_cmd(path, protocol, p["tick"], seconds + warmup + 60),
@@ -379,23 +387,25 @@ def run(
         c1, sc1 = cpu_seconds(me, children=False), cpu_seconds(peers)
         load = os.getloadavg()
         received = getattr(bridge, "received", None)
-        bridge.stop(120)
-        stats = bridge.publisher.counters
+        measured, bridge = bridge, None  # (stopped here; the finally stops one that is not)
+        measured.stop(120)
+        stats = measured.publisher.counters
         assert stats.delivered == stats.put, f"undelivered: {stats}"
+        failed = False
+    except KeyboardInterrupt:
+        failed = False  # (Ctrl-C, SIGTERM: nothing to look into, the folder goes too)
+        raise
     finally:
-        for sim in sims:
-            sim.terminate()
-        for sim in sims:
-            try:
-                sim.wait(120)  # many simulated servers take a while to stop on a loaded machine
-            except subprocess.TimeoutExpired:
-                sim.kill()
-                sim.wait(30)
-        log.close()
-        drop_topic(settings.topics.raw)  # (also after a failed run: the topic is the run's own)
-    # The run's files (mapping, the bridge's spill buffer, ground truth, the simulator's log): kept
-    # only when the run failed, for the log its error points to.
-    shutil.rmtree(tmp, ignore_errors=True)
+        with cleaning_up():
+            if bridge is not None:  # interrupted or failed: what it still buffers is not wanted
+                bridge.stop(flush_timeout=0)
+            stop(*sims, within_s=120)  # many simulated servers take a while to stop on a loaded machine
+            log.close()
+            drop_topic(settings.topics.raw)  # (also after a failed run: the topic is the run's own)
+            # The run's files (mapping, the bridge's spill buffer, ground truth, the simulator's log):
+            # kept only when the run failed, for the log its error points to.
+            if not failed:
+                shutil.rmtree(tmp, ignore_errors=True)
     dt = t1 - t0
     return {
         "profile": profile,
@@ -414,7 +424,7 @@ def run(
         "offered_per_s": changes_offered(settings, mapping, p["tick"]) if protocol == "opcua" else None,
         "bridge_us_per_value": 1e6 * (c1 - c0) / max(v1 - v0, 1),
         "sim_us_per_value": 1e6 * (sc1 - sc0) / max(v1 - v0, 1),
-        "devices": len(bridge.devices),
+        "devices": len(measured.devices),
         "items": sum(len(a.params) for a in mapping.assets),
     }
 
@@ -464,4 +474,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("its simulators and bridge are stopped, its topic and folder removed"):
+        main()

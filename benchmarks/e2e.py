@@ -57,7 +57,8 @@ from benchmarks.cleanup import compact_indexes, delete_run_rows, vacuum
 from benchmarks.ingest import generate, telemetry_rows
 from benchmarks.latency import FUSED
 from benchmarks.machine import PROBE, append_result, markdown_table, speed_probe
-from benchmarks.processes import flow_command, usage, wait_idle
+from benchmarks.processes import cleaning_up, flow_command, interruptible, usage, wait_idle
+from benchmarks.processes import stop as stop_processes
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from connectors.postgres.migrate import migrate
 from twinflow.demo.plant import topic_env
@@ -94,13 +95,16 @@ def _run_flows(names: tuple[str, ...], env: dict[str, str], stats: dict[str, Pro
         )
         for name in names
     }
-    for n, p in procs.items():
-        threading.Thread(target=sample, args=(p, stats[n], stop), daemon=True).start()
-    for name, p in procs.items():
-        _, err = p.communicate()
-        if p.returncode != 0:
-            raise SystemExit(f"flow {name} failed:\n{err.decode()[-3000:]}")
-    stop.set()
+    try:
+        for n, p in procs.items():
+            threading.Thread(target=sample, args=(p, stats[n], stop), daemon=True).start()
+        for name, p in procs.items():
+            _, err = p.communicate()
+            if p.returncode != 0:
+                raise SystemExit(f"flow {name} failed:\n{err.decode()[-3000:]}")
+    finally:  # interrupted, or one flow failed: the others stop too
+        stop.set()
+        stop_processes(*procs.values())
 
 
 @dataclass
@@ -194,11 +198,7 @@ def run_together(
         wait_idle([alerts], 60, busy_share=0.15, window_s=0.5)
         out.wall = time.perf_counter() - start
     finally:
-        alerts.terminate()
-        try:
-            alerts.wait(30)
-        except subprocess.TimeoutExpired:
-            alerts.kill()
+        stop_processes(alerts, within_s=30)
         stop.set()
         log.close()
     return out
@@ -440,55 +440,57 @@ def main() -> None:
     env = {**os.environ, **topic_env(base, f"bench.{run}.")}
     os.environ.update(env)
     settings = load_settings()
-    ensure_topics(settings)
     prefix = f"e2e{run}"
-    gen_s = generate(env, args.readings, args.twins, args.sensors, prefix)
-
-    def copy(part: str, shape: str = "ramp") -> tuple[dict[str, str], tuple[Settings, str]]:
-        """The readings again on topics of their own (``bench.<run>.<part>.``) and other twin ids (no
-        shared rows): the run's environment and (settings, twin id prefix)."""
-        part_env = {**os.environ, **topic_env(base, f"bench.{run}.{part}.")}
-        target = (_settings_of(part_env), f"e2e{run}{part[0]}")
-        ensure_topics(target[0])
-        generate(part_env, args.readings, args.twins, args.sensors, target[1], shape)
-        return part_env, target
-
-    fused_env, fused = copy("fused")  # for the fused flow
-    targets = [fused, (settings, prefix)]
-    together_env, together = copy("together")  # the pipeline flow with the alerts flow beside it (as deployed)
-    cluster = args.pipeline_processes
-    if cluster > 1:  # the pipeline flow as a local cluster, on a third copy
-        cluster_env, cluster_target = copy("cluster")
-        targets.append(cluster_target)
-    console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s (per run a topic of its own)")
-
-    runs = [
-        run_pipeline(fused_env, FUSED, "pipeline flow + alerts (2 processes)"),
-        run_pipeline(env, PIPELINE, "separate flows (4 processes)"),
-    ]
-    if cluster > 1:
-        label = f"pipeline flow -p {cluster} + alerts ({cluster + 1} processes)"
-        runs.append(run_pipeline(cluster_env, FUSED, label, processes=cluster))
-    runs.append(run_together(together_env, *together, FUSED, "pipeline flow + alerts side by side (2 processes)"))
-    targets.append(together)
-    side_by_side = runs[-1]
-    if args.steady:  # the same deployment on steady values: about one twin version per 14 readings
-        steady_env, steady = copy("steady", "steady")
-        label = "pipeline flow + alerts side by side, steady values (2 processes)"
-        runs.append(run_together(steady_env, *steady, FUSED, label))
-        targets.append(steady)
-    raw_s = raw_limit(settings, settings.topics.raw, args.readings)
-    naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
-    for r, (s, p) in zip(runs, targets, strict=True):
-        count_outputs(s, p, r)
-
-    n, values = args.readings, args.readings * args.sensors
-    raw_rate = n / raw_s
-    naive_rate = min(args.naive_sample, n) / naive_s
-    lat_names = FUSED if args.latency_flows == "fused" else PIPELINE
-    # 50 % of the higher of the fused flow's two rates (after the pipeline / alongside it)
-    lat_rate = n / (min(runs[0].wall, side_by_side.wall) if args.latency_flows == "fused" else runs[1].wall)
+    made: list[tuple[Settings, str]] = [(settings, prefix)]  # the topics and twins of every copy, deleted at the end
     try:
+        ensure_topics(settings)
+        gen_s = generate(env, args.readings, args.twins, args.sensors, prefix)
+
+        def copy(part: str, shape: str = "ramp") -> tuple[dict[str, str], tuple[Settings, str]]:
+            """The readings again on topics of their own (``bench.<run>.<part>.``) and other twin ids (no
+            shared rows): the run's environment and (settings, twin id prefix)."""
+            part_env = {**os.environ, **topic_env(base, f"bench.{run}.{part}.")}
+            target = (_settings_of(part_env), f"e2e{run}{part[0]}")
+            made.append(target)
+            ensure_topics(target[0])
+            generate(part_env, args.readings, args.twins, args.sensors, target[1], shape)
+            return part_env, target
+
+        fused_env, fused = copy("fused")  # for the fused flow
+        targets = [fused, (settings, prefix)]
+        together_env, together = copy("together")  # the pipeline flow with the alerts flow beside it (as deployed)
+        cluster = args.pipeline_processes
+        if cluster > 1:  # the pipeline flow as a local cluster, on a third copy
+            cluster_env, cluster_target = copy("cluster")
+            targets.append(cluster_target)
+        console.print(f"load generator: {args.readings:,} readings in {gen_s:.1f} s (per run a topic of its own)")
+
+        runs = [
+            run_pipeline(fused_env, FUSED, "pipeline flow + alerts (2 processes)"),
+            run_pipeline(env, PIPELINE, "separate flows (4 processes)"),
+        ]
+        if cluster > 1:
+            label = f"pipeline flow -p {cluster} + alerts ({cluster + 1} processes)"
+            runs.append(run_pipeline(cluster_env, FUSED, label, processes=cluster))
+        runs.append(run_together(together_env, *together, FUSED, "pipeline flow + alerts side by side (2 processes)"))
+        targets.append(together)
+        side_by_side = runs[-1]
+        if args.steady:  # the same deployment on steady values: about one twin version per 14 readings
+            steady_env, steady = copy("steady", "steady")
+            label = "pipeline flow + alerts side by side, steady values (2 processes)"
+            runs.append(run_together(steady_env, *steady, FUSED, label))
+            targets.append(steady)
+        raw_s = raw_limit(settings, settings.topics.raw, args.readings)
+        naive_s = naive(settings, settings.topics.raw, min(args.naive_sample, args.readings))
+        for r, (s, p) in zip(runs, targets, strict=True):
+            count_outputs(s, p, r)
+
+        n, values = args.readings, args.readings * args.sensors
+        raw_rate = n / raw_s
+        naive_rate = min(args.naive_sample, n) / naive_s
+        lat_names = FUSED if args.latency_flows == "fused" else PIPELINE
+        # 50 % of the higher of the fused flow's two rates (after the pipeline / alongside it)
+        lat_rate = n / (min(runs[0].wall, side_by_side.wall) if args.latency_flows == "fused" else runs[1].wall)
         phases = []
         if args.latency_seconds > 0:
             # The runs above added millions of rows: autovacuum would work through them during the
@@ -500,9 +502,11 @@ def main() -> None:
                 phases += run_latency(lat_rate, args, lat_names, fractions=repeated, recovery=True)
     finally:
         # After the latency phases: deleting the runs' millions of rows sets autovacuum to work on the
-        # tables, which competed with the flows during the phases when the clean-up came first.
-        for s, p in targets:
-            cleanup(s, p)
+        # tables, which competed with the flows during the phases when the clean-up came first. Also
+        # after Ctrl-C, SIGTERM or a failure: the run's rows and topics never stay behind.
+        with cleaning_up():
+            for s, p in made:
+                cleanup(s, p)
     t = Table(title="end to end, same data")
     for col in ("run", "readings/s", "values/s", "vs raw limit", "vs naive"):
         t.add_column(col, justify="right")
@@ -625,4 +629,5 @@ def _settings_of(env: dict[str, str]):
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible():
+        main()

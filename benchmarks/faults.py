@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmarks.machine import append_result
+from benchmarks.processes import cleaning_up, exiting_cleanly, interruptible
 from tests.faults.harness import FLOWS, SENSORS, Feeder, KafkaFeeder, MqttFeeder, Run, expected
 from tests.faults.outputs import Tally, compare, table
 from tests.private_stack import PrivateStack
@@ -63,10 +63,6 @@ def inject(kind: str, stack: PrivateStack, run: Run) -> float:
     return time.monotonic() - t0
 
 
-def _interrupt(_sig, _frame) -> None:
-    raise KeyboardInterrupt
-
-
 def catch_up_targets(run: Run, feeders: list[Feeder], plan) -> dict[str, int]:
     """Rows (and, for the pipeline, anomaly scores) that everything sent so far must give."""
     targets = {"rows": sum(f.sent for f in feeders) * len(SENSORS)}
@@ -90,8 +86,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.rate is None:  # the pipeline does far more per reading: a rate it keeps up with on a busy machine
         args.rate = 1000.0 if args.flow == "pipeline" else 2500.0
-    # SIGTERM (or SIGINT, which background jobs ignore) must still stop the private stack.
-    signal.signal(signal.SIGTERM, _interrupt)
     rng = random.Random(args.seed)
     kinds_of_flow = KINDS[args.flow]
     kinds = ["kafka_outage_60s"] + [kinds_of_flow[i % len(kinds_of_flow)] for i in range(args.faults - 1)]
@@ -101,11 +95,14 @@ def main() -> None:
     kafka_n = args.readings - mqtt_n
     records: list[tuple[int, str, float, float]] = []
     started = time.monotonic()
-    with PrivateStack(prefix="twinflow-bench-faults-") as stack:
+    # SIGTERM and SIGINT (which background jobs ignore) alike stop the flows and the private stack
+    # (interruptible, below), also when they come while it is being stopped.
+    with exiting_cleanly(PrivateStack(prefix="twinflow-bench-faults-")) as stack:
         console.print(f"private stack in {stack.root}")
         workdir = Path(tempfile.mkdtemp(prefix="bench-faults-"))
-        run = Run.create(stack, workdir, "bench", flow=args.flow)
+        run = None
         try:
+            run = Run.create(stack, workdir, "bench", flow=args.flow)
             run.start_flow(recovery=True)
             run.start_bridge()
             run.wait_started()
@@ -152,8 +149,10 @@ def main() -> None:
                 tallies = [Tally("telemetry rows", expected_rows, rows, expected_rows - distinct, rows - distinct)]
             alive = run.alive()
         finally:
-            run.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            with cleaning_up():
+                if run is not None:
+                    run.close()
+                shutil.rmtree(workdir, ignore_errors=True)
     wall = time.monotonic() - started
     by_kind: dict[str, list[tuple[float, float]]] = {}
     for _i, kind, outage, caught in records:
@@ -198,4 +197,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("its flows, bridge and private stack are stopped and removed"):
+        main()

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from benchmarks.latency import FUSED, Phase, measure, ms, own_run
 from benchmarks.machine import append_result, markdown_table
+from benchmarks.processes import interruptible
 from twinflow.settings import load_settings
 
 console = Console()
@@ -152,4 +153,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible():
+        main()

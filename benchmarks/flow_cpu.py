@@ -47,7 +47,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.e2e import ProcStats, sample
 from benchmarks.ingest import SHAPES, generate
-from benchmarks.processes import WriterCpu, flow_command, server_cpu
+from benchmarks.processes import WriterCpu, cleaning_up, flow_command, interruptible, server_cpu
+from benchmarks.processes import stop as stop_processes
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics, topic_specs
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
@@ -184,30 +185,33 @@ def run_flow(flow: str, code: Path, env: dict[str, str], processes: int = 1) -> 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    threading.Thread(target=sample, args=(proc, stats, stop), daemon=True).start()
-    _, err = proc.communicate()
-    wall = time.perf_counter() - start
-    stop.set()
+    try:
+        threading.Thread(target=sample, args=(proc, stats, stop), daemon=True).start()
+        _, err = proc.communicate()
+        wall = time.perf_counter() - start
+    finally:  # (Ctrl-C, SIGTERM: the flow stops too)
+        stop.set()
+        stop_processes(proc)
     if proc.returncode != 0:
         raise SystemExit(f"flow {flow} ({code}) failed:\n{err.decode()[-3000:]}")
     return stats.cpu_s, wall
 
 
-def model_outputs(base, raw_topic: str, prefix: str, code: Path) -> tuple[dict[str, str], list[str]]:
+def model_outputs(base, raw_topic: str, prefix: str, code: Path, created: list[str]) -> dict[str, str]:
     """Drain the telemetry topic once with the pipeline flow (``code``) into topics named with
-    ``prefix``; returns the settings that point the alerts flow's inputs at them, and the topics."""
+    ``prefix`` (added to ``created`` before they are made); returns the settings that point the
+    alerts flow's inputs at them."""
     from flows.alerts import input_topics
 
     env = {**os.environ, **topic_env(base, prefix), "TWINFLOW_TOPICS__RAW": raw_topic}
     os.environ.update(env)
     settings = load_settings()
+    created += [t.name for t in topic_specs(settings) if t.name != raw_topic]
     ensure_topics(settings)
     cpu, wall = run_flow("pipeline", code, env)
     print(f"pipeline (alerts' input) CPU {cpu:.1f} s, wall {wall:.1f} s", flush=True)
     inputs = set(input_topics(settings))
-    return {k: v for k, v in env.items() if k.startswith("TWINFLOW_") and v in inputs}, [
-        t.name for t in topic_specs(settings) if t.name != raw_topic
-    ]
+    return {k: v for k, v in env.items() if k.startswith("TWINFLOW_") and v in inputs}
 
 
 def main() -> None:
@@ -231,24 +235,23 @@ def main() -> None:
     raw_topic = input_env["TWINFLOW_TOPICS__RAW"]
     os.environ.update(input_env)
     in_settings = load_settings()
-    ensure_topics(in_settings)
     prefix = f"fcpu{run}"
     conninfo = base.postgres.conninfo()
-    generate(input_env, args.readings, args.twins, args.sensors, prefix, args.shape)
     created: list[str] = [t.name for t in topic_specs(in_settings)]
     results: list[tuple[str, str, int, float, float, str, float, str]] = []
     startup: dict[tuple[str, str], float] = {}
     try:
+        ensure_topics(in_settings)
+        generate(input_env, args.readings, args.twins, args.sensors, prefix, args.shape)
         # Start-up CPU (imports, connections, an empty drain) of each flow and checkout, to tell
         # the per-reading cost from the one-off cost of starting a process.
         empty_env = {**os.environ, **topic_env(base, f"fcpu.{run}.empty.")}
         os.environ.update(empty_env)
-        ensure_topics(load_settings())
         created += [t.name for t in topic_specs(load_settings())]
+        ensure_topics(load_settings())
         alert_inputs: dict[str, str] = {}
         if "alerts" in (args.flow or []):
-            alert_inputs, names = model_outputs(base, raw_topic, f"fcpu.{run}.models.", here)
-            created += names
+            alert_inputs = model_outputs(base, raw_topic, f"fcpu.{run}.models.", here, created)
         for flow in args.flow or ["twin", "models"]:
             for label, code in codes:
                 startup[(flow, label)], _ = run_flow(flow, code, empty_env, args.processes)
@@ -263,10 +266,10 @@ def main() -> None:
                         out_env.update(alert_inputs)
                     os.environ.update(out_env)
                     out_settings = load_settings()
-                    ensure_topics(out_settings)
                     inputs = {raw_topic, *alert_inputs.values()} if flow == "alerts" else {raw_topic}
                     names = [t.name for t in topic_specs(out_settings) if t.name not in inputs]
                     created += names
+                    ensure_topics(out_settings)
                     delete_rows(conninfo, prefix)
                     load = os.getloadavg()[0]
                     pg0, kafka0 = server_cpu()
@@ -290,9 +293,10 @@ def main() -> None:
                         flush=True,
                     )
     finally:
-        delete_rows(conninfo, prefix)
-        os.environ.update(input_env)
-        delete_topics(load_settings(), created)
+        with cleaning_up():
+            delete_rows(conninfo, prefix)
+            os.environ.update(input_env)
+            delete_topics(load_settings(), created)
     differ = []
     for flow in args.flow or ["twin", "models"]:
         digests = {d for f, _, _, _, _, d, _, _ in results if f == flow}
@@ -314,4 +318,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible():
+        main()

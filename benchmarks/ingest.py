@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -29,9 +28,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.machine import append_result
-from benchmarks.processes import flow_command
+from benchmarks.processes import cleaning_up, flow_command, interruptible, stop
 from connectors.kafka.clients import delete_topics, ensure_topics, producer_config
-from connectors.stopping import STOP_WITHIN_S
 from twinflow.settings import Topics, load_settings
 
 console = Console()
@@ -117,25 +115,15 @@ def generate(env: dict[str, str], readings: int, twins: int, sensors: int, prefi
 
 
 def run_flow(cmd: list[str], env: dict[str, str]) -> None:
-    """Run the flow to the end of its topic; on Ctrl-C or SIGTERM stop it (its own clean stop, within
-    ``connectors.stopping.STOP_WITHIN_S``; killed after that) and let the KeyboardInterrupt go on."""
+    """Run the flow to the end of its topic; on Ctrl-C or SIGTERM (:func:`~benchmarks.processes.interruptible`)
+    stop it (:func:`~benchmarks.processes.stop`) and let the KeyboardInterrupt go on."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     try:
         rc = proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()  # (a Ctrl-C reached it too: this second signal ends it at once)
-        try:
-            proc.wait(STOP_WITHIN_S + 1)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        raise
+    finally:
+        stop(proc)
     if rc:
         raise subprocess.CalledProcessError(rc, cmd)
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -146,19 +134,15 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
-    # Ctrl-C, SIGTERM (``timeout``, a supervisor) and SIGINT where a background job ignores it alike:
-    # the run stops its flow and deletes its rows and topics.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
 
     run = uuid.uuid4().hex[:8]
     base = load_settings()
     settings = base.model_copy(
         update={"topics": Topics(raw=f"bench.raw.{run}", dlq=f"bench.dlq.{run}", raw_partitions=4)}
     )
-    ensure_topics(settings)
     prefix = f"bench{run}"
     try:
+        ensure_topics(settings)
         produce_s = produce(settings, args.readings, args.twins, args.sensors, prefix)
         console.print(f"produced {args.readings:,} envelopes in {produce_s:.1f} s")
 
@@ -176,12 +160,10 @@ def main() -> None:
         flow_s = time.perf_counter() - start
         with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
             rows = telemetry_rows(db, prefix)
-    except KeyboardInterrupt:
-        sys.exit("interrupted: nothing recorded (the run's rows and topics are deleted)")
     finally:  # also after Ctrl-C or a failed flow: the run's rows and topics never stay behind
-        with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
+        with cleaning_up(), psycopg.connect(settings.postgres.conninfo(), autocommit=True) as db:
             db.execute("DELETE FROM telemetry WHERE twin_id LIKE %s", (prefix + "-%",))
-        delete_topics(settings, [settings.topics.raw, settings.topics.dlq])
+            delete_topics(settings, [settings.topics.raw, settings.topics.dlq])
 
     values = args.readings * args.sensors
     ok = rows == values
@@ -208,4 +190,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("the run's rows and topics are deleted"):  # Ctrl-C, SIGTERM: its flow stopped, nothing left
+        main()

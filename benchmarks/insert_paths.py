@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.machine import append_result
+from benchmarks.processes import cleaning_up, interruptible
 from connectors.postgres.copy_insert import CopyInsert, CopyTable
 from connectors.postgres.telemetry_sink import TELEMETRY, TelemetrySink
 from operators.telemetry.ingest import TelemetryRow
@@ -146,10 +147,10 @@ def main() -> None:
     times: dict[str, dict[str, list[float]]] = {k: {phase: [] for phase in phases} for k in tables}
     inserted: dict[str, dict[str, int]] = {k: dict.fromkeys(phases, 0) for k in tables}
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        for t in tables.values():
-            like = "CREATE TABLE {} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
-            conn.execute(sql.SQL(like).format(sql.Identifier(t)))
-        try:
+        try:  # the scratch tables are dropped again, also after Ctrl-C or SIGTERM
+            for t in tables.values():
+                like = "CREATE TABLE {} (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+                conn.execute(sql.SQL(like).format(sql.Identifier(t)))
             writers = {name: paths[name](conn, t) for name, t in tables.items()}
             names = list(tables)
             for phase, phase_batches in phases.items():
@@ -163,8 +164,11 @@ def main() -> None:
             count = sql.SQL("SELECT count(*) FROM {}")
             held = {k: conn.execute(count.format(sql.Identifier(t))).fetchone()[0] for k, t in tables.items()}
         finally:
-            for t in tables.values():
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(t)))
+            with cleaning_up():
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()  # (a write broken off inside its transaction)
+                for t in tables.values():
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(t)))
 
     load = (
         f"load average (1 min) {min(loads):.1f}–{max(loads):.1f}, mean {statistics.mean(loads):.1f}, "
@@ -204,4 +208,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("its scratch tables are dropped"):
+        main()

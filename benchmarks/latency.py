@@ -44,7 +44,17 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from benchmarks.ingest import SHAPES, generate, send_reading, telemetry_rows
-from benchmarks.processes import WriterCpu, flow_command, machine_cpu, server_cpu, usage, wait_idle
+from benchmarks.processes import (
+    WriterCpu,
+    cleaning_up,
+    flow_command,
+    interruptible,
+    machine_cpu,
+    server_cpu,
+    stop,
+    usage,
+    wait_idle,
+)
 from connectors.kafka.clients import producer_config
 
 PIPELINE = ("telemetry", "twin", "models", "alerts")
@@ -241,15 +251,18 @@ class TailingFlows:
     in ``flow.recovery_dir`` of ``env``); stopped with SIGTERM."""
 
     def __init__(self, env: dict[str, str], names: tuple[str, ...] = PIPELINE, recovery: bool = False) -> None:
-        self.procs = {
-            name: subprocess.Popen(
-                flow_command(name, tail=True, recovery=recovery),
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for name in names
-        }
+        self.procs: dict[str, subprocess.Popen] = {}
+        try:
+            for name in names:
+                self.procs[name] = subprocess.Popen(
+                    flow_command(name, tail=True, recovery=recovery),
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+        except BaseException:  # (Ctrl-C between two starts: the caller has no object to stop)
+            stop(*self.procs.values())
+            raise
         self._errors: dict[str, bytes] = {}
         self._readers = {  # drain stderr so a chatty flow never blocks
             name: threading.Thread(target=self._drain, args=(name, p), daemon=True) for name, p in self.procs.items()
@@ -282,15 +295,7 @@ class TailingFlows:
     def stop(self) -> float:
         """SIGTERM to every flow; the seconds until the last one exited (killed after 30 s)."""
         t0 = time.monotonic()
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop(*self.procs.values(), within_s=30)
         return time.monotonic() - t0
 
 
@@ -314,16 +319,17 @@ def own_run(tag: str, *, recovery: bool = False, **env_vars: str) -> Iterator[tu
         env["TWINFLOW_FLOW__RECOVERY_DIR"] = tempfile.mkdtemp(prefix=f"{tag}-{run}-recovery-")
     os.environ.update(env)
     settings = load_settings()
-    ensure_topics(settings)
     prefix = f"{tag}{run}"
     try:
+        ensure_topics(settings)
         yield env, settings, prefix
     finally:
-        cleanup(settings, prefix)
-        if recovery:
-            shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
-        os.environ.clear()
-        os.environ.update(before)
+        with cleaning_up():
+            cleanup(settings, prefix)
+            if recovery:
+                shutil.rmtree(env["TWINFLOW_FLOW__RECOVERY_DIR"], ignore_errors=True)
+            os.environ.clear()
+            os.environ.update(before)
 
 
 def measure(
@@ -486,4 +492,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible():
+        main()

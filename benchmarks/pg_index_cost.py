@@ -22,7 +22,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from benchmarks.processes import usage
+from benchmarks.processes import cleaning_up, interruptible, usage
 from connectors.postgres.copy_insert import copy_binary
 from connectors.postgres.telemetry_sink import TELEMETRY
 from twinflow.settings import load_settings
@@ -115,12 +115,19 @@ def main() -> None:
         if args.postmaster is None:  # a local server: the backend's parent
             args.postmaster = psutil.Process(conn.info.backend_pid).ppid()
         print(f"{'layout':42} {'backend µs/row':>14} {'server µs/row':>14} {'wall µs/row':>12} {'index MB':>9}  load")
-        for _ in range(args.repeat):
-            for layout in args.layout or LAYOUTS:
-                backend, server, wall, mb = run(conn, layout, args)
-                load = os.getloadavg()[0]
-                print(f"{layout:42} {backend:14.2f} {server:14.2f} {wall:12.2f} {mb:9.1f}  {load:.1f}", flush=True)
+        try:
+            for _ in range(args.repeat):
+                for layout in args.layout or LAYOUTS:
+                    backend, server, wall, mb = run(conn, layout, args)
+                    load = os.getloadavg()[0]
+                    print(f"{layout:42} {backend:14.2f} {server:14.2f} {wall:12.2f} {mb:9.1f}  {load:.1f}", flush=True)
+        finally:  # the scratch table goes, also after Ctrl-C or SIGTERM (a COPY broken off rolled back first)
+            with cleaning_up():
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                conn.execute("DROP TABLE IF EXISTS bench_idx")
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("its scratch table is dropped"):
+        main()

@@ -1,20 +1,38 @@
-"""The processes a benchmark starts and measures: flow command lines, CPU time and RSS.
+"""The processes a benchmark starts and measures: flow command lines, CPU time and RSS; stopping
+them, and the benchmark itself, on Ctrl-C or SIGTERM.
 
 >>> flow_command("twin", tail=False)[-4:]
 ['run', 'twin', '--no-tail', '--no-recovery']
+
+A benchmark runs on the shared development stack: its topics, rows, databases and temporary folders
+are its own and go again in ``finally`` blocks, also when it is interrupted. So its ``main`` runs in
+:func:`interruptible` (SIGTERM, from ``timeout`` or a supervisor, and SIGINT, also where a background
+job ignores it, raise ``KeyboardInterrupt``, which runs those blocks; then it exits with a message,
+records nothing, shows no traceback), and every child process it starts is stopped in a ``finally``
+with :func:`stop` (a child killed instead, as ``subprocess.run`` does 0.25 s after the interrupt,
+never runs its own clean-up).
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
+
+from connectors.stopping import STOP_SIGNALS, STOP_WITHIN_S
+
+# A second signal within this many seconds of the first is the same request (``timeout`` signals the
+# command and then its whole process group, the command again): it must not break off the clean-up.
+SAME_STOP_S = 1.0
+T = TypeVar("T")
 
 
 def checkout_python(checkout: Path) -> str:
@@ -43,6 +61,122 @@ def flow_command(flow: str, *, tail: bool, checkout: Path | None = None, recover
         "--tail" if tail else "--no-tail",
         *([] if recovery else ["--no-recovery"]),
     ]
+
+
+def stop(*procs: subprocess.Popen, within_s: float = STOP_WITHIN_S + 1) -> None:
+    """SIGTERM to each process still running (a flow stops cleanly within ``STOP_WITHIN_S``; one that a
+    Ctrl-C reached already takes this second signal as "stop now"), then wait for all of them; one
+    still running after ``within_s`` is killed. For ``finally`` blocks (it is a :func:`cleaning_up`): a
+    process that ended is left as it is."""
+    with cleaning_up():
+        for p in procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
+        deadline = time.monotonic() + within_s
+        for p in procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+class _Interrupts:
+    """What :func:`interruptible` has seen: when the last stop signal came, one held back by a
+    :func:`cleaning_up` block, and how deep such blocks are nested."""
+
+    last: float | None = None
+    held = False
+    cleaning = 0
+
+
+def _on_signal(_signum: int, _frame: object) -> None:
+    now = time.monotonic()
+    if _Interrupts.last is not None and now - _Interrupts.last < SAME_STOP_S:
+        return  # the same request (``timeout`` sends it to the command and then to its process group)
+    seen, _Interrupts.last = _Interrupts.last is not None, now
+    if _Interrupts.cleaning and not seen:
+        _Interrupts.held = True  # raised when the clean-up is done
+        return
+    raise KeyboardInterrupt  # (in a clean-up after an earlier signal: the user insists, it is broken off)
+
+
+@contextlib.contextmanager
+def cleaning_up() -> Iterator[None]:
+    """A clean-up (deleting a run's rows, topics, folders; stopping its children) that the first
+    Ctrl-C or SIGTERM does not break off: the interrupt is raised when the block is done. A signal
+    after an earlier one breaks it off (the user insists)."""
+    _Interrupts.cleaning += 1
+    try:
+        yield
+    finally:
+        _Interrupts.cleaning -= 1
+    if _Interrupts.held and not _Interrupts.cleaning:
+        _Interrupts.held = False
+        raise KeyboardInterrupt
+
+
+def run_flow_here(flow: object) -> None:
+    """Run a Bytewax dataflow in this process (``bytewax.testing.run_main``) to the end of its input;
+    Ctrl-C or SIGTERM meanwhile stops it as ``twinflow run`` does (:mod:`connectors.stopping`: the
+    sources end their input, nothing raises inside an operator, which Bytewax would turn into a panic),
+    then raises ``KeyboardInterrupt`` here for the run's clean-up (:func:`interruptible`)."""
+    from bytewax.testing import run_main
+
+    from connectors.stopping import STOP, stop_on_signals
+
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    STOP.reset()
+    stop_on_signals()
+    try:
+        run_main(flow)  # type: ignore[arg-type]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if STOP.requested.is_set():
+        STOP.reset()
+        _Interrupts.last = time.monotonic()
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def exiting_cleanly(cm: contextlib.AbstractContextManager[T]) -> Iterator[T]:
+    """``with exiting_cleanly(PrivateStack()) as stack:`` — ``cm``'s exit (stopping a private stack,
+    removing its folder) runs as a :func:`cleaning_up` block: an interrupt that comes meanwhile waits."""
+    value = cm.__enter__()
+    try:
+        yield value
+    except BaseException as exc:
+        with cleaning_up():
+            if not cm.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+    else:
+        with cleaning_up():
+            cm.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def interruptible(cleaned: str = "the run's topics, rows and processes are removed") -> Iterator[None]:
+    """Run a benchmark's ``main`` so that Ctrl-C and SIGTERM stop it cleanly: the signal raises
+    ``KeyboardInterrupt`` (once: a repeat within :data:`SAME_STOP_S` is the same request; one during
+    a :func:`cleaning_up` block waits for its end), the ``finally`` blocks remove what the run made,
+    and the command exits with status 1 and ``interrupted: nothing recorded (<cleaned>)``, without a
+    traceback."""
+    previous = {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS}
+    try:
+        yield
+    except KeyboardInterrupt:
+        sys.exit(f"interrupted: nothing recorded ({cleaned})")
+    except Exception:
+        if _Interrupts.last is None:
+            raise
+        # what the interrupt became on its way out (a flow run in this process, Bytewax's run_main,
+        # raises its own error for a KeyboardInterrupt in an operator)
+        sys.exit(f"interrupted: nothing recorded ({cleaned})")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def usage(pid: int, *, children: bool = True) -> tuple[float, int]:

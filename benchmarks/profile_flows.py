@@ -15,19 +15,24 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
+import psutil
+
 from benchmarks.e2e import cleanup
 from benchmarks.ingest import SHAPES, generate
-from benchmarks.processes import flow_command
+from benchmarks.processes import cleaning_up, flow_command, interruptible, stop
 from connectors.kafka.clients import ensure_topics
+from connectors.stopping import STOP_WITHIN_S
 from twinflow.demo.plant import topic_env
 from twinflow.settings import load_settings
 
@@ -58,13 +63,29 @@ def profile(flow: str, env: dict[str, str], out: Path, rate: int, processes: int
     cluster = ["-p", str(processes)] if processes > 1 else []
     subprocesses = ["--subprocesses"] if processes > 1 else []
     options = ["--rate", str(rate), "--format", "raw", *subprocesses, *(["--gil"] if gil else [])]
-    subprocess.run(
+    proc = subprocess.Popen(
         [spy, "record", *options, "-o", str(out), "--", *cmd, *cluster],
         env=env,
-        check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    flows: list[psutil.Process] = []  # py-spy's child: kept, it outlives a py-spy that a signal ended
+    try:
+        while not flows and proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                flows = psutil.Process(proc.pid).children()
+            time.sleep(0.05)
+        rc = proc.wait()
+    finally:  # (Ctrl-C, SIGTERM: the flow is stopped and waited for before its rows are deleted)
+        with cleaning_up():
+            for flow in flows:
+                with contextlib.suppress(psutil.Error):
+                    flow.terminate()
+            for flow in psutil.wait_procs(flows, timeout=STOP_WITHIN_S + 1)[1]:
+                flow.kill()
+            stop(proc)
+    if rc:
+        raise subprocess.CalledProcessError(rc, proc.args)
 
 
 def main() -> None:
@@ -89,9 +110,9 @@ def main() -> None:
         env["TWINFLOW_FLOW__BATCH_SIZE"] = str(args.batch_size)
     os.environ.update(env)
     settings = load_settings()
-    ensure_topics(settings)
     prefix = f"prof{run}"
     try:
+        ensure_topics(settings)
         generate(env, args.readings, args.twins, args.sensors, prefix, args.shape)
         for flow in args.flow or ["telemetry", "twin", "models"]:
             with tempfile.TemporaryDirectory() as tmp:
@@ -108,8 +129,10 @@ def main() -> None:
             for f, c in incl:
                 print(f"{c / total:6.1%}  {f}")
     finally:
-        cleanup(settings, prefix)
+        with cleaning_up():
+            cleanup(settings, prefix)
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible():
+        main()

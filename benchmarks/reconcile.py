@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from benchmarks.machine import append_result
 from benchmarks.ml_cost import snapshot_cost
+from benchmarks.processes import cleaning_up, interruptible, run_flow_here
 from operators.records.twin import Ack, AckEvent, Command, DesiredEvent, DesiredUpdate, Reported, encode
 from operators.twin.event_windows import WindowSpec
 from operators.twin.processor import TwinProcessor, TwinRuntime
@@ -142,7 +143,6 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
     from pathlib import Path
 
     import psycopg
-    from bytewax.testing import run_main
     from confluent_kafka import Producer
     from psycopg import sql
 
@@ -194,11 +194,11 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
     from twinflow.desired_client import build, signer
 
     me = signer(base)
-    with psycopg.connect(su, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(base.postgres.user))
-        )
-    try:
+    try:  # the database, topics and folder go again, also after Ctrl-C or SIGTERM
+        with psycopg.connect(su, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(base.postgres.user))
+            )
         migrate(s.postgres.conninfo(), "off")
         ensure_topics(s)
         producer = Producer(producer_config(s))
@@ -225,7 +225,7 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
                 producer.poll(0)
         assert producer.flush(60) == 0
         start, cpu = time.perf_counter(), time.process_time()
-        run_main(build_flow(s, tail=False))
+        run_flow_here(build_flow(s, tail=False))
         secs, cpu = time.perf_counter() - start, time.process_time() - cpu
         with psycopg.connect(s.postgres.conninfo()) as conn:
             versions = conn.execute("SELECT count(*) FROM twin_state_history").fetchone()[0]
@@ -240,10 +240,11 @@ def measure_flow(twins: int, rounds: int) -> dict[str, float]:
             "flow_cpu": cpu,
         }
     finally:
-        scratch.cleanup()
-        delete_topics(s, names)
-        with psycopg.connect(su, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        with cleaning_up():
+            scratch.cleanup()
+            delete_topics(s, names)
+            with psycopg.connect(su, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
 
 def report(r: dict[str, float]) -> str:
@@ -311,4 +312,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("its database, topics and folder are removed"):
+        main()

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.processes import interruptible
 from connectors.bridges.mapping.loading import parse_mapping
 from connectors.bridges.mapping.schema import Mapping
 from connectors.sim.faults import SLOW, Fault, failure_level_s
@@ -470,4 +471,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("it keeps everything in memory"):
+        main()

@@ -20,6 +20,7 @@ import statistics
 import time
 import uuid
 
+from benchmarks.processes import cleaning_up, interruptible
 from connectors.kafka.clients import TopicSpec, delete_topics, ensure_topics, producer_config
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.overlap import OverlappedSink
@@ -51,9 +52,10 @@ def main() -> None:
     args = ap.parse_args()
     settings = load_settings()
     topic = f"bench.sink_flush.{uuid.uuid4().hex[:6]}"
-    ensure_topics(settings, [TopicSpec(topic, 4, {"retention.ms": "600000"})])
-    part = OverlappedSink(MessageSink(producer_config(settings)), background=False).build_part("bench", "00", None)
-    try:
+    part = None
+    try:  # the topic goes again, also after Ctrl-C or SIGTERM
+        ensure_topics(settings, [TopicSpec(topic, 4, {"retention.ms": "600000"})])
+        part = OverlappedSink(MessageSink(producer_config(settings)), background=False).build_part("bench", "00", None)
         part.write_batch([[OutMessage(b"warm-up", VALUE, topic)]])  # producer id and metadata first
         part.snapshot()
         print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -66,9 +68,12 @@ def main() -> None:
             )
         print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
-        part.close()
-        delete_topics(settings, [topic])
+        with cleaning_up():
+            if part is not None:
+                part.close()
+            delete_topics(settings, [topic])
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("its topic is deleted"):
+        main()

@@ -29,6 +29,7 @@ from rich.table import Table
 from benchmarks.ingest import generate, telemetry_rows
 from benchmarks.latency import TailingFlows, own_run, wait_for
 from benchmarks.machine import append_result, markdown_table
+from benchmarks.processes import interruptible
 
 console = Console()
 COLUMNS = ("twins", "readings", "stop s", "exit code", "last epoch committed", "recovery store MB")
@@ -88,4 +89,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible():
+        main()

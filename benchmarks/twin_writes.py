@@ -27,8 +27,9 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from benchmarks.cleanup import delete_rows
+from benchmarks.cleanup import delete_rows, delete_run_rows
 from benchmarks.machine import append_result
+from benchmarks.processes import cleaning_up, interruptible
 from connectors.postgres.copy_insert import copy_binary
 from connectors.postgres.twin_sink import HISTORY_MOVE, TwinSink
 from operators.records.twin import Reported
@@ -103,6 +104,23 @@ def clean(conn: psycopg.Connection, prefix: str) -> None:
         delete_rows(conn, "twin_state_history", sql.SQL("twin_id LIKE %s"), (f"{prefix}-%",))
 
 
+def rounds(
+    conninfo: str, changes: list[StateChange], batches: list[int], n: int, prefix: str, loads: list[float]
+) -> dict[int, dict[str, list]]:
+    """Per batch size and path, the best (server ms, client ms) of ``n`` rounds and the rows' digest;
+    the 1-minute load average after each run is appended to ``loads``."""
+    out: dict[int, dict[str, list]] = {}
+    for batch in batches:
+        best = out.setdefault(batch, {})
+        for _ in range(n):
+            for path in ("staging", "sink"):
+                server, client, digest = run(conninfo, path, changes, batch, prefix)
+                old = best.get(path)
+                best[path] = [min(server, old[0]) if old else server, min(client, old[1]) if old else client, digest]
+                loads.append(os.getloadavg()[0])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--versions", type=int, default=20000)
@@ -118,14 +136,12 @@ def main() -> None:
         "|---:|---|---:|---:|---|",
     ]
     loads = []
-    for batch in args.batch or [20, 200]:
-        best: dict[str, list] = {}
-        for _ in range(args.rounds):
-            for path in ("staging", "sink"):
-                server, client, digest = run(conninfo, path, changes, batch, prefix)
-                old = best.get(path)
-                best[path] = [min(server, old[0]) if old else server, min(client, old[1]) if old else client, digest]
-                loads.append(os.getloadavg()[0])
+    try:  # an interrupted round's history rows go again (its connection is closed by then)
+        measured = rounds(conninfo, changes, args.batch or [20, 200], args.rounds, prefix, loads)
+    finally:
+        with cleaning_up():
+            delete_run_rows(conninfo, ("twin_state_history",), prefix)
+    for batch, best in measured.items():
         same = best["sink"][2] == best["staging"][2]
         for path, (server, client, digest) in best.items():
             lines.append(
@@ -139,4 +155,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("its rows are deleted"):
+        main()

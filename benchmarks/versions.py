@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from benchmarks.ingest import SHAPES as BENCH_SHAPES
+from benchmarks.processes import interruptible
 from operators.records.twin import Reported
 from operators.twin.reconcile import Reconciler
 from operators.twin.state import StateChange, TwinState
@@ -48,4 +49,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interruptible("it keeps everything in memory"):
+        main()

@@ -1,11 +1,24 @@
-"""A benchmark's cleanup leaves the development database's indexes as small as its rows need."""
+"""A benchmark's cleanup leaves the development database's indexes as small as its rows need, and an
+interrupted benchmark leaves nothing behind."""
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
+from confluent_kafka.admin import AdminClient
+from psycopg import sql
 
 from benchmarks.cleanup import compact_indexes, delete_run_rows
+from benchmarks.e2e import RUN_TABLES
+from connectors.kafka.clients import client_config
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +76,64 @@ def test_make_bench_starts_from_compact_indexes(stack_settings):
             assert db.execute(f"SELECT twin_id FROM {table}").fetchall() == [("run-1",)]
         finally:
             db.execute(f"DROP TABLE {table}")
+
+
+def _flows_of(bench: psutil.Process) -> list[psutil.Process]:
+    """The benchmark's flow processes (``twinflow run …``) that have started."""
+    found = []
+    for child in bench.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "run" in child.cmdline() and "twinflow.cli.main" in child.cmdline():
+                found.append(child)
+    return found
+
+
+def _in_session(sid: int) -> list[psutil.Process]:
+    """Processes of session ``sid`` that still run (a benchmark started with ``start_new_session``)."""
+    left = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+                left.append(p)
+    return left
+
+
+def test_an_interrupted_benchmark_leaves_nothing_behind(stack_settings):
+    """SIGTERM to a benchmark's process group (as ``timeout`` and supervisors send it; Ctrl-C sends
+    SIGINT the same way) once its flows run and have written rows: it says it was interrupted, no
+    traceback, and its flows, topics, rows and recovery folder are gone (benchmarks.latency: the
+    shared ``own_run`` and ``TailingFlows`` of e2e, fleet and stop_time)."""
+    cmd = [sys.executable, "-m", "benchmarks.latency", "--rate", "20", "--seconds", "30", "--twins", "3"]
+    cmd += ["--flow", "pipeline", "--flow", "alerts", "--recovery"]
+    bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        proc, deadline = psutil.Process(bench.pid), time.monotonic() + 60
+        while len(flows := _flows_of(proc)) < 2:
+            assert bench.poll() is None and time.monotonic() < deadline, bench.communicate()
+            time.sleep(0.2)
+        env = flows[0].environ()
+        topic_prefix = env["TWINFLOW_TOPICS__RAW"].removesuffix("telemetry.raw")  # lat.<run>.
+        prefix, recovery = "lat" + topic_prefix.split(".")[1], Path(env["TWINFLOW_FLOW__RECOVERY_DIR"])
+        conninfo = stack_settings.postgres.conninfo()
+        with psycopg.connect(conninfo, autocommit=True) as db:
+            rows = "SELECT count(*) FROM telemetry WHERE twin_id LIKE %s"
+            while db.execute(rows, (prefix + "-%",)).fetchone()[0] == 0:
+                assert bench.poll() is None and time.monotonic() < deadline, bench.communicate()
+                time.sleep(0.2)
+
+            os.killpg(bench.pid, signal.SIGTERM)
+            out, err = bench.communicate(timeout=60)
+
+            assert bench.returncode == 1, out[-2000:] + err[-2000:]
+            assert "interrupted: nothing recorded" in err and "Traceback" not in err, err[-3000:]
+            assert not _in_session(bench.pid), "processes of the benchmark's session are left"
+            topics = AdminClient(client_config(stack_settings)).list_topics(timeout=10).topics
+            assert not [t for t in topics if t.startswith(topic_prefix)]
+            for table in RUN_TABLES:
+                count = sql.SQL("SELECT count(*) FROM {} WHERE twin_id LIKE %s").format(sql.Identifier(table))
+                assert db.execute(count, (prefix + "-%",)).fetchone() == (0,), table
+            assert not recovery.exists()
+    finally:
+        if bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait()
