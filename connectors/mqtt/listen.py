@@ -312,27 +312,14 @@ def listen(
     stop: threading.Event,
     *,
     timeout: float = 5.0,
-    username: str | None = None,
-    password: str | None = None,
-    tls: bool = False,
-    ca_file: Any = None,
-    certfile: Any = None,
-    keyfile: Any = None,
+    **login: Any,
 ) -> tuple[Heard, float, list[str]]:
     """Subscribe to ``filters`` for ``seconds`` (or until ``max_messages``, or ``stop``): (what was
     heard, seconds listened, filters the broker refused). Read only: nothing is published; a clean
     session, so the broker keeps nothing for this client. :class:`Unreachable` when the broker
-    cannot be reached within ``timeout`` or refuses the connection."""
-    client = make_client(
-        f"twinflow-listen-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-        clean_session=True,
-        username=username,
-        password=password,
-        tls=tls,
-        ca_file=ca_file,
-        certfile=certfile,
-        keyfile=keyfile,
-    )
+    cannot be reached within ``timeout`` or refuses the connection. ``login``: :func:`make_client`'s
+    login and TLS arguments (:func:`connectors.mqtt.client.login_of` of the ``[mqtt]`` settings)."""
+    client = make_client(f"twinflow-listen-{os.getpid()}-{uuid.uuid4().hex[:6]}", clean_session=True, **login)
     client.connect_timeout = timeout
     client.reconnect_delay_set(1, 2)
     heard = Heard()
@@ -358,7 +345,7 @@ def listen(
             enough.set()
 
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
-    where = f"mqtt{'s' if tls else ''}://{host}:{port}"
+    where = f"mqtt{'s' if login.get('tls') else ''}://{host}:{port}"
     try:
         client.connect(host, port, keepalive=30)
     except (TimeoutError, OSError) as exc:
