@@ -27,7 +27,7 @@ from typing import Any
 
 import tomli_w
 
-from connectors.bridges.mapping.naming import conform, toml_inline, toml_pair, unique
+from connectors.bridges.mapping.naming import LISTED, conform, listed_lines, toml_inline, toml_pair, unique
 from connectors.mqtt.listen import KINDS, Heard, TopicSeen
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 
@@ -43,7 +43,6 @@ GENERIC = {
 # Sparkplug metrics about the session, not the machine.
 _SESSION_METRICS = re.compile(r"^(bdSeq|Node Control/.*|Device Control/.*|Properties/.*)$")
 _TWIN = re.compile(TWIN_ID_PATTERN)
-_LISTED = 20
 
 
 def device_level(levels: list[str], plain: bool) -> int:
@@ -225,10 +224,8 @@ def _header(heard: Heard, command: str, seconds: float, connection: dict[str, An
         "# Review twin_id, type and units; what a device did not publish while listening is missing.",
         "# client_id is this file's own: keep it (a persistent session), one per running bridge.",
     ]
-    lines += [f"# Note: {n}" for n in sk.notes[:_LISTED]]
+    lines += [f"# Note: {n}" for n in sk.notes[:LISTED]]
     if sk.left_out:
         lines.append(f"# Left out: {len(sk.left_out)} topic(s) without a number or boolean to map:")
-        lines += [f"#   {x}" for x in sk.left_out[:_LISTED]]
-        if len(sk.left_out) > _LISTED:
-            lines.append(f"#   … and {len(sk.left_out) - _LISTED} more (twinflow mapping listen-mqtt lists them)")
+        lines += listed_lines(sk.left_out, "twinflow mapping listen-mqtt")
     return "\n".join(lines) + "\n\n"

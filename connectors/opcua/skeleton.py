@@ -21,7 +21,7 @@ from typing import Any
 
 import tomli_w
 
-from connectors.bridges.mapping.naming import conform, pattern_of, toml_inline, toml_pair, unique
+from connectors.bridges.mapping.naming import conform, listed_lines, pattern_of, toml_inline, toml_pair, unique
 from connectors.bridges.mapping.schema import OpcuaAsset
 from connectors.opcua.browse import Browse, Variable
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
@@ -29,7 +29,6 @@ from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 DEFAULT_TYPE = "machine"
 # Type definitions that say nothing about the machine: its asset gets DEFAULT_TYPE.
 _GENERIC_TYPES = {"", "BaseObjectType", "FolderType"}
-_LISTED = 20  # left-out variables named in the file's header
 
 
 TYPE_PATTERN = pattern_of(OpcuaAsset, "type")
@@ -119,7 +118,6 @@ def _header(found: Browse, command: str, sk: Skeleton) -> str:
         lines.append("# The browse stopped at --max-nodes: the server has more than this file holds.")
     if sk.left_out:
         lines.append(f"# Left out: {len(sk.left_out)} variables that are no readings (arrays, structures, dates …):")
-        lines += [f"#   {'/'.join(v.path)}  {v.node}  {v.data_type}" for v in sk.left_out[:_LISTED]]
-        if len(sk.left_out) > _LISTED:
-            lines.append(f"#   … and {len(sk.left_out) - _LISTED} more (twinflow mapping browse-opcua lists them)")
+        items = [f"{'/'.join(v.path)}  {v.node}  {v.data_type}" for v in sk.left_out]
+        lines += listed_lines(items, "twinflow mapping browse-opcua")
     return "\n".join(lines) + "\n\n"

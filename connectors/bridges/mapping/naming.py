@@ -70,3 +70,18 @@ def toml_inline(key: str, table: dict[str, Any]) -> str:
     """``key = { a = 1, b = "x" }``."""
     name = toml_pair(key, 0).rsplit(" = ", 1)[0]
     return f"{name} = {{ {', '.join(toml_pair(k, v) for k, v in table.items())} }}"
+
+
+LISTED = 20  # items a skeleton's header names; the command that wrote it lists them all
+
+
+def listed_lines(items: list[str], command: str) -> list[str]:
+    """A skeleton header's comment lines naming up to :data:`LISTED` items, then how many more ``command`` lists.
+
+    >>> listed_lines(["a", "b"], "twinflow mapping browse-opcua")
+    ['#   a', '#   b']
+    """
+    lines = [f"#   {x}" for x in items[:LISTED]]
+    if len(items) > LISTED:
+        lines.append(f"#   … and {len(items) - LISTED} more ({command} lists them)")
+    return lines
