@@ -235,6 +235,8 @@ def run_local_cluster(child_args: list[str], processes: int) -> int:
     from connectors.stopping import STOP, STOP_WITHIN_S, stop_on_signals, stop_with_parent
 
     stop_on_signals()
+    if STOP.requested.is_set():
+        return 0  # stopped before any process started
     addrs = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
     children = [
         subprocess.Popen([*child_args, "-i", str(i), "-a", addrs], start_new_session=True, preexec_fn=stop_with_parent)

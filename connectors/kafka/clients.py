@@ -12,6 +12,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.config.contract import ConnectorSettings
+from connectors.stopping import wait_unless_stopped
 
 # Producer tuning: defaults that `kafka.extra` may override (docs/performance.md "Kafka broker CPU").
 # linger.ms 50 (was 25, before that 5): fewer, larger produce requests; the broker's CPU per reading is
@@ -117,10 +118,11 @@ def ensure_topics(
     settings: ConnectorSettings, specs: list[TopicSpec] | None = None, timeout: float = 30, **client: Any
 ) -> list[str]:
     """Create missing topics (idempotent); returns the names created. ``client``: properties of the
-    admin client (e.g. ``logger=quiet_logger()``)."""
+    admin client (e.g. ``logger=quiet_logger()``). Waits up to ``timeout`` s for a broker to answer
+    (then the client's error), and not at all once a stop is requested (:class:`~connectors.stopping.Stopped`)."""
     admin = AdminClient(client_config(settings, **client))
     specs = specs if specs is not None else topic_specs(settings)
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    existing = set(metadata(admin, timeout).topics)
     new = [
         NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config)
         for s in specs
@@ -138,6 +140,24 @@ def ensure_topics(
                 raise
     await_topics(admin, {t.topic: t.num_partitions for t in new}, timeout)
     return created
+
+
+def metadata(admin: AdminClient, timeout: float) -> Any:
+    """The cluster's metadata, asked for in slices of a second so that a stop ends the wait
+    (:class:`~connectors.stopping.Stopped`); after ``timeout`` s without an answer, the client's error."""
+    failures: list[KafkaException] = []
+
+    def attempt(seconds: float) -> Any:
+        try:
+            return admin.list_topics(timeout=max(seconds, 0.1))
+        except KafkaException as exc:
+            failures[:] = [exc]
+            return None
+
+    meta = wait_unless_stopped(attempt, timeout, "waiting for Kafka")
+    if meta is None:
+        raise failures[0]
+    return meta
 
 
 def delete_topics(settings: ConnectorSettings, names: Iterable[str], timeout: float = 60) -> list[str]:

@@ -190,10 +190,10 @@ class EventHub:
         self._thread = threading.Thread(target=self._run, name="twinflow-event-hub", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(10)
+            self._thread.join(timeout)
 
     def _assign_at_end(self, consumer: Consumer) -> list[TopicPartition]:
         parts = []

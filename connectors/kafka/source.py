@@ -29,6 +29,7 @@ path, while a poll that finds no new message is a healthy one.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -42,11 +43,12 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import AbortExecution, Source, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
+from confluent_kafka.admin import AdminClient
 
 from connectors.cluster import this_worker
 from connectors.config.contract import ConnectorSettings
-from connectors.kafka.clients import client_config, without_bootstrap
-from connectors.stopping import STOP
+from connectors.kafka.clients import client_config, metadata, without_bootstrap
+from connectors.stopping import STOP, Stopped
 from operators.ml.path_pauses import PathPauses
 
 log = logging.getLogger(__name__)
@@ -309,6 +311,10 @@ class StoppableKafkaSource(KafkaSource):
         the ``t``-th topic is listed only by worker ``(i + t) % workers`` (:func:`owner`), so each
         worker reads its share of every topic. The same partitions, the same recovery keys: a
         snapshot resumes on the worker that now lists its partition."""
+        try:  # Bytewax asks without a timeout: a broker that does not answer would block a stop for good
+            metadata(AdminClient({"bootstrap.servers": ",".join(self._brokers), **self._add_config}), math.inf)
+        except Stopped:
+            return []  # stopped before Kafka answered: no input, the run ends at once
         parts = super().list_parts()
         worker = this_worker()
         if worker is None or worker.count == 1:

@@ -26,7 +26,7 @@ from connectors.sim.faults import Fault
 from connectors.sim.mqtt_device import SimMqttDevice
 from connectors.sim.plant import Plant
 from connectors.sim.settings import SimSettings
-from connectors.stopping import stop_on_signals
+from connectors.stopping import Stopped, stop_on_signals, wait_unless_stopped
 
 if TYPE_CHECKING:
     from connectors.sim.modbus_server import SimModbusServer
@@ -195,7 +195,12 @@ class Simulator:
         # Many devices take a while: each OPC-UA server needs about a second to build its address space.
         timeout = timeout or 30.0 + 6.0 * (len(self.opcua_servers) + len(self.modbus_servers) / 10)
         self.runner.start()
-        if not self.started.wait(timeout):
+        try:  # a stop while the servers start: they are stopped, and the command ends (Stopped)
+            started = wait_unless_stopped(lambda s: self.started.wait(s) or None, timeout, "starting the simulator")
+        except Stopped:
+            self.runner.stop()
+            raise
+        if not started:
             self.runner.stop()
             raise RuntimeError(f"simulator did not start: {self.runner.error!r}")
         return self

@@ -10,7 +10,11 @@ at ``/api/docs``, and the web view at ``/`` (docs/api.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+import time
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -53,8 +57,30 @@ def hub_topics(settings: Settings) -> HubTopics:
     return HubTopics(tuple(pairs), tuple(pairs.values()))
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The application; services (database pool, Kafka hub, producer) start with its lifespan."""
+async def _unless_stopped(work: Awaitable[object], stop: threading.Event | None) -> bool:
+    """Await ``work`` unless ``stop`` is set first (then it is cancelled); whether it completed."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        if stop is not None and stop.is_set():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return False
+        await asyncio.wait({task}, timeout=0.1)
+    task.result()
+    return True
+
+
+async def _hub_ready(ready: threading.Event, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def create_app(settings: Settings, stop: threading.Event | None = None) -> FastAPI:
+    """The application; services (database pool, Kafka hub, producer) start with its lifespan.
+    ``stop`` (``twinflow serve``: SIGTERM/SIGINT) ends a start-up that waits for PostgreSQL or Kafka:
+    the server then stops at once."""
     from confluent_kafka import Producer
 
     from twinflow.api import routes
@@ -64,19 +90,21 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state = app.state
-        await state.reads.open()
-        state.hub.state_listeners.append(state.cache.on_state)
-        state.hub.start(asyncio.get_running_loop())
-        await asyncio.to_thread(state.hub.ready.wait, 30)
-        if state.hub.error:
+        started = await _unless_stopped(state.reads.open(), stop)
+        if started:
+            state.hub.state_listeners.append(state.cache.on_state)
+            state.hub.start(asyncio.get_running_loop())
+            started = await _unless_stopped(_hub_ready(state.hub.ready, 30), stop)
+        if started and state.hub.error:
             log.error("live events unavailable: %s", state.hub.error)
-        warm = asyncio.create_task(state.reads.warm(state.cache))
+        warm = asyncio.create_task(state.reads.warm(state.cache)) if started else None
         try:
             yield
         finally:
             log.info("stopping: live event streams, Kafka and the database pool")
-            warm.cancel()
-            state.hub.stop()
+            if warm is not None:
+                warm.cancel()
+            state.hub.stop(10 if started else 1)  # a hub still waiting for Kafka: its thread ends with the process
             state.producer.flush(5)
             await state.reads.close()
             log.info("stopped")

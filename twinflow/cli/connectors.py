@@ -66,8 +66,10 @@ def run_bridge(protocol: str, mapping_file: Path, verbose: bool = False, metrics
     else:
         from connectors.mqtt.mapped import MappedMqttBridge as cls
     from connectors.kafka.clients import ensure_topics
+    from connectors.stopping import check_stop
 
-    ensure_topics(settings)
+    ensure_topics(settings)  # a stop while it waits for Kafka: exit 0 (twinflow.cli.main)
+    check_stop("starting the bridge")
     code = cls(settings, mapping).run_forever(metrics_port)
     raise typer.Exit(code)
 

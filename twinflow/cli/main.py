@@ -233,21 +233,43 @@ from twinflow.cli.mapping import mapping_app  # noqa: E402
 app.add_typer(mapping_app, name="mapping")
 
 
+# Commands that run until SIGTERM/Ctrl-C: they keep the handlers twinflow.cli installs before the imports
+# (a stop at any moment ends them cleanly, exit 0); every other command gets the process' own back.
+RUN_UNTIL_STOPPED = {"run", "serve", "demo", "simulate", "bridge", "mapping listen-mqtt", "twin run", "alerts run"}
+
+
+def runs_until_stopped(args: list[str]) -> bool:
+    """Whether the command line ``args`` (without the program) names a command that runs until stopped.
+
+    >>> [runs_until_stopped(args) for args in (["bridge", "mqtt"], ["twin", "run"], ["twin", "list"])]
+    [True, True, False]
+    """
+    words = [a for a in args if not a.startswith("-")][:2]
+    return bool(words) and (words[0] in RUN_UNTIL_STOPPED or " ".join(words) in RUN_UNTIL_STOPPED)
+
+
 def main() -> None:
     """The ``twinflow`` command: a configuration mistake found anywhere (settings, mapping, policy or
     registry file), an argument that is not UTF-8, a path that cannot be used or a protocol library not
     installed (an extra, connectors/extras.py) ends in its message and exit code 2, a service that
-    does not answer (PostgreSQL, Kafka) in its message and exit code 1, never a traceback."""
+    does not answer (PostgreSQL, Kafka) in its message and exit code 1, never a traceback. A command that
+    runs until stopped and gets SIGTERM/SIGINT while it starts exits 0 (docs/operations.md#stopping)."""
     from connectors.extras import MissingExtra, explain
+    from connectors.stopping import Stopped, default_signals
     from twinflow.cli.support import failure_message, not_utf8_argument, print_config_error
     from twinflow.settings import ConfigError
 
+    if not runs_until_stopped(sys.argv[1:]):
+        default_signals()
     bad_argument = not_utf8_argument(sys.argv[1:])
     if bad_argument is not None:
         print_config_error(bad_argument)
         sys.exit(2)
     try:
         app()
+    except Stopped as exc:
+        print(f"{exc}; exiting", file=sys.stderr, flush=True)
+        sys.exit(0)
     except (ConfigError, MissingExtra) as exc:
         print_config_error(exc)
         sys.exit(2)

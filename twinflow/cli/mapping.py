@@ -241,9 +241,8 @@ def listen_mqtt(
     paths of numbers and booleans with examples, timestamp and quality fields, Sparkplug B metrics;
     with --mapping-out, write a mapping skeleton that `twinflow mapping check` and the bridge accept.
     Ctrl-C or SIGTERM ends the listening early (exit 0). Exit 1: broker unreachable, nothing heard."""
-    from connectors.stopping import STOP, stop_on_signals
+    from connectors.stopping import stop_on_signals
 
-    STOP.reset()
     stop = stop_on_signals()  # SIGTERM/Ctrl-C: the listening ends, what was heard is listed (exit 0)
     for f in topic:
         if f.startswith("$") or not _filter_ok(f):

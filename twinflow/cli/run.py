@@ -62,7 +62,7 @@ def run_flow(
     import importlib
 
     from connectors.overlap import SLOTS
-    from connectors.stopping import stop_on_signals
+    from connectors.stopping import check_stop, stop_on_signals
     from twinflow.runner import ensure_recovery_dir, run_in_process, run_local_cluster
     from twinflow.stack.process import port_open
 
@@ -72,6 +72,7 @@ def run_flow(
         err_console.print(f"[red]unknown flow {flow!r}: choose one of {', '.join(FLOWS)}[/red]")
         raise typer.Exit(2)
     s = settings_or_exit()
+    check_stop("starting the flow")
     if processes > 1 and process_id is None:
         child = [sys.executable, "-m", "twinflow.cli.main", "run", flow, "-w", str(workers)]
         child += ["--recovery" if recovery else "--no-recovery", "--tail" if tail else "--no-tail"]
@@ -103,6 +104,7 @@ def run_flow(
         partitions = min(workers * len(peers or [None]), SLOTS)
         s = s.model_copy(update={"flow": s.flow.model_copy(update={"sink_partitions": partitions})})
     module = importlib.import_module(f"flows.{flow}")
+    check_stop("starting the flow")
     logging.getLogger("twinflow.run").info("flow %s starting (recovery: %s)", flow, rdir or "off")
     code = run_in_process(
         lambda: module.build_flow(s, tail=tail),

@@ -24,9 +24,13 @@ def serve(
     """Serve the HTTP API (/api/v1, docs at /api/docs) and the web view (/) until SIGTERM/Ctrl-C."""
     import logging
 
+    from connectors.stopping import check_stop, stop_on_signals
+
+    stop_on_signals()  # from the start (uvicorn takes the signals over later): a stop during start-up is clean too
     import uvicorn
 
     from twinflow.api.app import create_app
+    from twinflow.api.server import Server, serve_workers
     from twinflow.settings import ConfigError
 
     s = settings_or_exit()
@@ -36,7 +40,7 @@ def serve(
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app = create_app(s)
+        app = create_app(s, stop_on_signals())  # a stop while it waits for PostgreSQL or Kafka ends the start-up
     except ConfigError as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -55,17 +59,11 @@ def serve(
     logging.getLogger("twinflow.api").info(
         "serving on %s://%s:%s (docs at /api/docs)", scheme, options["host"], options["port"]
     )
+    check_stop("starting the server")
     if workers > 1:  # each worker process builds its own app (and event hub) from the same settings
-        uvicorn.run("twinflow.api.app:app_from_settings", factory=True, workers=workers, **options)
+        serve_workers(uvicorn.Config("twinflow.api.app:app_from_settings", factory=True, workers=workers, **options))
     else:
-
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig: int, frame) -> None:  # SIGTERM/SIGINT: end the event streams first
-                app.state.hub.close_all()
-                super().handle_exit(sig, frame)
-                self._captured_signals.clear()  # a clean stop exits 0 (uvicorn would re-raise the signal)
-
-        Server(uvicorn.Config(app, **options)).run()
+        Server(uvicorn.Config(app, **options), app).run()
 
 
 @token_app.command("create")

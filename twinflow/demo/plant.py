@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from connectors.stopping import STOP_WITHIN_S, stop_on_signals, stop_with_parent
+from connectors.stopping import STOP_WITHIN_S, check_stop, stop_on_signals, stop_with_parent
 from twinflow.demo.fault_scoring import Evaluation
 from twinflow.settings import PROJECT_ROOT, Settings, topic_fields
 
@@ -235,6 +235,7 @@ def run_plant_demo(
     from twinflow.settings import load_settings
 
     stop = stop_on_signals()
+    check_stop("starting the demo")
     twins = [a.twin_id for a in load_mapping(mapping).assets]
     run = uuid.uuid4().hex[:6]
     logs = settings.stack.dir / "demo"
@@ -310,6 +311,7 @@ def run_plant_demo(
         ensure_topics(demo_settings)
         db = stack.enter_context(psycopg.connect(demo_settings.postgres.conninfo(), autocommit=True))
         stack.callback(_stop_all, procs)
+        check_stop("preparing the demo")  # its topics and database are cleaned up
         for child in children:
             procs.append(_spawn(child, env, logs))
         t0 = time.monotonic()

@@ -28,7 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from connectors.kafka.clients import client_config, delete_topics, ensure_topics
-from connectors.stopping import STOP_WITHIN_S, stop_on_signals, stop_with_parent
+from connectors.stopping import STOP_WITHIN_S, check_stop, stop_on_signals, stop_with_parent
 from twinflow.settings import Settings
 
 MALFORMED = [b"{not json", b'{"readings": {"rpm": "fast"}}', b"\xff\xfe\x00", b"[]"]
@@ -114,6 +114,7 @@ def dead_letters_since(settings: Settings, since: datetime, prefix: str) -> dict
 def run_demo(settings: Settings, *, duration: float, twins: int, rate: float, console: Console) -> int:
     """Exit code 0 when every reading landed once (or the demo was stopped by SIGTERM/SIGINT)."""
     stop = stop_on_signals()
+    check_stop("starting the demo")
     run_id = uuid.uuid4().hex[:6]
     prefix = f"demo-{run_id}"
     # A topic of its own, so the demo never waits behind older data in telemetry.raw.
