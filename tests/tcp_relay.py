@@ -19,11 +19,12 @@ import threading
 
 
 class Relay:
-    """Relays each connection to ``127.0.0.1:<target_port>`` on a port of its own (``port``)."""
+    """Relays each connection to ``127.0.0.1:<target_port>`` on a port of its own (``port``; a free one
+    unless given)."""
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1", port: int = 0) -> None:
         self.target = (target_host, target_port)
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server(("127.0.0.1", port))
         self.port: int = self._server.getsockname()[1]
         self._open = threading.Event()
         self._open.set()

@@ -12,6 +12,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.config.contract import ConnectorSettings
+from connectors.kafka.broker_log import broker_logger
 from connectors.stopping import wait_unless_stopped
 
 # Producer tuning: defaults that `kafka.extra` may override (docs/performance.md "Kafka broker CPU").
@@ -32,7 +33,8 @@ def quiet_logger() -> logging.Logger:
     """A client's ``logger`` that keeps librdkafka's own log lines out of the output: a broker that does
     not answer prints one per connection attempt (hundreds in 30 s), burying the one line a one-shot
     command (``twin set-desired``, ``model reset``, ``kafka init``) prints about the outcome itself.
-    Long-running processes (flows, bridges) keep them."""
+    Every other client logs through :func:`connectors.kafka.broker_log.broker_logger` (one line while
+    Kafka is unreachable, one when it is back)."""
     logger = logging.getLogger("twinflow.kafka.librdkafka")
     logger.setLevel(logging.CRITICAL)
     logger.propagate = False
@@ -41,12 +43,14 @@ def quiet_logger() -> logging.Logger:
 
 def client_config(settings: ConnectorSettings, defaults: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """Base librdkafka config: bootstrap servers, then ``defaults``, the user's `kafka.extra`
-    properties (which override ``defaults``) and ``extra`` (which overrides both)."""
+    properties (which override ``defaults``) and ``extra`` (which overrides both); librdkafka's log
+    goes through :func:`~connectors.kafka.broker_log.broker_logger` unless ``extra`` names a ``logger``."""
     conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap_servers, **(defaults or {})}
     conf.update(settings.kafka.extra)
     if settings.kafka.sasl_password is not None:
         conf["sasl.password"] = settings.kafka.sasl_password.get_secret_value()
     conf.update(extra)
+    conf.setdefault("logger", broker_logger(conf))
     return conf
 
 
@@ -152,6 +156,7 @@ def metadata(admin: AdminClient, timeout: float) -> Any:
             return admin.list_topics(timeout=max(seconds, 0.1))
         except KafkaException as exc:
             failures[:] = [exc]
+            admin.poll(0)  # an admin client hands its log lines (the broker that does not answer) over here
             return None
 
     meta = wait_unless_stopped(attempt, timeout, "waiting for Kafka")
