@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from confluent_kafka import Producer
 
+from connectors.kafka.broker_log import broker_logger
 from connectors.kafka.clients import PRODUCER_DEFAULTS, PRODUCER_GUARANTEES, client_config, producer_config
 from twinflow.settings import Settings
 
 
 def test_without_extra_the_producer_gets_its_defaults_and_guarantees() -> None:
     conf = producer_config(Settings(kafka={"bootstrap_servers": "k1:9092"}))
+    logger = conf.pop("logger")  # librdkafka's log, summarised while the broker is unreachable
+    assert logger is broker_logger({"bootstrap.servers": "k1:9092"})
     assert conf == {"bootstrap.servers": "k1:9092", **PRODUCER_DEFAULTS, **PRODUCER_GUARANTEES}
 
 
