@@ -22,10 +22,12 @@ from confluent_kafka.admin import AdminClient
 REMIND_S = 60.0
 PROBE_S = 2.0
 SETTING = "kafka.bootstrap_servers (TWINFLOW_KAFKA__BOOTSTRAP_SERVERS)"
-# librdkafka's lines about a connection that failed or broke: the broker is not reachable.
+# librdkafka's lines about a connection that could not be made: the broker is not reachable. A connection
+# that closes ("Disconnected (after 600000ms in state UP)") is not one: brokers close idle connections
+# (connections.max.idle.ms), and a broker that went away is followed by failed connection attempts.
 UNREACHABLE = re.compile(
     r"Connect to \S+ failed|Connection refused|Failed to resolve|Connection setup timed out|brokers? (?:are|is) down"
-    r"|Disconnected \(after|Receive failed: Disconnected|No route to host|Network is unreachable",
+    r"|No route to host|Network is unreachable",
     re.IGNORECASE,
 )
 _REASON = re.compile(r"failed: ([^(]+?)\s*(?:\(|$)")
