@@ -5,8 +5,8 @@ flow. ``record`` appends the verdict to ``desired_audit`` (the hash chain,
 :mod:`connectors.postgres.audit`), to ``desired_requests`` (its Kafka position and request id:
 the memory for replays and restarts) and, when denied, to ``desired_rejections`` — in one
 transaction, committed before it returns (retried on connection loss; the flow waits).
-``prior`` finds an earlier verdict by Kafka position or request id. ``resume_position`` is the
-newest decided position of a twin (a twin resumed from the database skips records up to it).
+``prior`` finds an earlier verdict by Kafka position or (authenticated verdicts only) request id.
+``resume_position`` is the newest decided position of a twin (a twin resumed from the database skips records up to it).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from connectors.postgres.audit import AuditEntry, append, record_rejection
 from connectors.postgres.session import Session
-from operators.twin.desired_gate import Verdict
+from operators.twin.desired_gate import UNAUTHENTICATED, Verdict
 
 _COLS = (
     'topic, partition, "offset", request_id, twin_id, actor, via, decision, reason, detail, old, new, desired_version'
@@ -28,7 +28,10 @@ _COLS = (
 BY_POSITION = (
     "SELECT " + _COLS + ' FROM desired_requests WHERE topic = %s AND partition = %s AND "offset" = %s'
 )
-BY_REQUEST = "SELECT " + _COLS + " FROM desired_requests WHERE request_id = %s ORDER BY id LIMIT 1"
+# The first verdict that claimed the request id: records whose signer was not established never do.
+BY_REQUEST = (
+    "SELECT " + _COLS + " FROM desired_requests WHERE request_id = %s AND reason <> ALL(%s) ORDER BY id LIMIT 1"
+)
 INSERT = (
     "INSERT INTO desired_requests (" + _COLS + ", audit_id)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -61,7 +64,7 @@ class PostgresDecisionStore:
             if position is not None:
                 row = conn.execute(BY_POSITION, position).fetchone()
             if row is None:
-                row = conn.execute(BY_REQUEST, (request_id,)).fetchone()
+                row = conn.execute(BY_REQUEST, (request_id, sorted(UNAUTHENTICATED))).fetchone()
             return None if row is None else _verdict(row)
 
         with self._lock:

@@ -185,7 +185,10 @@ class SimOpcuaServer:
             value = dv.Value.Value if dv.Value is not None else None
             if isinstance(value, int | float) and value != last:
                 self.plant.set(key[0], key[1], float(value))
-                self.setpoints[key] = self.plant.setpoint(*key) or float(value)
+                # The written value, not the one the plant took: when the plant clamped it, the
+                # next publish writes the clamped value back to the node, as a real device reports
+                # the setpoint it runs at (a read-back never shows a value the machine refused).
+                self.setpoints[key] = float(value)
                 self.writes += 1
                 log.info("OPC-UA write %s.%s = %s", key[0], key[1], value)
 

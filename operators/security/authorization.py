@@ -25,6 +25,8 @@ Decision(allowed=True, reason='allowed', detail='rpm_setpoint by rule ops', rule
 'out_of_range'
 >>> p.authorize({"twin_id": "p1", "values": {"rpm_setpoint": 5}}, {"roles": ["guest"]}, pump).reason
 'no_matching_rule'
+>>> ParameterRule(type="integer").check("stage", 3.0), ParameterRule(type="integer").check("stage", 3.5)[0]
+(None, 'bad_type')
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class ParameterRule(StrictModel):
             return DenyReason.BAD_TYPE, f"{name}: {value} is not a finite number"
         expected = {
             "number": is_number,
-            "integer": isinstance(value, int) and not isinstance(value, bool),
+            # Requests carry numbers as JSON numbers (decoded as floats): 3 and 3.0 are integers, 3.5 is not.
+            "integer": is_number and float(value).is_integer(),
             "string": isinstance(value, str),
             "bool": isinstance(value, bool),
             "any": True,

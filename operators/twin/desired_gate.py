@@ -3,11 +3,12 @@
 For each ``twin.desired`` record of a twin, in order, :meth:`DesiredGate.judge`:
 
 1. looks the request id up in the decision store: the same Kafka record decided before (a replay
-   after a restart) gets the *same* verdict again and nothing new is recorded; the same request id
-   in another record is a replayed request and is denied;
+   after a restart) gets the *same* verdict again and nothing new is recorded;
 2. otherwise decides (:func:`decide`): signature, subject and freshness
-   (:mod:`operators.security.request_auth`), unknown twin, the attribute policy
-   (:mod:`operators.security.authorization`),
+   (:mod:`operators.security.request_auth`) first — so the audit names whoever really signed —
+   then a request id already decided in another record (a replayed request, denied; only
+   authenticated verdicts claim an id, so a forged record cannot make a real request a "replay"),
+   unknown twin, the attribute policy (:mod:`operators.security.authorization`),
    unknown parameters, ``physical_wins`` parameters (the device owns them), and the
    ``expected_version`` against the twin's desired version;
 3. records the verdict through the store (the hash-chained audit and, when denied, the
@@ -42,6 +43,10 @@ the flow, a dict in tests).
 >>> again = DesiredEvent(ev.update, now, signed, sig, ("twin.desired", 0, 9))  # the same request re-sent
 >>> gate.judge(st, again, tp.rules_for("p1"), now).reason
 'replayed_request'
+>>> forged = DesiredEvent(ev.update, now, signed.replace(b"1200", b"3000"), sig, ("twin.desired", 0, 10))
+>>> v = gate.judge(st, forged, tp.rules_for("p1"), now)   # a tampered copy: not ann's, whatever it claims
+>>> v.reason, v.detail.startswith("the signature does not verify")
+('bad_signature', True)
 """
 
 from __future__ import annotations
@@ -69,6 +74,13 @@ class GateReason:
     REPLAYED = "replayed_request"
     NO_POLICY = "no_policy"
     NO_REQUEST_ID = "no_request_id"
+
+
+# Verdicts on records whose signer is not established: they never claim a request id (a forged
+# record with a real request's id must not turn that request into a "replay").
+UNAUTHENTICATED = frozenset(
+    {AuthReason.UNSIGNED, AuthReason.NO_SUBJECTS, AuthReason.UNKNOWN_SUBJECT, AuthReason.BAD_SIGNATURE}
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,8 @@ class DecisionStore(Protocol):
     """Where verdicts are kept (committed before ``record`` returns).
 
     ``prior`` returns the verdict recorded for this Kafka record (``position``) if there is one,
-    else the first verdict recorded for ``request_id`` in another record, else None."""
+    else the first verdict recorded for ``request_id`` in another record whose reason is not in
+    :data:`UNAUTHENTICATED`, else None."""
 
     def prior(self, request_id: str, position: tuple[str, int, int] | None) -> Verdict | None: ...
 
@@ -123,7 +136,8 @@ class MemoryStore:
 
     def record(self, verdict: Verdict) -> None:
         self.by_position.setdefault(verdict.position, verdict)
-        self.by_request.setdefault(verdict.request_id, verdict)
+        if verdict.reason not in UNAUTHENTICATED:
+            self.by_request.setdefault(verdict.request_id, verdict)
         self.log.append(verdict)
 
     def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
@@ -174,9 +188,15 @@ def twin_attrs(config: GateConfig, state: TwinState) -> dict[str, Any] | None:
 
 
 def decide(
-    config: GateConfig, state: TwinState, ev: DesiredEvent, rules: TwinRules, now: datetime
+    config: GateConfig,
+    state: TwinState,
+    ev: DesiredEvent,
+    rules: TwinRules,
+    now: datetime,
+    replay_of: Verdict | None = None,
 ) -> tuple[bool, str, str, str, str | None]:
-    """(allowed, reason, detail, actor, via) for a request seen for the first time."""
+    """(allowed, reason, detail, actor, via) for a Kafka record seen for the first time; ``replay_of``:
+    the verdict already recorded for its request id in another record."""
     upd = ev.update
     subjects, policy = config.current()
     who = authenticate(
@@ -191,6 +211,12 @@ def decide(
 
     if not upd.request_id:
         return deny(GateReason.NO_REQUEST_ID, "a signed request needs a request_id (replay protection)")
+    if replay_of is not None:
+        return deny(
+            GateReason.REPLAYED,
+            f"request {upd.request_id} was already decided ({replay_of.decision}, Kafka record "
+            f"{_where(replay_of.position)}); a copy is never applied again — send a new request",
+        )
     attrs = twin_attrs(config, state)
     if attrs is None:
         where = "the twin registry (security.twin_registry)" if config.registry is not None else "any reading"
@@ -236,17 +262,7 @@ class DesiredGate:
         prior = self.store.prior(rid, ev.position)
         if prior is not None and prior.position == ev.position:
             return Verdict(**{**prior.__dict__, "repeated": True})
-        if prior is not None:
-            allowed, reason, detail, actor, via = (
-                False,
-                GateReason.REPLAYED,
-                f"request {rid} was already decided ({prior.decision}, Kafka record {_where(prior.position)}); "
-                "a copy is never applied again — send a new request",
-                prior.actor,
-                prior.via,
-            )
-        else:
-            allowed, reason, detail, actor, via = decide(self.config, state, ev, rules, now)
+        allowed, reason, detail, actor, via = decide(self.config, state, ev, rules, now, prior)
         upd = ev.update
         old: dict[str, Any] = {"values": {k: (state.desired[k][0] if k in state.desired else None) for k in upd.values}}
         new: dict[str, Any] = {"values": dict(upd.values), "request_id": rid, "issued_at": upd.issued_at}
@@ -279,4 +295,14 @@ def _where(position: tuple[str, int, int] | None) -> str:
     return "?" if position is None else f"{position[0]}[{position[1]}]@{position[2]}"
 
 
-__all__ = ["AuthReason", "DecisionStore", "DesiredGate", "GateConfig", "GateReason", "MemoryStore", "Verdict", "decide"]
+__all__ = [
+    "UNAUTHENTICATED",
+    "AuthReason",
+    "DecisionStore",
+    "DesiredGate",
+    "GateConfig",
+    "GateReason",
+    "MemoryStore",
+    "Verdict",
+    "decide",
+]

@@ -331,6 +331,11 @@ def test_hostile_requests_get_problem_documents(live: Live):
         unknown = c.patch(url, json={"values": {"speed": 1}, "admin": True}, headers={"If-Match": "*"})
         assert is_problem(unknown, 422)["errors"]
         is_problem(c.patch(url, json={"values": {"speed": "fast"}}, headers={"If-Match": "*"}), 422)
+        # taken as sent: a number in a string is no number (it was set as 12.0), true is no 1.0 (it was, and
+        # passed a numeric range), so the policy judges the boolean the client sent
+        is_problem(c.patch(url, json={"values": {"speed": "12"}}, headers={"If-Match": "*"}), 422)
+        boolean = c.patch(url, json={"values": {"speed": True}}, headers={"If-Match": "*"})
+        assert is_problem(boolean, 403)["reason"] == "bad_type", boolean.text
         is_problem(c.patch(url, json={"values": {"speed": 1}}, headers={"If-Match": "nonsense"}), 400)
         for path in ("/api/v1/twins/..%2F..%2Fetc%2Fpasswd", "/api/v1/twins/%00evil", "/api/v1/twins/a%20b/history"):
             r = c.get(path)

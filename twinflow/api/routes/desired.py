@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from operators.records.envelope import SENSOR_PATTERN
 from twinflow.api import models
@@ -35,6 +35,11 @@ DENIED_STATUS = {"stale_version": 412, "unknown_twin": 404}
 IF_MATCH_PATTERN = r'^(?:\*|(?:W/)?"([0-9]{1,18})")$'
 
 
+# A number, or a boolean for an on/off parameter, taken as sent: "12" is no number and true is not 1.0
+# (the policy tells them apart: a `bool` rule, a range), as `twinflow twin set-desired` sends them.
+DesiredValue = Annotated[float, Strict()] | Annotated[bool, Strict()]
+
+
 class DesiredPatch(BaseModel):
     """Desired values to set (a merge: parameters not named keep their desired value)."""
 
@@ -47,7 +52,9 @@ class DesiredPatch(BaseModel):
             ]
         },
     )
-    values: dict[Annotated[str, Field(pattern=SENSOR_PATTERN)], float] = Field(default_factory=dict, max_length=256)
+    values: dict[Annotated[str, Field(pattern=SENSOR_PATTERN)], DesiredValue] = Field(
+        default_factory=dict, max_length=256
+    )
     mode: Literal["normal", "maintenance", "simulating"] | None = None
     reason: str = Field("", max_length=500)
 
