@@ -41,6 +41,7 @@ import numpy as np
 
 from operators.ml.condition import ConditionMonitor
 from operators.ml.config import ModelConfig
+from operators.ml.counters import Counters
 from operators.ml.failure import FleetFailureModel, RulEstimate, TwinHistory
 from operators.ml.forecast import ForecastBatch, SensorForecast, SensorForecasts
 from operators.ml.novelty import NoveltyDetector, seconds
@@ -50,8 +51,8 @@ from operators.ml.scoring import Alarm, Score, score_of, surprise_of
 from operators.ml.sensor_health import SensorHealth
 from operators.versioned_state import canonical, restore_slots, slot_state
 
-STATE_VERSION = 4  # 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array
-READS = (3, 4)  # layouts this version reads (3's packed rows come one array per row); older ones start afresh
+STATE_VERSION = 5  # 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array; 5: counters
+READS = (3, 4, 5)  # layouts this version reads (3's packed rows come one array per row); older ones start afresh
 Ranges = dict[str, tuple[float | None, float | None]]
 
 
@@ -73,7 +74,7 @@ class TwinModel:
     """Sensor health + novelty + condition (conditioned on the operating point) + forecasts + failure features."""
 
     __slots__ = (
-        "_fault_sensors", "_fault_surprise", "alarm", "anomaly", "condition", "config", "forecaster", "history",
+        "_fault_sensors", "_fault_surprise", "alarm", "anomaly", "condition", "config", "counters", "forecaster", "history",
         "kind", "operating_point", "ranges", "sensor_health",
     )  # fmt: skip
 
@@ -84,6 +85,11 @@ class TwinModel:
 
     def reset(self) -> None:
         """Forget everything this twin learned (``twinflow model reset TWIN``)."""
+        self.counters = Counters()  # which sensors count (energy, hours, pieces): scored as rates
+        self._restart()
+
+    def _restart(self) -> None:
+        """Start the models afresh, knowing which sensors are counters."""
         cfg = self.config
         self.anomaly = NoveltyDetector(cfg.anomaly)
         self.operating_point = OperatingPoint(cfg.operating_point, cfg.anomaly.baseline_halflife)
@@ -108,6 +114,8 @@ class TwinModel:
             if not hasattr(self, "ranges"):
                 self.ranges = {}
             self.reset()
+        elif not hasattr(self, "counters"):  # before version 5: no counters known yet
+            self.counters = Counters()
 
     # ------------------------------------------------------------------ control
     def rebaseline(self, sensor: str | None = None) -> bool:
@@ -171,7 +179,11 @@ class TwinModel:
         same numbers; nothing else reads the forecasters in between): no forecasts here. ``t``: ``ts`` in
         seconds (:func:`seconds` with ``time_unit_s``) when the caller has it already."""
         cfg = self.config
-        score = self._score(ts, readings, learn, seconds(ts, cfg.time_unit_s) if t is None else t)
+        t = seconds(ts, cfg.time_unit_s) if t is None else t
+        scored, changed = self.counters.apply(t, readings)
+        if changed:  # a sensor turned out to be a counter (or not): learn from scratch on its rate
+            self._restart()
+        score = self._score(ts, scored, learn, t)
         out_forecasts = None
         if self.forecaster is not None:
             faults = score.sensor_faults
