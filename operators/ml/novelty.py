@@ -52,6 +52,9 @@ from operators.versioned_state import VersionedState, doubles
 STATE_VERSION = 3  # 2: bounded scores (surprise), point channel, masks, relearn; 3: z² rings in the half ring
 READS = (2,)  # layouts this version reads (2: the z² rings in float32 arrays of their own)
 POINT_BLOCK = 10  # learned samples per update of the single-sample noise and of the drift test
+# Normal deviations per sensor before the noise model is fitted: a 60-sensor covariance from 300
+# samples under-states the spread of new samples (a tail fitted in-sample), so false alarms follow.
+CALIB_ROWS_PER_SENSOR = 10
 
 
 class NoveltyDetector(Regimes, VersionedState):
@@ -373,7 +376,8 @@ class NoveltyDetector(Regimes, VersionedState):
         """Re-estimate the precision matrix and both tails from recent normal deviations."""
         cfg = self.config
         self._since_refresh = 0
-        if self._calib is None or self._cfill < max(2 * len(self.sensors), 10, self._need_calib):
+        rows = min(CALIB_ROWS_PER_SENSOR * len(self.sensors), cfg.calibration_size)
+        if self._calib is None or self._cfill < max(rows, 10, self._need_calib):
             return
         assert self._cscale is not None
         d = half_ring.read(self._calib[:, :-2], self._cscale[:-2], self._cfill)  # the deviations
