@@ -48,9 +48,10 @@ class Counters:
         for name, value in state.items():
             setattr(self, name, value)
 
-    def apply(self, t: float, readings: dict[str, float]) -> tuple[dict[str, float], bool]:
+    def apply(self, t: float, readings: dict[str, float], learn: bool = True) -> tuple[dict[str, float], bool]:
         """The readings with each counter's value replaced by its rate per second (``t`` in seconds),
-        and whether the set of counters changed (the models must start afresh)."""
+        and whether the set of counters changed (the models must start afresh). ``learn`` False
+        (maintenance): no sensor becomes a counter (a counter that falls is still none)."""
         changed = False
         out = readings
         last, never = self._last, self.never
@@ -73,7 +74,7 @@ class Counters:
                 continue
             if prev is None:
                 continue
-            if v > prev[0]:
+            if v > prev[0] and learn:
                 rises = self._rises.get(name, 0) + 1
                 self._rises[name] = rises
                 if rises >= INCREASES and v > 0.0:
