@@ -52,7 +52,8 @@ from operators.ml.scoring import Alarm, Score, score_of, surprise_of
 from operators.ml.sensor_health import SensorHealth
 from operators.versioned_state import canonical, restore_slots, slot_state
 
-STATE_VERSION = 5  # 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array; 5: counters
+# 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array; 5: counters
+STATE_VERSION = 5
 READS = (3, 4, 5)  # layouts this version reads (3's packed rows come one array per row); older ones start afresh
 Ranges = dict[str, tuple[float | None, float | None]]
 
@@ -75,8 +76,8 @@ class TwinModel:
     """Sensor health + novelty + condition (conditioned on the operating point) + forecasts + failure features."""
 
     __slots__ = (
-        "_fault_sensors", "_fault_surprise", "alarm", "anomaly", "condition", "config", "counters", "forecaster", "history",
-        "kind", "operating_point", "ranges", "sensor_health",
+        "_fault_sensors", "_fault_surprise", "alarm", "anomaly", "condition", "config", "counters", "forecaster",
+        "history", "kind", "operating_point", "ranges", "sensor_health",
     )  # fmt: skip
 
     def __init__(self, config: ModelConfig | None = None, ranges: Ranges | None = None) -> None:
