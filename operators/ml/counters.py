@@ -6,10 +6,13 @@ falls and a ``condition`` alert opens however well the machine runs, and a count
 how fast it counts. A sensor is taken for a counter once it has risen ``INCREASES`` (20) times
 since its first reading or its last *reset* (a fall to below half of its value: a wrap, a reset to
 0), never went down otherwise and never below 0 (a sensor that toggles between 0 and 1 is none).
-From then on the models score its rate per second, ``Δvalue / Δt`` (the sensor keeps its name): a reset, a wrap or a repeated timestamp carries the last rate forward. A counter that
-goes down by less than half of its value is no counter (a quantised temperature rising for minutes
-looks like one): it is scored as a level again and never taken for a counter again. Each change of
-what is a counter restarts the twin's models (as a new sensor does): they learn from scratch.
+From then on the models score its rate per second, ``Δvalue / Δt`` (the sensor keeps its name):
+a reset, a wrap or a repeated timestamp carries the last rate forward. A counter that goes down by
+less than half of its value is no counter (a quantised temperature rising for minutes looks like
+one): it is scored as a level again and never taken for a counter again. Each change of what is a
+counter restarts the twin's scoring models (as a new sensor does); forecasts and the failure
+history see the readings as sent. Sensors only become counters while the twin learns (not in
+maintenance). A wear indicator that only ever grows is a counter too: its rate is scored.
 
 >>> c = Counters()
 >>> [sorted(c.apply(float(t), {"kwh": 10.0 + t, "temp": 20.0})[0].items()) for t in range(3)][-1]
