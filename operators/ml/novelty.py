@@ -376,7 +376,8 @@ class NoveltyDetector(Regimes, VersionedState):
         """Re-estimate the precision matrix and both tails from recent normal deviations."""
         cfg = self.config
         self._since_refresh = 0
-        rows = min(CALIB_ROWS_PER_SENSOR * len(self.sensors), cfg.calibration_size)
+        d = len(self.sensors)  # (at most twice the warm-up: a short warm-up asks for early scores)
+        rows = min(CALIB_ROWS_PER_SENSOR * d, cfg.calibration_size, max(2 * d, 2 * cfg.warmup))
         if self._calib is None or self._cfill < max(rows, 10, self._need_calib):
             return
         assert self._cscale is not None
