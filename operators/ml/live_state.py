@@ -67,7 +67,7 @@ class TwinModelState:
         # Last value per sensor: OPC-UA reports by exception, so an envelope may carry only the
         # sensors that changed; the models see every sensor at its latest value (sample-and-hold).
         self.held: dict[str, float] = {}
-        # Per sensor: (first report, last report, reports) in seconds: its usual reporting interval.
+        # Per sensor: (first report, last report, reports, last interval) in seconds: its usual reporting interval.
         self.seen: dict[str, array[float]] = {}  # (lists in snapshots of earlier versions)
         self.wall_at_last: float | None = None  # wall clock (epoch s) when the last reading was applied
         self.ticked_at = 0.0  # wall clock of the last silence timer
@@ -101,10 +101,15 @@ def silent_sensors(state: TwinModelState, now: float, cfg: LiveModelConfig) -> s
     """Sensors that have not reported for ``silence_factor`` of their usual intervals (and ``silence_min_s``)."""
     sh = cfg.model.sensor_health
     out = set()
-    for name, (first, last, n) in state.seen.items():
+    for name, rec in state.seen.items():
+        first, last, n = rec[0], rec[1], rec[2]
         if n < 3:
             continue
+        # its usual interval, or its last one if longer: a sensor that now reports less often (1 Hz,
+        # then every 20 s) is silent after 10 of its new intervals, not its lifetime average's
         usual = (last - first) / (n - 1)
+        if len(rec) > 3 and rec[3] > usual:
+            usual = rec[3]
         if now - last > max(sh.silence_factor * usual, sh.silence_min_s):
             out.add(name)
     return out

@@ -203,8 +203,10 @@ class _Readings:
         for name in item.readings:
             rec = seen.get(name)
             if rec is None:
-                seen[name] = array("d", (t, t, 1.0))
+                seen[name] = array("d", (t, t, 1.0, 0.0))
             else:
+                if len(rec) > 3:  # (3 values in snapshots of earlier versions)
+                    rec[3] = t - rec[1]
                 rec[1] = t
                 rec[2] += 1.0
         state.samples += 1
@@ -215,7 +217,10 @@ class _Readings:
         publish = bool(cfg.forecast_every) and state.samples % cfg.forecast_every == 0
         values = dict(held)
         mt = t if model.config.time_unit_s == cfg.model.time_unit_s else None  # (t is the model's time too)
-        out = model.update(item.ts, values, not state.maintenance, forecasts=publish, deferred=self.deferred, t=mt)
+        reported = item.readings if len(item.readings) < len(values) else None  # the others are held
+        out = model.update(
+            item.ts, values, not state.maintenance, forecasts=publish, deferred=self.deferred, t=mt, reported=reported
+        )
         history = model.history
         fleet = None
         if history is not None and cfg.predict_every and history.age % cfg.predict_every == 0:

@@ -52,6 +52,9 @@ from operators.versioned_state import VersionedState, doubles
 STATE_VERSION = 3  # 2: bounded scores (surprise), point channel, masks, relearn; 3: z² rings in the half ring
 READS = (2,)  # layouts this version reads (2: the z² rings in float32 arrays of their own)
 POINT_BLOCK = 10  # learned samples per update of the single-sample noise and of the drift test
+# Normal deviations per sensor before the noise model is fitted: a 60-sensor covariance from 300
+# samples under-states the spread of new samples (a tail fitted in-sample), so false alarms follow.
+CALIB_ROWS_PER_SENSOR = 10
 
 
 class NoveltyDetector(Regimes, VersionedState):
@@ -362,27 +365,39 @@ class NoveltyDetector(Regimes, VersionedState):
         self._calib[:keep] = self._calib[idx].copy()
         self._cpos, self._cfill = keep, keep
 
+    def _still_floor(self) -> np.ndarray:
+        """The smallest variance a sensor is measured in: one part in 1e9 of its level (float64 keeps
+        16 digits), at least 1e-30 — only a sensor that held still through the calibration is at it."""
+        assert self._baseline is not None
+        b = 1e-9 * self._baseline
+        return np.maximum(b * b, 1e-30)
+
     def _refresh(self) -> None:
         """Re-estimate the precision matrix and both tails from recent normal deviations."""
         cfg = self.config
         self._since_refresh = 0
-        if self._calib is None or self._cfill < max(2 * len(self.sensors), 10, self._need_calib):
+        d = len(self.sensors)  # (at most twice the warm-up: a short warm-up asks for early scores)
+        rows = min(CALIB_ROWS_PER_SENSOR * d, cfg.calibration_size, max(2 * d, 2 * cfg.warmup))
+        if self._calib is None or self._cfill < max(rows, 10, self._need_calib):
             return
         assert self._cscale is not None
         d = half_ring.read(self._calib[:, :-2], self._cscale[:-2], self._cfill)  # the deviations
         cov = (d.T @ d).astype(np.float64) / len(d)
-        diag = cov.diagonal().copy()
-        cov *= 1.0 - cfg.shrinkage
-        np.fill_diagonal(cov, diag + 1e-9 * (float(np.add.reduce(diag)) / len(diag) + 1e-12))  # the mean
+        # In each sensor's own units (its spread), so that 1e9 Pa next to 1e-6 A is as well conditioned
+        # as two temperatures: a ridge relative to the mean spread hid every small sensor.
+        s = np.sqrt(np.maximum(cov.diagonal(), self._still_floor()))
+        corr = cov / np.outer(s, s)
+        corr *= 1.0 - cfg.shrinkage
+        np.fill_diagonal(corr, 1.0 + 1e-9)
         try:
-            precision = np.linalg.inv(cov)
+            inv = np.linalg.inv(corr)
         except np.linalg.LinAlgError:
-            precision = np.linalg.pinv(cov, hermitian=True)
-        self._precision = precision
-        self._tail.fit(((d @ precision.astype(np.float32)) * d).sum(axis=1))
+            inv = np.linalg.pinv(corr, hermitian=True)
+        self._precision = inv / np.outer(s, s)
+        u = d / s.astype(np.float32)
+        self._tail.fit(((u @ inv.astype(np.float32)) * u).sum(axis=1))
         if self._var is not None:
-            floor = 1e-9 * (float(np.add.reduce(self._var)) / len(self._var) + 1e-12)  # the mean, cheaper
-            self._inv_var = 1.0 / np.maximum(self._var, floor)
+            self._inv_var = 1.0 / np.maximum(self._var, self._still_floor())
             z, v = half_ring.read(self._calib[:, -2:], self._cscale[-2:], self._cfill).T  # z², window-mean z²
             z, v = z[z > 0], v[v > 0]
             if len(z) > 10:

@@ -53,7 +53,7 @@ class SensorHealth(VersionedState):
     """Per-twin sensor-fault state over its health sensors; picklable."""
 
     __slots__ = (
-        "_buf", "_no_spikes", "_packed", "_pos", "_primed", "_ranged", "_ref_blocks", "_ref_total",
+        "_buf", "_fbuf", "_no_spikes", "_packed", "_pos", "_primed", "_ranged", "_ref_blocks", "_ref_total",
         "_share_rate", "_spike_blocks", "_spikes", "block", "config", "current", "faults", "mask", "n_faults",
         "n_ref", "ranges", "reference", "sensors", "silent", "started", "step_scale",
     )  # fmt: skip
@@ -96,6 +96,7 @@ class SensorHealth(VersionedState):
         """Forget the reference and every fault (a rebaseline or a reset)."""
         d, b = len(self.sensors), self.block
         self._buf = np.zeros((b + 2, d))  # two carried samples, then the block
+        self._fbuf: np.ndarray | None = None  # per sample: which sensors reported (None: all, always)
         self._pos = 0
         self._primed = 0  # samples seen (the first two fill the carried rows)
         self.n_ref = 0  # reference samples learned
@@ -128,19 +129,31 @@ class SensorHealth(VersionedState):
         return self._buf[2:]
 
     # ------------------------------------------------------------------ per sample
-    def push(self, x: np.ndarray, learn: bool) -> bool:
-        """Take one sample (health sensors in ``sensors`` order); True when a block was judged."""
+    def push(self, x: np.ndarray, learn: bool, reported: np.ndarray | None = None) -> bool:
+        """Take one sample (health sensors in ``sensors`` order); True when a block was judged.
+        ``reported`` (bool per sensor; None: all) marks the sensors that sent a value with it: the
+        others hold their last value, which is no step of theirs (a sensor that reports less often
+        than its twin is neither ``quantised`` nor ``frozen`` for it)."""
+        fbuf = getattr(self, "_fbuf", None)
+        if reported is not None and fbuf is None:
+            fbuf = self._fbuf = np.ones(self._buf.shape, dtype=bool)
         if self._primed < 2:
             self._buf[self._primed] = x
+            if fbuf is not None:
+                fbuf[self._primed] = True if reported is None else reported
             self._primed += 1
             return False
         self._buf[2 + self._pos] = x
+        if fbuf is not None:
+            fbuf[2 + self._pos] = True if reported is None else reported
         self._pos += 1
         if self._pos < self.block:
             return False
         self._pos = 0
         self._judge(learn)
         self._buf[:2] = self._buf[-2:]
+        if fbuf is not None:
+            fbuf[:2] = fbuf[-2:]
         return True
 
     def restart_block(self) -> None:
@@ -171,9 +184,25 @@ class SensorHealth(VersionedState):
         self.started = []
         b = len(steps)
         unchanged = absteps <= self._tiny
-        flat = np.logical_and.reduce(unchanged, axis=0)
-        trailing = unchanged[::-1].argmin(axis=0)  # unchanged steps at the block's end
-        self._run = np.where(flat, self._run + b, trailing)
+        fbuf = getattr(self, "_fbuf", None)
+        if fbuf is not None and not fbuf[2:].all():  # held values are no steps: only reports count
+            changed = ~unchanged  # (a held value repeats exactly: a change is always a report)
+            unchanged &= fbuf[2:]
+            flat = ~np.logical_or.reduce(changed, axis=0)
+            counted = np.add.reduce(unchanged, axis=0)
+            after = np.cumsum(unchanged[::-1], axis=0)  # reported unchanged steps from the block's end
+            last = changed[::-1].argmax(axis=0)  # steps after the last change
+            trailing = np.where(last > 0, after[np.maximum(last - 1, 0), np.arange(len(last))], 0)
+            self._run = np.where(flat, self._run + counted, trailing)
+            reports = np.add.reduce(fbuf[2:], axis=0)
+            share = counted / np.maximum(reports, 1)
+            silent_block = reports == 0
+        else:
+            flat = np.logical_and.reduce(unchanged, axis=0)
+            trailing = unchanged[::-1].argmin(axis=0)  # unchanged steps at the block's end
+            self._run = np.where(flat, self._run + b, trailing)
+            share = np.add.reduce(unchanged, axis=0) / b
+            silent_block = flat
         # spikes (only where a step is big enough): the centre leaves both neighbours by k usual
         # steps on the same side and the neighbours agree
         if np.logical_or.reduce(np.maximum.reduce(absteps, axis=0) > self._spike_step):
@@ -186,8 +215,8 @@ class SensorHealth(VersionedState):
             spiked = self._no_spikes
         self._spikes.append(spiked)
         del self._spikes[: -self._spike_blocks]
-        share = np.add.reduce(unchanged, axis=0) / b
-        self._zero_share += np.where(flat, 0.0, self._share_rate * (share - self._zero_share))  # flat: `frozen`
+        flat_or_held = flat | silent_block
+        self._zero_share += np.where(flat_or_held, 0.0, self._share_rate * (share - self._zero_share))  # flat: `frozen`
         out = self._frozen_at <= self._run  # frozen
         none = self._no_spikes  # the usual recent blocks: none had a spike (no sum of 30 zero rows)
         spikes = none if all(s is none for s in self._spikes) else np.add.reduce(self._spikes, axis=0)

@@ -33,6 +33,7 @@ reading a later layout, too: its parts' vectors are pickled as one array since v
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,7 @@ import numpy as np
 
 from operators.ml.condition import ConditionMonitor
 from operators.ml.config import ModelConfig
+from operators.ml.counters import Counters
 from operators.ml.failure import FleetFailureModel, RulEstimate, TwinHistory
 from operators.ml.forecast import ForecastBatch, SensorForecast, SensorForecasts
 from operators.ml.novelty import NoveltyDetector, seconds
@@ -50,8 +52,9 @@ from operators.ml.scoring import Alarm, Score, score_of, surprise_of
 from operators.ml.sensor_health import SensorHealth
 from operators.versioned_state import canonical, restore_slots, slot_state
 
-STATE_VERSION = 4  # 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array
-READS = (3, 4)  # layouts this version reads (3's packed rows come one array per row); older ones start afresh
+# 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array; 5: counters
+STATE_VERSION = 5
+READS = (3, 4, 5)  # layouts this version reads (3's packed rows come one array per row); older ones start afresh
 Ranges = dict[str, tuple[float | None, float | None]]
 
 
@@ -73,8 +76,8 @@ class TwinModel:
     """Sensor health + novelty + condition (conditioned on the operating point) + forecasts + failure features."""
 
     __slots__ = (
-        "_fault_sensors", "_fault_surprise", "alarm", "anomaly", "condition", "config", "forecaster", "history",
-        "kind", "operating_point", "ranges", "sensor_health",
+        "_fault_sensors", "_fault_surprise", "alarm", "anomaly", "condition", "config", "counters", "forecaster",
+        "history", "kind", "operating_point", "ranges", "sensor_health",
     )  # fmt: skip
 
     def __init__(self, config: ModelConfig | None = None, ranges: Ranges | None = None) -> None:
@@ -85,6 +88,15 @@ class TwinModel:
     def reset(self) -> None:
         """Forget everything this twin learned (``twinflow model reset TWIN``)."""
         cfg = self.config
+        self.counters = Counters()  # which sensors count (energy, hours, pieces): scored as rates
+        self.forecaster = SensorForecasts(cfg.forecast) if cfg.forecast else None
+        self.history = TwinHistory(cfg.failure) if cfg.failure else None
+        self._restart()
+
+    def _restart(self) -> None:
+        """Start the scoring models afresh (a sensor turned out to be a counter, or not): the
+        forecasts and the failure history, which see the readings as sent, go on."""
+        cfg = self.config
         self.anomaly = NoveltyDetector(cfg.anomaly)
         self.operating_point = OperatingPoint(cfg.operating_point, cfg.anomaly.baseline_halflife)
         self.condition: ConditionMonitor | None = None  # built when the health sensors are known
@@ -94,8 +106,6 @@ class TwinModel:
         self.kind = ""  # of the current episode
         self._fault_surprise = 0.0  # a sensor fault started at the last judged block (held one block)
         self._fault_sensors: dict[str, float] = {}
-        self.forecaster = SensorForecasts(cfg.forecast) if cfg.forecast else None
-        self.history = TwinHistory(cfg.failure) if cfg.failure else None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_v": STATE_VERSION, **slot_state(self)}
@@ -108,6 +118,8 @@ class TwinModel:
             if not hasattr(self, "ranges"):
                 self.ranges = {}
             self.reset()
+        elif not hasattr(self, "counters"):  # before version 5: no counters known yet
+            self.counters = Counters()
 
     # ------------------------------------------------------------------ control
     def rebaseline(self, sensor: str | None = None) -> bool:
@@ -162,6 +174,7 @@ class TwinModel:
         forecasts: bool = True,
         deferred: ForecastBatch | None = None,
         t: float | None = None,
+        reported: Collection[str] | None = None,
     ) -> TwinOutput:
         """Score one sample (then learn from it unless ``learn`` is False or it is anomalous).
 
@@ -169,9 +182,15 @@ class TwinModel:
         flow asks for them only on the samples it publishes them. With ``deferred`` the forecasters
         learn the sample later, with the rest of the twin's batch (:meth:`ForecastBatch.run`: the
         same numbers; nothing else reads the forecasters in between): no forecasts here. ``t``: ``ts`` in
-        seconds (:func:`seconds` with ``time_unit_s``) when the caller has it already."""
+        seconds (:func:`seconds` with ``time_unit_s``) when the caller has it already. ``reported``:
+        the sensors that sent a value with this sample when ``readings`` also holds others' last
+        values (sensor health judges each sensor on its own reports; None: all reported)."""
         cfg = self.config
-        score = self._score(ts, readings, learn, seconds(ts, cfg.time_unit_s) if t is None else t)
+        t = seconds(ts, cfg.time_unit_s) if t is None else t
+        scored, changed = self.counters.apply(t, readings, learn)
+        if changed:  # a sensor turned out to be a counter (or not): learn from scratch on its rate
+            self._restart()
+        score = self._score(ts, scored, learn, t, reported)
         out_forecasts = None
         if self.forecaster is not None:
             faults = score.sensor_faults
@@ -188,7 +207,9 @@ class TwinModel:
                 failure = fleet.predict(feats)
         return TwinOutput(ts, score, out_forecasts, failure)
 
-    def _score(self, ts: Any, readings: dict[str, float], learn: bool, t: float) -> Score:
+    def _score(
+        self, ts: Any, readings: dict[str, float], learn: bool, t: float, reported: Collection[str] | None = None
+    ) -> Score:
         cfg = self.config
         det = self.anomaly
         cond, sh = self.condition, self.sensor_health
@@ -223,7 +244,10 @@ class TwinModel:
         enabled = cfg.sensor_health.enabled
         shift = self.operating_point.shift
         raw = x if shift is None else x + shift  # sensor health judges what the sensors said
-        judged = enabled and sh.push(raw, quiet)
+        fresh = None
+        if reported is not None and len(reported) < len(sh.sensors):
+            fresh = np.fromiter((name in reported for name in sh.sensors), dtype=bool, count=len(sh.sensors))
+        judged = enabled and sh.push(raw, quiet, fresh)
         if judged:
             self._fault_surprise = 2.0 * alarm.enter if sh.started else 0.0
             self._fault_sensors = {s: 1.0 / len(sh.started) for s in sh.started}

@@ -19,7 +19,8 @@ CFG = LiveModelConfig(MODEL, forecast_every=0, predict_every=10)
 def run_life(state, twin: str, life: int, start: int = 0, cfg: LiveModelConfig = CFG):
     outs = []
     for t in range(start, start + life):
-        state, out = step(state, Reading(t, {"wear": (t - start) / life, "x": 1.0}), cfg, twin)
+        # (wear with some noise: a sensor that only rises is a counter, scored as its rate)
+        state, out = step(state, Reading(t, {"wear": (t - start) / life + 0.05 * (t % 2), "x": 1.0}), cfg, twin)
         outs += out
     return state, outs
 
