@@ -349,7 +349,8 @@ def listen_mqtt(
     verbose: bool = False,
 ) -> None:
     """Listen to an MQTT broker (read only) and list per topic: messages, rate, payload kind, the JSON
-    paths of numbers and booleans with examples, timestamp and quality fields, Sparkplug B metrics;
+    paths of numbers and booleans with examples, texts with their distinct values, timestamp and
+    quality fields, Sparkplug B metrics;
     with --mapping-out, write a mapping skeleton that `twinflow mapping check` and the bridge accept.
     Ctrl-C or SIGTERM ends the listening early (exit 0). Exit 1: broker unreachable, nothing heard."""
     from connectors.stopping import STOP, stop_on_signals
@@ -445,9 +446,11 @@ def _print_heard(topics: list, messages: int, listened: float, where: str) -> No
         if t.sparkplug is not None:
             kind = f"{kind} {t.sparkplug[0]}"
         values = [f"{leaf.path} = {_shown(leaf.example)}" for leaf in t.leaves.values()]
-        values += [f"{leaf.path} = {_shown(leaf.example)!r} (text)" for leaf in t.texts.values()]
-        if t.kind in ("number", "boolean", "text"):
-            values.append(_shown(t.example) if t.kind != "text" else repr(t.example))
+        values += [f"{leaf.path} = text: {_texts(leaf.texts)}" for leaf in t.texts.values()]
+        if t.kind in ("number", "boolean"):
+            values.append(_shown(t.example))
+        elif t.kind == "text":
+            values.append(f"text: {_texts(t.plain_texts)}")
         if t.aliases_unknown:
             values.append(f"aliases {sorted(t.aliases_unknown)[:5]}: no birth heard")
         if t.unaddressable:
@@ -475,6 +478,11 @@ def _shown(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _texts(texts: Any) -> str:
+    """The distinct texts heard (:class:`connectors.mqtt.listen.Distinct`): ``'ON', 'OFF'``."""
+    return ", ".join(repr(v) for v in texts.seen) + (", …" if texts.more else "")
+
+
 def _write_mqtt_skeleton(heard: Any, listened: float, out: Path, ms: Any, host: str, port: int,
                          filters: list[str]) -> None:  # fmt: skip
     import uuid
@@ -492,12 +500,12 @@ def _write_mqtt_skeleton(heard: Any, listened: float, out: Path, ms: Any, host: 
     argv = ["twinflow", "mapping", "listen-mqtt", *(a for f in filters if f != "#" for a in ("--topic", f))]
     sk = build(heard, section, shlex.join(argv), listened)
     if not sk.assets:
-        raise _fail(f"no topic carried a number or boolean to map; {out} not written", 1)
+        raise _fail(f"no topic carried a number, boolean or text to map; {out} not written", 1)
     _write_skeleton(out, sk.text)
     err_console.print(
         f"wrote {out}: {sk.assets} asset(s) ({sk.templates} topic template(s)), {sk.params} parameter(s), none "
         "writable (add `writable = true` and a command_topic for setpoints)"
-        + (f"; left out {len(sk.left_out)} topics without a number or boolean" if sk.left_out else ""),
+        + (f"; left out {len(sk.left_out)} topics without a value to map" if sk.left_out else ""),
         highlight=False,
         soft_wrap=True,
     )
