@@ -65,14 +65,16 @@ def _quiet_library(verbose: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- browse-opcua
-_ENDPOINT = typer.Argument(None, help="opc.tcp://HOST:PORT[/PATH] of the server (or --mapping).", show_default=False)
+_ENDPOINT = typer.Argument(
+    None, help=escape("opc.tcp://HOST:PORT[/PATH] of the server (or --mapping)."), show_default=False
+)
 _MAPPING = typer.Option(
     None,
     "--mapping",
     "-m",
     help="Connect as the bridge does with this mapping file's OPC-UA device; mark what it maps.",
 )
-_DEVICE = typer.Option(None, help="--mapping: its [devices.NAME] to browse (opcua: the [opcua] section).")
+_DEVICE = typer.Option(None, help=escape("--mapping: its [devices.NAME] to browse (opcua: the [opcua] section)."))
 _ROOT = typer.Option("i=85", help="NodeId to start from (default i=85, the Objects folder); nsu=URI;… allowed.")
 _DEPTH = typer.Option(6, min=1, max=64, help="Levels below the root to browse.")
 _MAX_NODES = typer.Option(5000, min=1, help="Stop after this many nodes (and say so).")
@@ -80,12 +82,12 @@ _JSON = typer.Option(False, "--json", help="Print the variables as JSON instead 
 _OUT = typer.Option(None, "--mapping-out", help="Write a mapping skeleton (TOML) to this file.")
 _FORCE = typer.Option(False, "--force", help="Overwrite an existing --mapping-out file.")
 _STANDARD = typer.Option(False, "--standard", help="Also browse the standard namespace (ns=0: the Server object).")
-_SECURITY = typer.Option(Security.none, help="Security mode, as `security` in [opcua].")
-_CERT = typer.Option(None, help="Client certificate (DER/PEM), as `certificate` in [opcua].")
-_KEY = typer.Option(None, help="Client private key (PEM), as `private_key` in [opcua].")
+_SECURITY = typer.Option(Security.none, help=escape("Security mode, as `security` in [opcua]."))
+_CERT = typer.Option(None, help=escape("Client certificate (DER/PEM), as `certificate` in [opcua]."))
+_KEY = typer.Option(None, help=escape("Client private key (PEM), as `private_key` in [opcua]."))
 _SERVER_CERT = typer.Option(None, help="Server certificate (default: fetched from the endpoint).")
 _APP_URI = typer.Option("urn:twinflow:bridge", help="Must equal the URI in the client certificate.")
-_USER = typer.Option(None, help="Login name, as `username` in [opcua].")
+_USER = typer.Option(None, help=escape("Login name, as `username` in [opcua]."))
 _PASSWORD = typer.Option(
     None, envvar="TWINFLOW_OPCUA_PASSWORD", help="Login password (never written to a file; --mapping: if it has none)."
 )
