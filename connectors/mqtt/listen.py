@@ -36,7 +36,7 @@ import orjson
 
 from connectors.mqtt.client import make_client
 from connectors.mqtt.message_values import quality_of_field
-from connectors.mqtt.payload import parse_plain
+from connectors.mqtt.payload import parse_plain, plain_text
 from connectors.mqtt.routes import SPARKPLUG_NS
 from operators.devices.timestamps import parse_device_ts
 from operators.records.envelope import Rejected
@@ -58,6 +58,7 @@ _MAX_DEPTH = 8
 _MAX_ITEMS = 32  # list elements looked at
 _MAX_LEAVES = 200  # per topic
 _MAX_TOPICS = 5000
+MAX_DISTINCT = 10  # distinct texts kept per text field or plain text topic
 
 
 class Unreachable(ConnectionError):
@@ -65,13 +66,33 @@ class Unreachable(ConnectionError):
 
 
 @dataclass
+class Distinct:
+    """The distinct texts heard at one place: the first :data:`MAX_DISTINCT` (shortened), with counts."""
+
+    seen: Counter = field(default_factory=Counter)
+    more: bool = False  # further distinct texts were heard (not kept)
+
+    def add(self, text: str) -> None:
+        shown = _shown(text)
+        if shown in self.seen or len(self.seen) < MAX_DISTINCT:
+            self.seen[shown] += 1
+        else:
+            self.more = True
+
+    def as_list(self) -> list[str]:
+        return list(self.seen)
+
+
+@dataclass
 class Leaf:
-    """A value at one path (a JSON leaf or a Sparkplug metric): seen how often, an example."""
+    """A value at one path (a JSON leaf or a Sparkplug metric): seen how often, an example, and for a
+    text its distinct values."""
 
     path: str
     example: Any
     count: int = 0
     datatype: int | None = None  # Sparkplug
+    texts: Distinct = field(default_factory=Distinct)
 
 
 @dataclass
@@ -91,6 +112,7 @@ class TopicSeen:
     last: float = 0.0
     kinds: Counter = field(default_factory=Counter)
     example: Any = None  # a plain payload's value, or the text (shortened)
+    plain_texts: Distinct = field(default_factory=Distinct)  # a plain text payload's distinct texts
     leaves: dict[str, Leaf] = field(default_factory=dict)  # numbers and booleans
     texts: dict[str, Leaf] = field(default_factory=dict)
     unaddressable: set[str] = field(default_factory=set)  # leaves a mapping path cannot name
@@ -113,10 +135,16 @@ class TopicSeen:
         }
         if self.kind in ("number", "boolean", "text"):
             doc["example"] = self.example
+        if self.kind == "text":
+            doc["text_values"] = self.plain_texts.as_list()
+            doc["more_text_values"] = self.plain_texts.more
         if self.leaves:
             doc["values"] = [{"path": v.path, "example": v.example} for v in self.leaves.values()]
         if self.texts:
-            doc["texts"] = [{"path": v.path, "example": v.example} for v in self.texts.values()]
+            doc["texts"] = [
+                {"path": v.path, "example": v.example, "values": v.texts.as_list(), "more_values": v.texts.more}
+                for v in self.texts.values()
+            ]
         if self.unaddressable:
             doc["unaddressable"] = sorted(self.unaddressable)
         if self.ts_field is not None:
@@ -228,7 +256,9 @@ class Heard:
         if not isinstance(doc, dict | list):
             printable = text.isprintable() or not text
             t.kinds["text" if printable else "binary"] += 1
-            t.example = _shown(doc if isinstance(doc, str) else text.strip())
+            t.example = _shown(plain_text(payload) or "")
+            if printable:
+                t.plain_texts.add(t.example)
             return
         t.kinds["json" if isinstance(doc, dict) else "json-array"] += 1
         for path, value, addressable in walk(doc):
@@ -266,6 +296,8 @@ class Heard:
             (t.texts if into is t.leaves else t.leaves).pop(path, None)
         leaf.count += 1
         leaf.example = _shown(value)
+        if into is t.texts:
+            leaf.texts.add(value)
 
     def _sparkplug(self, t: TopicSeen, payload: bytes) -> None:
         from connectors.sparkplug.codec import BadPayload, decode_payload

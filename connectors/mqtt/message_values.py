@@ -1,7 +1,8 @@
 """The values of one mapped MQTT message for one twin: its parameters, source timestamp and quality.
 
-A parameter is read at its JSON path, or is the whole payload (a plain number or ``true``/``false``).
-Numbers and booleans are readings, strings text readings where the parameter says ``type = "text"``;
+A parameter is read at its JSON path, or is the whole payload (a plain number or ``true``/``false``,
+or with ``type = "text"`` a plain text like ``ON``). Numbers and booleans are readings, strings text
+readings where the parameter says ``type = "text"``;
 anything else is the parameter's rejection (the other values go on). The route's
 ``ts_path``/``quality_path`` give the source timestamp (read with the MQTT timestamp policy,
 :mod:`operators.devices.timestamps`; none = receive time) and the quality (good/uncertain/bad, a
@@ -17,7 +18,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.mqtt.payload import MISSING, Part, extract, parse_plain
+from connectors.mqtt.payload import MISSING, Part, extract, parse_plain, plain_text
 from connectors.mqtt.routes import TwinRoute
 from operators.devices.timestamps import parse_device_ts
 from operators.records.envelope import STATUS_PATTERN, Reason, Rejected, quality_of_status
@@ -67,7 +68,16 @@ def values_of(
     text: dict[str, str] = {}
     wrong: list[tuple[str, str]] | None = None
     for p in route.params:
-        value = parse_plain(payload) if p.parts is None else extract(doc, p.parts)
+        if p.parts is not None:
+            value = extract(doc, p.parts)
+        else:
+            value = parse_plain(payload)
+            if value is None and p.text:  # a plain text payload: `ON`, `running`
+                said = plain_text(payload)
+                if said is None:
+                    wrong = [*(wrong or []), (p.name, "the payload is not UTF-8 text")]
+                    continue
+                value = said or MISSING  # an empty payload: no value
         if value is MISSING:
             continue
         cls = value.__class__

@@ -149,3 +149,22 @@ def parse_plain(payload: bytes) -> float | bool | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def plain_text(payload: bytes) -> str | None:
+    """A plain text payload's text: UTF-8, stripped, a JSON string unquoted; None when not UTF-8.
+
+    >>> plain_text(b" ON\\n"), plain_text(b'"running"'), plain_text(b"\\xff")
+    ('ON', 'running', None)
+    """
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text
+        return doc if isinstance(doc, str) else text
+    return text

@@ -7,10 +7,11 @@ own level names the value, not the device). Devices under the same levels that p
 topics with the same payload shapes become **one asset with a topic template**
 (``tele/{device}/SENSOR``, ``twin_id = "{device}"``), which also serves devices added later; the
 others an asset each, the twin id fitted to :data:`TWIN_ID_PATTERN`. Parameters: a JSON leaf by its
-path, a plain number or boolean by its topic levels below the device, each fitted to
-:data:`SENSOR_PATTERN`. Sparkplug B devices get a ``sparkplug`` asset with the metric names of
-their births. No parameter is writable (MQTT does not tell which values a device takes as
-commands). The result loads with :func:`connectors.bridges.mapping.loading.parse_mapping`.
+path, a plain number, boolean or text by its topic levels below the device, each fitted to
+:data:`SENSOR_PATTERN`; a text value gets ``type = "text"`` and the distinct texts heard as a
+comment. Sparkplug B devices get a ``sparkplug`` asset with the metric names of their births. No
+parameter is writable (MQTT does not tell which values a device takes as commands). The result
+loads with :func:`connectors.bridges.mapping.loading.parse_mapping`.
 
 >>> device_level(["plant", "pump1", "state"], plain=False), device_level(["sh", "sh1", "relay", "0", "w"], plain=True)
 (1, 1)
@@ -28,7 +29,7 @@ from typing import Any
 import tomli_w
 
 from connectors.bridges.mapping.naming import LISTED, conform, listed_lines, toml_inline, toml_pair, unique
-from connectors.mqtt.listen import KINDS, Heard, TopicSeen
+from connectors.mqtt.listen import KINDS, Distinct, Heard, Leaf, TopicSeen
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 
 DEFAULT_TYPE = "machine"
@@ -73,8 +74,11 @@ class _Device:
         return frozenset((suffix, _shape(t)) for suffix, t in self.topics)
 
 
+PLAIN = ("number", "boolean", "text")  # payload kinds that are one value
+
+
 def _shape(t: TopicSeen) -> tuple:
-    return ("plain",) if t.kind in ("number", "boolean") else (t.kind, frozenset(t.leaves))
+    return ("plain", t.kind == "text") if t.kind in PLAIN else (t.kind, frozenset(t.leaves), frozenset(t.texts))
 
 
 @dataclass
@@ -98,18 +102,18 @@ def build(heard: Heard, connection: dict[str, Any], command: str, seconds: float
         if t.sparkplug is not None:
             _, group, node, device = t.sparkplug
             metrics = sparkplug.setdefault((group, node, device), {})
-            for path, leaf in t.leaves.items():
+            for path, leaf in (*t.leaves.items(), *t.texts.items()):
                 if not _SESSION_METRICS.match(path):
-                    metrics.setdefault(path, leaf.example)
+                    metrics.setdefault(path, leaf)
             if t.aliases_unknown:
                 sk.notes.append(
                     f"{t.topic}: data by alias {sorted(t.aliases_unknown)[:5]} and no birth heard: restart the edge "
                     "node while listening (its births name the metrics)"
                 )
             continue
-        plain = t.kind in ("number", "boolean")
-        if not plain and not (t.kind in ("json", "json-array") and t.leaves):
-            why = {"json": "no number or boolean in it", "json-array": "no number or boolean in it"}.get(t.kind)
+        plain = t.kind in PLAIN
+        if not plain and not (t.kind in ("json", "json-array") and (t.leaves or t.texts)):
+            why = {"json": "no value in it", "json-array": "no value in it"}.get(t.kind)
             sk.left_out.append(f"{t.topic}: {why or KINDS[t.kind]}")
             continue
         levels = t.topic.split("/")
@@ -151,9 +155,9 @@ def build(heard: Heard, connection: dict[str, Any], command: str, seconds: float
         address = {"group": group, "node": node} | ({"device": device} if device else {})
         lines = [*_head(twin), toml_inline("sparkplug", address), "[assets.params]"]
         names: set[str] = set()
-        for metric, example in metrics.items():
+        for metric, leaf in metrics.items():
             name = unique(param_name(metric), names, "_", SENSOR_PATTERN)
-            lines.append(toml_inline(name, {"metric": metric}) + _example(example))
+            lines.append(toml_inline(name, {"metric": metric, **_text_type(leaf)}) + _comment(leaf))
         sk.assets += 1
         sk.params += len(metrics)
         blocks.append("\n".join(lines) + "\n")
@@ -170,9 +174,25 @@ def _example(value: Any) -> str:
     return f"  # e.g. {shown}"
 
 
+def _text_type(leaf: Leaf) -> dict[str, str]:
+    """``type = "text"`` for a text value (the bridge dead-letters a string otherwise)."""
+    return {"type": "text"} if leaf.texts.seen else {}
+
+
+def _comment(leaf: Leaf) -> str:
+    """The example of a number or boolean, the distinct values heard of a text."""
+    return _heard(leaf.texts) if leaf.texts.seen else _example(leaf.example)
+
+
+def _heard(texts: Distinct) -> str:
+    """``# text, heard: "ON", "OFF"`` (and `…` when there were more than the listener keeps)."""
+    shown = ", ".join(tomli_w.dumps({"x": v}).strip()[4:] for v in texts.seen)
+    return f"  # text, heard: {shown}{', …' if texts.more else ''}"
+
+
 def _asset(sk: Skeleton, twin: str, topics: list[tuple[str, TopicSeen]], comment: str | None) -> str:
     """One ``[[assets]]`` of the topics of a device (concrete topics or templates)."""
-    per_topic = {topic: (len(t.leaves) if t.leaves else 1) for topic, t in topics}
+    per_topic = {topic: (len(t.leaves) + len(t.texts) or 1) for topic, t in topics}
     main = max(per_topic, key=lambda k: per_topic[k])
     lines = [f"# {comment}"] if comment else []
     lines += [*_head(twin), toml_pair("topic", main)]
@@ -190,15 +210,17 @@ def _asset(sk: Skeleton, twin: str, topics: list[tuple[str, TopicSeen]], comment
     count = 0
     for topic, t in topics:
         where = {} if topic == main else {"topic": topic}
-        if t.kind in ("number", "boolean"):
+        if t.kind in PLAIN:
             name = unique(_plain_name(topic), names, "_", SENSOR_PATTERN)
-            entry = toml_inline(name, where) if where else f"{toml_pair(name, 0).rsplit(' = ', 1)[0]} = {{}}"
-            lines.append(entry + _example(t.example))
+            text = t.kind == "text"
+            entry = {**where, "type": "text"} if text else where
+            line = toml_inline(name, entry) if entry else f"{toml_pair(name, 0).rsplit(' = ', 1)[0]} = {{}}"
+            lines.append(line + (_heard(t.plain_texts) if text else _example(t.example)))
             count += 1
             continue
-        for path, leaf in t.leaves.items():
+        for path, leaf in (*t.leaves.items(), *t.texts.items()):
             name = unique(param_name(path), names, "_", SENSOR_PATTERN)
-            lines.append(toml_inline(name, {**where, "path": path}) + _example(leaf.example))
+            lines.append(toml_inline(name, {**where, "path": path, **_text_type(leaf)}) + _comment(leaf))
             count += 1
     sk.assets += 1
     sk.params += count
@@ -226,6 +248,6 @@ def _header(heard: Heard, command: str, seconds: float, connection: dict[str, An
     ]
     lines += [f"# Note: {n}" for n in sk.notes[:LISTED]]
     if sk.left_out:
-        lines.append(f"# Left out: {len(sk.left_out)} topic(s) without a number or boolean to map:")
+        lines.append(f"# Left out: {len(sk.left_out)} topic(s) without a value to map:")
         lines += listed_lines(sk.left_out, "twinflow mapping listen-mqtt")
     return "\n".join(lines) + "\n\n"

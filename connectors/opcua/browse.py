@@ -48,6 +48,7 @@ class Variable:
     setpoint: bool = False  # writable and a number or boolean: the bridge can write it
     unit: str = ""
     units_node: ua.NodeId | None = None
+    mapped: tuple[str, str] | None = None  # (twin id, parameter) of the mapping file that maps it
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class Variable:
             "status": self.status,
             "reading": self.reading,
             "unit": self.unit,
+            "mapped": ".".join(self.mapped) if self.mapped else None,
         }
 
 
@@ -85,6 +87,17 @@ class Browse:
     nodes: int = 0  # nodes found (objects and variables)
     stopped_early: bool = False  # max_nodes reached: the listing is incomplete
     not_descended: int = 0  # objects at the depth limit whose children were not browsed
+
+
+def mark_mapped(found: Browse, nodes: dict[tuple[str, str], ua.NodeId]) -> int:
+    """Mark the variables a mapping maps (``nodes``: (twin id, parameter) → its resolved NodeId);
+    the number marked."""
+    by_node = {(n.Identifier, n.NamespaceIndex): key for key, n in nodes.items()}
+    marked = 0
+    for v in found.variables:
+        v.mapped = by_node.get((v.nodeid.Identifier, v.nodeid.NamespaceIndex))
+        marked += v.mapped is not None
+    return marked
 
 
 def portable(nodeid: ua.NodeId, namespaces: list[str]) -> str:

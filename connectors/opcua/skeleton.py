@@ -56,14 +56,24 @@ class Skeleton:
     params: int = 0
     setpoints: int = 0
     left_out: list[Variable] = field(default_factory=list)
+    mapped: int = 0  # variables the mapping file the browse was made with maps already (left out)
 
 
-def build(found: Browse, connection: dict[str, Any], command: str) -> Skeleton:
-    """The mapping skeleton of a browse; ``connection``: the ``[opcua]`` fields to write (endpoint, security …)."""
+def build(
+    found: Browse, connection: dict[str, Any], command: str, mapping: str | None = None, taken: set[str] | None = None
+) -> Skeleton:
+    """The mapping skeleton of a browse; ``connection``: the ``[opcua]`` fields to write (endpoint, security …).
+    With ``mapping`` (the file the browse was made with): only the variables it does not map
+    (:attr:`Variable.mapped`), new twin ids not in ``taken`` (its twin ids), and an object's new
+    parameters under the twin id of the asset that already maps its other variables."""
     groups: dict[tuple[str, ...], list[Variable]] = {}
     sk = Skeleton("")
+    existing: dict[tuple[str, ...], set[str]] = {}  # object → twin ids mapping its variables already
     for v in found.variables:
-        if v.reading and v.readable:
+        if v.mapped is not None:
+            existing.setdefault(v.owner, set()).add(v.mapped[0])
+            sk.mapped += 1
+        elif v.reading and v.readable:
             groups.setdefault(v.owner, []).append(v)
         else:
             sk.left_out.append(v)
@@ -72,15 +82,23 @@ def build(found: Browse, connection: dict[str, Any], command: str) -> Skeleton:
     if uris:
         section["namespace"] = uris.most_common(1)[0][0]
     blocks = [tomli_w.dumps({"opcua": section})]
-    twins: set[str] = set()
+    twins: set[str] = set(taken or ())
+    extended: set[str] = set()
     for owner, variables in groups.items():
         name = owner[-1] if owner else found.root_name
-        twin = conform(name, TWIN_ID_PATTERN, "-", "asset")
-        if twin in twins and len(owner) > 1:
-            twin = conform(".".join(owner), TWIN_ID_PATTERN, "-", "asset")
-        twin = unique(twin, twins, "-", TWIN_ID_PATTERN)
+        known = existing.get(owner, set())
+        lines = []
+        if len(known) == 1 and not known & extended:
+            (twin,) = known
+            extended.add(twin)
+            lines.append(f"# More of asset {twin!r} in {mapping}: move these parameters into it.")
+        else:
+            twin = conform(name, TWIN_ID_PATTERN, "-", "asset")
+            if twin in twins and len(owner) > 1:
+                twin = conform(".".join(owner), TWIN_ID_PATTERN, "-", "asset")
+            twin = unique(twin, twins, "-", TWIN_ID_PATTERN)
         obj = found.objects.get(owner)
-        lines = [
+        lines += [
             "[[assets]]",
             toml_pair("twin_id", twin),
             toml_pair("type", type_of(obj.type_name if obj else "")),
@@ -101,14 +119,19 @@ def build(found: Browse, connection: dict[str, Any], command: str) -> Skeleton:
         sk.assets += 1
         sk.params += len(variables)
         blocks.append("\n".join(lines) + "\n")
-    sk.text = _header(found, command, sk) + "\n".join(blocks)
+    sk.text = _header(found, command, sk, mapping) + "\n".join(blocks)
     return sk
 
 
-def _header(found: Browse, command: str, sk: Skeleton) -> str:
+def _header(found: Browse, command: str, sk: Skeleton, mapping: str | None) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        f"# Mapping skeleton: `{command}` ({when}).",
+    lines = [f"# Mapping skeleton: `{command}` ({when})."]
+    if mapping is not None:
+        lines += [
+            f"# Only what {mapping} does not map yet ({sk.mapped} variables it maps are left out). Merge it",
+            "# into that file: an asset whose twin_id the file has holds more parameters of that asset.",
+        ]
+    lines += [
         f"# {sk.assets} asset(s), one per object holding variables; {sk.params} parameter(s), {sk.setpoints} writable.",
         "# Review twin_id, type and units. `writable = true` marks what the server lets this session write:",
         "# keep it on setpoints only (the twin may write those). Then check the file against the server:",

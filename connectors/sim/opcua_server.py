@@ -158,7 +158,8 @@ class SimOpcuaServer:
                         if key not in folders:
                             folders[key] = await parent.add_folder(idx, seg.rpartition(";")[2].rpartition(":")[2])
                         parent = folders[key]
-                    browse_name = p.browse_path[-1].rpartition(";")[2].rpartition(":")[2]
+                    # in the namespace, as the bridge resolves the path (a plain str would be ns 0)
+                    browse_name = ua.QualifiedName(p.browse_path[-1].rpartition(";")[2].rpartition(":")[2], idx)
                     nodeid = ua.NodeId(f"{a.twin_id}.{name}", idx)
                 else:
                     nodeid = ua.NodeId.from_string(p.node)

@@ -130,6 +130,90 @@ def test_simulator_browse_write_check_and_bridge_round_trip(sim) -> None:
     assert {"speed_rpm", "flow_m3h", "Speed_rpm"} <= readings
 
 
+PARTIAL_TOML = """
+[opcua]
+endpoint = "opc.tcp://127.0.0.1:{closed}/elsewhere/"
+
+[devices.line1]
+protocol = "opcua"
+endpoint = "{endpoint}"
+namespace = "urn:twinflow:browse:{uid}"
+
+[[assets]]
+twin_id = "my-pump-{uid}"
+type = "pump"
+protocol = "opcua"
+device = "line1"
+[assets.params]
+speed = {{ node = "nsu=urn:twinflow:browse:{uid};s=br-{uid}.speed_rpm" }}
+sp = {{ node = "ns=2;s=br-{uid}.speed_sp_rpm", writable = true }}
+
+[[assets]]
+twin_id = "line-a-{uid}"
+type = "compressor"
+protocol = "opcua"
+device = "line1"
+[assets.params]
+temp = {{ browse_path = ["Hall {uid}", "Line A", "1st stage temp °C"] }}
+ghost = {{ browse_path = ["Hall {uid}", "Line A", "Ghost"] }}
+"""
+
+
+def test_browse_with_a_mapping_marks_what_it_maps_and_writes_the_rest(sim) -> None:
+    """`--mapping FILE`: the connection of the file's device (loaded by the bridges' loader), the variables
+    it maps marked, `--mapping-out` only the others (an object's new parameters under its asset's twin id)."""
+    uid, tmp = sim["uid"], sim["tmp"]
+    partial = tmp / "partial.toml"
+    partial.write_text(PARTIAL_TOML.format(endpoint=sim["endpoint"], uid=uid, closed=free_port()))
+    out = tmp / "rest.toml"
+    run = twinflow("mapping", "browse-opcua", "--mapping", str(partial), "--json", "--mapping-out", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    mapped = {tuple(v["browse_path"]): v["mapped"] for v in json.loads(run.stdout)["variables"]}
+    assert mapped[(f"pump-br-{uid}", "speed_rpm")] == f"my-pump-{uid}.speed"
+    assert mapped[(f"pump-br-{uid}", "speed_sp_rpm")] == f"my-pump-{uid}.sp"
+    assert mapped[(f"Hall {uid}", "Line A", "1st stage temp °C")] == f"line-a-{uid}.temp", run.stderr
+    assert mapped[(f"pump-br-{uid}", "flow_m3h")] is None and mapped[(f"Hall {uid}", "Line A", "Speed (rpm)")] is None
+    assert f"1 parameters of {partial} are not on the server (line-a-{uid}.ghost)" in run.stderr
+    assert "left out 3 variables" in run.stderr
+
+    rest = load_mapping(out)
+    assert {a.twin_id: set(a.params) for a in rest.assets} == {
+        f"my-pump-{uid}": {"flow_m3h"},
+        f"line-a-{uid}": {"Speed_rpm"},
+    }
+    assert rest.opcua.endpoint == sim["endpoint"]
+    assert f"Only what {partial} does not map yet (3 variables it maps are left out)" in out.read_text()
+    check = twinflow("mapping", "check", str(out), "--connect")
+    assert check.returncode == 0 and "2 of 2 nodes found and readable" in check.stdout, check.stdout + check.stderr
+
+    table = twinflow("mapping", "browse-opcua", "-m", str(partial), "--device", "line1")
+    assert table.returncode == 0, table.stderr
+    assert f"mapped: my-pump-{uid}.sp, setpoint" in table.stdout
+    assert f"3 mapped in {partial}" in table.stdout
+
+
+def test_browse_with_a_mapping_usage_mistakes(sim) -> None:
+    tmp, uid = sim["tmp"], sim["uid"]
+    two = tmp / "two-devices.toml"
+    two.write_text(
+        PARTIAL_TOML.format(endpoint=sim["endpoint"], uid=uid, closed=free_port())
+        + f'\n[devices.line2]\nprotocol = "opcua"\nendpoint = "{sim["endpoint"]}"\n'
+    )
+    cases = {
+        ("--mapping", str(two)): "2 opcua devices (line1, line2): pick one with --device",
+        ("--mapping", str(two), "--device", "line9"): "no opcua device 'line9' (--device line1, line2, opcua;",
+        (sim["endpoint"], "--mapping", str(two)): "not both",
+        ("--mapping", str(two), "--device", "line1", "--username", "x"): "--username not allowed with it",
+        ("--device", "line1"): "--device picks a device of a --mapping file",
+        (): "give the server's endpoint",
+        ("--mapping", str(tmp / "missing.toml")): "cannot read the file",
+    }
+    for args, expected in cases.items():
+        run = twinflow("mapping", "browse-opcua", *args)
+        assert run.returncode == 2 and expected in run.stderr, (args, run.stderr)
+        assert "Traceback" not in run.stderr
+
+
 # ----------------------------------------------------------------------------- node-opcua
 @pytest.fixture(scope="module")
 def node_server() -> Iterator[dict]:
@@ -251,6 +335,54 @@ def test_browse_with_certificates_and_login_writes_a_secure_mapping(tmp_path: Pa
         out.write_text(text.replace('username = "operator"', f'username = "operator"\npassword = "pw-{uid}"'))
         check = twinflow("mapping", "check", str(out), "--connect")
         assert check.returncode == 0 and "1 of 1 nodes found and readable" in check.stdout, check.stdout + check.stderr
+    finally:
+        sim.stop()
+
+
+def test_browse_with_a_secure_mapping_connects_as_its_bridge(tmp_path: Path) -> None:
+    """The bridge's own secured mapping (SignAndEncrypt, certificates relative to the file, a login)
+    is all `browse-opcua --mapping` needs; the skeleton of the rest keeps the security, not the password."""
+    from connectors.opcua.certs import generate_pair
+    from connectors.sim.runner import Simulator
+
+    from .test_opcua_security import secure_toml
+
+    uid, port = uuid.uuid4().hex[:8], free_port()
+    certs = generate_pair(tmp_path / "certs")
+    sim = Simulator(
+        private_settings(tmp_path, uid),
+        write_mapping(tmp_path, secure_toml(uid, port, certs, "Basic256Sha256_SignAndEncrypt"), "server.toml"),
+        protocols=("opcua",),
+    ).start()
+    try:
+        bridge_file = tmp_path / "bridge.toml"
+        bridge_file.write_text(
+            f'[opcua]\nendpoint = "opc.tcp://127.0.0.1:{port}/twinflow/"\nsecurity = "Basic256Sha256_SignAndEncrypt"\n'
+            'certificate = "certs/client-cert.der"\nprivate_key = "certs/client-key.pem"\n'
+            f'username = "operator"\npassword = "s3cret-{uid}"\n\n[[assets]]\ntwin_id = "pump-sec-{uid}"\n'
+            f'type = "pump"\nprotocol = "opcua"\n[assets.params]\n'
+            f'speed_rpm = {{ node = "ns=2;s=sec-{uid}.speed_rpm" }}\n'
+        )
+        out = tmp_path / "rest.toml"
+        run = twinflow("mapping", "browse-opcua", "--mapping", str(bridge_file), "--json", "--mapping-out", str(out))
+        assert run.returncode == 0, run.stdout + run.stderr
+        mapped = {v["browse_path"][-1]: v["mapped"] for v in json.loads(run.stdout)["variables"]}
+        assert mapped == {"speed_rpm": f"pump-sec-{uid}.speed_rpm", "flow_m3h": None}
+        text = out.read_text()
+        assert f"s3cret-{uid}" not in text and "add `password = …` to [opcua]" in run.stderr
+        rest = load_mapping(out)
+        assert [set(a.params) for a in rest.assets] == [{"flow_m3h"}]
+        assert (rest.opcua.security, rest.opcua.certificate, rest.opcua.username) == (
+            "Basic256Sha256_SignAndEncrypt",
+            certs["certificate"].resolve(),
+            "operator",
+        )
+        # A file without the password (written at deploy time): TWINFLOW_OPCUA_PASSWORD gives it.
+        bridge_file.write_text(bridge_file.read_text().replace(f'password = "s3cret-{uid}"\n', ""))
+        refused = twinflow("mapping", "browse-opcua", "--mapping", str(bridge_file))
+        assert refused.returncode == 1 and "BadUserAccessDenied" in refused.stderr, refused.stderr
+        given = twinflow("mapping", "browse-opcua", "-m", str(bridge_file), TWINFLOW_OPCUA_PASSWORD=f"s3cret-{uid}")
+        assert given.returncode == 0 and f"mapped: pump-sec-{uid}.speed_rpm" in given.stdout, given.stderr
     finally:
         sim.stop()
 

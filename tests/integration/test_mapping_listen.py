@@ -118,10 +118,11 @@ def test_listen_to_third_party_devices_write_a_mapping_and_bridge_it(tmp_path: P
             *("ENERGY.Power", "ENERGY.Voltage", "ENERGY.Total", "AM2301.Temperature", "AM2301.Humidity")
         }
         assert sensor["timestamp"]["path"] == "Time" and not sensor["timestamp"]["usable"]  # no zone: not used
-        assert {t["path"] for t in sensor["texts"]} == {"TempUnit"}
+        assert [(t["path"], t["values"]) for t in sensor["texts"]] == [("TempUnit", ["C"])]
         power = topics["shellies/shelly1pm-AA/relay/0/power"]
         assert power["payload"] == "plain number" and isinstance(power["example"], float)
-        assert topics["shellies/shelly1pm-AA/relay/0"]["payload"] == "text"
+        relay = topics["shellies/shelly1pm-AA/relay/0"]
+        assert (relay["payload"], relay["text_values"], relay["more_text_values"]) == ("text", ["on"], False)
         plc = topics["plc7/press-4/metrics"]
         assert {v["path"]: v["example"] for v in plc["values"]}.keys() == {
             "metrics[name=temp].value",
@@ -142,7 +143,10 @@ def test_listen_to_third_party_devices_write_a_mapping_and_bridge_it(tmp_path: P
         assert tele.topic == f"{prefix}/tele/{{device}}/SENSOR"
         assert tele.params["ENERGY.Power"].path == "ENERGY.Power"
         shelly = assets["shellies-{device}"].params
-        assert set(shelly) == {"relay.0.power", "temperature"}
+        assert set(shelly) == {"relay.0.power", "temperature", "relay.0"}
+        assert shelly["relay.0"].type == "text"
+        assert assets["shellies-{device}"].topic_of("relay.0") == f"{prefix}/shellies/{{device}}/relay/0"
+        assert tele.params["LWT"].type == "text" and tele.params["TempUnit"].type == "text"
         assert {shelly["relay.0.power"].topic, assets["shellies-{device}"].topic} & {
             f"{prefix}/shellies/{{device}}/relay/0/power"
         }
@@ -151,9 +155,11 @@ def test_listen_to_third_party_devices_write_a_mapping_and_bridge_it(tmp_path: P
         pump = assets["pump1"]
         assert (pump.sparkplug.group, pump.sparkplug.node, pump.sparkplug.device) == (group, node, "pump1")
         assert pump.params["Motor.Speed"].metric == "Motor/Speed"
+        assert (pump.params["Mode"].metric, pump.params["Mode"].type) == ("Mode", "text")
         assert not any(p.writable for a in mapping.assets for p in a.params.values())
         text = out.read_text()
-        assert "No parameter is writable" in text and f"{prefix}/tele/tasmota_A1/LWT: text" in text
+        assert "No parameter is writable" in text and 'LWT = { topic = "' in text
+        assert 'type = "text" }  # text, heard: "Online"' in text
         assert "wrote " in stderr and "5 asset(s) (2 topic template(s))" in stderr
 
         check = twinflow("mapping", "check", str(out))
@@ -189,10 +195,15 @@ def test_listen_to_third_party_devices_write_a_mapping_and_bridge_it(tmp_path: P
         assert twins <= {m.key() for m in msgs}, (tmp_path / "bridge.log").read_text()
         assert code == 0, (tmp_path / "bridge.log").read_text()
         readings: dict[bytes, set[str]] = {}
+        texts: dict[bytes, dict[str, str]] = {}
         for m in msgs:
-            readings.setdefault(m.key(), set()).update(decode(m.value(), key=m.key()).readings)
+            env = decode(m.value(), key=m.key())
+            readings.setdefault(m.key(), set()).update(env.readings)
+            texts.setdefault(m.key(), {}).update(env.text or {})
         assert {"ENERGY.Power", "AM2301.Temperature"} <= readings[b"tele-tasmota_B2"]
         assert {"relay.0.power", "temperature"} <= readings[b"shellies-shelly1pm-BB"]
+        assert {"relay.0": "on"}.items() <= texts[b"shellies-shelly1pm-BB"].items()
+        assert {"LWT": "Online", "TempUnit": "C"}.items() <= texts[b"tele-tasmota_A1"].items()
         assert {"temp", "speed", "running"} <= readings[b"press-4"]
         assert {"Motor.Speed", "Motor.Temp"} <= readings[b"pump1"]
     finally:
@@ -219,3 +230,101 @@ def test_unreachable_broker_silent_topic_and_usage_errors(tmp_path: Path) -> Non
     existing.write_text("")
     kept = twinflow("mapping", "listen-mqtt", "--mapping-out", str(existing))
     assert kept.returncode == 2 and "pass --force" in kept.stderr
+
+
+TEXT_PUBLISHER = """
+import json, sys, time
+import paho.mqtt.client as mqtt
+
+port, p = int(sys.argv[1]), sys.argv[2]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"it-text-{p}")
+c.connect("127.0.0.1", port)
+c.loop_start()
+i = 0
+while True:
+    i += 1
+    on = i % 2 == 0
+    c.publish(f"{p}/stat/tasmota_C3/POWER", "ON" if on else "OFF")  # Tasmota: plain text
+    c.publish(f"{p}/tele/tasmota_C3/STATE", json.dumps({"POWER": "ON" if on else "OFF", "Wifi": {"RSSI": 70 + i % 9}}))
+    c.publish(f"{p}/shelly-d4/status", json.dumps({"state": "on" if on else "off", "apower": 12.5}))  # Shelly
+    # A PLC gateway: a mode, a batch id (more distinct texts than the listing keeps), a plain-text state.
+    gw = {"mode": "AUTO" if i % 3 else "MANUAL", "batch": f"B-{i}", "rpm": 1450}
+    c.publish(f"{p}/gw9/line2/data", json.dumps(gw))
+    c.publish(f"{p}/gw9/line2/state", '"running"' if i % 4 else "stopped")
+    time.sleep(0.1)
+"""
+
+
+def test_text_values_heard_written_and_bridged_to_kafka(tmp_path: Path) -> None:
+    """Devices that publish text (Tasmota POWER ON/OFF, Shelly state on/off, a gateway's mode and plain-text
+    state): listen-mqtt lists each text field with its distinct values, writes it as `type = "text"`, and
+    `bridge mqtt` on that file puts the texts in the envelopes' `text` on Kafka."""
+    uid = uuid.uuid4().hex[:8]
+    settings = private_settings(tmp_path, uid)
+    prefix, out = f"it-text-{uid}", tmp_path / "texts.toml"
+    env = {**os.environ, "COLUMNS": "300", "PYTHONPATH": str(ROOT)}
+    publisher = subprocess.Popen([sys.executable, "-c", TEXT_PUBLISHER, str(settings.mqtt.port), prefix], env=env)
+    try:
+        run = twinflow("mapping", "listen-mqtt", "--topic", f"{prefix}/#", "--seconds", "3", "--json",
+                       "--mapping-out", str(out))  # fmt: skip
+        assert run.returncode == 0 and "Traceback" not in run.stderr, run.stdout + run.stderr
+        topics = {t["topic"].removeprefix(prefix + "/"): t for t in json.loads(run.stdout)["topics"]}
+        power = topics["stat/tasmota_C3/POWER"]
+        assert power["payload"] == "text" and sorted(power["text_values"]) == ["OFF", "ON"]
+
+        def texts(topic: str) -> dict[str, tuple[list[str], bool]]:
+            return {t["path"]: (sorted(t["values"]), t["more_values"]) for t in topics[topic]["texts"]}
+
+        assert texts("tele/tasmota_C3/STATE") == {"POWER": (["OFF", "ON"], False)}
+        assert texts("shelly-d4/status") == {"state": (["off", "on"], False)}
+        gw = texts("gw9/line2/data")
+        assert gw["mode"] == (["AUTO", "MANUAL"], False)
+        assert len(gw["batch"][0]) == 10 and gw["batch"][1]  # bounded: the first ten, and "more"
+        assert sorted(topics["gw9/line2/state"]["text_values"]) == ["running", "stopped"]
+
+        table = twinflow("mapping", "listen-mqtt", "--topic", f"{prefix}/shelly-d4/#", "--seconds", "1")
+        assert "state = text: 'o" in table.stdout and "apower = 12.5" in table.stdout, table.stdout
+
+        mapping = load_mapping(out)
+        params = {(a.twin_id, n): p for a in mapping.assets for n, p in a.params.items()}
+        text_params = {k for k, p in params.items() if p.type == "text"}
+        assert {("line2", "mode"), ("line2", "batch"), ("line2", "state"), ("shelly-d4", "state")} <= text_params
+        assert {n for _, n in text_params} >= {"POWER"} and ("line2", "rpm") not in text_params
+        written = out.read_text()
+        assert 'mode = { path = "mode", type = "text" }  # text, heard: "' in written
+        assert '"AUTO"' in written and '"MANUAL"' in written and ", …" in written
+
+        benv = {
+            **env,
+            "TWINFLOW_TOPICS__RAW": settings.topics.raw,
+            "TWINFLOW_TOPICS__DLQ": settings.topics.dlq,
+            "TWINFLOW_TWIN__COMMANDS_TOPIC": settings.twin.commands_topic,
+            "TWINFLOW_TWIN__ACKS_TOPIC": settings.twin.acks_topic,
+            "TWINFLOW_BRIDGE__COMMAND_GROUP": settings.bridge.command_group,
+            "TWINFLOW_BRIDGE__BUFFER__SPILL_DIR": str(tmp_path / "bridge-buffer"),
+        }
+        heard: dict[bytes, dict[str, set[str]]] = {}
+
+        def enough(msgs: list) -> bool:
+            for m in msgs[len(seen) :]:
+                seen.append(m)
+                for name, value in (decode(m.value(), key=m.key()).text or {}).items():
+                    heard.setdefault(m.key(), {}).setdefault(name, set()).add(value)
+            line2, shelly = heard.get(b"line2", {}), heard.get(b"shelly-d4", {})
+            return len(line2.get("state", ())) == 2 and len(shelly.get("state", ())) == 2 and "mode" in line2
+
+        seen: list = []
+        with open(tmp_path / "bridge.log", "wb") as log:
+            bridge = start_twinflow(["bridge", "mqtt", "--mapping", str(out)], benv, log)
+            try:
+                consume(settings, settings.topics.raw, enough, 30)
+            finally:
+                code = stop(bridge)
+        assert code == 0, (tmp_path / "bridge.log").read_text()
+        assert heard[b"line2"]["state"] == {"running", "stopped"}, heard  # plain text, a JSON string unquoted
+        assert heard[b"line2"]["mode"] <= {"AUTO", "MANUAL"} and heard[b"shelly-d4"]["state"] == {"on", "off"}
+        power_twins = [k for k, v in heard.items() if "POWER" in v]
+        assert len(power_twins) == 2 and all(heard[k]["POWER"] <= {"ON", "OFF"} for k in power_twins), heard
+    finally:
+        publisher.terminate()
+        publisher.wait(10)

@@ -27,11 +27,35 @@ def test_zigbee2mqtt_devices_of_different_shapes_get_an_asset_each() -> None:
     heard.add("zigbee2mqtt/bridge/state", b'{"state": "online"}', True, 0)
     sk, mapping = _mapping(heard)
     assets = {a.twin_id: a for a in mapping.assets}
-    assert set(assets) == {"Kitchen-sensor", "plug_tv"} and sk.templates == 0
+    assert set(assets) == {"Kitchen-sensor", "plug_tv", "bridge"} and sk.templates == 0
     assert assets["Kitchen-sensor"].topic == "zigbee2mqtt/Kitchen sensor"
     assert set(assets["Kitchen-sensor"].params) == {"temperature", "humidity", "battery"}  # "last seen": no path
-    assert set(assets["plug_tv"].params) == {"power", "child_lock"}
-    assert "zigbee2mqtt/bridge/state: no number or boolean in it" in sk.text
+    assert set(assets["plug_tv"].params) == {"power", "child_lock", "state"}
+    assert assets["plug_tv"].params["state"].type == "text" and assets["bridge"].params["state"].type == "text"
+    assert 'state = { path = "state", type = "text" }  # text, heard: "ON"' in sk.text
+
+
+def test_text_values_distinct_and_bounded_plain_texts_mapped_binary_left_out() -> None:
+    heard = Heard()
+    for i in range(15):
+        heard.add("gw/line2/data", json.dumps({"mode": "AUTO" if i % 2 else "MAN\"UAL", "batch": f"B-{i}"}).encode(),
+                  False, i)  # fmt: skip
+        heard.add("gw/line2/state", b'"running"' if i % 3 else b"stopped", False, i)
+        heard.add("gw/line2/blob", bytes([0xFF, 0xFE, i]), False, i)
+    t = heard.topics["gw/line2/data"]
+    assert list(t.texts["mode"].texts.seen) == ['MAN"UAL', "AUTO"] and not t.texts["mode"].texts.more
+    assert len(t.texts["batch"].texts.seen) == 10 and t.texts["batch"].texts.more
+    state = heard.topics["gw/line2/state"]
+    assert state.kind == "text" and list(state.plain_texts.seen) == ["stopped", "running"]
+    sk, mapping = _mapping(heard)
+    (asset,) = mapping.assets
+    assert {n: (p.type, p.path) for n, p in asset.params.items()} == {
+        "mode": ("text", "mode"),
+        "batch": ("text", "batch"),
+        "state": ("text", None),
+    }
+    assert '# text, heard: "MAN\\"UAL", "AUTO"' in sk.text and '"B-9", …' in sk.text
+    assert "gw/line2/blob: binary/other" in sk.text
 
 
 def test_one_device_with_many_plain_topics_is_one_asset_and_names_do_not_collide() -> None:

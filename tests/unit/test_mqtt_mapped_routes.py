@@ -55,6 +55,14 @@ MAPPING = {
         },
         # A plain number or boolean on its own topic.
         {"twin_id": "pump-d", "type": "pump", "protocol": "mqtt", "topic": "plant/d/temp", "params": {"temp_c": {}}},
+        # A plain text on its own topic (Tasmota POWER, a gateway's state).
+        {
+            "twin_id": "pump-e",
+            "type": "pump",
+            "protocol": "mqtt",
+            "topic": "plant/e/state",
+            "params": {"state": {"type": "text"}},
+        },
         # One asset for every machine of a line.
         {
             "twin_id": "{line}-{machine}",
@@ -146,3 +154,17 @@ def test_a_topic_that_builds_no_valid_twin_id_is_dead_lettered() -> None:
     _, raw, dead = run(("lines/line 1/press/state", b'{"rpm":900}'))
     assert raw == [] and [(v, h["dlq.reason"]) for _, v, h in dead] == [(b'{"rpm":900}', b"schema")]
     assert b"not a valid twin id" in dead[0][2]["dlq.detail"]
+
+
+def test_plain_text_payloads_of_a_text_parameter() -> None:
+    _, raw, dead = run(*(("plant/e/state", p) for p in (b"running\n", b'"stopped"', b"12", b"\xff\xfe", b"")))
+    assert [(e.get("text"), e["readings"]) for _, e in raw] == [
+        ({"state": "running"}, {}),
+        ({"state": "stopped"}, {}),
+        (None, {"state": 12.0}),
+    ]
+    assert [(v, h.get("dlq.field")) for _, v, h in dead] == [
+        (b"\xff\xfe", b"readings.state"),
+        (b"", None),
+    ]
+    assert dead[0][2]["dlq.detail"] == b"readings.state: the payload is not UTF-8 text"

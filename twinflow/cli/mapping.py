@@ -12,12 +12,14 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -63,7 +65,16 @@ def _quiet_library(verbose: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- browse-opcua
-_ENDPOINT = typer.Argument(..., help="opc.tcp://HOST:PORT[/PATH] of the server.")
+_ENDPOINT = typer.Argument(
+    None, help=escape("opc.tcp://HOST:PORT[/PATH] of the server (or --mapping)."), show_default=False
+)
+_MAPPING = typer.Option(
+    None,
+    "--mapping",
+    "-m",
+    help="Connect as the bridge does with this mapping file's OPC-UA device; mark what it maps.",
+)
+_DEVICE = typer.Option(None, help=escape("--mapping: its [devices.NAME] to browse (opcua: the [opcua] section)."))
 _ROOT = typer.Option("i=85", help="NodeId to start from (default i=85, the Objects folder); nsu=URI;… allowed.")
 _DEPTH = typer.Option(6, min=1, max=64, help="Levels below the root to browse.")
 _MAX_NODES = typer.Option(5000, min=1, help="Stop after this many nodes (and say so).")
@@ -71,19 +82,23 @@ _JSON = typer.Option(False, "--json", help="Print the variables as JSON instead 
 _OUT = typer.Option(None, "--mapping-out", help="Write a mapping skeleton (TOML) to this file.")
 _FORCE = typer.Option(False, "--force", help="Overwrite an existing --mapping-out file.")
 _STANDARD = typer.Option(False, "--standard", help="Also browse the standard namespace (ns=0: the Server object).")
-_SECURITY = typer.Option(Security.none, help="Security mode, as `security` in [opcua].")
-_CERT = typer.Option(None, help="Client certificate (DER/PEM), as `certificate` in [opcua].")
-_KEY = typer.Option(None, help="Client private key (PEM), as `private_key` in [opcua].")
+_SECURITY = typer.Option(Security.none, help=escape("Security mode, as `security` in [opcua]."))
+_CERT = typer.Option(None, help=escape("Client certificate (DER/PEM), as `certificate` in [opcua]."))
+_KEY = typer.Option(None, help=escape("Client private key (PEM), as `private_key` in [opcua]."))
 _SERVER_CERT = typer.Option(None, help="Server certificate (default: fetched from the endpoint).")
 _APP_URI = typer.Option("urn:twinflow:bridge", help="Must equal the URI in the client certificate.")
-_USER = typer.Option(None, help="Login name, as `username` in [opcua].")
-_PASSWORD = typer.Option(None, envvar="TWINFLOW_OPCUA_PASSWORD", help="Login password (never written to a file).")
+_USER = typer.Option(None, help=escape("Login name, as `username` in [opcua]."))
+_PASSWORD = typer.Option(
+    None, envvar="TWINFLOW_OPCUA_PASSWORD", help="Login password (never written to a file; --mapping: if it has none)."
+)
 _TIMEOUT = typer.Option(5.0, min=0.1, help="Seconds to connect and for each request.")
 
 
 @mapping_app.command("browse-opcua")
 def browse_opcua(
     endpoint: str = _ENDPOINT,
+    mapping: Path = _MAPPING,
+    device: str = _DEVICE,
     root: str = _ROOT,
     depth: int = _DEPTH,
     max_nodes: int = _MAX_NODES,
@@ -102,11 +117,100 @@ def browse_opcua(
     verbose: bool = False,
 ) -> None:
     """List the variables of an OPC-UA server (browse path, portable NodeId, data type, writable, value);
-    with --mapping-out, write a mapping skeleton that `twinflow mapping check` and the bridge accept."""
+    with --mapping-out, write a mapping skeleton that `twinflow mapping check` and the bridge accept.
+    With --mapping FILE instead of ENDPOINT: connect as the bridge does with that file, mark the
+    variables it maps, and --mapping-out writes only those it does not map yet."""
     from asyncua import ua
 
     from connectors.opcua.skeleton import build
 
+    given = {
+        "--security": security != Security.none,
+        "--certificate": certificate is not None,
+        "--private-key": private_key is not None,
+        "--server-certificate": server_certificate is not None,
+        "--application-uri": application_uri != "urn:twinflow:bridge",
+        "--username": bool(username),
+    }
+    if mapping is not None:
+        if endpoint is not None:
+            raise _fail(f"give the endpoint {endpoint!r} or --mapping {mapping}, not both", 2)
+        if any(given.values()):
+            flags = ", ".join(k for k, v in given.items() if v)
+            why = f"--mapping takes the connection from {mapping}: {flags} not allowed with it (edit the file)"
+            raise _fail(why, 2)
+        source = _mapped_device(mapping, device, password)
+        conn, section = source.conn, source.section
+        endpoint = conn.endpoint
+    elif device is not None:
+        raise _fail("--device picks a device of a --mapping file: give --mapping FILE", 2)
+    elif endpoint is None:
+        raise _fail("give the server's endpoint (opc.tcp://HOST:PORT[/PATH]) or --mapping FILE", 2)
+    else:
+        source = None
+        section, conn = _endpoint_connection(endpoint, security, certificate, private_key, server_certificate,
+                                             application_uri, username, password)  # fmt: skip
+    conn = conn.model_copy(update={"request_timeout_s": timeout, "watchdog_s": max(timeout, 1)})
+    try:
+        ua.NodeId.from_string(root)
+    except Exception:
+        raise _fail(f"--root {root!r} is not a NodeId (write i=85, ns=2;s=Line1 or nsu=URI;s=Line1)", 2) from None
+    if mapping_out is not None and mapping_out.exists() and not force:
+        raise _fail(f"--mapping-out {mapping_out} exists (pass --force to overwrite it)", 2)
+    _quiet_library(verbose)
+    found, unresolved = _run_browse(conn, root, depth, max_nodes, standard, source)
+
+    if json_out:
+        doc = {
+            "endpoint": endpoint,
+            "root": found.root,
+            "namespaces": found.namespaces,
+            "nodes": found.nodes,
+            "stopped_early": found.stopped_early,
+            "variables": [v.as_json() for v in found.variables],
+        }
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+    else:
+        _print_table(found, mapping)
+    _print_limits(found, depth, max_nodes)
+    if unresolved:
+        err_console.print(
+            f"[yellow]{len(unresolved)} parameters of {escape(str(mapping))} are not on the server "
+            f"({escape(', '.join(unresolved[:5]))}{' …' if len(unresolved) > 5 else ''}): "
+            f"twinflow mapping check {escape(str(mapping))} --connect names why[/yellow]",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if mapping_out is None:
+        return
+    if source is None:
+        argv = ["twinflow", "mapping", "browse-opcua", endpoint]
+    else:
+        argv = ["twinflow", "mapping", "browse-opcua", "--mapping", str(mapping), "--device", source.name]
+    argv += ["--root", root] if root != "i=85" else []
+    sk = build(found, section, shlex.join(argv), *((str(mapping), source.twins) if source else ()))
+    if not sk.assets:
+        what = f"not mapped in {mapping} yet" if source is not None else "holding a reading"
+        raise _fail(f"no variable {what} below {found.root}; {mapping_out} not written", 1)
+    _write_skeleton(mapping_out, sk.text)
+    err_console.print(
+        f"wrote {mapping_out}: {sk.assets} asset(s), {sk.params} parameter(s), {sk.setpoints} writable"
+        + (f"; left out {sk.mapped} variables {mapping} maps" if source is not None else "")
+        + (f"; left out {len(sk.left_out)} variables that are no readings" if sk.left_out else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if section.get("username"):
+        err_console.print(
+            escape("the file has no password: add `password = …` to [opcua] (or write it at deploy time)"),
+            highlight=False,
+        )
+
+
+def _endpoint_connection(endpoint: str, security: Security, certificate: Path | None, private_key: Path | None,
+                         server_certificate: Path | None, application_uri: str, username: str | None,
+                         password: str | None) -> tuple[dict[str, Any], OpcuaConnection]:  # fmt: skip
+    """The ``[opcua]`` fields of the command line options and the connection they make."""
     section: dict[str, Any] = {"endpoint": endpoint}
     if security != Security.none:
         if certificate is None or private_key is None:
@@ -120,59 +224,61 @@ def browse_opcua(
         section["username"] = username
     section = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in section.items()}
     try:
-        conn = OpcuaConnection(**section, password=password, request_timeout_s=timeout, watchdog_s=max(timeout, 1))
-        ua.NodeId.from_string(root)
+        return section, OpcuaConnection(**section, password=password)
     except ValidationError:
         raise _fail(f"{endpoint!r} is not an OPC-UA endpoint: write opc.tcp://HOST:PORT[/PATH]", 2) from None
-    except Exception:
-        raise _fail(f"--root {root!r} is not a NodeId (write i=85, ns=2;s=Line1 or nsu=URI;s=Line1)", 2) from None
-    if mapping_out is not None and mapping_out.exists() and not force:
-        raise _fail(f"--mapping-out {mapping_out} exists (pass --force to overwrite it)", 2)
-    _quiet_library(verbose)
-    found = _run_browse(conn, root, depth, max_nodes, standard)
-
-    if json_out:
-        doc = {
-            "endpoint": endpoint,
-            "root": found.root,
-            "namespaces": found.namespaces,
-            "nodes": found.nodes,
-            "stopped_early": found.stopped_early,
-            "variables": [v.as_json() for v in found.variables],
-        }
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
-    else:
-        _print_table(found)
-    _print_limits(found, depth, max_nodes)
-    if mapping_out is None:
-        return
-    argv = ["twinflow", "mapping", "browse-opcua", endpoint, *(["--root", root] if root != "i=85" else [])]
-    sk = build(found, section, shlex.join(argv))
-    if not sk.assets:
-        raise _fail(f"no variable holding a reading below {found.root}; {mapping_out} not written", 1)
-    _write_skeleton(mapping_out, sk.text)
-    err_console.print(
-        f"wrote {mapping_out}: {sk.assets} asset(s), {sk.params} parameter(s), {sk.setpoints} writable"
-        + (f"; left out {len(sk.left_out)} variables that are no readings" if sk.left_out else ""),
-        highlight=False,
-        soft_wrap=True,
-    )
-    if username:
-        err_console.print(
-            escape("the file has no password: add `password = …` to [opcua] (or write it at deploy time)"),
-            highlight=False,
-        )
 
 
-def _run_browse(conn: OpcuaConnection, root: str, depth: int, max_nodes: int, standard: bool):
-    from connectors.opcua.browse import browse
+@dataclass
+class _Source:
+    """The mapping file's OPC-UA device a browse connects as."""
+
+    name: str
+    conn: OpcuaConnection
+    section: dict[str, Any]  # its [opcua] fields for a skeleton: no password, no server-side files
+    params: dict[tuple[str, str], Any]  # (twin id, parameter) → its OpcuaParam
+    twins: set[str]  # every twin id of the file
+    resolve: Callable[[Path | None], Path | None]
+
+
+_SERVER_SIDE = {"protocol", "password", "server_private_key", "trusted_certificates"}
+
+
+def _mapped_device(path: Path, device: str | None, password: str | None) -> _Source:
+    """The device of a mapping file, loaded by the bridges' loader (exit 2 naming the mistake)."""
+    try:
+        m = load_mapping(path)
+        name, conn, assets = m.pick_device("opcua", device)
+    except MappingError as exc:
+        print_config_error(exc)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        raise _fail(f"{path}: {exc}", 2) from None
+    if conn.username and conn.password is None and password:
+        conn = conn.model_copy(update={"password": SecretStr(password)})
+    fields = conn.model_dump(exclude_defaults=True, exclude=_SERVER_SIDE)
+    fields = {k: str(m.path(v).resolve()) if isinstance(v, Path) else v for k, v in fields.items()}  # type: ignore[union-attr]
+    params = {(a.twin_id, p): spec for a in assets for p, spec in a.params.items()}
+    twins = {a.twin_id for a in m.assets}
+    return _Source(name, conn, {"endpoint": conn.endpoint, **fields}, params, twins, m.path)
+
+
+def _run_browse(conn: OpcuaConnection, root: str, depth: int, max_nodes: int, standard: bool,
+                source: _Source | None) -> tuple[Any, list[str]]:  # fmt: skip
+    """What the browse found, and the mapping's parameters not on the server ("twin.param")."""
+    from connectors.opcua.browse import browse, mark_mapped
     from connectors.opcua.client import Unreachable, connected
-    from connectors.opcua.nodes import UnresolvedNode, resolve_node_id
+    from connectors.opcua.nodes import UnresolvedNode, resolve_node_id, resolve_nodes
 
     async def run():
-        async with connected(conn, lambda p: p, conn.request_timeout_s) as client:
+        async with connected(conn, source.resolve if source else lambda p: p, conn.request_timeout_s) as client:
             start = resolve_node_id(root, await client.get_namespace_array())
-            return await browse(client, start, depth, max_nodes, standard, conn.endpoint)
+            found = await browse(client, start, depth, max_nodes, standard, conn.endpoint)
+            if source is None:
+                return found, []
+            nodes, failed = await resolve_nodes(client, source.params, conn.namespace)
+            mark_mapped(found, nodes)
+            return found, [".".join(key) for key, _ in failed]
 
     try:
         return asyncio.run(run())
@@ -187,7 +293,7 @@ def _run_browse(conn: OpcuaConnection, root: str, depth: int, max_nodes: int, st
         raise _fail(f"browsing {conn.endpoint} failed: {type(exc).__name__}: {exc}", 1) from None
 
 
-def _print_table(found) -> None:
+def _print_table(found, mapping: Path | None) -> None:
     table = Table("browse path", "node", "data type", "access", "value", "")
     for column in table.columns[:2]:
         column.overflow = "fold"  # a path and a NodeId are copied from here: wrapped, never cut short
@@ -195,11 +301,18 @@ def _print_table(found) -> None:
         shown = f"{v.value:.6g}" if isinstance(v.value, float) else str(v.value)
         value = shown if v.status == "Good" else v.status if v.value is None else f"{shown} ({v.status})"
         note = "setpoint" if v.setpoint else "" if v.reading else "not a reading"
+        if v.mapped is not None:
+            note = ", ".join(x for x in (f"mapped: {'.'.join(v.mapped)}", note) if x)
         access = ("r" if v.readable else "-") + ("w" if v.writable else "-")
         table.add_row(escape("/".join(v.path)), escape(v.node), v.data_type, access, escape(value[:40]), note)
     console.print(table)
     owners = len({v.owner for v in found.variables})
-    console.print(f"{len(found.variables)} variables in {owners} objects ({found.nodes} nodes) on {found.endpoint}")
+    mapped = f"; {sum(v.mapped is not None for v in found.variables)} mapped in {mapping}" if mapping else ""
+    console.print(
+        f"{len(found.variables)} variables in {owners} objects ({found.nodes} nodes) on {found.endpoint}{mapped}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _print_limits(found, depth: int, max_nodes: int) -> None:
@@ -238,7 +351,8 @@ def listen_mqtt(
     verbose: bool = False,
 ) -> None:
     """Listen to an MQTT broker (read only) and list per topic: messages, rate, payload kind, the JSON
-    paths of numbers and booleans with examples, timestamp and quality fields, Sparkplug B metrics;
+    paths of numbers and booleans with examples, texts with their distinct values, timestamp and
+    quality fields, Sparkplug B metrics;
     with --mapping-out, write a mapping skeleton that `twinflow mapping check` and the bridge accept.
     Ctrl-C or SIGTERM ends the listening early (exit 0). Exit 1: broker unreachable, nothing heard."""
     from connectors.stopping import stop_on_signals
@@ -333,9 +447,11 @@ def _print_heard(topics: list, messages: int, listened: float, where: str) -> No
         if t.sparkplug is not None:
             kind = f"{kind} {t.sparkplug[0]}"
         values = [f"{leaf.path} = {_shown(leaf.example)}" for leaf in t.leaves.values()]
-        values += [f"{leaf.path} = {_shown(leaf.example)!r} (text)" for leaf in t.texts.values()]
-        if t.kind in ("number", "boolean", "text"):
-            values.append(_shown(t.example) if t.kind != "text" else repr(t.example))
+        values += [f"{leaf.path} = text: {_texts(leaf.texts)}" for leaf in t.texts.values()]
+        if t.kind in ("number", "boolean"):
+            values.append(_shown(t.example))
+        elif t.kind == "text":
+            values.append(f"text: {_texts(t.plain_texts)}")
         if t.aliases_unknown:
             values.append(f"aliases {sorted(t.aliases_unknown)[:5]}: no birth heard")
         if t.unaddressable:
@@ -363,6 +479,11 @@ def _shown(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def _texts(texts: Any) -> str:
+    """The distinct texts heard (:class:`connectors.mqtt.listen.Distinct`): ``'ON', 'OFF'``."""
+    return ", ".join(repr(v) for v in texts.seen) + (", …" if texts.more else "")
+
+
 def _write_mqtt_skeleton(heard: Any, listened: float, out: Path, ms: Any, host: str, port: int,
                          filters: list[str]) -> None:  # fmt: skip
     import uuid
@@ -380,12 +501,12 @@ def _write_mqtt_skeleton(heard: Any, listened: float, out: Path, ms: Any, host: 
     argv = ["twinflow", "mapping", "listen-mqtt", *(a for f in filters if f != "#" for a in ("--topic", f))]
     sk = build(heard, section, shlex.join(argv), listened)
     if not sk.assets:
-        raise _fail(f"no topic carried a number or boolean to map; {out} not written", 1)
+        raise _fail(f"no topic carried a number, boolean or text to map; {out} not written", 1)
     _write_skeleton(out, sk.text)
     err_console.print(
         f"wrote {out}: {sk.assets} asset(s) ({sk.templates} topic template(s)), {sk.params} parameter(s), none "
         "writable (add `writable = true` and a command_topic for setpoints)"
-        + (f"; left out {len(sk.left_out)} topics without a number or boolean" if sk.left_out else ""),
+        + (f"; left out {len(sk.left_out)} topics without a value to map" if sk.left_out else ""),
         highlight=False,
         soft_wrap=True,
     )

@@ -288,6 +288,33 @@ class Mapping(_Strict):
             out[name][1].append(a)
         return out
 
+    def pick_device(self, protocol: str, name: str | None) -> tuple[str, Any, list[Any]]:
+        """(name, connection, its assets) of one device of ``protocol``: ``name`` (a ``[devices.NAME]``
+        of that protocol, or the protocol itself for its section), else the only one the file has;
+        ValueError naming the choices."""
+        used = self.devices_of(protocol)
+        named = [n for n, d in self.devices.items() if d.protocol == protocol]
+        names = list(dict.fromkeys([*used, *named]))
+        if name is None:
+            if len(names) == 1:
+                name = names[0]
+            elif names:
+                raise ValueError(f"{len(names)} {protocol} devices ({', '.join(names)}): pick one with --device")
+            elif protocol in self.model_fields_set:
+                name = protocol
+            else:
+                raise ValueError(f"no [{protocol}] section and no [devices.NAME] with protocol = {protocol!r}")
+        if name == protocol:
+            conn = getattr(self, protocol)
+        elif name in named:
+            conn = self.devices[name]
+        else:
+            choices = ", ".join(dict.fromkeys([*names, protocol]))
+            raise ValueError(
+                f"no {protocol} device {name!r} (--device {choices}; {protocol} is the [{protocol}] section)"
+            )
+        return name, conn, used.get(name, (conn, []))[1]
+
     def asset(self, twin_id: str) -> OpcuaAsset | MqttAsset | ModbusAsset | None:
         """The asset of a twin (an MQTT asset template's, when its pattern builds ``twin_id``)."""
         found = next((a for a in self.assets if a.twin_id == twin_id), None)
