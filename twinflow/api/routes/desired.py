@@ -47,7 +47,12 @@ class DesiredPatch(BaseModel):
             ]
         },
     )
-    values: dict[Annotated[str, Field(pattern=SENSOR_PATTERN)], float] = Field(default_factory=dict, max_length=256)
+    values: dict[Annotated[str, Field(pattern=SENSOR_PATTERN)], float] = Field(
+        default_factory=dict,
+        max_length=256,
+        description=f"parameter name → number; a name matches {SENSOR_PATTERN} (422 otherwise)",
+        json_schema_extra={"additionalProperties": False},  # only names of the pattern (patternProperties)
+    )
     mode: Literal["normal", "maintenance", "simulating"] | None = None
     reason: str = Field("", max_length=500)
 
