@@ -278,9 +278,9 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
 
 @pytest.fixture(scope="session")
 def openapi(live: Live) -> OpenApi:
-    """The server's own OpenAPI document, to check real answers against (tests/api/openapi_check.py)."""
+    """The server's own OpenAPI documents (3.0.3 and 3.1), to check real answers against (openapi_check.py)."""
     with live.client(token=None) as c:
-        return OpenApi(c.get("/api/openapi.json").json())
+        return OpenApi(c.get("/api/openapi.json").json(), c.get("/api/openapi-3.1.json").json())
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from openapi_spec_validator import validate as validate_spec
 
 from tests.api.conftest import Live
 from tests.api.openapi_check import OpenApi
-from tests.twin_kafka import wait_for
+from tests.twin_kafka import envelope, wait_for
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
@@ -28,8 +28,16 @@ def is_problem(r: httpx.Response, status: int) -> dict:
     return body
 
 
-def sse(c: httpx.Client, path: str, *, count: int, last_id: str | None = None, timeout: float = 15.0) -> list[dict]:
-    """Read ``count`` events (id, event, data, received_at) from an SSE stream."""
+def sse(
+    c: httpx.Client,
+    path: str,
+    *,
+    count: int,
+    last_id: str | None = None,
+    timeout: float = 15.0,
+    openapi: OpenApi | None = None,
+) -> list[dict]:
+    """Read ``count`` events (id, event, data, received_at) from an SSE stream; each checked against ``openapi``."""
     headers = {"Last-Event-ID": last_id} if last_id else {}
     out: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -39,6 +47,8 @@ def sse(c: httpx.Client, path: str, *, count: int, last_id: str | None = None, t
         for line in r.iter_lines():
             if line == "":
                 if "data" in ev:
+                    if openapi is not None:
+                        openapi.event_conforms(r, ev)
                     ev["received_at"] = time.time()
                     out.append(ev)
                     if len(out) >= count:
@@ -88,7 +98,7 @@ def test_fleet_twin_history_and_telemetry(live: Live):
 
 
 def test_every_json_answer_matches_the_openapi_document(live: Live, openapi: OpenApi):
-    """Real answers of each JSON operation, successes and problems, against the server's own /api/openapi.json."""
+    """Real answers of each JSON operation, successes and problems, against the server's own OpenAPI documents."""
     twin, scored = live.twin, live.alert_twin
     with live.client() as c:
         wait_for("a forecast", lambda: c.get(f"/api/v1/twins/{scored}/forecasts").json(), timeout=30)
@@ -116,10 +126,36 @@ def test_every_json_answer_matches_the_openapi_document(live: Live, openapi: Ope
         openapi.conforms(c.get("/api/v1/alerts/metrics"))
         openapi.conforms(c.get("/api/v1/me"))
         openapi.conforms(c.get("/api/v1/health"))
+        # what-if values: the state document has them from every source (the state cache, the history, as of a time)
+        at = datetime.now(UTC)
+        what_if = json.loads(envelope(scored, at, 10**6, {"temp_c": 99.0}, source="whatif"))
+        live.produce(live.settings.topics.raw, scored, what_if)  # kept aside: no version of its own, then one:
+        reading = envelope(scored, at + timedelta(milliseconds=1), 10**6 + 1, {"vibration_mm_s": 1.5})
+        live.produce(live.settings.topics.raw, scored, json.loads(reading))
+
+        def stored_what_if() -> dict | None:
+            items = c.get(f"/api/v1/twins/{scored}/history", params={"limit": 1}).json()["items"]
+            return items[0] if items and (items[0].get("simulated") or {}).get("temp_c") else None
+
+        stored = openapi.conforms(c.get(f"/api/v1/twins/{scored}/history", params={"limit": 1}))["items"][0]
+        wait_for("a stored version with the what-if value", stored_what_if, timeout=30)
+        stored = stored_what_if()
+        now = openapi.conforms(c.get(f"/api/v1/twins/{scored}"))
+        then = openapi.conforms(c.get(f"/api/v1/twins/{scored}/history", params={"at": stored["event_time"]}))
+        assert now.keys() == stored.keys() == then.keys()
+        assert now["simulated"]["temp_c"]["value"] == stored["simulated"]["temp_c"]["value"] == 99.0
+        # the names a desired change takes: what the 3.1 document says (3.0.3 cannot) is what the server takes
+        url = f"/api/v1/twins/{twin}/desired"
+        for name, ok in (("speed", True), ("speed_sp.rpm-2", True), ("0speed", False), ("", False), ("a b", False)):
+            assert openapi.takes_body("PATCH", url, {"values": {name: 1.0}}) is ok, name
+        refused = c.patch(url, json={"values": {"0speed": 1.0}}, headers={"If-Match": "*"})
+        assert is_problem(refused, 422) and openapi.conforms(refused)
         for problem in (  # and what the document says of the problems
             c.get("/api/v1/twins/ghost-twin-404"),
             c.get("/api/v1/twins/bad%20id/history"),
             c.get(f"/api/v1/twins/{twin}/telemetry", params={"bucket": "1y"}),
+            c.get(f"/api/v1/twins/{twin}/telemetry", params={"bucket": "367d"}),
+            c.get(f"/api/v1/twins/{twin}/telemetry", params={"bucket": "0d"}),
             c.get("/api/v1/twins", params={"limit": 0}),
             c.get("/api/v1/alerts/no-such-alert"),
             c.post("/api/v1/alerts/no-such-alert/ack"),
@@ -195,7 +231,7 @@ def test_policy_deny_is_403_with_the_reason_and_nothing_reaches_the_device(live:
         consumer.close()
 
 
-def test_sse_delivers_state_changes_within_a_second_and_resumes(live: Live):
+def test_sse_delivers_state_changes_within_a_second_and_resumes(live: Live, openapi: OpenApi):
     def change(speed: float, delay: float) -> None:
         time.sleep(delay)
         with live.client() as c2:  # If-Match "*": any version (the twin is moving)
@@ -207,7 +243,7 @@ def test_sse_delivers_state_changes_within_a_second_and_resumes(live: Live):
     with live.client() as c:
         worker = threading.Thread(target=change, args=(130.0, 0.5), daemon=True)
         worker.start()
-        first = sse(c, f"/api/v1/twins/{live.twin}/events?types=state", count=2)
+        first = sse(c, f"/api/v1/twins/{live.twin}/events?types=state", count=2, openapi=openapi)
         worker.join()
         assert all(e["event"] == "state" for e in first)
         for e in first:  # the id carries the Kafka timestamp of the record: delivery time since it was written
@@ -221,10 +257,10 @@ def test_sse_delivers_state_changes_within_a_second_and_resumes(live: Live):
         assert versions == list(range(versions[0], versions[0] + len(versions))), versions
 
 
-def test_sse_resume_reads_kafka_when_the_buffer_no_longer_has_the_event(live: Live):
+def test_sse_resume_reads_kafka_when_the_buffer_no_longer_has_the_event(live: Live, openapi: OpenApi):
     with live.client() as c:
         path = f"/api/v1/twins/{live.alert_twin}/events?types=score"
-        first = sse(c, path, count=3)
+        first = sse(c, path, count=3, openapi=openapi)
         offsets = [int(e["id"].split("-")[3]) for e in first]
         assert offsets == list(range(offsets[0], offsets[0] + 3))
         time.sleep(3)  # more than the server's buffer of 20 events (TWINFLOW_API__SSE_BUFFER_EVENTS) passes by
@@ -383,6 +419,9 @@ def test_openapi_and_docs_are_served_offline(live: Live):
         assert me["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Me"}
         assert list(me["401"]["content"]) == list(me["422"]["content"]) == ["application/problem+json"]
         validate_spec(spec)  # valid OpenAPI 3.0.3 (openapi-spec-validator); the rest: tests/unit/test_api_openapi.py
+        spec_31 = c.get("/api/openapi-3.1.json").json()  # the same in 3.1: what 3.0.3 cannot say (names in values)
+        assert spec_31["openapi"].startswith("3.1") and spec_31["paths"].keys() == spec["paths"].keys()
+        validate_spec(spec_31)
         assert "text/event-stream" in spec["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]
         page = c.get("/api/docs").text
         assert "/api/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()

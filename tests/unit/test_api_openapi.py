@@ -1,12 +1,16 @@
-"""The API's OpenAPI document without a server: valid OpenAPI 3.0.3, a schema for every JSON answer, and the
-parameters' constraints the same as the checks the server runs (tests/api/test_api.py checks real answers)."""
+"""The API's OpenAPI documents without a server: valid OpenAPI 3.0.3 and 3.1, a schema for every JSON answer, and
+the parameters' constraints the same as the checks the server runs (tests/api/test_api.py checks real answers)."""
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from pydantic import TypeAdapter, ValidationError
 
@@ -16,13 +20,18 @@ from twinflow.api.app import create_app
 from twinflow.api.problems import Problem
 from twinflow.api.routes.desired import parse_if_match
 from twinflow.api.routes.events import ALL_EVENT_TYPES, _types
-from twinflow.api.routes.params import Time, parse_bucket, twin_id_ok
+from twinflow.api.routes.params import BUCKET_PATTERN, Time, parse_bucket, twin_id_ok
 from twinflow.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
     return create_app(Settings()).openapi()
+
+
+@pytest.fixture(scope="module")
+def spec_31() -> dict[str, Any]:
+    return create_app(Settings()).openapi("3.1")  # type: ignore[call-arg]
 
 
 def _param(spec: dict, path: str, name: str, method: str = "get") -> dict[str, Any]:
@@ -46,9 +55,34 @@ def _accepts_time(value: str) -> bool:
     return True
 
 
-def test_the_document_is_valid_openapi_303(spec):
+def test_the_documents_are_valid_openapi_303_and_31(spec, spec_31):
     validate(spec)
     assert spec["openapi"] == "3.0.3"
+    validate(spec_31)
+    assert spec_31["openapi"].startswith("3.1") and spec_31["paths"].keys() == spec["paths"].keys()
+
+
+def test_a_desired_change_names_only_parameters_of_the_pattern(spec, spec_31):
+    """3.1 checks the names of `values` (JSON Schema 2020-12); 3.0.3 cannot, it names the pattern aside."""
+    schemas = spec_31["components"]["schemas"]
+    patch = Draft202012Validator({**schemas["DesiredPatch"], "$defs": {}})
+    assert patch.is_valid({"values": {"speed_sp_rpm": 1450}})
+    for name in ("", "0speed", "a b", "x" * 65):
+        assert not patch.is_valid({"values": {name: 1}}), name
+    values = spec["components"]["schemas"]["DesiredPatch"]["properties"]["values"]
+    assert values["x-key-pattern"] == SENSOR_PATTERN and values["additionalProperties"] == {"type": "number"}
+    assert SENSOR_PATTERN in values["description"]
+
+
+def test_state_etag_and_event_streams_are_described(spec, spec_31):
+    for doc in (spec, spec_31):
+        twin = doc["paths"]["/api/v1/twins/{twin_id}"]["get"]["responses"]["200"]
+        stale = doc["paths"]["/api/v1/twins/{twin_id}/desired"]["patch"]["responses"]["412"]
+        for answer in (twin, stale):
+            assert re.fullmatch(answer["headers"]["ETag"]["schema"]["pattern"], '"12"')
+        events = doc["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        event = doc["components"]["schemas"][events["schema"]["$ref"].rsplit("/", 1)[1]]
+        assert set(ALL_EVENT_TYPES) < set(event["properties"]["event"]["enum"]) and "data" in event["required"]
 
 
 def test_every_json_answer_has_a_schema_of_its_own(spec):
@@ -65,8 +99,8 @@ def test_every_json_answer_has_a_schema_of_its_own(spec):
                         assert media_type == "application/json" and ref != "#/components/schemas/Problem"
                     else:
                         assert media_type in ("application/problem+json", "application/json"), (path, status)
-    state = schemas["TwinStateDocument"]
-    assert "simulated" not in state["required"] and "change" in state["required"]
+    state = schemas["TwinStateDocument"]  # the same members from every source: simulated too (null: not kept then)
+    assert {"simulated", "change"} <= set(state["required"]) and state["properties"]["simulated"]["nullable"]
     assert state["properties"]["last_sync_time"]["nullable"] is True
     alert = schemas["AlertDocument"]
     assert "event" not in alert["properties"] and {"chattering", "isa_state", "shelved_until"} <= set(alert["required"])
@@ -106,14 +140,9 @@ def test_parameters_declare_what_the_server_checks(spec):
     ]  # fmt: skip
     for (path, name), check in checks.items():
         pattern = _param(spec, path, name)["pattern"]
-        for value in samples:
+        for value in samples + BUCKETS:
             declared = re.fullmatch(pattern, value) is not None
-            if declared or name != "bucket":  # a bucket's bounds (10ms to 366d) are in its description
-                assert declared == _accepts(check, value), (path, name, value, pattern)
-    bucket = _param(spec, "/api/v1/twins/{twin_id}/telemetry", "bucket")
-    assert (
-        re.fullmatch(bucket["pattern"], "1ms") and not _accepts(parse_bucket, "1ms") and "10ms" in bucket["description"]
-    )
+            assert declared == _accepts(check, value), (path, name, value, pattern)
     for operations in spec["paths"].values():  # absent, never null: a client would send the text "null"
         for operation in operations.values():
             assert not [p for p in operation.get("parameters", []) if "nullable" in p["schema"]], operation
@@ -125,3 +154,23 @@ def test_parameters_declare_what_the_server_checks(spec):
     if_match = _param(spec, "/api/v1/twins/{twin_id}/desired", "if-match", "patch")["pattern"]
     for value in ('"12"', 'W/"12"', "*", "12", '"x"', '"٣"', "**", '"1234567890123456789"'):
         assert (re.fullmatch(if_match, value) is not None) == _accepts(parse_if_match, value), value
+
+
+# bucket bounds: 10 ms to 366 days in each unit, with at most 9 decimals
+BUCKETS = [
+    "1ms", "9ms", "9.999999999ms", "10ms", "0.01s", "0.009999999s", "0.000166667m", "0.000166666m", "0.000002778h",
+    "0.000002777h", "0.000000116d", "0.000000115d", "0d", "0s", "366d", "366.000000001d", "366.0d", "367d", "8784h",
+    "8784.000000001h", "527040m", "527041m", "31622400s", "31622400.5s", "31622400000ms", "31622400001ms", "0366d",
+    "1.5h", "1.0000000001s", "999999999999d", "1e3s", "1.s", ".5s",
+]  # fmt: skip
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**12, places=9, allow_nan=False, allow_infinity=False),
+    st.sampled_from(["ms", "s", "m", "h", "d"]),
+)
+def test_the_bucket_pattern_holds_the_bounds_the_server_checks(number, unit):
+    text = f"{number:f}{unit}"
+    assert (re.fullmatch(BUCKET_PATTERN, text) is not None) == _accepts(parse_bucket, text), text
+    size = {"ms": Decimal("0.001"), "s": 1, "m": 60, "h": 3600, "d": 86400}[unit] * number
+    assert _accepts(parse_bucket, text) == (Decimal("0.01") <= size <= 366 * 86400), text

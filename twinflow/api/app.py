@@ -22,7 +22,7 @@ import plotly
 import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from connectors.kafka.clients import client_config, producer_config
@@ -32,7 +32,7 @@ from twinflow.api import problems
 from twinflow.api.auth import Authenticator
 from twinflow.api.fast_path import TwinReadFastPath
 from twinflow.api.limits import BodyLimit, RateLimit
-from twinflow.api.openapi_doc import as_openapi_30, with_auth_and_problems
+from twinflow.api.openapi_doc import openapi_documents
 from twinflow.api.state_cache import StateCache
 from twinflow.api.tokens import tokens_path
 from twinflow.settings import Settings
@@ -42,6 +42,7 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 SWAGGER = Path(swagger_ui_bundle.swagger_ui_path)
 # The web view loads only its own files (charts included): nothing from other hosts.
+OPENAPI_31 = "/api/openapi-3.1.json"  # /api/openapi.json is 3.0.3
 CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'"
 
 
@@ -120,15 +121,18 @@ def create_app(settings: Settings, stop: threading.Event | None = None) -> FastA
     )
     plain_openapi = app.openapi
 
-    def openapi() -> dict:
-        """OpenAPI 3.0.3 (the bundled Swagger UI 4 and 3.0 clients read it) with bearer auth and problems."""
-        if app.openapi_schema is None:
-            doc = with_auth_and_problems(as_openapi_30(plain_openapi()))
-            if api.require_if_match:  # this server refuses a desired change without If-Match (428)
-                patch = doc["paths"]["/api/v1/twins/{twin_id}/desired"]["patch"]
-                next(p for p in patch["parameters"] if p["name"] == "if-match")["required"] = True
-            app.openapi_schema = doc
-        return app.openapi_schema
+    documents: dict[str, dict] = {}
+
+    def openapi(version: str = "3.0") -> dict:
+        """OpenAPI 3.0.3 (the bundled Swagger UI 4 and 3.0 clients read it), or 3.1, with bearer auth and problems."""
+        if not documents:
+            documents["3.0"], documents["3.1"] = openapi_documents(plain_openapi())
+            for doc in documents.values():
+                if api.require_if_match:  # this server refuses a desired change without If-Match (428)
+                    patch = doc["paths"]["/api/v1/twins/{twin_id}/desired"]["patch"]
+                    next(p for p in patch["parameters"] if p["name"] == "if-match")["required"] = True
+            app.openapi_schema = documents["3.0"]
+        return documents[version]
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.state.settings = settings
@@ -141,6 +145,11 @@ def create_app(settings: Settings, stop: threading.Event | None = None) -> FastA
     app.state.cache = StateCache(api.state_cache_entries)
     problems.install(app)
     app.include_router(routes.router)
+
+    @app.get(OPENAPI_31, include_in_schema=False)
+    async def openapi_31() -> JSONResponse:
+        """The same document in OpenAPI 3.1, for clients and validators of JSON Schema 2020-12 (docs/api.md)."""
+        return JSONResponse(openapi("3.1"))
 
     @app.get("/api/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -84,10 +84,9 @@ class TwinStateDocument(Doc):
     sync_latency_ms: float | None
     consistency_score: float = Field(ge=0, le=1)
     desync_since: datetime | None
-    simulated: dict[str, ReportedValue] = Field(
-        default_factory=dict,
-        description="what-if values (mode simulating); in documents from the live state stream only, "
-        "the stored history does not keep them",
+    simulated: dict[str, ReportedValue] | None = Field(
+        description="what-if values (readings of the simulation sources, mode simulating); null: a version "
+        "stored before the history kept them (migration 0120)",
     )
     change: Change
 

@@ -1,6 +1,7 @@
-"""The OpenAPI document as clients and the bundled Swagger UI read it: OpenAPI 3.0.3 (FastAPI writes
-3.1 schemas; Swagger UI 4 and strict 3.0 code generators take 3.0), bearer authentication, and the
-problem documents every operation can answer with.
+"""The OpenAPI documents as clients and the bundled Swagger UI read them: OpenAPI 3.0.3 (FastAPI writes
+3.1 schemas; Swagger UI 4 and strict 3.0 code generators take 3.0) and the same in 3.1 (JSON Schema 2020-12
+can say what 3.0 cannot: the names a `values` object takes), with bearer authentication, the problem
+documents every operation can answer with, the `ETag` header and one server-sent event's schema.
 
 >>> doc = {"openapi": "3.1.0", "info": {"title": "t", "summary": "s"}, "paths": {}, "components": {"schemas": {
 ...     "A": {"properties": {"x": {"anyOf": [{"type": "integer"}, {"type": "null"}], "exclusiveMinimum": 0}}}}}}
@@ -16,6 +17,7 @@ problem documents every operation can answer with.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from twinflow.api.problems import MEDIA_TYPE
@@ -38,6 +40,30 @@ PROBLEM_SCHEMA = {
 }
 # null in OpenAPI 3.0 (which has no type "null"): `nullable` applies to the `type` beside it, `enum` leaves only null
 NULL = {"type": "object", "nullable": True, "enum": [None]}
+# One event of a text/event-stream answer (OpenAPI 3.2 calls it the media type's itemSchema; tools of 3.0 and
+# 3.1, schemathesis among them, read an event stream's `schema` as that of each event).
+EVENT_SCHEMA = {
+    "type": "object",
+    "description": "one server-sent event: `data` is a JSON document, of `state` a TwinStateDocument, of `alert` "
+    "an AlertDocument, of `overflow` why the stream ends (then reconnect with Last-Event-ID)",
+    "properties": {
+        "event": {"type": "string", "enum": ["state", "alert", "twin_alert", "desired", "score", "overflow"]},
+        "data": {"type": "string"},
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+-[0-9]+-[0-9]+-[0-9]+$",
+            "description": "a Kafka position (<timestamp ms>-<topic>-<partition>-<offset>); none on `overflow`",
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+    "required": ["event", "data"],
+}
+ETAG = {
+    "ETag": {
+        "description": 'the desired document\'s version, e.g. "12": send it back as If-Match',
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    }
+}
 PROBLEMS = {
     "400": "malformed request (a parameter, the JSON, a time without a time zone)",
     "401": "no token, or an unknown or revoked one",
@@ -78,9 +104,9 @@ def _schema_30(node: Any) -> Any:
         out["enum"] = [*out["enum"], None]  # 3.0: an enum's null is one of its values, `nullable` alone is not enough
     if isinstance(out.get("patternProperties"), dict):  # 3.0 has none: the values' schema, the keys' pattern aside
         patterns = out.pop("patternProperties")
-        if len(patterns) == 1:
+        if len(patterns) == 1:  # (the 3.1 document has it; a 3.0 validator cannot check names)
             [(pattern, values)] = patterns.items()
-            out.setdefault("additionalProperties", values)
+            out["additionalProperties"] = values
             out["x-key-pattern"] = pattern
     if isinstance(out.get("examples"), list):
         examples = out.pop("examples")
@@ -108,7 +134,7 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
     event streams' media type (``text/event-stream``; the JSON answers' schemas are the routes' models,
     :mod:`twinflow.api.models`)."""
     components = doc.setdefault("components", {})
-    components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    components.setdefault("schemas", {}).update(Problem=PROBLEM_SCHEMA, Event=EVENT_SCHEMA)
     problem = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     doc["security"] = [{"bearer": []}]
     for path, operations in doc.get("paths", {}).items():
@@ -116,9 +142,7 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             for parameter in operation.get("parameters", []):  # a parameter is sent or not: it has no null
-                schema = parameter.get("schema", {})
-                if schema.pop("nullable", None) and isinstance(schema.get("enum"), list):
-                    schema["enum"] = [v for v in schema["enum"] if v is not None]
+                parameter["schema"] = _not_null(parameter.get("schema", {}))
             public = not operation.get("security")
             if public:
                 operation["security"] = []
@@ -126,7 +150,7 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
                 if not status.startswith("2") or "content" not in answer:
                     continue
                 if path.endswith("/events"):  # server-sent events, not a JSON body
-                    answer["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+                    answer["content"] = {"text/event-stream": {"schema": {"$ref": "#/components/schemas/Event"}}}
             for status, what in PROBLEMS.items():
                 if status == "401" and public:
                     continue
@@ -137,4 +161,30 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
             for status, answer in operation["responses"].items():  # the routes' own errors: problems too
                 if not status.startswith("2") and "content" not in answer:
                     answer["content"] = problem
+    twin = doc.get("paths", {}).get("/api/v1/twins/{twin_id}", {}).get("get")
+    desired = doc.get("paths", {}).get("/api/v1/twins/{twin_id}/desired", {}).get("patch")
+    for operation, status in ((twin, "200"), (desired, "412")):  # the state's ETag; a stale If-Match: the current
+        if operation and status in operation["responses"]:
+            operation["responses"][status]["headers"] = ETAG
     return doc
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without null (3.0: ``nullable``, a null in ``enum``; 3.1: a ``{"type": "null"}`` option).
+
+    >>> _not_null({"anyOf": [{"type": "string", "pattern": "^a$"}, {"type": "null"}], "title": "T"})
+    {'type': 'string', 'pattern': '^a$', 'title': 'T'}
+    """
+    if schema.pop("nullable", None) and isinstance(schema.get("enum"), list):
+        schema["enum"] = [v for v in schema["enum"] if v is not None]
+    options = schema.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        del schema["anyOf"]
+        schema = {**rest[0], **schema} if len(rest) == 1 else {**schema, "anyOf": rest}
+    return schema
+
+
+def openapi_documents(doc_31: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """FastAPI's document ``doc_31`` as served: (OpenAPI 3.0.3, OpenAPI 3.1), each with auth, problems and events."""
+    return with_auth_and_problems(as_openapi_30(copy.deepcopy(doc_31))), with_auth_and_problems(doc_31)

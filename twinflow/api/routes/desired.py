@@ -53,7 +53,11 @@ class DesiredPatch(BaseModel):
         },
     )
     values: dict[Annotated[str, Field(pattern=SENSOR_PATTERN)], DesiredValue] = Field(
-        default_factory=dict, max_length=256
+        default_factory=dict,
+        max_length=256,
+        description=f"parameter name → number (or true/false for an on/off parameter); a name matches "
+        f"{SENSOR_PATTERN} (422 otherwise)",
+        json_schema_extra={"additionalProperties": False},  # only names of the pattern (patternProperties)
     )
     mode: Literal["normal", "maintenance", "simulating"] | None = None
     reason: str = Field("", max_length=500)

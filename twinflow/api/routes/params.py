@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
 from operators.records.envelope import TWIN_ID_PATTERN
+from twinflow.api.number_pattern import decimal_range
 from twinflow.api.problems import Problem
 
 
@@ -91,16 +92,25 @@ def aware_time(value: datetime | None, name: str) -> datetime | None:
     return value
 
 
-BUCKET_PATTERN = r"^([0-9]{1,12}(?:\.[0-9]{1,9})?)(ms|s|m|h|d)$"  # a number and a unit
+BUCKET_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
+BUCKET_SYNTAX = r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$"  # a number and a unit
 MIN_BUCKET, MAX_BUCKET = timedelta(milliseconds=10), timedelta(days=366)
+# What the server takes, as the pattern the document declares: a number (at most 9 decimals) and a unit,
+# from 10 ms to 366 days, each unit's bounds written into the pattern (a client can check it).
+BUCKET_PATTERN = "^(?:{})$".format(
+    "|".join(
+        decimal_range(Decimal("0.01") / size, Decimal(MAX_BUCKET.days * 86400) / size) + unit
+        for unit, size in BUCKET_UNITS.items()
+    )
+)
 BUCKET_DOC = (
-    f"a number and a unit (ms, s, m, h, d), at least {MIN_BUCKET.total_seconds() * 1000:g}ms and at most "
-    f"{MAX_BUCKET.days}d, e.g. 10s, 1m, 1h (omit for raw readings)"
+    f"a number (at most 9 decimals) and a unit (ms, s, m, h, d), at least {MIN_BUCKET.total_seconds() * 1000:g}ms "
+    f"and at most {MAX_BUCKET.days}d, e.g. 10s, 1m, 1h (omit for raw readings); the pattern holds the bounds"
 )
 
 
 def parse_bucket(text: str | None) -> timedelta | None:
-    """``10s``, ``1m``, ``1h`` → timedelta (at least 10 ms, at most a year).
+    """``10s``, ``1m``, ``1h`` → timedelta; what :data:`BUCKET_PATTERN` takes (10 ms to 366 days).
 
     >>> parse_bucket("999999999999d")
     Traceback (most recent call last):
@@ -109,14 +119,14 @@ def parse_bucket(text: str | None) -> timedelta | None:
     """
     if not text:
         return None
-    m = re.fullmatch(BUCKET_PATTERN, text)
+    m = re.fullmatch(BUCKET_SYNTAX, text)
     if not m:
         raise Problem(400, "bad-bucket", f"bucket {text[:40]!r}: write a number and a unit (ms, s, m, h, d), e.g. 1m")
-    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    seconds = float(m.group(1)) * unit
-    if seconds > MAX_BUCKET.total_seconds():
-        raise Problem(400, "bad-bucket", f"bucket: at most {MAX_BUCKET.days} days")
-    delta = timedelta(seconds=seconds)
-    if delta < MIN_BUCKET:
-        raise Problem(400, "bad-bucket", f"bucket: at least {MIN_BUCKET.total_seconds() * 1000:g}ms")
-    return delta
+    if not re.fullmatch(BUCKET_PATTERN, text):
+        seconds = Decimal(m.group(1)) * BUCKET_UNITS[m.group(2)]
+        if seconds > MAX_BUCKET.total_seconds():
+            raise Problem(400, "bad-bucket", f"bucket: at most {MAX_BUCKET.days} days")
+        if seconds < Decimal("0.01"):
+            raise Problem(400, "bad-bucket", f"bucket: at least {MIN_BUCKET.total_seconds() * 1000:g}ms")
+        raise Problem(400, "bad-bucket", f"bucket {text[:40]!r}: at most 9 decimals")
+    return timedelta(seconds=float(Decimal(m.group(1)) * BUCKET_UNITS[m.group(2)]))
