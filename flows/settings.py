@@ -23,6 +23,7 @@ from operators.alerts.rules import AlertRules
 from operators.ml.config import (
     AnomalyConfig,
     ConditionConfig,
+    CountersConfig,
     FailureConfig,
     ForecastConfig,
     ModelConfig,
@@ -132,6 +133,9 @@ class MlSettings(StrictModel):
     # Physical ranges per sensor ([[ml.ranges]] sensor/low/high/twins): a value outside is an
     # `out_of_range` sensor fault.
     ranges: list[SensorLimit] = Field(default_factory=list)
+    # Counters (energy, hours, pieces) scored as their rate: detection, and name globs that are
+    # always or never counters (docs/ml.md, "What the models do with each kind of signal").
+    counters: CountersConfig = Field(default_factory=CountersConfig)
 
     def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
         """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""
@@ -145,6 +149,7 @@ class MlSettings(StrictModel):
             operating_point=self.operating_point,
             condition=self.condition,
             sensor_health=self.sensor_health,
+            counters=self.counters,
         )
 
 

@@ -13,15 +13,18 @@ Precedence (highest first): constructor arguments, environment variables
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -111,6 +114,32 @@ class ApiSettings(StrictModel):
     state_cache_entries: int = Field(200_000, ge=0)  # newest twin states kept in memory (0: always the database)
 
 
+class _EnvSource(EnvSettingsSource):
+    """The environment, reaching into the sections that are plain dataclasses ([ml.*], alert rules) as
+    into models: ``TWINFLOW_ML__COUNTERS__SENSORS='["*_kwh"]'`` is a JSON list there too (pydantic-settings
+    only decodes the fields of models and pydantic dataclasses); a list or table that is no JSON is
+    a configuration error naming the variable, not a traceback."""
+
+    def next_field(
+        self, field: FieldInfo | Any | None, key: str, case_sensitive: bool | None = None
+    ) -> FieldInfo | None:
+        found = super().next_field(field, key, case_sensitive)
+        annotation = field.annotation if isinstance(field, FieldInfo) else field
+        if found is None and isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+            hints = get_type_hints(annotation)
+            name = key if case_sensitive else next((n for n in hints if n.lower() == key.lower()), None)
+            if name in hints:
+                return FieldInfo(annotation=hints[name])
+        return found
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        """A value that is no JSON stays text: validation then names the variable and the fix (no traceback)."""
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TWINFLOW_",
@@ -171,7 +200,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         path = config_path()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))

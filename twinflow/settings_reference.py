@@ -291,7 +291,9 @@ def reference_markdown() -> str:
         "set them. Unknown keys are errors, in the file and in variables alike (README, *Configuration*).",
         "A key with `<name>` is a table of your own names (e.g. `[twin.policy.types.pump]`); `[]` marks an",
         "array of tables (`[[ml.limits]]`); such tables are given in the file (or as one JSON variable for",
-        "the whole setting). Paths under `<project>` are relative to the checkout.",
+        "the whole setting). A variable holding a list or a table is JSON",
+        "(`TWINFLOW_ML__COUNTERS__SENSORS='[\"*_kwh\", \"*_hours\"]'`). Paths under `<project>` are relative",
+        "to the checkout.",
         "",
     ]
     rows = reference_rows()

@@ -153,6 +153,10 @@ def settings_problems(
         if from_env is not None:
             if p.unknown:
                 fix = f"use {var((*p.loc[:-1], p.suggestion))}, or unset it" if p.suggestion else "unset it"
+            elif p.message.startswith(("Input should be a valid tuple", "Input should be a valid list")):
+                fix = """write it as a JSON list (e.g. '["*_kwh", "pump_*"]') or unset the variable"""
+            elif p.message.startswith("Input should be a valid dictionary"):
+                fix = """write it as a JSON object (e.g. '{"name": "value"}') or unset the variable"""
             else:
                 fix = "fix or unset the variable"
             lines.append(f"{from_env} (environment): {p.line(fix)}")

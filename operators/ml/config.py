@@ -259,6 +259,31 @@ class OperatingPointConfig:
 
 @pickled_by_fields
 @dataclass(frozen=True, slots=True)
+class CountersConfig:
+    """Counters (energy kWh, operating hours, pieces) are scored as their rate, not their level
+    (operators/ml/counters.py). Globs are matched case-insensitively against reading names, at a
+    sensor's first reading; a name that matches ``levels`` and ``sensors`` is a level.
+    """
+
+    __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
+
+    # Take a sensor for a counter once it rose `rises` times with no fall (but resets to below half)
+    # and never went below 0; false: only the `sensors` globs are counters.
+    detect: bool = True
+    # Name globs of counters: their rate is scored from their second reading on, any fall is a reset
+    # (e.g. ["*_kwh", "*_hours", "*count*"]); no restart of the models when they are recognised.
+    sensors: tuple[str, ...] = ()
+    # Name globs never taken for counters: levels that may rise in steps for a long time without
+    # falling (a quantised or deadband-reported temperature, a wear indicator, a tank level).
+    levels: tuple[str, ...] = ()
+    rises: int = 20  # rises (and no fall but resets) that make a sensor a counter when `detect` is on
+
+    def __post_init__(self) -> None:
+        _check(self, {"rises": (2, 1e9)})
+
+
+@pickled_by_fields
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Everything a twin's model needs; ``forecast``/``failure`` None turn those parts off."""
 
@@ -269,3 +294,4 @@ class ModelConfig:
     operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
     sensor_health: SensorHealthConfig = field(default_factory=SensorHealthConfig)
+    counters: CountersConfig = field(default_factory=CountersConfig)  # (last: pickled by field order)

@@ -3,9 +3,9 @@
 A counter's level only grows, so against any reference it drifts away for ever: the health index
 falls and a ``condition`` alert opens however well the machine runs, and a counter that wraps (a
 16-bit register: 65535 → 0) or is reset looks like a huge fault. What tells about the machine is
-how fast it counts. A sensor is taken for a counter once it has risen ``INCREASES`` (20) times
-since its first reading or its last *reset* (a fall to below half of its value: a wrap, a reset to
-0), never went down otherwise and never below 0 (a sensor that toggles between 0 and 1 is none).
+how fast it counts. A sensor is taken for a counter once it has risen ``rises`` (20) times since its
+first reading or its last *reset* (a fall to below half of its value: a wrap, a reset to 0), never
+went down otherwise and never below 0 (a sensor that toggles between 0 and 1 is none).
 From then on the models score its rate per second, ``Δvalue / Δt`` (the sensor keeps its name):
 a reset, a wrap or a repeated timestamp carries the last rate forward. A counter that goes down by
 less than half of its value is no counter (a quantised temperature rising for minutes looks like
@@ -13,6 +13,13 @@ one): it is scored as a level again and never taken for a counter again. Each ch
 counter restarts the twin's scoring models (as a new sensor does); forecasts and the failure
 history see the readings as sent. Sensors only become counters while the twin learns (not in
 maintenance). A wear indicator that only ever grows is a counter too: its rate is scored.
+
+``[ml.counters]`` (:class:`~operators.ml.config.CountersConfig`) decides by name instead: a reading
+matching a ``levels`` glob (or an operating-point ``context`` glob) is never a counter; one matching
+a ``sensors`` glob is a counter from its first reading (no restart later; any fall is a reset, it is
+never revoked; the first reading has no rate yet: :meth:`Counters.apply` returns None and that
+sample is not scored); ``detect = false`` takes no other sensor for a counter. Names are classified
+at their first reading.
 
 >>> c = Counters()
 >>> [sorted(c.apply(float(t), {"kwh": 10.0 + t, "temp": 20.0})[0].items()) for t in range(3)][-1]
@@ -24,12 +31,30 @@ maintenance). A wear indicator that only ever grows is a counter too: its rate i
 {'kwh': 2.0, 'temp': 20.0}
 >>> c.apply(31.0, {"kwh": 0.5, "temp": 20.0})  # went down, not by a reset: no counter
 ({'kwh': 0.5, 'temp': 20.0}, True)
+>>> named, cfg = Counters(), CountersConfig(sensors=("*_kwh",), levels=("temp*",))
+>>> named.apply(0.0, {"e_kwh": 5.0, "temp": 20.0}, config=cfg)  # no rate yet: not scored
+(None, False)
+>>> named.apply(2.0, {"e_kwh": 6.0, "temp": 21.0}, config=cfg)
+({'e_kwh': 0.5, 'temp': 21.0}, False)
+>>> named.apply(3.0, {"e_kwh": 5.9, "temp": 22.0}, config=cfg)  # any fall is a reset: the rate carried
+({'e_kwh': 0.5, 'temp': 22.0}, False)
 """
 
 from __future__ import annotations
 
-INCREASES = 20  # rises (and no fall but resets) that make a sensor a counter
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
+from operators.ml.config import CountersConfig
+
 RESET_SHARE = 0.5  # a fall to below this share of the last value is a reset (a wrap, a reset to 0)
+DEFAULT = CountersConfig()
+
+
+def matches(name: str, globs: Iterable[str]) -> bool:
+    """``name`` matches one of the shell-style ``globs``, case-insensitively."""
+    low = name.lower()
+    return any(fnmatchcase(low, g.lower()) for g in globs)
 
 
 class Counters:
@@ -42,7 +67,7 @@ class Counters:
         self._rises: dict[str, int] = {}  # candidates: rises so far (a sensor that fell is in ``never``)
         self._rate: dict[str, float] = {}  # a counter's last rate
         self.counters: set[str] = set()
-        self.never: set[str] = set()  # fell without a reset, or went below 0: not a counter
+        self.never: set[str] = set()  # fell without a reset, went below 0, or a level by name: not a counter
 
     def __getstate__(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -51,25 +76,41 @@ class Counters:
         for name, value in state.items():
             setattr(self, name, value)
 
-    def apply(self, t: float, readings: dict[str, float], learn: bool = True) -> tuple[dict[str, float], bool]:
+    def apply(
+        self,
+        t: float,
+        readings: dict[str, float],
+        learn: bool = True,
+        config: CountersConfig = DEFAULT,
+        context: tuple[str, ...] = (),
+    ) -> tuple[dict[str, float] | None, bool]:
         """The readings with each counter's value replaced by its rate per second (``t`` in seconds),
-        and whether the set of counters changed (the models must start afresh). ``learn`` False
-        (maintenance): no sensor becomes a counter (a counter that falls is still none)."""
+        and whether the set of counters changed (the models must start afresh); None instead of the
+        readings while a counter named by ``config.sensors`` has no rate yet (its first reading).
+        ``learn`` False (maintenance): no sensor becomes a counter (a counter that falls is still
+        none). ``context``: the operating point's globs (setpoints are never counters)."""
         changed = False
-        out = readings
+        out: dict[str, float] | None = readings
         last, never = self._last, self.never
         for name, v in readings.items():
             if name in never or v.__class__ is bool or v != v:
                 continue
             prev = last.get(name)
+            if prev is None and name not in self.counters and self._first(name, config, context):
+                continue
             last[name] = (v, t)
             if name in self.counters:
                 if out is readings:
                     out = dict(readings)
-                out[name] = self._counted(name, v, t, prev)
+                if prev is None:  # a counter by name: no rate before its second reading
+                    out = None
+                    continue
+                rate = self._counted(name, v, t, prev, config)
                 if name not in self.counters:  # fell: no counter after all
-                    out[name] = v
+                    rate = v
                     changed = True
+                if out is not None:
+                    out[name] = rate
                 continue
             if v < 0.0:
                 never.add(name)
@@ -80,12 +121,13 @@ class Counters:
             if v > prev[0] and learn:
                 rises = self._rises.get(name, 0) + 1
                 self._rises[name] = rises
-                if rises >= INCREASES and v > 0.0:
+                if rises >= config.rises and v > 0.0:
                     self.counters.add(name)
                     self._rate[name] = (v - prev[0]) / (t - prev[1]) if t > prev[1] else 0.0
                     if out is readings:
                         out = dict(readings)
-                    out[name] = self._rate[name]
+                    if out is not None:
+                        out[name] = self._rate[name]
                     changed = True
             elif v < prev[0]:
                 if v >= RESET_SHARE * prev[0]:
@@ -95,14 +137,26 @@ class Counters:
                     self._rises[name] = 0
         return out, changed
 
-    def _counted(self, name: str, v: float, t: float, prev: tuple[float, float] | None) -> float:
-        """A counter's rate; a reset or a repeated time carries the last rate forward."""
+    def _first(self, name: str, config: CountersConfig, context: tuple[str, ...]) -> bool:
+        """Classify a sensor at its first reading by name; True when it is never a counter."""
+        if matches(name, config.levels) or matches(name, context):
+            self.never.add(name)
+            return True
+        if config.sensors and matches(name, config.sensors):
+            self.counters.add(name)
+            return False
+        if not config.detect:
+            self.never.add(name)
+            return True
+        return False
+
+    def _counted(self, name: str, v: float, t: float, prev: tuple[float, float], config: CountersConfig) -> float:
+        """A counter's rate; a reset or a repeated time carries the last rate forward. A detected
+        counter that falls by less than half (or below 0) is none; a named one never stops."""
         rate = self._rate.get(name, 0.0)
-        if prev is None:
-            return rate
         pv, pt = prev
         if v < pv:
-            if v >= RESET_SHARE * pv or v < 0.0:  # a fall that is no reset: not a counter
+            if (v >= RESET_SHARE * pv or v < 0.0) and not matches(name, config.sensors):
                 self.counters.discard(name)
                 self.never.add(name)
             return rate
@@ -111,4 +165,4 @@ class Counters:
         return rate
 
 
-__all__ = ["INCREASES", "RESET_SHARE", "Counters"]
+__all__ = ["RESET_SHARE", "Counters", "matches"]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
-from operators.ml.config import FailureConfig, ModelConfig
+from operators.ml.config import CountersConfig, FailureConfig, ModelConfig
+from operators.ml.counters import Counters
 from operators.ml.failure import TwinHistory
 from operators.ml.sensor_limits import SensorLimit
 from operators.ml.twin_model import TwinModel
@@ -84,6 +85,16 @@ class TwinModelState:
         if (model.config.failure is None) != (failure is None):
             model.config = replace(model.config, failure=failure)
             model.history = TwinHistory(failure) if failure else None
+
+    def adopt_counters_config(self, counters: CountersConfig) -> None:
+        """``[ml.counters]`` changed since this state was saved: the twin's sensors are classified
+        afresh under the new settings and its scoring models restart (a warm-up)."""
+        model = self.model
+        now = model.config.counters
+        if now is not counters and now != counters:
+            model.config = replace(model.config, counters=counters)
+            model.counters = Counters()
+            model.restart()
 
     def observe_time(self, ts: datetime, t: float) -> None:
         """A reading at ``ts`` (``t`` in seconds): the sampling period follows its spacing."""

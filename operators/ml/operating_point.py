@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 import numpy as np
 
 from operators.ml.config import OperatingPointConfig
+from operators.ml.counters import matches
 from operators.ml.novelty import NoveltyDetector, seconds
 from operators.versioned_state import VersionedState, canonical
 
@@ -56,8 +56,7 @@ LEARN_EVERY = 10  # operating-point statistics learn from every 10th normal samp
 
 def context_names(names: list[str], globs: tuple[str, ...]) -> list[str]:
     """The reading names that match a context glob (case-insensitive), sorted."""
-    pats = [g.lower() for g in globs]
-    return sorted(n for n in names if any(fnmatchcase(n.lower(), p) for p in pats))
+    return sorted(n for n in names if matches(n, globs))
 
 
 @dataclass(slots=True)

@@ -91,9 +91,9 @@ class TwinModel:
         self.counters = Counters()  # which sensors count (energy, hours, pieces): scored as rates
         self.forecaster = SensorForecasts(cfg.forecast) if cfg.forecast else None
         self.history = TwinHistory(cfg.failure) if cfg.failure else None
-        self._restart()
+        self.restart()
 
-    def _restart(self) -> None:
+    def restart(self) -> None:
         """Start the scoring models afresh (a sensor turned out to be a counter, or not): the
         forecasts and the failure history, which see the readings as sent, go on."""
         cfg = self.config
@@ -187,10 +187,11 @@ class TwinModel:
         values (sensor health judges each sensor on its own reports; None: all reported)."""
         cfg = self.config
         t = seconds(ts, cfg.time_unit_s) if t is None else t
-        scored, changed = self.counters.apply(t, readings, learn)
+        scored, changed = self.counters.apply(t, readings, learn, cfg.counters, cfg.operating_point.context)
         if changed:  # a sensor turned out to be a counter (or not): learn from scratch on its rate
-            self._restart()
-        score = self._score(ts, scored, learn, t, reported)
+            self.restart()
+        # None: the first reading of a counter named in [ml.counters] (no rate yet): not scored
+        score = Score(ts, math.nan, False, True) if scored is None else self._score(ts, scored, learn, t, reported)
         out_forecasts = None
         if self.forecaster is not None:
             faults = score.sensor_faults

@@ -28,6 +28,7 @@ KINDS = {
     ("README.md", "# twinflow.toml"): "settings",
     ("docs/alerts.md", "[alerts.rules]"): "settings",
     ("docs/ml.md", "[ml]"): "settings",
+    ("docs/ml.md", "[ml.counters]"): "settings",
     ("docs/reconciliation.md", "[twin]"): "settings",
     ("docs/connectors.md", "# line1.toml — bottling line 1"): "mapping",
     ("docs/connectors.md", "[opcua]"): "mapping section",
