@@ -295,7 +295,7 @@ def run_latency(
             twins=args.latency_twins or args.twins,
             sensors=args.sensors,
             prefix=prefix,
-            warmup=settings.ml.anomaly.warmup,
+            warmup=latency.readings_before_scores(settings, args.sensors),
             names=names,
             settings=settings,
             recovery=recovery,

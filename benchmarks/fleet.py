@@ -29,7 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.latency import FUSED, Phase, measure, ms, own_run
+from benchmarks.latency import FUSED, Phase, measure, ms, own_run, readings_before_scores
 from benchmarks.machine import append_result, markdown_table
 from benchmarks.processes import interruptible
 from twinflow.settings import load_settings
@@ -82,7 +82,7 @@ def one_count(twins: int, rate: float, seconds: float, sensors: int, apart: bool
             twins=twins,
             sensors=sensors,
             prefix=prefix,
-            warmup=settings.ml.anomaly.warmup,
+            warmup=readings_before_scores(settings, sensors),
             names=APART if apart else FUSED,
             settings=settings,
             recovery=True,

@@ -5,9 +5,10 @@ whose ``ts`` is the send time; every row the pipeline writes carries its insert 
 (``telemetry.ingested_at``, ``anomaly_scores.written_at``: ``clock_timestamp()`` per row,
 migration 0040), so latency per row = insert time − ``ts`` (same machine, same clock).
 
-1. Warm-up: ``warmup + 5`` readings per twin with timestamps an hour old, so every twin's
-   anomaly model leaves warm-up; wait until every twin has a score and every flow is idle again
-   (the warm-up backlog is done: the clock starts on an idle pipeline).
+1. Warm-up: ``warmup + 5`` readings per twin with timestamps an hour old (``warmup``:
+   :func:`readings_before_scores`), so every twin's anomaly model leaves warm-up; wait until every
+   twin has a score and every flow is idle again (the warm-up backlog is done: the clock starts on
+   an idle pipeline).
 2. For each rate: send at that rate for ``seconds``, wait until the rows of that phase are
    written, then take p50/p95/p99 of (insert time − ts) for the phase's rows. Run alone, it also
    splits off the readings' hop into Kafka (the broker's append time − ts, "into Kafka") and the
@@ -36,7 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import psycopg
@@ -56,6 +57,9 @@ from benchmarks.processes import (
     wait_idle,
 )
 from connectors.kafka.clients import producer_config
+
+if TYPE_CHECKING:
+    from twinflow.settings import Settings
 
 PIPELINE = ("telemetry", "twin", "models", "alerts")
 FUSED = ("pipeline", "alerts")  # the fused flow (ingest, twin, models) and the alerts flow
@@ -167,6 +171,17 @@ FROM {table} WHERE twin_id LIKE %s AND ts BETWEEN to_timestamp(%s) AND to_timest
 COUNT_SQL = sql.SQL(
     "SELECT count(*) FROM {table} WHERE twin_id LIKE %s AND ts BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
 )
+
+
+def readings_before_scores(settings: Settings, sensors: int) -> int:
+    """Readings a twin needs before its first anomaly score with ``settings.ml``: the detector's
+    warm-up, or 10 normal deviations per sensor (at most twice the warm-up), after the restart that
+    taking its sensors for counters makes (the ramp's values rise for 1,000 readings, so with
+    ``ml.counters.detect`` they are counters after ``ml.counters.rises`` rises: docs/ml.md)."""
+    ml = settings.ml
+    warmup = ml.anomaly.warmup
+    scored_from = max(warmup, min(10 * sensors, 2 * warmup))
+    return scored_from + (ml.counters.rises if ml.counters.detect else 0)
 
 
 def percentiles(db: psycopg.Connection, table: str, stamp: str, prefix: str, lo: float, hi: float) -> Percentiles:
@@ -368,7 +383,7 @@ def measure(
     scored = ("models" in names or "pipeline" in names) and "alerts" in names
     phases: list[Phase] = []
     try:
-        warm_n = twins * ((warmup if scored else 0) + 5)
+        warm_n = twins * ((warmup if scored else 0) + 5)  # (warmup: readings_before_scores)
         generate(env, warm_n, twins, sensors, prefix, shape)
         with psycopg.connect(conninfo, autocommit=True) as db:
 
@@ -473,7 +488,7 @@ def main() -> None:
             sensors=args.sensors,
             shape=args.shape,
             prefix=prefix,
-            warmup=settings.ml.anomaly.warmup,
+            warmup=readings_before_scores(settings, args.sensors),
             names=tuple(args.flow or PIPELINE),
             settings=settings,
             recovery=args.recovery,
