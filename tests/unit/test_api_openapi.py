@@ -70,7 +70,9 @@ def test_a_desired_change_names_only_parameters_of_the_pattern(spec, spec_31):
     for name in ("", "0speed", "a b", "x" * 65):
         assert not patch.is_valid({"values": {name: 1}}), name
     values = spec["components"]["schemas"]["DesiredPatch"]["properties"]["values"]
-    assert values["x-key-pattern"] == SENSOR_PATTERN and values["additionalProperties"] == {"type": "number"}
+    number_or_bool = {"anyOf": [{"type": "number"}, {"type": "boolean"}]}  # (an on/off parameter: a boolean)
+    assert values["x-key-pattern"] == SENSOR_PATTERN and values["additionalProperties"] == number_or_bool
+    assert patch.is_valid({"values": {"pump_on": True}}) and not patch.is_valid({"values": {"speed": "12"}})
     assert SENSOR_PATTERN in values["description"]
 
 
