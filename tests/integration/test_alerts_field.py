@@ -37,7 +37,9 @@ def test_a_model_output_from_a_clock_far_ahead_is_dead_lettered_and_does_not_sil
     init_db_dir(rdir, 1)
 
     def run() -> None:
-        run_main(build_flow(s, tail=False), epoch_interval=timedelta(seconds=1), recovery_config=RecoveryConfig(str(rdir)))
+        run_main(
+            build_flow(s, tail=False), epoch_interval=timedelta(seconds=1), recovery_config=RecoveryConfig(str(rdir))
+        )
 
     ahead = AnomalyScore(twin, datetime.now(UTC) + timedelta(days=1), 0.1, 1.0, False, {}, "hst")
     send(s, a.anomalies_topic, [ahead, *scores(twin, t0, 0, 100, (0, 0))])
