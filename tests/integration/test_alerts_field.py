@@ -8,19 +8,28 @@ entry point (the alerts flow on Kafka and PostgreSQL, ``twinflow alerts``, ``/ap
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import psycopg
 import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 
+from connectors.postgres.alert_sinks import AlertSink
 from flows.alerts import build_flow
-from operators.records.alerts import AnomalyScore
+from operators.records.alerts import Alert, AnomalyScore
 from tests.integration.test_alerts_flow import alert_settings, alerts_out, scores, send  # noqa: F401
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_model_output_from_a_clock_far_ahead_is_dead_lettered_and_does_not_silence_the_twin(
@@ -50,3 +59,78 @@ def test_a_model_output_from_a_clock_far_ahead_is_dead_lettered_and_does_not_sil
     assert [(x.kind, x.opened_at > t0 + timedelta(seconds=120)) for x in opened] == [("anomaly", True)]
     dead = [r for r in read_topic(s, s.topics.dlq) if r.key == twin.encode()]
     assert [r.headers["dlq.reason"] for r in dead] == [b"ts_future"]
+
+
+@pytest.fixture
+def api_client(alert_settings, tmp_path):  # noqa: F811
+    """The HTTP API on the test's settings (its own tokens file), in this process: (client, bob's token)."""
+    from starlette.testclient import TestClient
+
+    from twinflow.api.app import create_app
+    from twinflow.api.tokens import TokenStore
+
+    store = TokenStore([])
+    token, _ = store.issue("bob")
+    store.save(tmp_path / "tokens.json")
+    api = alert_settings.api.model_copy(update={"tokens_file": tmp_path / "tokens.json"})
+    with TestClient(create_app(alert_settings.model_copy(update={"api": api}))) as client:
+        yield client, token
+
+
+def _waiting_updates(conninfo: str) -> int:
+    with psycopg.connect(conninfo) as db:
+        return db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE alerts SET%%'"
+        ).fetchone()[0]
+
+
+@pytest.mark.parametrize("action", ["ack", "resolve"])
+def test_two_people_acting_at_once_from_the_cli_and_the_api_are_told_who_won(alert_settings, api_client, action):  # noqa: F811
+    """Both read the alert open, both publish; the row takes the first. The second used to be told
+    "acknowledged by bob" (changed) while the alert says alice: now "already acknowledged by alice"
+    (changed false), or for resolve 409 / exit 1 "resolved meanwhile"."""
+    s = alert_settings
+    client, token = api_client
+    twin = f"pump-race-{uuid.uuid4().hex[:8]}"
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    alert = Alert(f"al-{uuid.uuid4().hex[:12]}", twin, "anomaly", "open", "major", 1, "opened", t, t, summary="race")
+    sink = AlertSink(s.postgres.conninfo()).open()
+    sink.write([alert])
+    sink.close()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TWINFLOW_ALERTS__ACTIONS_TOPIC": s.alerts.actions_topic}
+    with psycopg.connect(s.postgres.conninfo()) as lock:  # holds the row: both actors read it, then wait
+        lock.execute("SELECT 1 FROM alerts WHERE alert_id = %s FOR UPDATE", (alert.alert_id,))
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "twinflow.cli.main", "alerts", action, alert.alert_id, "--by", "alice"],
+            env={**env, "COLUMNS": "200"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while _waiting_updates(s.postgres.conninfo()) < 1:
+            assert time.monotonic() < deadline and cli.poll() is None, cli.communicate()[0]
+            time.sleep(0.1)
+        with ThreadPoolExecutor(1) as pool:
+            api = pool.submit(
+                client.post, f"/api/v1/alerts/{alert.alert_id}/{action}", headers={"Authorization": f"Bearer {token}"}
+            )
+            while _waiting_updates(s.postgres.conninfo()) < 2:
+                assert time.monotonic() < deadline and not api.done(), api.result().text
+                time.sleep(0.1)
+            lock.commit()  # alice's update (first in the queue) goes through, then bob's finds the row changed
+            answer = api.result(30)
+    said = cli.communicate(timeout=60)[0]
+    assert cli.returncode == 0 and "by alice" in said, said
+    with psycopg.connect(s.postgres.conninfo()) as db:
+        row = db.execute("SELECT state, acked_by, resolved_by FROM alerts WHERE alert_id = %s", (alert.alert_id,))
+        state = row.fetchone()
+    if action == "ack":
+        assert state == ("acknowledged", "alice", None)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["changed"] is False and body["alert"]["acked_by"] == "alice", body
+        assert "already acknowledged by alice" in body["message"]
+    else:
+        assert state == ("resolved", None, "alice")
+        assert answer.status_code == 409 and "resolved meanwhile (alice)" in answer.json()["detail"], answer.text
