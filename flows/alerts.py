@@ -83,7 +83,7 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
             self.quiet_at = datetime.now(UTC) + timedelta(seconds=rules.reorder_window_s)
 
     def on_item(self, value: InputRecord) -> tuple[Iterable[Alert], bool]:
-        self.state, out = step(self.state, value, self.rules)
+        self.state, out = step(self.state, value, self.rules, live=self.ticks)
         self.wall = datetime.now(UTC)
         self.quiet_at = self.wall + timedelta(seconds=self.rules.reorder_window_s)
         return out, StatefulLogic.RETAIN

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +22,17 @@ import psycopg
 import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
+from confluent_kafka import Producer
 
+from connectors.kafka.clients import producer_config
 from connectors.postgres.alert_sinks import AlertSink
 from flows.alerts import build_flow
-from operators.records.alerts import Alert, AnomalyScore
-from tests.integration.test_alerts_flow import alert_settings, alerts_out, scores, send  # noqa: F401
+from operators.alerts.rules import AlertRules, KindRule
+from operators.records.alerts import Alert, AnomalyScore, encode
+from tests.integration.test_alerts_flow import PERIOD, alert_settings, alerts_out, scores, send  # noqa: F401
 from tests.kafka_helpers import read_topic
+from tests.process_helpers import start_twinflow, stop
+from tests.twin_fixtures import settings_env
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -134,3 +140,63 @@ def test_two_people_acting_at_once_from_the_cli_and_the_api_are_told_who_won(ale
     else:
         assert state == ("resolved", None, "alice")
         assert answer.status_code == 409 and "resolved meanwhile (alice)" in answer.json()["detail"], answer.text
+
+
+def test_an_ack_is_applied_while_the_twins_data_run_two_hours_behind(alert_settings, tmp_path):  # noqa: F811
+    """The live flow (`twinflow alerts run`), the plant's data two hours behind the people's clocks (a
+    backlog, a late plant clock) and never pausing. The ack (stamped with the CLI's clock) used to wait
+    until the data reached its time: the acknowledged alert kept escalating, and the webhook paged
+    people, meanwhile. It is ordered after the data seen so far: acknowledged at once, no escalation."""
+    s, a = alert_settings, alert_settings.alerts
+    twin = f"pump-late-{uuid.uuid4().hex[:8]}"
+    rules = AlertRules(anomaly=KindRule(0.0, 600.0), reorder_window_s=30.0, escalate_after_s=120.0)
+    live = a.model_copy(update={"rules": rules})
+    env = {**os.environ, "PYTHONPATH": str(REPO), **settings_env(s), "TWINFLOW_ALERTS": live.model_dump_json()}
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    stop_data = threading.Event()
+
+    def stream() -> None:  # the late data go on: 10 s of event time per second, for 20 s
+        producer = Producer(producer_config(s))
+        for rec in scores(twin, t0, 60, 260, (0, 600)):
+            if stop_data.is_set():
+                break
+            producer.produce(a.anomalies_topic, key=twin.encode(), value=encode(rec))
+            producer.poll(0)
+            time.sleep(PERIOD / 10)
+        producer.flush(30)
+
+    with open(tmp_path / "alerts.log", "wb") as log:
+        flow = start_twinflow(["alerts", "run", "--no-recovery"], env, log)
+        try:
+            send(s, a.anomalies_topic, scores(twin, t0, 0, 60, (0, 600)))  # a fault, opened at once
+            [opened] = _wait(lambda: [x for x in alerts_out(s) if x.twin_id == twin], flow, tmp_path)
+            ack = subprocess.run(
+                [sys.executable, "-m", "twinflow.cli.main", "alerts", "ack", opened.alert_id, "--by", "alice"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert ack.returncode == 0, ack.stdout + ack.stderr
+            data = threading.Thread(target=stream)  # (within the reorder window: the twin never goes quiet)
+            data.start()
+            data.join()
+            acked = _wait(
+                lambda: [x for x in alerts_out(s) if x.twin_id == twin and x.event == "acknowledged"], flow, tmp_path
+            )
+            time.sleep(3)  # anything the data would still cause
+        finally:
+            stop_data.set()
+            stop(flow)
+    events = [(x.version, x.event, x.escalation_level) for x in alerts_out(s) if x.twin_id == twin]
+    assert events == [(1, "opened", 0), (2, "acknowledged", 0)], events
+    assert acked[0].acked_by == "alice"
+
+
+def _wait(found, proc: subprocess.Popen, tmp_path: Path, timeout: float = 90) -> list:
+    """``found()`` once it is not empty, while the flow runs."""
+    deadline = time.monotonic() + timeout
+    while not (got := found()):
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "alerts.log").read_text()
+        time.sleep(0.5)
+    return got
