@@ -8,6 +8,7 @@ entry point (the alerts flow on Kafka and PostgreSQL, ``twinflow alerts``, ``/ap
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,16 +24,19 @@ import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from confluent_kafka import Producer
+from typer.testing import CliRunner
 
 from connectors.kafka.clients import producer_config
 from connectors.postgres.alert_sinks import AlertSink
 from flows.alerts import build_flow
 from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import Alert, AnomalyScore, encode
+from tests.db_helpers import private_db  # noqa: F401
 from tests.integration.test_alerts_flow import PERIOD, alert_settings, alerts_out, scores, send  # noqa: F401
 from tests.kafka_helpers import read_topic
 from tests.process_helpers import start_twinflow, stop
 from tests.twin_fixtures import settings_env
+from twinflow.cli.main import app
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -200,3 +204,53 @@ def _wait(found, proc: subprocess.Popen, tmp_path: Path, timeout: float = 90) ->
         assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "alerts.log").read_text()
         time.sleep(0.5)
     return got
+
+
+def test_thousands_of_alerting_twins_the_list_pages_filters_and_sorts_by_severity(private_db, monkeypatch, tmp_path):  # noqa: F811
+    """3,000 twins alerting at once (a database of their own). The list used to show the newest 50 and
+    say "50 alert(s)", with no way to the critical ones among them or to the next page."""
+    s = private_db
+    monkeypatch.setenv("TWINFLOW_POSTGRES__DBNAME", s.postgres.dbname)
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    sev = ["critical" if i % 100 == 0 else "major" if i % 3 == 0 else "minor" for i in range(3000)]
+    alerts = [
+        Alert(f"al-{i:012x}", f"pump-{i:04d}", "failure" if i % 2 else "anomaly", "open", sev[i], 1, "opened",
+              t + timedelta(seconds=i), t + timedelta(seconds=i), summary=f"pump-{i:04d}: test")
+        for i in range(3000)
+    ]  # fmt: skip
+    sink = AlertSink(s.postgres.conninfo()).open()
+    sink.write(alerts)
+    sink.close()
+    run = CliRunner().invoke
+
+    first = run(app, ["alerts", "list"])
+    assert first.exit_code == 0, first.output
+    assert "50 of 3000 alert(s) (1-50); next page: --offset 50" in first.output
+    pages = []
+    for offset in (0, 1000, 2000):
+        page = run(app, ["alerts", "list", "--json", "--limit", "1000", "--offset", str(offset)])
+        assert page.exit_code == 0, page.output
+        pages += [json.loads(line)["alert_id"] for line in page.output.splitlines() if line.strip()]
+    assert len(pages) == len(set(pages)) == 3000 and pages[0] == alerts[-1].alert_id  # newest first, no overlap
+
+    ranked = run(app, ["alerts", "list", "--json", "--sort", "severity", "--limit", "40"])
+    rows = [json.loads(line) for line in ranked.output.splitlines() if line.strip()]
+    assert [r["severity"] for r in rows] == ["critical"] * 30 + ["major"] * 10
+    assert rows[0]["alert_id"] == alerts[2900].alert_id  # the newest critical one first
+    only = run(app, ["alerts", "list", "--severity", "critical,major", "--kind", "anomaly", "--limit", "5"])
+    n = sum(1 for x in alerts if x.severity != "minor" and x.kind == "anomaly")
+    assert f"5 of {n} alert(s) (1-5); next page: --offset 5" in only.output, only.output
+    bad = run(app, ["alerts", "list", "--severity", "urgent"])
+    assert bad.exit_code == 2 and "--severity 'urgent': use one or more of minor, major, critical" in bad.output
+    assert run(app, ["alerts", "list", "--sort", "loudest"]).exit_code == 2
+
+    from starlette.testclient import TestClient
+
+    from twinflow.api.app import create_app
+
+    api = s.api.model_copy(update={"anonymous_read": True})
+    with TestClient(create_app(s.model_copy(update={"api": api}))) as client:
+        got = client.get("/api/v1/alerts", params={"severity": ["critical"], "sort": "severity", "offset": 25})
+        assert got.status_code == 200, got.text
+        assert [x["alert_id"] for x in got.json()["items"]] == [alerts[i].alert_id for i in (400, 300, 200, 100, 0)]
+        assert client.get("/api/v1/alerts", params={"severity": "urgent"}).status_code in (400, 422)
