@@ -83,7 +83,7 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
             self.quiet_at = datetime.now(UTC) + timedelta(seconds=rules.reorder_window_s)
 
     def on_item(self, value: InputRecord) -> tuple[Iterable[Alert], bool]:
-        self.state, out = step(self.state, value, self.rules)
+        self.state, out = step(self.state, value, self.rules, live=self.ticks)
         self.wall = datetime.now(UTC)
         self.quiet_at = self.wall + timedelta(seconds=self.rules.reorder_window_s)
         return out, StatefulLogic.RETAIN
@@ -129,9 +129,12 @@ class Stored:
     record: ModelOutput
 
 
-def decode_input(kind: str, message: KafkaSourceMessage) -> InputRecord | Stored | DeadLetter | None:
-    """:func:`~operators.records.alerts.decode_message`, a stored model output wrapped in :class:`Stored`."""
-    rec = decode_message(kind, message)
+def decode_input(
+    kind: str, message: KafkaSourceMessage, max_future: timedelta | None = None
+) -> InputRecord | Stored | DeadLetter | None:
+    """:func:`~operators.records.alerts.decode_message` (data more than ``max_future`` ahead of the
+    wall clock are dead letters, ``ts_future``), a stored model output wrapped in :class:`Stored`."""
+    rec = decode_message(kind, message, max_future=max_future)
     if isinstance(rec, ModelOutput) and stored(message):
         return Stored(rec)
     return rec
@@ -217,7 +220,8 @@ def dataflow(
     flow = Dataflow(flow_id)
     messages = source_messages(flow, source)
 
-    decoded = op.filter_map("decode", messages, lambda m: decode_input(topics[m.topic], m))
+    skew = timedelta(seconds=settings.flow.max_future_skew_s)  # as for readings (docs/security.md)
+    decoded = op.filter_map("decode", messages, lambda m: decode_input(topics[m.topic], m, skew))
     valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
     output("dlq", dead, sinks.messages)

@@ -15,12 +15,15 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Collects POSTs; answers ``fail_first`` requests with ``fail_status`` first."""
+    """Collects POSTs; answers ``fail_first`` requests with ``fail_status`` first (with a ``Location``
+    header when ``location`` is set: a redirect). A GET is answered 200 and counted in ``gets``."""
 
     fail_first: int = 0
     fail_status: int = 503
+    location: str | None = None
     requests: list[Received] = field(default_factory=list)
     attempts: int = 0
+    gets: int = 0
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -38,10 +41,17 @@ class Receiver:
                 receiver.attempts += 1
                 if receiver.attempts <= receiver.fail_first:
                     self.send_response(receiver.fail_status)
+                    if receiver.location:
+                        self.send_header("Location", receiver.location)
                     self.end_headers()
                     return
                 receiver.requests.append(Received(dict(self.headers.items()), body))
                 self.send_response(204)
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                receiver.gets += 1
+                self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:

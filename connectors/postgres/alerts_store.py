@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -51,10 +52,54 @@ ACTION_SQL = {  # complete statements, built once from the constants above
     action: "UPDATE alerts SET updated_at = %(ts)s, " + change + " AND alert_id = %(id)s"
     for action, change in _ACTION_SQL.items()
 }
-LIST_ALERTS = (
-    f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = ANY(%s) AND (%s::text IS NULL OR twin_id = %s)"
-    " AND (%s::text[] IS NULL OR isa_state = ANY(%s::text[])) ORDER BY opened_at DESC LIMIT %s"
+_WHERE = (
+    " FROM alerts WHERE state = ANY(%(states)s) AND (%(twin)s::text IS NULL OR twin_id = %(twin)s)"
+    " AND (%(isa)s::text[] IS NULL OR isa_state = ANY(%(isa)s::text[]))"
+    " AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))"
+    " AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))"
 )
+ORDERS = {  # `alerts list --sort`, `GET /alerts?sort=`; alert_id last: a stable order for paging
+    "time": "opened_at DESC, alert_id",
+    "severity": "CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 ELSE 2 END, opened_at DESC, alert_id",
+}
+LIST_ALERTS = {
+    sort: f"SELECT {ALERT_COLUMNS}{_WHERE} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
+    for sort, order in ORDERS.items()
+}
+COUNT_ALERTS = f"SELECT count(*) AS n{_WHERE}"
+
+
+@dataclass(frozen=True)
+class AlertQuery:
+    """Which alerts a list shows (shared by ``twinflow alerts list`` and ``GET /api/v1/alerts``): lifecycle
+    states, and optionally a twin, ISA-18.2 states, severities and kinds; sorted newest first or by
+    severity (critical first, then newest), one page of ``limit`` from ``offset``."""
+
+    states: Sequence[str]
+    twin_id: str | None = None
+    isa_states: Sequence[str] | None = None
+    severities: Sequence[str] | None = None
+    kinds: Sequence[str] | None = None
+    sort: str = "time"
+    limit: int = 50
+    offset: int = 0
+
+    def params(self) -> dict[str, Any]:
+        def listed(values: Sequence[str] | None) -> list[str] | None:
+            return list(values) if values else None
+
+        return {
+            "states": list(self.states),
+            "twin": self.twin_id,
+            "isa": listed(self.isa_states),
+            "severities": listed(self.severities),
+            "kinds": listed(self.kinds),
+            "limit": self.limit,
+            "offset": self.offset,
+        }
+
+    def sql(self) -> str:
+        return LIST_ALERTS[self.sort]
 
 
 class AlertStore:
@@ -66,20 +111,15 @@ class AlertStore:
     def _tx(self, fn: Callable[[psycopg.Connection], Any], what: str) -> Any:
         return self._db.transaction(fn, what)
 
-    def list_alerts(
-        self,
-        *,
-        states: Sequence[str],
-        twin_id: str | None = None,
-        limit: int = 50,
-        isa_states: Sequence[str] | None = None,
-    ) -> list[dict]:
-        """Latest alerts, newest first, in the given states (and ISA-18.2 states, when given)."""
+    def list_alerts(self, query: AlertQuery) -> tuple[list[dict], int]:
+        """One page of the alerts ``query`` selects, and how many it selects in all."""
 
-        def run(conn: psycopg.Connection) -> list[dict]:
+        def run(conn: psycopg.Connection) -> tuple[list[dict], int]:
             with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(LIST_ALERTS, (list(states), twin_id, twin_id, isa_states, isa_states, limit))
-                return cur.fetchall()
+                cur.execute(query.sql(), query.params())
+                rows = cur.fetchall()
+                cur.execute(COUNT_ALERTS, query.params())
+                return rows, cur.fetchone()["n"]
 
         return self._tx(run, "listing alerts")
 

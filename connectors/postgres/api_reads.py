@@ -15,7 +15,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from connectors.postgres.alerts_store import ALERT_COLUMNS
+from connectors.postgres.alerts_store import ALERT_COLUMNS, AlertQuery
 
 STATE_COLUMNS = (
     "twin_id, version, event_time, status, mode, learn, reported, desired, delta, conflicts, commands,"
@@ -87,10 +87,6 @@ TELEMETRY_BUCKETS = {  # TimescaleDB, plain PostgreSQL ≥ 14
     True: _BUCKETED.format(fn="time_bucket(%s, ts)"),
     False: _BUCKETED.format(fn="date_bin(%s, ts, TIMESTAMPTZ '2000-01-01')"),
 }
-ALERTS = (
-    f"SELECT {ALERT_COLUMNS} FROM alerts WHERE state = ANY(%s) AND (%s::text IS NULL OR twin_id = %s)"
-    " AND (%s::text[] IS NULL OR isa_state = ANY(%s::text[])) ORDER BY opened_at DESC LIMIT %s"
-)
 ALERT = f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s"
 
 
@@ -191,10 +187,8 @@ class ApiReads:
         )
 
     # ------------------------------------------------------------------ alerts
-    async def alerts(
-        self, *, states: list[str], isa_states: list[str] | None, twin_id: str | None, limit: int
-    ) -> list[dict[str, Any]]:
-        return await self._all(ALERTS, (states, twin_id, twin_id, isa_states, isa_states, limit))
+    async def alerts(self, query: AlertQuery) -> list[dict[str, Any]]:
+        return await self._all(query.sql(), query.params())
 
     async def alert(self, alert_id: str) -> dict[str, Any] | None:
         return await self._one(ALERT, (alert_id,))

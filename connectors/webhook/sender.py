@@ -9,7 +9,9 @@ Headers sent with every request:
   since a retry after a lost response delivers the same payload again.
 
 Network errors, HTTP 429 and 5xx are retried with exponential backoff (connectors/retry.py);
-other 4xx answers are permanent failures.
+other 4xx answers are permanent failures. Redirects are not followed (a client following a 301, 302
+or 303 repeats a POST as a GET without its body: the alert would be lost while the receiver
+answers 200): a 3xx is a permanent failure that names where it points.
 
 >>> sig = sign(b"k", "1700000000", b'{"a":1}')
 >>> verify(b"k", "1700000000", b'{"a":1}', sig, now=1700000010)
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import logging
 import time
 import urllib.error
@@ -66,6 +69,16 @@ def verify(
     return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Leave a 3xx as the answer (an :class:`urllib.error.HTTPError`), never follow it."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
 class WebhookSender:
     """Deliver JSON bodies to one URL."""
 
@@ -103,14 +116,22 @@ class WebhookSender:
             },
         )
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+            with _opener.open(req, timeout=self._timeout) as resp:
                 return resp.status
         except urllib.error.HTTPError as exc:
             if exc.code == 429 or exc.code >= 500:
                 raise Transient(f"HTTP {exc.code} from {self.url}") from None
+            if 300 <= exc.code < 400:
+                to = exc.headers.get("Location", "?") if exc.headers else "?"
+                raise DeliveryFailed(
+                    f"HTTP {exc.code} from {self.url}: redirected to {to}; redirects are not followed"
+                    " (the signed body would be lost), set alerts.webhook_url to the final URL"
+                ) from None
             raise DeliveryFailed(f"HTTP {exc.code} from {self.url}: refused") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise Transient(f"{self.url}: {exc}") from None
+        except http.client.HTTPException as exc:  # not HTTP (a wrong port), or a broken answer
+            raise Transient(f"{self.url}: not an HTTP answer ({type(exc).__name__}: {str(exc)[:80]})") from None
 
     def send(self, body: bytes, delivery_id: str) -> int:
         """POST ``body``; returns the HTTP status or raises :class:`DeliveryFailed`."""

@@ -73,17 +73,29 @@ class OrderedTwinAlerts:
     def new(cls, twin_id: str, rules: AlertRules) -> OrderedTwinAlerts:
         return cls(TwinAlerts(twin_id, rules))
 
-    def push(self, rec: InputRecord) -> list[Alert]:
-        """Take one record; returns the alert versions of the records it releases."""
-        if self.applied_until is not None and rec.ts < self.applied_until:
+    def push(self, rec: InputRecord, *, live: bool = False) -> list[Alert]:
+        """Take one record; returns the alert versions of the records it releases.
+
+        ``live`` (a tailing flow): a status change or an action whose ``ts`` is more than
+        ``reorder_window_s`` ahead of the twin's newest data is ordered at that data's time instead —
+        it was made on another clock (a person's, the CLI's) while the twin's data run behind (a
+        backlog, a plant clock that is late), and it answers the data seen so far: waiting for the
+        data to reach its ``ts`` would leave an acknowledged alert escalating, a twin in maintenance
+        alerting, for as long as the data run behind. The record itself keeps its ``ts``."""
+        from_data = not isinstance(rec, TwinStatus | AlertAction | ParentAlarm)
+        rules = self.alerts.rules
+        at = rec.ts
+        if live and not from_data and self.newest is not None and at - self.newest > timedelta(
+            seconds=rules.reorder_window_s
+        ):
+            at = self.newest
+        if self.applied_until is not None and at < self.applied_until:
             self.late_applied += 1
             return self.alerts.apply(rec)
         self.arrivals += 1
-        heapq.heappush(self.held, (rec.ts, _RANK[type(rec)], self.arrivals, rec))
-        from_data = not isinstance(rec, TwinStatus | AlertAction | ParentAlarm)
+        heapq.heappush(self.held, (at, _RANK[type(rec)], self.arrivals, rec))
         if from_data and (self.newest is None or rec.ts > self.newest):
             self.newest = rec.ts  # the twin's data drive the clock, not people's or the CLI's clocks
-        rules = self.alerts.rules
         until = self.newest - timedelta(seconds=rules.reorder_window_s) if self.newest else None
         out: list[Alert] = []
         while self.held and (
@@ -114,8 +126,11 @@ class OrderedTwinAlerts:
 _SNAPSHOT_FIELDS = tuple(f.name for f in fields(OrderedTwinAlerts) if f.name != "packed")
 
 
-def step(state: OrderedTwinAlerts | None, rec: InputRecord, rules: AlertRules) -> tuple[OrderedTwinAlerts, list[Alert]]:
-    """Per-twin flow step: create the twin's state on first use, push one record."""
+def step(
+    state: OrderedTwinAlerts | None, rec: InputRecord, rules: AlertRules, *, live: bool = False
+) -> tuple[OrderedTwinAlerts, list[Alert]]:
+    """Per-twin flow step: create the twin's state on first use, push one record (``live``: see
+    :meth:`OrderedTwinAlerts.push`)."""
     if state is None:
         state = OrderedTwinAlerts.new(rec.twin_id, rules)
-    return state, state.push(rec)
+    return state, state.push(rec, live=live)

@@ -15,7 +15,7 @@ operators.records.envelope.Rejected: schema: Object missing required field `ts`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -281,10 +281,19 @@ INPUT_TYPES: dict[str, type] = {
 }
 
 
-def decode_message(kind: str, msg: Any, now: datetime | None = None) -> InputRecord | DeadLetter | None:
+DATA_KINDS = frozenset({"anomaly", "failure", "forecast", "desync"})
+"""Input kinds whose ``ts`` drives a twin's alert clock (model outputs, desync escalations)."""
+
+
+def decode_message(
+    kind: str, msg: Any, now: datetime | None = None, *, max_future: timedelta | None = None
+) -> InputRecord | DeadLetter | None:
     """One Kafka message of an input topic → record, dead letter (with reason) or ``None``.
 
-    ``now``: the dead letter's ``rejected_at`` (default: the time it is rejected).
+    ``now``: the dead letter's ``rejected_at`` and the reference of ``max_future`` (default: the
+    time it is decoded). ``max_future``: a record of :data:`DATA_KINDS` whose ``ts`` is further
+    than this ahead is rejected (``ts_future``): its time would become the twin's clock, and every
+    later record of its kind would be too old to count (a skewed clock would silence the twin).
 
     ``kind`` is one of :data:`INPUT_TYPES` or ``"desync"`` (the ``twin.desync`` topic; its command
     failures are not inputs: ``None``). A record whose twin_id differs from the Kafka key is
@@ -297,6 +306,11 @@ def decode_message(kind: str, msg: Any, now: datetime | None = None) -> InputRec
             rec = decode(INPUT_TYPES[kind], msg.value)
         if rec is not None and msg.key is not None and msg.key != rec.twin_id.encode():
             raise Rejected(Reason.KEY_MISMATCH, f"Kafka key {msg.key[:140]!r} differs from twin_id {rec.twin_id!r}")
+        if rec is not None and max_future is not None and kind in DATA_KINDS:
+            ref = now or datetime.now(UTC)
+            if rec.ts - ref > max_future:
+                ahead = f"{(rec.ts - ref).total_seconds():.0f} s"
+                raise Rejected(Reason.TS_FUTURE, f"ts {rec.ts.isoformat()} is {ahead} ahead of {ref.isoformat()}")
         return rec
     except Rejected as exc:
         return DeadLetter(

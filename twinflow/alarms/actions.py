@@ -91,6 +91,18 @@ def act(
         until=until,
     )
     publish(settings.alerts.actions_topic, row["twin_id"], encode(record))
-    store.record_action(alert_id, action, by, now, until=until, note=note)
+    changed = store.record_action(alert_id, action, by, now, until=until, note=note)
     after = store.get_alert(alert_id) or row
+    if not changed and not (action == "ack" and after["state"] == "open"):  # (a cleared alarm: the flow closes it)
+        return _overtaken(alert_id, action, after)  # someone else acted in between (the CLI and the API at once)
     return Done(after, True, f"alert {alert_id} ({row['twin_id']}, {row['kind']}) {PAST[action]} by {by}")
+
+
+def _overtaken(alert_id: str, action: str, row: dict[str, Any]) -> Done:
+    """The answer when another person's action changed the row between our check and our update
+    (ours is published too; the alerts flow ignores it as it would a late one)."""
+    if row["state"] == "resolved":
+        raise ActionRefused(409, "resolved", f"alert {alert_id} was resolved meanwhile ({row['resolved_by']})")
+    if action == "ack" and row["state"] == "acknowledged":
+        return Done(row, False, f"alert {alert_id} was already acknowledged by {row['acked_by']}")
+    return Done(row, False, f"alert {alert_id}: nothing to do any more, someone changed it meanwhile")

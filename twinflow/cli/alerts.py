@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 import typer
 from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
 
+from operators.records.alerts import SEVERITIES, Kind
 from twinflow.alarms.state_filters import NAMES, selection
 from twinflow.cli.support import err_console, finite, publish_or_exit, settings_or_exit
 from twinflow.settings import Settings
@@ -23,6 +25,7 @@ from twinflow.settings import Settings
 alerts_app = typer.Typer(help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True)
 console = Console()
 
+KINDS: tuple[str, ...] = get_args(Kind)
 SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
 WIDE = 140  # columns from which `alerts list` prints a table (narrower: one block per alert)
 
@@ -41,16 +44,30 @@ def list_alerts(
         "ack_active, unack_cleared, shelved, suppressed, out_of_service, normal (= resolved).",
     ),
     twin: str = typer.Option(None, help="Only this twin."),
-    limit: int = typer.Option(50, min=1, max=1_000_000, help="At most this many, newest first."),
+    severity: str = typer.Option(None, help="Only these severities, e.g. critical or critical,major."),
+    kind: str = typer.Option(None, help=f"Only these kinds, e.g. failure or anomaly,condition ({', '.join(KINDS)})."),
+    sort: str = typer.Option("time", help="time (newest first) or severity (critical first, then newest)."),
+    limit: int = typer.Option(50, min=1, max=1_000_000, help="At most this many (a page)."),
+    offset: int = typer.Option(0, min=0, help="Skip this many first (the next page: --offset 50)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
-    """Show alerts with severity, state (ISA-18.2), who acknowledged them and the explanation."""
+    """Show alerts with severity, state (ISA-18.2), who acknowledged them and the explanation; says how many
+    there are in all and how to see the next page."""
+    from connectors.postgres.alerts_store import ORDERS, AlertQuery
+
     if state not in NAMES:  # ISA-18.2 states (`--state shelved` …) select among alerts that are not resolved
         err_console.print(f"[red]--state {state!r}: use one of {', '.join(NAMES)}[/red]")
         raise typer.Exit(2)
-    store = _store(settings_or_exit())
+    if sort not in ORDERS:
+        err_console.print(f"[red]--sort {sort!r}: use one of {', '.join(ORDERS)}[/red]")
+        raise typer.Exit(2)
     states, isa_states = selection(state)
-    rows = store.list_alerts(states=states, twin_id=twin, limit=limit, isa_states=isa_states)
+    query = AlertQuery(
+        states, twin, isa_states, _names(severity, SEVERITIES, "--severity"), _names(kind, KINDS, "--kind"),
+        sort, limit, offset,
+    )  # fmt: skip
+    store = _store(settings_or_exit())
+    rows, total = store.list_alerts(query)
     store.close()
     if as_json:
         for r in rows:
@@ -67,7 +84,7 @@ def list_alerts(
                 + (" standing" if r["standing"] else "")
             )
             console.print(Padding(r["summary"], (0, 0, 0, 2)), markup=False)
-        console.print(f"{len(rows)} alert(s)")
+        console.print(_count(len(rows), total, offset))
         return
     table = Table()
     table.add_column("id", no_wrap=True, min_width=15)
@@ -87,7 +104,28 @@ def list_alerts(
             r["summary"],
         )
     console.print(table)
-    console.print(f"{len(rows)} alert(s)")
+    console.print(_count(len(rows), total, offset))
+
+
+def _names(text: str | None, allowed: tuple[str, ...], option: str) -> list[str] | None:
+    """``critical,major`` → the names, each checked; None for no filter."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    wrong = [n for n in names if n not in allowed]
+    if wrong or not names:
+        err_console.print(f"[red]{option} {text!r}: use one or more of {', '.join(allowed)}, separated by commas[/red]")
+        raise typer.Exit(2)
+    return names
+
+
+def _count(shown: int, total: int, offset: int) -> str:
+    """``50 of 3017 alert(s) (1-50); next page: --offset 50``, or ``2 alert(s)`` when all are shown."""
+    if shown == total and offset == 0:
+        return f"{total} alert(s)"
+    more = f"; next page: --offset {offset + shown}" if offset + shown < total else ""
+    where = f" ({offset + 1}-{offset + shown})" if shown else ""
+    return f"{shown} of {total} alert(s){where}{more}"
 
 
 def _isa_label(r: dict) -> str:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from operators.records.alerts import Kind, Severity
 from operators.records.envelope import TWIN_ID_PATTERN
 from twinflow.alarms.state_filters import NAMES, selection
 from twinflow.api import models
@@ -37,13 +38,24 @@ async def list_alerts(
     twin: Annotated[
         str | None, Query(max_length=128, description="a twin id", json_schema_extra={"pattern": TWIN_ID_PATTERN})
     ] = None,
+    severity: Annotated[
+        list[Severity] | None, Query(description="only these severities (repeat the parameter for several)")
+    ] = None,
+    kind: Annotated[list[Kind] | None, Query(description="only these kinds (repeat the parameter for several)")] = None,
+    sort: Annotated[
+        Literal["time", "severity"], Query(description="time: newest first; severity: critical first, then newest")
+    ] = "time",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="skip this many first (the next page)")] = 0,
 ) -> JSON:
+    from connectors.postgres.alerts_store import AlertQuery
+
     if state not in NAMES:
         raise Problem(400, "bad-state", f"state {state[:40]!r}: use one of {', '.join(NAMES)}")
     states, isa = selection(state)
     twin = twin_id_ok(twin) if twin is not None else None
-    rows = await request.app.state.reads.alerts(states=states, isa_states=isa, twin_id=twin, limit=limit)
+    query = AlertQuery(states, twin, isa, severity, kind, sort, limit, offset)
+    rows = await request.app.state.reads.alerts(query)
     return JSON({"items": [_alert_doc(r) for r in rows]})
 
 
