@@ -28,8 +28,16 @@ def delete_run_rows(conninfo: str, tables: list[str] | tuple[str, ...], prefix: 
     rebuild the indexes of the tables the run made up :data:`REBUILD_SHARE` of (concurrently: a
     flow writing meanwhile is not blocked) and vacuum the tables: their dead rows would be
     autovacuumed during the next run, on its clock."""
-    with psycopg.connect(conninfo) as db, db.transaction():
-        deleted = {table: delete_rows(db, table, sql.SQL("twin_id LIKE %s"), (prefix + "-%",)) for table in tables}
+    for attempt in range(3):  # another run's REINDEX CONCURRENTLY waits for this transaction: a deadlock, retried
+        try:
+            with psycopg.connect(conninfo) as db, db.transaction():
+                deleted = {
+                    table: delete_rows(db, table, sql.SQL("twin_id LIKE %s"), (prefix + "-%",)) for table in tables
+                }
+            break
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 2:
+                raise
     with psycopg.connect(conninfo, autocommit=True) as db:  # (REINDEX CONCURRENTLY, VACUUM: no transaction)
         for table in tables:
             if deleted[table] and deleted[table] >= REBUILD_SHARE * (deleted[table] + _rows(db, table)):
