@@ -110,7 +110,7 @@ class CommandListener:
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop after the command in hand (waiting up to ``timeout`` for it)."""
+        """Stop after the device write in hand (waiting up to ``timeout`` for it)."""
         self._stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():  # still writing to a device: never close a consumer in use
@@ -201,9 +201,13 @@ class CommandListener:
             if later is not None:
                 acks.append(_superseded(item, later, self.protocol))
                 continue
+            writes = self.writes
             acks.append(self._decide(item))
-            self._commit(acks, offsets)  # a written command's ack goes out at once, with those before it
-            acks, offsets = [], {}
+            if self.writes != writes:  # a written command's ack goes out at once, with those before it
+                self._commit(acks, offsets)
+                acks, offsets = [], {}
+                if self._stop.is_set():
+                    return  # stopping: the rest of the batch is read again at the next start
         if offsets:
             self._commit(acks, offsets)
         if newer:
