@@ -1,9 +1,13 @@
 """Command path: consume ``twin.commands``, apply the ones this bridge owns, answer on ``twin.acks``.
 
 Each bridge reads the command topic with its own consumer group and handles only the twins its
-mapping gives it (others are skipped: the bridge that owns them answers). For each command the
-ack and the consumed offset are committed in one Kafka transaction, so every command yields
-exactly one ``twin.acks`` record, even when the bridge restarts mid-way (a restart may repeat
+mapping gives it (others are skipped: the bridge that owns them answers). Commands are read in
+batches (what the topic holds, up to :data:`BATCH_MAX`); within a batch a command that a newer one
+for the same twin and parameter replaces is not written: it is answered ``superseded`` (naming the
+newer command), so a burst of changes writes the newest value only, and every command still gets
+its ack. The others are applied in topic order. The acks and the consumed offsets are committed in
+one Kafka transaction after each device write (and at the end of the batch), so every command
+yields exactly one ``twin.acks`` record, even when the bridge restarts mid-way (a restart may repeat
 the device write — setpoints are idempotent — but never the ack).
 """
 
@@ -31,12 +35,15 @@ from operators.records.commands import (
     make_ack,
     peek_ids,
     precheck,
+    superseded_by,
 )
 
 log = logging.getLogger(__name__)
 
 # (command, timeout_s) -> None on success; raises with the reason on failure.
 Apply = Callable[[Command, float], None]
+# Commands read (and coalesced) at once at most.
+BATCH_MAX = 500
 
 
 class CommandListener:
@@ -74,6 +81,9 @@ class CommandListener:
         )
         self.assigned = threading.Event()
         self.acks: list[Ack] = []
+        self.writes = 0  # commands handed to the device (not superseded, not refused before writing)
+        # (topic, partition) → next offset committed: a failed batch resumes there.
+        self._done: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"commands-{protocol}", daemon=True)
 
@@ -100,7 +110,7 @@ class CommandListener:
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop after the command in hand (waiting up to ``timeout`` for it)."""
+        """Stop after the device write in hand (waiting up to ``timeout`` for it)."""
         self._stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():  # still writing to a device: never close a consumer in use
@@ -111,31 +121,39 @@ class CommandListener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                msg = self.consumer.poll(0.2)
+                msgs = self.consumer.consume(BATCH_MAX, 0.2)
             except KafkaException as exc:
                 log.warning("command consumer: %s", exc)
                 continue
-            if msg is None:
-                continue
-            if msg.error():
-                log.warning("command consumer: %s", msg.error())
+            batch = []
+            for msg in msgs:
+                if msg.error():
+                    log.warning("command consumer: %s", msg.error())
+                else:
+                    batch.append(msg)
+            if not batch:
                 continue
             try:
-                self._handle(msg)
+                self._handle(batch)
             except Exception:
-                log.exception("command at offset %s failed; it is retried", msg.offset())
-                self._rewind(msg)
+                log.exception("commands from offset %s failed; they are retried", batch[0].offset())
+                self._rewind(batch)
 
-    def _rewind(self, msg: Message) -> None:
-        try:
-            self.consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
-        except KafkaException:
-            log.exception("seek failed")
+    def _rewind(self, batch: list[Message]) -> None:
+        """Seek every partition of ``batch`` back to its first command not committed yet."""
+        first: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            first.setdefault((msg.topic(), msg.partition()), msg.offset())
+        for (topic, partition), offset in first.items():
+            done = self._done.get((topic, partition))
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, max(offset, done or 0)))
+            except KafkaException:
+                log.exception("seek failed")
         self._stop.wait(1.0)
 
-    def _decide(self, msg: Message) -> Ack | None:
-        """Apply the command if it is ours; the ack to send, or None when it belongs to another bridge."""
-        now = datetime.now(UTC)
+    def _decode(self, msg: Message) -> Command | Ack | None:
+        """The command if it is ours, the ack of a malformed record of ours, None when not ours."""
         try:
             cmd = decode_command(msg.value())
         except BadCommand as exc:
@@ -143,15 +161,19 @@ class CommandListener:
             if self._writable_of(twin) is None:
                 return None
             cid = cid or f"{msg.topic()}:{msg.partition()}:{msg.offset()}"
-            cmd = Command(cid, twin, "", 0.0, issued_at=now)
-            return make_ack(cmd, "rejected", f"malformed command: {exc}", source=self.protocol, now=now)
-        writable = self._writable_of(cmd.twin_id)
-        if writable is None:
-            return None
+            bad = Command(cid, twin or "", "", 0.0, issued_at=datetime.now(UTC))
+            return make_ack(bad, "rejected", f"malformed command: {exc}", source=self.protocol)
+        return cmd if self._writable_of(cmd.twin_id) is not None else None
+
+    def _decide(self, cmd: Command) -> Ack:
+        """Apply a command of ours; its ack."""
+        now = datetime.now(UTC)
+        writable = self._writable_of(cmd.twin_id) or {}
         ack = precheck(cmd, writable, now, source=self.protocol)
         if ack is not None:
             return ack
         timeout = 10.0 if cmd.deadline is None else max((cmd.deadline - now).total_seconds(), 0.1)
+        self.writes += 1
         try:
             self.apply(cmd, timeout)
         except Refused as exc:
@@ -162,29 +184,74 @@ class CommandListener:
             return make_ack(cmd, "failed", f"{type(exc).__name__}: {exc}", source=self.protocol)
         return make_ack(cmd, "applied", None, source=self.protocol)
 
-    def _handle(self, msg: Message) -> None:
-        ack = self._decide(msg)
-        next_offset = [TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)]
-        if ack is None:
-            self.consumer.commit(offsets=next_offset, asynchronous=True)
-            return
-        self.producer.begin_transaction()
-        try:
-            self.producer.produce(self.settings.twin.acks_topic, key=ack.twin_id.encode(), value=encode_ack(ack))
-            self.producer.send_offsets_to_transaction(next_offset, self.consumer.consumer_group_metadata(), 10)
-            self.producer.commit_transaction(30)
-        except KafkaException:
-            self.producer.abort_transaction(30)
-            raise
-        self.acks.append(ack)
-        log.info(
-            "command %s %s.%s → %s %s",
-            ack.command_id,
-            ack.twin_id,
-            ack.parameter,
-            ack.status,
-            ack.error or "",
-        )
+    def _handle(self, batch: list[Message]) -> None:
+        """Answer every command of ``batch``: superseded ones without writing, the others in order."""
+        decoded = [self._decode(m) for m in batch]
+        newer = superseded_by([d if isinstance(d, Command) else None for d in decoded])
+        acks: list[Ack] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for i, (msg, item) in enumerate(zip(batch, decoded, strict=True)):
+            offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+            if item is None:
+                continue  # another bridge's twin
+            if isinstance(item, Ack):
+                acks.append(item)
+                continue
+            later = newer.get(i)
+            if later is not None:
+                acks.append(_superseded(item, later, self.protocol))
+                continue
+            writes = self.writes
+            acks.append(self._decide(item))
+            if self.writes != writes:  # a written command's ack goes out at once, with those before it
+                self._commit(acks, offsets)
+                acks, offsets = [], {}
+                if self._stop.is_set():
+                    return  # stopping: the rest of the batch is read again at the next start
+        if offsets:
+            self._commit(acks, offsets)
+        if newer:
+            log.info("%d command(s) superseded by newer ones for the same parameter: not written", len(newer))
+
+    def _commit(self, acks: list[Ack], offsets: dict[tuple[str, int], int]) -> None:
+        """Publish ``acks`` and commit ``offsets`` in one transaction (offsets alone: a plain commit)."""
+        parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if not acks:
+            self.consumer.commit(offsets=parts, asynchronous=True)
+        else:
+            self.producer.begin_transaction()
+            try:
+                for ack in acks:
+                    self.producer.produce(
+                        self.settings.twin.acks_topic, key=ack.twin_id.encode(), value=encode_ack(ack)
+                    )
+                self.producer.send_offsets_to_transaction(parts, self.consumer.consumer_group_metadata(), 10)
+                self.producer.commit_transaction(30)
+            except KafkaException:
+                self.producer.abort_transaction(30)
+                raise
+        self._done.update(offsets)
+        self.acks.extend(acks)
+        for ack in acks:
+            log.log(
+                logging.DEBUG if ack.status == "superseded" else logging.INFO,
+                "command %s %s.%s → %s %s",
+                ack.command_id,
+                ack.twin_id,
+                ack.parameter,
+                ack.status,
+                ack.error or "",
+            )
+
+
+def _superseded(cmd: Command, newer: Command, source: str) -> Ack:
+    return make_ack(
+        cmd,
+        "superseded",
+        f"not written: command {newer.command_id} sets {cmd.parameter} of {cmd.twin_id} to {newer.value} "
+        "and came before this one was written",
+        source=source,
+    )
 
 
 def wait_ack(settings: ConnectorSettings, command_id: str, timeout: float) -> list[Ack]:

@@ -42,6 +42,9 @@ from operators.records.commands import Refused
 
 log = logging.getLogger(__name__)
 
+# Exception codes of a write that no retry changes: illegal function, data address, data value.
+REFUSING_EXCEPTIONS = frozenset({1, 2, 3})
+
 READ_FUNCTION = {  # pymodbus client method per register kind
     "holding": "read_holding_registers",
     "input": "read_input_registers",
@@ -217,7 +220,9 @@ class ModbusBridge(Bridge):
         try:
             regs = encode(f, value)
         except EncodeError as exc:
-            raise Refused(str(exc)) from None
+            raise Refused(
+                f"{twin_id}.{parameter} ({f.kind} register {f.address}, {f.type}) cannot take {value}: {exc}"
+            ) from None
         client = poller.client
         if client is None:
             raise ConnectionError(f"not connected to {self.address_of(device.conn)} ({device.name})")
@@ -229,4 +234,7 @@ class ModbusBridge(Bridge):
             else:
                 rr = await client.write_registers(f.address, regs, device_id=f.unit_id)
         if rr.isError():
-            raise ModbusException(f"write to unit {f.unit_id} {f.kind} {f.address} failed: {rr}")
+            what = f"write of {value} to {twin_id}.{parameter} (unit {f.unit_id} {f.kind} {f.address}, {f.type})"
+            if getattr(rr, "exception_code", None) in REFUSING_EXCEPTIONS:
+                raise Refused(f"{what}: the device refuses it: {rr}")
+            raise ModbusException(f"{what} failed: {rr}")

@@ -33,7 +33,7 @@ from connectors.bridges.base import Bridge, Device
 from connectors.bridges.mapping.schema import OpcuaAsset, OpcuaConnection, OpcuaParam
 from connectors.opcua.client import make_client, monitored_items, subscription_parameters
 from connectors.opcua.nodes import resolve_nodes
-from connectors.opcua.values import WRITE_CASTS, overflowed, quality_of, status_name
+from connectors.opcua.values import REFUSING_WRITE, WRITE_CASTS, overflowed, quality_of, status_name, write_value
 from operators.records.commands import Refused
 from operators.records.envelope import Reason
 
@@ -281,7 +281,16 @@ class OpcuaBridge(Bridge):
         vtype = s.types.get(key)
         if vtype is None:
             vtype = s.types[key] = await node.read_data_type_as_variant_type()
-        cast = WRITE_CASTS.get(vtype)
-        if cast is None:
+        if vtype not in WRITE_CASTS:
             raise Refused(f"node {s.where(key)} has data type {vtype.name}, not a number or boolean")
-        await node.write_value(ua.DataValue(ua.Variant(cast(value), vtype)))
+        try:
+            typed = write_value(vtype, value)
+        except ValueError as exc:
+            raise Refused(f"{s.where(key)} is {vtype.name}: cannot take {value}: {exc}") from None
+        try:
+            await node.write_value(ua.DataValue(ua.Variant(typed, vtype)))
+        except ua.UaStatusCodeError as exc:
+            name = status_name(ua.StatusCode(exc.code))
+            if name in REFUSING_WRITE:
+                raise Refused(f"{s.where(key)} ({vtype.name}): the server refuses {value}: {name}") from None
+            raise

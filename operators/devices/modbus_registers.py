@@ -141,8 +141,9 @@ def plausible(f: RegisterField, value: Value) -> bool:
 
 
 def encode(f: RegisterField, value: Value, *, saturate: bool = False) -> list[int]:
-    """Engineering value → registers (``[0|1]`` for a coil); out of range raises :class:`EncodeError`
-    unless ``saturate``."""
+    """Engineering value → registers (``[0|1]`` for a coil); a value out of range, or between two steps
+    of an integer type (3.5 for a plain int16), raises :class:`EncodeError` unless ``saturate`` (then
+    it is clamped and rounded)."""
     if f.kind in BIT_KINDS:
         if isinstance(value, bool) or value in (0, 1):
             return [int(bool(value))]
@@ -161,6 +162,13 @@ def encode(f: RegisterField, value: Value, *, saturate: bool = False) -> list[in
     raw: float = (value - f.offset) / f.scale
     if not f.type.startswith("float"):
         raw_int = round(raw)
+        if not saturate and not math.isclose(raw, raw_int, rel_tol=1e-9, abs_tol=1e-6):
+            step = (
+                "a whole number"
+                if (f.scale, f.offset) == (1.0, 0.0)
+                else f"offset {f.offset} + a multiple of {f.scale}"
+            )
+            raise EncodeError(f"{value} is not {step} ({f.type} with scale {f.scale} and offset {f.offset})")
         lo, hi = _RANGES[f.type]
         if not lo <= raw_int <= hi:
             if not saturate:

@@ -2,7 +2,9 @@
 
 Plain Python: decoding, the checks a bridge makes before touching a device, and the ack record.
 Every command gets exactly one ack: ``applied``, ``rejected`` (never sent to the device, with the
-reason), ``failed`` (the device write failed) or ``expired`` (deadline passed before it was applied).
+reason), ``failed`` (the device write failed), ``expired`` (deadline passed before it was applied) or
+``superseded`` (a newer command for the same twin and parameter came before it was written: only the
+newest is written, :func:`superseded_by`).
 
 >>> from datetime import UTC, datetime, timedelta
 >>> now = datetime(2026, 1, 1, tzinfo=UTC)
@@ -19,13 +21,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
 
-Status = Literal["applied", "rejected", "failed", "expired"]
+Status = Literal["applied", "rejected", "failed", "expired", "superseded"]
 
 
 class Command(msgspec.Struct, frozen=True):
@@ -148,6 +150,30 @@ def encode_ack(ack: Ack) -> bytes:
 
 def decode_ack(raw: bytes) -> Ack:
     return msgspec.json.decode(raw, type=Ack)
+
+
+def superseded_by(commands: Sequence[Command | None]) -> dict[int, Command]:
+    """Index → the newest later command for the same twin and parameter, for every command in
+    ``commands`` (in topic order; None: not a command of this bridge) that a later one replaces.
+
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> cmds = [Command(c, "p1", p, v, t) for c, p, v in [("a", "sp", 1), ("b", "mode", 2), ("c", "sp", 3)]]
+    >>> {i: c.command_id for i, c in superseded_by([*cmds, None]).items()}
+    {0: 'c'}
+    """
+    newest: dict[tuple[str, str], Command] = {}
+    out: dict[int, Command] = {}
+    for i in range(len(commands) - 1, -1, -1):
+        cmd = commands[i]
+        if cmd is None:
+            continue
+        key = (cmd.twin_id, cmd.parameter)
+        later = newest.get(key)
+        if later is None:
+            newest[key] = cmd
+        else:
+            out[i] = later
+    return out
 
 
 def precheck(cmd: Command, writable: Mapping[str, bool], now: datetime, *, source: str = "") -> Ack | None:

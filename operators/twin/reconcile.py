@@ -161,6 +161,8 @@ class Reconciler:
             return  # an ack of a superseded or unknown command: nothing to do
         if cmd.status not in (CommandStatus.PENDING, CommandStatus.RETRY_WAIT):
             return  # duplicate ack
+        if ack.status == "superseded":
+            return  # the bridge wrote a newer command for the parameter instead (a repeat of this one): its ack decides
         old = cmd.label()
         pr = tx.rules.param(name)
         if ack.status == "applied":

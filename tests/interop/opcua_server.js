@@ -11,6 +11,7 @@
 //   Objects/Line1/<name>/Temperature  no value, status BadSensorFailure
 //   Objects/Line1/<name>/Setpoint     Double, writable
 //   Objects/Line1/<name>/Enable       Boolean, writable
+//   Objects/Line1/<name>/Stage        Int16, writable (a setpoint that takes whole numbers -32768..32767)
 // Prints "READY <port>" once it listens; exits on SIGTERM.
 "use strict";
 const { OPCUAServer } = require("node-opcua-server");
@@ -62,12 +63,17 @@ async function main() {
     dataType: "Double",
   });
   temp.setValueFromSource(new Variant({ dataType: DataType.Null }), StatusCodes.BadSensorFailure);
-  for (const [key, type, initial] of [["Setpoint", DataType.Double, 100.0], ["Enable", DataType.Boolean, false]]) {
+  const writable = [
+    ["Setpoint", DataType.Double, 100.0],
+    ["Enable", DataType.Boolean, false],
+    ["Stage", DataType.Int16, 1],
+  ];
+  for (const [key, type, initial] of writable) {
     const v = ns.addVariable({
       componentOf: machine,
       browseName: key,
       nodeId: `s=${name}.${key}`,
-      dataType: type === DataType.Double ? "Double" : "Boolean",
+      dataType: DataType[type],
       accessLevel: "CurrentRead | CurrentWrite",
       userAccessLevel: "CurrentRead | CurrentWrite",
     });

@@ -138,6 +138,21 @@ def test_register_roundtrip(dtype: str, order: str) -> None:
         assert decode(f, encode(f, value)) == pytest.approx(value, rel=1e-6)
 
 
+def test_a_value_between_two_steps_of_an_integer_register_is_refused_not_rounded() -> None:
+    plain = RegisterField("k", 1, "holding", 0, "uint16")
+    with pytest.raises(EncodeError, match=r"3.5 is not a whole number \(uint16"):
+        encode(plain, 3.5)
+    with pytest.raises(EncodeError, match="outside what uint16"):
+        encode(plain, -5)
+    assert encode(plain, 3.5, saturate=True) == [4]  # the simulator serves plant values rounded
+    tenths = RegisterField("k", 1, "holding", 0, "int16", scale=0.1, offset=-40.0)
+    assert decode(tenths, encode(tenths, 3.3)) == pytest.approx(3.3)  # 43.3 / 0.1 is 432.99999…
+    with pytest.raises(EncodeError, match=r"3.35 is not offset -40.0 \+ a multiple of 0.1"):
+        encode(tenths, 3.35)
+    real = RegisterField("k", 1, "holding", 0, "float32")
+    assert decode(real, encode(real, 3.5)) == 3.5
+
+
 def test_word_order_and_range() -> None:
     big = RegisterField("k", 1, "input", 0, "uint32", "big")
     little = RegisterField("k", 1, "input", 0, "uint32", "little")

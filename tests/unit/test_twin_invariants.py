@@ -45,7 +45,7 @@ desired = st.builds(
 ack = st.builds(
     lambda dt, status: ("ack", dt, status),
     st.floats(0, 3),
-    st.sampled_from(["applied", "rejected", "failed", "expired"]),
+    st.sampled_from(["applied", "rejected", "failed", "expired", "superseded"]),
 )
 tick = st.builds(lambda dt: ("tick", dt), st.floats(0, 10))
 

@@ -128,6 +128,21 @@ def test_a_rejected_command_is_not_retried() -> None:
     assert commands(run(at(100))) == []
 
 
+def test_superseded_acks_change_nothing_and_the_newest_commands_ack_decides() -> None:
+    run = Run(reconciler(strategy="digital_wins", tolerance=1.0, critical=True, ack_timeout_s=2))
+    run(reading(0, 100.0))
+    burst = [commands(run(desired(0.1, 110.0 + i)))[0] for i in range(3)]
+    version = run.state.version
+    # The bridge wrote only the newest: the older ones, and a repeat of the newest, are answered superseded.
+    for cmd in burst:
+        assert run(ack(0.5, cmd.command_id, "superseded", error="not written")) == []
+    assert run.state.version == version and run.state.params["speed"].command.command_id == burst[-1].command_id
+    assert run.state.params["speed"].command.status is CommandStatus.PENDING
+    run(ack(0.6, burst[-1].command_id), reading(0.7, 112.0), reading(6, 112.0))  # held 5 s (hold_time_s)
+    assert run.state.status is Status.SYNCHRONIZED and alerts(run.out) == []
+    assert commands(run(at(10))) == []  # nothing retried
+
+
 def test_critical_parameters_sync_only_after_the_ack() -> None:
     run = Run(reconciler(strategy="digital_wins", tolerance=5.0, critical=True, ack_timeout_s=60))
     run(reading(0, 100.0))

@@ -169,8 +169,8 @@ def command_send(
     """Set PARAMETER of TWIN through the desired-state gate, then print the device's ack.
 
     The same signed, authorised and audited request as `twinflow twin set-desired TWIN PARAMETER=VALUE`:
-    only the twin flow writes twin.commands. Exit 0 applied by the device, 1 refused by the device,
-    3 denied by the gate, 4 no verdict, 5 no ack."""
+    only the twin flow writes twin.commands. Exit 0 applied by the device, 1 not applied (rejected,
+    failed, expired, superseded), 3 denied by the gate, 4 no verdict, 5 no ack."""
     from connectors.kafka.commands import wait_ack
     from operators.records.commands import parse_value
     from twinflow.cli.twin import send_request
