@@ -5,7 +5,7 @@ it).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from operator import attrgetter
 from typing import Any
 
@@ -69,3 +69,34 @@ class PickledCall:
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         return self.fn, self.args
+
+
+def loads_shorter_layouts(cls: type) -> type:
+    """Class decorator for a slots dataclass pickled in pickle's default form for slots,
+    ``(None, {slot: value})``: a snapshot of an earlier layout, without the fields added since,
+    loads with those fields at their defaults (pickle's own loading would leave them unset). Earlier
+    versions load the new layout too (they set every slot the snapshot has).
+
+    >>> from dataclasses import dataclass, field
+    >>> @loads_shorter_layouts
+    ... @dataclass(slots=True)
+    ... class Run:
+    ...     count: int = 0
+    ...     seen: list = field(default_factory=list)
+    >>> old = Run.__new__(Run); old.__setstate__((None, {"count": 3}))  # written before `seen` was added
+    >>> new = Run.__new__(Run); new.__setstate__(Run(2, [1]).__reduce_ex__(5)[2])  # what pickle stores
+    >>> old, new
+    (Run(count=3, seen=[]), Run(count=2, seen=[1]))
+    """
+    defaults = [(f.name, f.default, f.default_factory) for f in fields(cls)]
+
+    def __setstate__(self: Any, state: tuple[dict[str, Any] | None, dict[str, Any]] | dict[str, Any]) -> None:
+        for part in state if isinstance(state, tuple) else (state,):
+            for name, value in (part or {}).items():
+                object.__setattr__(self, name, value)
+        for name, default, factory in defaults:
+            if not hasattr(self, name):
+                object.__setattr__(self, name, default if factory is MISSING else factory())
+
+    cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
+    return cls

@@ -2,8 +2,9 @@
 and its one-line summary.
 
 The evidence is the window of the current run, the samples in it, the kind's own facts (peak score,
-lowest health, faulty sensors, breaches, desync detail), the top contributing sensors and the
-latest failure prediction (time to failure).
+lowest health, faulty sensors, breaches, desync detail), the top contributing sensors, the
+latest failure prediction (time to failure) and, unless only the built-in models raised the alert,
+the ``sources`` (models) that did.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def evidence(
     top_sensors: int,
 ) -> dict[str, Any]:
     """The evidence of a kind's alert at ``ts``: its run's facts (those not starting with ``_``), the
-    ``top_sensors`` largest contributions (the run's own, else the twin's latest) and ``failure``."""
+    ``top_sensors`` largest contributions (the run's own, else the twin's latest), ``failure`` and
+    the sources that raised it (:attr:`LiveAlert.named_sources`)."""
     facts = {k: v for k, v in ks.facts.items() if not k.startswith("_")}
     if "breaches" in facts:
         facts["breaches"] = sorted(facts["breaches"].values(), key=lambda b: b["lead_s"])
@@ -84,6 +86,9 @@ def evidence(
         total = sum(contrib.values()) or 1.0
         top = sorted(contrib.items(), key=lambda kv: -kv[1])[:top_sensors]
         ev["top_sensors"] = [{"sensor": s, "share": round(v / total, 4)} for s, v in top]
+    sources = ks.live.named_sources if ks.live else None
+    if sources:
+        ev["sources"] = list(sources)
     if failure is not None:
         f = failure
         ev["time_to_failure_s"] = f.rul_s
@@ -108,6 +113,8 @@ def summary(twin_id: str, kind: Kind, ev: dict[str, Any]) -> str:
         parts.append(f"{b['sensor']} predicted to cross {b['limit']} in {_human(b['lead_s'])}")
     if kind == "desync" and ev.get("desync"):
         parts.append("reported state differs from desired state")
+    if ev.get("sources"):
+        parts.append("raised by " + ", ".join(ev["sources"]))
     if ev.get("top_sensors") and kind != "sensor_fault":
         parts.append("top sensors " + ", ".join(f"{t['sensor']} {t['share']:.0%}" for t in ev["top_sensors"]))
     if "time_to_failure_s" in ev:

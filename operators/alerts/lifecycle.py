@@ -8,9 +8,12 @@ so replays and tests behave exactly as live runs.
 Per twin and kind (the dedup key) there is at most one alert that is not resolved:
 
 * a **condition** per kind (:mod:`operators.alerts.conditions`) is above (opens), below (clears)
-  or in the hysteresis band between;
-* it must stay above for ``min_duration_s`` to **open**, and below for ``cool_down_s`` to
-  **resolve** (automatically, ``resolved_by='auto'``); in the band nothing changes;
+  or in the hysteresis band between, judged per **source** (the model whose records they are,
+  :func:`~operators.records.alerts.source_of`): one source's records never reset another's run;
+* one source's condition must stay above for ``min_duration_s`` to **open** the kind's alert, and
+  every source's below for ``cool_down_s`` to **resolve** it (automatically, ``resolved_by='auto'``);
+  in the band nothing changes; the alert names the sources that raised it (unless only the
+  built-in models did);
 * **flapping** (``flap_count`` openings within ``flap_window_s``) marks the alert and
   multiplies its cool-down by ``flap_cool_down_factor``;
 * an alert not acknowledged after ``escalate_after_s`` is **escalated** (level + 1, severity
@@ -49,7 +52,9 @@ from operators.alerts.conditions import ABOVE, BAND, BELOW, Observation, max_sev
 from operators.alerts.episode import KindState, LiveAlert, alert_id_for
 from operators.alerts.explanation import alert_version, evidence
 from operators.alerts.rules import AlertRules
+from operators.pickled import loads_shorter_layouts
 from operators.records.alerts import (
+    BUILTIN_SOURCE,
     SEVERITIES,
     Alert,
     AlertAction,
@@ -61,9 +66,11 @@ from operators.records.alerts import (
     Kind,
     ParentAlarm,
     TwinStatus,
+    source_of,
 )
 
 
+@loads_shorter_layouts
 @dataclass(slots=True)
 class TwinAlerts:
     """All alert state of one twin; picklable (Bytewax snapshots it for recovery)."""
@@ -75,7 +82,7 @@ class TwinAlerts:
     kinds: dict[str, KindState] = field(default_factory=dict)
     contributions: dict[str, float] = field(default_factory=dict)  # latest anomaly contributions
     failure: FailurePrediction | None = None  # latest failure prediction
-    forecasts: dict[str, ForecastPoint] = field(default_factory=dict)  # latest per sensor
+    forecasts: dict[str, ForecastPoint] = field(default_factory=dict)  # the built-in models': latest per sensor
     pending_actions: dict[str, AlertAction] = field(default_factory=dict)
     closed_ids: deque = field(default_factory=lambda: deque(maxlen=256))
     late_ignored: int = 0
@@ -83,6 +90,7 @@ class TwinAlerts:
     actions_expired: int = 0
     parents: dict[str, str] = field(default_factory=dict)  # parent twin id → its active alert id
     out_of_service: dict[str, str] = field(default_factory=dict)  # kind → alert id it was taken with
+    model_forecasts: dict[str, dict[str, ForecastPoint]] = field(default_factory=dict)  # other sources'
 
     # ------------------------------------------------------------------ entry point
     def apply(self, rec: InputRecord) -> list[Alert]:
@@ -110,18 +118,19 @@ class TwinAlerts:
         elif isinstance(rec, AnomalyScore):
             if rec.contributions:
                 self.contributions = dict(rec.contributions)
-            out += self._observe(conditions.anomaly(rec, self.rules))
+            source = source_of(rec.model)
+            out += self._observe(conditions.anomaly(rec, self.rules), source)
             if rec.health is not None:
-                out += self._observe(conditions.condition(rec, self.rules))
+                out += self._observe(conditions.condition(rec, self.rules), source)
             if rec.sensor_faults or self._tracking("sensor_fault"):
-                out += self._observe(conditions.sensor_fault(rec))
+                out += self._observe(conditions.sensor_fault(rec), source)
         elif isinstance(rec, FailurePrediction):
             self.failure = rec
-            out += self._observe(conditions.failure(rec, self.rules))
+            out += self._observe(conditions.failure(rec, self.rules), source_of(rec.model))
         elif isinstance(rec, ForecastPoint):
             out += self._forecast(rec)
         elif isinstance(rec, DesyncEscalation):
-            out += self._observe(conditions.desync(rec))
+            out += self._observe(conditions.desync(rec), BUILTIN_SOURCE)
         out += self._timers()
         return out
 
@@ -144,12 +153,18 @@ class TwinAlerts:
         return ks is not None and (ks.live is not None or ks.onset is not None)
 
     def _forecast(self, rec: ForecastPoint) -> list[Alert]:
-        prev = self.forecasts.get(rec.sensor)
+        """A forecast point: the breach condition over the latest forecast of each of its source's sensors."""
+        source = source_of(rec.model)
+        if source == BUILTIN_SOURCE:
+            forecasts = self.forecasts
+        else:
+            forecasts = self.model_forecasts.get(source) or self.model_forecasts.setdefault(source, {})
+        prev = forecasts.get(rec.sensor)
         if prev is not None and rec.ts < prev.ts:
             self.late_ignored += 1
             return []
-        self.forecasts[rec.sensor] = rec
-        return self._observe(conditions.forecast_breach(self.forecasts, self.rules))
+        forecasts[rec.sensor] = rec
+        return self._observe(conditions.forecast_breach(forecasts, self.rules), source)
 
     def _suppression(self) -> str | None:
         if self.maintenance:
@@ -171,16 +186,21 @@ class TwinAlerts:
         return out
 
     # ------------------------------------------------------------------ lifecycle
-    def _observe(self, obs: Observation) -> list[Alert]:
-        """Track one sample of a kind's condition: open, clear, resolve or raise the severity."""
+    def _observe(self, obs: Observation, source: str) -> list[Alert]:
+        """Track one sample of a kind's condition from ``source``: open, clear, resolve or raise the
+        severity. The sample moves its source's run only; the kind's alert opens when one source has
+        been above for ``min_duration_s`` and clears when every source is below."""
         kind, ts, level, sev, facts = obs.kind, obs.ts, obs.level, obs.severity, obs.facts
         ks = self.kinds.get(kind)
         if ks is None:  # (not setdefault: that would build a KindState per sample)
             ks = self.kinds[kind] = KindState()
-        if ks.last_ts is not None and ts < ks.last_ts:
+        run = ks.source(source)
+        if run.last_ts is not None and ts < run.last_ts:
             self.late_ignored += 1
             return []
-        ks.last_ts = ts
+        run.last_ts, run.level = ts, level
+        if ks.last_ts is None or ts > ks.last_ts:
+            ks.last_ts = ts
         timing = self.rules.timing(kind)
         live = ks.live
         if live is None:
@@ -190,26 +210,33 @@ class TwinAlerts:
                 ks.reset_run()
                 return []
             if level == BELOW:
-                ks.reset_run()
+                run.onset = None
+                if not ks.in_run():  # (another source's run goes on: its evidence stays)
+                    ks.reset_run()
                 return []
-            if level == BAND and ks.onset is None:
+            if level == BAND and run.onset is None:
                 return []
+            if run.onset is None:
+                run.onset = ts
             if ks.onset is None:
                 ks.onset = ts
             ks.samples += 1
             facts(ks.facts)
             if sev is not None:
                 ks.severity = max_severity(ks.severity, sev)
-            if level == ABOVE and (ts - ks.onset).total_seconds() >= timing.min_duration_s:
+            if level == ABOVE and (ts - run.onset).total_seconds() >= timing.min_duration_s:
                 if kind in self.out_of_service:  # out of service: the alarm is not raised
                     self.suppressed += 1
                     ks.reset_run()
                     return []
-                return self._open(kind, ks, ts)
+                return self._open(kind, ks, ts, source)
             return []
-        # an alert is live
+        # an alert is live: its condition is its sources' (above when one is, below when all are)
         ks.samples += 1
-        if level == BELOW:
+        if level == ABOVE:
+            live.raise_by(source)
+        combined = ks.level()  # (one source: the sample's level)
+        if combined == BELOW:
             ks.clear_since = ks.clear_since or ts
             cool = timing.cool_down_s * (self.rules.flap_cool_down_factor if live.flapping else 1.0)
             if (ts - ks.clear_since).total_seconds() >= cool:
@@ -221,9 +248,11 @@ class TwinAlerts:
                 return [self._close(kind, ks, ts, "auto", event="resolved")]
             return []
         ks.clear_since = None
-        if level == ABOVE and live.condition == "cleared":
+        if combined == ABOVE and live.condition == "cleared":
             live.condition = "active"
             return [self._version(kind, ks, ts, "reactivated")]
+        if level == BELOW:  # another source holds the condition: this sample adds no evidence
+            return []
         facts(ks.facts)
         if sev is not None and SEVERITIES.index(sev) > SEVERITIES.index(ks.severity):
             ks.severity = sev
@@ -233,7 +262,7 @@ class TwinAlerts:
                 return [self._version(kind, ks, ts, "severity")]
         return []
 
-    def _open(self, kind: Kind, ks: KindState, ts: datetime) -> list[Alert]:
+    def _open(self, kind: Kind, ks: KindState, ts: datetime, source: str) -> list[Alert]:
         r = self.rules
         window = timedelta(seconds=r.flap_window_s)
         recent = [t for t in ks.openings if ts - t <= window]
@@ -245,6 +274,7 @@ class TwinAlerts:
             flapping=len(recent) + 1 >= r.flap_count,
             suppressed_by=self._suppression(),
             annunciated_at=ts,
+            raised_by=[source],
         )
         ks.clear_since = None
         out = [self._version(kind, ks, ts, "opened", bump=False)]

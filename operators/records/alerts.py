@@ -52,7 +52,8 @@ class AnomalyScore(msgspec.Struct, frozen=True):
     empty when normal); ``health`` is the condition index in [0, 1] against the healthy reference
     (None until it is learned), ``drivers`` the sensors that lower it (sensor → its own health);
     ``sensor_faults`` maps each faulty sensor to its fault (frozen, out_of_range, spikes,
-    quantised, silent).
+    quantised, silent); ``model`` names the model that made it (empty: the built-in models,
+    :func:`source_of`).
     """
 
     twin_id: TwinId
@@ -88,7 +89,8 @@ class FailurePrediction(msgspec.Struct, frozen=True):
 class ForecastPoint(msgspec.Struct, frozen=True):
     """A sensor forecast made at ``ts`` for ``target_ts``, with interval and predicted breach.
 
-    ``breach_at`` is when the forecast crosses ``limit`` (``None``: no breach within the horizon).
+    ``breach_at`` is when the forecast crosses ``limit`` (``None``: no breach within the horizon);
+    ``model`` names the model that made it (empty: the built-in models, :func:`source_of`).
     """
 
     twin_id: TwinId
@@ -100,6 +102,7 @@ class ForecastPoint(msgspec.Struct, frozen=True):
     upper: float | None = None
     limit: float | None = None
     breach_at: AwareTime | None = None
+    model: str = ""
 
 
 class DesyncEscalation(msgspec.Struct, frozen=True):
@@ -219,6 +222,23 @@ def isa_state(
     if suppressed:
         return "suppressed"
     return ("ack_" if state == "acknowledged" else "unack_") + condition  # type: ignore[return-value]
+
+
+BUILTIN_SOURCE = "twinflow"
+"""The source of the built-in models' outputs (the models flow's) in the alert lifecycle."""
+
+
+def source_of(model: str) -> str:
+    """The source (the model) an output's ``model`` names, by which the alert lifecycle judges each
+    model's records apart (docs/alerts.md): records without a ``model``, and those of the built-in
+    models (named ``twinflow-…``, e.g. ``twinflow-t2``), are :data:`BUILTIN_SOURCE`'s.
+
+    >>> source_of(""), source_of("twinflow-t2"), source_of("twinflow-t2-rul:pumps"), source_of("vib-lstm")
+    ('twinflow', 'twinflow', 'twinflow', 'vib-lstm')
+    """
+    if not model or model == BUILTIN_SOURCE or model.startswith("twinflow-"):
+        return BUILTIN_SOURCE
+    return model
 
 
 InputRecord = (

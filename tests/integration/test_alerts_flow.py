@@ -11,6 +11,7 @@ beginning (another cross-topic read order, no recovery state) must leave the dat
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -370,3 +371,52 @@ def test_simulated_fault_raises_one_alert_acked_via_cli_cleared_after_recovery(a
         ).fetchone()[0]
     assert flagged > 0
     AdminClient(client_config(s)).delete_topics([f"test.raw.{uid}", f"test.dlq.{uid}", f"test.ctl.{uid}"])
+
+
+def test_a_model_of_your_own_beside_the_builtin_one_raises_its_alert_and_it_clears_when_both_are_normal(
+    alert_settings, tmp_path
+):
+    """A user's model publishes its scores to the anomalies topic as plain JSON (any language's
+    Kafka producer), named in ``model``, beside the built-in model's records of the same twin. Its
+    lasting anomaly opens the twin's alert although the built-in model's records in between are
+    normal; the alert names it; it stays open while either model sees the fault and resolves once
+    both are normal (docs/alerts.md, "A model of your own")."""
+    s, a = alert_settings, alert_settings.alerts
+    twin = f"pump-own-{uuid.uuid4().hex[:8]}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=900)
+    rdir = tmp_path / "recovery"
+    rdir.mkdir()
+    init_db_dir(rdir, 1)
+
+    def publish(start: int, stop: int, mine: float, builtin: float) -> None:
+        """Every 10 s a record of my model, 5 s later one of the built-in model."""
+        messages = []
+        for sec in range(start, stop, 10):
+            own = {"twin_id": twin, "ts": (t0 + timedelta(seconds=sec)).isoformat(), "score": mine,
+                   "threshold": 1.0, "is_anomaly": mine >= 1.0, "contributions": {"bearing_temp": 1.0},
+                   "model": "vib-lstm"}  # fmt: skip
+            ours = AnomalyScore(twin, t0 + timedelta(seconds=sec + 5), builtin, 1.0, builtin >= 1.0, {}, "twinflow-t2")
+            messages += [(twin.encode(), json.dumps(own).encode()), (twin.encode(), encode(ours))]
+        produce(s, messages, topic=a.anomalies_topic)
+
+    def run() -> list[Alert]:
+        recovery = RecoveryConfig(str(rdir))
+        run_main(build_flow(s, tail=False), epoch_interval=timedelta(seconds=1), recovery_config=recovery)
+        return [x for x in alerts_out(s) if x.twin_id == twin]
+
+    publish(0, 100, mine=2.0, builtin=0.1)  # my model sees a fault the built-in one does not
+    opened = run()
+    onset = t0 + timedelta(seconds=MIN_DURATION)  # my model's records alone count: above from t0
+    assert [(x.event, x.kind, x.opened_at) for x in opened] == [("opened", "anomaly", onset)]
+    assert opened[0].evidence["sources"] == ["vib-lstm"] and "raised by vib-lstm" in opened[0].summary
+
+    publish(100, 300, mine=0.1, builtin=2.0)  # mine recovers, the built-in model now sees it: still open
+    publish(300, 400, mine=2.0, builtin=0.1)
+    assert [x.event for x in run()] == ["opened"]
+
+    publish(400, 600, mine=0.1, builtin=0.1)  # both normal: resolved after the cool-down
+    versions = run()
+    assert [(x.alert_id, x.event) for x in versions] == [(opened[0].alert_id, e) for e in ("opened", "resolved")]
+    assert versions[-1].resolved_at == t0 + timedelta(seconds=400 + COOL_DOWN)
+    assert versions[-1].evidence["sources"] == ["vib-lstm", "twinflow"]
+    assert db_rows(s, [twin])[0] == [(opened[0].alert_id, twin, "resolved", 2, None, False, "auto")]
