@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from connectors.postgres.copy_insert import CopyInsert, CopyTable
 from connectors.postgres.session import Session
 from connectors.postgres.sink import PostgresSink
-from connectors.postgres.webhook_outbox import ENQUEUE, enqueue_params
+from connectors.postgres.webhook_outbox import ENQUEUE, NO_OUTBOX, enqueue_params
 from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
 
 if TYPE_CHECKING:
@@ -154,7 +154,11 @@ class AlertSink(PostgresSink[Alert]):
             changed = cur.rowcount
             cur.executemany(INSERT_EVENT, rows)
             if self.webhook is not None:
-                cur.executemany(ENQUEUE, [enqueue_params(a.alert_id, a.version, a.twin_id, encode(a)) for a in alerts])
+                queued = [enqueue_params(a.alert_id, a.version, a.twin_id, encode(a)) for a in alerts]
+                try:
+                    cur.executemany(ENQUEUE, queued)
+                except psycopg.errors.UndefinedTable:
+                    raise RuntimeError(NO_OUTBOX) from None
         return changed
 
 

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+NO_OUTBOX = (
+    "alerts.webhook_url is set but the database has no webhook_outbox table (migration 0135): run"
+    " `twinflow db migrate`"
+)
 ENQUEUE = """
 INSERT INTO webhook_outbox (alert_id, version, twin_id, body)
 VALUES (%(alert_id)s, %(version)s, %(twin_id)s, %(body)s)

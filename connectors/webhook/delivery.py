@@ -116,12 +116,13 @@ class Deliverer:
             wake.set()
 
     def stop(self, *, drain: bool = False) -> None:
-        """End the threads (a delivery in flight finishes first); ``drain``: then deliver what is
-        due in this thread until a pass delivers nothing."""
+        """End the threads (a delivery in flight has up to 3 s to finish); ``drain``: then deliver
+        what is due in this thread until a pass delivers nothing."""
         self._stop.set()
         self.wake()
-        for t in self._threads:
-            t.join(self.config.timeout_s + 5)
+        deadline = time.monotonic() + min(self.config.timeout_s + 1, 3.0)  # a stop must end within 10 s
+        for t in self._threads:  # one still POSTing goes on as a daemon: unrecorded, it is sent again later
+            t.join(max(deadline - time.monotonic(), 0))
         if drain:
             session = self._session()
             try:
@@ -156,7 +157,8 @@ class Deliverer:
             except Exception as exc:  # the database is away, or a bug: never end the thread
                 failures += 1
                 delay = backoff_delay(failures, 0.5, 30.0)
-                log.warning("webhook: outbox delivery failed (%s); again in %.1f s", exc, delay)
+                why = sql.NO_OUTBOX if isinstance(exc, psycopg.errors.UndefinedTable) else str(exc)
+                log.warning("webhook: outbox delivery failed (%s); again in %.1f s", why, delay)
                 session.close()
                 self._stop.wait(delay)
                 continue
