@@ -2,7 +2,7 @@
 
 As in Quix Streams (``BaseSink → BatchingSink``, one ``write(batch)`` per destination), a concrete
 sink says only how to reach its destination (:meth:`BatchSink.connect`: a database session, a Kafka
-producer, a webhook sender; one per writer) and how to write one batch to it
+producer; one per writer) and how to write one batch to it
 (:meth:`BatchSink.write_to`). The base owns the rest:
 
 * **Bytewax**: a :class:`~bytewax.outputs.DynamicSink` whose partition (one per worker) has its own
@@ -16,7 +16,8 @@ Retries, idempotency and delivery reports belong to the destination:
 :class:`~connectors.postgres.sink.PostgresSink` (a transaction retried on a new connection, rows
 upserted on the record's identity), :class:`~connectors.kafka.sink.MessageSink` (produced per batch,
 flushed when settled: at each epoch's end in a flow; an unacknowledged record raises),
-:class:`~connectors.webhook.sink.WebhookSink` (each alert version retried, then logged and skipped).
+:class:`~connectors.postgres.alert_sinks.AlertSink` (with a webhook, each alert version queued in its
+outbox in the same transaction; background threads deliver it, :mod:`connectors.webhook.delivery`).
 
 A sink whose writes are acknowledged later than they return (Kafka) implements :meth:`BatchSink.settle`:
 wait until everything written is acknowledged, raise if some was not. In a flow,

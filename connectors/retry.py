@@ -24,12 +24,23 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+def backoff_delay(attempt: int, base_delay: float = 0.2, max_delay: float = 10.0) -> float:
+    """The delay after failed attempt number ``attempt`` (1, 2, …): base, 2·base, … capped at
+    max_delay, with jitter (between half of it and all of it).
+
+    >>> 0.5 <= backoff_delay(1, 1.0, 60.0) <= 1.0, 30.0 <= backoff_delay(50, 1.0, 60.0) <= 60.0
+    (True, True)
+    """
+    delay = min(base_delay * 2 ** min(attempt - 1, 62), max_delay)
+    return random.uniform(delay / 2, delay)
+
+
 def backoff_delays(base_delay: float = 0.2, max_delay: float = 10.0):
-    """Endless exponential delays with full jitter: base, 2·base, … capped at max_delay."""
-    delay = base_delay
+    """Endless exponential delays with jitter: :func:`backoff_delay` of attempts 1, 2, …"""
+    attempt = 0
     while True:
-        yield random.uniform(delay / 2, delay)
-        delay = min(delay * 2, max_delay)
+        attempt += 1
+        yield backoff_delay(attempt, base_delay, max_delay)
 
 
 def retry(

@@ -1,5 +1,6 @@
 """Alerts flow: model outputs, desync escalations (``twin.desync``), maintenance status and people's
-actions in; alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook.
+actions in; alert versions out to ``twin.alerts``, the database and (optionally) a signed webhook,
+queued in the database and delivered by background threads (:mod:`connectors.webhook.delivery`).
 It never reads ``twin.alerts``: every topic carries one record type, and no flow reads its own output.
 
 Wiring only; the lifecycle is in :mod:`operators.alerts` (the per-twin step: :mod:`operators.alerts.ordering`),
@@ -32,7 +33,7 @@ from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import StoppableKafkaSource, kafka_source, source_messages
 from connectors.postgres.alert_sinks import AlertSink, ModelOutput, ModelOutputSink
 from connectors.stopping import STOP
-from connectors.webhook.sink import WebhookSink
+from connectors.webhook.delivery import OutboxDelivery
 from flows.outputs import Sink, output, overlapped, settled
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
@@ -171,24 +172,38 @@ def parent_alarm_messages(alert: Alert, children: dict[str, list[str]], a) -> li
 @dataclass(frozen=True)
 class AlertSinks:
     """Where the alerts flow writes: Kafka messages (alert versions, parent alarms, dead letters),
-    alert versions to the database, model outputs to the database, and the webhook (None: off)."""
+    alert versions to the database (and, with a webhook, to its outbox: the sink runs the delivery
+    threads, :mod:`connectors.webhook.delivery`), model outputs to the database."""
 
     messages: Sink
     alerts: DynamicSink[Alert]
     model_outputs: Sink
-    webhook: DynamicSink[Alert] | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> AlertSinks:
-        """Kafka, PostgreSQL and (with ``alerts.webhook_url``) the signed webhook."""
-        a, conninfo = settings.alerts, settings.postgres.conninfo()
-        webhook = (
-            WebhookSink(a.webhook_url, a.webhook_key(), timeout_s=a.webhook_timeout_s, attempts=a.webhook_attempts)
-            if a.webhook_url
-            else None
-        )
+        """Kafka, PostgreSQL and (with ``alerts.webhook_url``) the signed webhook's outbox."""
+        conninfo = settings.postgres.conninfo()
         messages = settled(settings, MessageSink(producer_config(settings)))
-        return cls(messages, AlertSink(conninfo), overlapped(settings, ModelOutputSink(conninfo)), webhook)
+        alerts = AlertSink(conninfo, webhook=webhook_delivery(settings))
+        return cls(messages, alerts, overlapped(settings, ModelOutputSink(conninfo)))
+
+
+def webhook_delivery(settings: Settings) -> OutboxDelivery | None:
+    """The webhook outbox's delivery from ``alerts.webhook_*`` (None: no ``webhook_url``)."""
+    a = settings.alerts
+    if not a.webhook_url:
+        return None
+    return OutboxDelivery(
+        settings.postgres.conninfo(),
+        a.webhook_url,
+        a.webhook_key(),
+        timeout_s=a.webhook_timeout_s,
+        backoff_s=a.webhook_backoff_s,
+        backoff_max_s=a.webhook_backoff_max_s,
+        retention_s=a.webhook_retention_s,
+        concurrency=a.webhook_concurrency,
+        poll_s=a.webhook_poll_s,
+    )
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-alerts") -> Dataflow:
@@ -239,7 +254,5 @@ def dataflow(
     if children:  # a parent asset's alarms suppress its children's by design (ISA-18.2)
         to_children = op.flat_map("to_children", alerts, lambda x: parent_alarm_messages(x, children, a))
         output("suppression_kafka", to_children, sinks.messages)
-    op.output("alerts_db", alerts, sinks.alerts)
-    if sinks.webhook is not None:
-        op.output("webhook", alerts, sinks.webhook)
+    op.output("alerts_db", alerts, sinks.alerts)  # and the webhook's outbox (AlertSinks.of)
     return flow

@@ -193,6 +193,11 @@ class SecuritySettings(StrictModel):
 class AlertSettings(StrictModel):
     """Alert lifecycle and delivery (flows/alerts.py, `twinflow alerts`, docs/alerts.md)."""
 
+    RETIRED: ClassVar[dict[str, str]] = {
+        "webhook_attempts": "a webhook notification is now queued in the database and retried with"
+        " backoff until delivered or `webhook_retention_s` has passed (docs/alerts.md, \"Webhook\"); remove it",
+    }
+
     topic: str = "twin.alerts"  # alert versions out (the flow never reads it back)
     actions_topic: str = "twin.alert_actions"  # ack / resolve from `twinflow alerts`
     anomalies_topic: str = "twin.anomaly_scores"  # the models' outputs the alerts flow reads
@@ -213,7 +218,16 @@ class AlertSettings(StrictModel):
     webhook_secret: SecretStr | None = None  # the HMAC key (or webhook_secret_file)
     webhook_secret_file: Path | None = None  # a file whose first line is the HMAC key
     webhook_timeout_s: float = Field(5.0, gt=0)  # seconds per delivery attempt
-    webhook_attempts: int = Field(5, ge=1)  # attempts per alert version (exponential backoff between)
+    # Seconds before a failed delivery (network error, 429, 5xx) is tried again, doubling per attempt
+    # (with jitter) up to webhook_backoff_max_s. Versions are queued in the webhook_outbox table and
+    # delivered by background threads of the alerts flow, which never waits for the receiver.
+    webhook_backoff_s: float = Field(1.0, gt=0)
+    webhook_backoff_max_s: float = Field(300.0, gt=0)  # the longest wait between two attempts at a version
+    # A version not delivered this long after it was queued fails as expired; delivered and failed
+    # rows are deleted this long after they settled (3 days).
+    webhook_retention_s: float = Field(3 * 86400.0, gt=0)
+    webhook_concurrency: int = Field(4, ge=1, le=64)  # versions POSTed at once (each of another alert)
+    webhook_poll_s: float = Field(1.0, gt=0)  # seconds between looks at an outbox that had nothing due
 
     def poll_interval(self, flow_poll_interval_ms: float) -> float:
         """The alerts flow's poll interval in ms (see ``poll_interval_ms``).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,11 +17,16 @@ class Received:
 @dataclass
 class Receiver:
     """Collects POSTs; answers ``fail_first`` requests with ``fail_status`` first (with a ``Location``
-    header when ``location`` is set: a redirect). A GET is answered 200 and counted in ``gets``."""
+    header when ``location`` is set: a redirect). A GET is answered 200 and counted in ``gets``.
+
+    ``delay_s``: a POST is recorded when it arrives and answered that much later (a slow receiver).
+    ``hanging``: while true, a POST is read and never answered (a black hole), nor recorded."""
 
     fail_first: int = 0
     fail_status: int = 503
     location: str | None = None
+    delay_s: float = 0.0
+    hanging: bool = False
     requests: list[Received] = field(default_factory=list)
     attempts: int = 0
     gets: int = 0
@@ -38,6 +44,11 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.hanging:  # held until the hanging ends (the client gave up long before)
+                    deadline = time.monotonic() + 60
+                    while receiver.hanging and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    return
                 receiver.attempts += 1
                 if receiver.attempts <= receiver.fail_first:
                     self.send_response(receiver.fail_status)
@@ -46,6 +57,7 @@ class Receiver:
                     self.end_headers()
                     return
                 receiver.requests.append(Received(dict(self.headers.items()), body))
+                time.sleep(receiver.delay_s)
                 self.send_response(204)
                 self.end_headers()
 
@@ -60,6 +72,10 @@ class Receiver:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
+
+    def keys(self) -> list[str]:
+        """The ``Idempotency-Key`` of each POST taken, in arrival order."""
+        return [r.headers["Idempotency-Key"] for r in self.requests]
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None

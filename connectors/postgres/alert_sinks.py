@@ -7,6 +7,9 @@ each batch is one transaction:
   the state only moves forward (open → acknowledged → resolved) and ack/resolve facts once
   set are kept, so replays and out-of-order writes (flow vs. CLI) never roll an alert back.
 * ``alert_events``: every version, ``ON CONFLICT DO NOTHING``.
+* ``webhook_outbox`` (with a webhook): every version, queued for delivery in the same transaction,
+  ``ON CONFLICT DO NOTHING`` (:mod:`connectors.postgres.webhook_outbox`); the sink's writers share
+  the process's delivery threads (:mod:`connectors.webhook.delivery`) and wake them after each commit.
 * ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity, by binary
   COPY (:mod:`connectors.postgres.copy_insert`: straight into the table; through a staging table
   and ``INSERT … ON CONFLICT DO UPDATE`` only when a batch holds stored rows, e.g. a replay).
@@ -17,15 +20,20 @@ Alert versions are parameterised statements (``executemany``): a few rows per al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
 from connectors.postgres.copy_insert import CopyInsert, CopyTable
+from connectors.postgres.session import Session
 from connectors.postgres.sink import PostgresSink
-from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint
+from connectors.postgres.webhook_outbox import ENQUEUE, NO_OUTBOX, enqueue_params
+from operators.records.alerts import Alert, AnomalyScore, FailurePrediction, ForecastPoint, encode
+
+if TYPE_CHECKING:
+    from connectors.webhook.delivery import OutboxDelivery
 
 ModelOutput = AnomalyScore | FailurePrediction | ForecastPoint
 
@@ -114,9 +122,30 @@ def _alert_params(a: Alert) -> dict[str, Any]:
 
 
 class AlertSink(PostgresSink[Alert]):
-    """Upserts alert versions into ``alerts`` and records each in ``alert_events``."""
+    """Upserts alert versions into ``alerts`` and records each in ``alert_events``; with ``webhook``
+    also queues each in ``webhook_outbox`` and runs its delivery while a writer is open."""
 
     what = "alert versions"
+
+    def __init__(self, conninfo: str, *, webhook: OutboxDelivery | None = None, **options: Any) -> None:
+        super().__init__(conninfo, **options)
+        self.webhook = webhook
+
+    def connect(self) -> Session:
+        if self.webhook is not None:
+            self.webhook.acquire()
+        return super().connect()
+
+    def write_to(self, session: Session, batch: Sequence[Alert]) -> int:
+        written = super().write_to(session, batch)
+        if self.webhook is not None:
+            self.webhook.wake()
+        return written
+
+    def disconnect(self, session: Session) -> None:
+        super().disconnect(session)
+        if self.webhook is not None:
+            self.webhook.release()
 
     def write(self, conn: psycopg.Connection, alerts: Sequence[Alert]) -> int:
         rows = [_alert_params(a) for a in alerts]
@@ -124,6 +153,12 @@ class AlertSink(PostgresSink[Alert]):
             cur.executemany(UPSERT_ALERT, rows)
             changed = cur.rowcount
             cur.executemany(INSERT_EVENT, rows)
+            if self.webhook is not None:
+                queued = [enqueue_params(a.alert_id, a.version, a.twin_id, encode(a)) for a in alerts]
+                try:
+                    cur.executemany(ENQUEUE, queued)
+                except psycopg.errors.UndefinedTable:
+                    raise RuntimeError(NO_OUTBOX) from None
         return changed
 
 

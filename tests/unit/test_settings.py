@@ -68,6 +68,15 @@ def test_the_removed_twin_alerts_topic_says_what_replaced_it(tmp_path, monkeypat
     assert "`alerts_topic` is gone" in str(err.value) and "desync_topic" in str(err.value)
 
 
+def test_the_removed_webhook_attempts_says_what_replaced_it(tmp_path, monkeypatch):
+    old = tmp_path / "old.toml"
+    old.write_text("[alerts]\nwebhook_attempts = 5\n")
+    monkeypatch.setenv("TWINFLOW_CONFIG", str(old))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "`webhook_attempts` is gone" in str(err.value) and "webhook_retention_s" in str(err.value)
+
+
 @pytest.mark.parametrize("key", ["consumer_group", "poll_timeout_s"])
 def test_flow_settings_that_never_took_effect_are_refused_with_the_fix(tmp_path, monkeypatch, key):
     old = tmp_path / "old.toml"

@@ -1,5 +1,5 @@
 """``twinflow alerts list | ack | resolve | shelve | unshelve | out-of-service | in-service | metrics |
-maintenance TWIN on|off``.
+maintenance TWIN on|off | deliveries | redeliver``.
 
 An action is published to ``twin.alert_actions`` (the alerts flow applies it to the alert's
 lifecycle and writes a new version) and applied to the database row at once, so ``list`` shows
@@ -282,6 +282,90 @@ def maintenance(
     if by is not None:
         err_console.print("note: --by is ignored; the request is signed as the subject of security.key_file")
     send_request(twin_id, {}, mode="maintenance" if state == "on" else "normal", reason=reason, timeout=timeout)
+
+
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
+def _outbox(s: Settings):
+    from connectors.postgres.webhook_outbox import OutboxStore
+
+    return OutboxStore(s.postgres.conninfo())
+
+
+def _outbox_or_exit(fn):
+    """``fn()``; a database without the outbox table (migration 0135) is a message and exit code 1."""
+    import psycopg
+
+    try:
+        return fn()
+    except psycopg.errors.UndefinedTable:
+        err_console.print("[red]the database has no webhook_outbox table: run `twinflow db migrate`[/red]")
+        raise typer.Exit(1) from None
+
+
+@alerts_app.command("deliveries")
+def deliveries(
+    state: str = typer.Option("all", help="pending, delivered, failed, or all."),
+    alert: str = typer.Option(None, "--alert", help="Only this alert's versions."),
+    twin: str = typer.Option(None, help="Only this twin's alerts."),
+    limit: int = typer.Option(50, min=1, max=1_000_000, help="At most this many (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """The webhook's outbox: each alert version queued for alerts.webhook_url, delivered, pending (with
+    its attempts, last error and next attempt) or failed (with the reason), and the count per state."""
+    if state != "all" and state not in DELIVERY_STATES:
+        err_console.print(f"[red]--state {state!r}: use one of {', '.join(DELIVERY_STATES)} or all[/red]")
+        raise typer.Exit(2)
+    store = _outbox(settings_or_exit())
+    try:
+        states = list(DELIVERY_STATES) if state == "all" else [state]
+        rows, counts = _outbox_or_exit(lambda: store.deliveries(states, alert=alert, twin=twin, limit=limit))
+    finally:
+        store.close()
+    if as_json:
+        for r in rows:
+            console.print_json(json.dumps(r, default=str), indent=None)
+        return
+    for r in rows:
+        when = r["settled_at"] if r["state"] != "pending" else r["next_attempt_at"]
+        label = {"pending": "next attempt", "delivered": "delivered", "failed": "failed"}[r["state"]]
+        style = {"pending": "yellow", "delivered": "green", "failed": "bold red"}[r["state"]]
+        status = f" HTTP {r['http_status']}" if r["http_status"] else ""
+        console.print(
+            f"[bold]{r['alert_id']}[/bold] v{r['version']} {r['twin_id']} [{style}]{r['state']}[/]{status}, "
+            f"{r['attempts']} attempt(s), {label} {when.astimezone(UTC):%m-%d %H:%M:%S} UTC"
+        )
+        if r["last_error"]:
+            console.print(Padding(r["last_error"], (0, 0, 0, 2)), markup=False)
+    console.print(
+        f"{len(rows)} shown; in the outbox: "
+        + ", ".join(f"{counts.get(name, 0)} {name}" for name in DELIVERY_STATES)
+        + (" (twinflow alerts redeliver --failed queues the failed ones again)" if counts.get("failed") else "")
+    )
+
+
+@alerts_app.command("redeliver")
+def redeliver(
+    alert_id: str = typer.Argument(None, help="The alert whose failed versions to queue again."),
+    version: int = typer.Option(None, "--version", min=1, help="Only this version of the alert."),
+    every_failed: bool = typer.Option(False, "--failed", help="Every failed version of every alert."),
+) -> None:
+    """Queue failed webhook deliveries again (after fixing alerts.webhook_url or the receiver): the running
+    alerts flow POSTs them in version order, with a new retention period."""
+    if (alert_id is None) == (not every_failed) or (every_failed and version is not None):
+        err_console.print("[red]give an ALERT_ID (optionally with --version) or --failed[/red]")
+        raise typer.Exit(2)
+    store = _outbox(settings_or_exit())
+    try:
+        queued = _outbox_or_exit(lambda: store.redeliver(None if every_failed else alert_id, version))
+    finally:
+        store.close()
+    if not queued:
+        what = "no failed delivery" + ("" if every_failed else f" of {alert_id}" + (f" v{version}" if version else ""))
+        err_console.print(f"[red]{what} in the webhook outbox (twinflow alerts deliveries --state failed)[/red]")
+        raise typer.Exit(1)
+    console.print(f"{len(queued)} version(s) queued again: " + ", ".join(f"{a} v{v}" for a, v in sorted(queued)[:20]))
 
 
 @alerts_app.command("run")
