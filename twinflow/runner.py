@@ -151,6 +151,7 @@ def run_in_process(
     from bytewax.recovery import RecoveryConfig
 
     from connectors.cluster import Worker, set_this_worker
+    from connectors.kafka.source import MissingTopics, missing_topics
     from connectors.stopping import STOP
     from twinflow.flow_stop import FlowStopped, FlowStopper
 
@@ -177,6 +178,12 @@ def run_in_process(
         if switch_interval_s is not None:
             sys.setswitchinterval(switch_interval_s)
             log.info("GIL switch interval %g ms", sys.getswitchinterval() * 1000)
+        missing = missing_topics(kafka_sources(flow))
+        if missing:
+            raise MissingTopics(
+                f"Kafka topic(s) {', '.join(missing)} do not exist: create the topics with `twinflow kafka init` "
+                "(the same settings as this flow), or point the topics.* settings at existing ones"
+            )
         stopper.running(True)
         if not STOP.requested.is_set():
             cli_main(
@@ -225,6 +232,17 @@ def tune_gc(gen0_threshold: int) -> None:
     gc.set_threshold(gen0_threshold, gen1, gen2)
 
 
+def kafka_sources(flow: object) -> list[StoppableKafkaSource]:
+    """The Kafka sources of a dataflow's input steps (nested steps included)."""
+    found: list[StoppableKafkaSource] = []
+    for step in getattr(flow, "substeps", ()):
+        source = getattr(step, "source", None)
+        if isinstance(source, StoppableKafkaSource):
+            found.append(source)
+        found += kafka_sources(step)
+    return found
+
+
 def run_local_cluster(child_args: list[str], processes: int) -> int:
     """Start ``processes`` copies of ``child_args`` + ``-i k -a addrs``; wait for all.
 
@@ -266,7 +284,10 @@ def run_local_cluster(child_args: list[str], processes: int) -> int:
     codes = [c.wait() for c in children]
     if first_failure is None and not signalled:
         first_failure = next((code for code in codes if code != 0), None)
-    if first_failure is not None or (signalled and any(codes)):
+    # A child ended by the SIGTERM passed on to it (-15, not 0) got it during its interpreter's start-up,
+    # before it could handle it: it had read nothing, so that is a clean stop too.
+    stopped_early = -signal.SIGTERM
+    if first_failure is not None or (signalled and any(code not in (0, stopped_early) for code in codes)):
         print(f"cluster processes exited with {codes}", file=sys.stderr)
         return 2 if first_failure == 2 else 1  # 2: a configuration mistake, printed by the process
     return 0

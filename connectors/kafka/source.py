@@ -283,6 +283,23 @@ class _StoppablePartition(StatefulSourcePartition[Any, Any]):
         self._part.close()
 
 
+class MissingTopics(RuntimeError):
+    """Input topics of a flow that the broker does not have (``twinflow kafka init`` creates them)."""
+
+
+def missing_topics(sources: list[StoppableKafkaSource], timeout: float = 30.0) -> list[str]:
+    """The topics of ``sources`` the broker does not have: one metadata request (ended by a stop,
+    :class:`~connectors.stopping.Stopped`; the client's error after ``timeout`` s without an answer).
+
+    Checked before a flow starts: Bytewax would end the run with a panic on the first missing one."""
+    missing: list[str] = []
+    for src in sources:
+        admin = AdminClient({"bootstrap.servers": ",".join(src._brokers), **src._add_config})
+        known = metadata(admin, timeout).topics
+        missing += [t for t in src._topics if t not in known and t not in missing]
+    return missing
+
+
 class StoppableKafkaSource(KafkaSource):
     """Bytewax's ``KafkaSource`` whose partitions obey :data:`connectors.stopping.STOP` and report
     heartbeats to ``path``, spread over the workers of a cluster topic by topic (:meth:`list_parts`)."""

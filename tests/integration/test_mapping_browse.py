@@ -249,13 +249,13 @@ def test_node_opcua_browse_to_a_mapping_that_checks(node_server, tmp_path: Path)
     mapping = load_mapping(out)
     (asset,) = mapping.assets  # Line1 holds no variable of its own: no asset
     assert asset.twin_id == "Pump1"
-    assert set(asset.params) == {"Flow", "Running", "Speed", "Mode", "Temperature", "Setpoint", "Enable"}
-    assert asset.params["Setpoint"].writable and asset.params["Enable"].writable
+    assert set(asset.params) == {"Flow", "Running", "Speed", "Mode", "Temperature", "Setpoint", "Enable", "Stage"}
+    assert asset.params["Setpoint"].writable and asset.params["Enable"].writable and asset.params["Stage"].writable
     assert not asset.params["Mode"].writable  # a writable text is no setpoint
 
     check = twinflow("mapping", "check", str(out), "--connect")
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "7 of 7 nodes found and readable" in check.stdout
+    assert "8 of 8 nodes found and readable" in check.stdout
     assert "BadSensorFailure" in check.stdout  # a note, not a failure
 
 

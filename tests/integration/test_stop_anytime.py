@@ -59,6 +59,15 @@ def case(stack_settings: Settings, tmp_path: Path) -> Case:
         "TWINFLOW_MQTT__CLIENT_ID": f"it-anytime-{uid}",
         MARK: uid,
     }
+    # The run's topics, as a user creates them before starting flows (a flow refuses missing input topics).
+    init = subprocess.run(
+        [sys.executable, "-m", "twinflow.cli.main", "kafka", "init"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
     return Case(uid, tmp_path, env)
 
 

@@ -90,6 +90,9 @@ def failure_message(exc: BaseException) -> tuple[str, int] | None:
             "postgres`, TWINFLOW_POSTGRES__HOST, TWINFLOW_POSTGRES__PORT …)",
             1,
         )
+    source = sys.modules.get("connectors.kafka.source")
+    if source is not None and isinstance(exc, source.MissingTopics):
+        return str(exc), 1
     kafka = sys.modules.get("confluent_kafka")
     if kafka is not None and isinstance(exc, kafka.KafkaException):
         err = exc.args[0] if exc.args else None
