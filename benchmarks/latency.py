@@ -178,9 +178,10 @@ def readings_before_scores(settings: Settings, sensors: int) -> int:
     warm-up, or 10 normal deviations per sensor (at most twice the warm-up), after the restart that
     taking its sensors for counters makes (the ramp's values rise for 1,000 readings, so with
     ``ml.counters.detect`` they are counters after ``ml.counters.rises`` rises: docs/ml.md)."""
+    from operators.ml.novelty import calibration_rows
+
     ml = settings.ml
-    warmup = ml.anomaly.warmup
-    scored_from = max(warmup, min(10 * sensors, 2 * warmup))
+    scored_from = max(ml.anomaly.warmup, calibration_rows(ml.anomaly, sensors))
     return scored_from + (ml.counters.rises if ml.counters.detect else 0)
 
 

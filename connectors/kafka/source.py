@@ -48,7 +48,7 @@ from confluent_kafka.admin import AdminClient
 from connectors.cluster import this_worker
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import client_config, metadata, without_bootstrap
-from connectors.stopping import STOP, Stopped
+from connectors.stopping import STOP
 from operators.ml.path_pauses import PathPauses
 
 log = logging.getLogger(__name__)
@@ -287,16 +287,21 @@ class MissingTopics(RuntimeError):
     """Input topics of a flow that the broker does not have (``twinflow kafka init`` creates them)."""
 
 
-def missing_topics(sources: list[StoppableKafkaSource], timeout: float = 30.0) -> list[str]:
-    """The topics of ``sources`` the broker does not have: one metadata request (ended by a stop,
-    :class:`~connectors.stopping.Stopped`; the client's error after ``timeout`` s without an answer).
+def missing_topics(sources: list[StoppableKafkaSource]) -> list[str]:
+    """The topics of ``sources`` the broker does not have, from one metadata request per broker list.
 
-    Checked before a flow starts: Bytewax would end the run with a panic on the first missing one."""
+    Checked by :func:`twinflow.runner.run_in_process` before Bytewax builds the flow: Bytewax lists
+    the partitions without a timeout (a broker that does not answer would block a stop for good) and
+    ends the run with a panic on a missing topic. Here the wait for the broker is as long as Bytewax's,
+    but a stop ends it (:class:`~connectors.stopping.Stopped`)."""
+    known: dict[str, set[str]] = {}
     missing: list[str] = []
     for src in sources:
-        admin = AdminClient({"bootstrap.servers": ",".join(src._brokers), **src._add_config})
-        known = metadata(admin, timeout).topics
-        missing += [t for t in src._topics if t not in known and t not in missing]
+        brokers = ",".join(src._brokers)
+        if brokers not in known:
+            admin = AdminClient({"bootstrap.servers": brokers, **src._add_config})
+            known[brokers] = set(metadata(admin, math.inf).topics)
+        missing += [t for t in src._topics if t not in known[brokers] and t not in missing]
     return missing
 
 
@@ -328,11 +333,7 @@ class StoppableKafkaSource(KafkaSource):
         the ``t``-th topic is listed only by worker ``(i + t) % workers`` (:func:`owner`), so each
         worker reads its share of every topic. The same partitions, the same recovery keys: a
         snapshot resumes on the worker that now lists its partition."""
-        try:  # Bytewax asks without a timeout: a broker that does not answer would block a stop for good
-            metadata(AdminClient({"bootstrap.servers": ",".join(self._brokers), **self._add_config}), math.inf)
-        except Stopped:
-            return []  # stopped before Kafka answered: no input, the run ends at once
-        parts = super().list_parts()
+        parts = super().list_parts()  # (the broker answered before the run: missing_topics)
         worker = this_worker()
         if worker is None or worker.count == 1:
             return parts

@@ -57,6 +57,12 @@ POINT_BLOCK = 10  # learned samples per update of the single-sample noise and of
 CALIB_ROWS_PER_SENSOR = 10
 
 
+def calibration_rows(cfg: AnomalyConfig, sensors: int) -> int:
+    """Normal deviations the noise model is first fitted on (no score before): 10 per sensor, at most
+    the calibration ring and twice the warm-up (a short warm-up asks for early scores)."""
+    return min(CALIB_ROWS_PER_SENSOR * sensors, cfg.calibration_size, max(2 * sensors, 2 * cfg.warmup))
+
+
 class NoveltyDetector(Regimes, VersionedState):
     """Per-twin novelty detector state; picklable (lives in Bytewax state).
 
@@ -376,8 +382,7 @@ class NoveltyDetector(Regimes, VersionedState):
         """Re-estimate the precision matrix and both tails from recent normal deviations."""
         cfg = self.config
         self._since_refresh = 0
-        d = len(self.sensors)  # (at most twice the warm-up: a short warm-up asks for early scores)
-        rows = min(CALIB_ROWS_PER_SENSOR * d, cfg.calibration_size, max(2 * d, 2 * cfg.warmup))
+        rows = calibration_rows(cfg, len(self.sensors))
         if self._calib is None or self._cfill < max(rows, 10, self._need_calib):
             return
         assert self._cscale is not None
