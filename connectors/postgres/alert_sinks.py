@@ -10,7 +10,8 @@ each batch is one transaction:
 * ``webhook_outbox`` (with a webhook): every version, queued for delivery in the same transaction,
   ``ON CONFLICT DO NOTHING`` (:mod:`connectors.postgres.webhook_outbox`); the sink's writers share
   the process's delivery threads (:mod:`connectors.webhook.delivery`) and wake them after each commit.
-* ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity, by binary
+* ``anomaly_scores``, ``forecasts``, ``failure_predictions``: upsert on their identity (which ends
+  with the record's ``model``: two models' outputs for the same instant are two rows), by binary
   COPY (:mod:`connectors.postgres.copy_insert`: straight into the table; through a staging table
   and ``INSERT … ON CONFLICT DO UPDATE`` only when a batch holds stored rows, e.g. a replay).
 
@@ -89,24 +90,24 @@ SCORES = CopyTable(
     ("twin_id", "ts", "score", "threshold", "is_anomaly", "contributions", "model", "kind", "health", "drivers",
      "sensor_faults"),
     ("text", "timestamptz", "float8", "float8", "bool", "jsonb", "text", "text", "float8", "jsonb", "jsonb"),
-    ("twin_id", "ts"),
+    ("twin_id", "ts", "model"),
     "DO UPDATE SET score = EXCLUDED.score, threshold = EXCLUDED.threshold, is_anomaly = EXCLUDED.is_anomaly,"
-    " contributions = EXCLUDED.contributions, model = EXCLUDED.model, kind = EXCLUDED.kind, health = EXCLUDED.health,"
+    " contributions = EXCLUDED.contributions, kind = EXCLUDED.kind, health = EXCLUDED.health,"
     " drivers = EXCLUDED.drivers, sensor_faults = EXCLUDED.sensor_faults",
 )  # fmt: skip
 FORECASTS = CopyTable(
     "forecasts",
-    ("twin_id", "sensor", "ts", "target_ts", "predicted", "lower", "upper", "limit_value", "breach_at"),
-    ("text", "text", "timestamptz", "timestamptz", "float8", "float8", "float8", "float8", "timestamptz"),
-    ("twin_id", "sensor", "ts", "target_ts"),
+    ("twin_id", "sensor", "ts", "target_ts", "predicted", "lower", "upper", "limit_value", "breach_at", "model"),
+    ("text", "text", "timestamptz", "timestamptz", "float8", "float8", "float8", "float8", "timestamptz", "text"),
+    ("twin_id", "sensor", "ts", "target_ts", "model"),
     "DO UPDATE SET predicted = EXCLUDED.predicted, lower = EXCLUDED.lower, upper = EXCLUDED.upper,"
     " limit_value = EXCLUDED.limit_value, breach_at = EXCLUDED.breach_at",
 )
 FAILURES = CopyTable(
     "failure_predictions",
-    ("twin_id", "ts", "rul_s", "failure_probability", "uncertainty", "horizon_s"),
-    ("text", "timestamptz", "float8", "float8", "float8", "float8"),
-    ("twin_id", "ts"),
+    ("twin_id", "ts", "rul_s", "failure_probability", "uncertainty", "horizon_s", "model"),
+    ("text", "timestamptz", "float8", "float8", "float8", "float8", "text"),
+    ("twin_id", "ts", "model"),
     "DO UPDATE SET rul_s = EXCLUDED.rul_s, failure_probability = EXCLUDED.failure_probability,"
     " uncertainty = EXCLUDED.uncertainty, horizon_s = EXCLUDED.horizon_s",
 )
@@ -205,8 +206,8 @@ def _score_row(r: AnomalyScore) -> tuple[Any, ...]:
 
 
 def _forecast_row(r: ForecastPoint) -> tuple[Any, ...]:
-    return (r.twin_id, r.sensor, r.ts, r.target_ts, r.predicted, r.lower, r.upper, r.limit, r.breach_at)
+    return (r.twin_id, r.sensor, r.ts, r.target_ts, r.predicted, r.lower, r.upper, r.limit, r.breach_at, r.model)
 
 
 def _failure_row(r: FailurePrediction) -> tuple[Any, ...]:
-    return (r.twin_id, r.ts, r.rul_s, r.failure_probability, r.uncertainty, r.horizon_s)
+    return (r.twin_id, r.ts, r.rul_s, r.failure_probability, r.uncertainty, r.horizon_s, r.model)
