@@ -5,6 +5,10 @@ Latest states come from ``twin_state_history`` by primary key (newest version of
 list walks twin ids with a skip scan on that key (one index probe per twin), so it costs the same
 with 10 or 10,000 versions per twin. Telemetry is bucketed with ``time_bucket`` on TimescaleDB and
 ``date_bin`` on plain PostgreSQL (≥ 14).
+
+Model outputs are one source's rows (``%(source)s``: ``twinflow``, the built-in models, unless a
+caller asks for a model of its own): ``twinflow_model_source(model)`` (migration 0140) is the alerts
+flow's :func:`~operators.records.alerts.source_of` in SQL.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from connectors.postgres.alerts_store import ALERT_COLUMNS, AlertQuery
+from operators.records.alerts import BUILTIN_SOURCE
 
 STATE_COLUMNS = (
     "twin_id, version, event_time, status, mode, learn, reported, desired, delta, conflicts, commands,"
@@ -24,7 +29,7 @@ STATE_COLUMNS = (
 STATE_KEYS = tuple(c.strip() for c in STATE_COLUMNS.split(","))
 LATEST = f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s ORDER BY version DESC LIMIT 1"
 # Skip scan over twin ids after a cursor, newest state of each, with open alerts and the latest score
-# (and health index, where the schema has it: issue 12's anomaly_scores.health).
+# of the source (and health index, where the schema has it: issue 12's anomaly_scores.health).
 _FLEET = f"""
 WITH RECURSIVE ids AS (
     (SELECT twin_id FROM twin_state_history WHERE twin_id > %(after)s ORDER BY twin_id LIMIT 1)
@@ -46,7 +51,7 @@ LEFT JOIN LATERAL (
 ) a ON true
 LEFT JOIN LATERAL (
     SELECT score, threshold, ts AS score_ts, {{health}} AS health FROM anomaly_scores
-    WHERE anomaly_scores.twin_id = ids.twin_id
+    WHERE anomaly_scores.twin_id = ids.twin_id AND twinflow_model_source(model) = %(source)s
     ORDER BY ts DESC LIMIT 1
 ) sc ON true
 WHERE ids.twin_id IS NOT NULL AND (%(status)s::text IS NULL OR s.status = %(status)s)
@@ -56,8 +61,9 @@ LIMIT %(limit)s
 
 FLEET = {True: _FLEET.replace("{health}", "health"), False: _FLEET.replace("{health}", "NULL::float8")}
 _SCORES = (
-    "SELECT ts, score, threshold, is_anomaly, contributions, {health} AS health FROM ("
-    " SELECT * FROM anomaly_scores WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s"
+    "SELECT ts, score, threshold, is_anomaly, contributions, {health} AS health, model FROM ("
+    " SELECT * FROM anomaly_scores WHERE twin_id = %s AND twinflow_model_source(model) = %s"
+    " AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s"
     ") s ORDER BY ts"
 )
 SCORES = {True: _SCORES.replace("{health}", "health"), False: _SCORES.replace("{health}", "NULL::float8")}
@@ -87,6 +93,14 @@ TELEMETRY_BUCKETS = {  # TimescaleDB, plain PostgreSQL ≥ 14
     True: _BUCKETED.format(fn="time_bucket(%s, ts)"),
     False: _BUCKETED.format(fn="date_bin(%s, ts, TIMESTAMPTZ '2000-01-01')"),
 }
+FORECASTS = (
+    "SELECT f.sensor, f.ts, f.target_ts, f.predicted, f.lower, f.upper, f.limit_value, f.breach_at, f.model"
+    " FROM (SELECT sensor, max(ts) AS ts FROM forecasts WHERE twin_id = %(twin)s"
+    "       AND twinflow_model_source(model) = %(source)s AND ts > now() - interval '1 day' GROUP BY sensor) latest"
+    " JOIN forecasts f ON f.twin_id = %(twin)s AND f.sensor = latest.sensor AND f.ts = latest.ts"
+    "  AND twinflow_model_source(f.model) = %(source)s"
+    " ORDER BY f.sensor, f.target_ts"
+)
 ALERT = f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s"
 
 
@@ -129,7 +143,8 @@ class ApiReads:
         """Load the newest state of up to ``cache.max_entries`` twins into ``cache`` (start-up)."""
         after, n = "", 0
         while n < cache.max_entries:
-            rows = await self._all(FLEET[self.health], {"after": after, "limit": page, "status": None})
+            params = {"after": after, "limit": page, "status": None, "source": BUILTIN_SOURCE}
+            rows = await self._all(FLEET[self.health], params)
             for row in rows:
                 state = {k: row[k] for k in STATE_KEYS}
                 cache.put_row(state)
@@ -139,8 +154,11 @@ class ApiReads:
             after = rows[-1]["twin_id"]
         return n
 
-    async def fleet(self, *, after: str, limit: int, status: str | None) -> list[dict[str, Any]]:
-        return await self._all(FLEET[self.health], {"after": after, "limit": limit, "status": status})
+    async def fleet(
+        self, *, after: str, limit: int, status: str | None, source: str = BUILTIN_SOURCE
+    ) -> list[dict[str, Any]]:
+        params = {"after": after, "limit": limit, "status": status, "source": source}
+        return await self._all(FLEET[self.health], params)
 
     async def state_at(self, twin_id: str, at: datetime) -> dict[str, Any] | None:
         return await self._one(STATE_AT, (twin_id, at))
@@ -172,19 +190,15 @@ class ApiReads:
         sql = TELEMETRY_BUCKETS[self.timescale]
         return await self._all(sql, (bucket, twin_id, sensors, sensors, since, until, limit))
 
-    async def scores(self, twin_id: str, since: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:
-        return await self._all(SCORES[self.health], (twin_id, since, until, limit))
+    async def scores(
+        self, twin_id: str, since: datetime, until: datetime, limit: int, source: str = BUILTIN_SOURCE
+    ) -> list[dict[str, Any]]:
+        """The source's anomaly scores in [since, until), the newest ``limit`` of them, oldest first."""
+        return await self._all(SCORES[self.health], (twin_id, source, since, until, limit))
 
-    async def forecasts(self, twin_id: str) -> list[dict[str, Any]]:
-        """The latest forecast of each sensor: its points with their intervals and the limit."""
-        return await self._all(
-            "SELECT f.sensor, f.ts, f.target_ts, f.predicted, f.lower, f.upper, f.limit_value, f.breach_at"
-            " FROM (SELECT sensor, max(ts) AS ts FROM forecasts WHERE twin_id = %s"
-            "       AND ts > now() - interval '1 day' GROUP BY sensor) latest"
-            " JOIN forecasts f ON f.twin_id = %s AND f.sensor = latest.sensor AND f.ts = latest.ts"
-            " ORDER BY f.sensor, f.target_ts",
-            (twin_id, twin_id),
-        )
+    async def forecasts(self, twin_id: str, source: str = BUILTIN_SOURCE) -> list[dict[str, Any]]:
+        """The source's latest forecast of each sensor: its points with their intervals and the limit."""
+        return await self._all(FORECASTS, {"twin": twin_id, "source": source})
 
     # ------------------------------------------------------------------ alerts
     async def alerts(self, query: AlertQuery) -> list[dict[str, Any]]:

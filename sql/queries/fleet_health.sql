@@ -12,13 +12,15 @@ WITH seen AS (
 ), score AS (
     SELECT DISTINCT ON (twin_id) twin_id, score, threshold, is_anomaly, health, drivers, sensor_faults
     FROM anomaly_scores
-    WHERE ts > now() - INTERVAL '1 day'
+    WHERE twinflow_model_source(model) = 'twinflow'
+      AND ts > now() - INTERVAL '1 day'
       AND (%(twins)s::text[] IS NULL OR twin_id = ANY(%(twins)s::text[]))
     ORDER BY twin_id, ts DESC
 ), failure AS (
     SELECT DISTINCT ON (twin_id) twin_id, rul_s, failure_probability
     FROM failure_predictions
-    WHERE ts > now() - INTERVAL '1 day'
+    WHERE twinflow_model_source(model) = 'twinflow'
+      AND ts > now() - INTERVAL '1 day'
       AND (%(twins)s::text[] IS NULL OR twin_id = ANY(%(twins)s::text[]))
     ORDER BY twin_id, ts DESC
 ), open_alerts AS (

@@ -4,7 +4,8 @@
 WITH s AS (
     SELECT twin_id, ts, score, threshold, is_anomaly, contributions
     FROM anomaly_scores
-    WHERE ts >= %(since)s AND ts < %(until)s
+    WHERE twinflow_model_source(model) = 'twinflow'
+      AND ts >= %(since)s AND ts < %(until)s
       AND (%(twins)s::text[] IS NULL OR twin_id = ANY(%(twins)s::text[]))
 ), ranked AS (
     SELECT twin_id,

@@ -9,7 +9,8 @@ SELECT twin_id, ts AS predicted_at,
 FROM (
     SELECT DISTINCT ON (twin_id) *
     FROM failure_predictions
-    WHERE ts > now() - INTERVAL '6 hours'
+    WHERE twinflow_model_source(model) = 'twinflow'
+      AND ts > now() - INTERVAL '6 hours'
       AND (%(twins)s::text[] IS NULL OR twin_id = ANY(%(twins)s::text[]))
     ORDER BY twin_id, ts DESC
 ) latest

@@ -166,6 +166,7 @@ class Scores(Doc):
     threshold: list[float]
     is_anomaly: list[bool]
     health: list[float | None]
+    model: list[str] = Field(description="the model of each score (empty: a built-in record that named none)")
     health_thresholds: HealthThresholds = Field(description="the condition alarm on the health index ([alerts.rules])")
 
 
@@ -173,6 +174,7 @@ class Forecast(Doc):
     made_at: datetime
     limit: float | None
     breach_at: datetime | None = Field(description="when the forecast crosses `limit` (null: not within the horizon)")
+    model: str = Field(description="the model that made it (empty: a built-in forecast)")
     target_ts: list[datetime]
     predicted: list[float]
     lower: list[float | None]

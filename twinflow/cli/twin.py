@@ -157,6 +157,9 @@ def list_twins(
     limit: int = typer.Option(100, min=1, max=1_000_000, help="At most this many, by twin id."),
     after: str = typer.Option("", help="Start after this twin id (the next page)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    model: str = typer.Option(
+        "", help="The anomaly score and health of this model of your own (default: the built-in models')."
+    ),
 ) -> None:
     """List the fleet from the database: each twin's status, mode, versions, open alerts and latest
     anomaly score and health (what `GET /api/v1/twins` gives)."""
@@ -165,6 +168,7 @@ def list_twins(
 
     from connectors.config.security_files import load_twin_registry
     from connectors.postgres.api_reads import FLEET, HAS_HEALTH
+    from operators.records.alerts import source_of
     from operators.telemetry.registry import FleetPage
 
     if status is not None and status not in STATUSES:
@@ -177,7 +181,8 @@ def list_twins(
     with psycopg.connect(s.postgres.conninfo(), row_factory=dict_row) as conn:
         sql = FLEET[conn.execute(HAS_HEALTH).fetchone() is not None]
         while page.wants_more:
-            page.take(conn.execute(sql, {"after": page.after, "limit": page.batch, "status": status}).fetchall())
+            params = {"after": page.after, "limit": page.batch, "status": status, "source": source_of(model)}
+            page.take(conn.execute(sql, params).fetchall())
     found = page.items
     if as_json:
         for row, attrs in found:

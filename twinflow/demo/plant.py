@@ -171,7 +171,8 @@ def _view(
         "FROM (SELECT twin_id, count(*) AS n, count(DISTINCT sensor) AS sensors FROM telemetry "
         "      WHERE ts >= %(since)s AND twin_id = ANY(%(twins)s) GROUP BY twin_id) t "
         "LEFT JOIN LATERAL (SELECT score, is_anomaly FROM anomaly_scores s WHERE s.twin_id = t.twin_id "
-        "      AND s.ts >= %(since)s ORDER BY ts DESC LIMIT 1) s ON true "
+        "      AND twinflow_model_source(s.model) = 'twinflow' AND s.ts >= %(since)s"
+        "      ORDER BY ts DESC LIMIT 1) s ON true "
         "LEFT JOIN (SELECT twin_id, count(*) AS open FROM alerts WHERE opened_at >= %(since)s "
         "      AND state <> 'resolved' GROUP BY twin_id) a ON a.twin_id = t.twin_id "
         "ORDER BY t.twin_id",

@@ -120,7 +120,8 @@ def _twin_charts(
         ys.append(value)
     charts = [series_chart(sensor, xs, ys, windows, rng) for sensor, (xs, ys) in sorted(readings.items())]
     scores = conn.execute(
-        "SELECT ts, score, threshold FROM anomaly_scores WHERE twin_id = %s AND ts >= %s AND ts < %s ORDER BY ts",
+        "SELECT ts, score, threshold FROM anomaly_scores WHERE twin_id = %s"
+        " AND twinflow_model_source(model) = 'twinflow' AND ts >= %s AND ts < %s ORDER BY ts",
         (twin, since, until),
     ).fetchall()
     if scores:
@@ -129,8 +130,9 @@ def _twin_charts(
         "SELECT f.sensor, f.ts, f.target_ts, f.predicted, coalesce(f.lower, f.predicted),"
         " coalesce(f.upper, f.predicted), f.limit_value"
         " FROM forecasts f JOIN (SELECT sensor, max(ts) AS ts FROM forecasts WHERE twin_id = %s AND ts >= %s"
-        "   AND ts < %s GROUP BY sensor) latest ON f.sensor = latest.sensor AND f.ts = latest.ts"
-        " WHERE f.twin_id = %s ORDER BY f.sensor, f.target_ts",
+        "   AND ts < %s AND twinflow_model_source(model) = 'twinflow' GROUP BY sensor) latest"
+        " ON f.sensor = latest.sensor AND f.ts = latest.ts"
+        " WHERE f.twin_id = %s AND twinflow_model_source(f.model) = 'twinflow' ORDER BY f.sensor, f.target_ts",
         (twin, since, until, twin),
     ).fetchall()
     for sensor in sorted({r[0] for r in fc}):

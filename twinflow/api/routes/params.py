@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Path
+from fastapi import Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
@@ -39,6 +39,16 @@ def matches(pattern: str, text: str) -> bool:
 
 TwinIdPath = Annotated[
     str, Path(description="A twin id, e.g. pump-001", max_length=128, json_schema_extra={"pattern": TWIN_ID_PATTERN})
+]
+
+
+ModelQuery = Annotated[
+    str,
+    Query(
+        max_length=128,
+        description="whose model outputs: a model's name (e.g. `vib-lstm`); default and `twinflow`: the"
+        " built-in models (docs/alerts.md, 'A model of your own')",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from operators.records.alerts import source_of
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from operators.telemetry.registry import FleetPage
 from operators.twin.state import Status
@@ -18,6 +19,7 @@ from twinflow.api.routes.params import (
     BUCKET_DOC,
     BUCKET_PATTERN,
     JSON,
+    ModelQuery,
     Time,
     TwinIdPath,
     aware_time,
@@ -87,14 +89,16 @@ async def list_twins(
             json_schema_extra={"pattern": optional(TWIN_ID_PATTERN)},
         ),
     ] = "",
+    model: ModelQuery = "",
 ) -> JSON:
     reads = request.app.state.reads
+    source = source_of(model)
     if cursor:
         twin_id_ok(cursor)  # a twin id (`next` of the previous page)
     wanted = {k: v for k, v in (("type", type), ("site", site)) if v is not None}
     page = FleetPage(limit, wanted, _registry(request), request.app.state.settings.twin.policy.type_of, cursor)
     while page.wants_more:
-        page.take(await reads.fleet(after=page.after, limit=page.batch, status=status))
+        page.take(await reads.fleet(after=page.after, limit=page.batch, status=status, source=source))
     return JSON({"items": [_summary(row, attrs) for row, attrs in page.items], "next": page.next})
 
 
@@ -197,11 +201,12 @@ async def twin_scores(
     from_: Annotated[Time | None, Query(alias="from")] = None,
     to: Time | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
+    model: ModelQuery = "",
 ) -> JSON:
     twin_id_ok(twin_id)
     since = time_or_ago(aware_time(from_, "from"), timedelta(minutes=15))
     until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
-    rows = await request.app.state.reads.scores(twin_id, since, until, limit)
+    rows = await request.app.state.reads.scores(twin_id, since, until, limit, source_of(model))
     rules = request.app.state.settings.alerts.rules
     health_thresholds = {  # the alerts flow's condition alarm on the health index (docs/ml.md)
         "open_below": rules.health_open,
@@ -209,7 +214,9 @@ async def twin_scores(
         "major_below": rules.health_major,
         "critical_below": rules.health_critical,
     }
-    out: dict[str, Any] = {k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly", "health")}
+    out: dict[str, Any] = {
+        k: [r[k] for r in rows] for k in ("ts", "score", "threshold", "is_anomaly", "health", "model")
+    }
     return JSON({**out, "health_thresholds": health_thresholds})
 
 
@@ -219,8 +226,8 @@ async def twin_scores(
     response_model=models.Forecasts,
     summary="The latest forecast per sensor",
 )
-async def twin_forecasts(request: Request, twin_id: TwinIdPath, _: Reader) -> JSON:
-    rows = await request.app.state.reads.forecasts(twin_id_ok(twin_id))
+async def twin_forecasts(request: Request, twin_id: TwinIdPath, _: Reader, model: ModelQuery = "") -> JSON:
+    rows = await request.app.state.reads.forecasts(twin_id_ok(twin_id), source_of(model))
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
         f = out.setdefault(
@@ -229,6 +236,7 @@ async def twin_forecasts(request: Request, twin_id: TwinIdPath, _: Reader) -> JS
                 "made_at": r["ts"],
                 "limit": r["limit_value"],
                 "breach_at": r["breach_at"],
+                "model": r["model"],
                 **{k: [] for k in ("target_ts", "predicted", "lower", "upper")},
             },
         )
