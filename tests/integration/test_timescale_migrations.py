@@ -93,15 +93,17 @@ def test_telemetry_has_one_key_for_both_read_shapes(server, stack_settings, requ
 
 @pytest.mark.parametrize("server", ["plain", "timescale"])
 def test_model_outputs_have_one_btree_for_their_reads(server, stack_settings, request):
-    """0100: anomaly_scores and failure_predictions keep their key (twin_id, ts) and lose the B-tree on
-    (twin_id, ts DESC) it duplicated; the newest score of a twin is still read from the key, backwards."""
+    """0100: anomaly_scores and failure_predictions keep their key (twin_id, ts; since 0140 with model)
+    and lose the B-tree on (twin_id, ts DESC) it duplicated; the newest score of a twin (the built-in
+    models', as the API reads it) is still read from the key, backwards."""
     if server == "timescale":
         conninfo = request.getfixturevalue("timescale")
         migrate(conninfo, timescaledb="on")
     else:
         conninfo = stack_settings.postgres.conninfo()
     with psycopg.connect(conninfo) as conn:
-        conn.execute((MIGRATIONS_DIR / "0100_model_outputs_one_key.sql").read_text())  # re-applied: no change
+        for name in ("0100_model_outputs_one_key.sql", "0140_model_outputs_per_model.sql"):  # re-applied: no change
+            conn.execute((MIGRATIONS_DIR / name).read_text())
         defs = dict(
             conn.execute(
                 "SELECT indexname, indexdef FROM pg_indexes"
@@ -109,7 +111,7 @@ def test_model_outputs_have_one_btree_for_their_reads(server, stack_settings, re
             ).fetchall()
         )
         for table in ("anomaly_scores", "failure_predictions"):
-            assert defs[f"{table}_pkey"].endswith("USING btree (twin_id, ts)")
+            assert defs[f"{table}_pkey"].endswith("USING btree (twin_id, ts, model)")
             assert f"{table}_twin_ts" not in defs
         conn.execute(
             "INSERT INTO anomaly_scores (twin_id, ts, score, threshold, is_anomaly)"
@@ -120,7 +122,8 @@ def test_model_outputs_have_one_btree_for_their_reads(server, stack_settings, re
         plan = "\n".join(
             r[0]
             for r in conn.execute(
-                "EXPLAIN SELECT * FROM anomaly_scores WHERE twin_id = 'p-1' ORDER BY ts DESC LIMIT 10"
+                "EXPLAIN SELECT * FROM anomaly_scores WHERE twin_id = 'p-1'"
+                " AND twinflow_model_source(model) = 'twinflow' ORDER BY ts DESC LIMIT 10"
             )
         )
         assert "Index Scan Backward" in plan and "anomaly_scores_pkey" in plan, plan
