@@ -14,6 +14,11 @@ Three twins over the last two hours (one sample a minute, ending now):
   reconciliation versions in ``twin_state_history``, written by the twin sink (read as
   ``twin_sync_quality``; :data:`SYNC_QUALITY`: desynced at -40 and -35, synchronized again at -30 and
   -10, plus one version before the two hours); ``f`` and ``h`` have none.
+
+The scores and predictions above are the built-in models' (``twinflow-t2``). A model of your own
+(:data:`OWN_MODEL`) also scores ``f`` at the same instants, always anomalous (0.99), and predicts
+its failure within the hour, and forecasts a breach: the queries and panels, which read the built-in models' rows, must
+not count them (docs/sql.md, "Several models per twin"); they raise no alert here.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from operators.records.twin import encode
 from operators.telemetry.ingest import TelemetryRow
 from operators.twin.state import StateChange
 
+OWN_MODEL = "vib-lstm"
 RULES = AlertRules(anomaly=KindRule(120, 300), escalate_after_s=0)
 MINUTES = 120
 # twin d's reconciliation versions: (minute, version, status, consistency_score, sync_latency_ms, conflicts)
@@ -83,7 +89,7 @@ class Fleet:
 def seed(conninfo: str, uid: str) -> Fleet:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     fl = Fleet(f"seed-f-{uid}", f"seed-h-{uid}", f"seed-d-{uid}", end)
-    rows, scores, failures, forecasts = [], [], [], []
+    rows, scores, failures, forecasts, own = [], [], [], [], []
     for i in range(-MINUTES, 0):
         ts = fl.at(i)
         fault = -60 <= i < -30
@@ -99,17 +105,19 @@ def seed(conninfo: str, uid: str) -> Fleet:
         f_drivers = {"vibration": 0.2} if fault else {}
         scores.append(
             AnomalyScore(
-                fl.f, ts, f_score, 0.5, fault, f_contrib, "seed", "novelty" if fault else "", f_health, f_drivers
+                fl.f, ts, f_score, 0.5, fault, f_contrib, "twinflow-t2", "novelty" if fault else "", f_health, f_drivers
             )
         )
+        own.append(AnomalyScore(fl.f, ts, 0.99, 0.5, True, {"vibration": 1.0}, OWN_MODEL, health=0.05))
         h_score = 0.76 if spike else 0.1
-        scores.append(AnomalyScore(fl.h, ts, h_score, 0.5, spike, {"rpm": 0.8, "temp_c": 0.2}, "seed", "", 0.99))
+        scores.append(AnomalyScore(fl.h, ts, h_score, 0.5, spike, {"rpm": 0.8, "temp_c": 0.2}, "twinflow-t2", "", 0.99))
         if i % 10 == 0:
             failures.append(FailurePrediction(fl.h, ts, 500 * 3600.0, 0.01, 0.1, 72 * 3600.0))
             if i >= -60:
                 failures.append(FailurePrediction(fl.f, ts, 3 * 3600.0, 0.7, 0.2, 72 * 3600.0))
             else:
                 failures.append(FailurePrediction(fl.f, ts, 500 * 3600.0, 0.01, 0.1, 72 * 3600.0))
+            own.append(FailurePrediction(fl.f, ts, 1800.0, 0.99, 0.1, 72 * 3600.0, model=OWN_MODEL))
     for k in range(0, 121, 10):  # forecast made at -1 min for the next two hours
         made = fl.at(-1)
         target = fl.at(k)
@@ -118,6 +126,7 @@ def seed(conninfo: str, uid: str) -> Fleet:
             ForecastPoint(fl.f, "temp_c", made, target, pred, pred - 3, pred + 3, 90.0, breach_at=fl.at(60))
         )
         forecasts.append(ForecastPoint(fl.h, "temp_c", made, target, 60.0, 58.0, 62.0, 90.0, breach_at=None))
+        own.append(ForecastPoint(fl.f, "temp_c", made, target, 200.0, 190.0, 210.0, 90.0, made, OWN_MODEL))
 
     # alerts from the real operator, in event-time order
     engines = {t: TwinAlerts(t, RULES) for t in fl.twins}
@@ -135,7 +144,7 @@ def seed(conninfo: str, uid: str) -> Fleet:
 
     for sink, records in (
         (TelemetrySink(conninfo), rows),
-        (ModelOutputSink(conninfo), [*scores, *failures, *forecasts]),
+        (ModelOutputSink(conninfo), [*scores, *failures, *forecasts, *own]),
         (AlertSink(conninfo), fl.alerts),
         (TwinSink(conninfo), [version(fl.d, fl.at(m), *rest) for m, *rest in SYNC_QUALITY]),
     ):

@@ -126,7 +126,9 @@ def test_panel_queries_are_valid_on_timescaledb(stack_settings):
             dashboard = load_dashboard(path)
             start, end = time_range(dashboard, datetime.now(UTC))
             ctx = Context(start, end, interval_s=60, timescaledb=True)
-            ctx.variables.update({"twin": ["wasm-probe"], "sensor": ["rpm", "temp_c"], "kind": ["anomaly"]})
+            ctx.variables.update(
+                {"twin": ["wasm-probe"], "sensor": ["rpm", "temp_c"], "kind": ["anomaly"], "model": ["twinflow"]}
+            )
             sql = expand(query.raw_sql, ctx)
             assert "time_bucket(" in sql or "$__timeGroup" not in query.raw_sql
             try:

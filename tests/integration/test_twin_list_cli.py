@@ -28,7 +28,7 @@ def test_twin_list_shows_each_twin_its_status_alerts_score_and_policy_type(stack
                    (quiet, 1, "synchronized"))])  # fmt: skip
     writer.close()
     scores = ModelOutputSink(conninfo).open()
-    scores.write([AnomalyScore(pump, now, 0.9, 0.5, True, {"x": 1.0}, "test")])
+    scores.write([AnomalyScore(pump, now, 0.9, 0.5, True, {"x": 1.0}, "twinflow-t2")])
     scores.close()
     alerts = AlertSink(conninfo).open()
     alerts.write([Alert(f"al-{unique}", pump, "anomaly", "open", "critical", 1, "opened", now, now, summary="t")])
