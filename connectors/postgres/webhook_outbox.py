@@ -25,7 +25,8 @@ VALUES (%(alert_id)s, %(version)s, %(twin_id)s, %(body)s)
 ON CONFLICT (alert_id, version) DO NOTHING
 """
 CLAIM = """
-SELECT o.alert_id, o.version, o.body, o.attempts, o.created_at < now() - make_interval(secs => %(retention_s)s)
+SELECT o.alert_id, o.version, o.body, o.attempts, o.created_at < now() - make_interval(secs => %(retention_s)s),
+       extract(epoch FROM now() - o.created_at)::float8
 FROM webhook_outbox o
 WHERE o.state = 'pending' AND o.next_attempt_at <= now()
   AND NOT EXISTS (SELECT 1 FROM webhook_outbox p
