@@ -19,6 +19,7 @@ class Receiver:
     """Collects POSTs; answers ``fail_first`` requests with ``fail_status`` first (with a ``Location``
     header when ``location`` is set: a redirect; with ``Retry-After: <retry_after>`` when that is set).
     A GET is answered 200 and counted in ``gets``; ``attempted_at``: the monotonic time of each POST answered.
+    ``refuse``: a POST whose body contains one of these texts is answered ``fail_status`` too.
 
     ``delay_s``: a POST is recorded when it arrives and answered that much later (a slow receiver).
     ``hanging``: while true, a POST is read and never answered (a black hole), nor recorded."""
@@ -27,6 +28,7 @@ class Receiver:
     fail_status: int = 503
     location: str | None = None
     retry_after: str | None = None
+    refuse: set[str] = field(default_factory=set)
     delay_s: float = 0.0
     hanging: bool = False
     requests: list[Received] = field(default_factory=list)
@@ -54,7 +56,7 @@ class Receiver:
                     return
                 receiver.attempts += 1
                 receiver.attempted_at.append(time.monotonic())
-                if receiver.attempts <= receiver.fail_first:
+                if receiver.attempts <= receiver.fail_first or any(t.encode() in body for t in list(receiver.refuse)):
                     self.send_response(receiver.fail_status)
                     if receiver.location:
                         self.send_header("Location", receiver.location)
