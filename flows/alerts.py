@@ -158,8 +158,8 @@ def received(
     rec = decode_input(kind, message, max_future)
     if rec is None or rec.__class__ is DeadLetter:
         return rec
-    kind_ms = message.timestamp
-    wall_ms = kind_ms[1] if kind_ms and kind_ms[0] and kind_ms[1] >= 0 else None
+    stamp = message.timestamp  # (type, Unix ms); type 0: none
+    wall_ms = stamp[1] if stamp and stamp[0] and stamp[1] >= 0 else None
     return rec, wall_ms  # type: ignore[return-value]
 
 

@@ -104,7 +104,7 @@ class TwinAlerts:
         if wall is not None and (self.wall is None or wall > self.wall):
             self.wall = wall
         if isinstance(rec, AlertAction):
-            return self._action(rec) + (self._timers() if wall is not None else [])
+            return self._action(rec)
         out: list[Alert] = []
         if self.now is None or rec.ts > self.now:
             self.now = rec.ts

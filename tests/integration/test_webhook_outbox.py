@@ -196,11 +196,17 @@ def test_a_410_fails_that_version_with_its_reason_not_the_next_and_it_can_be_sen
         assert first.split(":")[0] in failed.output and "HTTP 410" in failed.output, failed.output
         assert "1 failed" in failed.output and "redeliver --failed" in failed.output
 
-        again = CliRunner().invoke(app, ["alerts", "redeliver", first.split(":")[0]])
+        again = CliRunner().invoke(app, ["alerts", "redeliver", first.split(":")[0], "--by", "carol"])
         assert again.exit_code == 0 and "1 version(s) queued again" in again.output, again.output
         run_main(build_flow(s, tail=False))  # a replay of every version, and the redelivery
         assert rx.keys() == [second, first], "the refused one again, nothing else"
         assert {k: v[0] for k, v in outbox(s, [twin]).items()} == {first: "delivered", second: "delivered"}
+
+        pages = [CliRunner().invoke(app, ["alerts", "deliveries", "--twin", twin, "--limit", "1", "--offset", str(n)])
+                 for n in (0, 1)]  # fmt: skip
+        assert "1 shown (1-1 of 2; next page: --offset 1)" in pages[0].output, pages[0].output
+        assert "1 shown (2-2 of 2)" in pages[1].output, pages[1].output
+        assert "queued again by carol" in pages[0].output + pages[1].output
 
     nothing = CliRunner().invoke(app, ["alerts", "redeliver", "al-nope"])
     assert nothing.exit_code == 1 and "no failed delivery of al-nope" in nothing.output

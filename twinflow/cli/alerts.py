@@ -340,9 +340,11 @@ def deliveries(
         if r["last_error"]:
             console.print(Padding(r["last_error"], (0, 0, 0, 2)), markup=False)
     shown = len(page.rows)
-    more = f" ({offset + 1}-{offset + shown} of {page.total}; next page: --offset {offset + shown})"
+    where = f" ({offset + 1}-{offset + shown} of {page.total}" if shown and (offset or shown < page.total) else ""
+    if where:
+        where += f"; next page: --offset {offset + shown})" if offset + shown < page.total else ")"
     console.print(
-        f"{shown} shown{more if offset + shown < page.total or offset else ''}; in the outbox: "
+        f"{shown} shown{where}; in the outbox: "
         + ", ".join(f"{page.counts.get(name, 0)} {name}" for name in DELIVERY_STATES)
         + (" (twinflow alerts redeliver --failed queues the failed ones again)" if page.counts.get("failed") else "")
     )
