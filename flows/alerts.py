@@ -69,8 +69,9 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
     """Bytewax shell around :class:`OrderedTwinAlerts`: flush held records at end of input and
     when the twin has received nothing for ``reorder_window_s`` of wall-clock time.
 
-    Live (``ticks``), a twin that went quiet still needs its timers (a shelf's expiry): the twin's
-    clock is advanced by the wall time elapsed since its last record when a timer is due.
+    Each item is a record and its wall time (:func:`received`). Live (``ticks``), a twin that went
+    quiet still needs its timers (a shelf's expiry, due on the twin's wall clock): the twin's clocks
+    are advanced by the wall time elapsed since its last record when a timer is due.
 
     Snapshots are pickled bytes (immutable, and far cheaper than a deep copy of the reorder
     buffer); a snapshot written as an object by an older version resumes too."""
@@ -79,21 +80,23 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
         state = from_snapshot(resume)
         self.state, self.rules, self.ticks = state, rules, ticks
         self.quiet_at: datetime | None = None
-        self.wall = datetime.now(UTC)  # wall time of the last record, paired with the twin's clock
+        self.wall = datetime.now(UTC)  # wall time of the last record, paired with the twin's clocks
         if state is not None and state.held:  # resumed with held records: flush them if nothing comes
             self.quiet_at = datetime.now(UTC) + timedelta(seconds=rules.reorder_window_s)
 
-    def on_item(self, value: InputRecord) -> tuple[Iterable[Alert], bool]:
-        self.state, out = step(self.state, value, self.rules, live=self.ticks)
+    def on_item(self, value: tuple[InputRecord, int | None]) -> tuple[Iterable[Alert], bool]:
+        rec, wall_ms = value
+        self.state, out = step(self.state, rec, self.rules, live=self.ticks, wall_ms=wall_ms)
         self.wall = datetime.now(UTC)
         self.quiet_at = self.wall + timedelta(seconds=self.rules.reorder_window_s)
         return out, StatefulLogic.RETAIN
 
     def _timer_at(self) -> datetime | None:
-        if not self.ticks or self.state is None or self.state.alerts.now is None:
+        clock = None if self.state is None else self.state.alerts.wall_clock()
+        if not self.ticks or self.state is None or clock is None:
             return None
         due = self.state.alerts.next_due()
-        return None if due is None else self.wall + (due - self.state.alerts.now)
+        return None if due is None else self.wall + (due - clock)
 
     def on_notify(self) -> tuple[Iterable[Alert], bool]:
         self.quiet_at = None
@@ -101,10 +104,12 @@ class TwinLifecycle(StatefulLogic[InputRecord, Alert, bytes]):
             return [], StatefulLogic.RETAIN
         timer = self._timer_at()
         now = datetime.now(UTC)
-        if timer is not None and timer <= now and self.state.alerts.now is not None:
-            tick = self.state.alerts.now + (now - self.wall)
+        alerts = self.state.alerts
+        if timer is not None and timer <= now and alerts.now is not None:
+            elapsed = now - self.wall
             self.wall = now
-            return self.state.advance(tick), StatefulLogic.RETAIN
+            wall = alerts.wall + elapsed if alerts.wall is not None else None
+            return self.state.advance(alerts.now + elapsed, wall), StatefulLogic.RETAIN
         return self.state.flush(), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Alert], bool]:
@@ -141,11 +146,29 @@ def decode_input(
     return rec
 
 
-def keyed_record(rec: InputRecord | Stored) -> tuple[str, InputRecord]:
-    """``(twin_id, record)`` for the per-twin lifecycle."""
+Received = tuple[InputRecord | Stored, int | None]
+"""A valid input and its wall time: its Kafka message's timestamp (Unix ms; None when it has none)."""
+
+
+def received(
+    kind: str, message: KafkaSourceMessage, max_future: timedelta | None = None
+) -> Received | DeadLetter | None:
+    """:func:`decode_input` of ``message``, a valid record paired with the message's timestamp (the
+    wall clock of the twin's shelf expiries: docs/alerts.md, "Shelving")."""
+    rec = decode_input(kind, message, max_future)
+    if rec is None or rec.__class__ is DeadLetter:
+        return rec
+    stamp = message.timestamp  # (type, Unix ms); type 0: none
+    wall_ms = stamp[1] if stamp and stamp[0] and stamp[1] >= 0 else None
+    return rec, wall_ms  # type: ignore[return-value]
+
+
+def keyed_record(item: Received) -> tuple[str, tuple[InputRecord, int | None]]:
+    """``(twin_id, (record, wall time))`` for the per-twin lifecycle."""
+    rec, wall_ms = item
     if rec.__class__ is Stored:
         rec = rec.record  # type: ignore[union-attr]
-    return rec.twin_id, rec  # type: ignore[union-attr,return-value]
+    return rec.twin_id, (rec, wall_ms)  # type: ignore[union-attr,return-value]
 
 
 def _children(settings: Settings) -> dict[str, list[str]]:
@@ -236,14 +259,14 @@ def dataflow(
     messages = source_messages(flow, source)
 
     skew = timedelta(seconds=settings.flow.max_future_skew_s)  # as for readings (docs/security.md)
-    decoded = op.filter_map("decode", messages, lambda m: decode_input(topics[m.topic], m, skew))
-    valid = op.branch("valid", decoded, lambda r: not isinstance(r, DeadLetter))
+    decoded = op.filter_map("decode", messages, lambda m: received(topics[m.topic], m, skew))
+    valid = op.branch("valid", decoded, lambda r: r.__class__ is tuple)
     dead = op.map("dead_letter", valid.falses, lambda d: dead_letter_message(d, settings.topics.dlq))
     output("dlq", dead, sinks.messages)
 
     records = valid.trues
     # Rows of model outputs whose producer did not write them (the models flow; a model of your own).
-    outputs = op.filter("model_outputs", records, lambda r: isinstance(r, ModelOutput))
+    outputs = op.filter_map("model_outputs", records, lambda r: r[0] if isinstance(r[0], ModelOutput) else None)
     output("model_outputs_db", outputs, sinks.model_outputs)
 
     keyed = op.map("by_twin", records, keyed_record)

@@ -17,7 +17,9 @@ class Received:
 @dataclass
 class Receiver:
     """Collects POSTs; answers ``fail_first`` requests with ``fail_status`` first (with a ``Location``
-    header when ``location`` is set: a redirect). A GET is answered 200 and counted in ``gets``.
+    header when ``location`` is set: a redirect; with ``Retry-After: <retry_after>`` when that is set).
+    A GET is answered 200 and counted in ``gets``; ``attempted_at``: the monotonic time of each POST answered.
+    ``refuse``: a POST whose body contains one of these texts is answered ``fail_status`` too.
 
     ``delay_s``: a POST is recorded when it arrives and answered that much later (a slow receiver).
     ``hanging``: while true, a POST is read and never answered (a black hole), nor recorded."""
@@ -25,10 +27,13 @@ class Receiver:
     fail_first: int = 0
     fail_status: int = 503
     location: str | None = None
+    retry_after: str | None = None
+    refuse: set[str] = field(default_factory=set)
     delay_s: float = 0.0
     hanging: bool = False
     requests: list[Received] = field(default_factory=list)
     attempts: int = 0
+    attempted_at: list[float] = field(default_factory=list)
     gets: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -50,10 +55,13 @@ class Receiver:
                         time.sleep(0.05)
                     return
                 receiver.attempts += 1
-                if receiver.attempts <= receiver.fail_first:
+                receiver.attempted_at.append(time.monotonic())
+                if receiver.attempts <= receiver.fail_first or any(t.encode() in body for t in list(receiver.refuse)):
                     self.send_response(receiver.fail_status)
                     if receiver.location:
                         self.send_header("Location", receiver.location)
+                    if receiver.retry_after is not None:
+                        self.send_header("Retry-After", receiver.retry_after)
                     self.end_headers()
                     return
                 receiver.requests.append(Received(dict(self.headers.items()), body))

@@ -19,7 +19,9 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from connectors.postgres import webhook_outbox as outbox
 from connectors.postgres.alerts_store import ALERT_COLUMNS, AlertQuery
+from connectors.postgres.webhook_outbox import Deliveries, DeliveryQuery
 from operators.records.alerts import BUILTIN_SOURCE
 
 STATE_COLUMNS = (
@@ -206,3 +208,12 @@ class ApiReads:
 
     async def alert(self, alert_id: str) -> dict[str, Any] | None:
         return await self._one(ALERT, (alert_id,))
+
+    async def deliveries(self, query: DeliveryQuery) -> Deliveries:
+        """The webhook outbox's rows ``query`` selects (``GET /alerts/deliveries``), as the CLI shows them."""
+        params = query.params()
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(outbox.LIST, params)).fetchall()
+            total = (await (await conn.execute(outbox.COUNT, params)).fetchone())["n"]
+            counts = {r["state"]: r["n"] for r in await (await conn.execute(outbox.COUNTS)).fetchall()}
+        return Deliveries(rows, total, counts)

@@ -13,6 +13,8 @@ queues, :mod:`connectors.webhook.delivery` delivers) and ``twinflow alerts deliv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 NO_OUTBOX = (
@@ -25,7 +27,8 @@ VALUES (%(alert_id)s, %(version)s, %(twin_id)s, %(body)s)
 ON CONFLICT (alert_id, version) DO NOTHING
 """
 CLAIM = """
-SELECT o.alert_id, o.version, o.body, o.attempts, o.created_at < now() - make_interval(secs => %(retention_s)s)
+SELECT o.alert_id, o.version, o.body, o.attempts, o.created_at < now() - make_interval(secs => %(retention_s)s),
+       extract(epoch FROM now() - o.created_at)::float8
 FROM webhook_outbox o
 WHERE o.state = 'pending' AND o.next_attempt_at <= now()
   AND NOT EXISTS (SELECT 1 FROM webhook_outbox p
@@ -61,29 +64,52 @@ DELETE FROM webhook_outbox WHERE state <> 'pending' AND settled_at < now() - mak
 """
 COLUMNS = (
     "alert_id, version, twin_id, state, attempts, created_at, next_attempt_at, last_attempt_at, settled_at,"
-    " http_status, last_error"
+    " http_status, last_error, redelivered_by, redelivered_at"
 )
-LIST = f"""
-SELECT {COLUMNS} FROM webhook_outbox
+DELIVERY_STATES = ("pending", "delivered", "failed")
+_SELECTED = """
+FROM webhook_outbox
 WHERE state = ANY(%(states)s) AND (%(alert)s::text IS NULL OR alert_id = %(alert)s)
   AND (%(twin)s::text IS NULL OR twin_id = %(twin)s)
-ORDER BY created_at DESC, alert_id, version DESC
-LIMIT %(limit)s
 """
+# Newest first; alert_id and version last: a stable order for paging.
+LIST = f"SELECT {COLUMNS}{_SELECTED}ORDER BY created_at DESC, alert_id, version DESC LIMIT %(limit)s OFFSET %(offset)s"
+COUNT = f"SELECT count(*) AS n{_SELECTED}"
 COUNTS = "SELECT state, count(*) AS n FROM webhook_outbox GROUP BY state"
-# Failed versions queued again (a fixed URL, a receiver back from a 410): tried at once, a new retention.
-REDELIVER = """
+# Failed versions queued again (a fixed URL, a receiver back from a 410): tried at once, a new retention;
+# who asked is kept on the row.
+_AGAIN = """
 UPDATE webhook_outbox SET state = 'pending', attempts = 0, created_at = now(), next_attempt_at = now(),
-    settled_at = NULL
-WHERE state = 'failed' AND alert_id = %(alert)s AND (%(version)s::integer IS NULL OR version = %(version)s)
+    settled_at = NULL, redelivered_by = %(by)s, redelivered_at = now()
+WHERE state = 'failed'"""
+REDELIVER = _AGAIN + """ AND alert_id = %(alert)s AND (%(version)s::integer IS NULL OR version = %(version)s)
 RETURNING alert_id, version
 """
-REDELIVER_ALL = """
-UPDATE webhook_outbox SET state = 'pending', attempts = 0, created_at = now(), next_attempt_at = now(),
-    settled_at = NULL
-WHERE state = 'failed'
-RETURNING alert_id, version
-"""
+REDELIVER_ALL = _AGAIN + "\nRETURNING alert_id, version\n"
+
+
+@dataclass(frozen=True)
+class DeliveryQuery:
+    """Which outbox rows a list shows (``twinflow alerts deliveries``, ``GET /api/v1/alerts/deliveries``):
+    states, optionally one alert or twin, one page of ``limit`` from ``offset``, newest first."""
+
+    states: Sequence[str] = DELIVERY_STATES
+    alert: str | None = None
+    twin: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+    def params(self) -> dict[str, Any]:
+        return {**asdict(self), "states": list(self.states)}
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    """A page of outbox rows, how many the query selects in all, and the count per state in the outbox."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    counts: dict[str, int]
 
 
 def enqueue_params(alert_id: str, version: int, twin_id: str, body: bytes) -> dict[str, Any]:
@@ -99,28 +125,27 @@ class OutboxStore:
 
         self._db = Session(conninfo, max_attempts=max_attempts, name=type(self).__name__)
 
-    def deliveries(
-        self, states: list[str], *, alert: str | None = None, twin: str | None = None, limit: int = 50
-    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """The newest ``limit`` rows in ``states`` (of one alert or twin), and the count per state."""
+    def deliveries(self, query: DeliveryQuery) -> Deliveries:
+        """The page of rows ``query`` selects, their number, and the count per state."""
         from psycopg.rows import dict_row
 
-        params = {"states": states, "alert": alert, "twin": twin, "limit": limit}
+        params = query.params()
 
-        def run(conn: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        def run(conn: Any) -> Deliveries:
             with conn.cursor(row_factory=dict_row) as cur:
                 rows = cur.execute(LIST, params).fetchall()
+                total = cur.execute(COUNT, params).fetchone()["n"]
                 counts = {r["state"]: r["n"] for r in cur.execute(COUNTS).fetchall()}
-            return rows, counts
+            return Deliveries(rows, total, counts)
 
         return self._db.transaction(run, "reading the webhook outbox")
 
-    def redeliver(self, alert: str | None, version: int | None = None) -> list[tuple[str, int]]:
-        """Queue failed versions again (of ``alert``, or all with None); the ``(alert_id, version)`` queued."""
-        if alert is None:
-            return self._db.transaction(lambda c: c.execute(REDELIVER_ALL).fetchall(), "queueing failed deliveries")
-        params = {"alert": alert, "version": version}
-        return self._db.transaction(lambda c: c.execute(REDELIVER, params).fetchall(), f"queueing {alert} again")
+    def redeliver(self, alert: str | None, version: int | None = None, *, by: str) -> list[tuple[str, int]]:
+        """Queue failed versions again (of ``alert``, or all with None) as asked by ``by``; the
+        ``(alert_id, version)`` queued."""
+        sql, what = (REDELIVER_ALL, "queueing failed deliveries") if alert is None else (REDELIVER, f"queueing {alert}")
+        params = {"alert": alert, "version": version, "by": by}
+        return self._db.transaction(lambda c: c.execute(sql, params).fetchall(), what)
 
     def close(self) -> None:
         self._db.close()

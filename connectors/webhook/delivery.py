@@ -9,7 +9,8 @@ delivers them:
   (:class:`~connectors.webhook.sender.WebhookSender`, one attempt) and records the answer. Alerts
   are delivered side by side: one alert waiting for its retry never holds up another.
 * **Retries**: a network error, 429 or 5xx sets the version's next attempt ``backoff_s`` later,
-  doubling up to ``backoff_max_s``; it is retried until delivered or until it has waited
+  doubling up to ``backoff_max_s``; a 429 or 503 with ``Retry-After`` sets it when the receiver
+  asked instead (:func:`retry_delay`). It is retried until delivered or until it has waited
   ``retention_s`` (then it fails as expired). A receiver down for an hour gets everything after.
 * **Refusals** (another 4xx, a redirect) fail the version at once with the answer as its reason
   (``twinflow alerts deliveries --state failed``); the alert's next versions are still delivered.
@@ -42,6 +43,21 @@ from connectors.webhook.sender import Refused, Transient, WebhookSender
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 30.0  # expiry and clean-up of the outbox, at most this often (and at the start)
+RETRY_AFTER_MAX_S = 3600.0  # a receiver's Retry-After is honoured up to an hour (and within the retention)
+
+
+def retry_delay(backoff_s: float, retry_after_s: float | None, retention_left_s: float, floor_s: float) -> float:
+    """Seconds until the next attempt: the receiver's ``Retry-After`` when it gave one (at least
+    ``floor_s``, at most :data:`RETRY_AFTER_MAX_S`), else the backoff; never past the end of the
+    retention (``retention_left_s``), when the version is tried a last time before it expires.
+
+    >>> retry_delay(0.4, None, 100, 0.2), retry_delay(0.4, 30, 100, 0.2), retry_delay(0.4, 0, 100, 0.2)
+    (0.4, 30, 0.2)
+    >>> retry_delay(0.4, 86400, 1e6, 0.2), retry_delay(0.4, 7200, 50, 0.2), retry_delay(0.4, 30, -5, 0.2)
+    (3600.0, 50, 0.2)
+    """
+    delay = backoff_s if retry_after_s is None else min(max(retry_after_s, floor_s), RETRY_AFTER_MAX_S)
+    return max(min(delay, retention_left_s), min(floor_s, delay))
 
 
 @dataclass(frozen=True)
@@ -198,7 +214,7 @@ class Deliverer:
         row = conn.execute(sql.CLAIM, {"retention_s": c.retention_s}).fetchone()
         if row is None:
             return None
-        alert_id, version, body, attempts, expired = row
+        alert_id, version, body, attempts, expired, age_s = row
         key = {"alert_id": alert_id, "version": version}
         try:
             status = self.sender.post(body.encode(), f"{alert_id}:{version}")
@@ -213,14 +229,17 @@ class Deliverer:
                 log.error("webhook: alert %s v%d %s", alert_id, version, error)
                 conn.execute(sql.FAILED, {**key, "status": exc.status, "error": error})
                 return "failed"
-            delay = backoff_delay(attempts + 1, c.backoff_s, c.backoff_max_s)
-            (log.warning if attempts == 0 else log.info)(
-                "webhook: alert %s v%d not delivered (attempt %d): %s; again in %.1f s",
+            backoff = backoff_delay(attempts + 1, c.backoff_s, c.backoff_max_s)
+            delay = retry_delay(backoff, exc.retry_after_s, c.retention_s - age_s, c.backoff_s)
+            asked = "" if exc.retry_after_s is None else f" (the receiver asked for {exc.retry_after_s:g} s)"
+            (log.warning if attempts == 0 or exc.retry_after_s is not None else log.info)(
+                "webhook: alert %s v%d not delivered (attempt %d): %s; again in %.1f s%s",
                 alert_id,
                 version,
                 attempts + 1,
                 exc,
                 delay,
+                asked,
             )
             conn.execute(sql.RETRY, {**key, "status": exc.status, "error": str(exc), "delay_s": delay})
             return "retry"

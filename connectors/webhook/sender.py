@@ -11,9 +11,10 @@ Headers sent with every request:
   alerts flow was killed before it recorded the answer, delivers the same payload again.
 
 Network errors, HTTP 429 and 5xx (and answers that are not HTTP) are :class:`Transient`: worth
-another attempt later. Other 4xx answers are :class:`Refused`. Redirects are not followed (a client
-following a 301, 302 or 303 repeats a POST as a GET without its body: the alert would be lost while
-the receiver answers 200): a 3xx is refused and names where it points.
+another attempt later; a 429 or 503 with ``Retry-After`` (seconds or an HTTP-date) says when, in
+:attr:`Transient.retry_after_s` (:func:`retry_after_s`). Other 4xx answers are :class:`Refused`.
+Redirects are not followed (a client following a 301, 302 or 303 repeats a POST as a GET without its
+body: the alert would be lost while the receiver answers 200): a 3xx is refused and names where it points.
 
 >>> sig = sign(b"k", "1700000000", b'{"a":1}')
 >>> verify(b"k", "1700000000", b'{"a":1}', sig, now=1700000010)
@@ -31,6 +32,8 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,34 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class Transient(Exception):
-    """A failure worth another attempt later (network error, 429, 5xx, not an HTTP answer)."""
+    """A failure worth another attempt later (network error, 429, 5xx, not an HTTP answer);
+    ``retry_after_s``: how long the receiver asked to wait (its ``Retry-After``), if it said."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP-date (RFC 9110); None
+    when absent or not one of these; a date in the past is 0.
+
+    >>> now = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+    >>> retry_after_s("120", now), retry_after_s("Mon, 07 Dec 2026 14:02:30 GMT", now), retry_after_s("soon", now)
+    (120.0, 150.0, None)
+    """
+    if value is None or not (value := value.strip()):
+        return None
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 class Refused(Exception):
@@ -117,7 +143,10 @@ class WebhookSender:
                 return resp.status
         except urllib.error.HTTPError as exc:
             if exc.code == 429 or exc.code >= 500:
-                raise Transient(f"HTTP {exc.code} from {self.url}", exc.code) from None
+                header = exc.headers.get("Retry-After") if exc.headers and exc.code in (429, 503) else None
+                wait = retry_after_s(header)
+                asked = f" (Retry-After: {header.strip()})" if wait is not None and header else ""
+                raise Transient(f"HTTP {exc.code} from {self.url}{asked}", exc.code, wait) from None
             if 300 <= exc.code < 400:
                 to = exc.headers.get("Location", "?") if exc.headers else "?"
                 raise Refused(

@@ -30,7 +30,11 @@ ISA-18.2 alarm states (:func:`operators.records.alerts.isa_state`) on top of tha
   acknowledged. Acknowledging a cleared alarm returns it to normal.
 * **shelved** (an action with an expiry, at most ``max_shelve_s``, and a reason): not annunciated,
   not escalated; when the shelf expires (or on *unshelve*) an alarm whose condition is still active
-  is **annunciated again**: unacknowledged, ``reopened`` + 1.
+  is **annunciated again**: unacknowledged, ``reopened`` + 1. The expiry is a time on people's (wall)
+  clock, so it is judged on the twin's **wall clock**, ``wall``: the newest wall time its records
+  were made at (the Kafka timestamps the flow passes to :meth:`TwinAlerts.apply`), not on its data
+  clock, which may lag (a backlog, a late device) or run ahead. Records carry it: a replay expires
+  the shelf at the same record as the live run. Without wall times (plain records) the data clock serves.
 * **suppressed by design**: while the twin is in maintenance (alerts open before keep their
   record, marked ``suppressed_by='maintenance'``) or while a parent asset has an active alarm
   (:class:`ParentAlarm`; the child's alarms open suppressed, ``suppressed_by='parent:<id>'``).
@@ -91,10 +95,14 @@ class TwinAlerts:
     parents: dict[str, str] = field(default_factory=dict)  # parent twin id → its active alert id
     out_of_service: dict[str, str] = field(default_factory=dict)  # kind → alert id it was taken with
     model_forecasts: dict[str, dict[str, ForecastPoint]] = field(default_factory=dict)  # other sources'
+    wall: datetime | None = None  # newest wall time of the records applied (their Kafka timestamps)
 
     # ------------------------------------------------------------------ entry point
-    def apply(self, rec: InputRecord) -> list[Alert]:
-        """Feed one record; returns the alert versions it caused (often none)."""
+    def apply(self, rec: InputRecord, wall: datetime | None = None) -> list[Alert]:
+        """Feed one record (``wall``: when it was made on the wall clock, its Kafka timestamp); returns
+        the alert versions it caused (often none)."""
+        if wall is not None and (self.wall is None or wall > self.wall):
+            self.wall = wall
         if isinstance(rec, AlertAction):
             return self._action(rec)
         out: list[Alert] = []
@@ -134,16 +142,23 @@ class TwinAlerts:
         out += self._timers()
         return out
 
-    def advance(self, ts: datetime) -> list[Alert]:
-        """Move the clock to ``ts`` without data (a twin gone quiet): shelf expiry, standing, escalation."""
-        if self.now is not None and ts <= self.now:
-            return []
-        self.now = ts
-        self._expire_pending()
-        return self._timers()
+    def advance(self, ts: datetime, wall: datetime | None = None) -> list[Alert]:
+        """Move the data clock to ``ts`` and the wall clock to ``wall`` without data (a twin gone
+        quiet): shelf expiry, standing, escalation."""
+        moved = False
+        if wall is not None and (self.wall is None or wall > self.wall):
+            self.wall, moved = wall, True
+        if self.now is None or ts > self.now:
+            self.now, moved = ts, True
+            self._expire_pending()
+        return self._timers() if moved else []
+
+    def wall_clock(self) -> datetime | None:
+        """The clock shelf expiries are judged on: the wall clock, or the data clock without wall times."""
+        return self.wall if self.wall is not None else self.now
 
     def next_due(self) -> datetime | None:
-        """The earliest event time a timer (a shelf's expiry) needs the clock to reach, if any."""
+        """The earliest time of :meth:`wall_clock` a timer (a shelf's expiry) needs, if any."""
         dues = [ks.live.shelved_until for ks in self.kinds.values() if ks.live and ks.live.shelved_until]
         return min(dues, default=None)
 
@@ -301,9 +316,10 @@ class TwinAlerts:
             return []
         out: list[Alert] = []
         standing = self.rules.standing_after_s
+        wall = self.wall_clock()
         for kind, ks in self.kinds.items():
             live = ks.live
-            if live is not None and live.shelved_until is not None and self.now >= live.shelved_until:
+            if live is not None and live.shelved_until is not None and wall is not None and wall >= live.shelved_until:
                 out.append(self._unshelve(kind, ks, self.now, "expiry"))  # type: ignore[arg-type]
             if (
                 live is not None

@@ -5,14 +5,16 @@ inputs come from several Kafka topics whose relative order differs between a liv
 so the flow goes through :class:`OrderedTwinAlerts`: a per-twin buffer that applies records in
 event-time order (``ts``, then status < model outputs < actions, then arrival) once the twin's newest
 data ``ts`` is ``reorder_window_s`` past them, and everything at end of input (``flush``). Any two
-arrival orders that differ only within the window give the same alert versions.
+arrival orders that differ only within the window give the same alert versions. Each record's wall
+time (its Kafka timestamp, in ms) is held beside it and given to the lifecycle with it (the wall
+clock that shelf expiries are judged on, :class:`~operators.alerts.lifecycle.TwinAlerts`).
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from operators.alerts.held_state import held_state
@@ -53,6 +55,7 @@ class OrderedTwinAlerts:
     newest: datetime | None = None
     applied_until: datetime | None = None
     late_applied: int = 0
+    walls: dict[int, int] = field(default_factory=dict)  # arrival → the held record's wall time (Unix ms)
     packed: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)  # not in snapshots
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
@@ -64,6 +67,7 @@ class OrderedTwinAlerts:
 
     def __setstate__(self, state: tuple[dict[str, Any] | None, dict[str, Any]] | dict[str, Any]) -> None:
         """Pickle's forms of a state: ``(None, {slot: value})`` (this class's) or a plain dict."""
+        self.walls = {}  # absent from snapshots of versions before wall times
         for part in state if isinstance(state, tuple) else (state,):
             for name, value in (part or {}).items():
                 setattr(self, name, value)
@@ -73,8 +77,9 @@ class OrderedTwinAlerts:
     def new(cls, twin_id: str, rules: AlertRules) -> OrderedTwinAlerts:
         return cls(TwinAlerts(twin_id, rules))
 
-    def push(self, rec: InputRecord, *, live: bool = False) -> list[Alert]:
-        """Take one record; returns the alert versions of the records it releases.
+    def push(self, rec: InputRecord, *, live: bool = False, wall_ms: int | None = None) -> list[Alert]:
+        """Take one record (``wall_ms``: when it was made, Unix ms: its Kafka timestamp); returns the
+        alert versions of the records it releases.
 
         ``live`` (a tailing flow): a status change or an action whose ``ts`` is more than
         ``reorder_window_s`` ahead of the twin's newest data is ordered at that data's time instead —
@@ -91,9 +96,11 @@ class OrderedTwinAlerts:
             at = self.newest
         if self.applied_until is not None and at < self.applied_until:
             self.late_applied += 1
-            return self.alerts.apply(rec)
+            return self.alerts.apply(rec, _wall(wall_ms))
         self.arrivals += 1
         heapq.heappush(self.held, (at, _RANK[type(rec)], self.arrivals, rec))
+        if wall_ms is not None:
+            self.walls[self.arrivals] = wall_ms
         if from_data and (self.newest is None or rec.ts > self.newest):
             self.newest = rec.ts  # the twin's data drive the clock, not people's or the CLI's clocks
         until = self.newest - timedelta(seconds=rules.reorder_window_s) if self.newest else None
@@ -104,9 +111,10 @@ class OrderedTwinAlerts:
             out += self._release()
         return out
 
-    def advance(self, ts: datetime) -> list[Alert]:
-        """A clock tick without data: apply what is held, then move the twin's clock to ``ts``."""
-        return self.flush() + self.alerts.advance(ts)
+    def advance(self, ts: datetime, wall: datetime | None = None) -> list[Alert]:
+        """A clock tick without data: apply what is held, then move the twin's clocks to ``ts`` (data)
+        and ``wall``."""
+        return self.flush() + self.alerts.advance(ts, wall)
 
     def flush(self) -> list[Alert]:
         """Apply every held record in event-time order."""
@@ -120,17 +128,26 @@ class OrderedTwinAlerts:
         self.applied_until = ts
         if self.packed:
             self.packed.pop(arrival, None)
-        return self.alerts.apply(rec)
+        return self.alerts.apply(rec, _wall(self.walls.pop(arrival, None)) if self.walls else None)
+
+
+def _wall(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
 
 _SNAPSHOT_FIELDS = tuple(f.name for f in fields(OrderedTwinAlerts) if f.name != "packed")
 
 
 def step(
-    state: OrderedTwinAlerts | None, rec: InputRecord, rules: AlertRules, *, live: bool = False
+    state: OrderedTwinAlerts | None,
+    rec: InputRecord,
+    rules: AlertRules,
+    *,
+    live: bool = False,
+    wall_ms: int | None = None,
 ) -> tuple[OrderedTwinAlerts, list[Alert]]:
-    """Per-twin flow step: create the twin's state on first use, push one record (``live``: see
-    :meth:`OrderedTwinAlerts.push`)."""
+    """Per-twin flow step: create the twin's state on first use, push one record (``live``,
+    ``wall_ms``: see :meth:`OrderedTwinAlerts.push`)."""
     if state is None:
         state = OrderedTwinAlerts.new(rec.twin_id, rules)
-    return state, state.push(rec, live=live)
+    return state, state.push(rec, live=live, wall_ms=wall_ms)

@@ -28,6 +28,7 @@ from tests.integration.test_twin_device_loop import FakeDevice
 from tests.process_helpers import stop
 from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import envelope, wait_for
+from tests.webhook_receiver import Receiver
 from twinflow.api.tokens import TokenStore
 from twinflow.settings import AlertSettings, Settings
 
@@ -44,6 +45,7 @@ class Live:
     twin: str  # a twin the device follows (speed, digital wins)
     alert_twin: str  # a twin whose anomaly scores are fed by the tests
     artefacts: Path
+    receiver: Receiver  # alerts.webhook_url: the alerts flow delivers every alert version here
 
     def client(self, token: str | None = "ann", **kw) -> httpx.Client:
         headers = {}
@@ -125,8 +127,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _alert_settings(sfx: str) -> AlertSettings:
+WEBHOOK_SECRET = "api-tests-webhook"
+
+
+def _alert_settings(sfx: str, webhook_url: str) -> AlertSettings:
     return AlertSettings(
+        webhook_url=webhook_url,
+        webhook_backoff_s=0.2,
+        webhook_backoff_max_s=0.5,
+        webhook_poll_s=0.2,
         topic=f"test.alerts.{sfx}",
         actions_topic=f"test.alert_actions.{sfx}",
         anomalies_topic=f"test.scores.{sfx}",
@@ -188,7 +197,8 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
     policy = {"twins": {twin: {"parameters": {"speed": {**speed, "strategy": "digital_wins"}}}}}
     base = twin_settings_for(twin_db, policy, ingest=True)
     sfx = base.topics.raw.rsplit(".", 1)[1]
-    alerts = _alert_settings(sfx)
+    receiver = Receiver(fail_status=410).__enter__()
+    alerts = _alert_settings(sfx, receiver.url)
     s = base.model_copy(update={"alerts": alerts})
     security = s.security.model_copy(update={"desired_rejected_topic": f"test.rejected.{sfx}"})
     s = s.model_copy(update={"security": security})
@@ -205,7 +215,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
     env = {
         **os.environ,
         **settings_env(s),
-        "TWINFLOW_ALERTS": alerts.model_dump_json(),
+        "TWINFLOW_ALERTS": json.dumps({**json.loads(alerts.model_dump_json()), "webhook_secret": WEBHOOK_SECRET}),
         "TWINFLOW_SECURITY__DESIRED_REJECTED_TOPIC": s.security.desired_rejected_topic,
         "TWINFLOW_API__TOKENS_FILE": str(work / "tokens.toml"),
         **identity,
@@ -246,7 +256,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
     scores = Scores(s, alert_twin)
     device.start()
     scores.start()
-    lv = Live(s, env, f"http://127.0.0.1:{port}", token, other, twin, alert_twin, artefacts)
+    lv = Live(s, env, f"http://127.0.0.1:{port}", token, other, twin, alert_twin, artefacts, receiver)
     try:
 
         def up() -> bool:
@@ -270,6 +280,7 @@ def live(twin_db: Settings, tmp_path_factory) -> Iterator[Live]:  # noqa: F811
             stop(p)
         for f in logs.values():
             f.close()
+        receiver.__exit__()
         for name in logs:
             (artefacts / f"api-{name}.log").write_bytes((work / f"{name}.log").read_bytes())
         _delete_own_topics(s)

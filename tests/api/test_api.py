@@ -360,6 +360,64 @@ def test_alarm_lifecycle_ack_shelve_and_expiry_reopens(live: Live, scores_high, 
         assert m["annunciated"] >= 2 and m["per_operator_hour"] > 0  # opened + re-annunciated
 
 
+def test_webhook_deliveries_are_listed_and_a_refused_one_is_queued_again_by_its_subject(live: Live, openapi: OpenApi):
+    """The outbox had no endpoint (`twinflow alerts deliveries | redeliver` only). A twin's alert
+    refused by the receiver (410) fails; the API lists it with the reason, per alert and across the outbox
+    (paged), and a token's subject queues it again (an action of its own: recorded and logged)."""
+    twin = f"{live.alert_twin}-hook"
+    live.receiver.refuse.add(twin)
+    live.produce(
+        live.settings.alerts.anomalies_topic,
+        twin,
+        {"twin_id": twin, "ts": datetime.now(UTC).isoformat(), "score": 0.95, "threshold": 0.6, "is_anomaly": True,
+         "contributions": {"temp_c": 1.0}},
+    )  # fmt: skip
+    with live.client() as c:
+
+        def failed():
+            items = c.get("/api/v1/alerts/deliveries", params={"twin": twin, "state": "failed"}).json()["items"]
+            return items or None
+
+        [row] = wait_for("the refused version failed", failed, timeout=30)
+        aid = row["alert_id"]
+        assert (row["version"], row["state"], row["http_status"], row["attempts"]) == (1, "failed", 410, 1), row
+        assert "HTTP 410" in row["last_error"] and row["redelivered_by"] is None
+        page = openapi.conforms(c.get("/api/v1/alerts/deliveries", params={"twin": twin, "state": "failed"}))
+        assert page["total"] == 1 and page["counts"]["failed"] >= 1 and set(page["counts"]) == {
+            "pending", "delivered", "failed"}  # fmt: skip
+        one = openapi.conforms(c.get(f"/api/v1/alerts/{aid}/deliveries"))
+        assert [(r["alert_id"], r["version"], r["state"]) for r in one["items"]] == [(aid, 1, "failed")]
+        everything = openapi.conforms(c.get("/api/v1/alerts/deliveries", params={"limit": 1}))
+        assert len(everything["items"]) == 1 and everything["total"] >= 1
+        if everything["total"] > 1:  # the next page, from offset
+            second = openapi.conforms(c.get("/api/v1/alerts/deliveries", params={"limit": 1, "offset": 1}))
+            assert second["items"] and second["items"][0] != everything["items"][0]
+
+        with live.client(token=None) as anonymous:
+            is_problem(anonymous.get("/api/v1/alerts/deliveries"), 401)
+            is_problem(anonymous.post(f"/api/v1/alerts/{aid}/redeliver"), 401)
+        is_problem(c.get("/api/v1/alerts/al-nope/deliveries"), 404)
+        is_problem(c.post("/api/v1/alerts/al-nope/redeliver"), 404)
+        is_problem(c.get("/api/v1/alerts/deliveries", params={"state": "lost"}), 422)
+        none = c.post(f"/api/v1/alerts/{aid}/redeliver", json={"version": 2})
+        assert "no failed delivery" in is_problem(none, 409)["detail"] and openapi.conforms(none)
+
+        live.receiver.refuse.discard(twin)  # the receiver is fixed
+        r = c.post(f"/api/v1/alerts/{aid}/redeliver", json={})
+        assert r.status_code == 200 and openapi.conforms(r)["queued"] == [1], r.text
+        assert "queued again by ann" in r.json()["message"]
+
+        def delivered():
+            items = c.get(f"/api/v1/alerts/{aid}/deliveries").json()["items"]
+            return items if items and items[0]["state"] == "delivered" else None
+
+        [row] = wait_for("the version delivered", delivered, timeout=30)
+        assert row["redelivered_by"] == "ann" and row["redelivered_at"] is not None and row["http_status"] == 204
+        again = c.post(f"/api/v1/alerts/{aid}/redeliver")
+        is_problem(again, 409)
+    assert any(r.headers["Idempotency-Key"] == f"{aid}:1" for r in live.receiver.requests)
+
+
 def test_hostile_requests_get_problem_documents(live: Live):
     with live.client() as c:
         url = f"/api/v1/twins/{live.twin}/desired"

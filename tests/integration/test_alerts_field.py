@@ -197,6 +197,73 @@ def test_an_ack_is_applied_while_the_twins_data_run_two_hours_behind(alert_setti
     assert acked[0].acked_by == "alice"
 
 
+def test_a_shelf_expires_on_the_wall_clock_while_the_data_run_an_hour_behind_or_minutes_ahead(
+    alert_settings, tmp_path  # noqa: F811
+):
+    """The live flow, two twins alerting: one's data an hour behind the people's clocks (a backlog, a
+    late plant clock), the other's 3 minutes ahead; each shelved `--for 8s` with the CLI. The shelf's
+    expiry was judged on the data's clock: the late twin's shelf lasted an hour longer than asked (until
+    the data reached its `until`), the early twin's ended at the next reading. It lasts 8 s of wall time,
+    and the `until` people see is the wall time the CLI asked for."""
+    s, a = alert_settings, alert_settings.alerts
+    uid = uuid.uuid4().hex[:8]
+    skews = {f"pump-late-{uid}": timedelta(hours=-1), f"pump-early-{uid}": timedelta(minutes=3)}
+    rules = AlertRules(anomaly=KindRule(0.0, 600.0), reorder_window_s=1.0, escalate_after_s=0)
+    live = a.model_copy(update={"rules": rules})
+    env = {**os.environ, "PYTHONPATH": str(REPO), **settings_env(s), "TWINFLOW_ALERTS": live.model_dump_json()}
+    stop_data = threading.Event()
+
+    def stream() -> None:  # each twin's faulty readings, 4 a second, at its clock's skew
+        producer = Producer(producer_config(s))
+        while not stop_data.is_set():
+            for twin, skew in skews.items():
+                rec = AnomalyScore(twin, datetime.now(UTC) + skew, 2.0, 1.0, True, {"vibration": 1.0}, "hst")
+                producer.produce(a.anomalies_topic, key=twin.encode(), value=encode(rec))
+            producer.poll(0)
+            time.sleep(0.25)
+        producer.flush(30)
+
+    def events(twin: str, event: str) -> list[Alert]:
+        return [x for x in alerts_out(s) if x.twin_id == twin and x.event == event]
+
+    data = threading.Thread(target=stream, daemon=True)
+    expired: dict[str, float] = {}
+    with open(tmp_path / "alerts.log", "wb") as log:
+        flow = start_twinflow(["alerts", "run", "--no-recovery"], env, log)
+        try:
+            data.start()
+            opened = {t: _wait(lambda t=t: events(t, "opened"), flow, tmp_path)[0] for t in skews}
+            shelved_at = time.monotonic()
+            asked = datetime.now(UTC)
+            for alert in opened.values():
+                shelve = subprocess.run(
+                    [sys.executable, "-m", "twinflow.cli.main", "alerts", "shelve", alert.alert_id, "--for", "8s",
+                     "--reason", "probe swap", "--by", "alice"],
+                    env=env, capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                assert shelve.returncode == 0, shelve.stdout + shelve.stderr
+            for twin in skews:
+                [v] = _wait(lambda t=twin: events(t, "shelved"), flow, tmp_path)
+                off = v.shelved_until - (asked + timedelta(seconds=8)) if v.shelved_until else None
+                assert off is not None and abs(off) < timedelta(seconds=15), (twin, v.shelved_until, asked)
+                # (the wall time asked for: the CLI takes a few seconds to start)
+            deadline = time.monotonic() + 60
+            while len(expired) < len(skews) and time.monotonic() < deadline:
+                for twin in set(skews) - set(expired):
+                    if events(twin, "unshelved"):
+                        expired[twin] = time.monotonic() - shelved_at
+                assert flow.poll() is None, (tmp_path / "alerts.log").read_text()[-4000:]
+                time.sleep(0.25)
+        finally:
+            stop_data.set()
+            stop(flow)
+    assert set(expired) == set(skews), f"shelves that did not expire within a minute: {set(skews) - set(expired)}"
+    for twin, after in expired.items():
+        assert 7 <= after <= 30, f"{twin}: unshelved {after:.1f} s after the shelving (asked: 8 s)"
+        [v] = events(twin, "unshelved")
+        assert (v.isa_state, v.reopened, v.shelved_until) == ("unack_active", 1, None), v
+
+
 def _wait(found, proc: subprocess.Popen, tmp_path: Path, timeout: float = 90) -> list:
     """``found()`` once it is not empty, while the flow runs."""
     deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -43,6 +44,27 @@ def test_server_errors_and_429_are_worth_another_attempt(status):
     with Receiver(fail_first=1, fail_status=status) as rx, pytest.raises(Transient, match=f"HTTP {status}") as err:
         WebhookSender(rx.url, SECRET).post(b"{}", "x:1")
     assert err.value.status == status and rx.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "wait"),
+    [(503, "7", 7.0), (429, "120", 120.0), (503, "Thu, 01 Jan 1970 00:00:00 GMT", 0.0), (503, "soon", None),
+     (500, "7", None)],
+)
+def test_retry_after_of_a_429_or_503_says_how_long_to_wait(status, header, wait):
+    """Retry-After (seconds or an HTTP-date) used to be ignored; a 500's is not the receiver's to give."""
+    with Receiver(fail_first=1, fail_status=status, retry_after=header) as rx, pytest.raises(Transient) as err:
+        WebhookSender(rx.url, SECRET).post(b"{}", "x:1")
+    assert err.value.retry_after_s == wait and (f"Retry-After: {header}" in str(err.value)) == (wait is not None)
+
+
+def test_retry_after_as_an_http_date_is_the_time_until_then():
+    from email.utils import format_datetime
+
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    with Receiver(fail_first=1, fail_status=503, retry_after=when) as rx, pytest.raises(Transient) as err:
+        WebhookSender(rx.url, SECRET).post(b"{}", "x:1")
+    assert 85 <= (err.value.retry_after_s or 0) <= 90
 
 
 @pytest.mark.parametrize("status", [400, 404, 410])

@@ -196,11 +196,17 @@ def test_a_410_fails_that_version_with_its_reason_not_the_next_and_it_can_be_sen
         assert first.split(":")[0] in failed.output and "HTTP 410" in failed.output, failed.output
         assert "1 failed" in failed.output and "redeliver --failed" in failed.output
 
-        again = CliRunner().invoke(app, ["alerts", "redeliver", first.split(":")[0]])
+        again = CliRunner().invoke(app, ["alerts", "redeliver", first.split(":")[0], "--by", "carol"])
         assert again.exit_code == 0 and "1 version(s) queued again" in again.output, again.output
         run_main(build_flow(s, tail=False))  # a replay of every version, and the redelivery
         assert rx.keys() == [second, first], "the refused one again, nothing else"
         assert {k: v[0] for k, v in outbox(s, [twin]).items()} == {first: "delivered", second: "delivered"}
+
+        pages = [CliRunner().invoke(app, ["alerts", "deliveries", "--twin", twin, "--limit", "1", "--offset", str(n)])
+                 for n in (0, 1)]  # fmt: skip
+        assert "1 shown (1-1 of 2; next page: --offset 1)" in pages[0].output, pages[0].output
+        assert "1 shown (2-2 of 2)" in pages[1].output, pages[1].output
+        assert "queued again by carol" in pages[0].output + pages[1].output
 
     nothing = CliRunner().invoke(app, ["alerts", "redeliver", "al-nope"])
     assert nothing.exit_code == 1 and "no failed delivery of al-nope" in nothing.output
@@ -238,3 +244,55 @@ def test_a_kill_9_mid_delivery_loses_nothing_and_resends_only_what_was_in_flight
     assert not again & delivered, f"delivered before the kill and sent again: {again & delivered}"
     assert len(again) <= 2 and all(got[k] == 2 for k in again), got  # at most the 2 in flight
     assert in_order(rx.keys()), rx.keys()
+
+
+def test_a_503_with_retry_after_is_tried_again_when_the_receiver_asked_and_deliveries_say_when(
+    outbox_settings, tmp_path
+):
+    """Retry-After used to be ignored: the next attempt came after the backoff (0.2 s here)."""
+    twin = f"pump-busy-{uuid.uuid4().hex[:8]}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    log = tmp_path / "alerts.log"
+    with Receiver(fail_first=1, fail_status=503, retry_after="3") as rx, open(log, "wb") as out:
+        s = with_url(outbox_settings, rx.url, webhook_concurrency=1)
+        flow = start_twinflow(["alerts", "run", "--no-recovery"], flow_env(s, tmp_path), out)
+        try:
+            alert_twins(s, [twin], t0)
+            wait(lambda: rx.attempts >= 1, "a first attempt", flow, log)
+
+            def deliveries() -> str | None:
+                out = CliRunner().invoke(app, ["alerts", "deliveries", "--twin", twin]).output
+                return out if "Retry-After: 3" in out else None
+
+            listed = wait(deliveries, "the pending version in deliveries", flow, log)
+            assert "HTTP 503" in listed and "next attempt" in listed, listed
+            pending = CliRunner().invoke(app, ["alerts", "deliveries", "--twin", twin, "--state", "pending", "--json"])
+            [row] = [r for r in map(json.loads, pending.output.splitlines()) if r["attempts"]]
+            waits = datetime.fromisoformat(row["next_attempt_at"]) - datetime.fromisoformat(row["last_attempt_at"])
+            assert 2.9 <= waits.total_seconds() <= 3.5, row
+            wait(lambda: len(rx.requests) == 2, "both versions delivered", flow, log)
+        finally:
+            assert stop(flow) == 0, log.read_text()[-4000:]
+    gap = rx.attempted_at[1] - rx.attempted_at[0]
+    assert 2.8 <= gap <= 6, f"second attempt {gap:.1f} s after the first, the receiver asked for 3 s"
+    assert "the receiver asked for 3 s" in log.read_text()
+
+
+def test_retry_after_is_bounded_by_the_retention_also_as_an_http_date(outbox_settings):
+    """A receiver asking for a day (as an HTTP-date) gets its next attempt at the end of the retention."""
+    from email.utils import format_datetime
+
+    twin = f"pump-later-{uuid.uuid4().hex[:8]}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    alert_twins(outbox_settings, [twin], t0)
+    tomorrow = format_datetime(datetime.now(UTC) + timedelta(days=1), usegmt=True)
+    with Receiver(fail_first=100, fail_status=429, retry_after=tomorrow) as rx:
+        s = with_url(outbox_settings, rx.url, webhook_concurrency=1, webhook_retention_s=60.0)
+        run_main(build_flow(s, tail=False))  # its end tries what is due once; the receiver says "tomorrow"
+    assert rx.attempts == 1
+    with psycopg.connect(s.postgres.conninfo()) as db:
+        [(state, created, last, after, error)] = db.execute(
+            "SELECT state, created_at, last_attempt_at, next_attempt_at, last_error FROM webhook_outbox"
+            " WHERE twin_id = %s AND version = 1", (twin,)).fetchall()  # fmt: skip
+    assert state == "pending" and "HTTP 429" in error and "Retry-After" in error
+    assert abs((after - created).total_seconds() - 60) < 2, (created, last, after)

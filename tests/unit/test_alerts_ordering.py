@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from flows.snapshots import from_snapshot, to_snapshot
 from operators.alerts.episode import alert_id_for
-from operators.alerts.ordering import OrderedTwinAlerts, step
+from operators.alerts.ordering import _SNAPSHOT_FIELDS, OrderedTwinAlerts, step
 from operators.alerts.rules import AlertRules, KindRule
 from operators.records.alerts import AlertAction, AnomalyScore, FailurePrediction, ForecastPoint, TwinStatus
 
@@ -193,3 +193,56 @@ def test_a_twin_resumed_from_snapshots_gives_the_versions_of_an_uninterrupted_ru
         assert state is not None and state.held
         assert set(state.packed) <= {arrival for _, _, arrival, _ in state.held}  # released records' bytes go
         assert out + state.flush() == expected and not state.packed
+
+
+def _lagging(shelve_arrival: int, lag: timedelta = timedelta(hours=1)) -> list[tuple]:
+    """A twin alerting whose data run ``lag`` behind the wall clock (one reading a second of both),
+    shelved for 60 s at wall second 100; the shelve is read after ``shelve_arrival`` readings.
+    (record, wall time in Unix ms) pairs."""
+    wall0 = int((T0 + lag).timestamp() * 1000)
+    data = [(score(s, 2.0), wall0 + s * 1000) for s in range(0, 300)]
+    aid = alert_id_for("p1", "anomaly", at(0))
+    shelve = AlertAction(aid, "p1", "shelve", "alice", at(100) + lag, "probe swap", at(160) + lag)
+    return [*data[:shelve_arrival], (shelve, wall0 + 100_000), *data[shelve_arrival:]]
+
+
+def _run_walls(items: list[tuple], rules: AlertRules, live: bool = True) -> list:
+    state: OrderedTwinAlerts | None = None
+    out: list = []
+    for rec, wall_ms in items:
+        state, new = step(state, rec, rules, live=live, wall_ms=wall_ms)
+        out += new
+        state = from_snapshot(to_snapshot(state))  # every record through a snapshot: wall times kept
+    assert state is not None
+    return out + state.flush()
+
+
+def test_a_shelf_expires_on_the_records_wall_clock_not_the_lagging_data_clock():
+    """The data an hour behind: the data clock would keep the 60 s shelf for an hour and a minute."""
+    rules = AlertRules(anomaly=KindRule(min_duration_s=0, cool_down_s=600), escalate_after_s=0, reorder_window_s=5)
+    got = _run_walls(_lagging(101), rules)
+    events = [(a.event, a.updated_at) for a in got]
+    assert [e for e, _ in events] == ["opened", "shelved", "unshelved"], events
+    assert events[2][1] == at(160), "expired at the reading written 60 s after the shelving"
+    assert got[1].shelved_until == at(160) + timedelta(hours=1), "the wall time asked for"
+    # the shelve read earlier or later: it expires at the same record
+    for arrival in (96, 104):
+        again = _run_walls(_lagging(arrival), rules)
+        assert [(a.event, a.version, a.updated_at) for a in again][::2] == [(a.event, a.version, a.updated_at)
+                                                                           for a in got][::2]  # fmt: skip
+
+
+def test_a_replay_expires_a_shelf_at_the_same_record_in_any_read_order_the_window_covers():
+    rules = AlertRules(anomaly=KindRule(min_duration_s=0, cool_down_s=600), escalate_after_s=0, reorder_window_s=5)
+    runs = [_run_walls(_lagging(arrival, timedelta(0)), rules, live=False) for arrival in (96, 101, 104)]
+    assert [a.event for a in runs[0]] == ["opened", "shelved", "unshelved"] and runs[0][2].updated_at == at(160)
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_a_snapshot_without_wall_times_resumes():
+    state, _ = step(None, score(0, 2.0), RULES, wall_ms=1)
+    loaded = pickle.loads(pickle.dumps(state))
+    snap = {name: getattr(loaded, name) for name in _SNAPSHOT_FIELDS if name != "walls"}  # before wall times
+    old = OrderedTwinAlerts.__new__(OrderedTwinAlerts)
+    old.__setstate__((None, snap))
+    assert old.walls == {} and old.flush() == state.flush()

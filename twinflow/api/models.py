@@ -222,6 +222,35 @@ class AlertActionResult(Doc):
     message: str
 
 
+class Delivery(Doc):
+    """An alert version in the webhook outbox and its delivery (docs/alerts.md, "Webhook delivery")."""
+
+    alert_id: str
+    version: int
+    twin_id: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: datetime = Field(description="queued (again: by a redelivery); the retention counts from then")
+    next_attempt_at: datetime = Field(description="pending: when it is tried next (a receiver's Retry-After counts)")
+    last_attempt_at: datetime | None
+    settled_at: datetime | None = Field(description="when it was delivered or failed")
+    http_status: int | None = Field(description="the receiver's last answer (null: none, e.g. a network error)")
+    last_error: str | None = Field(description="why the last attempt failed, or why it failed for good")
+    redelivered_by: str | None = Field(description="who queued it again after it failed")
+    redelivered_at: datetime | None
+
+
+class DeliveryList(Doc):
+    items: list[Delivery]
+    total: int = Field(description="how many rows the filters select (items is one page of them)")
+    counts: dict[str, int] = Field(description="rows per state in the whole outbox: pending, delivered, failed")
+
+
+class RedeliverResult(Doc):
+    queued: list[int] = Field(description="the versions queued again")
+    message: str
+
+
 class AlarmRate(Doc):
     """Alarm-system performance (ISA-18.2): :func:`twinflow.alarms.metrics.alarm_rate`."""
 

@@ -284,9 +284,6 @@ def maintenance(
     send_request(twin_id, {}, mode="maintenance" if state == "on" else "normal", reason=reason, timeout=timeout)
 
 
-DELIVERY_STATES = ("pending", "delivered", "failed")
-
-
 def _outbox(s: Settings):
     from connectors.postgres.webhook_outbox import OutboxStore
 
@@ -294,13 +291,13 @@ def _outbox(s: Settings):
 
 
 def _outbox_or_exit(fn):
-    """``fn()``; a database without the outbox table (migration 0135) is a message and exit code 1."""
+    """``fn()``; a database without the outbox table (migrations 0135, 0150) is a message and exit code 1."""
     import psycopg
 
     try:
         return fn()
-    except psycopg.errors.UndefinedTable:
-        err_console.print("[red]the database has no webhook_outbox table: run `twinflow db migrate`[/red]")
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        err_console.print("[red]the database's webhook_outbox table is missing or old: run `twinflow db migrate`[/red]")
         raise typer.Exit(1) from None
 
 
@@ -309,39 +306,47 @@ def deliveries(
     state: str = typer.Option("all", help="pending, delivered, failed, or all."),
     alert: str = typer.Option(None, "--alert", help="Only this alert's versions."),
     twin: str = typer.Option(None, help="Only this twin's alerts."),
-    limit: int = typer.Option(50, min=1, max=1_000_000, help="At most this many (newest first)."),
+    limit: int = typer.Option(50, min=1, max=1_000_000, help="At most this many (newest first: a page)."),
+    offset: int = typer.Option(0, min=0, help="Skip this many first (the next page: --offset 50)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """The webhook's outbox: each alert version queued for alerts.webhook_url, delivered, pending (with
     its attempts, last error and next attempt) or failed (with the reason), and the count per state."""
+    from connectors.postgres.webhook_outbox import DELIVERY_STATES, DeliveryQuery
+
     if state != "all" and state not in DELIVERY_STATES:
         err_console.print(f"[red]--state {state!r}: use one of {', '.join(DELIVERY_STATES)} or all[/red]")
         raise typer.Exit(2)
     store = _outbox(settings_or_exit())
+    query = DeliveryQuery(DELIVERY_STATES if state == "all" else (state,), alert, twin, limit, offset)
     try:
-        states = list(DELIVERY_STATES) if state == "all" else [state]
-        rows, counts = _outbox_or_exit(lambda: store.deliveries(states, alert=alert, twin=twin, limit=limit))
+        page = _outbox_or_exit(lambda: store.deliveries(query))
     finally:
         store.close()
     if as_json:
-        for r in rows:
+        for r in page.rows:
             console.print_json(json.dumps(r, default=str), indent=None)
         return
-    for r in rows:
+    for r in page.rows:
         when = r["settled_at"] if r["state"] != "pending" else r["next_attempt_at"]
         label = {"pending": "next attempt", "delivered": "delivered", "failed": "failed"}[r["state"]]
         style = {"pending": "yellow", "delivered": "green", "failed": "bold red"}[r["state"]]
         status = f" HTTP {r['http_status']}" if r["http_status"] else ""
+        again = f", queued again by {r['redelivered_by']}" if r["redelivered_by"] else ""
         console.print(
             f"[bold]{r['alert_id']}[/bold] v{r['version']} {r['twin_id']} [{style}]{r['state']}[/]{status}, "
-            f"{r['attempts']} attempt(s), {label} {when.astimezone(UTC):%m-%d %H:%M:%S} UTC"
+            f"{r['attempts']} attempt(s), {label} {when.astimezone(UTC):%m-%d %H:%M:%S} UTC{again}"
         )
         if r["last_error"]:
             console.print(Padding(r["last_error"], (0, 0, 0, 2)), markup=False)
+    shown = len(page.rows)
+    where = f" ({offset + 1}-{offset + shown} of {page.total}" if shown and (offset or shown < page.total) else ""
+    if where:
+        where += f"; next page: --offset {offset + shown})" if offset + shown < page.total else ")"
     console.print(
-        f"{len(rows)} shown; in the outbox: "
-        + ", ".join(f"{counts.get(name, 0)} {name}" for name in DELIVERY_STATES)
-        + (" (twinflow alerts redeliver --failed queues the failed ones again)" if counts.get("failed") else "")
+        f"{shown} shown{where}; in the outbox: "
+        + ", ".join(f"{page.counts.get(name, 0)} {name}" for name in DELIVERY_STATES)
+        + (" (twinflow alerts redeliver --failed queues the failed ones again)" if page.counts.get("failed") else "")
     )
 
 
@@ -350,15 +355,22 @@ def redeliver(
     alert_id: str = typer.Argument(None, help="The alert whose failed versions to queue again."),
     version: int = typer.Option(None, "--version", min=1, help="Only this version of the alert."),
     every_failed: bool = typer.Option(False, "--failed", help="Every failed version of every alert."),
+    by: str = typer.Option(None, "--by", help="Who asks (kept on the outbox rows; default: your user name)."),
 ) -> None:
     """Queue failed webhook deliveries again (after fixing alerts.webhook_url or the receiver): the running
     alerts flow POSTs them in version order, with a new retention period."""
+    import getpass
+
     if (alert_id is None) == (not every_failed) or (every_failed and version is not None):
         err_console.print("[red]give an ALERT_ID (optionally with --version) or --failed[/red]")
         raise typer.Exit(2)
+    who = by if by is not None else getpass.getuser()
+    if not who.strip():
+        err_console.print("[red]--by: name who asks, e.g. --by ann[/red]")
+        raise typer.Exit(2)
     store = _outbox(settings_or_exit())
     try:
-        queued = _outbox_or_exit(lambda: store.redeliver(None if every_failed else alert_id, version))
+        queued = _outbox_or_exit(lambda: store.redeliver(None if every_failed else alert_id, version, by=who))
     finally:
         store.close()
     if not queued:

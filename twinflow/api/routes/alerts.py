@@ -1,11 +1,17 @@
 """Alerts of ``/api/v1``: lists by lifecycle or ISA-18.2 state, one alert, the alarm rate per
-operator-hour, and people's actions (acknowledge, resolve, shelve, …: :mod:`twinflow.alarms.actions`)."""
+operator-hour, people's actions (acknowledge, resolve, shelve, …: :mod:`twinflow.alarms.actions`), and
+the webhook outbox: its deliveries, and failed ones queued again (``twinflow alerts deliveries | redeliver``).
+
+Reads take a :data:`~twinflow.api.auth.Reader`, changes a :data:`~twinflow.api.auth.Writer` whose subject
+is recorded with the change (an action's ``by``, a redelivery's ``redelivered_by``) and logged."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import psycopg
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +26,7 @@ from twinflow.api.problems import Problem
 from twinflow.api.routes.params import JSON, Time, aware_time, twin_id_ok
 
 router = APIRouter()
+log = logging.getLogger("twinflow.api")
 
 
 @router.get(
@@ -84,12 +91,119 @@ async def alert_metrics(
     return JSON(m)
 
 
+DeliveryState = Literal["all", "pending", "delivered", "failed"]
+NO_OUTBOX = "the database's webhook_outbox table is missing or old: run `twinflow db migrate`"
+Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many (a page), newest first")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="skip this many first (the next page)")]
+
+
+async def _deliveries(request: Request, state: str, alert: str | None, twin: str | None, limit: int, offset: int):
+    from connectors.postgres.webhook_outbox import DELIVERY_STATES, DeliveryQuery
+
+    query = DeliveryQuery(DELIVERY_STATES if state == "all" else (state,), alert, twin, limit, offset)
+    try:
+        page = await request.app.state.reads.deliveries(query)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        raise Problem(503, "no-outbox", NO_OUTBOX) from None
+    counts = {name: page.counts.get(name, 0) for name in DELIVERY_STATES}
+    return JSON({"items": page.rows, "total": page.total, "counts": counts})
+
+
+@router.get(
+    "/alerts/deliveries",
+    response_class=JSON,
+    response_model=models.DeliveryList,
+    summary="The webhook outbox: alert versions delivered, pending (next attempt) or failed (the reason)",
+    responses={503: {"description": "the database has no (current) webhook_outbox table: twinflow db migrate"}},
+)
+async def list_deliveries(
+    request: Request,
+    _: Reader,
+    state: Annotated[DeliveryState, Query(description="pending, delivered, failed, or all")] = "all",
+    alert: Annotated[str | None, Query(max_length=64, description="only this alert's versions")] = None,
+    twin: Annotated[
+        str | None, Query(max_length=128, description="a twin id", json_schema_extra={"pattern": TWIN_ID_PATTERN})
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> JSON:
+    twin = twin_id_ok(twin) if twin is not None else None
+    return await _deliveries(request, state, alert, twin, limit, offset)
+
+
 @router.get("/alerts/{alert_id}", response_class=JSON, response_model=models.AlertDocument, summary="One alert")
 async def get_alert(request: Request, alert_id: Annotated[str, Path(max_length=64)], _: Reader) -> JSON:
     row = await request.app.state.reads.alert(alert_id)
     if row is None:
         raise Problem(404, "no-such-alert", f"no alert {alert_id!r}")
     return JSON(_alert_doc(row))
+
+
+@router.get(
+    "/alerts/{alert_id}/deliveries",
+    response_class=JSON,
+    response_model=models.DeliveryList,
+    summary="One alert's versions in the webhook outbox",
+    responses={503: {"description": "the database has no (current) webhook_outbox table: twinflow db migrate"}},
+)
+async def alert_deliveries(
+    request: Request,
+    alert_id: Annotated[str, Path(max_length=64)],
+    _: Reader,
+    state: Annotated[DeliveryState, Query(description="pending, delivered, failed, or all")] = "all",
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> JSON:
+    if await request.app.state.reads.alert(alert_id) is None:
+        raise Problem(404, "no-such-alert", f"no alert {alert_id!r}")
+    return await _deliveries(request, state, alert_id, None, limit, offset)
+
+
+class RedeliverBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int | None = Field(None, ge=1, le=2**31 - 1, description="only this version (default: every failed one)")
+
+
+@router.post(
+    "/alerts/{alert_id}/redeliver",
+    response_class=JSON,
+    response_model=models.RedeliverResult,
+    summary="Queue an alert's failed webhook deliveries again",
+    responses={
+        409: {"description": "no failed delivery of the alert (or of that version) in the outbox"},
+        503: {"description": "the database has no (current) webhook_outbox table: twinflow db migrate"},
+    },
+)
+async def redeliver(
+    request: Request,
+    alert_id: Annotated[str, Path(max_length=64)],
+    subject: Writer,
+    body: RedeliverBody | None = None,
+) -> JSON:
+    from connectors.postgres.webhook_outbox import OutboxStore
+
+    version = (body or RedeliverBody()).version
+    if await request.app.state.reads.alert(alert_id) is None:
+        raise Problem(404, "no-such-alert", f"no alert {alert_id!r}")
+
+    def run() -> list[tuple[str, int]]:
+        store = OutboxStore(request.app.state.settings.postgres.conninfo())
+        try:
+            return store.redeliver(alert_id, version, by=subject)
+        finally:
+            store.close()
+
+    try:
+        queued = await run_in_threadpool(run)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        raise Problem(503, "no-outbox", NO_OUTBOX) from None
+    if not queued:
+        which = f" v{version}" if version else ""
+        raise Problem(409, "nothing-to-redeliver", f"no failed delivery of {alert_id}{which} in the webhook outbox")
+    versions = sorted(v for _, v in queued)
+    log.info("webhook: %s queued alert %s v%s again", subject, alert_id, ", v".join(map(str, versions)))
+    message = f"{len(versions)} version(s) of {alert_id} queued again by {subject}"
+    return JSON({"queued": versions, "message": message})
 
 
 class AlertActionBody(BaseModel):
