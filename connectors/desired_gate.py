@@ -7,7 +7,8 @@ the memory for replays and restarts) and, the denied ones, to ``desired_rejectio
 per table, in one transaction, committed before it returns (retried on connection loss; the flow waits).
 ``recall`` finds earlier verdicts by Kafka position or (authenticated verdicts only) request id, for a
 whole batch in one query.
-``resume_position`` is the newest decided position of a twin (a twin resumed from the database skips records up to it).
+``resume_position`` is the newest record whose change a twin's stored state includes (a twin resumed from
+the database skips records up to it and decides the later ones again: the same verdicts).
 """
 
 from __future__ import annotations
@@ -116,19 +117,22 @@ class PostgresDecisionStore:
         with self._lock:
             self._db.transaction(write, f"recording {len(verdicts)} verdict(s) on desired requests")
 
-    def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
-        """The newest decided (topic, partition, offset) of ``twin_id`` on ``topic``."""
+    def resume_position(self, twin_id: str, topic: str, desired_version: int) -> Position | None:
+        """The newest record of ``twin_id`` on ``topic`` whose change a state at ``desired_version`` includes:
+        its newest allowed verdict decided below that desired version."""
+        if desired_version <= 0:
+            return None
 
-        def find(conn: psycopg.Connection) -> tuple[str, int, int] | None:
+        def find(conn: psycopg.Connection) -> Position | None:
             row = conn.execute(
                 "SELECT partition, \"offset\" FROM desired_requests WHERE twin_id = %s AND topic = %s"
-                " ORDER BY id DESC LIMIT 1",
-                (twin_id, topic),
+                " AND decision = 'allow' AND desired_version < %s ORDER BY id DESC LIMIT 1",
+                (twin_id, topic, desired_version),
             ).fetchone()
             return None if row is None else (topic, row[0], row[1])
 
         with self._lock:
-            return self._db.transaction(find, f"reading the last desired request of {twin_id}")
+            return self._db.transaction(find, f"reading the last desired request applied to {twin_id}")
 
     def close(self) -> None:
         self._db.close()

@@ -178,23 +178,25 @@ def desired_gate(settings: Settings, store: DecisionStore) -> DesiredGate:
 def stored_state(
     settings: Settings, proc: TwinProcessor, store: DecisionStore, stored: StoredTwins
 ) -> Callable[[str], TwinState | None]:
-    """``twin_id`` → its state at the newest stored version (and the last desired record decided)."""
+    """``twin_id`` → its state at the newest stored version, with the last ``twin.desired`` record that
+    state includes (the records after it are decided again: their verdicts are recalled, not made anew,
+    and their changes applied; one whose audit row was committed but whose outputs never left, a kill
+    between the two, is not lost)."""
     desired_topic = settings.twin.desired_topic
 
     def load(twin_id: str) -> TwinState | None:
         doc = stored.latest(twin_id)
-        pos = store.resume_position(twin_id, desired_topic)
-        if doc is None and pos is None:
+        if doc is None:
             return None
-        st, unreadable = state_or_fresh(doc, proc.reconciler.rules(twin_id)) if doc else (TwinState(twin_id), None)
-        st.desired_pos = pos
+        st, unreadable = state_or_fresh(doc, proc.reconciler.rules(twin_id))
+        st.desired_pos = store.resume_position(twin_id, desired_topic, st.desired_version)
         if unreadable is not None:
             log.warning(
                 "twin %s: its newest stored version %d cannot be read (%s); it resumes from that version with "
                 "its reported, desired and command state afresh",
                 twin_id, st.version, unreadable,
             )  # fmt: skip
-        elif doc is not None:
+        else:
             log.info("twin %s resumed from the database at version %d", twin_id, st.version)
         return st
 

@@ -127,8 +127,9 @@ class DecisionStore(Protocol):
 
     def record(self, verdicts: Sequence[Verdict]) -> None: ...
 
-    def resume_position(self, twin_id: str, topic: str) -> Position | None:
-        """The newest decided (topic, partition, offset) of ``twin_id`` on ``topic``."""
+    def resume_position(self, twin_id: str, topic: str, desired_version: int) -> Position | None:
+        """The (topic, partition, offset) of ``twin_id``'s newest allowed verdict on ``topic`` decided
+        below ``desired_version``: the last request a state at that desired version includes."""
         ...
 
 
@@ -153,8 +154,13 @@ class MemoryStore:
             self.log.append(verdict)
         self.commits += 1
 
-    def resume_position(self, twin_id: str, topic: str) -> Position | None:
-        mine = [v.position for v in self.log if v.twin_id == twin_id and v.position and v.position[0] == topic]
+    def resume_position(self, twin_id: str, topic: str, desired_version: int) -> Position | None:
+        mine = [
+            v.position
+            for v in self.log
+            if v.twin_id == twin_id and v.position and v.position[0] == topic
+            and v.allowed and v.desired_version < desired_version
+        ]  # fmt: skip
         return mine[-1] if mine else None
 
 

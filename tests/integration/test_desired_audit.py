@@ -44,7 +44,9 @@ def test_the_decision_store_audits_allows_and_records_refusals(private_db):
         assert by_pos == {("twin.desired", 0, 8): no}  # the same record: recalled as it was
         assert by_rid["req-allow-1"].position == ("twin.desired", 0, 7) and "req-other" not in by_rid
         assert store.recall([], []) == ({}, {})
-        assert store.resume_position("pump-1", "twin.desired") == ("twin.desired", 0, 8)
+        # A state at desired version 5 includes the allowed request decided at 4; the denied one changed nothing.
+        assert store.resume_position("pump-1", "twin.desired", 5) == ("twin.desired", 0, 7)
+        assert store.resume_position("pump-1", "twin.desired", 4) is None
     finally:
         store.close()
     with psycopg.connect(s.postgres.conninfo()) as conn:
