@@ -146,6 +146,7 @@ def test_a_mixed_burst_gets_each_its_verdict_and_audit_row_and_only_good_ones_ar
         assert [c["value"] for c in commands_for(s, t)] == good[t], t
     # Decided together: a few transactions for the burst, not one per request (the gate before: 123 of 123).
     transactions = len({r["tx"] for r in rows})
+    print(f"\n{len(burst)} requests decided in {transactions} transaction(s)")
     assert transactions <= len(burst) // 10, f"{transactions} transactions for {len(burst)} requests"
     verify = plane.cli(None, "audit", "verify")
     assert verify.returncode == 0 and "audit chain intact" in verify.stdout, verify.stdout + verify.stderr
