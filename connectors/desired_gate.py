@@ -1,43 +1,51 @@
 """The gate's decision store on PostgreSQL: the hash-chained audit, refusals and request verdicts.
 
 :class:`PostgresDecisionStore` is the :class:`operators.twin.desired_gate.DecisionStore` of the twin
-flow. ``record`` appends the verdict to ``desired_audit`` (the hash chain,
-:mod:`connectors.postgres.audit`), to ``desired_requests`` (its Kafka position and request id:
-the memory for replays and restarts) and, when denied, to ``desired_rejections`` — in one
-transaction, committed before it returns (retried on connection loss; the flow waits).
-``prior`` finds an earlier verdict by Kafka position or (authenticated verdicts only) request id.
-``resume_position`` is the newest decided position of a twin (a twin resumed from the database skips records up to it).
+flow. ``record`` appends a batch of verdicts, in order, to ``desired_audit`` (the hash chain,
+:mod:`connectors.postgres.audit`), to ``desired_requests`` (their Kafka positions and request ids:
+the memory for replays and restarts) and, the denied ones, to ``desired_rejections`` — one statement
+per table, in one transaction, committed before it returns (retried on connection loss; the flow waits).
+``recall`` finds earlier verdicts by Kafka position or (authenticated verdicts only) request id, for a
+whole batch in one query.
+``resume_position`` is the newest record whose change a twin's stored state includes (a twin resumed from
+the database skips records up to it and decides the later ones again: the same verdicts).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from connectors.postgres.audit import AuditEntry, append, record_rejection
+from connectors.postgres.audit import AuditEntry, append_many
 from connectors.postgres.session import Session
-from operators.twin.desired_gate import UNAUTHENTICATED, Verdict
+from operators.twin.desired_gate import UNAUTHENTICATED, Position, Recalled, Verdict
 
 _COLS = (
     'topic, partition, "offset", request_id, twin_id, actor, via, decision, reason, detail, old, new, desired_version'
 )
-BY_POSITION = (
-    "SELECT " + _COLS + ' FROM desired_requests WHERE topic = %s AND partition = %s AND "offset" = %s'
-)
-# The first verdict that claimed the request id: records whose signer was not established never do.
-BY_REQUEST = (
-    "SELECT " + _COLS + " FROM desired_requests WHERE request_id = %s AND reason <> ALL(%s) ORDER BY id LIMIT 1"
+# The verdicts of these Kafka records, and the first verdict that claimed each of these request ids
+# (records whose signer was not established never claim one).
+RECALL = (
+    "SELECT true, " + _COLS + " FROM desired_requests WHERE (topic, partition, \"offset\") IN"
+    " (SELECT * FROM unnest(%s::text[], %s::integer[], %s::bigint[]))"
+    " UNION ALL (SELECT DISTINCT ON (request_id) false, " + _COLS + " FROM desired_requests"
+    " WHERE request_id = ANY(%s) AND reason <> ALL(%s) ORDER BY request_id, id)"
 )
 INSERT = (
-    "INSERT INTO desired_requests (" + _COLS + ", audit_id)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "INSERT INTO desired_requests (" + _COLS + ", audit_id) SELECT * FROM unnest(%s::text[], %s::integer[],"
+    " %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::jsonb[], %s::jsonb[], %s::bigint[], %s::bigint[])"
     ' ON CONFLICT (topic, partition, "offset") DO NOTHING'
 )
-
+REJECT = (
+    "INSERT INTO desired_rejections (twin_id, actor, request, reason, detail, audit_id)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::bigint[])"
+)
 
 
 def _plain(doc: dict[str, Any]) -> Any:
@@ -51,6 +59,11 @@ def _verdict(row: tuple[Any, ...]) -> Verdict:
     return Verdict(rid, twin, actor, allowed, reason, detail, via, old, new, dver, (topic, partition, offset))
 
 
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as one list per column (the arrays ``unnest`` takes)."""
+    return [list(c) for c in zip(*rows, strict=True)]
+
+
 class PostgresDecisionStore:
     """One connection per flow process, shared by its workers (a lock serialises them)."""
 
@@ -58,69 +71,68 @@ class PostgresDecisionStore:
         self._db = Session(conninfo, max_attempts=max_attempts, name=type(self).__name__)
         self._lock = threading.Lock()
 
-    def prior(self, request_id: str, position: tuple[str, int, int] | None) -> Verdict | None:
-        def find(conn: psycopg.Connection) -> Verdict | None:
-            row = None
-            if position is not None:
-                row = conn.execute(BY_POSITION, position).fetchone()
-            if row is None:
-                row = conn.execute(BY_REQUEST, (request_id, sorted(UNAUTHENTICATED))).fetchone()
-            return None if row is None else _verdict(row)
+    def recall(self, request_ids: Collection[str], positions: Collection[Position]) -> Recalled:
+        """The verdicts recorded for ``positions``, and the first claim of each of ``request_ids``: one query."""
+        where = _columns(list(positions)) if positions else [[], [], []]
+
+        def find(conn: psycopg.Connection) -> Recalled:
+            rows = conn.execute(RECALL, (*where, list(request_ids), sorted(UNAUTHENTICATED))).fetchall()
+            by_position: dict[Position, Verdict] = {}
+            by_request: dict[str, Verdict] = {}
+            for by_pos, *row in rows:
+                v = _verdict(tuple(row))
+                if by_pos:
+                    by_position[v.position] = v  # type: ignore[index]
+                else:
+                    by_request[v.request_id] = v
+            return by_position, by_request
 
         with self._lock:
-            return self._db.transaction(find, f"looking up desired request {request_id}")
+            return self._db.transaction(find, f"looking up {len(request_ids)} desired request(s)")
 
-    def record(self, verdict: Verdict) -> None:
-        v = verdict
-        old, new = _plain(v.old), _plain(v.new)
-        topic, partition, offset = v.position or ("", -1, -1)
+    def record(self, verdicts: Sequence[Verdict]) -> None:
+        """Audit ``verdicts`` (in order), remember them and store the refusals: one transaction."""
+        if not verdicts:
+            return
+        docs = [(_plain(v.old), _plain(v.new)) for v in verdicts]
+        entries = [
+            AuditEntry(v.actor, v.twin_id, new, v.decision, v.reason, old, v.desired_version, v.detail)
+            for v, (old, new) in zip(verdicts, docs, strict=True)
+        ]
 
         def write(conn: psycopg.Connection) -> None:
-            row = append(
-                conn,
-                AuditEntry(
-                    actor=v.actor,
-                    twin_id=v.twin_id,
-                    old=old,
-                    new=new,
-                    version=v.desired_version,
-                    decision=v.decision,
-                    reason=v.reason,
-                    detail=v.detail,
-                ),
-            )
-            conn.execute(
-                INSERT,
-                (topic, partition, offset, v.request_id, v.twin_id, v.actor, v.via, v.decision, v.reason, v.detail,
-                 Jsonb(old), Jsonb(new), v.desired_version, row.id),
-            )  # fmt: skip
-            if not v.allowed:
-                record_rejection(
-                    conn,
-                    twin_id=v.twin_id,
-                    actor=v.actor,
-                    request={**new, "old": old, "desired_version": v.desired_version, "via": v.via},
-                    reason=v.reason,
-                    detail=v.detail,
-                    audit_id=row.id,
-                )
+            audit = append_many(conn, entries)
+            requests, refusals = [], []
+            for v, (old, new), row in zip(verdicts, docs, audit, strict=True):
+                topic, partition, offset = v.position or ("", -1, -1)
+                requests.append((topic, partition, offset, v.request_id, v.twin_id, v.actor, v.via, v.decision,
+                                 v.reason, v.detail, Jsonb(old), Jsonb(new), v.desired_version, row.id))  # fmt: skip
+                if not v.allowed:
+                    request = {**new, "old": old, "desired_version": v.desired_version, "via": v.via}
+                    refusals.append((v.twin_id, v.actor, Jsonb(request), v.reason, v.detail, row.id))
+            conn.execute(INSERT, _columns(requests))
+            if refusals:
+                conn.execute(REJECT, _columns(refusals))
 
         with self._lock:
-            self._db.transaction(write, f"recording the verdict on desired request {v.request_id}")
+            self._db.transaction(write, f"recording {len(verdicts)} verdict(s) on desired requests")
 
-    def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
-        """The newest decided (topic, partition, offset) of ``twin_id`` on ``topic``."""
+    def resume_position(self, twin_id: str, topic: str, desired_version: int) -> Position | None:
+        """The newest record of ``twin_id`` on ``topic`` whose change a state at ``desired_version`` includes:
+        its newest allowed verdict decided below that desired version."""
+        if desired_version <= 0:
+            return None
 
-        def find(conn: psycopg.Connection) -> tuple[str, int, int] | None:
+        def find(conn: psycopg.Connection) -> Position | None:
             row = conn.execute(
                 "SELECT partition, \"offset\" FROM desired_requests WHERE twin_id = %s AND topic = %s"
-                " ORDER BY id DESC LIMIT 1",
-                (twin_id, topic),
+                " AND decision = 'allow' AND desired_version < %s ORDER BY id DESC LIMIT 1",
+                (twin_id, topic, desired_version),
             ).fetchone()
             return None if row is None else (topic, row[0], row[1])
 
         with self._lock:
-            return self._db.transaction(find, f"reading the last desired request of {twin_id}")
+            return self._db.transaction(find, f"reading the last desired request applied to {twin_id}")
 
     def close(self) -> None:
         self._db.close()

@@ -6,8 +6,9 @@ Outputs: ``twin.state`` (compacted, key twin_id), ``twin.commands``, ``twin.desy
 window aggregates → PostgreSQL. Wiring only; the logic is in :mod:`operators.twin.processor`.
 
 Every desired request passes the gate (:mod:`operators.twin.desired_gate`) inside the per-twin step;
-its verdict is committed to the audit trail (:mod:`connectors.desired_gate`) before the step
-emits anything, so no command leaves without its audit row. A twin without a Bytewax snapshot
+the step after it (``twin_gate_commit``) commits a polled batch's verdicts to the audit trail
+(:mod:`connectors.desired_gate`) in one transaction before it passes that batch's outputs on, so no
+command leaves without its audit row. A twin without a Bytewax snapshot
 resumes from its newest stored version (:mod:`operators.twin.resume`): versions never restart.
 
 Run it::
@@ -128,6 +129,13 @@ def _one(produced: list[Produced]) -> list[list[Produced]]:
     return [produced] if produced else []
 
 
+def audited(gate: DesiredGate | None, items: list[T]) -> list[T]:
+    """``items``, once the gate's pending verdicts are committed."""
+    if gate is not None:
+        gate.commit()
+    return items
+
+
 def _db_items(produced: list[Produced]) -> list[StateChange | WindowRow] | None:
     rows = [i for i in produced if isinstance(i, StateChange | WindowRow)]
     return rows or None
@@ -170,23 +178,25 @@ def desired_gate(settings: Settings, store: DecisionStore) -> DesiredGate:
 def stored_state(
     settings: Settings, proc: TwinProcessor, store: DecisionStore, stored: StoredTwins
 ) -> Callable[[str], TwinState | None]:
-    """``twin_id`` → its state at the newest stored version (and the last desired record decided)."""
+    """``twin_id`` → its state at the newest stored version, with the last ``twin.desired`` record that
+    state includes (the records after it are decided again: their verdicts are recalled, not made anew,
+    and their changes applied; one whose audit row was committed but whose outputs never left, a kill
+    between the two, is not lost)."""
     desired_topic = settings.twin.desired_topic
 
     def load(twin_id: str) -> TwinState | None:
         doc = stored.latest(twin_id)
-        pos = store.resume_position(twin_id, desired_topic)
-        if doc is None and pos is None:
+        if doc is None:
             return None
-        st, unreadable = state_or_fresh(doc, proc.reconciler.rules(twin_id)) if doc else (TwinState(twin_id), None)
-        st.desired_pos = pos
+        st, unreadable = state_or_fresh(doc, proc.reconciler.rules(twin_id))
+        st.desired_pos = store.resume_position(twin_id, desired_topic, st.desired_version)
         if unreadable is not None:
             log.warning(
                 "twin %s: its newest stored version %d cannot be read (%s); it resumes from that version with "
                 "its reported, desired and command state afresh",
                 twin_id, st.version, unreadable,
             )  # fmt: skip
-        elif doc is not None:
+        else:
             log.info("twin %s resumed from the database at version %d", twin_id, st.version)
         return st
 
@@ -199,8 +209,8 @@ class TwinSinks:
 
     ``messages``: Kafka (states, commands, desync events, late readings, the gate's outcomes, twin
     status, dead letters); ``history``: twin versions, sync quality and windows; ``rows``: telemetry
-    rows (only with ``twin.ingest = true``); ``decisions``: the gate's verdicts, committed before the
-    step emits anything; ``stored``: a twin's newest stored version, for a twin without a snapshot
+    rows (only with ``twin.ingest = true``); ``decisions``: the gate's verdicts, committed a polled
+    batch at a time before its outputs go on; ``stored``: a twin's newest stored version, for a twin without a snapshot
     (None: such a twin starts new)."""
 
     messages: Sink
@@ -261,7 +271,9 @@ def attach_polled(
     events = op.flat_map(
         "twin_events", inputs, lambda ti: [(twin, (twin, evs)) for twin, evs in group_by_key(ti.events)]
     )
-    produced = op.stateful("twin_state", events, lambda snap: TwinLogic(proc, snap, idle_ticks, resume))
+    decided = op.stateful("twin_state", events, lambda snap: TwinLogic(proc, snap, idle_ticks, resume))
+    # The batch's verdicts, audited together before any of its outputs goes on (one transaction).
+    produced = op.flat_map_batch("twin_gate_commit", decided, lambda items: audited(proc.gate, items))
     # (twin_id, [outputs]) per twin and batch: each consumer takes the list itself.
     output("twin_postgres", produced, sinks.history, lambda kv: _db_items(kv[1]))
 

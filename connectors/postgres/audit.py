@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -103,67 +103,59 @@ def row_hash(
 
 def append(conn: psycopg.Connection, entry: AuditEntry) -> AuditRow:
     """Append one entry to the chain in its own transaction (or the caller's, if one is open)."""
+    return append_many(conn, [entry])[0]
+
+
+def append_many(conn: psycopg.Connection, entries: Sequence[AuditEntry]) -> list[AuditRow]:
+    """Append entries to the chain, in order, with one INSERT (in a transaction of its own or the caller's).
+
+    Three round trips whatever their number: the lock, the ids and the jsonb-normalised documents
+    with the chain's head, the INSERT. The rows share one ``at``."""
+    if not entries:
+        return []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        id_, at, old, new, prev = conn.execute(
-            "SELECT nextval(pg_get_serial_sequence('desired_audit', 'id')), clock_timestamp(),"
-            " %s::jsonb, %s::jsonb,"
-            " (SELECT hash FROM desired_audit ORDER BY id DESC LIMIT 1)",
-            (None if entry.old is None else Jsonb(entry.old), Jsonb(entry.new)),
-        ).fetchone()
-        row = AuditRow(
-            id_,
-            at,
-            entry.actor,
-            entry.twin_id,
-            old,
-            new,
-            entry.version,
-            entry.decision,
-            entry.reason,
-            entry.detail,
-            prev or GENESIS,
-            "",
-        )
-        digest = row.content_hash()
+        docs = [Jsonb([None if e.old is None else e.old, e.new]) for e in entries]
+        fetched = conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('desired_audit', 'id')), clock_timestamp(), d.doc,"
+            " (SELECT hash FROM desired_audit ORDER BY id DESC LIMIT 1)"
+            " FROM unnest(%s::jsonb[]) WITH ORDINALITY AS d(doc, n) ORDER BY d.n",
+            (docs,),
+        ).fetchall()
+        out: list[AuditRow] = []
+        prev = fetched[0][3] or GENESIS
+        at = fetched[0][1]
+        for entry, (id_, _, (old, new), _) in zip(entries, fetched, strict=True):
+            row = AuditRow(
+                id_,
+                at,
+                entry.actor,
+                entry.twin_id,
+                old,
+                new,
+                entry.version,
+                entry.decision,
+                entry.reason,
+                entry.detail,
+                prev,
+                "",
+            )
+            prev = row.content_hash()
+            out.append(AuditRow(**{**row.__dict__, "hash": prev}))
+        columns = list(zip(*[_columns(r) for r in out], strict=True))
         conn.execute(
-            "INSERT INTO desired_audit (id, at, actor, twin_id, old, new, version, decision, reason,"
-            " detail, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                row.id,
-                row.at,
-                row.actor,
-                row.twin_id,
-                None if old is None else Jsonb(old),
-                Jsonb(new),
-                row.version,
-                row.decision,
-                row.reason,
-                row.detail,
-                row.prev_hash,
-                digest,
-            ),
+            "INSERT INTO desired_audit (id, at, actor, twin_id, old, new, version, decision, reason, detail,"
+            " prev_hash, hash) SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[],"
+            " %s::jsonb[], %s::jsonb[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])",
+            [list(c) for c in columns],
         )
-    return AuditRow(**{**row.__dict__, "hash": digest})
+    return out
 
 
-def record_rejection(
-    conn: psycopg.Connection,
-    *,
-    twin_id: str,
-    actor: str,
-    request: dict[str, Any],
-    reason: str,
-    detail: str,
-    audit_id: int | None,
-) -> int:
-    """Store a refused update in ``desired_rejections``; returns its id."""
-    (rid,) = conn.execute(
-        "INSERT INTO desired_rejections (twin_id, actor, request, reason, detail, audit_id)"
-        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (twin_id, actor, Jsonb(request), reason, detail, audit_id),
-    ).fetchone()
-    return rid
+def _columns(row: AuditRow) -> tuple[Any, ...]:
+    old = None if row.old is None else Jsonb(row.old)
+    return (row.id, row.at, row.actor, row.twin_id, old, Jsonb(row.new), row.version, row.decision, row.reason,
+            row.detail, row.prev_hash, row.hash)  # fmt: skip
 
 
 def rows(conn: psycopg.Connection, batch: int = 1000) -> Iterator[AuditRow]:

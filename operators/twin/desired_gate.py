@@ -2,18 +2,20 @@
 
 For each ``twin.desired`` record of a twin, in order, :meth:`DesiredGate.judge`:
 
-1. looks the request id up in the decision store: the same Kafka record decided before (a replay
-   after a restart) gets the *same* verdict again and nothing new is recorded;
+1. looks the record and its request id up (:meth:`DesiredGate.recall` fetches a twin's whole polled
+   batch in one query; verdicts not committed yet count too): the same Kafka record decided before
+   (a replay after a restart) gets the *same* verdict again and nothing new is recorded;
 2. otherwise decides (:func:`decide`): signature, subject and freshness
    (:mod:`operators.security.request_auth`) first — so the audit names whoever really signed —
-   then a request id already decided in another record (a replayed request, denied; only
-   authenticated verdicts claim an id, so a forged record cannot make a real request a "replay"),
-   unknown twin, the attribute policy (:mod:`operators.security.authorization`),
-   unknown parameters, ``physical_wins`` parameters (the device owns them), and the
-   ``expected_version`` against the twin's desired version;
-3. records the verdict through the store (the hash-chained audit and, when denied, the
-   refusal), committed, and only then returns it: an allowed change reaches the reconciler, and
-   so ``twin.commands``, only after its audit row is committed.
+   then a request id already decided in another record, earlier in the same batch included (a
+   replayed request, denied; only authenticated verdicts claim an id, so a forged record cannot make
+   a real request a "replay"), unknown twin, the attribute policy
+   (:mod:`operators.security.authorization`), unknown parameters, ``physical_wins`` parameters (the
+   device owns them), and the ``expected_version`` against the twin's desired version;
+3. keeps the verdict: :meth:`DesiredGate.commit` records a polled batch's verdicts together, in the
+   order judged (the hash-chained audit and the refusals, one transaction), and the flow forwards
+   that batch's outputs only after it returns: an allowed change reaches ``twin.commands`` only
+   after its audit row is committed.
 
 Plain Python: the store is injected (:class:`connectors.desired_gate.PostgresDecisionStore` in
 the flow, a dict in tests).
@@ -41,8 +43,10 @@ the flow, a dict in tests).
 >>> v.allowed, v.actor, v.reason
 (True, 'ann', 'allowed')
 >>> again = DesiredEvent(ev.update, now, signed, sig, ("twin.desired", 0, 9))  # the same request re-sent
->>> gate.judge(st, again, tp.rules_for("p1"), now).reason
+>>> gate.judge(st, again, tp.rules_for("p1"), now).reason    # in the same batch: still a replay
 'replayed_request'
+>>> gate.commit(), len(gate.store.log), gate.store.commits   # both verdicts recorded together
+(2, 2, 1)
 >>> forged = DesiredEvent(ev.update, now, signed.replace(b"1200", b"3000"), sig, ("twin.desired", 0, 10))
 >>> v = gate.judge(st, forged, tp.rules_for("p1"), now)   # a tampered copy: not ann's, whatever it claims
 >>> v.reason, v.detail.startswith("the signature does not verify")
@@ -51,7 +55,8 @@ the flow, a dict in tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -107,19 +112,24 @@ class Verdict:
         return "allow" if self.allowed else "deny"
 
 
+Position = tuple[str, int, int]
+# What a store recalls: verdicts by Kafka position, and the first claim of each request id.
+Recalled = tuple[dict[Position, Verdict], dict[str, Verdict]]
+
+
 class DecisionStore(Protocol):
     """Where verdicts are kept (committed before ``record`` returns).
 
-    ``prior`` returns the verdict recorded for this Kafka record (``position``) if there is one,
-    else the first verdict recorded for ``request_id`` in another record whose reason is not in
-    :data:`UNAUTHENTICATED`, else None."""
+    ``recall`` returns the verdicts recorded for these Kafka records (``positions``) and, for each of
+    ``request_ids``, the first verdict recorded for it whose reason is not in :data:`UNAUTHENTICATED`."""
 
-    def prior(self, request_id: str, position: tuple[str, int, int] | None) -> Verdict | None: ...
+    def recall(self, request_ids: Collection[str], positions: Collection[Position]) -> Recalled: ...
 
-    def record(self, verdict: Verdict) -> None: ...
+    def record(self, verdicts: Sequence[Verdict]) -> None: ...
 
-    def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
-        """The newest decided (topic, partition, offset) of ``twin_id`` on ``topic``."""
+    def resume_position(self, twin_id: str, topic: str, desired_version: int) -> Position | None:
+        """The (topic, partition, offset) of ``twin_id``'s newest allowed verdict on ``topic`` decided
+        below ``desired_version``: the last request a state at that desired version includes."""
         ...
 
 
@@ -130,18 +140,27 @@ class MemoryStore:
         self.by_position: dict[Any, Verdict] = {}
         self.by_request: dict[str, Verdict] = {}
         self.log: list[Verdict] = []
+        self.commits = 0  # calls of ``record`` (transactions)
 
-    def prior(self, request_id: str, position: tuple[str, int, int] | None) -> Verdict | None:
-        return self.by_position.get(position) or self.by_request.get(request_id)
+    def recall(self, request_ids: Collection[str], positions: Collection[Position]) -> Recalled:
+        by_position = {p: self.by_position[p] for p in positions if p in self.by_position}
+        return by_position, {r: self.by_request[r] for r in request_ids if r in self.by_request}
 
-    def record(self, verdict: Verdict) -> None:
-        self.by_position.setdefault(verdict.position, verdict)
-        if verdict.reason not in UNAUTHENTICATED:
-            self.by_request.setdefault(verdict.request_id, verdict)
-        self.log.append(verdict)
+    def record(self, verdicts: Sequence[Verdict]) -> None:
+        for verdict in verdicts:
+            self.by_position.setdefault(verdict.position, verdict)
+            if verdict.reason not in UNAUTHENTICATED:
+                self.by_request.setdefault(verdict.request_id, verdict)
+            self.log.append(verdict)
+        self.commits += 1
 
-    def resume_position(self, twin_id: str, topic: str) -> tuple[str, int, int] | None:
-        mine = [v.position for v in self.log if v.twin_id == twin_id and v.position and v.position[0] == topic]
+    def resume_position(self, twin_id: str, topic: str, desired_version: int) -> Position | None:
+        mine = [
+            v.position
+            for v in self.log
+            if v.twin_id == twin_id and v.position and v.position[0] == topic
+            and v.allowed and v.desired_version < desired_version
+        ]  # fmt: skip
         return mine[-1] if mine else None
 
 
@@ -251,17 +270,65 @@ def decide(
 
 
 class DesiredGate:
+    """Judges desired requests and keeps their verdicts until :meth:`commit` records them together.
+
+    Shared by the flow's workers (a lock serialises them). The caller forwards nothing a verdict
+    allowed before ``commit`` returns (the twin flow commits each polled batch in a step of its own)."""
+
     def __init__(self, config: GateConfig, store: DecisionStore) -> None:
         self.config = config
         self.store = store
+        self._lock = threading.RLock()
+        self._pending: list[Verdict] = []
+        # Known verdicts (recalled from the store, or pending) by position and request id; None: none.
+        self._by_position: dict[Position, Verdict | None] = {}
+        self._by_request: dict[str, Verdict | None] = {}
+
+    def recall(self, events: Iterable[DesiredEvent]) -> None:
+        """Look up what the store knows of these records and their request ids, in one call."""
+        with self._lock:
+            positions = {e.position for e in events if e.position is not None} - self._by_position.keys()
+            rids = {request_id_of(e) for e in events} - self._by_request.keys()
+            if not positions and not rids:
+                return
+            by_position, by_request = self.store.recall(rids, positions)
+            for p in positions:
+                self._by_position[p] = by_position.get(p)
+            for r in rids:
+                self._by_request[r] = by_request.get(r)
 
     def judge(self, state: TwinState, ev: DesiredEvent, rules: TwinRules, now: datetime | None = None) -> Verdict:
-        """Decide (or recall) and record the verdict on ``ev`` for the twin in ``state``."""
+        """Decide (or recall) the verdict on ``ev`` for the twin in ``state``; kept for :meth:`commit`."""
         now = now or datetime.now(UTC)
         rid = request_id_of(ev)
-        prior = self.store.prior(rid, ev.position)
-        if prior is not None and prior.position == ev.position:
-            return Verdict(**{**prior.__dict__, "repeated": True})
+        with self._lock:
+            self.recall([ev])
+            prior = self._by_position.get(ev.position) if ev.position is not None else None
+            if prior is not None:
+                return Verdict(**{**prior.__dict__, "repeated": True})
+            prior = self._by_request.get(rid)
+            verdict = self._verdict(state, ev, rules, now, rid, prior)
+            self._pending.append(verdict)
+            if ev.position is not None:
+                self._by_position[ev.position] = verdict
+            if prior is None and verdict.reason not in UNAUTHENTICATED:
+                self._by_request[rid] = verdict
+            return verdict
+
+    def commit(self) -> int:
+        """Record the pending verdicts, in the order judged, in one store call; returns how many."""
+        with self._lock:
+            pending = self._pending
+            if pending:
+                self.store.record(pending)
+            self._pending = []
+            self._by_position.clear()  # the next batch asks the store again (other processes write too)
+            self._by_request.clear()
+            return len(pending)
+
+    def _verdict(
+        self, state: TwinState, ev: DesiredEvent, rules: TwinRules, now: datetime, rid: str, prior: Verdict | None
+    ) -> Verdict:
         allowed, reason, detail, actor, via = decide(self.config, state, ev, rules, now, prior)
         upd = ev.update
         old: dict[str, Any] = {"values": {k: (state.desired[k][0] if k in state.desired else None) for k in upd.values}}
@@ -274,7 +341,7 @@ class DesiredGate:
             new["reason"] = upd.reason
         if via is not None:
             new["via"] = via
-        verdict = Verdict(
+        return Verdict(
             rid,
             state.twin_id,
             actor,
@@ -287,8 +354,6 @@ class DesiredGate:
             state.desired_version,
             ev.position,
         )
-        self.store.record(verdict)
-        return verdict
 
 
 def _where(position: tuple[str, int, int] | None) -> str:
@@ -303,6 +368,8 @@ __all__ = [
     "GateConfig",
     "GateReason",
     "MemoryStore",
+    "Position",
+    "Recalled",
     "Verdict",
     "decide",
 ]

@@ -8,7 +8,8 @@ each event to :meth:`TwinProcessor.process`; outputs are routed by type
 :class:`~operators.records.alerts.TwinStatus`).
 
 Desired requests pass the gate (:class:`~operators.twin.desired_gate.DesiredGate`) first: only an
-allowed request, whose verdict the gate has recorded, reaches the reconciler. Without a gate
+allowed request reaches the reconciler. The gate keeps the verdicts until its ``commit``: the caller
+commits them before it forwards any output (the twin flow once per polled batch). Without a gate
 (offline reconciliation: benchmarks, backtests) desired events are applied as they are; the
 live flow always has one.
 """
@@ -72,6 +73,8 @@ class TwinProcessor:
         done = 0  # the windows have taken events[:done]
         n = len(events)
         apply, state, gated = self.reconciler.apply, rt.state, self.gate is not None
+        if gated:  # what the decision store knows of these records: one look-up for the batch
+            self.gate.recall([e for e in events if isinstance(e, DesiredEvent)])  # type: ignore[union-attr]
         for k, event in enumerate(events):
             if gated and isinstance(event, DesiredEvent):
                 self._desired(out, rt, event)

@@ -39,12 +39,14 @@ def test_the_decision_store_audits_allows_and_records_refusals(private_db):
         no = Verdict("req-deny-1", "pump-1", "eve", False, "out_of_range", "rpm_setpoint=9000 is outside [0, 3000]",
                      None, {"values": {"rpm_setpoint": 1200}}, {"values": {"rpm_setpoint": 9000}}, 5,
                      ("twin.desired", 0, 8))  # fmt: skip
-        store.record(ok)
-        store.record(no)
-        assert store.prior("req-deny-1", ("twin.desired", 0, 8)) == no  # the same record: recalled as it was
-        assert store.prior("req-allow-1", ("twin.desired", 0, 99)).position == ("twin.desired", 0, 7)
-        assert store.prior("req-other", ("twin.desired", 0, 99)) is None
-        assert store.resume_position("pump-1", "twin.desired") == ("twin.desired", 0, 8)
+        store.record([ok, no])  # one transaction, in order
+        by_pos, by_rid = store.recall(["req-deny-1", "req-allow-1", "req-other"], [("twin.desired", 0, 8)])
+        assert by_pos == {("twin.desired", 0, 8): no}  # the same record: recalled as it was
+        assert by_rid["req-allow-1"].position == ("twin.desired", 0, 7) and "req-other" not in by_rid
+        assert store.recall([], []) == ({}, {})
+        # A state at desired version 5 includes the allowed request decided at 4; the denied one changed nothing.
+        assert store.resume_position("pump-1", "twin.desired", 5) == ("twin.desired", 0, 7)
+        assert store.resume_position("pump-1", "twin.desired", 4) is None
     finally:
         store.close()
     with psycopg.connect(s.postgres.conninfo()) as conn:

@@ -71,8 +71,11 @@ def state() -> TwinState:
 
 
 def judge(ev: DesiredEvent, st: TwinState | None = None, store=None, **cfg):
+    """``ev`` judged as a batch of its own (and committed)."""
     gate = DesiredGate(GateConfig(SUBJECTS, POLICY, None, TP.type_of, **cfg), store or MemoryStore())
-    return gate.judge(st or state(), ev, TP.rules_for("p1"), NOW)
+    verdict = gate.judge(st or state(), ev, TP.rules_for("p1"), NOW)
+    gate.commit()
+    return verdict
 
 
 @pytest.mark.parametrize(
@@ -128,6 +131,30 @@ def test_a_record_read_again_gets_the_same_verdict_a_copy_is_a_replay() -> None:
     replay = judge(copy, store=store)
     assert (replay.allowed, replay.reason, first.allowed) == (False, "replayed_request", True)
     assert len(store.log) == 2
+
+
+def test_a_batch_is_recorded_in_one_commit_in_order_a_copy_within_it_is_a_replay() -> None:
+    store = MemoryStore()
+    gate = DesiredGate(GateConfig(SUBJECTS, POLICY, None, TP.type_of), store)
+    good = event(values={"speed": 1200.0})
+    batch = [
+        good,
+        event(values={"speed": 9000.0}),  # out of range
+        DesiredEvent(good.update, good.at, good.signed, good.signature, ("twin.desired", 0, 10**7)),  # a copy
+        event(EVE, values={"speed": 1.0}, rid=good.update.request_id),  # forged with its id: claims nothing
+        event(values={"speed": 1300.0}),
+    ]
+    gate.recall(batch)
+    verdicts = [gate.judge(state(), ev, TP.rules_for("p1"), NOW) for ev in batch]
+    assert [v.reason for v in verdicts] == [
+        "allowed", "out_of_range", "replayed_request", "bad_signature", "allowed"
+    ]  # fmt: skip
+    assert store.log == [] and gate.commit() == 5
+    assert (store.commits, store.log) == (1, verdicts)
+    # read again (a restart): the same verdicts, nothing new recorded
+    again = [gate.judge(state(), ev, TP.rules_for("p1"), NOW) for ev in batch]
+    assert [v.reason for v in again] == [v.reason for v in verdicts] and all(v.repeated for v in again)
+    assert gate.commit() == 0 and store.commits == 1
 
 
 def test_processor_gates_then_reconciles_and_publishes_the_mode() -> None:
