@@ -129,6 +129,8 @@ class Reported(msgspec.Struct, frozen=True):
     source: str
     values: dict[str, float | bool]
     quality: int = 0
+    # Why the device cannot be reached (quality UNREACHABLE, :mod:`operators.twin.connectivity`).
+    reason: str | None = None
 
 
 class AckEvent(msgspec.Struct, frozen=True):

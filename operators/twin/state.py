@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from operators.records.twin import encode
+from operators.twin.connectivity import NEVER_SEEN, Connectivity
 from operators.twin.hysteresis import Hysteresis
 
 
@@ -22,6 +23,7 @@ class Status(StrEnum):
     DESYNCED = "desynced"
     SIMULATING = "simulating"
     MAINTENANCE = "maintenance"
+    OFFLINE = "offline"  # mode normal and the device cannot be reached (connectivity offline)
 
 
 class CommandStatus(StrEnum):
@@ -89,6 +91,10 @@ class TwinState:
     desired_version: int = 0
     # Position (topic, partition, offset) of the last twin.desired record this state has processed.
     desired_pos: tuple[str, int, int] | None = None
+    # Whether the device can be reached (operators.twin.connectivity).
+    connectivity: Connectivity = NEVER_SEEN
+    # (clock, newest reading time) as of the last event that was not a reading: the silence timer's start.
+    heard: tuple[datetime, datetime] | None = None
 
     def __setstate__(self, state: Any) -> None:
         """Snapshots of an older layout lack the newest fields: they take their defaults."""
@@ -145,6 +151,7 @@ class TwinState:
             "consistency_score": self.consistency_score,
             "desync_since": self.desync_since,
             "simulated": {k: {"value": v, "ts": ts} for k, (v, ts) in simulated.items()} if simulated else {},
+            "connectivity": self.connectivity,
             "change": change,
         }
 
