@@ -39,7 +39,7 @@ class TwinSettings(StrictModel):
     policy: TwinPolicy = Field(default_factory=TwinPolicy)
     # Also write telemetry rows and dead letters (then the telemetry flow need not run).
     ingest: bool = False
-    # A twin without a reading for this long is offline (its connectivity; 0: never by silence).
+    # A twin without a reading for this long is offline (connectivity, docs/reconciliation.md); 0: never by silence.
     offline_after_s: float = Field(60.0, ge=0)
 
     def window_spec(self) -> WindowSpec:

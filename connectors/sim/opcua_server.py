@@ -221,6 +221,8 @@ class SimOpcuaServer:
                 if n % _WRITES_PER_YIELD == 0:
                     await asyncio.sleep(0)  # a tick of thousands of writes must not hold off the clients
         for key in self.setpoints:
+            if key in self.offline:
+                continue  # reads BadNoCommunication until the device is back
             sp = self.plant.setpoint(*key)
             if sp is not None and sp != self.setpoints[key]:
                 self.setpoints[key] = sp
