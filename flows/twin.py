@@ -249,7 +249,9 @@ def attach_polled(
     tw = settings.twin
     topics = InputTopics(*input_topics(settings))
     proc = TwinProcessor(
-        tw.policy, tw.window_spec(), desired_gate(settings, sinks.decisions), offline_after_s=tw.offline_after_s
+        tw.policy, tw.window_spec(), desired_gate(settings, sinks.decisions),
+        offline_after_s=tw.offline_after_s,
+        offline_alert_after_s=tw.offline_alert_after_s,
     )
     resume = stored_state(settings, proc, sinks.decisions, sinks.stored) if sinks.stored is not None else None
     own = own_messages(input_topics(settings) if own_topics else None)

@@ -41,6 +41,8 @@ class TwinSettings(StrictModel):
     ingest: bool = False
     # A twin without a reading for this long is offline (connectivity, docs/reconciliation.md); 0: never by silence.
     offline_after_s: float = Field(60.0, ge=0)
+    # A twin offline this long sends `offline` on twin.desync: the alerts flow opens a device_offline alert.
+    offline_alert_after_s: float = Field(60.0, ge=0)
 
     def window_spec(self) -> WindowSpec:
         return WindowSpec(

@@ -46,9 +46,15 @@ class TwinProcessor:
     """Stateless logic over :class:`TwinRuntime` values (the state lives with the caller)."""
 
     def __init__(
-        self, policy: TwinPolicy, windows: WindowSpec, gate: DesiredGate | None = None, *, offline_after_s: float = 0.0
+        self,
+        policy: TwinPolicy,
+        windows: WindowSpec,
+        gate: DesiredGate | None = None,
+        *,
+        offline_after_s: float = 0.0,
+        offline_alert_after_s: float = 60.0,
     ) -> None:
-        self.reconciler = Reconciler(policy, offline_after_s)
+        self.reconciler = Reconciler(policy, offline_after_s, offline_alert_after_s)
         self.windows = windows
         self.gate = gate
 

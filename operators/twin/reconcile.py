@@ -42,13 +42,15 @@ BAD_QUALITY = 2
 class Reconciler:
     """Applies events to twin states under a :class:`TwinPolicy` (rules resolved once per twin).
 
-    ``offline_after_s``: a twin without a reading for that long goes offline (0: never by silence)."""
+    ``offline_after_s``: a twin without a reading for that long goes offline (0: never by silence);
+    ``offline_alert_after_s``: a twin offline for that long sends an ``offline`` event on ``twin.desync``."""
 
-    def __init__(self, policy: TwinPolicy, offline_after_s: float = 0.0) -> None:
+    def __init__(self, policy: TwinPolicy, offline_after_s: float = 0.0, offline_alert_after_s: float = 60.0) -> None:
         self.policy = policy
         self._rules: dict[str, TwinRules] = {}
         self.offline_after_s = offline_after_s
         self._offline_after = timedelta(seconds=offline_after_s)
+        self._offline_alert_after = timedelta(seconds=offline_alert_after_s)
 
     def rules(self, twin_id: str) -> TwinRules:
         r = self._rules.get(twin_id)
@@ -105,7 +107,10 @@ class Reconciler:
                 due.append(ps.hyst.since + timedelta(seconds=rules.param(name).hold_time_s))
         if state.status is Status.DESYNCED and not state.escalated and state.desync_since is not None:
             due.append(state.desync_since + timedelta(seconds=rules.max_desync_time_s))
-        if self.offline_after_s > 0 and state.connectivity.state == ONLINE and state.clock is not None:
+        conn = state.connectivity
+        if conn.state == OFFLINE and not state.offline_escalated and conn.since is not None:
+            due.append(conn.since + self._offline_alert_after)
+        if self.offline_after_s > 0 and conn.state == ONLINE and state.clock is not None:
             # The newest reading is the clock unless an event that was not a reading moved it since.
             heard = state.heard
             last = heard[1] if heard is not None and heard[0] == state.clock else state.clock
@@ -352,6 +357,17 @@ class Reconciler:
                 st.desync_since = None
             else:
                 st.desync_since = None  # maintenance/simulating: the desync clock restarts afterwards
+        conn = st.connectivity
+        if conn.state == OFFLINE:
+            if not st.offline_escalated and conn.since is not None and now - conn.since >= self._offline_alert_after:
+                st.offline_escalated = True
+                tx.change("offline_escalated", False, True)
+                tx.desync("offline", tx.next_version, since=conn.since, duration_s=(now - conn.since).total_seconds(),
+                          reason=conn.reason)  # fmt: skip
+        elif st.offline_escalated:
+            st.offline_escalated = False
+            tx.change("offline_escalated", True, False)
+            tx.desync("online", tx.next_version, since=conn.since, reason=conn.reason)
         if (
             st.status is Status.DESYNCED
             and not st.escalated

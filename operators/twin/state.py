@@ -95,6 +95,7 @@ class TwinState:
     connectivity: Connectivity = NEVER_SEEN
     # (clock, newest reading time) as of the last event that was not a reading: the silence timer's start.
     heard: tuple[datetime, datetime] | None = None
+    offline_escalated: bool = False  # the ``offline`` event was sent for this outage
 
     def __setstate__(self, state: Any) -> None:
         """Snapshots of an older layout lack the newest fields: they take their defaults."""

@@ -11,7 +11,7 @@ from operators.twin.reconcile import Reconciler
 from operators.twin.resume import state_from_document
 from operators.twin.state import Status
 from operators.twin.sync_strategy import TwinPolicy
-from tests.twin_helpers import Run, at, changes, commands, desired, reading
+from tests.twin_helpers import Run, alerts, at, changes, commands, desired, reading
 
 TOPICS = InputTopics("raw", "desired", "acks")
 
@@ -108,3 +108,44 @@ def test_a_resumed_twin_keeps_its_connectivity() -> None:
     st = state_from_document(doc, TwinPolicy().rules_for("t1"))
     assert (st.connectivity.state, st.connectivity.since, st.connectivity.reason) == ("offline", at(1), "why")
     assert st.status is Status.OFFLINE
+
+
+def test_an_outage_longer_than_the_hold_time_is_escalated_once_and_ended_when_readings_return() -> None:
+    r = Reconciler(TwinPolicy(), offline_after_s=0, offline_alert_after_s=30)
+    run = Run(r)
+    run(reading(0, 100.0))
+    out = run(Reported(at(5), 1, "opcua", {}, UNREACHABLE, "opcua BadNoCommunication on t1.speed"))
+    assert not alerts(out) and r.next_due(run.state) == at(35)
+    assert not alerts(run(at(34)))
+    (ev,) = alerts(run(at(35)))
+    assert (ev.kind, ev.detail["since"], ev.detail["reason"]) == (
+        "offline",
+        at(5),
+        "opcua BadNoCommunication on t1.speed",
+    )
+    assert ev.version == run.state.version and r.next_due(run.state) is None
+    assert not alerts(run(at(60)))  # once per outage
+    (ev,) = alerts(run(reading(70, 100.0)))
+    assert ev.kind == "online" and ev.detail["since"] == at(70)
+    # A short outage sends nothing.
+    run(Reported(at(80), 2, "opcua", {}, UNREACHABLE, "why"))
+    assert not alerts(run(reading(90, 100.0)))
+
+
+def test_the_alerts_flow_reads_offline_and_online_as_a_device_offline_condition() -> None:
+    from operators.alerts.lifecycle import TwinAlerts
+    from operators.alerts.rules import AlertRules
+    from operators.records.alerts import desync_escalation
+    from operators.records.twin import DesyncEvent, encode
+
+    def record(kind: str, s: float) -> bytes:
+        return encode(DesyncEvent("t1", kind, at(s), 3, {"since": at(0), "reason": "why"}))  # type: ignore[arg-type]
+
+    rec = desync_escalation(record("offline", 60))
+    assert rec is not None and rec.alert == "device_offline" and not rec.in_sync
+    lifecycle = TwinAlerts("t1", AlertRules())
+    (opened,) = lifecycle.apply(rec)
+    assert (opened.kind, opened.state, opened.severity) == ("device_offline", "open", "major")
+    assert "device cannot be reached: why" in opened.summary
+    (resolved,) = lifecycle.apply(desync_escalation(record("online", 90)))
+    assert (resolved.kind, resolved.state) == ("device_offline", "resolved")
