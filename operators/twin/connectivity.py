@@ -60,6 +60,7 @@ class Connectivity(msgspec.Struct, frozen=True):
 
 
 NEVER_SEEN = Connectivity()
+NEVER_SEEN_JSON = msgspec.Raw(msgspec.json.encode(NEVER_SEEN))
 
 
 def unreachable(env: Envelope) -> str | None:

@@ -66,18 +66,17 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
     prev: Envelope | None = None
     for env in envelopes:
         values = env.readings
-        offline = None
         if None in values.values() or env.status is not None:
             # A reading without a value, or with a Bad status, says nothing about the twin's state.
             offline = unreachable(env) if env.status is not None else None
             values = {k: v for k, v in values.items() if v is not None and env.quality_of(k) != "bad"}
-            if not values and offline is None:
+            if offline is not None:  # the device cannot be reached: its good values (if any) with the reason
+                out.append((env.twin_id, Reported(env.ts, env.seq, env.source, values, UNREACHABLE, offline)))
+            if not values or offline is not None:
                 prev = None
                 continue
-        elif ONLINE_READING in values and values[ONLINE_READING] is False:
-            offline = unreachable(env)
-        if offline is not None:  # the device cannot be reached: its good values (if any) with the reason
-            out.append((env.twin_id, Reported(env.ts, env.seq, env.source, values, UNREACHABLE, offline)))
+        elif ONLINE_READING in values and values[ONLINE_READING] is False:  # a death or a last will
+            out.append((env.twin_id, Reported(env.ts, env.seq, env.source, values, UNREACHABLE, unreachable(env))))
             prev = None
             continue
         if prev is not None and env.twin_id == prev.twin_id and env.ts == prev.ts and env.seq == prev.seq:

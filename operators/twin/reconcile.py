@@ -431,7 +431,7 @@ def _connect(tx: Transaction, conn: Connectivity) -> None:
     """The twin's connectivity changes to ``conn`` (the version's audit shows ``connectivity``)."""
     st = tx.state
     tx.change("connectivity", st.connectivity.state, conn.state)
-    st.connectivity = conn
+    st.set_connectivity(conn)
 
 
 def _escalation(tx: Transaction, kind: DesyncKind, since: datetime, **detail: Any) -> None:

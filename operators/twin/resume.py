@@ -54,7 +54,7 @@ def state_from_document(doc: dict[str, Any], rules: TwinRules) -> TwinState:
     st.simulated = {k: (float(v["value"]), _time(v["ts"])) for k, v in (doc.get("simulated") or {}).items()}
     conn = doc.get("connectivity")
     if conn:  # none before migration 0145: unknown until the next reading
-        st.connectivity = Connectivity(conn["state"], _time(conn.get("since")), conn.get("reason"))
+        st.set_connectivity(Connectivity(conn["state"], _time(conn.get("since")), conn.get("reason")))
     conflicts = set(doc.get("conflicts") or [])
     commands = doc.get("commands") or {}
     for name in st.desired:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import msgspec
+
 from operators.records.twin import Reported
-from operators.twin.connectivity import UNREACHABLE
+from operators.twin.connectivity import UNREACHABLE, Connectivity
 from operators.twin.inputs import InputTopics, ReadingRules, decode_batch
 from operators.twin.reconcile import Reconciler
 from operators.twin.resume import state_from_document
-from operators.twin.state import Status
+from operators.twin.state import StateChange, Status
 from operators.twin.sync_strategy import TwinPolicy
 from tests.twin_helpers import Run, alerts, at, changes, commands, desired, reading
 
 TOPICS = InputTopics("raw", "desired", "acks")
+
+
+def conn(ch: StateChange) -> Connectivity:
+    """The connectivity of a published version, as the document carries it (JSON)."""
+    return msgspec.json.decode(ch.snapshot["connectivity"], type=Connectivity)
 
 
 def _raw(body: str, offset: int = 1) -> SimpleNamespace:
@@ -56,14 +63,14 @@ def test_unknown_then_online_then_offline_and_back_with_versions_and_status() ->
     run = Run(Reconciler(TwinPolicy()))
     assert run.state.connectivity.state == "unknown"
     (ch,) = changes(run(reading(0, 100.0)))
-    assert ch.snapshot["connectivity"].state == "online" and ch.change["fields"]["connectivity"] == [
+    assert conn(ch).state == "online" and ch.change["fields"]["connectivity"] == [
         "unknown",
         "online",
     ]
     run(reading(1, 100.0))  # the fast path: nothing new
     (ch,) = changes(run(Reported(at(2), 2, "opcua", {}, UNREACHABLE, "opcua BadNoCommunication on t1.speed")))
     assert run.state.status is Status.OFFLINE and ch.snapshot["status"] == "offline"
-    assert ch.snapshot["connectivity"].since == at(2) and ch.snapshot["connectivity"].reason.startswith("opcua Bad")
+    assert conn(ch).since == at(2) and conn(ch).reason.startswith("opcua Bad")
     assert run.state.reported["speed"] == (100.0, at(1))  # the last value is kept, the twin says it is old
     assert not changes(run(Reported(at(3), 3, "opcua", {}, UNREACHABLE, "again")))  # still offline: no version
     (ch,) = changes(run(reading(4, 100.0)))
@@ -79,8 +86,8 @@ def test_silence_longer_than_offline_after_s_takes_the_twin_offline_on_a_clock_t
     assert not changes(run(at(69)))
     assert r.next_due(run.state) == at(70)
     (ch,) = changes(run(at(70)))
-    assert ch.snapshot["status"] == "offline" and ch.snapshot["connectivity"].since == at(10)
-    assert ch.snapshot["connectivity"].reason == "no reading for 60 s (twin.offline_after_s)"
+    assert ch.snapshot["status"] == "offline" and conn(ch).since == at(10)
+    assert conn(ch).reason == "no reading for 60 s (twin.offline_after_s)"
     assert r.next_due(run.state) is None  # offline: no silence timer
     run(reading(80, 100.0))
     assert run.state.status is Status.SYNCHRONIZED and r.next_due(run.state) == at(140)
