@@ -258,7 +258,11 @@ def attach_polled(
     ``own_topics``: the batches hold other topics' messages too, decode only :func:`input_topics`'."""
     tw = settings.twin
     topics = InputTopics(*input_topics(settings))
-    proc = TwinProcessor(tw.policy, tw.window_spec(), desired_gate(settings, sinks.decisions))
+    proc = TwinProcessor(
+        tw.policy, tw.window_spec(), desired_gate(settings, sinks.decisions),
+        offline_after_s=tw.offline_after_s,
+        offline_alert_after_s=tw.offline_alert_after_s,
+    )
     resume = stored_state(settings, proc, sinks.decisions, sinks.stored) if sinks.stored is not None else None
     own = own_messages(input_topics(settings) if own_topics else None)
 

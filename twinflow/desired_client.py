@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from operators.twin.connectivity import HELD
 from twinflow.settings import Settings
 
 
@@ -156,9 +157,10 @@ def explain(verdict: dict[str, Any]) -> str:
     if verdict["decision"] == "applied":
         who = verdict["actor"] + (f" via {verdict['via']}" if verdict.get("via") else "")
         sent = f"; command {', '.join(verdict['commands'])} sent" if verdict.get("commands") else ""
+        held = f"; {verdict['detail']}" if HELD in (verdict.get("detail") or "") else ""
         return (
             f"applied: {verdict['twin_id']} is at desired version {verdict['desired_version']} "
-            f"(state version {verdict['version']}) by {who}{sent}"
+            f"(state version {verdict['version']}) by {who}{sent}{held}"
         )
     return f"denied: {verdict['reason']} {verdict['detail']}"
 

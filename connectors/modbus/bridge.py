@@ -10,8 +10,11 @@ Errors stay with what they concern: an exception response, a timeout or a short 
 registers than asked: the values it covers are used) is logged once per item with device, unit,
 items and reason, counted in the device's health, and retried next cycle; the other requests
 and devices go on. A value outside the item's ``min``/``max`` is stored with quality bad and
-status ``BadOutOfRange`` (and logged once, naming word/byte order). A lost connection is
-re-opened with exponential backoff.
+status ``BadOutOfRange`` (and logged once, naming word/byte order). A gateway's exception 0x0A
+(path unavailable) or 0x0B (target device failed to respond) is also emitted: the request's items
+without a value, with status ``BadGatewayPathUnavailable`` / ``BadGatewayTargetNoResponse``, which
+take the twin offline (docs/reconciliation.md, "Connectivity"). A lost connection is re-opened with
+exponential backoff.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from operators.devices.modbus_registers import (
     plausible,
 )
 from operators.records.commands import Refused
+from operators.twin.connectivity import MODBUS_GATEWAY_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +96,9 @@ class ModbusBridge(Bridge):
         return f"{conn.host}:{conn.port}"
 
     # ------------------------------------------------------------------ reading
-    async def _read(self, poller: _Poller, client: AsyncModbusTcpClient, req: ReadRequest) -> list | None:
-        """The registers (or bits) of one request; None after a per-request error (logged, counted)."""
+    async def _read(self, poller: _Poller, client: AsyncModbusTcpClient, req: ReadRequest) -> list | str | None:
+        """The registers (or bits) of one request; None after a per-request error (logged, counted); the
+        status name of a gateway exception 0x0A/0x0B (the device behind the gateway cannot be reached)."""
         h = poller.device.health
         read = getattr(client, READ_FUNCTION[req.kind])
         try:
@@ -109,7 +114,7 @@ class ModbusBridge(Bridge):
         self.requests += 1
         if rr.isError():
             self._request_failed(poller, req, str(rr))
-            return None
+            return MODBUS_GATEWAY_STATUS.get(getattr(rr, "exception_code", None))  # type: ignore[arg-type]
         data = rr.bits[: req.count] if req.kind in BIT_KINDS else rr.registers
         self.registers += len(data)
         if not h.failing:
@@ -136,6 +141,12 @@ class ModbusBridge(Bridge):
         for req in poller.plan:
             data = await self._read(poller, client, req)
             if data is None:
+                continue
+            if isinstance(data, str):  # the gateway cannot reach the device: its items without value, with why
+                for f in req.fields:
+                    twin, name = f.key  # type: ignore[misc]
+                    per_twin.setdefault(twin, {})[name] = None
+                    bad.setdefault(twin, {})[name] = data
                 continue
             try:
                 values, missing = decode_response(req, data)

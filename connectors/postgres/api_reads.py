@@ -26,7 +26,8 @@ from operators.records.alerts import BUILTIN_SOURCE
 
 STATE_COLUMNS = (
     "twin_id, version, event_time, status, mode, learn, reported, desired, delta, conflicts, commands,"
-    " consistency_score, sync_latency_ms, last_sync_time, desync_since, simulated, change, desired_version"
+    " consistency_score, sync_latency_ms, last_sync_time, desync_since, simulated, change, desired_version,"
+    " connectivity"
 )
 STATE_KEYS = tuple(c.strip() for c in STATE_COLUMNS.split(","))
 LATEST = f"SELECT {STATE_COLUMNS} FROM twin_state_history WHERE twin_id = %s ORDER BY version DESC LIMIT 1"

@@ -24,7 +24,10 @@ from connectors.sim.physics import Effects
 
 PHYSICAL = ("bearing_wear", "cavitation", "valve_closure", "overheating", "run_to_failure")
 SENSOR = ("sensor_stuck", "sensor_drift", "sensor_failure")
-KINDS = PHYSICAL + SENSOR
+# The device cannot be reached: its OPC-UA nodes read BadNoCommunication, its Modbus unit answers
+# exception 0x0B (gateway target device failed to respond), its MQTT side goes silent.
+COMM = ("device_offline",)
+KINDS = PHYSICAL + SENSOR + COMM
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ FULL_AT = {
     "sensor_stuck": 0.0,
     "sensor_drift": 1.0,
     "sensor_failure": 0.0,
+    "device_offline": 0.0,
 }
 SLOW = ("bearing_wear", "overheating", "run_to_failure", "sensor_drift")
 
@@ -107,7 +111,8 @@ def random_schedule(twin_ids: list[str], duration_s: float, rng: random.Random, 
     for _ in range(count):
         length = duration_s * rng.uniform(0.1, 0.3)
         onset = rng.uniform(0.1 * duration_s, max(duration_s - length, 0.1 * duration_s + 1))
-        faults.append(Fault(rng.choice(twin_ids), rng.choice(KINDS), round(onset, 1), round(onset + length, 1)))
+        kind = rng.choice(PHYSICAL + SENSOR)  # faults a model can detect (device_offline is the twin's)
+        faults.append(Fault(rng.choice(twin_ids), kind, round(onset, 1), round(onset + length, 1)))
     return faults
 
 
@@ -116,7 +121,7 @@ def effects(faults: list[Fault], t: float) -> Effects:
     fx = Effects()
     for f in faults:
         p = f.progress(t)
-        if p is None or f.kind in SENSOR:
+        if p is None or f.kind in SENSOR or f.kind in COMM:
             continue
         s = f.severity
         if f.kind == "bearing_wear":

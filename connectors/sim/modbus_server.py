@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
@@ -46,6 +47,7 @@ class SimModbusServer:
             (u, k): [0] * self.size for u in units for k in ("holding", "input")
         }
         self.writes = 0
+        self.offline_units: set[int] = set()  # units of twins with a device_offline fault
         self._devices = [
             SimDevice(
                 id=u,
@@ -68,6 +70,8 @@ class SimModbusServer:
 
     def _action_for(self, unit: int):
         async def action(fc, start, address, count, registers, set_values):
+            if unit in self.offline_units:
+                return ExcCodes.GATEWAY_NO_RESPONSE  # device_offline: the gateway's target does not answer
             kind = _KIND_OF_FC.get(fc)
             if kind is None:
                 return None
@@ -103,6 +107,7 @@ class SimModbusServer:
 
     def publish(self, samples: dict[str, Sample]) -> int:
         n = 0
+        self.offline_units = {a.unit_id for a in self.assets if samples[a.twin_id].offline}
         for f in self.fields:
             twin, name = f.key  # type: ignore[misc]
             value = samples[twin].values[name]

@@ -116,6 +116,8 @@ class SimMqttDevice:
                 plain: float | None = None
                 for twin, name, parts, q_parts, ts_parts in routes:
                     sample = samples[twin]
+                    if sample.offline:
+                        continue  # device_offline: the device is silent
                     if parts is None:
                         plain = sample.values[name]
                         continue
@@ -124,6 +126,8 @@ class SimMqttDevice:
                         _put(doc, q_parts, sample.quality[name])
                     if ts_parts is not None:
                         _put(doc, ts_parts, stamp)
+                if not doc and plain is None:
+                    continue
                 payload = orjson.dumps(doc) if doc else repr(plain).encode()
                 self._last = publish(topic, payload, qos=qos)
                 n += 1

@@ -31,6 +31,7 @@ _POLICIES = {
 _BAD = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
 _UNCERTAIN = ua.StatusCode(ua.StatusCodes.UncertainSensorNotAccurate)
 _GOOD = ua.StatusCode(ua.StatusCodes.Good)
+_NO_COMMUNICATION = ua.StatusCode(ua.StatusCodes.BadNoCommunication)  # a gateway whose device is gone
 # Writes between two returns to the event loop (≈ 10 ms of server work), so Publish requests are
 # answered during a long tick.
 _WRITES_PER_YIELD = 400
@@ -105,6 +106,7 @@ class SimOpcuaServer:
         # (twin, param) → NodeId
         self.nodes: dict[tuple[str, str], ua.NodeId] = {}
         self.setpoints: dict[tuple[str, str], float] = {}
+        self.offline: dict[tuple[str, str], bool] = {}  # nodes reading BadNoCommunication (device_offline)
         self.writes = 0
 
     def _path(self, p: Path | None, what: str) -> str:
@@ -198,6 +200,10 @@ class SimOpcuaServer:
         write = self.server.write_attribute_value
         for a in self.assets:
             sample = samples[a.twin_id]
+            if sample.offline or self.offline:
+                n += await self._offline(a, sample.offline, ts)
+                if sample.offline:
+                    continue
             for name in a.params:
                 key = (a.twin_id, name)
                 if key in self.setpoints:
@@ -215,10 +221,27 @@ class SimOpcuaServer:
                 if n % _WRITES_PER_YIELD == 0:
                     await asyncio.sleep(0)  # a tick of thousands of writes must not hold off the clients
         for key in self.setpoints:
+            if key in self.offline:
+                continue  # reads BadNoCommunication until the device is back
             sp = self.plant.setpoint(*key)
             if sp is not None and sp != self.setpoints[key]:
                 self.setpoints[key] = sp
                 await write(self.nodes[key], ua.DataValue(ua.Variant(sp, ua.VariantType.Double)))
+        return n
+
+    async def _offline(self, asset: OpcuaAsset, offline: bool, ts: datetime) -> int:
+        """A device_offline fault: the asset's nodes read BadNoCommunication once (as a gateway reports
+        it); after it, its setpoints read their value again (the other nodes get theirs by ``publish``)."""
+        write, n = self.server.write_attribute_value, 0
+        for name in asset.params:
+            key = (asset.twin_id, name)
+            if offline and key not in self.offline:
+                self.offline[key] = True
+                await write(self.nodes[key], ua.DataValue(StatusCode=_NO_COMMUNICATION, SourceTimestamp=ts))
+                n += 1
+            elif not offline and self.offline.pop(key, False) and key in self.setpoints:
+                await write(self.nodes[key], ua.DataValue(ua.Variant(self.setpoints[key], ua.VariantType.Double)))
+                n += 1
         return n
 
     async def stop(self) -> None:

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 
 from connectors.bridges.mapping.schema import Mapping
-from connectors.sim.faults import Fault, SensorFaults, effects
+from connectors.sim.faults import COMM, Fault, SensorFaults, effects
 from connectors.sim.physics import SETPOINTS, SIGNALS, Machine
 
 
@@ -38,6 +38,7 @@ class Sample:
 
     values: dict[str, float]
     quality: dict[str, str] = field(default_factory=dict)
+    offline: bool = False  # a device_offline fault: the device cannot be reached (values are stale)
 
 
 class Plant:
@@ -101,5 +102,6 @@ class Plant:
             bad = self.sensor_faults[twin].apply(signals, self.t)
             values = {name: signals[sig] for name, sig in self.signals[twin].items()}
             quality = {name: bad[sig] for name, sig in self.signals[twin].items() if sig in bad}
-            out[twin] = Sample(values, quality)
+            offline = any(f.kind in COMM and f.progress(self.t) is not None for f in self.faults[twin])
+            out[twin] = Sample(values, quality, offline)
         return out

@@ -191,10 +191,11 @@ def forecast_breach(forecasts: dict[str, ForecastPoint], rules: AlertRules) -> O
 def desync(rec: DesyncEscalation) -> Observation:
     """A twin desynced longer than its ``max_desync_time_s``: major, with the reconciler's detail;
     synchronized again (``in_sync``): the condition clears."""
+    kind = rec.alert  # desync, or device_offline (the device could not be reached, docs/alerts.md)
     if rec.in_sync:
-        return Observation("desync", rec.ts, BELOW, None, lambda f: None)
+        return Observation(kind, rec.ts, BELOW, None, lambda f: None)
 
     def facts(f: dict[str, Any]) -> None:
-        f["desync"] = rec.detail
+        f["desync" if kind == "desync" else "connectivity"] = rec.detail
 
-    return Observation("desync", rec.ts, ABOVE, "major", facts)
+    return Observation(kind, rec.ts, ABOVE, "major", facts)

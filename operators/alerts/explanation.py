@@ -113,6 +113,8 @@ def summary(twin_id: str, kind: Kind, ev: dict[str, Any]) -> str:
         parts.append(f"{b['sensor']} predicted to cross {b['limit']} in {_human(b['lead_s'])}")
     if kind == "desync" and ev.get("desync"):
         parts.append("reported state differs from desired state")
+    if kind == "device_offline" and ev.get("connectivity"):
+        parts.append(f"device cannot be reached: {ev['connectivity'].get('reason')}")
     if ev.get("sources"):
         parts.append("raised by " + ", ".join(ev["sources"]))
     if ev.get("top_sensors") and kind != "sensor_fault":

@@ -30,6 +30,7 @@ class AlertRules:
     failure: KindRule = KindRule(0.0, 600.0)
     forecast_breach: KindRule = KindRule(0.0, 600.0)
     desync: KindRule = KindRule(0.0, 0.0)  # reconciliation already debounces desync
+    device_offline: KindRule = KindRule(0.0, 0.0)  # the twin flow waits twin.offline_alert_after_s
     # Anomaly: clear when score < threshold × clear_ratio; severity from score / threshold (scores are
     # bounded in [0, 1): at the default threshold 0.5, major from 0.7 (p = 1e-23), critical from 0.9).
     anomaly_clear_ratio: float = 0.8

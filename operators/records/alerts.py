@@ -40,7 +40,7 @@ ISA_STATES: tuple[str, ...] = (
     "out_of_service",
     "normal",
 )
-Kind = Literal["anomaly", "condition", "sensor_fault", "failure", "forecast_breach", "desync"]
+Kind = Literal["anomaly", "condition", "sensor_fault", "failure", "forecast_breach", "desync", "device_offline"]
 
 
 class AnomalyScore(msgspec.Struct, frozen=True):
@@ -115,6 +115,8 @@ class DesyncEscalation(msgspec.Struct, frozen=True):
     ts: AwareTime
     detail: dict[str, Any] = {}
     in_sync: bool = False
+    # The alert kind: ``desync`` (kinds desync/resynced) or ``device_offline`` (kinds offline/online).
+    alert: Literal["desync", "device_offline"] = "desync"
 
 
 class TwinStatus(msgspec.Struct, frozen=True):
@@ -281,9 +283,11 @@ def desync_escalation(value: bytes | None) -> DesyncEscalation | None:
     >>> desync_escalation(b'{"twin_id":"p1","kind":"command_failed","at":"2026-11-25T08:00:00Z","version":8}')
     """
     event = decode_desync(value)
-    if event.kind not in ("desync", "resynced"):
-        return None
-    return DesyncEscalation(event.twin_id, event.at, event.detail, in_sync=event.kind == "resynced")
+    if event.kind in ("desync", "resynced"):
+        return DesyncEscalation(event.twin_id, event.at, event.detail, in_sync=event.kind == "resynced")
+    if event.kind in ("offline", "online"):
+        return DesyncEscalation(event.twin_id, event.at, event.detail, event.kind == "online", "device_offline")
+    return None
 
 
 def parse_ts(text: str) -> datetime:

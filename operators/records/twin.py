@@ -87,7 +87,7 @@ class DesiredOutcome(msgspec.Struct, frozen=True):
     commands: list[str] = []
 
 
-DesyncKind = Literal["desync", "resynced", "command_failed", "command_rejected"]
+DesyncKind = Literal["desync", "resynced", "command_failed", "command_rejected", "offline", "online"]
 
 
 class DesyncEvent(msgspec.Struct, frozen=True):
@@ -96,8 +96,10 @@ class DesyncEvent(msgspec.Struct, frozen=True):
     ``desync``: desynced longer than ``max_desync_time_s`` (once per episode; the alerts flow opens
     a ``desync`` alert); ``resynced``: an escalated twin is synchronized again (the alert's condition
     clears); ``command_failed``: a command given up after its attempts;
-    ``command_rejected``: a command the bridge or device refused. ``version`` is the twin's state
-    version it belongs to; ``detail`` the facts (docs/reconciliation.md, "Commands, retries,
+    ``command_rejected``: a command the bridge or device refused; ``offline``: the device could not be
+    reached for ``offline_alert_after_s`` (detail ``since``, ``duration_s``, ``reason``; the alerts flow
+    opens a ``device_offline`` alert); ``online``: such a device is back (the alert clears). ``version``
+    is the twin's state version it belongs to; ``detail`` the facts (docs/reconciliation.md, "Commands, retries,
     escalation")."""
 
     twin_id: TwinId
@@ -129,6 +131,8 @@ class Reported(msgspec.Struct, frozen=True):
     source: str
     values: dict[str, float | bool]
     quality: int = 0
+    # Why the device cannot be reached (quality UNREACHABLE, :mod:`operators.twin.connectivity`).
+    reason: str | None = None
 
 
 class AckEvent(msgspec.Struct, frozen=True):

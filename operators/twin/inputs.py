@@ -2,7 +2,9 @@
 
 Plain Python, no I/O. Telemetry goes through :meth:`operators.telemetry.ingest.ReadingRules.split` (one
 definition of a valid envelope); an envelope's readings become one :class:`Reported` event.
-Invalid desired updates and acks become :class:`DeadLetter` records with the reason.
+An envelope that says its device cannot be reached (:func:`~operators.twin.connectivity.unreachable`)
+becomes a :class:`Reported` of quality ``UNREACHABLE`` with the reason. Invalid desired updates and
+acks become :class:`DeadLetter` records with the reason.
 
 >>> from types import SimpleNamespace as Msg
 >>> raw = Msg(key=b"p1", value=b'{"v":1,"twin_id":"p1","ts":"2026-01-01T00:00:00Z","seq":1,'
@@ -31,6 +33,7 @@ from operators.telemetry.ingest import (
     TelemetryRow,
     dead_letter,
 )
+from operators.twin.connectivity import ONLINE_READING, UNREACHABLE, unreachable
 
 __all__ = ["InputTopics", "ReadingRules", "TwinInputs", "decode_batch", "group_envelopes"]
 
@@ -65,10 +68,17 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
         values = env.readings
         if None in values.values() or env.status is not None:
             # A reading without a value, or with a Bad status, says nothing about the twin's state.
+            offline = unreachable(env) if env.status is not None else None
             values = {k: v for k, v in values.items() if v is not None and env.quality_of(k) != "bad"}
-            if not values:
+            if offline is not None:  # the device cannot be reached: its good values (if any) with the reason
+                out.append((env.twin_id, Reported(env.ts, env.seq, env.source, values, UNREACHABLE, offline)))
+            if not values or offline is not None:
                 prev = None
                 continue
+        elif ONLINE_READING in values and values[ONLINE_READING] is False:  # a death or a last will
+            out.append((env.twin_id, Reported(env.ts, env.seq, env.source, values, UNREACHABLE, unreachable(env))))
+            prev = None
+            continue
         if prev is not None and env.twin_id == prev.twin_id and env.ts == prev.ts and env.seq == prev.seq:
             first = out[-1][1]
             merged = {**first.values, **values}

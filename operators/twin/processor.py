@@ -24,6 +24,7 @@ import msgspec
 
 from operators.records.alerts import TwinStatus
 from operators.records.twin import AckEvent, Command, DesiredEvent, DesiredOutcome, LateReading, Reported
+from operators.twin.connectivity import OFFLINE, held_detail
 from operators.twin.desired_gate import DesiredGate
 from operators.twin.event_windows import TwinWindows, WindowRow, WindowSpec
 from operators.twin.reconcile import BAD_QUALITY, Reconciler
@@ -45,8 +46,16 @@ class TwinRuntime:
 class TwinProcessor:
     """Stateless logic over :class:`TwinRuntime` values (the state lives with the caller)."""
 
-    def __init__(self, policy: TwinPolicy, windows: WindowSpec, gate: DesiredGate | None = None) -> None:
-        self.reconciler = Reconciler(policy)
+    def __init__(
+        self,
+        policy: TwinPolicy,
+        windows: WindowSpec,
+        gate: DesiredGate | None = None,
+        *,
+        offline_after_s: float = 0.0,
+        offline_alert_after_s: float = 60.0,
+    ) -> None:
+        self.reconciler = Reconciler(policy, offline_after_s, offline_alert_after_s)
         self.windows = windows
         self.gate = gate
 
@@ -118,6 +127,7 @@ class TwinProcessor:
             st.desired_pos = pos
         upd = ev.update
         commands: list[str] = []
+        detail = verdict.detail
         if verdict.allowed:
             mode = st.mode
             authored = msgspec.structs.replace(upd, author=verdict.actor)
@@ -126,6 +136,8 @@ class TwinProcessor:
             commands = [c.command_id for c in produced if isinstance(c, Command)]
             if st.mode != mode:
                 out.append(TwinStatus(st.twin_id, ev.at, st.mode == "maintenance", verdict.actor, st.mode))  # type: ignore[arg-type]
+            if upd.values and st.connectivity.state == OFFLINE:
+                detail = held_detail(st.connectivity, detail)
         out.append(
             DesiredOutcome(
                 verdict.request_id,
@@ -133,7 +145,7 @@ class TwinProcessor:
                 verdict.actor,
                 "applied" if verdict.allowed else "denied",
                 verdict.reason,
-                verdict.detail,
+                detail,
                 datetime.now(UTC),
                 st.version,
                 st.desired_version,

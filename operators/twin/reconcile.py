@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from operators.records.twin import AckEvent, Command, DesiredEvent, DesyncKind, Reported
+from operators.twin.connectivity import OFFLINE, ONLINE, UNREACHABLE, Connectivity, silence_reason
 from operators.twin.consistency import consistency_score
 from operators.twin.state import CommandState, CommandStatus, ParamSync, StateChange, Status, TwinState
 from operators.twin.sync_strategy import ParamRules, Strategy, TwinPolicy, TwinRules
@@ -39,11 +40,17 @@ BAD_QUALITY = 2
 
 
 class Reconciler:
-    """Applies events to twin states under a :class:`TwinPolicy` (rules resolved once per twin)."""
+    """Applies events to twin states under a :class:`TwinPolicy` (rules resolved once per twin).
 
-    def __init__(self, policy: TwinPolicy) -> None:
+    ``offline_after_s``: a twin without a reading for that long goes offline (0: never by silence);
+    ``offline_alert_after_s``: a twin offline for that long sends an ``offline`` event on ``twin.desync``."""
+
+    def __init__(self, policy: TwinPolicy, offline_after_s: float = 0.0, offline_alert_after_s: float = 60.0) -> None:
         self.policy = policy
         self._rules: dict[str, TwinRules] = {}
+        self.offline_after_s = offline_after_s
+        self._offline_after = timedelta(seconds=offline_after_s)
+        self._offline_alert_after = timedelta(seconds=offline_alert_after_s)
 
     def rules(self, twin_id: str) -> TwinRules:
         r = self._rules.get(twin_id)
@@ -62,19 +69,22 @@ class Reconciler:
                 and state.status is Status.SYNCHRONIZED
                 and event.quality < BAD_QUALITY
                 and event.source not in rules.simulation_sources
+                and state.connectivity.state == ONLINE
             ):
                 return _measured(state, rules, event)
             tx = Transaction(state, rules, "reported")
             self._on_reported(tx, event)
-        elif isinstance(event, DesiredEvent):
-            tx = Transaction(state, rules, "desired")
-            self._on_desired(tx, event)
-        elif isinstance(event, AckEvent):
-            tx = Transaction(state, rules, "ack")
-            self._on_ack(tx, event)
         else:
-            tx = Transaction(state, rules, "clock")
-            tx.advance(event)
+            if isinstance(event, DesiredEvent):
+                tx = Transaction(state, rules, "desired")
+                self._on_desired(tx, event)
+            elif isinstance(event, AckEvent):
+                tx = Transaction(state, rules, "ack")
+                self._on_ack(tx, event)
+            else:
+                tx = Transaction(state, rules, "clock")
+                tx.advance(event)
+            self._silence(tx)
         if state.clock is not None:
             self._evaluate(tx)
         return tx.finish()
@@ -97,7 +107,25 @@ class Reconciler:
                 due.append(ps.hyst.since + timedelta(seconds=rules.param(name).hold_time_s))
         if state.status is Status.DESYNCED and not state.escalated and state.desync_since is not None:
             due.append(state.desync_since + timedelta(seconds=rules.max_desync_time_s))
+        conn = state.connectivity
+        if conn.state == OFFLINE and not state.offline_escalated and conn.since is not None:
+            due.append(conn.since + self._offline_alert_after)
+        if self.offline_after_s > 0 and conn.state == ONLINE and state.clock is not None:
+            # The newest reading is the clock unless an event that was not a reading moved it since.
+            heard = state.heard
+            last = heard[1] if heard is not None and heard[0] == state.clock else state.clock
+            due.append(last + self._offline_after)
         return min(due) if due else None
+
+    def _silence(self, tx: Transaction) -> None:
+        """An event that is not a reading: an online twin without a reading for ``offline_after_s`` goes offline."""
+        st = tx.state
+        if self.offline_after_s <= 0 or st.connectivity.state != ONLINE or not st.reported or st.clock is None:
+            return
+        last = max(ts for _value, ts in st.reported.values())
+        st.heard = (st.clock, last)
+        if st.clock - last >= self._offline_after:
+            _connect(tx, Connectivity(OFFLINE, last, silence_reason(self.offline_after_s)))
 
     # ------------------------------------------------------------------ inputs
     def _on_reported(self, tx: Transaction, ev: Reported) -> None:
@@ -109,8 +137,15 @@ class Reconciler:
                 st.simulated[name] = (value, ev.ts)
             return
         if ev.quality >= BAD_QUALITY:
+            if ev.quality == UNREACHABLE:  # the device cannot be reached; its other values (if any) still count
+                if ev.values:
+                    tx.fields.update(_report(st, tx.rules, ev))
+                if st.connectivity.state != OFFLINE:
+                    _connect(tx, Connectivity(OFFLINE, ev.ts, ev.reason))
             return
         tx.fields.update(_report(st, tx.rules, ev))
+        if st.connectivity.state != ONLINE:
+            _connect(tx, Connectivity(ONLINE, ev.ts, f"{ev.source} reading"))
 
     def _on_desired(self, tx: Transaction, ev: DesiredEvent) -> None:
         st, upd = tx.state, ev.update
@@ -217,7 +252,8 @@ class Reconciler:
 
     def _drive(self, tx: Transaction, name: str, ps: ParamSync, pr: ParamRules) -> None:
         st, now = tx.state, tx.now
-        can_send = st.mode == "normal"
+        # Commands wait while the device cannot be reached (sent when it is back online).
+        can_send = st.mode == "normal" and st.connectivity.state != OFFLINE
         cmd = ps.command
         if cmd is not None and cmd.status is CommandStatus.PENDING and now >= cmd.deadline:
             if not pr.critical and not ps.hyst.in_conflict:
@@ -295,6 +331,8 @@ class Reconciler:
         st, now = tx.state, tx.now
         if st.mode != "normal":
             new = Status(st.mode)
+        elif st.connectivity.state == OFFLINE:
+            new = Status.OFFLINE
         else:
             new = Status.SYNCHRONIZED if all(p.synced for p in st.params.values()) else Status.DESYNCED
         old = st.status
@@ -314,9 +352,22 @@ class Reconciler:
                 st.last_sync_time = now
                 if old is Status.DESYNCED and st.escalated and st.desync_since is not None:
                     _escalation(tx, "resynced", st.desync_since)  # the alerts flow clears its desync alert
+                elif old is Status.OFFLINE and st.escalated:  # desynced, then offline, now back in sync
+                    _escalation(tx, "resynced", now)
                 st.desync_since = None
             else:
                 st.desync_since = None  # maintenance/simulating: the desync clock restarts afterwards
+        conn = st.connectivity
+        if conn.state == OFFLINE:
+            if not st.offline_escalated and conn.since is not None and now - conn.since >= self._offline_alert_after:
+                st.offline_escalated = True
+                tx.change("offline_escalated", False, True)
+                tx.desync("offline", tx.next_version, since=conn.since, duration_s=(now - conn.since).total_seconds(),
+                          reason=conn.reason)  # fmt: skip
+        elif st.offline_escalated:
+            st.offline_escalated = False
+            tx.change("offline_escalated", True, False)
+            tx.desync("online", tx.next_version, since=conn.since, reason=conn.reason)
         if (
             st.status is Status.DESYNCED
             and not st.escalated
@@ -374,6 +425,13 @@ def _measured(st: TwinState, rules: TwinRules, ev: Reported) -> list[Output]:
         return []
     st.version += 1
     return [StateChange.of(st, {"cause": "reported", "fields": fields})]
+
+
+def _connect(tx: Transaction, conn: Connectivity) -> None:
+    """The twin's connectivity changes to ``conn`` (the version's audit shows ``connectivity``)."""
+    st = tx.state
+    tx.change("connectivity", st.connectivity.state, conn.state)
+    st.set_connectivity(conn)
 
 
 def _escalation(tx: Transaction, kind: DesyncKind, since: datetime, **detail: Any) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from operators.twin.connectivity import Connectivity
 from operators.twin.state import CommandState, CommandStatus, ParamSync, Status, TwinState
 from operators.twin.sync_strategy import TwinRules
 
@@ -51,6 +52,9 @@ def state_from_document(doc: dict[str, Any], rules: TwinRules) -> TwinState:
         for k, v in (doc.get("desired") or {}).items()
     }
     st.simulated = {k: (float(v["value"]), _time(v["ts"])) for k, v in (doc.get("simulated") or {}).items()}
+    conn = doc.get("connectivity")
+    if conn:  # none before migration 0145: unknown until the next reading
+        st.set_connectivity(Connectivity(conn["state"], _time(conn.get("since")), conn.get("reason")))
     conflicts = set(doc.get("conflicts") or [])
     commands = doc.get("commands") or {}
     for name in st.desired:

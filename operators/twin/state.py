@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from operators.records.twin import encode
+from operators.twin.connectivity import NEVER_SEEN, NEVER_SEEN_JSON, Connectivity
 from operators.twin.hysteresis import Hysteresis
 
 
@@ -22,6 +23,7 @@ class Status(StrEnum):
     DESYNCED = "desynced"
     SIMULATING = "simulating"
     MAINTENANCE = "maintenance"
+    OFFLINE = "offline"  # mode normal and the device cannot be reached (connectivity offline)
 
 
 class CommandStatus(StrEnum):
@@ -89,6 +91,13 @@ class TwinState:
     desired_version: int = 0
     # Position (topic, partition, offset) of the last twin.desired record this state has processed.
     desired_pos: tuple[str, int, int] | None = None
+    # Whether the device can be reached (operators.twin.connectivity; set with set_connectivity), and
+    # that as the document's JSON, encoded once per change instead of once per version.
+    connectivity: Connectivity = NEVER_SEEN
+    connectivity_json: msgspec.Raw = field(default_factory=lambda: NEVER_SEEN_JSON)
+    # (clock, newest reading time) as of the last event that was not a reading: the silence timer's start.
+    heard: tuple[datetime, datetime] | None = None
+    offline_escalated: bool = False  # the ``offline`` event was sent for this outage
 
     def __setstate__(self, state: Any) -> None:
         """Snapshots of an older layout lack the newest fields: they take their defaults."""
@@ -99,6 +108,10 @@ class TwinState:
             if value is _MISSING:
                 value = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
             object.__setattr__(self, f.name, value)
+
+    def set_connectivity(self, conn: Connectivity) -> None:
+        self.connectivity = conn
+        self.connectivity_json = msgspec.Raw(encode(conn))
 
     @property
     def learn(self) -> bool:
@@ -145,6 +158,7 @@ class TwinState:
             "consistency_score": self.consistency_score,
             "desync_since": self.desync_since,
             "simulated": {k: {"value": v, "ts": ts} for k, (v, ts) in simulated.items()} if simulated else {},
+            "connectivity": self.connectivity_json,
             "change": change,
         }
 

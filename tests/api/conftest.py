@@ -59,6 +59,17 @@ class Live:
         assert p.flush(10) == 0
 
 
+def offline_twin(live: Live, name: str) -> str:
+    """A twin whose gateway answers BadNoCommunication after one good reading (through the twin flow)."""
+    twin = f"{name}-{int(time.time() * 1000)}"
+    at = datetime.now(UTC)
+    live.produce(live.settings.topics.raw, twin, json.loads(envelope(twin, at, 1, {"speed": 100.0}, source="opcua")))
+    gone = {**json.loads(envelope(twin, at + timedelta(seconds=1), 2, {"speed": 0.0}, source="opcua"))}
+    gone["readings"], gone["status"] = {"speed": None}, {"speed": "BadNoCommunication"}
+    live.produce(live.settings.topics.raw, twin, gone)
+    return twin
+
+
 class Scores(threading.Thread):
     """Anomaly scores (above the threshold while ``high``; health 0.85) and a forecast for a twin, every 200 ms."""
 

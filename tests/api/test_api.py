@@ -12,7 +12,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate as validate_spec
 
-from tests.api.conftest import Live
+from tests.api.conftest import Live, offline_twin
 from tests.api.openapi_check import OpenApi
 from tests.twin_kafka import envelope, wait_for
 
@@ -490,3 +490,22 @@ def test_openapi_and_docs_are_served_offline(live: Live):
         assert "/api/docs/assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
         assert c.get("/api/docs/assets/swagger-ui-bundle.js").status_code == 200
         assert c.get("/static/vendor/plotly.min.js").status_code == 200
+
+
+def test_an_offline_device_is_in_the_state_document(live: Live, openapi: OpenApi):
+    twin = offline_twin(live, "gateway-lost")
+    with live.client() as c:
+
+        def offline() -> dict | None:
+            r = c.get(f"/api/v1/twins/{twin}")
+            return r.json() if r.status_code == 200 and r.json()["status"] == "offline" else None
+
+        wait_for("the offline state", offline, timeout=30)
+        doc = openapi.conforms(c.get(f"/api/v1/twins/{twin}"))
+        assert doc["connectivity"]["state"] == "offline"
+        assert doc["connectivity"]["reason"] == f"opcua BadNoCommunication on {twin}.speed"
+        assert doc["reported"]["speed"]["value"] == 100.0  # the last value, and the twin says the device is gone
+        (newest,) = openapi.conforms(c.get(f"/api/v1/twins/{twin}/history", params={"limit": 1}))["items"]
+        assert newest["connectivity"] == doc["connectivity"] and newest["status"] == "offline"
+        offline_fleet = openapi.conforms(c.get("/api/v1/twins", params={"status": "offline", "limit": 500}))
+        assert twin in {t["twin_id"] for t in offline_fleet["items"]}

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.api.conftest import Live
+from tests.api.conftest import Live, offline_twin
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
@@ -160,3 +160,13 @@ def test_twin_page_shows_score_and_health_against_their_thresholds(page: Page, l
     for name in ("anomaly score", "score threshold", "health index", "health alarm (below 0.5)"):
         expect(legend).to_contain_text(name)
     page.locator(".card", has=page.locator("#score-chart")).screenshot(path=live.artefacts / "web-scores.png")
+
+
+def test_an_offline_device_is_shown_with_its_reason(page: Page, live: Live):
+    twin = offline_twin(live, "web-gateway-lost")
+    page.goto(f"{live.base}/#token={live.token}")
+    page.goto(f"{live.base}/#/twins/{twin}")
+    conn = page.locator("[data-testid=connectivity]")
+    expect(conn).to_contain_text("device offline", timeout=30_000)
+    expect(conn).to_contain_text(f"opcua BadNoCommunication on {twin}.speed")
+    expect(page.locator("#status .badge").first).to_have_text("offline")

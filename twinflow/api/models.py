@@ -54,6 +54,19 @@ class CommandDoc(Doc):
     status: CommandStatus
 
 
+class ConnectivityDoc(Doc):
+    """Whether the device can be reached (docs/reconciliation.md, "Connectivity")."""
+
+    state: Literal["online", "offline", "unknown"] = Field(
+        description="online: good readings arrive; offline: the device cannot be reached; unknown: not heard yet"
+    )
+    since: datetime | None = Field(description="event time since when the state holds")
+    reason: str | None = Field(
+        description="why, e.g. `opcua BadNoCommunication on pump-001.speed`, "
+        "`no reading for 60 s (twin.offline_after_s)`"
+    )
+
+
 class Change(BaseModel):
     """The audit entry of a version: its cause, the changed fields (``path`` → ``[old, new]``) and who asked."""
 
@@ -87,6 +100,10 @@ class TwinStateDocument(Doc):
     simulated: dict[str, ReportedValue] | None = Field(
         description="what-if values (readings of the simulation sources, mode simulating); null: a version "
         "stored before the history kept them (migration 0120)",
+    )
+    connectivity: ConnectivityDoc | None = Field(
+        description="whether the device can be reached; status `offline` while it cannot; null: a version "
+        "stored before the history kept it (migration 0145)",
     )
     change: Change
 

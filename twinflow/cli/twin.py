@@ -241,6 +241,11 @@ def show(
         f"{row['status']} (mode {row['mode']}, consistency {row['consistency_score']:.3f}, "
         f"sync latency {_ms(row['sync_latency_ms'])}, last sync {row['last_sync_time'] or 'never'})"
     )
+    conn = row.get("connectivity")
+    if conn:
+        since = f" since {conn['since']}" if conn.get("since") else ""
+        reason = f" ({conn['reason']})" if conn.get("reason") else ""
+        console.print(f"device {conn['state']}{since}{reason}")
     table = Table("parameter", "reported", "desired", "delta", "in sync", "command")
     names = sorted(set(row["reported"]) | set(row["desired"]))
     for name in names:

@@ -170,7 +170,10 @@ async function twinPage(main, twinId) {
     st.painted = true;
     const doc = st.doc;
     if (gen !== pageGen || !$("#summary")) return;
-    $("#status").replaceChildren(badge(doc.status), " ", badge(doc.mode, "mode"));
+    const conn = doc.connectivity;  // null: a version stored before migration 0145
+    $("#status").replaceChildren(badge(doc.status), " ", badge(doc.mode, "mode"),
+      ...(conn && conn.state !== "online" ? [" ", el("span", { "data-testid": "connectivity", title: conn.reason || "" },
+        badge(`device ${conn.state}`, conn.state), conn.since ? ` since ${time(conn.since)}` : "", conn.reason ? ` (${conn.reason})` : "")] : []));
     $("#summary").replaceChildren(
       el("div", {}, "state version", el("b", { "data-testid": "version" }, String(doc.version))),
       el("div", {}, "desired version (ETag)", el("b", { "data-testid": "desired-version" }, String(doc.desired_version ?? doc.version))),
