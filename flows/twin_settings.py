@@ -39,8 +39,9 @@ class TwinSettings(StrictModel):
     policy: TwinPolicy = Field(default_factory=TwinPolicy)
     # Also write telemetry rows and dead letters (then the telemetry flow need not run).
     ingest: bool = False
-    # A twin without a reading for this long is offline (connectivity, docs/reconciliation.md); 0: never by silence.
-    offline_after_s: float = Field(60.0, ge=0)
+    # A twin without a reading for this long is offline (connectivity, docs/reconciliation.md); 0 (default): never
+    # by silence, since OPC-UA subscriptions and Sparkplug send nothing while a value is steady.
+    offline_after_s: float = Field(0.0, ge=0)
     # A twin offline this long sends `offline` on twin.desync: the alerts flow opens a device_offline alert.
     offline_alert_after_s: float = Field(60.0, ge=0)
 
