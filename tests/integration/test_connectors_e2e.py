@@ -11,6 +11,7 @@ import pytest
 from connectors.kafka.commands import wait_ack
 from operators.records.commands import decode_ack, new_command
 from operators.records.envelope import decode
+from tests.kafka_helpers import read_topic
 
 from .plant_helpers import consume, send_command, wait_for
 
@@ -64,8 +65,9 @@ def test_values_arrive_with_source_timestamp_and_quality(plant, protocol: str) -
 
 
 def _acks_for(plant, command_id: str) -> list:
-    msgs = consume(plant.settings, plant.settings.twin.acks_topic, lambda ms: False, timeout=3)
-    return [a for a in (decode_ack(m.value()) for m in msgs) if a.command_id == command_id]
+    """Every ack of ``command_id`` on the acks topic now (read to its end, not for a fixed time)."""
+    records = read_topic(plant.settings, plant.settings.twin.acks_topic)
+    return [a for a in (decode_ack(r.value) for r in records if r.value) if a.command_id == command_id]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

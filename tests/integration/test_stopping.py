@@ -55,7 +55,6 @@ class Env:
     def start(self, name: str, args: list[str], **more: str) -> Background:
         bg = Background(args, {**self.vars, **more}, self.tmp / f"{name}.log")
         self.started.append(bg)
-        time.sleep(0.3)
         assert bg.sigint_ignored(), "the test must run the command with SIGINT ignored, as a script's job"
         return bg
 
