@@ -1,4 +1,6 @@
-"""The end-to-end benchmark harness keeps working (a small run; no timing assertions)."""
+"""The benchmarks' harnesses keep working (small runs; no timing assertions).
+
+Minutes of whole benchmark runs: `make bench-harness` runs them, `make test` leaves them out."""
 
 import os
 import re
@@ -7,7 +9,7 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.bench_harness]
 
 
 def test_e2e_harness_small_run(stack_settings):
