@@ -299,7 +299,8 @@ class StatesConfig:
     detect: bool = True
     # Name globs of states: context from their first reading, whatever their values (e.g. ["*_mode", "*running*"]).
     sensors: tuple[str, ...] = ()
-    # Name globs never taken for states: whole-numbered levels near 0 (a coarse vibration register in mm/s).
+    # Name globs never taken for states: whole-numbered levels near 0 (a coarse vibration register in
+    # mm/s), statuses that switch more often than `[ml.operating_point] settle_s` (a door).
     levels: tuple[str, ...] = ()
     values: int = 4  # the most distinct values, and the largest value, of a detected state (0/1 flags, modes 0..3)
 

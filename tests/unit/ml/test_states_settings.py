@@ -1,5 +1,5 @@
 """Statuses sent as numbers from the outside: ``twinflow replay`` of a pump whose 0/1 running flag
-switches every 10-15 minutes and of a machine whose mode 0..3 does (the flow follows the status),
+switches every 8-20 minutes and of a machine whose mode 0..3 does (the flow follows the status),
 with ``[ml.states]`` in a TWINFLOW_ML__ variable (docs/ml.md, "What the models do with each kind of
 signal"). Scored as a level, each switch was an alarm (794 alert rows for the flag, 6 episodes for
 the mode, the last one hiding a real fault); taken as context, as a boolean is, none."""
