@@ -16,27 +16,15 @@ import numpy as np
 import polars as pl
 import pytest
 
+from tests.status_signals import FAULT, N, plant_with_status
+
 REPO = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-N = 6000
-SWITCHES = (300, 900, 1500, 2300, 2900, 3500, 4000, 5200, 5700)
-MODES = (1, 2, 3, 0, 2, 1, 3, 0, 1)
-FAULT = (4400, 4800)  # an 8σ shift of the pressure, between two switches
 
 
 def _file(path: Path, status: str, fault: bool) -> None:
-    rng = np.random.default_rng(5)
-    load = np.cumsum(rng.normal(0, 0.01, N))
-    state = np.zeros(N, dtype=np.int64)
-    for i, s in enumerate(SWITCHES):
-        state[s:] = (i + 1) % 2 if status == "running" else MODES[i]
-    flow = (100.0 * state if status == "running" else 40.0 + 20.0 * state) + rng.normal(0, 1.0, N)
-    pressure = 5 + 0.05 * load + rng.normal(0, 0.02, N)
-    if fault:
-        pressure[FAULT[0] : FAULT[1]] += 8 * 0.02
     ts = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(N)]
-    temp = 60 + 0.5 * load + rng.normal(0, 0.2, N)
-    pl.DataFrame({"ts": ts, "temp_c": temp, "pressure_bar": pressure, "flow_m3h": flow, status: state}).write_csv(path)
+    pl.DataFrame({"ts": ts, **plant_with_status(status, fault)}).write_csv(path)
 
 
 def _replay(tmp_path: Path, status: str, fault: bool, **env: str) -> pl.DataFrame:
