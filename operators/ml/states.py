@@ -65,10 +65,11 @@ class States:
         learn: bool = True,
         config: StatesConfig = DEFAULT,
         context: tuple[str, ...] = (),
+        counters: tuple[str, ...] = (),
     ) -> bool:
         """Follow the readings' values; True when the set of states changed (the scoring models must
         start afresh). ``learn`` False (maintenance): no sensor becomes a state (a state still stops
-        being one). ``context``: globs of context readings and of named counters (never states)."""
+        being one). ``context``, ``counters``: globs of context readings and of named counters (never states)."""
         changed = False
         values, never = self._values, self.never
         for name, v in readings.items():
@@ -76,7 +77,7 @@ class States:
                 continue
             seen = values.get(name)
             if seen is None:
-                if name in self.states or self._first(name, config, context):  # named, or a level by name
+                if name in self.states or self._first(name, config, context, counters):  # named, or a level by name
                     continue
                 seen = values[name] = set()
             elif v in seen:
@@ -96,10 +97,10 @@ class States:
                 changed = True
         return changed
 
-    def _first(self, name: str, config: StatesConfig, context: tuple[str, ...]) -> bool:
+    def _first(self, name: str, config: StatesConfig, context: tuple[str, ...], counters: tuple[str, ...]) -> bool:
         """Classify a sensor at its first reading by name; True when it is no candidate (a level,
         or a named state)."""
-        if matches(name, config.levels) or matches(name, context):
+        if matches(name, config.levels) or matches(name, context) or matches(name, counters):
             self.never.add(name)
             return True
         if config.sensors and matches(name, config.sensors):

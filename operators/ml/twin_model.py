@@ -197,7 +197,7 @@ class TwinModel:
         t = seconds(ts, cfg.time_unit_s) if t is None else t
         context = cfg.operating_point.context
         scored, changed = self.counters.apply(t, readings, learn, cfg.counters, context)
-        if self.states.apply(readings, learn, cfg.states, (*context, *cfg.counters.sensors)):
+        if self.states.apply(readings, learn, cfg.states, context, cfg.counters.sensors):
             changed = True
         if changed:  # a sensor turned out to be a counter or a state (or not): learn from scratch
             self.restart()

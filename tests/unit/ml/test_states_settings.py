@@ -120,6 +120,9 @@ def test_names_decide_and_maintenance_learns_no_state():
     setpoint = States()  # context by its name already
     assert not any(setpoint.apply({"x_sp": float(t % 2)}, context=("*_sp",)) for t in range(5))
     assert "x_sp" in setpoint.never
+    counted = States()  # a named counter is none either
+    assert not any(counted.apply({"pieces": float(t % 2)}, counters=("PIECES",)) for t in range(5))
+    assert "pieces" in counted.never
     held = States()  # in maintenance a flag that switches is no state yet, ...
     assert not any(held.apply({"door": float(t % 2)}, learn=False) for t in range(10))
     assert not held.apply({"door": 1.0}) and not held.states  # ... its values count once learning resumes
