@@ -29,6 +29,7 @@ from operators.ml.config import (
     ModelConfig,
     OperatingPointConfig,
     SensorHealthConfig,
+    StatesConfig,
 )
 from operators.ml.sensor_limits import SensorLimit
 from operators.strict import StrictModel
@@ -136,6 +137,9 @@ class MlSettings(StrictModel):
     # Counters (energy, hours, pieces) scored as their rate: detection, and name globs that are
     # always or never counters (docs/ml.md, "What the models do with each kind of signal").
     counters: CountersConfig = Field(default_factory=CountersConfig)
+    # Statuses sent as numbers (a 0/1 running flag, a mode 0..3) taken as operating-point context like
+    # booleans: detection, and name globs that are always or never states (docs/ml.md, same section).
+    states: StatesConfig = Field(default_factory=StatesConfig)
 
     def model_config_for(self, failure: bool | None = None, forecasts: bool | None = None) -> ModelConfig:
         """The operators' ModelConfig; ``failure``/``forecasts`` override `model`/`forecasts`."""
@@ -150,6 +154,7 @@ class MlSettings(StrictModel):
             condition=self.condition,
             sensor_health=self.sensor_health,
             counters=self.counters,
+            states=self.states,
         )
 
 

@@ -284,6 +284,32 @@ class CountersConfig:
 
 @pickled_by_fields
 @dataclass(frozen=True, slots=True)
+class StatesConfig:
+    """Discrete states sent as numbers (a running flag 0/1 from a Modbus coil, a valve open/closed, a
+    mode 0..3) are operating-point context, as booleans are: not scored (operators/ml/states.py).
+    Globs are matched case-insensitively against reading names, at a sensor's first reading; a name
+    that matches ``levels`` and ``sensors`` is a level.
+    """
+
+    __pydantic_config__ = STRICT  # typos in the [ml] settings are errors, not ignored
+
+    # Take a sensor for a state once it took 2 distinct values, all whole numbers from -1 to `values`,
+    # at most `values` of them; a value that does not fit (fractional, out of range, one too many)
+    # makes it a level again for good.
+    detect: bool = True
+    # Name globs of states: context from their first reading, whatever their values (e.g. ["*_mode", "*running*"]).
+    sensors: tuple[str, ...] = ()
+    # Name globs never taken for states: whole-numbered levels near 0 (a coarse vibration register in
+    # mm/s), statuses that switch more often than `[ml.operating_point] settle_s` (a door).
+    levels: tuple[str, ...] = ()
+    values: int = 4  # the most distinct values, and the largest value, of a detected state (0/1 flags, modes 0..3)
+
+    def __post_init__(self) -> None:
+        _check(self, {"values": (2, 1e6)})
+
+
+@pickled_by_fields
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Everything a twin's model needs; ``forecast``/``failure`` None turn those parts off."""
 
@@ -294,4 +320,5 @@ class ModelConfig:
     operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)
     condition: ConditionConfig = field(default_factory=ConditionConfig)
     sensor_health: SensorHealthConfig = field(default_factory=SensorHealthConfig)
-    counters: CountersConfig = field(default_factory=CountersConfig)  # (last: pickled by field order)
+    counters: CountersConfig = field(default_factory=CountersConfig)
+    states: StatesConfig = field(default_factory=StatesConfig)  # (last: pickled by field order)

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
-from operators.ml.config import CountersConfig, FailureConfig, ModelConfig
+from operators.ml.config import CountersConfig, FailureConfig, ModelConfig, StatesConfig
 from operators.ml.counters import Counters
 from operators.ml.failure import TwinHistory
 from operators.ml.sensor_limits import SensorLimit
+from operators.ml.states import States
 from operators.ml.twin_model import TwinModel
 from operators.versioned_state import restore_slots, slot_state
 
@@ -86,14 +87,16 @@ class TwinModelState:
             model.config = replace(model.config, failure=failure)
             model.history = TwinHistory(failure) if failure else None
 
-    def adopt_counters_config(self, counters: CountersConfig) -> None:
-        """``[ml.counters]`` changed since this state was saved: the twin's sensors are classified
-        afresh under the new settings and its scoring models restart (a warm-up)."""
+    def adopt_signal_config(self, counters: CountersConfig, states: StatesConfig) -> None:
+        """``[ml.counters]`` or ``[ml.states]`` changed since this state was saved: the twin's sensors
+        are classified afresh under the new settings and its scoring models restart (a warm-up)."""
         model = self.model
-        now = model.config.counters
-        if now is not counters and now != counters:
-            model.config = replace(model.config, counters=counters)
-            model.counters = Counters()
+        cfg = model.config
+        if (cfg.counters is not counters and cfg.counters != counters) or (
+            cfg.states is not states and cfg.states != states
+        ):
+            model.config = replace(cfg, counters=counters, states=states)
+            model.counters, model.states = Counters(), States()
             model.restart()
 
     def observe_time(self, ts: datetime, t: float) -> None:

@@ -138,7 +138,7 @@ def step_many(
     forecasters learn a run of readings column-wise at its end (:class:`_Readings`)."""
     state = state or TwinModelState(cfg, twin_id)
     state.adopt_failure_config(cfg.model.failure)
-    state.adopt_counters_config(cfg.model.counters)
+    state.adopt_signal_config(cfg.model.counters, cfg.model.states)
     state.twin_id = state.twin_id or twin_id
     records: list[Output] = []
     run = _Readings(state, cfg, twin_id, records)

@@ -82,15 +82,18 @@ class OperatingPoint(VersionedState):
 
     __slots__ = (
         "_before", "_c", "_changed_at", "_clock", "_fast", "_marks", "_point", "_ref", "_scale",
-        "_settle_until", "_shift", "_shift_list", "_t_last", "_y", "config", "context", "halflife", "health",
-        "n_changes", "n_suspect", "points",
+        "_settle_until", "_shift", "_shift_list", "_t_last", "_y", "config", "context", "flags", "halflife",
+        "health", "n_changes", "n_suspect", "points",
     )  # fmt: skip
     CONFIG = OperatingPointConfig
     STATE_VERSION = STATE_VERSION
 
-    def __init__(self, config: OperatingPointConfig | None = None, halflife: float = 800.0) -> None:
+    def __init__(
+        self, config: OperatingPointConfig | None = None, halflife: float = 800.0, flags: frozenset[str] = frozenset()
+    ) -> None:
         self.config = config or OperatingPointConfig()
         self.halflife = halflife
+        self.flags = flags  # numeric readings that are context as booleans are (states: operators/ml/states.py)
         self.reset()
 
     def reset(self) -> None:
@@ -120,13 +123,19 @@ class OperatingPoint(VersionedState):
 
     def _start_afresh(self, config: OperatingPointConfig, state: dict[str, Any]) -> None:
         self.config, self.halflife = config, state.get("halflife", 800.0)
+        self.flags = state.get("flags", frozenset())
         self.reset()
+
+    def _upgrade(self) -> None:
+        if not hasattr(self, "flags"):  # a snapshot from before states
+            self.flags = frozenset()
 
     # ------------------------------------------------------------------ vectors
     def _start(self, readings: dict[str, float]) -> None:
         names = [k for k, v in readings.items() if v is not None and math.isfinite(v)]
-        # Booleans (running, valve open, …) describe the operating point; they are never scored.
-        flags = [k for k in names if type(readings[k]) is bool]
+        # Booleans (running, valve open, …) and states sent as numbers describe the operating point;
+        # they are never scored.
+        flags = [k for k in names if type(readings[k]) is bool or k in self.flags]
         self.context = sorted({*context_names(names, self.config.context), *flags})
         self.health = sorted(set(names) - set(self.context))
         if self.context:

@@ -22,7 +22,7 @@ reading a later layout, too: its parts' vectors are pickled as one array since v
 
 >>> from operators.ml.config import AnomalyConfig
 >>> m = TwinModel(ModelConfig(anomaly=AnomalyConfig(warmup=20, window=3)))
->>> outs = [m.update(t, {"a": float(t % 3), "b": 1.0}) for t in range(50)]
+>>> outs = [m.update(t, {"a": t % 3 + 0.5, "b": 1.0}) for t in range(50)]
 >>> outs[-1].score.warming_up, m.anomaly.n_learned
 (False, 50)
 >>> _ = m.update(50, {"a": 1.0, "b": 1.0}, learn=False)
@@ -50,11 +50,13 @@ from operators.ml.operating_point import OperatingPoint
 from operators.ml.regimes import relearn_due
 from operators.ml.scoring import Alarm, Score, score_of, surprise_of
 from operators.ml.sensor_health import SensorHealth
+from operators.ml.states import States
 from operators.versioned_state import canonical, restore_slots, slot_state
 
-# 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array; 5: counters
-STATE_VERSION = 5
-READS = (3, 4, 5)  # layouts this version reads (3's packed rows come one array per row); older ones start afresh
+# 3: sensor health, condition monitor, one alarm, bounded scores; 4: packed rows as one array; 5: counters;
+# 6: states
+STATE_VERSION = 6
+READS = (3, 4, 5, 6)  # layouts this version reads (3's packed rows come one array per row); older ones start afresh
 Ranges = dict[str, tuple[float | None, float | None]]
 
 
@@ -77,7 +79,7 @@ class TwinModel:
 
     __slots__ = (
         "_fault_sensors", "_fault_surprise", "alarm", "anomaly", "condition", "config", "counters", "forecaster",
-        "history", "kind", "operating_point", "ranges", "sensor_health",
+        "history", "kind", "operating_point", "ranges", "sensor_health", "states",
     )  # fmt: skip
 
     def __init__(self, config: ModelConfig | None = None, ranges: Ranges | None = None) -> None:
@@ -89,16 +91,19 @@ class TwinModel:
         """Forget everything this twin learned (``twinflow model reset TWIN``)."""
         cfg = self.config
         self.counters = Counters()  # which sensors count (energy, hours, pieces): scored as rates
+        self.states = States()  # which sensors are statuses sent as numbers: context, as booleans
         self.forecaster = SensorForecasts(cfg.forecast) if cfg.forecast else None
         self.history = TwinHistory(cfg.failure) if cfg.failure else None
         self.restart()
 
     def restart(self) -> None:
-        """Start the scoring models afresh (a sensor turned out to be a counter, or not): the
-        forecasts and the failure history, which see the readings as sent, go on."""
+        """Start the scoring models afresh (a sensor turned out to be a counter or a state, or not):
+        the forecasts and the failure history, which see the readings as sent, go on."""
         cfg = self.config
         self.anomaly = NoveltyDetector(cfg.anomaly)
-        self.operating_point = OperatingPoint(cfg.operating_point, cfg.anomaly.baseline_halflife)
+        self.operating_point = OperatingPoint(
+            cfg.operating_point, cfg.anomaly.baseline_halflife, frozenset(self.states.states)
+        )
         self.condition: ConditionMonitor | None = None  # built when the health sensors are known
         self.sensor_health: SensorHealth | None = None
         a = cfg.anomaly
@@ -118,8 +123,11 @@ class TwinModel:
             if not hasattr(self, "ranges"):
                 self.ranges = {}
             self.reset()
-        elif not hasattr(self, "counters"):  # before version 5: no counters known yet
-            self.counters = Counters()
+        else:
+            if not hasattr(self, "counters"):  # before version 5: no counters known yet
+                self.counters = Counters()
+            if not hasattr(self, "states"):  # before version 6: no states known yet
+                self.states = States()
 
     # ------------------------------------------------------------------ control
     def rebaseline(self, sensor: str | None = None) -> bool:
@@ -187,8 +195,11 @@ class TwinModel:
         values (sensor health judges each sensor on its own reports; None: all reported)."""
         cfg = self.config
         t = seconds(ts, cfg.time_unit_s) if t is None else t
-        scored, changed = self.counters.apply(t, readings, learn, cfg.counters, cfg.operating_point.context)
-        if changed:  # a sensor turned out to be a counter (or not): learn from scratch on its rate
+        context = cfg.operating_point.context
+        scored, changed = self.counters.apply(t, readings, learn, cfg.counters, context)
+        if self.states.apply(readings, learn, cfg.states, context, cfg.counters.sensors):
+            changed = True
+        if changed:  # a sensor turned out to be a counter or a state (or not): learn from scratch
             self.restart()
         # None: the first reading of a counter named in [ml.counters] (no rate yet): not scored
         score = Score(ts, math.nan, False, True) if scored is None else self._score(ts, scored, learn, t, reported)

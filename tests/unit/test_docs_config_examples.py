@@ -29,6 +29,7 @@ KINDS = {
     ("docs/alerts.md", "[alerts.rules]"): "settings",
     ("docs/ml.md", "[ml]"): "settings",
     ("docs/ml.md", "[ml.counters]"): "settings",
+    ("docs/ml.md", "[ml.states]"): "settings",
     ("docs/reconciliation.md", "[twin]"): "settings",
     ("docs/connectors.md", "# line1.toml — bottling line 1"): "mapping",
     ("docs/connectors.md", "[opcua]"): "mapping section",
