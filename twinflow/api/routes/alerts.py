@@ -3,6 +3,7 @@ operator-hour, and people's actions (acknowledge, resolve, shelve, …: :mod:`tw
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -97,6 +98,11 @@ class AlertActionBody(BaseModel):
     reason: str = Field("", max_length=500, description="why")
 
 
+# One character that is not whitespace as the server's check counts it (str.strip), written out: JSON Schema reads
+# `\S` as ECMA-262 does, to which other characters are whitespace (U+001C, U+0085) than to Python.
+NOT_BLANK = "[^" + "".join(f"\\u{c:04x}" for c in range(sys.maxunicode + 1) if chr(c).isspace()) + "]"
+
+
 def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
@@ -106,10 +112,10 @@ class ShelveBody(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        regex_engine="python-re",  # `\S` as the server's check (str.strip) and Python's schema tools read it
+        regex_engine="python-re",
         json_schema_extra={"anyOf": [{"required": ["until"]}, {"required": ["duration_s"]}]},
     )
-    reason: str = Field(max_length=500, pattern=r"\S", description="why (not only spaces)")
+    reason: str = Field(max_length=500, pattern=NOT_BLANK, description="why (not only spaces)")
     # optional, but not null: one of them is sent (the schema's anyOf), as a time or a number
     until: Time = Field(
         None, description="when the shelving expires (with a time zone; in the future)", json_schema_extra=_no_default
