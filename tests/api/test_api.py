@@ -377,6 +377,8 @@ def test_the_documents_take_no_shelving_the_server_always_refuses(live: Live, op
         for body in refused:
             assert not openapi.takes_body("POST", url, body), body
             assert is_problem(c.post(url, json=body), 422)["type"].endswith("invalid-request"), body
+        blank = is_problem(c.post(url, json={"duration_s": 60, "reason": " "}), 422)
+        assert "needs a reason" in blank["detail"], blank  # for the person at the web view's prompt
         for body in ({"duration_s": 60, "reason": "sensor swap"}, {"until": "2031-01-01T00:00:00Z", "reason": "x"}):
             assert openapi.takes_body("POST", url, body), body
             assert is_problem(c.post(url, json=body), 404)["type"].endswith("no-such-alert"), body

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from operators.records.alerts import Kind, Severity
 from operators.records.envelope import TWIN_ID_PATTERN
@@ -112,10 +112,9 @@ class ShelveBody(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        regex_engine="python-re",
         json_schema_extra={"anyOf": [{"required": ["until"]}, {"required": ["duration_s"]}]},
     )
-    reason: str = Field(max_length=500, pattern=NOT_BLANK, description="why (not only spaces)")
+    reason: str = Field(max_length=500, description="why (not only spaces)", json_schema_extra={"pattern": NOT_BLANK})
     # optional, but not null: one of them is sent (the schema's anyOf), as a time or a number
     until: Time = Field(
         None, description="when the shelving expires (with a time zone; in the future)", json_schema_extra=_no_default
@@ -128,6 +127,13 @@ class ShelveBody(BaseModel):
         description="or how long, in seconds (if no `until`)",
         json_schema_extra=_no_default,
     )
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, reason: str) -> str:
+        if not reason.strip():  # what NOT_BLANK says, with a message for people
+            raise ValueError("shelving needs a reason (not only spaces)")
+        return reason
 
     @model_validator(mode="after")
     def _expiry(self) -> ShelveBody:
