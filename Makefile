@@ -165,3 +165,16 @@ bench-api: setup
 	$(TW) stack up
 	$(TW) db migrate
 	$(PY) -m benchmarks.api --twins 10000 --rate 500 --seconds 30 --clients 200 --changes 1000
+# schemathesis (--checks all, every phase) over both OpenAPI documents against a live `twinflow serve`, seed 1
+# (docs/api.md); not part of `make test` (about 20 minutes). schemathesis is a tool here, in its own venv.
+SCHEMATHESIS_VERSION := 4.32.5
+.venv-fuzz/.installed: Makefile
+	python3 -m venv .venv-fuzz
+	.venv-fuzz/bin/pip install --quiet "schemathesis==$(SCHEMATHESIS_VERSION)"
+	@touch $@
+
+.PHONY: api-fuzz
+api-fuzz: setup .venv-fuzz/.installed
+	$(TW) stack up
+	$(TW) db migrate
+	SCHEMATHESIS=.venv-fuzz/bin/schemathesis $(PY) -m pytest -p no:cacheprovider tests/api/fuzz_schemathesis.py $(PYTEST_ARGS)

@@ -33,6 +33,7 @@ from twinflow.api.tokens import TokenStore
 from twinflow.settings import AlertSettings, Settings
 
 REPO = Path(__file__).resolve().parents[2]
+collect_ignore = ["fuzz_hooks.py"]  # schemathesis hooks (make api-fuzz): loaded by schemathesis, not by pytest
 
 
 @dataclass

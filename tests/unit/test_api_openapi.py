@@ -4,6 +4,7 @@ the parameters' constraints the same as the checks the server runs (tests/api/te
 from __future__ import annotations
 
 import re
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -87,6 +88,35 @@ def test_state_etag_and_event_streams_are_described(spec, spec_31):
         assert set(ALL_EVENT_TYPES) < set(event["properties"]["event"]["enum"]) and "data" in event["required"]
 
 
+def test_links_lead_from_answers_to_the_operations_that_take_their_ids(spec, spec_31):
+    """Stateful clients (schemathesis, make api-fuzz) follow them: a twin's ETag to If-Match, alert ids to actions."""
+    for doc in (spec, spec_31):
+        operations = {o["operationId"]: o for ops in doc["paths"].values() for o in ops.values()}
+        links = {
+            (path, name): link
+            for path, ops in doc["paths"].items()
+            for o in ops.values()
+            for answer in o["responses"].values()
+            for name, link in answer.get("links", {}).items()
+        }
+        assert len(links) == 7
+        for link in links.values():
+            names = {(p["in"], p["name"]) for p in operations[link["operationId"]]["parameters"]}
+            assert {tuple(k.split(".", 1)) for k in link["parameters"]} <= names, link
+        desired = links[("/api/v1/twins/{twin_id}", "change_desired")]["parameters"]
+        assert desired["header.if-match"] == "$response.header.ETag"
+        assert links[("/api/v1/alerts", "act")]["parameters"] == {"path.alert_id": "$response.body#/items/0/alert_id"}
+
+
+def test_a_shelving_reason_is_blank_in_the_documents_as_on_the_server(spec_31):
+    """Only spaces is no reason (str.strip); the pattern lists those characters itself, since `\\S` means other ones
+    to JSON Schema (ECMA-262: U+001C is no space there) than to Python (schemathesis sent "\\x1e" as a reason)."""
+    pattern = spec_31["components"]["schemas"]["ShelveBody"]["properties"]["reason"]["pattern"]
+    assert re.fullmatch(r"\[\^(\\u[0-9a-f]{4})+\]", pattern), pattern
+    for c in map(chr, range(sys.maxunicode + 1)):
+        assert (re.search(pattern, c) is not None) == bool(c.strip()), hex(ord(c))
+
+
 def test_every_json_answer_has_a_schema_of_its_own(spec):
     schemas = spec["components"]["schemas"]
     for path, operations in spec["paths"].items():
@@ -125,7 +155,7 @@ def test_parameters_declare_what_the_server_checks(spec):
     assert (limit["minimum"], limit["maximum"]) == (1, 500)
     hours = _param(spec, "/api/v1/alerts/metrics", "hours")
     assert hours["exclusiveMinimum"] is True and hours["maximum"] == 24 * 366
-    shelve = spec["components"]["schemas"]["AlertActionBody"]["properties"]["duration_s"]
+    shelve = spec["components"]["schemas"]["ShelveBody"]["properties"]["duration_s"]
     assert shelve["exclusiveMinimum"] is True and shelve["maximum"] == 10 * 366 * 86400
 
     # the declared patterns take what the server takes, and refuse what it refuses

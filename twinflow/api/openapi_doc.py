@@ -64,6 +64,31 @@ ETAG = {
         "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
     }
 }
+# OpenAPI links: where an answer's ids (and the ETag) are taken next, for clients and stateful testers
+# (schemathesis follows them): (from path, method, status) → name → (to path, method, parameters).
+LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
+    ("/api/v1/twins", "get", "200"): {
+        "twin": ("/api/v1/twins/{twin_id}", "get", {"path.twin_id": "$response.body#/items/0/twin_id"}),
+    },
+    ("/api/v1/twins/{twin_id}", "get", "200"): {
+        "change_desired": (
+            "/api/v1/twins/{twin_id}/desired",
+            "patch",
+            {"path.twin_id": "$request.path.twin_id", "header.if-match": "$response.header.ETag"},
+        ),
+    },
+    ("/api/v1/alerts", "get", "200"): {
+        "alert": ("/api/v1/alerts/{alert_id}", "get", {"path.alert_id": "$response.body#/items/0/alert_id"}),
+        "act": ("/api/v1/alerts/{alert_id}/{action}", "post", {"path.alert_id": "$response.body#/items/0/alert_id"}),
+        "shelve": ("/api/v1/alerts/{alert_id}/shelve", "post", {"path.alert_id": "$response.body#/items/0/alert_id"}),
+    },
+    ("/api/v1/alerts/{alert_id}/{action}", "post", "200"): {
+        "alert": ("/api/v1/alerts/{alert_id}", "get", {"path.alert_id": "$response.body#/alert/alert_id"}),
+    },
+    ("/api/v1/alerts/{alert_id}/shelve", "post", "200"): {
+        "alert": ("/api/v1/alerts/{alert_id}", "get", {"path.alert_id": "$response.body#/alert/alert_id"}),
+    },
+}
 PROBLEMS = {
     "400": "malformed request (a parameter, the JSON, a time without a time zone)",
     "401": "no token, or an unknown or revoked one",
@@ -161,12 +186,31 @@ def with_auth_and_problems(doc: dict[str, Any]) -> dict[str, Any]:
             for status, answer in operation["responses"].items():  # the routes' own errors: problems too
                 if not status.startswith("2") and "content" not in answer:
                     answer["content"] = problem
+    _links(doc)
     twin = doc.get("paths", {}).get("/api/v1/twins/{twin_id}", {}).get("get")
     desired = doc.get("paths", {}).get("/api/v1/twins/{twin_id}/desired", {}).get("patch")
     for operation, status in ((twin, "200"), (desired, "412")):  # the state's ETag; a stale If-Match: the current
         if operation and status in operation["responses"]:
             operation["responses"][status]["headers"] = ETAG
     return doc
+
+
+def _links(doc: dict[str, Any]) -> None:
+    """:data:`LINKS` on the answers of ``doc`` (by operationId), for the operations it has."""
+    paths = doc.get("paths", {})
+
+    def operation(path: str, method: str) -> dict[str, Any] | None:
+        return paths.get(path, {}).get(method)
+
+    for (path, method, status), links in LINKS.items():
+        source = operation(path, method)
+        answer = source["responses"].get(status) if source else None
+        if answer is None:
+            continue
+        for name, (to_path, to_method, parameters) in links.items():
+            target = operation(to_path, to_method)
+            if target is not None:
+                answer.setdefault("links", {})[name] = {"operationId": target["operationId"], "parameters": parameters}
 
 
 def _not_null(schema: dict[str, Any]) -> dict[str, Any]:

@@ -8,13 +8,14 @@ is recorded with the change (an action's ``by``, a redelivery's ``redelivered_by
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from operators.records.alerts import Kind, Severity
 from operators.records.envelope import TWIN_ID_PATTERN
@@ -208,27 +209,86 @@ async def redeliver(
 
 class AlertActionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field("", max_length=500, description="why (required to shelve)")
-    until: Time | None = Field(None, description="shelve: when the shelving expires (with a time zone)")
-    duration_s: float | None = Field(
-        None, gt=0, le=10 * 366 * 86400, allow_inf_nan=False, description="shelve: or how long, in seconds"
+    reason: str = Field("", max_length=500, description="why")
+
+
+# One character that is not whitespace as the server's check counts it (str.strip), written out: JSON Schema reads
+# `\S` as ECMA-262 does, to which other characters are whitespace (U+001C, U+0085) than to Python.
+NOT_BLANK = "[^" + "".join(f"\\u{c:04x}" for c in range(sys.maxunicode + 1) if chr(c).isspace()) + "]"
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class ShelveBody(BaseModel):
+    """A shelving: its expiry (``until``, else ``duration_s`` from now) and a reason, as the server requires them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["until"]}, {"required": ["duration_s"]}]},
+    )
+    reason: str = Field(max_length=500, description="why (not only spaces)", json_schema_extra={"pattern": NOT_BLANK})
+    # optional, but not null: one of them is sent (the schema's anyOf), as a time or a number
+    until: Time = Field(
+        None, description="when the shelving expires (with a time zone; in the future)", json_schema_extra=_no_default
+    )
+    duration_s: float = Field(
+        None,
+        gt=0,
+        le=10 * 366 * 86400,
+        allow_inf_nan=False,
+        description="or how long, in seconds (if no `until`)",
+        json_schema_extra=_no_default,
     )
 
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, reason: str) -> str:
+        if not reason.strip():  # what NOT_BLANK says, with a message for people
+            raise ValueError("shelving needs a reason (not only spaces)")
+        return reason
 
-ActionName = Literal["ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service"]
+    @model_validator(mode="after")
+    def _expiry(self) -> ShelveBody:
+        if self.until is None and self.duration_s is None:
+            raise ValueError("give `until` (a time) or `duration_s` (seconds)")
+        return self
+
+
+ActionName = Literal["ack", "resolve", "unshelve", "out_of_service", "in_service"]
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "not possible in the alert's state (resolved, not shelved, not out of service)"}
+}
+
+
+@router.post(
+    "/alerts/{alert_id}/shelve",
+    response_class=JSON,
+    response_model=models.AlertActionResult,
+    summary="Shelve an alert until a time, or for a duration (with a reason)",
+    responses={
+        **REFUSALS,
+        422: {
+            "description": "the body does not fit, or an expiry not in the future or beyond alerts.rules.max_shelve_s"
+        },
+    },
+)
+async def shelve_alert(
+    request: Request, alert_id: Annotated[str, Path(max_length=64)], subject: Writer, body: ShelveBody
+) -> JSON:
+    until = aware_time(body.until, "until")
+    if until is None:
+        until = datetime.now(UTC) + timedelta(seconds=body.duration_s or 0)
+    return await _act(request, alert_id, "shelve", subject, body.reason, until)
 
 
 @router.post(
     "/alerts/{alert_id}/{action}",
     response_class=JSON,
     response_model=models.AlertActionResult,
-    summary="Acknowledge, resolve, shelve, unshelve, …",
-    responses={
-        409: {"description": "not possible in the alert's state (resolved, not shelved, not out of service)"},
-        422: {
-            "description": "the body does not fit, or a shelving without a reason or beyond alerts.rules.max_shelve_s"
-        },
-    },
+    summary="Acknowledge, resolve, unshelve, take out of service, return to service",
+    responses=REFUSALS,
 )
 async def alert_action(
     request: Request,
@@ -237,15 +297,15 @@ async def alert_action(
     subject: Writer,
     body: AlertActionBody | None = None,
 ) -> JSON:
+    return await _act(request, alert_id, action, subject, (body or AlertActionBody()).reason, None)
+
+
+async def _act(request: Request, alert_id: str, action: str, subject: str, reason: str, until: datetime | None) -> JSON:
     from connectors.postgres.alerts_store import AlertStore
     from twinflow.alarms.actions import ActionRefused, act
 
-    body = body or AlertActionBody()
     settings = request.app.state.settings
     now = datetime.now(UTC)
-    until = aware_time(body.until, "until")
-    if action == "shelve" and until is None and body.duration_s is not None:
-        until = now + timedelta(seconds=body.duration_s)
     producer = request.app.state.producer
 
     def run() -> Any:
@@ -254,7 +314,7 @@ async def alert_action(
 
         store = AlertStore(settings.postgres.conninfo(), max_attempts=3)
         try:
-            return act(settings, store, publish, alert_id, action, subject, until=until, note=body.reason, now=now)
+            return act(settings, store, publish, alert_id, action, subject, until=until, note=reason, now=now)
         finally:
             store.close()
 
