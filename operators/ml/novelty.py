@@ -179,7 +179,7 @@ class NoveltyDetector(Regimes, VersionedState):
         if not self.sensors:
             self.sensors = sorted(k for k, v in readings.items() if v is not None and math.isfinite(v))
         try:  # fast path: every value present and finite
-            vals = [readings[name] for name in self.sensors]
+            vals = list(map(readings.__getitem__, self.sensors))
             if all(map(math.isfinite, vals)):
                 x = self._last = np.array(vals, dtype=np.float64)
                 return x
@@ -230,26 +230,31 @@ class NoveltyDetector(Regimes, VersionedState):
         self._wpos += 1
         self.n_seen += 1
         filled = self._wpos if self._wpos < window else window
-        wmean = np.add.reduce(self._window if filled == window else self._window[:filled], axis=0) * (1.0 / filled)
-        if self._baseline is None:
+        # (positional axis, then in place: the same operations as ``reduce(…, axis=0) * (1 / filled)``)
+        dev = np.add.reduce(self._window if filled == window else self._window[:filled], 0)
+        dev *= 1.0 / filled  # the window's mean
+        baseline = self._baseline
+        if baseline is None:
             self._dev = np.zeros_like(x)
             return math.nan
         if self._slope is not None:  # a re-learned ramp moves on
-            self._baseline = self._baseline + self._slope
-        dev = self._dev = wmean - self._baseline
+            baseline = self._baseline = baseline + self._slope
+        dev -= baseline
+        self._dev = dev
         self._point_won = False
-        e = self._e = x - self._baseline
-        if cfg.point and self._inv_var is not None:
-            z2 = self._z2 = float((e * e).dot(self._inv_var))  # ndarray.dot: as @, a third of its overhead
+        e = self._e = x - baseline
+        inv_var = self._inv_var
+        if inv_var is not None and cfg.point:
+            z2 = self._z2 = float((e * e).dot(inv_var))  # ndarray.dot: as @, a third of its overhead
             self._zsum += z2 - self._zring[pos]
             self._zring[pos] = z2
             self._vmean = self._zsum / filled
         else:  # no noise model yet: nothing for the point and variance tails to learn
             self._z2 = self._vmean = 0.0
-        if self.warming_up:
+        precision = self._precision
+        if precision is None or self.n_learned < cfg.warmup:  # warming up
             return math.nan
-        assert self._precision is not None
-        t2 = self._t2 = float(dev.dot(self._precision).dot(dev))
+        t2 = self._t2 = float(dev.dot(precision).dot(dev))
         surprise = self._tail.surprise(t2)
         if cfg.point and self._ztail.ready:
             zs = self._ztail.surprise(self._z2)
