@@ -391,7 +391,8 @@ class NoveltyDetector(Regimes, VersionedState):
         if self._calib is None or self._cfill < max(rows, 10, self._need_calib):
             return
         assert self._cscale is not None
-        d = half_ring.read(self._calib[:, :-2], self._cscale[:-2], self._cfill)  # the deviations
+        ring = half_ring.read(self._calib, self._cscale, self._cfill)  # deviations, z², window-mean z²
+        d = np.ascontiguousarray(ring[:, :-2])  # the deviations (contiguous: the product as before)
         cov = (d.T @ d).astype(np.float64) / len(d)
         # In each sensor's own units (its spread), so that 1e9 Pa next to 1e-6 A is as well conditioned
         # as two temperatures: a ridge relative to the mean spread hid every small sensor.
@@ -405,15 +406,28 @@ class NoveltyDetector(Regimes, VersionedState):
             inv = np.linalg.pinv(corr, hermitian=True)
         self._precision = inv / np.outer(s, s)
         u = d / s.astype(np.float32)
-        self._tail.fit(((u @ inv.astype(np.float32)) * u).sum(axis=1))
+        self._tail.fit(row_sums((u @ inv.astype(np.float32)) * u))
         if self._var is not None:
             self._inv_var = 1.0 / np.maximum(self._var, self._still_floor())
-            z, v = half_ring.read(self._calib[:, -2:], self._cscale[-2:], self._cfill).T  # z², window-mean z²
+            z, v = ring[:, -2], ring[:, -1]  # z², window-mean z²
             z, v = z[z > 0], v[v > 0]
             if len(z) > 10:
                 self._ztail.fit(z)
             if len(v) > 10:
                 self._vtail.fit(v)
+
+
+def row_sums(m: np.ndarray) -> np.ndarray:
+    """``m.sum(axis=1)``, the same bits: below 8 columns numpy adds a row's values one after the
+    other from +0, which adding the columns one after the other repeats (5 array additions for 5
+    sensors instead of a reduction per row: a quarter of the time for 1,000 rows)."""
+    if not 1 < m.shape[1] < 8:  # (8 and more: numpy's pairwise sum)
+        return m.sum(axis=1)
+    out = m[:, 0] + m[:, 1]
+    for j in range(2, m.shape[1]):
+        out += m[:, j]
+    out += 0.0  # (a sum from +0 is never −0)
+    return out
 
 
 def seconds(ts: Any, unit_s: float = 1.0) -> float:
