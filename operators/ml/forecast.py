@@ -219,15 +219,15 @@ class SensorForecasts:
                 continue
             held = self._held
             keys = tuple(r)
-            values = tuple(r.values())
+            values = r.values()
             floats = set(map(type, values)) <= _FLOAT
             if floats and held is not None and held.keys == keys and len(held.calibrate) < HOLD_AT_MOST:
-                held.values.extend(values)
+                held.values.extend(values)  # (the array takes the values as they come: no tuple of them)
                 held.calibrate.append(c)
                 continue
             self._learn_held()
             if floats:
-                self._held = _Held(keys, values, c)
+                self._held = _Held(keys, tuple(values), c)
             else:  # (booleans and missing values are not learned; ints are: as update() does)
                 self.update(r, True, c)
 

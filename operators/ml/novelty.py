@@ -179,7 +179,7 @@ class NoveltyDetector(Regimes, VersionedState):
         if not self.sensors:
             self.sensors = sorted(k for k, v in readings.items() if v is not None and math.isfinite(v))
         try:  # fast path: every value present and finite
-            vals = [readings[name] for name in self.sensors]
+            vals = list(map(readings.__getitem__, self.sensors))
             if all(map(math.isfinite, vals)):
                 x = self._last = np.array(vals, dtype=np.float64)
                 return x
@@ -230,26 +230,31 @@ class NoveltyDetector(Regimes, VersionedState):
         self._wpos += 1
         self.n_seen += 1
         filled = self._wpos if self._wpos < window else window
-        wmean = np.add.reduce(self._window if filled == window else self._window[:filled], axis=0) * (1.0 / filled)
-        if self._baseline is None:
+        # (positional axis, then in place: the same operations as ``reduce(…, axis=0) * (1 / filled)``)
+        dev = np.add.reduce(self._window if filled == window else self._window[:filled], 0)
+        dev *= 1.0 / filled  # the window's mean
+        baseline = self._baseline
+        if baseline is None:
             self._dev = np.zeros_like(x)
             return math.nan
         if self._slope is not None:  # a re-learned ramp moves on
-            self._baseline = self._baseline + self._slope
-        dev = self._dev = wmean - self._baseline
+            baseline = self._baseline = baseline + self._slope
+        dev -= baseline
+        self._dev = dev
         self._point_won = False
-        e = self._e = x - self._baseline
-        if cfg.point and self._inv_var is not None:
-            z2 = self._z2 = float((e * e).dot(self._inv_var))  # ndarray.dot: as @, a third of its overhead
+        e = self._e = x - baseline
+        inv_var = self._inv_var
+        if inv_var is not None and cfg.point:
+            z2 = self._z2 = float((e * e).dot(inv_var))  # ndarray.dot: as @, a third of its overhead
             self._zsum += z2 - self._zring[pos]
             self._zring[pos] = z2
             self._vmean = self._zsum / filled
         else:  # no noise model yet: nothing for the point and variance tails to learn
             self._z2 = self._vmean = 0.0
-        if self.warming_up:
+        precision = self._precision
+        if precision is None or self.n_learned < cfg.warmup:  # warming up
             return math.nan
-        assert self._precision is not None
-        t2 = self._t2 = float(dev.dot(self._precision).dot(dev))
+        t2 = self._t2 = float(dev.dot(precision).dot(dev))
         surprise = self._tail.surprise(t2)
         if cfg.point and self._ztail.ready:
             zs = self._ztail.surprise(self._z2)
@@ -386,7 +391,8 @@ class NoveltyDetector(Regimes, VersionedState):
         if self._calib is None or self._cfill < max(rows, 10, self._need_calib):
             return
         assert self._cscale is not None
-        d = half_ring.read(self._calib[:, :-2], self._cscale[:-2], self._cfill)  # the deviations
+        ring = half_ring.read(self._calib, self._cscale, self._cfill)  # deviations, z², window-mean z²
+        d = np.ascontiguousarray(ring[:, :-2])  # the deviations (contiguous: the product as before)
         cov = (d.T @ d).astype(np.float64) / len(d)
         # In each sensor's own units (its spread), so that 1e9 Pa next to 1e-6 A is as well conditioned
         # as two temperatures: a ridge relative to the mean spread hid every small sensor.
@@ -400,15 +406,28 @@ class NoveltyDetector(Regimes, VersionedState):
             inv = np.linalg.pinv(corr, hermitian=True)
         self._precision = inv / np.outer(s, s)
         u = d / s.astype(np.float32)
-        self._tail.fit(((u @ inv.astype(np.float32)) * u).sum(axis=1))
+        self._tail.fit(row_sums((u @ inv.astype(np.float32)) * u))
         if self._var is not None:
             self._inv_var = 1.0 / np.maximum(self._var, self._still_floor())
-            z, v = half_ring.read(self._calib[:, -2:], self._cscale[-2:], self._cfill).T  # z², window-mean z²
+            z, v = ring[:, -2], ring[:, -1]  # z², window-mean z²
             z, v = z[z > 0], v[v > 0]
             if len(z) > 10:
                 self._ztail.fit(z)
             if len(v) > 10:
                 self._vtail.fit(v)
+
+
+def row_sums(m: np.ndarray) -> np.ndarray:
+    """``m.sum(axis=1)``, the same bits: below 8 columns numpy adds a row's values one after the
+    other from +0, which adding the columns one after the other repeats (5 array additions for 5
+    sensors instead of a reduction per row: a quarter of the time for 1,000 rows)."""
+    if not 1 < m.shape[1] < 8:  # (8 and more: numpy's pairwise sum)
+        return m.sum(axis=1)
+    out = m[:, 0] + m[:, 1]
+    for j in range(2, m.shape[1]):
+        out += m[:, j]
+    out += 0.0  # (a sum from +0 is never −0)
+    return out
 
 
 def seconds(ts: Any, unit_s: float = 1.0) -> float:

@@ -5,8 +5,10 @@ import math
 
 import numpy as np
 
+from operators.ml import half_ring
 from operators.ml.config import AnomalyConfig
-from operators.ml.novelty import NoveltyDetector
+from operators.ml.novelty import NoveltyDetector, row_sums
+from operators.ml.scoring import TailScale
 from operators.ml.sensor_health import median_rows
 
 
@@ -41,3 +43,47 @@ def test_observed_distances_are_the_plain_quadratic_forms() -> None:
             checked += 1
         det.learn(s)
     assert checked > 400
+
+
+def test_row_sums_are_numpys_bit_for_bit() -> None:
+    """float32 rows of 1 to 12 values (the noise refit's quadratic-form parts), with zeros of both
+    signs, huge and tiny magnitudes, inf and NaN: what ``m.sum(axis=1)`` gives."""
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        n, d = int(rng.integers(1, 50)), int(rng.integers(1, 13))
+        m = (rng.normal(size=(n, d)) * 10.0 ** rng.uniform(-30, 30, size=(n, d))).astype(np.float32)
+        kind = rng.integers(0, 4)
+        if kind == 1:
+            m[rng.random((n, d)) < 0.3] = rng.choice([0.0, -0.0])
+        elif kind == 2:
+            m[rng.integers(0, n), rng.integers(0, d)] = rng.choice([math.inf, -math.inf, math.nan])
+        with np.errstate(over="ignore", invalid="ignore"):
+            assert row_sums(m).tobytes() == m.sum(axis=1).tobytes()
+
+
+def test_noise_refit_is_the_plain_one() -> None:
+    """The refit reads the calibration ring once: the precision and the three tails equal those of
+    the deviations and z² columns read apart, for 1 to 12 sensors of any scale."""
+    rng = np.random.default_rng(6)
+    for d in (1, 2, 5, 8, 12):
+        det = NoveltyDetector(AnomalyConfig(warmup=100, calibration_size=300, refresh_every=20))
+        mix, scale = rng.normal(size=(d, d)), 10.0 ** rng.uniform(-4, 6, size=d)
+        for t in range(700):
+            det.learn(det.observe((mix @ rng.normal(size=d)) * scale + scale * math.sin(t / 40)))
+        assert det._precision is not None and det._cscale is not None
+        n = det._cfill  # the columns read apart, as before
+        dev = half_ring.read(det._calib[:, :-2], det._cscale[:-2], n)
+        z, v = half_ring.read(det._calib[:, -2:], det._cscale[-2:], n).T
+        det._refresh()
+        cov = (dev.T @ dev).astype(np.float64) / len(dev)
+        s = np.sqrt(np.maximum(cov.diagonal(), det._still_floor()))
+        corr = cov / np.outer(s, s) * (1.0 - det.config.shrinkage)
+        np.fill_diagonal(corr, 1.0 + 1e-9)
+        inv = np.linalg.inv(corr)
+        assert det._precision.tobytes() == (inv / np.outer(s, s)).tobytes()
+        u = dev / s.astype(np.float32)
+        tails = [TailScale() for _ in range(3)]
+        parts = ((u @ inv.astype(np.float32)) * u).sum(axis=1)
+        for tail, values in zip(tails, (parts, z[z > 0], v[v > 0]), strict=True):
+            tail.fit(values)
+        assert [(t.u90, t.u99) for t in (det._tail, det._ztail, det._vtail)] == [(t.u90, t.u99) for t in tails]
