@@ -100,3 +100,25 @@ def loads_shorter_layouts(cls: type) -> type:
 
     cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
     return cls
+
+
+class PickledBySlots:
+    """Mixin for a class with ``__slots__`` that pickles as ``{slot: value}`` (a plain dict: an
+    earlier version's snapshot loads as long as the names stay).
+
+    >>> import pickle
+    >>> from operators.ml.counters import Counters
+    >>> counters = Counters()
+    >>> counters.never.add("valve")
+    >>> pickle.loads(pickle.dumps(counters)).never
+    {'valve'}
+    """
+
+    __slots__ = ()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)

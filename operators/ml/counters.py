@@ -46,6 +46,7 @@ from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
 from operators.ml.config import CountersConfig
+from operators.pickled import PickledBySlots
 
 RESET_SHARE = 0.5  # a fall to below this share of the last value is a reset (a wrap, a reset to 0)
 DEFAULT = CountersConfig()
@@ -57,7 +58,7 @@ def matches(name: str, globs: Iterable[str]) -> bool:
     return any(fnmatchcase(low, g.lower()) for g in globs)
 
 
-class Counters:
+class Counters(PickledBySlots):
     """Per sensor: how it moved so far, and the last value, time and rate of the counters. Picklable."""
 
     __slots__ = ("_last", "_rate", "_rises", "counters", "never")
@@ -68,13 +69,6 @@ class Counters:
         self._rate: dict[str, float] = {}  # a counter's last rate
         self.counters: set[str] = set()
         self.never: set[str] = set()  # fell without a reset, went below 0, or a level by name: not a counter
-
-    def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value)
 
     def apply(
         self,

@@ -37,12 +37,13 @@ from __future__ import annotations
 
 from operators.ml.config import StatesConfig
 from operators.ml.counters import matches
+from operators.pickled import PickledBySlots
 
 LOWEST = -1.0  # no state value is below this (a direction: -1/0/1)
 DEFAULT = StatesConfig()
 
 
-class States:
+class States(PickledBySlots):
     """Per sensor: the distinct values of candidates and detected states; which are states. Picklable."""
 
     __slots__ = ("_values", "never", "states")
@@ -51,13 +52,6 @@ class States:
         self._values: dict[str, set[float]] = {}  # candidates and detected states -> their distinct values
         self.states: set[str] = set()
         self.never: set[str] = set()  # took a value no state takes, or a level by name: never a state
-
-    def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value)
 
     def apply(
         self,
