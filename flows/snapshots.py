@@ -15,7 +15,7 @@ subpackages or a module was split (its classes are found at their new place, :da
 >>> from_snapshot(b"coperators.live_models\nTwinModelState\n.").__module__  # the live step's state
 'operators.ml.live_state'
 >>> from_snapshot(b"coperators.records.alerts\nDesyncEscalation\n(Vp1\nNI01\nN(dtR.")  # its older fields
-DesyncEscalation(twin_id='p1', ts=None, detail={}, in_sync=False)
+DesyncEscalation(twin_id='p1', ts=None, detail={}, in_sync=False, alert='desync')
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ step learns from the histories and answers features with a
 >>> cfg = LiveModelConfig(ModelConfig(anomaly=AnomalyConfig(warmup=20, window=3)), forecast_every=0)
 >>> state, t0 = None, datetime(2026, 1, 1, tzinfo=UTC)
 >>> for i in range(30):
-...     state, out = step(state, Reading(t0 + timedelta(seconds=i), {"a": float(i % 3)}), cfg)
+...     state, out = step(state, Reading(t0 + timedelta(seconds=i), {"a": i % 3 + 0.5}), cfg)
 >>> [type(r).__name__ for r in out], state.model.anomaly.n_learned
 (['AnomalyScore'], 30)
 >>> state, _ = step(state, Status(maintenance=True), cfg)
