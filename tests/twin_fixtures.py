@@ -15,7 +15,7 @@ import pytest
 
 from connectors.postgres.migrate import migrate
 from flows.twin_settings import TwinSettings
-from twinflow.settings import Settings, Topics, load_settings
+from twinflow.settings import AlertSettings, Settings, Topics, load_settings
 
 
 def _superuser(s: Settings) -> str:
@@ -36,6 +36,21 @@ def twin_db() -> Iterator[Settings]:
     yield s
     with psycopg.connect(_superuser(s), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def alert_settings_for(sfx: str, **extra: Any) -> AlertSettings:
+    """Alert settings whose topics are this test's own (suffix ``sfx``, 1 partition each), with ``extra``."""
+    return AlertSettings(
+        topic=f"test.alerts.{sfx}",
+        actions_topic=f"test.alert_actions.{sfx}",
+        anomalies_topic=f"test.scores.{sfx}",
+        failures_topic=f"test.failures.{sfx}",
+        forecasts_topic=f"test.forecasts.{sfx}",
+        status_topic=f"test.status.{sfx}",
+        suppression_topic=f"test.suppression.{sfx}",
+        partitions=1,
+        **extra,
+    )
 
 
 def twin_settings_for(base: Settings, policy: dict[str, Any] | None = None, **twin: Any) -> Settings:

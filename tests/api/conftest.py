@@ -26,7 +26,7 @@ from operators.alerts.rules import AlertRules, KindRule
 from tests.api.openapi_check import OpenApi
 from tests.integration.test_twin_device_loop import FakeDevice
 from tests.process_helpers import stop
-from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401
+from tests.twin_fixtures import alert_settings_for, settings_env, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import envelope, wait_for
 from tests.webhook_receiver import Receiver
 from twinflow.api.tokens import TokenStore
@@ -143,19 +143,12 @@ WEBHOOK_SECRET = "api-tests-webhook"
 
 
 def _alert_settings(sfx: str, webhook_url: str) -> AlertSettings:
-    return AlertSettings(
+    return alert_settings_for(
+        sfx,
         webhook_url=webhook_url,
         webhook_backoff_s=0.2,
         webhook_backoff_max_s=0.5,
         webhook_poll_s=0.2,
-        topic=f"test.alerts.{sfx}",
-        actions_topic=f"test.alert_actions.{sfx}",
-        anomalies_topic=f"test.scores.{sfx}",
-        failures_topic=f"test.failures.{sfx}",
-        forecasts_topic=f"test.forecasts.{sfx}",
-        status_topic=f"test.status.{sfx}",
-        suppression_topic=f"test.suppression.{sfx}",
-        partitions=1,
         rules=AlertRules(anomaly=KindRule(0.0, 600.0), reorder_window_s=0.5, escalate_after_s=0),
     )
 

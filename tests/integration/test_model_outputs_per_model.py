@@ -32,11 +32,11 @@ from tests.db_helpers import private_db  # noqa: F401
 from tests.integration.plant_helpers import free_port
 from tests.process_helpers import stop
 from tests.seed import version
-from tests.twin_fixtures import settings_env, twin_settings_for
+from tests.twin_fixtures import alert_settings_for, settings_env, twin_settings_for
 from tests.twin_kafka import wait_for
 from twinflow import queries
 from twinflow.api.tokens import TokenStore
-from twinflow.settings import AlertSettings, Settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -49,16 +49,7 @@ def system(private_db: Settings, tmp_path: Path) -> Iterator[tuple[Settings, dic
     """Topics and a database of this test's own; the environment that gives them to the CLI."""
     base = twin_settings_for(private_db)
     sfx = base.topics.raw.rsplit(".", 1)[1]
-    alerts = AlertSettings(
-        topic=f"test.alerts.{sfx}",
-        actions_topic=f"test.alert_actions.{sfx}",
-        anomalies_topic=f"test.scores.{sfx}",
-        failures_topic=f"test.failures.{sfx}",
-        forecasts_topic=f"test.forecasts.{sfx}",
-        status_topic=f"test.status.{sfx}",
-        suppression_topic=f"test.suppression.{sfx}",
-        partitions=1,
-    )
+    alerts = alert_settings_for(sfx)
     s = base.model_copy(update={"alerts": alerts})
     ensure_topics(s, alert_topic_specs(s))
     tokens = TokenStore([])
