@@ -6,6 +6,10 @@ spill file); a background thread moves them into the idempotent producer while f
 fills and the buffer grows; failed deliveries go back to the head of the buffer. When memory
 and file are full, ``put()`` blocks (back-pressure to the device side) or, with
 ``when_full = "drop_oldest"``, drops the oldest record and counts it.
+
+A producer that stalls — Kafka answers metadata requests but acknowledges none of the records in
+flight for ``stall_s`` (librdkafka can wedge like this after a broker restart) — is replaced: its
+records are purged back into the buffer and a new producer sends them (``restarts`` counts this).
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
 
 from connectors.config.contract import ConnectorSettings
-from connectors.kafka.clients import make_producer
+from connectors.kafka.clients import client_config, make_producer, quiet_logger
 from connectors.kafka.spill import Full, Record, SpillQueue
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,23 @@ class PublisherCounters:
     in_flight: int = 0
     # Times put() had to wait for space (back-pressure).
     blocked: int = 0
+    # Stalled producers replaced (Kafka answered, nothing was acknowledged for `stall_s`).
+    restarts: int = 0
+
+
+# While records are in flight and none is acknowledged, ask whether Kafka answers this often (s; at
+# most a third of `stall_s`).
+STALL_PROBE_S = 10.0
+
+
+def broker_answers(settings: ConnectorSettings, timeout: float = 5.0) -> bool:
+    """Whether a broker answers a metadata request, asked by a client of its own (not the producer
+    under suspicion, whose connection may be the thing that is stuck)."""
+    try:
+        AdminClient(client_config(settings, logger=quiet_logger())).list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
 
 
 class Publisher:
@@ -60,7 +83,12 @@ class Publisher:
         name: str,
         producer: Producer | None = None,
         spill_path: Path | None = None,
+        new_producer: Callable[[], Producer] | None = None,
+        kafka_answers: Callable[[], bool] | None = None,
     ) -> None:
+        """``producer``/``new_producer``: the producer, and how to make a fresh one after a stall
+        (default: from ``settings``; given only ``producer``, it is reused after a purge);
+        ``kafka_answers``: whether Kafka is reachable (default :func:`broker_answers`)."""
         b = settings.bridge.buffer
         self.settings = settings
         self.name = name
@@ -73,8 +101,17 @@ class Publisher:
             memory_records=b.memory_records,
             max_file_bytes=b.spill_max_bytes,
         )
-        self.producer = producer or make_producer(settings)
+        if new_producer is None:
+            new_producer = (lambda: producer) if producer is not None else (lambda: make_producer(settings))
+        self._new_producer = new_producer
+        self._kafka_answers = kafka_answers or (lambda: broker_answers(settings))
+        self.stall_s = b.stall_s
+        self._probe_every = min(STALL_PROBE_S, b.stall_s / 3)
+        self.producer = producer or new_producer()
         self.counters = PublisherCounters()
+        # Stall watch: the last acknowledgement (or empty window), the last probe, since when Kafka answers.
+        self._progress_at = self._probed_at = time.monotonic()
+        self._answers_since: float | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name=f"publisher-{name}", daemon=True)
@@ -113,6 +150,8 @@ class Publisher:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         with self._cond:
             self.counters.in_flight -= 1
+            self._progress_at = time.monotonic()
+            self._answers_since = None
             if err is None:
                 self.counters.delivered += 1
             elif err.retriable() or err.code() in _REQUEUE:
@@ -138,6 +177,8 @@ class Publisher:
                     except BufferError:
                         self.queue.put_front(rec)
                         break
+                    if not self.counters.in_flight:
+                        self._progress_at = time.monotonic()
                     self.counters.in_flight += 1
                     moved += 1
                 self.counters.buffered = len(self.queue)
@@ -146,9 +187,46 @@ class Publisher:
             self.producer.poll(0 if moved else 0.05)
             if self._stop.is_set() and self._abandon_at and time.monotonic() > self._abandon_at:
                 break
+            self._watch_stall()
             self._report()
 
     _abandon_at: float | None = None
+
+    def _watch_stall(self) -> None:
+        """Replace the producer when Kafka has answered for ``stall_s`` while none of the records in
+        flight was acknowledged (an outage alone never does: Kafka must answer)."""
+        now = time.monotonic()
+        if not self.counters.in_flight or now - self._progress_at < self._probe_every:
+            return
+        if now - self._probed_at >= self._probe_every:
+            self._probed_at = now
+            if not self._kafka_answers():
+                self._answers_since = None
+            elif self._answers_since is None:
+                self._answers_since = now
+        if self._answers_since is not None and now - self._answers_since >= self.stall_s:
+            self._restart_producer(now - self._progress_at)
+
+    def _restart_producer(self, stalled_s: float) -> None:
+        """Purge the stalled producer (its records come back through :meth:`_delivered` and are
+        requeued) and send them with a new one; if the purge does not return them all, keep it."""
+        old = self.producer
+        log.warning(
+            "%s: Kafka answers but acknowledged none of %d records in %.0f s: replacing the producer",
+            self.name, self.counters.in_flight, stalled_s,
+        )  # fmt: skip
+        old.purge()  # queued and in flight
+        deadline = time.monotonic() + 5
+        while self.counters.in_flight and time.monotonic() < deadline:
+            old.poll(0.1)
+        if self.counters.in_flight:
+            held = self.counters.in_flight
+            log.error("%s: %d records still held by the stalled producer; keeping it", self.name, held)
+            self._answers_since = None
+            return
+        self.producer = self._new_producer()
+        self.counters.restarts += 1
+        self._progress_at, self._answers_since = time.monotonic(), None
 
     def _report(self) -> None:
         now = time.monotonic()

@@ -60,3 +60,7 @@ class BufferSettings(StrictModel):
     spill_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     # When memory and file are both full: `block` the device side (back-pressure) or `drop_oldest`.
     when_full: str = Field("block", pattern="^(block|drop_oldest)$")
+    # Kafka answers but has acknowledged none of the records in flight for this long: the producer is
+    # stuck (a librdkafka stall after a broker restart); its records go back to the buffer and a new
+    # producer sends them (duplicates are possible, never loss; the sinks are idempotent).
+    stall_s: float = Field(30.0, gt=0)

@@ -63,7 +63,7 @@ class FakeProducer:
         self.poll()
         return len(self.pending)
 
-    def purge(self):
+    def purge(self, in_queue=True, in_flight=True):
         with self.lock:
             batch, self.pending = self.pending, []
         for msg, cb in batch:
@@ -167,3 +167,37 @@ def test_the_spill_folder_comes_from_the_configuration(tmp_path: Path) -> None:
     unset.bridge.buffer.spill_dir = None
     with pytest.raises(ValueError, match=r"bridge\.buffer\.spill_dir"):
         Publisher(unset, "opcua-plant", producer=FakeProducer())
+
+
+class StalledProducer(FakeProducer):
+    """Takes records and never acknowledges them (a wedged librdkafka) until purged."""
+
+    def poll(self, timeout=0):
+        time.sleep(min(timeout, 0.01))
+        return 0
+
+
+def test_a_stalled_producer_is_replaced_once_kafka_answers_and_nothing_is_lost(tmp_path: Path) -> None:
+    stalled, fresh = StalledProducer(), FakeProducer()
+    made: list[FakeProducer] = []
+    answers = threading.Event()
+
+    def new_producer():
+        made.append(fresh)
+        return fresh
+
+    pub = Publisher(
+        settings(tmp_path, memory_records=10, max_in_flight=5, stall_s=0.3), "t",
+        producer=stalled, new_producer=new_producer, kafka_answers=answers.is_set,
+    ).start()  # fmt: skip
+    for i in range(20):
+        pub.put("raw", b"k", str(i).encode())
+    # Kafka does not answer: an outage, not a stall; the producer is kept and nothing is delivered.
+    assert not pub.wait_idle(1.0)
+    assert made == [] and pub.stats()["in_flight"] == 5 and pub.stats()["restarts"] == 0
+    answers.set()
+    assert pub.wait_idle(5), pub.stats()
+    pub.close(1)
+    assert made == [fresh] and pub.counters.restarts == 1
+    assert sorted(int(v) for v in fresh.delivered) == list(range(20))
+    assert stalled.delivered == [] and pub.counters.delivered == 20
