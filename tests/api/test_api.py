@@ -418,6 +418,41 @@ def test_webhook_deliveries_are_listed_and_a_refused_one_is_queued_again_by_its_
     assert any(r.headers["Idempotency-Key"] == f"{aid}:1" for r in live.receiver.requests)
 
 
+def test_every_failed_delivery_is_queued_again_in_one_request(live: Live, openapi: OpenApi):
+    """The CLI had `twinflow alerts redeliver --failed`; the API only one alert at a time. Two twins' alerts
+    refused by the receiver (it was down) fail; once it is fixed, one request queues both, each delivered."""
+    twins = [f"{live.alert_twin}-all{i}" for i in range(2)]
+    live.receiver.refuse.update(twins)
+    for twin in twins:
+        live.produce(
+            live.settings.alerts.anomalies_topic,
+            twin,
+            {"twin_id": twin, "ts": datetime.now(UTC).isoformat(), "score": 0.95, "threshold": 0.6,
+             "is_anomaly": True, "contributions": {"temp_c": 1.0}},
+        )  # fmt: skip
+    with live.client() as c:
+
+        def rows(state: str):
+            params = [{"twin": t, "state": state} for t in twins]
+            found = [c.get("/api/v1/alerts/deliveries", params=p).json()["items"] for p in params]
+            return found if all(found) else None
+
+        failed = wait_for("both refused versions failed", lambda: rows("failed"), timeout=30)
+        aids = {r[0]["alert_id"] for r in failed}
+        with live.client(token=None) as anonymous:
+            is_problem(anonymous.post("/api/v1/alerts/deliveries/redeliver"), 401)
+        live.receiver.refuse.difference_update(twins)
+        r = c.post("/api/v1/alerts/deliveries/redeliver")
+        assert r.status_code == 200, r.text
+        queued = {(q["alert_id"], q["version"]) for q in openapi.conforms(r)["queued"]}
+        assert {(a, 1) for a in aids} <= queued and "queued again by ann" in r.json()["message"]
+        delivered = wait_for("both delivered", lambda: rows("delivered"), timeout=30)
+        assert all(d[0]["redelivered_by"] == "ann" for d in delivered)
+        left = c.get("/api/v1/alerts/deliveries", params={"state": "failed"}).json()["total"]
+        if not left:  # nothing failed (anywhere in the outbox): nothing to queue
+            assert "no failed delivery" in is_problem(c.post("/api/v1/alerts/deliveries/redeliver"), 409)["detail"]
+
+
 def test_the_documents_take_no_shelving_the_server_always_refuses(live: Live, openapi: OpenApi):
     """Found by schemathesis (make api-fuzz): one body for every action made a shelving without an expiry or
     without a reason valid by the documents, and the server always refused it (422). The documents now ask for

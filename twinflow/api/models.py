@@ -268,6 +268,16 @@ class RedeliverResult(Doc):
     message: str
 
 
+class QueuedVersion(Doc):
+    alert_id: str
+    version: int
+
+
+class RedeliverAllResult(Doc):
+    queued: list[QueuedVersion] = Field(description="every alert version queued again, by alert and version")
+    message: str
+
+
 class AlarmRate(Doc):
     """Alarm-system performance (ISA-18.2): :func:`twinflow.alarms.metrics.alarm_rate`."""
 
