@@ -18,8 +18,9 @@ documents every operation can answer with, the `ETag` header and one server-sent
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, get_args
 
+from operators.records.alerts import ActionName
 from twinflow.api.problems import MEDIA_TYPE
 
 PROBLEM_SCHEMA = {
@@ -64,6 +65,9 @@ ETAG = {
         "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
     }
 }
+# The actions on an alert, each its own operation (twinflow/api/routes/alerts.py).
+ALERT_ACTIONS: tuple[str, ...] = get_args(ActionName)
+FIRST_ALERT = "$response.body#/items/0/alert_id"
 # OpenAPI links: where an answer's ids (and the ETag) are taken next, for clients and stateful testers
 # (schemathesis follows them): (from path, method, status) → name → (to path, method, parameters).
 LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
@@ -79,14 +83,16 @@ LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = 
     },
     ("/api/v1/alerts", "get", "200"): {
         "alert": ("/api/v1/alerts/{alert_id}", "get", {"path.alert_id": "$response.body#/items/0/alert_id"}),
-        "act": ("/api/v1/alerts/{alert_id}/{action}", "post", {"path.alert_id": "$response.body#/items/0/alert_id"}),
-        "shelve": ("/api/v1/alerts/{alert_id}/shelve", "post", {"path.alert_id": "$response.body#/items/0/alert_id"}),
+        **{
+            action: (f"/api/v1/alerts/{{alert_id}}/{action}", "post", {"path.alert_id": FIRST_ALERT})
+            for action in ALERT_ACTIONS
+        },
     },
-    ("/api/v1/alerts/{alert_id}/{action}", "post", "200"): {
-        "alert": ("/api/v1/alerts/{alert_id}", "get", {"path.alert_id": "$response.body#/alert/alert_id"}),
-    },
-    ("/api/v1/alerts/{alert_id}/shelve", "post", "200"): {
-        "alert": ("/api/v1/alerts/{alert_id}", "get", {"path.alert_id": "$response.body#/alert/alert_id"}),
+    **{
+        (f"/api/v1/alerts/{{alert_id}}/{action}", "post", "200"): {
+            "alert": ("/api/v1/alerts/{alert_id}", "get", {"path.alert_id": "$response.body#/alert/alert_id"}),
+        }
+        for action in ALERT_ACTIONS
     },
 }
 PROBLEMS = {

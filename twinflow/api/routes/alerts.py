@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import psycopg
 from fastapi import APIRouter, Path, Query, Request
@@ -244,7 +244,7 @@ class AlertActionBody(BaseModel):
 
 # One character that is not whitespace as the server's check counts it (str.strip), written out: JSON Schema reads
 # `\S` as ECMA-262 does, to which other characters are whitespace (U+001C, U+0085) than to Python. The 29 code
-# points for which str.isspace() is true (tests/unit/test_api_patterns.py checks the list; no scan at import).
+# points for which str.isspace() is true (tests/unit/test_api_openapi.py checks the list; no scan at import).
 NOT_BLANK = (
     "[^"
     "\\u0009\\u000a\\u000b\\u000c\\u000d\\u001c\\u001d\\u001e\\u001f\\u0020\\u0085\\u00a0"
@@ -320,21 +320,39 @@ async def shelve_alert(
     return await _act(request, alert_id, "shelve", subject, body.reason, until)
 
 
-@router.post(
-    "/alerts/{alert_id}/{action}",
-    response_class=JSON,
-    response_model=models.AlertActionResult,
-    summary="Acknowledge, resolve, unshelve, take out of service, return to service",
-    responses=REFUSALS,
-)
-async def alert_action(
-    request: Request,
-    alert_id: Annotated[str, Path(max_length=64)],
-    action: ActionName,
-    subject: Writer,
-    body: AlertActionBody | None = None,
-) -> JSON:
-    return await _act(request, alert_id, action, subject, (body or AlertActionBody()).reason, None)
+ACTION_SUMMARIES: dict[str, str] = {
+    "ack": "Acknowledge an alert",
+    "resolve": "Resolve an alert",
+    "unshelve": "Unshelve an alert",
+    "out_of_service": "Take an alert out of service",
+    "in_service": "Return an alert to service",
+}
+
+
+def _action_route(action: str) -> None:
+    """``POST /alerts/{alert_id}/<action>``: one operation per action (a path of its own, so that a method a
+    path does not have is answered 405, e.g. ``POST /alerts/{alert_id}/deliveries``, and not taken for an action)."""
+
+    async def alert_action(
+        request: Request,
+        alert_id: Annotated[str, Path(max_length=64)],
+        subject: Writer,
+        body: AlertActionBody | None = None,
+    ) -> JSON:
+        return await _act(request, alert_id, action, subject, (body or AlertActionBody()).reason, None)
+
+    router.post(
+        f"/alerts/{{alert_id}}/{action}",
+        response_class=JSON,
+        response_model=models.AlertActionResult,
+        summary=ACTION_SUMMARIES[action],
+        responses=REFUSALS,
+        name=f"alert_{action}",
+    )(alert_action)
+
+
+for _action in get_args(ActionName):
+    _action_route(_action)
 
 
 async def _act(request: Request, alert_id: str, action: str, subject: str, reason: str, until: datetime | None) -> JSON:
