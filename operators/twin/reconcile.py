@@ -33,7 +33,14 @@ from operators.records.twin import AckEvent, Command, DesiredEvent, DesyncKind, 
 from operators.twin.connectivity import OFFLINE, ONLINE, UNREACHABLE, Connectivity, silence_reason
 from operators.twin.consistency import consistency_score
 from operators.twin.state import CommandState, CommandStatus, ParamSync, StateChange, Status, TwinState
-from operators.twin.sync_strategy import ConnectivityTimeouts, ParamRules, Strategy, TwinPolicy, TwinRules
+from operators.twin.sync_strategy import (
+    CONNECTIVITY_DEFAULTS,
+    ConnectivityTimeouts,
+    ParamRules,
+    Strategy,
+    TwinPolicy,
+    TwinRules,
+)
 from operators.twin.transaction import Output, Transaction
 
 BAD_QUALITY = 2
@@ -46,7 +53,12 @@ class Reconciler:
     ``offline_after_s``: a twin without a reading for that long goes offline (0: never by silence);
     ``offline_alert_after_s``: a twin offline for that long sends an ``offline`` event on ``twin.desync``."""
 
-    def __init__(self, policy: TwinPolicy, offline_after_s: float = 0.0, offline_alert_after_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        policy: TwinPolicy,
+        offline_after_s: float = CONNECTIVITY_DEFAULTS["offline_after_s"],
+        offline_alert_after_s: float = CONNECTIVITY_DEFAULTS["offline_alert_after_s"],
+    ) -> None:
         self.policy = policy
         self._rules: dict[str, TwinRules] = {}
         self._fleet = ConnectivityTimeouts(offline_after_s=offline_after_s, offline_alert_after_s=offline_alert_after_s)
