@@ -9,7 +9,7 @@ from pydantic import Field
 
 from operators.strict import StrictModel
 from operators.twin.event_windows import WindowSpec
-from operators.twin.sync_strategy import TwinPolicy
+from operators.twin.sync_strategy import CONNECTIVITY_DEFAULTS, TwinPolicy
 
 
 class TwinSettings(StrictModel):
@@ -40,10 +40,12 @@ class TwinSettings(StrictModel):
     # Also write telemetry rows and dead letters (then the telemetry flow need not run).
     ingest: bool = False
     # A twin without a reading for this long is offline (connectivity, docs/reconciliation.md); 0 (default): never
-    # by silence, since OPC-UA subscriptions and Sparkplug send nothing while a value is steady.
-    offline_after_s: float = Field(0.0, ge=0)
+    # by silence, since OPC-UA subscriptions and Sparkplug send nothing while a value is steady. Fleet-wide:
+    # a type or twin of [twin.policy] may set its own.
+    offline_after_s: float = Field(CONNECTIVITY_DEFAULTS["offline_after_s"], ge=0)
     # A twin offline this long sends `offline` on twin.desync: the alerts flow opens a device_offline alert.
-    offline_alert_after_s: float = Field(60.0, ge=0)
+    # Fleet-wide: a type or twin of [twin.policy] may set its own.
+    offline_alert_after_s: float = Field(CONNECTIVITY_DEFAULTS["offline_alert_after_s"], ge=0)
 
     def window_spec(self) -> WindowSpec:
         return WindowSpec(

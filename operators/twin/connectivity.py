@@ -3,8 +3,9 @@
 Plain Python. A twin is ``online`` once a good reading arrives, ``offline`` when an envelope says
 its device cannot be reached (a status of :data:`NO_COMMUNICATION` on a reading, or a boolean
 ``online`` reading that is false: a Sparkplug NDEATH/DDEATH, an MQTT last will) or when no reading
-came for ``twin.offline_after_s``, and ``unknown`` before any of these. The reconciler keeps it in
-:class:`~operators.twin.state.TwinState` (docs/reconciliation.md, "Connectivity").
+came for its ``offline_after_s`` (``[twin]``, per type or twin in ``[twin.policy]``), and ``unknown``
+before any of these. The reconciler keeps it in :class:`~operators.twin.state.TwinState`
+(docs/reconciliation.md, "Connectivity").
 
 >>> from datetime import datetime, UTC
 >>> env = Envelope(1, "p1", datetime(2026, 1, 1, tzinfo=UTC), 1, "opcua", {"speed": None},
@@ -74,9 +75,13 @@ def unreachable(env: Envelope) -> str | None:
     return None
 
 
-def silence_reason(offline_after_s: float) -> str:
-    """The reason of a twin gone offline by silence."""
-    return f"no reading for {offline_after_s:g} s (twin.offline_after_s)"
+def silence_reason(offline_after_s: float, key: str = "twin.offline_after_s") -> str:
+    """The reason of a twin gone offline by silence; ``key``: the setting that gave ``offline_after_s``.
+
+    >>> silence_reason(10, "twin.policy.types.plc.offline_after_s")
+    'no reading for 10 s (twin.policy.types.plc.offline_after_s)'
+    """
+    return f"no reading for {offline_after_s:g} s ({key})"
 
 
 def held_detail(conn: Connectivity, detail: str) -> str:

@@ -29,7 +29,7 @@ from operators.twin.desired_gate import DesiredGate
 from operators.twin.event_windows import TwinWindows, WindowRow, WindowSpec
 from operators.twin.reconcile import BAD_QUALITY, Reconciler
 from operators.twin.state import TwinState
-from operators.twin.sync_strategy import TwinPolicy
+from operators.twin.sync_strategy import CONNECTIVITY_DEFAULTS, TwinPolicy
 from operators.twin.transaction import Output
 
 Event = Reported | DesiredEvent | AckEvent | datetime
@@ -52,8 +52,8 @@ class TwinProcessor:
         windows: WindowSpec,
         gate: DesiredGate | None = None,
         *,
-        offline_after_s: float = 0.0,
-        offline_alert_after_s: float = 60.0,
+        offline_after_s: float = CONNECTIVITY_DEFAULTS["offline_after_s"],
+        offline_alert_after_s: float = CONNECTIVITY_DEFAULTS["offline_alert_after_s"],
     ) -> None:
         self.reconciler = Reconciler(policy, offline_after_s, offline_alert_after_s)
         self.windows = windows

@@ -33,7 +33,14 @@ from operators.records.twin import AckEvent, Command, DesiredEvent, DesyncKind, 
 from operators.twin.connectivity import OFFLINE, ONLINE, UNREACHABLE, Connectivity, silence_reason
 from operators.twin.consistency import consistency_score
 from operators.twin.state import CommandState, CommandStatus, ParamSync, StateChange, Status, TwinState
-from operators.twin.sync_strategy import ParamRules, Strategy, TwinPolicy, TwinRules
+from operators.twin.sync_strategy import (
+    CONNECTIVITY_DEFAULTS,
+    ConnectivityTimeouts,
+    ParamRules,
+    Strategy,
+    TwinPolicy,
+    TwinRules,
+)
 from operators.twin.transaction import Output, Transaction
 
 BAD_QUALITY = 2
@@ -42,20 +49,24 @@ BAD_QUALITY = 2
 class Reconciler:
     """Applies events to twin states under a :class:`TwinPolicy` (rules resolved once per twin).
 
+    The fleet-wide connectivity timeouts (``[twin]``; a policy type or twin may override them):
     ``offline_after_s``: a twin without a reading for that long goes offline (0: never by silence);
     ``offline_alert_after_s``: a twin offline for that long sends an ``offline`` event on ``twin.desync``."""
 
-    def __init__(self, policy: TwinPolicy, offline_after_s: float = 0.0, offline_alert_after_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        policy: TwinPolicy,
+        offline_after_s: float = CONNECTIVITY_DEFAULTS["offline_after_s"],
+        offline_alert_after_s: float = CONNECTIVITY_DEFAULTS["offline_alert_after_s"],
+    ) -> None:
         self.policy = policy
         self._rules: dict[str, TwinRules] = {}
-        self.offline_after_s = offline_after_s
-        self._offline_after = timedelta(seconds=offline_after_s)
-        self._offline_alert_after = timedelta(seconds=offline_alert_after_s)
+        self._fleet = ConnectivityTimeouts(offline_after_s=offline_after_s, offline_alert_after_s=offline_alert_after_s)
 
     def rules(self, twin_id: str) -> TwinRules:
         r = self._rules.get(twin_id)
         if r is None:
-            r = self._rules[twin_id] = self.policy.rules_for(twin_id)
+            r = self._rules[twin_id] = self.policy.rules_for(twin_id, self._fleet)
         return r
 
     # ------------------------------------------------------------------ entry points
@@ -109,23 +120,23 @@ class Reconciler:
             due.append(state.desync_since + timedelta(seconds=rules.max_desync_time_s))
         conn = state.connectivity
         if conn.state == OFFLINE and not state.offline_escalated and conn.since is not None:
-            due.append(conn.since + self._offline_alert_after)
-        if self.offline_after_s > 0 and conn.state == ONLINE and state.clock is not None:
+            due.append(conn.since + timedelta(seconds=rules.offline_alert_after_s))
+        if rules.offline_after_s > 0 and conn.state == ONLINE and state.clock is not None:
             # The newest reading is the clock unless an event that was not a reading moved it since.
             heard = state.heard
             last = heard[1] if heard is not None and heard[0] == state.clock else state.clock
-            due.append(last + self._offline_after)
+            due.append(last + timedelta(seconds=rules.offline_after_s))
         return min(due) if due else None
 
     def _silence(self, tx: Transaction) -> None:
-        """An event that is not a reading: an online twin without a reading for ``offline_after_s`` goes offline."""
-        st = tx.state
-        if self.offline_after_s <= 0 or st.connectivity.state != ONLINE or not st.reported or st.clock is None:
+        """An event that is not a reading: an online twin without a reading for its ``offline_after_s`` goes offline."""
+        st, rules = tx.state, tx.rules
+        if rules.offline_after_s <= 0 or st.connectivity.state != ONLINE or not st.reported or st.clock is None:
             return
         last = max(ts for _value, ts in st.reported.values())
         st.heard = (st.clock, last)
-        if st.clock - last >= self._offline_after:
-            _connect(tx, Connectivity(OFFLINE, last, silence_reason(self.offline_after_s)))
+        if (st.clock - last).total_seconds() >= rules.offline_after_s:
+            _connect(tx, Connectivity(OFFLINE, last, silence_reason(rules.offline_after_s, rules.offline_after_key)))
 
     # ------------------------------------------------------------------ inputs
     def _on_reported(self, tx: Transaction, ev: Reported) -> None:
@@ -359,7 +370,11 @@ class Reconciler:
                 st.desync_since = None  # maintenance/simulating: the desync clock restarts afterwards
         conn = st.connectivity
         if conn.state == OFFLINE:
-            if not st.offline_escalated and conn.since is not None and now - conn.since >= self._offline_alert_after:
+            if (
+                not st.offline_escalated
+                and conn.since is not None
+                and (now - conn.since).total_seconds() >= tx.rules.offline_alert_after_s
+            ):
                 st.offline_escalated = True
                 tx.change("offline_escalated", False, True)
                 tx.desync("offline", tx.next_version, since=conn.since, duration_s=(now - conn.since).total_seconds(),

@@ -8,6 +8,9 @@ ones field by field::
 
 A twin's type is ``twins.<id>.type`` or else the first type whose ``match`` glob fits the twin_id.
 
+Connectivity timeouts (``offline_after_s``, ``offline_alert_after_s``) are twin-wide: their bottom
+layer is the fleet-wide ``[twin]`` value, overridden by ``types.<T>`` and then ``twins.<id>``.
+
 >>> p = TwinPolicy.model_validate({
 ...     "types": {"pump": {"match": ["pump-*"], "parameters": {"speed": {
 ...         "strategy": "digital_wins", "tolerance": 5, "critical": True}}}},
@@ -16,6 +19,10 @@ A twin's type is ``twins.<id>.type`` or else the first type whose ``match`` glob
 ['digital_wins', 'physical_wins']
 >>> p.rules_for("pump-007").param("speed").tolerance
 5.0
+>>> q = TwinPolicy.model_validate({"types": {"plc": {"match": ["plc-*"], "offline_after_s": 10}}})
+>>> fleet = ConnectivityTimeouts(offline_after_s=60)  # the [twin] section's values
+>>> [(r.offline_after_s, r.offline_after_key) for r in (q.rules_for("plc-1", fleet), q.rules_for("x", fleet))]
+[(10.0, 'twin.policy.types.plc.offline_after_s'), (60.0, 'twin.offline_after_s')]
 """
 
 from __future__ import annotations
@@ -66,11 +73,33 @@ class TwinOverrides(ParamOverrides):
     parameters: dict[str, ParamOverrides] = Field(default_factory=dict)  # per parameter name
 
 
-class TypeRules(TwinOverrides):
+CONNECTIVITY_DEFAULTS: dict[str, float] = {"offline_after_s": 0.0, "offline_alert_after_s": 60.0}
+"""The ``[twin]`` section's fleet-wide connectivity timeouts when not set (0: never offline by silence)."""
+
+
+class ConnectivityTimeouts(StrictModel):
+    """Connectivity timeouts of a twin; unset fields inherit from the layer below (the fleet-wide ``[twin]``)."""
+
+    offline_after_s: float | None = Field(
+        None, ge=0, description="no reading for this long takes the twin offline; 0: never by silence"
+    )
+    offline_alert_after_s: float | None = Field(
+        None, ge=0, description="offline this long sends a device_offline alert"
+    )
+
+
+_CONNECTIVITY_FIELDS = tuple(ConnectivityTimeouts.model_fields)
+
+
+class LayerOverrides(ConnectivityTimeouts, TwinOverrides):
+    """A type or twin layer: a :class:`TwinOverrides` that may also set the connectivity timeouts."""
+
+
+class TypeRules(LayerOverrides):
     match: list[str] = Field(default_factory=list, description="twin_id globs of this type")
 
 
-class InstanceRules(TwinOverrides):
+class InstanceRules(LayerOverrides):
     type: str | None = None  # the asset type whose rules ([twin.policy.types.<type>]) this twin takes
 
 
@@ -93,12 +122,20 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 
 
 class Defaults(TwinOverrides):
-    """The bottom layer; unset fields take :data:`BUILTIN_DEFAULTS` (same constraints as above)."""
+    """The bottom layer; unset fields take :data:`BUILTIN_DEFAULTS` (same constraints as above).
+
+    The connectivity timeouts have their fleet-wide value in ``[twin]``, not here (one place)."""
 
     @model_validator(mode="before")
     @classmethod
     def _fill(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            for key in _CONNECTIVITY_FIELDS:
+                if key in data:
+                    raise ValueError(
+                        f"`{key}` is fleet-wide in [twin] ({key} = ...), not in [twin.policy.defaults]; move it "
+                        f"there, or set it per type ([twin.policy.types.<type>]) or per twin ([twin.policy.twins.<id>])"
+                    )
             return {**BUILTIN_DEFAULTS, **{k: v for k, v in data.items() if v is not None}}
         return data
 
@@ -129,12 +166,18 @@ class ParamRules:
 
 @dataclass(slots=True)
 class TwinRules:
-    """Resolved rules of one twin; parameters resolve lazily and are cached."""
+    """Resolved rules of one twin; parameters resolve lazily and are cached.
+
+    ``offline_after_key``: the setting ``offline_after_s`` came from (``twin.offline_after_s``, or
+    ``twin.policy.types.<T>.offline_after_s`` / ``twin.policy.twins.<id>.offline_after_s``)."""
 
     twin_type: str | None
     max_desync_time_s: float
     simulation_sources: frozenset[str]
     _layers: tuple[tuple[str, ParamOverrides], ...]
+    offline_after_s: float = CONNECTIVITY_DEFAULTS["offline_after_s"]
+    offline_alert_after_s: float = CONNECTIVITY_DEFAULTS["offline_alert_after_s"]
+    offline_after_key: str = "twin.offline_after_s"
     _cache: dict[str, ParamRules] = field(default_factory=dict)
 
     def param(self, name: str) -> ParamRules:
@@ -228,19 +271,27 @@ class TwinPolicy(StrictModel):
             layers.append((f"twins.{twin_id}", self.twins[twin_id]))
         return tuple(layers)
 
-    def rules_for(self, twin_id: str) -> TwinRules:
-        """Resolve the rules of one twin."""
+    def rules_for(self, twin_id: str, fleet: ConnectivityTimeouts | None = None) -> TwinRules:
+        """Resolve the rules of one twin; ``fleet``: the ``[twin]`` section's connectivity timeouts
+        (unset: :data:`CONNECTIVITY_DEFAULTS`), the bottom layer of the twin's own."""
         twin_type = self.type_of(twin_id)
         layers = self._layers(twin_id, twin_type)
-        twin_fields: dict[str, Any] = {}
-        for _where, layer in layers:
+        twin_fields: dict[str, Any] = {**CONNECTIVITY_DEFAULTS, "offline_after_key": "twin.offline_after_s"}
+        if fleet is not None:
+            twin_fields.update(fleet.model_dump(exclude_none=True))
+        for where, layer in layers:
             assert isinstance(layer, TwinOverrides)
-            for f in ("max_desync_time_s", "simulation_sources"):
-                if f in _explicit(layer) and getattr(layer, f) is not None:
+            for f in ("max_desync_time_s", "simulation_sources", *_CONNECTIVITY_FIELDS):
+                if f in _explicit(layer) and getattr(layer, f, None) is not None:
                     twin_fields[f] = getattr(layer, f)
+                    if f == "offline_after_s":
+                        twin_fields["offline_after_key"] = f"twin.policy.{where}.offline_after_s"
         return TwinRules(
             twin_type=twin_type,
             max_desync_time_s=twin_fields["max_desync_time_s"],
             simulation_sources=frozenset(twin_fields["simulation_sources"]),
             _layers=layers,
+            offline_after_s=twin_fields["offline_after_s"],
+            offline_alert_after_s=twin_fields["offline_alert_after_s"],
+            offline_after_key=twin_fields["offline_after_key"],
         )

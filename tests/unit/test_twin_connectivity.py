@@ -156,3 +156,37 @@ def test_the_alerts_flow_reads_offline_and_online_as_a_device_offline_condition(
     assert "device cannot be reached: why" in opened.summary
     (resolved,) = lifecycle.apply(desync_escalation(record("online", 90)))
     assert (resolved.kind, resolved.state) == ("device_offline", "resolved")
+
+
+def test_each_type_goes_offline_after_its_own_silence() -> None:
+    policy = TwinPolicy.model_validate(
+        {
+            "types": {
+                "plc": {"match": ["plc-*"], "offline_after_s": 10, "offline_alert_after_s": 15},
+                "battery": {"match": ["bat-*"], "offline_after_s": 2700},
+            },
+            "twins": {"bat-off": {"offline_after_s": 0}},
+        }
+    )
+    r = Reconciler(policy, offline_after_s=60, offline_alert_after_s=30)  # the fleet-wide [twin] values
+    plc, bat, off, other = Run(r, "plc-1"), Run(r, "bat-1"), Run(r, "bat-off"), Run(r, "valve-1")
+    for run in (plc, bat, off, other):
+        run(reading(0, 100.0))
+    assert [r.next_due(run.state) for run in (plc, bat, off, other)] == [at(10), at(2700), None, at(60)]
+
+    # The same 10 s of silence: the PLC is offline (its type's 10 s), the battery sensor is not.
+    (ch,) = changes(plc(at(10)))
+    assert conn(ch).state == "offline" and conn(ch).since == at(0)
+    assert conn(ch).reason == "no reading for 10 s (twin.policy.types.plc.offline_after_s)"
+    assert not changes(bat(at(10))) and bat.state.connectivity.state == "online"
+    # Its alert after its type's 15 s offline, not the fleet's 30 s.
+    assert r.next_due(plc.state) == at(15)
+    (ev,) = alerts(plc(at(15)))
+    assert ev.kind == "offline" and ev.detail["duration_s"] == 15.0
+
+    # An hour of silence: the battery sensor too; the twin set to 0 never by silence; no type: the fleet's 60 s.
+    (ch,) = changes(bat(at(3600)))
+    assert conn(ch).reason == "no reading for 2700 s (twin.policy.types.battery.offline_after_s)"
+    assert not changes(off(at(3600))) and off.state.connectivity.state == "online"
+    (ch,) = changes(other(at(3600)))
+    assert conn(ch).reason == "no reading for 60 s (twin.offline_after_s)"

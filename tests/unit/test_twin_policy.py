@@ -109,3 +109,87 @@ def test_the_default_policy_never_drives_a_machine() -> None:
 def test_window_sizes_must_be_positive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"\[twin\] windows_s\[1\]: Input should be greater than 0"):
         settings_from(tmp_path, monkeypatch, "[twin]\nwindows_s = [1, 0]\n")
+
+
+CONNECTIVITY = """
+[twin]
+offline_after_s = 120
+offline_alert_after_s = 30
+
+[twin.policy.types.plc]
+match = ["plc-*"]
+offline_after_s = 10
+
+[twin.policy.types.battery]
+match = ["bat-*"]
+offline_after_s = 2700
+offline_alert_after_s = 600
+
+[twin.policy.twins."bat-7"]
+offline_after_s = 0
+
+[twin.policy.twins."gw-1"]
+type = "plc"
+offline_alert_after_s = 5
+"""
+
+
+def test_connectivity_timeouts_are_layered_fleet_type_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from operators.twin.reconcile import Reconciler
+
+    s, _ = settings_from(tmp_path, monkeypatch, CONNECTIVITY)
+    r = Reconciler(s.twin.policy, s.twin.offline_after_s, s.twin.offline_alert_after_s)
+    effective = {
+        t: (r.rules(t).offline_after_s, r.rules(t).offline_alert_after_s, r.rules(t).offline_after_key)
+        for t in ("plc-1", "bat-1", "bat-7", "gw-1", "valve-1")
+    }
+    assert effective == {
+        "plc-1": (10.0, 30.0, "twin.policy.types.plc.offline_after_s"),
+        "bat-1": (2700.0, 600.0, "twin.policy.types.battery.offline_after_s"),
+        "bat-7": (0.0, 600.0, "twin.policy.twins.bat-7.offline_after_s"),  # this one twin: never by silence
+        "gw-1": (10.0, 5.0, "twin.policy.types.plc.offline_after_s"),
+        "valve-1": (120.0, 30.0, "twin.offline_after_s"),  # no type: the fleet-wide [twin] values
+    }
+    # Without [twin] values: the built-in fleet defaults (off, alert after 60 s).
+    assert (TwinPolicy().rules_for("x").offline_after_s, TwinPolicy().rules_for("x").offline_alert_after_s) == (0, 60)
+    assert r.rules("plc-1") is r.rules("plc-1")  # resolved once per twin, not per reading
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "hint"),
+    [
+        (
+            "[twin.policy.types.plc]\noffline_after_s = -10\n",
+            "[twin.policy.types.plc] offline_after_s",
+            "greater than or equal to 0",
+        ),
+        (
+            '[twin.policy.twins."plc-1"]\noffline_alert_after_s = -1\n',
+            "[twin.policy.twins.plc-1] offline_alert_after_s",
+            "greater than or equal to 0",
+        ),
+        (
+            '[twin.policy.twins."plc-1"]\noffline_afer_s = 5\n',
+            "[twin.policy.twins.plc-1] offline_afer_s",
+            "unknown key, did you mean `offline_after_s`?",
+        ),
+        (
+            "[twin.policy.defaults]\noffline_after_s = 5\n",
+            "[twin.policy.defaults]",
+            "`offline_after_s` is fleet-wide in [twin] (offline_after_s = ...), not in [twin.policy.defaults]",
+        ),
+        (
+            "[twin.policy.types.plc.parameters.speed]\noffline_after_s = 5\n",
+            "[twin.policy.types.plc.parameters.speed] offline_after_s",
+            "unknown key",
+        ),
+    ],
+)
+def test_connectivity_timeout_mistakes_name_the_file_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, field: str, hint: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_from(tmp_path, monkeypatch, text)
+    message = str(err.value)
+    assert str(tmp_path / "twinflow.toml") in message
+    assert field in message and hint in message
