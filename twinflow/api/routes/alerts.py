@@ -93,6 +93,9 @@ async def alert_metrics(
 
 DeliveryState = Literal["all", "pending", "delivered", "failed"]
 NO_OUTBOX = "the database's webhook_outbox table is missing or old: run `twinflow db migrate`"
+OUTBOX_MISSING: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the database has no (current) webhook_outbox table: twinflow db migrate"}
+}
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many (a page), newest first")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="skip this many first (the next page)")]
 
@@ -114,7 +117,7 @@ async def _deliveries(request: Request, state: str, alert: str | None, twin: str
     response_class=JSON,
     response_model=models.DeliveryList,
     summary="The webhook outbox: alert versions delivered, pending (next attempt) or failed (the reason)",
-    responses={503: {"description": "the database has no (current) webhook_outbox table: twinflow db migrate"}},
+    responses=OUTBOX_MISSING,
 )
 async def list_deliveries(
     request: Request,
@@ -144,7 +147,7 @@ async def get_alert(request: Request, alert_id: Annotated[str, Path(max_length=6
     response_class=JSON,
     response_model=models.DeliveryList,
     summary="One alert's versions in the webhook outbox",
-    responses={503: {"description": "the database has no (current) webhook_outbox table: twinflow db migrate"}},
+    responses=OUTBOX_MISSING,
 )
 async def alert_deliveries(
     request: Request,
@@ -189,7 +192,7 @@ async def _redeliver(
     summary="Queue every failed webhook delivery again",
     responses={
         409: {"description": "no failed delivery in the outbox"},
-        503: {"description": "the database has no (current) webhook_outbox table: twinflow db migrate"},
+        **OUTBOX_MISSING,
     },
 )
 async def redeliver_all(request: Request, subject: Writer) -> JSON:
@@ -216,7 +219,7 @@ class RedeliverBody(BaseModel):
     summary="Queue an alert's failed webhook deliveries again",
     responses={
         409: {"description": "no failed delivery of the alert (or of that version) in the outbox"},
-        503: {"description": "the database has no (current) webhook_outbox table: twinflow db migrate"},
+        **OUTBOX_MISSING,
     },
 )
 async def redeliver(
