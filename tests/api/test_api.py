@@ -597,6 +597,7 @@ def test_failure_predictions_of_a_twin_and_the_twins_predicted_to_fail(live: Liv
         is_problem(c.get("/api/v1/failures", params={"min_probability": 1.5}), 422)
         is_problem(c.get(f"/api/v1/twins/{soon}/failures", params={"from": "2026-11-25T08:00:00"}), 400)
         is_problem(c.get("/api/v1/twins/bad twin/failures"), 400)
+        is_problem(c.get("/api/v1/failures", params={"model": "a\x00b"}), 400)  # the documents' pattern says so
     with live.client(token=None) as anonymous:
         is_problem(anonymous.get("/api/v1/failures"), 401)
         is_problem(anonymous.get(f"/api/v1/twins/{soon}/failures"), 401)
