@@ -104,6 +104,12 @@ FORECASTS = (
     "  AND twinflow_model_source(f.model) = %(source)s"
     " ORDER BY f.sensor, f.target_ts"
 )
+FAILURES = (
+    "SELECT ts, rul_s, failure_probability, uncertainty, horizon_s, model FROM ("
+    " SELECT * FROM failure_predictions WHERE twin_id = %s AND twinflow_model_source(model) = %s"
+    " AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s"
+    ") f ORDER BY ts"
+)
 ALERT = f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s"
 
 
@@ -202,6 +208,16 @@ class ApiReads:
     async def forecasts(self, twin_id: str, source: str = BUILTIN_SOURCE) -> list[dict[str, Any]]:
         """The source's latest forecast of each sensor: its points with their intervals and the limit."""
         return await self._all(FORECASTS, {"twin": twin_id, "source": source})
+
+    async def failures(
+        self, twin_id: str, since: datetime, until: datetime, limit: int, source: str = BUILTIN_SOURCE
+    ) -> list[dict[str, Any]]:
+        """The source's failure predictions in [since, until), the newest ``limit`` of them, oldest first."""
+        return await self._all(FAILURES, (twin_id, source, since, until, limit))
+
+    async def named(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows of a named query (``sql/queries``: :func:`twinflow.queries.load` gives its text)."""
+        return await self._all(sql, params)
 
     # ------------------------------------------------------------------ alerts
     async def alerts(self, query: AlertQuery) -> list[dict[str, Any]]:

@@ -71,6 +71,25 @@ def offline_twin(live: Live, name: str) -> str:
     return twin
 
 
+def predict_failure(live: Live, twin: str, ts: datetime, rul_h: float, p: float, model: str = "") -> None:
+    """A failure prediction as the models flow publishes it (``alerts.failures_topic``); the alerts flow
+    writes it to ``failure_predictions`` (and opens a failure alert when it is soon or likely)."""
+    record = {"twin_id": twin, "ts": ts.isoformat(), "rul_s": rul_h * 3600.0, "failure_probability": p,
+              "uncertainty": 0.1, "horizon_s": 72 * 3600.0, "model": model}  # fmt: skip
+    live.produce(live.settings.alerts.failures_topic, twin, record)
+
+
+def failing_twin(live: Live, name: str, rul_h: list[float], p: list[float]) -> str:
+    """A twin with a state (one reading through the twin flow) and a failure prediction a minute apart for
+    each of ``rul_h`` and ``p`` (the built-in RUL model's), the last one now."""
+    twin = f"{name}-{int(time.time() * 1000)}"
+    now = datetime.now(UTC)
+    live.produce(live.settings.topics.raw, twin, json.loads(envelope(twin, now, 1, {"speed": 100.0})))
+    for i, (rul, prob) in enumerate(zip(rul_h, p, strict=True)):
+        predict_failure(live, twin, now - timedelta(minutes=len(rul_h) - 1 - i), rul, prob, "twinflow-t2-rul:pumps")
+    return twin
+
+
 class Scores(threading.Thread):
     """Anomaly scores (above the threshold while ``high``; health 0.85) and a forecast for a twin, every 200 ms."""
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate as validate_spec
 
-from tests.api.conftest import Live, offline_twin
+from tests.api.conftest import Live, failing_twin, offline_twin, predict_failure
 from tests.api.openapi_check import OpenApi
 from tests.twin_kafka import envelope, wait_for
 
@@ -571,3 +571,71 @@ def test_an_offline_device_is_in_the_state_document(live: Live, openapi: OpenApi
         assert newest["connectivity"] == doc["connectivity"] and newest["status"] == "offline"
         offline_fleet = openapi.conforms(c.get("/api/v1/twins", params={"status": "offline", "limit": 500}))
         assert twin in {t["twin_id"] for t in offline_fleet["items"]}
+
+
+def test_failure_predictions_of_a_twin_and_the_twins_predicted_to_fail(live: Live, openapi: OpenApi):
+    """Failure predictions as the models flow publishes them, written by the alerts flow: a twin's RUL history
+    (`/twins/{id}/failures`) and the twins whose latest prediction fails soon (`/failures`, soonest first): the
+    built-in models' by default, a model of your own's with `model`."""
+    soon = failing_twin(live, "api-rul-soon", rul_h=[10.0, 8.0, 6.0], p=[0.3, 0.4, 0.5])
+    later = failing_twin(live, "api-rul-later", rul_h=[20.0], p=[0.2])
+    calm = failing_twin(live, "api-rul-calm", rul_h=[500.0], p=[0.01])
+    made = datetime.now(UTC).replace(microsecond=0)
+    predict_failure(live, calm, made, 2.0, 0.9, "vib-rul")  # a model of your own: calm fails in 2 h
+    twins = [soon, later, calm]
+    with live.client() as c:
+
+        def written():
+            rows = c.get(f"/api/v1/twins/{soon}/failures").json()
+            own = c.get(f"/api/v1/twins/{calm}/failures", params={"model": "vib-rul"}).json()
+            return rows if len(rows["ts"]) == 3 and own["ts"] and c.get(f"/api/v1/twins/{later}/failures").json()[
+                "ts"] else None  # fmt: skip
+
+        history = wait_for("the predictions written", written, timeout=30)
+        openapi.conforms(c.get(f"/api/v1/twins/{soon}/failures"))
+        assert history["rul_s"] == [10 * 3600.0, 8 * 3600.0, 6 * 3600.0]  # oldest first
+        assert history["failure_probability"] == [0.3, 0.4, 0.5] and history["horizon_s"] == [72 * 3600.0] * 3
+        assert history["model"] == ["twinflow-t2-rul:pumps"] * 3 and history["uncertainty"] == [0.1] * 3
+        last = c.get(f"/api/v1/twins/{soon}/failures", params={"limit": 1}).json()
+        assert last["rul_s"] == [6 * 3600.0] and last["ts"] == history["ts"][-1:]  # the newest `limit`
+        early = {"to": history["ts"][1]}
+        assert c.get(f"/api/v1/twins/{soon}/failures", params=early).json()["rul_s"] == [10 * 3600.0]
+        assert c.get(f"/api/v1/twins/{calm}/failures").json()["rul_s"] == [500 * 3600.0]  # built-in by default
+        own = openapi.conforms(c.get(f"/api/v1/twins/{calm}/failures", params={"model": "vib-rul"}))
+        assert (own["rul_s"], own["model"]) == ([2 * 3600.0], ["vib-rul"])
+
+        # the fleet: within 24 h (default), or as likely as a failure alert opens (probability_open 0.5)
+        fleet = openapi.conforms(c.get("/api/v1/failures", params={"twin": twins}))
+        assert [f["twin_id"] for f in fleet["items"]] == [soon, later]  # soonest first; calm: 500 h, p 0.01
+        assert (fleet["within_h"], fleet["min_probability"]) == (24.0, 0.5)
+        first = fleet["items"][0]
+        assert first["rul_hours"] == 6.0 and first["failure_probability"] == 0.5
+        assert first["model"] == "twinflow-t2-rul:pumps" and first["predicted_at"] == history["ts"][-1]
+        at = datetime.fromisoformat(first["predicted_at"]) + timedelta(hours=6)
+        assert datetime.fromisoformat(first["predicted_failure_at"]) == at
+
+        def ids(**params) -> list[str]:
+            r = c.get("/api/v1/failures", params={"twin": twins, **params})
+            return [f["twin_id"] for f in openapi.conforms(r)["items"]]
+
+        assert ids(within_h=12) == [soon]
+        assert ids(within_h=1) == [soon]  # not within the hour, but p 0.5
+        assert ids(within_h=1, min_probability=0.6) == []
+        assert ids(within_h=1, min_probability=0.15) == [soon, later]
+        assert ids(within_h=1000) == [soon, later, calm] and ids(within_h=1000, limit=1) == [soon]
+        mine = openapi.conforms(c.get("/api/v1/failures", params={"twin": twins, "model": "vib-rul"}))["items"]
+        assert [(f["twin_id"], f["rul_hours"], f["model"]) for f in mine] == [(calm, 2.0, "vib-rul")]
+        everyone = c.get("/api/v1/failures", params={"within_h": 1000}).json()["items"]
+        assert {soon, later, calm} <= {f["twin_id"] for f in everyone}
+
+        # mistakes are problem documents
+        bad = c.get("/api/v1/failures", params={"twin": [soon, "no twin"]})
+        assert "not a twin id" in is_problem(bad, 400)["detail"]
+        is_problem(c.get("/api/v1/failures", params={"within_h": 0}), 422)
+        is_problem(c.get("/api/v1/failures", params={"min_probability": 1.5}), 422)
+        is_problem(c.get(f"/api/v1/twins/{soon}/failures", params={"from": "2026-11-25T08:00:00"}), 400)
+        is_problem(c.get("/api/v1/twins/bad twin/failures"), 400)
+        is_problem(c.get("/api/v1/failures", params={"model": "a\x00b"}), 400)  # the documents' pattern says so
+    with live.client(token=None) as anonymous:
+        is_problem(anonymous.get("/api/v1/failures"), 401)
+        is_problem(anonymous.get(f"/api/v1/twins/{soon}/failures"), 401)

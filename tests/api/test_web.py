@@ -1,7 +1,7 @@
 """The web view in real headless Chromium (Debian's, driven by Playwright): fleet → twin → change a
 setpoint and see it synchronized; a change the policy denies shows its reason and reaches no device;
-the anomaly score and health against their thresholds; acknowledge and shelve an alert. Screenshots
-go to test-artefacts/."""
+the anomaly score and health against their thresholds; predicted failures in the fleet and a twin's
+remaining useful life; acknowledge and shelve an alert. Screenshots go to test-artefacts/."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.api.conftest import Live, offline_twin
+from tests.api.conftest import Live, failing_twin, offline_twin
+from tests.twin_kafka import wait_for
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
@@ -170,3 +171,35 @@ def test_an_offline_device_is_shown_with_its_reason(page: Page, live: Live):
     expect(conn).to_contain_text("device offline", timeout=30_000)
     expect(conn).to_contain_text(f"opcua BadNoCommunication on {twin}.speed")
     expect(page.locator("#status .badge").first).to_have_text("offline")
+
+
+def test_predicted_failures_in_the_fleet_and_a_twins_remaining_useful_life(page: Page, live: Live):
+    failing = failing_twin(live, "web-rul", rul_h=[12.0, 9.0, 6.0], p=[0.3, 0.45, 0.6])
+    calm = failing_twin(live, "web-rul-calm", rul_h=[500.0], p=[0.01])
+    with live.client() as c:  # written by the alerts flow, and both twins have a state
+        wait_for(
+            "the predictions and states",
+            lambda: [f["twin_id"] for f in c.get("/api/v1/failures", params={"twin": [failing, calm]}).json()["items"]]
+            == [failing] and all(c.get(f"/api/v1/twins/{t}").status_code == 200 for t in (failing, calm))
+            and c.get(f"/api/v1/twins/{calm}/failures").json()["ts"],
+            timeout=30,
+        )  # fmt: skip
+    page.goto(f"{live.base}/#token={live.token}")
+    cell = page.locator(f"tr[data-twin='{failing}'] [data-testid=predicted-failure]")
+    expect(cell).to_contain_text("in 6.0 h", timeout=15_000)  # the latest prediction: 6 h from now
+    expect(cell).to_contain_text("p 0.6")
+    expect(cell.locator(".badge")).to_have_class(re.compile(r"\bcritical\b"))  # within a day
+    expect(page.locator(f"tr[data-twin='{calm}'] [data-testid=predicted-failure]")).to_have_text("–")  # 500 h, p 0.01
+    page.locator("#fleet-table").screenshot(path=live.artefacts / "web-fleet-failures.png")
+
+    page.locator(f"tr[data-twin='{failing}'] a").click()
+    now = page.locator("#failure-now")
+    expect(now.locator("[data-testid=rul]")).to_have_text("6.0 h", timeout=15_000)
+    expect(now.locator("[data-testid=failure-probability]")).to_have_text("0.6")
+    expect(now.locator("[data-testid=failure-model]")).to_have_text("twinflow-t2-rul:pumps")
+    legend = page.locator("#failure-chart .legend")
+    for name in ("remaining useful life (h)", "failure probability"):
+        expect(legend).to_contain_text(name)
+    page.locator(".card", has=page.locator("#failure-chart")).screenshot(path=live.artefacts / "web-failures.png")
+    page.goto(f"{live.base}/#/twins/{live.twin}")  # a twin without predictions says so
+    expect(page.locator("#failure-chart")).to_contain_text("no failure predictions in the last 24 hours")

@@ -6,7 +6,8 @@ as JSON from a plain Kafka producer (docs/alerts.md, "A model of your own"). ``t
 writes them to a private, migrated database. Both models' rows must be there, a second run over the
 same records (a replay) must write nothing new, and the documented reads must show the built-in
 models' rows by default and the other model's when asked: the HTTP API (``twinflow serve``:
-``/twins``, ``/twins/{id}/scores``, ``/twins/{id}/forecasts``, ``?model=``), ``twinflow twin list``
+``/twins``, ``/twins/{id}/scores``, ``/twins/{id}/forecasts``, ``/twins/{id}/failures``, ``/failures``,
+``?model=``), ``twinflow twin list``
 (``--model``), the named query ``fleet_health`` and the view ``twin_health``.
 """
 
@@ -188,6 +189,14 @@ def test_a_model_of_your_own_keeps_its_rows_beside_the_builtin_ones(system) -> N
             own_forecast = c.get(f"/twins/{twin}/forecasts", params={"model": OWN}).json()["temp_c"]
             assert (forecast["predicted"], forecast["model"]) == ([60.0], "")
             assert (own_forecast["predicted"], own_forecast["model"]) == ([70.0], OWN)
+            failures = c.get(f"/twins/{twin}/failures").json()
+            own_failures = c.get(f"/twins/{twin}/failures", params={"model": "vib-rul"}).json()
+            assert (failures["rul_s"], failures["model"]) == ([400_000.0], ["twinflow-t2-rul:pumps"])
+            assert (own_failures["rul_s"], own_failures["model"]) == ([500_000.0], ["vib-rul"])
+            soon = {"twin": twin, "within_h": 200}  # 400,000 s: 111 h; 500,000 s: 139 h
+            [builtin] = c.get("/failures", params=soon).json()["items"]
+            [own_rul] = c.get("/failures", params={**soon, "model": "vib-rul"}).json()["items"]
+            assert (builtin["model"], own_rul["model"]) == ("twinflow-t2-rul:pumps", "vib-rul")
             fleet = {t["twin_id"]: t for t in c.get("/twins", params={"limit": 500}).json()["items"]}
             own_fleet = {t["twin_id"]: t for t in c.get("/twins", params={"model": OWN}).json()["items"]}
             assert (fleet[twin]["anomaly"]["score"], own_fleet[twin]["anomaly"]["score"]) == (0.1, 0.9)

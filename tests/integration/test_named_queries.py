@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from connectors.postgres.migrate import migrate
-from tests.seed import Fleet, delete, seed
+from tests.seed import OWN_MODEL, Fleet, delete, seed
 from twinflow import queries
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def test_every_query_file_is_covered():
     assert set(queries.names()) == {
         "fleet_health",
         "most_anomalous_twins",
-        "predicted_failures_24h",
+        "predicted_failures",
         "sync_quality",
         "alert_mtta_mttr",
         "alarm_rate",
@@ -71,11 +71,24 @@ def test_most_anomalous_twins(db, fleet: Fleet):
 
 
 def test_predicted_failures_next_24h(db, fleet: Fleet):
-    rows = queries.run(db, "predicted_failures_24h", twins=fleet.twins, min_probability=0.5)
+    def run(within_h: float = 24, min_probability: float | None = 0.5, source: str = "twinflow", limit=None):
+        return queries.run(
+            db, "predicted_failures", twins=fleet.twins, within_h=within_h, min_probability=min_probability,
+            source=source, limit=limit,
+        )  # fmt: skip
+
+    rows = run()
     assert [r["twin_id"] for r in rows] == [fleet.f]
     [r] = rows
     assert r["rul_hours"] == pytest.approx(3.0) and r["failure_probability"] == pytest.approx(0.7)
-    assert r["predicted_failure_at"] == fleet.at(-10) + timedelta(hours=3)
+    assert r["predicted_failure_at"] == fleet.at(-10) + timedelta(hours=3) and r["model"] == ""  # a built-in one
+    # the horizon: h fails in 500 h (p 0.01); within 2 h nobody, unless the probability counts
+    assert [r["twin_id"] for r in run(within_h=600)] == [fleet.f, fleet.h]
+    assert run(within_h=2, min_probability=None) == [] and len(run(within_h=2)) == 1
+    assert [r["twin_id"] for r in run(within_h=600, limit=1)] == [fleet.f]  # soonest first
+    # a model of your own's predictions: f fails within the hour
+    [own] = run(within_h=1, source=OWN_MODEL)
+    assert (own["twin_id"], own["model"], own["rul_hours"]) == (fleet.f, OWN_MODEL, pytest.approx(0.5))
 
 
 RECON_COLUMNS = (

@@ -1,5 +1,5 @@
-"""The fleet overview's health table runs the named query fleet_health.sql, not a drifting copy, and
-the health panels read the columns of migration 0070."""
+"""The fleet overview's health table and predicted-failure panels run the named queries fleet_health.sql
+and predicted_failures.sql, not drifting copies, and the health panels read the columns of migration 0070."""
 
 from __future__ import annotations
 
@@ -10,13 +10,28 @@ from twinflow.settings import PROJECT_ROOT
 DASHBOARDS = PROJECT_ROOT / "grafana" / "dashboards"
 
 
+def filled(name: str, **values: str) -> str:
+    """The named query as a panel runs it: without its comments, each parameter written in."""
+    body = "\n".join(line for line in load(name).splitlines() if not line.startswith("--")).strip().rstrip(";")
+    for param, value in values.items():
+        body = body.replace(f"%({param})s", value)
+    assert "%(" not in body, body
+    return body
+
+
 def test_fleet_health_table_is_the_named_query():
     dashboard = load_dashboard(DASHBOARDS / "fleet-overview.json")
     [table] = [q for q in panel_queries(dashboard) if q.panel == "Fleet health now"]
-    body = "\n".join(line for line in load("fleet_health").splitlines() if not line.startswith("--"))
-    expected = body.strip().rstrip(";").replace("%(twins)s", "NULL").replace("%(stale_after)s", "'5 minutes'")
-    assert table.raw_sql == expected
+    assert table.raw_sql == filled("fleet_health", twins="NULL", stale_after="'5 minutes'")
     assert "health" in table.raw_sql and "sensor_faults" in table.raw_sql
+
+
+def test_predicted_failure_panels_are_the_named_query():
+    panels = {q.panel: q.raw_sql for q in panel_queries(load_dashboard(DASHBOARDS / "fleet-overview.json"))}
+    body = filled("predicted_failures", twins="NULL", within_h="24", min_probability="0.5", source="'twinflow'",
+                  limit="NULL")  # fmt: skip
+    assert panels["Predicted failures in the next 24 h"] == body
+    assert panels["Predicted failures (next 24 h)"] == f"SELECT count(*) AS twins FROM ({body}) f"
 
 
 def test_health_panels_read_the_condition_columns():

@@ -202,6 +202,35 @@ class Forecasts(RootModel[dict[str, Forecast]]):
     """The latest forecast of each sensor (sensor → forecast)."""
 
 
+class FailurePredictions(Doc):
+    """A twin's failure predictions over time (``failure_predictions``), oldest first."""
+
+    ts: list[datetime] = Field(description="when each prediction was made")
+    rul_s: list[float] = Field(description="remaining useful life (s): the failure is predicted at ts + rul_s")
+    failure_probability: list[float] = Field(description="probability of a failure within `horizon_s`")
+    uncertainty: list[float | None]
+    horizon_s: list[float | None] = Field(description="the model's horizon (s) (null: the model named none)")
+    model: list[str] = Field(description="the model of each prediction (empty: a built-in record that named none)")
+
+
+class PredictedFailure(Doc):
+    """A twin whose latest failure prediction says it fails soon (the named query ``predicted_failures``)."""
+
+    twin_id: str
+    predicted_at: datetime = Field(description="when the latest prediction was made (at most 6 hours ago)")
+    predicted_failure_at: datetime = Field(description="predicted_at + the remaining useful life")
+    rul_hours: float = Field(description="remaining useful life (h) as of predicted_at")
+    failure_probability: float
+    uncertainty: float | None
+    model: str = Field(description="the model that made it (empty: a built-in record that named none)")
+
+
+class PredictedFailures(Doc):
+    items: list[PredictedFailure] = Field(description="soonest first")
+    within_h: float = Field(description="the horizon asked for (h)")
+    min_probability: float = Field(description="the probability asked for ([alerts.rules] probability_open by default)")
+
+
 # ---------------------------------------------------------------- desired changes
 class DesiredAnswer(Doc):
     """A desired change the gate applied (``accepted``), or whose verdict had not come in time (``pending``)."""

@@ -81,6 +81,14 @@ function el(tag, attrs = {}, ...children) {
 const badge = (text, cls) => el("span", { class: "badge " + (cls || text) }, text);
 const fmt = (v, d = 3) => (v === null || v === undefined ? "–" : typeof v === "number" ? Number(v.toPrecision(d + 2)).toString() : String(v));
 const time = (t) => (t ? new Date(t).toLocaleTimeString() : "–");
+const hours = (h) => (h < 48 ? `${h.toFixed(1)} h` : `${(h / 24).toFixed(1)} d`);
+// a twin predicted to fail (GET /failures): when, and how likely; red within a day, orange later
+function failureBadge(p) {
+  if (!p) return "–";
+  const left = (Date.parse(p.predicted_failure_at) - Date.now()) / 3600e3;
+  return el("span", { title: `predicted ${new Date(p.predicted_failure_at).toLocaleString()} (model ${p.model || "built-in"})` },
+    badge(left > 0 ? `in ${hours(left)}` : "overdue", left <= 24 ? "critical" : "major"), ` p ${fmt(p.failure_probability, 2)}`);
+}
 const CHART = { displaylogo: false, responsive: true };
 const LAYOUT = { margin: { l: 56, r: 16, t: 30, b: 40 }, xaxis: { type: "date" }, legend: { orientation: "h", y: -0.25 }, font: { size: 11 } };
 let stream = null;
@@ -108,18 +116,20 @@ async function fleetPage(main) {
   main.replaceChildren(el("h1", {}, "Fleet"), el("div", { class: "card", id: "fleet" }, el("p", { class: "muted" }, "loading…")));
   const gen = pageGen;
   async function load() {
-    const r = await api.get("/api/v1/twins?limit=500");
+    const [r, f] = await Promise.all([api.get("/api/v1/twins?limit=500"), api.get("/api/v1/failures?limit=500")]);
     if (gen !== pageGen) return;
     if (!r.ok) return showProblem($("#fleet"), r);
+    const failing = new Map(f.ok ? f.data.items.map((p) => [p.twin_id, p]) : []);  // soon (24 h) or likely
     const rows = r.data.items.map((t) => el("tr", { class: "twin-row", "data-twin": t.twin_id, onclick: () => (location.hash = "#/twins/" + encodeURIComponent(t.twin_id)) },
       el("td", {}, el("a", { href: "#/twins/" + encodeURIComponent(t.twin_id) }, t.twin_id)),
       el("td", {}, badge(t.status)), el("td", {}, t.mode),
       el("td", {}, t.health === null || t.health === undefined ? "–" : fmt(t.health, 2)),
       el("td", {}, t.anomaly ? `${fmt(t.anomaly.score)} / ${fmt(t.anomaly.threshold)}` : "–"),
       el("td", { "data-testid": "open-alerts" }, t.open_alerts ? [String(t.open_alerts), " ", badge(t.worst_severity)] : "0"),
+      el("td", { "data-testid": "predicted-failure" }, failureBadge(failing.get(t.twin_id))),
       el("td", {}, String(t.conflicts)), el("td", {}, time(t.event_time))));
     $("#fleet").replaceChildren(el("table", { id: "fleet-table" },
-      el("thead", {}, el("tr", {}, ["twin", "status", "mode", "health", "anomaly score / threshold", "open alerts", "conflicts", "updated"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["twin", "status", "mode", "health", "anomaly score / threshold", "open alerts", "predicted failure", "conflicts", "updated"].map((h) => el("th", {}, h)))),
       el("tbody", {}, rows)), rows.length ? "" : el("p", { class: "muted" }, "no twins yet"));
   }
   await load();
@@ -141,6 +151,7 @@ async function twinPage(main, twinId) {
     el("div", { class: "card" }, el("h2", {}, "Desired vs reported"), el("div", { id: "params" }), el("form", { id: "desired-form" }), el("p", { id: "desired-result" })),
     el("div", { class: "card" }, el("h2", {}, "Live values (last 10 minutes)"), el("div", { id: "live-chart", class: "grid small" })),
     el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-now", class: "kv" }), el("div", { id: "score-chart", class: "chart" })),
+    el("div", { class: "card" }, el("h2", {}, "Remaining useful life and failure probability (last 24 hours)"), el("div", { id: "failure-now", class: "kv" }), el("div", { id: "failure-chart", class: "chart" })),
     el("div", { class: "card" }, el("h2", {}, "Forecasts (prediction interval)"), el("div", { id: "forecasts", class: "grid" })),
     el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
   );
@@ -316,6 +327,30 @@ async function twinPage(main, twinId) {
       plot("fc-" + sensor, traces, { ...LAYOUT, title: { text: `${sensor} (made ${time(f.made_at)})`, font: { size: 12 } } });
     }
   }
+  async function loadFailures() {
+    const r = await get(`/api/v1/twins/${enc}/failures`);
+    if (!r.ok) return;
+    const d = r.data;
+    if (!d.ts.length) {
+      $("#failure-now").replaceChildren();
+      return noData("failure-chart", "no failure predictions in the last 24 hours");
+    }
+    const i = d.ts.length - 1;
+    const rulH = d.rul_s.map((s) => s / 3600);
+    const at = new Date(Date.parse(d.ts[i]) + d.rul_s[i] * 1000);
+    $("#failure-now").replaceChildren(
+      el("div", {}, "remaining useful life", el("b", { "data-testid": "rul" }, hours(rulH[i])),
+        "predicted failure ", el("span", { "data-testid": "failure-at" }, at.toLocaleString())),
+      el("div", {}, "failure probability", el("b", { "data-testid": "failure-probability" }, fmt(d.failure_probability[i], 2)),
+        d.horizon_s[i] ? `within ${hours(d.horizon_s[i] / 3600)}` : ""),
+      el("div", {}, "predicted", el("b", {}, time(d.ts[i])), "model ", el("span", { "data-testid": "failure-model" }, d.model[i] || "built-in")));
+    const mode = d.ts.length <= 20 ? "lines+markers" : "lines";
+    plot("failure-chart", [
+      { name: "remaining useful life (h)", x: d.ts, y: rulH, mode, line: { color: "#1f77b4" } },
+      { name: "failure probability", x: d.ts, y: d.failure_probability, mode, yaxis: "y2", line: { color: "#d62728" } },
+    ], { ...LAYOUT, margin: { ...LAYOUT.margin, r: 56 }, yaxis: { title: { text: "RUL (h)" }, rangemode: "tozero" },
+      yaxis2: { title: { text: "probability" }, overlaying: "y", side: "right", range: [0, 1.05], dtick: 0.25, showgrid: false } });
+  }
   async function loadAlerts() {
     const r = await get(`/api/v1/alerts?state=active&twin=${enc}`);
     if (r.gone) return;
@@ -346,7 +381,7 @@ async function twinPage(main, twinId) {
     alertAction(id, "shelve", { duration_s: Number(minutes) * 60, reason });
   }
 
-  await Promise.all([loadState(), loadTelemetry(), loadScores(), loadForecasts(), loadAlerts()]);
+  await Promise.all([loadState(), loadTelemetry(), loadScores(), loadFailures(), loadForecasts(), loadAlerts()]);
   stream = new EventStream(`/api/v1/twins/${enc}/events`, (type, data) => {
     if (type === "state") {
       const desiredVersion = data.desired_version ?? data.version;  // the server's ETag rule (state_cache.py)
@@ -368,7 +403,7 @@ async function twinPage(main, twinId) {
       else { out.className = "error"; out.textContent = `denied: ${data.reason} ${data.detail || ""}`; st.waiting = null; }
     }
   });
-  timers.push(setInterval(loadScores, 5000), setInterval(loadForecasts, 15000));
+  timers.push(setInterval(loadScores, 5000), setInterval(loadForecasts, 15000), setInterval(loadFailures, 15000));
 }
 
 function showProblem(box, r) {

@@ -42,12 +42,14 @@ TwinIdPath = Annotated[
 ]
 
 
+NO_NUL = "^[^\\x00]*$"  # a text PostgreSQL can hold (the server answers a NUL byte with a 400 problem)
 ModelQuery = Annotated[
     str,
     Query(
         max_length=128,
         description="whose model outputs: a model's name (e.g. `vib-lstm`); default and `twinflow`: the"
         " built-in models (docs/alerts.md, 'A model of your own')",
+        json_schema_extra={"pattern": NO_NUL},
     ),
 ]
 

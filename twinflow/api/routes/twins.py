@@ -1,9 +1,11 @@
 """Twin reads of ``/api/v1``: the fleet, a twin's state document (ETag: its desired version), its
-state history, telemetry, anomaly scores and health, and forecasts."""
+state history, telemetry, anomaly scores and health, forecasts and failure predictions, and the twins
+predicted to fail soon (the named query ``predicted_failures``)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,6 +14,7 @@ from operators.records.alerts import source_of
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from operators.telemetry.registry import FleetPage
 from operators.twin.state import Status
+from twinflow import queries
 from twinflow.api import models
 from twinflow.api.auth import Reader
 from twinflow.api.problems import Problem
@@ -243,3 +246,79 @@ async def twin_forecasts(request: Request, twin_id: TwinIdPath, _: Reader, model
         for k in ("target_ts", "predicted", "lower", "upper"):
             f[k].append(r[k])
     return JSON(out)
+
+
+FAILURE_COLUMNS = ("ts", "rul_s", "failure_probability", "uncertainty", "horizon_s", "model")
+
+
+@router.get(
+    "/twins/{twin_id}/failures",
+    response_class=JSON,
+    response_model=models.FailurePredictions,
+    summary="Failure predictions: remaining useful life and failure probability over time",
+)
+async def twin_failures(
+    request: Request,
+    twin_id: TwinIdPath,
+    _: Reader,
+    from_: Annotated[Time | None, Query(alias="from", description="default: 24 hours ago")] = None,
+    to: Time | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
+    model: ModelQuery = "",
+) -> JSON:
+    twin_id_ok(twin_id)
+    since = time_or_ago(aware_time(from_, "from"), timedelta(hours=24))
+    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
+    rows = await request.app.state.reads.failures(twin_id, since, until, limit, source_of(model))
+    return JSON({k: [r[k] for r in rows] for k in FAILURE_COLUMNS})
+
+
+@cache
+def _named(name: str) -> str:
+    return queries.load(name)
+
+
+@router.get(
+    "/failures",
+    response_class=JSON,
+    response_model=models.PredictedFailures,
+    summary="Twins predicted to fail soon, soonest first",
+)
+async def predicted_failures(
+    request: Request,
+    _: Reader,
+    within_h: Annotated[
+        float, Query(gt=0, le=24 * 366, description="twins whose latest prediction fails within this many hours")
+    ] = 24.0,
+    min_probability: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=1,
+            description="also twins whose failure probability is at least this; default: [alerts.rules] "
+            "probability_open (a failure alert opens there)",
+        ),
+    ] = None,
+    twin: Annotated[
+        list[str] | None,
+        Query(
+            description="only these twins (repeat for several)",
+            json_schema_extra={"items": {"type": "string", "pattern": TWIN_ID_PATTERN}},
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many, the soonest")] = 500,
+    model: ModelQuery = "",
+) -> JSON:
+    for t in twin or []:
+        twin_id_ok(t)
+    if min_probability is None:
+        min_probability = request.app.state.settings.alerts.rules.probability_open
+    params = {
+        "twins": twin or None,
+        "within_h": within_h,
+        "min_probability": min_probability,
+        "source": source_of(model),
+        "limit": limit,
+    }
+    rows = await request.app.state.reads.named(_named("predicted_failures"), params)
+    return JSON({"items": rows, "within_h": within_h, "min_probability": min_probability})
