@@ -110,6 +110,16 @@ FAILURES = (
     " AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s"
     ") f ORDER BY ts"
 )
+# The models with outputs for a twin since a time: each model name's newest row per kind. Each part is a
+# range scan of one twin's rows on the key's prefix (twin_id, ts …; forecasts: twin_id, then ts per sensor)
+MODELS = (
+    "SELECT 'scores' AS kind, model, max(ts) AS last FROM anomaly_scores"
+    " WHERE twin_id = %(twin)s AND ts >= %(since)s GROUP BY model"
+    " UNION ALL SELECT 'forecasts', model, max(ts) FROM forecasts"
+    " WHERE twin_id = %(twin)s AND ts >= %(since)s GROUP BY model"
+    " UNION ALL SELECT 'failures', model, max(ts) FROM failure_predictions"
+    " WHERE twin_id = %(twin)s AND ts >= %(since)s GROUP BY model"
+)
 ALERT = f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s"
 
 
@@ -214,6 +224,11 @@ class ApiReads:
     ) -> list[dict[str, Any]]:
         """The source's failure predictions in [since, until), the newest ``limit`` of them, oldest first."""
         return await self._all(FAILURES, (twin_id, source, since, until, limit))
+
+    async def models(self, twin_id: str, since: datetime) -> list[dict[str, Any]]:
+        """Each model name with outputs for the twin since ``since``: ``kind`` (scores, forecasts, failures),
+        ``model`` (the rows' name, '' for none) and ``last`` (its newest output of that kind)."""
+        return await self._all(MODELS, {"twin": twin_id, "since": since})
 
     async def named(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """The rows of a named query (``sql/queries``: :func:`twinflow.queries.load` gives its text)."""

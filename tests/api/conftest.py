@@ -79,6 +79,14 @@ def predict_failure(live: Live, twin: str, ts: datetime, rul_h: float, p: float,
     live.produce(live.settings.alerts.failures_topic, twin, record)
 
 
+def publish_score(live: Live, twin: str, ts: datetime, score: float, model: str = "") -> None:
+    """An anomaly score (threshold 0.6, health 0.85) as a model publishes it (``alerts.anomalies_topic``): the
+    built-in models' (``model`` empty or ``twinflow-…``) or a model of your own's; the alerts flow writes it."""
+    record = {"twin_id": twin, "ts": ts.isoformat(), "score": score, "threshold": 0.6, "is_anomaly": score >= 0.6,
+              "contributions": {"temp_c": 1.0}, "health": 0.85, "model": model}  # fmt: skip
+    live.produce(live.settings.alerts.anomalies_topic, twin, record)
+
+
 def failing_twin(live: Live, name: str, rul_h: list[float], p: list[float]) -> str:
     """A twin with a state (one reading through the twin flow) and a failure prediction a minute apart for
     each of ``rul_h`` and ``p`` (the built-in RUL model's), the last one now."""

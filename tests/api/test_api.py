@@ -12,7 +12,8 @@ import httpx
 import pytest
 from openapi_spec_validator import validate as validate_spec
 
-from tests.api.conftest import Live, failing_twin, offline_twin, predict_failure
+from operators.records.alerts import source_of
+from tests.api.conftest import Live, failing_twin, offline_twin, predict_failure, publish_score
 from tests.api.openapi_check import OpenApi
 from tests.twin_kafka import envelope, wait_for
 
@@ -533,6 +534,8 @@ def test_openapi_and_docs_are_served_offline(live: Live):
     with live.client(token=None) as c:
         spec = c.get("/api/openapi.json").json()
         assert "/api/v1/twins/{twin_id}/desired" in spec["paths"] and "/api/v1/events" in spec["paths"]
+        models = spec["paths"]["/api/v1/twins/{twin_id}/models"]["get"]["responses"]["200"]["content"]
+        assert models["application/json"]["schema"] == {"$ref": "#/components/schemas/TwinModels"}
         # an OpenAPI 3.0 document (what it says it is): none of 3.1's schema forms
         text = json.dumps(spec)
         assert spec["openapi"] == "3.0.3" and "summary" not in spec["info"]
@@ -639,3 +642,48 @@ def test_failure_predictions_of_a_twin_and_the_twins_predicted_to_fail(live: Liv
     with live.client(token=None) as anonymous:
         is_problem(anonymous.get("/api/v1/failures"), 401)
         is_problem(anonymous.get(f"/api/v1/twins/{soon}/failures"), 401)
+
+
+def test_the_models_with_outputs_for_a_twin(live: Live, openapi: OpenApi):
+    """`/twins/{id}/models`: the built-in models (records naming none, or `twinflow-…`) and a model of your own
+    with outputs for a twin, each with its newest output of each kind; `?model=` on the reads takes its `model`."""
+    twin = f"api-models-{int(time.time() * 1000)}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    publish_score(live, twin, now - timedelta(hours=2), 0.1, "old-lstm")  # outside a 1-hour window
+    publish_score(live, twin, now - timedelta(seconds=2), 0.2)  # built-in, named none
+    publish_score(live, twin, now - timedelta(seconds=1), 0.3, "twinflow-t2")
+    publish_score(live, twin, now, 0.8, "vib-lstm")
+    predict_failure(live, twin, now, 5.0, 0.7, "vib-lstm")
+    with live.client() as c:
+
+        def listed():
+            items = c.get(f"/api/v1/twins/{twin}/models").json()["items"]
+            return items if len(items) == 3 and items[-1]["failures"] else None
+
+        wait_for("the outputs written", listed, timeout=30)
+        answer = openapi.conforms(c.get(f"/api/v1/twins/{twin}/models"))
+        at = lambda v: v and datetime.fromisoformat(v)  # noqa: E731
+        got = [(m["model"], m["names"], at(m["scores"]), at(m["failures"]), m["forecasts"], at(m["last_output"]))
+               for m in answer["items"]]  # fmt: skip
+        assert got == [
+            ("twinflow", ["", "twinflow-t2"], now - timedelta(seconds=1), None, None, now - timedelta(seconds=1)),
+            ("old-lstm", ["old-lstm"], now - timedelta(hours=2), None, None, now - timedelta(hours=2)),
+            ("vib-lstm", ["vib-lstm"], now, now, None, now),
+        ]  # the built-in models first, then by name
+        assert answer["twin_id"] == twin and datetime.now(UTC) - datetime.fromisoformat(answer["since"]) >= timedelta(
+            hours=24)  # fmt: skip
+        recent = openapi.conforms(c.get(f"/api/v1/twins/{twin}/models", params={"within_h": 1}))
+        assert [m["model"] for m in recent["items"]] == ["twinflow", "vib-lstm"]
+        for m in answer["items"]:  # each one's `model` reads its outputs
+            scores = c.get(f"/api/v1/twins/{twin}/scores", params={"model": m["model"], "from": (now - timedelta(
+                hours=3)).isoformat()}).json()  # fmt: skip
+            assert {source_of(n) for n in scores["model"]} == {m["model"]} and scores["ts"][-1] == m["scores"]
+        fed = openapi.conforms(c.get(f"/api/v1/twins/{live.alert_twin}/models"))["items"]
+        assert [(m["model"], m["names"], bool(m["scores"]), bool(m["forecasts"])) for m in fed] == [
+            ("twinflow", [""], True, True)]  # fmt: skip
+        assert openapi.conforms(c.get("/api/v1/twins/api-models-none/models"))["items"] == []
+        is_problem(c.get(f"/api/v1/twins/{twin}/models", params={"within_h": 0}), 422)
+        is_problem(c.get(f"/api/v1/twins/{twin}/models", params={"within_h": 24 * 7 + 1}), 422)
+        is_problem(c.get("/api/v1/twins/bad twin/models"), 400)
+    with live.client(token=None) as anonymous:
+        is_problem(anonymous.get(f"/api/v1/twins/{twin}/models"), 401)

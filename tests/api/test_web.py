@@ -1,7 +1,8 @@
 """The web view in real headless Chromium (Debian's, driven by Playwright): fleet → twin → change a
 setpoint and see it synchronized; a change the policy denies shows its reason and reaches no device;
 the anomaly score and health against their thresholds; predicted failures in the fleet and a twin's
-remaining useful life; acknowledge and shelve an alert. Screenshots go to test-artefacts/."""
+remaining useful life; a model of your own's outputs picked on the twin page; acknowledge and shelve an
+alert. Screenshots go to test-artefacts/."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.api.conftest import Live, failing_twin, offline_twin
+from tests.api.conftest import Live, failing_twin, offline_twin, predict_failure, publish_score
 from tests.twin_kafka import wait_for
 
 pytestmark = pytest.mark.integration
@@ -203,3 +205,47 @@ def test_predicted_failures_in_the_fleet_and_a_twins_remaining_useful_life(page:
     page.locator(".card", has=page.locator("#failure-chart")).screenshot(path=live.artefacts / "web-failures.png")
     page.goto(f"{live.base}/#/twins/{live.twin}")  # a twin without predictions says so
     expect(page.locator("#failure-chart")).to_contain_text("no failure predictions in the last 24 hours")
+
+
+def test_the_twin_page_shows_the_outputs_of_the_model_picked(page: Page, live: Live):
+    """Two models score a twin: the page shows the built-in models' and offers the other, whose scores and
+    failure predictions it then shows; the address keeps the choice."""
+    twin = failing_twin(live, "web-models", rul_h=[300.0], p=[0.05])  # a state and a built-in prediction
+    now = datetime.now(UTC)
+    for i in range(3, -1, -1):
+        publish_score(live, twin, now - timedelta(seconds=i), 0.2)
+        publish_score(live, twin, now - timedelta(seconds=i), 0.77, "vib-lstm")
+    predict_failure(live, twin, now, 3.0, 0.8, "vib-lstm")
+    with live.client() as c:
+        wait_for(
+            "both models' outputs",
+            lambda: len(c.get(f"/api/v1/twins/{twin}/models").json()["items"]) == 2
+            and c.get(f"/api/v1/twins/{twin}/failures", params={"model": "vib-lstm"}).json()["ts"]
+            and len(c.get(f"/api/v1/twins/{twin}/scores", params={"model": "vib-lstm"}).json()["ts"]) == 4
+            and c.get(f"/api/v1/twins/{twin}").status_code == 200,
+            timeout=30,
+        )  # fmt: skip
+    page.goto(f"{live.base}/#token={live.token}")
+    page.goto(f"{live.base}/#/twins/{twin}")
+    score = page.locator("#score-now [data-testid=score]")
+    expect(score).to_have_text("0.2", timeout=15_000)  # the built-in models' by default
+    expect(page.locator("#failure-now [data-testid=failure-model]")).to_have_text("twinflow-t2-rul:pumps")
+    picker = page.locator("[data-testid=model]")
+    expect(picker).to_be_visible()
+    expect(picker.locator("option")).to_have_count(2)
+    picker.select_option("vib-lstm")
+    expect(score).to_have_text("0.77", timeout=15_000)
+    expect(page.locator("#score-now [data-testid=score-threshold]")).to_have_text("0.6")
+    expect(page.locator("#failure-now [data-testid=failure-model]")).to_have_text("vib-lstm", timeout=15_000)
+    expect(page.locator("#failure-now [data-testid=rul]")).to_have_text("3.0 h")
+    assert page.evaluate("location.hash") == f"#/twins/{twin}?model=vib-lstm"
+    page.locator("#main").screenshot(path=live.artefacts / "web-model-picked.png")
+    page.reload()  # a link to the page shows the same model
+    expect(page.locator("#score-now [data-testid=score]")).to_have_text("0.77", timeout=15_000)
+    expect(page.locator("[data-testid=model]")).to_have_value("vib-lstm")
+    page.locator("[data-testid=model]").select_option("twinflow")
+    expect(page.locator("#score-now [data-testid=score]")).to_have_text("0.2", timeout=15_000)
+    assert page.evaluate("location.hash") == f"#/twins/{twin}"
+    page.goto(f"{live.base}/#/twins/{live.twin}")  # one model (or none): no picker
+    expect(page.locator("#summary [data-testid=version]")).to_be_visible(timeout=15_000)
+    expect(page.locator("[data-testid=model]")).to_have_count(0)

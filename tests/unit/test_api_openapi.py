@@ -156,6 +156,8 @@ def test_parameters_declare_what_the_server_checks(spec):
     assert (limit["minimum"], limit["maximum"]) == (1, 500)
     hours = _param(spec, "/api/v1/alerts/metrics", "hours")
     assert hours["exclusiveMinimum"] is True and hours["maximum"] == 24 * 366
+    within = _param(spec, "/api/v1/twins/{twin_id}/models", "within_h")
+    assert within["exclusiveMinimum"] is True and within["maximum"] == 24 * 7
     shelve = spec["components"]["schemas"]["ShelveBody"]["properties"]["duration_s"]
     assert shelve["exclusiveMinimum"] is True and shelve["maximum"] == 10 * 366 * 86400
 

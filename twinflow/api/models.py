@@ -213,6 +213,25 @@ class FailurePredictions(Doc):
     model: list[str] = Field(description="the model of each prediction (empty: a built-in record that named none)")
 
 
+class TwinModel(Doc):
+    """A model with outputs for the twin: the value its outputs' `?model=` takes, and its newest output of each kind."""
+
+    model: str = Field(description="`twinflow` for the built-in models, else the model's name (`?model=` takes it)")
+    names: list[str] = Field(description="the outputs' `model` values (empty: a built-in record that named none)")
+    last_output: datetime = Field(description="its newest output of any kind")
+    scores: datetime | None = Field(description="its newest anomaly score (null: none in the window)")
+    forecasts: datetime | None = Field(description="its newest forecast (null: none in the window)")
+    failures: datetime | None = Field(description="its newest failure prediction (null: none in the window)")
+
+
+class TwinModels(Doc):
+    """The models with outputs for a twin since `since`: the built-in models first, then by name."""
+
+    twin_id: str
+    since: datetime = Field(description="outputs made since this time count (`within_h` hours ago)")
+    items: list[TwinModel]
+
+
 class PredictedFailure(Doc):
     """A twin whose latest failure prediction says it fails soon (the named query ``predicted_failures``)."""
 

@@ -89,6 +89,9 @@ function failureBadge(p) {
   return el("span", { title: `predicted ${new Date(p.predicted_failure_at).toLocaleString()} (model ${p.model || "built-in"})` },
     badge(left > 0 ? `in ${hours(left)}` : "overdue", left <= 24 ? "critical" : "major"), ` p ${fmt(p.failure_probability, 2)}`);
 }
+const BUILTIN = "twinflow";  // the built-in models' outputs (`model` of GET /twins/{id}/models)
+// a twin page's address: #/twins/ID, or #/twins/ID?model=NAME for a model of your own's outputs
+const twinHash = (twinId, model) => "#/twins/" + encodeURIComponent(twinId) + (model && model !== BUILTIN ? "?model=" + encodeURIComponent(model) : "");
 const CHART = { displaylogo: false, responsive: true };
 const LAYOUT = { margin: { l: 56, r: 16, t: 30, b: 40 }, xaxis: { type: "date" }, legend: { orientation: "h", y: -0.25 }, font: { size: 11 } };
 let stream = null;
@@ -120,8 +123,8 @@ async function fleetPage(main) {
     if (gen !== pageGen) return;
     if (!r.ok) return showProblem($("#fleet"), r);
     const failing = new Map(f.ok ? f.data.items.map((p) => [p.twin_id, p]) : []);  // soon (24 h) or likely
-    const rows = r.data.items.map((t) => el("tr", { class: "twin-row", "data-twin": t.twin_id, onclick: () => (location.hash = "#/twins/" + encodeURIComponent(t.twin_id)) },
-      el("td", {}, el("a", { href: "#/twins/" + encodeURIComponent(t.twin_id) }, t.twin_id)),
+    const rows = r.data.items.map((t) => el("tr", { class: "twin-row", "data-twin": t.twin_id, onclick: () => (location.hash = twinHash(t.twin_id)) },
+      el("td", {}, el("a", { href: twinHash(t.twin_id) }, t.twin_id)),
       el("td", {}, badge(t.status)), el("td", {}, t.mode),
       el("td", {}, t.health === null || t.health === undefined ? "–" : fmt(t.health, 2)),
       el("td", {}, t.anomaly ? `${fmt(t.anomaly.score)} / ${fmt(t.anomaly.threshold)}` : "–"),
@@ -142,12 +145,13 @@ async function fleetPage(main) {
 }
 
 // ------------------------------------------------------------------ twin page
-async function twinPage(main, twinId) {
+async function twinPage(main, twinId, model) {
   const enc = encodeURIComponent(twinId);
   main.replaceChildren(
     el("p", {}, el("a", { href: "#/" }, "← fleet")),
     el("h1", {}, twinId, " ", el("span", { id: "status" })),
     el("div", { class: "card kv", id: "summary" }),
+    el("div", { class: "card row", id: "model-picker", hidden: "" }),
     el("div", { class: "card" }, el("h2", {}, "Desired vs reported"), el("div", { id: "params" }), el("form", { id: "desired-form" }), el("p", { id: "desired-result" })),
     el("div", { class: "card" }, el("h2", {}, "Live values (last 10 minutes)"), el("div", { id: "live-chart", class: "grid small" })),
     el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-now", class: "kv" }), el("div", { id: "score-chart", class: "chart" })),
@@ -155,7 +159,13 @@ async function twinPage(main, twinId) {
     el("div", { class: "card" }, el("h2", {}, "Forecasts (prediction interval)"), el("div", { id: "forecasts", class: "grid" })),
     el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
   );
-  const st = { doc: null, etag: null, live: {} };
+  const st = { doc: null, etag: null, live: {}, model: model || BUILTIN };
+  // a read of the picked model's outputs (`sep`: "?" or "&"); an answer for a model picked before is dropped
+  const getOutputs = async (path, sep) => {
+    const m = st.model;
+    const r = await get(m === BUILTIN ? path : `${path}${sep}model=${encodeURIComponent(m)}`);
+    return m === st.model ? r : { ok: false, gone: true };
+  };
   const gen = pageGen;
   const get = async (path) => { const r = await api.get(path); return gen === pageGen ? r : { ok: false, gone: true }; };
 
@@ -272,7 +282,7 @@ async function twinPage(main, twinId) {
     drawLive();
   }
   async function loadScores() {
-    const r = await get(`/api/v1/twins/${enc}/scores?from=${new Date(Date.now() - 15 * 60e3).toISOString()}`);
+    const r = await getOutputs(`/api/v1/twins/${enc}/scores?from=${new Date(Date.now() - 15 * 60e3).toISOString()}`, "&");
     if (!r.ok) return;
     const d = r.data, h = d.health_thresholds;
     if (!d.ts.length) {
@@ -304,7 +314,7 @@ async function twinPage(main, twinId) {
     plot("score-chart", traces, { ...LAYOUT, yaxis: { title: { text: "score / health (0…1)" }, range: [0, Math.max(1.05, d.score.reduce((m, v) => (v > m ? v : m), 0))] } });
   }
   async function loadForecasts() {
-    const r = await get(`/api/v1/twins/${enc}/forecasts`);
+    const r = await getOutputs(`/api/v1/twins/${enc}/forecasts`, "?");
     if (!r.ok) return;
     const box = $("#forecasts");
     const entries = Object.entries(r.data);
@@ -328,7 +338,7 @@ async function twinPage(main, twinId) {
     }
   }
   async function loadFailures() {
-    const r = await get(`/api/v1/twins/${enc}/failures`);
+    const r = await getOutputs(`/api/v1/twins/${enc}/failures`, "?");
     if (!r.ok) return;
     const d = r.data;
     if (!d.ts.length) {
@@ -350,6 +360,35 @@ async function twinPage(main, twinId) {
       { name: "failure probability", x: d.ts, y: d.failure_probability, mode, yaxis: "y2", line: { color: "#d62728" } },
     ], { ...LAYOUT, margin: { ...LAYOUT.margin, r: 56 }, yaxis: { title: { text: "RUL (h)" }, rangemode: "tozero" },
       yaxis2: { title: { text: "probability" }, overlaying: "y", side: "right", range: [0, 1.05], dtick: 0.25, showgrid: false } });
+  }
+  // The models with outputs for the twin (GET /twins/{id}/models): a picker when there is more than one (or
+  // the page's address names a model of your own); the scores, forecasts and failure cards show the one picked.
+  async function loadModels() {
+    const r = await get(`/api/v1/twins/${enc}/models`);
+    if (!r.ok) return;
+    const items = r.data.items;
+    if (!items.some((m) => m.model === st.model)) items.push({ model: st.model, last_output: null });
+    const box = $("#model-picker");
+    if (items.length < 2) { box.hidden = true; return; }
+    const label = (m) => (m.model === BUILTIN ? "built-in models" : m.model) + (m.last_output ? ` (last output ${time(m.last_output)})` : " (no outputs in the last 24 hours)");
+    const old = $("#model-select");
+    if (old && old.dataset.models === items.map((m) => m.model).join(",")) {  // same models: refresh the labels only
+      items.forEach((m, i) => { old.options[i].textContent = label(m); });
+      return;
+    }
+    const sel = el("select", { id: "model-select", "data-testid": "model", "data-models": items.map((m) => m.model).join(",") },
+      items.map((m) => el("option", { value: m.model }, label(m))));
+    sel.value = st.model;
+    sel.onchange = () => pickModel(sel.value);
+    box.replaceChildren(el("b", {}, "model outputs"), sel, el("span", { class: "muted" }, "anomaly scores, failure predictions and forecasts of this model"));
+    box.hidden = false;
+  }
+  function pickModel(m) {
+    st.model = m;
+    history.replaceState(null, "", twinHash(twinId, m));  // a link to the page shows the same model
+    $("#score-now").replaceChildren(); $("#failure-now").replaceChildren();
+    noData("score-chart", "loading…"); noData("failure-chart", "loading…");
+    loadScores(); loadFailures(); loadForecasts();
   }
   async function loadAlerts() {
     const r = await get(`/api/v1/alerts?state=active&twin=${enc}`);
@@ -381,7 +420,7 @@ async function twinPage(main, twinId) {
     alertAction(id, "shelve", { duration_s: Number(minutes) * 60, reason });
   }
 
-  await Promise.all([loadState(), loadTelemetry(), loadScores(), loadFailures(), loadForecasts(), loadAlerts()]);
+  await Promise.all([loadState(), loadTelemetry(), loadScores(), loadFailures(), loadForecasts(), loadAlerts(), loadModels()]);
   stream = new EventStream(`/api/v1/twins/${enc}/events`, (type, data) => {
     if (type === "state") {
       const desiredVersion = data.desired_version ?? data.version;  // the server's ETag rule (state_cache.py)
@@ -403,7 +442,7 @@ async function twinPage(main, twinId) {
       else { out.className = "error"; out.textContent = `denied: ${data.reason} ${data.detail || ""}`; st.waiting = null; }
     }
   });
-  timers.push(setInterval(loadScores, 5000), setInterval(loadForecasts, 15000), setInterval(loadFailures, 15000));
+  timers.push(setInterval(loadScores, 5000), setInterval(loadForecasts, 15000), setInterval(loadFailures, 15000), setInterval(loadModels, 30000));
 }
 
 function showProblem(box, r) {
@@ -414,8 +453,8 @@ function showProblem(box, r) {
 async function route() {
   cleanup();
   const main = $("#main");
-  const m = location.hash.match(/^#\/twins\/(.+)$/);
-  if (m) await twinPage(main, decodeURIComponent(m[1])); else await fleetPage(main);
+  const m = location.hash.match(/^#\/twins\/([^?]+)(?:\?model=(.*))?$/);
+  if (m) await twinPage(main, decodeURIComponent(m[1]), m[2] ? decodeURIComponent(m[2]) : null); else await fleetPage(main);
 }
 
 async function signIn() {

@@ -1,6 +1,6 @@
 """Twin reads of ``/api/v1``: the fleet, a twin's state document (ETag: its desired version), its
-state history, telemetry, anomaly scores and health, forecasts and failure predictions, and the twins
-predicted to fail soon (the named query ``predicted_failures``)."""
+state history, telemetry, anomaly scores and health, forecasts and failure predictions, the models
+with outputs for it, and the twins predicted to fail soon (the named query ``predicted_failures``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from operators.records.alerts import source_of
+from operators.records.alerts import BUILTIN_SOURCE, source_of
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
 from operators.telemetry.registry import FleetPage
 from operators.twin.state import Status
@@ -246,6 +246,56 @@ async def twin_forecasts(request: Request, twin_id: TwinIdPath, _: Reader, model
         for k in ("target_ts", "predicted", "lower", "upper"):
             f[k].append(r[k])
     return JSON(out)
+
+
+MODEL_KINDS = ("scores", "forecasts", "failures")
+
+
+def models_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The models (sources) of ``rows`` (``kind``, ``model``, ``last``: :meth:`ApiReads.models`), the
+    built-in models first, then by name; each with its names, and its newest output of each kind.
+
+    >>> t1, t2 = datetime(2026, 1, 1, 8, tzinfo=UTC), datetime(2026, 1, 1, 9, tzinfo=UTC)
+    >>> out = models_of([{"kind": "scores", "model": "vib-lstm", "last": t1},
+    ...                  {"kind": "scores", "model": "", "last": t1},
+    ...                  {"kind": "failures", "model": "twinflow-t2-rul:pumps", "last": t2}])
+    >>> [(m["model"], m["names"], m["scores"] == t1, m["failures"] == t2, m["last_output"] == t2) for m in out]
+    [('twinflow', ['', 'twinflow-t2-rul:pumps'], True, True, True), ('vib-lstm', ['vib-lstm'], True, False, False)]
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        m = out.setdefault(source_of(r["model"]), {"names": set(), **dict.fromkeys(MODEL_KINDS)})
+        m["names"].add(r["model"])
+        if m[r["kind"]] is None or r["last"] > m[r["kind"]]:
+            m[r["kind"]] = r["last"]
+    return [
+        {
+            "model": source,
+            "names": sorted(m["names"]),
+            "last_output": max(m[k] for k in MODEL_KINDS if m[k] is not None),
+            **{k: m[k] for k in MODEL_KINDS},
+        }
+        for source, m in sorted(out.items(), key=lambda kv: (kv[0] != BUILTIN_SOURCE, kv[0]))
+    ]
+
+
+@router.get(
+    "/twins/{twin_id}/models",
+    response_class=JSON,
+    response_model=models.TwinModels,
+    summary="The models with outputs (scores, forecasts, failure predictions) for a twin",
+)
+async def twin_models(
+    request: Request,
+    twin_id: TwinIdPath,
+    _: Reader,
+    within_h: Annotated[
+        float, Query(gt=0, le=24 * 7, description="outputs made within this many hours count (default 24)")
+    ] = 24.0,
+) -> JSON:
+    since = datetime.now(UTC) - timedelta(hours=within_h)
+    rows = await request.app.state.reads.models(twin_id_ok(twin_id), since)
+    return JSON({"twin_id": twin_id, "since": since, "items": models_of(rows)})
 
 
 FAILURE_COLUMNS = ("ts", "rul_s", "failure_probability", "uncertainty", "horizon_s", "model")
