@@ -160,14 +160,14 @@ async function twinPage(main, twinId, model) {
     el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
   );
   const st = { doc: null, etag: null, live: {}, model: model || BUILTIN };
+  const gen = pageGen;
+  const get = async (path) => { const r = await api.get(path); return gen === pageGen ? r : { ok: false, gone: true }; };
   // a read of the picked model's outputs (`sep`: "?" or "&"); an answer for a model picked before is dropped
   const getOutputs = async (path, sep) => {
     const m = st.model;
     const r = await get(m === BUILTIN ? path : `${path}${sep}model=${encodeURIComponent(m)}`);
     return m === st.model ? r : { ok: false, gone: true };
   };
-  const gen = pageGen;
-  const get = async (path) => { const r = await api.get(path); return gen === pageGen ? r : { ok: false, gone: true }; };
 
   async function loadState() {
     const r = await get(`/api/v1/twins/${enc}`);
