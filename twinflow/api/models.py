@@ -68,7 +68,8 @@ class ConnectivityDoc(Doc):
     unreachable: dict[str, datetime] = Field(
         default_factory=dict,
         description="sensors whose last status said no communication (e.g. OPC-UA `BadNoCommunication` from a "
-        "gateway), each with the event time since when; the twin stays `online` while some of its sensors answer",
+        "gateway), each with the event time since when; the twin stays `online` while some of its sensors answer; "
+        "absent in versions stored before it was kept (none then)",
     )
 
 
