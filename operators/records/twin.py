@@ -133,6 +133,9 @@ class Reported(msgspec.Struct, frozen=True):
     quality: int = 0
     # Why the device cannot be reached (quality UNREACHABLE, :mod:`operators.twin.connectivity`).
     reason: str | None = None
+    # The sensors with a no-communication status (quality UNREACHABLE); empty: the whole device
+    # (a death, a last will).
+    lost: tuple[str, ...] = ()
 
 
 class AckEvent(msgspec.Struct, frozen=True):

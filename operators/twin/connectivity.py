@@ -7,11 +7,17 @@ came for its ``offline_after_s`` (``[twin]``, per type or twin in ``[twin.policy
 before any of these. The reconciler keeps it in :class:`~operators.twin.state.TwinState`
 (docs/reconciliation.md, "Connectivity").
 
+A no-communication status is about one sensor: :func:`lost_sensors` names them, and the twin keeps
+them in :attr:`Connectivity.unreachable` (sensor → since when) until a good value of that sensor.
+The twin goes ``offline`` for them only when every sensor it has reported is unreachable; a
+device-level signal (a death, a last will, silence, or an unreachable event naming no sensor) takes
+it offline at once, and any good value brings it back (the device answers again).
+
 >>> from datetime import datetime, UTC
 >>> env = Envelope(1, "p1", datetime(2026, 1, 1, tzinfo=UTC), 1, "opcua", {"speed": None},
 ...                "bad", {"speed": "BadNoCommunication"})
->>> unreachable(env)
-'opcua BadNoCommunication on p1.speed'
+>>> unreachable(env), lost_sensors(env)
+('opcua BadNoCommunication on p1.speed', ('speed',))
 >>> unreachable(Envelope(1, "p1", env.ts, 2, "mqtt", {"online": False})), unreachable(
 ...     Envelope(1, "p1", env.ts, 3, "mqtt", {"online": True}))
 ('mqtt reported online = false (Sparkplug NDEATH/DDEATH or a last will)', None)
@@ -53,11 +59,14 @@ ONLINE_READING = "online"  # a boolean reading that says whether the device is c
 
 
 class Connectivity(msgspec.Struct, frozen=True):
-    """A twin's connectivity in its state document: ``state``, ``since`` (event time), ``reason``."""
+    """A twin's connectivity in its state document: ``state``, ``since`` (event time), ``reason`` and
+    ``unreachable``: the sensors whose last status said no communication, each with the event time it
+    started (empty: none; documents and snapshots written before it load as empty)."""
 
     state: Literal["online", "offline", "unknown"] = UNKNOWN
     since: datetime | None = None
     reason: str | None = None
+    unreachable: dict[str, datetime] = msgspec.field(default_factory=dict)
 
 
 NEVER_SEEN = Connectivity()
@@ -73,6 +82,13 @@ def unreachable(env: Envelope) -> str | None:
     if env.readings.get(ONLINE_READING, True) is False:
         return f"{env.source} reported {ONLINE_READING} = false (Sparkplug NDEATH/DDEATH or a last will)"
     return None
+
+
+def lost_sensors(env: Envelope) -> tuple[str, ...]:
+    """The sensors of ``env`` whose status says no communication (empty for a death or last will)."""
+    if not env.status:
+        return ()
+    return tuple(sensor for sensor, name in env.status.items() if name in NO_COMMUNICATION)
 
 
 def silence_reason(offline_after_s: float, key: str = "twin.offline_after_s") -> str:

@@ -3,7 +3,8 @@
 Plain Python, no I/O. Telemetry goes through :meth:`operators.telemetry.ingest.ReadingRules.split` (one
 definition of a valid envelope); an envelope's readings become one :class:`Reported` event.
 An envelope that says its device cannot be reached (:func:`~operators.twin.connectivity.unreachable`)
-becomes a :class:`Reported` of quality ``UNREACHABLE`` with the reason. Invalid desired updates and
+becomes a :class:`Reported` of quality ``UNREACHABLE`` with the reason and the sensors whose status says
+so (``lost``; none for a death or last will: the whole device). Invalid desired updates and
 acks become :class:`DeadLetter` records with the reason.
 
 >>> from types import SimpleNamespace as Msg
@@ -33,7 +34,7 @@ from operators.telemetry.ingest import (
     TelemetryRow,
     dead_letter,
 )
-from operators.twin.connectivity import ONLINE_READING, UNREACHABLE, unreachable
+from operators.twin.connectivity import ONLINE_READING, UNREACHABLE, lost_sensors, unreachable
 
 __all__ = ["InputTopics", "ReadingRules", "TwinInputs", "decode_batch", "group_envelopes"]
 
@@ -71,7 +72,8 @@ def group_envelopes(envelopes: list[Envelope]) -> list[tuple[str, Reported]]:
             offline = unreachable(env) if env.status is not None else None
             values = {k: v for k, v in values.items() if v is not None and env.quality_of(k) != "bad"}
             if offline is not None:  # the device cannot be reached: its good values (if any) with the reason
-                out.append((env.twin_id, Reported(env.ts, env.seq, env.source, values, UNREACHABLE, offline)))
+                lost = lost_sensors(env)
+                out.append((env.twin_id, Reported(env.ts, env.seq, env.source, values, UNREACHABLE, offline, lost)))
             if not values or offline is not None:
                 prev = None
                 continue

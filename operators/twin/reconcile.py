@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from operators.records.twin import AckEvent, Command, DesiredEvent, DesyncKind, Reported
-from operators.twin.connectivity import OFFLINE, ONLINE, UNREACHABLE, Connectivity, silence_reason
+from operators.twin.connectivity import OFFLINE, ONLINE, ONLINE_READING, UNREACHABLE, Connectivity, silence_reason
 from operators.twin.consistency import consistency_score
 from operators.twin.state import CommandState, CommandStatus, ParamSync, StateChange, Status, TwinState
 from operators.twin.sync_strategy import (
@@ -81,6 +81,8 @@ class Reconciler:
                 and event.quality < BAD_QUALITY
                 and event.source not in rules.simulation_sources
                 and state.connectivity.state == ONLINE
+                # Partly unreachable: a good value of an unreachable sensor takes it off the list.
+                and (not (lost := state.connectivity.unreachable) or lost.keys().isdisjoint(event.values))
             ):
                 return _measured(state, rules, event)
             tx = Transaction(state, rules, "reported")
@@ -136,7 +138,8 @@ class Reconciler:
         last = max(ts for _value, ts in st.reported.values())
         st.heard = (st.clock, last)
         if (st.clock - last).total_seconds() >= rules.offline_after_s:
-            _connect(tx, Connectivity(OFFLINE, last, silence_reason(rules.offline_after_s, rules.offline_after_key)))
+            reason = silence_reason(rules.offline_after_s, rules.offline_after_key)
+            _connect(tx, Connectivity(OFFLINE, last, reason, st.connectivity.unreachable))
 
     # ------------------------------------------------------------------ inputs
     def _on_reported(self, tx: Transaction, ev: Reported) -> None:
@@ -148,15 +151,13 @@ class Reconciler:
                 st.simulated[name] = (value, ev.ts)
             return
         if ev.quality >= BAD_QUALITY:
-            if ev.quality == UNREACHABLE:  # the device cannot be reached; its other values (if any) still count
+            if ev.quality == UNREACHABLE:  # the device (or some sensors) cannot be reached; other values count
                 if ev.values:
                     tx.fields.update(_report(st, tx.rules, ev))
-                if st.connectivity.state != OFFLINE:
-                    _connect(tx, Connectivity(OFFLINE, ev.ts, ev.reason))
+                _reach(tx, ev)
             return
         tx.fields.update(_report(st, tx.rules, ev))
-        if st.connectivity.state != ONLINE:
-            _connect(tx, Connectivity(ONLINE, ev.ts, f"{ev.source} reading"))
+        _reach(tx, ev)
 
     def _on_desired(self, tx: Transaction, ev: DesiredEvent) -> None:
         st, upd = tx.state, ev.update
@@ -442,10 +443,42 @@ def _measured(st: TwinState, rules: TwinRules, ev: Reported) -> list[Output]:
     return [StateChange.of(st, {"cause": "reported", "fields": fields})]
 
 
-def _connect(tx: Transaction, conn: Connectivity) -> None:
-    """The twin's connectivity changes to ``conn`` (the version's audit shows ``connectivity``)."""
+def _reach(tx: Transaction, ev: Reported) -> None:
+    """The twin's connectivity after a reading (docs/reconciliation.md, "Connectivity").
+
+    Good values take their sensors off the unreachable list, ``ev.lost`` puts its sensors on it. The
+    twin is offline when the event names no sensor (a death, a last will: the whole device) or when
+    every sensor it has reported is unreachable; otherwise a good value makes it online (the device
+    answers), and an event with unreachable sensors only leaves the state as it is."""
     st = tx.state
-    tx.change("connectivity", st.connectivity.state, conn.state)
+    conn = st.connectivity
+    if ev.quality == UNREACHABLE and not ev.lost:  # the whole device
+        if conn.state != OFFLINE:
+            _connect(tx, Connectivity(OFFLINE, ev.ts, ev.reason, conn.unreachable))
+        return
+    lost = conn.unreachable
+    if lost and not lost.keys().isdisjoint(ev.values):
+        lost = {k: since for k, since in lost.items() if k not in ev.values}
+    if new := [s for s in ev.lost if s not in lost]:
+        lost = {**lost, **dict.fromkeys(new, ev.ts)}
+    if lost and all(k in lost for k in st.reported if k != ONLINE_READING):  # every sensor it has
+        if conn.state != OFFLINE:
+            conn = Connectivity(OFFLINE, ev.ts, ev.reason, lost)
+    elif ev.values and conn.state != ONLINE:
+        conn = Connectivity(ONLINE, ev.ts, f"{ev.source} reading", lost)
+    if conn is not st.connectivity or lost is not conn.unreachable:
+        _connect(tx, Connectivity(conn.state, conn.since, conn.reason, lost))
+
+
+def _connect(tx: Transaction, conn: Connectivity) -> None:
+    """The twin's connectivity changes to ``conn`` (the version's audit shows ``connectivity`` when its
+    state changes and ``unreachable`` [old, new sensor lists] when its unreachable sensors do)."""
+    st = tx.state
+    old = st.connectivity
+    if conn.state != old.state:
+        tx.change("connectivity", old.state, conn.state)
+    if conn.unreachable.keys() != old.unreachable.keys():
+        tx.change("unreachable", sorted(old.unreachable), sorted(conn.unreachable))
     st.set_connectivity(conn)
 
 

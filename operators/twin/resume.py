@@ -54,7 +54,8 @@ def state_from_document(doc: dict[str, Any], rules: TwinRules) -> TwinState:
     st.simulated = {k: (float(v["value"]), _time(v["ts"])) for k, v in (doc.get("simulated") or {}).items()}
     conn = doc.get("connectivity")
     if conn:  # none before migration 0145: unknown until the next reading
-        st.set_connectivity(Connectivity(conn["state"], _time(conn.get("since")), conn.get("reason")))
+        lost = {k: _time(v) for k, v in (conn.get("unreachable") or {}).items()}  # none before it was kept
+        st.set_connectivity(Connectivity(conn["state"], _time(conn.get("since")), conn.get("reason"), lost))  # type: ignore[arg-type]
     conflicts = set(doc.get("conflicts") or [])
     commands = doc.get("commands") or {}
     for name in st.desired:

@@ -569,6 +569,7 @@ def test_an_offline_device_is_in_the_state_document(live: Live, openapi: OpenApi
         doc = openapi.conforms(c.get(f"/api/v1/twins/{twin}"))
         assert doc["connectivity"]["state"] == "offline"
         assert doc["connectivity"]["reason"] == f"opcua BadNoCommunication on {twin}.speed"
+        assert list(doc["connectivity"]["unreachable"]) == ["speed"]  # its one sensor: the device
         assert doc["reported"]["speed"]["value"] == 100.0  # the last value, and the twin says the device is gone
         (newest,) = openapi.conforms(c.get(f"/api/v1/twins/{twin}/history", params={"limit": 1}))["items"]
         assert newest["connectivity"] == doc["connectivity"] and newest["status"] == "offline"

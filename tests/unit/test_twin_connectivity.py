@@ -190,3 +190,104 @@ def test_each_type_goes_offline_after_its_own_silence() -> None:
     assert not changes(off(at(3600))) and off.state.connectivity.state == "online"
     (ch,) = changes(other(at(3600)))
     assert conn(ch).reason == "no reading for 60 s (twin.offline_after_s)"
+
+
+# ---------------------------------------------------------------- some sensors unreachable
+
+
+def _lost(s: float, *sensors: str, source: str = "opcua", **good: float) -> Reported:
+    """A gateway's reading: ``sensors`` BadNoCommunication, ``good`` values alongside."""
+    return Reported(at(s), 0, source, good, UNREACHABLE, f"{source} BadNoCommunication on t1.{sensors[0]}", sensors)
+
+
+def test_an_envelope_names_its_unreachable_sensors() -> None:
+    (ev,) = _events(_env('{"speed":null,"temp":5.0}', ',"status":{"speed":"BadNoCommunication"}', 2))
+    assert ev.lost == ("speed",) and ev.values == {"temp": 5.0}
+    (death,) = _events(_env('{"online":false}', "", 3, "mqtt"))
+    assert death.lost == ()  # the whole device
+
+
+def test_one_of_two_tags_lost_keeps_the_twin_online_without_a_version_per_notification() -> None:
+    run = Run(Reconciler(TwinPolicy(), offline_alert_after_s=5))
+    run(reading(0, 100.0, temp=20.0))
+    (ch,) = changes(run(_lost(1, "temp")))
+    assert conn(ch).state == "online" and conn(ch).unreachable == {"temp": at(1)}
+    assert ch.change["fields"] == {"unreachable": [[], ["temp"]]} and ch.snapshot["status"] == "synchronized"
+    for s in range(2, 60):  # the good tag every second, the bad one notified again and again
+        out = run(reading(s, 100.0 + 10 * (s - 1))) + run(_lost(s + 0.5, "temp"))
+        assert not alerts(out)  # only the new speed makes a version, the notifications none
+        assert [c.change["fields"] for c in changes(out)] == [{"reported.speed": [80.0 + 10 * s, 90.0 + 10 * s]}]
+    assert run.state.connectivity.state == "online" and run.state.connectivity.unreachable == {"temp": at(1)}
+    assert run.state.connectivity.since == at(0)  # never flipped
+
+
+def test_a_good_value_of_the_lost_sensor_takes_it_off_the_list_on_the_fast_path_too() -> None:
+    run = Run(Reconciler(TwinPolicy()))
+    run(reading(0, 100.0, temp=20.0))
+    run(_lost(1, "temp"))
+    assert not changes(run(reading(2, 100.0)))  # speed only: nothing new
+    (ch,) = changes(run(reading(3, 100.0, temp=21.0)))
+    assert conn(ch).unreachable == {} and ch.change["fields"]["unreachable"] == [["temp"], []]
+    assert run.state.connectivity.state == "online"
+
+
+def test_every_sensor_lost_is_offline_and_a_good_value_of_one_is_online_with_the_other_still_listed() -> None:
+    r = Reconciler(TwinPolicy(), offline_alert_after_s=5)
+    run = Run(r)
+    run(reading(0, 100.0, temp=20.0))
+    run(_lost(1, "temp"))
+    (ch,) = changes(run(_lost(2, "speed")))
+    assert conn(ch).state == "offline" and conn(ch).since == at(2) and ch.snapshot["status"] == "offline"
+    assert conn(ch).unreachable == {"temp": at(1), "speed": at(2)}
+    assert conn(ch).reason == "opcua BadNoCommunication on t1.speed"
+    (ev,) = alerts(run(at(7)))
+    assert ev.kind == "offline"
+    out = run(reading(8, 100.0))  # speed answers: the device does
+    (ch,) = changes(out)
+    assert conn(ch).state == "online" and conn(ch).unreachable == {"temp": at(1)}
+    assert [a.kind for a in alerts(out)] == ["online"]
+
+
+def test_a_device_level_signal_is_offline_at_once_and_any_good_value_brings_it_back() -> None:
+    run = Run(Reconciler(TwinPolicy()))
+    run(reading(0, 100.0, temp=20.0))
+    run(_lost(1, "temp"))
+    (ch,) = changes(run(Reported(at(2), 2, "mqtt", {"online": False}, UNREACHABLE, "mqtt reported online = false")))
+    assert conn(ch).state == "offline" and conn(ch).unreachable == {"temp": at(1)}  # the list is kept
+    (ch,) = changes(run(_lost(3, "speed")))  # every sensor now: still offline since the death, both listed
+    assert (conn(ch).state, conn(ch).since, sorted(conn(ch).unreachable)) == ("offline", at(2), ["speed", "temp"])
+    assert not changes(run(Reported(at(3.5), 3, "mqtt", {"online": False}, UNREACHABLE, "again")))
+    (ch,) = changes(run(reading(4, 100.0)))  # a good value of any sensor: the device answers again
+    assert conn(ch).state == "online" and conn(ch).unreachable == {"temp": at(1)}
+
+
+def test_silence_keeps_the_list_and_a_partly_lost_twin_resumes_and_reloads_it() -> None:
+    r = Reconciler(TwinPolicy(), offline_after_s=10)
+    run = Run(r)
+    run(reading(0, 100.0, temp=20.0))
+    (ch,) = changes(run(_lost(1, "temp")))
+    doc = msgspec.json.decode(msgspec.json.encode(ch.snapshot))
+    st = state_from_document(doc, TwinPolicy().rules_for("t1"))
+    assert st.connectivity.state == "online" and st.connectivity.unreachable == {"temp": at(1)}
+    (ch,) = changes(run(at(20)))
+    assert conn(ch).state == "offline" and conn(ch).unreachable == {"temp": at(1)}
+    # A document written before the list was kept loads as "no unreachable sensors".
+    old = {**doc, "connectivity": {"state": "online", "since": at(0).isoformat(), "reason": "opcua reading"}}
+    assert state_from_document(old, TwinPolicy().rules_for("t1")).connectivity.unreachable == {}
+
+
+def test_a_snapshot_pickled_before_the_list_loads_without_unreachable_sensors() -> None:
+    import pickle
+
+    class ThreeFields:
+        """A Connectivity as pickled before ``unreachable``: msgspec reduces a Struct to (class, field values)."""
+
+        def __reduce__(self) -> tuple:
+            return Connectivity, ("online", at(0), "mqtt reading")
+
+    run = Run(Reconciler(TwinPolicy()))
+    run(reading(0, 100.0))
+    run.state.connectivity = ThreeFields()  # type: ignore[assignment]
+    st = pickle.loads(pickle.dumps(run.state))
+    assert st.connectivity == Connectivity("online", at(0), "mqtt reading", {})
+    assert Reconciler(TwinPolicy()).apply(st, reading(1, 100.0)) == []  # the fast path, as before

@@ -65,6 +65,12 @@ class ConnectivityDoc(Doc):
         description="why, e.g. `opcua BadNoCommunication on pump-001.speed`, "
         "`no reading for 60 s (twin.offline_after_s)`"
     )
+    unreachable: dict[str, datetime] = Field(
+        default_factory=dict,
+        description="sensors whose last status said no communication (e.g. OPC-UA `BadNoCommunication` from a "
+        "gateway), each with the event time since when; the twin stays `online` while some of its sensors answer; "
+        "absent in versions stored before it was kept (none then)",
+    )
 
 
 class Change(BaseModel):

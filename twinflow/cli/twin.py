@@ -246,6 +246,8 @@ def show(
         since = f" since {conn['since']}" if conn.get("since") else ""
         reason = f" ({conn['reason']})" if conn.get("reason") else ""
         console.print(f"device {conn['state']}{since}{reason}")
+        for sensor, lost_since in sorted((conn.get("unreachable") or {}).items()):
+            console.print(f"sensor {sensor} unreachable since {lost_since}")
     table = Table("parameter", "reported", "desired", "delta", "in sync", "command")
     names = sorted(set(row["reported"]) | set(row["desired"]))
     for name in names:
