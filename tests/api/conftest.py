@@ -60,11 +60,13 @@ class Live:
         assert p.flush(10) == 0
 
 
-def offline_twin(live: Live, name: str) -> str:
-    """A twin whose gateway answers BadNoCommunication after one good reading (through the twin flow)."""
+def offline_twin(live: Live, name: str, others: dict[str, float] | None = None) -> str:
+    """A twin whose gateway answers BadNoCommunication for ``speed`` after one good reading (through the twin
+    flow); with ``others`` (sensors of the first reading that stay good) it stays online, ``speed`` unreachable."""
     twin = f"{name}-{int(time.time() * 1000)}"
     at = datetime.now(UTC)
-    live.produce(live.settings.topics.raw, twin, json.loads(envelope(twin, at, 1, {"speed": 100.0}, source="opcua")))
+    first = {"speed": 100.0, **(others or {})}
+    live.produce(live.settings.topics.raw, twin, json.loads(envelope(twin, at, 1, first, source="opcua")))
     gone = {**json.loads(envelope(twin, at + timedelta(seconds=1), 2, {"speed": 0.0}, source="opcua"))}
     gone["readings"], gone["status"] = {"speed": None}, {"speed": "BadNoCommunication"}
     live.produce(live.settings.topics.raw, twin, gone)

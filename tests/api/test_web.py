@@ -175,6 +175,18 @@ def test_an_offline_device_is_shown_with_its_reason(page: Page, live: Live):
     expect(page.locator("#status .badge").first).to_have_text("offline")
 
 
+def test_a_device_that_lost_one_tag_stays_online_with_the_tag_marked(page: Page, live: Live):
+    twin = offline_twin(live, "web-tag-lost", others={"temp_c": 40.0})
+    page.goto(f"{live.base}/#token={live.token}")
+    page.goto(f"{live.base}/#/twins/{twin}")
+    expect(page.locator("[data-testid=unreachable-count]")).to_have_text("1 sensor unreachable", timeout=30_000)
+    expect(page.locator("#status .badge").first).not_to_have_text("offline")
+    expect(page.locator("[data-testid=connectivity]")).to_have_count(0)
+    speed = page.locator("#params-table tr[data-param=speed] [data-testid=reported]")
+    expect(speed).to_contain_text("unreachable")
+    expect(page.locator("#params-table tr[data-param=temp_c] [data-testid=reported]")).to_have_text("40")
+
+
 def test_predicted_failures_in_the_fleet_and_a_twins_remaining_useful_life(page: Page, live: Live):
     failing = failing_twin(live, "web-rul", rul_h=[12.0, 9.0, 6.0], p=[0.3, 0.45, 0.6])
     calm = failing_twin(live, "web-rul-calm", rul_h=[500.0], p=[0.01])

@@ -192,9 +192,13 @@ async function twinPage(main, twinId, model) {
     const doc = st.doc;
     if (gen !== pageGen || !$("#summary")) return;
     const conn = doc.connectivity;  // null: a version stored before migration 0145
+    const lost = (conn && conn.unreachable) || {};  // sensors whose last status said no communication
+    const nLost = Object.keys(lost).length;
     $("#status").replaceChildren(badge(doc.status), " ", badge(doc.mode, "mode"),
       ...(conn && conn.state !== "online" ? [" ", el("span", { "data-testid": "connectivity", title: conn.reason || "" },
-        badge(`device ${conn.state}`, conn.state), conn.since ? ` since ${time(conn.since)}` : "", conn.reason ? ` (${conn.reason})` : "")] : []));
+        badge(`device ${conn.state}`, conn.state), conn.since ? ` since ${time(conn.since)}` : "", conn.reason ? ` (${conn.reason})` : "")] : []),
+      ...(conn && conn.state === "online" && nLost ? [" ", el("span", { "data-testid": "unreachable-count" },
+        badge(`${nLost} sensor${nLost > 1 ? "s" : ""} unreachable`, "offline"))] : []));
     $("#summary").replaceChildren(
       el("div", {}, "state version", el("b", { "data-testid": "version" }, String(doc.version))),
       el("div", {}, "desired version (ETag)", el("b", { "data-testid": "desired-version" }, String(doc.desired_version ?? doc.version))),
@@ -205,7 +209,9 @@ async function twinPage(main, twinId, model) {
     const cells = (n) => {
       const rep = doc.reported[n], des = doc.desired[n], cmd = (doc.commands || {})[n];
       const synced = !(doc.conflicts || []).includes(n);
-      return [n, rep ? fmt(rep.value) : "–", des ? fmt(des.value) : "–", doc.delta && n in doc.delta ? fmt(doc.delta[n]) : "–",
+      const value = rep ? fmt(rep.value) : "–";  // an unreachable sensor: its last value, marked
+      return [n, n in lost ? el("span", { title: `no communication since ${time(lost[n])}` }, value, " ",
+        badge("unreachable", "offline")) : value, des ? fmt(des.value) : "–", doc.delta && n in doc.delta ? fmt(doc.delta[n]) : "–",
         synced ? badge("yes", "ok") : badge("no", "desynced"), cmd ? `${cmd.status} (attempt ${cmd.attempt})` : ""];
     };
     const ids = [null, "reported", "desired", null, "in-sync", null];
