@@ -187,6 +187,17 @@ def test_a_device_that_lost_one_tag_stays_online_with_the_tag_marked(page: Page,
     expect(page.locator("#params-table tr[data-param=temp_c] [data-testid=reported]")).to_have_text("40")
 
 
+def test_times_not_of_today_carry_their_date(page: Page, live: Live):
+    """"offline since 14:02:11" said nothing of the day: an output or an outage of yesterday reads as today's."""
+    page.goto(f"{live.base}/#token={live.token}")
+    today, yesterday = page.evaluate(
+        "() => { const now = new Date(); return [time(now.toISOString()), time(new Date(now - 864e5).toISOString())]; }"
+    )
+    assert page.evaluate("() => new Date().toLocaleDateString()") not in today, today  # the time of day only
+    assert page.evaluate("() => new Date(Date.now() - 864e5).toLocaleDateString()") in yesterday, yesterday
+    assert page.evaluate("time(null)") == "–"
+
+
 def test_predicted_failures_in_the_fleet_and_a_twins_remaining_useful_life(page: Page, live: Live):
     failing = failing_twin(live, "web-rul", rul_h=[12.0, 9.0, 6.0], p=[0.3, 0.45, 0.6])
     calm = failing_twin(live, "web-rul-calm", rul_h=[500.0], p=[0.01])

@@ -80,7 +80,11 @@ function el(tag, attrs = {}, ...children) {
 }
 const badge = (text, cls) => el("span", { class: "badge " + (cls || text) }, text);
 const fmt = (v, d = 3) => (v === null || v === undefined ? "–" : typeof v === "number" ? Number(v.toPrecision(d + 2)).toString() : String(v));
-const time = (t) => (t ? new Date(t).toLocaleTimeString() : "–");
+const time = (t) => {  // the time of day; with the date when it is not today (an output of yesterday, offline since Monday)
+  if (!t) return "–";
+  const d = new Date(t);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+};
 const hours = (h) => (h < 48 ? `${h.toFixed(1)} h` : `${(h / 24).toFixed(1)} d`);
 // a twin predicted to fail (GET /failures): when, and how likely; red within a day, orange later
 function failureBadge(p) {
