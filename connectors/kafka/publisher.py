@@ -8,8 +8,9 @@ and file are full, ``put()`` blocks (back-pressure to the device side) or, with
 ``when_full = "drop_oldest"``, drops the oldest record and counts it.
 
 A producer that stalls — Kafka answers metadata requests but acknowledges none of the records in
-flight for ``stall_s`` (librdkafka can wedge like this after a broker restart) — is replaced: its
-records are purged back into the buffer and a new producer sends them (``restarts`` counts this).
+flight for ``stall_s`` (librdkafka can wedge like this after a broker restart;
+:mod:`connectors.kafka.stall`) — is replaced: its records are purged back into the buffer and a new
+producer sends them (``restarts`` counts this).
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.config.contract import ConnectorSettings
-from connectors.kafka.clients import client_config, make_producer, quiet_logger
+from connectors.kafka.clients import make_producer
 from connectors.kafka.spill import Full, Record, SpillQueue
+from connectors.kafka.stall import KafkaProbe, StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +62,6 @@ class PublisherCounters:
     restarts: int = 0
 
 
-# While records are in flight and none is acknowledged, ask whether Kafka answers this often (s; at
-# most a third of `stall_s`).
-STALL_PROBE_S = 10.0
-
-
-def broker_answers(settings: ConnectorSettings, timeout: float = 5.0) -> bool:
-    """Whether a broker answers a metadata request, asked by a client of its own (not the producer
-    under suspicion, whose connection may be the thing that is stuck)."""
-    try:
-        AdminClient(client_config(settings, logger=quiet_logger())).list_topics(timeout=timeout)
-        return True
-    except KafkaException:
-        return False
-
-
 class Publisher:
     def __init__(
         self,
@@ -88,7 +74,7 @@ class Publisher:
     ) -> None:
         """``producer``/``new_producer``: the producer, and how to make a fresh one after a stall
         (default: from ``settings``; given only ``producer``, it is reused after a purge);
-        ``kafka_answers``: whether Kafka is reachable (default :func:`broker_answers`)."""
+        ``kafka_answers``: whether Kafka is reachable (default :class:`~connectors.kafka.stall.KafkaProbe`)."""
         b = settings.bridge.buffer
         self.settings = settings
         self.name = name
@@ -104,14 +90,9 @@ class Publisher:
         if new_producer is None:
             new_producer = (lambda: producer) if producer is not None else (lambda: make_producer(settings))
         self._new_producer = new_producer
-        self._kafka_answers = kafka_answers or (lambda: broker_answers(settings))
-        self.stall_s = b.stall_s
-        self._probe_every = min(STALL_PROBE_S, b.stall_s / 3)
+        self._stall = StallWatch(b.stall_s or settings.kafka.stall_s, kafka_answers or KafkaProbe(settings))
         self.producer = producer or new_producer()
         self.counters = PublisherCounters()
-        # Stall watch: the last acknowledgement (or empty window), the last probe, since when Kafka answers.
-        self._progress_at = self._probed_at = time.monotonic()
-        self._answers_since: float | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name=f"publisher-{name}", daemon=True)
@@ -150,8 +131,7 @@ class Publisher:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         with self._cond:
             self.counters.in_flight -= 1
-            self._progress_at = time.monotonic()
-            self._answers_since = None
+            self._stall.progressed()
             if err is None:
                 self.counters.delivered += 1
             elif err.retriable() or err.code() in _REQUEUE:
@@ -178,7 +158,7 @@ class Publisher:
                         self.queue.put_front(rec)
                         break
                     if not self.counters.in_flight:
-                        self._progress_at = time.monotonic()
+                        self._stall.progressed()
                     self.counters.in_flight += 1
                     moved += 1
                 self.counters.buffered = len(self.queue)
@@ -195,17 +175,9 @@ class Publisher:
     def _watch_stall(self) -> None:
         """Replace the producer when Kafka has answered for ``stall_s`` while none of the records in
         flight was acknowledged (an outage alone never does: Kafka must answer)."""
-        now = time.monotonic()
-        if not self.counters.in_flight or now - self._progress_at < self._probe_every:
-            return
-        if now - self._probed_at >= self._probe_every:
-            self._probed_at = now
-            if not self._kafka_answers():
-                self._answers_since = None
-            elif self._answers_since is None:
-                self._answers_since = now
-        if self._answers_since is not None and now - self._answers_since >= self.stall_s:
-            self._restart_producer(now - self._progress_at)
+        stalled_s = self._stall.stalled_for(waiting=self.counters.in_flight > 0)
+        if stalled_s is not None:
+            self._restart_producer(stalled_s)
 
     def _restart_producer(self, stalled_s: float) -> None:
         """Purge the stalled producer (its records come back through :meth:`_delivered` and are
@@ -222,11 +194,11 @@ class Publisher:
         if self.counters.in_flight:
             held = self.counters.in_flight
             log.error("%s: %d records still held by the stalled producer; keeping it", self.name, held)
-            self._answers_since = None
+            self._stall.progressed()
             return
         self.producer = self._new_producer()
         self.counters.restarts += 1
-        self._progress_at, self._answers_since = time.monotonic(), None
+        self._stall.progressed()
 
     def _report(self) -> None:
         now = time.monotonic()

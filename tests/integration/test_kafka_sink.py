@@ -16,7 +16,7 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
-from connectors.kafka.clients import client_config, producer_config
+from connectors.kafka.clients import client_config
 from connectors.kafka.sink import MessageSink, OutMessage
 from flows.outputs import output, settled
 from tests.kafka_helpers import read_topic
@@ -78,7 +78,7 @@ def test_a_record_kafka_refuses_stops_the_flow_before_its_epoch_is_committed(sta
 
     def run() -> None:
         flow = Dataflow("kafka-sink-test")
-        sink = settled(stack_settings, MessageSink(producer_config(stack_settings)))
+        sink = settled(stack_settings, MessageSink.of(stack_settings))
         output("out", op.input("in", flow, PacedSource(batches, timedelta(seconds=3))), sink)
         run_main(flow, epoch_interval=timedelta(milliseconds=300), recovery_config=RecoveryConfig(str(recovery)))
 
