@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message
 
 from connectors.kafka.sink import DeliveryReports, MessageSink, OutMessage, UndeliveredError
 from connectors.kafka.stall import StallWatch
@@ -56,35 +56,18 @@ def test_without_the_epochs_end_the_sink_is_refused() -> None:
         MessageSink(CONFIG).build("out", 0, 1)
 
 
-class _Msg:
-    def __init__(self, topic, key, value, headers):
-        self._t, self._k, self._v, self._h = topic, key, value, headers
-
-    def topic(self):
-        return self._t
-
-    def key(self):
-        return self._k
-
-    def value(self):
-        return self._v
-
-    def headers(self):
-        return self._h
-
-
 class _Producer:
     """librdkafka's surface as the sink uses it; acknowledges what it holds at each poll/flush unless
     ``wedged`` (a stalled librdkafka: it holds records and never acknowledges them until purged)."""
 
     def __init__(self, config, wedged: bool) -> None:
         self.report, self.wedged = config["on_delivery"], wedged
-        self.held: list[_Msg] = []
-        self.reports: list[tuple[Any, _Msg]] = []  # served at the next poll
+        self.held: list[Message] = []
+        self.reports: list[tuple[Any, Message]] = []  # served at the next poll
         self.acked: list[bytes] = []
 
     def produce(self, topic, value, key, headers=None):
-        self.held.append(_Msg(topic, key, value, headers))
+        self.held.append(Message(topic=topic, key=key, value=value, headers=headers))
 
     def poll(self, timeout=0):
         if self.wedged and not self.reports:
