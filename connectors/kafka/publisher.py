@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from connectors.kafka.stall import KafkaProbe, StallWatch
 
 log = logging.getLogger(__name__)
 
+_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 # Delivery errors after which the record goes back into the buffer.
 _REQUEUE = {
     KafkaError._MSG_TIMED_OUT,
@@ -70,11 +71,12 @@ class Publisher:
         producer: Producer | None = None,
         spill_path: Path | None = None,
         new_producer: Callable[[], Producer] | None = None,
-        kafka_answers: Callable[[], bool] | None = None,
+        kafka_answers: Callable[[Collection[str]], bool] | None = None,
     ) -> None:
         """``producer``/``new_producer``: the producer, and how to make a fresh one after a stall
         (default: from ``settings``; given only ``producer``, it is reused after a purge);
-        ``kafka_answers``: whether Kafka is reachable (default :class:`~connectors.kafka.stall.KafkaProbe`)."""
+        ``kafka_answers``: whether Kafka answers for the records' topics (default
+        :class:`~connectors.kafka.stall.KafkaProbe`)."""
         b = settings.bridge.buffer
         self.settings = settings
         self.name = name
@@ -91,6 +93,7 @@ class Publisher:
             new_producer = (lambda: producer) if producer is not None else (lambda: make_producer(settings))
         self._new_producer = new_producer
         self._stall = StallWatch(b.stall_s or settings.kafka.stall_s, kafka_answers or KafkaProbe(settings))
+        self._topics: set[str] = set()  # put to (what the stall watch asks Kafka about)
         self.producer = producer or new_producer()
         self.counters = PublisherCounters()
         self._cond = threading.Condition()
@@ -110,6 +113,7 @@ class Publisher:
         """Queue one record; blocks while the buffer is full (unless ``when_full = drop_oldest``)."""
         rec: Record = (topic, key, value, headers or [])
         with self._cond:
+            self._topics.add(topic)
             while True:
                 try:
                     self.queue.put(rec)
@@ -131,7 +135,8 @@ class Publisher:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         with self._cond:
             self.counters.in_flight -= 1
-            self._stall.progressed()
+            if err is None or err.code() not in _PURGED:
+                self._stall.progressed()
             if err is None:
                 self.counters.delivered += 1
             elif err.retriable() or err.code() in _REQUEUE:
@@ -157,8 +162,6 @@ class Publisher:
                     except BufferError:
                         self.queue.put_front(rec)
                         break
-                    if not self.counters.in_flight:
-                        self._stall.progressed()
                     self.counters.in_flight += 1
                     moved += 1
                 self.counters.buffered = len(self.queue)
@@ -175,7 +178,7 @@ class Publisher:
     def _watch_stall(self) -> None:
         """Replace the producer when Kafka has answered for ``stall_s`` while none of the records in
         flight was acknowledged (an outage alone never does: Kafka must answer)."""
-        stalled_s = self._stall.stalled_for(waiting=self.counters.in_flight > 0)
+        stalled_s = self._stall.stalled_for(self.counters.in_flight > 0, self._topics)
         if stalled_s is not None:
             self._restart_producer(stalled_s)
 
@@ -194,11 +197,11 @@ class Publisher:
         if self.counters.in_flight:
             held = self.counters.in_flight
             log.error("%s: %d records still held by the stalled producer; keeping it", self.name, held)
-            self._stall.progressed()
+            self._stall.replaced()
             return
         self.producer = self._new_producer()
         self.counters.restarts += 1
-        self._stall.progressed()
+        self._stall.replaced()
 
     def _report(self) -> None:
         now = time.monotonic()

@@ -83,6 +83,7 @@ class DeliveryReports:
         # What the producer held at the last look, and produced since: fewer now = acknowledged.
         self._held, self._produced = 0, 0
         self._purged: list[OutMessage] | None = None  # collecting a purge's records
+        self._topics: set[str] = set()  # produced to (what the stall watch asks Kafka about)
         self.restarts = 0
 
     def _delivered(self, err: Any, msg: Any) -> None:
@@ -97,8 +98,11 @@ class DeliveryReports:
 
     def produce(self, batch: Sequence[Any]) -> None:
         """Produce the records; while librdkafka's queue is full, serve deliveries (and watch for a stall)."""
-        produced = 0
+        produced, topic = 0, None
         for m in batch:
+            if m.topic is not topic:
+                topic = m.topic
+                self._topics.add(topic)
             while True:
                 try:
                     if m.headers:
@@ -135,7 +139,7 @@ class DeliveryReports:
         if held < self._held + self._produced:
             self._stall.progressed()
         self._held, self._produced = held, 0
-        stalled_s = self._stall.stalled_for(waiting=held > 0)
+        stalled_s = self._stall.stalled_for(held > 0, self._topics)
         if stalled_s is not None:
             self._replace(stalled_s)
 
@@ -160,7 +164,7 @@ class DeliveryReports:
             self.producer = self._make(self._config)
             self.restarts += 1
         self._held, self._produced = len(self.producer), 0
-        self._stall.progressed()  # type: ignore[union-attr]  # (only called with a watch)
+        self._stall.replaced()  # type: ignore[union-attr]  # (only called with a watch)
         self.produce(purged)
 
     def raise_failed(self) -> None:

@@ -171,7 +171,8 @@ def test_a_stalled_producer_is_replaced_once_kafka_answers_and_nothing_is_lost(t
 
     pub = Publisher(
         settings(tmp_path, memory_records=10, max_in_flight=5, stall_s=0.3), "t",
-        producer=stalled, new_producer=new_producer, kafka_answers=answers.is_set,
+        producer=stalled, new_producer=new_producer,
+        kafka_answers=lambda topics: answers.is_set() and topics == {"raw"},
     ).start()  # fmt: skip
     for i in range(20):
         pub.put("raw", b"k", str(i).encode())
