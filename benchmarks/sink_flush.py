@@ -21,7 +21,7 @@ import time
 import uuid
 
 from benchmarks.processes import cleaning_up, interruptible
-from connectors.kafka.clients import TopicSpec, delete_topics, ensure_topics, producer_config
+from connectors.kafka.clients import TopicSpec, delete_topics, ensure_topics
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.overlap import OverlappedSink
 from twinflow.settings import load_settings
@@ -55,7 +55,7 @@ def main() -> None:
     part = None
     try:  # the topic goes again, also after Ctrl-C or SIGTERM
         ensure_topics(settings, [TopicSpec(topic, 4, {"retention.ms": "600000"})])
-        part = OverlappedSink(MessageSink(producer_config(settings)), background=False).build_part("bench", "00", None)
+        part = OverlappedSink(MessageSink.of(settings), background=False).build_part("bench", "00", None)
         part.write_batch([[OutMessage(b"warm-up", VALUE, topic)]])  # producer id and metadata first
         part.snapshot()
         print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

@@ -27,7 +27,6 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink
 
-from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import alert_message, dead_letter_message, stored
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import StoppableKafkaSource, kafka_source, source_messages
@@ -206,7 +205,7 @@ class AlertSinks:
     def of(cls, settings: Settings) -> AlertSinks:
         """Kafka, PostgreSQL and (with ``alerts.webhook_url``) the signed webhook's outbox."""
         conninfo = settings.postgres.conninfo()
-        messages = settled(settings, MessageSink(producer_config(settings)))
+        messages = settled(settings, MessageSink.of(settings))
         alerts = AlertSink(conninfo, webhook=webhook_delivery(settings))
         return cls(messages, alerts, overlapped(settings, ModelOutputSink(conninfo)))
 

@@ -33,7 +33,6 @@ from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream, StatefulLogic
 
-from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import STORED_HEADERS, dead_letter_message
 from connectors.kafka.sink import MessageSink, OutMessage
 from connectors.kafka.source import kafka_source, source_messages
@@ -64,7 +63,7 @@ def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflo
     The Kafka source tells the silence timers when its path pauses (:class:`PathPauses`)."""
     path = PathPauses(started=time.time())
     source = kafka_source(settings, input_topics(settings), tail=tail, path=path)
-    sink = settled(settings, MessageSink(producer_config(settings)))
+    sink = settled(settings, MessageSink.of(settings))
     return dataflow(settings, source, sink, flow_id=flow_id, path=path)
 
 

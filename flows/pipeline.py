@@ -46,7 +46,6 @@ from bytewax.inputs import Source
 import flows.models
 import flows.telemetry
 import flows.twin
-from connectors.kafka.clients import producer_config
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, messages_only
 from connectors.postgres.alert_sinks import ModelOutputSink
@@ -81,7 +80,7 @@ class PipelineSinks:
     @classmethod
     def of(cls, settings: Settings) -> PipelineSinks:
         """Kafka and PostgreSQL."""
-        models = settled(settings, MessageSink(producer_config(settings)))
+        models = settled(settings, MessageSink.of(settings))
         rows = overlapped(settings, ModelOutputSink(settings.postgres.conninfo()))
         return cls(flows.telemetry.TelemetrySinks.of(settings), flows.twin.TwinSinks.of(settings), models, rows)
 

@@ -20,7 +20,6 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 
-from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
@@ -44,7 +43,7 @@ class TelemetrySinks:
     def of(cls, settings: Settings) -> TelemetrySinks:
         """PostgreSQL's ``telemetry`` table (written in the background) and Kafka."""
         rows = overlapped(settings, TelemetrySink(settings.postgres.conninfo(), batch_size=settings.flow.batch_size))
-        return cls(rows, settled(settings, MessageSink(producer_config(settings))))
+        return cls(rows, settled(settings, MessageSink.of(settings)))
 
 
 def build_flow(settings: Settings, *, tail: bool = True, flow_id: str = "twinflow-telemetry") -> Dataflow:

@@ -40,7 +40,6 @@ from bytewax.operators import StatefulLogic
 from connectors.config.errors import ConfigError
 from connectors.config.security_files import load_policy, load_subjects, load_twin_registry
 from connectors.desired_gate import PostgresDecisionStore
-from connectors.kafka.clients import producer_config
 from connectors.kafka.messages import dead_letter_message
 from connectors.kafka.sink import MessageSink
 from connectors.kafka.source import kafka_source, source_messages
@@ -224,7 +223,7 @@ class TwinSinks:
         """Kafka and PostgreSQL (written in the background)."""
         conninfo = settings.postgres.conninfo()
         return cls(
-            settled(settings, MessageSink(producer_config(settings))),
+            settled(settings, MessageSink.of(settings)),
             overlapped(settings, TwinSink(conninfo)),
             overlapped(settings, TelemetrySink(conninfo, batch_size=settings.flow.batch_size)),
             PostgresDecisionStore(conninfo),

@@ -8,8 +8,9 @@ and file are full, ``put()`` blocks (back-pressure to the device side) or, with
 ``when_full = "drop_oldest"``, drops the oldest record and counts it.
 
 A producer that stalls — Kafka answers metadata requests but acknowledges none of the records in
-flight for ``stall_s`` (librdkafka can wedge like this after a broker restart) — is replaced: its
-records are purged back into the buffer and a new producer sends them (``restarts`` counts this).
+flight for ``stall_s`` (librdkafka can wedge like this after a broker restart;
+:mod:`connectors.kafka.stall`) — is replaced: its records are purged back into the buffer and a new
+producer sends them (``restarts`` counts this).
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.config.contract import ConnectorSettings
-from connectors.kafka.clients import client_config, make_producer, quiet_logger
+from connectors.kafka.clients import make_producer
 from connectors.kafka.spill import Full, Record, SpillQueue
+from connectors.kafka.stall import KafkaProbe, StallWatch
 
 log = logging.getLogger(__name__)
 
+_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 # Delivery errors after which the record goes back into the buffer.
 _REQUEUE = {
     KafkaError._MSG_TIMED_OUT,
@@ -61,21 +63,6 @@ class PublisherCounters:
     restarts: int = 0
 
 
-# While records are in flight and none is acknowledged, ask whether Kafka answers this often (s; at
-# most a third of `stall_s`).
-STALL_PROBE_S = 10.0
-
-
-def broker_answers(settings: ConnectorSettings, timeout: float = 5.0) -> bool:
-    """Whether a broker answers a metadata request, asked by a client of its own (not the producer
-    under suspicion, whose connection may be the thing that is stuck)."""
-    try:
-        AdminClient(client_config(settings, logger=quiet_logger())).list_topics(timeout=timeout)
-        return True
-    except KafkaException:
-        return False
-
-
 class Publisher:
     def __init__(
         self,
@@ -84,11 +71,12 @@ class Publisher:
         producer: Producer | None = None,
         spill_path: Path | None = None,
         new_producer: Callable[[], Producer] | None = None,
-        kafka_answers: Callable[[], bool] | None = None,
+        kafka_answers: Callable[[Collection[str]], bool] | None = None,
     ) -> None:
         """``producer``/``new_producer``: the producer, and how to make a fresh one after a stall
         (default: from ``settings``; given only ``producer``, it is reused after a purge);
-        ``kafka_answers``: whether Kafka is reachable (default :func:`broker_answers`)."""
+        ``kafka_answers``: whether Kafka answers for the records' topics (default
+        :class:`~connectors.kafka.stall.KafkaProbe`)."""
         b = settings.bridge.buffer
         self.settings = settings
         self.name = name
@@ -104,14 +92,10 @@ class Publisher:
         if new_producer is None:
             new_producer = (lambda: producer) if producer is not None else (lambda: make_producer(settings))
         self._new_producer = new_producer
-        self._kafka_answers = kafka_answers or (lambda: broker_answers(settings))
-        self.stall_s = b.stall_s
-        self._probe_every = min(STALL_PROBE_S, b.stall_s / 3)
+        self._stall = StallWatch(b.stall_s or settings.kafka.stall_s, kafka_answers or KafkaProbe(settings))
+        self._topics: set[str] = set()  # put to (what the stall watch asks Kafka about)
         self.producer = producer or new_producer()
         self.counters = PublisherCounters()
-        # Stall watch: the last acknowledgement (or empty window), the last probe, since when Kafka answers.
-        self._progress_at = self._probed_at = time.monotonic()
-        self._answers_since: float | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name=f"publisher-{name}", daemon=True)
@@ -129,6 +113,7 @@ class Publisher:
         """Queue one record; blocks while the buffer is full (unless ``when_full = drop_oldest``)."""
         rec: Record = (topic, key, value, headers or [])
         with self._cond:
+            self._topics.add(topic)
             while True:
                 try:
                     self.queue.put(rec)
@@ -150,8 +135,8 @@ class Publisher:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         with self._cond:
             self.counters.in_flight -= 1
-            self._progress_at = time.monotonic()
-            self._answers_since = None
+            if err is None or err.code() not in _PURGED:
+                self._stall.progressed()
             if err is None:
                 self.counters.delivered += 1
             elif err.retriable() or err.code() in _REQUEUE:
@@ -177,8 +162,6 @@ class Publisher:
                     except BufferError:
                         self.queue.put_front(rec)
                         break
-                    if not self.counters.in_flight:
-                        self._progress_at = time.monotonic()
                     self.counters.in_flight += 1
                     moved += 1
                 self.counters.buffered = len(self.queue)
@@ -195,17 +178,9 @@ class Publisher:
     def _watch_stall(self) -> None:
         """Replace the producer when Kafka has answered for ``stall_s`` while none of the records in
         flight was acknowledged (an outage alone never does: Kafka must answer)."""
-        now = time.monotonic()
-        if not self.counters.in_flight or now - self._progress_at < self._probe_every:
-            return
-        if now - self._probed_at >= self._probe_every:
-            self._probed_at = now
-            if not self._kafka_answers():
-                self._answers_since = None
-            elif self._answers_since is None:
-                self._answers_since = now
-        if self._answers_since is not None and now - self._answers_since >= self.stall_s:
-            self._restart_producer(now - self._progress_at)
+        stalled_s = self._stall.stalled_for(self.counters.in_flight > 0, self._topics)
+        if stalled_s is not None:
+            self._restart_producer(stalled_s)
 
     def _restart_producer(self, stalled_s: float) -> None:
         """Purge the stalled producer (its records come back through :meth:`_delivered` and are
@@ -222,11 +197,11 @@ class Publisher:
         if self.counters.in_flight:
             held = self.counters.in_flight
             log.error("%s: %d records still held by the stalled producer; keeping it", self.name, held)
-            self._answers_since = None
+            self._stall.replaced()
             return
         self.producer = self._new_producer()
         self.counters.restarts += 1
-        self._progress_at, self._answers_since = time.monotonic(), None
+        self._stall.replaced()
 
     def _report(self) -> None:
         now = time.monotonic()

@@ -39,6 +39,11 @@ class KafkaSettings(StrictModel):
     sasl_password: SecretStr | None = None
     # A file holding the SASL password (wins over `sasl_password`).
     sasl_password_file: Path | None = None
+    # Kafka answers but has acknowledged none of a producer's outstanding records for this long: the
+    # producer is stuck (a librdkafka stall after a broker restart, connectors/kafka/stall.py); it is
+    # purged and a new one sends its records (duplicates are possible, never loss; consumers and sinks
+    # are idempotent). The flows' sinks and the bridges (unless `bridge.buffer.stall_s` is set).
+    stall_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _password_from_file(self) -> KafkaSettings:
@@ -60,7 +65,6 @@ class BufferSettings(StrictModel):
     spill_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     # When memory and file are both full: `block` the device side (back-pressure) or `drop_oldest`.
     when_full: str = Field("block", pattern="^(block|drop_oldest)$")
-    # Kafka answers but has acknowledged none of the records in flight for this long: the producer is
-    # stuck (a librdkafka stall after a broker restart); its records go back to the buffer and a new
-    # producer sends them (duplicates are possible, never loss; the sinks are idempotent).
-    stall_s: float = Field(30.0, gt=0)
+    # The bridges' own `kafka.stall_s` (default: that one): a stuck producer's records go back to the
+    # buffer and a new producer sends them.
+    stall_s: float | None = Field(None, gt=0)

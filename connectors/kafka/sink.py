@@ -17,6 +17,13 @@ same order. What differs:
 * **Per-message cost**: items may be :class:`OutMessage` tuples (Bytewax's ``KafkaSinkMessage`` is a
   frozen dataclass, ~1 µs to build) and the producer is not polled after every message.
 
+A producer that stalls (Kafka answers, none of its outstanding records is acknowledged for
+``kafka.stall_s``: :mod:`connectors.kafka.stall`) is purged, and the records the purge hands back
+are produced again by a new producer, while the flow waits in a write or the epoch's settle; the
+flow keeps running instead of waiting for ``message.timeout.ms`` (300 s) to stop it. Records that
+had reached Kafka may be sent twice (the topics' consumers are idempotent), none is lost: a purge
+that does not hand every record back keeps the old producer.
+
 No silent loss: a record Kafka did not acknowledge (e.g. ``message.timeout.ms`` ran out while the
 broker was away, or the broker refused it) raises :class:`UndeliveredError` from the next write that
 sees its report, or at the latest from the epoch's settle. The flow stops; restarted, it resumes from
@@ -29,12 +36,21 @@ OutMessage(key=b'pump-1', value=b'{}', topic='twin.state', headers=None)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from connectors.batch_sink import BatchSink
+from connectors.config.contract import ConnectorSettings
+from connectors.kafka.clients import producer_config
+from connectors.kafka.stall import KafkaProbe, StallWatch
+
+log = logging.getLogger(__name__)
+
+_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 
 
 class OutMessage(NamedTuple):
@@ -52,28 +68,104 @@ class UndeliveredError(RuntimeError):
 
 class DeliveryReports:
     """A producer that counts the records Kafka did not acknowledge (reports for failures only: no
-    Python callback per acknowledged record)."""
+    Python callback per acknowledged record), replaced when it stalls (``stall``)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.producer = Producer({**config, "delivery.report.only.error": True, "on_delivery": self._delivered})
+    def __init__(
+        self, config: dict[str, Any], stall: StallWatch | None = None, make: Callable[[dict[str, Any]], Any] = Producer
+    ) -> None:
+        """``make``: a producer from a config (a new one replaces a stalled one)."""
+        self._config = {**config, "delivery.report.only.error": True, "on_delivery": self._delivered}
+        self._make = make
+        self.producer = make(self._config)
+        self._stall = stall
         self._failed = 0
         self._first_error: str | None = None
+        # What the producer held at the last look, and produced since: fewer now = acknowledged.
+        self._held, self._produced = 0, 0
+        self._purged: list[OutMessage] | None = None  # collecting a purge's records
+        self._topics: set[str] = set()  # produced to (what the stall watch asks Kafka about)
+        self.restarts = 0
 
     def _delivered(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self._failed += 1
-            if self._first_error is None:
-                self._first_error = f"{err} (topic {msg.topic()})"
+        if err is None:
+            return
+        if self._purged is not None and err.code() in _PURGED:
+            self._purged.append(OutMessage(msg.key(), msg.value(), msg.topic(), msg.headers()))
+            return
+        self._failed += 1
+        if self._first_error is None:
+            self._first_error = f"{err} (topic {msg.topic()})"
+
+    def produce(self, batch: Sequence[Any]) -> None:
+        """Produce the records; while librdkafka's queue is full, serve deliveries (and watch for a stall)."""
+        produced, topic = 0, None
+        for m in batch:
+            if m.topic is not topic:
+                topic = m.topic
+                self._topics.add(topic)
+            while True:
+                try:
+                    if m.headers:
+                        self.producer.produce(m.topic, m.value, m.key, headers=m.headers)
+                    else:
+                        self.producer.produce(m.topic, m.value, m.key)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    self.producer.poll(0.1)
+                    self._produced, produced = self._produced + produced, 0
+                    self.watch()
+            produced += 1
+        self._produced += produced
 
     def flush(self) -> None:
         """Wait for every record's delivery report; :class:`UndeliveredError` when some failed."""
-        self.producer.flush()
+        if self._stall is None:
+            self.producer.flush()
+        else:
+            while self.producer.flush(1.0):
+                self.watch()
         self.raise_failed()
 
     def poll(self) -> None:
         """Serve the delivery reports that arrived, without waiting; :class:`UndeliveredError` when some failed."""
         self.producer.poll(0)
         self.raise_failed()
+
+    def watch(self) -> None:
+        """Tell the stall watch whether the producer progressed; replace it once it is stalled."""
+        if self._stall is None:
+            return
+        held = len(self.producer)
+        if held < self._held + self._produced:
+            self._stall.progressed()
+        self._held, self._produced = held, 0
+        stalled_s = self._stall.stalled_for(held > 0, self._topics)
+        if stalled_s is not None:
+            self._replace(stalled_s)
+
+    def _replace(self, stalled_s: float, purge_wait_s: float = 5.0) -> None:
+        """Purge the stalled producer and produce what the purge hands back with a new one; if the
+        purge does not hand every record back within ``purge_wait_s``, keep the old producer (and
+        produce what it handed back into it again)."""
+        old = self.producer
+        log.warning(
+            "Kafka answers but acknowledged none of %d records in %.0f s: replacing the flow's producer",
+            len(old), stalled_s,
+        )  # fmt: skip
+        self._purged = []
+        old.purge()
+        deadline = time.monotonic() + purge_wait_s
+        while len(old) and time.monotonic() < deadline:
+            old.poll(0.1)
+        purged, self._purged = self._purged, None
+        if len(old):
+            log.error("%d records still held by the stalled producer after the purge: keeping it", len(old))
+        else:
+            self.producer = self._make(self._config)
+            self.restarts += 1
+        self._held, self._produced = len(self.producer), 0
+        self._stall.replaced()  # type: ignore[union-attr]  # (only called with a watch)
+        self.produce(purged)
 
     def raise_failed(self) -> None:
         """:class:`UndeliveredError` when some record's delivery failed since the last call."""
@@ -93,26 +185,27 @@ class MessageSink(BatchSink[Any, DeliveryReports]):
     what = "messages"
     written_as = "acknowledged by Kafka"
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], stall: Callable[[], StallWatch] | None = None) -> None:
+        """``config``: the producer's; ``stall``: makes each partition's stall watch (none: a stalled
+        producer waits for ``message.timeout.ms``)."""
         super().__init__()
         self._config = config
+        self._stall = stall
+
+    @classmethod
+    def of(cls, settings: ConnectorSettings) -> MessageSink:
+        """The flows' sink: the producer of :func:`~connectors.kafka.clients.producer_config`, a
+        stalled one replaced after ``kafka.stall_s``."""
+        probe = KafkaProbe(settings)
+        return cls(producer_config(settings), stall=lambda: StallWatch(settings.kafka.stall_s, probe))
 
     def connect(self) -> DeliveryReports:
-        return DeliveryReports(self._config)
+        return DeliveryReports(self._config, self._stall() if self._stall else None)
 
     def write_to(self, destination: DeliveryReports, batch: Sequence[Any]) -> int:
-        producer = destination.producer
-        for m in batch:
-            while True:
-                try:
-                    if m.headers:
-                        producer.produce(m.topic, m.value, m.key, headers=m.headers)
-                    else:
-                        producer.produce(m.topic, m.value, m.key)
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain it
-                    producer.poll(0.1)
+        destination.produce(batch)
         destination.poll()
+        destination.watch()
         return len(batch)
 
     def settle(self, destination: DeliveryReports) -> None:

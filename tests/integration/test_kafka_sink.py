@@ -17,7 +17,9 @@ from bytewax.testing import run_main
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from connectors.kafka.clients import client_config, producer_config
-from connectors.kafka.sink import MessageSink, OutMessage
+from connectors.kafka.sink import MessageSink, OutMessage, UndeliveredError
+from connectors.kafka.stall import KafkaProbe, StallWatch
+from connectors.overlap import OverlappedSink
 from flows.outputs import output, settled
 from tests.kafka_helpers import read_topic
 from twinflow.runner import ensure_recovery_dir
@@ -78,7 +80,7 @@ def test_a_record_kafka_refuses_stops_the_flow_before_its_epoch_is_committed(sta
 
     def run() -> None:
         flow = Dataflow("kafka-sink-test")
-        sink = settled(stack_settings, MessageSink(producer_config(stack_settings)))
+        sink = settled(stack_settings, MessageSink.of(stack_settings))
         output("out", op.input("in", flow, PacedSource(batches, timedelta(seconds=3))), sink)
         run_main(flow, epoch_interval=timedelta(milliseconds=300), recovery_config=RecoveryConfig(str(recovery)))
 
@@ -94,5 +96,29 @@ def test_a_record_kafka_refuses_stops_the_flow_before_its_epoch_is_committed(sta
         values = [r.value for r in read_topic(stack_settings, topic)]
         assert big in values
         assert {m.value for m in small} | {b"after"} <= set(values)
+    finally:
+        admin.delete_topics([topic])[topic].result(30)
+
+
+def test_the_stall_watch_asks_kafka_about_the_records_topics(stack_settings, unique):
+    """Kafka answering is not enough to call a producer stalled: a record for a topic that does not
+    exist is held by a working producer until message.timeout.ms fails it (the flow stops with the
+    reason), so the sink must not replace its producer again and again meanwhile."""
+    topic, missing = f"test.sink.{unique}", f"test.sink.missing.{unique}"
+    admin = AdminClient(client_config(stack_settings))
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    probe = KafkaProbe(stack_settings)
+    try:
+        assert probe({topic}) and probe(set())
+        assert not probe({topic, missing})
+
+        config = {**producer_config(stack_settings), "message.timeout.ms": 6000}
+        sink = MessageSink(config, stall=lambda: StallWatch(0.6, probe))
+        part = OverlappedSink(sink, background=False).build_part("out", "00", None)
+        part.write_batch([[OutMessage(b"k", b"kept", missing)]])
+        with pytest.raises(UndeliveredError, match="missing"):
+            part.snapshot()  # the epoch's settle: waits for message.timeout.ms, no replacement
+        assert part.writer.destination.restarts == 0
+        part.close()
     finally:
         admin.delete_topics([topic])[topic].result(30)

@@ -4,11 +4,15 @@ the latest when its partition settles (the epoch's end, before Bytewax can commi
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, Message
 
-from connectors.kafka.sink import MessageSink, OutMessage, UndeliveredError
+from connectors.kafka.sink import DeliveryReports, MessageSink, OutMessage, UndeliveredError
+from connectors.kafka.stall import StallWatch
 from connectors.overlap import OverlappedSink
 
 
@@ -50,3 +54,78 @@ def test_a_failure_already_reported_stops_the_next_write() -> None:
 def test_without_the_epochs_end_the_sink_is_refused() -> None:
     with pytest.raises(TypeError, match="OverlappedSink"):
         MessageSink(CONFIG).build("out", 0, 1)
+
+
+class _Producer:
+    """librdkafka's surface as the sink uses it; acknowledges what it holds at each poll/flush unless
+    ``wedged`` (a stalled librdkafka: it holds records and never acknowledges them until purged)."""
+
+    def __init__(self, config, wedged: bool) -> None:
+        self.report, self.wedged = config["on_delivery"], wedged
+        self.held: list[Message] = []
+        self.reports: list[tuple[Any, Message]] = []  # served at the next poll
+        self.acked: list[bytes] = []
+
+    def produce(self, topic, value, key, headers=None):
+        self.held.append(Message(topic=topic, key=key, value=value, headers=headers))
+
+    def poll(self, timeout=0):
+        if self.wedged and not self.reports:
+            time.sleep(min(timeout, 0.02))
+        reports, self.reports = self.reports, []
+        for err, msg in reports:
+            self.report(err, msg)
+        if not self.wedged:
+            self.acked += [m.value() for m in self.held]
+            self.held = []
+        return len(reports)
+
+    def flush(self, timeout=None):
+        self.poll(min(timeout or 0, 0.02))
+        return len(self)
+
+    def purge(self):
+        self.reports += [(KafkaError(KafkaError._PURGE_INFLIGHT), m) for m in self.held]
+        self.held = []
+
+    def __len__(self):
+        return len(self.held) + len(self.reports)
+
+
+def _reports(answers: threading.Event) -> tuple[DeliveryReports, list[_Producer]]:
+    made: list[_Producer] = []
+
+    def make(config):
+        made.append(_Producer(config, wedged=not made))  # the first one stalls
+        return made[-1]
+
+    watch = StallWatch(0.3, lambda topics: answers.is_set() and topics == {"twin.state"})
+    return DeliveryReports({}, watch, make=make), made
+
+
+def test_a_stalled_producer_is_replaced_once_kafka_answers_and_its_records_are_sent_again() -> None:
+    """The flow keeps going instead of waiting message.timeout.ms (300 s) for the stall to fail it."""
+    answers = threading.Event()
+    answers.set()
+    reports, made = _reports(answers)
+    records = [OutMessage(f"pump-{i}".encode(), str(i).encode(), "twin.state", [("h", b"1")] if i % 2 else None)
+               for i in range(10)]  # fmt: skip
+    reports.produce(records)
+    settle = threading.Thread(target=reports.flush, daemon=True)  # the epoch's settle
+    settle.start()
+    settle.join(10)
+    assert not settle.is_alive(), "the settle waits on the stalled producer"
+    assert len(made) == 2 and reports.restarts == 1
+    assert made[1].acked == [str(i).encode() for i in range(10)]  # every record, in order
+    assert made[0].acked == []
+
+
+def test_an_outage_is_not_a_stall_the_producer_is_kept() -> None:
+    """Kafka not answering: waiting is right (librdkafka retries); nothing is purged."""
+    reports, made = _reports(threading.Event())
+    reports.produce([OutMessage(b"pump-1", b"1", "twin.state")])
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        reports.watch()
+        time.sleep(0.02)
+    assert len(made) == 1 and reports.restarts == 0 and len(made[0].held) == 1
