@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, Message
 
 from connectors.bridges.mapping.loading import load_mapping
 from connectors.bridges.mapping.schema import Mapping
 from connectors.kafka.clients import client_config, ensure_topics, topic_specs
+from tests.process_helpers import Background
 from twinflow.runner import free_ports
-from twinflow.settings import Settings
+from twinflow.settings import Settings, load_settings
 
 
 def free_port() -> int:
@@ -51,6 +54,35 @@ def private_settings(tmp: Path, uid: str, **overrides) -> Settings:
 
 # Settings whose private topics are deleted at the end of the session (conftest).
 CREATED: list[Settings] = []
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings a ``twinflow`` command started with ``env`` (TWINFLOW_* variables over this
+    process's environment) loads, with their topics made (and deleted at the end of the session)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        s = load_settings()
+    ensure_topics(s)
+    CREATED.append(s)
+    return s
+
+
+@contextlib.contextmanager
+def started_flows(env: dict[str, str], flows: list[str], logs: Path) -> Iterator[Settings]:
+    """``settings_of(env)`` while ``twinflow run <flow> --no-recovery`` runs in the background for each
+    of ``flows`` with ``env`` (log: ``logs/<flow>.log``); at the end each gets SIGTERM, in that order,
+    and must exit within 30 s."""
+    settings = settings_of(env)
+    jobs: list[Background] = []
+    try:
+        for flow in flows:
+            jobs.append(Background(["run", flow, "--no-recovery"], {**os.environ, **env}, logs / f"{flow}.log"))
+        yield settings
+    finally:
+        with contextlib.ExitStack() as stops:  # every job is stopped even when one fails to
+            for job in reversed(jobs):
+                stops.callback(job.stop)
 
 
 def drop_topics(settings_list: list[Settings]) -> None:

@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.kafka.clients import ensure_topics
-from tests.integration.plant_helpers import CREATED
+from tests.integration.plant_helpers import settings_of
 from tests.kafka_helpers import produce
 from tests.process_helpers import Background
 from tests.twin_kafka import envelope, query
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +51,7 @@ def test_a_named_counter_is_scored_as_its_rate_in_the_pipeline(stack_settings: S
         "TWINFLOW_FLOW__RECOVERY_DIR": str(tmp_path / "recovery"),
         "TWINFLOW_ML__COUNTERS__SENSORS": '["*_kwh"]',
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        s = load_settings()
-    ensure_topics(s)
-    CREATED.append(s)
+    s = settings_of(env)
     twin = f"meter{uid}"
     produce(s, _readings(twin))
 

@@ -21,15 +21,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.kafka.clients import ensure_topics
 from operators.twin.connectivity import HELD
-from tests.integration.plant_helpers import CREATED, free_port, plant_toml, write_mapping
-from tests.process_helpers import Background
+from tests.integration.plant_helpers import free_port, plant_toml, started_flows, write_mapping
 from tests.twin_fixtures import twin_db  # noqa: F401
 from tests.twin_kafka import produce_signed, query, read_all, wait_for
 from twinflow.cli.twin import load_state
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -76,30 +74,21 @@ def offline(tmp_path_factory: pytest.TempPathFactory, twin_db: Settings) -> Iter
         "TWINFLOW_SIM__GROUND_TRUTH_FILE": str(tmp / "ground-truth.jsonl"),
         "TWINFLOW_FLOW__RECOVERY_DIR": str(tmp / "recovery"),
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        settings = load_settings()
-    ensure_topics(settings)
-    CREATED.append(settings)
     mapping = write_mapping(tmp, plant_toml(uid, free_port(), free_port()))
     faults = [Fault(f"pump-{p}-{uid}", "device_offline", ONSET_S, END_S) for p in ("ua", "mb", "mq")]
-    flow = Background(["run", "pipeline", "--no-recovery"], {**os.environ, **env}, tmp / "pipeline.log")
-    alerts = Background(["run", "alerts", "--no-recovery"], {**os.environ, **env}, tmp / "alerts.log")
-    sim = Simulator(settings, mapping, faults).start()
-    bridges = []
-    try:
-        for cls in (OpcuaBridge, MappedMqttBridge, ModbusBridge):
-            bridges.append(cls(settings, mapping).start())
-        for b in bridges:
-            assert b.connected.wait(20), f"{b.protocol} bridge did not connect"
-        yield Offline(uid, settings, {**os.environ, **env})
-    finally:
-        for b in bridges:
-            b.stop(10)
-        sim.stop()
-        flow.stop()
-        alerts.stop()
+    with started_flows(env, ["pipeline", "alerts"], tmp) as settings:
+        sim = Simulator(settings, mapping, faults).start()
+        bridges = []
+        try:
+            for cls in (OpcuaBridge, MappedMqttBridge, ModbusBridge):
+                bridges.append(cls(settings, mapping).start())
+            for b in bridges:
+                assert b.connected.wait(20), f"{b.protocol} bridge did not connect"
+            yield Offline(uid, settings, {**os.environ, **env})
+        finally:
+            for b in bridges:
+                b.stop(10)
+            sim.stop()
 
 
 def _alert(s: Settings, twin: str, state: str) -> dict | None:

@@ -10,7 +10,6 @@ too, the other battery sensor stays online and raises nothing.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,14 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka.clients import ensure_topics
-from tests.integration.plant_helpers import CREATED
-from tests.process_helpers import Background
+from tests.integration.plant_helpers import started_flows
 from tests.twin_fixtures import twin_db  # noqa: F401
 from tests.twin_kafka import envelope, produce, query, wait_for
 from twinflow.cli.twin import load_state
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 PLC_OFFLINE_S, PLC_ALERT_S = 3.0, 2.0
@@ -75,20 +72,9 @@ def per_type(tmp_path_factory: pytest.TempPathFactory, twin_db: Settings) -> Ite
         "TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S": "2",
         "TWINFLOW_FLOW__RECOVERY_DIR": str(tmp / "recovery"),
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        settings = load_settings()
-    assert settings.twin.policy.types["plc"].offline_after_s == PLC_OFFLINE_S  # the file is the one in effect
-    ensure_topics(settings)
-    CREATED.append(settings)
-    twin = Background(["run", "twin", "--no-recovery"], {**os.environ, **env}, tmp / "twin.log")
-    alerts = Background(["run", "alerts", "--no-recovery"], {**os.environ, **env}, tmp / "alerts.log")
-    try:
+    with started_flows(env, ["twin", "alerts"], tmp) as settings:
+        assert settings.twin.policy.types["plc"].offline_after_s == PLC_OFFLINE_S  # the file is the one in effect
         yield PerType(settings, f"plc-{uid}-1", f"bat-{uid}-1", f"bat-{uid}-2")
-    finally:
-        twin.stop()
-        alerts.stop()
 
 
 def _connectivity(s: Settings, twin: str, state: str) -> dict | None:

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka.clients import ensure_topics
-from tests.integration.plant_helpers import CREATED, free_port
+from tests.integration.plant_helpers import free_port, settings_of
 from tests.process_helpers import Background
 from tests.tcp_relay import Relay
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +28,7 @@ def test_an_unreachable_broker_is_one_line_and_its_return_another(stack_settings
     uid = uuid.uuid4().hex[:8]
     port = free_port()
     topics = topic_env(stack_settings, f"it.unreach.{uid}.")
-    with pytest.MonkeyPatch.context() as mp:  # the topics of its own exist (dropped at the end of the session)
-        for k, v in topics.items():
-            mp.setenv(k, v)
-        own = load_settings()
-    ensure_topics(own)
-    CREATED.append(own)
+    settings_of(topics)  # the topics of its own exist (dropped at the end of the session)
     env = {
         **os.environ,
         **topics,

@@ -24,14 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka.clients import ensure_topics
-from tests.integration.plant_helpers import CREATED
-from tests.process_helpers import Background
+from tests.integration.plant_helpers import started_flows
 from tests.twin_fixtures import twin_db  # noqa: F401
 from tests.twin_kafka import produce, query, wait_for
 from twinflow.cli.twin import load_state
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -73,19 +71,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, twin_db: Settings) -> Iter
         "TWINFLOW_ALERTS__RULES__REORDER_WINDOW_S": "2",
         "TWINFLOW_FLOW__RECOVERY_DIR": str(tmp / "recovery"),
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        settings = load_settings()
-    ensure_topics(settings)
-    CREATED.append(settings)
-    twin = Background(["run", "twin", "--no-recovery"], {**os.environ, **env}, tmp / "twin.log")
-    alerts = Background(["run", "alerts", "--no-recovery"], {**os.environ, **env}, tmp / "alerts.log")
-    try:
+    with started_flows(env, ["twin", "alerts"], tmp) as settings:
         yield Gateway(settings, {**os.environ, **env}, f"pump-part-{uid}")
-    finally:
-        twin.stop()
-        alerts.stop()
 
 
 def _alerts(s: Settings, twin: str) -> list[dict]:

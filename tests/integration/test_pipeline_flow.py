@@ -17,15 +17,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from connectors.kafka.clients import ensure_topics
 from connectors.kafka.messages import STORED
 from operators.records.alerts import AnomalyScore, decode
-from tests.integration.plant_helpers import CREATED
+from tests.integration.plant_helpers import settings_of
 from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
 from tests.twin_kafka import envelope, query, wait_for
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +50,7 @@ def pipe(stack_settings: Settings, tmp_path: Path) -> Iterator[Pipe]:
         "TWINFLOW_FLOW__RECOVERY_DIR": str(tmp_path / "recovery"),
         "TWINFLOW_ML__ANOMALY__WARMUP": "20",
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in extra.items():
-            mp.setenv(k, v)
-        settings = load_settings()
-    ensure_topics(settings)
-    CREATED.append(settings)
+    settings = settings_of(extra)
     yield Pipe(uid, tmp_path, {**os.environ, **extra}, settings)
 
 

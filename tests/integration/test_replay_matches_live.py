@@ -32,16 +32,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from connectors.kafka.clients import ensure_topics
 from operators.ml.replay import explained
 from operators.records.alerts import AnomalyScore, decode
 from tests.conftest import REPO, data_dir
-from tests.integration.plant_helpers import CREATED
+from tests.integration.plant_helpers import settings_of
 from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
 from tests.twin_kafka import envelope, query
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -79,12 +78,7 @@ def live(stack_settings: Settings, private_db: Settings, tmp_path: Path) -> Live
         "TWINFLOW_ML__RANGES": RANGES,
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in extra.items():
-            mp.setenv(k, v)
-        settings = load_settings()
-    ensure_topics(settings)
-    CREATED.append(settings)
+    settings = settings_of(extra)
     return Live(uid, tmp_path, {**os.environ, **extra}, settings)
 
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka.clients import ensure_topics
 from operators.records.alerts import TwinStatus, encode
-from tests.integration.plant_helpers import CREATED
+from tests.integration.plant_helpers import settings_of
 from tests.kafka_helpers import produce
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +29,6 @@ pytestmark = pytest.mark.integration
 def run_alerts(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "twinflow.cli.main", "run", "alerts", "--no-tail"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-
-
-def settings_of(env: dict[str, str]) -> Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        s = load_settings()
-    ensure_topics(s)
-    CREATED.append(s)
-    return s
 
 
 def test_the_alerts_flow_resumes_after_its_desync_input_was_renamed(stack_settings: Settings, tmp_path: Path) -> None:

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from connectors.kafka.clients import ensure_topics
-from tests.integration.plant_helpers import CREATED
+from tests.integration.plant_helpers import settings_of
 from tests.kafka_helpers import produce
 from tests.process_helpers import Background
 from tests.status_signals import FAULT, N, plant_with_status
 from tests.twin_kafka import envelope, query
 from twinflow.demo.plant import topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +37,7 @@ def _readings(twin: str, t0: datetime, fault: bool) -> list[tuple[bytes, bytes]]
 def test_a_running_flag_sent_as_a_number_is_context_in_the_pipeline(stack_settings: Settings, tmp_path: Path) -> None:
     uid = uuid.uuid4().hex[:8]
     env = {**topic_env(stack_settings, f"it.states.{uid}."), "TWINFLOW_FLOW__RECOVERY_DIR": str(tmp_path / "recovery")}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        s = load_settings()
-    ensure_topics(s)
-    CREATED.append(s)
+    s = settings_of(env)
     healthy, faulty = f"pump{uid}", f"pump{uid}-fault"
     t0 = datetime.now(UTC) - timedelta(hours=3)
     produce(s, _readings(healthy, t0, fault=False) + _readings(faulty, t0, fault=True))

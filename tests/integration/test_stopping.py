@@ -27,18 +27,17 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
-from connectors.kafka.clients import ensure_topics
 from flows.snapshots import from_snapshot
 from operators.records.alerts import AnomalyScore
 from operators.records.alerts import encode as encode_record
-from tests.integration.plant_helpers import CREATED, free_port, plant_toml
+from tests.integration.plant_helpers import free_port, plant_toml, settings_of
 from tests.kafka_helpers import produce, read_topic
 from tests.process_helpers import Background
 from tests.tcp_relay import Relay
 from tests.twin_kafka import envelope, query, wait_for
 from twinflow.demo.isolation import demo_dbname
 from twinflow.demo.plant import FLOWS, MAPPING, topic_env
-from twinflow.settings import Settings, load_settings
+from twinflow.settings import Settings
 from twinflow.stack.process import port_open
 
 pytestmark = pytest.mark.integration
@@ -75,12 +74,7 @@ def env(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         "TWINFLOW_MQTT__TWIN_LEVEL": "2",
         "TWINFLOW_MQTT__CLIENT_ID": f"it-stop-{uid}",
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in extra.items():
-            mp.setenv(k, v)
-        settings = load_settings()
-    ensure_topics(settings)
-    CREATED.append(settings)
+    settings = settings_of(extra)
     yield Env(uid, tmp, {**os.environ, **extra}, settings)
 
 
