@@ -5,10 +5,9 @@ with outputs for it, and the twins predicted to fail soon (the named query ``pre
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from operators.records.alerts import BUILTIN_SOURCE, source_of
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
@@ -23,13 +22,15 @@ from twinflow.api.routes.params import (
     BUCKET_PATTERN,
     JSON,
     ModelQuery,
+    OutputsWindow,
     Time,
     TwinIdPath,
     aware_time,
     matches,
     optional,
+    outputs_window,
     parse_bucket,
-    time_or_ago,
+    time_window,
     twin_id_ok,
 )
 from twinflow.api.state_cache import desired_version, encode_state
@@ -177,8 +178,7 @@ async def twin_telemetry(
     for s in sensor or []:
         if not matches(SENSOR_PATTERN, s):
             raise Problem(400, "bad-sensor", f"{s[:80]!r} is not a sensor name")
-    since = time_or_ago(aware_time(from_, "from"), timedelta(minutes=15))
-    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
+    since, until = time_window(from_, to, timedelta(minutes=15))
     size = parse_bucket(bucket)
     rows = await request.app.state.reads.telemetry(twin_id, sensor or None, since, until, size, limit)
     series: dict[str, dict[str, list]] = {}
@@ -198,18 +198,9 @@ async def twin_telemetry(
     summary="Anomaly scores and health with their thresholds",
 )
 async def twin_scores(
-    request: Request,
-    twin_id: TwinIdPath,
-    _: Reader,
-    from_: Annotated[Time | None, Query(alias="from")] = None,
-    to: Time | None = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
-    model: ModelQuery = "",
+    request: Request, _: Reader, q: Annotated[OutputsWindow, Depends(outputs_window(timedelta(minutes=15)))]
 ) -> JSON:
-    twin_id_ok(twin_id)
-    since = time_or_ago(aware_time(from_, "from"), timedelta(minutes=15))
-    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
-    rows = await request.app.state.reads.scores(twin_id, since, until, limit, source_of(model))
+    rows = await request.app.state.reads.scores(q.twin_id, q.since, q.until, q.limit, q.source)
     rules = request.app.state.settings.alerts.rules
     health_thresholds = {  # the alerts flow's condition alarm on the health index (docs/ml.md)
         "open_below": rules.health_open,
@@ -309,23 +300,11 @@ FAILURE_COLUMNS = ("ts", "rul_s", "failure_probability", "uncertainty", "horizon
 )
 async def twin_failures(
     request: Request,
-    twin_id: TwinIdPath,
     _: Reader,
-    from_: Annotated[Time | None, Query(alias="from", description="default: 24 hours ago")] = None,
-    to: Time | None = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
-    model: ModelQuery = "",
+    q: Annotated[OutputsWindow, Depends(outputs_window(timedelta(hours=24), "default: 24 hours ago"))],
 ) -> JSON:
-    twin_id_ok(twin_id)
-    since = time_or_ago(aware_time(from_, "from"), timedelta(hours=24))
-    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
-    rows = await request.app.state.reads.failures(twin_id, since, until, limit, source_of(model))
+    rows = await request.app.state.reads.failures(q.twin_id, q.since, q.until, q.limit, q.source)
     return JSON({k: [r[k] for r in rows] for k in FAILURE_COLUMNS})
-
-
-@cache
-def _named(name: str) -> str:
-    return queries.load(name)
 
 
 @router.get(
@@ -370,5 +349,5 @@ async def predicted_failures(
         "source": source_of(model),
         "limit": limit,
     }
-    rows = await request.app.state.reads.named(_named("predicted_failures"), params)
+    rows = await request.app.state.reads.named(queries.load("predicted_failures"), params)
     return JSON({"items": rows, "within_h": within_h, "min_probability": min_probability})
