@@ -36,6 +36,9 @@ from twinflow.api.routes.params import (
 from twinflow.api.state_cache import desired_version, encode_state
 
 router = APIRouter()
+# The twin and time window of a read of its model outputs, ``from`` by default 15 minutes or 24 hours ago.
+ScoresWindow = Annotated[OutputsWindow, Depends(outputs_window(timedelta(minutes=15)))]
+FailuresWindow = Annotated[OutputsWindow, Depends(outputs_window(timedelta(hours=24), "default: 24 hours ago"))]
 
 
 def _registry(request: Request):
@@ -197,10 +200,8 @@ async def twin_telemetry(
     response_model=models.Scores,
     summary="Anomaly scores and health with their thresholds",
 )
-async def twin_scores(
-    request: Request, _: Reader, q: Annotated[OutputsWindow, Depends(outputs_window(timedelta(minutes=15)))]
-) -> JSON:
-    rows = await request.app.state.reads.scores(q.twin_id, q.since, q.until, q.limit, q.source)
+async def twin_scores(request: Request, _: Reader, window: ScoresWindow) -> JSON:
+    rows = await request.app.state.reads.scores(window.twin_id, window.since, window.until, window.limit, window.source)
     rules = request.app.state.settings.alerts.rules
     health_thresholds = {  # the alerts flow's condition alarm on the health index (docs/ml.md)
         "open_below": rules.health_open,
@@ -298,12 +299,10 @@ FAILURE_COLUMNS = ("ts", "rul_s", "failure_probability", "uncertainty", "horizon
     response_model=models.FailurePredictions,
     summary="Failure predictions: remaining useful life and failure probability over time",
 )
-async def twin_failures(
-    request: Request,
-    _: Reader,
-    q: Annotated[OutputsWindow, Depends(outputs_window(timedelta(hours=24), "default: 24 hours ago"))],
-) -> JSON:
-    rows = await request.app.state.reads.failures(q.twin_id, q.since, q.until, q.limit, q.source)
+async def twin_failures(request: Request, _: Reader, window: FailuresWindow) -> JSON:
+    rows = await request.app.state.reads.failures(
+        window.twin_id, window.since, window.until, window.limit, window.source
+    )
     return JSON({k: [r[k] for r in rows] for k in FAILURE_COLUMNS})
 
 
