@@ -2,10 +2,13 @@
 
 >>> {'alert_mtta_mttr', 'fleet_health'} <= set(names())
 True
+>>> load("fleet_health") is load("fleet_health")  # read once
+True
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,10 @@ def names(directory: Path = QUERIES_DIR) -> list[str]:
     return [p.stem for p in sorted(directory.glob("*.sql"))]
 
 
+@cache
 def load(name: str, directory: Path = QUERIES_DIR) -> str:
-    """The SQL text of a named query; a clear error lists the names when it does not exist."""
+    """The SQL text of a named query, read once per process (a file changed later is not read again); a clear
+    error lists the names when it does not exist."""
     path = directory / f"{name}.sql"
     if not path.is_file():
         raise KeyError(f"no query {name!r} in {directory}; available: {', '.join(names(directory))}")

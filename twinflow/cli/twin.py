@@ -14,18 +14,12 @@ from rich.table import Table
 
 from operators.twin.state import Status
 from twinflow.cli.support import err_console, finite, settings_or_exit
-from twinflow.settings import PROJECT_ROOT, Settings
+from twinflow.settings import Settings
 
 twin_app = typer.Typer(help="Twin state: desired values, current and past state.", no_args_is_help=True)
 console = Console()
 
-QUERIES_DIR = PROJECT_ROOT / "sql" / "queries"
 CURRENT_SQL = "SELECT * FROM twin_state_current WHERE twin_id = %(twin_id)s"
-
-
-def named_query(name: str) -> str:
-    """The text of ``sql/queries/<name>.sql``."""
-    return (QUERIES_DIR / f"{name}.sql").read_text()
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, float | bool]:
@@ -49,7 +43,9 @@ def load_state(settings: Settings, twin_id: str, at: datetime | None = None) -> 
     import psycopg
     from psycopg.rows import dict_row
 
-    sql = CURRENT_SQL if at is None else named_query("twin_state_at")
+    from twinflow import queries
+
+    sql = CURRENT_SQL if at is None else queries.load("twin_state_at")
     with psycopg.connect(settings.postgres.conninfo(), row_factory=dict_row) as conn:
         return conn.execute(sql, {"twin_id": twin_id, "at": at}).fetchone()
 

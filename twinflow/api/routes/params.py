@@ -1,5 +1,5 @@
 """What the route modules share: the JSON response they answer with and the checks of the path and
-query parameters they have in common (twin ids, times with a time zone, time buckets).
+query parameters they have in common (twin ids, times with a time zone, time windows, time buckets).
 
 The routes check twin ids, sensor names and buckets themselves (a ``400`` problem naming the value); the
 OpenAPI document declares the same patterns (``json_schema_extra``: described, not checked twice).
@@ -10,9 +10,12 @@ OpenAPI document declares the same patterns (``json_schema_extra``: described, n
 '^(?:[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$'
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: FastAPI reads the annotations of the dependency that
+# :func:`outputs_window` makes, and they hold that call's arguments (strings could only name module globals).
 
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -22,6 +25,7 @@ from fastapi import Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator
 
+from operators.records.alerts import source_of
 from operators.records.envelope import TWIN_ID_PATTERN
 from twinflow.api.number_pattern import decimal_range
 from twinflow.api.problems import Problem
@@ -92,16 +96,61 @@ def _rfc3339(value: Any) -> Any:
 Time = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
-def time_or_ago(value: datetime | None, default: timedelta) -> datetime:
-    """``value``, or ``default`` before now."""
-    return value if value is not None else datetime.now(UTC) - default
-
-
 def aware_time(value: datetime | None, name: str) -> datetime | None:
     """``value`` if it has a time zone (a 400 problem naming the parameter ``name`` if not)."""
     if value is not None and value.tzinfo is None:
         raise Problem(400, "naive-time", f"{name}: give a time zone, e.g. 2026-11-25T08:00:00Z")
     return value
+
+
+def time_window(from_: datetime | None, to: datetime | None, ago: timedelta) -> tuple[datetime, datetime]:
+    """The query's ``from`` and ``to`` (each with a time zone, else a 400 problem naming it), or by default
+    from ``ago`` before now to 5 minutes from now.
+
+    >>> since, until = time_window(None, None, timedelta(hours=1))
+    >>> round((until - since) / timedelta(minutes=1))
+    65
+    >>> time_window(datetime(2026, 11, 25, 8), None, timedelta(hours=1))
+    Traceback (most recent call last):
+    ...
+    twinflow.api.problems.Problem: from: give a time zone, e.g. 2026-11-25T08:00:00Z
+    """
+    since = aware_time(from_, "from")
+    until = aware_time(to, "to")
+    now = datetime.now(UTC)
+    return (since if since is not None else now - ago), (until if until is not None else now + timedelta(minutes=5))
+
+
+@dataclass(frozen=True)
+class OutputsWindow:
+    """What a read of a twin's model outputs over time asks for (:func:`outputs_window`)."""
+
+    twin_id: str
+    since: datetime
+    until: datetime
+    limit: int
+    source: str  # whose outputs (:func:`operators.records.alerts.source_of` of the query's ``model``)
+
+
+def outputs_window(ago: timedelta, from_doc: str | None = None) -> Callable[..., Awaitable[OutputsWindow]]:
+    """The dependency of a read of a twin's model outputs over time (``GET /twins/{twin_id}/scores``,
+    ``/failures``): the path's twin id and the query's ``from`` (by default ``ago`` before now; ``from_doc``
+    describes that), ``to``, ``limit`` and ``model``, checked in that order (:func:`twin_id_ok`,
+    :func:`time_window`). It declares the twin id too, so that the document lists the parameters and a
+    422 problem the errors in the order the routes always had."""
+
+    async def window(
+        twin_id: TwinIdPath,
+        from_: Annotated[Time | None, Query(alias="from", description=from_doc)] = None,
+        to: Time | None = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
+        model: ModelQuery = "",
+    ) -> OutputsWindow:
+        twin_id_ok(twin_id)
+        since, until = time_window(from_, to, ago)
+        return OutputsWindow(twin_id, since, until, limit, source_of(model))
+
+    return window
 
 
 BUCKET_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}

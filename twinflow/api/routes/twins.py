@@ -5,10 +5,9 @@ with outputs for it, and the twins predicted to fail soon (the named query ``pre
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from operators.records.alerts import BUILTIN_SOURCE, source_of
 from operators.records.envelope import SENSOR_PATTERN, TWIN_ID_PATTERN
@@ -23,18 +22,23 @@ from twinflow.api.routes.params import (
     BUCKET_PATTERN,
     JSON,
     ModelQuery,
+    OutputsWindow,
     Time,
     TwinIdPath,
     aware_time,
     matches,
     optional,
+    outputs_window,
     parse_bucket,
-    time_or_ago,
+    time_window,
     twin_id_ok,
 )
 from twinflow.api.state_cache import desired_version, encode_state
 
 router = APIRouter()
+# The twin and time window of a read of its model outputs, ``from`` by default 15 minutes or 24 hours ago.
+ScoresWindow = Annotated[OutputsWindow, Depends(outputs_window(timedelta(minutes=15)))]
+FailuresWindow = Annotated[OutputsWindow, Depends(outputs_window(timedelta(hours=24), "default: 24 hours ago"))]
 
 
 def _registry(request: Request):
@@ -177,8 +181,7 @@ async def twin_telemetry(
     for s in sensor or []:
         if not matches(SENSOR_PATTERN, s):
             raise Problem(400, "bad-sensor", f"{s[:80]!r} is not a sensor name")
-    since = time_or_ago(aware_time(from_, "from"), timedelta(minutes=15))
-    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
+    since, until = time_window(from_, to, timedelta(minutes=15))
     size = parse_bucket(bucket)
     rows = await request.app.state.reads.telemetry(twin_id, sensor or None, since, until, size, limit)
     series: dict[str, dict[str, list]] = {}
@@ -197,19 +200,8 @@ async def twin_telemetry(
     response_model=models.Scores,
     summary="Anomaly scores and health with their thresholds",
 )
-async def twin_scores(
-    request: Request,
-    twin_id: TwinIdPath,
-    _: Reader,
-    from_: Annotated[Time | None, Query(alias="from")] = None,
-    to: Time | None = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
-    model: ModelQuery = "",
-) -> JSON:
-    twin_id_ok(twin_id)
-    since = time_or_ago(aware_time(from_, "from"), timedelta(minutes=15))
-    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
-    rows = await request.app.state.reads.scores(twin_id, since, until, limit, source_of(model))
+async def twin_scores(request: Request, _: Reader, window: ScoresWindow) -> JSON:
+    rows = await request.app.state.reads.scores(window.twin_id, window.since, window.until, window.limit, window.source)
     rules = request.app.state.settings.alerts.rules
     health_thresholds = {  # the alerts flow's condition alarm on the health index (docs/ml.md)
         "open_below": rules.health_open,
@@ -307,25 +299,11 @@ FAILURE_COLUMNS = ("ts", "rul_s", "failure_probability", "uncertainty", "horizon
     response_model=models.FailurePredictions,
     summary="Failure predictions: remaining useful life and failure probability over time",
 )
-async def twin_failures(
-    request: Request,
-    twin_id: TwinIdPath,
-    _: Reader,
-    from_: Annotated[Time | None, Query(alias="from", description="default: 24 hours ago")] = None,
-    to: Time | None = None,
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 20_000,
-    model: ModelQuery = "",
-) -> JSON:
-    twin_id_ok(twin_id)
-    since = time_or_ago(aware_time(from_, "from"), timedelta(hours=24))
-    until = aware_time(to, "to") or datetime.now(UTC) + timedelta(minutes=5)
-    rows = await request.app.state.reads.failures(twin_id, since, until, limit, source_of(model))
+async def twin_failures(request: Request, _: Reader, window: FailuresWindow) -> JSON:
+    rows = await request.app.state.reads.failures(
+        window.twin_id, window.since, window.until, window.limit, window.source
+    )
     return JSON({k: [r[k] for r in rows] for k in FAILURE_COLUMNS})
-
-
-@cache
-def _named(name: str) -> str:
-    return queries.load(name)
 
 
 @router.get(
@@ -370,5 +348,5 @@ async def predicted_failures(
         "source": source_of(model),
         "limit": limit,
     }
-    rows = await request.app.state.reads.named(_named("predicted_failures"), params)
+    rows = await request.app.state.reads.named(queries.load("predicted_failures"), params)
     return JSON({"items": rows, "within_h": within_h, "min_probability": min_probability})
