@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 TW := $(VENV)/bin/twinflow
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONUNBUFFERED := 1
-# `make test` leaves out the benchmarks' harness checks (whole small benchmark runs: `make bench-harness`).
-PYTEST_ARGS ?= -m "not bench_harness"
+# `make test` leaves out the benchmarks' harness checks (whole small benchmark runs: `make bench-harness`)
+# and ends with its 30 slowest tests (where the suite's time goes).
+PYTEST_ARGS ?= -m "not bench_harness" --durations=30
 # Every protocol connector (optional for a `pip install twinflow`, connectors/extras.py).
 PROTOCOL_EXTRAS := --extra opcua --extra modbus --extra sparkplug
 
