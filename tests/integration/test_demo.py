@@ -65,8 +65,14 @@ def test_plant_demo_runs_every_layer_and_writes_the_report(stack_settings, tmp_p
         base, token = url.group(1), url.group(2)
         changed = _setpoint_through_the_api(base, token, "pump-002", "speed_sp_rpm", 1300.0)
         assert changed["status"] == "accepted", changed
-        pumps = httpx.get(f"{base}/api/v1/twins", params={"type": "pump"}, headers={"Authorization": f"Bearer {token}"})
-        assert {t["twin_id"] for t in pumps.json()["items"]} == {"pump-001", "pump-002", "pump-003"}, pumps.text
+        # Each pump is listed once its bridge has brought its first reading (the three bridges start
+        # side by side; on a busy machine one may take a few seconds more).
+        deadline, listed, auth = time.monotonic() + 30, set(), {"Authorization": f"Bearer {token}"}
+        while listed != {"pump-001", "pump-002", "pump-003"} and time.monotonic() < deadline:
+            pumps = httpx.get(f"{base}/api/v1/twins", params={"type": "pump"}, headers=auth)
+            listed = {t["twin_id"] for t in pumps.json()["items"]}
+            time.sleep(0.5)
+        assert listed == {"pump-001", "pump-002", "pump-003"}, pumps.text
         out, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
