@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.postgres.session import Session
+from operators.records.alerts import MODEL_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ _WHERE = (
     " AND (%(isa)s::text[] IS NULL OR isa_state = ANY(%(isa)s::text[]))"
     " AND (%(severities)s::text[] IS NULL OR severity = ANY(%(severities)s::text[]))"
     " AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))"
+    # a model's alerts (docs/alerts.md "A model of your own"): those naming it in evidence.sources; the built-in
+    # models' (source twinflow): a model kind's alerts that name no sources (only they raised it) or name twinflow
+    " AND (%(source)s::text IS NULL OR CASE WHEN %(source)s::text = 'twinflow'"
+    " THEN kind = ANY(%(model_kinds)s::text[]) AND coalesce(evidence->'sources' ? 'twinflow', true)"
+    " ELSE coalesce(evidence->'sources' ? %(source)s::text, false) END)"
 )
 ORDERS = {  # `alerts list --sort`, `GET /alerts?sort=`; alert_id last: a stable order for paging
     "time": "opened_at DESC, alert_id",
@@ -72,8 +78,9 @@ COUNT_ALERTS = f"SELECT count(*) AS n{_WHERE}"
 @dataclass(frozen=True)
 class AlertQuery:
     """Which alerts a list shows (shared by ``twinflow alerts list`` and ``GET /api/v1/alerts``): lifecycle
-    states, and optionally a twin, ISA-18.2 states, severities and kinds; sorted newest first or by
-    severity (critical first, then newest), one page of ``limit`` from ``offset``."""
+    states, and optionally a twin, ISA-18.2 states, severities, kinds and the source (model) that raised
+    them (:func:`~operators.records.alerts.source_of`); sorted newest first or by severity (critical first,
+    then newest), one page of ``limit`` from ``offset``."""
 
     states: Sequence[str]
     twin_id: str | None = None
@@ -83,6 +90,7 @@ class AlertQuery:
     sort: str = "time"
     limit: int = 50
     offset: int = 0
+    source: str | None = None
 
     def params(self) -> dict[str, Any]:
         def listed(values: Sequence[str] | None) -> list[str] | None:
@@ -96,6 +104,8 @@ class AlertQuery:
             "kinds": listed(self.kinds),
             "limit": self.limit,
             "offset": self.offset,
+            "source": self.source,
+            "model_kinds": list(MODEL_KINDS),
         }
 
     def sql(self) -> str:

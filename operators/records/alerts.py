@@ -41,6 +41,8 @@ ISA_STATES: tuple[str, ...] = (
     "normal",
 )
 Kind = Literal["anomaly", "condition", "sensor_fault", "failure", "forecast_breach", "desync", "device_offline"]
+MODEL_KINDS: tuple[Kind, ...] = ("anomaly", "condition", "sensor_fault", "failure", "forecast_breach")
+"""The kinds that models' outputs raise (``desync`` and ``device_offline`` are the twin flow's)."""
 
 
 class AnomalyScore(msgspec.Struct, frozen=True):

@@ -100,6 +100,23 @@ def failing_twin(live: Live, name: str, rul_h: list[float], p: list[float]) -> s
     return twin
 
 
+def two_models_alerts_twin(live: Live, name: str) -> str:
+    """A twin (a state) with an active alert of each source: ``anomaly`` raised by the model ``vib-lstm``
+    (its scores above the threshold, the built-in models' below) and ``failure`` by the built-in RUL model."""
+    twin = failing_twin(live, name, rul_h=[3.0], p=[0.9])
+    now = datetime.now(UTC)
+    for i in range(3, -1, -1):
+        publish_score(live, twin, now - timedelta(seconds=i), 0.2)
+        publish_score(live, twin, now - timedelta(seconds=i), 0.95, "vib-lstm")
+    return twin
+
+
+def active_alert_kinds(c: httpx.Client, twin: str, **params: str) -> list[str]:
+    """The kinds of the twin's active alerts ``GET /alerts`` lists with ``params``, sorted."""
+    items = c.get("/api/v1/alerts", params={"twin": twin, **params}).json()["items"]
+    return sorted(a["kind"] for a in items)
+
+
 class Scores(threading.Thread):
     """Anomaly scores (above the threshold while ``high``; health 0.85) and a forecast for a twin, every 200 ms."""
 

@@ -13,7 +13,15 @@ import pytest
 from openapi_spec_validator import validate as validate_spec
 
 from operators.records.alerts import source_of
-from tests.api.conftest import Live, failing_twin, offline_twin, predict_failure, publish_score
+from tests.api.conftest import (
+    Live,
+    active_alert_kinds,
+    failing_twin,
+    offline_twin,
+    predict_failure,
+    publish_score,
+    two_models_alerts_twin,
+)
 from tests.api.openapi_check import OpenApi
 from tests.twin_kafka import envelope, wait_for
 
@@ -643,6 +651,24 @@ def test_failure_predictions_of_a_twin_and_the_twins_predicted_to_fail(live: Liv
     with live.client(token=None) as anonymous:
         is_problem(anonymous.get("/api/v1/failures"), 401)
         is_problem(anonymous.get(f"/api/v1/twins/{soon}/failures"), 401)
+
+
+def test_the_alerts_one_model_raised(live: Live, openapi: OpenApi):
+    """`GET /alerts` had no model filter: the twin page's model picker showed every model's alerts. `?model=`
+    keeps the alerts that model raised (named in `evidence.sources`; `twinflow`: the built-in models')."""
+    twin = two_models_alerts_twin(live, "api-model-alerts")
+    with live.client() as c:
+        wait_for("both alerts", lambda: active_alert_kinds(c, twin) == ["anomaly", "failure"], timeout=30)
+        mine = openapi.conforms(c.get("/api/v1/alerts", params={"twin": twin, "model": "vib-lstm"}))["items"]
+        assert [(a["kind"], a["evidence"]["sources"]) for a in mine] == [("anomaly", ["vib-lstm"])]
+        assert active_alert_kinds(c, twin, model="twinflow") == ["failure"]  # raised by the built-in models only
+        assert active_alert_kinds(c, twin, model="twinflow-t2-rul:pumps") == ["failure"]  # a built-in model's name
+        assert active_alert_kinds(c, twin, model="other-model") == []
+        assert active_alert_kinds(c, twin, model="vib-lstm", kind="failure") == []  # with the other filters
+        is_problem(c.get("/api/v1/alerts", params={"model": "a\x00b"}), 400)
+        is_problem(c.get("/api/v1/alerts", params={"model": "m" * 129}), 422)
+    with live.client(token=None) as anonymous:
+        is_problem(anonymous.get("/api/v1/alerts", params={"model": "vib-lstm"}), 401)
 
 
 def test_the_models_with_outputs_for_a_twin(live: Live, openapi: OpenApi):

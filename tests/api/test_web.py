@@ -11,11 +11,20 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.api.conftest import Live, failing_twin, offline_twin, predict_failure, publish_score
+from tests.api.conftest import (
+    Live,
+    active_alert_kinds,
+    failing_twin,
+    offline_twin,
+    predict_failure,
+    publish_score,
+    two_models_alerts_twin,
+)
 from tests.twin_kafka import wait_for
 
 pytestmark = pytest.mark.integration
@@ -272,3 +281,131 @@ def test_the_twin_page_shows_the_outputs_of_the_model_picked(page: Page, live: L
     page.goto(f"{live.base}/#/twins/{live.twin}")  # one model (or none): no picker
     expect(page.locator("#summary [data-testid=version]")).to_be_visible(timeout=15_000)
     expect(page.locator("[data-testid=model]")).to_have_count(0)
+
+
+def test_the_alerts_card_shows_the_alerts_of_the_model_picked(page: Page, live: Live):
+    """The alerts card listed every model's alerts whichever model was picked: it now shows those the picked
+    model raised (`GET /alerts?model=`) and says so; with none picked (the built-in models), all of them."""
+    twin = two_models_alerts_twin(live, "web-model-alerts")
+    with live.client() as c:
+        wait_for(
+            "both alerts, both models and a state",
+            lambda: active_alert_kinds(c, twin) == ["anomaly", "failure"]
+            and len(c.get(f"/api/v1/twins/{twin}/models").json()["items"]) == 2
+            and c.get(f"/api/v1/twins/{twin}").status_code == 200,
+            timeout=30,
+        )  # fmt: skip
+    page.goto(f"{live.base}/#token={live.token}")
+    page.goto(f"{live.base}/#/twins/{twin}")
+    rows = page.locator("#alerts-table tr[data-alert]")
+    scope = page.locator("[data-testid=alerts-model]")
+    expect(rows).to_have_count(2, timeout=15_000)
+    expect(scope).to_have_text("(all models)")
+    page.locator("[data-testid=model]").select_option("vib-lstm")
+    expect(rows).to_have_count(1, timeout=15_000)
+    expect(rows.first.locator("td").first).to_contain_text("anomaly")
+    expect(scope).to_have_text("(raised by vib-lstm)")
+    page.locator(".card", has=page.locator("#alerts")).screenshot(path=live.artefacts / "web-model-alerts.png")
+    page.reload()  # the address keeps the model, and so the alerts shown
+    expect(scope).to_have_text("(raised by vib-lstm)", timeout=15_000)
+    expect(rows).to_have_count(1)
+    page.locator("[data-testid=model]").select_option("twinflow")
+    expect(rows).to_have_count(2, timeout=15_000)
+    expect(scope).to_have_text("(all models)")
+    ids = sorted(rows.evaluate_all("rs => rs.map((r) => r.dataset.alert)"))
+    page.click("[data-testid=twin-deliveries]")  # the webhook deliveries of the twin's alerts
+    expect(page.locator("[data-testid=filter-twin]")).to_contain_text(twin)
+    expect(page.locator("#deliveries-table tr[data-alert]").first).to_be_visible(timeout=15_000)
+    listed = page.locator("#deliveries-table tr[data-alert]").evaluate_all("rs => rs.map((r) => r.dataset.alert)")
+    assert sorted(set(listed)) == ids
+
+
+def _refused_alert(live: Live, twin: str) -> None:
+    """An anomaly alert of ``twin`` whose webhook delivery the receiver refuses (410: failed at once)."""
+    live.receiver.refuse.add(twin)
+    publish_score(live, twin, datetime.now(UTC), 0.95)
+
+
+def test_webhook_deliveries_are_listed_by_status_and_queued_again(page: Page, live: Live):
+    """The web view had no view of the webhook outbox: the failed deliveries are listed with the receiver's
+    answer and error, filtered by status and twin, and queued again with the page's token, one alert's or every
+    failed one; the page shows the server's answer, also a refusal (a token revoked meanwhile: 401)."""
+    from twinflow.api.tokens import TokenStore
+
+    stamp = int(time.time() * 1000)
+    one, every, revoked = (f"{live.alert_twin}-web-hook-{n}-{stamp}" for n in ("one", "all", "revoked"))
+    for twin in (one, every, revoked):
+        _refused_alert(live, twin)
+    with live.client() as c:
+
+        def failed(twin: str) -> str | None:
+            items = c.get("/api/v1/alerts/deliveries", params={"twin": twin, "state": "failed"}).json()["items"]
+            return items[0]["alert_id"] if items else None
+
+        aid = {t: wait_for(f"{t}'s delivery failed", lambda t=t: failed(t), timeout=30) for t in (one, every, revoked)}
+
+    page.goto(f"{live.base}/#token={live.token}")
+    expect(page.locator("#fleet-table")).to_be_visible(timeout=15_000)
+    page.click("#nav-deliveries")
+    expect(page.locator("h1")).to_have_text("Webhook deliveries")
+    page.select_option("[data-testid=delivery-state]", "failed")
+    expect(page).to_have_url(re.compile(r"#/deliveries\?state=failed$"))
+    row = page.locator(f"#deliveries-table tr[data-alert='{aid[one]}']")
+    expect(row).to_be_visible(timeout=15_000)
+    states = page.locator("#deliveries-table [data-testid=delivery-state]")
+    assert set(states.all_inner_texts()) == {"failed"}
+    expect(row.locator("[data-testid=http-status]")).to_have_text("410")
+    expect(row.locator("[data-testid=last-error]")).to_contain_text("HTTP 410")
+    expect(row.locator("[data-testid=attempts]")).to_have_text("1")
+    expect(page.locator("[data-testid=outbox-counts]")).to_contain_text("failed")
+    page.screenshot(path=live.artefacts / "web-deliveries.png", full_page=True)
+
+    # one alert's, from the list filtered on its twin, once the receiver is fixed
+    page.goto(f"{live.base}/#/deliveries?state=failed&twin={one}")
+    expect(page.locator("[data-testid=filter-twin]")).to_contain_text(one)
+    expect(page.locator("#deliveries-table tr[data-alert]")).to_have_count(1, timeout=15_000)
+    live.receiver.refuse.discard(one)
+    page.locator(f"tr[data-alert='{aid[one]}'] [data-testid=redeliver]").click()
+    queued = page.locator("#deliveries-result[data-testid=queued]")
+    expect(queued).to_have_text(f"1 version(s) of {aid[one]} queued again by ann")
+    page.select_option("[data-testid=delivery-state]", "all")
+    row = page.locator(f"#deliveries-table tr[data-alert='{aid[one]}']")
+    expect(row.locator("[data-testid=delivery-state]")).to_have_text("delivered", timeout=30_000)
+    expect(row.locator("[data-testid=http-status]")).to_have_text("204")
+    expect(row.locator("[data-testid=redelivered-by]")).to_contain_text("ann")
+
+    # every failed delivery (the outbox's, whatever the filter shows: also that of `revoked`, refused again)
+    live.receiver.refuse.discard(every)
+    page.goto(f"{live.base}/#/deliveries?twin={every}")
+    row = page.locator(f"#deliveries-table tr[data-alert='{aid[every]}']")
+    expect(row.locator("[data-testid=delivery-state]")).to_have_text("failed", timeout=15_000)
+    page.click("[data-testid=redeliver-all]")
+    expect(page.locator("#deliveries-result[data-testid=queued]")).to_contain_text("queued again by ann")
+    expect(row.locator("[data-testid=delivery-state]")).to_have_text("delivered", timeout=30_000)
+    expect(row.locator("[data-testid=redelivered-by]")).to_contain_text("ann")
+
+    # the server decides: a token revoked after the page read the list is refused, and the page says so
+    tokens_file = Path(live.env["TWINFLOW_API__TOKENS_FILE"])
+    store = TokenStore.load(tokens_file)
+    carl, entry = store.issue("carl")
+    store.save(tokens_file)
+    with live.client(token=carl) as c:  # the server reads the tokens file again within a second
+        wait_for("the token taken", lambda: c.get("/api/v1/me").status_code == 200, timeout=10)
+    page.goto(f"{live.base}/#token={carl}")
+    page.reload()  # signed in again, as carl
+    expect(page.locator("#who")).to_have_text("carl", timeout=15_000)
+    page.goto(f"{live.base}/#/deliveries?state=failed&twin={revoked}")
+    button = page.locator(f"tr[data-alert='{aid[revoked]}'] [data-testid=redeliver]")
+    expect(button).to_be_visible(timeout=15_000)
+    store = TokenStore.load(tokens_file)
+    assert store.revoke(entry.id)
+    store.save(tokens_file)
+    with live.client(token=carl) as c:
+        wait_for("the token revoked", lambda: c.get("/api/v1/me").status_code == 401, timeout=10)
+    button.click()
+    refused = page.locator("#deliveries-result[data-testid=refused]")
+    expect(refused).to_have_text("401 Unauthorized: unknown or revoked token")
+    with live.client() as c:
+        [kept] = c.get(f"/api/v1/alerts/{aid[revoked]}/deliveries").json()["items"]
+    assert (kept["state"], kept["redelivered_by"]) == ("failed", "ann")  # queued by every failed one's, not carl
+    live.receiver.refuse.discard(revoked)

@@ -161,7 +161,9 @@ async function twinPage(main, twinId, model) {
     el("div", { class: "card" }, el("h2", {}, "Anomaly score and health"), el("div", { id: "score-now", class: "kv" }), el("div", { id: "score-chart", class: "chart" })),
     el("div", { class: "card" }, el("h2", {}, "Remaining useful life and failure probability (last 24 hours)"), el("div", { id: "failure-now", class: "kv" }), el("div", { id: "failure-chart", class: "chart" })),
     el("div", { class: "card" }, el("h2", {}, "Forecasts (prediction interval)"), el("div", { id: "forecasts", class: "grid" })),
-    el("div", { class: "card" }, el("h2", {}, "Alerts"), el("div", { id: "alerts" })),
+    el("div", { class: "card" }, el("h2", {}, "Alerts ", el("span", { id: "alerts-model", class: "muted", "data-testid": "alerts-model" })),
+      el("div", { id: "alerts" }),
+      el("p", {}, el("a", { href: deliveriesHash({ twin: twinId }), "data-testid": "twin-deliveries" }, "webhook deliveries of this twin's alerts"))),
   );
   const st = { doc: null, etag: null, live: {}, model: model || BUILTIN };
   const gen = pageGen;
@@ -398,11 +400,14 @@ async function twinPage(main, twinId, model) {
     history.replaceState(null, "", twinHash(twinId, m));  // a link to the page shows the same model
     $("#score-now").replaceChildren(); $("#failure-now").replaceChildren();
     noData("score-chart", "loading…"); noData("failure-chart", "loading…");
-    loadScores(); loadFailures(); loadForecasts();
+    loadScores(); loadFailures(); loadForecasts(); loadAlerts();
   }
+  // the twin's active alerts: every one, or with a model of your own picked those it raised (`?model=`)
   async function loadAlerts() {
-    const r = await get(`/api/v1/alerts?state=active&twin=${enc}`);
+    const r = await getOutputs(`/api/v1/alerts?state=active&twin=${enc}`, "&");
     if (r.gone) return;
+    const scope = st.model === BUILTIN ? "" : `raised by ${st.model}`;
+    $("#alerts-model").textContent = scope ? `(${scope})` : "(all models)";
     if (!r.ok) return showProblem($("#alerts"), r);
     const items = r.data.items;
     $("#alerts").replaceChildren(items.length ? el("table", { id: "alerts-table" },
@@ -414,8 +419,9 @@ async function twinPage(main, twinId, model) {
         el("td", {}, time(a.opened_at)), el("td", {}, a.summary),
         el("td", { class: "row" },
           a.state === "open" && a.condition === "active" && !a.shelved_until ? el("button", { "data-testid": "ack", onclick: () => alertAction(a.alert_id, "ack") }, "Acknowledge") : "",
-          !a.shelved_until ? el("button", { "data-testid": "shelve", onclick: () => shelve(a.alert_id) }, "Shelve…") : el("button", { "data-testid": "unshelve", onclick: () => alertAction(a.alert_id, "unshelve") }, "Unshelve"))))))
-      : el("p", { class: "muted" }, "no active alerts"));
+          !a.shelved_until ? el("button", { "data-testid": "shelve", onclick: () => shelve(a.alert_id) }, "Shelve…") : el("button", { "data-testid": "unshelve", onclick: () => alertAction(a.alert_id, "unshelve") }, "Unshelve"),
+          el("a", { href: deliveriesHash({ alert: a.alert_id }), "data-testid": "alert-deliveries" }, "deliveries"))))))
+      : el("p", { class: "muted" }, scope ? `no active alerts ${scope}` : "no active alerts"));
   }
   async function alertAction(id, action, body) {
     const r = await api.call("POST", `/api/v1/alerts/${encodeURIComponent(id)}/${action}`, body || {});
@@ -455,14 +461,116 @@ async function twinPage(main, twinId, model) {
   timers.push(setInterval(loadScores, 5000), setInterval(loadForecasts, 15000), setInterval(loadFailures, 15000), setInterval(loadModels, 30000));
 }
 
+// a refusal as the server gave it (an RFC 9457 problem): its status, title and detail
+const problemText = (r) => `${r.status} ${(r.data && r.data.title) || ""}: ${(r.data && r.data.detail) || ""}`;
 function showProblem(box, r) {
-  box.replaceChildren(el("p", { class: "error" }, `${r.status} ${(r.data && r.data.title) || ""}: ${(r.data && r.data.detail) || ""}`));
+  box.replaceChildren(el("p", { class: "error" }, problemText(r)));
+}
+
+// ------------------------------------------------------------------ webhook deliveries (the alerts' outbox)
+// #/deliveries?state=failed&twin=ID&alert=ID&offset=N: GET /alerts/deliveries; queue failed ones again with the
+// page's token (POST /alerts/{id}/redeliver, POST /alerts/deliveries/redeliver); the server decides, the page
+// shows its answer (the message, or the problem: 401, 403, 409 …).
+const DELIVERY_STATES = ["all", "failed", "pending", "delivered"];
+const DELIVERIES_PAGE = 50;
+function deliveriesHash(q) {
+  const p = new URLSearchParams();
+  for (const k of ["state", "twin", "alert", "offset"]) if (q[k] && !(k === "state" && q[k] === "all") && q[k] !== "0") p.set(k, q[k]);
+  const t = p.toString();
+  return "#/deliveries" + (t ? "?" + t : "");
+}
+
+async function deliveriesPage(main, q) {
+  const state = DELIVERY_STATES.includes(q.state) ? q.state : "all";
+  const offset = Math.max(0, parseInt(q.offset, 10) || 0);
+  const filters = { state, twin: q.twin || null, alert: q.alert || null };
+  const go = (change) => (location.hash = deliveriesHash({ ...filters, offset: 0, ...change }));
+  main.replaceChildren(
+    el("p", {}, el("a", { href: "#/" }, "← fleet")),
+    el("h1", {}, "Webhook deliveries"),
+    el("p", { class: "muted" }, "Every alert version is POSTed to the webhook (alerts.webhook_url) through an outbox: a pending one is tried "
+      + "again, a failed one waits until someone queues it again (after fixing the receiver or the URL)."),
+    el("div", { class: "card row", id: "deliveries-filter" }),
+    el("p", { id: "deliveries-result" }),
+    el("div", { class: "card" }, el("p", { id: "deliveries-error", class: "error", hidden: "" }),
+      el("div", { id: "deliveries" }, el("p", { class: "muted" }, "loading…"))));
+  const gen = pageGen;
+  let shown = null;  // the last answer drawn: an unchanged one is not drawn again
+  async function load() {
+    const p = new URLSearchParams({ state, limit: DELIVERIES_PAGE, offset });
+    if (filters.twin) p.set("twin", filters.twin);
+    if (filters.alert) p.set("alert", filters.alert);
+    const r = await api.get("/api/v1/alerts/deliveries?" + p);
+    if (gen !== pageGen) return;
+    const err = $("#deliveries-error");  // a refused read: said above the last list read (kept, with its buttons)
+    if (!r.ok) { err.textContent = problemText(r); err.hidden = false; return; }
+    err.hidden = true;
+    const text = JSON.stringify(r.data);
+    if (text === shown) return;
+    shown = text;
+    drawFilter(r.data);
+    drawTable(r.data);
+  }
+  function drawFilter(d) {
+    const sel = el("select", { id: "delivery-state", "data-testid": "delivery-state" },
+      DELIVERY_STATES.map((n) => el("option", { value: n }, n)));
+    sel.value = state;
+    sel.onchange = () => go({ state: sel.value });
+    const chip = (k, label) => (filters[k] ? [el("span", { "data-testid": "filter-" + k }, `${label} ${filters[k]} `,
+      el("a", { href: deliveriesHash({ ...filters, [k]: null }), title: "show every " + label + "'s" }, "✕"))] : []);
+    $("#deliveries-filter").replaceChildren(el("b", {}, "status"), sel, ...chip("twin", "twin"), ...chip("alert", "alert"),
+      el("button", { class: "primary", "data-testid": "redeliver-all", title: "POST /api/v1/alerts/deliveries/redeliver: every failed delivery in the outbox, of every twin",
+        onclick: () => redeliver("/api/v1/alerts/deliveries/redeliver") }, "Redeliver every failed delivery"),
+      el("span", { class: "muted", "data-testid": "outbox-counts" }, `in the outbox: ${d.counts.failed} failed, ${d.counts.pending} pending, ${d.counts.delivered} delivered`));
+  }
+  function drawTable(d) {
+    const rows = d.items.map((x) => el("tr", { "data-delivery": `${x.alert_id}:${x.version}`, "data-alert": x.alert_id },
+      el("td", {}, el("a", { href: deliveriesHash({ alert: x.alert_id }) }, x.alert_id), el("br"), el("a", { href: twinHash(x.twin_id), class: "muted" }, x.twin_id)),
+      el("td", {}, `v${x.version}`),
+      el("td", { "data-testid": "delivery-state" }, badge(x.state, "delivery-" + x.state)),
+      el("td", { "data-testid": "attempts" }, String(x.attempts)),
+      el("td", { "data-testid": "http-status" }, x.http_status === null ? "–" : String(x.http_status)),
+      el("td", { "data-testid": "last-error" }, x.last_error || "–"),
+      el("td", {}, time(x.created_at)),
+      el("td", {}, x.state === "pending" ? ["next ", time(x.next_attempt_at), x.last_attempt_at ? [el("br"), "last ", time(x.last_attempt_at)] : ""]
+        : [x.state, " ", time(x.settled_at)]),
+      el("td", { "data-testid": "redelivered-by" }, x.redelivered_by ? [x.redelivered_by, el("br"), time(x.redelivered_at)] : "–"),
+      el("td", {}, x.state === "failed" ? el("button", { "data-testid": "redeliver", title: `POST /api/v1/alerts/${x.alert_id}/redeliver: every failed version of this alert`,
+        onclick: () => redeliver(`/api/v1/alerts/${encodeURIComponent(x.alert_id)}/redeliver`, {}) }, "Redeliver alert") : "")));
+    const last = Math.min(offset + d.items.length, d.total);
+    $("#deliveries").replaceChildren(
+      rows.length ? el("table", { id: "deliveries-table" },
+        el("thead", {}, el("tr", {}, ["alert / twin", "version", "status", "attempts", "webhook answer", "last error", "queued", "tried / settled", "queued again by", ""].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)) : el("p", { class: "muted" }, "no deliveries" + (state === "all" ? "" : ` ${state}`)),
+      el("p", { class: "row", "data-testid": "deliveries-page" }, d.total ? `${offset + 1}–${last} of ${d.total}` : "",
+        offset > 0 ? el("a", { href: deliveriesHash({ ...filters, offset: String(Math.max(0, offset - DELIVERIES_PAGE)) }) }, "← newer") : "",
+        last < d.total ? el("a", { href: deliveriesHash({ ...filters, offset: String(offset + DELIVERIES_PAGE) }) }, "older →") : ""));
+  }
+  async function redeliver(path, body) {
+    const out = $("#deliveries-result");
+    out.className = "muted"; out.removeAttribute("data-testid"); out.textContent = "queueing…";
+    const r = await api.call("POST", path, body);
+    if (gen !== pageGen) return;
+    if (r.ok) { out.className = "okmsg"; out.setAttribute("data-testid", "queued"); out.textContent = r.data.message; }
+    else { out.className = "error"; out.setAttribute("data-testid", "refused"); out.textContent = problemText(r); }
+    load();
+  }
+  await load();
+  timers.push(setInterval(load, 3000));  // attempts and settlements are not events: the outbox is read again
+  let pending = false;
+  stream = new EventStream("/api/v1/events?types=alert", () => {  // a new alert version: a new row
+    if (pending) return;
+    pending = true;
+    setTimeout(() => { pending = false; load(); }, 1000);
+  });
 }
 
 // ------------------------------------------------------------------ routing and sign-in
 async function route() {
   cleanup();
   const main = $("#main");
+  const d = location.hash.match(/^#\/deliveries(?:\?(.*))?$/);
+  if (d) return deliveriesPage(main, Object.fromEntries(new URLSearchParams(d[1] || "")));
   const m = location.hash.match(/^#\/twins\/([^?]+)(?:\?model=(.*))?$/);
   if (m) await twinPage(main, decodeURIComponent(m[1]), m[2] ? decodeURIComponent(m[2]) : null); else await fleetPage(main);
 }

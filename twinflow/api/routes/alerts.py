@@ -16,14 +16,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from operators.records.alerts import Kind, Severity
+from operators.records.alerts import Kind, Severity, source_of
 from operators.records.envelope import TWIN_ID_PATTERN
 from twinflow.alarms.state_filters import NAMES, selection
 from twinflow.api import models
 from twinflow.api.auth import Reader, Writer
 from twinflow.api.kafka_delivery import deliver
 from twinflow.api.problems import Problem
-from twinflow.api.routes.params import JSON, Time, aware_time, twin_id_ok
+from twinflow.api.routes.params import JSON, NO_NUL, Time, aware_time, twin_id_ok
 
 router = APIRouter()
 log = logging.getLogger("twinflow.api")
@@ -49,6 +49,15 @@ async def list_alerts(
         list[Severity] | None, Query(description="only these severities (repeat the parameter for several)")
     ] = None,
     kind: Annotated[list[Kind] | None, Query(description="only these kinds (repeat the parameter for several)")] = None,
+    model: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="only the alerts this model raised: a model's name (e.g. `vib-lstm`: the alerts naming it"
+            " in `evidence.sources`); `twinflow`: the built-in models' (docs/alerts.md, 'A model of your own')",
+            json_schema_extra={"pattern": NO_NUL},
+        ),
+    ] = None,
     sort: Annotated[
         Literal["time", "severity"], Query(description="time: newest first; severity: critical first, then newest")
     ] = "time",
@@ -61,7 +70,8 @@ async def list_alerts(
         raise Problem(400, "bad-state", f"state {state[:40]!r}: use one of {', '.join(NAMES)}")
     states, isa = selection(state)
     twin = twin_id_ok(twin) if twin is not None else None
-    query = AlertQuery(states, twin, isa, severity, kind, sort, limit, offset)
+    source = source_of(model) if model is not None else None
+    query = AlertQuery(states, twin, isa, severity, kind, sort, limit, offset, source)
     rows = await request.app.state.reads.alerts(query)
     return JSON({"items": [_alert_doc(r) for r in rows]})
 
