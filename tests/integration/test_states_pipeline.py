@@ -18,7 +18,7 @@ import pytest
 from tests.integration.plant_helpers import settings_of
 from tests.kafka_helpers import produce
 from tests.process_helpers import Background
-from tests.status_signals import FAULT, N, SWITCHES, plant_with_status
+from tests.status_signals import FAULT, SWITCHES, N, plant_with_status
 from tests.twin_kafka import envelope, query
 from twinflow.demo.plant import topic_env
 from twinflow.settings import Settings
