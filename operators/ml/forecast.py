@@ -20,6 +20,7 @@ import math
 import struct
 from array import array
 from collections import deque
+from collections.abc import Collection
 from typing import Any
 
 import msgspec
@@ -134,6 +135,13 @@ class SensorForecasts:
     def reset(self) -> None:
         self.models.clear()
         self._held = None
+
+    def forget(self, sensors: Collection[str]) -> None:
+        """Drop these sensors' forecasters (samples held are learned first): nothing of theirs is
+        forecast until they are learned again, afresh."""
+        self._learn_held()
+        for name in sensors:
+            self.models.pop(name, None)
 
     def seen(self, sensor: str) -> int:
         """Samples the sensor's forecaster has learned (0: unknown sensor)."""
@@ -448,29 +456,44 @@ class ForecastBatch:
     """Samples of one twin's batch whose forecaster update waits for the batch's end (column-wise,
     :meth:`SensorForecasts.update_many`); the i-th :meth:`add` is the i-th result of :meth:`run`."""
 
-    __slots__ = ("calibrate", "publish", "rows")
+    __slots__ = ("calibrate", "forget", "publish", "rows")
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float] | None] = []
         self.calibrate: list[bool] = []
         self.publish: list[bool] = []
+        self.forget: list[tuple[int, frozenset[str]]] = []  # (sample, sensors dropped before it is learned)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, readings: dict[str, float] | None, calibrate: bool, publish: bool) -> None:
+    def add(
+        self, readings: dict[str, float] | None, calibrate: bool, publish: bool, forget: Collection[str] = ()
+    ) -> None:
         """One sample: what the forecasters learn (None: nothing), whether it widens the interval,
-        whether its forecasts are wanted."""
+        whether its forecasts are wanted; ``forget``: sensors whose forecasters are dropped before
+        it (:meth:`SensorForecasts.forget`)."""
+        if forget:
+            self.forget.append((len(self.rows), frozenset(forget)))
         self.rows.append(readings)
         self.calibrate.append(calibrate)
         self.publish.append(publish)
 
     def run(self, forecaster: SensorForecasts) -> list[tuple[dict[str, SensorForecast], dict[str, int]] | None]:
         """Learn the samples added so far (then forget them); per sample its forecasts and each
-        sensor's samples seen, where asked for."""
-        out = forecaster.update_many(self.rows, self.calibrate, self.publish)
-        self.rows, self.calibrate, self.publish = [], [], []
-        return out
+        sensor's samples seen, where asked for. Sensors to drop cut the batch there."""
+        rows, calibrate, publish, forget = self.rows, self.calibrate, self.publish, self.forget
+        self.rows, self.calibrate, self.publish, self.forget = [], [], [], []
+        if not forget:
+            return forecaster.update_many(rows, calibrate, publish)
+        out: list[tuple[dict[str, SensorForecast], dict[str, int]] | None] = []
+        start = 0
+        for i, sensors in forget:
+            if i > start:
+                out += forecaster.update_many(rows[start:i], calibrate[start:i], publish[start:i])
+                start = i
+            forecaster.forget(sensors)
+        return out + forecaster.update_many(rows[start:], calibrate[start:], publish[start:])
 
 
 # The class name in snapshots pickled before it was renamed (River's Forecaster is another contract).

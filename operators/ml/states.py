@@ -10,8 +10,10 @@ whole degrees or a register stepping from 0 to 1000 does not fit). From then on 
 a boolean. A state that later sends a value that does not fit (fractional, out of -1..``values``,
 one distinct value too many: a quantised temperature that only read 0 and 1 °C during the warm-up)
 is a level again and never a state again. Each change of
-what is a state restarts the twin's scoring models (as a counter does: :mod:`operators.ml.counters`);
-forecasts and the failure history see the readings as sent. Sensors only become states while
+what is a state restarts the twin's scoring models (as a counter does: :mod:`operators.ml.counters`).
+A state is not forecast, as a boolean is not (:class:`~operators.ml.twin_model.TwinModel` drops its
+forecaster when it becomes one; a state revoked is forecast afresh); the failure history sees it as
+sent (context of the failure features). Sensors only become states while
 the twin learns (not in maintenance); a value first seen in maintenance counts once learning resumes.
 
 ``[ml.states]`` (:class:`~operators.ml.config.StatesConfig`) decides by name instead: a reading

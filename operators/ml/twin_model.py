@@ -98,7 +98,8 @@ class TwinModel:
 
     def restart(self) -> None:
         """Start the scoring models afresh (a sensor turned out to be a counter or a state, or not):
-        the forecasts and the failure history, which see the readings as sent, go on."""
+        the forecasts and the failure history, which see the readings as sent, go on (a state's
+        forecaster is dropped by :meth:`update`: a state is not forecast)."""
         cfg = self.config
         self.anomaly = NoveltyDetector(cfg.anomaly)
         self.operating_point = OperatingPoint(
@@ -128,6 +129,8 @@ class TwinModel:
                 self.counters = Counters()
             if not hasattr(self, "states"):  # before version 6: no states known yet
                 self.states = States()
+            if self.forecaster is not None and self.states.states:  # (written when states were still forecast)
+                self.forecaster.forget(self.states.states)
 
     # ------------------------------------------------------------------ control
     def rebaseline(self, sensor: str | None = None) -> bool:
@@ -197,8 +200,12 @@ class TwinModel:
         t = seconds(ts, cfg.time_unit_s) if t is None else t
         context = cfg.operating_point.context
         scored, changed = self.counters.apply(t, readings, learn, cfg.counters, context)
+        states = self.states.states
+        known = len(states)
         if self.states.apply(readings, learn, cfg.states, context, cfg.counters.sensors):
             changed = True
+        # new states (detected, or named at their first reading): their forecasters go (not forecast)
+        forget = states if (changed or len(states) != known) and states else ()
         if changed:  # a sensor turned out to be a counter or a state (or not): learn from scratch
             self.restart()
         # None: the first reading of a counter named in [ml.counters] (no rate yet): not scored
@@ -206,10 +213,13 @@ class TwinModel:
         out_forecasts = None
         if self.forecaster is not None:
             faults = score.sensor_faults
-            fr = {k: v for k, v in readings.items() if k not in faults} if faults else readings
+            skip = faults.keys() | states if faults and states else faults or states  # a state is not forecast
+            fr = {k: v for k, v in readings.items() if k not in skip} if skip else readings
             if deferred is not None:
-                deferred.add(fr if learn else None, not score.is_anomaly, forecasts)
+                deferred.add(fr if learn else None, not score.is_anomaly, forecasts, forget)
             else:
+                if forget:
+                    self.forecaster.forget(forget)
                 self.forecaster.update(fr, learn=learn, calibrate=not score.is_anomaly)
                 out_forecasts = self.forecaster.forecast() if forecasts else None
         failure = None

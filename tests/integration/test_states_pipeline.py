@@ -3,7 +3,8 @@ number (a Modbus coil or an OPC-UA Int32 read as a number) and switches every 8-
 flow following it, and of the same pump with an 8σ pressure fault between two switches (docs/ml.md,
 "States: statuses sent as numbers"): scored as a level, the switches were alarms (the healthy pump
 had anomalous rows); taken for a state (operating-point context, as a boolean is) none is, and the
-fault is still found."""
+fault is still found. The flag is not forecast once it is a state (no forecast rows for it from its
+first switch on), the other sensors are."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from tests.integration.plant_helpers import settings_of
 from tests.kafka_helpers import produce
 from tests.process_helpers import Background
-from tests.status_signals import FAULT, N, plant_with_status
+from tests.status_signals import FAULT, SWITCHES, N, plant_with_status
 from tests.twin_kafka import envelope, query
 from twinflow.demo.plant import topic_env
 from twinflow.settings import Settings
@@ -54,3 +55,11 @@ def test_a_running_flag_sent_as_a_number_is_context_in_the_pipeline(stack_settin
     fault = (t0 + timedelta(seconds=FAULT[0]), t0 + timedelta(seconds=FAULT[1] + 60))
     flagged = [r["ts"] for r in rows if r["is_anomaly"] or r["kind"]]
     assert flagged and all(fault[0] <= ts < fault[1] for ts in flagged), (flagged[:3], fault)
+
+    sql = "SELECT sensor, max(ts) AS last FROM forecasts WHERE twin_id = %s GROUP BY sensor"
+    forecasts = {r["sensor"]: r for r in query(s, sql, (healthy,))}
+    state_from = t0 + timedelta(seconds=SWITCHES[0])  # its first switch: a state from then on
+    assert "running" not in forecasts or forecasts["running"]["last"] < state_from, forecasts.get("running")
+    late = t0 + timedelta(seconds=N - 600)
+    assert {"temp_c", "pressure_bar", "flow_m3h"} <= forecasts.keys(), sorted(forecasts)
+    assert all(forecasts[k]["last"] >= late for k in ("temp_c", "pressure_bar", "flow_m3h")), forecasts
