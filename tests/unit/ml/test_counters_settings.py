@@ -156,3 +156,24 @@ def test_a_model_config_pickled_before_counters_loads_with_the_default():
 
     cls, values = ModelConfig().__reduce_ex__(5)  # what a snapshot stores; before: one field fewer
     assert cls(*values[:-1]).counters == CountersConfig()
+
+
+def test_a_named_counter_coarse_for_the_sample_rate_raises_nothing_while_the_machine_runs(tmp_path: Path):
+    # A 1-kWh register read every second at 7.2 kW steps every ~500 readings: scored as its step
+    # over the time since the step before (held), not as 0 with a spike per step (before: a
+    # `condition` alert on 2,440 of 3,000 rows, benchmarks/coarse_counters.py).
+    rng = np.random.default_rng(7)
+    n = 3000
+    load = np.cumsum(rng.normal(0, 0.01, n))
+    used = np.abs(rng.normal(0.002, 0.0005, n))
+    ts = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n)]
+    pl.DataFrame(
+        {
+            "ts": ts,
+            "temp_c": 60 + 0.5 * load + rng.normal(0, 0.2, n),
+            "pressure_bar": 5 + 0.05 * load + rng.normal(0, 0.02, n),
+            "energy_kwh": np.floor(12345.0 + np.cumsum(used)),
+        }
+    ).write_csv(tmp_path / "plant.csv")
+    got = _replay(tmp_path, "coarse", '[ml.counters]\nsensors = ["*_kwh"]\n')
+    assert got.height == n and _alert_rows(got, 0, n) == 0 and got["is_anomaly"].sum() == 0
