@@ -9,6 +9,7 @@ rows flagged (``is_anomaly``), rows with a ``condition`` kind and rows with any 
 
     PYTHONPATH=. python -m benchmarks.coarse_counters
     PYTHONPATH=. python -m benchmarks.coarse_counters --checkout /tmp/base --cases 7kw
+    PYTHONPATH=. python -m benchmarks.coarse_counters --cases 7kw --env TWINFLOW_ML__COUNTERS__RISES=5
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     ap.add_argument("--rows", type=int, default=3000, help="readings per file (1 Hz)")
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     ap.add_argument("--checkout", type=Path, default=REPO, help="tree whose code replays (default: this one)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every replay")
     args = ap.parse_args(argv)
+    extra = dict(e.split("=", 1) for e in args.env)
     rows: list[dict[str, object]] = []
     print("| case | scored as | rows | flagged | condition rows | alert rows |\n|---|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="coarse-") as tmp:
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             src = Path(tmp) / f"{case}.csv"
             write_case(src, args.rows, *CASES[case])
             for how, env in (("level", {}), ("named", {"TWINFLOW_ML__COUNTERS__SENSORS": '["*_kwh"]'})):
-                got = replay(src, Path(tmp) / f"{case}-{how}.csv", args.checkout.resolve(), env)
+                got = replay(src, Path(tmp) / f"{case}-{how}.csv", args.checkout.resolve(), {**extra, **env})
                 kind = got["kind"].fill_null("")
                 row = {
                     "case": case,
