@@ -64,6 +64,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
+from typing import Any
 
 from operators.ml.config import CountersConfig
 from operators.pickled import PickledBySlots
@@ -97,10 +98,26 @@ class Counters(PickledBySlots):
         self.counters: set[str] = set()
         self.never: set[str] = set()  # fell without a reset, went below 0, or a level by name: not a counter
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Snapshots before step-aware rates have no ``_steps``: each counter's next rate is then
+    def __getstate__(self) -> dict[str, Any]:
+        """A counter's step rides in ``_rises`` (unused for counters) as ``(since, increment,
+        interval, t)``, ``t`` its last reading's time: a version before step-aware rates loads the
+        snapshot too (the names it has), and a step it did not keep up to date is dropped at load.
+        A candidate's step is not kept: its next rise is measured from its last reading."""
+        state = super().__getstate__()
+        steps, last = state.pop("_steps"), self._last
+        kept = [name for name in self.counters if name in steps and name in last]
+        if kept:
+            state["_rises"] = {**self._rises, **{name: (*steps[name], last[name][1]) for name in kept}}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Snapshots before step-aware rates have no steps: each counter's next rate is then
         ``Δvalue / Δt`` from its last reading, as it was."""
-        state.setdefault("_steps", {})
+        rises, last = state.get("_rises", {}), state.get("_last", {})
+        kept = {name: r for name, r in rises.items() if r.__class__ is tuple}
+        if kept:
+            state["_rises"] = {name: r for name, r in rises.items() if name not in kept}
+        state["_steps"] = {name: r[:3] for name, r in kept.items() if name in last and last[name][1] == r[3]}
         super().__setstate__(state)
 
     def apply(

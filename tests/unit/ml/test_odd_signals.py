@@ -247,11 +247,16 @@ def test_a_counter_that_steps_at_every_reading_keeps_its_plain_rate_and_old_snap
             assert out == {"kwh": (nv - v) / (nt - t)}
         t, v = nt, nv
     assert c.counters == {"kwh"}
-    old = pickle.loads(pickle.dumps(c))
-    state = old.__getstate__()
-    del state["_steps"]  # a snapshot from before step-aware rates
-    back = Counters.__new__(Counters)
-    back.__setstate__(state)
+    again = pickle.loads(pickle.dumps(c))
+    assert (again._steps, again._last, again._rate) == (c._steps, c._last, c._rate)
+    state = c.__getstate__()  # only the names an earlier version has: it loads this snapshot too
+    assert set(state) == {"_last", "_rate", "_rises", "counters", "never"} and state["_last"] == c._last
+    back = Counters.__new__(Counters)  # a snapshot from before step-aware rates: no steps
+    back.__setstate__({**state, "_rises": {"kwh": 20}})
+    assert back._steps == {}
+    stale = Counters.__new__(Counters)  # an earlier version ran on after this snapshot: its step is stale
+    stale.__setstate__({**state, "_last": {"kwh": (v + 5.0, t + 9.0)}})
+    assert stale._steps == {} and stale._rises == {}
     assert back.apply(t + 2.0, {"kwh": v + 1.0})[0] == {"kwh": 0.5}
     assert back.apply(t + 4.0, {"kwh": v + 1.0})[0] == {"kwh": 0.5}  # unchanged: held for one interval
     assert back.apply(t + 6.0, {"kwh": v + 1.0})[0] == {"kwh": 0.25}  # then bounded: 1 kWh in 4 s at most
