@@ -19,13 +19,12 @@ novelty episode of its own (a counter that steps at every reading is never held)
 or a repeated timestamp carries the last rate forward (a reset's reading starts the next interval).
 A counter that goes down by less than half of its value is no counter (a quantised temperature
 rising for minutes looks like one): it is scored as a level again and never taken for a counter
-again. Each change of what is a
-counter restarts the twin's scoring models (as a new sensor does); forecasts and the failure
-history see the readings as sent. Sensors only become counters while the twin learns (not in
-maintenance). A wear indicator that only ever grows is a counter too: its rate is scored.
-Detection needs ``rises`` steps however long they take: a coarse counter (a step per 500 s) is
-scored as a level for its first ``rises`` steps (a novelty episode per step). Its values are those
-of a whole-degree temperature drifting up, so it is not taken sooner: name it.
+again. Each change of what is a counter restarts the twin's scoring models (as a new sensor does);
+forecasts and the failure history see the readings as sent. Sensors only become counters while the
+twin learns (not in maintenance). A wear indicator that only ever grows is a counter too: its rate
+is scored. Detection needs ``rises`` steps however long they take: a coarse counter (a step per
+500 s) is scored as a level for its first ``rises`` steps (a novelty episode per step). Its values
+are those of a whole-degree temperature drifting up, so it is not taken sooner: name it.
 
 ``[ml.counters]`` (:class:`~operators.ml.config.CountersConfig`) decides by name instead: a reading
 matching a ``levels`` glob (or an operating-point ``context`` glob) is never a counter; one matching
