@@ -156,3 +156,30 @@ def test_a_model_config_pickled_before_counters_loads_with_the_default():
 
     cls, values = ModelConfig().__reduce_ex__(5)  # what a snapshot stores; before: one field fewer
     assert cls(*values[:-1]).counters == CountersConfig()
+
+
+def test_a_named_counter_coarse_for_the_sample_rate_raises_nothing_while_the_machine_runs(tmp_path: Path):
+    # A 1-kWh register read every second at 7.2 kW steps every ~500 readings: scored as its step
+    # over the time since the step before (held), not as 0 with a spike per step (before: a
+    # `condition` alert on 2,440 of 3,000 rows, benchmarks/coarse_counters.py). Drawing 3x the
+    # energy from 2,200 s on is seen at the first step after it.
+    n, fault = 3000, 2200
+    for name, factor in (("steady", 1.0), ("faster", 3.0)):
+        rng = np.random.default_rng(7)
+        load = np.cumsum(rng.normal(0, 0.01, n))
+        used = np.abs(rng.normal(0.002, 0.0005, n))
+        used[fault:] *= factor
+        ts = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n)]
+        (tmp_path / name).mkdir()
+        pl.DataFrame(
+            {
+                "ts": ts,
+                "temp_c": 60 + 0.5 * load + rng.normal(0, 0.2, n),
+                "pressure_bar": 5 + 0.05 * load + rng.normal(0, 0.02, n),
+                "energy_kwh": np.floor(12345.0 + np.cumsum(used)),
+            }
+        ).write_csv(tmp_path / name / "plant.csv")
+    steady = _replay(tmp_path / "steady", "coarse", '[ml.counters]\nsensors = ["*_kwh"]\n')
+    assert steady.height == n and _alert_rows(steady, 0, n) == 0 and steady["is_anomaly"].sum() == 0
+    faster = _replay(tmp_path / "faster", "coarse", '[ml.counters]\nsensors = ["*_kwh"]\n')
+    assert _alert_rows(faster, 0, fault) == 0 and _alert_rows(faster, fault, fault + 300) > 0

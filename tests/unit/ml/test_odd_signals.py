@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,56 @@ def test_replay_of_odd_signals_from_the_command_line(tmp_path: Path):
     starts = np.flatnonzero(np.diff(np.r_[0, flags]) == 1)
     assert len(starts) == 1 and FAULT.start <= starts[0] < FAULT.stop, starts
     assert (got["kind"].fill_null("") != "").sum() <= flags.sum() + 2
+
+
+def test_a_coarse_counter_has_its_mean_rate_between_steps_and_falls_when_it_stops():
+    """A 1-kWh register read every second steps every 500 s: its rate is the step over the time since
+    the step before, held, and bounded by what an unchanged register allows once a step is overdue."""
+    from operators.ml.config import CountersConfig
+    from operators.ml.counters import Counters
+
+    c, cfg = Counters(), CountersConfig(sensors=("*_kwh",))
+    outs = [c.apply(float(t), {"e_kwh": 100.0 + t // 500}, config=cfg) for t in range(3000)]
+    rates = [r for r, _ in outs]
+    assert rates[0] is None and {r["e_kwh"] for r in rates[1:500]} == {0.0}  # no step yet
+    assert [t for t, (_, changed) in enumerate(outs) if changed] == [500]  # scored at 0 so far: start afresh
+    assert {r["e_kwh"] for r in rates[500:]} == {1 / 500}  # held between steps, not 0 with a spike
+    # the machine stops: no step at 3,000 s; from then on 1 kWh since 2,500 s is all the register allows,
+    # and the rate falls in steps of COARSE_BAND (10 %)
+    stopped = [c.apply(float(t), {"e_kwh": 105.0}, config=cfg)[0]["e_kwh"] for t in range(3000, 4500)]
+    assert stopped[55] == 1 / 500 and stopped[56] == 1 / 556 and stopped[-1] < 1 / 1800
+    assert all(b == a or 0.89 * a < b < 0.9 * a for a, b in pairwise(stopped))
+    held = c.apply(4500.0, {"e_kwh": 106.0}, config=cfg)[0]["e_kwh"]  # the mean over the pause, 1/2000 ± 10 %
+    assert held == stopped[-1] and abs(held - 1 / 2000) < 0.1 * held
+    assert c.apply(4500.0, {"e_kwh": 107.0}, config=cfg)[0] == {"e_kwh": held}  # a repeated time: carried
+    assert c.apply(4501.0, {"e_kwh": 1.0}, config=cfg)[0] == {"e_kwh": held}  # a reset: carried
+    assert c.apply(4601.0, {"e_kwh": 2.0}, config=cfg)[0] == {"e_kwh": 1 / 100}  # from the reset's reading
+
+
+def test_a_counter_that_steps_at_every_reading_keeps_its_plain_rate_and_old_snapshots_load():
+    import pickle
+
+    from operators.ml.counters import Counters
+
+    c, rng, t, v = Counters(), np.random.default_rng(3), 0.0, 50.0
+    for _ in range(200):  # irregular spacing, irregular increments: Δvalue / Δt, exactly
+        nt, nv = t + float(rng.uniform(0.5, 3.0)), v + float(rng.uniform(0.1, 2.0))
+        counted = "kwh" in c.counters
+        out, _ = c.apply(nt, {"kwh": nv})
+        if counted:
+            assert out == {"kwh": (nv - v) / (nt - t)}
+        t, v = nt, nv
+    assert c.counters == {"kwh"}
+    again = pickle.loads(pickle.dumps(c))
+    assert (again._steps, again._last, again._rate) == (c._steps, c._last, c._rate)
+    state = c.__getstate__()  # only the names an earlier version has: it loads this snapshot too
+    assert set(state) == {"_last", "_rate", "_rises", "counters", "never"} and state["_last"] == c._last
+    back = Counters.__new__(Counters)  # a snapshot from before step-aware rates: no steps
+    back.__setstate__({**state, "_rises": {"kwh": 20}})
+    assert back._steps == {}
+    stale = Counters.__new__(Counters)  # an earlier version ran on after this snapshot: its step is stale
+    stale.__setstate__({**state, "_last": {"kwh": (v + 5.0, t + 9.0)}})
+    assert stale._steps == {} and stale._rises == {}
+    assert back.apply(t + 2.0, {"kwh": v + 1.0})[0] == {"kwh": 0.5}
+    assert back.apply(t + 4.0, {"kwh": v + 1.0})[0] == {"kwh": 0.5}  # unchanged: held for one interval
+    assert back.apply(t + 6.0, {"kwh": v + 1.0})[0] == {"kwh": 0.25}  # then bounded: 1 kWh in 4 s at most
