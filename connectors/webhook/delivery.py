@@ -124,7 +124,7 @@ class Deliverer:
             t = threading.Thread(target=self._run, args=(i, wake), name=f"webhook-delivery-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        log.info("webhook: delivering the outbox to %s (%d at once)", self.config.url, len(self._wakes))
+        log.info("webhook: delivering the outbox to %s (%d at once)", self.sender.shown, len(self._wakes))
 
     def wake(self) -> None:
         """New versions were queued: look now rather than at the next poll."""
