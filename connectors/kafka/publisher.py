@@ -27,11 +27,10 @@ from confluent_kafka import KafkaError, Message, Producer
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import make_producer
 from connectors.kafka.spill import Full, Record, SpillQueue
-from connectors.kafka.stall import KafkaProbe, StallWatch
+from connectors.kafka.stall import PURGED, KafkaProbe, StallWatch
 
 log = logging.getLogger(__name__)
 
-_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 # Delivery errors after which the record goes back into the buffer.
 _REQUEUE = {
     KafkaError._MSG_TIMED_OUT,
@@ -135,7 +134,7 @@ class Publisher:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         with self._cond:
             self.counters.in_flight -= 1
-            if err is None or err.code() not in _PURGED:
+            if err is None or err.code() not in PURGED:
                 self._stall.progressed()
             if err is None:
                 self.counters.delivered += 1

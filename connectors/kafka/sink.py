@@ -41,16 +41,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Producer
 
 from connectors.batch_sink import BatchSink
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import producer_config
-from connectors.kafka.stall import KafkaProbe, StallWatch
+from connectors.kafka.stall import PURGED, KafkaProbe, StallWatch
 
 log = logging.getLogger(__name__)
 
-_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 
 
 class OutMessage(NamedTuple):
@@ -89,7 +88,7 @@ class DeliveryReports:
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is None:
             return
-        if self._purged is not None and err.code() in _PURGED:
+        if self._purged is not None and err.code() in PURGED:
             self._purged.append(OutMessage(msg.key(), msg.value(), msg.topic(), msg.headers()))
             return
         self._failed += 1

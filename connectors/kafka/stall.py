@@ -32,11 +32,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from connectors.config.contract import ConnectorSettings
 from connectors.kafka.clients import client_config, quiet_logger
+
+# The delivery errors of a purge: records handed back, not failed (the producer is not to blame).
+PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 # While records are outstanding and none is acknowledged, ask whether Kafka answers this often (s; at
 # most a third of `stall_s`).
