@@ -15,18 +15,13 @@ rows flagged (``is_anomaly``), rows with a ``condition`` kind and rows with any 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
-REPO = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from benchmarks.replay_cli import REPO, ReplayFailed, replay_csv, temp_and_pressure, write_csv_1hz
+
 # name -> (kWh per second, resolution in kWh, second at which the machine stops or None)
 CASES: dict[str, tuple[float, float, int | None]] = {
     "7kw": (0.002, 1.0, None),  # a step every ~500 readings: the docs' row
@@ -44,31 +39,7 @@ def write_case(path: Path, rows: int, per_s: float, resolution: float, stop: int
     if stop is not None:
         used[stop:] = 0.0
     energy = np.floor((12345.0 + np.cumsum(used)) / resolution) * resolution
-    ts = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(rows)]
-    pl.DataFrame(
-        {
-            "ts": ts,
-            "temp_c": 60 + 0.5 * load + rng.normal(0, 0.2, rows),
-            "pressure_bar": 5 + 0.05 * load + rng.normal(0, 0.02, rows),
-            "energy_kwh": energy,
-        }
-    ).write_csv(path)
-
-
-def replay(src: Path, out: Path, checkout: Path, env: dict[str, str]) -> pl.DataFrame:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_")}
-    args = ["replay", str(src), "--time-col", "ts", "--twin", "coarse-1", "--out", str(out)]
-    res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=src.parent,
-        env={**clean, "PYTHONPATH": str(checkout), **env},
-        timeout=1800,
-    )
-    if res.returncode != 0:
-        raise SystemExit(f"twinflow replay failed ({checkout}):\n{res.stderr[-3000:]}")
-    return pl.read_csv(out, infer_schema_length=None)
+    write_csv_1hz(path, {**temp_and_pressure(rng, load), "energy_kwh": energy})
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
@@ -86,7 +57,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             src = Path(tmp) / f"{case}.csv"
             write_case(src, args.rows, *CASES[case])
             for how, env in (("level", {}), ("named", {"TWINFLOW_ML__COUNTERS__SENSORS": '["*_kwh"]'})):
-                got = replay(src, Path(tmp) / f"{case}-{how}.csv", args.checkout.resolve(), {**extra, **env})
+                out = Path(tmp) / f"{case}-{how}.csv"
+                try:
+                    got = replay_csv(src, out, "coarse-1", {**extra, **env}, tree=args.checkout.resolve(), timeout=1800)
+                except ReplayFailed as exc:
+                    raise SystemExit(str(exc)) from None
                 kind = got["kind"].fill_null("")
                 row = {
                     "case": case,

@@ -8,17 +8,14 @@ temperature in whole degrees that is steady, then rises one degree every 100 s w
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-REPO = Path(__file__).resolve().parents[3]
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from benchmarks.replay_cli import T0, replay_csv, temp_and_pressure, twinflow, write_csv_1hz
+
 N = 6000
 DRIFT = 3000  # the bearing starts to drift here
 
@@ -31,37 +28,18 @@ def _file(path: Path) -> None:
         energy[i:] -= 0.05  # the meter's reading dips once in a while (a correction)
     bearing = np.full(N, 55.0)
     bearing[DRIFT:] += np.floor(np.arange(N - DRIFT) / 100)
-    ts = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(N)]
-    pl.DataFrame(
-        {
-            "ts": ts,
-            "temp_c": 60 + 0.5 * load + rng.normal(0, 0.2, N),
-            "pressure_bar": 5 + 0.05 * load + rng.normal(0, 0.02, N),
-            "energy_kwh": energy,
-            "bearing_temp": bearing,
-        }
-    ).write_csv(path)
+    write_csv_1hz(path, {**temp_and_pressure(rng, load), "energy_kwh": energy, "bearing_temp": bearing})
 
 
 def _replay(tmp_path: Path, name: str, toml: str | None, **env: str) -> pl.DataFrame:
     src, out = tmp_path / "plant.csv", tmp_path / f"{name}.csv"
     if not src.exists():
         _file(src)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_")}
     if toml is not None:
         (tmp_path / f"{name}.toml").write_text(toml)
         env["TWINFLOW_CONFIG"] = str(tmp_path / f"{name}.toml")
-    args = ["replay", str(src), "--time-col", "ts", "--twin", "bearing-1", "--out", str(out)]
-    res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**clean, "PYTHONPATH": str(REPO), **env},
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr
-    return pl.read_csv(out, infer_schema_length=None).with_columns(pl.int_range(pl.len()).alias("row"))
+    got = replay_csv(src, out, "bearing-1", env)
+    return got.with_columns(pl.int_range(pl.len()).alias("row"))
 
 
 def _alert_rows(got: pl.DataFrame, lo: int, hi: int) -> int:
@@ -91,16 +69,7 @@ def test_named_counters_count_and_named_levels_keep_a_quantised_drift_in_the_hea
 
 
 def test_a_list_in_a_variable_that_is_no_json_is_a_configuration_error(tmp_path: Path):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_")}
-    env = {**clean, "PYTHONPATH": str(REPO), "TWINFLOW_ML__COUNTERS__SENSORS": "*_kwh"}
-    res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli.main", "settings", "show"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-    )
+    res = twinflow(["settings", "show"], tmp_path, {"TWINFLOW_ML__COUNTERS__SENSORS": "*_kwh"}, timeout=120)
     assert res.returncode == 2, res.stderr
     assert "TWINFLOW_ML__COUNTERS__SENSORS (environment): [ml.counters] sensors" in res.stderr
     assert "JSON list" in res.stderr and "Traceback" not in res.stderr
@@ -169,16 +138,9 @@ def test_a_named_counter_coarse_for_the_sample_rate_raises_nothing_while_the_mac
         load = np.cumsum(rng.normal(0, 0.01, n))
         used = np.abs(rng.normal(0.002, 0.0005, n))
         used[fault:] *= factor
-        ts = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n)]
         (tmp_path / name).mkdir()
-        pl.DataFrame(
-            {
-                "ts": ts,
-                "temp_c": 60 + 0.5 * load + rng.normal(0, 0.2, n),
-                "pressure_bar": 5 + 0.05 * load + rng.normal(0, 0.02, n),
-                "energy_kwh": np.floor(12345.0 + np.cumsum(used)),
-            }
-        ).write_csv(tmp_path / name / "plant.csv")
+        energy = np.floor(12345.0 + np.cumsum(used))
+        write_csv_1hz(tmp_path / name / "plant.csv", {**temp_and_pressure(rng, load), "energy_kwh": energy})
     steady = _replay(tmp_path / "steady", "coarse", '[ml.counters]\nsensors = ["*_kwh"]\n')
     assert steady.height == n and _alert_rows(steady, 0, n) == 0 and steady["is_anomaly"].sum() == 0
     faster = _replay(tmp_path / "faster", "coarse", '[ml.counters]\nsensors = ["*_kwh"]\n')

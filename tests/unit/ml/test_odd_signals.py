@@ -4,20 +4,18 @@ that reports less often than its twin. Normal behaviour raises no alarm, a real 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from benchmarks.replay_cli import T0, replay_csv, temp_and_pressure
 from operators.ml.live_state import LiveModelConfig, TwinModelState, silent_sensors
 from operators.ml.live_step import Reading, step
 from operators.ml.twin_model import TwinModel
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 N = 3000
 FAULT = slice(2200, 2500)
 
@@ -25,8 +23,7 @@ FAULT = slice(2200, 2500)
 def plant(n: int = N, seed: int = 0) -> dict[str, np.ndarray]:
     """Two noisy process values wandering together (temperature and pressure)."""
     rng = np.random.default_rng(seed)
-    load = np.cumsum(rng.normal(0, 0.01, n))
-    return {"temp_c": 60 + 0.5 * load + rng.normal(0, 0.2, n), "pressure_bar": 5 + 0.05 * load + rng.normal(0, 0.02, n)}
+    return temp_and_pressure(rng, np.cumsum(rng.normal(0, 0.01, n)))
 
 
 def run(columns: dict[str, np.ndarray], dt: float = 1.0) -> list:
@@ -197,10 +194,7 @@ def test_replay_of_odd_signals_from_the_command_line(tmp_path: Path):
     df = df.with_columns(pl.Series("temp_c", temp))
     src, out = tmp_path / "odd.csv", tmp_path / "scores.csv"
     df.write_csv(src)
-    args = ["replay", str(src), "--time-col", "ts", "--twin", "odd-1", "--out", str(out)]
-    res = subprocess.run([sys.executable, "-m", "twinflow.cli.main", *args], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    got = pl.read_csv(out, infer_schema_length=None)
+    got = replay_csv(src, out, "odd-1")
     scored = got["anomaly_score"].drop_nulls().cast(pl.Float64)
     assert scored.len() > 2000 and scored.is_finite().all()
     flags = got["is_anomaly"].to_numpy()

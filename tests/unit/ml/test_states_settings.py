@@ -6,44 +6,24 @@ the mode, the last one hiding a real fault); taken as context, as a boolean is, 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from tests.status_signals import FAULT, N, plant_with_status
-
-REPO = Path(__file__).resolve().parents[3]
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _file(path: Path, status: str, fault: bool) -> None:
-    ts = [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(N)]
-    pl.DataFrame({"ts": ts, **plant_with_status(status, fault)}).write_csv(path)
+from benchmarks.replay_cli import T0, replay_csv, write_csv_1hz
+from tests.status_signals import FAULT, plant_with_status
 
 
 def _replay(tmp_path: Path, status: str, fault: bool, **env: str) -> pl.DataFrame:
     src = tmp_path / f"{status}-{fault}.csv"
     out = tmp_path / f"{status}-{fault}-{len(env)}-scores.csv"
     if not src.exists():
-        _file(src, status, fault)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_")}
-    args = ["replay", str(src), "--time-col", "ts", "--twin", "pump-1", "--out", str(out)]
-    res = subprocess.run(
-        [sys.executable, "-m", "twinflow.cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**clean, "PYTHONPATH": str(REPO), **env},
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr
-    return pl.read_csv(out, infer_schema_length=None).with_columns(pl.int_range(pl.len()).alias("row"))
+        write_csv_1hz(src, plant_with_status(status, fault))
+    got = replay_csv(src, out, "pump-1", env)
+    return got.with_columns(pl.int_range(pl.len()).alias("row"))
 
 
 def _alert_rows(got: pl.DataFrame) -> pl.DataFrame:
