@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr
 
 from connectors.config.contract import ConnectorSettings
 from connectors.config.errors import ConfigError
+from connectors.config.shown import ShownUrl
 from connectors.postgres.settings import PostgresSettings
 from flows.twin_settings import TwinSettings
 from operators.alerts.rules import AlertRules
@@ -218,8 +219,9 @@ class AlertSettings(StrictModel):
     # flow.poll_interval_ms, at most 500: an alert waits the reorder window anyway, and longer polls
     # take more records per batch (less CPU per record, docs/performance.md).
     poll_interval_ms: float | None = Field(None, ge=0, le=500)
-    # Optional webhook: HTTP POST of each alert version, signed with HMAC-SHA256.
-    webhook_url: str | None = None
+    # Optional webhook: HTTP POST of each alert version, signed with HMAC-SHA256 (`settings show`
+    # shows it without user, password, query and fragment: a receiver's token often rides there).
+    webhook_url: ShownUrl | None = None
     webhook_secret: SecretStr | None = None  # the HMAC key (or webhook_secret_file)
     webhook_secret_file: Path | None = None  # a file whose first line is the HMAC key
     webhook_timeout_s: float = Field(5.0, gt=0)  # seconds per delivery attempt

@@ -288,7 +288,8 @@ def reference_markdown() -> str:
         "Every setting twinflow reads, from the settings models themselves. Give a setting in the TOML file",
         "named by `TWINFLOW_CONFIG` (else `./twinflow.toml`) under its section, or as its environment",
         "variable (which wins over the file); `twinflow settings show` prints the settings in effect and what",
-        "set them. Unknown keys are errors, in the file and in variables alike (README, *Configuration*).",
+        "set them (secrets as `**********`, URLs without user, password, query and fragment). Unknown keys",
+        "are errors, in the file and in variables alike (README, *Configuration*).",
         "A key with `<name>` is a table of your own names (e.g. `[twin.policy.types.pump]`); `[]` marks an",
         "array of tables (`[[ml.limits]]`); such tables are given in the file (or as one JSON variable for",
         "the whole setting). A variable holding a list or a table is JSON",
@@ -322,7 +323,8 @@ def _cell(text: str, code: bool = False) -> str:
 
 
 def effective(settings: Settings, section: str | None = None) -> dict[str, Any]:
-    """The settings in effect as TOML-ready data (secrets masked, unset values left out)."""
+    """The settings in effect as TOML-ready data (secrets masked, URLs as
+    :func:`~connectors.config.shown.shown_url` shows them, unset values left out)."""
     data = settings.model_dump(mode="json", by_alias=True)
     data = _without_none(data)
     if section is not None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_serializer, model_validator
 
 from connectors.config.secret_files import read_secret_file
+from connectors.config.shown import shown_properties
 from operators.strict import StrictModel
 
 
@@ -33,7 +34,8 @@ class Topics(StrictModel):
 
 class KafkaSettings(StrictModel):
     bootstrap_servers: str = "127.0.0.1:9092"  # host:port,… of the brokers (default: the local stack's)
-    # Extra librdkafka properties merged into every client (e.g. security settings).
+    # Extra librdkafka properties merged into every client (e.g. security settings); `settings show`
+    # masks those named like a secret (`*password*`, `*secret*`, …) and shows `*.url` ones without credentials.
     extra: dict[str, str] = Field(default_factory=dict)
     # SASL password (librdkafka `sasl.password`); never logged (docs/security.md).
     sasl_password: SecretStr | None = None
@@ -44,6 +46,10 @@ class KafkaSettings(StrictModel):
     # purged and a new one sends its records (duplicates are possible, never loss; consumers and sinks
     # are idempotent). The flows' sinks and the bridges (unless `bridge.buffer.stall_s` is set).
     stall_s: float = Field(30.0, gt=0)
+
+    @field_serializer("extra", when_used="json")
+    def _extra_shown(self, extra: dict[str, str]) -> dict[str, str]:
+        return shown_properties(extra)
 
     @model_validator(mode="after")
     def _password_from_file(self) -> KafkaSettings:

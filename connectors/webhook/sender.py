@@ -15,16 +15,15 @@ another attempt later; a 429 or 503 with ``Retry-After`` (seconds or an HTTP-dat
 :attr:`Transient.retry_after_s` (:func:`retry_after_s`). Other 4xx answers are :class:`Refused`.
 Redirects are not followed (a client following a 301, 302 or 303 repeats a POST as a GET without its
 body: the alert would be lost while the receiver answers 200): a 3xx is refused and names where it points.
-Errors name the URL without its user, password, query and fragment (:func:`shown_url`): they are
-stored in the outbox and shown by the API and the web view, and a receiver's token often rides there.
+Errors name the URL without its user, password, query and fragment
+(:func:`~connectors.config.shown.shown_url`): they are stored in the outbox and shown by the API and
+the web view, and a receiver's token often rides there.
 
 >>> sig = sign(b"k", "1700000000", b'{"a":1}')
 >>> verify(b"k", "1700000000", b'{"a":1}', sig, now=1700000010)
 True
 >>> verify(b"other", "1700000000", b'{"a":1}', sig, now=1700000010)
 False
->>> shown_url("https://bot:pw@hooks.example.com:8443/in/alerts?token=s3cret#x")
-'https://hooks.example.com:8443/in/alerts?…'
 """
 
 from __future__ import annotations
@@ -38,7 +37,8 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit, urlunsplit
+
+from connectors.config.shown import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -119,26 +119,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-def shown_url(url: str) -> str:
-    """``url`` as errors and logs show it: without user, password, query and fragment (``?…`` says a
-    query was left out)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:  # an IPv6 address
-            host = f"[{host}]"
-        netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    except ValueError:  # not a URL urllib can split (the request fails with its own error)
-        return "the webhook URL (alerts.webhook_url)"
-    return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
-
-
 class WebhookSender:
     """Deliver JSON bodies to one URL, one attempt per :meth:`post`."""
 
     def __init__(self, url: str, secret: bytes, *, timeout_s: float = 5.0) -> None:
         self.url = url
-        self.shown = shown_url(url)
+        self.shown = shown_url(url, unreadable="the webhook URL (alerts.webhook_url)")
         self._secret = secret
         self._timeout = timeout_s
 

@@ -3,29 +3,18 @@ current) and the settings in effect, run as a user runs them."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
+from benchmarks.replay_cli import REPO, twinflow
 from operators.strict import StrictModel
 from twinflow.settings import Settings
 from twinflow.settings_reference import _comments, reference_markdown, reference_rows
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _twinflow(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TWINFLOW_")}
-    return subprocess.run(
-        [sys.executable, "-m", "twinflow.cli.main", *args],
-        env={**clean, "PYTHONPATH": str(REPO), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
+    return twinflow(args, cwd, env, timeout=120)
 
 
 def test_docs_configuration_is_the_current_reference() -> None:
@@ -93,6 +82,27 @@ def test_show_prints_the_settings_in_effect_with_what_set_them(tmp_path: Path) -
     assert "hunter2" not in res.stdout and shown["postgres"]["password"] == "**********"
     one = _twinflow(["settings", "show", "flow"], tmp_path)
     assert list(tomllib.loads(one.stdout)) == ["flow"]
+
+
+def test_show_prints_urls_without_the_credentials_they_carry(tmp_path: Path) -> None:
+    (tmp_path / "twinflow.toml").write_text(
+        '[kafka.extra]\n"sasl.password" = "kafka-pw"\n"linger.ms" = "50"\n'
+        '"sasl.oauthbearer.token.endpoint.url" = "https://cid-77:idp-secret@idp.example.com/token?aud=x"\n'
+    )
+    url = "https://bot-user:pa55word@hooks.example.com:8443/in/alerts?token=s3cret#part-9"
+    res = _twinflow(
+        ["settings", "show"], tmp_path, TWINFLOW_ALERTS__WEBHOOK_URL=url, TWINFLOW_ALERTS__WEBHOOK_SECRET="k"
+    )
+    assert res.returncode == 0, res.stderr
+    for secret in ("bot-user", "pa55word", "s3cret", "part-9", "kafka-pw", "cid-77", "idp-secret", "aud=x"):
+        assert secret not in res.stdout, secret
+    shown = tomllib.loads(res.stdout)
+    assert shown["alerts"]["webhook_url"] == "https://hooks.example.com:8443/in/alerts?…"
+    extra = shown["kafka"]["extra"]
+    assert extra["sasl.password"] == "**********" and extra["linger.ms"] == "50"
+    assert extra["sasl.oauthbearer.token.endpoint.url"] == "https://idp.example.com/token?…"
+    assert "URLs without user, password, query (?…) and fragment" in res.stdout
+    assert Settings(alerts={"webhook_url": url}).alerts.webhook_url == url  # what the flow posts to: whole
 
 
 def test_show_refuses_an_unknown_section_and_a_bad_config_without_a_traceback(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ def show(
     section: str = typer.Argument(None, help="Only this section (e.g. kafka, flow, alerts)."),
 ) -> None:
     """Print the settings in effect as TOML (defaults, the file and TWINFLOW_* variables applied; secrets
-    masked, unset values left out), with the file and the variables that set them."""
+    masked, URLs without user, password, query and fragment, unset values left out), with the file and
+    the variables that set them."""
     import tomli_w
 
     from twinflow.settings import Settings, config_path
@@ -31,7 +32,8 @@ def show(
     variables = sorted(k for k in os.environ if k.upper().startswith(sections))  # those that set something
     print(f"# file: {path.resolve() if path else 'none (defaults; TWINFLOW_CONFIG or ./twinflow.toml)'}")
     print(f"# variables: {', '.join(variables) if variables else 'none'}")
-    print("# secrets are shown as **********; the reference of every setting: twinflow settings reference")
+    print("# secrets are shown as **********, URLs without user, password, query (?…) and fragment;")
+    print("# the reference of every setting: twinflow settings reference")
     print(tomli_w.dumps(effective(s, section)), end="")
 
 
