@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +22,33 @@ def start_twinflow(args: list[str], env: dict[str, str], log: IO[bytes]) -> subp
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], log: Path, timeout: float = 60) -> Iterator[str]:
+    """``twinflow serve`` (the HTTP API, as tests/api reach it) on a free port of 127.0.0.1, with ``env``
+    and its output in ``log``: its base URL once ``/api/v1/health`` answers; stopped afterwards."""
+    import httpx
+
+    from twinflow.runner import free_ports
+
+    base = f"http://127.0.0.1:{free_ports(1)[0]}"
+    with open(log, "wb") as out:
+        proc = start_twinflow(["serve"], {**env, "TWINFLOW_API__PORT": base.rsplit(":", 1)[1]}, out)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                assert proc.poll() is None, f"twinflow serve exited:\n{log.read_text(errors='replace')[-3000:]}"
+                try:
+                    if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"twinflow serve not up:\n{log.read_text(errors='replace')[-3000:]}"
+                time.sleep(0.2)
+            yield base
+        finally:
+            stop(proc)
 
 
 def stop(proc: subprocess.Popen) -> int:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -34,7 +35,7 @@ from operators.records.alerts import Alert, AnomalyScore, encode
 from tests.db_helpers import private_db  # noqa: F401
 from tests.integration.test_alerts_flow import PERIOD, alert_settings, alerts_out, scores, send  # noqa: F401
 from tests.kafka_helpers import read_topic
-from tests.process_helpers import start_twinflow, stop
+from tests.process_helpers import serving, start_twinflow, stop
 from tests.twin_fixtures import settings_env
 from twinflow.cli.main import app
 
@@ -73,17 +74,16 @@ def test_a_model_output_from_a_clock_far_ahead_is_dead_lettered_and_does_not_sil
 
 @pytest.fixture
 def api_client(alert_settings, tmp_path):  # noqa: F811
-    """The HTTP API on the test's settings (its own tokens file), in this process: (client, bob's token)."""
-    from starlette.testclient import TestClient
-
-    from twinflow.api.app import create_app
+    """`twinflow serve` on the test's settings (its own tokens file), reached over HTTP as tests/api reach
+    it: (client, bob's token)."""
     from twinflow.api.tokens import TokenStore
 
     store = TokenStore([])
     token, _ = store.issue("bob")
     store.save(tmp_path / "tokens.json")
-    api = alert_settings.api.model_copy(update={"tokens_file": tmp_path / "tokens.json"})
-    with TestClient(create_app(alert_settings.model_copy(update={"api": api}))) as client:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **settings_env(alert_settings)}
+    env["TWINFLOW_API__TOKENS_FILE"] = str(tmp_path / "tokens.json")  # the alerts topics: alert_settings' variables
+    with serving(env, tmp_path / "serve.log") as base, httpx.Client(base_url=base, timeout=60) as client:
         yield client, token
 
 
@@ -311,12 +311,8 @@ def test_thousands_of_alerting_twins_the_list_pages_filters_and_sorts_by_severit
     assert bad.exit_code == 2 and "--severity 'urgent': use one or more of minor, major, critical" in bad.output
     assert run(app, ["alerts", "list", "--sort", "loudest"]).exit_code == 2
 
-    from starlette.testclient import TestClient
-
-    from twinflow.api.app import create_app
-
-    api = s.api.model_copy(update={"anonymous_read": True})
-    with TestClient(create_app(s.model_copy(update={"api": api}))) as client:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TWINFLOW_API__ANONYMOUS_READ": "true"}  # the database: above
+    with serving(env, tmp_path / "serve.log") as base, httpx.Client(base_url=base, timeout=30) as client:
         got = client.get("/api/v1/alerts", params={"severity": ["critical"], "sort": "severity", "offset": 25})
         assert got.status_code == 200, got.text
         assert [x["alert_id"] for x in got.json()["items"]] == [alerts[i].alert_id for i in (400, 300, 200, 100, 0)]
