@@ -34,6 +34,7 @@ import annotated_types
 from pydantic import BaseModel, SecretStr
 
 from connectors.config.errors import unwrap
+from connectors.config.shown import SHOWN
 from twinflow.settings import PROJECT_ROOT, Settings
 
 PREFIX = "TWINFLOW_"
@@ -325,7 +326,7 @@ def _cell(text: str, code: bool = False) -> str:
 def effective(settings: Settings, section: str | None = None) -> dict[str, Any]:
     """The settings in effect as TOML-ready data (secrets masked, URLs as
     :func:`~connectors.config.shown.shown_url` shows them, unset values left out)."""
-    data = settings.model_dump(mode="json", by_alias=True)
+    data = settings.model_dump(mode="json", by_alias=True, context=SHOWN)
     data = _without_none(data)
     if section is not None:
         return {section: data.get(section, {})}

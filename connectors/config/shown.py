@@ -2,9 +2,10 @@
 
 A URL may carry a user and password (``https://bot:pw@host/…``) and a receiver's token often rides in
 its query: :func:`shown_url` leaves all three out (and the fragment). A setting typed :data:`ShownUrl`
-is dumped that way (``model_dump(mode="json")``, what ``settings show`` prints), as a ``SecretStr`` is
-dumped as ``**********``; its value in the program is the whole URL. :func:`shown_properties` does the
-same for free-form client properties (``kafka.extra``).
+is dumped that way with the context :data:`SHOWN` (``model_dump(context=SHOWN)``, what ``settings
+show`` prints); every other dump and its value in the program are the whole URL (a dump handed to a
+child process must work). :func:`shown_properties` does the same for free-form client properties
+(``kafka.extra``).
 
 >>> shown_url("https://bot:pw@hooks.example.com:8443/in/alerts?token=s3cret#x")
 'https://hooks.example.com:8443/in/alerts?…'
@@ -14,8 +15,8 @@ same for free-form client properties (``kafka.extra``).
 >>> class Alerts(BaseModel):
 ...     webhook_url: ShownUrl | None = None
 >>> a = Alerts(webhook_url="https://bot:pw@h/in?token=s3cret")
->>> a.webhook_url, a.model_dump(mode="json")
-('https://bot:pw@h/in?token=s3cret', {'webhook_url': 'https://h/in?…'})
+>>> a.model_dump(mode="json", context=SHOWN), a.model_dump_json()
+({'webhook_url': 'https://h/in?…'}, '{"webhook_url":"https://bot:pw@h/in?token=s3cret"}')
 >>> shown_properties({"sasl.password": "pw", "sasl.oauthbearer.token.endpoint.url": "https://u:p@idp/t", "acks": "all"})
 {'sasl.password': '**********', 'sasl.oauthbearer.token.endpoint.url': 'https://idp/t', 'acks': 'all'}
 """
@@ -26,8 +27,9 @@ from collections.abc import Mapping
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import PlainSerializer, SecretStr
+from pydantic import PlainSerializer, SecretStr, SerializationInfo
 
+SHOWN = {"shown": True}  # the dump's context that shows settings as :func:`shown_url` and :func:`shown_properties` do
 MASKED = str(SecretStr("secret"))  # how a secret is shown: pydantic's mask, **********
 # Parts of a client property's name that make its value a secret (librdkafka: sasl.password,
 # ssl.key.password, sasl.oauthbearer.client.secret, ssl.key.pem, …).
@@ -48,12 +50,21 @@ def shown_url(url: str, unreadable: str = "(a URL that cannot be read)") -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
 
 
+def showing(info: SerializationInfo) -> bool:
+    """Whether a dump is one that shows settings (its context is :data:`SHOWN`)."""
+    return isinstance(info.context, dict) and info.context.get("shown") is True
+
+
 def _shown_setting(url: str) -> str:
     return shown_url(url, unreadable=MASKED)
 
 
-# A URL setting that may carry credentials: the whole URL in the program, :func:`shown_url` when dumped.
-ShownUrl = Annotated[str, PlainSerializer(_shown_setting, when_used="json")]
+def _dumped_url(url: str, info: SerializationInfo) -> str:
+    return _shown_setting(url) if showing(info) else url
+
+
+# A URL setting that may carry credentials: the whole URL, but :func:`shown_url` in a dump with :data:`SHOWN`.
+ShownUrl = Annotated[str, PlainSerializer(_dumped_url)]
 
 
 def shown_properties(properties: Mapping[str, str]) -> dict[str, str]:

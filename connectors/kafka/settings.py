@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_serializer, model_validator
+from pydantic import Field, SecretStr, SerializationInfo, field_serializer, model_validator
 
 from connectors.config.secret_files import read_secret_file
-from connectors.config.shown import shown_properties
+from connectors.config.shown import showing, shown_properties
 from operators.strict import StrictModel
 
 
@@ -47,9 +47,9 @@ class KafkaSettings(StrictModel):
     # are idempotent). The flows' sinks and the bridges (unless `bridge.buffer.stall_s` is set).
     stall_s: float = Field(30.0, gt=0)
 
-    @field_serializer("extra", when_used="json")
-    def _extra_shown(self, extra: dict[str, str]) -> dict[str, str]:
-        return shown_properties(extra)
+    @field_serializer("extra")
+    def _extra_shown(self, extra: dict[str, str], info: SerializationInfo) -> dict[str, str]:
+        return shown_properties(extra) if showing(info) else extra
 
     @model_validator(mode="after")
     def _password_from_file(self) -> KafkaSettings:

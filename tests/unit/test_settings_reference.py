@@ -3,6 +3,7 @@ current) and the settings in effect, run as a user runs them."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tomllib
 from pathlib import Path
@@ -102,7 +103,9 @@ def test_show_prints_urls_without_the_credentials_they_carry(tmp_path: Path) -> 
     assert extra["sasl.password"] == "**********" and extra["linger.ms"] == "50"
     assert extra["sasl.oauthbearer.token.endpoint.url"] == "https://idp.example.com/token?…"
     assert "URLs without user, password, query (?…) and fragment" in res.stdout
-    assert Settings(alerts={"webhook_url": url}).alerts.webhook_url == url  # what the flow posts to: whole
+    alerts = Settings(alerts={"webhook_url": url}).alerts
+    assert alerts.webhook_url == url  # what the flow posts to: whole
+    assert json.loads(alerts.model_dump_json())["webhook_url"] == url  # a dump handed to a child process: whole
 
 
 def test_show_refuses_an_unknown_section_and_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
