@@ -30,11 +30,9 @@ from confluent_kafka import Producer
 from connectors.kafka.clients import alert_topic_specs, delete_topics, ensure_topics, producer_config, twin_topic_specs
 from connectors.postgres.twin_sink import TwinSink
 from tests.db_helpers import private_db  # noqa: F401
-from tests.integration.plant_helpers import free_port
-from tests.process_helpers import stop
+from tests.process_helpers import serving
 from tests.seed import version
 from tests.twin_fixtures import alert_settings_for, settings_env, twin_settings_for
-from tests.twin_kafka import wait_for
 from twinflow import queries
 from twinflow.api.tokens import TokenStore
 from twinflow.settings import Settings
@@ -117,7 +115,7 @@ def stored(s: Settings, twin: str) -> dict[str, list[tuple]]:
         }
 
 
-def test_a_model_of_your_own_keeps_its_rows_beside_the_builtin_ones(system) -> None:
+def test_a_model_of_your_own_keeps_its_rows_beside_the_builtin_ones(system, tmp_path: Path) -> None:
     s, env = system
     twin = f"pump-own-{uuid.uuid4().hex[:8]}"
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
@@ -161,44 +159,29 @@ def test_a_model_of_your_own_keeps_its_rows_beside_the_builtin_ones(system) -> N
     assert (listed()["score"], listed("--model", OWN)["score"]) == (0.1, 0.9)
 
     # the HTTP API
-    port = free_port()
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "twinflow.cli.main", "serve"],
-        cwd=REPO, env={**env, "TWINFLOW_API__PORT": str(port)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        headers = {"Authorization": f"Bearer {env['TWINFLOW_TEST_TOKEN']}"}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", headers=headers, timeout=10) as c:
-
-            def up() -> bool:
-                assert serve.poll() is None, "twinflow serve exited"
-                try:
-                    return c.get("/health").status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_for("twinflow serve", up, timeout=60)
-            since = {"from": (t0 - timedelta(minutes=1)).isoformat()}
-            scores = c.get(f"/twins/{twin}/scores", params=since).json()
-            own = c.get(f"/twins/{twin}/scores", params={**since, "model": OWN}).json()
-            assert (scores["score"], scores["model"]) == ([0.1] * 5, [BUILTIN] * 5)
-            assert (own["score"], own["model"]) == ([0.9] * 5, [OWN] * 5)
-            assert scores["ts"] == own["ts"]
-            forecast = c.get(f"/twins/{twin}/forecasts").json()["temp_c"]
-            own_forecast = c.get(f"/twins/{twin}/forecasts", params={"model": OWN}).json()["temp_c"]
-            assert (forecast["predicted"], forecast["model"]) == ([60.0], "")
-            assert (own_forecast["predicted"], own_forecast["model"]) == ([70.0], OWN)
-            failures = c.get(f"/twins/{twin}/failures").json()
-            own_failures = c.get(f"/twins/{twin}/failures", params={"model": "vib-rul"}).json()
-            assert (failures["rul_s"], failures["model"]) == ([400_000.0], ["twinflow-t2-rul:pumps"])
-            assert (own_failures["rul_s"], own_failures["model"]) == ([500_000.0], ["vib-rul"])
-            soon = {"twin": twin, "within_h": 200}  # 400,000 s: 111 h; 500,000 s: 139 h
-            [builtin] = c.get("/failures", params=soon).json()["items"]
-            [own_rul] = c.get("/failures", params={**soon, "model": "vib-rul"}).json()["items"]
-            assert (builtin["model"], own_rul["model"]) == ("twinflow-t2-rul:pumps", "vib-rul")
-            fleet = {t["twin_id"]: t for t in c.get("/twins", params={"limit": 500}).json()["items"]}
-            own_fleet = {t["twin_id"]: t for t in c.get("/twins", params={"model": OWN}).json()["items"]}
-            assert (fleet[twin]["anomaly"]["score"], own_fleet[twin]["anomaly"]["score"]) == (0.1, 0.9)
-    finally:
-        stop(serve)
+    headers = {"Authorization": f"Bearer {env['TWINFLOW_TEST_TOKEN']}"}
+    with (
+        serving({**env, "PYTHONPATH": str(REPO)}, tmp_path / "serve.log") as base,
+        httpx.Client(base_url=f"{base}/api/v1", headers=headers, timeout=10) as c,
+    ):
+        since = {"from": (t0 - timedelta(minutes=1)).isoformat()}
+        scores = c.get(f"/twins/{twin}/scores", params=since).json()
+        own = c.get(f"/twins/{twin}/scores", params={**since, "model": OWN}).json()
+        assert (scores["score"], scores["model"]) == ([0.1] * 5, [BUILTIN] * 5)
+        assert (own["score"], own["model"]) == ([0.9] * 5, [OWN] * 5)
+        assert scores["ts"] == own["ts"]
+        forecast = c.get(f"/twins/{twin}/forecasts").json()["temp_c"]
+        own_forecast = c.get(f"/twins/{twin}/forecasts", params={"model": OWN}).json()["temp_c"]
+        assert (forecast["predicted"], forecast["model"]) == ([60.0], "")
+        assert (own_forecast["predicted"], own_forecast["model"]) == ([70.0], OWN)
+        failures = c.get(f"/twins/{twin}/failures").json()
+        own_failures = c.get(f"/twins/{twin}/failures", params={"model": "vib-rul"}).json()
+        assert (failures["rul_s"], failures["model"]) == ([400_000.0], ["twinflow-t2-rul:pumps"])
+        assert (own_failures["rul_s"], own_failures["model"]) == ([500_000.0], ["vib-rul"])
+        soon = {"twin": twin, "within_h": 200}  # 400,000 s: 111 h; 500,000 s: 139 h
+        [builtin] = c.get("/failures", params=soon).json()["items"]
+        [own_rul] = c.get("/failures", params={**soon, "model": "vib-rul"}).json()["items"]
+        assert (builtin["model"], own_rul["model"]) == ("twinflow-t2-rul:pumps", "vib-rul")
+        fleet = {t["twin_id"]: t for t in c.get("/twins", params={"limit": 500}).json()["items"]}
+        own_fleet = {t["twin_id"]: t for t in c.get("/twins", params={"model": OWN}).json()["items"]}
+        assert (fleet[twin]["anomaly"]["score"], own_fleet[twin]["anomaly"]["score"]) == (0.1, 0.9)
