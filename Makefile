@@ -8,6 +8,9 @@ export PYTHONUNBUFFERED := 1
 # `make test` leaves out the benchmarks' harness checks (whole small benchmark runs: `make bench-harness`)
 # and ends with its 30 slowest tests (where the suite's time goes).
 PYTEST_ARGS ?= -m "not bench_harness" --durations=30
+# Test files run side by side in this many worker processes (most integration tests wait on services, flows
+# and timeouts rather than compute); `make test TEST_WORKERS=0` runs them one after another in one process.
+TEST_WORKERS ?= 3
 # Every protocol connector (optional for a `pip install twinflow`, connectors/extras.py).
 PROTOCOL_EXTRAS := --extra opcua --extra modbus --extra sparkplug
 
@@ -65,7 +68,7 @@ test: setup interop-deps browser
 	$(TW) stack up --with-timescale-wasm
 	$(TW) db migrate
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) -n $(TEST_WORKERS) --dist loadgroup
 
 bench-ingest: setup
 	$(TW) stack up

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,21 @@ def unique() -> str:
 
 
 from tests.db_helpers import private_db  # noqa: E402, F401  (fixture: a throwaway migrated database)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n N --dist loadgroup`` (``make test``): each test file goes whole to one worker, so its
+    module fixtures (a plant, flows, a private stack) start once; tests marked ``xdist_group(name)``
+    go to one worker together whatever their file (e.g. ``demo``: every demo empties the same demo
+    database). Without ``--dist loadgroup`` xdist schedules as it would."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FileOrGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            group = super()._split_scope(nodeid)  # the group's name, else the whole node id
+            return group if group != nodeid else nodeid.split("::", 1)[0]
+
+    return FileOrGroupScheduling(config, log)

@@ -13,7 +13,8 @@ from confluent_kafka.admin import AdminClient
 
 from connectors.kafka.clients import client_config
 
-pytestmark = pytest.mark.integration
+# Every demo empties and fills the same demo database: demos run one at a time (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 
 
 def test_demo_runs_and_everything_lands(stack_settings):

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,8 +388,9 @@ def test_browse_with_a_secure_mapping_connects_as_its_bridge(tmp_path: Path) -> 
 
 # ----------------------------------------------------------------------------- failures
 def test_unreachable_and_silent_endpoints_fail_fast_without_traceback(tmp_path: Path) -> None:
+    """Each run ends on its own (the helper's 60 s timeout fails a hang): a closed port at once with
+    "connection refused", a silent peer after its `--timeout` (the message names it)."""
     closed = free_port()
-    started = time.monotonic()
     run = twinflow("mapping", "browse-opcua", f"opc.tcp://127.0.0.1:{closed}/x")
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert f"cannot connect to opc.tcp://127.0.0.1:{closed}/x: connection refused" in run.stderr
@@ -408,7 +408,6 @@ def test_unreachable_and_silent_endpoints_fail_fast_without_traceback(tmp_path: 
         )
         run = twinflow("mapping", "check", str(mapping), "--connect", "--timeout", "1")
         assert run.returncode == 1 and "no answer within 1 s" in run.stderr, run.stdout + run.stderr
-    assert time.monotonic() - started < 15
     usage = twinflow("mapping", "browse-opcua", "http://plc:4840")
     assert usage.returncode == 2 and "is not an OPC-UA endpoint" in usage.stderr
 

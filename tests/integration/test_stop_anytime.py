@@ -179,6 +179,7 @@ def test_mapped_bridges_and_the_simulator_stop_cleanly_whenever_the_signal_comes
     )
 
 
+@pytest.mark.xdist_group("demo")  # one demo at a time (tests/conftest.py)
 def test_the_demo_stops_cleanly_whenever_the_signal_comes(case: Case) -> None:
     _stop_at_delays(case, "demo", ["demo", "--publisher", "--duration", "60", "--twins", "1", "--out", str(case.tmp)])
 

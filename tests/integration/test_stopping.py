@@ -376,6 +376,7 @@ def _clean_logs(env: Env, names: list[str]) -> None:
         assert "panicked" not in text and "Traceback" not in text, f"{name}:\n{text[-3000:]}"
 
 
+@pytest.mark.xdist_group("demo")  # one demo at a time (tests/conftest.py)
 def test_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
     demo = env.start("demo-publisher", ["demo", "--publisher", "--duration", "120", "--twins", "2", "--rate", "5"])
     wait_for("the bridge and the flow", lambda: len(demo.children()) == 2, timeout=60)
@@ -387,6 +388,7 @@ def test_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
     _clean_logs(env, ["bridge", "flow"])
 
 
+@pytest.mark.xdist_group("demo")  # one demo at a time (tests/conftest.py)
 def test_plant_demo_stops_on_sigterm_with_everything_it_started(env: Env) -> None:
     """`twinflow demo` (simulator, three bridges, its flows, the web view) on a copy of config/plant.toml with
     free ports."""
