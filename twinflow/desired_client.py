@@ -32,7 +32,7 @@ class Signer:
 
 def signer(settings: Settings) -> Signer:
     """The subject and private key this CLI signs with (``security.key_file``, ``security.subject``)."""
-    from connectors.config.security_files import load_private_key, load_subjects
+    from connectors.config.security_files import load_private_key
 
     sec = settings.security
     if sec.key_file is None:
@@ -44,13 +44,35 @@ def signer(settings: Settings) -> Signer:
         key = load_private_key(sec.key_file)
     except ValueError as exc:
         raise RequestError(f"security.key_file: {exc}") from None
+    return Signer(_subject(settings, key), key)
+
+
+def identity(settings: Settings) -> str:
+    """Who this CLI is (what :func:`signer` signs as, without needing the key when ``security.subject``
+    is set): ``security.subject``, else the subject with ``security.key_file``'s public key, else the
+    login name. Alert actions are authorized as this subject (twinflow.alarms.authority)."""
+    from connectors.config.security_files import load_private_key
+
+    sec = settings.security
+    if sec.subject is not None or sec.key_file is None:
+        return _subject(settings, None)
+    try:
+        return _subject(settings, load_private_key(sec.key_file))
+    except ValueError as exc:
+        raise RequestError(f"security.key_file: {exc}") from None
+
+
+def _subject(settings: Settings, key: Any) -> str:
+    from connectors.config.security_files import load_subjects
+
+    sec = settings.security
     subject = sec.subject
-    if subject is None and sec.subjects_file is not None and sec.subjects_file.is_file():
+    if subject is None and key is not None and sec.subjects_file is not None and sec.subjects_file.is_file():
         try:
             subject = load_subjects(sec.subjects_file).subject_of(key)
         except Exception:  # an unreadable subjects file is the flow's concern; fall back to the login name
             subject = None
-    return Signer(subject or os.environ.get("USER") or getpass.getuser(), key)
+    return subject or os.environ.get("USER") or getpass.getuser()
 
 
 def build(

@@ -1,4 +1,4 @@
-"""Attribute-based authorisation of desired-state changes (plain Python, no I/O).
+"""Attribute-based authorisation of desired-state changes and alert actions (plain Python, no I/O).
 
 A desired update ``{twin_id, values, mode}`` is allowed only when **every** parameter it
 sets is allowed, with its value, by at least one rule whose subject and twin conditions
@@ -15,6 +15,7 @@ is a TOML file (``security.policy_file``); see docs/security.md::
     mode = { values = ["auto", "manual"] }
     "pid.*" = { type = "number" }           # glob on parameter names
     modes = ["maintenance", "normal"]       # operator modes this rule lets the subject set
+    alerts = ["ack", "shelve"]              # alert actions on the twin's alerts ("*": every one)
 
 >>> p = Policy.from_dict({"rule": [{"name": "ops", "subject": {"roles": "operator"},
 ...     "twin": {"type": "pump"}, "parameters": {"rpm_setpoint": {"min": 0, "max": 3000}}}]})
@@ -27,6 +28,20 @@ Decision(allowed=True, reason='allowed', detail='rpm_setpoint by rule ops', rule
 'no_matching_rule'
 >>> ParameterRule(type="integer").check("stage", 3.0), ParameterRule(type="integer").check("stage", 3.5)[0]
 (None, 'bad_type')
+
+Alert actions (:meth:`Policy.authorize_alert`): only rules with ``alerts`` count; a rule must also match
+the alert's twin, and for every twin at once (redelivering every failed delivery) have no twin condition:
+
+>>> a = Policy.from_dict({"rule": [{"name": "m", "subject": {"roles": "maintenance"},
+...     "twin": {"type": "pump"}, "alerts": ["ack", "shelve"]}]})
+>>> a.authorize_alert("shelve", {"roles": "maintenance"}, pump)
+Decision(allowed=True, reason='allowed', detail='shelve by rule m', rules=('m',))
+>>> a.authorize_alert("out_of_service", {"roles": "maintenance"}, pump).reason
+'action_not_allowed'
+>>> a.authorize_alert("ack", ops, pump).reason, p.authorize_alert("ack", ops, pump).reason
+('no_matching_rule', 'no_matching_rule')
+>>> a.authorize_alert("ack", {"roles": "maintenance"}, EVERY_TWIN).reason  # the rule names a twin type
+'no_matching_rule'
 """
 
 from __future__ import annotations
@@ -57,6 +72,17 @@ class DenyReason:
     OUT_OF_RANGE = "out_of_range"
     VALUE_NOT_ALLOWED = "value_not_allowed"
     MODE_NOT_ALLOWED = "mode_not_allowed"
+    ACTION_NOT_ALLOWED = "action_not_allowed"  # an alert action no matching rule grants
+    UNKNOWN_SUBJECT = "unknown_subject"  # not in the subjects file (alert actions; the gate's is request_auth's)
+    NO_SUBJECTS = "no_subjects"
+
+
+# People's actions on alerts a rule may grant (``alerts = [...]``): twinflow.alarms.actions and the webhook
+# outbox's redelivery; "*" grants every one.
+ALERT_ACTIONS = ("ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service", "redeliver")
+AlertActionName = Literal["ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service", "redeliver", "*"]
+# The twin of "every failed delivery" (not bound to one twin): only rules without twin conditions match it.
+EVERY_TWIN: Mapping[str, Any] = {"id": "*"}
 
 
 @dataclass(frozen=True)
@@ -120,14 +146,22 @@ class Rule(StrictModel):
     same: list[str] = Field(default_factory=list)
     parameters: dict[str, ParameterRule] = Field(default_factory=dict)
     modes: list[Literal["normal", "maintenance", "simulating"]] = Field(default_factory=list)
+    alerts: list[AlertActionName] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _grants_something(self) -> Rule:
-        if not self.parameters and not self.modes:
-            raise ValueError(f"rule {self.name!r} grants nothing: add [rule.parameters] or modes = [...]")
+        if not self.parameters and not self.modes and not self.alerts:
+            raise ValueError(
+                f"rule {self.name!r} grants nothing: add [rule.parameters], modes = [...] or alerts = [...]"
+            )
         return self
 
+    def grants_alert(self, action: str) -> bool:
+        return action in self.alerts or "*" in self.alerts
+
     def applies(self, subject: Mapping[str, Any], twin: Mapping[str, Any]) -> bool:
+        if twin is EVERY_TWIN:
+            return not self.twin and not self.same and _matches(self.subject, subject)
         return (
             _matches(self.subject, subject)
             and _matches(self.twin, twin)
@@ -199,7 +233,7 @@ class Policy:
         mode = _field(update, "mode")
         if not isinstance(values, Mapping) or (not values and mode is None):
             return Decision(False, DenyReason.EMPTY_UPDATE, "the update sets no values")
-        rules = [r for r in self.rules if r.applies(subject_attrs, twin_attrs)]
+        rules = [r for r in self.rules if (r.parameters or r.modes) and r.applies(subject_attrs, twin_attrs)]
         if not rules:
             who = subject_attrs.get("id", "subject")
             return Decision(False, DenyReason.NO_MATCHING_RULE, f"no rule lets {who!r} change this twin")
@@ -233,6 +267,26 @@ class Policy:
             if refusal is not None:
                 return Decision(False, refusal[0], refusal[1])
         return Decision(True, "allowed", "; ".join(details), tuple(dict.fromkeys(used)))
+
+    @property
+    def grants_alerts(self) -> bool:
+        """Whether any rule grants an alert action (without one, every alert action is denied)."""
+        return any(r.alerts for r in self.rules)
+
+    def authorize_alert(self, action: str, subject_attrs: Mapping[str, Any], twin_attrs: Mapping[str, Any]) -> Decision:
+        """Allow or deny one alert action (:data:`ALERT_ACTIONS`) on an alert of the twin with ``twin_attrs``
+        (:data:`EVERY_TWIN`: on every twin's), among the rules that grant alert actions."""
+        rules = [r for r in self.rules if r.alerts and r.applies(subject_attrs, twin_attrs)]
+        who = subject_attrs.get("id", "subject")
+        if not rules:
+            which = "every twin's alerts" if twin_attrs is EVERY_TWIN else "this twin's alerts"
+            return Decision(False, DenyReason.NO_MATCHING_RULE, f"no rule grants {who!r} alert actions on {which}")
+        by = next((r for r in rules if r.grants_alert(action)), None)
+        if by is None:
+            granted = ", ".join(sorted({a for r in rules for a in r.alerts}))
+            detail = f"no matching rule lets {who!r} {action} (they grant {granted})"
+            return Decision(False, DenyReason.ACTION_NOT_ALLOWED, detail)
+        return Decision(True, "allowed", f"{action} by rule {by.name}", (by.name,))
 
 
 def authorize(

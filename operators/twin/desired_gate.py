@@ -197,13 +197,21 @@ def twin_attrs(config: GateConfig, state: TwinState) -> dict[str, Any] | None:
     With a registry: its entry (unknown when not listed). Without: ``type`` from
     ``[twin.policy]``, and a twin that never reported anything is unknown.
     """
-    if config.registry is not None:
-        attrs = config.registry.attrs(state.twin_id)
-        return None if attrs is None else {"id": state.twin_id, **attrs}
-    if state.version == 0:
+    if config.registry is None and state.version == 0:
         return None
-    kind = config.twin_type(state.twin_id)
-    return {"id": state.twin_id, **({"type": kind} if kind else {})}
+    return policy_attrs(state.twin_id, config.registry, config.twin_type)
+
+
+def policy_attrs(
+    twin_id: str, registry: TwinRegistry | None, twin_type: Callable[[str], str | None]
+) -> dict[str, Any] | None:
+    """The attributes the policy sees of a twin that exists: its registry entry (None: not listed), or
+    without a registry its ``type`` from ``[twin.policy]`` (also for alert actions, twinflow.alarms)."""
+    if registry is not None:
+        attrs = registry.attrs(twin_id)
+        return None if attrs is None else {"id": twin_id, **attrs}
+    kind = twin_type(twin_id)
+    return {"id": twin_id, **({"type": kind} if kind else {})}
 
 
 def decide(

@@ -1,9 +1,12 @@
 """People's actions on alerts, shared by ``twinflow alerts`` and the HTTP API.
 
 An action is checked against the alert's row (it exists, it is not resolved, shelving has an expiry
-in the future and a reason), published to ``twin.alert_actions`` for the alerts flow (which applies
+in the future and a reason), then authorized for its subject by the policy and the decision audited
+(:mod:`twinflow.alarms.authority`), published to ``twin.alert_actions`` for the alerts flow (which applies
 it to the lifecycle and writes a new version) and applied to the row at once, so a list shows it
-before the flow has caught up. Refusals raise :class:`ActionRefused` with an HTTP-like status.
+before the flow has caught up. Queueing failed webhook deliveries again (:func:`redeliver`) is
+authorized and audited the same way. Refusals raise :class:`ActionRefused` with an HTTP-like status
+(403: denied by the policy, ``reason`` its reason; 503: the decision could not be audited).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ PAST = {
 
 
 class ActionRefused(Exception):
-    """The action cannot apply; ``status`` is 404 (no such alert), 409 (its state) or 422 (the request)."""
+    """The action cannot apply; ``status`` is 404 (no such alert), 409 (its state), 422 (the request),
+    403 (denied by the policy) or 503 (not auditable)."""
 
     def __init__(self, status: int, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -54,8 +58,9 @@ def act(
     until: datetime | None = None,
     note: str = "",
     now: datetime | None = None,
+    subject: str | None = None,
 ) -> Done:
-    """Check, publish and record one action; see the module docs."""
+    """Check, authorize (``subject``, default ``by``), publish and record one action; see the module docs."""
     if action not in ACTIONS:
         raise ActionRefused(422, "unknown_action", f"action {action!r}: use one of {', '.join(ACTIONS)}")
     now = now or datetime.now(UTC)
@@ -64,8 +69,6 @@ def act(
         raise ActionRefused(404, "no_such_alert", f"no alert {alert_id!r}")
     if row["state"] == "resolved":
         raise ActionRefused(409, "resolved", f"alert {alert_id} is already resolved ({row['resolved_by']})")
-    if action == "ack" and row["state"] == "acknowledged":
-        return Done(row, False, f"alert {alert_id} was already acknowledged by {row['acked_by']}")
     if action == "shelve":
         longest = settings.alerts.rules.max_shelve_s
         if until is None or until.tzinfo is None:
@@ -81,6 +84,10 @@ def act(
         raise ActionRefused(409, "not_shelved", f"alert {alert_id} is not shelved")
     if action == "in_service" and not row["out_of_service"]:
         raise ActionRefused(409, "in_service", f"alert {alert_id} is not out of service")
+    request = {"alert_id": alert_id, "until": until.isoformat() if until else None, "note": note, "by": by}
+    authorize(settings, subject or by, action, row["twin_id"], request)
+    if action == "ack" and row["state"] == "acknowledged":
+        return Done(row, False, f"alert {alert_id} was already acknowledged by {row['acked_by']}")
     record = AlertAction(
         alert_id=alert_id,
         twin_id=row["twin_id"],
@@ -106,3 +113,42 @@ def _overtaken(alert_id: str, action: str, row: dict[str, Any]) -> Done:
     if action == "ack" and row["state"] == "acknowledged":
         return Done(row, False, f"alert {alert_id} was already acknowledged by {row['acked_by']}")
     return Done(row, False, f"alert {alert_id}: nothing to do any more, someone changed it meanwhile")
+
+
+def authorize(settings: Settings, subject: str, action: str, twin_id: str | None, request: dict[str, Any]) -> None:
+    """Decide and audit (:func:`twinflow.alarms.authority.decide_and_audit`); raise :class:`ActionRefused`
+    (403 with the policy's reason, or 503 when the decision cannot be audited) unless allowed."""
+    from twinflow.alarms.authority import AuditUnavailable, decide_and_audit
+
+    try:
+        decision = decide_and_audit(settings, subject, action, twin_id, request)
+    except AuditUnavailable as exc:
+        raise ActionRefused(503, "audit_unavailable", str(exc)) from None
+    if not decision.allowed:
+        raise ActionRefused(403, decision.reason, f"denied: {decision.reason}: {decision.detail}")
+
+
+def redeliver(
+    settings: Settings, subject: str, alert_id: str | None, version: int | None = None, *, by: str | None = None
+) -> list[tuple[str, int]]:
+    """Queue failed webhook deliveries again (of ``alert_id``, or of every alert with None) once ``subject``
+    is allowed to (``redeliver``; for every alert, by a rule without a twin condition); the ``(alert_id,
+    version)`` queued, recorded as queued by ``by`` (default ``subject``). 404 when the alert does not exist."""
+    from connectors.postgres.webhook_outbox import OutboxStore
+
+    twin_id: str | None = None
+    if alert_id is not None:
+        alerts = AlertStore(settings.postgres.conninfo(), max_attempts=3)
+        try:
+            row = alerts.get_alert(alert_id)
+        finally:
+            alerts.close()
+        if row is None:
+            raise ActionRefused(404, "no_such_alert", f"no alert {alert_id!r}")
+        twin_id = row["twin_id"]
+    authorize(settings, subject, "redeliver", twin_id, {"alert_id": alert_id, "version": version, "by": by or subject})
+    store = OutboxStore(settings.postgres.conninfo())
+    try:
+        return store.redeliver(alert_id, version, by=by or subject)
+    finally:
+        store.close()

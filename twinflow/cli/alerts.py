@@ -1,9 +1,13 @@
 """``twinflow alerts list | ack | resolve | shelve | unshelve | out-of-service | in-service | metrics |
 maintenance TWIN on|off | deliveries | redeliver``.
 
-An action is published to ``twin.alert_actions`` (the alerts flow applies it to the alert's
+An action is authorized by the policy file's alert rules for this CLI's subject (``security.subject``, else
+the subject of ``security.key_file``: :func:`twinflow.desired_client.identity`) and the decision appended to
+the audit chain, then published to ``twin.alert_actions`` (the alerts flow applies it to the alert's
 lifecycle and writes a new version) and applied to the database row at once, so ``list`` shows
 it even before the flow has caught up (twinflow/alarms/actions.py, shared with the HTTP API).
+``--by`` names who is recorded with the action (default: the subject). Exit codes: 0 done, 1 no such
+alert, not possible in its state or not auditable, 2 a mistake in the command, 3 denied by the policy.
 """
 
 from __future__ import annotations
@@ -137,24 +141,47 @@ def _isa_label(r: dict) -> str:
     return label
 
 
-def _act(alert_id: str, action: str, by: str, *, until: datetime | None = None, note: str = "") -> None:
+def _check_by(by: str | None) -> None:
+    if by is not None and not by.strip():
+        err_console.print("[red]--by: name who acts (kept with the alert), e.g. --by ann, or leave it out[/red]")
+        raise typer.Exit(2)
+
+
+def _subject_and_by(s: Settings, by: str | None) -> tuple[str, str]:
+    """(the CLI's subject, who is recorded: ``--by`` or the subject)."""
+    from twinflow.desired_client import RequestError, identity
+
+    try:
+        subject = identity(s)
+    except RequestError as exc:
+        err_console.print(f"[red]{exc}[/red]", markup=False)
+        raise typer.Exit(2) from None
+    return subject, by or subject
+
+
+def _refused(exc) -> typer.Exit:
+    """Print an :class:`~twinflow.alarms.actions.ActionRefused`; the exit (3 denied, 1 no alert, its state or
+    no audit, 2 the request)."""
+    hint = "; `twinflow alerts list --state all` shows the ids" if exc.status == 404 else ""
+    err_console.print(f"{exc.detail}{hint}", style="red", markup=False, highlight=False)
+    return typer.Exit(3 if exc.status == 403 else 1 if exc.status in (404, 409, 503) else 2)
+
+
+def _act(alert_id: str, action: str, by: str | None, *, until: datetime | None = None, note: str = "") -> None:
     from twinflow.alarms.actions import ActionRefused, act
 
-    if not by.strip():
-        err_console.print("[red]--by: name who acts (kept with the alert), e.g. --by ann[/red]")
-        raise typer.Exit(2)
+    _check_by(by)
     s = settings_or_exit()
+    subject, by = _subject_and_by(s, by)
     store = _store(s)
 
     def publish(topic: str, key: str, value: bytes) -> None:
         publish_or_exit(s, topic, key, value, f"{action} of {alert_id}")
 
     try:
-        done = act(s, store, publish, alert_id, action, by, until=until, note=note)
+        done = act(s, store, publish, alert_id, action, by, until=until, note=note, subject=subject)
     except ActionRefused as exc:
-        hint = "; `twinflow alerts list --state all` shows the ids" if exc.status == 404 else ""
-        err_console.print(f"[red]{exc.detail}{hint}[/red]")
-        raise typer.Exit(1 if exc.status in (404, 409) else 2) from None
+        raise _refused(exc) from None
     finally:
         store.close()
     console.print(done.message)
@@ -163,7 +190,7 @@ def _act(alert_id: str, action: str, by: str, *, until: datetime | None = None, 
 @alerts_app.command("ack")
 def ack(
     alert_id: str = typer.Argument(..., help="Alert id (see `twinflow alerts list`)."),
-    by: str = typer.Option(..., "--by", help="Who acknowledges it."),
+    by: str | None = typer.Option(None, "--by", help="Who acknowledges it (default: your subject)."),
 ) -> None:
     """Acknowledge an open alert: someone is on it (stops escalation)."""
     _act(alert_id, "ack", by)
@@ -172,7 +199,7 @@ def ack(
 @alerts_app.command("resolve")
 def resolve(
     alert_id: str = typer.Argument(..., help="Alert id (see `twinflow alerts list`)."),
-    by: str = typer.Option(..., "--by", help="Who resolves it."),
+    by: str | None = typer.Option(None, "--by", help="Who resolves it (default: your subject)."),
 ) -> None:
     """Resolve an alert by hand (it would otherwise resolve when its condition clears)."""
     _act(alert_id, "resolve", by)
@@ -203,7 +230,7 @@ def shelve(
     alert_id: str = typer.Argument(..., help="Alert id (see `twinflow alerts list`)."),
     duration: str = typer.Option(..., "--for", help="How long, e.g. 30m, 8h (at most alerts.rules.max_shelve_s)."),
     reason: str = typer.Option(..., "--reason", help="Why (kept with the alert)."),
-    by: str = typer.Option(..., "--by", help="Who shelves it."),
+    by: str | None = typer.Option(None, "--by", help="Who shelves it (default: your subject)."),
 ) -> None:
     """Shelve an alarm (ISA-18.2): hidden and not escalated until it expires; then, if still active, it is
     annunciated again."""
@@ -213,7 +240,7 @@ def shelve(
 @alerts_app.command("unshelve")
 def unshelve(
     alert_id: str = typer.Argument(..., help="Alert id."),
-    by: str = typer.Option(..., "--by", help="Who unshelves it."),
+    by: str | None = typer.Option(None, "--by", help="Who unshelves it (default: your subject)."),
 ) -> None:
     """End shelving now (an alarm still active is annunciated again)."""
     _act(alert_id, "unshelve", by)
@@ -222,7 +249,7 @@ def unshelve(
 @alerts_app.command("out-of-service")
 def out_of_service(
     alert_id: str = typer.Argument(..., help="Alert id: its twin and kind are taken out of service."),
-    by: str = typer.Option(..., "--by", help="Who."),
+    by: str | None = typer.Option(None, "--by", help="Who (default: your subject)."),
     reason: str = typer.Option("", "--reason", help="Why."),
 ) -> None:
     """Take an alarm (this alert's twin × kind) out of service: nothing of it opens until returned."""
@@ -232,7 +259,7 @@ def out_of_service(
 @alerts_app.command("in-service")
 def in_service(
     alert_id: str = typer.Argument(..., help="The alert id it was taken out of service with."),
-    by: str = typer.Option(..., "--by", help="Who."),
+    by: str | None = typer.Option(None, "--by", help="Who (default: your subject)."),
 ) -> None:
     """Return an alarm to service."""
     _act(alert_id, "in_service", by)
@@ -355,24 +382,24 @@ def redeliver(
     alert_id: str = typer.Argument(None, help="The alert whose failed versions to queue again."),
     version: int = typer.Option(None, "--version", min=1, help="Only this version of the alert."),
     every_failed: bool = typer.Option(False, "--failed", help="Every failed version of every alert."),
-    by: str = typer.Option(None, "--by", help="Who asks (kept on the outbox rows; default: your user name)."),
+    by: str | None = typer.Option(None, "--by", help="Who asks (kept on the outbox rows; default: your subject)."),
 ) -> None:
     """Queue failed webhook deliveries again (after fixing alerts.webhook_url or the receiver): the running
-    alerts flow POSTs them in version order, with a new retention period."""
-    import getpass
+    alerts flow POSTs them in version order, with a new retention period. Authorized as the other actions
+    (`redeliver`; with --failed, by a rule without a twin condition) and audited."""
+    from twinflow.alarms.actions import ActionRefused
+    from twinflow.alarms.actions import redeliver as queue_again
 
     if (alert_id is None) == (not every_failed) or (every_failed and version is not None):
         err_console.print("[red]give an ALERT_ID (optionally with --version) or --failed[/red]")
         raise typer.Exit(2)
-    who = by if by is not None else getpass.getuser()
-    if not who.strip():
-        err_console.print("[red]--by: name who asks, e.g. --by ann[/red]")
-        raise typer.Exit(2)
-    store = _outbox(settings_or_exit())
+    _check_by(by)
+    s = settings_or_exit()
+    subject, who = _subject_and_by(s, by)
     try:
-        queued = _outbox_or_exit(lambda: store.redeliver(None if every_failed else alert_id, version, by=who))
-    finally:
-        store.close()
+        queued = _outbox_or_exit(lambda: queue_again(s, subject, None if every_failed else alert_id, version, by=who))
+    except ActionRefused as exc:
+        raise _refused(exc) from None
     if not queued:
         what = "no failed delivery" + ("" if every_failed else f" of {alert_id}" + (f" v{version}" if version else ""))
         err_console.print(f"[red]{what} in the webhook outbox (twinflow alerts deliveries --state failed)[/red]")

@@ -12,7 +12,7 @@ from rich.console import Console
 from twinflow.cli.support import conninfo_option
 
 audit_app = typer.Typer(help="The hash-chained audit trail of desired-state changes.", no_args_is_help=True)
-policy_app = typer.Typer(help="The desired-state policy file.", no_args_is_help=True)
+policy_app = typer.Typer(help="The policy file (desired-state changes, alert actions).", no_args_is_help=True)
 key_app = typer.Typer(help="Ed25519 signing keys of subjects (people, services).", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
@@ -65,6 +65,18 @@ def check(path: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> No
         raise typer.Exit(2) from None
     n = len(policy.rules)
     console.print(f"{path}: {n} rule{'' if n == 1 else 's'} OK")
+    from twinflow.alarms.authority import load_alert_policy
+
+    if not policy.grants_alerts:
+        if load_alert_policy(path).grants_alerts:
+            console.print(
+                "note: the development policy of an earlier `twinflow stack up`, unchanged: alert actions are "
+                "decided with the current one (operators may take every alert action)"
+            )
+        else:
+            console.print(
+                "note: no rule grants alert actions (alerts = [...]): every alert action is denied (no_matching_rule)"
+            )
 
 
 @key_app.command("new")

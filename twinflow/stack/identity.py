@@ -6,7 +6,13 @@
 * ``subjects.toml``: the local user (login name) with roles ``operator`` and ``engineer`` and
   that key's public key;
 * ``policy.toml``: a development policy letting ``operator`` set any numeric parameter and any
-  mode of any twin (enough to operate the demo; production policies are written per plant).
+  mode of any twin, and take every alert action (enough to operate the demo; production policies are
+  written per plant).
+
+A ``policy.toml`` written by an earlier version (no alert rule) is left as it is — a flow of that
+earlier version may read the same file, and it would refuse ``alerts = [...]`` — and is read for alert
+actions as the current development policy, only while it is byte for byte what that version wrote
+(:func:`read_as_current`); an edited one is the user's own policy.
 
 Settings left unset (``security.subjects_file``, ``policy_file``, ``key_file``) default to these
 files (:meth:`twinflow.settings.SecuritySettings.identity_from`); explicit settings always win.
@@ -23,6 +29,19 @@ from twinflow.stack.certs import write_secret
 
 DEV_POLICY = """\
 # Development policy written by `twinflow stack up` (docs/security.md). Not for production:
+# write one per plant that names roles, twin types, sites, parameter ranges, modes and alert actions.
+[[rule]]
+name = "local development: operators operate every twin"
+subject = { roles = "operator" }
+modes = ["normal", "maintenance", "simulating"]
+alerts = ["*"]
+[rule.parameters]
+"*" = { type = "number" }
+"""
+# What earlier versions of `twinflow stack up` wrote (before alert actions were authorized).
+EARLIER_DEV_POLICIES = (
+    """\
+# Development policy written by `twinflow stack up` (docs/security.md). Not for production:
 # write one per plant that names roles, twin types, sites, parameter ranges and modes.
 [[rule]]
 name = "local development: operators operate every twin"
@@ -30,7 +49,18 @@ subject = { roles = "operator" }
 modes = ["normal", "maintenance", "simulating"]
 [rule.parameters]
 "*" = { type = "number" }
-"""
+""",
+)
+
+
+def read_as_current(text: str) -> str:
+    """The policy text to decide alert actions with: :data:`DEV_POLICY` for an unchanged earlier
+    generated development policy, else ``text`` itself.
+
+    >>> read_as_current(EARLIER_DEV_POLICIES[0]) == DEV_POLICY, read_as_current("# mine") == "# mine"
+    (True, True)
+    """
+    return DEV_POLICY if text in EARLIER_DEV_POLICIES else text
 
 
 def ensure_dev_identity(settings: Settings) -> Path:

@@ -3,7 +3,9 @@ operator-hour, people's actions (acknowledge, resolve, shelve, …: :mod:`twinfl
 the webhook outbox: its deliveries, and failed ones queued again (``twinflow alerts deliveries | redeliver``).
 
 Reads take a :data:`~twinflow.api.auth.Reader`, changes a :data:`~twinflow.api.auth.Writer` whose subject
-is recorded with the change (an action's ``by``, a redelivery's ``redelivered_by``) and logged."""
+the policy file's alert rules must allow (:mod:`twinflow.alarms.authority`: 403 with the reason otherwise,
+every decision in the audit chain, 503 when it cannot be audited), recorded with the change (an action's
+``by``, a redelivery's ``redelivered_by``) and logged."""
 
 from __future__ import annotations
 
@@ -172,22 +174,33 @@ async def alert_deliveries(
     return await _deliveries(request, state, alert_id, None, limit, offset)
 
 
+# What every alert action may answer besides its own refusals (twinflow.alarms.authority).
+AUTHORIZED: dict[int | str, dict[str, Any]] = {
+    403: {
+        "description": "denied by the policy file's alert rules; the problem's `reason`: no_policy, no_subjects,"
+        " unknown_subject, unknown_twin, no_matching_rule or action_not_allowed (docs/security.md)"
+    },
+    503: {"description": "the decision could not be appended to the audit trail: nothing was done"},
+}
+
+
+def _refused(exc: Any) -> Problem:
+    """An :class:`~twinflow.alarms.actions.ActionRefused` as a problem (a denial names its ``reason``)."""
+    extra = {"reason": exc.reason} if exc.status == 403 else {}
+    return Problem(exc.status, exc.reason.replace("_", "-"), exc.detail, **extra)
+
+
 async def _redeliver(
     request: Request, alert_id: str | None, version: int | None, subject: str
 ) -> list[tuple[str, int]]:
-    """Queue failed webhook deliveries again (of ``alert_id``, or every one with None) as ``subject`` asks;
+    """Queue failed webhook deliveries again (of ``alert_id``, or every one with None) if ``subject`` may;
     the ``(alert_id, version)`` queued, logged."""
-    from connectors.postgres.webhook_outbox import OutboxStore
-
-    def run() -> list[tuple[str, int]]:
-        store = OutboxStore(request.app.state.settings.postgres.conninfo())
-        try:
-            return store.redeliver(alert_id, version, by=subject)
-        finally:
-            store.close()
+    from twinflow.alarms.actions import ActionRefused, redeliver
 
     try:
-        queued = await run_in_threadpool(run)
+        queued = await run_in_threadpool(redeliver, request.app.state.settings, subject, alert_id, version)
+    except ActionRefused as exc:
+        raise _refused(exc) from None
     except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
         raise Problem(503, "no-outbox", NO_OUTBOX) from None
     if queued:
@@ -202,12 +215,14 @@ async def _redeliver(
     summary="Queue every failed webhook delivery again",
     responses={
         409: {"description": "no failed delivery in the outbox"},
-        **OUTBOX_MISSING,
+        **AUTHORIZED,
+        503: {"description": f"{OUTBOX_MISSING[503]['description']}; or {AUTHORIZED[503]['description']}"},
     },
 )
 async def redeliver_all(request: Request, subject: Writer) -> JSON:
     """After fixing the receiver or `alerts.webhook_url`: every failed version goes back to pending, as
-    `twinflow alerts redeliver --failed` does; the alerts flow POSTs them in version order."""
+    `twinflow alerts redeliver --failed` does; the alerts flow POSTs them in version order. Needs a policy rule
+    granting `redeliver` without a twin condition (it is not bound to one twin)."""
     queued = await _redeliver(request, None, None, subject)
     if not queued:
         raise Problem(409, "nothing-to-redeliver", "no failed delivery in the webhook outbox")
@@ -229,7 +244,8 @@ class RedeliverBody(BaseModel):
     summary="Queue an alert's failed webhook deliveries again",
     responses={
         409: {"description": "no failed delivery of the alert (or of that version) in the outbox"},
-        **OUTBOX_MISSING,
+        **AUTHORIZED,
+        503: {"description": f"{OUTBOX_MISSING[503]['description']}; or {AUTHORIZED[503]['description']}"},
     },
 )
 async def redeliver(
@@ -239,8 +255,6 @@ async def redeliver(
     body: RedeliverBody | None = None,
 ) -> JSON:
     version = (body or RedeliverBody()).version
-    if await request.app.state.reads.alert(alert_id) is None:
-        raise Problem(404, "no-such-alert", f"no alert {alert_id!r}")
     queued = await _redeliver(request, alert_id, version, subject)
     if not queued:
         which = f" v{version}" if version else ""
@@ -308,7 +322,8 @@ class ShelveBody(BaseModel):
 
 ActionName = Literal["ack", "resolve", "unshelve", "out_of_service", "in_service"]
 REFUSALS: dict[int | str, dict[str, Any]] = {
-    409: {"description": "not possible in the alert's state (resolved, not shelved, not out of service)"}
+    409: {"description": "not possible in the alert's state (resolved, not shelved, not out of service)"},
+    **AUTHORIZED,
 }
 
 
@@ -389,5 +404,5 @@ async def _act(request: Request, alert_id: str, action: str, subject: str, reaso
     try:
         done = await run_in_threadpool(run)
     except ActionRefused as exc:
-        raise Problem(exc.status, exc.reason.replace("_", "-"), exc.detail) from None
+        raise _refused(exc) from None
     return JSON({"alert": _alert_doc(done.alert), "changed": done.changed, "message": done.message})
