@@ -205,11 +205,17 @@ name = "operators set the speed"
 subject = { roles = "operator" }
 [rule.parameters]
 speed = { type = "number", min = 0, max = 3000 }
+
+[[rule]]
+name = "operators take every alert action"
+subject = { roles = "operator" }
+alerts = ["*"]
 """
 
 
 def _identity(work: Path) -> dict[str, str]:
-    """The API as a gateway (its own key, acting for the tokens' subjects), ann an operator, bob a viewer."""
+    """The API as a gateway (its own key, acting for the tokens' subjects), ann an operator (setpoints and every
+    alert action), bob a viewer (nothing)."""
     from operators.security.request_auth import new_private_key, private_key_pem, public_key_text
     from twinflow.stack.certs import write_secret
 

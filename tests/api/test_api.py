@@ -14,6 +14,7 @@ from openapi_spec_validator import validate as validate_spec
 
 from operators.records.alerts import source_of
 from tests.api.conftest import (
+    REPO,
     Live,
     active_alert_kinds,
     failing_twin,
@@ -367,6 +368,67 @@ def test_alarm_lifecycle_ack_shelve_and_expiry_reopens(live: Live, scores_high, 
         openapi.conforms(c.get(f"/api/v1/alerts/{aid}"))
         m = openapi.conforms(c.get("/api/v1/alerts/metrics", params={"hours": 1}))
         assert m["annunciated"] >= 2 and m["per_operator_hour"] > 0  # opened + re-annunciated
+
+
+def test_alert_actions_are_authorized_per_subject_and_every_decision_audited(live: Live, openapi: OpenApi):
+    """Any token's subject could acknowledge, shelve or take out of service any alert. Now the policy file's alert
+    rules decide (ann an operator: every action; bob a viewer: none): bob is refused with a 403 naming the reason
+    and the alert is unchanged; ann's action is taken; both decisions are in the audit chain, which stays intact."""
+    import subprocess
+    import sys
+
+    import psycopg
+
+    twin = f"{live.alert_twin}-auth"
+    publish_score(live, twin, datetime.now(UTC), 0.95)
+    with live.client() as ann, live.client(token=live.other_token) as bob:
+
+        def opened():
+            items = ann.get("/api/v1/alerts", params={"twin": twin}).json()["items"]
+            return items[0]["alert_id"] if items else None
+
+        aid = wait_for("an alert of the twin", opened, timeout=30)
+        until = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+        refused = [
+            bob.post(f"/api/v1/alerts/{aid}/ack"),
+            bob.post(f"/api/v1/alerts/{aid}/shelve", json={"until": until, "reason": "noisy"}),
+            bob.post(f"/api/v1/alerts/{aid}/out_of_service", json={"reason": "sensor swap"}),
+            bob.post(f"/api/v1/alerts/{aid}/redeliver"),
+            bob.post("/api/v1/alerts/deliveries/redeliver"),
+        ]
+        for r in refused:
+            body = is_problem(r, 403)
+            assert body["reason"] == "no_matching_rule" and "'bob'" in body["detail"], body
+            openapi.conforms(r)
+        a = ann.get(f"/api/v1/alerts/{aid}").json()
+        assert (a["state"], a["acked_by"], a["shelved_until"], a["out_of_service"]) == ("open", None, None, False)
+        r = ann.post(f"/api/v1/alerts/{aid}/ack", json={"reason": "on it"})
+        assert r.status_code == 200 and openapi.conforms(r)["alert"]["acked_by"] == "ann", r.text
+        with live.client(token=None) as anonymous:  # no token stays 401
+            is_problem(anonymous.post(f"/api/v1/alerts/{aid}/ack"), 401)
+    with psycopg.connect(live.settings.postgres.conninfo()) as db:
+        audit = db.execute(
+            "SELECT actor, twin_id, new->>'action', decision, reason FROM desired_audit"
+            " WHERE new->>'alert_id' = %s ORDER BY id",
+            (aid,),
+        ).fetchall()
+        everything = db.execute(
+            "SELECT actor, twin_id, decision, reason FROM desired_audit WHERE new->>'action' = 'alert.redeliver'"
+            " AND new->>'alert_id' IS NULL AND actor = 'bob'"
+        ).fetchall()
+    assert audit == [
+        ("bob", twin, "alert.ack", "deny", "no_matching_rule"),
+        ("bob", twin, "alert.shelve", "deny", "no_matching_rule"),
+        ("bob", twin, "alert.out_of_service", "deny", "no_matching_rule"),
+        ("bob", twin, "alert.redeliver", "deny", "no_matching_rule"),
+        ("ann", twin, "alert.ack", "allow", "allowed"),
+    ]
+    assert ("bob", "*", "deny", "no_matching_rule") in everything
+    verify = subprocess.run(
+        [sys.executable, "-m", "twinflow.cli.main", "audit", "verify"],
+        cwd=REPO, env=live.env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert verify.returncode == 0 and "audit chain intact" in verify.stdout, verify.stdout + verify.stderr
 
 
 def test_webhook_deliveries_are_listed_and_a_refused_one_is_queued_again_by_its_subject(live: Live, openapi: OpenApi):

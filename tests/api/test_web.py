@@ -397,13 +397,16 @@ def test_webhook_deliveries_are_listed_by_status_and_queued_again(page: Page, li
     page.goto(f"{live.base}/#/deliveries?state=failed&twin={revoked}")
     button = page.locator(f"tr[data-alert='{aid[revoked]}'] [data-testid=redeliver]")
     expect(button).to_be_visible(timeout=15_000)
+    button.click()  # carl has a token but no right (not in the subjects file): the policy's 403, with the reason
+    refused = page.locator("#deliveries-result[data-testid=refused]")
+    expect(refused).to_contain_text("403 Forbidden: denied: unknown_subject: 'carl' is not in")
+    expect(button).to_be_visible(timeout=15_000)
     store = TokenStore.load(tokens_file)
     assert store.revoke(entry.id)
     store.save(tokens_file)
     with live.client(token=carl) as c:
         wait_for("the token revoked", lambda: c.get("/api/v1/me").status_code == 401, timeout=10)
     button.click()
-    refused = page.locator("#deliveries-result[data-testid=refused]")
     expect(refused).to_have_text("401 Unauthorized: unknown or revoked token")
     with live.client() as c:
         [kept] = c.get(f"/api/v1/alerts/{aid[revoked]}/deliveries").json()["items"]

@@ -88,3 +88,89 @@ def test_list_ack_resolve_and_clear_errors(cli_settings):
     assert run(app, ["alerts", "maintenance", twin, "sometimes"]).exit_code == 2
     bad_twin = run(app, ["alerts", "maintenance", "no spaces allowed", "on"])
     assert bad_twin.exit_code == 2 and "twin_id" in bad_twin.output
+
+
+ALERT_POLICY = """
+[[rule]]
+name = "operators acknowledge"
+subject = { roles = "operator" }
+alerts = ["ack"]
+
+[[rule]]
+name = "operators set speeds (no alert action)"
+subject = { roles = "operator" }
+[rule.parameters]
+speed = { type = "number" }
+"""
+
+
+def test_actions_are_authorized_for_the_cli_subject_and_audited(cli_settings, tmp_path, monkeypatch):
+    """`twinflow alerts ack|shelve|resolve|redeliver` are decided by the policy file's alert rules for the CLI's
+    own subject (security.subject): a viewer is denied (exit 3, nothing published, the alert unchanged), an
+    operator may acknowledge but not resolve; every decision is in the audit chain, which stays intact."""
+    s = cli_settings
+    subjects = '[subject.dana]\nroles = ["viewer"]\n[subject.olga]\nroles = ["operator"]\n'
+    (tmp_path / "subjects.toml").write_text(subjects)
+    (tmp_path / "policy.toml").write_text(ALERT_POLICY)
+    monkeypatch.setenv("TWINFLOW_SECURITY__SUBJECTS_FILE", str(tmp_path / "subjects.toml"))
+    monkeypatch.setenv("TWINFLOW_SECURITY__POLICY_FILE", str(tmp_path / "policy.toml"))
+    twin = f"cli-auth-{uuid.uuid4().hex[:8]}"
+    alert = an_alert(twin)
+    writer = AlertSink(s.postgres.conninfo()).open()
+    writer.write([alert])
+    writer.close()
+    run = CliRunner().invoke
+
+    monkeypatch.setenv("TWINFLOW_SECURITY__SUBJECT", "dana")
+    denied = run(app, ["alerts", "ack", alert.alert_id])
+    assert denied.exit_code == 3 and "denied: no_matching_rule" in denied.output, denied.output
+    shelve = run(app, ["alerts", "shelve", alert.alert_id, "--for", "10m", "--reason", "noisy", "--by", "dana"])
+    assert shelve.exit_code == 3 and "no_matching_rule" in shelve.output, shelve.output
+
+    monkeypatch.setenv("TWINFLOW_SECURITY__SUBJECT", "olga")
+    resolve = run(app, ["alerts", "resolve", alert.alert_id])
+    assert resolve.exit_code == 3 and "denied: action_not_allowed" in resolve.output, resolve.output
+    every = run(app, ["alerts", "redeliver", "--failed"])
+    assert every.exit_code == 3 and "action_not_allowed" in every.output, every.output
+    acked = run(app, ["alerts", "ack", alert.alert_id])
+    assert acked.exit_code == 0 and "acknowledged by olga" in acked.output, acked.output
+
+    actions = [msgspec.json.decode(r.value, type=AlertAction) for r in read_topic(s, s.alerts.actions_topic)]
+    assert [(x.alert_id, x.action, x.by) for x in actions] == [(alert.alert_id, "ack", "olga")]
+    with psycopg.connect(s.postgres.conninfo()) as db:
+        state = db.execute("SELECT state, acked_by FROM alerts WHERE alert_id = %s", (alert.alert_id,)).fetchone()
+        audit = db.execute(
+            "SELECT actor, twin_id, new->>'action', decision, reason FROM desired_audit WHERE actor IN ('dana', 'olga')"
+            " AND id >= (SELECT min(id) FROM desired_audit WHERE new->>'alert_id' = %s) ORDER BY id",
+            (alert.alert_id,),
+        ).fetchall()
+    assert state == ("acknowledged", "olga")
+    assert audit == [
+        ("dana", twin, "alert.ack", "deny", "no_matching_rule"),
+        ("dana", twin, "alert.shelve", "deny", "no_matching_rule"),
+        ("olga", twin, "alert.resolve", "deny", "action_not_allowed"),
+        ("olga", "*", "alert.redeliver", "deny", "action_not_allowed"),
+        ("olga", twin, "alert.ack", "allow", "allowed"),
+    ]
+    verified = run(app, ["audit", "verify"])
+    assert verified.exit_code == 0 and "audit chain intact" in verified.output, verified.output
+
+
+def test_no_alert_rule_denies_every_action(cli_settings, tmp_path, monkeypatch):
+    """A policy of the user's own without `alerts = [...]`: every alert action is denied (no_matching_rule),
+    and `twinflow policy check` says so."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rule]]\nname = "speeds"\nsubject = { roles = "operator" }\nparameters = { speed = {} }\n')
+    (tmp_path / "subjects.toml").write_text('[subject.olga]\nroles = ["operator"]\n')
+    monkeypatch.setenv("TWINFLOW_SECURITY__SUBJECTS_FILE", str(tmp_path / "subjects.toml"))
+    monkeypatch.setenv("TWINFLOW_SECURITY__POLICY_FILE", str(policy))
+    monkeypatch.setenv("TWINFLOW_SECURITY__SUBJECT", "olga")
+    alert = an_alert(f"cli-none-{uuid.uuid4().hex[:8]}")
+    writer = AlertSink(cli_settings.postgres.conninfo()).open()
+    writer.write([alert])
+    writer.close()
+    run = CliRunner().invoke
+    denied = run(app, ["alerts", "ack", alert.alert_id, "--by", "olga"])
+    assert denied.exit_code == 3 and "no_matching_rule" in denied.output, denied.output
+    checked = run(app, ["policy", "check", str(policy)])
+    assert checked.exit_code == 0 and "no rule grants alert actions" in " ".join(checked.output.split())
