@@ -3,7 +3,7 @@ import math
 import pytest
 
 from connectors.config.security_files import load_policy
-from operators.security.authorization import Policy, authorize
+from operators.security.authorization import ALERT_ACTIONS, EVERY_TWIN, Policy, authorize
 from twinflow.settings import ConfigError
 
 POLICY = """
@@ -146,3 +146,92 @@ def test_policy_check_command(tmp_path):
     assert ok.exit_code == 0 and "2 rules OK" in " ".join(ok.output.split()), ok.output  # (a long path wraps)
     res = runner.invoke(app, ["policy", "check", str(bad)])
     assert res.exit_code == 2 and "[[rule]] entry 1, [rule.parameters.x] min" in " ".join(res.output.split())
+
+
+ALERT_RULES = """
+[[rule]]
+name = "maintenance acknowledges and shelves pump alarms of its site"
+subject = { roles = "maintenance" }
+twin = { type = "pump" }
+same = ["site"]
+alerts = ["ack", "shelve", "unshelve"]
+
+[[rule]]
+name = "leads redeliver every failed delivery"
+subject = { roles = "lead" }
+alerts = ["*"]
+"""
+MAINT = {"id": "max", "roles": ["maintenance"], "site": "north"}
+LEAD = {"id": "lea", "roles": ["lead"]}
+
+
+@pytest.mark.parametrize(
+    ("subject", "twin", "action", "reason"),
+    [
+        (MAINT, PUMP, "shelve", "allowed"),
+        (MAINT, PUMP, "out_of_service", "action_not_allowed"),
+        (MAINT, {"type": "pump", "site": "south"}, "ack", "no_matching_rule"),  # another site
+        (MAINT, {"type": "fan", "site": "north"}, "ack", "no_matching_rule"),
+        (MAINT, EVERY_TWIN, "ack", "no_matching_rule"),  # a twin condition: never every twin
+        (LEAD, EVERY_TWIN, "redeliver", "allowed"),
+        (LEAD, PUMP, "in_service", "allowed"),
+        (OPS, PUMP, "ack", "no_matching_rule"),  # setpoint rules grant no alert action
+    ],
+)
+def test_alert_actions(tmp_path, subject, twin, action, reason):
+    f = tmp_path / "policy.toml"
+    f.write_text(POLICY + ALERT_RULES)
+    assert load_policy(f).authorize_alert(action, subject, twin).reason == reason
+
+
+def test_alert_rules_grant_no_setpoint():
+    """A rule with only `alerts` does not turn a subject's setpoint denial into another reason."""
+    policy = Policy.from_dict({"rule": [{"name": "v", "subject": {"roles": "viewer"}, "alerts": ["ack"]}]})
+    assert policy.authorize(upd(rpm_setpoint=1), {"roles": ["viewer"]}, PUMP).reason == "no_matching_rule"
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('[[rule]]\nname = "a"\nalerts = ["snooze"]\n', "[[rule]] entry 1 alerts[0]"),
+        ('[[rule]]\nname = "a"\nalerts = "ack"\n', "[[rule]] entry 1 alerts"),
+        ('[[rule]]\nname = "a"\nalerts = []\n', "grants nothing: add [rule.parameters], modes = [...] or alerts"),
+    ],
+)
+def test_alert_rule_mistakes_name_file_and_field(tmp_path, text, field):
+    f = tmp_path / "bad-policy.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_policy(f)
+    assert str(f) in str(exc.value) and field in str(exc.value), exc.value
+
+
+def test_an_earlier_generated_dev_policy_grants_operators_alert_actions_only_while_unchanged(tmp_path):
+    """`twinflow stack up` of an earlier version wrote a policy without alert rules: read as the current one
+    for alert actions while byte for byte unchanged; once edited it is the user's own (no alert rule: denied)."""
+    from twinflow.alarms.authority import load_alert_policy
+    from twinflow.stack.identity import DEV_POLICY, EARLIER_DEV_POLICIES
+
+    f = tmp_path / "policy.toml"
+    root = {"id": "root", "roles": ["operator", "engineer"]}
+    for text in (DEV_POLICY, EARLIER_DEV_POLICIES[0]):
+        f.write_text(text)
+        assert all(load_alert_policy(f).authorize_alert(a, root, EVERY_TWIN).allowed for a in ALERT_ACTIONS)
+    f.write_text(EARLIER_DEV_POLICIES[0] + "# mine now\n")
+    assert load_alert_policy(f).authorize_alert("ack", root, {"id": "p1"}).reason == "no_matching_rule"
+
+
+def test_no_audit_no_action(tmp_path):
+    """The decision cannot be appended to the audit chain (the database is unreachable): 503, nothing done."""
+    from twinflow.alarms.actions import ActionRefused, authorize
+    from twinflow.settings import Settings
+
+    (tmp_path / "subjects.toml").write_text('[subject.lea]\nroles = ["lead"]\n')
+    (tmp_path / "policy.toml").write_text(ALERT_RULES)
+    s = Settings(
+        postgres={"host": "127.0.0.1", "port": 1},
+        security={"subjects_file": tmp_path / "subjects.toml", "policy_file": tmp_path / "policy.toml"},
+    )
+    with pytest.raises(ActionRefused) as exc:
+        authorize(s, "lea", "ack", "p1", {"alert_id": "al-1"})
+    assert exc.value.status == 503 and "could not be audited" in exc.value.detail
