@@ -74,15 +74,20 @@ def test_a_model_output_from_a_clock_far_ahead_is_dead_lettered_and_does_not_sil
 
 @pytest.fixture
 def api_client(alert_settings, tmp_path):  # noqa: F811
-    """`twinflow serve` on the test's settings (its own tokens file), reached over HTTP as tests/api reach
-    it: (client, bob's token)."""
+    """`twinflow serve` on the test's settings (its own tokens file; bob an operator whom the policy lets act on
+    alerts), reached over HTTP as tests/api reach it: (client, bob's token)."""
     from twinflow.api.tokens import TokenStore
 
     store = TokenStore([])
     token, _ = store.issue("bob")
     store.save(tmp_path / "tokens.json")
+    (tmp_path / "subjects.toml").write_text('[subject.bob]\nroles = ["operator"]\n')
+    policy = '[[rule]]\nname = "operators"\nsubject = { roles = "operator" }\nalerts = ["*"]\n'
+    (tmp_path / "policy.toml").write_text(policy)
     env = {**os.environ, "PYTHONPATH": str(REPO), **settings_env(alert_settings)}
     env["TWINFLOW_API__TOKENS_FILE"] = str(tmp_path / "tokens.json")  # the alerts topics: alert_settings' variables
+    env["TWINFLOW_SECURITY__SUBJECTS_FILE"] = str(tmp_path / "subjects.toml")
+    env["TWINFLOW_SECURITY__POLICY_FILE"] = str(tmp_path / "policy.toml")
     with serving(env, tmp_path / "serve.log") as base, httpx.Client(base_url=base, timeout=60) as client:
         yield client, token
 

@@ -208,8 +208,8 @@ def test_a_410_fails_that_version_with_its_reason_not_the_next_and_it_can_be_sen
         assert "1 shown (2-2 of 2)" in pages[1].output, pages[1].output
         assert "queued again by carol" in pages[0].output + pages[1].output
 
-    nothing = CliRunner().invoke(app, ["alerts", "redeliver", "al-nope"])
-    assert nothing.exit_code == 1 and "no failed delivery of al-nope" in nothing.output
+    nothing = CliRunner().invoke(app, ["alerts", "redeliver", "al-nope"])  # (no alert: nothing to authorize on)
+    assert nothing.exit_code == 1 and "no alert 'al-nope'" in nothing.output, nothing.output
     usage = CliRunner().invoke(app, ["alerts", "redeliver"])
     assert usage.exit_code == 2 and "ALERT_ID" in usage.output
 
