@@ -85,5 +85,5 @@ def decide_and_audit(
         with psycopg.connect(settings.postgres.conninfo(), connect_timeout=10) as conn:
             append(conn, entry)
     except psycopg.Error as exc:
-        raise AuditUnavailable(f"not taken: the decision could not be audited ({exc})".strip()) from None
+        raise AuditUnavailable(f"not taken: the decision could not be audited ({exc})") from None
     return decision
