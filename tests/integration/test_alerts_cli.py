@@ -161,16 +161,16 @@ def test_no_alert_rule_denies_every_action(cli_settings, tmp_path, monkeypatch):
     and `twinflow policy check` says so."""
     policy = tmp_path / "policy.toml"
     policy.write_text('[[rule]]\nname = "speeds"\nsubject = { roles = "operator" }\nparameters = { speed = {} }\n')
-    (tmp_path / "subjects.toml").write_text('[subject.olga]\nroles = ["operator"]\n')
+    (tmp_path / "subjects.toml").write_text('[subject.oleg]\nroles = ["operator"]\n')
     monkeypatch.setenv("TWINFLOW_SECURITY__SUBJECTS_FILE", str(tmp_path / "subjects.toml"))
     monkeypatch.setenv("TWINFLOW_SECURITY__POLICY_FILE", str(policy))
-    monkeypatch.setenv("TWINFLOW_SECURITY__SUBJECT", "olga")
+    monkeypatch.setenv("TWINFLOW_SECURITY__SUBJECT", "oleg")
     alert = an_alert(f"cli-none-{uuid.uuid4().hex[:8]}")
     writer = AlertSink(cli_settings.postgres.conninfo()).open()
     writer.write([alert])
     writer.close()
     run = CliRunner().invoke
-    denied = run(app, ["alerts", "ack", alert.alert_id, "--by", "olga"])
+    denied = run(app, ["alerts", "ack", alert.alert_id, "--by", "oleg"])
     assert denied.exit_code == 3 and "no_matching_rule" in denied.output, denied.output
     checked = run(app, ["policy", "check", str(policy)])
     assert checked.exit_code == 0 and "no rule grants alert actions" in " ".join(checked.output.split())
