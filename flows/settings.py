@@ -170,8 +170,8 @@ class SecuritySettings(StrictModel):
     max_dead_letter_bytes: int = Field(512 * 1024, ge=1024)
     # MQTT payloads above this are dead-lettered by the bridge itself (truncated), never forwarded.
     max_mqtt_payload_bytes: int = Field(256 * 1024, ge=256)
-    # Attribute-based policy for desired-state changes and alert actions (operators/security/authorization.py);
-    # unset = deny all.
+    # Attribute-based policy for desired-state changes, alert actions and model control
+    # (operators/security/authorization.py); unset = deny all.
     policy_file: Path | None = None
     # Subjects (people, services) with attributes and Ed25519 public keys (operators/security/request_auth.py);
     # the twin flow authenticates every desired request against it. Unset = every request is denied.

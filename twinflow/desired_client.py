@@ -50,7 +50,7 @@ def signer(settings: Settings) -> Signer:
 def identity(settings: Settings) -> str:
     """Who this CLI is (what :func:`signer` signs as, without needing the key when ``security.subject``
     is set): ``security.subject``, else the subject with ``security.key_file``'s public key, else the
-    login name. Alert actions are authorized as this subject (twinflow.alarms.authority)."""
+    login name. Alert actions and model control are authorized as this subject (twinflow.authority)."""
     from connectors.config.security_files import load_private_key
 
     sec = settings.security

@@ -16,6 +16,7 @@ is a TOML file (``security.policy_file``); see docs/security.md::
     "pid.*" = { type = "number" }           # glob on parameter names
     modes = ["maintenance", "normal"]       # operator modes this rule lets the subject set
     alerts = ["ack", "shelve"]              # alert actions on the twin's alerts ("*": every one)
+    models = ["rebaseline"]                 # model control of the twin (reset, rebaseline, failure, repair)
 
 >>> p = Policy.from_dict({"rule": [{"name": "ops", "subject": {"roles": "operator"},
 ...     "twin": {"type": "pump"}, "parameters": {"rpm_setpoint": {"min": 0, "max": 3000}}}]})
@@ -29,19 +30,22 @@ Decision(allowed=True, reason='allowed', detail='rpm_setpoint by rule ops', rule
 >>> ParameterRule(type="integer").check("stage", 3.0), ParameterRule(type="integer").check("stage", 3.5)[0]
 (None, 'bad_type')
 
-Alert actions (:meth:`Policy.authorize_alert`): only rules with ``alerts`` count; a rule must also match
-the alert's twin, and for every twin at once (redelivering every failed delivery) have no twin condition:
+Alert actions and model control (:meth:`Policy.authorize_action`, ``"alerts"`` or ``"models"``): only rules
+that grant actions of that kind count; a rule must also match the twin, and for every twin at once
+(redelivering every failed delivery) have no twin condition:
 
 >>> a = Policy.from_dict({"rule": [{"name": "m", "subject": {"roles": "maintenance"},
 ...     "twin": {"type": "pump"}, "alerts": ["ack", "shelve"]}]})
->>> a.authorize_alert("shelve", {"roles": "maintenance"}, pump)
+>>> a.authorize_action("alerts", "shelve", {"roles": "maintenance"}, pump)
 Decision(allowed=True, reason='allowed', detail='shelve by rule m', rules=('m',))
->>> a.authorize_alert("out_of_service", {"roles": "maintenance"}, pump).reason
+>>> a.authorize_action("alerts", "out_of_service", {"roles": "maintenance"}, pump).reason
 'action_not_allowed'
->>> a.authorize_alert("ack", ops, pump).reason, p.authorize_alert("ack", ops, pump).reason
+>>> a.authorize_action("alerts", "ack", ops, pump).reason, p.authorize_action("alerts", "ack", ops, pump).reason
 ('no_matching_rule', 'no_matching_rule')
->>> a.authorize_alert("ack", {"roles": "maintenance"}, EVERY_TWIN).reason  # the rule names a twin type
+>>> a.authorize_action("alerts", "ack", {"roles": "maintenance"}, EVERY_TWIN).reason  # the rule names a twin type
 'no_matching_rule'
+>>> a.authorize_action("models", "rebaseline", {"roles": "maintenance"}, pump).detail  # alerts only
+"no rule grants 'subject' model control on this twin's models"
 """
 
 from __future__ import annotations
@@ -72,8 +76,8 @@ class DenyReason:
     OUT_OF_RANGE = "out_of_range"
     VALUE_NOT_ALLOWED = "value_not_allowed"
     MODE_NOT_ALLOWED = "mode_not_allowed"
-    ACTION_NOT_ALLOWED = "action_not_allowed"  # an alert action no matching rule grants
-    UNKNOWN_SUBJECT = "unknown_subject"  # not in the subjects file (alert actions; the gate's is request_auth's)
+    ACTION_NOT_ALLOWED = "action_not_allowed"  # an alert action or model control no matching rule grants
+    UNKNOWN_SUBJECT = "unknown_subject"  # not in the subjects file (actions; the gate's is request_auth's)
     NO_SUBJECTS = "no_subjects"
 
 
@@ -81,6 +85,13 @@ class DenyReason:
 # outbox's redelivery; "*" grants every one.
 ALERT_ACTIONS = ("ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service", "redeliver")
 AlertActionName = Literal["ack", "resolve", "shelve", "unshelve", "out_of_service", "in_service", "redeliver", "*"]
+# Model control a rule may grant (``models = [...]``: ``twinflow model reset|rebaseline|event --kind
+# failure|repair``; a reset or a repair forgets what the twin's models learned, a rebaseline their healthy
+# reference, a failure labels the twin's history): "*" grants every one.
+MODEL_ACTIONS = ("reset", "rebaseline", "failure", "repair")
+ModelActionName = Literal["reset", "rebaseline", "failure", "repair", "*"]
+# The kinds of action a rule grants besides setpoints and modes: the rule's field and what it is called.
+ACTION_KINDS = {"alerts": "alert actions", "models": "model control"}
 # The twin of "every failed delivery" (not bound to one twin): only rules without twin conditions match it.
 EVERY_TWIN: Mapping[str, Any] = {"id": "*"}
 
@@ -147,17 +158,24 @@ class Rule(StrictModel):
     parameters: dict[str, ParameterRule] = Field(default_factory=dict)
     modes: list[Literal["normal", "maintenance", "simulating"]] = Field(default_factory=list)
     alerts: list[AlertActionName] = Field(default_factory=list)
+    models: list[ModelActionName] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _grants_something(self) -> Rule:
-        if not self.parameters and not self.modes and not self.alerts:
+        if not self.parameters and not self.modes and not self.alerts and not self.models:
             raise ValueError(
-                f"rule {self.name!r} grants nothing: add [rule.parameters], modes = [...] or alerts = [...]"
+                f"rule {self.name!r} grants nothing: add [rule.parameters], modes = [...], alerts = [...]"
+                " or models = [...]"
             )
         return self
 
-    def grants_alert(self, action: str) -> bool:
-        return action in self.alerts or "*" in self.alerts
+    def actions(self, kind: str) -> list[str]:
+        """The actions of ``kind`` (a key of :data:`ACTION_KINDS`) this rule grants."""
+        return getattr(self, kind)
+
+    def grants(self, kind: str, action: str) -> bool:
+        granted = self.actions(kind)
+        return action in granted or "*" in granted
 
     def applies(self, subject: Mapping[str, Any], twin: Mapping[str, Any]) -> bool:
         if twin is EVERY_TWIN:
@@ -268,22 +286,25 @@ class Policy:
                 return Decision(False, refusal[0], refusal[1])
         return Decision(True, "allowed", "; ".join(details), tuple(dict.fromkeys(used)))
 
-    @property
-    def grants_alerts(self) -> bool:
-        """Whether any rule grants an alert action (without one, every alert action is denied)."""
-        return any(r.alerts for r in self.rules)
+    def grants_any(self, kind: str) -> bool:
+        """Whether any rule grants an action of ``kind`` (without one, every such action is denied)."""
+        return any(r.actions(kind) for r in self.rules)
 
-    def authorize_alert(self, action: str, subject_attrs: Mapping[str, Any], twin_attrs: Mapping[str, Any]) -> Decision:
-        """Allow or deny one alert action (:data:`ALERT_ACTIONS`) on an alert of the twin with ``twin_attrs``
-        (:data:`EVERY_TWIN`: on every twin's), among the rules that grant alert actions."""
-        rules = [r for r in self.rules if r.alerts and r.applies(subject_attrs, twin_attrs)]
+    def authorize_action(
+        self, kind: str, action: str, subject_attrs: Mapping[str, Any], twin_attrs: Mapping[str, Any]
+    ) -> Decision:
+        """Allow or deny one action of ``kind`` (``alerts``: :data:`ALERT_ACTIONS` on an alert of the twin
+        with ``twin_attrs``, :data:`EVERY_TWIN` on every twin's; ``models``: :data:`MODEL_ACTIONS` on the
+        twin's models), among the rules that grant actions of that kind."""
+        rules = [r for r in self.rules if r.actions(kind) and r.applies(subject_attrs, twin_attrs)]
         who = subject_attrs.get("id", "subject")
         if not rules:
-            which = "every twin's alerts" if twin_attrs is EVERY_TWIN else "this twin's alerts"
-            return Decision(False, DenyReason.NO_MATCHING_RULE, f"no rule grants {who!r} alert actions on {which}")
-        by = next((r for r in rules if r.grants_alert(action)), None)
+            which = f"every twin's {kind}" if twin_attrs is EVERY_TWIN else f"this twin's {kind}"
+            detail = f"no rule grants {who!r} {ACTION_KINDS[kind]} on {which}"
+            return Decision(False, DenyReason.NO_MATCHING_RULE, detail)
+        by = next((r for r in rules if r.grants(kind, action)), None)
         if by is None:
-            granted = ", ".join(sorted({a for r in rules for a in r.alerts}))
+            granted = ", ".join(sorted({a for r in rules for a in r.actions(kind)}))
             detail = f"no matching rule lets {who!r} {action} (they grant {granted})"
             return Decision(False, DenyReason.ACTION_NOT_ALLOWED, detail)
         return Decision(True, "allowed", f"{action} by rule {by.name}", (by.name,))

@@ -1,5 +1,6 @@
-"""`twinflow model rebaseline` from the outside: audited in the hash chain first (real PostgreSQL),
-then a record on twin.model_control (real Kafka); nothing is sent when it cannot be audited."""
+"""`twinflow model rebaseline|reset|event` from the outside: authorized by the policy file's `models`
+rules and the decision audited in the hash chain first (real PostgreSQL), then a record on
+twin.model_control or twin.events (real Kafka); nothing is sent when denied or when it cannot be audited."""
 
 from __future__ import annotations
 
@@ -44,16 +45,16 @@ def test_rebaseline_is_audited_then_published(private_db, monkeypatch):
         app, ["model", "rebaseline", twin, "--sensor", "vibration_mm_s", "--reason", "WO-77 bearing"]
     )
     assert res.exit_code == 0, res.output
-    assert "audit row" in res.output
+    assert "rebaseline by rule local development" in res.output and "audited" in res.output
     with psycopg.connect(private_db.postgres.conninfo()) as conn:
         row = conn.execute("SELECT actor, twin_id, new, decision, reason, detail FROM desired_audit").fetchone()
         assert verify(conn).broken is None
     assert row[1:] == (
         twin,
-        {"action": "model.rebaseline", "sensor": "vibration_mm_s"},
+        {"action": "model.rebaseline", "sensor": "vibration_mm_s", "reason": "WO-77 bearing"},
         "allow",
-        "model rebaseline",
-        "WO-77 bearing",
+        "allowed",
+        "rebaseline by rule local development: operators operate every twin",
     )
     [msg] = records(private_db, topic)
     assert msg.key() == twin.encode()
@@ -71,10 +72,61 @@ def test_nothing_is_sent_when_it_cannot_be_audited(stack_settings, monkeypatch):
     monkeypatch.setenv("TWINFLOW_TOPICS__MODEL_CONTROL", topic)
     monkeypatch.setenv("TWINFLOW_POSTGRES__DBNAME", f"no_such_db_{uuid.uuid4().hex[:6]}")
     res = CliRunner().invoke(app, ["model", "rebaseline", "pump-001", "--reason", "new impeller"])
-    assert res.exit_code == 1 and "not sent" in res.output
+    assert res.exit_code == 1 and "not taken: the decision could not be audited" in res.output
     assert records(stack_settings, topic, wait_s=3) == []
 
 
 def test_a_reason_is_required_and_the_twin_id_checked():
     assert CliRunner().invoke(app, ["model", "rebaseline", "pump-001", "--reason", " "]).exit_code == 2
     assert CliRunner().invoke(app, ["model", "rebaseline", "no spaces", "--reason", "x"]).exit_code == 2
+
+
+POLICY_WITHOUT_MODELS = """
+[[rule]]
+name = "operators set speeds and acknowledge"
+subject = { roles = "operator" }
+alerts = ["ack"]
+[rule.parameters]
+speed_sp_rpm = { min = 0, max = 3000 }
+
+[[rule]]
+name = "reliability engineers record repairs"
+subject = { roles = "reliability" }
+models = ["repair", "failure"]
+"""
+
+
+def test_model_control_is_denied_without_a_models_rule_and_nothing_is_sent(private_db, monkeypatch, tmp_path):
+    """The local subject (roles operator, engineer) under a policy whose only `models` rule is another
+    role's: reset, rebaseline and a repair event are each refused (exit 3, the reason), audited as
+    denied, and nothing reaches Kafka; the same commands with a rule for the subject go through."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY_WITHOUT_MODELS)
+    control, events = (f"twin.{t}.test-{uuid.uuid4().hex[:8]}" for t in ("model_control", "events"))
+    monkeypatch.setenv("TWINFLOW_SECURITY__POLICY_FILE", str(policy))
+    monkeypatch.setenv("TWINFLOW_TOPICS__MODEL_CONTROL", control)
+    monkeypatch.setenv("TWINFLOW_TOPICS__EVENTS", events)
+    monkeypatch.setenv("TWINFLOW_POSTGRES__DBNAME", private_db.postgres.dbname)
+    twin = f"pump-{uuid.uuid4().hex[:6]}"
+    commands = [
+        ["model", "reset", twin],
+        ["model", "rebaseline", twin, "--reason", "new impeller"],
+        ["model", "event", twin, "--kind", "repair", "--note", "WO-12"],
+    ]
+    for args in commands:
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 3, res.output
+        assert "denied: no_matching_rule" in " ".join(res.output.split()), res.output
+    assert records(private_db, control, wait_s=3) == [] and records(private_db, events, wait_s=2) == []
+    with psycopg.connect(private_db.postgres.conninfo()) as conn:
+        rows = conn.execute("SELECT new->>'action', decision, reason FROM desired_audit ORDER BY id").fetchall()
+        assert verify(conn).broken is None
+    assert rows == [(a, "deny", "no_matching_rule") for a in ("model.reset", "model.rebaseline", "model.repair")]
+
+    policy.write_text(POLICY_WITHOUT_MODELS.replace('roles = "reliability"', 'roles = "engineer"'))
+    res = CliRunner().invoke(app, commands[2])
+    assert res.exit_code == 0, res.output
+    [msg] = records(private_db, events)
+    assert msg.key() == twin.encode()
+    res = CliRunner().invoke(app, commands[0])  # a repair is granted to engineers, a reset is not
+    assert res.exit_code == 3 and "action_not_allowed" in res.output, res.output

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from connectors.config.security_files import load_policy
-from operators.security.authorization import ALERT_ACTIONS, EVERY_TWIN, Policy, authorize
+from operators.security.authorization import ALERT_ACTIONS, EVERY_TWIN, MODEL_ACTIONS, Policy, authorize
 from twinflow.settings import ConfigError
 
 POLICY = """
@@ -181,7 +181,7 @@ LEAD = {"id": "lea", "roles": ["lead"]}
 def test_alert_actions(tmp_path, subject, twin, action, reason):
     f = tmp_path / "policy.toml"
     f.write_text(POLICY + ALERT_RULES)
-    assert load_policy(f).authorize_alert(action, subject, twin).reason == reason
+    assert load_policy(f).authorize_action("alerts", action, subject, twin).reason == reason
 
 
 def test_alert_rules_grant_no_setpoint():
@@ -195,7 +195,8 @@ def test_alert_rules_grant_no_setpoint():
     [
         ('[[rule]]\nname = "a"\nalerts = ["snooze"]\n', "[[rule]] entry 1 alerts[0]"),
         ('[[rule]]\nname = "a"\nalerts = "ack"\n', "[[rule]] entry 1 alerts"),
-        ('[[rule]]\nname = "a"\nalerts = []\n', "grants nothing: add [rule.parameters], modes = [...] or alerts"),
+        ('[[rule]]\nname = "a"\nalerts = []\n', "grants nothing: add [rule.parameters], modes = [...], alerts"),
+        ('[[rule]]\nname = "a"\nmodels = ["retrain"]\n', "[[rule]] entry 1 models[0]"),
     ],
 )
 def test_alert_rule_mistakes_name_file_and_field(tmp_path, text, field):
@@ -209,16 +210,18 @@ def test_alert_rule_mistakes_name_file_and_field(tmp_path, text, field):
 def test_an_earlier_generated_dev_policy_grants_operators_alert_actions_only_while_unchanged(tmp_path):
     """`twinflow stack up` of an earlier version wrote a policy without alert rules: read as the current one
     for alert actions while byte for byte unchanged; once edited it is the user's own (no alert rule: denied)."""
-    from twinflow.alarms.authority import load_alert_policy
+    from twinflow.authority import load_action_policy
     from twinflow.stack.identity import DEV_POLICY, EARLIER_DEV_POLICIES
 
     f = tmp_path / "policy.toml"
     root = {"id": "root", "roles": ["operator", "engineer"]}
     for text in (DEV_POLICY, EARLIER_DEV_POLICIES[0]):
         f.write_text(text)
-        assert all(load_alert_policy(f).authorize_alert(a, root, EVERY_TWIN).allowed for a in ALERT_ACTIONS)
+        policy = load_action_policy(f)
+        assert all(policy.authorize_action("alerts", a, root, EVERY_TWIN).allowed for a in ALERT_ACTIONS)
+        assert all(policy.authorize_action("models", a, root, {"id": "p1"}).allowed for a in MODEL_ACTIONS)
     f.write_text(EARLIER_DEV_POLICIES[0] + "# mine now\n")
-    assert load_alert_policy(f).authorize_alert("ack", root, {"id": "p1"}).reason == "no_matching_rule"
+    assert load_action_policy(f).authorize_action("alerts", "ack", root, {"id": "p1"}).reason == "no_matching_rule"
 
 
 def test_no_audit_no_action(tmp_path):

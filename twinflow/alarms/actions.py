@@ -2,7 +2,7 @@
 
 An action is checked against the alert's row (it exists, it is not resolved, shelving has an expiry
 in the future and a reason), then authorized for its subject by the policy and the decision audited
-(:mod:`twinflow.alarms.authority`), published to ``twin.alert_actions`` for the alerts flow (which applies
+(:mod:`twinflow.authority`), published to ``twin.alert_actions`` for the alerts flow (which applies
 it to the lifecycle and writes a new version) and applied to the row at once, so a list shows it
 before the flow has caught up. Queueing failed webhook deliveries again (:func:`redeliver`) is
 authorized and audited the same way. Refusals raise :class:`ActionRefused` with an HTTP-like status
@@ -116,9 +116,9 @@ def _overtaken(alert_id: str, action: str, row: dict[str, Any]) -> Done:
 
 
 def authorize(settings: Settings, subject: str, action: str, twin_id: str | None, request: dict[str, Any]) -> None:
-    """Decide and audit (:func:`twinflow.alarms.authority.decide_and_audit`); raise :class:`ActionRefused`
+    """Decide and audit (:func:`twinflow.authority.decide_and_audit`); raise :class:`ActionRefused`
     (403 with the policy's reason, or 503 when the decision cannot be audited) unless allowed."""
-    from twinflow.alarms.authority import AuditUnavailable, decide_and_audit
+    from twinflow.authority import AuditUnavailable, decide_and_audit
 
     try:
         decision = decide_and_audit(settings, subject, action, twin_id, request)

@@ -65,18 +65,19 @@ def check(path: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> No
         raise typer.Exit(2) from None
     n = len(policy.rules)
     console.print(f"{path}: {n} rule{'' if n == 1 else 's'} OK")
-    from twinflow.alarms.authority import load_alert_policy
+    from operators.security.authorization import ACTION_KINDS
+    from twinflow.authority import load_action_policy
 
-    if not policy.grants_alerts:
-        if load_alert_policy(path).grants_alerts:
+    for kind, what in ACTION_KINDS.items():
+        if policy.grants_any(kind):
+            continue
+        if load_action_policy(path).grants_any(kind):
             console.print(
-                "note: the development policy of an earlier `twinflow stack up`, unchanged: alert actions are "
-                "decided with the current one (operators may take every alert action)"
+                f"note: the development policy of an earlier `twinflow stack up`, unchanged: {what} is "
+                f"decided with the current one (operators may take every action of it)"
             )
         else:
-            console.print(
-                "note: no rule grants alert actions (alerts = [...]): every alert action is denied (no_matching_rule)"
-            )
+            console.print(f"note: no rule grants {what} ({kind} = [...]): all of it is denied (no_matching_rule)")
 
 
 @key_app.command("new")

@@ -1,9 +1,10 @@
 """``twinflow replay`` and ``twinflow model …``: backtests on CSV history and per-twin model control
-(reset, rebaseline — audited —, failure/repair events)."""
+(reset, rebaseline, failure/repair events), each authorized by the policy file's ``models = [...]``
+rules for this CLI's subject and the decision audited before anything is sent (twinflow.authority;
+exit 3 when denied, 1 when it cannot be audited)."""
 
 from __future__ import annotations
 
-import getpass
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -98,18 +99,20 @@ def model_reset(
     twin: str = typer.Argument(..., help="twin_id whose models start afresh."),
     timeout: float = typer.Option(30.0, min=1, max=3600, help="Seconds to wait for Kafka's acknowledgement."),
 ) -> None:
-    """Ask the live flow to forget what TWIN's models learned (a record on twin.model_control)."""
+    """Ask the live flow to forget what TWIN's models learned (a record on twin.model_control; authorized by
+    the policy's `models` rules and audited first)."""
     import msgspec
 
     from operators.records.model_control import ControlRecord, encode
 
     s = settings_or_exit()
+    actor = _subject(s)
     try:
         rec = ControlRecord(
             twin_id=twin,
             action="reset",
             requested_at=datetime.now(UTC).isoformat(),
-            requested_by=getpass.getuser(),
+            requested_by=actor,
         )
         rec = msgspec.convert(msgspec.to_builtins(rec), ControlRecord)  # validates the twin_id pattern
     except msgspec.ValidationError as exc:
@@ -127,6 +130,7 @@ def model_reset(
         if not known:
             err_console.print(f"[red]unknown twin {twin!r}: not in the twin registry {s.security.twin_registry}[/red]")
             raise typer.Exit(1)
+    _authorized(s, actor, "reset", twin, {})
     _publish(s, s.topics.model_control, twin, encode(rec), timeout, "reset")
     err_console.print(f"reset requested for {twin} on {s.topics.model_control}")
 
@@ -145,21 +149,20 @@ def model_rebaseline(
     """Learn TWIN's healthy reference again (after a deliberate change such as a replaced part).
 
     The condition monitor compares the twin with the reference it learned at commissioning; this
-    is the only way besides a `repair` event to change it. The request is first appended to the
-    hash-chained audit trail (desired_audit, `twinflow audit verify`), then sent on
-    twin.model_control; nothing is sent if it cannot be audited.
+    is the only way besides a `repair` event to change it. The request is first authorized by the
+    policy's `models` rules and the decision appended to the hash-chained audit trail (desired_audit,
+    `twinflow audit verify`), then sent on twin.model_control; nothing is sent if it is denied (exit 3)
+    or cannot be audited (exit 1).
     """
     import msgspec
-    import psycopg
 
-    from connectors.postgres.audit import AuditEntry, append
     from operators.records.model_control import ControlRecord, encode
 
     if not reason.strip():
         err_console.print("[red]--reason must say why the reference changes (it is kept in the audit trail)[/red]")
         raise typer.Exit(2)
     s = settings_or_exit()
-    actor = getpass.getuser()
+    actor = _subject(s)
     try:
         rec = ControlRecord(
             twin_id=twin,
@@ -173,27 +176,38 @@ def model_rebaseline(
     except msgspec.ValidationError as exc:
         err_console.print(f"[red]invalid rebaseline request for {twin!r}: {exc}[/red]")
         raise typer.Exit(2) from None
-    try:
-        with psycopg.connect(s.postgres.conninfo(), connect_timeout=10) as conn:
-            row = append(
-                conn,
-                AuditEntry(
-                    actor=actor,
-                    twin_id=twin,
-                    new={"action": "model.rebaseline", "sensor": sensor},
-                    decision="allow",
-                    reason="model rebaseline",
-                    detail=reason,
-                ),
-            )
-    except psycopg.Error as exc:
-        err_console.print(f"[red]not sent: the request could not be audited ({exc}); is the database up?[/red]")
-        raise typer.Exit(1) from None
+    allowed = _authorized(s, actor, "rebaseline", twin, {"sensor": sensor, "reason": reason})
     _publish(s, s.topics.model_control, twin, encode(rec), timeout, "rebaseline")
     what = f"sensor {sensor} of {twin}" if sensor else twin
-    err_console.print(
-        f"rebaseline of {what} requested on {s.topics.model_control} (audit row {row.id}, hash {row.hash[:12]}…)"
-    )
+    err_console.print(f"rebaseline of {what} requested on {s.topics.model_control} ({allowed}; audited)")
+
+
+def _subject(s) -> str:
+    """This CLI's subject (twinflow.desired_client.identity); exit 2 with the reason if it cannot be told."""
+    from twinflow.desired_client import RequestError, identity
+
+    try:
+        return identity(s)
+    except RequestError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _authorized(s, subject: str, action: str, twin: str, request: dict) -> str:
+    """Decide ``action`` on ``twin``'s models for ``subject`` by the policy and audit the decision
+    (twinflow.authority); its detail when allowed (e.g. ``reset by rule ops``), else exit 3 (denied) or
+    1 (it cannot be audited): nothing is sent then."""
+    from twinflow.authority import AuditUnavailable, decide_and_audit
+
+    try:
+        decision = decide_and_audit(s, subject, action, twin, request, kind="models")
+    except AuditUnavailable as exc:
+        err_console.print(f"{exc}; is the database up?", style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    if not decision.allowed:
+        err_console.print(f"denied: {decision.reason}: {decision.detail}", style="red", markup=False, highlight=False)
+        raise typer.Exit(3)
+    return decision.detail
 
 
 def _publish(s, topic: str, twin: str, value: bytes, timeout: float, what: str) -> None:
@@ -225,7 +239,8 @@ def model_event(
         float, typer.Option(min=1, max=3600, help="Seconds to wait for Kafka's acknowledgement.")
     ] = 30.0,
 ) -> None:
-    """Record a failure or repair of TWIN on twin.events (the failure model's labels; docs/ml.md)."""
+    """Record a failure or repair of TWIN on twin.events (the failure model's labels; docs/ml.md); authorized
+    by the policy's `models` rules (`failure`, `repair`) and audited first."""
     import msgspec
 
     from operators.records.twin_events import TwinEvent, encode
@@ -238,11 +253,13 @@ def model_event(
         raise typer.Exit(2) from None
     if when.tzinfo is None:
         when = when.astimezone()  # local time zone
+    actor = _subject(s)
     try:
-        rec = TwinEvent(twin_id=twin, kind=kind.value, time=when, note=note, author=getpass.getuser())
+        rec = TwinEvent(twin_id=twin, kind=kind.value, time=when, note=note, author=actor)
         rec = msgspec.convert(msgspec.to_builtins(rec), TwinEvent)  # validates the twin_id and lengths
     except msgspec.ValidationError as exc:
         err_console.print(f"[red]invalid event for {twin!r}: {exc}[/red]")
         raise typer.Exit(2) from None
+    _authorized(s, actor, kind.value, twin, {"at": when.isoformat(), "note": note})
     _publish(s, s.topics.events, twin, encode(rec), timeout, kind.value)
     err_console.print(f"{kind.value} of {twin} at {when.isoformat()} recorded on {s.topics.events}")

@@ -6,13 +6,13 @@
 * ``subjects.toml``: the local user (login name) with roles ``operator`` and ``engineer`` and
   that key's public key;
 * ``policy.toml``: a development policy letting ``operator`` set any numeric parameter and any
-  mode of any twin, and take every alert action (enough to operate the demo; production policies are
-  written per plant).
+  mode of any twin, take every alert action and control every twin's models (enough to operate the
+  demo; production policies are written per plant).
 
-A ``policy.toml`` written by an earlier version (no alert rule) is left as it is — a flow of that
-earlier version may read the same file, and it would refuse ``alerts = [...]`` — and is read for alert
-actions as the current development policy, only while it is byte for byte what that version wrote
-(:func:`read_as_current`); an edited one is the user's own policy.
+A ``policy.toml`` written by an earlier version (no alert or model rule) is left as it is — a flow of
+that earlier version may read the same file, and it would refuse ``alerts = [...]`` — and is read for
+alert actions and model control as the current development policy, only while it is byte for byte
+what that version wrote (:func:`read_as_current`); an edited one is the user's own policy.
 
 Settings left unset (``security.subjects_file``, ``policy_file``, ``key_file``) default to these
 files (:meth:`twinflow.settings.SecuritySettings.identity_from`); explicit settings always win.
@@ -35,6 +35,7 @@ name = "local development: operators operate every twin"
 subject = { roles = "operator" }
 modes = ["normal", "maintenance", "simulating"]
 alerts = ["*"]
+models = ["*"]
 [rule.parameters]
 "*" = { type = "number" }
 """

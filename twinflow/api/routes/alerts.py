@@ -3,7 +3,7 @@ operator-hour, people's actions (acknowledge, resolve, shelve, …: :mod:`twinfl
 the webhook outbox: its deliveries, and failed ones queued again (``twinflow alerts deliveries | redeliver``).
 
 Reads take a :data:`~twinflow.api.auth.Reader`, changes a :data:`~twinflow.api.auth.Writer` whose subject
-the policy file's alert rules must allow (:mod:`twinflow.alarms.authority`: 403 with the reason otherwise,
+the policy file's alert rules must allow (:mod:`twinflow.authority`: 403 with the reason otherwise,
 every decision in the audit chain, 503 when it cannot be audited), recorded with the change (an action's
 ``by``, a redelivery's ``redelivered_by``) and logged."""
 
@@ -174,7 +174,7 @@ async def alert_deliveries(
     return await _deliveries(request, state, alert_id, None, limit, offset)
 
 
-# What every alert action may answer besides its own refusals (twinflow.alarms.authority).
+# What every alert action may answer besides its own refusals (twinflow.authority).
 AUTHORIZED: dict[int | str, dict[str, Any]] = {
     403: {
         "description": "denied by the policy file's alert rules; the problem's `reason`: no_policy, no_subjects,"

@@ -1,12 +1,14 @@
-"""Who may take an alert action, decided the same way for the HTTP API and ``twinflow alerts``.
+"""Who may take an alert action or control a twin's models, decided the same way for the HTTP API,
+``twinflow alerts`` and ``twinflow model``.
 
-The policy file's rules with ``alerts = [...]`` (:meth:`operators.security.authorization.Policy.authorize_alert`)
-judge the subject's attributes from the subjects file against the alert's twin's attributes, taken as the
-desired-state gate takes them (the twin registry, else the type from ``[twin.policy]``:
+The policy file's rules with ``alerts = [...]`` or ``models = [...]``
+(:meth:`operators.security.authorization.Policy.authorize_action`) judge the subject's attributes
+from the subjects file against the twin's (of the alert) attributes, taken as the desired-state gate
+takes them (the twin registry, else the type from ``[twin.policy]``:
 :func:`operators.twin.desired_gate.policy_attrs`). The files are read for every decision, so an edit applies
 at once. Every decision, allow and deny, is appended to the audit chain (``desired_audit``,
 :mod:`connectors.postgres.audit`) before the action is taken; if it cannot be, nothing is done
-(:class:`AuditUnavailable`). docs/security.md, "Alert actions".
+(:class:`AuditUnavailable`). docs/security.md, "Alert actions and model control".
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class AuditUnavailable(Exception):
     """The decision could not be appended to the audit chain: the action is not taken."""
 
 
-def load_alert_policy(path: Path) -> Policy:
+def load_action_policy(path: Path) -> Policy:
     """The policy file, an unchanged development policy of an earlier ``twinflow stack up`` read as the
     current one (:func:`twinflow.stack.identity.read_as_current`); ConfigError naming the file otherwise."""
     from connectors.config.security_files import load_policy
@@ -37,8 +39,9 @@ def load_alert_policy(path: Path) -> Policy:
     return load_policy(path) if current == text else Policy.from_dict(tomllib.loads(current))
 
 
-def decide(settings: Settings, subject: str, action: str, twin_id: str | None) -> Decision:
-    """May ``subject`` take ``action`` on an alert of ``twin_id`` (None: on every twin's alerts)?"""
+def decide(settings: Settings, subject: str, action: str, twin_id: str | None, kind: str = "alerts") -> Decision:
+    """May ``subject`` take ``action`` of ``kind`` (``alerts``, ``models``) on ``twin_id`` (None: on every
+    twin's alerts)?"""
     from connectors.config.security_files import load_subjects, load_twin_registry
     from operators.twin.desired_gate import policy_attrs
 
@@ -48,7 +51,7 @@ def decide(settings: Settings, subject: str, action: str, twin_id: str | None) -
     if sec.subjects_file is None:
         return Decision(False, DenyReason.NO_SUBJECTS, "no subjects file configured (security.subjects_file)")
     try:
-        policy = load_alert_policy(sec.policy_file)
+        policy = load_action_policy(sec.policy_file)
         who = load_subjects(sec.subjects_file).get(subject)
         registry = load_twin_registry(sec.twin_registry) if sec.twin_registry else None
     except ConfigError as exc:
@@ -56,27 +59,33 @@ def decide(settings: Settings, subject: str, action: str, twin_id: str | None) -
     if who is None:
         return Decision(False, DenyReason.UNKNOWN_SUBJECT, f"{subject!r} is not in {sec.subjects_file}")
     if twin_id is None:
-        return policy.authorize_alert(action, who.attrs, EVERY_TWIN)
+        return policy.authorize_action(kind, action, who.attrs, EVERY_TWIN)
     attrs = policy_attrs(twin_id, registry, settings.twin.policy.type_of)
     if attrs is None:
         return Decision(False, DenyReason.UNKNOWN_TWIN, f"twin {twin_id!r} is not in the twin registry")
-    return policy.authorize_alert(action, who.attrs, attrs)
+    return policy.authorize_action(kind, action, who.attrs, attrs)
 
 
 def decide_and_audit(
-    settings: Settings, subject: str, action: str, twin_id: str | None, request: dict[str, Any]
+    settings: Settings,
+    subject: str,
+    action: str,
+    twin_id: str | None,
+    request: dict[str, Any],
+    kind: str = "alerts",
 ) -> Decision:
     """:func:`decide`, appended to the audit chain as ``new = {"action": "alert.<action>", **request}``
-    (``twin_id`` ``*`` for every twin); raises :class:`AuditUnavailable` when it cannot be."""
+    (``model.<action>`` for model control; ``twin_id`` ``*`` for every twin); raises
+    :class:`AuditUnavailable` when it cannot be."""
     import psycopg
 
     from connectors.postgres.audit import AuditEntry, append
 
-    decision = decide(settings, subject, action, twin_id)
+    decision = decide(settings, subject, action, twin_id, kind)
     entry = AuditEntry(
         actor=subject,
         twin_id=twin_id or "*",
-        new={"action": f"alert.{action}", **request},
+        new={"action": f"{kind.removesuffix('s')}.{action}", **request},
         decision=decision.decision,
         reason=decision.reason,
         detail=decision.detail,
