@@ -37,8 +37,8 @@ def _write_identity(tmp: Path) -> dict[str, Path]:
         lines.append(f'[subject.{name}]\nroles = ["{role}"]\npublic_keys = ["{public_key_text(key)}"]\n')
     (tmp / "subjects.toml").write_text("".join(lines))
     (tmp / "policy.toml").write_text(
-        '[[rule]]\nname = "operators"\nsubject = { roles = "operator" }\n[rule.parameters]\n'
-        "speed_sp_rpm = { min = 0, max = 3000 }\n"
+        '[[rule]]\nname = "operators"\nsubject = { roles = "operator" }\nalerts = ["ack"]\nmodels = ["rebaseline"]\n'
+        "[rule.parameters]\nspeed_sp_rpm = { min = 0, max = 3000 }\n"
     )
     return keys
 
@@ -135,3 +135,66 @@ def test_the_gate_and_the_acls_of_the_secure_profile(secure_stack, tmp_path):
         bridge.stop(10)
         sim.stop()
     assert flow.returncode is not None, log_path.read_text()
+
+
+def test_people_act_on_alerts_and_models_through_the_secure_profile(secure_stack, tmp_path):
+    """People's CLI with its own principal and role (operator): an acknowledgement and a rebaseline the
+    policy allows are audited, applied and published; the same from a subject it does not allow is
+    refused (exit 3), audited as denied, and nothing changes (migration 0155 lets the role do exactly that)."""
+    from connectors.postgres.alert_sinks import AlertSink
+    from connectors.postgres.audit import verify
+    from tests.integration.test_alerts_cli import an_alert
+
+    stack = secure_stack
+    keys = _write_identity(tmp_path)
+    twin = f"pump-act-{uuid.uuid4().hex[:6]}"
+    alert = an_alert(twin)
+    sink = AlertSink(stack.admin.postgres.conninfo()).open()
+    sink.write([alert])
+    sink.close()
+
+    def cli(who: str, *args: str) -> subprocess.CompletedProcess:
+        env = stack.role_env(
+            "operator",
+            TWINFLOW_SECURITY__SUBJECTS_FILE=str(tmp_path / "subjects.toml"),
+            TWINFLOW_SECURITY__POLICY_FILE=str(tmp_path / "policy.toml"),
+            TWINFLOW_SECURITY__KEY_FILE=str(keys[who]),
+            COLUMNS="200",
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "twinflow.cli.main", *args], env=env, capture_output=True, text=True, timeout=90
+        )
+
+    denied = cli("mallory", "alerts", "ack", alert.alert_id)
+    assert denied.returncode == 3 and "denied: no_matching_rule" in denied.stderr, denied.stdout + denied.stderr
+    denied = cli("mallory", "model", "rebaseline", twin, "--reason", "new impeller")
+    assert denied.returncode == 3 and "denied: no_matching_rule" in denied.stderr, denied.stdout + denied.stderr
+    listed = cli("ann", "alerts", "list", "--twin", twin, "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["state"] == "open", listed.stdout + listed.stderr
+
+    acked = cli("ann", "alerts", "ack", alert.alert_id)
+    assert acked.returncode == 0 and "acknowledged by ann" in acked.stdout, acked.stdout + acked.stderr
+    rebaselined = cli("ann", "model", "rebaseline", twin, "--reason", "new impeller")
+    assert rebaselined.returncode == 0, rebaselined.stdout + rebaselined.stderr
+    shelved = cli("ann", "alerts", "shelve", alert.alert_id, "--for", "1h", "--reason", "known")
+    assert shelved.returncode == 3 and "action_not_allowed" in shelved.stderr, shelved.stdout + shelved.stderr
+
+    admin = stack.admin
+    with psycopg.connect(admin.postgres.conninfo()) as db:
+        audit = db.execute(
+            "SELECT actor, new->>'action', decision, reason FROM desired_audit WHERE twin_id = %s ORDER BY id", (twin,)
+        ).fetchall()
+        state = db.execute("SELECT state, acked_by FROM alerts WHERE alert_id = %s", (alert.alert_id,)).fetchone()
+        assert verify(db).broken is None
+    assert audit == [
+        ("mallory", "alert.ack", "deny", "no_matching_rule"),
+        ("mallory", "model.rebaseline", "deny", "no_matching_rule"),
+        ("ann", "alert.ack", "allow", "allowed"),
+        ("ann", "model.rebaseline", "allow", "allowed"),
+        ("ann", "alert.shelve", "deny", "action_not_allowed"),
+    ]
+    assert state == ("acknowledged", "ann")
+    published = [r for r in read_topic(admin, admin.alerts.actions_topic) if r.key == twin.encode()]
+    assert len(published) == 1
+    control = [r for r in read_topic(admin, admin.topics.model_control) if r.key == twin.encode()]
+    assert len(control) == 1

@@ -76,8 +76,14 @@ def failure_message(exc: BaseException) -> tuple[str, int] | None:
     (its traceback is shown).
 
     A service that cannot be reached or refuses the login (PostgreSQL, Kafka) is named with the settings
-    that point at it (exit code 1: nothing was done, try again once it answers); a path that cannot be
-    read or written is named with the reason (exit code 2: fix the path)."""
+    that point at it (exit code 1: nothing was done, try again once it answers), as is a login role that
+    lacks a right (exit code 1); a path that cannot be read or written is named with the reason (exit
+    code 2: fix the path).
+
+    >>> from psycopg.errors import InsufficientPrivilege
+    >>> print(failure_message(InsufficientPrivilege("permission denied for table alerts"))[0][:80])
+    PostgreSQL refused: permission denied for table alerts. The login role (postgres
+    """
     if isinstance(exc, PATH_ERRORS):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}; fix the path", 2
@@ -88,6 +94,14 @@ def failure_message(exc: BaseException) -> tuple[str, int] | None:
             f"PostgreSQL cannot be used: {detail}. Is it running (`twinflow stack status`)? Its address and "
             "login are the [postgres] settings (host, port, dbname, user, password; `twinflow settings show "
             "postgres`, TWINFLOW_POSTGRES__HOST, TWINFLOW_POSTGRES__PORT …)",
+            1,
+        )
+    if psycopg is not None and isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        detail = " ".join(str(exc).split())
+        return (
+            f"PostgreSQL refused: {detail}. The login role (postgres.user, `twinflow settings show postgres`) "
+            "lacks this right: use a role that has it, or apply the migrations that grant it (`twinflow db "
+            "migrate` as the database's owner; docs/security.md lists each role's rights)",
             1,
         )
     source = sys.modules.get("connectors.kafka.source")
