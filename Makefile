@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 PYTEST_ARGS ?= -m "not bench_harness" --durations=30
 # Test files run side by side in this many worker processes (most integration tests wait on services, flows
 # and timeouts rather than compute); `make test TEST_WORKERS=0` runs them one after another in one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 # Every protocol connector (optional for a `pip install twinflow`, connectors/extras.py).
 PROTOCOL_EXTRAS := --extra opcua --extra modbus --extra sparkplug
 

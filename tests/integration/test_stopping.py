@@ -218,7 +218,7 @@ def test_run_pipeline_stops_on_sigterm_with_its_outputs_written(env: Env, proces
     # Each process serves its Prometheus metrics (process i on port + i): its steps' snapshots of the
     # twins' model states and the recovery store's writes, once an epoch has ended.
     for i in range(processes):
-        wait_for(f"process {i}'s metrics on port {port + i}", lambda i=i: _snapshots_counted(port + i), timeout=30)
+        wait_for(f"process {i}'s metrics on port {port + i}", lambda i=i: _snapshots_counted(port + i), timeout=90)
 
     streaming = _produce_slowly(env.settings, second, per_s=150)
     time.sleep(1.0)  # readings are arriving when the stop comes
