@@ -8,7 +8,7 @@ takes them (the twin registry, else the type from ``[twin.policy]``:
 :func:`operators.twin.desired_gate.policy_attrs`). The files are read for every decision, so an edit applies
 at once. Every decision, allow and deny, is appended to the audit chain (``desired_audit``,
 :mod:`connectors.postgres.audit`) before the action is taken; if it cannot be, nothing is done
-(:class:`AuditUnavailable`). docs/security.md, "Alert actions and model control".
+(:func:`authorize` raises :class:`ActionRefused`, 503). docs/security.md, "Alert actions and model control".
 """
 
 from __future__ import annotations
@@ -21,8 +21,14 @@ from operators.security.authorization import EVERY_TWIN, Decision, DenyReason, P
 from twinflow.settings import ConfigError, Settings
 
 
-class AuditUnavailable(Exception):
-    """The decision could not be appended to the audit chain: the action is not taken."""
+class ActionRefused(Exception):
+    """An action cannot apply; ``status`` is 403 (denied by the policy, ``reason`` its reason) or 503 (the
+    decision could not be audited), and for alert actions (twinflow.alarms.actions) 404 (no such alert),
+    409 (its state) or 422 (the request)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.detail = status, reason, detail
 
 
 def load_action_policy(path: Path) -> Policy:
@@ -66,7 +72,7 @@ def decide(settings: Settings, subject: str, action: str, twin_id: str | None, k
     return policy.authorize_action(kind, action, who.attrs, attrs)
 
 
-def decide_and_audit(
+def authorize(
     settings: Settings,
     subject: str,
     action: str,
@@ -75,8 +81,8 @@ def decide_and_audit(
     kind: str = "alerts",
 ) -> Decision:
     """:func:`decide`, appended to the audit chain as ``new = {"action": "alert.<action>", **request}``
-    (``model.<action>`` for model control; ``twin_id`` ``*`` for every twin); raises
-    :class:`AuditUnavailable` when it cannot be."""
+    (``model.<action>`` for model control; ``twin_id`` ``*`` for every twin); the allowing decision, else
+    :class:`ActionRefused` (403 denied, 503 when the decision cannot be audited)."""
     import psycopg
 
     from connectors.postgres.audit import AuditEntry, append
@@ -94,5 +100,7 @@ def decide_and_audit(
         with psycopg.connect(settings.postgres.conninfo(), connect_timeout=10) as conn:
             append(conn, entry)
     except psycopg.Error as exc:
-        raise AuditUnavailable(f"not taken: the decision could not be audited ({exc})") from None
+        raise ActionRefused(503, "audit_unavailable", f"not taken: the decision could not be audited ({exc})") from None
+    if not decision.allowed:
+        raise ActionRefused(403, decision.reason, f"denied: {decision.reason}: {decision.detail}")
     return decision

@@ -226,7 +226,7 @@ def test_an_earlier_generated_dev_policy_grants_operators_alert_actions_only_whi
 
 def test_no_audit_no_action(tmp_path):
     """The decision cannot be appended to the audit chain (the database is unreachable): 503, nothing done."""
-    from twinflow.alarms.actions import ActionRefused, authorize
+    from twinflow.authority import ActionRefused, authorize
     from twinflow.settings import Settings
 
     (tmp_path / "subjects.toml").write_text('[subject.lea]\nroles = ["lead"]\n')

@@ -18,6 +18,7 @@ from typing import Any
 
 from connectors.postgres.alerts_store import AlertStore
 from operators.records.alerts import ACTIONS, AlertAction, encode
+from twinflow.authority import ActionRefused, authorize
 from twinflow.settings import Settings
 
 Publish = Callable[[str, str, bytes], None]  # (topic, key, value); raises unless Kafka acknowledged it
@@ -29,15 +30,6 @@ PAST = {
     "out_of_service": "taken out of service",
     "in_service": "returned to service",
 }
-
-
-class ActionRefused(Exception):
-    """The action cannot apply; ``status`` is 404 (no such alert), 409 (its state), 422 (the request),
-    403 (denied by the policy) or 503 (not auditable)."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.reason, self.detail = status, reason, detail
 
 
 @dataclass(frozen=True)
@@ -113,19 +105,6 @@ def _overtaken(alert_id: str, action: str, row: dict[str, Any]) -> Done:
     if action == "ack" and row["state"] == "acknowledged":
         return Done(row, False, f"alert {alert_id} was already acknowledged by {row['acked_by']}")
     return Done(row, False, f"alert {alert_id}: nothing to do any more, someone changed it meanwhile")
-
-
-def authorize(settings: Settings, subject: str, action: str, twin_id: str | None, request: dict[str, Any]) -> None:
-    """Decide and audit (:func:`twinflow.authority.decide_and_audit`); raise :class:`ActionRefused`
-    (403 with the policy's reason, or 503 when the decision cannot be audited) unless allowed."""
-    from twinflow.authority import AuditUnavailable, decide_and_audit
-
-    try:
-        decision = decide_and_audit(settings, subject, action, twin_id, request)
-    except AuditUnavailable as exc:
-        raise ActionRefused(503, "audit_unavailable", str(exc)) from None
-    if not decision.allowed:
-        raise ActionRefused(403, decision.reason, f"denied: {decision.reason}: {decision.detail}")
 
 
 def redeliver(

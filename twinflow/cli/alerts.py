@@ -23,7 +23,7 @@ from rich.table import Table
 
 from operators.records.alerts import SEVERITIES, Kind
 from twinflow.alarms.state_filters import NAMES, selection
-from twinflow.cli.support import err_console, finite, publish_or_exit, settings_or_exit
+from twinflow.cli.support import cli_subject, err_console, finite, publish_or_exit, refused, settings_or_exit
 from twinflow.settings import Settings
 
 alerts_app = typer.Typer(help="Predictive-maintenance alerts: list, acknowledge, resolve.", no_args_is_help=True)
@@ -149,22 +149,13 @@ def _check_by(by: str | None) -> None:
 
 def _subject_and_by(s: Settings, by: str | None) -> tuple[str, str]:
     """(the CLI's subject, who is recorded: ``--by`` or the subject)."""
-    from twinflow.desired_client import RequestError, identity
-
-    try:
-        subject = identity(s)
-    except RequestError as exc:
-        err_console.print(f"[red]{exc}[/red]", markup=False)
-        raise typer.Exit(2) from None
+    subject = cli_subject(s)
     return subject, by or subject
 
 
 def _refused(exc) -> typer.Exit:
-    """Print an :class:`~twinflow.alarms.actions.ActionRefused`; the exit (3 denied, 1 no alert, its state or
-    no audit, 2 the request)."""
-    hint = "; `twinflow alerts list --state all` shows the ids" if exc.status == 404 else ""
-    err_console.print(f"{exc.detail}{hint}", style="red", markup=False, highlight=False)
-    return typer.Exit(3 if exc.status == 403 else 1 if exc.status in (404, 409, 503) else 2)
+    """:func:`~twinflow.cli.support.refused`, with where to find the ids when there is no such alert."""
+    return refused(exc, "; `twinflow alerts list --state all` shows the ids" if exc.status == 404 else "")
 
 
 def _act(alert_id: str, action: str, by: str | None, *, until: datetime | None = None, note: str = "") -> None:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from twinflow.cli.support import err_console, publish_or_exit, settings_or_exit
+from twinflow.cli.support import cli_subject, err_console, publish_or_exit, refused, settings_or_exit
 
 model_app = typer.Typer(help="Online models of the twins.", no_args_is_help=True)
 
@@ -106,7 +106,7 @@ def model_reset(
     from operators.records.model_control import ControlRecord, encode
 
     s = settings_or_exit()
-    actor = _subject(s)
+    actor = cli_subject(s)
     try:
         rec = ControlRecord(
             twin_id=twin,
@@ -162,7 +162,7 @@ def model_rebaseline(
         err_console.print("[red]--reason must say why the reference changes (it is kept in the audit trail)[/red]")
         raise typer.Exit(2)
     s = settings_or_exit()
-    actor = _subject(s)
+    actor = cli_subject(s)
     try:
         rec = ControlRecord(
             twin_id=twin,
@@ -182,32 +182,16 @@ def model_rebaseline(
     err_console.print(f"rebaseline of {what} requested on {s.topics.model_control} ({allowed}; audited)")
 
 
-def _subject(s) -> str:
-    """This CLI's subject (twinflow.desired_client.identity); exit 2 with the reason if it cannot be told."""
-    from twinflow.desired_client import RequestError, identity
-
-    try:
-        return identity(s)
-    except RequestError as exc:
-        err_console.print(str(exc), style="red", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-
-
 def _authorized(s, subject: str, action: str, twin: str, request: dict) -> str:
     """Decide ``action`` on ``twin``'s models for ``subject`` by the policy and audit the decision
     (twinflow.authority); its detail when allowed (e.g. ``reset by rule ops``), else exit 3 (denied) or
     1 (it cannot be audited): nothing is sent then."""
-    from twinflow.authority import AuditUnavailable, decide_and_audit
+    from twinflow.authority import ActionRefused, authorize
 
     try:
-        decision = decide_and_audit(s, subject, action, twin, request, kind="models")
-    except AuditUnavailable as exc:
-        err_console.print(f"{exc}; is the database up?", style="red", markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    if not decision.allowed:
-        err_console.print(f"denied: {decision.reason}: {decision.detail}", style="red", markup=False, highlight=False)
-        raise typer.Exit(3)
-    return decision.detail
+        return authorize(s, subject, action, twin, request, kind="models").detail
+    except ActionRefused as exc:
+        raise refused(exc, "; is the database up?" if exc.status == 503 else "") from None
 
 
 def _publish(s, topic: str, twin: str, value: bytes, timeout: float, what: str) -> None:
@@ -253,7 +237,7 @@ def model_event(
         raise typer.Exit(2) from None
     if when.tzinfo is None:
         when = when.astimezone()  # local time zone
-    actor = _subject(s)
+    actor = cli_subject(s)
     try:
         rec = TwinEvent(twin_id=twin, kind=kind.value, time=when, note=note, author=actor)
         rec = msgspec.convert(msgspec.to_builtins(rec), TwinEvent)  # validates the twin_id and lengths

@@ -6,12 +6,16 @@ import logging
 import math
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from twinflow.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from twinflow.authority import ActionRefused
 
 err_console = Console(stderr=True)
 
@@ -153,3 +157,22 @@ def finite(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number")
     return value
+
+
+def cli_subject(s: Settings) -> str:
+    """Who this CLI acts as (:func:`twinflow.desired_client.identity`); exit 2 with the reason if it cannot
+    be told."""
+    from twinflow.desired_client import RequestError, identity
+
+    try:
+        return identity(s)
+    except RequestError as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def refused(exc: ActionRefused, hint: str = "") -> typer.Exit:
+    """Print an :class:`~twinflow.authority.ActionRefused` (and ``hint``); the exit: 3 denied by the policy,
+    1 no such alert, not possible in its state or not auditable (503), 2 a mistake in the request."""
+    err_console.print(f"{exc.detail}{hint}", style="red", markup=False, highlight=False)
+    return typer.Exit(3 if exc.status == 403 else 1 if exc.status in (404, 409, 503) else 2)
