@@ -70,6 +70,15 @@ class BatchSink(DynamicSink[Record | list[Record]], ABC, Generic[Record, Destina
         """Return once every record written to ``destination`` is stored; raise if some was not
         (default: nothing to wait for, each :meth:`write_to` stores its batch before it returns)."""
 
+    def acknowledged(self, destination: Destination) -> None:
+        """Like :meth:`settle`, but callable from a thread other than the writer's, while it writes: return
+        once every record written to ``destination`` before the call is stored; raise if some was not.
+        (:class:`~connectors.overlap.FencedSink` waits so before it writes another sink.)"""
+
+    def serve(self, destination: Destination) -> None:
+        """Called in the writer's thread while it waits for something else (a fenced background write):
+        serve what the destination needs served meanwhile (Kafka: delivery reports, the stall watch)."""
+
     def disconnect(self, destination: Destination) -> None:
         """Release the destination when its writer closes (flush, close a connection)."""
 
@@ -118,6 +127,14 @@ class BatchWriter(StatelessSinkPartition[Record | list[Record]], Generic[Record,
     def settle(self) -> None:
         """Return once every record written is stored (:meth:`BatchSink.settle`)."""
         self._sink.settle(self.destination)
+
+    def acknowledged(self) -> None:
+        """From any thread: once every record written before the call is stored (:meth:`BatchSink.acknowledged`)."""
+        self._sink.acknowledged(self.destination)
+
+    def serve(self) -> None:
+        """What the destination needs while the writer's thread waits (:meth:`BatchSink.serve`)."""
+        self._sink.serve(self.destination)
 
     def close(self) -> None:
         log.info(

@@ -34,6 +34,14 @@ at the epoch's end and at ``close()``, *settles* its destination (:meth:`BatchSi
 <connectors.batch_sink.BatchSink.settle>`): the Kafka sink (:mod:`connectors.kafka.sink`) produces each
 batch without waiting and flushes there, so the epoch is committed only after Kafka acknowledged
 its records. Same routing (:meth:`BatchSink.route_key <connectors.batch_sink.BatchSink.route_key>`).
+
+:class:`FencedSink` writes two sinks in one step, *outputs before state*: its items are ``(key, firsts,
+thens)``; a partition produces ``firsts`` in the flow's thread (settled at each epoch's end, as above) and
+writes ``thens`` in the background, each batch only once every record of ``firsts`` written before it is
+acknowledged (:meth:`BatchSink.acknowledged <connectors.batch_sink.BatchSink.acknowledged>`). The twin
+flow writes its Kafka outputs and its state history so: a stored twin version is a safe point to resume
+from (the twin flow resumes a twin without a snapshot there), because whatever the records it includes
+produced has reached Kafka; a kill between the two leaves the version unstored and its records replayed.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ import logging
 import queue
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -59,23 +67,35 @@ _DONE = None  # the queue's last item: the thread ends
 
 
 class BackgroundWriter(Generic[Record, Destination]):
-    """Writes batches with a :class:`BatchWriter` in a thread of its own, in order, two at most in flight."""
+    """Writes batches with a :class:`BatchWriter` in a thread of its own, in order, two at most in flight;
+    ``fence`` (optional) is called in that thread before each batch is written (a wait; it may raise)."""
 
-    def __init__(self, writer: BatchWriter[Record, Destination]) -> None:
+    def __init__(self, writer: BatchWriter[Record, Destination], fence: Callable[[], None] | None = None) -> None:
         self.writer = writer
+        self._fence = fence
         self._queue: queue.Queue[Sequence[Record] | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
-    def submit(self, records: Sequence[Record]) -> None:
-        """Queue ``records``; waits while a batch is queued already. Raises an earlier write's error."""
+    def submit(self, records: Sequence[Record], serve: Callable[[], None] | None = None) -> None:
+        """Queue ``records``; waits while a batch is queued already (calling ``serve`` every 0.2 s meanwhile,
+        when given). Raises an earlier write's error."""
         self.raise_error()
         if not records:
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"sink {self.writer.label}", daemon=True)
             self._thread.start()
-        self._queue.put(records)
+        if serve is None:
+            self._queue.put(records)
+            return
+        while True:
+            try:
+                self._queue.put(records, timeout=0.2)
+                return
+            except queue.Full:
+                self.raise_error()
+                serve()
 
     def wait(self) -> None:
         """Return once every batch submitted is written; raises a write's error."""
@@ -107,6 +127,8 @@ class BackgroundWriter(Generic[Record, Destination]):
                 if records is _DONE:
                     return
                 if not failed:  # after an error nothing more is written (the epoch is replayed)
+                    if self._fence is not None:
+                        self._fence()
                     self.writer.write(records)
             except BaseException as exc:  # handed to the flow's thread
                 failed = True
@@ -177,12 +199,15 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
         part_of, key_of = self._part_of, self.sink.route_key
         for record in records:
             twin = key_of(record)
-            part = part_of.get(twin)
-            if part is None:
-                names = self._names if self._names is not None else self._local_names()
-                part = part_of[twin] = names[zlib.crc32(twin) % len(names)]
+            part = part_of.get(twin) or self._partition(twin)
             parts.setdefault(part, []).append(record)
         return list(parts.items())
+
+    def _partition(self, key: bytes) -> str:
+        """The partition of ``key`` (a twin), remembered."""
+        names = self._names if self._names is not None else self._local_names()
+        part = self._part_of[key] = names[zlib.crc32(key) % len(names)]
+        return part
 
     def local_partitions(self) -> list[int]:
         """The partitions :meth:`route` uses on this worker: those Bytewax gives it when the worker is
@@ -212,6 +237,11 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
     def build_part(
         self, step_id: str, for_part: str, resume_state: Any
     ) -> OverlappedPartition[Record, Destination] | SettledPartition[Record, Destination]:
+        writer = self._writer(self.sink, step_id, for_part)
+        return OverlappedPartition(writer) if self.background else SettledPartition(writer)
+
+    def _writer(self, sink: BatchSink[Any, Any], step_id: str, for_part: str) -> BatchWriter[Any, Any]:
+        """A writer of ``sink`` for partition ``for_part``; warns when the partition is on another worker."""
         worker = this_worker()
         if worker is not None and not worker.owns(int(for_part)):
             log.warning(
@@ -221,6 +251,64 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
                 worker.index,
                 int(for_part) % worker.count,
             )
-        writer = self.sink.open()
+        writer = sink.open()
         writer.label = f"{step_id} partition {for_part}"
-        return OverlappedPartition(writer) if self.background else SettledPartition(writer)
+        return writer
+
+
+class FencedPartition(StatefulSinkPartition[tuple[list[Any], list[Record]], None], Generic[Record, Destination]):
+    """One partition of a :class:`FencedSink`: ``first`` written in the flow's thread, ``then`` in the
+    background, each batch of it after ``first`` acknowledged what was written before it."""
+
+    def __init__(self, first: BatchWriter[Any, Any], then: BatchWriter[Record, Destination]) -> None:
+        self.first = first
+        self.background = BackgroundWriter(then, fence=first.acknowledged)
+
+    def write_batch(self, values: list[tuple[list[Any], list[Record]]]) -> None:
+        firsts = [r for records, _ in values for r in records]
+        if firsts:
+            self.first.write(firsts)
+        # While it waits for the background (which waits for Kafka), the producer's reports and stall
+        # watch are served: a stalled producer is replaced, not waited on for message.timeout.ms.
+        self.background.submit([r for _, records in values for r in records], serve=self.first.serve)
+
+    def snapshot(self) -> None:
+        self.first.settle()
+        self.background.wait()
+
+    def close(self) -> None:
+        try:
+            self.background.close()
+        finally:
+            self.first.close()
+
+
+class FencedSink(OverlappedSink[Record, Destination]):
+    """``first`` (settled at each epoch's end: Kafka) and ``then`` (in the background: PostgreSQL) as one
+    step over ``partitions`` partitions keyed by twin: a batch of ``then`` is written only once ``first``
+    acknowledged every record written before it (outputs before state). Its input is :meth:`route_pair`'s
+    output.
+
+    >>> from connectors.kafka.sink import MessageSink
+    >>> from connectors.postgres.twin_sink import TwinSink
+    >>> sink = FencedSink(MessageSink({}), TwinSink("dbname=x"), partitions=2)
+    >>> sink.route_pair((b"pump-1", ["state message"], ["history row"]))
+    [('00', (['state message'], ['history row']))]
+    """
+
+    def __init__(self, first: BatchSink[Any, Any], then: BatchSink[Record, Destination], partitions: int = 1) -> None:
+        super().__init__(then, partitions)
+        self.first = first
+
+    def route_pair(
+        self, item: tuple[bytes, list[Any], list[Record]]
+    ) -> list[tuple[str, tuple[list[Any], list[Record]]]]:
+        """``(key, firsts, thens)`` (one twin's, or one key's) as ``[(partition, (firsts, thens))]``."""
+        key, firsts, thens = item
+        part = _NAMES[0] if self.partitions == 1 else self._part_of.get(key) or self._partition(key)
+        return [(part, (firsts, thens))]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> FencedPartition[Record, Destination]:  # type: ignore[override]
+        first = self._writer(self.first, step_id, for_part)
+        first.label += f" ({self.first.what})"
+        return FencedPartition(first, self._writer(self.sink, step_id, for_part))

@@ -4,7 +4,8 @@
 sinks write in the background (:func:`overlapped`), their Kafka sinks produce in the flow's thread
 and are flushed at each epoch's end, before Bytewax can commit it (:func:`settled`). :func:`output`
 adds the keying step (``<step_id>_route``, once per batch of items) in front of such a sink, and
-wires any other sink (the webhook, Bytewax's ``TestingSink``) as it is.
+wires any other sink (the webhook, Bytewax's ``TestingSink``) as it is. :func:`output_in_order` writes
+two sinks as one step, the second only after the first acknowledged (:class:`~connectors.overlap.FencedSink`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bytewax.dataflow import Stream
 from bytewax.outputs import DynamicSink
 
 from connectors.batch_sink import BatchSink, flatten
-from connectors.overlap import OverlappedSink
+from connectors.overlap import FencedSink, OverlappedSink
 from flows.settings import DataflowSettings as Settings
 
 Sink = DynamicSink[Any] | OverlappedSink[Any, Any]
@@ -49,3 +50,22 @@ def output(step_id: str, up: Stream[Any], sink: Sink, each: Callable[[Any], Any]
         return sink.route(flatten(kept)) if kept else []
 
     op.output(step_id, op.flat_map_batch(f"{step_id}_route", up, route), sink)
+
+
+def output_in_order(step_id: str, up: Stream[tuple[bytes, list[Any], list[Any]]], first: Sink, then: Sink) -> None:
+    """Items ``(key, firsts, thens)``: ``firsts`` to ``first`` (Kafka), ``thens`` to ``then`` (PostgreSQL),
+    each batch of ``thens`` written only once ``first`` acknowledged every record of ``firsts`` before it
+    (outputs before state: :class:`~connectors.overlap.FencedSink`), when ``first`` is :func:`settled` and
+    ``then`` :func:`overlapped`; other sinks (Bytewax's ``TestingSink``) are wired as two outputs,
+    ``<step_id>_first`` and ``<step_id>_then``."""
+    if (
+        isinstance(first, OverlappedSink)
+        and isinstance(then, OverlappedSink)
+        and then.background
+        and not first.background
+    ):
+        fenced = FencedSink(first.sink, then.sink, then.partitions)
+        op.output(step_id, op.flat_map(f"{step_id}_route", up, fenced.route_pair), fenced)
+        return
+    output(f"{step_id}_first", up, first, lambda item: item[1] or None)
+    output(f"{step_id}_then", up, then, lambda item: item[2] or None)

@@ -48,7 +48,7 @@ from connectors.postgres.telemetry_sink import TelemetrySink
 from connectors.postgres.twin_resume import StoredTwins
 from connectors.postgres.twin_sink import TwinSink
 from connectors.stopping import STOP
-from flows.outputs import Sink, output, overlapped, settled
+from flows.outputs import Sink, output, output_in_order, overlapped, settled
 from flows.readings import own_messages, reading_rules
 from flows.settings import DataflowSettings as Settings
 from flows.snapshots import from_snapshot, to_snapshot
@@ -135,9 +135,8 @@ def audited(gate: DesiredGate | None, items: list[T]) -> list[T]:
     return items
 
 
-def _db_items(produced: list[Produced]) -> list[StateChange | WindowRow] | None:
-    rows = [i for i in produced if isinstance(i, StateChange | WindowRow)]
-    return rows or None
+def _db_items(produced: list[Produced]) -> list[StateChange | WindowRow]:
+    return [i for i in produced if isinstance(i, StateChange | WindowRow)]
 
 
 def reloading(path: Path | None, load: Callable[[Path], T]) -> Callable[[], T | None]:
@@ -277,21 +276,24 @@ def attach_polled(
     decided = op.stateful("twin_state", events, lambda snap: TwinLogic(proc, snap, idle_ticks, resume))
     # The batch's verdicts, audited together before any of its outputs goes on (one transaction).
     produced = op.flat_map_batch("twin_gate_commit", decided, lambda items: audited(proc.gate, items))
-    # (twin_id, [outputs]) per twin and batch: each consumer takes the list itself.
-    output("twin_postgres", produced, sinks.history, lambda kv: _db_items(kv[1]))
-
+    # (key, [messages], [rows]) per twin and batch: its Kafka outputs, then its state history, versions
+    # stored only once the messages made with them are acknowledged (a safe point to resume from).
     out_topics = TwinTopics.of(settings)
-    # One item per twin and batch (a list of its messages; the sink flattens lists), not one per message.
-    messages = op.filter_map("twin_messages", produced, lambda kv: to_messages(kv[1], out_topics) or None)
+    outputs = op.map(
+        "twin_outputs", produced, lambda kv: (kv[0].encode(), to_messages(kv[1], out_topics), _db_items(kv[1]))
+    )
     dead = op.flat_map(
         "twin_dead_letters",
         inputs,
-        lambda ti: (
-            [dead_letter_message(d, settings.topics.dlq) for d in ti.dead_control]
-            + ([dead_letter_message(d, settings.topics.dlq) for d in ti.dead_telemetry] if tw.ingest else [])
-        ),
+        lambda ti: [
+            (m.key or b"", [m], [])
+            for m in (
+                [dead_letter_message(d, settings.topics.dlq) for d in ti.dead_control]
+                + ([dead_letter_message(d, settings.topics.dlq) for d in ti.dead_telemetry] if tw.ingest else [])
+            )
+        ],
     )
-    output("twin_kafka", op.merge("twin_all_messages", messages, dead), sinks.messages)
+    output_in_order("twin_out", op.merge("twin_all_outputs", outputs, dead), sinks.messages, sinks.history)
     if tw.ingest:
         rows = op.filter("twin_rows", op.map("twin_row_lists", inputs, lambda ti: ti.rows), bool)
         output("twin_telemetry_postgres", rows, sinks.rows)

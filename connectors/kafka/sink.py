@@ -37,6 +37,7 @@ OutMessage(key=b'pump-1', value=b'{}', topic='twin.state', headers=None)
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -79,21 +80,29 @@ class DeliveryReports:
         self._stall = stall
         self._failed = 0
         self._first_error: str | None = None
+        self.broken: str | None = None  # the first record Kafka did not acknowledge, ever (never reset)
         # What the producer held at the last look, and produced since: fewer now = acknowledged.
         self._held, self._produced = 0, 0
         self._purged: list[OutMessage] | None = None  # collecting a purge's records
+        self._purge_lock = threading.Lock()
         self._topics: set[str] = set()  # produced to (what the stall watch asks Kafka about)
         self.restarts = 0
+        self.replacements = 0  # replacements begun (a purge hands its records to the next producer)
+        self.replacing = False
 
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is None:
             return
-        if self._purged is not None and err.code() in PURGED:
-            self._purged.append(OutMessage(msg.key(), msg.value(), msg.topic(), msg.headers()))
-            return
+        if err.code() in PURGED:
+            with self._purge_lock:  # reports may be served by a fence's thread too (wait_acknowledged)
+                if self._purged is not None:
+                    self._purged.append(OutMessage(msg.key(), msg.value(), msg.topic(), msg.headers()))
+                    return
         self._failed += 1
         if self._first_error is None:
             self._first_error = f"{err} (topic {msg.topic()})"
+        if self.broken is None:
+            self.broken = self._first_error
 
     def produce(self, batch: Sequence[Any]) -> None:
         """Produce the records; while librdkafka's queue is full, serve deliveries (and watch for a stall)."""
@@ -125,6 +134,20 @@ class DeliveryReports:
                 self.watch()
         self.raise_failed()
 
+    def wait_acknowledged(self) -> None:
+        """From another thread than the one producing: return once every record produced before the call
+        has its delivery report (the producer holds none, so it waits for later ones too: the flow's
+        backpressure bounds them); :class:`UndeliveredError` if any record ever failed, so nothing that
+        follows a lost record is written after it."""
+        while self.broken is None:
+            replacements = self.replacements
+            # A stalled producer is replaced by the producing thread, which hands the purged records to
+            # the next one: acknowledged means no record held and no replacement begun meanwhile.
+            if not self.producer.flush(1.0) and not self.replacing and replacements == self.replacements:
+                break
+        if self.broken is not None:
+            raise UndeliveredError(f"Kafka did not acknowledge a record ({self.broken}): nothing more is written")
+
     def poll(self) -> None:
         """Serve the delivery reports that arrived, without waiting; :class:`UndeliveredError` when some failed."""
         self.producer.poll(0)
@@ -147,6 +170,14 @@ class DeliveryReports:
         purge does not hand every record back within ``purge_wait_s``, keep the old producer (and
         produce what it handed back into it again)."""
         old = self.producer
+        self.replacements += 1
+        self.replacing = True
+        try:
+            self._purge_and_replace(old, stalled_s, purge_wait_s)
+        finally:
+            self.replacing = False
+
+    def _purge_and_replace(self, old: Any, stalled_s: float, purge_wait_s: float) -> None:
         log.warning(
             "Kafka answers but acknowledged none of %d records in %.0f s: replacing the flow's producer",
             len(old), stalled_s,
@@ -156,7 +187,8 @@ class DeliveryReports:
         deadline = time.monotonic() + purge_wait_s
         while len(old) and time.monotonic() < deadline:
             old.poll(0.1)
-        purged, self._purged = self._purged, None
+        with self._purge_lock:
+            purged, self._purged = self._purged, None
         if len(old):
             log.error("%d records still held by the stalled producer after the purge: keeping it", len(old))
         else:
@@ -209,6 +241,13 @@ class MessageSink(BatchSink[Any, DeliveryReports]):
 
     def settle(self, destination: DeliveryReports) -> None:
         destination.flush()
+
+    def acknowledged(self, destination: DeliveryReports) -> None:
+        destination.wait_acknowledged()
+
+    def serve(self, destination: DeliveryReports) -> None:
+        destination.poll()
+        destination.watch()
 
     def disconnect(self, destination: DeliveryReports) -> None:
         destination.flush()

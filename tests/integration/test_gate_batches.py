@@ -5,7 +5,9 @@ real Kafka and PostgreSQL, requests signed as `twinflow twin set-desired` signs 
   its verdict and its audit row (and the denied ones a refusal), only the good ones reach twin.commands, in
   the order sent per twin; the burst's verdicts are committed in a few transactions, not one per request;
 * kill -9 in the middle of a burst, restart with recovery: every request decided once, every good one
-  commanded once (one command id), no command without its audit row, the audit chain intact.
+  commanded once (one command id), no command without its audit row, the audit chain intact;
+* a command Kafka does not take stops the flow before the twin's version with it is stored, so the restarted
+  flow (the twin has no snapshot: it resumes from its stored version) decides the request again and sends it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from connectors.kafka.clients import delete_topics, ensure_topics
+from connectors.kafka.clients import client_config, delete_topics, ensure_topics
 from tests.integration.control_plane_helpers import ControlPlane, commands_for, new_key, state
 from tests.twin_fixtures import delete_topics as delete_twin_topics
 from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401
@@ -199,3 +202,49 @@ def test_kill_9_during_a_burst_neither_loses_nor_doubles_nor_forwards_an_unaudit
     verify = plane.cli(None, "audit", "verify")
     assert verify.returncode == 0 and "audit chain intact" in verify.stdout, verify.stdout + verify.stderr
     print(f"\nkilled after {killed_at} of {total} verdicts")
+
+
+def _max_message_bytes(s: Settings, topic: str, limit: int) -> None:
+    """Kafka refuses records larger than ``limit`` on ``topic`` (a delivery error, not a retry)."""
+    entry = ConfigEntry("max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient(client_config(s))  # held until the answer comes
+    for fut in admin.incremental_alter_configs([resource]).values():
+        fut.result(30)
+
+
+def test_a_command_kafka_did_not_take_is_sent_after_the_restart_because_its_version_was_not_stored(
+    plane: ControlPlane,
+) -> None:
+    """Outputs before state: a twin version is stored only once the Kafka records made with it are
+    acknowledged. Here Kafka refuses the command (the topic takes no record that large), the flow stops
+    before its first epoch ends (the twin has no snapshot), and the twin's stored versions end before the
+    request; restarted, the flow resumes the twin from the database, decides the request again (its
+    verdict recalled from the audit trail) and sends the command. Were the version stored (the history
+    written beside the Kafka records, not after them), the restarted flow would take the request as
+    applied and the command would never be sent."""
+    s, twin = plane.s, f"fence-{uuid.uuid4().hex[:6]}"
+    known_twins(plane, [twin])
+    _max_message_bytes(s, s.twin.commands_topic, 64)
+    produce(s, s.twin.desired_topic, [(twin.encode(), build(signer(plane, "ann"), twin, {"speed_sp": 1234.0})[1])])
+    deadline = time.monotonic() + 120  # the next write or the epoch's end (30 s) sees the error
+    while plane.flow.poll() is None and time.monotonic() < deadline:
+        produce(s, s.topics.raw, [(twin.encode(), envelope(twin, datetime.now(UTC), 1, {"speed_sp": 100.0}))])
+        time.sleep(0.5)
+    assert plane.flow.poll() not in (None, 0), f"the flow did not stop on the refused command\n{plane.log()}"
+    whole_log = (plane.tmp / "twin-flow.log").read_text(errors="replace")
+    assert "Kafka did not acknowledge" in whole_log, whole_log[-4000:]
+    assert [r["decision"] for r in decided(s, [twin])] == ["allow"], "decided and audited before it was sent"
+    stored = query(s, "SELECT max(desired_version) AS v FROM twin_state_history WHERE twin_id = %s", (twin,))
+    assert stored[0]["v"] in (None, 0), "a version with the request was stored, its command lost"
+    assert commands_for(s, twin) == []
+
+    _max_message_bytes(s, s.twin.commands_topic, 1_048_588)
+    plane.start_flow()
+    try:
+        wait_for("the command after the restart", lambda: commands_for(s, twin), timeout=120)
+        wait_for("the twin at the new desired value", lambda: (state(s, twin) or {}).get("desired_version") == 1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{plane.log()}") from None
+    assert [c["value"] for c in commands_for(s, twin)] == [1234.0]
+    assert [r["decision"] for r in decided(s, [twin])] == ["allow"], "decided once: the verdict is recalled"

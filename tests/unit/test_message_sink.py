@@ -1,19 +1,22 @@
 """The flows' Kafka sink never loses a record silently: a record Kafka did not acknowledge raises at
-the latest when its partition settles (the epoch's end, before Bytewax can commit it)."""
+the latest when its partition settles (the epoch's end, before Bytewax can commit it); the twin flow's
+history is written only after Kafka acknowledged the records made with it (FencedPartition)."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message
 
+from connectors.batch_sink import BatchSink, BatchWriter
 from connectors.kafka.sink import DeliveryReports, MessageSink, OutMessage, UndeliveredError
 from connectors.kafka.stall import StallWatch
-from connectors.overlap import OverlappedSink
+from connectors.overlap import FencedPartition, OverlappedSink
 
 
 def _closed_port() -> int:
@@ -129,3 +132,61 @@ def test_an_outage_is_not_a_stall_the_producer_is_kept() -> None:
         reports.watch()
         time.sleep(0.02)
     assert len(made) == 1 and reports.restarts == 0 and len(made[0].held) == 1
+
+
+class _Rows(BatchSink[str, list[str]]):
+    """A destination that keeps what it is given (PostgreSQL's place in the twin flow): the thing under
+    test is the order between the two sinks, not the database."""
+
+    def __init__(self, acked: Callable[[], list[bytes]]) -> None:
+        super().__init__()
+        self.acked_when_written: list[tuple[str, list[bytes]]] = []
+        self._acked = acked
+
+    def connect(self) -> list[str]:
+        return []
+
+    def write_to(self, destination: list[str], batch: Sequence[str]) -> int:
+        destination.extend(batch)
+        self.acked_when_written += [(row, list(self._acked())) for row in batch]
+        return len(batch)
+
+    def route_key(self, record: str) -> bytes:
+        return record.encode()
+
+
+def _fenced(answers: threading.Event) -> tuple[FencedPartition, list[_Producer], _Rows]:
+    reports, made = _reports(answers)
+    rows = _Rows(lambda: [v for p in made for v in p.acked])
+    return FencedPartition(BatchWriter(MessageSink({}), reports), rows.open()), made, rows
+
+
+def test_a_twin_version_is_stored_only_after_kafka_acknowledged_its_records() -> None:
+    """Outputs before state: the history row waits for its command's acknowledgement."""
+    part, made, rows = _fenced(threading.Event())  # Kafka not answering: no replacement, just waiting
+    part.write_batch([([OutMessage(b"pump-1", b"command", "twin.commands")], ["pump-1 v2"])])
+    time.sleep(0.5)
+    assert rows.acked_when_written == [], "stored before its command was acknowledged"
+    made[0].wedged = False  # Kafka acknowledges
+    part.snapshot()
+    assert rows.acked_when_written == [("pump-1 v2", [b"command"])]
+    part.close()
+
+
+def test_a_stalled_producer_is_replaced_while_the_flow_waits_on_the_fenced_history() -> None:
+    """The flow's thread, blocked behind the history that waits for Kafka, still serves the stall watch:
+    the stalled producer is replaced and its records sent again before any history row is written."""
+    answers = threading.Event()
+    answers.set()
+    part, made, rows = _fenced(answers)
+    batches = [([OutMessage(b"pump-1", f"m{i}".encode(), "twin.state")], [f"v{i}"]) for i in range(4)]
+    writing = threading.Thread(target=lambda: [part.write_batch([b]) for b in batches], daemon=True)
+    writing.start()
+    writing.join(10)
+    assert not writing.is_alive(), "the flow waits on the stalled producer"
+    part.snapshot()
+    assert len(made) == 2 and made[0].acked == []
+    assert made[1].acked == [b"m0", b"m1", b"m2", b"m3"]
+    for row, acked in rows.acked_when_written:  # each row after its own message's acknowledgement
+        assert f"m{row[1:]}".encode() in acked, (row, acked)
+    part.close()
