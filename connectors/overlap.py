@@ -286,27 +286,35 @@ class FencedPartition(StatefulSinkPartition[tuple[list[Any], list[Record]], None
 class FencedSink(OverlappedSink[Record, Destination]):
     """``first`` (settled at each epoch's end: Kafka) and ``then`` (in the background: PostgreSQL) as one
     step over ``partitions`` partitions keyed by twin: a batch of ``then`` is written only once ``first``
-    acknowledged every record written before it (outputs before state). Its input is :meth:`route_pair`'s
+    acknowledged every record written before it (outputs before state). Its input is :meth:`route_items`'s
     output.
 
     >>> from connectors.kafka.sink import MessageSink
     >>> from connectors.postgres.twin_sink import TwinSink
     >>> sink = FencedSink(MessageSink({}), TwinSink("dbname=x"), partitions=2)
-    >>> sink.route_pair((b"pump-1", ["state message"], ["history row"]))
-    [('00', (['state message'], ['history row']))]
+    >>> sink.route_items([(b"pump-1", ["state 1"], ["version 1"]), (b"pump-1", ["state 2"], ["version 2"])])
+    [('00', (['state 1', 'state 2'], ['version 1', 'version 2']))]
     """
 
     def __init__(self, first: BatchSink[Any, Any], then: BatchSink[Record, Destination], partitions: int = 1) -> None:
         super().__init__(then, partitions)
         self.first = first
 
-    def route_pair(
-        self, item: tuple[bytes, list[Any], list[Record]]
+    def route_items(
+        self, items: list[tuple[bytes, list[Any], list[Record]]]
     ) -> list[tuple[str, tuple[list[Any], list[Record]]]]:
-        """``(key, firsts, thens)`` (one twin's, or one key's) as ``[(partition, (firsts, thens))]``."""
-        key, firsts, thens = item
-        part = _NAMES[0] if self.partitions == 1 else self._part_of.get(key) or self._partition(key)
-        return [(part, (firsts, thens))]
+        """Items ``(key, firsts, thens)`` (one twin's each) as one ``(partition, (firsts, thens))`` per
+        partition, a key's records in one partition, order kept."""
+        parts: dict[str, tuple[list[Any], list[Record]]] = {}
+        for key, firsts, thens in items:
+            part = _NAMES[0] if self.partitions == 1 else self._part_of.get(key) or self._partition(key)
+            both = parts.get(part)
+            if both is None:
+                parts[part] = (list(firsts), list(thens))
+            else:
+                both[0].extend(firsts)
+                both[1].extend(thens)
+        return list(parts.items())
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> FencedPartition[Record, Destination]:  # type: ignore[override]
         first = self._writer(self.first, step_id, for_part)

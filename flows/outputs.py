@@ -65,7 +65,7 @@ def output_in_order(step_id: str, up: Stream[tuple[bytes, list[Any], list[Any]]]
         and not first.background
     ):
         fenced = FencedSink(first.sink, then.sink, then.partitions)
-        op.output(step_id, op.flat_map(f"{step_id}_route", up, fenced.route_pair), fenced)
+        op.output(step_id, op.flat_map_batch(f"{step_id}_route", up, fenced.route_items), fenced)
         return
     output(f"{step_id}_first", up, first, lambda item: item[1] or None)
     output(f"{step_id}_then", up, then, lambda item: item[2] or None)
