@@ -258,29 +258,51 @@ class OverlappedSink(FixedPartitionedSink[list[Record], None], Generic[Record, D
 
 class FencedPartition(StatefulSinkPartition[tuple[list[Any], list[Record]], None], Generic[Record, Destination]):
     """One partition of a :class:`FencedSink`: ``first`` written in the flow's thread, ``then`` in the
-    background, each batch of it after ``first`` acknowledged what was written before it."""
+    background, each batch of it after ``first`` acknowledged what was written before it.
+
+    Once a write or a settle raised (the flow stops), ``close`` only logs what else fails: Bytewax
+    closes the partition while it unwinds, where an exception aborts the process before the failure
+    is reported."""
 
     def __init__(self, first: BatchWriter[Any, Any], then: BatchWriter[Record, Destination]) -> None:
         self.first = first
         self.background = BackgroundWriter(then, fence=first.acknowledged)
+        self.failed = False
 
     def write_batch(self, values: list[tuple[list[Any], list[Record]]]) -> None:
-        firsts = [r for records, _ in values for r in records]
-        if firsts:
-            self.first.write(firsts)
-        # While it waits for the background (which waits for Kafka), the producer's reports and stall
-        # watch are served: a stalled producer is replaced, not waited on for message.timeout.ms.
-        self.background.submit([r for _, records in values for r in records], serve=self.first.serve)
+        try:
+            firsts = [r for records, _ in values for r in records]
+            if firsts:
+                self.first.write(firsts)
+            # While it waits for the background (which waits for Kafka), the producer's reports and stall
+            # watch are served: a stalled producer is replaced, not waited on for message.timeout.ms.
+            self.background.submit([r for _, records in values for r in records], serve=self.first.serve)
+        except BaseException:
+            self.failed = True
+            raise
 
     def snapshot(self) -> None:
-        self.first.settle()
-        self.background.wait()
+        try:
+            try:
+                self.first.settle()
+            finally:  # also after a failed settle: the background's own error is reported with it, not later
+                self.background.wait()
+        except BaseException:
+            self.failed = True
+            raise
 
     def close(self) -> None:
-        try:
-            self.background.close()
-        finally:
-            self.first.close()
+        first_error: BaseException | None = None
+        for close in (self.background.close, self.first.close):
+            try:
+                close()
+            except Exception as exc:
+                if self.failed:
+                    log.warning("%s: closing after the failure above: %s", self.first.label, exc)
+                elif first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            raise first_error
 
 
 class FencedSink(OverlappedSink[Record, Destination]):

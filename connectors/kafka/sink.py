@@ -146,7 +146,10 @@ class DeliveryReports:
             if not self.producer.flush(1.0) and not self.replacing and replacements == self.replacements:
                 break
         if self.broken is not None:
-            raise UndeliveredError(f"Kafka did not acknowledge a record ({self.broken}): nothing more is written")
+            raise UndeliveredError(
+                f"Kafka did not acknowledge a record ({self.broken}); the flow stops so that a restart resumes "
+                "from its last snapshot and produces it again"
+            )
 
     def poll(self) -> None:
         """Serve the delivery reports that arrived, without waiting; :class:`UndeliveredError` when some failed."""

@@ -77,7 +77,9 @@ def not_utf8_argument(argv: list[str]) -> str | None:
 
 def failure_message(exc: BaseException) -> tuple[str, int] | None:
     """What to tell a person about an exception no command handled, and the exit code; ``None`` for a bug
-    (its traceback is shown).
+    (its traceback is shown). A flow that stopped on such a failure is told the same way: the exception
+    Bytewax raises names its step, the failure is its direct cause (``raise … from``, followed; an
+    exception raised while handling another is not: that one may be a bug).
 
     A service that cannot be reached or refuses the login (PostgreSQL, Kafka) is named with the settings
     that point at it (exit code 1: nothing was done, try again once it answers), as is a login role that
@@ -87,7 +89,15 @@ def failure_message(exc: BaseException) -> tuple[str, int] | None:
     >>> from psycopg.errors import InsufficientPrivilege
     >>> print(failure_message(InsufficientPrivilege("permission denied for table alerts"))[0][:80])
     PostgreSQL refused: permission denied for table alerts. The login role (postgres
+    >>> stopped = RuntimeError("error snapshotting StatefulSink")  # as Bytewax stops a flow
+    >>> stopped.__cause__ = InsufficientPrivilege("permission denied for table alerts")
+    >>> failure_message(stopped)[1], failure_message(RuntimeError("a bug")) is None
+    (1, True)
     """
+    if exc.__cause__ is not None:  # the flow's step → the sink's background write → what failed
+        known = failure_message(exc.__cause__)
+        if known is not None:
+            return known
     if isinstance(exc, PATH_ERRORS):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}; fix the path", 2
@@ -110,6 +120,9 @@ def failure_message(exc: BaseException) -> tuple[str, int] | None:
         )
     source = sys.modules.get("connectors.kafka.source")
     if source is not None and isinstance(exc, source.MissingTopics):
+        return str(exc), 1
+    sink = sys.modules.get("connectors.kafka.sink")
+    if sink is not None and isinstance(exc, sink.UndeliveredError):
         return str(exc), 1
     kafka = sys.modules.get("confluent_kafka")
     if kafka is not None and isinstance(exc, kafka.KafkaException):
