@@ -217,7 +217,7 @@ class MessageSink(BatchSink[Any, DeliveryReports]):
     (flushed) at each epoch's end by :class:`~connectors.overlap.OverlappedSink`."""
 
     what = "messages"
-    written_as = "acknowledged by Kafka"
+    written_as = "produced"  # acknowledged by the epoch's settle, or the flow stopped with what was not
 
     def __init__(self, config: dict[str, Any], stall: Callable[[], StallWatch] | None = None) -> None:
         """``config``: the producer's; ``stall``: makes each partition's stall watch (none: a stalled
