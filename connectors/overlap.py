@@ -50,7 +50,8 @@ import logging
 import queue
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -86,16 +87,14 @@ class BackgroundWriter(Generic[Record, Destination]):
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"sink {self.writer.label}", daemon=True)
             self._thread.start()
-        if serve is None:
-            self._queue.put(records)
-            return
         while True:
             try:
                 self._queue.put(records, timeout=0.2)
                 return
             except queue.Full:
                 self.raise_error()
-                serve()
+                if serve is not None:
+                    serve()
 
     def wait(self) -> None:
         """Return once every batch submitted is written; raises a write's error."""
@@ -269,27 +268,30 @@ class FencedPartition(StatefulSinkPartition[tuple[list[Any], list[Record]], None
         self.background = BackgroundWriter(then, fence=first.acknowledged)
         self.failed = False
 
-    def write_batch(self, values: list[tuple[list[Any], list[Record]]]) -> None:
+    @contextmanager
+    def _failing(self) -> Iterator[None]:
+        """Marks the partition failed when the block raises."""
         try:
+            yield
+        except BaseException:
+            self.failed = True
+            raise
+
+    def write_batch(self, values: list[tuple[list[Any], list[Record]]]) -> None:
+        with self._failing():
             firsts = [r for records, _ in values for r in records]
             if firsts:
                 self.first.write(firsts)
             # While it waits for the background (which waits for Kafka), the producer's reports and stall
             # watch are served: a stalled producer is replaced, not waited on for message.timeout.ms.
             self.background.submit([r for _, records in values for r in records], serve=self.first.serve)
-        except BaseException:
-            self.failed = True
-            raise
 
     def snapshot(self) -> None:
-        try:
+        with self._failing():
             try:
                 self.first.settle()
             finally:  # also after a failed settle: the background's own error is reported with it, not later
                 self.background.wait()
-        except BaseException:
-            self.failed = True
-            raise
 
     def close(self) -> None:
         first_error: BaseException | None = None

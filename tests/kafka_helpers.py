@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from connectors.kafka.clients import client_config, producer_config
 from twinflow.settings import Settings
@@ -94,3 +95,12 @@ def run_flow_to_end(settings: Settings) -> None:
     from flows.telemetry import build_flow
 
     run_main(build_flow(settings, tail=False))
+
+
+def limit_message_bytes(s: Settings, topic: str, limit: int) -> None:
+    """Kafka refuses records larger than ``limit`` on ``topic`` (a delivery error, not a retry)."""
+    entry = ConfigEntry("max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient(client_config(s))  # held until the answer comes
+    for fut in admin.incremental_alter_configs([resource]).values():
+        fut.result(30)

@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from connectors.kafka.clients import client_config, delete_topics, ensure_topics
+from connectors.kafka.clients import delete_topics, ensure_topics
 from tests.integration.control_plane_helpers import ControlPlane, commands_for, new_key, state
+from tests.kafka_helpers import limit_message_bytes
 from tests.twin_fixtures import delete_topics as delete_twin_topics
 from tests.twin_fixtures import settings_env, twin_db, twin_settings_for  # noqa: F401
 from tests.twin_kafka import envelope, produce, query, wait_for
@@ -204,15 +204,6 @@ def test_kill_9_during_a_burst_neither_loses_nor_doubles_nor_forwards_an_unaudit
     print(f"\nkilled after {killed_at} of {total} verdicts")
 
 
-def _max_message_bytes(s: Settings, topic: str, limit: int) -> None:
-    """Kafka refuses records larger than ``limit`` on ``topic`` (a delivery error, not a retry)."""
-    entry = ConfigEntry("max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET)
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
-    admin = AdminClient(client_config(s))  # held until the answer comes
-    for fut in admin.incremental_alter_configs([resource]).values():
-        fut.result(30)
-
-
 def test_a_command_kafka_did_not_take_is_sent_after_the_restart_because_its_version_was_not_stored(
     plane: ControlPlane,
 ) -> None:
@@ -225,7 +216,7 @@ def test_a_command_kafka_did_not_take_is_sent_after_the_restart_because_its_vers
     applied and the command would never be sent."""
     s, twin = plane.s, f"fence-{uuid.uuid4().hex[:6]}"
     known_twins(plane, [twin])
-    _max_message_bytes(s, s.twin.commands_topic, 64)
+    limit_message_bytes(s, s.twin.commands_topic, 64)
     produce(s, s.twin.desired_topic, [(twin.encode(), build(signer(plane, "ann"), twin, {"speed_sp": 1234.0})[1])])
     deadline = time.monotonic() + 120  # the next write or the epoch's end (30 s) sees the error
     while plane.flow.poll() is None and time.monotonic() < deadline:
@@ -241,7 +232,7 @@ def test_a_command_kafka_did_not_take_is_sent_after_the_restart_because_its_vers
     assert stored[0]["v"] in (None, 0), "a version with the request was stored, its command lost"
     assert commands_for(s, twin) == []
 
-    _max_message_bytes(s, s.twin.commands_topic, 1_048_588)
+    limit_message_bytes(s, s.twin.commands_topic, 1_048_588)
     plane.start_flow()
     try:
         wait_for("the command after the restart", lambda: commands_for(s, twin), timeout=120)

@@ -14,14 +14,14 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.kafka.clients import client_config, producer_config
 from connectors.kafka.sink import MessageSink, OutMessage, UndeliveredError
 from connectors.kafka.stall import KafkaProbe, StallWatch
 from connectors.overlap import OverlappedSink
 from flows.outputs import output, settled
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import limit_message_bytes, read_topic
 from twinflow.runner import ensure_recovery_dir
 
 pytestmark = pytest.mark.integration
@@ -59,14 +59,6 @@ class PacedSource(FixedPartitionedSource[Any, int]):
         return _PacedPartition(self.batches, resume_state or 0, self.pause)
 
 
-def _limit(admin: AdminClient, topic: str, max_bytes: int) -> None:
-    """Kafka refuses records larger than ``max_bytes`` on ``topic``."""
-    entry = ConfigEntry("max.message.bytes", str(max_bytes), incremental_operation=AlterConfigOpType.SET)
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
-    for fut in admin.incremental_alter_configs([resource]).values():
-        fut.result(30)
-
-
 def test_a_record_kafka_refuses_stops_the_flow_before_its_epoch_is_committed(stack_settings, tmp_path, unique):
     topic = f"test.sink.{unique}"
     admin = AdminClient(client_config(stack_settings))
@@ -91,7 +83,7 @@ def test_a_record_kafka_refuses_stops_the_flow_before_its_epoch_is_committed(sta
 
         # Kafka takes the record now: the restarted flow resumes from before the epoch that failed
         # (were it committed, the resumed input would be at its end and the record lost).
-        _limit(admin, topic, 1_048_588)
+        limit_message_bytes(stack_settings, topic, 1_048_588)
         run()
         values = [r.value for r in read_topic(stack_settings, topic)]
         assert big in values
